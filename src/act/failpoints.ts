@@ -1,0 +1,80 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Named failpoints for crash and fault tests, armed by ATOMIC_DEPLOY_FAILPOINTS, e.g.
+ * `after-switch=crash,copy-half=error:EIO,before-switch=signal:SIGTERM,lock-taken=sleep:500`.
+ * Unarmed (the variable unset), `failpoint()` returns at once.
+ */
+export type FailpointAction =
+  | { kind: 'crash' }
+  | { kind: 'error'; errno: string }
+  | { kind: 'signal'; signal: NodeJS.Signals }
+  | { kind: 'sleep'; ms: number };
+
+export function parseFailpoints(spec: string | undefined): Map<string, FailpointAction> {
+  const armed = new Map<string, FailpointAction>();
+  for (const item of (spec ?? '').split(',')) {
+    const [name, action = 'crash'] = item.trim().split('=', 2);
+    if (!name) continue;
+    const [kind, arg = ''] = action.split(':', 2);
+    if (kind === 'crash') armed.set(name, { kind: 'crash' });
+    else if (kind === 'error') armed.set(name, { kind: 'error', errno: arg || 'EIO' });
+    else if (kind === 'signal') armed.set(name, { kind: 'signal', signal: (arg || 'SIGTERM') as NodeJS.Signals });
+    else if (kind === 'sleep') armed.set(name, { kind: 'sleep', ms: Number(arg) || 0 });
+  }
+  return armed;
+}
+
+const armed = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS);
+
+/** Every failpoint name, so tests can iterate over all of them. */
+export const FAILPOINTS = [
+  'lock-taken',
+  'journal-written',
+  'release-dir-made',
+  'copy-half',
+  'copy-done',
+  'before-fsync',
+  'fsync-done',
+  'release-ready',
+  'shared-linked',
+  'before-switch-hook',
+  'temp-link-made',
+  'after-switch',
+  'after-switch-hook',
+  'health-check',
+  'log-written',
+  'journal-cleared',
+  'rollback-temp-link-made',
+  'rollback-after-switch',
+  'prune-rename',
+  'prune-delete',
+  'unlock-rename',
+] as const;
+export type FailpointName = (typeof FAILPOINTS)[number];
+
+export async function failpoint(name: FailpointName): Promise<void> {
+  if (armed.size === 0) return;
+  const action = armed.get(name);
+  if (!action) return;
+  switch (action.kind) {
+    case 'crash':
+      process.kill(process.pid, 'SIGKILL');
+      // SIGKILL is delivered asynchronously; never run past the point meanwhile.
+      await sleep(60_000);
+      return;
+    case 'error': {
+      const error = new Error(`${action.errno}: failpoint ${name}`) as NodeJS.ErrnoException;
+      error.code = action.errno;
+      throw error;
+    }
+    case 'signal':
+      process.kill(process.pid, action.signal);
+      // Let the handler run before the next step, as a real signal would at this point.
+      await sleep(10);
+      return;
+    case 'sleep':
+      await sleep(action.ms);
+      return;
+  }
+}

@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { DeployError, errnoOf } from '../errors.ts';
+import { releaseIdFromLink } from '../plan/paths.ts';
+import { fsyncDir } from './durable.ts';
+import type { Layout } from './layout.ts';
+
+export type CurrentState =
+  | { kind: 'missing' }
+  | { kind: 'release'; id: string; target: string }
+  | { kind: 'dangling'; id: string; target: string }
+  | { kind: 'outside'; target: string }
+  | { kind: 'directory' }
+  | { kind: 'file' };
+
+/** What `current` is now, without following it further than one readlink. */
+export async function readCurrent(layout: Layout): Promise<CurrentState> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.lstat(layout.current);
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') return { kind: 'missing' };
+    throw error;
+  }
+  if (stat.isDirectory()) return { kind: 'directory' };
+  if (!stat.isSymbolicLink()) return { kind: 'file' };
+  const target = await fs.promises.readlink(layout.current);
+  const rootReal = await fs.promises.realpath(layout.root);
+  const id = releaseIdFromLink(target, rootReal, layout.root);
+  if (id === undefined) return { kind: 'outside', target };
+  try {
+    const st = await fs.promises.stat(path.join(layout.releases, id));
+    if (!st.isDirectory()) return { kind: 'dangling', id, target };
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT' || errnoOf(error) === 'ENOTDIR') return { kind: 'dangling', id, target };
+    throw error;
+  }
+  return { kind: 'release', id, target };
+}
+
+/** The live release id, or an error saying why `current` is not something we may replace. */
+export function currentIdOrThrow(state: CurrentState, layout: Layout, options: { allowDangling?: boolean } = {}): string | null {
+  switch (state.kind) {
+    case 'missing':
+      return null;
+    case 'release':
+      return state.id;
+    case 'dangling':
+      if (options.allowDangling) return null;
+      throw new DeployError('CURRENT_DANGLING', `${layout.current} points to ${state.target}, which does not exist`, {
+        hint: `repair it with: atomic-deploy rollback ${layout.root} --to <id> (see: atomic-deploy releases ${layout.root})`,
+      });
+    case 'outside':
+      throw new DeployError('CURRENT_OUTSIDE_RELEASES', `${layout.current} points to ${state.target}, outside ${layout.releases}`, {
+        hint: 'move that tree into releases/<id>/ and point current at it, or deploy into another root',
+      });
+    case 'directory':
+    case 'file':
+      throw new DeployError('CURRENT_NOT_SYMLINK', `${layout.current} is a ${state.kind === 'directory' ? 'real directory' : 'regular file'}, not a symlink`, {
+        hint: `move it into the release layout first: mkdir -p releases && mv current releases/initial && ln -s releases/initial current (in ${layout.root})`,
+      });
+  }
+}
+
+export interface SwitchHooks {
+  /** Called once the temp link exists, before the rename (failpoints live here). */
+  beforeRename?: () => Promise<void>;
+  /** Called right after the rename succeeded: from here on the switch stands. */
+  afterRename?: () => void;
+}
+
+/**
+ * Points `current` at `releases/<id>` with one rename(2) of a fresh symlink, which replaces
+ * the old link atomically on every POSIX system: readers see the old or the new tree, never
+ * nothing. Hand-written because `ln -sfn` unlinks first on BusyBox and BSD; no library gives it.
+ */
+export async function switchCurrent(layout: Layout, id: string, options: { durable: boolean } & SwitchHooks): Promise<void> {
+  // Unpredictable name: nobody can plant a link at the name we are about to rename from.
+  const temp = path.join(layout.tmp, `current.${randomBytes(8).toString('hex')}`);
+  await fs.promises.symlink(path.join('releases', id), temp);
+  try {
+    await options.beforeRename?.();
+    await fs.promises.rename(temp, layout.current);
+  } catch (error) {
+    await fs.promises.rm(temp, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  options.afterRename?.();
+  // Without this fsync a power cut right after the deploy could bring back the old link.
+  if (options.durable) await fsyncDir(layout.root);
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// The process owner: the only place that exits. `--version` answers before loading anything else.
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+  const { VERSION } = await import('./version.ts');
+  process.stdout.write(`${VERSION}\n`);
+} else {
+  const controller = new AbortController();
+  // Handlers stay installed for the whole run, so a second signal cannot kill a clean-up midway.
+  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(name, () => {
+      if (!controller.signal.aborted) controller.abort(name);
+    });
+  }
+  const { runCli } = await import('./main.ts');
+  const code = await runCli(argv, { stdout: process.stdout, stderr: process.stderr, signal: controller.signal });
+  process.exit(code);
+}

@@ -1,0 +1,112 @@
+import pc from 'picocolors';
+import type { OperationEvent } from '../ops/events.ts';
+
+export interface Streams {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream;
+}
+
+export interface OutputMode {
+  json: boolean;
+  quiet: boolean;
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export { formatBytes };
+
+/** Human output: step lines, warnings, and a progress bar only on a terminal. */
+export class Reporter {
+  private barVisible = false;
+  private lastDraw = 0;
+
+  constructor(
+    private readonly streams: Streams,
+    private readonly mode: OutputMode,
+  ) {}
+
+  private get showProgress(): boolean {
+    return !this.mode.json && !this.mode.quiet && this.streams.stdout.isTTY === true;
+  }
+
+  private clearBar(): void {
+    if (this.barVisible) {
+      this.streams.stdout.write('\r\x1b[2K');
+      this.barVisible = false;
+    }
+  }
+
+  step(message: string): void {
+    if (this.mode.json || this.mode.quiet) return;
+    this.clearBar();
+    this.streams.stdout.write(`${pc.cyan('›')} ${message}\n`);
+  }
+
+  warn(message: string): void {
+    this.clearBar();
+    this.streams.stderr.write(`${pc.yellow('warning:')} ${message}\n`);
+  }
+
+  error(message: string, hint?: string): void {
+    this.clearBar();
+    this.streams.stderr.write(`${pc.red('error:')} ${message}\n`);
+    if (hint) this.streams.stderr.write(`${pc.dim('hint:')} ${hint}\n`);
+  }
+
+  /** The result line a person reads; in JSON mode the object is the whole of stdout. */
+  result(human: string | undefined, json: object): void {
+    this.clearBar();
+    if (this.mode.json) this.streams.stdout.write(JSON.stringify(json) + '\n');
+    else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(human + '\n');
+  }
+
+  /** Plain text that is the point of the command (a table), shown even with --quiet. */
+  print(text: string): void {
+    if (this.mode.json) return;
+    this.clearBar();
+    this.streams.stdout.write(text + '\n');
+  }
+
+  event = (event: OperationEvent): void => {
+    switch (event.type) {
+      case 'step':
+        this.step(event.message);
+        break;
+      case 'warning':
+        this.warn(event.message);
+        break;
+      case 'output':
+        if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${event.line}\n`);
+        else if (!this.mode.quiet) (event.stream === 'stderr' ? this.streams.stderr : this.streams.stdout).write(`${pc.dim(`[${event.source}]`)} ${event.line}\n`);
+        break;
+      case 'progress':
+        this.progress(event);
+        break;
+    }
+  };
+
+  private progress(event: Extract<OperationEvent, { type: 'progress' }>): void {
+    if (!this.showProgress) return;
+    const now = Date.now();
+    if (now - this.lastDraw < 80 && event.done < event.total) return;
+    this.lastDraw = now;
+    const width = 24;
+    const fraction = event.total === 0 ? 1 : Math.min(1, event.done / event.total);
+    const filled = Math.round(fraction * width);
+    const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+    const bytes = event.totalBytes > 0 ? `  ${formatBytes(event.bytes)}/${formatBytes(event.totalBytes)}` : '';
+    this.streams.stdout.write(`\r\x1b[2K${event.phase} ${bar} ${event.done}/${event.total} files${bytes}`);
+    this.barVisible = true;
+    if (event.done >= event.total) this.clearBar();
+  }
+}

@@ -1,0 +1,43 @@
+import pc from 'picocolors';
+import type { ReleasesResult } from '../ops/releases.ts';
+import type { StatusResult } from '../ops/status.ts';
+import { formatBytes } from './output.ts';
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+/** Newest first; on a terminal a table with the release log, otherwise one id per line with a marker. */
+export function renderReleases(result: ReleasesResult, tty: boolean): string {
+  if (result.releases.length === 0) return 'no releases';
+  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}`).join('\n');
+  const rows = [['', 'RELEASE', 'STATUS', 'CREATED', 'FILES', 'SIZE', 'COMMIT']];
+  for (const r of result.releases) {
+    const rec = r.record;
+    rows.push([
+      r.current ? pc.green('*') : ' ',
+      r.id,
+      r.role,
+      rec?.createdAt ? rec.createdAt.replace('T', ' ').slice(0, 19) : '',
+      rec?.files ? String(rec.files) : '',
+      rec?.bytes ? formatBytes(rec.bytes) : '',
+      rec?.git ? `${rec.git.commit.slice(0, 10)}${rec.git.dirty ? '+dirty' : ''}` : '',
+    ]);
+  }
+  return table(rows);
+}
+
+export function renderStatus(result: StatusResult): string {
+  const lines: string[] = [];
+  lines.push(`current: ${result.current ?? `(${result.currentState})`}`);
+  if (result.lock) {
+    const who = result.lock.pid === null ? 'unknown owner' : `pid ${result.lock.pid} of ${result.lock.user}@${result.lock.host}`;
+    lines.push(`lock:    ${result.lock.state} by ${who} since ${result.lock.since} (${result.lock.reason})`);
+  } else {
+    lines.push('lock:    free');
+  }
+  if (result.recovered.length > 0) lines.push(...result.recovered.map((l) => `recovered: ${l}`));
+  else if (result.leftovers.length > 0) lines.push(...result.leftovers.map((l) => `leftover: ${l}`));
+  return lines.join('\n');
+}

@@ -1,0 +1,135 @@
+/** Stable error codes: scripts may match on them, so they never change meaning. */
+export type ErrorCode =
+  | 'USAGE'
+  | 'INVALID_SOURCE'
+  | 'INVALID_ROOT'
+  | 'INVALID_RELEASE_ID'
+  | 'RELEASE_EXISTS'
+  | 'CURRENT_NOT_SYMLINK'
+  | 'CURRENT_OUTSIDE_RELEASES'
+  | 'CURRENT_DANGLING'
+  | 'UNSUPPORTED_FILE'
+  | 'UNSUPPORTED_PLATFORM'
+  | 'INVALID_CONFIG'
+  | 'INVALID_SHARED_PATH'
+  | 'SHARED_MISSING'
+  | 'UNKNOWN_RELEASE'
+  | 'NO_PREVIOUS_RELEASE'
+  | 'LOCKED'
+  | 'LOCK_FOREIGN_HOST'
+  | 'NOT_LOCKED'
+  | 'RELEASE_IN_USE'
+  | 'NO_SPACE'
+  | 'IO'
+  | 'HOOK_FAILED'
+  | 'HEALTH_CHECK_FAILED'
+  | 'REMOTE'
+  | 'INTERRUPTED'
+  | 'INTERNAL';
+
+/** Documented exit codes of the CLI. */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  invalid: 2,
+  locked: 3,
+  rolledBack: 4,
+  sigint: 130,
+  sigterm: 143,
+  sighup: 129,
+} as const;
+
+const INVALID_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'USAGE',
+  'INVALID_SOURCE',
+  'INVALID_ROOT',
+  'INVALID_RELEASE_ID',
+  'RELEASE_EXISTS',
+  'CURRENT_NOT_SYMLINK',
+  'CURRENT_OUTSIDE_RELEASES',
+  'CURRENT_DANGLING',
+  'UNSUPPORTED_FILE',
+  'UNSUPPORTED_PLATFORM',
+  'INVALID_CONFIG',
+  'INVALID_SHARED_PATH',
+  'SHARED_MISSING',
+  'UNKNOWN_RELEASE',
+  'NO_PREVIOUS_RELEASE',
+  'NOT_LOCKED',
+  'RELEASE_IN_USE',
+]);
+
+export interface DeployErrorOptions {
+  hint?: string;
+  cause?: unknown;
+  /** Machine-readable details, printed under `--json`. */
+  details?: Record<string, unknown>;
+  /** For INTERRUPTED: the signal that stopped the operation. */
+  signal?: NodeJS.Signals;
+}
+
+/** The one error type of the library: a stable code, a one-line message, an optional hint. */
+export class DeployError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+  readonly signal: NodeJS.Signals | undefined;
+
+  constructor(code: ErrorCode, message: string, options: DeployErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'DeployError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details;
+    this.signal = options.signal;
+  }
+
+  get exitCode(): number {
+    if (this.code === 'LOCKED' || this.code === 'LOCK_FOREIGN_HOST') return EXIT.locked;
+    if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
+    if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
+    return EXIT.failure;
+  }
+}
+
+export function exitCodeForSignal(signal: NodeJS.Signals | undefined): number {
+  if (signal === 'SIGINT') return EXIT.sigint;
+  if (signal === 'SIGHUP') return EXIT.sighup;
+  return EXIT.sigterm;
+}
+
+export function isDeployError(error: unknown): error is DeployError {
+  return error instanceof DeployError;
+}
+
+/** The errno code of a Node system error, if any. */
+export function errnoOf(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code: unknown = error.code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+/** Turns a system error during an operation into a DeployError with a useful message. */
+export function ioError(what: string, error: unknown): DeployError {
+  if (isDeployError(error)) return error;
+  const errno = errnoOf(error);
+  const reason = error instanceof Error ? error.message : String(error);
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    return new DeployError('NO_SPACE', `no space left on device while ${what}`, {
+      cause: error,
+      hint: 'free space (for example: atomic-deploy prune <root> --keep 3) and deploy again',
+    });
+  }
+  if (errno === 'EROFS') {
+    return new DeployError('IO', `read-only file system while ${what}`, { cause: error });
+  }
+  if (errno === 'EACCES' || errno === 'EPERM') {
+    return new DeployError('IO', `permission denied while ${what}: ${reason}`, {
+      cause: error,
+      hint: 'run as the user that owns the deploy root',
+    });
+  }
+  return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });
+}

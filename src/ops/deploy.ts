@@ -1,0 +1,269 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { fsyncDir, makeTreeDurable } from '../act/durable.ts';
+import { failpoint } from '../act/failpoints.ts';
+import { gitInfo } from '../act/git.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
+import { listReleaseDirs, removeRelease } from '../act/releases.ts';
+import { clearJournal, ensureStateDirs, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
+import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
+import { DeployError, errnoOf, ioError } from '../errors.ts';
+import type { Journal } from '../plan/journal.ts';
+import { sourceRootProblem } from '../plan/paths.ts';
+import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
+import { rollbackTarget } from '../plan/releases.ts';
+import { ignoreEvents, type EventSink } from './events.ts';
+import { recoverRoot, releaseViews } from './recover.ts';
+import { openRoot, realpathLoose, withLock } from './root.ts';
+
+export interface DeployOptions {
+  /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
+  releaseId?: string;
+  /** fsync the release before the switch and the root after it (default true). */
+  fsync?: boolean;
+  /** Wait this long for another deploy's lock instead of failing with LOCKED. */
+  waitMs?: number;
+  /** Aborting before the switch undoes the deploy; after it, the switch stands. */
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** Recorded in the lock so that others see who holds it. */
+  command?: string;
+}
+
+export interface DeployResult {
+  release: string;
+  path: string;
+  previous: string | null;
+  files: number;
+  bytes: number;
+  durationMs: number;
+  /** How the release was made durable: one syncfs, fsync of every file, or not at all. */
+  durability: 'syncfs' | 'fsync' | 'off';
+  /** What was cleaned up from an earlier interrupted run. */
+  recovered: string[];
+  /** Set when a signal arrived after the switch: the deploy completed anyway. */
+  interruptedAfterSwitch?: boolean;
+}
+
+interface Validated {
+  layout: Layout;
+  sourceReal: string;
+  scan: SourceScan;
+}
+
+function validateSource(source: string, root: string): { sourceReal: string; layout: Layout } {
+  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
+  if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
+  const layout = openRoot(root, { mayCreate: true });
+  let sourceReal: string;
+  try {
+    sourceReal = fs.realpathSync(source);
+    if (!fs.statSync(sourceReal).isDirectory()) {
+      throw new DeployError('INVALID_SOURCE', `${source} is not a directory`, { hint: 'give the build output directory' });
+    }
+  } catch (error) {
+    if (error instanceof DeployError) throw error;
+    const code = errnoOf(error);
+    throw new DeployError('INVALID_SOURCE', code === 'ENOENT' ? `${source} does not exist` : `cannot read ${source}: ${code ?? String(error)}`, {
+      cause: error,
+      hint: code === 'ENOENT' ? 'build first, then deploy the build output directory' : undefined,
+    });
+  }
+  const problem = sourceRootProblem(sourceReal, realpathLoose(layout.root));
+  if (problem) {
+    throw new DeployError('INVALID_SOURCE', `${problem} (${sourceReal}, ${layout.root})`, {
+      hint: 'deploy from a build directory outside the deploy root',
+    });
+  }
+  return { sourceReal, layout };
+}
+
+function validate(source: string, root: string, options: DeployOptions): Validated {
+  const { sourceReal, layout } = validateSource(source, root);
+  if (options.releaseId !== undefined) {
+    const problem = releaseIdProblem(options.releaseId);
+    if (problem) {
+      throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, {
+        hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2',
+      });
+    }
+    if (fs.existsSync(releasePath(layout, options.releaseId))) {
+      throw new DeployError('RELEASE_EXISTS', `release ${options.releaseId} already exists in ${layout.releases}`, {
+        hint: 'release ids are never reused: pick a new id, or roll back to it with atomic-deploy rollback --to',
+      });
+    }
+  }
+  const scan = scanSource(sourceReal);
+  if (scan.entries.length <= 1) {
+    throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
+  }
+  return { layout, sourceReal, scan };
+}
+
+function interrupted(signal: AbortSignal | undefined): DeployError {
+  const reason: unknown = signal?.reason;
+  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; the deploy was undone`, { signal: sig });
+}
+
+/** Publishes `source` as a new release of `root` and switches `current` to it atomically. */
+export async function deploy(source: string, root: string, options: DeployOptions = {}): Promise<DeployResult> {
+  const started = performance.now();
+  const emit = options.onEvent ?? ignoreEvents;
+  const durable = options.fsync !== false;
+  const { layout, sourceReal, scan } = validate(source, root, options);
+  {
+    // Refuse a root whose current we must not replace before creating anything in it.
+    const existing = fs.existsSync(layout.root) ? await readCurrent(layout) : { kind: 'missing' as const };
+    currentIdOrThrow(existing, layout);
+  }
+  try {
+    await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
+    await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
+    await ensureStateDirs(layout);
+  } catch (error) {
+    throw ioError(`creating the layout in ${layout.root}`, error);
+  }
+  const git = await gitInfo(sourceReal);
+
+  return withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
+    if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
+    await failpoint('lock-taken');
+    const recovered = await recoverRoot(layout, durable);
+    for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
+
+    const previous = currentIdOrThrow(await readCurrent(layout), layout);
+    const records = await readRecords(layout);
+    const existingIds = new Set([...(await listReleaseDirs(layout)), ...records.keys()]);
+    const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
+    if (existingIds.has(id)) {
+      throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });
+    }
+    const finalPath = releasePath(layout, id);
+    const staging = path.join(layout.tmp, `stage.${id}.${randomBytes(6).toString('hex')}`);
+    const journal: Journal = { v: 1, op: 'deploy', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: id, previous, phase: 'copying' };
+    let placed = false;
+    let switched = false;
+    let durability: DeployResult['durability'] = 'off';
+
+    try {
+      await writeJournal(layout, journal, durable);
+      await failpoint('journal-written');
+      // Copied into .tmp/ and renamed into releases/ when whole: a partial tree never sits there.
+      await fs.promises.mkdir(staging, { mode: 0o700 });
+      await failpoint('release-dir-made');
+      emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
+      const copied = await copyTree(scan, staging, {
+        signal: options.signal,
+        onHalf: () => failpoint('copy-half'),
+        onProgress: (p) => emit({ type: 'progress', phase: 'copy', done: p.files, total: scan.files, bytes: p.bytes, totalBytes: scan.bytes }),
+      });
+      if (options.signal?.aborted) throw interrupted(options.signal);
+      await failpoint('copy-done');
+
+      if (durable) {
+        await failpoint('before-fsync');
+        // Data and names on disk before the switch, or a power cut could leave current on empty files.
+        durability = await makeTreeDurable(staging, () => [
+          ...scan.entries.filter((e) => e.kind === 'file').map((e) => path.join(staging, e.rel)),
+          ...scan.entries.filter((e) => e.kind === 'dir').map((e) => path.join(staging, e.rel)),
+        ]);
+        await failpoint('fsync-done');
+      }
+      await fs.promises.rename(staging, finalPath);
+      placed = true;
+      if (durable) await fsyncDir(layout.releases);
+      const record: ReleaseRecord = {
+        id,
+        seq: nextSeq(records),
+        status: 'pending',
+        createdAt: new Date().toISOString(),
+        user: lock.owner.user,
+        host: os.hostname(),
+        source: sourceReal,
+        git,
+        files: copied.files,
+        bytes: copied.bytes,
+        durationMs: 0,
+        previous,
+      };
+      await writeRecord(layout, record, durable);
+      await writeJournal(layout, { ...journal, phase: 'ready' }, durable);
+      await failpoint('release-ready');
+      if (options.signal?.aborted) throw interrupted(options.signal);
+
+      emit({ type: 'step', message: `switching current to releases/${id}` });
+      await switchCurrent(layout, id, {
+        durable,
+        beforeRename: async () => {
+          await failpoint('temp-link-made');
+          // The last moment a signal can still undo the deploy.
+          if (options.signal?.aborted) throw interrupted(options.signal);
+        },
+        afterRename: () => {
+          switched = true;
+        },
+      });
+    } catch (error) {
+      if (switched) throw bookkeepingError(id, error);
+      await undo(layout, { id, staging, placed, previous, durable });
+      if (error instanceof DeployError) throw error;
+      throw ioError(`deploying release ${id}`, error);
+    }
+
+    // From here on the switch stands: finish the bookkeeping whatever happens, signals included.
+    try {
+      await failpoint('after-switch');
+      await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
+      const durationMs = Math.round(performance.now() - started);
+      await updateRecord(layout, id, { status: 'complete', activatedAt: new Date().toISOString(), durationMs }, durable);
+      await failpoint('log-written');
+      await clearJournal(layout, durable);
+      await failpoint('journal-cleared');
+      emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
+      return {
+        release: id,
+        path: finalPath,
+        previous,
+        files: scan.files,
+        bytes: scan.bytes,
+        durationMs,
+        durability: durable ? durability : 'off',
+        recovered,
+        interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
+      };
+    } catch (error) {
+      throw bookkeepingError(id, error);
+    }
+  });
+}
+
+function bookkeepingError(id: string, error: unknown): DeployError {
+  const base = ioError('recording the deploy', error);
+  return new DeployError(base.code, `release ${id} is live, but ${base.message}`, {
+    cause: error,
+    hint: 'the next atomic-deploy command finishes the record by itself',
+  });
+}
+
+/** Undoes a deploy that did not switch: the new release goes, current and its rollback target stay. */
+async function undo(
+  layout: Layout,
+  state: { id: string; staging: string; placed: boolean; previous: string | null; durable: boolean },
+): Promise<void> {
+  try {
+    await fs.promises.rm(state.staging, { recursive: true, force: true });
+    if (state.placed) {
+      const target = rollbackTarget(await releaseViews(layout), state.previous);
+      const protect = new Set([state.previous, target?.id].filter((x): x is string => typeof x === 'string'));
+      await removeRelease(layout, state.id, protect, { durable: state.durable });
+    }
+    await removeRecord(layout, state.id);
+    await clearJournal(layout, state.durable);
+  } catch {
+    // The journal stays; the next command finishes the clean-up under the lock.
+  }
+}

@@ -1,0 +1,31 @@
+import type { ReleaseRecord } from '../act/state.ts';
+import { readCurrent } from '../act/switch.ts';
+import { rollbackTarget, roleOf, type ReleaseRole } from '../plan/releases.ts';
+import { releaseViews } from './recover.ts';
+import { openRoot } from './root.ts';
+
+export interface ReleaseInfo {
+  id: string;
+  current: boolean;
+  role: ReleaseRole;
+  record?: ReleaseRecord;
+}
+
+export interface ReleasesResult {
+  current: string | null;
+  /** Newest first. */
+  releases: ReleaseInfo[];
+}
+
+/** Lists the releases of a root, newest first, current marked. Reads only. */
+export async function listReleases(root: string): Promise<ReleasesResult> {
+  const layout = openRoot(root, { mayCreate: false });
+  const state = await readCurrent(layout);
+  const currentId = state.kind === 'release' ? state.id : null;
+  const views = await releaseViews(layout);
+  const previous = rollbackTarget(views, currentId);
+  return {
+    current: currentId,
+    releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record })),
+  };
+}

@@ -1,0 +1,107 @@
+import fs from 'node:fs';
+import { failpoint } from '../act/failpoints.ts';
+import { releasePath } from '../act/layout.ts';
+import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
+import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
+import { DeployError, ioError } from '../errors.ts';
+import type { Journal } from '../plan/journal.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
+import { rollbackTarget } from '../plan/releases.ts';
+import { ignoreEvents, type EventSink } from './events.ts';
+import { recoverRoot, releaseViews } from './recover.ts';
+import { openRoot, withLock } from './root.ts';
+
+export interface RollbackOptions {
+  /** Switch to this release instead of the previous good one (may name a failed one). */
+  to?: string;
+  fsync?: boolean;
+  waitMs?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  command?: string;
+  /** Why (recorded on the release rolled back from), e.g. a failed health check. */
+  reason?: string;
+}
+
+export interface RollbackResult {
+  release: string;
+  previous: string;
+  recovered: string[];
+}
+
+/** Switches `current` back to the previous good release, or to `to`, atomically. */
+export async function rollback(root: string, options: RollbackOptions = {}): Promise<RollbackResult> {
+  const emit = options.onEvent ?? ignoreEvents;
+  const durable = options.fsync !== false;
+  const layout = openRoot(root, { mayCreate: false });
+  if (options.to !== undefined) {
+    const problem = releaseIdProblem(options.to);
+    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`);
+  }
+  // A dangling current can be repaired only by naming the release to go to.
+  currentIdOrThrow(await readCurrent(layout), layout, { allowDangling: options.to !== undefined });
+
+  return withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal }, async (lock) => {
+    if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
+    const recovered = await recoverRoot(layout, durable);
+    for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
+    const state = await readCurrent(layout);
+    const currentId = currentIdOrThrow(state, layout, { allowDangling: options.to !== undefined });
+    const from = currentId ?? (state.kind === 'dangling' ? state.id : null);
+    const views = await releaseViews(layout);
+    let target: string;
+    if (options.to !== undefined) {
+      if (!views.some((v) => v.id === options.to) || !fs.existsSync(releasePath(layout, options.to))) {
+        throw new DeployError('UNKNOWN_RELEASE', `release ${options.to} does not exist in ${layout.releases}`, {
+          hint: `list them with: atomic-deploy releases ${layout.root}`,
+        });
+      }
+      target = options.to;
+    } else {
+      const found = rollbackTarget(views, currentId);
+      if (!found) {
+        throw new DeployError('NO_PREVIOUS_RELEASE', currentId === null ? `${layout.root} has no current release to roll back from` : `release ${currentId} has no earlier good release to roll back to`, {
+          hint: `list releases with: atomic-deploy releases ${layout.root}; pick one with --to <id>`,
+        });
+      }
+      target = found.id;
+    }
+    if (target === currentId) {
+      throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
+    }
+    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+
+    const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
+    emit({ type: 'step', message: `switching current to releases/${target}` });
+    let switched = false;
+    try {
+      await writeJournal(layout, journal, durable);
+      await switchCurrent(layout, target, {
+        durable,
+        beforeRename: async () => {
+          await failpoint('rollback-temp-link-made');
+          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+        },
+        afterRename: () => {
+          switched = true;
+        },
+      });
+    } catch (error) {
+      if (!switched) await clearJournal(layout, durable).catch(() => undefined);
+      throw ioError('switching current', error);
+    }
+    await failpoint('rollback-after-switch');
+    const now = new Date().toISOString();
+    await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
+    if (from !== null) await updateRecord(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable);
+    await updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable);
+    await clearJournal(layout, durable);
+    emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });
+    return { release: target, previous: from ?? '', recovered };
+  });
+}
+
+function signalOf(signal: AbortSignal): NodeJS.Signals {
+  const reason: unknown = signal.reason;
+  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+}

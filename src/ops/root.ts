@@ -1,0 +1,67 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DeployError, errnoOf } from '../errors.ts';
+import { acquireLock, releaseLock, type LockHandle } from '../act/lock.ts';
+import { layoutOf, type Layout } from '../act/layout.ts';
+
+export function assertSupportedPlatform(): void {
+  if (process.platform === 'win32') {
+    throw new DeployError('UNSUPPORTED_PLATFORM', 'Windows is not supported: renaming over a directory link is not atomic there', {
+      hint: 'deploy from WSL or a Linux, macOS or BSD host',
+    });
+  }
+}
+
+/** Resolves and checks a deploy root; with `mayCreate`, a missing root is fine (deploy makes it). */
+export function openRoot(root: string, options: { mayCreate: boolean }): Layout {
+  assertSupportedPlatform();
+  if (typeof root !== 'string' || root.length === 0) throw new DeployError('USAGE', 'the deploy root is empty');
+  if (root.includes('\0')) throw new DeployError('INVALID_ROOT', 'the deploy root contains a NUL byte');
+  const layout = layoutOf(root);
+  try {
+    const stat = fs.statSync(layout.root);
+    if (!stat.isDirectory()) {
+      throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory`, { hint: 'give the directory that holds (or will hold) current and releases/' });
+    }
+  } catch (error) {
+    if (error instanceof DeployError) throw error;
+    const code = errnoOf(error);
+    if (code === 'ENOENT' && options.mayCreate) return layout;
+    if (code === 'ENOENT') {
+      throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: 'deploy to it first: atomic-deploy deploy <source> <root>' });
+    }
+    if (code === 'ENOTDIR') throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory (a parent is a file)`);
+    throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
+  }
+  return layout;
+}
+
+/** realpath of a path that may not exist yet: the real nearest ancestor plus the rest. */
+export function realpathLoose(p: string): string {
+  const abs = path.resolve(p);
+  const rest: string[] = [];
+  for (let d = abs; ; d = path.dirname(d)) {
+    try {
+      return path.join(fs.realpathSync(d), ...rest.reverse());
+    } catch {
+      if (path.dirname(d) === d) return abs;
+      rest.push(path.basename(d));
+    }
+  }
+}
+
+export interface LockOptions {
+  waitMs?: number;
+  command?: string;
+  signal?: AbortSignal;
+}
+
+/** Runs `body` holding the root's lock; the lock is released however `body` ends. */
+export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
+  const lock = await acquireLock(layout, options);
+  try {
+    return await body(lock);
+  } finally {
+    await releaseLock(lock);
+  }
+}

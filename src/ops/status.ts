@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
+import { readJournal } from '../act/state.ts';
+import { readCurrent, type CurrentState } from '../act/switch.ts';
+import { DeployError } from '../errors.ts';
+import { isTmpLeftover } from '../plan/journal.ts';
+import { recoverRoot } from './recover.ts';
+import { openRoot } from './root.ts';
+
+export interface LockStatus {
+  pid: number | null;
+  host: string | null;
+  user: string | null;
+  since: string;
+  state: 'held' | 'stale' | 'foreign';
+  reason: string;
+}
+
+export interface StatusResult {
+  current: string | null;
+  /** What `current` is when it is not a link to a release: missing, dangling, outside, directory, file. */
+  currentState: CurrentState['kind'];
+  lock: LockStatus | null;
+  /** Leftovers of an interrupted operation found (and, unless a live deploy holds the lock, cleaned). */
+  leftovers: string[];
+  recovered: string[];
+}
+
+export interface StatusOptions {
+  /** Only report; never take the lock to clean up. */
+  readOnly?: boolean;
+  fsync?: boolean;
+}
+
+/** Where a root stands; recovers an interrupted deploy when nobody live holds the lock. */
+export async function status(root: string, options: StatusOptions = {}): Promise<StatusResult> {
+  const layout = openRoot(root, { mayCreate: false });
+  const leftovers = await findLeftovers(layout);
+  let recovered: string[] = [];
+  let info = inspectLock(layout);
+  if (leftovers.length > 0 && !options.readOnly && (!info || info.verdict.state === 'stale')) {
+    try {
+      const lock = await acquireLock(layout, { command: 'status' });
+      try {
+        recovered = await recoverRoot(layout, options.fsync !== false);
+        if (lock.tookOver) recovered.unshift(`took over a stale lock: ${lock.tookOver.reason}`);
+      } finally {
+        await releaseLock(lock);
+      }
+    } catch (error) {
+      // A deploy that started meanwhile holds the lock now; it will recover by itself.
+      if (!(error instanceof DeployError && error.code === 'LOCKED')) throw error;
+    }
+    info = inspectLock(layout);
+  }
+  const state = await readCurrent(layout);
+  return {
+    current: state.kind === 'release' ? state.id : null,
+    currentState: state.kind,
+    lock: info
+      ? {
+          pid: info.owner?.pid ?? null,
+          host: info.owner?.host ?? null,
+          user: info.owner?.user ?? null,
+          since: info.owner?.since ?? new Date(info.createdAtMs).toISOString(),
+          state: info.verdict.state,
+          reason: info.verdict.reason,
+        }
+      : null,
+    leftovers,
+    recovered,
+  };
+}
+
+async function findLeftovers(layout: ReturnType<typeof openRoot>): Promise<string[]> {
+  const found: string[] = [];
+  const journal = await readJournal(layout);
+  if (journal.kind === 'ok') found.push(`journal of an interrupted ${journal.journal.op} of release ${journal.journal.release} (phase ${journal.journal.phase})`);
+  if (journal.kind === 'garbage') found.push('an unreadable journal');
+  const tmp = await fs.promises.readdir(layout.tmp).catch(() => [] as string[]);
+  for (const name of tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
+  return found;
+}

@@ -1,0 +1,35 @@
+import { describeHolder, inspectLock, removeLock } from '../act/lock.ts';
+import { DeployError } from '../errors.ts';
+import type { EventSink } from './events.ts';
+import { openRoot } from './root.ts';
+
+export interface UnlockOptions {
+  /** Remove the lock even though its holder may be alive or on another host. */
+  force?: boolean;
+  onEvent?: EventSink;
+}
+
+export interface UnlockResult {
+  unlocked: boolean;
+  holder: { pid: number; host: string; user: string; since: string } | null;
+  reason: string;
+}
+
+/** Removes a lock whose owner is provably gone; anything else needs `force`. */
+export async function unlock(root: string, options: UnlockOptions = {}): Promise<UnlockResult> {
+  const layout = openRoot(root, { mayCreate: false });
+  const info = inspectLock(layout);
+  if (!info) return { unlocked: false, holder: null, reason: 'not locked' };
+  const holder = info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null;
+  if (info.verdict.state !== 'stale') {
+    if (!options.force) {
+      throw new DeployError(info.verdict.state === 'foreign' ? 'LOCK_FOREIGN_HOST' : 'LOCKED', `the lock is held by ${describeHolder(info.owner)}: ${info.verdict.reason}`, {
+        hint: `if you are sure no deploy is running, run: atomic-deploy unlock ${layout.root} --force`,
+        details: { lock: holder },
+      });
+    }
+    options.onEvent?.({ type: 'warning', message: `forcibly removing a lock held by ${describeHolder(info.owner)}` });
+  }
+  const removed = await removeLock(layout, info);
+  return { unlocked: removed, holder, reason: removed ? info.verdict.reason : 'the lock changed hands meanwhile; run unlock again' };
+}

@@ -1,0 +1,65 @@
+/** Deciding whether a lock's holder is still alive: pure, so every case is testable. */
+
+export interface LockOwner {
+  pid: number;
+  host: string;
+  user: string;
+  since: string;
+  /** Random per acquisition: tells one holder from the next one with the same pid. */
+  token: string;
+  /** The holder's start time as the kernel reports it (Linux: /proc/<pid>/stat field 22). */
+  startTime?: string;
+  bootId?: string;
+  command?: string;
+  /** `bash` for a `.deploy.lock/pid` written by the classic deploy script. */
+  format: 'atomic-deploy' | 'bash';
+}
+
+export interface LockFacts {
+  thisHost: string;
+  thisBootId?: string;
+  /** kill(pid, 0): ESRCH is dead; EPERM means alive under another user. */
+  process: 'alive' | 'dead';
+  /** Start time of whatever process has that pid now, if the system tells. */
+  processStartTime?: string;
+  /** Wall-clock start of that process in ms, if known. */
+  processStartedAtMs?: number;
+  lockCreatedAtMs: number;
+  nowMs: number;
+}
+
+export type LockVerdict =
+  | { state: 'held'; reason: string }
+  | { state: 'stale'; reason: string }
+  | { state: 'foreign'; reason: string };
+
+/** A lock directory with no readable owner may be one a writer is still filling in. */
+export const OWNERLESS_GRACE_MS = 10_000;
+/** Clock granularity between a lock's mtime and a process's start time. */
+const START_SLACK_MS = 2_000;
+
+export function judgeLock(owner: LockOwner | null, facts: LockFacts): LockVerdict {
+  if (owner === null) {
+    const age = facts.nowMs - facts.lockCreatedAtMs;
+    return age < OWNERLESS_GRACE_MS
+      ? { state: 'held', reason: 'the lock has no owner yet and was made moments ago' }
+      : { state: 'stale', reason: 'the lock records no owner' };
+  }
+  if (owner.host !== facts.thisHost) {
+    return { state: 'foreign', reason: `the lock was taken on host ${owner.host}` };
+  }
+  if (owner.bootId && facts.thisBootId && owner.bootId !== facts.thisBootId) {
+    return { state: 'stale', reason: 'the host rebooted since the lock was taken' };
+  }
+  if (facts.process === 'dead') {
+    return { state: 'stale', reason: `process ${owner.pid} is gone` };
+  }
+  if (owner.startTime && facts.processStartTime && owner.startTime !== facts.processStartTime) {
+    return { state: 'stale', reason: `pid ${owner.pid} now belongs to another process` };
+  }
+  if (!owner.startTime && facts.processStartedAtMs !== undefined &&
+      facts.processStartedAtMs > facts.lockCreatedAtMs + START_SLACK_MS) {
+    return { state: 'stale', reason: `pid ${owner.pid} now belongs to a process started after the lock` };
+  }
+  return { state: 'held', reason: `process ${owner.pid} is running` };
+}

@@ -1,0 +1,42 @@
+import path from 'node:path';
+import { hasControlChar } from './release-id.ts';
+
+/** True when `inner` is `outer` or lies below it (both absolute, resolved). */
+export function isWithin(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/** Why a source cannot be deployed into a root, given both real paths; undefined if it can. */
+export function sourceRootProblem(sourceReal: string, rootReal: string): string | undefined {
+  if (sourceReal === rootReal) return 'the source is the deploy root';
+  if (isWithin(sourceReal, rootReal)) return 'the source is inside the deploy root';
+  if (isWithin(rootReal, sourceReal)) return 'the deploy root is inside the source';
+  return undefined;
+}
+
+/** Why a shared path is unacceptable, or undefined: relative, normalised, no `..`. */
+export function sharedPathProblem(p: string): string | undefined {
+  if (p.length === 0) return 'it is empty';
+  if (hasControlChar(p)) return 'it contains a control character';
+  if (path.isAbsolute(p) || p.startsWith('/')) return 'it is absolute';
+  const parts = p.split('/');
+  if (parts.includes('..')) return 'it contains ".."';
+  if (parts.some((part) => part === '' || part === '.')) return 'it is not normalised (empty or "." segment)';
+  return undefined;
+}
+
+/**
+ * Reads a `current` link target as a release id: `releases/<id>` relative to the root, or an
+ * absolute `<root>/releases/<id>` (Capistrano writes those). undefined if it points elsewhere.
+ */
+export function releaseIdFromLink(target: string, rootReal: string, rootGiven: string): string | undefined {
+  const candidates = path.isAbsolute(target)
+    ? [path.relative(rootReal, target), path.relative(rootGiven, target)]
+    : [path.normalize(target)];
+  for (const rel of candidates) {
+    const parts = rel.split(path.sep).filter((p) => p !== '');
+    if (parts.length === 2 && parts[0] === 'releases' && parts[1] !== '..' && parts[1] !== '.') return parts[1];
+  }
+  return undefined;
+}

@@ -1,0 +1,108 @@
+/** Release ids: UTC `YYYYMMDDHHMMSS`, with `-NNN` when one second holds several deploys. */
+
+export const MAX_RELEASE_ID_BYTES = 128;
+const TIMESTAMP_ID = /^(\d{14})(?:-(\d{3}))?$/;
+const MAX_SUFFIX = 999;
+
+export function timestampOf(date: Date): string {
+  const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
+  return (
+    pad(date.getUTCFullYear(), 4) +
+    pad(date.getUTCMonth() + 1) +
+    pad(date.getUTCDate()) +
+    pad(date.getUTCHours()) +
+    pad(date.getUTCMinutes()) +
+    pad(date.getUTCSeconds())
+  );
+}
+
+interface ParsedId {
+  stamp: string;
+  suffix: number;
+}
+
+function parseTimestampId(id: string): ParsedId | undefined {
+  const m = TIMESTAMP_ID.exec(id);
+  if (!m?.[1]) return undefined;
+  return { stamp: m[1], suffix: m[2] === undefined ? 0 : Number(m[2]) };
+}
+
+function formatId(stamp: string, suffix: number): string {
+  return suffix === 0 ? stamp : `${stamp}-${String(suffix).padStart(3, '0')}`;
+}
+
+/** Any C0 control character or DEL: they break logs, terminals and shell-free but line-based tools. */
+export function hasControlChar(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/**
+ * The next default id: distinct from every existing one and sorting after every existing
+ * timestamp id, even when the clock stepped back or several deploys share a second.
+ */
+export function nextReleaseId(existing: Iterable<string>, now: Date): string {
+  const taken = new Set(existing);
+  let stamp = timestampOf(now);
+  let suffix = 0;
+  for (const id of taken) {
+    const parsed = parseTimestampId(id);
+    if (!parsed) continue;
+    if (parsed.stamp > stamp) {
+      stamp = parsed.stamp;
+      suffix = parsed.suffix + 1;
+    } else if (parsed.stamp === stamp && parsed.suffix >= suffix) {
+      suffix = parsed.suffix + 1;
+    }
+  }
+  while (suffix > MAX_SUFFIX || taken.has(formatId(stamp, suffix))) {
+    if (suffix > MAX_SUFFIX) {
+      stamp = bumpSecond(stamp);
+      suffix = 0;
+    } else {
+      suffix += 1;
+    }
+  }
+  return formatId(stamp, suffix);
+}
+
+function bumpSecond(stamp: string): string {
+  const y = Number(stamp.slice(0, 4));
+  const mo = Number(stamp.slice(4, 6));
+  const d = Number(stamp.slice(6, 8));
+  const h = Number(stamp.slice(8, 10));
+  const mi = Number(stamp.slice(10, 12));
+  const s = Number(stamp.slice(12, 14));
+  return timestampOf(new Date(Date.UTC(y, mo - 1, d, h, mi, s + 1)));
+}
+
+/** Why an id given by the user cannot name a release directory, or undefined if it can. */
+export function releaseIdProblem(id: string): string | undefined {
+  if (id.length === 0) return 'it is empty';
+  if (id.includes('\0')) return 'it contains a NUL byte';
+  if (hasControlChar(id)) return 'it contains a control character';
+  if (id.includes('/') || id.includes('\\')) return 'it contains a slash';
+  if (id.includes('..')) return 'it contains ".."';
+  if (id.startsWith('.')) return 'it starts with "."';
+  if (id.startsWith('-')) return 'it starts with "-"';
+  if (Buffer.byteLength(id, 'utf8') > MAX_RELEASE_ID_BYTES) {
+    return `it is longer than ${MAX_RELEASE_ID_BYTES} bytes`;
+  }
+  return undefined;
+}
+
+/** Natural order of ids: timestamp ids by time and suffix, then any others by code point. */
+export function compareReleaseIds(a: string, b: string): number {
+  const pa = parseTimestampId(a);
+  const pb = parseTimestampId(b);
+  if (pa && pb) {
+    if (pa.stamp !== pb.stamp) return pa.stamp < pb.stamp ? -1 : 1;
+    return pa.suffix - pb.suffix;
+  }
+  if (pa) return -1;
+  if (pb) return 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
