@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'IO'
   | 'HOOK_FAILED'
   | 'HEALTH_CHECK_FAILED'
+  | 'ROLLED_BACK'
   | 'REMOTE'
   | 'INTERRUPTED'
   | 'INTERNAL';
@@ -87,6 +88,7 @@ export class DeployError extends Error {
   get exitCode(): number {
     if (this.code === 'LOCKED' || this.code === 'LOCK_FOREIGN_HOST') return EXIT.locked;
     if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
+    if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;
   }

@@ -31,6 +31,28 @@ export interface DeployOptions {
   onEvent?: EventSink;
   /** Recorded in the lock so that others see who holds it. */
   command?: string;
+
+  // Release lifecycle (prune, dry run).
+  /** Prune after a successful switch, keeping this many good releases. */
+  keep?: number;
+  /** Print the plan and change nothing. */
+  dryRun?: boolean;
+
+  // Release contents (shared paths, strategies).
+  /** Paths linked from `releases/<id>/<path>` to `shared/<path>` before the switch. */
+  shared?: string[];
+  /** Create missing shared targets as empty directories instead of failing. */
+  sharedCreate?: boolean;
+  /** Replace a shared path the source already holds instead of failing. */
+  sharedReplace?: boolean;
+  /** copy | reflink | hardlink | auto (default: auto). */
+  strategy?: 'copy' | 'reflink' | 'hardlink' | 'auto';
+  /** With hardlink: compare contents, not just size, mtime and mode. */
+  checksum?: boolean;
+
+  // Hooks and health check.
+  hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
+  healthCheck?: { command?: string; url?: string; timeoutMs?: number };
 }
 
 export interface DeployResult {

@@ -1,0 +1,114 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled CLI (`npm test` builds first), as users run it. */
+export const BIN = fileURLToPath(new URL('../../dist/cli/bin.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Failpoints to arm, e.g. `after-switch=crash`. */
+  failpoints?: string;
+  timeoutMs?: number;
+}
+
+/** Starts the CLI; the caller may signal or kill it. */
+export function spawnCli(args: readonly string[], options: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...options.env };
+  if (options.failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = options.failpoints;
+  else delete env.ATOMIC_DEPLOY_FAILPOINTS;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  return { child, done };
+}
+
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  return spawnCli(args, options).done;
+}
+
+/** Parses the one JSON object `--json` prints; fails loudly if stdout holds anything else. */
+export function jsonOf<T = Record<string, unknown>>(result: CliResult): T {
+  try {
+    return JSON.parse(result.stdout) as T;
+  } catch {
+    throw new Error(`stdout is not one JSON object:\n${result.stdout}\nstderr:\n${result.stderr}`);
+  }
+}
+
+/** A temp dir removed after the test. */
+export function tempDir(t: { after(fn: () => void): void }, prefix = 'atomic-deploy-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Writes a source tree from a map of relative path → content. */
+export function writeTree(dir: string, files: Record<string, string>): string {
+  for (const [rel, content] of Object.entries(files)) {
+    const file = path.join(dir, rel);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, content);
+  }
+  return dir;
+}
+
+/** What `<root>/current` points to, as a release id, or null. */
+export function currentId(root: string): string | null {
+  try {
+    const target = fs.readlinkSync(path.join(root, 'current'));
+    return path.basename(target);
+  } catch {
+    return null;
+  }
+}
+
+export function releaseIds(root: string): string[] {
+  try {
+    return fs.readdirSync(path.join(root, 'releases')).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** A snapshot of everything under a directory (names, types, sizes, link targets, modes) for "nothing changed" checks. */
+export function snapshot(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    const full = path.join(dir, rel);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(full);
+    } catch {
+      out.push(`${rel} <missing>`);
+      return;
+    }
+    if (st.isSymbolicLink()) out.push(`${rel} -> ${fs.readlinkSync(full)}`);
+    else if (st.isDirectory()) {
+      out.push(`${rel}/ ${(st.mode & 0o7777).toString(8)}`);
+      for (const name of fs.readdirSync(full).sort()) walk(rel === '' ? name : path.join(rel, name));
+    } else out.push(`${rel} ${st.size} ${(st.mode & 0o7777).toString(8)} ${fs.readFileSync(full).toString('base64').slice(0, 64)}`);
+  };
+  walk('');
+  return out;
+}
