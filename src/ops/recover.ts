@@ -33,7 +33,8 @@ export function describeAction(action: RecoveryAction): string | undefined {
     case 'mark-rolled-back':
       return `finished recording rollback from ${action.id} to ${action.to}`;
     case 'mark-failed':
-      return `marked release ${action.id} failed`;
+      if (action.live) return `marked release ${action.id} failed (${action.reason ?? 'failed'}); it is still live because the switch back was interrupted: run atomic-deploy rollback`;
+      return `marked release ${action.id} failed${action.reason ? ` (${action.reason})` : ''}${action.to ? `; ${action.to} is live` : ''}`;
     case 'clear-journal':
       return undefined;
   }
@@ -75,7 +76,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
         await updateRecord(layout, action.id, { status: 'rolled-back', endedAt: now }, durable);
         break;
       case 'mark-failed':
-        await updateRecord(layout, action.id, { status: 'failed', endedAt: now }, durable);
+        await updateRecord(layout, action.id, { status: 'failed', ...(action.live ? {} : { endedAt: now }), ...(action.reason ? { reason: action.reason } : {}) }, durable);
         break;
       case 'clear-journal':
         await clearJournal(layout, durable);

@@ -9,8 +9,13 @@ export type Journal =
       startedAt: string;
       release: string;
       previous: string | null;
-      /** copying: release not complete; ready: complete and durable, not yet live; switched: live. */
-      phase: 'copying' | 'ready' | 'switched';
+      /**
+       * copying: release not complete; ready: complete and durable, not yet live; switched: live;
+       * rolling-back: it failed its health check and current is going back to `previous`.
+       */
+      phase: 'copying' | 'ready' | 'switched' | 'rolling-back';
+      /** With rolling-back: why the release failed. */
+      reason?: string;
     }
   | {
       v: 1;
@@ -36,7 +41,7 @@ export type RecoveryAction =
   | { kind: 'remove-release'; id: string; reason: string }
   | { kind: 'mark-deployed'; id: string; previous: string | null }
   | { kind: 'mark-rolled-back'; id: string; to: string }
-  | { kind: 'mark-failed'; id: string }
+  | { kind: 'mark-failed'; id: string; reason?: string; live?: boolean; to?: string }
   | { kind: 'clear-journal' };
 
 /** Leftovers that only ever hold our own temporary state; current never points into `.tmp/`. */
@@ -54,7 +59,13 @@ export function planRecovery(journal: Journal | null, facts: RecoveryFacts): Rec
   if (journal === null) return actions;
 
   const live = facts.currentId === journal.release;
-  if (journal.op === 'deploy') {
+  if (journal.op === 'deploy' && journal.phase === 'rolling-back') {
+    // It failed verification: keep it for inspection, whether or not the switch back happened.
+    const reason = journal.reason ?? 'failed its health check';
+    const back = journal.previous !== null && facts.currentId === journal.previous;
+    if (live) actions.push({ kind: 'mark-failed', id: journal.release, reason, live: true });
+    else if (facts.releaseExists) actions.push({ kind: 'mark-failed', id: journal.release, reason, ...(back ? { to: journal.previous ?? undefined } : {}) });
+  } else if (journal.op === 'deploy') {
     if (live) {
       actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous });
     } else if (facts.releaseExists) {

@@ -111,7 +111,7 @@ void test('with checksum, content decides instead of mtime; metadata and the gua
 });
 
 const facts = fc.record({
-  rel: fc.constantFrom('a', 'b', 'c', 'd/e', 'f'),
+  rel: fc.constantFrom<string>('a', 'b', 'c', 'd/e', 'f'),
   size: fc.integer({ min: 0, max: 3 }),
   mtimeMs: fc.constantFrom(T, T + 1, T + 0.4),
   mode: fc.constantFrom(0o644, 0o755, 0o664, 0o4755),
