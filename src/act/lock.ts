@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { fsyncDir } from './durable.ts';
+import { failpoint } from './failpoints.ts';
 import type { Layout } from './layout.ts';
 
 /*
@@ -243,7 +244,9 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
       if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while waiting for the lock');
       try {
         await fs.promises.rename(staging, layout.lock);
-        await fsyncDir(layout.root);
+        // Best effort: a lock need not survive a power cut (after a reboot its holder is gone),
+        // and failing here would leave a lock behind that nobody holds.
+        await fsyncDir(layout.root).catch(() => undefined);
         return { layout, owner, tookOver, aside };
       } catch (error) {
         const code = errnoOf(error);
@@ -297,6 +300,7 @@ export async function removeLock(layout: Layout, info: LockInfo): Promise<boolea
   await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
   const aside = await moveLockAside(layout, info, 'trash.lock');
   if (!aside) return false;
+  await failpoint('unlock-rename');
   await fs.promises.rm(aside, { recursive: true, force: true });
   await fsyncDir(layout.root).catch(() => undefined);
   return true;

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeployError, errnoOf } from '../errors.ts';
+import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { acquireLock, releaseLock, type LockHandle } from '../act/lock.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
 
@@ -56,12 +56,26 @@ export interface LockOptions {
   signal?: AbortSignal;
 }
 
+/** A system error (errno code) is an expected failure, reported as such; anything else stays a bug. */
+function expected(what: string, error: unknown): unknown {
+  return /^E[A-Z0-9]+$/.test(errnoOf(error) ?? '') ? ioError(what, error) : error;
+}
+
 /** Runs `body` holding the root's lock; the lock is released however `body` ends. */
 export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
-  const lock = await acquireLock(layout, options);
+  let lock: LockHandle;
+  try {
+    lock = await acquireLock(layout, options);
+  } catch (error) {
+    throw expected(`taking the lock ${layout.lock}`, error);
+  }
   try {
     return await body(lock);
+  } catch (error) {
+    throw expected(options.command ?? 'the operation', error);
   } finally {
-    await releaseLock(lock);
+    await releaseLock(lock).catch((error: unknown) => {
+      throw expected(`releasing the lock ${layout.lock}`, error);
+    });
   }
 }
