@@ -1,0 +1,77 @@
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { errnoOf } from '../errors.ts';
+import type { PreviousFile } from '../plan/strategy.ts';
+
+/** What the previous release holds at each of these paths (one lstat each; absent paths are left out). */
+export function previousFiles(releaseDir: string, rels: readonly string[]): Map<string, PreviousFile> {
+  const found = new Map<string, PreviousFile>();
+  for (const rel of rels) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.lstatSync(path.join(releaseDir, rel));
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw error;
+    }
+    found.set(rel, { rel, regular: stat.isFile(), size: stat.size, mtimeMs: stat.mtimeMs, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid });
+  }
+  return found;
+}
+
+/** sha256 of each file, 16 in flight. */
+export async function hashFiles(dir: string, rels: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
+  const hashes = new Map<string, string>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < rels.length && !signal?.aborted) {
+      const rel = rels[next++] as string;
+      const hash = createHash('sha256');
+      await pipeline(fs.createReadStream(path.join(dir, rel)), hash);
+      hashes.set(rel, hash.digest('hex'));
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  return hashes;
+}
+
+/** Device of a path, for the same-filesystem test a hardlink needs. */
+export function deviceOf(p: string): number {
+  return fs.statSync(p).dev;
+}
+
+export type CloneProbe = { kind: 'cloned' } | { kind: 'unsupported'; errno: string } | { kind: 'unknown'; why: string };
+
+/**
+ * Tries one copy-on-write clone of `sample` into `dir` (FICLONE_FORCE) and removes it at once:
+ * the only reliable way to learn whether the two filesystems can share extents.
+ */
+export async function probeClone(sample: string, dir: string, prefix = '.atomic-deploy-clone-probe'): Promise<CloneProbe> {
+  const probe = path.join(dir, `${prefix}.${randomBytes(6).toString('hex')}`);
+  try {
+    await fs.promises.copyFile(sample, probe, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE_FORCE);
+    return { kind: 'cloned' };
+  } catch (error) {
+    const code = errnoOf(error) ?? 'error';
+    // Not allowed to write there: that says nothing about cloning.
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'ENOENT') return { kind: 'unknown', why: code };
+    return { kind: 'unsupported', errno: code };
+  } finally {
+    await fs.promises.rm(probe, { force: true });
+  }
+}
+
+/** The nearest directory that exists at or above `p`. */
+export function nearestExistingDir(p: string): string {
+  for (let d = path.resolve(p); ; d = path.dirname(d)) {
+    try {
+      if (fs.statSync(d).isDirectory()) return d;
+    } catch {
+      // keep climbing
+    }
+    if (path.dirname(d) === d) return d;
+  }
+}

@@ -1,0 +1,259 @@
+/** Hooks around the switch, the health check after it, and the automatic rollback when it fails. */
+import fs from 'node:fs';
+import { failpoint } from '../act/failpoints.ts';
+import { checkHealth, DEFAULT_HEALTH_TIMEOUT_MS, healthUrlProblem, type HealthResult } from '../act/health.ts';
+import { describeOutcome, hookEnv, runShell, type ShellOutcome } from '../act/hooks.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
+import { clearJournal, updateRecord, writeJournal, type ReleaseRecord } from '../act/state.ts';
+import { switchCurrent } from '../act/switch.ts';
+import { DeployError, ioError } from '../errors.ts';
+import type { Journal } from '../plan/journal.ts';
+import type { EventSink } from './events.ts';
+
+/** A hook that hangs must not hold the deploy lock forever. */
+export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
+
+export interface VerifyOptions {
+  hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
+  healthCheck?: { command?: string; url?: string; timeoutMs?: number };
+}
+
+export interface ReleaseContext {
+  layout: Layout;
+  id: string;
+  previous: string | null;
+  durable: boolean;
+  journal: Journal;
+  emit: EventSink;
+  signal?: AbortSignal;
+}
+
+export interface Verification {
+  /** Fields for the new release's log record. */
+  record: Partial<ReleaseRecord>;
+  /** Thrown by the caller once the bookkeeping is done (a failed check with nothing to roll back to). */
+  error?: DeployError;
+  health?: HealthResult;
+  warnings: string[];
+}
+
+function commandProblem(command: unknown): string | undefined {
+  if (typeof command !== 'string' || command.trim() === '') return 'it is empty';
+  if (command.includes('\0')) return 'it contains a NUL byte';
+  return undefined;
+}
+
+function timeoutProblem(ms: unknown): string | undefined {
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? undefined : 'expected a number of seconds greater than 0';
+}
+
+/** Rejects unusable hook and health-check options before anything is written. */
+export function checkVerifyOptions(options: VerifyOptions): void {
+  const { hooks, healthCheck } = options;
+  for (const [name, list] of [['before-switch', hooks?.beforeSwitch], ['after-switch', hooks?.afterSwitch]] as const) {
+    for (const command of list ?? []) {
+      const problem = commandProblem(command);
+      if (problem) throw new DeployError('USAGE', `invalid ${name} hook: ${problem}`);
+    }
+  }
+  if (hooks?.timeoutMs !== undefined) {
+    const problem = timeoutProblem(hooks.timeoutMs);
+    if (problem) throw new DeployError('USAGE', `invalid hook timeout: ${problem}`);
+  }
+  if (!healthCheck) return;
+  if (healthCheck.command === undefined && healthCheck.url === undefined) {
+    throw new DeployError('USAGE', 'a health timeout needs a health check', { hint: 'add --health-check <command> or --health-url <url>' });
+  }
+  if (healthCheck.command !== undefined) {
+    const problem = commandProblem(healthCheck.command);
+    if (problem) throw new DeployError('USAGE', `invalid health-check command: ${problem}`);
+  }
+  if (healthCheck.url !== undefined) {
+    const problem = healthUrlProblem(healthCheck.url);
+    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(healthCheck.url)}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
+  }
+  if (healthCheck.timeoutMs !== undefined) {
+    const problem = timeoutProblem(healthCheck.timeoutMs);
+    if (problem) throw new DeployError('USAGE', `invalid health timeout: ${problem}`);
+  }
+}
+
+function hasHealthCheck(options: VerifyOptions): boolean {
+  return options.healthCheck?.command !== undefined || options.healthCheck?.url !== undefined;
+}
+
+function signalOf(signal: AbortSignal | undefined): NodeJS.Signals {
+  const reason: unknown = signal?.reason;
+  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+}
+
+async function runHook(ctx: ReleaseContext, source: 'before-switch' | 'after-switch', command: string, timeoutMs: number): Promise<ShellOutcome> {
+  const dir = releasePath(ctx.layout, ctx.id);
+  ctx.emit({ type: 'step', message: `running ${source} hook: ${command}` });
+  const outcome = await runShell({
+    command,
+    cwd: dir,
+    env: hookEnv({ releaseId: ctx.id, releasePath: dir, previousId: ctx.previous, root: ctx.layout.root }),
+    timeoutMs,
+    signal: ctx.signal,
+    onLine: (stream, line) => ctx.emit({ type: 'output', source, stream, line }),
+  });
+  if (outcome.detachedOutput) {
+    ctx.emit({ type: 'warning', message: `${source} hook left background processes holding its output; they keep running, their output is no longer shown` });
+  }
+  return outcome;
+}
+
+/** Runs the before-switch hooks in `releases/<id>`; the first failure aborts the deploy (the caller undoes it). */
+export async function runBeforeSwitch(ctx: ReleaseContext, options: VerifyOptions): Promise<void> {
+  const commands = options.hooks?.beforeSwitch ?? [];
+  if (commands.length === 0) return;
+  await failpoint('before-switch-hook');
+  const timeoutMs = options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+  for (const command of commands) {
+    const outcome = await runHook(ctx, 'before-switch', command, timeoutMs);
+    if (outcome.aborted || ctx.signal?.aborted) {
+      const sig = signalOf(ctx.signal);
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} during a before-switch hook; the deploy was undone`, { signal: sig });
+    }
+    if (!outcome.ok) {
+      throw new DeployError('HOOK_FAILED', `before-switch hook ${JSON.stringify(command)} ${describeOutcome(outcome, timeoutMs)}; release ${ctx.id} was not switched to and was removed`, {
+        hint: 'current is unchanged; fix the hook or the build and deploy again',
+        details: { hook: 'before-switch', command, exitCode: outcome.code, signal: outcome.signal, timedOut: outcome.timedOut },
+      });
+    }
+  }
+}
+
+function unverified(ctx: ReleaseContext, what: string, warnings: string[]): Verification {
+  const message = `interrupted by ${signalOf(ctx.signal)}: ${what} did not finish; release ${ctx.id} stays live unverified`;
+  ctx.emit({ type: 'warning', message });
+  warnings.push(message);
+  return { record: {}, warnings };
+}
+
+/**
+ * After the switch: the after-switch hooks, then the health check. A failure with a health
+ * check configured switches back to the previous release and throws ROLLED_BACK; a failing
+ * hook without one is a warning. A signal stops verification but never undoes the switch.
+ */
+export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOptions, switchedAt: string): Promise<Verification> {
+  const warnings: string[] = [];
+  const commands = options.hooks?.afterSwitch ?? [];
+  const health = hasHealthCheck(options);
+  if (commands.length === 0 && !health) return { record: {}, warnings };
+  if (ctx.signal?.aborted) return unverified(ctx, commands.length > 0 ? 'the after-switch hooks' : 'the health check', warnings);
+
+  let failure: string | undefined;
+  if (commands.length > 0) {
+    const timeoutMs = options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+    try {
+      await failpoint('after-switch-hook');
+    } catch (error) {
+      failure = `after-switch hook failed: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    for (const command of failure === undefined ? commands : []) {
+      const outcome = await runHook(ctx, 'after-switch', command, timeoutMs);
+      if (outcome.aborted || ctx.signal?.aborted) return unverified(ctx, 'the after-switch hooks', warnings);
+      if (!outcome.ok) {
+        failure = `after-switch hook ${JSON.stringify(command)} ${describeOutcome(outcome, timeoutMs)}`;
+        break;
+      }
+    }
+    if (failure !== undefined && !health) {
+      const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
+      ctx.emit({ type: 'warning', message });
+      warnings.push(message);
+      return { record: {}, warnings };
+    }
+  }
+
+  let result: HealthResult | undefined;
+  if (failure === undefined) {
+    const check = options.healthCheck ?? {};
+    const timeoutMs = check.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+    const dir = releasePath(ctx.layout, ctx.id);
+    ctx.emit({ type: 'step', message: `health check: ${[check.command, check.url].filter(Boolean).join(' and ')} (up to ${timeoutMs / 1000} s)` });
+    try {
+      await failpoint('health-check');
+      result = await checkHealth(
+        { command: check.command, url: check.url, timeoutMs },
+        {
+          cwd: dir,
+          env: hookEnv({ releaseId: ctx.id, releasePath: dir, previousId: ctx.previous, root: ctx.layout.root }),
+          signal: ctx.signal,
+          onLine: (stream, line) => ctx.emit({ type: 'output', source: 'health-check', stream, line }),
+          onRetry: (attempt, reason, delayMs) => ctx.emit({ type: 'step', message: `health check attempt ${attempt} failed (${reason}); retrying in ${delayMs} ms` }),
+        },
+      );
+    } catch (error) {
+      result = { ok: false, attempts: 1, durationMs: 0, reason: error instanceof Error ? error.message : String(error) };
+    }
+    if (result.aborted) return unverified(ctx, 'the health check', warnings);
+    if (result.ok) {
+      ctx.emit({ type: 'step', message: `health check passed (attempt ${result.attempts}, ${result.durationMs} ms)` });
+      return { record: {}, health: result, warnings };
+    }
+    failure = `health check failed: ${result.reason ?? 'unknown reason'}`;
+  }
+
+  const previous = ctx.previous;
+  if (previous === null || !fs.existsSync(releasePath(ctx.layout, previous))) {
+    const why = previous === null ? 'there is no previous release to roll back to' : `the previous release ${previous} is gone`;
+    const message = `${failure}; ${why}, so release ${ctx.id} stays live`;
+    ctx.emit({ type: 'warning', message });
+    return {
+      record: { status: 'failed', reason: failure },
+      health: result,
+      warnings: [...warnings, message],
+      error: new DeployError('HEALTH_CHECK_FAILED', message, {
+        hint: 'fix the release and deploy again; it is marked failed in the release log',
+        details: { release: ctx.id, reason: failure, live: true },
+      }),
+    };
+  }
+  return rollBackFailed(ctx, previous, failure, switchedAt);
+}
+
+/**
+ * Switches back to the release that was live before this deploy, with the same journal and
+ * rename as any switch: a crash midway leaves a `rolling-back` journal that recovery finishes.
+ */
+async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: string, switchedAt: string): Promise<never> {
+  const { layout, id, durable, emit } = ctx;
+  emit({ type: 'warning', message: `${reason}; rolling back to ${previous}` });
+  const details = { release: id, rolledBackTo: previous, reason };
+  // Deliberately deaf to the AbortSignal: once decided, the rollback is the quickest way to safety.
+  try {
+    if (ctx.journal.op !== 'deploy') throw new DeployError('INTERNAL', 'rollback after a failed check needs a deploy journal');
+    await writeJournal(layout, { ...ctx.journal, phase: 'rolling-back', reason }, durable);
+    await switchCurrent(layout, previous, { durable, beforeRename: () => failpoint('rollback-temp-link-made') });
+  } catch (error) {
+    const base = ioError('switching current back', error);
+    throw new DeployError('HEALTH_CHECK_FAILED', `${reason}; switching back to ${previous} failed (${base.message}), so release ${id} is still live`, {
+      cause: error,
+      hint: `roll back by hand: atomic-deploy rollback ${layout.root}`,
+      details: { ...details, live: true },
+    });
+  }
+  await failpoint('rollback-after-switch');
+  const message = `${reason}; rolled back to ${previous}`;
+  try {
+    const now = new Date().toISOString();
+    await updateRecord(layout, id, { status: 'failed', activatedAt: switchedAt, endedAt: now, reason }, durable);
+    await updateRecord(layout, previous, { activatedAt: now }, durable);
+    await clearJournal(layout, durable);
+  } catch (error) {
+    throw new DeployError('ROLLED_BACK', `${message} (recording it failed: ${ioError('recording', error).message}; the next command finishes the record)`, { cause: error, details });
+  }
+  emit({ type: 'step', message: `release ${previous} is live again; release ${id} is marked failed` });
+  throw new DeployError('ROLLED_BACK', message, {
+    hint: `the failed release stays in ${releasePath(layout, id)} for inspection; plain rollbacks skip it`,
+    details,
+  });
+}
+
+/** Errors that already tell the whole story of a verified deploy and must reach the user as they are. */
+export function isVerdict(error: unknown): error is DeployError {
+  return error instanceof DeployError && (error.code === 'ROLLED_BACK' || error.code === 'HEALTH_CHECK_FAILED');
+}

@@ -1,0 +1,139 @@
+// Shared paths through the CLI: relative links made before the switch, missing targets refused
+// with the root untouched, sources that already hold a shared path refused unless replaced.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+
+interface Json {
+  release?: string;
+  shared?: string[];
+  error?: { code: string; message: string; hint?: string };
+}
+
+function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'app/config.php': '<?php\n' });
+  return { dir, src, root: path.join(dir, 'root') };
+}
+
+void test('shared files and nested dirs are relative links that resolve into shared/', async (t) => {
+  const { src, root } = setup(t);
+  writeTree(path.join(root, 'shared'), { '.env': 'SECRET=1\n', 'storage/uploads/keep.txt': 'kept\n' });
+  const args = ['deploy', src, root, '--shared', '.env', '--shared', 'storage/uploads', '--shared', 'app/cache', '--shared-create', '--json'];
+  const first = await runCli(args);
+  assert.equal(first.code, 0, first.stderr);
+  const id = jsonOf<Json>(first).release as string;
+  assert.deepEqual(jsonOf<Json>(first).shared, ['.env', 'storage/uploads', 'app/cache']);
+  const rel = path.join(root, 'releases', id);
+  assert.equal(fs.readlinkSync(path.join(rel, '.env')), '../../shared/.env');
+  assert.equal(fs.readlinkSync(path.join(rel, 'storage/uploads')), '../../../shared/storage/uploads');
+  assert.equal(fs.readlinkSync(path.join(rel, 'app/cache')), '../../../shared/app/cache');
+  // The source lacked storage/: it is made as a real directory in the release, not a link.
+  assert.ok(fs.lstatSync(path.join(rel, 'storage')).isDirectory());
+  // --shared-create made the missing one as an empty directory.
+  assert.deepEqual(fs.readdirSync(path.join(root, 'shared/app/cache')), []);
+  assert.equal(fs.readFileSync(path.join(root, 'current/.env'), 'utf8'), 'SECRET=1\n');
+  assert.equal(fs.readFileSync(path.join(root, 'current/storage/uploads/keep.txt'), 'utf8'), 'kept\n');
+
+  // What the app writes through current lands in shared/ and outlives the release.
+  fs.writeFileSync(path.join(root, 'current/storage/uploads/new.jpg'), 'jpeg');
+  fs.writeFileSync(path.join(src, 'index.html'), 'v2\n');
+  const second = await runCli(args);
+  assert.equal(second.code, 0, second.stderr);
+  assert.notEqual(currentId(root), id);
+  assert.equal(fs.readFileSync(path.join(root, 'current/index.html'), 'utf8'), 'v2\n');
+  assert.equal(fs.readFileSync(path.join(root, 'current/storage/uploads/new.jpg'), 'utf8'), 'jpeg');
+});
+
+void test('a missing shared target fails with exit 2 before anything is written', async (t) => {
+  const { src, root } = setup(t);
+  const first = await runCli(['deploy', src, root, '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  const before = snapshot(root);
+  const result = await runCli(['deploy', src, root, '--shared', '.env', '--json']);
+  assert.equal(result.code, 2, result.stderr);
+  const error = jsonOf<Json>(result).error;
+  assert.equal(error?.code, 'SHARED_MISSING');
+  assert.match(error?.message ?? '', /shared\/\.env/);
+  assert.match(error?.hint ?? '', /--shared-create/);
+  assert.deepEqual(snapshot(root), before);
+
+  // A root that does not exist yet is not created either.
+  const fresh = path.join(path.dirname(root), 'fresh');
+  const none = await runCli(['deploy', src, fresh, '--shared', 'storage']);
+  assert.equal(none.code, 2, none.stderr);
+  assert.ok(!fs.existsSync(fresh));
+});
+
+void test('a target that vanishes while the release is copied fails before the switch and leaves nothing', async (t) => {
+  const { src, root } = setup(t);
+  writeTree(path.join(root, 'shared'), { '.env': 'x\n' });
+  const first = await runCli(['deploy', src, root, '--shared', '.env', '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  const live = currentId(root);
+  // The lock-taken failpoint gives time to remove the target after the early check passed.
+  const run = spawnCli(['deploy', src, root, '--shared', '.env', '--json'], { failpoints: 'lock-taken=sleep:1500' });
+  await new Promise((r) => setTimeout(r, 700));
+  fs.rmSync(path.join(root, 'shared/.env'));
+  const result = await run.done;
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(jsonOf<Json>(result).error?.code, 'SHARED_MISSING');
+  assert.equal(currentId(root), live);
+  assert.deepEqual(releaseIds(root), [live]);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), []);
+});
+
+void test('a source that holds a shared path is refused unless --shared-replace', async (t) => {
+  const { dir, src, root } = setup(t);
+  writeTree(src, { '.env': 'FROM_BUILD=1\n', 'storage/logs/old.log': 'old\n' });
+  writeTree(path.join(root, 'shared'), { '.env': 'FROM_SHARED=1\n', 'storage/logs/.keep': '' });
+  const refused = await runCli(['deploy', src, root, '--shared', '.env', '--shared', 'storage/logs', '--json']);
+  assert.equal(refused.code, 2, refused.stderr);
+  const error = jsonOf<Json>(refused).error;
+  assert.equal(error?.code, 'INVALID_SHARED_PATH');
+  assert.match(error?.message ?? '', /already holds "\.env"/);
+  assert.match(error?.hint ?? '', /--shared-replace/);
+  assert.deepEqual(releaseIds(root), []);
+  assert.ok(!fs.existsSync(path.join(root, 'current')));
+
+  const replaced = await runCli(['deploy', src, root, '--shared', '.env', '--shared', 'storage/logs', '--shared-replace', '--json']);
+  assert.equal(replaced.code, 0, replaced.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current/.env'), 'utf8'), 'FROM_SHARED=1\n');
+  assert.ok(fs.lstatSync(path.join(root, 'current/storage/logs')).isSymbolicLink());
+  assert.ok(!fs.existsSync(path.join(root, 'current/storage/logs/old.log')));
+  // The source is read, never changed.
+  assert.equal(fs.readFileSync(path.join(src, '.env'), 'utf8'), 'FROM_BUILD=1\n');
+  assert.ok(fs.existsSync(path.join(dir, 'src/storage/logs/old.log')));
+});
+
+void test('invalid shared paths are refused with exit 2', async (t) => {
+  const { src, root } = setup(t);
+  fs.mkdirSync(path.join(root, 'shared'), { recursive: true });
+  fs.symlinkSync('/tmp', path.join(src, 'vendor'));
+  for (const p of ['../etc', '/etc', 'a/../b', 'a//b', './a', 'vendor/x', 'index.html/x']) {
+    const result = await runCli(['deploy', src, root, '--shared', p, '--json']);
+    assert.equal(result.code, 2, `${p}: ${result.stderr}`);
+    assert.equal(jsonOf<Json>(result).error?.code, 'INVALID_SHARED_PATH', p);
+  }
+  const overlap = await runCli(['deploy', src, root, '--shared', 'data', '--shared', 'data/x', '--shared-create', '--json']);
+  assert.equal(overlap.code, 2);
+  assert.match(jsonOf<Json>(overlap).error?.message ?? '', /overlap/);
+  assert.deepEqual(fs.readdirSync(root), ['shared']);
+});
+
+void test('a crash right after the links are made leaves no release behind', async (t) => {
+  const { src, root } = setup(t);
+  writeTree(path.join(root, 'shared'), { '.env': 'x\n' });
+  const first = await runCli(['deploy', src, root, '--json']);
+  const live = jsonOf<Json>(first).release as string;
+  const crashed = await runCli(['deploy', src, root, '--shared', '.env'], { failpoints: 'shared-linked=crash' });
+  assert.equal(crashed.signal, 'SIGKILL');
+  const status = await runCli(['status', root, '--json']);
+  assert.equal(status.code, 0, status.stderr);
+  assert.equal(currentId(root), live);
+  assert.deepEqual(releaseIds(root), [live]);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), []);
+  assert.equal(fs.readFileSync(path.join(root, 'shared/.env'), 'utf8'), 'x\n');
+});
