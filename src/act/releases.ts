@@ -21,13 +21,15 @@ export async function listReleaseDirs(layout: Layout): Promise<string[]> {
  * The only way a release is ever deleted. It re-reads `current` at the last moment and
  * refuses the live release and any protected one (the rollback target); the release is
  * renamed into `.tmp/` first, so a half-deleted tree never sits under `releases/`.
+ * With `deferDelete` the renamed tree is left in `.tmp/` and its path returned, for the
+ * caller to delete with `deleteTrash()` once the lock is released.
  */
 export async function removeRelease(
   layout: Layout,
   id: string,
   protect: ReadonlySet<string>,
-  options: { durable: boolean; beforeDelete?: () => Promise<void> },
-): Promise<void> {
+  options: { durable: boolean; beforeDelete?: () => Promise<void>; deferDelete?: boolean },
+): Promise<string | undefined> {
   const current = await readCurrent(layout);
   const liveId = current.kind === 'release' || current.kind === 'dangling' ? current.id : undefined;
   if (id === liveId || protect.has(id)) {
@@ -38,10 +40,90 @@ export async function removeRelease(
   try {
     await fs.promises.rename(releasePath(layout, id), trash);
   } catch (error) {
-    if (errnoOf(error) === 'ENOENT') return;
+    if (errnoOf(error) === 'ENOENT') return undefined;
     throw error;
   }
   if (options.durable) await fsyncDir(layout.releases);
   await options.beforeDelete?.();
+  if (options.deferDelete) return trash;
   await fs.promises.rm(trash, { recursive: true, force: true });
+  return undefined;
+}
+
+export interface TrashOptions {
+  /** Called with the number of files removed so far, every few hundred files. */
+  onProgress?: (files: number) => void;
+  /** Called once after the first file is gone (a failpoint lives there). */
+  midway?: () => Promise<void>;
+  signal?: AbortSignal;
+}
+
+/**
+ * Deletes a tree `removeRelease()` moved into `.tmp/`. Another process may be deleting the same
+ * tree (recovery removes `trash.*`), so whatever vanished meanwhile counts as done. Stops early,
+ * leaving the rest for the next recovery, when `signal` aborts.
+ */
+export async function deleteTrash(trash: string, options: TrashOptions = {}): Promise<number> {
+  let files = 0;
+  let reported = 0;
+  let midwayDone = options.midway === undefined;
+  const gone = (error: unknown): boolean => errnoOf(error) === 'ENOENT';
+  const unlinkOne = async (file: string): Promise<void> => {
+    try {
+      await fs.promises.unlink(file);
+    } catch (error) {
+      if (!gone(error)) throw error;
+    }
+    files += 1;
+    if (!midwayDone) {
+      midwayDone = true;
+      await options.midway?.();
+    }
+    if (options.onProgress && files - reported >= 256) {
+      reported = files;
+      options.onProgress(files);
+    }
+  };
+  const removeDir = async (dir: string): Promise<void> => {
+    if (options.signal?.aborted) return;
+    let entries: fs.Dirent[];
+    try {
+      entries = await fs.promises.readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if (gone(error)) return;
+      if (errnoOf(error) !== 'EACCES') throw error;
+      // A read-only directory copied from the source: make it ours to empty.
+      await fs.promises.chmod(dir, 0o700);
+      entries = await fs.promises.readdir(dir, { withFileTypes: true });
+    }
+    if (entries.length > 0) {
+      // A release copied with its modes may hold directories we may not write to.
+      const stat = await fs.promises.lstat(dir).catch(() => undefined);
+      if (stat && (stat.mode & 0o300) !== 0o300) await fs.promises.chmod(dir, 0o700).catch(() => undefined);
+    }
+    const others = entries.filter((e) => !e.isDirectory());
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < others.length) {
+        const entry = others[next++] as fs.Dirent;
+        await unlinkOne(path.join(dir, entry.name));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(32, others.length) }, worker));
+    for (const entry of entries) {
+      if (entry.isDirectory()) await removeDir(path.join(dir, entry.name));
+    }
+    if (options.signal?.aborted) return;
+    try {
+      await fs.promises.rmdir(dir);
+    } catch (error) {
+      if (gone(error)) return;
+      // Something we had not listed (another deleter's view lagging ours): one more pass.
+      if (errnoOf(error) !== 'ENOTEMPTY') throw error;
+      await fs.promises.rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    }
+  };
+  await removeDir(trash);
+  options.onProgress?.(files);
+  return files;
 }

@@ -28,6 +28,8 @@ export interface ReleaseRecord {
   copied?: number;
   previous: string | null;
   reason?: string;
+  /** When prune removed the release directory; the record stays as history. */
+  prunedAt?: string;
 }
 
 export type JournalRead = { kind: 'none' } | { kind: 'ok'; journal: Journal } | { kind: 'garbage'; text: string };

@@ -53,38 +53,60 @@ export function roleOf(release: ReleaseFacts, currentId: string | null, previous
 
 export interface PruneInput {
   currentId: string | null;
+  /** How many good releases stay; failed and rolled-back ones never count. */
   keep: number;
-  /** Releases a running process still uses (cwd, root or open files under them). */
-  inUse?: ReadonlySet<string>;
+  /** Releases a running process still uses (cwd, root or open files under them), with who uses them. */
+  inUse?: ReadonlyMap<string, string>;
+  /** Releases an in-flight deploy is writing (from its journal). */
+  writing?: ReadonlySet<string>;
+  /** Remove releases in use all the same. */
   force?: boolean;
 }
 
+export type KeepRule = 'current' | 'rollback-target' | 'being-deployed' | 'in-use' | 'newest';
+export type RemoveRule = 'older' | 'failed' | 'rolled-back';
+
 export interface PruneDecision<T> {
-  remove: { release: T; reason: string }[];
-  keep: { release: T; reason: string }[];
+  /** Newest first. */
+  remove: { release: T; rule: RemoveRule; reason: string }[];
+  /** Newest first. */
+  keep: { release: T; rule: KeepRule; reason: string }[];
+}
+
+/** A release that counts towards `keep`: one that went live and was never failed or rolled back. */
+export function countsTowardsKeep(release: ReleaseFacts): boolean {
+  return release.status === undefined || release.status === 'complete';
 }
 
 /**
- * Which releases prune removes. Never: current, the rollback target, one in use (unless
- * forced). The newest `keep` good releases stay; failed and rolled-back ones never count.
+ * Which releases prune removes. Never: current, the rollback target, one being deployed, one in
+ * use (unless forced). The newest `keep` good releases stay; failed and rolled-back ones never
+ * count, so a row of failed deploys cannot push out the last good release.
  */
 export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input: PruneInput): PruneDecision<T> {
+  const keep = Math.max(0, Math.floor(input.keep));
   const previous = rollbackTarget(ordered, input.currentId);
-  const newestGood = ordered.filter(isGood).slice(-Math.max(0, input.keep));
-  const keptGood = new Set(newestGood.map((r) => r.id));
+  const good = ordered.filter(countsTowardsKeep);
+  // slice(-0) would keep everything.
+  const keptGood = new Set((keep === 0 ? [] : good.slice(-keep)).map((r) => r.id));
+  const newest = `the newest ${keep} good release${keep === 1 ? '' : 's'}`;
   const decision: PruneDecision<T> = { remove: [], keep: [] };
   for (const release of [...ordered].reverse()) {
-    let reason: string | undefined;
-    if (release.id === input.currentId) reason = 'current';
-    else if (release.id === previous?.id) reason = 'rollback target';
-    else if (release.status === 'pending') reason = 'being deployed';
-    else if (input.inUse?.has(release.id) && !input.force) reason = 'in use by a running process';
-    else if (keptGood.has(release.id)) reason = `among the newest ${input.keep}`;
-    if (reason) decision.keep.push({ release, reason });
-    else {
-      const why = isGood(release) ? `older than the newest ${input.keep}` : `${release.status} release`;
-      decision.remove.push({ release, reason: why });
+    const holders = input.inUse?.get(release.id);
+    let kept: { rule: KeepRule; reason: string } | undefined;
+    if (release.id === input.currentId) kept = { rule: 'current', reason: 'current' };
+    else if (release.id === previous?.id) kept = { rule: 'rollback-target', reason: 'rollback target' };
+    else if (release.status === 'pending' || input.writing?.has(release.id)) kept = { rule: 'being-deployed', reason: 'being deployed' };
+    else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
+    else if (keptGood.has(release.id)) kept = { rule: 'newest', reason: `among ${newest}` };
+    if (kept) {
+      decision.keep.push({ release, ...kept });
+      continue;
     }
+    const rule: RemoveRule = release.status === 'failed' ? 'failed' : release.status === 'rolled-back' ? 'rolled-back' : 'older';
+    let reason = rule === 'older' ? `older than ${newest}` : `${rule} (does not count towards keep)`;
+    if (holders !== undefined) reason += `; in use by ${holders}, removed because of --force`;
+    decision.remove.push({ release, rule, reason });
   }
   return decision;
 }

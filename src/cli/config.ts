@@ -1,0 +1,192 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { DeployError, errnoOf } from '../errors.ts';
+import type { DeployOptions } from '../ops/deploy.ts';
+import { CONFIG_NAMES, parseConfig, type Config } from '../plan/config.ts';
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file it came from; undefined when there is none. */
+  file?: string;
+  /** Relative paths in the file are resolved from here. */
+  dir: string;
+}
+
+function invalid(message: string, file: string, cause?: unknown): DeployError {
+  return new DeployError('INVALID_CONFIG', message, { cause, details: { file }, hint: 'see docs/lifecycle.md, or write an example with: atomic-deploy init' });
+}
+
+/** Reads `--config <file>`, or the one config file in `cwd`; an empty config when there is none. */
+export function loadConfig(explicit: string | undefined, cwd: string): LoadedConfig {
+  let file: string;
+  if (explicit !== undefined) {
+    file = path.resolve(cwd, explicit);
+  } else {
+    const found = CONFIG_NAMES.map((name) => path.join(cwd, name)).filter((f) => fs.existsSync(f));
+    if (found.length === 0) return { config: {}, dir: cwd };
+    if (found.length > 1) throw invalid(`found ${found.map((f) => path.basename(f)).join(' and ')} in ${cwd}; keep one`, found[0] ?? cwd);
+    file = found[0] as string;
+  }
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = errnoOf(error);
+    throw invalid(code === 'ENOENT' ? `config file ${file} does not exist` : `cannot read config file ${file}: ${code ?? String(error)}`, file, error);
+  }
+  let data: unknown;
+  if (file.endsWith('.json')) {
+    try {
+      data = JSON.parse(text) as unknown;
+    } catch (error) {
+      throw invalid(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, file, error);
+    }
+  } else {
+    const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    const problem = doc.errors[0];
+    if (problem) {
+      const at = problem.linePos?.[0];
+      throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${(problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`, file, problem);
+    }
+    data = doc.toJS() as unknown;
+  }
+  return { config: parseConfig(data, file), file, dir: path.dirname(file) };
+}
+
+/** The deploy flags the CLI knows; each one given on the command line overrides the config. */
+export interface DeployFlags {
+  releaseId?: string;
+  wait?: number;
+  fsync?: boolean;
+  keep?: number;
+  dryRun?: boolean;
+  shared?: string[];
+  sharedCreate?: boolean;
+  sharedReplace?: boolean;
+  strategy?: DeployOptions['strategy'];
+  checksum?: boolean;
+  beforeSwitch?: string[];
+  afterSwitch?: string[];
+  hookTimeout?: number;
+  healthCheck?: string;
+  healthUrl?: string;
+  healthTimeout?: number;
+}
+
+const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
+const ms = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : Math.round(seconds * 1000));
+
+/**
+ * The options a deploy runs with: the config file's values, each replaced by its flag when the
+ * flag was given (`given` tells, since `--no-fsync` has a default). Lists are replaced, not merged.
+ */
+export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, given: (flag: keyof DeployFlags) => boolean): DeployOptions {
+  const c = loaded.config;
+  const pick = <K extends keyof DeployFlags, T>(flag: K, fromConfig: T | undefined): DeployFlags[K] | T | undefined =>
+    given(flag) ? flags[flag] : fromConfig;
+  const hooks = {
+    beforeSwitch: pick('beforeSwitch', list(c.hooks?.beforeSwitch)),
+    afterSwitch: pick('afterSwitch', list(c.hooks?.afterSwitch)),
+    timeoutMs: ms(pick('hookTimeout', c.hooks?.timeout)),
+  };
+  const healthCheck = {
+    command: pick('healthCheck', c.healthCheck?.command),
+    url: pick('healthUrl', c.healthCheck?.url),
+    timeoutMs: ms(pick('healthTimeout', c.healthCheck?.timeout)),
+  };
+  const options: DeployOptions = {
+    releaseId: pick('releaseId', c.releaseId),
+    fsync: pick('fsync', c.fsync),
+    waitMs: ms(pick('wait', c.wait)) ?? 0,
+    keep: pick('keep', c.keep),
+    dryRun: flags.dryRun === true ? true : undefined,
+    shared: pick('shared', c.shared),
+    sharedCreate: pick('sharedCreate', c.sharedCreate),
+    sharedReplace: pick('sharedReplace', c.sharedReplace),
+    strategy: pick('strategy', c.strategy),
+    checksum: pick('checksum', c.checksum),
+    hooks: hooks.beforeSwitch || hooks.afterSwitch || hooks.timeoutMs !== undefined ? hooks : undefined,
+    healthCheck: healthCheck.command || healthCheck.url ? healthCheck : undefined,
+  };
+  // Absent keys stay absent, so the library's defaults apply.
+  for (const key of Object.keys(options) as (keyof DeployOptions)[]) if (options[key] === undefined) delete options[key];
+  return options;
+}
+
+/** A path from the command line (relative to cwd) or else from the config (relative to its file). */
+export function pathFrom(arg: string | undefined, fromConfig: string | undefined, loaded: LoadedConfig, what: 'root' | 'source'): string {
+  if (arg !== undefined) return arg;
+  if (fromConfig !== undefined) return path.resolve(loaded.dir, fromConfig);
+  const where = loaded.file ? ` (${loaded.file} has no "${what}")` : ' (no atomic-deploy.config.yaml here)';
+  throw new DeployError('USAGE', `missing the ${what === 'root' ? 'deploy root' : 'source directory'}${where}`, {
+    hint: what === 'root' ? 'give it as an argument, or set root: in the config file' : 'give it as an argument (atomic-deploy deploy <source> <root>), or set source: in the config file',
+  });
+}
+
+/** The commented example `atomic-deploy init` writes; every setting past the first three is commented out. */
+export const EXAMPLE_CONFIG = `# atomic-deploy configuration (see docs/lifecycle.md).
+# Flags given on the command line override these values; relative paths are resolved from
+# the directory of this file. Unknown keys are errors.
+
+# Deploy root: holds current, releases/, shared/ and .atomic-deploy/.
+root: /srv/www/app
+# Build output to publish as a new release.
+source: ./build
+# Good releases kept after each deploy (and by \`atomic-deploy prune\`). Current and the
+# release a rollback would go to always stay; failed and rolled-back releases never count.
+keep: 5
+
+# Release id instead of the UTC timestamp (ids are never reused, so mostly for one-offs).
+#releaseId: v1.4.2
+# Make the release and the switch durable before reporting success (power-cut safe).
+#fsync: true
+# Seconds to wait for another deploy's lock instead of failing at once.
+#wait: 0
+
+# Paths that outlive releases, linked from releases/<id>/<path> to shared/<path>.
+#shared:
+#  - .env
+#  - storage
+# Create missing shared targets as empty directories instead of failing.
+#sharedCreate: false
+# Replace a shared path the build already holds instead of failing.
+#sharedReplace: false
+
+# How files get into the release: auto (clone where the filesystem can, else copy),
+# copy, reflink (clone or fail), or hardlink (link files unchanged since the previous release).
+#strategy: auto
+# With hardlink: compare contents instead of size, mtime and mode.
+#checksum: false
+
+# Commands run in the release directory, before and after the switch (one or a list).
+#hooks:
+#  beforeSwitch: npm ci --omit=dev
+#  afterSwitch:
+#    - systemctl reload php-fpm
+#  timeout: 300
+
+# Verified after the switch; on failure the deploy switches back by itself (exit code 4).
+#healthCheck:
+#  url: http://127.0.0.1/healthz
+#  command: ./bin/smoke-test
+#  timeout: 30
+
+# Hosts for fleet deploys: "[user@]host[:port]", each with its own root if it differs.
+#hosts:
+#  - host: deploy@web1.example.com
+#  - host: web2.example.com:2222
+#    root: /srv/www/app
+`;
+
+/** Writes the example; refuses to replace an existing file unless `force`. */
+export function writeExampleConfig(file: string, force: boolean): void {
+  try {
+    fs.writeFileSync(file, EXAMPLE_CONFIG, { flag: force ? 'w' : 'wx', mode: 0o644 });
+  } catch (error) {
+    if (errnoOf(error) === 'EEXIST') {
+      throw new DeployError('USAGE', `${file} already exists; nothing was written`, { hint: 'use --force to overwrite it' });
+    }
+    throw new DeployError('IO', `cannot write ${file}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+  }
+}

@@ -1,0 +1,236 @@
+import fs from 'node:fs';
+import { failpoint } from '../act/failpoints.ts';
+import { scanProcessUses } from '../act/in-use.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
+import { deleteTrash, removeRelease } from '../act/releases.ts';
+import { readJournal, updateRecord } from '../act/state.ts';
+import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
+import { DeployError, ioError } from '../errors.ts';
+import { describeUses, releasesInUse } from '../plan/in-use.ts';
+import { selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
+import { ignoreEvents, type EventSink } from './events.ts';
+import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
+import { openRoot, realpathLoose, withLock } from './root.ts';
+
+export interface PruneOptions {
+  /** Good releases to keep; failed and rolled-back ones never count. Current and the rollback target always stay. */
+  keep: number;
+  /** Report what would go and why each kept one stays; change nothing (not even take the lock). */
+  dryRun?: boolean;
+  /** Remove releases that running processes still use. */
+  force?: boolean;
+  fsync?: boolean;
+  waitMs?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  command?: string;
+}
+
+export interface PrunedRelease {
+  id: string;
+  rule: RemoveRule;
+  reason: string;
+  /** From the release log, when it knows. */
+  files?: number;
+  bytes?: number;
+}
+
+export interface KeptRelease {
+  id: string;
+  rule: KeepRule;
+  reason: string;
+}
+
+export interface PruneResult {
+  dryRun: boolean;
+  keep: number;
+  current: string | null;
+  /** Newest first; with dryRun, what would be removed. */
+  removed: PrunedRelease[];
+  /** Newest first, each with why it stays. */
+  kept: KeptRelease[];
+  /** `proc`: running processes were checked; `unavailable`: no /proc here, nothing was checked. */
+  inUseCheck: 'proc' | 'unavailable' | 'forced';
+  /** Time the releases took to leave `releases/` (renames into `.tmp/`), and to be deleted after. */
+  renameMs: number;
+  deleteMs: number;
+  recovered: string[];
+}
+
+export function assertKeep(keep: unknown): asserts keep is number {
+  if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
+    throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });
+  }
+}
+
+/** What prune would do in this root now: reads only. `extra` adds a release about to exist (dry run of a deploy). */
+export async function decidePrune(
+  layout: Layout,
+  input: { keep: number; force?: boolean; currentId: string | null; extra?: ReleaseView },
+): Promise<{ decision: PruneDecision<ReleaseView>; inUseCheck: PruneResult['inUseCheck'] }> {
+  const views = fs.existsSync(layout.releases) ? await releaseViews(layout) : [];
+  if (input.extra) views.push(input.extra);
+  const journal = fs.existsSync(layout.root) ? await readJournal(layout) : { kind: 'none' as const };
+  const writing = new Set(journal.kind === 'ok' ? [journal.journal.release] : []);
+  let inUse = new Map<string, string>();
+  let inUseCheck: PruneResult['inUseCheck'] = 'forced';
+  if (!input.force && views.length > 0) {
+    const releasesReal = realpathLoose(layout.releases);
+    const scan = scanProcessUses(releasesReal);
+    inUseCheck = scan.supported ? 'proc' : 'unavailable';
+    const dirs = new Map(views.map((v) => [v.id, realpathLoose(releasePath(layout, v.id))]));
+    inUse = new Map([...releasesInUse(scan.uses, dirs)].map(([id, uses]) => [id, describeUses(uses)]));
+  }
+  const decision = selectPrune(views, { currentId: input.currentId, keep: input.keep, inUse, writing, force: input.force });
+  return { decision, inUseCheck };
+}
+
+export function describeDecision(decision: PruneDecision<ReleaseView>): Pick<PruneResult, 'removed' | 'kept'> {
+  return {
+    removed: decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason, files: release.record?.files, bytes: release.record?.bytes })),
+    kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
+  };
+}
+
+/**
+ * Moves the releases prune removes out of `releases/` into `.tmp/` (one rename each, under the
+ * lock) and returns the trash to delete once the lock is released.
+ */
+export async function retireReleases(
+  layout: Layout,
+  decision: PruneDecision<ReleaseView>,
+  options: { durable: boolean; signal?: AbortSignal },
+): Promise<{ trash: string[]; removed: string[] }> {
+  const protect = new Set(decision.keep.map((k) => k.release.id));
+  const trash: string[] = [];
+  const removed: string[] = [];
+  // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
+  for (const { release } of [...decision.remove].reverse()) {
+    if (options.signal?.aborted) break;
+    const moved = await removeRelease(layout, release.id, protect, {
+      durable: options.durable,
+      deferDelete: true,
+      beforeDelete: () => failpoint('prune-rename'),
+    });
+    if (moved) trash.push(moved);
+    removed.push(release.id);
+    // Kept as history (ids are never reused); marked so nobody looks for the directory.
+    await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable);
+  }
+  return { trash, removed };
+}
+
+/** Deletes retired releases after the lock is released, reporting progress in files. */
+export async function deleteRetired(
+  trash: readonly string[],
+  totals: { files: number; bytes: number },
+  options: { emit: EventSink; signal?: AbortSignal },
+): Promise<number> {
+  const started = performance.now();
+  let before = 0;
+  for (const dir of trash) {
+    if (options.signal?.aborted) break;
+    const files = await deleteTrash(dir, {
+      signal: options.signal,
+      midway: () => failpoint('prune-delete'),
+      onProgress: (n) => options.emit({ type: 'progress', phase: 'prune', done: Math.min(before + n, totals.files), total: totals.files, bytes: 0, totalBytes: 0 }),
+    });
+    before += files;
+  }
+  options.emit({ type: 'progress', phase: 'prune', done: totals.files, total: totals.files, bytes: 0, totalBytes: 0 });
+  return Math.round(performance.now() - started);
+}
+
+function interruptedError(signal: AbortSignal, done: number, total: number): DeployError {
+  const reason: unknown = signal.reason;
+  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  return new DeployError('INTERRUPTED', `interrupted by ${sig}: ${done} of ${total} releases were pruned; the rest stay`, { signal: sig });
+}
+
+/** A prune whose releases have left `releases/` under the lock; their trees still wait in `.tmp/`. */
+export interface RetiredPrune {
+  result: PruneResult;
+  trash: string[];
+  files: number;
+  bytes: number;
+  /** How many releases were selected (fewer are retired when a signal stopped it). */
+  selected: number;
+}
+
+/** Runs under the caller's lock, after recovery: decides and retires. */
+export async function pruneUnderLock(
+  layout: Layout,
+  options: { keep: number; force?: boolean; durable: boolean; signal?: AbortSignal; emit: EventSink; recovered?: string[] },
+): Promise<RetiredPrune> {
+  const currentId = currentIdOrThrow(await readCurrent(layout), layout);
+  const { decision, inUseCheck } = await decidePrune(layout, { keep: options.keep, force: options.force, currentId });
+  const started = performance.now();
+  const n = decision.remove.length;
+  if (n > 0) options.emit({ type: 'step', message: `pruning ${n} release${n === 1 ? '' : 's'}: ${decision.remove.map((r) => r.release.id).join(', ')}` });
+  let retired: { trash: string[]; removed: string[] };
+  try {
+    retired = await retireReleases(layout, decision, { durable: options.durable, signal: options.signal });
+  } catch (error) {
+    throw ioError('pruning releases', error);
+  }
+  const described = describeDecision(decision);
+  const removed = described.removed.filter((r) => retired.removed.includes(r.id));
+  return {
+    result: {
+      dryRun: false,
+      keep: options.keep,
+      current: currentId,
+      removed,
+      kept: described.kept,
+      inUseCheck,
+      renameMs: Math.round(performance.now() - started),
+      deleteMs: 0,
+      recovered: options.recovered ?? [],
+    },
+    trash: retired.trash,
+    files: removed.reduce((sum, r) => sum + (r.files ?? 0), 0),
+    bytes: removed.reduce((sum, r) => sum + (r.bytes ?? 0), 0),
+    selected: n,
+  };
+}
+
+/** Deletes the retired trees once the lock is released; a failure here only leaves work for the next recovery. */
+export async function finishPrune(retired: RetiredPrune, options: { emit: EventSink; signal?: AbortSignal }): Promise<PruneResult> {
+  try {
+    retired.result.deleteMs = await deleteRetired(retired.trash, { files: retired.files, bytes: retired.bytes }, options);
+  } catch (error) {
+    options.emit({ type: 'warning', message: `${ioError('deleting pruned releases', error).message}; the next command finishes it` });
+  }
+  return retired.result;
+}
+
+/**
+ * Removes old releases of a root, keeping the newest `keep` good ones, current, the rollback
+ * target, a release being deployed, and releases running processes still use (unless `force`).
+ * Each release leaves `releases/` by one rename under the lock; the trees are deleted after it.
+ */
+export async function prune(root: string, options: PruneOptions): Promise<PruneResult> {
+  assertKeep(options.keep);
+  const emit = options.onEvent ?? ignoreEvents;
+  const durable = options.fsync !== false;
+  const layout = openRoot(root, { mayCreate: false });
+  const keep = options.keep;
+
+  if (options.dryRun) {
+    const currentId = currentIdOrThrow(await readCurrent(layout), layout);
+    const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId });
+    return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [] };
+  }
+
+  const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal }, async (lock) => {
+    if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
+    const recovered = await recoverRoot(layout, durable);
+    for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
+    return pruneUnderLock(layout, { keep, force: options.force, durable, signal: options.signal, emit, recovered });
+  });
+  const result = await finishPrune(retired, { emit, signal: options.signal });
+  if (options.signal?.aborted && result.removed.length < retired.selected) {
+    throw interruptedError(options.signal, result.removed.length, retired.selected);
+  }
+  return result;
+}

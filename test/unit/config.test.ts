@@ -1,0 +1,162 @@
+// The config file: every key validated, one error line naming key, value and expectation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { DeployError } from '../../src/errors.ts';
+import { parseConfig, parseHostSpec, configSchema } from '../../src/plan/config.ts';
+import { deployOptionsFrom, EXAMPLE_CONFIG, loadConfig, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
+
+function configError(data: unknown): DeployError {
+  try {
+    parseConfig(data, 'c.yaml');
+  } catch (error) {
+    assert.ok(error instanceof DeployError);
+    return error;
+  }
+  assert.fail(`expected ${JSON.stringify(data)} to be refused`);
+}
+
+const FULL = {
+  root: '/srv/www/app',
+  source: './build',
+  keep: 5,
+  releaseId: 'v1.4.2',
+  fsync: true,
+  wait: 30,
+  shared: ['.env', 'storage/logs'],
+  sharedCreate: true,
+  sharedReplace: false,
+  strategy: 'hardlink',
+  checksum: true,
+  hooks: { beforeSwitch: 'npm ci', afterSwitch: ['a', 'b'], timeout: 60 },
+  healthCheck: { command: './smoke', url: 'https://example.com/healthz', timeout: 10 },
+  hosts: [{ host: 'deploy@web1.example.com:2222', root: '/srv/app' }, { host: 'web2' }],
+};
+
+void test('a config with every key is accepted as is', () => {
+  assert.deepEqual(parseConfig(FULL, 'c.yaml'), FULL);
+  assert.deepEqual(parseConfig(null, 'c.yaml'), {}, 'an empty YAML file');
+});
+
+void test('errors name the key path, the value and what was expected, on one line, exit 2', () => {
+  const cases: [unknown, RegExp][] = [
+    [{ keep: -1 }, /^c\.yaml: keep: got -1, expected an integer >= 0$/],
+    [{ keep: 'five' }, /keep: got "five", expected an integer >= 0/],
+    [{ keep: 1.5 }, /keep: got 1\.5, expected an integer >= 0/],
+    [{ strategy: 'rsync' }, /strategy: got "rsync", expected one of copy, reflink, hardlink, auto/],
+    [{ shared: ['../etc'] }, /shared\[0\]: got "\.\.\/etc", expected a relative, normalised path without "\.\."/],
+    [{ shared: ['/etc'] }, /shared\[0\]: got "\/etc"/],
+    [{ shared: '.env' }, /shared: got "\.env", expected a list of relative paths/],
+    [{ fsync: 'yes' }, /fsync: got "yes", expected true or false/],
+    [{ wait: -3 }, /wait: got -3, expected a number of seconds >= 0/],
+    [{ hooks: { beforeSwitch: 3 } }, /hooks\.beforeSwitch: got 3, expected a command or a list of commands/],
+    [{ hooks: { beforeSwitch: [] } }, /hooks\.beforeSwitch: got \[\], expected a command or a list of commands/],
+    [{ hooks: { timeout: 0 } }, /hooks\.timeout: got 0, expected a number of seconds > 0/],
+    [{ healthCheck: { url: 'ftp://x' } }, /healthCheck\.url: got "ftp:\/\/x", expected an http:\/\/ or https:\/\/ URL/],
+    [{ healthCheck: { timeout: 5 } }, /healthCheck: got \{"timeout":5\}, expected a command or a url/],
+    [{ hosts: [{ host: '-oProxyCommand=x' }] }, /hosts\[0\]\.host: got "-oProxyCommand=x", expected \[user@\]host\[:port\]/],
+    [{ hosts: [{ host: 'web1', root: 'srv/app' }] }, /hosts\[0\]\.root: got "srv\/app", expected an absolute path/],
+    [{ hosts: [{ root: '/srv' }] }, /hosts\[0\]\.host: got nothing, expected \[user@\]host\[:port\]/],
+    [{ releaseId: '../x' }, /releaseId: got "\.\.\/x", expected a release id/],
+    [['root'], /^c\.yaml: got \["root"\], expected a mapping of settings$/],
+  ];
+  for (const [data, pattern] of cases) {
+    const error = configError(data);
+    assert.equal(error.code, 'INVALID_CONFIG');
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, pattern, JSON.stringify(data));
+    assert.ok(!error.message.includes('\n'), 'one line');
+  }
+});
+
+void test('unknown keys are errors that list the known ones', () => {
+  const top = configError({ keeep: 3 });
+  assert.match(top.message, /^c\.yaml: keeep: unknown key \(value 3\); expected one of root, source, keep, /);
+  const nested = configError({ hooks: { before: 'x' } });
+  assert.match(nested.message, /hooks\.before: unknown key \(value "x"\); expected one of beforeSwitch, afterSwitch, timeout/);
+  const host = configError({ hosts: [{ host: 'a', port: 22 }] });
+  assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); expected one of host, root/);
+});
+
+void test('several problems: the first is named, the rest counted', () => {
+  assert.match(configError({ keep: -1, strategy: 'x' }).message, /\(and 1 more problem\)$/);
+});
+
+void test('host specs: [user@]host[:port]', () => {
+  assert.deepEqual(parseHostSpec('web1'), { host: 'web1' });
+  assert.deepEqual(parseHostSpec('deploy@web1.example.com:2222'), { user: 'deploy', host: 'web1.example.com', port: 2222 });
+  assert.deepEqual(parseHostSpec('[::1]:22'), { host: '[::1]', port: 22 });
+  for (const bad of ['', '-x', 'a@', '@b', 'host:0', 'host:70000', 'a b', 'user@-host', 'host:', 'a;b']) assert.equal(parseHostSpec(bad), undefined, bad);
+});
+
+void test('the example init writes is valid, and every key appears in it when uncommented', () => {
+  const plain = YAML.parse(EXAMPLE_CONFIG) as unknown;
+  assert.deepEqual(parseConfig(plain, 'example'), { root: '/srv/www/app', source: './build', keep: 5 });
+  // Commented-out settings start with "#" followed by a key or indentation; prose with "# ".
+  const uncommented = EXAMPLE_CONFIG.split('\n').map((line) => (/^#(?=[a-z]| {2})/.test(line) ? line.slice(1) : line)).join('\n');
+  const all = parseConfig(YAML.parse(uncommented), 'example');
+  assert.deepEqual(Object.keys(all).sort(), Object.keys(configSchema.shape).sort());
+});
+
+function tmp(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-config-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+void test('loading: YAML, .yml and JSON; none at all; two at once is an error', (t) => {
+  const dir = tmp(t);
+  assert.deepEqual(loadConfig(undefined, dir).config, {});
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yml'), 'keep: 2\nroot: ./root\n');
+  const loaded = loadConfig(undefined, dir);
+  assert.deepEqual(loaded.config, { keep: 2, root: './root' });
+  assert.equal(pathFrom(undefined, loaded.config.root, loaded, 'root'), path.join(dir, 'root'), 'relative to the file');
+  assert.equal(pathFrom('cli-root', loaded.config.root, loaded, 'root'), 'cli-root', 'the argument wins');
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.json'), '{"keep": 3}');
+  assert.throws(() => loadConfig(undefined, dir), /found atomic-deploy\.config\.yml and atomic-deploy\.config\.json/);
+  assert.deepEqual(loadConfig('atomic-deploy.config.json', dir).config, { keep: 3 });
+});
+
+void test('loading: syntax errors and duplicate keys name the file and line', (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'bad.yaml');
+  fs.writeFileSync(file, 'keep: 2\nkeep: 3\n');
+  assert.throws(() => loadConfig(file, dir), (e: unknown) => e instanceof DeployError && e.code === 'INVALID_CONFIG' && /bad\.yaml:2:\d+: not valid YAML/.test(e.message));
+  fs.writeFileSync(file, 'hooks: [unclosed\n');
+  assert.throws(() => loadConfig(file, dir), /not valid YAML/);
+  fs.writeFileSync(path.join(dir, 'c.json'), '{"keep": }');
+  assert.throws(() => loadConfig('c.json', dir), /c\.json: not valid JSON/);
+  assert.throws(() => loadConfig('missing.yaml', dir), (e: unknown) => e instanceof DeployError && e.code === 'INVALID_CONFIG' && /does not exist/.test(e.message));
+});
+
+void test('flags override the file key by key; lists are replaced; absent keys stay absent', () => {
+  const loaded = { config: parseConfig(FULL, 'c.yaml'), file: '/x/c.yaml', dir: '/x' };
+  const none = deployOptionsFrom(loaded, { fsync: true }, () => false);
+  assert.deepEqual(none, {
+    releaseId: 'v1.4.2',
+    fsync: true,
+    waitMs: 30_000,
+    keep: 5,
+    shared: ['.env', 'storage/logs'],
+    sharedCreate: true,
+    sharedReplace: false,
+    strategy: 'hardlink',
+    checksum: true,
+    hooks: { beforeSwitch: ['npm ci'], afterSwitch: ['a', 'b'], timeoutMs: 60_000 },
+    healthCheck: { command: './smoke', url: 'https://example.com/healthz', timeoutMs: 10_000 },
+  });
+  const flags: DeployFlags = { fsync: false, keep: 2, shared: ['uploads'], beforeSwitch: ['make'], healthTimeout: 3, wait: 0 };
+  const given = new Set(['fsync', 'keep', 'shared', 'beforeSwitch', 'healthTimeout', 'wait']);
+  const over = deployOptionsFrom(loaded, flags, (f) => given.has(f));
+  assert.equal(over.fsync, false);
+  assert.equal(over.keep, 2);
+  assert.equal(over.waitMs, 0);
+  assert.deepEqual(over.shared, ['uploads']);
+  assert.deepEqual(over.hooks, { beforeSwitch: ['make'], afterSwitch: ['a', 'b'], timeoutMs: 60_000 });
+  assert.deepEqual(over.healthCheck, { command: './smoke', url: 'https://example.com/healthz', timeoutMs: 3000 });
+  const empty = deployOptionsFrom({ config: {}, dir: '/x' }, { fsync: true }, () => false);
+  assert.deepEqual(empty, { waitMs: 0 });
+});
