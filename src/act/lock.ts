@@ -241,7 +241,12 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   let aside: string | undefined;
   try {
     for (;;) {
-      if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while waiting for the lock');
+      if (options.signal?.aborted) {
+        // The abort reason is the signal's name: without it every signal would exit as SIGTERM.
+        const reason: unknown = options.signal.reason;
+        const signal = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : undefined;
+        throw new DeployError('INTERRUPTED', `interrupted${signal ? ` by ${signal}` : ''} while waiting for the lock; nothing changed`, { signal });
+      }
       try {
         await fs.promises.rename(staging, layout.lock);
         // Best effort: a lock need not survive a power cut (after a reboot its holder is gone),

@@ -1,0 +1,208 @@
+// Signal campaign: SIGINT, SIGTERM and SIGHUP at random moments and at every `signal:` failpoint.
+// Before the switch the deploy is undone; after it the switch stands (never delete the live
+// release); either way the lock is released and the exit code names the signal.
+// RELIABILITY_TRIALS sets the number of random-moment signals, spread over the three.
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { FAILPOINTS } from '../../src/act/failpoints.ts';
+import {
+  before,
+  calibrate,
+  formatTally,
+  interruptAtRandom,
+  LANES,
+  makeLane,
+  nextSource,
+  recoverAndCheck,
+  runTrials,
+  trialCount,
+  type Before,
+  type Lane,
+} from '../harness/campaign.ts';
+import { jsonOf, runCli, spawnCli, tempDir, type CliResult } from '../harness/cli.ts';
+import { checkRoot, lockExists, manifestOf, sameManifest } from '../harness/invariants.ts';
+
+const SIGNALS = [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+] as const;
+const TRIALS = trialCount(48);
+
+/** Failpoints of the core deploy past which the switch stands. */
+const AFTER_SWITCH = new Set(['after-switch', 'log-written', 'journal-cleared']);
+const CORE_DEPLOY = [
+  'lock-taken',
+  'journal-written',
+  'release-dir-made',
+  'copy-half',
+  'copy-done',
+  'before-fsync',
+  'fsync-done',
+  'release-ready',
+  'temp-link-made',
+  'after-switch',
+  'log-written',
+  'journal-cleared',
+] as const;
+
+interface DeployJson {
+  release?: string;
+  previous?: string | null;
+  interruptedAfterSwitch?: boolean;
+  error?: { code: string; message: string };
+}
+
+/**
+ * Checks a deploy that received `signal`: exit code, what it printed, and the root right away
+ * (a signal is handled, not a crash: nothing may be left for the next command to clean).
+ */
+function checkSignalled(lane: Lane, was: Before, result: CliResult, signal: string, code: number, label: string): string {
+  if (result.signal === signal) {
+    // Delivered before Node installed the handlers: start-up only, nothing may have changed.
+    const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, currentIn: was.current ? [was.current] : [], clean: true });
+    assert.deepEqual(problems, [], `${label}, killed in start-up: ${problems.join('; ')}`);
+    assert.deepEqual(state.releases, was.releases, `${label}: killed in start-up, yet releases changed`);
+    return 'before the handlers (start-up)';
+  }
+  assert.ok(result.code === 0 || result.code === code, `${label}: exit ${result.code}, expected ${code} or 0\n${result.stderr}`);
+  assert.doesNotMatch(result.stderr, /unexpected failure|\n\s+at /, `${label}: ${result.stderr}`);
+  const json = jsonOf<DeployJson>(result);
+  const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep: [was.current, was.previous].filter((x): x is string => x !== null), clean: true });
+  assert.deepEqual(problems, [], `${label}: ${problems.join('; ')}`);
+  if (json.error) {
+    assert.equal(result.code, code, `${label}: ${result.stderr}`);
+    assert.equal(json.error.code, 'INTERRUPTED', `${label}: ${result.stderr}`);
+    assert.equal(state.current, was.current, `${label}: interrupted before the switch, yet current moved`);
+    assert.deepEqual(state.releases, was.releases, `${label}: interrupted before the switch, yet releases changed`);
+    return 'undone before the switch';
+  }
+  assert.ok(json.release, `${label}: no release in ${result.stdout}`);
+  assert.equal(state.current, json.release, `${label}: deploy reported ${json.release} live, current is ${state.current}`);
+  if (result.code === 0) return 'completed before the signal';
+  // A signal after the deploy returned (while the lock was released) gives the exit code without the flag.
+  return json.interruptedAfterSwitch ? 'finished after the switch' : 'finished, signal at the very end';
+}
+
+void test(`${TRIALS} signals at random moments of a deploy: undone or finished, lock released, exit 130/143/129`, async (t) => {
+  const base = tempDir(t);
+  const pool = await Promise.all(Array.from({ length: LANES }, (_, i) => makeLane(base, `lane${i}`)));
+  const window = await calibrate(pool[0] as Lane);
+  t.diagnostic(`a deploy works ~${Math.round(window)} ms after it first touches .tmp; signals land uniformly in [0, 1.1] of that`);
+  const tally = await runTrials(pool, TRIALS, async (lane, index) => {
+    const [signal, code] = SIGNALS[index % SIGNALS.length] as (typeof SIGNALS)[number];
+    const was = before(lane);
+    const args = ['deploy', nextSource(lane), lane.root, '--json'];
+    if (index % 4 === 3) args.push('--no-fsync');
+    const { result } = await interruptAtRandom(args, lane.root, 1.1 * window, (child) => child.kill(signal), index);
+    const label = `${signal} trial ${index}`;
+    const outcome = checkSignalled(lane, was, result, signal, code, label);
+    // A handled signal leaves nothing to recover (checked above) and the next trial is the next
+    // deploy anyway; an explicit one every fourth trial keeps the campaign within its time.
+    if (index % 4 === 0) await recoverAndCheck(lane, [was.current, was.previous], label);
+    return `${signal} ${outcome}`;
+  });
+  t.diagnostic(`${TRIALS} signals: ${formatTally(tally)}`);
+  for (const [signal] of SIGNALS) {
+    const undone = tally.get(`${signal} undone before the switch`) ?? 0;
+    assert.ok(undone > 0 || TRIALS < 12, `no ${signal} trial landed before the switch: the window is off (${formatTally(tally)})`);
+  }
+});
+
+void test('each signal at every deploy failpoint: undone before the switch, the switch stands after it', async (t) => {
+  const base = tempDir(t);
+  const pool = await Promise.all(Array.from({ length: LANES }, (_, i) => makeLane(base, `lane${i}`)));
+  for (const name of CORE_DEPLOY) assert.ok((FAILPOINTS as readonly string[]).includes(name), `failpoint ${name} is gone`);
+  const cases = SIGNALS.flatMap(([signal, code]) => CORE_DEPLOY.map((name) => ({ signal, code, name })));
+  await runTrials(pool, cases.length, async (lane, index) => {
+    const { signal, code, name } = cases[index] as (typeof cases)[number];
+    const was = before(lane);
+    const result = await runCli(['deploy', nextSource(lane), lane.root, '--json'], { failpoints: `${name}=signal:${signal}` });
+    const label = `${signal} at ${name}`;
+    assert.equal(result.code, code, `${label}: exit ${result.code}\n${result.stderr}`);
+    const outcome = checkSignalled(lane, was, result, signal, code, label);
+    assert.equal(outcome, AFTER_SWITCH.has(name) ? 'finished after the switch' : 'undone before the switch', label);
+    assert.ok(!lockExists(lane.root), `${label}: the lock was not released`);
+    return outcome;
+  });
+});
+
+void test('each signal at the rollback failpoints: nothing changed before the switch, the rollback stands after it', async (t) => {
+  const base = tempDir(t);
+  const lane = await makeLane(base, 'lane');
+  for (const [signal, code] of SIGNALS) {
+    for (const name of ['rollback-temp-link-made', 'rollback-after-switch']) {
+      const was = before(lane);
+      const result = await runCli(['rollback', lane.root, '--json'], { failpoints: `${name}=signal:${signal}` });
+      const label = `${signal} at ${name}`;
+      assert.equal(result.code, code, `${label}: exit ${result.code}\n${result.stderr}`);
+      const expected = name === 'rollback-after-switch' ? was.previous : was.current;
+      const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep: was.releases, currentIn: expected ? [expected] : [], clean: true });
+      assert.deepEqual(problems, [], `${label}: ${problems.join('; ')}`);
+      assert.deepEqual(state.releases, was.releases, label);
+      await recoverAndCheck(lane, [], label);
+    }
+  }
+});
+
+void test('SIGTERM right after the rename leaves the NEW release live and intact (the bash tool deleted it)', async (t) => {
+  const base = tempDir(t);
+  const lane = await makeLane(base, 'lane');
+  const was = before(lane);
+  const source = nextSource(lane);
+  const result = await runCli(['deploy', source, lane.root, '--json'], { failpoints: 'after-switch=signal:SIGTERM' });
+  assert.equal(result.code, 143, result.stderr);
+  const json = jsonOf<DeployJson>(result);
+  assert.ok(json.release && json.release !== was.current);
+  const live = path.join(lane.root, 'current');
+  assert.equal(fs.readlinkSync(live), `releases/${json.release}`);
+  assert.ok(sameManifest(manifestOf(live + '/'), manifestOf(source)), 'the live release is not the whole new source');
+  assert.ok(fs.existsSync(path.join(lane.root, 'releases', was.current ?? '')), 'the previous release was removed');
+  assert.ok(!lockExists(lane.root), 'the lock was not released');
+  const list = jsonOf<{ current: string; releases: { id: string; status?: string }[] }>(await runCli(['releases', lane.root, '--json']));
+  assert.equal(list.current, json.release);
+  assert.equal(list.releases.find((r) => r.id === json.release)?.status, 'complete', 'the release log does not record the deploy as complete');
+});
+
+void test('a signal while waiting for the lock exits with that signal\'s code and leaves the holder\'s lock alone', async (t) => {
+  const base = tempDir(t);
+  const lane = await makeLane(base, 'lane');
+  for (const [signal, code] of SIGNALS) {
+    const holder = spawnCli(['deploy', nextSource(lane), lane.root, '--quiet'], { failpoints: 'lock-taken=sleep:2500' });
+    const ownerFile = path.join(lane.root, '.deploy.lock', 'owner.json');
+    while (!fs.existsSync(ownerFile)) await sleep(20);
+    const owner = fs.readFileSync(ownerFile, 'utf8');
+    const waiter = spawnCli(['deploy', nextSource(lane), lane.root, '--json', '--wait', '60']);
+    await sleep(500);
+    waiter.child.kill(signal);
+    const result = await waiter.done;
+    assert.equal(result.code, code, `${signal} while waiting: exit ${result.code}\n${result.stderr}`);
+    assert.equal(jsonOf<DeployJson>(result).error?.code, 'INTERRUPTED');
+    assert.equal(fs.readFileSync(ownerFile, 'utf8'), owner, 'the waiter touched the holder\'s lock');
+    assert.equal((await holder.done).code, 0);
+    assert.ok(!lockExists(lane.root));
+  }
+});
+
+void test('a second signal during the clean-up does not cut it short', async (t) => {
+  const base = tempDir(t);
+  const lane = await makeLane(base, 'lane', { files: 600, dirs: 20 });
+  for (const [first, second, code] of [['SIGINT', 'SIGTERM', 130], ['SIGTERM', 'SIGINT', 143], ['SIGHUP', 'SIGTERM', 129]] as const) {
+    const was = before(lane);
+    const { child, done } = spawnCli(['deploy', nextSource(lane), lane.root, '--json'], { failpoints: 'copy-half=sleep:300' });
+    const half = path.join(lane.root, '.atomic-deploy', 'journal.json');
+    while (!fs.existsSync(half)) await sleep(5);
+    await sleep(150);
+    child.kill(first);
+    await sleep(5);
+    child.kill(second);
+    const result = await done;
+    assert.equal(result.code, code, `${first} then ${second}: exit ${result.code} ${result.signal ?? ''}\n${result.stderr}`);
+    const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, currentIn: was.current ? [was.current] : [], clean: true });
+    assert.deepEqual(problems, [], `${first} then ${second}: ${problems.join('; ')}`);
+    assert.deepEqual(state.releases, was.releases);
+  }
+});
