@@ -27,6 +27,11 @@ function positiveSeconds(value: string): number {
   return n;
 }
 
+function nonEmpty(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('expected a non-empty value');
+  return value;
+}
+
 export function addReleaseFlags(cmd: Command): Command {
   return cmd
     .option('--shared <path>', 'link releases/<id>/<path> to shared/<path> (repeatable)', collect)
@@ -37,32 +42,7 @@ export function addReleaseFlags(cmd: Command): Command {
     .option('--before-switch <command>', 'shell command run in the new release before the switch; failure aborts (repeatable)', collect)
     .option('--after-switch <command>', 'shell command run in the new release after the switch (repeatable)', collect)
     .addOption(new Option('--hook-timeout <seconds>', 'kill a hook and its children after this long (default 300)').argParser(positiveSeconds))
-    .option('--health-check <command>', 'shell command that must exit 0 after the switch, or the deploy rolls back')
-    .option('--health-url <url>', 'URL that must answer 2xx after the switch, or the deploy rolls back')
+    .addOption(new Option('--health-check <command>', 'shell command that must exit 0 after the switch, or the deploy rolls back').argParser(nonEmpty))
+    .addOption(new Option('--health-url <url>', 'URL that must answer 2xx after the switch, or the deploy rolls back').argParser(nonEmpty))
     .addOption(new Option('--health-timeout <seconds>', 'keep retrying the health check this long (default 30)').argParser(positiveSeconds));
-}
-
-/** The deploy options the flags ask for; flags not given stay undefined. */
-export function releaseOptions(flags: ReleaseFlags): Pick<DeployOptions, 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
-  const seconds = (s: number | undefined): number | undefined => (s === undefined ? undefined : Math.round(s * 1000));
-  const hooks = flags.beforeSwitch || flags.afterSwitch || flags.hookTimeout !== undefined
-    ? { beforeSwitch: flags.beforeSwitch, afterSwitch: flags.afterSwitch, timeoutMs: seconds(flags.hookTimeout) }
-    : undefined;
-  const healthCheck = flags.healthCheck !== undefined || flags.healthUrl !== undefined || flags.healthTimeout !== undefined
-    ? { command: flags.healthCheck, url: flags.healthUrl, timeoutMs: seconds(flags.healthTimeout) }
-    : undefined;
-  return {
-    shared: flags.shared,
-    sharedCreate: flags.sharedCreate,
-    sharedReplace: flags.sharedReplace,
-    strategy: flags.strategy,
-    checksum: flags.checksum,
-    hooks,
-    healthCheck,
-  };
-}
-
-/** ", 9990 linked, 10 copied" when anything was linked. */
-export function linkSummary(result: { linked?: number; copied?: number }): string {
-  return result.linked ? `, ${result.linked} linked, ${result.copied ?? 0} copied` : '';
 }

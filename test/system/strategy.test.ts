@@ -1,0 +1,241 @@
+// --strategy: copy-on-write clones on loop-mounted btrfs and xfs images made here, a clear
+// refusal where clones are impossible, and hardlinks to the previous release with their guards.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+import { requireTool } from '../harness/swappers.ts';
+
+interface Json {
+  release?: string;
+  strategy?: string;
+  cloned?: boolean;
+  linked?: number;
+  copied?: number;
+  files?: number;
+  error?: { code: string; message: string; hint?: string };
+}
+
+type Ctx = { after(fn: () => void): void; diagnostic(message: string): void };
+
+/** Mounts a fresh filesystem: a loop image for btrfs/xfs, or a small tmpfs. Unmounted after the test. */
+function mountFs(t: Ctx, type: 'btrfs' | 'xfs' | 'tmpfs'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `atomic-deploy-${type}-`));
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt);
+  const mount = requireTool('mount', 'mount');
+  const umount = requireTool('umount', 'mount');
+  // One clean-up, unmount first: a recursive delete must never walk into a mounted filesystem.
+  t.after(() => {
+    try {
+      execFileSync(umount, [mnt], { stdio: 'pipe' });
+    } catch {
+      // Not mounted (mkfs failed), or busy: then detach it lazily.
+      try {
+        execFileSync(umount, ['-l', mnt], { stdio: 'pipe' });
+      } catch {
+        // was never mounted
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  if (type === 'tmpfs') {
+    execFileSync(mount, ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt]);
+  } else {
+    const mkfs = type === 'btrfs' ? requireTool('mkfs.btrfs', 'btrfs-progs') : requireTool('mkfs.xfs', 'xfsprogs');
+    const image = path.join(dir, `${type}.img`);
+    // xfs refuses filesystems under 300 MB; the image is sparse, so this costs little.
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 320 * 1024 * 1024);
+    execFileSync(mkfs, type === 'btrfs' ? ['-q', image] : ['-q', '-m', 'reflink=1', image], { stdio: 'pipe' });
+    execFileSync(mount, ['-o', 'loop', image, mnt]);
+  }
+  return mnt;
+}
+
+/** Physical extents of a file and whether FIEMAP flags them shared, from `filefrag -v`. */
+function extents(file: string): { physical: string[]; shared: boolean } {
+  const out = execFileSync(requireTool('filefrag', 'e2fsprogs'), ['-v', file], { encoding: 'utf8' });
+  const rows = out.split('\n').filter((l) => /^\s*\d+:/.test(l));
+  return { physical: rows.map((r) => (r.split(':')[2] ?? '').trim()), shared: rows.length > 0 && rows.every((r) => /\bshared\b/.test(r)) };
+}
+
+function bigSource(dir: string): string {
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'css/site.css': 'body{}\n' });
+  fs.writeFileSync(path.join(src, 'big.bin'), Buffer.alloc(4 * 1024 * 1024, 7));
+  return src;
+}
+
+for (const type of ['btrfs', 'xfs'] as const) {
+  void test(`${type}: --strategy reflink clones, and the release shares the source's extents`, async (t) => {
+    const mnt = mountFs(t, type);
+    const src = bigSource(mnt);
+    execFileSync('sync', ['-f', mnt]);
+    const root = path.join(mnt, 'root');
+    const result = await runCli(['deploy', src, root, '--strategy', 'reflink', '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const json = jsonOf<Json>(result);
+    assert.equal(json.strategy, 'reflink');
+    assert.equal(json.cloned, true);
+    assert.equal(json.copied, 3);
+    const released = path.join(root, 'releases', json.release as string, 'big.bin');
+    assert.deepEqual(fs.readFileSync(released), fs.readFileSync(path.join(src, 'big.bin')));
+    const a = extents(path.join(src, 'big.bin'));
+    const b = extents(released);
+    t.diagnostic(`${type} extents: source ${JSON.stringify(a)}, release ${JSON.stringify(b)}`);
+    assert.ok(b.shared, 'release file extents are not flagged shared');
+    assert.deepEqual(b.physical, a.physical, 'release and source do not use the same blocks');
+    // Not a hardlink: a write to the release never reaches the source.
+    assert.notEqual(fs.statSync(released).ino, fs.statSync(path.join(src, 'big.bin')).ino);
+
+    // auto clones here as well, and says so.
+    const auto = await runCli(['deploy', src, root, '--json']);
+    assert.equal(auto.code, 0, auto.stderr);
+    assert.equal(jsonOf<Json>(auto).strategy, 'auto');
+    assert.equal(jsonOf<Json>(auto).cloned, true);
+    assert.ok(extents(path.join(root, 'current/big.bin')).shared);
+  });
+}
+
+void test('--strategy reflink fails with a clear error on ext4 and tmpfs, changing nothing', async (t) => {
+  const dir = tempDir(t);
+  const src = bigSource(dir);
+  const root = path.join(dir, 'root');
+  const first = await runCli(['deploy', src, root, '--strategy', 'copy', '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(jsonOf<Json>(first).cloned, false);
+  const fsType = execFileSync('stat', ['-f', '-c', '%T', root], { encoding: 'utf8' }).trim();
+  const before = snapshot(root);
+  const refused = await runCli(['deploy', src, root, '--strategy', 'reflink', '--json']);
+  assert.equal(refused.code, 2, refused.stderr);
+  const error = jsonOf<Json>(refused).error;
+  assert.equal(error?.code, 'UNSUPPORTED_PLATFORM');
+  assert.match(error?.message ?? '', /--strategy reflink: cannot clone files from .* \((ENOTSUP|EOPNOTSUPP|EXDEV|EINVAL)\); copy-on-write clones need the source and the root on one btrfs or xfs/);
+  assert.match(error?.hint ?? '', /--strategy auto/);
+  assert.deepEqual(snapshot(root), before);
+  t.diagnostic(`refused on ${fsType}: ${error?.message ?? ''}`);
+
+  // auto falls back to a plain copy without a word of complaint.
+  const auto = await runCli(['deploy', src, root, '--json']);
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.equal(jsonOf<Json>(auto).cloned, false);
+
+  const tmpfs = mountFs(t, 'tmpfs');
+  const tsrc = bigSource(tmpfs);
+  const troot = path.join(tmpfs, 'root');
+  const onTmpfs = await runCli(['deploy', tsrc, troot, '--strategy', 'reflink', '--json']);
+  assert.equal(onTmpfs.code, 2, onTmpfs.stderr);
+  assert.equal(jsonOf<Json>(onTmpfs).error?.code, 'UNSUPPORTED_PLATFORM');
+  assert.ok(!fs.existsSync(troot), 'a refused deploy created the root');
+});
+
+function tree(n: number): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < n; i++) files[`d${i % 10}/f${i}.txt`] = `file ${i}\n`;
+  return files;
+}
+
+void test('--strategy hardlink links unchanged files from the previous release and copies the rest', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), tree(200));
+  const root = path.join(dir, 'root');
+  const hl = ['--strategy', 'hardlink', '--json'];
+
+  const first = await runCli(['deploy', src, root, ...hl]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual([jsonOf<Json>(first).linked, jsonOf<Json>(first).copied], [0, 200], 'nothing to link on a first deploy');
+  const v1 = jsonOf<Json>(first).release as string;
+
+  const second = await runCli(['deploy', src, root, ...hl]);
+  assert.equal(second.code, 0, second.stderr);
+  const j2 = jsonOf<Json>(second);
+  assert.deepEqual([j2.strategy, j2.linked, j2.copied], ['hardlink', 200, 0]);
+  const v2 = j2.release as string;
+  const ino = (id: string, rel: string): number => fs.statSync(path.join(root, 'releases', id, rel)).ino;
+  assert.equal(ino(v1, 'd3/f3.txt'), ino(v2, 'd3/f3.txt'));
+  assert.equal(fs.statSync(path.join(root, 'releases', v2, 'd3/f3.txt')).nlink, 2);
+
+  // One file changed (content and mtime): only that one is copied.
+  fs.writeFileSync(path.join(src, 'd3/f3.txt'), 'changed\n');
+  const third = await runCli(['deploy', src, root, ...hl]);
+  const j3 = jsonOf<Json>(third);
+  assert.deepEqual([j3.linked, j3.copied], [199, 1]);
+  const v3 = j3.release as string;
+  assert.notEqual(ino(v3, 'd3/f3.txt'), ino(v2, 'd3/f3.txt'));
+  assert.equal(ino(v3, 'd4/f4.txt'), ino(v1, 'd4/f4.txt'));
+  assert.equal(fs.readFileSync(path.join(root, 'current/d3/f3.txt'), 'utf8'), 'changed\n');
+  assert.equal(fs.readFileSync(path.join(root, 'releases', v2, 'd3/f3.txt'), 'utf8'), 'file 3\n', 'the copy reached the previous release');
+
+  // Human output: the summary says how many were linked.
+  const human = await runCli(['deploy', src, root, '--strategy', 'hardlink']);
+  assert.equal(human.code, 0, human.stderr);
+  assert.match(human.stdout, /200 linked, 0 copied/);
+});
+
+void test('hardlink guard: mode changes, group-writable and setuid files are always copied', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'a.txt': 'a\n', 'uploads.json': '{}\n', 'bin/tool': '#!/bin/sh\n', 'b.txt': 'b\n' });
+  fs.chmodSync(path.join(src, 'uploads.json'), 0o664);
+  fs.chmodSync(path.join(src, 'bin/tool'), 0o4755);
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  fs.chmodSync(path.join(src, 'b.txt'), 0o600);
+  const result = await runCli(['deploy', src, root, '--release-id', 'two', '--strategy', 'hardlink', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual([jsonOf<Json>(result).linked, jsonOf<Json>(result).copied], [1, 3]);
+  const mode = (id: string, rel: string): number => fs.statSync(path.join(root, 'releases', id, rel)).mode & 0o7777;
+  assert.equal(mode('one', 'b.txt'), 0o644, 'the previous release kept its mode');
+  assert.equal(mode('two', 'b.txt'), 0o600);
+  assert.equal(mode('two', 'bin/tool'), 0o4755);
+  assert.equal(fs.statSync(path.join(root, 'releases/two/uploads.json')).nlink, 1);
+});
+
+void test('--checksum links by content: a touched file is linked, a same-size edit with the old mtime is not', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'touched.txt': 'same\n', 'sneaky.txt': 'AAAA\n', 'plain.txt': 'p\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  const sneaky = path.join(src, 'sneaky.txt');
+  const old = fs.statSync(sneaky);
+  fs.writeFileSync(sneaky, 'BBBB\n');
+  fs.utimesSync(sneaky, old.atime, old.mtime);
+  const later = new Date(Date.now() + 60_000);
+  fs.utimesSync(path.join(src, 'touched.txt'), later, later);
+
+  // Metadata alone is fooled by the same-size edit with a restored mtime (the documented limit)...
+  const quick = await runCli(['deploy', src, root, '--release-id', 'two', '--strategy', 'hardlink', '--json']);
+  assert.deepEqual([jsonOf<Json>(quick).linked, jsonOf<Json>(quick).copied], [2, 1]);
+  assert.equal(fs.readFileSync(path.join(root, 'releases/two/sneaky.txt'), 'utf8'), 'AAAA\n');
+  // ...content is not, and a touch without a change no longer costs a copy.
+  const sure = await runCli(['deploy', src, root, '--release-id', 'three', '--strategy', 'hardlink', '--checksum', '--json']);
+  assert.equal(sure.code, 0, sure.stderr);
+  assert.deepEqual([jsonOf<Json>(sure).linked, jsonOf<Json>(sure).copied], [2, 1]);
+  assert.equal(fs.readFileSync(path.join(root, 'releases/three/sneaky.txt'), 'utf8'), 'BBBB\n');
+  assert.equal(fs.statSync(path.join(root, 'releases/three/touched.txt')).ino, fs.statSync(path.join(root, 'releases/two/touched.txt')).ino);
+
+  const misuse = await runCli(['deploy', src, root, '--checksum', '--json']);
+  assert.equal(misuse.code, 2);
+  assert.match(jsonOf<Json>(misuse).error?.message ?? '', /--checksum only applies to --strategy hardlink/);
+});
+
+void test('hardlink refuses a previous release on another filesystem', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'a.txt': 'a\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  // The live release moved to another filesystem and left a symlink behind.
+  const other = mountFs(t, 'tmpfs');
+  fs.cpSync(path.join(root, 'releases/one'), path.join(other, 'one'), { recursive: true });
+  fs.rmSync(path.join(root, 'releases/one'), { recursive: true });
+  fs.symlinkSync(path.join(other, 'one'), path.join(root, 'releases/one'));
+  const before = snapshot(root);
+  const result = await runCli(['deploy', src, root, '--strategy', 'hardlink', '--json']);
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(jsonOf<Json>(result).error?.message ?? '', /different filesystems, and a hardlink cannot cross them/);
+  assert.deepEqual(snapshot(root).filter((l) => !l.startsWith('.tmp')), before.filter((l) => !l.startsWith('.tmp')));
+  assert.equal(currentId(root), 'one');
+  assert.deepEqual(releaseIds(root), ['one']);
+});
