@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
-import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { judgeLock, OWNERLESS_GRACE_MS, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { fsyncDir } from './durable.ts';
 import { failpoint } from './failpoints.ts';
 import type { Layout } from './layout.ts';
@@ -28,7 +28,7 @@ export interface LockHandle {
   owner: LockOwner;
   /** Set when a stale lock was taken over on the way in. */
   tookOver?: { owner: LockOwner | null; reason: string };
-  /** The stale lock we moved aside; kept until release so a late contender cannot reuse its name. */
+  /** The stale lock we moved aside: a tombstone, swept after 10 minutes, so a late contender cannot reuse its name. */
   aside?: string;
 }
 
@@ -201,6 +201,10 @@ async function moveLockAside(layout: Layout, info: LockInfo, prefix: string): Pr
     await fs.promises.rename(aside, layout.lock).catch(() => undefined);
     return undefined;
   }
+  // While this tombstone stands, a contender that judged the same lock stale and stalled cannot
+  // move a newer lock onto its name (ENOTEMPTY); its mtime starts the sweep's 10-minute clock.
+  const now = new Date();
+  if (prefix === 'stale-lock') await fs.promises.utimes(aside, now, now).catch(() => undefined);
   return aside;
 }
 
@@ -208,6 +212,15 @@ function inspectLockAt(dir: string): string {
   const stat = fs.lstatSync(dir);
   const owner = parseOwner(dir, stat);
   return (owner ? owner.token : `noowner-${stat.ino}-${Math.floor(stat.mtimeMs)}`).replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+function isFreshEmptyLock(layout: Layout): boolean {
+  try {
+    const stat = fs.lstatSync(layout.lock);
+    return stat.isDirectory() && Date.now() - stat.mtimeMs < OWNERLESS_GRACE_MS && fs.readdirSync(layout.lock).length === 0;
+  } catch {
+    return false;
+  }
 }
 
 export interface AcquireOptions {
@@ -248,11 +261,15 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         throw new DeployError('INTERRUPTED', `interrupted${signal ? ` by ${signal}` : ''} while waiting for the lock; nothing changed`, { signal });
       }
       try {
-        await fs.promises.rename(staging, layout.lock);
-        // Best effort: a lock need not survive a power cut (after a reboot its holder is gone),
-        // and failing here would leave a lock behind that nobody holds.
-        await fsyncDir(layout.root).catch(() => undefined);
-        return { layout, owner, tookOver, aside };
+        // rename(2) silently replaces an empty directory, such as a lock the classic script has
+        // just made (mkdir, then its pid): leave a fresh one to the judgement below.
+        if (!isFreshEmptyLock(layout)) {
+          await fs.promises.rename(staging, layout.lock);
+          // Best effort: a lock need not survive a power cut (after a reboot its holder is gone),
+          // and failing here would leave a lock behind that nobody holds.
+          await fsyncDir(layout.root).catch(() => undefined);
+          return { layout, owner, tookOver, aside };
+        }
       } catch (error) {
         const code = errnoOf(error);
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR' && code !== 'ENOTDIR') throw error;
@@ -284,7 +301,7 @@ export async function releaseLock(handle: LockHandle): Promise<void> {
   const aside = await moveLockAside(layout, info, 'trash.lock');
   if (!aside) return;
   await fs.promises.rm(aside, { recursive: true, force: true });
-  if (handle.aside) await fs.promises.rm(handle.aside, { recursive: true, force: true });
+  // handle.aside stays: removing it now would let a stalled contender move the next holder's lock.
   await sweepLockLeftovers(layout);
   await fsyncDir(layout.root).catch(() => undefined);
 }
