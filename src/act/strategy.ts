@@ -9,14 +9,15 @@ import type { PreviousFile } from '../plan/strategy.ts';
 export function previousFiles(releaseDir: string, rels: readonly string[]): Map<string, PreviousFile> {
   const found = new Map<string, PreviousFile>();
   for (const rel of rels) {
-    let stat: fs.Stats;
+    let stat: fs.Stats | undefined;
     try {
-      stat = fs.lstatSync(path.join(releaseDir, rel));
+      // Most misses are new files: no exception for those, it costs more than the lstat.
+      stat = fs.lstatSync(path.join(releaseDir, rel), { throwIfNoEntry: false });
     } catch (error) {
-      const code = errnoOf(error);
-      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      if (errnoOf(error) === 'ENOTDIR') continue;
       throw error;
     }
+    if (!stat) continue;
     found.set(rel, { rel, regular: stat.isFile(), size: stat.size, mtimeMs: stat.mtimeMs, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid });
   }
   return found;

@@ -5,10 +5,10 @@ import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { createSharedTargets, linkShared, missingSharedTargets, sharedMissingError } from '../act/shared.ts';
 import { deviceOf, hashFiles, nearestExistingDir, previousFiles, probeClone } from '../act/strategy.ts';
-import { DeployError } from '../errors.ts';
+import { DeployError, ioError } from '../errors.ts';
 import { planShared, withoutPaths, type SharedLink } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
-import { filesToHash, isStrategy, planLinks, STRATEGIES, type FileFacts, type LinkPlan, type Strategy } from '../plan/strategy.ts';
+import { filesToHash, isStrategy, planLinks, STRATEGIES, type FileFacts, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
 
 export interface ContentsOptions {
   shared?: string[];
@@ -113,12 +113,17 @@ export async function planFiles(layout: Layout, plan: ContentsPlan, previous: st
   const files: FileFacts[] = plan.scan.entries
     .filter((e) => e.kind === 'file')
     .map((e) => ({ rel: e.rel, size: e.size, mtimeMs: e.mtime.getTime(), mode: e.mode, uid: e.uid, gid: e.gid }));
-  const before = previousFiles(prevDir, files.map((f) => f.rel));
+  let before: Map<string, PreviousFile>;
   let sourceHashes: Map<string, string> | undefined;
   let previousHashes: Map<string, string> | undefined;
-  if (plan.checksum) {
-    const toHash = filesToHash(files, before);
-    [sourceHashes, previousHashes] = await Promise.all([hashFiles(plan.scan.dir, toHash, signal), hashFiles(prevDir, toHash, signal)]);
+  try {
+    before = previousFiles(prevDir, files.map((f) => f.rel));
+    if (plan.checksum) {
+      const toHash = filesToHash(files, before);
+      [sourceHashes, previousHashes] = await Promise.all([hashFiles(plan.scan.dir, toHash, signal), hashFiles(prevDir, toHash, signal)]);
+    }
+  } catch (error) {
+    throw ioError(`comparing the source with release ${previous}`, error);
   }
   const links = planLinks(files, before, { checksum: plan.checksum, sourceHashes, previousHashes });
   result.links = links;

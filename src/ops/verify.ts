@@ -1,5 +1,8 @@
 /** Hooks around the switch, the health check after it, and the automatic rollback when it fails. */
 import fs from 'node:fs';
+import path from 'node:path';
+import { scanSource } from '../act/copy.ts';
+import { makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { checkHealth, DEFAULT_HEALTH_TIMEOUT_MS, healthUrlProblem, type HealthResult } from '../act/health.ts';
 import { describeOutcome, hookEnv, runShell, type ShellOutcome } from '../act/hooks.ts';
@@ -122,6 +125,14 @@ export async function runBeforeSwitch(ctx: ReleaseContext, options: VerifyOption
         details: { hook: 'before-switch', command, exitCode: outcome.code, signal: outcome.signal, timedOut: outcome.timedOut },
       });
     }
+  }
+  // Hooks may write into the release (caches, compiled config): durable before the switch, like the copy.
+  if (ctx.durable) {
+    const dir = releasePath(ctx.layout, ctx.id);
+    await makeTreeDurable(dir, () => {
+      const scan = scanSource(dir);
+      return [...scan.entries.filter((e) => e.kind === 'file'), ...scan.entries.filter((e) => e.kind === 'dir')].map((e) => path.join(dir, e.rel));
+    });
   }
 }
 

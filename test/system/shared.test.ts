@@ -12,6 +12,11 @@ interface Json {
   error?: { code: string; message: string; hint?: string };
 }
 
+/** What a deploy leaves in .tmp/ when interrupted: staging copies, trash, temp links (lock bookkeeping aside). */
+function releaseLeftovers(root: string): string[] {
+  return fs.readdirSync(path.join(root, '.tmp')).filter((n) => /^(stage|trash|current|link)\./.test(n));
+}
+
 function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'app/config.php': '<?php\n' });
@@ -82,7 +87,7 @@ void test('a target that vanishes while the release is copied fails before the s
   assert.equal(jsonOf<Json>(result).error?.code, 'SHARED_MISSING');
   assert.equal(currentId(root), live);
   assert.deepEqual(releaseIds(root), [live]);
-  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), []);
+  assert.deepEqual(releaseLeftovers(root), []);
 });
 
 void test('a source that holds a shared path is refused unless --shared-replace', async (t) => {
@@ -134,6 +139,6 @@ void test('a crash right after the links are made leaves no release behind', asy
   assert.equal(status.code, 0, status.stderr);
   assert.equal(currentId(root), live);
   assert.deepEqual(releaseIds(root), [live]);
-  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), []);
+  assert.deepEqual(releaseLeftovers(root), []);
   assert.equal(fs.readFileSync(path.join(root, 'shared/.env'), 'utf8'), 'x\n');
 });
