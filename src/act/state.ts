@@ -52,6 +52,8 @@ export async function readJournal(layout: Layout): Promise<JournalRead> {
 }
 
 export async function writeJournal(layout: Layout, journal: Journal, durable: boolean): Promise<void> {
+  // A root taken over from another tool has no state directory yet.
+  await fs.promises.mkdir(layout.state, { recursive: true, mode: 0o755 });
   await writeFileAtomic(layout.journal, JSON.stringify(journal) + '\n', durable);
 }
 
@@ -91,6 +93,7 @@ export async function readRecords(layout: Layout): Promise<Map<string, ReleaseRe
 }
 
 export async function writeRecord(layout: Layout, record: ReleaseRecord, durable: boolean): Promise<void> {
+  await fs.promises.mkdir(layout.log, { recursive: true, mode: 0o755 });
   await writeFileAtomic(recordFile(layout, record.id), JSON.stringify(record, null, 2) + '\n', durable);
 }
 
