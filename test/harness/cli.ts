@@ -107,7 +107,9 @@ export function snapshot(dir: string): string[] {
     else if (st.isDirectory()) {
       out.push(`${rel}/ ${(st.mode & 0o7777).toString(8)}`);
       for (const name of fs.readdirSync(full).sort()) walk(rel === '' ? name : path.join(rel, name));
-    } else out.push(`${rel} ${st.size} ${(st.mode & 0o7777).toString(8)} ${fs.readFileSync(full).toString('base64').slice(0, 64)}`);
+    } else if (st.isFile()) out.push(`${rel} ${st.size} ${(st.mode & 0o7777).toString(8)} ${fs.readFileSync(full).toString('base64').slice(0, 64)}`);
+    // Never open a FIFO or device: reading it would block or change it.
+    else out.push(`${rel} special ${(st.mode & 0o170000).toString(8)}`);
   };
   walk('');
   return out;
