@@ -71,19 +71,16 @@ export function uidOf(user: string): { uid: number; gid: number } {
   return { uid: Number(out), gid: Number(gid) };
 }
 
-/** Mounts a tmpfs with size and inode limits at `dir`; unmounted after the test. */
-export function mountTmpfs(t: { after(fn: () => void): void }, dir: string, options: { size: string; inodes?: number }): void {
-  fs.mkdirSync(dir, { recursive: true });
+/** Mounts a tmpfs with size and inode limits on a new directory; unmounted and removed after the test. */
+export function mountTmpfs(t: { after(fn: () => void): void }, options: { size: string; inodes?: number }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-tmpfs-'));
   const opts = [`size=${options.size}`, ...(options.inodes ? [`nr_inodes=${options.inodes}`] : []), 'mode=0755'].join(',');
   execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]);
-  t.after(() => execFileSync('umount', ['-l', dir]));
-}
-
-/** Makes `dir` read-only in place (a bind mount of itself, remounted ro); undone after the test. */
-export function readOnlyBind(t: { after(fn: () => void): void }, dir: string): void {
-  execFileSync('mount', ['--bind', dir, dir]);
-  execFileSync('mount', ['-o', 'remount,bind,ro', dir]);
-  t.after(() => execFileSync('umount', ['-l', dir]));
+  t.after(() => {
+    execFileSync('umount', ['-l', dir]);
+    fs.rmdirSync(dir);
+  });
+  return dir;
 }
 
 /** The kernel's start time of a process (field 22 of /proc/<pid>/stat), as the lock records it. */
@@ -117,4 +114,42 @@ export function lockSnapshot(root: string): string {
   const st = fs.lstatSync(lock);
   const files = fs.readdirSync(lock).sort().map((n) => `${n}=${fs.readFileSync(path.join(lock, n), 'utf8')}`);
   return `${st.ino} ${st.mtimeMs} ${files.join('|')}`;
+}
+
+/** One syscall as `strace -f -y` printed it: the thread, the name, the arguments (fds with their paths). */
+export interface TracedCall {
+  tid: number;
+  syscall: string;
+  text: string;
+}
+
+/**
+ * Runs the CLI under `strace -f -y` with one libuv thread, so that all of Node's asynchronous
+ * file I/O happens on one thread in a fixed order, and returns the calls of `syscalls`.
+ */
+export async function traceCalls(args: readonly string[], syscalls: readonly string[], out: string): Promise<{ result: CliResult; calls: TracedCall[] }> {
+  const result = await runWrapped(args, {
+    prefix: ['strace', '-f', '-y', '-s', '256', '-o', out, '-e', `trace=${syscalls.join(',')}`],
+    env: { UV_THREADPOOL_SIZE: '1' },
+  });
+  const calls: TracedCall[] = [];
+  for (const line of fs.readFileSync(out, 'utf8').split('\n')) {
+    const m = /^(\d+)\s+(?:\d\d:\d\d:\d\d\.\d+\s+)?([a-z0-9_]+)\((.*)$/.exec(line);
+    if (m) calls.push({ tid: Number(m[1]), syscall: m[2] as string, text: m[3] as string });
+  }
+  return { result, calls };
+}
+
+/**
+ * The `when=` number that makes strace inject into the call `pick` selects: strace counts the
+ * invocations of each syscall per thread, so this is its rank among its thread's calls.
+ */
+export function invocationOf(
+  calls: readonly TracedCall[],
+  syscall: string,
+  pick: (call: TracedCall, index: number, calls: readonly TracedCall[]) => boolean,
+): number {
+  const target = calls.find((c, i) => c.syscall === syscall && pick(c, i, calls));
+  assert.ok(target, `no ${syscall} call matched in the trace`);
+  return calls.filter((c) => c.tid === target.tid && c.syscall === syscall).indexOf(target) + 1;
 }
