@@ -1,4 +1,4 @@
-import pc from 'picocolors';
+import picocolors from 'picocolors';
 import type { OperationEvent } from '../ops/events.ts';
 
 export interface Streams {
@@ -10,6 +10,15 @@ export interface OutputMode {
   json: boolean;
   quiet: boolean;
 }
+
+/** Colour only for a person at a terminal: never in pipes or CI logs that scripts read, never with NO_COLOR. */
+export function colorEnabled(env: NodeJS.ProcessEnv = process.env, stream: { isTTY?: boolean } = process.stderr): boolean {
+  if ('NO_COLOR' in env) return false;
+  if ('FORCE_COLOR' in env) return env.FORCE_COLOR !== '0';
+  return stream.isTTY === true && env.TERM !== 'dumb';
+}
+
+export const pc = picocolors.createColors(colorEnabled());
 
 function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

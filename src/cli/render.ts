@@ -1,7 +1,6 @@
-import pc from 'picocolors';
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
-import { formatBytes } from './output.ts';
+import { formatBytes, pc } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -12,20 +11,26 @@ function table(rows: string[][]): string {
 export function renderReleases(result: ReleasesResult, tty: boolean): string {
   if (result.releases.length === 0) return 'no releases';
   if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}`).join('\n');
-  const rows = [['', 'RELEASE', 'STATUS', 'CREATED', 'FILES', 'SIZE', 'COMMIT']];
+  const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'SOURCE']];
+  const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
     const rec = r.record;
     rows.push([
-      r.current ? pc.green('*') : ' ',
+      // Padded before colouring: the escape codes would throw the column widths off.
+      r.current ? '*' : ' ',
       r.id,
       r.role,
-      rec?.createdAt ? rec.createdAt.replace('T', ' ').slice(0, 19) : '',
+      time(rec?.createdAt),
+      time(rec?.activatedAt),
+      rec?.user ? `${rec.user}@${rec.host}` : '',
       rec?.files ? String(rec.files) : '',
       rec?.bytes ? formatBytes(rec.bytes) : '',
+      rec?.durationMs ? `${(rec.durationMs / 1000).toFixed(1)} s` : '',
       rec?.git ? `${rec.git.commit.slice(0, 10)}${rec.git.dirty ? '+dirty' : ''}` : '',
+      rec?.source ?? '',
     ]);
   }
-  return table(rows);
+  return table(rows).replace(/^\*/gm, pc.green('*'));
 }
 
 export function renderStatus(result: StatusResult): string {

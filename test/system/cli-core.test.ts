@@ -303,7 +303,7 @@ describe('CLI surface', () => {
     const human = await runCli(['deploy', src, path.join(dir, 'a')]);
     assert.match(human.stdout, /› copying 2 files/);
     assert.match(human.stdout, /deployed \d{14}/);
-    assert.doesNotMatch(human.stdout, /\x1b\[/, 'no progress bar or colour when stdout is not a TTY');
+    assert.ok(!human.stdout.includes("\u001b["), 'no progress bar or colour when stdout is not a TTY');
     const quiet = await runCli(['deploy', src, path.join(dir, 'b'), '--quiet']);
     assert.equal(quiet.stdout, '');
     const json = await runCli(['deploy', src, path.join(dir, 'c'), '--json']);
