@@ -8,6 +8,7 @@ import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
+import type { HealthResult } from '../act/health.ts';
 import { clearJournal, ensureStateDirs, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
@@ -15,7 +16,12 @@ import type { Journal } from '../plan/journal.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
 import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
 import { rollbackTarget } from '../plan/releases.ts';
+import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
+import { placeShared, planContents, planFiles } from './contents.ts';
+import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
+import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
+import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, withLock } from './root.ts';
 
@@ -68,9 +74,25 @@ export interface DeployResult {
   recovered: string[];
   /** Set when a signal arrived after the switch: the deploy completed anyway. */
   interruptedAfterSwitch?: boolean;
+  /** The strategy asked for (default auto); `cloned`: whether copies were copy-on-write clones. */
+  strategy?: Strategy;
+  cloned?: boolean;
+  /** Files hardlinked from the previous release, and files copied (or cloned). */
+  linked?: number;
+  copied?: number;
+  /** Shared paths linked into the release. */
+  shared?: string[];
+  /** The health check's outcome, when one ran and passed. */
+  health?: HealthResult;
+  /** What went wrong without failing the deploy (an after-switch hook with no health check). */
+  warnings?: string[];
+  /** With `keep`: what prune removed after the switch (deleted after the lock was released). */
+  prune?: PruneResult;
+  /** With `dryRun`: the plan; nothing on disk was changed. */
+  plan?: DeployPlan;
 }
 
-interface Validated {
+export interface Validated {
   layout: Layout;
   sourceReal: string;
   scan: SourceScan;
@@ -136,12 +158,18 @@ export async function deploy(source: string, root: string, options: DeployOption
   const started = performance.now();
   const emit = options.onEvent ?? ignoreEvents;
   const durable = options.fsync !== false;
-  const { layout, sourceReal, scan } = validate(source, root, options);
+  const { layout, sourceReal, scan: scanned } = validate(source, root, options);
   {
     // Refuse a root whose current we must not replace before creating anything in it.
     const existing = fs.existsSync(layout.root) ? await readCurrent(layout) : { kind: 'missing' as const };
     currentIdOrThrow(existing, layout);
   }
+  checkVerifyOptions(options);
+  // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
+  const contents = await planContents(layout, scanned, options);
+  const scan = contents.scan;
+  if (options.keep !== undefined) assertKeep(options.keep);
+  if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
   try {
     await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
     await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
@@ -151,7 +179,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   }
   const git = await gitInfo(sourceReal);
 
-  return withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
+  let retired: RetiredPrune | undefined;
+  const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     await failpoint('lock-taken');
     const recovered = await recoverRoot(layout, durable);
@@ -170,6 +199,11 @@ export async function deploy(source: string, root: string, options: DeployOption
     let placed = false;
     let switched = false;
     let durability: DeployResult['durability'] = 'off';
+    let sharedDirs: string[] = [];
+    let counts = { linked: 0, copied: 0 };
+    const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
+    const files = await planFiles(layout, contents, previous, options.signal);
+    if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${scan.files} files are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
       await writeJournal(layout, journal, durable);
@@ -180,11 +214,16 @@ export async function deploy(source: string, root: string, options: DeployOption
       emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
       const copied = await copyTree(scan, staging, {
         signal: options.signal,
+        reflink: cloneModeOf(contents.strategy),
+        linkFrom: files.linkFrom,
         onHalf: () => failpoint('copy-half'),
         onProgress: (p) => emit({ type: 'progress', phase: 'copy', done: p.files, total: scan.files, bytes: p.bytes, totalBytes: scan.bytes }),
       });
       if (options.signal?.aborted) throw interrupted(options.signal);
       await failpoint('copy-done');
+      counts = { linked: copied.linked, copied: copied.copied };
+      // Linked before the release is made durable and renamed, so releases/<id> never lacks them.
+      sharedDirs = await placeShared(layout, staging, contents.shared, { create: options.sharedCreate === true, emit });
 
       if (durable) {
         await failpoint('before-fsync');
@@ -192,6 +231,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         durability = await makeTreeDurable(staging, () => [
           ...scan.entries.filter((e) => e.kind === 'file').map((e) => path.join(staging, e.rel)),
           ...scan.entries.filter((e) => e.kind === 'dir').map((e) => path.join(staging, e.rel)),
+          ...sharedDirs,
         ]);
         await failpoint('fsync-done');
       }
@@ -209,6 +249,9 @@ export async function deploy(source: string, root: string, options: DeployOption
         git,
         files: copied.files,
         bytes: copied.bytes,
+        strategy: contents.strategy,
+        linked: copied.linked,
+        copied: copied.copied,
         durationMs: 0,
         previous,
       };
@@ -216,6 +259,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       await writeJournal(layout, { ...journal, phase: 'ready' }, durable);
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
+      await runBeforeSwitch(verifyCtx, options);
 
       emit({ type: 'step', message: `switching current to releases/${id}` });
       await switchCurrent(layout, id, {
@@ -239,13 +283,24 @@ export async function deploy(source: string, root: string, options: DeployOption
     // From here on the switch stands: finish the bookkeeping whatever happens, signals included.
     try {
       await failpoint('after-switch');
+      const switchedAt = new Date().toISOString();
       await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
+      // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
+      const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
       const durationMs = Math.round(performance.now() - started);
-      await updateRecord(layout, id, { status: 'complete', activatedAt: new Date().toISOString(), durationMs }, durable);
+      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournal(layout, durable);
       await failpoint('journal-cleared');
+      if (verified.error) throw verified.error;
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
+      // Prune only once the new release is live and verified; a signal meanwhile skips it.
+      if (options.keep !== undefined && !options.signal?.aborted) {
+        retired = await pruneUnderLock(layout, { keep: options.keep, durable, signal: options.signal, emit }).catch((error: unknown) => {
+          emit({ type: 'warning', message: `prune stopped: ${ioError('pruning', error).message}; the deploy stands` });
+          return undefined;
+        });
+      }
       return {
         release: id,
         path: finalPath,
@@ -256,11 +311,32 @@ export async function deploy(source: string, root: string, options: DeployOption
         durability: durable ? durability : 'off',
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
+        strategy: contents.strategy,
+        cloned: files.cloned,
+        ...counts,
+        shared: contents.shared.length > 0 ? contents.shared.map((l) => l.path) : undefined,
+        health: verified.health,
+        warnings: verified.warnings.length > 0 ? verified.warnings : undefined,
       };
     } catch (error) {
+      if (isVerdict(error)) throw error;
       throw bookkeepingError(id, error);
     }
   });
+  // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
+  if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
+  return result;
+}
+
+/** The dry run of `deploy`: the same checks, the plan, and nothing changed on disk. */
+export async function planDeploy(source: string, root: string, options: DeployOptions = {}): Promise<DeployPlan> {
+  const { plan } = await deploy(source, root, { ...options, dryRun: true });
+  if (!plan) throw new DeployError('INTERNAL', 'a dry run returned no plan');
+  return plan;
+}
+
+function dryRunResult(plan: DeployPlan): DeployResult {
+  return { release: plan.release, path: plan.path, previous: plan.previous, files: plan.files, bytes: plan.bytes, durationMs: 0, durability: 'off', recovered: [], plan };
 }
 
 function bookkeepingError(id: string, error: unknown): DeployError {

@@ -1,0 +1,108 @@
+import fs from 'node:fs';
+import { inspectLock, describeHolder } from '../act/lock.ts';
+import { releasePath } from '../act/layout.ts';
+import { listReleaseDirs } from '../act/releases.ts';
+import { missingSharedTargets } from '../act/shared.ts';
+import { nextSeq, readJournal, readRecords } from '../act/state.ts';
+import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
+import { DeployError } from '../errors.ts';
+import { nextReleaseId } from '../plan/release-id.ts';
+import type { ContentsPlan } from './contents.ts';
+import type { DeployOptions, Validated } from './deploy.ts';
+import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
+
+/** What `deploy` would do, worked out without changing anything on disk (not even the lock). */
+export interface DeployPlan {
+  /** The id the deploy would use now; another deploy starting first would take it. */
+  release: string;
+  path: string;
+  root: string;
+  source: string;
+  /** The release current points to now: the rollback target after the deploy. */
+  previous: string | null;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+  strategy: NonNullable<DeployOptions['strategy']>;
+  fsync: boolean;
+  shared: SharedLinkPlan[];
+  hooks: { beforeSwitch: string[]; afterSwitch: string[]; timeoutMs?: number };
+  healthCheck: { command?: string; url?: string; timeoutMs?: number } | null;
+  /** With keep: what prune would remove after the switch, and why each kept release stays. */
+  prune: { keep: number; remove: PrunedRelease[]; kept: KeptRelease[] } | null;
+  /** Things the real deploy would meet first: a held lock, an interrupted deploy to recover. */
+  notes: string[];
+}
+
+export interface SharedLinkPlan {
+  path: string;
+  /** `releases/<id>/<path>`, relative to the root. */
+  link: string;
+  /** What the link holds. */
+  target: string;
+  /** The target is missing and would be made as an empty directory (`sharedCreate`). */
+  create: boolean;
+  /** The source holds this path and the link replaces it (`sharedReplace`). */
+  replaces: boolean;
+}
+
+/** Works out the plan for a validated deploy; reads the root, writes nothing. */
+export async function buildDeployPlan(validated: Validated, options: DeployOptions, contents: ContentsPlan): Promise<DeployPlan> {
+  const { layout, sourceReal, scan } = validated;
+  const exists = fs.existsSync(layout.root);
+  const previous = exists ? currentIdOrThrow(await readCurrent(layout), layout) : null;
+  const records = exists ? await readRecords(layout) : new Map();
+  const existingIds = new Set([...(exists ? await listReleaseDirs(layout) : []), ...records.keys()]);
+  const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
+  if (existingIds.has(id)) {
+    throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });
+  }
+
+  const notes: string[] = [];
+  if (exists) {
+    const lock = inspectLock(layout);
+    if (lock) notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason})`);
+    const journal = await readJournal(layout);
+    if (journal.kind !== 'none') notes.push('an interrupted operation left a journal: the deploy recovers it first');
+  }
+
+  const missing = new Set(missingSharedTargets(layout, contents.shared));
+  const shared = contents.shared.map((link) => ({
+    path: link.path,
+    link: `releases/${id}/${link.path}`,
+    target: link.linkText,
+    create: missing.has(link.path),
+    replaces: link.replaces,
+  }));
+
+  let prune: DeployPlan['prune'] = null;
+  if (options.keep !== undefined) {
+    const { decision } = await decidePrune(layout, {
+      keep: options.keep,
+      currentId: id,
+      extra: { id, seq: nextSeq(records), status: 'complete' },
+    });
+    const described = describeDecision(decision);
+    prune = { keep: options.keep, remove: described.removed, kept: described.kept };
+  }
+
+  return {
+    release: id,
+    path: releasePath(layout, id),
+    root: layout.root,
+    source: sourceReal,
+    previous,
+    files: scan.files,
+    dirs: scan.dirs,
+    symlinks: scan.symlinks,
+    bytes: scan.bytes,
+    strategy: contents.strategy,
+    fsync: options.fsync !== false,
+    shared,
+    hooks: { beforeSwitch: options.hooks?.beforeSwitch ?? [], afterSwitch: options.hooks?.afterSwitch ?? [], timeoutMs: options.hooks?.timeoutMs },
+    healthCheck: options.healthCheck?.command || options.healthCheck?.url ? { ...options.healthCheck } : null,
+    prune,
+    notes,
+  };
+}
