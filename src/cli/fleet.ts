@@ -1,0 +1,201 @@
+/** The `--host` side of every command: flags, per-host tables, one JSON object, exit codes. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
+import type { DeployOptions } from '../ops/deploy.ts';
+import { fleetDeploy, fleetPrune, fleetReleases, fleetRollback, fleetStatus, fleetUnlock, type FleetHostSpec, type FleetOptions } from '../remote/ops.ts';
+import type { LoadedConfig } from './config.ts';
+import type { Reporter } from './output.ts';
+
+export interface FleetFlags {
+  host?: string[];
+  parallel?: number;
+  sshConfig?: string;
+  onFailure?: 'rollback' | 'keep';
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function parseParallel(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number (>= 1)');
+  return n;
+}
+
+/** `--host`, `--parallel`, `--ssh-config`; deploy also gets `--on-failure`. */
+export function addFleetFlags(cmd: Command, options: { deploy?: boolean } = {}): Command {
+  cmd
+    .option('--host <[user@]host[:port]>', 'run on this host over ssh, <root> being the deploy root there (repeatable; default: hosts: in the config)', collect)
+    .addOption(new Option('--parallel <n>', 'with --host: hosts worked on at once (default 10)').argParser(parseParallel))
+    .option('--ssh-config <file>', 'with --host: ssh_config file for ssh -F (default: ~/.ssh/config)');
+  if (options.deploy) {
+    cmd.addOption(new Option('--on-failure <policy>', 'with --host: after a failed switch or health check, switch every switched host back (rollback, the default) or keep them').choices(['rollback', 'keep']));
+  }
+  return cmd;
+}
+
+/** The hosts a command runs on: `--host` flags, else the config's `hosts:`; undefined runs locally. */
+export function fleetHostsFrom(flags: FleetFlags, loaded: LoadedConfig): FleetHostSpec[] | undefined {
+  if (flags.host && flags.host.length > 0) return flags.host.map((host) => ({ host }));
+  const hosts = loaded.config.hosts;
+  if (!hosts || hosts.length === 0) return undefined;
+  return hosts.map((h) => ({ host: h.host, ...(h.root ? { root: h.root } : {}) }));
+}
+
+/** The common remote root: the argument, else the config's root (remote roots are absolute, so not resolved here). */
+export function fleetRootFrom(arg: string | undefined, loaded: LoadedConfig): string | undefined {
+  return arg ?? loaded.config.root;
+}
+
+export interface FleetCli {
+  out: Reporter;
+  hosts: FleetHostSpec[];
+  flags: FleetFlags;
+  signal?: AbortSignal;
+}
+
+function base(cli: FleetCli): FleetOptions {
+  return {
+    hosts: cli.hosts,
+    ...(cli.flags.parallel ? { parallel: cli.flags.parallel } : {}),
+    ...(cli.flags.sshConfig ? { ssh: { configFile: cli.flags.sshConfig } } : {}),
+    ...(cli.signal ? { signal: cli.signal } : {}),
+    onEvent: cli.out.event,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+interface HostRow {
+  host: string;
+  current?: string | null;
+  outcome?: string;
+  previous?: string | null;
+  error?: { message: string };
+}
+
+function hostTable(hosts: readonly HostRow[], extra?: (h: HostRow) => string): string {
+  const rows = [['HOST', 'STATE', 'CURRENT', 'PREVIOUS', 'NOTE']];
+  for (const h of hosts) {
+    const note = h.error ? h.error.message.replace(`${h.host}: `, '') : (extra?.(h) ?? '');
+    rows.push([h.host, h.outcome ?? '', h.outcome === 'unknown' ? '?' : (h.current ?? '-'), h.previous ?? '-', note]);
+  }
+  return table(rows);
+}
+
+/** Runs a fleet command: prints its table and its one JSON object, and says which exit code it earned. */
+async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render: (result: T) => { table?: string; line?: string; code?: number }): Promise<number> {
+  try {
+    const result = await op();
+    const shown = render(result);
+    if (shown.table !== undefined) cli.out.print(shown.table);
+    cli.out.result(shown.line, result);
+    if (cli.signal?.aborted) return exitCodeForSignal(cli.signal.reason as NodeJS.Signals);
+    return shown.code ?? EXIT.ok;
+  } catch (error) {
+    if (!(error instanceof DeployError)) throw error;
+    const details = error.details ?? {};
+    const hosts = details.hosts as HostRow[] | undefined;
+    if (hosts && hosts.length > 0) cli.out.print(hostTable(hosts));
+    cli.out.error(error.message, error.hint);
+    cli.out.result(undefined, { ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } });
+    return error.exitCode;
+  }
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+const skew = (r: { skewMs: number; hostSkewMs?: number }): string => `${r.skewMs} ms${r.hostSkewMs === undefined ? '' : `, ${r.hostSkewMs} ms by the hosts' clocks`}`;
+
+export function fleetDeployCli(cli: FleetCli, source: string, root: string | undefined, options: DeployOptions): Promise<number> {
+  if (options.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
+  return run(
+    cli,
+    () => fleetDeploy(source, root, { ...base(cli), ...options, ...(cli.flags.onFailure ? { onFailure: cli.flags.onFailure } : {}), ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}) }),
+    (r) => ({
+      table: hostTable(r.hosts, (h) => {
+        const d = r.hosts.find((x) => x.host === h.host);
+        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}` : '';
+      }),
+      line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${r.files} files, ${r.durationMs} ms; switch skew ${skew(r)})`,
+    }),
+  );
+}
+
+export function fleetRollbackCli(cli: FleetCli, root: string | undefined, options: { to?: string; fsync?: boolean; waitMs?: number }): Promise<number> {
+  return run(
+    cli,
+    () => fleetRollback(root, { ...base(cli), ...options }),
+    (r) => ({ table: hostTable(r.hosts), line: `rolled back to ${r.release} on ${plural(r.hosts.length, 'host')} (switch skew ${skew(r)})` }),
+  );
+}
+
+export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promise<number> {
+  return run(
+    cli,
+    () => fleetReleases(root, base(cli)),
+    (r) => {
+      // One row per release, one column per host: * current, + present, - absent.
+      const ids = [...new Set(r.hosts.flatMap((h) => h.releases.map((x) => x.id)))];
+      const order = new Map<string, number>();
+      for (const h of r.hosts) h.releases.forEach((x, i) => order.set(x.id, Math.min(order.get(x.id) ?? Infinity, i)));
+      ids.sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0));
+      const rows = [['RELEASE', ...r.hosts.map((h) => h.host)]];
+      for (const id of ids) {
+        rows.push([id, ...r.hosts.map((h) => {
+          const x = h.releases.find((y) => y.id === id);
+          return x ? `${x.current ? '*' : '+'} ${x.role}` : '-';
+        })]);
+      }
+      const errors = r.hosts.filter((h) => h.error).map((h) => `${h.host}: ${h.error?.message ?? ''}`);
+      const text = ids.length === 0 ? 'no releases' : table(rows);
+      return { table: [text, ...errors].join('\n'), code: errors.length > 0 ? EXIT.failure : EXIT.ok };
+    },
+  );
+}
+
+export function fleetStatusCli(cli: FleetCli, root: string | undefined, options: { readOnly?: boolean }): Promise<number> {
+  return run(
+    cli,
+    () => fleetStatus(root, { ...base(cli), ...options }),
+    (r) => {
+      const rows = [['HOST', 'CURRENT', 'LOCK', 'NOTE']];
+      for (const h of r.hosts) {
+        const lock = h.lock ? `${h.lock.state} by pid ${h.lock.pid ?? '?'} of ${h.lock.user ?? '?'}@${h.lock.host ?? '?'}` : 'free';
+        const note = h.error ? h.error.message.replace(`${h.host}: `, '') : [...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
+        rows.push([h.host, h.error ? '?' : (h.current ?? `(${h.currentState})`), h.error ? '?' : lock, note]);
+      }
+      const summary = r.consistent
+        ? `all ${plural(r.hosts.length, 'host')} on ${r.current ?? 'no release'}`
+        : `mixed: ${[...r.groups.map((g) => `${g.release ?? 'no release'} on ${g.hosts.join(', ')}`), ...(r.unknown.length > 0 ? [`unknown on ${r.unknown.join(', ')}`] : [])].join('; ')}`;
+      return { table: `${table(rows)}\n${summary}`, code: r.hosts.some((h) => h.error) ? EXIT.failure : EXIT.ok };
+    },
+  );
+}
+
+export function fleetPruneCli(cli: FleetCli, root: string | undefined, options: { keep: number; dryRun?: boolean; force?: boolean; fsync?: boolean; waitMs?: number }): Promise<number> {
+  return run(
+    cli,
+    () => fleetPrune(root, { ...base(cli), ...options }),
+    (r) => {
+      const rows = [['HOST', r.dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT']];
+      for (const h of r.hosts) rows.push([h.host, h.removed.map((x) => x.id).join(' ') || '-', h.kept.map((x) => `${x.id} (${x.reason})`).join(', ') || '-']);
+      return { table: table(rows) };
+    },
+  );
+}
+
+export function fleetUnlockCli(cli: FleetCli, root: string | undefined, options: { force?: boolean }): Promise<number> {
+  return run(
+    cli,
+    () => fleetUnlock(root, { ...base(cli), ...options }),
+    (r) => {
+      const rows = [['HOST', 'UNLOCKED', 'REASON']];
+      for (const h of r.hosts) rows.push([h.host, h.unlocked ? 'yes' : 'no', h.reason]);
+      return { table: table(rows) };
+    },
+  );
+}

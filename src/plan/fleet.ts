@@ -1,0 +1,174 @@
+/** Decisions that span several hosts: one release id, rollback targets, reconciling a fleet deploy. */
+import { planRecovery, type Journal, type RecoveryAction, type RecoveryFacts } from './journal.ts';
+import { nextReleaseId } from './release-id.ts';
+import { rollbackTarget, type ReleaseFacts } from './releases.ts';
+
+/** The id a fleet deploy uses on every host: new on each of them and after every id any of them holds. */
+export function fleetReleaseId(idsPerHost: Iterable<Iterable<string>>, now: Date): string {
+  const all = new Set<string>();
+  for (const ids of idsPerHost) for (const id of ids) all.add(id);
+  return nextReleaseId(all, now);
+}
+
+/** Milliseconds between the first and the last switch. */
+export function switchSkewMs(switchedAt: readonly number[]): number {
+  if (switchedAt.length < 2) return 0;
+  return Math.max(...switchedAt) - Math.min(...switchedAt);
+}
+
+export interface HostOnRelease {
+  host: string;
+  /** null: the host has no current release; undefined: unknown (unreachable). */
+  current: string | null | undefined;
+}
+
+export interface FleetSummary {
+  /** Every host is known and on the same release. */
+  consistent: boolean;
+  /** The release every host is on, when consistent. */
+  current: string | null;
+  /** Hosts grouped by release, largest group first; `unknown` holds hosts whose state is not known. */
+  groups: { release: string | null; hosts: string[] }[];
+  unknown: string[];
+}
+
+export function summarizeFleet(hosts: readonly HostOnRelease[]): FleetSummary {
+  const groups = new Map<string | null, string[]>();
+  const unknown: string[] = [];
+  for (const h of hosts) {
+    if (h.current === undefined) {
+      unknown.push(h.host);
+      continue;
+    }
+    groups.set(h.current, [...(groups.get(h.current) ?? []), h.host]);
+  }
+  const list = [...groups].map(([release, members]) => ({ release, hosts: members })).sort((a, b) => b.hosts.length - a.hosts.length);
+  const consistent = unknown.length === 0 && list.length === 1;
+  return { consistent, current: consistent ? (list[0]?.release ?? null) : null, groups: list, unknown };
+}
+
+/** A journal written by a fleet deploy carries the deploy's token, shared by every host it touched. */
+export type FleetJournal = Journal & { fleet?: { token: string } };
+
+export interface HostRecoveryInput {
+  journal: FleetJournal | null;
+  facts: RecoveryFacts;
+  /** Fleet tokens this host's release log records as failed or rolled back. */
+  abandonedTokens: readonly string[];
+}
+
+export type FleetRecoveryAction =
+  | RecoveryAction
+  /** Point current back at `to` (null: remove current, the host had none) and record `id` as `status`. */
+  | { kind: 'switch-back'; id: string; to: string | null; status: 'failed' | 'rolled-back'; reason: string };
+
+/**
+ * Fleet deploys whose outcome the hosts given show was "not switched everywhere": a host of the
+ * deploy is not on its release, or a host recorded it failed or rolled back. Such a deploy never
+ * committed (it commits only once every host switched), so no host may keep it.
+ */
+export function abandonedFleetDeploys(hosts: readonly HostRecoveryInput[]): Set<string> {
+  const abandoned = new Set<string>();
+  for (const h of hosts) {
+    for (const t of h.abandonedTokens) abandoned.add(t);
+    const j = h.journal;
+    if (j?.op === 'deploy' && j.fleet && h.facts.currentId !== j.release) abandoned.add(j.fleet.token);
+  }
+  return abandoned;
+}
+
+/**
+ * Recovery for each host, as the local engine would do it, except that a host left live on the
+ * release of an abandoned fleet deploy is switched back instead of having the deploy finished:
+ * all-or-nothing holds even after a lost connection.
+ */
+export function planFleetRecovery(hosts: readonly HostRecoveryInput[]): FleetRecoveryAction[][] {
+  const abandoned = abandonedFleetDeploys(hosts);
+  return hosts.map((h) => {
+    const actions: FleetRecoveryAction[] = planRecovery(h.journal, h.facts);
+    const j = h.journal;
+    if (j?.op !== 'deploy' || !j.fleet || h.facts.currentId !== j.release) return actions;
+    const rollingBack = j.phase === 'rolling-back';
+    if (!rollingBack && !abandoned.has(j.fleet.token)) return actions;
+    const reason = rollingBack ? (j.reason ?? 'failed its health check') : 'the fleet deploy did not switch on every host';
+    const status = rollingBack ? 'failed' : 'rolled-back';
+    return actions.map((a) => (a.kind === 'mark-deployed' || (a.kind === 'mark-failed' && a.live) ? { kind: 'switch-back', id: j.release, to: j.previous, status, reason } : a));
+  });
+}
+
+export interface HostReleases {
+  host: string;
+  current: string | null;
+  /** Oldest first, as orderReleases gives them. */
+  ordered: readonly ReleaseFacts[];
+}
+
+export interface HostProblem {
+  host: string;
+  code: 'NO_PREVIOUS_RELEASE' | 'UNKNOWN_RELEASE';
+  message: string;
+}
+
+export type FleetRollbackPlan =
+  | { ok: true; target: string; moves: { host: string; from: string | null }[]; stays: string[] }
+  | { ok: false; problems: HostProblem[]; hint?: string };
+
+function isOlder(ordered: readonly ReleaseFacts[], a: string, b: string): boolean {
+  const ia = ordered.findIndex((r) => r.id === a);
+  const ib = ordered.findIndex((r) => r.id === b);
+  return ia !== -1 && ib !== -1 && ia < ib;
+}
+
+/**
+ * Where a fleet rollback takes every host: `to` when given; else, on a fleet that agrees, the
+ * previous good release (which must be the same everywhere); on a mixed fleet, the release the
+ * hosts behind are on, provided every host ahead holds it as an older release.
+ */
+export function planFleetRollback(hosts: readonly HostReleases[], to?: string): FleetRollbackPlan {
+  const finish = (target: string): FleetRollbackPlan => {
+    const missing = hosts.filter((h) => !h.ordered.some((r) => r.id === target));
+    if (missing.length > 0) {
+      return { ok: false, problems: missing.map((h) => ({ host: h.host, code: 'UNKNOWN_RELEASE', message: `release ${target} does not exist on ${h.host}` })) };
+    }
+    const moves = hosts.filter((h) => h.current !== target).map((h) => ({ host: h.host, from: h.current }));
+    if (moves.length === 0) {
+      return { ok: false, problems: [{ host: hosts.map((h) => h.host).join(', '), code: 'UNKNOWN_RELEASE', message: `release ${target} is already current on every host` }], hint: 'nothing to do' };
+    }
+    return { ok: true, target, moves, stays: hosts.filter((h) => h.current === target).map((h) => h.host) };
+  };
+  if (to !== undefined) return finish(to);
+
+  const currents = [...new Set(hosts.map((h) => h.current))];
+  if (currents.length === 1) {
+    const current = currents[0] ?? null;
+    const targets = hosts.map((h) => ({ host: h.host, target: rollbackTarget(h.ordered, current)?.id }));
+    const none = targets.filter((t) => t.target === undefined);
+    if (none.length > 0) {
+      return {
+        ok: false,
+        problems: none.map((t) => ({
+          host: t.host,
+          code: 'NO_PREVIOUS_RELEASE',
+          message: current === null ? `${t.host} has no current release to roll back from` : `release ${current} has no earlier good release to roll back to on ${t.host}`,
+        })),
+      };
+    }
+    const distinct = [...new Set(targets.map((t) => t.target))];
+    if (distinct.length > 1) {
+      return {
+        ok: false,
+        problems: targets.map((t) => ({ host: t.host, code: 'UNKNOWN_RELEASE', message: `${t.host} would roll back to ${t.target ?? '?'}` })),
+        hint: 'the hosts disagree on the previous release: choose one with --to <id>',
+      };
+    }
+    return finish(distinct[0] as string);
+  }
+  // Mixed fleet: go back to the release that every host ahead of it also holds as older.
+  const candidates = currents.filter((c): c is string => c !== null && hosts.every((h) => h.current === c || (h.current !== null && isOlder(h.ordered, c, h.current))));
+  if (candidates.length === 1) return finish(candidates[0] as string);
+  return {
+    ok: false,
+    problems: hosts.map((h) => ({ host: h.host, code: 'UNKNOWN_RELEASE', message: `${h.host} is on ${h.current ?? 'no release'}` })),
+    hint: 'the hosts are on different releases: choose the one to go to with --to <id>',
+  };
+}

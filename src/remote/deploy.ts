@@ -1,0 +1,496 @@
+/**
+ * A release to many hosts, switched all-or-nothing. Phase 1 prepares every host (lock, rsync
+ * with --link-dest, shared links, before-switch hooks, durability) and leaves it armed; phase 2
+ * starts only when all are armed and switches them at once, one rename each.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import { parseFailpoints } from '../act/failpoints.ts';
+import { gitInfo } from '../act/git.ts';
+import { nextSeq } from '../act/state.ts';
+import { scanSource, type SourceScan } from '../act/copy.ts';
+import { DeployError, errnoOf } from '../errors.ts';
+import type { DeployOptions } from '../ops/deploy.ts';
+import { fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
+import { hostClockSkew } from './fleet.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
+import { rollbackTarget, selectPrune } from '../plan/releases.ts';
+import { planShared, type SharedPlan } from '../plan/shared.ts';
+import type { Frame, RemoteRecord } from './facts.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { randomName } from './host.ts';
+import { runRsync } from './rsync.ts';
+import { deployArmScript, type Step } from './script.ts';
+import { remoteError, type RunningRemote } from './ssh.ts';
+
+export interface FleetDeployOptions
+  extends FleetOptions,
+    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
+  /** After a failed switch or health check: switch every switched host back (default), or keep them. */
+  onFailure?: 'rollback' | 'keep';
+}
+
+export type HostOutcome = 'switched' | 'switched-back' | 'unchanged' | 'unknown';
+
+export interface FleetDeployHost {
+  host: string;
+  root: string;
+  /** switched: live on the new release; switched-back: it was, and is on its previous one again. */
+  outcome: HostOutcome;
+  /** The release current points to now, as far as known (see `outcome: unknown`). */
+  current: string | null;
+  previous: string | null;
+  /** Files rsync sent (the rest were hardlinked from the current release or unchanged). */
+  transferred?: number;
+  copyMs?: number;
+  /** When the host confirmed its switch, in ms after the switch was sent. */
+  switchedAfterMs?: number;
+  health?: 'ok' | 'failed';
+  warnings: string[];
+  recovered: string[];
+  error?: HostError;
+}
+
+export interface FleetDeployResult {
+  release: string;
+  hosts: FleetDeployHost[];
+  /** First to last switch confirmation as this machine received them, in ms. */
+  skewMs: number;
+  /** First to last switch by the hosts' own clocks (ns resolution where `date +%N` works): the true skew when clocks agree. */
+  hostSkewMs?: number;
+  files: number;
+  bytes: number;
+  durationMs: number;
+  /** Wall time of each stage: connect and lock, copy and prepare, switch, commit. */
+  timings: { lockMs: number; prepareMs: number; switchMs: number; finishMs: number };
+}
+
+interface HostDeploy {
+  previous: string | null;
+  stage: string;
+  link: string;
+  transferred?: number;
+  copyMs?: number;
+  armed?: RunningRemote;
+  switched: boolean;
+  switchedAt?: number;
+  health?: 'ok' | 'failed';
+  /** The host's state after phase 2 is not known (connection lost). */
+  lost: boolean;
+  outcome: HostOutcome;
+  warnings: string[];
+}
+
+function validateSource(source: string): { sourceReal: string; scan: SourceScan } {
+  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
+  let sourceReal: string;
+  try {
+    sourceReal = fs.realpathSync(source);
+    if (!fs.statSync(sourceReal).isDirectory()) throw new DeployError('INVALID_SOURCE', `${source} is not a directory`, { hint: 'give the build output directory' });
+  } catch (error) {
+    if (error instanceof DeployError) throw error;
+    const code = errnoOf(error);
+    throw new DeployError('INVALID_SOURCE', code === 'ENOENT' ? `${source} does not exist` : `cannot read ${source}: ${code ?? String(error)}`, { cause: error });
+  }
+  const scan = scanSource(sourceReal);
+  if (scan.entries.length <= 1) throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
+  return { sourceReal, scan };
+}
+
+function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan {
+  if (options.releaseId !== undefined) {
+    const problem = releaseIdProblem(options.releaseId);
+    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, { hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2' });
+  }
+  if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys copy with rsync --link-dest (auto, hardlink) or a plain rsync (copy)' });
+  if (options.healthCheck?.url !== undefined) {
+    throw new DeployError('USAGE', '--health-url is not available for fleet deploys: one URL cannot tell which host answered', {
+      hint: "check each host from the host itself: --health-check 'curl -fsS http://localhost/health'",
+    });
+  }
+  if (options.keep !== undefined && (!Number.isInteger(options.keep) || options.keep < 0)) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`);
+  const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
+  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
+  return plan;
+}
+
+/** Deploys `source` to every host's `root` (or its own root), switching all of them or none. */
+export async function fleetDeploy(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployResult> {
+  const started = performance.now();
+  const targets = resolveTargets(options.hosts, root);
+  const { sourceReal, scan } = validateSource(source);
+  const shared = checkOptions(options, scan);
+  const git = await gitInfo(sourceReal);
+  const fleet = new FleetRun(targets, options);
+  const { emit } = fleet;
+  const fleetToken = randomBytes(12).toString('hex');
+  const durable = options.fsync !== false;
+  const per = new Map<HostRun, HostDeploy>();
+  const stateOf = (h: HostRun): HostDeploy => per.get(h) as HostDeploy;
+  let id: string | undefined;
+  // Phase 1 stops early on the first failure; aborting kills copies in flight.
+  const phase1 = new AbortController();
+  const onSignal = (): void => phase1.abort();
+  options.signal?.addEventListener('abort', onSignal, { once: true });
+
+  const report = (): FleetDeployHost[] =>
+    fleet.hosts.map((h) => {
+      const d = per.get(h);
+      const previous = d?.previous ?? (h.state ? currentIdOf(h.state) : null);
+      const outcome: HostOutcome = d?.outcome ?? (h.remote.connected || !h.error ? 'unchanged' : 'unknown');
+      const current = outcome === 'switched' ? (id ?? null) : outcome === 'unknown' ? null : previous;
+      return {
+        host: h.label,
+        root: h.root,
+        outcome,
+        current,
+        previous,
+        ...(d?.transferred === undefined ? {} : { transferred: d.transferred }),
+        ...(d?.copyMs === undefined ? {} : { copyMs: d.copyMs }),
+        ...(d?.switchedAt === undefined ? {} : { switchedAfterMs: Math.round(d.switchedAt) }),
+        ...(d?.health ? { health: d.health } : {}),
+        warnings: d?.warnings ?? [],
+        recovered: h.recovered,
+        ...(h.error ? { error: h.error } : {}),
+      };
+    });
+
+  /** Undoes phase 1 on a host: disarm, remove what was prepared, release the lock. */
+  const abortHost = async (h: HostRun): Promise<void> => {
+    const d = per.get(h);
+    if (d?.armed) {
+      d.armed.send('abort');
+      d.armed.end();
+      await d.armed.done;
+    }
+    if (!h.remote.locked) return;
+    const steps: Step[] = [];
+    if (d) steps.push({ op: 'remove-tmp', name: d.stage }, { op: 'remove-tmp', name: d.link });
+    if (id !== undefined && h.state && d) {
+      const target = rollbackTarget(viewsOf(h.state), d.previous);
+      const trash = randomName('trash');
+      steps.push(
+        { op: 'remove-release', id, trash, protect: [d.previous, target?.id].filter((x): x is string => typeof x === 'string') },
+        { op: 'remove-record', id },
+        { op: 'clear-journal' },
+        { op: 'durable' },
+        { op: 'delete-trash', trash },
+      );
+    }
+    try {
+      await h.remote.unlock(steps);
+      if (d) d.outcome = 'unchanged';
+    } catch (error) {
+      h.error ??= hostError(error);
+      if (d) d.outcome = 'unknown';
+      emit({ type: 'warning', message: `${h.label}: could not clean up (${hostError(error).message}); the next command on it recovers` });
+    }
+  };
+
+  const abortAll = async (why: string): Promise<never> => {
+    emit({ type: 'step', message: `phase 1 failed (${why}): no host switches; cleaning up` });
+    await Promise.all(fleet.hosts.map((h) => abortHost(h)));
+    if (options.signal?.aborted) {
+      const reason: unknown = options.signal.reason;
+      const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report() } });
+    }
+    throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report() });
+  };
+
+  const marks: number[] = [];
+  const mark = (): void => {
+    marks.push(performance.now());
+  };
+  try {
+    // Lock every host and read where it stands.
+    await fleet.each(
+      fleet.hosts,
+      async (h) => {
+        await h.remote.connect();
+        const locked = await h.remote.lock({ command: options.command ?? `fleet deploy of ${sourceReal} from ${os.hostname()}`, create: true, waitMs: options.waitMs, signal: options.signal });
+        if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
+        if (!locked.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
+        h.facts = locked.facts;
+        h.state = locked.state;
+        fleet.step(h, 'locked');
+      },
+      { failFast: true, signal: phase1.signal },
+    );
+    if (fleet.failed.length > 0 || phase1.signal.aborted) return await abortAll(fleet.failed.length > 0 ? 'a host could not be locked' : 'interrupted');
+
+    await fleet.recover(fleet.hosts);
+    for (const h of fleet.hosts) {
+      const state = h.state;
+      if (!state) continue;
+      const problem = currentProblem(h.label, h.root, state.current);
+      if (problem) h.error = hostError(problem);
+    }
+    if (fleet.failed.length > 0) return await abortAll('a host cannot be deployed to');
+
+    // One id for the fleet: new on every host, after every id any host holds.
+    const idsPerHost = fleet.hosts.map((h) => [...(h.state?.releases ?? []), ...(h.state?.records.keys() ?? [])]);
+    id = options.releaseId ?? fleetReleaseId(idsPerHost, new Date());
+    const releaseId = id;
+    for (const h of fleet.hosts) {
+      if (idsPerHost[fleet.hosts.indexOf(h)]?.includes(releaseId)) {
+        h.error = hostError(new DeployError('RELEASE_EXISTS', `${h.label}: release ${releaseId} already exists`, { hint: 'release ids are never reused: pick a new id' }));
+      }
+    }
+    if (fleet.failed.length > 0) return await abortAll('the release id is taken');
+    mark();
+    emit({ type: 'step', message: `release ${releaseId}: copying ${scan.files} files to ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
+
+    const createdAt = new Date().toISOString();
+    await fleet.each(
+      fleet.hosts,
+      async (h) => {
+        const state = h.state;
+        const facts = h.facts;
+        const locked = h.remote.locked;
+        if (!state || !facts || !locked) throw new DeployError('INTERNAL', `${h.label}: not locked`);
+        const previous = currentIdOf(state);
+        const d: HostDeploy = { previous, stage: randomName('stage'), link: randomName('current'), switched: false, lost: false, outcome: 'unchanged', warnings: [] };
+        per.set(h, d);
+        const copied = await runRsync(
+          h.remote.ssh,
+          { source: sourceReal, root: h.root, stage: d.stage, id: releaseId, linkDest: previous !== null && options.strategy !== 'copy', checksum: options.checksum === true },
+          phase1.signal,
+        );
+        d.transferred = copied.transferred;
+        d.copyMs = copied.durationMs;
+        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.durationMs} ms)`);
+        if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
+
+        const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
+          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, fleet: { token: fleetToken } } satisfies FleetJournal);
+        const record: RemoteRecord = {
+          id: releaseId,
+          seq: nextSeq(state.records),
+          status: 'pending',
+          createdAt,
+          user: facts.user,
+          host: facts.host,
+          source: `${os.hostname()}:${sourceReal}`,
+          ...(git ? { git } : {}),
+          files: scan.files,
+          bytes: scan.bytes,
+          durationMs: 0,
+          strategy: previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
+          ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+          previous,
+          fleet: { token: fleetToken },
+        };
+        // What prune does once the switch commits: decided now, from the state read under the lock.
+        const views = viewsOf(state);
+        const after = [...views, { id: releaseId, seq: record.seq, status: 'complete' as const }];
+        const decision = options.keep === undefined ? undefined : selectPrune(after, { currentId: releaseId, keep: options.keep });
+        const prunedAt = new Date().toISOString();
+        const prune = (decision?.remove ?? []).map(({ release }) => ({
+          id: release.id,
+          trash: randomName('trash'),
+          record: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt })),
+        }));
+        const script = deployArmScript({
+          root: h.root,
+          fsync: durable,
+          id: releaseId,
+          previous,
+          stage: d.stage,
+          shared: shared.links,
+          sharedCreate: options.sharedCreate === true,
+          beforeSwitch: options.hooks?.beforeSwitch ?? [],
+          journalCopying: journal('copying'),
+          journalReady: journal('ready'),
+          recordPending: JSON.stringify(record),
+          tail: {
+            id: releaseId,
+            backTo: previous,
+            link: d.link,
+            journalSwitched: journal('switched'),
+            afterSwitch: options.hooks?.afterSwitch ?? [],
+            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? 300_000) / 1000),
+            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? 30_000) / 1000 } } : {}),
+            commitRecords: [releaseId],
+            backRecords: previous === null ? [releaseId] : [releaseId, previous],
+            prune,
+            protect: (decision?.keep ?? []).map((k) => k.release.id),
+            token: locked.token,
+            ...(locked.gate ? { gate: locked.gate } : {}),
+          },
+        });
+        const armed = h.remote.ssh.start(script, { onStderrLine: fleet.output(h) });
+        d.armed = armed;
+        let frame: Frame;
+        try {
+          frame = await armed.waitFor(['ready', 'error']);
+        } catch {
+          throw remoteError(h.label, await armed.done, 'preparing the release');
+        }
+        if (frame.tag === 'error') throw remoteError(h.label, await armed.done, 'preparing the release');
+        fleet.step(h, 'prepared and armed');
+      },
+      { failFast: true, signal: phase1.signal },
+    );
+    if (fleet.failed.length > 0 || phase1.signal.aborted) return await abortAll(fleet.failed.length > 0 ? 'a host could not be prepared' : 'interrupted');
+    await fleetFailpoint('fleet-armed');
+    const lostLock = fleet.hosts.filter((h) => !h.remote.holding);
+    for (const h of lostLock) h.error ??= hostError(new DeployError('REMOTE', `${h.label}: the connection holding its lock was lost`));
+    if (lostLock.length > 0 || phase1.signal.aborted) return await abortAll(lostLock.length > 0 ? 'a host lost its lock' : 'interrupted');
+    options.signal?.removeEventListener('abort', onSignal);
+    mark();
+
+    // Phase 2: every host is armed; the word goes to all of them in the same tick.
+    emit({ type: 'step', message: `switching ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'} to ${releaseId}` });
+    const sentAt = performance.now();
+    for (const h of fleet.hosts) stateOf(h).armed?.send('go');
+    await Promise.all(
+      fleet.hosts.map(async (h) => {
+        const d = stateOf(h);
+        const armed = d.armed as RunningRemote;
+        try {
+          const f = await armed.waitFor(['switched', 'switch-failed']);
+          if (f.tag === 'switched') {
+            d.switched = true;
+            d.outcome = 'switched';
+            d.switchedAt = (f.at ?? performance.now()) - sentAt;
+          } else {
+            h.error = { code: 'IO', message: `${h.label}: the switch failed: ${f.value.trim() || 'rename refused'}` };
+          }
+        } catch {
+          d.lost = true;
+          d.outcome = 'unknown';
+          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${d.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${h.root} --host ${h.label}` };
+        }
+      }),
+    );
+    mark();
+    const switched = fleet.hosts.filter((h) => stateOf(h).switched);
+    const skewMs = Math.round(switchSkewMs(switched.map((h) => stateOf(h).switchedAt ?? 0)));
+    if (switched.length > 0) emit({ type: 'step', message: `${switched.length} of ${fleet.hosts.length} switched (skew ${skewMs} ms)` });
+
+    // After-switch hooks and health checks run on the hosts; each then waits for the decision.
+    await Promise.all(
+      switched.map(async (h) => {
+        const d = stateOf(h);
+        const armed = d.armed as RunningRemote;
+        try {
+          await armed.waitFor(['waiting']);
+        } catch {
+          d.lost = true;
+          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
+          return;
+        }
+        for (const f of armed.frames) if (f.tag === 'warning') d.warnings.push(f.value);
+        const health = armed.frames.find((f) => f.tag === 'health')?.value;
+        if (health === 'ok' || health === 'failed') d.health = health;
+        if (health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
+      }),
+    );
+
+    const allGood = fleet.hosts.every((h) => stateOf(h).switched && !stateOf(h).lost && stateOf(h).health !== 'failed');
+    const keep = options.onFailure === 'keep';
+    const commitHosts = allGood || keep ? switched.filter((h) => !stateOf(h).lost) : [];
+    const backHosts = allGood || keep ? [] : switched.filter((h) => !stateOf(h).lost);
+    const healthFailed = fleet.hosts.some((h) => stateOf(h).health === 'failed');
+    const reason = allGood ? '' : healthFailed ? 'the health check failed on ' + fleet.hosts.filter((h) => stateOf(h).health === 'failed').map((h) => h.label).join(', ') : `the switch did not complete on ${fleet.hosts.filter((h) => !stateOf(h).switched || stateOf(h).lost).map((h) => h.label).join(', ')}`;
+    const now = (): string => new Date().toISOString();
+
+    await Promise.all([
+      ...commitHosts.map(async (h) => {
+        const d = stateOf(h);
+        const armed = d.armed as RunningRemote;
+        armed.send('commit');
+        armed.send(JSON.stringify(finalRecord(h, d, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(d.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}) })));
+        armed.end();
+        try {
+          await armed.waitFor(['committed']);
+        } catch {
+          const result = await armed.done;
+          h.error ??= hostError(remoteError(h.label, result, 'recording the deploy'));
+        }
+      }),
+      ...backHosts.map(async (h) => {
+        const d = stateOf(h);
+        const armed = d.armed as RunningRemote;
+        const locked = h.remote.locked;
+        const status = healthFailed && d.health === 'failed' ? 'failed' : 'rolled-back';
+        armed.send('back');
+        armed.send(JSON.stringify({ v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: d.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } } satisfies FleetJournal));
+        armed.send(JSON.stringify(finalRecord(h, d, status, { endedAt: now(), reason })));
+        if (d.previous !== null) armed.send(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), d.previous, { status: 'complete', activatedAt: now() })));
+        armed.end();
+        try {
+          await armed.waitFor(['back']);
+          d.outcome = 'switched-back';
+        } catch {
+          const result = await armed.done;
+          d.outcome = result.frames.some((f) => f.tag === 'switched-back') ? 'switched-back' : 'unknown';
+          h.error ??= hostError(remoteError(h.label, result, 'switching back'));
+        }
+      }),
+      // Hosts that never switched: their prepared release goes, as in phase 1.
+      ...fleet.hosts.filter((h) => !stateOf(h).switched && !stateOf(h).lost).map((h) => abortHost(h)),
+    ]);
+    for (const h of fleet.hosts) {
+      const d = stateOf(h);
+      if (d.lost) continue;
+      if (d.armed) await d.armed.done;
+      if (d.armed && (d.armed.frames.some((f) => f.tag === 'committed' || f.tag === 'back'))) h.remote.released();
+      else h.remote.stopHolder();
+    }
+
+    mark();
+    // Read now: each host sends its clock reading just after its switch confirmation.
+    const hostSkewMs = hostClockSkew(switched.map((h) => stateOf(h).armed as RunningRemote));
+    const [a = started, b = a, c = b, e = c] = marks;
+    const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
+    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings };
+    if (allGood) {
+      emit({ type: 'step', message: `release ${releaseId} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
+      return result;
+    }
+    const everyoneBack = fleet.hosts.every((h) => stateOf(h).outcome === 'switched-back' || stateOf(h).outcome === 'unchanged');
+    if (!keep && everyoneBack && switched.length > 0) {
+      throw new DeployError('ROLLED_BACK', `release ${releaseId} was switched back on every host: ${reason}`, {
+        hint: healthFailed ? 'see the health check output above; the release stays on the hosts as failed for inspection' : 'see the errors above and deploy again',
+        details: { ...result },
+      });
+    }
+    throw fleetError(fleet.hosts, keep ? `release ${releaseId} is live on some hosts only (--on-failure keep)` : `release ${releaseId} did not switch everywhere`, { ...result });
+  } finally {
+    options.signal?.removeEventListener('abort', onSignal);
+    await fleet.close();
+  }
+
+  function finalRecord(h: HostRun, d: HostDeploy, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {
+    const releaseId = id as string;
+    const base = mergeRecord(h.state?.records ?? new Map(), releaseId, {});
+    return {
+      ...base,
+      id: releaseId,
+      status,
+      seq: nextSeq(h.state?.records ?? new Map()),
+      createdAt: base.createdAt || new Date().toISOString(),
+      user: h.facts?.user ?? base.user,
+      host: h.facts?.host ?? base.host,
+      source: `${os.hostname()}:${sourceReal}`,
+      ...(git ? { git } : {}),
+      files: scan.files,
+      bytes: scan.bytes,
+      strategy: d.previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
+      ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+      previous: d.previous,
+      fleet: { token: fleetToken },
+      ...change,
+    };
+  }
+}
+
+/** Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives a test time to break a host between the phases. */
+async function fleetFailpoint(name: 'fleet-armed'): Promise<void> {
+  const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
+  if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
+  else if (action?.kind === 'crash') process.kill(process.pid, 'SIGKILL');
+}

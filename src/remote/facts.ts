@@ -1,0 +1,235 @@
+/** Decoding what the remote programs print: NUL-framed pairs into the facts the planners take. */
+import type { ReleaseRecord } from '../act/state.ts';
+import type { CurrentState } from '../act/switch.ts';
+import type { FleetJournal } from '../plan/fleet.ts';
+import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { releaseIdFromLink } from '../plan/paths.ts';
+
+export interface Frame {
+  tag: string;
+  value: string;
+  /** performance.now() when the frame arrived (set for programs that stream). */
+  at?: number;
+}
+
+/** Splits a stream of `tag\0value\0` pairs as it arrives; a partial pair waits for the next chunk. */
+export class FrameReader {
+  private pending: Buffer = Buffer.alloc(0);
+  private tag: string | undefined;
+
+  push(chunk: Buffer): Frame[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const frames: Frame[] = [];
+    let start = 0;
+    for (let i = this.pending.indexOf(0, start); i !== -1; i = this.pending.indexOf(0, start)) {
+      const text = this.pending.toString('utf8', start, i);
+      start = i + 1;
+      if (this.tag === undefined) {
+        this.tag = text;
+      } else {
+        frames.push({ tag: this.tag, value: text });
+        this.tag = undefined;
+      }
+    }
+    this.pending = this.pending.subarray(start);
+    return frames;
+  }
+}
+
+export function parseFrames(output: Buffer | string): Frame[] {
+  return new FrameReader().push(typeof output === 'string' ? Buffer.from(output) : output);
+}
+
+export function frameValue(frames: readonly Frame[], tag: string): string | undefined {
+  return frames.find((f) => f.tag === tag)?.value;
+}
+
+/** What a target says about itself. */
+export interface HostFacts {
+  host: string;
+  user: string;
+  bootId?: string;
+  /** The target's clock, which lock ages are measured against. */
+  nowMs: number;
+  btimeMs?: number;
+  rsync: boolean;
+}
+
+export interface RawLock {
+  kind: 'dir' | 'other';
+  ownerJson?: string;
+  pidFile?: string;
+  inode: string;
+  mtimeMs?: number;
+  pid?: number;
+  alive?: boolean;
+  /** Start time (clock ticks) of whatever process has that pid now. */
+  pstart?: string;
+}
+
+export type RemoteJournal = { kind: 'none' } | { kind: 'ok'; journal: FleetJournal } | { kind: 'garbage'; text: string };
+
+/** A release log record as read from a target; `fleet` ties it to the fleet deploy that made it. */
+export type RemoteRecord = ReleaseRecord & { fleet?: { token: string } };
+
+export interface RemoteState {
+  rootExists: boolean;
+  rootReal?: string;
+  current: CurrentState;
+  releases: string[];
+  records: Map<string, RemoteRecord>;
+  journal: RemoteJournal;
+  tmp: string[];
+  lock: RawLock | null;
+}
+
+function num(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
+  return Number(value.trim());
+}
+
+export function hostFactsOf(frames: readonly Frame[]): HostFacts {
+  const now = num(frameValue(frames, 'now'));
+  const btime = num(frameValue(frames, 'btime'));
+  const bootId = frameValue(frames, 'bootid')?.trim();
+  return {
+    host: frameValue(frames, 'host') ?? '',
+    user: frameValue(frames, 'user') ?? 'unknown',
+    ...(bootId ? { bootId } : {}),
+    nowMs: now === undefined ? Date.now() : now * 1000,
+    ...(btime === undefined ? {} : { btimeMs: btime * 1000 }),
+    rsync: frameValue(frames, 'rsync') === 'yes',
+  };
+}
+
+/** The lock facts `lock_facts` printed, or null when there is no lock. */
+export function rawLockOf(frames: readonly Frame[]): RawLock | null {
+  const kind = frameValue(frames, 'lock');
+  if (kind === undefined || kind === 'none') return null;
+  const pid = num(frameValue(frames, 'pid'));
+  const alive = frameValue(frames, 'alive');
+  const mtime = num(frameValue(frames, 'mtime'));
+  const pstart = frameValue(frames, 'pstart');
+  const ownerJson = frameValue(frames, 'owner');
+  const pidFile = frameValue(frames, 'pidfile');
+  return {
+    kind: kind === 'dir' ? 'dir' : 'other',
+    inode: frameValue(frames, 'inode') ?? '',
+    ...(ownerJson !== undefined ? { ownerJson } : {}),
+    ...(pidFile !== undefined ? { pidFile } : {}),
+    ...(mtime === undefined ? {} : { mtimeMs: mtime * 1000 }),
+    ...(pid === undefined ? {} : { pid }),
+    ...(alive === undefined ? {} : { alive: alive === '1' }),
+    ...(pstart ? { pstart } : {}),
+  };
+}
+
+/** The owner a lock records, read as the local engine reads it (its own format or the bash tool's pid file). */
+export function lockOwnerOf(raw: RawLock, facts: HostFacts): LockOwner | null {
+  if (raw.kind !== 'dir') return null;
+  const since = new Date(raw.mtimeMs ?? facts.nowMs).toISOString();
+  if (raw.ownerJson !== undefined) {
+    try {
+      const o = JSON.parse(raw.ownerJson) as Partial<LockOwner>;
+      if (typeof o.pid === 'number' && Number.isInteger(o.pid) && o.pid > 0 && typeof o.host === 'string' && typeof o.token === 'string') {
+        return {
+          pid: o.pid,
+          host: o.host,
+          user: typeof o.user === 'string' ? o.user : 'unknown',
+          since: typeof o.since === 'string' ? o.since : since,
+          token: o.token,
+          ...(typeof o.startTime === 'string' ? { startTime: o.startTime } : {}),
+          ...(typeof o.bootId === 'string' ? { bootId: o.bootId } : {}),
+          ...(typeof o.command === 'string' ? { command: o.command } : {}),
+          format: 'atomic-deploy',
+        };
+      }
+    } catch {
+      // Garbage in owner.json: a lock with no owner.
+    }
+    return null;
+  }
+  const pid = num(raw.pidFile);
+  if (pid === undefined || pid <= 0) return null;
+  return { pid, host: facts.host, user: 'unknown', since, token: `bash-${pid}-${raw.inode}`, format: 'bash' };
+}
+
+export interface RemoteLockInfo {
+  owner: LockOwner | null;
+  verdict: LockVerdict;
+  /** Safe for a file name; names the takeover gate. */
+  instance: string;
+  inode: string;
+  /** The token owner.json holds ('' when none): checked again when the lock is moved aside. */
+  token: string;
+}
+
+/** Judges a remote lock with the same rules as a local one, from facts gathered on its host. */
+export function judgeRemoteLock(raw: RawLock, facts: HostFacts): RemoteLockInfo {
+  const owner = lockOwnerOf(raw, facts);
+  const ticks = raw.pstart;
+  const startedAtMs = ticks !== undefined && facts.btimeMs !== undefined ? facts.btimeMs + Number(ticks) * 10 : undefined;
+  const verdict = judgeLock(owner, {
+    thisHost: facts.host,
+    ...(facts.bootId ? { thisBootId: facts.bootId } : {}),
+    process: owner && raw.alive === true ? 'alive' : 'dead',
+    ...(ticks ? { processStartTime: ticks } : {}),
+    ...(startedAtMs === undefined ? {} : { processStartedAtMs: startedAtMs }),
+    lockCreatedAtMs: raw.mtimeMs ?? facts.nowMs,
+    nowMs: facts.nowMs,
+  });
+  const instance = (owner ? owner.token : `noowner-${raw.inode}-${Math.floor((raw.mtimeMs ?? 0) / 1000)}`).replace(/[^A-Za-z0-9._-]/g, '_');
+  const token = owner?.format === 'atomic-deploy' ? owner.token : '';
+  return { owner, verdict, instance, inode: raw.inode, token };
+}
+
+function currentOf(frames: readonly Frame[], root: string, rootReal: string, releases: readonly string[]): CurrentState {
+  const kind = frameValue(frames, 'current');
+  if (kind === 'directory') return { kind: 'directory' };
+  if (kind === 'file') return { kind: 'file' };
+  if (kind !== 'link') return { kind: 'missing' };
+  const target = frameValue(frames, 'target') ?? '';
+  const id = releaseIdFromLink(target, rootReal, root);
+  if (id === undefined) return { kind: 'outside', target };
+  return releases.includes(id) ? { kind: 'release', id, target } : { kind: 'dangling', id, target };
+}
+
+function journalOf(text: string | undefined): RemoteJournal {
+  if (text === undefined) return { kind: 'none' };
+  try {
+    const journal = JSON.parse(text) as FleetJournal;
+    const known = journal.v === 1 && (journal.op === 'deploy' || journal.op === 'rollback') && typeof journal.release === 'string';
+    return known ? { kind: 'ok', journal } : { kind: 'garbage', text };
+  } catch {
+    return { kind: 'garbage', text };
+  }
+}
+
+/** What `state_facts` printed about the root at `root`. */
+export function remoteStateOf(frames: readonly Frame[], root: string): RemoteState {
+  const all = (tag: string): string[] => frames.filter((f) => f.tag === tag).map((f) => f.value);
+  if (frameValue(frames, 'root') !== 'ok') {
+    return { rootExists: false, current: { kind: 'missing' }, releases: [], records: new Map(), journal: { kind: 'none' }, tmp: [], lock: null };
+  }
+  const rootReal = frameValue(frames, 'rootreal') || root;
+  const releases = all('release').filter((id) => id !== '' && !id.startsWith('.'));
+  const records = new Map<string, RemoteRecord>();
+  for (const text of all('record')) {
+    try {
+      const record = JSON.parse(text) as RemoteRecord;
+      if (typeof record.id === 'string') records.set(record.id, record);
+    } catch {
+      // A damaged record only loses that release's metadata.
+    }
+  }
+  return {
+    rootExists: true,
+    rootReal,
+    current: currentOf(frames, root, rootReal, releases),
+    releases,
+    records,
+    journal: journalOf(frameValue(frames, 'journal')),
+    tmp: all('tmp'),
+    lock: rawLockOf(frames),
+  };
+}

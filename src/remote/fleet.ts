@@ -1,0 +1,313 @@
+/** Running one operation on many hosts: targets, connections, parallelism, recovery, per-host reports. */
+import path from 'node:path';
+import type { CurrentState } from '../act/switch.ts';
+import { DeployError, type ErrorCode } from '../errors.ts';
+import { describeAction, type ReleaseView } from '../ops/recover.ts';
+import { ignoreEvents, type EventSink } from '../ops/events.ts';
+import { parseHostSpec } from '../plan/config.ts';
+import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
+import { orderReleases, rollbackTarget } from '../plan/releases.ts';
+import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
+import { randomName, RemoteRoot } from './host.ts';
+import type { Step } from './script.ts';
+import { ControlDir, type SshOptions } from './ssh.ts';
+
+/** A host given with `--host` or in the config's `hosts:`. */
+export interface FleetHostSpec {
+  /** `[user@]host[:port]`; also the host's name in reports. */
+  host: string;
+  /** This host's deploy root, when it differs from the common one. */
+  root?: string;
+}
+
+export interface FleetOptions {
+  hosts: readonly FleetHostSpec[];
+  /** How many hosts are worked on at once (connect, copy, hooks); default 10. */
+  parallel?: number;
+  ssh?: SshOptions;
+  fsync?: boolean;
+  waitMs?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** Recorded in each host's lock so that others see who holds it. */
+  command?: string;
+}
+
+export interface HostError {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+}
+
+/** Parses and checks the targets: every host must be `[user@]host[:port]` with an absolute root. */
+export function resolveTargets(hosts: readonly FleetHostSpec[], root: string | undefined): { label: string; spec: NonNullable<ReturnType<typeof parseHostSpec>>; root: string }[] {
+  if (hosts.length === 0) throw new DeployError('USAGE', 'no hosts given', { hint: 'pass --host [user@]host[:port] (repeatable), or list hosts: in the config' });
+  const seen = new Set<string>();
+  return hosts.map((h) => {
+    const spec = parseHostSpec(h.host);
+    if (!spec) throw new DeployError('USAGE', `invalid host ${JSON.stringify(h.host)}: expected [user@]host[:port]`, { hint: 'for example: --host deploy@web1.example.com:2222' });
+    const r = h.root ?? root;
+    if (r === undefined || r === '') throw new DeployError('USAGE', `no deploy root for host ${h.host}`, { hint: 'give <root>, or root: for that host in the config' });
+    if (r.includes('\0')) throw new DeployError('INVALID_ROOT', 'the deploy root contains a NUL byte');
+    if (!r.startsWith('/')) throw new DeployError('INVALID_ROOT', `the deploy root on ${h.host} must be an absolute path, got ${JSON.stringify(r)}`, { hint: 'remote roots are absolute: for example /srv/www/app' });
+    const normal = path.posix.normalize(r).replace(/(.)\/+$/, '$1');
+    const key = `${h.host}\0${normal}`;
+    if (seen.has(key)) throw new DeployError('USAGE', `host ${h.host} with root ${normal} is given twice`);
+    seen.add(key);
+    return { label: h.host, spec, root: normal };
+  });
+}
+
+/** A release log record changed the way the local engine changes one (act/state.ts updateRecord). */
+export function mergeRecord(records: ReadonlyMap<string, RemoteRecord>, id: string, change: Partial<RemoteRecord>): RemoteRecord {
+  const existing: RemoteRecord = records.get(id) ?? { id, status: 'complete', createdAt: '', user: '', host: '', source: '', files: 0, bytes: 0, durationMs: 0, previous: null };
+  return { ...existing, ...change };
+}
+
+/** Every release directory with what the log knows of it, oldest first (ops/recover.ts releaseViews). */
+export function viewsOf(state: RemoteState): ReleaseView[] {
+  return orderReleases(
+    state.releases.map((id) => {
+      const record = state.records.get(id);
+      return record ? { id, seq: record.seq, status: record.status, record } : { id };
+    }),
+  );
+}
+
+export function currentIdOf(state: RemoteState): string | null {
+  return state.current.kind === 'release' ? state.current.id : null;
+}
+
+/** The local engine's refusals for a `current` we must not replace, phrased for a host. */
+export function currentProblem(label: string, root: string, current: CurrentState, allowDangling = false): DeployError | undefined {
+  switch (current.kind) {
+    case 'missing':
+    case 'release':
+      return undefined;
+    case 'dangling':
+      if (allowDangling) return undefined;
+      return new DeployError('CURRENT_DANGLING', `${label}: ${root}/current points to ${current.target}, which does not exist`, {
+        hint: `repair it with: atomic-deploy rollback ${root} --host ${label} --to <id>`,
+      });
+    case 'outside':
+      return new DeployError('CURRENT_OUTSIDE_RELEASES', `${label}: ${root}/current points to ${current.target}, outside ${root}/releases`, {
+        hint: 'move that tree into releases/<id>/ and point current at it, or deploy into another root',
+      });
+    case 'directory':
+    case 'file':
+      return new DeployError('CURRENT_NOT_SYMLINK', `${label}: ${root}/current is a ${current.kind === 'directory' ? 'real directory' : 'regular file'}, not a symlink`, {
+        hint: 'move it into the release layout first: mkdir -p releases && mv current releases/initial && ln -s releases/initial current',
+      });
+  }
+}
+
+export function hostError(error: unknown): HostError {
+  if (error instanceof DeployError) return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) };
+  return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+/** One host's part in an operation. */
+export class HostRun {
+  error: HostError | undefined;
+  recovered: string[] = [];
+  facts: HostFacts | undefined;
+  state: RemoteState | undefined;
+
+  constructor(readonly remote: RemoteRoot) {}
+
+  get label(): string {
+    return this.remote.label;
+  }
+
+  get root(): string {
+    return this.remote.root;
+  }
+}
+
+/**
+ * The fleet side of an operation: opens one master connection per host (sockets in a private
+ * directory), runs per-host work with a parallel limit, and closes everything at the end.
+ */
+export class FleetRun {
+  readonly hosts: HostRun[];
+  readonly emit: EventSink;
+  private readonly control: ControlDir;
+  private readonly parallel: number;
+
+  constructor(
+    targets: ReturnType<typeof resolveTargets>,
+    readonly options: FleetOptions,
+  ) {
+    const parallel = options.parallel ?? 10;
+    if (!Number.isInteger(parallel) || parallel < 1) throw new DeployError('USAGE', `--parallel must be an integer >= 1, got ${String(parallel)}`);
+    this.parallel = parallel;
+    this.emit = options.onEvent ?? ignoreEvents;
+    this.control = ControlDir.create();
+    const fsync = options.fsync !== false;
+    this.hosts = targets.map((t, i) => new HostRun(new RemoteRoot(t.label, t.spec, t.root, options.ssh ?? {}, this.control.socket(i), fsync)));
+  }
+
+  step(host: HostRun, message: string): void {
+    this.emit({ type: 'step', message: `${host.label}: ${message}` });
+  }
+
+  output(host: HostRun): (line: string) => void {
+    return (line) => this.emit({ type: 'output', source: host.label, stream: 'stderr', line });
+  }
+
+  /**
+   * Runs `fn` on the hosts, at most `parallel` at once. A failure is kept on the host; with
+   * `failFast`, hosts not yet started are skipped once one has failed (or the signal fired).
+   */
+  async each(hosts: readonly HostRun[], fn: (host: HostRun) => Promise<void>, options: { failFast?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    let next = 0;
+    let failed = false;
+    const worker = async (): Promise<void> => {
+      while (next < hosts.length) {
+        const host = hosts[next++] as HostRun;
+        if (options.failFast && (failed || options.signal?.aborted)) continue;
+        try {
+          await fn(host);
+        } catch (error) {
+          host.error ??= hostError(error);
+          failed = true;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.parallel, hosts.length) }, worker));
+  }
+
+  /** Connects to every host; each host's failure is kept on it. */
+  async connectAll(options: { failFast?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    await this.each(this.hosts, (h) => h.remote.connect(), options);
+  }
+
+  get failed(): HostRun[] {
+    return this.hosts.filter((h) => h.error !== undefined);
+  }
+
+  /**
+   * Reconciles the hosts that are locked, with what every host's state shows about fleet
+   * deploys: finishes what switched everywhere, switches back what a fleet deploy abandoned,
+   * removes what never switched. Hosts whose state changed are read again.
+   */
+  async recover(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Promise<void> {
+    const inputs = evidence.filter((h) => h.state !== undefined);
+    const plans = planFleetRecovery(inputs.map((h) => recoveryInput(h.state as RemoteState)));
+    const now = new Date().toISOString();
+    await this.each(hosts, async (h) => {
+      const i = inputs.indexOf(h);
+      const actions = i === -1 ? [] : (plans[i] ?? []);
+      if (!h.state || !h.remote.locked) return;
+      const steps = recoverySteps(h.state, actions, now);
+      if (steps.length === 0) return;
+      await h.remote.apply([...steps, { op: 'durable' }], 'recovering an interrupted operation', this.output(h));
+      const lines = actions.map((a) => describeFleetAction(a)).filter((l): l is string => l !== undefined);
+      if (h.state.journal.kind === 'garbage') lines.push('discarded an unreadable journal (no release was removed)');
+      h.recovered.push(...lines);
+      for (const line of lines) this.step(h, `recovered: ${line}`);
+      const fresh = await h.remote.readState();
+      h.state = fresh.state;
+      h.facts = fresh.facts;
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.hosts.map((h) => h.remote.close()));
+    this.control.remove();
+  }
+}
+
+export function recoveryInput(state: RemoteState): HostRecoveryInput {
+  const journal = state.journal.kind === 'ok' ? state.journal.journal : null;
+  const abandonedTokens = [...state.records.values()].filter((r) => (r.status === 'failed' || r.status === 'rolled-back') && r.fleet?.token).map((r) => r.fleet?.token as string);
+  return {
+    journal,
+    facts: { currentId: currentIdOf(state), releaseExists: journal ? state.releases.includes(journal.release) : false, tmpEntries: state.tmp },
+    abandonedTokens,
+  };
+}
+
+export function describeFleetAction(action: FleetRecoveryAction): string | undefined {
+  if (action.kind === 'switch-back') return `switched back to ${action.to ?? 'no release'} from ${action.id} (${action.reason})`;
+  return describeAction(action);
+}
+
+/** The steps that carry out recovery actions on a host, in order. */
+export function recoverySteps(state: RemoteState, actions: readonly FleetRecoveryAction[], now: string): Step[] {
+  const steps: Step[] = [];
+  const currentId = currentIdOf(state);
+  const record = (id: string, change: Partial<RemoteRecord>): Step => ({ op: 'write-record', id, json: JSON.stringify(mergeRecord(state.records, id, change)) });
+  const trash: string[] = [];
+  if (state.journal.kind === 'garbage') steps.push({ op: 'clear-journal' });
+  for (const action of actions) {
+    switch (action.kind) {
+      case 'remove-tmp':
+        steps.push({ op: 'remove-tmp', name: action.name });
+        break;
+      case 'remove-release': {
+        const target = rollbackTarget(viewsOf(state), currentId);
+        const name = randomName('trash');
+        trash.push(name);
+        steps.push({ op: 'remove-release', id: action.id, trash: name, protect: target ? [target.id] : [] }, { op: 'remove-record', id: action.id });
+        break;
+      }
+      case 'mark-deployed':
+        steps.push(record(action.id, { status: 'complete', activatedAt: now }));
+        break;
+      case 'mark-rolled-back':
+        steps.push(record(action.id, { status: 'rolled-back', endedAt: now }));
+        break;
+      case 'mark-failed':
+        steps.push(record(action.id, { status: 'failed', ...(action.live ? {} : { endedAt: now }), ...(action.reason ? { reason: action.reason } : {}) }));
+        break;
+      case 'switch-back':
+        steps.push(action.to === null ? { op: 'drop-current', name: randomName('current') } : { op: 'switch', id: action.to, name: randomName('current') });
+        steps.push(record(action.id, { status: action.status, endedAt: now, reason: action.reason }));
+        if (action.to !== null) steps.push(record(action.to, { status: 'complete', activatedAt: now }));
+        break;
+      case 'clear-journal':
+        steps.push({ op: 'clear-journal' });
+        break;
+    }
+  }
+  if (steps.length > 0) steps.push({ op: 'durable' });
+  for (const name of trash) steps.push({ op: 'delete-trash', trash: name });
+  return steps;
+}
+
+/** The fleet error: locked anywhere wins (exit 3); invalid input everywhere gives 2; anything else 1. */
+export function fleetError(hosts: readonly HostRun[], summary: string, details: Record<string, unknown>, hint?: string): DeployError {
+  const errors = hosts.map((h) => h.error).filter((e): e is HostError => e !== undefined);
+  const probe = (code: ErrorCode): number => new DeployError(code, '').exitCode;
+  const locked = errors.find((e) => probe(e.code) === 3);
+  const allInvalid = errors.length > 0 && errors.every((e) => probe(e.code) === 2);
+  const code: ErrorCode = locked?.code ?? (allInvalid ? (errors[0]?.code ?? 'REMOTE') : (errors.find((e) => probe(e.code) === 1)?.code ?? 'REMOTE'));
+  const first = locked ?? errors[0];
+  const message = errors.length === 1 && first ? `${summary}: ${first.message}` : `${summary}: ${errors.map((e) => e.message).join('; ')}`;
+  return new DeployError(code, message, { hint: hint ?? first?.hint, details });
+}
+
+/**
+ * A ctime as `stat` prints it, in ns: GNU `%.9Z` (seconds.nanoseconds), BSD `%Fc` (the same), or
+ * BusyBox, whose `%.9Z` has no fraction but whose `%z` (2026-11-27 17:10:47.821289307 +0000) does.
+ */
+export function parseCtimeNs(text: string): bigint | undefined {
+  const exact = /^(\d+)\.(\d{1,9})\b/.exec(text.trim());
+  if (exact?.[1] && exact[2]) return BigInt(exact[1]) * 1_000_000_000n + BigInt(exact[2].padEnd(9, '0'));
+  const human = /(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)\.(\d{1,9}) ([+-]\d\d)(\d\d)/.exec(text);
+  if (!human?.[1] || !human[3]) return undefined;
+  const ms = Date.parse(`${human[1]}T${human[2]}${human[4]}:${human[5]}`);
+  if (Number.isNaN(ms)) return undefined;
+  return BigInt(ms / 1000) * 1_000_000_000n + BigInt(human[3].padEnd(9, '0'));
+}
+
+/** Skew by the hosts' clocks (the ctime each rename gave the new link); undefined unless every host told. */
+export function hostClockSkew(sessions: readonly { frames: readonly { tag: string; value: string }[] }[]): number | undefined {
+  const ns = sessions.map((s) => parseCtimeNs(s.frames.find((f) => f.tag === 'switched-ctime')?.value ?? ''));
+  if (ns.length === 0 || ns.some((v) => v === undefined)) return undefined;
+  const values = ns as bigint[];
+  const min = values.reduce((a, b) => (b < a ? b : a));
+  const max = values.reduce((a, b) => (b > a ? b : a));
+  return Math.round(Number(max - min) / 1e4) / 100;
+}

@@ -1,0 +1,203 @@
+/** One deploy root on one host: its connection, its lock, and the programs run there. */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeHolder } from '../act/lock.ts';
+import { DeployError } from '../errors.ts';
+import type { LockOwner } from '../plan/lock.ts';
+import { hostFactsOf, judgeRemoteLock, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
+import { applyScript, lockScript, stateScript, takeoverScript, type Step } from './script.ts';
+import { remoteError, SshHost, type ExecResult, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
+
+export function randomName(prefix: string): string {
+  return `${prefix}.${randomBytes(8).toString('hex')}`;
+}
+
+export interface LockedRoot {
+  token: string;
+  /** Pid of the holder program on the host: the lock's owner. */
+  pid: number;
+  facts: HostFacts;
+  state: RemoteState;
+  tookOver?: { owner: LockOwner | null; reason: string };
+  /** Takeover gate (in .tmp/) that goes when the lock is released. */
+  gate?: string;
+}
+
+export interface LockRequest {
+  command: string;
+  create: boolean;
+  waitMs?: number;
+  signal?: AbortSignal;
+}
+
+function lockedError(label: string, root: string, info: RemoteLockInfo): DeployError {
+  const holder = describeHolder(info.owner);
+  const details = { host: label, lock: info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null };
+  if (info.verdict.state === 'foreign') {
+    return new DeployError('LOCK_FOREIGN_HOST', `${label}: ${root} is locked by ${holder}`, {
+      hint: `if no deploy runs on ${info.owner?.host ?? 'that host'}, run: atomic-deploy unlock ${root} --host ${label} --force`,
+      details,
+    });
+  }
+  return new DeployError('LOCKED', `${label}: ${root} is locked by ${holder}`, {
+    hint: `wait for it with --wait <seconds>; if that deploy is hung, stop it, then run: atomic-deploy unlock ${root} --host ${label}`,
+    details,
+  });
+}
+
+export class RemoteRoot {
+  readonly ssh: SshHost;
+  private holder: RunningRemote | undefined;
+  private beat: NodeJS.Timeout | undefined;
+  private holderEnded = false;
+  locked: LockedRoot | undefined;
+  connected = false;
+
+  constructor(
+    readonly label: string,
+    target: SshTarget,
+    readonly root: string,
+    options: SshOptions,
+    socket: string,
+    readonly fsync: boolean,
+  ) {
+    this.ssh = new SshHost(label, target, options, socket);
+  }
+
+  async connect(): Promise<void> {
+    await this.ssh.connect();
+    this.connected = true;
+  }
+
+  /** Whether the lock holder still runs: once it is gone, the lock no longer protects this deploy. */
+  get holding(): boolean {
+    return this.locked !== undefined && !this.holderEnded;
+  }
+
+  async run(script: string, what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
+    const result = await this.ssh.exec(script, { onStderrLine });
+    if (result.code !== 0 || result.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, result, what);
+    return result.frames;
+  }
+
+  async readState(): Promise<{ facts: HostFacts; state: RemoteState }> {
+    const frames = await this.run(stateScript({ root: this.root, fsync: this.fsync }), 'reading the deploy root');
+    return { facts: hostFactsOf(frames), state: remoteStateOf(frames, this.root) };
+  }
+
+  async apply(steps: readonly Step[], what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
+    if (steps.length === 0) return [];
+    return this.run(applyScript({ root: this.root, fsync: this.fsync, steps }), what, onStderrLine);
+  }
+
+  /** Moves a lock judged stale aside; `remove` deletes it too (unlock). Returns whether it was this lock that moved. */
+  async takeOver(info: RemoteLockInfo, remove: boolean): Promise<boolean> {
+    const frames = await this.run(takeoverScript({ root: this.root, fsync: this.fsync, instance: info.instance, inode: info.inode, token: info.token, remove }), 'moving a stale lock aside');
+    return frames.some((f) => f.tag === 'takeover' && f.value === 'ok');
+  }
+
+  /** Judges the lock as it is now, without taking it. */
+  async inspectLock(): Promise<{ facts: HostFacts; info: RemoteLockInfo | null; state: RemoteState }> {
+    const { facts, state } = await this.readState();
+    return { facts, state, info: state.lock ? judgeRemoteLock(state.lock, facts) : null };
+  }
+
+  /**
+   * Takes the root's lock with a holder program that stays on the host; a stale lock is taken
+   * over (atomically, one contender wins), a live one waited for up to `waitMs`.
+   */
+  async lock(request: LockRequest): Promise<LockedRoot> {
+    const deadline = Date.now() + (request.waitMs ?? 0);
+    let tookOver: LockedRoot['tookOver'];
+    let gate: string | undefined;
+    for (;;) {
+      if (request.signal?.aborted) throw new DeployError('INTERRUPTED', `${this.label}: interrupted while waiting for the lock`);
+      const token = randomBytes(12).toString('hex');
+      const holder = this.ssh.start(lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create }));
+      let first: Frame;
+      try {
+        first = await holder.waitFor(['locked', 'busy', 'error']);
+      } catch {
+        throw remoteError(this.label, await holder.done, 'taking the lock');
+      }
+      if (first.tag === 'error') throw remoteError(this.label, await holder.done, 'taking the lock');
+      if (first.tag === 'locked') {
+        try {
+          await holder.waitFor(['end']);
+        } catch {
+          throw remoteError(this.label, await holder.done, 'reading the deploy root');
+        }
+        this.holder = holder;
+        this.holderEnded = false;
+        void holder.done.then(() => {
+          this.holderEnded = true;
+        });
+        // The holder exits when these lines stop: a deploy that vanished cannot keep the lock.
+        this.beat = setInterval(() => holder.send(''), 1000);
+        const frames = holder.frames;
+        this.locked = {
+          token,
+          pid: Number(first.value),
+          facts: hostFactsOf(frames),
+          state: remoteStateOf(frames, this.root),
+          ...(tookOver ? { tookOver } : {}),
+          ...(gate ? { gate } : {}),
+        };
+        return this.locked;
+      }
+      const result = await holder.done;
+      const facts = hostFactsOf(result.frames);
+      const raw = rawLockOf(result.frames);
+      if (!raw) continue;
+      const info = judgeRemoteLock(raw, facts);
+      if (info.verdict.state === 'stale') {
+        if (await this.takeOver(info, false)) {
+          tookOver = { owner: info.owner, reason: info.verdict.reason };
+          gate = `stale-lock.${info.instance}`;
+        }
+        continue;
+      }
+      if (info.verdict.state === 'foreign' || Date.now() >= deadline) throw lockedError(this.label, this.root, info);
+      await sleep(300 + Math.random() * 400);
+    }
+  }
+
+  /** Stops the holder program (its lock must already be released, or be left for recovery). */
+  stopHolder(): void {
+    if (this.beat) clearInterval(this.beat);
+    this.beat = undefined;
+    const holder = this.holder;
+    this.holder = undefined;
+    if (!holder) return;
+    // The holder exits when its stdin ends (or with the connection, closed right after).
+    holder.end();
+  }
+
+  /** The lock was released on the host by a program of ours (commit or switch back). */
+  released(): void {
+    this.locked = undefined;
+    this.stopHolder();
+  }
+
+  /** Runs `before` under the lock, releases it (if the connection allows), runs `after`, stops the holder. */
+  async unlock(before: readonly Step[] = [], after: readonly Step[] = []): Promise<void> {
+    const locked = this.locked;
+    if (locked && this.connected) {
+      try {
+        await this.apply([...before, { op: 'release-lock', token: locked.token, ...(locked.gate ? { gate: locked.gate } : {}) }, ...after], 'releasing the lock');
+      } finally {
+        this.locked = undefined;
+      }
+    }
+    this.locked = undefined;
+    this.stopHolder();
+  }
+
+  async close(): Promise<void> {
+    this.stopHolder();
+    await this.ssh.disconnect().catch(() => undefined);
+    this.connected = false;
+  }
+}
+
+export type { ExecResult };

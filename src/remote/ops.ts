@@ -1,0 +1,300 @@
+/** status, releases, prune and unlock across a fleet: each host on its own, one report for all. */
+import type { ReleaseRecord } from '../act/state.ts';
+import type { CurrentState } from '../act/switch.ts';
+import { DeployError } from '../errors.ts';
+import type { LockStatus } from '../ops/status.ts';
+import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
+import { isTmpLeftover } from '../plan/journal.ts';
+import { rollbackTarget, roleOf, selectPrune, type KeepRule, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { randomName } from './host.ts';
+import type { Step } from './script.ts';
+
+export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost } from './deploy.ts';
+export { fleetRollback, type FleetRollbackOptions, type FleetRollbackResult, type FleetRollbackHost } from './rollback.ts';
+export type { FleetHostSpec, FleetOptions } from './fleet.ts';
+
+function lockStatusOf(state: RemoteState, facts: HostFacts): LockStatus | null {
+  if (!state.lock) return null;
+  const info = judgeRemoteLock(state.lock, facts);
+  return {
+    pid: info.owner?.pid ?? null,
+    host: info.owner?.host ?? null,
+    user: info.owner?.user ?? null,
+    since: info.owner?.since ?? new Date(state.lock.mtimeMs ?? facts.nowMs).toISOString(),
+    state: info.verdict.state,
+    reason: info.verdict.reason,
+  };
+}
+
+function leftoversOf(state: RemoteState): string[] {
+  const found: string[] = [];
+  const j = state.journal;
+  if (j.kind === 'ok') found.push(`journal of an interrupted ${j.journal.op} of release ${j.journal.release} (phase ${j.journal.phase})`);
+  if (j.kind === 'garbage') found.push('an unreadable journal');
+  for (const name of state.tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
+  return found;
+}
+
+async function readAll(fleet: FleetRun): Promise<void> {
+  await fleet.connectAll();
+  await fleet.each(
+    fleet.hosts.filter((h) => !h.error),
+    async (h) => {
+      const { facts, state } = await h.remote.readState();
+      h.facts = facts;
+      h.state = state;
+    },
+  );
+}
+
+export interface FleetStatusHost {
+  host: string;
+  root: string;
+  current: string | null;
+  currentState: CurrentState['kind'] | 'unknown';
+  lock: LockStatus | null;
+  leftovers: string[];
+  recovered: string[];
+  error?: HostError;
+}
+
+export interface FleetStatusResult extends FleetSummary {
+  hosts: FleetStatusHost[];
+}
+
+/**
+ * Where every host stands. Leftovers of an interrupted operation are recovered where nobody
+ * live holds the lock, with the whole fleet's state as evidence: a host left on the release of
+ * a fleet deploy that did not switch everywhere is switched back.
+ */
+export async function fleetStatus(root: string | undefined, options: FleetOptions & { readOnly?: boolean }): Promise<FleetStatusResult> {
+  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  try {
+    await readAll(fleet);
+    if (!options.readOnly) {
+      const needy = fleet.hosts.filter((h) => {
+        if (!h.state || !h.facts || !h.state.rootExists || leftoversOf(h.state).length === 0) return false;
+        const lock = lockStatusOf(h.state, h.facts);
+        return lock === null || lock.state === 'stale';
+      });
+      const locked: HostRun[] = [];
+      await fleet.each(needy, async (h) => {
+        try {
+          const l = await h.remote.lock({ command: 'fleet status', create: false });
+          h.state = l.state;
+          h.facts = l.facts;
+          if (l.tookOver) h.recovered.push(`took over a stale lock: ${l.tookOver.reason}`);
+          locked.push(h);
+        } catch (error) {
+          // A deploy that started meanwhile holds it now; it recovers by itself.
+          if (!(error instanceof DeployError && error.code === 'LOCKED')) throw error;
+        }
+      });
+      if (locked.length > 0) {
+        await fleet.recover(locked, fleet.hosts);
+        await fleet.each(locked, async (h) => {
+          await h.remote.unlock();
+          const fresh = await h.remote.readState();
+          h.state = fresh.state;
+          h.facts = fresh.facts;
+        });
+      }
+    }
+    const hosts = fleet.hosts.map((h): FleetStatusHost => {
+      const state = h.state;
+      return {
+        host: h.label,
+        root: h.root,
+        current: state ? currentIdOf(state) : null,
+        currentState: state ? (state.rootExists ? state.current.kind : 'missing') : 'unknown',
+        lock: state && h.facts ? lockStatusOf(state, h.facts) : null,
+        leftovers: state ? leftoversOf(state) : [],
+        recovered: h.recovered,
+        ...(h.error ? { error: h.error } : !state?.rootExists && state ? { error: { code: 'INVALID_ROOT', message: `${h.label}: ${h.root} does not exist` } } : {}),
+      };
+    });
+    return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };
+  } finally {
+    await fleet.close();
+  }
+}
+
+export interface FleetReleaseInfo {
+  id: string;
+  current: boolean;
+  role: ReleaseRole;
+  record?: ReleaseRecord;
+}
+
+export interface FleetReleasesHost {
+  host: string;
+  root: string;
+  current: string | null;
+  /** Newest first. */
+  releases: FleetReleaseInfo[];
+  error?: HostError;
+}
+
+export interface FleetReleasesResult extends FleetSummary {
+  hosts: FleetReleasesHost[];
+}
+
+/** Every host's releases, newest first, current marked. Reads only. */
+export async function fleetReleases(root: string | undefined, options: FleetOptions): Promise<FleetReleasesResult> {
+  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  try {
+    await readAll(fleet);
+    const hosts = fleet.hosts.map((h): FleetReleasesHost => {
+      const state = h.state;
+      if (!state) return { host: h.label, root: h.root, current: null, releases: [], ...(h.error ? { error: h.error } : {}) };
+      const currentId = currentIdOf(state);
+      const views = viewsOf(state);
+      const previous = rollbackTarget(views, currentId);
+      return {
+        host: h.label,
+        root: h.root,
+        current: currentId,
+        releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(v.record ? { record: v.record } : {}) })),
+        ...(!state.rootExists ? { error: { code: 'INVALID_ROOT' as const, message: `${h.label}: ${h.root} does not exist` } } : {}),
+      };
+    });
+    return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };
+  } finally {
+    await fleet.close();
+  }
+}
+
+export interface FleetPruneHost {
+  host: string;
+  root: string;
+  current: string | null;
+  removed: { id: string; rule: RemoveRule; reason: string }[];
+  kept: { id: string; rule: KeepRule; reason: string }[];
+  recovered: string[];
+  error?: HostError;
+}
+
+export interface FleetPruneResult {
+  dryRun: boolean;
+  keep: number;
+  /** Running processes on the hosts are not looked at: `forced` with --force, else `unavailable`. */
+  inUseCheck: 'unavailable' | 'forced';
+  hosts: FleetPruneHost[];
+}
+
+/** Prunes every host with the local rules (current, rollback target and the newest `keep` good releases stay). */
+export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
+  if (!Number.isInteger(options.keep) || options.keep < 0) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`, { hint: 'for example: --keep 5' });
+  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current'>>();
+  try {
+    await fleet.connectAll();
+    await fleet.each(
+      fleet.hosts.filter((h) => !h.error),
+      async (h) => {
+        if (options.dryRun) {
+          const { facts, state } = await h.remote.readState();
+          h.facts = facts;
+          h.state = state;
+        } else {
+          const l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal });
+          h.facts = l.facts;
+          h.state = l.state;
+          await fleet.recover([h]);
+        }
+        const state = h.state;
+        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+        const problem = currentProblem(h.label, h.root, state.current);
+        if (problem) throw problem;
+        const currentId = currentIdOf(state);
+        const writing = new Set(state.journal.kind === 'ok' ? [state.journal.journal.release] : []);
+        const decision = selectPrune(viewsOf(state), { currentId, keep: options.keep, writing, force: options.force });
+        out.set(h, {
+          current: currentId,
+          removed: decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
+          kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
+        });
+        if (options.dryRun) return;
+        const protect = decision.keep.map((k) => k.release.id);
+        const now = new Date().toISOString();
+        const before: Step[] = [];
+        const after: Step[] = [];
+        // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
+        for (const { release } of [...decision.remove].reverse()) {
+          const trash = randomName('trash');
+          before.push({ op: 'remove-release', id: release.id, trash, protect }, { op: 'write-record', id: release.id, json: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
+          after.push({ op: 'delete-trash', trash });
+        }
+        if (before.length > 0) before.push({ op: 'durable' });
+        await h.remote.unlock(before, after);
+        if (decision.remove.length > 0) fleet.step(h, `pruned ${decision.remove.map((r) => r.release.id).join(', ')}`);
+      },
+    );
+    await fleet.each(fleet.hosts.filter((h) => h.remote.locked), (h) => h.remote.unlock());
+    const result: FleetPruneResult = {
+      dryRun: options.dryRun === true,
+      keep: options.keep,
+      inUseCheck: options.force ? 'forced' : 'unavailable',
+      hosts: fleet.hosts.map((h) => ({
+        host: h.label,
+        root: h.root,
+        ...(out.get(h) ?? { current: h.state ? currentIdOf(h.state) : null, removed: [], kept: [] }),
+        recovered: h.recovered,
+        ...(h.error ? { error: h.error } : {}),
+      })),
+    };
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'prune failed on some hosts', { ...result });
+    return result;
+  } finally {
+    await fleet.close();
+  }
+}
+
+export interface FleetUnlockHost {
+  host: string;
+  root: string;
+  unlocked: boolean;
+  holder: { pid: number; host: string; user: string; since: string } | null;
+  reason: string;
+  error?: HostError;
+}
+
+/** Removes each host's lock when its owner is provably gone; anything else needs `force`. */
+export async function fleetUnlock(root: string | undefined, options: FleetOptions & { force?: boolean }): Promise<{ hosts: FleetUnlockHost[] }> {
+  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const out = new Map<HostRun, Omit<FleetUnlockHost, 'host' | 'root' | 'error'>>();
+  try {
+    await fleet.connectAll();
+    await fleet.each(
+      fleet.hosts.filter((h) => !h.error),
+      async (h) => {
+        const { state, info } = await h.remote.inspectLock();
+        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+        if (!info) {
+          out.set(h, { unlocked: false, holder: null, reason: 'not locked' });
+          return;
+        }
+        const holder = info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null;
+        if (info.verdict.state !== 'stale') {
+          const who = info.owner ? `pid ${info.owner.pid} of ${info.owner.user}@${info.owner.host} since ${info.owner.since}${info.owner.command ? ` (${info.owner.command})` : ''}` : 'an unknown process';
+          if (!options.force) {
+            out.set(h, { unlocked: false, holder, reason: info.verdict.reason });
+            throw new DeployError(info.verdict.state === 'foreign' ? 'LOCK_FOREIGN_HOST' : 'LOCKED', `${h.label}: the lock is held by ${who}: ${info.verdict.reason}`, {
+              hint: `if you are sure no deploy is running there, run: atomic-deploy unlock ${h.root} --host ${h.label} --force`,
+            });
+          }
+          fleet.emit({ type: 'warning', message: `${h.label}: forcibly removing a lock held by ${who}` });
+        }
+        const removed = await h.remote.takeOver(info, true);
+        out.set(h, { unlocked: removed, holder, reason: removed ? info.verdict.reason : 'the lock changed hands meanwhile; run unlock again' });
+      },
+    );
+    const hosts = fleet.hosts.map((h) => ({ host: h.label, root: h.root, ...(out.get(h) ?? { unlocked: false, holder: null, reason: 'not reached' }), ...(h.error ? { error: h.error } : {}) }));
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'some locks stay', { hosts });
+    return { hosts };
+  } finally {
+    await fleet.close();
+  }
+}

@@ -1,0 +1,86 @@
+/** Copying a release to a host with the system rsync, over the host's shared ssh connection. */
+import { spawn } from 'node:child_process';
+import { DeployError } from '../errors.ts';
+import { shQuote } from './shell.ts';
+import { lastLine, type SshHost } from './ssh.ts';
+
+export interface RsyncPlan {
+  /** Local source directory. */
+  source: string;
+  /** Absolute root on the host. */
+  root: string;
+  /** `.tmp/<stage>/<id>` receives the copy. */
+  stage: string;
+  id: string;
+  /** Hardlink files unchanged since the current release (`--link-dest`). */
+  linkDest: boolean;
+  /** Compare contents instead of size and mtime. */
+  checksum: boolean;
+}
+
+/**
+ * rsync's arguments. The destination is `.`: the remote side first makes and enters the staging
+ * directory (`--rsync-path` is shell text we quote ourselves), so no path of ours passes through
+ * rsync's own remote-argument handling, whatever the rsync version there.
+ */
+export function rsyncArgs(plan: RsyncPlan, rsh: string, host: string): string[] {
+  const dest = `${plan.root}/.tmp/${plan.stage}/${plan.id}`;
+  const rsyncPath = `mkdir -p -- ${shQuote(dest)} && cd -- ${shQuote(dest)} && exec rsync`;
+  return [
+    '-a',
+    '--stats',
+    ...(plan.checksum ? ['--checksum'] : []),
+    // Relative to the destination: <root>/current, the live release, whatever its id.
+    ...(plan.linkDest ? ['--link-dest=../../../current'] : []),
+    '-e',
+    rsh,
+    `--rsync-path=${rsyncPath}`,
+    '--',
+    `${plan.source.replace(/\/+$/, '')}/`,
+    `${host}:.`,
+  ];
+}
+
+export interface RsyncResult {
+  /** Regular files sent whole or in part (the rest were linked or unchanged). */
+  transferred?: number;
+  files?: number;
+  durationMs: number;
+}
+
+export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'files'> {
+  const n = (re: RegExp): number | undefined => {
+    const m = re.exec(output);
+    return m?.[1] ? Number(m[1].replace(/[,.]/g, '')) : undefined;
+  };
+  const transferred = n(/Number of (?:regular )?files transferred: ([\d,.]+)/);
+  const files = n(/Number of files: ([\d,.]+)/);
+  return { ...(transferred === undefined ? {} : { transferred }), ...(files === undefined ? {} : { files }) };
+}
+
+/** Runs rsync; aborting kills it. */
+export async function runRsync(ssh: SshHost, plan: RsyncPlan, signal?: AbortSignal): Promise<RsyncResult> {
+  const started = performance.now();
+  const child = spawn('rsync', rsyncArgs(plan, ssh.rsh(), ssh.rsyncHost()), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const kill = (): void => {
+    child.kill('SIGTERM');
+  };
+  signal?.addEventListener('abort', kill, { once: true });
+  const result = await new Promise<{ code: number | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, error }));
+    child.once('close', (code) => resolve({ code }));
+  });
+  signal?.removeEventListener('abort', kill);
+  if (result.code !== 0) {
+    const why = result.error ? `rsync could not be started: ${result.error.message}` : lastLine(err) || `rsync exited with code ${String(result.code)}`;
+    throw new DeployError(result.code === 255 || /connection|ssh/i.test(why) ? 'REMOTE' : 'IO', `${ssh.label}: copying the release failed: ${why}`, {
+      hint: result.error ? 'install rsync on this machine' : undefined,
+      details: { host: ssh.label },
+    });
+  }
+  return { ...parseStats(out), durationMs: Math.round(performance.now() - started) };
+}

@@ -1,0 +1,531 @@
+/**
+ * The POSIX sh programs run on deploy targets. Nothing but sh, coreutils or a BSD userland is
+ * assumed; every value reaches the shell single-quoted by shQuote, never pasted raw.
+ *
+ * Output protocol: NUL-terminated `tag`, `value` pairs on stdout (`printf '%s\000%s\000'`), so
+ * any file name survives; stderr carries diagnostics and hook output.
+ *
+ * The switch is one rename(2) on every mv: the new link is made as `.tmp/current.<rand>/current`
+ * and moved with `mv -f <that> <root>`. The last operand is a real directory, so GNU, BSD and
+ * BusyBox mv all take the "move into directory" form, aim at `<root>/current`, and rename(2)
+ * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
+ * see (through the link) a directory, and move tmp INTO the live release instead.
+ */
+import { shQuote } from './shell.ts';
+
+/** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
+export const LOCK_LEASE_S = 30;
+
+const q = shQuote;
+
+/** Shell functions shared by every program; `$root` and `$fsync` are set before it. */
+const PRELUDE = `
+nl='
+'
+rel="$root/releases"; tmp="$root/.tmp"; lock="$root/.deploy.lock"; state="$root/.atomic-deploy"
+log="$state/releases"; journal="$state/journal.json"; shared="$root/shared"
+# Builtins where a file is small: every process costs milliseconds on a busy host.
+emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+emit_file() {
+  printf '%s\\000' "$1"
+  while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done 2>/dev/null < "$2"
+  printf '\\000'
+}
+fail() { emit error "$1"; emit message "$2"; exit 1; }
+# Command output without losing trailing newlines of a name: x guards them, then one newline goes.
+keep_nl() { _k=\${1%x}; printf '%s' "\${_k%"$nl"}"; }
+durable() { [ "$fsync" = 1 ] || return 0; sync -f "$1" 2>/dev/null || sync; }
+# DIR NAME CONTENT: replaced with one rename. The temp file sits in a private directory, so mv
+# never moves it into a directory that happens to be called NAME.
+put_file() {
+  _w="$state/.put.$$"
+  [ -d "$_w" ] || { mkdir -p -- "$state" && mkdir -- "$_w" && trap 'rm -rf -- "$_w"' EXIT; } || return 1
+  printf '%s\\n' "$3" > "$_w/$2" && mv -f -- "$_w/$2" "$1"
+}
+# J_str: VALUE as a JSON string; plain printable ASCII (the usual host and user names) costs no process.
+json_str() {
+  case $1 in
+  *[!A-Za-z0-9._:@/+=,-]*) J_str='"'"$(printf '%s' "$1" | tr -d '\\000-\\037' | sed 's/\\\\/\\\\\\\\/g; s/"/\\\\"/g')"'"' ;;
+  *) J_str='"'"$1"'"' ;;
+  esac
+}
+# P_start: field 22 of /proc/PID/stat (start time in clock ticks), read after the last ") ".
+proc_start() {
+  P_start=
+  read -r _s 2>/dev/null < "/proc/$1/stat" || return 0
+  _s=\${_s##*) }
+  set -f; set -- $_s; set +f
+  [ $# -ge 20 ] && P_start=\${20}
+  return 0
+}
+# kill -0 fails with EPERM for another user's live process: only ESRCH means gone.
+pid_alive() {
+  [ -d "/proc/$1" ] && return 0
+  _a=$(kill -0 "$1" 2>&1) && return 0
+  case $_a in *ermit*) return 0 ;; esac
+  return 1
+}
+inode_of() { _i=$(ls -di -- "$1" 2>/dev/null) || return 0; _i=\${_i#"\${_i%%[! ]*}"}; printf '%s' "\${_i%%[!0-9]*}"; }
+mtime_of() { stat -c %Y -- "$1" 2>/dev/null || stat -f %m -- "$1" 2>/dev/null || :; }
+# J_val: the scalar of KEY in a JSON file, compact or pretty-printed (our own owner.json and journal).
+json_get() {
+  J_val=
+  while IFS= read -r _l || [ -n "$_l" ]; do
+    case $_l in *"\\"$2\\""*) ;; *) continue ;; esac
+    _v=\${_l#*"\\"$2\\""}; _v=\${_v#*:}; _v=\${_v#"\${_v%%[! ]*}"}
+    case $_v in '"'*) _v=\${_v#?}; J_val=\${_v%%'"'*} ;; *) J_val=\${_v%%[!0-9]*} ;; esac
+    return 0
+  done 2>/dev/null < "$1"
+  return 0
+}
+real_dir() { keep_nl "$(cd -P -- "$1" 2>/dev/null && pwd -P; printf x)"; }
+load_host() {
+  H_host=$(uname -n); H_user=$(id -un 2>/dev/null) || H_user=unknown; H_now=$(date +%s)
+  H_boot=; read -r H_boot 2>/dev/null < /proc/sys/kernel/random/boot_id
+  H_btime=
+  if [ -r /proc/stat ]; then while read -r _k _v; do [ "$_k" = btime ] && { H_btime=$_v; break; }; done < /proc/stat; fi
+  return 0
+}
+host_facts() {
+  load_host
+  emit host "$H_host"; emit user "$H_user"
+  [ -z "$H_boot" ] || emit bootid "$H_boot"
+  [ -z "$H_btime" ] || emit btime "$H_btime"
+  emit now "$H_now"
+}
+lock_facts() {
+  if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then emit lock none; return 0; fi
+  if [ -d "$lock" ] && [ ! -h "$lock" ]; then emit lock dir; else emit lock other; fi
+  _p=
+  if [ -f "$lock/owner.json" ]; then emit_file owner "$lock/owner.json"; json_get "$lock/owner.json" pid; _p=$J_val; fi
+  if [ -f "$lock/pid" ]; then _q=; read -r _q 2>/dev/null < "$lock/pid"; emit pidfile "$_q"; [ -n "$_p" ] || _p=$_q; fi
+  emit inode "$(inode_of "$lock")"
+  emit mtime "$(mtime_of "$lock")"
+  case $_p in ''|*[!0-9]*) return 0 ;; esac
+  emit pid "$_p"
+  if pid_alive "$_p"; then emit alive 1; proc_start "$_p"; emit pstart "$P_start"; else emit alive 0; fi
+}
+state_facts() {
+  if [ ! -d "$root" ]; then emit root missing; return 0; fi
+  emit root ok
+  emit rootreal "$(real_dir "$root")"
+  if [ -h "$root/current" ]; then emit current link; emit target "$(keep_nl "$(readlink -- "$root/current"; printf x)")"
+  elif [ -d "$root/current" ]; then emit current directory
+  elif [ -e "$root/current" ]; then emit current file
+  else emit current missing; fi
+  for _d in "$rel"/*; do [ -d "$_d" ] && [ ! -h "$_d" ] && emit release "\${_d##*/}"; done
+  for _f in "$log"/*.json; do [ -f "$_f" ] && emit_file record "$_f"; done
+  [ -f "$journal" ] && emit_file journal "$journal"
+  for _t in "$tmp"/*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit tmp "\${_t##*/}"; done
+  lock_facts
+}
+# Whether releases/ID is the directory current resolves to (relative or absolute link alike).
+is_current() { _c=$(real_dir "$root/current"); [ -n "$_c" ] && [ "$_c" = "$(real_dir "$rel/$1")" ]; }
+# ID TRASH PROTECTED...: renamed into .tmp/TRASH first, so a half-deleted tree never sits in releases/.
+remove_release() {
+  _id=$1; _tr=$2; shift 2
+  [ -d "$rel/$_id" ] || return 0
+  is_current "$_id" && fail INTERNAL "refusing to delete release $_id: it is current"
+  for _p in "$@"; do [ "$_p" = "$_id" ] && fail INTERNAL "refusing to delete release $_id: it is protected"; done
+  mkdir -p -- "$tmp" && mkdir -- "$tmp/$_tr" && mv -- "$rel/$_id" "$tmp/$_tr" || fail IO "cannot move release $_id out of releases/"
+  durable "$root"
+}
+# ID NAME: the link that will become current, made as .tmp/NAME/current.
+arm_link() { mkdir -p -- "$tmp" && mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
+# NAME: one rename(2) of .tmp/NAME/current onto ROOT/current (see the header).
+switch_now() { _e=$(mv -f -- "$tmp/$1/current" "$root" 2>&1) || return 1; rmdir -- "$tmp/$1" 2>/dev/null; return 0; }
+# NAME: current is removed (a first deploy switched back): moved aside, then deleted.
+drop_current() { mkdir -- "$tmp/$1" && mv -- "$root/current" "$tmp/$1" && rm -rf -- "$tmp/$1"; }
+# TOKEN GATE: removes our own lock; a lock that is not ours is left alone.
+release_lock() {
+  json_get "$lock/owner.json" token
+  [ "$J_val" = "$1" ] || { emit unlocked no; return 0; }
+  _g="$tmp/trash.lock.$1"; rm -rf -- "$_g"
+  mkdir -- "$_g" && mv -- "$lock" "$_g" || { rmdir -- "$_g" 2>/dev/null; emit unlocked no; return 1; }
+  json_get "$_g/.deploy.lock/owner.json" token
+  if [ "$J_val" != "$1" ]; then
+    mv -- "$_g/.deploy.lock" "$root" 2>/dev/null; rmdir -- "$_g" 2>/dev/null; emit unlocked no; return 0
+  fi
+  rm -rf -- "$_g" "$tmp/lock.$1" \${2:+"$tmp/$2"}
+  durable "$root"
+  emit unlocked yes
+}
+# SECONDS COMMAND: a user's command; its output goes to stderr so the frames on stdout stay clean.
+run_cmd() {
+  if command -v timeout >/dev/null 2>&1; then timeout -s TERM -k 5 "$1" sh -c "$2" </dev/null 1>&2
+  else sh -c "$2" </dev/null 1>&2; fi
+}
+`;
+
+export interface ScriptBase {
+  /** Absolute deploy root on the target. */
+  root: string;
+  /** Run sync after writes (`--no-fsync` turns it off). */
+  fsync: boolean;
+}
+
+function header(base: ScriptBase): string {
+  return `root=${q(base.root)}; fsync=${base.fsync ? 1 : 0}\n${PRELUDE}`;
+}
+
+/** The whole program as one word for the remote login shell. */
+export function remoteCommand(script: string): string {
+  return `sh -c ${q(script)}`;
+}
+
+export interface LockScript extends ScriptBase {
+  token: string;
+  /** Recorded in the lock, so that others see who holds it. */
+  command: string;
+  /** Create the root if it is missing (deploy). */
+  create: boolean;
+  /** Seconds without a heartbeat line on stdin before the holder exits. */
+  leaseS?: number;
+}
+
+/**
+ * The lock holder. Takes the lock the local way (owner written into a directory, then renamed
+ * to `.deploy.lock`), reports the root's state, then stays alive: its pid is the lock's owner,
+ * so the lock is held exactly as long as this deploy's connection is. It exits when stdin
+ * ends, or when no heartbeat line arrives for the lease. On a held lock it reports its facts.
+ */
+export function lockScript(s: LockScript): string {
+  const lease = s.leaseS ?? LOCK_LEASE_S;
+  return `${header(s)}
+token=${q(s.token)}; cmd=${q(s.command)}
+if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then mkdir -p -- "$root" 2>/dev/null || fail INVALID_ROOT "cannot create $root"; fi
+[ -d "$root" ] || fail INVALID_ROOT "$root does not exist or is not a directory"
+host_facts
+command -v rsync >/dev/null 2>&1 && emit rsync yes
+own="$tmp/lock.$token"
+mkdir -p -- "$tmp" && mkdir -- "$own" "$own/.deploy.lock" || fail IO "cannot create $own"
+proc_start $$
+json_str "$H_host"; j_host=$J_str; json_str "$H_user"; j_user=$J_str; json_str "$cmd"; j_cmd=$J_str
+j_start=null; [ -z "$P_start" ] || j_start='"'"$P_start"'"'
+j_boot=null; [ -z "$H_boot" ] || { json_str "$H_boot"; j_boot=$J_str; }
+printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
+  "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/.deploy.lock/owner.json" &&
+  printf '%s\\n' "$$" > "$own/.deploy.lock/pid" || { rm -rf -- "$own"; fail IO "cannot write the lock owner in $own"; }
+# One rename: the last operand is the root directory, so mv renames onto $root/.deploy.lock and
+# fails when a lock (a non-empty directory) is there.
+if ! mv -- "$own/.deploy.lock" "$root" 2>/dev/null; then
+  rm -rf -- "$own"
+  emit busy yes
+  lock_facts
+  exit 0
+fi
+durable "$root"
+emit locked "$$"
+state_facts
+emit end state
+beat="$own/beat"; : > "$beat"
+exec 3<&0
+( while IFS= read -r _l; do : > "$beat"; done; kill $$ 2>/dev/null ) <&3 >/dev/null 2>&1 &
+reader=$!
+exec 3<&-
+misses=0
+while :; do
+  sleep 1 </dev/null >/dev/null 2>&1
+  emit beat . || break
+  if [ -e "$beat" ]; then rm -f -- "$beat"; misses=0; else misses=$((misses + 1)); fi
+  [ "$misses" -lt ${lease} ] || break
+done
+kill "$reader" 2>/dev/null
+exit 0
+`;
+}
+
+export interface TakeoverScript extends ScriptBase {
+  /** Names the lock instance; the gate `.tmp/stale-lock.<instance>` admits one contender. */
+  instance: string;
+  /** Identity of the lock judged stale: its directory's inode and owner token. */
+  inode: string;
+  token: string;
+  /** Delete the lock once moved aside (unlock), instead of keeping it until our release. */
+  remove: boolean;
+}
+
+/**
+ * Moves a stale lock aside. Only one contender can make the gate directory, and the lock moved
+ * is checked to be the one judged (same inode and token): a fresher lock is put back.
+ */
+export function takeoverScript(s: TakeoverScript): string {
+  return `${header(s)}
+gate="$tmp/stale-lock."${q(s.instance)}
+mkdir -p -- "$tmp"
+mkdir -- "$gate" 2>/dev/null || { emit takeover lost; exit 0; }
+if ! mv -- "$lock" "$gate" 2>/dev/null; then rmdir -- "$gate"; emit takeover gone; exit 0; fi
+json_get "$gate/.deploy.lock/owner.json" token
+if [ "$(inode_of "$gate/.deploy.lock")" != ${q(s.inode)} ] || [ "$J_val" != ${q(s.token)} ]; then
+  mv -- "$gate/.deploy.lock" "$root" 2>/dev/null && rmdir -- "$gate"
+  emit takeover changed
+  exit 0
+fi
+${s.remove ? 'rm -rf -- "$gate"\n' : ''}durable "$root"
+emit takeover ok
+`;
+}
+
+/** Reads where a root stands: host facts, current, releases, release log, journal, .tmp, lock. */
+export function stateScript(s: ScriptBase): string {
+  return `${header(s)}
+host_facts
+state_facts
+emit end state
+`;
+}
+
+/** One step of an apply program; the state it acts on was read under the same lock. */
+export type Step =
+  | { op: 'remove-tmp'; name: string }
+  | { op: 'remove-release'; id: string; trash: string; protect: string[] }
+  | { op: 'delete-trash'; trash: string }
+  | { op: 'write-record'; id: string; json: string }
+  | { op: 'remove-record'; id: string }
+  | { op: 'write-journal'; json: string }
+  | { op: 'clear-journal' }
+  | { op: 'switch'; id: string; name: string }
+  | { op: 'drop-current'; name: string }
+  | { op: 'durable' }
+  | { op: 'release-lock'; token: string; gate?: string; holderPid?: number }
+  | { op: 'note'; text: string };
+
+function stepLines(steps: readonly Step[]): string {
+  return steps
+    .map((st) => {
+      switch (st.op) {
+        case 'remove-tmp':
+          return `rm -rf -- "$tmp/"${q(st.name)}`;
+        case 'remove-release':
+          return `remove_release ${[st.id, st.trash, ...st.protect].map(q).join(' ')}`;
+        case 'delete-trash':
+          return `rm -rf -- "$tmp/"${q(st.trash)}`;
+        case 'write-record':
+          return `mkdir -p -- "$log" && put_file "$log" ${q(`${st.id}.json`)} ${q(st.json)} || fail IO "cannot write the release log"`;
+        case 'remove-record':
+          return `rm -f -- "$log/"${q(`${st.id}.json`)}`;
+        case 'write-journal':
+          return `mkdir -p -- "$state" && put_file "$state" journal.json ${q(st.json)} || fail IO "cannot write the journal"`;
+        case 'clear-journal':
+          return 'rm -f -- "$journal"';
+        case 'switch':
+          return `[ -d "$rel/"${q(st.id)} ] || fail UNKNOWN_RELEASE ${q(`release ${st.id} does not exist`)}\narm_link ${q(st.id)} ${q(st.name)} && switch_now ${q(st.name)} || { rm -rf -- "$tmp/"${q(st.name)}; fail IO "switching current failed: $_e"; }\nemit switched ${q(st.id)}`;
+        case 'drop-current':
+          return `drop_current ${q(st.name)} || fail IO "cannot remove current"\nemit switched ''`;
+        case 'durable':
+          return 'durable "$root"';
+        case 'release-lock':
+          return `release_lock ${q(st.token)} ${q(st.gate ?? '')}${st.holderPid ? `\nkill ${st.holderPid} 2>/dev/null` : ''}`;
+        case 'note':
+          return `emit note ${q(st.text)}`;
+      }
+    })
+    .join('\n');
+}
+
+/** Runs steps in order and stops at the first failure (reported as an `error` frame). */
+export function applyScript(s: ScriptBase & { steps: readonly Step[] }): string {
+  return `${header(s)}
+${stepLines(s.steps)}
+emit end apply
+`;
+}
+
+export interface SharedLinkStep {
+  path: string;
+  linkText: string;
+  mkdirs: string[];
+  replaces: boolean;
+}
+
+/** How an armed host switches, and what it does on each word the fleet sends after the switch. */
+export interface ArmedTail {
+  /** The release current goes to. */
+  id: string;
+  /** Where `back` returns current to; null removes current (the host had none). */
+  backTo: string | null;
+  /** `.tmp/<link>/current` is the new link. */
+  link: string;
+  journalSwitched?: string;
+  afterSwitch: string[];
+  hookTimeoutS: number;
+  healthCheck?: { command: string; timeoutS: number };
+  /** After `commit`, one line per id: that release's record (an empty line leaves it). */
+  commitRecords: string[];
+  /** After `back`, a journal line, then one line per id: that release's record. */
+  backRecords: string[];
+  /** Releases retired on commit (prune), with the records marking them pruned. */
+  prune: { id: string; trash: string; record: string }[];
+  /** Releases prune must never touch. */
+  protect: string[];
+  token: string;
+  /** A lock takeover gate to remove with the lock. */
+  gate?: string;
+}
+
+function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly string[], timeoutS: number): string {
+  return commands
+    .map((cmd, i) =>
+      kind === 'before-switch'
+        ? `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; fail HOOK_FAILED "before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }`
+        : `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; emit warning "after-switch hook ${i + 1} exited with code $_rc"; }`,
+    )
+    .join('\n');
+}
+
+function recordReads(ids: readonly string[], varPrefix: string): { read: string; write: string } {
+  return {
+    read: ids.map((_, i) => `IFS= read -r ${varPrefix}${i} || ${varPrefix}${i}=`).join('; '),
+    write: ids.map((id, i) => `[ -z "$${varPrefix}${i}" ] || put_file "$log" ${q(`${id}.json`)} "$${varPrefix}${i}" || emit warning "cannot write the release log"`).join('\n  '),
+  };
+}
+
+/**
+ * Waits, armed, for the fleet's word on stdin: `go` switches with one rename, anything else
+ * (or the end of stdin) disarms. After the switch: after-switch hooks and the health check,
+ * then the second word: `commit`, `back`, or nothing (the connection was lost: the journal
+ * says switched and the next command reconciles).
+ */
+function armedTail(t: ArmedTail): string {
+  const health = t.healthCheck
+    ? `_end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0
+while :; do
+  _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1
+  if (cd -- "$root/current" && run_cmd "$_left" ${q(t.healthCheck.command)}); then _ok=1; break; fi
+  [ "$(date +%s)" -lt "$_end" ] || break
+  sleep "$_wait" </dev/null >/dev/null 2>&1; [ "$_wait" -ge 4 ] || _wait=$((_wait * 2))
+done
+if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
+    : '';
+  const back = `${t.link}.back`;
+  const commit = recordReads(t.commitRecords, '_c');
+  const backs = recordReads(t.backRecords, '_b');
+  const pruneMove = t.prune.map((p) => `remove_release ${[p.id, p.trash, ...t.protect].map(q).join(' ')}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
+  const pruneDelete = t.prune.map((p) => `rm -rf -- "$tmp/"${q(p.trash)}`).join('\n  ');
+  const switchBack =
+    t.backTo === null
+      ? `drop_current ${q(back)} || fail IO "cannot remove current"`
+      : `arm_link ${q(t.backTo)} ${q(back)} && switch_now ${q(back)} || { rm -rf -- "$tmp/"${q(back)}; fail IO "switching back failed: $_e"; }`;
+  return `arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
+emit ready ${q(t.id)}
+# Forked while armed, so that the word costs one exec of mv (the rename of switch_now).
+(
+  IFS= read -r _go || exit 100
+  [ "$_go" = go ] || exit 100
+  exec mv -f -- "$tmp/"${q(t.link)}"/current" "$root" 2>"$tmp/"${q(`${t.link}.err`)}
+)
+_rc=$?
+if [ "$_rc" = 100 ]; then rm -rf -- "$tmp/"${q(t.link)}; emit disarmed yes; exit 0; fi
+if [ "$_rc" != 0 ]; then
+  _e=; while IFS= read -r _l; do _e="$_e$_l "; done < "$tmp/"${q(`${t.link}.err`)}
+  rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "$_e"; exit 0
+fi
+emit switched ${q(t.id)}
+rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}
+# The rename stamped the link's ctime: the host's own clock at the switch, read without racing it.
+emit switched-ctime "$(stat -c '%.9Z %z' -- "$root/current" 2>/dev/null || stat -f %Fc -- "$root/current" 2>/dev/null)"
+durable "$root"
+${t.journalSwitched ? `put_file "$state" journal.json ${q(t.journalSwitched)} || emit warning "cannot write the journal"` : ''}
+${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :` : ''}
+${health}
+emit waiting decision
+IFS= read -r _d || _d=
+case $_d in
+commit)
+  ${commit.read || ':'}
+  ${commit.write || ':'}
+  ${pruneMove || ':'}
+  rm -f -- "$journal"
+  durable "$root"
+  release_lock ${q(t.token)} ${q(t.gate ?? '')}
+  ${pruneDelete || ':'}
+  emit committed ${q(t.id)} ;;
+back)
+  IFS= read -r _j || _j=; ${backs.read || ':'}
+  [ -z "$_j" ] || put_file "$state" journal.json "$_j"
+  durable "$root"
+  ${switchBack}
+  emit switched-back ${q(t.backTo ?? '')}
+  durable "$root"
+  ${backs.write || ':'}
+  rm -f -- "$journal"
+  durable "$root"
+  release_lock ${q(t.token)} ${q(t.gate ?? '')}
+  emit back ${q(t.id)} ;;
+*)
+  emit undecided ${q(t.id)} ;;
+esac
+exit 0
+`;
+}
+
+export interface DeployArmScript extends ScriptBase {
+  id: string;
+  previous: string | null;
+  /** `.tmp/<stage>/<id>` holds the copy rsync made. */
+  stage: string;
+  shared: SharedLinkStep[];
+  sharedCreate: boolean;
+  beforeSwitch: string[];
+  journalCopying: string;
+  journalReady: string;
+  recordPending: string;
+  tail: ArmedTail;
+}
+
+/**
+ * Prepares a release, then waits armed (see armedTail). Before `ready`: journal, shared links,
+ * rename into releases/, before-switch hooks, durability, release log, the new link.
+ */
+export function deployArmScript(s: DeployArmScript): string {
+  const stage = `"$tmp/"${q(s.stage)}"/"${q(s.id)}`;
+  const sharedLines = s.shared
+    .map((l) => {
+      const target = `"$shared/"${q(l.path)}`;
+      const inRelease = `${stage}"/"${q(l.path)}`;
+      const missing = s.sharedCreate
+        ? `mkdir -p -- ${target} || fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`
+        : `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}`;
+      return [
+        `if [ ! -e ${target} ] && [ ! -h ${target} ]; then ${missing}; fi`,
+        l.replaces ? `rm -rf -- ${inRelease}` : '',
+        ...l.mkdirs.map((d) => `mkdir -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
+        `ln -s -- ${q(l.linkText)} ${inRelease} || fail IO ${q(`cannot link shared path ${l.path}`)}`,
+      ]
+        .filter(Boolean)
+        .join('\n');
+    })
+    .join('\n');
+  return `${header(s)}
+id=${q(s.id)}
+export ATOMIC_DEPLOY_RELEASE_ID="$id" ATOMIC_DEPLOY_RELEASE_PATH="$rel/$id" ATOMIC_DEPLOY_PREVIOUS_ID=${q(s.previous ?? '')} ATOMIC_DEPLOY_ROOT="$root"
+[ -d ${stage} ] || fail IO "the copy of release $id is missing from $tmp"
+mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || fail IO "cannot write the journal"
+${sharedLines}
+mkdir -p -- "$rel" || fail IO "cannot create $rel"
+# The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
+_e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releases/: $_e"
+[ -d "$rel/$id" ] || fail IO "release $id did not land in releases/"
+rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
+emit placed "$id"
+${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
+# The release's data and names reach the disk before current can point at it.
+durable "$root"
+put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"
+durable "$root"
+${armedTail(s.tail)}`;
+}
+
+export interface RollbackArmScript extends ScriptBase {
+  journalSwitching: string;
+  tail: ArmedTail;
+}
+
+/** Arms a switch to an existing release (fleet rollback): journal, new link, then armedTail. */
+export function rollbackArmScript(s: RollbackArmScript): string {
+  return `${header(s)}
+[ -d "$rel/"${q(s.tail.id)} ] || fail UNKNOWN_RELEASE ${q(`release ${s.tail.id} does not exist`)}
+mkdir -p -- "$state" && put_file "$state" journal.json ${q(s.journalSwitching)} || fail IO "cannot write the journal"
+durable "$root"
+${armedTail(s.tail)}`;
+}

@@ -1,0 +1,246 @@
+/**
+ * One OpenSSH connection per host, shared by every command of an operation. The system `ssh` is
+ * called, so ~/.ssh/config, ssh-agent, known_hosts and ProxyJump work as they do for the user.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DeployError } from '../errors.ts';
+import { FrameReader, type Frame } from './facts.ts';
+import { remoteCommand } from './script.ts';
+
+export interface SshOptions {
+  /** An ssh_config file passed as `-F` (else ssh reads ~/.ssh/config); env ATOMIC_DEPLOY_SSH_CONFIG. */
+  configFile?: string;
+  /** Seconds to wait for a connection (default 10). */
+  connectTimeoutS?: number;
+}
+
+/** `[user@]host[:port]` taken apart. */
+export interface SshTarget {
+  user?: string;
+  host: string;
+  port?: number;
+}
+
+/** Where the control sockets live: a private (0700) directory, removed at the end. */
+export class ControlDir {
+  private constructor(readonly dir: string) {}
+
+  static create(): ControlDir {
+    // Socket paths are limited to about 100 bytes and ssh appends a random suffix while binding.
+    const base = /^[A-Za-z0-9._/-]{1,40}$/.test(os.tmpdir()) ? os.tmpdir() : '/tmp';
+    return new ControlDir(fs.mkdtempSync(path.join(base, 'ad-')));
+  }
+
+  socket(index: number): string {
+    return path.join(this.dir, String(index));
+  }
+
+  remove(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  frames: Frame[];
+  stderr: string;
+}
+
+/** The last line ssh or the remote side wrote to stderr: what a person needs to see. */
+export function lastLine(text: string): string {
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
+  return lines.at(-1) ?? '';
+}
+
+/** Quotes one word for rsync's `-e` parser, which knows single and double quotes but no backslash. */
+export function rshQuote(word: string): string {
+  return `'${word.replaceAll("'", `'"'"'`)}'`;
+}
+
+export interface RunningRemote {
+  child: ChildProcess;
+  frames: Frame[];
+  /** Resolves with the first frame (from now or earlier) whose tag is listed; rejects if the program ends first. */
+  waitFor(tags: readonly string[]): Promise<Frame>;
+  /** Sends a line on the program's stdin; false when the program is gone. */
+  send(line: string): boolean;
+  end(): void;
+  done: Promise<ExecResult>;
+}
+
+export class SshHost {
+  private masterUp = false;
+  private readonly log: string;
+
+  constructor(
+    readonly label: string,
+    readonly target: SshTarget,
+    private readonly options: SshOptions,
+    private readonly socket: string,
+  ) {
+    this.log = `${socket}.log`;
+  }
+
+  private configArgs(): string[] {
+    const file = this.options.configFile ?? process.env.ATOMIC_DEPLOY_SSH_CONFIG;
+    return file ? ['-F', file] : [];
+  }
+
+  /** Options every ssh invocation shares; ControlPath tokens start with %, so % is doubled. */
+  private commonArgs(): string[] {
+    return [...this.configArgs(), '-o', 'BatchMode=yes', '-o', `ControlPath=${this.socket.replaceAll('%', '%%')}`];
+  }
+
+  private targetArgs(): string[] {
+    return [...(this.target.port ? ['-p', String(this.target.port)] : []), ...(this.target.user ? ['-l', this.target.user] : []), '--', this.target.host.replace(/^\[(.*)\]$/, '$1')];
+  }
+
+  /** Client arguments: through the master only; ProxyCommand=false makes a dead master fail instead of reconnecting. */
+  clientArgs(): string[] {
+    return [...this.commonArgs(), '-o', 'ControlMaster=no', '-o', 'ProxyCommand=false', '-T'];
+  }
+
+  /** The `-e` command rsync uses to reach this host through the master. */
+  rsh(): string {
+    return ['ssh', ...this.clientArgs()].map(rshQuote).join(' ');
+  }
+
+  /** Host as rsync's `host:path` wants it (user and port travel in the -e command and -l). */
+  rsyncHost(): string {
+    const h = this.target.host;
+    return `${this.target.user ? `${this.target.user}@` : ''}${h}`;
+  }
+
+  /** Opens the master connection; it persists in the background until disconnect(). */
+  async connect(): Promise<void> {
+    const timeout = this.options.connectTimeoutS ?? 10;
+    const args = [
+      ...this.commonArgs(),
+      '-o', 'ControlMaster=yes',
+      // The master lingers this long after its last session: a crashed deploy leaves no connection behind.
+      '-o', 'ControlPersist=15',
+      '-o', `ConnectTimeout=${timeout}`,
+      '-o', 'ServerAliveInterval=5',
+      '-o', 'ServerAliveCountMax=3',
+      '-E', this.log,
+      '-N', '-f', '-T',
+      ...this.targetArgs(),
+    ];
+    const child = spawn('ssh', args, { stdio: 'ignore' });
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('error', () => resolve(-1));
+      child.once('exit', (c) => resolve(c));
+    });
+    if (code !== 0) {
+      const why = lastLine(fs.readFileSync(this.log, { encoding: 'utf8', flag: 'a+' })) || (code === -1 ? 'ssh could not be started' : `ssh exited with code ${String(code)}`);
+      throw new DeployError('REMOTE', `cannot connect to ${this.label}: ${why}`, {
+        hint: `check that \`ssh ${this.label} true\` works without a password prompt (BatchMode)`,
+        details: { host: this.label },
+      });
+    }
+    this.masterUp = true;
+  }
+
+  /** Starts a program on the host; frames arrive as it prints them. */
+  start(script: string, options: { onStderrLine?: (line: string) => void } = {}): RunningRemote {
+    const child = spawn('ssh', [...this.clientArgs(), ...this.targetArgs(), remoteCommand(script)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const reader = new FrameReader();
+    const frames: Frame[] = [];
+    const waiters: { tags: readonly string[]; resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];
+    let stderr = '';
+    let partial = '';
+    let ended = false;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      const at = performance.now();
+      for (const frame of reader.push(chunk)) {
+        frame.at = at;
+        if (frame.tag === 'beat') continue;
+        frames.push(frame);
+        for (const w of [...waiters]) {
+          if (w.tags.includes(frame.tag)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(frame);
+          }
+        }
+      }
+    });
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text;
+      if (stderr.length > 256 * 1024) stderr = stderr.slice(-128 * 1024);
+      partial += text;
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) options.onStderrLine?.(line.replace(/\r$/, ''));
+    });
+    child.stdin?.on('error', () => undefined);
+    const done = new Promise<ExecResult>((resolve) => {
+      child.once('error', (error) => {
+        stderr += `\n${error.message}`;
+      });
+      child.once('close', (code, signal) => {
+        ended = true;
+        if (partial !== '') options.onStderrLine?.(partial);
+        for (const w of waiters.splice(0)) w.reject(new Error('ended'));
+        resolve({ code, signal, frames, stderr });
+      });
+    });
+    return {
+      child,
+      frames,
+      waitFor: (tags) => {
+        const seen = frames.find((f) => tags.includes(f.tag));
+        if (seen) return Promise.resolve(seen);
+        if (ended) return Promise.reject(new Error('ended'));
+        return new Promise<Frame>((resolve, reject) => waiters.push({ tags, resolve, reject }));
+      },
+      send: (line) => {
+        if (ended || !child.stdin || child.stdin.destroyed) return false;
+        child.stdin.write(`${line}\n`);
+        return true;
+      },
+      end: () => {
+        child.stdin?.end();
+      },
+      done,
+    };
+  }
+
+  /** Runs a program to its end. */
+  exec(script: string, options: { onStderrLine?: (line: string) => void } = {}): Promise<ExecResult> {
+    const run = this.start(script, options);
+    run.end();
+    return run.done;
+  }
+
+  /** Closes the master connection. */
+  async disconnect(): Promise<void> {
+    if (!this.masterUp) return;
+    this.masterUp = false;
+    const child = spawn('ssh', [...this.commonArgs(), '-O', 'exit', ...this.targetArgs()], { stdio: 'ignore' });
+    await new Promise<void>((resolve) => {
+      child.once('error', () => resolve());
+      child.once('exit', () => resolve());
+    });
+  }
+}
+
+/** Turns a failed remote program into an error that names the host and says what happened. */
+export function remoteError(label: string, result: ExecResult, what: string): DeployError {
+  const err = result.frames.find((f) => f.tag === 'error');
+  if (err) {
+    const message = result.frames.find((f) => f.tag === 'message')?.value ?? what;
+    const code = err.value as DeployError['code'];
+    return new DeployError(code, `${label}: ${message}`, { details: { host: label } });
+  }
+  const line = lastLine(result.stderr);
+  if (result.code === 255) {
+    return new DeployError('REMOTE', `${label}: connection lost while ${what}${line ? ` (${line})` : ''}`, { details: { host: label } });
+  }
+  return new DeployError('REMOTE', `${label}: ${what} failed${result.code !== null ? ` (exit ${result.code})` : result.signal ? ` (${result.signal})` : ''}${line ? `: ${line}` : ''}`, {
+    details: { host: label },
+  });
+}
