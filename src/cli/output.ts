@@ -34,6 +34,16 @@ function formatBytes(n: number): string {
 
 export { formatBytes };
 
+/** Escapes control characters: a newline or an escape sequence in a path must not forge a line or drive the terminal. */
+export function oneLine(text: string): string {
+  let out = '';
+  for (const c of text) {
+    const code = c.charCodeAt(0);
+    out += code < 0x20 || code === 0x7f ? JSON.stringify(c).slice(1, -1) : c;
+  }
+  return out;
+}
+
 /** Human output: step lines, warnings, and a progress bar only on a terminal. */
 export class Reporter {
   private barVisible = false;
@@ -63,13 +73,13 @@ export class Reporter {
 
   warn(message: string): void {
     this.clearBar();
-    this.streams.stderr.write(`${pc.yellow('warning:')} ${message}\n`);
+    this.streams.stderr.write(`${pc.yellow('warning:')} ${oneLine(message)}\n`);
   }
 
   error(message: string, hint?: string): void {
     this.clearBar();
-    this.streams.stderr.write(`${pc.red('error:')} ${message}\n`);
-    if (hint) this.streams.stderr.write(`${pc.dim('hint:')} ${hint}\n`);
+    this.streams.stderr.write(`${pc.red('error:')} ${oneLine(message)}\n`);
+    if (hint) this.streams.stderr.write(`${pc.dim('hint:')} ${oneLine(hint)}\n`);
   }
 
   /** The result line a person reads; in JSON mode the object is the whole of stdout. */

@@ -33,7 +33,23 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     if (code === 'ENOTDIR') throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory (a parent is a file)`);
     throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
   }
+  // Recovery deletes leftovers in .tmp/ by name: a link there would aim those deletes outside the root.
+  for (const internal of [layout.tmp, layout.state]) {
+    if (isSymlink(internal)) {
+      throw new DeployError('INVALID_ROOT', `${internal} is a symbolic link; atomic-deploy keeps its own temporary files and state there and never follows a link out of the root`, {
+        hint: `remove the link (rm ${internal}); it is recreated as a directory`,
+      });
+    }
+  }
   return layout;
+}
+
+function isSymlink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 /** realpath of a path that may not exist yet: the real nearest ancestor plus the rest. */

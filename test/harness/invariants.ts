@@ -173,3 +173,31 @@ export async function deadPid(): Promise<number> {
 export function randomBetween(min: number, max: number): number {
   return min + Math.random() * (max - min);
 }
+
+/**
+ * Everything under a directory, for "nothing changed" checks: names, types, modes, owners,
+ * contents (hashed), link targets; with `times`, directory mtimes too, which show even an entry
+ * made and removed again. Special files are listed, never opened.
+ */
+export function treeSnapshot(dir: string, options: { times?: boolean } = {}): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    const full = path.join(dir, rel);
+    const st = fs.lstatSync(full);
+    const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+    if (st.isSymbolicLink()) out.push(`${rel} -> ${fs.readlinkSync(full)}`);
+    else if (st.isDirectory()) {
+      out.push(`${rel}/ ${meta}${options.times ? ` ${st.mtimeMs}` : ''}`);
+      let names: string[] = [];
+      try {
+        names = fs.readdirSync(full).sort();
+      } catch {
+        out.push(`${rel}/ <unreadable>`);
+      }
+      for (const name of names) walk(rel === '' ? name : path.join(rel, name));
+    } else if (st.isFile()) out.push(`${rel} ${meta} ${createHash('sha256').update(fs.readFileSync(full)).digest('hex')}`);
+    else out.push(`${rel} special ${meta} ${st.rdev}`);
+  };
+  walk('');
+  return out;
+}

@@ -1,0 +1,284 @@
+// Hostile and bad input, table-driven: each case must exit with its documented code, print one
+// `error:` line (and at most a `hint:`), no stack trace, and change nothing on disk: neither the
+// deploy root nor the source. A second table holds hostile input that is valid and must work.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { deploy, DeployError } from '../../src/index.ts';
+import { runCli, tempDir, type CliResult } from '../harness/cli.ts';
+import { asUser, runWrapped, startTicks, writeOwnerLock } from '../harness/faults.ts';
+import { makeSource, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
+
+/** One copy of the fixture: a source, a second source, and a root with two releases. */
+interface Ctx {
+  dir: string;
+  src: string;
+  root: string;
+  current: string;
+  previous: string;
+}
+
+interface Case {
+  name: string;
+  /** Changes the copy of the fixture; returns the CLI arguments (or runs the library itself). */
+  setup: (ctx: Ctx) => string[] | Promise<string[]>;
+  code: number;
+  message: RegExp;
+  /** Run as this user (setpriv) instead of root. */
+  user?: string;
+  /** The command fails only after taking the lock: contents unchanged, directory times may move. */
+  underLock?: boolean;
+}
+
+const deployTo = (ctx: Ctx, ...extra: string[]): string[] => ['deploy', ctx.src, ctx.root, ...extra];
+const id = (ctx: Ctx, value: string): string[] => deployTo(ctx, `--release-id=${value}`);
+
+function mkfifo(p: string): void {
+  execFileSync('mkfifo', [p]);
+}
+
+const CASES: Case[] = [
+  // The source.
+  { name: 'missing source', setup: (c) => ['deploy', path.join(c.dir, 'nope'), c.root], code: 2, message: /does not exist/ },
+  { name: 'source is a file', setup: (c) => ['deploy', path.join(c.src, 'index.html'), c.root], code: 2, message: /is not a directory/ },
+  { name: 'empty source', setup: (c) => (fs.mkdirSync(path.join(c.dir, 'empty-src')), ['deploy', path.join(c.dir, 'empty-src'), c.root]), code: 2, message: /is empty/ },
+  { name: 'source is the root', setup: (c) => ['deploy', c.root, c.root], code: 2, message: /the source is the deploy root/ },
+  { name: 'source inside the root', setup: (c) => ['deploy', path.join(c.root, 'releases', c.current), c.root], code: 2, message: /the source is inside the deploy root/ },
+  {
+    name: 'source inside the root through a symlink',
+    setup: (c) => (fs.symlinkSync(path.join(c.root, 'releases', c.current), path.join(c.dir, 'sneaky')), ['deploy', path.join(c.dir, 'sneaky'), c.root]),
+    code: 2,
+    message: /the source is inside the deploy root/,
+  },
+  { name: 'root inside the source', setup: (c) => ['deploy', c.src, path.join(c.src, 'site')], code: 2, message: /the deploy root is inside the source/ },
+  { name: 'source holds a FIFO', setup: (c) => (mkfifo(path.join(c.src, 'd0', 'pipe')), deployTo(c)), code: 2, message: /pipe is a FIFO/ },
+  {
+    name: 'source holds a socket',
+    setup: (c) => {
+      execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path.join(c.src, 'sock')]);
+      return deployTo(c);
+    },
+    code: 2,
+    message: /sock is a socket/,
+  },
+  { name: 'source holds a device', setup: (c) => (execFileSync('mknod', [path.join(c.src, 'null'), 'c', '1', '3']), deployTo(c)), code: 2, message: /null is a character device/ },
+  {
+    name: 'unreadable directory in the source (another user)',
+    setup: (c) => (fs.chmodSync(path.join(c.src, 'd1'), 0o000), deployTo(c)),
+    user: 'daemon',
+    code: 2,
+    message: /cannot read .*d1: EACCES/,
+  },
+  { name: 'missing source named with a newline', setup: (c) => ['deploy', path.join(c.dir, 'no\nsuch'), c.root], code: 2, message: /no\\nsuch does not exist/ },
+  { name: 'missing source named with a terminal escape', setup: (c) => ['deploy', path.join(c.dir, 'x\x1b]0;owned\x07'), c.root], code: 2, message: /x\\u001b\]0;owned\\u0007 does not exist/ },
+  // The root.
+  { name: 'root is a file', setup: (c) => (fs.writeFileSync(path.join(c.dir, 'file'), 'x'), ['deploy', c.src, path.join(c.dir, 'file')]), code: 2, message: /is not a directory/ },
+  { name: "root's parent is a file", setup: (c) => (fs.writeFileSync(path.join(c.dir, 'file'), 'x'), ['deploy', c.src, path.join(c.dir, 'file', 'root')]), code: 2, message: /not a directory/ },
+  {
+    name: 'current is a real directory',
+    setup: (c) => (fs.rmSync(path.join(c.root, 'current')), fs.mkdirSync(path.join(c.root, 'current')), deployTo(c)),
+    code: 2,
+    message: /current is a real directory, not a symlink/,
+  },
+  { name: 'current is a regular file', setup: (c) => (fs.rmSync(path.join(c.root, 'current')), fs.writeFileSync(path.join(c.root, 'current'), 'x'), deployTo(c)), code: 2, message: /regular file/ },
+  { name: 'current is dangling', setup: (c) => (relink(c, 'releases/gone'), deployTo(c)), code: 2, message: /points to releases\/gone, which does not exist/ },
+  { name: 'current points outside releases/', setup: (c) => (relink(c, '/etc'), deployTo(c)), code: 2, message: /outside/ },
+  { name: 'current escapes with ..', setup: (c) => (relink(c, `releases/../../${path.basename(c.dir)}`), deployTo(c)), code: 2, message: /outside/ },
+  { name: '.tmp is a symlink out of the root', setup: (c) => (fs.rmSync(path.join(c.root, '.tmp'), { recursive: true }), fs.symlinkSync(c.dir, path.join(c.root, '.tmp')), deployTo(c)), code: 2, message: /\.tmp is a symbolic link/ },
+  // Release ids.
+  { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },
+  { name: 'release id ..', setup: (c) => id(c, '..'), code: 2, message: /contains "\.\."/ },
+  { name: 'release id with .. inside', setup: (c) => id(c, 'v1..2'), code: 2, message: /contains "\.\."/ },
+  { name: 'release id with a newline', setup: (c) => id(c, 'a\nb'), code: 2, message: /control character/ },
+  { name: 'release id with a tab', setup: (c) => id(c, 'a\tb'), code: 2, message: /control character/ },
+  { name: 'release id with an escape', setup: (c) => id(c, 'a\x1b[2Jb'), code: 2, message: /control character/ },
+  { name: 'release id of 300 characters', setup: (c) => id(c, 'x'.repeat(300)), code: 2, message: /longer than 128 bytes/ },
+  { name: 'release id of 65 two-byte characters (130 bytes)', setup: (c) => id(c, 'é'.repeat(65)), code: 2, message: /longer than 128 bytes/ },
+  { name: 'release id that exists', setup: (c) => id(c, c.previous), code: 2, message: /already exists/ },
+  { name: 'release id starting with -', setup: (c) => id(c, '-rf'), code: 2, message: /starts with "-"/ },
+  { name: 'release id starting with .', setup: (c) => id(c, '.hidden'), code: 2, message: /starts with "\."/ },
+  { name: 'empty release id', setup: (c) => id(c, ''), code: 2, message: /is empty/ },
+  { name: 'release id with a backslash', setup: (c) => id(c, 'a\\b'), code: 2, message: /slash/ },
+  { name: 'release id with NUL (library)', setup: (c) => lib(() => deploy(c.src, c.root, { releaseId: 'a\0b' })), code: 2, message: /INVALID_RELEASE_ID.*NUL/ },
+  { name: 'source path with NUL (library)', setup: (c) => lib(() => deploy(`${c.src}\0x`, c.root)), code: 2, message: /INVALID_SOURCE.*NUL/ },
+  { name: 'root path with NUL (library)', setup: (c) => lib(() => deploy(c.src, `${c.root}\0x`)), code: 2, message: /INVALID_ROOT.*NUL/ },
+  // Usage.
+  { name: 'unknown option', setup: (c) => deployTo(c, '--bogus'), code: 2, message: /unknown option '--bogus'/ },
+  { name: 'too many arguments', setup: (c) => deployTo(c, 'extra'), code: 2, message: /too many arguments/ },
+  { name: 'missing arguments', setup: () => ['deploy'], code: 2, message: /missing required argument/ },
+  { name: '--wait not a number', setup: (c) => deployTo(c, '--wait', 'soon'), code: 2, message: /expected a number of seconds/ },
+  { name: '--wait negative', setup: (c) => deployTo(c, '--wait=-1'), code: 2, message: /expected a number of seconds/ },
+  { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
+  // Locks.
+  {
+    name: 'lock held by a live process of another user',
+    setup: async (c) => {
+      const { pid, start } = await sleeperAs('nobody');
+      writeOwnerLock(c.root, { pid, user: 'nobody', startTime: start });
+      return deployTo(c);
+    },
+    code: 3,
+    message: /is locked by pid \d+ of nobody@/,
+    underLock: true,
+  },
+  {
+    name: 'garbage in the lock owner file (fresh)',
+    setup: (c) => (fs.mkdirSync(path.join(c.root, '.deploy.lock')), fs.writeFileSync(path.join(c.root, '.deploy.lock', 'owner.json'), '\x00garbage{'), deployTo(c)),
+    code: 3,
+    message: /locked by an unknown process/,
+    underLock: true,
+  },
+  { name: 'unlock of a live lock without --force', setup: async (c) => (writeOwnerLock(c.root, await liveOwner()), ['unlock', c.root]), code: 3, message: /the lock is held by pid/ },
+  // Rollback, releases, status.
+  { name: 'rollback to an unknown release', setup: (c) => ['rollback', c.root, '--to', 'nope'], code: 2, message: /release nope does not exist/, underLock: true },
+  { name: 'rollback to an invalid id', setup: (c) => ['rollback', c.root, '--to', '../x'], code: 2, message: /invalid release id/ },
+  { name: 'rollback to the current release', setup: (c) => ['rollback', c.root, '--to', c.current], code: 2, message: /already current/, underLock: true },
+  {
+    name: 'rollback with no previous release',
+    setup: (c) => (fs.rmSync(path.join(c.root, 'releases', c.previous), { recursive: true }), ['rollback', c.root]),
+    code: 2,
+    message: /no earlier good release/,
+    underLock: true,
+  },
+  { name: 'rollback of a missing root', setup: (c) => ['rollback', path.join(c.dir, 'nope')], code: 2, message: /does not exist/ },
+  { name: 'rollback when current is a directory', setup: (c) => (fs.rmSync(path.join(c.root, 'current')), fs.mkdirSync(path.join(c.root, 'current')), ['rollback', c.root]), code: 2, message: /real directory/ },
+  { name: 'releases of a missing root', setup: (c) => ['releases', path.join(c.dir, 'nope')], code: 2, message: /does not exist/ },
+  { name: 'status of a root that is a file', setup: (c) => ['status', path.join(c.src, 'index.html')], code: 2, message: /is not a directory/ },
+];
+
+function relink(c: Ctx, target: string): void {
+  fs.rmSync(path.join(c.root, 'current'));
+  fs.symlinkSync(target, path.join(c.root, 'current'));
+}
+
+const LIB = '--library--';
+const libCalls = new Map<string, () => Promise<unknown>>();
+/** A library call instead of the CLI, for what argv cannot carry (NUL). */
+function lib(call: () => Promise<unknown>): string[] {
+  const key = `${LIB}${libCalls.size}`;
+  libCalls.set(key, call);
+  return [key];
+}
+
+const sleepers: number[] = [];
+async function sleeperAs(user: string): Promise<{ pid: number; start: string }> {
+  const child = spawn(asUser(user)[0] as string, [...asUser(user).slice(1), 'sleep', '300'], { stdio: 'ignore' });
+  assert.ok(child.pid);
+  for (let i = 0; i < 200 && !fs.readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').startsWith('sleep'); i++) await new Promise((r) => setTimeout(r, 10));
+  sleepers.push(child.pid);
+  return { pid: child.pid, start: startTicks(child.pid) };
+}
+
+async function liveOwner(): Promise<{ pid: number; startTime: string }> {
+  const { pid, start } = await sleeperAs('nobody');
+  return { pid, startTime: start };
+}
+
+async function runCase(c: Case, args: string[]): Promise<CliResult> {
+  const call = libCalls.get(args[0] ?? '');
+  if (call) {
+    try {
+      await call();
+    } catch (error) {
+      assert.ok(error instanceof DeployError, `library threw ${String(error)}`);
+      return { code: error.exitCode, signal: null, stdout: '', stderr: `error: ${error.code} ${error.message}\n` };
+    }
+    return { code: 0, signal: null, stdout: '', stderr: '' };
+  }
+  return c.user ? runWrapped(args, { prefix: asUser(c.user) }) : runCli(args);
+}
+
+async function fixture(base: string): Promise<Ctx & { manifest: ReturnType<typeof manifestOf> }> {
+  const dir = path.join(base, 'fixture');
+  fs.mkdirSync(dir);
+  const src = makeSource(path.join(dir, 'src'), 'a', { files: 12, dirs: 3 });
+  const other = makeSource(path.join(dir, 'src2'), 'b', { files: 12, dirs: 3 });
+  const root = path.join(dir, 'root');
+  for (const s of [other, src]) assert.equal((await runCli(['deploy', s, root, '--quiet'])).code, 0);
+  const ids = fs.readdirSync(path.join(root, 'releases')).sort();
+  return { dir, src, root, previous: ids[0] as string, current: ids[1] as string, manifest: manifestOf(src) };
+}
+
+/** Runs one case on a fresh copy of the fixture; returns what went wrong, if anything. */
+async function checkCase(c: Case, dir: string, fx: Ctx): Promise<string | undefined> {
+  execFileSync('cp', ['-a', fx.dir, dir]);
+  const ctx: Ctx = { dir, src: path.join(dir, 'src'), root: path.join(dir, 'root'), current: fx.current, previous: fx.previous };
+  if (c.user) execFileSync('chown', ['-R', `${c.user}:`, dir]);
+  const args = await c.setup(ctx);
+  const before = treeSnapshot(dir, { times: !c.underLock });
+  const result = await runCase(c, args);
+  const after = treeSnapshot(dir, { times: !c.underLock });
+  fs.chmodSync(path.join(ctx.src, 'd1'), 0o755);
+  const lines = result.stderr.trimEnd().split('\n');
+  const problems: string[] = [];
+  if (result.code !== c.code) problems.push(`exit ${result.code}, expected ${c.code}`);
+  if (lines.filter((l) => l.startsWith('error: ')).length !== 1) problems.push('not exactly one error line');
+  if (!lines.every((l) => l.startsWith('error: ') || l.startsWith('hint: '))) problems.push('a line that is neither error: nor hint:');
+  if (!c.message.test(lines[0] ?? '')) problems.push(`error line does not match ${String(c.message)}`);
+  if (/unexpected failure|\n\s+at /.test(result.stderr)) problems.push('a stack trace');
+  const changed = after.filter((l, i) => before[i] !== l).concat(before.length !== after.length ? ['(entries added or removed)'] : []);
+  if (changed.length > 0) problems.push(`changed on disk: ${changed.slice(0, 3).join(' | ')}`);
+  return problems.length > 0 ? `${c.name}: ${problems.join('; ')}\n    stderr: ${JSON.stringify(result.stderr)}` : undefined;
+}
+
+void test(`${CASES.length} kinds of bad input: documented exit code, one error line, nothing changed on disk`, async (t) => {
+  assert.ok(CASES.length >= 40);
+  const base = tempDir(t);
+  fs.chmodSync(base, 0o755);
+  t.after(() => sleepers.forEach((pid) => process.kill(pid, 'SIGKILL')));
+  const fx = await fixture(base);
+  const failures: string[] = [];
+  let next = 0;
+  // Two at a time: each case has its own copy of the fixture.
+  const worker = async (): Promise<void> => {
+    while (next < CASES.length) {
+      const n = next++;
+      const problem = await checkCase(CASES[n] as Case, path.join(base, `case-${n}`), fx);
+      if (problem) failures.push(problem);
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  assert.deepEqual(failures, [], failures.join('\n'));
+  t.diagnostic(`${CASES.length} cases, exit codes: ${[...new Set(CASES.map((c) => c.code))].join(', ')}`);
+});
+
+void test('hostile but valid: quotes, $(), newlines, a leading -, non-ASCII in both paths; links kept verbatim; a garbled journal; many files', async (t) => {
+  const base = tempDir(t);
+  const weird = path.join(base, "-we'ird \"$(touch PWNED)\" `id`\nline ü ✓");
+  fs.mkdirSync(weird);
+  const src = makeSource(path.join(weird, '-src $(x)'), 'weird', { files: 10, dirs: 2 });
+  fs.symlinkSync('../../../../etc/shadow', path.join(src, 'escape-link'));
+  const root = path.join(weird, '-root\n$(touch PWNED)');
+  const first = await runCli(['deploy', '--json', '--', src, root]);
+  assert.equal(first.code, 0, first.stderr);
+  const live = path.join(root, 'current');
+  assert.ok(sameManifest(manifestOf(`${live}/`), manifestOf(src)), 'the release differs from the source');
+  // Links are copied as links, their targets never followed or copied.
+  assert.equal(fs.readlinkSync(path.join(live, 'passwd-link')), '/etc/passwd');
+  assert.equal(fs.readlinkSync(path.join(live, 'escape-link')), '../../../../etc/shadow');
+  assert.ok(fs.lstatSync(path.join(live, 'passwd-link')).isSymbolicLink());
+  assert.equal(execFileSync('find', [base, '-name', 'PWNED'], { encoding: 'utf8' }), '', 'a shell ran a path');
+
+  // A journal full of garbage is discarded; no release is removed because of it.
+  fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), '\x00{{{ not json');
+  const releasesBefore = fs.readdirSync(path.join(root, 'releases'));
+  const second = await runCli(['deploy', '--', src, root]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /discarded an unreadable journal/);
+  for (const id of releasesBefore) assert.ok(fs.existsSync(path.join(root, 'releases', id)));
+  assert.ok(!fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')));
+
+  // A huge number of files.
+  const many = path.join(base, 'many');
+  for (let d = 0; d < 100; d++) {
+    fs.mkdirSync(path.join(many, `d${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) fs.writeFileSync(path.join(many, `d${d}`, `f${f}`), `${d}/${f}\n`);
+  }
+  const t0 = performance.now();
+  const big = await runCli(['deploy', many, path.join(base, 'many-root'), '--json'], { timeoutMs: 300_000 });
+  assert.equal(big.code, 0, big.stderr);
+  assert.ok(sameManifest(manifestOf(path.join(base, 'many-root', 'current') + '/'), manifestOf(many)));
+  t.diagnostic(`10,000 files deployed in ${Math.round(performance.now() - t0)} ms`);
+});
