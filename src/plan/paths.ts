@@ -4,7 +4,8 @@ import { hasControlChar } from './release-id.ts';
 /** True when `inner` is `outer` or lies below it (both absolute, resolved). */
 export function isWithin(inner: string, outer: string): boolean {
   const rel = path.relative(outer, inner);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  // Only a whole `..` segment leaves `outer`: a directory named `..build` lies inside it.
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 /** Why a source cannot be deployed into a root, given both real paths; undefined if it can. */

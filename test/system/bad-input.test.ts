@@ -53,6 +53,13 @@ const CASES: Case[] = [
     message: /the source is inside the deploy root/,
   },
   { name: 'root inside the source', setup: (c) => ['deploy', c.src, path.join(c.src, 'site')], code: 2, message: /the deploy root is inside the source/ },
+  {
+    name: 'source inside the root, in a directory named ..build',
+    setup: (c) => (fs.mkdirSync(path.join(c.root, '..build')), fs.writeFileSync(path.join(c.root, '..build', 'index.html'), 'x'), ['deploy', path.join(c.root, '..build'), c.root]),
+    code: 2,
+    message: /the source is inside the deploy root/,
+  },
+  { name: 'root inside the source, named ..deploy', setup: (c) => ['deploy', c.src, path.join(c.src, '..deploy')], code: 2, message: /the deploy root is inside the source/ },
   { name: 'source holds a FIFO', setup: (c) => (mkfifo(path.join(c.src, 'd0', 'pipe')), deployTo(c)), code: 2, message: /pipe is a FIFO/ },
   {
     name: 'source holds a socket',

@@ -1,0 +1,105 @@
+// planRecovery: whatever the journal says and whatever was found on disk, recovery never removes
+// the release current points to, only ever removes our own temp names, and always ends by
+// clearing the journal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { isTmpLeftover, planRecovery, type Journal, type RecoveryFacts } from '../../src/plan/journal.ts';
+
+const id = fc.constantFrom('r1', 'r2', 'r3', '20261127100000', '20261127100000-001');
+const journal: fc.Arbitrary<Journal> = fc.oneof(
+  fc.record({
+    v: fc.constant(1 as const),
+    op: fc.constant('deploy' as const),
+    token: fc.constant('t'),
+    pid: fc.integer({ min: 1, max: 1e6 }),
+    startedAt: fc.constant('2026-11-27T10:00:00Z'),
+    release: id,
+    previous: fc.option(id, { nil: null }),
+    phase: fc.constantFrom('copying' as const, 'ready' as const, 'switched' as const, 'rolling-back' as const),
+    reason: fc.option(fc.string(), { nil: undefined }),
+  }),
+  fc.record({
+    v: fc.constant(1 as const),
+    op: fc.constant('rollback' as const),
+    token: fc.constant('t'),
+    pid: fc.integer({ min: 1, max: 1e6 }),
+    startedAt: fc.constant('2026-11-27T10:00:00Z'),
+    release: id,
+    previous: id,
+    phase: fc.constantFrom('switching' as const, 'switched' as const),
+  }),
+);
+const tmpName = fc.oneof(
+  fc.constantFrom('current.', 'stage.', 'trash.', 'link.', 'lock.', 'stale-lock.', 'trash.lock.', 'keep', 'current', 'stage').chain((p) => fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 8 }).map((h) => p + h)),
+  fc.string({ maxLength: 12 }),
+);
+const facts: fc.Arbitrary<RecoveryFacts> = fc.record({
+  currentId: fc.option(id, { nil: null }),
+  releaseExists: fc.boolean(),
+  tmpEntries: fc.array(tmpName, { maxLength: 8 }),
+});
+
+void test('recovery never removes the release current points to', () => {
+  fc.assert(
+    fc.property(fc.option(journal, { nil: null }), facts, (j, f) => {
+      for (const a of planRecovery(j, f)) {
+        if (a.kind === 'remove-release') assert.notEqual(a.id, f.currentId, JSON.stringify({ j, f, a }));
+      }
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+void test('recovery removes a release only for an unswitched deploy, and only the one it was making', () => {
+  fc.assert(
+    fc.property(journal, facts, (j, f) => {
+      const removed = planRecovery(j, f).filter((a) => a.kind === 'remove-release');
+      if (j.op === 'rollback' || j.phase === 'rolling-back' || f.currentId === j.release || !f.releaseExists) assert.deepEqual(removed, []);
+      else assert.deepEqual(removed.map((a) => a.id), [j.release]);
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+void test('only our own temp names in .tmp/ are removed; lock drafts and tombstones are left to the lock', () => {
+  fc.assert(
+    fc.property(fc.option(journal, { nil: null }), facts, (j, f) => {
+      const removed = planRecovery(j, f).flatMap((a) => (a.kind === 'remove-tmp' ? [a.name] : []));
+      for (const name of removed) {
+        assert.ok(f.tmpEntries.includes(name));
+        assert.match(name, /^(current|stage|trash|link)\./);
+      }
+      for (const name of f.tmpEntries) if (/^(lock|stale-lock)\./.test(name)) assert.ok(!removed.includes(name), name);
+      assert.equal(removed.length, f.tmpEntries.filter(isTmpLeftover).length);
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+void test('a journal is always cleared, exactly once and last; no journal, nothing but temp names', () => {
+  fc.assert(
+    fc.property(fc.option(journal, { nil: null }), facts, (j, f) => {
+      const actions = planRecovery(j, f);
+      const clears = actions.filter((a) => a.kind === 'clear-journal').length;
+      if (j === null) {
+        assert.equal(clears, 0);
+        assert.ok(actions.every((a) => a.kind === 'remove-tmp'));
+      } else {
+        assert.equal(clears, 1);
+        assert.equal(actions[actions.length - 1]?.kind, 'clear-journal');
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+void test('a deploy that had switched is recorded as deployed, not undone', () => {
+  fc.assert(
+    fc.property(journal, facts, (j, f) => {
+      fc.pre(j.op === 'deploy' && j.phase !== 'rolling-back');
+      const actions = planRecovery(j, { ...f, currentId: j.release, releaseExists: true });
+      assert.ok(actions.some((a) => a.kind === 'mark-deployed' && a.id === j.release));
+    }),
+  );
+});
