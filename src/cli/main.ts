@@ -5,9 +5,14 @@ import { listReleases } from '../ops/releases.ts';
 import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
-import { formatBytes, Reporter, type Streams } from './output.ts';
+import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus } from './render.ts';
 import { VERSION } from './version.ts';
+import { deployOptionsFrom, loadConfig, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
+import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
+import { addFleetFlags, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
+import { deploySummary, renderPlan } from './render-lifecycle.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -31,7 +36,10 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app
   $ atomic-deploy ./build /srv/www/app                 same, the short form
   $ atomic-deploy deploy ./build /srv/www/app --release-id v1.4.2 --json
-  $ atomic-deploy deploy ./build /srv/www/app --wait 60   wait for another deploy's lock`,
+  $ atomic-deploy deploy ./build /srv/www/app --wait 60   wait for another deploy's lock
+  $ atomic-deploy deploy ./build /srv/www/app --keep 5    prune to 5 good releases after the switch
+  $ atomic-deploy deploy ./build /srv/www/app --dry-run   the plan; nothing is changed
+  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml`,
   rollback: `
 Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
@@ -67,6 +75,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
+    .option('--config <file>', 'settings file (default: ./atomic-deploy.config.yaml, .yml or .json if present)')
     .showHelpAfterError('hint: see --help for usage')
     .exitOverride()
     .configureOutput({
@@ -75,59 +84,86 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     });
   const common = (cmd: Command): Command =>
     cmd.option('--json', 'print one JSON object on stdout and nothing else there').option('--quiet', 'print only errors');
+  let loaded: LoadedConfig | undefined;
+  const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
+  const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
+  const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
+  const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
-  common(
+  common(addFleetFlags(addLifecycleFlags(addReleaseFlags(
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
-      .argument('<source>', 'build directory to publish')
-      .argument('<root>', 'deploy root (holds current, releases/, shared/)')
+      .argument('[source]', 'build directory to publish (default: source from the config file)')
+      .argument('[root]', 'deploy root, holds current, releases/, shared/ (default: root from the config file)')
       .option('--release-id <id>', 'release id instead of the UTC timestamp')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .addHelpText('after', EXAMPLES.deploy),
-  ).action(async (source: string, root: string, flags: CommonFlags & { releaseId?: string; wait?: number; fsync: boolean }) => {
+  )), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
+    const source = pathFrom(sourceArg, config().config.source, config(), 'source');
+    const hosts = fleetHostsFrom(flags, config());
+    if (hosts) {
+      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${source}` });
+      return;
+    }
+    const root = rootOf(rootArg);
+    // Each flag given on the command line overrides the config file's value.
     const result = await deploy(source, root, {
-      releaseId: flags.releaseId,
-      fsync: flags.fsync,
-      waitMs: (flags.wait ?? 0) * 1000,
+      ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,
     });
     afterSignal();
-    out.result(
-      `deployed ${result.release} (${result.files} files, ${formatBytes(result.bytes)}, ${result.durationMs} ms)${result.previous ? `; previous: ${result.previous}` : ''}`,
-      result,
-    );
+    if (result.plan) {
+      out.print(renderPlan(result.plan));
+      out.result(undefined, result.plan);
+      return;
+    }
+    out.result(deploySummary(result), result);
   });
 
-  common(
+  common(addFleetFlags(
     program
       .command('rollback')
       .description('switch current back to the previous good release, or to --to <id>')
-      .argument('<root>', 'deploy root')
+      .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--to <id>', 'release to switch to')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
-  ).action(async (root: string, flags: CommonFlags & { to?: string; wait?: number; fsync: boolean }) => {
+  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
     const out = use(flags);
-    const result = await rollback(root, { to: flags.to, fsync: flags.fsync, waitMs: (flags.wait ?? 0) * 1000, signal, onEvent: out.event });
+    const hosts = fleetHostsFrom(flags, config());
+    if (hosts) {
+      const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
+      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000 });
+      return;
+    }
+    const root = rootOf(rootArg);
+    const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
+    const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event });
     afterSignal();
     out.result(`rolled back to ${result.release} (from ${result.previous || 'nothing'})`, result);
   });
 
-  common(
+  common(addFleetFlags(
     program
       .command('releases')
       .description('list releases, newest first, current marked')
-      .argument('<root>', 'deploy root')
+      .argument('[root]', 'deploy root (default: root from the config file)')
       .addHelpText('after', EXAMPLES.releases),
-  ).action(async (root: string, flags: CommonFlags) => {
+  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags) => {
     const out = use(flags);
-    const result = await listReleases(root);
+    const hosts = fleetHostsFrom(flags, config());
+    if (hosts) {
+      exitCode = await fleetReleasesCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()));
+      return;
+    }
+    const result = await listReleases(rootOf(rootArg));
     out.print(renderReleases(result, options.stdout.isTTY === true));
     out.result(undefined, {
       current: result.current,
@@ -135,32 +171,44 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     });
   });
 
-  common(
+  common(addFleetFlags(
     program
       .command('status')
       .description('current release, lock holder, leftovers of an interrupted deploy (recovered when safe)')
-      .argument('<root>', 'deploy root')
+      .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--read-only', 'report only; do not clean up leftovers')
       .addHelpText('after', EXAMPLES.status),
-  ).action(async (root: string, flags: CommonFlags & { readOnly?: boolean }) => {
+  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { readOnly?: boolean }) => {
     const out = use(flags);
-    const result = await status(root, { readOnly: flags.readOnly });
+    const hosts = fleetHostsFrom(flags, config());
+    if (hosts) {
+      exitCode = await fleetStatusCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { readOnly: flags.readOnly });
+      return;
+    }
+    const result = await status(rootOf(rootArg), { readOnly: flags.readOnly });
     out.print(renderStatus(result));
     out.result(undefined, result);
   });
 
-  common(
+  common(addFleetFlags(
     program
       .command('unlock')
       .description("remove a deploy lock whose owner is provably gone (--force: any lock)")
-      .argument('<root>', 'deploy root')
+      .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--force', 'remove the lock even if its holder may be alive or on another host')
       .addHelpText('after', EXAMPLES.unlock),
-  ).action(async (root: string, flags: CommonFlags & { force?: boolean }) => {
+  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { force?: boolean }) => {
     const out = use(flags);
-    const result = await unlock(root, { force: flags.force, onEvent: out.event });
+    const hosts = fleetHostsFrom(flags, config());
+    if (hosts) {
+      exitCode = await fleetUnlockCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { force: flags.force });
+      return;
+    }
+    const result = await unlock(rootOf(rootArg), { force: flags.force, onEvent: out.event });
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
   });
+
+  addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -1,0 +1,125 @@
+/** The `prune` and `init` commands, and the flags deploy takes for the release lifecycle. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DeployError } from '../errors.ts';
+import { prune } from '../ops/prune.ts';
+import { CONFIG_NAMES } from '../plan/config.ts';
+import { pathFrom, writeExampleConfig, type LoadedConfig } from './config.ts';
+import type { Reporter } from './output.ts';
+import { renderPrune } from './render-lifecycle.ts';
+import { addFleetFlags, fleetHostsFrom, fleetPruneCli, fleetRootFrom, type FleetFlags } from './fleet.ts';
+
+export interface CommandContext {
+  /** Adds --json and --quiet. */
+  common: (cmd: Command) => Command;
+  /** Makes the reporter for a command's flags. */
+  use: (flags: { json?: boolean; quiet?: boolean }) => Reporter;
+  /** The config file (`--config`, or the one in the working directory), read on first use. */
+  config: () => LoadedConfig;
+  /** The path `--config` names, if given. */
+  configPath: () => string | undefined;
+  signal?: AbortSignal;
+  afterSignal: () => void;
+  /** Whether a flag was given on the command line (not a default). */
+  given: (cmd: Command, flag: string) => boolean;
+  /** Sets the exit code (the fleet commands report their own errors). */
+  setExitCode: (code: number) => void;
+}
+
+export function parseCount(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number (>= 0)');
+  return n;
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
+  return n;
+}
+
+/** `--keep` and `--dry-run` for deploy. */
+export function addLifecycleFlags(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--keep <n>', 'after a successful switch, prune to the newest <n> good releases').argParser(parseCount))
+    .option('--dry-run', 'print the plan (release id, contents, shared links, hooks, prune) and change nothing');
+}
+
+const EXAMPLES = {
+  prune: `
+Examples:
+  $ atomic-deploy prune /srv/www/app --keep 5 --dry-run   what would go, and why the rest stays
+  $ atomic-deploy prune /srv/www/app --keep 5
+  $ atomic-deploy prune --keep 3                          root from atomic-deploy.config.yaml`,
+  init: `
+Examples:
+  $ atomic-deploy init                 write ./atomic-deploy.config.yaml
+  $ atomic-deploy init --config deploy/staging.yaml`,
+};
+
+export function addLifecycleCommands(program: Command, ctx: CommandContext): void {
+  ctx
+    .common(addFleetFlags(
+      program
+        .command('prune')
+        .description('remove old releases: keeps the newest <n> good ones, current, the rollback target and releases in use')
+        .argument('[root]', 'deploy root (default: root from the config file)')
+        .addOption(new Option('--keep <n>', 'good releases to keep; failed and rolled-back ones never count').argParser(parseCount))
+        .option('--dry-run', 'list what would go and why each kept release stays; change nothing')
+        .option('--force', 'also remove releases that running processes still use')
+        .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
+        .option('--no-fsync', 'skip the fsync after each release leaves releases/')
+        .addHelpText('after', EXAMPLES.prune),
+    ))
+    .action(async (rootArg: string | undefined, flags: FleetFlags & { json?: boolean; quiet?: boolean; keep?: number; dryRun?: boolean; force?: boolean; wait?: number; fsync: boolean }, cmd: Command) => {
+      const out = ctx.use(flags);
+      const loaded = ctx.config();
+      const keep = flags.keep ?? loaded.config.keep;
+      if (keep === undefined) {
+        throw new DeployError('USAGE', 'prune needs to know how many releases to keep', { hint: 'pass --keep <n>, or set keep: in the config file' });
+      }
+      const wait = ctx.given(cmd, 'wait') ? flags.wait : loaded.config.wait;
+      const hosts = fleetHostsFrom(flags, loaded);
+      if (hosts) {
+        const fsync = ctx.given(cmd, 'fsync') ? flags.fsync : loaded.config.fsync;
+        ctx.setExitCode(await fleetPruneCli({ out, hosts, flags, signal: ctx.signal }, fleetRootFrom(rootArg, loaded), { keep, dryRun: flags.dryRun === true, force: flags.force === true, ...(fsync === undefined ? {} : { fsync }), waitMs: Math.round((wait ?? 0) * 1000) }));
+        return;
+      }
+      const root = pathFrom(rootArg, loaded.config.root, loaded, 'root');
+      const result = await prune(root, {
+        keep,
+        dryRun: flags.dryRun === true,
+        force: flags.force === true,
+        fsync: ctx.given(cmd, 'fsync') ? flags.fsync : loaded.config.fsync,
+        waitMs: Math.round((wait ?? 0) * 1000),
+        signal: ctx.signal,
+        onEvent: out.event,
+      });
+      ctx.afterSignal();
+      // A dry run's listing is the point of the command, so --quiet does not hide it.
+      if (result.dryRun) out.print(renderPrune(result));
+      out.result(result.dryRun ? undefined : renderPrune(result), result);
+    });
+
+  ctx
+    .common(
+      program
+        .command('init')
+        .description('write a commented example atomic-deploy.config.yaml (or the --config file)')
+        .option('--force', 'overwrite an existing config file')
+        .addHelpText('after', EXAMPLES.init),
+    )
+    .action((flags: { json?: boolean; quiet?: boolean; force?: boolean }) => {
+      const out = ctx.use(flags);
+      const explicit = ctx.configPath();
+      const file = path.resolve(explicit ?? CONFIG_NAMES[0]);
+      if (!explicit) {
+        // A second config file next to an existing one would make every command refuse to start.
+        const other = CONFIG_NAMES.map((name) => path.resolve(name)).find((f) => f !== file && fs.existsSync(f));
+        if (other) throw new DeployError('USAGE', `${other} already exists; nothing was written`, { hint: 'edit that file, or remove it and run init again' });
+      }
+      writeExampleConfig(file, flags.force === true);
+      out.result(`wrote ${file}: set root and source, then run: atomic-deploy deploy`, { file });
+    });
+}

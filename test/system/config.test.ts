@@ -1,0 +1,131 @@
+// The config file through the CLI: found in the working directory or named by --config, flags
+// override it, and a bad one stops every command with exit 2 before anything is touched.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+
+interface Json {
+  release?: string;
+  file?: string;
+  prune?: { removed: { id: string }[] };
+  error?: { code: string; message: string; file?: string };
+}
+
+function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'build'), { 'index.html': 'hi\n' });
+  return { dir, src, root: path.join(dir, 'root') };
+}
+
+void test('init writes a commented example, refuses to overwrite it, and --force does', async (t) => {
+  const { dir } = setup(t);
+  const file = path.join(dir, 'atomic-deploy.config.yaml');
+  const first = await runCli(['init', '--json'], { cwd: dir });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(jsonOf<Json>(first).file, file);
+  const text = fs.readFileSync(file, 'utf8');
+  for (const key of ['root:', 'source:', 'keep:', '#releaseId:', '#fsync:', '#wait:', '#shared:', '#sharedCreate:', '#sharedReplace:', '#strategy:', '#checksum:', '#hooks:', '#healthCheck:', '#hosts:']) {
+    assert.ok(text.includes(`\n${key}`), `the example lacks ${key}`);
+  }
+
+  fs.writeFileSync(file, 'keep: 1\n');
+  const again = await runCli(['init'], { cwd: dir });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /already exists; nothing was written/);
+  assert.equal(fs.readFileSync(file, 'utf8'), 'keep: 1\n');
+  const forced = await runCli(['init', '--force'], { cwd: dir });
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.equal(fs.readFileSync(file, 'utf8'), text);
+
+  // The example itself is a valid config: its root and source are used.
+  const dry = await runCli(['deploy', '--dry-run', '--json'], { cwd: dir });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.equal(jsonOf<{ root: string }>(dry).root, '/srv/www/app');
+});
+
+void test('deploy with no arguments takes root, source and keep from the config, relative to its file', async (t) => {
+  const { dir, root } = setup(t);
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'root: ./root\nsource: build\nkeep: 1\nfsync: false\n');
+  const elsewhere = path.join(dir, 'sub');
+  fs.mkdirSync(elsewhere);
+  for (const id of ['a', 'b', 'c']) {
+    const r = await runCli(['deploy', '--release-id', id, '--json'], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  assert.equal(currentId(root), 'c');
+  assert.deepEqual(releaseIds(root), ['b', 'c'], 'keep: 1 from the config did not prune');
+
+  // --config from another directory: paths stay relative to the file, not to the cwd.
+  const r = await runCli(['--config', '../atomic-deploy.config.yaml', 'deploy', '--release-id', 'd', '--json'], { cwd: elsewhere });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(currentId(root), 'd');
+
+  // Flags override the file: --keep 3 keeps more than keep: 1.
+  const over = await runCli(['deploy', '--release-id', 'e', '--keep', '3', '--json'], { cwd: dir });
+  assert.equal(over.code, 0, over.stderr);
+  assert.deepEqual(releaseIds(root), ['c', 'd', 'e']);
+
+  // Other commands take the root from the config too.
+  const list = await runCli(['releases', '--json'], { cwd: dir });
+  assert.equal(list.code, 0, list.stderr);
+  assert.equal(jsonOf<{ current: string }>(list).current, 'e');
+  const back = await runCli(['rollback', '--json'], { cwd: dir });
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'd');
+  const prune = await runCli(['prune', '--json'], { cwd: dir });
+  assert.equal(prune.code, 0, prune.stderr);
+  assert.deepEqual(releaseIds(root), ['c', 'd'], 'prune keep: 1 keeps current (d) and its rollback target (c)');
+});
+
+void test('a JSON config named by --config works; arguments beat its root and source', async (t) => {
+  const { dir, src, root } = setup(t);
+  const other = path.join(dir, 'other-root');
+  fs.writeFileSync(path.join(dir, 'deploy.json'), JSON.stringify({ root: 'other-root', source: 'build', shared: ['.env'], sharedCreate: true }));
+  const r = await runCli(['deploy', src, root, '--config', 'deploy.json', '--no-fsync', '--json'], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(fs.existsSync(path.join(root, 'current/index.html')));
+  assert.equal(fs.existsSync(other), false);
+  // shared from the config file applied.
+  assert.equal(fs.readlinkSync(path.join(root, 'current/.env')), '../../shared/.env');
+});
+
+void test('an invalid config stops with exit 2, one line naming key, value and expectation, and nothing created', async (t) => {
+  const { dir, root } = setup(t);
+  const cases: [string, string, RegExp][] = [
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: -2\n', /atomic-deploy\.config\.yaml: keep: got -2, expected an integer >= 0/],
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nstrategy: rsync\n', /strategy: got "rsync", expected one of copy, reflink, hardlink, auto/],
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nhealthcheck:\n  url: http://x\n', /healthcheck: unknown key .*expected one of root, source, keep/],
+    ['atomic-deploy.config.yaml', 'root: ./root\n  source: build\n', /atomic-deploy\.config\.yaml:\d+:\d+: not valid YAML/],
+    ['atomic-deploy.config.json', '{"root": "./root", "hosts": [{"host": "a b"}]}', /hosts\[0\]\.host: got "a b", expected \[user@\]host\[:port\]/],
+  ];
+  for (const [name, text, pattern] of cases) {
+    for (const n of ['atomic-deploy.config.yaml', 'atomic-deploy.config.json']) fs.rmSync(path.join(dir, n), { force: true });
+    fs.writeFileSync(path.join(dir, name), text);
+    const before = snapshot(dir);
+    const r = await runCli(['deploy', '--json'], { cwd: dir });
+    assert.equal(r.code, 2, `${text}: ${r.stdout}${r.stderr}`);
+    const error = jsonOf<Json>(r).error;
+    assert.equal(error?.code, 'INVALID_CONFIG');
+    assert.match(error?.message ?? '', pattern);
+    const human = await runCli(['deploy'], { cwd: dir });
+    assert.equal(human.code, 2);
+    assert.equal(human.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1);
+    assert.match(human.stderr, pattern);
+    assert.doesNotMatch(human.stderr, / {4}at /, 'a stack trace');
+    assert.deepEqual(snapshot(dir), before);
+    assert.equal(fs.existsSync(root), false);
+  }
+});
+
+void test('without a config, a missing root or source is a usage error', async (t) => {
+  const { dir } = setup(t);
+  const r = await runCli(['deploy', 'build', '--json'], { cwd: dir });
+  assert.equal(r.code, 2);
+  assert.match(jsonOf<Json>(r).error?.message ?? '', /missing the deploy root/);
+  const p = await runCli(['prune', '--keep', '1', '--json'], { cwd: dir });
+  assert.equal(p.code, 2);
+  const two = await runCli(['releases'], { cwd: dir });
+  assert.equal(two.code, 2);
+});

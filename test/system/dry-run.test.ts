@@ -1,0 +1,135 @@
+// deploy --dry-run: the plan a deploy would follow, and a root that is byte for byte as it was.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+
+interface PlanJson {
+  release: string;
+  path: string;
+  previous: string | null;
+  files: number;
+  bytes: number;
+  dirs: number;
+  strategy: string;
+  shared: { path: string; link: string; target: string; create: boolean; replaces: boolean }[];
+  hooks: { beforeSwitch: string[]; afterSwitch: string[]; timeoutMs?: number };
+  healthCheck: { command?: string; url?: string } | null;
+  prune: { keep: number; remove: { id: string; reason: string }[]; kept: { id: string; reason: string }[] } | null;
+  notes: string[];
+  error?: { code: string; message: string };
+}
+
+function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hello\n', 'css/site.css': 'body{}\n', 'js/app.js': '1;\n' });
+  return { dir, src, root: path.join(dir, 'root') };
+}
+
+void test('a dry run into a root that does not exist creates nothing, not even the root', async (t) => {
+  const { dir, src, root } = setup(t);
+  const before = snapshot(dir);
+  const r = await runCli(['deploy', src, root, '--dry-run', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const plan = jsonOf<PlanJson>(r);
+  assert.match(plan.release, /^\d{14}$/);
+  assert.equal(plan.path, path.join(root, 'releases', plan.release));
+  assert.equal(plan.previous, null);
+  assert.equal(plan.files, 3);
+  assert.equal(plan.dirs, 2);
+  assert.equal(plan.bytes, 'hello\n'.length + 'body{}\n'.length + '1;\n'.length);
+  assert.equal(plan.strategy, 'auto');
+  assert.equal(fs.existsSync(root), false, 'the dry run created the root');
+  assert.deepEqual(snapshot(dir), before);
+});
+
+void test('a dry run lists release id, contents, shared links, hooks, health check and prune, and changes nothing', async (t) => {
+  const { src, root } = setup(t);
+  for (const id of ['r1', 'r2', 'r3', 'r4']) {
+    const r = await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  writeTree(path.join(root, 'shared'), { '.env': 'A=1\n' });
+  const args = [
+    'deploy', src, root, '--dry-run',
+    '--keep', '2',
+    '--shared', '.env', '--shared', 'storage', '--shared-create',
+    '--before-switch', 'npm ci', '--after-switch', 'touch restart.txt',
+    '--health-url', 'http://127.0.0.1:9/healthz',
+  ];
+  const before = snapshot(root);
+  const r = await runCli([...args, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(snapshot(root), before, 'the dry run changed the root');
+  assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
+  assert.equal(fs.existsSync(path.join(root, 'shared/storage')), false, '--shared-create made a directory during a dry run');
+
+  const plan = jsonOf<PlanJson>(r);
+  assert.equal(plan.previous, 'r4');
+  assert.deepEqual(plan.shared.map((s) => [s.path, s.link, s.target, s.create]), [
+    ['.env', `releases/${plan.release}/.env`, '../../shared/.env', false],
+    ['storage', `releases/${plan.release}/storage`, '../../shared/storage', true],
+  ]);
+  assert.deepEqual(plan.hooks.beforeSwitch, ['npm ci']);
+  assert.deepEqual(plan.hooks.afterSwitch, ['touch restart.txt']);
+  assert.equal(plan.healthCheck?.url, 'http://127.0.0.1:9/healthz');
+  // After the switch the new release is current and r4 the rollback target: r1..r3 would go.
+  assert.deepEqual(plan.prune?.remove.map((x) => x.id), ['r3', 'r2', 'r1']);
+  assert.deepEqual(plan.prune?.kept.map((k) => [k.id, k.reason]), [[plan.release, 'current'], ['r4', 'rollback target']]);
+
+  const human = await runCli(args);
+  assert.equal(human.code, 0, human.stderr);
+  assert.deepEqual(snapshot(root), before);
+  for (const line of [
+    /^dry run: nothing was changed$/m,
+    /^release: {2}\d{14} /m,
+    /^contents: 3 files, 2 directories, 0 symlinks, 16 B; strategy auto$/m,
+    /^previous: r4$/m,
+    /^shared: {3}releases\/\d{14}\/storage -> \.\.\/\.\.\/shared\/storage \(missing: would be made empty\)$/m,
+    /^hook: {5}before switch: npm ci$/m,
+    /^hook: {5}after switch: touch restart.txt$/m,
+    /^health: {3}GET http:\/\/127\.0\.0\.1:9\/healthz$/m,
+    /^prune: {4}keep 2: would remove 3 releases$/m,
+    /remove r1 {2}older than the newest 2 good releases/,
+  ]) assert.match(human.stdout, line);
+  // Nothing was deployed either.
+  assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3', 'r4']);
+  assert.equal(currentId(root), 'r4');
+});
+
+void test('a dry run fails like the deploy would, with exit 2 and nothing changed', async (t) => {
+  const { dir, src, root } = setup(t);
+  const first = await runCli(['deploy', src, root, '--release-id', 'r1', '--no-fsync', '--quiet']);
+  assert.equal(first.code, 0, first.stderr);
+  const before = snapshot(root);
+  const cases: [string[], string][] = [
+    [['deploy', src, root, '--dry-run', '--shared', '.env'], 'SHARED_MISSING'],
+    [['deploy', src, root, '--dry-run', '--shared', '../x'], 'INVALID_SHARED_PATH'],
+    [['deploy', src, root, '--dry-run', '--release-id', 'r1'], 'RELEASE_EXISTS'],
+    [['deploy', path.join(dir, 'missing'), root, '--dry-run'], 'INVALID_SOURCE'],
+  ];
+  for (const [args, code] of cases) {
+    const r = await runCli([...args, '--json']);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.equal(jsonOf<PlanJson>(r).error?.code, code);
+  }
+  assert.deepEqual(snapshot(root), before);
+});
+
+void test('a dry run notes a held lock and an interrupted deploy instead of touching them', async (t) => {
+  const { src, root } = setup(t);
+  const first = await runCli(['deploy', src, root, '--release-id', 'r1', '--no-fsync', '--quiet']);
+  assert.equal(first.code, 0, first.stderr);
+  // A crash after the lock was taken leaves the lock (its owner dead) and a journal.
+  const crashed = await runCli(['deploy', src, root, '--release-id', 'r2', '--no-fsync'], { failpoints: 'copy-done=crash' });
+  assert.equal(crashed.signal, 'SIGKILL');
+  const before = snapshot(root);
+  const r = await runCli(['deploy', src, root, '--dry-run', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const notes = jsonOf<PlanJson>(r).notes.join('\n');
+  assert.match(notes, /locked by pid \d+/);
+  assert.match(notes, /stale/);
+  assert.match(notes, /journal/);
+  assert.deepEqual(snapshot(root), before, 'the dry run recovered or unlocked');
+});

@@ -1,0 +1,261 @@
+// Prune through the CLI: what stays (current, rollback target, releases in use, the newest good
+// ones), a row of failed deploys that cannot push out the last good release, and crashes midway.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+
+interface PruneJson {
+  dryRun: boolean;
+  keep: number;
+  current: string | null;
+  removed: { id: string; rule: string; reason: string }[];
+  kept: { id: string; rule: string; reason: string }[];
+  inUseCheck: string;
+  error?: { code: string; message: string };
+}
+
+function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v0\n', 'assets/app.js': 'x'.repeat(1000) });
+  return { dir, src, root: path.join(dir, 'root') };
+}
+
+async function deployIds(src: string, root: string, ids: string[], extra: string[] = []): Promise<void> {
+  for (const id of ids) {
+    fs.writeFileSync(path.join(src, 'index.html'), `${id}\n`);
+    const r = await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet', ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+}
+
+function markStatus(root: string, id: string, status: string): void {
+  const file = path.join(root, '.atomic-deploy/releases', `${id}.json`);
+  const record = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(file, JSON.stringify({ ...record, status }));
+}
+
+/** What `.tmp/` holds, less the tombstones of stale locks taken over (kept on purpose for a while). */
+function tmpEntries(root: string): string[] {
+  const dir = path.join(root, '.tmp');
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => !n.startsWith('stale-lock.')).sort() : [];
+}
+
+/** Every release left under releases/ is whole: its index.html says its own id. */
+function assertReleasesWhole(root: string): void {
+  for (const id of releaseIds(root)) {
+    assert.equal(fs.readFileSync(path.join(root, 'releases', id, 'index.html'), 'utf8'), `${id}\n`, `release ${id} is damaged`);
+    assert.equal(fs.readFileSync(path.join(root, 'releases', id, 'assets/app.js'), 'utf8').length, 1000);
+  }
+}
+
+void test('prune keeps the newest good releases, current and the rollback target; --dry-run changes nothing', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4', 'r5']);
+
+  const before = snapshot(root);
+  const dry = await runCli(['prune', root, '--keep', '2', '--dry-run', '--json']);
+  assert.equal(dry.code, 0, dry.stderr);
+  const plan = jsonOf<PruneJson>(dry);
+  assert.equal(plan.dryRun, true);
+  assert.deepEqual(plan.removed.map((r) => r.id), ['r3', 'r2', 'r1']);
+  assert.deepEqual(plan.kept.map((k) => [k.id, k.rule]), [['r5', 'current'], ['r4', 'rollback-target']]);
+  assert.deepEqual(snapshot(root), before, 'a dry run changed the root');
+
+  const human = await runCli(['prune', root, '--keep', '2', '--dry-run']);
+  assert.equal(human.code, 0, human.stderr);
+  assert.match(human.stdout, /would remove 3 releases, keep 2/);
+  assert.match(human.stdout, /remove r1 {2}older than the newest 2 good releases/);
+  assert.match(human.stdout, /keep {4}r4 {2}rollback target/);
+
+  const real = await runCli(['prune', root, '--keep', '2', '--json']);
+  assert.equal(real.code, 0, real.stderr);
+  assert.deepEqual(jsonOf<PruneJson>(real).removed.map((r) => r.id), ['r3', 'r2', 'r1']);
+  assert.deepEqual(releaseIds(root), ['r4', 'r5']);
+  assert.equal(currentId(root), 'r5');
+  assert.deepEqual(tmpEntries(root), [], 'trash left behind');
+  assertReleasesWhole(root);
+  // The release log keeps pruned releases as history.
+  const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases/r1.json'), 'utf8')) as { prunedAt?: string };
+  assert.ok(record.prunedAt, 'pruned release not marked in the log');
+
+  // Even --keep 0 never touches current or the rollback target.
+  const zero = await runCli(['prune', root, '--keep', '0', '--json']);
+  assert.equal(zero.code, 0, zero.stderr);
+  assert.deepEqual(jsonOf<PruneJson>(zero).removed, []);
+  assert.deepEqual(releaseIds(root), ['r4', 'r5']);
+});
+
+void test('after a rollback, the release rolled back to and its own rollback target stay', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4']);
+  const back = await runCli(['rollback', root, '--to', 'r2', '--quiet']);
+  assert.equal(back.code, 0, back.stderr);
+  const r = await runCli(['prune', root, '--keep', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const result = jsonOf<PruneJson>(r);
+  assert.deepEqual(result.kept.map((k) => [k.id, k.rule]), [['r3', 'newest'], ['r2', 'current'], ['r1', 'rollback-target']]);
+  assert.deepEqual(result.removed.map((x) => [x.id, x.rule]), [['r4', 'rolled-back']]);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3']);
+});
+
+void test('a row of failed deploys does not push out the last good releases', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['good1', 'good2', 'good3', 'bad1', 'bad2', 'bad3', 'bad4']);
+  // As after health checks that failed: each bad one marked failed, current back on good3.
+  for (const id of ['bad1', 'bad2', 'bad3', 'bad4']) markStatus(root, id, 'failed');
+  const back = await runCli(['rollback', root, '--to', 'good3', '--quiet']);
+  assert.equal(back.code, 0, back.stderr);
+
+  const r = await runCli(['prune', root, '--keep', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const result = jsonOf<PruneJson>(r);
+  assert.deepEqual(releaseIds(root), ['good2', 'good3'], 'failed releases counted towards keep');
+  assert.deepEqual(result.removed.map((x) => x.id).sort(), ['bad1', 'bad2', 'bad3', 'bad4', 'good1']);
+  assert.ok(result.removed.filter((x) => x.id.startsWith('bad')).every((x) => /(failed|rolled-back) \(does not count towards keep\)/.test(x.reason)));
+});
+
+void test('a release a running process uses stays, unless --force', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4']);
+  const holder = spawn('sleep', ['30'], { cwd: path.join(root, 'releases/r1'), stdio: 'ignore' });
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    holder.once('spawn', resolve);
+    holder.once('error', reject);
+  });
+
+  const kept = await runCli(['prune', root, '--keep', '1', '--json']);
+  assert.equal(kept.code, 0, kept.stderr);
+  const result = jsonOf<PruneJson>(kept);
+  assert.equal(result.inUseCheck, 'proc');
+  const r1 = result.kept.find((k) => k.id === 'r1');
+  assert.ok(r1, 'r1 was removed while a process had its cwd there');
+  assert.equal(r1.rule, 'in-use');
+  assert.match(r1.reason, new RegExp(`in use by pid ${holder.pid} \\(sleep: working directory\\)`));
+  assert.deepEqual(releaseIds(root), ['r1', 'r3', 'r4']);
+
+  const forced = await runCli(['prune', root, '--keep', '1', '--force', '--json']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.deepEqual(jsonOf<PruneJson>(forced).removed.map((x) => x.id), ['r1']);
+  assert.deepEqual(releaseIds(root), ['r3', 'r4']);
+});
+
+void test('an open file under a release keeps it too', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3']);
+  // `tail -f` holds the file open; its cwd stays outside the release.
+  const holder = spawn('tail', ['-f', path.join(root, 'releases/r1/index.html')], { cwd: '/', stdio: 'ignore' });
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const r = await runCli(['prune', root, '--keep', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(jsonOf<PruneJson>(r).kept.find((k) => k.id === 'r1')?.reason ?? '', /\(tail: open file\)/);
+});
+
+for (const point of ['prune-rename', 'prune-delete'] as const) {
+  void test(`a crash at ${point} leaves no half-deleted release under releases/, and the next command cleans up`, async (t) => {
+    const { src, root } = setup(t);
+    await deployIds(src, root, ['r1', 'r2', 'r3', 'r4']);
+    const crashed = await runCli(['prune', root, '--keep', '1'], { failpoints: `${point}=crash` });
+    assert.equal(crashed.signal, 'SIGKILL', `expected a crash, got code ${crashed.code}: ${crashed.stderr}`);
+    if (point === 'prune-rename') {
+      // The oldest release left releases/ in one rename; the next one was never touched.
+      assert.deepEqual(releaseIds(root), ['r2', 'r3', 'r4']);
+    } else {
+      // Both left releases/ under the lock; the crash came while deleting the first one's tree.
+      assert.deepEqual(releaseIds(root), ['r3', 'r4']);
+      assert.ok(tmpEntries(root).some((n) => n.startsWith('trash.r2.')));
+    }
+    assertReleasesWhole(root);
+    assert.ok(tmpEntries(root).some((n) => n.startsWith('trash.r1.')), `no trash in .tmp: ${tmpEntries(root).join(', ')}`);
+    assert.equal(currentId(root), 'r4');
+
+    const status = await runCli(['status', root, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.ok(!tmpEntries(root).some((n) => n.startsWith('trash.')), 'status did not clean up the trash');
+
+    const again = await runCli(['prune', root, '--keep', '1', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(releaseIds(root), ['r3', 'r4']);
+    assert.deepEqual(tmpEntries(root), []);
+    assertReleasesWhole(root);
+  });
+}
+
+void test('deploy --keep prunes after the switch, never before: a deploy that fails prunes nothing', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3']);
+  const failed = await runCli(['deploy', src, root, '--release-id', 'r4', '--keep', '1', '--before-switch', 'exit 3', '--no-fsync', '--json']);
+  assert.notEqual(failed.code, 0);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3'], 'a failed deploy pruned');
+  assert.equal(currentId(root), 'r3');
+
+  fs.writeFileSync(path.join(src, 'index.html'), 'r5\n');
+  const ok = await runCli(['deploy', src, root, '--release-id', 'r5', '--keep', '1', '--no-fsync', '--json']);
+  assert.equal(ok.code, 0, ok.stderr);
+  const result = jsonOf<{ release: string; prune: PruneJson }>(ok);
+  assert.equal(result.prune.current, 'r5');
+  assert.deepEqual(result.prune.removed.map((x) => x.id), ['r2', 'r1']);
+  assert.deepEqual(releaseIds(root), ['r3', 'r5']);
+  assert.deepEqual(tmpEntries(root), []);
+
+  const human = await runCli(['deploy', src, root, '--release-id', 'r6', '--keep', '1', '--no-fsync']);
+  assert.equal(human.code, 0, human.stderr);
+  assert.match(human.stdout, /^deployed r6: 2 files \(\d+ linked, \d+ copied\), .* in .*; previous: r5; pruned 1 release \(r3\)$/m);
+});
+
+void test('deleting what deploy --keep pruned does not hold the lock: the next deploy runs meanwhile', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3']);
+  fs.writeFileSync(path.join(src, 'index.html'), 'r4\n');
+  // The deleter stalls right after its first file; by then the switch and the renames are done.
+  const slow = spawnCli(['deploy', src, root, '--release-id', 'r4', '--keep', '1', '--no-fsync', '--json'], { failpoints: 'prune-delete=sleep:4000' });
+  const deadline = Date.now() + 20_000;
+  const deleting = (): boolean => tmpEntries(root).some((n) => n.startsWith('trash.')) && !fs.existsSync(path.join(root, '.deploy.lock'));
+  while (!deleting() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(deleting(), 'the first deploy never reached its delete phase');
+  assert.equal(currentId(root), 'r4');
+  assert.deepEqual(releaseIds(root), ['r3', 'r4']);
+
+  fs.writeFileSync(path.join(src, 'index.html'), 'r5\n');
+  const next = await runCli(['deploy', src, root, '--release-id', 'r5', '--no-fsync', '--json']);
+  assert.equal(next.code, 0, `the next deploy was blocked: ${next.stdout}${next.stderr}`);
+  // Its recovery may have deleted the same trash: the first deploy takes that in its stride.
+  const first = await slow.done;
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(jsonOf<{ prune: PruneJson }>(first).prune.removed.map((x) => x.id), ['r2', 'r1']);
+  assert.deepEqual(tmpEntries(root), []);
+  assert.deepEqual(releaseIds(root), ['r3', 'r4', 'r5']);
+  assertReleasesWhole(root);
+});
+
+void test('a crash while deploy --keep prunes leaves the new release live and the next deploy cleans up', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3']);
+  fs.writeFileSync(path.join(src, 'index.html'), 'r4\n');
+  const crashed = await runCli(['deploy', src, root, '--release-id', 'r4', '--keep', '1', '--no-fsync'], { failpoints: 'prune-rename=crash' });
+  assert.equal(crashed.signal, 'SIGKILL');
+  assert.equal(currentId(root), 'r4');
+  assert.deepEqual(releaseIds(root), ['r2', 'r3', 'r4']);
+  assertReleasesWhole(root);
+  fs.writeFileSync(path.join(src, 'index.html'), 'r5\n');
+  const next = await runCli(['deploy', src, root, '--release-id', 'r5', '--keep', '1', '--no-fsync', '--json']);
+  assert.equal(next.code, 0, next.stderr);
+  assert.deepEqual(releaseIds(root), ['r4', 'r5']);
+  assert.deepEqual(tmpEntries(root), []);
+  assertReleasesWhole(root);
+});
+
+void test('prune refuses bad input with exit 2 and changes nothing', async (t) => {
+  const { dir, src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3']);
+  const before = snapshot(root);
+  for (const args of [['prune', root], ['prune', root, '--keep', '-1'], ['prune', root, '--keep', 'two'], ['prune', root, '--keep', '1.5'], ['prune', path.join(dir, 'nope'), '--keep', '1']]) {
+    const r = await runCli([...args, '--json']);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout} ${r.stderr}`);
+  }
+  assert.deepEqual(snapshot(root), before);
+});

@@ -1,0 +1,100 @@
+// The release log: every field the issue names, in `releases --json` and in the table, and a
+// plain `rollback` that skips failed releases unless --to names one.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { stripVTControlCharacters } from 'node:util';
+import { renderReleases } from '../../src/cli/render.ts';
+import { listReleases } from '../../src/ops/releases.ts';
+import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+
+interface Entry {
+  id: string;
+  current: boolean;
+  role: string;
+  status: string;
+  createdAt: string;
+  activatedAt?: string;
+  user: string;
+  host: string;
+  source: string;
+  git?: { commit: string; dirty: boolean };
+  files: number;
+  bytes: number;
+  durationMs: number;
+}
+
+function git(cwd: string, ...args: string[]): string {
+  return execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd, encoding: 'utf8' }).trim();
+}
+
+function markFailed(root: string, id: string): void {
+  const file = path.join(root, '.atomic-deploy/releases', `${id}.json`);
+  fs.writeFileSync(file, JSON.stringify({ ...(JSON.parse(fs.readFileSync(file, 'utf8')) as object), status: 'failed' }));
+}
+
+void test('releases --json and the table carry id, times, user, host, source, git commit and dirty, files, bytes, duration, status', async (t) => {
+  const dir = tempDir(t);
+  // The build output inside a git work tree, as in most projects.
+  const repo = path.join(dir, 'app');
+  const src = writeTree(path.join(repo, 'public'), { 'index.html': 'v1\n', 'lib/a.js': '1;\n' });
+  git(repo, 'init', '-q');
+  git(repo, 'add', '.');
+  git(repo, 'commit', '-q', '-m', 'one');
+  const commit = git(repo, 'rev-parse', 'HEAD');
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'clean', '--no-fsync', '--quiet'])).code, 0);
+  fs.writeFileSync(path.join(src, 'index.html'), 'v2 uncommitted\n');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'dirty', '--no-fsync', '--quiet'])).code, 0);
+
+  const r = await runCli(['releases', root, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const { current, releases } = jsonOf<{ current: string; releases: Entry[] }>(r);
+  assert.equal(current, 'dirty');
+  assert.deepEqual(releases.map((e) => [e.id, e.role, e.current]), [['dirty', 'active', true], ['clean', 'previous', false]]);
+  for (const e of releases) {
+    assert.ok(Date.parse(e.createdAt) > 0, 'createdAt');
+    assert.ok(e.activatedAt && Date.parse(e.activatedAt) >= Date.parse(e.createdAt), 'activatedAt');
+    assert.equal(e.user, os.userInfo().username);
+    assert.equal(e.host, os.hostname());
+    assert.equal(e.source, fs.realpathSync(src));
+    assert.equal(e.files, 2);
+    assert.ok(e.bytes > 0);
+    assert.ok(e.durationMs > 0);
+    assert.equal(e.status, 'complete');
+    assert.equal(e.git?.commit, commit);
+  }
+  assert.equal(releases[0]?.git?.dirty, true);
+  assert.equal(releases[1]?.git?.dirty, false);
+
+  // The table a terminal gets (the CLI picks it when stdout is a TTY).
+  const table = stripVTControlCharacters(renderReleases(await listReleases(root), true));
+  const [head, first, second] = table.split('\n');
+  assert.match(head ?? '', /^ {3}RELEASE +STATUS +CREATED \(UTC\) +ACTIVATED \(UTC\) +BY +FILES +SIZE +TOOK +COMMIT +SOURCE$/);
+  assert.match(first ?? '', new RegExp(`^\\* +dirty +active +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +${os.userInfo().username}@${os.hostname()} +2 +\\d+ B +\\d+\\.\\d s +${commit.slice(0, 10)}\\+dirty +${fs.realpathSync(src)}$`));
+  assert.match(second ?? '', new RegExp(`^ +clean +previous .* ${commit.slice(0, 10)} +/`));
+  // Columns line up: every row has RELEASE at the same offset as the header.
+  assert.equal(first?.indexOf('dirty'), head?.indexOf('RELEASE'));
+});
+
+void test('rollback skips failed releases unless --to names one', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'x\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['a', 'b', 'c']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);
+  markFailed(root, 'b');
+
+  const list = jsonOf<{ releases: Entry[] }>(await runCli(['releases', root, '--json']));
+  assert.deepEqual(list.releases.map((e) => [e.id, e.role]), [['c', 'active'], ['b', 'failed'], ['a', 'previous']]);
+
+  const back = await runCli(['rollback', root, '--json']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'a', 'rollback went to a failed release');
+
+  const to = await runCli(['rollback', root, '--to', 'b', '--json']);
+  assert.equal(to.code, 0, to.stderr);
+  assert.equal(currentId(root), 'b');
+});
