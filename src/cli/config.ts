@@ -118,8 +118,9 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
 export function pathFrom(arg: string | undefined, fromConfig: string | undefined, loaded: LoadedConfig, what: 'root' | 'source'): string {
   if (arg !== undefined) return arg;
   if (fromConfig !== undefined) return path.resolve(loaded.dir, fromConfig);
-  const where = loaded.file ? ` (${loaded.file} has no "${what}")` : ' (no atomic-deploy.config.yaml here)';
-  throw new DeployError('USAGE', `missing the ${what === 'root' ? 'deploy root' : 'source directory'}${where}`, {
+  // Worded like commander's own message for a missing argument.
+  const where = loaded.file ? `${loaded.file} has no "${what}" key` : 'and no atomic-deploy.config.yaml here to take it from';
+  throw new DeployError('USAGE', `missing required argument '${what}' (${where})`, {
     hint: what === 'root' ? 'give it as an argument, or set root: in the config file' : 'give it as an argument (atomic-deploy deploy <source> <root>), or set source: in the config file',
   });
 }

@@ -123,7 +123,7 @@ void test('without a config, a missing root or source is a usage error', async (
   const { dir } = setup(t);
   const r = await runCli(['deploy', 'build', '--json'], { cwd: dir });
   assert.equal(r.code, 2);
-  assert.match(jsonOf<Json>(r).error?.message ?? '', /missing the deploy root/);
+  assert.match(jsonOf<Json>(r).error?.message ?? '', /missing required argument 'root' \(and no atomic-deploy\.config\.yaml here to take it from\)/);
   const p = await runCli(['prune', '--keep', '1', '--json'], { cwd: dir });
   assert.equal(p.code, 2);
   const two = await runCli(['releases'], { cwd: dir });
