@@ -75,14 +75,18 @@ interface HostRow {
   current?: string | null;
   outcome?: string;
   previous?: string | null;
+  reached?: boolean;
+  leftovers?: boolean;
   error?: { message: string };
 }
 
 function hostTable(hosts: readonly HostRow[], extra?: (h: HostRow) => string): string {
   const rows = [['HOST', 'STATE', 'CURRENT', 'PREVIOUS', 'NOTE']];
   for (const h of hosts) {
-    const note = h.error ? h.error.message.replace(`${h.host}: `, '') : (extra?.(h) ?? '');
-    rows.push([h.host, h.outcome ?? '', h.outcome === 'unknown' ? '?' : (h.current ?? '-'), h.previous ?? '-', note]);
+    const unknown = h.outcome === 'unknown' || h.reached === false;
+    const notes = [h.error ? h.error.message.replace(`${h.host}: `, '') : (extra?.(h) ?? '')];
+    if (h.leftovers) notes.push('its lock or prepared release may remain: the next command there recovers them');
+    rows.push([h.host, h.outcome ?? '', unknown ? '?' : (h.current ?? '-'), unknown && h.reached === false ? '?' : (h.previous ?? '-'), notes.filter(Boolean).join('; ')]);
   }
   return table(rows);
 }

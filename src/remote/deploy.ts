@@ -41,6 +41,10 @@ export interface FleetDeployHost {
   /** The release current points to now, as far as known (see `outcome: unknown`). */
   current: string | null;
   previous: string | null;
+  /** False when the host was never reached: its current release is not known (nothing was changed there). */
+  reached: boolean;
+  /** Our lock or prepared release may remain on the host; the next command there recovers them. */
+  leftovers: boolean;
   /** Files rsync sent (the rest were hardlinked from the current release or unchanged). */
   transferred?: number;
   copyMs?: number;
@@ -127,6 +131,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const fleetToken = randomBytes(12).toString('hex');
   const durable = options.fsync !== false;
   const per = new Map<HostRun, HostDeploy>();
+  /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
+  const leftovers = new Set<HostRun>();
   const stateOf = (h: HostRun): HostDeploy => per.get(h) as HostDeploy;
   let id: string | undefined;
   // Phase 1 stops early on the first failure; aborting kills copies in flight.
@@ -138,7 +144,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     fleet.hosts.map((h) => {
       const d = per.get(h);
       const previous = d?.previous ?? (h.state ? currentIdOf(h.state) : null);
-      const outcome: HostOutcome = d?.outcome ?? (h.remote.connected || !h.error ? 'unchanged' : 'unknown');
+      const outcome: HostOutcome = d?.outcome ?? 'unchanged';
       const current = outcome === 'switched' ? (id ?? null) : outcome === 'unknown' ? null : previous;
       return {
         host: h.label,
@@ -146,6 +152,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         outcome,
         current,
         previous,
+        reached: h.state !== undefined,
+        leftovers: leftovers.has(h) || outcome === 'unknown' || d?.lost === true,
         ...(d?.transferred === undefined ? {} : { transferred: d.transferred }),
         ...(d?.copyMs === undefined ? {} : { copyMs: d.copyMs }),
         ...(d?.switchedAt === undefined ? {} : { switchedAfterMs: Math.round(d.switchedAt) }),
@@ -183,7 +191,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (d) d.outcome = 'unchanged';
     } catch (error) {
       h.error ??= hostError(error);
-      if (d) d.outcome = 'unknown';
+      leftovers.add(h);
       emit({ type: 'warning', message: `${h.label}: could not clean up (${hostError(error).message}); the next command on it recovers` });
     }
   };
@@ -366,6 +374,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       }),
     );
     mark();
+    await fleetFailpoint('fleet-switched');
     const switched = fleet.hosts.filter((h) => stateOf(h).switched);
     const skewMs = Math.round(switchSkewMs(switched.map((h) => stateOf(h).switchedAt ?? 0)));
     if (switched.length > 0) emit({ type: 'step', message: `${switched.length} of ${fleet.hosts.length} switched (skew ${skewMs} ms)` });
@@ -488,9 +497,16 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   }
 }
 
-/** Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives a test time to break a host between the phases. */
-async function fleetFailpoint(name: 'fleet-armed'): Promise<void> {
+/**
+ * Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives
+ * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision.
+ */
+async function fleetFailpoint(name: 'fleet-armed' | 'fleet-switched'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
   if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
-  else if (action?.kind === 'crash') process.kill(process.pid, 'SIGKILL');
+  else if (action?.kind === 'crash') {
+    process.kill(process.pid, 'SIGKILL');
+    // SIGKILL arrives asynchronously; never run past the point meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 60_000));
+  }
 }

@@ -261,7 +261,7 @@ if [ "$(inode_of "$gate/.deploy.lock")" != ${q(s.inode)} ] || [ "$J_val" != ${q(
   emit takeover changed
   exit 0
 fi
-${s.remove ? 'rm -rf -- "$gate"\n' : ''}durable "$root"
+${s.remove ? 'rm -rf -- "$gate"\n' : ''}${s.token && /^[A-Za-z0-9_-]+$/.test(s.token) ? `# The stale holder's own directory (its heartbeat lives there) goes with it.\nrm -rf -- "$tmp/lock."${q(s.token)}\n` : ''}durable "$root"
 emit takeover ok
 `;
 }

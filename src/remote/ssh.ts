@@ -115,17 +115,31 @@ export class SshHost {
     return `${this.target.user ? `${this.target.user}@` : ''}${h}`;
   }
 
+  /** Timeouts the user's ssh config leaves unset get ours, so that a dead host fails instead of hanging. */
+  private async timeoutArgs(): Promise<string[]> {
+    const child = spawn('ssh', [...this.configArgs(), '-G', ...this.targetArgs()], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await new Promise<void>((resolve) => {
+      child.once('error', () => resolve());
+      child.once('close', () => resolve());
+    });
+    const value = (key: string): string | undefined => new RegExp(`^${key} (.*)$`, 'm').exec(out)?.[1]?.trim();
+    const args: string[] = [];
+    const connect = value('connecttimeout');
+    if (connect === undefined || connect === 'none' || connect === '0') args.push('-o', `ConnectTimeout=${this.options.connectTimeoutS ?? 10}`);
+    if (value('serveraliveinterval') === undefined || value('serveraliveinterval') === '0') args.push('-o', 'ServerAliveInterval=5', '-o', 'ServerAliveCountMax=3');
+    return args;
+  }
+
   /** Opens the master connection; it persists in the background until disconnect(). */
   async connect(): Promise<void> {
-    const timeout = this.options.connectTimeoutS ?? 10;
     const args = [
       ...this.commonArgs(),
       '-o', 'ControlMaster=yes',
       // The master lingers this long after its last session: a crashed deploy leaves no connection behind.
       '-o', 'ControlPersist=15',
-      '-o', `ConnectTimeout=${timeout}`,
-      '-o', 'ServerAliveInterval=5',
-      '-o', 'ServerAliveCountMax=3',
+      ...(await this.timeoutArgs()),
       '-E', this.log,
       '-N', '-f', '-T',
       ...this.targetArgs(),

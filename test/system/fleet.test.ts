@@ -1,0 +1,360 @@
+// Fleet deploys against real sshd hosts in network namespaces (test/harness/fleet.ts): one release
+// to three hosts, all-or-nothing under a killed sshd, a failed switch, a lost link and a crash of
+// the deploying process, each followed by the command that reconciles.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { createFleet, findTools, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+interface HostJson {
+  host: string;
+  outcome?: string;
+  current: string | null;
+  previous?: string | null;
+  leftovers?: boolean;
+  transferred?: number;
+  error?: { code: string; message: string };
+}
+interface FleetJson {
+  release?: string;
+  hosts: HostJson[];
+  skewMs?: number;
+  hostSkewMs?: number;
+  consistent?: boolean;
+  current?: string | null;
+  error?: { code: string; message: string };
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+let serial = 0;
+
+/** A fresh remote root for each test; the second value is how the test process sees it on a host. */
+function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
+  const base = `t${++serial}-${name}`;
+  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
+}
+
+function cli(args: string[], options: { failpoints?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: options.timeoutMs ?? 90_000, ...(options.failpoints ? { failpoints: options.failpoints } : {}) });
+}
+
+function current(dir: string): string | null {
+  try {
+    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+  } catch {
+    return null;
+  }
+}
+
+function releases(dir: string): string[] {
+  try {
+    return fs.readdirSync(path.join(dir, 'releases')).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** What a finished operation may leave in .tmp/: nothing of a deploy's own temporary state. */
+function tmpLeftovers(dir: string): string[] {
+  try {
+    return fs.readdirSync(path.join(dir, '.tmp')).filter((n) => /^(current|stage|trash|link|lock)\./.test(n));
+  } catch {
+    return [];
+  }
+}
+
+function locked(dir: string): boolean {
+  return fs.existsSync(path.join(dir, '.deploy.lock'));
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function assertClean(dir: string, label: string): void {
+  assert.equal(locked(dir), false, `${label}: no lock left`);
+  assert.deepEqual(tmpLeftovers(dir), [], `${label}: nothing left in .tmp/`);
+  assert.equal(fs.existsSync(path.join(dir, '.atomic-deploy', 'journal.json')), false, `${label}: no journal left`);
+}
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-src-'), {
+    'index.html': `<h1>${version}</h1>\n`,
+    'assets/app.js': 'console.log(1);\n',
+    "assets/it's a $(file) ✓.txt": 'hostile name\n',
+    'data/big.bin': 'x'.repeat(64 * 1024),
+  });
+}
+
+void describe('fleet deploys over ssh to three namespace hosts', () => {
+  before(async () => {
+    findTools(['chattr']);
+    fleet = await createFleet(3);
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test('one release id and identical content on every host; --link-dest redeploys send only what changed', async (t) => {
+    // A root no shell could take unquoted: quote, $(), a leading dash, non-ASCII.
+    const { root, on } = newRoot("-it's $(x) ✓");
+    const src = site(t, 'v1');
+    const first = await cli(['deploy', src, root, ...hostArgs, '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const j1 = jsonOf<FleetJson>(first);
+    assert.ok(j1.release);
+    assert.equal(j1.hosts.length, 3);
+    for (const h of fleet.hosts) {
+      const dir = on(h);
+      assert.equal(current(dir), j1.release, `${h.alias} is on the release`);
+      assert.deepEqual(releases(dir), [j1.release]);
+      assert.deepEqual(snapshot(path.join(dir, 'releases', j1.release)), snapshot(src), `${h.alias}: the release is the source, byte for byte`);
+      assertClean(dir, h.alias);
+      assert.equal(fs.readlinkSync(path.join(dir, 'current')), `releases/${j1.release}`, 'a relative link, as the local engine makes');
+    }
+    assert.ok(j1.skewMs !== undefined && j1.skewMs >= 0);
+    assert.ok(j1.hostSkewMs !== undefined, 'every host reported its own switch time');
+
+    fs.writeFileSync(path.join(src, 'index.html'), '<h1>v2</h1>\n');
+    const second = await cli(['deploy', src, root, ...hostArgs, '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const j2 = jsonOf<FleetJson>(second);
+    for (const h of j2.hosts) {
+      assert.equal(h.outcome, 'switched');
+      assert.equal(h.previous, j1.release);
+      assert.equal(h.transferred, 1, `${h.host}: only the changed file was sent`);
+    }
+    for (const h of fleet.hosts) {
+      const dir = on(h);
+      assert.equal(current(dir), j2.release);
+      const a: fs.Stats = fs.statSync(path.join(dir, 'releases', String(j1.release), 'data', 'big.bin'));
+      const b: fs.Stats = fs.statSync(path.join(dir, 'releases', String(j2.release), 'data', 'big.bin'));
+      assert.equal(a.ino, b.ino, `${h.alias}: an unchanged file is a hardlink to the previous release`);
+      assert.equal(fs.readFileSync(path.join(dir, 'current', 'index.html'), 'utf8'), '<h1>v2</h1>\n');
+    }
+
+    const listed = jsonOf<FleetJson & { hosts: (HostJson & { releases: { id: string; current: boolean; role: string }[] })[] }>(await cli(['releases', root, ...hostArgs, '--json']));
+    assert.equal(listed.consistent, true);
+    assert.equal(listed.current, j2.release);
+    for (const h of listed.hosts) assert.deepEqual(h.releases.map((r) => [r.id, r.role]), [[j2.release, 'active'], [j1.release, 'previous']]);
+
+    const back = await cli(['rollback', root, ...hostArgs, '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(jsonOf<FleetJson>(back).release, j1.release);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), j1.release);
+
+    const status = jsonOf<FleetJson>(await cli(['status', root, ...hostArgs, '--json']));
+    assert.equal(status.consistent, true);
+    assert.equal(status.current, j1.release);
+    assert.deepEqual(status.hosts.map((h) => h.host), ['host1', 'host2', 'host3']);
+  });
+
+  void test('a lock held on one host stops a second deploy with exit 3 before anything changes', async (t) => {
+    const { root, on } = newRoot('locked');
+    const src = site(t, 'v1');
+    assert.equal((await cli(['deploy', src, root, ...hostArgs])).code, 0);
+    const before = fleet.hosts.map((h) => releases(on(h)));
+    const slow = spawnCli(['deploy', src, root, '--host', 'host2', '--before-switch', 'sleep 3'], { env });
+    await until('host2 locked', () => locked(on(fleet.hosts[1] as FleetHost)));
+    const second = await cli(['deploy', src, root, ...hostArgs, '--json']);
+    assert.equal(second.code, 3, second.stderr);
+    const j = jsonOf<FleetJson>(second);
+    assert.equal(j.error?.code, 'LOCKED');
+    assert.match(second.stderr, /host2: .* is locked by pid \d+ of root@host2/);
+    assert.equal((await slow.done).code, 0);
+    // host1 and host3 were never changed by the refused deploy.
+    for (const [i, h] of [fleet.hosts[0], fleet.hosts[2]].entries()) {
+      assert.deepEqual(releases(on(h as FleetHost)), before[i === 0 ? 0 : 2]);
+      assertClean(on(h as FleetHost), (h as FleetHost).alias);
+    }
+  });
+
+  void test("sshd killed on one host during phase 1: no host switches, the others are clean, status reconciles", async (t) => {
+    const { root, on } = newRoot('kill-phase1');
+    const src = site(t, 'v1');
+    const first = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json']));
+    const old = first.release as string;
+    const host2 = fleet.hosts[1] as FleetHost;
+    // The before-switch hook runs in releases/<id>: once it exists on host2, phase 1 is midway.
+    const run = spawnCli(['deploy', src, root, ...hostArgs, '--json', '--before-switch', 'sleep 3'], { env, timeoutMs: 90_000 });
+    try {
+      await until('host2 to be in its before-switch hook', () => releases(on(host2)).length === 2);
+      await host2.killSshd();
+      const r = await run.done;
+      assert.equal(r.code, 1, r.stderr);
+      const j = jsonOf<FleetJson>(r);
+      assert.match(j.error?.message ?? '', /nothing was switched/);
+      for (const h of j.hosts) {
+        assert.equal(h.outcome, 'unchanged', `${h.host} did not switch`);
+        assert.equal(h.current, old, `the report says ${h.host} is on ${old}`);
+      }
+      assert.equal(j.hosts[1]?.leftovers, true, 'the report says what stays on host2');
+      for (const h of [fleet.hosts[0], fleet.hosts[2]] as FleetHost[]) {
+        assert.equal(current(on(h)), old);
+        assert.deepEqual(releases(on(h)), [old], `${h.alias}: the prepared release was removed`);
+        assertClean(on(h), h.alias);
+      }
+      assert.equal(current(on(host2)), old, 'host2 never switched');
+    } finally {
+      await host2.startSshd();
+    }
+    // host2's lock holder died with its connection: status takes the lock over and cleans up.
+    const s = await cli(['status', root, '--host', 'host2', '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    const js = jsonOf<FleetJson & { hosts: { recovered: string[] }[] }>(s);
+    assert.ok((js.hosts[0]?.recovered ?? []).some((l) => /removed release/.test(l)), s.stdout);
+    assert.deepEqual(releases(on(host2)), [old]);
+    assertClean(on(host2), 'host2');
+  });
+
+  void test('a switch refused on one host in phase 2 switches the others back (exit 4)', async (t) => {
+    const { root, on } = newRoot('phase2-fail');
+    const src = site(t, 'v1');
+    const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
+    const host2 = fleet.hosts[1] as FleetHost;
+    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n));
+    const run = spawnCli(['deploy', src, root, ...hostArgs, '--json'], { env, failpoints: 'fleet-armed=sleep:3000', timeoutMs: 90_000 });
+    let immutable: string | undefined;
+    try {
+      await until('every host armed', () => fleet.hosts.every((h) => armedDir(h) !== undefined));
+      immutable = path.join(on(host2), '.tmp', armedDir(host2) as string);
+      // The new link cannot leave an immutable directory: host2's rename fails with EPERM.
+      execFileSync('chattr', ['+i', immutable]);
+      const r = await run.done;
+      assert.equal(r.code, 4, r.stderr);
+      const j = jsonOf<FleetJson>(r);
+      assert.equal(j.error?.code, 'ROLLED_BACK');
+      assert.deepEqual(j.hosts.map((h) => h.outcome), ['switched-back', 'unchanged', 'switched-back']);
+      assert.match(j.hosts[1]?.error?.message ?? '', /switch failed/);
+      for (const h of fleet.hosts) {
+        assert.equal(current(on(h)), old, `${h.alias} is back on ${old}`);
+        assert.equal(locked(on(h)), false, `${h.alias}: lock released`);
+      }
+      // The switched-back release stays on host1 and host3, recorded as rolled back.
+      const rec = JSON.parse(fs.readFileSync(path.join(on(fleet.hosts[0] as FleetHost), '.atomic-deploy', 'releases', `${j.release}.json`), 'utf8')) as { status: string };
+      assert.equal(rec.status, 'rolled-back');
+      assert.deepEqual(releases(on(host2)), [old], 'host2: its prepared release was removed');
+    } finally {
+      if (immutable) execFileSync('chattr', ['-i', immutable]);
+    }
+    const s = await cli(['status', root, ...hostArgs, '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(jsonOf<FleetJson>(s).current, old);
+    for (const h of fleet.hosts) assertClean(on(h), h.alias);
+  });
+
+  void test('the deploying process dies between switch and decision: status finishes the all-or-nothing', async (t) => {
+    const { root, on } = newRoot('crash');
+    const src = site(t, 'v1');
+    const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
+    const host2 = fleet.hosts[1] as FleetHost;
+    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n));
+    const run = spawnCli(['deploy', src, root, ...hostArgs], { env, failpoints: 'fleet-armed=sleep:3000,fleet-switched=crash', timeoutMs: 90_000 });
+    let immutable: string | undefined;
+    try {
+      await until('every host armed', () => fleet.hosts.every((h) => armedDir(h) !== undefined));
+      immutable = path.join(on(host2), '.tmp', armedDir(host2) as string);
+      execFileSync('chattr', ['+i', immutable]);
+      const r = await run.done;
+      assert.equal(r.signal, 'SIGKILL');
+    } finally {
+      if (immutable) execFileSync('chattr', ['-i', immutable]);
+    }
+    const fresh = releases(on(fleet.hosts[0] as FleetHost)).find((id) => id !== old) as string;
+    assert.equal(current(on(fleet.hosts[0] as FleetHost)), fresh, 'host1 switched before the crash');
+    assert.equal(current(on(host2)), old, 'host2 did not');
+    // The lock holders end with the dead process's connections; status then reconciles everyone.
+    await until('the lock holders to be gone', () => fleet.hosts.every((h) => {
+      const pidFile = path.join(on(h), '.deploy.lock', 'pid');
+      if (!fs.existsSync(pidFile)) return true;
+      try {
+        process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }), 45_000);
+    const s = await cli(['status', root, ...hostArgs, '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    const j = jsonOf<FleetJson & { hosts: { host: string; recovered: string[] }[] }>(s);
+    assert.equal(j.consistent, true, s.stdout);
+    assert.equal(j.current, old, 'a fleet deploy that did not switch everywhere is switched back everywhere');
+    assert.ok(j.hosts[0]?.recovered.some((l) => /switched back/.test(l)), s.stdout);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), old);
+      assertClean(on(h), h.alias);
+    }
+  });
+
+  void test('a host whose link goes down midway: a clear report, and status reconciles once it is back', async (t) => {
+    const { root, on } = newRoot('link-down');
+    const src = site(t, 'v1');
+    const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
+    const host3 = fleet.hosts[2] as FleetHost;
+    const run = spawnCli(['deploy', src, root, ...hostArgs, '--before-switch', 'sleep 4'], { env, timeoutMs: 120_000 });
+    let r: CliResult;
+    try {
+      await until('host3 to be in its before-switch hook', () => releases(on(host3)).length === 2);
+      await host3.linkDown();
+      r = await run.done;
+    } finally {
+      await host3.linkUp();
+    }
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /nothing was switched/);
+    assert.match(r.stdout, /host3 +unchanged +\S+ .*(connection lost|failed).*may remain/);
+    for (const h of [fleet.hosts[0], fleet.hosts[1]] as FleetHost[]) {
+      assert.deepEqual(releases(on(h)), [old]);
+      assertClean(on(h), h.alias);
+    }
+    // Until host3's lock holder notices its connection is gone, status reports the lock as held.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const ro = jsonOf<{ hosts: { lock: { state: string } | null }[] }>(await cli(['status', root, '--host', 'host3', '--json', '--read-only']));
+      const lock = ro.hosts[0]?.lock;
+      if (lock === null || lock?.state === 'stale') break;
+      assert.ok(Date.now() < deadline, 'host3 lock holder did not go away');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const s = await cli(['status', root, ...hostArgs, '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(jsonOf<FleetJson>(s).current, old);
+    assert.deepEqual(releases(on(host3)), [old]);
+    assertClean(on(host3), 'host3');
+  });
+
+  void test('unlock --host removes a stale lock, refuses a live one without --force (exit 3)', async () => {
+    const { root, on } = newRoot('unlock');
+    const h1 = fleet.hosts[0] as FleetHost;
+    // A lock in the classic bash format whose process is gone, and a live one held by a sleeping shell.
+    await h1.exec(['sh', '-c', 'mkdir -p "$1/.deploy.lock" && echo 999999 > "$1/.deploy.lock/pid"', 'sh', root]);
+    const r1 = await cli(['unlock', root, '--host', 'host1', '--json']);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal((jsonOf<{ hosts: { unlocked: boolean }[] }>(r1).hosts[0])?.unlocked, true);
+    assert.equal(locked(on(h1)), false);
+    const sleeper = h1.exec(['sh', '-c', 'mkdir -p "$1/.deploy.lock" && echo $$ > "$1/.deploy.lock/pid" && exec sleep 20', 'sh', root]);
+    await until('live lock', () => fs.existsSync(path.join(on(h1), '.deploy.lock', 'pid')));
+    const r2 = await cli(['unlock', root, '--host', 'host1']);
+    assert.equal(r2.code, 3, r2.stderr);
+    assert.match(r2.stderr, /--force/);
+    const sleeperPid = Number(fs.readFileSync(path.join(on(h1), '.deploy.lock', 'pid'), 'utf8').trim());
+    const r3 = await cli(['unlock', root, '--host', 'host1', '--force']);
+    assert.equal(r3.code, 0, r3.stderr);
+    assert.equal(locked(on(h1)), false);
+    // The pid namespace is shared with the hosts: the sleeping holder is ours to end by its pid.
+    process.kill(sleeperPid, 'SIGTERM');
+    await sleeper;
+  });
+});

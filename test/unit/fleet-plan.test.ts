@@ -1,0 +1,111 @@
+// The fleet's pure decisions: one id, the rollback target, reconciling an interrupted fleet deploy.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { fleetReleaseId, planFleetRecovery, planFleetRollback, summarizeFleet, switchSkewMs, type FleetJournal, type HostRecoveryInput } from '../../src/plan/fleet.ts';
+import { planRecovery } from '../../src/plan/journal.ts';
+import { compareReleaseIds } from '../../src/plan/release-id.ts';
+import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
+
+const stamp = fc.integer({ min: 0, max: 20 }).map((n) => `202611271000${String(n).padStart(2, '0')}`);
+const timestampId = fc.tuple(stamp, fc.integer({ min: 0, max: 3 })).map(([s, k]) => (k === 0 ? s : `${s}-${String(k).padStart(3, '0')}`));
+const anyId = fc.oneof(timestampId, fc.constantFrom('v1', 'v2', 'initial'));
+
+void test('the fleet id is new on every host and sorts after every timestamp id any host holds', () => {
+  fc.assert(
+    fc.property(fc.array(fc.array(anyId, { maxLength: 6 }), { minLength: 1, maxLength: 5 }), (hosts) => {
+      const id = fleetReleaseId(hosts, new Date(Date.UTC(2026, 10, 27, 10, 0, 5)));
+      for (const ids of hosts) {
+        assert.ok(!ids.includes(id));
+        for (const other of ids) if (/^\d{14}/.test(other)) assert.ok(compareReleaseIds(other, id) < 0, `${other} < ${id}`);
+      }
+    }),
+  );
+});
+
+void test('switch skew is first to last; summaries group hosts by release and set unknown apart', () => {
+  assert.equal(switchSkewMs([]), 0);
+  assert.equal(switchSkewMs([5]), 0);
+  assert.equal(switchSkewMs([12, 3, 40]), 37);
+  assert.deepEqual(summarizeFleet([{ host: 'a', current: 'r1' }, { host: 'b', current: 'r1' }]), { consistent: true, current: 'r1', groups: [{ release: 'r1', hosts: ['a', 'b'] }], unknown: [] });
+  const mixed = summarizeFleet([{ host: 'a', current: 'r2' }, { host: 'b', current: 'r1' }, { host: 'c', current: 'r1' }, { host: 'd', current: undefined }]);
+  assert.equal(mixed.consistent, false);
+  assert.deepEqual(mixed.groups, [{ release: 'r1', hosts: ['b', 'c'] }, { release: 'r2', hosts: ['a'] }]);
+  assert.deepEqual(mixed.unknown, ['d']);
+});
+
+const ordered = (ids: string[], failed: string[] = []): ReleaseFacts[] => ids.map((id, i) => ({ id, seq: i + 1, status: failed.includes(id) ? 'failed' : 'complete' }));
+
+void test('rollback on a fleet that agrees goes to the previous good release, the same on every host', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 2, max: 6 }), fc.integer({ min: 1, max: 4 }), (n, hosts) => {
+      const ids = Array.from({ length: n }, (_, i) => `r${i}`);
+      const current = ids.at(-1) as string;
+      const plan = planFleetRollback(Array.from({ length: hosts }, (_, i) => ({ host: `h${i}`, current, ordered: ordered(ids) })));
+      assert.ok(plan.ok);
+      assert.equal(plan.target, rollbackTarget(ordered(ids), current)?.id);
+      assert.equal(plan.moves.length, hosts);
+    }),
+  );
+  const disagree = planFleetRollback([
+    { host: 'a', current: 'r3', ordered: ordered(['r1', 'r2', 'r3']) },
+    { host: 'b', current: 'r3', ordered: ordered(['r1', 'r2', 'r3'], ['r2']) },
+  ]);
+  assert.equal(disagree.ok, false);
+  assert.match((!disagree.ok && disagree.hint) || '', /--to/);
+  const none = planFleetRollback([{ host: 'a', current: 'r1', ordered: ordered(['r1']) }]);
+  assert.equal(!none.ok && none.problems[0]?.code, 'NO_PREVIOUS_RELEASE');
+});
+
+void test('rollback on a mixed fleet brings the hosts ahead back to where the others are', () => {
+  const plan = planFleetRollback([
+    { host: 'a', current: 'r2', ordered: ordered(['r1', 'r2']) },
+    { host: 'b', current: 'r1', ordered: ordered(['r1', 'r2']) },
+    { host: 'c', current: 'r1', ordered: ordered(['r1']) },
+  ]);
+  assert.ok(plan.ok);
+  assert.equal(plan.target, 'r1');
+  assert.deepEqual(plan.moves, [{ host: 'a', from: 'r2' }]);
+  assert.deepEqual(plan.stays, ['b', 'c']);
+  const to = planFleetRollback([{ host: 'a', current: 'r2', ordered: ordered(['r1', 'r2']) }, { host: 'b', current: 'r2', ordered: ordered(['r2']) }], 'r1');
+  assert.equal(!to.ok && to.problems.map((p) => p.host).join(), 'b', '--to must exist on every host');
+});
+
+function journal(release: string, previous: string | null, phase: 'copying' | 'ready' | 'switched' | 'rolling-back', token = 'T'): FleetJournal {
+  return { v: 1, op: 'deploy', token: 'lock', pid: 1, startedAt: '', release, previous, phase, fleet: { token } };
+}
+
+function host(currentId: string | null, j: FleetJournal | null, abandonedTokens: string[] = []): HostRecoveryInput {
+  return { journal: j, facts: { currentId, releaseExists: true, tmpEntries: [] }, abandonedTokens };
+}
+
+void test('a fleet deploy that switched everywhere is finished everywhere, as the local engine would', () => {
+  const hosts = [host('N', journal('N', 'O', 'switched')), host('N', journal('N', 'O', 'ready'))];
+  const plans = planFleetRecovery(hosts);
+  for (const [i, h] of hosts.entries()) assert.deepEqual(plans[i], planRecovery(h.journal, h.facts));
+  assert.ok(plans.every((p) => p.some((a) => a.kind === 'mark-deployed')));
+});
+
+void test('a fleet deploy that did not switch everywhere is switched back on the hosts it reached', () => {
+  const plans = planFleetRecovery([host('N', journal('N', 'O', 'switched')), host('O', journal('N', 'O', 'ready')), host('N', journal('N', 'O', 'switched'))]);
+  assert.deepEqual(plans[0]?.find((a) => a.kind === 'switch-back'), { kind: 'switch-back', id: 'N', to: 'O', status: 'rolled-back', reason: 'the fleet deploy did not switch on every host' });
+  assert.ok(plans[1]?.some((a) => a.kind === 'remove-release'), 'the host that never switched drops the release');
+  assert.ok(plans[2]?.some((a) => a.kind === 'switch-back'));
+  // Evidence from the release log of a host that was already switched back.
+  const viaLog = planFleetRecovery([host('N', journal('N', null, 'switched')), host('O', null, ['T'])]);
+  assert.deepEqual(viaLog[0]?.find((a) => a.kind === 'switch-back'), { kind: 'switch-back', id: 'N', to: null, status: 'rolled-back', reason: 'the fleet deploy did not switch on every host' });
+  // A host whose health check failed was rolling back: it goes back and the release is failed.
+  const rollingBack: FleetJournal = { v: 1, op: 'deploy', token: 'lock', pid: 1, startedAt: '', release: 'N', previous: 'O', phase: 'rolling-back', reason: 'health', fleet: { token: 'T' } };
+  const rolling = planFleetRecovery([host('N', rollingBack)]);
+  assert.deepEqual(rolling[0]?.find((a) => a.kind === 'switch-back'), { kind: 'switch-back', id: 'N', to: 'O', status: 'failed', reason: 'health' });
+});
+
+void test('journals without a fleet token recover exactly as the local engine does', () => {
+  const local = (release: string, phase: 'copying' | 'ready' | 'switched'): FleetJournal => ({ v: 1, op: 'deploy', token: 'x', pid: 1, startedAt: '', release, previous: 'O', phase });
+  fc.assert(
+    fc.property(fc.constantFrom('N', 'O', null), fc.constantFrom<'copying' | 'ready' | 'switched'>('copying', 'ready', 'switched'), fc.boolean(), (currentId, phase, exists) => {
+      const h: HostRecoveryInput = { journal: local('N', phase), facts: { currentId, releaseExists: exists, tmpEntries: ['stage.1', 'other'] }, abandonedTokens: ['T'] };
+      assert.deepEqual(planFleetRecovery([h, host('O', journal('N', 'O', 'ready'))])[0], planRecovery(h.journal, h.facts));
+    }),
+  );
+});

@@ -1,0 +1,362 @@
+// The programs src/remote/script.ts generates, run here through real shells (dash as /bin/sh, and
+// BusyBox sh with nothing but BusyBox applets on PATH) against roots no shell could take unquoted.
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { inspectLock } from '../../src/act/lock.ts';
+import { layoutOf } from '../../src/act/layout.ts';
+import { FrameReader, hostFactsOf, judgeRemoteLock, parseFrames, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
+import { parseCtimeNs } from '../../src/remote/fleet.ts';
+import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
+import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type ArmedTail } from '../../src/remote/script.ts';
+import { findTools } from '../harness/fleet.ts';
+
+const TOOLS = findTools(['busybox', 'strace', 'dash'] as const);
+const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
+after(() => fs.rmSync(BASE, { recursive: true, force: true }));
+
+// BusyBox userland only: the applets the scripts call, nothing from coreutils.
+const BB_BIN = path.join(BASE, 'busybox-bin');
+fs.mkdirSync(BB_BIN);
+for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test']) {
+  fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
+}
+
+interface Shell {
+  name: string;
+  file: string;
+  env: NodeJS.ProcessEnv;
+}
+const SHELLS: Shell[] = [
+  { name: 'dash + coreutils', file: TOOLS.dash, env: { PATH: '/usr/bin:/bin' } },
+  { name: 'busybox sh + busybox applets', file: path.join(BB_BIN, 'sh'), env: { PATH: BB_BIN } },
+];
+
+// Every character a shell might act on, a leading dash, a newline and non-ASCII.
+const HOSTILE = "-a dir 'q' \"dq\" $(touch PWNED) `touch PWNED` ; & | * ?\nline ✓";
+const HOSTILE_ID = "v1 'q' $(touch PWNED) ✓";
+let serial = 0;
+
+function freshRoot(): string {
+  const dir = path.join(BASE, `case-${++serial}`, HOSTILE);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function run(shell: Shell, script: string, input = ''): { frames: Frame[]; code: number | null; stderr: string } {
+  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd: BASE, maxBuffer: 16 << 20 });
+  return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
+}
+
+function tags(frames: readonly Frame[]): string[] {
+  return frames.map((f) => f.tag);
+}
+
+function assertNoInjection(): void {
+  assert.equal(fs.existsSync(path.join(BASE, 'PWNED')), false, 'a quoted value was executed');
+}
+
+/** A lock holder running in the background, as ssh would keep it. */
+function startHolder(shell: Shell, root: string, token: string): { frames: Frame[]; done: Promise<void>; ready: Promise<void>; stop: () => void } {
+  const child = spawn(shell.file, ['-c', lockScript({ root, fsync: false, token, command: "deploy 'x' \"y\" \\ ✓", create: true, leaseS: 2 })], { env: shell.env, cwd: BASE });
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  let resolveReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (resolveReady = resolve));
+  child.stdout.on('data', (chunk: Buffer) => {
+    for (const f of reader.push(chunk)) {
+      if (f.tag === 'beat') continue;
+      frames.push(f);
+      if (f.tag === 'end' || f.tag === 'busy') resolveReady();
+    }
+  });
+  const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  void done.then(resolveReady);
+  return { frames, done, ready, stop: () => child.stdin.end() };
+}
+
+function makeRelease(root: string, id: string, content: string): void {
+  fs.mkdirSync(path.join(root, 'releases', id), { recursive: true });
+  fs.writeFileSync(path.join(root, 'releases', id, 'index.html'), content);
+}
+
+function tail(over: Partial<ArmedTail> & { id: string; token: string }): ArmedTail {
+  return { backTo: null, link: `current.${(++serial).toString(16).padStart(8, '0')}`, afterSwitch: [], hookTimeoutS: 30, commitRecords: [], backRecords: [], prune: [], protect: [], ...over };
+}
+
+for (const shell of SHELLS) {
+  void describe(`generated programs under ${shell.name}`, () => {
+    void test('the lock: taken with an owner in the local format, judged held while its holder lives, stale after, taken over', async () => {
+      const root = freshRoot();
+      const holder = startHolder(shell, root, 'tok1');
+      await holder.ready;
+      assert.ok(tags(holder.frames).includes('locked'), JSON.stringify(holder.frames));
+      const owner = JSON.parse(fs.readFileSync(path.join(root, '.deploy.lock', 'owner.json'), 'utf8')) as Record<string, unknown>;
+      assert.equal(owner.token, 'tok1');
+      assert.equal(owner.command, "deploy 'x' \"y\" \\ ✓");
+      assert.equal(owner.host, os.hostname());
+      assert.equal(fs.readFileSync(path.join(root, '.deploy.lock', 'pid'), 'utf8').trim(), String(owner.pid));
+      // The local engine on that host reads the same lock and sees a live holder.
+      assert.equal(inspectLock(layoutOf(root))?.verdict.state, 'held');
+
+      const busy = run(shell, lockScript({ root, fsync: false, token: 'tok2', command: 'other', create: false }));
+      assert.ok(tags(busy.frames).includes('busy'));
+      const info = judgeRemoteLock(rawLockOf(busy.frames) as NonNullable<ReturnType<typeof rawLockOf>>, hostFactsOf(busy.frames));
+      assert.equal(info.verdict.state, 'held', info.verdict.reason);
+      assert.equal(info.owner?.pid, owner.pid);
+
+      // Its stdin ends (the deploy's connection went away): the holder exits and the lock is stale.
+      holder.stop();
+      await holder.done;
+      const again = run(shell, lockScript({ root, fsync: false, token: 'tok3', command: 'other', create: false }));
+      const stale = judgeRemoteLock(rawLockOf(again.frames) as NonNullable<ReturnType<typeof rawLockOf>>, hostFactsOf(again.frames));
+      assert.equal(stale.verdict.state, 'stale');
+      assert.equal(inspectLock(layoutOf(root))?.verdict.state, 'stale', 'the local engine agrees');
+
+      // Two contenders judge the same stale lock: only one may move it aside.
+      const first = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, inode: stale.inode, token: stale.token, remove: false }));
+      const second = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, inode: stale.inode, token: stale.token, remove: false }));
+      assert.deepEqual([first.frames.at(-1)?.value, second.frames.at(-1)?.value], ['ok', 'lost']);
+      assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
+      assert.equal(fs.existsSync(path.join(root, '.tmp', 'lock.tok1')), false, "the stale holder's directory went too");
+
+      const next = startHolder(shell, root, 'tok4');
+      await next.ready;
+      assert.ok(tags(next.frames).includes('locked'));
+      const released = run(shell, applyScript({ root, fsync: false, steps: [{ op: 'release-lock', token: 'tok4', gate: `stale-lock.${stale.instance}` }] }));
+      assert.deepEqual(released.frames.filter((f) => f.tag === 'unlocked').map((f) => f.value), ['yes'], released.stderr);
+      next.stop();
+      await next.done;
+      assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+      assertNoInjection();
+    });
+
+    void test('a lock that is not ours is never released; a fresher lock is put back by a takeover', async () => {
+      const root = freshRoot();
+      const holder = startHolder(shell, root, 'mine');
+      await holder.ready;
+      const r = run(shell, applyScript({ root, fsync: false, steps: [{ op: 'release-lock', token: 'someone-else' }] }));
+      assert.deepEqual(r.frames.filter((f) => f.tag === 'unlocked').map((f) => f.value), ['no']);
+      assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')));
+      // A takeover aimed at an older lock instance finds this one and puts it back.
+      const t = run(shell, takeoverScript({ root, fsync: false, instance: 'old', inode: '1', token: 'old', remove: true }));
+      assert.equal(t.frames.at(-1)?.value, 'changed');
+      assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')), 'the live lock is back in place');
+      holder.stop();
+      await holder.done;
+    });
+
+    void test('state: current, releases, records and journal read back exactly, hostile names included', () => {
+      const root = freshRoot();
+      const weird = "r 'x'\nnewline";
+      makeRelease(root, HOSTILE_ID, 'a');
+      makeRelease(root, weird, 'b');
+      fs.mkdirSync(path.join(root, 'releases', '.hidden'));
+      fs.symlinkSync(`releases/${HOSTILE_ID}`, path.join(root, 'current'));
+      fs.mkdirSync(path.join(root, '.atomic-deploy', 'releases'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.atomic-deploy', 'releases', `${HOSTILE_ID}.json`), JSON.stringify({ id: HOSTILE_ID, seq: 1, status: 'complete' }, null, 2) + '\n');
+      fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), JSON.stringify({ v: 1, op: 'deploy', token: 't', pid: 1, startedAt: '', release: weird, previous: HOSTILE_ID, phase: 'ready' }));
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.abc'), { recursive: true });
+      const r = run(shell, stateScript({ root, fsync: false }));
+      assert.equal(r.code, 0, r.stderr);
+      const state = remoteStateOf(r.frames, root);
+      assert.deepEqual(state.current, { kind: 'release', id: HOSTILE_ID, target: `releases/${HOSTILE_ID}` });
+      assert.deepEqual([...state.releases].sort(), [HOSTILE_ID, weird].sort());
+      assert.equal(state.records.get(HOSTILE_ID)?.status, 'complete');
+      assert.equal(state.journal.kind === 'ok' && state.journal.journal.release, weird);
+      assert.deepEqual(state.tmp, ['stage.abc']);
+      assert.equal(state.rootReal, fs.realpathSync(root));
+      assert.equal(state.lock, null);
+      assert.equal(hostFactsOf(r.frames).host, os.hostname());
+      assertNoInjection();
+    });
+
+    void test('deploy: armed, then one rename on "go"; commit records it and releases the lock', async () => {
+      const root = freshRoot();
+      makeRelease(root, 'old', 'old\n');
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      const holder = startHolder(shell, root, 'tok');
+      await holder.ready;
+      const id = HOSTILE_ID;
+      const stage = 'stage.0001';
+      fs.mkdirSync(path.join(root, '.tmp', stage, id, 'sub'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.tmp', stage, id, 'index.html'), 'new\n');
+      fs.mkdirSync(path.join(root, 'shared', 'storage'), { recursive: true });
+      const script = deployArmScript({
+        root,
+        fsync: true,
+        id,
+        previous: 'old',
+        stage,
+        shared: [{ path: 'storage', linkText: '../../shared/storage', mkdirs: [], replaces: false }],
+        sharedCreate: false,
+        beforeSwitch: ['echo "hook in $PWD for $ATOMIC_DEPLOY_RELEASE_ID" >&2; test -L storage'],
+        journalCopying: '{"v":1,"op":"deploy","phase":"copying"}',
+        journalReady: '{"v":1,"op":"deploy","phase":"ready"}',
+        recordPending: JSON.stringify({ id, status: 'pending' }),
+        tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{"v":1,"op":"deploy","phase":"switched"}', commitRecords: [id] }),
+      });
+      const record = JSON.stringify({ id, status: 'complete', note: "it's \"done\" \\ ✓" });
+      const r = run(shell, script, `go\ncommit\n${record}\n`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(
+        tags(r.frames).filter((t) => t !== 'hook' && t !== 'switched-ctime'),
+        ['placed', 'ready', 'switched', 'waiting', 'unlocked', 'committed'],
+        r.stderr,
+      );
+      assert.ok(r.stderr.includes(`hook in ${path.join(root, 'releases', id)} for ${id}\n`), r.stderr);
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), `releases/${id}`);
+      assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'new\n');
+      assert.deepEqual(fs.readdirSync(path.join(root, 'releases', 'old')), ['index.html'], 'nothing was moved into the old release');
+      assert.equal(fs.readlinkSync(path.join(root, 'releases', id, 'storage')), '../../shared/storage');
+      assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${id}.json`), 'utf8'), `${record}\n`);
+      assert.equal(fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')), false);
+      assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
+      assert.ok(parseCtimeNs(r.frames.find((f) => f.tag === 'switched-ctime')?.value ?? '') !== undefined, 'the switch time came back');
+      holder.stop();
+      await holder.done;
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+      assertNoInjection();
+    });
+
+    void test('deploy: anything but "go" disarms; a refused rename reports switch-failed; "back" returns to the previous release', async () => {
+      const root = freshRoot();
+      makeRelease(root, 'old', 'old\n');
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      const base = { root, fsync: false, previous: 'old', shared: [], sharedCreate: false, beforeSwitch: [], journalCopying: '{}', journalReady: '{}', recordPending: '{}' };
+      const prepare = (id: string): string => {
+        fs.mkdirSync(path.join(root, '.tmp', `stage.${id}`, id), { recursive: true });
+        fs.writeFileSync(path.join(root, '.tmp', `stage.${id}`, id, 'index.html'), `${id}\n`);
+        return `stage.${id}`;
+      };
+
+      const disarmed = run(shell, deployArmScript({ ...base, id: 'a', stage: prepare('a'), tail: tail({ id: 'a', token: 't', backTo: 'old' }) }), 'abort\n');
+      assert.deepEqual(tags(disarmed.frames), ['placed', 'ready', 'disarmed']);
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/old');
+
+      const back = run(shell, deployArmScript({ ...base, id: 'b', stage: prepare('b'), tail: tail({ id: 'b', token: 't', backTo: 'old', backRecords: ['b', 'old'] }) }), 'go\nback\n{"phase":"rolling-back"}\n{"id":"b","status":"rolled-back"}\n{"id":"old","status":"complete"}\n');
+      assert.ok(tags(back.frames).includes('switched-back'), back.stderr);
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/old');
+      assert.equal((JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', 'b.json'), 'utf8')) as { status: string }).status, 'rolled-back');
+
+      // current replaced by a real directory between arming and the switch: rename(2) refuses.
+      const child = spawn(shell.file, ['-c', deployArmScript({ ...base, id: 'c', stage: prepare('c'), tail: tail({ id: 'c', token: 't', backTo: 'old' }) })], { env: shell.env, cwd: BASE });
+      const reader = new FrameReader();
+      const frames: Frame[] = [];
+      const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+      await new Promise<void>((resolve) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          for (const f of reader.push(chunk)) {
+            frames.push(f);
+            if (f.tag === 'ready') resolve();
+          }
+        });
+      });
+      fs.rmSync(path.join(root, 'current'));
+      fs.mkdirSync(path.join(root, 'current', 'keep'), { recursive: true });
+      child.stdin.end('go\n');
+      await closed;
+      assert.deepEqual(tags(frames), ['placed', 'ready', 'switch-failed']);
+      assert.ok(fs.statSync(path.join(root, 'current', 'keep')).isDirectory(), 'the directory was not replaced');
+      assertNoInjection();
+    });
+
+    void test('rollback arming refuses a release that does not exist; apply steps stop at the first failure', () => {
+      const root = freshRoot();
+      makeRelease(root, 'a', 'a');
+      fs.symlinkSync('releases/a', path.join(root, 'current'));
+      const r = run(shell, rollbackArmScript({ root, fsync: false, journalSwitching: '{}', tail: tail({ id: 'missing', token: 't', backTo: 'a' }) }), 'go\n');
+      assert.equal(r.frames.find((f) => f.tag === 'error')?.value, 'UNKNOWN_RELEASE');
+      const protect = run(shell, applyScript({ root, fsync: false, steps: [{ op: 'remove-release', id: 'a', trash: 'trash.1', protect: [] }, { op: 'note', text: 'not reached' }] }));
+      assert.equal(protect.frames.find((f) => f.tag === 'error')?.value, 'INTERNAL', 'the live release is never removed');
+      assert.ok(!tags(protect.frames).includes('note'));
+      assert.ok(fs.existsSync(path.join(root, 'releases', 'a', 'index.html')));
+      const records = run(shell, applyScript({ root, fsync: false, steps: [{ op: 'write-record', id: HOSTILE_ID, json: '{"a":"it\'s"}' }, { op: 'remove-record', id: 'none' }] }));
+      assert.equal(records.code, 0, records.stderr);
+      assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${HOSTILE_ID}.json`), 'utf8'), '{"a":"it\'s"}\n');
+      assertNoInjection();
+    });
+  });
+}
+
+void describe('the portable switch is one rename(2), never a move into current', () => {
+  // GNU mv and BusyBox mv: each must rename .tmp/<name>/current onto <root>/current exactly once.
+  for (const [name, mv] of [['GNU mv', '/usr/bin/mv'], ['BusyBox mv', null]] as const) {
+    void test(`${name}`, () => {
+      const root = freshRoot();
+      makeRelease(root, 'a', 'a');
+      makeRelease(root, 'b', 'b');
+      fs.symlinkSync('releases/a', path.join(root, 'current'));
+      fs.mkdirSync(path.join(root, '.tmp', 'current.x'), { recursive: true });
+      fs.symlinkSync('releases/b', path.join(root, '.tmp', 'current.x', 'current'));
+      const trace = path.join(BASE, `trace-${++serial}`);
+      const argv = mv === null ? [TOOLS.busybox, 'mv'] : [mv];
+      execFileSync(TOOLS.strace, ['-f', '-o', trace, '-e', 'trace=rename,renameat,renameat2,unlink,unlinkat,symlink,symlinkat', ...argv, '-f', '--', path.join(root, '.tmp', 'current.x', 'current'), root]);
+      const calls = fs.readFileSync(trace, 'utf8').split('\n').filter((l) => /rename|unlink|symlink/.test(l) && !l.includes('resumed>'));
+      const succeeded = calls.filter((l) => / = 0$/.test(l));
+      assert.equal(succeeded.length, 1, calls.join('\n'));
+      assert.match(succeeded[0] ?? '', /rename/);
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/b');
+      assert.deepEqual(fs.readdirSync(path.join(root, 'releases', 'a')), ['index.html']);
+    });
+  }
+
+  void test('control: the two-operand form moves the new link INTO the live release', () => {
+    const root = freshRoot();
+    makeRelease(root, 'a', 'a');
+    makeRelease(root, 'b', 'b');
+    fs.symlinkSync('releases/a', path.join(root, 'current'));
+    fs.symlinkSync('releases/b', path.join(root, '.tmp-link'));
+    execFileSync('mv', ['-f', '--', path.join(root, '.tmp-link'), path.join(root, 'current')]);
+    assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/a', 'current did not change');
+    assert.ok(fs.lstatSync(path.join(root, 'releases', 'a', '.tmp-link')).isSymbolicLink(), 'the link landed inside the live release');
+  });
+});
+
+void describe('rsync arguments and output', () => {
+  void test('the remote side makes and enters a hostile staging path through its own quoting', () => {
+    const root = freshRoot();
+    const args = rsyncArgs({ source: '/src/', root, stage: 'stage.1', id: HOSTILE_ID, linkDest: true, checksum: false }, 'ssh', 'host');
+    const rsyncPath = args.find((a) => a.startsWith('--rsync-path='))?.slice('--rsync-path='.length) ?? '';
+    // The remote shell runs "<rsync-path> --server ...": here, "<rsync-path> --version".
+    const out = execFileSync('sh', ['-c', `${rsyncPath} --version`], { cwd: BASE, encoding: 'utf8' });
+    assert.match(out, /rsync\s+version/);
+    assert.ok(fs.statSync(path.join(root, '.tmp', 'stage.1', HOSTILE_ID)).isDirectory());
+    assert.ok(args.includes('--link-dest=../../../current'));
+    assert.deepEqual(args.slice(-3), ['--', '/src/', 'host:.']);
+    assertNoInjection();
+  });
+
+  void test('--stats counts parse (thousands separators too)', () => {
+    assert.deepEqual(parseStats('Number of files: 10,101 (reg: 10,000, dir: 101)\nNumber of regular files transferred: 1,234\n'), { files: 10101, transferred: 1234 });
+    assert.deepEqual(parseStats('Number of files transferred: 7\n'), { transferred: 7 });
+  });
+});
+
+void describe('frames and clocks', () => {
+  void test('frames survive any chunking', () => {
+    const data = Buffer.from('a\0one\0tag two\0value\nwith newline\0end\0\0');
+    for (let cut = 0; cut <= data.length; cut++) {
+      const reader = new FrameReader();
+      const frames = [...reader.push(data.subarray(0, cut)), ...reader.push(data.subarray(cut))];
+      assert.deepEqual(frames, [
+        { tag: 'a', value: 'one' },
+        { tag: 'tag two', value: 'value\nwith newline' },
+        { tag: 'end', value: '' },
+      ]);
+    }
+  });
+
+  void test('ctime from GNU, BusyBox and BSD stat', () => {
+    const ns = 1795799447821289307n;
+    assert.equal(parseCtimeNs('1795799447.821289307 2026-11-27 17:10:47.821289307 +0000'), ns);
+    assert.equal(parseCtimeNs('1795799447 2026-11-27 17:10:47.821289307 +0000'), ns);
+    assert.equal(parseCtimeNs('1795799447.821289307'), ns);
+    assert.equal(parseCtimeNs('1795799447 2026-11-27 18:10:47.821289307 +0100'), ns);
+    assert.equal(parseCtimeNs(''), undefined);
+  });
+});
