@@ -98,6 +98,8 @@ export interface RootCheck {
   currentIn?: readonly string[];
   /** After a completed command: no temp link, staging copy, trash, journal or lock. */
   clean?: boolean;
+  /** Top-level names a release may hold as links to shared/ on top of its source. */
+  sharedLinks?: readonly string[];
 }
 
 export interface RootState {
@@ -128,6 +130,7 @@ export function checkRoot(root: string, check: RootCheck): { problems: string[];
   }
   for (const id of releases) {
     const m = manifestOf(path.join(root, 'releases', id));
+    for (const name of check.sharedLinks ?? []) if (m.get(name)?.startsWith('l ')) m.delete(name);
     if (!check.sources.some((s) => sameManifest(m, s))) {
       const closest = check.sources[0] ? manifestDiff(m, check.sources[0]) : '';
       problems.push(`releases/${id} matches no deployed source (${m.size} entries; vs first source: ${closest})`);

@@ -114,7 +114,7 @@ const CASES: Case[] = [
   // Usage.
   { name: 'unknown option', setup: (c) => deployTo(c, '--bogus'), code: 2, message: /unknown option '--bogus'/ },
   { name: 'too many arguments', setup: (c) => deployTo(c, 'extra'), code: 2, message: /too many arguments/ },
-  { name: 'missing arguments', setup: () => ['deploy'], code: 2, message: /missing required argument/ },
+  { name: 'missing arguments', setup: () => ['deploy'], code: 2, message: /missing the source directory/ },
   { name: '--wait not a number', setup: (c) => deployTo(c, '--wait', 'soon'), code: 2, message: /expected a number of seconds/ },
   { name: '--wait negative', setup: (c) => deployTo(c, '--wait=-1'), code: 2, message: /expected a number of seconds/ },
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
@@ -183,7 +183,7 @@ async function liveOwner(): Promise<{ pid: number; startTime: string }> {
   return { pid, startTime: start };
 }
 
-async function runCase(c: Case, args: string[]): Promise<CliResult> {
+async function runCase(c: Case, args: string[], cwd: string): Promise<CliResult> {
   const call = libCalls.get(args[0] ?? '');
   if (call) {
     try {
@@ -194,7 +194,8 @@ async function runCase(c: Case, args: string[]): Promise<CliResult> {
     }
     return { code: 0, signal: null, stdout: '', stderr: '' };
   }
-  return c.user ? runWrapped(args, { prefix: asUser(c.user) }) : runCli(args);
+  // In the case's own directory: no config file there but the ones a case writes.
+  return c.user ? runWrapped(args, { prefix: [...asUser(c.user), 'env', '-C', cwd] }) : runCli(args, { cwd });
 }
 
 async function fixture(base: string): Promise<Ctx & { manifest: ReturnType<typeof manifestOf> }> {
@@ -215,7 +216,7 @@ async function checkCase(c: Case, dir: string, fx: Ctx): Promise<string | undefi
   if (c.user) execFileSync('chown', ['-R', `${c.user}:`, dir]);
   const args = await c.setup(ctx);
   const before = treeSnapshot(dir, { times: !c.underLock });
-  const result = await runCase(c, args);
+  const result = await runCase(c, args, dir);
   const after = treeSnapshot(dir, { times: !c.underLock });
   fs.chmodSync(path.join(ctx.src, 'd1'), 0o755);
   const lines = result.stderr.trimEnd().split('\n');
