@@ -46,7 +46,8 @@ interface SyscallCase {
   pick: (root: string) => (call: TracedCall, index: number, calls: readonly TracedCall[]) => boolean;
   /** Fail that call and every later one (a device that stays broken). */
   persistent?: boolean;
-  expect: 'undone' | 'live';
+  /** undone: as before the command; live: the switch stands; ok: the deploy succeeds anyway. */
+  expect: 'undone' | 'live' | 'ok';
 }
 
 const ontoCurrent = (root: string) => (c: TracedCall) => c.text.includes(`, "${root}/current")`);
@@ -63,6 +64,14 @@ const SYSCALL_CASES: SyscallCase[] = [
   },
   ...['EIO', 'EACCES'].map((errno): SyscallCase => ({ label: `symlink of the temp link: ${errno}`, syscall: 'symlink', errno, pick: tempLink, expect: 'undone' })),
   { label: 'symlink while copying a link of the source: EIO', syscall: 'symlink', errno: 'EIO', pick: (root) => (c) => c.text.includes(`"${root}/.tmp/stage.`), expect: 'undone' },
+  // The lock needs no durability (after a reboot its holder is gone): a failed fsync must neither fail the deploy nor leave the lock behind.
+  {
+    label: 'fsync of the root right after taking the lock: EIO',
+    syscall: 'fsync',
+    errno: 'EIO',
+    pick: (root) => (c, i, calls) => c.text.startsWith(`${fdOf(c)}<${root}>`) && !calls.slice(0, i).some(ontoCurrent(root)),
+    expect: 'ok',
+  },
   { label: 'fsync of the journal: EIO', syscall: 'fsync', errno: 'EIO', pick: () => (c) => c.text.includes('/.journal.json.'), expect: 'undone' },
   { label: 'fsync of releases/ after placing the release: EIO', syscall: 'fsync', errno: 'EIO', pick: (root) => (c) => c.text.startsWith(`${fdOf(c)}<${root}/releases>`), expect: 'undone' },
   {
@@ -112,6 +121,10 @@ void test('EIO, EROFS and EACCES injected into rename, symlink, fsync and mkdir 
     const label = `${c.label} (${c.syscall} #${n})`;
     if (c.expect === 'undone') {
       assertUndone(lane, was, result, MESSAGE[c.errno] as RegExp, label, { leftoversAllowed: c.persistent });
+    } else if (c.expect === 'ok') {
+      assert.equal(result.code, 0, `${label}: exit ${result.code}\n${result.stderr}`);
+      const { problems } = checkRoot(lane.root, { sources: lane.manifests, keep: was.releases, clean: true });
+      assert.deepEqual(problems, [], `${label}: ${problems.join('; ')}`);
     } else {
       assert.equal(result.code, 1, `${label}: exit ${result.code}\n${result.stderr}`);
       assert.match(result.stderr, /^error: release \S+ is live, but /m, label);
