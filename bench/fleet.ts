@@ -1,0 +1,214 @@
+// Fleet deploys over ssh to 1, 3 and 10 hosts (sshd in network namespaces on this machine): how
+// the time grows with the host count, how far apart the hosts switch, and what --link-dest saves
+// when 1% of the files changed.
+import { execFileSync } from 'node:child_process';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fleetDeploy, type FleetDeployResult } from '../src/remote/deploy.ts';
+import { createFleet, type Fleet } from '../test/harness/fleet.ts';
+import { describeMachine } from './lib/env.ts';
+import { median, pairedRuns, type CaseSummary, type PairedCase } from './lib/measure.ts';
+import type { Result, ResultTable } from './lib/report.ts';
+import { makeTree, mutateFraction, TREE_PRESETS, type TreeStats } from './lib/tree.ts';
+
+export interface FleetBenchOptions {
+  quick: boolean;
+  log?: (line: string) => void;
+}
+
+interface Sample {
+  hosts: number;
+  kind: 'full' | 'redeploy';
+  result: FleetDeployResult;
+}
+
+interface TreeOutcome {
+  id: keyof typeof TREE_PRESETS;
+  stats: TreeStats;
+  changed: number;
+  cases: CaseSummary[];
+  samples: Sample[];
+}
+
+const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+async function measureTree(fleet: Fleet, id: keyof typeof TREE_PRESETS, counts: number[], runs: number, warmup: number, log: (l: string) => void): Promise<TreeOutcome> {
+  const work = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-fleet-'));
+  try {
+    const base = join(work, 'src');
+    const stats = await makeTree(base, TREE_PRESETS[id]);
+    log(`${id}: ${stats.files} files, ${(stats.bytes / 1024 ** 2).toFixed(1)} MiB`);
+    const samples: Sample[] = [];
+    let serial = 0;
+    let changed = 0;
+    const cases: PairedCase[] = [];
+    for (const n of counts) {
+      const hosts = fleet.hosts.slice(0, n).map((h) => ({ host: h.alias }));
+      const options = { hosts, ssh: { configFile: fleet.sshConfigPath } };
+      // Full: into roots that have never seen a release.
+      let fullRoot = '';
+      cases.push({
+        name: `full, ${n} host${n === 1 ? '' : 's'}`,
+        setup: () => {
+          fullRoot = `bench-${id}-full-${n}-${++serial}`;
+          return Promise.resolve();
+        },
+        run: async () => {
+          samples.push({ hosts: n, kind: 'full', result: await fleetDeploy(base, `/srv/${fullRoot}`, options) });
+        },
+        teardown: async () => {
+          await Promise.all(fleet.hosts.slice(0, n).map((h) => rm(join(h.srvDir, fullRoot), { recursive: true, force: true })));
+        },
+      });
+      // Redeploy: its own copy of the source, 1% of the files changed before every run; the
+      // previous release on the hosts is the last run's (the warm-up round makes the first).
+      const src = join(work, `src-${n}`);
+      await cp(base, src, { recursive: true });
+      const root = `bench-${id}-redeploy-${n}`;
+      let seed = 100 * n;
+      cases.push({
+        name: `1% changed, ${n} host${n === 1 ? '' : 's'}`,
+        setup: async () => {
+          changed = (await mutateFraction(src, 0.01, ++seed)).length;
+        },
+        run: async () => {
+          samples.push({ hosts: n, kind: 'redeploy', result: await fleetDeploy(src, `/srv/${root}`, options) });
+        },
+      });
+    }
+    const result = await pairedRuns(cases, {
+      runs,
+      warmup,
+      onSample: (name, ms, r) => log(`  ${id} round ${r + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`),
+    });
+    // Warm-up runs pushed samples too; keep the measured ones (the last `runs` per case).
+    const measured = counts.flatMap((n) =>
+      (['full', 'redeploy'] as const).flatMap((kind) => samples.filter((s) => s.hosts === n && s.kind === kind).slice(-runs)),
+    );
+    for (const h of fleet.hosts) execFileSync('rm', ['-rf', '--', ...counts.map((n) => join(h.srvDir, `bench-${id}-redeploy-${n}`))]);
+    return { id, stats, changed, cases: result.cases, samples: measured };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Deploy time to 1, 3 and 10 hosts, switch skew, and a 1%-changed redeploy against a full one. */
+export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
+  const log = opts.log ?? (() => undefined);
+  const started = Date.now();
+  const machine = await describeMachine({ tmpDir: tmpdir() });
+  const counts = opts.quick ? [1, 3] : [1, 3, 10];
+  const runs = opts.quick ? 1 : 5;
+  const warmup = 1;
+  const trees: (keyof typeof TREE_PRESETS)[] = opts.quick ? ['1k'] : ['1k', '10k'];
+  const t0 = Date.now();
+  const fleet = await createFleet(Math.max(...counts), { prefix: 'afb' });
+  log(`${fleet.hosts.length} namespace hosts up in ${Date.now() - t0} ms`);
+  const outcomes: TreeOutcome[] = [];
+  try {
+    for (const id of trees) outcomes.push(await measureTree(fleet, id, counts, runs, warmup, log));
+  } finally {
+    await fleet.destroy();
+  }
+
+  const most = Math.max(...counts);
+  const caseOf = (o: TreeOutcome, kind: 'full' | 'redeploy', n: number): CaseSummary | undefined =>
+    o.cases.find((c) => c.name === `${kind === 'full' ? 'full' : '1% changed'}, ${n} host${n === 1 ? '' : 's'}`);
+  const pick = (o: TreeOutcome, n: number, kind: 'full' | 'redeploy'): Sample[] => o.samples.filter((s) => s.hosts === n && s.kind === kind);
+  const med = (xs: number[]): number | string => (xs.length === 0 ? '–' : round(median(xs), 1));
+
+  const tables: ResultTable[] = [];
+  for (const o of outcomes) {
+    const label = `${o.stats.files.toLocaleString('en-US')} files`;
+    tables.push({
+      caption: `${label}: median deploy time (ms) and ratio to one host`,
+      columns: ['hosts', 'full deploy ms', '× 1 host', '1% changed ms', '× 1 host', '1% changed ÷ full'],
+      rows: counts.map((n) => {
+        const full = caseOf(o, 'full', n)?.median ?? NaN;
+        const re = caseOf(o, 'redeploy', n)?.median ?? NaN;
+        const full1 = caseOf(o, 'full', 1)?.median ?? NaN;
+        const re1 = caseOf(o, 'redeploy', 1)?.median ?? NaN;
+        return [n, round(full, 0), round(full / full1, 2), round(re, 0), round(re / re1, 2), round(re / full, 2)];
+      }),
+    });
+    tables.push({
+      caption: `${label}: where the time goes (medians, ms): connect and lock, copy and prepare, switch, commit`,
+      columns: ['hosts', 'deploy', 'lock', 'prepare', 'switch', 'commit'],
+      rows: counts.flatMap((n) =>
+        (['full', 'redeploy'] as const).map((kind) => {
+          const s = pick(o, n, kind);
+          return [`${n} (${kind === 'full' ? 'full' : '1% changed'})`, med(s.map((x) => x.result.durationMs)), med(s.map((x) => x.result.timings.lockMs)), med(s.map((x) => x.result.timings.prepareMs)), med(s.map((x) => x.result.timings.switchMs)), med(s.map((x) => x.result.timings.finishMs))];
+        }),
+      ),
+    });
+  }
+  const skewRows = counts
+    .filter((n) => n > 1)
+    .map((n) => {
+      const s = outcomes.flatMap((o) => [...pick(o, n, 'full'), ...pick(o, n, 'redeploy')]);
+      const host = s.map((x) => x.result.hostSkewMs).filter((x): x is number => x !== undefined);
+      const seen = s.map((x) => x.result.skewMs);
+      return [n, s.length, med(host), host.length ? round(Math.max(...host), 1) : '–', med(seen), seen.length ? Math.max(...seen) : '–'];
+    });
+  tables.push({
+    caption: 'Switch skew, first to last host (ms), over every deploy measured',
+    columns: ['hosts', 'deploys', 'median by host clocks', 'max by host clocks', 'median as received', 'max as received'],
+    rows: skewRows,
+  });
+
+  const first = outcomes[0];
+  const big = outcomes.at(-1);
+  const ratio = (o: TreeOutcome | undefined, kind: 'full' | 'redeploy'): number => {
+    const a = o ? caseOf(o, kind, most)?.median : undefined;
+    const b = o ? caseOf(o, kind, 1)?.median : undefined;
+    return a !== undefined && b !== undefined ? round(a / b, 2) : NaN;
+  };
+  const skewAll = outcomes.flatMap((o) => [...pick(o, most, 'full'), ...pick(o, most, 'redeploy')]).map((x) => x.result.hostSkewMs).filter((x): x is number => x !== undefined);
+  const reFull = big ? round((caseOf(big, 'redeploy', most)?.median ?? NaN) / (caseOf(big, 'full', most)?.median ?? NaN), 2) : NaN;
+  tables.push({
+    caption: `Targets (${most} hosts)`,
+    columns: ['measure', 'target', 'measured', 'met'],
+    rows: [
+      [`${most} hosts ÷ 1 host, ${first?.stats.files ?? '?'} files, 1% changed`, '≤ 2', ratio(first, 'redeploy'), ratio(first, 'redeploy') <= 2 ? 'yes' : 'no'],
+      [`${most} hosts ÷ 1 host, ${first?.stats.files ?? '?'} files, full`, '≤ 2', ratio(first, 'full'), ratio(first, 'full') <= 2 ? 'yes' : 'no'],
+      [`switch skew at ${most} hosts (max, host clocks)`, '≤ 100 ms', skewAll.length ? round(Math.max(...skewAll), 1) : '–', skewAll.length && Math.max(...skewAll) <= 100 ? 'yes' : 'no'],
+      [`1% changed ÷ full, ${most} hosts, ${big?.stats.files ?? '?'} files`, '≤ 0.3', reFull, reFull <= 0.3 ? 'yes' : 'no'],
+    ],
+  });
+
+  const charts: Result['charts'] = outcomes.map((o) => ({
+    file: `fleet-hosts-${o.id}`,
+    caption: `Deploy time against host count, ${o.stats.files.toLocaleString('en-US')} files`,
+    spec: {
+      type: 'line' as const,
+      title: `Fleet deploy, ${o.stats.files.toLocaleString('en-US')} files`,
+      xLabel: 'hosts',
+      yLabel: 'median wall time (ms)',
+      series: (['full', 'redeploy'] as const).map((kind) => ({
+        name: kind === 'full' ? 'full deploy' : '1% changed',
+        points: counts.map((n): [number, number] => [n, caseOf(o, kind, n)?.median ?? 0]),
+      })),
+    },
+  }));
+
+  const notes = [
+    `Every host is an OpenSSH sshd in its own network namespace on this machine (test/harness/fleet.ts), so all ${most} "hosts" and the deploying process share its ${machine.cores} CPU cores and one disk: the receiving side's work (sshd, rsync, the shell programs, hardlinking or writing every file) grows with the host count on the same cores, which a real fleet spreads over its machines.`,
+    `Each deploy is the library's fleetDeploy (what the CLI runs, without the process start): connect (one ssh master per host), lock, copy with rsync --link-dest, prepare and arm, switch, commit, close. ${runs} measured round${runs === 1 ? '' : 's'} after ${warmup} warm-up, cases alternated and rotated every round; medians.`,
+    '"full": into roots that never held a release (every file sent). "1% changed": the same roots as the previous run, after changing the content of 1% of the files (untimed), so rsync sends those and hardlinks the rest from the current release.',
+    'Switch skew "by host clocks" is the spread of the ctimes the renames gave the new `current` links (the hosts share this machine\'s clock); "as received" is the spread of the switch confirmations as the deploying process read them.',
+    `Trees: ${outcomes.map((o) => `${o.stats.files.toLocaleString('en-US')} files of 256 B–4 KiB (${(o.stats.bytes / 1024 ** 2).toFixed(1)} MiB), ${o.changed} changed per redeploy`).join('; ')}.`,
+    `The benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end.`,
+  ];
+
+  return {
+    name: 'fleet',
+    title: 'Fleet deploys over ssh: 1, 3 and 10 hosts',
+    description: 'Deploy time as the number of hosts grows, the skew between the first and the last host to switch, and a redeploy with 1% of the files changed against a full one.',
+    machine,
+    quick: opts.quick,
+    tables,
+    charts,
+    notes,
+  };
+}
