@@ -153,6 +153,26 @@ void test('deploys racing rollbacks (--wait): every command completes or refuses
   t.diagnostic(`rollbacks: ${results.filter((r, i) => commands[i]?.[0] === 'rollback').map((r) => r.code).join(' ')}`);
 });
 
+void test('deploys racing prune (--wait): prune never takes current or its rollback target; every release left is complete', async (t) => {
+  const lane = await makeLane(tempDir(t), 'lane');
+  for (let i = 0; i < 4; i++) assert.equal((await runCli(['deploy', nextSource(lane), lane.root, '--quiet'])).code, 0);
+  const commands = Array.from({ length: 10 }, (_, i) =>
+    i % 2 === 0 ? ['deploy', nextSource(lane), lane.root, '--json', '--wait', '60'] : ['prune', lane.root, '--keep', '1', '--json', '--wait', '60'],
+  );
+  const watch = watchCriticalSection(lane.root);
+  const results = await Promise.all(commands.map((c) => timed(c, 'temp-link-made=sleep:30')));
+  assert.equal(await watch.stop(), 1);
+  results.forEach((r, i) => assert.equal(r.code, 0, `${commands[i]?.[0]}: ${r.stderr}`));
+  const deployed = results.filter((_, i) => commands[i]?.[0] === 'deploy').map((r) => jsonOf<DeployJson>(r));
+  // Whichever order they ran in, the last deploy is live and the one it replaced is still there.
+  const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, clean: true });
+  assert.deepEqual(problems, []);
+  const live = deployed.find((d) => d.release === state.current);
+  assert.ok(live, `current ${state.current} is none of the racing deploys`);
+  if (live.previous) assert.ok(state.releases.includes(live.previous), `prune removed the rollback target ${live.previous}`);
+  t.diagnostic(`${state.releases.length} releases left: ${state.releases.join(' ')}`);
+});
+
 void test('a stale lock found by several deploys at once: exactly one wins per round', async (t) => {
   const lane = await makeLane(tempDir(t), 'lane');
   for (let round = 0; round < 2; round++) {
