@@ -128,7 +128,6 @@ remove_release() {
   is_current "$_id" && fail INTERNAL "refusing to delete release $_id: it is current"
   for _p in "$@"; do [ "$_p" = "$_id" ] && fail INTERNAL "refusing to delete release $_id: it is protected"; done
   mkdir -p -- "$tmp" && mkdir -- "$tmp/$_tr" && mv -- "$rel/$_id" "$tmp/$_tr" || fail IO "cannot move release $_id out of releases/"
-  durable "$root"
 }
 # ID NAME: the link that will become current, made as .tmp/NAME/current.
 arm_link() { mkdir -p -- "$tmp" && mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
@@ -147,7 +146,6 @@ release_lock() {
     mv -- "$_g/.deploy.lock" "$root" 2>/dev/null; rmdir -- "$_g" 2>/dev/null; emit unlocked no; return 0
   fi
   rm -rf -- "$_g" "$tmp/lock.$1" \${2:+"$tmp/$2"}
-  durable "$root"
   emit unlocked yes
 }
 # SECONDS COMMAND: a user's command; its output goes to stderr so the frames on stdout stay clean.
@@ -214,7 +212,6 @@ if ! mv -- "$own/.deploy.lock" "$root" 2>/dev/null; then
   lock_facts
   exit 0
 fi
-durable "$root"
 emit locked "$$"
 state_facts
 emit end state
@@ -424,8 +421,9 @@ emit switched ${q(t.id)}
 rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}
 # The rename stamped the link's ctime: the host's own clock at the switch, read without racing it.
 emit switched-ctime "$(stat -c '%.9Z %z' -- "$root/current" 2>/dev/null || stat -f %Fc -- "$root/current" 2>/dev/null)"
-durable "$root"
 ${t.journalSwitched ? `put_file "$state" journal.json ${q(t.journalSwitched)} || emit warning "cannot write the journal"` : ''}
+# The switch (and the journal saying so) on disk: a power cut must not bring the old link back.
+durable "$root"
 ${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :` : ''}
 ${health}
 emit waiting decision
@@ -443,10 +441,8 @@ commit)
 back)
   IFS= read -r _j || _j=; ${backs.read || ':'}
   [ -z "$_j" ] || put_file "$state" journal.json "$_j"
-  durable "$root"
   ${switchBack}
   emit switched-back ${q(t.backTo ?? '')}
-  durable "$root"
   ${backs.write || ':'}
   rm -f -- "$journal"
   durable "$root"
@@ -501,6 +497,8 @@ id=${q(s.id)}
 export ATOMIC_DEPLOY_RELEASE_ID="$id" ATOMIC_DEPLOY_RELEASE_PATH="$rel/$id" ATOMIC_DEPLOY_PREVIOUS_ID=${q(s.previous ?? '')} ATOMIC_DEPLOY_ROOT="$root"
 [ -d ${stage} ] || fail IO "the copy of release $id is missing from $tmp"
 mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || fail IO "cannot write the journal"
+# The copy's data and the journal naming it reach the disk before the release enters releases/.
+durable "$root"
 ${sharedLines}
 mkdir -p -- "$rel" || fail IO "cannot create $rel"
 # The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
@@ -509,9 +507,8 @@ _e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releas
 rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
-# The release's data and names reach the disk before current can point at it.
-durable "$root"
 put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"
+# Everything the hooks wrote, the links and the log reach the disk before current can point here.
 durable "$root"
 ${armedTail(s.tail)}`;
 }
