@@ -21,6 +21,10 @@ import { saveResult, type Result } from './lib/report.ts';
 export interface RaceRow {
   name: string;
   swap: Swapper;
+  /** Keep switching until this many switches, even past the row's time (slow rows such as a CLI per switch). */
+  minSwitches?: number;
+  /** Hard ceiling for the row; default switchLoop's. */
+  maxMs?: number;
 }
 
 /**
@@ -75,7 +79,7 @@ async function runRow(row: RaceRow, durationMs: number): Promise<RaceRowResult> 
     let switches = 0;
     let elapsed = 0;
     try {
-      const loop = await switchLoop({ root: race.root, targets: race.targets, swap: row.swap, minMs: durationMs });
+      const loop = await switchLoop({ root: race.root, targets: race.targets, swap: row.swap, minMs: durationMs, minSwitches: row.minSwitches, maxMs: row.maxMs });
       switches = loop.switches;
       elapsed = loop.elapsedMs;
       report = await reader.stop();
