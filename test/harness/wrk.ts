@@ -12,6 +12,8 @@ export interface WrkOptions {
   connections: number;
   /** Bodies (compared trimmed) that count as correct; omit to skip the body check. */
   expectBodies?: string[];
+  /** Ends the run early: wrk gets SIGINT, stops, and still prints its totals. */
+  signal?: AbortSignal;
 }
 
 export interface WrkResult {
@@ -159,12 +161,19 @@ export async function runWrk(opts: WrkOptions): Promise<WrkResult> {
       child.stderr.on('data', (c: string) => (out += c));
       // wrk stops itself after -d; this only guards against a hang.
       const killer = setTimeout(() => child.kill('SIGKILL'), (opts.durationSec + 20) * 1000);
+      const interrupt = (): void => {
+        child.kill('SIGINT');
+      };
+      if (opts.signal?.aborted) interrupt();
+      else opts.signal?.addEventListener('abort', interrupt, { once: true });
       child.once('error', (err) => {
         clearTimeout(killer);
+        opts.signal?.removeEventListener('abort', interrupt);
         reject(err);
       });
       child.once('close', (code, signal) => {
         clearTimeout(killer);
+        opts.signal?.removeEventListener('abort', interrupt);
         if (code === 0) resolve(out);
         else reject(new Error(`wrk ${args.join(' ')} failed (code ${String(code)}, signal ${String(signal)}):\n${out}`));
       });
