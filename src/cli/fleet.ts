@@ -187,7 +187,8 @@ export function fleetPruneCli(cli: FleetCli, root: string | undefined, options: 
     (r) => {
       const rows = [['HOST', r.dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT']];
       for (const h of r.hosts) rows.push([h.host, h.removed.map((x) => x.id).join(' ') || '-', h.kept.map((x) => `${x.id} (${x.reason})`).join(', ') || '-']);
-      return { table: table(rows) };
+      const blind = r.hosts.filter((h) => h.inUseCheck === 'unavailable').map((h) => h.host);
+      return { table: table(rows) + (blind.length > 0 ? `\nno /proc on ${blind.join(', ')}: releases still in use there were not looked for` : '') };
     },
   );
 }

@@ -18,7 +18,7 @@ import { releaseIdProblem } from '../plan/release-id.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan } from '../plan/shared.ts';
 import type { Frame, RemoteRecord } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
 import { runRsync } from './rsync.ts';
 import { deployArmScript, type Step } from './script.ts';
@@ -217,7 +217,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       fleet.hosts,
       async (h) => {
         await h.remote.connect();
-        const locked = await h.remote.lock({ command: options.command ?? `fleet deploy of ${sourceReal} from ${os.hostname()}`, create: true, waitMs: options.waitMs, signal: options.signal });
+        const locked = await h.remote.lock({ command: options.command ?? `fleet deploy of ${sourceReal} from ${os.hostname()}`, create: true, waitMs: options.waitMs, signal: options.signal, uses: options.keep !== undefined });
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
         if (!locked.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
         h.facts = locked.facts;
@@ -293,7 +293,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
         const after = [...views, { id: releaseId, seq: record.seq, status: 'complete' as const }];
-        const decision = options.keep === undefined ? undefined : selectPrune(after, { currentId: releaseId, keep: options.keep });
+        const { inUse } = inUseOf(state, locked.uses, false);
+        const decision = options.keep === undefined ? undefined : selectPrune(after, { currentId: releaseId, keep: options.keep, ...(inUse ? { inUse } : {}) });
         const prunedAt = new Date().toISOString();
         const prune = (decision?.remove ?? []).map(({ release }) => ({
           id: release.id,

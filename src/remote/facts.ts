@@ -2,6 +2,7 @@
 import type { ReleaseRecord } from '../act/state.ts';
 import type { CurrentState } from '../act/switch.ts';
 import type { FleetJournal } from '../plan/fleet.ts';
+import type { ProcessUse } from '../plan/in-use.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
 
@@ -232,4 +233,34 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
     tmp: all('tmp'),
     lock: rawLockOf(frames),
   };
+}
+
+/** Process uses as `use_facts` listed them; undefined when the host has no /proc to look at. */
+export function processUsesOf(frames: readonly Frame[]): ProcessUse[] | undefined {
+  if (frameValue(frames, 'inuse') !== 'proc') return undefined;
+  const uses: ProcessUse[] = [];
+  const commands = new Map<number, string>();
+  let fdOf: number | undefined;
+  for (const line of (frameValue(frames, 'uses') ?? '').split('\n')) {
+    const header = /^\/proc\/(\d+)\/fd:$/.exec(line);
+    if (header) {
+      fdOf = Number(header[1]);
+      continue;
+    }
+    const link = /\/proc\/(\d+)\/(cwd|root|exe) -> (.*)$/.exec(line);
+    if (link) {
+      const pid = Number(link[1]);
+      const target = link[3] ?? '';
+      if (link[2] === 'exe') commands.set(pid, target.replace(/ \(deleted\)$/, '').split('/').pop() ?? '?');
+      else uses.push({ pid, command: '', kind: link[2] === 'cwd' ? 'cwd' : 'root', path: target });
+      continue;
+    }
+    const fd = / \d+ -> (\/.*)$/.exec(line);
+    if (fd && fdOf !== undefined) uses.push({ pid: fdOf, command: '', kind: 'fd', path: fd[1] ?? '' });
+  }
+  for (const line of (frameValue(frames, 'maps') ?? '').split('\n')) {
+    const m = /^\/proc\/(\d+)\/maps:\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\/.*)$/.exec(line);
+    if (m) uses.push({ pid: Number(m[1]), command: '', kind: 'map', path: m[2] ?? '' });
+  }
+  return uses.map((u) => ({ ...u, command: commands.get(u.pid) ?? '?' }));
 }

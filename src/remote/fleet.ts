@@ -6,6 +6,7 @@ import { describeAction, type ReleaseView } from '../ops/recover.ts';
 import { ignoreEvents, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
+import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { orderReleases, rollbackTarget } from '../plan/releases.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot } from './host.ts';
@@ -310,4 +311,15 @@ export function hostClockSkew(sessions: readonly { frames: readonly { tag: strin
   const min = values.reduce((a, b) => (b < a ? b : a));
   const max = values.reduce((a, b) => (b > a ? b : a));
   return Math.round(Number(max - min) / 1e4) / 100;
+}
+
+/** Which releases running processes on the host use, described for prune; how it was found out. */
+export function inUseOf(state: RemoteState, uses: readonly ProcessUse[] | undefined, force: boolean | undefined): { inUse?: Map<string, string>; inUseCheck: 'proc' | 'unavailable' | 'forced' } {
+  if (force) return { inUseCheck: 'forced' };
+  const base = state.rootReal ?? '';
+  // The listing is `ls -l` text: line-based, and BusyBox ls prints non-ASCII bytes as '?'. A root
+  // path outside printable ASCII could hide a use, so the check says it did not look.
+  if (!uses || !/^[\x20-\x7e]*$/.test(base)) return { inUseCheck: 'unavailable' };
+  const dirs = new Map(state.releases.map((id) => [id, `${base}/releases/${id}`]));
+  return { inUse: new Map([...releasesInUse(uses, dirs)].map(([id, list]) => [id, describeUses(list)])), inUseCheck: 'proc' };
 }

@@ -4,7 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeHolder } from '../act/lock.ts';
 import { DeployError } from '../errors.ts';
 import type { LockOwner } from '../plan/lock.ts';
-import { hostFactsOf, judgeRemoteLock, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
+import type { ProcessUse } from '../plan/in-use.ts';
+import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
 import { applyScript, lockScript, stateScript, takeoverScript, type Step } from './script.ts';
 import { remoteError, SshHost, type ExecResult, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
 
@@ -18,6 +19,8 @@ export interface LockedRoot {
   pid: number;
   facts: HostFacts;
   state: RemoteState;
+  /** Processes using files under releases/, when asked for and the host has /proc. */
+  uses?: ProcessUse[];
   tookOver?: { owner: LockOwner | null; reason: string };
   /** Takeover gate (in .tmp/) that goes when the lock is released. */
   gate?: string;
@@ -28,6 +31,8 @@ export interface LockRequest {
   create: boolean;
   waitMs?: number;
   signal?: AbortSignal;
+  /** Also list the processes using releases (for prune). */
+  uses?: boolean;
 }
 
 function lockedError(label: string, root: string, info: RemoteLockInfo): DeployError {
@@ -80,9 +85,10 @@ export class RemoteRoot {
     return result.frames;
   }
 
-  async readState(): Promise<{ facts: HostFacts; state: RemoteState }> {
-    const frames = await this.run(stateScript({ root: this.root, fsync: this.fsync }), 'reading the deploy root');
-    return { facts: hostFactsOf(frames), state: remoteStateOf(frames, this.root) };
+  async readState(options: { uses?: boolean } = {}): Promise<{ facts: HostFacts; state: RemoteState; uses?: ProcessUse[] }> {
+    const frames = await this.run(stateScript({ root: this.root, fsync: this.fsync, uses: options.uses === true }), 'reading the deploy root');
+    const uses = processUsesOf(frames);
+    return { facts: hostFactsOf(frames), state: remoteStateOf(frames, this.root), ...(uses ? { uses } : {}) };
   }
 
   async apply(steps: readonly Step[], what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
@@ -113,7 +119,7 @@ export class RemoteRoot {
     for (;;) {
       if (request.signal?.aborted) throw new DeployError('INTERRUPTED', `${this.label}: interrupted while waiting for the lock`);
       const token = randomBytes(12).toString('hex');
-      const holder = this.ssh.start(lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create }));
+      const holder = this.ssh.start(lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true }));
       let first: Frame;
       try {
         first = await holder.waitFor(['locked', 'busy', 'error']);
@@ -135,11 +141,13 @@ export class RemoteRoot {
         // The holder exits when these lines stop: a deploy that vanished cannot keep the lock.
         this.beat = setInterval(() => holder.send(''), 1000);
         const frames = holder.frames;
+        const uses = processUsesOf(frames);
         this.locked = {
           token,
           pid: Number(first.value),
           facts: hostFactsOf(frames),
           state: remoteStateOf(frames, this.root),
+          ...(uses ? { uses } : {}),
           ...(tookOver ? { tookOver } : {}),
           ...(gate ? { gate } : {}),
         };

@@ -4,10 +4,11 @@ import type { CurrentState } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
 import type { LockStatus } from '../ops/status.ts';
 import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
+import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
 import { rollbackTarget, roleOf, selectPrune, type KeepRule, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
 import type { Step } from './script.ts';
 
@@ -172,6 +173,8 @@ export interface FleetPruneHost {
   current: string | null;
   removed: { id: string; rule: RemoveRule; reason: string }[];
   kept: { id: string; rule: KeepRule; reason: string }[];
+  /** `proc`: running processes on the host were checked; `unavailable`: it has no /proc; `forced`: --force. */
+  inUseCheck: 'proc' | 'unavailable' | 'forced';
   recovered: string[];
   error?: HostError;
 }
@@ -179,8 +182,6 @@ export interface FleetPruneHost {
 export interface FleetPruneResult {
   dryRun: boolean;
   keep: number;
-  /** Running processes on the hosts are not looked at: `forced` with --force, else `unavailable`. */
-  inUseCheck: 'unavailable' | 'forced';
   hosts: FleetPruneHost[];
 }
 
@@ -188,20 +189,23 @@ export interface FleetPruneResult {
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
   if (!Number.isInteger(options.keep) || options.keep < 0) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`, { hint: 'for example: --keep 5' });
   const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
-  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current'>>();
+  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck'>>();
   try {
     await fleet.connectAll();
     await fleet.each(
       fleet.hosts.filter((h) => !h.error),
       async (h) => {
+        let uses: ProcessUse[] | undefined;
         if (options.dryRun) {
-          const { facts, state } = await h.remote.readState();
-          h.facts = facts;
-          h.state = state;
+          const read = await h.remote.readState({ uses: !options.force });
+          h.facts = read.facts;
+          h.state = read.state;
+          uses = read.uses;
         } else {
-          const l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal });
+          const l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal, uses: !options.force });
           h.facts = l.facts;
           h.state = l.state;
+          uses = l.uses;
           await fleet.recover([h]);
         }
         const state = h.state;
@@ -210,9 +214,11 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         if (problem) throw problem;
         const currentId = currentIdOf(state);
         const writing = new Set(state.journal.kind === 'ok' ? [state.journal.journal.release] : []);
-        const decision = selectPrune(viewsOf(state), { currentId, keep: options.keep, writing, force: options.force });
+        const { inUse, inUseCheck } = inUseOf(state, uses, options.force);
+        const decision = selectPrune(viewsOf(state), { currentId, keep: options.keep, writing, force: options.force, ...(inUse ? { inUse } : {}) });
         out.set(h, {
           current: currentId,
+          inUseCheck,
           removed: decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
           kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
         });
@@ -236,11 +242,10 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
     const result: FleetPruneResult = {
       dryRun: options.dryRun === true,
       keep: options.keep,
-      inUseCheck: options.force ? 'forced' : 'unavailable',
       hosts: fleet.hosts.map((h) => ({
         host: h.label,
         root: h.root,
-        ...(out.get(h) ?? { current: h.state ? currentIdOf(h.state) : null, removed: [], kept: [] }),
+        ...(out.get(h) ?? { current: h.state ? currentIdOf(h.state) : null, removed: [], kept: [], inUseCheck: 'unavailable' as const }),
         recovered: h.recovered,
         ...(h.error ? { error: h.error } : {}),
       })),

@@ -93,6 +93,13 @@ host_facts() {
   [ -z "$H_btime" ] || emit btime "$H_btime"
   emit now "$H_now"
 }
+# Which processes use what (Linux /proc): cwd, root, exe and open files in one ls, mapped files by grep.
+use_facts() {
+  if [ ! -d /proc/self/fd ]; then emit inuse unavailable; return 0; fi
+  emit inuse proc
+  printf 'uses\\000'; ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/exe /proc/[0-9]*/fd 2>/dev/null; printf '\\000'
+  printf 'maps\\000'; grep -F -- "$rel/" /proc/[0-9]*/maps 2>/dev/null; printf '\\000'
+}
 lock_facts() {
   if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then emit lock none; return 0; fi
   if [ -d "$lock" ] && [ ! -h "$lock" ]; then emit lock dir; else emit lock other; fi
@@ -179,6 +186,8 @@ export interface LockScript extends ScriptBase {
   create: boolean;
   /** Seconds without a heartbeat line on stdin before the holder exits. */
   leaseS?: number;
+  /** Also report which processes use files under releases/ (for prune). */
+  uses?: boolean;
 }
 
 /**
@@ -214,7 +223,7 @@ if ! mv -- "$own/.deploy.lock" "$root" 2>/dev/null; then
 fi
 emit locked "$$"
 state_facts
-emit end state
+${s.uses ? 'use_facts\n' : ''}emit end state
 beat="$own/beat"; : > "$beat"
 exec 3<&0
 ( while IFS= read -r _l; do : > "$beat"; done; kill $$ 2>/dev/null ) <&3 >/dev/null 2>&1 &
@@ -264,11 +273,11 @@ emit takeover ok
 }
 
 /** Reads where a root stands: host facts, current, releases, release log, journal, .tmp, lock. */
-export function stateScript(s: ScriptBase): string {
+export function stateScript(s: ScriptBase & { uses?: boolean }): string {
   return `${header(s)}
 host_facts
 state_facts
-emit end state
+${s.uses ? 'use_facts\n' : ''}emit end state
 `;
 }
 

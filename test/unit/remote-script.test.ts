@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { inspectLock } from '../../src/act/lock.ts';
 import { layoutOf } from '../../src/act/layout.ts';
-import { FrameReader, hostFactsOf, judgeRemoteLock, parseFrames, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
-import { parseCtimeNs } from '../../src/remote/fleet.ts';
+import { FrameReader, hostFactsOf, judgeRemoteLock, parseFrames, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
+import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
 import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type ArmedTail } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
@@ -21,7 +21,7 @@ after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
 const BB_BIN = path.join(BASE, 'busybox-bin');
 fs.mkdirSync(BB_BIN);
-for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test']) {
+for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep']) {
   fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
 }
 
@@ -263,6 +263,34 @@ for (const shell of SHELLS) {
       assert.deepEqual(tags(frames), ['placed', 'ready', 'switch-failed']);
       assert.ok(fs.statSync(path.join(root, 'current', 'keep')).isDirectory(), 'the directory was not replaced');
       assertNoInjection();
+    });
+
+    void test('processes using a release are found through /proc (cwd, open files), others are not', async () => {
+      // Printable ASCII only: the listing is `ls -l` text, so other roots report the check as unavailable.
+      const root = path.join(BASE, `case-${++serial}`, "-a dir 'q' $(touch PWNED)");
+      fs.mkdirSync(root, { recursive: true });
+      const withNewline = freshRoot();
+      makeRelease(withNewline, 'x', 'x');
+      assert.equal(inUseOf(remoteStateOf(run(shell, stateScript({ root: withNewline, fsync: false })).frames, withNewline), [], false).inUseCheck, 'unavailable');
+      makeRelease(root, 'used', 'u');
+      makeRelease(root, 'open', 'o');
+      makeRelease(root, 'idle', 'i');
+      const cwdUser = spawn('sleep', ['30'], { cwd: path.join(root, 'releases', 'used') });
+      const fdUser = spawn('sh', ['-c', 'exec 3<"$1"; exec sleep 30', 'sh', path.join(root, 'releases', 'open', 'index.html')]);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const r = run(shell, stateScript({ root, fsync: false, uses: true }));
+        const uses = processUsesOf(r.frames);
+        assert.ok(uses, r.stderr);
+        const { inUse, inUseCheck } = inUseOf(remoteStateOf(r.frames, root), uses, false);
+        assert.equal(inUseCheck, 'proc');
+        assert.deepEqual([...(inUse?.keys() ?? [])].sort(), ['open', 'used']);
+        assert.match(inUse?.get('used') ?? '', new RegExp(`pid ${cwdUser.pid} \\(sleep: working directory\\)`));
+        assert.match(inUse?.get('open') ?? '', /open file/);
+      } finally {
+        cwdUser.kill();
+        fdUser.kill();
+      }
     });
 
     void test('rollback arming refuses a release that does not exist; apply steps stop at the first failure', () => {
