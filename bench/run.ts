@@ -4,6 +4,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runCopyBaselines } from './copy-baselines.ts';
+import { runFleetBench } from './fleet.ts';
+import { runNginxBench } from './nginx.ts';
+import { raceRows, runRaceBench } from './race.ts';
+import { ourRaceRows } from './race-rows.ts';
+import { runStartupBench } from './startup.ts';
+import { runSwitchBench } from './switch.ts';
+import { runThroughput } from './throughput.ts';
 import { saveResult, writeReport } from './lib/report.ts';
 import type { Result } from './lib/report.ts';
 
@@ -20,7 +27,29 @@ export interface Benchmark {
 }
 
 /** Every benchmark, in report order. Add new ones here. */
-export const BENCHMARKS: Benchmark[] = [{ name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) }];
+export const BENCHMARKS: Benchmark[] = [
+  { name: 'race', run: runRace },
+  { name: 'nginx', run: ({ quick, log }) => runNginxBench({ quick, log }) },
+  { name: 'throughput', run: ({ quick, log }) => runThroughput({ quick, log }) },
+  { name: 'switch', run: ({ quick, log }) => runSwitchBench({ quick, log }) },
+  { name: 'startup', run: ({ quick, log }) => runStartupBench({ quick, log }) },
+  { name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) },
+  { name: 'fleet', run: ({ quick, log }) => runFleetBench({ quick, log }) },
+];
+
+/** The race table with our rows (library switch, CLI deploy) after the reference ones. */
+async function runRace({ quick, log }: BenchmarkContext): Promise<Result> {
+  const ours = await ourRaceRows({ quick });
+  try {
+    const result = await runRaceBench({ quick, log, rows: [...raceRows, ...ours.rows] });
+    const broken = result.rows.filter((r) => r.error !== undefined);
+    // A row that could not run is a broken benchmark, not a result.
+    if (broken.length > 0) throw new Error(`race rows failed: ${broken.map((r) => `${r.name}: ${r.error ?? ''}`).join('; ')}`);
+    return result;
+  } finally {
+    await ours.cleanup();
+  }
+}
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = join(BENCH_DIR, 'results');

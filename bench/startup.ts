@@ -1,0 +1,103 @@
+// Start-up: `--version` of the package's bin and of the one-file bundle against `node -e 0`, and
+// what loading the whole CLI (any real command) adds on top.
+import { dirname, join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { BIN } from '../test/harness/cli.ts';
+import { describeMachine } from './lib/env.ts';
+import { median, pairedRuns, timeCommand } from './lib/measure.ts';
+import type { PairedCase } from './lib/measure.ts';
+import type { Result } from './lib/report.ts';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BUNDLE = join(REPO, 'dist', 'atomic-deploy.mjs');
+const NODE = process.execPath;
+
+const BASELINE = 'node -e 0';
+const PKG_VERSION = 'atomic-deploy --version (package bin)';
+const BUNDLE_VERSION = 'node atomic-deploy.mjs --version (bundle)';
+
+/** Modules whose loading a real command pays for; measured one per fresh process. */
+const IMPORTS = ['commander', 'yaml', 'zod', './dist/index.js', './dist/cli/main.js'];
+
+export async function runStartupBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
+  const { quick } = opts;
+  const log = opts.log ?? ((): void => undefined);
+  const started = Date.now();
+  const machine = await describeMachine();
+  // The bundle as `npm run bundle` makes it (`npm run bench` has just built dist/).
+  await timeCommand(NODE, [join(REPO, 'scripts', 'bundle.mjs')], { cwd: REPO });
+  const check = await timeCommand(NODE, [BUNDLE, '--version']);
+  const pkgCheck = await timeCommand(NODE, [BIN, '--version']);
+  if (check.stdout.trim() === '' || check.stdout.trim() !== pkgCheck.stdout.trim()) {
+    throw new Error(`--version disagrees: bundle ${JSON.stringify(check.stdout)}, package ${JSON.stringify(pkgCheck.stdout)}`);
+  }
+
+  const command = (name: string, args: string[]): PairedCase => ({ name, run: async () => void (await timeCommand(NODE, args, { cwd: REPO })) });
+  const cases = [
+    command(BASELINE, ['-e', '0']),
+    command(PKG_VERSION, [BIN, '--version']),
+    command(BUNDLE_VERSION, [BUNDLE, '--version']),
+    command('atomic-deploy --help (package bin, whole CLI loaded)', [BIN, '--help']),
+    command('node atomic-deploy.mjs --help (bundle, whole CLI loaded)', [BUNDLE, '--help']),
+  ];
+  const runs = quick ? 3 : 41;
+  const result = await pairedRuns(cases, { runs, warmup: quick ? 1 : 3, baseline: BASELINE });
+  log(`startup: ${result.cases.map((c) => `${c.name} ${c.median.toFixed(1)} ms`).join('; ')}`);
+
+  // Time to import each module in a fresh process, measured inside it (start-up excluded).
+  const importRuns = quick ? 1 : 9;
+  const importMs: { module: string; ms: number }[] = [];
+  for (const mod of IMPORTS) {
+    const samples: number[] = [];
+    for (let i = 0; i < importRuns; i++) {
+      const r = await timeCommand(NODE, ['--input-type=module', '-e', `const t = performance.now(); await import(${JSON.stringify(mod)}); console.log(performance.now() - t);`], { cwd: REPO });
+      samples.push(Number(r.stdout.trim()));
+    }
+    importMs.push({ module: mod, ms: median(samples) });
+  }
+  log(`startup: import ${importMs.map((m) => `${m.module} ${m.ms.toFixed(1)} ms`).join(', ')}`);
+
+  const ratio = (name: string): number => result.cases.find((c) => c.name === name)?.ratio ?? NaN;
+  const r2 = (x: number): number => Math.round(x * 100) / 100;
+  return {
+    name: 'startup',
+    title: 'Start-up time',
+    description:
+      '`--version` answers before the CLI is loaded: the package bin (`dist/cli/bin.js`, what the installed `atomic-deploy` command runs) and the one-file bundle (`npm run bundle`), against `node -e 0`. `--help` loads the whole CLI, as every real command does.',
+    machine,
+    quick,
+    tables: [
+      {
+        caption: 'Targets',
+        columns: ['target', 'goal', 'measured', 'met'],
+        rows: [
+          [`${PKG_VERSION} / ${BASELINE}`, '≤ 1.5', r2(ratio(PKG_VERSION)), ratio(PKG_VERSION) <= 1.5 ? 'met' : 'MISSED'],
+          [`${BUNDLE_VERSION} / ${BASELINE}`, '≤ 1.5', r2(ratio(BUNDLE_VERSION)), ratio(BUNDLE_VERSION) <= 1.5 ? 'met' : 'MISSED'],
+        ],
+      },
+      {
+        caption: `Wall time of the whole process (median of ${runs}, alternated)`,
+        columns: ['command', 'median ms', 'min ms', 'max ms', `× ${BASELINE}`],
+        rows: result.cases.map((c) => [c.name, Math.round(c.median * 10) / 10, Math.round(c.min * 10) / 10, Math.round(c.max * 10) / 10, r2(c.ratio)]),
+      },
+      {
+        caption: `Loading one module in a fresh process (median of ${importRuns}, ms, start-up excluded)`,
+        columns: ['module', 'ms'],
+        rows: importMs.map((m) => [m.module, Math.round(m.ms * 10) / 10]),
+      },
+    ],
+    charts: [
+      {
+        file: 'startup',
+        caption: `Start-up time relative to ${BASELINE}`,
+        spec: { type: 'bar', title: `Start-up time relative to ${BASELINE}`, unit: '×', referenceLine: 1.5, rows: result.cases.map((c) => ({ label: c.name, value: r2(c.ratio) })) },
+      },
+    ],
+    notes: [
+      'The installed command is a link to `dist/cli/bin.js`, which reads its version from package.json and imports nothing else for `--version`.',
+      'The bundle holds the whole CLI and its dependencies in one file, which Node has to read and compile before its first line runs, `--version` included; the package bin compiles only its own few lines.',
+      `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end, on ${machine.cores} cores.`,
+    ],
+  };
+}
