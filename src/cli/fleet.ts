@@ -106,7 +106,8 @@ async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render
     const hosts = details.hosts as HostRow[] | undefined;
     if (hosts && hosts.length > 0) cli.out.print(hostTable(hosts));
     cli.out.error(error.message, error.hint);
-    cli.out.result(undefined, { ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } });
+    // Even an error before any host was reached names the hosts, so the object always has `hosts`.
+    cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } });
     return error.exitCode;
   }
 }
