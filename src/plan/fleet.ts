@@ -172,3 +172,41 @@ export function planFleetRollback(hosts: readonly HostReleases[], to?: string): 
     hint: 'the hosts are on different releases: choose the one to go to with --to <id>',
   };
 }
+
+/** What phase 2 knows of one host once the switch word went out. */
+export interface SwitchReport {
+  host: string;
+  /** It confirmed its switch. */
+  switched: boolean;
+  /** The connection ended before its answers were in: it may have switched or not. */
+  lost: boolean;
+  health?: 'ok' | 'failed';
+}
+
+export interface FleetDecision {
+  /** Every host switched and passed its health check. */
+  ok: boolean;
+  /** Hosts told to keep the new release and record it. */
+  commit: string[];
+  /** Hosts told to switch back to their previous release. */
+  back: string[];
+  /** Hosts that never switched: their prepared release goes, as in phase 1. */
+  undo: string[];
+  /** Why the deploy did not commit everywhere ('' when it did). */
+  reason: string;
+}
+
+/**
+ * The fleet's word after the switch: all switched and healthy commits everywhere; anything else
+ * switches every reachable switched host back, unless `keep` leaves them on the new release.
+ * A host whose connection was lost gets no word: the next command reconciles it.
+ */
+export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'rollback' | 'keep'): FleetDecision {
+  const ok = hosts.every((h) => h.switched && !h.lost && h.health !== 'failed');
+  const reachable = hosts.filter((h) => h.switched && !h.lost).map((h) => h.host);
+  const unhealthy = hosts.filter((h) => h.health === 'failed').map((h) => h.host);
+  const incomplete = hosts.filter((h) => !h.switched || h.lost).map((h) => h.host);
+  const reason = ok ? '' : unhealthy.length > 0 ? `the health check failed on ${unhealthy.join(', ')}` : `the switch did not complete on ${incomplete.join(', ')}`;
+  const commit = ok || onFailure === 'keep' ? reachable : [];
+  return { ok, commit, back: commit.length > 0 ? [] : ok ? [] : reachable, undo: hosts.filter((h) => !h.switched && !h.lost).map((h) => h.host), reason };
+}

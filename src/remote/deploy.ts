@@ -12,7 +12,7 @@ import { nextSeq } from '../act/state.ts';
 import { scanSource, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
-import { fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
+import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
@@ -399,12 +399,16 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       }),
     );
 
-    const allGood = fleet.hosts.every((h) => stateOf(h).switched && !stateOf(h).lost && stateOf(h).health !== 'failed');
+    const decision = decideAfterSwitch(
+      fleet.hosts.map((h) => ({ host: h.label, switched: stateOf(h).switched, lost: stateOf(h).lost, ...(stateOf(h).health ? { health: stateOf(h).health } : {}) })),
+      options.onFailure ?? 'rollback',
+    );
+    const allGood = decision.ok;
     const keep = options.onFailure === 'keep';
-    const commitHosts = allGood || keep ? switched.filter((h) => !stateOf(h).lost) : [];
-    const backHosts = allGood || keep ? [] : switched.filter((h) => !stateOf(h).lost);
+    const commitHosts = fleet.hosts.filter((h) => decision.commit.includes(h.label));
+    const backHosts = fleet.hosts.filter((h) => decision.back.includes(h.label));
     const healthFailed = fleet.hosts.some((h) => stateOf(h).health === 'failed');
-    const reason = allGood ? '' : healthFailed ? 'the health check failed on ' + fleet.hosts.filter((h) => stateOf(h).health === 'failed').map((h) => h.label).join(', ') : `the switch did not complete on ${fleet.hosts.filter((h) => !stateOf(h).switched || stateOf(h).lost).map((h) => h.label).join(', ')}`;
+    const reason = decision.reason;
     const now = (): string => new Date().toISOString();
 
     await Promise.all([
@@ -441,7 +445,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         }
       }),
       // Hosts that never switched: their prepared release goes, as in phase 1.
-      ...fleet.hosts.filter((h) => !stateOf(h).switched && !stateOf(h).lost).map((h) => abortHost(h)),
+      ...fleet.hosts.filter((h) => decision.undo.includes(h.label)).map((h) => abortHost(h)),
     ]);
     for (const h of fleet.hosts) {
       const d = stateOf(h);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { fleetReleaseId, planFleetRecovery, planFleetRollback, summarizeFleet, switchSkewMs, type FleetJournal, type HostRecoveryInput } from '../../src/plan/fleet.ts';
+import { decideAfterSwitch, fleetReleaseId, planFleetRecovery, planFleetRollback, summarizeFleet, switchSkewMs, type FleetJournal, type HostRecoveryInput } from '../../src/plan/fleet.ts';
 import { planRecovery } from '../../src/plan/journal.ts';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
@@ -106,6 +106,30 @@ void test('journals without a fleet token recover exactly as the local engine do
     fc.property(fc.constantFrom('N', 'O', null), fc.constantFrom<'copying' | 'ready' | 'switched'>('copying', 'ready', 'switched'), fc.boolean(), (currentId, phase, exists) => {
       const h: HostRecoveryInput = { journal: local('N', phase), facts: { currentId, releaseExists: exists, tmpEntries: ['stage.1', 'other'] }, abandonedTokens: ['T'] };
       assert.deepEqual(planFleetRecovery([h, host('O', journal('N', 'O', 'ready'))])[0], planRecovery(h.journal, h.facts));
+    }),
+  );
+});
+
+void test('after the switch: commit only when every host switched and is healthy; else back, or keep', () => {
+  const all = [{ host: 'a', switched: true, lost: false, health: 'ok' as const }, { host: 'b', switched: true, lost: false }];
+  assert.deepEqual(decideAfterSwitch(all, 'rollback'), { ok: true, commit: ['a', 'b'], back: [], undo: [], reason: '' });
+  const refused = [{ host: 'a', switched: true, lost: false }, { host: 'b', switched: false, lost: false }, { host: 'c', switched: true, lost: true }];
+  assert.deepEqual(decideAfterSwitch(refused, 'rollback'), { ok: false, commit: [], back: ['a'], undo: ['b'], reason: 'the switch did not complete on b, c' });
+  assert.deepEqual(decideAfterSwitch(refused, 'keep'), { ok: false, commit: ['a'], back: [], undo: ['b'], reason: 'the switch did not complete on b, c' });
+  const sick = [{ host: 'a', switched: true, lost: false, health: 'failed' as const }, { host: 'b', switched: true, lost: false, health: 'ok' as const }];
+  assert.deepEqual(decideAfterSwitch(sick, 'rollback'), { ok: false, commit: [], back: ['a', 'b'], undo: [], reason: 'the health check failed on a' });
+  fc.assert(
+    fc.property(fc.array(fc.record({ switched: fc.boolean(), lost: fc.boolean(), health: fc.constantFrom<'ok' | 'failed' | undefined>('ok', 'failed', undefined) }), { minLength: 1, maxLength: 6 }), fc.constantFrom<'rollback' | 'keep'>('rollback', 'keep'), (raw, policy) => {
+      const hosts = raw.map((h, i) => ({ host: `h${i}`, switched: h.switched, lost: h.lost, ...(h.health ? { health: h.health } : {}) }));
+      const d = decideAfterSwitch(hosts, policy);
+      // Never both words to one host; a lost host gets none; only switched hosts get either.
+      for (const h of hosts) {
+        const words = [d.commit, d.back, d.undo].filter((list) => list.includes(h.host)).length;
+        assert.ok(words <= 1);
+        if (h.lost) assert.equal(words, 0);
+        if (d.commit.includes(h.host) || d.back.includes(h.host)) assert.ok(h.switched);
+      }
+      if (!d.ok && policy === 'rollback') assert.deepEqual(d.commit, []);
     }),
   );
 });
