@@ -114,7 +114,7 @@ const CASES: Case[] = [
   // Usage.
   { name: 'unknown option', setup: (c) => deployTo(c, '--bogus'), code: 2, message: /unknown option '--bogus'/ },
   { name: 'too many arguments', setup: (c) => deployTo(c, 'extra'), code: 2, message: /too many arguments/ },
-  { name: 'missing arguments', setup: () => ['deploy'], code: 2, message: /missing the source directory/ },
+  { name: 'missing arguments', setup: () => ['deploy'], code: 2, message: /missing required argument 'source'/ },
   { name: '--wait not a number', setup: (c) => deployTo(c, '--wait', 'soon'), code: 2, message: /expected a number of seconds/ },
   { name: '--wait negative', setup: (c) => deployTo(c, '--wait=-1'), code: 2, message: /expected a number of seconds/ },
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
