@@ -9,6 +9,7 @@ import { switchCurrent } from '../src/act/switch.ts';
 import { cliDeploy, makeSite, switchesUnderLoad, type LoadOptions, type LoadResult } from '../test/harness/deploy-load.ts';
 import { startNginx, type NginxServer } from '../test/harness/nginx.ts';
 import { busyboxLnSfn, unlinkSymlinkSwap } from '../test/harness/swappers.ts';
+import { benchBin } from './bin.ts';
 import { describeMachine } from './lib/env.ts';
 import { median } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
@@ -28,12 +29,13 @@ export async function runNginxBench(opts: { quick: boolean; log?: (line: string)
   const deploys = opts.quick ? 4 : 120;
   const flatOutMs = opts.quick ? 1000 : 5000;
   const machine = await describeMachine();
+  const bin = benchBin();
   const started = Date.now();
   const site = await makeSite();
   let nginx: NginxServer | undefined;
   const rows: Row[] = [];
   try {
-    await cliDeploy(site.builds[0], site.root);
+    await cliDeploy(site.builds[0], site.root, { bin });
     nginx = await startNginx({ docroot: path.join(site.root, 'current') });
     const load: Pick<LoadOptions, 'url' | 'bodies' | 'threads' | 'connections'> = {
       url: `${nginx.url}/index.html`,
@@ -50,7 +52,7 @@ export async function runNginxBench(opts: { quick: boolean; log?: (line: string)
 
     const ours = await row(`our CLI deploy (${deploys} deploys)`, false, {
       switches: deploys,
-      switchOnce: (i) => cliDeploy(site.builds[(i + 1) % 2] as string, site.root),
+      switchOnce: (i) => cliDeploy(site.builds[(i + 1) % 2] as string, site.root, { bin }),
     });
     const releases = readdirSync(path.join(site.root, 'releases')).sort();
     const targets = releases.slice(-2).map((id) => `releases/${id}`);

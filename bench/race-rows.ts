@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { layoutOf } from '../src/act/layout.ts';
 import { switchCurrent } from '../src/act/switch.ts';
 import { runCli } from '../test/harness/cli.ts';
+import { benchBin } from './bin.ts';
 import type { Swapper } from '../test/harness/swappers.ts';
 import type { RaceRow } from './race.ts';
 
@@ -24,6 +25,7 @@ export const librarySwitch: Swapper = async (root, target) => {
  * index.html reads release-<id>", deployed from a build directory outside the root.
  */
 export async function ourRaceRows(opts: { quick: boolean }): Promise<OurRaceRows> {
+  const bin = benchBin();
   const builds = await mkdtemp(join(tmpdir(), 'atomic-deploy-race-builds-'));
   const sourceOf = async (id: string): Promise<string> => {
     const dir = join(builds, id);
@@ -40,7 +42,7 @@ export async function ourRaceRows(opts: { quick: boolean }): Promise<OurRaceRows
       src = sourceOf(id);
       made.set(id, src);
     }
-    const r = await runCli(['deploy', await src, root, '--quiet']);
+    const r = await runCli(['deploy', await src, root, '--quiet'], { bin });
     if (r.code !== 0) throw new Error(`atomic-deploy deploy exited ${String(r.code)}: ${r.stderr.trim()}`);
   };
   return {

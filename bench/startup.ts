@@ -1,16 +1,16 @@
 // Start-up: `--version` of the package's bin and of the one-file bundle against `node -e 0`, and
 // what loading the whole CLI (any real command) adds on top.
 import { dirname, join, resolve } from 'node:path';
-import { loadavg } from 'node:os';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { BIN } from '../test/harness/cli.ts';
+import { benchBin } from './bin.ts';
 import { describeMachine } from './lib/env.ts';
 import { median, pairedRuns, timeCommand } from './lib/measure.ts';
-import type { PairedCase } from './lib/measure.ts';
+import type { PairedCase, PairedResult } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BUNDLE = join(REPO, 'dist', 'atomic-deploy.mjs');
 const NODE = process.execPath;
 
 const BASELINE = 'node -e 0';
@@ -26,37 +26,48 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
   const started = Date.now();
   const machine = await describeMachine();
   // The bundle as `npm run bundle` makes it (`npm run bench` has just built dist/).
+  const BIN = benchBin();
   await timeCommand(NODE, [join(REPO, 'scripts', 'bundle.mjs')], { cwd: REPO });
-  const check = await timeCommand(NODE, [BUNDLE, '--version']);
-  const pkgCheck = await timeCommand(NODE, [BIN, '--version']);
-  if (check.stdout.trim() === '' || check.stdout.trim() !== pkgCheck.stdout.trim()) {
-    throw new Error(`--version disagrees: bundle ${JSON.stringify(check.stdout)}, package ${JSON.stringify(pkgCheck.stdout)}`);
-  }
-
-  const command = (name: string, args: string[]): PairedCase => ({ name, run: async () => void (await timeCommand(NODE, args, { cwd: REPO })) });
-  const cases = [
-    command(BASELINE, ['-e', '0']),
-    command(PKG_VERSION, [BIN, '--version']),
-    command(BUNDLE_VERSION, [BUNDLE, '--version']),
-    command('atomic-deploy --help (package bin, whole CLI loaded)', [BIN, '--help']),
-    command('node atomic-deploy.mjs --help (bundle, whole CLI loaded)', [BUNDLE, '--help']),
-  ];
+  // The bundle needs nothing beside it: run it from a directory of its own, as users copy it.
+  const bundleDir = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-bundle-'));
+  const BUNDLE = join(bundleDir, 'atomic-deploy.mjs');
+  await copyFile(join(REPO, 'dist', 'atomic-deploy.mjs'), BUNDLE);
+  // The copy of dist/ holds a node_modules link, so module imports resolve there as in the package.
+  const snapshotRoot = dirname(dirname(dirname(BIN)));
   const runs = quick ? 3 : 41;
-  const result = await pairedRuns(cases, { runs, warmup: quick ? 1 : 3, baseline: BASELINE });
-  log(`startup: ${result.cases.map((c) => `${c.name} ${c.median.toFixed(1)} ms`).join('; ')}`);
-
-  // Time to import each module in a fresh process, measured inside it (start-up excluded).
   const importRuns = quick ? 1 : 9;
   const importMs: { module: string; ms: number }[] = [];
-  for (const mod of IMPORTS) {
-    const samples: number[] = [];
-    for (let i = 0; i < importRuns; i++) {
-      const r = await timeCommand(NODE, ['--input-type=module', '-e', `const t = performance.now(); await import(${JSON.stringify(mod)}); console.log(performance.now() - t);`], { cwd: REPO });
-      samples.push(Number(r.stdout.trim()));
+  let result: PairedResult;
+  try {
+    const check = await timeCommand(NODE, [BUNDLE, '--version']);
+    const pkgCheck = await timeCommand(NODE, [BIN, '--version']);
+    if (check.stdout.trim() === '' || check.stdout.trim() !== pkgCheck.stdout.trim()) {
+      throw new Error(`--version disagrees: bundle ${JSON.stringify(check.stdout)}, package ${JSON.stringify(pkgCheck.stdout)}`);
     }
-    importMs.push({ module: mod, ms: median(samples) });
+    const command = (name: string, args: string[]): PairedCase => ({ name, run: async () => void (await timeCommand(NODE, args, { cwd: bundleDir })) });
+    const cases = [
+      command(BASELINE, ['-e', '0']),
+      command(PKG_VERSION, [BIN, '--version']),
+      command(BUNDLE_VERSION, [BUNDLE, '--version']),
+      command('atomic-deploy --help (package bin, whole CLI loaded)', [BIN, '--help']),
+      command('node atomic-deploy.mjs --help (bundle, whole CLI loaded)', [BUNDLE, '--help']),
+    ];
+    result = await pairedRuns(cases, { runs, warmup: quick ? 1 : 3, baseline: BASELINE });
+    log(`startup: ${result.cases.map((c) => `${c.name} ${c.median.toFixed(1)} ms`).join('; ')}`);
+
+    // Time to import each module in a fresh process, measured inside it (start-up excluded).
+    for (const mod of IMPORTS) {
+      const samples: number[] = [];
+      for (let i = 0; i < importRuns; i++) {
+        const r = await timeCommand(NODE, ['--input-type=module', '-e', `const t = performance.now(); await import(${JSON.stringify(mod)}); console.log(performance.now() - t);`], { cwd: snapshotRoot });
+        samples.push(Number(r.stdout.trim()));
+      }
+      importMs.push({ module: mod, ms: median(samples) });
+    }
+    log(`startup: import ${importMs.map((m) => `${m.module} ${m.ms.toFixed(1)} ms`).join(', ')}`);
+  } finally {
+    await rm(bundleDir, { recursive: true, force: true });
   }
-  log(`startup: import ${importMs.map((m) => `${m.module} ${m.ms.toFixed(1)} ms`).join(', ')}`);
 
   const ratio = (name: string): number => result.cases.find((c) => c.name === name)?.ratio ?? NaN;
   const r2 = (x: number): number => Math.round(x * 100) / 100;

@@ -5,7 +5,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layoutOf } from '../src/act/layout.ts';
 import { switchCurrent } from '../src/act/switch.ts';
-import { BIN } from '../test/harness/cli.ts';
+import { benchBin } from './bin.ts';
 import { describeMachine } from './lib/env.ts';
 import { pairedRuns, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
@@ -34,7 +34,7 @@ function sizes(quick: boolean): Size[] {
 }
 
 async function cli(args: string[]): Promise<void> {
-  await timeCommand(process.execPath, [BIN, ...args], { env: ENV });
+  await timeCommand(process.execPath, [benchBin(), ...args], { env: ENV });
 }
 
 interface Root {

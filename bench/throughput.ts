@@ -3,8 +3,8 @@
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN } from '../test/harness/cli.ts';
 import { STANDARD_CASES } from './copy-baselines.ts';
+import { benchBin } from './bin.ts';
 import { describeMachine } from './lib/env.ts';
 import { median, pairedRuns, peakRssOfCommand, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
@@ -34,7 +34,7 @@ async function settle(dir: string): Promise<void> {
 }
 
 async function cli(args: string[]): Promise<string> {
-  return (await timeCommand(process.execPath, [BIN, ...args], { env: ENV })).stdout;
+  return (await timeCommand(process.execPath, [benchBin(), ...args], { env: ENV })).stdout;
 }
 
 async function entryCount(dir: string): Promise<number> {
@@ -251,7 +251,7 @@ async function peakRss(src: string, work: string, runs: number): Promise<number[
   const out: number[] = [];
   for (let i = 0; i < runs; i++) {
     await remove(root);
-    out.push(await peakRssOfCommand(process.execPath, [BIN, 'deploy', src, root, '--quiet'], { env: ENV }));
+    out.push(await peakRssOfCommand(process.execPath, [benchBin(), 'deploy', src, root, '--quiet'], { env: ENV }));
   }
   await remove(root);
   return out;

@@ -20,6 +20,8 @@ export interface CliOptions {
   /** Failpoints to arm, e.g. `after-switch=crash`. */
   failpoints?: string;
   timeoutMs?: number;
+  /** Another copy of the CLI to run instead of dist/'s (benchmarks pin one for a whole run). */
+  bin?: string;
 }
 
 /** Starts the CLI; the caller may signal or kill it. */
@@ -27,7 +29,7 @@ export function spawnCli(args: readonly string[], options: CliOptions = {}): { c
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...options.env };
   if (options.failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = options.failpoints;
   else delete env.ATOMIC_DEPLOY_FAILPOINTS;
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [options.bin ?? BIN, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -34,9 +34,9 @@ export async function makeSite(): Promise<Site> {
   return { dir, root: path.join(dir, 'root'), builds, bodies, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** Deploys `build` into `root` with the CLI; throws with its stderr unless it exits 0. */
-export async function cliDeploy(build: string, root: string, extraArgs: readonly string[] = []): Promise<void> {
-  const r = await runCli(['deploy', build, root, '--quiet', ...extraArgs]);
+/** Deploys `build` into `root` with the CLI (`bin`, default dist/'s); throws with its stderr unless it exits 0. */
+export async function cliDeploy(build: string, root: string, options: { extraArgs?: readonly string[]; bin?: string } = {}): Promise<void> {
+  const r = await runCli(['deploy', build, root, '--quiet', ...(options.extraArgs ?? [])], { bin: options.bin });
   if (r.code !== 0) throw new Error(`atomic-deploy deploy exited ${String(r.code)}: ${r.stderr.trim()}`);
 }
 
