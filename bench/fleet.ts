@@ -2,6 +2,7 @@
 // the time grows with the host count, how far apart the hosts switch, and what --link-dest saves
 // when 1% of the files changed.
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,57 @@ interface Sample {
   hosts: number;
   kind: 'full' | 'redeploy';
   result: FleetDeployResult;
+  cpu: CpuSpent;
+}
+
+/** CPU time (ms) a deploy cost on each side: this process with its children (ssh, rsync), and the hosts' sshd trees. */
+interface CpuSpent {
+  deployer: number;
+  targets: number;
+}
+
+// Linux reports process times in clock ticks of 1/100 s (USER_HZ).
+const TICK_MS = 10;
+
+/** utime + stime (+ cutime + cstime with `children`) of a process, in ms; 0 once it is gone. */
+function cpuOf(pid: number | 'self', children: boolean): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    // Fields 14-17 of stat: after the command name they are at 11..14.
+    const own = (f[11] ?? 0) + (f[12] ?? 0);
+    return (children ? own + (f[13] ?? 0) + (f[14] ?? 0) : own) * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+
+/** How many live processes have one of `parents` as their parent. */
+function childrenOf(parents: ReadonlySet<number | null>): number {
+  let count = 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (parents.has(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))) count += 1;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return count;
+}
+
+/** Runs a deploy and says what CPU it cost where. */
+async function withCpu(fleet: Fleet, n: number, deploy: () => Promise<FleetDeployResult>): Promise<{ result: FleetDeployResult; cpu: CpuSpent }> {
+  const sshd = (): number => fleet.hosts.slice(0, n).reduce((sum, h) => sum + (h.sshdPid() === null ? 0 : cpuOf(h.sshdPid() as number, true)), 0);
+  const self0 = cpuOf('self', true);
+  const sshd0 = sshd();
+  const result = await deploy();
+  const deployer = cpuOf('self', true) - self0;
+  // A connection's sshd is reaped (and counted) only after it exits, shortly after the deploy.
+  const listeners = new Set(fleet.hosts.slice(0, n).map((h) => h.sshdPid()));
+  for (let i = 0; i < 60 && childrenOf(listeners) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  return { result, cpu: { deployer, targets: sshd() - sshd0 } };
 }
 
 /** The trees: a small site, many small files, and fewer larger ones (where bytes, not files, cost). */
@@ -64,7 +116,7 @@ async function measureTree(fleet: Fleet, id: TreeId, counts: number[], runs: num
           return Promise.resolve();
         },
         run: async () => {
-          samples.push({ hosts: n, kind: 'full', result: await fleetDeploy(base, `/srv/${fullRoot}`, options) });
+          samples.push({ hosts: n, kind: 'full', ...(await withCpu(fleet, n, () => fleetDeploy(base, `/srv/${fullRoot}`, options))) });
         },
         teardown: async () => {
           await Promise.all(fleet.hosts.slice(0, n).map((h) => rm(join(h.srvDir, fullRoot), { recursive: true, force: true })));
@@ -82,7 +134,7 @@ async function measureTree(fleet: Fleet, id: TreeId, counts: number[], runs: num
           changed = (await mutateFraction(src, 0.01, ++seed)).length;
         },
         run: async () => {
-          samples.push({ hosts: n, kind: 'redeploy', result: await fleetDeploy(src, `/srv/${root}`, options) });
+          samples.push({ hosts: n, kind: 'redeploy', ...(await withCpu(fleet, n, () => fleetDeploy(src, `/srv/${root}`, options))) });
         },
       });
     }
@@ -159,6 +211,20 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
       ),
     });
   }
+  for (const o of outcomes) {
+    tables.push({
+      caption: `${o.stats.files.toLocaleString('en-US')} files: CPU time per deploy (medians, ms), and per host`,
+      columns: ['hosts', 'deploying side (node, ssh, rsync)', 'targets (sshd, shells, rsync)', 'per host: deploying side', 'per host: target'],
+      rows: o.counts.flatMap((n) =>
+        (['full', 'redeploy'] as const).map((kind) => {
+          const s = pick(o, n, kind);
+          const dep = median(s.map((x) => x.cpu.deployer));
+          const tgt = median(s.map((x) => x.cpu.targets));
+          return [`${n} (${kind === 'full' ? 'full' : '1% changed'})`, round(dep, 0), round(tgt, 0), round(dep / n, 0), round(tgt / n, 0)];
+        }),
+      ),
+    });
+  }
   const skewRows = counts
     .filter((n) => n > 1)
     .map((n) => {
@@ -211,6 +277,7 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
     `Every host is an OpenSSH sshd in its own network namespace on this machine (test/harness/fleet.ts), so all ${most} "hosts" and the deploying process share its ${machine.cores} CPU cores and one disk: the receiving side's work (sshd, rsync, the shell programs, hardlinking or writing every file) grows with the host count on the same cores, which a real fleet spreads over its machines.`,
     `Each deploy is the library's fleetDeploy (what the CLI runs, without the process start): connect (one ssh master per host), lock, copy with rsync --link-dest, prepare and arm, switch, commit, close. ${runs} measured round${runs === 1 ? '' : 's'} after ${warmup} warm-up, cases alternated and rotated every round; medians.`,
     '"full": into roots that never held a release (every file sent). "1% changed": the same roots as the previous run, after changing the content of 1% of the files (untimed), so rsync sends those and hardlinks the rest from the current release.',
+    `CPU (from /proc/<pid>/stat, user + system): "deploying side" is this process and every child it reaped (the ssh master connections, ssh clients, rsync senders); "targets" is what each host's sshd listener reaped (its connection's sshd, the shells, the rsync receivers). On separate machines only the deploying side's CPU would be shared; here both sides share ${machine.cores} cores.`,
     'Switch skew "by host clocks" is the spread of the ctimes the renames gave the new `current` links (the hosts share this machine\'s clock); "as received" is the spread of the switch confirmations as the deploying process read them.',
     `Trees: ${outcomes.map((o) => `${o.stats.files.toLocaleString('en-US')} files of ${TREES[o.id].minSize / 1024 >= 1 ? `${TREES[o.id].minSize / 1024}–${TREES[o.id].maxSize / 1024} KiB` : `${TREES[o.id].minSize} B–${TREES[o.id].maxSize / 1024} KiB`} (${(o.stats.bytes / 1024 ** 2).toFixed(1)} MiB, ${o.changed} changed per redeploy, ${o.samples.length / o.counts.length / 2} measured rounds)`).join('; ')}.`,
     `The benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end.`,

@@ -173,6 +173,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       await d.armed.done;
     }
     if (!h.remote.locked) return;
+    if (!h.remote.holding) {
+      // The lock went with the connection: another command may hold it by now, so touch nothing.
+      leftovers.add(h);
+      h.remote.released();
+      return;
+    }
     const steps: Step[] = [];
     if (d) steps.push({ op: 'remove-tmp', name: d.stage }, { op: 'remove-tmp', name: d.link });
     if (id !== undefined && h.state && d) {
@@ -216,7 +222,6 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     await fleet.each(
       fleet.hosts,
       async (h) => {
-        await h.remote.connect();
         const locked = await h.remote.lock({ command: options.command ?? `fleet deploy of ${sourceReal} from ${os.hostname()}`, create: true, waitMs: options.waitMs, signal: options.signal, uses: options.keep !== undefined });
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
         if (!locked.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });

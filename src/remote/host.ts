@@ -56,6 +56,7 @@ export class RemoteRoot {
   private beat: NodeJS.Timeout | undefined;
   private holderEnded = false;
   locked: LockedRoot | undefined;
+  /** The host was reached at least once during this operation. */
   connected = false;
 
   constructor(
@@ -74,12 +75,18 @@ export class RemoteRoot {
     this.connected = true;
   }
 
+  /** The connection, opened again if it went away (a lock attempt that found the lock busy ends it). */
+  private async ensureConnected(): Promise<void> {
+    if (!this.ssh.up) await this.connect();
+  }
+
   /** Whether the lock holder still runs: once it is gone, the lock no longer protects this deploy. */
   get holding(): boolean {
     return this.locked !== undefined && !this.holderEnded;
   }
 
   async run(script: string, what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
+    await this.ensureConnected();
     const result = await this.ssh.exec(script, { onStderrLine });
     if (result.code !== 0 || result.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, result, what);
     return result.frames;
@@ -119,7 +126,10 @@ export class RemoteRoot {
     for (;;) {
       if (request.signal?.aborted) throw new DeployError('INTERRUPTED', `${this.label}: interrupted while waiting for the lock`);
       const token = randomBytes(12).toString('hex');
-      const holder = this.ssh.start(lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true }));
+      const script = lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true });
+      // Not connected yet: the holder becomes the connection's own first session.
+      const holder = this.ssh.up ? this.ssh.start(script) : await this.ssh.connect(script);
+      this.connected = true;
       let first: Frame;
       try {
         first = await holder.waitFor(['locked', 'busy', 'error']);

@@ -79,6 +79,11 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           if (result.frames.some((f) => f.tag === 'committed' || f.tag === 'back')) h.remote.released();
         }
         if (!h.remote.locked) return;
+        // Without its holder the lock may be someone else's by now: leave the host to recovery.
+        if (!h.remote.holding) {
+          h.remote.released();
+          return;
+        }
         await h.remote.unlock(s?.armed ? [{ op: 'clear-journal' }, { op: 'durable' }] : []).catch((error: unknown) => {
           h.error ??= hostError(error);
         });
@@ -90,7 +95,6 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     await fleet.each(
       fleet.hosts,
       async (h) => {
-        await h.remote.connect();
         const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal });
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
         h.facts = locked.facts;

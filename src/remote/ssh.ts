@@ -73,7 +73,9 @@ export interface RunningRemote {
 }
 
 export class SshHost {
-  private masterUp = false;
+  /** The master connection: an ssh process of ours whose own session is `primary`. */
+  private master: ChildProcess | undefined;
+  private primary: RunningRemote | undefined;
   private readonly log: string;
 
   constructor(
@@ -115,6 +117,11 @@ export class SshHost {
     return `${this.target.user ? `${this.target.user}@` : ''}${h}`;
   }
 
+  /** Whether the master connection is up for clients. */
+  get up(): boolean {
+    return this.master !== undefined && this.master.exitCode === null && this.master.signalCode === null && fs.existsSync(this.socket);
+  }
+
   /** Timeouts the user's ssh config leaves unset get ours, so that a dead host fails instead of hanging. */
   private async timeoutArgs(): Promise<string[]> {
     const child = spawn('ssh', [...this.configArgs(), '-G', ...this.targetArgs()], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -132,36 +139,37 @@ export class SshHost {
     return args;
   }
 
-  /** Opens the master connection; it persists in the background until disconnect(). */
-  async connect(): Promise<void> {
-    const args = [
-      ...this.commonArgs(),
-      '-o', 'ControlMaster=yes',
-      // The master lingers this long after its last session: a crashed deploy leaves no connection behind.
-      '-o', 'ControlPersist=15',
-      ...(await this.timeoutArgs()),
-      '-E', this.log,
-      '-N', '-f', '-T',
-      ...this.targetArgs(),
-    ];
-    const child = spawn('ssh', args, { stdio: 'ignore' });
-    const code = await new Promise<number | null>((resolve) => {
-      child.once('error', () => resolve(-1));
-      child.once('exit', (c) => resolve(c));
-    });
-    if (code !== 0) {
-      const why = lastLine(fs.readFileSync(this.log, { encoding: 'utf8', flag: 'a+' })) || (code === -1 ? 'ssh could not be started' : `ssh exited with code ${String(code)}`);
-      throw new DeployError('REMOTE', `cannot connect to ${this.label}: ${why}`, {
-        hint: `check that \`ssh ${this.label} true\` works without a password prompt (BatchMode)`,
-        details: { host: this.label },
-      });
+  /**
+   * Opens the master connection with `script` as its own first session: one process and one
+   * handshake do both. The master is our child and lives as long as that session (and then as
+   * long as any session through it), so a deploy that dies leaves no connection behind. Without
+   * a script the first session just waits for its stdin to end.
+   */
+  async connect(script?: string, options: { onStderrLine?: (line: string) => void } = {}): Promise<RunningRemote> {
+    if (this.master && this.master.exitCode === null && this.master.signalCode === null) throw new DeployError('INTERNAL', `${this.label}: already connected`);
+    fs.rmSync(this.socket, { force: true });
+    const args = [...this.commonArgs(), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', ...(await this.timeoutArgs()), '-E', this.log, '-T', ...this.targetArgs()];
+    const run = this.launch(args, script ?? 'read _ || :', options);
+    this.master = run.child;
+    this.primary = run;
+    // Ready once the control socket exists; a failed connection ends the process first.
+    for (;;) {
+      if (fs.existsSync(this.socket)) return run;
+      if (run.child.exitCode !== null || run.child.signalCode !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    this.masterUp = true;
+    const result = await run.done;
+    const why = lastLine(fs.readFileSync(this.log, { encoding: 'utf8', flag: 'a+' })) || lastLine(result.stderr) || `ssh exited with code ${String(result.code)}`;
+    this.master = undefined;
+    this.primary = undefined;
+    throw new DeployError('REMOTE', `cannot connect to ${this.label}: ${why}`, {
+      hint: `check that \`ssh ${this.label} true\` works without a password prompt (BatchMode)`,
+      details: { host: this.label },
+    });
   }
 
-  /** Starts a program on the host; frames arrive as it prints them. */
-  start(script: string, options: { onStderrLine?: (line: string) => void } = {}): RunningRemote {
-    const child = spawn('ssh', [...this.clientArgs(), ...this.targetArgs(), remoteCommand(script)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  private launch(args: readonly string[], script: string, options: { onStderrLine?: (line: string) => void }): RunningRemote {
+    const child = spawn('ssh', [...args, remoteCommand(script)], { stdio: ['pipe', 'pipe', 'pipe'] });
     const reader = new FrameReader();
     const frames: Frame[] = [];
     const waiters: { tags: readonly string[]; resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];
@@ -223,6 +231,11 @@ export class SshHost {
     };
   }
 
+  /** Starts a program on the host through the master; frames arrive as it prints them. */
+  start(script: string, options: { onStderrLine?: (line: string) => void } = {}): RunningRemote {
+    return this.launch([...this.clientArgs(), ...this.targetArgs()], script, options);
+  }
+
   /** Runs a program to its end. */
   exec(script: string, options: { onStderrLine?: (line: string) => void } = {}): Promise<ExecResult> {
     const run = this.start(script, options);
@@ -230,15 +243,17 @@ export class SshHost {
     return run.done;
   }
 
-  /** Closes the master connection. */
+  /** Closes the connection: the first session's stdin ends, and the master goes once every session has. */
   async disconnect(): Promise<void> {
-    if (!this.masterUp) return;
-    this.masterUp = false;
-    const child = spawn('ssh', [...this.commonArgs(), '-O', 'exit', ...this.targetArgs()], { stdio: 'ignore' });
-    await new Promise<void>((resolve) => {
-      child.once('error', () => resolve());
-      child.once('exit', () => resolve());
-    });
+    const master = this.master;
+    this.master = undefined;
+    this.primary?.end();
+    this.primary = undefined;
+    if (!master || master.exitCode !== null || master.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => master.once('exit', () => resolve()));
+    const timer = setTimeout(() => master.kill('SIGTERM'), 5000);
+    await exited;
+    clearTimeout(timer);
   }
 }
 
