@@ -72,6 +72,8 @@ export interface RunningRemote {
   done: Promise<ExecResult>;
 }
 
+const timeoutCache = new Map<string, Promise<string[]>>();
+
 export class SshHost {
   /** The master connection: an ssh process of ours whose own session is `primary`. */
   private master: ChildProcess | undefined;
@@ -122,8 +124,24 @@ export class SshHost {
     return this.master !== undefined && this.master.exitCode === null && this.master.signalCode === null && fs.existsSync(this.socket);
   }
 
-  /** Timeouts the user's ssh config leaves unset get ours, so that a dead host fails instead of hanging. */
-  private async timeoutArgs(): Promise<string[]> {
+  /**
+   * Timeouts the user's ssh config leaves unset get ours, so that a dead host fails instead of
+   * hanging. Asked of `ssh -G` once per config file and operation (every process costs the
+   * deploying machine milliseconds per host); per-host blocks rarely differ in these two keys.
+   */
+  private timeoutArgs(): Promise<string[]> {
+    const key = this.configArgs().join('\0');
+    let cached = timeoutCache.get(key);
+    if (!cached) {
+      cached = this.askTimeouts();
+      timeoutCache.set(key, cached);
+      // Fresh for the next operation: the config may change between commands of a long-lived process.
+      setTimeout(() => timeoutCache.delete(key), 60_000).unref();
+    }
+    return cached;
+  }
+
+  private async askTimeouts(): Promise<string[]> {
     const child = spawn('ssh', [...this.configArgs(), '-G', ...this.targetArgs()], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
