@@ -75,7 +75,7 @@ void test(`${N} deploys at once without --wait: each succeeds or exits 3 at once
   const was = before(lane);
   const sources = Array.from({ length: N }, () => nextSource(lane));
   // The holder keeps the lock long enough that every contender finds it held.
-  const results = await Promise.all(sources.map((s) => timed(['deploy', s, lane.root, '--json'], 'lock-taken=sleep:3000')));
+  const results = await Promise.all(sources.map((s) => timed(['deploy', s, lane.root, '--json'], 'lock-taken=sleep:8000')));
   const ok = results.filter((r) => r.code === 0);
   const locked = results.filter((r) => r.code === 3);
   t.diagnostic(`${ok.length} succeeded, ${locked.length} exited 3`);
@@ -116,7 +116,7 @@ void test(`${N} deploys at once with --wait 60 all succeed, one at a time, ids d
 
 void test('two deploys in the same second get distinct ids that sort in deploy order', async (t) => {
   const lane = await makeLane(tempDir(t), 'lane');
-  for (let attempt = 0; attempt < 10; attempt++) {
+  for (let attempt = 0; attempt < 40; attempt++) {
     const a = jsonOf<DeployJson>(await runCli(['deploy', nextSource(lane), lane.root, '--json', '--no-fsync']));
     const b = jsonOf<DeployJson>(await runCli(['deploy', nextSource(lane), lane.root, '--json', '--no-fsync']));
     assert.notEqual(a.release, b.release);
@@ -129,7 +129,7 @@ void test('two deploys in the same second get distinct ids that sort in deploy o
       return;
     }
   }
-  assert.fail('no two deploys landed in the same second in 10 attempts');
+  assert.fail('no two deploys landed in the same second in 40 attempts');
 });
 
 void test('deploys racing rollbacks (--wait): every command completes or refuses cleanly; the state is consistent', async (t) => {
