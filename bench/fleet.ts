@@ -94,6 +94,13 @@ interface TreeOutcome {
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
+/** "1,000 files of 256 B–4 KiB": enough to tell the trees apart in a caption. */
+function treeLabel(id: TreeId, files: number): string {
+  const t = TREES[id];
+  const size = (b: number): string => (b >= 1024 ? `${b / 1024} KiB` : `${b} B`);
+  return `${files.toLocaleString('en-US')} files of ${size(t.minSize)}–${size(t.maxSize)}`;
+}
+
 async function measureTree(fleet: Fleet, id: TreeId, counts: number[], runs: number, warmup: number, log: (l: string) => void): Promise<TreeOutcome> {
   const work = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-fleet-'));
   try {
@@ -188,7 +195,7 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
 
   const tables: ResultTable[] = [];
   for (const o of outcomes) {
-    const label = `${o.stats.files.toLocaleString('en-US')} files`;
+    const label = treeLabel(o.id, o.stats.files);
     tables.push({
       caption: `${label}: median deploy time (ms) and ratio to one host`,
       columns: ['hosts', 'full deploy ms', '× 1 host', '1% changed ms', '× 1 host', '1% changed ÷ full'],
@@ -213,7 +220,7 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
   }
   for (const o of outcomes) {
     tables.push({
-      caption: `${o.stats.files.toLocaleString('en-US')} files: CPU time per deploy (medians, ms), and per host`,
+      caption: `${treeLabel(o.id, o.stats.files)}: CPU time per deploy (medians, ms), and per host`,
       columns: ['hosts', 'deploying side (node, ssh, rsync)', 'targets (sshd, shells, rsync)', 'per host: deploying side', 'per host: target'],
       rows: o.counts.flatMap((n) =>
         (['full', 'redeploy'] as const).map((kind) => {
@@ -251,19 +258,19 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
     caption: `Targets (${most} hosts)`,
     columns: ['measure', 'target', 'measured', 'met'],
     rows: [
-      [`${most} hosts ÷ 1 host, ${first?.stats.files ?? '?'} files, 1% changed`, '≤ 2', ratio(first, 'redeploy'), ratio(first, 'redeploy') <= 2 ? 'yes' : 'no'],
-      [`${most} hosts ÷ 1 host, ${first?.stats.files ?? '?'} files, full`, '≤ 2', ratio(first, 'full'), ratio(first, 'full') <= 2 ? 'yes' : 'no'],
+      [`${most} hosts ÷ 1 host, ${first ? treeLabel(first.id, first.stats.files) : '?'}, 1% changed`, '≤ 2', ratio(first, 'redeploy'), ratio(first, 'redeploy') <= 2 ? 'yes' : 'no'],
+      [`${most} hosts ÷ 1 host, ${first ? treeLabel(first.id, first.stats.files) : '?'}, full`, '≤ 2', ratio(first, 'full'), ratio(first, 'full') <= 2 ? 'yes' : 'no'],
       [`switch skew at ${most} hosts (max, host clocks)`, '≤ 100 ms', skewAll.length ? round(Math.max(...skewAll), 1) : '–', skewAll.length && Math.max(...skewAll) <= 100 ? 'yes' : 'no'],
-      ...outcomes.map((o) => [`1% changed ÷ full, ${most} hosts, ${o.stats.files.toLocaleString('en-US')} files of ${(o.stats.bytes / o.stats.files / 1024).toFixed(0)} KiB on average`, '≤ 0.3', reFull(o), reFull(o) <= 0.3 ? 'yes' : 'no']),
+      ...outcomes.map((o) => [`1% changed ÷ full, ${most} hosts, ${treeLabel(o.id, o.stats.files)}`, '≤ 0.3', reFull(o), reFull(o) <= 0.3 ? 'yes' : 'no']),
     ],
   });
 
   const charts: Result['charts'] = outcomes.filter((o) => o.counts.length > 2).map((o) => ({
     file: `fleet-hosts-${o.id}`,
-    caption: `Deploy time against host count, ${o.stats.files.toLocaleString('en-US')} files`,
+    caption: `Deploy time against host count, ${treeLabel(o.id, o.stats.files)}`,
     spec: {
       type: 'line' as const,
-      title: `Fleet deploy, ${o.stats.files.toLocaleString('en-US')} files`,
+      title: `Fleet deploy, ${treeLabel(o.id, o.stats.files)}`,
       xLabel: 'hosts',
       yLabel: 'median wall time (ms)',
       series: (['full', 'redeploy'] as const).map((kind) => ({
@@ -279,7 +286,7 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
     '"full": into roots that never held a release (every file sent). "1% changed": the same roots as the previous run, after changing the content of 1% of the files (untimed), so rsync sends those and hardlinks the rest from the current release.',
     `CPU (from /proc/<pid>/stat, user + system): "deploying side" is this process and every child it reaped (the ssh master connections, ssh clients, rsync senders); "targets" is what each host's sshd listener reaped (its connection's sshd, the shells, the rsync receivers). On separate machines only the deploying side's CPU would be shared; here both sides share ${machine.cores} cores.`,
     'Switch skew "by host clocks" is the spread of the ctimes the renames gave the new `current` links (the hosts share this machine\'s clock); "as received" is the spread of the switch confirmations as the deploying process read them.',
-    `Trees: ${outcomes.map((o) => `${o.stats.files.toLocaleString('en-US')} files of ${TREES[o.id].minSize / 1024 >= 1 ? `${TREES[o.id].minSize / 1024}–${TREES[o.id].maxSize / 1024} KiB` : `${TREES[o.id].minSize} B–${TREES[o.id].maxSize / 1024} KiB`} (${(o.stats.bytes / 1024 ** 2).toFixed(1)} MiB, ${o.changed} changed per redeploy, ${o.samples.length / o.counts.length / 2} measured rounds)`).join('; ')}.`,
+    `Trees: ${outcomes.map((o) => `${treeLabel(o.id, o.stats.files)} (${(o.stats.bytes / 1024 ** 2).toFixed(1)} MiB, ${o.changed} changed per redeploy, ${o.samples.length / o.counts.length / 2} measured rounds)`).join('; ')}.`,
     `The benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end.`,
   ];
 

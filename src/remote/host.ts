@@ -7,7 +7,7 @@ import type { LockOwner } from '../plan/lock.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
 import { applyScript, lockScript, stateScript, takeoverScript, type Step } from './script.ts';
-import { remoteError, SshHost, type ExecResult, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
+import { remoteError, SshHost, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
 
 export function randomName(prefix: string): string {
   return `${prefix}.${randomBytes(8).toString('hex')}`;
@@ -218,4 +218,3 @@ export class RemoteRoot {
   }
 }
 
-export type { ExecResult };

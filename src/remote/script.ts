@@ -32,8 +32,8 @@ emit_file() {
   printf '\\000'
 }
 fail() { emit error "$1"; emit message "$2"; exit 1; }
-# Command output without losing trailing newlines of a name: x guards them, then one newline goes.
-keep_nl() { _k=\${1%x}; printf '%s' "\${_k%"$nl"}"; }
+# K_out: command output without losing trailing newlines of a name (x guards them, then one newline goes).
+keep_nl() { K_out=\${1%x}; K_out=\${K_out%"$nl"}; }
 durable() { [ "$fsync" = 1 ] || return 0; sync -f "$1" 2>/dev/null || sync; }
 # DIR NAME CONTENT: replaced with one rename. The temp file sits in a private directory, so mv
 # never moves it into a directory that happens to be called NAME.
@@ -78,7 +78,8 @@ json_get() {
   done 2>/dev/null < "$1"
   return 0
 }
-real_dir() { keep_nl "$(cd -P -- "$1" 2>/dev/null && pwd -P; printf x)"; }
+# R_dir: the real path of a directory ('' if it cannot be entered).
+real_dir() { keep_nl "$(cd -P -- "$1" 2>/dev/null && pwd -P; printf x)"; R_dir=$K_out; }
 load_host() {
   H_host=$(uname -n); H_user=$(id -un 2>/dev/null) || H_user=unknown; H_now=$(date +%s)
   H_boot=; read -r H_boot 2>/dev/null < /proc/sys/kernel/random/boot_id
@@ -112,11 +113,12 @@ lock_facts() {
   emit pid "$_p"
   if pid_alive "$_p"; then emit alive 1; proc_start "$_p"; emit pstart "$P_start"; else emit alive 0; fi
 }
+# With an argument, the lock is not described (the holder knows it is its own).
 state_facts() {
   if [ ! -d "$root" ]; then emit root missing; return 0; fi
   emit root ok
-  emit rootreal "$(real_dir "$root")"
-  if [ -h "$root/current" ]; then emit current link; emit target "$(keep_nl "$(readlink -- "$root/current"; printf x)")"
+  real_dir "$root"; emit rootreal "$R_dir"
+  if [ -h "$root/current" ]; then emit current link; keep_nl "$(readlink -- "$root/current"; printf x)"; emit target "$K_out"
   elif [ -d "$root/current" ]; then emit current directory
   elif [ -e "$root/current" ]; then emit current file
   else emit current missing; fi
@@ -124,10 +126,10 @@ state_facts() {
   for _f in "$log"/*.json; do [ -f "$_f" ] && emit_file record "$_f"; done
   [ -f "$journal" ] && emit_file journal "$journal"
   for _t in "$tmp"/*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit tmp "\${_t##*/}"; done
-  lock_facts
+  [ $# -gt 0 ] || lock_facts
 }
 # Whether releases/ID is the directory current resolves to (relative or absolute link alike).
-is_current() { _c=$(real_dir "$root/current"); [ -n "$_c" ] && [ "$_c" = "$(real_dir "$rel/$1")" ]; }
+is_current() { real_dir "$root/current"; _c=$R_dir; real_dir "$rel/$1"; [ -n "$_c" ] && [ "$_c" = "$R_dir" ]; }
 # ID TRASH PROTECTED...: renamed into .tmp/TRASH first, so a half-deleted tree never sits in releases/.
 remove_release() {
   _id=$1; _tr=$2; shift 2
@@ -137,7 +139,7 @@ remove_release() {
   mkdir -p -- "$tmp" && mkdir -- "$tmp/$_tr" && mv -- "$rel/$_id" "$tmp/$_tr" || fail IO "cannot move release $_id out of releases/"
 }
 # ID NAME: the link that will become current, made as .tmp/NAME/current.
-arm_link() { mkdir -p -- "$tmp" && mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
+arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
 # NAME: one rename(2) of .tmp/NAME/current onto ROOT/current (see the header).
 switch_now() { _e=$(mv -f -- "$tmp/$1/current" "$root" 2>&1) || return 1; rmdir -- "$tmp/$1" 2>/dev/null; return 0; }
 # NAME: current is removed (a first deploy switched back): moved aside, then deleted.
@@ -222,7 +224,7 @@ if ! mv -- "$own/.deploy.lock" "$root" 2>/dev/null; then
   exit 0
 fi
 emit locked "$$"
-state_facts
+state_facts own
 ${s.uses ? 'use_facts\n' : ''}emit end state
 beat="$own/beat"; : > "$beat"
 exec 3<&0
@@ -293,7 +295,7 @@ export type Step =
   | { op: 'switch'; id: string; name: string }
   | { op: 'drop-current'; name: string }
   | { op: 'durable' }
-  | { op: 'release-lock'; token: string; gate?: string; holderPid?: number }
+  | { op: 'release-lock'; token: string; gate?: string }
   | { op: 'note'; text: string };
 
 function stepLines(steps: readonly Step[]): string {
@@ -321,7 +323,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'durable':
           return 'durable "$root"';
         case 'release-lock':
-          return `release_lock ${q(st.token)} ${q(st.gate ?? '')}${st.holderPid ? `\nkill ${st.holderPid} 2>/dev/null` : ''}`;
+          return `release_lock ${q(st.token)} ${q(st.gate ?? '')}`;
         case 'note':
           return `emit note ${q(st.text)}`;
       }
