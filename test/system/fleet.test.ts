@@ -9,6 +9,14 @@ import path from 'node:path';
 import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { createFleet, findTools, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 interface HostJson {
   host: string;
   outcome?: string;
@@ -224,7 +232,8 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const src = site(t, 'v1');
     const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
     const host2 = fleet.hosts[1] as FleetHost;
-    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n));
+    // Armed means the new link already stands inside its directory (the directory appears first).
+    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n) && isLink(path.join(on(h), '.tmp', n, 'current')));
     const run = spawnCli(['deploy', src, root, ...hostArgs, '--json'], { env, failpoints: 'fleet-armed=sleep:3000', timeoutMs: 90_000 });
     let immutable: string | undefined;
     try {
@@ -260,7 +269,8 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const src = site(t, 'v1');
     const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
     const host2 = fleet.hosts[1] as FleetHost;
-    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n));
+    // Armed means the new link already stands inside its directory (the directory appears first).
+    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n) && isLink(path.join(on(h), '.tmp', n, 'current')));
     const run = spawnCli(['deploy', src, root, ...hostArgs], { env, failpoints: 'fleet-armed=sleep:3000,fleet-switched=crash', timeoutMs: 90_000 });
     let immutable: string | undefined;
     try {
