@@ -19,6 +19,7 @@ function isLink(p: string): boolean {
 
 interface HostJson {
   host: string;
+  root?: string;
   outcome?: string;
   current: string | null;
   previous?: string | null;
@@ -343,6 +344,23 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     assert.equal(jsonOf<FleetJson>(s).current, old);
     assert.deepEqual(releases(on(host3)), [old]);
     assertClean(on(host3), 'host3');
+  });
+
+  void test("the config file's hosts: list, each with its own root or the common one", async (t) => {
+    const a = newRoot('config-a');
+    const b = newRoot('config-b');
+    const dir = tempDir(t, 'fleet-config-');
+    const src = site(t, 'v1');
+    fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), `root: ${b.root}\nsource: ${src}\nhosts:\n  - host: host1\n    root: ${a.root}\n  - host: host2\n`);
+    const r = await runCli(['deploy', '--json'], { env, cwd: dir, timeoutMs: 90_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const j = jsonOf<FleetJson>(r);
+    assert.deepEqual(j.hosts.map((h) => [h.host, h.root]), [['host1', a.root], ['host2', b.root]]);
+    assert.equal(current(a.on(fleet.hosts[0] as FleetHost)), j.release);
+    assert.equal(current(b.on(fleet.hosts[1] as FleetHost)), j.release);
+    // --host on the command line replaces the list.
+    const s = await runCli(['status', '--host', 'host2', '--json'], { env, cwd: dir });
+    assert.deepEqual(jsonOf<FleetJson>(s).hosts.map((h) => h.host), ['host2']);
   });
 
   void test('unlock --host removes a stale lock, refuses a live one without --force (exit 3)', async () => {
