@@ -8,13 +8,14 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { before, makeLane, nextSource, recoverAndCheck } from '../harness/campaign.ts';
-import { jsonOf, runCli, spawnCli as spawnCliRaw, tempDir, type CliResult } from '../harness/cli.ts';
+import { jsonOf, runCli, spawnCli, tempDir, type CliResult } from '../harness/cli.ts';
 import { asUser, lockSnapshot, requireRoot, requireTools, runWrapped, startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { checkRoot, deadPid, lockExists } from '../harness/invariants.ts';
 
 const N = 16;
 
 interface Timed extends CliResult {
+  pid: number;
   startedAt: number;
   endedAt: number;
 }
@@ -27,8 +28,9 @@ interface DeployJson {
 
 async function timed(args: string[], failpoints?: string): Promise<Timed> {
   const startedAt = performance.now();
-  const result = await runCli(args, { failpoints, timeoutMs: 120_000 });
-  return { ...result, startedAt, endedAt: performance.now() };
+  const { child, done } = spawnCli(args, { failpoints, timeoutMs: 120_000 });
+  const result = await done;
+  return { ...result, pid: child.pid ?? 0, startedAt, endedAt: performance.now() };
 }
 
 /**
@@ -81,12 +83,16 @@ void test(`${N} deploys at once without --wait: each succeeds or exits 3 at once
   t.diagnostic(`${ok.length} succeeded, ${locked.length} exited 3`);
   assert.equal(ok.length + locked.length, N, results.map((r) => `${r.code}: ${r.stderr}`).join('\n'));
   assert.ok(ok.length >= 1);
-  const firstDone = Math.min(...ok.map((r) => r.endedAt));
   for (const r of locked) {
     assert.match(r.stderr, /^error: .* is locked by pid \d+/m);
     assert.match(r.stderr, /^hint: /m);
-    assert.equal(jsonOf<DeployJson>(r).error?.code, 'LOCKED');
-    assert.ok(r.endedAt < firstDone, 'a deploy that exited 3 waited for the holder instead of failing at once');
+    const error = jsonOf<{ error?: { code: string; lock?: { pid: number } } }>(r).error;
+    assert.equal(error?.code, 'LOCKED');
+    // It failed while the holder it names still held the lock: it did not wait for it. (Under
+    // heavy load a late starter may find the lock free and win a second round: also fine.)
+    const holder = ok.find((w) => w.pid === error?.lock?.pid);
+    assert.ok(holder, `exit 3 names pid ${error?.lock?.pid}, none of the deploys that succeeded`);
+    assert.ok(r.endedAt < holder.endedAt, 'a deploy that exited 3 waited for the holder instead of failing at once');
   }
   const chain = assertChain(was.current, ok.map((r) => jsonOf<DeployJson>(r)));
   const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep: was.releases, clean: true });
@@ -176,14 +182,18 @@ void test('deploys racing prune (--wait): prune never takes current or its rollb
 void test('a stale lock found by several deploys at once: exactly one wins per round', async (t) => {
   const lane = await makeLane(tempDir(t), 'lane');
   for (let round = 0; round < 2; round++) {
+    const was = before(lane);
     writeOwnerLock(lane.root, { pid: await deadPid() });
     const results = await Promise.all(
       Array.from({ length: 6 }, () => timed(['deploy', nextSource(lane), lane.root, '--json'], 'lock-taken=sleep:3000')),
     );
-    const winners = results.filter((r) => r.code === 0);
-    assert.equal(winners.length, 1, `round ${round}: ${results.map((r) => `${r.code} ${r.stderr}`).join('\n')}`);
-    assert.match(winners[0]?.stderr ?? '', /took over a stale lock: process \d+ is gone/);
-    for (const r of results.filter((x) => x.code !== 0)) assert.equal(r.code, 3, r.stderr);
+    const all = results.map((r) => `${r.code} ${r.stderr}`).join('\n');
+    // Exactly one takes the stale lock over; the rest find it held and exit 3 (under heavy load a
+    // late starter may find it free again after the winner and deploy normally, one after the other).
+    const takeovers = results.filter((r) => r.code === 0 && /took over a stale lock: process \d+ is gone/.test(r.stderr));
+    assert.equal(takeovers.length, 1, `round ${round}: ${all}`);
+    for (const r of results) assert.ok(r.code === 0 || r.code === 3, `round ${round}: ${all}`);
+    assertChain(was.current, results.filter((r) => r.code === 0).map((r) => jsonOf<DeployJson>(r)));
     const { problems } = checkRoot(lane.root, { sources: lane.manifests, clean: true });
     assert.deepEqual(problems, [], `round ${round}`);
   }
@@ -327,7 +337,8 @@ void test('a contender that stalls after judging a lock stale never moves a newe
   const tmp = path.join(lane.root, '.tmp');
   const token = 'stalled-takeover';
   writeOwnerLock(lane.root, { pid: await deadPid(), token });
-  const stall = 3000;
+  // Long enough for A to deploy and C to take the lock within it, even on a loaded machine.
+  const stall = 6000;
   const draftsBefore = new Set(fs.readdirSync(tmp));
   // strace -P matches a rename by its first path: B's move of the lock aside and its move back.
   const b = runWrapped(['deploy', nextSource(lane), lane.root, '--json', '--wait', '60'], {
@@ -340,13 +351,13 @@ void test('a contender that stalls after judging a lock stale never moves a newe
   const a = await runCli(['deploy', nextSource(lane), lane.root, '--json']);
   assert.equal(a.code, 0, `A: ${a.stderr}`);
   assert.match(a.stderr, /took over a stale lock/);
-  const c = spawnCliTimed(['deploy', nextSource(lane), lane.root, '--json'], 'lock-taken=sleep:6000');
+  const c = spawnCliTimed(['deploy', nextSource(lane), lane.root, '--json'], 'lock-taken=sleep:9000');
   const owner = path.join(lockDir, 'owner.json');
   while (!(fs.existsSync(owner) && fs.readFileSync(owner, 'utf8').includes(`"pid": ${c.pid},`))) await sleep(2);
   const cHeldAt = performance.now() - t0;
-  // While C sleeps inside (6 s from cHeldAt), past B's wake-up, the lock path must never vanish.
+  // While C sleeps inside (9 s from cHeldAt), past B's wake-up, the lock path must never vanish.
   let vanished = false;
-  const watchUntil = t0 + Math.min(stall + 2000, cHeldAt + 5000);
+  const watchUntil = t0 + Math.min(stall + 2000, cHeldAt + 8000);
   while (c.running() && !vanished && performance.now() < watchUntil) {
     vanished = !fs.existsSync(lockDir);
     await sleep(1);
@@ -363,7 +374,7 @@ void test('a contender that stalls after judging a lock stale never moves a newe
 });
 
 function spawnCliTimed(args: string[], failpoints: string): { pid: number; done: Promise<CliResult>; running(): boolean } {
-  const { child, done } = spawnCliRaw(args, { failpoints });
+  const { child, done } = spawnCli(args, { failpoints });
   let finished = false;
   void done.then(() => (finished = true));
   assert.ok(child.pid);
