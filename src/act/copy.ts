@@ -12,8 +12,9 @@ export interface SourceEntry {
   size: number;
   uid: number;
   gid: number;
-  atime: Date;
-  mtime: Date;
+  /** Times in whole milliseconds (what `stat().mtime` gives), kept as numbers: 100k Dates cost GC time. */
+  atimeMs: number;
+  mtimeMs: number;
 }
 
 export interface SourceScan {
@@ -38,8 +39,25 @@ function kindOf(stat: fs.Stats): string {
 }
 
 function entryOf(rel: string, stat: fs.Stats, kind: EntryKind): SourceEntry {
-  return { rel, kind, mode: stat.mode & 0o7777, size: kind === 'file' ? stat.size : 0, uid: stat.uid, gid: stat.gid, atime: stat.atime, mtime: stat.mtime };
+  return {
+    rel,
+    kind,
+    mode: stat.mode & 0o7777,
+    size: kind === 'file' ? stat.size : 0,
+    uid: stat.uid,
+    gid: stat.gid,
+    atimeMs: Math.round(stat.atimeMs),
+    mtimeMs: Math.round(stat.mtimeMs),
+  };
 }
+
+/** `dir/rel` without path.join's normalising: every rel here is already normal, and this runs per file. */
+function under(dir: string, rel: string): string {
+  return rel === '' ? dir : `${dir}${path.sep}${rel}`;
+}
+
+/** utimes takes seconds. */
+const secs = (ms: number): number => ms / 1000;
 
 /**
  * Lists a source tree before anything is written, so a FIFO, socket or device deep inside
@@ -52,17 +70,17 @@ export function scanSource(dir: string): SourceScan {
   const walk = (rel: string): void => {
     let names: string[];
     try {
-      names = fs.readdirSync(path.join(dir, rel));
+      names = fs.readdirSync(under(dir, rel));
     } catch (error) {
-      throw new DeployError('INVALID_SOURCE', `cannot read ${path.join(dir, rel)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+      throw new DeployError('INVALID_SOURCE', `cannot read ${under(dir, rel)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
     }
     names.sort();
     for (const name of names) {
-      const childRel = rel === '' ? name : path.join(rel, name);
-      const stat = fs.lstatSync(path.join(dir, childRel));
+      const childRel = rel === '' ? name : `${rel}${path.sep}${name}`;
+      const stat = fs.lstatSync(under(dir, childRel));
       const kind = kindOf(stat);
       if (kind !== 'dir' && kind !== 'file' && kind !== 'symlink') {
-        throw new DeployError('UNSUPPORTED_FILE', `${path.join(dir, childRel)} is a ${kind}; a release can hold only files, directories and symlinks`, {
+        throw new DeployError('UNSUPPORTED_FILE', `${under(dir, childRel)} is a ${kind}; a release can hold only files, directories and symlinks`, {
           hint: 'remove it from the build, or make it at start-up from a shared path',
         });
       }
@@ -123,7 +141,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
 
   // Directories first, synchronously: cheap, and everything else needs them.
   for (const entry of scan.entries) {
-    if (entry.kind === 'dir' && entry.rel !== '') fs.mkdirSync(path.join(dest, entry.rel), { mode: 0o700 });
+    if (entry.kind === 'dir' && entry.rel !== '') fs.mkdirSync(under(dest, entry.rel), { mode: 0o700 });
   }
 
   const others = scan.entries.filter((e) => e.kind !== 'dir');
@@ -137,42 +155,51 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       failure ??= { error };
     }
   };
+  const counted = async (entry: SourceEntry): Promise<void> => {
+    result.files += 1;
+    result.bytes += entry.size;
+    if (!halfFired && result.files >= half) {
+      halfFired = true;
+      await options.onHalf?.();
+    }
+    if (options.onProgress && (result.files - lastReport >= 256 || result.files === scan.files)) {
+      lastReport = result.files;
+      options.onProgress({ files: result.files, bytes: result.bytes });
+    }
+  };
+  let syncRun = 0;
   const copyEntries = async (): Promise<void> => {
     while (next < others.length) {
       // Stop every worker at the first failure: the caller removes dest only once all are idle.
       if (failure || signal?.aborted) return;
       const entry = others[next++] as SourceEntry;
-      const from = path.join(scan.dir, entry.rel);
-      const to = path.join(dest, entry.rel);
+      const from = under(scan.dir, entry.rel);
+      const to = under(dest, entry.rel);
       if (entry.kind === 'symlink') {
         // Verbatim: the link text is copied, its target never is.
         await fs.promises.symlink(await fs.promises.readlink(from), to);
         if (IS_ROOT) await fs.promises.lchown(to, entry.uid, entry.gid);
-        await fs.promises.lutimes(to, entry.atime, entry.mtime);
+        await fs.promises.lutimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
         continue;
       }
       const existing = options.linkFrom?.get(entry.rel);
       if (existing !== undefined) {
-        await fs.promises.link(existing, to);
+        // link(2) is one short metadata call: made synchronously it costs a few microseconds,
+        // through the thread pool and a promise several times that, which on an unchanged
+        // redeploy is most of the deploy. The event loop gets a turn every 256 links, so a
+        // signal or an abort is still seen within milliseconds.
+        fs.linkSync(existing, to);
         result.linked += 1;
+        if (++syncRun % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       } else {
         await fs.promises.copyFile(from, to, copyMode);
         if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) await fs.promises.chown(to, entry.uid, entry.gid);
         // copyFile keeps permission bits but not setuid/setgid/sticky after a chown.
         if (entry.mode & 0o7000) await fs.promises.chmod(to, entry.mode);
-        await fs.promises.utimes(to, entry.atime, entry.mtime);
+        await fs.promises.utimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
         result.copied += 1;
       }
-      result.files += 1;
-      result.bytes += entry.size;
-      if (!halfFired && result.files >= half) {
-        halfFired = true;
-        await options.onHalf?.();
-      }
-      if (options.onProgress && (result.files - lastReport >= 256 || result.files === scan.files)) {
-        lastReport = result.files;
-        options.onProgress({ files: result.files, bytes: result.bytes });
-      }
+      await counted(entry);
     }
   };
   await Promise.all(Array.from({ length: options.concurrency ?? 32 }, worker));
@@ -183,10 +210,10 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
   for (let i = scan.entries.length - 1; i >= 0; i--) {
     const entry = scan.entries[i] as SourceEntry;
     if (entry.kind !== 'dir') continue;
-    const to = path.join(dest, entry.rel);
+    const to = under(dest, entry.rel);
     if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) fs.lchownSync(to, entry.uid, entry.gid);
     fs.chmodSync(to, entry.mode);
-    fs.utimesSync(to, entry.atime, entry.mtime);
+    fs.utimesSync(to, secs(entry.atimeMs), secs(entry.mtimeMs));
   }
   options.onProgress?.({ files: result.files, bytes: result.bytes });
   return result;

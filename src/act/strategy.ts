@@ -12,7 +12,7 @@ export function previousFiles(releaseDir: string, rels: readonly string[]): Map<
     let stat: fs.Stats | undefined;
     try {
       // Most misses are new files: no exception for those, it costs more than the lstat.
-      stat = fs.lstatSync(path.join(releaseDir, rel), { throwIfNoEntry: false });
+      stat = fs.lstatSync(`${releaseDir}${path.sep}${rel}`, { throwIfNoEntry: false });
     } catch (error) {
       if (errnoOf(error) === 'ENOTDIR') continue;
       throw error;

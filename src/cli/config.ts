@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import YAML from 'yaml';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
-import { CONFIG_NAMES, parseConfig, type Config } from '../plan/config.ts';
+import { CONFIG_NAMES } from '../plan/config-basics.ts';
+import type { Config } from '../plan/config.ts';
 
 export interface LoadedConfig {
   config: Config;
@@ -17,7 +17,31 @@ function invalid(message: string, file: string, cause?: unknown): DeployError {
   return new DeployError('INVALID_CONFIG', message, { cause, details: { file }, hint: 'see docs/lifecycle.md, or write an example with: atomic-deploy init' });
 }
 
-/** Reads `--config <file>`, or the one config file in `cwd`; an empty config when there is none. */
+interface Parsers {
+  parseDocument: typeof import('yaml').parseDocument;
+  parseConfig: typeof import('../plan/config.ts').parseConfig;
+}
+let parsers: Parsers | undefined;
+
+/** Whether loadConfig would read a file: `--config` was given, or a config file is in `cwd`. */
+export function configFileMayExist(explicit: string | undefined, cwd: string): boolean {
+  return explicit !== undefined || CONFIG_NAMES.some((name) => fs.existsSync(path.join(cwd, name)));
+}
+
+/**
+ * Loads yaml and the schema (zod) once. They take longer to load than the rest of the CLI, so
+ * the CLI loads them only when there is a config file to read (see configFileMayExist).
+ */
+export async function loadConfigParsers(): Promise<void> {
+  if (parsers) return;
+  const [yaml, schema] = await Promise.all([import('yaml'), import('../plan/config.ts')]);
+  parsers = { parseDocument: yaml.parseDocument, parseConfig: schema.parseConfig };
+}
+
+/**
+ * Reads `--config <file>`, or the one config file in `cwd`; an empty config when there is none.
+ * When there is a file, loadConfigParsers must have run.
+ */
 export function loadConfig(explicit: string | undefined, cwd: string): LoadedConfig {
   let file: string;
   if (explicit !== undefined) {
@@ -28,6 +52,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     if (found.length > 1) throw invalid(`found ${found.map((f) => path.basename(f)).join(' and ')} in ${cwd}; keep one`, found[0] ?? cwd);
     file = found[0] as string;
   }
+  if (!parsers) throw new Error('loadConfig: call loadConfigParsers() before reading a config file');
+  const { parseDocument, parseConfig } = parsers;
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -43,7 +69,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       throw invalid(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, file, error);
     }
   } else {
-    const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
     const problem = doc.errors[0];
     if (problem) {
       const at = problem.linePos?.[0];

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
 import { prune } from '../ops/prune.ts';
-import { CONFIG_NAMES } from '../plan/config.ts';
+import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { pathFrom, writeExampleConfig, type LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
 import { renderPrune } from './render-lifecycle.ts';

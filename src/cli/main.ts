@@ -9,7 +9,7 @@ import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus } from './render.ts';
 import { VERSION } from './version.ts';
-import { deployOptionsFrom, loadConfig, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
+import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { deploySummary, renderPlan } from './render-lifecycle.ts';
@@ -87,6 +87,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   let loaded: LoadedConfig | undefined;
   const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
   const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
+  program.hook('preAction', async () => {
+    if (configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
+  });
   const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 

@@ -112,7 +112,7 @@ export async function planFiles(layout: Layout, plan: ContentsPlan, previous: st
   }
   const files: FileFacts[] = plan.scan.entries
     .filter((e) => e.kind === 'file')
-    .map((e) => ({ rel: e.rel, size: e.size, mtimeMs: e.mtime.getTime(), mode: e.mode, uid: e.uid, gid: e.gid }));
+    .map((e) => ({ rel: e.rel, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, uid: e.uid, gid: e.gid }));
   let before: Map<string, PreviousFile>;
   let sourceHashes: Map<string, string> | undefined;
   let previousHashes: Map<string, string> | undefined;
@@ -127,7 +127,7 @@ export async function planFiles(layout: Layout, plan: ContentsPlan, previous: st
   }
   const links = planLinks(files, before, { checksum: plan.checksum, sourceHashes, previousHashes });
   result.links = links;
-  result.linkFrom = new Map(links.link.map((rel) => [rel, path.join(prevDir, rel)]));
+  result.linkFrom = new Map(links.link.map((rel) => [rel, `${prevDir}${path.sep}${rel}`]));
   return result;
 }
 

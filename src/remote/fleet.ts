@@ -4,7 +4,7 @@ import type { CurrentState } from '../act/switch.ts';
 import { DeployError, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
 import { ignoreEvents, type EventSink } from '../ops/events.ts';
-import { parseHostSpec } from '../plan/config.ts';
+import { parseHostSpec } from '../plan/config-basics.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { orderReleases, rollbackTarget } from '../plan/releases.ts';

@@ -129,3 +129,33 @@ void test('without a config, a missing root or source is a usage error', async (
   const two = await runCli(['releases'], { cwd: dir });
   assert.equal(two.code, 2);
 });
+
+// A resolve hook (Node's module.register) that writes every module URL the CLI loads to a file.
+const RECORD_MODULES = `data:text/javascript,${encodeURIComponent(`
+import { register } from 'node:module';
+register('data:text/javascript,' + encodeURIComponent(\`
+import fs from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context);
+  fs.appendFileSync(process.env.MODULE_LOG, resolved.url + '\\\\n');
+  return resolved;
+}\`));
+`)}`;
+
+void test('zod and yaml are loaded only when there is a config file to read', async (t) => {
+  const { dir, src, root } = setup(t);
+  const log = path.join(dir, 'modules.log');
+  const loaded = async (args: string[]): Promise<string[]> => {
+    fs.rmSync(log, { force: true });
+    const result = await runCli(args, { cwd: dir, env: { NODE_OPTIONS: `--import ${RECORD_MODULES}`, MODULE_LOG: log } });
+    assert.equal(result.code, 0, result.stderr);
+    const urls = fs.readFileSync(log, 'utf8').split('\n');
+    assert.ok(urls.some((u) => u.endsWith('/dist/cli/main.js')), 'the hook saw the CLI load');
+    return urls.filter((u) => /\/node_modules\/(zod|yaml)\//.test(u));
+  };
+  assert.deepEqual(await loaded(['deploy', src, root, '--quiet']), [], 'no config file: neither is loaded');
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'keep: 2\n');
+  const withFile = await loaded(['deploy', src, root, '--quiet']);
+  assert.ok(withFile.some((u) => u.includes('/node_modules/zod/')) && withFile.some((u) => u.includes('/node_modules/yaml/')), `both loaded with a config file: ${withFile.join(', ')}`);
+  assert.equal(releaseIds(root).length, 2);
+});

@@ -1,5 +1,5 @@
 // The config file: every key validated, one error line naming key, value and expectation.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -7,7 +7,9 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { DeployError } from '../../src/errors.ts';
 import { parseConfig, parseHostSpec, configSchema } from '../../src/plan/config.ts';
-import { deployOptionsFrom, EXAMPLE_CONFIG, loadConfig, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
+import { deployOptionsFrom, EXAMPLE_CONFIG, loadConfig, loadConfigParsers, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
+
+before(loadConfigParsers);
 
 function configError(data: unknown): DeployError {
   try {
