@@ -70,25 +70,39 @@ function recordFile(layout: Layout, id: string): string {
   return path.join(layout.log, `${id}.json`);
 }
 
-export async function readRecords(layout: Layout): Promise<Map<string, ReleaseRecord>> {
-  const records = new Map<string, ReleaseRecord>();
-  let names: string[];
+/** Ids of every release the log has a record of (pruned ones included): one readdir, no record read. */
+export async function listRecordIds(layout: Layout): Promise<string[]> {
   try {
-    names = await fs.promises.readdir(layout.log);
+    return (await fs.promises.readdir(layout.log)).filter((n) => n.endsWith('.json') && !n.startsWith('.')).map((n) => n.slice(0, -'.json'.length));
   } catch (error) {
-    if (errnoOf(error) === 'ENOENT') return records;
+    if (errnoOf(error) === 'ENOENT') return [];
     throw error;
   }
-  await Promise.all(
-    names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).map(async (name) => {
-      try {
-        const record = JSON.parse(await fs.promises.readFile(path.join(layout.log, name), 'utf8')) as ReleaseRecord;
-        if (typeof record.id === 'string') records.set(record.id, record);
-      } catch {
-        // A damaged record only loses that release's metadata; the release itself is untouched.
-      }
-    }),
-  );
+}
+
+/** One release's record; undefined when there is none or it is damaged. */
+export function readRecord(layout: Layout, id: string): ReleaseRecord | undefined {
+  try {
+    const record = JSON.parse(fs.readFileSync(recordFile(layout, id), 'utf8')) as ReleaseRecord;
+    return typeof record.id === 'string' ? record : undefined;
+  } catch {
+    // Missing, or damaged: that only loses this release's metadata; the release itself is untouched.
+    return undefined;
+  }
+}
+
+/**
+ * The records of these releases, or of every release the log knows when `ids` is left out. The
+ * log keeps a record per deploy for good, so commands read only the records of the releases
+ * still in releases/: a root with years of history costs one readdir, not thousands of reads.
+ */
+export async function readRecords(layout: Layout, ids?: readonly string[]): Promise<Map<string, ReleaseRecord>> {
+  const records = new Map<string, ReleaseRecord>();
+  // Small files read one after another: cheaper than a promise and a thread-pool trip each.
+  for (const id of ids ?? (await listRecordIds(layout))) {
+    const record = readRecord(layout, id);
+    if (record) records.set(record.id, record);
+  }
   return records;
 }
 
@@ -103,9 +117,8 @@ export async function updateRecord(
   change: Partial<ReleaseRecord>,
   durable: boolean,
 ): Promise<void> {
-  const records = await readRecords(layout);
   // A release made by another tool gets a record without a sequence number, so its order stays.
-  const existing = records.get(id) ?? { id, status: 'complete', createdAt: '', user: '', host: '', source: '', files: 0, bytes: 0, durationMs: 0, previous: null };
+  const existing = readRecord(layout, id) ?? { id, status: 'complete', createdAt: '', user: '', host: '', source: '', files: 0, bytes: 0, durationMs: 0, previous: null };
   await writeRecord(layout, { ...existing, ...change }, durable);
 }
 
@@ -113,6 +126,11 @@ export async function removeRecord(layout: Layout, id: string): Promise<void> {
   await fs.promises.rm(recordFile(layout, id), { force: true });
 }
 
+/**
+ * The sequence number of a new release: after every release in `records`, which must hold the
+ * records of every release in releases/ (the ones it is ordered among; a pruned release's
+ * record is history and may share a number).
+ */
 export function nextSeq(records: ReadonlyMap<string, ReleaseRecord>): number {
   let max = 0;
   for (const r of records.values()) max = Math.max(max, r.seq ?? 0);

@@ -9,7 +9,7 @@ import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
 import type { HealthResult } from '../act/health.ts';
-import { clearJournal, ensureStateDirs, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
+import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -187,8 +187,10 @@ export async function deploy(source: string, root: string, options: DeployOption
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
 
     const previous = currentIdOrThrow(await readCurrent(layout), layout);
-    const records = await readRecords(layout);
-    const existingIds = new Set([...(await listReleaseDirs(layout)), ...records.keys()]);
+    const dirs = await listReleaseDirs(layout);
+    const records = await readRecords(layout, dirs);
+    // Ids are never reused, not even a pruned release's: the log still has its record.
+    const existingIds = new Set([...dirs, ...(await listRecordIds(layout))]);
     const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
     if (existingIds.has(id)) {
       throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });

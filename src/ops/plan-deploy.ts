@@ -3,7 +3,7 @@ import { inspectLock, describeHolder } from '../act/lock.ts';
 import { releasePath } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
 import { missingSharedTargets } from '../act/shared.ts';
-import { nextSeq, readJournal, readRecords } from '../act/state.ts';
+import { listRecordIds, nextSeq, readJournal, readRecords } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
@@ -52,8 +52,9 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const { layout, sourceReal, scan } = validated;
   const exists = fs.existsSync(layout.root);
   const previous = exists ? currentIdOrThrow(await readCurrent(layout), layout) : null;
-  const records = exists ? await readRecords(layout) : new Map();
-  const existingIds = new Set([...(exists ? await listReleaseDirs(layout) : []), ...records.keys()]);
+  const dirs = exists ? await listReleaseDirs(layout) : [];
+  const records = exists ? await readRecords(layout, dirs) : new Map();
+  const existingIds = new Set([...dirs, ...(exists ? await listRecordIds(layout) : [])]);
   const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
   if (existingIds.has(id)) {
     throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });

@@ -13,7 +13,8 @@ export interface ReleaseView extends ReleaseFacts {
 
 /** Every release directory with what the release log knows of it, oldest first. */
 export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
-  const [dirs, records] = await Promise.all([listReleaseDirs(layout), readRecords(layout)]);
+  const dirs = await listReleaseDirs(layout);
+  const records = await readRecords(layout, dirs);
   return orderReleases(
     dirs.map((id) => {
       const record = records.get(id);

@@ -98,3 +98,24 @@ void test('rollback skips failed releases unless --to names one', async (t) => {
   assert.equal(to.code, 0, to.stderr);
   assert.equal(currentId(root), 'b');
 });
+
+void test('commands read only the records of releases still in releases/: history costs a readdir, and its ids are never reused', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'one\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  assert.equal((await runCli(['prune', root, '--keep', '1', '--quiet'])).code, 0);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['r2', 'r3'], 'r1 pruned; r2 stays as the rollback target');
+  // The pruned release's record becomes a FIFO: a command that opened it would block forever.
+  const pruned = path.join(root, '.atomic-deploy/releases', 'r1.json');
+  fs.rmSync(pruned);
+  execFileSync('mkfifo', [pruned]);
+  for (const args of [['deploy', src, root, '--release-id', 'r4', '--json'], ['deploy', src, root, '--dry-run', '--json'], ['releases', root, '--json'], ['status', root, '--json'], ['rollback', root, '--json']]) {
+    const result = await runCli(args, { timeoutMs: 20_000 });
+    assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}${result.signal ?? ''}`);
+  }
+  assert.equal(currentId(root), 'r3', 'rolled back from r4 to r3');
+  const reused = await runCli(['deploy', src, root, '--release-id', 'r1', '--json'], { timeoutMs: 20_000 });
+  assert.equal(reused.code, 2, reused.stderr);
+  assert.equal(jsonOf<{ error: { code: string } }>(reused).error.code, 'RELEASE_EXISTS', 'a pruned id is still taken');
+});
