@@ -7,7 +7,7 @@ import { describeMachine } from './lib/env.ts';
 import { pairedRuns, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
 import type { Result, ResultTable } from './lib/report.ts';
-import { TREE_PRESETS, makeLargeFiles, makeTree, mutateFraction } from './lib/tree.ts';
+import { copyDataSets, mutateFraction, type DataSet } from './lib/tree.ts';
 import type { TreeStats } from './lib/tree.ts';
 
 /**
@@ -51,32 +51,6 @@ export const STANDARD_CASES: CopyCase[] = [
   { name: 'cp -al', run: (src, dst) => sh('cp', ['-al', src, dst]) },
 ];
 
-interface DataSet {
-  id: string;
-  label: string;
-  /** File count, the x axis of the time chart; null for the large-file set. */
-  files: number | null;
-  make(dir: string): Promise<TreeStats>;
-}
-
-function dataSets(quick: boolean): DataSet[] {
-  const tree = (id: keyof typeof TREE_PRESETS, files: number): DataSet => ({
-    id,
-    label: `${files.toLocaleString('en-US')} files`,
-    files,
-    make: (dir) => makeTree(dir, TREE_PRESETS[id]),
-  });
-  const large = quick ? { count: 2, sizeMB: 8 } : { count: 4, sizeMB: 256 };
-  const sets = [tree('1k', 1_000), tree('10k', 10_000)];
-  if (!quick) sets.push(tree('100k', 100_000));
-  sets.push({
-    id: 'large',
-    label: `${large.count} × ${large.sizeMB} MiB`,
-    files: null,
-    make: (dir) => makeLargeFiles(dir, { ...large, seed: 1 }),
-  });
-  return sets;
-}
 
 interface SetOutcome {
   set: DataSet;
@@ -151,7 +125,7 @@ export async function runCopyBaselines(opts: CopyBaselineOptions): Promise<Resul
   const cases = [...STANDARD_CASES, ...extraCases];
 
   const outcomes: SetOutcome[] = [];
-  for (const set of dataSets(quick)) outcomes.push(await measureSet(set, cases, runs, warmup, log));
+  for (const set of copyDataSets(quick, ['1k', '10k'])) outcomes.push(await measureSet(set, cases, runs, warmup, log));
 
   // Every case of any set, in first-seen order, so the tables line up.
   const caseNames = [...new Set(outcomes.flatMap((o) => o.cases.map((c) => c.name)))];

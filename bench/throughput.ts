@@ -9,7 +9,7 @@ import { describeMachine } from './lib/env.ts';
 import { median, pairedRuns, peakRssOfCommand, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
 import type { Result, ResultChart, ResultTable } from './lib/report.ts';
-import { TREE_PRESETS, makeLargeFiles, makeTree, mutateFraction } from './lib/tree.ts';
+import { copyDataSets, makeTree, mutateFraction, type DataSet } from './lib/tree.ts';
 import type { TreeStats } from './lib/tree.ts';
 
 type Log = (line: string) => void;
@@ -44,26 +44,6 @@ async function entryCount(dir: string): Promise<number> {
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const ms = (x: number): number => Math.round(x * 10) / 10;
 
-interface DataSet {
-  id: string;
-  label: string;
-  /** File count for the time chart; null for the large-file set. */
-  files: number | null;
-  make(dir: string): Promise<TreeStats>;
-}
-
-function dataSets(quick: boolean): DataSet[] {
-  const tree = (id: keyof typeof TREE_PRESETS, files: number): DataSet => ({
-    id,
-    label: `${files.toLocaleString('en-US')} files`,
-    files,
-    make: (dir) => makeTree(dir, TREE_PRESETS[id]),
-  });
-  const large = quick ? { count: 2, sizeMB: 8 } : { count: 4, sizeMB: 256 };
-  const sets = quick ? [tree('1k', 1_000)] : [tree('1k', 1_000), tree('10k', 10_000), tree('100k', 100_000)];
-  sets.push({ id: 'large', label: `${large.count} × ${large.sizeMB} MiB`, files: null, make: (dir) => makeLargeFiles(dir, { ...large, seed: 1 }) });
-  return sets;
-}
 
 interface CopyOutcome {
   set: DataSet;
@@ -275,7 +255,7 @@ export async function runThroughput(opts: { quick: boolean; log?: Log }): Promis
 
   try {
     await makeTree(smallBuild, { dirs: 2, filesPerDir: 5, minSize: 256, maxSize: 4096, seed: 3 });
-    for (const set of dataSets(quick)) {
+    for (const set of copyDataSets(quick, ['1k'])) {
       const work = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-throughput-'));
       try {
         const src = join(work, 'src');

@@ -155,3 +155,27 @@ export async function mutateFraction(dir: string, fraction: number, seed: number
   });
   return chosen.map((c) => relative(dir, c.path)).sort();
 }
+
+/** One tree a copy benchmark measures. */
+export interface DataSet {
+  id: string;
+  label: string;
+  /** File count, the x axis of the time chart; null for the large-file set. */
+  files: number | null;
+  make(dir: string): Promise<TreeStats>;
+}
+
+/**
+ * The copy benchmarks' trees: 1k, 10k and 100k small files and a few large files (4 × 256 MiB;
+ * 2 × 8 MiB quick). `quickSmall` names the small trees a quick run keeps.
+ */
+export function copyDataSets(quick: boolean, quickSmall: ReadonlyArray<'1k' | '10k'>): DataSet[] {
+  const tree = (id: keyof typeof TREE_PRESETS): DataSet => {
+    const files = TREE_PRESETS[id].dirs * TREE_PRESETS[id].filesPerDir;
+    return { id, label: `${files.toLocaleString('en-US')} files`, files, make: (dir) => makeTree(dir, TREE_PRESETS[id]) };
+  };
+  const large = quick ? { count: 2, sizeMB: 8 } : { count: 4, sizeMB: 256 };
+  const sets = (quick ? quickSmall : (['1k', '10k', '100k'] as const)).map(tree);
+  sets.push({ id: 'large', label: `${large.count} × ${large.sizeMB} MiB`, files: null, make: (dir) => makeLargeFiles(dir, { ...large, seed: 1 }) });
+  return sets;
+}

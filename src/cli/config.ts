@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
+import type { ReleaseFlags } from './deploy-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import type { Config } from '../plan/config.ts';
 
@@ -81,23 +82,12 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
 }
 
 /** The deploy flags the CLI knows; each one given on the command line overrides the config. */
-export interface DeployFlags {
+export interface DeployFlags extends ReleaseFlags {
   releaseId?: string;
   wait?: number;
   fsync?: boolean;
   keep?: number;
   dryRun?: boolean;
-  shared?: string[];
-  sharedCreate?: boolean;
-  sharedReplace?: boolean;
-  strategy?: DeployOptions['strategy'];
-  checksum?: boolean;
-  beforeSwitch?: string[];
-  afterSwitch?: string[];
-  hookTimeout?: number;
-  healthCheck?: string;
-  healthUrl?: string;
-  healthTimeout?: number;
 }
 
 const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);

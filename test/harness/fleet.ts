@@ -840,18 +840,13 @@ export async function createFleet(n: number, opts: FleetOptions = {}): Promise<F
     throw e;
   }
 
-  const sshCommand = `ssh -F '${sshConfigPath}'`;
-  return {
-    kind: 'netns',
-    hosts,
-    dir,
-    sshConfigPath,
-    sshArgs,
-    sshCommand,
-    env: { ...process.env, RSYNC_RSH: sshCommand },
-    bridge,
-    destroy,
-  };
+  return fleetOf({ kind: 'netns', hosts, dir, sshConfigPath, sshArgs, bridge, destroy });
+}
+
+/** The Fleet a factory hands out, with the ssh command line derived from its config file. */
+function fleetOf(f: Omit<Fleet, 'sshCommand' | 'env'>): Fleet {
+  const sshCommand = `ssh -F '${f.sshConfigPath}'`;
+  return { ...f, sshCommand, env: { ...process.env, RSYNC_RSH: sshCommand } };
 }
 
 // ---------------------------------------------------------------- loopback fleet
@@ -1045,16 +1040,5 @@ export async function createLoopbackFleet(n: number, opts: FleetOptions = {}): P
     throw e;
   }
 
-  const sshCommand = `ssh -F '${sshConfigPath}'`;
-  return {
-    kind: 'loopback',
-    hosts,
-    dir,
-    sshConfigPath,
-    sshArgs,
-    sshCommand,
-    env: { ...process.env, RSYNC_RSH: sshCommand },
-    bridge: null,
-    destroy,
-  };
+  return fleetOf({ kind: 'loopback', hosts, dir, sshConfigPath, sshArgs, bridge: null, destroy });
 }
