@@ -62,12 +62,20 @@ async function fsyncFile(file: string): Promise<void> {
   }
 }
 
+export interface DurableOptions {
+  /**
+   * Skip syncfs and fsync just the listed paths: right when the list is short, because syncfs
+   * also waits for every other dirty page of the filesystem (a busy server's logs and databases).
+   */
+  targeted?: boolean;
+}
+
 /**
- * Makes a whole tree durable. One syncfs where the system has it (about 90 ms for 10k files
- * here); otherwise fsync of every file and directory, 16 in flight.
+ * Makes a tree durable. One syncfs where the system has it (about 90 ms for 10k files here);
+ * otherwise, or when `targeted`, fsync of every listed file and directory, 16 in flight.
  */
-export async function makeTreeDurable(dir: string, listTree: () => string[]): Promise<'syncfs' | 'fsync'> {
-  if (await syncFilesystem(dir)) {
+export async function makeTreeDurable(dir: string, listTree: () => string[], options: DurableOptions = {}): Promise<'syncfs' | 'fsync'> {
+  if (!options.targeted && (await syncFilesystem(dir))) {
     // syncfs flushes data and names of the whole filesystem, including this tree's directories.
     return 'syncfs';
   }

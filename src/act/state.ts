@@ -26,6 +26,8 @@ export interface ReleaseRecord {
   strategy?: string;
   linked?: number;
   copied?: number;
+  /** How its files were made durable before the switch; absent in records older than this field. */
+  durability?: 'syncfs' | 'fsync' | 'off';
   previous: string | null;
   reason?: string;
   /** When prune removed the release directory; the record stays as history. */

@@ -98,6 +98,14 @@ export interface Validated {
   scan: SourceScan;
 }
 
+/** At most this many copied files are fsynced one by one (when the rest are linked); more get one syncfs. */
+const TARGETED_FSYNC_MAX = 1000;
+
+/** Whether a release's files were on disk before it went live, by its record (none: not known). */
+function durableRecord(record: ReleaseRecord | undefined): boolean {
+  return record?.durability === 'syncfs' || record?.durability === 'fsync';
+}
+
 function validateSource(source: string, root: string): { sourceReal: string; layout: Layout } {
   if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
   if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
@@ -230,11 +238,20 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (durable) {
         await failpoint('before-fsync');
         // Data and names on disk before the switch, or a power cut could leave current on empty files.
-        durability = await makeTreeDurable(staging, () => [
-          ...scan.entries.filter((e) => e.kind === 'file').map((e) => path.join(staging, e.rel)),
-          ...scan.entries.filter((e) => e.kind === 'dir').map((e) => path.join(staging, e.rel)),
-          ...sharedDirs,
-        ]);
+        // A linked file is the previous release's inode: durable already when that release was
+        // made durable (its record says so), so only the new names need a sync. With few files
+        // copied, fsync of those and of the directories spares the wait for the rest of the disk.
+        const linkedDurable = copied.linked > 0 && durableRecord(records.get(previous ?? ''));
+        const linkFrom = linkedDurable ? files.linkFrom : undefined;
+        durability = await makeTreeDurable(
+          staging,
+          () => [
+            ...scan.entries.filter((e) => e.kind === 'file' && !linkFrom?.has(e.rel)).map((e) => path.join(staging, e.rel)),
+            ...scan.entries.filter((e) => e.kind === 'dir').map((e) => path.join(staging, e.rel)),
+            ...sharedDirs,
+          ],
+          { targeted: linkedDurable && copied.copied <= TARGETED_FSYNC_MAX },
+        );
         await failpoint('fsync-done');
       }
       await fs.promises.rename(staging, finalPath);
@@ -254,6 +271,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         strategy: contents.strategy,
         linked: copied.linked,
         copied: copied.copied,
+        durability: durable ? durability : 'off',
         durationMs: 0,
         previous,
       };

@@ -50,7 +50,7 @@ export function parseLog(text: string): Call[] {
 const ok = (c: Call): boolean => /^\d/.test(c.ret);
 
 /** Calls that change a file or directory (data, names, modes, times). */
-const MUTATING = new Set(['copy_file_range', 'sendfile', 'write', 'pwrite64', 'writev', 'pwritev', 'mkdir', 'mkdirat', 'symlink', 'symlinkat', 'fchmod', 'fchmodat', 'chmod', 'utimensat', 'fchown', 'lchown', 'chown', 'fchownat', 'ftruncate']);
+const MUTATING = new Set(['copy_file_range', 'sendfile', 'write', 'pwrite64', 'writev', 'pwritev', 'mkdir', 'mkdirat', 'symlink', 'symlinkat', 'link', 'linkat', 'fchmod', 'fchmodat', 'chmod', 'utimensat', 'fchown', 'lchown', 'chown', 'fchownat', 'ftruncate']);
 
 function mutates(c: Call): boolean {
   if (MUTATING.has(c.syscall)) return true;

@@ -15,7 +15,7 @@ import { checkDurability, parseLog, type Call } from '../harness/syscall-log.ts'
 const TRACED = [
   'rename', 'renameat', 'renameat2', 'fsync', 'fdatasync', 'syncfs', 'symlink', 'symlinkat', 'openat',
   'copy_file_range', 'sendfile', 'write', 'pwrite64', 'writev', 'mkdir', 'mkdirat', 'fchmod', 'fchmodat',
-  'chmod', 'utimensat', 'fchown', 'lchown', 'chown', 'fchownat', 'ftruncate',
+  'chmod', 'utimensat', 'fchown', 'lchown', 'chown', 'fchownat', 'ftruncate', 'link', 'linkat',
 ];
 
 function strace(): string {
@@ -77,6 +77,42 @@ void test('without sync(1) on PATH: every file and directory is fsynced before t
   const dropped = run.calls.filter((c) => !(c.syscall === 'fsync' && c.args.endsWith(`/${victim}>`)));
   const missing = checkDurability(dropped, lane.root, run.id, paths);
   assert.ok(missing.problems.some((p) => p.startsWith(`${victim} was never fsynced`)), missing.problems.join('; '));
+});
+
+void test('hardlink redeploy: the copied files and every directory are fsynced, linked files are not, and no syncfs waits for the rest of the disk', async (t) => {
+  requireTools('strace', 'sync');
+  const lane = await makeLane(tempDir(t), 'lane');
+  // The next source is the live release's: every file is linked but this new one.
+  const source = lane.sources[(lane.turn + 1) % lane.sources.length] as string;
+  fs.writeFileSync(path.join(source, 'added.txt'), 'new in this release\n');
+  const run = await tracedDeploy(lane, ['--strategy', 'hardlink']);
+  assert.equal(run.durability, 'fsync');
+  assert.ok(!run.calls.some((c) => c.syscall === 'syncfs'), 'a syncfs ran');
+  const m = manifestOf(path.join(lane.root, 'releases', run.id));
+  const dirs = ['', ...[...m.entries()].filter(([, v]) => v.startsWith('d')).map(([k]) => k)];
+  const facts = checkDurability(run.calls, lane.root, run.id, [...dirs, 'added.txt']);
+  assert.equal(facts.mode, 'fsync');
+  assert.deepEqual(facts.problems, []);
+  const links = run.calls.filter((c) => c.syscall.startsWith('link') && c.args.includes('/.tmp/stage.'));
+  assert.ok(links.length > 0, 'no file was linked');
+  const fsyncs = run.calls.filter((c) => c.syscall === 'fsync' && c.args.includes('/.tmp/stage.'));
+  const lastLink = Math.max(...links.map((c) => c.end));
+  assert.ok(fsyncs.every((c) => c.start > lastLink), 'a directory was fsynced before the last link into the copy');
+  const linkedSynced = fsyncs.filter((c) => m.get(/stage\.[^/]+\/([^>]+)>/.exec(c.args)?.[1] ?? '')?.startsWith('f') && !c.args.includes('added.txt'));
+  assert.deepEqual(linkedSynced.map((c) => c.args), [], 'linked files were fsynced');
+  t.diagnostic(`${links.length} files linked; ${fsyncs.length} fsyncs of the copy`);
+
+  // Control: a previous release whose record does not say it was made durable gets a syncfs,
+  // since its files (now shared) may still be only in the page cache.
+  const recordFile = path.join(lane.root, '.atomic-deploy/releases', `${run.id}.json`);
+  const record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as Record<string, unknown>;
+  delete record.durability;
+  fs.writeFileSync(recordFile, JSON.stringify(record));
+  fs.writeFileSync(path.join(source, 'added-2.txt'), 'newer\n');
+  lane.turn -= 1; // the same source again
+  const after = await tracedDeploy(lane, ['--strategy', 'hardlink']);
+  assert.equal(after.durability, 'syncfs');
+  assert.ok(after.calls.some((c) => c.syscall === 'syncfs'), 'no syncfs after a release not known to be durable');
 });
 
 void test('control: --no-fsync makes none of them, and the check says so', async (t) => {
