@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
-import { fsyncDir, makeTreeDurable } from '../act/durable.ts';
+import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
@@ -222,13 +222,19 @@ export async function deploy(source: string, root: string, options: DeployOption
       await fs.promises.mkdir(staging, { mode: 0o700 });
       await failpoint('release-dir-made');
       emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
+      // Not for a release made mostly of links: it has little data, and fsyncs what it copied.
+      const writeback = durable && !files.linkFrom?.size ? new EarlyWriteback(staging) : undefined;
       const copied = await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),
         linkFrom: files.linkFrom,
         onHalf: () => failpoint('copy-half'),
-        onProgress: (p) => emit({ type: 'progress', phase: 'copy', done: p.files, total: scan.files, bytes: p.bytes, totalBytes: scan.bytes }),
+        onProgress: (p) => {
+          writeback?.progress(p.files, p.bytes);
+          emit({ type: 'progress', phase: 'copy', done: p.files, total: scan.files, bytes: p.bytes, totalBytes: scan.bytes });
+        },
       });
+      await writeback?.settle();
       if (options.signal?.aborted) throw interrupted(options.signal);
       await failpoint('copy-done');
       counts = { linked: copied.linked, copied: copied.copied };

@@ -83,7 +83,10 @@ export function checkDurability(calls: readonly Call[], root: string, id: string
   if (writes.length === 0) problems.push('no writes into the staging copy were traced');
   const lastWrite = Math.max(...writes.map((c) => c.end));
 
-  const syncfs = calls.find((c) => c.syscall === 'syncfs' && c.args.includes(`<${staging}>`) && ok(c));
+  // Early syncfs calls made during the copy only start writeback; the one that counts is the
+  // first after the last write (failing that, the last one, which the checks below then fault).
+  const syncfsCalls = calls.filter((c) => c.syscall === 'syncfs' && c.args.includes(`<${staging}>`) && ok(c));
+  const syncfs = syncfsCalls.find((c) => c.start > lastWrite) ?? syncfsCalls.at(-1);
   let mode: DurabilityFacts['mode'] = 'none';
   if (syncfs) {
     mode = 'syncfs';

@@ -60,6 +60,30 @@ void test('with syncfs (sync -f): the copy is synced before it is renamed, relea
   assert.ok(late.problems.some((p) => /syncfs did not finish before/.test(p)), late.problems.join('; '));
 });
 
+void test('a large copy starts writeback while copying; only the syncfs after the last write counts', async (t) => {
+  requireTools('strace', 'sync');
+  const lane = await makeLane(tempDir(t), 'lane');
+  const source = lane.sources[(lane.turn + 1) % lane.sources.length] as string;
+  // Enough files for the background syncs (one per 2,000 files written).
+  for (let d = 0; d < 25; d++) {
+    fs.mkdirSync(path.join(source, 'bulk', `d${d}`), { recursive: true });
+    for (let f = 0; f < 200; f++) fs.writeFileSync(path.join(source, 'bulk', `d${d}`, `f${f}.txt`), `${d}/${f}\n`);
+  }
+  const run = await tracedDeploy(lane);
+  assert.equal(run.durability, 'syncfs');
+  const syncs = run.calls.filter((c) => c.syscall === 'syncfs');
+  assert.ok(syncs.length >= 2, `${syncs.length} syncfs calls: expected background ones during the copy and a final one`);
+  const facts = checkDurability(run.calls, lane.root, run.id, durablePaths(lane, run.id));
+  assert.equal(facts.mode, 'syncfs');
+  assert.deepEqual(facts.problems, []);
+  t.diagnostic(`${syncs.length} syncfs calls`);
+
+  // Control: without the final one, the early ones do not pass for it.
+  const last = syncs[syncs.length - 1] as Call;
+  const early = checkDurability(run.calls.filter((c) => c !== last), lane.root, run.id, durablePaths(lane, run.id));
+  assert.ok(early.problems.some((p) => /syncfs started before the last write/.test(p)), early.problems.join('; '));
+});
+
 void test('without sync(1) on PATH: every file and directory is fsynced before the rename, the root after', async (t) => {
   requireTools('strace');
   const lane = await makeLane(tempDir(t), 'lane');
