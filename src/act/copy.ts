@@ -127,6 +127,9 @@ export interface CopyResult {
 
 const IS_ROOT = process.getuid?.() === 0;
 
+/** Files up to this size are copied synchronously (see copyEntries). */
+const SMALL_FILE = 64 * 1024;
+
 /** Copies a scanned tree into `dest` (an empty directory the caller made): contents, modes, times, links verbatim. */
 export async function copyTree(scan: SourceScan, dest: string, options: CopyOptions = {}): Promise<CopyResult> {
   const { signal } = options;
@@ -182,23 +185,31 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
         await fs.promises.lutimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
         continue;
       }
+      // A link, or a small file, is a few short system calls: made synchronously they cost a few
+      // microseconds each, through the thread pool and a promise several times that in CPU, which
+      // a busy 2-core server notices more than the wall clock does. Large files go through the
+      // pool, so their data moves while the loop goes on. The event loop gets a turn every 256
+      // synchronous entries, so a signal or an abort is still seen within milliseconds.
       const existing = options.linkFrom?.get(entry.rel);
       if (existing !== undefined) {
-        // link(2) is one short metadata call: made synchronously it costs a few microseconds,
-        // through the thread pool and a promise several times that, which on an unchanged
-        // redeploy is most of the deploy. The event loop gets a turn every 256 links, so a
-        // signal or an abort is still seen within milliseconds.
         fs.linkSync(existing, to);
         result.linked += 1;
-        if (++syncRun % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      } else if (entry.size <= SMALL_FILE) {
+        fs.copyFileSync(from, to, copyMode);
+        if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) fs.chownSync(to, entry.uid, entry.gid);
+        // copyFile keeps permission bits but not setuid/setgid/sticky after a chown.
+        if (entry.mode & 0o7000) fs.chmodSync(to, entry.mode);
+        fs.utimesSync(to, secs(entry.atimeMs), secs(entry.mtimeMs));
+        result.copied += 1;
       } else {
         await fs.promises.copyFile(from, to, copyMode);
         if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) await fs.promises.chown(to, entry.uid, entry.gid);
-        // copyFile keeps permission bits but not setuid/setgid/sticky after a chown.
         if (entry.mode & 0o7000) await fs.promises.chmod(to, entry.mode);
         await fs.promises.utimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
         result.copied += 1;
+        syncRun = 0;
       }
+      if (++syncRun % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       await counted(entry);
     }
   };
