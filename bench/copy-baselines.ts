@@ -1,9 +1,9 @@
 // What copying a release costs with the standard tools, so our own copy has a yardstick:
 // cp -a is 1.0×, and hardlinking (cp -al) shows the floor for "nothing changed".
 import { mkdtemp, readdir } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeMachine } from './lib/env.ts';
+import { describeMachine, runNote } from './lib/env.ts';
 import { pairedRuns, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
 import type { Result, ResultTable } from './lib/report.ts';
@@ -188,7 +188,7 @@ export async function runCopyBaselines(opts: CopyBaselineOptions): Promise<Resul
     'Times include starting the process (a few ms), which weighs most in the 1,000-file case.',
     `"rsync -a --link-dest" links against an unchanged previous copy (every file hardlinked); "${LINK_DEST_CHANGED}" against a previous copy where ${treeOutcomes.map((o) => `${o.changedFiles} of ${o.stats.files}`).join(', ')} files differ.`,
     ...(throughput ? [`Large-file throughput (median): ${throughput}.`] : []),
-    `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end, on ${machine.cores} cores.`,
+    runNote(started, machine),
   ];
 
   return {

@@ -4,11 +4,11 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fleetDeploy, type FleetDeployResult } from '../src/remote/deploy.ts';
 import { createFleet, type Fleet } from '../test/harness/fleet.ts';
-import { describeMachine } from './lib/env.ts';
+import { describeMachine, runNote } from './lib/env.ts';
 import { median, pairedRuns, type CaseSummary, type PairedCase } from './lib/measure.ts';
 import type { Result, ResultTable } from './lib/report.ts';
 import { makeTree, mutateFraction, TREE_PRESETS, type TreeOptions, type TreeStats } from './lib/tree.ts';
@@ -287,7 +287,7 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
     `CPU (from /proc/<pid>/stat, user + system): "deploying side" is this process and every child it reaped (the ssh master connections, ssh clients, rsync senders); "targets" is what each host's sshd listener reaped (its connection's sshd, the shells, the rsync receivers). On separate machines only the deploying side's CPU would be shared; here both sides share ${machine.cores} cores.`,
     'Switch skew "by host clocks" is the spread of the ctimes the renames gave the new `current` links (the hosts share this machine\'s clock); "as received" is the spread of the switch confirmations as the deploying process read them.',
     `Trees: ${outcomes.map((o) => `${treeLabel(o.id, o.stats.files)} (${(o.stats.bytes / 1024 ** 2).toFixed(1)} MiB, ${o.changed} changed per redeploy, ${o.samples.length / o.counts.length / 2} measured rounds)`).join('; ')}.`,
-    `The benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end.`,
+    runNote(started, machine),
   ];
 
   return {

@@ -3,14 +3,13 @@
 // The system test test/system/nginx-deploy.test.ts is the short version of the first two rows.
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { loadavg } from 'node:os';
 import { layoutOf } from '../src/act/layout.ts';
 import { switchCurrent } from '../src/act/switch.ts';
 import { cliDeploy, makeSite, switchesUnderLoad, type LoadOptions, type LoadResult } from '../test/harness/deploy-load.ts';
 import { startNginx, type NginxServer } from '../test/harness/nginx.ts';
 import { busyboxLnSfn, unlinkSymlinkSwap } from '../test/harness/swappers.ts';
 import { benchBin } from './bin.ts';
-import { describeMachine } from './lib/env.ts';
+import { describeMachine, runNote } from './lib/env.ts';
 import { median } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
 
@@ -111,7 +110,7 @@ export async function runNginxBench(opts: { quick: boolean; log?: (line: string)
       'The paced control makes as many switches as the deploys, as far apart: the difference from our row is only the way `current` is replaced.',
       'Long loads are several wrk runs back to back; each run is started and warmed up before the next switch and ended (SIGINT, wrk still reports) only between switches, so every switch happened under load.',
       'nginx logs at level `crit` only; the 404s of the controls are counted by wrk, not from the log.',
-      `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end, on ${machine.cores} cores.`,
+      runNote(started, machine),
     ].filter((n) => n !== ''),
   };
 }

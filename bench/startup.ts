@@ -2,10 +2,10 @@
 // what loading the whole CLI (any real command) adds on top.
 import { dirname, join, resolve } from 'node:path';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchBin } from './bin.ts';
-import { describeMachine } from './lib/env.ts';
+import { describeMachine, runNote } from './lib/env.ts';
 import { median, pairedRuns, timeCommand } from './lib/measure.ts';
 import type { PairedCase, PairedResult } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
@@ -108,7 +108,7 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
     notes: [
       'The installed command is a link to `dist/cli/bin.js`, which reads its version from package.json and imports nothing else for `--version`.',
       'The bundle holds the whole CLI and its dependencies in one file, which Node has to read and compile before its first line runs, `--version` included; the package bin compiles only its own few lines.',
-      `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end, on ${machine.cores} cores.`,
+      runNote(started, machine),
     ],
   };
 }

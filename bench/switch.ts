@@ -1,12 +1,12 @@
 // Switch and rollback latency against release size: the switch is one symlink and one rename, so
 // a release of 100,000 files must switch as fast as one of 10 (nothing may walk the tree).
 import { mkdtemp } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layoutOf } from '../src/act/layout.ts';
 import { switchCurrent } from '../src/act/switch.ts';
 import { benchBin } from './bin.ts';
-import { describeMachine } from './lib/env.ts';
+import { describeMachine, runNote } from './lib/env.ts';
 import { pairedRuns, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
@@ -161,7 +161,7 @@ export async function runSwitchBench(opts: { quick: boolean; log?: Log }): Promi
       `CLI rollback: ${rollbackRuns} measured rounds after ${quick ? 1 : 2} warm-up round(s); library switch: ${switchRuns} rounds after 10, in one process. Sizes alternate within every round.`,
       `Library switch, largest / smallest release: ${r2(libRatio)}×. Its time is mostly the fsync of the root directory.`,
       'A CLI rollback is mostly Node starting and loading the CLI; the switch itself is the library row.',
-      `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end, on ${machine.cores} cores.`,
+      runNote(started, machine),
     ],
   };
 }

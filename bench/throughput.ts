@@ -1,11 +1,11 @@
 // What a deploy costs against the tools people would otherwise use: a full copy (cp -a = 1.0×),
 // the price of durability, redeploys that hardlink unchanged files, prune, and memory.
 import { mkdtemp, readdir } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STANDARD_CASES } from './copy-baselines.ts';
 import { benchBin } from './bin.ts';
-import { describeMachine } from './lib/env.ts';
+import { describeMachine, runNote } from './lib/env.ts';
 import { median, pairedRuns, peakRssOfCommand, timeCommand } from './lib/measure.ts';
 import type { CaseSummary, PairedCase } from './lib/measure.ts';
 import type { Result, ResultChart, ResultTable } from './lib/report.ts';
@@ -419,7 +419,7 @@ export async function runThroughput(opts: { quick: boolean; log?: Log }): Promis
     `Redeploys: each of our cases deploys into its own root, so every deploy links against the release before it; the 1% case alternates two builds that differ in ${incremental?.changed ?? 0} files. rsync links against a release of the unchanged build. ${hlnfU && hlnfC ? `Without fsync: unchanged ${Math.round(hlnfU.median)} ms, 1% changed ${Math.round(hlnfC.median)} ms.` : ''}`,
     `Prune: the old release (the ${pruneFiles}-file tree as hardlinks, plus a small build) leaves releases/ by one rename under the lock; its tree is deleted after the lock is released and after the new release is live, before the process exits. "to the switch" is the deploy's own duration from --json, measured before prune starts; the wall time includes the deletion (median ${Math.round(deleteMs)} ms) and the rename (median ${Math.round(renameMs)} ms, which includes the check of /proc for processes using the release).`,
     'Peak RSS is the largest resident set of the deploy process (the kernel\'s rusage via GNU time), including Node itself.',
-    `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${loadavg().map((l) => l.toFixed(2)).join(', ')} at the end, on ${machine.cores} cores.`,
+    runNote(started, machine),
   ];
 
   return {

@@ -124,3 +124,9 @@ export function formatMachine(m: MachineInfo): string {
     `- Tools: ${tools || 'none found'}`,
   ].join('\n');
 }
+
+/** The last note of every result: how long the benchmark took, and the load before and after. */
+export function runNote(started: number, machine: MachineInfo): string {
+  const after = loadavg().map((l) => l.toFixed(2)).join(', ');
+  return `The whole benchmark took ${((Date.now() - started) / 60000).toFixed(1)} min; load average (1, 5, 15 min) ${machine.loadAverage.join(', ')} at the start, ${after} at the end, on ${machine.cores} cores.`;
+}

@@ -207,6 +207,6 @@ export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'ro
   const unhealthy = hosts.filter((h) => h.health === 'failed').map((h) => h.host);
   const incomplete = hosts.filter((h) => !h.switched || h.lost).map((h) => h.host);
   const reason = ok ? '' : unhealthy.length > 0 ? `the health check failed on ${unhealthy.join(', ')}` : `the switch did not complete on ${incomplete.join(', ')}`;
-  const commit = ok || onFailure === 'keep' ? reachable : [];
-  return { ok, commit, back: commit.length > 0 ? [] : ok ? [] : reachable, undo: hosts.filter((h) => !h.switched && !h.lost).map((h) => h.host), reason };
+  const keepNew = ok || onFailure === 'keep';
+  return { ok, commit: keepNew ? reachable : [], back: keepNew ? [] : reachable, undo: hosts.filter((h) => !h.switched && !h.lost).map((h) => h.host), reason };
 }
