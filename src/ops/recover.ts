@@ -15,11 +15,13 @@ export interface ReleaseView extends ReleaseFacts {
 export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   const dirs = await listReleaseDirs(layout);
   const records = await readRecords(layout, dirs);
+  const current = await readCurrent(layout);
   return orderReleases(
     dirs.map((id) => {
       const record = records.get(id);
-      return record ? { id, seq: record.seq, status: record.status, record } : { id };
+      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
     }),
+    current.kind === 'release' ? current.id : null,
   );
 }
 
