@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'HEALTH_CHECK_FAILED'
   | 'ROLLED_BACK'
   | 'REMOTE'
+  | 'STALE_PROCESSES'
   | 'INTERRUPTED'
   | 'INTERNAL';
 
@@ -35,6 +36,8 @@ export const EXIT = {
   invalid: 2,
   locked: 3,
   rolledBack: 4,
+  /** `--stale fail`: processes still ran from the release left behind when the wait ended; the switch stands. */
+  stale: 6,
   sigint: 130,
   sigterm: 143,
   sighup: 129,
@@ -89,6 +92,7 @@ export class DeployError extends Error {
     if (this.code === 'LOCKED' || this.code === 'LOCK_FOREIGN_HOST') return EXIT.locked;
     if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
     if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
+    if (this.code === 'STALE_PROCESSES') return EXIT.stale;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;
   }

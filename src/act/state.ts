@@ -30,6 +30,8 @@ export interface ReleaseRecord {
   durability?: 'syncfs' | 'fsync' | 'off';
   previous: string | null;
   reason?: string;
+  /** Processes still running from the release it replaced when it went live (absent: not checked). */
+  staleProcesses?: number;
   /** When prune removed the release directory; the record stays as history. */
   prunedAt?: string;
 }

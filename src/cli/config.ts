@@ -3,6 +3,7 @@ import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
+import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import type { Config } from '../plan/config.ts';
 
@@ -82,7 +83,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
 }
 
 /** The deploy flags the CLI knows; each one given on the command line overrides the config. */
-export interface DeployFlags extends ReleaseFlags {
+export interface DeployFlags extends ReleaseFlags, ServingFlags {
   releaseId?: string;
   wait?: number;
   fsync?: boolean;
@@ -124,6 +125,7 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
     checksum: pick('checksum', c.checksum),
     hooks: hooks.beforeSwitch || hooks.afterSwitch || hooks.timeoutMs !== undefined ? hooks : undefined,
     healthCheck: healthCheck.command || healthCheck.url ? healthCheck : undefined,
+    ...servingOptionsFrom(c, flags, given),
   };
   // Absent keys stay absent, so the library's defaults apply.
   for (const key of Object.keys(options) as (keyof DeployOptions)[]) if (options[key] === undefined) delete options[key];
@@ -190,6 +192,16 @@ keep: 5
 #  timeout: 30
 
 # Hosts for fleet deploys: "[user@]host[:port]", each with its own root if it differs.
+# After every switch (deploy, rollback, automatic rollback): reload what serves the release
+# (see docs/serving.md), then look for processes still running from the release left behind:
+# warn names them, fail also exits 6 if they are still there after staleWait seconds.
+#reload:
+#  units: [app.service]
+#  phpFpm: [/run/php/php8.2-fpm.pid]
+#  timeout: 60
+#stale: warn
+#staleWait: 10
+
 #hosts:
 #  - host: deploy@web1.example.com
 #  - host: web2.example.com:2222

@@ -6,6 +6,7 @@ import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
 import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus } from './render.ts';
 import { VERSION } from './version.ts';
@@ -24,6 +25,14 @@ interface CommonFlags {
   quiet?: boolean;
 }
 
+/** Reloads and the stale check are local for now: refused with --host rather than silently skipped. */
+function refuseServingOnFleet(options: Parameters<typeof hasServingOptions>[0]): void {
+  if (!hasServingOptions(options)) return;
+  throw new DeployError('USAGE', 'reloads and the stale-process check (--reload-*, --stale*) do not work with --host yet', {
+    hint: 'use an after-switch hook on the hosts, or deploy to each host with its own command',
+  });
+}
+
 function parseSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
@@ -39,11 +48,19 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app --wait 60   wait for another deploy's lock
   $ atomic-deploy deploy ./build /srv/www/app --keep 5    prune to 5 good releases after the switch
   $ atomic-deploy deploy ./build /srv/www/app --dry-run   the plan; nothing is changed
-  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml`,
+  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml
+  $ atomic-deploy deploy ./build /srv/www/app --reload-unit app.service --stale fail
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 4 rolled back by the health check,
+  6 --stale fail: processes still run from the release left (the switch stands), 128+n signal n.`,
   rollback: `
 Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
-  $ atomic-deploy rollback /srv/www/app --to 20261127101500`,
+  $ atomic-deploy rollback /srv/www/app --to 20261127101500
+  $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked,
+  6 --stale fail: processes still run from the release left (the rollback stands), 128+n signal n.`,
   releases: `
 Examples:
   $ atomic-deploy releases /srv/www/app
@@ -93,7 +110,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
-  common(addFleetFlags(addLifecycleFlags(addReleaseFlags(
+  common(addFleetFlags(addServingFlags(addLifecycleFlags(addReleaseFlags(
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
@@ -103,11 +120,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .addHelpText('after', EXAMPLES.deploy),
-  )), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
+  ))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
+      refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
       exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${source}` });
       return;
     }
@@ -128,7 +146,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     out.result(deploySummary(result), result);
   });
 
-  common(addFleetFlags(
+  common(addFleetFlags(addServingFlags(
     program
       .command('rollback')
       .description('switch current back to the previous good release, or to --to <id>')
@@ -137,10 +155,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
-  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
+  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
+    const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     if (hosts) {
+      refuseServingOnFleet(serving);
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
       exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000 });
       return;
@@ -148,7 +168,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event });
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, ...serving });
     afterSignal();
     out.result(`rolled back to ${result.release} (from ${result.previous || 'nothing'})`, result);
   });

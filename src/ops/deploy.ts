@@ -21,11 +21,13 @@ import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles } from './contents.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
+import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions } from './serving.ts';
+import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, withLock } from './root.ts';
 
-export interface DeployOptions {
+export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
   releaseId?: string;
   /** fsync the release before the switch and the root after it (default true). */
@@ -90,6 +92,8 @@ export interface DeployResult {
   prune?: PruneResult;
   /** With `dryRun`: the plan; nothing on disk was changed. */
   plan?: DeployPlan;
+  /** Processes still running from the previous release after the hooks and reloads (docs/serving.md). */
+  stale?: StaleReport;
 }
 
 export interface Validated {
@@ -173,6 +177,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     currentIdOrThrow(existing, layout);
   }
   checkVerifyOptions(options);
+  checkServingOptions(options);
   // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;
@@ -313,8 +318,11 @@ export async function deploy(source: string, root: string, options: DeployOption
       await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
       // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
       const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
+      // After the hooks and reloads, which are what moves processes off the release left behind.
+      const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal }, previous, options);
       const durationMs = Math.round(performance.now() - started);
-      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...verified.record }, durable);
+      const staleCount = stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {};
+      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournal(layout, durable);
       await failpoint('journal-cleared');
@@ -343,6 +351,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         shared: contents.shared.length > 0 ? contents.shared.map((l) => l.path) : undefined,
         health: verified.health,
         warnings: verified.warnings.length > 0 ? verified.warnings : undefined,
+        stale,
       };
     } catch (error) {
       if (isVerdict(error)) throw error;
@@ -351,6 +360,9 @@ export async function deploy(source: string, root: string, options: DeployOption
   });
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
+  // `--stale fail`: the deploy is complete and stands; the exit code tells that old code still runs.
+  const stale = staleFailure(options, result.stale);
+  if (stale) throw stale;
   return result;
 }
 

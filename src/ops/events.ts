@@ -1,7 +1,7 @@
 /** What an operation reports while it runs; the CLI turns these into step lines and a progress bar. */
 export type OperationEvent =
   | { type: 'step'; message: string }
-  | { type: 'warning'; message: string }
+  | { type: 'warning'; message: string; hint?: string }
   | { type: 'progress'; phase: 'copy' | 'prune'; done: number; total: number; bytes: number; totalBytes: number }
   | { type: 'output'; source: string; stream: 'stdout' | 'stderr'; line: string };
 

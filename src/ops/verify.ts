@@ -12,11 +12,12 @@ import { switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import type { EventSink } from './events.ts';
+import { awaitFreshness, hasReloads, runReloads, type ServingOptions } from './serving.ts';
 
 /** A hook that hangs must not hold the deploy lock forever. */
 export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
 
-export interface VerifyOptions {
+export interface VerifyOptions extends ServingOptions {
   hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
   healthCheck?: { command?: string; url?: string; timeoutMs?: number };
 }
@@ -152,8 +153,9 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
   const warnings: string[] = [];
   const commands = options.hooks?.afterSwitch ?? [];
   const health = hasHealthCheck(options);
-  if (commands.length === 0 && !health) return { record: {}, warnings };
-  if (ctx.signal?.aborted) return unverified(ctx, commands.length > 0 ? 'the after-switch hooks' : 'the health check', warnings);
+  const reloads = hasReloads(options);
+  if (commands.length === 0 && !health && !reloads) return { record: {}, warnings };
+  if (ctx.signal?.aborted) return unverified(ctx, commands.length > 0 ? 'the after-switch hooks' : reloads ? 'the reloads' : 'the health check', warnings);
 
   let failure: string | undefined;
   if (commands.length > 0) {
@@ -171,12 +173,17 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
         break;
       }
     }
-    if (failure !== undefined && !health) {
-      const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
-      ctx.emit({ type: 'warning', message });
-      warnings.push(message);
-      return { record: {}, warnings };
-    }
+  }
+  // Reloads come after the hooks (which may build caches) and before the health check, which must see the reloaded service.
+  if (failure === undefined && reloads) {
+    failure = await runReloads(ctx, options);
+    if (ctx.signal?.aborted) return unverified(ctx, 'the reloads', warnings);
+  }
+  if (failure !== undefined && !health) {
+    const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
+    ctx.emit({ type: 'warning', message });
+    warnings.push(message);
+    return { record: {}, warnings };
   }
 
   let result: HealthResult | undefined;
@@ -223,14 +230,14 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
       }),
     };
   }
-  return rollBackFailed(ctx, previous, failure, switchedAt);
+  return rollBackFailed(ctx, previous, failure, switchedAt, options);
 }
 
 /**
  * Switches back to the release that was live before this deploy, with the same journal and
  * rename as any switch: a crash midway leaves a `rolling-back` journal that recovery finishes.
  */
-async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: string, switchedAt: string): Promise<never> {
+async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: string, switchedAt: string, options: ServingOptions): Promise<never> {
   const { layout, id, durable, emit } = ctx;
   emit({ type: 'warning', message: `${reason}; rolling back to ${previous}` });
   const details = { release: id, rolledBackTo: previous, reason };
@@ -258,9 +265,14 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
     throw new DeployError('ROLLED_BACK', `${message} (recording it failed: ${ioError('recording', error).message}; the next command finishes the record)`, { cause: error, details });
   }
   emit({ type: 'step', message: `release ${previous} is live again; release ${id} is marked failed` });
+  // Services reloaded for the failed release must load the previous one again; only warnings now, exit 4 says the rest.
+  const back = { layout, id: previous, emit, signal: ctx.signal };
+  const reloadFailure = hasReloads(options) ? await runReloads(back, options) : undefined;
+  if (reloadFailure !== undefined) emit({ type: 'warning', message: `${reloadFailure} after rolling back to ${previous}` });
+  const stale = await awaitFreshness(back, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
   throw new DeployError('ROLLED_BACK', message, {
     hint: `the failed release stays in ${releasePath(layout, id)} for inspection; plain rollbacks skip it`,
-    details,
+    details: stale ? { ...details, stale } : details,
   });
 }
 
