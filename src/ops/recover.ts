@@ -58,7 +58,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   const done: string[] = [];
   if (journalRead.kind === 'garbage') {
     actions.push({ kind: 'clear-journal' });
-    done.push('discarded an unreadable journal (no release was removed)');
+    done.push(journalRead.problem ? `discarded a journal that ${journalRead.problem} (nothing it names was touched)` : 'discarded an unreadable journal (no release was removed)');
   }
   const now = new Date().toISOString();
   for (const action of actions) {

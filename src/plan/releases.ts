@@ -1,4 +1,4 @@
-import { compareReleaseIds } from './release-id.ts';
+import { compareReleaseIds, releaseIdProblem } from './release-id.ts';
 
 /** What the release log says about a release; `complete` is a release that was switched to. */
 export type RecordedStatus = 'pending' | 'complete' | 'failed' | 'rolled-back';
@@ -46,7 +46,10 @@ export function isGood(release: ReleaseFacts): boolean {
   return release.status !== 'failed' && release.status !== 'rolled-back';
 }
 
-/** The release a plain `rollback` goes to: the newest good release older than current. */
+/**
+ * The release a plain `rollback` goes to: the newest good release older than current. A
+ * directory whose name `--to` would refuse (a newline, an escape, a leading dash) is never picked.
+ */
 export function rollbackTarget<T extends ReleaseFacts>(
   ordered: readonly T[],
   currentId: string | null,
@@ -55,7 +58,7 @@ export function rollbackTarget<T extends ReleaseFacts>(
   const at = ordered.findIndex((r) => r.id === currentId);
   for (let i = at - 1; i >= 0; i--) {
     const candidate = ordered[i];
-    if (candidate && isGood(candidate)) return candidate;
+    if (candidate && isGood(candidate) && releaseIdProblem(candidate.id) === undefined) return candidate;
   }
   return undefined;
 }
