@@ -20,7 +20,7 @@ import { planShared, type SharedPlan } from '../plan/shared.ts';
 import type { Frame, RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
-import { runRsync } from './rsync.ts';
+import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 
@@ -45,8 +45,10 @@ export interface FleetDeployHost {
   reached: boolean;
   /** Our lock or prepared release may remain on the host; the next command there recovers them. */
   leftovers: boolean;
-  /** Files rsync sent (the rest were hardlinked from the current release or unchanged). */
+  /** Files rsync sent. */
   transferred?: number;
+  /** Files hardlinked from the host's current release after their hash there matched the build's. */
+  linked?: number;
   copyMs?: number;
   /** When the host confirmed its switch, in ms after the switch was sent. */
   switchedAfterMs?: number;
@@ -75,6 +77,7 @@ interface HostDeploy {
   stage: string;
   link: string;
   transferred?: number;
+  linked?: number;
   copyMs?: number;
   armed?: RunningRemote;
   switched: boolean;
@@ -126,6 +129,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { sourceReal, scan } = validateSource(source);
   const shared = checkOptions(options, scan);
   const git = await gitInfo(sourceReal);
+  // Hashed once here, before any host is locked: every host gets the same manifest.
+  const build = buildManifest(scan, shared.links);
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
@@ -155,6 +160,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         reached: h.state !== undefined,
         leftovers: leftovers.has(h) || outcome === 'unknown' || d?.lost === true,
         ...(d?.transferred === undefined ? {} : { transferred: d.transferred }),
+        ...(d?.linked === undefined ? {} : { linked: d.linked }),
         ...(d?.copyMs === undefined ? {} : { copyMs: d.copyMs }),
         ...(d?.switchedAt === undefined ? {} : { switchedAfterMs: Math.round(d.switchedAt) }),
         ...(d?.health ? { health: d.health } : {}),
@@ -266,14 +272,28 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const previous = currentIdOf(state);
         const d: HostDeploy = { previous, stage: randomName('stage'), link: randomName('current'), switched: false, lost: false, outcome: 'unchanged', warnings: [] };
         per.set(h, d);
-        const copied = await runRsync(
+        const prevDigest = previous === null ? undefined : state.records.get(previous)?.manifest;
+        const copied = await placeContent(
           h.remote.ssh,
-          { source: sourceReal, root: h.root, stage: d.stage, id: releaseId, linkDest: previous !== null && options.strategy !== 'copy', checksum: options.checksum === true },
+          {
+            sourceDir: sourceReal,
+            root: h.root,
+            stage: d.stage,
+            id: releaseId,
+            build,
+            previous: previous === null ? null : { id: previous, digest: prevDigest },
+            incremental: options.strategy !== 'copy',
+            exclude: shared.links.map((l) => l.path),
+          },
           phase1.signal,
         );
         d.transferred = copied.transferred;
+        d.linked = copied.linked;
         d.copyMs = copied.durationMs;
-        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.durationMs} ms)`);
+        d.warnings.push(...copied.warnings);
+        for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
+        for (const n of copied.notes) fleet.step(h, n);
+        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.linked} linked and checked, ${copied.durationMs} ms)`);
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
         const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
@@ -290,10 +310,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           files: scan.files,
           bytes: scan.bytes,
           durationMs: 0,
-          strategy: previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
-          ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+          strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+          ...(d.transferred === undefined ? {} : { copied: d.transferred }),
+          ...(d.linked === undefined ? {} : { linked: d.linked }),
           previous,
           fleet: { token: fleetToken },
+          manifest: build.digest,
         };
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
@@ -318,6 +340,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           journalCopying: journal('copying'),
           journalReady: journal('ready'),
           recordPending: JSON.stringify(record),
+          manifest: true,
           tail: {
             id: releaseId,
             backTo: previous,
@@ -498,10 +521,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...(git ? { git } : {}),
       files: scan.files,
       bytes: scan.bytes,
-      strategy: d.previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
-      ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+      strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+      ...(d.transferred === undefined ? {} : { copied: d.transferred }),
+      ...(d.linked === undefined ? {} : { linked: d.linked }),
       previous: d.previous,
       fleet: { token: fleetToken },
+      manifest: build.digest,
       ...change,
     };
   }
