@@ -14,7 +14,7 @@ import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan } from '../plan/shared.ts';
 import type { Frame, RemoteRecord } from './facts.ts';
@@ -106,17 +106,16 @@ function validateSource(source: string): { sourceReal: string; scan: SourceScan 
 }
 
 function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan {
-  if (options.releaseId !== undefined) {
-    const problem = releaseIdProblem(options.releaseId);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, { hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2' });
-  }
+  if (options.releaseId !== undefined) checkReleaseId(options.releaseId);
   if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys copy with rsync --link-dest (auto, hardlink) or a plain rsync (copy)' });
   if (options.healthCheck?.url !== undefined) {
     throw new DeployError('USAGE', '--health-url is not available for fleet deploys: one URL cannot tell which host answered', {
       hint: "check each host from the host itself: --health-check 'curl -fsS http://localhost/health'",
     });
   }
-  if (options.keep !== undefined && (!Number.isInteger(options.keep) || options.keep < 0)) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`);
+  if (options.keep !== undefined) checkKeep(options.keep);
+  // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
+  checkHookAndHealth(options);
   const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
   if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
   return plan;
@@ -212,8 +211,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     emit({ type: 'step', message: `phase 1 failed (${why}): no host switches; cleaning up` });
     await Promise.all(fleet.hosts.map((h) => abortHost(h)));
     if (options.signal?.aborted) {
-      const reason: unknown = options.signal.reason;
-      const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+      const sig = signalOf(options.signal.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report() } });
     }
     throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report() });
@@ -347,8 +345,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             link: d.link,
             journalSwitched: journal('switched'),
             afterSwitch: options.hooks?.afterSwitch ?? [],
-            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? 300_000) / 1000),
-            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? 30_000) / 1000 } } : {}),
+            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000),
+            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
             prune,
