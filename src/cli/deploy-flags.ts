@@ -1,6 +1,7 @@
 /** The deploy flags for release contents and verification: shared paths, strategy, hooks, health check. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeployOptions } from '../ops/deploy.ts';
+import { secondsProblem, timeoutProblem } from '../plan/validate.ts';
 
 export interface ReleaseFlags {
   shared?: string[];
@@ -22,9 +23,9 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 function positiveSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (> 0)');
-  return n;
+  const problem = secondsProblem(value) ?? timeoutProblem(Number(value) * 1000);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 function nonEmpty(value: string): string {

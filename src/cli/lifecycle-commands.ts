@@ -1,4 +1,5 @@
 /** The `prune` and `init` commands, and the flags deploy takes for the release lifecycle. */
+import { secondsProblem } from '../plan/validate.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -34,9 +35,9 @@ export function parseCount(value: string): number {
 }
 
 function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
-  return n;
+  const problem = secondsProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 /** `--keep` and `--dry-run` for deploy. */

@@ -1,3 +1,4 @@
+import { secondsProblem } from '../plan/validate.ts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import { deploy } from '../ops/deploy.ts';
@@ -34,9 +35,9 @@ function refuseServingOnFleet(options: Parameters<typeof hasServingOptions>[0]):
 }
 
 function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
-  return n;
+  const problem = secondsProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 const EXAMPLES = {

@@ -14,7 +14,8 @@ import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
-import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
+import { nextReleaseId } from '../plan/release-id.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
@@ -140,12 +141,7 @@ function validateSource(source: string, root: string): { sourceReal: string; lay
 function validate(source: string, root: string, options: DeployOptions): Validated {
   const { sourceReal, layout } = validateSource(source, root);
   if (options.releaseId !== undefined) {
-    const problem = releaseIdProblem(options.releaseId);
-    if (problem) {
-      throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, {
-        hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2',
-      });
-    }
+    checkReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {
       throw new DeployError('RELEASE_EXISTS', `release ${options.releaseId} already exists in ${layout.releases}`, {
         hint: 'release ids are never reused: pick a new id, or roll back to it with atomic-deploy rollback --to',
@@ -160,8 +156,7 @@ function validate(source: string, root: string, options: DeployOptions): Validat
 }
 
 function interrupted(signal: AbortSignal | undefined): DeployError {
-  const reason: unknown = signal?.reason;
-  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  const sig = signalOf(signal?.reason);
   return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; the deploy was undone`, { signal: sig });
 }
 

@@ -8,6 +8,7 @@ import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
 import { selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
+import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, withLock } from './root.ts';
@@ -57,11 +58,7 @@ export interface PruneResult {
   recovered: string[];
 }
 
-export function assertKeep(keep: unknown): asserts keep is number {
-  if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
-    throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });
-  }
-}
+export const assertKeep: (keep: unknown) => asserts keep is number = checkKeep;
 
 /** What prune would do in this root now: reads only. `extra` adds a release about to exist (dry run of a deploy). */
 export async function decidePrune(
@@ -143,7 +140,7 @@ export async function deleteRetired(
 
 function interruptedError(signal: AbortSignal, done: number, total: number): DeployError {
   const reason: unknown = signal.reason;
-  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  const sig = signalOf(reason);
   return new DeployError('INTERRUPTED', `interrupted by ${sig}: ${done} of ${total} releases were pruned; the rest stay`, { signal: sig });
 }
 

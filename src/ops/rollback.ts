@@ -5,7 +5,7 @@ import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
@@ -41,8 +41,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {
-    const problem = releaseIdProblem(options.to);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`);
+    checkReleaseId(options.to);
   }
   // A dangling current can be repaired only by naming the release to go to.
   currentIdOrThrow(await readCurrent(layout), layout, { allowDangling: options.to !== undefined });
@@ -76,7 +75,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     if (target === currentId) {
       throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
     }
-    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
     emit({ type: 'step', message: `switching current to releases/${target}` });
@@ -87,7 +86,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
         durable,
         beforeRename: async () => {
           await failpoint('rollback-temp-link-made');
-          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
         },
         afterRename: () => {
           switched = true;
@@ -122,7 +121,6 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   return result;
 }
 
-function signalOf(signal: AbortSignal): NodeJS.Signals {
-  const reason: unknown = signal.reason;
-  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+function signalOfAbort(signal: AbortSignal): NodeJS.Signals {
+  return signalOf(signal.reason);
 }

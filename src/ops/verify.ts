@@ -4,18 +4,18 @@ import path from 'node:path';
 import { scanSource } from '../act/copy.ts';
 import { makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { checkHealth, DEFAULT_HEALTH_TIMEOUT_MS, healthUrlProblem, type HealthResult } from '../act/health.ts';
+import { checkHealth, type HealthResult } from '../act/health.ts';
 import { describeOutcome, hookEnv, runShell, type ShellOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { clearJournal, updateRecord, writeJournal, type ReleaseRecord } from '../act/state.ts';
 import { switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
+import { checkHookAndHealth, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf as signalOfReason } from '../plan/validate.ts';
 import type { EventSink } from './events.ts';
 import { awaitFreshness, hasReloads, runReloads, type ServingOptions } from './serving.ts';
 
-/** A hook that hangs must not hold the deploy lock forever. */
-export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
+export { DEFAULT_HOOK_TIMEOUT_MS };
 
 export interface VerifyOptions extends ServingOptions {
   hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
@@ -41,54 +41,15 @@ export interface Verification {
   warnings: string[];
 }
 
-function commandProblem(command: unknown): string | undefined {
-  if (typeof command !== 'string' || command.trim() === '') return 'it is empty';
-  if (command.includes('\0')) return 'it contains a NUL byte';
-  return undefined;
-}
-
-function timeoutProblem(ms: unknown): string | undefined {
-  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? undefined : 'expected a number of seconds greater than 0';
-}
-
-/** Rejects unusable hook and health-check options before anything is written. */
-export function checkVerifyOptions(options: VerifyOptions): void {
-  const { hooks, healthCheck } = options;
-  for (const [name, list] of [['before-switch', hooks?.beforeSwitch], ['after-switch', hooks?.afterSwitch]] as const) {
-    for (const command of list ?? []) {
-      const problem = commandProblem(command);
-      if (problem) throw new DeployError('USAGE', `invalid ${name} hook: ${problem}`);
-    }
-  }
-  if (hooks?.timeoutMs !== undefined) {
-    const problem = timeoutProblem(hooks.timeoutMs);
-    if (problem) throw new DeployError('USAGE', `invalid hook timeout: ${problem}`);
-  }
-  if (!healthCheck) return;
-  if (healthCheck.command === undefined && healthCheck.url === undefined) {
-    throw new DeployError('USAGE', 'a health timeout needs a health check', { hint: 'add --health-check <command> or --health-url <url>' });
-  }
-  if (healthCheck.command !== undefined) {
-    const problem = commandProblem(healthCheck.command);
-    if (problem) throw new DeployError('USAGE', `invalid health-check command: ${problem}`);
-  }
-  if (healthCheck.url !== undefined) {
-    const problem = healthUrlProblem(healthCheck.url);
-    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(healthCheck.url)}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
-  }
-  if (healthCheck.timeoutMs !== undefined) {
-    const problem = timeoutProblem(healthCheck.timeoutMs);
-    if (problem) throw new DeployError('USAGE', `invalid health timeout: ${problem}`);
-  }
-}
+/** Rejects unusable hook and health-check options before anything is written (plan/validate.ts). */
+export const checkVerifyOptions = checkHookAndHealth;
 
 function hasHealthCheck(options: VerifyOptions): boolean {
   return options.healthCheck?.command !== undefined || options.healthCheck?.url !== undefined;
 }
 
 function signalOf(signal: AbortSignal | undefined): NodeJS.Signals {
-  const reason: unknown = signal?.reason;
-  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  return signalOfReason(signal?.reason);
 }
 
 async function runHook(ctx: ReleaseContext, source: 'before-switch' | 'after-switch', command: string, timeoutMs: number): Promise<ShellOutcome> {
