@@ -36,7 +36,11 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {
     const problem = releaseIdProblem(options.to);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`);
+    if (problem) {
+      throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`, {
+        hint: `list the releases with: atomic-deploy releases ${layout.root}`,
+      });
+    }
   }
   // A dangling current can be repaired only by naming the release to go to.
   currentIdOrThrow(await readCurrent(layout), layout, { allowDangling: options.to !== undefined });

@@ -13,6 +13,9 @@ import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import type { EventSink } from './events.ts';
 
+/** Node fires a longer timer at once (2^31 - 1 ms overflows): larger hook and health timeouts are refused. */
+export const MAX_TIMEOUT_MS = 2_147_483_000;
+
 /** A hook that hangs must not hold the deploy lock forever. */
 export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
 
@@ -47,7 +50,9 @@ function commandProblem(command: unknown): string | undefined {
 }
 
 function timeoutProblem(ms: unknown): string | undefined {
-  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? undefined : 'expected a number of seconds greater than 0';
+  if (!(typeof ms === 'number' && Number.isFinite(ms) && ms > 0)) return 'expected a number of seconds greater than 0';
+  if (ms > MAX_TIMEOUT_MS) return `at most ${MAX_TIMEOUT_MS / 1000} seconds (about 24.8 days, the longest timer Node keeps)`;
+  return undefined;
 }
 
 /** Rejects unusable hook and health-check options before anything is written. */
