@@ -129,7 +129,10 @@ export function ioError(what: string, error: unknown): DeployError {
     });
   }
   if (errno === 'EROFS') {
-    return new DeployError('IO', `read-only file system while ${what}`, { cause: error });
+    return new DeployError('IO', `read-only file system while ${what}`, {
+      cause: error,
+      hint: 'the deploy root is on a read-only mount: remount it read-write (mount -o remount,rw <mount point>) or deploy to a writable root',
+    });
   }
   if (errno === 'EACCES' || errno === 'EPERM') {
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {

@@ -77,7 +77,12 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       const at = problem.linePos?.[0];
       throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${(problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`, file, problem);
     }
-    data = doc.toJS() as unknown;
+    try {
+      data = doc.toJS() as unknown;
+    } catch (error) {
+      // The yaml library refuses alias bombs (a billion laughs) while expanding them.
+      throw invalid(`${file}: not usable YAML: ${error instanceof Error ? error.message : String(error)}`, file, error);
+    }
   }
   return { config: parseConfig(data, file), file, dir: path.dirname(file) };
 }
@@ -208,10 +213,13 @@ keep: 5
 #    root: /srv/www/app
 `;
 
-/** Writes the example; refuses to replace an existing file unless `force`. */
+/** The example for a `.json` config file: JSON has no comments, so the three settings every root needs. */
+export const EXAMPLE_CONFIG_JSON = JSON.stringify({ root: '/srv/www/app', source: './build', keep: 5 }, null, 2) + '\n';
+
+/** Writes the example (JSON for a `.json` name, else YAML); refuses to replace an existing file unless `force`. */
 export function writeExampleConfig(file: string, force: boolean): void {
   try {
-    fs.writeFileSync(file, EXAMPLE_CONFIG, { flag: force ? 'w' : 'wx', mode: 0o644 });
+    fs.writeFileSync(file, file.toLowerCase().endsWith('.json') ? EXAMPLE_CONFIG_JSON : EXAMPLE_CONFIG, { flag: force ? 'w' : 'wx', mode: 0o644 });
   } catch (error) {
     if (errnoOf(error) === 'EEXIST') {
       throw new DeployError('USAGE', `${file} already exists; nothing was written`, { hint: 'use --force to overwrite it' });

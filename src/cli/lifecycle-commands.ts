@@ -29,9 +29,9 @@ export interface CommandContext {
 }
 
 export function parseCount(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number (>= 0)');
-  return n;
+  // Number() would also take 0x10, 1e3 and ' 3': only plain decimal digits are a count.
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number (>= 0) in decimal digits');
+  return Number(value);
 }
 
 function parseSeconds(value: string): number {

@@ -148,11 +148,41 @@ function validate(source: string, root: string, options: DeployOptions): Validat
       });
     }
   }
-  const scan = scanSource(sourceReal);
+  const scan = scanSourceOrExplain(sourceReal);
   if (scan.entries.length <= 1) {
     throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
   }
   return { layout, sourceReal, scan };
+}
+
+const SOURCE_READ_HINT = 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)';
+
+/** The source scan, with its failures phrased as problems of the source (exit 2), never as bugs. */
+function scanSourceOrExplain(sourceReal: string): SourceScan {
+  try {
+    return scanSource(sourceReal);
+  } catch (error) {
+    if (error instanceof DeployError) {
+      if (error.code !== 'INVALID_SOURCE' || error.hint !== undefined) throw error;
+      throw new DeployError('INVALID_SOURCE', error.message, { cause: error.cause, hint: SOURCE_READ_HINT });
+    }
+    const code = errnoOf(error);
+    if (code === 'ENAMETOOLONG') {
+      throw new DeployError('INVALID_SOURCE', `a path in ${sourceReal} is longer than the system allows (PATH_MAX)`, { cause: error, hint: 'flatten the directory nesting of the build' });
+    }
+    if (code === 'EACCES' || code === 'EPERM') throw new DeployError('INVALID_SOURCE', `cannot read ${sourceReal}: ${code}`, { cause: error, hint: SOURCE_READ_HINT });
+    throw error;
+  }
+}
+
+/** A copy failure that is the source's fault (unreadable file): the root's owner is not the problem. */
+function sourceReadError(sourceReal: string, error: unknown): DeployError | undefined {
+  const code = errnoOf(error);
+  const file = typeof error === 'object' && error !== null && 'path' in error && typeof error.path === 'string' ? error.path : undefined;
+  if ((code === 'EACCES' || code === 'EPERM') && file !== undefined && (file === sourceReal || file.startsWith(sourceReal + path.sep))) {
+    return new DeployError('INVALID_SOURCE', `cannot read ${file}: permission denied; nothing was deployed`, { cause: error, hint: SOURCE_READ_HINT });
+  }
+  return undefined;
 }
 
 function interrupted(signal: AbortSignal | undefined): DeployError {
@@ -178,6 +208,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
   if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
+  const rootExisted = fs.existsSync(layout.root);
   try {
     await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
     await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
@@ -303,6 +334,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (switched) throw bookkeepingError(id, error);
       await undo(layout, { id, staging, placed, previous, durable });
       if (error instanceof DeployError) throw error;
+      const fromSource = sourceReadError(sourceReal, error);
+      if (fromSource) throw fromSource;
       throw ioError(`deploying release ${id}`, error);
     }
 
@@ -352,6 +385,10 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (isVerdict(error)) throw error;
       throw bookkeepingError(id, error);
     }
+  }).catch(async (error: unknown) => {
+    // A first deploy that failed leaves no empty skeleton root behind (rmdir removes only empty directories).
+    if (!rootExisted) await removeSkeleton(layout);
+    throw error;
   });
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
@@ -359,6 +396,12 @@ export async function deploy(source: string, root: string, options: DeployOption
   const stale = staleFailure(options, result.stale);
   if (stale) throw stale;
   return result;
+}
+
+async function removeSkeleton(layout: Layout): Promise<void> {
+  for (const dir of [layout.releases, layout.tmp, layout.log, layout.state, layout.root]) {
+    await fs.promises.rmdir(dir).catch(() => undefined);
+  }
 }
 
 /** The dry run of `deploy`: the same checks, the plan, and nothing changed on disk. */

@@ -41,7 +41,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {
-    checkReleaseId(options.to);
+    checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${layout.root}`);
   }
   // A dangling current can be repaired only by naming the release to go to.
   currentIdOrThrow(await readCurrent(layout), layout, { allowDangling: options.to !== undefined });

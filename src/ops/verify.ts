@@ -11,11 +11,11 @@ import { clearJournal, updateRecord, writeJournal, type ReleaseRecord } from '..
 import { switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { checkHookAndHealth, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf as signalOfReason } from '../plan/validate.ts';
+import { checkHookAndHealth, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS, signalOf as signalOfReason } from '../plan/validate.ts';
 import type { EventSink } from './events.ts';
 import { awaitFreshness, hasReloads, runReloads, type ServingOptions } from './serving.ts';
 
-export { DEFAULT_HOOK_TIMEOUT_MS };
+export { DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS };
 
 export interface VerifyOptions extends ServingOptions {
   hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };

@@ -17,12 +17,10 @@ export interface HookAndHealthOptions {
 }
 
 /** A release id given by the user (`--release-id`, `--to`): safe as a directory name, or INVALID_RELEASE_ID. */
-export function checkReleaseId(id: string): void {
+export function checkReleaseId(id: string, hint = 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2'): void {
   const problem = releaseIdProblem(id);
   if (problem) {
-    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, {
-      hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2',
-    });
+    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint });
   }
 }
 
@@ -38,9 +36,14 @@ export function commandProblem(command: unknown): string | undefined {
   return undefined;
 }
 
+/** Node fires a longer timer at once (2^31 - 1 ms overflows): larger hook and health timeouts are refused. */
+export const MAX_TIMEOUT_MS = 2_147_483_000;
+
 /** A timeout of 0 would mean "no limit" to timeout(1) on a host: only a positive, finite time is a limit. */
 export function timeoutProblem(ms: unknown): string | undefined {
-  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 && ms <= 2 ** 31 - 1 ? undefined : 'expected a number of seconds greater than 0 (and under 24 days)';
+  if (!(typeof ms === 'number' && Number.isFinite(ms) && ms > 0)) return 'expected a number of seconds greater than 0';
+  if (ms > MAX_TIMEOUT_MS) return `at most ${MAX_TIMEOUT_MS / 1000} seconds (about 24.8 days, the longest timer Node keeps)`;
+  return undefined;
 }
 
 /** Why a health URL cannot be used, or undefined. */
