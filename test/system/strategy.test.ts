@@ -100,6 +100,29 @@ for (const type of ['btrfs', 'xfs'] as const) {
   });
 }
 
+void test('btrfs: --strategy reflink with fixed mtimes and same-size edits publishes exactly the build', async (t) => {
+  const mnt = mountFs(t, 'btrfs');
+  const fixed = new Date('1985-10-26T08:15:00Z');
+  const make = (name: string, tag: string): string => {
+    const dir = writeTree(path.join(mnt, name), { 'version': `${tag}\n`, 'index.html': 'same\n' });
+    for (const f of ['version', 'index.html', '.']) fs.utimesSync(path.join(dir, f), fixed, fixed);
+    return dir;
+  };
+  const v1 = make('v1', 'v1');
+  const v2 = make('v2', 'v2');
+  const root = path.join(mnt, 'root');
+  assert.equal((await runCli(['deploy', v1, root, '--strategy', 'reflink', '--release-id', 'one'])).code, 0);
+  // Control: the size+mtime rule (rsync's quick check) keeps the stale version file.
+  const control = path.join(mnt, 'control');
+  execFileSync(requireTool('rsync', 'rsync'), ['-a', `--link-dest=${path.join(root, 'releases/one')}`, `${v2}/`, `${control}/`]);
+  assert.equal(fs.readFileSync(path.join(control, 'version'), 'utf8'), 'v1\n');
+  const result = await runCli(['deploy', v2, root, '--strategy', 'reflink', '--release-id', 'two', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(jsonOf<Json>(result).cloned, true);
+  assert.equal(fs.readFileSync(path.join(root, 'current/version'), 'utf8'), 'v2\n');
+  assert.equal((await runCli(['verify', root])).code, 0);
+});
+
 void test('--strategy reflink fails with a clear error on ext4 and tmpfs, changing nothing', async (t) => {
   const dir = tempDir(t);
   const src = bigSource(dir);
