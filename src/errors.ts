@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'INVALID_SHARED_PATH'
   | 'SHARED_MISSING'
   | 'UNKNOWN_RELEASE'
+  | 'NO_MANIFEST'
+  | 'MANIFEST_UNTRUSTED'
   | 'NO_PREVIOUS_RELEASE'
   | 'LOCKED'
   | 'LOCK_FOREIGN_HOST'
@@ -36,6 +38,8 @@ export const EXIT = {
   invalid: 2,
   locked: 3,
   rolledBack: 4,
+  /** `verify`: the release differs from its manifest. */
+  differences: 5,
   /** `--stale fail`: processes still ran from the release left behind when the wait ended; the switch stands. */
   stale: 6,
   sigint: 130,
@@ -58,6 +62,8 @@ const INVALID_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'INVALID_SHARED_PATH',
   'SHARED_MISSING',
   'UNKNOWN_RELEASE',
+  'NO_MANIFEST',
+  'MANIFEST_UNTRUSTED',
   'NO_PREVIOUS_RELEASE',
   'NOT_LOCKED',
   'RELEASE_IN_USE',

@@ -29,6 +29,8 @@ export interface ReleaseRecord {
   copied?: number;
   /** How its files were made durable before the switch; absent in records older than this field. */
   durability?: 'syncfs' | 'fsync' | 'off';
+  /** `sha256:<hex>` of the release's manifest; absent for releases made before manifests. */
+  digest?: string;
   previous: string | null;
   reason?: string;
   /** Processes still running from the release it replaced when it went live (absent: not checked). */

@@ -178,9 +178,9 @@ keep: 5
 #sharedReplace: false
 
 # How files get into the release: auto (clone where the filesystem can, else copy),
-# copy, reflink (clone or fail), or hardlink (link files unchanged since the previous release).
+# copy, reflink (clone or fail), or hardlink (link files whose bytes equal the previous release's).
 #strategy: auto
-# With hardlink: compare contents instead of size, mtime and mode.
+# Accepted and ignored: a file is linked only when its bytes match (SHA-256), always.
 #checksum: false
 
 # Commands run in the release directory, before and after the switch (one or a list).

@@ -39,7 +39,7 @@ export function addReleaseFlags(cmd: Command): Command {
     .option('--shared-create', 'make missing shared targets as empty directories instead of failing')
     .option('--shared-replace', 'link a shared path even if the source holds it (the source copy is left out)')
     .addOption(new Option('--strategy <name>', 'how files are made: auto (clone where possible, else copy), copy, reflink, hardlink').choices(['auto', 'copy', 'reflink', 'hardlink']))
-    .option('--checksum', 'with --strategy hardlink: link files with the same content, not the same size and mtime')
+    .option('--checksum', 'accepted and ignored: every strategy compares content (SHA-256), never size and mtime')
     .option('--before-switch <command>', 'shell command run in the new release before the switch; failure aborts (repeatable)', collect)
     .option('--after-switch <command>', 'shell command run in the new release after the switch (repeatable)', collect)
     .addOption(new Option('--hook-timeout <seconds>', 'kill a hook and its children after this long (default 300)').argParser(positiveSeconds))

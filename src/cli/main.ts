@@ -6,10 +6,11 @@ import { listReleases } from '../ops/releases.ts';
 import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
+import { verify } from '../ops/verify-release.ts';
 import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
-import { renderReleases, renderStatus } from './render.ts';
+import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
@@ -70,6 +71,13 @@ Examples:
 Examples:
   $ atomic-deploy status /srv/www/app
   $ atomic-deploy status /srv/www/app --json`,
+  verify: `
+Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
+2 it has no manifest or its manifest cannot be trusted (nothing was checked).
+
+Examples:
+  $ atomic-deploy verify /srv/www/app                   the live release
+  $ atomic-deploy verify /srv/www/app --release 20261127101500 --json`,
   unlock: `
 Examples:
   $ atomic-deploy unlock /srv/www/app           only if the holder is provably gone
@@ -95,6 +103,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     .version(VERSION, '-V, --version')
     .option('--config <file>', 'settings file (default: ./atomic-deploy.config.yaml, .yml or .json if present)')
     .showHelpAfterError('hint: see --help for usage')
+    .addHelpText('after', `
+Exit codes: 0 ok, 1 failure, 2 usage or invalid input (nothing changed), 3 locked, 4 rolled back by
+the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
@@ -230,6 +241,21 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     const result = await unlock(rootOf(rootArg), { force: flags.force, onEvent: out.event });
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
+  });
+
+  common(
+    program
+      .command('verify')
+      .description('re-hash a release (default: the live one) and list every path that differs from its manifest')
+      .argument('[root]', 'deploy root (default: root from the config file)')
+      .option('--release <id>', 'release to check instead of the live one')
+      .addHelpText('after', EXAMPLES.verify),
+  ).action(async (rootArg: string | undefined, flags: CommonFlags & { release?: string }) => {
+    const out = use(flags);
+    const result = await verify(rootOf(rootArg), { release: flags.release, signal });
+    afterSignal();
+    if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
+    out.result(renderVerify(result), result);
   });
 
   addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { hashTree, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
@@ -13,6 +14,8 @@ import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, rem
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
+import type { ManifestEntry } from '../plan/manifest.ts';
+import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
@@ -56,7 +59,7 @@ export interface DeployOptions extends ServingOptions {
   sharedReplace?: boolean;
   /** copy | reflink | hardlink | auto (default: auto). */
   strategy?: 'copy' | 'reflink' | 'hardlink' | 'auto';
-  /** With hardlink: compare contents, not just size, mtime and mode. */
+  /** Accepted for compatibility and ignored: a file is linked only when its bytes match, always. */
   checksum?: boolean;
 
   // Hooks and health check.
@@ -71,6 +74,8 @@ export interface DeployResult {
   files: number;
   bytes: number;
   durationMs: number;
+  /** `sha256:<hex>` of the release's manifest (what `verify` checks it against). */
+  digest?: string;
   /** How the release was made durable: one syncfs, fsync of every file, or not at all. */
   durability: 'syncfs' | 'fsync' | 'off';
   /** What was cleaned up from an earlier interrupted run. */
@@ -242,8 +247,9 @@ export async function deploy(source: string, root: string, options: DeployOption
     let durability: DeployResult['durability'] = 'off';
     let sharedDirs: string[] = [];
     let counts = { linked: 0, copied: 0 };
+    let digest = '';
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
-    const files = await planFiles(layout, contents, previous, options.signal);
+    const files = await planFiles(layout, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${scan.files} files are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
@@ -258,6 +264,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       const copied = await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),
+        cloneWorks: files.cloned,
         linkFrom: files.linkFrom,
         onHalf: () => failpoint('copy-half'),
         onProgress: (p) => {
@@ -291,6 +298,10 @@ export async function deploy(source: string, root: string, options: DeployOption
         );
         await failpoint('fsync-done');
       }
+      // The manifest is durable before the release is placed: a live release never lacks it.
+      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
+      await writeStatCache(layout, id, copied.stamps);
+      await failpoint('manifest-written');
       await fs.promises.rename(staging, finalPath);
       placed = true;
       if (durable) await fsyncDir(layout.releases);
@@ -309,6 +320,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         linked: copied.linked,
         copied: copied.copied,
         durability: durable ? durability : 'off',
+        digest,
         durationMs: 0,
         previous,
       };
@@ -317,6 +329,13 @@ export async function deploy(source: string, root: string, options: DeployOption
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
       await runBeforeSwitch(verifyCtx, options);
+      if ((options.hooks?.beforeSwitch ?? []).length > 0) {
+        // What goes live includes what the hooks wrote: the manifest is made again from the release.
+        const after = await hashTree(finalPath, options.signal);
+        if (options.signal?.aborted) throw interrupted(options.signal);
+        digest = await writeManifest(layout, id, after.entries, durable);
+        await updateRecord(layout, id, { digest }, durable);
+      }
 
       emit({ type: 'step', message: `switching current to releases/${id}` });
       await switchCurrent(layout, id, {
@@ -373,6 +392,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         durability: durable ? durability : 'off',
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
+        digest,
         strategy: contents.strategy,
         cloned: files.cloned,
         ...counts,
@@ -415,6 +435,16 @@ function dryRunResult(plan: DeployPlan): DeployResult {
   return { release: plan.release, path: plan.path, previous: plan.previous, files: plan.files, bytes: plan.bytes, durationMs: 0, durability: 'off', recovered: [], plan };
 }
 
+/** Manifest entries of the shared links and the directories made for them (their modes as made). */
+function sharedEntries(staging: string, links: readonly SharedLink[]): ManifestEntry[] {
+  const out = new Map<string, ManifestEntry>();
+  for (const link of links) {
+    for (const dir of link.mkdirs) out.set(dir, { path: dir, type: 'dir', mode: fs.lstatSync(path.join(staging, dir)).mode & 0o7777 });
+    out.set(link.path, { path: link.path, type: 'symlink', target: link.linkText });
+  }
+  return [...out.values()];
+}
+
 function bookkeepingError(id: string, error: unknown): DeployError {
   const base = ioError('recording the deploy', error);
   return new DeployError(base.code, `release ${id} is live, but ${base.message}`, {
@@ -436,6 +466,7 @@ async function undo(
       await removeRelease(layout, state.id, protect, { durable: state.durable });
     }
     await removeRecord(layout, state.id);
+    await removeManifest(layout, state.id, false);
     await clearJournal(layout, state.durable);
   } catch {
     // The journal stays; the next command finishes the clean-up under the lock.

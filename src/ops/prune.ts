@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { failpoint } from '../act/failpoints.ts';
 import { scanProcessUses } from '../act/in-use.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
+import { removeManifest } from '../act/manifest.ts';
 import { deleteTrash, removeRelease } from '../act/releases.ts';
 import { readJournal, updateRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
@@ -113,6 +114,8 @@ export async function retireReleases(
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
     await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable);
+    // The record stays as history (its digest included); the manifest served only the release.
+    await removeManifest(layout, release.id, false);
   }
   return { trash, removed };
 }

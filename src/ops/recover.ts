@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
+import { removeManifest } from '../act/manifest.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
 import { clearJournal, readJournal, readRecords, removeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
@@ -70,6 +71,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
         const target = rollbackTarget(await releaseViews(layout), currentId);
         await removeRelease(layout, action.id, new Set(target ? [target.id] : []), { durable });
         await removeRecord(layout, action.id);
+        await removeManifest(layout, action.id, false);
         break;
       }
       case 'mark-deployed':
@@ -88,5 +90,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
     const line = describeAction(action);
     if (line) done.push(line);
   }
+  // A deploy cut off after writing its manifest but before placing its release leaves the manifest alone.
+  if (journal?.op === 'deploy' && !fs.existsSync(path.join(layout.releases, journal.release))) await removeManifest(layout, journal.release, false);
   return done;
 }
