@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
-import { checkHookAndHealth, checkKeep, checkReleaseId, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkReleaseId, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
 
 function refused(fn: () => void, code: string): DeployError {
   try {
@@ -22,7 +22,8 @@ void test('a hook or health timeout is a limit only when positive and finite: 0 
     assert.match(refused(() => checkHookAndHealth({ hooks: { timeoutMs: ms } }), 'USAGE').message, /hook timeout/);
     assert.match(refused(() => checkHookAndHealth({ healthCheck: { command: 'true', timeoutMs: ms } }), 'USAGE').message, /health timeout/);
   }
-  fc.assert(fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), (ms) => timeoutProblem(ms) === undefined));
+  fc.assert(fc.property(fc.integer({ min: 1, max: MAX_TIMEOUT_MS }), (ms) => timeoutProblem(ms) === undefined));
+  fc.assert(fc.property(fc.integer({ min: MAX_TIMEOUT_MS + 1, max: 2 ** 53 }), (ms) => timeoutProblem(ms) !== undefined));
   checkHookAndHealth({ hooks: { beforeSwitch: ['true'], timeoutMs: 1000 }, healthCheck: { url: 'http://127.0.0.1/', timeoutMs: 5 } });
 });
 
