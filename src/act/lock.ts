@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
 import { judgeLock, OWNERLESS_GRACE_MS, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
-import { fsyncDir } from './durable.ts';
+import { fsyncDir, isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
 import type { Layout } from './layout.ts';
 
@@ -93,7 +93,44 @@ export function processFacts(pid: number): ProcessFacts {
   return { process: 'alive', startTime, startedAtMs };
 }
 
+/** The lock's owner as a symlink target, when the disk is full: `atomic-deploy-owner:1 <pid> <start> <token> <boot> <since ms> <host> <user>`. */
+const OWNER_LINK = 'owner';
+const OWNER_LINK_PREFIX = 'atomic-deploy-owner:1';
+
+function ownerLinkText(owner: LockOwner): string {
+  const field = (v: string | undefined): string => (v === undefined || v === '' ? '-' : v.replace(/\s/g, '_'));
+  return [OWNER_LINK_PREFIX, String(owner.pid), field(owner.startTime), owner.token, field(owner.bootId), String(Date.parse(owner.since)), field(owner.host), field(owner.user)].join(' ');
+}
+
+function parseOwnerLink(text: string): Omit<LockOwner, 'format'> | undefined {
+  const [prefix, pid, startTime, token, boot, since, host, user] = text.split(' ');
+  if (prefix !== OWNER_LINK_PREFIX || !pid || !/^\d+$/.test(pid) || !token || !host || !since || !/^\d+$/.test(since)) return undefined;
+  const known = (v: string | undefined): string | undefined => (v === undefined || v === '-' ? undefined : v);
+  return { pid: Number(pid), startTime: known(startTime), token, bootId: known(boot), since: new Date(Number(since)).toISOString(), host, user: known(user) ?? 'unknown' };
+}
+
+/** Writes one small file of a lock draft; on failure (a full disk) the empty file does not stay. */
+async function writeOwnerFile(dir: string, name: string, text: string): Promise<void> {
+  const file = path.join(dir, name);
+  try {
+    await fs.promises.writeFile(file, text, { mode: 0o644, flag: 'wx' });
+  } catch (error) {
+    await fs.promises.rm(file, { force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
 function parseOwner(dir: string, stat: fs.Stats): LockOwner | null {
+  let link: string | undefined;
+  try {
+    link = fs.readlinkSync(path.join(dir, OWNER_LINK));
+  } catch {
+    link = undefined;
+  }
+  if (link !== undefined) {
+    const o = parseOwnerLink(link);
+    return o ? { ...o, format: 'atomic-deploy' } : null;
+  }
   const json = readText(path.join(dir, 'owner.json'));
   if (json !== undefined) {
     try {
@@ -232,6 +269,21 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
+async function writeDraft(staging: string, owner: LockOwner): Promise<void> {
+  try {
+    await writeOwnerFile(staging, 'owner.json', JSON.stringify(owner, null, 2) + '\n');
+  } catch (error) {
+    if (!isFullDisk(error)) throw error;
+    // A full disk has no block for owner.json, but a short symlink lives in its inode: the owner
+    // goes into the link's target, so rollback and prune can still take the lock and free space.
+    await fs.promises.symlink(ownerLinkText(owner), path.join(staging, OWNER_LINK));
+  }
+  // Also the classic script's format, so an old deploy.sh running by mistake sees the lock as held.
+  await writeOwnerFile(staging, 'pid', `${process.pid}\n`).catch((error: unknown) => {
+    if (!isFullDisk(error)) throw error;
+  });
+}
+
 export async function acquireLock(layout: Layout, options: AcquireOptions = {}): Promise<LockHandle> {
   await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
   const owner: LockOwner = {
@@ -248,9 +300,12 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   // The owner is written before the lock exists, so there is never a lock without an owner.
   const staging = path.join(layout.tmp, `lock.${owner.token}`);
   await fs.promises.mkdir(staging, { mode: 0o755 });
-  await fs.promises.writeFile(path.join(staging, 'owner.json'), JSON.stringify(owner, null, 2) + '\n', { mode: 0o644 });
-  // Also the classic script's format, so an old deploy.sh running by mistake sees the lock as held.
-  await fs.promises.writeFile(path.join(staging, 'pid'), `${process.pid}\n`, { mode: 0o644 });
+  try {
+    await writeDraft(staging, owner);
+  } catch (error) {
+    await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw error;
+  }
   const deadline = Date.now() + (options.waitMs ?? 0);
   let tookOver: LockHandle['tookOver'];
   let aside: string | undefined;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { failpoint } from '../act/failpoints.ts';
 import { scanProcessUses } from '../act/in-use.ts';
+import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { removeManifest } from '../act/manifest.ts';
 import { deleteTrash, removeRelease } from '../act/releases.ts';
@@ -113,7 +114,10 @@ export async function retireReleases(
     if (moved) trash.push(moved);
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
-    await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable);
+    await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable).catch((error: unknown) => {
+      // A full disk is why prune runs: the mark is history only (records of pruned releases are never read as releases).
+      if (!isFullDisk(error)) throw error;
+    });
     // The record stays as history (its digest included); the manifest served only the release.
     await removeManifest(layout, release.id, false);
   }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { releasePath } from '../act/layout.ts';
 import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
@@ -80,8 +81,18 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
     emit({ type: 'step', message: `switching current to releases/${target}` });
     let switched = false;
+    // On a full disk the journal and the log may have no room; the switch itself needs none (a
+    // short symlink lives in its inode), and a rollback is how space gets freed: go on without them.
+    const bookkeeping = async (what: string, write: () => Promise<void>): Promise<void> => {
+      try {
+        await write();
+      } catch (error) {
+        if (!isFullDisk(error)) throw error;
+        emit({ type: 'warning', message: `no space left on device for ${what}; the rollback goes on without it` });
+      }
+    };
     try {
-      await writeJournal(layout, journal, durable);
+      await bookkeeping('the journal', () => writeJournal(layout, journal, durable));
       await switchCurrent(layout, target, {
         durable,
         beforeRename: async () => {
@@ -98,9 +109,9 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     }
     await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
-    await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
-    if (from !== null) await updateRecord(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable);
-    await updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable);
+    await bookkeeping('the journal', () => writeJournal(layout, { ...journal, phase: 'switched' }, durable));
+    if (from !== null) await bookkeeping(`the record of ${from}`, () => updateRecord(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
+    await bookkeeping(`the record of ${target}`, () => updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable));
     await clearJournal(layout, durable);
     emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });
     // Like after a deploy: reload what serves, then look for what still runs from the release left.

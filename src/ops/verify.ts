@@ -4,7 +4,7 @@ import path from 'node:path';
 import { scanSource } from '../act/copy.ts';
 import { makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { checkHealth, type HealthResult } from '../act/health.ts';
+import { checkHealth, displayUrl, type HealthResult } from '../act/health.ts';
 import { describeOutcome, hookEnv, runShell, type ShellOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { clearJournal, updateRecord, writeJournal, type ReleaseRecord } from '../act/state.ts';
@@ -152,7 +152,7 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
     const check = options.healthCheck ?? {};
     const timeoutMs = check.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
     const dir = releasePath(ctx.layout, ctx.id);
-    ctx.emit({ type: 'step', message: `health check: ${[check.command, check.url].filter(Boolean).join(' and ')} (up to ${timeoutMs / 1000} s)` });
+    ctx.emit({ type: 'step', message: `health check: ${[check.command, check.url === undefined ? undefined : displayUrl(check.url)].filter(Boolean).join(' and ')} (up to ${timeoutMs / 1000} s)` });
     try {
       await failpoint('health-check');
       result = await checkHealth(

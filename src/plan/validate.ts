@@ -46,6 +46,20 @@ export function timeoutProblem(ms: unknown): string | undefined {
   return undefined;
 }
 
+/** A URL as it may be printed: user name and password never leave the process. */
+export function displayUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username === '' && parsed.password === '') return url;
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    // Unparseable: anything before an @ may be a password.
+    return url.replace(/\/\/[^/@]*@/, '//***@');
+  }
+}
+
 /** Why a health URL cannot be used, or undefined. */
 export function healthUrlProblem(url: string): string | undefined {
   let parsed: URL;
@@ -81,7 +95,7 @@ export function checkHookAndHealth(options: HookAndHealthOptions): void {
   }
   if (healthCheck.url !== undefined) {
     const problem = healthUrlProblem(healthCheck.url);
-    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(healthCheck.url)}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
+    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(displayUrl(healthCheck.url))}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
   }
   if (healthCheck.timeoutMs !== undefined) {
     const problem = timeoutProblem(healthCheck.timeoutMs);
