@@ -8,6 +8,7 @@ import { runFleetBench } from './fleet.ts';
 import { runNginxBench } from './nginx.ts';
 import { raceRows, runRaceBench } from './race.ts';
 import { ourRaceRows } from './race-rows.ts';
+import { runStaleScanBench } from './stale-scan.ts';
 import { runStartupBench } from './startup.ts';
 import { runSwitchBench } from './switch.ts';
 import { runThroughput } from './throughput.ts';
@@ -35,6 +36,7 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'startup', run: ({ quick, log }) => runStartupBench({ quick, log }) },
   { name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) },
   { name: 'fleet', run: ({ quick, log }) => runFleetBench({ quick, log }) },
+  { name: 'stale-scan', run: ({ quick, log }) => runStaleScanBench({ quick, log }) },
 ];
 
 /** The race table with our rows (library switch, CLI deploy) after the reference ones. */

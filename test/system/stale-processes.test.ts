@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { docsConfig, substitute } from '../harness/docs-config.ts';
 import { requireTool } from '../harness/swappers.ts';
 
 interface StaleJson {
@@ -241,4 +242,75 @@ void test('where /proc cannot be read, the check is reported as not made', async
   const human = run(false);
   assert.equal(human.status, 0, human.stderr);
   assert.match(human.stdout, /stale-process check not made: no \/proc on this system/);
+});
+
+/** A stand-in systemctl that runs the unit file of docs/serving.md: WorkingDirectory, then ExecStart, in the background. */
+function unitSystemctl(dir: string, unitFile: string): { env: NodeJS.ProcessEnv; pidFile: string; start: () => void } {
+  const bin = path.join(dir, 'unit-bin');
+  fs.mkdirSync(bin, { recursive: true });
+  const pidFile = path.join(dir, 'service.pid');
+  const script = path.join(bin, 'systemctl');
+  fs.writeFileSync(
+    script,
+    [
+      '#!/bin/sh',
+      'printf "%s\\n" "$*" >> "$SYSTEMCTL_LOG"',
+      `wd=$(sed -n 's/^WorkingDirectory=//p' '${unitFile}')`,
+      `exec_start=$(sed -n 's/^ExecStart=//p' '${unitFile}')`,
+      `[ -s '${pidFile}' ] && kill "$(cat '${pidFile}')" 2>/dev/null`,
+      `cd "$wd" && { sh -c "exec $exec_start" </dev/null >/dev/null 2>&1 & echo $! > '${pidFile}'; }`,
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, SYSTEMCTL_LOG: path.join(dir, 'unit.log') };
+  return { env, pidFile, start: () => void spawnSync(script, ['start', 'shop.service'], { env: { ...process.env, ...env } }) };
+}
+
+async function nodeService(t: { after(fn: () => Promise<void> | void): void }, documented: boolean) {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const mark = path.join(dir, 'mark.txt');
+  const server = (m: string): string => `require('node:fs').writeFileSync(${JSON.stringify(mark)}, '${m}'); setInterval(() => {}, 1e6);\n`;
+  const builds = { A: writeTree(path.join(dir, 'A'), { 'server.js': server('A') }), B: writeTree(path.join(dir, 'B'), { 'server.js': server('B') }) };
+  assert.equal((await runCli(['deploy', builds.A, root, '--no-fsync'])).code, 0);
+  let unit = substitute(docsConfig('node-systemd'), [['/srv/www/shop', root], ['/usr/bin/node', process.execPath]]);
+  // The control: the working directory inside the release, which the docs warn against.
+  if (!documented) unit = substitute(unit, [[`WorkingDirectory=${root}\n`, `WorkingDirectory=${root}/current\n`]]);
+  const unitFile = path.join(dir, 'shop.service');
+  fs.writeFileSync(unitFile, unit);
+  const ctl = unitSystemctl(dir, unitFile);
+  ctl.start();
+  t.after(() => {
+    try {
+      process.kill(Number(fs.readFileSync(ctl.pidFile, 'utf8')), 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(mark) && Date.now() < deadline) await sleep(20);
+  assert.equal(fs.readFileSync(mark, 'utf8'), 'A');
+  return { root, builds, mark, ctl };
+}
+
+void test('the Node unit of docs/serving.md with --reload-unit: the server runs the new release, outside any release directory', async (t) => {
+  const s = await nodeService(t, true);
+  const result = await runCli(['deploy', s.builds.B, s.root, '--no-fsync', '--reload-unit', 'shop.service', '--stale', 'fail', '--json'], { env: s.ctl.env });
+  assert.equal(result.code, 0, result.stderr);
+  const deadline = Date.now() + 10_000;
+  while (fs.readFileSync(s.mark, 'utf8') !== 'B' && Date.now() < deadline) await sleep(20);
+  assert.equal(fs.readFileSync(s.mark, 'utf8'), 'B', 'the restarted server runs the new release');
+  const pid = Number(fs.readFileSync(s.ctl.pidFile, 'utf8'));
+  assert.equal(fs.readlinkSync(`/proc/${pid}/cwd`), s.root, 'its working directory is outside the releases');
+});
+
+void test('control: the same unit with WorkingDirectory in current and no reload is named and fails --stale fail', async (t) => {
+  const s = await nodeService(t, false);
+  const pid = Number(fs.readFileSync(s.ctl.pidFile, 'utf8'));
+  const result = await runCli(['deploy', s.builds.B, s.root, '--no-fsync', '--stale', 'fail', '--stale-wait', '0.5', '--json'], { env: s.ctl.env });
+  assert.equal(result.code, 6, result.stderr);
+  const procs = jsonOf<DeployJson>(result).error?.stale?.processes ?? [];
+  assert.deepEqual(procs.map((p) => [p.pid, p.holds[0]?.kind]), [[pid, 'cwd']]);
+  assert.equal(fs.readFileSync(s.mark, 'utf8'), 'A', 'still the old build');
 });
