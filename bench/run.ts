@@ -12,6 +12,7 @@ import { runStaleScanBench } from './stale-scan.ts';
 import { runStartupBench } from './startup.ts';
 import { runSwitchBench } from './switch.ts';
 import { runThroughput } from './throughput.ts';
+import { runVerifyBench } from './verify.ts';
 import { saveResult, writeReport } from './lib/report.ts';
 import type { Result } from './lib/report.ts';
 
@@ -32,6 +33,7 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'race', run: runRace },
   { name: 'nginx', run: ({ quick, log }) => runNginxBench({ quick, log }) },
   { name: 'throughput', run: ({ quick, log }) => runThroughput({ quick, log }) },
+  { name: 'verify', run: ({ quick, log }) => runVerifyBench({ quick, log }) },
   { name: 'switch', run: ({ quick, log }) => runSwitchBench({ quick, log }) },
   { name: 'startup', run: ({ quick, log }) => runStartupBench({ quick, log }) },
   { name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) },

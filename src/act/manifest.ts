@@ -101,19 +101,25 @@ export function readStatCache(layout: Layout, id: string): { stamps: Map<string,
 const CHUNK = 1024 * 1024;
 let chunk: Buffer | undefined;
 
-/** SHA-256 and size of a regular file's bytes, read once; refuses (EFTYPE) anything else put at that path. */
-export function hashFileSync(file: string): { sha256: string; size: number } {
+/**
+ * SHA-256 and size of a regular file's bytes, read once; refuses (EFTYPE) anything else put at
+ * that path. `lstatted`: the caller has just seen a regular file there, so the fstat (a Stats
+ * object and four Dates each on Node 20) is skipped; O_NONBLOCK still keeps a FIFO swapped in
+ * from blocking, and its empty read only makes the hash differ.
+ */
+export function hashFileSync(file: string, lstatted = false): { sha256: string; size: number } {
   chunk ??= Buffer.allocUnsafe(CHUNK);
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
-    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+    if (!lstatted && !fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
     const hash = createHash('sha256');
     let size = 0;
     for (;;) {
       const n = fs.readSync(fd, chunk, 0, CHUNK, null);
-      if (n === 0) break;
       hash.update(chunk.subarray(0, n));
       size += n;
+      // A regular file reads short only at its end: no extra read(2) to see the 0 (most files fit one chunk).
+      if (n < CHUNK) break;
     }
     return { sha256: hash.digest('hex'), size };
   } finally {
@@ -151,7 +157,7 @@ export async function hashTree(dir: string, signal?: AbortSignal): Promise<TreeH
       } else if (st.isSymbolicLink()) {
         out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
       } else if (st.isFile()) {
-        const { sha256, size } = hashFileSync(full);
+        const { sha256, size } = hashFileSync(full, true);
         out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
         if (++count % 256 === 0) await turn();
       } else {

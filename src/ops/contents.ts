@@ -94,6 +94,9 @@ export interface FilePlan {
   previousContents?: 'manifest' | 'hashed' | 'untrusted';
 }
 
+/** Manifests use `/`; a no-op wherever that is the separator. */
+const slashed = path.sep === '/' ? (rel: string): string => rel : (rel: string): string => rel.split(path.sep).join('/');
+
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** SHA-256 of these files under `dir`, read synchronously with a turn for the loop every 256. */
@@ -101,7 +104,7 @@ async function hashAll(dir: string, rels: readonly string[], signal?: AbortSigna
   const hashes = new Map<string, string>();
   for (const [i, rel] of rels.entries()) {
     if (signal?.aborted) break;
-    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`).sha256);
+    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`, true).sha256);
     if (i % 256 === 255) await turn();
   }
   return hashes;
@@ -124,7 +127,7 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
       const now = new Map<string, FileStamp>();
       for (const rel of candidates) {
         const b = before.get(rel);
-        if (b) now.set(rel.split(path.sep).join('/'), { ino: b.ino, size: b.size, ctimeMs: b.ctimeMs });
+        if (b) now.set(slashed(rel), { ino: b.ino, size: b.size, ctimeMs: b.ctimeMs });
       }
       trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, now);
     }
@@ -132,7 +135,7 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
   const hashes = new Map<string, string>();
   const rest: string[] = [];
   for (const rel of candidates) {
-    const known = trusted.get(rel.split(path.sep).join('/'));
+    const known = trusted.get(slashed(rel));
     if (known === undefined) rest.push(rel);
     else hashes.set(rel, known);
   }
