@@ -21,7 +21,7 @@ after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
 const BB_BIN = path.join(BASE, 'busybox-bin');
 fs.mkdirSync(BB_BIN);
-for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep']) {
+for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch']) {
   fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
 }
 
@@ -117,11 +117,11 @@ for (const shell of SHELLS) {
       assert.equal(inspectLock(layoutOf(root))?.verdict.state, 'stale', 'the local engine agrees');
 
       // Two contenders judge the same stale lock: only one may move it aside.
-      const first = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, inode: stale.inode, token: stale.token, remove: false }));
-      const second = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, inode: stale.inode, token: stale.token, remove: false }));
+      const first = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, lock: stale.identity, remove: false }));
+      const second = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, lock: stale.identity, remove: false }));
       assert.deepEqual([first.frames.at(-1)?.value, second.frames.at(-1)?.value], ['ok', 'lost']);
       assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
-      assert.equal(fs.existsSync(path.join(root, '.tmp', 'lock.tok1')), false, "the stale holder's directory went too");
+      assert.equal(fs.existsSync(path.join(root, '.tmp', 'beat.tok1')), false, "the stale holder's heartbeat file went with it");
 
       const next = startHolder(shell, root, 'tok4');
       await next.ready;
@@ -131,7 +131,8 @@ for (const shell of SHELLS) {
       next.stop();
       await next.done;
       assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
-      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+      // The takeover's tombstone outlives the release (docs/reliability.md, row 4); the sweep takes it once old.
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [`stale-lock.${stale.instance}`]);
       assertNoInjection();
     });
 
@@ -143,7 +144,7 @@ for (const shell of SHELLS) {
       assert.deepEqual(r.frames.filter((f) => f.tag === 'unlocked').map((f) => f.value), ['no']);
       assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')));
       // A takeover aimed at an older lock instance finds this one and puts it back.
-      const t = run(shell, takeoverScript({ root, fsync: false, instance: 'old', inode: '1', token: 'old', remove: true }));
+      const t = run(shell, takeoverScript({ root, fsync: false, instance: 'old', lock: { token: 'old' }, remove: true }));
       assert.equal(t.frames.at(-1)?.value, 'changed');
       assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')), 'the live lock is back in place');
       holder.stop();
