@@ -26,7 +26,12 @@ export type ErrorCode =
   | 'ROLLED_BACK'
   | 'REMOTE'
   | 'INTERRUPTED'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'INVALID_ARCHIVE'
+  | 'HOSTILE_ARCHIVE'
+  | 'CHECKSUM_MISMATCH'
+  | 'SIGNATURE_INVALID'
+  | 'DOWNLOAD_FAILED';
 
 /** Documented exit codes of the CLI. */
 export const EXIT = {
@@ -58,6 +63,10 @@ const INVALID_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'NO_PREVIOUS_RELEASE',
   'NOT_LOCKED',
   'RELEASE_IN_USE',
+  'INVALID_ARCHIVE',
+  'HOSTILE_ARCHIVE',
+  'CHECKSUM_MISMATCH',
+  'SIGNATURE_INVALID',
 ]);
 
 export interface DeployErrorOptions {

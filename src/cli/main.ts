@@ -5,7 +5,7 @@ import { listReleases } from '../ops/releases.ts';
 import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
-import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus } from './render.ts';
 import { VERSION } from './version.ts';
@@ -39,6 +39,9 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app --wait 60   wait for another deploy's lock
   $ atomic-deploy deploy ./build /srv/www/app --keep 5    prune to 5 good releases after the switch
   $ atomic-deploy deploy ./build /srv/www/app --dry-run   the plan; nothing is changed
+  $ atomic-deploy deploy dist.tar.gz /srv/www/app --sha256 "$(cut -d' ' -f1 dist.tar.gz.sha256)"
+  $ atomic-deploy deploy https://ci.example.com/dist.zip /srv/www/app --strip-components 1 \
+      --signature dist.zip.sig --allowed-signers deploy/allowed_signers
   $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml`,
   rollback: `
 Examples:
@@ -93,7 +96,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
-  common(addFleetFlags(addLifecycleFlags(addReleaseFlags(
+  common(addFleetFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
@@ -103,7 +106,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .addHelpText('after', EXAMPLES.deploy),
-  )), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
+  ))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
@@ -115,6 +118,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     // Each flag given on the command line overrides the config file's value.
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
+      artifact: artifactOptionsFrom(flags),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,
