@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
-import { EntryChecker, isUrlSource, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import { EntryChecker, isUrlSource, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
@@ -41,7 +41,8 @@ async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerat
 }
 
 function notAnArchive(source: string): DeployError {
-  return new DeployError('INVALID_ARCHIVE', `${source} is not a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
+  const what = isUrlSource(source) ? 'does not serve' : 'is not a directory, nor';
+  return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${what} a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
 }
 
 async function* fileChunks(file: string): AsyncGenerator<Buffer> {
@@ -125,7 +126,7 @@ export interface ExtractResult {
 }
 
 const hostile = (problem: string, source: string): DeployError =>
-  new DeployError('HOSTILE_ARCHIVE', `refused ${source}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
+  new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
 
 /** The staged release under construction: writes what the checker allowed, nothing else. */
 class Stage {

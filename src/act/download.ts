@@ -39,22 +39,40 @@ async function* body(res: http.IncomingMessage, timeoutMs: number): AsyncGenerat
   for await (const chunk of res) yield chunk as Buffer;
 }
 
+const MAX_REDIRECTS = 5;
+
+/** GET with redirects followed (release assets and object stores answer 302), never from https down to http. */
+async function follow(start: string, options: DownloadOptions): Promise<{ res: http.IncomingMessage; url: string }> {
+  let url = start;
+  for (let hops = 0; ; hops++) {
+    const res = await request(url, {}, options);
+    const code = res.statusCode ?? 0;
+    if (code < 300 || code >= 400 || code === 304) return { res, url };
+    res.resume();
+    const location = res.headers.location;
+    const next = location ? new URL(location, url) : undefined;
+    if (!next || hops >= MAX_REDIRECTS || (next.protocol !== 'http:' && next.protocol !== 'https:') || (url.startsWith('https:') && next.protocol === 'http:')) {
+      throw new DeployError('INVALID_SOURCE', `${redactUrl(start)} answered ${code}, a redirect that is not followed (${next ? redactUrl(next.toString()) : 'no Location'}${hops >= MAX_REDIRECTS ? `, after ${MAX_REDIRECTS} redirects` : ''})`, { hint: 'give the final URL of the artifact' });
+    }
+    url = next.toString();
+  }
+}
+
 function failed(url: string, reason: string, cause?: unknown): DeployError {
   return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: 'check the URL and the server, then deploy again' });
 }
 
 /** Opens the download: a 4xx answer is invalid input (exit 2), nothing having changed yet. */
-export async function openDownload(url: string, options: DownloadOptions): Promise<Download> {
+export async function openDownload(given: string, options: DownloadOptions): Promise<Download> {
+  let url = given;
   let res: http.IncomingMessage | undefined;
   let lastError: unknown;
   for (let attempt = 0; attempt <= options.retries && !res; attempt++) {
     if (attempt > 0) await sleep(retryDelayMs(attempt), options.signal);
     try {
-      const r = await request(url, {}, options);
-      if (r.statusCode !== undefined && r.statusCode >= 300 && r.statusCode < 400) {
-        r.resume();
-        throw new DeployError('INVALID_SOURCE', `${redactUrl(url)} answered ${r.statusCode} (a redirect, to ${r.headers.location ?? 'nowhere'})`, { hint: 'give the final URL of the artifact' });
-      }
+      const followed = await follow(url, options);
+      url = followed.url;
+      const r = followed.res;
       if (r.statusCode !== 200) {
         r.resume();
         const message = `${redactUrl(url)} answered ${r.statusCode} ${r.statusMessage ?? ''}`.trim();

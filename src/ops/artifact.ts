@@ -1,10 +1,12 @@
 /** Deploying an artifact: open it and its signature before the lock, fill the stage under it, check the digests last. */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { extractArtifact, isArtifactSource, openArtifact, type Artifact, type ExtractResult } from '../act/archive.ts';
 import type { DownloadOptions } from '../act/download.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, type ExtractLimits } from '../plan/archive.ts';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
 import type { EventSink } from './events.ts';
 
 export interface ArtifactOptions {
@@ -114,4 +116,35 @@ export async function closeArtifact(opened: OpenedArtifact | undefined): Promise
   if (!opened) return;
   opened.signature?.dispose();
   await opened.artifact.chunks.return(undefined).catch(() => undefined);
+}
+
+export interface LocalStage {
+  /** A directory holding the extracted release, for a fleet deploy to send. */
+  dir: string;
+  result: ExtractResult;
+  remove(): void;
+}
+
+/**
+ * For a fleet: the artifact is read once, checked (entries, --sha256, signature) and extracted
+ * into a private local directory; the fleet deploy then sends that directory to every host.
+ */
+export async function stageArtifactLocally(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<LocalStage> {
+  const opened = await openArtifactSource(source, options, context);
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-stage-'));
+  const remove = (): void => fs.rmSync(parent, { recursive: true, force: true });
+  try {
+    const dir = path.join(parent, 'release');
+    fs.mkdirSync(dir, { mode: 0o700 });
+    context.emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(source)} into a local stage for the fleet` });
+    const result = await fillStage(opened, dir, context);
+    if (context.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while extracting the artifact; nothing was deployed', { signal: typeof context.signal.reason === 'string' ? (context.signal.reason as NodeJS.Signals) : 'SIGTERM' });
+    if (result.files + result.symlinks === 0) throw new DeployError('INVALID_SOURCE', `${redactUrl(source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
+    return { dir, result, remove };
+  } catch (error) {
+    remove();
+    throw error;
+  } finally {
+    await closeArtifact(opened);
+  }
 }

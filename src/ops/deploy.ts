@@ -248,7 +248,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       const writeback = durable && !files.linkFrom?.size ? new EarlyWriteback(staging) : undefined;
       let extracted: ExtractResult | undefined;
       if (opened) {
-        emit({ type: 'step', message: `extracting ${opened.artifact.format} ${opened.artifact.source} into release ${id}` });
+        emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(opened.artifact.source)} into release ${id}` });
         extracted = await fillStage(opened, staging, { signal: options.signal, emit, onFiles: (n, bytes) => writeback?.progress(n, bytes) });
         if (!options.signal?.aborted && extracted.files + extracted.symlinks === 0) {
           throw new DeployError('INVALID_SOURCE', `${opened.artifact.source} holds no files`, { hint: 'build first: an empty release would take the site down' });
