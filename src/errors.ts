@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'INVALID_SHARED_PATH'
   | 'SHARED_MISSING'
   | 'UNKNOWN_RELEASE'
+  | 'NO_MANIFEST'
+  | 'MANIFEST_UNTRUSTED'
   | 'NO_PREVIOUS_RELEASE'
   | 'LOCKED'
   | 'LOCK_FOREIGN_HOST'
@@ -25,6 +27,7 @@ export type ErrorCode =
   | 'HEALTH_CHECK_FAILED'
   | 'ROLLED_BACK'
   | 'REMOTE'
+  | 'STALE_PROCESSES'
   | 'INTERRUPTED'
   | 'INTERNAL'
   | 'INVALID_ARCHIVE'
@@ -40,6 +43,10 @@ export const EXIT = {
   invalid: 2,
   locked: 3,
   rolledBack: 4,
+  /** `verify`: the release differs from its manifest. */
+  differences: 5,
+  /** `--stale fail`: processes still ran from the release left behind when the wait ended; the switch stands. */
+  stale: 6,
   sigint: 130,
   sigterm: 143,
   sighup: 129,
@@ -60,6 +67,8 @@ const INVALID_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'INVALID_SHARED_PATH',
   'SHARED_MISSING',
   'UNKNOWN_RELEASE',
+  'NO_MANIFEST',
+  'MANIFEST_UNTRUSTED',
   'NO_PREVIOUS_RELEASE',
   'NOT_LOCKED',
   'RELEASE_IN_USE',
@@ -98,6 +107,7 @@ export class DeployError extends Error {
     if (this.code === 'LOCKED' || this.code === 'LOCK_FOREIGN_HOST') return EXIT.locked;
     if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
     if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
+    if (this.code === 'STALE_PROCESSES') return EXIT.stale;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;
   }
@@ -134,7 +144,10 @@ export function ioError(what: string, error: unknown): DeployError {
     });
   }
   if (errno === 'EROFS') {
-    return new DeployError('IO', `read-only file system while ${what}`, { cause: error });
+    return new DeployError('IO', `read-only file system while ${what}`, {
+      cause: error,
+      hint: 'the deploy root is on a read-only mount: remount it read-write (mount -o remount,rw <mount point>) or deploy to a writable root',
+    });
   }
   if (errno === 'EACCES' || errno === 'EPERM') {
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {

@@ -15,6 +15,7 @@ import yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
 import { EntryChecker, isUrlSource, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
+import type { FileStamp } from '../plan/stat-cache.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
 export interface Artifact {
@@ -123,6 +124,8 @@ export interface ExtractResult {
   rawBytes: number;
   /** What the release holds, for the release manifest (unsorted). */
   manifest: ManifestEntry[];
+  /** Inode, size and ctime of every file once it was final: the stat cache. */
+  stamps: Map<string, FileStamp>;
 }
 
 const hostile = (problem: string, source: string): DeployError =>
@@ -131,6 +134,9 @@ const hostile = (problem: string, source: string): DeployError =>
 /** The staged release under construction: writes what the checker allowed, nothing else. */
 class Stage {
   readonly manifest: ManifestEntry[] = [];
+  readonly stamps = new Map<string, FileStamp>();
+  /** Paths that share one inode by hard links, by the first of them: link(2) changes the ctime of all. */
+  private readonly linkGroups = new Map<string, string[]>();
   private readonly fileIndex = new Map<string, number>();
   private readonly dirs: { path: string; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }[] = [];
   private readonly dirIndex = new Map<string, number>();
@@ -181,6 +187,13 @@ class Stage {
       const target = this.manifest[this.fileIndex.get(d.linkTo ?? '') ?? -1];
       if (!target || target.type !== 'file') throw new DeployError('INTERNAL', `hard link ${d.path} to a file not staged`);
       fs.linkSync(this.at(d.linkTo ?? ''), to);
+      const first = d.linkTo ?? '';
+      const group = this.linkGroups.get(first) ?? [first];
+      group.push(d.path);
+      this.linkGroups.set(first, group);
+      this.linkGroups.set(d.path, group);
+      const st = fs.statSync(to);
+      for (const p of group) this.stamps.set(p, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
       this.fileIndex.set(d.path, this.manifest.length);
       this.manifest.push({ ...target, path: d.path });
       this.files += 1;
@@ -202,6 +215,8 @@ class Stage {
       // After a chown, which clears setuid/setgid.
       fs.fchmodSync(fd, d.mode);
       if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      const st = fs.fstatSync(fd);
+      this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
     } finally {
       fs.closeSync(fd);
     }
@@ -352,7 +367,7 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   return result();
 
   function result(): ExtractResult {
-    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest };
+    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest, stamps: stage.stamps };
   }
 }
 

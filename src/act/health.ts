@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_HEALTH_TIMEOUT_MS, healthUrlProblem } from '../plan/validate.ts';
 import { describeOutcome, runShell } from './hooks.ts';
 
-/** Default budget for all attempts together. */
-export const DEFAULT_HEALTH_TIMEOUT_MS = 30_000;
+export { DEFAULT_HEALTH_TIMEOUT_MS };
 /** One HTTP request never waits longer than this, so a hung server still leaves time to retry. */
 const REQUEST_TIMEOUT_MS = 10_000;
 const FIRST_DELAY_MS = 250;
@@ -33,17 +33,7 @@ export interface HealthResult {
   aborted?: boolean;
 }
 
-/** Why a health URL cannot be used, or undefined. */
-export function healthUrlProblem(url: string): string | undefined {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return 'it is not a URL';
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `only http and https are supported, not ${parsed.protocol}`;
-  return undefined;
-}
+export { healthUrlProblem };
 
 async function probeUrl(url: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string | undefined> {
   const limit = AbortSignal.timeout(timeoutMs);

@@ -29,6 +29,8 @@ export function scanProcessUses(under: string): InUseScan {
   let pids: string[];
   try {
     pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+    // An empty or foreign /proc (no procfs mounted) would look like a system with no processes.
+    if (!fs.existsSync('/proc/self/stat')) throw new Error('no procfs');
   } catch {
     return { supported: false, uses: [], processes: 0, unreadable: 0 };
   }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
-import { judgeLock, OWNERLESS_GRACE_MS, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { judgeLock, OWNERLESS_GRACE_MS, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { fsyncDir } from './durable.ts';
 import { failpoint } from './failpoints.ts';
 import type { Layout } from './layout.ts';
@@ -78,6 +78,8 @@ function bootTimeMs(): number | undefined {
 }
 
 export function processFacts(pid: number): ProcessFacts {
+  // kill(2) takes a 32-bit pid: a larger number would be truncated or throw, never ESRCH.
+  if (!pidCanExist(pid)) return { process: 'dead' };
   try {
     process.kill(pid, 0);
   } catch (error) {

@@ -1,6 +1,7 @@
 /** The deploy flags for release contents and verification: shared paths, strategy, hooks, health check. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeployOptions } from '../ops/deploy.ts';
+import { secondsProblem, timeoutProblem } from '../plan/validate.ts';
 
 export interface ReleaseFlags {
   shared?: string[];
@@ -22,9 +23,9 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 function positiveSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (> 0)');
-  return n;
+  const problem = secondsProblem(value) ?? timeoutProblem(Number(value) * 1000);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 function nonEmpty(value: string): string {
@@ -38,7 +39,7 @@ export function addReleaseFlags(cmd: Command): Command {
     .option('--shared-create', 'make missing shared targets as empty directories instead of failing')
     .option('--shared-replace', 'link a shared path even if the source holds it (the source copy is left out)')
     .addOption(new Option('--strategy <name>', 'how files are made: auto (clone where possible, else copy), copy, reflink, hardlink').choices(['auto', 'copy', 'reflink', 'hardlink']))
-    .option('--checksum', 'with --strategy hardlink: link files with the same content, not the same size and mtime')
+    .option('--checksum', 'accepted and ignored: every strategy compares content (SHA-256), never size and mtime')
     .option('--before-switch <command>', 'shell command run in the new release before the switch; failure aborts (repeatable)', collect)
     .option('--after-switch <command>', 'shell command run in the new release after the switch (repeatable)', collect)
     .addOption(new Option('--hook-timeout <seconds>', 'kill a hook and its children after this long (default 300)').argParser(positiveSeconds))

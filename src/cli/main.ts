@@ -1,3 +1,4 @@
+import { secondsProblem } from '../plan/validate.ts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import { deploy } from '../ops/deploy.ts';
@@ -7,9 +8,11 @@ import { listReleases } from '../ops/releases.ts';
 import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
+import { verify } from '../ops/verify-release.ts';
 import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
-import { renderReleases, renderStatus } from './render.ts';
+import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
@@ -26,10 +29,18 @@ interface CommonFlags {
   quiet?: boolean;
 }
 
+/** Reloads and the stale check are local for now: refused with --host rather than silently skipped. */
+function refuseServingOnFleet(options: Parameters<typeof hasServingOptions>[0]): void {
+  if (!hasServingOptions(options)) return;
+  throw new DeployError('USAGE', 'reloads and the stale-process check (--reload-*, --stale*) do not work with --host yet', {
+    hint: 'use an after-switch hook on the hosts, or deploy to each host with its own command',
+  });
+}
+
 function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
-  return n;
+  const problem = secondsProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 const EXAMPLES = {
@@ -44,11 +55,19 @@ Examples:
   $ atomic-deploy deploy dist.tar.gz /srv/www/app --sha256 "$(cut -d' ' -f1 dist.tar.gz.sha256)"
   $ atomic-deploy deploy https://ci.example.com/dist.zip /srv/www/app --strip-components 1 \
       --signature dist.zip.sig --allowed-signers deploy/allowed_signers
-  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml`,
+  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml
+  $ atomic-deploy deploy ./build /srv/www/app --reload-unit app.service --stale fail
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 4 rolled back by the health check,
+  6 --stale fail: processes still run from the release left (the switch stands), 128+n signal n.`,
   rollback: `
 Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
-  $ atomic-deploy rollback /srv/www/app --to 20261127101500`,
+  $ atomic-deploy rollback /srv/www/app --to 20261127101500
+  $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked,
+  6 --stale fail: processes still run from the release left (the rollback stands), 128+n signal n.`,
   releases: `
 Examples:
   $ atomic-deploy releases /srv/www/app
@@ -57,6 +76,13 @@ Examples:
 Examples:
   $ atomic-deploy status /srv/www/app
   $ atomic-deploy status /srv/www/app --json`,
+  verify: `
+Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
+2 it has no manifest or its manifest cannot be trusted (nothing was checked).
+
+Examples:
+  $ atomic-deploy verify /srv/www/app                   the live release
+  $ atomic-deploy verify /srv/www/app --release 20261127101500 --json`,
   unlock: `
 Examples:
   $ atomic-deploy unlock /srv/www/app           only if the holder is provably gone
@@ -82,6 +108,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     .version(VERSION, '-V, --version')
     .option('--config <file>', 'settings file (default: ./atomic-deploy.config.yaml, .yml or .json if present)')
     .showHelpAfterError('hint: see --help for usage')
+    .addHelpText('after', `
+Exit codes: 0 ok, 1 failure, 2 usage or invalid input (nothing changed), 3 locked, 4 rolled back by
+the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
@@ -98,7 +127,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
-  common(addFleetFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
+  common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
@@ -108,11 +137,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .addHelpText('after', EXAMPLES.deploy),
-  ))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & { fsync: boolean }, cmd: Command) => {
+  )))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & ServingFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
+      refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
       try {
@@ -140,7 +170,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     out.result(deploySummary(result), result);
   });
 
-  common(addFleetFlags(
+  common(addFleetFlags(addServingFlags(
     program
       .command('rollback')
       .description('switch current back to the previous good release, or to --to <id>')
@@ -149,10 +179,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
-  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
+  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
+    const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     if (hosts) {
+      refuseServingOnFleet(serving);
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
       exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000 });
       return;
@@ -160,7 +192,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event });
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, ...serving });
     afterSignal();
     out.result(`rolled back to ${result.release} (from ${result.previous || 'nothing'})`, result);
   });
@@ -221,6 +253,21 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     const result = await unlock(rootOf(rootArg), { force: flags.force, onEvent: out.event });
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
+  });
+
+  common(
+    program
+      .command('verify')
+      .description('re-hash a release (default: the live one) and list every path that differs from its manifest')
+      .argument('[root]', 'deploy root (default: root from the config file)')
+      .option('--release <id>', 'release to check instead of the live one')
+      .addHelpText('after', EXAMPLES.verify),
+  ).action(async (rootArg: string | undefined, flags: CommonFlags & { release?: string }) => {
+    const out = use(flags);
+    const result = await verify(rootOf(rootArg), { release: flags.release, signal });
+    afterSignal();
+    if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
+    out.result(renderVerify(result), result);
   });
 
   addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });

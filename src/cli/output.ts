@@ -71,9 +71,10 @@ export class Reporter {
     this.streams.stdout.write(`${pc.cyan('›')} ${message}\n`);
   }
 
-  warn(message: string): void {
+  warn(message: string, hint?: string): void {
     this.clearBar();
     this.streams.stderr.write(`${pc.yellow('warning:')} ${oneLine(message)}\n`);
+    if (hint) this.streams.stderr.write(`${pc.dim('hint:')} ${oneLine(hint)}\n`);
   }
 
   error(message: string, hint?: string): void {
@@ -102,7 +103,7 @@ export class Reporter {
         this.step(event.message);
         break;
       case 'warning':
-        this.warn(event.message);
+        this.warn(event.message, event.hint);
         break;
       case 'output':
         if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${event.line}\n`);

@@ -1,5 +1,6 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
+import type { VerifyResult } from '../ops/verify-release.ts';
 import { formatBytes, pc } from './output.ts';
 
 function table(rows: string[][]): string {
@@ -10,8 +11,10 @@ function table(rows: string[][]): string {
 /** Newest first; on a terminal a table with the release log, otherwise one id per line with a marker. */
 export function renderReleases(result: ReleasesResult, tty: boolean): string {
   if (result.releases.length === 0) return 'no releases';
-  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}`).join('\n');
-  const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'SOURCE']];
+  // The digest, shortened like a git commit: enough to tell releases apart at a glance.
+  const digest = (d: string | undefined): string => (d ? d.slice(0, 'sha256:'.length + 12) : '');
+  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}${r.record?.digest ? `  ${digest(r.record.digest)}` : ''}`).join('\n');
+  const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE']];
   const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
     const rec = r.record;
@@ -27,6 +30,7 @@ export function renderReleases(result: ReleasesResult, tty: boolean): string {
       rec?.bytes ? formatBytes(rec.bytes) : '',
       rec?.durationMs ? `${(rec.durationMs / 1000).toFixed(1)} s` : '',
       rec?.git ? `${rec.git.commit.slice(0, 10)}${rec.git.dirty ? '+dirty' : ''}` : '',
+      digest(rec?.digest),
       rec?.source ?? '',
     ]);
   }
@@ -44,5 +48,28 @@ export function renderStatus(result: StatusResult): string {
   }
   if (result.recovered.length > 0) lines.push(...result.recovered.map((l) => `recovered: ${l}`));
   else if (result.leftovers.length > 0) lines.push(...result.leftovers.map((l) => `leftover: ${l}`));
+  return lines.join('\n');
+}
+
+/** A path as it can be printed on one line: quoted and escaped when it holds control characters. */
+function printable(p: string): string {
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return JSON.stringify(p);
+  }
+  return p;
+}
+
+/** One line per difference (kind, path, what the manifest says → what is there), then the verdict. */
+export function renderVerify(result: VerifyResult): string {
+  const what = `${result.files} files, ${result.dirs} directories, ${result.symlinks} symlinks`;
+  if (result.identical) return `release ${result.release} matches its manifest (${what}; ${result.digest.slice(0, 'sha256:'.length + 12)})`;
+  const width = Math.max(...result.differences.map((d) => d.kind.length));
+  const lines = result.differences.map((d) => {
+    const change = d.expected !== undefined && d.actual !== undefined ? `  (${d.expected} -> ${d.actual})` : d.actual !== undefined ? `  (${d.actual})` : d.expected !== undefined ? `  (was ${d.expected})` : '';
+    return `${d.kind.padEnd(width)}  ${printable(d.path)}${change}`;
+  });
+  const n = result.differences.length;
+  lines.push(`release ${result.release} differs from its manifest: ${n} ${n === 1 ? 'difference' : 'differences'}`);
   return lines.join('\n');
 }

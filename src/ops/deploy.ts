@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { hashTree, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
@@ -14,8 +15,11 @@ import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, redactUrl } from '../plan/archive.ts';
+import type { ManifestEntry } from '../plan/manifest.ts';
+import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
-import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
+import { nextReleaseId } from '../plan/release-id.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
@@ -24,11 +28,13 @@ import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
+import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions } from './serving.ts';
+import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, withLock } from './root.ts';
 
-export interface DeployOptions {
+export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
   releaseId?: string;
   /** fsync the release before the switch and the root after it (default true). */
@@ -56,7 +62,7 @@ export interface DeployOptions {
   sharedReplace?: boolean;
   /** copy | reflink | hardlink | auto (default: auto). */
   strategy?: 'copy' | 'reflink' | 'hardlink' | 'auto';
-  /** With hardlink: compare contents, not just size, mtime and mode. */
+  /** Accepted for compatibility and ignored: a file is linked only when its bytes match, always. */
   checksum?: boolean;
 
   // Hooks and health check.
@@ -74,6 +80,8 @@ export interface DeployResult {
   files: number;
   bytes: number;
   durationMs: number;
+  /** `sha256:<hex>` of the release's manifest (what `verify` checks it against). */
+  digest?: string;
   /** How the release was made durable: one syncfs, fsync of every file, or not at all. */
   durability: 'syncfs' | 'fsync' | 'off';
   /** What was cleaned up from an earlier interrupted run. */
@@ -98,6 +106,8 @@ export interface DeployResult {
   plan?: DeployPlan;
   /** For an artifact source: its format and the SHA-256 of its bytes. */
   artifact?: { format: string; sha256: string; bytes: number; signedBy?: string };
+  /** Processes still running from the previous release after the hooks and reloads (docs/serving.md). */
+  stale?: StaleReport;
 }
 
 export interface Validated {
@@ -153,12 +163,7 @@ function artifactSource(source: string, root: string, options: DeployOptions): {
 function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
   const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root);
   if (options.releaseId !== undefined) {
-    const problem = releaseIdProblem(options.releaseId);
-    if (problem) {
-      throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, {
-        hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2',
-      });
-    }
+    checkReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {
       throw new DeployError('RELEASE_EXISTS', `release ${options.releaseId} already exists in ${layout.releases}`, {
         hint: 'release ids are never reused: pick a new id, or roll back to it with atomic-deploy rollback --to',
@@ -166,16 +171,45 @@ function validate(source: string, root: string, options: DeployOptions, artifact
     }
   }
   if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
-  const scan = scanSource(sourceReal);
+  const scan = scanSourceOrExplain(sourceReal);
   if (scan.entries.length <= 1) {
     throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
   }
   return { layout, sourceReal, scan };
 }
 
+const SOURCE_READ_HINT = 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)';
+
+/** The source scan, with its failures phrased as problems of the source (exit 2), never as bugs. */
+function scanSourceOrExplain(sourceReal: string): SourceScan {
+  try {
+    return scanSource(sourceReal);
+  } catch (error) {
+    if (error instanceof DeployError) {
+      if (error.code !== 'INVALID_SOURCE' || error.hint !== undefined) throw error;
+      throw new DeployError('INVALID_SOURCE', error.message, { cause: error.cause, hint: SOURCE_READ_HINT });
+    }
+    const code = errnoOf(error);
+    if (code === 'ENAMETOOLONG') {
+      throw new DeployError('INVALID_SOURCE', `a path in ${sourceReal} is longer than the system allows (PATH_MAX)`, { cause: error, hint: 'flatten the directory nesting of the build' });
+    }
+    if (code === 'EACCES' || code === 'EPERM') throw new DeployError('INVALID_SOURCE', `cannot read ${sourceReal}: ${code}`, { cause: error, hint: SOURCE_READ_HINT });
+    throw error;
+  }
+}
+
+/** A copy failure that is the source's fault (unreadable file): the root's owner is not the problem. */
+function sourceReadError(sourceReal: string, error: unknown): DeployError | undefined {
+  const code = errnoOf(error);
+  const file = typeof error === 'object' && error !== null && 'path' in error && typeof error.path === 'string' ? error.path : undefined;
+  if ((code === 'EACCES' || code === 'EPERM') && file !== undefined && (file === sourceReal || file.startsWith(sourceReal + path.sep))) {
+    return new DeployError('INVALID_SOURCE', `cannot read ${file}: permission denied; nothing was deployed`, { cause: error, hint: SOURCE_READ_HINT });
+  }
+  return undefined;
+}
+
 function interrupted(signal: AbortSignal | undefined): DeployError {
-  const reason: unknown = signal?.reason;
-  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  const sig = signalOf(signal?.reason);
   return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; the deploy was undone`, { signal: sig });
 }
 
@@ -192,6 +226,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     currentIdOrThrow(existing, layout);
   }
   checkVerifyOptions(options);
+  checkServingOptions(options);
   // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;
@@ -199,6 +234,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
+  const rootExisted = fs.existsSync(layout.root);
   try {
     await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
     await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
@@ -234,8 +270,9 @@ export async function deploy(source: string, root: string, options: DeployOption
     let counts = { linked: 0, copied: 0 };
     let artifactFacts: DeployResult['artifact'];
     let totals = { files: scan.files, bytes: scan.bytes };
+    let digest = '';
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
-    const files = await planFiles(layout, contents, previous, options.signal);
+    const files = await planFiles(layout, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${scan.files} files are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
@@ -255,9 +292,10 @@ export async function deploy(source: string, root: string, options: DeployOption
         }
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
       } else emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
-      const copied = extracted ? { files: extracted.files, bytes: extracted.bytes, linked: 0, copied: extracted.files } : await copyTree(scan, staging, {
+      const copied = extracted ? { files: extracted.files, bytes: extracted.bytes, linked: 0, copied: extracted.files, manifest: extracted.manifest, stamps: extracted.stamps } : await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),
+        cloneWorks: files.cloned,
         linkFrom: files.linkFrom,
         onHalf: () => failpoint('copy-half'),
         onProgress: (p) => {
@@ -292,6 +330,10 @@ export async function deploy(source: string, root: string, options: DeployOption
         );
         await failpoint('fsync-done');
       }
+      // The manifest is durable before the release is placed: a live release never lacks it.
+      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
+      await writeStatCache(layout, id, copied.stamps);
+      await failpoint('manifest-written');
       await fs.promises.rename(staging, finalPath);
       placed = true;
       if (durable) await fsyncDir(layout.releases);
@@ -311,6 +353,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         linked: copied.linked,
         copied: copied.copied,
         durability: durable ? durability : 'off',
+        digest,
         durationMs: 0,
         previous,
       };
@@ -319,6 +362,13 @@ export async function deploy(source: string, root: string, options: DeployOption
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
       await runBeforeSwitch(verifyCtx, options);
+      if ((options.hooks?.beforeSwitch ?? []).length > 0) {
+        // What goes live includes what the hooks wrote: the manifest is made again from the release.
+        const after = await hashTree(finalPath, options.signal);
+        if (options.signal?.aborted) throw interrupted(options.signal);
+        digest = await writeManifest(layout, id, after.entries, durable);
+        await updateRecord(layout, id, { digest }, durable);
+      }
 
       emit({ type: 'step', message: `switching current to releases/${id}` });
       await switchCurrent(layout, id, {
@@ -336,6 +386,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (switched) throw bookkeepingError(id, error);
       await undo(layout, { id, staging, placed, previous, durable });
       if (error instanceof DeployError) throw error;
+      const fromSource = sourceReadError(sourceReal, error);
+      if (fromSource) throw fromSource;
       throw ioError(`deploying release ${id}`, error);
     }
 
@@ -346,8 +398,11 @@ export async function deploy(source: string, root: string, options: DeployOption
       await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
       // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
       const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
+      // After the hooks and reloads, which are what moves processes off the release left behind.
+      const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal }, previous, options);
       const durationMs = Math.round(performance.now() - started);
-      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...verified.record }, durable);
+      const staleCount = stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {};
+      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournal(layout, durable);
       await failpoint('journal-cleared');
@@ -371,21 +426,36 @@ export async function deploy(source: string, root: string, options: DeployOption
         durability: durable ? durability : 'off',
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
+        digest,
         strategy: contents.strategy,
         cloned: files.cloned,
         ...counts,
         shared: contents.shared.length > 0 ? contents.shared.map((l) => l.path) : undefined,
         health: verified.health,
         warnings: verified.warnings.length > 0 ? verified.warnings : undefined,
+        stale,
       };
     } catch (error) {
       if (isVerdict(error)) throw error;
       throw bookkeepingError(id, error);
     }
+  }).catch(async (error: unknown) => {
+    // A first deploy that failed leaves no empty skeleton root behind (rmdir removes only empty directories).
+    if (!rootExisted) await removeSkeleton(layout);
+    throw error;
   }).finally(() => closeArtifact(opened));
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
+  // `--stale fail`: the deploy is complete and stands; the exit code tells that old code still runs.
+  const stale = staleFailure(options, result.stale);
+  if (stale) throw stale;
   return result;
+}
+
+async function removeSkeleton(layout: Layout): Promise<void> {
+  for (const dir of [layout.releases, layout.tmp, layout.log, layout.state, layout.root]) {
+    await fs.promises.rmdir(dir).catch(() => undefined);
+  }
 }
 
 /** The dry run of `deploy`: the same checks, the plan, and nothing changed on disk. */
@@ -397,6 +467,16 @@ export async function planDeploy(source: string, root: string, options: DeployOp
 
 function dryRunResult(plan: DeployPlan): DeployResult {
   return { release: plan.release, path: plan.path, previous: plan.previous, files: plan.files, bytes: plan.bytes, durationMs: 0, durability: 'off', recovered: [], plan };
+}
+
+/** Manifest entries of the shared links and the directories made for them (their modes as made). */
+function sharedEntries(staging: string, links: readonly SharedLink[]): ManifestEntry[] {
+  const out = new Map<string, ManifestEntry>();
+  for (const link of links) {
+    for (const dir of link.mkdirs) out.set(dir, { path: dir, type: 'dir', mode: fs.lstatSync(path.join(staging, dir)).mode & 0o7777 });
+    out.set(link.path, { path: link.path, type: 'symlink', target: link.linkText });
+  }
+  return [...out.values()];
 }
 
 function bookkeepingError(id: string, error: unknown): DeployError {
@@ -420,6 +500,7 @@ async function undo(
       await removeRelease(layout, state.id, protect, { durable: state.durable });
     }
     await removeRecord(layout, state.id);
+    await removeManifest(layout, state.id, false);
     await clearJournal(layout, state.durable);
   } catch {
     // The journal stays; the next command finishes the clean-up under the lock.

@@ -5,13 +5,15 @@ import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, withLock } from './root.ts';
+import { awaitFreshness, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
+import type { StaleReport } from '../plan/serving.ts';
 
-export interface RollbackOptions {
+export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
   to?: string;
   fsync?: boolean;
@@ -27,6 +29,10 @@ export interface RollbackResult {
   release: string;
   previous: string;
   recovered: string[];
+  /** Processes still running from the release rolled back from, after the reloads. */
+  stale?: StaleReport;
+  /** A reload that failed (the rollback stands). */
+  warnings?: string[];
 }
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
@@ -35,13 +41,13 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {
-    const problem = releaseIdProblem(options.to);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`);
+    checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${layout.root}`);
   }
   // A dangling current can be repaired only by naming the release to go to.
   currentIdOrThrow(await readCurrent(layout), layout, { allowDangling: options.to !== undefined });
+  checkServingOptions(options);
 
-  return withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal }, async (lock) => {
+  const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     const recovered = await recoverRoot(layout, durable);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
@@ -69,7 +75,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     if (target === currentId) {
       throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
     }
-    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
     emit({ type: 'step', message: `switching current to releases/${target}` });
@@ -80,7 +86,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
         durable,
         beforeRename: async () => {
           await failpoint('rollback-temp-link-made');
-          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
         },
         afterRename: () => {
           switched = true;
@@ -97,11 +103,24 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     await updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable);
     await clearJournal(layout, durable);
     emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });
-    return { release: target, previous: from ?? '', recovered };
+    // Like after a deploy: reload what serves, then look for what still runs from the release left.
+    const ctx = { layout, id: target, emit, signal: options.signal };
+    const reloadFailure = hasReloads(options) ? await runReloads(ctx, options) : undefined;
+    const warnings: string[] = [];
+    if (reloadFailure !== undefined) {
+      const message = `${reloadFailure}; release ${target} stays live`;
+      emit({ type: 'warning', message });
+      warnings.push(message);
+    }
+    const stale = await awaitFreshness(ctx, from, options);
+    if (stale?.check === 'proc') await updateRecord(layout, target, { staleProcesses: stale.processes.length }, durable);
+    return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined };
   });
+  const stale = staleFailure(options, result.stale);
+  if (stale) throw stale;
+  return result;
 }
 
-function signalOf(signal: AbortSignal): NodeJS.Signals {
-  const reason: unknown = signal.reason;
-  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+function signalOfAbort(signal: AbortSignal): NodeJS.Signals {
+  return signalOf(signal.reason);
 }

@@ -59,6 +59,18 @@ export const configSchema = z.strictObject({
     )
     .refine((h) => h.command !== undefined || h.url !== undefined, { error: 'a command or a url (or both)' })
     .optional(),
+  reload: z
+    .strictObject(
+      {
+        units: z.array(text('a systemd unit name'), { error: 'a list of systemd unit names' }).min(1, { error: 'a list of systemd unit names' }).optional(),
+        phpFpm: z.array(text('a php-fpm pid file path'), { error: 'a list of php-fpm pid file paths' }).min(1, { error: 'a list of php-fpm pid file paths' }).optional(),
+        timeout: seconds('a number of seconds > 0').optional(),
+      },
+      { error: 'a mapping with units, phpFpm, timeout' },
+    )
+    .optional(),
+  stale: z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' }).optional(),
+  staleWait: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
   hosts: z
     .array(
       z.strictObject(
@@ -80,6 +92,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': Object.keys(configSchema.shape),
   hooks: ['beforeSwitch', 'afterSwitch', 'timeout'],
   healthCheck: ['command', 'url', 'timeout'],
+  reload: ['units', 'phpFpm', 'timeout'],
   hosts: ['host', 'root'],
 };
 

@@ -14,13 +14,13 @@ import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan } from '../plan/shared.ts';
 import type { Frame, RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
-import { runRsync } from './rsync.ts';
+import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 
@@ -45,8 +45,10 @@ export interface FleetDeployHost {
   reached: boolean;
   /** Our lock or prepared release may remain on the host; the next command there recovers them. */
   leftovers: boolean;
-  /** Files rsync sent (the rest were hardlinked from the current release or unchanged). */
+  /** Files rsync sent. */
   transferred?: number;
+  /** Files hardlinked from the host's current release after their hash there matched the build's. */
+  linked?: number;
   copyMs?: number;
   /** When the host confirmed its switch, in ms after the switch was sent. */
   switchedAfterMs?: number;
@@ -75,6 +77,7 @@ interface HostDeploy {
   stage: string;
   link: string;
   transferred?: number;
+  linked?: number;
   copyMs?: number;
   armed?: RunningRemote;
   switched: boolean;
@@ -103,17 +106,16 @@ function validateSource(source: string): { sourceReal: string; scan: SourceScan 
 }
 
 function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan {
-  if (options.releaseId !== undefined) {
-    const problem = releaseIdProblem(options.releaseId);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, { hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2' });
-  }
+  if (options.releaseId !== undefined) checkReleaseId(options.releaseId);
   if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys copy with rsync --link-dest (auto, hardlink) or a plain rsync (copy)' });
   if (options.healthCheck?.url !== undefined) {
     throw new DeployError('USAGE', '--health-url is not available for fleet deploys: one URL cannot tell which host answered', {
       hint: "check each host from the host itself: --health-check 'curl -fsS http://localhost/health'",
     });
   }
-  if (options.keep !== undefined && (!Number.isInteger(options.keep) || options.keep < 0)) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`);
+  if (options.keep !== undefined) checkKeep(options.keep);
+  // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
+  checkHookAndHealth(options);
   const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
   if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
   return plan;
@@ -126,6 +128,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { sourceReal, scan } = validateSource(source);
   const shared = checkOptions(options, scan);
   const git = await gitInfo(sourceReal);
+  // Hashed once here, before any host is locked: every host gets the same manifest.
+  const build = buildManifest(scan, shared.links);
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
@@ -155,6 +159,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         reached: h.state !== undefined,
         leftovers: leftovers.has(h) || outcome === 'unknown' || d?.lost === true,
         ...(d?.transferred === undefined ? {} : { transferred: d.transferred }),
+        ...(d?.linked === undefined ? {} : { linked: d.linked }),
         ...(d?.copyMs === undefined ? {} : { copyMs: d.copyMs }),
         ...(d?.switchedAt === undefined ? {} : { switchedAfterMs: Math.round(d.switchedAt) }),
         ...(d?.health ? { health: d.health } : {}),
@@ -206,8 +211,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     emit({ type: 'step', message: `phase 1 failed (${why}): no host switches; cleaning up` });
     await Promise.all(fleet.hosts.map((h) => abortHost(h)));
     if (options.signal?.aborted) {
-      const reason: unknown = options.signal.reason;
-      const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+      const sig = signalOf(options.signal.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report() } });
     }
     throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report() });
@@ -266,14 +270,28 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const previous = currentIdOf(state);
         const d: HostDeploy = { previous, stage: randomName('stage'), link: randomName('current'), switched: false, lost: false, outcome: 'unchanged', warnings: [] };
         per.set(h, d);
-        const copied = await runRsync(
+        const prevDigest = previous === null ? undefined : state.records.get(previous)?.manifest;
+        const copied = await placeContent(
           h.remote.ssh,
-          { source: sourceReal, root: h.root, stage: d.stage, id: releaseId, linkDest: previous !== null && options.strategy !== 'copy', checksum: options.checksum === true },
+          {
+            sourceDir: sourceReal,
+            root: h.root,
+            stage: d.stage,
+            id: releaseId,
+            build,
+            previous: previous === null ? null : { id: previous, digest: prevDigest },
+            incremental: options.strategy !== 'copy',
+            exclude: shared.links.map((l) => l.path),
+          },
           phase1.signal,
         );
         d.transferred = copied.transferred;
+        d.linked = copied.linked;
         d.copyMs = copied.durationMs;
-        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.durationMs} ms)`);
+        d.warnings.push(...copied.warnings);
+        for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
+        for (const n of copied.notes) fleet.step(h, n);
+        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.linked} linked and checked, ${copied.durationMs} ms)`);
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
         const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
@@ -290,10 +308,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           files: scan.files,
           bytes: scan.bytes,
           durationMs: 0,
-          strategy: previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
-          ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+          strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+          ...(d.transferred === undefined ? {} : { copied: d.transferred }),
+          ...(d.linked === undefined ? {} : { linked: d.linked }),
           previous,
           fleet: { token: fleetToken },
+          manifest: build.digest,
         };
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
@@ -318,14 +338,15 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           journalCopying: journal('copying'),
           journalReady: journal('ready'),
           recordPending: JSON.stringify(record),
+          manifest: true,
           tail: {
             id: releaseId,
             backTo: previous,
             link: d.link,
             journalSwitched: journal('switched'),
             afterSwitch: options.hooks?.afterSwitch ?? [],
-            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? 300_000) / 1000),
-            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? 30_000) / 1000 } } : {}),
+            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000),
+            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
             prune,
@@ -498,10 +519,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...(git ? { git } : {}),
       files: scan.files,
       bytes: scan.bytes,
-      strategy: d.previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
-      ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+      strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+      ...(d.transferred === undefined ? {} : { copied: d.transferred }),
+      ...(d.linked === undefined ? {} : { linked: d.linked }),
       previous: d.previous,
       fleet: { token: fleetToken },
+      manifest: build.digest,
       ...change,
     };
   }

@@ -70,8 +70,8 @@ export interface RawLock {
 
 export type RemoteJournal = { kind: 'none' } | { kind: 'ok'; journal: FleetJournal } | { kind: 'garbage'; text: string };
 
-/** A release log record as read from a target; `fleet` ties it to the fleet deploy that made it. */
-export type RemoteRecord = ReleaseRecord & { fleet?: { token: string } };
+/** A release log record as read from a target; `fleet` ties it to the fleet deploy that made it; `manifest` is its manifest's digest. */
+export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; manifest?: string };
 
 export interface RemoteState {
   rootExists: boolean;

@@ -70,8 +70,9 @@ export function viewsOf(state: RemoteState): ReleaseView[] {
   return orderReleases(
     state.releases.map((id) => {
       const record = state.records.get(id);
-      return record ? { id, seq: record.seq, status: record.status, record } : { id };
+      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
     }),
+    currentIdOf(state),
   );
 }
 

@@ -311,7 +311,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'write-record':
           return `mkdir -p -- "$log" && put_file "$log" ${q(`${st.id}.json`)} ${q(st.json)} || fail IO "cannot write the release log"`;
         case 'remove-record':
-          return `rm -f -- "$log/"${q(`${st.id}.json`)}`;
+          return `rm -f -- "$log/"${q(`${st.id}.json`)} "$state/manifests/"${q(`${st.id}.json`)}`;
         case 'write-journal':
           return `mkdir -p -- "$state" && put_file "$state" journal.json ${q(st.json)} || fail IO "cannot write the journal"`;
         case 'clear-journal':
@@ -477,6 +477,8 @@ export interface DeployArmScript extends ScriptBase {
   journalCopying: string;
   journalReady: string;
   recordPending: string;
+  /** `.tmp/<stage>/manifest.json` becomes `.atomic-deploy/manifests/<id>.json` with the release. */
+  manifest?: boolean;
   tail: ArmedTail;
 }
 
@@ -515,7 +517,8 @@ mkdir -p -- "$rel" || fail IO "cannot create $rel"
 # The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
 _e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releases/: $_e"
 [ -d "$rel/$id" ] || fail IO "release $id did not land in releases/"
-rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
+${s.manifest ? `mkdir -p -- "$state/manifests" && mv -f -- "$tmp/"${q(s.stage)}"/manifest.json" "$state/manifests/$id.json" || fail IO "cannot store the manifest of release $id"
+` : ''}rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
 put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"

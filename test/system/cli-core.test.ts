@@ -216,7 +216,7 @@ describe('releases, status, unlock', () => {
     assert.equal(list.current, 'b2');
     assert.deepEqual(list.releases.map((r) => [r.id, r.current]), [['b2', true], ['a1', false]]);
     const human = await runCli(['releases', root]);
-    assert.match(human.stdout, /^\* b2 +active\n {2}a1 +previous\n$/);
+    assert.match(human.stdout, /^\* b2 +active +sha256:[0-9a-f]{12}\n {2}a1 +previous +sha256:[0-9a-f]{12}\n$/);
     const st = jsonOf<{ current: string; lock: unknown }>(await runCli(['status', root, '--json']));
     assert.equal(st.current, 'b2');
     assert.equal(st.lock, null);

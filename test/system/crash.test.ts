@@ -76,6 +76,7 @@ const SCENARIOS: { point: (typeof FAILPOINTS)[number]; via?: string; scenario: S
   { point: 'copy-done', scenario: deployAt(false) },
   { point: 'before-fsync', scenario: deployAt(false) },
   { point: 'fsync-done', scenario: deployAt(false) },
+  { point: 'manifest-written', scenario: deployAt(false) },
   { point: 'release-ready', scenario: deployAt(false) },
   { point: 'shared-linked', scenario: withConfig('shared', { shared: ['data'], sharedCreate: true }, false, 'data') },
   { point: 'before-switch-hook', scenario: withConfig('before-hook', { hooks: { beforeSwitch: 'true' } }, false) },
@@ -131,7 +132,7 @@ void test('kill -9 at every failpoint: current stays complete, status and the ne
         assert.ok(report.lock === null || report.lock.state === 'stale', `status reports a live lock after a ${label}`);
         assert.deepEqual(leftovers(lane.root), [], `status left leftovers after a ${label}`);
         const keep = [was.current, was.previous].filter((x): x is string => x !== null);
-        const { problems } = checkRoot(lane.root, { sources: lane.manifests, sharedLinks: lane.sharedLinks, keep });
+        const { problems } = checkRoot(lane.root, { sources: lane.manifests, sharedLinks: lane.sharedLinks, keep, recovered: true });
         assert.deepEqual(problems, [], `after status (${label}): ${problems.join('; ')}`);
 
         await recoverAndCheck(lane, [was.current, was.previous, after], label);

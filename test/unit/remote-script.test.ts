@@ -348,13 +348,15 @@ void describe('the portable switch is one rename(2), never a move into current',
 void describe('rsync arguments and output', () => {
   void test('the remote side makes and enters a hostile staging path through its own quoting', () => {
     const root = freshRoot();
-    const args = rsyncArgs({ source: '/src/', root, stage: 'stage.1', id: HOSTILE_ID, linkDest: true, checksum: false }, 'ssh', 'host');
+    const args = rsyncArgs({ source: '/src/', root, stage: 'stage.1', id: HOSTILE_ID, filesFrom: '/tmp/list' }, 'ssh', 'host');
     const rsyncPath = args.find((a) => a.startsWith('--rsync-path='))?.slice('--rsync-path='.length) ?? '';
     // The remote shell runs "<rsync-path> --server ...": here, "<rsync-path> --version".
     const out = execFileSync('sh', ['-c', `${rsyncPath} --version`], { cwd: BASE, encoding: 'utf8' });
     assert.match(out, /rsync\s+version/);
     assert.ok(fs.statSync(path.join(root, '.tmp', 'stage.1', HOSTILE_ID)).isDirectory());
-    assert.ok(args.includes('--link-dest=../../../current'));
+    // Content decides what is sent: never rsync's quick check, never a --link-dest it would judge by mtime.
+    assert.ok(args.includes('--ignore-times') && args.includes('--files-from=/tmp/list') && args.includes('--from0'));
+    assert.equal(args.some((a) => a.startsWith('--link-dest') || a === '--checksum'), false);
     assert.deepEqual(args.slice(-3), ['--', '/src/', 'host:.']);
     assertNoInjection();
   });
