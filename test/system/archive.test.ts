@@ -126,3 +126,19 @@ void test('the release manifest the extraction hashed matches the files it wrote
     assert.equal(read.manifest.entries.length, tree.size);
   }
 });
+
+void test('an artifact release has a manifest that verify checks: clean, then a tampered file found (exit 5)', async (t) => {
+  const dir = tempDir(t);
+  const built = build(dir);
+  const root = path.join(dir, 'root');
+  for (const format of ['tar.gz', 'zip'] as const) {
+    const r = await runCli(['deploy', built.files[format], root, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const clean = await runCli(['verify', root]);
+    assert.equal(clean.code, 0, `${format}: ${clean.stdout}${clean.stderr}`);
+  }
+  fs.appendFileSync(path.join(root, 'current', 'index.html'), 'tampered');
+  const tampered = await runCli(['verify', root]);
+  assert.equal(tampered.code, 5, tampered.stdout + tampered.stderr);
+  assert.match(tampered.stdout + tampered.stderr, /index\.html/);
+});
