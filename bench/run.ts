@@ -3,6 +3,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runArtifactBench } from './artifact.ts';
 import { runCopyBaselines } from './copy-baselines.ts';
 import { runFleetBench } from './fleet.ts';
 import { runNginxBench } from './nginx.ts';
@@ -39,6 +40,7 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) },
   { name: 'fleet', run: ({ quick, log }) => runFleetBench({ quick, log }) },
   { name: 'stale-scan', run: ({ quick, log }) => runStaleScanBench({ quick, log }) },
+  { name: 'artifact', run: ({ quick, log }) => runArtifactBench({ quick, log }) },
 ];
 
 /** The race table with our rows (library switch, CLI deploy) after the reference ones. */

@@ -29,7 +29,12 @@ export type ErrorCode =
   | 'REMOTE'
   | 'STALE_PROCESSES'
   | 'INTERRUPTED'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'INVALID_ARCHIVE'
+  | 'HOSTILE_ARCHIVE'
+  | 'CHECKSUM_MISMATCH'
+  | 'SIGNATURE_INVALID'
+  | 'DOWNLOAD_FAILED';
 
 /** Documented exit codes of the CLI. */
 export const EXIT = {
@@ -67,6 +72,10 @@ const INVALID_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'NO_PREVIOUS_RELEASE',
   'NOT_LOCKED',
   'RELEASE_IN_USE',
+  'INVALID_ARCHIVE',
+  'HOSTILE_ARCHIVE',
+  'CHECKSUM_MISMATCH',
+  'SIGNATURE_INVALID',
 ]);
 
 export interface DeployErrorOptions {

@@ -21,6 +21,8 @@ export interface ReleaseRecord {
   host: string;
   source: string;
   git?: { commit: string; dirty: boolean };
+  /** For a release extracted from an artifact: its format, SHA-256, size and signer. */
+  artifact?: { format: string; sha256: string; bytes: number; signedBy?: string };
   files: number;
   bytes: number;
   durationMs: number;

@@ -2,12 +2,14 @@ import { secondsProblem } from '../plan/validate.ts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import { deploy } from '../ops/deploy.ts';
+import { isArtifactSource, stageArtifactLocally } from '../ops/artifact.ts';
+import { redactUrl } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
 import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
 import { verify } from '../ops/verify-release.ts';
-import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
@@ -50,6 +52,9 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app --wait 60   wait for another deploy's lock
   $ atomic-deploy deploy ./build /srv/www/app --keep 5    prune to 5 good releases after the switch
   $ atomic-deploy deploy ./build /srv/www/app --dry-run   the plan; nothing is changed
+  $ atomic-deploy deploy dist.tar.gz /srv/www/app --sha256 "$(cut -d' ' -f1 dist.tar.gz.sha256)"
+  $ atomic-deploy deploy https://ci.example.com/dist.zip /srv/www/app --strip-components 1 \
+      --signature dist.zip.sig --allowed-signers deploy/allowed_signers
   $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml
   $ atomic-deploy deploy ./build /srv/www/app --reload-unit app.service --stale fail
 
@@ -122,7 +127,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
   const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
-  common(addFleetFlags(addServingFlags(addLifecycleFlags(addReleaseFlags(
+  common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
@@ -132,19 +137,26 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .addHelpText('after', EXAMPLES.deploy),
-  ))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
+  )))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & ServingFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
       refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
-      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${source}` });
+      // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
+      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
+      try {
+        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${redactUrl(source)}` });
+      } finally {
+        stage?.remove();
+      }
       return;
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
+      artifact: artifactOptionsFrom(flags),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,

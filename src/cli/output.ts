@@ -118,12 +118,20 @@ export class Reporter {
   private progress(event: Extract<OperationEvent, { type: 'progress' }>): void {
     if (!this.showProgress) return;
     const now = Date.now();
-    if (now - this.lastDraw < 80 && event.done < event.total) return;
+    // An artifact's bar is cleared by the next step line, not by reaching its total.
+    if (now - this.lastDraw < 80 && (event.phase === 'extract' || event.done < event.total)) return;
     this.lastDraw = now;
     const width = 24;
     const fraction = event.total === 0 ? 1 : Math.min(1, event.done / event.total);
     const filled = Math.round(fraction * width);
     const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+    if (event.phase === 'extract') {
+      // An artifact's progress is in its bytes; without a Content-Length there is no bar to fill.
+      const of = event.total > 0 ? `${bar} ${formatBytes(event.done)}/${formatBytes(event.total)}` : formatBytes(event.done);
+      this.streams.stdout.write(`\r\x1b[2Kextract ${of}  ${event.files} files`);
+      this.barVisible = true;
+      return;
+    }
     const bytes = event.totalBytes > 0 ? `  ${formatBytes(event.bytes)}/${formatBytes(event.totalBytes)}` : '';
     this.streams.stdout.write(`\r\x1b[2K${event.phase} ${bar} ${event.done}/${event.total} files${bytes}`);
     this.barVisible = true;

@@ -14,6 +14,7 @@ import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, rem
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
+import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
@@ -23,6 +24,8 @@ import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles } from './contents.ts';
+import type { ExtractResult } from '../act/archive.ts';
+import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions } from './serving.ts';
@@ -65,6 +68,9 @@ export interface DeployOptions extends ServingOptions {
   // Hooks and health check.
   hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
   healthCheck?: { command?: string; url?: string; timeoutMs?: number };
+
+  /** For a source that is an archive (tar, tar.gz, zip) or an http(s) URL to one. */
+  artifact?: ArtifactOptions;
 }
 
 export interface DeployResult {
@@ -98,6 +104,8 @@ export interface DeployResult {
   prune?: PruneResult;
   /** With `dryRun`: the plan; nothing on disk was changed. */
   plan?: DeployPlan;
+  /** For an artifact source: its format and the SHA-256 of its bytes. */
+  artifact?: { format: string; sha256: string; bytes: number; signedBy?: string };
   /** Processes still running from the previous release after the hooks and reloads (docs/serving.md). */
   stale?: StaleReport;
 }
@@ -143,8 +151,17 @@ function validateSource(source: string, root: string): { sourceReal: string; lay
   return { sourceReal, layout };
 }
 
-function validate(source: string, root: string, options: DeployOptions): Validated {
-  const { sourceReal, layout } = validateSource(source, root);
+/** An artifact has no listing before it streams in: its scan is the empty release root. */
+function artifactSource(source: string, root: string, options: DeployOptions): { sourceReal: string; layout: Layout } {
+  if (options.strategy === 'hardlink' || options.strategy === 'reflink') {
+    throw new DeployError('USAGE', `--strategy ${options.strategy} needs a source directory; an archive is always extracted`, { hint: 'drop --strategy, or extract the archive and deploy the directory' });
+  }
+  if (options.dryRun) throw new DeployError('USAGE', '--dry-run needs a source directory; an archive would have to be read to plan its release', { hint: 'list it with tar -tvf or unzip -l' });
+  return { sourceReal: isUrlSource(source) ? source : path.resolve(source), layout: openRoot(root, { mayCreate: true }) };
+}
+
+function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
+  const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root);
   if (options.releaseId !== undefined) {
     checkReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {
@@ -153,6 +170,7 @@ function validate(source: string, root: string, options: DeployOptions): Validat
       });
     }
   }
+  if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
   const scan = scanSourceOrExplain(sourceReal);
   if (scan.entries.length <= 1) {
     throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
@@ -200,7 +218,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   const started = performance.now();
   const emit = options.onEvent ?? ignoreEvents;
   const durable = options.fsync !== false;
-  const { layout, sourceReal, scan: scanned } = validate(source, root, options);
+  const isArtifact = typeof source === 'string' && isArtifactSource(source);
+  const { layout, sourceReal, scan: scanned } = validate(source, root, options, isArtifact);
   {
     // Refuse a root whose current we must not replace before creating anything in it.
     const existing = fs.existsSync(layout.root) ? await readCurrent(layout) : { kind: 'missing' as const };
@@ -213,6 +232,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
   if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
+  // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
+  const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
   const rootExisted = fs.existsSync(layout.root);
   try {
     await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
@@ -221,7 +242,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   } catch (error) {
     throw ioError(`creating the layout in ${layout.root}`, error);
   }
-  const git = await gitInfo(sourceReal);
+  const git = opened ? undefined : await gitInfo(sourceReal);
 
   let retired: RetiredPrune | undefined;
   const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
@@ -247,6 +268,8 @@ export async function deploy(source: string, root: string, options: DeployOption
     let durability: DeployResult['durability'] = 'off';
     let sharedDirs: string[] = [];
     let counts = { linked: 0, copied: 0 };
+    let artifactFacts: DeployResult['artifact'];
+    let totals = { files: scan.files, bytes: scan.bytes };
     let digest = '';
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
@@ -258,10 +281,18 @@ export async function deploy(source: string, root: string, options: DeployOption
       // Copied into .tmp/ and renamed into releases/ when whole: a partial tree never sits there.
       await fs.promises.mkdir(staging, { mode: 0o700 });
       await failpoint('release-dir-made');
-      emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
       // Not for a release made mostly of links: it has little data, and fsyncs what it copied.
       const writeback = durable && !files.linkFrom?.size ? new EarlyWriteback(staging) : undefined;
-      const copied = await copyTree(scan, staging, {
+      let extracted: ExtractResult | undefined;
+      if (opened) {
+        emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(opened.artifact.source)} into release ${id}` });
+        extracted = await fillStage(opened, staging, { signal: options.signal, emit, onFiles: (n, bytes) => writeback?.progress(n, bytes) });
+        if (!options.signal?.aborted && extracted.files + extracted.symlinks === 0) {
+          throw new DeployError('INVALID_SOURCE', `${opened.artifact.source} holds no files`, { hint: 'build first: an empty release would take the site down' });
+        }
+        artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
+      } else emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
+      const copied = extracted ? { files: extracted.files, bytes: extracted.bytes, linked: 0, copied: extracted.files, manifest: extracted.manifest, stamps: extracted.stamps } : await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),
         cloneWorks: files.cloned,
@@ -276,6 +307,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (options.signal?.aborted) throw interrupted(options.signal);
       await failpoint('copy-done');
       counts = { linked: copied.linked, copied: copied.copied };
+      totals = { files: copied.files, bytes: copied.bytes };
       // Linked before the release is made durable and renamed, so releases/<id> never lacks them.
       sharedDirs = await placeShared(layout, staging, contents.shared, { create: options.sharedCreate === true, emit });
 
@@ -289,7 +321,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         const linkFrom = linkedDurable ? files.linkFrom : undefined;
         durability = await makeTreeDurable(
           staging,
-          () => [
+          () => extracted ? extracted.manifest.filter((e) => e.type !== 'symlink').map((e) => path.join(staging, e.path)).concat(staging, sharedDirs) : [
             ...scan.entries.filter((e) => e.kind === 'file' && !linkFrom?.has(e.rel)).map((e) => path.join(staging, e.rel)),
             ...scan.entries.filter((e) => e.kind === 'dir').map((e) => path.join(staging, e.rel)),
             ...sharedDirs,
@@ -312,8 +344,9 @@ export async function deploy(source: string, root: string, options: DeployOption
         createdAt: new Date().toISOString(),
         user: lock.owner.user,
         host: os.hostname(),
-        source: sourceReal,
+        source: opened ? redactUrl(sourceReal) : sourceReal,
         git,
+        ...(artifactFacts ? { artifact: artifactFacts } : {}),
         files: copied.files,
         bytes: copied.bytes,
         strategy: contents.strategy,
@@ -386,9 +419,10 @@ export async function deploy(source: string, root: string, options: DeployOption
         release: id,
         path: finalPath,
         previous,
-        files: scan.files,
-        bytes: scan.bytes,
+        files: totals.files,
+        bytes: totals.bytes,
         durationMs,
+        artifact: artifactFacts,
         durability: durable ? durability : 'off',
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
@@ -409,7 +443,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     // A first deploy that failed leaves no empty skeleton root behind (rmdir removes only empty directories).
     if (!rootExisted) await removeSkeleton(layout);
     throw error;
-  });
+  }).finally(() => closeArtifact(opened));
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
   // `--stale fail`: the deploy is complete and stands; the exit code tells that old code still runs.
