@@ -20,6 +20,7 @@ function phpBuild(dir: string, mark: string): string {
   return writeTree(dir, {
     'index.php': `<?php\nrequire __DIR__ . '/lib.php';\necho 'index:${mark} ', lib_mark(), "\\n";\n`,
     'lib.php': `<?php\nfunction lib_mark() { return 'lib:${mark}'; }\n`,
+    'slow.php': `<?php\nusleep(2000000);\necho 'slow ${mark}', "\\n";\n`,
     'opcache.php': `<?php\necho opcache_get_status(false)['opcache_enabled'] ? 'on' : 'off', "\\n";\n`,
   });
 }
@@ -190,4 +191,23 @@ void test(`nginx static as documented: ${DEPLOYS} deploys under wrk, 0 non-2xx, 
   assert.equal(wrk.non2xx, 0, wrk.raw);
   assert.equal(wrk.socketErrors, 0, wrk.raw);
   assert.equal(wrk.foreignBodies, 0, wrk.raw);
+});
+
+/** A slow request in flight while a deploy reloads php-fpm: its answer, and whether it came before the deploy returned. */
+async function slowRequestDuringReload(t: { after(fn: () => Promise<void> | void): void }) {
+  const site = await phpSite(t, true);
+  let answeredAt = Infinity;
+  const slow = get(new Agent(), site.nginx.port, '/slow.php').finally(() => (answeredAt = performance.now()));
+  await sleep(500);
+  const deploy = await runCli(['deploy', site.builds.B, site.root, '--no-fsync', '--reload-php-fpm', site.fpm.pidFile]);
+  const returnedAt = performance.now();
+  return { answer: await slow.catch((error: unknown) => ({ status: 0, body: String(error) })), deploy, answeredBeforeReturn: answeredAt <= returnedAt };
+}
+
+void test('--reload-php-fpm lets a request in flight finish, and the reload waits for it', async (t) => {
+  const { answer, deploy, answeredBeforeReturn } = await slowRequestDuringReload(t);
+  assert.equal(deploy.code, 0, deploy.stderr);
+  assert.match(deploy.stdout, /\[reload-php-fpm\] sent SIGUSR2 to php-fpm master \d+; 4 workers finish their requests/);
+  assert.deepEqual(answer, { status: 200, body: 'slow A' });
+  assert.ok(answeredBeforeReturn, 'the deploy returned while an old worker was still serving');
 });
