@@ -12,7 +12,7 @@ import { renderReleases, renderStatus } from './render.ts';
 import { VERSION } from './version.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
-import { addFleetFlags, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
+import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { deploySummary, renderPlan } from './render-lifecycle.ts';
 
 export interface RunOptions extends Streams {
@@ -109,8 +109,11 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
-      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${source}` });
+      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), ...rolloutFrom(flags, config()), command: `fleet deploy ${source}` });
       return;
+    }
+    if (flags.waves || flags.maxFail !== undefined || flags.wavePause !== undefined) {
+      throw new DeployError('USAGE', '--waves, --wave-pause and --max-fail apply to fleet deploys only', { hint: 'add --host [user@]host[:port] (repeatable), or hosts: in the config' });
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
