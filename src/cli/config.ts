@@ -211,6 +211,14 @@ keep: 5
 #  - host: deploy@web1.example.com
 #  - host: web2.example.com:2222
 #    root: /srv/www/app
+# Fleet rollout in waves: the first host alone, then 10% of the hosts, then the rest.
+#waves: 1,10%,100%
+# Seconds between waves.
+#wavePause: 30
+# Failed hosts tolerated across the whole rollout (a number, or a percentage of the hosts).
+#maxFail: 0
+# Beyond that budget: switch every switched host back (rollback), or leave them (keep).
+#onFailure: rollback
 `;
 
 /** The example for a `.json` config file: JSON has no comments, so the three settings every root needs. */

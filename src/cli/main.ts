@@ -16,7 +16,7 @@ import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
-import { addFleetFlags, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
+import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { deploySummary, renderPlan } from './render-lifecycle.ts';
 
 export interface RunOptions extends Streams {
@@ -146,11 +146,14 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
       try {
-        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${redactUrl(source)}` });
+        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
       } finally {
         stage?.remove();
       }
       return;
+    }
+    if (flags.waves || flags.maxFail !== undefined || flags.wavePause !== undefined) {
+      throw new DeployError('USAGE', '--waves, --wave-pause and --max-fail apply to fleet deploys only', { hint: 'add --host [user@]host[:port] (repeatable), or hosts: in the config' });
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.

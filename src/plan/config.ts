@@ -5,6 +5,7 @@ import { DeployError } from '../errors.ts';
 import { sharedPathProblem } from './paths.ts';
 import { releaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
+import { parseMaxFail, parseWaves } from './waves.ts';
 
 export { CONFIG_NAMES, parseHostSpec, type HostSpec } from './config-basics.ts';
 
@@ -71,6 +72,16 @@ export const configSchema = z.strictObject({
     .optional(),
   stale: z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' }).optional(),
   staleWait: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
+  waves: z
+    .union([z.string(), z.number()], { error: 'wave sizes such as "1,10%,100%"' })
+    .refine((w) => typeof parseWaves(String(w)) !== 'string', { error: 'wave sizes such as "1,10%,100%" (hosts >= 1 or percentages)' })
+    .optional(),
+  wavePause: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
+  maxFail: z
+    .union([z.string(), z.number()], { error: 'a number of hosts or a percentage such as 10%' })
+    .refine((m) => typeof parseMaxFail(String(m)) !== 'string', { error: 'a number of hosts (>= 0) or a percentage such as 10%' })
+    .optional(),
+  onFailure: z.enum(['rollback', 'keep'], { error: 'rollback or keep' }).optional(),
   hosts: z
     .array(
       z.strictObject(

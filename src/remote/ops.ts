@@ -13,7 +13,7 @@ import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord
 import { randomName } from './host.ts';
 import type { Step } from './script.ts';
 
-export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost } from './deploy.ts';
+export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost, type FleetWave } from './deploy.ts';
 export { fleetRollback, type FleetRollbackOptions, type FleetRollbackResult, type FleetRollbackHost } from './rollback.ts';
 export type { FleetHostSpec, FleetOptions } from './fleet.ts';
 
