@@ -7,6 +7,7 @@ import { DeployError, errnoOf } from '../errors.ts';
 import { judgeLock, OWNERLESS_GRACE_MS, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { fsyncDir, isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
+import { readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
 
 /*
@@ -34,7 +35,8 @@ export interface LockHandle {
 
 function readText(file: string): string | undefined {
   try {
-    return fs.readFileSync(file, 'utf8');
+    // A FIFO in place of owner.json reads as no owner, never as a wait for a writer.
+    return readRegularFileSync(file);
   } catch {
     return undefined;
   }
