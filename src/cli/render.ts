@@ -1,6 +1,6 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
-import { formatBytes, pc } from './output.ts';
+import { formatBytes, oneLine, pc } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -10,7 +10,7 @@ function table(rows: string[][]): string {
 /** Newest first; on a terminal a table with the release log, otherwise one id per line with a marker. */
 export function renderReleases(result: ReleasesResult, tty: boolean): string {
   if (result.releases.length === 0) return 'no releases';
-  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}`).join('\n');
+  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${oneLine(r.id)}  ${r.role}`).join('\n');
   const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'SOURCE']];
   const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
@@ -18,7 +18,7 @@ export function renderReleases(result: ReleasesResult, tty: boolean): string {
     rows.push([
       // Padded before colouring: the escape codes would throw the column widths off.
       r.current ? '*' : ' ',
-      r.id,
+      oneLine(r.id),
       r.role,
       time(rec?.createdAt),
       time(rec?.activatedAt),
