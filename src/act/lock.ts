@@ -10,6 +10,7 @@ import { runOnFs } from '../root/fs.ts';
 import { dropRemovedLock, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
 import { isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
+import { readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
 
 /*
@@ -39,7 +40,8 @@ export interface LockHandle {
 
 function readText(file: string): string | undefined {
   try {
-    return fs.readFileSync(file, 'utf8');
+    // A FIFO in place of owner.json reads as no owner, never as a wait for a writer.
+    return readRegularFileSync(file);
   } catch {
     return undefined;
   }

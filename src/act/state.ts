@@ -6,6 +6,7 @@ import type { RecordedStatus } from '../plan/releases.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
 import type { Layout } from './layout.ts';
+import { NOT_REGULAR, readRegularFile, readRegularFileSync } from './read.ts';
 
 /** One release's entry in the release log, kept in `<root>/.atomic-deploy/releases/<id>.json`. */
 export interface ReleaseRecord {
@@ -56,9 +57,10 @@ function journalIdProblem(journal: Journal): string | undefined {
 export async function readJournal(layout: Layout): Promise<JournalRead> {
   let text: string;
   try {
-    text = await fs.promises.readFile(layout.journal, 'utf8');
+    text = await readRegularFile(layout.journal);
   } catch (error) {
     if (errnoOf(error) === 'ENOENT') return { kind: 'none' };
+    if (errnoOf(error) === NOT_REGULAR) return { kind: 'garbage', text: '', problem: 'is not a regular file' };
     throw error;
   }
   try {
@@ -111,7 +113,7 @@ export async function listRecordIds(layout: Layout): Promise<string[]> {
 export function readRecord(layout: Layout, id: string): ReleaseRecord | undefined {
   try {
     if (releaseIdProblem(id) !== undefined) return undefined;
-    const record = JSON.parse(fs.readFileSync(recordFile(layout, id), 'utf8')) as ReleaseRecord;
+    const record = JSON.parse(readRegularFileSync(recordFile(layout, id))) as ReleaseRecord;
     if (record.id !== id) return undefined;
     // A previous that is not a release id is dropped: it orders releases and must never reach a path.
     const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+// The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
+import { NOT_REGULAR, readRegularFileSync } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
@@ -58,10 +60,11 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   const { parseDocument, parseConfig } = parsers;
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularFileSync(file);
   } catch (error) {
     const code = errnoOf(error);
-    throw invalid(code === 'ENOENT' ? `config file ${file} does not exist` : `cannot read config file ${file}: ${code ?? String(error)}`, file, error);
+    const why = code === 'ENOENT' ? `config file ${file} does not exist` : code === NOT_REGULAR ? `config file ${file} is not a regular file` : `cannot read config file ${file}: ${code ?? String(error)}`;
+    throw invalid(why, file, error);
   }
   let data: unknown;
   if (file.endsWith('.json')) {

@@ -44,6 +44,20 @@ export function oneLine(text: string): string {
   return out;
 }
 
+/**
+ * `oneLine` for each line of a multi-line text (tables): a name in it cannot add a line or move
+ * the cursor. Colour sequences (SGR, `ESC [ n ; n m`) stay, since our tables colour their markers.
+ */
+/** Our own colour markers (SGR sequences), kept when a line is escaped. */
+const COLOUR_MARKER = new RegExp(`(${String.fromCharCode(0x1b)}\\[[0-9;]*m)`);
+
+export function escapeLines(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => line.split(COLOUR_MARKER).map((part, i) => (i % 2 === 1 ? part : oneLine(part))).join(''))
+    .join('\n');
+}
+
 /** Human output: step lines, warnings, and a progress bar only on a terminal. */
 export class Reporter {
   private barVisible = false;
@@ -68,7 +82,7 @@ export class Reporter {
   step(message: string): void {
     if (this.mode.json || this.mode.quiet) return;
     this.clearBar();
-    this.streams.stdout.write(`${pc.cyan('›')} ${message}\n`);
+    this.streams.stdout.write(`${pc.cyan('›')} ${oneLine(message)}\n`);
   }
 
   warn(message: string, hint?: string): void {
@@ -87,14 +101,14 @@ export class Reporter {
   result(human: string | undefined, json: object): void {
     this.clearBar();
     if (this.mode.json) this.streams.stdout.write(JSON.stringify(json) + '\n');
-    else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(human + '\n');
+    else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(escapeLines(human) + '\n');
   }
 
   /** Plain text that is the point of the command (a table), shown even with --quiet. */
   print(text: string): void {
     if (this.mode.json) return;
     this.clearBar();
-    this.streams.stdout.write(text + '\n');
+    this.streams.stdout.write(escapeLines(text) + '\n');
   }
 
   event = (event: OperationEvent): void => {
@@ -106,8 +120,8 @@ export class Reporter {
         this.warn(event.message, event.hint);
         break;
       case 'output':
-        if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${event.line}\n`);
-        else if (!this.mode.quiet) (event.stream === 'stderr' ? this.streams.stderr : this.streams.stdout).write(`${pc.dim(`[${event.source}]`)} ${event.line}\n`);
+        if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${oneLine(event.line)}\n`);
+        else if (!this.mode.quiet) (event.stream === 'stderr' ? this.streams.stderr : this.streams.stdout).write(`${pc.dim(`[${event.source}]`)} ${oneLine(event.line)}\n`);
         break;
       case 'progress':
         this.progress(event);

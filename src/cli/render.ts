@@ -1,7 +1,7 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
 import type { VerifyResult } from '../ops/verify-release.ts';
-import { formatBytes, pc } from './output.ts';
+import { formatBytes, oneLine, pc } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -13,7 +13,7 @@ export function renderReleases(result: ReleasesResult, tty: boolean): string {
   if (result.releases.length === 0) return 'no releases';
   // The digest, shortened like a git commit: enough to tell releases apart at a glance.
   const digest = (d: string | undefined): string => (d ? d.slice(0, 'sha256:'.length + 12) : '');
-  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}${r.record?.digest ? `  ${digest(r.record.digest)}` : ''}`).join('\n');
+  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${oneLine(r.id)}  ${r.role}${r.record?.digest ? `  ${digest(r.record.digest)}` : ''}`).join('\n');
   const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE']];
   const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
@@ -21,7 +21,7 @@ export function renderReleases(result: ReleasesResult, tty: boolean): string {
     rows.push([
       // Padded before colouring: the escape codes would throw the column widths off.
       r.current ? '*' : ' ',
-      r.id,
+      oneLine(r.id),
       r.role,
       time(rec?.createdAt),
       time(rec?.activatedAt),

@@ -185,3 +185,22 @@ export function formatTally(tally: Map<string, number>): string {
 }
 
 export { spawnCli };
+
+/** Ways a command's reader goes away: its stdout or stderr pipe closed, or its terminal hung up. */
+export const LOSSES = ['close-stdout', 'close-stderr', 'hangup'] as const;
+export type Loss = (typeof LOSSES)[number];
+
+/**
+ * Runs a command and takes its reader away at a uniformly random moment in [0, windowMs) from
+ * the spawn. Returns the exit code (128 + n for a signal) and whether the loss happened before it ended.
+ */
+export async function loseOutputAtRandom(dir: string, args: readonly string[], loss: Loss, windowMs: number): Promise<{ code: number | null; lost: boolean; output: string }> {
+  const { runClosingPipe, runHangingUp } = await import('./lost-output.ts');
+  const afterMs = randomBetween(0, windowMs);
+  if (loss === 'hangup') {
+    const r = await runHangingUp(dir, args, { afterMs });
+    return { code: r.code, lost: r.hungUp, output: r.screen };
+  }
+  const r = await runClosingPipe(args, loss === 'close-stdout' ? 'stdout' : 'stderr', { afterMs });
+  return { code: r.signal ? null : r.code, lost: r.closed, output: r.stdout + r.stderr };
+}
