@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, serializeStatCache, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
 import type { Layout } from './layout.ts';
@@ -44,6 +45,8 @@ export async function writeStatCache(layout: Layout, id: string, stamps: Readonl
 
 /** Removes a release's manifest and stat cache (its release is gone or was never placed). */
 export async function removeManifest(layout: Layout, id: string, durable: boolean): Promise<void> {
+  // Ids may come from a journal on disk: one that is not a safe name never reaches a path.
+  if (releaseIdProblem(id) !== undefined) return;
   await fs.promises.rm(manifestFile(layout, id), { force: true });
   await fs.promises.rm(statCacheFile(layout, id), { force: true });
   if (durable) await fsyncDir(manifestDir(layout)).catch(() => undefined);
