@@ -4,11 +4,11 @@
  * which files it already holds; those are hardlinked and re-hashed on the host, the rest are
  * sent with rsync into the stage. The new manifest travels with the stage.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SourceScan } from '../act/copy.ts';
+import { hashFileSync } from '../act/manifest.ts';
 import { DeployError } from '../errors.ts';
 import { failedLinks, parseSums, planSend, withResent } from '../plan/fleet-send.ts';
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
@@ -24,26 +24,11 @@ export interface BuiltManifest {
   digest: string;
 }
 
-const CHUNK = 1 << 20;
-
-/** SHA-256 of a file read in chunks with one reused buffer, so a large build never sits in memory. */
-function hashFile(file: string, buffer: Buffer): string {
-  const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    for (let n = fs.readSync(fd, buffer, 0, CHUNK, null); n > 0; n = fs.readSync(fd, buffer, 0, CHUNK, null)) hash.update(buffer.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}
-
 /**
  * The release's manifest as it will be on every host: the scanned build, minus what shared
  * links replace, plus those links (made on the host) and the directories made for them.
  */
 export function buildManifest(scan: SourceScan, shared: readonly { path: string; linkText: string; mkdirs: readonly string[] }[] = []): BuiltManifest {
-  const buffer = Buffer.allocUnsafe(CHUNK);
   const replaced = (rel: string): boolean => shared.some((l) => rel === l.path || rel.startsWith(`${l.path}/`));
   const entries: ManifestEntry[] = [];
   for (const e of scan.entries) {
@@ -53,7 +38,7 @@ export function buildManifest(scan: SourceScan, shared: readonly { path: string;
     const full = path.join(scan.dir, e.rel);
     if (e.kind === 'dir') entries.push({ path: rel, type: 'dir', mode: e.mode });
     else if (e.kind === 'symlink') entries.push({ path: rel, type: 'symlink', target: fs.readlinkSync(full) });
-    else entries.push({ path: rel, type: 'file', mode: e.mode, size: e.size, sha256: hashFile(full, buffer) });
+    else entries.push({ path: rel, type: 'file', mode: e.mode, size: e.size, sha256: hashFileSync(full).sha256 });
   }
   for (const l of shared) {
     for (const d of l.mkdirs) entries.push({ path: d, type: 'dir', mode: 0o755 });
