@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
-import { judgeLock, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { judgeLock, OWNER_LINK, OWNER_LINK_PREFIX, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import type { LockIdentity } from '../root/effects.ts';
 import { runOnFs } from '../root/fs.ts';
 import { dropRemovedLock, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
@@ -101,8 +101,6 @@ export function processFacts(pid: number): ProcessFacts {
 }
 
 /** The lock's owner as a symlink target, when the disk is full: `atomic-deploy-owner:1 <pid> <start> <token> <boot> <since ms> <host> <user>`. */
-const OWNER_LINK = 'owner';
-const OWNER_LINK_PREFIX = 'atomic-deploy-owner:1';
 
 function ownerLinkText(owner: LockOwner): string {
   const field = (v: string | undefined): string => (v === undefined || v === '' ? '-' : v.replace(/\s/g, '_'));

@@ -26,6 +26,25 @@ export function statCacheFile(layout: Layout, id: string): string {
   return path.join(manifestDir(layout), `${id}.stat.json`);
 }
 
+/** writeFileAtomic's temp names (`.<name>.<pid>.<random>`). */
+const TEMP_NAME = /^\..+\.json\.\d+\.[0-9a-z]+$/;
+
+/**
+ * Removes half-written temp files of manifests, stat caches and records that a killed writer
+ * left (and the journal's). Only under the lock: every writer of these holds it, so no live writer owns one.
+ */
+export async function sweepStateTemps(layout: Layout): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dir of [manifestDir(layout), layout.log, layout.state]) {
+    for (const name of await fs.promises.readdir(dir).catch(() => [] as string[])) {
+      if (!TEMP_NAME.test(name)) continue;
+      await fs.promises.rm(path.join(dir, name), { force: true });
+      removed.push(`${path.basename(dir)}/${name}`);
+    }
+  }
+  return removed;
+}
+
 /**
  * Writes a release's manifest whole or not at all, durable when asked (before the switch, so a
  * live release never lacks the manifest its record names). Returns its digest for the record.

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
-import { removeManifest } from '../act/manifest.ts';
+import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
 import { clearJournal, readJournal, readRecords, removeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
@@ -61,6 +61,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
     actions.push({ kind: 'clear-journal' });
     done.push(journalRead.problem ? `discarded a journal that ${journalRead.problem} (nothing it names was touched)` : 'discarded an unreadable journal (no release was removed)');
   }
+  for (const name of await sweepStateTemps(layout)) done.push(`removed a half-written ${name}`);
   const now = new Date().toISOString();
   for (const action of actions) {
     switch (action.kind) {

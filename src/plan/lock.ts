@@ -74,3 +74,13 @@ export function judgeLock(owner: LockOwner | null, facts: LockFacts): LockVerdic
   }
   return { state: 'held', reason: `process ${owner.pid} is running` };
 }
+
+/** Name, and first word of the target, of the symlink that holds a lock's owner when the disk had no block for owner.json. */
+export const OWNER_LINK = 'owner';
+export const OWNER_LINK_PREFIX = 'atomic-deploy-owner:1';
+
+/** The token in an owner link's target (`<prefix> <pid> <start> <token> ...`), or undefined. */
+export function ownerLinkToken(text: string): string | undefined {
+  const fields = text.split(' ');
+  return fields[0] === OWNER_LINK_PREFIX && fields[3] ? fields[3] : undefined;
+}

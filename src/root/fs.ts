@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncDir } from '../act/durable.ts';
+import { readRegularFileSync } from '../act/read.ts';
 import { errnoOf } from '../errors.ts';
+import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import type { Cond, Effect, LockIdentity, Op, RootProgram } from './effects.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
@@ -17,8 +19,14 @@ function sameLock(dir: string, lock: LockIdentity): boolean {
   }
   if (!stat.isDirectory()) return false;
   if ('token' in lock) {
+    // A lock taken on a full disk keeps its owner in a symlink's target instead of owner.json.
     try {
-      const owner = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { token?: unknown };
+      return ownerLinkToken(fs.readlinkSync(path.join(dir, OWNER_LINK))) === lock.token;
+    } catch {
+      // No owner link: the usual owner.json.
+    }
+    try {
+      const owner = JSON.parse(readRegularFileSync(path.join(dir, 'owner.json'))) as { token?: unknown };
       return owner.token === lock.token;
     } catch {
       return false;

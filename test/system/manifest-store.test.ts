@@ -40,3 +40,20 @@ void test('a manifest left by a deploy killed before its rename is removed by th
   assert.deepEqual(fs.readdirSync(manifests).sort(), ['one.json', 'one.stat.json']);
   assert.equal((await runCli(['verify', root])).code, 0);
 });
+
+void test('temp files of a manifest, stat cache, record or journal write killed half-way are removed by the next deploy', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  const state = path.join(root, '.atomic-deploy');
+  // writeFileAtomic's names, as a writer killed between open and rename leaves them.
+  const leftovers = [path.join(state, 'manifests', '.two.json.4242.k2j3h'), path.join(state, 'manifests', '.two.stat.json.4242.zz1'), path.join(state, 'releases', '.two.json.4242.a1'), path.join(state, '.journal.json.4242.b2')];
+  for (const f of leftovers) fs.writeFileSync(f, '{"trunc');
+  // Control: the names stay until a command recovers the root under its lock.
+  assert.ok(leftovers.every((f) => fs.existsSync(f)));
+  const next = await runCli(['deploy', src, root, '--release-id', 'three', '--json']);
+  assert.equal(next.code, 0, next.stderr);
+  for (const f of leftovers) assert.ok(!fs.existsSync(f), `${f} is still there`);
+  assert.deepEqual(fs.readdirSync(path.join(state, 'manifests')).sort(), ['one.json', 'one.stat.json', 'three.json', 'three.stat.json']);
+});
