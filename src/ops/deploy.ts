@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
-import { hashTree, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
+import { hashTree, manifestDir, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
@@ -453,7 +453,7 @@ export async function deploy(source: string, root: string, options: DeployOption
 }
 
 async function removeSkeleton(layout: Layout): Promise<void> {
-  for (const dir of [layout.releases, layout.tmp, layout.log, layout.state, layout.root]) {
+  for (const dir of [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root]) {
     await fs.promises.rmdir(dir).catch(() => undefined);
   }
 }
