@@ -124,7 +124,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
       warnings.push(message);
     }
     const stale = await awaitFreshness(ctx, from, options);
-    if (stale?.check === 'proc') await updateRecord(layout, target, { staleProcesses: stale.processes.length }, durable);
+    if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => updateRecord(layout, target, { staleProcesses: stale.processes.length }, durable));
     return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined };
   });
   const stale = staleFailure(options, result.stale);
