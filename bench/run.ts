@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { runArtifactBench } from './artifact.ts';
 import { runCopyBaselines } from './copy-baselines.ts';
 import { runFleetBench } from './fleet.ts';
+import { runFleetScaleBench } from './fleet-scale.ts';
 import { runNginxBench } from './nginx.ts';
 import { raceRows, runRaceBench } from './race.ts';
 import { ourRaceRows } from './race-rows.ts';
@@ -39,6 +40,7 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'startup', run: ({ quick, log }) => runStartupBench({ quick, log }) },
   { name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) },
   { name: 'fleet', run: ({ quick, log }) => runFleetBench({ quick, log }) },
+  { name: 'fleet-scale', run: ({ quick, log }) => runFleetScaleBench({ quick, log }) },
   { name: 'stale-scan', run: ({ quick, log }) => runStaleScanBench({ quick, log }) },
   { name: 'artifact', run: ({ quick, log }) => runArtifactBench({ quick, log }) },
 ];
