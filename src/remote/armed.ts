@@ -6,11 +6,14 @@
  */
 import type { ExecResult, RunningRemote } from './ssh.ts';
 
+/** What the protocol needs of a running host program: its frames, its stdin, its end. */
+export type Session = Pick<RunningRemote, 'frames' | 'waitFor' | 'send' | 'end' | 'done'>;
+
 /** A host program after its preparation: armed (waiting for `go`), or ended without arming. */
-export type ArmAnswer = { kind: 'armed'; session: RunningRemote } | { kind: 'refused'; result: ExecResult };
+export type ArmAnswer<S extends Session> = { kind: 'armed'; session: S } | { kind: 'refused'; result: ExecResult };
 
 /** Waits until the host is armed; a program that ends first (an `error` frame, a lost connection) is read to its end. */
-export async function awaitArmed(session: RunningRemote): Promise<ArmAnswer> {
+export async function awaitArmed<S extends Session>(session: S): Promise<ArmAnswer<S>> {
   const frame = await session.waitFor(['ready', 'error']).catch(() => undefined);
   if (frame?.tag === 'ready') return { kind: 'armed', session };
   return { kind: 'refused', result: await session.done };
@@ -20,7 +23,7 @@ export async function awaitArmed(session: RunningRemote): Promise<ArmAnswer> {
 export type SwitchAnswer = { kind: 'switched'; afterMs: number } | { kind: 'switch-failed'; message: string } | { kind: 'lost' };
 
 /** Sends `go` to every session in the same tick (before awaiting any answer), then collects the answers in order. */
-export async function switchTogether(sessions: readonly RunningRemote[]): Promise<SwitchAnswer[]> {
+export async function switchTogether(sessions: readonly Session[]): Promise<SwitchAnswer[]> {
   const sentAt = performance.now();
   for (const s of sessions) s.send('go');
   return Promise.all(
@@ -39,7 +42,7 @@ export async function switchTogether(sessions: readonly RunningRemote[]): Promis
 /** A switched host's after-switch hooks and health check, done: it now waits for the fleet's decision. */
 export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; warnings: string[] } | { kind: 'lost' };
 
-export async function awaitVerdict(session: RunningRemote): Promise<Verdict> {
+export async function awaitVerdict(session: Session): Promise<Verdict> {
   const waiting = await session.waitFor(['waiting']).catch(() => undefined);
   if (!waiting) return { kind: 'lost' };
   const warnings = session.frames.filter((f) => f.tag === 'warning').map((f) => f.value);
@@ -48,7 +51,7 @@ export async function awaitVerdict(session: RunningRemote): Promise<Verdict> {
 }
 
 /** `commit`, then one line per release record the host writes (ArmedTail.commitRecords); the host prunes and releases its lock. */
-export async function commitSwitch(session: RunningRemote, records: readonly string[]): Promise<{ kind: 'committed' } | { kind: 'failed'; result: ExecResult }> {
+export async function commitSwitch(session: Session, records: readonly string[]): Promise<{ kind: 'committed' } | { kind: 'failed'; result: ExecResult }> {
   session.send('commit');
   for (const line of records) session.send(line);
   session.end();
@@ -61,7 +64,7 @@ export async function commitSwitch(session: RunningRemote, records: readonly str
  * current is on the old release again but the program did not finish (its lock and journal are
  * left for recovery); `lost`: not known whether it went back.
  */
-export async function switchBack(session: RunningRemote, lines: readonly string[]): Promise<{ kind: 'back' } | { kind: 'switched-back' | 'lost'; result: ExecResult }> {
+export async function switchBack(session: Session, lines: readonly string[]): Promise<{ kind: 'back' } | { kind: 'switched-back' | 'lost'; result: ExecResult }> {
   session.send('back');
   for (const line of lines) session.send(line);
   session.end();
@@ -72,13 +75,13 @@ export async function switchBack(session: RunningRemote, lines: readonly string[
 }
 
 /** Disarms a host that has not switched (any word but `go` does), and waits for its program to end. */
-export async function disarm(session: RunningRemote): Promise<ExecResult> {
+export async function disarm(session: Session): Promise<ExecResult> {
   session.send('abort');
   session.end();
   return session.done;
 }
 
 /** The host program released the lock itself (after `commit` or `back`): there is nothing left to unlock. */
-export function releasedByProgram(session: RunningRemote): boolean {
+export function releasedByProgram(session: Session): boolean {
   return session.frames.some((f) => f.tag === 'committed' || f.tag === 'back');
 }
