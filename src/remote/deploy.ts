@@ -19,7 +19,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan } from '../plan/shared.ts';
-import type { Frame, RemoteRecord } from './facts.ts';
+import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
+import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
 import { buildManifest, placeContent } from './content.ts';
@@ -95,21 +96,103 @@ export interface FleetWave {
   failed?: string[];
 }
 
-interface HostDeploy {
+/** The names a host's deploy uses from the start: the stage rsync fills, the link the switch renames. */
+interface Names {
   previous: string | null;
   stage: string;
   link: string;
+}
+
+/** The release placed on the host, with the copy's figures. */
+interface Placed extends Names {
   transferred?: number;
-  linked?: number;
-  copyMs?: number;
-  armed?: RunningRemote;
-  switched: boolean;
-  switchedAt?: number;
+  linked: number;
+  copyMs: number;
+  warnings: readonly string[];
+}
+
+/** Its program holds the lock and waits for the fleet's words (remote/armed.ts). */
+interface Armed extends Placed {
+  session: RunningRemote;
+}
+
+interface Switched extends Armed {
+  afterMs: number;
+}
+
+interface Verified extends Switched {
   health?: 'ok' | 'failed';
-  /** The host's state after phase 2 is not known (connection lost). */
-  lost: boolean;
-  outcome: HostOutcome;
-  warnings: string[];
+}
+
+/**
+ * Where one host stands in a fleet deploy; each phase carries what the next one needs. A host
+ * not in the map is idle: locked at most, nothing prepared (it failed first, or its wave never ran).
+ */
+type HostPhase =
+  | ({ phase: 'preparing' } & Names)
+  | ({ phase: 'placed' } & Placed)
+  | ({ phase: 'armed' } & Armed)
+  | ({ phase: 'switch-failed' } & Armed)
+  /** `go` was sent and the answer lost: it is on either release. */
+  | ({ phase: 'switch-lost' } & Armed)
+  | ({ phase: 'switched' } & Switched)
+  /** Switched, then the connection was lost before its hooks and health check reported. */
+  | ({ phase: 'unreachable' } & Switched)
+  | ({ phase: 'verified' } & Verified)
+  | ({ phase: 'switched-back' } & Verified)
+  /** `back` was sent and the answer lost. */
+  | ({ phase: 'back-lost' } & Verified)
+  /** Phase 1 undone: disarmed, prepared release removed, lock released. */
+  | ({ phase: 'undone' } & Names & Partial<Placed>);
+
+/** Switched at some point (it may have gone back since). */
+function hasSwitched(p: HostPhase | undefined): p is Extract<HostPhase, Switched> {
+  return p?.phase === 'switched' || p?.phase === 'unreachable' || p?.phase === 'verified' || p?.phase === 'switched-back' || p?.phase === 'back-lost';
+}
+
+/** The host's state is not known: the connection went while a word was on its way. */
+function isLost(p: HostPhase | undefined): boolean {
+  return p?.phase === 'switch-lost' || p?.phase === 'unreachable';
+}
+
+function healthOf(p: HostPhase | undefined): 'ok' | 'failed' | undefined {
+  switch (p?.phase) {
+    case 'verified':
+    case 'switched-back':
+    case 'back-lost':
+      return p.health;
+    default:
+      return undefined;
+  }
+}
+
+/** The host program of an armed (or once armed) host, while it may still be waiting for a word. */
+function sessionOf(p: HostPhase | undefined): RunningRemote | undefined {
+  if (p === undefined) return undefined;
+  switch (p.phase) {
+    case 'preparing':
+    case 'placed':
+    case 'undone':
+      return undefined;
+    default:
+      return p.session;
+  }
+}
+
+function outcomeOf(p: HostPhase | undefined): HostOutcome {
+  switch (p?.phase) {
+    case 'switched':
+    case 'unreachable':
+    case 'verified':
+      return 'switched';
+    case 'switched-back':
+      return 'switched-back';
+    case 'switch-lost':
+    case 'back-lost':
+      return 'unknown';
+    default:
+      return 'unchanged';
+  }
 }
 
 function validateSource(source: string): { sourceReal: string; scan: SourceScan } {
@@ -157,11 +240,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
   const durable = options.fsync !== false;
-  const per = new Map<HostRun, HostDeploy>();
+  const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
-  // A host never prepared (its wave did not run, or it failed first) reads as idle, never stored.
-  const stateOf = (h: HostRun): HostDeploy => per.get(h) ?? { previous: h.state ? currentIdOf(h.state) : null, stage: '', link: '', switched: false, lost: false, outcome: 'unchanged', warnings: [] };
   let id: string | undefined;
   // Phase 1 stops early on the first failure; aborting kills copies in flight.
   const phase1 = new AbortController();
@@ -170,10 +251,11 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
 
   const report = (): FleetDeployHost[] =>
     fleet.hosts.map((h) => {
-      const d = per.get(h);
-      const previous = d?.previous ?? (h.state ? currentIdOf(h.state) : null);
-      const outcome: HostOutcome = d?.outcome ?? 'unchanged';
+      const p = per.get(h);
+      const previous = p ? p.previous : h.state ? currentIdOf(h.state) : null;
+      const outcome = outcomeOf(p);
       const current = outcome === 'switched' ? (id ?? null) : outcome === 'unknown' ? null : previous;
+      const placed: Partial<Placed> = p ?? {};
       return {
         host: h.label,
         root: h.root,
@@ -181,13 +263,13 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         current,
         previous,
         reached: h.state !== undefined,
-        leftovers: leftovers.has(h) || outcome === 'unknown' || d?.lost === true,
-        ...(d?.transferred === undefined ? {} : { transferred: d.transferred }),
-        ...(d?.linked === undefined ? {} : { linked: d.linked }),
-        ...(d?.copyMs === undefined ? {} : { copyMs: d.copyMs }),
-        ...(d?.switchedAt === undefined ? {} : { switchedAfterMs: Math.round(d.switchedAt) }),
-        ...(d?.health ? { health: d.health } : {}),
-        warnings: d?.warnings ?? [],
+        leftovers: leftovers.has(h) || outcome === 'unknown' || isLost(p),
+        ...(placed.transferred === undefined ? {} : { transferred: placed.transferred }),
+        ...(placed.linked === undefined ? {} : { linked: placed.linked }),
+        ...(placed.copyMs === undefined ? {} : { copyMs: placed.copyMs }),
+        ...(hasSwitched(p) ? { switchedAfterMs: Math.round(p.afterMs) } : {}),
+        ...(healthOf(p) ? { health: healthOf(p) } : {}),
+        warnings: [...(placed.warnings ?? [])],
         recovered: h.recovered,
         ...(h.error ? { error: h.error } : {}),
       };
@@ -196,11 +278,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   /** Undoes phase 1 on a host: disarm, remove what was prepared, release the lock. */
   const abortHost = async (h: HostRun): Promise<void> => {
     const d = per.get(h);
-    if (d?.armed) {
-      d.armed.send('abort');
-      d.armed.end();
-      await d.armed.done;
-    }
+    const session = sessionOf(d);
+    if (session) await disarm(session);
     if (!h.remote.locked) return;
     if (!h.remote.holding) {
       // The lock went with the connection: another command may hold it by now, so touch nothing.
@@ -223,7 +302,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     }
     try {
       await h.remote.unlock(steps);
-      if (d) d.outcome = 'unchanged';
+      if (d) per.set(h, { ...d, phase: 'undone' });
     } catch (error) {
       h.error ??= hostError(error);
       leftovers.add(h);
@@ -291,15 +370,15 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const locked = h.remote.locked;
         if (!state || !facts || !locked) throw new DeployError('INTERNAL', `${h.label}: not locked`);
         const previous = currentIdOf(state);
-        const d: HostDeploy = { previous, stage: randomName('stage'), link: randomName('current'), switched: false, lost: false, outcome: 'unchanged', warnings: [] };
-        per.set(h, d);
+        const names: Names = { previous, stage: randomName('stage'), link: randomName('current') };
+        per.set(h, { ...names, phase: 'preparing' });
         const prevDigest = previous === null ? undefined : state.records.get(previous)?.manifest;
         const copied = await placeContent(
           h.remote.ssh,
           {
             sourceDir: sourceReal,
             root: h.root,
-            stage: d.stage,
+            stage: names.stage,
             id: releaseId,
             build,
             previous: previous === null ? null : { id: previous, digest: prevDigest },
@@ -308,10 +387,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           },
           phase1.signal,
         );
-        d.transferred = copied.transferred;
-        d.linked = copied.linked;
-        d.copyMs = copied.durationMs;
-        d.warnings.push(...copied.warnings);
+        const d: Placed = { ...names, ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: copied.linked, copyMs: copied.durationMs, warnings: copied.warnings };
+        per.set(h, { ...d, phase: 'placed' });
         for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
         for (const n of copied.notes) fleet.step(h, n);
         fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.linked} linked and checked, ${copied.durationMs} ms)`);
@@ -331,9 +408,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           files: scan.files,
           bytes: scan.bytes,
           durationMs: 0,
-          strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+          strategy: d.linked > 0 ? 'rsync + manifest links' : 'rsync',
           ...(d.transferred === undefined ? {} : { copied: d.transferred }),
-          ...(d.linked === undefined ? {} : { linked: d.linked }),
+          linked: d.linked,
           previous,
           fleet: { token: fleetToken },
           manifest: build.digest,
@@ -378,67 +455,51 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             ...(locked.gate ? { gate: locked.gate } : {}),
           },
         });
-        const armed = h.remote.ssh.start(script, { onStderrLine: fleet.output(h) });
-        d.armed = armed;
-        let frame: Frame;
-        try {
-          frame = await armed.waitFor(['ready', 'error']);
-        } catch {
-          throw remoteError(h.label, await armed.done, 'preparing the release');
-        }
-        if (frame.tag === 'error') throw remoteError(h.label, await armed.done, 'preparing the release');
+        const answer = await awaitArmed(h.remote.ssh.start(script, { onStderrLine: fleet.output(h) }));
+        if (answer.kind === 'refused') throw remoteError(h.label, answer.result, 'preparing the release');
+        per.set(h, { ...d, session: answer.session, phase: 'armed' });
         fleet.step(h, 'prepared and armed');
     };
 
     /** Phase 2 on a wave's armed hosts: the word goes to all of them in the same tick; then their hooks and health checks. */
-    const switchWave = async (wave: readonly HostRun[], report: FleetWave): Promise<void> => {
+    const switchWave = async (wave: readonly HostRun[], row: FleetWave): Promise<void> => {
+      const armed = wave.flatMap((h) => {
+        const p = per.get(h);
+        return p?.phase === 'armed' ? [{ h, p }] : [];
+      });
       emit({ type: 'step', message: `switching ${wave.length} host${wave.length === 1 ? '' : 's'} to ${releaseId}` });
-      const sentAt = performance.now();
-      for (const h of wave) stateOf(h).armed?.send('go');
-      await Promise.all(
-        wave.map(async (h) => {
-          const d = stateOf(h);
-          const armed = d.armed;
-          if (!armed) return;
-          try {
-            const f = await armed.waitFor(['switched', 'switch-failed']);
-            if (f.tag === 'switched') {
-              d.switched = true;
-              d.outcome = 'switched';
-              d.switchedAt = (f.at ?? performance.now()) - sentAt;
-            } else {
-              h.error = { code: 'IO', message: `${h.label}: the switch failed: ${f.value.trim() || 'rename refused'}` };
-            }
-          } catch {
-            d.lost = true;
-            d.outcome = 'unknown';
-            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${d.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${h.root} --host ${h.label}` };
-          }
-        }),
-      );
+      const answers = await switchTogether(armed.map(({ p }) => p.session));
+      const switchedHere: { h: HostRun; p: Switched }[] = [];
+      for (const [i, { h, p }] of armed.entries()) {
+        const a = answers[i];
+        if (a?.kind === 'switched') {
+          const s: Switched = { ...p, afterMs: a.afterMs };
+          per.set(h, { ...s, phase: 'switched' });
+          switchedHere.push({ h, p: s });
+        } else if (a?.kind === 'switch-failed') {
+          per.set(h, { ...p, phase: 'switch-failed' });
+          h.error = { code: 'IO', message: `${h.label}: the switch failed: ${a.message}` };
+        } else {
+          per.set(h, { ...p, phase: 'switch-lost' });
+          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${p.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${h.root} --host ${h.label}` };
+        }
+      }
       if (marks.length === 2) mark();
       await fleetFailpoint('fleet-switched');
-      const switchedHere = wave.filter((h) => stateOf(h).switched);
-      report.skewMs = Math.round(switchSkewMs(switchedHere.map((h) => stateOf(h).switchedAt ?? 0)));
-      if (switchedHere.length > 0) emit({ type: 'step', message: `${switchedHere.length} of ${wave.length} switched (skew ${report.skewMs} ms)` });
+      row.skewMs = Math.round(switchSkewMs(switchedHere.map(({ p }) => p.afterMs)));
+      if (switchedHere.length > 0) emit({ type: 'step', message: `${switchedHere.length} of ${wave.length} switched (skew ${row.skewMs} ms)` });
 
       // After-switch hooks and health checks run on the hosts; each then waits for the decision.
       await Promise.all(
-        switchedHere.map(async (h) => {
-          const d = stateOf(h);
-          const armed = d.armed;
-          if (!armed) return;
-          try {
-            await armed.waitFor(['waiting']);
-          } catch {
-            d.lost = true;
+        switchedHere.map(async ({ h, p }) => {
+          const verdict = await awaitVerdict(p.session);
+          if (verdict.kind === 'lost') {
+            per.set(h, { ...p, phase: 'unreachable' });
             h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
             return;
           }
-          for (const f of armed.frames) if (f.tag === 'warning') d.warnings.push(f.value);
-          const health = armed.frames.find((f) => f.tag === 'health')?.value;
-          if (health === 'ok' || health === 'failed') d.health = health;
-          if (health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
+          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), phase: 'verified' });
+          if (verdict.health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
         }),
       );
     };
@@ -447,13 +508,20 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     // host stays armed (holding its lock) until the whole rollout is decided, so any of them can go back.
     const waveHosts = splitWaves(fleet.hosts, options.waves ?? [{ percent: 100 }]);
     const budget = failureBudget(options.maxFail, fleet.hosts.length);
-    const waves: FleetWave[] = waveHosts.map((hs, i) => ({ wave: i + 1, hosts: hs.map((h) => h.label), result: 'skipped' }));
+    const rollout = waveHosts.map((hosts, i) => {
+      const row: FleetWave = { wave: i + 1, hosts: hosts.map((h) => h.label), result: 'skipped' };
+      return { hosts, row };
+    });
+    const waves = rollout.map((w) => w.row);
     const ran = new Set<HostRun>();
     let failures = 0;
     let interrupted = false;
-    const failedNow = (h: HostRun): boolean => h.error !== undefined || stateOf(h).lost || stateOf(h).health === 'failed' || !stateOf(h).switched;
-    for (const [i, wave] of waveHosts.entries()) {
-      const report = waves[i] as FleetWave;
+    // Failed in its wave: anything but switched, reachable and healthy.
+    const failedNow = (h: HostRun): boolean => {
+      const p = per.get(h);
+      return h.error !== undefined || p?.phase !== 'verified' || p.health === 'failed';
+    };
+    for (const [i, { hosts: wave, row }] of rollout.entries()) {
       if (i > 0 && (options.wavePauseMs ?? 0) > 0) {
         emit({ type: 'step', message: `pausing ${Math.round((options.wavePauseMs ?? 0) / 100) / 10} s before wave ${i + 1}` });
         await sleep(options.wavePauseMs, undefined, { signal: phase1.signal }).catch(() => undefined);
@@ -463,7 +531,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         break;
       }
       const waveStarted = performance.now();
-      report.startedAt = new Date().toISOString();
+      row.startedAt = new Date().toISOString();
       for (const h of wave) ran.add(h);
       await fleet.each(wave, prepareHost, { failFast: overBudget(failures + 1, budget), signal: phase1.signal });
       await fleetFailpoint('fleet-armed');
@@ -479,86 +547,78 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (phase1.signal.aborted) interrupted = true;
       if (!interrupted && !overBudget(failures, budget)) {
         const armedHosts = wave.filter((h) => h.error === undefined);
-        await switchWave(armedHosts, report);
+        await switchWave(armedHosts, row);
         failures += armedHosts.filter(failedNow).length;
       }
       const failedHere = wave.filter(failedNow).map((h) => h.label);
-      report.durationMs = Math.round(performance.now() - waveStarted);
-      report.result = failedHere.length === 0 ? 'ok' : 'failed';
-      report.failed = failedHere;
+      row.durationMs = Math.round(performance.now() - waveStarted);
+      row.result = failedHere.length === 0 ? 'ok' : 'failed';
+      row.failed = failedHere;
       emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${wave.length - failedHere.length} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
       if (interrupted || overBudget(failures, budget)) break;
     }
     options.signal?.removeEventListener('abort', onSignal);
     while (marks.length < 3) mark();
-    const switched = fleet.hosts.filter((h) => stateOf(h).switched);
+    // Read before the decision: a host that switches back still switched in this rollout.
+    const switched = fleet.hosts.flatMap((h) => {
+      const p = per.get(h);
+      return hasSwitched(p) ? [p.session] : [];
+    });
     const skewMs = Math.max(0, ...waves.map((w) => w.skewMs ?? 0));
 
     const decision = decideAfterSwitch(
       fleet.hosts.map((h) => {
-        const d = stateOf(h);
-        return { host: h.label, switched: d.switched, lost: d.lost, ...(d.health ? { health: d.health } : {}), skipped: !ran.has(h) || (interrupted && !d.switched), failed: h.error !== undefined && !d.switched };
+        const p = per.get(h);
+        const health = healthOf(p);
+        const didSwitch = hasSwitched(p);
+        return { host: h.label, switched: didSwitch, lost: isLost(p), ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch), failed: h.error !== undefined && !didSwitch };
       }),
       options.onFailure ?? 'rollback',
       interrupted ? -1 : budget,
     );
     const allGood = decision.ok;
     const keep = options.onFailure === 'keep';
-    const commitHosts = fleet.hosts.filter((h) => decision.commit.includes(h.label));
-    const backHosts = fleet.hosts.filter((h) => decision.back.includes(h.label));
-    const healthFailed = fleet.hosts.some((h) => stateOf(h).health === 'failed');
+    // Only a verified host is reachable and switched: the decision commits or sends back no other.
+    const verified = (labels: readonly string[]): { h: HostRun; p: Verified }[] =>
+      fleet.hosts.flatMap((h) => {
+        const p = per.get(h);
+        return labels.includes(h.label) && p?.phase === 'verified' ? [{ h, p }] : [];
+      });
+    const healthFailed = fleet.hosts.some((h) => healthOf(per.get(h)) === 'failed');
     const reason = decision.reason;
     const now = (): string => new Date().toISOString();
 
     await Promise.all([
-      ...commitHosts.map(async (h) => {
-        const d = stateOf(h);
-        const armed = d.armed;
-        if (!armed) return;
-        armed.send('commit');
-        armed.send(JSON.stringify(finalRecord(h, d, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(d.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}) })));
-        armed.end();
-        try {
-          await armed.waitFor(['committed']);
-        } catch {
-          const result = await armed.done;
-          h.error ??= hostError(remoteError(h.label, result, 'recording the deploy'));
-        }
+      ...verified(decision.commit).map(async ({ h, p }) => {
+        const record = finalRecord(releaseId, h, p, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}) });
+        const done = await commitSwitch(p.session, [JSON.stringify(record)]);
+        if (done.kind === 'failed') h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
       }),
-      ...backHosts.map(async (h) => {
-        const d = stateOf(h);
-        const armed = d.armed;
-        if (!armed) return;
+      ...verified(decision.back).map(async ({ h, p }) => {
         const locked = h.remote.locked;
-        const status = healthFailed && d.health === 'failed' ? 'failed' : 'rolled-back';
-        armed.send('back');
-        armed.send(JSON.stringify({ v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: d.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } } satisfies FleetJournal));
-        armed.send(JSON.stringify(finalRecord(h, d, status, { endedAt: now(), reason })));
-        if (d.previous !== null) armed.send(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), d.previous, { status: 'complete', activatedAt: now() })));
-        armed.end();
-        try {
-          await armed.waitFor(['back']);
-          d.outcome = 'switched-back';
-        } catch {
-          const result = await armed.done;
-          d.outcome = result.frames.some((f) => f.tag === 'switched-back') ? 'switched-back' : 'unknown';
-          h.error ??= hostError(remoteError(h.label, result, 'switching back'));
-        }
+        const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
+        const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } };
+        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, h, p, status, { endedAt: now(), reason }))];
+        if (p.previous !== null) lines.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.previous, { status: 'complete', activatedAt: now() })));
+        const back = await switchBack(p.session, lines);
+        per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
+        if (back.kind !== 'back') h.error ??= hostError(remoteError(h.label, back.result, 'switching back'));
       }),
       // Hosts that never switched: their prepared release goes, as in phase 1.
       ...fleet.hosts.filter((h) => decision.undo.includes(h.label)).map((h) => abortHost(h)),
     ]);
     for (const h of fleet.hosts) {
-      const d = stateOf(h);
-      if (d.lost) continue;
-      if (d.armed) await d.armed.done;
-      if (d.armed && (d.armed.frames.some((f) => f.tag === 'committed' || f.tag === 'back'))) h.remote.released();
+      const p = per.get(h);
+      if (isLost(p)) continue;
+      const session = sessionOf(p);
+      if (session) await session.done;
+      if (session && releasedByProgram(session)) h.remote.released();
       else h.remote.stopHolder();
     }
 
     mark();
     // Read now: each host sends its clock reading just after its switch confirmation.
-    const hostSkewMs = hostClockSkew(switched.flatMap((h) => stateOf(h).armed ?? []));
+    const hostSkewMs = hostClockSkew(switched);
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
     const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated };
@@ -572,7 +632,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       return result;
     }
-    const everyoneBack = fleet.hosts.every((h) => stateOf(h).outcome === 'switched-back' || stateOf(h).outcome === 'unchanged');
+    const everyoneBack = fleet.hosts.every((h) => ['switched-back', 'unchanged'].includes(outcomeOf(per.get(h))));
     if (!keep && everyoneBack && switched.length > 0) {
       throw new DeployError('ROLLED_BACK', `release ${releaseId} was switched back on every host: ${reason}`, {
         hint: healthFailed ? 'see the health check output above; the release stays on the hosts as failed for inspection' : 'see the errors above and deploy again',
@@ -585,8 +645,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     await fleet.close();
   }
 
-  function finalRecord(h: HostRun, d: HostDeploy, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {
-    const releaseId = id as string;
+  function finalRecord(releaseId: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {
     const base = mergeRecord(h.state?.records ?? new Map(), releaseId, {});
     return {
       ...base,
@@ -600,9 +659,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...(git ? { git } : {}),
       files: scan.files,
       bytes: scan.bytes,
-      strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+      strategy: d.linked > 0 ? 'rsync + manifest links' : 'rsync',
       ...(d.transferred === undefined ? {} : { copied: d.transferred }),
-      ...(d.linked === undefined ? {} : { linked: d.linked }),
+      linked: d.linked,
       previous: d.previous,
       fleet: { token: fleetToken },
       manifest: build.digest,

@@ -5,6 +5,7 @@ import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
 import { currentIdOf, currentProblem, FleetRun, hostClockSkew, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
 import type { RunningRemote } from './ssh.ts';
@@ -34,12 +35,55 @@ export interface FleetRollbackResult {
   hostSkewMs?: number;
 }
 
-interface HostSwitch {
+/** The release a host is on when the rollback finds it (a dangling current's id too). */
+interface From {
   from: string | null;
-  armed?: RunningRemote;
-  switched: boolean;
-  at?: number;
-  outcome: FleetRollbackHost['outcome'];
+}
+
+interface Armed extends From {
+  session: RunningRemote;
+}
+
+interface Switched extends Armed {
+  afterMs: number;
+}
+
+/**
+ * Where one host stands in a fleet rollback; each phase carries what the next one needs. A host
+ * not in the map is idle: it needs no switch, or it failed before arming.
+ */
+type HostPhase =
+  /** Its program ended without arming (the release is missing there, the connection went...). */
+  | ({ phase: 'refused' } & From)
+  | ({ phase: 'armed' } & Armed)
+  | ({ phase: 'switch-failed' } & Armed)
+  /** `go` was sent and the answer lost: it is on either release. */
+  | ({ phase: 'switch-lost' } & Armed)
+  | ({ phase: 'switched' } & Switched)
+  /** Switched, then the connection was lost before it waited for the decision. */
+  | ({ phase: 'unreachable' } & Switched)
+  | ({ phase: 'committed' } & Switched)
+  /** Another host did not switch: this one went back to where it was. */
+  | ({ phase: 'back' } & Switched)
+  | ({ phase: 'back-lost' } & Switched);
+
+function outcomeOf(p: HostPhase): FleetRollbackHost['outcome'] {
+  switch (p.phase) {
+    case 'switched':
+    case 'unreachable':
+    case 'committed':
+      return 'switched';
+    case 'switch-lost':
+    case 'back-lost':
+      return 'unknown';
+    default:
+      return 'unchanged';
+  }
+}
+
+function sessionOf(p: HostPhase | undefined): RunningRemote | undefined {
+  if (p === undefined || p.phase === 'refused') return undefined;
+  return p.session;
 }
 
 /** Switches every host to the previous good release (the same one everywhere), or to `to`. */
@@ -50,13 +94,13 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   }
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
-  const per = new Map<HostRun, HostSwitch>();
+  const per = new Map<HostRun, HostPhase>();
   let target: string | undefined;
   const report = (): FleetRollbackHost[] =>
     fleet.hosts.map((h) => {
-      const s = per.get(h);
-      const from = s?.from ?? (h.state ? currentIdOf(h.state) : null);
-      const outcome = s?.outcome ?? (h.error && !h.remote.connected ? 'unknown' : 'unchanged');
+      const p = per.get(h);
+      const from = p?.from ?? (h.state ? currentIdOf(h.state) : null);
+      const outcome = p ? outcomeOf(p) : h.error && !h.remote.connected ? 'unknown' : 'unchanged';
       return {
         host: h.label,
         root: h.root,
@@ -70,12 +114,10 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   const releaseAll = async (): Promise<void> => {
     await Promise.all(
       fleet.hosts.map(async (h) => {
-        const s = per.get(h);
-        if (s?.armed) {
-          s.armed.send('abort');
-          s.armed.end();
-          const result = await s.armed.done;
-          if (result.frames.some((f) => f.tag === 'committed' || f.tag === 'back')) h.remote.released();
+        const session = sessionOf(per.get(h));
+        if (session) {
+          await disarm(session);
+          if (releasedByProgram(session)) h.remote.released();
         }
         if (!h.remote.locked) return;
         // Without its holder the lock may be someone else's by now: leave the host to recovery.
@@ -83,7 +125,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           h.remote.released();
           return;
         }
-        await h.remote.unlock(s?.armed ? [{ op: 'clear-journal' }, { op: 'durable' }] : []).catch((error: unknown) => {
+        await h.remote.unlock(session ? [{ op: 'clear-journal' }, { op: 'durable' }] : []).catch((error: unknown) => {
           h.error ??= hostError(error);
         });
       }),
@@ -107,12 +149,14 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       const problem = h.state ? currentProblem(h.label, h.root, h.state.current, options.to !== undefined) : undefined;
       if (problem) h.error ??= hostError(problem);
     }
-    if (fleet.failed.length > 0) {
+    // Every host was read under its lock, or the rollback stops here.
+    const read = fleet.hosts.flatMap((h) => (h.state && h.remote.locked ? [{ h, state: h.state, locked: h.remote.locked }] : []));
+    if (fleet.failed.length > 0 || read.length < fleet.hosts.length) {
       await releaseAll();
       throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     }
     const plan = planFleetRollback(
-      fleet.hosts.map((h) => ({ host: h.label, current: currentIdOf(h.state as NonNullable<HostRun['state']>), ordered: viewsOf(h.state as NonNullable<HostRun['state']>) })),
+      read.map(({ h, state }) => ({ host: h.label, current: currentIdOf(state), ordered: viewsOf(state) })),
       options.to,
     );
     if (!plan.ok) {
@@ -129,16 +173,15 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     }
     target = plan.target;
     const releaseTarget = plan.target;
-    const movers = fleet.hosts.filter((h) => plan.moves.some((m) => m.host === h.label));
+    const movers = read.filter(({ h }) => plan.moves.some((m) => m.host === h.label));
     const now = (): string => new Date().toISOString();
     await fleet.each(
-      movers,
+      movers.map(({ h }) => h),
       async (h) => {
-        const state = h.state as NonNullable<HostRun['state']>;
-        const locked = h.remote.locked as NonNullable<typeof h.remote.locked>;
+        const mover = movers.find((m) => m.h === h);
+        if (!mover) return;
+        const { state, locked } = mover;
         const from = currentIdOf(state) ?? (state.current.kind === 'dangling' ? state.current.id : null);
-        const s: HostSwitch = { from, switched: false, outcome: 'unchanged' };
-        per.set(h, s);
         const journal: Journal = { v: 1, op: 'rollback', token: locked.token, pid: locked.pid, startedAt: now(), release: releaseTarget, previous: from ?? '', phase: 'switching' };
         const script = rollbackArmScript({
           root: h.root,
@@ -158,13 +201,13 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
             ...(locked.gate ? { gate: locked.gate } : {}),
           },
         });
-        s.armed = h.remote.ssh.start(script, { onStderrLine: fleet.output(h) });
-        const f = await s.armed.waitFor(['ready', 'error']).catch(() => undefined);
-        if (f?.tag !== 'ready') {
-          const result = await s.armed.done;
-          s.armed = undefined;
-          throw new DeployError(result.frames.find((x) => x.tag === 'error')?.value === 'UNKNOWN_RELEASE' ? 'UNKNOWN_RELEASE' : 'REMOTE', `${h.label}: ${result.frames.find((x) => x.tag === 'message')?.value ?? 'could not prepare the switch'}`);
+        const answer = await awaitArmed(h.remote.ssh.start(script, { onStderrLine: fleet.output(h) }));
+        if (answer.kind === 'refused') {
+          per.set(h, { phase: 'refused', from });
+          const frames = answer.result.frames;
+          throw new DeployError(frames.find((x) => x.tag === 'error')?.value === 'UNKNOWN_RELEASE' ? 'UNKNOWN_RELEASE' : 'REMOTE', `${h.label}: ${frames.find((x) => x.tag === 'message')?.value ?? 'could not prepare the switch'}`);
         }
+        per.set(h, { phase: 'armed', from, session: answer.session });
       },
       { failFast: true, signal: options.signal },
     );
@@ -172,59 +215,54 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       await releaseAll();
       throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     }
+    const armed = movers.flatMap(({ h }) => {
+      const p = per.get(h);
+      return p?.phase === 'armed' ? [{ h, p }] : [];
+    });
 
     emit({ type: 'step', message: `switching ${movers.length} host${movers.length === 1 ? '' : 's'} to ${releaseTarget}` });
-    const sentAt = performance.now();
-    for (const h of movers) per.get(h)?.armed?.send('go');
+    const answers = await switchTogether(armed.map(({ p }) => p.session));
+    const switched: { h: HostRun; p: Switched }[] = [];
+    for (const [i, { h, p }] of armed.entries()) {
+      const a = answers[i];
+      if (a?.kind === 'switched') {
+        const s: Switched = { ...p, afterMs: a.afterMs };
+        per.set(h, { ...s, phase: 'switched' });
+        switched.push({ h, p: s });
+      } else if (a?.kind === 'switch-failed') {
+        per.set(h, { ...p, phase: 'switch-failed' });
+        h.error = { code: 'IO', message: `${h.label}: the switch failed: ${a.message}` };
+      } else {
+        per.set(h, { ...p, phase: 'switch-lost' });
+        h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseTarget} or still on ${p.from ?? 'no release'}` };
+      }
+    }
+    const skewMs = Math.round(switchSkewMs(switched.map(({ p }) => p.afterMs)));
+    const allSwitched = switched.length === movers.length;
     await Promise.all(
-      movers.map(async (h) => {
-        const s = per.get(h) as HostSwitch;
-        const f = await s.armed?.waitFor(['switched', 'switch-failed']).catch(() => undefined);
-        if (f?.tag === 'switched') {
-          s.switched = true;
-          s.outcome = 'switched';
-          s.at = (f.at ?? performance.now()) - sentAt;
-        } else if (f?.tag === 'switch-failed') {
-          h.error = { code: 'IO', message: `${h.label}: the switch failed: ${f.value.trim()}` };
-        } else {
-          s.outcome = 'unknown';
-          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseTarget} or still on ${s.from ?? 'no release'}` };
-        }
-      }),
-    );
-    const skewMs = Math.round(switchSkewMs(movers.map((h) => per.get(h)?.at).filter((x): x is number => x !== undefined)));
-    const allSwitched = movers.every((h) => per.get(h)?.switched === true);
-    await Promise.all(
-      movers.map(async (h) => {
-        const s = per.get(h) as HostSwitch;
-        const armed = s.armed;
-        if (!armed || !s.switched) return;
-        const waiting = await armed.waitFor(['waiting']).catch(() => undefined);
-        if (!waiting) {
+      switched.map(async ({ h, p }) => {
+        const verdict = await awaitVerdict(p.session);
+        if (verdict.kind === 'lost') {
+          per.set(h, { ...p, phase: 'unreachable' });
           h.error ??= { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseTarget}` };
           return;
         }
         if (allSwitched) {
           const t = now();
-          armed.send('commit');
-          armed.send(JSON.stringify(mergeRecord((h.state as NonNullable<HostRun['state']>).records, releaseTarget, { status: 'complete', activatedAt: t })));
-          if (s.from !== null) armed.send(JSON.stringify(mergeRecord((h.state as NonNullable<HostRun['state']>).records, s.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
-          armed.end();
-          await armed.waitFor(['committed']).catch(async () => {
-            h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };
-            await armed.done;
-          });
+          const records = [JSON.stringify(mergeRecord(h.state?.records ?? new Map(), releaseTarget, { status: 'complete', activatedAt: t }))];
+          if (p.from !== null) records.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
+          const done = await commitSwitch(p.session, records);
+          if (done.kind === 'committed') per.set(h, { ...p, phase: 'committed' });
+          else h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };
         } else {
-          armed.send('back');
-          armed.send('');
-          armed.end();
-          const back = await armed.waitFor(['back']).catch(() => undefined);
-          s.outcome = back ? 'unchanged' : 'unknown';
+          // No journal line and no records: the host goes back to where it was, as if nothing happened.
+          const back = await switchBack(p.session, ['']);
+          per.set(h, { ...p, phase: back.kind === 'back' ? 'back' : 'back-lost' });
         }
       }),
     );
     await releaseAll();
-    const hostSkewMs = hostClockSkew(movers.map((h) => per.get(h)?.armed).filter((x): x is RunningRemote => x !== undefined && x.frames.some((f) => f.tag === 'switched')));
+    const hostSkewMs = hostClockSkew(switched.map(({ p }) => p.session));
     const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }) };
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });

@@ -1,0 +1,87 @@
+/**
+ * The fleet's side of the armed-switch protocol that `armedTail` (remote/script.ts) speaks on a
+ * host: wait for `ready`, send `go` to every armed host at once, read the hooks' and health
+ * check's verdict, then `commit` or `back` (or `abort` before the switch). Fleet deploy, its
+ * waves and fleet rollback all drive their hosts through these functions.
+ */
+import type { ExecResult, RunningRemote } from './ssh.ts';
+
+/** What the protocol needs of a running host program: its frames, its stdin, its end. */
+export type Session = Pick<RunningRemote, 'frames' | 'waitFor' | 'send' | 'end' | 'done'>;
+
+/** A host program after its preparation: armed (waiting for `go`), or ended without arming. */
+export type ArmAnswer<S extends Session> = { kind: 'armed'; session: S } | { kind: 'refused'; result: ExecResult };
+
+/** Waits until the host is armed; a program that ends first (an `error` frame, a lost connection) is read to its end. */
+export async function awaitArmed<S extends Session>(session: S): Promise<ArmAnswer<S>> {
+  const frame = await session.waitFor(['ready', 'error']).catch(() => undefined);
+  if (frame?.tag === 'ready') return { kind: 'armed', session };
+  return { kind: 'refused', result: await session.done };
+}
+
+/** What one host answered to `go`: `lost` means it is on either release (the word went out). */
+export type SwitchAnswer = { kind: 'switched'; afterMs: number } | { kind: 'switch-failed'; message: string } | { kind: 'lost' };
+
+/** Sends `go` to every session in the same tick (before awaiting any answer), then collects the answers in order. */
+export async function switchTogether(sessions: readonly Session[]): Promise<SwitchAnswer[]> {
+  const sentAt = performance.now();
+  for (const s of sessions) s.send('go');
+  return Promise.all(
+    sessions.map(async (s): Promise<SwitchAnswer> => {
+      try {
+        const f = await s.waitFor(['switched', 'switch-failed']);
+        if (f.tag === 'switched') return { kind: 'switched', afterMs: (f.at ?? performance.now()) - sentAt };
+        return { kind: 'switch-failed', message: f.value.trim() || 'rename refused' };
+      } catch {
+        return { kind: 'lost' };
+      }
+    }),
+  );
+}
+
+/** A switched host's after-switch hooks and health check, done: it now waits for the fleet's decision. */
+export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; warnings: string[] } | { kind: 'lost' };
+
+export async function awaitVerdict(session: Session): Promise<Verdict> {
+  const waiting = await session.waitFor(['waiting']).catch(() => undefined);
+  if (!waiting) return { kind: 'lost' };
+  const warnings = session.frames.filter((f) => f.tag === 'warning').map((f) => f.value);
+  const health = session.frames.find((f) => f.tag === 'health')?.value;
+  return { kind: 'waiting', warnings, ...(health === 'ok' || health === 'failed' ? { health } : {}) };
+}
+
+/** `commit`, then one line per release record the host writes (ArmedTail.commitRecords); the host prunes and releases its lock. */
+export async function commitSwitch(session: Session, records: readonly string[]): Promise<{ kind: 'committed' } | { kind: 'failed'; result: ExecResult }> {
+  session.send('commit');
+  for (const line of records) session.send(line);
+  session.end();
+  const done = await session.waitFor(['committed']).catch(() => undefined);
+  return done ? { kind: 'committed' } : { kind: 'failed', result: await session.done };
+}
+
+/**
+ * `back`, then the journal line and one line per record (ArmedTail.backRecords). `switched-back`:
+ * current is on the old release again but the program did not finish (its lock and journal are
+ * left for recovery); `lost`: not known whether it went back.
+ */
+export async function switchBack(session: Session, lines: readonly string[]): Promise<{ kind: 'back' } | { kind: 'switched-back' | 'lost'; result: ExecResult }> {
+  session.send('back');
+  for (const line of lines) session.send(line);
+  session.end();
+  const done = await session.waitFor(['back']).catch(() => undefined);
+  if (done) return { kind: 'back' };
+  const result = await session.done;
+  return { kind: result.frames.some((f) => f.tag === 'switched-back') ? 'switched-back' : 'lost', result };
+}
+
+/** Disarms a host that has not switched (any word but `go` does), and waits for its program to end. */
+export async function disarm(session: Session): Promise<ExecResult> {
+  session.send('abort');
+  session.end();
+  return session.done;
+}
+
+/** The host program released the lock itself (after `commit` or `back`): there is nothing left to unlock. */
+export function releasedByProgram(session: Session): boolean {
+  return session.frames.some((f) => f.tag === 'committed' || f.tag === 'back');
+}

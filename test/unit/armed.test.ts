@@ -1,0 +1,156 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether, type Session } from '../../src/remote/armed.ts';
+import type { Frame } from '../../src/remote/facts.ts';
+import type { ExecResult } from '../../src/remote/ssh.ts';
+
+/**
+ * A host program in memory, speaking the frame protocol as `armedTail` does: `reply` decides which
+ * frames answer each line sent; `exit` ends the program (a lost connection when `code` is 255).
+ */
+class ScriptedHost implements Session {
+  frames: Frame[] = [];
+  sent: string[] = [];
+  constructor(
+    /** Every line sent to every host of a test, in order: shows what went out before any answer. */
+    private readonly log: string[],
+    private readonly reply: (line: string, host: ScriptedHost) => void = () => undefined,
+  ) {}
+  private waiters: { tags: readonly string[]; resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];
+  private ended = false;
+  private finish: (r: ExecResult) => void = () => undefined;
+  readonly done = new Promise<ExecResult>((resolve) => {
+    this.finish = resolve;
+  });
+
+  emit(tag: string, value = ''): void {
+    const frame: Frame = { tag, value, at: performance.now() };
+    this.frames.push(frame);
+    for (const w of [...this.waiters]) {
+      if (w.tags.includes(tag)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(frame);
+      }
+    }
+  }
+
+  exit(code: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const w of this.waiters.splice(0)) w.reject(new Error('ended'));
+    this.finish({ code, signal: null, frames: this.frames, stderr: '' });
+  }
+
+  waitFor(tags: readonly string[]): Promise<Frame> {
+    const seen = this.frames.find((f) => tags.includes(f.tag));
+    if (seen) return Promise.resolve(seen);
+    if (this.ended) return Promise.reject(new Error('ended'));
+    return new Promise((resolve, reject) => this.waiters.push({ tags, resolve, reject }));
+  }
+
+  send(line: string): boolean {
+    if (this.ended) return false;
+    this.sent.push(line);
+    this.log.push(line);
+    // Answers come later, as from a real pipe: never within the send.
+    setImmediate(() => this.reply(line, this));
+    return true;
+  }
+
+  end(): void {
+    setImmediate(() => this.exit(0));
+  }
+}
+
+void test('go reaches every armed host before any host answers; answers come back in order with their kind', async () => {
+  const log: string[] = [];
+  const answered: string[] = [];
+  const ok = new ScriptedHost(log, (line, h) => {
+    if (line === 'go') {
+      answered.push(`ok after ${log.length} sent`);
+      h.emit('switched', 'r2');
+    }
+  });
+  const refused = new ScriptedHost(log, (line, h) => {
+    if (line === 'go') h.emit('switch-failed', '  ');
+  });
+  const gone = new ScriptedHost(log, (line, h) => {
+    if (line === 'go') h.exit(255);
+  });
+  const answers = await switchTogether([ok, refused, gone]);
+  assert.deepEqual(log, ['go', 'go', 'go']);
+  assert.deepEqual(answered, ['ok after 3 sent']);
+  assert.equal(answers[0]?.kind, 'switched');
+  assert.ok(answers[0]?.kind === 'switched' && answers[0].afterMs >= 0);
+  // An empty refusal still tells the reader what happened.
+  assert.deepEqual(answers[1], { kind: 'switch-failed', message: 'rename refused' });
+  assert.deepEqual(answers[2], { kind: 'lost' });
+});
+
+void test('a host that ends before ready is refused with its whole result; a ready one is armed', async () => {
+  const log: string[] = [];
+  const bad = new ScriptedHost(log);
+  bad.emit('error', 'UNKNOWN_RELEASE');
+  bad.exit(1);
+  const refused = await awaitArmed(bad);
+  assert.equal(refused.kind, 'refused');
+  assert.ok(refused.kind === 'refused' && refused.result.code === 1 && refused.result.frames.some((f) => f.tag === 'error'));
+  const good = new ScriptedHost(log);
+  good.emit('ready', 'r2');
+  assert.equal((await awaitArmed(good)).kind, 'armed');
+});
+
+void test('the verdict carries the health result and warnings; a program that ends first is lost', async () => {
+  const h = new ScriptedHost([]);
+  h.emit('warning', 'after-switch hook 1 exited with code 3');
+  h.emit('health', 'failed');
+  h.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(h), { kind: 'waiting', warnings: ['after-switch hook 1 exited with code 3'], health: 'failed' });
+  const quiet = new ScriptedHost([]);
+  quiet.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(quiet), { kind: 'waiting', warnings: [] });
+  const gone = new ScriptedHost([]);
+  gone.exit(255);
+  assert.deepEqual(await awaitVerdict(gone), { kind: 'lost' });
+});
+
+void test('commit sends the word then the record lines; the host program releasing its lock is seen', async () => {
+  const h = new ScriptedHost([], (line, host) => {
+    if (host.sent.length === 2 && line === '{"id":"r2"}') host.emit('committed', 'r2');
+  });
+  assert.deepEqual(await commitSwitch(h, ['{"id":"r2"}']), { kind: 'committed' });
+  assert.deepEqual(h.sent, ['commit', '{"id":"r2"}']);
+  assert.equal(releasedByProgram(h), true);
+  const failing = new ScriptedHost([]);
+  const answer = await commitSwitch(failing, ['{}']);
+  assert.equal(answer.kind, 'failed');
+  assert.equal(releasedByProgram(failing), false);
+});
+
+void test('back: finished, switched back without finishing, or not known', async () => {
+  const whole = new ScriptedHost([], (line, host) => {
+    if (line === 'j') {
+      host.emit('switched-back', 'r1');
+      host.emit('back', 'r2');
+    }
+  });
+  assert.deepEqual(await switchBack(whole, ['j']), { kind: 'back' });
+  assert.deepEqual(whole.sent, ['back', 'j']);
+  const half = new ScriptedHost([], (line, host) => {
+    if (line === 'j') {
+      host.emit('switched-back', 'r1');
+      host.exit(1);
+    }
+  });
+  assert.equal((await switchBack(half, ['j'])).kind, 'switched-back');
+  const gone = new ScriptedHost([]);
+  gone.exit(255);
+  assert.equal((await switchBack(gone, ['j'])).kind, 'lost');
+});
+
+void test('disarm sends a word other than go and waits for the program to end', async () => {
+  const h = new ScriptedHost([]);
+  const result = await disarm(h);
+  assert.deepEqual(h.sent, ['abort']);
+  assert.equal(result.code, 0);
+});
