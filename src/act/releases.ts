@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import { fsyncDir } from './durable.ts';
 import { releasePath, type Layout } from './layout.ts';
+import { trashPath, stagingArea } from './staging.ts';
 import { readCurrent } from './switch.ts';
 
 /** Names of the directories under `releases/`. */
@@ -20,8 +20,9 @@ export async function listReleaseDirs(layout: Layout): Promise<string[]> {
 /**
  * The only way a release is ever deleted. It re-reads `current` at the last moment and
  * refuses the live release and any protected one (the rollback target); the release is
- * renamed into `.tmp/` first, so a half-deleted tree never sits under `releases/`.
- * With `deferDelete` the renamed tree is left in `.tmp/` and its path returned, for the
+ * renamed to a trash name first (in `.tmp/`, or hidden in `releases/` when that is another
+ * mount), so a half-deleted tree never sits under a release's name.
+ * With `deferDelete` the renamed tree is left as trash and its path returned, for the
  * caller to delete with `deleteTrash()` once the lock is released.
  */
 export async function removeRelease(
@@ -35,8 +36,9 @@ export async function removeRelease(
   if (id === liveId || protect.has(id)) {
     throw new DeployError('INTERNAL', `refusing to delete release ${id}: it is ${id === liveId ? 'current' : 'protected'}`);
   }
-  const trash = path.join(layout.tmp, `trash.${id}.${randomBytes(6).toString('hex')}`);
   await fs.promises.mkdir(layout.tmp, { recursive: true });
+  // On the mount of releases/: a rename out of it to another filesystem fails with EXDEV.
+  const trash = trashPath(await stagingArea(layout), id);
   try {
     await fs.promises.rename(releasePath(layout, id), trash);
   } catch (error) {

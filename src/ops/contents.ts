@@ -6,6 +6,7 @@ import { failpoint } from '../act/failpoints.ts';
 import { createSharedTargets, linkShared, missingSharedTargets, sharedMissingError } from '../act/shared.ts';
 import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
 import type { ReleaseRecord } from '../act/state.ts';
+import type { StagingArea } from '../act/staging.ts';
 import { deviceOf, nearestExistingDir, previousFiles, probeClone } from '../act/strategy.ts';
 import type { LinkSource } from '../act/copy.ts';
 import { trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
@@ -73,7 +74,7 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
   if (strategy === 'reflink') {
     const sample = firstFile(scan);
     // The probe file is removed at once: a refused strategy leaves the root as it was.
-    const probe = sample ? await probeClone(sample, nearestExistingDir(layout.tmp)) : ({ kind: 'cloned' } as const);
+    const probe = sample ? await probeClone(sample, nearestExistingDir(layout.releases)) : ({ kind: 'cloned' } as const);
     if (probe.kind === 'unsupported') {
       throw new DeployError('UNSUPPORTED_PLATFORM', `--strategy reflink: cannot clone files from ${scan.dir} into ${layout.root} (${probe.errno}); copy-on-write clones need the source and the root on one btrfs or xfs (reflink=1) filesystem`, {
         hint: 'use --strategy auto to clone where the filesystem can and copy elsewhere',
@@ -144,22 +145,22 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
 }
 
 /** Decides, under the lock, which files are linked from the previous release and which are copied. */
-export async function planFiles(layout: Layout, plan: ContentsPlan, previous: string | null, previousRecord: ReleaseRecord | undefined, emit: EventSink, signal?: AbortSignal): Promise<FilePlan> {
+export async function planFiles(layout: Layout, area: StagingArea, plan: ContentsPlan, previous: string | null, previousRecord: ReleaseRecord | undefined, emit: EventSink, signal?: AbortSignal): Promise<FilePlan> {
   const result: FilePlan = {};
   const sample = firstFile(plan.scan);
   if (plan.strategy === 'reflink') result.cloned = true;
   else if (plan.strategy === 'copy') result.cloned = false;
   else if (sample) {
     // A `stage.` name: recovery sweeps it if a crash lands between the clone and its removal.
-    const probe = await probeClone(sample, layout.tmp, 'stage.clone-probe');
+    const probe = await probeClone(sample, area.dir, `${area.prefix}stage.clone-probe`);
     result.cloned = probe.kind === 'unknown' ? undefined : probe.kind === 'cloned';
   }
   if (plan.strategy !== 'hardlink' || previous === null) return result;
 
   const prevDir = releasePath(layout, previous);
-  if (deviceOf(prevDir) !== deviceOf(layout.tmp)) {
-    throw new DeployError('UNSUPPORTED_PLATFORM', `--strategy hardlink: release ${previous} and ${layout.tmp} are on different filesystems, and a hardlink cannot cross them`, {
-      hint: 'keep releases/ and .tmp/ on one filesystem, or use --strategy auto',
+  if (deviceOf(prevDir) !== deviceOf(area.dir)) {
+    throw new DeployError('UNSUPPORTED_PLATFORM', `--strategy hardlink: release ${previous} and ${area.dir} are on different filesystems, and a hardlink cannot cross them`, {
+      hint: 'keep every release on the filesystem of releases/, or use --strategy auto',
     });
   }
   const files: FileFacts[] = plan.scan.entries

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +8,7 @@ import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
+import { stagePath, stagingArea } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
 import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
@@ -261,7 +261,10 @@ export async function deploy(source: string, root: string, options: DeployOption
       throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });
     }
     const finalPath = releasePath(layout, id);
-    const staging = path.join(layout.tmp, `stage.${id}.${randomBytes(6).toString('hex')}`);
+    // Staged on the mount of releases/, so the rename that places it cannot fail with EXDEV.
+    const area = await stagingArea(layout);
+    if (area.dir === layout.releases) emit({ type: 'step', message: 'releases/ is on another filesystem than .tmp/: staging inside releases/' });
+    const staging = stagePath(area, id);
     const journal: Journal = { v: 1, op: 'deploy', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: id, previous, phase: 'copying' };
     let placed = false;
     let switched = false;
@@ -272,7 +275,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let totals = { files: scan.files, bytes: scan.bytes };
     let digest = '';
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
-    const files = await planFiles(layout, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
+    const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${scan.files} files are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {

@@ -5,7 +5,7 @@ import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
 import { clearJournal, readJournal, readRecords, removeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
-import { planRecovery, type RecoveryAction } from '../plan/journal.ts';
+import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
 import { orderReleases, rollbackTarget, type ReleaseFacts } from '../plan/releases.ts';
 
 export interface ReleaseView extends ReleaseFacts {
@@ -90,6 +90,12 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
     }
     const line = describeAction(action);
     if (line) done.push(line);
+  }
+  // Staging copies and trash kept inside releases/ (another mount than .tmp/); current never names them.
+  for (const name of await fs.promises.readdir(layout.releases).catch(() => [] as string[])) {
+    if (!isReleasesLeftover(name) || name === currentId) continue;
+    await fs.promises.rm(path.join(layout.releases, name), { recursive: true, force: true });
+    done.push(`removed leftover releases/${name}`);
   }
   // A deploy cut off after writing its manifest but before placing its release leaves the manifest alone.
   if (journal?.op === 'deploy' && !fs.existsSync(path.join(layout.releases, journal.release))) await removeManifest(layout, journal.release, false);

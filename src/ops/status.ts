@@ -3,7 +3,7 @@ import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
-import { isTmpLeftover } from '../plan/journal.ts';
+import { isReleasesLeftover, isTmpLeftover } from '../plan/journal.ts';
 import { recoverRoot } from './recover.ts';
 import { openRoot } from './root.ts';
 
@@ -79,5 +79,7 @@ async function findLeftovers(layout: ReturnType<typeof openRoot>): Promise<strin
   if (journal.kind === 'garbage') found.push('an unreadable journal');
   const tmp = await fs.promises.readdir(layout.tmp).catch(() => [] as string[]);
   for (const name of tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
+  const inReleases = await fs.promises.readdir(layout.releases).catch(() => [] as string[]);
+  for (const name of inReleases.filter(isReleasesLeftover)) found.push(`releases/${name}`);
   return found;
 }

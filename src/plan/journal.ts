@@ -51,6 +51,13 @@ export function isTmpLeftover(name: string): boolean {
   return TMP_LEFTOVER.test(name);
 }
 
+/** Staging copies and trash kept inside `releases/` (on another filesystem than `.tmp/`): hidden, never ids. */
+const RELEASES_LEFTOVER = /^\.(stage|trash)\./;
+
+export function isReleasesLeftover(name: string): boolean {
+  return RELEASES_LEFTOVER.test(name);
+}
+
 /** Decides recovery after a crash: finish what switched, undo what did not, never touch current. */
 export function planRecovery(journal: Journal | null, facts: RecoveryFacts): RecoveryAction[] {
   const actions: RecoveryAction[] = facts.tmpEntries

@@ -68,6 +68,10 @@ export function leftovers(root: string): string[] {
   for (const name of readdirOr(path.join(root, '.tmp'))) {
     if (/^(current|stage|trash|link)\./.test(name)) found.push(`.tmp/${name}`);
   }
+  // Where staging copies and trash go when releases/ is another mount than .tmp/.
+  for (const name of readdirOr(path.join(root, 'releases'))) {
+    if (/^\.(stage|trash)\./.test(name)) found.push(`releases/${name}`);
+  }
   if (fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json'))) found.push('.atomic-deploy/journal.json');
   return found;
 }
@@ -115,7 +119,8 @@ export interface RootState {
  */
 export function checkRoot(root: string, check: RootCheck): { problems: string[]; state: RootState } {
   const problems: string[] = [];
-  const releases = readdirOr(path.join(root, 'releases')).sort();
+  // Hidden names are staging copies and trash (releases/ on another mount), never releases.
+  const releases = readdirOr(path.join(root, 'releases')).filter((n) => !n.startsWith('.')).sort();
   let current: string | null = null;
   try {
     const target = fs.readlinkSync(path.join(root, 'current'));
