@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
-import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
+import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, serializeStatCache, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
@@ -149,11 +149,7 @@ export function hashFileSync(file: string, lstatted = false): { sha256: string; 
   }
 }
 
-export interface TreeHash {
-  entries: ManifestEntry[];
-  /** Paths of FIFOs, sockets and devices: no manifest entry can describe them. */
-  special: { path: string; kind: string }[];
-}
+export type TreeHash = ReleaseTree;
 
 /** Yields to the event loop, so a signal is seen during a long synchronous walk. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

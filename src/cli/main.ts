@@ -18,6 +18,7 @@ import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, p
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { deploySummary, renderPlan } from './render-lifecycle.ts';
+import { fleetVerifyCli } from './fleet-verify.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -79,10 +80,12 @@ Examples:
   verify: `
 Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
 2 it has no manifest or its manifest cannot be trusted (nothing was checked).
+With --host: 5 if any host differs, else 1 if a host was not reached, else 2 as above.
 
 Examples:
   $ atomic-deploy verify /srv/www/app                   the live release
-  $ atomic-deploy verify /srv/www/app --release 20261127101500 --json`,
+  $ atomic-deploy verify /srv/www/app --release 20261127101500 --json
+  $ atomic-deploy verify /srv/www/app --host web1 --host web2   re-hashed on each host`,
   unlock: `
 Examples:
   $ atomic-deploy unlock /srv/www/app           only if the holder is provably gone
@@ -258,15 +261,20 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
   });
 
-  common(
+  common(addFleetFlags(
     program
       .command('verify')
       .description('re-hash a release (default: the live one) and list every path that differs from its manifest')
       .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--release <id>', 'release to check instead of the live one')
       .addHelpText('after', EXAMPLES.verify),
-  ).action(async (rootArg: string | undefined, flags: CommonFlags & { release?: string }) => {
+  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { release?: string }) => {
     const out = use(flags);
+    const hosts = fleetHostsFrom(flags, config());
+    if (hosts) {
+      exitCode = await fleetVerifyCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { release: flags.release });
+      return;
+    }
     const result = await verify(rootOf(rootArg), { release: flags.release, signal });
     afterSignal();
     if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;

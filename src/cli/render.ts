@@ -52,7 +52,7 @@ export function renderStatus(result: StatusResult): string {
 }
 
 /** A path as it can be printed on one line: quoted and escaped when it holds control characters. */
-function printable(p: string): string {
+export function printable(p: string): string {
   for (let i = 0; i < p.length; i++) {
     const c = p.charCodeAt(i);
     if (c < 0x20 || c === 0x7f) return JSON.stringify(p);

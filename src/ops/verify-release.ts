@@ -5,7 +5,7 @@ import { hashTree, readManifest } from '../act/manifest.ts';
 import { readRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
-import { comparePaths, diffManifests, type Difference } from '../plan/manifest.ts';
+import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { openRoot } from './root.ts';
 
@@ -81,13 +81,7 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
     throw ioError(`hashing release ${id}`, error);
   }
   if (options.signal?.aborted) throw interrupted(options.signal);
-  const differences = diffManifests(load.manifest, { entries: tree.entries });
-  const listed = new Set(load.manifest.entries.map((e) => e.path));
-  // A FIFO, socket or device has no manifest entry: it replaced what was listed, or was added.
-  for (const s of tree.special) {
-    differences.push(listed.has(s.path) ? { path: s.path, kind: 'type', actual: s.kind } : { path: s.path, kind: 'added', actual: s.kind });
-  }
-  differences.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
+  const differences = diffRelease(load.manifest, tree);
   const count = (type: string): number => load.manifest.entries.filter((e) => e.type === type).length;
   return {
     root: layout.root,

@@ -173,6 +173,25 @@ export function diffManifests(expected: Manifest, actual: Manifest): Difference[
   return out.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
 }
 
+/** A release as found on disk: manifest entries, plus what no entry can describe (FIFOs, sockets, devices). */
+export interface ReleaseTree {
+  entries: ManifestEntry[];
+  special: { path: string; kind: string }[];
+}
+
+/**
+ * Every difference between a release as found (`tree`) and its manifest, sorted by path. A FIFO,
+ * socket or device has no manifest entry: it replaced what was listed (`type`), or was added.
+ */
+export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[] {
+  const differences = diffManifests(expected, { entries: tree.entries });
+  const listed = new Set(expected.entries.map((e) => e.path));
+  for (const s of tree.special) {
+    differences.push(listed.has(s.path) ? { path: s.path, kind: 'type', actual: s.kind } : { path: s.path, kind: 'added', actual: s.kind });
+  }
+  return differences.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
+}
+
 /**
  * Files of `build` whose bytes a release described by `have` already holds at the same path
  * (same size and SHA-256): the only files an incremental release may take from there instead of

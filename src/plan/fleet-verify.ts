@@ -1,0 +1,119 @@
+/**
+ * `verify --host`: a release as a host listed it (find, stat and sha256sum on the host, see
+ * remote/verify-script.ts) turned back into manifest entries, and one verdict for the fleet.
+ *
+ * Pure: frames in, entries and exit codes out.
+ */
+import { comparePaths, type ManifestEntry, type ReleaseTree } from './manifest.ts';
+
+/** One NUL-framed pair as the host printed it. */
+export interface ListingFrame {
+  tag: string;
+  value: string;
+}
+
+const S_IFMT = 0o170000;
+
+function kindOf(mode: number): 'dir' | 'file' | 'FIFO' | 'socket' | 'device' | 'special file' {
+  switch (mode & S_IFMT) {
+    case 0o040000:
+      return 'dir';
+    case 0o100000:
+      return 'file';
+    case 0o010000:
+      return 'FIFO';
+    case 0o140000:
+      return 'socket';
+    case 0o020000:
+    case 0o060000:
+      return 'device';
+    default:
+      return 'special file';
+  }
+}
+
+/** `./a/b` (what find prints) as a manifest path; undefined for anything find would not print. */
+function relOf(found: string): string | undefined {
+  return found.startsWith('./') && found.length > 2 ? found.slice(2) : undefined;
+}
+
+/** `<hex mode> <size>`, stat -c '%f %s'. */
+function statOf(text: string): { mode: number; size: number } | undefined {
+  const m = /^([0-9a-f]{1,8}) (\d+)$/.exec(text);
+  if (!m?.[1] || !m[2]) return undefined;
+  return { mode: Number.parseInt(m[1], 16), size: Number(m[2]) };
+}
+
+/** The hash of a `sha256sum` line, whatever name follows it. */
+const hashOf = (line: string): string | undefined => /^([0-9a-f]{64}) [ *]/.exec(line)?.[1];
+
+/**
+ * The release as the host listed it: a `stat` frame (`<hex mode> <size> ./path` a line), a `sums`
+ * frame (sha256sum lines) for the plain names, then for each symlink a `link` frame and its
+ * `target` (readlink's output, one newline added), and for each name holding a newline, a carriage
+ * return or a backslash (which sha256sum would escape) an `odd` frame with its `odd-stat` and `odd-sum`.
+ * A file the host could not hash is listed with an empty hash, so it shows as modified.
+ */
+export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
+  const stats = new Map<string, { mode: number; size: number }>();
+  const sums = new Map<string, string>();
+  const links = new Map<string, string>();
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i] as ListingFrame;
+    if (f.tag === 'stat') {
+      for (const line of f.value.split('\n')) {
+        const m = /^([0-9a-f]{1,8} \d+) (.*)$/.exec(line);
+        const st = m?.[1] ? statOf(m[1]) : undefined;
+        const rel = m?.[2] === undefined ? undefined : relOf(m[2]);
+        if (st && rel !== undefined) stats.set(rel, st);
+      }
+    } else if (f.tag === 'sums') {
+      for (const line of f.value.split('\n')) {
+        const hash = hashOf(line);
+        const rel = hash === undefined ? undefined : relOf(line.slice(66));
+        if (hash !== undefined && rel !== undefined) sums.set(rel, hash);
+      }
+    } else if (f.tag === 'link' && frames[i + 1]?.tag === 'target') {
+      const rel = relOf(f.value);
+      const target = (frames[i + 1] as ListingFrame).value;
+      if (rel !== undefined) links.set(rel, target.endsWith('\n') ? target.slice(0, -1) : target);
+      i += 1;
+    } else if (f.tag === 'odd' && frames[i + 1]?.tag === 'odd-stat' && frames[i + 2]?.tag === 'odd-sum') {
+      const rel = relOf(f.value);
+      const st = statOf((frames[i + 1] as ListingFrame).value.replace(/\n$/, ''));
+      const hash = hashOf((frames[i + 2] as ListingFrame).value);
+      if (rel !== undefined && st) {
+        stats.set(rel, st);
+        if (hash !== undefined) sums.set(rel, hash);
+      }
+      i += 2;
+    }
+  }
+  const tree: ReleaseTree = { entries: [], special: [] };
+  for (const [rel, st] of stats) {
+    const kind = kindOf(st.mode);
+    if (kind === 'dir') tree.entries.push({ path: rel, type: 'dir', mode: st.mode & 0o7777 });
+    else if (kind === 'file') tree.entries.push({ path: rel, type: 'file', mode: st.mode & 0o7777, size: st.size, sha256: sums.get(rel) ?? '' });
+    else tree.special.push({ path: rel, kind });
+  }
+  for (const [rel, target] of links) tree.entries.push({ path: rel, type: 'symlink', target });
+  tree.entries.sort((a: ManifestEntry, b: ManifestEntry) => comparePaths(a.path, b.path));
+  tree.special.sort((a, b) => comparePaths(a.path, b.path));
+  return tree;
+}
+
+/** One host's outcome: checked (identical or not), or not checked with the exit code its error carries. */
+export type HostVerifyOutcome = { checked: true; identical: boolean } | { checked: false; exitCode: number };
+
+/**
+ * The fleet's exit code. A host that differs wins (5): it is a finding, and a host that could
+ * not be checked must not hide it. Then any failure that is not invalid input (an unreachable
+ * host: 1), then invalid input (no manifest, an untrusted one, an unknown release: 2), else 0.
+ */
+export function fleetVerifyExit(hosts: readonly HostVerifyOutcome[]): number {
+  if (hosts.some((h) => h.checked && !h.identical)) return 5;
+  const failed = hosts.filter((h): h is { checked: false; exitCode: number } => !h.checked);
+  const other = failed.find((h) => h.exitCode !== 2);
+  if (other) return other.exitCode;
+  return failed.length > 0 ? 2 : 0;
+}

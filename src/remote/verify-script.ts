@@ -1,0 +1,50 @@
+/**
+ * The POSIX sh program behind `verify --host`: prints a release's manifest and re-hashes the
+ * release on the host itself (find, `stat -c`, sha256sum), so no release byte crosses the
+ * network. Output: the NUL-framed pairs read by plan/fleet-verify.ts.
+ */
+import { shQuote as q } from './shell.ts';
+
+/**
+ * Lists `releases/<id>` of `root` after its manifest. `expect` is the hex digest its record
+ * names: a manifest with other bytes is printed (the deploying side judges it) but the release
+ * is not hashed for nothing.
+ */
+export function verifyScript(root: string, id: string, expect: string): string {
+  return `LC_ALL=C; export LC_ALL
+nl='
+'
+cr=$(printf '\\r')
+emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+fail() { emit error "$1"; emit message "$2"; exit 1; }
+r=${q(`${root}/releases/${id}`)}; m=${q(`${root}/.atomic-deploy/manifests/${id}.json`)}
+[ -d "$r" ] && [ ! -h "$r" ] || fail UNKNOWN_RELEASE ${q(`release ${id} does not exist in ${root}/releases`)}
+# Both forms print one line per file; stat -c is GNU and BusyBox (a BSD host has neither form).
+stat -c '%f %s' -- "$r" >/dev/null 2>&1 || fail REMOTE 'verify needs stat -c (GNU coreutils or BusyBox) on the host'
+if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
+elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
+else fail REMOTE 'verify needs sha256sum or shasum on the host'; fi
+if [ ! -f "$m" ] || [ -h "$m" ]; then emit no-manifest yes; exit 0; fi
+printf 'manifest\\000'; cat -- "$m" || exit 1; printf '\\000'
+h=$($sum < "$m") || exit 1
+[ "\${h%% *}" = ${q(expect)} ] || { emit manifest-digest "\${h%% *}"; exit 0; }
+cd -- "$r" || fail IO ${q(`cannot enter release ${id}`)}
+# Plain names go through one stat and one sha256sum per batch of files; names that sha256sum would
+# escape (newline, carriage return, backslash) and symlinks get a process each, framed by name.
+printf 'stat\\000'
+find . ! -name . ! -type l ! -name "*$nl*" ! -name "*$cr*" ! -name '*\\\\*' -exec stat -c '%f %s %n' -- {} + 2>/dev/null
+printf '\\000sums\\000'
+find . -type f ! -name "*$nl*" ! -name "*$cr*" ! -name '*\\\\*' -exec $sum -- {} + 2>/dev/null
+printf '\\000'
+find . ! -name . \\( -type l -o -name "*$nl*" -o -name "*$cr*" -o -name '*\\\\*' \\) -exec sh -c '
+sum=$1; shift
+for f; do
+  if [ -h "$f" ]; then printf "link\\\\000%s\\\\000target\\\\000" "$f"; readlink -- "$f"; printf "\\\\000"
+  else
+    printf "odd\\\\000%s\\\\000odd-stat\\\\000" "$f"; stat -c "%f %s" -- "$f"; printf "\\\\000odd-sum\\\\000"
+    [ -f "$f" ] && $sum < "$f"; printf "\\\\000"
+  fi
+done' sh "$sum" {} + 2>/dev/null
+emit end verify
+`;
+}

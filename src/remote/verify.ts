@@ -1,0 +1,125 @@
+/**
+ * `verify --host`: every host re-hashes its release (default: its live one) where it lies, and
+ * the listing is compared here with the manifest its record names. Reads only; takes no lock.
+ */
+import { DeployError } from '../errors.ts';
+import { fleetVerifyExit, treeFromListing } from '../plan/fleet-verify.ts';
+import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
+import { frameValue } from './facts.ts';
+import { currentIdOf, FleetRun, hostError, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { verifyScript } from './verify-script.ts';
+
+export interface FleetVerifyOptions extends FleetOptions {
+  /** The release to check on every host (default: each host's live one). */
+  release?: string;
+}
+
+export interface FleetVerifyHost {
+  host: string;
+  root: string;
+  /** The release checked (null when the host has none live, or was not reached). */
+  release: string | null;
+  /** The digest its record names, which the manifest matched. */
+  digest?: string;
+  /** Set once the release was hashed and compared. */
+  identical?: boolean;
+  /** Every path that differs from the manifest, sorted by path. */
+  differences: Difference[];
+  files?: number;
+  dirs?: number;
+  symlinks?: number;
+  error?: HostError;
+}
+
+export interface FleetVerifyResult {
+  /** Every host was checked and matches its manifest. */
+  identical: boolean;
+  /** Hosts whose release differs from its manifest. */
+  differing: string[];
+  /** Hosts that could not be checked. */
+  unchecked: string[];
+  /** The exit code the verdict earns: 0, 5 (a host differs), 1 (a host was not reached or failed), 2 (no or an untrusted manifest). */
+  exitCode: number;
+  hosts: FleetVerifyHost[];
+}
+
+/** The release id to check on a host, or the error that says why there is none. */
+function releaseOn(h: HostRun, wanted: string | undefined): string {
+  const state = h.state;
+  if (!state?.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+  const id = wanted ?? currentIdOf(state);
+  if (id === null) throw new DeployError('UNKNOWN_RELEASE', `${h.label}: ${h.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
+  if (!state.releases.includes(id)) {
+    throw new DeployError('UNKNOWN_RELEASE', `${h.label}: release ${id} does not exist in ${h.root}/releases`, { hint: `list the releases with: atomic-deploy releases ${h.root} --host ${h.label}` });
+  }
+  return id;
+}
+
+/** Checks one host; a result whose release differs is not an error (the verdict says it). */
+async function verifyHost(h: HostRun, wanted: string | undefined): Promise<FleetVerifyHost> {
+  const { facts, state } = await h.remote.readState();
+  h.facts = facts;
+  h.state = state;
+  const id = releaseOn(h, wanted);
+  const record = state.records.get(id);
+  // Fleet deploys record the digest as `manifest`, the local engine (run on the host) as `digest`.
+  const digest = record?.manifest ?? record?.digest;
+  if (digest === undefined) {
+    throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
+      hint: `deploy the build again (atomic-deploy deploy <source> ${h.root} --host ${h.label}): every new release gets a manifest`,
+    });
+  }
+  const frames = await h.remote.run(verifyScript(h.root, id, digest.replace(/^sha256:/, '')), `verifying release ${id}`);
+  const text = frameValue(frames, 'manifest');
+  const untrusted = (problem: string): DeployError =>
+    new DeployError('MANIFEST_UNTRUSTED', `${h.label}: the manifest of release ${id} cannot be trusted: ${problem}`, {
+      hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
+    });
+  if (text === undefined) throw untrusted('it is missing');
+  const parsed = parseManifest(text, digest);
+  if (!parsed.ok) throw untrusted(parsed.problem);
+  if (frameValue(frames, 'end') !== 'verify') throw new DeployError('REMOTE', `${h.label}: the listing of release ${id} ended early`);
+  const differences = diffRelease(parsed.manifest, treeFromListing(frames));
+  const count = (type: string): number => parsed.manifest.entries.filter((e) => e.type === type).length;
+  return { host: h.label, root: h.root, release: id, digest, identical: differences.length === 0, differences, files: count('file'), dirs: count('dir'), symlinks: count('symlink') };
+}
+
+/** Verifies the release on every host; never throws for one host's failure (it is in that host's row). */
+export async function fleetVerify(root: string | undefined, options: FleetVerifyOptions): Promise<FleetVerifyResult> {
+  if (options.release !== undefined) {
+    const problem = releaseIdProblem(options.release);
+    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.release)}: ${problem}`, { hint: 'list the releases with: atomic-deploy releases <root> --host <host>' });
+  }
+  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const out = new Map<HostRun, FleetVerifyHost>();
+  try {
+    await fleet.connectAll({ ...(options.signal ? { signal: options.signal } : {}) });
+    await fleet.each(
+      fleet.hosts.filter((h) => !h.error),
+      async (h) => {
+        if (options.signal?.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted before it was checked`);
+        const result = await verifyHost(h, options.release);
+        out.set(h, result);
+        fleet.step(h, result.identical ? `release ${String(result.release)} matches its manifest` : `release ${String(result.release)} differs from its manifest (${result.differences.length})`);
+      },
+    );
+    const hosts = fleet.hosts.map((h): FleetVerifyHost => {
+      const done = out.get(h);
+      if (done && !h.error) return done;
+      const state = h.state;
+      const release = options.release ?? (state ? currentIdOf(state) : null);
+      return { host: h.label, root: h.root, release, differences: [], error: h.error ?? hostError(new DeployError('INTERNAL', `${h.label}: not checked`)) };
+    });
+    const exitCode = fleetVerifyExit(hosts.map((h) => (h.error ? { checked: false, exitCode: new DeployError(h.error.code, '').exitCode } : { checked: true, identical: h.identical === true })));
+    return {
+      identical: exitCode === 0,
+      differing: hosts.filter((h) => h.identical === false).map((h) => h.host),
+      unchecked: hosts.filter((h) => h.error).map((h) => h.host),
+      exitCode,
+      hosts,
+    };
+  } finally {
+    await fleet.close();
+  }
+}
