@@ -247,12 +247,26 @@ async function copyHashed(from: string, to: string, entry: SourceEntry, buf: Buf
   }
 }
 
+const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd');
+
+/** A name for an open descriptor's file that a rename cannot retarget (Linux /proc); elsewhere the path. */
+function pinnedPath(fd: number, from: string): string {
+  return PROC_FD ? `/proc/self/fd/${fd}` : from;
+}
+
 /**
  * A copy-on-write clone, then one read of the clone to hash it: a clone moves no bytes through
  * user space, and hashing the clone (not the source) describes exactly what the release holds.
  */
 async function cloneHashed(from: string, to: string, entry: SourceEntry, mode: number, buf: Buffer): Promise<Copied> {
-  await fs.promises.copyFile(from, to, mode);
+  // copyFile opens its source blocking: it gets the checked descriptor's own file, never a FIFO swapped in since.
+  const src = await fs.promises.open(from, OPEN_SOURCE);
+  try {
+    if (!(await src.stat()).isFile()) throw notRegular(from);
+    await fs.promises.copyFile(pinnedPath(src.fd, from), to, mode);
+  } finally {
+    await src.close();
+  }
   const dst = await fs.promises.open(to, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
   try {
     const hash = createHash('sha256');

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BIN, type CliResult } from './cli.ts';
+import { requireTool } from './swappers.ts';
 
 /** Fails (never skips) when a tool the fault tests drive is not installed. */
 export function requireTools(...tools: string[]): void {
@@ -152,4 +153,39 @@ export function invocationOf(
   const target = calls.find((c, i) => c.syscall === syscall && pick(c, i, calls));
   assert.ok(target, `no ${syscall} call matched in the trace`);
   return calls.filter((c) => c.tid === target.tid && c.syscall === syscall).indexOf(target) + 1;
+}
+
+/** Mounts a fresh filesystem: a loop image for btrfs/xfs, or a small tmpfs. Unmounted after the test. */
+export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs' | 'tmpfs'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `atomic-deploy-${type}-`));
+  const mnt = path.join(dir, 'mnt');
+  fs.mkdirSync(mnt);
+  const mount = requireTool('mount', 'mount');
+  const umount = requireTool('umount', 'mount');
+  // One clean-up, unmount first: a recursive delete must never walk into a mounted filesystem.
+  t.after(() => {
+    try {
+      execFileSync(umount, [mnt], { stdio: 'pipe' });
+    } catch {
+      // Not mounted (mkfs failed), or busy: then detach it lazily.
+      try {
+        execFileSync(umount, ['-l', mnt], { stdio: 'pipe' });
+      } catch {
+        // was never mounted
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  if (type === 'tmpfs') {
+    execFileSync(mount, ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt]);
+  } else {
+    const mkfs = type === 'btrfs' ? requireTool('mkfs.btrfs', 'btrfs-progs') : requireTool('mkfs.xfs', 'xfsprogs');
+    const image = path.join(dir, `${type}.img`);
+    // xfs refuses filesystems under 300 MB; the image is sparse, so this costs little.
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 320 * 1024 * 1024);
+    execFileSync(mkfs, type === 'btrfs' ? ['-q', image] : ['-q', '-m', 'reflink=1', image], { stdio: 'pipe' });
+    execFileSync(mount, ['-o', 'loop', image, mnt]);
+  }
+  return mnt;
 }

@@ -26,6 +26,8 @@ interface Case {
   setup: (ctx: Ctx) => string[] | Promise<string[]>;
   code: number;
   message: RegExp;
+  /** The `hint:` line must be there and match. */
+  hint?: RegExp;
   /** Run as this user (setpriv) instead of root. */
   user?: string;
   /** The command fails only after taking the lock: contents unchanged, directory times may move. */
@@ -77,6 +79,17 @@ const CASES: Case[] = [
     user: 'daemon',
     code: 2,
     message: /cannot read .*d1: EACCES/,
+    hint: /^hint: make the build readable by the user that deploys \(for example: chmod -R u\+rX <source>\)$/,
+  },
+  {
+    // Found by the copy, under the lock: the hint is about the source, not the root's owner.
+    name: 'unreadable file in the source (another user)',
+    setup: (c) => (fs.chmodSync(path.join(c.src, 'd0', 'f0.txt'), 0o000), deployTo(c)),
+    user: 'daemon',
+    code: 2,
+    message: /cannot read .*d0\/f0\.txt: permission denied; nothing was deployed/,
+    hint: /^hint: make the build readable by the user that deploys \(for example: chmod -R u\+rX <source>\)$/,
+    underLock: true,
   },
   { name: 'missing source named with a newline', setup: (c) => ['deploy', path.join(c.dir, 'no\nsuch'), c.root], code: 2, message: /no\\nsuch does not exist/ },
   { name: 'missing source named with a terminal escape', setup: (c) => ['deploy', path.join(c.dir, 'x\x1b]0;owned\x07'), c.root], code: 2, message: /x\\u001b\]0;owned\\u0007 does not exist/ },
@@ -225,6 +238,7 @@ async function checkCase(c: Case, dir: string, fx: Ctx): Promise<string | undefi
   if (lines.filter((l) => l.startsWith('error: ')).length !== 1) problems.push('not exactly one error line');
   if (!lines.every((l) => l.startsWith('error: ') || l.startsWith('hint: '))) problems.push('a line that is neither error: nor hint:');
   if (!c.message.test(lines[0] ?? '')) problems.push(`error line does not match ${String(c.message)}`);
+  if (c.hint && !lines.some((l) => c.hint?.test(l))) problems.push(`no hint line matching ${String(c.hint)}`);
   if (/unexpected failure|\n\s+at /.test(result.stderr)) problems.push('a stack trace');
   const changed = after.filter((l, i) => before[i] !== l).concat(before.length !== after.length ? ['(entries added or removed)'] : []);
   if (changed.length > 0) problems.push(`changed on disk: ${changed.slice(0, 3).join(' | ')}`);

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+import { mountFs } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
 
 interface Json {
@@ -17,43 +17,6 @@ interface Json {
   copied?: number;
   files?: number;
   error?: { code: string; message: string; hint?: string };
-}
-
-type Ctx = { after(fn: () => void): void; diagnostic(message: string): void };
-
-/** Mounts a fresh filesystem: a loop image for btrfs/xfs, or a small tmpfs. Unmounted after the test. */
-function mountFs(t: Ctx, type: 'btrfs' | 'xfs' | 'tmpfs'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `atomic-deploy-${type}-`));
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  const mount = requireTool('mount', 'mount');
-  const umount = requireTool('umount', 'mount');
-  // One clean-up, unmount first: a recursive delete must never walk into a mounted filesystem.
-  t.after(() => {
-    try {
-      execFileSync(umount, [mnt], { stdio: 'pipe' });
-    } catch {
-      // Not mounted (mkfs failed), or busy: then detach it lazily.
-      try {
-        execFileSync(umount, ['-l', mnt], { stdio: 'pipe' });
-      } catch {
-        // was never mounted
-      }
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  if (type === 'tmpfs') {
-    execFileSync(mount, ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt]);
-  } else {
-    const mkfs = type === 'btrfs' ? requireTool('mkfs.btrfs', 'btrfs-progs') : requireTool('mkfs.xfs', 'xfsprogs');
-    const image = path.join(dir, `${type}.img`);
-    // xfs refuses filesystems under 300 MB; the image is sparse, so this costs little.
-    fs.writeFileSync(image, '');
-    fs.truncateSync(image, 320 * 1024 * 1024);
-    execFileSync(mkfs, type === 'btrfs' ? ['-q', image] : ['-q', '-m', 'reflink=1', image], { stdio: 'pipe' });
-    execFileSync(mount, ['-o', 'loop', image, mnt]);
-  }
-  return mnt;
 }
 
 /** Physical extents of a file and whether FIEMAP flags them shared, from `filefrag -v`. */
