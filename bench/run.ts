@@ -15,6 +15,7 @@ import { runStartupBench } from './startup.ts';
 import { runSwitchBench } from './switch.ts';
 import { runThroughput } from './throughput.ts';
 import { runVerifyBench } from './verify.ts';
+import { runManifestTargetsBench } from './manifest-targets.ts';
 import { saveResult, writeReport } from './lib/report.ts';
 import type { Result } from './lib/report.ts';
 
@@ -43,6 +44,7 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'fleet-scale', run: ({ quick, log }) => runFleetScaleBench({ quick, log }) },
   { name: 'stale-scan', run: ({ quick, log }) => runStaleScanBench({ quick, log }) },
   { name: 'artifact', run: ({ quick, log }) => runArtifactBench({ quick, log }) },
+  { name: 'manifest-targets', run: ({ quick, log }) => runManifestTargetsBench({ quick, log }) },
 ];
 
 /** The race table with our rows (library switch, CLI deploy) after the reference ones. */

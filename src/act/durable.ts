@@ -22,12 +22,20 @@ export function isFullDisk(error: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-export async function writeFileAtomic(file: string, data: string, durable = true): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Iterable<string>, durable = true): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
   const handle = await fs.promises.open(tmp, 'wx', 0o644);
   try {
-    await handle.writeFile(data);
+    if (typeof data === 'string') await handle.writeFile(data);
+    // Piece by piece: a large file (a 100k-entry manifest) is never one string in memory.
+    else {
+      for (const piece of data) {
+        const bytes = Buffer.from(piece);
+        // A short write (a disk filling up) is continued, never left as a silently cut file.
+        for (let at = 0; at < bytes.length; ) at += (await handle.write(bytes, at, bytes.length - at)).bytesWritten;
+      }
+    }
     if (durable) await handle.sync();
   } catch (error) {
     // A full disk fails the write after the name exists: the empty temp file must not stay.

@@ -8,9 +8,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
-import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
+import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
-import { parseStatCache, serializeStatCache, type FileStamp } from '../plan/stat-cache.ts';
+import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
 import type { Layout } from './layout.ts';
 
@@ -50,16 +50,23 @@ export async function sweepStateTemps(layout: Layout): Promise<string[]> {
  * live release never lacks the manifest its record names). Returns its digest for the record.
  */
 export async function writeManifest(layout: Layout, id: string, entries: readonly ManifestEntry[], durable: boolean): Promise<string> {
-  const text = serializeManifest(entries);
   await fs.promises.mkdir(manifestDir(layout), { recursive: true, mode: 0o755 });
-  await writeFileAtomic(manifestFile(layout, id), text, durable);
-  return manifestDigest(text);
+  const hash = createHash('sha256');
+  // Hashed as it is written: the digest is of exactly the bytes that reach the file.
+  const hashed = function* (): Generator<string> {
+    for (const piece of manifestChunks(entries)) {
+      hash.update(piece);
+      yield piece;
+    }
+  };
+  await writeFileAtomic(manifestFile(layout, id), hashed(), durable);
+  return `sha256:${hash.digest('hex')}`;
 }
 
 /** Writes the stat cache; never made durable on its own: a lost or stale cache only costs a re-hash. */
 export async function writeStatCache(layout: Layout, id: string, stamps: ReadonlyMap<string, FileStamp>): Promise<void> {
   await fs.promises.mkdir(manifestDir(layout), { recursive: true, mode: 0o755 });
-  await writeFileAtomic(statCacheFile(layout, id), serializeStatCache(stamps), false);
+  await writeFileAtomic(statCacheFile(layout, id), statCacheChunks(stamps), false);
 }
 
 /** Removes a release's manifest and stat cache (its release is gone or was never placed). */

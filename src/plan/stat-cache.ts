@@ -17,10 +17,22 @@ export interface FileStamp {
   ctimeMs: number;
 }
 
+/** The cache file's bytes in pieces (see manifestChunks: never the whole text at once). */
+export function* statCacheChunks(stamps: ReadonlyMap<string, FileStamp>): Generator<string> {
+  let chunk = `{"format":${JSON.stringify(STAT_CACHE_FORMAT)},"files":[\n`;
+  let i = 0;
+  for (const [rel, s] of stamps) {
+    chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify([rel, s.ino, s.size, s.ctimeMs])}`;
+    if (++i % 2048 === 0) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  yield `${chunk}\n]}\n`;
+}
+
 export function serializeStatCache(stamps: ReadonlyMap<string, FileStamp>): string {
-  const rows: string[] = [];
-  for (const [rel, s] of stamps) rows.push(JSON.stringify([rel, s.ino, s.size, s.ctimeMs]));
-  return `{"format":${JSON.stringify(STAT_CACHE_FORMAT)},"files":[\n${rows.join(',\n')}\n]}\n`;
+  return [...statCacheChunks(stamps)].join('');
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;

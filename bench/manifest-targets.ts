@@ -1,0 +1,119 @@
+// The release-manifest targets side by side in one run: an unchanged 10k-file hardlink redeploy
+// against rsync --link-dest (quick check, and --checksum, the peer that also decides by content),
+// and a first deploy of 100k files: its peak RSS and its time against cp -a.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { benchBin } from './bin.ts';
+import { describeMachine, runNote } from './lib/env.ts';
+import { pairedRuns, peakRssOfCommand, timeCommand } from './lib/measure.ts';
+import type { Result } from './lib/report.ts';
+import { makeTree, TREE_PRESETS } from './lib/tree.ts';
+
+const ENV = { ...process.env, NO_COLOR: '1' };
+const HL = 'atomic-deploy deploy --strategy hardlink, unchanged';
+const RS = 'rsync -a --link-dest, unchanged';
+const RSC = 'rsync -a --checksum --link-dest, unchanged';
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+const ms = (x: number): number => Math.round(x * 10) / 10;
+const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' / ');
+
+async function cli(args: string[]): Promise<void> {
+  await timeCommand(process.execPath, [benchBin(), ...args], { env: ENV });
+}
+
+export async function runManifestTargetsBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
+  const { quick } = opts;
+  const log = opts.log ?? ((): void => undefined);
+  const started = Date.now();
+  const machine = await describeMachine({ tmpDir: tmpdir() });
+  const work = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-manifest-'));
+  const runs = quick ? 1 : 5;
+  const loads: string[] = [`start ${load()}`];
+  try {
+    // Redeploys: each of our rounds links against the release before it, as a CI redeploy would.
+    const src = join(work, 'src');
+    const mid = quick ? TREE_PRESETS['1k'] : TREE_PRESETS['10k'];
+    const stats = await makeTree(src, mid);
+    const root = join(work, 'root');
+    await cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink']);
+    const base = join(root, 'releases', (await readdir(join(root, 'releases')))[0] as string);
+    const dst = join(work, 'rsync-dst');
+    const rsync = (name: string, extra: string[]): { name: string; setup: () => Promise<void>; run: () => Promise<void>; teardown: () => Promise<void> } => ({
+      name,
+      setup: async () => {
+        await rm(dst, { recursive: true, force: true });
+        await timeCommand('sync', ['-f', work]);
+      },
+      run: async () => void (await timeCommand('rsync', ['-a', ...extra, `--link-dest=${base}`, `${src}/`, dst])),
+      teardown: () => rm(dst, { recursive: true, force: true }),
+    });
+    const redeploy = await pairedRuns(
+      [
+        { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink']) },
+        rsync(RS, []),
+        rsync(RSC, ['--checksum']),
+      ],
+      { runs, warmup: 1, baseline: RS, onSample: (name, t, round) => log(`  redeploy round ${round + 1}/${runs} ${name}: ${t.toFixed(1)} ms`) },
+    );
+    loads.push(`after the redeploys ${load()}`);
+    const hl = redeploy.cases.find((c) => c.name === HL);
+    const rsc = redeploy.cases.find((c) => c.name === RSC);
+    const vsRsync = hl?.ratio ?? NaN;
+    const vsChecksum = hl && rsc ? hl.median / rsc.median : NaN;
+
+    // A first deploy of 100k files: one round each (minutes on a loaded machine), then its peak RSS.
+    const big = join(work, 'big');
+    const bigStats = await makeTree(big, quick ? TREE_PRESETS['10k'] : TREE_PRESETS['100k']);
+    await timeCommand('sync', ['-f', work]);
+    const first = await pairedRuns(
+      [
+        { name: 'cp -a', run: async () => void (await timeCommand('cp', ['-a', big, join(work, 'cp-dst')])), teardown: () => rm(join(work, 'cp-dst'), { recursive: true, force: true }) },
+        { name: 'atomic-deploy deploy', run: () => cli(['deploy', big, join(work, 'first-root'), '--quiet', '--release-id', 'r']), teardown: () => rm(join(work, 'first-root'), { recursive: true, force: true }) },
+      ],
+      { runs: 1, warmup: 0, baseline: 'cp -a', onSample: (name, t) => log(`  first deploy ${name}: ${t.toFixed(1)} ms`) },
+    );
+    const kib = await peakRssOfCommand(process.execPath, [benchBin(), 'deploy', big, join(work, 'rss-root'), '--quiet', '--release-id', 'r'], { env: ENV });
+    loads.push(`end ${load()}`);
+    const mib = kib / 1024;
+    log(`  peak RSS ${mib.toFixed(0)} MiB`);
+    const met = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+    return {
+      name: 'manifest-targets',
+      title: 'Release manifests: redeploy and memory targets',
+      description: `An unchanged ${stats.files.toLocaleString('en-US')}-file redeploy with --strategy hardlink (every build file hashed, the previous release trusted through its stat cache) against rsync --link-dest, and a first deploy of ${bigStats.files.toLocaleString('en-US')} files.`,
+      machine,
+      quick,
+      tables: [
+        {
+          caption: 'Targets',
+          columns: ['target', 'goal', 'measured', 'met'],
+          rows: [
+            [`${HL} ÷ ${RS}`, '< 1.0', round3(vsRsync), met(vsRsync < 1)],
+            [`${HL} ÷ ${RSC}`, '≤ 0.5', round3(vsChecksum), met(vsChecksum <= 0.5)],
+            [`peak RSS, first deploy of ${bigStats.files.toLocaleString('en-US')} files`, '≤ 200 MiB', `${Math.round(mib)} MiB`, met(mib <= 200)],
+          ],
+        },
+        {
+          caption: `Redeploy of ${stats.files.toLocaleString('en-US')} unchanged files: ${runs} alternated rounds after 1 warm-up`,
+          columns: ['case', 'median ms', 'min ms', 'max ms', `× ${RS}`],
+          rows: redeploy.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
+        },
+        {
+          caption: `First deploy of ${bigStats.files.toLocaleString('en-US')} files (one round each)`,
+          columns: ['case', 'ms', '× cp -a'],
+          rows: first.cases.map((c) => [c.name, ms(c.median), round3(c.ratio)]),
+        },
+      ],
+      charts: [],
+      notes: [
+        `Our redeploy is the whole CLI (Node start-up, lock, journal, fsync, record, switch); rsync only fills a directory. Ours fsyncs (the default); rsync does not.`,
+        `Load average (1 / 5 / 15 min) during the run: ${loads.join('; ')}.`,
+        runNote(started, machine),
+      ],
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
