@@ -52,8 +52,3 @@ export function servingOptionsFrom(config: Config, flags: ServingFlags, given: (
   if (wait !== undefined) options.staleWaitMs = wait;
   return options;
 }
-
-/** Whether any reload or stale setting is in effect (the fleet does not take them yet). */
-export function hasServingOptions(options: ServingOptions): boolean {
-  return options.reload !== undefined || options.stale !== undefined || options.staleWaitMs !== undefined;
-}

@@ -12,6 +12,9 @@ import { nextSeq } from '../act/state.ts';
 import { scanSource, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
+import { checkServingOptions, type ServingOptions } from '../ops/serving.ts';
+import type { FleetStaleReport } from '../plan/remote-stale.ts';
+import type { StaleReport } from '../plan/serving.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
@@ -25,9 +28,11 @@ import { randomName } from './host.ts';
 import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
+import { awaitHostFreshness, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
+    ServingOptions,
     Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
   /** Beyond the failure budget: switch every switched host back (default), or keep them. */
   onFailure?: 'rollback' | 'keep';
@@ -82,6 +87,8 @@ export interface FleetDeployResult {
   waves: FleetWave[];
   /** Hosts that failed within the failure budget (`--max-fail`): the rollout went on without them. */
   tolerated: string[];
+  /** Processes still on the release each host left, named with their host (docs/serving.md). */
+  stale?: FleetStaleReport;
 }
 
 export interface FleetWave {
@@ -139,6 +146,7 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   if (options.keep !== undefined) checkKeep(options.keep);
   // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
   checkHookAndHealth(options);
+  checkServingOptions(options);
   const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
   if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
   return plan;
@@ -509,14 +517,18 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const healthFailed = fleet.hosts.some((h) => stateOf(h).health === 'failed');
     const reason = decision.reason;
     const now = (): string => new Date().toISOString();
+    const staleReports = new Map<HostRun, StaleReport>();
 
     await Promise.all([
       ...commitHosts.map(async (h) => {
         const d = stateOf(h);
         const armed = d.armed;
         if (!armed) return;
+        // Still under the lock: the reloads and the wait come before the commit, whose record keeps the count.
+        const stale = await servingAfterSwitch(h, d, releaseId, d.previous, options);
+        if (stale) staleReports.set(h, stale);
         armed.send('commit');
-        armed.send(JSON.stringify(finalRecord(h, d, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(d.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}) })));
+        armed.send(JSON.stringify(finalRecord(h, d, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(d.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {}) })));
         armed.end();
         try {
           await armed.waitFor(['committed']);
@@ -539,6 +551,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         try {
           await armed.waitFor(['back']);
           d.outcome = 'switched-back';
+          // An automatic rollback reloads too; its processes on the failed release are named, never fatal.
+          const stale = await servingAfterSwitch(h, d, d.previous ?? '', releaseId, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' });
+          if (stale) staleReports.set(h, stale);
         } catch {
           const result = await armed.done;
           d.outcome = result.frames.some((f) => f.tag === 'switched-back') ? 'switched-back' : 'unknown';
@@ -561,7 +576,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const hostSkewMs = hostClockSkew(switched.flatMap((h) => stateOf(h).armed ?? []));
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
-    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated };
+    const stale = fleetStaleOf(staleReports);
+    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
@@ -570,6 +586,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
+      // `--stale fail`: the release is live and stays; the exit code tells that old code still runs.
+      const staleError = fleetStaleFailure(options, stale, { ...result });
+      if (staleError) throw staleError;
       return result;
     }
     const everyoneBack = fleet.hosts.every((h) => stateOf(h).outcome === 'switched-back' || stateOf(h).outcome === 'unchanged');
@@ -583,6 +602,19 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   } finally {
     options.signal?.removeEventListener('abort', onSignal);
     await fleet.close();
+  }
+
+  /** The host's reloads (a failure warns, as an after-switch hook's does), then its stale-process wait. */
+  async function servingAfterSwitch(h: HostRun, d: HostDeploy, live: string, left: string | null, serving: ServingOptions): Promise<StaleReport | undefined> {
+    const failure = await reloadHost(h, serving, emit, fleet.output(h));
+    if (failure) {
+      d.warnings.push(failure);
+      emit({ type: 'warning', message: failure });
+    }
+    return awaitHostFreshness(h, live, left, serving, emit, options.signal).catch((error: unknown) => {
+      d.warnings.push(`stale-process check failed: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    });
   }
 
   function finalRecord(h: HostRun, d: HostDeploy, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {
