@@ -12,7 +12,7 @@ import { nextSeq } from '../act/state.ts';
 import { scanSource, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
-import { checkServingOptions, type ServingOptions } from '../ops/serving.ts';
+import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
@@ -28,7 +28,7 @@ import { randomName } from './host.ts';
 import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
-import { awaitHostFreshness, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
+import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
@@ -146,7 +146,7 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   if (options.keep !== undefined) checkKeep(options.keep);
   // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
   checkHookAndHealth(options);
-  checkServingOptions(options);
+  checkFleetServingOptions(options);
   const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
   if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
   return plan;

@@ -1,6 +1,6 @@
 /** Rolling a fleet back: every host to one release, switched all at once, or none of them. */
 import { DeployError } from '../errors.ts';
-import { checkServingOptions, type ServingOptions } from '../ops/serving.ts';
+import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { planFleetRollback } from '../plan/fleet.ts';
@@ -11,7 +11,7 @@ import { currentIdOf, currentProblem, FleetRun, hostClockSkew, fleetError, hostE
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
 import type { RunningRemote } from './ssh.ts';
-import { awaitHostFreshness, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
+import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 
 export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   /** Every host goes to this release (it must exist on all of them). */
@@ -54,7 +54,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   if (options.to !== undefined) {
     checkReleaseId(options.to);
   }
-  checkServingOptions(options);
+  checkFleetServingOptions(options);
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const per = new Map<HostRun, HostSwitch>();

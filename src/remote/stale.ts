@@ -2,9 +2,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError } from '../errors.ts';
 import type { EventSink } from '../ops/events.ts';
-import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads, type ServingOptions } from '../ops/serving.ts';
+import { checkServingOptions, DEFAULT_RELOAD_TIMEOUT_MS, hasReloads, type ServingOptions } from '../ops/serving.ts';
 import { fleetStaleFails, fleetStaleReport, remoteStaleReport, type FleetStaleReport } from '../plan/remote-stale.ts';
-import { describeStale, staleStep, staleWaitMs, type StaleReport } from '../plan/serving.ts';
+import { describeStale, PHP_FPM_SOCKET_PREFIX, staleStep, staleWaitMs, type StaleReport } from '../plan/serving.ts';
 import type { HostRun } from './fleet.ts';
 import { frameValue } from './facts.ts';
 import { rawStaleScan, reloadScript, staleScanScript } from './stale-script.ts';
@@ -13,6 +13,15 @@ import { rawStaleScan, reloadScript, staleScanScript } from './stale-script.ts';
 const STALE_POLL_MS = 500;
 
 const RELOAD_HINT = 'reload or restart them on that host so that they run from current (--reload-unit <unit>, --reload-php-fpm <pid file>); see docs/serving.md';
+
+/** The fleet's own limits on top of checkServingOptions: a host finds php-fpm by pid file only. */
+export function checkFleetServingOptions(options: ServingOptions): void {
+  checkServingOptions(options);
+  const socket = options.reload?.phpFpm?.find((f) => f.startsWith(PHP_FPM_SOCKET_PREFIX));
+  if (socket !== undefined) {
+    throw new DeployError('USAGE', `--reload-php-fpm ${socket}: a fleet host finds php-fpm by its pid file only`, { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
+  }
+}
 
 /** Runs the host's reloads; returns how the first one failed (treated like a failed after-switch hook), or undefined. */
 export async function reloadHost(h: HostRun, options: ServingOptions, emit: EventSink, output: (line: string) => void): Promise<string | undefined> {

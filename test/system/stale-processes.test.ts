@@ -221,7 +221,7 @@ void test('bad reload and stale options exit 2 with nothing changed; with --host
     assert.equal(fs.existsSync(root), false, args.join(' '));
   }
   // With --host too, before any host is reached (web1 does not resolve: reaching for it would exit 1).
-  for (const args of [['--stale', 'maybe'], ['--reload-unit', '--now'], ['--reload-php-fpm', '']]) {
+  for (const args of [['--stale', 'maybe'], ['--reload-unit', '--now'], ['--reload-php-fpm', ''], ['--reload-php-fpm', 'unix:/run/php/php8.2-fpm.sock']]) {
     const fleet = await runCli(['deploy', src, '/srv/x', '--host', 'web1', ...args]);
     assert.equal(fleet.code, 2, `--host ${args.join(' ')}: ${fleet.stderr}`);
   }
