@@ -576,7 +576,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const hostSkewMs = hostClockSkew(switched.flatMap((h) => stateOf(h).armed ?? []));
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
-    const stale = fleetStaleOf(staleReports);
+    const stale = fleetStaleOf(fleet.hosts, staleReports);
     const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);

@@ -241,7 +241,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     );
     await releaseAll();
     const hostSkewMs = hostClockSkew(movers.map((h) => per.get(h)?.armed).filter((x): x is RunningRemote => x !== undefined && x.frames.some((f) => f.tag === 'switched')));
-    const stale = fleetStaleOf(staleReports);
+    const stale = fleetStaleOf(fleet.hosts, staleReports);
     const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}) };
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });

@@ -78,10 +78,13 @@ export async function awaitHostFreshness(h: HostRun, live: string, left: string 
   }
 }
 
-/** The fleet's report from each host's, or undefined when no host was checked. */
-export function fleetStaleOf(reports: ReadonlyMap<HostRun, StaleReport>): FleetStaleReport | undefined {
+/** The fleet's report from each host's, in the fleet's host order (not the order the scans ended); undefined when no host was checked. */
+export function fleetStaleOf(hosts: readonly HostRun[], reports: ReadonlyMap<HostRun, StaleReport>): FleetStaleReport | undefined {
   if (reports.size === 0) return undefined;
-  return fleetStaleReport([...reports].map(([h, report]) => ({ host: h.label, report })));
+  return fleetStaleReport(hosts.flatMap((h) => {
+    const report = reports.get(h);
+    return report ? [{ host: h.label, report }] : [];
+  }));
 }
 
 /** The failure `--stale fail` ends a fleet command with when a host still has processes; the switch stands. */
