@@ -117,7 +117,7 @@ export async function runStaleScanBench(opts: { quick: boolean; log?: (line: str
       ],
       charts: [],
       notes: [
-        'The scan reads, for every process, its working directory, root, open descriptors and memory maps; only the holders get their parent chain read (to leave out our own processes).',
+        'The scan reads, for every process, its working directory, root, open descriptors and memory maps (the maps only of processes not already found holding something); each link is ruled out by a prefix test before any path parsing; only the holders get their parent chain read (to leave out our own processes).',
         runNote(started, machine),
       ],
     };

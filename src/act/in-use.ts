@@ -50,9 +50,11 @@ function mapsMentioning(file: string, needle: Buffer): string | undefined {
 /**
  * Every cwd, root, open file and mapped file of every process that lies under `under` (a real
  * path), from /proc. Whatever cannot be read (other users' processes, processes that just
- * exited) is skipped silently: this is a safety net, not a guarantee.
+ * exited) is skipped silently: this is a safety net, not a guarantee. With `decidedByAnyHold` (one
+ * release, as the stale scan asks) a process that already holds something has its maps left
+ * unread; prune never passes it, as one process may hold two releases.
  */
-export function scanProcessUses(under: string): InUseScan {
+export function scanProcessUses(under: string, options: { decidedByAnyHold?: boolean } = {}): InUseScan {
   let pids: string[];
   try {
     pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
@@ -70,8 +72,9 @@ export function scanProcessUses(under: string): InUseScan {
     scan.processes += 1;
     const dir = `/proc/${name}`;
     const found: { kind: ProcessUse['kind']; path: string }[] = [];
+    // The prefix test first: it rules out almost every link without a regex or a path split.
     const add = (kind: ProcessUse['kind'], p: string | undefined): void => {
-      if (p !== undefined && p.startsWith('/') && isWithin(p.replace(/ \(deleted\)$/, ''), under)) found.push({ kind, path: p });
+      if (p !== undefined && p.startsWith(under) && isWithin(p.replace(/ \(deleted\)$/, ''), under)) found.push({ kind, path: p });
     };
     const cwd = readlink(`${dir}/cwd`);
     const root = readlink(`${dir}/root`);
@@ -90,7 +93,8 @@ export function scanProcessUses(under: string): InUseScan {
       // Other users' descriptors: not ours to see.
     }
     try {
-      const maps = mapsMentioning(`${dir}/maps`, needle);
+      // Already decided by its cwd or descriptors: the maps would only add detail, at the scan's highest cost per process.
+      const maps = options.decidedByAnyHold && found.length > 0 ? undefined : mapsMentioning(`${dir}/maps`, needle);
       if (maps !== undefined) {
         const seen = new Set<string>();
         for (const line of maps.split('\n')) {

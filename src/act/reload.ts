@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parsePidFile, parseProcStat, phpFpmReloadState } from '../plan/serving.ts';
+import { listeningSocketInodes, parsePidFile, parseProcStat, PHP_FPM_SOCKET_PREFIX, phpFpmReloadState, socketMaster } from '../plan/serving.ts';
 import { runShell, type ShellOutcome } from './hooks.ts';
 
 /** How often the php-fpm reload is checked on. */
@@ -60,22 +60,67 @@ function masterAlive(master: number, startTime: string): boolean {
   }
 }
 
+/** The master of the pool listening on `socketPath`: socket inode from /proc/net/unix, its holders from /proc/<pid>/fd. */
+function masterBySocket(socketPath: string): { master?: number; problem?: string } {
+  let inodes: string[];
+  try {
+    inodes = listeningSocketInodes(fs.readFileSync('/proc/net/unix', 'utf8'), socketPath);
+  } catch (error) {
+    return { problem: `cannot read /proc/net/unix: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+  }
+  if (inodes.length === 0) return { problem: `no process listens on ${socketPath}` };
+  const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
+  const holders: { pid: number; ppid: number }[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${name}/fd/`);
+    } catch {
+      continue;
+    }
+    const holds = fds.some((fd) => {
+      try {
+        return wanted.has(fs.readlinkSync(`/proc/${name}/fd/${fd}`));
+      } catch {
+        return false;
+      }
+    });
+    if (!holds) continue;
+    try {
+      const stat = parseProcStat(fs.readFileSync(`/proc/${name}/stat`, 'utf8'));
+      if (stat) holders.push({ pid: Number(name), ppid: stat.ppid });
+    } catch {
+      // Exited since the listing.
+    }
+  }
+  const master = socketMaster(holders);
+  return master === undefined ? { problem: `cannot tell the php-fpm master among the ${holders.length} processes holding ${socketPath}` } : { master };
+}
+
 /**
- * Graceful reload of the php-fpm master named by `pidFile`: SIGUSR2, then wait until every
+ * Graceful reload of the php-fpm master named by `pidFile` (or found from its socket, `unix:<path>`): SIGUSR2, then wait until every
  * worker that ran before has exited and new ones are up. php-fpm sends its workers SIGQUIT
  * first, which lets a request in flight finish (within the pool's `process_control_timeout`).
  */
 export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; signal?: AbortSignal; onLine: (line: string) => void }): Promise<PhpFpmReload> {
   const started = performance.now();
   const done = (r: Omit<PhpFpmReload, 'durationMs'>): PhpFpmReload => ({ ...r, durationMs: Math.round(performance.now() - started) });
-  let text: string;
-  try {
-    text = fs.readFileSync(pidFile, 'utf8');
-  } catch (error) {
-    return done({ ok: false, problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, workersBefore: 0 });
+  let master: number | undefined;
+  if (pidFile.startsWith(PHP_FPM_SOCKET_PREFIX)) {
+    const found = masterBySocket(pidFile.slice(PHP_FPM_SOCKET_PREFIX.length));
+    if (found.master === undefined) return done({ ok: false, problem: found.problem, workersBefore: 0 });
+    master = found.master;
+  } else {
+    let text: string;
+    try {
+      text = fs.readFileSync(pidFile, 'utf8');
+    } catch (error) {
+      return done({ ok: false, problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, workersBefore: 0 });
+    }
+    master = parsePidFile(text);
+    if (master === undefined) return done({ ok: false, problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})`, workersBefore: 0 });
   }
-  const master = parsePidFile(text);
-  if (master === undefined) return done({ ok: false, problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})`, workersBefore: 0 });
   let comm: string;
   let startTime: string;
   try {

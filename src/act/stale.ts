@@ -21,7 +21,7 @@ export function scanStale(releaseDir: string, release: string): StaleReport {
   } catch {
     // A release already gone is held by nobody under its old real path either.
   }
-  const scan = scanProcessUses(real);
+  const scan = scanProcessUses(real, { decidedByAnyHold: true });
   if (!scan.supported) return { check: 'unavailable', release, processes: [] };
   const parents = new Map<number, number>();
   for (const use of scan.uses) {

@@ -2,6 +2,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
+import type { ServingOptions } from '../ops/serving.ts';
 import { fleetDeploy, fleetPrune, fleetReleases, fleetRollback, fleetStatus, fleetUnlock, type FleetDeployOptions, type FleetHostSpec, type FleetOptions, type FleetWave } from '../remote/ops.ts';
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
@@ -179,7 +180,7 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
   );
 }
 
-export function fleetRollbackCli(cli: FleetCli, root: string | undefined, options: { to?: string; fsync?: boolean; waitMs?: number }): Promise<number> {
+export function fleetRollbackCli(cli: FleetCli, root: string | undefined, options: { to?: string; fsync?: boolean; waitMs?: number } & ServingOptions): Promise<number> {
   return run(
     cli,
     () => fleetRollback(root, { ...base(cli), ...options }),

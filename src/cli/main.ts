@@ -10,7 +10,7 @@ import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
 import { verify } from '../ops/verify-release.ts';
 import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
-import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
+import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
@@ -28,14 +28,6 @@ export interface RunOptions extends Streams {
 interface CommonFlags {
   json?: boolean;
   quiet?: boolean;
-}
-
-/** Reloads and the stale check are local for now: refused with --host rather than silently skipped. */
-function refuseServingOnFleet(options: Parameters<typeof hasServingOptions>[0]): void {
-  if (!hasServingOptions(options)) return;
-  throw new DeployError('USAGE', 'reloads and the stale-process check (--reload-*, --stale*) do not work with --host yet', {
-    hint: 'use an after-switch hook on the hosts, or deploy to each host with its own command',
-  });
 }
 
 function parseSeconds(value: string): number {
@@ -145,7 +137,6 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
-      refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
       try {
@@ -190,9 +181,8 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     const hosts = fleetHostsFrom(flags, config());
     const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     if (hosts) {
-      refuseServingOnFleet(serving);
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000 });
+      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, ...serving });
       return;
     }
     const root = rootOf(rootArg);

@@ -28,7 +28,7 @@ function seconds(min: 'positive' | 'non-negative'): (value: string) => number {
 export function addServingFlags(cmd: Command): Command {
   return cmd
     .option('--reload-unit <unit>', 'after the switch (and after any rollback): systemctl reload-or-restart <unit> (repeatable)', collect)
-    .option('--reload-php-fpm <pid-file>', 'after the switch (and after any rollback): graceful php-fpm reload of the master in <pid-file> (repeatable)', collect)
+    .option('--reload-php-fpm <pid-file>', 'after the switch (and after any rollback): graceful php-fpm reload of the master in <pid-file>, or of the pool listening on unix:<socket> (repeatable)', collect)
     .addOption(new Option('--reload-timeout <seconds>', 'fail a reload that takes longer (default 60)').argParser(seconds('positive')))
     .addOption(new Option('--stale <mode>', 'processes still running from the release left: warn (default), fail (exit 6 if they stay), off (no check)').choices(['warn', 'fail', 'off']))
     .addOption(new Option('--stale-wait <seconds>', 'how long they get to go after the hooks and reloads (default: 10 with fail, 0 with warn)').argParser(seconds('non-negative')));
@@ -51,9 +51,4 @@ export function servingOptionsFrom(config: Config, flags: ServingFlags, given: (
   const wait = ms(pick('staleWait', config.staleWait));
   if (wait !== undefined) options.staleWaitMs = wait;
   return options;
-}
-
-/** Whether any reload or stale setting is in effect (the fleet does not take them yet). */
-export function hasServingOptions(options: ServingOptions): boolean {
-  return options.reload !== undefined || options.stale !== undefined || options.staleWaitMs !== undefined;
 }

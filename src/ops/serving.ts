@@ -65,7 +65,7 @@ export async function runReloads(ctx: ServingContext, options: ServingOptions): 
     if (!outcome.ok) return `reload of unit ${unit} ${describeOutcome(outcome, timeoutMs)}`;
   }
   for (const pidFile of options.reload?.phpFpm ?? []) {
-    ctx.emit({ type: 'step', message: `reloading php-fpm gracefully (pid file ${pidFile})` });
+    ctx.emit({ type: 'step', message: `reloading php-fpm gracefully (${pidFile.startsWith('unix:') ? `socket ${pidFile.slice(5)}` : `pid file ${pidFile}`})` });
     const outcome = await reloadPhpFpm(pidFile, { timeoutMs, signal: ctx.signal, onLine: (line) => ctx.emit({ type: 'output', source: 'reload-php-fpm', stream: 'stdout', line }) });
     if (!outcome.ok) return `php-fpm reload (${pidFile}) failed: ${outcome.problem ?? 'unknown reason'}`;
   }

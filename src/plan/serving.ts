@@ -148,3 +148,33 @@ export function unitNameProblem(unit: string): string | undefined {
   if ([...unit].some((c) => c.charCodeAt(0) < 0x21 || c.charCodeAt(0) === 0x7f || c === '/')) return 'it contains a space, slash or control character';
   return undefined;
 }
+
+/** `--reload-php-fpm unix:<path>`: the pool's master is found from its listening socket, not a pid file. */
+export const PHP_FPM_SOCKET_PREFIX = 'unix:';
+
+/**
+ * The inodes of the listening unix sockets bound to `socketPath`, from /proc/net/unix (columns:
+ * Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON, a listener).
+ */
+export function listeningSocketInodes(procNetUnix: string, socketPath: string): string[] {
+  const out: string[] = [];
+  for (const line of procNetUnix.split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 8) continue;
+    const flags = Number.parseInt(cols[3] ?? '', 16);
+    // A path may hold spaces: everything after the inode column is the path.
+    const path = cols.slice(7).join(' ');
+    if (path === socketPath && (flags & 0x10000) !== 0 && cols[6] !== undefined) out.push(cols[6]);
+  }
+  return out;
+}
+
+/**
+ * The master among the processes holding a pool's listening socket (master and workers all do):
+ * the one holder whose parent is not a holder. Undefined when there is none, or several pools.
+ */
+export function socketMaster(holders: readonly { pid: number; ppid: number }[]): number | undefined {
+  const pids = new Set(holders.map((h) => h.pid));
+  const roots = holders.filter((h) => !pids.has(h.ppid));
+  return roots.length === 1 ? roots[0]?.pid : undefined;
+}

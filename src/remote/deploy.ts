@@ -12,6 +12,9 @@ import { nextSeq } from '../act/state.ts';
 import { scanSource, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
+import type { ServingOptions } from '../ops/serving.ts';
+import type { FleetStaleReport } from '../plan/remote-stale.ts';
+import type { StaleReport } from '../plan/serving.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
@@ -26,9 +29,11 @@ import { randomName } from './host.ts';
 import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
+import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
+    ServingOptions,
     Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
   /** Beyond the failure budget: switch every switched host back (default), or keep them. */
   onFailure?: 'rollback' | 'keep';
@@ -83,6 +88,8 @@ export interface FleetDeployResult {
   waves: FleetWave[];
   /** Hosts that failed within the failure budget (`--max-fail`): the rollout went on without them. */
   tolerated: string[];
+  /** Processes still on the release each host left, named with their host (docs/serving.md). */
+  stale?: FleetStaleReport;
 }
 
 export interface FleetWave {
@@ -222,6 +229,7 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   if (options.keep !== undefined) checkKeep(options.keep);
   // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
   checkHookAndHealth(options);
+  checkFleetServingOptions(options);
   const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
   if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
   return plan;
@@ -587,10 +595,16 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const healthFailed = fleet.hosts.some((h) => healthOf(per.get(h)) === 'failed');
     const reason = decision.reason;
     const now = (): string => new Date().toISOString();
+    const staleReports = new Map<HostRun, StaleReport>();
 
     await Promise.all([
       ...verified(decision.commit).map(async ({ h, p }) => {
-        const record = finalRecord(releaseId, h, p, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}) });
+        // Still under the lock: the reloads and the wait come before the commit, whose record keeps the count.
+        const served = await servingAfterSwitch(h, releaseId, p.previous, options);
+        if (served.stale) staleReports.set(h, served.stale);
+        const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings] };
+        per.set(h, { ...q, phase: 'verified' });
+        const record = finalRecord(releaseId, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)]);
         if (done.kind === 'failed') h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
       }),
@@ -602,7 +616,14 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         if (p.previous !== null) lines.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.previous, { status: 'complete', activatedAt: now() })));
         const back = await switchBack(p.session, lines);
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
-        if (back.kind !== 'back') h.error ??= hostError(remoteError(h.label, back.result, 'switching back'));
+        if (back.kind !== 'back') {
+          h.error ??= hostError(remoteError(h.label, back.result, 'switching back'));
+          return;
+        }
+        // An automatic rollback reloads too; its processes on the failed release are named, never fatal.
+        const served = await servingAfterSwitch(h, p.previous ?? '', releaseId, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' });
+        if (served.stale) staleReports.set(h, served.stale);
+        per.set(h, { ...p, warnings: [...p.warnings, ...served.warnings], phase: 'switched-back' });
       }),
       // Hosts that never switched: their prepared release goes, as in phase 1.
       ...fleet.hosts.filter((h) => decision.undo.includes(h.label)).map((h) => abortHost(h)),
@@ -621,7 +642,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const hostSkewMs = hostClockSkew(switched);
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
-    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated };
+    const stale = fleetStaleOf(fleet.hosts, staleReports);
+    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
@@ -630,6 +652,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
+      // `--stale fail`: the release is live and stays; the exit code tells that old code still runs.
+      const staleError = fleetStaleFailure(options, stale, { ...result });
+      if (staleError) throw staleError;
       return result;
     }
     const everyoneBack = fleet.hosts.every((h) => ['switched-back', 'unchanged'].includes(outcomeOf(per.get(h))));
@@ -643,6 +668,21 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   } finally {
     options.signal?.removeEventListener('abort', onSignal);
     await fleet.close();
+  }
+
+  /** The host's reloads (a failure warns, as an after-switch hook's does), then its stale-process wait. */
+  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[] }> {
+    const warnings: string[] = [];
+    const failure = await reloadHost(h, serving, emit, fleet.output(h));
+    if (failure) {
+      warnings.push(failure);
+      emit({ type: 'warning', message: failure });
+    }
+    const stale = await awaitHostFreshness(h, live, left, serving, emit, options.signal).catch((error: unknown) => {
+      warnings.push(`stale-process check failed: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    });
+    return { ...(stale ? { stale } : {}), warnings };
   }
 
   function finalRecord(releaseId: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {

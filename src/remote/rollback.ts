@@ -1,5 +1,8 @@
 /** Rolling a fleet back: every host to one release, switched all at once, or none of them. */
 import { DeployError } from '../errors.ts';
+import type { ServingOptions } from '../ops/serving.ts';
+import type { FleetStaleReport } from '../plan/remote-stale.ts';
+import type { StaleReport } from '../plan/serving.ts';
 import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId } from '../plan/validate.ts';
@@ -9,8 +12,9 @@ import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, swit
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
 import type { RunningRemote } from './ssh.ts';
+import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 
-export interface FleetRollbackOptions extends FleetOptions {
+export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   /** Every host goes to this release (it must exist on all of them). */
   to?: string;
   /** Recorded on the release rolled back from. */
@@ -33,6 +37,8 @@ export interface FleetRollbackResult {
   hosts: FleetRollbackHost[];
   skewMs: number;
   hostSkewMs?: number;
+  /** Processes still on the release each host left, named with their host. */
+  stale?: FleetStaleReport;
 }
 
 /** The release a host is on when the rollback finds it (a dangling current's id too). */
@@ -92,10 +98,12 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   if (options.to !== undefined) {
     checkReleaseId(options.to);
   }
+  checkFleetServingOptions(options);
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const per = new Map<HostRun, HostPhase>();
   let target: string | undefined;
+  const staleReports = new Map<HostRun, StaleReport>();
   const report = (): FleetRollbackHost[] =>
     fleet.hosts.map((h) => {
       const p = per.get(h);
@@ -248,8 +256,16 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           return;
         }
         if (allSwitched) {
+          // Still under the lock: reloads (a failure warns, as an after-switch hook's does), then the wait, then the record with its count.
+          const failure = await reloadHost(h, options, emit, fleet.output(h));
+          if (failure) emit({ type: 'warning', message: failure });
+          const stale = await awaitHostFreshness(h, releaseTarget, p.from, options, emit, options.signal).catch((error: unknown) => {
+            emit({ type: 'warning', message: `${h.label}: stale-process check failed: ${error instanceof Error ? error.message : String(error)}` });
+            return undefined;
+          });
+          if (stale) staleReports.set(h, stale);
           const t = now();
-          const records = [JSON.stringify(mergeRecord(h.state?.records ?? new Map(), releaseTarget, { status: 'complete', activatedAt: t }))];
+          const records = [JSON.stringify(mergeRecord(h.state?.records ?? new Map(), releaseTarget, { status: 'complete', activatedAt: t, ...(stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {}) }))];
           if (p.from !== null) records.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
           const done = await commitSwitch(p.session, records);
           if (done.kind === 'committed') per.set(h, { ...p, phase: 'committed' });
@@ -263,9 +279,12 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     );
     await releaseAll();
     const hostSkewMs = hostClockSkew(switched.map(({ p }) => p.session));
-    const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }) };
+    const stale = fleetStaleOf(fleet.hosts, staleReports);
+    const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}) };
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
+      const staleError = fleetStaleFailure(options, stale, { ...result });
+      if (staleError) throw staleError;
       return result;
     }
     throw fleetError(fleet.hosts, allSwitched ? `rolled back to ${releaseTarget}, with errors` : `the rollback to ${releaseTarget} did not switch everywhere; switched hosts went back`, { ...result });

@@ -134,3 +134,29 @@ void test('pid files, /proc stat lines and unit names are read strictly', () => 
   assert.equal(unitNameProblem('app@1.service'), undefined);
   for (const bad of ['', ' ', '--now', 'a b', 'a/b', 'x\ny']) assert.ok(unitNameProblem(bad), bad);
 });
+
+test('php-fpm by socket: the listening inode of that path from /proc/net/unix, and the master among its holders', async () => {
+  const { listeningSocketInodes, socketMaster } = await import('../../src/plan/serving.ts');
+  const table = [
+    'Num       RefCount Protocol Flags    Type St Inode Path',
+    '0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/php/php8.2-fpm.sock',
+    // A connected (not listening) socket on the same path, and another listener.
+    '0000000000000001: 00000003 00000000 00000000 0001 03 4243 /run/php/php8.2-fpm.sock',
+    '0000000000000002: 00000002 00000000 00010000 0001 01 4244 /run/php/other.sock',
+    '0000000000000003: 00000002 00000000 00010000 0001 01 4245 /tmp/with space.sock',
+    '0000000000000004: 00000003 00000000 00000000 0001 03 4246',
+  ].join('\n');
+  assert.deepEqual(listeningSocketInodes(table, '/run/php/php8.2-fpm.sock'), ['4242']);
+  assert.deepEqual(listeningSocketInodes(table, '/tmp/with space.sock'), ['4245']);
+  assert.deepEqual(listeningSocketInodes(table, '/run/php/none.sock'), []);
+  assert.equal(socketMaster([{ pid: 10, ppid: 1 }, { pid: 11, ppid: 10 }, { pid: 12, ppid: 10 }]), 10);
+  assert.equal(socketMaster([]), undefined);
+  assert.equal(socketMaster([{ pid: 10, ppid: 1 }, { pid: 20, ppid: 1 }]), undefined, 'two pools on one path: ambiguous');
+  fc.assert(
+    fc.property(fc.integer({ min: 2, max: 1000 }), fc.array(fc.integer({ min: 1001, max: 2000 }), { maxLength: 8 }), (master, workers) => {
+      const holders = [{ pid: master, ppid: 1 }, ...[...new Set(workers)].map((pid) => ({ pid, ppid: master }))];
+      assert.equal(socketMaster(holders), master);
+      assert.equal(socketMaster([...holders].reverse()), master, 'in any order');
+    }),
+  );
+});

@@ -1,0 +1,112 @@
+/**
+ * The POSIX sh a fleet host runs after its switch: the reloads (systemctl, php-fpm), and the scan
+ * for processes that still hold the release it left. Same frame protocol as script.ts; works under
+ * dash and BusyBox sh (ls, grep, sed and the shell's builtins only).
+ */
+import { frameValue, type Frame } from './facts.ts';
+import type { RawStaleScan } from '../plan/remote-stale.ts';
+import { shQuote as q } from './shell.ts';
+
+const EMIT = `emit() { printf '%s\\000%s\\000' "$1" "$2"; }`;
+
+/**
+ * Lists what the plan needs to name the holders of DIR: the links and fds that mention it, the
+ * maps lines that do, the parent and command of every process, and which processes live in
+ * another mount namespace. The sh filters, so a busy host sends kilobytes, not megabytes.
+ */
+export function staleScanScript(dir: string): string {
+  return `${EMIT}
+dir=${q(dir)}
+# Out of every release first: this shell and its children must hold nothing the scan looks for.
+cd / || exit 1
+if [ ! -d /proc/self/fd ]; then emit stale unavailable; exit 0; fi
+emit stale proc
+emit self "$$"
+_r=$(cd -P -- "$dir" 2>/dev/null && pwd -P) && [ -n "$_r" ] && dir=$_r
+emit dir "$dir"
+_ns=$(ls -l /proc/$$/ns/mnt 2>/dev/null); _ns=\${_ns##* -> }
+printf 'links\\000'
+ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/ns/mnt /proc/[0-9]*/fd 2>/dev/null | grep -F -e "$dir" -e '/fd:' -e '/ns/mnt -> ' | grep -v -F -e "/ns/mnt -> \${_ns:-?}"
+printf '\\000'
+printf 'maps\\000'; grep -F -- "$dir/" /proc/[0-9]*/maps 2>/dev/null; printf '\\000'
+# "pid ppid comm" from each stat line; comm may hold ") " itself, so the greedy match takes the last.
+printf 'procs\\000'; sed -n 's/^\\([0-9]*\\) (\\(.*\\)) [A-Za-z] \\([0-9]*\\) .*/\\1 \\3 \\2/p' /proc/[0-9]*/stat 2>/dev/null; printf '\\000'
+exit 0
+`;
+}
+
+/** The scan's frames as the plan reads them; undefined when the output is not a scan's. */
+export function rawStaleScan(frames: readonly Frame[]): RawStaleScan | undefined {
+  const check = frameValue(frames, 'stale');
+  if (check === 'unavailable') return { check, self: 0, dir: '', links: '', maps: '', procs: '' };
+  if (check !== 'proc') return undefined;
+  return {
+    check,
+    self: Number(frameValue(frames, 'self') ?? 0),
+    dir: frameValue(frames, 'dir') ?? '',
+    links: frameValue(frames, 'links') ?? '',
+    maps: frameValue(frames, 'maps') ?? '',
+    procs: frameValue(frames, 'procs') ?? '',
+  };
+}
+
+/**
+ * A graceful php-fpm reload in sh, as act/reload.ts does it locally: the master from the pid
+ * file, refused unless its comm says php-fpm (a stale pid file may name a recycled pid), SIGUSR2,
+ * then wait until every worker that ran before has exited and new ones are up.
+ */
+const PHP_FPM = `
+fpm_start() { F_start=; F_state=; read -r _s 2>/dev/null < "/proc/$1/stat" || return 0; _s=\${_s##*) }; set -f; set -- $_s; set +f; F_state=$1; [ $# -ge 20 ] && F_start=\${20}; return 0; }
+fpm_workers() {
+  F_list=
+  for _d in /proc/[0-9]*; do
+    _s=; read -r _s 2>/dev/null < "$_d/stat" || continue
+    _s=\${_s##*) }; set -f; set -- $_s; set +f
+    [ "$2" = "$F_master" ] && [ "$1" != Z ] && F_list="$F_list \${_d#/proc/}:\${20}"
+  done
+}
+fpm_reload() {
+  _m=; read -r _m 2>/dev/null < "$1" || { echo "php-fpm reload ($1): cannot read the pid file" >&2; return 1; }
+  _m=\${_m%%[!0-9]*}
+  [ -n "$_m" ] || { echo "php-fpm reload ($1): the pid file holds no pid" >&2; return 1; }
+  _c=; read -r _c 2>/dev/null < "/proc/$_m/comm"
+  case $_c in php-fpm*) ;; *) echo "php-fpm reload ($1): process $_m is \${_c:-not running}, not php-fpm (stale pid file?)" >&2; return 1 ;; esac
+  F_master=$_m; fpm_start "$_m"; _ms=$F_start
+  fpm_workers; _before=$F_list
+  kill -USR2 "$_m" || { echo "php-fpm reload ($1): cannot signal master $_m" >&2; return 1; }
+  echo "sent SIGUSR2 to php-fpm master $_m" >&2
+  _end=$(( $(date +%s) + $2 ))
+  while :; do
+    fpm_start "$_m"
+    if [ "$F_start" != "$_ms" ] || [ "$F_state" = Z ]; then echo "php-fpm reload ($1): master $_m exited during the reload (see its error log)" >&2; return 1; fi
+    fpm_workers; _old=0
+    for _w in $_before; do case "$F_list " in *" $_w "*) _old=1 ;; esac; done
+    if [ $_old = 0 ] && { [ -z "$_before" ] || [ -n "$F_list" ]; }; then echo "php-fpm master $_m reloaded" >&2; return 0; fi
+    [ "$(date +%s)" -lt "$_end" ] || { echo "php-fpm reload ($1): timed out after $2 s with old workers still running" >&2; return 1; }
+    sleep 0.05 2>/dev/null || sleep 1
+  done
+}
+`;
+
+/**
+ * The reloads in order, output on stderr (the caller prefixes it with the host); the first
+ * failure stops them and is named in a \`failed\` frame. systemctl gets \`timeout\` where there is one.
+ */
+export function reloadScript(r: { units: readonly string[]; phpFpm: readonly string[]; timeoutS: number }): string {
+  const t = String(Math.max(1, Math.ceil(r.timeoutS)));
+  const lines = [
+    EMIT,
+    PHP_FPM,
+    'cd / || exit 1',
+    'if command -v timeout >/dev/null 2>&1; then T=timeout; else T=; fi',
+    ...r.units.map((u) => `echo ${q(`systemctl reload-or-restart ${u}`)} >&2; $T ${timeoutArg(t)} systemctl reload-or-restart -- ${q(u)} >&2 </dev/null || { emit failed ${q(`reload of unit ${u} failed`)}; exit 0; }`),
+    ...r.phpFpm.map((f) => `fpm_reload ${q(f)} ${t} || { emit failed ${q(`php-fpm reload (${f}) failed`)}; exit 0; }`),
+    'emit reloaded ok',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** `timeout`'s duration argument, only when `timeout` was found. */
+function timeoutArg(t: string): string {
+  return `\${T:+${t}}`;
+}

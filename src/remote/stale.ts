@@ -1,0 +1,101 @@
+/** After a fleet host's switch: its reloads, then the wait for processes still on the release it left. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeployError } from '../errors.ts';
+import type { EventSink } from '../ops/events.ts';
+import { checkServingOptions, DEFAULT_RELOAD_TIMEOUT_MS, hasReloads, type ServingOptions } from '../ops/serving.ts';
+import { fleetStaleFails, fleetStaleReport, remoteStaleReport, type FleetStaleReport } from '../plan/remote-stale.ts';
+import { describeStale, PHP_FPM_SOCKET_PREFIX, staleStep, staleWaitMs, type StaleReport } from '../plan/serving.ts';
+import type { HostRun } from './fleet.ts';
+import { frameValue } from './facts.ts';
+import { rawStaleScan, reloadScript, staleScanScript } from './stale-script.ts';
+
+/** Between two scans of a host while waiting; each scan is one round trip over the open connection. */
+const STALE_POLL_MS = 500;
+
+const RELOAD_HINT = 'reload or restart them on that host so that they run from current (--reload-unit <unit>, --reload-php-fpm <pid file>); see docs/serving.md';
+
+/** The fleet's own limits on top of checkServingOptions: a host finds php-fpm by pid file only. */
+export function checkFleetServingOptions(options: ServingOptions): void {
+  checkServingOptions(options);
+  const socket = options.reload?.phpFpm?.find((f) => f.startsWith(PHP_FPM_SOCKET_PREFIX));
+  if (socket !== undefined) {
+    throw new DeployError('USAGE', `--reload-php-fpm ${socket}: a fleet host finds php-fpm by its pid file only`, { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
+  }
+}
+
+/** Runs the host's reloads; returns how the first one failed (treated like a failed after-switch hook), or undefined. */
+export async function reloadHost(h: HostRun, options: ServingOptions, emit: EventSink, output: (line: string) => void): Promise<string | undefined> {
+  if (!hasReloads(options)) return undefined;
+  const units = options.reload?.units ?? [];
+  const phpFpm = options.reload?.phpFpm ?? [];
+  emit({ type: 'step', message: `${h.label}: reloading ${[...units.map((u) => `unit ${u}`), ...phpFpm.map((f) => `php-fpm (${f})`)].join(', ')}` });
+  try {
+    const frames = await h.remote.run(reloadScript({ units, phpFpm, timeoutS: (options.reload?.timeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS) / 1000 }), 'reloading', output);
+    const failed = frameValue(frames, 'failed');
+    if (failed !== undefined) return `${h.label}: ${failed}`;
+    if (frameValue(frames, 'reloaded') === undefined) return `${h.label}: the reloads did not finish`;
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
+ * Scans the host for processes holding `left` (the release its switch left), waiting for them to
+ * go as the stale mode says; names those that stay, with the host, in one warning.
+ */
+export async function awaitHostFreshness(h: HostRun, live: string, left: string | null, options: ServingOptions, emit: EventSink, signal?: AbortSignal): Promise<StaleReport | undefined> {
+  const mode = options.stale ?? 'warn';
+  if (mode === 'off' || left === null || left === live) return undefined;
+  const dir = `${h.root}/releases/${left}`;
+  const waitMs = staleWaitMs(mode, options.staleWaitMs);
+  const started = performance.now();
+  let announced = false;
+  for (;;) {
+    const raw = rawStaleScan(await h.remote.run(staleScanScript(dir), 'looking for processes on the release left'));
+    if (!raw) throw new DeployError('REMOTE', `${h.label}: the stale-process scan printed nothing usable`);
+    const report = remoteStaleReport(raw, left);
+    if (report.check === 'unavailable') {
+      emit({ type: 'step', message: `${h.label}: stale-process check not made: no /proc on this host` });
+      return report;
+    }
+    const step = staleStep({ mode, remaining: report.processes.length, elapsedMs: performance.now() - started, waitMs, pollMs: STALE_POLL_MS });
+    if (step === 'again' && !signal?.aborted) {
+      if (!announced) emit({ type: 'step', message: `${h.label}: waiting up to ${waitMs / 1000} s for ${report.processes.length} process(es) to leave release ${left}` });
+      announced = true;
+      await sleep(STALE_POLL_MS);
+      continue;
+    }
+    if (report.processes.length > 0) {
+      const n = report.processes.length;
+      emit({
+        type: 'warning',
+        message: `${h.label}: ${n} process${n === 1 ? '' : 'es'} still run${n === 1 ? 's' : ''} from release ${left}, not the live ${live}: ${describeStale(report.processes, raw.dir)}`,
+        hint: RELOAD_HINT,
+      });
+    }
+    return report;
+  }
+}
+
+/** The fleet's report from each host's, in the fleet's host order (not the order the scans ended); undefined when no host was checked. */
+export function fleetStaleOf(hosts: readonly HostRun[], reports: ReadonlyMap<HostRun, StaleReport>): FleetStaleReport | undefined {
+  if (reports.size === 0) return undefined;
+  return fleetStaleReport(hosts.flatMap((h) => {
+    const report = reports.get(h);
+    return report ? [{ host: h.label, report }] : [];
+  }));
+}
+
+/** The failure `--stale fail` ends a fleet command with when a host still has processes; the switch stands. */
+export function fleetStaleFailure(options: ServingOptions, report: FleetStaleReport | undefined, details: Record<string, unknown>): DeployError | undefined {
+  const mode = options.stale ?? 'warn';
+  if (!fleetStaleFails(mode, report) || !report) return undefined;
+  const n = report.processes.length;
+  const hosts = [...new Set(report.processes.map((p) => p.host))];
+  const waited = staleWaitMs(mode, options.staleWaitMs) / 1000;
+  return new DeployError('STALE_PROCESSES', `${n} process${n === 1 ? '' : 'es'} on ${hosts.join(', ')} still held the release left after waiting ${waited} s; the switch stands`, {
+    hint: RELOAD_HINT,
+    details: { ...details, stale: report },
+  });
+}

@@ -1,0 +1,191 @@
+// After the switch on every fleet host: processes still running from the release each host left
+// are named with their host (human output and JSON) and counted in its release record; --stale
+// fail waits, then exits 6 with the switch standing, or succeeds when they go in time; a process
+// that has exited is not named. Reloads run on every host after the switch, after a fleet
+// rollback and after an automatic rollback, through a stand-in `systemctl` on each host's PATH
+// that records its arguments (CI has no running systemd).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+interface StaleJson {
+  processes: { host: string; pid: number; command: string; holds: { kind: string; path: string }[] }[];
+  hosts: { host: string; check: string; release: string; count: number }[];
+}
+interface FleetJson {
+  release?: string;
+  hosts: { host: string; current: string | null }[];
+  stale?: StaleJson;
+  error?: { code: string; message: string };
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+let serial = 0;
+
+function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
+  const base = `s${++serial}-${name}`;
+  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
+}
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 180_000 });
+}
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-serving-'), { 'index.html': `<h1>${version}</h1>\n`, 'app.js': 'run();\n' });
+}
+
+function currentOf(dir: string): string {
+  return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+}
+
+/** Starts `sleep 300` on the host with its working directory in `<root>/current`; returns its pid (hosts share the pid namespace). */
+async function startHolder(t: { after(fn: () => Promise<void> | void): void }, h: FleetHost, root: string): Promise<number> {
+  const r = await h.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
+  assert.equal(r.code, 0, r.stderr);
+  const pid = Number(r.stdout.trim());
+  assert.ok(pid > 1, r.stdout);
+  t.after(() => kill(pid));
+  // Settled: a scan that ran before the kernel showed its cwd would prove nothing.
+  const deadline = Date.now() + 10_000;
+  while (!(readlinkOr(`/proc/${pid}/cwd`) ?? '').includes('/releases/')) {
+    if (Date.now() > deadline) throw new Error(`pid ${pid} never showed its cwd in a release`);
+    await sleep(10);
+  }
+  return pid;
+}
+
+function readlinkOr(p: string): string | undefined {
+  try {
+    return fs.readlinkSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+async function gone(pid: number): Promise<void> {
+  kill(pid);
+  while (fs.existsSync(`/proc/${pid}`)) await sleep(10);
+}
+
+/** A stand-in `systemctl` first on each host's PATH (its own /root/.bashrc): it appends its arguments to <srv>/<name>/calls. */
+function standInSystemctl(name: string): (h: FleetHost) => string[] {
+  for (const h of fleet.hosts) {
+    const bin = path.join(h.srvDir, name, 'bin');
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> /srv/${name}/calls\necho "stand-in systemctl $*"\n`, { mode: 0o755 });
+    const home = path.join(path.dirname(h.srvDir), 'root');
+    fs.mkdirSync(home, { recursive: true });
+    fs.writeFileSync(path.join(home, '.bashrc'), `PATH=/srv/${name}/bin:$PATH\n`);
+  }
+  return (h) => {
+    const file = path.join(h.srvDir, name, 'calls');
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n') : [];
+  };
+}
+
+void describe('serving after the switch on two namespace hosts', () => {
+  before(async () => {
+    fleet = await createFleet(2);
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test('a process on the release left is named with its host in JSON and counted in the record; one that exited is not', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('named');
+    const first = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const r1 = jsonOf<FleetJson>(first).release as string;
+    const holder = await startHolder(t, h1, root);
+    const exitedHolder = await startHolder(t, h1, root);
+    await gone(exitedHolder);
+
+    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const j = jsonOf<FleetJson>(second);
+    const r2 = j.release as string;
+    assert.equal(currentOf(on(h1)), r2);
+    assert.deepEqual(j.stale?.processes, [{ host: h1.alias, pid: holder, command: 'sleep', holds: [{ kind: 'cwd', path: `${root}/releases/${r1}` }] }]);
+    assert.deepEqual(j.stale?.hosts, [
+      { host: h1.alias, check: 'proc', release: r1, count: 1 },
+      { host: h2.alias, check: 'proc', release: r1, count: 0 },
+    ]);
+    const record = (h: FleetHost): { staleProcesses?: number } => JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${r2}.json`), 'utf8')) as { staleProcesses?: number };
+    assert.equal(record(h1).staleProcesses, 1);
+    assert.equal(record(h2).staleProcesses, 0);
+  });
+
+  void test('--stale fail: exit 6 while the process stays, with the switch standing and the host named; success when it goes in time', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('fail');
+    const first = await cli(['deploy', site(t, 'v1'), root, ...hostArgs]);
+    assert.equal(first.code, 0, first.stderr);
+    const holder = await startHolder(t, h2, root);
+
+    const started = Date.now();
+    const failed = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--stale', 'fail', '--stale-wait', '1']);
+    assert.equal(failed.code, 6, failed.stderr);
+    assert.ok(Date.now() - started >= 1000, 'it waited --stale-wait before failing');
+    const out = failed.stdout + failed.stderr;
+    assert.match(out, new RegExp(`${h2.alias}: 1 process still runs from release \\S+, not the live \\S+: pid ${holder} sleep \\(working directory releases/`));
+    assert.doesNotMatch(out, new RegExp(`${h1.alias}: \\d+ process`), 'the clean host is not named');
+    const live = currentOf(on(h1));
+    assert.equal(currentOf(on(h2)), live, 'the switch stands on every host');
+    assert.notEqual(fs.readlinkSync(`/proc/${holder}/cwd`), `${root}/releases/${live}`);
+
+    // A holder of the release now live leaves once the next deploy says it waits for it: that deploy succeeds.
+    await gone(holder);
+    const leaver = await startHolder(t, h2, root);
+    const third = spawnCli(['deploy', site(t, 'v3'), root, ...hostArgs, '--stale', 'fail', '--stale-wait', '60'], { env, timeoutMs: 180_000 });
+    let seen = '';
+    const watch = (d: Buffer | string): void => {
+      seen += String(d);
+      if (seen.includes(`${h2.alias}: waiting up to 60 s for 1 process`)) kill(leaver);
+    };
+    third.child.stdout?.on('data', watch);
+    third.child.stderr?.on('data', watch);
+    const done = await third.done;
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stderr + done.stdout, new RegExp(`${h2.alias}: waiting up to 60 s for 1 process`), 'it did wait for the holder');
+    assert.doesNotMatch(done.stderr + done.stdout, /still runs from release/);
+  });
+
+  void test('--reload-unit runs on every host after the deploy, after a fleet rollback and after an automatic rollback', async (t) => {
+    const calls = standInSystemctl('reload-stand-in');
+    const { root } = newRoot('reload');
+    const deployed = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--reload-unit', 'app.service', '--reload-unit', 'worker@1.service']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.match(deployed.stderr + deployed.stdout, /stand-in systemctl reload-or-restart -- app\.service/, 'its output is shown');
+    for (const h of fleet.hosts) assert.deepEqual(calls(h), ['reload-or-restart -- app.service', 'reload-or-restart -- worker@1.service'], h.alias);
+
+    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--reload-unit', 'app.service']);
+    assert.equal(second.code, 0, second.stderr);
+    const back = await cli(['rollback', root, ...hostArgs, '--reload-unit', 'app.service']);
+    assert.equal(back.code, 0, back.stderr);
+    for (const h of fleet.hosts) assert.equal(calls(h).length, 4, `${h.alias}: deploy, deploy, rollback`);
+
+    // The health check fails on the first host only: every host goes back, and every host reloads again.
+    const health = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--reload-unit', 'app.service', '--health-check', `test "$(hostname)" != ${fleet.hosts[0]?.hostname ?? 'host1'}`, '--health-timeout', '1']);
+    assert.equal(health.code, 4, health.stderr);
+    for (const h of fleet.hosts) assert.equal(calls(h).length, 5, `${h.alias}: reloaded after the automatic rollback`);
+  });
+});
