@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'HOOK_FAILED'
   | 'HEALTH_CHECK_FAILED'
   | 'ROLLED_BACK'
+  | 'AFTER_SWITCH_FAILED'
   | 'REMOTE'
   | 'INTERRUPTED'
   | 'INTERNAL';
@@ -35,6 +36,8 @@ export const EXIT = {
   invalid: 2,
   locked: 3,
   rolledBack: 4,
+  /** An after-switch hook failed with no health check to roll back on: the new release is live. */
+  afterSwitchFailed: 6,
   sigint: 130,
   sigterm: 143,
   sighup: 129,
@@ -89,6 +92,7 @@ export class DeployError extends Error {
     if (this.code === 'LOCKED' || this.code === 'LOCK_FOREIGN_HOST') return EXIT.locked;
     if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
     if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
+    if (this.code === 'AFTER_SWITCH_FAILED') return EXIT.afterSwitchFailed;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;
   }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import { deploy } from '../ops/deploy.ts';
@@ -9,6 +10,8 @@ import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus } from './render.ts';
 import { VERSION } from './version.ts';
+import { closest } from '../plan/suggest.ts';
+import { completionScript, completionSpec } from './completion.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
@@ -22,6 +25,8 @@ export interface RunOptions extends Streams {
 interface CommonFlags {
   json?: boolean;
   quiet?: boolean;
+  /** false with --no-color. */
+  color?: boolean;
 }
 
 function parseSeconds(value: string): number {
@@ -58,11 +63,104 @@ Examples:
   $ atomic-deploy unlock /srv/www/app --force   even if it may be alive (prints who held it)`,
 };
 
+const TOP_LEVEL_HELP = `
+Examples:
+  $ atomic-deploy deploy ./build /srv/www/app           publish ./build as a new release and switch to it
+  $ atomic-deploy ./build /srv/www/app                  the same (the first argument must be a directory)
+  $ atomic-deploy deploy ./build /srv/www/app --dry-run the plan; nothing is changed
+  $ atomic-deploy rollback /srv/www/app                 back to the previous good release
+  $ atomic-deploy releases /srv/www/app                 newest first, current marked
+  $ atomic-deploy status /srv/www/app
+  $ atomic-deploy prune /srv/www/app --keep 3
+
+Exit codes:
+  0        success
+  1        any other failure; the root is as it was before the command
+  2        usage error or invalid input; nothing was changed on disk
+  3        the lock is held by a live deploy (or by another host)
+  4        the health check failed and the deploy rolled back by itself
+  6        an after-switch hook failed (no health check): the new release is live, unverified
+  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored
+
+Every command has --help. Settings: atomic-deploy.config.yaml (see: atomic-deploy init).`;
+
+/** `--release-id` → `ATOMIC_DEPLOY_RELEASE_ID`, `--no-fsync` → `ATOMIC_DEPLOY_NO_FSYNC`. */
+export function envNameOf(option: Option): string | undefined {
+  const long = option.long;
+  if (!long || long === '--help' || long === '--version') return undefined;
+  return `ATOMIC_DEPLOY_${long.slice(2).replace(/-/g, '_').toUpperCase()}`;
+}
+
+const YES = new Set(['1', 'true', 'yes', 'on']);
+const NO = new Set(['0', 'false', 'no', 'off', '']);
+
+/**
+ * Every flag can come from ATOMIC_DEPLOY_<FLAG>, below the command line and above the config file.
+ * Read here rather than with commander's Option.env(): that one must be set before each option is
+ * added, and it would take ATOMIC_DEPLOY_JSON=0 as "on".
+ */
+function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
+  for (const option of command.options as Option[]) {
+    const name = envNameOf(option);
+    if (!name || !(name in env)) continue;
+    const key = option.attributeName();
+    if (command.getOptionValueSource(key) === 'cli') continue;
+    const raw = env[name] ?? '';
+    if (option.required || option.optional) {
+      let value: unknown = raw;
+      try {
+        if (option.parseArg) value = option.parseArg(raw, undefined);
+      } catch (error) {
+        throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: ${error instanceof Error ? error.message : String(error)}`, { hint: `the same values as ${option.flags}` });
+      }
+      if (option.argChoices && !option.argChoices.includes(raw)) throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: expected one of ${option.argChoices.join(', ')}`);
+      command.setOptionValueWithSource(key, value, 'env');
+      continue;
+    }
+    const flag = raw.trim().toLowerCase();
+    if (!YES.has(flag) && !NO.has(flag)) throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: expected 1 or 0 (true/false, yes/no)`);
+    if (YES.has(flag)) command.setOptionValueWithSource(key, !option.negate, 'env');
+  }
+}
+
+/** What the bare form `atomic-deploy <source> <root>` needs: the first argument is an existing directory. */
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The arguments commander parses: a first word that is no command is the bare deploy form only
+ * when it names a directory; anything else is a typo, and deploying it would say "build first".
+ */
+function dispatch(program: Command, argv: readonly string[]): readonly string[] {
+  const first = argv[0];
+  if (first === undefined || first.startsWith('-')) return argv;
+  const names = [...program.commands.map((c) => c.name()), 'help'];
+  if (names.includes(first)) return argv;
+  if (isDirectory(first)) return ['deploy', ...argv];
+  const guess = closest(first, names);
+  throw new DeployError('USAGE', `unknown command '${first}'${guess ? `; did you mean '${guess}'?` : ''}`, {
+    hint: /[/.]/.test(first) ? `${first} is not a directory either; to deploy, give the build output directory: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help',
+  });
+}
+
+/** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */
+function afterSwitchError(release: string, root: string, message: string): DeployError {
+  return new DeployError('AFTER_SWITCH_FAILED', message, {
+    hint: `the switch stands; fix what the hook does and run it by hand, or roll back: atomic-deploy rollback ${root}`,
+    details: { release, live: true },
+  });
+}
+
 /** Runs the CLI and returns its exit code; it never exits the process itself. */
 export async function runCli(argv: readonly string[], options: RunOptions): Promise<number> {
-  let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') });
+  let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') || argv.includes('-q'), color: !argv.includes('--no-color') });
   const use = (flags: CommonFlags): Reporter => {
-    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true });
+    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false });
     return reporter;
   };
   const signal = options.signal;
@@ -75,22 +173,31 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
-    .option('--config <file>', 'settings file (default: ./atomic-deploy.config.yaml, .yml or .json if present)')
+    .option('--config <file>', 'settings file (default: atomic-deploy.config.yaml, .yml or .json here or in a parent, up to the git top level)')
     .showHelpAfterError('hint: see --help for usage')
+    .addHelpText('after', TOP_LEVEL_HELP)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
       writeErr: (s) => options.stderr.write(s),
     });
   const common = (cmd: Command): Command =>
-    cmd.option('--json', 'print one JSON object on stdout and nothing else there').option('--quiet', 'print only errors');
+    cmd
+      .option('--json', 'print one JSON object on stdout and nothing else there')
+      .option('-q, --quiet', 'print only errors')
+      .option('--no-color', 'no colour, even on a terminal (NO_COLOR=1 does the same)');
   let loaded: LoadedConfig | undefined;
   const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
   const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
-  program.hook('preAction', async () => {
+  program.hook('preAction', async (_program, action) => {
+    applyEnv(program, process.env);
+    applyEnv(action, process.env);
+    // Reporter flags may have come from the environment.
+    use(action.opts<CommonFlags>());
     if (configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
   });
-  const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
+  // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.
+  const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
   common(addFleetFlags(addLifecycleFlags(addReleaseFlags(
@@ -102,13 +209,18 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .option('--release-id <id>', 'release id instead of the UTC timestamp')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
+      .option('--adopt', 'make a non-empty folder that is not a deploy root into one (its files stay)')
       .addHelpText('after', EXAMPLES.deploy),
   )), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
-      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), command: `fleet deploy ${source}` });
+      const fleetOptions = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
+      if (fleetOptions.sharedFiles || fleetOptions.sharedDirs) {
+        throw new DeployError('USAGE', 'shared files and directories (--shared-file, --shared-dir) are not available with --host yet', { hint: 'use --shared <path> with shared targets that exist on every host' });
+      }
+      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...fleetOptions, command: `fleet deploy ${source}` });
       return;
     }
     const root = rootOf(rootArg);
@@ -125,6 +237,13 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       out.result(undefined, result.plan);
       return;
     }
+    if (result.afterSwitchFailure !== undefined) {
+      const error = afterSwitchError(result.release, root, result.afterSwitchFailure);
+      out.result(deploySummary(result), { ...result, error: { code: error.code, message: error.message, hint: error.hint, ...error.details } });
+      out.error(error.message, error.hint);
+      if (exitCode === EXIT.ok) exitCode = error.exitCode;
+      return;
+    }
     out.result(deploySummary(result), result);
   });
 
@@ -134,13 +253,15 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .description('switch current back to the previous good release, or to --to <id>')
       .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--to <id>', 'release to switch to')
+      .option('-n, --dry-run', 'say which release it would switch to; change nothing')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
-  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
+  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
+      if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
       exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000 });
       return;
@@ -148,8 +269,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event });
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true });
     afterSignal();
+    if (result.dryRun) {
+      out.result(`dry run: would roll back to ${result.release} (from ${result.previous || 'nothing'}); nothing was changed`, result);
+      return;
+    }
     out.result(`rolled back to ${result.release} (from ${result.previous || 'nothing'})`, result);
   });
 
@@ -167,7 +292,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       return;
     }
     const result = await listReleases(rootOf(rootArg));
-    out.print(renderReleases(result, options.stdout.isTTY === true));
+    out.print(renderReleases(result, { header: options.stdout.isTTY === true, colors: out.stdoutColors }));
     out.result(undefined, {
       current: result.current,
       releases: result.releases.map((r) => ({ ...r.record, id: r.id, current: r.current, role: r.role })),
@@ -213,8 +338,25 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
 
   addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });
 
+  program
+    .command('completion')
+    .description('print a completion script for bash, zsh or fish')
+    .argument('<shell>', 'bash, zsh or fish')
+    .addHelpText('after', `
+Examples:
+  $ eval "$(atomic-deploy completion bash)"          in ~/.bashrc
+  $ source <(atomic-deploy completion zsh)           in ~/.zshrc
+  $ atomic-deploy completion fish > ~/.config/fish/completions/atomic-deploy.fish`)
+    .action((shell: string) => {
+      options.stdout.write(completionScript(shell, completionSpec(program)));
+    });
+
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    if (argv.length === 0) {
+      program.outputHelp();
+      return EXIT.ok;
+    }
+    await program.parseAsync([...dispatch(program, argv)], { from: 'user' });
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -228,7 +370,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       return error.exitCode;
     }
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    reporter.error(`unexpected failure: ${message}`, 'this is a bug in atomic-deploy; please report it with the output above');
+    reporter.error(`unexpected failure: ${message}`, 'this is a bug in atomic-deploy; please report it with the output above at https://github.com/atomic-deploy/atomic-deploy/issues');
     reporter.result(undefined, { error: { code: 'INTERNAL', message: String(error) } });
     return EXIT.failure;
   }

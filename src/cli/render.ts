@@ -1,17 +1,21 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
-import { formatBytes, pc } from './output.ts';
+import { formatBytes, type Colors } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
-/** Newest first; on a terminal a table with the release log, otherwise one id per line with a marker. */
-export function renderReleases(result: ReleasesResult, tty: boolean): string {
+const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'SOURCE'];
+
+/**
+ * Newest first, the same columns on a terminal and in a pipe (`| grep` keeps dates and commits);
+ * the header only for a person at a terminal, so a pipe gets data lines alone.
+ */
+export function renderReleases(result: ReleasesResult, options: { header: boolean; colors?: Colors }): string {
   if (result.releases.length === 0) return 'no releases';
-  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${r.id}  ${r.role}`).join('\n');
-  const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'SOURCE']];
+  const rows = options.header ? [HEADER] : [];
   const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
     const rec = r.record;
@@ -30,7 +34,11 @@ export function renderReleases(result: ReleasesResult, tty: boolean): string {
       rec?.source ?? '',
     ]);
   }
-  return table(rows).replace(/^\*/gm, pc.green('*'));
+  // Every row is as wide as the header would make it, so a pipe's columns match the terminal's.
+  const text = table([HEADER, ...rows.slice(options.header ? 1 : 0)]);
+  const lines = options.header ? text : text.split('\n').slice(1).join('\n');
+  const green = options.colors?.green ?? ((s: string) => s);
+  return lines.replace(/^\*/gm, green('*'));
 }
 
 export function renderStatus(result: StatusResult): string {
@@ -42,6 +50,7 @@ export function renderStatus(result: StatusResult): string {
   } else {
     lines.push('lock:    free');
   }
+  if (result.running) lines.push(`running: ${result.running}`);
   if (result.recovered.length > 0) lines.push(...result.recovered.map((l) => `recovered: ${l}`));
   else if (result.leftovers.length > 0) lines.push(...result.leftovers.map((l) => `leftover: ${l}`));
   return lines.join('\n');

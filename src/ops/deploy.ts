@@ -14,7 +14,9 @@ import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
+import { deployTargetProblem } from '../plan/root-shape.ts';
 import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
+import { formatBytes, plural } from '../plan/units.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
@@ -23,7 +25,7 @@ import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } fro
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
-import { openRoot, realpathLoose, withLock } from './root.ts';
+import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
 
 export interface DeployOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
@@ -38,6 +40,9 @@ export interface DeployOptions {
   /** Recorded in the lock so that others see who holds it. */
   command?: string;
 
+  /** Write the layout into a non-empty folder that is not a deploy root (its files stay). */
+  adopt?: boolean;
+
   // Release lifecycle (prune, dry run).
   /** Prune after a successful switch, keeping this many good releases. */
   keep?: number;
@@ -45,9 +50,12 @@ export interface DeployOptions {
   dryRun?: boolean;
 
   // Release contents (shared paths, strategies).
-  /** Paths linked from `releases/<id>/<path>` to `shared/<path>` before the switch. */
+  /** Paths linked from `releases/<id>/<path>` to `shared/<path>` before the switch; file or directory inferred. */
   shared?: string[];
-  /** Create missing shared targets as empty directories instead of failing. */
+  /** Shared paths that are files (`.env`), and that are directories (`storage`): Capistrano's linked_files and linked_dirs. */
+  sharedFiles?: string[];
+  sharedDirs?: string[];
+  /** Create missing shared targets empty (a file or a directory, as declared or inferred) instead of failing. */
   sharedCreate?: boolean;
   /** Replace a shared path the source already holds instead of failing. */
   sharedReplace?: boolean;
@@ -74,8 +82,9 @@ export interface DeployResult {
   recovered: string[];
   /** Set when a signal arrived after the switch: the deploy completed anyway. */
   interruptedAfterSwitch?: boolean;
-  /** The strategy asked for (default auto); `cloned`: whether copies were copy-on-write clones. */
+  /** The strategy used: `auto` resolves to reflink (copies were clones) or copy; `strategyRequested` is what was asked. */
   strategy?: Strategy;
+  strategyRequested?: Strategy;
   cloned?: boolean;
   /** Files hardlinked from the previous release, and files copied (or cloned). */
   linked?: number;
@@ -86,6 +95,8 @@ export interface DeployResult {
   health?: HealthResult;
   /** What went wrong without failing the deploy (an after-switch hook with no health check). */
   warnings?: string[];
+  /** Set when an after-switch hook failed with no health check configured: the release is live, unverified. */
+  afterSwitchFailure?: string;
   /** With `keep`: what prune removed after the switch (deleted after the lock was released). */
   prune?: PruneResult;
   /** With `dryRun`: the plan; nothing on disk was changed. */
@@ -106,7 +117,7 @@ function durableRecord(record: ReleaseRecord | undefined): boolean {
   return record?.durability === 'syncfs' || record?.durability === 'fsync';
 }
 
-function validateSource(source: string, root: string): { sourceReal: string; layout: Layout } {
+function validateSource(source: string, root: string, adopt: boolean): { sourceReal: string; layout: Layout } {
   if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
   if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
   const layout = openRoot(root, { mayCreate: true });
@@ -130,11 +141,25 @@ function validateSource(source: string, root: string): { sourceReal: string; lay
       hint: 'deploy from a build directory outside the deploy root',
     });
   }
+  // Swapped arguments would copy a whole root into a release and spread a layout through the build.
+  const targetShape = rootShapeOf(layout.root);
+  const sourceShape = rootShapeOf(sourceReal);
+  if (sourceShape.kind === 'root') {
+    throw new DeployError('INVALID_SOURCE', `${source} is a deploy root, not a build directory`, {
+      hint: targetShape.kind === 'root' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${root} ${source}`,
+    });
+  }
+  const targetProblem = deployTargetProblem(targetShape);
+  if (targetProblem && !adopt) {
+    throw new DeployError('INVALID_ROOT', `${layout.root} ${targetProblem}`, {
+      hint: `check the path; to make this folder a deploy root anyway (its files stay, current and releases/ are added), add --adopt`,
+    });
+  }
   return { sourceReal, layout };
 }
 
 function validate(source: string, root: string, options: DeployOptions): Validated {
-  const { sourceReal, layout } = validateSource(source, root);
+  const { sourceReal, layout } = validateSource(source, root, options.adopt === true);
   if (options.releaseId !== undefined) {
     const problem = releaseIdProblem(options.releaseId);
     if (problem) {
@@ -213,7 +238,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let counts = { linked: 0, copied: 0 };
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, contents, previous, options.signal);
-    if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${scan.files} files are unchanged since release ${previous ?? ''} and are linked, not copied` });
+    if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
       await writeJournal(layout, journal, durable);
@@ -221,7 +246,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       // Copied into .tmp/ and renamed into releases/ when whole: a partial tree never sits there.
       await fs.promises.mkdir(staging, { mode: 0o700 });
       await failpoint('release-dir-made');
-      emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
+      emit({ type: 'step', message: `copying ${plural(scan.files, 'file')} (${formatBytes(scan.bytes)}) into release ${id}` });
       // Not for a release made mostly of links: it has little data, and fsyncs what it copied.
       const writeback = durable && !files.linkFrom?.size ? new EarlyWriteback(staging) : undefined;
       const copied = await copyTree(scan, staging, {
@@ -242,6 +267,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       sharedDirs = await placeShared(layout, staging, contents.shared, { create: options.sharedCreate === true, emit });
 
       if (durable) {
+        emit({ type: 'progress', phase: 'fsync', done: 0, total: scan.files, bytes: 0, totalBytes: scan.bytes });
         await failpoint('before-fsync');
         // Data and names on disk before the switch, or a power cut could leave current on empty files.
         // A linked file is the previous release's inode: durable already when that release was
@@ -337,12 +363,14 @@ export async function deploy(source: string, root: string, options: DeployOption
         durability: durable ? durability : 'off',
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
-        strategy: contents.strategy,
+        strategy: contents.strategy === 'auto' ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
+        strategyRequested: contents.strategy,
         cloned: files.cloned,
         ...counts,
         shared: contents.shared.length > 0 ? contents.shared.map((l) => l.path) : undefined,
         health: verified.health,
         warnings: verified.warnings.length > 0 ? verified.warnings : undefined,
+        afterSwitchFailure: verified.afterSwitchFailure,
       };
     } catch (error) {
       if (isVerdict(error)) throw error;

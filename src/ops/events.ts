@@ -2,7 +2,7 @@
 export type OperationEvent =
   | { type: 'step'; message: string }
   | { type: 'warning'; message: string }
-  | { type: 'progress'; phase: 'copy' | 'prune'; done: number; total: number; bytes: number; totalBytes: number }
+  | { type: 'progress'; phase: 'copy' | 'fsync' | 'prune'; done: number; total: number; bytes: number; totalBytes: number }
   | { type: 'output'; source: string; stream: 'stdout' | 'stderr'; line: string };
 
 export type EventSink = (event: OperationEvent) => void;

@@ -5,6 +5,7 @@ import { DeployError } from '../errors.ts';
 import { sharedPathProblem } from './paths.ts';
 import { releaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
+import { closest } from './suggest.ts';
 
 export { CONFIG_NAMES, parseHostSpec, type HostSpec } from './config-basics.ts';
 
@@ -23,6 +24,7 @@ const commands = z.union([text('a command'), z.array(text('a command'), { error:
   error: 'a command or a list of commands',
 });
 const flag = z.boolean({ error: 'true or false' });
+const sharedList = z.array(text('a relative path inside the release').refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' }), { error: 'a list of relative paths' });
 
 export const configSchema = z.strictObject({
   root: text('a directory path').optional(),
@@ -31,9 +33,9 @@ export const configSchema = z.strictObject({
   releaseId: text('a release id').refine((id) => releaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }).optional(),
   fsync: flag.optional(),
   wait: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
-  shared: z
-    .array(text('a relative path inside the release').refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' }), { error: 'a list of relative paths' })
-    .optional(),
+  shared: sharedList.optional(),
+  sharedFiles: sharedList.optional(),
+  sharedDirs: sharedList.optional(),
   sharedCreate: flag.optional(),
   sharedReplace: flag.optional(),
   strategy: z.enum(['copy', 'reflink', 'hardlink', 'auto'], { error: 'one of copy, reflink, hardlink, auto' }).optional(),
@@ -124,7 +126,8 @@ export function parseConfig(data: unknown, file: string): Config {
     const known = KNOWN_KEYS[parent] ?? [];
     const input: unknown = first.input;
     const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[key] : undefined;
-    line = `${keyPath}: unknown key (value ${formatValue(value)}); expected one of ${known.join(', ')}`;
+    const guess = closest(key, known);
+    line = `${keyPath}: unknown key (value ${formatValue(value)});${guess ? ` did you mean '${guess}'?` : ''} expected one of ${known.join(', ')}`;
   } else if (first.path.length === 0) {
     line = `got ${formatValue(first.input)}, expected a mapping of settings`;
   } else {
