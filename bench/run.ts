@@ -3,14 +3,17 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runArtifactBench } from './artifact.ts';
 import { runCopyBaselines } from './copy-baselines.ts';
 import { runFleetBench } from './fleet.ts';
 import { runNginxBench } from './nginx.ts';
 import { raceRows, runRaceBench } from './race.ts';
 import { ourRaceRows } from './race-rows.ts';
+import { runStaleScanBench } from './stale-scan.ts';
 import { runStartupBench } from './startup.ts';
 import { runSwitchBench } from './switch.ts';
 import { runThroughput } from './throughput.ts';
+import { runVerifyBench } from './verify.ts';
 import { saveResult, writeReport } from './lib/report.ts';
 import type { Result } from './lib/report.ts';
 
@@ -31,10 +34,13 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'race', run: runRace },
   { name: 'nginx', run: ({ quick, log }) => runNginxBench({ quick, log }) },
   { name: 'throughput', run: ({ quick, log }) => runThroughput({ quick, log }) },
+  { name: 'verify', run: ({ quick, log }) => runVerifyBench({ quick, log }) },
   { name: 'switch', run: ({ quick, log }) => runSwitchBench({ quick, log }) },
   { name: 'startup', run: ({ quick, log }) => runStartupBench({ quick, log }) },
   { name: 'copy-baselines', run: ({ quick, log }) => runCopyBaselines({ quick, log }) },
   { name: 'fleet', run: ({ quick, log }) => runFleetBench({ quick, log }) },
+  { name: 'stale-scan', run: ({ quick, log }) => runStaleScanBench({ quick, log }) },
+  { name: 'artifact', run: ({ quick, log }) => runArtifactBench({ quick, log }) },
 ];
 
 /** The race table with our rows (library switch, CLI deploy) after the reference ones. */

@@ -114,6 +114,7 @@ async function measureDurability(src: string, work: string, runs: number, warmup
 const HL = 'deploy --strategy hardlink';
 const HL_NF = 'deploy --strategy hardlink --no-fsync';
 const RS = 'rsync -a --link-dest=<previous release>';
+const RSC = 'rsync -a --checksum --link-dest=<previous release>';
 
 /**
  * Redeploys onto a previous release: our hardlink strategy against rsync --link-dest, for an
@@ -153,19 +154,21 @@ async function measureIncremental(src: string, work: string, runs: number, warmu
       await cli(['deploy', from, r.root, '--quiet', '--strategy', 'hardlink', ...extra]);
     },
   });
-  const rsync = (name: string, from: string): PairedCase => ({
+  const rsync = (name: string, from: string, extra: string[] = []): PairedCase => ({
     name,
     setup: async () => {
       await remove(dst);
       await settle(work);
     },
-    run: () => sh('rsync', ['-a', `--link-dest=${baseRelease}`, `${from}/`, dst]),
+    run: () => sh('rsync', ['-a', ...extra, `--link-dest=${baseRelease}`, `${from}/`, dst]),
     teardown: () => remove(dst),
   });
   const cases: PairedCase[] = [
     ours(`${HL}, unchanged`, 'u', false, []),
     ours(`${HL_NF}, unchanged`, 'unf', false, ['--no-fsync']),
     rsync(`${RS}, unchanged`, src),
+    // The correct peer: like ours, it decides by content, so it reads every file on both sides.
+    rsync(`${RSC}, unchanged`, src, ['--checksum']),
     ours(`${HL}, 1% changed`, 'c', true, []),
     ours(`${HL_NF}, 1% changed`, 'cnf', true, ['--no-fsync']),
     rsync(`${RS}, 1% changed`, changedSrc),
@@ -303,6 +306,7 @@ export async function runThroughput(opts: { quick: boolean; log?: Log }): Promis
   const hlnfU = inc(`${HL_NF}, unchanged`);
   const hlnfC = inc(`${HL_NF}, 1% changed`);
   const rsU = inc(`${RS}, unchanged`);
+  const rscU = inc(`${RSC}, unchanged`);
   const big = rss.find((r) => r.files === 100_000) ?? rss[rss.length - 1];
   const bigMiB = big ? Math.max(...big.kib) / 1024 : NaN;
   const pr = (name: string): PruneSample[] => prune?.samples[name] ?? [];
@@ -322,6 +326,7 @@ export async function runThroughput(opts: { quick: boolean; log?: Log }): Promis
         [`full copy, ${midLabel}: ${OURS_NO_FSYNC} / cp -a`, '≤ 1.2', oursMid ? round3(oursMid.ratio) : '–', met((oursMid?.ratio ?? Infinity) <= 1.2)],
         [`durability, ${midLabel}: deploy / deploy --no-fsync`, '≤ 1.15', round3(durRatio), met(durRatio <= 1.15)],
         [`unchanged redeploy, ${midLabel}: ${HL} / ${RS}`, '< 1.0', hlU && rsU ? round3(hlU.median / rsU.median) : '–', met(!!hlU && !!rsU && hlU.median < rsU.median)],
+        [`unchanged redeploy, ${midLabel}: ${HL} / ${RSC}`, '≤ 0.5', hlU && rscU ? round3(hlU.median / rscU.median) : '–', met(!!hlU && !!rscU && hlU.median / rscU.median <= 0.5)],
         [`1% changed / unchanged, ${HL}`, '≤ 1.2', hlU && hlC ? round3(hlC.median / hlU.median) : '–', met(!!hlU && !!hlC && hlC.median / hlU.median <= 1.2)],
         [`peak RSS of a deploy of ${big?.label ?? '?'}`, '≤ 200 MiB', `${Math.round(bigMiB)} MiB`, met(bigMiB <= 200)],
         [

@@ -1,7 +1,8 @@
 // Runs every test file in its own `node --test` process, one after another (system tests share
 // loopback ports, namespaces and mounts). A file that fails is run once more, and both results
 // are reported: timing-sensitive system tests on a loaded 2-core machine can lose a race with the
-// scheduler, while a real defect fails twice. A skipped or todo test fails its file. The exit code is non-zero if any file failed twice.
+// scheduler, while a real defect fails twice; the summary marks a file that passed only on its second run FLAKY.
+// A skipped or todo test fails its file. The exit code is non-zero if any file failed twice.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +27,7 @@ function run(file) {
 }
 
 const summary = [];
+const flaky = [];
 let passed = 0;
 let failed = 0;
 for (const file of files) {
@@ -36,11 +38,15 @@ for (const file of files) {
     const first = result;
     result = run(file);
     note = result.ok ? ` (passed on the second run; first run: ${first.fail} failed)` : ' (failed twice)';
+    if (result.ok) flaky.push(file);
   }
   passed += result.pass;
   failed += result.ok ? 0 : Math.max(1, result.fail);
-  summary.push(`${result.ok ? 'ok  ' : 'FAIL'} ${file} ${result.pass} passed, ${result.fail} failed${result.skipped ? ` (${result.skipped} skipped or todo)` : ''}, ${result.seconds.toFixed(1)} s${note}`);
+  const mark = !result.ok ? 'FAIL ' : note ? 'FLAKY' : 'ok   ';
+  summary.push(`${mark} ${file} ${result.pass} passed, ${result.fail} failed${result.skipped ? ` (${result.skipped} skipped or todo)` : ''}, ${result.seconds.toFixed(1)} s${note}`);
 }
 console.log(`\n${summary.join('\n')}`);
+// A file that passed only on its second run is a finding, not noise: in a tool about races it may be one.
+if (flaky.length > 0) console.log(`\nflaky (passed only on the second run): ${flaky.join(', ')}`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exitCode = failed > 0 ? 1 : 0;

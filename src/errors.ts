@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'INVALID_SHARED_PATH'
   | 'SHARED_MISSING'
   | 'UNKNOWN_RELEASE'
+  | 'NO_MANIFEST'
+  | 'MANIFEST_UNTRUSTED'
   | 'NO_PREVIOUS_RELEASE'
   | 'LOCKED'
   | 'LOCK_FOREIGN_HOST'
@@ -26,8 +28,14 @@ export type ErrorCode =
   | 'ROLLED_BACK'
   | 'AFTER_SWITCH_FAILED'
   | 'REMOTE'
+  | 'STALE_PROCESSES'
   | 'INTERRUPTED'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'INVALID_ARCHIVE'
+  | 'HOSTILE_ARCHIVE'
+  | 'CHECKSUM_MISMATCH'
+  | 'SIGNATURE_INVALID'
+  | 'DOWNLOAD_FAILED';
 
 /** Documented exit codes of the CLI. */
 export const EXIT = {
@@ -36,8 +44,12 @@ export const EXIT = {
   invalid: 2,
   locked: 3,
   rolledBack: 4,
+  /** `verify`: the release differs from its manifest. */
+  differences: 5,
+  /** `--stale fail`: processes still ran from the release left behind when the wait ended; the switch stands. */
+  stale: 6,
   /** An after-switch hook failed with no health check to roll back on: the new release is live. */
-  afterSwitchFailed: 6,
+  afterSwitchFailed: 7,
   sigint: 130,
   sigterm: 143,
   sighup: 129,
@@ -58,9 +70,15 @@ const INVALID_INPUT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'INVALID_SHARED_PATH',
   'SHARED_MISSING',
   'UNKNOWN_RELEASE',
+  'NO_MANIFEST',
+  'MANIFEST_UNTRUSTED',
   'NO_PREVIOUS_RELEASE',
   'NOT_LOCKED',
   'RELEASE_IN_USE',
+  'INVALID_ARCHIVE',
+  'HOSTILE_ARCHIVE',
+  'CHECKSUM_MISMATCH',
+  'SIGNATURE_INVALID',
 ]);
 
 export interface DeployErrorOptions {
@@ -93,6 +111,7 @@ export class DeployError extends Error {
     if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
     if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
     if (this.code === 'AFTER_SWITCH_FAILED') return EXIT.afterSwitchFailed;
+    if (this.code === 'STALE_PROCESSES') return EXIT.stale;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;
   }
@@ -129,7 +148,10 @@ export function ioError(what: string, error: unknown): DeployError {
     });
   }
   if (errno === 'EROFS') {
-    return new DeployError('IO', `read-only file system while ${what}`, { cause: error });
+    return new DeployError('IO', `read-only file system while ${what}`, {
+      cause: error,
+      hint: 'the deploy root is on a read-only mount: remount it read-write (mount -o remount,rw <mount point>) or deploy to a writable root',
+    });
   }
   if (errno === 'EACCES' || errno === 'EPERM') {
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {

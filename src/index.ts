@@ -5,6 +5,8 @@ export { parseConfig, parseHostSpec, CONFIG_NAMES, type Config, type HostSpec } 
 export { rollback, type RollbackOptions, type RollbackResult } from './ops/rollback.ts';
 export { listReleases, type ReleaseInfo, type ReleasesResult } from './ops/releases.ts';
 export { status, type StatusOptions, type StatusResult, type LockStatus } from './ops/status.ts';
+export { verify, type VerifyOptions, type VerifyResult } from './ops/verify-release.ts';
+export type { Difference, DifferenceKind } from './plan/manifest.ts';
 export { unlock, type UnlockOptions, type UnlockResult } from './ops/unlock.ts';
 export type { OperationEvent, EventSink } from './ops/events.ts';
 export {

@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
+import type { ManifestEntry } from '../plan/manifest.ts';
+import type { FileStamp } from '../plan/stat-cache.ts';
 
 export type EntryKind = 'dir' | 'file' | 'symlink';
 
@@ -15,6 +18,8 @@ export interface SourceEntry {
   /** Times in whole milliseconds (what `stat().mtime` gives), kept as numbers: 100k Dates cost GC time. */
   atimeMs: number;
   mtimeMs: number;
+  /** 512-byte blocks allocated: fewer than the size needs means the file has holes. */
+  blocks: number;
 }
 
 export interface SourceScan {
@@ -48,6 +53,7 @@ function entryOf(rel: string, stat: fs.Stats, kind: EntryKind): SourceEntry {
     gid: stat.gid,
     atimeMs: Math.round(stat.atimeMs),
     mtimeMs: Math.round(stat.mtimeMs),
+    blocks: stat.blocks,
   };
 }
 
@@ -105,11 +111,22 @@ export interface CopyProgress {
   bytes: number;
 }
 
+/** A file taken from the previous release by hardlink, and the SHA-256 its bytes were found to have. */
+export interface LinkSource {
+  from: string;
+  sha256: string;
+}
+
 export interface CopyOptions {
-  /** Copy-on-write clone where the filesystem can (btrfs, xfs, APFS); a plain copy elsewhere. */
+  /**
+   * `always`: copy-on-write clones or fail; `auto`: clones where `cloneWorks` says the filesystem
+   * can (falling back to a copy per file); `never`: plain copies. Every copy is hashed as it is made.
+   */
   reflink?: 'auto' | 'always' | 'never';
-  /** Files to hardlink instead of copy (rel path → existing file). */
-  linkFrom?: ReadonlyMap<string, string>;
+  /** Whether a clone probe succeeded (auto only); clones are then tried first. */
+  cloneWorks?: boolean;
+  /** Files to hardlink instead of copy (rel path → existing file and its known hash). */
+  linkFrom?: ReadonlyMap<string, LinkSource>;
   onProgress?: (progress: CopyProgress) => void;
   /** Called once when half the files are written (a failpoint lives there). */
   onHalf?: () => Promise<void>;
@@ -123,37 +140,171 @@ export interface CopyResult {
   bytes: number;
   linked: number;
   copied: number;
+  /** What the copy holds, hashed from the bytes as they were written (linked files: their known hash). */
+  manifest: ManifestEntry[];
+  /** Inode, size and ctime of every file once it was final: the stat cache. */
+  stamps: Map<string, FileStamp>;
 }
 
 const IS_ROOT = process.getuid?.() === 0;
 
 /** Files up to this size are copied synchronously (see copyEntries). */
 const SMALL_FILE = 64 * 1024;
+/** Read/write unit of the copy: a sparse file's holes are kept at this granularity. */
+const CHUNK = 256 * 1024;
+const ZEROES = Buffer.alloc(CHUNK);
 
-/** Copies a scanned tree into `dest` (an empty directory the caller made): contents, modes, times, links verbatim. */
+/** A file has holes when it has fewer blocks than its size needs (what `cp --sparse=auto` asks too). */
+const looksSparse = (entry: SourceEntry): boolean => entry.blocks * 512 < entry.size;
+
+const isZero = (buf: Buffer, n: number): boolean => buf.subarray(0, n).equals(ZEROES.subarray(0, n));
+
+const OPEN_SOURCE = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
+const OPEN_DEST = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+
+function notRegular(from: string): DeployError {
+  return new DeployError('UNSUPPORTED_FILE', `${from} stopped being a regular file while it was copied`, {
+    hint: 'let the build finish before deploying; a release can hold only files, directories and symlinks',
+  });
+}
+
+interface Copied {
+  sha256: string;
+  size: number;
+  stamp: FileStamp;
+}
+
+/** Owner, mode and times from the scan, on the open descriptor, then its stamp (after the last change). */
+function finishSync(fd: number, entry: SourceEntry): FileStamp {
+  if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) fs.fchownSync(fd, entry.uid, entry.gid);
+  // After the chown, which clears setuid/setgid.
+  fs.fchmodSync(fd, entry.mode);
+  fs.futimesSync(fd, secs(entry.atimeMs), secs(entry.mtimeMs));
+  const st = fs.fstatSync(fd);
+  return { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs };
+}
+
+/**
+ * Copies one file through user space, hashing the bytes on their way: one read of the source,
+ * the SHA-256 for free. Node's copyFile (copy_file_range) would be as fast but hides the bytes,
+ * and hashing them after would be a second read. Zero chunks of a file with holes are skipped
+ * (seek, not write), so holes stay holes.
+ */
+function copyHashedSync(from: string, to: string, entry: SourceEntry, buf: Buffer): Copied {
+  const src = fs.openSync(from, OPEN_SOURCE);
+  try {
+    if (!fs.fstatSync(src).isFile()) throw notRegular(from);
+    const dst = fs.openSync(to, OPEN_DEST, 0o600);
+    try {
+      const hash = createHash('sha256');
+      const sparse = looksSparse(entry);
+      let pos = 0;
+      for (;;) {
+        const n = fs.readSync(src, buf, 0, buf.length, null);
+        if (n === 0) break;
+        hash.update(buf.subarray(0, n));
+        if (!sparse || !isZero(buf, n)) fs.writeSync(dst, buf, 0, n, pos);
+        pos += n;
+      }
+      if (sparse) fs.ftruncateSync(dst, pos);
+      return { sha256: hash.digest('hex'), size: pos, stamp: finishSync(dst, entry) };
+    } finally {
+      fs.closeSync(dst);
+    }
+  } finally {
+    fs.closeSync(src);
+  }
+}
+
+/** The same for large files, through the thread pool, so their data moves while the loop goes on. */
+async function copyHashed(from: string, to: string, entry: SourceEntry, buf: Buffer): Promise<Copied> {
+  const src = await fs.promises.open(from, OPEN_SOURCE);
+  try {
+    if (!(await src.stat()).isFile()) throw notRegular(from);
+    const dst = await fs.promises.open(to, OPEN_DEST, 0o600);
+    try {
+      const hash = createHash('sha256');
+      const sparse = looksSparse(entry);
+      let pos = 0;
+      for (;;) {
+        const { bytesRead: n } = await src.read(buf, 0, buf.length, null);
+        if (n === 0) break;
+        hash.update(buf.subarray(0, n));
+        if (!sparse || !isZero(buf, n)) await dst.write(buf, 0, n, pos);
+        pos += n;
+      }
+      if (sparse) await dst.truncate(pos);
+      if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) await dst.chown(entry.uid, entry.gid);
+      await dst.chmod(entry.mode);
+      await dst.utimes(secs(entry.atimeMs), secs(entry.mtimeMs));
+      const st = await dst.stat();
+      return { sha256: hash.digest('hex'), size: pos, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } };
+    } finally {
+      await dst.close();
+    }
+  } finally {
+    await src.close();
+  }
+}
+
+/**
+ * A copy-on-write clone, then one read of the clone to hash it: a clone moves no bytes through
+ * user space, and hashing the clone (not the source) describes exactly what the release holds.
+ */
+async function cloneHashed(from: string, to: string, entry: SourceEntry, mode: number, buf: Buffer): Promise<Copied> {
+  await fs.promises.copyFile(from, to, mode);
+  const dst = await fs.promises.open(to, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+  try {
+    const hash = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      const { bytesRead: n } = await dst.read(buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+      size += n;
+    }
+    if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) await dst.chown(entry.uid, entry.gid);
+    await dst.chmod(entry.mode);
+    await dst.utimes(secs(entry.atimeMs), secs(entry.mtimeMs));
+    const st = await dst.stat();
+    return { sha256: hash.digest('hex'), size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } };
+  } finally {
+    await dst.close();
+  }
+}
+
+/** `/`-separated, as manifests have them (the same as `rel` wherever path.sep is `/`). */
+const manifestPath = (rel: string): string => (path.sep === '/' ? rel : rel.split(path.sep).join('/'));
+
+/**
+ * Copies a scanned tree into `dest` (an empty directory the caller made): contents, modes, times,
+ * links verbatim, and the manifest of what was written, every file hashed from the bytes it got.
+ */
 export async function copyTree(scan: SourceScan, dest: string, options: CopyOptions = {}): Promise<CopyResult> {
   const { signal } = options;
-  const copyMode = options.reflink === 'always'
+  const clone = options.reflink === 'always' || (options.reflink !== 'never' && options.cloneWorks === true);
+  const cloneMode = options.reflink === 'always'
     ? fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE_FORCE
-    : options.reflink === 'never'
-      ? fs.constants.COPYFILE_EXCL
-      : fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
-  const result: CopyResult = { files: 0, bytes: 0, linked: 0, copied: 0 };
+    : fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
+  const result: CopyResult = { files: 0, bytes: 0, linked: 0, copied: 0, manifest: [], stamps: new Map() };
   const half = Math.ceil(scan.files / 2);
   let halfFired = false;
 
   // Directories first, synchronously: cheap, and everything else needs them.
   for (const entry of scan.entries) {
-    if (entry.kind === 'dir' && entry.rel !== '') fs.mkdirSync(under(dest, entry.rel), { mode: 0o700 });
+    if (entry.kind !== 'dir' || entry.rel === '') continue;
+    fs.mkdirSync(under(dest, entry.rel), { mode: 0o700 });
+    result.manifest.push({ path: manifestPath(entry.rel), type: 'dir', mode: entry.mode });
   }
 
   const others = scan.entries.filter((e) => e.kind !== 'dir');
+  const small = Buffer.allocUnsafe(CHUNK);
   let next = 0;
   let lastReport = 0;
   let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
     try {
-      await copyEntries();
+      await copyEntries(Buffer.allocUnsafe(CHUNK));
     } catch (error) {
       failure ??= { error };
     }
@@ -170,8 +321,13 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       options.onProgress({ files: result.files, bytes: result.bytes });
     }
   };
+  const record = (entry: SourceEntry, copied: Copied): void => {
+    const p = manifestPath(entry.rel);
+    result.manifest.push({ path: p, type: 'file', mode: entry.mode, size: copied.size, sha256: copied.sha256 });
+    result.stamps.set(p, copied.stamp);
+  };
   let syncRun = 0;
-  const copyEntries = async (): Promise<void> => {
+  const copyEntries = async (buf: Buffer): Promise<void> => {
     while (next < others.length) {
       // Stop every worker at the first failure: the caller removes dest only once all are idle.
       if (failure || signal?.aborted) return;
@@ -180,9 +336,11 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       const to = under(dest, entry.rel);
       if (entry.kind === 'symlink') {
         // Verbatim: the link text is copied, its target never is.
-        await fs.promises.symlink(await fs.promises.readlink(from), to);
+        const target = await fs.promises.readlink(from);
+        await fs.promises.symlink(target, to);
         if (IS_ROOT) await fs.promises.lchown(to, entry.uid, entry.gid);
         await fs.promises.lutimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
+        result.manifest.push({ path: manifestPath(entry.rel), type: 'symlink', target });
         continue;
       }
       // A link, or a small file, is a few short system calls: made synchronously they cost a few
@@ -192,20 +350,20 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       // synchronous entries, so a signal or an abort is still seen within milliseconds.
       const existing = options.linkFrom?.get(entry.rel);
       if (existing !== undefined) {
-        fs.linkSync(existing, to);
+        fs.linkSync(existing.from, to);
+        // Stamped after the link: link(2) itself moves the shared inode's ctime.
+        const st = fs.lstatSync(to);
+        record(entry, { sha256: existing.sha256, size: st.size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } });
         result.linked += 1;
+      } else if (clone) {
+        record(entry, await cloneHashed(from, to, entry, cloneMode, buf));
+        result.copied += 1;
+        syncRun = 0;
       } else if (entry.size <= SMALL_FILE) {
-        fs.copyFileSync(from, to, copyMode);
-        if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) fs.chownSync(to, entry.uid, entry.gid);
-        // copyFile keeps permission bits but not setuid/setgid/sticky after a chown.
-        if (entry.mode & 0o7000) fs.chmodSync(to, entry.mode);
-        fs.utimesSync(to, secs(entry.atimeMs), secs(entry.mtimeMs));
+        record(entry, copyHashedSync(from, to, entry, small));
         result.copied += 1;
       } else {
-        await fs.promises.copyFile(from, to, copyMode);
-        if (IS_ROOT && (entry.uid !== 0 || entry.gid !== 0)) await fs.promises.chown(to, entry.uid, entry.gid);
-        if (entry.mode & 0o7000) await fs.promises.chmod(to, entry.mode);
-        await fs.promises.utimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
+        record(entry, await copyHashed(from, to, entry, buf));
         result.copied += 1;
         syncRun = 0;
       }

@@ -16,6 +16,12 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Writes a file whole or not at all: temp file, fsync, rename, fsync the directory. */
+/** Errors that mean the filesystem has no room left (blocks or quota). */
+export function isFullDisk(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 export async function writeFileAtomic(file: string, data: string, durable = true): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
@@ -23,9 +29,13 @@ export async function writeFileAtomic(file: string, data: string, durable = true
   try {
     await handle.writeFile(data);
     if (durable) await handle.sync();
-  } finally {
-    await handle.close();
+  } catch (error) {
+    // A full disk fails the write after the name exists: the empty temp file must not stay.
+    await handle.close().catch(() => undefined);
+    await fs.promises.rm(tmp, { force: true });
+    throw error;
   }
+  await handle.close();
   try {
     await fs.promises.rename(tmp, file);
   } catch (error) {

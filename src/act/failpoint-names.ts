@@ -9,6 +9,7 @@ export const FAILPOINTS = [
   'copy-done',
   'before-fsync',
   'fsync-done',
+  'manifest-written',
   'release-ready',
   'shared-linked',
   'before-switch-hook',

@@ -1,8 +1,10 @@
+import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_HEALTH_TIMEOUT_MS, displayUrl, healthUrlProblem } from '../plan/validate.ts';
 import { describeOutcome, runShell } from './hooks.ts';
 
-/** Default budget for all attempts together. */
-export const DEFAULT_HEALTH_TIMEOUT_MS = 30_000;
+export { DEFAULT_HEALTH_TIMEOUT_MS };
 /** One HTTP request never waits longer than this, so a hung server still leaves time to retry. */
 const REQUEST_TIMEOUT_MS = 10_000;
 const FIRST_DELAY_MS = 250;
@@ -33,37 +35,39 @@ export interface HealthResult {
   aborted?: boolean;
 }
 
-/** Why a health URL cannot be used, or undefined. */
-export function healthUrlProblem(url: string): string | undefined {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return 'it is not a URL';
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `only http and https are supported, not ${parsed.protocol}`;
-  return undefined;
-}
+export { displayUrl, healthUrlProblem };
 
+/*
+ * node:http rather than fetch: fetch refuses the Fetch standard's "bad ports" (6000, 10080, 5060,
+ * ...) on which real servers do answer, and refuses URLs that carry credentials.
+ */
 async function probeUrl(url: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string | undefined> {
   const limit = AbortSignal.timeout(timeoutMs);
-  try {
-    const response = await fetch(url, {
-      // A redirect (to a login page, say) proves nothing about this release: only 2xx counts.
-      redirect: 'manual',
-      headers: { 'user-agent': 'atomic-deploy health check' },
-      signal: signal ? AbortSignal.any([signal, limit]) : limit,
+  const parsed = new URL(url);
+  const shown = displayUrl(url);
+  const auth = parsed.username !== '' || parsed.password !== '' ? `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}` : undefined;
+  parsed.username = '';
+  parsed.password = '';
+  const client = parsed.protocol === 'https:' ? https : http;
+  return new Promise((resolve) => {
+    const request = client.get(
+      parsed,
+      { headers: { 'user-agent': 'atomic-deploy health check' }, ...(auth === undefined ? {} : { auth }), signal: signal ? AbortSignal.any([signal, limit]) : limit },
+      (response) => {
+        // The body proves nothing: drop it so the socket closes.
+        response.resume();
+        const status = response.statusCode ?? 0;
+        // A redirect (to a login page, say) proves nothing about this release: only 2xx counts.
+        if (status >= 200 && status < 300) return resolve(undefined);
+        const location = response.headers.location;
+        resolve(`GET ${shown} returned ${status}${location ? ` (redirect to ${displayUrl(location)}; only 2xx counts)` : ''}`);
+      },
+    );
+    request.on('error', (error) => {
+      if (limit.aborted) return resolve(`GET ${shown} timed out after ${timeoutMs / 1000} s`);
+      resolve(`GET ${shown} failed: ${error.message}`);
     });
-    await response.body?.cancel();
-    if (response.status >= 200 && response.status < 300) return undefined;
-    const location = response.headers.get('location');
-    return `GET ${url} returned ${response.status}${location ? ` (redirect to ${location}; only 2xx counts)` : ''}`;
-  } catch (error) {
-    if (limit.aborted) return `GET ${url} timed out after ${timeoutMs / 1000} s`;
-    const cause: unknown = error instanceof Error ? error.cause : undefined;
-    const detail = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error);
-    return `GET ${url} failed: ${detail}`;
-  }
+  });
 }
 
 /** One attempt: the command and then the URL; the first failure is the attempt's reason. */

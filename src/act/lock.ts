@@ -4,9 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
-import { judgeLock, OWNERLESS_GRACE_MS, type LockOwner, type LockVerdict } from '../plan/lock.ts';
-import { fsyncDir } from './durable.ts';
+import { judgeLock, OWNER_LINK, OWNER_LINK_PREFIX, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import type { LockIdentity } from '../root/effects.ts';
+import { runOnFs } from '../root/fs.ts';
+import { dropRemovedLock, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
+import { isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
+import { readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
 
 /*
@@ -21,6 +25,8 @@ export interface LockInfo {
   verdict: LockVerdict;
   /** Names this particular lock instance; the takeover destination is derived from it. */
   instance: string;
+  /** How the takeover recognises this lock once moved. */
+  identity: LockIdentity;
 }
 
 export interface LockHandle {
@@ -34,7 +40,8 @@ export interface LockHandle {
 
 function readText(file: string): string | undefined {
   try {
-    return fs.readFileSync(file, 'utf8');
+    // A FIFO in place of owner.json reads as no owner, never as a wait for a writer.
+    return readRegularFileSync(file);
   } catch {
     return undefined;
   }
@@ -78,6 +85,8 @@ function bootTimeMs(): number | undefined {
 }
 
 export function processFacts(pid: number): ProcessFacts {
+  // kill(2) takes a 32-bit pid: a larger number would be truncated or throw, never ESRCH.
+  if (!pidCanExist(pid)) return { process: 'dead' };
   try {
     process.kill(pid, 0);
   } catch (error) {
@@ -91,7 +100,42 @@ export function processFacts(pid: number): ProcessFacts {
   return { process: 'alive', startTime, startedAtMs };
 }
 
+/** The lock's owner as a symlink target, when the disk is full: `atomic-deploy-owner:1 <pid> <start> <token> <boot> <since ms> <host> <user>`. */
+
+function ownerLinkText(owner: LockOwner): string {
+  const field = (v: string | undefined): string => (v === undefined || v === '' ? '-' : v.replace(/\s/g, '_'));
+  return [OWNER_LINK_PREFIX, String(owner.pid), field(owner.startTime), owner.token, field(owner.bootId), String(Date.parse(owner.since)), field(owner.host), field(owner.user)].join(' ');
+}
+
+function parseOwnerLink(text: string): Omit<LockOwner, 'format'> | undefined {
+  const [prefix, pid, startTime, token, boot, since, host, user] = text.split(' ');
+  if (prefix !== OWNER_LINK_PREFIX || !pid || !/^\d+$/.test(pid) || !token || !host || !since || !/^\d+$/.test(since)) return undefined;
+  const known = (v: string | undefined): string | undefined => (v === undefined || v === '-' ? undefined : v);
+  return { pid: Number(pid), startTime: known(startTime), token, bootId: known(boot), since: new Date(Number(since)).toISOString(), host, user: known(user) ?? 'unknown' };
+}
+
+/** Writes one small file of a lock draft; on failure (a full disk) the empty file does not stay. */
+async function writeOwnerFile(dir: string, name: string, text: string): Promise<void> {
+  const file = path.join(dir, name);
+  try {
+    await fs.promises.writeFile(file, text, { mode: 0o644, flag: 'wx' });
+  } catch (error) {
+    await fs.promises.rm(file, { force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
 function parseOwner(dir: string, stat: fs.Stats): LockOwner | null {
+  let link: string | undefined;
+  try {
+    link = fs.readlinkSync(path.join(dir, OWNER_LINK));
+  } catch {
+    link = undefined;
+  }
+  if (link !== undefined) {
+    const o = parseOwnerLink(link);
+    return o ? { ...o, format: 'atomic-deploy' } : null;
+  }
   const json = readText(path.join(dir, 'owner.json'));
   if (json !== undefined) {
     try {
@@ -156,8 +200,9 @@ export function inspectLock(layout: Layout): LockInfo | undefined {
     lockCreatedAtMs: createdAtMs,
     nowMs: Date.now(),
   });
-  const instance = owner ? owner.token : `noowner-${stat.ino}-${Math.floor(stat.mtimeMs)}`;
-  return { owner, createdAtMs, verdict, instance: instance.replace(/[^A-Za-z0-9._-]/g, '_') };
+  const mtimeS = Math.floor(stat.mtimeMs / 1000);
+  const identity: LockIdentity = owner?.format === 'atomic-deploy' ? { token: owner.token } : { inode: String(stat.ino), mtimeS };
+  return { owner, createdAtMs, verdict, instance: lockInstance(owner?.token, String(stat.ino), mtimeS), identity };
 }
 
 export function describeHolder(owner: LockOwner | null): string {
@@ -181,46 +226,10 @@ function lockedError(layout: Layout, info: LockInfo): DeployError {
   });
 }
 
-/**
- * Moves a lock aside so it can be deleted. The destination is named after the lock instance, so
- * of two processes taking over the same stale lock only one rename can succeed: the other finds
- * the destination occupied (or the lock gone). Returns false if someone else got there first.
- */
-async function moveLockAside(layout: Layout, info: LockInfo, prefix: string): Promise<string | undefined> {
-  const aside = path.join(layout.tmp, `${prefix}.${info.instance}`);
-  try {
-    await fs.promises.rename(layout.lock, aside);
-  } catch (error) {
-    const code = errnoOf(error);
-    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return undefined;
-    throw error;
-  }
-  // We may have moved a fresher lock that replaced the stale one an instant ago: put it back.
-  const moved = inspectLockAt(aside);
-  if (moved !== info.instance) {
-    await fs.promises.rename(aside, layout.lock).catch(() => undefined);
-    return undefined;
-  }
-  // While this tombstone stands, a contender that judged the same lock stale and stalled cannot
-  // move a newer lock onto its name (ENOTEMPTY); its mtime starts the sweep's 10-minute clock.
-  const now = new Date();
-  if (prefix === 'stale-lock') await fs.promises.utimes(aside, now, now).catch(() => undefined);
-  return aside;
-}
-
-function inspectLockAt(dir: string): string {
-  const stat = fs.lstatSync(dir);
-  const owner = parseOwner(dir, stat);
-  return (owner ? owner.token : `noowner-${stat.ino}-${Math.floor(stat.mtimeMs)}`).replace(/[^A-Za-z0-9._-]/g, '_');
-}
-
-function isFreshEmptyLock(layout: Layout): boolean {
-  try {
-    const stat = fs.lstatSync(layout.lock);
-    return stat.isDirectory() && Date.now() - stat.mtimeMs < OWNERLESS_GRACE_MS && fs.readdirSync(layout.lock).length === 0;
-  } catch {
-    return false;
-  }
+/** Moves a lock judged stale aside, leaving its tombstone; undefined if another contender won or the lock changed. */
+export async function takeOverLock(layout: Layout, info: LockInfo): Promise<string | undefined> {
+  const outcome = await runOnFs(layout.root, takeOverLockProgram(info.instance, info.identity));
+  return outcome === 'moved' ? path.join(layout.tmp, `stale-lock.${info.instance}`) : undefined;
 }
 
 export interface AcquireOptions {
@@ -228,6 +237,21 @@ export interface AcquireOptions {
   waitMs?: number;
   command?: string;
   signal?: AbortSignal;
+}
+
+async function writeDraft(staging: string, owner: LockOwner): Promise<void> {
+  try {
+    await writeOwnerFile(staging, 'owner.json', JSON.stringify(owner, null, 2) + '\n');
+  } catch (error) {
+    if (!isFullDisk(error)) throw error;
+    // A full disk has no block for owner.json, but a short symlink lives in its inode: the owner
+    // goes into the link's target, so rollback and prune can still take the lock and free space.
+    await fs.promises.symlink(ownerLinkText(owner), path.join(staging, OWNER_LINK));
+  }
+  // Also the classic script's format, so an old deploy.sh running by mistake sees the lock as held.
+  await writeOwnerFile(staging, 'pid', `${process.pid}\n`).catch((error: unknown) => {
+    if (!isFullDisk(error)) throw error;
+  });
 }
 
 export async function acquireLock(layout: Layout, options: AcquireOptions = {}): Promise<LockHandle> {
@@ -244,11 +268,14 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
     format: 'atomic-deploy',
   };
   // The owner is written before the lock exists, so there is never a lock without an owner.
-  const staging = path.join(layout.tmp, `lock.${owner.token}`);
+  const staging = path.join(layout.root, lockDraft(owner.token));
   await fs.promises.mkdir(staging, { mode: 0o755 });
-  await fs.promises.writeFile(path.join(staging, 'owner.json'), JSON.stringify(owner, null, 2) + '\n', { mode: 0o644 });
-  // Also the classic script's format, so an old deploy.sh running by mistake sees the lock as held.
-  await fs.promises.writeFile(path.join(staging, 'pid'), `${process.pid}\n`, { mode: 0o644 });
+  try {
+    await writeDraft(staging, owner);
+  } catch (error) {
+    await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw error;
+  }
   const deadline = Date.now() + (options.waitMs ?? 0);
   let tookOver: LockHandle['tookOver'];
   let aside: string | undefined;
@@ -260,24 +287,15 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         const signal = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : undefined;
         throw new DeployError('INTERRUPTED', `interrupted${signal ? ` by ${signal}` : ''} while waiting for the lock; nothing changed`, { signal });
       }
-      try {
-        // rename(2) silently replaces an empty directory, such as a lock the classic script has
-        // just made (mkdir, then its pid): leave a fresh one to the judgement below.
-        if (!isFreshEmptyLock(layout)) {
-          await fs.promises.rename(staging, layout.lock);
-          // Best effort: a lock need not survive a power cut (after a reboot its holder is gone),
-          // and failing here would leave a lock behind that nobody holds.
-          await fsyncDir(layout.root).catch(() => undefined);
-          return { layout, owner, tookOver, aside };
-        }
-      } catch (error) {
-        const code = errnoOf(error);
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR' && code !== 'ENOTDIR') throw error;
-      }
+      if ((await runOnFs(layout.root, placeLock(owner.token))) === 'locked') return { layout, owner, tookOver, aside };
       const info = inspectLock(layout);
-      if (!info) continue;
+      if (!info) {
+        // A rename that failed with the lock free: only a vanished draft explains it, and retrying would spin.
+        if (!fs.existsSync(staging)) throw new DeployError('IO', `the lock draft ${staging} vanished while taking the lock`);
+        continue;
+      }
       if (info.verdict.state === 'stale') {
-        const moved = await moveLockAside(layout, info, 'stale-lock');
+        const moved = await takeOverLock(layout, info);
         if (moved) {
           tookOver = { owner: info.owner, reason: info.verdict.reason };
           aside = moved;
@@ -285,6 +303,9 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         continue;
       }
       if (Date.now() >= deadline) throw lockedError(layout, info);
+      // A fresh mtime keeps a long --wait's draft from the sweep of old drafts (TOMBSTONE_S).
+      const now = new Date();
+      await fs.promises.utimes(staging, now, now).catch(() => undefined);
       await sleep(50 + Math.random() * 150);
     }
   } catch (error) {
@@ -293,37 +314,15 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   }
 }
 
-/** Releases our own lock; a lock that is no longer ours is left alone. */
+/** Releases our own lock; a lock that is no longer ours is left alone (handle.aside, a tombstone, stays). */
 export async function releaseLock(handle: LockHandle): Promise<void> {
-  const { layout, owner } = handle;
-  const info = inspectLock(layout);
-  if (!info || info.owner?.token !== owner.token) return;
-  const aside = await moveLockAside(layout, info, 'trash.lock');
-  if (!aside) return;
-  await fs.promises.rm(aside, { recursive: true, force: true });
-  // handle.aside stays: removing it now would let a stalled contender move the next holder's lock.
-  await sweepLockLeftovers(layout);
-  await fsyncDir(layout.root).catch(() => undefined);
-}
-
-/** Old stale locks moved aside and lock drafts of contenders that crashed mid-acquire. */
-async function sweepLockLeftovers(layout: Layout): Promise<void> {
-  const cutoff = Date.now() - 10 * 60_000;
-  for (const name of await fs.promises.readdir(layout.tmp).catch(() => [] as string[])) {
-    if (!name.startsWith('stale-lock.') && !name.startsWith('lock.')) continue;
-    const full = path.join(layout.tmp, name);
-    const stat = await fs.promises.lstat(full).catch(() => undefined);
-    if (stat && stat.mtimeMs < cutoff) await fs.promises.rm(full, { recursive: true, force: true });
-  }
+  await runOnFs(handle.layout.root, releaseLockProgram(handle.owner.token));
 }
 
 /** Removes someone else's lock (`unlock`); the caller has decided it may. */
 export async function removeLock(layout: Layout, info: LockInfo): Promise<boolean> {
-  await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
-  const aside = await moveLockAside(layout, info, 'trash.lock');
-  if (!aside) return false;
+  if ((await runOnFs(layout.root, removeLockProgram(info.instance, info.identity))) !== 'moved') return false;
   await failpoint('unlock-rename');
-  await fs.promises.rm(aside, { recursive: true, force: true });
-  await fsyncDir(layout.root).catch(() => undefined);
+  await runOnFs(layout.root, dropRemovedLock(info.instance));
   return true;
 }

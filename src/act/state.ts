@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { errnoOf } from '../errors.ts';
+import { DeployError, errnoOf } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import type { RecordedStatus } from '../plan/releases.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
 import type { Layout } from './layout.ts';
+import { NOT_REGULAR, readRegularFile, readRegularFileSync } from './read.ts';
 
 /** One release's entry in the release log, kept in `<root>/.atomic-deploy/releases/<id>.json`. */
 export interface ReleaseRecord {
@@ -20,6 +22,8 @@ export interface ReleaseRecord {
   host: string;
   source: string;
   git?: { commit: string; dirty: boolean };
+  /** For a release extracted from an artifact: its format, SHA-256, size and signer. */
+  artifact?: { format: string; sha256: string; bytes: number; signedBy?: string };
   files: number;
   bytes: number;
   durationMs: number;
@@ -28,26 +32,44 @@ export interface ReleaseRecord {
   copied?: number;
   /** How its files were made durable before the switch; absent in records older than this field. */
   durability?: 'syncfs' | 'fsync' | 'off';
+  /** `sha256:<hex>` of the release's manifest; absent for releases made before manifests. */
+  digest?: string;
   previous: string | null;
   reason?: string;
+  /** Processes still running from the release it replaced when it went live (absent: not checked). */
+  staleProcesses?: number;
   /** When prune removed the release directory; the record stays as history. */
   prunedAt?: string;
 }
 
-export type JournalRead = { kind: 'none' } | { kind: 'ok'; journal: Journal } | { kind: 'garbage'; text: string };
+export type JournalRead = { kind: 'none' } | { kind: 'ok'; journal: Journal } | { kind: 'garbage'; text: string; problem?: string };
+
+/** Why a journal's release ids must not be used in a path, or undefined: the same rule as --release-id. */
+function journalIdProblem(journal: Journal): string | undefined {
+  for (const id of [journal.release, journal.previous]) {
+    if (id === null && journal.op === 'deploy') continue;
+    const problem = typeof id === 'string' ? releaseIdProblem(id) : 'it is not a string';
+    if (problem) return `names an invalid release id ${JSON.stringify(id)}: ${problem}`;
+  }
+  return undefined;
+}
 
 export async function readJournal(layout: Layout): Promise<JournalRead> {
   let text: string;
   try {
-    text = await fs.promises.readFile(layout.journal, 'utf8');
+    text = await readRegularFile(layout.journal);
   } catch (error) {
     if (errnoOf(error) === 'ENOENT') return { kind: 'none' };
+    if (errnoOf(error) === NOT_REGULAR) return { kind: 'garbage', text: '', problem: 'is not a regular file' };
     throw error;
   }
   try {
     const journal = JSON.parse(text) as Journal;
     const known = journal.v === 1 && (journal.op === 'deploy' || journal.op === 'rollback') && typeof journal.release === 'string';
-    return known ? { kind: 'ok', journal } : { kind: 'garbage', text };
+    if (!known) return { kind: 'garbage', text };
+    // An id that is a path (a/../../victim) would aim recovery's deletes and writes outside the root.
+    const problem = journalIdProblem(journal);
+    return problem ? { kind: 'garbage', text, problem } : { kind: 'ok', journal };
   } catch {
     return { kind: 'garbage', text };
   }
@@ -69,13 +91,18 @@ export async function ensureStateDirs(layout: Layout): Promise<void> {
 }
 
 function recordFile(layout: Layout, id: string): string {
+  // Last line of defence: every id was validated where it was read.
+  if (releaseIdProblem(id) !== undefined) throw new DeployError('INTERNAL', `refusing a release log path for the invalid id ${JSON.stringify(id)}`);
   return path.join(layout.log, `${id}.json`);
 }
 
 /** Ids of every release the log has a record of (pruned ones included): one readdir, no record read. */
 export async function listRecordIds(layout: Layout): Promise<string[]> {
   try {
-    return (await fs.promises.readdir(layout.log)).filter((n) => n.endsWith('.json') && !n.startsWith('.')).map((n) => n.slice(0, -'.json'.length));
+    return (await fs.promises.readdir(layout.log))
+      .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .filter((id) => releaseIdProblem(id) === undefined);
   } catch (error) {
     if (errnoOf(error) === 'ENOENT') return [];
     throw error;
@@ -85,8 +112,12 @@ export async function listRecordIds(layout: Layout): Promise<string[]> {
 /** One release's record; undefined when there is none or it is damaged. */
 export function readRecord(layout: Layout, id: string): ReleaseRecord | undefined {
   try {
-    const record = JSON.parse(fs.readFileSync(recordFile(layout, id), 'utf8')) as ReleaseRecord;
-    return typeof record.id === 'string' ? record : undefined;
+    if (releaseIdProblem(id) !== undefined) return undefined;
+    const record = JSON.parse(readRegularFileSync(recordFile(layout, id))) as ReleaseRecord;
+    if (record.id !== id) return undefined;
+    // A previous that is not a release id is dropped: it orders releases and must never reach a path.
+    const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
+    return { ...record, previous };
   } catch {
     // Missing, or damaged: that only loses this release's metadata; the release itself is untouched.
     return undefined;
@@ -119,12 +150,15 @@ export async function updateRecord(
   change: Partial<ReleaseRecord>,
   durable: boolean,
 ): Promise<void> {
+  // A directory of another tool whose name is no valid id (a newline, a leading dash) gets no record.
+  if (releaseIdProblem(id) !== undefined) return;
   // A release made by another tool gets a record without a sequence number, so its order stays.
   const existing = readRecord(layout, id) ?? { id, status: 'complete', createdAt: '', user: '', host: '', source: '', files: 0, bytes: 0, durationMs: 0, previous: null };
   await writeRecord(layout, { ...existing, ...change }, durable);
 }
 
 export async function removeRecord(layout: Layout, id: string): Promise<void> {
+  if (releaseIdProblem(id) !== undefined) return;
   await fs.promises.rm(recordFile(layout, id), { force: true });
 }
 

@@ -1,7 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { errnoOf } from '../errors.ts';
 import type { PreviousFile } from '../plan/strategy.ts';
 
@@ -18,25 +17,9 @@ export function previousFiles(releaseDir: string, rels: readonly string[]): Map<
       throw error;
     }
     if (!stat) continue;
-    found.set(rel, { rel, regular: stat.isFile(), size: stat.size, mtimeMs: stat.mtimeMs, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid });
+    found.set(rel, { rel, regular: stat.isFile(), size: stat.size, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, ino: stat.ino, ctimeMs: stat.ctimeMs });
   }
   return found;
-}
-
-/** sha256 of each file, 16 in flight. */
-export async function hashFiles(dir: string, rels: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
-  const hashes = new Map<string, string>();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < rels.length && !signal?.aborted) {
-      const rel = rels[next++] as string;
-      const hash = createHash('sha256');
-      await pipeline(fs.createReadStream(path.join(dir, rel)), hash);
-      hashes.set(rel, hash.digest('hex'));
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, worker));
-  return hashes;
 }
 
 /** Device of a path, for the same-filesystem test a hardlink needs. */

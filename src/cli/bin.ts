@@ -3,6 +3,8 @@
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   const { VERSION } = await import('./version.ts');
+  // A reader that went away (`| true`) is not an error of ours.
+  process.stdout.on('error', () => undefined);
   process.stdout.write(`${VERSION}\n`);
 } else {
   const controller = new AbortController();
@@ -12,7 +14,10 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
       if (!controller.signal.aborted) controller.abort(name);
     });
   }
+  const { closeTerminals, dropFailedWrites, terminalDescriptors } = await import('./streams.ts');
+  const terminals = terminalDescriptors();
   const { runCli } = await import('./main.ts');
-  const code = await runCli(argv, { stdout: process.stdout, stderr: process.stderr, signal: controller.signal });
+  const code = await runCli(argv, { stdout: dropFailedWrites(process.stdout), stderr: dropFailedWrites(process.stderr), signal: controller.signal });
+  closeTerminals(terminals);
   process.exit(code);
 }

@@ -1,8 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
+// The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
+import { NOT_REGULAR, readRegularFileSync } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
+import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
@@ -70,10 +73,11 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   const { parseDocument, parseConfig } = parsers;
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularFileSync(file);
   } catch (error) {
     const code = errnoOf(error);
-    throw invalid(code === 'ENOENT' ? `config file ${file} does not exist` : `cannot read config file ${file}: ${code ?? String(error)}`, file, error);
+    const why = code === 'ENOENT' ? `config file ${file} does not exist` : code === NOT_REGULAR ? `config file ${file} is not a regular file` : `cannot read config file ${file}: ${code ?? String(error)}`;
+    throw invalid(why, file, error);
   }
   let data: unknown;
   if (file.endsWith('.json')) {
@@ -89,13 +93,18 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       const at = problem.linePos?.[0];
       throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${(problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`, file, problem);
     }
-    data = doc.toJS() as unknown;
+    try {
+      data = doc.toJS() as unknown;
+    } catch (error) {
+      // The yaml library refuses alias bombs (a billion laughs) while expanding them.
+      throw invalid(`${file}: not usable YAML: ${error instanceof Error ? error.message : String(error)}`, file, error);
+    }
   }
   return { config: parseConfig(data, file), file, dir: path.dirname(file) };
 }
 
 /** The deploy flags the CLI knows; each one given on the command line overrides the config. */
-export interface DeployFlags extends ReleaseFlags {
+export interface DeployFlags extends ReleaseFlags, ServingFlags {
   releaseId?: string;
   wait?: number;
   fsync?: boolean;
@@ -143,6 +152,7 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
     checksum: pick('checksum', c.checksum),
     hooks: hooks.beforeSwitch || hooks.afterSwitch || hooks.timeoutMs !== undefined ? hooks : undefined,
     healthCheck: healthCheck.command || healthCheck.url ? healthCheck : undefined,
+    ...servingOptionsFrom(c, flags, given),
   };
   // Absent keys stay absent, so the library's defaults apply.
   for (const key of Object.keys(options) as (keyof DeployOptions)[]) if (options[key] === undefined) delete options[key];
@@ -200,9 +210,9 @@ keep: 5
 #sharedReplace: false
 
 # How files get into the release: auto (clone where the filesystem can, else copy),
-# copy, reflink (clone or fail), or hardlink (link files unchanged since the previous release).
+# copy, reflink (clone or fail), or hardlink (link files whose bytes equal the previous release's).
 #strategy: auto
-# With hardlink: compare contents instead of size, mtime and mode.
+# Accepted and ignored: a file is linked only when its bytes match (SHA-256), always.
 #checksum: false
 
 # Commands run in the release directory, before and after the switch (one or a list).
@@ -219,16 +229,37 @@ keep: 5
 #  timeout: 30
 
 # Hosts for fleet deploys: "[user@]host[:port]", each with its own root if it differs.
+# After every switch (deploy, rollback, automatic rollback): reload what serves the release
+# (see docs/serving.md), then look for processes still running from the release left behind:
+# warn names them, fail also exits 6 if they are still there after staleWait seconds.
+#reload:
+#  units: [app.service]
+#  phpFpm: [/run/php/php8.2-fpm.pid]
+#  timeout: 60
+#stale: warn
+#staleWait: 10
+
 #hosts:
 #  - host: deploy@web1.example.com
 #  - host: web2.example.com:2222
 #    root: /srv/www/app
+# Fleet rollout in waves: the first host alone, then 10% of the hosts, then the rest.
+#waves: 1,10%,100%
+# Seconds between waves.
+#wavePause: 30
+# Failed hosts tolerated across the whole rollout (a number, or a percentage of the hosts).
+#maxFail: 0
+# Beyond that budget: switch every switched host back (rollback), or leave them (keep).
+#onFailure: rollback
 `;
 
-/** Writes the example; refuses to replace an existing file unless `force`. */
+/** The example for a `.json` config file: JSON has no comments, so the three settings every root needs. */
+export const EXAMPLE_CONFIG_JSON = JSON.stringify({ root: '/srv/www/app', source: './build', keep: 5 }, null, 2) + '\n';
+
+/** Writes the example (JSON for a `.json` name, else YAML); refuses to replace an existing file unless `force`. */
 export function writeExampleConfig(file: string, force: boolean): void {
   try {
-    fs.writeFileSync(file, EXAMPLE_CONFIG, { flag: force ? 'w' : 'wx', mode: 0o644 });
+    fs.writeFileSync(file, file.toLowerCase().endsWith('.json') ? EXAMPLE_CONFIG_JSON : EXAMPLE_CONFIG, { flag: force ? 'w' : 'wx', mode: 0o644 });
   } catch (error) {
     if (errnoOf(error) === 'EEXIST') {
       throw new DeployError('USAGE', `${file} already exists; nothing was written`, { hint: 'use --force to overwrite it' });

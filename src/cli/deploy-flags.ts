@@ -1,6 +1,7 @@
 /** The deploy flags for release contents and verification: shared paths, strategy, hooks, health check. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeployOptions } from '../ops/deploy.ts';
+import { secondsProblem, timeoutProblem } from '../plan/validate.ts';
 
 export interface ReleaseFlags {
   shared?: string[];
@@ -24,9 +25,9 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 function positiveSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (> 0)');
-  return n;
+  const problem = secondsProblem(value) ?? timeoutProblem(Number(value) * 1000);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 function nonEmpty(value: string): string {
@@ -42,11 +43,66 @@ export function addReleaseFlags(cmd: Command): Command {
     .option('--shared-create', 'make missing shared targets empty (a file or a directory) instead of failing')
     .option('--shared-replace', 'link a shared path even if the source holds it (the source copy is left out)')
     .addOption(new Option('--strategy <name>', 'how files are made: auto (clone where possible, else copy), copy, reflink, hardlink').choices(['auto', 'copy', 'reflink', 'hardlink']))
-    .option('--checksum', 'with --strategy hardlink: link files with the same content, not the same size and mtime')
+    .option('--checksum', 'accepted and ignored: every strategy compares content (SHA-256), never size and mtime')
     .option('--before-switch <command>', 'shell command run in the new release before the switch; failure aborts (repeatable)', collect)
     .option('--after-switch <command>', 'shell command run in the new release after the switch (repeatable)', collect)
     .addOption(new Option('--hook-timeout <seconds>', 'kill a hook and its children after this long (default 300)').argParser(positiveSeconds))
     .addOption(new Option('--health-check <command>', 'shell command that must exit 0 after the switch, or the deploy rolls back').argParser(nonEmpty))
     .addOption(new Option('--health-url <url>', 'URL that must answer 2xx after the switch, or the deploy rolls back').argParser(nonEmpty))
     .addOption(new Option('--health-timeout <seconds>', 'keep retrying the health check this long (default 30)').argParser(positiveSeconds));
+}
+
+/** The flags of an artifact source (a tar, tar.gz or zip file, or an http(s) URL to one). */
+export interface ArtifactFlags {
+  stripComponents?: number;
+  sha256?: string;
+  signature?: string;
+  allowedSigners?: string;
+  maxFiles?: number;
+  maxBytes?: number;
+  keepSetuid?: boolean;
+  downloadTimeout?: number;
+  downloadRetries?: number;
+}
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number (>= 0)');
+  return n;
+}
+
+/** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
+function byteCount(value: string): number {
+  const m = /^\s*(\d+)\s*([KMGT])?i?B?\s*$/i.exec(value);
+  if (!m) throw new InvalidArgumentError('expected a size such as 500000000, 512M or 4G');
+  const n = Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? ' ').toUpperCase());
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('size too large');
+  return n;
+}
+
+export function addArtifactFlags(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--strip-components <n>', 'artifact: drop this many leading path components of every entry, as tar does').argParser(wholeNumber))
+    .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(nonEmpty))
+    .addOption(new Option('--signature <file|url>', 'artifact: OpenSSH signature (ssh-keygen -Y sign -n atomic-deploy), checked before the switch').argParser(nonEmpty))
+    .addOption(new Option('--allowed-signers <file>', 'with --signature: the OpenSSH allowed_signers file of keys that may sign').argParser(nonEmpty))
+    .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(wholeNumber))
+    .addOption(new Option('--max-bytes <size>', 'artifact: refuse one that expands to more (default 16G)').argParser(byteCount))
+    .option('--keep-setuid', 'artifact: keep setuid/setgid bits (only when run as root; stripped otherwise)')
+    .addOption(new Option('--download-timeout <seconds>', 'URL artifact: retry a connection silent this long (default 30)').argParser(positiveSeconds))
+    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection (default 3)').argParser(wholeNumber));
+}
+
+export function artifactOptionsFrom(flags: ArtifactFlags): NonNullable<DeployOptions['artifact']> {
+  return {
+    stripComponents: flags.stripComponents,
+    sha256: flags.sha256,
+    signature: flags.signature,
+    allowedSigners: flags.allowedSigners,
+    maxFiles: flags.maxFiles,
+    maxBytes: flags.maxBytes,
+    keepSetid: flags.keepSetuid,
+    downloadTimeoutMs: flags.downloadTimeout === undefined ? undefined : Math.round(flags.downloadTimeout * 1000),
+    downloadRetries: flags.downloadRetries,
+  };
 }

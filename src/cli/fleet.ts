@@ -2,15 +2,38 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
-import { fleetDeploy, fleetPrune, fleetReleases, fleetRollback, fleetStatus, fleetUnlock, type FleetHostSpec, type FleetOptions } from '../remote/ops.ts';
+import { fleetDeploy, fleetPrune, fleetReleases, fleetRollback, fleetStatus, fleetUnlock, type FleetDeployOptions, type FleetHostSpec, type FleetOptions, type FleetWave } from '../remote/ops.ts';
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
+import { secondsProblem } from '../plan/validate.ts';
+import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
 
 export interface FleetFlags {
   host?: string[];
   parallel?: number;
   sshConfig?: string;
   onFailure?: 'rollback' | 'keep';
+  waves?: Size[];
+  wavePause?: number;
+  maxFail?: Size;
+}
+
+function parseWavesFlag(value: string): Size[] {
+  const sizes = parseWaves(value);
+  if (typeof sizes === 'string') throw new InvalidArgumentError(sizes.replace(/^invalid --waves /, ''));
+  return sizes;
+}
+
+function parseMaxFailFlag(value: string): Size {
+  const size = parseMaxFail(value);
+  if (typeof size === 'string') throw new InvalidArgumentError(size.replace(/^invalid --max-fail /, ''));
+  return size;
+}
+
+function parseSecondsFlag(value: string): number {
+  const problem = secondsProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -30,9 +53,27 @@ export function addFleetFlags(cmd: Command, options: { deploy?: boolean } = {}):
     .addOption(new Option('--parallel <n>', 'with --host: hosts worked on at once (default 10)').argParser(parseParallel))
     .option('--ssh-config <file>', 'with --host: ssh_config file for ssh -F (default: ~/.ssh/config)');
   if (options.deploy) {
-    cmd.addOption(new Option('--on-failure <policy>', 'with --host: after a failed switch or health check, switch every switched host back (rollback, the default) or keep them').choices(['rollback', 'keep']));
+    cmd.addOption(new Option('--on-failure <policy>', 'with --host: beyond the failure budget, switch every switched host in every wave back (rollback, the default) or keep them').choices(['rollback', 'keep']));
+    cmd.addOption(new Option('--waves <sizes>', 'with --host: roll out in waves, e.g. 1,10%,100% (first host alone, then 10% of the hosts, then the rest); each wave is switched and health-checked before the next').argParser(parseWavesFlag));
+    cmd.addOption(new Option('--wave-pause <seconds>', 'with --waves: pause between waves').argParser(parseSecondsFlag));
+    cmd.addOption(new Option('--max-fail <n|p%>', 'with --host: failed hosts tolerated across the whole rollout (default 0: all-or-nothing); the rest commit, the failed ones go back').argParser(parseMaxFailFlag));
   }
   return cmd;
+}
+
+/** The rollout keys: flags, else the config's `waves`, `wavePause`, `maxFail`, `onFailure`. */
+export function rolloutFrom(flags: FleetFlags, loaded: LoadedConfig): Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'> {
+  const c = loaded.config;
+  const waves = flags.waves ?? (c.waves === undefined ? undefined : parseWaves(String(c.waves)));
+  const maxFail = flags.maxFail ?? (c.maxFail === undefined ? undefined : parseMaxFail(String(c.maxFail)));
+  const pause = flags.wavePause ?? c.wavePause;
+  const onFailure = flags.onFailure ?? c.onFailure;
+  return {
+    ...(waves !== undefined && typeof waves !== 'string' ? { waves } : {}),
+    ...(maxFail !== undefined && typeof maxFail !== 'string' ? { maxFail } : {}),
+    ...(pause !== undefined ? { wavePauseMs: pause * 1000 } : {}),
+    ...(onFailure !== undefined ? { onFailure } : {}),
+  };
 }
 
 /** The hosts a command runs on: `--host` flags, else the config's `hosts:`; undefined runs locally. */
@@ -115,15 +156,23 @@ async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 const skew = (r: { skewMs: number; hostSkewMs?: number }): string => `${r.skewMs} ms${r.hostSkewMs === undefined ? '' : `, ${r.hostSkewMs} ms by the hosts' clocks`}`;
 
-export function fleetDeployCli(cli: FleetCli, source: string, root: string | undefined, options: DeployOptions): Promise<number> {
+/** One line per wave, before the host table. */
+function waveLines(waves: readonly FleetWave[]): string {
+  if (waves.length < 2) return '';
+  return `${waves
+    .map((w) => `wave ${w.wave}/${waves.length}  ${w.result.padEnd(7)}  ${plural(w.hosts.length, 'host')}${w.durationMs !== undefined ? `  ${w.durationMs} ms` : ''}${w.failed && w.failed.length > 0 ? `  failed: ${w.failed.join(', ')}` : ''}  (${w.hosts.join(', ')})`)
+    .join('\n')}\n`;
+}
+
+export function fleetDeployCli(cli: FleetCli, source: string, root: string | undefined, options: DeployOptions & Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'>): Promise<number> {
   if (options.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
   return run(
     cli,
-    () => fleetDeploy(source, root, { ...base(cli), ...options, ...(cli.flags.onFailure ? { onFailure: cli.flags.onFailure } : {}), ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}) }),
+    () => fleetDeploy(source, root, { ...base(cli), ...options, ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}) }),
     (r) => ({
-      table: hostTable(r.hosts, (h) => {
+      table: waveLines(r.waves) + hostTable(r.hosts, (h) => {
         const d = r.hosts.find((x) => x.host === h.host);
-        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}` : '';
+        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}` : '';
       }),
       line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${r.files} files, ${r.durationMs} ms; switch skew ${skew(r)})`,
     }),

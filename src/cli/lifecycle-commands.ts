@@ -1,4 +1,5 @@
 /** The `prune` and `init` commands, and the flags deploy takes for the release lifecycle. */
+import { secondsProblem } from '../plan/validate.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -29,15 +30,15 @@ export interface CommandContext {
 }
 
 export function parseCount(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number (>= 0)');
-  return n;
+  // Number() would also take 0x10, 1e3 and ' 3': only plain decimal digits are a count.
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number (>= 0) in decimal digits');
+  return Number(value);
 }
 
 function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
-  return n;
+  const problem = secondsProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 /** `--keep` and `--dry-run` for deploy. */

@@ -1,20 +1,25 @@
 import fs from 'node:fs';
+import { secondsProblem } from '../plan/validate.ts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import { deploy } from '../ops/deploy.ts';
+import { isArtifactSource, stageArtifactLocally } from '../ops/artifact.ts';
+import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
 import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
 import { unlock } from '../ops/unlock.ts';
-import { addReleaseFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { verify } from '../ops/verify-release.ts';
+import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
-import { renderReleases, renderStatus } from './render.ts';
+import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { closest } from '../plan/suggest.ts';
 import { completionScript, completionSpec } from './completion.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
-import { addFleetFlags, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
+import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { deploySummary, renderPlan } from './render-lifecycle.ts';
 
 export interface RunOptions extends Streams {
@@ -29,10 +34,18 @@ interface CommonFlags {
   color?: boolean;
 }
 
+/** Reloads and the stale check are local for now: refused with --host rather than silently skipped. */
+function refuseServingOnFleet(options: Parameters<typeof hasServingOptions>[0]): void {
+  if (!hasServingOptions(options)) return;
+  throw new DeployError('USAGE', 'reloads and the stale-process check (--reload-*, --stale*) do not work with --host yet', {
+    hint: 'use an after-switch hook on the hosts, or deploy to each host with its own command',
+  });
+}
+
 function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new InvalidArgumentError('expected a number of seconds (>= 0)');
-  return n;
+  const problem = secondsProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return Number(value);
 }
 
 const EXAMPLES = {
@@ -44,11 +57,23 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app --wait 60   wait for another deploy's lock
   $ atomic-deploy deploy ./build /srv/www/app --keep 5    prune to 5 good releases after the switch
   $ atomic-deploy deploy ./build /srv/www/app --dry-run   the plan; nothing is changed
-  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml`,
+  $ atomic-deploy deploy dist.tar.gz /srv/www/app --sha256 "$(cut -d' ' -f1 dist.tar.gz.sha256)"
+  $ atomic-deploy deploy https://ci.example.com/dist.zip /srv/www/app --strip-components 1 \
+      --signature dist.zip.sig --allowed-signers deploy/allowed_signers
+  $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml
+  $ atomic-deploy deploy ./build /srv/www/app --reload-unit app.service --stale fail
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 4 rolled back by the health check,
+  6 --stale fail: processes still run from the release left (the switch stands),
+  7 an after-switch hook or reload failed with no health check (the switch stands), 128+n signal n.`,
   rollback: `
 Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
-  $ atomic-deploy rollback /srv/www/app --to 20261127101500`,
+  $ atomic-deploy rollback /srv/www/app --to 20261127101500
+  $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked,
+  6 --stale fail: processes still run from the release left (the rollback stands), 128+n signal n.`,
   releases: `
 Examples:
   $ atomic-deploy releases /srv/www/app
@@ -57,6 +82,13 @@ Examples:
 Examples:
   $ atomic-deploy status /srv/www/app
   $ atomic-deploy status /srv/www/app --json`,
+  verify: `
+Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
+2 it has no manifest or its manifest cannot be trusted (nothing was checked).
+
+Examples:
+  $ atomic-deploy verify /srv/www/app                   the live release
+  $ atomic-deploy verify /srv/www/app --release 20261127101500 --json`,
   unlock: `
 Examples:
   $ atomic-deploy unlock /srv/www/app           only if the holder is provably gone
@@ -66,7 +98,7 @@ Examples:
 const TOP_LEVEL_HELP = `
 Examples:
   $ atomic-deploy deploy ./build /srv/www/app           publish ./build as a new release and switch to it
-  $ atomic-deploy ./build /srv/www/app                  the same (the first argument must be a directory)
+  $ atomic-deploy ./build /srv/www/app                  the same (the first argument must be a directory or an archive)
   $ atomic-deploy deploy ./build /srv/www/app --dry-run the plan; nothing is changed
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
   $ atomic-deploy releases /srv/www/app                 newest first, current marked
@@ -79,7 +111,9 @@ Exit codes:
   2        usage error or invalid input; nothing was changed on disk
   3        the lock is held by a live deploy (or by another host)
   4        the health check failed and the deploy rolled back by itself
-  6        an after-switch hook failed (no health check): the new release is live, unverified
+  5        verify found differences between a release and its manifest
+  6        --stale fail: processes still run from the release left behind; the switch stands
+  7        an after-switch hook or reload failed (no health check): the new release is live, unverified
   129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored
 
 Every command has --help. Settings: atomic-deploy.config.yaml (see: atomic-deploy init).`;
@@ -123,10 +157,27 @@ function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
   }
 }
 
-/** What the bare form `atomic-deploy <source> <root>` needs: the first argument is an existing directory. */
-function isDirectory(p: string): boolean {
+/** Enough of a file's head to tell tar (magic at offset 257), tar.gz and zip apart. */
+const SNIFF_BYTES = 512;
+
+/**
+ * What the bare form `atomic-deploy <source> <root>` takes as its source: an existing directory,
+ * an http(s) URL, or an existing file that starts like a tar, tar.gz or zip archive.
+ */
+export function isBareSource(p: string): boolean {
+  if (isUrlSource(p)) return true;
   try {
-    return fs.statSync(p).isDirectory();
+    // Non-blocking and type-checked on the descriptor: a FIFO named like a command must not hang the CLI.
+    const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.isDirectory()) return true;
+      if (!st.isFile()) return false;
+      const head = Buffer.alloc(SNIFF_BYTES);
+      return sniffFormat(head.subarray(0, fs.readSync(fd, head, 0, SNIFF_BYTES, 0))) !== undefined;
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch {
     return false;
   }
@@ -134,24 +185,24 @@ function isDirectory(p: string): boolean {
 
 /**
  * The arguments commander parses: a first word that is no command is the bare deploy form only
- * when it names a directory; anything else is a typo, and deploying it would say "build first".
+ * when it names a directory or an archive; anything else is a typo, and deploying it would say "build first".
  */
 function dispatch(program: Command, argv: readonly string[]): readonly string[] {
   const first = argv[0];
   if (first === undefined || first.startsWith('-')) return argv;
   const names = [...program.commands.map((c) => c.name()), 'help'];
   if (names.includes(first)) return argv;
-  if (isDirectory(first)) return ['deploy', ...argv];
+  if (isBareSource(first)) return ['deploy', ...argv];
   const guess = closest(first, names);
   throw new DeployError('USAGE', `unknown command '${first}'${guess ? `; did you mean '${guess}'?` : ''}`, {
-    hint: /[/.]/.test(first) ? `${first} is not a directory either; to deploy, give the build output directory: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help',
+    hint: /[/.]/.test(first) ? `${first} is neither a directory nor an archive; to deploy, give the build output directory or a .tar, .tar.gz or .zip: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help',
   });
 }
 
 /** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */
 function afterSwitchError(release: string, root: string, message: string): DeployError {
   return new DeployError('AFTER_SWITCH_FAILED', message, {
-    hint: `the switch stands; fix what the hook does and run it by hand, or roll back: atomic-deploy rollback ${root}`,
+    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root}`,
     details: { release, live: true },
   });
 }
@@ -200,7 +251,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
-  common(addFleetFlags(addLifecycleFlags(addReleaseFlags(
+  common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
@@ -211,7 +262,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .option('--adopt', 'make a non-empty folder that is not a deploy root into one (its files stay)')
       .addHelpText('after', EXAMPLES.deploy),
-  )), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & { fsync: boolean }, cmd: Command) => {
+  )))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & ServingFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
@@ -220,13 +271,24 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       if (fleetOptions.sharedFiles || fleetOptions.sharedDirs) {
         throw new DeployError('USAGE', 'shared files and directories (--shared-file, --shared-dir) are not available with --host yet', { hint: 'use --shared <path> with shared targets that exist on every host' });
       }
-      exitCode = await fleetDeployCli({ out, hosts, flags, signal }, source, fleetRootFrom(rootArg, config()), { ...fleetOptions, command: `fleet deploy ${source}` });
+      refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
+      // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
+      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
+      try {
+        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
+      } finally {
+        stage?.remove();
+      }
       return;
+    }
+    if (flags.waves || flags.maxFail !== undefined || flags.wavePause !== undefined) {
+      throw new DeployError('USAGE', '--waves, --wave-pause and --max-fail apply to fleet deploys only', { hint: 'add --host [user@]host[:port] (repeatable), or hosts: in the config' });
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
+      artifact: artifactOptionsFrom(flags),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,
@@ -247,7 +309,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     out.result(deploySummary(result), result);
   });
 
-  common(addFleetFlags(
+  common(addFleetFlags(addServingFlags(
     program
       .command('rollback')
       .description('switch current back to the previous good release, or to --to <id>')
@@ -257,11 +319,13 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
-  )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {
+  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
+    const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     if (hosts) {
       if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
+      refuseServingOnFleet(serving);
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
       exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000 });
       return;
@@ -269,7 +333,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true });
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
     afterSignal();
     if (result.dryRun) {
       out.result(`dry run: would roll back to ${result.release} (from ${result.previous || 'nothing'}); nothing was changed`, result);
@@ -334,6 +398,21 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     const result = await unlock(rootOf(rootArg), { force: flags.force, onEvent: out.event });
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
+  });
+
+  common(
+    program
+      .command('verify')
+      .description('re-hash a release (default: the live one) and list every path that differs from its manifest')
+      .argument('[root]', 'deploy root (default: root from the config file)')
+      .option('--release <id>', 'release to check instead of the live one')
+      .addHelpText('after', EXAMPLES.verify),
+  ).action(async (rootArg: string | undefined, flags: CommonFlags & { release?: string }) => {
+    const out = use(flags);
+    const result = await verify(rootOf(rootArg), { release: flags.release, signal });
+    afterSignal();
+    if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
+    out.result(renderVerify(result), result);
   });
 
   addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });

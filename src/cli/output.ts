@@ -42,15 +42,38 @@ export function oneLine(text: string): string {
 
 type ProgressEvent = Extract<OperationEvent, { type: 'progress' }>;
 
+function progressCounts(event: ProgressEvent): { counts: string; fraction: number | undefined } {
+  if (event.phase === 'extract') {
+    // An artifact's progress is in its bytes; without a Content-Length there is no bar to fill.
+    const bytes = event.total > 0 ? `${formatBytes(event.done)}/${formatBytes(event.total)}` : formatBytes(event.done);
+    return { counts: `${bytes}  ${plural(event.files, 'file')}`, fraction: event.total > 0 ? Math.min(1, event.done / event.total) : undefined };
+  }
+  if (event.phase === 'fsync') {
+    return { counts: `${plural(event.total, 'file')}${event.totalBytes > 0 ? `, ${formatBytes(event.totalBytes)}` : ''}: making them durable`, fraction: event.total === 0 ? 1 : Math.min(1, event.done / event.total) };
+  }
+  const counts = `${event.done}/${plural(event.total, 'file')}${event.totalBytes > 0 ? `  ${formatBytes(event.bytes)}/${formatBytes(event.totalBytes)}` : ''}`;
+  return { counts, fraction: event.total === 0 ? 1 : Math.min(1, event.done / event.total) };
+}
+
 /** One progress line that fits `columns` (a wrapped line would not be erased by \\r): the bar shrinks first, then the text is cut. */
 export function progressLine(event: ProgressEvent, columns: number | undefined): string {
   const width = Math.max(20, columns ?? 80) - 1;
-  const counts = event.phase === 'fsync' ? `${plural(event.total, 'file')}${event.totalBytes > 0 ? `, ${formatBytes(event.totalBytes)}` : ''}: making them durable` : `${event.done}/${plural(event.total, 'file')}${event.totalBytes > 0 ? `  ${formatBytes(event.bytes)}/${formatBytes(event.totalBytes)}` : ''}`;
-  const fraction = event.total === 0 ? 1 : Math.min(1, event.done / event.total);
+  const { counts, fraction } = progressCounts(event);
   const barWidth = Math.min(24, width - event.phase.length - counts.length - 2);
-  if (barWidth < 5) return `${event.phase} ${counts}`.slice(0, width);
+  if (fraction === undefined || barWidth < 5) return `${event.phase} ${counts}`.slice(0, width);
   const filled = Math.round(fraction * barWidth);
   return `${event.phase} ${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)} ${counts}`;
+}
+
+/** Our own colour markers (SGR sequences), kept when a line is escaped. */
+const COLOUR_MARKER = new RegExp(`(${String.fromCharCode(0x1b)}\\[[0-9;]*m)`);
+
+/** `oneLine` for each line of a multi-line text (tables): a name in it cannot add a line or move the cursor; our colour markers stay. */
+export function escapeLines(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => line.split(COLOUR_MARKER).map((part, i) => (i % 2 === 1 ? part : oneLine(part))).join(''))
+    .join('\n');
 }
 
 /** Human output: step lines, warnings, and a progress bar only on a terminal. */
@@ -87,12 +110,13 @@ export class Reporter {
   step(message: string): void {
     if (this.mode.json || this.mode.quiet) return;
     this.clearBar();
-    this.streams.stdout.write(`${this.out.cyan('›')} ${message}\n`);
+    this.streams.stdout.write(`${this.out.cyan('›')} ${oneLine(message)}\n`);
   }
 
-  warn(message: string): void {
+  warn(message: string, hint?: string): void {
     this.clearBar();
     this.streams.stderr.write(`${this.err.yellow('warning:')} ${oneLine(message)}\n`);
+    if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(hint)}\n`);
   }
 
   error(message: string, hint?: string): void {
@@ -105,14 +129,14 @@ export class Reporter {
   result(human: string | undefined, json: object): void {
     this.clearBar();
     if (this.mode.json) this.streams.stdout.write(JSON.stringify(json) + '\n');
-    else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(human + '\n');
+    else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(escapeLines(human) + '\n');
   }
 
   /** Plain text that is the point of the command (a table); --quiet hides it like everything but errors. */
   print(text: string): void {
     if (this.mode.json || this.mode.quiet) return;
     this.clearBar();
-    this.streams.stdout.write(text + '\n');
+    this.streams.stdout.write(escapeLines(text) + '\n');
   }
 
   event = (event: OperationEvent): void => {
@@ -121,13 +145,13 @@ export class Reporter {
         this.step(event.message);
         break;
       case 'warning':
-        this.warn(event.message);
+        this.warn(event.message, event.hint);
         break;
       case 'output':
-        if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${event.line}\n`);
+        if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${oneLine(event.line)}\n`);
         else if (!this.mode.quiet) {
           const [stream, colors] = event.stream === 'stderr' ? [this.streams.stderr, this.err] : [this.streams.stdout, this.out];
-          stream.write(`${colors.dim(`[${event.source}]`)} ${event.line}\n`);
+          stream.write(`${colors.dim(`[${event.source}]`)} ${oneLine(event.line)}\n`);
         }
         break;
       case 'progress':
@@ -139,11 +163,12 @@ export class Reporter {
   private progress(event: ProgressEvent): void {
     if (!this.showProgress) return;
     const now = Date.now();
-    if (now - this.lastDraw < 80 && event.done < event.total) return;
+    // An artifact's bar is cleared by the next step line, not by reaching its total.
+    if (now - this.lastDraw < 80 && (event.phase === 'extract' || event.done < event.total)) return;
     this.lastDraw = now;
     this.streams.stdout.write(`\r\x1b[2K${progressLine(event, this.streams.stdout.columns)}`);
     this.barVisible = true;
-    // The fsync phase has no steps to count: its line stays until the next output replaces it.
-    if (event.done >= event.total && event.phase !== 'fsync') this.clearBar();
+    // The fsync and extract lines stay until the next output replaces them: neither has a last step to end on.
+    if (event.done >= event.total && event.phase !== 'fsync' && event.phase !== 'extract') this.clearBar();
   }
 }

@@ -1,7 +1,7 @@
 import type { DeployResult } from '../ops/deploy.ts';
 import type { DeployPlan } from '../ops/plan-deploy.ts';
 import type { PruneResult } from '../ops/prune.ts';
-import { formatBytes, plural } from './output.ts';
+import { formatBytes, oneLine, plural } from './output.ts';
 
 function formatMs(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
@@ -20,17 +20,17 @@ function pruneSummary(result: PruneResult): string {
   const n = result.removed.length;
   if (n === 0) return 'pruned nothing';
   const verb = result.dryRun ? 'would prune' : 'pruned';
-  return `${verb} ${plural(n, 'release')} (${result.removed.map((r) => r.id).join(', ')})`;
+  return `${verb} ${plural(n, 'release')} (${result.removed.map((r) => oneLine(r.id)).join(', ')})`;
 }
 
 function keptLines(kept: PruneResult['kept']): string[] {
-  return kept.map((k) => `  keep    ${k.id}  ${k.reason}`);
+  return kept.map((k) => `  keep    ${oneLine(k.id)}  ${k.reason}`);
 }
 
 function removedLines(removed: PruneResult['removed'], dryRun: boolean): string[] {
   return removed.map((r) => {
     const size = r.files !== undefined ? ` (${plural(r.files, 'file')}, ${formatBytes(r.bytes ?? 0)})` : '';
-    return `  ${dryRun ? 'remove' : 'removed'} ${r.id}  ${r.reason}${size}`;
+    return `  ${dryRun ? 'remove' : 'removed'} ${oneLine(r.id)}  ${r.reason}${size}`;
   });
 }
 

@@ -1,13 +1,14 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
-import { formatBytes, type Colors } from './output.ts';
+import type { VerifyResult } from '../ops/verify-release.ts';
+import { formatBytes, oneLine, plural, type Colors } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
-const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'SOURCE'];
+const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE'];
 
 /**
  * Newest first, the same columns on a terminal and in a pipe (`| grep` keeps dates and commits);
@@ -16,13 +17,15 @@ const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY
 export function renderReleases(result: ReleasesResult, options: { header: boolean; colors?: Colors }): string {
   if (result.releases.length === 0) return 'no releases';
   const rows = options.header ? [HEADER] : [];
+  // The digest, shortened like a git commit: enough to tell releases apart at a glance.
+  const digest = (d: string | undefined): string => (d ? d.slice(0, 'sha256:'.length + 12) : '');
   const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
     const rec = r.record;
     rows.push([
       // Padded before colouring: the escape codes would throw the column widths off.
       r.current ? '*' : ' ',
-      r.id,
+      oneLine(r.id),
       r.role,
       time(rec?.createdAt),
       time(rec?.activatedAt),
@@ -31,6 +34,7 @@ export function renderReleases(result: ReleasesResult, options: { header: boolea
       rec?.bytes ? formatBytes(rec.bytes) : '',
       rec?.durationMs ? `${(rec.durationMs / 1000).toFixed(1)} s` : '',
       rec?.git ? `${rec.git.commit.slice(0, 10)}${rec.git.dirty ? '+dirty' : ''}` : '',
+      digest(rec?.digest),
       rec?.source ?? '',
     ]);
   }
@@ -53,5 +57,28 @@ export function renderStatus(result: StatusResult): string {
   if (result.running) lines.push(`running: ${result.running}`);
   if (result.recovered.length > 0) lines.push(...result.recovered.map((l) => `recovered: ${l}`));
   else if (result.leftovers.length > 0) lines.push(...result.leftovers.map((l) => `leftover: ${l}`));
+  return lines.join('\n');
+}
+
+/** A path as it can be printed on one line: quoted and escaped when it holds control characters. */
+function printable(p: string): string {
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return JSON.stringify(p);
+  }
+  return p;
+}
+
+/** One line per difference (kind, path, what the manifest says → what is there), then the verdict. */
+export function renderVerify(result: VerifyResult): string {
+  const what = `${plural(result.files, 'file')}, ${plural(result.dirs, 'directory', 'directories')}, ${plural(result.symlinks, 'symlink')}`;
+  if (result.identical) return `release ${result.release} matches its manifest (${what}; ${result.digest.slice(0, 'sha256:'.length + 12)})`;
+  const width = Math.max(...result.differences.map((d) => d.kind.length));
+  const lines = result.differences.map((d) => {
+    const change = d.expected !== undefined && d.actual !== undefined ? `  (${d.expected} -> ${d.actual})` : d.actual !== undefined ? `  (${d.actual})` : d.expected !== undefined ? `  (was ${d.expected})` : '';
+    return `${d.kind.padEnd(width)}  ${printable(d.path)}${change}`;
+  });
+  const n = result.differences.length;
+  lines.push(`release ${result.release} differs from its manifest: ${plural(n, 'difference')}`);
   return lines.join('\n');
 }

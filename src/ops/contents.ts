@@ -4,7 +4,11 @@ import type { SourceEntry, SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { createSharedTarget, linkShared, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
-import { deviceOf, hashFiles, nearestExistingDir, previousFiles, probeClone } from '../act/strategy.ts';
+import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
+import type { ReleaseRecord } from '../act/state.ts';
+import { deviceOf, nearestExistingDir, previousFiles, probeClone } from '../act/strategy.ts';
+import type { LinkSource } from '../act/copy.ts';
+import { trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { planShared, sharedTargetAction, withoutPaths, type SharedLink, type SharedSpec, type SharedType } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
@@ -18,6 +22,7 @@ export interface ContentsOptions {
   sharedCreate?: boolean;
   sharedReplace?: boolean;
   strategy?: string;
+  /** Accepted and ignored: content decides every link now. */
   checksum?: boolean;
 }
 
@@ -26,7 +31,6 @@ export interface ContentsPlan {
   scan: SourceScan;
   shared: SharedLink[];
   strategy: Strategy;
-  checksum: boolean;
 }
 
 function recount(scan: SourceScan, entries: SourceEntry[]): SourceScan {
@@ -55,9 +59,6 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
   if (!isStrategy(strategy)) {
     throw new DeployError('USAGE', `unknown strategy ${JSON.stringify(strategy)}`, { hint: `use one of: ${STRATEGIES.join(', ')}` });
   }
-  if (options.checksum && strategy !== 'hardlink') {
-    throw new DeployError('USAGE', '--checksum only applies to --strategy hardlink', { hint: 'add --strategy hardlink, or drop --checksum' });
-  }
   const specs: SharedSpec[] = [
     ...(options.shared ?? []).map((p) => ({ path: p })),
     ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
@@ -85,19 +86,70 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
       });
     }
   }
-  return { scan: recount(scan, withoutPaths(scan.entries, shared.exclude)), shared: shared.links, strategy, checksum: options.checksum === true };
+  return { scan: recount(scan, withoutPaths(scan.entries, shared.exclude)), shared: shared.links, strategy };
 }
 
 export interface FilePlan {
-  /** Files to hardlink from the previous release: relative path → existing file. */
-  linkFrom?: Map<string, string>;
+  /** Files to hardlink from the previous release: relative path → existing file and its hash. */
+  linkFrom?: Map<string, LinkSource>;
   links?: LinkPlan;
   /** Whether copies are copy-on-write clones here (auto and reflink); undefined if unknown. */
   cloned?: boolean;
+  /** How the previous release's contents were known: its manifest, hashing it, or not at all. */
+  previousContents?: 'manifest' | 'hashed' | 'untrusted';
+}
+
+/** Manifests use `/`; a no-op wherever that is the separator. */
+const slashed = path.sep === '/' ? (rel: string): string => rel : (rel: string): string => rel.split(path.sep).join('/');
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** SHA-256 of these files under `dir`, read synchronously with a turn for the loop every 256. */
+async function hashAll(dir: string, rels: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
+  const hashes = new Map<string, string>();
+  for (const [i, rel] of rels.entries()) {
+    if (signal?.aborted) break;
+    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`, true).sha256);
+    if (i % 256 === 255) await turn();
+  }
+  return hashes;
+}
+
+/**
+ * The previous release's SHA-256 for each candidate, as its files are now. From its manifest
+ * where the stat cache proves a file untouched since (inode, size, ctime); hashed again otherwise.
+ * A release without a manifest (made before manifests) is hashed; an untrusted manifest (missing,
+ * damaged, digest mismatch) is not worked around: nothing is linked, and the caller warns.
+ */
+async function previousHashes(layout: Layout, previous: string, record: ReleaseRecord | undefined, before: ReadonlyMap<string, PreviousFile>, candidates: readonly string[], signal?: AbortSignal): Promise<{ hashes: Map<string, string>; contents: NonNullable<FilePlan['previousContents']>; problem?: string }> {
+  const prevDir = releasePath(layout, previous);
+  const load = readManifest(layout, previous, record?.digest);
+  if (load.kind === 'untrusted') return { hashes: new Map(), contents: 'untrusted', problem: load.problem };
+  let trusted = new Map<string, string>();
+  if (load.kind === 'ok') {
+    const cache = readStatCache(layout, previous);
+    if (cache) {
+      const now = new Map<string, FileStamp>();
+      for (const rel of candidates) {
+        const b = before.get(rel);
+        if (b) now.set(slashed(rel), { ino: b.ino, size: b.size, ctimeMs: b.ctimeMs });
+      }
+      trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, now);
+    }
+  }
+  const hashes = new Map<string, string>();
+  const rest: string[] = [];
+  for (const rel of candidates) {
+    const known = trusted.get(slashed(rel));
+    if (known === undefined) rest.push(rel);
+    else hashes.set(rel, known);
+  }
+  for (const [rel, hash] of await hashAll(prevDir, rest, signal)) hashes.set(rel, hash);
+  return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
 }
 
 /** Decides, under the lock, which files are linked from the previous release and which are copied. */
-export async function planFiles(layout: Layout, plan: ContentsPlan, previous: string | null, signal?: AbortSignal): Promise<FilePlan> {
+export async function planFiles(layout: Layout, plan: ContentsPlan, previous: string | null, previousRecord: ReleaseRecord | undefined, emit: EventSink, signal?: AbortSignal): Promise<FilePlan> {
   const result: FilePlan = {};
   const sample = firstFile(plan.scan);
   if (plan.strategy === 'reflink') result.cloned = true;
@@ -117,22 +169,27 @@ export async function planFiles(layout: Layout, plan: ContentsPlan, previous: st
   }
   const files: FileFacts[] = plan.scan.entries
     .filter((e) => e.kind === 'file')
-    .map((e) => ({ rel: e.rel, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, uid: e.uid, gid: e.gid }));
-  let before: Map<string, PreviousFile>;
-  let sourceHashes: Map<string, string> | undefined;
-  let previousHashes: Map<string, string> | undefined;
+    .map((e) => ({ rel: e.rel, size: e.size, mode: e.mode, uid: e.uid, gid: e.gid }));
+  let links: LinkPlan;
+  let sourceHashes: Map<string, string>;
   try {
-    before = previousFiles(prevDir, files.map((f) => f.rel));
-    if (plan.checksum) {
-      const toHash = filesToHash(files, before);
-      [sourceHashes, previousHashes] = await Promise.all([hashFiles(plan.scan.dir, toHash, signal), hashFiles(prevDir, toHash, signal)]);
+    const before = previousFiles(prevDir, files.map((f) => f.rel));
+    const candidates = filesToHash(files, before);
+    const prev = await previousHashes(layout, previous, previousRecord, before, candidates, signal);
+    result.previousContents = prev.contents;
+    if (prev.problem !== undefined) {
+      emit({ type: 'warning', message: `the manifest of release ${previous} is not trusted (${prev.problem}): every file is copied, none linked` });
+    } else if (prev.contents === 'hashed') {
+      emit({ type: 'step', message: `release ${previous} has no manifest (made before manifests): hashed ${candidates.length} of its files to compare` });
     }
+    // Only the files that can still be linked are read now; the copy hashes the rest as it goes.
+    sourceHashes = await hashAll(plan.scan.dir, candidates.filter((rel) => prev.hashes.has(rel)), signal);
+    links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes });
   } catch (error) {
     throw ioError(`comparing the source with release ${previous}`, error);
   }
-  const links = planLinks(files, before, { checksum: plan.checksum, sourceHashes, previousHashes });
   result.links = links;
-  result.linkFrom = new Map(links.link.map((rel) => [rel, `${prevDir}${path.sep}${rel}`]));
+  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string }]));
   return result;
 }
 

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { hashTree, manifestDir, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
@@ -13,21 +14,29 @@ import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, rem
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
+import { isUrlSource, redactUrl } from '../plan/archive.ts';
+import type { ManifestEntry } from '../plan/manifest.ts';
+import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
 import { deployTargetProblem } from '../plan/root-shape.ts';
-import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
+import { nextReleaseId } from '../plan/release-id.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles } from './contents.ts';
+import type { ExtractResult } from '../act/archive.ts';
+import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
+import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions } from './serving.ts';
+import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
 
-export interface DeployOptions {
+export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
   releaseId?: string;
   /** fsync the release before the switch and the root after it (default true). */
@@ -61,12 +70,15 @@ export interface DeployOptions {
   sharedReplace?: boolean;
   /** copy | reflink | hardlink | auto (default: auto). */
   strategy?: 'copy' | 'reflink' | 'hardlink' | 'auto';
-  /** With hardlink: compare contents, not just size, mtime and mode. */
+  /** Accepted for compatibility and ignored: a file is linked only when its bytes match, always. */
   checksum?: boolean;
 
   // Hooks and health check.
   hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
   healthCheck?: { command?: string; url?: string; timeoutMs?: number };
+
+  /** For a source that is an archive (tar, tar.gz, zip) or an http(s) URL to one. */
+  artifact?: ArtifactOptions;
 }
 
 export interface DeployResult {
@@ -76,6 +88,8 @@ export interface DeployResult {
   files: number;
   bytes: number;
   durationMs: number;
+  /** `sha256:<hex>` of the release's manifest (what `verify` checks it against). */
+  digest?: string;
   /** How the release was made durable: one syncfs, fsync of every file, or not at all. */
   durability: 'syncfs' | 'fsync' | 'off';
   /** What was cleaned up from an earlier interrupted run. */
@@ -101,6 +115,10 @@ export interface DeployResult {
   prune?: PruneResult;
   /** With `dryRun`: the plan; nothing on disk was changed. */
   plan?: DeployPlan;
+  /** For an artifact source: its format and the SHA-256 of its bytes. */
+  artifact?: { format: string; sha256: string; bytes: number; signedBy?: string };
+  /** Processes still running from the previous release after the hooks and reloads (docs/serving.md). */
+  stale?: StaleReport;
 }
 
 export interface Validated {
@@ -149,40 +167,81 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
       hint: targetShape.kind === 'root' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${root} ${source}`,
     });
   }
-  const targetProblem = deployTargetProblem(targetShape);
-  if (targetProblem && !adopt) {
-    throw new DeployError('INVALID_ROOT', `${layout.root} ${targetProblem}`, {
-      hint: `check the path; to make this folder a deploy root anyway (its files stay, current and releases/ are added), add --adopt`,
-    });
-  }
+  checkTarget(layout, adopt, targetShape);
   return { sourceReal, layout };
 }
 
-function validate(source: string, root: string, options: DeployOptions): Validated {
-  const { sourceReal, layout } = validateSource(source, root, options.adopt === true);
+/** A non-empty folder that is not a deploy root gets the layout only when asked to (--adopt). */
+function checkTarget(layout: Layout, adopt: boolean, shape = rootShapeOf(layout.root)): void {
+  const problem = deployTargetProblem(shape);
+  if (problem && !adopt) {
+    throw new DeployError('INVALID_ROOT', `${layout.root} ${problem}`, {
+      hint: `check the path; to make this folder a deploy root anyway (its files stay, current and releases/ are added), add --adopt`,
+    });
+  }
+}
+
+/** An artifact has no listing before it streams in: its scan is the empty release root. */
+function artifactSource(source: string, root: string, options: DeployOptions): { sourceReal: string; layout: Layout } {
+  if (options.strategy === 'hardlink' || options.strategy === 'reflink') {
+    throw new DeployError('USAGE', `--strategy ${options.strategy} needs a source directory; an archive is always extracted`, { hint: 'drop --strategy, or extract the archive and deploy the directory' });
+  }
+  if (options.dryRun) throw new DeployError('USAGE', '--dry-run needs a source directory; an archive would have to be read to plan its release', { hint: 'list it with tar -tvf or unzip -l' });
+  const layout = openRoot(root, { mayCreate: true });
+  checkTarget(layout, options.adopt === true);
+  return { sourceReal: isUrlSource(source) ? source : path.resolve(source), layout };
+}
+
+function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
+  const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root, options.adopt === true);
   if (options.releaseId !== undefined) {
-    const problem = releaseIdProblem(options.releaseId);
-    if (problem) {
-      throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, {
-        hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2',
-      });
-    }
+    checkReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {
       throw new DeployError('RELEASE_EXISTS', `release ${options.releaseId} already exists in ${layout.releases}`, {
         hint: 'release ids are never reused: pick a new id, or roll back to it with atomic-deploy rollback --to',
       });
     }
   }
-  const scan = scanSource(sourceReal);
+  if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
+  const scan = scanSourceOrExplain(sourceReal);
   if (scan.entries.length <= 1) {
     throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
   }
   return { layout, sourceReal, scan };
 }
 
+const SOURCE_READ_HINT = 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)';
+
+/** The source scan, with its failures phrased as problems of the source (exit 2), never as bugs. */
+function scanSourceOrExplain(sourceReal: string): SourceScan {
+  try {
+    return scanSource(sourceReal);
+  } catch (error) {
+    if (error instanceof DeployError) {
+      if (error.code !== 'INVALID_SOURCE' || error.hint !== undefined) throw error;
+      throw new DeployError('INVALID_SOURCE', error.message, { cause: error.cause, hint: SOURCE_READ_HINT });
+    }
+    const code = errnoOf(error);
+    if (code === 'ENAMETOOLONG') {
+      throw new DeployError('INVALID_SOURCE', `a path in ${sourceReal} is longer than the system allows (PATH_MAX)`, { cause: error, hint: 'flatten the directory nesting of the build' });
+    }
+    if (code === 'EACCES' || code === 'EPERM') throw new DeployError('INVALID_SOURCE', `cannot read ${sourceReal}: ${code}`, { cause: error, hint: SOURCE_READ_HINT });
+    throw error;
+  }
+}
+
+/** A copy failure that is the source's fault (unreadable file): the root's owner is not the problem. */
+function sourceReadError(sourceReal: string, error: unknown): DeployError | undefined {
+  const code = errnoOf(error);
+  const file = typeof error === 'object' && error !== null && 'path' in error && typeof error.path === 'string' ? error.path : undefined;
+  if ((code === 'EACCES' || code === 'EPERM') && file !== undefined && (file === sourceReal || file.startsWith(sourceReal + path.sep))) {
+    return new DeployError('INVALID_SOURCE', `cannot read ${file}: permission denied; nothing was deployed`, { cause: error, hint: SOURCE_READ_HINT });
+  }
+  return undefined;
+}
+
 function interrupted(signal: AbortSignal | undefined): DeployError {
-  const reason: unknown = signal?.reason;
-  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  const sig = signalOf(signal?.reason);
   return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; the deploy was undone`, { signal: sig });
 }
 
@@ -191,18 +250,23 @@ export async function deploy(source: string, root: string, options: DeployOption
   const started = performance.now();
   const emit = options.onEvent ?? ignoreEvents;
   const durable = options.fsync !== false;
-  const { layout, sourceReal, scan: scanned } = validate(source, root, options);
+  const isArtifact = typeof source === 'string' && isArtifactSource(source);
+  const { layout, sourceReal, scan: scanned } = validate(source, root, options, isArtifact);
   {
     // Refuse a root whose current we must not replace before creating anything in it.
     const existing = fs.existsSync(layout.root) ? await readCurrent(layout) : { kind: 'missing' as const };
     currentIdOrThrow(existing, layout);
   }
   checkVerifyOptions(options);
+  checkServingOptions(options);
   // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
   if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
+  // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
+  const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
+  const rootExisted = fs.existsSync(layout.root);
   try {
     await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
     await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
@@ -210,7 +274,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   } catch (error) {
     throw ioError(`creating the layout in ${layout.root}`, error);
   }
-  const git = await gitInfo(sourceReal);
+  const git = opened ? undefined : await gitInfo(sourceReal);
 
   let retired: RetiredPrune | undefined;
   const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
@@ -236,8 +300,11 @@ export async function deploy(source: string, root: string, options: DeployOption
     let durability: DeployResult['durability'] = 'off';
     let sharedDirs: string[] = [];
     let counts = { linked: 0, copied: 0 };
+    let artifactFacts: DeployResult['artifact'];
+    let totals = { files: scan.files, bytes: scan.bytes };
+    let digest = '';
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
-    const files = await planFiles(layout, contents, previous, options.signal);
+    const files = await planFiles(layout, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
@@ -246,12 +313,21 @@ export async function deploy(source: string, root: string, options: DeployOption
       // Copied into .tmp/ and renamed into releases/ when whole: a partial tree never sits there.
       await fs.promises.mkdir(staging, { mode: 0o700 });
       await failpoint('release-dir-made');
-      emit({ type: 'step', message: `copying ${plural(scan.files, 'file')} (${formatBytes(scan.bytes)}) into release ${id}` });
       // Not for a release made mostly of links: it has little data, and fsyncs what it copied.
       const writeback = durable && !files.linkFrom?.size ? new EarlyWriteback(staging) : undefined;
-      const copied = await copyTree(scan, staging, {
+      let extracted: ExtractResult | undefined;
+      if (opened) {
+        emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(opened.artifact.source)} into release ${id}` });
+        extracted = await fillStage(opened, staging, { signal: options.signal, emit, onFiles: (n, bytes) => writeback?.progress(n, bytes) });
+        if (!options.signal?.aborted && extracted.files + extracted.symlinks === 0) {
+          throw new DeployError('INVALID_SOURCE', `${opened.artifact.source} holds no files`, { hint: 'build first: an empty release would take the site down' });
+        }
+        artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
+      } else emit({ type: 'step', message: `copying ${plural(scan.files, 'file')} (${formatBytes(scan.bytes)}) into release ${id}` });
+      const copied = extracted ? { files: extracted.files, bytes: extracted.bytes, linked: 0, copied: extracted.files, manifest: extracted.manifest, stamps: extracted.stamps } : await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),
+        cloneWorks: files.cloned,
         linkFrom: files.linkFrom,
         onHalf: () => failpoint('copy-half'),
         onProgress: (p) => {
@@ -263,6 +339,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (options.signal?.aborted) throw interrupted(options.signal);
       await failpoint('copy-done');
       counts = { linked: copied.linked, copied: copied.copied };
+      totals = { files: copied.files, bytes: copied.bytes };
       // Linked before the release is made durable and renamed, so releases/<id> never lacks them.
       sharedDirs = await placeShared(layout, staging, contents.shared, { create: options.sharedCreate === true, emit });
 
@@ -277,7 +354,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         const linkFrom = linkedDurable ? files.linkFrom : undefined;
         durability = await makeTreeDurable(
           staging,
-          () => [
+          () => extracted ? extracted.manifest.filter((e) => e.type !== 'symlink').map((e) => path.join(staging, e.path)).concat(staging, sharedDirs) : [
             ...scan.entries.filter((e) => e.kind === 'file' && !linkFrom?.has(e.rel)).map((e) => path.join(staging, e.rel)),
             ...scan.entries.filter((e) => e.kind === 'dir').map((e) => path.join(staging, e.rel)),
             ...sharedDirs,
@@ -286,6 +363,10 @@ export async function deploy(source: string, root: string, options: DeployOption
         );
         await failpoint('fsync-done');
       }
+      // The manifest is durable before the release is placed: a live release never lacks it.
+      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
+      await writeStatCache(layout, id, copied.stamps);
+      await failpoint('manifest-written');
       await fs.promises.rename(staging, finalPath);
       placed = true;
       if (durable) await fsyncDir(layout.releases);
@@ -296,14 +377,16 @@ export async function deploy(source: string, root: string, options: DeployOption
         createdAt: new Date().toISOString(),
         user: lock.owner.user,
         host: os.hostname(),
-        source: sourceReal,
+        source: opened ? redactUrl(sourceReal) : sourceReal,
         git,
+        ...(artifactFacts ? { artifact: artifactFacts } : {}),
         files: copied.files,
         bytes: copied.bytes,
         strategy: contents.strategy,
         linked: copied.linked,
         copied: copied.copied,
         durability: durable ? durability : 'off',
+        digest,
         durationMs: 0,
         previous,
       };
@@ -312,6 +395,13 @@ export async function deploy(source: string, root: string, options: DeployOption
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
       await runBeforeSwitch(verifyCtx, options);
+      if ((options.hooks?.beforeSwitch ?? []).length > 0) {
+        // What goes live includes what the hooks wrote: the manifest is made again from the release.
+        const after = await hashTree(finalPath, options.signal);
+        if (options.signal?.aborted) throw interrupted(options.signal);
+        digest = await writeManifest(layout, id, after.entries, durable);
+        await updateRecord(layout, id, { digest }, durable);
+      }
 
       emit({ type: 'step', message: `switching current to releases/${id}` });
       await switchCurrent(layout, id, {
@@ -329,6 +419,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (switched) throw bookkeepingError(id, error);
       await undo(layout, { id, staging, placed, previous, durable });
       if (error instanceof DeployError) throw error;
+      const fromSource = sourceReadError(sourceReal, error);
+      if (fromSource) throw fromSource;
       throw ioError(`deploying release ${id}`, error);
     }
 
@@ -339,8 +431,11 @@ export async function deploy(source: string, root: string, options: DeployOption
       await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
       // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
       const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
+      // After the hooks and reloads, which are what moves processes off the release left behind.
+      const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal }, previous, options);
       const durationMs = Math.round(performance.now() - started);
-      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...verified.record }, durable);
+      const staleCount = stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {};
+      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournal(layout, durable);
       await failpoint('journal-cleared');
@@ -357,13 +452,16 @@ export async function deploy(source: string, root: string, options: DeployOption
         release: id,
         path: finalPath,
         previous,
-        files: scan.files,
-        bytes: scan.bytes,
+        files: totals.files,
+        bytes: totals.bytes,
         durationMs,
+        artifact: artifactFacts,
         durability: durable ? durability : 'off',
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
-        strategy: contents.strategy === 'auto' ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
+        digest,
+        // An archive is extracted: its files are written, whatever auto would have done with a directory.
+        strategy: opened ? 'copy' : contents.strategy === 'auto' ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
         strategyRequested: contents.strategy,
         cloned: files.cloned,
         ...counts,
@@ -371,15 +469,30 @@ export async function deploy(source: string, root: string, options: DeployOption
         health: verified.health,
         warnings: verified.warnings.length > 0 ? verified.warnings : undefined,
         afterSwitchFailure: verified.afterSwitchFailure,
+        stale,
       };
     } catch (error) {
       if (isVerdict(error)) throw error;
       throw bookkeepingError(id, error);
     }
-  });
+  }).catch(async (error: unknown) => {
+    // A first deploy that failed leaves no empty skeleton root behind (rmdir removes only empty directories).
+    if (!rootExisted) await removeSkeleton(layout);
+    throw error;
+  }).finally(() => closeArtifact(opened));
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
+  // `--stale fail`: the deploy is complete and stands; the exit code tells that old code still runs.
+  // A failed after-switch hook came first (and skipped the reloads): its exit code is the one to report.
+  const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale) : undefined;
+  if (stale) throw stale;
   return result;
+}
+
+async function removeSkeleton(layout: Layout): Promise<void> {
+  for (const dir of [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root]) {
+    await fs.promises.rmdir(dir).catch(() => undefined);
+  }
 }
 
 /** The dry run of `deploy`: the same checks, the plan, and nothing changed on disk. */
@@ -391,6 +504,16 @@ export async function planDeploy(source: string, root: string, options: DeployOp
 
 function dryRunResult(plan: DeployPlan): DeployResult {
   return { release: plan.release, path: plan.path, previous: plan.previous, files: plan.files, bytes: plan.bytes, durationMs: 0, durability: 'off', recovered: [], plan };
+}
+
+/** Manifest entries of the shared links and the directories made for them (their modes as made). */
+function sharedEntries(staging: string, links: readonly SharedLink[]): ManifestEntry[] {
+  const out = new Map<string, ManifestEntry>();
+  for (const link of links) {
+    for (const dir of link.mkdirs) out.set(dir, { path: dir, type: 'dir', mode: fs.lstatSync(path.join(staging, dir)).mode & 0o7777 });
+    out.set(link.path, { path: link.path, type: 'symlink', target: link.linkText });
+  }
+  return [...out.values()];
 }
 
 function bookkeepingError(id: string, error: unknown): DeployError {
@@ -414,6 +537,7 @@ async function undo(
       await removeRelease(layout, state.id, protect, { durable: state.durable });
     }
     await removeRecord(layout, state.id);
+    await removeManifest(layout, state.id, false);
     await clearJournal(layout, state.durable);
   } catch {
     // The journal stays; the next command finishes the clean-up under the lock.

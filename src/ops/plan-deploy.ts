@@ -1,3 +1,4 @@
+import { displayUrl } from '../act/health.ts';
 import fs from 'node:fs';
 import { inspectLock, describeHolder } from '../act/lock.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
@@ -113,7 +114,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     fsync: options.fsync !== false,
     shared,
     hooks: { beforeSwitch: options.hooks?.beforeSwitch ?? [], afterSwitch: options.hooks?.afterSwitch ?? [], timeoutMs: options.hooks?.timeoutMs },
-    healthCheck: options.healthCheck?.command || options.healthCheck?.url ? { ...options.healthCheck } : null,
+    healthCheck: options.healthCheck?.command || options.healthCheck?.url ? { ...options.healthCheck, ...(options.healthCheck.url === undefined ? {} : { url: displayUrl(options.healthCheck.url) }) } : null,
     prune,
     notes,
   };

@@ -1,13 +1,16 @@
 import fs from 'node:fs';
 import { failpoint } from '../act/failpoints.ts';
 import { scanProcessUses } from '../act/in-use.ts';
+import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
+import { removeManifest } from '../act/manifest.ts';
 import { deleteTrash, removeRelease } from '../act/releases.ts';
 import { readJournal, updateRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
 import { selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
+import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, withLock } from './root.ts';
@@ -57,11 +60,7 @@ export interface PruneResult {
   recovered: string[];
 }
 
-export function assertKeep(keep: unknown): asserts keep is number {
-  if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
-    throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });
-  }
-}
+export const assertKeep: (keep: unknown) => asserts keep is number = checkKeep;
 
 /** What prune would do in this root now: reads only. `extra` adds a release about to exist (dry run of a deploy). */
 export async function decidePrune(
@@ -115,7 +114,12 @@ export async function retireReleases(
     if (moved) trash.push(moved);
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
-    await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable);
+    await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable).catch((error: unknown) => {
+      // A full disk is why prune runs: the mark is history only (records of pruned releases are never read as releases).
+      if (!isFullDisk(error)) throw error;
+    });
+    // The record stays as history (its digest included); the manifest served only the release.
+    await removeManifest(layout, release.id, false);
   }
   return { trash, removed };
 }
@@ -143,7 +147,7 @@ export async function deleteRetired(
 
 function interruptedError(signal: AbortSignal, done: number, total: number): DeployError {
   const reason: unknown = signal.reason;
-  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  const sig = signalOf(reason);
   return new DeployError('INTERRUPTED', `interrupted by ${sig}: ${done} of ${total} releases were pruned; the rest stay`, { signal: sig });
 }
 

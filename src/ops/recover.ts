@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
+import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
 import { clearJournal, readJournal, readRecords, removeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
@@ -15,11 +16,13 @@ export interface ReleaseView extends ReleaseFacts {
 export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   const dirs = await listReleaseDirs(layout);
   const records = await readRecords(layout, dirs);
+  const current = await readCurrent(layout);
   return orderReleases(
     dirs.map((id) => {
       const record = records.get(id);
-      return record ? { id, seq: record.seq, status: record.status, record } : { id };
+      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
     }),
+    current.kind === 'release' ? current.id : null,
   );
 }
 
@@ -56,8 +59,9 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   const done: string[] = [];
   if (journalRead.kind === 'garbage') {
     actions.push({ kind: 'clear-journal' });
-    done.push('discarded an unreadable journal (no release was removed)');
+    done.push(journalRead.problem ? `discarded a journal that ${journalRead.problem} (nothing it names was touched)` : 'discarded an unreadable journal (no release was removed)');
   }
+  for (const name of await sweepStateTemps(layout)) done.push(`removed a half-written ${name}`);
   const now = new Date().toISOString();
   for (const action of actions) {
     switch (action.kind) {
@@ -68,6 +72,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
         const target = rollbackTarget(await releaseViews(layout), currentId);
         await removeRelease(layout, action.id, new Set(target ? [target.id] : []), { durable });
         await removeRecord(layout, action.id);
+        await removeManifest(layout, action.id, false);
         break;
       }
       case 'mark-deployed':
@@ -86,5 +91,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
     const line = describeAction(action);
     if (line) done.push(line);
   }
+  // A deploy cut off after writing its manifest but before placing its release leaves the manifest alone.
+  if (journal?.op === 'deploy' && !fs.existsSync(path.join(layout.releases, journal.release))) await removeManifest(layout, journal.release, false);
   return done;
 }

@@ -1,17 +1,20 @@
 import fs from 'node:fs';
+import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, withLock } from './root.ts';
+import { awaitFreshness, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
+import type { StaleReport } from '../plan/serving.ts';
 
-export interface RollbackOptions {
+export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
   to?: string;
   fsync?: boolean;
@@ -29,6 +32,10 @@ export interface RollbackResult {
   release: string;
   previous: string;
   recovered: string[];
+  /** Processes still running from the release rolled back from, after the reloads. */
+  stale?: StaleReport;
+  /** A reload that failed (the rollback stands). */
+  warnings?: string[];
   /** Set by a dry run: `release` is where a rollback would go; nothing was changed. */
   dryRun?: true;
 }
@@ -64,18 +71,18 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {
-    const problem = releaseIdProblem(options.to);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`);
+    checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${layout.root}`);
   }
   // A dangling current can be repaired only by naming the release to go to.
   const before = await readCurrent(layout);
   const beforeId = currentIdOrThrow(before, layout, { allowDangling: options.to !== undefined });
+  checkServingOptions(options);
   if (options.dryRun) {
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
   }
 
-  return withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal }, async (lock) => {
+  const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     const recovered = await recoverRoot(layout, durable);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
@@ -83,18 +90,28 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const currentId = currentIdOrThrow(state, layout, { allowDangling: options.to !== undefined });
     const from = currentId ?? (state.kind === 'dangling' ? state.id : null);
     const target = chooseTarget(layout, await releaseViews(layout), currentId, options.to);
-    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
     emit({ type: 'step', message: `switching current to releases/${target}` });
     let switched = false;
+    // On a full disk the journal and the log may have no room; the switch itself needs none (a
+    // short symlink lives in its inode), and a rollback is how space gets freed: go on without them.
+    const bookkeeping = async (what: string, write: () => Promise<void>): Promise<void> => {
+      try {
+        await write();
+      } catch (error) {
+        if (!isFullDisk(error)) throw error;
+        emit({ type: 'warning', message: `no space left on device for ${what}; the rollback goes on without it` });
+      }
+    };
     try {
-      await writeJournal(layout, journal, durable);
+      await bookkeeping('the journal', () => writeJournal(layout, journal, durable));
       await switchCurrent(layout, target, {
         durable,
         beforeRename: async () => {
           await failpoint('rollback-temp-link-made');
-          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOf(options.signal) });
+          if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
         },
         afterRename: () => {
           switched = true;
@@ -106,16 +123,29 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     }
     await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
-    await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
-    if (from !== null) await updateRecord(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable);
-    await updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable);
+    await bookkeeping('the journal', () => writeJournal(layout, { ...journal, phase: 'switched' }, durable));
+    if (from !== null) await bookkeeping(`the record of ${from}`, () => updateRecord(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
+    await bookkeeping(`the record of ${target}`, () => updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable));
     await clearJournal(layout, durable);
     emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });
-    return { release: target, previous: from ?? '', recovered };
+    // Like after a deploy: reload what serves, then look for what still runs from the release left.
+    const ctx = { layout, id: target, emit, signal: options.signal };
+    const reloadFailure = hasReloads(options) ? await runReloads(ctx, options) : undefined;
+    const warnings: string[] = [];
+    if (reloadFailure !== undefined) {
+      const message = `${reloadFailure}; release ${target} stays live`;
+      emit({ type: 'warning', message });
+      warnings.push(message);
+    }
+    const stale = await awaitFreshness(ctx, from, options);
+    if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => updateRecord(layout, target, { staleProcesses: stale.processes.length }, durable));
+    return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined };
   });
+  const stale = staleFailure(options, result.stale);
+  if (stale) throw stale;
+  return result;
 }
 
-function signalOf(signal: AbortSignal): NodeJS.Signals {
-  const reason: unknown = signal.reason;
-  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+function signalOfAbort(signal: AbortSignal): NodeJS.Signals {
+  return signalOf(signal.reason);
 }

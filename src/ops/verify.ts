@@ -4,19 +4,20 @@ import path from 'node:path';
 import { scanSource } from '../act/copy.ts';
 import { makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { checkHealth, DEFAULT_HEALTH_TIMEOUT_MS, healthUrlProblem, type HealthResult } from '../act/health.ts';
+import { checkHealth, displayUrl, type HealthResult } from '../act/health.ts';
 import { describeOutcome, hookEnv, runShell, type ShellOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { clearJournal, updateRecord, writeJournal, type ReleaseRecord } from '../act/state.ts';
 import { switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
+import { checkHookAndHealth, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS, signalOf as signalOfReason } from '../plan/validate.ts';
 import type { EventSink } from './events.ts';
+import { awaitFreshness, hasReloads, runReloads, type ServingOptions } from './serving.ts';
 
-/** A hook that hangs must not hold the deploy lock forever. */
-export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
+export { DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS };
 
-export interface VerifyOptions {
+export interface VerifyOptions extends ServingOptions {
   hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
   healthCheck?: { command?: string; url?: string; timeoutMs?: number };
 }
@@ -42,54 +43,15 @@ export interface Verification {
   afterSwitchFailure?: string;
 }
 
-function commandProblem(command: unknown): string | undefined {
-  if (typeof command !== 'string' || command.trim() === '') return 'it is empty';
-  if (command.includes('\0')) return 'it contains a NUL byte';
-  return undefined;
-}
-
-function timeoutProblem(ms: unknown): string | undefined {
-  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? undefined : 'expected a number of seconds greater than 0';
-}
-
-/** Rejects unusable hook and health-check options before anything is written. */
-export function checkVerifyOptions(options: VerifyOptions): void {
-  const { hooks, healthCheck } = options;
-  for (const [name, list] of [['before-switch', hooks?.beforeSwitch], ['after-switch', hooks?.afterSwitch]] as const) {
-    for (const command of list ?? []) {
-      const problem = commandProblem(command);
-      if (problem) throw new DeployError('USAGE', `invalid ${name} hook: ${problem}`);
-    }
-  }
-  if (hooks?.timeoutMs !== undefined) {
-    const problem = timeoutProblem(hooks.timeoutMs);
-    if (problem) throw new DeployError('USAGE', `invalid hook timeout: ${problem}`);
-  }
-  if (!healthCheck) return;
-  if (healthCheck.command === undefined && healthCheck.url === undefined) {
-    throw new DeployError('USAGE', 'a health timeout needs a health check', { hint: 'add --health-check <command> or --health-url <url>' });
-  }
-  if (healthCheck.command !== undefined) {
-    const problem = commandProblem(healthCheck.command);
-    if (problem) throw new DeployError('USAGE', `invalid health-check command: ${problem}`);
-  }
-  if (healthCheck.url !== undefined) {
-    const problem = healthUrlProblem(healthCheck.url);
-    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(healthCheck.url)}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
-  }
-  if (healthCheck.timeoutMs !== undefined) {
-    const problem = timeoutProblem(healthCheck.timeoutMs);
-    if (problem) throw new DeployError('USAGE', `invalid health timeout: ${problem}`);
-  }
-}
+/** Rejects unusable hook and health-check options before anything is written (plan/validate.ts). */
+export const checkVerifyOptions = checkHookAndHealth;
 
 function hasHealthCheck(options: VerifyOptions): boolean {
   return options.healthCheck?.command !== undefined || options.healthCheck?.url !== undefined;
 }
 
 function signalOf(signal: AbortSignal | undefined): NodeJS.Signals {
-  const reason: unknown = signal?.reason;
-  return typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  return signalOfReason(signal?.reason);
 }
 
 async function runHook(ctx: ReleaseContext, source: 'before-switch' | 'after-switch', command: string, timeoutMs: number): Promise<ShellOutcome> {
@@ -154,8 +116,9 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
   const warnings: string[] = [];
   const commands = options.hooks?.afterSwitch ?? [];
   const health = hasHealthCheck(options);
-  if (commands.length === 0 && !health) return { record: {}, warnings };
-  if (ctx.signal?.aborted) return unverified(ctx, commands.length > 0 ? 'the after-switch hooks' : 'the health check', warnings);
+  const reloads = hasReloads(options);
+  if (commands.length === 0 && !health && !reloads) return { record: {}, warnings };
+  if (ctx.signal?.aborted) return unverified(ctx, commands.length > 0 ? 'the after-switch hooks' : reloads ? 'the reloads' : 'the health check', warnings);
 
   let failure: string | undefined;
   if (commands.length > 0) {
@@ -173,12 +136,17 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
         break;
       }
     }
-    if (failure !== undefined && !health) {
-      const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
-      // No warning event: the caller reports it as the deploy's outcome (the CLI: an error line and exit 6).
-      warnings.push(message);
-      return { record: {}, warnings, afterSwitchFailure: message };
-    }
+  }
+  // Reloads come after the hooks (which may build caches) and before the health check, which must see the reloaded service.
+  if (failure === undefined && reloads) {
+    failure = await runReloads(ctx, options);
+    if (ctx.signal?.aborted) return unverified(ctx, 'the reloads', warnings);
+  }
+  if (failure !== undefined && !health) {
+    const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
+    // No warning event: the caller reports it as the deploy's outcome (the CLI: an error line and exit 7).
+    warnings.push(message);
+    return { record: {}, warnings, afterSwitchFailure: message };
   }
 
   let result: HealthResult | undefined;
@@ -186,7 +154,7 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
     const check = options.healthCheck ?? {};
     const timeoutMs = check.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
     const dir = releasePath(ctx.layout, ctx.id);
-    ctx.emit({ type: 'step', message: `health check: ${[check.command, check.url].filter(Boolean).join(' and ')} (up to ${timeoutMs / 1000} s)` });
+    ctx.emit({ type: 'step', message: `health check: ${[check.command, check.url === undefined ? undefined : displayUrl(check.url)].filter(Boolean).join(' and ')} (up to ${timeoutMs / 1000} s)` });
     try {
       await failpoint('health-check');
       result = await checkHealth(
@@ -225,14 +193,14 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
       }),
     };
   }
-  return rollBackFailed(ctx, previous, failure, switchedAt);
+  return rollBackFailed(ctx, previous, failure, switchedAt, options);
 }
 
 /**
  * Switches back to the release that was live before this deploy, with the same journal and
  * rename as any switch: a crash midway leaves a `rolling-back` journal that recovery finishes.
  */
-async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: string, switchedAt: string): Promise<never> {
+async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: string, switchedAt: string, options: ServingOptions): Promise<never> {
   const { layout, id, durable, emit } = ctx;
   emit({ type: 'warning', message: `${reason}; rolling back to ${previous}` });
   const details = { release: id, rolledBackTo: previous, reason };
@@ -260,9 +228,14 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
     throw new DeployError('ROLLED_BACK', `${message} (recording it failed: ${ioError('recording', error).message}; the next command finishes the record)`, { cause: error, details });
   }
   emit({ type: 'step', message: `release ${previous} is live again; release ${id} is marked failed` });
+  // Services reloaded for the failed release must load the previous one again; only warnings now, exit 4 says the rest.
+  const back = { layout, id: previous, emit, signal: ctx.signal };
+  const reloadFailure = hasReloads(options) ? await runReloads(back, options) : undefined;
+  if (reloadFailure !== undefined) emit({ type: 'warning', message: `${reloadFailure} after rolling back to ${previous}` });
+  const stale = await awaitFreshness(back, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
   throw new DeployError('ROLLED_BACK', message, {
     hint: `the failed release stays in ${releasePath(layout, id)} for inspection; plain rollbacks skip it`,
-    details,
+    details: stale ? { ...details, stale } : details,
   });
 }
 

@@ -6,6 +6,7 @@ import { sharedPathProblem } from './paths.ts';
 import { releaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
 import { closest } from './suggest.ts';
+import { parseMaxFail, parseWaves } from './waves.ts';
 
 export { CONFIG_NAMES, parseHostSpec, type HostSpec } from './config-basics.ts';
 
@@ -61,6 +62,28 @@ export const configSchema = z.strictObject({
     )
     .refine((h) => h.command !== undefined || h.url !== undefined, { error: 'a command or a url (or both)' })
     .optional(),
+  reload: z
+    .strictObject(
+      {
+        units: z.array(text('a systemd unit name'), { error: 'a list of systemd unit names' }).min(1, { error: 'a list of systemd unit names' }).optional(),
+        phpFpm: z.array(text('a php-fpm pid file path'), { error: 'a list of php-fpm pid file paths' }).min(1, { error: 'a list of php-fpm pid file paths' }).optional(),
+        timeout: seconds('a number of seconds > 0').optional(),
+      },
+      { error: 'a mapping with units, phpFpm, timeout' },
+    )
+    .optional(),
+  stale: z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' }).optional(),
+  staleWait: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
+  waves: z
+    .union([z.string(), z.number()], { error: 'wave sizes such as "1,10%,100%"' })
+    .refine((w) => typeof parseWaves(String(w)) !== 'string', { error: 'wave sizes such as "1,10%,100%" (hosts >= 1 or percentages)' })
+    .optional(),
+  wavePause: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
+  maxFail: z
+    .union([z.string(), z.number()], { error: 'a number of hosts or a percentage such as 10%' })
+    .refine((m) => typeof parseMaxFail(String(m)) !== 'string', { error: 'a number of hosts (>= 0) or a percentage such as 10%' })
+    .optional(),
+  onFailure: z.enum(['rollback', 'keep'], { error: 'rollback or keep' }).optional(),
   hosts: z
     .array(
       z.strictObject(
@@ -82,6 +105,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': Object.keys(configSchema.shape),
   hooks: ['beforeSwitch', 'afterSwitch', 'timeout'],
   healthCheck: ['command', 'url', 'timeout'],
+  reload: ['units', 'phpFpm', 'timeout'],
   hosts: ['host', 'root'],
 };
 

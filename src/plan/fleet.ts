@@ -181,6 +181,10 @@ export interface SwitchReport {
   /** The connection ended before its answers were in: it may have switched or not. */
   lost: boolean;
   health?: 'ok' | 'failed';
+  /** Its wave never ran (the rollout stopped first): not a failure, but not deployed either. */
+  skipped?: boolean;
+  /** It failed before it could switch (connection, copy, before-switch hook). */
+  failed?: boolean;
 }
 
 export interface FleetDecision {
@@ -194,19 +198,37 @@ export interface FleetDecision {
   undo: string[];
   /** Why the deploy did not commit everywhere ('' when it did). */
   reason: string;
+  /** Failed hosts the budget (`--max-fail`) tolerated: switched back or undone while the rest commit. */
+  tolerated: string[];
+}
+
+/** A host that counts against the failure budget. */
+export function hostFailed(h: SwitchReport): boolean {
+  return h.skipped !== true && (h.failed === true || !h.switched || h.lost || h.health === 'failed');
 }
 
 /**
- * The fleet's word after the switch: all switched and healthy commits everywhere; anything else
- * switches every reachable switched host back, unless `keep` leaves them on the new release.
- * A host whose connection was lost gets no word: the next command reconciles it.
+ * The fleet's word once the rollout is over. Within the failure budget (`maxFail` hosts, across
+ * every wave) the healthy switched hosts commit and the failed ones go back; beyond it every
+ * reachable switched host goes back, unless `keep` leaves them on the new release. A host whose
+ * connection was lost gets no word: the next command reconciles it.
  */
-export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'rollback' | 'keep'): FleetDecision {
-  const ok = hosts.every((h) => h.switched && !h.lost && h.health !== 'failed');
-  const reachable = hosts.filter((h) => h.switched && !h.lost).map((h) => h.host);
+export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'rollback' | 'keep', maxFail = 0): FleetDecision {
+  const failed = hosts.filter(hostFailed);
+  const skipped = hosts.some((h) => h.skipped === true);
+  const ok = failed.length === 0 && !skipped;
+  const within = !skipped && failed.length <= maxFail;
+  const healthy = (h: SwitchReport): boolean => h.switched && !h.lost && h.health !== 'failed';
+  const reachable = hosts.filter((h) => h.switched && !h.lost);
   const unhealthy = hosts.filter((h) => h.health === 'failed').map((h) => h.host);
-  const incomplete = hosts.filter((h) => !h.switched || h.lost).map((h) => h.host);
-  const reason = ok ? '' : unhealthy.length > 0 ? `the health check failed on ${unhealthy.join(', ')}` : `the switch did not complete on ${incomplete.join(', ')}`;
-  const keepNew = ok || onFailure === 'keep';
-  return { ok, commit: keepNew ? reachable : [], back: keepNew ? [] : reachable, undo: hosts.filter((h) => !h.switched && !h.lost).map((h) => h.host), reason };
+  const incomplete = failed.filter((h) => h.health !== 'failed').map((h) => h.host);
+  const why = [unhealthy.length > 0 ? `the health check failed on ${unhealthy.join(', ')}` : '', incomplete.length > 0 ? `the switch did not complete on ${incomplete.join(', ')}` : ''].filter(Boolean).join('; ');
+  const undo = hosts.filter((h) => !h.switched && !h.lost).map((h) => h.host);
+  if (ok) return { ok, commit: reachable.map((h) => h.host), back: [], undo, reason: '', tolerated: [] };
+  if (within) {
+    return { ok, commit: reachable.filter(healthy).map((h) => h.host), back: reachable.filter((h) => !healthy(h)).map((h) => h.host), undo, reason: why, tolerated: failed.map((h) => h.host) };
+  }
+  const keepNew = onFailure === 'keep';
+  const reason = why || 'the rollout stopped before every wave ran';
+  return { ok, commit: keepNew ? reachable.map((h) => h.host) : [], back: keepNew ? [] : reachable.map((h) => h.host), undo, reason, tolerated: [] };
 }

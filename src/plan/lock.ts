@@ -33,6 +33,14 @@ export type LockVerdict =
   | { state: 'stale'; reason: string }
   | { state: 'foreign'; reason: string };
 
+/** Linux's PID_MAX_LIMIT (2^22): no process anywhere has a larger pid. */
+export const MAX_PID = 4_194_304;
+
+/** Whether some process could have this pid; 2^31 and beyond is not even a valid argument to kill(2). */
+export function pidCanExist(pid: number): boolean {
+  return Number.isSafeInteger(pid) && pid > 0 && pid <= MAX_PID;
+}
+
 /** A lock directory with no readable owner may be one a writer is still filling in. */
 export const OWNERLESS_GRACE_MS = 10_000;
 /** Clock granularity between a lock's mtime and a process's start time. */
@@ -48,6 +56,9 @@ export function judgeLock(owner: LockOwner | null, facts: LockFacts): LockVerdic
   if (owner.host !== facts.thisHost) {
     return { state: 'foreign', reason: `the lock was taken on host ${owner.host}` };
   }
+  if (!pidCanExist(owner.pid)) {
+    return { state: 'stale', reason: `pid ${owner.pid} cannot belong to any process` };
+  }
   if (owner.bootId && facts.thisBootId && owner.bootId !== facts.thisBootId) {
     return { state: 'stale', reason: 'the host rebooted since the lock was taken' };
   }
@@ -62,4 +73,14 @@ export function judgeLock(owner: LockOwner | null, facts: LockFacts): LockVerdic
     return { state: 'stale', reason: `pid ${owner.pid} now belongs to a process started after the lock` };
   }
   return { state: 'held', reason: `process ${owner.pid} is running` };
+}
+
+/** Name, and first word of the target, of the symlink that holds a lock's owner when the disk had no block for owner.json. */
+export const OWNER_LINK = 'owner';
+export const OWNER_LINK_PREFIX = 'atomic-deploy-owner:1';
+
+/** The token in an owner link's target (`<prefix> <pid> <start> <token> ...`), or undefined. */
+export function ownerLinkToken(text: string): string | undefined {
+  const fields = text.split(' ');
+  return fields[0] === OWNER_LINK_PREFIX && fields[3] ? fields[3] : undefined;
 }

@@ -94,7 +94,36 @@ export function releaseIdProblem(id: string): string | undefined {
   return undefined;
 }
 
-/** Natural order of ids: timestamp ids by time and suffix, then any others by code point. */
+/**
+ * Numeric-aware name order for ids made by other tools: runs of digits compare by value
+ * (`9` < `10`, `v1.9` < `v1.10`), digits before other characters, the rest by code point; ties
+ * (`01` and `1`) by code point, so the order is total.
+ */
+export function compareNames(a: string, b: string): number {
+  const ca = a.match(/\d+|\D+/g) ?? [];
+  const cb = b.match(/\d+|\D+/g) ?? [];
+  for (let i = 0; i < Math.min(ca.length, cb.length); i++) {
+    const x = ca[i] as string;
+    const y = cb[i] as string;
+    const xd = x.charCodeAt(0) >= 0x30 && x.charCodeAt(0) <= 0x39;
+    const yd = y.charCodeAt(0) >= 0x30 && y.charCodeAt(0) <= 0x39;
+    if (xd && yd) {
+      // Compared as text without leading zeros: no precision limit, whatever the length.
+      const xs = x.replace(/^0+/, '');
+      const ys = y.replace(/^0+/, '');
+      if (xs.length !== ys.length) return xs.length - ys.length;
+      if (xs !== ys) return xs < ys ? -1 : 1;
+    } else if (xd !== yd) {
+      return xd ? -1 : 1;
+    } else if (x !== y) {
+      return x < y ? -1 : 1;
+    }
+  }
+  if (ca.length !== cb.length) return ca.length - cb.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Natural order of ids: timestamp ids by time and suffix, then any others by `compareNames`. */
 export function compareReleaseIds(a: string, b: string): number {
   const pa = parseTimestampId(a);
   const pb = parseTimestampId(b);
@@ -104,5 +133,5 @@ export function compareReleaseIds(a: string, b: string): number {
   }
   if (pa) return -1;
   if (pb) return 1;
-  return a < b ? -1 : a > b ? 1 : 0;
+  return compareNames(a, b);
 }

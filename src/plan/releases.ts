@@ -1,4 +1,4 @@
-import { compareReleaseIds } from './release-id.ts';
+import { compareReleaseIds, releaseIdProblem } from './release-id.ts';
 
 /** What the release log says about a release; `complete` is a release that was switched to. */
 export type RecordedStatus = 'pending' | 'complete' | 'failed' | 'rolled-back';
@@ -8,16 +8,37 @@ export interface ReleaseFacts {
   /** Deploy sequence number from the release log; absent for releases made by other tools. */
   seq?: number;
   status?: RecordedStatus;
+  /** From the release log: the release that was live when this one was deployed. */
+  previous?: string | null;
 }
 
-/** Oldest first: releases made by other tools (by id), then ours by deploy sequence. */
-export function orderReleases<T extends ReleaseFacts>(releases: readonly T[]): T[] {
-  return [...releases].sort((a, b) => {
-    if (a.seq === undefined && b.seq === undefined) return compareReleaseIds(a.id, b.id);
-    if (a.seq === undefined) return -1;
-    if (b.seq === undefined) return 1;
-    return a.seq - b.seq || compareReleaseIds(a.id, b.id);
-  });
+/**
+ * Oldest first. Ours by deploy sequence. Releases made by other tools (no log record) by
+ * numeric-aware name (9 < 10 < 11, v1.9 < v1.10), before ours, except the ones that were live:
+ * one that a deploy of ours replaced sits right before the first such deploy, and one that is
+ * current and was never replaced is the newest. So neither is ever taken for the oldest.
+ */
+export function orderReleases<T extends ReleaseFacts>(releases: readonly T[], currentId: string | null = null): T[] {
+  const ours = releases.filter((r) => r.seq !== undefined).sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0) || compareReleaseIds(a.id, b.id));
+  const foreign = releases.filter((r) => r.seq === undefined).sort((a, b) => compareReleaseIds(a.id, b.id));
+  const foreignIds = new Set(foreign.map((r) => r.id));
+  const replacedBy = new Map<string, string>();
+  for (const r of ours) {
+    if (typeof r.previous === 'string' && foreignIds.has(r.previous) && !replacedBy.has(r.previous)) replacedBy.set(r.previous, r.id);
+  }
+  const before = new Map<string, T>();
+  for (const f of foreign) {
+    const by = replacedBy.get(f.id);
+    if (by !== undefined) before.set(by, f);
+  }
+  const ordered = foreign.filter((f) => !replacedBy.has(f.id) && f.id !== currentId);
+  for (const r of ours) {
+    const f = before.get(r.id);
+    if (f) ordered.push(f);
+    ordered.push(r);
+  }
+  ordered.push(...foreign.filter((f) => !replacedBy.has(f.id) && f.id === currentId));
+  return ordered;
 }
 
 /** Failed and rolled-back releases are never a target a rollback picks by itself. */
@@ -25,7 +46,10 @@ export function isGood(release: ReleaseFacts): boolean {
   return release.status !== 'failed' && release.status !== 'rolled-back';
 }
 
-/** The release a plain `rollback` goes to: the newest good release older than current. */
+/**
+ * The release a plain `rollback` goes to: the newest good release older than current. A
+ * directory whose name `--to` would refuse (a newline, an escape, a leading dash) is never picked.
+ */
 export function rollbackTarget<T extends ReleaseFacts>(
   ordered: readonly T[],
   currentId: string | null,
@@ -34,7 +58,7 @@ export function rollbackTarget<T extends ReleaseFacts>(
   const at = ordered.findIndex((r) => r.id === currentId);
   for (let i = at - 1; i >= 0; i--) {
     const candidate = ordered[i];
-    if (candidate && isGood(candidate)) return candidate;
+    if (candidate && isGood(candidate) && releaseIdProblem(candidate.id) === undefined) return candidate;
   }
   return undefined;
 }

@@ -17,7 +17,6 @@ export function cloneModeOf(strategy: Strategy): 'auto' | 'always' | 'never' {
 export interface FileFacts {
   rel: string;
   size: number;
-  mtimeMs: number;
   /** Permission bits with setuid/setgid/sticky (`st_mode & 0o7777`). */
   mode: number;
   uid: number;
@@ -27,16 +26,9 @@ export interface FileFacts {
 export interface PreviousFile extends FileFacts {
   /** Only a regular file can be linked; anything else at that path is copied over. */
   regular: boolean;
-}
-
-/**
- * Same modification time at millisecond precision. Both sides are rounded: Node's `stat().mtime`
- * rounds to the nearest ms and `utimes` stores it with float error, so a copy made by us may read
- * 0.001 ms early or a whole rounded ms late. Rounding both sides matches either, and a tree copied
- * with full nanoseconds (cp -a, rsync) as well.
- */
-export function sameMtime(a: number, b: number): boolean {
-  return Math.round(a) === Math.round(b);
+  /** For the stat cache: a file unchanged since its release was made keeps both. */
+  ino: number;
+  ctimeMs: number;
 }
 
 /**
@@ -51,10 +43,10 @@ export function linkGuard(mode: number): string | undefined {
   return undefined;
 }
 
-export type CopyReason = 'new' | 'not a regular file before' | 'size' | 'mtime' | 'content' | 'mode' | 'owner' | 'writable by group or others' | 'setuid or setgid';
+export type CopyReason = 'new' | 'not a regular file before' | 'size' | 'content' | 'mode' | 'owner' | 'writable by group or others' | 'setuid or setgid';
 
-/** The metadata test a file must pass before it is linked (or, with checksum, hashed). */
-function metadataVerdict(file: FileFacts, before: PreviousFile | undefined, checksum: boolean): CopyReason | undefined {
+/** The metadata test a file must pass before its content is compared. Never mtime: builds fix it. */
+function metadataVerdict(file: FileFacts, before: PreviousFile | undefined): CopyReason | undefined {
   const guard = linkGuard(file.mode);
   if (guard) return guard as CopyReason;
   if (!before) return 'new';
@@ -63,13 +55,12 @@ function metadataVerdict(file: FileFacts, before: PreviousFile | undefined, chec
   // Linking shares one inode: its mode and owner are the previous release's, so they must agree.
   if (before.mode !== file.mode) return 'mode';
   if (before.uid !== file.uid || before.gid !== file.gid) return 'owner';
-  if (!checksum && !sameMtime(before.mtimeMs, file.mtimeMs)) return 'mtime';
   return undefined;
 }
 
-/** With `checksum`: the files whose contents must be hashed (both sides) before deciding. */
+/** The files whose contents must be known (both sides) before deciding: the rest are copied anyway. */
 export function filesToHash(files: readonly FileFacts[], previous: ReadonlyMap<string, PreviousFile>): string[] {
-  return files.filter((f) => metadataVerdict(f, previous.get(f.rel), true) === undefined).map((f) => f.rel);
+  return files.filter((f) => metadataVerdict(f, previous.get(f.rel)) === undefined).map((f) => f.rel);
 }
 
 export interface LinkPlan {
@@ -80,24 +71,23 @@ export interface LinkPlan {
 }
 
 export interface LinkInput {
-  /** Compare contents instead of modification times. */
-  checksum: boolean;
-  /** With checksum: content hashes of the source files and of the previous release's files. */
-  sourceHashes?: ReadonlyMap<string, string>;
-  previousHashes?: ReadonlyMap<string, string>;
+  /** SHA-256 of the build's files and of the previous release's files (as they are now). */
+  sourceHashes: ReadonlyMap<string, string>;
+  previousHashes: ReadonlyMap<string, string>;
 }
 
 /**
- * Which source files are identical to the previous release's file at the same path: same
- * size, mode, owner and mtime (or same content with `checksum`), and not ruled out by linkGuard.
+ * Which build files are byte-for-byte the previous release's file at the same path (same
+ * SHA-256 of both as they are now), with the same size, mode and owner, and not ruled out by
+ * linkGuard. Modification times play no part: a build with fixed mtimes deploys exactly.
  */
 export function planLinks(files: readonly FileFacts[], previous: ReadonlyMap<string, PreviousFile>, input: LinkInput): LinkPlan {
   const plan: LinkPlan = { link: [], copy: {} };
   for (const file of files) {
-    let reason = metadataVerdict(file, previous.get(file.rel), input.checksum);
-    if (reason === undefined && input.checksum) {
-      const a = input.sourceHashes?.get(file.rel);
-      const b = input.previousHashes?.get(file.rel);
+    let reason = metadataVerdict(file, previous.get(file.rel));
+    if (reason === undefined) {
+      const a = input.sourceHashes.get(file.rel);
+      const b = input.previousHashes.get(file.rel);
       if (a === undefined || b === undefined || a !== b) reason = 'content';
     }
     if (reason === undefined) plan.link.push(file.rel);

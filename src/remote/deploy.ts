@@ -14,21 +14,29 @@ import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan } from '../plan/shared.ts';
 import type { Frame, RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
-import { runRsync } from './rsync.ts';
+import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
     Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
-  /** After a failed switch or health check: switch every switched host back (default), or keep them. */
+  /** Beyond the failure budget: switch every switched host back (default), or keep them. */
   onFailure?: 'rollback' | 'keep';
+  /** Wave sizes (`1,10%,100%`); default one wave of every host. */
+  waves?: Size[];
+  /** Pause between waves. */
+  wavePauseMs?: number;
+  /** Failed hosts tolerated across the whole rollout; default 0 (all-or-nothing). */
+  maxFail?: Size;
 }
 
 export type HostOutcome = 'switched' | 'switched-back' | 'unchanged' | 'unknown';
@@ -45,8 +53,10 @@ export interface FleetDeployHost {
   reached: boolean;
   /** Our lock or prepared release may remain on the host; the next command there recovers them. */
   leftovers: boolean;
-  /** Files rsync sent (the rest were hardlinked from the current release or unchanged). */
+  /** Files rsync sent. */
   transferred?: number;
+  /** Files hardlinked from the host's current release after their hash there matched the build's. */
+  linked?: number;
   copyMs?: number;
   /** When the host confirmed its switch, in ms after the switch was sent. */
   switchedAfterMs?: number;
@@ -66,8 +76,23 @@ export interface FleetDeployResult {
   files: number;
   bytes: number;
   durationMs: number;
-  /** Wall time of each stage: connect and lock, copy and prepare, switch, commit. */
+  /** Wall time of each stage: connect and lock, copy and prepare, switch, commit (the first wave's prepare and switch with --waves). */
   timings: { lockMs: number; prepareMs: number; switchMs: number; finishMs: number };
+  /** The waves in order, with their hosts, times and results. */
+  waves: FleetWave[];
+  /** Hosts that failed within the failure budget (`--max-fail`): the rollout went on without them. */
+  tolerated: string[];
+}
+
+export interface FleetWave {
+  wave: number;
+  hosts: string[];
+  /** skipped: the rollout stopped before this wave. */
+  result: 'ok' | 'failed' | 'skipped';
+  startedAt?: string;
+  durationMs?: number;
+  skewMs?: number;
+  failed?: string[];
 }
 
 interface HostDeploy {
@@ -75,6 +100,7 @@ interface HostDeploy {
   stage: string;
   link: string;
   transferred?: number;
+  linked?: number;
   copyMs?: number;
   armed?: RunningRemote;
   switched: boolean;
@@ -103,17 +129,16 @@ function validateSource(source: string): { sourceReal: string; scan: SourceScan 
 }
 
 function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan {
-  if (options.releaseId !== undefined) {
-    const problem = releaseIdProblem(options.releaseId);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.releaseId)}: ${problem}`, { hint: 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2' });
-  }
+  if (options.releaseId !== undefined) checkReleaseId(options.releaseId);
   if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys copy with rsync --link-dest (auto, hardlink) or a plain rsync (copy)' });
   if (options.healthCheck?.url !== undefined) {
     throw new DeployError('USAGE', '--health-url is not available for fleet deploys: one URL cannot tell which host answered', {
       hint: "check each host from the host itself: --health-check 'curl -fsS http://localhost/health'",
     });
   }
-  if (options.keep !== undefined && (!Number.isInteger(options.keep) || options.keep < 0)) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`);
+  if (options.keep !== undefined) checkKeep(options.keep);
+  // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
+  checkHookAndHealth(options);
   const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
   if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
   return plan;
@@ -126,6 +151,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { sourceReal, scan } = validateSource(source);
   const shared = checkOptions(options, scan);
   const git = await gitInfo(sourceReal);
+  // Hashed once here, before any host is locked: every host gets the same manifest.
+  const build = buildManifest(scan, shared.links);
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
@@ -133,7 +160,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const per = new Map<HostRun, HostDeploy>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
-  const stateOf = (h: HostRun): HostDeploy => per.get(h) as HostDeploy;
+  // A host never prepared (its wave did not run, or it failed first) reads as idle, never stored.
+  const stateOf = (h: HostRun): HostDeploy => per.get(h) ?? { previous: h.state ? currentIdOf(h.state) : null, stage: '', link: '', switched: false, lost: false, outcome: 'unchanged', warnings: [] };
   let id: string | undefined;
   // Phase 1 stops early on the first failure; aborting kills copies in flight.
   const phase1 = new AbortController();
@@ -155,6 +183,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         reached: h.state !== undefined,
         leftovers: leftovers.has(h) || outcome === 'unknown' || d?.lost === true,
         ...(d?.transferred === undefined ? {} : { transferred: d.transferred }),
+        ...(d?.linked === undefined ? {} : { linked: d.linked }),
         ...(d?.copyMs === undefined ? {} : { copyMs: d.copyMs }),
         ...(d?.switchedAt === undefined ? {} : { switchedAfterMs: Math.round(d.switchedAt) }),
         ...(d?.health ? { health: d.health } : {}),
@@ -206,8 +235,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     emit({ type: 'step', message: `phase 1 failed (${why}): no host switches; cleaning up` });
     await Promise.all(fleet.hosts.map((h) => abortHost(h)));
     if (options.signal?.aborted) {
-      const reason: unknown = options.signal.reason;
-      const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+      const sig = signalOf(options.signal.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report() } });
     }
     throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report() });
@@ -256,9 +284,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     emit({ type: 'step', message: `release ${releaseId}: copying ${scan.files} files to ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
 
     const createdAt = new Date().toISOString();
-    await fleet.each(
-      fleet.hosts,
-      async (h) => {
+    /** Phase 1 on one host: content placed by manifest, release prepared, the switch armed. */
+    const prepareHost = async (h: HostRun): Promise<void> => {
         const state = h.state;
         const facts = h.facts;
         const locked = h.remote.locked;
@@ -266,14 +293,28 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const previous = currentIdOf(state);
         const d: HostDeploy = { previous, stage: randomName('stage'), link: randomName('current'), switched: false, lost: false, outcome: 'unchanged', warnings: [] };
         per.set(h, d);
-        const copied = await runRsync(
+        const prevDigest = previous === null ? undefined : state.records.get(previous)?.manifest;
+        const copied = await placeContent(
           h.remote.ssh,
-          { source: sourceReal, root: h.root, stage: d.stage, id: releaseId, linkDest: previous !== null && options.strategy !== 'copy', checksum: options.checksum === true },
+          {
+            sourceDir: sourceReal,
+            root: h.root,
+            stage: d.stage,
+            id: releaseId,
+            build,
+            previous: previous === null ? null : { id: previous, digest: prevDigest },
+            incremental: options.strategy !== 'copy',
+            exclude: shared.links.map((l) => l.path),
+          },
           phase1.signal,
         );
         d.transferred = copied.transferred;
+        d.linked = copied.linked;
         d.copyMs = copied.durationMs;
-        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.durationMs} ms)`);
+        d.warnings.push(...copied.warnings);
+        for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
+        for (const n of copied.notes) fleet.step(h, n);
+        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.linked} linked and checked, ${copied.durationMs} ms)`);
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
         const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
@@ -290,10 +331,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           files: scan.files,
           bytes: scan.bytes,
           durationMs: 0,
-          strategy: previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
-          ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+          strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+          ...(d.transferred === undefined ? {} : { copied: d.transferred }),
+          ...(d.linked === undefined ? {} : { linked: d.linked }),
           previous,
           fleet: { token: fleetToken },
+          manifest: build.digest,
         };
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
@@ -318,14 +361,15 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           journalCopying: journal('copying'),
           journalReady: journal('ready'),
           recordPending: JSON.stringify(record),
+          manifest: true,
           tail: {
             id: releaseId,
             backTo: previous,
             link: d.link,
             journalSwitched: journal('switched'),
             afterSwitch: options.hooks?.afterSwitch ?? [],
-            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? 300_000) / 1000),
-            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? 30_000) / 1000 } } : {}),
+            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000),
+            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
             prune,
@@ -344,69 +388,119 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         }
         if (frame.tag === 'error') throw remoteError(h.label, await armed.done, 'preparing the release');
         fleet.step(h, 'prepared and armed');
-      },
-      { failFast: true, signal: phase1.signal },
-    );
-    if (fleet.failed.length > 0 || phase1.signal.aborted) return await abortAll(fleet.failed.length > 0 ? 'a host could not be prepared' : 'interrupted');
-    await fleetFailpoint('fleet-armed');
-    const lostLock = fleet.hosts.filter((h) => !h.remote.holding);
-    for (const h of lostLock) h.error ??= hostError(new DeployError('REMOTE', `${h.label}: the connection holding its lock was lost`));
-    if (lostLock.length > 0 || phase1.signal.aborted) return await abortAll(lostLock.length > 0 ? 'a host lost its lock' : 'interrupted');
-    options.signal?.removeEventListener('abort', onSignal);
-    mark();
+    };
 
-    // Phase 2: every host is armed; the word goes to all of them in the same tick.
-    emit({ type: 'step', message: `switching ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'} to ${releaseId}` });
-    const sentAt = performance.now();
-    for (const h of fleet.hosts) stateOf(h).armed?.send('go');
-    await Promise.all(
-      fleet.hosts.map(async (h) => {
-        const d = stateOf(h);
-        const armed = d.armed as RunningRemote;
-        try {
-          const f = await armed.waitFor(['switched', 'switch-failed']);
-          if (f.tag === 'switched') {
-            d.switched = true;
-            d.outcome = 'switched';
-            d.switchedAt = (f.at ?? performance.now()) - sentAt;
-          } else {
-            h.error = { code: 'IO', message: `${h.label}: the switch failed: ${f.value.trim() || 'rename refused'}` };
+    /** Phase 2 on a wave's armed hosts: the word goes to all of them in the same tick; then their hooks and health checks. */
+    const switchWave = async (wave: readonly HostRun[], report: FleetWave): Promise<void> => {
+      emit({ type: 'step', message: `switching ${wave.length} host${wave.length === 1 ? '' : 's'} to ${releaseId}` });
+      const sentAt = performance.now();
+      for (const h of wave) stateOf(h).armed?.send('go');
+      await Promise.all(
+        wave.map(async (h) => {
+          const d = stateOf(h);
+          const armed = d.armed;
+          if (!armed) return;
+          try {
+            const f = await armed.waitFor(['switched', 'switch-failed']);
+            if (f.tag === 'switched') {
+              d.switched = true;
+              d.outcome = 'switched';
+              d.switchedAt = (f.at ?? performance.now()) - sentAt;
+            } else {
+              h.error = { code: 'IO', message: `${h.label}: the switch failed: ${f.value.trim() || 'rename refused'}` };
+            }
+          } catch {
+            d.lost = true;
+            d.outcome = 'unknown';
+            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${d.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${h.root} --host ${h.label}` };
           }
-        } catch {
-          d.lost = true;
-          d.outcome = 'unknown';
-          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${d.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${h.root} --host ${h.label}` };
-        }
-      }),
-    );
-    mark();
-    await fleetFailpoint('fleet-switched');
-    const switched = fleet.hosts.filter((h) => stateOf(h).switched);
-    const skewMs = Math.round(switchSkewMs(switched.map((h) => stateOf(h).switchedAt ?? 0)));
-    if (switched.length > 0) emit({ type: 'step', message: `${switched.length} of ${fleet.hosts.length} switched (skew ${skewMs} ms)` });
+        }),
+      );
+      if (marks.length === 2) mark();
+      await fleetFailpoint('fleet-switched');
+      const switchedHere = wave.filter((h) => stateOf(h).switched);
+      report.skewMs = Math.round(switchSkewMs(switchedHere.map((h) => stateOf(h).switchedAt ?? 0)));
+      if (switchedHere.length > 0) emit({ type: 'step', message: `${switchedHere.length} of ${wave.length} switched (skew ${report.skewMs} ms)` });
 
-    // After-switch hooks and health checks run on the hosts; each then waits for the decision.
-    await Promise.all(
-      switched.map(async (h) => {
-        const d = stateOf(h);
-        const armed = d.armed as RunningRemote;
-        try {
-          await armed.waitFor(['waiting']);
-        } catch {
-          d.lost = true;
-          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
-          return;
-        }
-        for (const f of armed.frames) if (f.tag === 'warning') d.warnings.push(f.value);
-        const health = armed.frames.find((f) => f.tag === 'health')?.value;
-        if (health === 'ok' || health === 'failed') d.health = health;
-        if (health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
-      }),
-    );
+      // After-switch hooks and health checks run on the hosts; each then waits for the decision.
+      await Promise.all(
+        switchedHere.map(async (h) => {
+          const d = stateOf(h);
+          const armed = d.armed;
+          if (!armed) return;
+          try {
+            await armed.waitFor(['waiting']);
+          } catch {
+            d.lost = true;
+            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
+            return;
+          }
+          for (const f of armed.frames) if (f.tag === 'warning') d.warnings.push(f.value);
+          const health = armed.frames.find((f) => f.tag === 'health')?.value;
+          if (health === 'ok' || health === 'failed') d.health = health;
+          if (health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
+        }),
+      );
+    };
+
+    // Waves: each is prepared, switched and health-checked before the next starts; every switched
+    // host stays armed (holding its lock) until the whole rollout is decided, so any of them can go back.
+    const waveHosts = splitWaves(fleet.hosts, options.waves ?? [{ percent: 100 }]);
+    const budget = failureBudget(options.maxFail, fleet.hosts.length);
+    const waves: FleetWave[] = waveHosts.map((hs, i) => ({ wave: i + 1, hosts: hs.map((h) => h.label), result: 'skipped' }));
+    const ran = new Set<HostRun>();
+    let failures = 0;
+    let interrupted = false;
+    const failedNow = (h: HostRun): boolean => h.error !== undefined || stateOf(h).lost || stateOf(h).health === 'failed' || !stateOf(h).switched;
+    for (const [i, wave] of waveHosts.entries()) {
+      const report = waves[i] as FleetWave;
+      if (i > 0 && (options.wavePauseMs ?? 0) > 0) {
+        emit({ type: 'step', message: `pausing ${Math.round((options.wavePauseMs ?? 0) / 100) / 10} s before wave ${i + 1}` });
+        await sleep(options.wavePauseMs, undefined, { signal: phase1.signal }).catch(() => undefined);
+      }
+      if (phase1.signal.aborted) {
+        interrupted = true;
+        break;
+      }
+      const waveStarted = performance.now();
+      report.startedAt = new Date().toISOString();
+      for (const h of wave) ran.add(h);
+      await fleet.each(wave, prepareHost, { failFast: overBudget(failures + 1, budget), signal: phase1.signal });
+      await fleetFailpoint('fleet-armed');
+      for (const h of wave) if (h.error === undefined && !h.remote.holding) h.error = hostError(new DeployError('REMOTE', `${h.label}: the connection holding its lock was lost`));
+      const unprepared = wave.filter((h) => h.error !== undefined);
+      if (ran.size === wave.length && (phase1.signal.aborted || overBudget(failures + unprepared.length, budget))) {
+        // Nothing has switched anywhere yet: undo every host, as an all-or-nothing deploy always did.
+        return await abortAll(phase1.signal.aborted ? 'interrupted' : unprepared.some((h) => !h.remote.holding) ? 'a host lost its lock' : 'a host could not be prepared');
+      }
+      if (i === 0) mark();
+      await Promise.all(unprepared.map((h) => abortHost(h)));
+      failures += unprepared.length;
+      if (phase1.signal.aborted) interrupted = true;
+      if (!interrupted && !overBudget(failures, budget)) {
+        const armedHosts = wave.filter((h) => h.error === undefined);
+        await switchWave(armedHosts, report);
+        failures += armedHosts.filter(failedNow).length;
+      }
+      const failedHere = wave.filter(failedNow).map((h) => h.label);
+      report.durationMs = Math.round(performance.now() - waveStarted);
+      report.result = failedHere.length === 0 ? 'ok' : 'failed';
+      report.failed = failedHere;
+      emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${wave.length - failedHere.length} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
+      if (interrupted || overBudget(failures, budget)) break;
+    }
+    options.signal?.removeEventListener('abort', onSignal);
+    while (marks.length < 3) mark();
+    const switched = fleet.hosts.filter((h) => stateOf(h).switched);
+    const skewMs = Math.max(0, ...waves.map((w) => w.skewMs ?? 0));
 
     const decision = decideAfterSwitch(
-      fleet.hosts.map((h) => ({ host: h.label, switched: stateOf(h).switched, lost: stateOf(h).lost, ...(stateOf(h).health ? { health: stateOf(h).health } : {}) })),
+      fleet.hosts.map((h) => {
+        const d = stateOf(h);
+        return { host: h.label, switched: d.switched, lost: d.lost, ...(d.health ? { health: d.health } : {}), skipped: !ran.has(h) || (interrupted && !d.switched), failed: h.error !== undefined && !d.switched };
+      }),
       options.onFailure ?? 'rollback',
+      interrupted ? -1 : budget,
     );
     const allGood = decision.ok;
     const keep = options.onFailure === 'keep';
@@ -419,7 +513,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     await Promise.all([
       ...commitHosts.map(async (h) => {
         const d = stateOf(h);
-        const armed = d.armed as RunningRemote;
+        const armed = d.armed;
+        if (!armed) return;
         armed.send('commit');
         armed.send(JSON.stringify(finalRecord(h, d, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(d.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}) })));
         armed.end();
@@ -432,7 +527,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       }),
       ...backHosts.map(async (h) => {
         const d = stateOf(h);
-        const armed = d.armed as RunningRemote;
+        const armed = d.armed;
+        if (!armed) return;
         const locked = h.remote.locked;
         const status = healthFailed && d.health === 'failed' ? 'failed' : 'rolled-back';
         armed.send('back');
@@ -462,12 +558,18 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
 
     mark();
     // Read now: each host sends its clock reading just after its switch confirmation.
-    const hostSkewMs = hostClockSkew(switched.map((h) => stateOf(h).armed as RunningRemote));
+    const hostSkewMs = hostClockSkew(switched.flatMap((h) => stateOf(h).armed ?? []));
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
-    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings };
-    if (allGood) {
-      emit({ type: 'step', message: `release ${releaseId} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
+    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated };
+    if (interrupted) {
+      const sig = signalOf(options.signal?.reason);
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
+    }
+    if (allGood || decision.tolerated.length > 0) {
+      if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
+      const live = fleet.hosts.length - decision.tolerated.length;
+      emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       return result;
     }
     const everyoneBack = fleet.hosts.every((h) => stateOf(h).outcome === 'switched-back' || stateOf(h).outcome === 'unchanged');
@@ -498,10 +600,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...(git ? { git } : {}),
       files: scan.files,
       bytes: scan.bytes,
-      strategy: d.previous !== null && options.strategy !== 'copy' ? 'rsync --link-dest' : 'rsync',
-      ...(d.transferred === undefined ? {} : { copied: d.transferred, linked: Math.max(0, scan.files - d.transferred) }),
+      strategy: d.linked !== undefined && d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+      ...(d.transferred === undefined ? {} : { copied: d.transferred }),
+      ...(d.linked === undefined ? {} : { linked: d.linked }),
       previous: d.previous,
       fleet: { token: fleetToken },
+      manifest: build.digest,
       ...change,
     };
   }

@@ -5,6 +5,8 @@ import type { FleetJournal } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
+import type { LockIdentity } from '../root/effects.ts';
+import { lockInstance } from '../root/lock.ts';
 
 export interface Frame {
   tag: string;
@@ -70,8 +72,8 @@ export interface RawLock {
 
 export type RemoteJournal = { kind: 'none' } | { kind: 'ok'; journal: FleetJournal } | { kind: 'garbage'; text: string };
 
-/** A release log record as read from a target; `fleet` ties it to the fleet deploy that made it. */
-export type RemoteRecord = ReleaseRecord & { fleet?: { token: string } };
+/** A release log record as read from a target; `fleet` ties it to the fleet deploy that made it; `manifest` is its manifest's digest. */
+export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; manifest?: string };
 
 export interface RemoteState {
   rootExists: boolean;
@@ -158,11 +160,10 @@ export function lockOwnerOf(raw: RawLock, facts: HostFacts): LockOwner | null {
 export interface RemoteLockInfo {
   owner: LockOwner | null;
   verdict: LockVerdict;
-  /** Safe for a file name; names the takeover gate. */
+  /** Safe for a file name; names the takeover's tombstone. */
   instance: string;
-  inode: string;
-  /** The token owner.json holds ('' when none): checked again when the lock is moved aside. */
-  token: string;
+  /** How the takeover recognises this lock once moved. */
+  identity: LockIdentity;
 }
 
 /** Judges a remote lock with the same rules as a local one, from facts gathered on its host. */
@@ -179,9 +180,9 @@ export function judgeRemoteLock(raw: RawLock, facts: HostFacts): RemoteLockInfo 
     lockCreatedAtMs: raw.mtimeMs ?? facts.nowMs,
     nowMs: facts.nowMs,
   });
-  const instance = (owner ? owner.token : `noowner-${raw.inode}-${Math.floor((raw.mtimeMs ?? 0) / 1000)}`).replace(/[^A-Za-z0-9._-]/g, '_');
-  const token = owner?.format === 'atomic-deploy' ? owner.token : '';
-  return { owner, verdict, instance, inode: raw.inode, token };
+  const mtimeS = Math.floor((raw.mtimeMs ?? 0) / 1000);
+  const identity: LockIdentity = owner?.format === 'atomic-deploy' ? { token: owner.token } : { inode: raw.inode, mtimeS };
+  return { owner, verdict, instance: lockInstance(owner?.token, raw.inode, mtimeS), identity };
 }
 
 function currentOf(frames: readonly Frame[], root: string, rootReal: string, releases: readonly string[]): CurrentState {

@@ -70,8 +70,9 @@ export function viewsOf(state: RemoteState): ReleaseView[] {
   return orderReleases(
     state.releases.map((id) => {
       const record = state.records.get(id);
-      return record ? { id, seq: record.seq, status: record.status, record } : { id };
+      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
     }),
+    currentIdOf(state),
   );
 }
 
@@ -247,7 +248,8 @@ export function recoverySteps(state: RemoteState, actions: readonly FleetRecover
         steps.push({ op: 'remove-tmp', name: action.name });
         break;
       case 'remove-release': {
-        const target = rollbackTarget(viewsOf(state), currentId);
+        // The interrupted deploy's own release never went live: without a record it would sort first and pass for the rollback target.
+        const target = rollbackTarget(viewsOf(state).filter((v) => v.id !== action.id), currentId);
         const name = randomName('trash');
         trash.push(name);
         steps.push({ op: 'remove-release', id: action.id, trash: name, protect: target ? [target.id] : [] }, { op: 'remove-record', id: action.id });

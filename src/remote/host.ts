@@ -7,7 +7,7 @@ import type { LockOwner } from '../plan/lock.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
 import { applyScript, lockScript, stateScript, takeoverScript, type Step } from './script.ts';
-import { remoteError, SshHost, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
+import { remoteError, SshHost, type RootTransport, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
 
 export function randomName(prefix: string): string {
   return `${prefix}.${randomBytes(8).toString('hex')}`;
@@ -22,7 +22,7 @@ export interface LockedRoot {
   /** Processes using files under releases/, when asked for and the host has /proc. */
   uses?: ProcessUse[];
   tookOver?: { owner: LockOwner | null; reason: string };
-  /** Takeover gate (in .tmp/) that goes when the lock is released. */
+  /** The tombstone (in .tmp/) of a stale lock taken over on the way in; the sweep removes it once old. */
   gate?: string;
 }
 
@@ -52,9 +52,12 @@ function lockedError(label: string, root: string, info: RemoteLockInfo): DeployE
 
 export class RemoteRoot {
   readonly ssh: SshHost;
+  /** What runs this root's programs: the ssh connection, unless another transport is given. */
+  private readonly transport: RootTransport;
   private holder: RunningRemote | undefined;
   private beat: NodeJS.Timeout | undefined;
   private holderEnded = false;
+  private holderExit: Promise<unknown> | undefined;
   locked: LockedRoot | undefined;
   /** The host was reached at least once during this operation. */
   connected = false;
@@ -66,18 +69,20 @@ export class RemoteRoot {
     options: SshOptions,
     socket: string,
     readonly fsync: boolean,
+    transport?: RootTransport,
   ) {
     this.ssh = new SshHost(label, target, options, socket);
+    this.transport = transport ?? this.ssh;
   }
 
   async connect(): Promise<void> {
-    await this.ssh.connect();
+    await this.transport.connect();
     this.connected = true;
   }
 
   /** The connection, opened again if it went away (a lock attempt that found the lock busy ends it). */
   private async ensureConnected(): Promise<void> {
-    if (!this.ssh.up) await this.connect();
+    if (!this.transport.up) await this.connect();
   }
 
   /** Whether the lock holder still runs: once it is gone, the lock no longer protects this deploy. */
@@ -87,7 +92,7 @@ export class RemoteRoot {
 
   async run(script: string, what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
     await this.ensureConnected();
-    const result = await this.ssh.exec(script, { onStderrLine });
+    const result = await this.transport.exec(script, { onStderrLine });
     if (result.code !== 0 || result.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, result, what);
     return result.frames;
   }
@@ -105,7 +110,7 @@ export class RemoteRoot {
 
   /** Moves a lock judged stale aside; `remove` deletes it too (unlock). Returns whether it was this lock that moved. */
   async takeOver(info: RemoteLockInfo, remove: boolean): Promise<boolean> {
-    const frames = await this.run(takeoverScript({ root: this.root, fsync: this.fsync, instance: info.instance, inode: info.inode, token: info.token, remove }), 'moving a stale lock aside');
+    const frames = await this.run(takeoverScript({ root: this.root, fsync: this.fsync, instance: info.instance, lock: info.identity, remove }), 'moving a stale lock aside');
     return frames.some((f) => f.tag === 'takeover' && f.value === 'ok');
   }
 
@@ -128,7 +133,7 @@ export class RemoteRoot {
       const token = randomBytes(12).toString('hex');
       const script = lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true });
       // Not connected yet: the holder becomes the connection's own first session.
-      const holder = this.ssh.up ? this.ssh.start(script) : await this.ssh.connect(script);
+      const holder = this.transport.up ? this.transport.start(script) : await this.transport.connect(script);
       this.connected = true;
       let first: Frame;
       try {
@@ -189,6 +194,7 @@ export class RemoteRoot {
     if (!holder) return;
     // The holder exits when its stdin ends (or with the connection, closed right after).
     holder.end();
+    this.holderExit = holder.done;
   }
 
   /** The lock was released on the host by a program of ours (commit or switch back). */
@@ -213,7 +219,10 @@ export class RemoteRoot {
 
   async close(): Promise<void> {
     this.stopHolder();
-    await this.ssh.disconnect().catch(() => undefined);
+    // A holder cleans up its heartbeat file as it exits: a moment, unless the host stopped answering.
+    if (this.holderExit) await Promise.race([this.holderExit, sleep(2000)]);
+    this.holderExit = undefined;
+    await this.transport.disconnect().catch(() => undefined);
     this.connected = false;
   }
 }

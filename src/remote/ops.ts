@@ -1,4 +1,5 @@
 /** status, releases, prune and unlock across a fleet: each host on its own, one report for all. */
+import { checkKeep } from '../plan/validate.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { CurrentState } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
@@ -12,7 +13,7 @@ import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord
 import { randomName } from './host.ts';
 import type { Step } from './script.ts';
 
-export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost } from './deploy.ts';
+export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost, type FleetWave } from './deploy.ts';
 export { fleetRollback, type FleetRollbackOptions, type FleetRollbackResult, type FleetRollbackHost } from './rollback.ts';
 export type { FleetHostSpec, FleetOptions } from './fleet.ts';
 
@@ -187,7 +188,7 @@ export interface FleetPruneResult {
 
 /** Prunes every host with the local rules (current, rollback target and the newest `keep` good releases stay). */
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
-  if (!Number.isInteger(options.keep) || options.keep < 0) throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(options.keep)}`, { hint: 'for example: --keep 5' });
+  checkKeep(options.keep);
   const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
   const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck'>>();
   try {

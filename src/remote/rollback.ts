@@ -2,7 +2,7 @@
 import { DeployError } from '../errors.ts';
 import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
-import { releaseIdProblem } from '../plan/release-id.ts';
+import { checkReleaseId } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
 import { currentIdOf, currentProblem, FleetRun, hostClockSkew, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
@@ -46,8 +46,7 @@ interface HostSwitch {
 export async function fleetRollback(root: string | undefined, options: FleetRollbackOptions): Promise<FleetRollbackResult> {
   const targets = resolveTargets(options.hosts, root);
   if (options.to !== undefined) {
-    const problem = releaseIdProblem(options.to);
-    if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.to)}: ${problem}`);
+    checkReleaseId(options.to);
   }
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;

@@ -12,10 +12,8 @@ export interface RsyncPlan {
   /** `.tmp/<stage>/<id>` receives the copy. */
   stage: string;
   id: string;
-  /** Hardlink files unchanged since the current release (`--link-dest`). */
-  linkDest: boolean;
-  /** Compare contents instead of size and mtime. */
-  checksum: boolean;
+  /** A local file listing, NUL-separated, every path to transfer (relative to the source, parents first). */
+  filesFrom: string;
 }
 
 /**
@@ -29,9 +27,11 @@ export function rsyncArgs(plan: RsyncPlan, rsh: string, host: string): string[] 
   return [
     '-a',
     '--stats',
-    ...(plan.checksum ? ['--checksum'] : []),
-    // Relative to the destination: <root>/current, the live release, whatever its id.
-    ...(plan.linkDest ? ['--link-dest=../../../current'] : []),
+    // What to send was decided by content (plan/fleet-send.ts); rsync's size+mtime quick check
+    // must never skip a listed file, and files linked on the host are not listed at all.
+    '--ignore-times',
+    '--from0',
+    `--files-from=${plan.filesFrom}`,
     '-e',
     rsh,
     `--rsync-path=${rsyncPath}`,

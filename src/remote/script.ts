@@ -11,6 +11,9 @@
  * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
  * see (through the link) a directory, and move tmp INTO the live release instead.
  */
+import type { LockIdentity } from '../root/effects.ts';
+import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
+import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
 import { shQuote } from './shell.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
@@ -144,19 +147,6 @@ arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
 switch_now() { _e=$(mv -f -- "$tmp/$1/current" "$root" 2>&1) || return 1; rmdir -- "$tmp/$1" 2>/dev/null; return 0; }
 # NAME: current is removed (a first deploy switched back): moved aside, then deleted.
 drop_current() { mkdir -- "$tmp/$1" && mv -- "$root/current" "$tmp/$1" && rm -rf -- "$tmp/$1"; }
-# TOKEN GATE: removes our own lock; a lock that is not ours is left alone.
-release_lock() {
-  json_get "$lock/owner.json" token
-  [ "$J_val" = "$1" ] || { emit unlocked no; return 0; }
-  _g="$tmp/trash.lock.$1"; rm -rf -- "$_g"
-  mkdir -- "$_g" && mv -- "$lock" "$_g" || { rmdir -- "$_g" 2>/dev/null; emit unlocked no; return 1; }
-  json_get "$_g/.deploy.lock/owner.json" token
-  if [ "$J_val" != "$1" ]; then
-    mv -- "$_g/.deploy.lock" "$root" 2>/dev/null; rmdir -- "$_g" 2>/dev/null; emit unlocked no; return 0
-  fi
-  rm -rf -- "$_g" "$tmp/lock.$1" \${2:+"$tmp/$2"}
-  emit unlocked yes
-}
 # SECONDS COMMAND: a user's command; its output goes to stderr so the frames on stdout stay clean.
 run_cmd() {
   if command -v timeout >/dev/null 2>&1; then timeout -s TERM -k 5 "$1" sh -c "$2" </dev/null 1>&2
@@ -172,7 +162,13 @@ export interface ScriptBase {
 }
 
 function header(base: ScriptBase): string {
-  return `root=${q(base.root)}; fsync=${base.fsync ? 1 : 0}\n${PRELUDE}`;
+  return `root=${q(base.root)}; fsync=${base.fsync ? 1 : 0}\n${PRELUDE}${EFFECT_FUNCTIONS}`;
+}
+
+/** `release_lock`: src/root/lock.ts's releaseLock for TOKEN, reporting `unlocked yes|no`. */
+function releaseLockFunction(token: string): string {
+  return `${renderFunction(releaseLock(token))}
+release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
 }
 
 /** The whole program as one word for the remote login shell. */
@@ -206,18 +202,18 @@ if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then mkdir -p -- "$root" 2>/
 [ -d "$root" ] || fail INVALID_ROOT "$root does not exist or is not a directory"
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
-own="$tmp/lock.$token"
-mkdir -p -- "$tmp" && mkdir -- "$own" "$own/.deploy.lock" || fail IO "cannot create $own"
+own="$root/"${q(lockDraft(s.token))}
+mkdir -p -- "$tmp" && mkdir -- "$own" || fail IO "cannot create $own"
 proc_start $$
 json_str "$H_host"; j_host=$J_str; json_str "$H_user"; j_user=$J_str; json_str "$cmd"; j_cmd=$J_str
 j_start=null; [ -z "$P_start" ] || j_start='"'"$P_start"'"'
 j_boot=null; [ -z "$H_boot" ] || { json_str "$H_boot"; j_boot=$J_str; }
 printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
-  "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/.deploy.lock/owner.json" &&
-  printf '%s\\n' "$$" > "$own/.deploy.lock/pid" || { rm -rf -- "$own"; fail IO "cannot write the lock owner in $own"; }
-# One rename: the last operand is the root directory, so mv renames onto $root/.deploy.lock and
-# fails when a lock (a non-empty directory) is there.
-if ! mv -- "$own/.deploy.lock" "$root" 2>/dev/null; then
+  "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/owner.json" &&
+  printf '%s\\n' "$$" > "$own/pid" || { rm -rf -- "$own"; fail IO "cannot write the lock owner in $own"; }
+${renderFunction(placeLock(s.token))}
+place_lock
+if [ "$R_out" != locked ]; then
   rm -rf -- "$own"
   emit busy yes
   lock_facts
@@ -226,9 +222,9 @@ fi
 emit locked "$$"
 state_facts own
 ${s.uses ? 'use_facts\n' : ''}emit end state
-beat="$own/beat"; : > "$beat"
+beat="$tmp/beat.$token"; : > "$beat"
 exec 3<&0
-( while IFS= read -r _l; do : > "$beat"; done; kill $$ 2>/dev/null ) <&3 >/dev/null 2>&1 &
+( while IFS= read -r _l; do : > "$beat"; done; rm -f -- "$beat"; kill $$ 2>/dev/null ) <&3 >/dev/null 2>&1 &
 reader=$!
 exec 3<&-
 misses=0
@@ -239,38 +235,33 @@ while :; do
   [ "$misses" -lt ${lease} ] || break
 done
 kill "$reader" 2>/dev/null
+rm -f -- "$beat"
 exit 0
 `;
 }
 
 export interface TakeoverScript extends ScriptBase {
-  /** Names the lock instance; the gate `.tmp/stale-lock.<instance>` admits one contender. */
+  /** Names the lock instance: its tombstone is `.tmp/stale-lock.<instance>`. */
   instance: string;
-  /** Identity of the lock judged stale: its directory's inode and owner token. */
-  inode: string;
-  token: string;
-  /** Delete the lock once moved aside (unlock), instead of keeping it until our release. */
+  /** How the lock judged stale is recognised once moved. */
+  lock: LockIdentity;
+  /** Delete the lock once moved aside (unlock), instead of leaving its tombstone. */
   remove: boolean;
 }
 
 /**
- * Moves a stale lock aside. Only one contender can make the gate directory, and the lock moved
- * is checked to be the one judged (same inode and token): a fresher lock is put back.
+ * Moves a stale lock aside (src/root/lock.ts: takeOverLock, or removeLock then dropRemovedLock
+ * for unlock) and reports `takeover ok|lost|changed`.
  */
 export function takeoverScript(s: TakeoverScript): string {
+  const move = s.remove ? removeLock(s.instance, s.lock) : takeOverLock(s.instance, s.lock);
   return `${header(s)}
-gate="$tmp/stale-lock."${q(s.instance)}
-mkdir -p -- "$tmp"
-mkdir -- "$gate" 2>/dev/null || { emit takeover lost; exit 0; }
-if ! mv -- "$lock" "$gate" 2>/dev/null; then rmdir -- "$gate"; emit takeover gone; exit 0; fi
-json_get "$gate/.deploy.lock/owner.json" token
-if [ "$(inode_of "$gate/.deploy.lock")" != ${q(s.inode)} ] || [ "$J_val" != ${q(s.token)} ]; then
-  mv -- "$gate/.deploy.lock" "$root" 2>/dev/null && rmdir -- "$gate"
-  emit takeover changed
-  exit 0
-fi
-${s.remove ? 'rm -rf -- "$gate"\n' : ''}${s.token && /^[A-Za-z0-9_-]+$/.test(s.token) ? `# The stale holder's own directory (its heartbeat lives there) goes with it.\nrm -rf -- "$tmp/lock."${q(s.token)}\n` : ''}durable "$root"
-emit takeover ok
+${renderFunction(move)}
+${s.remove ? `${renderFunction(dropRemovedLock(s.instance))}\n` : ''}${move.name}
+case $R_out in
+moved) ${s.remove ? 'drop_removed_lock; ' : ''}emit takeover ok ;;
+*) emit takeover "$R_out" ;;
+esac
 `;
 }
 
@@ -295,6 +286,7 @@ export type Step =
   | { op: 'switch'; id: string; name: string }
   | { op: 'drop-current'; name: string }
   | { op: 'durable' }
+  /** `gate`, a takeover's tombstone, is left for the sweep (src/root/lock.ts). */
   | { op: 'release-lock'; token: string; gate?: string }
   | { op: 'note'; text: string };
 
@@ -311,7 +303,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'write-record':
           return `mkdir -p -- "$log" && put_file "$log" ${q(`${st.id}.json`)} ${q(st.json)} || fail IO "cannot write the release log"`;
         case 'remove-record':
-          return `rm -f -- "$log/"${q(`${st.id}.json`)}`;
+          return `rm -f -- "$log/"${q(`${st.id}.json`)} "$state/manifests/"${q(`${st.id}.json`)}`;
         case 'write-journal':
           return `mkdir -p -- "$state" && put_file "$state" journal.json ${q(st.json)} || fail IO "cannot write the journal"`;
         case 'clear-journal':
@@ -323,7 +315,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'durable':
           return 'durable "$root"';
         case 'release-lock':
-          return `release_lock ${q(st.token)} ${q(st.gate ?? '')}`;
+          return `${releaseLockFunction(st.token)}\nrelease_own_lock`;
         case 'note':
           return `emit note ${q(st.text)}`;
       }
@@ -367,7 +359,7 @@ export interface ArmedTail {
   /** Releases prune must never touch. */
   protect: string[];
   token: string;
-  /** A lock takeover gate to remove with the lock. */
+  /** The tombstone of a takeover on the way in: it stays for the sweep (src/root/lock.ts), so it is not used here. */
   gate?: string;
 }
 
@@ -414,7 +406,8 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
     t.backTo === null
       ? `drop_current ${q(back)} || fail IO "cannot remove current"`
       : `arm_link ${q(t.backTo)} ${q(back)} && switch_now ${q(back)} || { rm -rf -- "$tmp/"${q(back)}; fail IO "switching back failed: $_e"; }`;
-  return `arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
+  return `${releaseLockFunction(t.token)}
+arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
 emit ready ${q(t.id)}
 # Forked while armed, so that the word costs one exec of mv (the rename of switch_now).
 (
@@ -446,7 +439,7 @@ commit)
   ${pruneMove || ':'}
   rm -f -- "$journal"
   durable "$root"
-  release_lock ${q(t.token)} ${q(t.gate ?? '')}
+  release_own_lock
   ${pruneDelete || ':'}
   emit committed ${q(t.id)} ;;
 back)
@@ -457,7 +450,7 @@ back)
   ${backs.write || ':'}
   rm -f -- "$journal"
   durable "$root"
-  release_lock ${q(t.token)} ${q(t.gate ?? '')}
+  release_own_lock
   emit back ${q(t.id)} ;;
 *)
   emit undecided ${q(t.id)} ;;
@@ -477,6 +470,8 @@ export interface DeployArmScript extends ScriptBase {
   journalCopying: string;
   journalReady: string;
   recordPending: string;
+  /** `.tmp/<stage>/manifest.json` becomes `.atomic-deploy/manifests/<id>.json` with the release. */
+  manifest?: boolean;
   tail: ArmedTail;
 }
 
@@ -515,7 +510,8 @@ mkdir -p -- "$rel" || fail IO "cannot create $rel"
 # The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
 _e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releases/: $_e"
 [ -d "$rel/$id" ] || fail IO "release $id did not land in releases/"
-rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
+${s.manifest ? `mkdir -p -- "$state/manifests" && mv -f -- "$tmp/"${q(s.stage)}"/manifest.json" "$state/manifests/$id.json" || fail IO "cannot store the manifest of release $id"
+` : ''}rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
 put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"

@@ -61,6 +61,15 @@ export function rshQuote(word: string): string {
   return `'${word.replaceAll("'", `'"'"'`)}'`;
 }
 
+/** What runs the programs on a root: ssh to a host, or a local shell (the conformance suite). */
+export interface RootTransport {
+  readonly up: boolean;
+  connect(script?: string, options?: { onStderrLine?: (line: string) => void }): Promise<RunningRemote>;
+  start(script: string, options?: { onStderrLine?: (line: string) => void }): RunningRemote;
+  exec(script: string, options?: { onStderrLine?: (line: string) => void }): Promise<ExecResult>;
+  disconnect(): Promise<void>;
+}
+
 export interface RunningRemote {
   child: ChildProcess;
   frames: Frame[];
@@ -72,9 +81,73 @@ export interface RunningRemote {
   done: Promise<ExecResult>;
 }
 
+/** Runs a program whose stdout speaks the frame protocol; frames arrive as it prints them. */
+export function launchFramed(command: string, args: readonly string[], options: { onStderrLine?: (line: string) => void; env?: NodeJS.ProcessEnv } = {}): RunningRemote {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(options.env ? { env: options.env } : {}) });
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  const waiters: { tags: readonly string[]; resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];
+  let stderr = '';
+  let partial = '';
+  let ended = false;
+  child.stdout?.on('data', (chunk: Buffer) => {
+    const at = performance.now();
+    for (const frame of reader.push(chunk)) {
+      frame.at = at;
+      if (frame.tag === 'beat') continue;
+      frames.push(frame);
+      for (const w of [...waiters]) {
+        if (w.tags.includes(frame.tag)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(frame);
+        }
+      }
+    }
+  });
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+    if (stderr.length > 256 * 1024) stderr = stderr.slice(-128 * 1024);
+    partial += text;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) options.onStderrLine?.(line.replace(/\r$/, ''));
+  });
+  child.stdin?.on('error', () => undefined);
+  const done = new Promise<ExecResult>((resolve) => {
+    child.once('error', (error) => {
+      stderr += `\n${error.message}`;
+    });
+    child.once('close', (code, signal) => {
+      ended = true;
+      if (partial !== '') options.onStderrLine?.(partial);
+      for (const w of waiters.splice(0)) w.reject(new Error('ended'));
+      resolve({ code, signal, frames, stderr });
+    });
+  });
+  return {
+    child,
+    frames,
+    waitFor: (tags) => {
+      const seen = frames.find((f) => tags.includes(f.tag));
+      if (seen) return Promise.resolve(seen);
+      if (ended) return Promise.reject(new Error('ended'));
+      return new Promise<Frame>((resolve, reject) => waiters.push({ tags, resolve, reject }));
+    },
+    send: (line) => {
+      if (ended || !child.stdin || child.stdin.destroyed) return false;
+      child.stdin.write(`${line}\n`);
+      return true;
+    },
+    end: () => {
+      child.stdin?.end();
+    },
+    done,
+  };
+}
+
 const timeoutCache = new Map<string, Promise<string[]>>();
 
-export class SshHost {
+export class SshHost implements RootTransport {
   /** The master connection: an ssh process of ours whose own session is `primary`. */
   private master: ChildProcess | undefined;
   private primary: RunningRemote | undefined;
@@ -187,66 +260,7 @@ export class SshHost {
   }
 
   private launch(args: readonly string[], script: string, options: { onStderrLine?: (line: string) => void }): RunningRemote {
-    const child = spawn('ssh', [...args, remoteCommand(script)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const reader = new FrameReader();
-    const frames: Frame[] = [];
-    const waiters: { tags: readonly string[]; resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];
-    let stderr = '';
-    let partial = '';
-    let ended = false;
-    child.stdout?.on('data', (chunk: Buffer) => {
-      const at = performance.now();
-      for (const frame of reader.push(chunk)) {
-        frame.at = at;
-        if (frame.tag === 'beat') continue;
-        frames.push(frame);
-        for (const w of [...waiters]) {
-          if (w.tags.includes(frame.tag)) {
-            waiters.splice(waiters.indexOf(w), 1);
-            w.resolve(frame);
-          }
-        }
-      }
-    });
-    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
-      stderr += text;
-      if (stderr.length > 256 * 1024) stderr = stderr.slice(-128 * 1024);
-      partial += text;
-      const lines = partial.split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) options.onStderrLine?.(line.replace(/\r$/, ''));
-    });
-    child.stdin?.on('error', () => undefined);
-    const done = new Promise<ExecResult>((resolve) => {
-      child.once('error', (error) => {
-        stderr += `\n${error.message}`;
-      });
-      child.once('close', (code, signal) => {
-        ended = true;
-        if (partial !== '') options.onStderrLine?.(partial);
-        for (const w of waiters.splice(0)) w.reject(new Error('ended'));
-        resolve({ code, signal, frames, stderr });
-      });
-    });
-    return {
-      child,
-      frames,
-      waitFor: (tags) => {
-        const seen = frames.find((f) => tags.includes(f.tag));
-        if (seen) return Promise.resolve(seen);
-        if (ended) return Promise.reject(new Error('ended'));
-        return new Promise<Frame>((resolve, reject) => waiters.push({ tags, resolve, reject }));
-      },
-      send: (line) => {
-        if (ended || !child.stdin || child.stdin.destroyed) return false;
-        child.stdin.write(`${line}\n`);
-        return true;
-      },
-      end: () => {
-        child.stdin?.end();
-      },
-      done,
-    };
+    return launchFramed('ssh', [...args, remoteCommand(script)], options);
   }
 
   /** Starts a program on the host through the master; frames arrive as it prints them. */

@@ -149,7 +149,8 @@ export function checkAfterInterrupt(lane: Lane, was: Before, label: string, mayG
 
 /** The next command recovers by itself and leaves nothing behind. */
 export async function recoverAndCheck(lane: Lane, keep: readonly (string | null)[], label: string): Promise<void> {
-  const result = await runCli(['deploy', nextSource(lane), lane.root, '--json']);
+  // --keep 0: the check is about recovery; the default keep would prune the releases it looks for.
+  const result = await runCli(['deploy', nextSource(lane), lane.root, '--json', '--keep', '0']);
   assert.equal(result.code, 0, `${label}: the next deploy failed (${result.code}):\n${result.stderr}`);
   assert.doesNotMatch(result.stderr, /unexpected failure|\n\s+at /);
   const ids = keep.filter((x): x is string => x !== null);
@@ -185,3 +186,22 @@ export function formatTally(tally: Map<string, number>): string {
 }
 
 export { spawnCli };
+
+/** Ways a command's reader goes away: its stdout or stderr pipe closed, or its terminal hung up. */
+export const LOSSES = ['close-stdout', 'close-stderr', 'hangup'] as const;
+export type Loss = (typeof LOSSES)[number];
+
+/**
+ * Runs a command and takes its reader away at a uniformly random moment in [0, windowMs) from
+ * the spawn. Returns the exit code (128 + n for a signal) and whether the loss happened before it ended.
+ */
+export async function loseOutputAtRandom(dir: string, args: readonly string[], loss: Loss, windowMs: number): Promise<{ code: number | null; lost: boolean; output: string }> {
+  const { runClosingPipe, runHangingUp } = await import('./lost-output.ts');
+  const afterMs = randomBetween(0, windowMs);
+  if (loss === 'hangup') {
+    const r = await runHangingUp(dir, args, { afterMs });
+    return { code: r.code, lost: r.hungUp, output: r.screen };
+  }
+  const r = await runClosingPipe(args, loss === 'close-stdout' ? 'stdout' : 'stderr', { afterMs });
+  return { code: r.signal ? null : r.code, lost: r.closed, output: r.stdout + r.stderr };
+}

@@ -100,6 +100,8 @@ export interface RootCheck {
   clean?: boolean;
   /** Top-level names a release may hold as links to shared/ on top of its source. */
   sharedLinks?: readonly string[];
+  /** After recovery: no manifest left for a release that was never placed. */
+  recovered?: boolean;
 }
 
 export interface RootState {
@@ -136,6 +138,7 @@ export function checkRoot(root: string, check: RootCheck): { problems: string[];
       problems.push(`releases/${id} matches no deployed source (${m.size} entries; vs first source: ${closest})`);
     }
   }
+  problems.push(...manifestProblems(root, releases, check.clean === true || check.recovered === true));
   for (const id of check.keep ?? []) if (!releases.includes(id)) problems.push(`release ${id} was removed`);
   if (check.clean) {
     const left = leftovers(root);
@@ -143,6 +146,54 @@ export function checkRoot(root: string, check: RootCheck): { problems: string[];
     if (lockExists(root)) problems.push('the lock is still there');
   }
   return { problems, state: { current, releases } };
+}
+
+/** A release manifest in the harness's own terms (checked against manifestOf, computed here independently). */
+function manifestFileOf(text: string): Manifest {
+  const out: Manifest = new Map();
+  const parsed = JSON.parse(text) as { entries: { path: string; type: string; mode?: number; sha256?: string; target?: string }[] };
+  for (const e of parsed.entries) {
+    if (e.type === 'dir') out.set(e.path, `d ${(e.mode ?? 0).toString(8)}`);
+    else if (e.type === 'file') out.set(e.path, `f ${e.sha256 ?? ''} ${(e.mode ?? 0).toString(8)}`);
+    else out.set(e.path, `l ${e.target ?? ''}`);
+  }
+  return out;
+}
+
+/**
+ * Every release whose record names a digest has that manifest, byte-exact, describing the tree
+ * exactly; with `orphans`, no manifest is left whose release neither exists nor has a record.
+ */
+export function manifestProblems(root: string, releases: readonly string[], orphans: boolean): string[] {
+  const problems: string[] = [];
+  const dir = path.join(root, '.atomic-deploy', 'manifests');
+  for (const id of releases) {
+    let record: { digest?: string } | undefined;
+    try {
+      record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${id}.json`), 'utf8')) as { digest?: string };
+    } catch {
+      continue;
+    }
+    if (record.digest === undefined) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(dir, `${id}.json`), 'utf8');
+    } catch {
+      problems.push(`release ${id}: its record names a manifest, and there is none`);
+      continue;
+    }
+    const digest = `sha256:${createHash('sha256').update(text).digest('hex')}`;
+    if (digest !== record.digest) problems.push(`release ${id}: the manifest's digest is not the record's`);
+    const diff = manifestDiff(manifestOf(path.join(root, 'releases', id)), manifestFileOf(text));
+    if (diff !== 'identical') problems.push(`release ${id}: the tree differs from its manifest (${diff})`);
+  }
+  if (orphans) {
+    for (const name of readdirOr(dir)) {
+      const id = name.replace(/(\.stat)?\.json$/, '');
+      if (!releases.includes(id) && !fs.existsSync(path.join(root, '.atomic-deploy', 'releases', `${id}.json`))) problems.push(`manifests/${name} has no release`);
+    }
+  }
+  return problems;
 }
 
 /** The release a plain rollback would go to: the newest release before current (by log order). */

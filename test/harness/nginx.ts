@@ -1,6 +1,6 @@
 // Starts Debian's nginx on 127.0.0.1 serving `root <docroot>;`, with every file it writes in a temp dir.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,8 @@ export interface NginxServer {
 
 export interface NginxOptions {
   docroot: string;
+  /** A `server { }` block used as it is instead of the default one (given the port to listen on). */
+  server?: (port: number) => string;
   /** Defaults to 1: the machines that run these tests have few cores and wrk needs them too. */
   workerProcesses?: number;
 }
@@ -40,7 +42,7 @@ function quoteNginx(value: string): string {
   return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
-function renderConfig(prefix: string, docroot: string, port: number, workers: number): string {
+function renderConfig(prefix: string, docroot: string, port: number, workers: number, server?: (port: number) => string): string {
   const p = (name: string): string => quoteNginx(join(prefix, name));
   const asRoot = process.getuid?.() === 0;
   return [
@@ -65,12 +67,9 @@ function renderConfig(prefix: string, docroot: string, port: number, workers: nu
     // No open_file_cache: nginx must resolve `current` on every request or the race is hidden.
     '  sendfile on;',
     '  keepalive_requests 1000000;',
-    '  server {',
-    `    listen 127.0.0.1:${port};`,
-    '    server_name localhost;',
-    `    root ${quoteNginx(docroot)};`,
-    '    location / { }',
-    '  }',
+    ...(server
+      ? [server(port)]
+      : ['  server {', `    listen 127.0.0.1:${port};`, '    server_name localhost;', `    root ${quoteNginx(docroot)};`, '    location / { }', '  }']),
     '}',
     '',
   ].join('\n');
@@ -115,7 +114,9 @@ async function startOnce(nginxBin: string, opts: NginxOptions, port: number): Pr
   const prefix = await mkdtemp(join(tmpdir(), 'atomic-deploy-nginx-'));
   const conf = join(prefix, 'nginx.conf');
   const errorLogPath = join(prefix, 'error.log');
-  await writeFile(conf, renderConfig(prefix, opts.docroot, port, opts.workerProcesses ?? 1));
+  await writeFile(conf, renderConfig(prefix, opts.docroot, port, opts.workerProcesses ?? 1, opts.server));
+  // A verbatim server block may `include fastcgi_params`, relative to the config's directory.
+  if (opts.server) await copyFile('/etc/nginx/fastcgi_params', join(prefix, 'fastcgi_params'));
 
   // -e: nginx 1.19.5+ otherwise opens the compiled-in /var/log/nginx/error.log before reading the config.
   const args = ['-e', errorLogPath, '-c', conf, '-p', prefix];

@@ -23,6 +23,13 @@ void test('bash: commands and directories first, then the flags of the command (
   assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--shared-']), ['--shared-create', '--shared-dir', '--shared-file', '--shared-replace']);
   assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'rollback', 'x', '--t']), ['--to']);
   assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'build', 'www', '--ado']), ['--adopt']);
+  // Commands and flags added later are there too: the scripts come from the command definitions.
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'veri']), ['verify']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'verify', 'x', '--rel']), ['--release']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--stale']), ['--stale', '--stale-wait']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--sha2']), ['--sha256']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--max-f']), ['--max-fail', '--max-files']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'rollback', 'x', '--reload-']), ['--reload-php-fpm', '--reload-timeout', '--reload-unit']);
   // Directories only as arguments: a file is no source or root.
   assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '']), ['build']);
 });

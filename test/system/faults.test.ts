@@ -152,12 +152,12 @@ void test('syncfs failing (EIO) falls back to an fsync of every file; the deploy
   assert.notEqual(state.current, was.current);
 });
 
-void test('ENOSPC injected into the data copy (copy_file_range, sendfile): undone with a "no space" error', async (t) => {
+void test('ENOSPC injected into the data copy (pwrite64: files are copied through user space and hashed on the way): undone with a "no space" error', async (t) => {
   requireTools('strace');
   const lane = await makeLane(tempDir(t), 'lane');
   const was = before(lane);
   const result = await runWrapped(['deploy', nextSource(lane), lane.root, '--json'], {
-    prefix: ['strace', '-f', '-o', '/dev/null', '-e', 'inject=copy_file_range,sendfile:error=ENOSPC'],
+    prefix: ['strace', '-f', '-o', '/dev/null', '-e', 'inject=pwrite64:error=ENOSPC'],
   });
   assertUndone(lane, was, result, MESSAGE.ENOSPC as RegExp, 'ENOSPC in the copy');
   await recoverAndCheck(lane, was.releases, 'ENOSPC in the copy');

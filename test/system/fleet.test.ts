@@ -190,6 +190,23 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     }
   });
 
+  void test('an empty .deploy.lock/ on one host (a lock being taken, or the bash tool\'s) stops a fleet deploy with exit 3', async (t) => {
+    const { root, on } = newRoot('empty-lock');
+    const src = site(t, 'v1');
+    assert.equal((await cli(['deploy', src, root, ...hostArgs])).code, 0);
+    const before = fleet.hosts.map((h) => releases(on(h)));
+    const lock = path.join(on(fleet.hosts[1] as FleetHost), '.deploy.lock');
+    fs.mkdirSync(lock);
+    const ino = fs.statSync(lock).ino;
+    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json']);
+    assert.equal(second.code, 3, second.stderr);
+    assert.equal(jsonOf<FleetJson>(second).error?.code, 'LOCKED');
+    assert.equal(fs.statSync(lock).ino, ino, 'the empty lock directory was replaced');
+    assert.deepEqual(fs.readdirSync(lock), []);
+    assert.deepEqual(fleet.hosts.map((h) => releases(on(h))), before);
+    fs.rmdirSync(lock);
+  });
+
   void test("sshd killed on one host during phase 1: no host switches, the others are clean, status reconciles", async (t) => {
     const { root, on } = newRoot('kill-phase1');
     const src = site(t, 'v1');

@@ -155,11 +155,11 @@ void test('a signal during a before-switch hook kills the hook and undoes the de
   assert.deepEqual(releaseIds(root), [live]);
 });
 
-void test('a failing after-switch hook without a health check exits 6: the switch stands and the output says so', async (t) => {
+void test('a failing after-switch hook without a health check exits 7: the switch stands and the output says so', async (t) => {
   const { src, root } = setup(t);
   await runCli(['deploy', src, root]);
   const result = await runCli(['deploy', src, root, '--after-switch', 'exit 3', '--after-switch', 'touch "$ATOMIC_DEPLOY_ROOT/../second-ran"', '--json']);
-  assert.equal(result.code, 6, result.stderr);
+  assert.equal(result.code, 7, result.stderr);
   const json = jsonOf<Json & { error?: { code: string; message: string; live?: boolean } }>(result);
   assert.equal(currentId(root), json.release);
   assert.equal(json.error?.code, 'AFTER_SWITCH_FAILED');
@@ -172,7 +172,7 @@ void test('a failing after-switch hook without a health check exits 6: the switc
 
   // A person reads the deploy line and the error; the exit code is the same without --json.
   const human = await runCli(['deploy', src, root, '--after-switch', 'exit 3']);
-  assert.equal(human.code, 6, human.stderr);
+  assert.equal(human.code, 7, human.stderr);
   assert.match(human.stdout, /^deployed \S+:/m);
   assert.match(human.stderr, /^error: after-switch hook "exit 3" .* stays live/m);
   assert.match(human.stderr, /^hint: the switch stands/m);

@@ -3,6 +3,7 @@
 // both folders (names, modes, owners, contents, directory times) shows that nothing changed.
 // Roots made by Capistrano, Deployer and the bash tool are roots: taken over, deployed to, rolled back.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -15,6 +16,8 @@ interface Folders {
   www: string;
   other: string;
   empty: string;
+  /** build/ as a .tar.gz beside it. */
+  archive: string;
 }
 
 async function folders(t: { after(fn: () => void): void }): Promise<Folders> {
@@ -26,7 +29,9 @@ async function folders(t: { after(fn: () => void): void }): Promise<Folders> {
   const other = writeTree(path.join(dir, 'other'), { 'notes.txt': 'mine\n', 'photos/a.jpg': 'jpeg\n' });
   const empty = path.join(dir, 'empty');
   fs.mkdirSync(empty);
-  return { dir, build, www, other, empty };
+  const archive = path.join(dir, 'build.tar.gz');
+  execFileSync('tar', ['-czf', archive, '-C', build, '.']);
+  return { dir, build, www, other, empty, archive };
 }
 
 interface Mistake {
@@ -50,6 +55,10 @@ const MISTAKES: Mistake[] = [
   { name: 'rollback of a folder that is not a root', args: (f) => ['rollback', f.other], message: notRoot, hint: /deploy to it/ },
   { name: 'unlock of a folder that is not a root', args: (f) => ['unlock', f.other], message: notRoot, hint: /deploy to it/ },
   { name: 'status of an empty folder', args: (f) => ['status', f.empty], message: /empty is empty, not a deploy root/, hint: /deploy to it/ },
+  { name: 'verify of a folder that is not a root', args: (f) => ['verify', f.other], message: notRoot, hint: /deploy to it/ },
+  { name: 'verify of the build folder', args: (f) => ['verify', f.build, '--json'], message: notRoot, hint: /deploy to it/ },
+  { name: 'deploy an archive into a non-empty folder that is not a root', args: (f) => ['deploy', f.archive, f.other], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
+  { name: 'the bare form with an archive into a non-empty folder that is not a root', args: () => ['build.tar.gz', 'other'], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
   { name: 'releases of the build folder', args: (f) => ['releases', f.build, '--json'], message: notRoot, hint: /deploy to it/ },
 ];
 
@@ -78,7 +87,7 @@ for (const m of MISTAKES) {
 
 void test('the control: the same commands on a real root succeed, so the refusals above come from the check', async (t) => {
   const f = await folders(t);
-  for (const args of [['status', f.www], ['releases', f.www], ['unlock', f.www], ['prune', f.www, '--keep', '1']]) {
+  for (const args of [['status', f.www], ['releases', f.www], ['unlock', f.www], ['prune', f.www, '--keep', '1'], ['verify', f.www]]) {
     const result = await runCli(args, { cwd: f.dir });
     assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
   }
@@ -86,6 +95,10 @@ void test('the control: the same commands on a real root succeed, so the refusal
   assert.equal(deployed.code, 0, deployed.stderr);
   const back = await runCli(['rollback', f.www, '--quiet']);
   assert.equal(back.code, 0, back.stderr);
+  const adopted = await runCli(['deploy', f.archive, f.other, '--adopt', '--quiet']);
+  assert.equal(adopted.code, 0, adopted.stderr);
+  assert.equal(fs.readFileSync(path.join(f.other, 'current/index.html'), 'utf8'), 'v1\n');
+  assert.equal(fs.readFileSync(path.join(f.other, 'notes.txt'), 'utf8'), 'mine\n');
 });
 
 void test('--adopt makes a non-empty folder a deploy root and leaves its files alone; an empty or missing folder needs no flag', async (t) => {

@@ -73,9 +73,9 @@ void test('releases --json and the table carry id, times, user, host, source, gi
   // The table a terminal gets (the CLI picks it when stdout is a TTY).
   const table = stripVTControlCharacters(renderReleases(await listReleases(root), { header: true }));
   const [head, first, second] = table.split('\n');
-  assert.match(head ?? '', /^ {3}RELEASE +STATUS +CREATED \(UTC\) +ACTIVATED \(UTC\) +BY +FILES +SIZE +TOOK +COMMIT +SOURCE$/);
-  assert.match(first ?? '', new RegExp(`^\\* +dirty +active +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +${os.userInfo().username}@${os.hostname()} +2 +\\d+ B +\\d+\\.\\d s +${commit.slice(0, 10)}\\+dirty +${fs.realpathSync(src)}$`));
-  assert.match(second ?? '', new RegExp(`^ +clean +previous .* ${commit.slice(0, 10)} +/`));
+  assert.match(head ?? '', /^ {3}RELEASE +STATUS +CREATED \(UTC\) +ACTIVATED \(UTC\) +BY +FILES +SIZE +TOOK +COMMIT +DIGEST +SOURCE$/);
+  assert.match(first ?? '', new RegExp(`^\\* +dirty +active +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +${os.userInfo().username}@${os.hostname()} +2 +\\d+ B +\\d+\\.\\d s +${commit.slice(0, 10)}\\+dirty +sha256:[0-9a-f]{12} +${fs.realpathSync(src)}$`));
+  assert.match(second ?? '', new RegExp(`^ +clean +previous .* ${commit.slice(0, 10)} +sha256:[0-9a-f]{12} +/`));
   // Columns line up: every row has RELEASE at the same offset as the header.
   assert.equal(first?.indexOf('dirty'), head?.indexOf('RELEASE'));
   // A pipe gets the same rows, without the header.

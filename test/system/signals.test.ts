@@ -14,6 +14,8 @@ import {
   formatTally,
   interruptAtRandom,
   LANES,
+  LOSSES,
+  loseOutputAtRandom,
   makeLane,
   nextSource,
   recoverAndCheck,
@@ -205,4 +207,33 @@ void test('a second signal during the clean-up does not cut it short', async (t)
     assert.deepEqual(problems, [], `${first} then ${second}: ${problems.join('; ')}`);
     assert.deepEqual(state.releases, was.releases);
   }
+});
+
+void test('random closes of stdout or stderr and terminal hangups during deploys, rollbacks and prunes: a close changes nothing, a hangup is a SIGHUP', async (t) => {
+  const base = tempDir(t);
+  const lane = await makeLane(base, 'lost');
+  const ops = ['deploy', 'rollback', 'prune'] as const;
+  const trials = trialCount(12);
+  const tally = new Map<string, number>();
+  for (let i = 0; i < trials; i++) {
+    const op = ops[i % ops.length] as (typeof ops)[number];
+    const loss = LOSSES[Math.floor(i / ops.length) % LOSSES.length] as (typeof LOSSES)[number];
+    const was = before(lane);
+    const args = op === 'deploy' ? ['deploy', nextSource(lane), lane.root, '--after-switch', 'echo hook-out; echo hook-err >&2'] : op === 'rollback' ? ['rollback', lane.root] : ['prune', lane.root, '--keep', '3'];
+    const r = await loseOutputAtRandom(base, args, loss, 1500);
+    const label = `${loss} during ${op} (trial ${i})`;
+    // A lost reader is no reason to fail: only a hangup (SIGHUP, 129) may end a command early.
+    const allowed = loss === 'hangup' ? [0, 129] : [0];
+    assert.ok(r.code !== null && allowed.includes(r.code), `${label}: exit ${String(r.code)}\n${r.output}`);
+    assert.doesNotMatch(r.output, /unexpected failure|EPIPE|\n\s+at /, label);
+    const keep = [was.current, was.previous].filter((x): x is string => x !== null);
+    const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep, clean: true });
+    assert.deepEqual(problems, [], `${label}: ${problems.join('; ')}`);
+    if (op === 'rollback' && r.code === 0) assert.equal(state.current, was.previous, `${label}: the rollback did not finish`);
+    if (op === 'deploy' && r.code === 0) assert.notEqual(state.current, was.current, `${label}: the deploy did not finish`);
+    const key = `${loss} ${op}: exit ${String(r.code)}${r.lost ? '' : ' (finished first)'}`;
+    tally.set(key, (tally.get(key) ?? 0) + 1);
+    await recoverAndCheck(lane, keep, label);
+  }
+  t.diagnostic(formatTally(tally));
 });

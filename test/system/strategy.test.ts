@@ -102,6 +102,29 @@ for (const type of ['btrfs', 'xfs'] as const) {
   });
 }
 
+void test('btrfs: --strategy reflink with fixed mtimes and same-size edits publishes exactly the build', async (t) => {
+  const mnt = mountFs(t, 'btrfs');
+  const fixed = new Date('1985-10-26T08:15:00Z');
+  const make = (name: string, tag: string): string => {
+    const dir = writeTree(path.join(mnt, name), { 'version': `${tag}\n`, 'index.html': 'same\n' });
+    for (const f of ['version', 'index.html', '.']) fs.utimesSync(path.join(dir, f), fixed, fixed);
+    return dir;
+  };
+  const v1 = make('v1', 'v1');
+  const v2 = make('v2', 'v2');
+  const root = path.join(mnt, 'root');
+  assert.equal((await runCli(['deploy', v1, root, '--strategy', 'reflink', '--release-id', 'one'])).code, 0);
+  // Control: the size+mtime rule (rsync's quick check) keeps the stale version file.
+  const control = path.join(mnt, 'control');
+  execFileSync(requireTool('rsync', 'rsync'), ['-a', `--link-dest=${path.join(root, 'releases/one')}`, `${v2}/`, `${control}/`]);
+  assert.equal(fs.readFileSync(path.join(control, 'version'), 'utf8'), 'v1\n');
+  const result = await runCli(['deploy', v2, root, '--strategy', 'reflink', '--release-id', 'two', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(jsonOf<Json>(result).cloned, true);
+  assert.equal(fs.readFileSync(path.join(root, 'current/version'), 'utf8'), 'v2\n');
+  assert.equal((await runCli(['verify', root])).code, 0);
+});
+
 void test('--strategy reflink fails with a clear error on ext4 and tmpfs, changing nothing', async (t) => {
   const dir = tempDir(t);
   const src = bigSource(dir);
@@ -195,7 +218,7 @@ void test('hardlink guard: mode changes, group-writable and setuid files are alw
   assert.equal(fs.statSync(path.join(root, 'releases/two/uploads.json')).nlink, 1);
 });
 
-void test('--checksum links by content: a touched file is linked, a same-size edit with the old mtime is not', async (t) => {
+void test('hardlink links by content: a touched file is linked, a same-size edit with the old mtime is copied; --checksum is a no-op', async (t) => {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'src'), { 'touched.txt': 'same\n', 'sneaky.txt': 'AAAA\n', 'plain.txt': 'p\n' });
   const root = path.join(dir, 'root');
@@ -206,21 +229,23 @@ void test('--checksum links by content: a touched file is linked, a same-size ed
   fs.utimesSync(sneaky, old.atime, old.mtime);
   const later = new Date(Date.now() + 60_000);
   fs.utimesSync(path.join(src, 'touched.txt'), later, later);
+  // Control: the edit keeps size and mtime, so the old size+mtime rule would have linked the stale file.
+  const prev = fs.statSync(path.join(root, 'releases/one/sneaky.txt'));
+  const now = fs.statSync(sneaky);
+  assert.deepEqual([prev.size, prev.mtimeMs], [now.size, now.mtimeMs]);
 
-  // Metadata alone is fooled by the same-size edit with a restored mtime (the documented limit)...
-  const quick = await runCli(['deploy', src, root, '--release-id', 'two', '--strategy', 'hardlink', '--json']);
-  assert.deepEqual([jsonOf<Json>(quick).linked, jsonOf<Json>(quick).copied], [2, 1]);
-  assert.equal(fs.readFileSync(path.join(root, 'releases/two/sneaky.txt'), 'utf8'), 'AAAA\n');
-  // ...content is not, and a touch without a change no longer costs a copy.
-  const sure = await runCli(['deploy', src, root, '--release-id', 'three', '--strategy', 'hardlink', '--checksum', '--json']);
-  assert.equal(sure.code, 0, sure.stderr);
-  assert.deepEqual([jsonOf<Json>(sure).linked, jsonOf<Json>(sure).copied], [2, 1]);
-  assert.equal(fs.readFileSync(path.join(root, 'releases/three/sneaky.txt'), 'utf8'), 'BBBB\n');
-  assert.equal(fs.statSync(path.join(root, 'releases/three/touched.txt')).ino, fs.statSync(path.join(root, 'releases/two/touched.txt')).ino);
+  const two = await runCli(['deploy', src, root, '--release-id', 'two', '--strategy', 'hardlink', '--json']);
+  assert.equal(two.code, 0, two.stderr);
+  assert.deepEqual([jsonOf<Json>(two).linked, jsonOf<Json>(two).copied], [2, 1]);
+  assert.equal(fs.readFileSync(path.join(root, 'releases/two/sneaky.txt'), 'utf8'), 'BBBB\n');
+  assert.equal(fs.statSync(path.join(root, 'releases/two/touched.txt')).ino, fs.statSync(path.join(root, 'releases/one/touched.txt')).ino);
 
-  const misuse = await runCli(['deploy', src, root, '--checksum', '--json']);
-  assert.equal(misuse.code, 2);
-  assert.match(jsonOf<Json>(misuse).error?.message ?? '', /--checksum only applies to --strategy hardlink/);
+  // --checksum is accepted with any strategy and changes nothing.
+  for (const strategy of ['hardlink', 'copy', 'auto']) {
+    const again = await runCli(['deploy', src, root, '--strategy', strategy, '--checksum', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(fs.readFileSync(path.join(root, 'current/sneaky.txt'), 'utf8'), 'BBBB\n');
+  }
 });
 
 void test('hardlink refuses a previous release on another filesystem', async (t) => {

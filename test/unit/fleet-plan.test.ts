@@ -112,12 +112,12 @@ void test('journals without a fleet token recover exactly as the local engine do
 
 void test('after the switch: commit only when every host switched and is healthy; else back, or keep', () => {
   const all = [{ host: 'a', switched: true, lost: false, health: 'ok' as const }, { host: 'b', switched: true, lost: false }];
-  assert.deepEqual(decideAfterSwitch(all, 'rollback'), { ok: true, commit: ['a', 'b'], back: [], undo: [], reason: '' });
+  assert.deepEqual(decideAfterSwitch(all, 'rollback'), { ok: true, commit: ['a', 'b'], back: [], undo: [], reason: '', tolerated: [] });
   const refused = [{ host: 'a', switched: true, lost: false }, { host: 'b', switched: false, lost: false }, { host: 'c', switched: true, lost: true }];
-  assert.deepEqual(decideAfterSwitch(refused, 'rollback'), { ok: false, commit: [], back: ['a'], undo: ['b'], reason: 'the switch did not complete on b, c' });
-  assert.deepEqual(decideAfterSwitch(refused, 'keep'), { ok: false, commit: ['a'], back: [], undo: ['b'], reason: 'the switch did not complete on b, c' });
+  assert.deepEqual(decideAfterSwitch(refused, 'rollback'), { ok: false, commit: [], back: ['a'], undo: ['b'], reason: 'the switch did not complete on b, c', tolerated: [] });
+  assert.deepEqual(decideAfterSwitch(refused, 'keep'), { ok: false, commit: ['a'], back: [], undo: ['b'], reason: 'the switch did not complete on b, c', tolerated: [] });
   const sick = [{ host: 'a', switched: true, lost: false, health: 'failed' as const }, { host: 'b', switched: true, lost: false, health: 'ok' as const }];
-  assert.deepEqual(decideAfterSwitch(sick, 'rollback'), { ok: false, commit: [], back: ['a', 'b'], undo: [], reason: 'the health check failed on a' });
+  assert.deepEqual(decideAfterSwitch(sick, 'rollback'), { ok: false, commit: [], back: ['a', 'b'], undo: [], reason: 'the health check failed on a', tolerated: [] });
   fc.assert(
     fc.property(fc.array(fc.record({ switched: fc.boolean(), lost: fc.boolean(), health: fc.constantFrom<'ok' | 'failed' | undefined>('ok', 'failed', undefined) }), { minLength: 1, maxLength: 6 }), fc.constantFrom<'rollback' | 'keep'>('rollback', 'keep'), (raw, policy) => {
       const hosts = raw.map((h, i) => ({ host: `h${i}`, switched: h.switched, lost: h.lost, ...(h.health ? { health: h.health } : {}) }));

@@ -21,7 +21,7 @@ after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
 const BB_BIN = path.join(BASE, 'busybox-bin');
 fs.mkdirSync(BB_BIN);
-for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep']) {
+for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch']) {
   fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
 }
 
@@ -117,11 +117,11 @@ for (const shell of SHELLS) {
       assert.equal(inspectLock(layoutOf(root))?.verdict.state, 'stale', 'the local engine agrees');
 
       // Two contenders judge the same stale lock: only one may move it aside.
-      const first = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, inode: stale.inode, token: stale.token, remove: false }));
-      const second = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, inode: stale.inode, token: stale.token, remove: false }));
+      const first = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, lock: stale.identity, remove: false }));
+      const second = run(shell, takeoverScript({ root, fsync: false, instance: stale.instance, lock: stale.identity, remove: false }));
       assert.deepEqual([first.frames.at(-1)?.value, second.frames.at(-1)?.value], ['ok', 'lost']);
       assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
-      assert.equal(fs.existsSync(path.join(root, '.tmp', 'lock.tok1')), false, "the stale holder's directory went too");
+      assert.equal(fs.existsSync(path.join(root, '.tmp', 'beat.tok1')), false, "the stale holder's heartbeat file went with it");
 
       const next = startHolder(shell, root, 'tok4');
       await next.ready;
@@ -131,7 +131,8 @@ for (const shell of SHELLS) {
       next.stop();
       await next.done;
       assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
-      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+      // The takeover's tombstone outlives the release (docs/reliability.md, row 4); the sweep takes it once old.
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [`stale-lock.${stale.instance}`]);
       assertNoInjection();
     });
 
@@ -143,7 +144,7 @@ for (const shell of SHELLS) {
       assert.deepEqual(r.frames.filter((f) => f.tag === 'unlocked').map((f) => f.value), ['no']);
       assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')));
       // A takeover aimed at an older lock instance finds this one and puts it back.
-      const t = run(shell, takeoverScript({ root, fsync: false, instance: 'old', inode: '1', token: 'old', remove: true }));
+      const t = run(shell, takeoverScript({ root, fsync: false, instance: 'old', lock: { token: 'old' }, remove: true }));
       assert.equal(t.frames.at(-1)?.value, 'changed');
       assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')), 'the live lock is back in place');
       holder.stop();
@@ -348,13 +349,15 @@ void describe('the portable switch is one rename(2), never a move into current',
 void describe('rsync arguments and output', () => {
   void test('the remote side makes and enters a hostile staging path through its own quoting', () => {
     const root = freshRoot();
-    const args = rsyncArgs({ source: '/src/', root, stage: 'stage.1', id: HOSTILE_ID, linkDest: true, checksum: false }, 'ssh', 'host');
+    const args = rsyncArgs({ source: '/src/', root, stage: 'stage.1', id: HOSTILE_ID, filesFrom: '/tmp/list' }, 'ssh', 'host');
     const rsyncPath = args.find((a) => a.startsWith('--rsync-path='))?.slice('--rsync-path='.length) ?? '';
     // The remote shell runs "<rsync-path> --server ...": here, "<rsync-path> --version".
     const out = execFileSync('sh', ['-c', `${rsyncPath} --version`], { cwd: BASE, encoding: 'utf8' });
     assert.match(out, /rsync\s+version/);
     assert.ok(fs.statSync(path.join(root, '.tmp', 'stage.1', HOSTILE_ID)).isDirectory());
-    assert.ok(args.includes('--link-dest=../../../current'));
+    // Content decides what is sent: never rsync's quick check, never a --link-dest it would judge by mtime.
+    assert.ok(args.includes('--ignore-times') && args.includes('--files-from=/tmp/list') && args.includes('--from0'));
+    assert.equal(args.some((a) => a.startsWith('--link-dest') || a === '--checksum'), false);
     assert.deepEqual(args.slice(-3), ['--', '/src/', 'host:.']);
     assertNoInjection();
   });

@@ -1,0 +1,112 @@
+// Artifact deploys: `atomic-deploy deploy <archive> <new root> --no-fsync` against `tar -x` of the
+// same archive into an empty directory (neither syncs), alternated round by round; and the peak
+// RSS of deploying a 100k-file archive, which must not grow with the archive.
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { benchBin } from './bin.ts';
+import { describeMachine, runNote } from './lib/env.ts';
+import { pairedRuns, peakRssOfCommand, timeCommand, type PairedCase, type PairedResult } from './lib/measure.ts';
+import type { Result } from './lib/report.ts';
+import { makeTree, prng, TREE_PRESETS } from './lib/tree.ts';
+
+const NODE = process.execPath;
+const MiB = 1024 * 1024;
+
+export async function runArtifactBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
+  const { quick } = opts;
+  const log = opts.log ?? ((): void => undefined);
+  const started = Date.now();
+  const work = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-artifact-'));
+  const machine = await describeMachine({ tmpDir: work });
+  const BIN = benchBin();
+  const runs = quick ? 2 : 7;
+  try {
+    // The data sets: the 10k small-file tree as .tar.gz, four 64 MiB files as .tar, the 100k tree as .tar.gz.
+    const small = join(work, 'small');
+    await makeTree(small, quick ? TREE_PRESETS['1k'] : TREE_PRESETS['10k']);
+    const smallTgz = join(work, 'small.tar.gz');
+    execFileSync('tar', ['-czf', smallTgz, '-C', small, '.']);
+    const big = join(work, 'big');
+    await mkdir(big);
+    const bigMiB = quick ? 8 : 64;
+    for (let i = 0; i < 4; i++) {
+      const next = prng(i + 1);
+      const buf = Buffer.allocUnsafe(bigMiB * MiB);
+      for (let o = 0; o + 4 <= buf.length; o += 4) buf.writeUInt32LE(next(), o);
+      await writeFile(join(big, `part${i}.bin`), buf);
+    }
+    const bigTar = join(work, 'big.tar');
+    execFileSync('tar', ['-cf', bigTar, '-C', big, '.']);
+    const target = join(work, 'target');
+
+    const pair = (name: string, cmd: string, args: string[]): PairedCase => ({
+      name,
+      setup: async () => {
+        await rm(target, { recursive: true, force: true });
+        await mkdir(target);
+      },
+      run: async () => void (await timeCommand(cmd, args)),
+      teardown: () => rm(target, { recursive: true, force: true }),
+    });
+    const tarSmall = `tar -xzf (${quick ? '1k' : '10k'} files, empty dir)`;
+    const oursSmall = `atomic-deploy deploy .tar.gz --no-fsync (${quick ? '1k' : '10k'} files, new root)`;
+    const smallResult = await pairedRuns([pair(tarSmall, 'tar', ['-xzf', smallTgz, '-C', target]), pair(oursSmall, NODE, [BIN, 'deploy', smallTgz, join(target, 'root'), '--no-fsync', '--quiet'])], { runs, warmup: 1, baseline: tarSmall });
+    log(`artifact small: ${smallResult.cases.map((c) => `${c.name} ${c.median.toFixed(0)} ms`).join('; ')}`);
+    const tarBig = `tar -xf (4 × ${bigMiB} MiB, empty dir)`;
+    const oursBig = `atomic-deploy deploy .tar --no-fsync (4 × ${bigMiB} MiB, new root)`;
+    const bigResult = await pairedRuns([pair(tarBig, 'tar', ['-xf', bigTar, '-C', target]), pair(oursBig, NODE, [BIN, 'deploy', bigTar, join(target, 'root'), '--no-fsync', '--quiet'])], { runs, warmup: 1, baseline: tarBig });
+    log(`artifact big: ${bigResult.cases.map((c) => `${c.name} ${c.median.toFixed(0)} ms`).join('; ')}`);
+    await rm(small, { recursive: true, force: true });
+    await rm(big, { recursive: true, force: true });
+
+    const huge = join(work, 'huge');
+    const hugeFiles = quick ? '10k' : '100k';
+    await makeTree(huge, TREE_PRESETS[hugeFiles]);
+    const hugeTgz = join(work, 'huge.tar.gz');
+    execFileSync('tar', ['-czf', hugeTgz, '-C', huge, '.']);
+    await rm(huge, { recursive: true, force: true });
+    const rssKiB: number[] = [];
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      await rm(target, { recursive: true, force: true });
+      rssKiB.push(await peakRssOfCommand(NODE, [BIN, 'deploy', hugeTgz, join(target, 'root'), '--no-fsync', '--quiet']));
+    }
+    await rm(target, { recursive: true, force: true });
+    const peakMiB = Math.max(...rssKiB) / 1024;
+    log(`artifact rss: ${hugeFiles} files peak ${peakMiB.toFixed(0)} MiB`);
+
+    const ratio = (r: PairedResult): number => r.cases[1]?.ratio ?? NaN;
+    const r2 = (x: number): number => Math.round(x * 100) / 100;
+    const rows = (r: PairedResult): (string | number)[][] => r.cases.map((c) => [c.name, Math.round(c.median), Math.round(c.min), Math.round(c.max), r2(c.ratio)]);
+    return {
+      name: 'artifact',
+      title: 'Deploying an artifact',
+      description:
+        'A deploy from an archive (extracted straight into the staged release, every file hashed into the manifest on the way) against `tar -x` of the same archive into an empty directory. Both without fsync; the deploy also takes the lock, writes the journal and the release log, and switches `current`. Alternated round by round, medians.',
+      machine,
+      quick,
+      tables: [
+        {
+          caption: 'Targets',
+          columns: ['target', 'goal', 'measured', 'met'],
+          rows: [
+            [`${oursSmall} / ${tarSmall}`, '≤ 1.2', r2(ratio(smallResult)), ratio(smallResult) <= 1.2 ? 'met' : 'MISSED'],
+            [`${oursBig} / ${tarBig}`, '≤ 1.2', r2(ratio(bigResult)), ratio(bigResult) <= 1.2 ? 'met' : 'MISSED'],
+            [`peak RSS, deploy of a ${hugeFiles}-file .tar.gz (MiB, max of ${rssKiB.length})`, '≤ 200', Math.round(peakMiB), peakMiB <= 200 ? 'met' : 'MISSED'],
+          ],
+        },
+        { caption: `Small files (median of ${runs}, ms)`, columns: ['command', 'median', 'min', 'max', '× tar'], rows: rows(smallResult) },
+        { caption: `Large files (median of ${runs}, ms)`, columns: ['command', 'median', 'min', 'max', '× tar'], rows: rows(bigResult) },
+      ],
+      charts: [],
+      notes: [
+        'GNU tar runs gzip as a second process, so decompression and file writing overlap on two cores; Node decompresses on its thread pool and writes from the main thread.',
+        'The deploy includes Node start-up and loading the CLI (see the start-up benchmark), which `tar` does not pay.',
+        runNote(started, machine),
+      ],
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

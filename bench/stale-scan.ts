@@ -1,0 +1,128 @@
+// The cost of the post-switch scan for processes still running from the release left: deploys
+// with `--stale warn` (the default, one scan) against `--stale off`, alternated, on a machine
+// running at least 500 processes; and the scan alone, in process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { benchBin } from './bin.ts';
+import { describeMachine, runNote } from './lib/env.ts';
+import { median, pairedRuns, timeCommand } from './lib/measure.ts';
+import type { Result } from './lib/report.ts';
+
+const NODE = process.execPath;
+const PROCESSES = 500;
+const OFF = 'deploy --stale off';
+const WARN = 'deploy --stale warn (one scan)';
+
+function processCount(): number {
+  return fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).length;
+}
+
+export async function runStaleScanBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
+  const { quick } = opts;
+  const log = opts.log ?? ((): void => undefined);
+  const started = Date.now();
+  const machine = await describeMachine();
+  const BIN = benchBin();
+  const dir = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-stale-'));
+  const children: ChildProcess[] = [];
+  try {
+    const src = join(dir, 'src');
+    fs.mkdirSync(src);
+    for (let i = 0; i < 20; i++) fs.writeFileSync(join(src, `f${i}.txt`), `file ${i}\n`);
+    const root = join(dir, 'root');
+    await timeCommand(NODE, [BIN, 'deploy', src, root, '--no-fsync', '--quiet']);
+    // Idle processes up to the target count; a few sit in current like forgotten workers.
+    // Topped up until the count holds: other processes on a shared machine come and go.
+    let spawned = 0;
+    for (let round = 0; round < 5 && processCount() < PROCESSES + 10; round++) {
+      const extra = PROCESSES + 10 - processCount();
+      for (let i = 0; i < extra; i++) {
+        const cwd = spawned < 5 ? join(root, 'current') : dir;
+        children.push(spawn('sleep', ['3600'], { cwd, stdio: 'ignore' }));
+        spawned += 1;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const running = processCount();
+    log(`stale-scan: ${running} processes running (${spawned} started)`);
+    if (running < PROCESSES) throw new Error(`only ${running} processes running, wanted ${PROCESSES}`);
+
+    const runs = quick ? 3 : 21;
+    const deploy = (mode: string) => async (): Promise<void> => {
+      await timeCommand(NODE, [BIN, 'deploy', src, root, '--no-fsync', '--quiet', '--stale', mode]);
+    };
+    const result = await pairedRuns([{ name: OFF, run: deploy('off') }, { name: WARN, run: deploy('warn') }], { runs, warmup: quick ? 1 : 3, baseline: OFF });
+    const off = result.cases.find((c) => c.name === OFF);
+    const warn = result.cases.find((c) => c.name === WARN);
+    if (!off || !warn) throw new Error('missing case');
+    const added = warn.median - off.median;
+
+    // The scan alone: what the deploy does after the switch, measured inside one process.
+    const stale = (await import(pathToFileURL(join(dirname(dirname(BIN)), 'act', 'stale.js')).href)) as typeof import('../src/act/stale.ts');
+    const current = fs.readlinkSync(join(root, 'current'));
+    const scanMs: number[] = [];
+    const cpuMs: number[] = [];
+    let found = 0;
+    for (let i = 0; i < (quick ? 3 : 41); i++) {
+      const t = performance.now();
+      const cpu = process.cpuUsage();
+      const report = stale.scanStale(join(root, current), 'x');
+      const used = process.cpuUsage(cpu);
+      scanMs.push(performance.now() - t);
+      // CPU time (user + system) is what the scan costs on an idle machine; wall time here includes waiting for a core.
+      cpuMs.push((used.user + used.system) / 1000);
+      found = report.processes.length;
+    }
+    const scan = median(scanMs);
+    const scanCpu = median(cpuMs);
+    const fds = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).reduce((sum, n) => {
+      try {
+        return sum + fs.readdirSync(`/proc/${n}/fd`).length;
+      } catch {
+        return sum;
+      }
+    }, 0);
+    const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '?';
+    log(`stale-scan: off ${off.median.toFixed(1)} ms, warn ${warn.median.toFixed(1)} ms, added ${added.toFixed(1)} ms; scan alone ${scan.toFixed(1)} ms wall, ${scanCpu.toFixed(1)} ms CPU; ${fds} descriptors; load ${load}`);
+    const r1 = (x: number): number => Math.round(x * 10) / 10;
+    return {
+      name: 'stale-scan',
+      title: 'Cost of the stale-process scan after the switch',
+      description: `A deploy of 20 files (\`--no-fsync\`, to keep disk noise out) with \`--stale warn\`, which scans /proc once after the switch, against \`--stale off\`, alternated, while the machine runs at least ${PROCESSES} processes (idle \`sleep\`s started for the purpose, 5 of them in \`current\`). Also the scan alone, in one process.`,
+      machine,
+      quick,
+      tables: [
+        {
+          caption: 'Target',
+          columns: ['target', 'goal', 'measured', 'met'],
+          rows: [
+            ['median(warn) − median(off), ms', '≤ 50', r1(added), added <= 50 ? 'met' : 'MISSED'],
+            ['the scan alone, CPU ms', '≤ 50', r1(scanCpu), scanCpu <= 50 ? 'met' : 'MISSED'],
+          ],
+        },
+        {
+          caption: `Wall time of a deploy (median of ${runs}, alternated) with ${running} processes running`,
+          columns: ['case', 'median ms', 'min ms', 'max ms', `× ${OFF}`],
+          rows: result.cases.map((c) => [c.name, r1(c.median), r1(c.min), r1(c.max), Math.round(c.ratio * 100) / 100]),
+        },
+        {
+          caption: `The scan alone (median of ${cpuMs.length}); load average ${load} at the end of the run`,
+          columns: ['processes', 'open descriptors', 'wall ms', 'CPU ms (user + system)', 'holders found'],
+          rows: [[running, fds, r1(scan), r1(scanCpu), found]],
+        },
+      ],
+      charts: [],
+      notes: [
+        'The scan reads, for every process, its working directory, root, open descriptors and memory maps; only the holders get their parent chain read (to leave out our own processes).',
+        runNote(started, machine),
+      ],
+    };
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,464 @@
+/**
+ * Archive sources: opening a tar, tar.gz or zip (a local file or a URL), and extracting it
+ * straight into a staged release as it streams in, hashing each file into the release manifest
+ * and the whole artifact for --sha256 on the way. Every entry is first decided by
+ * plan/archive.ts's EntryChecker; this file writes only what it allowed.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import tar from 'tar-stream';
+import yauzl from 'yauzl';
+import { DeployError, errnoOf } from '../errors.ts';
+import { EntryChecker, isUrlSource, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import type { ManifestEntry } from '../plan/manifest.ts';
+import type { FileStamp } from '../plan/stat-cache.ts';
+import { openDownload, type DownloadOptions } from './download.ts';
+
+export interface Artifact {
+  /** As the user gave it (a path or a URL). */
+  source: string;
+  format: ArchiveFormat;
+  /** Bytes of the artifact, when known in advance. */
+  totalBytes: number | undefined;
+  /** A local file (for zip, which is read from its end). */
+  file?: string;
+  /** The raw bytes, once, first to last. */
+  chunks: AsyncGenerator<Buffer>;
+}
+
+const HEAD = 512;
+
+async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  if (head.length > 0) yield head;
+  for (;;) {
+    const next = await rest.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+function notAnArchive(source: string): DeployError {
+  const what = isUrlSource(source) ? 'does not serve' : 'is not a directory, nor';
+  return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${what} a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
+}
+
+async function* fileChunks(file: string): AsyncGenerator<Buffer> {
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 256 * 1024 })) yield chunk as Buffer;
+}
+
+/** Whether `source` is an artifact rather than a directory: a URL, or an existing non-directory. */
+export function isArtifactSource(source: string): boolean {
+  if (isUrlSource(source)) return true;
+  try {
+    return !fs.statSync(source).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Opens an artifact and tells its format from its first bytes; nothing is written anywhere. */
+export async function openArtifact(source: string, download: DownloadOptions): Promise<Artifact> {
+  if (!isUrlSource(source)) {
+    const head = Buffer.alloc(HEAD);
+    let size: number;
+    let read: number;
+    try {
+      const fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      try {
+        const st = fs.fstatSync(fd);
+        if (!st.isFile()) throw new DeployError('INVALID_SOURCE', `${source} is neither a directory nor a regular file`, { hint: 'give the build output directory or an archive' });
+        size = st.size;
+        read = fs.readSync(fd, head, 0, HEAD, 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (error) {
+      if (error instanceof DeployError) throw error;
+      throw new DeployError('INVALID_SOURCE', `cannot read ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+    }
+    const format = sniffFormat(head.subarray(0, read));
+    if (!format) throw notAnArchive(source);
+    return { source, format, totalBytes: size, file: source, chunks: fileChunks(source) };
+  }
+  const dl = await openDownload(source, download);
+  // Read just enough to see the format; those bytes go first into the stream.
+  const parts: Buffer[] = [];
+  let have = 0;
+  const it = dl.chunks[Symbol.asyncIterator]();
+  while (have < HEAD) {
+    const next = await it.next();
+    if (next.done) break;
+    parts.push(next.value);
+    have += next.value.length;
+  }
+  const head = Buffer.concat(parts);
+  const format = sniffFormat(head);
+  if (!format) {
+    await it.return(undefined);
+    throw notAnArchive(source);
+  }
+  return { source, format, totalBytes: dl.totalBytes, chunks: prepend(head, it) };
+}
+
+export interface ExtractOptions {
+  limits: ExtractLimits;
+  /** Where a zip from a URL is spooled (it is read from its end); removed before returning. */
+  spool: string;
+  signal?: AbortSignal;
+  /** Every raw byte of the artifact, in order (a signature check reads them here). */
+  onRaw?: (chunk: Buffer) => Promise<void> | void;
+  onProgress?: (p: { files: number; bytes: number; rawBytes: number }) => void;
+}
+
+export interface ExtractResult {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+  /** SHA-256 (hex) of the artifact's bytes as received. */
+  sha256: string;
+  rawBytes: number;
+  /** What the release holds, for the release manifest (unsorted). */
+  manifest: ManifestEntry[];
+  /** Inode, size and ctime of every file once it was final: the stat cache. */
+  stamps: Map<string, FileStamp>;
+}
+
+const hostile = (problem: string, source: string): DeployError =>
+  new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
+
+/** The staged release under construction: writes what the checker allowed, nothing else. */
+class Stage {
+  readonly manifest: ManifestEntry[] = [];
+  readonly stamps = new Map<string, FileStamp>();
+  /** Paths that share one inode by hard links, by the first of them: link(2) changes the ctime of all. */
+  private readonly linkGroups = new Map<string, string[]>();
+  private readonly fileIndex = new Map<string, number>();
+  private readonly dirs: { path: string; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }[] = [];
+  private readonly dirIndex = new Map<string, number>();
+  files = 0;
+  symlinks = 0;
+  bytes = 0;
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  private at(rel: string): string {
+    return `${this.dir}${path.sep}${rel}`;
+  }
+
+  private mkdir(rel: string, mode: number, decision?: Extract<EntryDecision, { action: 'write' }>): void {
+    const known = this.dirIndex.get(rel);
+    if (known !== undefined) {
+      // A directory listed again (or after its contents): its last header wins, as with tar.
+      const d = this.dirs[known];
+      if (d && decision) Object.assign(d, { mode, owner: decision.owner, mtimeMs: decision.mtimeMs });
+      return;
+    }
+    // Owner-only while entries go in; the archive's mode is applied last, deepest first.
+    fs.mkdirSync(this.at(rel), { mode: 0o700 });
+    this.dirIndex.set(rel, this.dirs.length);
+    this.dirs.push({ path: rel, mode, owner: decision?.owner, mtimeMs: decision?.mtimeMs });
+  }
+
+  /** Writes one allowed entry; `data` yields a file's content. */
+  async write(d: Extract<EntryDecision, { action: 'write' }>, data: AsyncIterable<Buffer>): Promise<void> {
+    for (const p of d.parents) this.mkdir(p, 0o755);
+    const to = this.at(d.path);
+    if (d.kind === 'dir') {
+      this.mkdir(d.path, d.mode, d);
+      return;
+    }
+    if (d.kind === 'symlink') {
+      fs.symlinkSync(d.target ?? '', to);
+      if (d.owner) fs.lchownSync(to, d.owner.uid, d.owner.gid);
+      if (d.mtimeMs !== undefined) fs.lutimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      this.manifest.push({ path: d.path, type: 'symlink', target: d.target ?? '' });
+      this.symlinks += 1;
+      return;
+    }
+    if (d.kind === 'hardlink') {
+      const target = this.manifest[this.fileIndex.get(d.linkTo ?? '') ?? -1];
+      if (!target || target.type !== 'file') throw new DeployError('INTERNAL', `hard link ${d.path} to a file not staged`);
+      fs.linkSync(this.at(d.linkTo ?? ''), to);
+      const first = d.linkTo ?? '';
+      const group = this.linkGroups.get(first) ?? [first];
+      group.push(d.path);
+      this.linkGroups.set(first, group);
+      this.linkGroups.set(d.path, group);
+      const st = fs.statSync(to);
+      for (const p of group) this.stamps.set(p, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
+      this.fileIndex.set(d.path, this.manifest.length);
+      this.manifest.push({ ...target, path: d.path });
+      this.files += 1;
+      return;
+    }
+    // O_EXCL and O_NOFOLLOW: even a checker bug could not make this write through a link or over a file.
+    const fd = fs.openSync(to, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    const hash: Hash = createHash('sha256');
+    let size = 0;
+    try {
+      // Synchronous writes of each chunk: the page cache takes them at once, and the loop turns between chunks.
+      for await (const chunk of data) {
+        hash.update(chunk);
+        let off = 0;
+        while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
+        size += chunk.length;
+      }
+      if (d.owner) fs.fchownSync(fd, d.owner.uid, d.owner.gid);
+      // After a chown, which clears setuid/setgid.
+      fs.fchmodSync(fd, d.mode);
+      if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      const st = fs.fstatSync(fd);
+      this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.fileIndex.set(d.path, this.manifest.length);
+    this.manifest.push({ path: d.path, type: 'file', mode: d.mode, size, sha256: hash.digest('hex') });
+    this.files += 1;
+    this.bytes += size;
+  }
+
+  /** Directory modes, owners and times last and deepest first, so writing inside cannot change them again. */
+  finish(): void {
+    const order = [...this.dirs].sort((a, b) => b.path.split('/').length - a.path.split('/').length);
+    for (const d of order) {
+      const to = this.at(d.path);
+      if (d.owner) fs.lchownSync(to, d.owner.uid, d.owner.gid);
+      fs.chmodSync(to, d.mode);
+      if (d.mtimeMs !== undefined) fs.utimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      this.manifest.push({ path: d.path, type: 'dir', mode: d.mode });
+    }
+    fs.chmodSync(this.dir, 0o755);
+  }
+}
+
+function tarType(type: tar.Header['type'] | undefined): HeaderType {
+  switch (type) {
+    case 'file':
+    case 'contiguous-file':
+    case undefined:
+      return 'file';
+    case 'directory':
+      return 'dir';
+    case 'symlink':
+      return 'symlink';
+    case 'link':
+      return 'hardlink';
+    case 'character-device':
+      return 'character device';
+    case 'block-device':
+      return 'block device';
+    case 'fifo':
+      return 'FIFO';
+    default:
+      return 'unknown';
+  }
+}
+
+async function* empty(): AsyncGenerator<Buffer> {}
+
+/** Counts, hashes and hands on the artifact's raw bytes. */
+async function* tap(chunks: AsyncIterable<Buffer>, hash: Hash, counter: { raw: number }, onRaw?: (chunk: Buffer) => Promise<void> | void): AsyncGenerator<Buffer> {
+  for await (const chunk of chunks) {
+    hash.update(chunk);
+    counter.raw += chunk.length;
+    if (onRaw) await onRaw(chunk);
+    yield chunk;
+  }
+}
+
+/**
+ * Extracts `artifact` into `dest` (an empty directory the caller made and removes on failure).
+ * Throws HOSTILE_ARCHIVE at the first entry the checker refuses; returns early on abort.
+ */
+export async function extractArtifact(artifact: Artifact, dest: string, options: ExtractOptions): Promise<ExtractResult> {
+  const checker = new EntryChecker(options.limits);
+  const stage = new Stage(dest);
+  const hash = createHash('sha256');
+  const counter = { raw: 0 };
+  const raw = tap(artifact.chunks, hash, counter, async (chunk) => {
+    await options.onRaw?.(chunk);
+    options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
+  });
+  const apply = async (header: ArchiveHeader, data: AsyncIterable<Buffer>): Promise<boolean> => {
+    if (options.signal?.aborted) return false;
+    const decision = checker.decide(header);
+    if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source);
+    if (decision.action === 'skip') {
+      for await (const _ of data) void _;
+      return true;
+    }
+    await stage.write(decision, data);
+    return true;
+  };
+
+  if (artifact.format === 'zip') {
+    let file = artifact.file;
+    let spooled = false;
+    try {
+      if (file === undefined) {
+        // A zip's directory is at its end: a URL is spooled to one file (not extracted) first.
+        file = options.spool;
+        spooled = true;
+        await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+        await extractZip(file, artifact.source, apply);
+      } else {
+        // Hash (and signature) read the file once in order while the zip is read from its end.
+        await Promise.all([(async () => {
+          for await (const _ of raw) void _;
+        })(), extractZip(file, artifact.source, apply)]);
+      }
+    } finally {
+      if (spooled && file) fs.rmSync(file, { force: true });
+    }
+  } else {
+    const extract = tar.extract();
+    const source = Readable.from(raw, { objectMode: false });
+    const decoded = artifact.format === 'tar.gz' ? source.pipe(zlib.createGunzip()) : source;
+    source.on('error', (error) => decoded.destroy(error));
+    // Observed below; a refusal or a write error destroys the streams, and that rejection is expected.
+    const fed = feedTar(decoded, extract).then(() => undefined, (error: unknown) => error);
+    const stop = async (): Promise<void> => {
+      decoded.destroy();
+      source.destroy();
+      extract.destroy();
+      await fed;
+    };
+    try {
+      for await (const entry of extract) {
+        const h = entry.header;
+        const ok = await apply(
+          {
+            name: h.name,
+            type: tarType(h.type),
+            linkname: h.linkname ?? undefined,
+            mode: h.mode ?? 0o644,
+            size: h.size ?? 0,
+            uid: h.uid,
+            gid: h.gid,
+            mtimeMs: h.mtime?.getTime(),
+          },
+          entry as AsyncIterable<Buffer>,
+        );
+        if (!ok) break;
+      }
+    } catch (error) {
+      await stop();
+      throw archiveError(error, artifact.source);
+    }
+    if (options.signal?.aborted) {
+      await stop();
+    } else {
+      const error = await fed;
+      if (error !== undefined) throw archiveError(error, artifact.source);
+    }
+  }
+  if (options.signal?.aborted) return result();
+  stage.finish();
+  options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
+  return result();
+
+  function result(): ExtractResult {
+    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest, stamps: stage.stamps };
+  }
+}
+
+/** Writes the decoded tar stream into tar-stream's parser (a streamx stream), waiting when it is full. */
+async function feedTar(decoded: Readable, extract: tar.Extract): Promise<void> {
+  try {
+    for await (const chunk of decoded) {
+      if (extract.destroyed) return;
+      if (!extract.write(chunk as Buffer)) {
+        await new Promise<void>((resolve) => {
+          extract.once('drain', resolve);
+          extract.once('close', resolve);
+        });
+      }
+    }
+    extract.end(undefined);
+  } catch (error) {
+    extract.destroy(error instanceof Error ? error : new Error(String(error)));
+    throw error;
+  }
+}
+
+/** A corrupt or truncated archive is invalid input; our own errors and I/O errors pass through. */
+function archiveError(error: unknown, source: string): Error {
+  if (error instanceof DeployError || (error instanceof Error && errnoOf(error) !== undefined)) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new DeployError('INVALID_ARCHIVE', `${source} is not a readable archive: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
+}
+
+const S_IFMT = 0o170000;
+const ZIP_TYPES: Record<number, HeaderType> = { 0o040000: 'dir', 0o100000: 'file', 0o120000: 'symlink', 0o020000: 'character device', 0o060000: 'block device', 0o010000: 'FIFO', 0o140000: 'socket' };
+
+function zipHeader(entry: yauzl.Entry): ArchiveHeader {
+  // Unix mode in the high half of the external attributes when the zip was made on Unix (3).
+  const unix = entry.versionMadeBy >> 8 === 3 ? entry.externalFileAttributes >>> 16 : 0;
+  const isDir = entry.fileName.endsWith('/');
+  const type: HeaderType = unix & S_IFMT ? (ZIP_TYPES[unix & S_IFMT] ?? 'unknown') : isDir ? 'dir' : 'file';
+  const mode = unix & 0o7777 ? unix & 0o7777 : type === 'dir' ? 0o755 : 0o644;
+  return { name: entry.fileName, type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
+}
+
+function openZip(file: string): Promise<yauzl.ZipFile> {
+  return new Promise((resolve, reject) => {
+    yauzl.open(file, { lazyEntries: true, autoClose: true, strictFileNames: true, validateEntrySizes: true }, (error, zip) => (error ? reject(error) : resolve(zip)));
+  });
+}
+
+function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> {
+  return new Promise((resolve, reject) => zip.openReadStream(entry, (error, stream) => (error ? reject(error) : resolve(stream))));
+}
+
+/** Reads a symlink's target (the entry's content), refusing an oversized one before reading it. */
+async function collect(stream: AsyncIterable<Buffer>): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const chunk of stream) parts.push(chunk);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+async function extractZip(file: string, source: string, apply: (header: ArchiveHeader, data: AsyncIterable<Buffer>) => Promise<boolean>): Promise<void> {
+  let zip: yauzl.ZipFile;
+  try {
+    zip = await openZip(file);
+  } catch (error) {
+    throw zipError(error, source);
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      zip.on('error', (error: unknown) => reject(zipError(error, source)));
+      zip.on('end', () => resolve());
+      zip.on('entry', (entry: yauzl.Entry) => {
+        void (async () => {
+          const header = zipHeader(entry);
+          const needsData = header.type === 'file' || (header.type === 'symlink' && entry.uncompressedSize <= 4096);
+          const stream = needsData ? await entryStream(zip, entry) : undefined;
+          if (header.type === 'symlink') header.linkname = stream ? await collect(stream) : '';
+          const ok = await apply(header, header.type === 'file' && stream ? stream : empty());
+          if (ok) zip.readEntry();
+          else resolve();
+        })().catch((error: unknown) => reject(zipError(error, source)));
+      });
+      zip.readEntry();
+    });
+  } finally {
+    if (zip.isOpen) zip.close();
+  }
+}
+
+function zipError(error: unknown, source: string): Error {
+  if (error instanceof DeployError || (error instanceof Error && errnoOf(error) !== undefined)) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  // yauzl's own name checks ("invalid relative path", "absolute path") refuse what ours would.
+  if (/relative path|absolute path|invalid characters/i.test(reason)) return hostile(`entry ${reason}`, source);
+  return new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
+}

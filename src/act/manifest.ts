@@ -1,0 +1,192 @@
+/**
+ * Release manifests on disk: `<root>/.atomic-deploy/manifests/<id>.json` (what the release holds,
+ * its digest in the release record) and `<id>.stat.json` (the stat cache that lets a later deploy
+ * trust it without reading every file again). Also the hashing of files and trees, for `verify`,
+ * for releases made before manifests, and for the files a hardlink deploy compares.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { errnoOf } from '../errors.ts';
+import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
+import { parseStatCache, serializeStatCache, type FileStamp } from '../plan/stat-cache.ts';
+import { fsyncDir, writeFileAtomic } from './durable.ts';
+import type { Layout } from './layout.ts';
+
+export function manifestDir(layout: Layout): string {
+  return path.join(layout.state, 'manifests');
+}
+
+export function manifestFile(layout: Layout, id: string): string {
+  return path.join(manifestDir(layout), `${id}.json`);
+}
+
+export function statCacheFile(layout: Layout, id: string): string {
+  return path.join(manifestDir(layout), `${id}.stat.json`);
+}
+
+/** writeFileAtomic's temp names (`.<name>.<pid>.<random>`). */
+const TEMP_NAME = /^\..+\.json\.\d+\.[0-9a-z]+$/;
+
+/**
+ * Removes half-written temp files of manifests, stat caches and records that a killed writer
+ * left (and the journal's). Only under the lock: every writer of these holds it, so no live writer owns one.
+ */
+export async function sweepStateTemps(layout: Layout): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dir of [manifestDir(layout), layout.log, layout.state]) {
+    for (const name of await fs.promises.readdir(dir).catch(() => [] as string[])) {
+      if (!TEMP_NAME.test(name)) continue;
+      await fs.promises.rm(path.join(dir, name), { force: true });
+      removed.push(`${path.basename(dir)}/${name}`);
+    }
+  }
+  return removed;
+}
+
+/**
+ * Writes a release's manifest whole or not at all, durable when asked (before the switch, so a
+ * live release never lacks the manifest its record names). Returns its digest for the record.
+ */
+export async function writeManifest(layout: Layout, id: string, entries: readonly ManifestEntry[], durable: boolean): Promise<string> {
+  const text = serializeManifest(entries);
+  await fs.promises.mkdir(manifestDir(layout), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(manifestFile(layout, id), text, durable);
+  return manifestDigest(text);
+}
+
+/** Writes the stat cache; never made durable on its own: a lost or stale cache only costs a re-hash. */
+export async function writeStatCache(layout: Layout, id: string, stamps: ReadonlyMap<string, FileStamp>): Promise<void> {
+  await fs.promises.mkdir(manifestDir(layout), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(statCacheFile(layout, id), serializeStatCache(stamps), false);
+}
+
+/** Removes a release's manifest and stat cache (its release is gone or was never placed). */
+export async function removeManifest(layout: Layout, id: string, durable: boolean): Promise<void> {
+  // Ids may come from a journal on disk: one that is not a safe name never reaches a path.
+  if (releaseIdProblem(id) !== undefined) return;
+  await fs.promises.rm(manifestFile(layout, id), { force: true });
+  await fs.promises.rm(statCacheFile(layout, id), { force: true });
+  if (durable) await fsyncDir(manifestDir(layout)).catch(() => undefined);
+}
+
+/** What a release's manifest can be trusted for. */
+export type ManifestLoad =
+  | { kind: 'ok'; manifest: Manifest; digest: string }
+  /** The record names no digest: a release made before manifests (or by another tool). */
+  | { kind: 'none' }
+  | { kind: 'untrusted'; problem: string };
+
+/**
+ * Reads a regular file without ever blocking: O_NONBLOCK so a FIFO put in its place opens at
+ * once, O_NOFOLLOW so a symlink is refused, and a type check on the open descriptor.
+ */
+export function readRegularFile(file: string): { text: string; stat: fs.Stats } {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+    return { text: fs.readFileSync(fd, 'utf8'), stat };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A release's manifest, trusted only if it parses and its digest is the one its record names. */
+export function readManifest(layout: Layout, id: string, expectedDigest: string | undefined): ManifestLoad {
+  if (expectedDigest === undefined) return { kind: 'none' };
+  let text: string;
+  try {
+    text = readRegularFile(manifestFile(layout, id)).text;
+  } catch (error) {
+    const code = errnoOf(error);
+    if (code === 'ENOENT') return { kind: 'untrusted', problem: 'it is missing' };
+    if (code === 'EFTYPE' || code === 'ELOOP') return { kind: 'untrusted', problem: 'it is not a regular file' };
+    return { kind: 'untrusted', problem: `it cannot be read (${code ?? String(error)})` };
+  }
+  const parsed = parseManifest(text, expectedDigest);
+  return parsed.ok ? { kind: 'ok', manifest: parsed.manifest, digest: expectedDigest } : { kind: 'untrusted', problem: parsed.problem };
+}
+
+/** A release's stat cache and when it was written (its mtime), or undefined if absent or damaged. */
+export function readStatCache(layout: Layout, id: string): { stamps: Map<string, FileStamp>; sealedAtMs: number } | undefined {
+  try {
+    const { text, stat } = readRegularFile(statCacheFile(layout, id));
+    const stamps = parseStatCache(text);
+    return stamps ? { stamps, sealedAtMs: stat.mtimeMs } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const CHUNK = 1024 * 1024;
+let chunk: Buffer | undefined;
+
+/**
+ * SHA-256 and size of a regular file's bytes, read once; refuses (EFTYPE) anything else put at
+ * that path. `lstatted`: the caller has just seen a regular file there, so the fstat (a Stats
+ * object and four Dates each on Node 20) is skipped; O_NONBLOCK still keeps a FIFO swapped in
+ * from blocking, and its empty read only makes the hash differ.
+ */
+export function hashFileSync(file: string, lstatted = false): { sha256: string; size: number } {
+  chunk ??= Buffer.allocUnsafe(CHUNK);
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  try {
+    if (!lstatted && !fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+    const hash = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      const n = fs.readSync(fd, chunk, 0, CHUNK, null);
+      hash.update(chunk.subarray(0, n));
+      size += n;
+      // A regular file reads short only at its end: no extra read(2) to see the 0 (most files fit one chunk).
+      if (n < CHUNK) break;
+    }
+    return { sha256: hash.digest('hex'), size };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export interface TreeHash {
+  entries: ManifestEntry[];
+  /** Paths of FIFOs, sockets and devices: no manifest entry can describe them. */
+  special: { path: string; kind: string }[];
+}
+
+/** Yields to the event loop, so a signal is seen during a long synchronous walk. */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * A release as it is now, as manifest entries: every directory, file (hashed) and symlink under
+ * `dir`, `/`-separated paths. Files are read synchronously one by one: from the page cache that
+ * beats a thread-pool trip per file, and the loop gets a turn every 256 files.
+ */
+export async function hashTree(dir: string, signal?: AbortSignal): Promise<TreeHash> {
+  const out: TreeHash = { entries: [], special: [] };
+  let count = 0;
+  const walk = async (rel: string): Promise<void> => {
+    const names = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`).sort();
+    for (const name of names) {
+      if (signal?.aborted) return;
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const full = `${dir}/${childRel}`;
+      const st = fs.lstatSync(full);
+      if (st.isDirectory()) {
+        out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
+        await walk(childRel);
+      } else if (st.isSymbolicLink()) {
+        out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
+      } else if (st.isFile()) {
+        const { sha256, size } = hashFileSync(full, true);
+        out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
+        if (++count % 256 === 0) await turn();
+      } else {
+        out.special.push({ path: childRel, kind: st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device' });
+      }
+    }
+  };
+  await walk('');
+  return out;
+}

@@ -1,0 +1,36 @@
+/** Reading the small state files others may have replaced: a FIFO or device must never block us. */
+import fs from 'node:fs';
+
+/** Thrown (as `code`) when a path holds something other than a regular file. */
+export const NOT_REGULAR = 'ENOTREGULAR';
+
+function notRegular(file: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${file} is not a regular file`), { code: NOT_REGULAR, path: file });
+}
+
+/*
+ * O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, and a synchronous
+ * open blocks the main thread so that no signal handler runs. The type is checked on the open
+ * descriptor, so a swap between a check and the open cannot slip a FIFO in.
+ */
+const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK;
+
+export function readRegularFileSync(file: string): string {
+  const fd = fs.openSync(file, FLAGS);
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw notRegular(file);
+    return fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export async function readRegularFile(file: string): Promise<string> {
+  const handle = await fs.promises.open(file, FLAGS);
+  try {
+    if (!(await handle.stat()).isFile()) throw notRegular(file);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,110 @@
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parsePidFile, parseProcStat, phpFpmReloadState } from '../plan/serving.ts';
+import { runShell, type ShellOutcome } from './hooks.ts';
+
+/** How often the php-fpm reload is checked on. */
+const POLL_MS = 50;
+
+/**
+ * `systemctl reload-or-restart -- <unit>` as a hook-like process: own process group, timeout,
+ * output line by line. The unit reaches the shell only through the environment.
+ */
+export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; signal?: AbortSignal; onLine: (stream: 'stdout' | 'stderr', line: string) => void }): Promise<ShellOutcome> {
+  return runShell({
+    command: 'exec systemctl reload-or-restart -- "$ATOMIC_DEPLOY_UNIT"',
+    cwd: run.cwd,
+    env: { ATOMIC_DEPLOY_UNIT: unit },
+    timeoutMs: run.timeoutMs,
+    signal: run.signal,
+    onLine: run.onLine,
+  });
+}
+
+export interface PhpFpmReload {
+  ok: boolean;
+  /** Why it failed, in words that follow "php-fpm reload (<pid file>) ". */
+  problem?: string;
+  master?: number;
+  workersBefore: number;
+  durationMs: number;
+}
+
+function workerIds(master: number): string[] | undefined {
+  let names: string[];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  const out: string[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: ReturnType<typeof parseProcStat>;
+    try {
+      stat = parseProcStat(fs.readFileSync(`/proc/${name}/stat`, 'utf8'));
+    } catch {
+      continue;
+    }
+    if (stat?.ppid === master && stat.state !== 'Z') out.push(`${name}:${stat.startTime}`);
+  }
+  return out;
+}
+
+function masterAlive(master: number, startTime: string): boolean {
+  try {
+    const stat = parseProcStat(fs.readFileSync(`/proc/${master}/stat`, 'utf8'));
+    return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Graceful reload of the php-fpm master named by `pidFile`: SIGUSR2, then wait until every
+ * worker that ran before has exited and new ones are up. php-fpm sends its workers SIGQUIT
+ * first, which lets a request in flight finish (within the pool's `process_control_timeout`).
+ */
+export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; signal?: AbortSignal; onLine: (line: string) => void }): Promise<PhpFpmReload> {
+  const started = performance.now();
+  const done = (r: Omit<PhpFpmReload, 'durationMs'>): PhpFpmReload => ({ ...r, durationMs: Math.round(performance.now() - started) });
+  let text: string;
+  try {
+    text = fs.readFileSync(pidFile, 'utf8');
+  } catch (error) {
+    return done({ ok: false, problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, workersBefore: 0 });
+  }
+  const master = parsePidFile(text);
+  if (master === undefined) return done({ ok: false, problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})`, workersBefore: 0 });
+  let comm: string;
+  let startTime: string;
+  try {
+    comm = fs.readFileSync(`/proc/${master}/comm`, 'utf8').trim();
+    const stat = parseProcStat(fs.readFileSync(`/proc/${master}/stat`, 'utf8'));
+    if (!stat) throw new Error('unreadable stat');
+    startTime = stat.startTime;
+  } catch {
+    return done({ ok: false, problem: `no process ${master} is running (stale pid file?)`, master, workersBefore: 0 });
+  }
+  // A stale pid file may name a recycled pid: never signal a process that is not php-fpm.
+  if (!comm.startsWith('php-fpm')) return done({ ok: false, problem: `process ${master} is ${comm}, not php-fpm (stale pid file?)`, master, workersBefore: 0 });
+  const before = workerIds(master) ?? [];
+  try {
+    process.kill(master, 'SIGUSR2');
+  } catch (error) {
+    return done({ ok: false, problem: `cannot signal php-fpm master ${master}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, master, workersBefore: before.length });
+  }
+  run.onLine(`sent SIGUSR2 to php-fpm master ${master}; ${before.length} worker${before.length === 1 ? '' : 's'} finish their requests`);
+  const deadline = Date.now() + run.timeoutMs;
+  for (;;) {
+    const state = phpFpmReloadState(before, { masterAlive: masterAlive(master, startTime), workers: workerIds(master) ?? [] });
+    if (state === 'done') {
+      run.onLine(`php-fpm master ${master} reloaded`);
+      return done({ ok: true, master, workersBefore: before.length });
+    }
+    if (state === 'master-gone') return done({ ok: false, problem: `php-fpm master ${master} exited during the reload (see its error log)`, master, workersBefore: before.length });
+    if (run.signal?.aborted) return done({ ok: false, problem: 'was interrupted', master, workersBefore: before.length });
+    if (Date.now() >= deadline) return done({ ok: false, problem: `timed out after ${run.timeoutMs / 1000} s with old workers still running`, master, workersBefore: before.length });
+    await sleep(POLL_MS);
+  }
+}

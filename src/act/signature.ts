@@ -1,0 +1,99 @@
+/**
+ * OpenSSH signatures of an artifact (`ssh-keygen -Y sign -n atomic-deploy`), checked with the
+ * system ssh-keygen: the signer is looked up first (an unknown key fails before anything is
+ * written), then the artifact's bytes are fed to `ssh-keygen -Y verify` as they stream in.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DeployError, errnoOf } from '../errors.ts';
+import { isUrlSource } from '../plan/archive.ts';
+import { openDownload, type DownloadOptions } from './download.ts';
+
+export const SIGNATURE_NAMESPACE = 'atomic-deploy';
+
+export interface SignatureCheck {
+  principal: string;
+  /** Feeds the artifact's bytes in order; resolves when ssh-keygen took them. */
+  write(chunk: Buffer): Promise<void>;
+  /** After the last byte: throws SIGNATURE_INVALID unless ssh-keygen verified it. */
+  finish(): Promise<void>;
+  /** Stops the check and removes its temp files (always call). */
+  dispose(): void;
+}
+
+function invalid(message: string, hint?: string): DeployError {
+  return new DeployError('SIGNATURE_INVALID', message, { hint: hint ?? 'sign the artifact with: ssh-keygen -Y sign -f <key> -n atomic-deploy <artifact>' });
+}
+
+async function readSignature(source: string, download: DownloadOptions): Promise<Buffer> {
+  if (isUrlSource(source)) {
+    const dl = await openDownload(source, download);
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of dl.chunks) {
+      size += chunk.length;
+      if (size > 64 * 1024) throw invalid(`${source} is too large to be an SSH signature`);
+      parts.push(chunk);
+    }
+    return Buffer.concat(parts);
+  }
+  try {
+    return fs.readFileSync(source);
+  } catch (error) {
+    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+  }
+}
+
+/** Reads the signature and finds its signer in `allowedSigners`; writes only in a private temp dir. */
+export async function startSignatureCheck(signature: string, allowedSigners: string, download: DownloadOptions): Promise<SignatureCheck> {
+  try {
+    if (!fs.statSync(allowedSigners).isFile()) throw new Error('not a file');
+  } catch (error) {
+    throw new DeployError('USAGE', `--allowed-signers ${allowedSigners} is not a readable file`, { cause: error, hint: 'give an OpenSSH allowed_signers file: "<principal> namespaces=\\"atomic-deploy\\" <public key>"' });
+  }
+  const sig = await readSignature(signature, download);
+  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(`${signature} is not an SSH signature`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-sig-'));
+  const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    const sigFile = path.join(dir, 'artifact.sig');
+    fs.writeFileSync(sigFile, sig, { mode: 0o600 });
+    const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sigFile, '-f', allowedSigners, '-n', SIGNATURE_NAMESPACE], { encoding: 'utf8', timeout: 30_000 });
+    if (found.error) throw new DeployError('UNSUPPORTED_PLATFORM', `cannot run ssh-keygen: ${errnoOf(found.error) ?? String(found.error)}`, { hint: 'install OpenSSH (openssh-client) 8.2 or later' });
+    const principal = found.status === 0 ? found.stdout.split('\n')[0]?.trim() : undefined;
+    if (!principal) throw invalid(`${signature} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
+    const child = spawn('ssh-keygen', ['-Y', 'verify', '-f', allowedSigners, '-I', principal, '-n', SIGNATURE_NAMESPACE, '-s', sigFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+    // ssh-keygen may exit early on a broken signature: its stdin then errors, and finish() reports the exit.
+    child.stdin.on('error', () => undefined);
+    const exited = new Promise<number | null>((resolve) => {
+      child.on('error', () => resolve(null));
+      child.on('close', (code) => resolve(code));
+    });
+    return {
+      principal,
+      write: (chunk) =>
+        new Promise<void>((resolve) => {
+          if (child.stdin.destroyed || child.exitCode !== null) return resolve();
+          if (child.stdin.write(chunk)) resolve();
+          else child.stdin.once('drain', resolve).once('close', resolve);
+        }),
+      finish: async () => {
+        child.stdin.end();
+        const code = await exited;
+        if (code !== 0) throw invalid(`the signature ${signature} does not match the artifact (signer ${principal}): ${output.trim().split('\n')[0] ?? ''}`, 'the artifact or its signature was changed after signing: deploy the signed artifact');
+      },
+      dispose: () => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+        dispose();
+      },
+    };
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+}

@@ -1,0 +1,59 @@
+/** The flags for what happens after every switch: reloads, and what processes left on the old release mean. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { ServingOptions } from '../ops/serving.ts';
+import type { Config } from '../plan/config.ts';
+import type { StaleMode } from '../plan/serving.ts';
+
+export interface ServingFlags {
+  reloadUnit?: string[];
+  reloadPhpFpm?: string[];
+  reloadTimeout?: number;
+  stale?: StaleMode;
+  staleWait?: number;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function seconds(min: 'positive' | 'non-negative'): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    const ok = Number.isFinite(n) && value.trim() !== '' && (min === 'positive' ? n > 0 : n >= 0);
+    if (!ok) throw new InvalidArgumentError(min === 'positive' ? 'expected a number of seconds (> 0)' : 'expected a number of seconds (>= 0)');
+    return n;
+  };
+}
+
+export function addServingFlags(cmd: Command): Command {
+  return cmd
+    .option('--reload-unit <unit>', 'after the switch (and after any rollback): systemctl reload-or-restart <unit> (repeatable)', collect)
+    .option('--reload-php-fpm <pid-file>', 'after the switch (and after any rollback): graceful php-fpm reload of the master in <pid-file> (repeatable)', collect)
+    .addOption(new Option('--reload-timeout <seconds>', 'fail a reload that takes longer (default 60)').argParser(seconds('positive')))
+    .addOption(new Option('--stale <mode>', 'processes still running from the release left: warn (default), fail (exit 6 if they stay), off (no check)').choices(['warn', 'fail', 'off']))
+    .addOption(new Option('--stale-wait <seconds>', 'how long they get to go after the hooks and reloads (default: 10 with fail, 0 with warn)').argParser(seconds('non-negative')));
+}
+
+const ms = (s: number | undefined): number | undefined => (s === undefined ? undefined : Math.round(s * 1000));
+
+/** The config file's reload and stale settings, each replaced by its flag when the flag was given. */
+export function servingOptionsFrom(config: Config, flags: ServingFlags, given: (flag: keyof ServingFlags) => boolean): ServingOptions {
+  const pick = <K extends keyof ServingFlags, T>(flag: K, fromConfig: T | undefined): ServingFlags[K] | T | undefined => (given(flag) ? flags[flag] : fromConfig);
+  const units = pick('reloadUnit', config.reload?.units);
+  const phpFpm = pick('reloadPhpFpm', config.reload?.phpFpm);
+  const timeoutMs = ms(pick('reloadTimeout', config.reload?.timeout));
+  const options: ServingOptions = {};
+  if (units !== undefined || phpFpm !== undefined || timeoutMs !== undefined) {
+    options.reload = { units: units ? [...units] : undefined, phpFpm: phpFpm ? [...phpFpm] : undefined, timeoutMs };
+  }
+  const stale = pick('stale', config.stale);
+  if (stale !== undefined) options.stale = stale;
+  const wait = ms(pick('staleWait', config.staleWait));
+  if (wait !== undefined) options.staleWaitMs = wait;
+  return options;
+}
+
+/** Whether any reload or stale setting is in effect (the fleet does not take them yet). */
+export function hasServingOptions(options: ServingOptions): boolean {
+  return options.reload !== undefined || options.stale !== undefined || options.staleWaitMs !== undefined;
+}

@@ -1,0 +1,54 @@
+/** Output streams whose reader may vanish: a closed pipe or a hung-up terminal must not change what a command does. */
+import fs from 'node:fs';
+import { Writable as NodeWritable } from 'node:stream';
+import tty from 'node:tty';
+import type { Streams } from './output.ts';
+
+type Writable = Streams['stdout'];
+
+/**
+ * Wraps a stream so that a failed write is dropped: after the first error (EPIPE, EIO) every
+ * later write is discarded, and neither a thrown error nor an 'error' event can reach the operation.
+ */
+export function dropFailedWrites(stream: Writable): Writable & { readonly lost: () => boolean } {
+  let dead = false;
+  // Without a listener, Node turns the asynchronous EPIPE into an uncaught exception mid-deploy.
+  stream.on('error', () => {
+    dead = true;
+  });
+  const guarded = new NodeWritable({
+    decodeStrings: false,
+    // Forwarded at once and acknowledged at once, so lines keep their order and nothing queues here.
+    write(chunk: string | Uint8Array, _encoding, done) {
+      if (!dead) {
+        try {
+          stream.write(chunk);
+        } catch {
+          dead = true;
+        }
+      }
+      done();
+    },
+  });
+  return Object.assign(guarded, { isTTY: stream.isTTY, columns: stream.columns, lost: () => dead });
+}
+
+/** The standard descriptors that were terminals when the process started. */
+export function terminalDescriptors(): number[] {
+  return [0, 1, 2].filter((fd) => tty.isatty(fd));
+}
+
+/**
+ * Closes the given terminal descriptors before exit. Node's exit path restores terminal modes
+ * on them and aborts (SIGSEGV) when the terminal has hung up; a closed descriptor is skipped.
+ * Terminal writes are synchronous, so nothing written is lost by closing.
+ */
+export function closeTerminals(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Already closed.
+    }
+  }
+}

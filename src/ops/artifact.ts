@@ -1,0 +1,150 @@
+/** Deploying an artifact: open it and its signature before the lock, fill the stage under it, check the digests last. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { extractArtifact, isArtifactSource, openArtifact, type Artifact, type ExtractResult } from '../act/archive.ts';
+import type { DownloadOptions } from '../act/download.ts';
+import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
+import { DeployError } from '../errors.ts';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
+import type { EventSink } from './events.ts';
+
+export interface ArtifactOptions {
+  /** Drop this many leading path components of every entry, as tar does. */
+  stripComponents?: number;
+  /** Expected SHA-256 of the artifact's bytes (hex); only a match may switch. */
+  sha256?: string;
+  /** An OpenSSH signature of the artifact (file or URL), checked against `allowedSigners`. */
+  signature?: string;
+  allowedSigners?: string;
+  /** Limits against decompression bombs (defaults: 1,000,000 entries, 16 GiB). */
+  maxFiles?: number;
+  maxBytes?: number;
+  /** Keep setuid/setgid bits; only honoured when the deploy runs as root. */
+  keepSetid?: boolean;
+  /** Per-read timeout and retries of a URL download (defaults 30 s, 3). */
+  downloadTimeoutMs?: number;
+  downloadRetries?: number;
+}
+
+export interface OpenedArtifact {
+  artifact: Artifact;
+  limits: ExtractLimits;
+  sha256?: string;
+  signature?: SignatureCheck;
+  download: DownloadOptions;
+}
+
+const IS_ROOT = process.getuid?.() === 0;
+
+export { isArtifactSource };
+
+function wholeNumber(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) throw new DeployError('USAGE', `${name} must be a whole number >= ${min} (got ${value})`);
+  return value;
+}
+
+/** Checks the options, opens the artifact (a 4xx or a non-archive fails here) and finds the signer. */
+export async function openArtifactSource(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<OpenedArtifact> {
+  const limits: ExtractLimits = {
+    stripComponents: wholeNumber('--strip-components', options.stripComponents, 0, 0),
+    maxFiles: wholeNumber('--max-files', options.maxFiles, DEFAULT_MAX_FILES, 1),
+    maxBytes: wholeNumber('--max-bytes', options.maxBytes, DEFAULT_MAX_BYTES, 0),
+    keepSetid: options.keepSetid === true && IS_ROOT,
+    keepOwner: IS_ROOT,
+  };
+  if (options.keepSetid && !IS_ROOT) context.emit({ type: 'warning', message: 'setuid/setgid bits are stripped: keeping them needs a deploy run as root' });
+  let sha256: string | undefined;
+  if (options.sha256 !== undefined) {
+    sha256 = parseSha256(options.sha256);
+    if (!sha256) throw new DeployError('USAGE', `--sha256 must be 64 hex digits (got ${JSON.stringify(options.sha256)})`, { hint: 'sha256sum <artifact> prints it' });
+  }
+  if ((options.signature === undefined) !== (options.allowedSigners === undefined)) {
+    throw new DeployError('USAGE', '--signature and --allowed-signers go together', { hint: 'give both: the signature of the artifact and the file of keys allowed to sign' });
+  }
+  const download: DownloadOptions = {
+    timeoutMs: wholeNumber('the download timeout', options.downloadTimeoutMs, 30_000, 1),
+    retries: wholeNumber('--download-retries', options.downloadRetries, 3, 0),
+    signal: context.signal,
+    onRetry: (message) => context.emit({ type: 'warning', message }),
+  };
+  const signature = options.signature !== undefined && options.allowedSigners !== undefined ? await startSignatureCheck(options.signature, options.allowedSigners, download) : undefined;
+  try {
+    const artifact = await openArtifact(source, download);
+    return { artifact, limits, sha256, signature, download };
+  } catch (error) {
+    signature?.dispose();
+    throw error;
+  }
+}
+
+/**
+ * Extracts the artifact into `staging` and then checks the whole artifact's digest and signature:
+ * a stream is known whole only at its end, so a mismatch throws and the caller discards the stage.
+ */
+export async function fillStage(opened: OpenedArtifact, staging: string, context: { signal?: AbortSignal; emit: EventSink; onFiles?: (files: number, bytes: number) => void }): Promise<ExtractResult> {
+  const { artifact } = opened;
+  const total = artifact.totalBytes ?? 0;
+  try {
+    const result = await extractArtifact(artifact, staging, {
+      limits: opened.limits,
+      spool: `${staging}.zip`,
+      signal: context.signal,
+      onRaw: opened.signature ? (chunk) => opened.signature?.write(chunk) : undefined,
+      onProgress: (p) => {
+        context.onFiles?.(p.files, p.bytes);
+        context.emit({ type: 'progress', phase: 'extract', done: p.rawBytes, total, files: p.files });
+      },
+    });
+    if (context.signal?.aborted) return result;
+    if (opened.sha256 !== undefined && result.sha256 !== opened.sha256) {
+      throw new DeployError('CHECKSUM_MISMATCH', `${path.basename(artifact.source)}: sha256 is ${result.sha256}, expected ${opened.sha256}; nothing was deployed`, {
+        hint: 'the artifact changed or is not the one built: check --sha256 against sha256sum of the build output',
+        details: { expected: opened.sha256, actual: result.sha256 },
+      });
+    }
+    await opened.signature?.finish();
+    return result;
+  } finally {
+    opened.signature?.dispose();
+  }
+}
+
+/** Ends what openArtifactSource started (the download, ssh-keygen, temp files), whatever happened. */
+export async function closeArtifact(opened: OpenedArtifact | undefined): Promise<void> {
+  if (!opened) return;
+  opened.signature?.dispose();
+  await opened.artifact.chunks.return(undefined).catch(() => undefined);
+}
+
+export interface LocalStage {
+  /** A directory holding the extracted release, for a fleet deploy to send. */
+  dir: string;
+  result: ExtractResult;
+  remove(): void;
+}
+
+/**
+ * For a fleet: the artifact is read once, checked (entries, --sha256, signature) and extracted
+ * into a private local directory; the fleet deploy then sends that directory to every host.
+ */
+export async function stageArtifactLocally(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<LocalStage> {
+  const opened = await openArtifactSource(source, options, context);
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-stage-'));
+  const remove = (): void => fs.rmSync(parent, { recursive: true, force: true });
+  try {
+    const dir = path.join(parent, 'release');
+    fs.mkdirSync(dir, { mode: 0o700 });
+    context.emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(source)} into a local stage for the fleet` });
+    const result = await fillStage(opened, dir, context);
+    if (context.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while extracting the artifact; nothing was deployed', { signal: typeof context.signal.reason === 'string' ? (context.signal.reason as NodeJS.Signals) : 'SIGTERM' });
+    if (result.files + result.symlinks === 0) throw new DeployError('INVALID_SOURCE', `${redactUrl(source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
+    return { dir, result, remove };
+  } catch (error) {
+    remove();
+    throw error;
+  } finally {
+    await closeArtifact(opened);
+  }
+}

@@ -1,0 +1,123 @@
+/** After every switch: reload what serves the release, then look for processes still running from the one left. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeOutcome } from '../act/hooks.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
+import { reloadPhpFpm, reloadUnit } from '../act/reload.ts';
+import { scanStale } from '../act/stale.ts';
+import { DeployError } from '../errors.ts';
+import { describeStale, STALE_MODES, staleFails, staleStep, staleWaitMs, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
+import type { EventSink } from './events.ts';
+
+/** A reload that hangs must not hold the deploy lock for long. */
+export const DEFAULT_RELOAD_TIMEOUT_MS = 60_000;
+/** Between two scans while waiting for stale processes to go. */
+const STALE_POLL_MS = 200;
+
+export interface ServingOptions {
+  /** Run after every switch (deploy, rollback, automatic rollback), after the after-switch hooks. */
+  reload?: { units?: string[]; phpFpm?: string[]; timeoutMs?: number };
+  /** What processes still holding the release left behind mean (default warn). */
+  stale?: StaleMode;
+  /** How long they get to go; default 10 s with `fail`, no wait with `warn`. */
+  staleWaitMs?: number;
+}
+
+export interface ServingContext {
+  layout: Layout;
+  /** The release now live. */
+  id: string;
+  emit: EventSink;
+  signal?: AbortSignal;
+}
+
+/** Rejects unusable reload and stale options before anything is written. */
+export function checkServingOptions(options: ServingOptions): void {
+  for (const unit of options.reload?.units ?? []) {
+    const problem = unitNameProblem(unit);
+    if (problem) throw new DeployError('USAGE', `invalid unit ${JSON.stringify(unit)} for --reload-unit: ${problem}`, { hint: 'e.g. --reload-unit php8.2-fpm.service' });
+  }
+  for (const file of options.reload?.phpFpm ?? []) {
+    if (typeof file !== 'string' || file.trim() === '' || file.includes('\0')) throw new DeployError('USAGE', 'invalid php-fpm pid file: it is empty or holds a NUL byte', { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
+  }
+  const timeout = options.reload?.timeoutMs;
+  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');
+  if (options.stale !== undefined && !STALE_MODES.includes(options.stale)) {
+    throw new DeployError('USAGE', `invalid stale mode ${JSON.stringify(options.stale)}: expected one of ${STALE_MODES.join(', ')}`);
+  }
+  const wait = options.staleWaitMs;
+  if (wait !== undefined && !(Number.isFinite(wait) && wait >= 0)) throw new DeployError('USAGE', 'invalid stale wait: expected a number of seconds >= 0');
+}
+
+export function hasReloads(options: ServingOptions): boolean {
+  return (options.reload?.units?.length ?? 0) + (options.reload?.phpFpm?.length ?? 0) > 0;
+}
+
+/**
+ * Runs the reloads in order; returns how the first one failed (the caller treats it like a
+ * failed after-switch hook), or undefined. An interruption stops them and says so.
+ */
+export async function runReloads(ctx: ServingContext, options: ServingOptions): Promise<string | undefined> {
+  const timeoutMs = options.reload?.timeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS;
+  const cwd = releasePath(ctx.layout, ctx.id);
+  for (const unit of options.reload?.units ?? []) {
+    ctx.emit({ type: 'step', message: `reloading unit ${unit}: systemctl reload-or-restart ${unit}` });
+    const outcome = await reloadUnit(unit, { cwd, timeoutMs, signal: ctx.signal, onLine: (stream, line) => ctx.emit({ type: 'output', source: 'reload-unit', stream, line }) });
+    if (!outcome.ok) return `reload of unit ${unit} ${describeOutcome(outcome, timeoutMs)}`;
+  }
+  for (const pidFile of options.reload?.phpFpm ?? []) {
+    ctx.emit({ type: 'step', message: `reloading php-fpm gracefully (pid file ${pidFile})` });
+    const outcome = await reloadPhpFpm(pidFile, { timeoutMs, signal: ctx.signal, onLine: (line) => ctx.emit({ type: 'output', source: 'reload-php-fpm', stream: 'stdout', line }) });
+    if (!outcome.ok) return `php-fpm reload (${pidFile}) failed: ${outcome.problem ?? 'unknown reason'}`;
+  }
+  return undefined;
+}
+
+const RELOAD_HINT = 'reload or restart them so that they run from current (--reload-unit <unit>, --reload-php-fpm <pid file>); see docs/serving.md';
+
+/**
+ * Looks for processes still holding release `left`, waiting for them to go as the stale mode
+ * says; names those that stay in one warning. Undefined when there was nothing to check.
+ */
+export async function awaitFreshness(ctx: ServingContext, left: string | null, options: ServingOptions): Promise<StaleReport | undefined> {
+  const mode = options.stale ?? 'warn';
+  if (mode === 'off' || left === null || left === ctx.id) return undefined;
+  const dir = releasePath(ctx.layout, left);
+  const waitMs = staleWaitMs(mode, options.staleWaitMs);
+  const started = performance.now();
+  let announced = false;
+  for (;;) {
+    const report = scanStale(dir, left);
+    if (report.check === 'unavailable') {
+      ctx.emit({ type: 'step', message: `stale-process check not made: no /proc on this system` });
+      return report;
+    }
+    const step = staleStep({ mode, remaining: report.processes.length, elapsedMs: performance.now() - started, waitMs, pollMs: STALE_POLL_MS });
+    if (step === 'again' && !ctx.signal?.aborted) {
+      if (!announced) ctx.emit({ type: 'step', message: `waiting up to ${waitMs / 1000} s for ${report.processes.length} process(es) to leave release ${left}` });
+      announced = true;
+      await sleep(STALE_POLL_MS);
+      continue;
+    }
+    if (report.processes.length > 0) {
+      const n = report.processes.length;
+      ctx.emit({
+        type: 'warning',
+        message: `${n} process${n === 1 ? '' : 'es'} still run${n === 1 ? 's' : ''} from release ${left}, not the live ${ctx.id}: ${describeStale(report.processes, dir)}`,
+        hint: RELOAD_HINT,
+      });
+    }
+    return report;
+  }
+}
+
+/** The failure `--stale fail` ends with when processes remain; undefined when it does not fail. */
+export function staleFailure(options: ServingOptions, report: StaleReport | undefined): DeployError | undefined {
+  const mode = options.stale ?? 'warn';
+  if (!report || !staleFails(mode, report)) return undefined;
+  const n = report.processes.length;
+  const waited = staleWaitMs(mode, options.staleWaitMs) / 1000;
+  return new DeployError('STALE_PROCESSES', `${n} process${n === 1 ? '' : 'es'} still held release ${report.release} after waiting ${waited} s; the switch stands`, {
+    hint: RELOAD_HINT,
+    details: { stale: report },
+  });
+}

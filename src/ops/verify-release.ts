@@ -1,0 +1,102 @@
+/** `verify`: re-hash a release and compare it with the manifest written when it was made. */
+import fs from 'node:fs';
+import { releasePath } from '../act/layout.ts';
+import { hashTree, readManifest } from '../act/manifest.ts';
+import { readRecord } from '../act/state.ts';
+import { readCurrent } from '../act/switch.ts';
+import { DeployError, ioError } from '../errors.ts';
+import { comparePaths, diffManifests, type Difference } from '../plan/manifest.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
+import { openRoot } from './root.ts';
+
+export interface VerifyOptions {
+  /** The release to check (default: the live one). */
+  release?: string;
+  signal?: AbortSignal;
+}
+
+export interface VerifyResult {
+  root: string;
+  release: string;
+  /** The digest its record names, which the manifest matched. */
+  digest: string;
+  identical: boolean;
+  /** Every path that differs from the manifest, sorted by path. */
+  differences: Difference[];
+  /** What the manifest lists. */
+  files: number;
+  dirs: number;
+  symlinks: number;
+}
+
+function interrupted(signal: AbortSignal): DeployError {
+  const reason: unknown = signal.reason;
+  const sig = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+  return new DeployError('INTERRUPTED', `interrupted by ${sig}; verify changed nothing`, { signal: sig });
+}
+
+/**
+ * Re-hashes a release (default: the live one) and names every path that was modified, added,
+ * removed, changed mode or type, or retargeted since its manifest was written. Reads only.
+ * Throws NO_MANIFEST for a release made before manifests and MANIFEST_UNTRUSTED for a manifest
+ * that is missing, damaged or not the one its record names.
+ */
+export async function verify(root: string, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const layout = openRoot(root, { mayCreate: false });
+  let id = options.release;
+  if (id === undefined) {
+    const current = await readCurrent(layout);
+    if (current.kind !== 'release') {
+      throw new DeployError('UNKNOWN_RELEASE', `${layout.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
+    }
+    id = current.id;
+  }
+  const problem = releaseIdProblem(id);
+  if (problem) {
+    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
+  }
+  const dir = releasePath(layout, id);
+  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) {
+    throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
+  }
+  const record = readRecord(layout, id);
+  const load = readManifest(layout, id, record?.digest);
+  if (load.kind === 'none') {
+    throw new DeployError('NO_MANIFEST', `release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
+      hint: 'deploy the build again (atomic-deploy deploy <source> <root>): every new release gets a manifest',
+      details: { release: id },
+    });
+  }
+  if (load.kind === 'untrusted') {
+    throw new DeployError('MANIFEST_UNTRUSTED', `the manifest of release ${id} cannot be trusted: ${load.problem}`, {
+      hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
+      details: { release: id, problem: load.problem },
+    });
+  }
+  let tree;
+  try {
+    tree = await hashTree(dir, options.signal);
+  } catch (error) {
+    throw ioError(`hashing release ${id}`, error);
+  }
+  if (options.signal?.aborted) throw interrupted(options.signal);
+  const differences = diffManifests(load.manifest, { entries: tree.entries });
+  const listed = new Set(load.manifest.entries.map((e) => e.path));
+  // A FIFO, socket or device has no manifest entry: it replaced what was listed, or was added.
+  for (const s of tree.special) {
+    differences.push(listed.has(s.path) ? { path: s.path, kind: 'type', actual: s.kind } : { path: s.path, kind: 'added', actual: s.kind });
+  }
+  differences.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
+  const count = (type: string): number => load.manifest.entries.filter((e) => e.type === type).length;
+  return {
+    root: layout.root,
+    release: id,
+    digest: load.digest,
+    identical: differences.length === 0,
+    differences,
+    files: count('file'),
+    dirs: count('dir'),
+    symlinks: count('symlink'),
+  };
+}

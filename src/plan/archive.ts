@@ -1,0 +1,213 @@
+/**
+ * Archive sources: which format a byte prefix is, and whether each entry of a tar or zip may be
+ * written into a staged release, and as what. Pure: headers in, decisions out; the extraction
+ * (src/act/archive.ts) performs exactly what these decide and nothing else.
+ */
+
+export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';
+
+/** The format from the first bytes (at least 262 for tar), never from the name. */
+export function sniffFormat(head: Uint8Array): ArchiveFormat | undefined {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
+  // Local file header, or the end-of-central-directory record of an empty zip.
+  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))) return 'zip';
+  // POSIX ustar and GNU tar both put "ustar" at offset 257.
+  if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === 'ustar') return 'tar';
+  return undefined;
+}
+
+export type HeaderType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'character device' | 'block device' | 'FIFO' | 'socket' | 'unknown';
+
+/** One entry as the archive describes it, format-neutral. */
+export interface ArchiveHeader {
+  name: string;
+  type: HeaderType;
+  /** Symlink target, or the archive path a hard link names. */
+  linkname?: string;
+  mode: number;
+  size: number;
+  uid?: number;
+  gid?: number;
+  mtimeMs?: number;
+}
+
+export interface ExtractLimits {
+  /** Entries written, directories included (bombs of empty files exhaust inodes too). */
+  maxFiles: number;
+  /** Bytes of file content written. */
+  maxBytes: number;
+  stripComponents: number;
+  /** Keep setuid/setgid bits: only when the deploy runs as root and asked for it. */
+  keepSetid: boolean;
+  /** Apply the archive's uid/gid: only when the deploy runs as root. */
+  keepOwner: boolean;
+}
+
+export const DEFAULT_MAX_FILES = 1_000_000;
+export const DEFAULT_MAX_BYTES = 16 * 1024 ** 3;
+
+/** Linux NAME_MAX and PATH_MAX (bytes, PATH_MAX counting its NUL). */
+const NAME_MAX = 255;
+const PATH_MAX = 4095;
+
+export type EntryDecision =
+  | { action: 'skip'; reason: string }
+  | { action: 'refuse'; problem: string }
+  | {
+      action: 'write';
+      /** Relative, `/`-separated, no `.`/`..`/empty components, after --strip-components. */
+      path: string;
+      kind: 'dir' | 'file' | 'symlink' | 'hardlink';
+      mode: number;
+      size: number;
+      /** Parent directories no entry named before this one: made first, mode 755. */
+      parents: string[];
+      target?: string;
+      /** For a hard link: the staged file (relative path) it shares. */
+      linkTo?: string;
+      owner?: { uid: number; gid: number };
+      mtimeMs?: number;
+    };
+
+/** A path component that cannot be a file name here, or why. */
+function componentProblem(part: string): string | undefined {
+  if (part === '..') return 'has a ".." component';
+  if (Buffer.byteLength(part) > NAME_MAX) return `has a component longer than ${NAME_MAX} bytes`;
+  return undefined;
+}
+
+/**
+ * Normalises an archive name to a release-relative path, or says why it is unsafe. Tar names
+ * may start with `./` and directories end with `/`; `.` and empty components are dropped.
+ */
+export function archivePath(name: string, strip: number): { path: string } | { skip: string } | { problem: string } {
+  if (name.includes('\0')) return { problem: 'contains a NUL byte' };
+  // What a decoder makes of bytes that are not UTF-8: the name on disk would not be the archive's.
+  if (name.includes('\uFFFD')) return { problem: 'is not valid UTF-8' };
+  if (name.startsWith('/')) return { problem: 'is an absolute path' };
+  if (Buffer.byteLength(name) > PATH_MAX) return { problem: `is longer than ${PATH_MAX} bytes` };
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  for (const part of parts) {
+    const problem = componentProblem(part);
+    if (problem) return { problem };
+  }
+  const kept = parts.slice(strip);
+  if (kept.length === 0) return { skip: parts.length === 0 ? 'is the archive root' : 'is removed by --strip-components' };
+  return { path: kept.join('/') };
+}
+
+type Seen = 'dir' | 'file' | 'symlink';
+
+/**
+ * Decides entry after entry, remembering what the archive made so far: a symlink must never be
+ * walked through, a directory never replaced, a hard link only to a file this archive wrote.
+ */
+export class EntryChecker {
+  private readonly seen = new Map<string, Seen>();
+  private readonly limits: ExtractLimits;
+  files = 0;
+  bytes = 0;
+
+  constructor(limits: ExtractLimits) {
+    this.limits = limits;
+  }
+
+  decide(header: ArchiveHeader): EntryDecision {
+    const at = archivePath(header.name, this.limits.stripComponents);
+    const quoted = JSON.stringify(header.name);
+    if ('problem' in at) return { action: 'refuse', problem: `entry ${quoted} ${at.problem}` };
+    if ('skip' in at) return { action: 'skip', reason: at.skip };
+    const rel = at.path;
+    const kind = header.type;
+    if (kind !== 'file' && kind !== 'dir' && kind !== 'symlink' && kind !== 'hardlink') {
+      return { action: 'refuse', problem: `entry ${quoted} is a ${kind === 'unknown' ? 'special file of an unknown type' : kind}; a release can hold only files, directories and links` };
+    }
+    // Walk the parents: through a symlink is the classic escape, through a file is a conflict.
+    const parents: string[] = [];
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join('/');
+      const was = this.seen.get(parent);
+      if (was === 'symlink') return { action: 'refuse', problem: `entry ${quoted} goes through the symlink ${JSON.stringify(parent)} (an archive may not write through its own links)` };
+      if (was === 'file') return { action: 'refuse', problem: `entry ${quoted} needs ${JSON.stringify(parent)} to be a directory, but the archive made it a file` };
+      if (was === undefined) parents.push(parent);
+    }
+    const before = this.seen.get(rel);
+    if (before !== undefined) {
+      if (before === 'dir' && kind === 'dir') return this.accept(rel, 'dir', header, parents);
+      const what = before === 'dir' ? 'directory' : before;
+      return { action: 'refuse', problem: `entry ${quoted} appears twice (a ${kind} would replace a ${what})` };
+    }
+    let linkTo: string | undefined;
+    if (kind === 'hardlink') {
+      const target = archivePath(header.linkname ?? '', this.limits.stripComponents);
+      if (!('path' in target) || this.seen.get(target.path) !== 'file') {
+        return { action: 'refuse', problem: `entry ${quoted} is a hard link to ${JSON.stringify(header.linkname ?? '')}, which is not a file earlier in the archive` };
+      }
+      linkTo = target.path;
+    }
+    if (kind === 'symlink') {
+      const target = header.linkname ?? '';
+      if (target === '' || target.includes('\0')) return { action: 'refuse', problem: `entry ${quoted} is a symlink with an empty or invalid target` };
+      if (Buffer.byteLength(target) > PATH_MAX) return { action: 'refuse', problem: `entry ${quoted} is a symlink with a target longer than ${PATH_MAX} bytes` };
+    }
+    this.files += 1 + parents.length;
+    if (this.files > this.limits.maxFiles) return { action: 'refuse', problem: `the archive holds more than ${this.limits.maxFiles} entries (--max-files)` };
+    if (kind === 'file') {
+      this.bytes += header.size;
+      if (this.bytes > this.limits.maxBytes) return { action: 'refuse', problem: `the archive expands to more than ${this.limits.maxBytes} bytes (--max-bytes)` };
+    }
+    for (const p of parents) this.seen.set(p, 'dir');
+    const decision = this.accept(rel, kind, header, parents);
+    if (decision.action === 'write' && linkTo !== undefined) decision.linkTo = linkTo;
+    return decision;
+  }
+
+  private accept(rel: string, kind: 'dir' | 'file' | 'symlink' | 'hardlink', header: ArchiveHeader, parents: string[]): EntryDecision {
+    this.seen.set(rel, kind === 'hardlink' ? 'file' : kind);
+    const setid = this.limits.keepSetid ? 0o7777 : 0o1777;
+    const owner = this.limits.keepOwner && header.uid !== undefined && header.gid !== undefined ? { uid: header.uid, gid: header.gid } : undefined;
+    return {
+      action: 'write',
+      path: rel,
+      kind,
+      mode: header.mode & setid,
+      size: kind === 'file' ? header.size : 0,
+      parents,
+      ...(kind === 'symlink' ? { target: header.linkname } : {}),
+      ...(owner ? { owner } : {}),
+      ...(header.mtimeMs !== undefined ? { mtimeMs: header.mtimeMs } : {}),
+    };
+  }
+}
+
+/** A `--sha256` value: 64 hex digits, any case, optionally `sha256:`-prefixed. */
+export function parseSha256(value: string): string | undefined {
+  const hex = value.trim().replace(/^sha256:/i, '').toLowerCase();
+  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
+}
+
+/** Whether a deploy source names an artifact to download rather than a local path. */
+export function isUrlSource(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+/** How long to wait before download attempt `attempt` (1-based retries): 0.5 s, 1 s, 2 s, ... capped at 8 s. */
+export function retryDelayMs(attempt: number): number {
+  return Math.min(8000, 500 * 2 ** Math.max(0, attempt - 1));
+}
+
+/** A URL for messages and the release log: no credentials, no query (signed URLs carry tokens there); paths pass unchanged. */
+export function redactUrl(source: string): string {
+  if (!isUrlSource(source)) return source;
+  try {
+    const u = new URL(source);
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    u.hash = '';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * A release's content manifest: every path it holds with its type, mode, size, SHA-256 of its
+ * content and symlink target. Kept in `<root>/.atomic-deploy/manifests/<id>.json`, never in the
+ * served tree. Its digest (SHA-256 of the file's exact bytes) goes in the release's record, so a
+ * manifest that was truncated, edited or swapped is never trusted.
+ *
+ * Pure: serialisation, parsing (untrusted input), and comparison. Hashing files is the caller's.
+ */
+import { createHash } from 'node:crypto';
+
+export const MANIFEST_FORMAT = 'atomic-deploy/manifest@1';
+
+export type ManifestEntry =
+  | { path: string; type: 'dir'; mode: number }
+  | { path: string; type: 'file'; mode: number; size: number; sha256: string }
+  | { path: string; type: 'symlink'; target: string };
+
+export interface Manifest {
+  /** Sorted by path (see comparePaths), unique, every parent directory listed before its children. */
+  entries: ManifestEntry[];
+}
+
+/** Paths are relative, `/`-separated, with no empty, `.` or `..` component: safe to join under a release. */
+export function manifestPathProblem(p: string): string | undefined {
+  if (p === '') return 'is empty';
+  if (p.includes('\0')) return 'contains a NUL byte';
+  if (p.startsWith('/')) return 'is absolute';
+  for (const part of p.split('/')) {
+    if (part === '') return 'has an empty component';
+    if (part === '.' || part === '..') return `has a "${part}" component`;
+  }
+  return undefined;
+}
+
+/** Code-unit order of whole paths: the same on every host, whatever its locale. */
+export function comparePaths(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The manifest file's bytes: one entry a line, so a diff of two manifests reads like a file list. */
+export function serializeManifest(entries: readonly ManifestEntry[]): string {
+  const sorted = [...entries].sort((a, b) => comparePaths(a.path, b.path));
+  const lines = sorted.map((e) => JSON.stringify(canonicalEntry(e)));
+  return `{"format":${JSON.stringify(MANIFEST_FORMAT)},"entries":[\n${lines.join(',\n')}\n]}\n`;
+}
+
+/** Fixed key order, so the same tree always gives the same bytes and the same digest. */
+function canonicalEntry(e: ManifestEntry): ManifestEntry {
+  if (e.type === 'dir') return { path: e.path, type: 'dir', mode: e.mode };
+  if (e.type === 'symlink') return { path: e.path, type: 'symlink', target: e.target };
+  return { path: e.path, type: 'file', mode: e.mode, size: e.size, sha256: e.sha256 };
+}
+
+/** `sha256:<hex>` of the manifest file's exact bytes: what the release log record keeps. */
+export function manifestDigest(bytes: string | Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export type ManifestRead = { ok: true; manifest: Manifest } | { ok: false; problem: string };
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+// Hand-checked rather than with a schema library: this runs on every deploy and verify, the shape
+// is small and fixed, and the checks that matter (path safety, order, parents) are not schema rules.
+/** Parses a manifest file's text; anything but a well-formed manifest is a problem, never a partial result. */
+export function parseManifest(text: string, expectedDigest?: string): ManifestRead {
+  if (expectedDigest !== undefined && manifestDigest(text) !== expectedDigest) {
+    return { ok: false, problem: 'its digest does not match the release record' };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, problem: 'it is not valid JSON (truncated?)' };
+  }
+  if (!isObject(raw) || raw.format !== MANIFEST_FORMAT || !Array.isArray(raw.entries)) {
+    return { ok: false, problem: `it is not an ${MANIFEST_FORMAT} manifest` };
+  }
+  const entries: ManifestEntry[] = [];
+  const dirs = new Set<string>();
+  let last: string | undefined;
+  for (const [i, item] of (raw.entries as unknown[]).entries()) {
+    const entry = entryOf(item);
+    if (typeof entry === 'string') return { ok: false, problem: `entry ${i + 1} ${entry}` };
+    const pathProblem = manifestPathProblem(entry.path);
+    if (pathProblem) return { ok: false, problem: `entry ${i + 1}: path ${JSON.stringify(entry.path)} ${pathProblem}` };
+    if (last !== undefined && comparePaths(last, entry.path) >= 0) {
+      return { ok: false, problem: `entry ${i + 1}: ${JSON.stringify(entry.path)} is out of order or repeated` };
+    }
+    const slash = entry.path.lastIndexOf('/');
+    if (slash > 0 && !dirs.has(entry.path.slice(0, slash))) {
+      return { ok: false, problem: `entry ${i + 1}: the parent directory of ${JSON.stringify(entry.path)} is not listed` };
+    }
+    if (entry.type === 'dir') dirs.add(entry.path);
+    last = entry.path;
+    entries.push(entry);
+  }
+  return { ok: true, manifest: { entries } };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const isMode = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0o7777;
+
+function entryOf(item: unknown): ManifestEntry | string {
+  if (!isObject(item) || typeof item.path !== 'string') return 'has no path';
+  const p = item.path;
+  if (item.type === 'dir') return isMode(item.mode) ? { path: p, type: 'dir', mode: item.mode } : 'has an invalid mode';
+  if (item.type === 'symlink') {
+    return typeof item.target === 'string' && item.target !== '' && !item.target.includes('\0')
+      ? { path: p, type: 'symlink', target: item.target }
+      : 'has an invalid symlink target';
+  }
+  if (item.type === 'file') {
+    if (!isMode(item.mode)) return 'has an invalid mode';
+    if (!Number.isSafeInteger(item.size) || (item.size as number) < 0) return 'has an invalid size';
+    if (typeof item.sha256 !== 'string' || !HEX64.test(item.sha256)) return 'has an invalid sha256';
+    return { path: p, type: 'file', mode: item.mode, size: item.size as number, sha256: item.sha256 };
+  }
+  return 'has an unknown type';
+}
+
+export type DifferenceKind = 'modified' | 'added' | 'removed' | 'mode' | 'retargeted' | 'type';
+
+export interface Difference {
+  path: string;
+  kind: DifferenceKind;
+  /** What the manifest says, and what was found, in words (`644`, `-> ../a`, `file`). */
+  expected?: string;
+  actual?: string;
+}
+
+const octal = (mode: number): string => mode.toString(8).padStart(3, '0');
+
+function describe(e: ManifestEntry): string {
+  if (e.type === 'symlink') return `symlink -> ${e.target}`;
+  if (e.type === 'dir') return 'directory';
+  return 'file';
+}
+
+/**
+ * Every way `actual` (a release as found now) differs from `expected` (its manifest), sorted by
+ * path. A path whose type changed is one `type` difference; a file can be both `modified` and `mode`.
+ */
+export function diffManifests(expected: Manifest, actual: Manifest): Difference[] {
+  const found = new Map(actual.entries.map((e) => [e.path, e]));
+  const out: Difference[] = [];
+  for (const want of expected.entries) {
+    const got = found.get(want.path);
+    found.delete(want.path);
+    if (got === undefined) {
+      out.push({ path: want.path, kind: 'removed', expected: describe(want) });
+      continue;
+    }
+    if (got.type !== want.type) {
+      out.push({ path: want.path, kind: 'type', expected: describe(want), actual: describe(got) });
+      continue;
+    }
+    if (want.type === 'symlink' && got.type === 'symlink') {
+      if (want.target !== got.target) out.push({ path: want.path, kind: 'retargeted', expected: want.target, actual: got.target });
+      continue;
+    }
+    if (want.type === 'file' && got.type === 'file' && (want.sha256 !== got.sha256 || want.size !== got.size)) {
+      out.push({ path: want.path, kind: 'modified', expected: `${want.size} bytes sha256:${want.sha256.slice(0, 12)}`, actual: `${got.size} bytes sha256:${got.sha256.slice(0, 12)}` });
+    }
+    if (want.type !== 'symlink' && got.type !== 'symlink' && want.mode !== got.mode) {
+      out.push({ path: want.path, kind: 'mode', expected: octal(want.mode), actual: octal(got.mode) });
+    }
+  }
+  for (const got of found.values()) out.push({ path: got.path, kind: 'added', actual: describe(got) });
+  return out.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
+}
+
+/**
+ * Files of `build` whose bytes a release described by `have` already holds at the same path
+ * (same size and SHA-256): the only files an incremental release may take from there instead of
+ * copying or sending. Mode is compared by the caller's strategy (a hardlink shares it, rsync sets it).
+ */
+export function unchangedFiles(build: Manifest, have: Manifest): Set<string> {
+  const before = new Map<string, ManifestEntry>();
+  for (const e of have.entries) if (e.type === 'file') before.set(e.path, e);
+  const same = new Set<string>();
+  for (const e of build.entries) {
+    if (e.type !== 'file') continue;
+    const b = before.get(e.path);
+    if (b !== undefined && b.type === 'file' && b.size === e.size && b.sha256 === e.sha256) same.add(e.path);
+  }
+  return same;
+}

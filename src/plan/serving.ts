@@ -1,0 +1,150 @@
+/** After a switch: which processes still hold the release just left, and what the stale policy makes of them. */
+import { isWithin } from './paths.ts';
+import type { ProcessUse, UseKind } from './in-use.ts';
+
+/** off: no scan; warn: name them; fail: wait for them to go, then fail if any remain. */
+export type StaleMode = 'off' | 'warn' | 'fail';
+export const STALE_MODES: readonly StaleMode[] = ['off', 'warn', 'fail'];
+
+/** With `fail` and no wait given, how long the processes get to leave after the hooks and reloads. */
+export const DEFAULT_STALE_WAIT_MS = 10_000;
+
+export interface StaleHold {
+  kind: UseKind;
+  path: string;
+}
+
+/** One process that still runs from the release that was left: the `--json` shape. */
+export interface StaleProcess {
+  pid: number;
+  command: string;
+  holds: StaleHold[];
+}
+
+/** The scan's outcome: `unavailable` where there is no /proc (the check was not made). */
+export interface StaleReport {
+  check: 'proc' | 'unavailable';
+  /** The release that was left, whose holders these are. */
+  release: string;
+  processes: StaleProcess[];
+}
+
+/** How deep a parent chain is followed before giving up (a chain of ppids is never this long). */
+const MAX_ANCESTRY = 256;
+
+/** Whether `pid` is `self` or one of its descendants, by the parent pids the scan saw. */
+export function isOwnProcess(pid: number, self: number, parents: ReadonlyMap<number, number>): boolean {
+  let at: number | undefined = pid;
+  for (let depth = 0; at !== undefined && at > 1 && depth < MAX_ANCESTRY; depth++) {
+    if (at === self) return true;
+    at = parents.get(at);
+  }
+  return false;
+}
+
+/** The kernel appends this to the link of a file that was unlinked while open. */
+const DELETED_SUFFIX = ' (deleted)';
+
+/**
+ * The processes holding anything under `releaseDir` (a real path), one entry per pid sorted by
+ * pid, holds deduplicated; our own process and its descendants are left out.
+ */
+export function staleHolders(
+  uses: readonly ProcessUse[],
+  releaseDir: string,
+  own: { self: number; parents: ReadonlyMap<number, number> },
+): StaleProcess[] {
+  const byPid = new Map<number, StaleProcess>();
+  for (const use of uses) {
+    const p = use.path.endsWith(DELETED_SUFFIX) ? use.path.slice(0, -DELETED_SUFFIX.length) : use.path;
+    if (!p.startsWith('/') || !isWithin(p, releaseDir)) continue;
+    if (isOwnProcess(use.pid, own.self, own.parents)) continue;
+    const entry = byPid.get(use.pid) ?? { pid: use.pid, command: use.command, holds: [] };
+    if (!entry.holds.some((h) => h.kind === use.kind && h.path === use.path)) entry.holds.push({ kind: use.kind, path: use.path });
+    byPid.set(use.pid, entry);
+  }
+  return [...byPid.values()].sort((a, b) => a.pid - b.pid);
+}
+
+const KIND_WORDS: Record<UseKind, string> = { cwd: 'working directory', root: 'root directory', fd: 'open file', map: 'mapped file' };
+
+/** "pid 4242 sleep (working directory releases/1), pid 17 node (open file releases/1/app.js, +2 more)". */
+export function describeStale(processes: readonly StaleProcess[], releaseDir: string, limit = 10): string {
+  const rel = (p: string): string => {
+    const at = releaseDir.lastIndexOf('/releases/');
+    return at >= 0 && p.startsWith(releaseDir) ? p.slice(at + 1) : p;
+  };
+  const parts = processes.slice(0, limit).map((proc) => {
+    const first = proc.holds[0];
+    const what = first ? `${KIND_WORDS[first.kind]} ${rel(first.path)}` : 'nothing';
+    const more = proc.holds.length > 1 ? `, +${proc.holds.length - 1} more` : '';
+    return `pid ${proc.pid} ${proc.command} (${what}${more})`;
+  });
+  const rest = processes.length - parts.length;
+  return parts.join(', ') + (rest > 0 ? ` and ${rest} more process${rest === 1 ? '' : 'es'}` : '');
+}
+
+/** What to do after a scan at `elapsedMs` into the wait: stop satisfied, scan again, or give up. */
+export type StaleStep = 'fresh' | 'again' | 'stale';
+
+/**
+ * The wait after the after-switch hooks and reloads. `warn` scans once (the deploy is not slowed
+ * by a process nobody reloads) unless a wait was asked for; `fail` waits until the processes go.
+ */
+export function staleStep(input: { mode: StaleMode; remaining: number; elapsedMs: number; waitMs: number; pollMs: number }): StaleStep {
+  if (input.mode === 'off' || input.remaining === 0) return 'fresh';
+  // Another scan only if it can still happen inside the wait.
+  return input.elapsedMs + input.pollMs <= input.waitMs ? 'again' : 'stale';
+}
+
+/** The wait to use: the one given, else the mode's default (none for warn). */
+export function staleWaitMs(mode: StaleMode, waitMs: number | undefined): number {
+  if (waitMs !== undefined) return waitMs;
+  return mode === 'fail' ? DEFAULT_STALE_WAIT_MS : 0;
+}
+
+/** Whether the outcome fails the command: only `fail`, only when a check was made and processes remain. */
+export function staleFails(mode: StaleMode, report: StaleReport | undefined): boolean {
+  return mode === 'fail' && report !== undefined && report.check === 'proc' && report.processes.length > 0;
+}
+
+/** A pid file's content: one positive integer, surrounding whitespace allowed. */
+export function parsePidFile(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^\d{1,10}$/.test(trimmed)) return undefined;
+  const pid = Number(trimmed);
+  return pid > 1 && pid <= 4_194_304 ? pid : undefined;
+}
+
+/** The fields of `/proc/<pid>/stat` we need; the command may hold spaces and parentheses. */
+export function parseProcStat(text: string): { ppid: number; state: string; startTime: string } | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = text.slice(close + 2).trim().split(' ');
+  // After "(comm) ": state, ppid, ..., starttime is field 22 of the line (index 19 here).
+  const state = fields[0];
+  const ppid = Number(fields[1]);
+  const startTime = fields[19];
+  if (state === undefined || !Number.isInteger(ppid) || startTime === undefined) return undefined;
+  return { ppid, state, startTime };
+}
+
+/**
+ * A php-fpm graceful reload is over when none of the workers that ran before the signal is
+ * left (each finished its request first) and, if there were workers, new ones are up.
+ * Workers are `pid:starttime`, so a recycled pid is not taken for an old worker.
+ */
+export function phpFpmReloadState(before: readonly string[], now: { masterAlive: boolean; workers: readonly string[] }): 'reloading' | 'done' | 'master-gone' {
+  if (!now.masterAlive) return 'master-gone';
+  const old = new Set(before);
+  if (now.workers.some((w) => old.has(w))) return 'reloading';
+  return before.length === 0 || now.workers.length > 0 ? 'done' : 'reloading';
+}
+
+/** A systemd unit name as `systemctl` takes it; refused: empty, option-like, control characters. */
+export function unitNameProblem(unit: string): string | undefined {
+  if (unit.trim() === '') return 'it is empty';
+  if (unit.startsWith('-')) return 'it starts with "-"';
+  if ([...unit].some((c) => c.charCodeAt(0) < 0x21 || c.charCodeAt(0) === 0x7f || c === '/')) return 'it contains a space, slash or control character';
+  return undefined;
+}

@@ -1,0 +1,71 @@
+/**
+ * The stat cache kept next to a release's manifest: for every file, the inode, size and ctime
+ * it had once the release was made. A later deploy trusts the manifest's SHA-256 for a file only
+ * while those still match: any write, chmod, chown, rename or link(2) of the inode moves its ctime,
+ * and a file swapped for another has another inode. Everything else is hashed again.
+ *
+ * Pure: serialisation, parsing (untrusted input), and the trust decision.
+ */
+import type { Manifest } from './manifest.ts';
+
+export const STAT_CACHE_FORMAT = 'atomic-deploy/stat-cache@1';
+
+export interface FileStamp {
+  ino: number;
+  size: number;
+  /** `stat().ctimeMs`: the same (sec, nsec) always gives the same number. */
+  ctimeMs: number;
+}
+
+export function serializeStatCache(stamps: ReadonlyMap<string, FileStamp>): string {
+  const rows: string[] = [];
+  for (const [rel, s] of stamps) rows.push(JSON.stringify([rel, s.ino, s.size, s.ctimeMs]));
+  return `{"format":${JSON.stringify(STAT_CACHE_FORMAT)},"files":[\n${rows.join(',\n')}\n]}\n`;
+}
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** The cache's stamps, or undefined when the text is anything but a well-formed cache (then nothing is trusted). */
+export function parseStatCache(text: string): Map<string, FileStamp> | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null || !('format' in raw) || !('files' in raw)) return undefined;
+  if (raw.format !== STAT_CACHE_FORMAT || !Array.isArray(raw.files)) return undefined;
+  const stamps = new Map<string, FileStamp>();
+  for (const row of raw.files as unknown[]) {
+    if (!Array.isArray(row) || row.length !== 4) return undefined;
+    const [rel, ino, size, ctimeMs] = row as unknown[];
+    if (typeof rel !== 'string' || !isCount(ino) || !isCount(size) || typeof ctimeMs !== 'number' || !Number.isFinite(ctimeMs)) return undefined;
+    stamps.set(rel, { ino, size, ctimeMs });
+  }
+  return stamps;
+}
+
+/**
+ * The SHA-256 a release's manifest gives for each of `files` that provably has not changed since
+ * the cache was written: same inode, size and ctime as then, and a ctime earlier than the cache
+ * file itself (`sealedAtMs`, its mtime on the same filesystem clock). A ctime equal to or after
+ * that is "racy": a write in the same clock tick as the cache would not move it, so it is re-hashed.
+ */
+export function trustedHashes(
+  manifest: Manifest,
+  cache: ReadonlyMap<string, FileStamp>,
+  sealedAtMs: number,
+  now: ReadonlyMap<string, FileStamp>,
+): Map<string, string> {
+  const trusted = new Map<string, string>();
+  for (const e of manifest.entries) {
+    if (e.type !== 'file') continue;
+    const then = cache.get(e.path);
+    const seen = now.get(e.path);
+    if (then === undefined || seen === undefined) continue;
+    if (then.ctimeMs >= sealedAtMs) continue;
+    if (then.ino !== seen.ino || then.size !== seen.size || then.ctimeMs !== seen.ctimeMs || then.size !== e.size) continue;
+    trusted.set(e.path, e.sha256);
+  }
+  return trusted;
+}

@@ -1,0 +1,115 @@
+/**
+ * One home for the rules on a command's input: release ids, `--keep`, hook and health-check
+ * options, seconds, signal names and the default timeouts. The CLI, the local engine and the
+ * fleet all call these, so a value refused in one place is refused in every place. Pure: no I/O.
+ */
+import { DeployError } from '../errors.ts';
+import { releaseIdProblem } from './release-id.ts';
+
+/** A hook that hangs must not hold the deploy lock forever. */
+export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
+/** The health check's budget for all attempts together. */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 30_000;
+
+export interface HookAndHealthOptions {
+  hooks?: { beforeSwitch?: string[]; afterSwitch?: string[]; timeoutMs?: number };
+  healthCheck?: { command?: string; url?: string; timeoutMs?: number };
+}
+
+/** A release id given by the user (`--release-id`, `--to`): safe as a directory name, or INVALID_RELEASE_ID. */
+export function checkReleaseId(id: string, hint = 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2'): void {
+  const problem = releaseIdProblem(id);
+  if (problem) {
+    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint });
+  }
+}
+
+export function checkKeep(keep: unknown): asserts keep is number {
+  if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
+    throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });
+  }
+}
+
+export function commandProblem(command: unknown): string | undefined {
+  if (typeof command !== 'string' || command.trim() === '') return 'it is empty';
+  if (command.includes('\0')) return 'it contains a NUL byte';
+  return undefined;
+}
+
+/** Node fires a longer timer at once (2^31 - 1 ms overflows): larger hook and health timeouts are refused. */
+export const MAX_TIMEOUT_MS = 2_147_483_000;
+
+/** A timeout of 0 would mean "no limit" to timeout(1) on a host: only a positive, finite time is a limit. */
+export function timeoutProblem(ms: unknown): string | undefined {
+  if (!(typeof ms === 'number' && Number.isFinite(ms) && ms > 0)) return 'expected a number of seconds greater than 0';
+  if (ms > MAX_TIMEOUT_MS) return `at most ${MAX_TIMEOUT_MS / 1000} seconds (about 24.8 days, the longest timer Node keeps)`;
+  return undefined;
+}
+
+/** A URL as it may be printed: user name and password never leave the process. */
+export function displayUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username === '' && parsed.password === '') return url;
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    // Unparseable: anything before an @ may be a password.
+    return url.replace(/\/\/[^/@]*@/, '//***@');
+  }
+}
+
+/** Why a health URL cannot be used, or undefined. */
+export function healthUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'it is not a URL';
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `only http and https are supported, not ${parsed.protocol}`;
+  return undefined;
+}
+
+/** Rejects unusable hook and health-check options before anything is written. */
+export function checkHookAndHealth(options: HookAndHealthOptions): void {
+  const { hooks, healthCheck } = options;
+  for (const [name, list] of [['before-switch', hooks?.beforeSwitch], ['after-switch', hooks?.afterSwitch]] as const) {
+    for (const command of list ?? []) {
+      const problem = commandProblem(command);
+      if (problem) throw new DeployError('USAGE', `invalid ${name} hook: ${problem}`);
+    }
+  }
+  if (hooks?.timeoutMs !== undefined) {
+    const problem = timeoutProblem(hooks.timeoutMs);
+    if (problem) throw new DeployError('USAGE', `invalid hook timeout: ${problem}`, { hint: 'for example: --hook-timeout 300' });
+  }
+  if (!healthCheck) return;
+  if (healthCheck.command === undefined && healthCheck.url === undefined) {
+    throw new DeployError('USAGE', 'a health timeout needs a health check', { hint: 'add --health-check <command> or --health-url <url>' });
+  }
+  if (healthCheck.command !== undefined) {
+    const problem = commandProblem(healthCheck.command);
+    if (problem) throw new DeployError('USAGE', `invalid health-check command: ${problem}`);
+  }
+  if (healthCheck.url !== undefined) {
+    const problem = healthUrlProblem(healthCheck.url);
+    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(displayUrl(healthCheck.url))}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
+  }
+  if (healthCheck.timeoutMs !== undefined) {
+    const problem = timeoutProblem(healthCheck.timeoutMs);
+    if (problem) throw new DeployError('USAGE', `invalid health timeout: ${problem}`, { hint: 'for example: --health-timeout 30' });
+  }
+}
+
+/** Seconds as typed on the command line (`--wait`, `--wave-pause`): a finite number >= 0, or the problem. */
+export function secondsProblem(value: string): string | undefined {
+  const n = Number(value);
+  return value.trim() === '' || !Number.isFinite(n) || n < 0 ? 'expected a number of seconds (>= 0)' : undefined;
+}
+
+/** The signal an AbortSignal was aborted with (our CLI aborts with the signal's name); SIGTERM otherwise. */
+export function signalOf(reason: unknown): NodeJS.Signals {
+  return typeof reason === 'string' && /^SIG[A-Z0-9]+$/.test(reason) ? (reason as NodeJS.Signals) : 'SIGTERM';
+}

@@ -1,0 +1,138 @@
+/**
+ * Placing a release's content on a host by manifest: the build is hashed once on this machine;
+ * each host's current release manifest (trusted only when its digest matches the record) says
+ * which files it already holds; those are hardlinked and re-hashed on the host, the rest are
+ * sent with rsync into the stage. The new manifest travels with the stage.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { SourceScan } from '../act/copy.ts';
+import { hashFileSync } from '../act/manifest.ts';
+import { DeployError } from '../errors.ts';
+import { failedLinks, parseSums, planSend, withResent } from '../plan/fleet-send.ts';
+import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
+import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
+import { frameValue } from './facts.ts';
+import { runRsync } from './rsync.ts';
+import { remoteError, type ExecResult, type SshHost } from './ssh.ts';
+
+export interface BuiltManifest {
+  manifest: Manifest;
+  /** The manifest file's exact bytes, and their digest (what each host's record keeps). */
+  text: string;
+  digest: string;
+}
+
+/**
+ * The release's manifest as it will be on every host: the scanned build, minus what shared
+ * links replace, plus those links (made on the host) and the directories made for them.
+ */
+export function buildManifest(scan: SourceScan, shared: readonly { path: string; linkText: string; mkdirs: readonly string[] }[] = []): BuiltManifest {
+  const replaced = (rel: string): boolean => shared.some((l) => rel === l.path || rel.startsWith(`${l.path}/`));
+  const entries: ManifestEntry[] = [];
+  for (const e of scan.entries) {
+    if (e.rel === '') continue;
+    const rel = e.rel.split(path.sep).join('/');
+    if (replaced(rel)) continue;
+    const full = path.join(scan.dir, e.rel);
+    if (e.kind === 'dir') entries.push({ path: rel, type: 'dir', mode: e.mode });
+    else if (e.kind === 'symlink') entries.push({ path: rel, type: 'symlink', target: fs.readlinkSync(full) });
+    else entries.push({ path: rel, type: 'file', mode: e.mode, size: e.size, sha256: hashFileSync(full).sha256 });
+  }
+  for (const l of shared) {
+    for (const d of l.mkdirs) entries.push({ path: d, type: 'dir', mode: 0o755 });
+    entries.push({ path: l.path, type: 'symlink', target: l.linkText });
+  }
+  const text = serializeManifest(entries);
+  const parsed = parseManifest(text);
+  if (!parsed.ok) throw new DeployError('INVALID_SOURCE', `the build cannot be described by a manifest: ${parsed.problem}`);
+  return { manifest: parsed.manifest, text, digest: manifestDigest(text) };
+}
+
+export interface PlaceRequest {
+  sourceDir: string;
+  root: string;
+  stage: string;
+  id: string;
+  build: BuiltManifest;
+  /** The host's current release and the manifest digest its record holds; undefined digest: made before manifests. */
+  previous: { id: string; digest: string | undefined } | null;
+  /** False (`--strategy copy`): send every file. */
+  incremental: boolean;
+  /** Paths under shared links: never sent (the host links them). */
+  exclude: readonly string[];
+}
+
+export interface Placed {
+  /** Files rsync sent. */
+  transferred?: number;
+  /** Files linked from the previous release and confirmed by their hash on the host. */
+  linked: number;
+  durationMs: number;
+  warnings: string[];
+  notes: string[];
+}
+
+async function execWithInput(ssh: SshHost, script: string, input: string | Buffer, what: string): Promise<ExecResult> {
+  const run = ssh.start(script);
+  run.child.stdin?.end(input);
+  const result = await run.done;
+  if (result.code !== 0) throw remoteError(ssh.label, result, what);
+  return result;
+}
+
+/** The previous release's manifest, or null with the reason it is not used. */
+async function previousManifest(ssh: SshHost, root: string, previous: { id: string; digest: string | undefined }): Promise<{ manifest: Manifest | null; warning?: string; note?: string }> {
+  if (previous.digest === undefined) return { manifest: null, note: `release ${previous.id} has no manifest (made before manifests): every file is sent` };
+  const result = await ssh.exec(readManifestScript(root, previous.id));
+  if (result.code !== 0) throw remoteError(ssh.label, result, 'reading the current release manifest');
+  const text = frameValue(result.frames, 'manifest');
+  if (text === undefined) return { manifest: null, warning: `the manifest of release ${previous.id} is missing and not trusted: every file is sent` };
+  const read = parseManifest(text, previous.digest);
+  if (!read.ok) return { manifest: null, warning: `the manifest of release ${previous.id} is not trusted (${read.problem}): every file is sent` };
+  return { manifest: read.manifest };
+}
+
+/** Fills `.tmp/<stage>/<id>` on the host with exactly the build's bytes, and `.tmp/<stage>/manifest.json` with its manifest. */
+export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?: AbortSignal): Promise<Placed> {
+  const started = performance.now();
+  const warnings: string[] = [];
+  const notes: string[] = [];
+  let have: Manifest | null = null;
+  if (request.incremental && request.previous !== null) {
+    const prev = await previousManifest(ssh, request.root, request.previous);
+    have = prev.manifest;
+    if (prev.warning) warnings.push(prev.warning);
+    if (prev.note) notes.push(prev.note);
+  }
+  const excluded = (p: string): boolean => request.exclude.some((x) => p === x || p.startsWith(`${x}/`));
+  const built: Manifest = { entries: request.build.manifest.entries.filter((e) => !excluded(e.path)) };
+  const plan = planSend(built, have);
+  // The manifest goes first: the stage is then complete as soon as rsync ends.
+  await execWithInput(ssh, putManifestScript(request.root, request.stage), request.build.text, 'storing the release manifest');
+  let failed: string[] = [];
+  if (plan.link.length > 0 && request.previous !== null) {
+    const list = Buffer.from(`${plan.link.join('\0')}\0`);
+    const result = await execWithInput(ssh, linkScript(request.root, request.previous.id, request.stage, request.id), list, 'linking unchanged files');
+    const sums = frameValue(result.frames, 'sums');
+    if (sums === undefined) {
+      warnings.push('no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent');
+      failed = plan.link;
+    } else {
+      failed = failedLinks(built, plan.link, parseSums(sums));
+      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match its manifest (edited in place?): sent again`);
+    }
+  }
+  const listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-send-'));
+  try {
+    const filesFrom = path.join(listDir, 'files');
+    fs.writeFileSync(filesFrom, `${withResent(plan, failed).join('\0')}\0`);
+    // rsync replaces a listed file by writing a temp file and renaming it, so a failed link's
+    // inode (shared with the previous release) is never written into.
+    const copied = await runRsync(ssh, { source: request.sourceDir, root: request.root, stage: request.stage, id: request.id, filesFrom }, signal);
+    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: plan.link.length - failed.length, durationMs: Math.round(performance.now() - started), warnings, notes };
+  } finally {
+    fs.rmSync(listDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The vocabulary of root effects: every step that changes a deploy root, as plain data. A program
+ * is written once and run two ways: against this machine's filesystem (fs.ts) or rendered to
+ * POSIX sh for a host (sh.ts), so the local engine and the fleet cannot drift apart.
+ *
+ * Paths are relative to the root ('.' is the root itself). A program ends with one of its named
+ * outcomes: where an `end` says, or with `done` when it runs off its last step.
+ */
+
+export type RootPath = string;
+
+/** How a lock is recognised: by its owner token, or (no owner of ours) by its directory's inode and mtime. */
+export type LockIdentity = { token: string } | { inode: string; mtimeS: number };
+
+export type Effect =
+  | { do: 'mkdir'; path: RootPath; parents?: true }
+  /** rename(2) onto exactly `to`: fails if `to` is a non-empty directory, never moves into it. */
+  | { do: 'rename'; from: RootPath; to: RootPath }
+  /** rm -rf; a missing path is fine. */
+  | { do: 'remove'; path: RootPath }
+  /** Its mtime becomes now. */
+  | { do: 'touch'; path: RootPath }
+  /** The directory's entries reach the disk (fsync of the directory, or syncfs). */
+  | { do: 'durable'; path: RootPath }
+  /** Entries of `dir` whose names start with one of `prefixes` and whose mtime is older than `olderThanS`. */
+  | { do: 'sweep'; dir: RootPath; prefixes: readonly string[]; olderThanS: number };
+
+export type Cond =
+  | { is: 'same-lock'; path: RootPath; lock: LockIdentity }
+  /** A directory with no entries whose mtime is less than `graceS` old. */
+  | { is: 'fresh-empty-dir'; path: RootPath; graceS: number };
+
+export type Op<O extends string> =
+  /**
+   * An effect. If it fails: `orElse` runs (the fs interpreter sends only the expected losing
+   * errors there, ENOENT, EEXIST, ENOTEMPTY..., and throws others), or with `bestEffort` the
+   * failure is ignored, or else the program fails.
+   */
+  | { effect: Effect; orElse?: readonly Op<O>[]; bestEffort?: true }
+  | { if: Cond; then: readonly Op<O>[]; else?: readonly Op<O>[] }
+  | { end: O };
+
+export interface RootProgram<O extends string> {
+  /** A shell function name, and the program's name in error messages. */
+  name: string;
+  ops: readonly Op<O>[];
+  /** The outcome when the last step has run. */
+  done: O;
+}
+
+/** Root-relative path of a name in `.tmp/`. */
+export function inTmp(name: string): RootPath {
+  return `.tmp/${name}`;
+}

@@ -1,0 +1,110 @@
+/** Runs root programs (effects.ts) against this machine's filesystem: the local engine's interpreter. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from '../act/durable.ts';
+import { readRegularFileSync } from '../act/read.ts';
+import { errnoOf } from '../errors.ts';
+import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
+import type { Cond, Effect, LockIdentity, Op, RootProgram } from './effects.ts';
+
+/** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
+const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
+
+function sameLock(dir: string, lock: LockIdentity): boolean {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(dir);
+  } catch {
+    return false;
+  }
+  if (!stat.isDirectory()) return false;
+  if ('token' in lock) {
+    // A lock taken on a full disk keeps its owner in a symlink's target instead of owner.json.
+    try {
+      return ownerLinkToken(fs.readlinkSync(path.join(dir, OWNER_LINK))) === lock.token;
+    } catch {
+      // No owner link: the usual owner.json.
+    }
+    try {
+      const owner = JSON.parse(readRegularFileSync(path.join(dir, 'owner.json'))) as { token?: unknown };
+      return owner.token === lock.token;
+    } catch {
+      return false;
+    }
+  }
+  return String(stat.ino) === lock.inode && Math.floor(stat.mtimeMs / 1000) === lock.mtimeS;
+}
+
+function holds(root: string, cond: Cond): boolean {
+  const abs = path.join(root, cond.path);
+  switch (cond.is) {
+    case 'same-lock':
+      return sameLock(abs, cond.lock);
+    case 'fresh-empty-dir':
+      try {
+        const stat = fs.lstatSync(abs);
+        return stat.isDirectory() && Date.now() - stat.mtimeMs < cond.graceS * 1000 && fs.readdirSync(abs).length === 0;
+      } catch {
+        return false;
+      }
+  }
+}
+
+async function perform(root: string, effect: Effect): Promise<void> {
+  switch (effect.do) {
+    case 'mkdir':
+      await fs.promises.mkdir(path.join(root, effect.path), { recursive: effect.parents === true, mode: 0o755 });
+      return;
+    case 'rename':
+      await fs.promises.rename(path.join(root, effect.from), path.join(root, effect.to));
+      return;
+    case 'remove':
+      await fs.promises.rm(path.join(root, effect.path), { recursive: true, force: true });
+      return;
+    case 'touch': {
+      const now = new Date();
+      await fs.promises.utimes(path.join(root, effect.path), now, now);
+      return;
+    }
+    case 'durable':
+      await fsyncDir(path.join(root, effect.path));
+      return;
+    case 'sweep': {
+      const dir = path.join(root, effect.dir);
+      const cutoff = Date.now() - effect.olderThanS * 1000;
+      for (const name of await fs.promises.readdir(dir).catch(() => [] as string[])) {
+        if (!effect.prefixes.some((p) => name.startsWith(p))) continue;
+        const full = path.join(dir, name);
+        const stat = await fs.promises.lstat(full).catch(() => undefined);
+        if (stat && stat.mtimeMs < cutoff) await fs.promises.rm(full, { recursive: true, force: true });
+      }
+      return;
+    }
+  }
+}
+
+/** Runs ops in order; returns the outcome of an `end` reached, undefined when they all ran. */
+async function runOps<O extends string>(root: string, ops: readonly Op<O>[]): Promise<O | undefined> {
+  for (const op of ops) {
+    if ('end' in op) return op.end;
+    let ended: O | undefined;
+    if ('if' in op) {
+      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []));
+    } else {
+      try {
+        await perform(root, op.effect);
+      } catch (error) {
+        if (op.bestEffort) continue;
+        if (!op.orElse || !LOSING.has(errnoOf(error) ?? '')) throw error;
+        ended = await runOps(root, op.orElse);
+      }
+    }
+    if (ended !== undefined) return ended;
+  }
+  return undefined;
+}
+
+/** Runs a program on the root at `root` and returns its outcome; unexpected errors are thrown as they come. */
+export async function runOnFs<O extends string>(root: string, program: RootProgram<O>): Promise<O> {
+  return (await runOps(root, program.ops)) ?? program.done;
+}

@@ -1,0 +1,123 @@
+/**
+ * Renders root programs (effects.ts) to POSIX sh: the fleet's interpreter. A program becomes a
+ * shell function that sets `$R_out` to its outcome; the host's programs (remote/script.ts)
+ * define these functions once and branch on the outcome. Every path is single-quoted.
+ */
+import { shQuote as q } from '../remote/shell.ts';
+import type { Cond, Effect, Op, RootPath, RootProgram } from './effects.ts';
+
+/**
+ * The shell functions the rendered effects call; `$root`, `$fsync`, `json_get`, `inode_of`,
+ * `mtime_of`, `durable` and `fail` come from the program around them.
+ */
+export const EFFECT_FUNCTIONS = `
+# FROM TO: rename(2) onto exactly TO; -T (GNU, BusyBox) keeps mv from moving FROM into a directory TO.
+rename_exact() {
+  _re=$(mv -T -- "$1" "$2" 2>&1) && return 0
+  case $_re in *illegal*|*invalid\\ option*|*unrecognized*|*unknown\\ option*) ;; *) return 1 ;; esac
+  # A userland without -T (BSD): check first; if TO appeared meanwhile and mv moved FROM into it, move it back.
+  { [ -e "$2" ] || [ -h "$2" ]; } && return 1
+  mv -- "$1" "$2" 2>/dev/null || return 1
+  { [ -e "$2/\${1##*/}" ] || [ -h "$2/\${1##*/}" ]; } || return 0
+  mv -- "$2/\${1##*/}" "\${1%/*}" 2>/dev/null
+  return 1
+}
+# DIR TOKEN INODE MTIME: whether DIR is the lock named by its owner TOKEN, or (TOKEN empty) by its inode and mtime.
+same_lock() {
+  { [ -d "$1" ] && [ ! -h "$1" ]; } || return 1
+  if [ -n "$2" ]; then json_get "$1/owner.json" token; [ "$J_val" = "$2" ]; return; fi
+  [ "$(inode_of "$1")" = "$3" ] && [ "$(mtime_of "$1")" = "$4" ]
+}
+# DIR GRACE: a directory with no entries, modified less than GRACE seconds ago.
+fresh_empty_dir() {
+  { [ -d "$1" ] && [ ! -h "$1" ]; } || return 1
+  _ls=$(ls -A -- "$1" 2>/dev/null) || return 1
+  [ -z "$_ls" ] || return 1
+  _m=$(mtime_of "$1"); [ -n "$_m" ] || return 1
+  [ $(( $(date +%s) - _m )) -lt "$2" ]
+}
+# DIR AGE PREFIX...: removes entries of DIR named PREFIX* whose mtime is more than AGE seconds old.
+sweep_old() {
+  _sd=$1; _age=$2; shift 2; _now=$(date +%s)
+  for _p in "$@"; do
+    for _f in "$_sd/$_p"*; do
+      { [ -e "$_f" ] || [ -h "$_f" ]; } || continue
+      _m=$(mtime_of "$_f"); [ -n "$_m" ] || continue
+      [ $(( _now - _m )) -le "$_age" ] || rm -rf -- "$_f"
+    done
+  done
+  return 0
+}
+`;
+
+function at(path: RootPath): string {
+  return path === '.' ? '"$root"' : `"$root/"${q(path)}`;
+}
+
+function effectLine(effect: Effect): string {
+  switch (effect.do) {
+    case 'mkdir':
+      return `mkdir ${effect.parents ? '-p ' : ''}-- ${at(effect.path)} 2>/dev/null`;
+    case 'rename':
+      return `rename_exact ${at(effect.from)} ${at(effect.to)}`;
+    case 'remove':
+      return `rm -rf -- ${at(effect.path)}`;
+    case 'touch':
+      return `touch -- ${at(effect.path)} 2>/dev/null`;
+    case 'durable':
+      return `durable ${at(effect.path)}`;
+    case 'sweep':
+      return `sweep_old ${at(effect.dir)} ${effect.olderThanS} ${effect.prefixes.map(q).join(' ')}`;
+  }
+}
+
+function condLine(cond: Cond): string {
+  switch (cond.is) {
+    case 'same-lock': {
+      const lock = cond.lock;
+      return 'token' in lock ? `same_lock ${at(cond.path)} ${q(lock.token)}` : `same_lock ${at(cond.path)} '' ${q(lock.inode)} ${lock.mtimeS}`;
+    }
+    case 'fresh-empty-dir':
+      return `fresh_empty_dir ${at(cond.path)} ${Math.ceil(cond.graceS)}`;
+  }
+}
+
+function describe(effect: Effect): string {
+  switch (effect.do) {
+    case 'rename':
+      return `cannot rename ${effect.from} to ${effect.to}`;
+    case 'sweep':
+      return `cannot clean ${effect.dir}`;
+    default:
+      return `cannot ${effect.do} ${effect.path}`;
+  }
+}
+
+function opsLines<O extends string>(name: string, ops: readonly Op<O>[], pad: string): string[] {
+  const lines: string[] = [];
+  for (const op of ops) {
+    if ('end' in op) {
+      lines.push(`${pad}R_out=${q(op.end)}; return 0`);
+    } else if ('if' in op) {
+      const then = opsLines(name, op.then, `${pad}  `);
+      const otherwise = opsLines(name, op.else ?? [], `${pad}  `);
+      if (then.length === 0) {
+        lines.push(`${pad}if ! ${condLine(op.if)}; then`, ...otherwise, `${pad}fi`);
+      } else {
+        lines.push(`${pad}if ${condLine(op.if)}; then`, ...then, ...(otherwise.length > 0 ? [`${pad}else`, ...otherwise] : []), `${pad}fi`);
+      }
+    } else if (op.bestEffort) {
+      lines.push(`${pad}${effectLine(op.effect)} || :`);
+    } else if (op.orElse) {
+      lines.push(`${pad}if ! ${effectLine(op.effect)}; then`, ...opsLines(name, op.orElse, `${pad}  `), `${pad}fi`);
+    } else {
+      lines.push(`${pad}${effectLine(op.effect)} || fail IO ${q(`${name}: ${describe(op.effect)}`)}`);
+    }
+  }
+  return lines;
+}
+
+/** The program as a shell function of its name: it sets `$R_out` to the outcome. */
+export function renderFunction<O extends string>(program: RootProgram<O>): string {
+  return [`${program.name}() {`, '  R_out=', ...opsLines(program.name, program.ops, '  '), `  R_out=${q(program.done)}`, '}'].join('\n');
+}

@@ -1,0 +1,168 @@
+// Archives for the artifact tests, written byte by byte by Python's tarfile and zipfile: unlike
+// tar(1), zip(1) or the Node writers, they put any name, type and link in an archive, hostile ones
+// included, which is what the corpus needs.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** One entry to write; names are raw (Python's surrogateescape lets a test write invalid UTF-8). */
+export interface Spec {
+  name: string;
+  type?: 'file' | 'dir' | 'symlink' | 'hardlink' | 'chr' | 'blk' | 'fifo';
+  data?: string;
+  /** Bytes of zeros instead of data (a compressible bomb). */
+  zeros?: number;
+  link?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+const WRITER = String.raw`
+import io, json, sys, tarfile, time, zipfile
+def data(s):
+    return b'\0' * s['zeros'] if 'zeros' in s else s.get('data', '').encode('utf-8', 'surrogateescape')
+def write(fmt, out, specs):
+  if fmt == 'zip':
+      with zipfile.ZipFile(out, 'w', zipfile.ZIP_DEFLATED) as z:
+          for s in specs:
+              t = s.get('type', 'file')
+              kind = {'file': 0o100000, 'dir': 0o040000, 'symlink': 0o120000, 'chr': 0o020000, 'fifo': 0o010000}[t]
+              info = zipfile.ZipInfo(s['name'], time.localtime()[:6])
+              info.create_system = 3
+              info.external_attr = (kind | s.get('mode', 0o755 if t == 'dir' else 0o644)) << 16
+              z.writestr(info, s.get('link', '').encode() if t == 'symlink' else data(s))
+  else:
+      mode = {'tar': 'w', 'tar.gz': 'w:gz'}[fmt]
+      with tarfile.open(out, mode, format=tarfile.GNU_FORMAT, encoding='utf-8', errors='surrogateescape') as tf:
+          for s in specs:
+              t = s.get('type', 'file')
+              info = tarfile.TarInfo(s['name'])
+              info.type = {'file': tarfile.REGTYPE, 'dir': tarfile.DIRTYPE, 'symlink': tarfile.SYMTYPE, 'hardlink': tarfile.LNKTYPE,
+                           'chr': tarfile.CHRTYPE, 'blk': tarfile.BLKTYPE, 'fifo': tarfile.FIFOTYPE}[t]
+              info.mode = s.get('mode', 0o755 if t == 'dir' else 0o644)
+              info.uid, info.gid = s.get('uid', 0), s.get('gid', 0)
+              info.mtime = 1700000000
+              if t in ('symlink', 'hardlink'):
+                  info.linkname = s['link']
+              if t in ('chr', 'blk'):
+                  info.devmajor, info.devminor = 1, 3
+              body = data(s) if t == 'file' else b''
+              info.size = len(body)
+              tf.addfile(info, io.BytesIO(body) if t == 'file' else None)
+for job in json.loads(sys.stdin.read()):
+    write(job['format'], job['out'], job['specs'])
+`;
+
+export interface ArchiveJob {
+  format: 'tar' | 'tar.gz' | 'zip';
+  out: string;
+  specs: readonly Spec[];
+}
+
+/** Writes every archive in one Python process (starting one costs a second on a loaded machine). */
+export function writeArchives(jobs: readonly ArchiveJob[]): void {
+  execFileSync('python3', ['-c', WRITER], { input: JSON.stringify(jobs) });
+}
+
+/** Writes `specs` as a tar, tar.gz or zip at `out`. */
+export function writeArchive(format: ArchiveJob['format'], out: string, specs: readonly Spec[]): string {
+  writeArchives([{ format, out, specs }]);
+  return out;
+}
+
+export function sha256Of(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+export type ServeMode =
+  | 'ok'
+  /** Sends half the body, then closes the connection, once; later requests get the rest. */
+  | 'drop-once'
+  /** Like drop-once, but ignores Range: a retry must read it again from the start. */
+  | 'drop-once-no-range'
+  /** Sends the headers and a few bytes, then nothing, on every request. */
+  | 'stall'
+  | 'not-found';
+
+export interface Server {
+  url: (name: string) => string;
+  requests: { range?: string }[];
+  close: () => Promise<void>;
+}
+
+/** A loopback HTTP server for the files of `dir`, misbehaving as `mode` says. */
+export async function serve(t: { after(fn: () => Promise<void> | void): void }, dir: string, mode: ServeMode, options: { rate?: number } = {}): Promise<Server> {
+  const requests: { range?: string }[] = [];
+  let dropped = false;
+  const sockets = new Set<import('node:net').Socket>();
+  const server = http.createServer((req, res) => {
+    requests.push({ range: req.headers.range });
+    if (req.url?.startsWith('/redirect/')) {
+      // Where release assets and object stores send a client: a 302 to the file itself.
+      res.writeHead(302, { location: req.url.slice('/redirect'.length) }).end();
+      return;
+    }
+    const file = `${dir}/${decodeURIComponent((req.url ?? '/').slice(1).split('?')[0] ?? '')}`;
+    if (mode === 'not-found' || !fs.existsSync(file)) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    const body = fs.readFileSync(file);
+    if (mode === 'stall') {
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+      res.writeHead(from > 0 ? 206 : 200, { 'content-length': body.length - from, etag: '"v1"' });
+      res.write(body.subarray(from, Math.min(from + 1024, body.length)));
+      return;
+    }
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (range && mode !== 'drop-once-no-range') {
+      const from = Number(range[1]);
+      res.writeHead(206, { 'content-length': body.length - from, 'content-range': `bytes ${from}-${body.length - 1}/${body.length}`, etag: '"v1"' });
+      res.end(body.subarray(from));
+      return;
+    }
+    const headers: http.OutgoingHttpHeaders = { 'content-length': body.length, 'content-type': 'application/octet-stream' };
+    if (mode !== 'drop-once-no-range') {
+      headers.etag = '"v1"';
+      headers['accept-ranges'] = 'bytes';
+    }
+    res.writeHead(200, headers);
+    if ((mode === 'drop-once' || mode === 'drop-once-no-range') && !dropped) {
+      dropped = true;
+      res.write(body.subarray(0, Math.floor(body.length / 2)), () => setTimeout(() => req.socket.destroy(), 50));
+      return;
+    }
+    const rate = options.rate;
+    if (rate) {
+      // Slowly, so that a test can interrupt the extraction half-way.
+      let at = 0;
+      const tick = (): void => {
+        if (res.destroyed) return;
+        const next = Math.min(body.length, at + rate);
+        const more = res.write(body.subarray(at, next));
+        at = next;
+        if (at >= body.length) res.end();
+        else if (more) setTimeout(tick, 10);
+        else res.once('drain', () => setTimeout(tick, 10));
+      };
+      tick();
+      return;
+    }
+    res.end(body);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const close = async (): Promise<void> => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  t.after(close);
+  return { url: (name) => `http://127.0.0.1:${port}/${name}`, requests, close };
+}

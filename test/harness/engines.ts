@@ -1,0 +1,205 @@
+/**
+ * The two ways a root operation runs, behind one face, so that a conformance scenario is written
+ * once: the local engine (src/act) and the remote programs (src/remote) run by a real shell on
+ * this machine (dash with coreutils, or BusyBox sh with nothing but BusyBox applets on PATH).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { acquireLock, inspectLock, releaseLock, takeOverLock, type LockHandle } from '../../src/act/lock.ts';
+import { layoutOf } from '../../src/act/layout.ts';
+import { removeRelease } from '../../src/act/releases.ts';
+import { DeployError } from '../../src/errors.ts';
+import { recoverRoot } from '../../src/ops/recover.ts';
+import { planFleetRecovery } from '../../src/plan/fleet.ts';
+import { recoveryInput, recoverySteps } from '../../src/remote/fleet.ts';
+import { RemoteRoot } from '../../src/remote/host.ts';
+import { LocalShell } from '../../src/remote/local-shell.ts';
+import { findTools } from './fleet.ts';
+
+export type LockOutcome =
+  | { result: 'locked'; tookOver: boolean; holderPid: number; release(): Promise<void> }
+  | { result: 'LOCKED' | 'LOCK_FOREIGN_HOST'; holderPid: number | null };
+
+/** A lock judged stale, kept to act on later (the stalled contender). */
+export interface JudgedStale {
+  takeOver(): Promise<boolean>;
+}
+
+export interface Engine {
+  name: string;
+  lock(root: string): Promise<LockOutcome>;
+  /** Takes the lock, recovers the root as the next command would, releases the lock. */
+  recover(root: string): Promise<void>;
+  /** Prune's one deletion path: `removed`, `absent`, or the error code of a refusal. */
+  removeRelease(root: string, id: string, protect: readonly string[]): Promise<string>;
+  /** Judges the lock now; the returned handle moves it aside later, as a contender that stalled would. */
+  judgeStale(root: string): Promise<JudgedStale>;
+}
+
+function lockedOutcome(error: unknown): LockOutcome {
+  if (error instanceof DeployError && (error.code === 'LOCKED' || error.code === 'LOCK_FOREIGN_HOST')) {
+    const lock = (error.details as { lock?: { pid?: number } | null } | undefined)?.lock;
+    return { result: error.code, holderPid: lock?.pid ?? null };
+  }
+  throw error;
+}
+
+export const localEngine: Engine = {
+  name: 'local engine',
+  async lock(root) {
+    let handle: LockHandle;
+    try {
+      handle = await acquireLock(layoutOf(root), { command: 'conformance' });
+    } catch (error) {
+      return lockedOutcome(error);
+    }
+    return { result: 'locked', tookOver: handle.tookOver !== undefined, holderPid: handle.owner.pid, release: () => releaseLock(handle) };
+  },
+  judgeStale(root) {
+    const layout = layoutOf(root);
+    const info = inspectLock(layout);
+    if (info?.verdict.state !== 'stale') return Promise.reject(new Error(`local engine: the lock is not stale: ${JSON.stringify(info?.verdict)}`));
+    return Promise.resolve({ takeOver: async () => (await takeOverLock(layout, info)) !== undefined });
+  },
+  async recover(root) {
+    const handle = await acquireLock(layoutOf(root), { command: 'conformance' });
+    try {
+      await recoverRoot(layoutOf(root), false);
+    } finally {
+      await releaseLock(handle);
+    }
+  },
+  async removeRelease(root, id, protect) {
+    const layout = layoutOf(root);
+    if (!fs.existsSync(path.join(layout.releases, id))) return 'absent';
+    try {
+      await removeRelease(layout, id, new Set(protect), { durable: false });
+      return 'removed';
+    } catch (error) {
+      if (error instanceof DeployError) return error.code;
+      throw error;
+    }
+  },
+};
+
+let bbBin: string | undefined;
+/** A directory holding every BusyBox applet and nothing else. */
+export function busyboxBin(base: string): string {
+  if (bbBin && fs.existsSync(bbBin)) return bbBin;
+  const { busybox } = findTools(['busybox'] as const);
+  const dir = path.join(base, 'busybox-bin');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const applet of execFileSync(busybox, ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
+    fs.symlinkSync(busybox, path.join(dir, applet));
+  }
+  bbBin = dir;
+  return dir;
+}
+
+function shellRoot(root: string, shell: LocalShell): RemoteRoot {
+  return new RemoteRoot('conformance', { host: 'localhost' }, root, {}, path.join(root, '.no-ssh-socket'), false, shell);
+}
+
+export function shellEngine(name: string, shell: LocalShell): Engine {
+  return {
+    name,
+    async lock(root) {
+      const remote = shellRoot(root, shell);
+      try {
+        const locked = await remote.lock({ command: 'conformance', create: false });
+        return {
+          result: 'locked',
+          tookOver: locked.tookOver !== undefined,
+          holderPid: locked.pid,
+          release: async () => {
+            await remote.unlock();
+            await remote.close();
+          },
+        };
+      } catch (error) {
+        await remote.close();
+        return lockedOutcome(error);
+      }
+    },
+    async judgeStale(root) {
+      const remote = shellRoot(root, shell);
+      const { info } = await remote.inspectLock();
+      if (info?.verdict.state !== 'stale') throw new Error(`${name}: the lock is not stale: ${JSON.stringify(info?.verdict)}`);
+      return { takeOver: () => remote.takeOver(info, false) };
+    },
+    async recover(root) {
+      const remote = shellRoot(root, shell);
+      try {
+        const locked = await remote.lock({ command: 'conformance', create: false });
+        const [actions] = planFleetRecovery([recoveryInput(locked.state)]);
+        const steps = recoverySteps(locked.state, actions ?? [], new Date().toISOString());
+        await remote.apply(steps, 'recovering');
+        await remote.unlock();
+        await remote.close();
+      } finally {
+        await remote.close();
+      }
+    },
+    async removeRelease(root, id, protect) {
+      if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
+      const remote = shellRoot(root, shell);
+      try {
+        await remote.apply([{ op: 'remove-release', id, trash: `trash.${id}.conformance`, protect: [...protect] }, { op: 'delete-trash', trash: `trash.${id}.conformance` }], 'removing a release');
+        return 'removed';
+      } catch (error) {
+        if (error instanceof DeployError) return error.code;
+        throw error;
+      } finally {
+        await remote.close();
+      }
+    },
+  };
+}
+
+/** The local engine and the remote programs under dash and under BusyBox sh. */
+export function allEngines(base: string): Engine[] {
+  const tools = findTools(['dash', 'busybox'] as const);
+  return [
+    localEngine,
+    shellEngine('dash', new LocalShell({ shell: [tools.dash], path: '/usr/bin:/bin' })),
+    shellEngine('busybox sh', new LocalShell({ shell: [path.join(busyboxBin(base), 'sh')], path: busyboxBin(base) })),
+  ];
+}
+
+/** What a recovery left: comparable across sides (times and hosts left out). */
+export interface RootOutcome {
+  current: string | null;
+  releases: string[];
+  statuses: Record<string, string>;
+  journal: boolean;
+  tmp: string[];
+  lock: boolean;
+}
+
+export function outcomeOf(root: string): RootOutcome {
+  const current = fs.existsSync(path.join(root, 'current')) || isLink(path.join(root, 'current')) ? fs.readlinkSync(path.join(root, 'current')).replace(/^releases\//, '') : null;
+  const list = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
+  const log = path.join(root, '.atomic-deploy', 'releases');
+  const statuses: Record<string, string> = {};
+  for (const name of list(log).filter((n) => n.endsWith('.json'))) {
+    const record = JSON.parse(fs.readFileSync(path.join(log, name), 'utf8')) as { status: string };
+    statuses[name.slice(0, -5)] = record.status;
+  }
+  return {
+    current,
+    releases: list(path.join(root, 'releases')),
+    statuses,
+    journal: fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')),
+    tmp: list(path.join(root, '.tmp')),
+    lock: fs.existsSync(path.join(root, '.deploy.lock')),
+  };
+}
+
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}

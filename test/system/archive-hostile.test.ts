@@ -1,0 +1,124 @@
+// The hostile-archive corpus, generated here: every case must exit 2 with one error line, and
+// leave the deploy root and a directory beside it byte for byte as they were (contents, modes,
+// owners, link targets), with no staging copy left in .tmp/. Each hostile entry comes after good
+// ones, so a refusal has to discard files already extracted, not just refuse up front.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { writeArchive, writeArchives, type ArchiveJob, type Spec } from '../harness/archives.ts';
+import { runCli, tempDir } from '../harness/cli.ts';
+import { leftovers, makeSource, treeSnapshot } from '../harness/invariants.ts';
+
+const GOOD: Spec[] = [
+  { name: 'index.html', data: '<h1>new</h1>\n' },
+  { name: 'assets/', type: 'dir' },
+  { name: 'assets/app.js', data: 'console.log(1)\n' },
+];
+
+interface Case {
+  name: string;
+  formats: ('tar' | 'tar.gz' | 'zip')[];
+  /** Entries after the good ones; `BESIDE` in a name or link is the directory next to the root. */
+  entries: Spec[];
+  args?: string[];
+  message: RegExp;
+  /** Entries that replace GOOD instead of following it. */
+  only?: boolean;
+}
+
+const ALL: Case['formats'] = ['tar', 'tar.gz', 'zip'];
+const TAR: Case['formats'] = ['tar', 'tar.gz'];
+
+const CASES: Case[] = [
+  { name: '.. out of the staging directory into the directory beside', formats: ALL, entries: [{ name: '../../../beside/evil', data: 'x' }], message: /"\.\." component|relative path/ },
+  { name: '.. into the live release', formats: ALL, entries: [{ name: 'a/../../../current/evil', data: 'x' }], message: /"\.\." component|relative path/ },
+  { name: 'absolute path', formats: ALL, entries: [{ name: 'BESIDE/evil', data: 'x' }], message: /absolute path/ },
+  { name: 'symlink to outside, then a file through it', formats: ALL, entries: [{ name: 'out', type: 'symlink', link: 'BESIDE' }, { name: 'out/evil', data: 'x' }], message: /goes through the symlink "out"/ },
+  { name: 'relative symlink up, then a file through it', formats: ALL, entries: [{ name: 'assets/up', type: 'symlink', link: '../../../../beside' }, { name: 'assets/up/evil', data: 'x' }], message: /through the symlink "assets\/up"/ },
+  { name: 'symlink over a directory the archive made', formats: ALL, entries: [{ name: 'assets', type: 'symlink', link: 'BESIDE' }], message: /would replace a directory/ },
+  { name: 'hard link to a file outside the archive (absolute)', formats: TAR, entries: [{ name: 'pw', type: 'hardlink', link: 'BESIDE/keep.txt' }], message: /hard link/ },
+  { name: 'hard link to a file outside the archive (..)', formats: TAR, entries: [{ name: 'pw', type: 'hardlink', link: '../../../beside/keep.txt' }], message: /"\.\." component|hard link/ },
+  { name: 'hard link to a name no earlier entry made', formats: TAR, entries: [{ name: 'pw', type: 'hardlink', link: 'later.txt' }, { name: 'later.txt', data: 'x' }], message: /hard link to "later.txt"/ },
+  { name: 'character device', formats: ALL, entries: [{ name: 'null', type: 'chr' }], message: /character device/ },
+  { name: 'block device', formats: TAR, entries: [{ name: 'disk', type: 'blk' }], message: /block device/ },
+  { name: 'FIFO', formats: ALL, entries: [{ name: 'pipe', type: 'fifo' }], message: /FIFO/ },
+  { name: 'file replacing a directory', formats: ALL, entries: [{ name: 'assets', data: 'x' }], message: /would replace a directory/ },
+  { name: 'directory replacing a file', formats: TAR, entries: [{ name: 'index.html/', type: 'dir' }], message: /replace a file|appears twice/ },
+  { name: 'the same file twice', formats: ALL, entries: [{ name: 'index.html', data: 'other' }], message: /appears twice/ },
+  { name: 'a name longer than 255 bytes', formats: ALL, entries: [{ name: `${'n'.repeat(256)}.html`, data: 'x' }], message: /longer than 255 bytes/ },
+  { name: 'a name that is not UTF-8', formats: TAR, entries: [{ name: 'bad-\udcff.html', data: 'x' }], message: /not valid UTF-8/ },
+  { name: 'a zip name with a backslash', formats: ['zip'], entries: [{ name: '..\\..\\..\\beside\\evil', data: 'x' }], message: /backslash|invalid characters|relative path/i },
+  { name: 'more entries than --max-files', formats: ALL, entries: Array.from({ length: 30 }, (_, i) => ({ name: `many/f${i}`, data: 'x' })), args: ['--max-files', '20'], message: /--max-files/ },
+  { name: 'decompression bomb over --max-bytes', formats: ['tar.gz', 'zip'], entries: [{ name: 'bomb.bin', zeros: 8 * 1024 * 1024 }], args: ['--max-bytes', '1M'], message: /--max-bytes/ },
+];
+
+void test('every hostile archive exits 2 and changes nothing inside or outside the root', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const beside = path.join(dir, 'beside');
+  fs.mkdirSync(beside);
+  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
+  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
+  assert.equal(first.code, 0, first.stderr);
+  const rootBefore = treeSnapshot(root);
+  const besideBefore = treeSnapshot(beside);
+  const runs = CASES.flatMap((c) => c.formats.map((format) => ({ c, format })));
+  const jobs: ArchiveJob[] = runs.map(({ c, format }, i) => ({
+    format,
+    out: path.join(dir, `case-${i}.${format === 'zip' ? 'zip' : format === 'tar' ? 'tar' : 'tgz'}`),
+    specs: (c.only ? c.entries : [...GOOD, ...c.entries]).map((e) => ({ ...e, name: e.name.replace('BESIDE', beside), link: e.link?.replace('BESIDE', beside) })),
+  }));
+  writeArchives(jobs);
+  let ran = 0;
+  for (const [i, { c, format }] of runs.entries()) {
+    {
+      const file = jobs[i]?.out ?? '';
+      const r = await runCli(['deploy', file, root, '--no-fsync', ...(c.args ?? [])]);
+      const what = `${c.name} (${format})`;
+      assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stderr, c.message, what);
+      assert.match(r.stderr, /^error: refused /m, what);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: stack trace`);
+      assert.deepEqual(treeSnapshot(root), rootBefore, `${what}: the root changed`);
+      assert.deepEqual(treeSnapshot(beside), besideBefore, `${what}: the directory beside changed`);
+      assert.deepEqual(leftovers(root), [], what);
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], `${what}: .tmp/ not empty`);
+      ran++;
+    }
+  }
+  assert.ok(ran >= 45, `${ran} cases`);
+});
+
+void test('control: the same good entries without the hostile tail deploy, so the refusals above come from the hostile entries', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  writeArchives(ALL.map((format) => ({ format, out: path.join(dir, `good.${format}`), specs: GOOD })));
+  for (const format of ALL) {
+    const r = await runCli(['deploy', path.join(dir, `good.${format}`), root, '--no-fsync']);
+    assert.equal(r.code, 0, `${format}: ${r.stderr}`);
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'assets', 'app.js'), 'utf8'), 'console.log(1)\n');
+  }
+  // Within the limits, a symlink out of the release is kept verbatim (never followed), as a directory source's is.
+  const linked = writeArchive('tar', path.join(dir, 'link.tar'), [...GOOD, { name: 'logs', type: 'symlink', link: '/var/log/app' }, { name: 'same', type: 'hardlink', link: 'index.html' }]);
+  const r = await runCli(['deploy', linked, root, '--no-fsync', '--max-files', '5']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fs.readlinkSync(path.join(root, 'current', 'logs')), '/var/log/app');
+  assert.equal(fs.statSync(path.join(root, 'current', 'same')).ino, fs.statSync(path.join(root, 'current', 'index.html')).ino);
+});
+
+void test('setuid/setgid bits are stripped unless root passes --keep-setuid; owners are kept as root', async (t) => {
+  assert.equal(process.getuid?.(), 0, 'this test runs as root, as CI does');
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const file = writeArchive('tar', path.join(dir, 'suid.tar'), [...GOOD, { name: 'bin/', type: 'dir' }, { name: 'bin/tool', data: '#!/bin/sh\n', mode: 0o6755, uid: 1234, gid: 2345 }]);
+  const plain = await runCli(['deploy', file, root, '--no-fsync']);
+  assert.equal(plain.code, 0, plain.stderr);
+  const st = fs.statSync(path.join(root, 'current', 'bin', 'tool'));
+  assert.equal(st.mode & 0o7777, 0o755);
+  assert.equal(st.uid, 1234);
+  assert.equal(st.gid, 2345);
+  const kept = await runCli(['deploy', file, root, '--no-fsync', '--keep-setuid']);
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.equal(fs.statSync(path.join(root, 'current', 'bin', 'tool')).mode & 0o7777, 0o6755);
+});

@@ -1,0 +1,64 @@
+// Signed artifacts: `ssh-keygen -Y sign -n atomic-deploy` as docs/ci.md tells CI to, checked with
+// --signature (a file or a URL) and --allowed-signers. A good signature deploys; a signature of
+// other bytes, or by a key not in the allowed signers, exits 2 with the root unchanged.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { serve } from '../harness/archives.ts';
+import { jsonOf, runCli, tempDir } from '../harness/cli.ts';
+import { makeSource, treeSnapshot } from '../harness/invariants.ts';
+
+function key(dir: string, name: string): string {
+  const file = path.join(dir, name);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file]);
+  return file;
+}
+
+function sign(keyFile: string, file: string, namespace = 'atomic-deploy'): string {
+  execFileSync('ssh-keygen', ['-q', '-Y', 'sign', '-f', keyFile, '-n', namespace, file]);
+  return `${file}.sig`;
+}
+
+void test('signatures: good deploys, other bytes / unknown signer / other namespace exit 2 and change nothing', async (t) => {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'src'), 'v1');
+  const artifact = path.join(dir, 'site.tgz');
+  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
+  const ci = key(dir, 'ci');
+  const stranger = key(dir, 'stranger');
+  const allowed = path.join(dir, 'allowed_signers');
+  fs.writeFileSync(allowed, `ci@example.com namespaces="atomic-deploy" ${fs.readFileSync(`${ci}.pub`, 'utf8')}`);
+  const root = path.join(dir, 'root');
+  const server = await serve(t, dir, 'ok');
+
+  const good = sign(ci, artifact);
+  for (const signature of [good, server.url('site.tgz.sig')]) {
+    const r = await runCli(['deploy', artifact, root, '--signature', signature, '--allowed-signers', allowed, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonOf<{ artifact: { signedBy: string } }>(r).artifact.signedBy, 'ci@example.com');
+  }
+  const viaUrl = await runCli(['deploy', server.url('site.tgz'), root, '--signature', server.url('site.tgz.sig'), '--allowed-signers', allowed]);
+  assert.equal(viaUrl.code, 0, viaUrl.stderr);
+
+  // Bad: the signature of another artifact. Unknown: signed by a key not allowed. Namespace: signed for another use.
+  const other = path.join(dir, 'other.tgz');
+  execFileSync('tar', ['-czf', other, '-C', src, 'index.html']);
+  const cases: [string, string, RegExp][] = [
+    ['other bytes', sign(ci, other), /does not match the artifact/],
+    ['unknown signer', (fs.copyFileSync(artifact, path.join(dir, 'copy.tgz')), sign(stranger, path.join(dir, 'copy.tgz'))), /not in .*allowed_signers/],
+    ['other namespace', (fs.copyFileSync(artifact, path.join(dir, 'ns.tgz')), sign(ci, path.join(dir, 'ns.tgz'), 'file')), /not in .*allowed_signers|does not match/],
+  ];
+  for (const [name, signature, message] of cases) {
+    const before = treeSnapshot(root);
+    const r = await runCli(['deploy', artifact, root, '--signature', signature, '--allowed-signers', allowed]);
+    assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, message, name);
+    assert.deepEqual(treeSnapshot(root), before, name);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
+  }
+  const alone = await runCli(['deploy', artifact, root, '--signature', good]);
+  assert.equal(alone.code, 2);
+  assert.match(alone.stderr, /go together/);
+});

@@ -1,0 +1,87 @@
+// A URL artifact when the server misbehaves: a connection dropped half-way is resumed (Range,
+// or read again from the start when the server has no ranges); a 404 exits 2; a server that
+// stalls is given up on after the timeout and the retries, exit 1. The root is unchanged by
+// every failure, and nothing is left in .tmp/.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { serve } from '../harness/archives.ts';
+import { runCli, tempDir } from '../harness/cli.ts';
+import { leftovers, makeSource, manifestDiff, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
+
+function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'src'), 'v1', { files: 400 });
+  execFileSync('tar', ['-czf', path.join(dir, 'site.tgz'), '-C', src, '.']);
+  execFileSync('zip', ['-qry', path.join(dir, 'site.zip'), '.'], { cwd: src });
+  return { dir, src, root: path.join(dir, 'root') };
+}
+
+void test('a connection dropped mid-stream is resumed, with or without Range support', async (t) => {
+  const { dir, src, root } = setup(t);
+  for (const mode of ['drop-once', 'drop-once-no-range'] as const) {
+    for (const name of ['site.tgz', 'site.zip']) {
+      const server = await serve(t, dir, mode);
+      const r = await runCli(['deploy', server.url(name), root, '--download-timeout', '5']);
+      assert.equal(r.code, 0, `${mode} ${name}: ${r.stderr}`);
+      assert.match(r.stderr, /warning: .*(closed|aborted|reset|socket hang up).*resuming at byte \d+/i, `${mode} ${name}`);
+      const got = manifestOf(path.join(root, 'current'));
+      assert.ok(sameManifest(got, manifestOf(src)), `${mode} ${name}: ${manifestDiff(got, manifestOf(src))}`);
+      assert.equal(server.requests.length, 2, `${mode} ${name}: ${JSON.stringify(server.requests)}`);
+      // With ranges the second request asks for the rest; without, the whole file is read again.
+      assert.match(server.requests[1]?.range ?? '', /^bytes=\d+-$/);
+      await server.close();
+    }
+  }
+});
+
+void test('control: with no retries the same dropped connection fails the deploy (exit 1) and changes nothing', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root])).code, 0);
+  const before = treeSnapshot(root);
+  const server = await serve(t, dir, 'drop-once');
+  const r = await runCli(['deploy', server.url('site.tgz'), root, '--download-retries', '0']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /error: downloading .* failed/);
+  assert.deepEqual(treeSnapshot(root), before);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+});
+
+void test('a 404 exits 2 before anything is written', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root])).code, 0);
+  const before = treeSnapshot(root, { times: true });
+  const server = await serve(t, dir, 'ok');
+  const r = await runCli(['deploy', server.url('missing.tgz'), root]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /answered 404/);
+  assert.equal(server.requests.length, 1, 'a 4xx is not retried');
+  assert.deepEqual(treeSnapshot(root, { times: true }), before);
+});
+
+void test('a server that stalls is given up on after the timeout and the retries: exit 1, root unchanged', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root])).code, 0);
+  const before = treeSnapshot(root);
+  const server = await serve(t, dir, 'stall');
+  const started = Date.now();
+  const r = await runCli(['deploy', server.url('site.tgz'), root, '--download-timeout', '1', '--download-retries', '2']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /sent nothing for 1 s/);
+  assert.equal(server.requests.length, 3, JSON.stringify(server.requests));
+  assert.ok(Date.now() - started >= 3000, 'three silent seconds at least');
+  assert.deepEqual(treeSnapshot(root), before);
+  assert.deepEqual(leftovers(root), []);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+});
+
+void test('a redirect (as release assets answer) is followed to the artifact', async (t) => {
+  const { dir, src, root } = setup(t);
+  const server = await serve(t, dir, 'ok');
+  const r = await runCli(['deploy', server.url('redirect/site.tgz'), root]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(sameManifest(manifestOf(path.join(root, 'current')), manifestOf(src)));
+  assert.equal(server.requests.length, 2);
+});

@@ -1,0 +1,144 @@
+// Artifacts as the deploy source: each format from a file and from a loopback HTTP server, the
+// format told by content (a misnamed archive works), --strip-components, --sha256 good and bad,
+// and the manifest entries the extraction hashed on the way against the tree it wrote.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { sha256Of, serve } from '../harness/archives.ts';
+import { jsonOf, runCli, tempDir } from '../harness/cli.ts';
+import { leftovers, makeSource, manifestDiff, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
+
+interface Built {
+  src: string;
+  files: Record<'tar' | 'tar.gz' | 'zip', string>;
+}
+
+/** A source tree (files, an empty directory, an executable, links) and the three archives of it made by tar(1) and zip(1). */
+function build(dir: string): Built {
+  const src = makeSource(path.join(dir, 'src'), 'v1');
+  const files = { tar: path.join(dir, 'site.tar'), 'tar.gz': path.join(dir, 'site.tar.gz'), zip: path.join(dir, 'site.zip') };
+  execFileSync('tar', ['-cf', files.tar, '-C', src, '.']);
+  execFileSync('tar', ['-czf', files['tar.gz'], '-C', src, '.']);
+  execFileSync('zip', ['-qry', files.zip, '.'], { cwd: src });
+  return { src, files };
+}
+
+void test('tar, tar.gz and zip, from a file and from a URL: the release is the tree that was archived', async (t) => {
+  const dir = tempDir(t);
+  const built = build(dir);
+  const server = await serve(t, dir, 'ok');
+  const want = manifestOf(built.src);
+  const root = path.join(dir, 'root');
+  for (const format of ['tar', 'tar.gz', 'zip'] as const) {
+    for (const source of [built.files[format], server.url(path.basename(built.files[format]))]) {
+      const r = await runCli(['deploy', source, root, '--json']);
+      assert.equal(r.code, 0, `${format} ${source}: ${r.stderr}`);
+      const out = jsonOf<{ release: string; files: number; artifact: { format: string; sha256: string; bytes: number } }>(r);
+      assert.equal(out.artifact.format, format);
+      assert.equal(out.artifact.sha256, sha256Of(built.files[format]), source);
+      assert.equal(out.artifact.bytes, fs.statSync(built.files[format]).size);
+      const got = manifestOf(path.join(root, 'current'));
+      assert.ok(sameManifest(got, want), `${format} ${source}: ${manifestDiff(got, want)}`);
+      assert.equal(fs.readlinkSync(path.join(root, 'current', 'passwd-link')), '/etc/passwd');
+      assert.deepEqual(leftovers(root), []);
+    }
+  }
+  // By content, not by name: a tar.gz called .zip, a zip called .tar.
+  fs.copyFileSync(built.files['tar.gz'], path.join(dir, 'misnamed.zip'));
+  fs.copyFileSync(built.files.zip, path.join(dir, 'misnamed.tar'));
+  for (const name of ['misnamed.zip', 'misnamed.tar']) {
+    const r = await runCli(['deploy', path.join(dir, name), root]);
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+  }
+  // Not an archive at all: exit 2, nothing changed.
+  const before = treeSnapshot(root);
+  fs.writeFileSync(path.join(dir, 'page.tar.gz'), '<html>an error page</html>\n'.repeat(40));
+  for (const source of [path.join(dir, 'page.tar.gz'), server.url('page.tar.gz')]) {
+    const r = await runCli(['deploy', source, root]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /tar, tar\.gz or zip archive \(by its first bytes\)/);
+  }
+  assert.deepEqual(treeSnapshot(root), before);
+});
+
+void test('--strip-components drops the top directory, as tar does', async (t) => {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'dist'), 'v2');
+  const file = path.join(dir, 'with-top.tgz');
+  execFileSync('tar', ['-czf', file, '-C', dir, 'dist']);
+  const root = path.join(dir, 'root');
+  const r = await runCli(['deploy', file, root, '--strip-components', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const got = manifestOf(path.join(root, 'current'));
+  assert.ok(sameManifest(got, manifestOf(src)), manifestDiff(got, manifestOf(src)));
+  // Control: without it the release holds dist/ itself.
+  const plain = await runCli(['deploy', file, root]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.ok(fs.statSync(path.join(root, 'current', 'dist', 'index.html')).isFile());
+  const bad = await runCli(['deploy', file, root, '--strip-components', '-1']);
+  assert.equal(bad.code, 2);
+});
+
+void test('--sha256: a match deploys; a mismatch exits 2 with the root unchanged and nothing left in .tmp/', async (t) => {
+  const dir = tempDir(t);
+  const built = build(dir);
+  const server = await serve(t, dir, 'ok');
+  const root = path.join(dir, 'root');
+  const first = await runCli(['deploy', built.src, root]);
+  assert.equal(first.code, 0, first.stderr);
+  for (const format of ['tar.gz', 'zip'] as const) {
+    for (const source of [built.files[format], server.url(path.basename(built.files[format]))]) {
+      const before = treeSnapshot(root);
+      const wrong = sha256Of(built.files.tar);
+      const bad = await runCli(['deploy', source, root, '--sha256', wrong]);
+      assert.equal(bad.code, 2, `${source}: ${bad.stderr}`);
+      assert.match(bad.stderr, new RegExp(`sha256 is ${sha256Of(built.files[format])}, expected ${wrong}`));
+      assert.deepEqual(treeSnapshot(root), before, source);
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+      const good = await runCli(['deploy', source, root, '--sha256', `sha256:${sha256Of(built.files[format]).toUpperCase()}`]);
+      assert.equal(good.code, 0, `${source}: ${good.stderr}`);
+    }
+  }
+  const malformed = await runCli(['deploy', built.files.tar, root, '--sha256', 'abc']);
+  assert.equal(malformed.code, 2);
+  assert.match(malformed.stderr, /64 hex digits/);
+});
+
+void test('the release manifest the extraction hashed matches the files it wrote', async (t) => {
+  const dir = tempDir(t);
+  const built = build(dir);
+  const { extractArtifact, openArtifact } = await import('../../src/act/archive.ts');
+  const { parseManifest, serializeManifest } = await import('../../src/plan/manifest.ts');
+  for (const format of ['tar', 'tar.gz', 'zip'] as const) {
+    const stage = path.join(dir, `stage-${format}`);
+    fs.mkdirSync(stage);
+    const artifact = await openArtifact(built.files[format], { timeoutMs: 5000, retries: 0 });
+    const result = await extractArtifact(artifact, stage, { limits: { maxFiles: 1000, maxBytes: 1e9, stripComponents: 0, keepSetid: false, keepOwner: false }, spool: `${stage}.zip` });
+    const tree = manifestOf(stage);
+    const fromManifest = new Map(result.manifest.map((e) => [e.path, e.type === 'dir' ? `d ${e.mode.toString(8)}` : e.type === 'file' ? `f ${e.sha256} ${e.mode.toString(8)}` : `l ${e.target}`]));
+    assert.ok(sameManifest(fromManifest, tree), `${format}: ${manifestDiff(fromManifest, tree)}`);
+    assert.equal(result.sha256, sha256Of(built.files[format]));
+    // A well-formed manifest: unique paths, every parent listed.
+    const read = parseManifest(serializeManifest(result.manifest));
+    assert.ok(read.ok, read.ok ? '' : read.problem);
+    assert.equal(read.manifest.entries.length, tree.size);
+  }
+});
+
+void test('an artifact release has a manifest that verify checks: clean, then a tampered file found (exit 5)', async (t) => {
+  const dir = tempDir(t);
+  const built = build(dir);
+  const root = path.join(dir, 'root');
+  for (const format of ['tar.gz', 'zip'] as const) {
+    const r = await runCli(['deploy', built.files[format], root, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const clean = await runCli(['verify', root]);
+    assert.equal(clean.code, 0, `${format}: ${clean.stdout}${clean.stderr}`);
+  }
+  fs.appendFileSync(path.join(root, 'current', 'index.html'), 'tampered');
+  const tampered = await runCli(['verify', root]);
+  assert.equal(tampered.code, 5, tampered.stdout + tampered.stderr);
+  assert.match(tampered.stdout + tampered.stderr, /index\.html/);
+});

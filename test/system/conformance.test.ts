@@ -1,0 +1,343 @@
+// Conformance: the same scenarios against the local engine and against the remote programs run
+// by dash and by BusyBox sh (BusyBox applets only on PATH); every side must give the same outcome.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { allEngines, outcomeOf, type Engine, type LockOutcome, type RootOutcome } from '../harness/engines.ts';
+import { startTicks, writeOwnerLock } from '../harness/faults.ts';
+import { deadPid } from '../harness/invariants.ts';
+
+const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-'));
+const sleepers: ChildProcess[] = [];
+after(() => {
+  for (const s of sleepers) s.kill('SIGKILL');
+  fs.rmSync(BASE, { recursive: true, force: true });
+});
+const ENGINES = allEngines(BASE);
+let n = 0;
+
+function freshRoot(): string {
+  const root = path.join(BASE, `root-${n++}`);
+  fs.mkdirSync(path.join(root, 'releases'), { recursive: true });
+  return root;
+}
+
+function liveSleeper(): number {
+  const child = spawn('sleep', ['120'], { stdio: 'ignore' });
+  sleepers.push(child);
+  assert.ok(child.pid);
+  return child.pid;
+}
+
+const lockDir = (root: string): string => path.join(root, '.deploy.lock');
+const tmpNames = (root: string): string[] => (fs.existsSync(path.join(root, '.tmp')) ? fs.readdirSync(path.join(root, '.tmp')).sort() : []);
+
+/** What a lock attempt ended in, for comparing sides; a won lock is released again. */
+async function settle(outcome: LockOutcome): Promise<string> {
+  if (outcome.result !== 'locked') return outcome.result;
+  await outcome.release();
+  return outcome.tookOver ? 'locked after a takeover' : 'locked';
+}
+
+interface LockScenario {
+  name: string;
+  /** Sets the root up; returns a check of what must still be true afterwards. */
+  setup(root: string): Promise<(() => void) | void>;
+  expect: string;
+}
+
+const LOCK_SCENARIOS: LockScenario[] = [
+  { name: 'lock free', setup: () => Promise.resolve(), expect: 'locked' },
+  {
+    name: 'held by a live owner',
+    setup: (root) => {
+      const pid = liveSleeper();
+      writeOwnerLock(root, { pid, startTime: startTicks(pid) });
+      const owner = fs.readFileSync(path.join(lockDir(root), 'owner.json'), 'utf8');
+      return Promise.resolve(() => assert.equal(fs.readFileSync(path.join(lockDir(root), 'owner.json'), 'utf8'), owner));
+    },
+    expect: 'LOCKED',
+  },
+  {
+    name: 'a fresh empty directory (a lock being taken, or the bash tool between mkdir and its pid)',
+    setup: (root) => {
+      fs.mkdirSync(lockDir(root));
+      return Promise.resolve(() => assert.deepEqual(fs.readdirSync(lockDir(root)), [], 'the empty lock was replaced'));
+    },
+    expect: 'LOCKED',
+  },
+  {
+    name: "the bash tool's pid file with a live pid",
+    setup: (root) => {
+      const pid = liveSleeper();
+      fs.mkdirSync(lockDir(root));
+      fs.writeFileSync(path.join(lockDir(root), 'pid'), `${pid}\n`);
+      return Promise.resolve(() => assert.equal(fs.readFileSync(path.join(lockDir(root), 'pid'), 'utf8'), `${pid}\n`));
+    },
+    expect: 'LOCKED',
+  },
+  {
+    name: "the bash tool's pid file with a dead pid",
+    setup: async (root) => {
+      fs.mkdirSync(lockDir(root));
+      fs.writeFileSync(path.join(lockDir(root), 'pid'), `${await deadPid()}\n`);
+    },
+    expect: 'locked after a takeover',
+  },
+  {
+    name: "another host's lock",
+    setup: (root) => {
+      writeOwnerLock(root, { pid: liveSleeper(), host: 'elsewhere.example' });
+      return Promise.resolve();
+    },
+    expect: 'LOCK_FOREIGN_HOST',
+  },
+  {
+    name: 'stale with a reused pid (live pid, another start time)',
+    setup: (root) => {
+      const pid = liveSleeper();
+      writeOwnerLock(root, { pid, startTime: String(Number(startTicks(pid)) - 1000) });
+      return Promise.resolve();
+    },
+    expect: 'locked after a takeover',
+  },
+  {
+    name: 'an old empty directory',
+    setup: (root) => {
+      fs.mkdirSync(lockDir(root));
+      const old = new Date(Date.now() - 60_000);
+      fs.utimesSync(lockDir(root), old, old);
+      return Promise.resolve();
+    },
+    expect: 'locked',
+  },
+];
+
+describe('lock: every side judges and takes the lock alike', () => {
+  for (const scenario of LOCK_SCENARIOS) {
+    test(scenario.name, async () => {
+      const seen: string[] = [];
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        const check = await scenario.setup(root);
+        seen.push(`${engine.name}: ${await settle(await engine.lock(root))}`);
+        check?.();
+      }
+      assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${scenario.expect}`));
+    });
+  }
+});
+
+describe('lock: contenders on one stale lock', () => {
+  const pairs: [Engine, Engine][] = ENGINES.flatMap((a) => ENGINES.map((b) => [a, b] as [Engine, Engine]));
+  for (const [a, b] of pairs) {
+    test(`${a.name} and ${b.name} at once: one wins, the other finds it held, one takeover at most`, async () => {
+      const root = freshRoot();
+      writeOwnerLock(root, { pid: await deadPid() });
+      const [ra, rb] = await Promise.all([a.lock(root), b.lock(root)]);
+      const results = [ra, rb];
+      const winners = results.filter((r) => r.result === 'locked');
+      const takeovers = winners.filter((r) => r.result === 'locked' && r.tookOver);
+      const summary = results.map((r) => r.result).join(', ');
+      // A late contender may find the lock free again only after the winner released it; here nobody releases before both end.
+      assert.equal(winners.length, 1, summary);
+      assert.ok(takeovers.length <= 1, summary);
+      const loser = results.find((r) => r.result !== 'locked');
+      assert.equal(loser?.result, 'LOCKED', summary);
+      assert.equal(loser.holderPid, winners[0]?.holderPid, 'the loser names the winner as holder');
+      for (const w of winners) if (w.result === 'locked') await w.release();
+      assert.ok(!fs.existsSync(lockDir(root)), 'the lock remains after its release');
+    });
+  }
+});
+
+describe('lock: the stalled-contender tombstone race', () => {
+  const pairs: [Engine, Engine][] = ENGINES.flatMap((a) => ENGINES.map((b) => [a, b] as [Engine, Engine]));
+  for (const [stalled, other] of pairs) {
+    test(`${stalled.name} judges a lock stale and stalls; ${other.name} takes it over, works, releases, takes it again; the stalled one must not move the newer lock`, async () => {
+      const root = freshRoot();
+      writeOwnerLock(root, { pid: await deadPid(), token: 'stale-one' });
+      const judged = await stalled.judgeStale(root);
+      const first = await other.lock(root);
+      assert.equal(first.result, 'locked');
+      assert.ok(first.result === 'locked' && first.tookOver);
+      await first.release();
+      // docs/reliability.md row 4: the tombstone outlives the release that follows the takeover.
+      assert.ok(tmpNames(root).includes('stale-lock.stale-one'), `no tombstone after the release: ${tmpNames(root).join(' ')}`);
+      const second = await other.lock(root);
+      assert.equal(second.result, 'locked');
+      const before = fs.lstatSync(lockDir(root)).ino;
+      assert.equal(await judged.takeOver(), false, 'the stalled contender moved a lock');
+      assert.equal(fs.lstatSync(lockDir(root)).ino, before, 'the newer lock moved');
+      if (second.result === 'locked') await second.release();
+    });
+  }
+});
+
+function makeRelease(root: string, id: string, seq: number, status: string): void {
+  fs.mkdirSync(path.join(root, 'releases', id), { recursive: true });
+  fs.writeFileSync(path.join(root, 'releases', id, 'version'), id);
+  const log = path.join(root, '.atomic-deploy', 'releases');
+  fs.mkdirSync(log, { recursive: true });
+  const record = { id, seq, status, createdAt: '2026-01-01T00:00:00.000Z', user: 'root', host: os.hostname(), source: '/src', files: 1, bytes: id.length, durationMs: 1, previous: null };
+  fs.writeFileSync(path.join(log, `${id}.json`), JSON.stringify(record));
+}
+
+function setCurrent(root: string, id: string): void {
+  fs.symlinkSync(`releases/${id}`, path.join(root, 'current'));
+}
+
+function writeJournal(root: string, journal: object | string): void {
+  fs.mkdirSync(path.join(root, '.atomic-deploy'), { recursive: true });
+  fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), typeof journal === 'string' ? journal : JSON.stringify({ v: 1, token: 't', pid: 1, startedAt: '2026-01-01T00:00:00.000Z', ...journal }));
+}
+
+/** r1 and r2 deployed, r2 current. */
+function twoReleases(root: string): void {
+  makeRelease(root, 'r1', 1, 'complete');
+  makeRelease(root, 'r2', 2, 'complete');
+  setCurrent(root, 'r2');
+}
+
+interface RecoveryScenario {
+  name: string;
+  setup(root: string): void;
+  expect: Partial<RootOutcome>;
+}
+
+const RECOVERY_SCENARIOS: RecoveryScenario[] = [
+  {
+    name: 'no journal: leftovers in .tmp/ of a crashed deploy are removed',
+    setup: (root) => {
+      twoReleases(root);
+      for (const name of ['stage.abc/r3', 'current.def/current', 'trash.r0.123/x']) fs.mkdirSync(path.join(root, '.tmp', name), { recursive: true });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], tmp: [] },
+  },
+  {
+    name: 'deploy, phase copying: the partial copy goes, current stays',
+    setup: (root) => {
+      twoReleases(root);
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.abc', 'r3'), { recursive: true });
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'copying' });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [] },
+  },
+  {
+    name: 'deploy, phase ready: the release that never went live is removed with its record',
+    setup: (root) => {
+      twoReleases(root);
+      makeRelease(root, 'r3', 3, 'pending');
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'ready' });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false },
+  },
+  {
+    name: 'deploy, phase switched: the live release is recorded as deployed',
+    setup: (root) => {
+      makeRelease(root, 'r1', 1, 'complete');
+      makeRelease(root, 'r2', 2, 'complete');
+      makeRelease(root, 'r3', 3, 'pending');
+      setCurrent(root, 'r3');
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'switched' });
+    },
+    expect: { current: 'r3', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'complete' }, journal: false },
+  },
+  {
+    name: 'deploy, phase rolling-back, switched back already: the release is kept, recorded failed',
+    setup: (root) => {
+      twoReleases(root);
+      makeRelease(root, 'r3', 3, 'pending');
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'rolling-back', reason: 'health check failed' });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'failed' }, journal: false },
+  },
+  {
+    name: 'deploy, phase rolling-back, still live: recorded failed, left live for a rollback',
+    setup: (root) => {
+      makeRelease(root, 'r1', 1, 'complete');
+      makeRelease(root, 'r2', 2, 'complete');
+      makeRelease(root, 'r3', 3, 'pending');
+      setCurrent(root, 'r3');
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'rolling-back', reason: 'health check failed' });
+    },
+    expect: { current: 'r3', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'failed' }, journal: false },
+  },
+  {
+    name: 'rollback, phase switching, not switched: nothing but the journal changes',
+    setup: (root) => {
+      twoReleases(root);
+      writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switching' });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false },
+  },
+  {
+    name: 'rollback, phase switched: the release rolled back from is recorded so',
+    setup: (root) => {
+      makeRelease(root, 'r1', 1, 'complete');
+      makeRelease(root, 'r2', 2, 'complete');
+      setCurrent(root, 'r1');
+      writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switched' });
+    },
+    expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'rolled-back' }, journal: false },
+  },
+  {
+    name: 'an unreadable journal is discarded, no release removed',
+    setup: (root) => {
+      twoReleases(root);
+      writeJournal(root, '{"v": 1, "op": "deploy", garbage');
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false },
+  },
+];
+
+/** Only the fields a scenario names. */
+function pick(outcome: RootOutcome, keys: readonly (keyof RootOutcome)[]): Partial<RootOutcome> {
+  return Object.fromEntries(keys.map((k) => [k, outcome[k]]));
+}
+
+describe('recovery from every journal phase: every side leaves the same root', () => {
+  for (const scenario of RECOVERY_SCENARIOS) {
+    test(scenario.name, async () => {
+      const keys = [...new Set([...(Object.keys(scenario.expect) as (keyof RootOutcome)[]), 'lock', 'journal'] as const)];
+      const outcomes: Record<string, Partial<RootOutcome>> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        scenario.setup(root);
+        await engine.recover(root);
+        outcomes[engine.name] = pick(outcomeOf(root), keys);
+      }
+      const expected = pick({ current: null, releases: [], statuses: {}, tmp: [], ...scenario.expect, journal: false, lock: false }, keys);
+      assert.deepEqual(outcomes, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
+    });
+  }
+});
+
+describe('prune guards: the one deletion path refuses current and the protected release on every side', () => {
+  const cases: { name: string; id: string; protect: string[]; expect: string }[] = [
+    { name: 'the current release', id: 'r3', protect: [], expect: 'INTERNAL' },
+    { name: 'the rollback target (protected)', id: 'r2', protect: ['r2'], expect: 'INTERNAL' },
+    { name: 'an old release', id: 'r1', protect: ['r2'], expect: 'removed' },
+    { name: 'a release already gone', id: 'r0', protect: [], expect: 'absent' },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const seen: string[] = [];
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        makeRelease(root, 'r1', 1, 'complete');
+        makeRelease(root, 'r2', 2, 'complete');
+        makeRelease(root, 'r3', 3, 'complete');
+        setCurrent(root, 'r3');
+        const result = await engine.removeRelease(root, c.id, c.protect);
+        const left = outcomeOf(root);
+        seen.push(`${engine.name}: ${result}; releases ${left.releases.join(' ')}; current ${left.current}; tmp ${left.tmp.join(' ')}`);
+      }
+      const releases = ['r1', 'r2', 'r3'].filter((id) => c.expect !== 'removed' || id !== c.id).join(' ');
+      assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${c.expect}; releases ${releases}; current r3; tmp `));
+    });
+  }
+});

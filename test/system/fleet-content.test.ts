@@ -1,0 +1,188 @@
+// What a fleet deploy publishes is exactly what was built, even when every file carries the same
+// fixed mtime (npm tarballs: 1985-10-26 08:15:00) and changed files keep their size: rsync's quick
+// check (size + whole-second mtime) would keep the old bytes, as the control shows.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, runCli, tempDir, type CliResult } from '../harness/cli.ts';
+import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+const NPM_EPOCH = new Date('1985-10-26T08:15:00Z');
+const FILES = 100;
+
+interface HostJson {
+  host: string;
+  outcome?: string;
+  transferred?: number;
+  linked?: number;
+  warnings?: string[];
+  error?: { code: string; message: string };
+}
+interface DeployJson {
+  release?: string;
+  hosts: HostJson[];
+  error?: { code: string; message: string };
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+let serial = 0;
+
+function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
+  const base = `c${++serial}-${name}`;
+  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
+}
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 120_000 });
+}
+
+/** A build of FILES same-sized files; `changed` of them hold `tag` instead of `v1`; every mtime is NPM_EPOCH. */
+function build(t: { after(fn: () => void): void }, tag: string, changed: ReadonlySet<number>): string {
+  const dir = tempDir(t, 'fleet-content-');
+  fs.mkdirSync(path.join(dir, 'lib'));
+  for (let i = 0; i < FILES; i++) {
+    const file = path.join(dir, 'lib', `f${String(i).padStart(3, '0')}.js`);
+    fs.writeFileSync(file, `export const v = '${changed.has(i) ? tag : 'v1'}-${String(i).padStart(3, '0')}';\n`);
+    fs.utimesSync(file, NPM_EPOCH, NPM_EPOCH);
+  }
+  fs.writeFileSync(path.join(dir, 'version'), `${tag}\n`);
+  fs.utimesSync(path.join(dir, 'version'), NPM_EPOCH, NPM_EPOCH);
+  fs.symlinkSync('lib/f000.js', path.join(dir, 'main.js'));
+  for (const d of [path.join(dir, 'lib'), dir]) fs.utimesSync(d, NPM_EPOCH, NPM_EPOCH);
+  return dir;
+}
+
+const tenPercent = (offset: number): Set<number> => new Set(Array.from({ length: FILES / 10 }, (_, i) => i * 10 + offset));
+
+/** path -> sha256 of every regular file, and the symlinks' targets. */
+function contents(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const r = rel === '' ? name : `${rel}/${name}`;
+      const st = fs.lstatSync(path.join(dir, r));
+      if (st.isDirectory()) walk(r);
+      else if (st.isSymbolicLink()) out.set(r, `-> ${fs.readlinkSync(path.join(dir, r))}`);
+      else out.set(r, createHash('sha256').update(fs.readFileSync(path.join(dir, r))).digest('hex'));
+    }
+  };
+  walk('');
+  return out;
+}
+
+function stalePaths(built: string, live: string): string[] {
+  const want = contents(built);
+  const got = contents(live);
+  return [...want.keys()].filter((p) => want.get(p) !== got.get(p)).concat([...got.keys()].filter((p) => !want.has(p)));
+}
+
+function current(dir: string): string | null {
+  try {
+    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+  } catch {
+    return null;
+  }
+}
+
+void describe('content-exact fleet deploys over three namespace hosts', () => {
+  before(async () => {
+    fleet = await createFleet(3);
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test('control: rsync --link-dest with its quick check publishes stale bytes for a fixed-mtime build', (t) => {
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(3));
+    for (const h of fleet.hosts) {
+      const base = `/srv/control-${++serial}`;
+      const rsync = (src: string, dest: string, extra: string[]): void => {
+        execFileSync('rsync', ['-a', '--mkpath', ...extra, `${src}/`, `${h.alias}:${base}/${dest}/`], { env: fleet.env });
+      };
+      rsync(v1, 'r1', []);
+      rsync(v2, 'r2', ['--link-dest=../r1']);
+      const stale = stalePaths(v2, path.join(h.srvDir, path.basename(base), 'r2'));
+      // Every changed file, and the version file, kept their v1 bytes: the old rule is wrong here.
+      assert.equal(stale.length, FILES / 10 + 1, `${h.alias}: the quick check kept ${stale.length} stale files`);
+    }
+  });
+
+  void test('every host holds the built bytes; only changed files are sent; unchanged ones are linked; the manifest is recorded', async (t) => {
+    const { root, on } = newRoot('exact');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(3));
+    const first = await cli(['deploy', v1, root, ...hostArgs, '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const second = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const j1 = jsonOf<DeployJson>(first);
+    const j2 = jsonOf<DeployJson>(second);
+    const id1 = String(j1.release);
+    const id2 = String(j2.release);
+    for (const h of j2.hosts) {
+      assert.equal(h.outcome, 'switched');
+      assert.equal(h.transferred, FILES / 10 + 1, `${h.host}: the changed files and the version file were sent, nothing else`);
+    }
+    for (const h of fleet.hosts) {
+      const dir = on(h);
+      assert.equal(current(dir), id2);
+      assert.deepEqual(stalePaths(v2, path.join(dir, 'current')), [], `${h.alias}: the live release is the build, byte for byte`);
+      const a = fs.statSync(path.join(dir, 'releases', id1, 'lib', 'f001.js'));
+      const b = fs.statSync(path.join(dir, 'releases', id2, 'lib', 'f001.js'));
+      assert.equal(a.ino, b.ino, `${h.alias}: an unchanged file is a hardlink to the previous release`);
+      const c = fs.statSync(path.join(dir, 'releases', id2, 'lib', 'f003.js'));
+      assert.notEqual(c.ino, fs.statSync(path.join(dir, 'releases', id1, 'lib', 'f003.js')).ino, `${h.alias}: a changed file is its own`);
+      for (const id of [id1, id2]) {
+        const record = JSON.parse(fs.readFileSync(path.join(dir, '.atomic-deploy', 'releases', `${id}.json`), 'utf8')) as { manifest?: string };
+        const text = fs.readFileSync(path.join(dir, '.atomic-deploy', 'manifests', `${id}.json`));
+        assert.equal(record.manifest, `sha256:${createHash('sha256').update(text).digest('hex')}`, `${h.alias}: release ${id}'s record holds its manifest's digest`);
+      }
+      assert.deepEqual(fs.readdirSync(path.join(dir, '.tmp')).filter((n) => n.startsWith('stage.')), [], `${h.alias}: no stage left`);
+    }
+  });
+
+  void test('a previous release edited in place (size and mtime kept) is caught on the host and the built bytes are sent', async (t) => {
+    const { root, on } = newRoot('tampered');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(5));
+    assert.equal((await cli(['deploy', v1, root, ...hostArgs])).code, 0);
+    const host2 = fleet.hosts[1] as FleetHost;
+    const file = path.join(on(host2), 'current', 'lib', 'f001.js');
+    const st = fs.statSync(file);
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('v1', 'XX'));
+    fs.utimesSync(file, st.atime, st.mtime);
+    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    assert.equal(j.hosts.find((h) => h.host === 'host2')?.transferred, FILES / 10 + 2, 'host2: the tampered file was sent too');
+    assert.equal(j.hosts.find((h) => h.host === 'host1')?.transferred, FILES / 10 + 1);
+    for (const h of fleet.hosts) assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+  });
+
+  void test('a truncated manifest on one host is never trusted: that host gets every file, with a warning', async (t) => {
+    const { root, on } = newRoot('corrupt');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(7));
+    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+    const host3 = fleet.hosts[2] as FleetHost;
+    const manifest = path.join(on(host3), '.atomic-deploy', 'manifests', `${String(first.release)}.json`);
+    fs.truncateSync(manifest, Math.floor(fs.statSync(manifest).size / 2));
+    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    const h3 = j.hosts.find((h) => h.host === 'host3');
+    assert.equal(h3?.transferred, FILES + 1, 'host3: every file was sent');
+    assert.match((h3?.warnings ?? []).join('\n'), /manifest .* not trusted/);
+    assert.equal(j.hosts.find((h) => h.host === 'host1')?.transferred, FILES / 10 + 1);
+    for (const h of fleet.hosts) assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+  });
+});

@@ -1,0 +1,162 @@
+// Rolling waves over four namespace hosts: the first wave switches before the others (judged by
+// the ctime the rename gave each host's link), a health check failing in a later wave switches
+// every host back, --max-fail tolerates and names a failed host, and a host that dies between
+// waves stops the rollout.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+interface HostJson {
+  host: string;
+  outcome?: string;
+  current: string | null;
+  health?: string;
+  error?: { code: string; message: string };
+}
+interface WaveJson {
+  wave: number;
+  hosts: string[];
+  result: string;
+  startedAt?: string;
+  durationMs?: number;
+  failed?: string[];
+}
+interface DeployJson {
+  release?: string;
+  hosts: HostJson[];
+  waves?: WaveJson[];
+  tolerated?: string[];
+  error?: { code: string; message: string };
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+let serial = 0;
+
+function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
+  const base = `w${++serial}-${name}`;
+  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
+}
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 180_000 });
+}
+
+function current(dir: string): string | null {
+  try {
+    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+  } catch {
+    return null;
+  }
+}
+
+/** The link's ctime in ns: set by the rename that made it current. */
+function linkCtimeNs(dir: string): bigint {
+  return fs.lstatSync(path.join(dir, 'current'), { bigint: true }).ctimeNs;
+}
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-waves-'), { 'index.html': `<h1>${version}</h1>\n`, 'app.js': 'run();\n' });
+}
+
+/** Fails on the host whose /srv holds a file named `sick`. */
+const HEALTH = ['--health-check', 'test ! -e /srv/sick', '--health-timeout', '1'];
+
+void describe('rolling waves over four namespace hosts', () => {
+  before(async () => {
+    fleet = await createFleet(4);
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test('--waves 1,100%: the first host switches, is health-checked, and only then do the others switch', async (t) => {
+    const { root, on } = newRoot('order');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const result = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '1', ...HEALTH, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    assert.deepEqual(j.waves?.map((w) => [w.hosts, w.result]), [
+      [['host1'], 'ok'],
+      [['host2', 'host3', 'host4'], 'ok'],
+    ]);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), j.release);
+    const [first, ...rest] = fleet.hosts.map((h) => linkCtimeNs(on(h)));
+    // The pause alone puts a second between the waves; a single wave would switch all within ms.
+    for (const later of rest) assert.ok((first as bigint) + 1_000_000_000n <= later, `host1 switched at ${first}, a later host at ${later}`);
+    // Control: one wave (the default) switches every host within the same second, so the check above can fail.
+    assert.equal((await cli(['deploy', site(t, 'v2b'), root, ...hostArgs, ...HEALTH])).code, 0);
+    const once = fleet.hosts.map((h) => linkCtimeNs(on(h)));
+    const spread = once.reduce((a, b) => (a > b ? a : b)) - once.reduce((a, b) => (a < b ? a : b));
+    assert.ok(spread < 1_000_000_000n, `one wave switched within ${spread} ns`);
+    const human = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--waves', '1,10%,100%']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^wave 1\/3 +ok +1 host .*\(host1\)$/m);
+    assert.match(human.stdout, /^wave 3\/3 +ok +2 hosts .*\(host3, host4\)$/m);
+    assert.ok(human.stdout.indexOf('wave 3/3') < human.stdout.indexOf('HOST'), 'wave lines come before the host table');
+  });
+
+  void test('a health check failing on a host in a later wave switches every host back, the first wave too (exit 4)', async (t) => {
+    const { root, on } = newRoot('sick');
+    const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
+    const host3 = fleet.hosts[2] as FleetHost;
+    fs.writeFileSync(path.join(host3.srvDir, 'sick'), '');
+    t.after(() => fs.rmSync(path.join(host3.srvDir, 'sick'), { force: true }));
+    const result = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', ...HEALTH, '--json']);
+    assert.equal(result.code, 4, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    assert.equal(j.error?.code, 'ROLLED_BACK');
+    assert.deepEqual(j.waves?.map((w) => w.result), ['ok', 'failed']);
+    assert.deepEqual(j.waves?.[1]?.failed, ['host3']);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), v1.release, `${h.alias} is back on the release it had`);
+    assert.equal(j.hosts.find((h) => h.host === 'host1')?.outcome, 'switched-back');
+  });
+
+  void test('--max-fail 1 tolerates one failing host, names it, and commits the rest (exit 0)', async (t) => {
+    const { root, on } = newRoot('budget');
+    const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
+    const host3 = fleet.hosts[2] as FleetHost;
+    fs.writeFileSync(path.join(host3.srvDir, 'sick'), '');
+    t.after(() => fs.rmSync(path.join(host3.srvDir, 'sick'), { force: true }));
+    const result = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '2,100%', '--max-fail', '1', ...HEALTH]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /failure budget .*host3 failed/);
+    const v2 = current(on(fleet.hosts[0] as FleetHost));
+    assert.notEqual(v2, v1.release);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), h === host3 ? v1.release : v2, h.alias);
+    // A second failure is beyond the same budget: everything goes back.
+    fs.writeFileSync(path.join((fleet.hosts[0] as FleetHost).srvDir, 'sick'), '');
+    t.after(() => fs.rmSync(path.join((fleet.hosts[0] as FleetHost).srvDir, 'sick'), { force: true }));
+    const over = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--waves', '1,100%', '--max-fail', '1', ...HEALTH]);
+    assert.equal(over.code, 4, over.stderr);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), h === host3 ? v1.release : v2, `${h.alias} is where it was`);
+  });
+
+  void test('a host that dies between waves stops the rollout and the first wave switches back', async (t) => {
+    const { root, on } = newRoot('dies');
+    const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
+    const host1 = fleet.hosts[0] as FleetHost;
+    const host4 = fleet.hosts[3] as FleetHost;
+    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '4', '--json'], { env, timeoutMs: 180_000 });
+    const deadline = Date.now() + 60_000;
+    while (current(on(host1)) === v1.release) {
+      if (Date.now() > deadline) throw new Error('wave 1 never switched');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await host4.killSshd();
+    t.after(() => host4.startSshd());
+    const result = await run.done;
+    assert.notEqual(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    assert.deepEqual(j.waves?.[1]?.failed?.includes('host4'), true, JSON.stringify(j.waves));
+    assert.match(j.error?.message ?? '', /host4/);
+    for (const h of fleet.hosts.slice(0, 3)) assert.equal(current(on(h)), v1.release, `${h.alias} is on the release it had`);
+  });
+});

@@ -1,0 +1,54 @@
+// Releases made by other tools (Deployer's 1, 2, ... 10, 11; tags such as v1.9, v1.10) are
+// ordered by number, and the one that was live is never taken for the oldest.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree } from '../harness/cli.ts';
+
+function foreignRoot(dir: string, ids: string[], live: string): string {
+  const root = path.join(dir, 'dep');
+  for (const id of ids) writeTree(path.join(root, 'releases', id), { 'index.html': `${id}\n` });
+  fs.symlinkSync(`releases/${live}`, path.join(root, 'current'));
+  return root;
+}
+
+void test('deploy 12 --keep 2 over Deployer releases 9, 10, 11 keeps 11 (live a moment before); rollback goes back to 11', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'new\n' });
+  const root = foreignRoot(dir, ['9', '10', '11'], '11');
+  const r = await runCli(['deploy', src, root, '--release-id', '12', '--keep', '2']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(releaseIds(root).sort(), ['11', '12']);
+  const back = await runCli(['rollback', root, '--json']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), '11');
+});
+
+void test('v1.9 and v1.10: rollback from v1.10 goes to v1.9, and the listing is newest first by version', async (t) => {
+  const dir = tempDir(t);
+  const root = foreignRoot(dir, ['v1.8', 'v1.9', 'v1.10'], 'v1.10');
+  const list = await runCli(['releases', root, '--json']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.deepEqual(jsonOf<{ releases: { id: string }[] }>(list).releases.map((x) => x.id), ['v1.10', 'v1.9', 'v1.8']);
+  const back = await runCli(['rollback', root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'v1.9');
+});
+
+void test('a mixed root: the foreign release live before our deploy is its rollback target and survives prune, whatever its name', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'ours\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['b1', 'b2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  // Another tool publishes "a-hotfix" (sorts before our names) and makes it live.
+  writeTree(path.join(root, 'releases', 'a-hotfix'), { 'index.html': 'hotfix\n' });
+  fs.symlinkSync('releases/a-hotfix', path.join(root, 'tmp-link'));
+  fs.renameSync(path.join(root, 'tmp-link'), path.join(root, 'current'));
+  const r = await runCli(['deploy', src, root, '--release-id', 'b3', '--keep', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(releaseIds(root).includes('a-hotfix'), `a-hotfix was pruned: ${releaseIds(root).join(' ')}`);
+  const back = await runCli(['rollback', root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'a-hotfix');
+});

@@ -1,0 +1,81 @@
+// A filesystem filled to the last byte: rollback and prune still work (they are how space is
+// freed), with the lock's owner kept in a symlink's target, which needs no data block.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { mountTmpfs, requireRoot } from '../harness/faults.ts';
+import { leftovers, lockExists } from '../harness/invariants.ts';
+
+/** Writes until the filesystem refuses another byte; returns the filler's size. */
+function fillToTheLastByte(dir: string): number {
+  const fd = fs.openSync(path.join(dir, 'filler'), 'w');
+  const chunk = Buffer.alloc(64 << 10, 1);
+  let size = 0;
+  try {
+    for (let n = chunk.length; n >= 1; ) {
+      try {
+        size += fs.writeSync(fd, chunk, 0, n);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+        n = Math.floor(n / 2);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return size;
+}
+
+function freeBytes(dir: string): number {
+  const s = fs.statfsSync(dir);
+  return s.bavail * s.bsize;
+}
+
+void test('on a 100% full tmpfs, rollback switches back, prune frees space, and neither leaves its lock', async (t) => {
+  requireRoot();
+  const mnt = mountTmpfs(t, { size: '2m' });
+  const src = writeTree(path.join(tempDir(t), 'src'), { 'index.html': 'v\n', 'app.js': 'x'.repeat(100_000) });
+  const root = path.join(mnt, 'root');
+  for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  fillToTheLastByte(mnt);
+  assert.equal(freeBytes(mnt), 0);
+
+  // The hint of a failed deploy names prune, so prune must work here.
+  const deploy = await runCli(['deploy', src, root, '--release-id', 'r4', '--json']);
+  assert.equal(jsonOf<{ error?: { code: string } }>(deploy).error?.code, 'NO_SPACE', deploy.stdout);
+  assert.match(deploy.stderr, /hint: free space .*prune/);
+
+  const back = await runCli(['rollback', root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'r2');
+  assert.equal(lockExists(root), false);
+
+  const prune = await runCli(['prune', root, '--keep', '0']);
+  assert.equal(prune.code, 0, prune.stderr);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2']);
+  assert.ok(freeBytes(mnt) > 0, 'prune freed nothing');
+  assert.equal(lockExists(root), false);
+  assert.deepEqual(leftovers(root), []);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('lock.')), []);
+});
+
+void test('the lock taken on a full disk names its holder: a second command sees who holds it', async (t) => {
+  requireRoot();
+  const mnt = mountTmpfs(t, { size: '2m' });
+  const src = writeTree(path.join(tempDir(t), 'src'), { 'index.html': 'v\n' });
+  const root = path.join(mnt, 'root');
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  fillToTheLastByte(mnt);
+  // A failpoint keeps the rollback inside the lock while a second one tries to take it.
+  const { spawnCli } = await import('../harness/cli.ts');
+  const holder = spawnCli(['rollback', root], { failpoints: 'rollback-temp-link-made=sleep:3000' });
+  const deadline = Date.now() + 20_000;
+  while (!lockExists(root) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const second = await runCli(['prune', root, '--keep', '0', '--json']);
+  assert.equal(second.code, 3, second.stderr);
+  assert.match(second.stderr, new RegExp(`locked by pid ${String(holder.child.pid)} of `));
+  assert.equal((await holder.done).code, 0);
+  assert.equal(lockExists(root), false);
+});

@@ -1,0 +1,317 @@
+// After every switch: processes still running from the release just left are named (human and
+// JSON), counted in the release log, and with --stale fail waited for and failed on; reloads of
+// systemd units through a stand-in `systemctl` on PATH that records its arguments (CI has no
+// running systemd), after the switch and after every rollback.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { docsConfig, substitute } from '../harness/docs-config.ts';
+import { requireTool } from '../harness/swappers.ts';
+
+interface StaleJson {
+  check: string;
+  release: string;
+  processes: { pid: number; command: string; holds: { kind: string; path: string }[] }[];
+}
+interface DeployJson {
+  release?: string;
+  previous?: string;
+  stale?: StaleJson;
+  warnings?: string[];
+  error?: { code: string; message: string; hint?: string; stale?: StaleJson };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+}
+
+/** Starts `sleep` the way a long-running server would sit in a release; killed after the test. */
+function startSleeper(t: { after(fn: () => Promise<void> | void): void }, opts: { cwd: string; stdinFile?: string; script?: string }): ChildProcess {
+  const fd = opts.stdinFile ? fs.openSync(opts.stdinFile, 'r') : 'ignore';
+  const child = opts.script
+    ? spawn('sh', ['-c', opts.script], { cwd: opts.cwd, stdio: [fd, 'ignore', 'ignore'] })
+    : spawn('sleep', ['300'], { cwd: opts.cwd, stdio: [fd, 'ignore', 'ignore'] });
+  // The test runner must not hold the file itself, or it would be named too.
+  if (typeof fd === 'number') fs.closeSync(fd);
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited(child);
+  });
+  return child;
+}
+
+/** Waits until /proc shows the process with its cwd (or fd 0) resolved, so a scan cannot miss it by starting early. */
+async function settled(pid: number, what: 'cwd' | 'fd/0', expected: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/${what}`).startsWith(expected)) return;
+    } catch {
+      // not yet
+    }
+    await sleep(10);
+  }
+  throw new Error(`pid ${pid} never showed ${what} under ${expected}`);
+}
+
+/** A root with a first release live, and the processes that hold it. */
+async function holders(t: { after(fn: () => Promise<void> | void): void }) {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  const first = await runCli(['deploy', src, root, '--no-fsync', '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  const old = jsonOf<DeployJson>(first).release as string;
+  const oldDir = path.join(root, 'releases', old);
+  const current = path.join(root, 'current');
+  const inCwd = startSleeper(t, { cwd: current });
+  const withFile = startSleeper(t, { cwd: dir, stdinFile: path.join(current, 'index.html') });
+  // One that was there and exited, one that was there and moved on: neither may be named.
+  const gone = startSleeper(t, { cwd: current });
+  const movedOn = startSleeper(t, { cwd: current, script: 'cd / && exec sleep 300' });
+  await settled(inCwd.pid as number, 'cwd', oldDir);
+  await settled(withFile.pid as number, 'fd/0', oldDir);
+  await settled(movedOn.pid as number, 'cwd', '/');
+  gone.kill('SIGKILL');
+  await exited(gone);
+  return { dir, src, root, old, oldDir, pids: { inCwd: inCwd.pid as number, withFile: withFile.pid as number, gone: gone.pid as number, movedOn: movedOn.pid as number }, kill: [inCwd, withFile] };
+}
+
+void test('after a deploy, the processes still in the old release are named in the human output, with a hint; the exited and moved-on ones are not', async (t) => {
+  const h = await holders(t);
+  const result = await runCli(['deploy', h.src, h.root, '--no-fsync']);
+  assert.equal(result.code, 0, result.stderr);
+  const warning = result.stderr.split('\n').find((l) => l.startsWith('warning: 2 processes still run from release'));
+  assert.ok(warning, result.stderr);
+  assert.ok(warning.includes(`pid ${h.pids.inCwd} sleep (working directory releases/${h.old})`), warning);
+  assert.ok(warning.includes(`pid ${h.pids.withFile} sleep (open file releases/${h.old}/index.html)`), warning);
+  assert.ok(!warning.includes(`pid ${h.pids.gone} `) && !warning.includes(`pid ${h.pids.movedOn} `), warning);
+  assert.match(result.stderr, /^hint: reload or restart them .*--reload-unit/m);
+  // The release log keeps the count on the release that went live.
+  const record = JSON.parse(fs.readFileSync(path.join(h.root, '.atomic-deploy', 'releases', `${currentId(h.root) ?? ''}.json`), 'utf8')) as { staleProcesses?: number };
+  assert.equal(record.staleProcesses, 2);
+});
+
+void test('--json lists {pid, command, holds} for each, and nothing for a release nobody holds', async (t) => {
+  const h = await holders(t);
+  const result = await runCli(['deploy', h.src, h.root, '--no-fsync', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  const stale = jsonOf<DeployJson>(result).stale as StaleJson;
+  assert.equal(stale.check, 'proc');
+  assert.equal(stale.release, h.old);
+  assert.deepEqual(
+    stale.processes.map((p) => ({ pid: p.pid, command: p.command, holds: p.holds })),
+    [
+      { pid: h.pids.inCwd, command: 'sleep', holds: [{ kind: 'cwd', path: h.oldDir }] },
+      { pid: h.pids.withFile, command: 'sleep', holds: [{ kind: 'fd', path: path.join(h.oldDir, 'index.html') }] },
+    ].sort((a, b) => a.pid - b.pid),
+  );
+  // The next deploy leaves a release nobody runs from.
+  const next = await runCli(['deploy', h.src, h.root, '--no-fsync', '--json']);
+  assert.equal(next.code, 0, next.stderr);
+  assert.deepEqual(jsonOf<DeployJson>(next).stale?.processes, []);
+});
+
+void test('--stale fail exits 6 while they stay, and the switch stands', async (t) => {
+  const h = await holders(t);
+  const started = Date.now();
+  const result = await runCli(['deploy', h.src, h.root, '--no-fsync', '--stale', 'fail', '--stale-wait', '1', '--json']);
+  assert.equal(result.code, 6, result.stderr);
+  assert.ok(Date.now() - started >= 1000, 'it waited before failing');
+  const error = jsonOf<DeployJson>(result).error;
+  assert.equal(error?.code, 'STALE_PROCESSES');
+  assert.match(error?.message ?? '', /^2 processes still held release .* after waiting 1 s; the switch stands$/);
+  assert.deepEqual(error?.stale?.processes.map((p) => p.pid).sort(), [h.pids.inCwd, h.pids.withFile].sort());
+  const live = currentId(h.root);
+  assert.notEqual(live, h.old, 'the switch stands');
+  const record = JSON.parse(fs.readFileSync(path.join(h.root, '.atomic-deploy', 'releases', `${live ?? ''}.json`), 'utf8')) as { status: string; staleProcesses?: number };
+  assert.equal(record.status, 'complete');
+  assert.equal(record.staleProcesses, 2);
+  // The lock was released: the next command runs.
+  const again = await runCli(['deploy', h.src, h.root, '--no-fsync', '--stale', 'fail', '--stale-wait', '0']);
+  assert.equal(again.code, 0, again.stderr);
+});
+
+/** A stand-in systemctl: records its arguments; `reload-or-restart` moves the "service" into the new current after a delay. */
+function fakeSystemctl(dir: string, opts: { exitCode?: number; delay?: number } = {}): { env: NodeJS.ProcessEnv; log: string } {
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin, { recursive: true });
+  const log = path.join(dir, 'systemctl.log');
+  fs.writeFileSync(
+    path.join(bin, 'systemctl'),
+    [
+      '#!/bin/sh',
+      'printf "%s\\n" "$*" >> "$SYSTEMCTL_LOG"',
+      'echo "reloading $3"',
+      // A restart of the service: the old process goes, a new one starts in the new current, in the background like systemd would.
+      `if [ -n "$SERVICE_PIDS" ]; then setsid sh -c 'sleep ${opts.delay ?? 0}; kill $SERVICE_PIDS' </dev/null >/dev/null 2>&1 & fi`,
+      `exit ${opts.exitCode ?? 0}`,
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  return { env: { PATH: `${bin}:${process.env.PATH ?? ''}`, SYSTEMCTL_LOG: log }, log };
+}
+
+void test('--stale fail succeeds when a reload moves them within the wait; --reload-unit calls systemctl reload-or-restart', async (t) => {
+  const h = await holders(t);
+  const fake = fakeSystemctl(h.dir, { delay: 2 });
+  const env = { ...fake.env, SERVICE_PIDS: `${h.pids.inCwd} ${h.pids.withFile}` };
+  const result = await runCli(['deploy', h.src, h.root, '--no-fsync', '--reload-unit', 'app.service', '--reload-unit', 'worker@1.service', '--stale', 'fail', '--stale-wait', '20'], { env });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fs.readFileSync(fake.log, 'utf8'), 'reload-or-restart -- app.service\nreload-or-restart -- worker@1.service\n');
+  assert.match(result.stdout, /^\[reload-unit\] reloading app\.service$/m, 'output prefixed like a hook');
+  assert.match(result.stdout, /waiting up to 20 s for 2 process\(es\) to leave release/);
+  assert.doesNotMatch(result.stderr, /still run/);
+});
+
+void test('control: the same delayed reload with no wait fails with exit 6', async (t) => {
+  const h = await holders(t);
+  const fake = fakeSystemctl(h.dir, { delay: 2 });
+  const env = { ...fake.env, SERVICE_PIDS: `${h.pids.inCwd} ${h.pids.withFile}` };
+  const result = await runCli(['deploy', h.src, h.root, '--no-fsync', '--reload-unit', 'app.service', '--stale', 'fail', '--stale-wait', '0'], { env });
+  assert.equal(result.code, 6, result.stderr);
+});
+
+void test('reloads run after a rollback and after an automatic rollback; a failing reload is handled like an after-switch hook', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  const fake = fakeSystemctl(dir);
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const good = currentId(root);
+
+  // Automatic rollback: reloaded for the new release, then again for the one switched back to.
+  const failed = await runCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--health-check', 'false', '--health-timeout', '1', '--json'], { env: fake.env });
+  assert.equal(failed.code, 4, failed.stderr);
+  assert.equal(currentId(root), good);
+  assert.equal(fs.readFileSync(fake.log, 'utf8'), 'reload-or-restart -- app.service\nreload-or-restart -- app.service\n');
+
+  // Manual rollback reloads too.
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const rolled = await runCli(['rollback', root, '--no-fsync', '--reload-unit', 'php8.2-fpm.service'], { env: fake.env });
+  assert.equal(rolled.code, 0, rolled.stderr);
+  assert.equal(currentId(root), good);
+  assert.match(fs.readFileSync(fake.log, 'utf8'), /reload-or-restart -- php8\.2-fpm\.service\n$/);
+
+  // A failing reload without a health check: like a failing after-switch hook, exit 7 and the release stays live.
+  const failing = fakeSystemctl(path.join(dir, 'failing'), { exitCode: 1 });
+  const warned = await runCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--json'], { env: failing.env });
+  assert.equal(warned.code, 7, warned.stderr);
+  const json = jsonOf<DeployJson & { error?: { code: string } }>(warned);
+  assert.equal(currentId(root), json.release);
+  assert.equal(json.error?.code, 'AFTER_SWITCH_FAILED');
+  assert.match(json.warnings?.[0] ?? '', /^reload of unit app\.service exited with code 1; release .* stays live/);
+  // With a health check, the same failure rolls back (exit 4).
+  const back = await runCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--health-check', 'true'], { env: failing.env });
+  assert.equal(back.code, 4, back.stderr);
+  assert.equal(currentId(root), json.release);
+});
+
+void test('bad reload and stale options exit 2 with nothing changed; they are refused with --host', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  for (const args of [['--stale', 'maybe'], ['--stale-wait', '-1'], ['--reload-unit', '--now'], ['--reload-unit', 'a b'], ['--reload-timeout', '0'], ['--reload-php-fpm', '']]) {
+    const result = await runCli(['deploy', src, root, ...args]);
+    assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.equal(fs.existsSync(root), false, args.join(' '));
+  }
+  const fleet = await runCli(['deploy', src, '/srv/x', '--host', 'web1', '--stale', 'fail']);
+  assert.equal(fleet.code, 2, fleet.stderr);
+  assert.match(fleet.stderr, /do not work with --host yet/);
+});
+
+void test('where /proc cannot be read, the check is reported as not made', async (t) => {
+  requireTool('unshare', 'util-linux');
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  // An empty /proc in a private mount namespace: what a system without procfs looks like to us.
+  const bin = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'dist', 'cli', 'bin.js');
+  const run = (json: boolean) =>
+    spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none /proc && exec "$0" "$@"', process.execPath, bin, 'deploy', src, root, '--no-fsync', '--stale', 'fail', ...(json ? ['--json'] : [])], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  const r = run(true);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as DeployJson;
+  assert.deepEqual(out.stale, { check: 'unavailable', release: out.previous, processes: [] });
+  const human = run(false);
+  assert.equal(human.status, 0, human.stderr);
+  assert.match(human.stdout, /stale-process check not made: no \/proc on this system/);
+});
+
+/** A stand-in systemctl that runs the unit file of docs/serving.md: WorkingDirectory, then ExecStart, in the background. */
+function unitSystemctl(dir: string, unitFile: string): { env: NodeJS.ProcessEnv; pidFile: string; start: () => void } {
+  const bin = path.join(dir, 'unit-bin');
+  fs.mkdirSync(bin, { recursive: true });
+  const pidFile = path.join(dir, 'service.pid');
+  const script = path.join(bin, 'systemctl');
+  fs.writeFileSync(
+    script,
+    [
+      '#!/bin/sh',
+      'printf "%s\\n" "$*" >> "$SYSTEMCTL_LOG"',
+      `wd=$(sed -n 's/^WorkingDirectory=//p' '${unitFile}')`,
+      `exec_start=$(sed -n 's/^ExecStart=//p' '${unitFile}')`,
+      `[ -s '${pidFile}' ] && kill "$(cat '${pidFile}')" 2>/dev/null`,
+      `cd "$wd" && { sh -c "exec $exec_start" </dev/null >/dev/null 2>&1 & echo $! > '${pidFile}'; }`,
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, SYSTEMCTL_LOG: path.join(dir, 'unit.log') };
+  return { env, pidFile, start: () => void spawnSync(script, ['start', 'shop.service'], { env: { ...process.env, ...env } }) };
+}
+
+async function nodeService(t: { after(fn: () => Promise<void> | void): void }, documented: boolean) {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const mark = path.join(dir, 'mark.txt');
+  const server = (m: string): string => `require('node:fs').writeFileSync(${JSON.stringify(mark)}, '${m}'); setInterval(() => {}, 1e6);\n`;
+  const builds = { A: writeTree(path.join(dir, 'A'), { 'server.js': server('A') }), B: writeTree(path.join(dir, 'B'), { 'server.js': server('B') }) };
+  assert.equal((await runCli(['deploy', builds.A, root, '--no-fsync'])).code, 0);
+  let unit = substitute(docsConfig('node-systemd'), [['/srv/www/shop', root], ['/usr/bin/node', process.execPath]]);
+  // The control: the working directory inside the release, which the docs warn against.
+  if (!documented) unit = substitute(unit, [[`WorkingDirectory=${root}\n`, `WorkingDirectory=${root}/current\n`]]);
+  const unitFile = path.join(dir, 'shop.service');
+  fs.writeFileSync(unitFile, unit);
+  const ctl = unitSystemctl(dir, unitFile);
+  ctl.start();
+  t.after(() => {
+    try {
+      process.kill(Number(fs.readFileSync(ctl.pidFile, 'utf8')), 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(mark) && Date.now() < deadline) await sleep(20);
+  assert.equal(fs.readFileSync(mark, 'utf8'), 'A');
+  return { root, builds, mark, ctl };
+}
+
+void test('the Node unit of docs/serving.md with --reload-unit: the server runs the new release, outside any release directory', async (t) => {
+  const s = await nodeService(t, true);
+  const result = await runCli(['deploy', s.builds.B, s.root, '--no-fsync', '--reload-unit', 'shop.service', '--stale', 'fail', '--json'], { env: s.ctl.env });
+  assert.equal(result.code, 0, result.stderr);
+  const deadline = Date.now() + 10_000;
+  while (fs.readFileSync(s.mark, 'utf8') !== 'B' && Date.now() < deadline) await sleep(20);
+  assert.equal(fs.readFileSync(s.mark, 'utf8'), 'B', 'the restarted server runs the new release');
+  const pid = Number(fs.readFileSync(s.ctl.pidFile, 'utf8'));
+  assert.equal(fs.readlinkSync(`/proc/${pid}/cwd`), s.root, 'its working directory is outside the releases');
+});
+
+void test('control: the same unit with WorkingDirectory in current and no reload is named and fails --stale fail', async (t) => {
+  const s = await nodeService(t, false);
+  const pid = Number(fs.readFileSync(s.ctl.pidFile, 'utf8'));
+  const result = await runCli(['deploy', s.builds.B, s.root, '--no-fsync', '--stale', 'fail', '--stale-wait', '0.5', '--json'], { env: s.ctl.env });
+  assert.equal(result.code, 6, result.stderr);
+  const procs = jsonOf<DeployJson>(result).error?.stale?.processes ?? [];
+  assert.deepEqual(procs.map((p) => [p.pid, p.holds[0]?.kind]), [[pid, 'cwd']]);
+  assert.equal(fs.readFileSync(s.mark, 'utf8'), 'A', 'still the old build');
+});

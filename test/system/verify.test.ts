@@ -1,0 +1,155 @@
+// `verify`: every kind of tampering found and named, exit 0/5/2, and a manifest that is missing,
+// truncated, not JSON, edited or swapped for a FIFO is reported, never trusted.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { jsonOf, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+
+interface VerifyJson {
+  release?: string;
+  identical?: boolean;
+  digest?: string;
+  differences?: { path: string; kind: string; expected?: string; actual?: string }[];
+  error?: { code: string; message: string; hint?: string };
+}
+
+const FIXED = new Date('1985-10-26T08:15:00Z');
+
+/** A deployed root (release `one`, live) with a shared link, an executable and a symlink. */
+async function deployed(t: { after(fn: () => void): void }): Promise<{ root: string; src: string; rel: string }> {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': '<h1>v1</h1>\n', 'version': 'v1\n', 'assets/app.js': 'let a = 1;\n', 'bin/run.sh': '#!/bin/sh\n' });
+  fs.chmodSync(path.join(src, 'bin/run.sh'), 0o755);
+  fs.symlinkSync('index.html', path.join(src, 'home.html'));
+  const root = path.join(dir, 'root');
+  const result = await runCli(['deploy', src, root, '--release-id', 'one', '--shared-dir', 'storage', '--shared-create', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  return { root, src, rel: path.join(root, 'releases', 'one') };
+}
+
+void test('a fresh release verifies clean: exit 0, JSON names the release and the digest of its record', async (t) => {
+  const { root } = await deployed(t);
+  const result = await runCli(['verify', root, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  const json = jsonOf<VerifyJson>(result);
+  assert.equal(json.release, 'one');
+  assert.equal(json.identical, true);
+  assert.deepEqual(json.differences, []);
+  const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases/one.json'), 'utf8')) as { digest: string };
+  assert.match(record.digest, /^sha256:[0-9a-f]{64}$/);
+  assert.equal(json.digest, record.digest);
+  const human = await runCli(['verify', root]);
+  assert.equal(human.code, 0);
+  assert.match(human.stdout, /release one matches its manifest \(4 files, 2 directories, 2 symlinks; sha256:[0-9a-f]{12}\)/);
+});
+
+void test('tampering of every kind is found and named: exit 5', async (t) => {
+  const { root, rel } = await deployed(t);
+  // Same size, same mtime: only the bytes tell.
+  const version = path.join(rel, 'version');
+  fs.writeFileSync(version, 'v2\n');
+  fs.utimesSync(version, FIXED, FIXED);
+  fs.chmodSync(path.join(rel, 'bin/run.sh'), 0o777);
+  fs.writeFileSync(path.join(rel, 'assets/extra.js'), 'evil()\n');
+  fs.rmSync(path.join(rel, 'assets/app.js'));
+  fs.rmSync(path.join(rel, 'home.html'));
+  fs.symlinkSync('/etc/passwd', path.join(rel, 'home.html'));
+  fs.rmSync(path.join(rel, 'index.html'));
+  fs.mkdirSync(path.join(rel, 'index.html'));
+  execFileSync('mkfifo', [path.join(rel, 'pipe')]);
+
+  const before = snapshot(root);
+  const result = await runCli(['verify', root, '--json']);
+  assert.equal(result.code, 5, result.stderr);
+  const json = jsonOf<VerifyJson>(result);
+  assert.equal(json.identical, false);
+  assert.deepEqual(json.differences?.map((d) => [d.path, d.kind]), [
+    ['assets/app.js', 'removed'],
+    ['assets/extra.js', 'added'],
+    ['bin/run.sh', 'mode'],
+    ['home.html', 'retargeted'],
+    ['index.html', 'type'],
+    ['pipe', 'added'],
+    ['version', 'modified'],
+  ]);
+  assert.deepEqual(snapshot(root), before, 'verify changed nothing');
+
+  const human = await runCli(['verify', root]);
+  assert.equal(human.code, 5);
+  assert.match(human.stdout, /^retargeted {2}home\.html {2}\(index\.html -> \/etc\/passwd\)$/m);
+  assert.match(human.stdout, /^mode {8}bin\/run\.sh {2}\(755 -> 777\)$/m);
+  assert.match(human.stdout, /^release one differs from its manifest: 7 differences$/m);
+});
+
+void test('--release checks another release; bad ids and unknown releases exit 2', async (t) => {
+  const { root, src } = await deployed(t);
+  fs.writeFileSync(path.join(src, 'version'), 'v2\n');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'two', '--shared', 'storage'])).code, 0);
+  fs.appendFileSync(path.join(root, 'releases/one/version'), 'x');
+  assert.equal((await runCli(['verify', root])).code, 0, 'the live release (two) is clean');
+  const old = await runCli(['verify', root, '--release', 'one', '--json']);
+  assert.equal(old.code, 5);
+  assert.deepEqual(jsonOf<VerifyJson>(old).differences?.map((d) => d.path), ['version']);
+  for (const [args, message] of [
+    [['--release', '../two'], /invalid release id/],
+    [['--release', 'nope'], /release nope does not exist/],
+  ] as const) {
+    const r = await runCli(['verify', root, ...args, '--json']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(jsonOf<VerifyJson>(r).error?.message ?? '', message);
+  }
+});
+
+void test('a release made before manifests: exit 2, the message says how to get one', async (t) => {
+  const { root } = await deployed(t);
+  // What a root from an earlier version holds: a record without a digest, no manifest.
+  const recordFile = path.join(root, '.atomic-deploy/releases/one.json');
+  const record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as Record<string, unknown>;
+  delete record.digest;
+  fs.writeFileSync(recordFile, JSON.stringify(record));
+  fs.rmSync(path.join(root, '.atomic-deploy/manifests'), { recursive: true });
+  const result = await runCli(['verify', root, '--json']);
+  assert.equal(result.code, 2, result.stderr);
+  const error = jsonOf<VerifyJson>(result).error;
+  assert.equal(error?.code, 'NO_MANIFEST');
+  assert.match(error?.message ?? '', /release one has no manifest/);
+  assert.match(error?.hint ?? '', /deploy the build again/);
+  const human = await runCli(['verify', root]);
+  assert.equal(human.code, 2);
+  assert.match(human.stderr, /^error: release one has no manifest.*\nhint: deploy the build again/m);
+});
+
+void test('an untrusted manifest (missing, truncated, not JSON, edited, a FIFO) is reported: exit 2, nothing trusted', async (t) => {
+  const cases: [string, (file: string) => void, RegExp][] = [
+    ['missing', (f) => fs.rmSync(f), /it is missing/],
+    ['truncated', (f) => fs.truncateSync(f, fs.statSync(f).size - 10), /digest does not match/],
+    ['not JSON', (f) => fs.writeFileSync(f, 'garbage'), /digest does not match/],
+    // An edit that keeps the JSON valid and hides the tampering: only the digest catches it.
+    ['edited', (f) => fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace('"path":"version","type":"file","mode":420', '"path":"version","type":"file","mode":511')), /digest does not match/],
+    ['a FIFO', (f) => (fs.rmSync(f), execFileSync('mkfifo', [f])), /not a regular file/],
+    ['a symlink', (f) => (fs.renameSync(f, `${f}.real`), fs.symlinkSync(`${f}.real`, f)), /not a regular file/],
+  ];
+  for (const [name, damage, message] of cases) {
+    const { root } = await deployed(t);
+    const file = path.join(root, '.atomic-deploy/manifests/one.json');
+    damage(file);
+    const result = await runCli(['verify', root, '--json'], { timeoutMs: 20_000 });
+    assert.equal(result.code, 2, `${name}: ${result.stderr}`);
+    const error = jsonOf<VerifyJson>(result).error;
+    assert.equal(error?.code, 'MANIFEST_UNTRUSTED', name);
+    assert.match(error?.message ?? '', message, name);
+  }
+});
+
+void test('the library: verify() returns the differences; it throws DeployError without a manifest', async (t) => {
+  const { verify, DeployError } = await import('../../src/index.ts');
+  const { root, rel } = await deployed(t);
+  assert.equal((await verify(root)).identical, true);
+  fs.chmodSync(path.join(rel, 'version'), 0o600);
+  const result = await verify(root, { release: 'one' });
+  assert.deepEqual(result.differences, [{ path: 'version', kind: 'mode', expected: '644', actual: '600' }]);
+  fs.rmSync(path.join(root, '.atomic-deploy/manifests/one.json'));
+  await assert.rejects(verify(root), (e: unknown) => e instanceof DeployError && e.code === 'MANIFEST_UNTRUSTED' && e.exitCode === 2);
+});

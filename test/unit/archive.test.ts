@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { archivePath, EntryChecker, parseSha256, redactUrl, sniffFormat, type ArchiveHeader, type ExtractLimits, type HeaderType } from '../../src/plan/archive.ts';
+import { manifestPathProblem } from '../../src/plan/manifest.ts';
+
+const LIMITS: ExtractLimits = { maxFiles: 1_000_000, maxBytes: 1e12, stripComponents: 0, keepSetid: false, keepOwner: false };
+
+void test('the format comes from the first bytes, not the name', () => {
+  const tar = Buffer.alloc(512);
+  tar.write('ustar', 257, 'latin1');
+  assert.equal(sniffFormat(tar), 'tar');
+  assert.equal(sniffFormat(Buffer.from([0x1f, 0x8b, 8, 0])), 'tar.gz');
+  assert.equal(sniffFormat(Buffer.from('PK\x03\x04rest', 'latin1')), 'zip');
+  assert.equal(sniffFormat(Buffer.from('PK\x05\x06', 'latin1')), 'zip');
+  assert.equal(sniffFormat(Buffer.from('<html>not an archive</html>')), undefined);
+  assert.equal(sniffFormat(Buffer.alloc(0)), undefined);
+  assert.equal(sniffFormat(tar.subarray(0, 261)), undefined);
+});
+
+void test('archive names: unsafe ones are refused, the rest normalised like tar does', () => {
+  assert.deepEqual(archivePath('./a/b/', 0), { path: 'a/b' });
+  assert.deepEqual(archivePath('a//./b', 0), { path: 'a/b' });
+  assert.deepEqual(archivePath('dist/a/b', 1), { path: 'a/b' });
+  assert.ok('skip' in archivePath('dist/', 1));
+  assert.ok('skip' in archivePath('./', 0));
+  assert.match((archivePath('../x', 0) as { problem: string }).problem, /\.\./);
+  assert.match((archivePath('a/../../x', 1) as { problem: string }).problem, /\.\./);
+  assert.match((archivePath('/etc/passwd', 0) as { problem: string }).problem, /absolute/);
+  assert.match((archivePath('a\0b', 0) as { problem: string }).problem, /NUL/);
+  assert.match((archivePath(`${'x'.repeat(256)}`, 0) as { problem: string }).problem, /255 bytes/);
+  assert.match((archivePath('bad-\uFFFD-utf8', 0) as { problem: string }).problem, /UTF-8/);
+});
+
+void test('every path archivePath accepts is a safe manifest path with at most the components given', () => {
+  const part = fc.constantFrom('', '.', '..', 'a', 'b.c', 'é', ' ', '...', 'x'.repeat(300));
+  fc.assert(
+    fc.property(fc.array(part, { maxLength: 6 }), fc.boolean(), fc.nat({ max: 3 }), (parts, absolute, strip) => {
+      const name = (absolute ? '/' : '') + parts.join('/');
+      const r = archivePath(name, strip);
+      if ('path' in r) {
+        assert.equal(manifestPathProblem(r.path), undefined, r.path);
+        assert.ok(!absolute);
+        assert.ok(!parts.includes('..'));
+      }
+    }),
+  );
+});
+
+const TYPES: HeaderType[] = ['file', 'dir', 'symlink', 'hardlink', 'FIFO', 'character device', 'block device', 'socket', 'unknown'];
+const headerArb: fc.Arbitrary<ArchiveHeader> = fc.record({
+  name: fc.array(fc.constantFrom('a', 'b', 'c', '..', '.'), { minLength: 1, maxLength: 3 }).map((p) => p.join('/')),
+  type: fc.constantFrom(...TYPES),
+  linkname: fc.constantFrom('a', 'a/b', 'b', '../x', '/etc', ''),
+  mode: fc.constantFrom(0o644, 0o755, 0o4755, 0o2755, 0o1777, 0o7777),
+  size: fc.nat({ max: 100 }),
+  uid: fc.nat({ max: 2000 }),
+  gid: fc.nat({ max: 2000 }),
+});
+
+void test('whatever the entries, what is written is a tree: no path twice, nothing through a link, links only to earlier files', () => {
+  fc.assert(
+    fc.property(fc.array(headerArb, { maxLength: 30 }), fc.boolean(), (headers, keepSetid) => {
+      const checker = new EntryChecker({ ...LIMITS, keepSetid });
+      const made = new Map<string, 'dir' | 'file' | 'symlink'>();
+      for (const h of headers) {
+        const d = checker.decide(h);
+        if (d.action !== 'write') continue;
+        assert.equal(manifestPathProblem(d.path), undefined);
+        const parts = d.path.split('/');
+        for (let i = 1; i < parts.length; i++) {
+          const parent = parts.slice(0, i).join('/');
+          if (d.parents.includes(parent)) {
+            assert.equal(made.get(parent), undefined, `parent ${parent} made twice`);
+            made.set(parent, 'dir');
+          }
+          assert.equal(made.get(parent), 'dir', `${d.path} under a ${made.get(parent) ?? 'missing'} ${parent}`);
+        }
+        const before = made.get(d.path);
+        if (before !== undefined) assert.ok(before === 'dir' && d.kind === 'dir', `${d.path}: ${d.kind} over ${before}`);
+        if (d.kind === 'hardlink') assert.equal(made.get(d.linkTo ?? ''), 'file');
+        if (!keepSetid) assert.equal(d.mode & 0o6000, 0);
+        assert.equal(d.owner, undefined);
+        assert.ok(['dir', 'file', 'symlink', 'hardlink'].includes(d.kind));
+        made.set(d.path, d.kind === 'hardlink' ? 'file' : d.kind);
+      }
+    }),
+  );
+});
+
+void test('the hostile cases are refused with a reason', () => {
+  const refuse = (headers: ArchiveHeader[], pattern: RegExp, limits: Partial<ExtractLimits> = {}): void => {
+    const checker = new EntryChecker({ ...LIMITS, ...limits });
+    const decisions = headers.map((h) => checker.decide(h));
+    const last = decisions.at(-1);
+    assert.equal(last?.action, 'refuse', JSON.stringify(decisions));
+    assert.match(last?.action === 'refuse' ? last.problem : '', pattern);
+    assert.ok(decisions.slice(0, -1).every((d) => d.action !== 'refuse'));
+  };
+  const f = (name: string, extra: Partial<ArchiveHeader> = {}): ArchiveHeader => ({ name, type: 'file', mode: 0o644, size: 1, ...extra });
+  refuse([f('../evil')], /"\.\." component/);
+  refuse([f('/etc/cron.d/evil')], /absolute/);
+  refuse([f('link', { type: 'symlink', linkname: '/etc' }), f('link/cron.d/evil')], /goes through the symlink "link"/);
+  refuse([f('d/link', { type: 'symlink', linkname: '..' }), f('d/link/x')], /through the symlink "d\/link"/);
+  refuse([f('h', { type: 'hardlink', linkname: '/etc/passwd' })], /hard link/);
+  refuse([f('h', { type: 'hardlink', linkname: 'later' })], /hard link to "later"/);
+  refuse([f('s', { type: 'symlink', linkname: 'x' }), f('h', { type: 'hardlink', linkname: 's' })], /hard link/);
+  refuse([f('dev', { type: 'character device' })], /character device/);
+  refuse([f('dev', { type: 'block device' })], /block device/);
+  refuse([f('pipe', { type: 'FIFO' })], /FIFO/);
+  refuse([f('sock', { type: 'socket' })], /socket/);
+  refuse([f('d/x'), f('d')], /would replace a directory/);
+  refuse([f('d', { type: 'dir' }), f('d', { type: 'symlink', linkname: '/' })], /would replace a directory/);
+  refuse([f('a'), f('a')], /appears twice/);
+  refuse([f('a'), f('a/b')], /needs "a" to be a directory/);
+  refuse([f('a'), f('b'), f('c')], /--max-files/, { maxFiles: 2 });
+  refuse([f('a', { size: 10 }), f('b', { size: 10 })], /--max-bytes/, { maxBytes: 15 });
+  refuse([f('x'.repeat(256))], /255 bytes/);
+});
+
+void test('setuid/setgid survive only with keepSetid; owners only with keepOwner; strip applies to hard-link targets', () => {
+  const h: ArchiveHeader = { name: 'bin/tool', type: 'file', mode: 0o6755, size: 1, uid: 7, gid: 8 };
+  const strip = new EntryChecker(LIMITS).decide(h);
+  assert.ok(strip.action === 'write' && strip.mode === 0o755 && strip.owner === undefined);
+  const keep = new EntryChecker({ ...LIMITS, keepSetid: true, keepOwner: true }).decide(h);
+  assert.ok(keep.action === 'write' && keep.mode === 0o6755);
+  assert.deepEqual(keep.action === 'write' ? keep.owner : undefined, { uid: 7, gid: 8 });
+  const c = new EntryChecker({ ...LIMITS, stripComponents: 1 });
+  assert.equal(c.decide({ name: 'dist/', type: 'dir', mode: 0o755, size: 0 }).action, 'skip');
+  assert.equal(c.decide({ name: 'dist/a', type: 'file', mode: 0o644, size: 1 }).action, 'write');
+  const link = c.decide({ name: 'dist/b', type: 'hardlink', linkname: 'dist/a', mode: 0o644, size: 0 });
+  assert.ok(link.action === 'write' && link.linkTo === 'a');
+});
+
+void test('--sha256 values and URLs for the log', () => {
+  const hex = 'ab'.repeat(32);
+  assert.equal(parseSha256(hex.toUpperCase()), hex);
+  assert.equal(parseSha256(`sha256:${hex}`), hex);
+  assert.equal(parseSha256('abc'), undefined);
+  assert.equal(parseSha256(`${hex}0`), undefined);
+  assert.equal(redactUrl('https://user:pw@ci.example.com/a.tgz?token=secret#x'), 'https://ci.example.com/a.tgz');
+  assert.equal(redactUrl('./dist.tgz'), './dist.tgz');
+});

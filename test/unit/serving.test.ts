@@ -1,0 +1,136 @@
+// The decisions after a switch: which processes count as still holding the release left, the
+// stale wait, what a php-fpm reload's progress means, and the small parsers behind them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import type { ProcessUse } from '../../src/plan/in-use.ts';
+import {
+  describeStale,
+  isOwnProcess,
+  parsePidFile,
+  parseProcStat,
+  phpFpmReloadState,
+  staleFails,
+  staleHolders,
+  staleStep,
+  staleWaitMs,
+  unitNameProblem,
+  type StaleMode,
+} from '../../src/plan/serving.ts';
+
+const DIR = '/srv/app/releases/r1';
+const kindArb = fc.constantFrom<ProcessUse['kind']>('cwd', 'root', 'fd', 'map');
+const pathArb = fc.constantFrom(DIR, `${DIR}/index.php`, `${DIR}/lib/a.so`, `${DIR}/gone.txt (deleted)`, '/srv/app/releases/r10/x', '/srv/app/releases/r2', '/etc/hosts', 'socket:[123]', '/');
+const useArb = fc.record({ pid: fc.integer({ min: 2, max: 40 }), command: fc.constantFrom('node', 'php-fpm8.2', 'sleep'), kind: kindArb, path: pathArb });
+/** A process tree over pids 2..40: each pid's parent is a smaller pid (or 1). */
+const parentsArb = fc.array(fc.nat(), { minLength: 41, maxLength: 41 }).map((picks) => new Map(picks.slice(2).map((p, i) => [i + 2, i + 2 === 2 ? 1 : (p % (i + 1)) + 1] as [number, number])));
+
+const inside = (p: string): boolean => {
+  const q = p.replace(/ \(deleted\)$/, '');
+  return q === DIR || q.startsWith(`${DIR}/`);
+};
+
+void test('staleHolders names exactly the other processes that hold something under the release, once each', () => {
+  fc.assert(
+    fc.property(fc.array(useArb, { maxLength: 60 }), parentsArb, fc.integer({ min: 2, max: 40 }), (uses, parents, self) => {
+      const found = staleHolders(uses, DIR, { self, parents });
+      const expected = new Set(uses.filter((u) => inside(u.path) && !isOwnProcess(u.pid, self, parents)).map((u) => u.pid));
+      assert.deepEqual(found.map((p) => p.pid), [...expected].sort((a, b) => a - b));
+      for (const proc of found) {
+        assert.ok(!isOwnProcess(proc.pid, self, parents));
+        assert.ok(proc.holds.length > 0 && proc.holds.every((h) => inside(h.path)));
+        assert.equal(new Set(proc.holds.map((h) => `${h.kind} ${h.path}`)).size, proc.holds.length, 'duplicate hold');
+      }
+    }),
+  );
+});
+
+void test('our own process and its descendants are left out, a sibling or parent is not', () => {
+  const parents = new Map([[10, 1], [20, 10], [30, 20], [31, 20], [40, 1], [50, 10]]);
+  assert.equal(isOwnProcess(20, 20, parents), true);
+  assert.equal(isOwnProcess(30, 20, parents), true);
+  assert.equal(isOwnProcess(31, 20, parents), true);
+  assert.equal(isOwnProcess(10, 20, parents), false, 'our parent (the shell that ran us) is not ours');
+  assert.equal(isOwnProcess(50, 20, parents), false, 'a sibling is not ours');
+  assert.equal(isOwnProcess(40, 20, parents), false);
+  assert.equal(isOwnProcess(99, 20, parents), false, 'unknown parentage is not ours');
+  // A cycle in stale facts must not hang the walk.
+  assert.equal(isOwnProcess(7, 20, new Map([[7, 8], [8, 7]])), false);
+});
+
+void test('a prefix of the release name is not inside it (r1 vs r10), a deleted file still counts', () => {
+  const uses: ProcessUse[] = [
+    { pid: 5, command: 'a', kind: 'cwd', path: '/srv/app/releases/r10' },
+    { pid: 6, command: 'b', kind: 'fd', path: `${DIR}/old.log (deleted)` },
+    { pid: 7, command: 'c', kind: 'fd', path: 'pipe:[9]' },
+  ];
+  const found = staleHolders(uses, DIR, { self: 1000, parents: new Map() });
+  assert.deepEqual(found, [{ pid: 6, command: 'b', holds: [{ kind: 'fd', path: `${DIR}/old.log (deleted)` }] }]);
+});
+
+void test('describeStale names pid, command and the first hold relative to the root, and counts the rest', () => {
+  const line = describeStale(
+    [
+      { pid: 4242, command: 'sleep', holds: [{ kind: 'cwd', path: DIR }] },
+      { pid: 17, command: 'node', holds: [{ kind: 'fd', path: `${DIR}/app.js` }, { kind: 'map', path: `${DIR}/a.so` }] },
+    ],
+    DIR,
+  );
+  assert.equal(line, 'pid 4242 sleep (working directory releases/r1), pid 17 node (open file releases/r1/app.js, +1 more)');
+  const many = Array.from({ length: 12 }, (_, i) => ({ pid: i + 2, command: 'w', holds: [{ kind: 'cwd' as const, path: DIR }] }));
+  assert.match(describeStale(many, DIR), / and 2 more processes$/);
+});
+
+const modeArb = fc.constantFrom<StaleMode>('off', 'warn', 'fail');
+
+void test('staleStep: fresh when nothing remains or off, another scan only inside the wait, stale after it', () => {
+  fc.assert(
+    fc.property(modeArb, fc.nat(5), fc.nat(30_000), fc.nat(30_000), fc.integer({ min: 1, max: 1000 }), (mode, remaining, elapsedMs, waitMs, pollMs) => {
+      const step = staleStep({ mode, remaining, elapsedMs, waitMs, pollMs });
+      if (mode === 'off' || remaining === 0) assert.equal(step, 'fresh');
+      else if (elapsedMs + pollMs <= waitMs) assert.equal(step, 'again');
+      else assert.equal(step, 'stale');
+    }),
+  );
+  // warn without a wait scans once; fail waits 10 s by default; a given wait wins.
+  assert.equal(staleWaitMs('warn', undefined), 0);
+  assert.equal(staleWaitMs('fail', undefined), 10_000);
+  assert.equal(staleWaitMs('warn', 3000), 3000);
+  assert.equal(staleStep({ mode: 'warn', remaining: 2, elapsedMs: 0, waitMs: staleWaitMs('warn', undefined), pollMs: 200 }), 'stale');
+});
+
+void test('only fail with processes found by a real check fails the command', () => {
+  const procs = [{ pid: 3, command: 'x', holds: [{ kind: 'cwd' as const, path: DIR }] }];
+  assert.equal(staleFails('fail', { check: 'proc', release: 'r1', processes: procs }), true);
+  assert.equal(staleFails('warn', { check: 'proc', release: 'r1', processes: procs }), false);
+  assert.equal(staleFails('fail', { check: 'proc', release: 'r1', processes: [] }), false);
+  assert.equal(staleFails('fail', { check: 'unavailable', release: 'r1', processes: [] }), false);
+  assert.equal(staleFails('fail', undefined), false);
+});
+
+void test('php-fpm reload: done only when every old worker is gone and new ones are up', () => {
+  const workerArb = fc.constantFrom('10:1', '11:1', '12:1', '10:2', '13:5');
+  fc.assert(
+    fc.property(fc.uniqueArray(workerArb), fc.uniqueArray(workerArb), fc.boolean(), (before, now, alive) => {
+      const state = phpFpmReloadState(before, { masterAlive: alive, workers: now });
+      if (!alive) return assert.equal(state, 'master-gone');
+      const oldLeft = now.some((w) => before.includes(w));
+      if (oldLeft) return assert.equal(state, 'reloading');
+      return assert.equal(state, before.length > 0 && now.length === 0 ? 'reloading' : 'done');
+    }),
+  );
+  // A recycled pid with a new start time is a new worker.
+  assert.equal(phpFpmReloadState(['10:1'], { masterAlive: true, workers: ['10:2'] }), 'done');
+});
+
+void test('pid files, /proc stat lines and unit names are read strictly', () => {
+  assert.equal(parsePidFile('1234\n'), 1234);
+  assert.equal(parsePidFile('  77 '), 77);
+  for (const bad of ['', '0', '1', '-5', '12abc', '1 2', '99999999999', 'nan']) assert.equal(parsePidFile(bad), undefined, bad);
+  const stat = '4242 (php-fpm: pool (www)) S 4200 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 0 0';
+  assert.deepEqual(parseProcStat(stat), { ppid: 4200, state: 'S', startTime: '98765' });
+  assert.equal(parseProcStat('garbage'), undefined);
+  assert.equal(unitNameProblem('php8.2-fpm.service'), undefined);
+  assert.equal(unitNameProblem('app@1.service'), undefined);
+  for (const bad of ['', ' ', '--now', 'a b', 'a/b', 'x\ny']) assert.ok(unitNameProblem(bad), bad);
+});

@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { DeployError } from '../../src/errors.ts';
+import { checkHookAndHealth, checkKeep, checkReleaseId, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+
+function refused(fn: () => void, code: string): DeployError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof DeployError);
+    assert.equal(error.code, code);
+    assert.equal(error.exitCode, 2, 'bad input exits 2');
+    return error;
+  }
+  assert.fail('accepted');
+}
+
+void test('a hook or health timeout is a limit only when positive and finite: 0 would be `timeout 0`, no limit at all', () => {
+  for (const ms of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31]) {
+    assert.ok(timeoutProblem(ms), String(ms));
+    assert.match(refused(() => checkHookAndHealth({ hooks: { timeoutMs: ms } }), 'USAGE').message, /hook timeout/);
+    assert.match(refused(() => checkHookAndHealth({ healthCheck: { command: 'true', timeoutMs: ms } }), 'USAGE').message, /health timeout/);
+  }
+  fc.assert(fc.property(fc.integer({ min: 1, max: MAX_TIMEOUT_MS }), (ms) => timeoutProblem(ms) === undefined));
+  fc.assert(fc.property(fc.integer({ min: MAX_TIMEOUT_MS + 1, max: 2 ** 53 }), (ms) => timeoutProblem(ms) !== undefined));
+  checkHookAndHealth({ hooks: { beforeSwitch: ['true'], timeoutMs: 1000 }, healthCheck: { url: 'http://127.0.0.1/', timeoutMs: 5 } });
+});
+
+void test('hooks and health checks: empty commands, NUL bytes, non-http URLs and a timeout without a check are refused', () => {
+  refused(() => checkHookAndHealth({ hooks: { beforeSwitch: [' '] } }), 'USAGE');
+  refused(() => checkHookAndHealth({ hooks: { afterSwitch: ['a\0b'] } }), 'USAGE');
+  refused(() => checkHookAndHealth({ healthCheck: { url: 'ftp://x/' } }), 'USAGE');
+  refused(() => checkHookAndHealth({ healthCheck: { timeoutMs: 1000 } }), 'USAGE');
+});
+
+void test('release ids and --keep', () => {
+  for (const id of ['..', '-x', 'a/b', '', '.hidden']) refused(() => checkReleaseId(id), 'INVALID_RELEASE_ID');
+  checkReleaseId('v1.4.2');
+  for (const keep of [-1, 1.5, Number.NaN, '3']) refused(() => checkKeep(keep), 'USAGE');
+  checkKeep(0);
+});
+
+void test('seconds from the command line and signal names from an abort reason', () => {
+  for (const v of ['', ' ', '-1', 'abc', 'Infinity']) assert.ok(secondsProblem(v), JSON.stringify(v));
+  for (const v of ['0', '1.5', '300']) assert.equal(secondsProblem(v), undefined);
+  assert.equal(signalOf('SIGINT'), 'SIGINT');
+  assert.equal(signalOf('SIGHUP'), 'SIGHUP');
+  for (const r of [undefined, new Error('x'), 'SIG', 'sigint', 'SIGINT; rm']) assert.equal(signalOf(r), 'SIGTERM');
+});
