@@ -24,7 +24,7 @@ const BUNDLE_RELEASES = 'node atomic-deploy.mjs releases <root> (bundle)';
 const COMMAND_TARGETS = [PKG_STATUS, PKG_RELEASES, BUNDLE_STATUS, BUNDLE_RELEASES];
 
 /** Modules whose loading a real command pays for; measured one per fresh process. */
-const IMPORTS = ['commander', 'yaml', 'zod', './dist/index.js', './dist/cli/main.js'];
+const IMPORTS = ['commander', 'yaml', 'zod/mini', './dist/index.js', './dist/cli/main.js'];
 
 export async function runStartupBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
   const { quick } = opts;

@@ -46,7 +46,7 @@ export function configFileMayExist(explicit: string | undefined, cwd: string): b
 }
 
 /**
- * Loads yaml and the schema (zod) once. They take longer to load than the rest of the CLI, so
+ * Loads yaml and the schema (zod/mini) once. They take longer to load than the rest of the CLI, so
  * the CLI loads them only when there is a config file to read (see configFileMayExist).
  */
 export async function loadConfigParsers(): Promise<void> {

@@ -85,6 +85,26 @@ void test('unknown keys are errors that list the known ones', () => {
   assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); expected one of host, root/);
 });
 
+void test('keys of verify, reloads, the stale check and waves: the same one-line errors and suggestions', () => {
+  const cases: [unknown, RegExp][] = [
+    [{ stale: 'sometimes' }, /^c\.yaml: stale: got "sometimes", expected one of warn, fail, off$/],
+    [{ staleWait: -1 }, /staleWait: got -1, expected a number of seconds >= 0$/],
+    [{ reload: { units: [] } }, /reload\.units: got \[\], expected a list of systemd unit names$/],
+    [{ reload: { timeout: 0 } }, /reload\.timeout: got 0, expected a number of seconds > 0$/],
+    [{ waves: '0,50%' }, /waves: got "0,50%", expected wave sizes such as "1,10%,100%" \(hosts >= 1 or percentages\)$/],
+    [{ maxFail: 'many' }, /maxFail: got "many", expected a number of hosts \(>= 0\) or a percentage such as 10%$/],
+    [{ onFailure: 'panic' }, /onFailure: got "panic", expected rollback or keep$/],
+    [{ hosts: [] }, /hosts: got \[\], expected a non-empty list of hosts$/],
+    [{ hosts: 'web1' }, /hosts: got "web1", expected a list of hosts$/],
+    [{ wait: Infinity }, /wait: got null, expected a number of seconds >= 0$/],
+  ];
+  for (const [data, pattern] of cases) assert.match(configError(data).message, pattern, JSON.stringify(data));
+  assert.match(configError({ staleWiat: 5 }).message, /^c\.yaml: staleWiat: unknown key \(value 5\); did you mean 'staleWait'\?/);
+  assert.match(configError({ wave: '1,100%' }).message, /did you mean 'waves'\?/);
+  assert.match(configError({ reload: { unit: ['a'] } }).message, /^c\.yaml: reload\.unit: unknown key \(value \["a"\]\); did you mean 'units'\? expected one of units, phpFpm, timeout$/);
+  assert.deepEqual(parseConfig({ stale: 'fail', staleWait: 0, reload: { units: ['app.service'], phpFpm: ['/run/php.pid'], timeout: 5 }, waves: '1,100%', maxFail: 0, onFailure: 'keep', wavePause: 0 }, 'c.yaml'), { stale: 'fail', staleWait: 0, reload: { units: ['app.service'], phpFpm: ['/run/php.pid'], timeout: 5 }, waves: '1,100%', maxFail: 0, onFailure: 'keep', wavePause: 0 });
+});
+
 void test('several problems: the first is named, the rest counted', () => {
   assert.match(configError({ keep: -1, strategy: 'x' }).message, /\(and 1 more problem\)$/);
 });
