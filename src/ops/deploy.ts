@@ -277,7 +277,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   const git = opened ? undefined : await gitInfo(sourceReal);
 
   let retired: RetiredPrune | undefined;
-  const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
+  const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     await failpoint('lock-taken');
     const recovered = await recoverRoot(layout, durable);

@@ -1,3 +1,4 @@
+import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
@@ -100,6 +101,12 @@ export interface LockOptions {
   waitMs?: number;
   command?: string;
   signal?: AbortSignal;
+  /** Where `--wait` says whom it waits for. */
+  emit?: EventSink;
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
 }
 
 /** A system error (errno code) is an expected failure, reported as such; anything else stays a bug. */
@@ -111,7 +118,10 @@ function expected(what: string, error: unknown): unknown {
 export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
   let lock: LockHandle;
   try {
-    lock = await acquireLock(layout, options);
+    const emit = options.emit;
+    // A person waiting on a silent command cannot tell a queue from a hang: name the holder.
+    const onWait = emit ? (holder: string, waitMs: number) => emit({ type: 'step', message: `waiting up to ${seconds(waitMs)} for the lock of ${layout.root}, held by ${holder}` }) : undefined;
+    lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait });
   } catch (error) {
     throw expected(`taking the lock ${layout.lock}`, error);
   }
