@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
-import { prune } from '../ops/prune.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import { pathFrom, writeExampleConfig, type LoadedConfig } from './config.ts';
@@ -86,6 +85,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         return;
       }
       const root = pathFrom(rootArg, loaded.config.root, loaded, 'root');
+      const { prune } = await import('../ops/prune.ts');
       const result = await prune(root, {
         keep,
         dryRun: flags.dryRun === true,

@@ -2,14 +2,9 @@ import fs from 'node:fs';
 import { secondsProblem } from '../plan/validate.ts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
-import { deploy } from '../ops/deploy.ts';
-import { isArtifactSource, stageArtifactLocally } from '../ops/artifact.ts';
 import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
-import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
-import { unlock } from '../ops/unlock.ts';
-import { verify } from '../ops/verify-release.ts';
 import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, hasServingOptions, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
@@ -207,6 +202,9 @@ function afterSwitchError(release: string, root: string, message: string): Deplo
   });
 }
 
+// What only some commands do (copying, archives, hosts, hashing) is imported by those commands when
+// they run: `status` and `releases` start in little more than Node's own start-up time.
+
 /** Runs the CLI and returns its exit code; it never exits the process itself. */
 export async function runCli(argv: readonly string[], options: RunOptions): Promise<number> {
   let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') || argv.includes('-q'), color: !argv.includes('--no-color') });
@@ -273,6 +271,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       }
       refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
+      const { isArtifactSource, stageArtifactLocally } = await import('../ops/artifact.ts');
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
       try {
         exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
@@ -286,6 +285,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
+    const { deploy } = await import('../ops/deploy.ts');
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
       artifact: artifactOptionsFrom(flags),
@@ -333,6 +333,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
+    const { rollback } = await import('../ops/rollback.ts');
     const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
     afterSignal();
     if (result.dryRun) {
@@ -396,6 +397,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       exitCode = await fleetUnlockCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { force: flags.force });
       return;
     }
+    const { unlock } = await import('../ops/unlock.ts');
     const result = await unlock(rootOf(rootArg), { force: flags.force, onEvent: out.event });
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
   });
@@ -409,6 +411,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addHelpText('after', EXAMPLES.verify),
   ).action(async (rootArg: string | undefined, flags: CommonFlags & { release?: string }) => {
     const out = use(flags);
+    const { verify } = await import('../ops/verify-release.ts');
     const result = await verify(rootOf(rootArg), { release: flags.release, signal });
     afterSignal();
     if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
