@@ -1,7 +1,7 @@
 // Start-up: `--version` of the package's bin and of the one-file bundle against `node -e 0`, and
 // what loading the whole CLI (any real command) adds on top.
 import { dirname, join, resolve } from 'node:path';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchBin } from './bin.ts';
@@ -16,9 +16,15 @@ const NODE = process.execPath;
 const BASELINE = 'node -e 0';
 const PKG_VERSION = 'atomic-deploy --version (package bin)';
 const BUNDLE_VERSION = 'node atomic-deploy.mjs --version (bundle)';
+const PKG_STATUS = 'atomic-deploy status <root> (package bin)';
+const PKG_RELEASES = 'atomic-deploy releases <root> (package bin)';
+const BUNDLE_STATUS = 'node atomic-deploy.mjs status <root> (bundle)';
+const BUNDLE_RELEASES = 'node atomic-deploy.mjs releases <root> (bundle)';
+/** The real commands a person runs most, side by side with `node -e 0`. */
+const COMMAND_TARGETS = [PKG_STATUS, PKG_RELEASES, BUNDLE_STATUS, BUNDLE_RELEASES];
 
 /** Modules whose loading a real command pays for; measured one per fresh process. */
-const IMPORTS = ['commander', 'yaml', 'zod', './dist/index.js', './dist/cli/main.js'];
+const IMPORTS = ['commander', 'yaml', 'zod/mini', './dist/index.js', './dist/cli/main.js'];
 
 export async function runStartupBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
   const { quick } = opts;
@@ -45,12 +51,22 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
       throw new Error(`--version disagrees: bundle ${JSON.stringify(check.stdout)}, package ${JSON.stringify(pkgCheck.stdout)}`);
     }
     const command = (name: string, args: string[]): PairedCase => ({ name, run: async () => void (await timeCommand(NODE, args, { cwd: bundleDir })) });
+    // A root with two releases for status and releases to read.
+    const root = join(bundleDir, 'root');
+    const build = join(bundleDir, 'build');
+    await mkdir(build);
+    await writeFile(join(build, 'index.html'), 'startup\n');
+    for (let i = 0; i < 2; i++) await timeCommand(NODE, [BIN, 'deploy', build, root, '--quiet', '--no-fsync']);
     const cases = [
       command(BASELINE, ['-e', '0']),
       command(PKG_VERSION, [BIN, '--version']),
       command(BUNDLE_VERSION, [BUNDLE, '--version']),
       command('atomic-deploy --help (package bin, whole CLI loaded)', [BIN, '--help']),
       command('node atomic-deploy.mjs --help (bundle, whole CLI loaded)', [BUNDLE, '--help']),
+      command(PKG_STATUS, [BIN, 'status', root]),
+      command(PKG_RELEASES, [BIN, 'releases', root]),
+      command(BUNDLE_STATUS, [BUNDLE, 'status', root]),
+      command(BUNDLE_RELEASES, [BUNDLE, 'releases', root]),
     ];
     result = await pairedRuns(cases, { runs, warmup: quick ? 1 : 3, baseline: BASELINE });
     log(`startup: ${result.cases.map((c) => `${c.name} ${c.median.toFixed(1)} ms`).join('; ')}`);
@@ -85,6 +101,7 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
         rows: [
           [`${PKG_VERSION} / ${BASELINE}`, '≤ 1.5', r2(ratio(PKG_VERSION)), ratio(PKG_VERSION) <= 1.5 ? 'met' : 'MISSED'],
           [`${BUNDLE_VERSION} / ${BASELINE}`, '≤ 1.5', r2(ratio(BUNDLE_VERSION)), ratio(BUNDLE_VERSION) <= 1.5 ? 'met' : 'MISSED'],
+          ...COMMAND_TARGETS.map((name) => [`${name} / ${BASELINE}`, '≤ 1.5', r2(ratio(name)), ratio(name) <= 1.5 ? 'met' : 'MISSED']),
         ],
       },
       {

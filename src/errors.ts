@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'HOOK_FAILED'
   | 'HEALTH_CHECK_FAILED'
   | 'ROLLED_BACK'
+  | 'AFTER_SWITCH_FAILED'
   | 'REMOTE'
   | 'STALE_PROCESSES'
   | 'INTERRUPTED'
@@ -47,6 +48,8 @@ export const EXIT = {
   differences: 5,
   /** `--stale fail`: processes still ran from the release left behind when the wait ended; the switch stands. */
   stale: 6,
+  /** An after-switch hook failed with no health check to roll back on: the new release is live. */
+  afterSwitchFailed: 7,
   sigint: 130,
   sigterm: 143,
   sighup: 129,
@@ -107,6 +110,7 @@ export class DeployError extends Error {
     if (this.code === 'LOCKED' || this.code === 'LOCK_FOREIGN_HOST') return EXIT.locked;
     if (this.code === 'INTERRUPTED') return exitCodeForSignal(this.signal);
     if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
+    if (this.code === 'AFTER_SWITCH_FAILED') return EXIT.afterSwitchFailed;
     if (this.code === 'STALE_PROCESSES') return EXIT.stale;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { FailpointName } from './failpoint-names.ts';
 
 /**
  * Named failpoints for crash and fault tests, armed by ATOMIC_DEPLOY_FAILPOINTS, e.g.
@@ -27,32 +28,7 @@ export function parseFailpoints(spec: string | undefined): Map<string, Failpoint
 
 const armed = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS);
 
-/** Every failpoint name, so tests can iterate over all of them. */
-export const FAILPOINTS = [
-  'lock-taken',
-  'journal-written',
-  'release-dir-made',
-  'copy-half',
-  'copy-done',
-  'before-fsync',
-  'fsync-done',
-  'manifest-written',
-  'release-ready',
-  'shared-linked',
-  'before-switch-hook',
-  'temp-link-made',
-  'after-switch',
-  'after-switch-hook',
-  'health-check',
-  'log-written',
-  'journal-cleared',
-  'rollback-temp-link-made',
-  'rollback-after-switch',
-  'prune-rename',
-  'prune-delete',
-  'unlock-rename',
-] as const;
-export type FailpointName = (typeof FAILPOINTS)[number];
+export { FAILPOINTS, type FailpointName } from './failpoint-names.ts';
 
 export async function failpoint(name: FailpointName): Promise<void> {
   if (armed.size === 0) return;

@@ -237,6 +237,8 @@ export interface AcquireOptions {
   waitMs?: number;
   command?: string;
   signal?: AbortSignal;
+  /** Told, before the wait begins and whenever the holder changes, whom we wait for. */
+  onWait?: (holder: string, waitMs: number) => void;
 }
 
 async function writeDraft(staging: string, owner: LockOwner): Promise<void> {
@@ -279,6 +281,7 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   const deadline = Date.now() + (options.waitMs ?? 0);
   let tookOver: LockHandle['tookOver'];
   let aside: string | undefined;
+  let announced: string | undefined;
   try {
     for (;;) {
       if (options.signal?.aborted) {
@@ -303,6 +306,11 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         continue;
       }
       if (Date.now() >= deadline) throw lockedError(layout, info);
+      const holder = describeHolder(info.owner);
+      if (holder !== announced) {
+        announced = holder;
+        options.onWait?.(holder, options.waitMs ?? 0);
+      }
       // A fresh mtime keeps a long --wait's draft from the sweep of old drafts (TOMBSTONE_S).
       const now = new Date();
       await fs.promises.utimes(staging, now, now).catch(() => undefined);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import type { SharedLink } from '../plan/shared.ts';
+import type { SharedLink, SharedTargetKind, SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
 
 /** Shared paths whose target under `<root>/shared/` does not exist (links are followed). */
@@ -23,16 +23,35 @@ export function missingSharedTargets(layout: Layout, links: readonly SharedLink[
 export function sharedMissingError(layout: Layout, missing: readonly string[]): DeployError {
   const list = missing.map((p) => path.join(layout.shared, p)).join(', ');
   return new DeployError('SHARED_MISSING', `shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${list}`, {
-    hint: 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones as empty directories',
+    hint: 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty',
     details: { missing },
   });
 }
 
-/** Makes missing shared targets as empty directories (`--shared-create`); returns the ones made. */
-export async function createSharedTargets(layout: Layout, links: readonly SharedLink[]): Promise<string[]> {
-  const missing = missingSharedTargets(layout, links);
-  for (const p of missing) await fs.promises.mkdir(path.join(layout.shared, p), { recursive: true, mode: 0o755 });
-  return missing;
+/** What `<root>/shared/<p>` is, links followed. */
+export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
+  try {
+    const st = fs.statSync(path.join(layout.shared, p));
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+  } catch (error) {
+    const code = errnoOf(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+    throw error;
+  }
+}
+
+/** Makes one missing shared target empty (`--shared-create`): a directory, or a file only its owner reads, since such files hold secrets. */
+export async function createSharedTarget(layout: Layout, p: string, type: SharedType): Promise<void> {
+  const full = path.join(layout.shared, p);
+  if (type === 'dir') {
+    await fs.promises.mkdir(full, { recursive: true, mode: 0o755 });
+    return;
+  }
+  await fs.promises.mkdir(path.dirname(full), { recursive: true, mode: 0o755 });
+  // wx: a file that appeared meanwhile is someone's content, never truncated.
+  await fs.promises.writeFile(full, '', { flag: 'wx', mode: 0o600 }).catch((error: unknown) => {
+    if (errnoOf(error) !== 'EEXIST') throw error;
+  });
 }
 
 /**

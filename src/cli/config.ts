@@ -7,6 +7,7 @@ import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
 import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
+import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
 
 export interface LoadedConfig {
@@ -27,13 +28,25 @@ interface Parsers {
 }
 let parsers: Parsers | undefined;
 
-/** Whether loadConfig would read a file: `--config` was given, or a config file is in `cwd`. */
+/**
+ * The config files of the nearest directory that has one: `cwd`, then each parent, stopping at a
+ * git work tree's top (a parent project's file is not this one's) or the filesystem root.
+ */
+export function findConfigFiles(cwd: string): string[] {
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    const found = CONFIG_NAMES.map((name) => path.join(dir, name)).filter((f) => fs.existsSync(f));
+    if (found.length > 0) return found;
+    if (fs.existsSync(path.join(dir, '.git')) || path.dirname(dir) === dir) return [];
+  }
+}
+
+/** Whether loadConfig would read a file: `--config` was given, or a config file was found from `cwd` up. */
 export function configFileMayExist(explicit: string | undefined, cwd: string): boolean {
-  return explicit !== undefined || CONFIG_NAMES.some((name) => fs.existsSync(path.join(cwd, name)));
+  return explicit !== undefined || findConfigFiles(cwd).length > 0;
 }
 
 /**
- * Loads yaml and the schema (zod) once. They take longer to load than the rest of the CLI, so
+ * Loads yaml and the schema (zod/mini) once. They take longer to load than the rest of the CLI, so
  * the CLI loads them only when there is a config file to read (see configFileMayExist).
  */
 export async function loadConfigParsers(): Promise<void> {
@@ -43,7 +56,7 @@ export async function loadConfigParsers(): Promise<void> {
 }
 
 /**
- * Reads `--config <file>`, or the one config file in `cwd`; an empty config when there is none.
+ * Reads `--config <file>`, or the one config file found from `cwd` up; an empty config when there is none.
  * When there is a file, loadConfigParsers must have run.
  */
 export function loadConfig(explicit: string | undefined, cwd: string): LoadedConfig {
@@ -51,9 +64,9 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   if (explicit !== undefined) {
     file = path.resolve(cwd, explicit);
   } else {
-    const found = CONFIG_NAMES.map((name) => path.join(cwd, name)).filter((f) => fs.existsSync(f));
+    const found = findConfigFiles(cwd);
     if (found.length === 0) return { config: {}, dir: cwd };
-    if (found.length > 1) throw invalid(`found ${found.map((f) => path.basename(f)).join(' and ')} in ${cwd}; keep one`, found[0] ?? cwd);
+    if (found.length > 1) throw invalid(`found ${found.map((f) => path.basename(f)).join(' and ')} in ${path.dirname(found[0] ?? cwd)}; keep one`, found[0] ?? cwd);
     file = found[0] as string;
   }
   if (!parsers) throw new Error('loadConfig: call loadConfigParsers() before reading a config file');
@@ -97,6 +110,7 @@ export interface DeployFlags extends ReleaseFlags, ServingFlags {
   fsync?: boolean;
   keep?: number;
   dryRun?: boolean;
+  adopt?: boolean;
 }
 
 const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
@@ -124,9 +138,14 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
     releaseId: pick('releaseId', c.releaseId),
     fsync: pick('fsync', c.fsync),
     waitMs: ms(pick('wait', c.wait)) ?? 0,
-    keep: pick('keep', c.keep),
+    // keep 0 turns pruning off; without a keep anywhere, releases would pile up.
+    keep: keepOf(pick('keep', c.keep)),
     dryRun: flags.dryRun === true ? true : undefined,
+    // Only ever from the command line: adopting a folder is a one-time, deliberate act.
+    adopt: flags.adopt === true ? true : undefined,
     shared: pick('shared', c.shared),
+    sharedFiles: pick('sharedFile', c.sharedFiles),
+    sharedDirs: pick('sharedDir', c.sharedDirs),
     sharedCreate: pick('sharedCreate', c.sharedCreate),
     sharedReplace: pick('sharedReplace', c.sharedReplace),
     strategy: pick('strategy', c.strategy),
@@ -138,6 +157,11 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
   // Absent keys stay absent, so the library's defaults apply.
   for (const key of Object.keys(options) as (keyof DeployOptions)[]) if (options[key] === undefined) delete options[key];
   return options;
+}
+
+function keepOf(keep: number | undefined): number | undefined {
+  const n = keep ?? DEFAULT_KEEP;
+  return n === 0 ? undefined : n;
 }
 
 /** A path from the command line (relative to cwd) or else from the config (relative to its file). */
@@ -171,11 +195,16 @@ keep: 5
 # Seconds to wait for another deploy's lock instead of failing at once.
 #wait: 0
 
-# Paths that outlive releases, linked from releases/<id>/<path> to shared/<path>.
-#shared:
+# Paths that outlive releases, linked from releases/<id>/<path> to shared/<path>:
+# files (Capistrano's linked_files) and directories (linked_dirs).
+#sharedFiles:
 #  - .env
+#sharedDirs:
 #  - storage
-# Create missing shared targets as empty directories instead of failing.
+# Either: a file or a directory, whichever exists in shared/ or the build (never guessed).
+#shared:
+#  - public/uploads
+# Create missing shared targets empty (files as files, directories as directories) instead of failing.
 #sharedCreate: false
 # Replace a shared path the build already holds instead of failing.
 #sharedReplace: false

@@ -5,6 +5,8 @@ import { secondsProblem, timeoutProblem } from '../plan/validate.ts';
 
 export interface ReleaseFlags {
   shared?: string[];
+  sharedFile?: string[];
+  sharedDir?: string[];
   sharedCreate?: boolean;
   sharedReplace?: boolean;
   strategy?: NonNullable<DeployOptions['strategy']>;
@@ -35,8 +37,10 @@ function nonEmpty(value: string): string {
 
 export function addReleaseFlags(cmd: Command): Command {
   return cmd
-    .option('--shared <path>', 'link releases/<id>/<path> to shared/<path> (repeatable)', collect)
-    .option('--shared-create', 'make missing shared targets as empty directories instead of failing')
+    .option('--shared-file <path>', 'link the file releases/<id>/<path> to shared/<path>, e.g. .env (repeatable)', collect)
+    .option('--shared-dir <path>', 'link the directory releases/<id>/<path> to shared/<path>, e.g. storage (repeatable)', collect)
+    .option('--shared <path>', 'the same, file or directory taken from what exists (repeatable)', collect)
+    .option('--shared-create', 'make missing shared targets empty (a file or a directory) instead of failing')
     .option('--shared-replace', 'link a shared path even if the source holds it (the source copy is left out)')
     .addOption(new Option('--strategy <name>', 'how files are made: auto (clone where possible, else copy), copy, reflink, hardlink').choices(['auto', 'copy', 'reflink', 'hardlink']))
     .option('--checksum', 'accepted and ignored: every strategy compares content (SHA-256), never size and mtime')

@@ -3,7 +3,11 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
-import { fleetDeploy, fleetPrune, fleetReleases, fleetRollback, fleetStatus, fleetUnlock, type FleetDeployOptions, type FleetHostSpec, type FleetOptions, type FleetWave } from '../remote/ops.ts';
+import type { FleetDeployOptions, FleetHostSpec, FleetOptions, FleetWave } from '../remote/ops.ts';
+import type * as RemoteOps from '../remote/ops.ts';
+
+// Loaded when a command reaches hosts: reading a local root needs none of ssh, rsync or the sh programs.
+const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
 import { secondsProblem } from '../plan/validate.ts';
@@ -169,7 +173,7 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
   if (options.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
   return run(
     cli,
-    () => fleetDeploy(source, root, { ...base(cli), ...options, ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}) }),
+    async () => (await remote()).fleetDeploy(source, root, { ...base(cli), ...options, ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}) }),
     (r) => ({
       table: waveLines(r.waves) + hostTable(r.hosts, (h) => {
         const d = r.hosts.find((x) => x.host === h.host);
@@ -183,7 +187,7 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
 export function fleetRollbackCli(cli: FleetCli, root: string | undefined, options: { to?: string; fsync?: boolean; waitMs?: number } & ServingOptions): Promise<number> {
   return run(
     cli,
-    () => fleetRollback(root, { ...base(cli), ...options }),
+    async () => (await remote()).fleetRollback(root, { ...base(cli), ...options }),
     (r) => ({ table: hostTable(r.hosts), line: `rolled back to ${r.release} on ${plural(r.hosts.length, 'host')} (switch skew ${skew(r)})` }),
   );
 }
@@ -191,7 +195,7 @@ export function fleetRollbackCli(cli: FleetCli, root: string | undefined, option
 export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promise<number> {
   return run(
     cli,
-    () => fleetReleases(root, base(cli)),
+    async () => (await remote()).fleetReleases(root, base(cli)),
     (r) => {
       // One row per release, one column per host: * current, + present, - absent.
       const ids = [...new Set(r.hosts.flatMap((h) => h.releases.map((x) => x.id)))];
@@ -215,7 +219,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
 export function fleetStatusCli(cli: FleetCli, root: string | undefined, options: { readOnly?: boolean }): Promise<number> {
   return run(
     cli,
-    () => fleetStatus(root, { ...base(cli), ...options }),
+    async () => (await remote()).fleetStatus(root, { ...base(cli), ...options }),
     (r) => {
       const rows = [['HOST', 'CURRENT', 'LOCK', 'NOTE']];
       for (const h of r.hosts) {
@@ -234,7 +238,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
 export function fleetPruneCli(cli: FleetCli, root: string | undefined, options: { keep: number; dryRun?: boolean; force?: boolean; fsync?: boolean; waitMs?: number }): Promise<number> {
   return run(
     cli,
-    () => fleetPrune(root, { ...base(cli), ...options }),
+    async () => (await remote()).fleetPrune(root, { ...base(cli), ...options }),
     (r) => {
       const rows = [['HOST', r.dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT']];
       for (const h of r.hosts) rows.push([h.host, h.removed.map((x) => x.id).join(' ') || '-', h.kept.map((x) => `${x.id} (${x.reason})`).join(', ') || '-']);
@@ -247,7 +251,7 @@ export function fleetPruneCli(cli: FleetCli, root: string | undefined, options: 
 export function fleetUnlockCli(cli: FleetCli, root: string | undefined, options: { force?: boolean }): Promise<number> {
   return run(
     cli,
-    () => fleetUnlock(root, { ...base(cli), ...options }),
+    async () => (await remote()).fleetUnlock(root, { ...base(cli), ...options }),
     (r) => {
       const rows = [['HOST', 'UNLOCKED', 'REASON']];
       for (const h of r.hosts) rows.push([h.host, h.unlocked ? 'yes' : 'no', h.reason]);

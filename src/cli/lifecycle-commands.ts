@@ -4,18 +4,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
-import { prune } from '../ops/prune.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
+import { DEFAULT_KEEP } from '../plan/releases.ts';
 import { pathFrom, writeExampleConfig, type LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
 import { renderPrune } from './render-lifecycle.ts';
 import { addFleetFlags, fleetHostsFrom, fleetPruneCli, fleetRootFrom, type FleetFlags } from './fleet.ts';
 
 export interface CommandContext {
-  /** Adds --json and --quiet. */
+  /** Adds --json, -q/--quiet and --no-color. */
   common: (cmd: Command) => Command;
   /** Makes the reporter for a command's flags. */
-  use: (flags: { json?: boolean; quiet?: boolean }) => Reporter;
+  use: (flags: { json?: boolean; quiet?: boolean; color?: boolean }) => Reporter;
   /** The config file (`--config`, or the one in the working directory), read on first use. */
   config: () => LoadedConfig;
   /** The path `--config` names, if given. */
@@ -43,8 +43,8 @@ function parseSeconds(value: string): number {
 /** `--keep` and `--dry-run` for deploy. */
 export function addLifecycleFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--keep <n>', 'after a successful switch, prune to the newest <n> good releases').argParser(parseCount))
-    .option('--dry-run', 'print the plan (release id, contents, shared links, hooks, prune) and change nothing');
+    .addOption(new Option('--keep <n>', 'after a successful switch, prune to the newest <n> good releases (default 5; 0 keeps all)').argParser(parseCount))
+    .option('-n, --dry-run', 'print the plan (release id, contents, shared links, hooks, prune) and change nothing');
 }
 
 const EXAMPLES = {
@@ -66,8 +66,8 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         .command('prune')
         .description('remove old releases: keeps the newest <n> good ones, current, the rollback target and releases in use')
         .argument('[root]', 'deploy root (default: root from the config file)')
-        .addOption(new Option('--keep <n>', 'good releases to keep; failed and rolled-back ones never count').argParser(parseCount))
-        .option('--dry-run', 'list what would go and why each kept release stays; change nothing')
+        .addOption(new Option('--keep <n>', 'good releases to keep (default 5; 0 keeps all); failed and rolled-back ones never count').argParser(parseCount))
+        .option('-n, --dry-run', 'list what would go and why each kept release stays; change nothing')
         .option('--force', 'also remove releases that running processes still use')
         .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
         .option('--no-fsync', 'skip the fsync after each release leaves releases/')
@@ -76,10 +76,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
     .action(async (rootArg: string | undefined, flags: FleetFlags & { json?: boolean; quiet?: boolean; keep?: number; dryRun?: boolean; force?: boolean; wait?: number; fsync: boolean }, cmd: Command) => {
       const out = ctx.use(flags);
       const loaded = ctx.config();
-      const keep = flags.keep ?? loaded.config.keep;
-      if (keep === undefined) {
-        throw new DeployError('USAGE', 'prune needs to know how many releases to keep', { hint: 'pass --keep <n>, or set keep: in the config file' });
-      }
+      const keep = flags.keep ?? loaded.config.keep ?? DEFAULT_KEEP;
       const wait = ctx.given(cmd, 'wait') ? flags.wait : loaded.config.wait;
       const hosts = fleetHostsFrom(flags, loaded);
       if (hosts) {
@@ -88,6 +85,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         return;
       }
       const root = pathFrom(rootArg, loaded.config.root, loaded, 'root');
+      const { prune } = await import('../ops/prune.ts');
       const result = await prune(root, {
         keep,
         dryRun: flags.dryRun === true,
@@ -98,9 +96,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         onEvent: out.event,
       });
       ctx.afterSignal();
-      // A dry run's listing is the point of the command, so --quiet does not hide it.
-      if (result.dryRun) out.print(renderPrune(result));
-      out.result(result.dryRun ? undefined : renderPrune(result), result);
+      out.result(renderPrune(result), result);
     });
 
   ctx

@@ -1,24 +1,21 @@
+import fs from 'node:fs';
 import { secondsProblem } from '../plan/validate.ts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
-import { deploy } from '../ops/deploy.ts';
-import { isArtifactSource, stageArtifactLocally } from '../ops/artifact.ts';
-import { redactUrl } from '../plan/archive.ts';
+import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
-import { rollback } from '../ops/rollback.ts';
 import { status } from '../ops/status.ts';
-import { unlock } from '../ops/unlock.ts';
-import { verify } from '../ops/verify-release.ts';
 import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
+import { closest } from '../plan/suggest.ts';
+import { completionScript, completionSpec } from './completion.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { deploySummary, renderPlan } from './render-lifecycle.ts';
-import { fleetVerifyCli } from './fleet-verify.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -28,6 +25,8 @@ export interface RunOptions extends Streams {
 interface CommonFlags {
   json?: boolean;
   quiet?: boolean;
+  /** false with --no-color. */
+  color?: boolean;
 }
 
 function parseSeconds(value: string): number {
@@ -52,7 +51,8 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app --reload-unit app.service --stale fail
 
 Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 4 rolled back by the health check,
-  6 --stale fail: processes still run from the release left (the switch stands), 128+n signal n.`,
+  6 --stale fail: processes still run from the release left (the switch stands),
+  7 an after-switch hook or reload failed with no health check (the switch stands), 128+n signal n.`,
   rollback: `
 Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
@@ -84,11 +84,126 @@ Examples:
   $ atomic-deploy unlock /srv/www/app --force   even if it may be alive (prints who held it)`,
 };
 
+const TOP_LEVEL_HELP = `
+Examples:
+  $ atomic-deploy deploy ./build /srv/www/app           publish ./build as a new release and switch to it
+  $ atomic-deploy ./build /srv/www/app                  the same (the first argument must be a directory or an archive)
+  $ atomic-deploy deploy ./build /srv/www/app --dry-run the plan; nothing is changed
+  $ atomic-deploy rollback /srv/www/app                 back to the previous good release
+  $ atomic-deploy releases /srv/www/app                 newest first, current marked
+  $ atomic-deploy status /srv/www/app
+  $ atomic-deploy prune /srv/www/app --keep 3
+
+Exit codes:
+  0        success
+  1        any other failure; the root is as it was before the command
+  2        usage error or invalid input; nothing was changed on disk
+  3        the lock is held by a live deploy (or by another host)
+  4        the health check failed and the deploy rolled back by itself
+  5        verify found differences between a release and its manifest
+  6        --stale fail: processes still run from the release left behind; the switch stands
+  7        an after-switch hook or reload failed (no health check): the new release is live, unverified
+  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored
+
+Every command has --help. Settings: atomic-deploy.config.yaml (see: atomic-deploy init).`;
+
+/** `--release-id` → `ATOMIC_DEPLOY_RELEASE_ID`, `--no-fsync` → `ATOMIC_DEPLOY_NO_FSYNC`. */
+export function envNameOf(option: Option): string | undefined {
+  const long = option.long;
+  if (!long || long === '--help' || long === '--version') return undefined;
+  return `ATOMIC_DEPLOY_${long.slice(2).replace(/-/g, '_').toUpperCase()}`;
+}
+
+const YES = new Set(['1', 'true', 'yes', 'on']);
+const NO = new Set(['0', 'false', 'no', 'off', '']);
+
+/**
+ * Every flag can come from ATOMIC_DEPLOY_<FLAG>, below the command line and above the config file.
+ * Read here rather than with commander's Option.env(): that one must be set before each option is
+ * added, and it would take ATOMIC_DEPLOY_JSON=0 as "on".
+ */
+function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
+  for (const option of command.options as Option[]) {
+    const name = envNameOf(option);
+    if (!name || !(name in env)) continue;
+    const key = option.attributeName();
+    if (command.getOptionValueSource(key) === 'cli') continue;
+    const raw = env[name] ?? '';
+    if (option.required || option.optional) {
+      let value: unknown = raw;
+      try {
+        if (option.parseArg) value = option.parseArg(raw, undefined);
+      } catch (error) {
+        throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: ${error instanceof Error ? error.message : String(error)}`, { hint: `the same values as ${option.flags}` });
+      }
+      if (option.argChoices && !option.argChoices.includes(raw)) throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: expected one of ${option.argChoices.join(', ')}`);
+      command.setOptionValueWithSource(key, value, 'env');
+      continue;
+    }
+    const flag = raw.trim().toLowerCase();
+    if (!YES.has(flag) && !NO.has(flag)) throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: expected 1 or 0 (true/false, yes/no)`);
+    if (YES.has(flag)) command.setOptionValueWithSource(key, !option.negate, 'env');
+  }
+}
+
+/** Enough of a file's head to tell tar (magic at offset 257), tar.gz and zip apart. */
+const SNIFF_BYTES = 512;
+
+/**
+ * What the bare form `atomic-deploy <source> <root>` takes as its source: an existing directory,
+ * an http(s) URL, or an existing file that starts like a tar, tar.gz or zip archive.
+ */
+export function isBareSource(p: string): boolean {
+  if (isUrlSource(p)) return true;
+  try {
+    // Non-blocking and type-checked on the descriptor: a FIFO named like a command must not hang the CLI.
+    const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.isDirectory()) return true;
+      if (!st.isFile()) return false;
+      const head = Buffer.alloc(SNIFF_BYTES);
+      return sniffFormat(head.subarray(0, fs.readSync(fd, head, 0, SNIFF_BYTES, 0))) !== undefined;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The arguments commander parses: a first word that is no command is the bare deploy form only
+ * when it names a directory or an archive; anything else is a typo, and deploying it would say "build first".
+ */
+function dispatch(program: Command, argv: readonly string[]): readonly string[] {
+  const first = argv[0];
+  if (first === undefined || first.startsWith('-')) return argv;
+  const names = [...program.commands.map((c) => c.name()), 'help'];
+  if (names.includes(first)) return argv;
+  if (isBareSource(first)) return ['deploy', ...argv];
+  const guess = closest(first, names);
+  throw new DeployError('USAGE', `unknown command '${first}'${guess ? `; did you mean '${guess}'?` : ''}`, {
+    hint: /[/.]/.test(first) ? `${first} is neither a directory nor an archive; to deploy, give the build output directory or a .tar, .tar.gz or .zip: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help',
+  });
+}
+
+/** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */
+function afterSwitchError(release: string, root: string, message: string): DeployError {
+  return new DeployError('AFTER_SWITCH_FAILED', message, {
+    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root}`,
+    details: { release, live: true },
+  });
+}
+
+// What only some commands do (copying, archives, hosts, hashing) is imported by those commands when
+// they run: `status` and `releases` start in little more than Node's own start-up time.
+
 /** Runs the CLI and returns its exit code; it never exits the process itself. */
 export async function runCli(argv: readonly string[], options: RunOptions): Promise<number> {
-  let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') });
+  let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') || argv.includes('-q'), color: !argv.includes('--no-color') });
   const use = (flags: CommonFlags): Reporter => {
-    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true });
+    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false });
     return reporter;
   };
   const signal = options.signal;
@@ -101,25 +216,31 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
-    .option('--config <file>', 'settings file (default: ./atomic-deploy.config.yaml, .yml or .json if present)')
+    .option('--config <file>', 'settings file (default: atomic-deploy.config.yaml, .yml or .json here or in a parent, up to the git top level)')
     .showHelpAfterError('hint: see --help for usage')
-    .addHelpText('after', `
-Exit codes: 0 ok, 1 failure, 2 usage or invalid input (nothing changed), 3 locked, 4 rolled back by
-the health check, 5 verify found differences, 128+n interrupted by signal n.`)
+    .addHelpText('after', TOP_LEVEL_HELP)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
       writeErr: (s) => options.stderr.write(s),
     });
   const common = (cmd: Command): Command =>
-    cmd.option('--json', 'print one JSON object on stdout and nothing else there').option('--quiet', 'print only errors');
+    cmd
+      .option('--json', 'print one JSON object on stdout and nothing else there')
+      .option('-q, --quiet', 'print only errors')
+      .option('--no-color', 'no colour, even on a terminal (NO_COLOR=1 does the same)');
   let loaded: LoadedConfig | undefined;
   const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
   const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
-  program.hook('preAction', async () => {
+  program.hook('preAction', async (_program, action) => {
+    applyEnv(program, process.env);
+    applyEnv(action, process.env);
+    // Reporter flags may have come from the environment.
+    use(action.opts<CommonFlags>());
     if (configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
   });
-  const given = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
+  // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.
+  const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
   common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
@@ -131,16 +252,22 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       .option('--release-id <id>', 'release id instead of the UTC timestamp')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
+      .option('--adopt', 'make a non-empty folder that is not a deploy root into one (its files stay)')
       .addHelpText('after', EXAMPLES.deploy),
   )))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & ServingFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
+      const fleetOptions = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
+      if (fleetOptions.sharedFiles || fleetOptions.sharedDirs) {
+        throw new DeployError('USAGE', 'shared files and directories (--shared-file, --shared-dir) are not available with --host yet', { hint: 'use --shared <path> with shared targets that exist on every host' });
+      }
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
+      const { isArtifactSource, stageArtifactLocally } = await import('../ops/artifact.ts');
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
       try {
-        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
+        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
       } finally {
         stage?.remove();
       }
@@ -151,6 +278,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
+    const { deploy } = await import('../ops/deploy.ts');
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
       artifact: artifactOptionsFrom(flags),
@@ -164,6 +292,13 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       out.result(undefined, result.plan);
       return;
     }
+    if (result.afterSwitchFailure !== undefined) {
+      const error = afterSwitchError(result.release, root, result.afterSwitchFailure);
+      out.result(deploySummary(result), { ...result, error: { code: error.code, message: error.message, hint: error.hint, ...error.details } });
+      out.error(error.message, error.hint);
+      if (exitCode === EXIT.ok) exitCode = error.exitCode;
+      return;
+    }
     out.result(deploySummary(result), result);
   });
 
@@ -173,14 +308,16 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       .description('switch current back to the previous good release, or to --to <id>')
       .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--to <id>', 'release to switch to')
+      .option('-n, --dry-run', 'say which release it would switch to; change nothing')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
-  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean }, cmd: Command) => {
+  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     if (hosts) {
+      if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
       exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, ...serving });
       return;
@@ -188,8 +325,13 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, ...serving });
+    const { rollback } = await import('../ops/rollback.ts');
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
     afterSignal();
+    if (result.dryRun) {
+      out.result(`dry run: would roll back to ${result.release} (from ${result.previous || 'nothing'}); nothing was changed`, result);
+      return;
+    }
     out.result(`rolled back to ${result.release} (from ${result.previous || 'nothing'})`, result);
   });
 
@@ -207,7 +349,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       return;
     }
     const result = await listReleases(rootOf(rootArg));
-    out.print(renderReleases(result, options.stdout.isTTY === true));
+    out.print(renderReleases(result, { header: options.stdout.isTTY === true, colors: out.stdoutColors }));
     out.result(undefined, {
       current: result.current,
       releases: result.releases.map((r) => ({ ...r.record, id: r.id, current: r.current, role: r.role })),
@@ -247,6 +389,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       exitCode = await fleetUnlockCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { force: flags.force });
       return;
     }
+    const { unlock } = await import('../ops/unlock.ts');
     const result = await unlock(rootOf(rootArg), { force: flags.force, onEvent: out.event });
     out.result(result.unlocked ? `unlocked (${result.reason})` : `nothing to unlock: ${result.reason}`, result);
   });
@@ -262,9 +405,11 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
+      const { fleetVerifyCli } = await import('./fleet-verify.ts');
       exitCode = await fleetVerifyCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { release: flags.release });
       return;
     }
+    const { verify } = await import('../ops/verify-release.ts');
     const result = await verify(rootOf(rootArg), { release: flags.release, signal });
     afterSignal();
     if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
@@ -273,8 +418,25 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
 
   addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });
 
+  program
+    .command('completion')
+    .description('print a completion script for bash, zsh or fish')
+    .argument('<shell>', 'bash, zsh or fish')
+    .addHelpText('after', `
+Examples:
+  $ eval "$(atomic-deploy completion bash)"          in ~/.bashrc
+  $ source <(atomic-deploy completion zsh)           in ~/.zshrc
+  $ atomic-deploy completion fish > ~/.config/fish/completions/atomic-deploy.fish`)
+    .action((shell: string) => {
+      options.stdout.write(completionScript(shell, completionSpec(program)));
+    });
+
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    if (argv.length === 0) {
+      program.outputHelp();
+      return EXIT.ok;
+    }
+    await program.parseAsync([...dispatch(program, argv)], { from: 'user' });
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -288,7 +450,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
       return error.exitCode;
     }
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    reporter.error(`unexpected failure: ${message}`, 'this is a bug in atomic-deploy; please report it with the output above');
+    reporter.error(`unexpected failure: ${message}`, 'this is a bug in atomic-deploy; please report it with the output above at https://github.com/atomic-deploy/atomic-deploy/issues');
     reporter.result(undefined, { error: { code: 'INTERNAL', message: String(error) } });
     return EXIT.failure;
   }

@@ -1,15 +1,20 @@
 import picocolors from 'picocolors';
 import type { OperationEvent } from '../ops/events.ts';
+import { formatBytes, plural } from '../plan/units.ts';
 
 export interface Streams {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
-  stderr: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
 export interface OutputMode {
   json: boolean;
   quiet: boolean;
+  /** false: never colour (`--no-color`); otherwise each stream decides for itself. */
+  color?: boolean;
 }
+
+export type Colors = ReturnType<typeof picocolors.createColors>;
 
 /** Colour only for a person at a terminal: never in pipes or CI logs that scripts read, never with NO_COLOR. */
 export function colorEnabled(env: NodeJS.ProcessEnv = process.env, stream: { isTTY?: boolean } = process.stderr): boolean {
@@ -18,21 +23,12 @@ export function colorEnabled(env: NodeJS.ProcessEnv = process.env, stream: { isT
   return stream.isTTY === true && env.TERM !== 'dumb';
 }
 
-export const pc = picocolors.createColors(colorEnabled());
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i += 1;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+/** Colours for one stream: `deploy | tee log` must get no escapes in the log while stderr stays a terminal. */
+export function colorsFor(stream: { isTTY?: boolean }, allowed = true, env: NodeJS.ProcessEnv = process.env): Colors {
+  return picocolors.createColors(allowed && colorEnabled(env, stream));
 }
 
-export { formatBytes };
+export { formatBytes, plural };
 
 /** Escapes control characters: a newline or an escape sequence in a path must not forge a line or drive the terminal. */
 export function oneLine(text: string): string {
@@ -44,13 +40,35 @@ export function oneLine(text: string): string {
   return out;
 }
 
-/**
- * `oneLine` for each line of a multi-line text (tables): a name in it cannot add a line or move
- * the cursor. Colour sequences (SGR, `ESC [ n ; n m`) stay, since our tables colour their markers.
- */
+type ProgressEvent = Extract<OperationEvent, { type: 'progress' }>;
+
+function progressCounts(event: ProgressEvent): { counts: string; fraction: number | undefined } {
+  if (event.phase === 'extract') {
+    // An artifact's progress is in its bytes; without a Content-Length there is no bar to fill.
+    const bytes = event.total > 0 ? `${formatBytes(event.done)}/${formatBytes(event.total)}` : formatBytes(event.done);
+    return { counts: `${bytes}  ${plural(event.files, 'file')}`, fraction: event.total > 0 ? Math.min(1, event.done / event.total) : undefined };
+  }
+  if (event.phase === 'fsync') {
+    return { counts: `${plural(event.total, 'file')}${event.totalBytes > 0 ? `, ${formatBytes(event.totalBytes)}` : ''}: making them durable`, fraction: event.total === 0 ? 1 : Math.min(1, event.done / event.total) };
+  }
+  const counts = `${event.done}/${plural(event.total, 'file')}${event.totalBytes > 0 ? `  ${formatBytes(event.bytes)}/${formatBytes(event.totalBytes)}` : ''}`;
+  return { counts, fraction: event.total === 0 ? 1 : Math.min(1, event.done / event.total) };
+}
+
+/** One progress line that fits `columns` (a wrapped line would not be erased by \\r): the bar shrinks first, then the text is cut. */
+export function progressLine(event: ProgressEvent, columns: number | undefined): string {
+  const width = Math.max(20, columns ?? 80) - 1;
+  const { counts, fraction } = progressCounts(event);
+  const barWidth = Math.min(24, width - event.phase.length - counts.length - 2);
+  if (fraction === undefined || barWidth < 5) return `${event.phase} ${counts}`.slice(0, width);
+  const filled = Math.round(fraction * barWidth);
+  return `${event.phase} ${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)} ${counts}`;
+}
+
 /** Our own colour markers (SGR sequences), kept when a line is escaped. */
 const COLOUR_MARKER = new RegExp(`(${String.fromCharCode(0x1b)}\\[[0-9;]*m)`);
 
+/** `oneLine` for each line of a multi-line text (tables): a name in it cannot add a line or move the cursor; our colour markers stay. */
 export function escapeLines(text: string): string {
   return text
     .split('\n')
@@ -62,11 +80,21 @@ export function escapeLines(text: string): string {
 export class Reporter {
   private barVisible = false;
   private lastDraw = 0;
+  private readonly out: Colors;
+  private readonly err: Colors;
 
   constructor(
     private readonly streams: Streams,
     private readonly mode: OutputMode,
-  ) {}
+  ) {
+    this.out = colorsFor(streams.stdout, mode.color !== false);
+    this.err = colorsFor(streams.stderr, mode.color !== false);
+  }
+
+  /** Colours for what goes to stdout (tables). */
+  get stdoutColors(): Colors {
+    return this.out;
+  }
 
   private get showProgress(): boolean {
     return !this.mode.json && !this.mode.quiet && this.streams.stdout.isTTY === true;
@@ -82,19 +110,19 @@ export class Reporter {
   step(message: string): void {
     if (this.mode.json || this.mode.quiet) return;
     this.clearBar();
-    this.streams.stdout.write(`${pc.cyan('›')} ${oneLine(message)}\n`);
+    this.streams.stdout.write(`${this.out.cyan('›')} ${oneLine(message)}\n`);
   }
 
   warn(message: string, hint?: string): void {
     this.clearBar();
-    this.streams.stderr.write(`${pc.yellow('warning:')} ${oneLine(message)}\n`);
-    if (hint) this.streams.stderr.write(`${pc.dim('hint:')} ${oneLine(hint)}\n`);
+    this.streams.stderr.write(`${this.err.yellow('warning:')} ${oneLine(message)}\n`);
+    if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(hint)}\n`);
   }
 
   error(message: string, hint?: string): void {
     this.clearBar();
-    this.streams.stderr.write(`${pc.red('error:')} ${oneLine(message)}\n`);
-    if (hint) this.streams.stderr.write(`${pc.dim('hint:')} ${oneLine(hint)}\n`);
+    this.streams.stderr.write(`${this.err.red('error:')} ${oneLine(message)}\n`);
+    if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(hint)}\n`);
   }
 
   /** The result line a person reads; in JSON mode the object is the whole of stdout. */
@@ -104,9 +132,9 @@ export class Reporter {
     else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(escapeLines(human) + '\n');
   }
 
-  /** Plain text that is the point of the command (a table), shown even with --quiet. */
+  /** Plain text that is the point of the command (a table); --quiet hides it like everything but errors. */
   print(text: string): void {
-    if (this.mode.json) return;
+    if (this.mode.json || this.mode.quiet) return;
     this.clearBar();
     this.streams.stdout.write(escapeLines(text) + '\n');
   }
@@ -121,7 +149,10 @@ export class Reporter {
         break;
       case 'output':
         if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${oneLine(event.line)}\n`);
-        else if (!this.mode.quiet) (event.stream === 'stderr' ? this.streams.stderr : this.streams.stdout).write(`${pc.dim(`[${event.source}]`)} ${oneLine(event.line)}\n`);
+        else if (!this.mode.quiet) {
+          const [stream, colors] = event.stream === 'stderr' ? [this.streams.stderr, this.err] : [this.streams.stdout, this.out];
+          stream.write(`${colors.dim(`[${event.source}]`)} ${oneLine(event.line)}\n`);
+        }
         break;
       case 'progress':
         this.progress(event);
@@ -129,26 +160,15 @@ export class Reporter {
     }
   };
 
-  private progress(event: Extract<OperationEvent, { type: 'progress' }>): void {
+  private progress(event: ProgressEvent): void {
     if (!this.showProgress) return;
     const now = Date.now();
     // An artifact's bar is cleared by the next step line, not by reaching its total.
     if (now - this.lastDraw < 80 && (event.phase === 'extract' || event.done < event.total)) return;
     this.lastDraw = now;
-    const width = 24;
-    const fraction = event.total === 0 ? 1 : Math.min(1, event.done / event.total);
-    const filled = Math.round(fraction * width);
-    const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
-    if (event.phase === 'extract') {
-      // An artifact's progress is in its bytes; without a Content-Length there is no bar to fill.
-      const of = event.total > 0 ? `${bar} ${formatBytes(event.done)}/${formatBytes(event.total)}` : formatBytes(event.done);
-      this.streams.stdout.write(`\r\x1b[2Kextract ${of}  ${event.files} files`);
-      this.barVisible = true;
-      return;
-    }
-    const bytes = event.totalBytes > 0 ? `  ${formatBytes(event.bytes)}/${formatBytes(event.totalBytes)}` : '';
-    this.streams.stdout.write(`\r\x1b[2K${event.phase} ${bar} ${event.done}/${event.total} files${bytes}`);
+    this.streams.stdout.write(`\r\x1b[2K${progressLine(event, this.streams.stdout.columns)}`);
     this.barVisible = true;
-    if (event.done >= event.total) this.clearBar();
+    // The fsync and extract lines stay until the next output replaces them: neither has a last step to end on.
+    if (event.done >= event.total && event.phase !== 'fsync' && event.phase !== 'extract') this.clearBar();
   }
 }

@@ -1,11 +1,7 @@
 import type { DeployResult } from '../ops/deploy.ts';
 import type { DeployPlan } from '../ops/plan-deploy.ts';
 import type { PruneResult } from '../ops/prune.ts';
-import { formatBytes, oneLine } from './output.ts';
-
-function plural(n: number, word: string, many = `${word}s`): string {
-  return `${n} ${n === 1 ? word : many}`;
-}
+import { formatBytes, oneLine, plural } from './output.ts';
 
 function formatMs(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
@@ -59,7 +55,7 @@ export function renderPlan(plan: DeployPlan): string {
   lines.push(`previous: ${plan.previous ?? '(none: first deploy)'}`);
   if (plan.shared.length === 0) lines.push('shared:   none');
   for (const s of plan.shared) {
-    const how = [s.create ? 'missing: would be made empty' : '', s.replaces ? 'would replace the source copy' : ''].filter(Boolean).join(', ');
+    const how = [s.create ? `missing: would be made an empty ${s.type === 'file' ? 'file' : 'directory'}` : '', s.replaces ? 'would replace the source copy' : ''].filter(Boolean).join(', ');
     lines.push(`shared:   ${s.link} -> ${s.target}${how ? ` (${how})` : ''}`);
   }
   const hookLine = (when: string, cmds: string[]): void => {

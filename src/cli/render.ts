@@ -1,20 +1,24 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
 import type { VerifyResult } from '../ops/verify-release.ts';
-import { formatBytes, oneLine, pc } from './output.ts';
+import { formatBytes, oneLine, plural, type Colors } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
-/** Newest first; on a terminal a table with the release log, otherwise one id per line with a marker. */
-export function renderReleases(result: ReleasesResult, tty: boolean): string {
+const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE'];
+
+/**
+ * Newest first, the same columns on a terminal and in a pipe (`| grep` keeps dates and commits);
+ * the header only for a person at a terminal, so a pipe gets data lines alone.
+ */
+export function renderReleases(result: ReleasesResult, options: { header: boolean; colors?: Colors }): string {
   if (result.releases.length === 0) return 'no releases';
+  const rows = options.header ? [HEADER] : [];
   // The digest, shortened like a git commit: enough to tell releases apart at a glance.
   const digest = (d: string | undefined): string => (d ? d.slice(0, 'sha256:'.length + 12) : '');
-  if (!tty) return result.releases.map((r) => `${r.current ? '*' : ' '} ${oneLine(r.id)}  ${r.role}${r.record?.digest ? `  ${digest(r.record.digest)}` : ''}`).join('\n');
-  const rows = [['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE']];
   const time = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 19) : '');
   for (const r of result.releases) {
     const rec = r.record;
@@ -34,7 +38,11 @@ export function renderReleases(result: ReleasesResult, tty: boolean): string {
       rec?.source ?? '',
     ]);
   }
-  return table(rows).replace(/^\*/gm, pc.green('*'));
+  // Every row is as wide as the header would make it, so a pipe's columns match the terminal's.
+  const text = table([HEADER, ...rows.slice(options.header ? 1 : 0)]);
+  const lines = options.header ? text : text.split('\n').slice(1).join('\n');
+  const green = options.colors?.green ?? ((s: string) => s);
+  return lines.replace(/^\*/gm, green('*'));
 }
 
 export function renderStatus(result: StatusResult): string {
@@ -46,6 +54,7 @@ export function renderStatus(result: StatusResult): string {
   } else {
     lines.push('lock:    free');
   }
+  if (result.running) lines.push(`running: ${result.running}`);
   if (result.recovered.length > 0) lines.push(...result.recovered.map((l) => `recovered: ${l}`));
   else if (result.leftovers.length > 0) lines.push(...result.leftovers.map((l) => `leftover: ${l}`));
   return lines.join('\n');
@@ -62,7 +71,7 @@ export function printable(p: string): string {
 
 /** One line per difference (kind, path, what the manifest says → what is there), then the verdict. */
 export function renderVerify(result: VerifyResult): string {
-  const what = `${result.files} files, ${result.dirs} directories, ${result.symlinks} symlinks`;
+  const what = `${plural(result.files, 'file')}, ${plural(result.dirs, 'directory', 'directories')}, ${plural(result.symlinks, 'symlink')}`;
   if (result.identical) return `release ${result.release} matches its manifest (${what}; ${result.digest.slice(0, 'sha256:'.length + 12)})`;
   const width = Math.max(...result.differences.map((d) => d.kind.length));
   const lines = result.differences.map((d) => {
@@ -70,6 +79,6 @@ export function renderVerify(result: VerifyResult): string {
     return `${d.kind.padEnd(width)}  ${printable(d.path)}${change}`;
   });
   const n = result.differences.length;
-  lines.push(`release ${result.release} differs from its manifest: ${n} ${n === 1 ? 'difference' : 'differences'}`);
+  lines.push(`release ${result.release} differs from its manifest: ${plural(n, 'difference')}`);
   return lines.join('\n');
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { SourceEntry, SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { createSharedTargets, linkShared, missingSharedTargets, sharedMissingError } from '../act/shared.ts';
+import { createSharedTarget, linkShared, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
 import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { StagingArea } from '../act/staging.ts';
@@ -11,12 +11,15 @@ import { deviceOf, nearestExistingDir, previousFiles, probeClone } from '../act/
 import type { LinkSource } from '../act/copy.ts';
 import { trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
 import { DeployError, ioError } from '../errors.ts';
-import { planShared, withoutPaths, type SharedLink } from '../plan/shared.ts';
+import { planShared, sharedTargetAction, withoutPaths, type SharedLink, type SharedSpec, type SharedType } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
 import { filesToHash, isStrategy, planLinks, STRATEGIES, type FileFacts, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
 
 export interface ContentsOptions {
+  /** Shared paths whose type (file or directory) is inferred from what exists. */
   shared?: string[];
+  sharedFiles?: string[];
+  sharedDirs?: string[];
   sharedCreate?: boolean;
   sharedReplace?: boolean;
   strategy?: string;
@@ -57,7 +60,12 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
   if (!isStrategy(strategy)) {
     throw new DeployError('USAGE', `unknown strategy ${JSON.stringify(strategy)}`, { hint: `use one of: ${STRATEGIES.join(', ')}` });
   }
-  const shared = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace });
+  const specs: SharedSpec[] = [
+    ...(options.shared ?? []).map((p) => ({ path: p })),
+    ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
+    ...(options.sharedDirs ?? []).map((p) => ({ path: p, type: 'dir' as const })),
+  ];
+  const shared = planShared(specs, scan.entries, { replace: options.sharedReplace });
   if (shared.problems.length > 0) {
     const held = shared.problems.some((p) => p.startsWith('the source already holds'));
     throw new DeployError('INVALID_SHARED_PATH', shared.problems.join('; '), {
@@ -67,10 +75,7 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
       details: { problems: shared.problems },
     });
   }
-  if (!options.sharedCreate) {
-    const missing = missingSharedTargets(layout, shared.links);
-    if (missing.length > 0) throw sharedMissingError(layout, missing);
-  }
+  sharedTargetsToCreate(layout, shared.links, options.sharedCreate === true);
   if (strategy === 'reflink') {
     const sample = firstFile(scan);
     // The probe file is removed at once: a refused strategy leaves the root as it was.
@@ -189,17 +194,36 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   return result;
 }
 
+/** The shared targets to create empty; throws when one is missing (without `create`), mistyped, or its type is a guess. */
+export function sharedTargetsToCreate(layout: Layout, links: readonly SharedLink[], create: boolean): { path: string; type: SharedType }[] {
+  const creates: { path: string; type: SharedType }[] = [];
+  const missing: string[] = [];
+  const problems: string[] = [];
+  for (const link of links) {
+    const action = sharedTargetAction(link, sharedTargetKind(layout, link.path), create);
+    if (action.kind === 'create') creates.push({ path: link.path, type: action.type });
+    else if (action.kind === 'missing') missing.push(link.path);
+    else if (action.kind === 'problem') problems.push(action.problem);
+  }
+  if (problems.length > 0) {
+    throw new DeployError('INVALID_SHARED_PATH', problems.join('; '), {
+      hint: 'say which it is: --shared-file <path> (e.g. .env) or --shared-dir <path> (e.g. storage), or sharedFiles: / sharedDirs: in the config file',
+      details: { problems },
+    });
+  }
+  if (missing.length > 0) throw sharedMissingError(layout, missing);
+  return creates;
+}
+
 /**
  * Links the shared paths into the staged release. Targets are checked again under the lock
- * (one may have gone since the first check); `create` makes missing ones as empty directories.
+ * (one may have gone since the first check); `create` makes missing ones empty, as files or directories.
  */
 export async function placeShared(layout: Layout, staging: string, links: readonly SharedLink[], options: { create: boolean; emit: EventSink }): Promise<string[]> {
   if (links.length === 0) return [];
-  if (options.create) {
-    for (const p of await createSharedTargets(layout, links)) options.emit({ type: 'step', message: `created empty shared directory shared/${p}` });
-  } else {
-    const missing = missingSharedTargets(layout, links);
-    if (missing.length > 0) throw sharedMissingError(layout, missing);
+  for (const target of sharedTargetsToCreate(layout, links, options.create)) {
+    await createSharedTarget(layout, target.path, target.type);
+    options.emit({ type: 'step', message: `created empty shared ${target.type === 'dir' ? 'directory' : 'file'} shared/${target.path}` });
   }
   const made = await linkShared(staging, links);
   options.emit({ type: 'step', message: `linked shared ${links.map((l) => l.path).join(', ')}` });

@@ -18,8 +18,10 @@ import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
+import { deployTargetProblem } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
+import { formatBytes, plural } from '../plan/units.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
@@ -32,7 +34,7 @@ import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions 
 import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
-import { openRoot, realpathLoose, withLock } from './root.ts';
+import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
 
 export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
@@ -47,6 +49,9 @@ export interface DeployOptions extends ServingOptions {
   /** Recorded in the lock so that others see who holds it. */
   command?: string;
 
+  /** Write the layout into a non-empty folder that is not a deploy root (its files stay). */
+  adopt?: boolean;
+
   // Release lifecycle (prune, dry run).
   /** Prune after a successful switch, keeping this many good releases. */
   keep?: number;
@@ -54,9 +59,12 @@ export interface DeployOptions extends ServingOptions {
   dryRun?: boolean;
 
   // Release contents (shared paths, strategies).
-  /** Paths linked from `releases/<id>/<path>` to `shared/<path>` before the switch. */
+  /** Paths linked from `releases/<id>/<path>` to `shared/<path>` before the switch; file or directory inferred. */
   shared?: string[];
-  /** Create missing shared targets as empty directories instead of failing. */
+  /** Shared paths that are files (`.env`), and that are directories (`storage`): Capistrano's linked_files and linked_dirs. */
+  sharedFiles?: string[];
+  sharedDirs?: string[];
+  /** Create missing shared targets empty (a file or a directory, as declared or inferred) instead of failing. */
   sharedCreate?: boolean;
   /** Replace a shared path the source already holds instead of failing. */
   sharedReplace?: boolean;
@@ -88,8 +96,9 @@ export interface DeployResult {
   recovered: string[];
   /** Set when a signal arrived after the switch: the deploy completed anyway. */
   interruptedAfterSwitch?: boolean;
-  /** The strategy asked for (default auto); `cloned`: whether copies were copy-on-write clones. */
+  /** The strategy used: `auto` resolves to reflink (copies were clones) or copy; `strategyRequested` is what was asked. */
   strategy?: Strategy;
+  strategyRequested?: Strategy;
   cloned?: boolean;
   /** Files hardlinked from the previous release, and files copied (or cloned). */
   linked?: number;
@@ -100,6 +109,8 @@ export interface DeployResult {
   health?: HealthResult;
   /** What went wrong without failing the deploy (an after-switch hook with no health check). */
   warnings?: string[];
+  /** Set when an after-switch hook failed with no health check configured: the release is live, unverified. */
+  afterSwitchFailure?: string;
   /** With `keep`: what prune removed after the switch (deleted after the lock was released). */
   prune?: PruneResult;
   /** With `dryRun`: the plan; nothing on disk was changed. */
@@ -124,7 +135,7 @@ function durableRecord(record: ReleaseRecord | undefined): boolean {
   return record?.durability === 'syncfs' || record?.durability === 'fsync';
 }
 
-function validateSource(source: string, root: string): { sourceReal: string; layout: Layout } {
+function validateSource(source: string, root: string, adopt: boolean): { sourceReal: string; layout: Layout } {
   if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
   if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
   const layout = openRoot(root, { mayCreate: true });
@@ -148,7 +159,26 @@ function validateSource(source: string, root: string): { sourceReal: string; lay
       hint: 'deploy from a build directory outside the deploy root',
     });
   }
+  // Swapped arguments would copy a whole root into a release and spread a layout through the build.
+  const targetShape = rootShapeOf(layout.root);
+  const sourceShape = rootShapeOf(sourceReal);
+  if (sourceShape.kind === 'root') {
+    throw new DeployError('INVALID_SOURCE', `${source} is a deploy root, not a build directory`, {
+      hint: targetShape.kind === 'root' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${root} ${source}`,
+    });
+  }
+  checkTarget(layout, adopt, targetShape);
   return { sourceReal, layout };
+}
+
+/** A non-empty folder that is not a deploy root gets the layout only when asked to (--adopt). */
+function checkTarget(layout: Layout, adopt: boolean, shape = rootShapeOf(layout.root)): void {
+  const problem = deployTargetProblem(shape);
+  if (problem && !adopt) {
+    throw new DeployError('INVALID_ROOT', `${layout.root} ${problem}`, {
+      hint: `check the path; to make this folder a deploy root anyway (its files stay, current and releases/ are added), add --adopt`,
+    });
+  }
 }
 
 /** An artifact has no listing before it streams in: its scan is the empty release root. */
@@ -157,11 +187,13 @@ function artifactSource(source: string, root: string, options: DeployOptions): {
     throw new DeployError('USAGE', `--strategy ${options.strategy} needs a source directory; an archive is always extracted`, { hint: 'drop --strategy, or extract the archive and deploy the directory' });
   }
   if (options.dryRun) throw new DeployError('USAGE', '--dry-run needs a source directory; an archive would have to be read to plan its release', { hint: 'list it with tar -tvf or unzip -l' });
-  return { sourceReal: isUrlSource(source) ? source : path.resolve(source), layout: openRoot(root, { mayCreate: true }) };
+  const layout = openRoot(root, { mayCreate: true });
+  checkTarget(layout, options.adopt === true);
+  return { sourceReal: isUrlSource(source) ? source : path.resolve(source), layout };
 }
 
 function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
-  const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root);
+  const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root, options.adopt === true);
   if (options.releaseId !== undefined) {
     checkReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {
@@ -245,7 +277,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   const git = opened ? undefined : await gitInfo(sourceReal);
 
   let retired: RetiredPrune | undefined;
-  const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal }, async (lock) => {
+  const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     await failpoint('lock-taken');
     const recovered = await recoverRoot(layout, durable);
@@ -276,7 +308,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let digest = '';
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
-    if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${scan.files} files are unchanged since release ${previous ?? ''} and are linked, not copied` });
+    if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
       await writeJournal(layout, journal, durable);
@@ -294,7 +326,7 @@ export async function deploy(source: string, root: string, options: DeployOption
           throw new DeployError('INVALID_SOURCE', `${opened.artifact.source} holds no files`, { hint: 'build first: an empty release would take the site down' });
         }
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
-      } else emit({ type: 'step', message: `copying ${scan.files} files (${scan.bytes} bytes) into release ${id}` });
+      } else emit({ type: 'step', message: `copying ${plural(scan.files, 'file')} (${formatBytes(scan.bytes)}) into release ${id}` });
       const copied = extracted ? { files: extracted.files, bytes: extracted.bytes, linked: 0, copied: extracted.files, manifest: extracted.manifest, stamps: extracted.stamps } : await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),
@@ -315,6 +347,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       sharedDirs = await placeShared(layout, staging, contents.shared, { create: options.sharedCreate === true, emit });
 
       if (durable) {
+        emit({ type: 'progress', phase: 'fsync', done: 0, total: scan.files, bytes: 0, totalBytes: scan.bytes });
         await failpoint('before-fsync');
         // Data and names on disk before the switch, or a power cut could leave current on empty files.
         // A linked file is the previous release's inode: durable already when that release was
@@ -430,12 +463,15 @@ export async function deploy(source: string, root: string, options: DeployOption
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
         digest,
-        strategy: contents.strategy,
+        // An archive is extracted: its files are written, whatever auto would have done with a directory.
+        strategy: opened ? 'copy' : contents.strategy === 'auto' ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
+        strategyRequested: contents.strategy,
         cloned: files.cloned,
         ...counts,
         shared: contents.shared.length > 0 ? contents.shared.map((l) => l.path) : undefined,
         health: verified.health,
         warnings: verified.warnings.length > 0 ? verified.warnings : undefined,
+        afterSwitchFailure: verified.afterSwitchFailure,
         stale,
       };
     } catch (error) {
@@ -450,7 +486,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
   // `--stale fail`: the deploy is complete and stands; the exit code tells that old code still runs.
-  const stale = staleFailure(options, result.stale);
+  // A failed after-switch hook came first (and skipped the reloads): its exit code is the one to report.
+  const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale) : undefined;
   if (stale) throw stale;
   return result;
 }

@@ -1,19 +1,21 @@
 import { displayUrl } from '../act/health.ts';
 import fs from 'node:fs';
 import { inspectLock, describeHolder } from '../act/lock.ts';
-import { releasePath } from '../act/layout.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
-import { missingSharedTargets } from '../act/shared.ts';
+import { sharedTargetKind } from '../act/shared.ts';
 import { listRecordIds, nextSeq, readJournal, readRecords } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import type { ContentsPlan } from './contents.ts';
+import { sharedTargetsToCreate, type ContentsPlan } from './contents.ts';
 import type { DeployOptions, Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
 
 /** What `deploy` would do, worked out without changing anything on disk (not even the lock). */
 export interface DeployPlan {
+  /** Always true: tells a plan from a deploy's result in JSON. */
+  dryRun: true;
   /** The id the deploy would use now; another deploy starting first would take it. */
   release: string;
   path: string;
@@ -42,10 +44,17 @@ export interface SharedLinkPlan {
   link: string;
   /** What the link holds. */
   target: string;
-  /** The target is missing and would be made as an empty directory (`sharedCreate`). */
+  /** The target is missing and would be made empty (`sharedCreate`). */
   create: boolean;
+  /** Declared, or inferred from the build or the existing target. */
+  type?: 'file' | 'dir';
   /** The source holds this path and the link replaces it (`sharedReplace`). */
   replaces: boolean;
+}
+
+function sharedTargetKindOf(layout: Layout, p: string): 'file' | 'dir' | undefined {
+  const kind = sharedTargetKind(layout, p);
+  return kind === 'file' || kind === 'dir' ? kind : undefined;
 }
 
 /** Works out the plan for a validated deploy; reads the root, writes nothing. */
@@ -69,12 +78,13 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     if (journal.kind !== 'none') notes.push('an interrupted operation left a journal: the deploy recovers it first');
   }
 
-  const missing = new Set(missingSharedTargets(layout, contents.shared));
+  const creates = new Map(sharedTargetsToCreate(layout, contents.shared, options.sharedCreate === true).map((c) => [c.path, c.type]));
   const shared = contents.shared.map((link) => ({
     path: link.path,
+    type: creates.get(link.path) ?? link.type ?? sharedTargetKindOf(layout, link.path),
     link: `releases/${id}/${link.path}`,
     target: link.linkText,
-    create: missing.has(link.path),
+    create: creates.has(link.path),
     replaces: link.replaces,
   }));
 
@@ -90,6 +100,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   }
 
   return {
+    dryRun: true,
     release: id,
     path: releasePath(layout, id),
     root: layout.root,

@@ -226,7 +226,7 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
     return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [] };
   }
 
-  const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal }, async (lock) => {
+  const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     const recovered = await recoverRoot(layout, durable);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { releasePath } from '../act/layout.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
 import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
@@ -9,7 +9,7 @@ import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
-import { recoverRoot, releaseViews } from './recover.ts';
+import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, withLock } from './root.ts';
 import { awaitFreshness, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
@@ -24,6 +24,8 @@ export interface RollbackOptions extends ServingOptions {
   command?: string;
   /** Why (recorded on the release rolled back from), e.g. a failed health check. */
   reason?: string;
+  /** Decide the target and change nothing (not even take the lock). */
+  dryRun?: boolean;
 }
 
 export interface RollbackResult {
@@ -34,6 +36,33 @@ export interface RollbackResult {
   stale?: StaleReport;
   /** A reload that failed (the rollback stands). */
   warnings?: string[];
+  /** Set by a dry run: `release` is where a rollback would go; nothing was changed. */
+  dryRun?: true;
+}
+
+/** The release a rollback goes to: `to` if it exists, else the previous good release. */
+function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | null, to: string | undefined): string {
+  let target: string;
+  if (to !== undefined) {
+    if (!views.some((v) => v.id === to) || !fs.existsSync(releasePath(layout, to))) {
+      throw new DeployError('UNKNOWN_RELEASE', `release ${to} does not exist in ${layout.releases}`, {
+        hint: `list them with: atomic-deploy releases ${layout.root}`,
+      });
+    }
+    target = to;
+  } else {
+    const found = rollbackTarget(views, currentId);
+    if (!found) {
+      throw new DeployError('NO_PREVIOUS_RELEASE', currentId === null ? `${layout.root} has no current release to roll back from` : `release ${currentId} has no earlier good release to roll back to`, {
+        hint: `list releases with: atomic-deploy releases ${layout.root}; pick one with --to <id>`,
+      });
+    }
+    target = found.id;
+  }
+  if (target === currentId) {
+    throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
+  }
+  return target;
 }
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
@@ -45,37 +74,22 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${layout.root}`);
   }
   // A dangling current can be repaired only by naming the release to go to.
-  currentIdOrThrow(await readCurrent(layout), layout, { allowDangling: options.to !== undefined });
+  const before = await readCurrent(layout);
+  const beforeId = currentIdOrThrow(before, layout, { allowDangling: options.to !== undefined });
   checkServingOptions(options);
+  if (options.dryRun) {
+    const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
+  }
 
-  const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal }, async (lock) => {
+  const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     const recovered = await recoverRoot(layout, durable);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
     const state = await readCurrent(layout);
     const currentId = currentIdOrThrow(state, layout, { allowDangling: options.to !== undefined });
     const from = currentId ?? (state.kind === 'dangling' ? state.id : null);
-    const views = await releaseViews(layout);
-    let target: string;
-    if (options.to !== undefined) {
-      if (!views.some((v) => v.id === options.to) || !fs.existsSync(releasePath(layout, options.to))) {
-        throw new DeployError('UNKNOWN_RELEASE', `release ${options.to} does not exist in ${layout.releases}`, {
-          hint: `list them with: atomic-deploy releases ${layout.root}`,
-        });
-      }
-      target = options.to;
-    } else {
-      const found = rollbackTarget(views, currentId);
-      if (!found) {
-        throw new DeployError('NO_PREVIOUS_RELEASE', currentId === null ? `${layout.root} has no current release to roll back from` : `release ${currentId} has no earlier good release to roll back to`, {
-          hint: `list releases with: atomic-deploy releases ${layout.root}; pick one with --to <id>`,
-        });
-      }
-      target = found.id;
-    }
-    if (target === currentId) {
-      throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
-    }
+    const target = chooseTarget(layout, await releaseViews(layout), currentId, options.to);
     if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };

@@ -1,8 +1,10 @@
+import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { acquireLock, releaseLock, type LockHandle } from '../act/lock.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
+import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -33,6 +35,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     if (code === 'ENOTDIR') throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory (a parent is a file)`);
     throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
   }
+  if (!options.mayCreate) assertDeployRoot(layout.root);
   // Recovery deletes leftovers in .tmp/ by name: a link there would aim those deletes outside the root.
   for (const internal of [layout.tmp, layout.state]) {
     if (isSymlink(internal)) {
@@ -42,6 +45,34 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     }
   }
   return layout;
+}
+
+function entryType(entry: fs.Dirent): EntryType {
+  if (entry.isDirectory()) return 'dir';
+  if (entry.isFile()) return 'file';
+  if (entry.isSymbolicLink()) return 'symlink';
+  return 'other';
+}
+
+/** The shape of a folder (missing, empty, a deploy root of some tool, something else), from its top level. */
+export function rootShapeOf(dir: string): RootShape {
+  let entries: RootEntry[] | undefined;
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true }).map((e) => ({ name: e.name, type: entryType(e) }));
+  } catch (error) {
+    if (errnoOf(error) !== 'ENOENT') throw new DeployError('INVALID_ROOT', `cannot read ${dir}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+  }
+  return classifyRoot(entries);
+}
+
+/** Commands that read a root refuse a folder that is not one before they create anything in it. */
+export function assertDeployRoot(dir: string): void {
+  const problem = readRootProblem(rootShapeOf(dir));
+  if (problem) {
+    throw new DeployError('INVALID_ROOT', `${dir} ${problem}`, {
+      hint: `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${dir}`,
+    });
+  }
 }
 
 function isSymlink(p: string): boolean {
@@ -70,6 +101,12 @@ export interface LockOptions {
   waitMs?: number;
   command?: string;
   signal?: AbortSignal;
+  /** Where `--wait` says whom it waits for. */
+  emit?: EventSink;
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
 }
 
 /** A system error (errno code) is an expected failure, reported as such; anything else stays a bug. */
@@ -81,7 +118,10 @@ function expected(what: string, error: unknown): unknown {
 export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
   let lock: LockHandle;
   try {
-    lock = await acquireLock(layout, options);
+    const emit = options.emit;
+    // A person waiting on a silent command cannot tell a queue from a hang: name the holder.
+    const onWait = emit ? (holder: string, waitMs: number) => emit({ type: 'step', message: `waiting up to ${seconds(waitMs)} for the lock of ${layout.root}, held by ${holder}` }) : undefined;
+    lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait });
   } catch (error) {
     throw expected(`taking the lock ${layout.lock}`, error);
   }

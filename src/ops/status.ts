@@ -23,6 +23,8 @@ export interface StatusResult {
   lock: LockStatus | null;
   /** Leftovers of an interrupted operation found (and, unless a live deploy holds the lock, cleaned). */
   leftovers: string[];
+  /** The operation a live lock holder is running, from its journal; null when none runs. */
+  running: string | null;
   recovered: string[];
 }
 
@@ -35,9 +37,11 @@ export interface StatusOptions {
 /** Where a root stands; recovers an interrupted deploy when nobody live holds the lock. */
 export async function status(root: string, options: StatusOptions = {}): Promise<StatusResult> {
   const layout = openRoot(root, { mayCreate: false });
-  const leftovers = await findLeftovers(layout);
-  let recovered: string[] = [];
   let info = inspectLock(layout);
+  // A journal under a live holder's lock is a deploy in progress, not the leftover of one.
+  const live = info !== undefined && info.verdict.state !== 'stale';
+  const { leftovers, running } = await findLeftovers(layout, live);
+  let recovered: string[] = [];
   if (leftovers.length > 0 && !options.readOnly && (!info || info.verdict.state === 'stale')) {
     try {
       const lock = await acquireLock(layout, { command: 'status' });
@@ -68,18 +72,27 @@ export async function status(root: string, options: StatusOptions = {}): Promise
         }
       : null,
     leftovers,
+    running,
     recovered,
   };
 }
 
-async function findLeftovers(layout: ReturnType<typeof openRoot>): Promise<string[]> {
+async function findLeftovers(layout: ReturnType<typeof openRoot>, live: boolean): Promise<{ leftovers: string[]; running: string | null }> {
   const found: string[] = [];
+  let running: string | null = null;
   const journal = await readJournal(layout);
-  if (journal.kind === 'ok') found.push(`journal of an interrupted ${journal.journal.op} of release ${journal.journal.release} (phase ${journal.journal.phase})`);
+  if (journal.kind === 'ok') {
+    const { op, release, phase } = journal.journal;
+    if (live) running = `${op} of release ${release} (phase ${phase})`;
+    else found.push(`journal of an interrupted ${op} of release ${release} (phase ${phase})`);
+  }
   if (journal.kind === 'garbage') found.push('an unreadable journal');
   const tmp = await fs.promises.readdir(layout.tmp).catch(() => [] as string[]);
-  for (const name of tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
-  const inReleases = await fs.promises.readdir(layout.releases).catch(() => [] as string[]);
-  for (const name of inReleases.filter(isReleasesLeftover)) found.push(`releases/${name}`);
-  return found;
+  // A running deploy's staging copy and temp links are its own, not leftovers.
+  if (!live) {
+    for (const name of tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
+    const inReleases = await fs.promises.readdir(layout.releases).catch(() => [] as string[]);
+    for (const name of inReleases.filter(isReleasesLeftover)) found.push(`releases/${name}`);
+  }
+  return { leftovers: found, running };
 }

@@ -39,6 +39,8 @@ export interface Verification {
   error?: DeployError;
   health?: HealthResult;
   warnings: string[];
+  /** An after-switch hook failed and no health check was there to roll back on: the release stays live. */
+  afterSwitchFailure?: string;
 }
 
 /** Rejects unusable hook and health-check options before anything is written (plan/validate.ts). */
@@ -142,9 +144,9 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
   }
   if (failure !== undefined && !health) {
     const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
-    ctx.emit({ type: 'warning', message });
+    // No warning event: the caller reports it as the deploy's outcome (the CLI: an error line and exit 7).
     warnings.push(message);
-    return { record: {}, warnings };
+    return { record: {}, warnings, afterSwitchFailure: message };
   }
 
   let result: HealthResult | undefined;

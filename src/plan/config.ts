@@ -1,10 +1,12 @@
 /** The config file's schema and its validation: plain data in, a typed config or one error line out. */
 import path from 'node:path';
-import { z } from 'zod';
+// The mini build: the same checks and messages without zod's chained API and locales (a fraction of the bundle).
+import * as z from 'zod/mini';
 import { DeployError } from '../errors.ts';
 import { sharedPathProblem } from './paths.ts';
 import { releaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
+import { closest } from './suggest.ts';
 import { parseMaxFail, parseWaves } from './waves.ts';
 
 export { CONFIG_NAMES, parseHostSpec, type HostSpec } from './config-basics.ts';
@@ -18,83 +20,89 @@ function httpUrl(value: string): boolean {
   }
 }
 
-const text = (what: string) => z.string({ error: what }).min(1, { error: what });
-const seconds = (what: string) => z.number({ error: what }).positive({ error: what }).finite({ error: what });
-const commands = z.union([text('a command'), z.array(text('a command'), { error: 'a command or a list of commands' }).min(1, { error: 'a command or a list of commands' })], {
+const text = (what: string) => z.string({ error: what }).check(z.minLength(1, { error: what }));
+const seconds = (what: string) => z.number({ error: what }).check(z.positive({ error: what }));
+const secondsOrZero = z.number({ error: 'a number of seconds >= 0' }).check(z.minimum(0, { error: 'a number of seconds >= 0' }));
+const nonEmptyList = <T extends z.ZodMiniType>(item: T, what: string) => z.array(item, { error: what }).check(z.minLength(1, { error: what }));
+const commands = z.union([text('a command'), nonEmptyList(text('a command'), 'a command or a list of commands')], {
   error: 'a command or a list of commands',
 });
 const flag = z.boolean({ error: 'true or false' });
+const sharedList = z.array(text('a relative path inside the release').check(z.refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' })), { error: 'a list of relative paths' });
+const opt = z.optional;
 
 export const configSchema = z.strictObject({
-  root: text('a directory path').optional(),
-  source: text('a directory path').optional(),
-  keep: z.number({ error: 'an integer >= 0' }).int({ error: 'an integer >= 0' }).min(0, { error: 'an integer >= 0' }).optional(),
-  releaseId: text('a release id').refine((id) => releaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }).optional(),
-  fsync: flag.optional(),
-  wait: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
-  shared: z
-    .array(text('a relative path inside the release').refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' }), { error: 'a list of relative paths' })
-    .optional(),
-  sharedCreate: flag.optional(),
-  sharedReplace: flag.optional(),
-  strategy: z.enum(['copy', 'reflink', 'hardlink', 'auto'], { error: 'one of copy, reflink, hardlink, auto' }).optional(),
-  checksum: flag.optional(),
-  hooks: z
-    .strictObject(
+  root: opt(text('a directory path')),
+  source: opt(text('a directory path')),
+  keep: opt(z.number({ error: 'an integer >= 0' }).check(z.int({ error: 'an integer >= 0' }), z.minimum(0, { error: 'an integer >= 0' }))),
+  releaseId: opt(text('a release id').check(z.refine((id) => releaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }))),
+  fsync: opt(flag),
+  wait: opt(secondsOrZero),
+  shared: opt(sharedList),
+  sharedFiles: opt(sharedList),
+  sharedDirs: opt(sharedList),
+  sharedCreate: opt(flag),
+  sharedReplace: opt(flag),
+  strategy: opt(z.enum(['copy', 'reflink', 'hardlink', 'auto'], { error: 'one of copy, reflink, hardlink, auto' })),
+  checksum: opt(flag),
+  hooks: opt(
+    z.strictObject(
       {
-        beforeSwitch: commands.optional(),
-        afterSwitch: commands.optional(),
-        timeout: seconds('a number of seconds > 0').optional(),
+        beforeSwitch: opt(commands),
+        afterSwitch: opt(commands),
+        timeout: opt(seconds('a number of seconds > 0')),
       },
       { error: 'a mapping with beforeSwitch, afterSwitch, timeout' },
-    )
-    .optional(),
-  healthCheck: z
-    .strictObject(
+    ),
+  ),
+  healthCheck: opt(
+    z
+      .strictObject(
+        {
+          command: opt(text('a command')),
+          url: opt(text('an http:// or https:// URL').check(z.refine(httpUrl, { error: 'an http:// or https:// URL' }))),
+          timeout: opt(seconds('a number of seconds > 0')),
+        },
+        { error: 'a mapping with command, url, timeout' },
+      )
+      .check(z.refine((h) => h.command !== undefined || h.url !== undefined, { error: 'a command or a url (or both)' })),
+  ),
+  reload: opt(
+    z.strictObject(
       {
-        command: text('a command').optional(),
-        url: text('an http:// or https:// URL').refine(httpUrl, { error: 'an http:// or https:// URL' }).optional(),
-        timeout: seconds('a number of seconds > 0').optional(),
-      },
-      { error: 'a mapping with command, url, timeout' },
-    )
-    .refine((h) => h.command !== undefined || h.url !== undefined, { error: 'a command or a url (or both)' })
-    .optional(),
-  reload: z
-    .strictObject(
-      {
-        units: z.array(text('a systemd unit name'), { error: 'a list of systemd unit names' }).min(1, { error: 'a list of systemd unit names' }).optional(),
-        phpFpm: z.array(text('a php-fpm pid file path'), { error: 'a list of php-fpm pid file paths' }).min(1, { error: 'a list of php-fpm pid file paths' }).optional(),
-        timeout: seconds('a number of seconds > 0').optional(),
+        units: opt(nonEmptyList(text('a systemd unit name'), 'a list of systemd unit names')),
+        phpFpm: opt(nonEmptyList(text('a php-fpm pid file path'), 'a list of php-fpm pid file paths')),
+        timeout: opt(seconds('a number of seconds > 0')),
       },
       { error: 'a mapping with units, phpFpm, timeout' },
-    )
-    .optional(),
-  stale: z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' }).optional(),
-  staleWait: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
-  waves: z
-    .union([z.string(), z.number()], { error: 'wave sizes such as "1,10%,100%"' })
-    .refine((w) => typeof parseWaves(String(w)) !== 'string', { error: 'wave sizes such as "1,10%,100%" (hosts >= 1 or percentages)' })
-    .optional(),
-  wavePause: z.number({ error: 'a number of seconds >= 0' }).min(0, { error: 'a number of seconds >= 0' }).finite({ error: 'a number of seconds >= 0' }).optional(),
-  maxFail: z
-    .union([z.string(), z.number()], { error: 'a number of hosts or a percentage such as 10%' })
-    .refine((m) => typeof parseMaxFail(String(m)) !== 'string', { error: 'a number of hosts (>= 0) or a percentage such as 10%' })
-    .optional(),
-  onFailure: z.enum(['rollback', 'keep'], { error: 'rollback or keep' }).optional(),
-  hosts: z
-    .array(
+    ),
+  ),
+  stale: opt(z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' })),
+  staleWait: opt(secondsOrZero),
+  waves: opt(
+    z
+      .union([z.string(), z.number()], { error: 'wave sizes such as "1,10%,100%"' })
+      .check(z.refine((w) => typeof parseWaves(String(w)) !== 'string', { error: 'wave sizes such as "1,10%,100%" (hosts >= 1 or percentages)' })),
+  ),
+  wavePause: opt(secondsOrZero),
+  maxFail: opt(
+    z
+      .union([z.string(), z.number()], { error: 'a number of hosts or a percentage such as 10%' })
+      .check(z.refine((m) => typeof parseMaxFail(String(m)) !== 'string', { error: 'a number of hosts (>= 0) or a percentage such as 10%' })),
+  ),
+  onFailure: opt(z.enum(['rollback', 'keep'], { error: 'rollback or keep' })),
+  hosts: opt(
+    z.array(
       z.strictObject(
         {
-          host: text('[user@]host[:port]').refine((h) => parseHostSpec(h) !== undefined, { error: '[user@]host[:port]' }),
-          root: text('an absolute path').refine((p) => path.posix.isAbsolute(p), { error: 'an absolute path' }).optional(),
+          host: text('[user@]host[:port]').check(z.refine((h) => parseHostSpec(h) !== undefined, { error: '[user@]host[:port]' })),
+          root: opt(text('an absolute path').check(z.refine((p) => path.posix.isAbsolute(p), { error: 'an absolute path' }))),
         },
         { error: 'a mapping with host and root' },
       ),
       { error: 'a list of hosts' },
-    )
-    .min(1, { error: 'a non-empty list of hosts' })
-    .optional(),
+    ).check(z.minLength(1, { error: 'a non-empty list of hosts' })),
+  ),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -148,7 +156,8 @@ export function parseConfig(data: unknown, file: string): Config {
     const known = KNOWN_KEYS[parent] ?? [];
     const input: unknown = first.input;
     const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[key] : undefined;
-    line = `${keyPath}: unknown key (value ${formatValue(value)}); expected one of ${known.join(', ')}`;
+    const guess = closest(key, known);
+    line = `${keyPath}: unknown key (value ${formatValue(value)});${guess ? ` did you mean '${guess}'?` : ''} expected one of ${known.join(', ')}`;
   } else if (first.path.length === 0) {
     line = `got ${formatValue(first.input)}, expected a mapping of settings`;
   } else {

@@ -87,7 +87,10 @@ export interface PruneInput {
   force?: boolean;
 }
 
-export type KeepRule = 'current' | 'rollback-target' | 'being-deployed' | 'in-use' | 'newest';
+/** Good releases a deploy keeps when no keep is given (Capistrano's keep_releases default). */
+export const DEFAULT_KEEP = 5;
+
+export type KeepRule = 'current' | 'rollback-target' | 'being-deployed' | 'in-use' | 'newest' | 'no-limit';
 export type RemoveRule = 'older' | 'failed' | 'rolled-back';
 
 export interface PruneDecision<T> {
@@ -123,6 +126,8 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     else if (release.status === 'pending' || input.writing?.has(release.id)) kept = { rule: 'being-deployed', reason: 'being deployed' };
     else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
     else if (keptGood.has(release.id)) kept = { rule: 'newest', reason: `among ${newest}` };
+    // keep 0 turns pruning off, so a config with `keep: 0` can never empty releases/ through `prune`.
+    else if (keep === 0) kept = { rule: 'no-limit', reason: 'keep 0 keeps every release' };
     if (kept) {
       decision.keep.push({ release, ...kept });
       continue;

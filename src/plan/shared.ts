@@ -6,9 +6,20 @@ export interface ListedEntry {
   kind: 'dir' | 'file' | 'symlink';
 }
 
+/** What a shared path is: Capistrano's linked_files and linked_dirs. */
+export type SharedType = 'file' | 'dir';
+
+/** A shared path as given: `type` from --shared-file / --shared-dir, none for --shared (inferred). */
+export interface SharedSpec {
+  path: string;
+  type?: SharedType;
+}
+
 export interface SharedLink {
   /** The path inside the release, e.g. `storage/logs`. */
   path: string;
+  /** Declared, or what the source held at this path; undefined when neither says. */
+  type?: SharedType;
   /** What the symlink holds: relative, so the root can move and readers inside a chroot still resolve it. */
   linkText: string;
   /** Parent directories the source lacks, outermost first; made in the release before linking. */
@@ -38,11 +49,13 @@ function isUnder(rel: string, p: string): boolean {
 }
 
 /** Decides every shared link; `problems` lists each path that cannot be linked and why. */
-export function planShared(paths: readonly string[], entries: readonly ListedEntry[], options: { replace?: boolean } = {}): SharedPlan {
+export function planShared(specs: readonly (string | SharedSpec)[], entries: readonly ListedEntry[], options: { replace?: boolean } = {}): SharedPlan {
   const plan: SharedPlan = { links: [], exclude: [], problems: [] };
   const kinds = new Map(entries.map((e) => [e.rel, e.kind]));
   const seen: string[] = [];
-  for (const p of paths) {
+  for (const spec of specs) {
+    const p = typeof spec === 'string' ? spec : spec.path;
+    const declared = typeof spec === 'string' ? undefined : spec.type;
     const problem = sharedPathProblem(p);
     if (problem) {
       plan.problems.push(`shared path ${JSON.stringify(p)}: ${problem}`);
@@ -75,7 +88,9 @@ export function planShared(paths: readonly string[], entries: readonly ListedEnt
       continue;
     }
     if (held) plan.exclude.push(p);
-    plan.links.push({ path: p, linkText: sharedLinkText(p), mkdirs, replaces: held });
+    const heldKind = kinds.get(p);
+    const type = declared ?? (heldKind === 'dir' ? 'dir' : heldKind === 'file' ? 'file' : undefined);
+    plan.links.push({ path: p, ...(type ? { type } : {}), linkText: sharedLinkText(p), mkdirs, replaces: held });
   }
   return plan;
 }
@@ -84,4 +99,30 @@ export function planShared(paths: readonly string[], entries: readonly ListedEnt
 export function withoutPaths<T extends ListedEntry>(entries: readonly T[], exclude: readonly string[]): T[] {
   if (exclude.length === 0) return [...entries];
   return entries.filter((e) => !exclude.some((p) => isUnder(e.rel, p)));
+}
+
+/** What `<root>/shared/<path>` is now (links followed). */
+export type SharedTargetKind = 'file' | 'dir' | 'other' | 'missing';
+
+export type SharedTargetAction = { kind: 'ok' } | { kind: 'missing' } | { kind: 'create'; type: SharedType } | { kind: 'problem'; problem: string };
+
+const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a directory', other: 'a special file', missing: 'missing' };
+
+/**
+ * What a deploy does about one shared target: use it, report it missing, create it empty as a
+ * file or a directory (`create`), or refuse: a type that contradicts what exists, or nothing
+ * anywhere to tell a file from a directory (an empty directory named .env breaks every app).
+ */
+export function sharedTargetAction(link: Pick<SharedLink, 'path' | 'type'>, target: SharedTargetKind, create: boolean): SharedTargetAction {
+  if (target === 'missing') {
+    if (!create) return { kind: 'missing' };
+    if (link.type === undefined) {
+      return { kind: 'problem', problem: `cannot tell whether shared path ${JSON.stringify(link.path)} is a file or a directory: nothing is at shared/${link.path} and the build does not hold it` };
+    }
+    return { kind: 'create', type: link.type };
+  }
+  if (link.type !== undefined && target !== link.type) {
+    return { kind: 'problem', problem: `shared/${link.path} is ${KIND_NAME[target]}, but it is declared ${KIND_NAME[link.type]}` };
+  }
+  return { kind: 'ok' };
 }

@@ -149,7 +149,8 @@ export function checkAfterInterrupt(lane: Lane, was: Before, label: string, mayG
 
 /** The next command recovers by itself and leaves nothing behind. */
 export async function recoverAndCheck(lane: Lane, keep: readonly (string | null)[], label: string): Promise<void> {
-  const result = await runCli(['deploy', nextSource(lane), lane.root, '--json']);
+  // --keep 0: the check is about recovery; the default keep would prune the releases it looks for.
+  const result = await runCli(['deploy', nextSource(lane), lane.root, '--json', '--keep', '0']);
   assert.equal(result.code, 0, `${label}: the next deploy failed (${result.code}):\n${result.stderr}`);
   assert.doesNotMatch(result.stderr, /unexpected failure|\n\s+at /);
   const ids = keep.filter((x): x is string => x !== null);

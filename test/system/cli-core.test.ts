@@ -216,7 +216,8 @@ describe('releases, status, unlock', () => {
     assert.equal(list.current, 'b2');
     assert.deepEqual(list.releases.map((r) => [r.id, r.current]), [['b2', true], ['a1', false]]);
     const human = await runCli(['releases', root]);
-    assert.match(human.stdout, /^\* b2 +active +sha256:[0-9a-f]{12}\n {2}a1 +previous +sha256:[0-9a-f]{12}\n$/);
+    // In a pipe: the terminal's columns (dates, user, sizes, digest, source), without the header.
+    assert.match(human.stdout, /^\* +b2 +active +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +\d{4}-\d\d-\d\d [^\n]+ 13 B +[^\n]* sha256:[0-9a-f]{12} +\/\S+\/src\n {3}a1 +previous +\d{4}-[^\n]+ sha256:[0-9a-f]{12} +\/\S+\n$/);
     const st = jsonOf<{ current: string; lock: unknown }>(await runCli(['status', root, '--json']));
     assert.equal(st.current, 'b2');
     assert.equal(st.lock, null);

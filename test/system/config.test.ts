@@ -26,7 +26,7 @@ void test('init writes a commented example, refuses to overwrite it, and --force
   assert.equal(first.code, 0, first.stderr);
   assert.equal(jsonOf<Json>(first).file, file);
   const text = fs.readFileSync(file, 'utf8');
-  for (const key of ['root:', 'source:', 'keep:', '#releaseId:', '#fsync:', '#wait:', '#shared:', '#sharedCreate:', '#sharedReplace:', '#strategy:', '#checksum:', '#hooks:', '#healthCheck:', '#hosts:']) {
+  for (const key of ['root:', 'source:', 'keep:', '#releaseId:', '#fsync:', '#wait:', '#sharedFiles:', '#sharedDirs:', '#shared:', '#sharedCreate:', '#sharedReplace:', '#strategy:', '#checksum:', '#hooks:', '#healthCheck:', '#hosts:']) {
     assert.ok(text.includes(`\n${key}`), `the example lacks ${key}`);
   }
 
@@ -82,12 +82,12 @@ void test('deploy with no arguments takes root, source and keep from the config,
 void test('a JSON config named by --config works; arguments beat its root and source', async (t) => {
   const { dir, src, root } = setup(t);
   const other = path.join(dir, 'other-root');
-  fs.writeFileSync(path.join(dir, 'deploy.json'), JSON.stringify({ root: 'other-root', source: 'build', shared: ['.env'], sharedCreate: true }));
+  fs.writeFileSync(path.join(dir, 'deploy.json'), JSON.stringify({ root: 'other-root', source: 'build', sharedFiles: ['.env'], sharedCreate: true }));
   const r = await runCli(['deploy', src, root, '--config', 'deploy.json', '--no-fsync', '--json'], { cwd: dir });
   assert.equal(r.code, 0, r.stderr);
   assert.ok(fs.existsSync(path.join(root, 'current/index.html')));
   assert.equal(fs.existsSync(other), false);
-  // shared from the config file applied.
+  // sharedFiles from the config file applied: an empty file made by sharedCreate.
   assert.equal(fs.readlinkSync(path.join(root, 'current/.env')), '../../shared/.env');
 });
 

@@ -41,7 +41,8 @@ interface Scenario {
   core?: boolean;
 }
 
-const deployArgs = (lane: Lane): string[] => ['deploy', nextSource(lane), lane.root, '--json'];
+// --keep 0: a deploy prunes nothing unless the scenario is about pruning.
+const deployArgs = (lane: Lane): string[] => ['deploy', nextSource(lane), lane.root, '--json', '--keep', '0'];
 const deployAt = (switched: boolean): Scenario => ({ args: deployArgs, mayGoTo: 'new', switched, core: true });
 const rollbackAt = (switched: boolean): Scenario => ({ args: (lane) => ['rollback', lane.root, '--json'], mayGoTo: 'previous', switched, core: true });
 
@@ -56,7 +57,8 @@ function withConfig(name: string, config: object, switched: boolean, shared?: st
   const file = (lane: Lane): string => path.join(path.dirname(lane.root), `${name}.json`);
   return {
     setup: (lane) => {
-      fs.writeFileSync(file(lane), JSON.stringify(config));
+      // keep 0 unless the scenario sets one: only the prune scenarios prune.
+      fs.writeFileSync(file(lane), JSON.stringify({ keep: 0, ...config }));
       if (shared && !lane.sharedLinks?.includes(shared)) lane.sharedLinks?.push(shared);
     },
     args: (lane) => ['deploy', nextSource(lane), lane.root, '--json', '--config', file(lane)],
@@ -78,7 +80,7 @@ const SCENARIOS: { point: (typeof FAILPOINTS)[number]; via?: string; scenario: S
   { point: 'fsync-done', scenario: deployAt(false) },
   { point: 'manifest-written', scenario: deployAt(false) },
   { point: 'release-ready', scenario: deployAt(false) },
-  { point: 'shared-linked', scenario: withConfig('shared', { shared: ['data'], sharedCreate: true }, false, 'data') },
+  { point: 'shared-linked', scenario: withConfig('shared', { sharedDirs: ['data'], sharedCreate: true }, false, 'data') },
   { point: 'before-switch-hook', scenario: withConfig('before-hook', { hooks: { beforeSwitch: 'true' } }, false) },
   { point: 'temp-link-made', scenario: deployAt(false) },
   { point: 'after-switch', scenario: deployAt(true) },
@@ -183,7 +185,7 @@ void test(`kill -9 at ${RANDOM_KILLS} random moments of a deploy: current always
   t.diagnostic(`a deploy works ~${Math.round(window)} ms after it first touches .tmp; kills land uniformly in [0, 1.1] of that`);
   const tally = await runTrials(pool, RANDOM_KILLS, async (lane, index) => {
     const was = before(lane);
-    const args = ['deploy', nextSource(lane), lane.root, '--json'];
+    const args = ['deploy', nextSource(lane), lane.root, '--json', '--keep', '0'];
     // A quarter without fsync: the switch then follows the copy more closely.
     if (index % 4 === 3) args.push('--no-fsync');
     const { result } = await interruptAtRandom(args, lane.root, 1.1 * window, (child) => child.kill('SIGKILL'), index);
@@ -209,7 +211,7 @@ void test('kill -9 at random moments of a rollback: current is the old or the pr
   assert.ok(lane);
   const trials = Math.max(8, Math.round(RANDOM_KILLS / 8));
   const window = await calibrate(lane, 1, (l) => ['rollback', l.root, '--quiet']);
-  await mustSucceed(['deploy', nextSource(lane), lane.root, '--quiet']);
+  await mustSucceed(['deploy', nextSource(lane), lane.root, '--quiet', '--keep', '0']);
   const tally = await runTrials([lane], trials, async (l, index) => {
     const was = before(l);
     const { result } = await interruptAtRandom(['rollback', l.root, '--json'], l.root, 1.1 * window, (child) => child.kill('SIGKILL'), index);

@@ -40,6 +40,7 @@ void test('a dry run into a root that does not exist creates nothing, not even t
   assert.equal(plan.dirs, 2);
   assert.equal(plan.bytes, 'hello\n'.length + 'body{}\n'.length + '1;\n'.length);
   assert.equal(plan.strategy, 'auto');
+  assert.equal((plan as { dryRun?: boolean }).dryRun, true);
   assert.equal(fs.existsSync(root), false, 'the dry run created the root');
   assert.deepEqual(snapshot(dir), before);
 });
@@ -54,7 +55,7 @@ void test('a dry run lists release id, contents, shared links, hooks, health che
   const args = [
     'deploy', src, root, '--dry-run',
     '--keep', '2',
-    '--shared', '.env', '--shared', 'storage', '--shared-create',
+    '--shared', '.env', '--shared-dir', 'storage', '--shared-create',
     '--before-switch', 'npm ci', '--after-switch', 'touch restart.txt',
     '--health-url', 'http://127.0.0.1:9/healthz',
   ];
@@ -86,7 +87,7 @@ void test('a dry run lists release id, contents, shared links, hooks, health che
     /^release: {2}\d{14} /m,
     /^contents: 3 files, 2 directories, 0 symlinks, 16 B; strategy auto$/m,
     /^previous: r4$/m,
-    /^shared: {3}releases\/\d{14}\/storage -> \.\.\/\.\.\/shared\/storage \(missing: would be made empty\)$/m,
+    /^shared: {3}releases\/\d{14}\/storage -> \.\.\/\.\.\/shared\/storage \(missing: would be made an empty directory\)$/m,
     /^hook: {5}before switch: npm ci$/m,
     /^hook: {5}after switch: touch restart.txt$/m,
     /^health: {3}GET http:\/\/127\.0\.0\.1:9\/healthz$/m,

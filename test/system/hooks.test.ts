@@ -155,17 +155,28 @@ void test('a signal during a before-switch hook kills the hook and undoes the de
   assert.deepEqual(releaseIds(root), [live]);
 });
 
-void test('a failing after-switch hook without a health check is a warning; the release stays live', async (t) => {
+void test('a failing after-switch hook without a health check exits 7: the switch stands and the output says so', async (t) => {
   const { src, root } = setup(t);
   await runCli(['deploy', src, root]);
   const result = await runCli(['deploy', src, root, '--after-switch', 'exit 3', '--after-switch', 'touch "$ATOMIC_DEPLOY_ROOT/../second-ran"', '--json']);
-  assert.equal(result.code, 0, result.stderr);
-  const json = jsonOf<Json>(result);
+  assert.equal(result.code, 7, result.stderr);
+  const json = jsonOf<Json & { error?: { code: string; message: string; live?: boolean } }>(result);
   assert.equal(currentId(root), json.release);
+  assert.equal(json.error?.code, 'AFTER_SWITCH_FAILED');
+  assert.equal(json.error?.live, true);
+  assert.match(json.error?.message ?? '', /after-switch hook "exit 3" exited with code 3; release .* stays live/);
   assert.match(json.warnings?.[0] ?? '', /after-switch hook "exit 3" exited with code 3; release .* stays live/);
-  assert.match(result.stderr, /warning: after-switch hook "exit 3"/);
+  assert.match(result.stderr, /^error: after-switch hook "exit 3" exited with code 3; release .* stays live/m);
   // Hooks after the failing one do not run.
   assert.ok(!fs.existsSync(path.join(root, '..', 'second-ran')));
+
+  // A person reads the deploy line and the error; the exit code is the same without --json.
+  const human = await runCli(['deploy', src, root, '--after-switch', 'exit 3']);
+  assert.equal(human.code, 7, human.stderr);
+  assert.match(human.stdout, /^deployed \S+:/m);
+  assert.match(human.stderr, /^error: after-switch hook "exit 3" .* stays live/m);
+  assert.match(human.stderr, /^hint: the switch stands/m);
+  assert.equal(currentId(root), releaseIds(root).at(-1));
 });
 
 void test('with a health check, a failing after-switch hook rolls back like a failed check', async (t) => {

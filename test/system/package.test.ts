@@ -1,6 +1,6 @@
 // What users install: the npm package's bin, and the one-file bundle that needs no node_modules.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,9 +21,19 @@ test('npm run bundle: dist/atomic-deploy.mjs deploys from a directory with no no
   assert.match(result.release, /^\d{14}$/);
   const version = execFileSync(process.execPath, [bundle, '--version'], { encoding: 'utf8' });
   assert.equal(version.trim(), (JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string }).version);
+  // Minified, with the licence of every bundled package at its end, and no failpoints.
+  const text = fs.readFileSync(bundle, 'utf8');
+  const code = text.slice(0, text.indexOf('/*! atomic-deploy'));
+  // Minified code averages hundreds of characters a line (only template literals keep newlines); source averages 40.
+  assert.ok(code.length > 0 && code.length / code.split('\n').length > 300, 'the bundle is not minified (or has no licence footer)');
+  for (const name of ['commander', 'picocolors', 'yaml']) assert.match(text, new RegExp(`\\* ${name}@\\d+\\.\\d+\\.\\d+ \\(`), `no licence notice for ${name}`);
+  assert.match(text, /Permission is hereby granted/);
+  assert.ok(!text.includes(': failpoint '), 'the failpoint code is in the bundle');
+  const armed = execFileSync(process.execPath, [bundle, 'deploy', src, path.join(dir, 'root'), '--json'], { cwd: dir, encoding: 'utf8', env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash,after-switch=crash' } });
+  assert.match(armed, /"release"/);
 });
 
-test('npm pack: the tarball installs and its atomic-deploy bin runs', (t) => {
+test('npm pack: the tarball installs into a temporary prefix, its atomic-deploy bin runs and ignores ATOMIC_DEPLOY_FAILPOINTS', (t) => {
   const dir = tempDir(t);
   const tgzName = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: repo, encoding: 'utf8' }).trim().split('\n').pop() as string;
   const app = path.join(dir, 'app');
@@ -32,8 +42,14 @@ test('npm pack: the tarball installs and its atomic-deploy bin runs', (t) => {
   execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', path.join(dir, tgzName)], { cwd: app, stdio: 'pipe' });
   const bin = path.join(app, 'node_modules/.bin/atomic-deploy');
   const src = writeTree(path.join(dir, 'build'), { 'index.html': 'packed\n' });
-  execFileSync(bin, ['deploy', src, path.join(dir, 'root'), '--quiet'], { encoding: 'utf8' });
+  // Armed failpoints would kill the deploy at once; the published package has none.
+  execFileSync(bin, ['deploy', src, path.join(dir, 'root'), '--quiet'], { encoding: 'utf8', env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash,after-switch=crash' } });
   assert.equal(fs.readFileSync(path.join(dir, 'root/current/index.html'), 'utf8'), 'packed\n');
+  assert.ok(!fs.readFileSync(path.join(app, 'node_modules/atomic-deploy/dist/act/failpoints.js'), 'utf8').includes('process.kill'), 'the failpoint code is in the package');
+  for (const file of ['LICENSE', 'CHANGELOG.md', 'README.md']) assert.ok(fs.existsSync(path.join(app, 'node_modules/atomic-deploy', file)), `${file} is not in the package`);
+  // The control: the working tree's build (what tests run) still honours failpoints after the pack.
+  const control = spawnSync(process.execPath, [path.join(repo, 'dist/cli/bin.js'), 'deploy', src, path.join(dir, 'root2'), '--quiet'], { env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash' } });
+  assert.equal(control.signal, 'SIGKILL', 'failpoints in dist/ stopped working: postpack did not rebuild it');
   const lib = execFileSync(process.execPath, ['--input-type=module', '-e', "import('atomic-deploy').then((m) => console.log(Object.keys(m).sort().join(',')))"], { cwd: app, encoding: 'utf8' });
   for (const name of ['deploy', 'rollback', 'listReleases', 'status', 'unlock', 'DeployError']) assert.ok(lib.split(',').map((s) => s.trim()).includes(name), `library exports ${name}: ${lib}`);
 });

@@ -26,7 +26,8 @@ function setup(t: { after(fn: () => void): void }): { dir: string; src: string; 
 async function deployIds(src: string, root: string, ids: string[], extra: string[] = []): Promise<void> {
   for (const id of ids) {
     fs.writeFileSync(path.join(src, 'index.html'), `${id}\n`);
-    const r = await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet', ...extra]);
+    // --keep 0: the default keep of 5 would prune while the scene is being set.
+    const r = await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet', '--keep', '0', ...extra]);
     assert.equal(r.code, 0, r.stderr);
   }
 }
@@ -81,7 +82,7 @@ void test('prune keeps the newest good releases, current and the rollback target
   const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases/r1.json'), 'utf8')) as { prunedAt?: string };
   assert.ok(record.prunedAt, 'pruned release not marked in the log');
 
-  // Even --keep 0 never touches current or the rollback target.
+  // --keep 0 turns pruning off: nothing goes.
   const zero = await runCli(['prune', root, '--keep', '0', '--json']);
   assert.equal(zero.code, 0, zero.stderr);
   assert.deepEqual(jsonOf<PruneJson>(zero).removed, []);
@@ -253,9 +254,29 @@ void test('prune refuses bad input with exit 2 and changes nothing', async (t) =
   const { dir, src, root } = setup(t);
   await deployIds(src, root, ['r1', 'r2', 'r3']);
   const before = snapshot(root);
-  for (const args of [['prune', root], ['prune', root, '--keep', '-1'], ['prune', root, '--keep', 'two'], ['prune', root, '--keep', '1.5'], ['prune', path.join(dir, 'nope'), '--keep', '1']]) {
+  for (const args of [['prune', root, '--keep', '-1'], ['prune', root, '--keep', 'two'], ['prune', root, '--keep', '1.5'], ['prune', path.join(dir, 'nope'), '--keep', '1']]) {
     const r = await runCli([...args, '--json']);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout} ${r.stderr}`);
   }
   assert.deepEqual(snapshot(root), before);
+  // Without --keep (and no config), prune keeps the default 5: here that is all three.
+  const plain = await runCli(['prune', root, '--json']);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(jsonOf<PruneJson>(plain).keep, 5);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3']);
+});
+
+void test('deploy keeps 5 good releases by default; --keep 0 keeps them all', async (t) => {
+  const { src, root } = setup(t);
+  for (const id of ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7']) {
+    const r = await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  assert.deepEqual(releaseIds(root), ['r3', 'r4', 'r5', 'r6', 'r7']);
+  for (const id of ['r8', 'r9']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet', '--keep', '0'])).code, 0);
+  assert.deepEqual(releaseIds(root), ['r3', 'r4', 'r5', 'r6', 'r7', 'r8', 'r9']);
+  const zero = await runCli(['prune', root, '--keep', '0', '--json']);
+  assert.equal(zero.code, 0, zero.stderr);
+  assert.deepEqual(jsonOf<PruneJson>(zero).removed, []);
+  assert.equal(releaseIds(root).length, 7);
 });

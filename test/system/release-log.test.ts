@@ -71,13 +71,20 @@ void test('releases --json and the table carry id, times, user, host, source, gi
   assert.equal(releases[1]?.git?.dirty, false);
 
   // The table a terminal gets (the CLI picks it when stdout is a TTY).
-  const table = stripVTControlCharacters(renderReleases(await listReleases(root), true));
+  const table = stripVTControlCharacters(renderReleases(await listReleases(root), { header: true }));
   const [head, first, second] = table.split('\n');
   assert.match(head ?? '', /^ {3}RELEASE +STATUS +CREATED \(UTC\) +ACTIVATED \(UTC\) +BY +FILES +SIZE +TOOK +COMMIT +DIGEST +SOURCE$/);
   assert.match(first ?? '', new RegExp(`^\\* +dirty +active +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +${os.userInfo().username}@${os.hostname()} +2 +\\d+ B +\\d+\\.\\d s +${commit.slice(0, 10)}\\+dirty +sha256:[0-9a-f]{12} +${fs.realpathSync(src)}$`));
   assert.match(second ?? '', new RegExp(`^ +clean +previous .* ${commit.slice(0, 10)} +sha256:[0-9a-f]{12} +/`));
   // Columns line up: every row has RELEASE at the same offset as the header.
   assert.equal(first?.indexOf('dirty'), head?.indexOf('RELEASE'));
+  // A pipe gets the same rows, without the header.
+  const piped = await runCli(['releases', root]);
+  assert.equal(piped.code, 0, piped.stderr);
+  assert.equal(piped.stdout, `${first}\n${second}\n`);
+  // --quiet quiets it, as everywhere.
+  assert.equal((await runCli(['releases', root, '--quiet'])).stdout, '');
+  assert.equal((await runCli(['status', root, '-q'])).stdout, '');
 });
 
 void test('rollback skips failed releases unless --to names one', async (t) => {

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 
 interface Json {
   release?: string;
@@ -26,7 +27,7 @@ function setup(t: { after(fn: () => void): void }): { dir: string; src: string; 
 void test('shared files and nested dirs are relative links that resolve into shared/', async (t) => {
   const { src, root } = setup(t);
   writeTree(path.join(root, 'shared'), { '.env': 'SECRET=1\n', 'storage/uploads/keep.txt': 'kept\n' });
-  const args = ['deploy', src, root, '--shared', '.env', '--shared', 'storage/uploads', '--shared', 'app/cache', '--shared-create', '--json'];
+  const args = ['deploy', src, root, '--shared', '.env', '--shared', 'storage/uploads', '--shared-dir', 'app/cache', '--shared-create', '--json'];
   const first = await runCli(args);
   assert.equal(first.code, 0, first.stderr);
   const id = jsonOf<Json>(first).release as string;
@@ -37,7 +38,7 @@ void test('shared files and nested dirs are relative links that resolve into sha
   assert.equal(fs.readlinkSync(path.join(rel, 'app/cache')), '../../../shared/app/cache');
   // The source lacked storage/: it is made as a real directory in the release, not a link.
   assert.ok(fs.lstatSync(path.join(rel, 'storage')).isDirectory());
-  // --shared-create made the missing one as an empty directory.
+  // --shared-create made the missing --shared-dir as an empty directory.
   assert.deepEqual(fs.readdirSync(path.join(root, 'shared/app/cache')), []);
   assert.equal(fs.readFileSync(path.join(root, 'current/.env'), 'utf8'), 'SECRET=1\n');
   assert.equal(fs.readFileSync(path.join(root, 'current/storage/uploads/keep.txt'), 'utf8'), 'kept\n');
@@ -141,4 +142,50 @@ void test('a crash right after the links are made leaves no release behind', asy
   assert.deepEqual(releaseIds(root), [live]);
   assert.deepEqual(releaseLeftovers(root), []);
   assert.equal(fs.readFileSync(path.join(root, 'shared/.env'), 'utf8'), 'x\n');
+});
+
+void test('--shared .env --shared-create with nothing to tell file from directory refuses to guess: exit 2, nothing written', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--quiet'])).code, 0);
+  const before = treeSnapshot(dir, { times: true });
+  const result = await runCli(['deploy', src, root, '--shared', '.env', '--shared-create']);
+  assert.equal(result.code, 2, result.stderr);
+  const [error, hint, ...rest] = result.stderr.trimEnd().split('\n');
+  assert.equal(error, 'error: cannot tell whether shared path ".env" is a file or a directory: nothing is at shared/.env and the build does not hold it');
+  assert.match(hint ?? '', /^hint: say which it is: --shared-file <path> \(e\.g\. \.env\) or --shared-dir <path>/);
+  assert.deepEqual(rest, []);
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+});
+
+void test('--shared-file makes an empty file (owner-only), --shared-dir an empty directory; --shared infers from what exists', async (t) => {
+  const { src, root } = setup(t);
+  const made = await runCli(['deploy', src, root, '--shared-file', '.env', '--shared-dir', 'storage', '--shared-create', '--json']);
+  assert.equal(made.code, 0, made.stderr);
+  const env = fs.statSync(path.join(root, 'shared/.env'));
+  assert.ok(env.isFile());
+  assert.equal(env.size, 0);
+  assert.equal(env.mode & 0o777, 0o600);
+  assert.ok(fs.statSync(path.join(root, 'shared/storage')).isDirectory());
+  assert.match(made.stdout, /^\{/);
+  fs.writeFileSync(path.join(root, 'shared/.env'), 'A=1\n');
+  // Existing targets tell their type: --shared needs no more than that, and --shared-create changes nothing.
+  const inferred = await runCli(['deploy', src, root, '--shared', '.env', '--shared', 'storage', '--shared-create', '--quiet']);
+  assert.equal(inferred.code, 0, inferred.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current/.env'), 'utf8'), 'A=1\n');
+  // A declared type that contradicts what exists is refused.
+  const before = snapshot(root);
+  const wrong = await runCli(['deploy', src, root, '--shared-file', 'storage', '--json']);
+  assert.equal(wrong.code, 2, wrong.stderr);
+  assert.equal(jsonOf<Json>(wrong).error?.message, 'shared/storage is a directory, but it is declared a file');
+  assert.deepEqual(snapshot(root), before);
+});
+
+void test('sharedFiles and sharedDirs in the config file mean the same as the flags', async (t) => {
+  const { dir, src, root } = setup(t);
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), `root: ${JSON.stringify(root)}\nsource: ${JSON.stringify(src)}\nsharedFiles: [.env]\nsharedDirs: [storage/logs]\nsharedCreate: true\n`);
+  const result = await runCli(['deploy', '--json'], { cwd: dir });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(jsonOf<Json>(result).shared, ['.env', 'storage/logs']);
+  assert.ok(fs.statSync(path.join(root, 'shared/.env')).isFile());
+  assert.ok(fs.statSync(path.join(root, 'shared/storage/logs')).isDirectory());
 });

@@ -198,12 +198,13 @@ void test('reloads run after a rollback and after an automatic rollback; a faili
   assert.equal(currentId(root), good);
   assert.match(fs.readFileSync(fake.log, 'utf8'), /reload-or-restart -- php8\.2-fpm\.service\n$/);
 
-  // A failing reload without a health check: a warning, the release stays live.
+  // A failing reload without a health check: like a failing after-switch hook, exit 7 and the release stays live.
   const failing = fakeSystemctl(path.join(dir, 'failing'), { exitCode: 1 });
   const warned = await runCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--json'], { env: failing.env });
-  assert.equal(warned.code, 0, warned.stderr);
-  const json = jsonOf<DeployJson>(warned);
+  assert.equal(warned.code, 7, warned.stderr);
+  const json = jsonOf<DeployJson & { error?: { code: string } }>(warned);
   assert.equal(currentId(root), json.release);
+  assert.equal(json.error?.code, 'AFTER_SWITCH_FAILED');
   assert.match(json.warnings?.[0] ?? '', /^reload of unit app\.service exited with code 1; release .* stays live/);
   // With a health check, the same failure rolls back (exit 4).
   const back = await runCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--health-check', 'true'], { env: failing.env });

@@ -24,7 +24,7 @@ async function deployed(t: { after(fn: () => void): void }): Promise<{ root: str
   fs.chmodSync(path.join(src, 'bin/run.sh'), 0o755);
   fs.symlinkSync('index.html', path.join(src, 'home.html'));
   const root = path.join(dir, 'root');
-  const result = await runCli(['deploy', src, root, '--release-id', 'one', '--shared', 'storage', '--shared-create', '--json']);
+  const result = await runCli(['deploy', src, root, '--release-id', 'one', '--shared-dir', 'storage', '--shared-create', '--json']);
   assert.equal(result.code, 0, result.stderr);
   return { root, src, rel: path.join(root, 'releases', 'one') };
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { Reporter } from '../../src/cli/output.ts';
+import fc from 'fast-check';
+import { colorsFor, progressLine, Reporter } from '../../src/cli/output.ts';
 import { DeployError } from '../../src/errors.ts';
 import { assertSupportedPlatform } from '../../src/ops/root.ts';
 
@@ -58,4 +59,36 @@ test('exit codes by error code', () => {
   assert.equal(new DeployError('ROLLED_BACK', 'x').exitCode, 4);
   assert.equal(new DeployError('INTERRUPTED', 'x', { signal: 'SIGINT' }).exitCode, 130);
   assert.equal(new DeployError('INTERRUPTED', 'x', { signal: 'SIGTERM' }).exitCode, 143);
+});
+
+test('colour is decided per stream: a piped stdout gets none while a terminal stderr does', () => {
+  const env = { TERM: 'xterm' };
+  assert.equal(colorsFor({ isTTY: false }, true, env).green('x'), 'x');
+  assert.notEqual(colorsFor({ isTTY: true }, true, env).green('x'), 'x');
+  // --no-color wins over a terminal, and NO_COLOR over both.
+  assert.equal(colorsFor({ isTTY: true }, false, env).green('x'), 'x');
+  assert.equal(colorsFor({ isTTY: true }, true, { ...env, NO_COLOR: '1' }).green('x'), 'x');
+});
+
+test('the progress line fits the terminal at any width, and the fsync phase has its own line', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 400 }), fc.nat({ max: 10 ** 6 }), fc.nat({ max: 10 ** 6 }), fc.nat({ max: 2 ** 40 }), fc.constantFrom('copy', 'fsync', 'prune' as const), (columns, a, b, bytes, phase) => {
+      const [done, total] = a <= b ? [a, b] : [b, a];
+      const line = progressLine({ type: 'progress', phase, done, total, bytes: Math.min(bytes, 2 ** 39), totalBytes: bytes }, columns);
+      assert.ok([...line].length <= Math.max(20, columns) - 1, `${JSON.stringify(line)} wider than ${columns}`);
+      assert.ok(line.startsWith(phase));
+    }),
+  );
+  assert.equal(progressLine({ type: 'progress', phase: 'fsync', done: 0, total: 1, bytes: 0, totalBytes: 3 * 1024 * 1024 }, 80), 'fsync ░░░░░░░░░░░░░░░░░░░░░░░░ 1 file, 3.0 MiB: making them durable');
+  assert.equal(progressLine({ type: 'progress', phase: 'copy', done: 1, total: 2, bytes: 1024, totalBytes: 2048 }, 80), 'copy ████████████░░░░░░░░░░░░ 1/2 files  1.0 KiB/2.0 KiB');
+});
+
+test('--quiet hides tables too; only errors are left', () => {
+  const stdout = sink(true);
+  const stderr = sink(true);
+  const reporter = new Reporter({ stdout, stderr }, { json: false, quiet: true });
+  reporter.print('a table');
+  reporter.result('a result', {});
+  reporter.step('a step');
+  assert.equal(stdout.text, '');
 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { DeployError } from '../../src/errors.ts';
 import { parseConfig, parseHostSpec, configSchema } from '../../src/plan/config.ts';
-import { deployOptionsFrom, EXAMPLE_CONFIG, loadConfig, loadConfigParsers, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
+import { configFileMayExist, deployOptionsFrom, EXAMPLE_CONFIG, findConfigFiles, loadConfig, loadConfigParsers, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
 
 before(loadConfigParsers);
 
@@ -76,11 +76,33 @@ void test('errors name the key path, the value and what was expected, on one lin
 
 void test('unknown keys are errors that list the known ones', () => {
   const top = configError({ keeep: 3 });
-  assert.match(top.message, /^c\.yaml: keeep: unknown key \(value 3\); expected one of root, source, keep, /);
+  assert.match(top.message, /^c\.yaml: keeep: unknown key \(value 3\); did you mean 'keep'\? expected one of root, source, keep, /);
+  // No guess when nothing is close.
+  assert.match(configError({ zzzzzzzz: 1 }).message, /zzzzzzzz: unknown key \(value 1\); expected one of root,/);
   const nested = configError({ hooks: { before: 'x' } });
   assert.match(nested.message, /hooks\.before: unknown key \(value "x"\); expected one of beforeSwitch, afterSwitch, timeout/);
   const host = configError({ hosts: [{ host: 'a', port: 22 }] });
   assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); expected one of host, root/);
+});
+
+void test('keys of verify, reloads, the stale check and waves: the same one-line errors and suggestions', () => {
+  const cases: [unknown, RegExp][] = [
+    [{ stale: 'sometimes' }, /^c\.yaml: stale: got "sometimes", expected one of warn, fail, off$/],
+    [{ staleWait: -1 }, /staleWait: got -1, expected a number of seconds >= 0$/],
+    [{ reload: { units: [] } }, /reload\.units: got \[\], expected a list of systemd unit names$/],
+    [{ reload: { timeout: 0 } }, /reload\.timeout: got 0, expected a number of seconds > 0$/],
+    [{ waves: '0,50%' }, /waves: got "0,50%", expected wave sizes such as "1,10%,100%" \(hosts >= 1 or percentages\)$/],
+    [{ maxFail: 'many' }, /maxFail: got "many", expected a number of hosts \(>= 0\) or a percentage such as 10%$/],
+    [{ onFailure: 'panic' }, /onFailure: got "panic", expected rollback or keep$/],
+    [{ hosts: [] }, /hosts: got \[\], expected a non-empty list of hosts$/],
+    [{ hosts: 'web1' }, /hosts: got "web1", expected a list of hosts$/],
+    [{ wait: Infinity }, /wait: got null, expected a number of seconds >= 0$/],
+  ];
+  for (const [data, pattern] of cases) assert.match(configError(data).message, pattern, JSON.stringify(data));
+  assert.match(configError({ staleWiat: 5 }).message, /^c\.yaml: staleWiat: unknown key \(value 5\); did you mean 'staleWait'\?/);
+  assert.match(configError({ wave: '1,100%' }).message, /did you mean 'waves'\?/);
+  assert.match(configError({ reload: { unit: ['a'] } }).message, /^c\.yaml: reload\.unit: unknown key \(value \["a"\]\); did you mean 'units'\? expected one of units, phpFpm, timeout$/);
+  assert.deepEqual(parseConfig({ stale: 'fail', staleWait: 0, reload: { units: ['app.service'], phpFpm: ['/run/php.pid'], timeout: 5 }, waves: '1,100%', maxFail: 0, onFailure: 'keep', wavePause: 0 }, 'c.yaml'), { stale: 'fail', staleWait: 0, reload: { units: ['app.service'], phpFpm: ['/run/php.pid'], timeout: 5 }, waves: '1,100%', maxFail: 0, onFailure: 'keep', wavePause: 0 });
 });
 
 void test('several problems: the first is named, the rest counted', () => {
@@ -160,5 +182,23 @@ void test('flags override the file key by key; lists are replaced; absent keys s
   assert.deepEqual(over.hooks, { beforeSwitch: ['make'], afterSwitch: ['a', 'b'], timeoutMs: 60_000 });
   assert.deepEqual(over.healthCheck, { command: './smoke', url: 'https://example.com/healthz', timeoutMs: 3000 });
   const empty = deployOptionsFrom({ config: {}, dir: '/x' }, { fsync: true }, () => false);
-  assert.deepEqual(empty, { waitMs: 0 });
+  // keep defaults to 5; keep 0 (flag or file) turns pruning off.
+  assert.deepEqual(empty, { waitMs: 0, keep: 5 });
+  assert.equal(deployOptionsFrom({ config: { keep: 0 }, dir: '/x' }, {}, () => false).keep, undefined);
+  assert.equal(deployOptionsFrom(loaded, { keep: 0 }, (f) => f === 'keep').keep, undefined);
+});
+
+void test('discovery: the working directory, then each parent, stopping at a git top level', (t) => {
+  const dir = tmp(t);
+  const deep = path.join(dir, 'project', 'app', 'sub');
+  fs.mkdirSync(deep, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'project', 'atomic-deploy.config.yaml'), 'keep: 4\n');
+  assert.deepEqual(findConfigFiles(deep), [path.join(dir, 'project', 'atomic-deploy.config.yaml')]);
+  // A git work tree below the file: the search stops at its top, the parent project's file is not this one's.
+  fs.mkdirSync(path.join(dir, 'project', 'app', '.git'));
+  assert.deepEqual(findConfigFiles(deep), []);
+  // A file at the git top itself is found.
+  fs.writeFileSync(path.join(dir, 'project', 'app', 'atomic-deploy.config.json'), '{"keep": 2}');
+  assert.deepEqual(findConfigFiles(deep), [path.join(dir, 'project', 'app', 'atomic-deploy.config.json')]);
+  assert.equal(configFileMayExist(undefined, deep), true);
 });

@@ -72,7 +72,7 @@ void test('a release in use stays unless forced', () => {
 
 void test('keeps exactly min(keep, good) newest good releases, and nothing else unprotected', () => {
   fc.assert(
-    fc.property(scenario, (s) => {
+    fc.property(scenario.filter((s) => s.keep > 0), (s) => {
       const d = run(s);
       const kept = new Set(d.keep.map((x) => x.release.id));
       const good = s.ordered.filter(countsTowardsKeep);
@@ -107,9 +107,9 @@ void test('failed and rolled-back releases never count towards keep: a row of fa
   );
 });
 
-void test('a larger keep never removes more', () => {
+void test('a larger keep never removes more (0 is no limit, tested on its own)', () => {
   fc.assert(
-    fc.property(scenario, fc.integer({ min: 0, max: 5 }), (s, extra) => {
+    fc.property(scenario.filter((s) => s.keep > 0), fc.integer({ min: 0, max: 5 }), (s, extra) => {
       const a = new Set(run(s).remove.map((x) => x.release.id));
       const b = selectPrune(s.ordered, { currentId: s.current, keep: s.keep + extra, inUse: s.inUse, writing: s.writing, force: s.force });
       for (const x of b.remove) assert.ok(a.has(x.release.id));
@@ -130,11 +130,17 @@ void test('the issue example: five failed deploys after the last good one', () =
   assert.match(d.remove[5]?.reason ?? '', /older than the newest 2 good releases/);
 });
 
-void test('keep 0 keeps only what is protected (slice(-0) would keep all)', () => {
-  const ordered: ReleaseFacts[] = ['a', 'b', 'c', 'd'].map((id, i) => ({ id, seq: i + 1, status: 'complete' }));
+void test('keep 0 turns pruning off: every release stays, failed ones too', () => {
+  fc.assert(
+    fc.property(scenario, (s) => {
+      const d = run({ ...s, keep: 0 });
+      assert.deepEqual(d.remove, []);
+      assert.equal(d.keep.length, s.ordered.length);
+    }),
+  );
+  const ordered: ReleaseFacts[] = ['a', 'b', 'c', 'd'].map((id, i) => ({ id, seq: i + 1, status: i === 0 ? 'failed' : 'complete' }));
   const d = selectPrune(ordered, { currentId: 'd', keep: 0 });
-  assert.deepEqual(d.keep.map((k) => k.release.id), ['d', 'c']);
-  assert.deepEqual(d.remove.map((r) => r.release.id), ['b', 'a']);
+  assert.deepEqual(d.keep.map((k) => [k.release.id, k.rule]), [['d', 'current'], ['c', 'rollback-target'], ['b', 'no-limit'], ['a', 'no-limit']]);
 });
 
 void test('with force, a release in use is removed and the reason says so', () => {

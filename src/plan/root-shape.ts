@@ -1,0 +1,60 @@
+/** Is a folder a deploy root: ours, Capistrano's, Deployer's or the bash tool's, decided from its top-level entries. */
+
+export type EntryType = 'dir' | 'file' | 'symlink' | 'other';
+
+export interface RootEntry {
+  name: string;
+  type: EntryType;
+}
+
+/** Which tool's layout a root has; `layout-only` is a root with nothing but the shared layout's names. */
+export type RootTool = 'atomic-deploy' | 'capistrano' | 'deployer' | 'symlink-releases' | 'layout-only';
+
+export type RootShape =
+  | { kind: 'missing' }
+  | { kind: 'empty' }
+  | { kind: 'root'; tool: RootTool }
+  | { kind: 'other'; entries: number };
+
+/** Names the release layout uses (ours and the tools that share it); a folder holding only these is a root. */
+const LAYOUT_NAMES: ReadonlySet<string> = new Set(['releases', 'current', 'shared', '.tmp', '.deploy.lock', '.atomic-deploy', 'repo', 'revisions.log', '.dep']);
+
+/** A filesystem's own entry: a freshly made ext4 volume mounted as the root holds it and nothing else. */
+const IGNORED: ReadonlySet<string> = new Set(['lost+found']);
+
+/** `entries` are the folder's top-level entries (undefined: the folder does not exist). */
+export function classifyRoot(entries: readonly RootEntry[] | undefined): RootShape {
+  if (entries === undefined) return { kind: 'missing' };
+  const relevant = entries.filter((e) => !IGNORED.has(e.name));
+  if (relevant.length === 0) return { kind: 'empty' };
+  const has = (name: string, type: EntryType): boolean => relevant.some((e) => e.name === name && e.type === type);
+  if (has('.atomic-deploy', 'dir')) return { kind: 'root', tool: 'atomic-deploy' };
+  const onlyLayout = relevant.every((e) => LAYOUT_NAMES.has(e.name));
+  if (!has('releases', 'dir')) {
+    // A root prepared before its first deploy (shared/.env made by hand), or one whose current is a
+    // real directory (the current checks explain that better). Markers without releases/ (a lone
+    // .dep/ or repo/) are someone else's folder.
+    const named = (name: string): boolean => relevant.some((e) => e.name === name);
+    const prepared = onlyLayout && !named('releases') && ['current', 'shared', '.tmp', '.deploy.lock'].some(named);
+    return prepared ? { kind: 'root', tool: 'layout-only' } : { kind: 'other', entries: relevant.length };
+  }
+  if (has('.dep', 'dir')) return { kind: 'root', tool: 'deployer' };
+  if (has('revisions.log', 'file') || has('repo', 'dir')) return { kind: 'root', tool: 'capistrano' };
+  if (has('current', 'symlink') || has('.deploy.lock', 'dir')) return { kind: 'root', tool: 'symlink-releases' };
+  if (onlyLayout) return { kind: 'root', tool: 'layout-only' };
+  return { kind: 'other', entries: relevant.length };
+}
+
+/** Whether a deploy may write its layout into a folder of this shape without being told to adopt it. */
+export function deployTargetProblem(shape: RootShape): string | undefined {
+  if (shape.kind === 'other') return `is not empty and not a deploy root (${shape.entries} ${shape.entries === 1 ? 'entry' : 'entries'}, no releases/ with current)`;
+  return undefined;
+}
+
+/** Why a command that reads a root cannot use a folder of this shape; undefined for a root. */
+export function readRootProblem(shape: RootShape): string | undefined {
+  if (shape.kind === 'root') return undefined;
+  if (shape.kind === 'missing') return 'does not exist';
+  if (shape.kind === 'empty') return 'is empty, not a deploy root';
+  return 'is not a deploy root (no releases/ with current)';
+}

@@ -1,0 +1,94 @@
+// The CLI behaves like the tools users know: a typo gets "did you mean", never the implicit
+// deploy; no arguments prints help; the top-level help has examples and the exit codes. Each
+// mistake exits 2 and a byte-level snapshot shows nothing changed in the working folder.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
+
+async function workdir(t: { after(fn: () => void): void }): Promise<string> {
+  const dir = tempDir(t);
+  writeTree(path.join(dir, 'build'), { 'index.html': 'v1\n' });
+  fs.writeFileSync(path.join(dir, 'notes.txt'), 'not an archive\n');
+  const first = await runCli(['deploy', 'build', 'www', '--quiet'], { cwd: dir });
+  assert.equal(first.code, 0, first.stderr);
+  return dir;
+}
+
+const TYPOS: { args: string[]; error: string; hint: RegExp }[] = [
+  { args: ['rollbak', 'www'], error: "error: unknown command 'rollbak'; did you mean 'rollback'?", hint: /^hint: see: atomic-deploy --help$/ },
+  { args: ['deplyo', 'build', 'www'], error: "error: unknown command 'deplyo'; did you mean 'deploy'?", hint: /--help/ },
+  { args: ['relases', 'www'], error: "error: unknown command 'relases'; did you mean 'releases'?", hint: /--help/ },
+  { args: ['frobnicate', 'www'], error: "error: unknown command 'frobnicate'", hint: /--help/ },
+  { args: ['verfy', 'www'], error: "error: unknown command 'verfy'; did you mean 'verify'?", hint: /--help/ },
+  { args: ['completon', 'bash'], error: "error: unknown command 'completon'; did you mean 'completion'?", hint: /--help/ },
+  { args: ['./bulid', 'www'], error: "error: unknown command './bulid'", hint: /\.\/bulid is neither a directory nor an archive; to deploy, give the build output directory or a \.tar, \.tar\.gz or \.zip/ },
+  // A file that exists but is no archive is no source either: the bare form would have deployed it.
+  { args: ['notes.txt', 'www'], error: "error: unknown command 'notes.txt'", hint: /notes\.txt is neither a directory nor an archive/ },
+];
+
+for (const typo of TYPOS) {
+  void test(`typo: atomic-deploy ${typo.args.join(' ')} exits 2 with a suggestion and changes nothing`, async (t) => {
+    const dir = await workdir(t);
+    const before = treeSnapshot(dir, { times: true });
+    const result = await runCli(typo.args, { cwd: dir });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stdout, '');
+    const [error, hint, ...rest] = result.stderr.trimEnd().split('\n');
+    assert.equal(error, typo.error);
+    assert.match(hint ?? '', typo.hint);
+    assert.deepEqual(rest, []);
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  });
+}
+
+void test('a typo with --json prints one JSON error object', async (t) => {
+  const dir = await workdir(t);
+  const result = await runCli(['rollbak', 'www', '--json'], { cwd: dir });
+  assert.equal(result.code, 2);
+  assert.deepEqual(JSON.parse(result.stdout), { error: { code: 'USAGE', message: "unknown command 'rollbak'; did you mean 'rollback'?", hint: 'see: atomic-deploy --help' } });
+});
+
+void test('a mistyped flag gets a suggestion too', async (t) => {
+  const dir = await workdir(t);
+  const result = await runCli(['deploy', 'build', 'www', '--kep', '3'], { cwd: dir });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /unknown option '--kep'/);
+  assert.match(result.stderr, /Did you mean --keep\?/);
+});
+
+void test('the bare form deploys when its first argument is a directory', async (t) => {
+  const dir = await workdir(t);
+  const before = currentId(path.join(dir, 'www'));
+  const result = await runCli(['build', 'www', '--quiet'], { cwd: dir });
+  assert.equal(result.code, 0, result.stderr);
+  assert.notEqual(currentId(path.join(dir, 'www')), before);
+});
+
+void test('the bare form deploys an archive (told by its bytes, whatever its name) the same way', async (t) => {
+  const dir = await workdir(t);
+  const before = currentId(path.join(dir, 'www'));
+  // No archive extension: the first bytes decide, as they do for the deploy itself.
+  execFileSync('tar', ['-czf', path.join(dir, 'site-build'), '-C', path.join(dir, 'build'), '.']);
+  const result = await runCli(['site-build', 'www', '--json'], { cwd: dir });
+  assert.equal(result.code, 0, result.stderr);
+  const after = currentId(path.join(dir, 'www'));
+  assert.notEqual(after, before);
+  assert.equal(fs.readFileSync(path.join(dir, 'www/current/index.html'), 'utf8'), 'v1\n');
+});
+
+void test('no arguments prints the help, with examples and the exit codes; --help the same', async (t) => {
+  const dir = tempDir(t);
+  const bare = await runCli([], { cwd: dir });
+  assert.equal(bare.code, 0, bare.stderr);
+  assert.equal(bare.stderr, '');
+  const help = await runCli(['--help'], { cwd: dir });
+  assert.equal(help.stdout, bare.stdout);
+  for (const line of [/^Usage: atomic-deploy /m, /^Examples:$/m, /^ {2}\$ atomic-deploy deploy \.\/build \/srv\/www\/app /m, /^Exit codes:$/m, /^ {2}2 +usage error/m, /^ {2}4 +the health check failed/m, /^ {2}5 +verify found differences/m, /^ {2}6 +--stale fail/m, /^ {2}7 +an after-switch hook or reload failed/m]) {
+    assert.match(bare.stdout, line);
+  }
+  assert.deepEqual(fs.readdirSync(dir), [], 'help created something');
+});

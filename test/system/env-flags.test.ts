@@ -1,0 +1,70 @@
+// ATOMIC_DEPLOY_<FLAG> sets any flag, below the command line and above the config file: the
+// first-day flags and those of verify, the stale check, artifacts and waves alike. A bad value
+// is a usage error naming the variable, with nothing changed on disk.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
+
+async function rootWithReleases(t: { after(fn: () => void): void }, ids: string[]): Promise<{ dir: string; src: string; root: string }> {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ids) {
+    const r = await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  return { dir, src, root };
+}
+
+void test('ATOMIC_DEPLOY_KEEP beats the config file; the command line beats both', async (t) => {
+  const { dir, src, root } = await rootWithReleases(t, ['a1', 'a2', 'a3']);
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'keep: 3\n');
+  const env = { ATOMIC_DEPLOY_KEEP: '1', ATOMIC_DEPLOY_NO_FSYNC: '1' };
+  const byEnv = await runCli(['deploy', src, root, '--release-id', 'a4', '--json'], { cwd: dir, env });
+  assert.equal(byEnv.code, 0, byEnv.stderr);
+  // keep 1: only the new release stays, and the one a rollback would need.
+  assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['a3', 'a4']);
+  const byFlag = await runCli(['deploy', src, root, '--release-id', 'a5', '--keep', '0', '--json'], { cwd: dir, env });
+  assert.equal(byFlag.code, 0, byFlag.stderr);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['a3', 'a4', 'a5']);
+  // The control: without the variable the config's keep 3 applies.
+  const byConfig = await runCli(['deploy', src, root, '--release-id', 'a6', '--no-fsync', '--json'], { cwd: dir });
+  assert.equal(byConfig.code, 0, byConfig.stderr);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['a4', 'a5', 'a6']);
+});
+
+void test('ATOMIC_DEPLOY_QUIET and ATOMIC_DEPLOY_JSON shape the output of every command, verify included', async (t) => {
+  const { root } = await rootWithReleases(t, ['a1', 'a2']);
+  const quiet = await runCli(['verify', root], { env: { ATOMIC_DEPLOY_QUIET: 'yes' } });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.equal(quiet.stdout, '');
+  const loud = await runCli(['verify', root], { env: { ATOMIC_DEPLOY_QUIET: '0' } });
+  assert.match(loud.stdout, /^release a2 matches its manifest \(1 file, /);
+  const json = await runCli(['verify', root], { env: { ATOMIC_DEPLOY_JSON: '1', ATOMIC_DEPLOY_RELEASE: 'a1' } });
+  assert.equal(jsonOf<{ release: string; identical: boolean }>(json).release, 'a1');
+  const releases = await runCli(['releases', root], { env: { ATOMIC_DEPLOY_QUIET: 'true' } });
+  assert.equal(releases.stdout, '');
+});
+
+void test('flags of the stale check and of rollback come from the environment too; bad values exit 2 with nothing changed', async (t) => {
+  const { root } = await rootWithReleases(t, ['a1', 'a2']);
+  const dry = await runCli(['rollback', root, '--json'], { env: { ATOMIC_DEPLOY_DRY_RUN: '1', ATOMIC_DEPLOY_STALE: 'off' } });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.deepEqual(jsonOf<{ release: string; dryRun: boolean }>(dry), { release: 'a1', previous: 'a2', recovered: [], dryRun: true });
+  assert.equal(currentId(root), 'a2');
+  const before = treeSnapshot(root, { times: true });
+  for (const [name, value, message] of [
+    ['ATOMIC_DEPLOY_STALE', 'sometimes', /^error: ATOMIC_DEPLOY_STALE="sometimes": Allowed choices are warn, fail, off\.$/m],
+    ['ATOMIC_DEPLOY_WAIT', 'soon', /^error: ATOMIC_DEPLOY_WAIT="soon": /m],
+    ['ATOMIC_DEPLOY_NO_FSYNC', 'maybe', /^error: ATOMIC_DEPLOY_NO_FSYNC="maybe": expected 1 or 0/m],
+  ] as const) {
+    const result = await runCli(['rollback', root], { env: { [name]: value } });
+    assert.equal(result.code, 2, `${name}: ${result.stderr}`);
+    assert.match(result.stderr, message);
+  }
+  assert.deepEqual(treeSnapshot(root, { times: true }), before);
+  assert.equal(currentId(root), 'a2');
+});

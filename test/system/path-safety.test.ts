@@ -1,0 +1,173 @@
+// A new user's path mistakes cost nothing: swapped arguments, a folder that is not a deploy root,
+// a non-empty target. Each exits 2 with one error line and a hint, and a byte-level snapshot of
+// both folders (names, modes, owners, contents, directory times) shows that nothing changed.
+// Roots made by Capistrano, Deployer and the bash tool are roots: taken over, deployed to, rolled back.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { currentId, jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
+
+interface Folders {
+  dir: string;
+  build: string;
+  www: string;
+  other: string;
+  empty: string;
+  /** build/ as a .tar.gz beside it. */
+  archive: string;
+}
+
+async function folders(t: { after(fn: () => void): void }): Promise<Folders> {
+  const dir = tempDir(t);
+  const build = writeTree(path.join(dir, 'build'), { 'index.html': 'v1\n', 'css/site.css': 'body{}\n' });
+  const www = path.join(dir, 'www');
+  const first = await runCli(['deploy', build, www, '--quiet']);
+  assert.equal(first.code, 0, first.stderr);
+  const other = writeTree(path.join(dir, 'other'), { 'notes.txt': 'mine\n', 'photos/a.jpg': 'jpeg\n' });
+  const empty = path.join(dir, 'empty');
+  fs.mkdirSync(empty);
+  const archive = path.join(dir, 'build.tar.gz');
+  execFileSync('tar', ['-czf', archive, '-C', build, '.']);
+  return { dir, build, www, other, empty, archive };
+}
+
+interface Mistake {
+  name: string;
+  args: (f: Folders) => string[];
+  message: RegExp;
+  hint: RegExp;
+}
+
+const notRoot = /is not a deploy root \(no releases\/ with current\)/;
+const MISTAKES: Mistake[] = [
+  { name: 'deploy with root and build swapped', args: () => ['deploy', 'www', 'build'], message: /^error: www is a deploy root, not a build directory$/, hint: /^hint: the arguments look swapped; did you mean: atomic-deploy deploy build www$/ },
+  { name: 'the bare form with root and build swapped', args: () => ['www', 'build'], message: /^error: www is a deploy root, not a build directory$/, hint: /did you mean: atomic-deploy deploy build www$/ },
+  { name: 'swapped, with --dry-run', args: () => ['deploy', 'www', 'build', '--dry-run'], message: /www is a deploy root/, hint: /swapped/ },
+  { name: 'a deploy root as the source of another root', args: (f) => ['deploy', f.www, path.join(f.dir, 'www2')], message: /www is a deploy root, not a build directory/, hint: /^hint: the arguments look swapped/ },
+  { name: 'deploy into a non-empty folder that is not a root', args: (f) => ['deploy', f.build, f.other], message: /other is not empty and not a deploy root \(2 entries/, hint: /add --adopt$/ },
+  { name: 'dry run into a non-empty folder that is not a root', args: (f) => ['deploy', f.build, f.other, '--dry-run'], message: /other is not empty and not a deploy root/, hint: /--adopt/ },
+  { name: 'status of a folder that is not a root', args: (f) => ['status', f.other], message: notRoot, hint: /deploy to it: atomic-deploy deploy <source> / },
+  { name: 'releases of a folder that is not a root', args: (f) => ['releases', f.other], message: notRoot, hint: /deploy to it/ },
+  { name: 'prune --keep 1 of a folder that is not a root', args: (f) => ['prune', f.other, '--keep', '1'], message: notRoot, hint: /deploy to it/ },
+  { name: 'rollback of a folder that is not a root', args: (f) => ['rollback', f.other], message: notRoot, hint: /deploy to it/ },
+  { name: 'unlock of a folder that is not a root', args: (f) => ['unlock', f.other], message: notRoot, hint: /deploy to it/ },
+  { name: 'status of an empty folder', args: (f) => ['status', f.empty], message: /empty is empty, not a deploy root/, hint: /deploy to it/ },
+  { name: 'verify of a folder that is not a root', args: (f) => ['verify', f.other], message: notRoot, hint: /deploy to it/ },
+  { name: 'verify of the build folder', args: (f) => ['verify', f.build, '--json'], message: notRoot, hint: /deploy to it/ },
+  { name: 'deploy an archive into a non-empty folder that is not a root', args: (f) => ['deploy', f.archive, f.other], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
+  { name: 'the bare form with an archive into a non-empty folder that is not a root', args: () => ['build.tar.gz', 'other'], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
+  { name: 'releases of the build folder', args: (f) => ['releases', f.build, '--json'], message: notRoot, hint: /deploy to it/ },
+];
+
+function lines(result: CliResult): string[] {
+  return result.stderr.trimEnd().split('\n');
+}
+
+for (const m of MISTAKES) {
+  void test(`mistake: ${m.name}: exit 2, an error and a hint, nothing changed in any folder`, async (t) => {
+    const f = await folders(t);
+    const before = treeSnapshot(f.dir, { times: true });
+    const result = await runCli(m.args(f), { cwd: f.dir });
+    const after = treeSnapshot(f.dir, { times: true });
+    assert.equal(result.code, 2, `${result.stdout}${result.stderr}`);
+    const [error, hint, ...rest] = lines(result);
+    assert.match(error ?? '', /^error: /);
+    assert.match(error ?? '', m.message);
+    assert.match(hint ?? '', /^hint: /);
+    assert.match(hint ?? '', m.hint);
+    assert.deepEqual(rest, []);
+    if (m.args(f).includes('--json')) assert.match(jsonOf<{ error: { code: string } }>(result).error.code, /^INVALID_(ROOT|SOURCE)$/);
+    else assert.equal(result.stdout, '');
+    assert.deepEqual(after, before, 'a folder changed');
+  });
+}
+
+void test('the control: the same commands on a real root succeed, so the refusals above come from the check', async (t) => {
+  const f = await folders(t);
+  for (const args of [['status', f.www], ['releases', f.www], ['unlock', f.www], ['prune', f.www, '--keep', '1'], ['verify', f.www]]) {
+    const result = await runCli(args, { cwd: f.dir });
+    assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+  }
+  const deployed = await runCli(['deploy', 'build', 'www', '--quiet'], { cwd: f.dir });
+  assert.equal(deployed.code, 0, deployed.stderr);
+  const back = await runCli(['rollback', f.www, '--quiet']);
+  assert.equal(back.code, 0, back.stderr);
+  const adopted = await runCli(['deploy', f.archive, f.other, '--adopt', '--quiet']);
+  assert.equal(adopted.code, 0, adopted.stderr);
+  assert.equal(fs.readFileSync(path.join(f.other, 'current/index.html'), 'utf8'), 'v1\n');
+  assert.equal(fs.readFileSync(path.join(f.other, 'notes.txt'), 'utf8'), 'mine\n');
+});
+
+void test('--adopt makes a non-empty folder a deploy root and leaves its files alone; an empty or missing folder needs no flag', async (t) => {
+  const f = await folders(t);
+  const result = await runCli(['deploy', f.build, f.other, '--adopt', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fs.readFileSync(path.join(f.other, 'current/index.html'), 'utf8'), 'v1\n');
+  assert.equal(fs.readFileSync(path.join(f.other, 'notes.txt'), 'utf8'), 'mine\n');
+  assert.equal(fs.readFileSync(path.join(f.other, 'photos/a.jpg'), 'utf8'), 'jpeg\n');
+  // Adopted once, it is a root: no flag the next time.
+  assert.equal((await runCli(['deploy', f.build, f.other, '--quiet'])).code, 0);
+  assert.equal((await runCli(['deploy', f.build, f.empty, '--quiet'])).code, 0);
+  assert.equal((await runCli(['deploy', f.build, path.join(f.dir, 'new', 'root'), '--quiet'])).code, 0);
+  // A fresh ext4 volume mounted as the root holds lost+found and nothing else.
+  const mount = path.join(f.dir, 'volume');
+  fs.mkdirSync(path.join(mount, 'lost+found'), { recursive: true });
+  assert.equal((await runCli(['deploy', f.build, mount, '--quiet'])).code, 0);
+});
+
+interface ReleasesJson {
+  current: string | null;
+  releases: { id: string }[];
+}
+
+/** Deploys into a root another tool made, then rolls back to that tool's release. */
+async function takeOver(root: string, build: string, theirs: string, theirPrevious: string): Promise<void> {
+  const status = await runCli(['status', root, '--json']);
+  assert.equal(status.code, 0, status.stderr);
+  assert.equal(jsonOf<{ current: string }>(status).current, theirs);
+  const listed = jsonOf<ReleasesJson>(await runCli(['releases', root, '--json']));
+  assert.deepEqual(listed.releases.map((r) => r.id).sort(), [theirPrevious, theirs].sort());
+  const deployed = await runCli(['deploy', build, root, '--json']);
+  assert.equal(deployed.code, 0, deployed.stderr);
+  const ours = jsonOf<{ release: string; previous: string }>(deployed);
+  assert.equal(ours.previous, theirs);
+  assert.equal(currentId(root), ours.release);
+  assert.equal(fs.readFileSync(path.join(root, 'current/index.html'), 'utf8'), 'v1\n');
+  const back = await runCli(['rollback', root, '--json']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(jsonOf<{ release: string }>(back).release, theirs);
+  assert.equal(fs.readFileSync(path.join(root, 'current/index.html'), 'utf8'), `${theirs}\n`);
+  // Their files are where they were.
+  assert.ok(fs.existsSync(path.join(root, 'releases', theirPrevious, 'index.html')));
+}
+
+void test('a Capistrano root (absolute current, repo/, revisions.log, shared/) is taken over, deployed to, rolled back', async (t) => {
+  const f = await folders(t);
+  const root = path.join(f.dir, 'cap');
+  for (const id of ['20240101120000', '20240102120000']) writeTree(path.join(root, 'releases', id), { 'index.html': `${id}\n`, 'REVISION': 'abc\n' });
+  writeTree(root, { 'revisions.log': 'Branch main (at abc) deployed as release 20240102120000 by deploy\n', 'shared/.env': 'A=1\n', 'repo/HEAD': 'ref: refs/heads/main\n' });
+  fs.symlinkSync(path.join(root, 'releases', '20240102120000'), path.join(root, 'current'));
+  await takeOver(root, f.build, '20240102120000', '20240101120000');
+  assert.equal(fs.readFileSync(path.join(root, 'revisions.log'), 'utf8').split('\n').length, 2);
+});
+
+void test('a Deployer root (.dep/, numbered releases, relative current) is taken over, deployed to, rolled back', async (t) => {
+  const f = await folders(t);
+  const root = path.join(f.dir, 'dep');
+  for (const id of ['1', '2']) writeTree(path.join(root, 'releases', id), { 'index.html': `${id}\n` });
+  writeTree(root, { '.dep/releases_log': '{"release_name":"2"}\n', '.dep/latest_release': '2\n', 'shared/.env': 'A=1\n' });
+  fs.symlinkSync('releases/2', path.join(root, 'current'));
+  await takeOver(root, f.build, '2', '1');
+});
+
+void test("the bash tool's root (releases/, a relative current, other folders beside them) is taken over, deployed to, rolled back", async (t) => {
+  const f = await folders(t);
+  const root = path.join(f.dir, 'bash');
+  for (const id of ['20240101120000', '20240102120000']) writeTree(path.join(root, 'releases', id), { 'index.html': `${id}\n` });
+  fs.symlinkSync('releases/20240102120000', path.join(root, 'current'));
+  fs.mkdirSync(path.join(root, 'public_html_old'));
+  await takeOver(root, f.build, '20240102120000', '20240101120000');
+});
