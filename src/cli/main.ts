@@ -144,7 +144,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     if (hosts) {
       refuseServingOnFleet(servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag)));
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
-      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
+      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, emit: out.event }) : undefined;
       try {
         exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)), ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
       } finally {
@@ -159,7 +159,7 @@ the health check, 5 verify found differences, 128+n interrupted by signal n.`)
     // Each flag given on the command line overrides the config file's value.
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
-      artifact: artifactOptionsFrom(flags),
+      artifact: artifactOptionsFrom(flags, config()),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { DeployError } from '../errors.ts';
+import { parseByteCount } from './archive.ts';
 import { sharedPathProblem } from './paths.ts';
 import { releaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
@@ -24,6 +25,7 @@ const commands = z.union([text('a command'), z.array(text('a command'), { error:
   error: 'a command or a list of commands',
 });
 const flag = z.boolean({ error: 'true or false' });
+const count = (what: string, min: number) => z.number({ error: what }).int({ error: what }).min(min, { error: what });
 
 export const configSchema = z.strictObject({
   root: text('a directory path').optional(),
@@ -82,6 +84,23 @@ export const configSchema = z.strictObject({
     .refine((m) => typeof parseMaxFail(String(m)) !== 'string', { error: 'a number of hosts (>= 0) or a percentage such as 10%' })
     .optional(),
   onFailure: z.enum(['rollback', 'keep'], { error: 'rollback or keep' }).optional(),
+  artifact: z
+    .strictObject(
+      {
+        stripComponents: count('an integer >= 0', 0).optional(),
+        maxFiles: count('an integer >= 1', 1).optional(),
+        maxBytes: z
+          .union([z.number(), z.string()], { error: 'a size such as 500000000, 512M or 4G' })
+          .refine((v) => parseByteCount(v) !== undefined, { error: 'a size such as 500000000, 512M or 4G' })
+          .optional(),
+        allowedSigners: text('an OpenSSH allowed_signers file path').optional(),
+        keepSetuid: flag.optional(),
+        downloadTimeout: seconds('a number of seconds > 0').optional(),
+        downloadRetries: count('an integer >= 0', 0).optional(),
+      },
+      { error: 'a mapping with stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries' },
+    )
+    .optional(),
   hosts: z
     .array(
       z.strictObject(
@@ -105,6 +124,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   healthCheck: ['command', 'url', 'timeout'],
   reload: ['units', 'phpFpm', 'timeout'],
   hosts: ['host', 'root'],
+  artifact: ['stripComponents', 'maxFiles', 'maxBytes', 'allowedSigners', 'keepSetuid', 'downloadTimeout', 'downloadRetries'],
 };
 
 /** `hooks.beforeSwitch`, `hosts[1].host`. */
