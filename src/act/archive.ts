@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import yauzl from 'yauzl';
@@ -32,35 +31,6 @@ export interface Artifact {
 }
 
 const HEAD = 512;
-const OPEN_NEW = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-/** Bounds of the write-behind: enough to keep the thread pool busy, small next to the RSS target. */
-const MAX_FILES_IN_FLIGHT = 64;
-const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
-
-/** Callback fs as promises: one thread-pool request each, without FileHandle's bookkeeping. */
-const fsp = {
-  open: promisify(fs.open),
-  write: promisify(fs.write),
-  close: promisify(fs.close),
-  fchown: promisify(fs.fchown),
-  fchmod: promisify(fs.fchmod),
-  futimes: promisify(fs.futimes),
-  fstat: promisify(fs.fstat),
-};
-
-async function writeAll(fd: number, chunk: Buffer): Promise<void> {
-  let off = 0;
-  while (off < chunk.length) off += (await fsp.write(fd, chunk, off, chunk.length - off)).bytesWritten;
-}
-
-/** Owner, mode and time of a written file, then its stamp (after the last change to its ctime). */
-async function finishFile(fd: number, d: Extract<EntryDecision, { action: 'write' }>): Promise<fs.Stats> {
-  if (d.owner) await fsp.fchown(fd, d.owner.uid, d.owner.gid);
-  // After a chown, which clears setuid/setgid.
-  await fsp.fchmod(fd, d.mode);
-  if (d.mtimeMs !== undefined) await fsp.futimes(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
-  return fsp.fstat(fd);
-}
 
 async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   if (head.length > 0) yield head;
@@ -77,7 +47,8 @@ function notAnArchive(source: string): DeployError {
 }
 
 async function* fileChunks(file: string): AsyncGenerator<Buffer> {
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 256 * 1024 })) yield chunk as Buffer;
+  // 1 MiB reads: a large file's data reaches write(2) in chunks this big, without copies.
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
 }
 
 /** Whether `source` is an artifact rather than a directory: a URL, or an existing non-directory. */
@@ -170,10 +141,6 @@ class Stage {
   private readonly fileIndex = new Map<string, number>();
   private readonly dirs: { path: string; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }[] = [];
   private readonly dirIndex = new Map<string, number>();
-  /** Files whose writes are still on the thread pool, by path (a hard link waits for its target). */
-  private readonly writing = new Map<string, Promise<void>>();
-  private queued = 0;
-  private failure: { error: unknown } | undefined;
   files = 0;
   symlinks = 0;
   bytes = 0;
@@ -220,9 +187,6 @@ class Stage {
     if (d.kind === 'hardlink') {
       const target = this.manifest[this.fileIndex.get(d.linkTo ?? '') ?? -1];
       if (!target || target.type !== 'file') throw new DeployError('INTERNAL', `hard link ${d.path} to a file not staged`);
-      // The target's mode and times first: link(2) changes its ctime, which the stamps record.
-      await this.writing.get(d.linkTo ?? '');
-      this.raiseFailure();
       fs.linkSync(this.at(d.linkTo ?? ''), to);
       const first = d.linkTo ?? '';
       const group = this.linkGroups.get(first) ?? [first];
@@ -236,69 +200,35 @@ class Stage {
       this.files += 1;
       return;
     }
-    await this.writeFile(d, data);
-  }
-
-  /**
-   * A file's bytes are hashed here, in order, and written on the thread pool, so that creating
-   * files (the slowest system call on ext4) overlaps decompression and parsing of the next entries.
-   */
-  private async writeFile(d: Extract<EntryDecision, { action: 'write' }>, data: AsyncIterable<Buffer>): Promise<void> {
-    this.raiseFailure();
-    if (this.writing.size >= MAX_FILES_IN_FLIGHT) await Promise.race(this.writing.values());
-    const to = this.at(d.path);
-    const handle = { fd: -1 };
     // O_EXCL and O_NOFOLLOW: even a checker bug could not make this write through a link or over a file.
-    let chain: Promise<void> = fsp.open(to, OPEN_NEW, 0o600).then((fd) => void (handle.fd = fd));
+    const fd = fs.openSync(to, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
     const hash: Hash = createHash('sha256');
     let size = 0;
     try {
+      // Synchronous writes of each chunk: the page cache takes them at once, and the loop turns between chunks.
       for await (const chunk of data) {
         hash.update(chunk);
+        let off = 0;
+        while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
         size += chunk.length;
-        this.queued += chunk.length;
-        chain = chain.then(() => writeAll(handle.fd, chunk)).finally(() => void (this.queued -= chunk.length));
-        // Bounded memory: past the limit, wait for this file's writes (older files' went first).
-        if (this.queued > MAX_QUEUED_BYTES) await chain;
       }
-    } catch (error) {
-      // Settled before the caller removes the stage, so no write lands in a deleted tree.
-      await chain.catch(() => undefined);
-      if (handle.fd >= 0) await fsp.close(handle.fd).catch(() => undefined);
-      throw error;
+      if (d.owner) fs.fchownSync(fd, d.owner.uid, d.owner.gid);
+      // After a chown, which clears setuid/setgid.
+      fs.fchmodSync(fd, d.mode);
+      if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      const st = fs.fstatSync(fd);
+      this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
+    } finally {
+      fs.closeSync(fd);
     }
-    const done = chain
-      .then(() => finishFile(handle.fd, d))
-      .then((st) => void this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs }))
-      .finally(() => (handle.fd >= 0 ? fsp.close(handle.fd) : undefined));
-    const tracked = done.then(
-      () => void this.writing.delete(d.path),
-      (error: unknown) => {
-        this.writing.delete(d.path);
-        this.failure ??= { error };
-      },
-    );
-    this.writing.set(d.path, tracked);
     this.fileIndex.set(d.path, this.manifest.length);
     this.manifest.push({ path: d.path, type: 'file', mode: d.mode, size, sha256: hash.digest('hex') });
     this.files += 1;
     this.bytes += size;
   }
 
-  private raiseFailure(): void {
-    if (this.failure) throw this.failure.error;
-  }
-
-  /** Waits for every file still being written; throws the first write error. */
-  async settle(): Promise<void> {
-    while (this.writing.size > 0) await Promise.all(this.writing.values());
-    this.raiseFailure();
-  }
-
   /** Directory modes, owners and times last and deepest first, so writing inside cannot change them again. */
-  async finish(): Promise<void> {
-    // Creating a file changes its directory's mtime: every file is in place before directories get theirs.
-    await this.settle();
+  finish(): void {
     const order = [...this.dirs].sort((a, b) => b.path.split('/').length - a.path.split('/').length);
     for (const d of order) {
       const to = this.at(d.path);
@@ -371,81 +301,70 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
     return true;
   };
 
-  const fill = async (): Promise<void> => {
-    if (artifact.format === 'zip') {
-      let file = artifact.file;
-      let spooled = false;
-      try {
-        if (file === undefined) {
-          // A zip's directory is at its end: a URL is spooled to one file (not extracted) first.
-          file = options.spool;
-          spooled = true;
-          await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
-          await extractZip(file, artifact.source, apply);
-        } else {
-          // Hash (and signature) read the file once in order while the zip is read from its end.
-          await Promise.all([(async () => {
-            for await (const _ of raw) void _;
-          })(), extractZip(file, artifact.source, apply)]);
-        }
-      } finally {
-        if (spooled && file) fs.rmSync(file, { force: true });
-      }
-    } else {
-      const extract = tar.extract();
-      const source = Readable.from(raw, { objectMode: false });
-      const decoded = artifact.format === 'tar.gz' ? source.pipe(zlib.createGunzip()) : source;
-      source.on('error', (error) => decoded.destroy(error));
-      // Observed below; a refusal or a write error destroys the streams, and that rejection is expected.
-      const fed = feedTar(decoded, extract).then(() => undefined, (error: unknown) => error);
-      const stop = async (): Promise<void> => {
-        decoded.destroy();
-        source.destroy();
-        extract.destroy();
-        await fed;
-      };
-      try {
-        for await (const entry of extract) {
-          const h = entry.header;
-          const ok = await apply(
-            {
-              name: h.name,
-              type: tarType(h.type),
-              linkname: h.linkname ?? undefined,
-              mode: h.mode ?? 0o644,
-              size: h.size ?? 0,
-              uid: h.uid,
-              gid: h.gid,
-              mtimeMs: h.mtime?.getTime(),
-            },
-            entry as AsyncIterable<Buffer>,
-          );
-          if (!ok) break;
-        }
-      } catch (error) {
-        await stop();
-        throw archiveError(error, artifact.source);
-      }
-      if (options.signal?.aborted) {
-        await stop();
+  if (artifact.format === 'zip') {
+    let file = artifact.file;
+    let spooled = false;
+    try {
+      if (file === undefined) {
+        // A zip's directory is at its end: a URL is spooled to one file (not extracted) first.
+        file = options.spool;
+        spooled = true;
+        await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+        await extractZip(file, artifact.source, apply);
       } else {
-        const error = await fed;
-        if (error !== undefined) throw archiveError(error, artifact.source);
+        // Hash (and signature) read the file once in order while the zip is read from its end.
+        await Promise.all([(async () => {
+          for await (const _ of raw) void _;
+        })(), extractZip(file, artifact.source, apply)]);
       }
+    } finally {
+      if (spooled && file) fs.rmSync(file, { force: true });
     }
-  };
-  try {
-    await fill();
-  } catch (error) {
-    // Writes still on the thread pool finish before the caller removes the stage.
-    await stage.settle().catch(() => undefined);
-    throw error;
+  } else {
+    const extract = tar.extract();
+    const source = Readable.from(raw, { objectMode: false });
+    // Each 256 KiB output chunk is one thread-pool job; 16 KiB ones cost a main-thread turn each.
+    const decoded = artifact.format === 'tar.gz' ? source.pipe(zlib.createGunzip({ chunkSize: 256 * 1024 })) : source;
+    source.on('error', (error) => decoded.destroy(error));
+    // Observed below; a refusal or a write error destroys the streams, and that rejection is expected.
+    const fed = feedTar(decoded, extract).then(() => undefined, (error: unknown) => error);
+    const stop = async (): Promise<void> => {
+      decoded.destroy();
+      source.destroy();
+      extract.destroy();
+      await fed;
+    };
+    try {
+      for await (const entry of extract) {
+        const h = entry.header;
+        const ok = await apply(
+          {
+            name: h.name,
+            type: tarType(h.type),
+            linkname: h.linkname ?? undefined,
+            mode: h.mode ?? 0o644,
+            size: h.size ?? 0,
+            uid: h.uid,
+            gid: h.gid,
+            mtimeMs: h.mtime?.getTime(),
+          },
+          entry as AsyncIterable<Buffer>,
+        );
+        if (!ok) break;
+      }
+    } catch (error) {
+      await stop();
+      throw archiveError(error, artifact.source);
+    }
+    if (options.signal?.aborted) {
+      await stop();
+    } else {
+      const error = await fed;
+      if (error !== undefined) throw archiveError(error, artifact.source);
+    }
   }
-  if (options.signal?.aborted) {
-    await stage.settle().catch(() => undefined);
-    return result();
-  }
-  await stage.finish();
+  if (options.signal?.aborted) return result();
+  stage.finish();
   options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
   return result();
 

@@ -239,6 +239,18 @@ keep: 5
 #stale: warn
 #staleWait: 10
 
+# When the source is an artifact (.tar, .tar.gz, .zip or a URL to one). --sha256 and
+# --signature name one build's bytes, so they stay flags; allowedSigners here makes every
+# artifact deploy need a --signature from one of these keys.
+#artifact:
+#  stripComponents: 1
+#  maxFiles: 1000000
+#  maxBytes: 16G
+#  allowedSigners: ./deploy/allowed_signers
+#  keepSetuid: false
+#  downloadTimeout: 30
+#  downloadRetries: 3
+
 #hosts:
 #  - host: deploy@web1.example.com
 #  - host: web2.example.com:2222

@@ -1,7 +1,10 @@
 /** The deploy flags for release contents and verification: shared paths, strategy, hooks, health check. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeployOptions } from '../ops/deploy.ts';
+import path from 'node:path';
+import { parseByteCount } from '../plan/archive.ts';
 import { secondsProblem, timeoutProblem } from '../plan/validate.ts';
+import type { LoadedConfig } from './config.ts';
 
 export interface ReleaseFlags {
   shared?: string[];
@@ -73,10 +76,8 @@ function wholeNumber(value: string): number {
 
 /** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
 function byteCount(value: string): number {
-  const m = /^\s*(\d+)\s*([KMGT])?i?B?\s*$/i.exec(value);
-  if (!m) throw new InvalidArgumentError('expected a size such as 500000000, 512M or 4G');
-  const n = Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? ' ').toUpperCase());
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('size too large');
+  const n = parseByteCount(value);
+  if (n === undefined) throw new InvalidArgumentError('expected a size such as 500000000, 512M or 4G');
   return n;
 }
 
@@ -93,16 +94,24 @@ export function addArtifactFlags(cmd: Command): Command {
     .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection (default 3)').argParser(wholeNumber));
 }
 
-export function artifactOptionsFrom(flags: ArtifactFlags): NonNullable<DeployOptions['artifact']> {
+/**
+ * An artifact's options: each flag given, else the config file's `artifact:` value. --sha256 and
+ * --signature name one build's bytes, so they have no config key.
+ */
+export function artifactOptionsFrom(flags: ArtifactFlags, loaded?: LoadedConfig): NonNullable<DeployOptions['artifact']> {
+  const c = loaded?.config.artifact ?? {};
+  // Relative to the config file, like root and source.
+  const signers = c.allowedSigners === undefined || loaded === undefined ? undefined : path.resolve(loaded.dir, c.allowedSigners);
+  const timeout = flags.downloadTimeout ?? c.downloadTimeout;
   return {
-    stripComponents: flags.stripComponents,
+    stripComponents: flags.stripComponents ?? c.stripComponents,
     sha256: flags.sha256,
     signature: flags.signature,
-    allowedSigners: flags.allowedSigners,
-    maxFiles: flags.maxFiles,
-    maxBytes: flags.maxBytes,
-    keepSetid: flags.keepSetuid,
-    downloadTimeoutMs: flags.downloadTimeout === undefined ? undefined : Math.round(flags.downloadTimeout * 1000),
-    downloadRetries: flags.downloadRetries,
+    allowedSigners: flags.allowedSigners ?? signers,
+    maxFiles: flags.maxFiles ?? c.maxFiles,
+    maxBytes: flags.maxBytes ?? (c.maxBytes === undefined ? undefined : parseByteCount(c.maxBytes)),
+    keepSetid: flags.keepSetuid ?? c.keepSetuid,
+    downloadTimeoutMs: timeout === undefined ? undefined : Math.round(timeout * 1000),
+    downloadRetries: flags.downloadRetries ?? c.downloadRetries,
   };
 }

@@ -265,7 +265,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       }
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const { isArtifactSource, stageArtifactLocally } = await import('../ops/artifact.ts');
-      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags), { signal, emit: out.event }) : undefined;
+      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, emit: out.event }) : undefined;
       try {
         exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
       } finally {
@@ -281,7 +281,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const { deploy } = await import('../ops/deploy.ts');
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
-      artifact: artifactOptionsFrom(flags),
+      artifact: artifactOptionsFrom(flags, config()),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,

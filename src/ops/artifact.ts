@@ -60,8 +60,12 @@ export async function openArtifactSource(source: string, options: ArtifactOption
     sha256 = parseSha256(options.sha256);
     if (!sha256) throw new DeployError('USAGE', `--sha256 must be 64 hex digits (got ${JSON.stringify(options.sha256)})`, { hint: 'sha256sum <artifact> prints it' });
   }
-  if ((options.signature === undefined) !== (options.allowedSigners === undefined)) {
-    throw new DeployError('USAGE', '--signature and --allowed-signers go together', { hint: 'give both: the signature of the artifact and the file of keys allowed to sign' });
+  if (options.signature !== undefined && options.allowedSigners === undefined) {
+    throw new DeployError('USAGE', '--signature needs --allowed-signers (or artifact.allowedSigners in the config)', { hint: 'give the OpenSSH allowed_signers file of keys allowed to sign' });
+  }
+  // Allowed signers set (by flag or config) is a policy: an unsigned artifact is not deployed.
+  if (options.allowedSigners !== undefined && options.signature === undefined) {
+    throw new DeployError('USAGE', 'allowed signers are set but the artifact has no --signature; nothing was deployed', { hint: 'sign it in CI (ssh-keygen -Y sign -n atomic-deploy) and pass --signature <file|url>' });
   }
   const download: DownloadOptions = {
     timeoutMs: wholeNumber('the download timeout', options.downloadTimeoutMs, 30_000, 1),

@@ -182,6 +182,15 @@ export class EntryChecker {
 }
 
 /** A `--sha256` value: 64 hex digits, any case, optionally `sha256:`-prefixed. */
+/** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024); undefined when not one. */
+export function parseByteCount(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  const m = /^\s*(\d+)\s*([KMGT])?i?B?\s*$/i.exec(value);
+  if (!m) return undefined;
+  const n = Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? ' ').toUpperCase());
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 export function parseSha256(value: string): string | undefined {
   const hex = value.trim().replace(/^sha256:/i, '').toLowerCase();
   return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;

@@ -3,6 +3,7 @@ import path from 'node:path';
 // The mini build: the same checks and messages without zod's chained API and locales (a fraction of the bundle).
 import * as z from 'zod/mini';
 import { DeployError } from '../errors.ts';
+import { parseByteCount } from './archive.ts';
 import { sharedPathProblem } from './paths.ts';
 import { releaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
@@ -30,6 +31,7 @@ const commands = z.union([text('a command'), nonEmptyList(text('a command'), 'a 
 const flag = z.boolean({ error: 'true or false' });
 const sharedList = z.array(text('a relative path inside the release').check(z.refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' })), { error: 'a list of relative paths' });
 const opt = z.optional;
+const count = (what: string, min: number) => z.int({ error: what }).check(z.minimum(min, { error: what }));
 
 export const configSchema = z.strictObject({
   root: opt(text('a directory path')),
@@ -91,6 +93,24 @@ export const configSchema = z.strictObject({
       .check(z.refine((m) => typeof parseMaxFail(String(m)) !== 'string', { error: 'a number of hosts (>= 0) or a percentage such as 10%' })),
   ),
   onFailure: opt(z.enum(['rollback', 'keep'], { error: 'rollback or keep' })),
+  artifact: opt(
+    z.strictObject(
+      {
+        stripComponents: opt(count('an integer >= 0', 0)),
+        maxFiles: opt(count('an integer >= 1', 1)),
+        maxBytes: opt(
+          z
+            .union([z.number(), z.string()], { error: 'a size such as 500000000, 512M or 4G' })
+            .check(z.refine((v) => parseByteCount(v) !== undefined, { error: 'a size such as 500000000, 512M or 4G' })),
+        ),
+        allowedSigners: opt(text('an OpenSSH allowed_signers file path')),
+        keepSetuid: opt(flag),
+        downloadTimeout: opt(seconds('a number of seconds > 0')),
+        downloadRetries: opt(count('an integer >= 0', 0)),
+      },
+      { error: 'a mapping with stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries' },
+    ),
+  ),
   hosts: opt(
     z.array(
       z.strictObject(
@@ -113,6 +133,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   healthCheck: ['command', 'url', 'timeout'],
   reload: ['units', 'phpFpm', 'timeout'],
   hosts: ['host', 'root'],
+  artifact: ['stripComponents', 'maxFiles', 'maxBytes', 'allowedSigners', 'keepSetuid', 'downloadTimeout', 'downloadRetries'],
 };
 
 /** `hooks.beforeSwitch`, `hosts[1].host`. */

@@ -58,7 +58,39 @@ void test('signatures: good deploys, other bytes / unknown signer / other namesp
     assert.deepEqual(treeSnapshot(root), before, name);
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
   }
+  const before = treeSnapshot(root);
   const alone = await runCli(['deploy', artifact, root, '--signature', good]);
   assert.equal(alone.code, 2);
-  assert.match(alone.stderr, /go together/);
+  assert.match(alone.stderr, /--signature needs --allowed-signers/);
+  // Allowed signers without a signature is a policy, not a half-given pair: unsigned is refused.
+  const unsigned = await runCli(['deploy', artifact, root, '--allowed-signers', allowed]);
+  assert.equal(unsigned.code, 2);
+  assert.match(unsigned.stderr, /allowed signers are set but the artifact has no --signature/);
+  assert.deepEqual(treeSnapshot(root), before);
+});
+
+void test('config artifact.allowedSigners (relative to the config file): every artifact deploy needs a good --signature', async (t) => {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'src'), 'v1');
+  const artifact = path.join(dir, 'site.tgz');
+  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
+  const ci = key(dir, 'ci');
+  fs.mkdirSync(path.join(dir, 'deploy'));
+  fs.writeFileSync(path.join(dir, 'deploy', 'allowed_signers'), `ci@example.com namespaces="atomic-deploy" ${fs.readFileSync(`${ci}.pub`, 'utf8')}`);
+  const config = path.join(dir, 'deploy', 'atomic-deploy.config.yaml');
+  fs.writeFileSync(config, 'artifact:\n  allowedSigners: allowed_signers\n  maxFiles: 100\n');
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  const before = treeSnapshot(root);
+  const unsigned = await runCli(['deploy', artifact, root, '--config', config]);
+  assert.equal(unsigned.code, 2, unsigned.stderr);
+  assert.match(unsigned.stderr, /has no --signature/);
+  assert.deepEqual(treeSnapshot(root), before);
+  const signed = await runCli(['deploy', artifact, root, '--config', config, '--signature', sign(ci, artifact), '--json']);
+  assert.equal(signed.code, 0, signed.stderr);
+  assert.equal(jsonOf<{ artifact: { signedBy: string } }>(signed).artifact.signedBy, 'ci@example.com');
+  // The config's maxFiles applies too; a flag overrides it.
+  const few = await runCli(['deploy', artifact, root, '--config', config, '--signature', sign(ci, artifact), '--max-files', '2']);
+  assert.equal(few.code, 2, few.stderr);
+  assert.match(few.stderr, /more than 2 entries/);
 });

@@ -142,3 +142,37 @@ void test('an artifact release has a manifest that verify checks: clean, then a 
   assert.equal(tampered.code, 5, tampered.stdout + tampered.stderr);
   assert.match(tampered.stdout + tampered.stderr, /index\.html/);
 });
+
+void test('--dry-run and --strategy hardlink/reflink with an archive: exit 2 before anything is read or written; copy and auto deploy', async (t) => {
+  const dir = tempDir(t);
+  const built = build(dir);
+  const server = await serve(t, dir, 'ok');
+  const fresh = path.join(dir, 'fresh');
+  const root = path.join(dir, 'root');
+  const first = await runCli(['deploy', built.src, root]);
+  assert.equal(first.code, 0, first.stderr);
+  const refused: [string[], RegExp][] = [
+    [['--dry-run'], /--dry-run needs a source directory/],
+    [['--strategy', 'hardlink'], /--strategy hardlink needs a source directory/],
+    [['--strategy', 'reflink'], /--strategy reflink needs a source directory/],
+  ];
+  for (const source of [built.files['tar.gz'], built.files.zip, server.url('site.tar')]) {
+    for (const [flags, message] of refused) {
+      const before = treeSnapshot(root);
+      for (const target of [root, fresh]) {
+        const r = await runCli(['deploy', source, target, ...flags]);
+        assert.equal(r.code, 2, `${source} ${flags.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+        assert.match(r.stderr, /hint: /);
+      }
+      assert.deepEqual(treeSnapshot(root), before, `${source} ${flags.join(' ')}`);
+      assert.equal(fs.existsSync(fresh), false, 'a root that did not exist is not made');
+    }
+  }
+  assert.equal(server.requests.length, 0, 'a refused URL is never fetched');
+  for (const strategy of ['copy', 'auto']) {
+    const r = await runCli(['deploy', built.files.tar, root, '--strategy', strategy]);
+    assert.equal(r.code, 0, `${strategy}: ${r.stderr}`);
+    assert.ok(sameManifest(manifestOf(path.join(root, 'current')), manifestOf(built.src)), strategy);
+  }
+});

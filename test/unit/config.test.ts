@@ -7,6 +7,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { DeployError } from '../../src/errors.ts';
 import { parseConfig, parseHostSpec, configSchema } from '../../src/plan/config.ts';
+import { artifactOptionsFrom } from '../../src/cli/deploy-flags.ts';
+import { parseByteCount } from '../../src/plan/archive.ts';
 import { configFileMayExist, deployOptionsFrom, EXAMPLE_CONFIG, findConfigFiles, loadConfig, loadConfigParsers, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
 
 before(loadConfigParsers);
@@ -35,6 +37,7 @@ const FULL = {
   checksum: true,
   hooks: { beforeSwitch: 'npm ci', afterSwitch: ['a', 'b'], timeout: 60 },
   healthCheck: { command: './smoke', url: 'https://example.com/healthz', timeout: 10 },
+  artifact: { stripComponents: 1, maxFiles: 5000, maxBytes: '512M', allowedSigners: 'keys/allowed_signers', keepSetuid: false, downloadTimeout: 10, downloadRetries: 0 },
   hosts: [{ host: 'deploy@web1.example.com:2222', root: '/srv/app' }, { host: 'web2' }],
 };
 
@@ -64,6 +67,14 @@ void test('errors name the key path, the value and what was expected, on one lin
     [{ hosts: [{ root: '/srv' }] }, /hosts\[0\]\.host: got nothing, expected \[user@\]host\[:port\]/],
     [{ releaseId: '../x' }, /releaseId: got "\.\.\/x", expected a release id/],
     [['root'], /^c\.yaml: got \["root"\], expected a mapping of settings$/],
+    [{ artifact: { maxBytes: 'lots' } }, /artifact\.maxBytes: got "lots", expected a size such as 500000000, 512M or 4G/],
+    [{ artifact: { maxBytes: -1 } }, /artifact\.maxBytes: got -1, expected a size/],
+    [{ artifact: { maxFiles: 0 } }, /artifact\.maxFiles: got 0, expected an integer >= 1/],
+    [{ artifact: { stripComponents: 1.5 } }, /artifact\.stripComponents: got 1\.5, expected an integer >= 0/],
+    [{ artifact: { allowedSigners: '' } }, /artifact\.allowedSigners: got "", expected an OpenSSH allowed_signers file path/],
+    [{ artifact: { downloadTimeout: 0 } }, /artifact\.downloadTimeout: got 0, expected a number of seconds > 0/],
+    [{ artifact: { keepSetuid: 'no' } }, /artifact\.keepSetuid: got "no", expected true or false/],
+    [{ artifact: '.tgz' }, /artifact: got "\.tgz", expected a mapping with stripComponents, maxFiles/],
   ];
   for (const [data, pattern] of cases) {
     const error = configError(data);
@@ -83,6 +94,46 @@ void test('unknown keys are errors that list the known ones', () => {
   assert.match(nested.message, /hooks\.before: unknown key \(value "x"\); expected one of beforeSwitch, afterSwitch, timeout/);
   const host = configError({ hosts: [{ host: 'a', port: 22 }] });
   assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); expected one of host, root/);
+  // A digest or signature names one build: no config key for them.
+  const digest = configError({ artifact: { sha256: 'ab' } });
+  assert.match(digest.message, /artifact\.sha256: unknown key \(value "ab"\); expected one of stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries$/);
+});
+
+void test('artifact options: the config file values, each flag given overriding; allowedSigners from the config file directory', () => {
+  const loaded = { config: parseConfig(FULL, 'c.yaml'), file: '/x/c.yaml', dir: '/x' };
+  assert.deepEqual(artifactOptionsFrom({}, loaded), {
+    stripComponents: 1,
+    sha256: undefined,
+    signature: undefined,
+    allowedSigners: '/x/keys/allowed_signers',
+    maxFiles: 5000,
+    maxBytes: 512 * 1024 * 1024,
+    keepSetid: false,
+    downloadTimeoutMs: 10_000,
+    downloadRetries: 0,
+  });
+  const flags = { stripComponents: 0, sha256: 'a'.repeat(64), signature: 's.sig', allowedSigners: 'mine', maxFiles: 7, maxBytes: 9, keepSetuid: true, downloadTimeout: 1.5, downloadRetries: 2 };
+  assert.deepEqual(artifactOptionsFrom(flags, loaded), {
+    stripComponents: 0,
+    sha256: 'a'.repeat(64),
+    signature: 's.sig',
+    allowedSigners: 'mine',
+    maxFiles: 7,
+    maxBytes: 9,
+    keepSetid: true,
+    downloadTimeoutMs: 1500,
+    downloadRetries: 2,
+  });
+  assert.deepEqual(Object.values(artifactOptionsFrom({}, { config: {}, dir: '/x' })).filter((v) => v !== undefined), [], 'no config, no flags: library defaults');
+});
+
+void test('sizes: whole bytes, or K/M/G/T in powers of 1024', () => {
+  assert.equal(parseByteCount('4G'), 4 * 1024 ** 3);
+  assert.equal(parseByteCount('512M'), 512 * 1024 ** 2);
+  assert.equal(parseByteCount('10KiB'), 10_240);
+  assert.equal(parseByteCount(1000), 1000);
+  assert.equal(parseByteCount('1000'), 1000);
+  for (const bad of ['', 'G', '-1', '1.5G', '4X', -1, 1.5, '99999999999T']) assert.equal(parseByteCount(bad), undefined, String(bad));
 });
 
 void test('keys of verify, reloads, the stale check and waves: the same one-line errors and suggestions', () => {
