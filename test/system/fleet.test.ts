@@ -198,7 +198,9 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const lock = path.join(on(fleet.hosts[1] as FleetHost), '.deploy.lock');
     fs.mkdirSync(lock);
     const ino = fs.statSync(lock).ino;
-    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json']);
+    // Kept fresh, as a lock being taken is: a slow start under load must not age it past the grace period.
+    const fresh = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 1000);
+    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json']).finally(() => clearInterval(fresh));
     assert.equal(second.code, 3, second.stderr);
     assert.equal(jsonOf<FleetJson>(second).error?.code, 'LOCKED');
     assert.equal(fs.statSync(lock).ino, ino, 'the empty lock directory was replaced');
