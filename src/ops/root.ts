@@ -54,11 +54,21 @@ function entryType(entry: fs.Dirent): EntryType {
   return 'other';
 }
 
+/** releases/ or shared/ as a link to a directory on another volume: a layout admins set up before the first deploy. */
+function linkedVolume(dir: string, entry: fs.Dirent): boolean {
+  if (!entry.isSymbolicLink() || (entry.name !== 'releases' && entry.name !== 'shared')) return false;
+  try {
+    return fs.statSync(path.join(dir, entry.name)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /** The shape of a folder (missing, empty, a deploy root of some tool, something else), from its top level. */
 export function rootShapeOf(dir: string): RootShape {
   let entries: RootEntry[] | undefined;
   try {
-    entries = fs.readdirSync(dir, { withFileTypes: true }).map((e) => ({ name: e.name, type: entryType(e) }));
+    entries = fs.readdirSync(dir, { withFileTypes: true }).map((e) => ({ name: e.name, type: linkedVolume(dir, e) ? 'dir' : entryType(e) }));
   } catch (error) {
     if (errnoOf(error) !== 'ENOENT') throw new DeployError('INVALID_ROOT', `cannot read ${dir}: ${errnoOf(error) ?? String(error)}`, { cause: error });
   }

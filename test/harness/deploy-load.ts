@@ -34,9 +34,9 @@ export async function makeSite(): Promise<Site> {
   return { dir, root: path.join(dir, 'root'), builds, bodies, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** Deploys `build` into `root` with the CLI (`bin`, default dist/'s); throws with its stderr unless it exits 0. */
+/** Deploys `build` into `root` with the CLI (`bin`, default dist/'s), keeping every release (callers count them); throws with its stderr unless it exits 0. */
 export async function cliDeploy(build: string, root: string, options: { extraArgs?: readonly string[]; bin?: string } = {}): Promise<void> {
-  const r = await runCli(['deploy', build, root, '--quiet', ...(options.extraArgs ?? [])], { bin: options.bin });
+  const r = await runCli(['deploy', build, root, '--quiet', '--keep', '0', ...(options.extraArgs ?? [])], { bin: options.bin });
   if (r.code !== 0) throw new Error(`atomic-deploy deploy exited ${String(r.code)}: ${r.stderr.trim()}`);
 }
 

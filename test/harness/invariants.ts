@@ -102,6 +102,8 @@ export interface RootCheck {
   currentIn?: readonly string[];
   /** After a completed command: no temp link, staging copy, trash, journal or lock. */
   clean?: boolean;
+  /** With `clean`, after a signal: trash may remain (a signal stops the delete of retired releases; recovery finishes it, docs/lifecycle.md). */
+  trashAllowed?: boolean;
   /** Top-level names a release may hold as links to shared/ on top of its source. */
   sharedLinks?: readonly string[];
   /** After recovery: no manifest left for a release that was never placed. */
@@ -146,7 +148,7 @@ export function checkRoot(root: string, check: RootCheck): { problems: string[];
   problems.push(...manifestProblems(root, releases, check.clean === true || check.recovered === true));
   for (const id of check.keep ?? []) if (!releases.includes(id)) problems.push(`release ${id} was removed`);
   if (check.clean) {
-    const left = leftovers(root);
+    const left = leftovers(root).filter((name) => !(check.trashAllowed === true && /^(\.tmp\/trash|releases\/\.trash)\./.test(name)));
     if (left.length > 0) problems.push(`leftovers: ${left.join(', ')}`);
     if (lockExists(root)) problems.push('the lock is still there');
   }

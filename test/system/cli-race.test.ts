@@ -23,7 +23,7 @@ void test('200 CLI deploys alternating two sources: 0 failed or mixed reads; nai
   let failures: string[] = [];
   try {
     for (let i = 1; i <= DEPLOYS; i++) {
-      const r = await runCli(['deploy', sources[i % 2] as string, root, '--quiet']);
+      const r = await runCli(['deploy', sources[i % 2] as string, root, '--quiet', '--keep', '0']);
       if (r.code !== 0) failures.push(`deploy ${i}: exit ${r.code}: ${r.stderr}`);
     }
   } finally {

@@ -106,7 +106,7 @@ void test(`${N} deploys at once with --wait 60 all succeed, one at a time, ids d
   const sources = Array.from({ length: N }, () => nextSource(lane));
   const watch = watchCriticalSection(lane.root);
   // Sleeps inside the critical section widen any overlap for the watcher to see.
-  const results = await Promise.all(sources.map((s) => timed(['deploy', s, lane.root, '--json', '--wait', '60'], 'release-dir-made=sleep:40,temp-link-made=sleep:40')));
+  const results = await Promise.all(sources.map((s) => timed(['deploy', s, lane.root, '--json', '--wait', '60', '--keep', '0'], 'release-dir-made=sleep:40,temp-link-made=sleep:40')));
   const most = await watch.stop();
   for (const r of results) assert.equal(r.code, 0, r.stderr);
   const json = results.map((r) => jsonOf<DeployJson>(r));
@@ -142,7 +142,7 @@ void test('deploys racing rollbacks (--wait): every command completes or refuses
   const lane = await makeLane(tempDir(t), 'lane');
   const was = before(lane);
   const commands = Array.from({ length: 12 }, (_, i) =>
-    i % 2 === 0 ? ['deploy', nextSource(lane), lane.root, '--json', '--wait', '60'] : ['rollback', lane.root, '--json', '--wait', '60'],
+    i % 2 === 0 ? ['deploy', nextSource(lane), lane.root, '--json', '--wait', '60', '--keep', '0'] : ['rollback', lane.root, '--json', '--wait', '60'],
   );
   const watch = watchCriticalSection(lane.root);
   const results = await Promise.all(commands.map((c) => timed(c, 'temp-link-made=sleep:30,rollback-temp-link-made=sleep:30')));

