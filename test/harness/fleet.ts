@@ -1042,3 +1042,15 @@ export async function createLoopbackFleet(n: number, opts: FleetOptions = {}): P
 
   return fleetOf({ kind: 'loopback', hosts, dir, sshConfigPath, sshArgs, bridge: null, destroy });
 }
+
+/**
+ * Names a fresh remote root per test: `root` is the path the hosts see (`/srv/<prefix><n>-<name>`),
+ * `on(host)` where that root lies in the host's srv directory, as this process sees it.
+ */
+export function rootNamer(prefix: string): (name: string) => { root: string; on: (h: FleetHost) => string } {
+  let serial = 0;
+  return (name) => {
+    const base = `${prefix}${++serial}-${name}`;
+    return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
+  };
+}

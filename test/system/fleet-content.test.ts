@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, tempDir, type CliResult } from '../harness/cli.ts';
-import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
 const NPM_EPOCH = new Date('1985-10-26T08:15:00Z');
 const FILES = 100;
@@ -30,12 +30,8 @@ interface DeployJson {
 let fleet: Fleet;
 let env: NodeJS.ProcessEnv;
 let hostArgs: string[];
-let serial = 0;
-
-function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
-  const base = `c${++serial}-${name}`;
-  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
-}
+/** A fresh remote root for each test, and where it lies on each host as this process sees it. */
+const newRoot = rootNamer('c');
 
 function cli(args: string[]): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: 120_000 });
@@ -104,7 +100,7 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     const v1 = build(t, 'v1', new Set());
     const v2 = build(t, 'v2', tenPercent(3));
     for (const h of fleet.hosts) {
-      const base = `/srv/control-${++serial}`;
+      const base = newRoot('control').root;
       const rsync = (src: string, dest: string, extra: string[]): void => {
         execFileSync('rsync', ['-a', '--mkpath', ...extra, `${src}/`, `${h.alias}:${base}/${dest}/`], { env: fleet.env });
       };

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
 interface StaleJson {
   processes: { host: string; pid: number; command: string; holds: { kind: string; path: string }[] }[];
@@ -26,12 +26,8 @@ interface FleetJson {
 let fleet: Fleet;
 let env: NodeJS.ProcessEnv;
 let hostArgs: string[];
-let serial = 0;
-
-function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
-  const base = `s${++serial}-${name}`;
-  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
-}
+/** A fresh remote root for each test, and where it lies on each host as this process sees it. */
+const newRoot = rootNamer('s');
 
 function cli(args: string[]): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: 180_000 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, tempDir, type CliResult } from '../harness/cli.ts';
-import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
 const NPM_EPOCH = new Date('1985-10-26T08:15:00Z');
 
@@ -37,12 +37,8 @@ interface VerifyJson {
 let fleet: Fleet;
 let env: NodeJS.ProcessEnv;
 let hostArgs: string[];
-let serial = 0;
-
-function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
-  const base = `v${++serial}-${name}`;
-  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
-}
+/** A fresh remote root for each test, and where it lies on each host as this process sees it. */
+const newRoot = rootNamer('v');
 
 function cli(args: string[]): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: 120_000 });

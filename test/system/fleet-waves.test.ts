@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
 interface HostJson {
   host: string;
@@ -35,12 +35,8 @@ interface DeployJson {
 let fleet: Fleet;
 let env: NodeJS.ProcessEnv;
 let hostArgs: string[];
-let serial = 0;
-
-function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
-  const base = `w${++serial}-${name}`;
-  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
-}
+/** A fresh remote root for each test, and where it lies on each host as this process sees it. */
+const newRoot = rootNamer('w');
 
 function cli(args: string[]): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: 180_000 });

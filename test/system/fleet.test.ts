@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, findTools, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, findTools, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
 function isLink(p: string): boolean {
   try {
@@ -40,13 +40,8 @@ interface FleetJson {
 let fleet: Fleet;
 let env: NodeJS.ProcessEnv;
 let hostArgs: string[];
-let serial = 0;
-
-/** A fresh remote root for each test; the second value is how the test process sees it on a host. */
-function newRoot(name: string): { root: string; on: (h: FleetHost) => string } {
-  const base = `t${++serial}-${name}`;
-  return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
-}
+/** A fresh remote root for each test, and where it lies on each host as this process sees it. */
+const newRoot = rootNamer('t');
 
 function cli(args: string[], options: { failpoints?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: options.timeoutMs ?? 90_000, ...(options.failpoints ? { failpoints: options.failpoints } : {}) });
