@@ -1,13 +1,14 @@
 // What one fleet deploy costs the deploying machine per host, from 1 to 20 hosts (sshd in
 // network namespaces): CPU, memory and open connections. Per-host cost, not wall time, is what
 // this 2-core machine can show; docs/fleet.md builds the 1,000-host model from these numbers.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fleetDeploy } from '../src/remote/deploy.ts';
 import { createFleet, type Fleet } from '../test/harness/fleet.ts';
 import { describeMachine, runNote } from './lib/env.ts';
+import { allProcs, readProc, type Proc } from './lib/proc.ts';
 import { median } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
 import { makeTree, TREE_PRESETS } from './lib/tree.ts';
@@ -17,33 +18,11 @@ export interface FleetScaleOptions {
   log?: (line: string) => void;
 }
 
-// Linux reports process times in clock ticks of 1/100 s (USER_HZ).
-const TICK_MS = 10;
 const SAMPLE_MS = 20;
-
-interface Proc {
-  pid: number;
-  ppid: number;
-  comm: string;
-  /** utime + stime + cutime + cstime, ms. */
-  cpuMs: number;
-}
-
-function readProc(pid: string): Proc | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const f = stat.slice(close + 2).split(' ').map(Number);
-    // After the command name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
-    return { pid: Number(pid), ppid: f[1] ?? 0, comm: stat.slice(stat.indexOf('(') + 1, close), cpuMs: ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) * TICK_MS };
-  } catch {
-    return undefined;
-  }
-}
 
 /** This process's live descendants, leaving out the subtrees of `exclude` (the fleet harness's own processes). */
 function descendants(exclude: ReadonlySet<number> = new Set()): Proc[] {
-  const all = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(readProc).filter((p): p is Proc => p !== undefined);
+  const all = allProcs();
   const children = new Map<number, Proc[]>();
   for (const p of all) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p]);
   const out: Proc[] = [];
@@ -111,7 +90,7 @@ async function measure(fleet: Fleet, harness: ReadonlySet<number>, src: string, 
     peakNodePss = Math.max(peakNodePss, node);
     peakPss = Math.max(peakPss, node + ds.reduce((sum, p) => sum + pssOf(p.pid), 0));
   };
-  const self0 = readProc(String(process.pid))?.cpuMs ?? 0;
+  const self0 = readProc(process.pid)?.cpuMs ?? 0;
   const timer = setInterval(sample, SAMPLE_MS);
   const t0 = performance.now();
   try {
@@ -122,7 +101,7 @@ async function measure(fleet: Fleet, harness: ReadonlySet<number>, src: string, 
   const wallMs = performance.now() - t0;
   // Children are counted in cutime/cstime once reaped; the masters end with the deploy.
   for (let i = 0; i < 60 && descendants(harness).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
-  const cpuMs = (readProc(String(process.pid))?.cpuMs ?? 0) - self0;
+  const cpuMs = (readProc(process.pid)?.cpuMs ?? 0) - self0;
   await Promise.all(fleet.hosts.slice(0, n).map((h) => rm(join(h.srvDir, root), { recursive: true, force: true })));
   return { hosts: n, parallel, wallMs, cpuMs, maxConnections, maxChildren, peakPss, peakNodePss };
 }

@@ -2,13 +2,13 @@
 // the time grows with the host count, how far apart the hosts switch, and what --link-dest saves
 // when 1% of the files changed.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fleetDeploy, type FleetDeployResult } from '../src/remote/deploy.ts';
 import { createFleet, type Fleet } from '../test/harness/fleet.ts';
 import { describeMachine, runNote } from './lib/env.ts';
+import { allProcs, readProc } from './lib/proc.ts';
 import { median, pairedRuns, type CaseSummary, type PairedCase } from './lib/measure.ts';
 import type { Result, ResultTable } from './lib/report.ts';
 import { makeTree, mutateFraction, TREE_PRESETS, type TreeOptions, type TreeStats } from './lib/tree.ts';
@@ -31,35 +31,15 @@ interface CpuSpent {
   targets: number;
 }
 
-// Linux reports process times in clock ticks of 1/100 s (USER_HZ).
-const TICK_MS = 10;
-
 /** utime + stime (+ cutime + cstime with `children`) of a process, in ms; 0 once it is gone. */
 function cpuOf(pid: number | 'self', children: boolean): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-    // Fields 14-17 of stat: after the command name they are at 11..14.
-    const own = (f[11] ?? 0) + (f[12] ?? 0);
-    return (children ? own + (f[13] ?? 0) + (f[14] ?? 0) : own) * TICK_MS;
-  } catch {
-    return 0;
-  }
+  const p = readProc(pid);
+  return p === undefined ? 0 : children ? p.cpuMs : p.ownCpuMs;
 }
 
 /** How many live processes have one of `parents` as their parent. */
 function childrenOf(parents: ReadonlySet<number | null>): number {
-  let count = 0;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (parents.has(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))) count += 1;
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return count;
+  return allProcs().filter((p) => parents.has(p.ppid)).length;
 }
 
 /** Runs a deploy and says what CPU it cost where. */
