@@ -1,0 +1,181 @@
+// The /proc scan behind prune's in-use guard and the stale-process check, against real processes:
+// every kind of hold (working directory, root, executable, open file, mapped file) is found, and
+// the scan's shortcuts (descriptors counted before they are listed, maps left unread once a
+// process is decided) lose nothing: gaps in the descriptor table, no descriptors at all.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { scanProcessUses } from '../../src/act/in-use.ts';
+import type { StaleReport } from '../../src/plan/serving.ts';
+import { tempDir } from '../harness/cli.ts';
+import { requireTool } from '../harness/swappers.ts';
+
+type Hold = { kind: string; path: string };
+type After = { after(fn: () => Promise<void> | void): void };
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+}
+
+function start(t: After, file: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; stdio?: ('ignore' | number)[] }): number {
+  const child = spawn(file, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: opts.stdio ?? 'ignore' });
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited(child);
+  });
+  if (child.pid === undefined) throw new Error(`could not start ${file}`);
+  return child.pid;
+}
+
+/** Waits until `check` holds for the process's /proc entry, so that a scan cannot run before the process got there. */
+async function settled(pid: number, what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    try {
+      if (check()) return;
+    } catch {
+      // not yet
+    }
+    await sleep(10);
+  }
+  throw new Error(`pid ${pid} never showed ${what}`);
+}
+
+const mapsOf = (pid: number): string => fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
+
+const STALE = fileURLToPath(new URL('../../dist/act/stale.js', import.meta.url));
+
+/**
+ * What the full scan (prune's) and the stale scan say each of `pids` holds under `dir`. The stale
+ * scan leaves out its own descendants, so it runs in a process of its own, as after a deploy.
+ */
+function scanned(dir: string, pids: number[]): { full: Map<number, Hold[]>; stale: Map<number, Hold[]> } {
+  const full = new Map<number, Hold[]>();
+  const scan = scanProcessUses(dir);
+  assert.ok(scan.supported);
+  for (const use of scan.uses) if (pids.includes(use.pid)) full.set(use.pid, [...(full.get(use.pid) ?? []), { kind: use.kind, path: use.path }]);
+  const code = 'const [file, dir] = process.argv.slice(1); const { scanStale } = await import(file); console.log(JSON.stringify(scanStale(dir, "r1")));';
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', code, STALE, dir], { encoding: 'utf8' });
+  assert.equal(child.status, 0, child.stderr);
+  const report = JSON.parse(child.stdout) as StaleReport;
+  assert.equal(report.check, 'proc');
+  const stale = new Map(report.processes.filter((p) => pids.includes(p.pid)).map((p) => [p.pid, p.holds]));
+  return { full, stale };
+}
+
+const sorted = (holds: Hold[] | undefined): Hold[] => [...(holds ?? [])].sort((a, b) => (a.kind + a.path).localeCompare(b.kind + b.path));
+
+/** The shared objects `file` loads, from ldd: their absolute paths (the loader included). */
+function libraries(file: string): string[] {
+  const ldd = spawnSync(requireTool('ldd', 'libc-bin'), [file], { encoding: 'utf8' });
+  if (ldd.status !== 0) throw new Error(`ldd ${file} failed: ${ldd.stderr}`);
+  return [...ldd.stdout.matchAll(/(\/\S+) \(0x/g)].map((m) => m[1] as string);
+}
+
+void test('every kind of hold is found: working directory, root, executable, open file, mapped file; a sibling with the same prefix is not', async (t) => {
+  const dir = tempDir(t);
+  const rel = path.join(dir, 'releases', 'r1');
+  fs.mkdirSync(rel, { recursive: true });
+  fs.writeFileSync(path.join(rel, 'data.txt'), 'data\n');
+  const sibling = path.join(dir, 'releases', 'r10');
+  fs.mkdirSync(sibling);
+  const sleepBin = requireTool('sleep', 'coreutils');
+  // A chroot into the release needs the program and what it loads inside it.
+  for (const file of [sleepBin, ...libraries(sleepBin)]) {
+    fs.mkdirSync(path.join(rel, path.dirname(file)), { recursive: true });
+    fs.copyFileSync(file, path.join(rel, file));
+    fs.chmodSync(path.join(rel, file), 0o755);
+  }
+  const libc = libraries(sleepBin).find((l) => path.basename(l).startsWith('libc.so'));
+  const zlib = libc && path.join(path.dirname(libc), 'libz.so.1');
+  if (!zlib || !fs.existsSync(zlib)) throw new Error('libz.so.1 not found beside libc; install the Debian package zlib1g');
+  fs.copyFileSync(zlib, path.join(rel, 'libz.so.1'));
+  fs.copyFileSync(sleepBin, path.join(rel, 'sleep'));
+  fs.chmodSync(path.join(rel, 'sleep'), 0o755);
+  const elsewhere = dir;
+
+  const cwd = start(t, sleepBin, ['300'], { cwd: rel });
+  const root = start(t, requireTool('chroot', 'coreutils'), [rel, sleepBin, '300'], { cwd: elsewhere });
+  const exe = start(t, path.join(rel, 'sleep'), ['300'], { cwd: elsewhere });
+  const fd = fs.openSync(path.join(rel, 'data.txt'), 'r');
+  const open = start(t, sleepBin, ['300'], { cwd: elsewhere, stdio: [fd, 'ignore', 'ignore'] });
+  fs.closeSync(fd);
+  // The loader maps the library and closes its descriptor: only the maps show it.
+  const mapped = start(t, sleepBin, ['300'], { cwd: elsewhere, env: { ...process.env, LD_PRELOAD: path.join(rel, 'libz.so.1') } });
+  const neighbour = start(t, sleepBin, ['300'], { cwd: sibling });
+  await settled(cwd, 'its cwd', () => fs.readlinkSync(`/proc/${cwd}/cwd`) === rel);
+  await settled(root, 'its root', () => fs.readlinkSync(`/proc/${root}/root`) === rel);
+  await settled(exe, 'its exe', () => fs.readlinkSync(`/proc/${exe}/exe`) === path.join(rel, 'sleep') && mapsOf(exe).includes('libc'));
+  await settled(open, 'its fd 0', () => fs.readlinkSync(`/proc/${open}/fd/0`) === path.join(rel, 'data.txt'));
+  await settled(mapped, 'the library mapped', () => mapsOf(mapped).includes(path.join(rel, 'libz.so.1')));
+  await settled(neighbour, 'its cwd', () => fs.readlinkSync(`/proc/${neighbour}/cwd`) === sibling);
+  // The control: the preloaded library is mapped but not open, so nothing but the maps finds it.
+  assert.ok(fs.readdirSync(`/proc/${mapped}/fd`).every((n) => !fs.readlinkSync(`/proc/${mapped}/fd/${n}`).startsWith(rel)));
+
+  const { full, stale } = scanned(rel, [cwd, root, exe, open, mapped, neighbour]);
+  assert.deepEqual(sorted(full.get(cwd)), [{ kind: 'cwd', path: rel }]);
+  const rootHolds = sorted(full.get(root));
+  assert.deepEqual(rootHolds.filter((h) => h.kind !== 'map'), [{ kind: 'cwd', path: rel }, { kind: 'root', path: rel }]);
+  assert.ok(rootHolds.some((h) => h.kind === 'map' && h.path === path.join(rel, sleepBin)), JSON.stringify(rootHolds));
+  assert.deepEqual(sorted(full.get(exe)), [{ kind: 'map', path: path.join(rel, 'sleep') }]);
+  assert.deepEqual(sorted(full.get(open)), [{ kind: 'fd', path: path.join(rel, 'data.txt') }]);
+  assert.deepEqual(sorted(full.get(mapped)), [{ kind: 'map', path: path.join(rel, 'libz.so.1') }]);
+  assert.equal(full.get(neighbour), undefined);
+  // The stale scan leaves the maps of a process already decided unread, and finds the same processes.
+  assert.deepEqual([...stale.keys()].sort(), [cwd, root, exe, open, mapped].sort());
+  assert.deepEqual(sorted(stale.get(root)), [{ kind: 'cwd', path: rel }, { kind: 'root', path: rel }]);
+  assert.deepEqual(sorted(stale.get(mapped)), [{ kind: 'map', path: path.join(rel, 'libz.so.1') }]);
+});
+
+void test('open files behind gaps in the descriptor table, or after many others, are found; a process with no descriptors is still checked', async (t) => {
+  const dir = tempDir(t);
+  const rel = path.join(dir, 'releases', 'r1');
+  fs.mkdirSync(rel, { recursive: true });
+  fs.writeFileSync(path.join(rel, 'app.log'), '');
+  const python = requireTool('python3', 'python3');
+  const sleepBin = requireTool('sleep', 'coreutils');
+  // Exactly the descriptors asked for, whatever the test runner inherited: with a file, it is
+  // descriptor `at`, and those below it are /dev/null (fill) or closed; every other one is closed.
+  const exact = [
+    'import os, sys',
+    'sleep, file, at, fill = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "fill"',
+    'if file: os.dup2(os.open(file, os.O_RDONLY), at)',
+    'os.dup2(os.open("/dev/null", os.O_RDONLY), 1000)',
+    'for fd in range(max(at, 0)):',
+    '    if fill: os.dup2(1000, fd)',
+    '    else: os.closerange(fd, fd + 1)',
+    'os.closerange(at + 1, 65536)',
+    'os.execv(sleep, [sleep, "300"])',
+  ].join('\n');
+  const log = path.join(rel, 'app.log');
+  // Only descriptor 7 open: 0 to 6 closed.
+  const gap = start(t, python, ['-c', exact, sleepBin, log, '7', 'gaps'], { cwd: dir });
+  // Descriptors 0..11 on /dev/null and the release's file last, at 12.
+  const many = start(t, python, ['-c', exact, sleepBin, log, '12', 'fill'], { cwd: dir });
+  // No descriptors at all, in the release; and none at all, with only a mapped file there.
+  const bare = start(t, python, ['-c', exact, sleepBin, '', '-1', 'gaps'], { cwd: rel });
+  const libc = libraries(sleepBin).find((l) => path.basename(l).startsWith('libc.so'));
+  const zlib = libc && path.join(path.dirname(libc), 'libz.so.1');
+  if (!zlib || !fs.existsSync(zlib)) throw new Error('libz.so.1 not found beside libc; install the Debian package zlib1g');
+  fs.copyFileSync(zlib, path.join(rel, 'libz.so.1'));
+  const bareMapped = start(t, python, ['-c', exact, sleepBin, '', '-1', 'gaps'], { cwd: dir, env: { ...process.env, LD_PRELOAD: path.join(rel, 'libz.so.1') } });
+  const fdsOf = (pid: number): string[] => fs.readdirSync(`/proc/${pid}/fd`).sort((a, b) => Number(a) - Number(b));
+  await settled(gap, 'only fd 7', () => fdsOf(gap).join() === '7' && mapsOf(gap).includes(sleepBin));
+  await settled(many, 'fd 0 to 12', () => fdsOf(many).length === 13 && mapsOf(many).includes(sleepBin));
+  await settled(bare, 'no descriptors', () => fdsOf(bare).length === 0 && mapsOf(bare).includes(sleepBin));
+  await settled(bareMapped, 'no descriptors and the library', () => fdsOf(bareMapped).length === 0 && mapsOf(bareMapped).includes(path.join(rel, 'libz.so.1')));
+  // The shapes are really there: a gap below the only descriptor, a full table up to the last.
+  assert.deepEqual(fdsOf(gap), ['7']);
+  assert.deepEqual(fdsOf(many), Array.from({ length: 13 }, (_, i) => String(i)));
+
+  const { full, stale } = scanned(rel, [gap, many, bare, bareMapped]);
+  assert.deepEqual(sorted(full.get(gap)), [{ kind: 'fd', path: path.join(rel, 'app.log') }]);
+  assert.deepEqual(sorted(full.get(many)), [{ kind: 'fd', path: path.join(rel, 'app.log') }]);
+  assert.deepEqual(sorted(full.get(bare)), [{ kind: 'cwd', path: rel }]);
+  assert.deepEqual(sorted(full.get(bareMapped)), [{ kind: 'map', path: path.join(rel, 'libz.so.1') }]);
+  assert.deepEqual([...stale.keys()].sort(), [gap, many, bare, bareMapped].sort());
+});
