@@ -22,11 +22,8 @@ function readlink(file: string): string | undefined {
 /** Reused for every maps file: the scan reads one per process, megabytes in all. */
 let mapsBuffer = Buffer.alloc(64 * 1024);
 
-/**
- * The text of a /proc maps file if its bytes contain `needle`, else undefined: one byte search
- * rules out almost every process without decoding or splitting its lines.
- */
-function mapsMentioning(file: string, needle: Buffer): string | undefined {
+/** Reads a /proc maps file into the shared buffer; returns its length (0: no user memory at all). */
+function readMaps(file: string): number {
   const fd = fs.openSync(file, 'r');
   try {
     let length = 0;
@@ -40,11 +37,17 @@ function mapsMentioning(file: string, needle: Buffer): string | undefined {
       if (n === 0) break;
       length += n;
     }
-    const bytes = mapsBuffer.subarray(0, length);
-    return bytes.indexOf(needle) >= 0 ? bytes.toString('utf8') : undefined;
+    return length;
   } finally {
     fs.closeSync(fd);
   }
+}
+
+type Found = { kind: ProcessUse['kind']; path: string }[];
+
+/** Keeps `p` if it lies under `under`; the prefix test first rules out almost every link without a regex or a path split. */
+function addIfUnder(found: Found, under: string, kind: ProcessUse['kind'], p: string | undefined): void {
+  if (p !== undefined && p.startsWith(under) && isWithin(p.replace(/ \(deleted\)$/, ''), under)) found.push({ kind, path: p });
 }
 
 /**
@@ -52,7 +55,8 @@ function mapsMentioning(file: string, needle: Buffer): string | undefined {
  * path), from /proc. Whatever cannot be read (other users' processes, processes that just
  * exited) is skipped silently: this is a safety net, not a guarantee. With `decidedByAnyHold` (one
  * release, as the stale scan asks) a process that already holds something has its maps left
- * unread; prune never passes it, as one process may hold two releases.
+ * unsearched; prune never passes it, as one process may hold two releases. Per process: the cwd
+ * link, then the maps (empty: a kernel thread, done), then root and descriptors.
  */
 export function scanProcessUses(under: string, options: { decidedByAnyHold?: boolean } = {}): InUseScan {
   let pids: string[];
@@ -71,44 +75,45 @@ export function scanProcessUses(under: string, options: { decidedByAnyHold?: boo
     if (pid === process.pid) continue;
     scan.processes += 1;
     const dir = `/proc/${name}`;
-    const found: { kind: ProcessUse['kind']; path: string }[] = [];
-    // The prefix test first: it rules out almost every link without a regex or a path split.
-    const add = (kind: ProcessUse['kind'], p: string | undefined): void => {
-      if (p !== undefined && p.startsWith(under) && isWithin(p.replace(/ \(deleted\)$/, ''), under)) found.push({ kind, path: p });
-    };
+    // The working directory first: root and descriptors sit behind the same access check, so where it fails they would too.
     const cwd = readlink(`${dir}/cwd`);
-    const root = readlink(`${dir}/root`);
-    if (cwd === undefined && root === undefined) {
+    if (cwd === undefined) {
       // Gone since the listing, or another user's process that we may not inspect.
       if (fs.existsSync(dir)) scan.unreadable += 1;
       continue;
     }
-    add('cwd', cwd);
-    if (root !== '/') add('root', root);
+    let mapsLength: number | undefined;
+    try {
+      mapsLength = readMaps(`${dir}/maps`);
+    } catch {
+      // Unreadable maps: the links and descriptors may still tell.
+    }
+    // Maps before the descriptors: empty ones mean no user memory, a kernel thread (working directory /, no descriptors) or a process on its way out.
+    if (mapsLength === 0) continue;
+    const found: Found = [];
+    addIfUnder(found, under, 'cwd', cwd);
+    const root = readlink(`${dir}/root`);
+    if (root !== '/') addIfUnder(found, under, 'root', root);
     try {
       // Links built without path.join: this loop runs once per descriptor on the machine.
       const fdDir = `${dir}/fd/`;
-      for (const fd of fs.readdirSync(fdDir)) add('fd', readlink(fdDir + fd));
+      for (const fd of fs.readdirSync(fdDir)) addIfUnder(found, under, 'fd', readlink(fdDir + fd));
     } catch {
       // Other users' descriptors: not ours to see.
     }
-    try {
-      // Already decided by its cwd or descriptors: the maps would only add detail, at the scan's highest cost per process.
-      const maps = options.decidedByAnyHold && found.length > 0 ? undefined : mapsMentioning(`${dir}/maps`, needle);
-      if (maps !== undefined) {
-        const seen = new Set<string>();
-        for (const line of maps.split('\n')) {
-          const at = line.indexOf('/');
-          if (at < 0) continue;
-          const p = line.slice(at);
-          if (!seen.has(p)) {
-            seen.add(p);
-            add('map', p);
-          }
+    // Already decided by its cwd, root or descriptors: the maps would only add detail. One byte search rules out almost every process without decoding its maps.
+    const maps = mapsLength === undefined || (options.decidedByAnyHold && found.length > 0) ? undefined : mapsBuffer.subarray(0, mapsLength);
+    if (maps !== undefined && maps.indexOf(needle) >= 0) {
+      const seen = new Set<string>();
+      for (const line of maps.toString('utf8').split('\n')) {
+        const at = line.indexOf('/');
+        if (at < 0) continue;
+        const p = line.slice(at);
+        if (!seen.has(p)) {
+          seen.add(p);
+          addIfUnder(found, under, 'map', p);
         }
       }
-    } catch {
-      // Same: skipped silently.
     }
     if (found.length === 0) continue;
     // The command is read only for the few processes that hold something.

@@ -48,6 +48,7 @@ async function settled(pid: number, what: string, check: () => boolean): Promise
 const mapsOf = (pid: number): string => fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
 
 const STALE = fileURLToPath(new URL('../../dist/act/stale.js', import.meta.url));
+const IN_USE = fileURLToPath(new URL('../../dist/act/in-use.js', import.meta.url));
 
 /**
  * What the full scan (prune's) and the stale scan say each of `pids` holds under `dir`. The stale
@@ -178,4 +179,47 @@ void test('open files behind gaps in the descriptor table, or after many others,
   assert.deepEqual(sorted(full.get(bare)), [{ kind: 'cwd', path: rel }]);
   assert.deepEqual(sorted(full.get(bareMapped)), [{ kind: 'map', path: path.join(rel, 'libz.so.1') }]);
   assert.deepEqual([...stale.keys()].sort(), [gap, many, bare, bareMapped].sort());
+});
+
+/** The /proc paths a scan in its own process touched, per pid, in order (strace of readlink, open and stat calls). */
+function procPathsTouched(t: After, dir: string): Map<number, string[]> {
+  const strace = requireTool('strace', 'strace');
+  const log = path.join(tempDir(t), 'strace.log');
+  const code = 'const [file, dir] = process.argv.slice(1); const { scanProcessUses } = await import(file); scanProcessUses(dir, { decidedByAnyHold: true });';
+  const run = spawnSync(strace, ['-f', '-qq', '-e', 'trace=readlink,readlinkat,open,openat,stat,lstat,newfstatat,statx,access,faccessat,faccessat2', '-o', log, process.execPath, '--input-type=module', '-e', code, IN_USE, dir], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const touched = new Map<number, string[]>();
+  for (const m of fs.readFileSync(log, 'utf8').matchAll(/"\/proc\/(\d+)(?:\/([^"]*))?"/g)) {
+    const pid = Number(m[1]);
+    touched.set(pid, [...(touched.get(pid) ?? []), m[2] ?? '']);
+  }
+  return touched;
+}
+
+void test('the scan reads the cwd link first, then maps, root and descriptors; a process it may not read (a zombie) costs one link, a kernel thread its maps only', async (t) => {
+  const dir = tempDir(t);
+  const rel = path.join(dir, 'releases', 'r1');
+  fs.mkdirSync(rel, { recursive: true });
+  const sleepBin = requireTool('sleep', 'coreutils');
+  const sh = requireTool('dash', 'dash');
+  const plain = start(t, sleepBin, ['300'], { cwd: dir });
+  // A zombie: its parent execs into a sleep that never reaps it.
+  const parent = start(t, sh, ['-c', `"$1" 0 & exec "$1" 300`, 'sh', sleepBin], { cwd: dir });
+  let zombie = 0;
+  await settled(parent, 'a zombie child', () => {
+    for (const name of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] === 'Z' && Number(fields[1]) === parent) zombie = Number(name);
+    }
+    return zombie > 0;
+  });
+  const touched = procPathsTouched(t, rel);
+  const ofPlain = (touched.get(plain) ?? []).map((p) => p.replace(/^fd\/\d+$/, 'fd/N'));
+  assert.deepEqual([...new Set(ofPlain)], ['cwd', 'maps', 'root', 'fd/', 'fd/N'], `pid ${plain}: ${ofPlain.join(' ')}`);
+  // The zombie's cwd link cannot be read: nothing else of it is opened.
+  assert.deepEqual((touched.get(zombie) ?? []).filter((p) => p !== ''), ['cwd'], `zombie ${zombie}: ${(touched.get(zombie) ?? []).join(' ')}`);
+  // Kernel threads are visible only outside a PID namespace; where they are, kthreadd (pid 2) is read up to its empty maps.
+  const kthreadd = fs.existsSync('/proc/2/stat') && / \(kthreadd\) /.test(fs.readFileSync('/proc/2/stat', 'utf8'));
+  if (kthreadd) assert.deepEqual(touched.get(2), ['cwd', 'maps']);
 });
