@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { parseProcStat, staleHolders, type StaleReport } from '../plan/serving.ts';
-import { scanProcessUses } from './in-use.ts';
+import { scanProcessUses, type InUseScan } from './in-use.ts';
 
 function readStat(pid: number): ReturnType<typeof parseProcStat> {
   try {
@@ -12,16 +12,18 @@ function readStat(pid: number): ReturnType<typeof parseProcStat> {
 
 /**
  * The processes that still hold `releaseDir` (release `release`), from /proc. Only the holders'
- * parent chains are read, so that our own children are told apart at little cost.
+ * parent chains are read, so that our own children are told apart at little cost. `covering`: a
+ * scan already made of a directory that holds the release (all of releases/, for prune), used
+ * instead of reading /proc again.
  */
-export function scanStale(releaseDir: string, release: string): StaleReport {
+export function scanStale(releaseDir: string, release: string, covering?: InUseScan): StaleReport {
   let real = releaseDir;
   try {
     real = fs.realpathSync(releaseDir);
   } catch {
     // A release already gone is held by nobody under its old real path either.
   }
-  const scan = scanProcessUses(real, { decidedByAnyHold: true });
+  const scan = covering ?? scanProcessUses(real, { decidedByAnyHold: true });
   if (!scan.supported) return { check: 'unavailable', release, processes: [] };
   const parents = new Map<number, number>();
   for (const use of scan.uses) {

@@ -30,7 +30,7 @@ import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
-import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions } from './serving.ts';
+import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
@@ -435,7 +435,9 @@ export async function deploy(source: string, root: string, options: DeployOption
       // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
       const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
       // After the hooks and reloads, which are what moves processes off the release left behind.
-      const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal }, previous, options);
+      // With a prune to follow, the stale check scans all of releases/ and prune's guard reuses that scan (made a moment earlier, under the same lock).
+      const share: SharedScan | undefined = options.keep !== undefined ? { under: realpathLoose(layout.releases) } : undefined;
+      const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal, share }, previous, options);
       const durationMs = Math.round(performance.now() - started);
       const staleCount = stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {};
       await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
@@ -446,7 +448,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
       // Prune only once the new release is live and verified; a signal meanwhile skips it.
       if (options.keep !== undefined && !options.signal?.aborted) {
-        retired = await pruneUnderLock(layout, { keep: options.keep, durable, signal: options.signal, emit }).catch((error: unknown) => {
+        retired = await pruneUnderLock(layout, { keep: options.keep, durable, signal: options.signal, emit, scan: share?.last }).catch((error: unknown) => {
           emit({ type: 'warning', message: `prune stopped: ${ioError('pruning', error).message}; the deploy stands` });
           return undefined;
         });

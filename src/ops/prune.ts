@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { failpoint } from '../act/failpoints.ts';
-import { scanProcessUses } from '../act/in-use.ts';
+import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { removeManifest } from '../act/manifest.ts';
@@ -65,7 +65,7 @@ export const assertKeep: (keep: unknown) => asserts keep is number = checkKeep;
 /** What prune would do in this root now: reads only. `extra` adds a release about to exist (dry run of a deploy). */
 export async function decidePrune(
   layout: Layout,
-  input: { keep: number; force?: boolean; currentId: string | null; extra?: ReleaseView },
+  input: { keep: number; force?: boolean; currentId: string | null; extra?: ReleaseView; scan?: InUseScan },
 ): Promise<{ decision: PruneDecision<ReleaseView>; inUseCheck: PruneResult['inUseCheck'] }> {
   const views = fs.existsSync(layout.releases) ? await releaseViews(layout) : [];
   if (input.extra) views.push(input.extra);
@@ -75,7 +75,7 @@ export async function decidePrune(
   let inUseCheck: PruneResult['inUseCheck'] = 'forced';
   if (!input.force && views.length > 0) {
     const releasesReal = realpathLoose(layout.releases);
-    const scan = scanProcessUses(releasesReal);
+    const scan = input.scan ?? scanProcessUses(releasesReal);
     inUseCheck = scan.supported ? 'proc' : 'unavailable';
     const dirs = new Map(views.map((v) => [v.id, realpathLoose(releasePath(layout, v.id))]));
     inUse = new Map([...releasesInUse(scan.uses, dirs)].map(([id, uses]) => [id, describeUses(uses)]));
@@ -164,10 +164,10 @@ export interface RetiredPrune {
 /** Runs under the caller's lock, after recovery: decides and retires. */
 export async function pruneUnderLock(
   layout: Layout,
-  options: { keep: number; force?: boolean; durable: boolean; signal?: AbortSignal; emit: EventSink; recovered?: string[] },
+  options: { keep: number; force?: boolean; durable: boolean; signal?: AbortSignal; emit: EventSink; recovered?: string[]; scan?: InUseScan },
 ): Promise<RetiredPrune> {
   const currentId = currentIdOrThrow(await readCurrent(layout), layout);
-  const { decision, inUseCheck } = await decidePrune(layout, { keep: options.keep, force: options.force, currentId });
+  const { decision, inUseCheck } = await decidePrune(layout, { keep: options.keep, force: options.force, currentId, scan: options.scan });
   const started = performance.now();
   const n = decision.remove.length;
   if (n > 0) options.emit({ type: 'step', message: `pruning ${n} release${n === 1 ? '' : 's'}: ${decision.remove.map((r) => r.release.id).join(', ')}` });

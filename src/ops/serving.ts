@@ -3,10 +3,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { reloadPhpFpm, reloadUnit } from '../act/reload.ts';
+import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
 import { describeStale, STALE_MODES, staleFails, staleStep, staleWaitMs, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
 import type { EventSink } from './events.ts';
+import { isWithin } from '../plan/paths.ts';
+import { realpathLoose } from './root.ts';
 
 /** A reload that hangs must not hold the deploy lock for long. */
 export const DEFAULT_RELOAD_TIMEOUT_MS = 60_000;
@@ -28,7 +31,16 @@ export interface ServingContext {
   id: string;
   emit: EventSink;
   signal?: AbortSignal;
+  /** A prune follows: scan all of releases/ once, and leave that scan here for prune's guard. */
+  share?: SharedScan;
 }
+
+/** One /proc scan of all of releases/ (`under`, a real path), made by the stale check and reused by prune's guard. */
+export interface SharedScan {
+  under: string;
+  last?: InUseScan;
+}
+
 
 /** Rejects unusable reload and stale options before anything is written. */
 export function checkServingOptions(options: ServingOptions): void {
@@ -85,8 +97,12 @@ export async function awaitFreshness(ctx: ServingContext, left: string | null, o
   const waitMs = staleWaitMs(mode, options.staleWaitMs);
   const started = performance.now();
   let announced = false;
+  // One scan serves both questions: reading /proc costs about the same whatever it looks for, and a deploy that prunes would read it twice.
+  const share = ctx.share && isWithin(realpathLoose(dir), ctx.share.under) ? ctx.share : undefined;
   for (;;) {
-    const report = scanStale(dir, left);
+    let wide: InUseScan | undefined;
+    if (share) wide = share.last = scanProcessUses(share.under);
+    const report = scanStale(dir, left, wide);
     if (report.check === 'unavailable') {
       ctx.emit({ type: 'step', message: `stale-process check not made: no /proc on this system` });
       return report;
