@@ -141,4 +141,27 @@ void describe('a fleet host whose releases/ is another filesystem', () => {
       assertClean(dir, h.alias);
     }
   });
+
+  void test('a host whose .tmp/ is a mount of its own: the fleet deploy is refused with exit 2 and a hint, no host changed', async (t) => {
+    const { root, on } = newRoot('tmp-apart');
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const v1 = site(t, 'v1');
+    assert.equal((await cli(['deploy', v1, root, ...hostArgs, '--release-id', 'r1'])).code, 0, 'the first deploy');
+    const mounted = await h2.exec(['mount', '-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', `${root}/.tmp`]);
+    assert.equal(mounted.code, 0, mounted.stderr);
+    t.after(async () => void (await h2.exec(['umount', '-l', `${root}/.tmp`])));
+    const dir2 = seen(h2, root);
+    const tree = (dir: string): string[] => fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
+    const before = [tree(on(h1)), tree(dir2)];
+    const refused = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--release-id', 'r2', '--json']);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /host2: .*\.tmp is on another filesystem than/);
+    assert.match(refused.stderr, /hint: make .*\.tmp a plain directory/);
+    assert.deepEqual([tree(on(h1)), tree(dir2)], before, 'a host changed');
+    // Control: the same host deploys once .tmp/ is a plain directory again.
+    assert.equal((await h2.exec(['umount', `${root}/.tmp`])).code, 0);
+    const again = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--release-id', 'r2']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(current(dir2), 'r2');
+  });
 });
