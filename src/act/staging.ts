@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { errnoOf } from '../errors.ts';
+import { DeployError, errnoOf } from '../errors.ts';
 import type { Layout } from './layout.ts';
 
 /**
@@ -28,6 +28,17 @@ export function stagePath(area: StagingArea, id: string): string {
 /** `<area>/[.]trash.<id>.<12 hex>`: where a removed release waits to be deleted. */
 export function trashPath(area: StagingArea, id: string): string {
   return path.join(area.dir, `${area.prefix}trash.${id}.${randomBytes(6).toString('hex')}`);
+}
+
+/**
+ * Refuses a root whose `.tmp/` is another mount than the root: the lock and the switch are renames
+ * from `.tmp/` into the root, which would fail there with EXDEV (exit 2, before anything is written).
+ */
+export async function assertTmpOnRoot(layout: Layout): Promise<void> {
+  if (!(await crossesMount(layout.tmp, layout.root))) return;
+  throw new DeployError('INVALID_ROOT', `${layout.tmp} is on another filesystem than ${layout.root}: the lock and the switch are renames from it into the root`, {
+    hint: `make ${layout.tmp} a plain directory of the root (releases/ may be a mount of its own)`,
+  });
 }
 
 async function crossesMount(from: string, to: string): Promise<boolean> {

@@ -8,7 +8,7 @@ import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs, removeRelease } from '../act/releases.ts';
-import { stagePath, stagingArea } from '../act/staging.ts';
+import { assertTmpOnRoot, stagePath, stagingArea } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
 import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
@@ -267,6 +267,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
   const rootExisted = fs.existsSync(layout.root);
+  await assertTmpOnRoot(layout);
   try {
     await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
     await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });

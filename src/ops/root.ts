@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { acquireLock, releaseLock, type LockHandle } from '../act/lock.ts';
+import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
 import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 
@@ -131,6 +132,7 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
     const emit = options.emit;
     // A person waiting on a silent command cannot tell a queue from a hang: name the holder.
     const onWait = emit ? (holder: string, waitMs: number) => emit({ type: 'step', message: `waiting up to ${seconds(waitMs)} for the lock of ${layout.root}, held by ${holder}` }) : undefined;
+    await assertTmpOnRoot(layout);
     lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait });
   } catch (error) {
     throw expected(`taking the lock ${layout.lock}`, error);

@@ -4,6 +4,7 @@
  * previous release. Output uses the same NUL-framed `tag`, `value` pairs as remote/script.ts.
  */
 import { shQuote as q } from './shell.ts';
+import { stagedPath } from './staging.ts';
 
 /** One `tag`, `value` frame with a fixed value. */
 const emit = (tag: string, value: string): string => `printf '%s\\000%s\\000' ${q(tag)} ${q(value)}`;
@@ -16,9 +17,9 @@ else ${emit('no-manifest', 'yes')}; fi
 `;
 }
 
-/** Stores stdin as `.tmp/<stage>/manifest.json`, next to the release directory rsync fills. */
+/** Stores stdin as `<stage>/manifest.json` (remote/staging.ts), next to the release directory rsync fills. */
 export function putManifestScript(root: string, stage: string): string {
-  return `s=${q(`${root}/.tmp/${stage}`)}
+  return `s=${q(stagedPath(root, stage))}
 mkdir -p -- "$s" && cat > "$s/manifest.json" || exit 1
 ${emit('stored', 'manifest')}
 `;
@@ -26,12 +27,12 @@ ${emit('stored', 'manifest')}
 
 /**
  * Reads a NUL-separated list of files on stdin, hardlinks each from `releases/<previous>` into
- * `.tmp/<stage>/<id>` (a host-side rsync whose link-dest is its own source, so every file listed
+ * `<stage>/<id>` (a host-side rsync whose link-dest is its own source, so every file listed
  * becomes a link), then hashes what landed and prints it as a `sums` frame. A path that is not a
  * regular file there (a symlink put in its place) is removed, so it hashes as missing and is sent.
  */
 export function linkScript(root: string, previous: string, stage: string, id: string): string {
-  return `p=${q(`${root}/releases/${previous}`)}; w=${q(`${root}/.tmp/${stage}`)}; s="$w"/${q(id)}
+  return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
 mkdir -p -- "$s" && cat > "$w/link.list" || exit 1
 cd -- "$p" || exit 1
 rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}

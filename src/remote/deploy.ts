@@ -26,6 +26,7 @@ import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, swit
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { randomName } from './host.ts';
+import { stagingName } from './staging.ts';
 import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
@@ -296,10 +297,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       return;
     }
     const steps: Step[] = [];
-    if (d) steps.push({ op: 'remove-tmp', name: d.stage }, { op: 'remove-tmp', name: d.link });
+    if (d) steps.push({ op: 'remove-staged', name: d.stage }, { op: 'remove-tmp', name: d.link });
     if (id !== undefined && h.state && d) {
       const target = rollbackTarget(viewsOf(h.state), d.previous);
-      const trash = randomName('trash');
+      const trash = stagingName(h.state, 'trash');
       steps.push(
         { op: 'remove-release', id, trash, protect: [d.previous, target?.id].filter((x): x is string => typeof x === 'string') },
         { op: 'remove-record', id },
@@ -378,7 +379,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const locked = h.remote.locked;
         if (!state || !facts || !locked) throw new DeployError('INTERNAL', `${h.label}: not locked`);
         const previous = currentIdOf(state);
-        const names: Names = { previous, stage: randomName('stage'), link: randomName('current') };
+        const names: Names = { previous, stage: stagingName(state, 'stage'), link: randomName('current') };
         per.set(h, { ...names, phase: 'preparing' });
         const prevDigest = previous === null ? undefined : state.records.get(previous)?.manifest;
         const copied = await placeContent(
@@ -400,6 +401,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
         for (const n of copied.notes) fleet.step(h, n);
         fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.linked} linked and checked, ${copied.durationMs} ms)`);
+        await fleetFailpoint('fleet-copied');
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
         const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
@@ -431,7 +433,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const prunedAt = new Date().toISOString();
         const prune = (decision?.remove ?? []).map(({ release }) => ({
           id: release.id,
-          trash: randomName('trash'),
+          trash: stagingName(state, 'trash'),
           record: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt })),
         }));
         const script = deployArmScript({
@@ -712,9 +714,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
 
 /**
  * Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives
- * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision.
+ * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision;
+ * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed.
  */
-async function fleetFailpoint(name: 'fleet-armed' | 'fleet-switched'): Promise<void> {
+async function fleetFailpoint(name: 'fleet-copied' | 'fleet-armed' | 'fleet-switched'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
   if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
   else if (action?.kind === 'crash') {

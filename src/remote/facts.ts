@@ -3,6 +3,7 @@ import type { ReleaseRecord } from '../act/state.ts';
 import type { CurrentState } from '../act/switch.ts';
 import type { FleetJournal } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
+import { isReleasesLeftover } from '../plan/journal.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
 import type { LockIdentity } from '../root/effects.ts';
@@ -83,6 +84,10 @@ export interface RemoteState {
   records: Map<string, RemoteRecord>;
   journal: RemoteJournal;
   tmp: string[];
+  /** Hidden stages and trash inside releases/ (`.stage.*`, `.trash.*`), left by an interrupted operation. */
+  hidden?: string[];
+  /** releases/ is another mount than .tmp/ (told by the lock holder): stages and trash go inside it. */
+  stagingInReleases?: boolean;
   lock: RawLock | null;
 }
 
@@ -232,6 +237,8 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
     records,
     journal: journalOf(frameValue(frames, 'journal')),
     tmp: all('tmp'),
+    hidden: all('hidden').filter(isReleasesLeftover),
+    ...(frameValue(frames, 'staging') === 'releases' ? { stagingInReleases: true } : {}),
     lock: rawLockOf(frames),
   };
 }

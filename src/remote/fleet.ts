@@ -10,6 +10,7 @@ import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts'
 import { orderReleases, rollbackTarget } from '../plan/releases.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot } from './host.ts';
+import { stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, type SshOptions } from './ssh.ts';
 
@@ -205,11 +206,13 @@ export class FleetRun {
       if (steps.length === 0) return;
       await h.remote.apply([...steps, { op: 'durable' }], 'recovering an interrupted operation', this.output(h));
       const lines = actions.map((a) => describeFleetAction(a)).filter((l): l is string => l !== undefined);
+      for (const name of h.state.hidden ?? []) lines.push(`removed leftover releases/${name}`);
       if (h.state.journal.kind === 'garbage') lines.push('discarded an unreadable journal (no release was removed)');
       h.recovered.push(...lines);
       for (const line of lines) this.step(h, `recovered: ${line}`);
       const fresh = await h.remote.readState();
-      h.state = fresh.state;
+      // Only the lock holder probes the mounts; they did not change while it held the lock.
+      h.state = { ...fresh.state, ...(h.state.stagingInReleases ? { stagingInReleases: true } : {}) };
       h.facts = fresh.facts;
     });
   }
@@ -250,7 +253,7 @@ export function recoverySteps(state: RemoteState, actions: readonly FleetRecover
       case 'remove-release': {
         // The interrupted deploy's own release never went live: without a record it would sort first and pass for the rollback target.
         const target = rollbackTarget(viewsOf(state).filter((v) => v.id !== action.id), currentId);
-        const name = randomName('trash');
+        const name = stagingName(state, 'trash');
         trash.push(name);
         steps.push({ op: 'remove-release', id: action.id, trash: name, protect: target ? [target.id] : [] }, { op: 'remove-record', id: action.id });
         break;
@@ -274,6 +277,8 @@ export function recoverySteps(state: RemoteState, actions: readonly FleetRecover
         break;
     }
   }
+  // Stages and trash hidden in releases/ (another mount than .tmp/): only ever ours, and nobody live holds the lock.
+  for (const name of state.hidden ?? []) steps.push({ op: 'remove-staged', name });
   if (steps.length > 0) steps.push({ op: 'durable' });
   for (const name of trash) steps.push({ op: 'delete-trash', trash: name });
   return steps;

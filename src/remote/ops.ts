@@ -10,8 +10,8 @@ import { isTmpLeftover } from '../plan/journal.ts';
 import { rollbackTarget, roleOf, selectPrune, type KeepRule, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
-import { randomName } from './host.ts';
 import type { Step } from './script.ts';
+import { stagingName } from './staging.ts';
 
 export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost, type FleetWave } from './deploy.ts';
 export { fleetRollback, type FleetRollbackOptions, type FleetRollbackResult, type FleetRollbackHost } from './rollback.ts';
@@ -36,6 +36,7 @@ function leftoversOf(state: RemoteState): string[] {
   if (j.kind === 'ok') found.push(`journal of an interrupted ${j.journal.op} of release ${j.journal.release} (phase ${j.journal.phase})`);
   if (j.kind === 'garbage') found.push('an unreadable journal');
   for (const name of state.tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
+  for (const name of state.hidden ?? []) found.push(`releases/${name}`);
   return found;
 }
 
@@ -230,7 +231,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         const after: Step[] = [];
         // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
         for (const { release } of [...decision.remove].reverse()) {
-          const trash = randomName('trash');
+          const trash = stagingName(state, 'trash');
           before.push({ op: 'remove-release', id: release.id, trash, protect }, { op: 'write-record', id: release.id, json: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
           after.push({ op: 'delete-trash', trash });
         }

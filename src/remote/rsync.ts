@@ -3,13 +3,14 @@ import { spawn } from 'node:child_process';
 import { DeployError } from '../errors.ts';
 import { shQuote } from './shell.ts';
 import { lastLine, type SshHost } from './ssh.ts';
+import { stagedPath } from './staging.ts';
 
 export interface RsyncPlan {
   /** Local source directory. */
   source: string;
   /** Absolute root on the host. */
   root: string;
-  /** `.tmp/<stage>/<id>` receives the copy. */
+  /** `<stage>/<id>` receives the copy (`.tmp/<stage>`, or inside releases/ for a hidden name). */
   stage: string;
   id: string;
   /** A local file listing, NUL-separated, every path to transfer (relative to the source, parents first). */
@@ -22,7 +23,7 @@ export interface RsyncPlan {
  * rsync's own remote-argument handling, whatever the rsync version there.
  */
 export function rsyncArgs(plan: RsyncPlan, rsh: string, host: string): string[] {
-  const dest = `${plan.root}/.tmp/${plan.stage}/${plan.id}`;
+  const dest = `${stagedPath(plan.root, plan.stage)}/${plan.id}`;
   const rsyncPath = `mkdir -p -- ${shQuote(dest)} && cd -- ${shQuote(dest)} && exec rsync`;
   return [
     '-a',

@@ -40,9 +40,12 @@ keep_nl() { K_out=\${1%x}; K_out=\${K_out%"$nl"}; }
 durable() { [ "$fsync" = 1 ] || return 0; sync -f "$1" 2>/dev/null || sync; }
 # DIR NAME CONTENT: replaced with one rename. The temp file sits in a private directory, so mv
 # never moves it into a directory that happens to be called NAME.
-put_file() {
+put_dir() {
   _w="$state/.put.$$"
-  [ -d "$_w" ] || { mkdir -p -- "$state" && mkdir -- "$_w" && trap 'rm -rf -- "$_w"' EXIT; } || return 1
+  [ -d "$_w" ] || { mkdir -p -- "$state" && mkdir -- "$_w" && trap 'rm -rf -- "$_w"' EXIT; }
+}
+put_file() {
+  put_dir || return 1
   printf '%s\\n' "$3" > "$_w/$2" && mv -f -- "$_w/$2" "$1"
 }
 # J_str: VALUE as a JSON string; plain printable ASCII (the usual host and user names) costs no process.
@@ -129,17 +132,37 @@ state_facts() {
   for _f in "$log"/*.json; do [ -f "$_f" ] && emit_file record "$_f"; done
   [ -f "$journal" ] && emit_file journal "$journal"
   for _t in "$tmp"/*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit tmp "\${_t##*/}"; done
+  for _t in "$rel"/.stage.* "$rel"/.trash.*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit hidden "\${_t##*/}"; done
   [ $# -gt 0 ] || lock_facts
+}
+# A_path: where a stage or trash NAME lives; hidden names (remote/staging.ts) sit inside releases/.
+area() { case $1 in .stage.*|.trash.*) A_path="$rel/$1" ;; *) A_path="$tmp/$1" ;; esac; }
+# releases/ on another mount than .tmp/ (a bind mount too: link(2) fails across mounts, as rename does).
+staging_facts() {
+  [ -d "$rel" ] && [ -d "$tmp" ] || return 0
+  _m="stage.mount-probe.$$"
+  : > "$tmp/$_m" 2>/dev/null || return 0
+  ln -- "$tmp/$_m" "$rel/.$_m" 2>/dev/null || emit staging releases
+  rm -f -- "$tmp/$_m" "$rel/.$_m"
+}
+# .tmp/ on another mount than the root: the lock and the switch, renames from .tmp/ into the root, would be copies.
+tmp_apart() {
+  _m="stage.mount-probe.$$"
+  : > "$tmp/$_m" 2>/dev/null || return 1
+  _e=$(LC_ALL=C ln -- "$tmp/$_m" "$root/.tmp-probe.$$" 2>&1); rm -f -- "$tmp/$_m" "$root/.tmp-probe.$$"
+  case $_e in *[Cc]ross-device*) return 0 ;; esac
+  return 1
 }
 # Whether releases/ID is the directory current resolves to (relative or absolute link alike).
 is_current() { real_dir "$root/current"; _c=$R_dir; real_dir "$rel/$1"; [ -n "$_c" ] && [ "$_c" = "$R_dir" ]; }
-# ID TRASH PROTECTED...: renamed into .tmp/TRASH first, so a half-deleted tree never sits in releases/.
+# ID TRASH PROTECTED...: renamed to TRASH (in .tmp/, or hidden in releases/) first, so a half-deleted tree never sits in releases/ under its id.
 remove_release() {
   _id=$1; _tr=$2; shift 2
   [ -d "$rel/$_id" ] || return 0
   is_current "$_id" && fail INTERNAL "refusing to delete release $_id: it is current"
   for _p in "$@"; do [ "$_p" = "$_id" ] && fail INTERNAL "refusing to delete release $_id: it is protected"; done
-  mkdir -p -- "$tmp" && mkdir -- "$tmp/$_tr" && mv -- "$rel/$_id" "$tmp/$_tr" || fail IO "cannot move release $_id out of releases/"
+  area "$_tr"
+  mkdir -p -- "$tmp" && mkdir -- "$A_path" && mv -- "$rel/$_id" "$A_path" || fail IO "cannot move release $_id out of releases/"
 }
 # ID NAME: the link that will become current, made as .tmp/NAME/current.
 arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
@@ -203,7 +226,9 @@ if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then mkdir -p -- "$root" 2>/
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
 own="$root/"${q(lockDraft(s.token))}
-mkdir -p -- "$tmp" && mkdir -- "$own" || fail IO "cannot create $own"
+mkdir -p -- "$tmp" || fail IO "cannot create $tmp"
+tmp_apart && { emit hint "make $tmp a plain directory of the root (releases/ may be a mount of its own)"; fail INVALID_ROOT "$tmp is on another filesystem than $root: the lock and the switch are renames from it into the root"; }
+mkdir -- "$own" || fail IO "cannot create $own"
 proc_start $$
 json_str "$H_host"; j_host=$J_str; json_str "$H_user"; j_user=$J_str; json_str "$cmd"; j_cmd=$J_str
 j_start=null; [ -z "$P_start" ] || j_start='"'"$P_start"'"'
@@ -221,6 +246,7 @@ if [ "$R_out" != locked ]; then
 fi
 emit locked "$$"
 state_facts own
+staging_facts
 ${s.uses ? 'use_facts\n' : ''}emit end state
 beat="$tmp/beat.$token"; : > "$beat"
 exec 3<&0
@@ -277,6 +303,8 @@ ${s.uses ? 'use_facts\n' : ''}emit end state
 /** One step of an apply program; the state it acts on was read under the same lock. */
 export type Step =
   | { op: 'remove-tmp'; name: string }
+  /** A stage or a hidden leftover: in .tmp/, or inside releases/ for a hidden name (remote/staging.ts). */
+  | { op: 'remove-staged'; name: string }
   | { op: 'remove-release'; id: string; trash: string; protect: string[] }
   | { op: 'delete-trash'; trash: string }
   | { op: 'write-record'; id: string; json: string }
@@ -298,8 +326,10 @@ function stepLines(steps: readonly Step[]): string {
           return `rm -rf -- "$tmp/"${q(st.name)}`;
         case 'remove-release':
           return `remove_release ${[st.id, st.trash, ...st.protect].map(q).join(' ')}`;
+        case 'remove-staged':
+          return `area ${q(st.name)}; rm -rf -- "$A_path"`;
         case 'delete-trash':
-          return `rm -rf -- "$tmp/"${q(st.trash)}`;
+          return `area ${q(st.trash)}; rm -rf -- "$A_path"`;
         case 'write-record':
           return `mkdir -p -- "$log" && put_file "$log" ${q(`${st.id}.json`)} ${q(st.json)} || fail IO "cannot write the release log"`;
         case 'remove-record':
@@ -401,7 +431,7 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
   const commit = recordReads(t.commitRecords, '_c');
   const backs = recordReads(t.backRecords, '_b');
   const pruneMove = t.prune.map((p) => `remove_release ${[p.id, p.trash, ...t.protect].map(q).join(' ')}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
-  const pruneDelete = t.prune.map((p) => `rm -rf -- "$tmp/"${q(p.trash)}`).join('\n  ');
+  const pruneDelete = t.prune.map((p) => `area ${q(p.trash)}; rm -rf -- "$A_path"`).join('\n  ');
   const switchBack =
     t.backTo === null
       ? `drop_current ${q(back)} || fail IO "cannot remove current"`
@@ -462,7 +492,7 @@ exit 0
 export interface DeployArmScript extends ScriptBase {
   id: string;
   previous: string | null;
-  /** `.tmp/<stage>/<id>` holds the copy rsync made. */
+  /** `<stage>/<id>` holds the copy rsync made: `.tmp/<stage>`, or `releases/<stage>` for a hidden name. */
   stage: string;
   shared: SharedLinkStep[];
   sharedCreate: boolean;
@@ -480,7 +510,7 @@ export interface DeployArmScript extends ScriptBase {
  * rename into releases/, before-switch hooks, durability, release log, the new link.
  */
 export function deployArmScript(s: DeployArmScript): string {
-  const stage = `"$tmp/"${q(s.stage)}"/"${q(s.id)}`;
+  const stage = `"$sdir/"${q(s.id)}`;
   const sharedLines = s.shared
     .map((l) => {
       const target = `"$shared/"${q(l.path)}`;
@@ -499,19 +529,21 @@ export function deployArmScript(s: DeployArmScript): string {
     })
     .join('\n');
   return `${header(s)}
-id=${q(s.id)}
+id=${q(s.id)}; area ${q(s.stage)}; sdir=$A_path
 export ATOMIC_DEPLOY_RELEASE_ID="$id" ATOMIC_DEPLOY_RELEASE_PATH="$rel/$id" ATOMIC_DEPLOY_PREVIOUS_ID=${q(s.previous ?? '')} ATOMIC_DEPLOY_ROOT="$root"
-[ -d ${stage} ] || fail IO "the copy of release $id is missing from $tmp"
+[ -d ${stage} ] || fail IO "the copy of release $id is missing from $sdir"
 mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || fail IO "cannot write the journal"
 # The copy's data and the journal naming it reach the disk before the release enters releases/.
 durable "$root"
 ${sharedLines}
 mkdir -p -- "$rel" || fail IO "cannot create $rel"
 # The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
+# The stage is on the mount of releases/ (staging_facts), so this is one rename(2), never a copy.
 _e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releases/: $_e"
 [ -d "$rel/$id" ] || fail IO "release $id did not land in releases/"
-${s.manifest ? `mkdir -p -- "$state/manifests" && mv -f -- "$tmp/"${q(s.stage)}"/manifest.json" "$state/manifests/$id.json" || fail IO "cannot store the manifest of release $id"
-` : ''}rmdir -- "$tmp/"${q(s.stage)} 2>/dev/null
+${s.manifest ? `# Copied next to its final name first: from a stage in releases/ a plain mv could copy it in place, half-written on a kill.
+mkdir -p -- "$state/manifests" && put_dir && cp -- "$sdir/manifest.json" "$_w/$id.json" && mv -f -- "$_w/$id.json" "$state/manifests" || fail IO "cannot store the manifest of release $id"
+` : ''}rm -f -- "$sdir/manifest.json"; rmdir -- "$sdir" 2>/dev/null
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
 put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"

@@ -295,7 +295,8 @@ export function remoteError(label: string, result: ExecResult, what: string): De
   if (err) {
     const message = result.frames.find((f) => f.tag === 'message')?.value ?? what;
     const code = err.value as DeployError['code'];
-    return new DeployError(code, `${label}: ${message}`, { details: { host: label } });
+    const hint = result.frames.find((f) => f.tag === 'hint')?.value;
+    return new DeployError(code, `${label}: ${message}`, { ...(hint ? { hint } : {}), details: { host: label } });
   }
   const line = lastLine(result.stderr);
   if (result.code === 255) {

@@ -106,7 +106,7 @@ const CASES: Case[] = [
   { name: 'current is dangling', setup: (c) => (relink(c, 'releases/gone'), deployTo(c)), code: 2, message: /points to releases\/gone, which does not exist/ },
   { name: 'current points outside releases/', setup: (c) => (relink(c, '/etc'), deployTo(c)), code: 2, message: /outside/ },
   { name: 'current escapes with ..', setup: (c) => (relink(c, `releases/../../${path.basename(c.dir)}`), deployTo(c)), code: 2, message: /outside/ },
-  { name: '.tmp is a symlink out of the root', setup: (c) => (fs.rmSync(path.join(c.root, '.tmp'), { recursive: true }), fs.symlinkSync(c.dir, path.join(c.root, '.tmp')), deployTo(c)), code: 2, message: /\.tmp is a symbolic link/ },
+  { name: '.tmp is a symlink out of the root', setup: (c) => (fs.rmSync(path.join(c.root, '.tmp'), { recursive: true }), fs.symlinkSync(c.dir, path.join(c.root, '.tmp')), deployTo(c)), code: 2, message: /\.tmp is a symbolic link/, hint: /^hint: remove the link \(rm .*\.tmp\); it is recreated as a directory$/ },
   // Release ids.
   { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },
   { name: 'release id ..', setup: (c) => id(c, '..'), code: 2, message: /contains "\.\."/ },

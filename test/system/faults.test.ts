@@ -229,6 +229,8 @@ void test('read-only mounts: the whole root, releases/ alone, the state director
     }
     // Renaming into a separate (read-only) mount of the same filesystem fails with EXDEV or EROFS.
     assertUndone(lane, was, result, /read-only file system|EXDEV|cross-device/, label);
+    // --json: the error object carries the hint (issue item 14: EROFS had none).
+    if (/read-only file system/.test(result.stdout + result.stderr)) assert.match(result.stdout + result.stderr, /remount it read-write/, `${label}: no hint`);
     await recoverAndCheck(lane, was.releases, label);
   }
 });

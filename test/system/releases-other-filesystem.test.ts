@@ -141,3 +141,41 @@ void test('releases/ a symlink to a directory on another volume: the same operat
   await exercise(s, 'symlink');
   assert.ok(fs.lstatSync(path.join(s.root, 'releases')).isSymbolicLink(), 'releases/ is no longer the link');
 });
+
+/** The lock and the switch are renames from .tmp/ into the root: a .tmp/ on another mount is refused, nothing written. */
+async function refusesTmpApart(s: Setup, label: string): Promise<void> {
+  const before = JSON.stringify(treeOf(s.root));
+  for (const args of [['deploy', s.sources[0] as string, s.root, '--release-id', 'r1'], ['rollback', s.root], ['prune', s.root, '--keep', '1']]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 2, `${label}: ${args[0] ?? ''} exited ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, /^error: .*\.tmp is on another filesystem than .*\nhint: make .*\.tmp a plain directory/, `${label}: ${args[0] ?? ''}`);
+    assert.equal(JSON.stringify(treeOf(s.root)), before, `${label}: ${args[0] ?? ''} changed the root`);
+  }
+}
+
+function treeOf(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
+}
+
+void test('.tmp/ a tmpfs or a bind mount of its own: deploy, rollback and prune refuse with exit 2 and a hint, root untouched', async (t) => {
+  requireRoot();
+  requireTools('mount', 'umount');
+  const { base, mounts } = mountedBase(t);
+  const s = setupIn(base);
+  await ok(['deploy', s.sources[0] as string, s.root, '--release-id', 'r0'], 'a deploy before the mount');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', path.join(s.root, '.tmp')]);
+  mounts.push(path.join(s.root, '.tmp'));
+  await refusesTmpApart(s, 'tmpfs .tmp');
+  execFileSync('umount', [path.join(s.root, '.tmp')]);
+  mounts.pop();
+  const elsewhere = path.join(base, 'tmp-elsewhere');
+  fs.mkdirSync(elsewhere);
+  execFileSync('mount', ['--bind', elsewhere, path.join(s.root, '.tmp')]);
+  mounts.push(path.join(s.root, '.tmp'));
+  assert.equal(fs.statSync(path.join(s.root, '.tmp')).dev, fs.statSync(s.root).dev, 'a bind mount keeps the device number');
+  await refusesTmpApart(s, 'bind-mounted .tmp');
+  // Control: the same root with .tmp/ a plain directory again deploys.
+  execFileSync('umount', [path.join(s.root, '.tmp')]);
+  mounts.pop();
+  await ok(['deploy', s.sources[1] as string, s.root, '--release-id', 'r1'], 'a deploy once .tmp/ is plain');
+});

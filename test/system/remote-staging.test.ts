@@ -1,0 +1,182 @@
+// A fleet host whose releases/ is another mount than .tmp/ (remote/staging.ts): the generated
+// programs, under dash and under BusyBox sh with BusyBox applets only, find it out, stage inside
+// releases/ under hidden names so that placing a release is one rename(2), keep trash there, and
+// sweep what an interrupted operation left. A .tmp/ on its own mount is refused before anything.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FrameReader, parseFrames, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
+import { applyScript, deployArmScript, lockScript, stateScript, type ArmedTail } from '../../src/remote/script.ts';
+import { stagedPath, stagingName } from '../../src/remote/staging.ts';
+import { requireRoot } from '../harness/faults.ts';
+import { findTools } from '../harness/fleet.ts';
+
+const TOOLS = findTools(['busybox', 'dash', 'mount', 'umount', 'strace'] as const);
+const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-staging-'));
+const mounts: string[] = [];
+after(() => {
+  for (const m of mounts.reverse()) execFileSync(TOOLS.umount, ['-l', m]);
+  fs.rmSync(BASE, { recursive: true, force: true });
+});
+
+const BB_BIN = path.join(BASE, 'busybox-bin');
+fs.mkdirSync(BB_BIN);
+for (const applet of ['sh', 'mv', 'ln', 'cp', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'timeout', 'printf', 'test', 'grep']) {
+  fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
+}
+const SHELLS = [
+  { name: 'dash + coreutils', file: TOOLS.dash, env: { PATH: '/usr/bin:/bin' } },
+  { name: 'busybox sh + busybox applets', file: path.join(BB_BIN, 'sh'), env: { PATH: BB_BIN } },
+];
+type Shell = (typeof SHELLS)[number];
+
+let serial = 0;
+/** A root whose `sub` (releases or .tmp) is a tmpfs of its own, or plain when `sub` is null. */
+function rootWith(sub: 'releases' | '.tmp' | null): string {
+  requireRoot();
+  const root = path.join(BASE, `case-${++serial}`, "root 'q' $(x)");
+  fs.mkdirSync(path.join(root, 'releases'), { recursive: true });
+  fs.mkdirSync(path.join(root, '.tmp'));
+  if (sub) {
+    execFileSync(TOOLS.mount, ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', path.join(root, sub)]);
+    mounts.push(path.join(root, sub));
+    assert.notEqual(fs.statSync(path.join(root, sub)).dev, fs.statSync(root).dev, 'the tmpfs is not mounted');
+  }
+  return root;
+}
+
+function run(shell: Shell, script: string, input = ''): { frames: Frame[]; code: number | null; stderr: string } {
+  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd: BASE });
+  return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
+}
+
+/** The lock holder, as ssh keeps it; resolves with its frames up to `end` (or its exit). */
+async function lock(shell: Shell, root: string, token: string): Promise<{ frames: Frame[]; stop: () => Promise<void> }> {
+  const child = spawn(shell.file, ['-c', lockScript({ root, fsync: false, token, command: 'deploy', create: true, leaseS: 5 })], { env: shell.env, cwd: BASE });
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  await new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      for (const f of reader.push(chunk)) {
+        if (f.tag !== 'beat') frames.push(f);
+        if (f.tag === 'end') resolve();
+      }
+    });
+    void closed.then(() => resolve());
+  });
+  return { frames, stop: () => (child.stdin.end(), closed) };
+}
+
+function tail(over: Partial<ArmedTail> & { id: string; token: string }): ArmedTail {
+  return { backTo: null, link: `current.${(++serial).toString(16).padStart(8, '0')}`, afterSwitch: [], hookTimeoutS: 30, commitRecords: [], backRecords: [], prune: [], protect: [], ...over };
+}
+
+function listAll(dir: string): string[] {
+  return fs.readdirSync(dir).sort();
+}
+
+for (const shell of SHELLS) {
+  void describe(`releases/ on another mount, under ${shell.name}`, () => {
+    void test('the lock holder tells a tmpfs releases/ and a bind-mounted one, not a plain one', async () => {
+      const plain = rootWith(null);
+      const tmpfs = rootWith('releases');
+      const bound = rootWith(null);
+      const elsewhere = path.join(BASE, `elsewhere-${++serial}`);
+      fs.mkdirSync(elsewhere);
+      execFileSync(TOOLS.mount, ['--bind', elsewhere, path.join(bound, 'releases')]);
+      mounts.push(path.join(bound, 'releases'));
+      for (const [root, expected] of [[plain, undefined], [tmpfs, true], [bound, true]] as const) {
+        const held = await lock(shell, root, 'tok');
+        await held.stop();
+        const state = remoteStateOf(held.frames, root);
+        assert.equal(state.stagingInReleases, expected, `${root}: ${JSON.stringify(held.frames)}`);
+        assert.deepEqual(listAll(path.join(root, 'releases')), [], 'the probe left nothing in releases/');
+        assert.deepEqual(listAll(path.join(root, '.tmp')), [], 'the probe left nothing in .tmp/');
+      }
+    });
+
+    void test('a staged release is placed by one rename inside releases/; prune trash stays there; leftovers are swept', async () => {
+      const root = rootWith('releases');
+      fs.mkdirSync(path.join(root, 'releases', 'old'));
+      fs.writeFileSync(path.join(root, 'releases', 'old', 'index.html'), 'old\n');
+      fs.mkdirSync(path.join(root, 'releases', 'older'));
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      const held = await lock(shell, root, 'tok');
+      const state = remoteStateOf(held.frames, root);
+      assert.equal(state.stagingInReleases, true);
+      const stage = stagingName(state, 'stage');
+      const trash = stagingName(state, 'trash');
+      assert.match(stage, /^\.stage\.[0-9a-f]{16}$/);
+      assert.equal(stagedPath(root, stage), path.join(root, 'releases', stage));
+      // What rsync and the manifest script fill: <stage>/<id> and <stage>/manifest.json.
+      fs.mkdirSync(path.join(stagedPath(root, stage), 'new'), { recursive: true });
+      fs.writeFileSync(path.join(stagedPath(root, stage), 'new', 'index.html'), 'new\n');
+      fs.writeFileSync(path.join(stagedPath(root, stage), 'manifest.json'), '{"m":1}\n');
+      const inode = fs.statSync(path.join(stagedPath(root, stage), 'new')).ino;
+      const script = deployArmScript({
+        root,
+        fsync: false,
+        id: 'new',
+        previous: 'old',
+        stage,
+        shared: [],
+        sharedCreate: false,
+        beforeSwitch: [],
+        journalCopying: '{"v":1,"op":"deploy","phase":"copying"}',
+        journalReady: '{"v":1,"op":"deploy","phase":"ready"}',
+        recordPending: '{"id":"new","status":"pending"}',
+        manifest: true,
+        tail: tail({ id: 'new', token: 'tok', backTo: 'old', commitRecords: ['new'], prune: [{ id: 'older', trash, record: '{"id":"older","prunedAt":"x"}' }], protect: ['old', 'new'] }),
+      });
+      const r = run(shell, script, 'go\ncommit\n{"id":"new","status":"complete"}\n');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.frames.some((f) => f.tag === 'committed'), `${r.stderr}\n${JSON.stringify(r.frames)}`);
+      assert.equal(fs.statSync(path.join(root, 'releases', 'new')).ino, inode, 'the release is the staged directory itself (renamed, not copied)');
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/new');
+      assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', 'new.json'), 'utf8'), '{"m":1}\n');
+      assert.deepEqual(listAll(path.join(root, 'releases')), ['new', 'old'], 'stage and trash are gone, older pruned');
+      await held.stop();
+
+      // An interrupted deploy's stage and a prune's trash, hidden in releases/: listed, then swept.
+      fs.mkdirSync(path.join(root, 'releases', '.stage.dead', 'x'), { recursive: true });
+      fs.mkdirSync(path.join(root, 'releases', '.trash.dead', 'y'), { recursive: true });
+      const read = run(shell, stateScript({ root, fsync: false }));
+      const hidden = remoteStateOf(read.frames, root).hidden ?? [];
+      assert.deepEqual([...hidden].sort(), ['.stage.dead', '.trash.dead']);
+      assert.deepEqual(remoteStateOf(read.frames, root).releases.sort(), ['new', 'old'], 'hidden names are never releases');
+      const swept = run(shell, applyScript({ root, fsync: false, steps: hidden.map((name) => ({ op: 'remove-staged' as const, name })) }));
+      assert.equal(swept.code, 0, swept.stderr);
+      assert.deepEqual(listAll(path.join(root, 'releases')), ['new', 'old']);
+    });
+
+    void test('control: the old placement, mv from .tmp/ into a releases/ on another mount, copies instead of renaming', () => {
+      const root = rootWith('releases');
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.old', 'r1'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.tmp', 'stage.old', 'r1', 'index.html'), 'r1\n');
+      const trace = path.join(BASE, `trace-${++serial}`);
+      const mv = shell.env.PATH === BB_BIN ? [TOOLS.busybox, 'mv'] : ['/bin/mv'];
+      execFileSync(TOOLS.strace, ['-f', '-o', trace, '-e', 'trace=rename,renameat,renameat2,mkdir,mkdirat,openat', ...mv, '--', path.join(root, '.tmp', 'stage.old', 'r1'), path.join(root, 'releases')]);
+      const calls = fs.readFileSync(trace, 'utf8').split('\n');
+      assert.ok(calls.some((l) => /rename/.test(l) && l.includes('EXDEV')), `the rename did not fail with EXDEV:\n${calls.join('\n')}`);
+      // GNU mv names the target relative to an fd of releases/ ("r1"); BusyBox by its whole path.
+      const made = (l: string): boolean => /mkdir/.test(l) && /(\/releases\/r1"|"r1")/.test(l) && / = 0$/.test(l);
+      const filled = (l: string): boolean => /O_CREAT/.test(l) && /r1\/index\.html"/.test(l);
+      assert.ok(calls.some(made) && calls.some(filled), `mv did not make the final name and fill it file by file:\n${calls.join('\n')}`);
+      assert.equal(fs.readFileSync(path.join(root, 'releases', 'r1', 'index.html'), 'utf8'), 'r1\n');
+    });
+
+    void test('a .tmp/ on a mount of its own is refused (INVALID_ROOT, a hint), before any lock is taken', async () => {
+      const root = rootWith('.tmp');
+      const held = await lock(shell, root, 'tok');
+      assert.equal(held.frames.find((f) => f.tag === 'error')?.value, 'INVALID_ROOT', JSON.stringify(held.frames));
+      assert.match(held.frames.find((f) => f.tag === 'message')?.value ?? '', /another filesystem/);
+      assert.match(held.frames.find((f) => f.tag === 'hint')?.value ?? '', /plain directory/);
+      assert.deepEqual(listAll(root), ['.tmp', 'releases'], 'no lock, no probe left in the root');
+      assert.deepEqual(listAll(path.join(root, '.tmp')), []);
+    });
+  });
+}
