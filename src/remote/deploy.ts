@@ -67,6 +67,8 @@ export interface FleetDeployHost {
   /** When the host confirmed its switch, in ms after the switch was sent. */
   switchedAfterMs?: number;
   health?: 'ok' | 'failed';
+  /** An after-switch hook or reload failed here with no health check to switch back on: the release stands (exit 7). */
+  afterSwitchFailure?: string;
   warnings: string[];
   recovered: string[];
   error?: HostError;
@@ -90,6 +92,8 @@ export interface FleetDeployResult {
   tolerated: string[];
   /** Processes still on the release each host left, named with their host (docs/serving.md). */
   stale?: FleetStaleReport;
+  /** The hosts' after-switch failures in one line, as the local deploy's field: the CLI exits 7. */
+  afterSwitchFailure?: string;
 }
 
 export interface FleetWave {
@@ -129,6 +133,7 @@ interface Switched extends Armed {
 
 interface Verified extends Switched {
   health?: 'ok' | 'failed';
+  afterSwitchFailure?: string;
 }
 
 /**
@@ -248,6 +253,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
   const durable = options.fsync !== false;
+  const afterSwitch = options.hooks?.afterSwitch ?? [];
+  const hookTimeoutS = Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000);
   const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
@@ -277,6 +284,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         ...(placed.copyMs === undefined ? {} : { copyMs: placed.copyMs }),
         ...(hasSwitched(p) ? { switchedAfterMs: Math.round(p.afterMs) } : {}),
         ...(healthOf(p) ? { health: healthOf(p) } : {}),
+        ...(p?.phase === 'verified' && p.afterSwitchFailure !== undefined ? { afterSwitchFailure: p.afterSwitchFailure } : {}),
         warnings: [...(placed.warnings ?? [])],
         recovered: h.recovered,
         ...(h.error ? { error: h.error } : {}),
@@ -452,8 +460,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             backTo: previous,
             link: d.link,
             journalSwitched: journal('switched'),
-            afterSwitch: options.hooks?.afterSwitch ?? [],
-            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000),
+            afterSwitch,
+            hookTimeoutS,
             ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
@@ -506,8 +514,13 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
             return;
           }
-          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), phase: 'verified' });
-          if (verdict.health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
+          const failed = verdict.afterSwitchFailed;
+          const hookFailure = failed ? `after-switch hook ${JSON.stringify(afterSwitch[failed.hook - 1] ?? `#${failed.hook}`)} ${failed.code === 124 ? `timed out after ${hookTimeoutS} s` : `exited with code ${failed.code}`}` : undefined;
+          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(hookFailure !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: hookFailure } : {}), phase: 'verified' });
+          if (verdict.health === 'failed') {
+            h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${hookFailure ?? 'the health check failed'}` };
+            if (hookFailure !== undefined) emit({ type: 'warning', message: h.error.message });
+          }
         }),
       );
     };
@@ -602,7 +615,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         // Still under the lock: the reloads and the wait come before the commit, whose record keeps the count.
         const served = await servingAfterSwitch(h, releaseId, p.previous, options);
         if (served.stale) staleReports.set(h, served.stale);
-        const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings] };
+        // A failed reload is the deploy's outcome (exit 7), as locally; the first failure on a host is the one named.
+        const afterSwitchFailure = p.afterSwitchFailure ?? served.reloadFailure;
+        const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
         const record = finalRecord(releaseId, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)]);
@@ -623,7 +638,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         // An automatic rollback reloads too; its processes on the failed release are named, never fatal.
         const served = await servingAfterSwitch(h, p.previous ?? '', releaseId, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' });
         if (served.stale) staleReports.set(h, served.stale);
-        per.set(h, { ...p, warnings: [...p.warnings, ...served.warnings], phase: 'switched-back' });
+        if (served.reloadFailure !== undefined) emit({ type: 'warning', message: `${h.label}: ${served.reloadFailure}` });
+        per.set(h, { ...p, warnings: [...p.warnings, ...served.warnings, ...(served.reloadFailure === undefined ? [] : [served.reloadFailure])], phase: 'switched-back' });
       }),
       // Hosts that never switched: their prepared release goes, as in phase 1.
       ...fleet.hosts.filter((h) => decision.undo.includes(h.label)).map((h) => abortHost(h)),
@@ -643,7 +659,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
     const stale = fleetStaleOf(fleet.hosts, staleReports);
-    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}) };
+    const hostRows = report();
+    const afterSwitchFailures = hostRows.flatMap((r) => (r.afterSwitchFailure === undefined ? [] : [`${r.host}: ${r.afterSwitchFailure}`]));
+    const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
+    const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
@@ -652,8 +671,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
-      // `--stale fail`: the release is live and stays; the exit code tells that old code still runs.
-      const staleError = fleetStaleFailure(options, stale, { ...result });
+      // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
+      const staleError = afterSwitchFailure === undefined ? fleetStaleFailure(options, stale, { ...result }) : undefined;
       if (staleError) throw staleError;
       return result;
     }
@@ -670,19 +689,16 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     await fleet.close();
   }
 
-  /** The host's reloads (a failure warns, as an after-switch hook's does), then its stale-process wait. */
-  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[] }> {
+  /** The host's reloads (how the first failed, without the host's label), then its stale-process wait. */
+  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[]; reloadFailure?: string }> {
     const warnings: string[] = [];
-    const failure = await reloadHost(h, serving, emit, fleet.output(h));
-    if (failure) {
-      warnings.push(failure);
-      emit({ type: 'warning', message: failure });
-    }
+    const failed = await reloadHost(h, serving, emit, fleet.output(h));
+    const reloadFailure = failed?.startsWith(`${h.label}: `) ? failed.slice(h.label.length + 2) : failed;
     const stale = await awaitHostFreshness(h, live, left, serving, emit, options.signal).catch((error: unknown) => {
       warnings.push(`stale-process check failed: ${error instanceof Error ? error.message : String(error)}`);
       return undefined;
     });
-    return { ...(stale ? { stale } : {}), warnings };
+    return { ...(stale ? { stale } : {}), warnings, ...(reloadFailure ? { reloadFailure } : {}) };
   }
 
   function finalRecord(releaseId: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {

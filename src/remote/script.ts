@@ -368,7 +368,8 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
     .map((cmd, i) =>
       kind === 'before-switch'
         ? `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; fail HOOK_FAILED "before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }`
-        : `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; emit warning "after-switch hook ${i + 1} exited with code $_rc"; }`,
+        : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which.
+          `[ -n "$_asf" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || _asf="${i + 1} $?"; }`,
     )
     .join('\n');
 }
@@ -428,8 +429,10 @@ emit switched-ctime "$(stat -c '%.9Z %z' -- "$root/current" 2>/dev/null || stat 
 ${t.journalSwitched ? `put_file "$state" journal.json ${q(t.journalSwitched)} || emit warning "cannot write the journal"` : ''}
 # The switch (and the journal saying so) on disk: a power cut must not bring the old link back.
 durable "$root"
+_asf=
 ${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :` : ''}
-${health}
+[ -z "$_asf" ] || emit after-switch-failed "$_asf"
+${health ? `# A failed hook fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_asf" ]; then emit health failed; else\n${health}\nfi` : ''}
 emit waiting decision
 IFS= read -r _d || _d=
 case $_d in
