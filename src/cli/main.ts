@@ -260,9 +260,6 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
       const fleetOptions = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
-      if (fleetOptions.sharedFiles || fleetOptions.sharedDirs) {
-        throw new DeployError('USAGE', 'shared files and directories (--shared-file, --shared-dir) are not available with --host yet', { hint: 'use --shared <path> with shared targets that exist on every host' });
-      }
       // Refused before an artifact is fetched or extracted, not after.
       if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.

@@ -21,7 +21,7 @@ import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
-import { planShared, type SharedPlan } from '../plan/shared.ts';
+import { planShared, type SharedPlan, type SharedSpec } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -34,7 +34,7 @@ import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetS
 export interface FleetDeployOptions
   extends FleetOptions,
     ServingOptions,
-    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
+    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedFiles' | 'sharedDirs' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
   /** Beyond the failure budget: switch every switched host back (default), or keep them. */
   onFailure?: 'rollback' | 'keep';
   /** Wave sizes (`1,10%,100%`); default one wave of every host. */
@@ -235,8 +235,13 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
   checkHookAndHealth(options);
   checkFleetServingOptions(options);
-  const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
-  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
+  const specs: SharedSpec[] = [
+    ...(options.shared ?? []).map((p) => ({ path: p })),
+    ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
+    ...(options.sharedDirs ?? []).map((p) => ({ path: p, type: 'dir' as const })),
+  ];
+  const plan = planShared(specs, scan.entries, { replace: options.sharedReplace === true });
+  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared-file .env --shared-dir storage' });
   return plan;
 }
 
@@ -399,7 +404,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             build,
             previous: previous === null ? null : { id: previous, digest: prevDigest },
             incremental: options.strategy !== 'copy',
-            exclude: shared.links.map((l) => l.path),
+            // The parents a link needs are not in the build (nothing lies under them): the host makes them, rsync cannot send them.
+            exclude: shared.links.flatMap((l) => [l.path, ...l.mkdirs]),
           },
           phase1.signal,
         );

@@ -11,9 +11,11 @@
  * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
  * see (through the link) a directory, and move tmp INTO the live release instead.
  */
+import { posix } from 'node:path';
 import type { LockIdentity } from '../root/effects.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
+import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import { shQuote } from './shell.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
@@ -333,6 +335,8 @@ emit end apply
 
 export interface SharedLinkStep {
   path: string;
+  /** Declared (--shared-file, --shared-dir) or what the build holds; undefined: only the host's target can tell. */
+  type?: SharedType;
   linkText: string;
   mkdirs: string[];
   replaces: boolean;
@@ -478,6 +482,35 @@ export interface DeployArmScript extends ScriptBase {
   tail: ArmedTail;
 }
 
+const TARGET_KINDS: readonly SharedTargetKind[] = ['file', 'dir', 'other', 'missing'];
+
+/**
+ * Each shared target's kind on the host, answered by the local engine's own rule
+ * (sharedTargetAction) rendered per kind; every target is checked before any is created,
+ * so a host that refuses creates nothing.
+ */
+function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedCreate'>): string {
+  const checks = s.shared.map((l, i) => {
+    const t = `"$shared/"${q(l.path)}`;
+    const cases = TARGET_KINDS.map((kind) => {
+      const a = sharedTargetAction(l, kind, s.sharedCreate);
+      const run = a.kind === 'problem' ? `fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
+      return `${kind}) ${run} ;;`;
+    });
+    return `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file; elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi\ncase $_k${i} in ${cases.join(' ')} esac`;
+  });
+  const creates = s.shared.map((l, i) => {
+    const a = sharedTargetAction(l, 'missing', s.sharedCreate);
+    if (a.kind !== 'create') return '';
+    const t = `"$shared/"${q(l.path)}`;
+    const cannot = `fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`;
+    // noclobber: a file that appeared meanwhile is someone's content, never truncated; 600, since such files hold secrets.
+    const make = a.type === 'dir' ? `mkdir -p -- ${t}` : `{ mkdir -p -- "$shared/"${q(posix.dirname(l.path))} && { (umask 077; set -C; : > ${t}) 2>/dev/null || [ -f ${t} ]; }; }`;
+    return `[ "$_k${i}" != missing ] || ${make} || ${cannot}`;
+  });
+  return [...checks, ...creates].filter(Boolean).join('\n');
+}
+
 /**
  * Prepares a release, then waits armed (see armedTail). Before `ready`: journal, shared links,
  * rename into releases/, before-switch hooks, durability, release log, the new link.
@@ -486,13 +519,8 @@ export function deployArmScript(s: DeployArmScript): string {
   const stage = `"$tmp/"${q(s.stage)}"/"${q(s.id)}`;
   const sharedLines = s.shared
     .map((l) => {
-      const target = `"$shared/"${q(l.path)}`;
       const inRelease = `${stage}"/"${q(l.path)}`;
-      const missing = s.sharedCreate
-        ? `mkdir -p -- ${target} || fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`
-        : `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}`;
       return [
-        `if [ ! -e ${target} ] && [ ! -h ${target} ]; then ${missing}; fi`,
         l.replaces ? `rm -rf -- ${inRelease}` : '',
         ...l.mkdirs.map((d) => `mkdir -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
         `ln -s -- ${q(l.linkText)} ${inRelease} || fail IO ${q(`cannot link shared path ${l.path}`)}`,
@@ -508,6 +536,7 @@ export ATOMIC_DEPLOY_RELEASE_ID="$id" ATOMIC_DEPLOY_RELEASE_PATH="$rel/$id" ATOM
 mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || fail IO "cannot write the journal"
 # The copy's data and the journal naming it reach the disk before the release enters releases/.
 durable "$root"
+${sharedTargetLines(s)}
 ${sharedLines}
 mkdir -p -- "$rel" || fail IO "cannot create $rel"
 # The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
