@@ -11,11 +11,9 @@ import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { closest } from '../plan/suggest.ts';
-import { completionScript, completionSpec } from './completion.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
-import { deploySummary, renderPlan } from './render-lifecycle.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -286,6 +284,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       command: `deploy ${source}`,
     });
     afterSignal();
+    const { deploySummary, renderPlan } = await import('./render-lifecycle.ts');
     if (result.plan) {
       out.print(renderPlan(result.plan));
       out.result(undefined, result.plan);
@@ -426,7 +425,8 @@ Examples:
   $ eval "$(atomic-deploy completion bash)"          in ~/.bashrc
   $ source <(atomic-deploy completion zsh)           in ~/.zshrc
   $ atomic-deploy completion fish > ~/.config/fish/completions/atomic-deploy.fish`)
-    .action((shell: string) => {
+    .action(async (shell: string) => {
+      const { completionScript, completionSpec } = await import('./completion.ts');
       options.stdout.write(completionScript(shell, completionSpec(program)));
     });
 
