@@ -20,8 +20,33 @@ const PKG_STATUS = 'atomic-deploy status <root> (package bin)';
 const PKG_RELEASES = 'atomic-deploy releases <root> (package bin)';
 const BUNDLE_STATUS = 'node atomic-deploy.mjs status <root> (bundle)';
 const BUNDLE_RELEASES = 'node atomic-deploy.mjs releases <root> (bundle)';
+const SPLIT_STATUS = 'node split/bin.js status <root> (bundle split by command)';
+const SPLIT_RELEASES = 'node split/bin.js releases <root> (bundle split by command)';
 /** The real commands a person runs most, side by side with `node -e 0`. */
-const COMMAND_TARGETS = [PKG_STATUS, PKG_RELEASES, BUNDLE_STATUS, BUNDLE_RELEASES];
+const COMMAND_TARGETS = [PKG_STATUS, PKG_RELEASES, BUNDLE_STATUS, BUNDLE_RELEASES, SPLIT_STATUS, SPLIT_RELEASES];
+
+/**
+ * A candidate for the installed command: the CLI bundled with esbuild's code splitting, so a
+ * command loads one entry chunk and the chunks it imports instead of ~50 module files.
+ */
+async function buildSplitBundle(outdir: string): Promise<string> {
+  const { build } = await import('esbuild');
+  await build({
+    entryPoints: [join(REPO, 'src', 'cli', 'bin.ts')],
+    bundle: true,
+    splitting: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    outdir,
+    minify: true,
+    define: { ATOMIC_DEPLOY_VERSION: JSON.stringify('0.0.0-bench') },
+    // As in scripts/bundle.mjs: some dependencies call require() for Node built-ins.
+    banner: { js: "import { createRequire as __adCreateRequire } from 'node:module'; const require = __adCreateRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
+  return join(outdir, 'bin.js');
+}
 
 /** Modules whose loading a real command pays for; measured one per fresh process. */
 const IMPORTS = ['commander', 'yaml', 'zod/mini', './dist/index.js', './dist/cli/main.js'];
@@ -38,6 +63,7 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
   const bundleDir = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-bundle-'));
   const BUNDLE = join(bundleDir, 'atomic-deploy.mjs');
   await copyFile(join(REPO, 'dist', 'atomic-deploy.mjs'), BUNDLE);
+  const SPLIT = await buildSplitBundle(join(bundleDir, 'split'));
   // The copy of dist/ holds a node_modules link, so module imports resolve there as in the package.
   const snapshotRoot = dirname(dirname(dirname(BIN)));
   const runs = quick ? 3 : 41;
@@ -67,6 +93,8 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
       command(PKG_RELEASES, [BIN, 'releases', root]),
       command(BUNDLE_STATUS, [BUNDLE, 'status', root]),
       command(BUNDLE_RELEASES, [BUNDLE, 'releases', root]),
+      command(SPLIT_STATUS, [SPLIT, 'status', root]),
+      command(SPLIT_RELEASES, [SPLIT, 'releases', root]),
     ];
     result = await pairedRuns(cases, { runs, warmup: quick ? 1 : 3, baseline: BASELINE });
     log(`startup: ${result.cases.map((c) => `${c.name} ${c.median.toFixed(1)} ms`).join('; ')}`);
@@ -124,6 +152,7 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
     ],
     notes: [
       'The installed command is a link to `dist/cli/bin.js`, which reads its version from package.json and imports nothing else for `--version`.',
+      'The split bundle (esbuild `splitting: true`, built by this benchmark) is measured as a candidate for the installed command; the package still installs the tsc output of `dist/`.',
       'The bundle holds the whole CLI and its dependencies in one file, which Node has to read and compile before its first line runs, `--version` included; the package bin compiles only its own few lines.',
       runNote(started, machine),
     ],

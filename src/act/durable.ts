@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -56,8 +55,10 @@ export async function writeFileAtomic(file: string, data: string | Iterable<stri
 let syncfsWorks: boolean | undefined;
 
 /** One syncfs(2) of the filesystem holding `dir`, via coreutils `sync -f`; false if unavailable. */
-function syncFilesystem(dir: string): Promise<boolean> {
-  if (syncfsWorks === false) return Promise.resolve(false);
+async function syncFilesystem(dir: string): Promise<boolean> {
+  if (syncfsWorks === false) return false;
+  // Loaded here: status and releases load this module but never sync, and child_process costs start-up time.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve) => {
     const child = spawn('sync', ['-f', dir], { stdio: 'ignore' });
     child.on('error', () => {

@@ -8,27 +8,42 @@ export type Shell = (typeof SHELLS)[number];
 export interface CompletionSpec {
   /** Each command with its long flags; `deploy` also stands for the bare form. */
   commands: { name: string; flags: string[] }[];
+  /** Flags of `deploy` whose value is the next word: skipped when counting its arguments. */
+  deployValueFlags: string[];
 }
 
+/** What a deploy source may be besides a directory (plan/archive.ts reads the format from the bytes). */
+export const ARCHIVE_SUFFIXES = ['tar', 'tar.gz', 'tgz', 'zip'] as const;
+
+const longs = (options: readonly Option[]): string[] => options.map((o) => o.long).filter((f): f is string => f !== undefined);
+
 export function completionSpec(program: Command): CompletionSpec {
-  const global = (program.options as Option[]).map((o) => o.long).filter((f): f is string => f !== undefined);
+  const global = program.options as Option[];
+  const deploy = program.commands.find((c) => c.name() === 'deploy');
   return {
     commands: program.commands.map((c) => ({
       name: c.name(),
-      flags: [...global, ...(c.options as Option[]).map((o) => o.long).filter((f): f is string => f !== undefined), '--help'],
+      flags: [...longs(global), ...longs(c.options as Option[]), '--help'],
     })),
+    deployValueFlags: longs([...global, ...((deploy?.options ?? []) as Option[])].filter((o) => o.required || o.optional)),
   };
+}
+
+/** A shell `case` pattern of the value flags (`--a|--b`); a flag that never occurs when there are none. */
+function valuePattern(spec: CompletionSpec): string {
+  return spec.deployValueFlags.length > 0 ? spec.deployValueFlags.join('|') : '--no-value-flags';
 }
 
 function bash(spec: CompletionSpec): string {
   const names = spec.commands.map((c) => c.name).join(' ');
   const deploy = spec.commands.find((c) => c.name === 'deploy')?.flags.join(' ') ?? '';
   const cases = spec.commands.map((c) => `    ${c.name}) opts='${c.flags.join(' ')}' ;;`).join('\n');
+  const archives = ARCHIVE_SUFFIXES.map((x) => `$(compgen -f -X '!*.${x}' -- "$cur")`).join(' ');
   return `# atomic-deploy completion for bash. Load with: eval "$(atomic-deploy completion bash)"
 _atomic_deploy() {
   local cur=\${COMP_WORDS[COMP_CWORD]} opts
   if [ "$COMP_CWORD" -eq 1 ] && [[ $cur != -* ]]; then
-    COMPREPLY=($(compgen -W '${names}' -- "$cur") $(compgen -d -- "$cur"))
+    COMPREPLY=($(compgen -W '${names}' -- "$cur") $(compgen -d -- "$cur") ${archives})
     return
   fi
   case \${COMP_WORDS[1]} in
@@ -37,9 +52,28 @@ ${cases}
   esac
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  elif _atomic_deploy_at_source; then
+    COMPREPLY=($(compgen -d -- "$cur") ${archives})
   else
     COMPREPLY=($(compgen -d -- "$cur"))
   fi
+}
+# True at deploy's first argument (bare form too): the source, which may be an archive.
+_atomic_deploy_at_source() {
+  local i=1 n=0 skip=
+  case \${COMP_WORDS[1]} in
+    deploy) i=2 ;;
+    ${spec.commands.map((c) => c.name).filter((n) => n !== 'deploy').join('|') || 'no-such-command'}) return 1 ;;
+  esac
+  for ((; i < COMP_CWORD; i++)); do
+    if [ -n "$skip" ]; then skip=; continue; fi
+    case \${COMP_WORDS[i]} in
+      ${valuePattern(spec)}) skip=1 ;;
+      -*) ;;
+      *) n=$((n + 1)) ;;
+    esac
+  done
+  [ "$n" -eq 0 ]
 }
 complete -o filenames -F _atomic_deploy atomic-deploy
 `;
@@ -49,12 +83,14 @@ function zsh(spec: CompletionSpec): string {
   const names = spec.commands.map((c) => c.name).join(' ');
   const deploy = spec.commands.find((c) => c.name === 'deploy')?.flags.join(' ') ?? '';
   const cases = spec.commands.map((c) => `      ${c.name}) compadd -- ${c.flags.join(' ')} ;;`).join('\n');
+  const archives = `_files -g '*.(${ARCHIVE_SUFFIXES.join('|')})'`;
   return `#compdef atomic-deploy
 # atomic-deploy completion for zsh. Load with: source <(atomic-deploy completion zsh)
 _atomic_deploy() {
   if (( CURRENT == 2 )) && [[ $PREFIX != -* ]]; then
     compadd -- ${names}
     _directories
+    ${archives}
     return
   fi
   if [[ $PREFIX == -* ]]; then
@@ -62,9 +98,29 @@ _atomic_deploy() {
 ${cases}
       *) compadd -- ${deploy} ;;
     esac
+  elif _atomic_deploy_at_source; then
+    _directories
+    ${archives}
   else
     _directories
   fi
+}
+# True at deploy's first argument (bare form too): the source, which may be an archive.
+_atomic_deploy_at_source() {
+  local i=2 n=0 skip=
+  case $words[2] in
+    deploy) i=3 ;;
+    ${spec.commands.map((c) => c.name).filter((n) => n !== 'deploy').join('|') || 'no-such-command'}) return 1 ;;
+  esac
+  for (( ; i < CURRENT; i++ )); do
+    if [[ -n $skip ]]; then skip=; continue; fi
+    case $words[i] in
+      ${valuePattern(spec)}) skip=1 ;;
+      -*) ;;
+      *) n=$((n + 1)) ;;
+    esac
+  done
+  (( n == 0 ))
 }
 compdef _atomic_deploy atomic-deploy
 `;
@@ -77,6 +133,34 @@ function fish(spec: CompletionSpec): string {
     'complete -c atomic-deploy -f',
     `complete -c atomic-deploy -n __fish_use_subcommand -a '${names}'`,
     "complete -c atomic-deploy -a '(__fish_complete_directories)'",
+    // Deploy's first argument (bare form too) may be an archive: the source.
+    'function __atomic_deploy_at_source',
+    '  set -l words (commandline -opc)',
+    '  set -l n 0',
+    '  set -l skip 0',
+    '  set -e words[1]',
+    `  if contains -- "$words[1]" ${spec.commands.map((c) => c.name).filter((n) => n !== 'deploy').join(' ')}`,
+    '    return 1',
+    '  end',
+    '  test "$words[1]" = deploy; and set -e words[1]',
+    '  for w in $words',
+    '    if test $skip = 1',
+    '      set skip 0',
+    `    else if contains -- $w ${spec.deployValueFlags.join(' ')}`,
+    '      set skip 1',
+    "    else if not string match -q -- '-*' $w",
+    '      set n (math $n + 1)',
+    '    end',
+    '  end',
+    '  test $n = 0',
+    'end',
+    'function __atomic_deploy_archives',
+    '  set -l cur (commandline -ct)',
+    '  for f in $cur*',
+    `    test -f $f; and string match -q -r -- '\\.(${ARCHIVE_SUFFIXES.map((x) => x.replace('.', '\\.')).join('|')})$' $f; and echo $f`,
+    '  end',
+    'end',
+    "complete -c atomic-deploy -n __atomic_deploy_at_source -a '(__atomic_deploy_archives)'",
   ];
   for (const c of spec.commands) {
     for (const flag of c.flags) lines.push(`complete -c atomic-deploy -n '__fish_seen_subcommand_from ${c.name}' -l ${flag.slice(2)}`);

@@ -138,14 +138,17 @@ function hostTable(hosts: readonly HostRow[], extra?: (h: HostRow) => string): s
 }
 
 /** Runs a fleet command: prints its table and its one JSON object, and says which exit code it earned. */
-async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render: (result: T) => { table?: string; line?: string; code?: number }): Promise<number> {
+async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render: (result: T) => { table?: string; line?: string; code?: number; error?: DeployError }): Promise<number> {
   try {
     const result = await op();
     const shown = render(result);
     if (shown.table !== undefined) cli.out.print(shown.table);
-    cli.out.result(shown.line, result);
+    // An outcome that is an error although the command finished (exit 7): the result line, then the error, as locally.
+    const failed = shown.error;
+    cli.out.result(shown.line, failed ? { ...result, error: { code: failed.code, message: failed.message, ...(failed.hint ? { hint: failed.hint } : {}), ...failed.details } } : result);
+    if (failed) cli.out.error(failed.message, failed.hint);
     if (cli.signal?.aborted) return exitCodeForSignal(cli.signal.reason as NodeJS.Signals);
-    return shown.code ?? EXIT.ok;
+    return failed?.exitCode ?? shown.code ?? EXIT.ok;
   } catch (error) {
     if (!(error instanceof DeployError)) throw error;
     const details = error.details ?? {};
@@ -169,6 +172,14 @@ function waveLines(waves: readonly FleetWave[]): string {
     .join('\n')}\n`;
 }
 
+/** The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as a local deploy. */
+function afterSwitchError(release: string, root: string | undefined, message: string, hosts: readonly FleetHostSpec[]): DeployError {
+  return new DeployError('AFTER_SWITCH_FAILED', message, {
+    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root ?? '<root>'} ${hosts.map((h) => `--host ${h.host}`).join(' ')}`,
+    details: { release, live: true },
+  });
+}
+
 export function fleetDeployCli(cli: FleetCli, source: string, root: string | undefined, options: DeployOptions & Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'>): Promise<number> {
   if (options.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
   return run(
@@ -177,9 +188,10 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
     (r) => ({
       table: waveLines(r.waves) + hostTable(r.hosts, (h) => {
         const d = r.hosts.find((x) => x.host === h.host);
-        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}` : '';
+        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}` : '';
       }),
       line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${r.files} files, ${r.durationMs} ms; switch skew ${skew(r)})`,
+      ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, root, r.afterSwitchFailure, cli.hosts) }),
     }),
   );
 }

@@ -8,7 +8,6 @@ import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import { pathFrom, writeExampleConfig, type LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
-import { renderPrune } from './render-lifecycle.ts';
 import { addFleetFlags, fleetHostsFrom, fleetPruneCli, fleetRootFrom, type FleetFlags } from './fleet.ts';
 
 export interface CommandContext {
@@ -96,6 +95,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         onEvent: out.event,
       });
       ctx.afterSignal();
+      const { renderPrune } = await import('./render-lifecycle.ts');
       out.result(renderPrune(result), result);
     });
 

@@ -11,11 +11,9 @@ import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { closest } from '../plan/suggest.ts';
-import { completionScript, completionSpec } from './completion.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
-import { deploySummary, renderPlan } from './render-lifecycle.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -260,9 +258,6 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
       const fleetOptions = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
-      if (fleetOptions.sharedFiles || fleetOptions.sharedDirs) {
-        throw new DeployError('USAGE', 'shared files and directories (--shared-file, --shared-dir) are not available with --host yet', { hint: 'use --shared <path> with shared targets that exist on every host' });
-      }
       // Refused before an artifact is fetched or extracted, not after.
       if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
@@ -289,6 +284,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       command: `deploy ${source}`,
     });
     afterSignal();
+    const { deploySummary, renderPlan } = await import('./render-lifecycle.ts');
     if (result.plan) {
       out.print(renderPlan(result.plan));
       out.result(undefined, result.plan);
@@ -429,7 +425,8 @@ Examples:
   $ eval "$(atomic-deploy completion bash)"          in ~/.bashrc
   $ source <(atomic-deploy completion zsh)           in ~/.zshrc
   $ atomic-deploy completion fish > ~/.config/fish/completions/atomic-deploy.fish`)
-    .action((shell: string) => {
+    .action(async (shell: string) => {
+      const { completionScript, completionSpec } = await import('./completion.ts');
       options.stdout.write(completionScript(shell, completionSpec(program)));
     });
 

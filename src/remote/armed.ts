@@ -39,15 +39,28 @@ export async function switchTogether(sessions: readonly Session[]): Promise<Swit
   );
 }
 
+/** Which after-switch hook failed (1-based) and its exit code (124: timed out). */
+export interface HookFailure {
+  hook: number;
+  code: number;
+}
+
 /** A switched host's after-switch hooks and health check, done: it now waits for the fleet's decision. */
-export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; warnings: string[] } | { kind: 'lost' };
+export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; afterSwitchFailed?: HookFailure; warnings: string[] } | { kind: 'lost' };
+
+/** `after-switch-failed N CODE` from armedTail; anything else malformed is no failure report. */
+export function hookFailureOf(value: string | undefined): HookFailure | undefined {
+  const m = /^(\d+) (\d+)$/.exec(value ?? '');
+  return m ? { hook: Number(m[1]), code: Number(m[2]) } : undefined;
+}
 
 export async function awaitVerdict(session: Session): Promise<Verdict> {
   const waiting = await session.waitFor(['waiting']).catch(() => undefined);
   if (!waiting) return { kind: 'lost' };
   const warnings = session.frames.filter((f) => f.tag === 'warning').map((f) => f.value);
   const health = session.frames.find((f) => f.tag === 'health')?.value;
-  return { kind: 'waiting', warnings, ...(health === 'ok' || health === 'failed' ? { health } : {}) };
+  const failed = hookFailureOf(session.frames.find((f) => f.tag === 'after-switch-failed')?.value);
+  return { kind: 'waiting', warnings, ...(health === 'ok' || health === 'failed' ? { health } : {}), ...(failed ? { afterSwitchFailed: failed } : {}) };
 }
 
 /** `commit`, then one line per release record the host writes (ArmedTail.commitRecords); the host prunes and releases its lock. */

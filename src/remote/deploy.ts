@@ -21,7 +21,7 @@ import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { rollbackTarget, selectPrune } from '../plan/releases.ts';
-import { planShared, type SharedPlan } from '../plan/shared.ts';
+import { planShared, type SharedPlan, type SharedSpec } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -35,7 +35,7 @@ import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetS
 export interface FleetDeployOptions
   extends FleetOptions,
     ServingOptions,
-    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
+    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedFiles' | 'sharedDirs' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
   /** Beyond the failure budget: switch every switched host back (default), or keep them. */
   onFailure?: 'rollback' | 'keep';
   /** Wave sizes (`1,10%,100%`); default one wave of every host. */
@@ -68,6 +68,8 @@ export interface FleetDeployHost {
   /** When the host confirmed its switch, in ms after the switch was sent. */
   switchedAfterMs?: number;
   health?: 'ok' | 'failed';
+  /** An after-switch hook or reload failed here with no health check to switch back on: the release stands (exit 7). */
+  afterSwitchFailure?: string;
   warnings: string[];
   recovered: string[];
   error?: HostError;
@@ -91,6 +93,8 @@ export interface FleetDeployResult {
   tolerated: string[];
   /** Processes still on the release each host left, named with their host (docs/serving.md). */
   stale?: FleetStaleReport;
+  /** The hosts' after-switch failures in one line, as the local deploy's field: the CLI exits 7. */
+  afterSwitchFailure?: string;
 }
 
 export interface FleetWave {
@@ -130,6 +134,7 @@ interface Switched extends Armed {
 
 interface Verified extends Switched {
   health?: 'ok' | 'failed';
+  afterSwitchFailure?: string;
 }
 
 /**
@@ -231,8 +236,13 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
   checkHookAndHealth(options);
   checkFleetServingOptions(options);
-  const plan = planShared(options.shared ?? [], scan.entries, { replace: options.sharedReplace === true });
-  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared .env --shared storage' });
+  const specs: SharedSpec[] = [
+    ...(options.shared ?? []).map((p) => ({ path: p })),
+    ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
+    ...(options.sharedDirs ?? []).map((p) => ({ path: p, type: 'dir' as const })),
+  ];
+  const plan = planShared(specs, scan.entries, { replace: options.sharedReplace === true });
+  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared-file .env --shared-dir storage' });
   return plan;
 }
 
@@ -249,6 +259,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
   const durable = options.fsync !== false;
+  const afterSwitch = options.hooks?.afterSwitch ?? [];
+  const hookTimeoutS = Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000);
   const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
@@ -278,6 +290,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         ...(placed.copyMs === undefined ? {} : { copyMs: placed.copyMs }),
         ...(hasSwitched(p) ? { switchedAfterMs: Math.round(p.afterMs) } : {}),
         ...(healthOf(p) ? { health: healthOf(p) } : {}),
+        ...(p?.phase === 'verified' && p.afterSwitchFailure !== undefined ? { afterSwitchFailure: p.afterSwitchFailure } : {}),
         warnings: [...(placed.warnings ?? [])],
         recovered: h.recovered,
         ...(h.error ? { error: h.error } : {}),
@@ -392,7 +405,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             build,
             previous: previous === null ? null : { id: previous, digest: prevDigest },
             incremental: options.strategy !== 'copy',
-            exclude: shared.links.map((l) => l.path),
+            // The parents a link needs are not in the build (nothing lies under them): the host makes them, rsync cannot send them.
+            exclude: shared.links.flatMap((l) => [l.path, ...l.mkdirs]),
           },
           phase1.signal,
         );
@@ -454,8 +468,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             backTo: previous,
             link: d.link,
             journalSwitched: journal('switched'),
-            afterSwitch: options.hooks?.afterSwitch ?? [],
-            hookTimeoutS: Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000),
+            afterSwitch,
+            hookTimeoutS,
             ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
@@ -508,8 +522,13 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
             return;
           }
-          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), phase: 'verified' });
-          if (verdict.health === 'failed') h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: the health check failed` };
+          const failed = verdict.afterSwitchFailed;
+          const hookFailure = failed ? `after-switch hook ${JSON.stringify(afterSwitch[failed.hook - 1] ?? `#${failed.hook}`)} ${failed.code === 124 ? `timed out after ${hookTimeoutS} s` : `exited with code ${failed.code}`}` : undefined;
+          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(hookFailure !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: hookFailure } : {}), phase: 'verified' });
+          if (verdict.health === 'failed') {
+            h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${hookFailure ?? 'the health check failed'}` };
+            if (hookFailure !== undefined) emit({ type: 'warning', message: h.error.message });
+          }
         }),
       );
     };
@@ -604,7 +623,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         // Still under the lock: the reloads and the wait come before the commit, whose record keeps the count.
         const served = await servingAfterSwitch(h, releaseId, p.previous, options);
         if (served.stale) staleReports.set(h, served.stale);
-        const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings] };
+        // A failed reload is the deploy's outcome (exit 7), as locally; the first failure on a host is the one named.
+        const afterSwitchFailure = p.afterSwitchFailure ?? served.reloadFailure;
+        const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
         const record = finalRecord(releaseId, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)]);
@@ -625,7 +646,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         // An automatic rollback reloads too; its processes on the failed release are named, never fatal.
         const served = await servingAfterSwitch(h, p.previous ?? '', releaseId, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' });
         if (served.stale) staleReports.set(h, served.stale);
-        per.set(h, { ...p, warnings: [...p.warnings, ...served.warnings], phase: 'switched-back' });
+        if (served.reloadFailure !== undefined) emit({ type: 'warning', message: `${h.label}: ${served.reloadFailure}` });
+        per.set(h, { ...p, warnings: [...p.warnings, ...served.warnings, ...(served.reloadFailure === undefined ? [] : [served.reloadFailure])], phase: 'switched-back' });
       }),
       // Hosts that never switched: their prepared release goes, as in phase 1.
       ...fleet.hosts.filter((h) => decision.undo.includes(h.label)).map((h) => abortHost(h)),
@@ -645,7 +667,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const [a = started, b = a, c = b, e = c] = marks;
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
     const stale = fleetStaleOf(fleet.hosts, staleReports);
-    const result: FleetDeployResult = { release: releaseId, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}) };
+    const hostRows = report();
+    const afterSwitchFailures = hostRows.flatMap((r) => (r.afterSwitchFailure === undefined ? [] : [`${r.host}: ${r.afterSwitchFailure}`]));
+    const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
+    const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
@@ -654,8 +679,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
-      // `--stale fail`: the release is live and stays; the exit code tells that old code still runs.
-      const staleError = fleetStaleFailure(options, stale, { ...result });
+      // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
+      const staleError = afterSwitchFailure === undefined ? fleetStaleFailure(options, stale, { ...result }) : undefined;
       if (staleError) throw staleError;
       return result;
     }
@@ -672,19 +697,16 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     await fleet.close();
   }
 
-  /** The host's reloads (a failure warns, as an after-switch hook's does), then its stale-process wait. */
-  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[] }> {
+  /** The host's reloads (how the first failed, without the host's label), then its stale-process wait. */
+  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[]; reloadFailure?: string }> {
     const warnings: string[] = [];
-    const failure = await reloadHost(h, serving, emit, fleet.output(h));
-    if (failure) {
-      warnings.push(failure);
-      emit({ type: 'warning', message: failure });
-    }
+    const failed = await reloadHost(h, serving, emit, fleet.output(h));
+    const reloadFailure = failed?.startsWith(`${h.label}: `) ? failed.slice(h.label.length + 2) : failed;
     const stale = await awaitHostFreshness(h, live, left, serving, emit, options.signal).catch((error: unknown) => {
       warnings.push(`stale-process check failed: ${error instanceof Error ? error.message : String(error)}`);
       return undefined;
     });
-    return { ...(stale ? { stale } : {}), warnings };
+    return { ...(stale ? { stale } : {}), warnings, ...(reloadFailure ? { reloadFailure } : {}) };
   }
 
   function finalRecord(releaseId: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {

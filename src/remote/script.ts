@@ -11,9 +11,11 @@
  * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
  * see (through the link) a directory, and move tmp INTO the live release instead.
  */
+import { posix } from 'node:path';
 import type { LockIdentity } from '../root/effects.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
+import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import { shQuote } from './shell.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
@@ -363,6 +365,8 @@ emit end apply
 
 export interface SharedLinkStep {
   path: string;
+  /** Declared (--shared-file, --shared-dir) or what the build holds; undefined: only the host's target can tell. */
+  type?: SharedType;
   linkText: string;
   mkdirs: string[];
   replaces: boolean;
@@ -398,7 +402,8 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
     .map((cmd, i) =>
       kind === 'before-switch'
         ? `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; fail HOOK_FAILED "before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }`
-        : `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; emit warning "after-switch hook ${i + 1} exited with code $_rc"; }`,
+        : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which.
+          `[ -n "$_asf" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || _asf="${i + 1} $?"; }`,
     )
     .join('\n');
 }
@@ -458,8 +463,10 @@ emit switched-ctime "$(stat -c '%.9Z %z' -- "$root/current" 2>/dev/null || stat 
 ${t.journalSwitched ? `put_file "$state" journal.json ${q(t.journalSwitched)} || emit warning "cannot write the journal"` : ''}
 # The switch (and the journal saying so) on disk: a power cut must not bring the old link back.
 durable "$root"
+_asf=
 ${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :` : ''}
-${health}
+[ -z "$_asf" ] || emit after-switch-failed "$_asf"
+${health ? `# A failed hook fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_asf" ]; then emit health failed; else\n${health}\nfi` : ''}
 emit waiting decision
 IFS= read -r _d || _d=
 case $_d in
@@ -505,6 +512,35 @@ export interface DeployArmScript extends ScriptBase {
   tail: ArmedTail;
 }
 
+const TARGET_KINDS: readonly SharedTargetKind[] = ['file', 'dir', 'other', 'missing'];
+
+/**
+ * Each shared target's kind on the host, answered by the local engine's own rule
+ * (sharedTargetAction) rendered per kind; every target is checked before any is created,
+ * so a host that refuses creates nothing.
+ */
+function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedCreate'>): string {
+  const checks = s.shared.map((l, i) => {
+    const t = `"$shared/"${q(l.path)}`;
+    const cases = TARGET_KINDS.map((kind) => {
+      const a = sharedTargetAction(l, kind, s.sharedCreate);
+      const run = a.kind === 'problem' ? `fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
+      return `${kind}) ${run} ;;`;
+    });
+    return `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file; elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi\ncase $_k${i} in ${cases.join(' ')} esac`;
+  });
+  const creates = s.shared.map((l, i) => {
+    const a = sharedTargetAction(l, 'missing', s.sharedCreate);
+    if (a.kind !== 'create') return '';
+    const t = `"$shared/"${q(l.path)}`;
+    const cannot = `fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`;
+    // noclobber: a file that appeared meanwhile is someone's content, never truncated; 600, since such files hold secrets.
+    const make = a.type === 'dir' ? `mkdir -p -- ${t}` : `{ mkdir -p -- "$shared/"${q(posix.dirname(l.path))} && { (umask 077; set -C; : > ${t}) 2>/dev/null || [ -f ${t} ]; }; }`;
+    return `[ "$_k${i}" != missing ] || ${make} || ${cannot}`;
+  });
+  return [...checks, ...creates].filter(Boolean).join('\n');
+}
+
 /**
  * Prepares a release, then waits armed (see armedTail). Before `ready`: journal, shared links,
  * rename into releases/, before-switch hooks, durability, release log, the new link.
@@ -513,13 +549,8 @@ export function deployArmScript(s: DeployArmScript): string {
   const stage = `"$sdir/"${q(s.id)}`;
   const sharedLines = s.shared
     .map((l) => {
-      const target = `"$shared/"${q(l.path)}`;
       const inRelease = `${stage}"/"${q(l.path)}`;
-      const missing = s.sharedCreate
-        ? `mkdir -p -- ${target} || fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`
-        : `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}`;
       return [
-        `if [ ! -e ${target} ] && [ ! -h ${target} ]; then ${missing}; fi`,
         l.replaces ? `rm -rf -- ${inRelease}` : '',
         ...l.mkdirs.map((d) => `mkdir -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
         `ln -s -- ${q(l.linkText)} ${inRelease} || fail IO ${q(`cannot link shared path ${l.path}`)}`,
@@ -535,6 +566,7 @@ export ATOMIC_DEPLOY_RELEASE_ID="$id" ATOMIC_DEPLOY_RELEASE_PATH="$rel/$id" ATOM
 mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || fail IO "cannot write the journal"
 # The copy's data and the journal naming it reach the disk before the release enters releases/.
 durable "$root"
+${sharedTargetLines(s)}
 ${sharedLines}
 mkdir -p -- "$rel" || fail IO "cannot create $rel"
 # The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.

@@ -34,6 +34,57 @@ void test('bash: commands and directories first, then the flags of the command (
   assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '']), ['build']);
 });
 
+/** A folder with a build directory, archives of each kind, and files that are none. */
+function withArchives(t: { after(fn: () => void): void }): string {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, 'build'));
+  for (const f of ['site.tar.gz', 'site.tgz', 'a.zip', 'b.tar', 'notes.txt', 'tar', 'site.tar.gz.sig']) fs.writeFileSync(path.join(dir, f), '');
+  return dir;
+}
+
+void test('bash: archives are offered as the deploy source (bare form too), never as the root or to other commands', (t) => {
+  const dir = withArchives(t);
+  const sources = ['a.zip', 'b.tar', 'build', 'site.tar.gz', 'site.tgz'];
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '']), sources);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', 'site.t']), ['site.tar.gz', 'site.tgz']);
+  // A flag's value is not the source; a flag without one leaves the source to come.
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--release-id', 'r1', '']), sources);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--adopt', '']), sources);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', 'site.tgz', '']), ['build']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--release-id', 'r1', 'site.tgz', '']), ['build']);
+  // The bare form: commands, directories and archives first; then the root, a directory.
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 's']), ['site.tar.gz', 'site.tgz', 'status']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'site.tgz', '']), ['build']);
+  for (const command of ['rollback', 'releases', 'status', 'prune', 'unlock', 'verify']) assert.deepEqual(bashComplete(dir, ['atomic-deploy', command, '']), ['build'], command);
+});
+
+void test('zsh: the deploy source completes archives as well as directories; the root and other commands only directories', (t) => {
+  const dir = withArchives(t);
+  // compsys's own functions stand in as recorders: what the script asks of them is what it completes.
+  const run = (words: string[]): string =>
+    execFileSync('zsh', ['-c', `source <(${cli} completion zsh) 2>/dev/null; _directories() { print -r -- dirs; }; _files() { print -r -- files "$@"; }; compadd() { print -r -- words; }; words=(${words.map((w) => `'${w}'`).join(' ')}); CURRENT=${words.length}; PREFIX=${JSON.stringify(words.at(-1) ?? '')}; _atomic_deploy`], { cwd: dir, encoding: 'utf8' }).trim();
+  const archives = "files -g *.(tar|tar.gz|tgz|zip)";
+  assert.equal(run(['atomic-deploy', 'deploy', '']), `dirs\n${archives}`);
+  assert.equal(run(['atomic-deploy', 'deploy', '--release-id', 'r1', '']), `dirs\n${archives}`);
+  assert.equal(run(['atomic-deploy', 'deploy', 'site.tgz', '']), 'dirs');
+  assert.equal(run(['atomic-deploy', '']), `words\ndirs\n${archives}`);
+  assert.equal(run(['atomic-deploy', 'site.tgz', '']), 'dirs');
+  assert.equal(run(['atomic-deploy', 'rollback', '']), 'dirs');
+  // The glob the script hands to _files matches exactly the archives.
+  const matched = execFileSync('zsh', ['-c', "print -rl -- *.(tar|tar.gz|tgz|zip)(N)"], { cwd: dir, encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+  assert.deepEqual(matched, ['a.zip', 'b.tar', 'site.tar.gz', 'site.tgz']);
+});
+
+void test('fish: archives as the deploy source only', (t) => {
+  const dir = withArchives(t);
+  const complete = (line: string): string[] =>
+    execFileSync('fish', ['-c', `${cli} completion fish | source; complete -C '${line}'`], { cwd: dir, encoding: 'utf8' }).split('\n').map((l) => l.split('\t')[0] ?? '').filter(Boolean).sort();
+  assert.deepEqual(complete('atomic-deploy deploy '), ['a.zip', 'b.tar', 'build/', 'site.tar.gz', 'site.tgz']);
+  assert.deepEqual(complete('atomic-deploy deploy --release-id r1 site.'), ['site.tar.gz', 'site.tgz']);
+  assert.deepEqual(complete('atomic-deploy deploy site.tgz '), ['build/']);
+  assert.deepEqual(complete('atomic-deploy rollback '), ['build/']);
+});
+
 void test('zsh and fish: the scripts parse, and fish completes the commands', async (t) => {
   const dir = tempDir(t);
   for (const shell of ['zsh', 'fish'] as const) {

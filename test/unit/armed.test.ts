@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether, type Session } from '../../src/remote/armed.ts';
+import { awaitArmed, awaitVerdict, commitSwitch, hookFailureOf, disarm, releasedByProgram, switchBack, switchTogether, type Session } from '../../src/remote/armed.ts';
 import type { Frame } from '../../src/remote/facts.ts';
 import type { ExecResult } from '../../src/remote/ssh.ts';
 
@@ -100,12 +100,13 @@ void test('a host that ends before ready is refused with its whole result; a rea
   assert.equal((await awaitArmed(good)).kind, 'armed');
 });
 
-void test('the verdict carries the health result and warnings; a program that ends first is lost', async () => {
+void test('the verdict carries the health result, the failed after-switch hook and warnings; a program that ends first is lost', async () => {
   const h = new ScriptedHost([]);
-  h.emit('warning', 'after-switch hook 1 exited with code 3');
+  h.emit('warning', 'cannot write the journal');
+  h.emit('after-switch-failed', '2 124');
   h.emit('health', 'failed');
   h.emit('waiting', 'decision');
-  assert.deepEqual(await awaitVerdict(h), { kind: 'waiting', warnings: ['after-switch hook 1 exited with code 3'], health: 'failed' });
+  assert.deepEqual(await awaitVerdict(h), { kind: 'waiting', warnings: ['cannot write the journal'], health: 'failed', afterSwitchFailed: { hook: 2, code: 124 } });
   const quiet = new ScriptedHost([]);
   quiet.emit('waiting', 'decision');
   assert.deepEqual(await awaitVerdict(quiet), { kind: 'waiting', warnings: [] });
@@ -153,4 +154,9 @@ void test('disarm sends a word other than go and waits for the program to end', 
   const result = await disarm(h);
   assert.deepEqual(h.sent, ['abort']);
   assert.equal(result.code, 0);
+});
+
+void test('an after-switch failure frame is read as hook and code; a malformed one is no report', () => {
+  assert.deepEqual(hookFailureOf('1 3'), { hook: 1, code: 3 });
+  for (const bad of [undefined, '', '1', '1 3 4', 'x 3', '1 -3', ' 1 3']) assert.equal(hookFailureOf(bad), undefined, String(bad));
 });

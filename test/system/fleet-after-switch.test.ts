@@ -1,0 +1,151 @@
+// A failed after-switch hook or reload on a fleet host, with no health check: exit 7 as locally,
+// every host stays on the new release, and the output (human and JSON) names the host and the
+// hook; with a health check the same failure switches every host back (exit 4); 7 wins over 6.
+// Controls: the same deploys with the hook succeeding exit 0.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+interface FleetJson {
+  release?: string;
+  hosts: { host: string; current: string | null; outcome?: string; afterSwitchFailure?: string }[];
+  afterSwitchFailure?: string;
+  error?: { code: string; message: string; hint?: string; live?: boolean; release?: string };
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+const newRoot = rootNamer('a');
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 180_000 });
+}
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-after-switch-'), { 'index.html': `<h1>${version}</h1>\n` });
+}
+
+function currentOf(dir: string): string {
+  return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+}
+
+/** Starts `sleep 300` on the host with its working directory in `<root>/current` (hosts share the pid namespace). */
+async function startHolder(t: { after(fn: () => void): void }, h: FleetHost, root: string): Promise<void> {
+  const r = await h.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
+  const pid = Number(r.stdout.trim());
+  assert.ok(pid > 1, r.stderr);
+  t.after(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  // Settled: a scan that ran before the kernel showed its cwd would prove nothing.
+  for (let i = 0; i < 1000 && !fs.readlinkSync(`/proc/${pid}/cwd`).includes('/releases/'); i++) await sleep(10);
+}
+
+/** A hook that fails on the first host only. */
+function failsOnFirst(): string {
+  return `test "$(hostname)" != ${fleet.hosts[0]?.hostname ?? 'host1'}`;
+}
+
+void describe('after-switch failures on two namespace hosts', () => {
+  before(async () => {
+    fleet = await createFleet(2, { prefix: 'aas' });
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test('a failing after-switch hook exits 7 with the switch standing on every host; a succeeding one exits 0', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('hook');
+    const control = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--after-switch', 'true', '--json']);
+    assert.equal(control.code, 0, control.stderr);
+    assert.equal(jsonOf<FleetJson>(control).error, undefined);
+
+    const failed = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--after-switch', failsOnFirst(), '--after-switch', 'touch /srv/second-ran', '--json']);
+    assert.equal(failed.code, 7, failed.stderr);
+    const j = jsonOf<FleetJson>(failed);
+    const live = j.release as string;
+    assert.equal(currentOf(on(h1)), live, 'the switch stands on the failing host');
+    assert.equal(currentOf(on(h2)), live, 'and on the other');
+    assert.equal(j.error?.code, 'AFTER_SWITCH_FAILED');
+    assert.equal(j.error?.live, true);
+    assert.equal(j.error?.release, live);
+    assert.match(j.error?.message ?? '', new RegExp(`^${h1.alias}: after-switch hook "test .*" exited with code 1; release ${live} stays live`));
+    assert.doesNotMatch(j.error?.message ?? '', new RegExp(`${h2.alias}:`), 'the host whose hooks passed is not named');
+    assert.match(j.hosts.find((h) => h.host === h1.alias)?.afterSwitchFailure ?? '', /after-switch hook "test .*" exited with code 1/);
+    assert.equal(j.hosts.find((h) => h.host === h2.alias)?.afterSwitchFailure, undefined);
+    // Hooks after the failing one do not run on that host, as locally; they do on the other.
+    assert.ok(!fs.existsSync(path.join(h1.srvDir, 'second-ran')));
+    assert.ok(fs.existsSync(path.join(h2.srvDir, 'second-ran')));
+
+    const human = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--after-switch', failsOnFirst()]);
+    assert.equal(human.code, 7, human.stderr);
+    assert.match(human.stdout, /^deployed \S+ to 2 hosts/m);
+    assert.match(human.stderr, new RegExp(`^error: ${h1.alias}: after-switch hook .* stays live`, 'm'));
+    assert.match(human.stderr, /^hint: the switch stands/m);
+  });
+
+  void test('with a health check, a failing after-switch hook switches every host back (exit 4)', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('health');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const good = currentOf(on(h1));
+    const control = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--after-switch', 'true', '--health-check', 'true', '--json']);
+    assert.equal(control.code, 0, control.stderr);
+    const v2 = currentOf(on(h1));
+    assert.notEqual(v2, good);
+    const back = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--after-switch', failsOnFirst(), '--health-check', 'true', '--json']);
+    assert.equal(back.code, 4, back.stderr);
+    assert.equal(jsonOf<FleetJson>(back).error?.code, 'ROLLED_BACK');
+    assert.match(back.stderr + back.stdout, new RegExp(`${h1.alias}: after-switch hook "test .*" exited with code 1`));
+    assert.equal(currentOf(on(h1)), v2);
+    assert.equal(currentOf(on(h2)), v2);
+  });
+
+  void test('a failing reload exits 7 and wins over --stale fail (6); a succeeding one exits 0', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('reload');
+    // A stand-in systemctl first on each host's PATH: it fails on the first host only.
+    for (const h of fleet.hosts) {
+      const bin = path.join(h.srvDir, 'stand-in', 'bin');
+      fs.mkdirSync(bin, { recursive: true });
+      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "stand-in systemctl $*"\ntest "$(hostname)" != ${h1.hostname}\n`, { mode: 0o755 });
+      const home = path.join(path.dirname(h.srvDir), 'root');
+      fs.mkdirSync(home, { recursive: true });
+      fs.writeFileSync(path.join(home, '.bashrc'), 'PATH=/srv/stand-in/bin:$PATH\n');
+    }
+    t.after(() => {
+      for (const h of fleet.hosts) fs.rmSync(path.join(path.dirname(h.srvDir), 'root', '.bashrc'), { force: true });
+    });
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    // Control: the second host's reload succeeds.
+    const control = await cli(['deploy', site(t, 'v2'), root, '--host', h2.alias, '--reload-unit', 'app.service']);
+    assert.equal(control.code, 0, control.stderr);
+
+    // A process still on the release the switch leaves, on the second host: --stale fail alone exits 6.
+    await startHolder(t, h2, root);
+    const stale = await cli(['deploy', site(t, 'v3'), root, '--host', h2.alias, '--stale', 'fail', '--stale-wait', '1', '--reload-unit', 'app.service']);
+    assert.equal(stale.code, 6, `control: the stale holder alone exits 6\n${stale.stderr}`);
+    await startHolder(t, h2, root);
+
+    const failed = await cli(['deploy', site(t, 'v4'), root, ...hostArgs, '--reload-unit', 'app.service', '--stale', 'fail', '--stale-wait', '1', '--json']);
+    assert.equal(failed.code, 7, failed.stderr);
+    const j = jsonOf<FleetJson>(failed);
+    assert.equal(j.error?.code, 'AFTER_SWITCH_FAILED');
+    assert.match(j.error?.message ?? '', new RegExp(`^${h1.alias}: reload of unit app\\.service failed; release ${j.release ?? ''} stays live`));
+    assert.equal(currentOf(on(h1)), j.release);
+    assert.equal(currentOf(on(h2)), j.release);
+  });
+});

@@ -1,0 +1,106 @@
+// --shared-file and --shared-dir on namespace hosts, as locally: --shared-create makes an empty
+// file (mode 600) or directory in <root>/shared on each host and links it into the release; a
+// file that exists keeps its content; a target whose type contradicts the flag, or an untyped
+// --shared that nothing on the host or in the build types, is refused before any host switches
+// and creates nothing on the host that refused.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+interface FleetJson {
+  release?: string;
+  error?: { code: string; message: string };
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+const newRoot = rootNamer('h');
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 180_000 });
+}
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-shared-'), { 'index.html': `<h1>${version}</h1>\n`, 'storage/app.txt': 'kept\n' });
+}
+
+function currentOf(dir: string): string | null {
+  try {
+    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+  } catch {
+    return null;
+  }
+}
+
+void describe('shared files and directories on two namespace hosts', () => {
+  before(async () => {
+    fleet = await createFleet(2, { prefix: 'ash' });
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test('--shared-create makes an empty file and a directory on every host and links them; content already there is kept', async (t) => {
+    const { root, on } = newRoot('create');
+    const first = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--shared-file', 'config/.env', '--shared-dir', 'storage/logs', '--shared-create', '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const id = jsonOf<FleetJson>(first).release as string;
+    for (const h of fleet.hosts) {
+      const dir = on(h);
+      const env1 = fs.lstatSync(path.join(dir, 'shared', 'config', '.env'));
+      assert.ok(env1.isFile(), `${h.alias}: shared/config/.env is a file`);
+      assert.equal(env1.size, 0);
+      assert.equal(env1.mode & 0o777, 0o600, `${h.alias}: only its owner reads it`);
+      assert.ok(fs.lstatSync(path.join(dir, 'shared', 'storage', 'logs')).isDirectory(), `${h.alias}: shared/storage/logs is a directory`);
+      assert.equal(fs.readlinkSync(path.join(dir, 'releases', id, 'config', '.env')), '../../../shared/config/.env');
+      assert.equal(fs.readlinkSync(path.join(dir, 'releases', id, 'storage', 'logs')), '../../../shared/storage/logs');
+      assert.equal(fs.readFileSync(path.join(dir, 'current', 'storage', 'app.txt'), 'utf8'), 'kept\n');
+      fs.writeFileSync(path.join(dir, 'shared', 'config', '.env'), `SECRET=${h.alias}\n`);
+    }
+    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', 'config/.env', '--shared-dir', 'storage/logs', '--shared-create']);
+    assert.equal(second.code, 0, second.stderr);
+    for (const h of fleet.hosts) assert.equal(fs.readFileSync(path.join(on(h), 'current', 'config', '.env'), 'utf8'), `SECRET=${h.alias}\n`, `${h.alias}: the file was not truncated`);
+  });
+
+  void test('an untyped --shared with --shared-create and nothing to tell file from directory is refused on every host, creating nothing', async (t) => {
+    const { root, on } = newRoot('guess');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const live = fleet.hosts.map((h) => currentOf(on(h)));
+    const refused = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared', '.env', '--shared-dir', 'uploads', '--shared-create', '--json']);
+    assert.equal(refused.code, 2, refused.stderr);
+    const j = jsonOf<FleetJson>(refused);
+    assert.equal(j.error?.code, 'INVALID_SHARED_PATH');
+    assert.match(j.error?.message ?? '', /cannot tell whether shared path "\.env" is a file or a directory/);
+    for (const [i, h] of fleet.hosts.entries()) {
+      assert.equal(currentOf(on(h)), live[i], `${h.alias}: current unchanged`);
+      assert.ok(!fs.existsSync(path.join(on(h), 'shared', '.env')), `${h.alias}: no .env made`);
+      assert.ok(!fs.existsSync(path.join(on(h), 'shared', 'uploads')), `${h.alias}: nothing made for the typed path either`);
+    }
+    // Control: the same paths, typed, deploy.
+    const typed = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', '.env', '--shared-dir', 'uploads', '--shared-create']);
+    assert.equal(typed.code, 0, typed.stderr);
+    for (const h of fleet.hosts) assert.ok(fs.statSync(path.join(on(h), 'shared', '.env')).isFile());
+  });
+
+  void test('a shared target whose type contradicts --shared-file is refused before any host switches', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('type');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const live = fleet.hosts.map((h) => currentOf(on(h)));
+    fs.mkdirSync(path.join(on(h1), 'shared'), { recursive: true });
+    fs.writeFileSync(path.join(on(h1), 'shared', '.env'), 'A=1\n');
+    fs.mkdirSync(path.join(on(h2), 'shared', '.env'), { recursive: true });
+    const refused = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', '.env', '--shared-create', '--json']);
+    assert.notEqual(refused.code, 0, refused.stderr);
+    assert.match(jsonOf<FleetJson>(refused).error?.message ?? '', new RegExp(`${h2.alias}: shared/\\.env is a directory, but it is declared a file`));
+    for (const [i, h] of fleet.hosts.entries()) assert.equal(currentOf(on(h)), live[i], `${h.alias}: current unchanged`);
+    assert.equal(fs.readFileSync(path.join(on(h1), 'shared', '.env'), 'utf8'), 'A=1\n');
+  });
+});
