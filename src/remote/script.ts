@@ -11,7 +11,7 @@
  * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
  * see (through the link) a directory, and move tmp INTO the live release instead.
  */
-import type { LockIdentity } from '../root/effects.ts';
+import type { LockIdentity, RootProgram } from '../root/effects.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
 import { shQuote } from './shell.ts';
@@ -288,7 +288,9 @@ export type Step =
   | { op: 'durable' }
   /** `gate`, a takeover's tombstone, is left for the sweep (src/root/lock.ts). */
   | { op: 'release-lock'; token: string; gate?: string }
-  | { op: 'note'; text: string };
+  | { op: 'note'; text: string }
+  /** A root program (src/root/), rendered and run. */
+  | { op: 'run'; program: RootProgram<string> };
 
 function stepLines(steps: readonly Step[]): string {
   return steps
@@ -318,6 +320,8 @@ function stepLines(steps: readonly Step[]): string {
           return `${releaseLockFunction(st.token)}\nrelease_own_lock`;
         case 'note':
           return `emit note ${q(st.text)}`;
+        case 'run':
+          return `${renderFunction(st.program)}\n${st.program.name}`;
       }
     })
     .join('\n');

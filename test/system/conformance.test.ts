@@ -227,6 +227,15 @@ const RECOVERY_SCENARIOS: RecoveryScenario[] = [
     expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [] },
   },
   {
+    name: 'deploy, phase copying, release placed before its record was written: it is removed, never taken for the rollback target',
+    setup: (root) => {
+      twoReleases(root);
+      fs.mkdirSync(path.join(root, 'releases', 'r3'));
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'copying' });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [] },
+  },
+  {
     name: 'deploy, phase ready: the release that never went live is removed with its record',
     setup: (root) => {
       twoReleases(root);
