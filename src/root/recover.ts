@@ -5,9 +5,9 @@
 import type { ReleaseRecord } from '../act/state.ts';
 import type { FleetRecoveryAction } from '../plan/fleet.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
-import { rollbackTarget, type ReleaseFacts } from '../plan/releases.ts';
+import type { ReleaseFacts } from '../plan/releases.ts';
 import { inTmp, type Op, type RootPath, type RootProgram } from './effects.ts';
-import { retireOps } from './release.ts';
+import { retireOps, targetSparing } from './release.ts';
 
 export const JOURNAL_PATH = '.atomic-deploy/journal.json';
 
@@ -44,15 +44,15 @@ export function recoveryProgram(input: RecoveryInput): RootProgram<'recovered'> 
   for (const action of input.actions) {
     switch (action.kind) {
       case 'remove-tmp':
-        ops.push({ effect: { do: 'remove', path: inTmp(action.name) } });
+        // Best effort: a leftover that cannot go (an immutable directory) must not keep the root from recovering.
+        ops.push({ effect: { do: 'remove', path: inTmp(action.name) }, bestEffort: true });
         break;
       case 'remove-release': {
-        // The interrupted deploy's own release never went live: without a record it would sort first and pass for the rollback target.
-        const target = rollbackTarget(input.ordered.filter((r) => r.id !== action.id), input.currentId);
+        const target = targetSparing(input.ordered, input.currentId, action.id);
         const to = input.trashFor(action.id);
         trash.push(to);
         ops.push(
-          ...retireOps(action.id, target ? [target.id] : [], to),
+          ...retireOps(action.id, target ? [target] : [], to),
           { effect: { do: 'remove', path: recordPath(action.id) } },
           { effect: { do: 'remove', path: `.atomic-deploy/manifests/${action.id}.json` } },
           { effect: { do: 'remove', path: `.atomic-deploy/manifests/${action.id}.stat.json` } },

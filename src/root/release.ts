@@ -2,10 +2,19 @@
  * Retiring a release, defined once (see effects.ts): prune, the undo of a failed deploy and
  * recovery delete a release only through these steps, on this machine and on a host alike.
  */
+import { rollbackTarget, type ReleaseFacts } from '../plan/releases.ts';
 import type { Op, RootPath, RootProgram } from './effects.ts';
 
 export function releaseDir(id: string): RootPath {
   return `releases/${id}`;
+}
+
+/**
+ * The rollback target from `currentId` that removing `id` must spare. A release of ours that never
+ * got its record sorts first and would pass for the target: it is left out of the judging.
+ */
+export function targetSparing(ordered: readonly ReleaseFacts[], currentId: string | null, id: string): string | undefined {
+  return rollbackTarget(ordered.filter((r) => r.id !== id || r.seq !== undefined), currentId)?.id;
 }
 
 function parentOf(p: RootPath): RootPath {
