@@ -11,7 +11,8 @@
  * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
  * see (through the link) a directory, and move tmp INTO the live release instead.
  */
-import type { LockIdentity, RootProgram } from '../root/effects.ts';
+import { inTmp, type LockIdentity, type RootProgram } from '../root/effects.ts';
+import { retireRelease } from '../root/release.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
 import { shQuote } from './shell.ts';
@@ -133,14 +134,6 @@ state_facts() {
 }
 # Whether releases/ID is the directory current resolves to (relative or absolute link alike).
 is_current() { real_dir "$root/current"; _c=$R_dir; real_dir "$rel/$1"; [ -n "$_c" ] && [ "$_c" = "$R_dir" ]; }
-# ID TRASH PROTECTED...: renamed into .tmp/TRASH first, so a half-deleted tree never sits in releases/.
-remove_release() {
-  _id=$1; _tr=$2; shift 2
-  [ -d "$rel/$_id" ] || return 0
-  is_current "$_id" && fail INTERNAL "refusing to delete release $_id: it is current"
-  for _p in "$@"; do [ "$_p" = "$_id" ] && fail INTERNAL "refusing to delete release $_id: it is protected"; done
-  mkdir -p -- "$tmp" && mkdir -- "$tmp/$_tr" && mv -- "$rel/$_id" "$tmp/$_tr" || fail IO "cannot move release $_id out of releases/"
-}
 # ID NAME: the link that will become current, made as .tmp/NAME/current.
 arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
 # NAME: one rename(2) of .tmp/NAME/current onto ROOT/current (see the header).
@@ -169,6 +162,11 @@ function header(base: ScriptBase): string {
 function releaseLockFunction(token: string): string {
   return `${renderFunction(releaseLock(token))}
 release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
+}
+
+/** src/root/release.ts's retirement of release ID into `.tmp/TRASH`, defined and run; the trash is deleted later. */
+function retireLines(id: string, trash: string, protect: readonly string[]): string {
+  return `${renderFunction(retireRelease(id, protect, inTmp(trash)))}\nretire_release`;
 }
 
 /** The whole program as one word for the remote login shell. */
@@ -299,7 +297,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'remove-tmp':
           return `rm -rf -- "$tmp/"${q(st.name)}`;
         case 'remove-release':
-          return `remove_release ${[st.id, st.trash, ...st.protect].map(q).join(' ')}`;
+          return retireLines(st.id, st.trash, st.protect);
         case 'delete-trash':
           return `rm -rf -- "$tmp/"${q(st.trash)}`;
         case 'write-record':
@@ -404,7 +402,7 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
   const back = `${t.link}.back`;
   const commit = recordReads(t.commitRecords, '_c');
   const backs = recordReads(t.backRecords, '_b');
-  const pruneMove = t.prune.map((p) => `remove_release ${[p.id, p.trash, ...t.protect].map(q).join(' ')}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
+  const pruneMove = t.prune.map((p) => `${retireLines(p.id, p.trash, t.protect)}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
   const pruneDelete = t.prune.map((p) => `rm -rf -- "$tmp/"${q(p.trash)}`).join('\n  ');
   const switchBack =
     t.backTo === null
