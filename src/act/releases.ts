@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeployError, errnoOf } from '../errors.ts';
-import { fsyncDir } from './durable.ts';
-import { releasePath, type Layout } from './layout.ts';
+import { errnoOf } from '../errors.ts';
+import type { Layout } from './layout.ts';
 import { trashPath, stagingArea } from './staging.ts';
-import { readCurrent } from './switch.ts';
+import { runOnFs } from '../root/fs.ts';
+import { retireRelease } from '../root/release.ts';
 
 /** Names of the directories under `releases/`. */
 export async function listReleaseDirs(layout: Layout): Promise<string[]> {
@@ -18,9 +18,9 @@ export async function listReleaseDirs(layout: Layout): Promise<string[]> {
 }
 
 /**
- * The only way a release is ever deleted. It re-reads `current` at the last moment and
- * refuses the live release and any protected one (the rollback target); the release is
- * renamed to a trash name first (in `.tmp/`, or hidden in `releases/` when that is another
+ * The only way a release is ever deleted (src/root/release.ts). It re-reads `current` at the last
+ * moment and refuses the live release and any protected one (the rollback target); the release
+ * is renamed to a trash name first (in `.tmp/`, or hidden in `releases/` when that is another
  * mount), so a half-deleted tree never sits under a release's name.
  * With `deferDelete` the renamed tree is left as trash and its path returned, for the
  * caller to delete with `deleteTrash()` once the lock is released.
@@ -31,21 +31,10 @@ export async function removeRelease(
   protect: ReadonlySet<string>,
   options: { durable: boolean; beforeDelete?: () => Promise<void>; deferDelete?: boolean },
 ): Promise<string | undefined> {
-  const current = await readCurrent(layout);
-  const liveId = current.kind === 'release' || current.kind === 'dangling' ? current.id : undefined;
-  if (id === liveId || protect.has(id)) {
-    throw new DeployError('INTERNAL', `refusing to delete release ${id}: it is ${id === liveId ? 'current' : 'protected'}`);
-  }
-  await fs.promises.mkdir(layout.tmp, { recursive: true });
-  // On the mount of releases/: a rename out of it to another filesystem fails with EXDEV.
+  // Guards and move are src/root/release.ts's, the same steps a host runs.
   const trash = trashPath(await stagingArea(layout), id);
-  try {
-    await fs.promises.rename(releasePath(layout, id), trash);
-  } catch (error) {
-    if (errnoOf(error) === 'ENOENT') return undefined;
-    throw error;
-  }
-  if (options.durable) await fsyncDir(layout.releases);
+  const moved = await runOnFs(layout.root, retireRelease(id, [...protect], path.relative(layout.root, trash)), { durable: options.durable });
+  if (moved === 'absent') return undefined;
   await options.beforeDelete?.();
   if (options.deferDelete) return trash;
   await fs.promises.rm(trash, { recursive: true, force: true });

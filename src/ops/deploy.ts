@@ -2,15 +2,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
-import { hashTree, manifestDir, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
+import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { listReleaseDirs, removeRelease } from '../act/releases.ts';
-import { assertTmpOnRoot, stagePath, stagingArea } from '../act/staging.ts';
+import { listReleaseDirs } from '../act/releases.ts';
+import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
-import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, removeRecord, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
+import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -22,8 +22,9 @@ import { deployTargetProblem } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
-import { rollbackTarget } from '../plan/releases.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
+import { runOnFs } from '../root/fs.ts';
+import { undoProgram } from '../root/undo.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
@@ -421,7 +422,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       });
     } catch (error) {
       if (switched) throw bookkeepingError(id, error);
-      await undo(layout, { id, staging, placed, previous, durable });
+      await undoDeploy(layout, { id, staging, placed, previous, durable });
       if (error instanceof DeployError) throw error;
       const fromSource = sourceReadError(sourceReal, error);
       if (fromSource) throw fromSource;
@@ -530,21 +531,21 @@ function bookkeepingError(id: string, error: unknown): DeployError {
   });
 }
 
-/** Undoes a deploy that did not switch: the new release goes, current and its rollback target stay. */
-async function undo(
+/** Undoes a deploy that did not switch (src/root/undo.ts): the new release goes, current and its rollback target stay. */
+export async function undoDeploy(
   layout: Layout,
   state: { id: string; staging: string; placed: boolean; previous: string | null; durable: boolean },
 ): Promise<void> {
   try {
-    await fs.promises.rm(state.staging, { recursive: true, force: true });
-    if (state.placed) {
-      const target = rollbackTarget(await releaseViews(layout), state.previous);
-      const protect = new Set([state.previous, target?.id].filter((x): x is string => typeof x === 'string'));
-      await removeRelease(layout, state.id, protect, { durable: state.durable });
-    }
-    await removeRecord(layout, state.id);
-    await removeManifest(layout, state.id, false);
-    await clearJournal(layout, state.durable);
+    const program = undoProgram({
+      id: state.id,
+      placed: state.placed,
+      previous: state.previous,
+      ordered: await releaseViews(layout),
+      leftovers: [path.relative(layout.root, state.staging)],
+      trash: path.relative(layout.root, trashPath(await stagingArea(layout), state.id)),
+    });
+    await runOnFs(layout.root, program, { durable: state.durable });
   } catch {
     // The journal stays; the next command finishes the clean-up under the lock.
   }

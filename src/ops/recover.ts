@@ -1,12 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
 import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
-import { listReleaseDirs, removeRelease } from '../act/releases.ts';
-import { clearJournal, readJournal, readRecords, removeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
+import { listReleaseDirs } from '../act/releases.ts';
+import { stagingArea, trashPath } from '../act/staging.ts';
+import { readJournal, readRecords, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
-import { orderReleases, rollbackTarget, type ReleaseFacts } from '../plan/releases.ts';
+import { orderReleases, type ReleaseFacts } from '../plan/releases.ts';
+import { runOnFs } from '../root/fs.ts';
+import { recoveryProgram } from '../root/recover.ts';
 
 export interface ReleaseView extends ReleaseFacts {
   record?: ReleaseRecord;
@@ -62,32 +66,20 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
     done.push(journalRead.problem ? `discarded a journal that ${journalRead.problem} (nothing it names was touched)` : 'discarded an unreadable journal (no release was removed)');
   }
   for (const name of await sweepStateTemps(layout)) done.push(`removed a half-written ${name}`);
-  const now = new Date().toISOString();
+  const ordered = await releaseViews(layout);
+  const named = actions.flatMap((a) => ('id' in a ? [a.id] : []));
+  const area = await stagingArea(layout);
+  const program = recoveryProgram({
+    actions,
+    records: await readRecords(layout, named),
+    ordered,
+    currentId,
+    trashFor: (id) => path.relative(layout.root, trashPath(area, id)),
+    linkName: () => `current.${randomBytes(8).toString('hex')}`,
+    now: new Date().toISOString(),
+  });
+  await runOnFs(layout.root, program, { durable });
   for (const action of actions) {
-    switch (action.kind) {
-      case 'remove-tmp':
-        await fs.promises.rm(path.join(layout.tmp, action.name), { recursive: true, force: true });
-        break;
-      case 'remove-release': {
-        const target = rollbackTarget(await releaseViews(layout), currentId);
-        await removeRelease(layout, action.id, new Set(target ? [target.id] : []), { durable });
-        await removeRecord(layout, action.id);
-        await removeManifest(layout, action.id, false);
-        break;
-      }
-      case 'mark-deployed':
-        await updateRecord(layout, action.id, { status: 'complete', activatedAt: now }, durable);
-        break;
-      case 'mark-rolled-back':
-        await updateRecord(layout, action.id, { status: 'rolled-back', endedAt: now }, durable);
-        break;
-      case 'mark-failed':
-        await updateRecord(layout, action.id, { status: 'failed', ...(action.live ? {} : { endedAt: now }), ...(action.reason ? { reason: action.reason } : {}) }, durable);
-        break;
-      case 'clear-journal':
-        await clearJournal(layout, durable);
-        break;
-    }
     const line = describeAction(action);
     if (line) done.push(line);
   }

@@ -20,13 +20,15 @@ import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
-import { rollbackTarget, selectPrune } from '../plan/releases.ts';
+import { selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan, type SharedSpec } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { inTmp } from '../root/effects.ts';
+import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
-import { stagingName } from './staging.ts';
+import { stagedRootPath, stagingName } from './staging.ts';
 import { buildManifest, placeContent } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
@@ -310,17 +312,11 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       return;
     }
     const steps: Step[] = [];
-    if (d) steps.push({ op: 'remove-staged', name: d.stage }, { op: 'remove-tmp', name: d.link });
-    if (id !== undefined && h.state && d) {
-      const target = rollbackTarget(viewsOf(h.state), d.previous);
-      const trash = stagingName(h.state, 'trash');
-      steps.push(
-        { op: 'remove-release', id, trash, protect: [d.previous, target?.id].filter((x): x is string => typeof x === 'string') },
-        { op: 'remove-record', id },
-        { op: 'clear-journal' },
-        { op: 'durable' },
-        { op: 'delete-trash', trash },
-      );
+    if (d && id !== undefined && h.state) {
+      // The id was checked new on this host under the lock: a releases/<id> there now is this deploy's own.
+      steps.push({ op: 'run', program: undoProgram({ id, placed: true, previous: d.previous, ordered: viewsOf(h.state), leftovers: [stagedRootPath(d.stage), inTmp(d.link)], trash: stagedRootPath(stagingName(h.state, 'trash')) }) });
+    } else if (d) {
+      steps.push({ op: 'remove-staged', name: d.stage }, { op: 'remove-tmp', name: d.link });
     }
     try {
       await h.remote.unlock(steps);

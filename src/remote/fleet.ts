@@ -7,10 +7,11 @@ import { ignoreEvents, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
-import { orderReleases, rollbackTarget } from '../plan/releases.ts';
+import { orderReleases } from '../plan/releases.ts';
+import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot } from './host.ts';
-import { stagingName } from './staging.ts';
+import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, type SshOptions } from './ssh.ts';
 
@@ -238,49 +239,25 @@ export function describeFleetAction(action: FleetRecoveryAction): string | undef
   return describeAction(action);
 }
 
-/** The steps that carry out recovery actions on a host, in order. */
+/** The steps that carry out recovery actions on a host: src/root/recover.ts's program, as the local engine runs it. */
 export function recoverySteps(state: RemoteState, actions: readonly FleetRecoveryAction[], now: string): Step[] {
+  // An unreadable journal is discarded first, as the local engine does (it names nothing to act on).
+  const all: FleetRecoveryAction[] = state.journal.kind === 'garbage' ? [{ kind: 'clear-journal' }, ...actions] : [...actions];
   const steps: Step[] = [];
-  const currentId = currentIdOf(state);
-  const record = (id: string, change: Partial<RemoteRecord>): Step => ({ op: 'write-record', id, json: JSON.stringify(mergeRecord(state.records, id, change)) });
-  const trash: string[] = [];
-  if (state.journal.kind === 'garbage') steps.push({ op: 'clear-journal' });
-  for (const action of actions) {
-    switch (action.kind) {
-      case 'remove-tmp':
-        steps.push({ op: 'remove-tmp', name: action.name });
-        break;
-      case 'remove-release': {
-        // The interrupted deploy's own release never went live: without a record it would sort first and pass for the rollback target.
-        const target = rollbackTarget(viewsOf(state).filter((v) => v.id !== action.id), currentId);
-        const name = stagingName(state, 'trash');
-        trash.push(name);
-        steps.push({ op: 'remove-release', id: action.id, trash: name, protect: target ? [target.id] : [] }, { op: 'remove-record', id: action.id });
-        break;
-      }
-      case 'mark-deployed':
-        steps.push(record(action.id, { status: 'complete', activatedAt: now }));
-        break;
-      case 'mark-rolled-back':
-        steps.push(record(action.id, { status: 'rolled-back', endedAt: now }));
-        break;
-      case 'mark-failed':
-        steps.push(record(action.id, { status: 'failed', ...(action.live ? {} : { endedAt: now }), ...(action.reason ? { reason: action.reason } : {}) }));
-        break;
-      case 'switch-back':
-        steps.push(action.to === null ? { op: 'drop-current', name: randomName('current') } : { op: 'switch', id: action.to, name: randomName('current') });
-        steps.push(record(action.id, { status: action.status, endedAt: now, reason: action.reason }));
-        if (action.to !== null) steps.push(record(action.to, { status: 'complete', activatedAt: now }));
-        break;
-      case 'clear-journal':
-        steps.push({ op: 'clear-journal' });
-        break;
-    }
+  if (all.length > 0) {
+    const program = recoveryProgram({
+      actions: all,
+      records: state.records,
+      ordered: viewsOf(state),
+      currentId: currentIdOf(state),
+      trashFor: () => stagedRootPath(stagingName(state, 'trash')),
+      linkName: () => randomName('current'),
+      now,
+    });
+    steps.push({ op: 'run', program });
   }
   // Stages and trash hidden in releases/ (another mount than .tmp/): only ever ours, and nobody live holds the lock.
   for (const name of state.hidden ?? []) steps.push({ op: 'remove-staged', name });
-  if (steps.length > 0) steps.push({ op: 'durable' });
-  for (const name of trash) steps.push({ op: 'delete-trash', trash: name });
   return steps;
 }
 

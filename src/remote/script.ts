@@ -12,7 +12,9 @@
  * see (through the link) a directory, and move tmp INTO the live release instead.
  */
 import { posix } from 'node:path';
-import type { LockIdentity } from '../root/effects.ts';
+import type { LockIdentity, RootProgram } from '../root/effects.ts';
+import { retireRelease } from '../root/release.ts';
+import { stagedRootPath } from './staging.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
 import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
@@ -157,15 +159,6 @@ tmp_apart() {
 }
 # Whether releases/ID is the directory current resolves to (relative or absolute link alike).
 is_current() { real_dir "$root/current"; _c=$R_dir; real_dir "$rel/$1"; [ -n "$_c" ] && [ "$_c" = "$R_dir" ]; }
-# ID TRASH PROTECTED...: renamed to TRASH (in .tmp/, or hidden in releases/) first, so a half-deleted tree never sits in releases/ under its id.
-remove_release() {
-  _id=$1; _tr=$2; shift 2
-  [ -d "$rel/$_id" ] || return 0
-  is_current "$_id" && fail INTERNAL "refusing to delete release $_id: it is current"
-  for _p in "$@"; do [ "$_p" = "$_id" ] && fail INTERNAL "refusing to delete release $_id: it is protected"; done
-  area "$_tr"
-  mkdir -p -- "$tmp" && mkdir -- "$A_path" && mv -- "$rel/$_id" "$A_path" || fail IO "cannot move release $_id out of releases/"
-}
 # ID NAME: the link that will become current, made as .tmp/NAME/current.
 arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
 # NAME: one rename(2) of .tmp/NAME/current onto ROOT/current (see the header).
@@ -194,6 +187,11 @@ function header(base: ScriptBase): string {
 function releaseLockFunction(token: string): string {
   return `${renderFunction(releaseLock(token))}
 release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
+}
+
+/** src/root/release.ts's retirement of release ID into `.tmp/TRASH`, defined and run; the trash is deleted later. */
+function retireLines(id: string, trash: string, protect: readonly string[]): string {
+  return `${renderFunction(retireRelease(id, protect, stagedRootPath(trash)))}\nretire_release`;
 }
 
 /** The whole program as one word for the remote login shell. */
@@ -318,7 +316,9 @@ export type Step =
   | { op: 'durable' }
   /** `gate`, a takeover's tombstone, is left for the sweep (src/root/lock.ts). */
   | { op: 'release-lock'; token: string; gate?: string }
-  | { op: 'note'; text: string };
+  | { op: 'note'; text: string }
+  /** A root program (src/root/), rendered and run. */
+  | { op: 'run'; program: RootProgram<string> };
 
 function stepLines(steps: readonly Step[]): string {
   return steps
@@ -327,7 +327,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'remove-tmp':
           return `rm -rf -- "$tmp/"${q(st.name)}`;
         case 'remove-release':
-          return `remove_release ${[st.id, st.trash, ...st.protect].map(q).join(' ')}`;
+          return retireLines(st.id, st.trash, st.protect);
         case 'remove-staged':
           return `area ${q(st.name)}; rm -rf -- "$A_path"`;
         case 'delete-trash':
@@ -350,6 +350,8 @@ function stepLines(steps: readonly Step[]): string {
           return `${releaseLockFunction(st.token)}\nrelease_own_lock`;
         case 'note':
           return `emit note ${q(st.text)}`;
+        case 'run':
+          return `${renderFunction(st.program)}\n${st.program.name}`;
       }
     })
     .join('\n');
@@ -435,7 +437,7 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
   const back = `${t.link}.back`;
   const commit = recordReads(t.commitRecords, '_c');
   const backs = recordReads(t.backRecords, '_b');
-  const pruneMove = t.prune.map((p) => `remove_release ${[p.id, p.trash, ...t.protect].map(q).join(' ')}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
+  const pruneMove = t.prune.map((p) => `${retireLines(p.id, p.trash, t.protect)}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
   const pruneDelete = t.prune.map((p) => `area ${q(p.trash)}; rm -rf -- "$A_path"`).join('\n  ');
   const switchBack =
     t.backTo === null

@@ -7,6 +7,7 @@
 import { isReleasesLeftover } from '../plan/journal.ts';
 import { randomName } from './host.ts';
 import type { RemoteState } from './facts.ts';
+import { inTmp, type RootPath } from '../root/effects.ts';
 
 /** A fresh stage (`kind` 'stage') or trash name for this host's root. */
 export function stagingName(state: Pick<RemoteState, 'stagingInReleases'>, kind: 'stage' | 'trash'): string {
@@ -16,4 +17,9 @@ export function stagingName(state: Pick<RemoteState, 'stagingInReleases'>, kind:
 /** The absolute path of a stage or trash name on the host: `releases/.<name>` or `.tmp/<name>`. */
 export function stagedPath(root: string, name: string): string {
   return isReleasesLeftover(name) ? `${root}/releases/${name}` : `${root}/.tmp/${name}`;
+}
+
+/** The same, relative to the root, as the root programs (src/root) name paths. */
+export function stagedRootPath(name: string): RootPath {
+  return isReleasesLeftover(name) ? `releases/${name}` : inTmp(name);
 }

@@ -7,6 +7,8 @@
  * outcomes: where an `end` says, or with `done` when it runs off its last step.
  */
 
+import type { ErrorCode } from '../errors.ts';
+
 export type RootPath = string;
 
 /** How a lock is recognised: by its owner token, or (no owner of ours) by its directory's inode and mtime. */
@@ -23,12 +25,23 @@ export type Effect =
   /** The directory's entries reach the disk (fsync of the directory, or syncfs). */
   | { do: 'durable'; path: RootPath }
   /** Entries of `dir` whose names start with one of `prefixes` and whose mtime is older than `olderThanS`. */
-  | { do: 'sweep'; dir: RootPath; prefixes: readonly string[]; olderThanS: number };
+  | { do: 'sweep'; dir: RootPath; prefixes: readonly string[]; olderThanS: number }
+  /** `text` and a newline replace the file whole, by one rename of a temp file; its directory is made if missing. */
+  | { do: 'write'; path: RootPath; text: string }
+  /**
+   * `current` points at `releases/<to>` by one rename(2) of a fresh link made under `.tmp/<via>`,
+   * or (to null) is moved to `.tmp/<via>` and deleted: the root had no release before.
+   */
+  | { do: 'switch'; to: string | null; via: string };
 
 export type Cond =
   | { is: 'same-lock'; path: RootPath; lock: LockIdentity }
   /** A directory with no entries whose mtime is less than `graceS` old. */
-  | { is: 'fresh-empty-dir'; path: RootPath; graceS: number };
+  | { is: 'fresh-empty-dir'; path: RootPath; graceS: number }
+  /** A directory, not a symlink to one. */
+  | { is: 'dir'; path: RootPath }
+  /** `current` names `releases/<id>`. */
+  | { is: 'current'; id: string };
 
 export type Op<O extends string> =
   /**
@@ -38,6 +51,8 @@ export type Op<O extends string> =
    */
   | { effect: Effect; orElse?: readonly Op<O>[]; bestEffort?: true }
   | { if: Cond; then: readonly Op<O>[]; else?: readonly Op<O>[] }
+  /** The program stops with this error (a refusal: nothing after it runs). */
+  | { fail: ErrorCode; message: string }
   | { end: O };
 
 export interface RootProgram<O extends string> {
@@ -51,4 +66,23 @@ export interface RootProgram<O extends string> {
 /** Root-relative path of a name in `.tmp/`. */
 export function inTmp(name: string): RootPath {
   return `.tmp/${name}`;
+}
+
+/** Every effect a program may perform, on any branch (for checks of what a program may touch). */
+export function effectsOf<O extends string>(ops: readonly Op<O>[]): Effect[] {
+  return ops.flatMap((op) => ('end' in op || 'fail' in op ? [] : 'if' in op ? [...effectsOf(op.then), ...effectsOf(op.else ?? [])] : [op.effect, ...effectsOf(op.orElse ?? [])]));
+}
+
+/** The root-relative paths an effect changes. */
+export function pathsTouched(effect: Effect): RootPath[] {
+  switch (effect.do) {
+    case 'rename':
+      return [effect.from, effect.to];
+    case 'sweep':
+      return [effect.dir];
+    case 'switch':
+      return ['current', inTmp(effect.via)];
+    default:
+      return [effect.path];
+  }
 }

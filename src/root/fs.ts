@@ -1,11 +1,14 @@
 /** Runs root programs (effects.ts) against this machine's filesystem: the local engine's interpreter. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../act/durable.ts';
+import { fsyncDir, writeFileAtomic } from '../act/durable.ts';
+import { layoutOf } from '../act/layout.ts';
 import { readRegularFileSync } from '../act/read.ts';
-import { errnoOf } from '../errors.ts';
+import { switchCurrent } from '../act/switch.ts';
+import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
-import type { Cond, Effect, LockIdentity, Op, RootProgram } from './effects.ts';
+import { releaseIdFromLink } from '../plan/paths.ts';
+import { inTmp as inTmpPath, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
@@ -35,7 +38,24 @@ function sameLock(dir: string, lock: LockIdentity): boolean {
   return String(stat.ino) === lock.inode && Math.floor(stat.mtimeMs / 1000) === lock.mtimeS;
 }
 
+/** Whether `current` names releases/<id> (dangling or not: the guard must hold either way). */
+function currentIs(root: string, id: string): boolean {
+  try {
+    const link = path.join(root, 'current');
+    if (!fs.lstatSync(link).isSymbolicLink()) return false;
+    return releaseIdFromLink(fs.readlinkSync(link), fs.realpathSync(root), root) === id;
+  } catch {
+    return false;
+  }
+}
+
+/** How a program runs here: `durable: false` (--no-fsync) skips the `durable` effects and the fsync of writes. */
+export interface FsOptions {
+  durable?: boolean;
+}
+
 function holds(root: string, cond: Cond): boolean {
+  if (cond.is === 'current') return currentIs(root, cond.id);
   const abs = path.join(root, cond.path);
   switch (cond.is) {
     case 'same-lock':
@@ -47,10 +67,16 @@ function holds(root: string, cond: Cond): boolean {
       } catch {
         return false;
       }
+    case 'dir':
+      try {
+        return fs.lstatSync(abs).isDirectory();
+      } catch {
+        return false;
+      }
   }
 }
 
-async function perform(root: string, effect: Effect): Promise<void> {
+async function perform(root: string, effect: Effect, durable: boolean): Promise<void> {
   switch (effect.do) {
     case 'mkdir':
       await fs.promises.mkdir(path.join(root, effect.path), { recursive: effect.parents === true, mode: 0o755 });
@@ -67,7 +93,22 @@ async function perform(root: string, effect: Effect): Promise<void> {
       return;
     }
     case 'durable':
-      await fsyncDir(path.join(root, effect.path));
+      if (durable) await fsyncDir(path.join(root, effect.path));
+      return;
+    case 'write': {
+      const file = path.join(root, effect.path);
+      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+      await writeFileAtomic(file, `${effect.text}\n`, durable);
+      return;
+    }
+    case 'switch':
+      if (effect.to !== null) {
+        await switchCurrent(layoutOf(root), effect.to, { durable: false });
+        return;
+      }
+      await fs.promises.mkdir(path.join(root, '.tmp'), { recursive: true });
+      await fs.promises.rename(path.join(root, 'current'), path.join(root, inTmpPath(effect.via)));
+      await fs.promises.rm(path.join(root, inTmpPath(effect.via)), { recursive: true, force: true });
       return;
     case 'sweep': {
       const dir = path.join(root, effect.dir);
@@ -84,19 +125,20 @@ async function perform(root: string, effect: Effect): Promise<void> {
 }
 
 /** Runs ops in order; returns the outcome of an `end` reached, undefined when they all ran. */
-async function runOps<O extends string>(root: string, ops: readonly Op<O>[]): Promise<O | undefined> {
+async function runOps<O extends string>(root: string, ops: readonly Op<O>[], durable: boolean): Promise<O | undefined> {
   for (const op of ops) {
     if ('end' in op) return op.end;
+    if ('fail' in op) throw new DeployError(op.fail, op.message);
     let ended: O | undefined;
     if ('if' in op) {
-      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []));
+      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []), durable);
     } else {
       try {
-        await perform(root, op.effect);
+        await perform(root, op.effect, durable);
       } catch (error) {
         if (op.bestEffort) continue;
         if (!op.orElse || !LOSING.has(errnoOf(error) ?? '')) throw error;
-        ended = await runOps(root, op.orElse);
+        ended = await runOps(root, op.orElse, durable);
       }
     }
     if (ended !== undefined) return ended;
@@ -105,6 +147,6 @@ async function runOps<O extends string>(root: string, ops: readonly Op<O>[]): Pr
 }
 
 /** Runs a program on the root at `root` and returns its outcome; unexpected errors are thrown as they come. */
-export async function runOnFs<O extends string>(root: string, program: RootProgram<O>): Promise<O> {
-  return (await runOps(root, program.ops)) ?? program.done;
+export async function runOnFs<O extends string>(root: string, program: RootProgram<O>, options: FsOptions = {}): Promise<O> {
+  return (await runOps(root, program.ops, options.durable !== false)) ?? program.done;
 }

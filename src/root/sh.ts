@@ -8,7 +8,8 @@ import type { Cond, Effect, Op, RootPath, RootProgram } from './effects.ts';
 
 /**
  * The shell functions the rendered effects call; `$root`, `$fsync`, `json_get`, `inode_of`,
- * `mtime_of`, `durable` and `fail` come from the program around them.
+ * `mtime_of`, `durable`, `fail`, `put_file`, `is_current`, `arm_link`, `switch_now` and
+ * `drop_current` come from the program around them.
  */
 export const EFFECT_FUNCTIONS = `
 # FROM TO: rename(2) onto exactly TO; -T (GNU, BusyBox) keeps mv from moving FROM into a directory TO.
@@ -68,6 +69,13 @@ function effectLine(effect: Effect): string {
       return `durable ${at(effect.path)}`;
     case 'sweep':
       return `sweep_old ${at(effect.dir)} ${effect.olderThanS} ${effect.prefixes.map(q).join(' ')}`;
+    case 'write': {
+      const slash = effect.path.lastIndexOf('/');
+      const dir = slash === -1 ? '.' : effect.path.slice(0, slash);
+      return `{ mkdir -p -- ${at(dir)} && put_file ${at(dir)} ${q(effect.path.slice(slash + 1))} ${q(effect.text)}; }`;
+    }
+    case 'switch':
+      return effect.to === null ? `drop_current ${q(effect.via)}` : `{ arm_link ${q(effect.to)} ${q(effect.via)} && switch_now ${q(effect.via)} || { rm -rf -- "$tmp/"${q(effect.via)}; false; }; }`;
   }
 }
 
@@ -79,6 +87,10 @@ function condLine(cond: Cond): string {
     }
     case 'fresh-empty-dir':
       return `fresh_empty_dir ${at(cond.path)} ${Math.ceil(cond.graceS)}`;
+    case 'dir':
+      return `{ [ -d ${at(cond.path)} ] && [ ! -h ${at(cond.path)} ]; }`;
+    case 'current':
+      return `is_current ${q(cond.id)}`;
   }
 }
 
@@ -88,6 +100,8 @@ function describe(effect: Effect): string {
       return `cannot rename ${effect.from} to ${effect.to}`;
     case 'sweep':
       return `cannot clean ${effect.dir}`;
+    case 'switch':
+      return effect.to === null ? 'cannot remove current' : `cannot switch current to ${effect.to}`;
     default:
       return `cannot ${effect.do} ${effect.path}`;
   }
@@ -98,6 +112,8 @@ function opsLines<O extends string>(name: string, ops: readonly Op<O>[], pad: st
   for (const op of ops) {
     if ('end' in op) {
       lines.push(`${pad}R_out=${q(op.end)}; return 0`);
+    } else if ('fail' in op) {
+      lines.push(`${pad}fail ${op.fail} ${q(op.message)}`);
     } else if ('if' in op) {
       const then = opsLines(name, op.then, `${pad}  `);
       const otherwise = opsLines(name, op.else ?? [], `${pad}  `);

@@ -10,9 +10,11 @@ import { acquireLock, inspectLock, releaseLock, takeOverLock, type LockHandle } 
 import { layoutOf } from '../../src/act/layout.ts';
 import { removeRelease } from '../../src/act/releases.ts';
 import { DeployError } from '../../src/errors.ts';
+import { undoDeploy } from '../../src/ops/deploy.ts';
 import { recoverRoot } from '../../src/ops/recover.ts';
+import { undoProgram } from '../../src/root/undo.ts';
 import { planFleetRecovery } from '../../src/plan/fleet.ts';
-import { recoveryInput, recoverySteps } from '../../src/remote/fleet.ts';
+import { recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
 import { findTools } from './fleet.ts';
@@ -35,6 +37,16 @@ export interface Engine {
   removeRelease(root: string, id: string, protect: readonly string[]): Promise<string>;
   /** Judges the lock now; the returned handle moves it aside later, as a contender that stalled would. */
   judgeStale(root: string): Promise<JudgedStale>;
+  /** Under the lock, undoes a deploy of `id` that did not switch, as a failed deploy does; a refusal leaves the journal for recovery. */
+  undo(root: string, deploy: UndoRequest): Promise<void>;
+}
+
+export interface UndoRequest {
+  id: string;
+  previous: string | null;
+  placed: boolean;
+  /** Root-relative staging copy the deploy made. */
+  stage: string;
 }
 
 function lockedOutcome(error: unknown): LockOutcome {
@@ -66,6 +78,14 @@ export const localEngine: Engine = {
     const handle = await acquireLock(layoutOf(root), { command: 'conformance' });
     try {
       await recoverRoot(layoutOf(root), false);
+    } finally {
+      await releaseLock(handle);
+    }
+  },
+  async undo(root, deploy) {
+    const handle = await acquireLock(layoutOf(root), { command: 'conformance' });
+    try {
+      await undoDeploy(layoutOf(root), { id: deploy.id, staging: path.join(root, deploy.stage), placed: deploy.placed, previous: deploy.previous, durable: false });
     } finally {
       await releaseLock(handle);
     }
@@ -141,6 +161,19 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
         await remote.close();
       }
     },
+    async undo(root, deploy) {
+      const remote = shellRoot(root, shell);
+      try {
+        const locked = await remote.lock({ command: 'conformance', create: false });
+        // As a fleet deploy's abort does (src/remote/deploy.ts abortHost).
+        const program = undoProgram({ ...deploy, ordered: viewsOf(locked.state), leftovers: [deploy.stage], trash: `.tmp/trash.${deploy.id}.conformance` });
+        await remote.unlock([{ op: 'run', program }]).catch((error: unknown) => {
+          if (!(error instanceof DeployError)) throw error;
+        });
+      } finally {
+        await remote.close();
+      }
+    },
     async removeRelease(root, id, protect) {
       if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
       const remote = shellRoot(root, shell);
@@ -175,6 +208,8 @@ export interface RootOutcome {
   journal: boolean;
   tmp: string[];
   lock: boolean;
+  /** Names in .atomic-deploy/manifests/. */
+  manifests: string[];
 }
 
 export function outcomeOf(root: string): RootOutcome {
@@ -193,6 +228,7 @@ export function outcomeOf(root: string): RootOutcome {
     journal: fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')),
     tmp: list(path.join(root, '.tmp')),
     lock: fs.existsSync(path.join(root, '.deploy.lock')),
+    manifests: list(path.join(root, '.atomic-deploy', 'manifests')),
   };
 }
 

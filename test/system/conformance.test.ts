@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { allEngines, outcomeOf, type Engine, type LockOutcome, type RootOutcome } from '../harness/engines.ts';
+import { allEngines, outcomeOf, type Engine, type LockOutcome, type RootOutcome, type UndoRequest } from '../harness/engines.ts';
 import { startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid } from '../harness/invariants.ts';
 
@@ -227,6 +227,15 @@ const RECOVERY_SCENARIOS: RecoveryScenario[] = [
     expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [] },
   },
   {
+    name: 'deploy, phase copying, release placed before its record was written: it is removed, never taken for the rollback target',
+    setup: (root) => {
+      twoReleases(root);
+      fs.mkdirSync(path.join(root, 'releases', 'r3'));
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'copying' });
+    },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [] },
+  },
+  {
     name: 'deploy, phase ready: the release that never went live is removed with its record',
     setup: (root) => {
       twoReleases(root);
@@ -310,8 +319,84 @@ describe('recovery from every journal phase: every side leaves the same root', (
         await engine.recover(root);
         outcomes[engine.name] = pick(outcomeOf(root), keys);
       }
-      const expected = pick({ current: null, releases: [], statuses: {}, tmp: [], ...scenario.expect, journal: false, lock: false }, keys);
+      const expected = pick({ current: null, releases: [], statuses: {}, tmp: [], manifests: [], ...scenario.expect, journal: false, lock: false }, keys);
       assert.deepEqual(outcomes, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
+    });
+  }
+});
+
+interface UndoScenario {
+  name: string;
+  setup(root: string): void;
+  deploy: UndoRequest;
+  expect: Partial<RootOutcome>;
+}
+
+const UNDO_SCENARIOS: UndoScenario[] = [
+  {
+    name: 'a release placed, then its before-switch hook failed: the release, its record and the journal go; current and the rollback target stay',
+    setup: (root) => {
+      twoReleases(root);
+      makeRelease(root, 'r3', 3, 'pending');
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.undo'), { recursive: true });
+      fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.atomic-deploy', 'manifests', 'r3.json'), '[]');
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'ready' });
+    },
+    deploy: { id: 'r3', previous: 'r2', placed: true, stage: '.tmp/stage.undo' },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [], manifests: [] },
+  },
+  {
+    name: 'failed while copying, nothing placed: the staging copy and the journal go',
+    setup: (root) => {
+      twoReleases(root);
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.undo', 'r3'), { recursive: true });
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'copying' });
+    },
+    deploy: { id: 'r3', previous: 'r2', placed: false, stage: '.tmp/stage.undo' },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: false, tmp: [] },
+  },
+  {
+    name: 'first deploy of a root (no previous release): the release goes, no current appears',
+    setup: (root) => {
+      makeRelease(root, 'r1', 1, 'pending');
+      writeJournal(root, { op: 'deploy', release: 'r1', previous: null, phase: 'ready' });
+    },
+    deploy: { id: 'r1', previous: null, placed: true, stage: '.tmp/stage.undo' },
+    expect: { current: null, releases: [], statuses: {}, journal: false, tmp: [] },
+  },
+  {
+    name: 'an undo aimed at the release current points to is refused: nothing is removed, the journal stays for recovery',
+    setup: (root) => {
+      twoReleases(root);
+      writeJournal(root, { op: 'deploy', release: 'r2', previous: 'r1', phase: 'ready' });
+    },
+    deploy: { id: 'r2', previous: 'r1', placed: true, stage: '.tmp/stage.undo' },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: true },
+  },
+  {
+    name: 'an undo aimed at the rollback target is refused: nothing is removed',
+    setup: (root) => {
+      twoReleases(root);
+      writeJournal(root, { op: 'deploy', release: 'r1', previous: 'r2', phase: 'ready' });
+    },
+    deploy: { id: 'r1', previous: 'r2', placed: true, stage: '.tmp/stage.undo' },
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journal: true },
+  },
+];
+
+describe('undo of a failed deploy: every side leaves the same root', () => {
+  for (const scenario of UNDO_SCENARIOS) {
+    test(scenario.name, async () => {
+      const keys = Object.keys(scenario.expect) as (keyof RootOutcome)[];
+      const outcomes: Record<string, Partial<RootOutcome>> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        scenario.setup(root);
+        await engine.undo(root, scenario.deploy);
+        outcomes[engine.name] = pick(outcomeOf(root), keys);
+      }
+      assert.deepEqual(outcomes, Object.fromEntries(ENGINES.map((e) => [e.name, scenario.expect])));
     });
   }
 });

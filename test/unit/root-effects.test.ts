@@ -2,25 +2,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import type { Effect, Op, RootProgram } from '../../src/root/effects.ts';
+import { effectsOf, pathsTouched, type RootProgram } from '../../src/root/effects.ts';
 import { dropRemovedLock, lockInstance, placeLock, releaseLock, removeLock, takeOverLock } from '../../src/root/lock.ts';
 import { renderFunction } from '../../src/root/sh.ts';
 import { shQuote } from '../../src/remote/shell.ts';
 
-function effects<O extends string>(ops: readonly Op<O>[]): Effect[] {
-  return ops.flatMap((op) => ('end' in op ? [] : 'if' in op ? [...effects(op.then), ...effects(op.else ?? [])] : [op.effect, ...effects(op.orElse ?? [])]));
-}
-
-function touched(effect: Effect): string[] {
-  switch (effect.do) {
-    case 'rename':
-      return [effect.from, effect.to];
-    case 'sweep':
-      return [effect.dir];
-    default:
-      return [effect.path];
-  }
-}
+const effects = effectsOf;
+const touched = pathsTouched;
 
 const token = fc.stringMatching(/^[0-9a-f]{24}$/);
 const anyText = fc.string({ minLength: 1, maxLength: 40 });

@@ -1,0 +1,116 @@
+// recoveryProgram: the one description of recovery's steps. Whatever the journal and the root,
+// it only touches the root's own names, moves a release out only after judging current at that
+// moment, spares the rollback target, and deletes trash only once the journal is gone.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { planRecovery, type Journal } from '../../src/plan/journal.ts';
+import { orderReleases, rollbackTarget } from '../../src/plan/releases.ts';
+import { effectsOf, pathsTouched, type Op } from '../../src/root/effects.ts';
+import { recoveryProgram } from '../../src/root/recover.ts';
+import { renderFunction } from '../../src/root/sh.ts';
+
+const ids = ['r1', 'r2', 'r3', 'r4'] as const;
+const id = fc.constantFrom(...ids);
+const journal: fc.Arbitrary<Journal> = fc.oneof(
+  fc.record({
+    v: fc.constant(1 as const),
+    op: fc.constant('deploy' as const),
+    token: fc.constant('t'),
+    pid: fc.constant(1),
+    startedAt: fc.constant('2026-11-27T10:00:00Z'),
+    release: id,
+    previous: fc.option(id, { nil: null }),
+    phase: fc.constantFrom('copying' as const, 'ready' as const, 'switched' as const, 'rolling-back' as const),
+  }),
+  fc.record({
+    v: fc.constant(1 as const),
+    op: fc.constant('rollback' as const),
+    token: fc.constant('t'),
+    pid: fc.constant(1),
+    startedAt: fc.constant('2026-11-27T10:00:00Z'),
+    release: id,
+    previous: id,
+    phase: fc.constantFrom('switching' as const, 'switched' as const),
+  }),
+);
+const root = fc.record({
+  journal: fc.option(journal, { nil: null }),
+  present: fc.subarray([...ids]),
+  currentId: fc.option(id, { nil: null }),
+  tmp: fc.subarray(['stage.a', 'current.b', 'trash.c', 'lock.d', 'keep']),
+});
+
+interface RootShape {
+  journal: Journal | null;
+  present: string[];
+  currentId: string | null;
+  tmp: string[];
+}
+
+function programOf(r: RootShape) {
+  const ordered = orderReleases(
+    r.present.map((x, i) => ({ id: x, seq: i + 1, status: 'complete' as const, previous: null })),
+    r.currentId,
+  );
+  const actions = planRecovery(r.journal, { currentId: r.currentId, releaseExists: r.journal ? r.present.includes(r.journal.release) : false, tmpEntries: r.tmp });
+  let n = 0;
+  const program = recoveryProgram({ actions, records: new Map(), ordered, currentId: r.currentId, trashFor: (x) => `.tmp/trash.${x}.${n++}`, linkName: () => `current.${n++}`, now: '2026-12-01T00:00:00Z' });
+  return { program, ordered, actions };
+}
+
+/** Each reachable rename out of releases/, with the ops that come before it on its path (the guards). */
+function retirements(ops: readonly Op<string>[], before: readonly Op<string>[] = []): { id: string; guards: readonly Op<string>[] }[] {
+  const found: { id: string; guards: readonly Op<string>[] }[] = [];
+  ops.forEach((op, i) => {
+    const prior = [...before, ...ops.slice(0, i)];
+    if ('if' in op) found.push(...retirements(op.then, prior), ...retirements(op.else ?? [], prior));
+    // A refusal standing before the rename in its block means it never runs.
+    else if ('effect' in op && op.effect.do === 'rename' && op.effect.from.startsWith('releases/') && !prior.some((p) => 'fail' in p)) found.push({ id: op.effect.from.slice('releases/'.length), guards: prior });
+  });
+  return found;
+}
+
+test('recovery touches only the root\'s own names: .tmp/, releases/<id>, the state directory and current', () => {
+  fc.assert(
+    fc.property(root, (r) => {
+      for (const p of effectsOf(programOf(r).program.ops).flatMap(pathsTouched)) {
+        assert.ok(!p.split('/').includes('..'), p);
+        assert.match(p, /^(\.|current|releases|\.tmp|releases\/r\d|\.tmp\/[^/]+|\.atomic-deploy|\.atomic-deploy\/journal\.json|\.atomic-deploy\/(releases|manifests)\/r\d(\.stat)?\.json)$/);
+      }
+    }),
+  );
+});
+
+test('a release leaves releases/ only after a check of current in the same block, and never the rollback target', () => {
+  fc.assert(
+    fc.property(root, (r) => {
+      const { program, ordered } = programOf(r);
+      for (const { id: gone, guards } of retirements(program.ops)) {
+        assert.ok(guards.some((g) => 'if' in g && g.if.is === 'current' && g.if.id === gone && g.then.some((t) => 'fail' in t)), `no current check before moving ${gone}`);
+        assert.notEqual(gone, rollbackTarget(ordered, r.currentId)?.id, 'the rollback target was moved out');
+      }
+    }),
+  );
+});
+
+test('trash is deleted only after the journal is removed and the root made durable', () => {
+  fc.assert(
+    fc.property(root, (r) => {
+      const effects = effectsOf(programOf(r).program.ops);
+      const journalGone = effects.findIndex((e) => e.do === 'remove' && e.path === '.atomic-deploy/journal.json');
+      const lastDurable = effects.findLastIndex((e) => e.do === 'durable' && e.path === '.');
+      effects.forEach((e, i) => {
+        if (e.do !== 'remove' || !e.path.startsWith('.tmp/trash.r')) return;
+        assert.ok(journalGone !== -1 && journalGone < i && lastDurable < i, `trash ${e.path} deleted at ${i}, journal at ${journalGone}`);
+      });
+    }),
+  );
+});
+
+test('rendered, the current check comes before the rename and a refusal fails the program', () => {
+  const { program } = programOf({ journal: { v: 1, op: 'deploy', token: 't', pid: 1, startedAt: '', release: 'r3', previous: 'r2', phase: 'ready' }, present: ['r1', 'r2', 'r3'], currentId: 'r2', tmp: [] });
+  const text = renderFunction(program);
+  assert.ok(text.indexOf("is_current 'r3'") !== -1 && text.indexOf("is_current 'r3'") < text.indexOf('rename_exact'), text);
+  assert.match(text, /fail INTERNAL 'refusing to delete release r3: it is current'/);
+});
