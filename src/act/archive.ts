@@ -4,7 +4,7 @@
  * and the whole artifact for --sha256 on the way. Every entry is first decided by
  * plan/archive.ts's EntryChecker; this file writes only what it allowed.
  */
-import { createHash, type Hash } from 'node:crypto';
+import crypto, { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -129,6 +129,10 @@ export interface ExtractResult {
   stamps: Map<string, FileStamp>;
 }
 
+/** SHA-256 of one buffer in one call (Node >= 20.12): a fifth of the cost of a Hash object for a small file. */
+const hashOnce: ((bytes: Buffer) => string) | undefined = typeof crypto.hash === 'function' ? (bytes) => crypto.hash('sha256', bytes, 'hex') : undefined;
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
+
 const hostile = (problem: string, source: string): DeployError =>
   new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
 
@@ -145,9 +149,21 @@ class Stage {
   symlinks = 0;
   bytes = 0;
   readonly dir: string;
+  /** Who owns what this process creates in the stage: a chown to the same owner is a wasted inode write. */
+  private readonly created: { uid: number; gid: number } | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
+    const st = fs.statSync(dir);
+    // New entries take the group of a setgid directory (inherited by its subdirectories), else ours.
+    const gid = st.mode & 0o2000 ? st.gid : process.getegid?.();
+    const uid = process.geteuid?.();
+    this.created = uid !== undefined && gid !== undefined ? { uid, gid } : undefined;
+  }
+
+  /** The archive's owner, unless it is already the owner of what this process creates. */
+  private chownTo(owner: { uid: number; gid: number } | undefined): { uid: number; gid: number } | undefined {
+    return owner && (owner.uid !== this.created?.uid || owner.gid !== this.created.gid) ? owner : undefined;
   }
 
   private at(rel: string): string {
@@ -178,7 +194,8 @@ class Stage {
     }
     if (d.kind === 'symlink') {
       fs.symlinkSync(d.target ?? '', to);
-      if (d.owner) fs.lchownSync(to, d.owner.uid, d.owner.gid);
+      const owner = this.chownTo(d.owner);
+      if (owner) fs.lchownSync(to, owner.uid, owner.gid);
       if (d.mtimeMs !== undefined) fs.lutimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
       this.manifest.push({ path: d.path, type: 'symlink', target: d.target ?? '' });
       this.symlinks += 1;
@@ -202,17 +219,22 @@ class Stage {
     }
     // O_EXCL and O_NOFOLLOW: even a checker bug could not make this write through a link or over a file.
     const fd = fs.openSync(to, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-    const hash: Hash = createHash('sha256');
+    let hash: Hash | undefined;
+    let sha256 = d.size === 0 ? EMPTY_SHA256 : undefined;
     let size = 0;
     try {
       // Synchronous writes of each chunk: the page cache takes them at once, and the loop turns between chunks.
       for await (const chunk of data) {
-        hash.update(chunk);
+        if (sha256 !== undefined && hash === undefined) throw new DeployError('INVALID_ARCHIVE', `entry ${JSON.stringify(d.path)} holds more bytes than its header says`);
+        // A file that arrives whole in one chunk (most small files) is hashed in one call.
+        if (size === 0 && chunk.length === d.size && hashOnce) sha256 = hashOnce(chunk);
+        else (hash ??= createHash('sha256')).update(chunk);
         let off = 0;
         while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
         size += chunk.length;
       }
-      if (d.owner) fs.fchownSync(fd, d.owner.uid, d.owner.gid);
+      const owner = this.chownTo(d.owner);
+      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
       // After a chown, which clears setuid/setgid.
       fs.fchmodSync(fd, d.mode);
       if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
@@ -222,7 +244,7 @@ class Stage {
       fs.closeSync(fd);
     }
     this.fileIndex.set(d.path, this.manifest.length);
-    this.manifest.push({ path: d.path, type: 'file', mode: d.mode, size, sha256: hash.digest('hex') });
+    this.manifest.push({ path: d.path, type: 'file', mode: d.mode, size, sha256: hash ? hash.digest('hex') : (sha256 ?? EMPTY_SHA256) });
     this.files += 1;
     this.bytes += size;
   }
@@ -232,7 +254,8 @@ class Stage {
     const order = [...this.dirs].sort((a, b) => b.path.split('/').length - a.path.split('/').length);
     for (const d of order) {
       const to = this.at(d.path);
-      if (d.owner) fs.lchownSync(to, d.owner.uid, d.owner.gid);
+      const owner = this.chownTo(d.owner);
+      if (owner) fs.lchownSync(to, owner.uid, owner.gid);
       fs.chmodSync(to, d.mode);
       if (d.mtimeMs !== undefined) fs.utimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
       this.manifest.push({ path: d.path, type: 'dir', mode: d.mode });
