@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { writeSourceCache } from '../act/source-cache.ts';
+import { sourceCacheOf, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
@@ -369,6 +371,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       // The manifest is durable before the release is placed: a live release never lacks it.
       digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
       await writeStatCache(layout, id, copied.stamps);
+      if (!extracted && files.sourceClock !== undefined) await rememberSource(layout, scan, copied.manifest, files.sourceClock);
       await failpoint('manifest-written');
       await fs.promises.rename(staging, finalPath);
       placed = true;
@@ -490,6 +493,24 @@ export async function deploy(source: string, root: string, options: DeployOption
   const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale) : undefined;
   if (stale) throw stale;
   return result;
+}
+
+/**
+ * Replaces the source cache with this build's stamps and the hashes of the bytes read from it
+ * (linked files: the hash they were linked by). A cache that cannot be written costs only reads later.
+ */
+async function rememberSource(layout: Layout, scan: SourceScan, written: readonly ManifestEntry[], sealedNs: bigint): Promise<void> {
+  const sha = new Map<string, { sha256: string; size: number }>();
+  for (const e of written) if (e.type === 'file') sha.set(e.path, e);
+  const read: [string, SourceStamp, string][] = [];
+  for (const e of scan.entries) {
+    if (e.kind !== 'file') continue;
+    const rel = path.sep === '/' ? e.rel : e.rel.split(path.sep).join('/');
+    const hash = sha.get(rel);
+    // A size other than the scan's: the file changed between the scan and the read; its stamp describes neither.
+    if (hash !== undefined && hash.size === e.size) read.push([rel, { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs }, hash.sha256]);
+  }
+  await writeSourceCache(layout, sourceCacheOf(scan.dir, sealedNs, read)).catch(() => undefined);
 }
 
 async function removeSkeleton(layout: Layout): Promise<void> {
