@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
 import { writeSourceCache } from '../act/source-cache.ts';
-import { sourceCacheOf, type SourceStamp } from '../plan/source-cache.ts';
+import { sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
@@ -308,6 +308,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let artifactFacts: DeployResult['artifact'];
     let totals = { files: scan.files, bytes: scan.bytes };
     let digest = '';
+    let buildRead: SourceCache | undefined;
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
@@ -371,7 +372,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       // The manifest is durable before the release is placed: a live release never lacks it.
       digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
       await writeStatCache(layout, id, copied.stamps);
-      if (!extracted && files.sourceClock !== undefined) await rememberSource(layout, scan, copied.manifest, files.sourceClock);
+      if (!extracted && files.sourceClock !== undefined) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
       await failpoint('manifest-written');
       await fs.promises.rename(staging, finalPath);
       placed = true;
@@ -444,6 +445,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournal(layout, durable);
+      // Only once the switch stands: a deploy undone before it leaves the root as it found it, cache included.
+      if (buildRead) await writeSourceCache(layout, buildRead).catch(() => undefined);
       await failpoint('journal-cleared');
       if (verified.error) throw verified.error;
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
@@ -496,10 +499,10 @@ export async function deploy(source: string, root: string, options: DeployOption
 }
 
 /**
- * Replaces the source cache with this build's stamps and the hashes of the bytes read from it
- * (linked files: the hash they were linked by). A cache that cannot be written costs only reads later.
+ * The next source cache: this build's stamps and the hashes of the bytes read from it (linked
+ * files: the hash they were linked by). A cache that cannot be written costs only reads later.
  */
-async function rememberSource(layout: Layout, scan: SourceScan, written: readonly ManifestEntry[], sealedNs: bigint): Promise<void> {
+function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[], sealedNs: bigint): SourceCache {
   const sha = new Map<string, { sha256: string; size: number }>();
   for (const e of written) if (e.type === 'file') sha.set(e.path, e);
   const read: [string, SourceStamp, string][] = [];
@@ -510,7 +513,7 @@ async function rememberSource(layout: Layout, scan: SourceScan, written: readonl
     // A size other than the scan's: the file changed between the scan and the read; its stamp describes neither.
     if (hash !== undefined && hash.size === e.size) read.push([rel, { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs }, hash.sha256]);
   }
-  await writeSourceCache(layout, sourceCacheOf(scan.dir, sealedNs, read)).catch(() => undefined);
+  return sourceCacheOf(scan.dir, sealedNs, read);
 }
 
 async function removeSkeleton(layout: Layout): Promise<void> {
