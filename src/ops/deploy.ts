@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
 import { writeSourceCache } from '../act/source-cache.ts';
-import { sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
+import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, removeManifest, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
@@ -502,7 +502,9 @@ export async function deploy(source: string, root: string, options: DeployOption
  * The next source cache: this build's stamps and the hashes of the bytes read from it (linked
  * files: the hash they were linked by). A cache that cannot be written costs only reads later.
  */
-function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[], sealedNs: bigint): SourceCache {
+function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[], sealedNs: bigint): SourceCache | undefined {
+  // Held across the switch: a large build's cache would raise the deploy's peak memory.
+  if (scan.files > SOURCE_CACHE_MAX_FILES) return undefined;
   const sha = new Map<string, { sha256: string; size: number }>();
   for (const e of written) if (e.type === 'file') sha.set(e.path, e);
   const read: [string, SourceStamp, string][] = [];

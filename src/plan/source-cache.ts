@@ -12,8 +12,11 @@
 import { createHash } from 'node:crypto';
 
 export const SOURCE_CACHE_FORMAT = 'atomic-deploy/source-cache@1';
-/** Bounds: past either, the remaining files are left out (they are only hashed again). */
-export const SOURCE_CACHE_MAX_FILES = 250_000;
+/**
+ * Bounds: past either, the remaining files are left out (they are only hashed again). A build of
+ * more files than this gets no cache at all: it would cost a deploy tens of MiB at its peak.
+ */
+export const SOURCE_CACHE_MAX_FILES = 50_000;
 export const SOURCE_CACHE_MAX_BYTES = 48 * 1024 * 1024;
 
 export interface SourceStamp {
