@@ -1,7 +1,7 @@
 // verify against the tool an operator would reach for: `find . -type f -exec sha256sum {} +`
 // over the same release (10,000 files, about 100 MiB), warm cache, cases alternated.
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchBin } from './bin.ts';
 import { describeMachine, runNote } from './lib/env.ts';
@@ -68,7 +68,8 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       ],
       charts: [],
       notes: [
-        `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file, and compares. sha256sum only hashes; both read from a warm page cache.`,
+        `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file (on ${availableParallelism()} cores: one worker thread per core beyond its own, which hashes too), and compares. sha256sum only hashes, on one core; both read from a warm page cache.`,
+        `Load average (1 / 5 / 15 min) at the end: ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
         runNote(started, machine),
       ],
     };

@@ -20,6 +20,11 @@ export interface SourceEntry {
   mtimeMs: number;
   /** 512-byte blocks allocated: fewer than the size needs means the file has holes. */
   blocks: number;
+  /** The rest of the file's stamp, exact to the nanosecond, for the source cache. */
+  dev: bigint;
+  ino: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
 }
 
 export interface SourceScan {
@@ -32,7 +37,7 @@ export interface SourceScan {
   bytes: number;
 }
 
-function kindOf(stat: fs.Stats): string {
+function kindOf(stat: fs.BigIntStats): string {
   if (stat.isDirectory()) return 'dir';
   if (stat.isFile()) return 'file';
   if (stat.isSymbolicLink()) return 'symlink';
@@ -43,17 +48,24 @@ function kindOf(stat: fs.Stats): string {
   return 'special file';
 }
 
-function entryOf(rel: string, stat: fs.Stats, kind: EntryKind): SourceEntry {
+/** Whole milliseconds, rounded as `Math.round(stat().mtimeMs)` would. */
+const roundMs = (ns: bigint): number => Math.round(Number(ns) / 1e6);
+
+function entryOf(rel: string, stat: fs.BigIntStats, kind: EntryKind): SourceEntry {
   return {
     rel,
     kind,
-    mode: stat.mode & 0o7777,
-    size: kind === 'file' ? stat.size : 0,
-    uid: stat.uid,
-    gid: stat.gid,
-    atimeMs: Math.round(stat.atimeMs),
-    mtimeMs: Math.round(stat.mtimeMs),
-    blocks: stat.blocks,
+    mode: Number(stat.mode) & 0o7777,
+    size: kind === 'file' ? Number(stat.size) : 0,
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    atimeMs: roundMs(stat.atimeNs),
+    mtimeMs: roundMs(stat.mtimeNs),
+    blocks: Number(stat.blocks),
+    dev: stat.dev,
+    ino: stat.ino,
+    mtimeNs: stat.mtimeNs,
+    ctimeNs: stat.ctimeNs,
   };
 }
 
@@ -71,7 +83,8 @@ const secs = (ms: number): number => ms / 1000;
  */
 export function scanSource(dir: string): SourceScan {
   const scan: SourceScan = { dir, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 };
-  const rootStat = fs.statSync(dir);
+  // BigInt stats: the source cache compares times to the nanosecond, which a double cannot hold.
+  const rootStat = fs.statSync(dir, { bigint: true });
   scan.entries.push(entryOf('', rootStat, 'dir'));
   const walk = (rel: string): void => {
     let names: string[];
@@ -83,7 +96,7 @@ export function scanSource(dir: string): SourceScan {
     names.sort();
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}${path.sep}${name}`;
-      const stat = fs.lstatSync(under(dir, childRel));
+      const stat = fs.lstatSync(under(dir, childRel), { bigint: true });
       const kind = kindOf(stat);
       if (kind !== 'dir' && kind !== 'file' && kind !== 'symlink') {
         throw new DeployError('UNSUPPORTED_FILE', `${under(dir, childRel)} is a ${kind}; a release can hold only files, directories and symlinks`, {
@@ -96,7 +109,7 @@ export function scanSource(dir: string): SourceScan {
         walk(childRel);
       } else if (kind === 'file') {
         scan.files += 1;
-        scan.bytes += stat.size;
+        scan.bytes += Number(stat.size);
       } else {
         scan.symlinks += 1;
       }

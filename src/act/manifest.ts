@@ -12,6 +12,7 @@ import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type 
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
+import { HashPool } from './hash-pool.ts';
 import type { Layout } from './layout.ts';
 
 export function manifestDir(layout: Layout): string {
@@ -161,13 +162,33 @@ export type TreeHash = ReleaseTree;
 /** Yields to the event loop, so a signal is seen during a long synchronous walk. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Files per message to a hashing thread. */
+const BATCH = 64;
+
 /**
  * A release as it is now, as manifest entries: every directory, file (hashed) and symlink under
  * `dir`, `/`-separated paths. Files are read synchronously one by one: from the page cache that
- * beats a thread-pool trip per file, and the loop gets a turn every 256 files.
+ * beats a thread-pool trip per file, and the loop gets a turn every 256 files. With a `pool`
+ * (the caller's, started early so its threads boot meanwhile), batches go to its threads while
+ * they have little queued, and this thread hashes the rest between its walking: every core works.
  */
-export async function hashTree(dir: string, signal?: AbortSignal): Promise<TreeHash> {
+export async function hashTree(dir: string, signal?: AbortSignal, options: { pool?: HashPool } = {}): Promise<TreeHash> {
   const out: TreeHash = { entries: [], special: [] };
+  const { pool } = options;
+  const hashed: Promise<void>[] = [];
+  let batch: { full: string; entry: { size: number; sha256: string } }[] = [];
+  const flush = (): void => {
+    if (pool === undefined || batch.length === 0) return;
+    const files = batch;
+    batch = [];
+    if (pool.queued() >= 2 * BATCH * pool.size) {
+      for (const f of files) Object.assign(f.entry, hashFileSync(f.full, true));
+      return;
+    }
+    hashed.push(pool.hash(files.map((f) => f.full)).then((hashes) => {
+      for (const [i, h] of hashes.entries()) Object.assign((files[i] as (typeof files)[number]).entry, h);
+    }));
+  };
   let count = 0;
   const walk = async (rel: string): Promise<void> => {
     const names = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`).sort();
@@ -182,14 +203,32 @@ export async function hashTree(dir: string, signal?: AbortSignal): Promise<TreeH
       } else if (st.isSymbolicLink()) {
         out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
       } else if (st.isFile()) {
-        const { sha256, size } = hashFileSync(full, true);
-        out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
+        if (pool) {
+          // Filled in when its batch comes back; the entries keep the walk's order.
+          const entry = { path: childRel, type: 'file' as const, mode: st.mode & 0o7777, size: 0, sha256: '' };
+          out.entries.push(entry);
+          batch.push({ full, entry });
+          if (batch.length >= BATCH) flush();
+        } else {
+          const { sha256, size } = hashFileSync(full, true);
+          out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
+        }
         if (++count % 256 === 0) await turn();
       } else {
         out.special.push({ path: childRel, kind: st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device' });
       }
     }
   };
-  await walk('');
+  let walkFailure: { error: unknown } | undefined;
+  try {
+    await walk('');
+    flush();
+  } catch (error) {
+    walkFailure = { error };
+  }
+  // Every batch settled before returning or throwing: none may still write into the entries, or reject unheard.
+  const settled = await Promise.allSettled(hashed);
+  if (walkFailure) throw walkFailure.error;
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
   return out;
 }

@@ -10,7 +10,10 @@ import type { StagingArea } from '../act/staging.ts';
 import { deviceOf, nearestExistingDir, previousFiles, probeClone } from '../act/strategy.ts';
 import type { LinkSource } from '../act/copy.ts';
 import { trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
+import { filesystemNow, readSourceCache } from '../act/source-cache.ts';
+import { cachedHashes, type SourceStamp } from '../plan/source-cache.ts';
 import { DeployError, ioError } from '../errors.ts';
+import { plural } from '../plan/units.ts';
 import { planShared, sharedTargetAction, withoutPaths, type SharedLink, type SharedSpec, type SharedType } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
 import { filesToHash, isStrategy, planLinks, STRATEGIES, type FileFacts, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
@@ -98,6 +101,10 @@ export interface FilePlan {
   cloned?: boolean;
   /** How the previous release's contents were known: its manifest, hashing it, or not at all. */
   previousContents?: 'manifest' | 'hashed' | 'untrusted';
+  /** The filesystem clock before any build file was read: the source cache's seal (undefined: no cache is written). */
+  sourceClock?: bigint;
+  /** Build files whose hash came from the source cache, unread. */
+  sourceCached?: number;
 }
 
 /** Manifests use `/`; a no-op wherever that is the separator. */
@@ -149,9 +156,31 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
   return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
 }
 
+/** The source cache's hashes for these build files (by their scan stamps); empty when there is no usable cache. */
+function buildHashesFromCache(layout: Layout, scan: SourceScan, rels: readonly string[]): Map<string, string> {
+  const cache = readSourceCache(layout);
+  if (cache === undefined) return new Map();
+  const wanted = new Set(rels);
+  const now: [string, SourceStamp][] = [];
+  for (const e of scan.entries) {
+    if (e.kind === 'file' && wanted.has(e.rel)) now.push([slashed(e.rel), { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs }]);
+  }
+  const hashes = new Map<string, string>();
+  for (const [p, sha] of cachedHashes(cache, scan.dir, now)) hashes.set(path.sep === '/' ? p : p.split('/').join(path.sep), sha);
+  return hashes;
+}
+
 /** Decides, under the lock, which files are linked from the previous release and which are copied. */
 export async function planFiles(layout: Layout, area: StagingArea, plan: ContentsPlan, previous: string | null, previousRecord: ReleaseRecord | undefined, emit: EventSink, signal?: AbortSignal): Promise<FilePlan> {
   const result: FilePlan = {};
+  // Before the clone probe or any hash reads a build file: a write after this moment moves its ctime past it.
+  if (plan.scan.files > 0) {
+    try {
+      result.sourceClock = filesystemNow(layout);
+    } catch {
+      // No clock, no cache written: the deploy itself does not need it.
+    }
+  }
   const sample = firstFile(plan.scan);
   if (plan.strategy === 'reflink') result.cloned = true;
   else if (plan.strategy === 'copy') result.cloned = false;
@@ -184,7 +213,12 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
       emit({ type: 'step', message: `release ${previous} has no manifest (made before manifests): hashed ${candidates.length} of its files to compare` });
     }
     // Only the files that can still be linked are read now; the copy hashes the rest as it goes.
-    sourceHashes = await hashAll(plan.scan.dir, candidates.filter((rel) => prev.hashes.has(rel)), signal);
+    const linkable = candidates.filter((rel) => prev.hashes.has(rel));
+    const cached = linkable.length > 0 ? buildHashesFromCache(layout, plan.scan, linkable) : new Map<string, string>();
+    result.sourceCached = cached.size;
+    if (cached.size > 0) emit({ type: 'step', message: `source cache: ${cached.size} of ${plural(linkable.length, 'build file')} unchanged since they were last read (inode, size, mtime, ctime), not read again` });
+    sourceHashes = await hashAll(plan.scan.dir, linkable.filter((rel) => !cached.has(rel)), signal);
+    for (const [rel, sha] of cached) sourceHashes.set(rel, sha);
     links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes });
   } catch (error) {
     throw ioError(`comparing the source with release ${previous}`, error);

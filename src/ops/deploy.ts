@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { writeSourceCache } from '../act/source-cache.ts';
+import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
@@ -308,6 +310,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let artifactFacts: DeployResult['artifact'];
     let totals = { files: scan.files, bytes: scan.bytes };
     let digest = '';
+    let buildRead: SourceCache | undefined;
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
@@ -371,6 +374,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       // The manifest is durable before the release is placed: a live release never lacks it.
       digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
       await writeStatCache(layout, id, copied.stamps);
+      if (!extracted && files.sourceClock !== undefined) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
       await failpoint('manifest-written');
       await fs.promises.rename(staging, finalPath);
       placed = true;
@@ -445,6 +449,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournal(layout, durable);
+      // Only once the switch stands: a deploy undone before it leaves the root as it found it, cache included.
+      if (buildRead) await writeSourceCache(layout, buildRead).catch(() => undefined);
       await failpoint('journal-cleared');
       if (verified.error) throw verified.error;
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
@@ -494,6 +500,26 @@ export async function deploy(source: string, root: string, options: DeployOption
   const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale) : undefined;
   if (stale) throw stale;
   return result;
+}
+
+/**
+ * The next source cache: this build's stamps and the hashes of the bytes read from it (linked
+ * files: the hash they were linked by). A cache that cannot be written costs only reads later.
+ */
+function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[], sealedNs: bigint): SourceCache | undefined {
+  // Held across the switch: a large build's cache would raise the deploy's peak memory.
+  if (scan.files > SOURCE_CACHE_MAX_FILES) return undefined;
+  const sha = new Map<string, { sha256: string; size: number }>();
+  for (const e of written) if (e.type === 'file') sha.set(e.path, e);
+  const read: [string, SourceStamp, string][] = [];
+  for (const e of scan.entries) {
+    if (e.kind !== 'file') continue;
+    const rel = path.sep === '/' ? e.rel : e.rel.split(path.sep).join('/');
+    const hash = sha.get(rel);
+    // A size other than the scan's: the file changed between the scan and the read; its stamp describes neither.
+    if (hash !== undefined && hash.size === e.size) read.push([rel, { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs }, hash.sha256]);
+  }
+  return sourceCacheOf(scan.dir, sealedNs, read);
 }
 
 async function removeSkeleton(layout: Layout): Promise<void> {

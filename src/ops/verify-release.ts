@@ -1,6 +1,7 @@
 /** `verify`: re-hash a release and compare it with the manifest written when it was made. */
 import fs from 'node:fs';
-import { releasePath } from '../act/layout.ts';
+import { releasePath, type Layout } from '../act/layout.ts';
+import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
 import { hashTree, readManifest } from '../act/manifest.ts';
 import { readRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
@@ -60,6 +61,17 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   if (!st?.isDirectory()) {
     throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
   }
+  // Started before the manifest is read and checked, so the threads boot meanwhile.
+  const extra = extraHashThreads();
+  const pool = extra > 0 ? new HashPool(extra) : undefined;
+  try {
+    return await verifyAgainstManifest(layout, id, dir, pool, options.signal);
+  } finally {
+    await pool?.close();
+  }
+}
+
+async function verifyAgainstManifest(layout: Layout, id: string, dir: string, pool: HashPool | undefined, signal: AbortSignal | undefined): Promise<VerifyResult> {
   const record = readRecord(layout, id);
   const load = readManifest(layout, id, record?.digest);
   if (load.kind === 'none') {
@@ -76,11 +88,11 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   }
   let tree;
   try {
-    tree = await hashTree(dir, options.signal);
+    tree = await hashTree(dir, signal, { pool });
   } catch (error) {
     throw ioError(`hashing release ${id}`, error);
   }
-  if (options.signal?.aborted) throw interrupted(options.signal);
+  if (signal?.aborted) throw interrupted(signal);
   const differences = diffRelease(load.manifest, tree);
   const count = (type: string): number => load.manifest.entries.filter((e) => e.type === type).length;
   return {

@@ -1,0 +1,76 @@
+// Hashing on worker threads gives what hashing on one thread gives (verify's findings depend on
+// it), matches sha256sum, and reports a failing file by its errno and path without hanging.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { tempDir } from '../harness/cli.ts';
+import { requireTool } from '../harness/swappers.ts';
+import { HashPool } from '../../src/act/hash-pool.ts';
+import { hashTree } from '../../src/act/manifest.ts';
+
+/** A pool of `n` threads, stopped after the test. */
+function pools(t: { after(fn: () => Promise<void>): void }, n: number): HashPool {
+  const pool = new HashPool(n);
+  t.after(() => pool.close());
+  return pool;
+}
+
+function makeTree(dir: string): string[] {
+  const files: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    const rel = `d${i % 7}/e${i % 3}/f${i}.txt`;
+    fs.mkdirSync(path.join(dir, path.dirname(rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), `file ${i}\n`.repeat(i));
+    files.push(rel);
+  }
+  // Larger than the 1 MiB read buffer: hashed over several reads.
+  fs.writeFileSync(path.join(dir, 'big.bin'), Buffer.alloc(3 * 1024 * 1024 + 17, 7));
+  files.push('big.bin');
+  fs.symlinkSync('d0/e0/f0.txt', path.join(dir, 'link'));
+  fs.mkdirSync(path.join(dir, 'empty'));
+  execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+  return files;
+}
+
+void test('hashTree with 1 and 2 extra threads (batches there and here) gives exactly what it gives alone, FIFO and all', async (t) => {
+  const dir = tempDir(t);
+  makeTree(dir);
+  const one = await hashTree(dir);
+  assert.ok(one.entries.some((e) => e.type === 'file' && e.size > 3 * 1024 * 1024));
+  assert.deepEqual(one.special, [{ path: 'pipe', kind: 'FIFO' }]);
+  assert.deepEqual(await hashTree(dir, undefined, { pool: pools(t, 1) }), one);
+  assert.deepEqual(await hashTree(dir, undefined, { pool: pools(t, 2) }), one);
+});
+
+void test('the pool\'s hashes are sha256sum\'s, in the order asked', async (t) => {
+  const dir = tempDir(t);
+  const files = makeTree(dir).map((rel) => path.join(dir, rel)).reverse();
+  const sums = execFileSync(requireTool('sha256sum', 'coreutils'), files, { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n').map((l) => l.slice(0, 64));
+  const pool = new HashPool(2);
+  try {
+    const halves = await Promise.all([pool.hash(files.slice(0, 150)), pool.hash(files.slice(150))]);
+    assert.deepEqual(halves.flat().map((h) => h.sha256), sums);
+    assert.deepEqual(halves.flat().map((h) => h.size), files.map((f) => fs.statSync(f).size));
+  } finally {
+    await pool.close();
+  }
+});
+
+void test('a file that cannot be read fails its batch with its errno and path; a symlink is refused', async (t) => {
+  const dir = tempDir(t);
+  fs.writeFileSync(path.join(dir, 'a'), 'a');
+  fs.symlinkSync('a', path.join(dir, 'l'));
+  const pool = new HashPool(2);
+  try {
+    await assert.rejects(pool.hash([path.join(dir, 'a'), path.join(dir, 'gone')]), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.path === path.join(dir, 'gone'));
+    await assert.rejects(pool.hash([path.join(dir, 'l')]), (e: NodeJS.ErrnoException) => e.code === 'ELOOP');
+    // The pool still works after a failed batch.
+    assert.equal((await pool.hash([path.join(dir, 'a')]))[0]?.size, 1);
+  } finally {
+    await pool.close();
+  }
+  // A tree that cannot be walked fails as without threads, and leaves no batch unheard.
+  await assert.rejects(hashTree(path.join(dir, 'nope'), undefined, { pool: pools(t, 1) }), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+});
