@@ -63,6 +63,11 @@ function releases(dir: string): string[] {
   }
 }
 
+/** The release ids only: a lock holder's mount probe (`.stage.mount-probe.*`) sits in releases/ for an instant. */
+function releaseIds(dir: string): string[] {
+  return releases(dir).filter((name) => !name.startsWith('.'));
+}
+
 /** What a finished operation may leave in .tmp/: nothing of a deploy's own temporary state. */
 function tmpLeftovers(dir: string): string[] {
   try {
@@ -213,7 +218,7 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     // The before-switch hook runs in releases/<id>: once it exists on host2, phase 1 is midway.
     const run = spawnCli(['deploy', src, root, ...hostArgs, '--json', '--before-switch', 'sleep 3'], { env, timeoutMs: 90_000 });
     try {
-      await until('host2 to be in its before-switch hook', () => releases(on(host2)).length === 2);
+      await until('host2 to be in its before-switch hook', () => releaseIds(on(host2)).length === 2);
       await host2.killSshd();
       const r = await run.done;
       assert.equal(r.code, 1, r.stderr);
@@ -331,7 +336,7 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const run = spawnCli(['deploy', src, root, ...hostArgs, '--before-switch', 'sleep 4'], { env, timeoutMs: 120_000 });
     let r: CliResult;
     try {
-      await until('host3 to be in its before-switch hook', () => releases(on(host3)).length === 2);
+      await until('host3 to be in its before-switch hook', () => releaseIds(on(host3)).length === 2);
       await host3.linkDown();
       r = await run.done;
     } finally {
