@@ -189,7 +189,7 @@ function releaseLockFunction(token: string): string {
 release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
 }
 
-/** src/root/release.ts's retirement of release ID into `.tmp/TRASH`, defined and run; the trash is deleted later. */
+/** src/root/release.ts's retirement of release ID into TRASH (`.tmp/`, or hidden in `releases/`: remote/staging.ts), defined and run; the trash is deleted later. */
 function retireLines(id: string, trash: string, protect: readonly string[]): string {
   return `${renderFunction(retireRelease(id, protect, stagedRootPath(trash)))}\nretire_release`;
 }
