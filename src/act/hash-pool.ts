@@ -14,7 +14,7 @@ export interface FileHash {
 type Outcome = FileHash | { code: string; message: string };
 
 // Evaluated, not loaded from a file: the same source works from dist/ and from src/ under tsx.
-// The open flags are hashFileSync's: a FIFO swapped in never blocks, a symlink is refused.
+// The open flags and the end-of-file rule are hashFileSync's: a FIFO swapped in never blocks, a symlink is refused.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
@@ -22,9 +22,9 @@ const { createHash } = require('node:crypto');
 const CHUNK = 1024 * 1024;
 const buf = Buffer.allocUnsafe(CHUNK);
 const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
-parentPort.on('message', ({ id, files }) => {
+parentPort.on('message', ({ id, files, sizes }) => {
   const out = [];
-  for (const file of files) {
+  for (const [k, file] of files.entries()) {
     let fd;
     try {
       fd = fs.openSync(file, FLAGS);
@@ -32,9 +32,10 @@ parentPort.on('message', ({ id, files }) => {
       let size = 0;
       for (;;) {
         const n = fs.readSync(fd, buf, 0, CHUNK, null);
+        if (n === 0) break;
         hash.update(buf.subarray(0, n));
         size += n;
-        if (n < CHUNK) break;
+        if (n < CHUNK && sizes !== undefined && size === sizes[k]) break;
       }
       out.push({ sha256: hash.digest('hex'), size });
     } catch (error) {
@@ -88,8 +89,12 @@ export class HashPool {
     return this.#load.reduce((a, b) => a + b, 0);
   }
 
-  /** The hashes of `files`, in order; rejects with the first file's error (code and path kept). */
-  hash(files: readonly string[]): Promise<FileHash[]> {
+  /**
+   * The hashes of `files`, in order; rejects with the first file's error (code and path kept).
+   * `sizes` (from the walk's lstat) lets a short read that reaches the size end a file without a
+   * read(2) for the 0; without them every file is read to its 0.
+   */
+  hash(files: readonly string[], sizes?: readonly number[]): Promise<FileHash[]> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     // The least-loaded worker: batches vary in bytes, so strict turns would leave one idle.
     let w = 0;
@@ -98,7 +103,7 @@ export class HashPool {
     this.#load[w] = (this.#load[w] ?? 0) + files.length;
     return new Promise<FileHash[]>((resolve, reject) => {
       this.#pending.set(id, { files, resolve, reject, worker: w });
-      this.#workers[w]?.postMessage({ id, files });
+      this.#workers[w]?.postMessage({ id, files, sizes });
     });
   }
 

@@ -137,19 +137,25 @@ let chunk: Buffer | undefined;
  * object and four Dates each on Node 20) is skipped; O_NONBLOCK still keeps a FIFO swapped in
  * from blocking, and its empty read only makes the hash differ.
  */
-export function hashFileSync(file: string, lstatted = false): { sha256: string; size: number } {
+export function hashFileSync(file: string, lstatted = false, expected?: number): { sha256: string; size: number } {
   chunk ??= Buffer.allocUnsafe(CHUNK);
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
-    if (!lstatted && !fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+    let known = expected;
+    if (!lstatted) {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+      known = st.size;
+    }
     const hash = createHash('sha256');
     let size = 0;
     for (;;) {
       const n = fs.readSync(fd, chunk, 0, CHUNK, null);
+      if (n === 0) break;
       hash.update(chunk.subarray(0, n));
       size += n;
-      // A regular file reads short only at its end: no extra read(2) to see the 0 (most files fit one chunk).
-      if (n < CHUNK) break;
+      // A short read that reaches the size the stat gave is the end: no extra read(2) to see the 0. Elsewhere (FUSE, procfs) a short read is not.
+      if (n < CHUNK && size === known) break;
     }
     return { sha256: hash.digest('hex'), size };
   } finally {
@@ -176,16 +182,16 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
   const out: TreeHash = { entries: [], special: [] };
   const { pool } = options;
   const hashed: Promise<void>[] = [];
-  let batch: { full: string; entry: { size: number; sha256: string } }[] = [];
+  let batch: { full: string; expected: number; entry: { size: number; sha256: string } }[] = [];
   const flush = (): void => {
     if (pool === undefined || batch.length === 0) return;
     const files = batch;
     batch = [];
     if (pool.queued() >= 2 * BATCH * pool.size) {
-      for (const f of files) Object.assign(f.entry, hashFileSync(f.full, true));
+      for (const f of files) Object.assign(f.entry, hashFileSync(f.full, true, f.expected));
       return;
     }
-    hashed.push(pool.hash(files.map((f) => f.full)).then((hashes) => {
+    hashed.push(pool.hash(files.map((f) => f.full), files.map((f) => f.expected)).then((hashes) => {
       for (const [i, h] of hashes.entries()) Object.assign((files[i] as (typeof files)[number]).entry, h);
     }));
   };
@@ -207,10 +213,10 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
           // Filled in when its batch comes back; the entries keep the walk's order.
           const entry = { path: childRel, type: 'file' as const, mode: st.mode & 0o7777, size: 0, sha256: '' };
           out.entries.push(entry);
-          batch.push({ full, entry });
+          batch.push({ full, expected: st.size, entry });
           if (batch.length >= BATCH) flush();
         } else {
-          const { sha256, size } = hashFileSync(full, true);
+          const { sha256, size } = hashFileSync(full, true, st.size);
           out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
         }
         if (++count % 256 === 0) await turn();
