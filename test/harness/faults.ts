@@ -155,8 +155,12 @@ export function invocationOf(
   return calls.filter((c) => c.tid === target.tid && c.syscall === syscall).indexOf(target) + 1;
 }
 
-/** Mounts a fresh filesystem: a loop image for btrfs/xfs, or a small tmpfs. Unmounted after the test. */
-export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs' | 'tmpfs'): string {
+/**
+ * Mounts a fresh filesystem: a loop image for btrfs/xfs, ext4 with 128-byte inodes (`ext4-seconds`:
+ * whole-second timestamps, so two writes in one second share a ctime), or a small tmpfs.
+ * Unmounted after the test.
+ */
+export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs' | 'ext4-seconds' | 'tmpfs'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `atomic-deploy-${type}-`));
   const mnt = path.join(dir, 'mnt');
   fs.mkdirSync(mnt);
@@ -178,6 +182,12 @@ export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs
   });
   if (type === 'tmpfs') {
     execFileSync(mount, ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt]);
+  } else if (type === 'ext4-seconds') {
+    const image = path.join(dir, 'ext4.img');
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 64 * 1024 * 1024);
+    execFileSync(requireTool('mkfs.ext4', 'e2fsprogs'), ['-q', '-I', '128', image], { stdio: 'pipe' });
+    execFileSync(mount, ['-o', 'loop', image, mnt]);
   } else {
     const mkfs = type === 'btrfs' ? requireTool('mkfs.btrfs', 'btrfs-progs') : requireTool('mkfs.xfs', 'xfsprogs');
     const image = path.join(dir, `${type}.img`);

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { BIN, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { mountFs } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
 import { deploy } from '../../src/index.ts';
 import { cachedHashes, parseSourceCache, stampKey, type SourceStamp } from '../../src/plan/source-cache.ts';
@@ -91,34 +91,9 @@ void test('a same-size edit with its mtime put back (touch -r) is read and publi
   assert.equal((await runCli(['verify', root])).code, 0);
 });
 
-/** An ext4 image with 128-byte inodes: whole-second timestamps, so two writes in one second share a ctime. */
-function mountWholeSecondFs(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-ext4s-'));
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  const mount = requireTool('mount', 'mount');
-  const umount = requireTool('umount', 'mount');
-  const mkfs = requireTool('mkfs.ext4', 'e2fsprogs');
-  // Unmount first: a recursive delete must never walk into a mounted filesystem.
-  t.after(() => {
-    try {
-      execFileSync(umount, [mnt], { stdio: 'pipe' });
-    } catch {
-      execFileSync(umount, ['-l', mnt], { stdio: 'pipe' });
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const image = path.join(dir, 'ext4.img');
-  fs.writeFileSync(image, '');
-  fs.truncateSync(image, 64 * 1024 * 1024);
-  execFileSync(mkfs, ['-q', '-I', '128', image], { stdio: 'pipe' });
-  execFileSync(mount, ['-o', 'loop', image, mnt]);
-  return mnt;
-}
-
 void test('a racy edit (same second as the read, whole-second timestamps, same size and mtime) is read and published', async (t) => {
   assert.equal(process.getuid?.(), 0, 'this test mounts a loop filesystem: run it as root');
-  const mnt = mountWholeSecondFs(t);
+  const mnt = mountFs(t, 'ext4-seconds');
   let proved = false;
   // Each attempt needs write, deploy and edit within one second: a loaded machine may need many.
   let attempt = 0;
