@@ -22,7 +22,22 @@ function readlink(file: string): string | undefined {
 /** Reused for every maps file: the scan reads one per process, megabytes in all. */
 let mapsBuffer = Buffer.alloc(64 * 1024);
 
-/** Reads a /proc maps file into the shared buffer; returns its length (0: no user memory at all). */
+/** x86_64's vsyscall page: the kernel lists it after every other mapping, and no user mapping can lie at its address. */
+const GATE_START = Buffer.from('ffffffffff600000-');
+const GATE_END = Buffer.from(' [vsyscall]\n');
+
+/** True when the maps read so far end with the vsyscall page's line, which the kernel always lists last. */
+function endsWithGate(buffer: Buffer, length: number): boolean {
+  if (length < GATE_START.length + GATE_END.length || buffer.compare(GATE_END, 0, GATE_END.length, length - GATE_END.length, length) !== 0) return false;
+  const line = buffer.lastIndexOf(0x0a, length - 2) + 1;
+  return buffer.compare(GATE_START, 0, GATE_START.length, line, line + GATE_START.length) === 0;
+}
+
+/**
+ * Reads a /proc maps file into the shared buffer; returns its length (0: no user memory at all).
+ * The kernel hands out maps about a page per read, so a short read is no end: the read that
+ * returns 0 is skipped only where the text ends with the vsyscall page, listed after everything.
+ */
 function readMaps(file: string): number {
   const fd = fs.openSync(file, 'r');
   try {
@@ -36,6 +51,7 @@ function readMaps(file: string): number {
       const n = fs.readSync(fd, mapsBuffer, length, mapsBuffer.length - length, null);
       if (n === 0) break;
       length += n;
+      if (endsWithGate(mapsBuffer, length)) break;
     }
     return length;
   } finally {

@@ -223,3 +223,68 @@ void test('the scan reads the cwd link first, then maps, root and descriptors; a
   const kthreadd = fs.existsSync('/proc/2/stat') && / \(kthreadd\) /.test(fs.readFileSync('/proc/2/stat', 'utf8'));
   if (kthreadd) assert.deepEqual(touched.get(2), ['cwd', 'maps']);
 });
+
+/** The read(2) calls the scan, in its own process, made on each pid's maps file: how many, and what the last returned (strace). */
+function mapsReads(t: After, dir: string): Map<number, { count: number; last: number }> {
+  const strace = requireTool('strace', 'strace');
+  const log = path.join(tempDir(t), 'strace.log');
+  const code = 'const [file, dir] = process.argv.slice(1); const { scanProcessUses } = await import(file); scanProcessUses(dir);';
+  const run = spawnSync(strace, ['-f', '-qq', '-e', 'trace=openat,read,close', '-o', log, process.execPath, '--input-type=module', '-e', code, IN_USE, dir], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const reads = new Map<number, { count: number; last: number }>();
+  // The scan runs on one thread, one maps file at a time: each open is followed by its reads and its close.
+  let open: { tid: string; fd: string; pid: number } | undefined;
+  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+    const opened = /^(\d+) openat\(AT_FDCWD, "\/proc\/(\d+)\/maps", [^)]*\) = (\d+)$/.exec(line);
+    if (opened) {
+      open = { tid: opened[1] as string, pid: Number(opened[2]), fd: opened[3] as string };
+      reads.set(open.pid, { count: 0, last: -1 });
+      continue;
+    }
+    if (!open || !line.startsWith(`${open.tid} `)) continue;
+    const read = line.startsWith(`${open.tid} read(${open.fd}, `) ? / = (\d+)$/.exec(line) : null;
+    if (read) reads.set(open.pid, { count: (reads.get(open.pid)?.count ?? 0) + 1, last: Number(read[1]) });
+    else if (line.startsWith(`${open.tid} close(${open.fd})`)) open = undefined;
+  }
+  return reads;
+}
+
+void test('maps longer than one read are read to their end; maps that end with the vsyscall page, which the kernel lists last, need no read for the end', async (t) => {
+  const dir = tempDir(t);
+  const rel = path.join(dir, 'releases', 'r1');
+  fs.mkdirSync(rel, { recursive: true });
+  const sleepBin = requireTool('sleep', 'coreutils');
+  const python = requireTool('python3', 'python3');
+  const libc = libraries(sleepBin).find((l) => path.basename(l).startsWith('libc.so'));
+  const zlib = libc && path.join(path.dirname(libc), 'libz.so.1');
+  if (!zlib || !fs.existsSync(zlib)) throw new Error('libz.so.1 not found beside libc; install the Debian package zlib1g');
+  const lib = path.join(rel, 'libz.so.1');
+  fs.copyFileSync(zlib, lib);
+  const plain = start(t, sleepBin, ['300'], { cwd: dir });
+  // Preloaded first, the library sits high in the address space, after the many mappings of the modules loaded later.
+  const modules = 'import ctypes, decimal, hashlib, json, select, socket, time, zlib; time.sleep(300)';
+  const big = start(t, python, ['-c', modules], { cwd: dir, env: { ...process.env, LD_PRELOAD: lib } });
+  await settled(plain, 'its maps', () => mapsOf(plain).includes(sleepBin));
+  await settled(big, 'the modules loaded', () => mapsOf(big).includes('_decimal') && mapsOf(big).includes(lib));
+  // The control: the first read of the big maps does not reach the library, so a scan that stopped at a short read would miss it.
+  const first = Buffer.alloc(1 << 16);
+  const fd = fs.openSync(`/proc/${big}/maps`, 'r');
+  const n = fs.readSync(fd, first, 0, first.length, null);
+  fs.closeSync(fd);
+  assert.ok(n < mapsOf(big).length, `one read gave all ${n} bytes`);
+  assert.ok(!first.subarray(0, n).toString('utf8').includes(lib), 'the library is in the first read');
+  assert.ok(fs.readdirSync(`/proc/${big}/fd`).every((f) => !fs.readlinkSync(`/proc/${big}/fd/${f}`).startsWith(rel)));
+
+  const { full, stale } = scanned(rel, [plain, big]);
+  assert.deepEqual(sorted(full.get(big)), [{ kind: 'map', path: lib }]);
+  assert.deepEqual(sorted(stale.get(big)), [{ kind: 'map', path: lib }]);
+  assert.equal(full.get(plain), undefined);
+
+  const reads = mapsReads(t, rel);
+  const gate = (pid: number): boolean => mapsOf(pid).endsWith(' [vsyscall]\n');
+  // One read holds a sleep's maps; the read that returns 0 is left out only where the vsyscall page ends them.
+  assert.deepEqual(reads.get(plain), gate(plain) ? { count: 1, last: mapsOf(plain).length } : { count: 2, last: 0 }, `pid ${plain}`);
+  const bigReads = reads.get(big);
+  assert.ok(bigReads && bigReads.count >= 2, `pid ${big}: ${JSON.stringify(bigReads)}`);
+  assert.equal(bigReads.last > 0, gate(big), `pid ${big}: ${JSON.stringify(bigReads)}`);
+});
