@@ -1,7 +1,7 @@
 // The /proc scan behind prune's in-use guard and the stale-process check, against real processes:
 // every kind of hold (working directory, root, executable, open file, mapped file) is found, and
-// the scan's shortcuts (descriptors counted before they are listed, maps left unread once a
-// process is decided) lose nothing: gaps in the descriptor table, no descriptors at all.
+// the scan's shortcuts (maps left unread once a process is decided, no end read after the
+// vsyscall line) lose nothing: gaps in the descriptor table, no descriptors, maps past one read.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
