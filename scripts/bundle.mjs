@@ -53,6 +53,35 @@ const namedDynamicImports = {
   },
 };
 
+/**
+ * esbuild makes a chunk for every set of entry points (here: every dynamic import()) that reaches a
+ * module, which left `status` reading ~20 files. Every module the CLI loads lazily is only ever loaded
+ * after main.ts, so each one gets an import of main.ts prepended: then every module main.ts reaches
+ * is reached by all entries alike and lands in one chunk, and a lazy chunk's own import of it costs
+ * nothing. version.ts stays out, for `--version` answers without loading the CLI.
+ */
+function oneCoreChunk() {
+  const main = path.join(repo, 'src/cli/main.ts');
+  // Found before the build from the sources, so the output does not depend on the order esbuild loads files.
+  const lazy = new Set();
+  const walk = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (file.endsWith('.ts')) for (const m of readFileSync(file, 'utf8').matchAll(/\bimport\(\s*'(\.[^']+\.ts)'\s*\)/g)) lazy.add(path.join(dir, m[1]));
+    }
+  };
+  walk(path.join(repo, 'src'));
+  lazy.delete(main);
+  lazy.delete(path.join(repo, 'src/cli/version.ts'));
+  return {
+    name: 'one-core-chunk',
+    setup(b) {
+      b.onLoad({ filter: /\.ts$/ }, (args) => (lazy.has(args.path) ? { loader: 'ts', contents: `import ${JSON.stringify(main)};\n${readFileSync(args.path, 'utf8')}` } : undefined));
+    },
+  };
+}
+
 async function bundle({ split }) {
   const dist = path.join(repo, 'dist');
   // Built beside the old output and renamed into place, so a reader never sees half a bundle.
@@ -67,7 +96,7 @@ async function bundle({ split }) {
     ...(split ? { outdir, chunkNames: 'chunk-[hash]' } : { outfile: path.join(dist, 'atomic-deploy.mjs') }),
     minify: true,
     metafile: true,
-    plugins: [noFailpoints, ...(split ? [lazyBuiltins, namedDynamicImports] : [])],
+    plugins: [noFailpoints, ...(split ? [lazyBuiltins, namedDynamicImports, oneCoreChunk()] : [])],
     define: { ATOMIC_DEPLOY_VERSION: JSON.stringify(version) },
     // Some dependencies still call require() for Node built-ins; give the ESM bundle one.
     banner: { js: "import { createRequire as __adCreateRequire } from 'node:module'; const require = __adCreateRequire(import.meta.url);" },
