@@ -110,15 +110,17 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
   }
 
   const ratio = (name: string): number => result.cases.find((c) => c.name === name)?.ratio ?? NaN;
-  const med = (name: string): number => result.cases.find((c) => c.name === name)?.median ?? NaN;
+  // The fastest of the alternated runs: on a shared machine it is the one least disturbed by other work.
+  const least = (name: string): number => result.cases.find((c) => c.name === name)?.min ?? NaN;
+  const minRatio = (name: string): number => least(name) / least(BASELINE);
   const r1 = (x: number): number => Math.round(x * 10) / 10;
   const r2 = (x: number): number => Math.round(x * 100) / 100;
-  const share = (ms: number): string => `${Math.round((ms / med(PKG_STATUS)) * 100)} %`;
+  const share = (ms: number): string => `${Math.round((ms / least(PKG_STATUS)) * 100)} %`;
   const phases: [string, number][] = [
-    ["Node's own start-up (`node -e 0`)", med(BASELINE)],
-    ['an ES module as entry: the module loader (`empty.mjs` − `node -e 0`)', med(EMPTY_ESM) - med(BASELINE)],
-    ['loading the CLI: its chunks, commander, the commands built, help printed (`status --help` − `empty.mjs`)', med(PKG_HELP) - med(EMPTY_ESM)],
-    ['reading the root (lock, journal, `current`, leftovers) and printing (`status <root>` − `status --help`)', med(PKG_STATUS) - med(PKG_HELP)],
+    ["Node's own start-up (`node -e 0`)", least(BASELINE)],
+    ['an ES module as entry: the module loader (`empty.mjs` − `node -e 0`)', least(EMPTY_ESM) - least(BASELINE)],
+    ['loading the CLI: its chunks, commander, the commands built, help printed (`status --help` − `empty.mjs`)', least(PKG_HELP) - least(EMPTY_ESM)],
+    ['reading the root (lock, journal, `current`, leftovers) and printing (`status <root>` − `status --help`)', least(PKG_STATUS) - least(PKG_HELP)],
   ];
   return {
     name: 'startup',
@@ -130,22 +132,18 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
     tables: [
       {
         caption: 'Targets',
-        columns: ['target', 'goal', 'measured', 'met'],
-        rows: [
-          [`${PKG_VERSION} / ${BASELINE}`, '≤ 1.5', r2(ratio(PKG_VERSION)), ratio(PKG_VERSION) <= 1.5 ? 'met' : 'MISSED'],
-          [`${BUNDLE_VERSION} / ${BASELINE}`, '≤ 1.5', r2(ratio(BUNDLE_VERSION)), ratio(BUNDLE_VERSION) <= 1.5 ? 'met' : 'MISSED'],
-          ...COMMAND_TARGETS.map((name) => [`${name} / ${BASELINE}`, '≤ 1.5', r2(ratio(name)), ratio(name) <= 1.5 ? 'met' : 'MISSED']),
-        ],
+        columns: ['target', 'goal', 'measured (medians)', 'met', 'ratio of the minimums'],
+        rows: [PKG_VERSION, BUNDLE_VERSION, ...COMMAND_TARGETS].map((name) => [`${name} / ${BASELINE}`, '≤ 1.5', r2(ratio(name)), ratio(name) <= 1.5 ? 'met' : 'MISSED', r2(minRatio(name))]),
       },
       {
         caption: `Wall time of the whole process (median of ${runs}, alternated)`,
-        columns: ['command', 'median ms', 'min ms', 'max ms', `× ${BASELINE}`],
-        rows: result.cases.map((c) => [c.name, r1(c.median), r1(c.min), r1(c.max), r2(c.ratio)]),
+        columns: ['command', 'median ms', 'min ms', 'max ms', `× ${BASELINE}`, `min × ${BASELINE} min`],
+        rows: result.cases.map((c) => [c.name, r1(c.median), r1(c.min), r1(c.max), r2(c.ratio), r2(minRatio(c.name))]),
       },
       {
-        caption: 'Where `atomic-deploy status <root>` (package bin) spends its time: differences of the medians above',
+        caption: 'Where `atomic-deploy status <root>` (package bin) spends its time: differences of the minimum times above (medians on a loaded machine mix in other work)',
         columns: ['phase', 'ms', 'share'],
-        rows: [...phases.map(([phase, ms]) => [phase, r1(ms), share(ms)]), ['the whole process', r1(med(PKG_STATUS)), '100 %']],
+        rows: [...phases.map(([phase, ms]) => [phase, r1(ms), share(ms)]), ['the whole process', r1(least(PKG_STATUS)), '100 %']],
       },
       {
         caption: 'Files a `status <root>` run reads its code from (`strace -e openat`, JavaScript files and package.json files)',
