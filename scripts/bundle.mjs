@@ -86,6 +86,7 @@ async function bundle({ split }) {
   const dist = path.join(repo, 'dist');
   // Built beside the old output and renamed into place, so a reader never sees half a bundle.
   const outdir = split ? path.join(dist, `.bin-${process.pid}`) : undefined;
+  // A failed build leaves no half-written directory for `npm pack` to ship.
   const result = await build({
     entryPoints: split ? { 'atomic-deploy': path.join(repo, 'src/cli/bin.ts') } : [path.join(repo, 'src/cli/bin.ts')],
     bundle: true,
@@ -102,6 +103,9 @@ async function bundle({ split }) {
     banner: { js: "import { createRequire as __adCreateRequire } from 'node:module'; const require = __adCreateRequire(import.meta.url);" },
     legalComments: 'eof',
     logLevel: 'warning',
+  }).catch((error) => {
+    if (outdir) rmSync(outdir, { recursive: true, force: true });
+    throw error;
   });
   const entry = split ? path.join(outdir, 'atomic-deploy.js') : path.join(dist, 'atomic-deploy.mjs');
   appendFileSync(entry, licenceNotices(result.metafile));
