@@ -46,6 +46,17 @@ test('npm pack: the tarball installs into a temporary prefix, its atomic-deploy 
   execFileSync(bin, ['deploy', src, path.join(dir, 'root'), '--quiet'], { encoding: 'utf8', env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash,after-switch=crash' } });
   assert.equal(fs.readFileSync(path.join(dir, 'root/current/index.html'), 'utf8'), 'packed\n');
   assert.ok(!fs.readFileSync(path.join(app, 'node_modules/atomic-deploy/dist/act/failpoints.js'), 'utf8').includes('process.kill'), 'the failpoint code is in the package');
+  // The command is the bundle split by command (fast start-up), with licences kept and no failpoints.
+  const pkgDir = path.join(app, 'node_modules/atomic-deploy');
+  assert.equal(fs.realpathSync(bin), path.join(fs.realpathSync(pkgDir), 'dist/bin/atomic-deploy.js'));
+  const entry = fs.readFileSync(bin, 'utf8');
+  for (const name of ['commander', 'picocolors']) assert.match(entry, new RegExp(`\\* ${name}@\\d+\\.\\d+\\.\\d+ \\(`), `no licence notice for ${name}`);
+  assert.match(entry, /Permission is hereby granted/);
+  for (const chunk of fs.readdirSync(path.join(pkgDir, 'dist/bin'))) assert.ok(!fs.readFileSync(path.join(pkgDir, 'dist/bin', chunk), 'utf8').includes(': failpoint '), `the failpoint code is in dist/bin/${chunk}`);
+  const release = fs.readlinkSync(path.join(dir, 'root/current')).split('/').pop() as string;
+  assert.match(execFileSync(bin, ['status', path.join(dir, 'root')], { encoding: 'utf8' }), new RegExp(`current: ${release}\\n`));
+  assert.match(execFileSync(bin, ['releases', path.join(dir, 'root')], { encoding: 'utf8' }), new RegExp(`^\\*\\s+${release}\\s+active`, 'm'));
+  assert.equal(execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim(), (JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string }).version);
   for (const file of ['LICENSE', 'CHANGELOG.md', 'README.md']) assert.ok(fs.existsSync(path.join(app, 'node_modules/atomic-deploy', file)), `${file} is not in the package`);
   // The control: the working tree's build (what tests run) still honours failpoints after the pack.
   const control = spawnSync(process.execPath, [path.join(repo, 'dist/cli/bin.js'), 'deploy', src, path.join(dir, 'root2'), '--quiet'], { env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash' } });

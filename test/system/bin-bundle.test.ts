@@ -1,0 +1,79 @@
+// The installed command is the CLI bundled by esbuild (dist/bin/, package.json `bin`) while every
+// other test runs the tsc output (dist/cli/bin.js): the same session through both must give the
+// same exit codes and the same answers, or bundling changed what users run.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { BIN, runCli, tempDir, writeTree } from '../harness/cli.ts';
+
+const PACKAGE_BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.js', import.meta.url));
+
+interface Step {
+  args: string[];
+  code: number | null;
+  stdout: unknown;
+}
+
+/** Values that differ from run to run (times, durations, digests of the dated release log) leave the comparison. */
+function stable(value: unknown, dir: string): unknown {
+  if (typeof value === 'string') {
+    // Table columns are as wide as their widest value: spaces are collapsed once times are gone.
+    return value.split(dir).join('<dir>').replace(/\d{4}-\d\d-\d\d[T ][\d:.]+Z?/g, '<time>').replace(/\b\d+(\.\d+)? s\b/g, '<seconds>').replace(/ +/g, ' ');
+  }
+  if (Array.isArray(value)) return value.map((v) => stable(v, dir));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).filter(([k]) => !/(ms|Ms|At|since|time|Time|pid|user|host)$/.test(k)).map(([k, v]) => [k, stable(v, dir)]));
+  }
+  return value;
+}
+
+/** One user's session: config file, a directory deploy with a hook, an archive deploy, verify, rollback, prune, status, releases. */
+async function session(bin: string, dir: string, archive: string): Promise<Step[]> {
+  const root = path.join(dir, 'root');
+  writeTree(path.join(dir, 'build'), { 'index.html': 'one\n', 'assets/app.js': 'console.log(1);\n' });
+  fs.copyFileSync(archive, path.join(dir, 'two.tar.gz'));
+  const sha = createHash('sha256').update(fs.readFileSync(path.join(dir, 'two.tar.gz'))).digest('hex');
+  // yaml and the schema load only when a config file exists.
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), `root: ${root}\nkeep: 5\n`);
+  const steps: string[][] = [
+    ['deploy', './build', '--release-id', 'r1', '--after-switch', `echo hooked > ${path.join(dir, 'hook.txt')}`, '--json'],
+    ['deploy', 'two.tar.gz', '--release-id', 'r2', '--sha256', sha, '--json'],
+    ['deploy', 'two.tar.gz', '--release-id', 'r3', '--sha256', '0'.repeat(64), '--json'],
+    ['verify', '--json'],
+    ['rollback', '--dry-run', '--json'],
+    ['rollback', '--json'],
+    ['releases', '--json'],
+    ['status', '--json'],
+    ['releases'],
+    ['status'],
+    ['prune', '--keep', '1', '--json'],
+    ['rollbak'],
+    ['completion', 'bash'],
+  ];
+  const out: Step[] = [];
+  for (const args of steps) {
+    const r = await runCli(args, { bin, cwd: dir });
+    let stdout: unknown = r.stdout;
+    if (args.includes('--json')) stdout = JSON.parse(r.stdout) as unknown;
+    out.push({ args: args.map((a) => a.split(dir).join('<dir>')), code: r.code, stdout: stable(stdout, dir) });
+    if (args[0] === 'rollbak') out.push({ args: ['(stderr of rollbak)'], code: null, stdout: r.stderr });
+  }
+  out.push({ args: ['(hook output)'], code: null, stdout: fs.readFileSync(path.join(dir, 'hook.txt'), 'utf8') });
+  return out;
+}
+
+test('dist/bin (the installed command, bundled) answers a whole session exactly as the tsc output does', async (t) => {
+  // One archive for both sessions: tar and gzip write the time into it.
+  const fixture = tempDir(t);
+  writeTree(path.join(fixture, 'build2'), { 'index.html': 'two\n' });
+  execFileSync('tar', ['-czf', path.join(fixture, 'two.tar.gz'), '-C', path.join(fixture, 'build2'), '.']);
+  const expected = await session(BIN, tempDir(t), path.join(fixture, 'two.tar.gz'));
+  const got = await session(PACKAGE_BIN, tempDir(t), path.join(fixture, 'two.tar.gz'));
+  // The session must exercise what it claims: each step's exit code as a user would expect it.
+  assert.deepEqual(expected.filter((s) => s.code !== null).map((s) => s.code), [0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+  for (const [i, step] of expected.entries()) assert.deepEqual(got[i], step, `atomic-deploy ${step.args.join(' ')}`);
+});
