@@ -13,6 +13,7 @@
  */
 import { posix } from 'node:path';
 import type { LockIdentity, RootProgram } from '../root/effects.ts';
+import { placeRelease } from '../root/place.ts';
 import { retireRelease } from '../root/release.ts';
 import { stagedRootPath } from './staging.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
@@ -545,10 +546,14 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
 
 /**
  * Prepares a release, then waits armed (see armedTail). Before `ready`: journal, shared links,
- * rename into releases/, before-switch hooks, durability, release log, the new link.
+ * placing (src/root/place.ts: manifest, rename into releases/, record, journal `ready`),
+ * before-switch hooks, durability, the new link.
  */
 export function deployArmScript(s: DeployArmScript): string {
   const stage = `"$sdir/"${q(s.id)}`;
+  const staged = stagedRootPath(s.stage);
+  // The same program as the local engine's (src/root/place.ts); the stage directory holds the tree and the manifest rsync sent.
+  const place = placeRelease({ id: s.id, stage: `${staged}/${s.id}`, ...(s.manifest ? { manifest: `${staged}/manifest.json` } : {}), leftover: staged, record: s.recordPending, journal: s.journalReady });
   const sharedLines = s.shared
     .map((l) => {
       const inRelease = `${stage}"/"${q(l.path)}`;
@@ -570,18 +575,11 @@ mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || f
 durable "$root"
 ${sharedTargetLines(s)}
 ${sharedLines}
-mkdir -p -- "$rel" || fail IO "cannot create $rel"
-# The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
-# The stage is on the mount of releases/ (staging_facts), so this is one rename(2), never a copy.
-_e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releases/: $_e"
-[ -d "$rel/$id" ] || fail IO "release $id did not land in releases/"
-${s.manifest ? `# Copied next to its final name first: from a stage in releases/ a plain mv could copy it in place, half-written on a kill.
-mkdir -p -- "$state/manifests" && put_dir && cp -- "$sdir/manifest.json" "$_w/$id.json" && mv -f -- "$_w/$id.json" "$state/manifests" || fail IO "cannot store the manifest of release $id"
-` : ''}rm -f -- "$sdir/manifest.json"; rmdir -- "$sdir" 2>/dev/null
+${renderFunction(place)}
+place_release
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
-put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"
-# Everything the hooks wrote, the links and the log reach the disk before current can point here.
+# Everything the hooks wrote and the links reach the disk before current can point here.
 durable "$root"
 ${armedTail(s.tail)}`;
 }

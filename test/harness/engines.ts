@@ -9,9 +9,11 @@ import path from 'node:path';
 import { acquireLock, inspectLock, releaseLock, takeOverLock, type LockHandle } from '../../src/act/lock.ts';
 import { layoutOf } from '../../src/act/layout.ts';
 import { removeRelease } from '../../src/act/releases.ts';
-import { DeployError } from '../../src/errors.ts';
+import { DeployError, ioError } from '../../src/errors.ts';
 import { undoDeploy } from '../../src/ops/deploy.ts';
 import { recoverRoot } from '../../src/ops/recover.ts';
+import { placeRelease, type PlaceInput } from '../../src/root/place.ts';
+import { runOnFs } from '../../src/root/fs.ts';
 import { undoProgram } from '../../src/root/undo.ts';
 import { planFleetRecovery } from '../../src/plan/fleet.ts';
 import { recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts';
@@ -39,6 +41,8 @@ export interface Engine {
   judgeStale(root: string): Promise<JudgedStale>;
   /** Under the lock, undoes a deploy of `id` that did not switch, as a failed deploy does; a refusal leaves the journal for recovery. */
   undo(root: string, deploy: UndoRequest): Promise<void>;
+  /** Under the lock, places a staged release (src/root/place.ts): `placed`, or the error code of a refusal. */
+  place(root: string, request: PlaceInput): Promise<string>;
 }
 
 export interface UndoRequest {
@@ -86,6 +90,17 @@ export const localEngine: Engine = {
     const handle = await acquireLock(layoutOf(root), { command: 'conformance' });
     try {
       await undoDeploy(layoutOf(root), { id: deploy.id, staging: path.join(root, deploy.stage), placed: deploy.placed, previous: deploy.previous, durable: false });
+    } finally {
+      await releaseLock(handle);
+    }
+  },
+  async place(root, request) {
+    const handle = await acquireLock(layoutOf(root), { command: 'conformance' });
+    try {
+      // As ops/deploy.ts does once its stage is filled.
+      return await runOnFs(root, placeRelease(request), { durable: false });
+    } catch (error) {
+      return ioError('placing the release', error).code;
     } finally {
       await releaseLock(handle);
     }
@@ -174,6 +189,21 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
         await remote.close();
       }
     },
+    async place(root, request) {
+      const remote = shellRoot(root, shell);
+      try {
+        await remote.lock({ command: 'conformance', create: false });
+        // The program deployArmScript renders on a host (src/remote/script.ts), run on its own.
+        await remote.apply([{ op: 'run', program: placeRelease(request) }], 'placing the release');
+        return 'placed';
+      } catch (error) {
+        if (error instanceof DeployError) return error.code;
+        throw error;
+      } finally {
+        await remote.unlock().catch(() => undefined);
+        await remote.close();
+      }
+    },
     async removeRelease(root, id, protect) {
       if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
       const remote = shellRoot(root, shell);
@@ -206,6 +236,8 @@ export interface RootOutcome {
   releases: string[];
   statuses: Record<string, string>;
   journal: boolean;
+  /** The journal's phase (null: no journal, or none readable). */
+  journalPhase: string | null;
   tmp: string[];
   lock: boolean;
   /** Names in .atomic-deploy/manifests/. */
@@ -226,10 +258,20 @@ export function outcomeOf(root: string): RootOutcome {
     releases: list(path.join(root, 'releases')),
     statuses,
     journal: fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')),
+    journalPhase: phaseOf(path.join(root, '.atomic-deploy', 'journal.json')),
     tmp: list(path.join(root, '.tmp')),
     lock: fs.existsSync(path.join(root, '.deploy.lock')),
     manifests: list(path.join(root, '.atomic-deploy', 'manifests')),
   };
+}
+
+function phaseOf(file: string): string | null {
+  try {
+    const phase = (JSON.parse(fs.readFileSync(file, 'utf8')) as { phase?: unknown }).phase;
+    return typeof phase === 'string' ? phase : null;
+  } catch {
+    return null;
+  }
 }
 
 function isLink(p: string): boolean {
