@@ -11,6 +11,7 @@ import { layoutOf } from '../../src/act/layout.ts';
 import { removeRelease } from '../../src/act/releases.ts';
 import { DeployError, ioError } from '../../src/errors.ts';
 import { undoDeploy } from '../../src/ops/deploy.ts';
+import { prune } from '../../src/ops/prune.ts';
 import { recoverRoot } from '../../src/ops/recover.ts';
 import { placeRelease, type PlaceInput } from '../../src/root/place.ts';
 import { runOnFs } from '../../src/root/fs.ts';
@@ -18,6 +19,7 @@ import { undoProgram } from '../../src/root/undo.ts';
 import { planFleetRecovery } from '../../src/plan/fleet.ts';
 import { recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts';
 import { RemoteRoot } from '../../src/remote/host.ts';
+import { decideHostPrune, hostPruneSteps } from '../../src/remote/ops.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
 import { findTools } from './fleet.ts';
 
@@ -43,6 +45,8 @@ export interface Engine {
   undo(root: string, deploy: UndoRequest): Promise<void>;
   /** Under the lock, places a staged release (src/root/place.ts): `placed`, or the error code of a refusal. */
   place(root: string, request: PlaceInput): Promise<string>;
+  /** Prunes to `keep` as the prune command does (running processes checked): the ids removed, oldest first. */
+  prune(root: string, keep: number): Promise<string[]>;
 }
 
 export interface UndoRequest {
@@ -104,6 +108,10 @@ export const localEngine: Engine = {
     } finally {
       await releaseLock(handle);
     }
+  },
+  async prune(root, keep) {
+    const result = await prune(root, { keep, fsync: false, command: 'conformance' });
+    return result.removed.map((r) => r.id).reverse();
   },
   async removeRelease(root, id, protect) {
     const layout = layoutOf(root);
@@ -201,6 +209,19 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
         throw error;
       } finally {
         await remote.unlock().catch(() => undefined);
+        await remote.close();
+      }
+    },
+    async prune(root, keep) {
+      const remote = shellRoot(root, shell);
+      try {
+        // As fleet prune does on each host (src/remote/ops.ts fleetPrune).
+        const locked = await remote.lock({ command: 'conformance', create: false, uses: true });
+        const { decision } = decideHostPrune(locked.state, locked.uses, { keep });
+        const { before, after } = hostPruneSteps(locked.state, decision, new Date().toISOString());
+        await remote.unlock(before, after);
+        return decision.remove.map((r) => r.release.id).reverse();
+      } finally {
         await remote.close();
       }
     },

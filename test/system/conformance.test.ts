@@ -533,3 +533,30 @@ describe('placing a release: every side leaves the same root', () => {
     });
   }
 });
+
+describe('prune guard: a live process in a release keeps it on every side', () => {
+  // r1..r4 complete, r4 current: keep 1 leaves r4 and its rollback target r3, and would remove r1 and r2.
+  const fourReleases = (root: string): void => {
+    for (const [i, id] of ['r1', 'r2', 'r3', 'r4'].entries()) makeRelease(root, id, i + 1, 'complete');
+    setCurrent(root, 'r4');
+  };
+  for (const held of [false, true]) {
+    test(held ? 'a sleep process whose working directory is releases/r1: r1 stays, r2 goes' : 'control, nothing running in a release: r1 and r2 go', async () => {
+      const seen: Record<string, string> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        fourReleases(root);
+        const child = held ? spawn('sleep', ['120'], { stdio: 'ignore', cwd: path.join(root, 'releases', 'r1') }) : undefined;
+        if (child) sleepers.push(child);
+        try {
+          const removed = await engine.prune(root, 1);
+          seen[engine.name] = `removed ${removed.join(' ')}; releases ${outcomeOf(root).releases.join(' ')}`;
+        } finally {
+          child?.kill('SIGKILL');
+        }
+      }
+      const expected = held ? 'removed r2; releases r1 r3 r4' : 'removed r1 r2; releases r3 r4';
+      assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
+    });
+  }
+});
