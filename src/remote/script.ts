@@ -14,6 +14,7 @@
 import { posix } from 'node:path';
 import type { LockIdentity, RootProgram } from '../root/effects.ts';
 import { placeRelease } from '../root/place.ts';
+import { JOURNAL_PATH, recordPath } from '../root/recover.ts';
 import { retireRelease } from '../root/release.ts';
 import { stagedRootPath } from './staging.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
@@ -309,17 +310,29 @@ export type Step =
   | { op: 'remove-release'; id: string; trash: string; protect: string[] }
   | { op: 'delete-trash'; trash: string }
   | { op: 'write-record'; id: string; json: string }
-  | { op: 'remove-record'; id: string }
-  | { op: 'write-journal'; json: string }
   | { op: 'clear-journal' }
-  | { op: 'switch'; id: string; name: string }
-  | { op: 'drop-current'; name: string }
   | { op: 'durable' }
   /** `gate`, a takeover's tombstone, is left for the sweep (src/root/lock.ts). */
   | { op: 'release-lock'; token: string; gate?: string }
   | { op: 'note'; text: string }
   /** A root program (src/root/), rendered and run. */
   | { op: 'run'; program: RootProgram<string> };
+
+/** The record and journal steps as root programs (src/root/): the same effects the local engine runs. */
+function stepProgram(st: Extract<Step, { op: 'write-record' | 'clear-journal' | 'durable' }>): RootProgram<'done'> {
+  switch (st.op) {
+    case 'write-record':
+      return { name: 'write_record', ops: [{ effect: { do: 'write', path: recordPath(st.id), text: st.json } }], done: 'done' };
+    case 'clear-journal':
+      return { name: 'clear_journal', ops: [{ effect: { do: 'remove', path: JOURNAL_PATH } }], done: 'done' };
+    case 'durable':
+      return { name: 'make_durable', ops: [{ effect: { do: 'durable', path: '.' } }], done: 'done' };
+  }
+}
+
+function runLines(program: RootProgram<string>): string {
+  return `${renderFunction(program)}\n${program.name}`;
+}
 
 function stepLines(steps: readonly Step[]): string {
   return steps
@@ -334,25 +347,15 @@ function stepLines(steps: readonly Step[]): string {
         case 'delete-trash':
           return `area ${q(st.trash)}; rm -rf -- "$A_path"`;
         case 'write-record':
-          return `mkdir -p -- "$log" && put_file "$log" ${q(`${st.id}.json`)} ${q(st.json)} || fail IO "cannot write the release log"`;
-        case 'remove-record':
-          return `rm -f -- "$log/"${q(`${st.id}.json`)} "$state/manifests/"${q(`${st.id}.json`)}`;
-        case 'write-journal':
-          return `mkdir -p -- "$state" && put_file "$state" journal.json ${q(st.json)} || fail IO "cannot write the journal"`;
         case 'clear-journal':
-          return 'rm -f -- "$journal"';
-        case 'switch':
-          return `[ -d "$rel/"${q(st.id)} ] || fail UNKNOWN_RELEASE ${q(`release ${st.id} does not exist`)}\narm_link ${q(st.id)} ${q(st.name)} && switch_now ${q(st.name)} || { rm -rf -- "$tmp/"${q(st.name)}; fail IO "switching current failed: $_e"; }\nemit switched ${q(st.id)}`;
-        case 'drop-current':
-          return `drop_current ${q(st.name)} || fail IO "cannot remove current"\nemit switched ''`;
         case 'durable':
-          return 'durable "$root"';
+          return runLines(stepProgram(st));
         case 'release-lock':
           return `${releaseLockFunction(st.token)}\nrelease_own_lock`;
         case 'note':
           return `emit note ${q(st.text)}`;
         case 'run':
-          return `${renderFunction(st.program)}\n${st.program.name}`;
+          return runLines(st.program);
       }
     })
     .join('\n');
