@@ -52,6 +52,24 @@ export async function writeFileAtomic(file: string, data: string | Iterable<stri
   if (durable) await fsyncDir(dir);
 }
 
+/** Copies `from` to `file` whole or not at all: a copy under writeFileAtomic's temp name, fsync, rename, fsync the directory. */
+export async function copyFileAtomic(from: string, file: string, durable = true): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+  try {
+    await fs.promises.copyFile(from, tmp, fs.constants.COPYFILE_EXCL);
+    if (durable) {
+      const handle = await fs.promises.open(tmp, 'r+');
+      await handle.sync().finally(() => handle.close());
+    }
+    await fs.promises.rename(tmp, file);
+  } catch (error) {
+    await fs.promises.rm(tmp, { force: true });
+    throw error;
+  }
+  if (durable) await fsyncDir(dir);
+}
+
 let syncfsWorks: boolean | undefined;
 
 /** One syncfs(2) of the filesystem holding `dir`, via coreutils `sync -f`; false if unavailable. */

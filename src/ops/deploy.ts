@@ -5,14 +5,14 @@ import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
 import { writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
-import { EarlyWriteback, fsyncDir, makeTreeDurable } from '../act/durable.ts';
+import { EarlyWriteback, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
 import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
-import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, writeJournal, writeRecord, updateRecord, type ReleaseRecord } from '../act/state.ts';
+import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, writeJournal, updateRecord, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -26,6 +26,7 @@ import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
+import { placeRelease } from '../root/place.ts';
 import { undoProgram } from '../root/undo.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles } from './contents.ts';
@@ -376,9 +377,6 @@ export async function deploy(source: string, root: string, options: DeployOption
       await writeStatCache(layout, id, copied.stamps);
       if (!extracted && files.sourceClock !== undefined) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
       await failpoint('manifest-written');
-      await fs.promises.rename(staging, finalPath);
-      placed = true;
-      if (durable) await fsyncDir(layout.releases);
       const record: ReleaseRecord = {
         id,
         seq: nextSeq(records),
@@ -399,8 +397,14 @@ export async function deploy(source: string, root: string, options: DeployOption
         durationMs: 0,
         previous,
       };
-      await writeRecord(layout, record, durable);
-      await writeJournal(layout, { ...journal, phase: 'ready' }, durable);
+      // src/root/place.ts, as on a fleet host: the rename into releases/, the pending record, the journal at `ready`.
+      const place = placeRelease({ id, stage: path.relative(layout.root, staging), record: JSON.stringify(record, null, 2), journal: JSON.stringify({ ...journal, phase: 'ready' }) });
+      try {
+        await runOnFs(layout.root, place, { durable });
+      } finally {
+        // The stage is gone only once the rename made it releases/<id>: from then on the undo retires the release.
+        placed = !fs.existsSync(staging);
+      }
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
       await runBeforeSwitch(verifyCtx, options);

@@ -7,7 +7,8 @@ import type { LockStatus } from '../ops/status.ts';
 import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
-import { rollbackTarget, roleOf, selectPrune, type KeepRule, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import { rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import type { Step } from './script.ts';
@@ -187,6 +188,28 @@ export interface FleetPruneResult {
   hosts: FleetPruneHost[];
 }
 
+/** What prune removes from one host, judged by the local rules from the state and process uses read under its lock. */
+export function decideHostPrune(state: RemoteState, uses: readonly ProcessUse[] | undefined, options: { keep: number; force?: boolean }): { decision: PruneDecision<ReleaseView>; inUseCheck: 'proc' | 'unavailable' | 'forced' } {
+  const writing = new Set(state.journal.kind === 'ok' ? [state.journal.journal.release] : []);
+  const { inUse, inUseCheck } = inUseOf(state, uses, options.force);
+  return { decision: selectPrune(viewsOf(state), { currentId: currentIdOf(state), keep: options.keep, writing, force: options.force, ...(inUse ? { inUse } : {}) }), inUseCheck };
+}
+
+/** A host's prune: releases moved out and recorded under the lock (`before`), their trash deleted once it is released (`after`). */
+export function hostPruneSteps(state: RemoteState, decision: PruneDecision<ReleaseView>, now: string): { before: Step[]; after: Step[] } {
+  const protect = decision.keep.map((k) => k.release.id);
+  const before: Step[] = [];
+  const after: Step[] = [];
+  // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
+  for (const { release } of [...decision.remove].reverse()) {
+    const trash = stagingName(state, 'trash');
+    before.push({ op: 'remove-release', id: release.id, trash, protect }, { op: 'write-record', id: release.id, json: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
+    after.push({ op: 'delete-trash', trash });
+  }
+  if (before.length > 0) before.push({ op: 'durable' });
+  return { before, after };
+}
+
 /** Prunes every host with the local rules (current, rollback target and the newest `keep` good releases stay). */
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
   checkKeep(options.keep);
@@ -215,9 +238,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         const problem = currentProblem(h.label, h.root, state.current);
         if (problem) throw problem;
         const currentId = currentIdOf(state);
-        const writing = new Set(state.journal.kind === 'ok' ? [state.journal.journal.release] : []);
-        const { inUse, inUseCheck } = inUseOf(state, uses, options.force);
-        const decision = selectPrune(viewsOf(state), { currentId, keep: options.keep, writing, force: options.force, ...(inUse ? { inUse } : {}) });
+        const { decision, inUseCheck } = decideHostPrune(state, uses, options);
         out.set(h, {
           current: currentId,
           inUseCheck,
@@ -225,17 +246,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
         });
         if (options.dryRun) return;
-        const protect = decision.keep.map((k) => k.release.id);
-        const now = new Date().toISOString();
-        const before: Step[] = [];
-        const after: Step[] = [];
-        // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
-        for (const { release } of [...decision.remove].reverse()) {
-          const trash = stagingName(state, 'trash');
-          before.push({ op: 'remove-release', id: release.id, trash, protect }, { op: 'write-record', id: release.id, json: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
-          after.push({ op: 'delete-trash', trash });
-        }
-        if (before.length > 0) before.push({ op: 'durable' });
+        const { before, after } = hostPruneSteps(state, decision, new Date().toISOString());
         await h.remote.unlock(before, after);
         if (decision.remove.length > 0) fleet.step(h, `pruned ${decision.remove.map((r) => r.release.id).join(', ')}`);
       },

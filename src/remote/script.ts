@@ -13,6 +13,8 @@
  */
 import { posix } from 'node:path';
 import type { LockIdentity, RootProgram } from '../root/effects.ts';
+import { placeRelease } from '../root/place.ts';
+import { JOURNAL_PATH, recordPath } from '../root/recover.ts';
 import { retireRelease } from '../root/release.ts';
 import { stagedRootPath } from './staging.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
@@ -308,17 +310,29 @@ export type Step =
   | { op: 'remove-release'; id: string; trash: string; protect: string[] }
   | { op: 'delete-trash'; trash: string }
   | { op: 'write-record'; id: string; json: string }
-  | { op: 'remove-record'; id: string }
-  | { op: 'write-journal'; json: string }
   | { op: 'clear-journal' }
-  | { op: 'switch'; id: string; name: string }
-  | { op: 'drop-current'; name: string }
   | { op: 'durable' }
   /** `gate`, a takeover's tombstone, is left for the sweep (src/root/lock.ts). */
   | { op: 'release-lock'; token: string; gate?: string }
   | { op: 'note'; text: string }
   /** A root program (src/root/), rendered and run. */
   | { op: 'run'; program: RootProgram<string> };
+
+/** The record and journal steps as root programs (src/root/): the same effects the local engine runs. */
+function stepProgram(st: Extract<Step, { op: 'write-record' | 'clear-journal' | 'durable' }>): RootProgram<'done'> {
+  switch (st.op) {
+    case 'write-record':
+      return { name: 'write_record', ops: [{ effect: { do: 'write', path: recordPath(st.id), text: st.json } }], done: 'done' };
+    case 'clear-journal':
+      return { name: 'clear_journal', ops: [{ effect: { do: 'remove', path: JOURNAL_PATH } }], done: 'done' };
+    case 'durable':
+      return { name: 'make_durable', ops: [{ effect: { do: 'durable', path: '.' } }], done: 'done' };
+  }
+}
+
+function runLines(program: RootProgram<string>): string {
+  return `${renderFunction(program)}\n${program.name}`;
+}
 
 function stepLines(steps: readonly Step[]): string {
   return steps
@@ -333,25 +347,15 @@ function stepLines(steps: readonly Step[]): string {
         case 'delete-trash':
           return `area ${q(st.trash)}; rm -rf -- "$A_path"`;
         case 'write-record':
-          return `mkdir -p -- "$log" && put_file "$log" ${q(`${st.id}.json`)} ${q(st.json)} || fail IO "cannot write the release log"`;
-        case 'remove-record':
-          return `rm -f -- "$log/"${q(`${st.id}.json`)} "$state/manifests/"${q(`${st.id}.json`)}`;
-        case 'write-journal':
-          return `mkdir -p -- "$state" && put_file "$state" journal.json ${q(st.json)} || fail IO "cannot write the journal"`;
         case 'clear-journal':
-          return 'rm -f -- "$journal"';
-        case 'switch':
-          return `[ -d "$rel/"${q(st.id)} ] || fail UNKNOWN_RELEASE ${q(`release ${st.id} does not exist`)}\narm_link ${q(st.id)} ${q(st.name)} && switch_now ${q(st.name)} || { rm -rf -- "$tmp/"${q(st.name)}; fail IO "switching current failed: $_e"; }\nemit switched ${q(st.id)}`;
-        case 'drop-current':
-          return `drop_current ${q(st.name)} || fail IO "cannot remove current"\nemit switched ''`;
         case 'durable':
-          return 'durable "$root"';
+          return runLines(stepProgram(st));
         case 'release-lock':
           return `${releaseLockFunction(st.token)}\nrelease_own_lock`;
         case 'note':
           return `emit note ${q(st.text)}`;
         case 'run':
-          return `${renderFunction(st.program)}\n${st.program.name}`;
+          return runLines(st.program);
       }
     })
     .join('\n');
@@ -545,10 +549,14 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
 
 /**
  * Prepares a release, then waits armed (see armedTail). Before `ready`: journal, shared links,
- * rename into releases/, before-switch hooks, durability, release log, the new link.
+ * placing (src/root/place.ts: manifest, rename into releases/, record, journal `ready`),
+ * before-switch hooks, durability, the new link.
  */
 export function deployArmScript(s: DeployArmScript): string {
   const stage = `"$sdir/"${q(s.id)}`;
+  const staged = stagedRootPath(s.stage);
+  // The same program as the local engine's (src/root/place.ts); the stage directory holds the tree and the manifest rsync sent.
+  const place = placeRelease({ id: s.id, stage: `${staged}/${s.id}`, ...(s.manifest ? { manifest: `${staged}/manifest.json` } : {}), leftover: staged, record: s.recordPending, journal: s.journalReady });
   const sharedLines = s.shared
     .map((l) => {
       const inRelease = `${stage}"/"${q(l.path)}`;
@@ -570,18 +578,11 @@ mkdir -p -- "$log" && put_file "$state" journal.json ${q(s.journalCopying)} || f
 durable "$root"
 ${sharedTargetLines(s)}
 ${sharedLines}
-mkdir -p -- "$rel" || fail IO "cannot create $rel"
-# The last operand is a directory: the release lands as releases/<id>, or mv fails if that exists.
-# The stage is on the mount of releases/ (staging_facts), so this is one rename(2), never a copy.
-_e=$(mv -- ${stage} "$rel" 2>&1) || fail IO "cannot move release $id into releases/: $_e"
-[ -d "$rel/$id" ] || fail IO "release $id did not land in releases/"
-${s.manifest ? `# Copied next to its final name first: from a stage in releases/ a plain mv could copy it in place, half-written on a kill.
-mkdir -p -- "$state/manifests" && put_dir && cp -- "$sdir/manifest.json" "$_w/$id.json" && mv -f -- "$_w/$id.json" "$state/manifests" || fail IO "cannot store the manifest of release $id"
-` : ''}rm -f -- "$sdir/manifest.json"; rmdir -- "$sdir" 2>/dev/null
+${renderFunction(place)}
+place_release
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
-put_file "$log" "$id.json" ${q(s.recordPending)} && put_file "$state" journal.json ${q(s.journalReady)} || fail IO "cannot write the release log"
-# Everything the hooks wrote, the links and the log reach the disk before current can point here.
+# Everything the hooks wrote and the links reach the disk before current can point here.
 durable "$root"
 ${armedTail(s.tail)}`;
 }

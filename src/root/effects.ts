@@ -28,6 +28,8 @@ export type Effect =
   | { do: 'sweep'; dir: RootPath; prefixes: readonly string[]; olderThanS: number }
   /** `text` and a newline replace the file whole, by one rename of a temp file; its directory is made if missing. */
   | { do: 'write'; path: RootPath; text: string }
+  /** The file `from` replaces `to` whole, by one rename of a copy made next to it; `to`'s directory is made if missing. */
+  | { do: 'copy'; from: RootPath; to: RootPath }
   /**
    * `current` points at `releases/<to>` by one rename(2) of a fresh link made under `.tmp/<via>`,
    * or (to null) is moved to `.tmp/<via>` and deleted: the root had no release before.
@@ -78,6 +80,8 @@ export function pathsTouched(effect: Effect): RootPath[] {
   switch (effect.do) {
     case 'rename':
       return [effect.from, effect.to];
+    case 'copy':
+      return [effect.to];
     case 'sweep':
       return [effect.dir];
     case 'switch':

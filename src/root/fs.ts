@@ -1,7 +1,7 @@
 /** Runs root programs (effects.ts) against this machine's filesystem: the local engine's interpreter. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../act/durable.ts';
+import { copyFileAtomic, fsyncDir, writeFileAtomic } from '../act/durable.ts';
 import { layoutOf } from '../act/layout.ts';
 import { readRegularFileSync } from '../act/read.ts';
 import { switchCurrent } from '../act/switch.ts';
@@ -99,6 +99,12 @@ async function perform(root: string, effect: Effect, durable: boolean): Promise<
       const file = path.join(root, effect.path);
       await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
       await writeFileAtomic(file, `${effect.text}\n`, durable);
+      return;
+    }
+    case 'copy': {
+      const file = path.join(root, effect.to);
+      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+      await copyFileAtomic(path.join(root, effect.from), file, durable);
       return;
     }
     case 'switch':

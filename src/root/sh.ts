@@ -8,7 +8,7 @@ import type { Cond, Effect, Op, RootPath, RootProgram } from './effects.ts';
 
 /**
  * The shell functions the rendered effects call; `$root`, `$fsync`, `json_get`, `inode_of`,
- * `mtime_of`, `durable`, `fail`, `put_file`, `is_current`, `arm_link`, `switch_now` and
+ * `mtime_of`, `durable`, `fail`, `put_dir`, `put_file`, `is_current`, `arm_link`, `switch_now` and
  * `drop_current` come from the program around them.
  */
 export const EFFECT_FUNCTIONS = `
@@ -23,6 +23,8 @@ rename_exact() {
   mv -- "$2/\${1##*/}" "\${1%/*}" 2>/dev/null
   return 1
 }
+# FROM DIR NAME: FROM copied to DIR/NAME whole, by one rename of a copy made in put_file's private directory.
+copy_file() { put_dir && cp -- "$1" "$_w/$3" && mv -f -- "$_w/$3" "$2"; }
 # DIR TOKEN INODE MTIME: whether DIR is the lock named by its owner TOKEN, or (TOKEN empty) by its inode and mtime.
 same_lock() {
   { [ -d "$1" ] && [ ! -h "$1" ]; } || return 1
@@ -74,6 +76,11 @@ function effectLine(effect: Effect): string {
       const dir = slash === -1 ? '.' : effect.path.slice(0, slash);
       return `{ mkdir -p -- ${at(dir)} && put_file ${at(dir)} ${q(effect.path.slice(slash + 1))} ${q(effect.text)}; }`;
     }
+    case 'copy': {
+      const slash = effect.to.lastIndexOf('/');
+      const dir = slash === -1 ? '.' : effect.to.slice(0, slash);
+      return `{ mkdir -p -- ${at(dir)} && copy_file ${at(effect.from)} ${at(dir)} ${q(effect.to.slice(slash + 1))}; }`;
+    }
     case 'switch':
       return effect.to === null ? `drop_current ${q(effect.via)}` : `{ arm_link ${q(effect.to)} ${q(effect.via)} && switch_now ${q(effect.via)} || { rm -rf -- "$tmp/"${q(effect.via)}; false; }; }`;
   }
@@ -100,6 +107,8 @@ function describe(effect: Effect): string {
       return `cannot rename ${effect.from} to ${effect.to}`;
     case 'sweep':
       return `cannot clean ${effect.dir}`;
+    case 'copy':
+      return `cannot copy ${effect.from} to ${effect.to}`;
     case 'switch':
       return effect.to === null ? 'cannot remove current' : `cannot switch current to ${effect.to}`;
     default:

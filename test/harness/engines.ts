@@ -9,13 +9,17 @@ import path from 'node:path';
 import { acquireLock, inspectLock, releaseLock, takeOverLock, type LockHandle } from '../../src/act/lock.ts';
 import { layoutOf } from '../../src/act/layout.ts';
 import { removeRelease } from '../../src/act/releases.ts';
-import { DeployError } from '../../src/errors.ts';
+import { DeployError, ioError } from '../../src/errors.ts';
 import { undoDeploy } from '../../src/ops/deploy.ts';
+import { prune } from '../../src/ops/prune.ts';
 import { recoverRoot } from '../../src/ops/recover.ts';
+import { placeRelease, type PlaceInput } from '../../src/root/place.ts';
+import { runOnFs } from '../../src/root/fs.ts';
 import { undoProgram } from '../../src/root/undo.ts';
 import { planFleetRecovery } from '../../src/plan/fleet.ts';
 import { recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts';
 import { RemoteRoot } from '../../src/remote/host.ts';
+import { decideHostPrune, hostPruneSteps } from '../../src/remote/ops.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
 import { findTools } from './fleet.ts';
 
@@ -39,6 +43,10 @@ export interface Engine {
   judgeStale(root: string): Promise<JudgedStale>;
   /** Under the lock, undoes a deploy of `id` that did not switch, as a failed deploy does; a refusal leaves the journal for recovery. */
   undo(root: string, deploy: UndoRequest): Promise<void>;
+  /** Under the lock, places a staged release (src/root/place.ts): `placed`, or the error code of a refusal. */
+  place(root: string, request: PlaceInput): Promise<string>;
+  /** Prunes to `keep` as the prune command does (running processes checked): the ids removed, oldest first. */
+  prune(root: string, keep: number): Promise<string[]>;
 }
 
 export interface UndoRequest {
@@ -89,6 +97,21 @@ export const localEngine: Engine = {
     } finally {
       await releaseLock(handle);
     }
+  },
+  async place(root, request) {
+    const handle = await acquireLock(layoutOf(root), { command: 'conformance' });
+    try {
+      // As ops/deploy.ts does once its stage is filled.
+      return await runOnFs(root, placeRelease(request), { durable: false });
+    } catch (error) {
+      return ioError('placing the release', error).code;
+    } finally {
+      await releaseLock(handle);
+    }
+  },
+  async prune(root, keep) {
+    const result = await prune(root, { keep, fsync: false, command: 'conformance' });
+    return result.removed.map((r) => r.id).reverse();
   },
   async removeRelease(root, id, protect) {
     const layout = layoutOf(root);
@@ -174,6 +197,34 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
         await remote.close();
       }
     },
+    async place(root, request) {
+      const remote = shellRoot(root, shell);
+      try {
+        await remote.lock({ command: 'conformance', create: false });
+        // The program deployArmScript renders on a host (src/remote/script.ts), run on its own.
+        await remote.apply([{ op: 'run', program: placeRelease(request) }], 'placing the release');
+        return 'placed';
+      } catch (error) {
+        if (error instanceof DeployError) return error.code;
+        throw error;
+      } finally {
+        await remote.unlock().catch(() => undefined);
+        await remote.close();
+      }
+    },
+    async prune(root, keep) {
+      const remote = shellRoot(root, shell);
+      try {
+        // As fleet prune does on each host (src/remote/ops.ts fleetPrune).
+        const locked = await remote.lock({ command: 'conformance', create: false, uses: true });
+        const { decision } = decideHostPrune(locked.state, locked.uses, { keep });
+        const { before, after } = hostPruneSteps(locked.state, decision, new Date().toISOString());
+        await remote.unlock(before, after);
+        return decision.remove.map((r) => r.release.id).reverse();
+      } finally {
+        await remote.close();
+      }
+    },
     async removeRelease(root, id, protect) {
       if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
       const remote = shellRoot(root, shell);
@@ -206,6 +257,8 @@ export interface RootOutcome {
   releases: string[];
   statuses: Record<string, string>;
   journal: boolean;
+  /** The journal's phase (null: no journal, or none readable). */
+  journalPhase: string | null;
   tmp: string[];
   lock: boolean;
   /** Names in .atomic-deploy/manifests/. */
@@ -226,10 +279,20 @@ export function outcomeOf(root: string): RootOutcome {
     releases: list(path.join(root, 'releases')),
     statuses,
     journal: fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')),
+    journalPhase: phaseOf(path.join(root, '.atomic-deploy', 'journal.json')),
     tmp: list(path.join(root, '.tmp')),
     lock: fs.existsSync(path.join(root, '.deploy.lock')),
     manifests: list(path.join(root, '.atomic-deploy', 'manifests')),
   };
+}
+
+function phaseOf(file: string): string | null {
+  try {
+    const phase = (JSON.parse(fs.readFileSync(file, 'utf8')) as { phase?: unknown }).phase;
+    return typeof phase === 'string' ? phase : null;
+  } catch {
+    return null;
+  }
 }
 
 function isLink(p: string): boolean {

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { allEngines, outcomeOf, type Engine, type LockOutcome, type RootOutcome, type UndoRequest } from '../harness/engines.ts';
+import type { PlaceInput } from '../../src/root/place.ts';
 import { startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid } from '../harness/invariants.ts';
 
@@ -319,7 +320,7 @@ describe('recovery from every journal phase: every side leaves the same root', (
         await engine.recover(root);
         outcomes[engine.name] = pick(outcomeOf(root), keys);
       }
-      const expected = pick({ current: null, releases: [], statuses: {}, tmp: [], manifests: [], ...scenario.expect, journal: false, lock: false }, keys);
+      const expected = pick({ current: null, releases: [], statuses: {}, tmp: [], manifests: [], journalPhase: null, ...scenario.expect, journal: false, lock: false }, keys);
       assert.deepEqual(outcomes, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
     });
   }
@@ -423,6 +424,139 @@ describe('prune guards: the one deletion path refuses current and the protected 
       }
       const releases = ['r1', 'r2', 'r3'].filter((id) => c.expect !== 'removed' || id !== c.id).join(' ');
       assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${c.expect}; releases ${releases}; current r3; tmp `));
+    });
+  }
+});
+
+interface PlaceScenario {
+  name: string;
+  setup(root: string): void;
+  place: PlaceInput;
+  result: string;
+  expect: Partial<RootOutcome>;
+  /** What must also hold afterwards. */
+  check?(root: string): void;
+}
+
+const MANIFEST_TEXT = '{"format":"atomic-deploy-manifest","entries":[]}\n';
+const JOURNAL_COPYING = { op: 'deploy', release: 'r3', previous: 'r2', phase: 'copying' } as const;
+const placeInput = (stage: string, extra: Partial<PlaceInput> = {}): PlaceInput => ({
+  id: 'r3',
+  stage,
+  record: JSON.stringify({ id: 'r3', seq: 3, status: 'pending', createdAt: '2026-01-01T00:00:00.000Z', user: 'root', host: 'h', source: '/src', files: 1, bytes: 2, durationMs: 0, previous: 'r2' }),
+  journal: JSON.stringify({ v: 1, token: 't', pid: 1, startedAt: '2026-01-01T00:00:00.000Z', ...JOURNAL_COPYING, phase: 'ready' }),
+  ...extra,
+});
+
+/** A filled stage: `dir` holds the tree (a `version` file), and `manifest` (if given) the manifest sent with it. */
+function stage(root: string, dir: string, manifest?: string): void {
+  fs.mkdirSync(path.join(root, dir), { recursive: true });
+  fs.writeFileSync(path.join(root, dir, 'version'), 'r3');
+  if (manifest !== undefined) fs.writeFileSync(path.join(root, manifest), MANIFEST_TEXT);
+}
+
+const PLACE_SCENARIOS: PlaceScenario[] = [
+  {
+    name: "the local engine's stage (.tmp/stage.*) becomes releases/r3: record pending, journal ready, current untouched",
+    setup: (root) => {
+      twoReleases(root);
+      stage(root, '.tmp/stage.p');
+      writeJournal(root, JOURNAL_COPYING);
+    },
+    place: placeInput('.tmp/stage.p'),
+    result: 'placed',
+    expect: { current: 'r2', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'pending' }, journalPhase: 'ready', tmp: [], manifests: [] },
+    check: (root) => assert.equal(fs.readFileSync(path.join(root, 'releases', 'r3', 'version'), 'utf8'), 'r3'),
+  },
+  {
+    name: "a fleet host's stage (tree and manifest sent into .tmp/stage.*/): the manifest is stored, the stage directory goes",
+    setup: (root) => {
+      twoReleases(root);
+      stage(root, '.tmp/stage.p/r3', '.tmp/stage.p/manifest.json');
+      writeJournal(root, JOURNAL_COPYING);
+    },
+    place: placeInput('.tmp/stage.p/r3', { manifest: '.tmp/stage.p/manifest.json', leftover: '.tmp/stage.p' }),
+    result: 'placed',
+    expect: { current: 'r2', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'pending' }, journalPhase: 'ready', tmp: [], manifests: ['r3.json'] },
+    check: (root) => assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', 'r3.json'), 'utf8'), MANIFEST_TEXT),
+  },
+  {
+    name: 'releases/ on another mount: the stage hidden in releases/.stage.*/ leaves no hidden name behind',
+    setup: (root) => {
+      twoReleases(root);
+      stage(root, 'releases/.stage.p/r3', 'releases/.stage.p/manifest.json');
+      writeJournal(root, JOURNAL_COPYING);
+    },
+    place: placeInput('releases/.stage.p/r3', { manifest: 'releases/.stage.p/manifest.json', leftover: 'releases/.stage.p' }),
+    result: 'placed',
+    expect: { current: 'r2', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'pending' }, journalPhase: 'ready', tmp: [], manifests: ['r3.json'] },
+  },
+  {
+    name: 'releases/r3 exists already, an empty directory rename(2) would replace: refused, nothing changes',
+    setup: (root) => {
+      twoReleases(root);
+      fs.mkdirSync(path.join(root, 'releases', 'r3'));
+      stage(root, '.tmp/stage.p/r3', '.tmp/stage.p/manifest.json');
+      writeJournal(root, JOURNAL_COPYING);
+    },
+    place: placeInput('.tmp/stage.p/r3', { manifest: '.tmp/stage.p/manifest.json', leftover: '.tmp/stage.p' }),
+    result: 'RELEASE_EXISTS',
+    expect: { current: 'r2', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete' }, journalPhase: 'copying', tmp: ['stage.p'], manifests: [] },
+    check: (root) => assert.deepEqual(fs.readdirSync(path.join(root, 'releases', 'r3')), [], 'the existing releases/r3 was replaced'),
+  },
+  {
+    name: 'the staged manifest is missing: refused before the rename, the release never enters releases/',
+    setup: (root) => {
+      twoReleases(root);
+      stage(root, '.tmp/stage.p/r3');
+      writeJournal(root, JOURNAL_COPYING);
+    },
+    place: placeInput('.tmp/stage.p/r3', { manifest: '.tmp/stage.p/manifest.json', leftover: '.tmp/stage.p' }),
+    result: 'IO',
+    expect: { current: 'r2', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'complete' }, journalPhase: 'copying', tmp: ['stage.p'], manifests: [] },
+  },
+];
+
+describe('placing a release: every side leaves the same root', () => {
+  for (const scenario of PLACE_SCENARIOS) {
+    test(scenario.name, async () => {
+      const keys = Object.keys(scenario.expect) as (keyof RootOutcome)[];
+      const outcomes: Record<string, unknown> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        scenario.setup(root);
+        const result = await engine.place(root, scenario.place);
+        outcomes[engine.name] = { result, ...pick(outcomeOf(root), keys) };
+        scenario.check?.(root);
+      }
+      assert.deepEqual(outcomes, Object.fromEntries(ENGINES.map((e) => [e.name, { result: scenario.result, ...scenario.expect }])));
+    });
+  }
+});
+
+describe('prune guard: a live process in a release keeps it on every side', () => {
+  // r1..r4 complete, r4 current: keep 1 leaves r4 and its rollback target r3, and would remove r1 and r2.
+  const fourReleases = (root: string): void => {
+    for (const [i, id] of ['r1', 'r2', 'r3', 'r4'].entries()) makeRelease(root, id, i + 1, 'complete');
+    setCurrent(root, 'r4');
+  };
+  for (const held of [false, true]) {
+    test(held ? 'a sleep process whose working directory is releases/r1: r1 stays, r2 goes' : 'control, nothing running in a release: r1 and r2 go', async () => {
+      const seen: Record<string, string> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        fourReleases(root);
+        const child = held ? spawn('sleep', ['120'], { stdio: 'ignore', cwd: path.join(root, 'releases', 'r1') }) : undefined;
+        if (child) sleepers.push(child);
+        try {
+          const removed = await engine.prune(root, 1);
+          seen[engine.name] = `removed ${removed.join(' ')}; releases ${outcomeOf(root).releases.join(' ')}`;
+        } finally {
+          child?.kill('SIGKILL');
+        }
+      }
+      const expected = held ? 'removed r2; releases r1 r3 r4' : 'removed r1 r2; releases r3 r4';
+      assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
     });
   }
 });
