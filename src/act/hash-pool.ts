@@ -11,18 +11,7 @@ export interface FileHash {
   size: number;
 }
 
-/** A file hashed with its mode, from an fstat of the descriptor that was read. */
-export interface StatHash extends FileHash {
-  mode: number;
-}
-
-/** A file that could not be hashed: its errno code (EFTYPE when it is not a regular file). */
-export interface HashFailure {
-  code: string;
-  message: string;
-}
-
-type Outcome = FileHash | HashFailure;
+type Outcome = FileHash | { code: string; message: string };
 
 // Evaluated, not loaded from a file: the same source works from dist/ and from src/ under tsx.
 // The open flags and the end-of-file rule are hashFileSync's: a FIFO swapped in never blocks, a symlink is refused.
@@ -33,20 +22,12 @@ const { createHash } = require('node:crypto');
 const CHUNK = 1024 * 1024;
 const buf = Buffer.allocUnsafe(CHUNK);
 const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
-parentPort.on('message', ({ id, files, sizes, stat }) => {
+parentPort.on('message', ({ id, files, sizes }) => {
   const out = [];
   for (const [k, file] of files.entries()) {
     let fd;
     try {
       fd = fs.openSync(file, FLAGS);
-      let known = sizes === undefined ? undefined : sizes[k];
-      let mode;
-      if (stat) {
-        const st = fs.fstatSync(fd);
-        if (!st.isFile()) throw Object.assign(new Error(file + ' is not a regular file'), { code: 'EFTYPE' });
-        known = st.size;
-        mode = st.mode & 0o7777;
-      }
       const hash = createHash('sha256');
       let size = 0;
       for (;;) {
@@ -54,9 +35,9 @@ parentPort.on('message', ({ id, files, sizes, stat }) => {
         if (n === 0) break;
         hash.update(buf.subarray(0, n));
         size += n;
-        if (n < CHUNK && size === known) break;
+        if (n < CHUNK && sizes !== undefined && size === sizes[k]) break;
       }
-      out.push(stat ? { sha256: hash.digest('hex'), size, mode } : { sha256: hash.digest('hex'), size });
+      out.push({ sha256: hash.digest('hex'), size });
     } catch (error) {
       out.push({ code: String(error && error.code || 'EIO'), message: String(error && error.message || error) });
     } finally {
@@ -69,17 +50,14 @@ parentPort.on('message', ({ id, files, sizes, stat }) => {
 
 interface Pending {
   files: readonly string[];
-  /** Per-file failures are answers (hashStat), not a rejection of the batch (hash). */
-  perFile: boolean;
-  resolve: (outcomes: Outcome[]) => void;
+  resolve: (hashes: FileHash[]) => void;
   reject: (error: Error) => void;
 }
 
-/** Threads for work that has this thread free meanwhile: one per core, at most `max`. */
-export function hashThreads(max = 4): number {
-  return Math.max(1, Math.min(max, os.availableParallelism()));
+/** Threads to add for this machine: one per core beyond the caller's own, at most `max`. */
+export function extraHashThreads(max = 3): number {
+  return Math.max(0, Math.min(max, os.availableParallelism() - 1));
 }
-
 
 export class HashPool {
   readonly #workers: Worker[] = [];
@@ -117,28 +95,15 @@ export class HashPool {
    * read(2) for the 0; without them every file is read to its 0.
    */
   hash(files: readonly string[], sizes?: readonly number[]): Promise<FileHash[]> {
-    return this.#send(files, { sizes }, false) as Promise<FileHash[]>;
-  }
-
-  /**
-   * The hash, size and mode of each of `files`, in order, each from one open descriptor (no
-   * lstat beforehand: the fstat of what was opened is the type check). A file that is gone or
-   * not a regular file any more is a failure in its place, so the caller can look again.
-   */
-  hashStat(files: readonly string[]): Promise<(StatHash | HashFailure)[]> {
-    return this.#send(files, { stat: true }, true) as Promise<(StatHash | HashFailure)[]>;
-  }
-
-  #send(files: readonly string[], extra: { sizes?: readonly number[]; stat?: true }, perFile: boolean): Promise<Outcome[]> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     // The least-loaded worker: batches vary in bytes, so strict turns would leave one idle.
     let w = 0;
     for (let i = 1; i < this.#load.length; i++) if ((this.#load[i] ?? 0) < (this.#load[w] ?? 0)) w = i;
     const id = this.#nextId++;
     this.#load[w] = (this.#load[w] ?? 0) + files.length;
-    return new Promise<Outcome[]>((resolve, reject) => {
-      this.#pending.set(id, { files, perFile, resolve, reject, worker: w });
-      this.#workers[w]?.postMessage({ id, files, ...extra });
+    return new Promise<FileHash[]>((resolve, reject) => {
+      this.#pending.set(id, { files, resolve, reject, worker: w });
+      this.#workers[w]?.postMessage({ id, files, sizes });
     });
   }
 
@@ -147,18 +112,16 @@ export class HashPool {
     if (p === undefined) return;
     this.#pending.delete(id);
     this.#load[p.worker] = (this.#load[p.worker] ?? 0) - p.files.length;
-    if (p.perFile) {
-      p.resolve(out);
-      return;
-    }
+    const hashes: FileHash[] = [];
     for (const [i, o] of out.entries()) {
       if ('code' in o) {
         const file = p.files[i] ?? '';
         p.reject(Object.assign(new Error(`${file}: ${o.message}`), { code: o.code, path: file }));
         return;
       }
+      hashes.push(o);
     }
-    p.resolve(out);
+    p.resolve(hashes);
   }
 
   #fail(error: Error): void {

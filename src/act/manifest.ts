@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
-import { comparePaths, manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
+import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
@@ -103,11 +103,7 @@ export function readRegularFile(file: string): { text: string; stat: fs.Stats } 
 
 /** A release's manifest, trusted only if it parses and its digest is the one its record names. */
 export function readManifest(layout: Layout, id: string, expectedDigest: string | undefined): ManifestLoad {
-  return expectedDigest === undefined ? { kind: 'none' } : readNamedManifest(layout, id, expectedDigest);
-}
-
-/** A release's manifest when its record names a digest: trusted or not, never absent. */
-export function readNamedManifest(layout: Layout, id: string, expectedDigest: string): Exclude<ManifestLoad, { kind: 'none' }> {
+  if (expectedDigest === undefined) return { kind: 'none' };
   let text: string;
   try {
     text = readRegularFile(manifestFile(layout, id)).text;
@@ -142,34 +138,29 @@ let chunk: Buffer | undefined;
  * from blocking, and its empty read only makes the hash differ.
  */
 export function hashFileSync(file: string, lstatted = false, expected?: number): { sha256: string; size: number } {
+  chunk ??= Buffer.allocUnsafe(CHUNK);
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
-    return hashFd(fd, lstatted ? expected : regularSize(fd, file).size);
+    let known = expected;
+    if (!lstatted) {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+      known = st.size;
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      const n = fs.readSync(fd, chunk, 0, CHUNK, null);
+      if (n === 0) break;
+      hash.update(chunk.subarray(0, n));
+      size += n;
+      // A short read that reaches the size the stat gave is the end: no extra read(2) to see the 0. Elsewhere (FUSE, procfs) a short read is not.
+      if (n < CHUNK && size === known) break;
+    }
+    return { sha256: hash.digest('hex'), size };
   } finally {
     fs.closeSync(fd);
   }
-}
-
-/** Size and mode of an open descriptor, refusing (EFTYPE) anything but a regular file. */
-function regularSize(fd: number, file: string): { size: number; mode: number } {
-  const st = fs.fstatSync(fd);
-  if (!st.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
-  return { size: st.size, mode: st.mode & 0o7777 };
-}
-
-function hashFd(fd: number, known: number | undefined): { sha256: string; size: number } {
-  chunk ??= Buffer.allocUnsafe(CHUNK);
-  const hash = createHash('sha256');
-  let size = 0;
-  for (;;) {
-    const n = fs.readSync(fd, chunk, 0, CHUNK, null);
-    if (n === 0) break;
-    hash.update(chunk.subarray(0, n));
-    size += n;
-    // A short read that reaches the size the stat gave is the end: no extra read(2) to see the 0. Elsewhere (FUSE, procfs) a short read is not.
-    if (n < CHUNK && size === known) break;
-  }
-  return { sha256: hash.digest('hex'), size };
 }
 
 export type TreeHash = ReleaseTree;
@@ -180,129 +171,70 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 /** Files per message to a hashing thread. */
 const BATCH = 64;
 
-/** What the kind of a non-regular, non-directory, non-symlink entry is called in differences. */
-function specialKind(st: { isFIFO(): boolean; isSocket(): boolean }): string {
-  return st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device';
-}
-
-/** What an open-and-fstat of a path gave: a file's hash and mode, or the errno that stopped it. */
-type FileOutcome = { sha256: string; size: number; mode: number } | { code: string; message: string };
-
-/** hashFileSync with the mode of the descriptor it read; a failure is an answer, as from the pool. */
-function hashStatSync(file: string): FileOutcome {
-  try {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
-    try {
-      const { size, mode } = regularSize(fd, file);
-      return { ...hashFd(fd, size), mode };
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch (error) {
-    return { code: errnoOf(error) ?? 'EIO', message: error instanceof Error ? error.message : String(error) };
-  }
-}
-
 /**
  * A release as it is now, as manifest entries: every directory, file (hashed) and symlink under
- * `dir`, `/`-separated paths. The walk reads directories only (their entries' types come with
- * them); each file's mode, size and bytes come from one open descriptor, on the pool's threads
- * when there is a `pool` (the caller's, started early so they boot meanwhile) and here otherwise.
- * `whileHashing` runs once the walk has handed out every file, while the threads still hash.
+ * `dir`, `/`-separated paths. Files are read synchronously one by one: from the page cache that
+ * beats a thread-pool trip per file, and the loop gets a turn every 256 files. With a `pool`
+ * (the caller's, started early so its threads boot meanwhile), batches go to its threads while
+ * they have little queued, and this thread hashes the rest between its walking: every core works.
  */
-export async function hashTree(dir: string, signal?: AbortSignal, options: { pool?: HashPool; whileHashing?: () => void } = {}): Promise<TreeHash> {
+export async function hashTree(dir: string, signal?: AbortSignal, options: { pool?: HashPool } = {}): Promise<TreeHash> {
   const out: TreeHash = { entries: [], special: [] };
   const { pool } = options;
   const hashed: Promise<void>[] = [];
-  type Pending = { full: string; rel: string; index: number };
-  /** Files whose open found something else there (replaced mid-walk): looked at again at the end. */
-  const again: Pending[] = [];
-  const fileEntries: ({ path: string; type: 'file'; mode: number; size: number; sha256: string } | undefined)[] = [];
-  const settle = (p: Pending, o: FileOutcome): void => {
-    if ('code' in o) {
-      // Replaced or removed since the directory was read: the end of the walk looks again.
-      if (o.code === 'EFTYPE' || o.code === 'ELOOP' || o.code === 'ENOENT') {
-        again.push(p);
-        return;
-      }
-      throw Object.assign(new Error(o.message), { code: o.code, path: p.full });
-    }
-    fileEntries[p.index] = { path: p.rel, type: 'file', mode: o.mode, size: o.size, sha256: o.sha256 };
-  };
-  let batch: Pending[] = [];
+  let batch: { full: string; expected: number; entry: { size: number; sha256: string } }[] = [];
   const flush = (): void => {
     if (pool === undefined || batch.length === 0) return;
     const files = batch;
     batch = [];
-    hashed.push(pool.hashStat(files.map((f) => f.full)).then((outcomes) => {
-      for (const [i, o] of outcomes.entries()) settle(files[i] as Pending, o);
+    if (pool.queued() >= 2 * BATCH * pool.size) {
+      for (const f of files) Object.assign(f.entry, hashFileSync(f.full, true, f.expected));
+      return;
+    }
+    hashed.push(pool.hash(files.map((f) => f.full), files.map((f) => f.expected)).then((hashes) => {
+      for (const [i, h] of hashes.entries()) Object.assign((files[i] as (typeof files)[number]).entry, h);
     }));
   };
-  // Entries in walk order; a file's slot is filled when its hash comes back.
-  const order: (ManifestEntry | number)[] = [];
   let count = 0;
   const walk = async (rel: string): Promise<void> => {
-    const dirents = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`, { withFileTypes: true }).sort((a, b) => comparePaths(a.name, b.name));
-    for (const d of dirents) {
+    const names = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`).sort();
+    for (const name of names) {
       if (signal?.aborted) return;
-      const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
+      const childRel = rel === '' ? name : `${rel}/${name}`;
       const full = `${dir}/${childRel}`;
-      if (d.isFile()) {
-        const p = { full, rel: childRel, index: fileEntries.length };
-        fileEntries.push(undefined);
-        order.push(p.index);
+      const st = fs.lstatSync(full);
+      if (st.isDirectory()) {
+        out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
+        await walk(childRel);
+      } else if (st.isSymbolicLink()) {
+        out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
+      } else if (st.isFile()) {
         if (pool) {
-          batch.push(p);
+          // Filled in when its batch comes back; the entries keep the walk's order.
+          const entry = { path: childRel, type: 'file' as const, mode: st.mode & 0o7777, size: 0, sha256: '' };
+          out.entries.push(entry);
+          batch.push({ full, expected: st.size, entry });
           if (batch.length >= BATCH) flush();
         } else {
-          settle(p, hashStatSync(full));
+          const { sha256, size } = hashFileSync(full, true, st.size);
+          out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
         }
-        if (++count % 1024 === 0) await turn();
-      } else if (d.isDirectory()) {
-        order.push({ path: childRel, type: 'dir', mode: fs.lstatSync(full).mode & 0o7777 });
-        await walk(childRel);
-      } else if (d.isSymbolicLink()) {
-        order.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
+        if (++count % 256 === 0) await turn();
       } else {
-        out.special.push({ path: childRel, kind: specialKind(d) });
+        out.special.push({ path: childRel, kind: st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device' });
       }
     }
   };
-  let failure: { error: unknown } | undefined;
+  let walkFailure: { error: unknown } | undefined;
   try {
     await walk('');
     flush();
-    options.whileHashing?.();
   } catch (error) {
-    failure = { error };
+    walkFailure = { error };
   }
   // Every batch settled before returning or throwing: none may still write into the entries, or reject unheard.
   const settled = await Promise.allSettled(hashed);
-  if (failure) throw failure.error;
+  if (walkFailure) throw walkFailure.error;
   for (const s of settled) if (s.status === 'rejected') throw s.reason;
-  const replaced = new Map<number, ManifestEntry | undefined>();
-  for (const p of again) replaced.set(p.index, lookAgain(p.full, p.rel, out));
-  for (const item of order) {
-    if (typeof item !== 'number') out.entries.push(item);
-    else {
-      const entry = replaced.has(item) ? replaced.get(item) : fileEntries[item];
-      if (entry !== undefined) out.entries.push(entry);
-    }
-  }
   return out;
-}
-
-/** A path that was a file when its directory was read and was not one when opened: what is there now. */
-function lookAgain(full: string, rel: string, out: TreeHash): ManifestEntry | undefined {
-  const st = fs.lstatSync(full, { throwIfNoEntry: false });
-  if (st === undefined) return undefined;
-  if (st.isDirectory()) return { path: rel, type: 'dir', mode: st.mode & 0o7777 };
-  if (st.isSymbolicLink()) return { path: rel, type: 'symlink', target: fs.readlinkSync(full) };
-  if (st.isFile()) {
-    const o = hashStatSync(full);
-    if ('code' in o) throw Object.assign(new Error(o.message), { code: o.code, path: full });
-    return { path: rel, type: 'file', mode: o.mode, size: o.size, sha256: o.sha256 };
-  }
-  out.special.push({ path: rel, kind: specialKind(st) });
-  return undefined;
 }

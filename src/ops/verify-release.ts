@@ -1,8 +1,8 @@
 /** `verify`: re-hash a release and compare it with the manifest written when it was made. */
 import fs from 'node:fs';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { hashThreads, HashPool } from '../act/hash-pool.ts';
-import { hashTree, readNamedManifest } from '../act/manifest.ts';
+import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
+import { hashTree, readManifest } from '../act/manifest.ts';
 import { readRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
@@ -61,10 +61,9 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   if (!st?.isDirectory()) {
     throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
   }
-  // Started before the manifest is read and checked, so the threads boot meanwhile. One per core:
-  // this thread only walks directories and reads the manifest while they hash.
-  const threads = hashThreads();
-  const pool = threads > 1 ? new HashPool(threads) : undefined;
+  // Started before the manifest is read and checked, so the threads boot meanwhile.
+  const extra = extraHashThreads();
+  const pool = extra > 0 ? new HashPool(extra) : undefined;
   try {
     return await verifyAgainstManifest(layout, id, dir, pool, options.signal);
   } finally {
@@ -74,32 +73,25 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
 
 async function verifyAgainstManifest(layout: Layout, id: string, dir: string, pool: HashPool | undefined, signal: AbortSignal | undefined): Promise<VerifyResult> {
   const record = readRecord(layout, id);
-  if (record?.digest === undefined) {
+  const load = readManifest(layout, id, record?.digest);
+  if (load.kind === 'none') {
     throw new DeployError('NO_MANIFEST', `release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
       hint: 'deploy the build again (atomic-deploy deploy <source> <root>): every new release gets a manifest',
       details: { release: id },
     });
   }
-  const digest = record.digest;
-  // Read and checked while the threads hash: the walk hands out every file first.
-  const read: { load?: ReturnType<typeof readNamedManifest> } = {};
-  let tree;
-  let hashFailure: { error: unknown } | undefined;
-  try {
-    tree = await hashTree(dir, signal, { pool, whileHashing: () => void (read.load = readNamedManifest(layout, id, digest)) });
-  } catch (error) {
-    hashFailure = { error };
-  }
-  // Read here when the walk itself failed before handing every file out.
-  const load = read.load ?? readNamedManifest(layout, id, digest);
-  // An untrusted manifest is the finding that matters, whatever the hashing met.
   if (load.kind === 'untrusted') {
     throw new DeployError('MANIFEST_UNTRUSTED', `the manifest of release ${id} cannot be trusted: ${load.problem}`, {
       hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
       details: { release: id, problem: load.problem },
     });
   }
-  if (hashFailure !== undefined || tree === undefined) throw ioError(`hashing release ${id}`, hashFailure?.error);
+  let tree;
+  try {
+    tree = await hashTree(dir, signal, { pool });
+  } catch (error) {
+    throw ioError(`hashing release ${id}`, error);
+  }
   if (signal?.aborted) throw interrupted(signal);
   const differences = diffRelease(load.manifest, tree);
   const count = (type: string): number => load.manifest.entries.filter((e) => e.type === type).length;

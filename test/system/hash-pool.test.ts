@@ -34,7 +34,7 @@ function makeTree(dir: string): string[] {
   return files;
 }
 
-void test('hashTree on a pool of 1 and of 2 threads gives exactly what it gives alone, FIFO and all', async (t) => {
+void test('hashTree with 1 and 2 extra threads (batches there and here) gives exactly what it gives alone, FIFO and all', async (t) => {
   const dir = tempDir(t);
   makeTree(dir);
   const one = await hashTree(dir);
