@@ -140,6 +140,16 @@ function applyPax(header: TarHeader, pax: Map<string, string>): void {
   if (mtime !== undefined && /^-?\d+(\.\d+)?$/.test(mtime)) header.mtimeMs = Math.round(Number(mtime) * 1000);
 }
 
+const ZEROS = Buffer.alloc(64 * 1024);
+
+function isZero(bytes: Buffer): boolean {
+  for (let at = 0; at < bytes.length; at += ZEROS.length) {
+    const part = bytes.subarray(at, at + ZEROS.length);
+    if (!part.equals(ZEROS.subarray(0, part.length))) return false;
+  }
+  return true;
+}
+
 /** What receives a regular file's bytes; the bytes are lent for the call only. */
 export interface TarDataSink {
   data(bytes: Buffer): void;
@@ -168,17 +178,14 @@ export class TarParser {
     this.handler = handler;
   }
 
-  /** Whether the end-of-archive block was seen (what follows it is ignored, as tar does). */
-  get ended(): boolean {
-    return this.state.at === 'end';
-  }
-
   push(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       const s = this.state;
       switch (s.at) {
         case 'end':
+          // Only the zero padding may follow: a second archive appended would otherwise be dropped unseen.
+          if (!isZero(chunk.subarray(off))) throw new TarFormatError('data follows the end of the archive (archives joined end to end?)');
           return;
         case 'header': {
           let block: Buffer;

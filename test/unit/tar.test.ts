@@ -92,7 +92,7 @@ void test('every entry tar-stream writes is read back, name, type, link, mode, o
   );
 });
 
-void test('a truncated archive, a bad checksum and an unknown format are format errors; what follows the end block is ignored', async () => {
+void test('a truncated archive, a bad checksum, an unknown format and data after the end block are format errors', async () => {
   const bytes = await pack([{ name: 'a.txt', type: 'file', data: Buffer.from('hello'), mode: 0o644, mtime: 1 }]);
   assert.throws(() => parse(bytes.subarray(0, 512 + 3), [4096]), TarFormatError);
   assert.throws(() => parse(bytes.subarray(0, 100), [4096]), TarFormatError);
@@ -102,8 +102,10 @@ void test('a truncated archive, a bad checksum and an unknown format are format 
   const unknown = Buffer.from(bytes);
   unknown.write('xxxxx', 257, 'latin1');
   assert.throws(() => parse(unknown, [4096]), /unknown format/);
-  const trailing = Buffer.concat([bytes, Buffer.from('garbage after the end of the archive')]);
-  assert.equal(parse(trailing, [7]).length, 1);
+  // Zero padding after the end block is normal; anything else (a second archive appended) is refused.
+  assert.equal(parse(Buffer.concat([bytes, Buffer.alloc(70_000)]), [7, 65_536]).length, 1);
+  assert.throws(() => parse(Buffer.concat([bytes, bytes]), [4096]), /follows the end/);
+  assert.throws(() => parse(Buffer.concat([bytes, Buffer.alloc(100_000), Buffer.from('x')]), [9000]), /follows the end/);
   // Cut at an entry boundary (no end blocks) is what some writers do: accepted.
   assert.equal(parse(bytes.subarray(0, 1024), [300]).length, 1);
 });
