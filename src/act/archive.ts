@@ -10,11 +10,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import tar from 'tar-stream';
 import yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
 import { EntryChecker, isUrlSource, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
+import { TarFormatError, TarParser, type TarDataSink } from '../plan/tar.ts';
 import type { FileStamp } from '../plan/stat-cache.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
@@ -26,7 +26,7 @@ export interface Artifact {
   totalBytes: number | undefined;
   /** A local file (for zip, which is read from its end). */
   file?: string;
-  /** The raw bytes, once, first to last. */
+  /** The raw bytes, once, first to last; each chunk may be overwritten once the next is asked for. */
   chunks: AsyncGenerator<Buffer>;
 }
 
@@ -46,9 +46,40 @@ function notAnArchive(source: string): DeployError {
   return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${what} a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
 }
 
+const READ_SIZE = 1024 * 1024;
+
+function readAt(fd: number, buf: Buffer, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, position, (error, n) => (error ? reject(error) : resolve(n))));
+}
+
+/**
+ * A local file in 1 MiB chunks read into two buffers in turn: the next read runs on the thread
+ * pool while the caller works on the current chunk. Reused, not fresh, buffers: on the machines
+ * measured, reading and hashing into fresh memory cost three times the CPU.
+ */
 async function* fileChunks(file: string): AsyncGenerator<Buffer> {
-  // 1 MiB reads: a large file's data reaches write(2) in chunks this big, without copies.
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
+  const fd = await new Promise<number>((resolve, reject) => fs.open(file, 'r', (error, n) => (error ? reject(error) : resolve(n))));
+  const bufs = [Buffer.allocUnsafeSlow(READ_SIZE), Buffer.allocUnsafeSlow(READ_SIZE)];
+  let turn = 0;
+  let position = 0;
+  let next: Promise<number> | undefined = readAt(fd, bufs[0] as Buffer, 0);
+  try {
+    for (;;) {
+      const n = await next;
+      next = undefined;
+      if (n === 0) return;
+      const current = (bufs[turn] as Buffer).subarray(0, n);
+      position += n;
+      turn ^= 1;
+      // Into the other buffer: the one just filled is the caller's until it asks for more.
+      next = readAt(fd, bufs[turn] as Buffer, position);
+      yield current;
+    }
+  } finally {
+    // No close while a read is on the thread pool: the fd number could be reused under it.
+    await next?.catch(() => undefined);
+    fs.closeSync(fd);
+  }
 }
 
 /** Whether `source` is an artifact rather than a directory: a URL, or an existing non-directory. */
@@ -136,6 +167,61 @@ const EMPTY_SHA256 = createHash('sha256').digest('hex');
 const hostile = (problem: string, source: string): DeployError =>
   new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
 
+/**
+ * One regular file being written: each chunk is hashed and written synchronously, so the caller's
+ * buffer is free again when `data` returns (the page cache takes a write at once).
+ */
+class FileSink implements TarDataSink {
+  private hash: Hash | undefined;
+  private sha256: string | undefined;
+  private size = 0;
+  private fd: number | undefined;
+  private readonly stage: Stage;
+  private readonly d: Extract<EntryDecision, { action: 'write' }>;
+
+  constructor(stage: Stage, d: Extract<EntryDecision, { action: 'write' }>, fd: number) {
+    this.stage = stage;
+    this.d = d;
+    this.fd = fd;
+    this.sha256 = d.size === 0 ? EMPTY_SHA256 : undefined;
+  }
+
+  data(chunk: Buffer): void {
+    const fd = this.fd;
+    if (fd === undefined) throw new DeployError('INTERNAL', `data for ${this.d.path} after its end`);
+    if (this.size + chunk.length > this.d.size) throw new DeployError('INVALID_ARCHIVE', `entry ${JSON.stringify(this.d.path)} holds more bytes than its header says`);
+    // A file that arrives whole in one chunk (most small files) is hashed in one call.
+    if (this.size === 0 && chunk.length === this.d.size && hashOnce) this.sha256 = hashOnce(chunk);
+    else (this.hash ??= createHash('sha256')).update(chunk);
+    let off = 0;
+    while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
+    this.size += chunk.length;
+  }
+
+  end(): void {
+    const fd = this.fd;
+    if (fd === undefined) return;
+    const d = this.d;
+    let st: fs.Stats;
+    try {
+      const owner = this.stage.chownTo(d.owner);
+      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
+      // After a chown, which clears setuid/setgid.
+      fs.fchmodSync(fd, d.mode);
+      if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      st = fs.fstatSync(fd);
+    } finally {
+      this.close();
+    }
+    this.stage.added(d, { path: d.path, type: 'file', mode: d.mode, size: this.size, sha256: this.hash ? this.hash.digest('hex') : (this.sha256 ?? EMPTY_SHA256) }, st);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
 /** The staged release under construction: writes what the checker allowed, nothing else. */
 class Stage {
   readonly manifest: ManifestEntry[] = [];
@@ -162,7 +248,7 @@ class Stage {
   }
 
   /** The archive's owner, unless it is already the owner of what this process creates. */
-  private chownTo(owner: { uid: number; gid: number } | undefined): { uid: number; gid: number } | undefined {
+  chownTo(owner: { uid: number; gid: number } | undefined): { uid: number; gid: number } | undefined {
     return owner && (owner.uid !== this.created?.uid || owner.gid !== this.created.gid) ? owner : undefined;
   }
 
@@ -184,13 +270,13 @@ class Stage {
     this.dirs.push({ path: rel, mode, owner: decision?.owner, mtimeMs: decision?.mtimeMs });
   }
 
-  /** Writes one allowed entry; `data` yields a file's content. */
-  async write(d: Extract<EntryDecision, { action: 'write' }>, data: AsyncIterable<Buffer>): Promise<void> {
+  /** Writes one allowed entry; a file's content goes to the sink returned, which `end` completes. */
+  write(d: Extract<EntryDecision, { action: 'write' }>): FileSink | undefined {
     for (const p of d.parents) this.mkdir(p, 0o755);
     const to = this.at(d.path);
     if (d.kind === 'dir') {
       this.mkdir(d.path, d.mode, d);
-      return;
+      return undefined;
     }
     if (d.kind === 'symlink') {
       fs.symlinkSync(d.target ?? '', to);
@@ -199,7 +285,7 @@ class Stage {
       if (d.mtimeMs !== undefined) fs.lutimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
       this.manifest.push({ path: d.path, type: 'symlink', target: d.target ?? '' });
       this.symlinks += 1;
-      return;
+      return undefined;
     }
     if (d.kind === 'hardlink') {
       const target = this.manifest[this.fileIndex.get(d.linkTo ?? '') ?? -1];
@@ -215,38 +301,31 @@ class Stage {
       this.fileIndex.set(d.path, this.manifest.length);
       this.manifest.push({ ...target, path: d.path });
       this.files += 1;
-      return;
+      return undefined;
     }
     // O_EXCL and O_NOFOLLOW: even a checker bug could not make this write through a link or over a file.
     const fd = fs.openSync(to, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-    let hash: Hash | undefined;
-    let sha256 = d.size === 0 ? EMPTY_SHA256 : undefined;
-    let size = 0;
-    try {
-      // Synchronous writes of each chunk: the page cache takes them at once, and the loop turns between chunks.
-      for await (const chunk of data) {
-        if (sha256 !== undefined && hash === undefined) throw new DeployError('INVALID_ARCHIVE', `entry ${JSON.stringify(d.path)} holds more bytes than its header says`);
-        // A file that arrives whole in one chunk (most small files) is hashed in one call.
-        if (size === 0 && chunk.length === d.size && hashOnce) sha256 = hashOnce(chunk);
-        else (hash ??= createHash('sha256')).update(chunk);
-        let off = 0;
-        while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
-        size += chunk.length;
-      }
-      const owner = this.chownTo(d.owner);
-      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
-      // After a chown, which clears setuid/setgid.
-      fs.fchmodSync(fd, d.mode);
-      if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
-      const st = fs.fstatSync(fd);
-      this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
-    } finally {
-      fs.closeSync(fd);
-    }
+    this.open = new FileSink(this, d, fd);
+    return this.open;
+  }
+
+  /** The file being written, if any: closed by `abort` when extraction fails halfway. */
+  open: FileSink | undefined;
+
+  /** Records a file `sink` completed. */
+  added(d: Extract<EntryDecision, { action: 'write' }>, entry: ManifestEntry & { type: 'file' }, st: fs.Stats): void {
+    this.open = undefined;
+    this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
     this.fileIndex.set(d.path, this.manifest.length);
-    this.manifest.push({ path: d.path, type: 'file', mode: d.mode, size, sha256: hash ? hash.digest('hex') : (sha256 ?? EMPTY_SHA256) });
+    this.manifest.push(entry);
     this.files += 1;
-    this.bytes += size;
+    this.bytes += entry.size;
+  }
+
+  /** Closes a file left open by a failure (the caller removes the stage). */
+  abort(): void {
+    this.open?.close();
+    this.open = undefined;
   }
 
   /** Directory modes, owners and times last and deepest first, so writing inside cannot change them again. */
@@ -264,29 +343,6 @@ class Stage {
   }
 }
 
-function tarType(type: tar.Header['type'] | undefined): HeaderType {
-  switch (type) {
-    case 'file':
-    case 'contiguous-file':
-    case undefined:
-      return 'file';
-    case 'directory':
-      return 'dir';
-    case 'symlink':
-      return 'symlink';
-    case 'link':
-      return 'hardlink';
-    case 'character-device':
-      return 'character device';
-    case 'block-device':
-      return 'block device';
-    case 'fifo':
-      return 'FIFO';
-    default:
-      return 'unknown';
-  }
-}
-
 async function* empty(): AsyncGenerator<Buffer> {}
 
 /** Counts, hashes and hands on the artifact's raw bytes. */
@@ -299,6 +355,41 @@ async function* tap(chunks: AsyncIterable<Buffer>, hash: Hash, counter: { raw: n
   }
 }
 
+/** Pushes the decompressed bytes to `push`; each compressed chunk is released once zlib has consumed it. */
+async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => void, stop: () => boolean): Promise<void> {
+  // Each 256 KiB output chunk is one thread-pool job; 16 KiB ones cost a main-thread turn each.
+  const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    failure ??= { error };
+    gunzip.destroy();
+  };
+  gunzip.on('data', (out: Buffer) => {
+    if (failure) return;
+    try {
+      push(out);
+    } catch (error) {
+      fail(error);
+    }
+  });
+  const closed = new Promise<void>((resolve) => gunzip.once('close', resolve));
+  gunzip.on('error', fail);
+  try {
+    for await (const chunk of raw) {
+      if (failure || stop()) break;
+      // The callback comes once zlib has consumed the chunk, whose buffer may then be read into again.
+      await Promise.race([new Promise<void>((resolve) => gunzip.write(chunk, () => resolve())), closed]);
+    }
+    if (!failure && !stop()) {
+      gunzip.end();
+      await closed;
+    }
+  } finally {
+    gunzip.destroy();
+  }
+  if (failure) throw failure.error;
+}
+
 /**
  * Extracts `artifact` into `dest` (an empty directory the caller made and removes on failure).
  * Throws HOSTILE_ARCHIVE at the first entry the checker refuses; returns early on abort.
@@ -308,85 +399,65 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   const stage = new Stage(dest);
   const hash = createHash('sha256');
   const counter = { raw: 0 };
+  const onRaw = options.onRaw;
   const raw = tap(artifact.chunks, hash, counter, async (chunk) => {
-    await options.onRaw?.(chunk);
+    // A copy: the chunk's buffer is read into again while the signature check may still hold it.
+    if (onRaw) await onRaw(Buffer.from(chunk));
     options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
   });
-  const apply = async (header: ArchiveHeader, data: AsyncIterable<Buffer>): Promise<boolean> => {
-    if (options.signal?.aborted) return false;
+  const aborted = (): boolean => options.signal?.aborted === true;
+  /** Decides one entry and writes it; a file's content then goes to the sink returned. */
+  const apply = (header: ArchiveHeader): FileSink | undefined => {
+    if (aborted()) return undefined;
     const decision = checker.decide(header);
     if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source);
-    if (decision.action === 'skip') {
-      for await (const _ of data) void _;
-      return true;
-    }
-    await stage.write(decision, data);
-    return true;
+    if (decision.action === 'skip') return undefined;
+    return stage.write(decision);
   };
 
-  if (artifact.format === 'zip') {
-    let file = artifact.file;
-    let spooled = false;
-    try {
-      if (file === undefined) {
-        // A zip's directory is at its end: a URL is spooled to one file (not extracted) first.
-        file = options.spool;
-        spooled = true;
-        await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
-        await extractZip(file, artifact.source, apply);
-      } else {
-        // Hash (and signature) read the file once in order while the zip is read from its end.
-        await Promise.all([(async () => {
-          for await (const _ of raw) void _;
-        })(), extractZip(file, artifact.source, apply)]);
+  try {
+    if (artifact.format === 'zip') {
+      let file = artifact.file;
+      let spooled = false;
+      try {
+        if (file === undefined) {
+          // A zip's directory is at its end: a URL is spooled to one file (not extracted) first.
+          file = options.spool;
+          spooled = true;
+          await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+          await extractZip(file, artifact.source, apply, aborted);
+        } else {
+          // Hash (and signature) read the file once in order while the zip is read from its end.
+          await Promise.all([(async () => {
+            for await (const _ of raw) void _;
+          })(), extractZip(file, artifact.source, apply, aborted)]);
+        }
+      } finally {
+        if (spooled && file) fs.rmSync(file, { force: true });
       }
-    } finally {
-      if (spooled && file) fs.rmSync(file, { force: true });
-    }
-  } else {
-    const extract = tar.extract();
-    const source = Readable.from(raw, { objectMode: false });
-    // Each 256 KiB output chunk is one thread-pool job; 16 KiB ones cost a main-thread turn each.
-    const decoded = artifact.format === 'tar.gz' ? source.pipe(zlib.createGunzip({ chunkSize: 256 * 1024 })) : source;
-    source.on('error', (error) => decoded.destroy(error));
-    // Observed below; a refusal or a write error destroys the streams, and that rejection is expected.
-    const fed = feedTar(decoded, extract).then(() => undefined, (error: unknown) => error);
-    const stop = async (): Promise<void> => {
-      decoded.destroy();
-      source.destroy();
-      extract.destroy();
-      await fed;
-    };
-    try {
-      for await (const entry of extract) {
-        const h = entry.header;
-        const ok = await apply(
-          {
-            name: h.name,
-            type: tarType(h.type),
-            linkname: h.linkname ?? undefined,
-            mode: h.mode ?? 0o644,
-            size: h.size ?? 0,
-            uid: h.uid,
-            gid: h.gid,
-            mtimeMs: h.mtime?.getTime(),
-          },
-          entry as AsyncIterable<Buffer>,
-        );
-        if (!ok) break;
-      }
-    } catch (error) {
-      await stop();
-      throw archiveError(error, artifact.source);
-    }
-    if (options.signal?.aborted) {
-      await stop();
     } else {
-      const error = await fed;
-      if (error !== undefined) throw archiveError(error, artifact.source);
+      // Every chunk is parsed, hashed and written before the next is read into its buffer.
+      const parser = new TarParser({ entry: apply });
+      try {
+        if (artifact.format === 'tar.gz') {
+          await gunzipInto(raw, (chunk) => parser.push(chunk), aborted);
+        } else {
+          for await (const chunk of raw) {
+            if (aborted()) break;
+            parser.push(chunk);
+          }
+        }
+        if (!aborted()) parser.finish();
+      } catch (error) {
+        throw archiveError(error, artifact.source);
+      }
     }
+  } catch (error) {
+    stage.abort();
+    throw error;
   }
-  if (options.signal?.aborted) return result();
+  stage.abort();
+  if (aborted()) return result();
   stage.finish();
   options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
   return result();
@@ -396,34 +467,11 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   }
 }
 
-/** Writes the decoded tar stream into tar-stream's parser (a streamx stream), waiting when it is full. */
-async function feedTar(decoded: Readable, extract: tar.Extract): Promise<void> {
-  try {
-    for await (const chunk of decoded) {
-      if (extract.destroyed) return;
-      if (!extract.write(chunk as Buffer)) {
-        // Both listeners go when either fires: one left per wait piled up on the stream.
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            extract.off('drain', done);
-            extract.off('close', done);
-            resolve();
-          };
-          extract.on('drain', done);
-          extract.on('close', done);
-        });
-      }
-    }
-    extract.end(undefined);
-  } catch (error) {
-    extract.destroy(error instanceof Error ? error : new Error(String(error)));
-    throw error;
-  }
-}
-
 /** A corrupt or truncated archive is invalid input; our own errors and I/O errors pass through. */
 function archiveError(error: unknown, source: string): Error {
-  if (error instanceof DeployError || (error instanceof Error && errnoOf(error) !== undefined)) return error;
+  const code = errnoOf(error);
+  const corrupt = error instanceof TarFormatError || (code !== undefined && code.startsWith('Z_')) || code === 'ERR_STREAM_PREMATURE_CLOSE';
+  if (!corrupt && (error instanceof DeployError || (error instanceof Error && code !== undefined))) return error;
   const reason = error instanceof Error ? error.message : String(error);
   return new DeployError('INVALID_ARCHIVE', `${source} is not a readable archive: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
 }
@@ -457,7 +505,7 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<string> {
   return Buffer.concat(parts).toString('utf8');
 }
 
-async function extractZip(file: string, source: string, apply: (header: ArchiveHeader, data: AsyncIterable<Buffer>) => Promise<boolean>): Promise<void> {
+async function extractZip(file: string, source: string, apply: (header: ArchiveHeader) => FileSink | undefined, aborted: () => boolean): Promise<void> {
   let zip: yauzl.ZipFile;
   try {
     zip = await openZip(file);
@@ -474,9 +522,15 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           const needsData = header.type === 'file' || (header.type === 'symlink' && entry.uncompressedSize <= 4096);
           const stream = needsData ? await entryStream(zip, entry) : undefined;
           if (header.type === 'symlink') header.linkname = stream ? await collect(stream) : '';
-          const ok = await apply(header, header.type === 'file' && stream ? stream : empty());
-          if (ok) zip.readEntry();
-          else resolve();
+          if (aborted()) {
+            stream?.destroy();
+            resolve();
+            return;
+          }
+          const sink = apply(header);
+          for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) sink?.data(chunk);
+          sink?.end();
+          zip.readEntry();
         })().catch((error: unknown) => reject(zipError(error, source)));
       });
       zip.readEntry();

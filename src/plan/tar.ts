@@ -1,0 +1,292 @@
+/**
+ * The tar format read incrementally: 512-byte headers (ustar, GNU long names, PAX records) and the
+ * entries' data, from chunks the caller lends for the duration of one `push`. Pure: bytes in, calls
+ * to the caller's handler out; nothing of a chunk is kept once `push` returns (a header split across
+ * two chunks is copied), so the caller can read the next chunk into the same buffer. Hand-written
+ * because tar-stream keeps views of its input chunks in its entry streams for as long as it likes,
+ * which forces a fresh buffer per read: fresh memory costs about three times the CPU of a reused
+ * buffer for reading and hashing on the machines measured (docs/benchmarks.md, artifact section).
+ */
+import type { HeaderType } from './archive.ts';
+
+const BLOCK = 512;
+/** PAX and GNU long-name records larger than this are refused (tar-stream's limit too). */
+export const MAX_LONG_HEADER = 4 * 1024 * 1024;
+
+export interface TarHeader {
+  name: string;
+  type: HeaderType;
+  linkname?: string;
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+}
+
+/** A malformed archive (as opposed to a hostile entry, which the entry checker refuses). */
+export class TarFormatError extends Error {}
+
+type Raw = { kind: 'zero' } | { kind: 'entry'; flag: string; header: TarHeader };
+
+function cString(block: Uint8Array, start: number, length: number): string {
+  let end = start;
+  while (end < start + length && block[end] !== 0) end++;
+  return Buffer.from(block.buffer, block.byteOffset + start, end - start).toString('utf8');
+}
+
+/** An octal field (NUL/space padded), or GNU base-256 when the top bit of its first byte is set. */
+function number(block: Uint8Array, start: number, length: number): number {
+  const first = block[start] ?? 0;
+  if (first & 0x80) {
+    // Base-256, big-endian two's complement; negative values are nonsense for every field read here.
+    if (first & 0x40) throw new TarFormatError('a numeric header field is negative');
+    let n = first & 0x3f;
+    for (let i = start + 1; i < start + length; i++) n = n * 256 + (block[i] ?? 0);
+    if (!Number.isSafeInteger(n)) throw new TarFormatError('a numeric header field is too large');
+    return n;
+  }
+  let i = start;
+  const end = start + length;
+  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = block[i] ?? 0;
+    if (c === 0 || c === 0x20) break;
+    if (c < 0x30 || c > 0x37) throw new TarFormatError('a numeric header field is not octal');
+    n = n * 8 + (c - 0x30);
+    digits++;
+  }
+  return digits === 0 ? 0 : n;
+}
+
+function checksumOk(block: Uint8Array): boolean {
+  let sum = 8 * 0x20;
+  for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += block[i] ?? 0;
+  return sum === number(block, 148, 8);
+}
+
+const TYPES: Record<string, HeaderType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'character device', '4': 'block device', '5': 'dir', '6': 'FIFO' };
+
+/** One 512-byte header block: the end-of-archive zero block, or an entry (PAX/GNU records not yet applied). */
+export function decodeHeader(block: Uint8Array): Raw {
+  if (block.every((b) => b === 0)) return { kind: 'zero' };
+  const magic = cString(block, 257, 6);
+  const posix = magic === 'ustar';
+  const gnu = block[257] === 0x75 && cString(block, 257, 8) === 'ustar  ';
+  if (!posix && !gnu) throw new TarFormatError('a header is not ustar or GNU tar (unknown format)');
+  if (!checksumOk(block)) throw new TarFormatError('a header checksum does not match');
+  const flag = String.fromCharCode(block[156] ?? 0);
+  let name = cString(block, 0, 100);
+  // POSIX ustar splits long names into prefix and name; GNU keeps times where the prefix would be.
+  if (posix) {
+    const prefix = cString(block, 345, 155);
+    if (prefix !== '') name = `${prefix}/${name}`;
+  }
+  let type: HeaderType = TYPES[flag] ?? 'unknown';
+  // Pre-POSIX tars mark a directory by the trailing slash of a regular entry.
+  if (type === 'file' && flag !== '7' && name.endsWith('/')) type = 'dir';
+  const linkname = cString(block, 157, 100);
+  return {
+    kind: 'entry',
+    flag,
+    header: {
+      name,
+      type,
+      ...(linkname !== '' ? { linkname } : {}),
+      mode: number(block, 100, 8) & 0o7777,
+      uid: number(block, 108, 8),
+      gid: number(block, 116, 8),
+      size: number(block, 124, 12),
+      mtimeMs: number(block, 136, 12) * 1000,
+    },
+  };
+}
+
+/** PAX extended header records: `<length> <key>=<value>\n`, lengths in bytes. */
+export function decodePax(bytes: Uint8Array): Map<string, string> {
+  const out = new Map<string, string>();
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  while (at < buf.length && buf[at] !== 0) {
+    const space = buf.indexOf(0x20, at);
+    const length = Number(buf.toString('latin1', at, space));
+    if (space < 0 || !Number.isSafeInteger(length) || length <= space - at || at + length > buf.length) throw new TarFormatError('a PAX header record is malformed');
+    const record = buf.toString('utf8', space + 1, at + length - 1);
+    const eq = record.indexOf('=');
+    if (eq < 0) throw new TarFormatError('a PAX header record has no "="');
+    out.set(record.slice(0, eq), record.slice(eq + 1));
+    at += length;
+  }
+  return out;
+}
+
+function applyPax(header: TarHeader, pax: Map<string, string>): void {
+  const path = pax.get('path');
+  if (path !== undefined) header.name = path;
+  const link = pax.get('linkpath');
+  if (link !== undefined) header.linkname = link;
+  const whole = (key: string): number | undefined => {
+    const v = pax.get(key);
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new TarFormatError(`the PAX ${key} is not a whole number`);
+    return Number(v);
+  };
+  header.size = whole('size') ?? header.size;
+  header.uid = whole('uid') ?? header.uid;
+  header.gid = whole('gid') ?? header.gid;
+  const mtime = pax.get('mtime');
+  if (mtime !== undefined && /^-?\d+(\.\d+)?$/.test(mtime)) header.mtimeMs = Math.round(Number(mtime) * 1000);
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+function isZero(bytes: Buffer): boolean {
+  for (let at = 0; at < bytes.length; at += ZEROS.length) {
+    const part = bytes.subarray(at, at + ZEROS.length);
+    if (!part.equals(ZEROS.subarray(0, part.length))) return false;
+  }
+  return true;
+}
+
+/** What receives a regular file's bytes; the bytes are lent for the call only. */
+export interface TarDataSink {
+  data(bytes: Buffer): void;
+  end(): void;
+}
+
+export interface TarHandler {
+  /** An entry's header; a file's data goes to the returned sink, or is skipped without one. */
+  entry(header: TarHeader): TarDataSink | undefined;
+}
+
+type State = { at: 'header' } | { at: 'long'; flag: string; need: number; parts: Buffer[]; have: number } | { at: 'data'; left: number; size: number; sink: TarDataSink | undefined } | { at: 'pad'; left: number } | { at: 'end' };
+
+/** Frames a tar stream pushed chunk by chunk; `finish` checks that it ended between entries. */
+export class TarParser {
+  private state: State = { at: 'header' };
+  private readonly partial = Buffer.alloc(BLOCK);
+  private partialLength = 0;
+  private pax: Map<string, string> | undefined;
+  private globalPax: Map<string, string> | undefined;
+  private longName: string | undefined;
+  private longLink: string | undefined;
+  private readonly handler: TarHandler;
+
+  constructor(handler: TarHandler) {
+    this.handler = handler;
+  }
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      const s = this.state;
+      switch (s.at) {
+        case 'end':
+          // Only the zero padding may follow: a second archive appended would otherwise be dropped unseen.
+          if (!isZero(chunk.subarray(off))) throw new TarFormatError('data follows the end of the archive (archives joined end to end?)');
+          return;
+        case 'header': {
+          let block: Buffer;
+          if (this.partialLength === 0 && chunk.length - off >= BLOCK) {
+            block = chunk.subarray(off, off + BLOCK);
+            off += BLOCK;
+          } else {
+            const take = Math.min(BLOCK - this.partialLength, chunk.length - off);
+            chunk.copy(this.partial, this.partialLength, off, off + take);
+            this.partialLength += take;
+            off += take;
+            if (this.partialLength < BLOCK) return;
+            this.partialLength = 0;
+            block = this.partial;
+          }
+          this.header(block);
+          break;
+        }
+        case 'long': {
+          const take = Math.min(s.need - s.have, chunk.length - off);
+          // Copied: the chunk is only lent.
+          s.parts.push(Buffer.from(chunk.subarray(off, off + take)));
+          s.have += take;
+          off += take;
+          if (s.have === s.need) this.long(s.flag, Buffer.concat(s.parts), s.need);
+          break;
+        }
+        case 'data': {
+          const take = Math.min(s.left, chunk.length - off);
+          s.sink?.data(chunk.subarray(off, off + take));
+          s.left -= take;
+          off += take;
+          if (s.left === 0) {
+            s.sink?.end();
+            this.pad(s.size);
+          }
+          break;
+        }
+        case 'pad': {
+          const take = Math.min(s.left, chunk.length - off);
+          s.left -= take;
+          off += take;
+          if (s.left === 0) this.state = { at: 'header' };
+          break;
+        }
+      }
+    }
+  }
+
+  /** At the end of the input: refuses an archive cut inside a header or an entry's data. */
+  finish(): void {
+    const s = this.state;
+    if (s.at === 'end' || (s.at === 'header' && this.partialLength === 0)) return;
+    throw new TarFormatError('unexpected end of data (the archive is truncated)');
+  }
+
+  private header(block: Buffer): void {
+    const raw = decodeHeader(block);
+    if (raw.kind === 'zero') {
+      this.state = { at: 'end' };
+      return;
+    }
+    const { flag, header } = raw;
+    if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+      if (header.size > MAX_LONG_HEADER) throw new TarFormatError(`a long-name or PAX header is larger than ${MAX_LONG_HEADER} bytes`);
+      if (header.size === 0) this.long(flag, Buffer.alloc(0), 0);
+      else this.state = { at: 'long', flag, need: header.size, parts: [], have: 0 };
+      return;
+    }
+    if (this.globalPax) applyPax(header, this.globalPax);
+    if (this.pax) applyPax(header, this.pax);
+    if (this.longName !== undefined) header.name = this.longName;
+    if (this.longLink !== undefined) header.linkname = this.longLink;
+    this.pax = undefined;
+    this.longName = undefined;
+    this.longLink = undefined;
+    // Only regular files carry data here; a directory's size field is not data (as with tar-stream).
+    const size = header.type === 'dir' ? 0 : header.size;
+    const sink = this.handler.entry(header);
+    if (size === 0) {
+      sink?.end();
+      this.state = { at: 'header' };
+      return;
+    }
+    this.state = { at: 'data', left: size, size, sink };
+  }
+
+  private pad(size: number): void {
+    const left = (BLOCK - (size % BLOCK)) % BLOCK;
+    this.state = left === 0 ? { at: 'header' } : { at: 'pad', left };
+  }
+
+  private long(flag: string, bytes: Buffer, size: number): void {
+    if (flag === 'x') this.pax = decodePax(bytes);
+    else if (flag === 'g') this.globalPax = new Map([...(this.globalPax ?? []), ...decodePax(bytes)]);
+    else {
+      const end = bytes.indexOf(0);
+      const text = bytes.toString('utf8', 0, end < 0 ? bytes.length : end);
+      if (flag === 'L') this.longName = text;
+      else this.longLink = text;
+    }
+    this.pad(size);
+  }
+}

@@ -1,0 +1,135 @@
+// The tar reader against an independent writer (tar-stream's pack, which uses PAX records for long
+// and non-ASCII names): every entry comes back whole, whatever the chunk boundaries, and nothing
+// of a chunk is used after push returns (each chunk's buffer is scribbled over right after).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import tar from 'tar-stream';
+import { decodeHeader, decodePax, TarFormatError, TarParser, type TarHeader } from '../../src/plan/tar.ts';
+
+interface Spec {
+  name: string;
+  type: 'file' | 'directory' | 'symlink' | 'link';
+  data: Buffer;
+  linkname?: string;
+  mode: number;
+  mtime: number;
+}
+
+async function pack(specs: readonly Spec[]): Promise<Buffer> {
+  const p = tar.pack();
+  for (const s of specs) {
+    const header = { name: s.name, type: s.type, mode: s.mode, mtime: new Date(s.mtime * 1000), uid: 1000, gid: 100, ...(s.linkname !== undefined ? { linkname: s.linkname } : {}) };
+    if (s.type === 'file') p.entry({ ...header, size: s.data.length }, s.data);
+    else p.entry(header);
+  }
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const chunk of p) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}
+
+interface Seen {
+  header: TarHeader;
+  data: Buffer;
+}
+
+/** Parses `bytes` in chunks of the given sizes, each lent in one buffer that is overwritten after push. */
+function parse(bytes: Buffer, sizes: readonly number[]): Seen[] {
+  const seen: Seen[] = [];
+  const parser = new TarParser({
+    entry(header) {
+      const entry: Seen = { header, data: Buffer.alloc(0) };
+      seen.push(entry);
+      return { data: (b) => void (entry.data = Buffer.concat([entry.data, b])), end: () => undefined };
+    },
+  });
+  const lent = Buffer.alloc(bytes.length + 1);
+  let off = 0;
+  let i = 0;
+  while (off < bytes.length) {
+    const n = Math.max(1, Math.min(sizes[i++ % sizes.length] ?? 1, bytes.length - off));
+    bytes.copy(lent, 0, off, off + n);
+    parser.push(lent.subarray(0, n));
+    lent.fill(0xa5);
+    off += n;
+  }
+  parser.finish();
+  return seen;
+}
+
+const TYPES = { file: 'file', directory: 'dir', symlink: 'symlink', link: 'hardlink' } as const;
+
+const specArb = fc.record({
+  name: fc.oneof(fc.stringMatching(/^[a-z0-9._-]{1,20}$/), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }).map((s) => `d/${s.replace(/[\0/]/g, '_')}`), fc.stringMatching(/^[a-z]{1,30}$/).map((s) => `${'long/'.repeat(30)}${s}`)),
+  type: fc.constantFrom<Spec['type'][]>('file', 'file', 'directory', 'symlink', 'link'),
+  data: fc.uint8Array({ maxLength: 3000 }).map((a) => Buffer.from(a)),
+  linkname: fc.stringMatching(/^[a-z/]{1,150}$/),
+  mode: fc.constantFrom(0o644, 0o755, 0o600, 0o4755),
+  mtime: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+
+void test('every entry tar-stream writes is read back, name, type, link, mode, owner, time and data, at any chunk boundaries', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(specArb, { maxLength: 8 }), fc.array(fc.integer({ min: 1, max: 1500 }), { minLength: 1, maxLength: 5 }), async (raw, sizes) => {
+      const specs: Spec[] = raw.map((s) => ({ ...s, data: s.type === 'file' ? s.data : Buffer.alloc(0), ...(s.type === 'symlink' || s.type === 'link' ? {} : { linkname: undefined }) }));
+      const bytes = await pack(specs);
+      const seen = parse(bytes, sizes);
+      assert.equal(seen.length, specs.length);
+      for (const [i, s] of specs.entries()) {
+        const got = seen[i] as Seen;
+        assert.equal(got.header.name.replace(/\/+$/, ''), s.name.replace(/\/+$/, ''));
+        assert.equal(got.header.type, TYPES[s.type]);
+        assert.equal(got.header.mode, s.mode);
+        assert.equal(got.header.uid, 1000);
+        assert.equal(got.header.gid, 100);
+        assert.equal(got.header.mtimeMs, s.mtime * 1000);
+        assert.equal(got.header.linkname, s.linkname);
+        assert.deepEqual(got.data, s.data);
+      }
+    }),
+    { numRuns: 150 },
+  );
+});
+
+void test('a truncated archive, a bad checksum, an unknown format and data after the end block are format errors', async () => {
+  const bytes = await pack([{ name: 'a.txt', type: 'file', data: Buffer.from('hello'), mode: 0o644, mtime: 1 }]);
+  assert.throws(() => parse(bytes.subarray(0, 512 + 3), [4096]), TarFormatError);
+  assert.throws(() => parse(bytes.subarray(0, 100), [4096]), TarFormatError);
+  const bad = Buffer.from(bytes);
+  bad[0] = 0x62;
+  assert.throws(() => parse(bad, [4096]), /checksum/);
+  const unknown = Buffer.from(bytes);
+  unknown.write('xxxxx', 257, 'latin1');
+  assert.throws(() => parse(unknown, [4096]), /unknown format/);
+  // Zero padding after the end block is normal; anything else (a second archive appended) is refused.
+  assert.equal(parse(Buffer.concat([bytes, Buffer.alloc(70_000)]), [7, 65_536]).length, 1);
+  assert.throws(() => parse(Buffer.concat([bytes, bytes]), [4096]), /follows the end/);
+  assert.throws(() => parse(Buffer.concat([bytes, Buffer.alloc(100_000), Buffer.from('x')]), [9000]), /follows the end/);
+  // Cut at an entry boundary (no end blocks) is what some writers do: accepted.
+  assert.equal(parse(bytes.subarray(0, 1024), [300]).length, 1);
+});
+
+void test('numbers in GNU base-256 and PAX records decode; a malformed PAX record is refused', () => {
+  const block = Buffer.alloc(512);
+  block.write('big', 0);
+  block.write('0000644\0', 100);
+  block.write('0000000\0', 108);
+  block.write('0000000\0', 116);
+  // 2^33 bytes in base-256: more than 11 octal digits hold.
+  block[124] = 0x80;
+  block.writeUIntBE(2 ** 33, 130, 6);
+  block.write('00000000000\0', 136);
+  block.write('0', 156);
+  block.write('ustar\x0000', 257, 'latin1');
+  block.write('        ', 148);
+  let sum = 0;
+  for (const b of block) sum += b;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  const raw = decodeHeader(block);
+  assert.equal(raw.kind, 'entry');
+  assert.equal(raw.kind === 'entry' ? raw.header.size : 0, 2 ** 33);
+  assert.deepEqual(decodePax(Buffer.from('17 path=é/x.txt\n11 size=42\n')), new Map([['path', 'é/x.txt'], ['size', '42']]));
+  assert.throws(() => decodePax(Buffer.from('99 path=x\n')), TarFormatError);
+  assert.throws(() => decodePax(Buffer.from('nonsense')), TarFormatError);
+});
