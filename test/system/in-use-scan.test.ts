@@ -262,10 +262,12 @@ void test('maps longer than one read are read to their end; maps that end with t
   fs.copyFileSync(zlib, lib);
   const plain = start(t, sleepBin, ['300'], { cwd: dir });
   // Preloaded first, the library sits high in the address space, after the many mappings of the modules loaded later.
-  const modules = 'import ctypes, decimal, hashlib, json, select, socket, time, zlib; time.sleep(300)';
+  // The file says every import is done: until then python opens and closes module files.
+  const ready = path.join(dir, 'python-ready');
+  const modules = `import ctypes, decimal, hashlib, json, select, socket, time, zlib; open(${JSON.stringify(ready)}, 'w').close(); time.sleep(300)`;
   const big = start(t, python, ['-c', modules], { cwd: dir, env: { ...process.env, LD_PRELOAD: lib } });
   await settled(plain, 'its maps', () => mapsOf(plain).includes(sleepBin));
-  await settled(big, 'the modules loaded', () => mapsOf(big).includes('_decimal') && mapsOf(big).includes(lib));
+  await settled(big, 'the modules loaded', () => fs.existsSync(ready) && mapsOf(big).includes('_decimal') && mapsOf(big).includes(lib));
   // The control: the first read of the big maps does not reach the library, so a scan that stopped at a short read would miss it.
   const first = Buffer.alloc(1 << 16);
   const fd = fs.openSync(`/proc/${big}/maps`, 'r');
