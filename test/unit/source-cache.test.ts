@@ -23,9 +23,10 @@ void test('a stamp key gives back its stamp', () => {
   fc.assert(fc.property(stampArb, (s) => assert.deepEqual(stampOfKey(stampKey(s)), { ...s })));
 });
 
+// Paths are unique, as a scan lists each once: with a path twice, which read counts would be the generator's choice.
 void test('the cache keeps every file read that is not racy; serialize → parse gives it back whole', () => {
   fc.assert(
-    fc.property(fc.array(fc.tuple(fc.string({ minLength: 1 }), stampArb, fc.constantFrom(H('a'), H('b'))), { maxLength: 20 }), fc.bigInt({ min: 0n, max: 4n * 10n ** 18n }), (rows, sealedNs) => {
+    fc.property(fc.uniqueArray(fc.tuple(fc.string({ minLength: 1 }), stampArb, fc.constantFrom(H('a'), H('b'))), { maxLength: 20, selector: (row) => row[0] }), fc.bigInt({ min: 0n, max: 4n * 10n ** 18n }), (rows, sealedNs) => {
       const cache = cacheOf(rows, sealedNs, '/srv/build "x"');
       const last = new Map(rows.map(([rel, s, sha]) => [rel, { s, sha }]));
       assert.deepEqual([...cache.files.keys()].sort(), [...last].filter(([, r]) => !isRacy(r.s, sealedNs)).map(([rel]) => rel).sort());
