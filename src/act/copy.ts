@@ -301,7 +301,7 @@ async function cloneHashed(from: string, to: string, entry: SourceEntry, mode: n
 }
 
 /** `/`-separated, as manifests have them (the same as `rel` wherever path.sep is `/`). */
-const manifestPath = (rel: string): string => (path.sep === '/' ? rel : rel.split(path.sep).join('/'));
+export const slashedRel = (rel: string): string => (path.sep === '/' ? rel : rel.split(path.sep).join('/'));
 
 /**
  * Copies a scanned tree into `dest` (an empty directory the caller made): contents, modes, times,
@@ -321,7 +321,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
   for (const entry of scan.entries) {
     if (entry.kind !== 'dir' || entry.rel === '') continue;
     fs.mkdirSync(under(dest, entry.rel), { mode: 0o700 });
-    result.manifest.push({ path: manifestPath(entry.rel), type: 'dir', mode: entry.mode });
+    result.manifest.push({ path: slashedRel(entry.rel), type: 'dir', mode: entry.mode });
   }
 
   const others = scan.entries.filter((e) => e.kind !== 'dir');
@@ -349,7 +349,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
     }
   };
   const record = (entry: SourceEntry, copied: Copied): void => {
-    const p = manifestPath(entry.rel);
+    const p = slashedRel(entry.rel);
     result.manifest.push({ path: p, type: 'file', mode: entry.mode, size: copied.size, sha256: copied.sha256 });
     result.stamps.set(p, copied.stamp);
   };
@@ -367,7 +367,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
         await fs.promises.symlink(target, to);
         if (IS_ROOT) await fs.promises.lchown(to, entry.uid, entry.gid);
         await fs.promises.lutimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
-        result.manifest.push({ path: manifestPath(entry.rel), type: 'symlink', target });
+        result.manifest.push({ path: slashedRel(entry.rel), type: 'symlink', target });
         continue;
       }
       // A link, or a small file, is a few short system calls: made synchronously they cost a few

@@ -21,9 +21,14 @@ export function isFullDisk(error: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
+/** The temp name a whole-file replacement of `file` is written under (`.<name>.<pid>.<random>`, what sweepStateTemps knows). */
+function tempPathFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+}
+
 export async function writeFileAtomic(file: string, data: string | Iterable<string>, durable = true): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+  const tmp = tempPathFor(file);
   const handle = await fs.promises.open(tmp, 'wx', 0o644);
   try {
     if (typeof data === 'string') await handle.writeFile(data);
@@ -55,7 +60,7 @@ export async function writeFileAtomic(file: string, data: string | Iterable<stri
 /** Copies `from` to `file` whole or not at all: a copy under writeFileAtomic's temp name, fsync, rename, fsync the directory. */
 export async function copyFileAtomic(from: string, file: string, durable = true): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+  const tmp = tempPathFor(file);
   try {
     await fs.promises.copyFile(from, tmp, fs.constants.COPYFILE_EXCL);
     if (durable) {

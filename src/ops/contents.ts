@@ -1,6 +1,6 @@
 /** What goes into a new release besides the source's files: shared links, and how files are made. */
 import path from 'node:path';
-import type { SourceEntry, SourceScan } from '../act/copy.ts';
+import { slashedRel, type SourceEntry, type SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { createSharedTarget, linkShared, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
@@ -107,8 +107,6 @@ export interface FilePlan {
   sourceCached?: number;
 }
 
-/** Manifests use `/`; a no-op wherever that is the separator. */
-const slashed = path.sep === '/' ? (rel: string): string => rel : (rel: string): string => rel.split(path.sep).join('/');
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -140,7 +138,7 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
       const now = new Map<string, FileStamp>();
       for (const rel of candidates) {
         const b = before.get(rel);
-        if (b) now.set(slashed(rel), { ino: b.ino, size: b.size, ctimeMs: b.ctimeMs });
+        if (b) now.set(slashedRel(rel), { ino: b.ino, size: b.size, ctimeMs: b.ctimeMs });
       }
       trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, now);
     }
@@ -148,7 +146,7 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
   const hashes = new Map<string, string>();
   const rest: string[] = [];
   for (const rel of candidates) {
-    const known = trusted.get(slashed(rel));
+    const known = trusted.get(slashedRel(rel));
     if (known === undefined) rest.push(rel);
     else hashes.set(rel, known);
   }
@@ -163,7 +161,7 @@ function buildHashesFromCache(layout: Layout, scan: SourceScan, rels: readonly s
   const wanted = new Set(rels);
   const now: [string, SourceStamp][] = [];
   for (const e of scan.entries) {
-    if (e.kind === 'file' && wanted.has(e.rel)) now.push([slashed(e.rel), { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs }]);
+    if (e.kind === 'file' && wanted.has(e.rel)) now.push([slashedRel(e.rel), e]);
   }
   const hashes = new Map<string, string>();
   for (const [p, sha] of cachedHashes(cache, scan.dir, now)) hashes.set(path.sep === '/' ? p : p.split('/').join(path.sep), sha);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, scanSource, type SourceScan } from '../act/copy.ts';
+import { copyTree, scanSource, slashedRel, type SourceScan } from '../act/copy.ts';
 import { writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
@@ -518,10 +518,10 @@ function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[],
   const read: [string, SourceStamp, string][] = [];
   for (const e of scan.entries) {
     if (e.kind !== 'file') continue;
-    const rel = path.sep === '/' ? e.rel : e.rel.split(path.sep).join('/');
+    const rel = slashedRel(e.rel);
     const hash = sha.get(rel);
     // A size other than the scan's: the file changed between the scan and the read; its stamp describes neither.
-    if (hash !== undefined && hash.size === e.size) read.push([rel, { dev: e.dev, ino: e.ino, size: e.size, mtimeNs: e.mtimeNs, ctimeNs: e.ctimeNs }, hash.sha256]);
+    if (hash !== undefined && hash.size === e.size) read.push([rel, e, hash.sha256]);
   }
   return sourceCacheOf(scan.dir, sealedNs, read);
 }

@@ -41,7 +41,6 @@ export interface SharedScan {
   last?: InUseScan;
 }
 
-
 /** Rejects unusable reload and stale options before anything is written. */
 export function checkServingOptions(options: ServingOptions): void {
   for (const unit of options.reload?.units ?? []) {

@@ -204,7 +204,7 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
   for (const { release } of [...decision.remove].reverse()) {
     const trash = stagingName(state, 'trash');
     before.push({ op: 'remove-release', id: release.id, trash, protect }, { op: 'write-record', id: release.id, json: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
-    after.push({ op: 'delete-trash', trash });
+    after.push({ op: 'remove-staged', name: trash });
   }
   if (before.length > 0) before.push({ op: 'durable' });
   return { before, after };

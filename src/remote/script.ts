@@ -143,20 +143,27 @@ state_facts() {
 }
 # A_path: where a stage or trash NAME lives; hidden names (remote/staging.ts) sit inside releases/.
 area() { case $1 in .stage.*|.trash.*) A_path="$rel/$1" ;; *) A_path="$tmp/$1" ;; esac; }
-# releases/ on another mount than .tmp/ (a bind mount too: link(2) fails across mounts, as rename does).
+# DEST: 0 if a file made in .tmp/ can be hard-linked as DEST (both removed again), 1 if not (link(2)
+# fails across mounts, bind mounts too, as rename(2) does; L_err holds ln's message), 2 if .tmp/ takes no file.
+link_probe() {
+  _m="$tmp/stage.mount-probe.$$"
+  : > "$_m" 2>/dev/null || return 2
+  if L_err=$(LC_ALL=C ln -- "$_m" "$1" 2>&1); then _r=0; else _r=1; fi
+  rm -f -- "$_m" "$1"
+  return $_r
+}
+# releases/ on another mount than .tmp/: stages and trash then go inside releases/.
 staging_facts() {
   [ -d "$rel" ] && [ -d "$tmp" ] || return 0
-  _m="stage.mount-probe.$$"
-  : > "$tmp/$_m" 2>/dev/null || return 0
-  ln -- "$tmp/$_m" "$rel/.$_m" 2>/dev/null || emit staging releases
-  rm -f -- "$tmp/$_m" "$rel/.$_m"
+  link_probe "$rel/.stage.mount-probe.$$"
+  [ $? = 1 ] && emit staging releases
+  return 0
 }
 # .tmp/ on another mount than the root: the lock and the switch, renames from .tmp/ into the root, would be copies.
 tmp_apart() {
-  _m="stage.mount-probe.$$"
-  : > "$tmp/$_m" 2>/dev/null || return 1
-  _e=$(LC_ALL=C ln -- "$tmp/$_m" "$root/.tmp-probe.$$" 2>&1); rm -f -- "$tmp/$_m" "$root/.tmp-probe.$$"
-  case $_e in *[Cc]ross-device*) return 0 ;; esac
+  link_probe "$root/.tmp-probe.$$"
+  [ $? = 1 ] || return 1
+  case $L_err in *[Cc]ross-device*) return 0 ;; esac
   return 1
 }
 # Whether releases/ID is the directory current resolves to (relative or absolute link alike).
@@ -305,10 +312,9 @@ ${s.uses ? 'use_facts\n' : ''}emit end state
 /** One step of an apply program; the state it acts on was read under the same lock. */
 export type Step =
   | { op: 'remove-tmp'; name: string }
-  /** A stage or a hidden leftover: in .tmp/, or inside releases/ for a hidden name (remote/staging.ts). */
+  /** A stage, a trash or a hidden leftover: in .tmp/, or inside releases/ for a hidden name (remote/staging.ts). */
   | { op: 'remove-staged'; name: string }
   | { op: 'remove-release'; id: string; trash: string; protect: string[] }
-  | { op: 'delete-trash'; trash: string }
   | { op: 'write-record'; id: string; json: string }
   | { op: 'clear-journal' }
   | { op: 'durable' }
@@ -330,6 +336,11 @@ function stepProgram(st: Extract<Step, { op: 'write-record' | 'clear-journal' | 
   }
 }
 
+/** Removes a stage or trash NAME wherever it lives (`area`: .tmp/, or releases/ for a hidden name). */
+function removeStagedLine(name: string): string {
+  return `area ${q(name)}; rm -rf -- "$A_path"`;
+}
+
 function runLines(program: RootProgram<string>): string {
   return `${renderFunction(program)}\n${program.name}`;
 }
@@ -343,9 +354,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'remove-release':
           return retireLines(st.id, st.trash, st.protect);
         case 'remove-staged':
-          return `area ${q(st.name)}; rm -rf -- "$A_path"`;
-        case 'delete-trash':
-          return `area ${q(st.trash)}; rm -rf -- "$A_path"`;
+          return removeStagedLine(st.name);
         case 'write-record':
         case 'clear-journal':
         case 'durable':
@@ -442,7 +451,7 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
   const commit = recordReads(t.commitRecords, '_c');
   const backs = recordReads(t.backRecords, '_b');
   const pruneMove = t.prune.map((p) => `${retireLines(p.id, p.trash, t.protect)}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
-  const pruneDelete = t.prune.map((p) => `area ${q(p.trash)}; rm -rf -- "$A_path"`).join('\n  ');
+  const pruneDelete = t.prune.map((p) => removeStagedLine(p.trash)).join('\n  ');
   const switchBack =
     t.backTo === null
       ? `drop_current ${q(back)} || fail IO "cannot remove current"`

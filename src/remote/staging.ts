@@ -16,7 +16,7 @@ export function stagingName(state: Pick<RemoteState, 'stagingInReleases'>, kind:
 
 /** The absolute path of a stage or trash name on the host: `releases/.<name>` or `.tmp/<name>`. */
 export function stagedPath(root: string, name: string): string {
-  return isReleasesLeftover(name) ? `${root}/releases/${name}` : `${root}/.tmp/${name}`;
+  return `${root}/${stagedRootPath(name)}`;
 }
 
 /** The same, relative to the root, as the root programs (src/root) name paths. */

@@ -57,6 +57,12 @@ function at(path: RootPath): string {
   return path === '.' ? '"$root"' : `"$root/"${q(path)}`;
 }
 
+/** A root-relative file path as its directory ('.' for the root) and its name. */
+function dirAndName(p: RootPath): { dir: RootPath; name: string } {
+  const slash = p.lastIndexOf('/');
+  return { dir: slash === -1 ? '.' : p.slice(0, slash), name: p.slice(slash + 1) };
+}
+
 function effectLine(effect: Effect): string {
   switch (effect.do) {
     case 'mkdir':
@@ -72,14 +78,12 @@ function effectLine(effect: Effect): string {
     case 'sweep':
       return `sweep_old ${at(effect.dir)} ${effect.olderThanS} ${effect.prefixes.map(q).join(' ')}`;
     case 'write': {
-      const slash = effect.path.lastIndexOf('/');
-      const dir = slash === -1 ? '.' : effect.path.slice(0, slash);
-      return `{ mkdir -p -- ${at(dir)} && put_file ${at(dir)} ${q(effect.path.slice(slash + 1))} ${q(effect.text)}; }`;
+      const { dir, name } = dirAndName(effect.path);
+      return `{ mkdir -p -- ${at(dir)} && put_file ${at(dir)} ${q(name)} ${q(effect.text)}; }`;
     }
     case 'copy': {
-      const slash = effect.to.lastIndexOf('/');
-      const dir = slash === -1 ? '.' : effect.to.slice(0, slash);
-      return `{ mkdir -p -- ${at(dir)} && copy_file ${at(effect.from)} ${at(dir)} ${q(effect.to.slice(slash + 1))}; }`;
+      const { dir, name } = dirAndName(effect.to);
+      return `{ mkdir -p -- ${at(dir)} && copy_file ${at(effect.from)} ${at(dir)} ${q(name)}; }`;
     }
     case 'switch':
       return effect.to === null ? `drop_current ${q(effect.via)}` : `{ arm_link ${q(effect.to)} ${q(effect.via)} && switch_now ${q(effect.via)} || { rm -rf -- "$tmp/"${q(effect.via)}; false; }; }`;

@@ -229,7 +229,7 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
       if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
       const remote = shellRoot(root, shell);
       try {
-        await remote.apply([{ op: 'remove-release', id, trash: `trash.${id}.conformance`, protect: [...protect] }, { op: 'delete-trash', trash: `trash.${id}.conformance` }], 'removing a release');
+        await remote.apply([{ op: 'remove-release', id, trash: `trash.${id}.conformance`, protect: [...protect] }, { op: 'remove-staged', name: `trash.${id}.conformance` }], 'removing a release');
         return 'removed';
       } catch (error) {
         if (error instanceof DeployError) return error.code;

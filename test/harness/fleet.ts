@@ -1054,3 +1054,12 @@ export function rootNamer(prefix: string): (name: string) => { root: string; on:
     return { root: `/srv/${base}`, on: (h) => path.join(h.srvDir, base) };
   };
 }
+
+/** The release a host's root (as this process sees it) has live: `current`'s target name, or null without one. */
+export function currentOf(dir: string): string | null {
+  try {
+    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
+  } catch {
+    return null;
+  }
+}

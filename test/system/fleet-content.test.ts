@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, tempDir, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 
 const NPM_EPOCH = new Date('1985-10-26T08:15:00Z');
 const FILES = 100;
@@ -75,14 +75,6 @@ function stalePaths(built: string, live: string): string[] {
   const want = contents(built);
   const got = contents(live);
   return [...want.keys()].filter((p) => want.get(p) !== got.get(p)).concat([...got.keys()].filter((p) => !want.has(p)));
-}
-
-function current(dir: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
-  } catch {
-    return null;
-  }
 }
 
 void describe('content-exact fleet deploys over three namespace hosts', () => {

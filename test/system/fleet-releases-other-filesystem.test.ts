@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, snapshot, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, findTools, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, findTools, rootNamer, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 
 const TOOLS = findTools(['strace', 'mount'] as const);
 let fleet: Fleet;
@@ -25,14 +25,6 @@ function seen(h: FleetHost, p: string): string {
   const pid = h.sshdPid();
   assert.ok(pid !== null, `${h.alias}: sshd is not running`);
   return path.join('/proc', String(pid), 'root', p);
-}
-
-function current(dir: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
-  } catch {
-    return null;
-  }
 }
 
 function entries(dir: string): string[] {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 
 interface HostJson {
   host: string;
@@ -40,14 +40,6 @@ const newRoot = rootNamer('w');
 
 function cli(args: string[]): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: 180_000 });
-}
-
-function current(dir: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
-  } catch {
-    return null;
-  }
 }
 
 /** The link's ctime in ns: set by the rename that made it current. */

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, findTools, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, rootNamer, findTools, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 
 function isLink(p: string): boolean {
   try {
@@ -45,14 +45,6 @@ const newRoot = rootNamer('t');
 
 function cli(args: string[], options: { failpoints?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return runCli(args, { env, timeoutMs: options.timeoutMs ?? 90_000, ...(options.failpoints ? { failpoints: options.failpoints } : {}) });
-}
-
-function current(dir: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(path.join(dir, 'current')));
-  } catch {
-    return null;
-  }
 }
 
 function releases(dir: string): string[] {

@@ -2,38 +2,25 @@
 // BusyBox sh with nothing but BusyBox applets on PATH) against roots no shell could take unquoted.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inspectLock } from '../../src/act/lock.ts';
 import { layoutOf } from '../../src/act/layout.ts';
-import { FrameReader, hostFactsOf, judgeRemoteLock, parseFrames, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
+import { FrameReader, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
 import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
-import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type ArmedTail } from '../../src/remote/script.ts';
+import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
+import { armedTail as tail, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'strace', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
-const BB_BIN = path.join(BASE, 'busybox-bin');
-fs.mkdirSync(BB_BIN);
-for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch']) {
-  fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
-}
-
-interface Shell {
-  name: string;
-  file: string;
-  env: NodeJS.ProcessEnv;
-}
-const SHELLS: Shell[] = [
-  { name: 'dash + coreutils', file: TOOLS.dash, env: { PATH: '/usr/bin:/bin' } },
-  { name: 'busybox sh + busybox applets', file: path.join(BB_BIN, 'sh'), env: { PATH: BB_BIN } },
-];
+const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch']);
 
 // Every character a shell might act on, a leading dash, a newline and non-ASCII.
 const HOSTILE = "-a dir 'q' \"dq\" $(touch PWNED) `touch PWNED` ; & | * ?\nline ✓";
@@ -46,9 +33,8 @@ function freshRoot(): string {
   return dir;
 }
 
-function run(shell: Shell, script: string, input = ''): { frames: Frame[]; code: number | null; stderr: string } {
-  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd: BASE, maxBuffer: 16 << 20 });
-  return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
+function run(shell: Shell, script: string, input = ''): ReturnType<typeof runProgram> {
+  return runProgram(shell, script, BASE, input);
 }
 
 function tags(frames: readonly Frame[]): string[] {
@@ -61,21 +47,8 @@ function assertNoInjection(): void {
 
 /** A lock holder running in the background, as ssh would keep it. */
 function startHolder(shell: Shell, root: string, token: string): { frames: Frame[]; done: Promise<void>; ready: Promise<void>; stop: () => void } {
-  const child = spawn(shell.file, ['-c', lockScript({ root, fsync: false, token, command: "deploy 'x' \"y\" \\ ✓", create: true, leaseS: 2 })], { env: shell.env, cwd: BASE });
-  const reader = new FrameReader();
-  const frames: Frame[] = [];
-  let resolveReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (resolveReady = resolve));
-  child.stdout.on('data', (chunk: Buffer) => {
-    for (const f of reader.push(chunk)) {
-      if (f.tag === 'beat') continue;
-      frames.push(f);
-      if (f.tag === 'end' || f.tag === 'busy') resolveReady();
-    }
-  });
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  void done.then(resolveReady);
-  return { frames, done, ready, stop: () => child.stdin.end() };
+  const p = startProgram(shell, lockScript({ root, fsync: false, token, command: "deploy 'x' \"y\" \\ ✓", create: true, leaseS: 2 }), BASE, (f) => f.tag === 'end' || f.tag === 'busy');
+  return { frames: p.frames, done: p.closed, ready: p.reached, stop: () => p.end() };
 }
 
 function makeRelease(root: string, id: string, content: string): void {
@@ -83,9 +56,6 @@ function makeRelease(root: string, id: string, content: string): void {
   fs.writeFileSync(path.join(root, 'releases', id, 'index.html'), content);
 }
 
-function tail(over: Partial<ArmedTail> & { id: string; token: string }): ArmedTail {
-  return { backTo: null, link: `current.${(++serial).toString(16).padStart(8, '0')}`, afterSwitch: [], hookTimeoutS: 30, commitRecords: [], backRecords: [], prune: [], protect: [], ...over };
-}
 
 for (const shell of SHELLS) {
   void describe(`generated programs under ${shell.name}`, () => {
@@ -245,23 +215,13 @@ for (const shell of SHELLS) {
       assert.equal((JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', 'b.json'), 'utf8')) as { status: string }).status, 'rolled-back');
 
       // current replaced by a real directory between arming and the switch: rename(2) refuses.
-      const child = spawn(shell.file, ['-c', deployArmScript({ ...base, id: 'c', stage: prepare('c'), tail: tail({ id: 'c', token: 't', backTo: 'old' }) })], { env: shell.env, cwd: BASE });
-      const reader = new FrameReader();
-      const frames: Frame[] = [];
-      const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-      await new Promise<void>((resolve) => {
-        child.stdout.on('data', (chunk: Buffer) => {
-          for (const f of reader.push(chunk)) {
-            frames.push(f);
-            if (f.tag === 'ready') resolve();
-          }
-        });
-      });
+      const armed = startProgram(shell, deployArmScript({ ...base, id: 'c', stage: prepare('c'), tail: tail({ id: 'c', token: 't', backTo: 'old' }) }), BASE, (f) => f.tag === 'ready');
+      await armed.reached;
       fs.rmSync(path.join(root, 'current'));
       fs.mkdirSync(path.join(root, 'current', 'keep'), { recursive: true });
-      child.stdin.end('go\n');
-      await closed;
-      assert.deepEqual(tags(frames), ['placed', 'ready', 'switch-failed']);
+      armed.end('go\n');
+      await armed.closed;
+      assert.deepEqual(tags(armed.frames), ['placed', 'ready', 'switch-failed']);
       assert.ok(fs.statSync(path.join(root, 'current', 'keep')).isDirectory(), 'the directory was not replaced');
       assertNoInjection();
     });

@@ -4,15 +4,16 @@
 // sweep what an interrupted operation left. A .tmp/ on its own mount is refused before anything.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FrameReader, parseFrames, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
-import { applyScript, deployArmScript, lockScript, stateScript, type ArmedTail } from '../../src/remote/script.ts';
+import { remoteStateOf, type Frame } from '../../src/remote/facts.ts';
+import { applyScript, deployArmScript, lockScript, stateScript } from '../../src/remote/script.ts';
 import { stagedPath, stagingName } from '../../src/remote/staging.ts';
 import { requireRoot } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
+import { armedTail as tail, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'dash', 'mount', 'umount', 'strace'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-staging-'));
@@ -22,16 +23,7 @@ after(() => {
   fs.rmSync(BASE, { recursive: true, force: true });
 });
 
-const BB_BIN = path.join(BASE, 'busybox-bin');
-fs.mkdirSync(BB_BIN);
-for (const applet of ['sh', 'mv', 'ln', 'cp', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'timeout', 'printf', 'test', 'grep']) {
-  fs.symlinkSync(TOOLS.busybox, path.join(BB_BIN, applet));
-}
-const SHELLS = [
-  { name: 'dash + coreutils', file: TOOLS.dash, env: { PATH: '/usr/bin:/bin' } },
-  { name: 'busybox sh + busybox applets', file: path.join(BB_BIN, 'sh'), env: { PATH: BB_BIN } },
-];
-type Shell = (typeof SHELLS)[number];
+const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'cp', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'timeout', 'printf', 'test', 'grep']);
 
 let serial = 0;
 /** A root whose `sub` (releases or .tmp) is a tmpfs of its own, or plain when `sub` is null. */
@@ -48,31 +40,15 @@ function rootWith(sub: 'releases' | '.tmp' | null): string {
   return root;
 }
 
-function run(shell: Shell, script: string, input = ''): { frames: Frame[]; code: number | null; stderr: string } {
-  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd: BASE });
-  return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
+function run(shell: Shell, script: string, input = ''): ReturnType<typeof runProgram> {
+  return runProgram(shell, script, BASE, input);
 }
 
 /** The lock holder, as ssh keeps it; resolves with its frames up to `end` (or its exit). */
 async function lock(shell: Shell, root: string, token: string): Promise<{ frames: Frame[]; stop: () => Promise<void> }> {
-  const child = spawn(shell.file, ['-c', lockScript({ root, fsync: false, token, command: 'deploy', create: true, leaseS: 5 })], { env: shell.env, cwd: BASE });
-  const reader = new FrameReader();
-  const frames: Frame[] = [];
-  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  await new Promise<void>((resolve) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      for (const f of reader.push(chunk)) {
-        if (f.tag !== 'beat') frames.push(f);
-        if (f.tag === 'end') resolve();
-      }
-    });
-    void closed.then(() => resolve());
-  });
-  return { frames, stop: () => (child.stdin.end(), closed) };
-}
-
-function tail(over: Partial<ArmedTail> & { id: string; token: string }): ArmedTail {
-  return { backTo: null, link: `current.${(++serial).toString(16).padStart(8, '0')}`, afterSwitch: [], hookTimeoutS: 30, commitRecords: [], backRecords: [], prune: [], protect: [], ...over };
+  const held = startProgram(shell, lockScript({ root, fsync: false, token, command: 'deploy', create: true, leaseS: 5 }), BASE, (f) => f.tag === 'end');
+  await held.reached;
+  return { frames: held.frames, stop: () => (held.end(), held.closed) };
 }
 
 function listAll(dir: string): string[] {
@@ -158,7 +134,7 @@ for (const shell of SHELLS) {
       fs.mkdirSync(path.join(root, '.tmp', 'stage.old', 'r1'), { recursive: true });
       fs.writeFileSync(path.join(root, '.tmp', 'stage.old', 'r1', 'index.html'), 'r1\n');
       const trace = path.join(BASE, `trace-${++serial}`);
-      const mv = shell.env.PATH === BB_BIN ? [TOOLS.busybox, 'mv'] : ['/bin/mv'];
+      const mv = shell.name.startsWith('busybox') ? [TOOLS.busybox, 'mv'] : ['/bin/mv'];
       execFileSync(TOOLS.strace, ['-f', '-o', trace, '-e', 'trace=rename,renameat,renameat2,mkdir,mkdirat,openat', ...mv, '--', path.join(root, '.tmp', 'stage.old', 'r1'), path.join(root, 'releases')]);
       const calls = fs.readFileSync(trace, 'utf8').split('\n');
       assert.ok(calls.some((l) => /rename/.test(l) && l.includes('EXDEV')), `the rename did not fail with EXDEV:\n${calls.join('\n')}`);

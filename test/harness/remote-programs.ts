@@ -1,0 +1,67 @@
+// The programs src/remote/script.ts generates, run on this machine by a real POSIX shell as ssh
+// would run them on a host: dash with coreutils, and BusyBox sh with nothing but the BusyBox
+// applets a test names on its PATH.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { FrameReader, parseFrames, type Frame } from '../../src/remote/facts.ts';
+import type { ArmedTail } from '../../src/remote/script.ts';
+
+export interface Shell {
+  name: string;
+  file: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** dash + coreutils, and BusyBox sh with only `applets` (linked into `<base>/busybox-bin`) on PATH. */
+export function programShells(base: string, tools: { dash: string; busybox: string }, applets: readonly string[]): Shell[] {
+  const bin = path.join(base, 'busybox-bin');
+  fs.mkdirSync(bin);
+  for (const applet of ['sh', ...applets]) fs.symlinkSync(tools.busybox, path.join(bin, applet));
+  return [
+    { name: 'dash + coreutils', file: tools.dash, env: { PATH: '/usr/bin:/bin' } },
+    { name: 'busybox sh + busybox applets', file: path.join(bin, 'sh'), env: { PATH: bin } },
+  ];
+}
+
+/** Runs a program to its end with `input` on stdin: its frames, exit code and stderr. */
+export function runProgram(shell: Shell, script: string, cwd: string, input = ''): { frames: Frame[]; code: number | null; stderr: string } {
+  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd, maxBuffer: 16 << 20 });
+  return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
+}
+
+export interface StartedProgram {
+  /** Its frames so far, heartbeats left out. */
+  frames: Frame[];
+  /** Resolves at the first frame `until` accepts, or when the program exits. */
+  reached: Promise<void>;
+  closed: Promise<void>;
+  /** Ends its stdin, after writing `input` (the word a waiting program reads). */
+  end: (input?: string) => void;
+}
+
+/** A program left running, as ssh keeps a lock holder or an armed switch. */
+export function startProgram(shell: Shell, script: string, cwd: string, until: (frame: Frame) => boolean): StartedProgram {
+  const child = spawn(shell.file, ['-c', script], { env: shell.env, cwd });
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const reached = new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      for (const f of reader.push(chunk)) {
+        if (f.tag === 'beat') continue;
+        frames.push(f);
+        if (until(f)) resolve();
+      }
+    });
+    void closed.then(() => resolve());
+  });
+  return { frames, reached, closed, end: (input) => child.stdin.end(input) };
+}
+
+let links = 0;
+
+/** An armed tail with the defaults the tests share; each gets a link name of its own. */
+export function armedTail(over: Partial<ArmedTail> & { id: string; token: string }): ArmedTail {
+  return { backTo: null, link: `current.${(++links).toString(16).padStart(8, '0')}`, afterSwitch: [], hookTimeoutS: 30, commitRecords: [], backRecords: [], prune: [], protect: [], ...over };
+}
