@@ -54,8 +54,8 @@ function readAt(fd: number, buf: Buffer, position: number): Promise<number> {
 
 /**
  * A local file in 1 MiB chunks read into two buffers in turn: the next read runs on the thread
- * pool while the caller works on the current chunk. Reused, not fresh, buffers: on the machines
- * measured, reading and hashing into fresh memory cost three times the CPU.
+ * pool while the caller works on the current chunk. Reused, not fresh, buffers: reading and
+ * hashing into fresh memory costs more CPU (the artifact benchmark measures both).
  */
 async function* fileChunks(file: string): AsyncGenerator<Buffer> {
   const fd = await new Promise<number>((resolve, reject) => fs.open(file, 'r', (error, n) => (error ? reject(error) : resolve(n))));

@@ -4,8 +4,8 @@
  * to the caller's handler out; nothing of a chunk is kept once `push` returns (a header split across
  * two chunks is copied), so the caller can read the next chunk into the same buffer. Hand-written
  * because tar-stream keeps views of its input chunks in its entry streams for as long as it likes,
- * which forces a fresh buffer per read: fresh memory costs about three times the CPU of a reused
- * buffer for reading and hashing on the machines measured (docs/benchmarks.md, artifact section).
+ * which forces a fresh buffer per read, and reading and hashing into fresh memory costs more CPU
+ * than into a reused buffer (the artifact benchmark measures both; docs/benchmarks.md).
  */
 import type { HeaderType } from './archive.ts';
 
