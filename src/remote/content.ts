@@ -62,7 +62,17 @@ export interface PlaceRequest {
   incremental: boolean;
   /** Paths under shared links: never sent (the host links them). */
   exclude: readonly string[];
+  /** Manifests this deploy has read and trusted, by digest, shared by its hosts (see KnownManifests). */
+  known?: KnownManifests;
 }
+
+/**
+ * The previous releases' manifests a fleet deploy has read, by digest. Hosts on the same release
+ * hold byte-identical manifests, so after the first one a host only proves that its file has the
+ * digest its record names (its SHA-256, computed there) and the copy already parsed is used: one
+ * manifest crosses the network and is parsed per release, not per host.
+ */
+export type KnownManifests = Map<string, Promise<Manifest | null>>;
 
 export interface Placed {
   /** Files rsync sent. */
@@ -82,16 +92,35 @@ async function execWithInput(ssh: SshHost, script: string, input: string | Buffe
   return result;
 }
 
-/** The previous release's manifest, or null with the reason it is not used. */
-async function previousManifest(ssh: SshHost, root: string, previous: { id: string; digest: string | undefined }): Promise<{ manifest: Manifest | null; warning?: string; note?: string }> {
-  if (previous.digest === undefined) return { manifest: null, note: `release ${previous.id} has no manifest (made before manifests): every file is sent` };
-  const result = await ssh.exec(readManifestScript(root, previous.id));
+type PreviousManifest = { manifest: Manifest | null; warning?: string; note?: string };
+
+/** Reads and checks the previous release's manifest on the host; `hashOnly` first asks for its SHA-256 only, and `same` is the manifest that digest stands for. */
+async function readPrevious(ssh: SshHost, root: string, previous: { id: string; digest: string }, same?: Manifest): Promise<PreviousManifest> {
+  const result = await ssh.exec(readManifestScript(root, previous.id, { hashOnly: same !== undefined }));
   if (result.code !== 0) throw remoteError(ssh.label, result, 'reading the current release manifest');
+  const sha = frameValue(result.frames, 'manifest-sha256');
+  // The same bytes as a manifest already parsed and trusted: that one, not a second copy.
+  if (same !== undefined && sha !== undefined && `sha256:${sha}` === previous.digest) return { manifest: same, note: `the manifest of release ${previous.id} has the digest of the copy already read from another host: checked by its SHA-256 there, not sent again` };
+  // Another digest: the whole file, so that the warning says what is wrong with it.
+  if (sha !== undefined) return readPrevious(ssh, root, previous);
   const text = frameValue(result.frames, 'manifest');
   if (text === undefined) return { manifest: null, warning: `the manifest of release ${previous.id} is missing and not trusted: every file is sent` };
   const read = parseManifest(text, previous.digest);
   if (!read.ok) return { manifest: null, warning: `the manifest of release ${previous.id} is not trusted (${read.problem}): every file is sent` };
   return { manifest: read.manifest };
+}
+
+/** The previous release's manifest, or null with the reason it is not used. */
+async function previousManifest(ssh: SshHost, root: string, previous: { id: string; digest: string | undefined }, known: KnownManifests | undefined): Promise<PreviousManifest> {
+  const digest = previous.digest;
+  if (digest === undefined) return { manifest: null, note: `release ${previous.id} has no manifest (made before manifests): every file is sent` };
+  const prior = known?.get(digest);
+  // The first host on this release reads it whole; the others wait for it, then send only a hash.
+  const same = prior === undefined ? undefined : await prior;
+  if (same) return readPrevious(ssh, root, { id: previous.id, digest }, same);
+  const reading = readPrevious(ssh, root, { id: previous.id, digest });
+  if (known !== undefined && (prior === undefined || same === null)) known.set(digest, reading.then((r) => r.manifest, () => null));
+  return reading;
 }
 
 /** Fills `.tmp/<stage>/<id>` on the host with exactly the build's bytes, and `.tmp/<stage>/manifest.json` with its manifest. */
@@ -101,7 +130,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
   const notes: string[] = [];
   let have: Manifest | null = null;
   if (request.incremental && request.previous !== null) {
-    const prev = await previousManifest(ssh, request.root, request.previous);
+    const prev = await previousManifest(ssh, request.root, request.previous, request.known);
     have = prev.manifest;
     if (prev.warning) warnings.push(prev.warning);
     if (prev.note) notes.push(prev.note);

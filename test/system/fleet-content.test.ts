@@ -138,6 +138,20 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     }
   });
 
+  void test('hosts on the same release: one sends its manifest whole, the others only prove its digest by hashing it there', async (t) => {
+    const { root, on } = newRoot('shared-manifest');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(11));
+    assert.equal((await cli(['deploy', v1, root, ...hostArgs])).code, 0);
+    const result = await cli(['deploy', v2, root, ...hostArgs]);
+    assert.equal(result.code, 0, result.stderr);
+    const output = `${result.stdout}\n${result.stderr}`;
+    const byHash = output.split('\n').filter((l) => /not sent again/.test(l));
+    assert.equal(byHash.length, fleet.hosts.length - 1, `one host reads the manifest whole, the others by hash:\n${output}`);
+    assert.equal(new Set(byHash.map((l) => /host\d/.exec(l)?.[0])).size, fleet.hosts.length - 1, 'each line names a host of its own');
+    for (const h of fleet.hosts) assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+  });
+
   void test('a previous release edited in place (size and mtime kept) is caught on the host and the built bytes are sent', async (t) => {
     const { root, on } = newRoot('tampered');
     const v1 = build(t, 'v1', new Set());

@@ -1,0 +1,142 @@
+// The host-side programs of a fleet deploy that move content by manifest (remote/content-script.ts):
+// reading the previous release's manifest, whole or as its SHA-256 only; and the link step, under dash with
+// coreutils and under BusyBox sh with BusyBox applets: the listed files of the previous release
+// become hardlinks in the stage, by `cp -l --parents` where cp has it and by rsync where it has
+// not; a listed path that is a symlink there, or missing, is not linked; the sums frame names
+// exactly the files that landed, with their SHA-256.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { linkScript, readManifestScript } from '../../src/remote/content-script.ts';
+import { frameValue } from '../../src/remote/facts.ts';
+import { stagedPath } from '../../src/remote/staging.ts';
+import { parseSums } from '../../src/plan/fleet-send.ts';
+import { findTools } from '../harness/fleet.ts';
+import { programShells, runProgram, type Shell } from '../harness/remote-programs.ts';
+
+const TOOLS = findTools(['busybox', 'dash', 'rsync'] as const);
+const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'content-script-'));
+after(() => fs.rmSync(BASE, { recursive: true, force: true }));
+
+const SHELLS = programShells(BASE, TOOLS, ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sha256sum', 'printf', 'test']);
+// Tools a host may lack: a shell whose PATH has only these.
+const BARE = path.join(BASE, 'bare-bin');
+fs.mkdirSync(BARE);
+for (const applet of ['sh', 'cat', 'printf', 'test']) fs.symlinkSync(TOOLS.busybox, path.join(BARE, applet));
+// BusyBox has no rsync: the fallback uses the system's, as a BusyBox host with rsync installed would.
+fs.symlinkSync(TOOLS.rsync, path.join(BASE, 'busybox-bin', 'rsync'));
+
+/** A stand-in for a tool that is there and fails, put first on the shell's PATH. */
+function withFailing(shell: Shell, tool: 'cp' | 'rsync'): Shell {
+  const dir = fs.mkdtempSync(path.join(BASE, `failing-${tool}-`));
+  fs.writeFileSync(path.join(dir, tool), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+  // BusyBox's sh runs a script without a #! line itself; with one, the kernel needs /bin/sh, which every host has.
+  return { ...shell, name: `${shell.name}, failing ${tool}`, env: { ...shell.env, PATH: `${dir}:${shell.env.PATH ?? ''}` } };
+}
+
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+let serial = 0;
+
+/** A root whose release `prev` holds a/one, a/two, b/c/three, a symlink b/link and an executable a/run. */
+function rootWithPrevious(): { root: string; prev: string } {
+  const root = path.join(BASE, `case-${++serial}`, "root 'q' $(x)");
+  const prev = path.join(root, 'releases', 'prev');
+  fs.mkdirSync(path.join(prev, 'a'), { recursive: true });
+  fs.mkdirSync(path.join(prev, 'b', 'c'), { recursive: true });
+  fs.mkdirSync(path.join(root, '.tmp'));
+  fs.writeFileSync(path.join(prev, 'a', 'one'), 'one\n');
+  fs.writeFileSync(path.join(prev, 'a', 'two'), 'two\n');
+  fs.writeFileSync(path.join(prev, 'a', 'run'), '#!/bin/sh\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(prev, 'b', 'c', 'three'), 'three\n');
+  fs.symlinkSync('../a/one', path.join(prev, 'b', 'link'));
+  return { root, prev };
+}
+
+function link(shell: Shell, root: string, list: string[]): { sums: Map<string, string> | undefined; partial: boolean; stage: string; code: number | null; stderr: string } {
+  const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE, `${list.join('\0')}\0`);
+  const sums = frameValue(r.frames, 'sums');
+  return { sums: sums === undefined ? undefined : parseSums(sums), partial: frameValue(r.frames, 'link-partial') === 'yes', stage: path.join(stagedPath(root, 'stage.1'), 'new'), code: r.code, stderr: r.stderr };
+}
+
+const inode = (p: string): number => fs.lstatSync(p).ino;
+
+const cases = SHELLS.flatMap((s) => [s, withFailing(s, 'cp')]);
+for (const shell of cases) {
+  void describe(`the link step under ${shell.name}`, () => {
+    void test('every listed file becomes a hardlink of the previous release, with its mode; the rest is not there; sums name what landed', () => {
+      const { root, prev } = rootWithPrevious();
+      const r = link(shell, root, ['a/one', 'a/run', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.partial, false);
+      for (const p of ['a/one', 'a/run', 'b/c/three']) assert.equal(inode(path.join(r.stage, p)), inode(path.join(prev, p)), `${p} is not a link of the previous release`);
+      assert.equal(fs.statSync(path.join(r.stage, 'a', 'run')).mode & 0o777, 0o755);
+      assert.equal(fs.existsSync(path.join(r.stage, 'a', 'two')), false, 'an unlisted file was linked');
+      assert.deepEqual(r.sums, new Map([['a/one', sha('one\n')], ['a/run', sha('#!/bin/sh\n')], ['b/c/three', sha('three\n')]]));
+    });
+
+    void test('a listed path that is a symlink in the previous release is not kept, and has no sum', () => {
+      const { root } = rootWithPrevious();
+      const r = link(shell, root, ['a/one', 'b/link']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(fs.existsSync(path.join(r.stage, 'a', 'one')), true);
+      assert.throws(() => fs.lstatSync(path.join(r.stage, 'b', 'link')), { code: 'ENOENT' });
+      assert.deepEqual([...(r.sums ?? new Map<string, string>()).keys()], ['a/one']);
+    });
+
+    void test('a listed file missing from the previous release: the others are linked, it has no sum, and the step says it was partial', () => {
+      const { root, prev } = rootWithPrevious();
+      fs.rmSync(path.join(prev, 'a', 'two'));
+      const r = link(shell, root, ['a/one', 'a/two', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.partial, true);
+      assert.deepEqual([...(r.sums ?? new Map<string, string>()).keys()].sort(), ['a/one', 'b/c/three']);
+    });
+  });
+}
+
+// Which tool did the linking: with rsync failing, links still land where cp has --parents (both
+// shells here), and with both failing none do (so the cases above did run each way).
+for (const shell of SHELLS) {
+  void test(`under ${shell.name}, cp links the list without rsync; with cp failing too, nothing is linked and the step says so`, () => {
+    const { root, prev } = rootWithPrevious();
+    const byCp = link(withFailing(shell, 'rsync'), root, ['a/one', 'b/c/three']);
+    assert.equal(byCp.code, 0, byCp.stderr);
+    assert.equal(byCp.partial, false);
+    assert.equal(inode(path.join(byCp.stage, 'a', 'one')), inode(path.join(prev, 'a', 'one')));
+
+    const other = rootWithPrevious();
+    const neither = link(withFailing(withFailing(shell, 'rsync'), 'cp'), other.root, ['a/one', 'b/c/three']);
+    assert.equal(neither.partial, true);
+    assert.equal(fs.existsSync(path.join(neither.stage, 'a', 'one')), false);
+    assert.deepEqual([...(neither.sums ?? new Map<string, string>()).keys()], []);
+  });
+}
+
+for (const shell of [...SHELLS, { name: 'busybox sh without sha256sum or shasum', file: path.join(BARE, 'sh'), env: { PATH: BARE } }]) {
+  void test(`reading a release's manifest under ${shell.name}: whole, or its SHA-256 only where the host can hash; nothing for a missing one`, () => {
+    const root = path.join(BASE, `case-${++serial}`, "root 'q' $(x)");
+    fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
+    const text = '{"v":1,"entries":[{"path":"a","type":"file"}]}\n';
+    fs.writeFileSync(path.join(root, '.atomic-deploy', 'manifests', 'r1.json'), text);
+    fs.symlinkSync('r1.json', path.join(root, '.atomic-deploy', 'manifests', 'r2.json'));
+    const read = (id: string, hashOnly: boolean): ReturnType<typeof runProgram> => runProgram(shell, readManifestScript(root, id, { hashOnly }), BASE);
+    const whole = read('r1', false);
+    assert.equal(whole.code, 0, whole.stderr);
+    assert.equal(frameValue(whole.frames, 'manifest'), text);
+    assert.equal(frameValue(whole.frames, 'manifest-sha256'), undefined);
+    const hashed = read('r1', true);
+    assert.equal(hashed.code, 0, hashed.stderr);
+    if (shell.env.PATH === BARE) {
+      // No tool to hash with: the whole manifest, as without hashOnly.
+      assert.equal(frameValue(hashed.frames, 'manifest'), text);
+    } else {
+      assert.equal(frameValue(hashed.frames, 'manifest-sha256'), sha(text));
+      assert.equal(frameValue(hashed.frames, 'manifest'), undefined, 'the whole manifest was sent as well');
+    }
+    // A symlink in a manifest's place, and no file at all, are both no manifest.
+    for (const id of ['r2', 'r3']) for (const hashOnly of [false, true]) assert.equal(frameValue(read(id, hashOnly).frames, 'no-manifest'), 'yes', `${id}, hashOnly ${hashOnly}`);
+  });
+}
