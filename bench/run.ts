@@ -7,6 +7,7 @@ import { runArtifactBench } from './artifact.ts';
 import { runCopyBaselines } from './copy-baselines.ts';
 import { runFleetBench } from './fleet.ts';
 import { runFleetScaleBench } from './fleet-scale.ts';
+import { runFleetRedeployBench } from './fleet-redeploy.ts';
 import { runNginxBench } from './nginx.ts';
 import { raceRows, runRaceBench } from './race.ts';
 import { ourRaceRows } from './race-rows.ts';
@@ -45,6 +46,7 @@ export const BENCHMARKS: Benchmark[] = [
   { name: 'stale-scan', run: ({ quick, log }) => runStaleScanBench({ quick, log }) },
   { name: 'artifact', run: ({ quick, log }) => runArtifactBench({ quick, log }) },
   { name: 'manifest-targets', run: ({ quick, log }) => runManifestTargetsBench({ quick, log }) },
+  { name: 'fleet-redeploy', run: ({ quick, log }) => runFleetRedeployBench({ quick, log }) },
 ];
 
 /** The race table with our rows (library switch, CLI deploy) after the reference ones. */
