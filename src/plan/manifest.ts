@@ -20,8 +20,12 @@ export interface Manifest {
   entries: ManifestEntry[];
 }
 
+// One regular-expression pass clears a safe path; only a path it flags is split to say what is wrong.
+const UNSAFE_PATH = /(?:^|\/)\.{0,2}(?:\/|$)|\0/;
+
 /** Paths are relative, `/`-separated, with no empty, `.` or `..` component: safe to join under a release. */
 export function manifestPathProblem(p: string): string | undefined {
+  if (!UNSAFE_PATH.test(p)) return undefined;
   if (p === '') return 'is empty';
   if (p.includes('\0')) return 'contains a NUL byte';
   if (p.startsWith('/')) return 'is absolute';
@@ -94,11 +98,12 @@ export function parseManifest(text: string, expectedDigest?: string): ManifestRe
   if (!isObject(raw) || raw.format !== MANIFEST_FORMAT || !Array.isArray(raw.entries)) {
     return { ok: false, problem: `it is not an ${MANIFEST_FORMAT} manifest` };
   }
+  const items = raw.entries as unknown[];
   const entries: ManifestEntry[] = [];
   const dirs = new Set<string>();
   let last: string | undefined;
-  for (const [i, item] of (raw.entries as unknown[]).entries()) {
-    const entry = entryOf(item);
+  for (let i = 0; i < items.length; i++) {
+    const entry = entryOf(items[i]);
     if (typeof entry === 'string') return { ok: false, problem: `entry ${i + 1} ${entry}` };
     const pathProblem = manifestPathProblem(entry.path);
     if (pathProblem) return { ok: false, problem: `entry ${i + 1}: path ${JSON.stringify(entry.path)} ${pathProblem}` };

@@ -68,7 +68,19 @@ void test('a manifest is never trusted when its digest, JSON, shape, paths or or
 
 void test('path rule', () => {
   assert.equal(manifestPathProblem('a/b.c'), undefined);
-  for (const p of ['', '/a', 'a//b', 'a/./b', 'a/..', 'a\0b']) assert.ok(manifestPathProblem(p), p);
+  for (const p of ['', '/a', 'a//b', 'a/./b', 'a/..', 'a\0b', '.', '..', './a', 'a/', '../a', 'a/.']) assert.ok(manifestPathProblem(p), p);
+  for (const p of ['...', '.a', 'a.', '..a', 'a/...', 'a/.b/..c']) assert.equal(manifestPathProblem(p), undefined, p);
+});
+
+void test('path rule: a path is refused exactly when a component is empty, "." or "..", or it holds a NUL', () => {
+  const byComponents = (p: string): boolean => p.includes('\0') || p.split('/').some((c) => c === '' || c === '.' || c === '..');
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom('a', '.', '/', '\0', 'é'), { maxLength: 8 }), (chars) => {
+      const p = chars.join('');
+      assert.equal(manifestPathProblem(p) !== undefined, byComponents(p), JSON.stringify(p));
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 void test('diff names every kind of change, sorted by path', () => {
