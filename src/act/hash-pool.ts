@@ -5,6 +5,7 @@
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { hashThreads } from '../plan/hash-threads.ts';
 
 export interface FileHash {
   sha256: string;
@@ -70,9 +71,9 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-/** Threads to add for this machine: one per core beyond the caller's own, at most `max`. */
+/** Threads to add on this machine now: one per idle core beyond the caller's own, at most `max` (plan/hash-threads.ts). */
 export function extraHashThreads(max = 3): number {
-  return Math.max(0, Math.min(max, os.availableParallelism() - 1));
+  return hashThreads(os.availableParallelism(), os.loadavg()[0] ?? Number.NaN, max);
 }
 
 export class HashPool {
