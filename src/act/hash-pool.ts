@@ -23,7 +23,9 @@ type Outcome = WalkedFile | { code: string; message: string };
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
-const { createHash } = require('node:crypto');
+const crypto = require('node:crypto');
+const { createHash } = crypto;
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
 const CHUNK = 1024 * 1024;
 const buf = Buffer.allocUnsafe(CHUNK);
 const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
@@ -38,16 +40,18 @@ function one(file) {
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) return { other: true };
+    const mode = st.mode & 0o7777;
+    let n = fs.readSync(fd, buf, 0, CHUNK, null);
+    if (oneShot !== undefined && n < CHUNK && n === st.size) return { sha256: oneShot('sha256', buf.subarray(0, n), 'hex'), size: n, mode };
     const hash = createHash('sha256');
     let size = 0;
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, CHUNK, null);
-      if (n === 0) break;
+    while (n > 0) {
       hash.update(buf.subarray(0, n));
       size += n;
       if (n < CHUNK && size === st.size) break;
+      n = fs.readSync(fd, buf, 0, CHUNK, null);
     }
-    return { sha256: hash.digest('hex'), size, mode: st.mode & 0o7777 };
+    return { sha256: hash.digest('hex'), size, mode };
   } finally {
     fs.closeSync(fd);
   }
