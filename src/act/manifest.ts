@@ -87,33 +87,40 @@ export type ManifestLoad =
   | { kind: 'untrusted'; problem: string };
 
 /**
- * Reads a regular file without ever blocking: O_NONBLOCK so a FIFO put in its place opens at
- * once, O_NOFOLLOW so a symlink is refused, and a type check on the open descriptor.
+ * Reads a regular file's bytes without ever blocking: O_NONBLOCK so a FIFO put in its place
+ * opens at once, O_NOFOLLOW so a symlink is refused, and a type check on the open descriptor.
  */
-export function readRegularFile(file: string): { text: string; stat: fs.Stats } {
+export function readRegularBytes(file: string): { bytes: Buffer; stat: fs.Stats } {
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
-    return { text: fs.readFileSync(fd, 'utf8'), stat };
+    return { bytes: fs.readFileSync(fd), stat };
   } finally {
     fs.closeSync(fd);
   }
 }
 
+/** readRegularBytes, as UTF-8 text. */
+export function readRegularFile(file: string): { text: string; stat: fs.Stats } {
+  const { bytes, stat } = readRegularBytes(file);
+  return { text: bytes.toString('utf8'), stat };
+}
+
 /** A release's manifest, trusted only if it parses and its digest is the one its record names. */
 export function readManifest(layout: Layout, id: string, expectedDigest: string | undefined): ManifestLoad {
   if (expectedDigest === undefined) return { kind: 'none' };
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readRegularFile(manifestFile(layout, id)).text;
+    // Bytes, not text: the digest is checked on them as read, and only a matching manifest is decoded.
+    bytes = readRegularBytes(manifestFile(layout, id)).bytes;
   } catch (error) {
     const code = errnoOf(error);
     if (code === 'ENOENT') return { kind: 'untrusted', problem: 'it is missing' };
     if (code === 'EFTYPE' || code === 'ELOOP') return { kind: 'untrusted', problem: 'it is not a regular file' };
     return { kind: 'untrusted', problem: `it cannot be read (${code ?? String(error)})` };
   }
-  const parsed = parseManifest(text, expectedDigest);
+  const parsed = parseManifest(bytes, expectedDigest);
   return parsed.ok ? { kind: 'ok', manifest: parsed.manifest, digest: expectedDigest } : { kind: 'untrusted', problem: parsed.problem };
 }
 

@@ -84,14 +84,17 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 // Hand-checked rather than with a schema library: this runs on every deploy and verify, the shape
 // is small and fixed, and the checks that matter (path safety, order, parents) are not schema rules.
-/** Parses a manifest file's text; anything but a well-formed manifest is a problem, never a partial result. */
-export function parseManifest(text: string, expectedDigest?: string): ManifestRead {
-  if (expectedDigest !== undefined && manifestDigest(text) !== expectedDigest) {
+/**
+ * Parses a manifest file's text or bytes (bytes: the digest is of them as they are, with no
+ * decoding and encoding again); anything but a well-formed manifest is a problem, never a partial result.
+ */
+export function parseManifest(content: string | Buffer, expectedDigest?: string): ManifestRead {
+  if (expectedDigest !== undefined && manifestDigest(content) !== expectedDigest) {
     return { ok: false, problem: 'its digest does not match the release record' };
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(typeof content === 'string' ? content : content.toString('utf8'));
   } catch {
     return { ok: false, problem: 'it is not valid JSON (truncated?)' };
   }

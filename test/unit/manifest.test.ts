@@ -64,6 +64,13 @@ void test('a manifest is never trusted when its digest, JSON, shape, paths or or
   assert.match(bad(text.replace(H('a'), 'zz')), /sha256/);
   assert.match(bad(serializeManifest([{ path: 'a/b', type: 'dir', mode: 0o755 }])), /parent/);
   assert.ok(parseManifest(text, manifestDigest(text)).ok);
+  // As bytes (how a release's manifest is read): the same entries, the same digest rule.
+  assert.deepEqual(parseManifest(Buffer.from(text), manifestDigest(text)), parseManifest(text, manifestDigest(text)));
+  assert.match((parseManifest(Buffer.from(text), manifestDigest(text + ' ')) as { problem: string }).problem, /digest/);
+  // Bytes that are not UTF-8 never pass for the text they decode to: the digest is of the bytes.
+  const invalid = Buffer.from(text.replace('index.html', 'index.\u00e9tml'));
+  invalid[invalid.indexOf('.\u00e9') + 1] = 0xff;
+  assert.equal(parseManifest(invalid, manifestDigest(invalid.toString('utf8'))).ok, false);
 });
 
 void test('path rule', () => {
