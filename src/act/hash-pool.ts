@@ -5,43 +5,64 @@
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { hashThreads } from '../plan/hash-threads.ts';
 
 export interface FileHash {
   sha256: string;
   size: number;
 }
 
-type Outcome = FileHash | { code: string; message: string };
+/** A file the walk saw as regular, as found when opened: its hash, size and mode, or `other` if something else is there now. */
+export type WalkedFile = (FileHash & { mode: number }) | { other: true };
+
+type Outcome = WalkedFile | { code: string; message: string };
 
 // Evaluated, not loaded from a file: the same source works from dist/ and from src/ under tsx.
-// The open flags and the end-of-file rule are hashFileSync's: a FIFO swapped in never blocks, a symlink is refused.
+// The open flags, the type check on the descriptor and the end-of-file rule are hashWalkedFileSync's
+// (act/manifest.ts): a FIFO swapped in never blocks, a symlink or anything but a regular file is `other`.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
-const { createHash } = require('node:crypto');
+const crypto = require('node:crypto');
+const { createHash } = crypto;
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
 const CHUNK = 1024 * 1024;
 const buf = Buffer.allocUnsafe(CHUNK);
 const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
-parentPort.on('message', ({ id, files, sizes }) => {
+function one(file) {
+  let fd;
+  try {
+    fd = fs.openSync(file, FLAGS);
+  } catch (error) {
+    if (error && error.code === 'ELOOP') return { other: true };
+    throw error;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return { other: true };
+    const mode = st.mode & 0o7777;
+    let n = fs.readSync(fd, buf, 0, CHUNK, null);
+    if (oneShot !== undefined && n < CHUNK && n === st.size) return { sha256: oneShot('sha256', buf.subarray(0, n), 'hex'), size: n, mode };
+    const hash = createHash('sha256');
+    let size = 0;
+    while (n > 0) {
+      hash.update(buf.subarray(0, n));
+      size += n;
+      if (n < CHUNK && size === st.size) break;
+      n = fs.readSync(fd, buf, 0, CHUNK, null);
+    }
+    return { sha256: hash.digest('hex'), size, mode };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+parentPort.on('message', ({ id, files }) => {
   const out = [];
-  for (const [k, file] of files.entries()) {
-    let fd;
+  for (const file of files) {
     try {
-      fd = fs.openSync(file, FLAGS);
-      const hash = createHash('sha256');
-      let size = 0;
-      for (;;) {
-        const n = fs.readSync(fd, buf, 0, CHUNK, null);
-        if (n === 0) break;
-        hash.update(buf.subarray(0, n));
-        size += n;
-        if (n < CHUNK && sizes !== undefined && size === sizes[k]) break;
-      }
-      out.push({ sha256: hash.digest('hex'), size });
+      out.push(one(file));
     } catch (error) {
       out.push({ code: String(error && error.code || 'EIO'), message: String(error && error.message || error) });
-    } finally {
-      if (fd !== undefined) fs.closeSync(fd);
     }
   }
   parentPort.postMessage({ id, out });
@@ -50,13 +71,13 @@ parentPort.on('message', ({ id, files, sizes }) => {
 
 interface Pending {
   files: readonly string[];
-  resolve: (hashes: FileHash[]) => void;
+  resolve: (hashes: WalkedFile[]) => void;
   reject: (error: Error) => void;
 }
 
-/** Threads to add for this machine: one per core beyond the caller's own, at most `max`. */
+/** Threads to add on this machine now: one per idle core beyond the caller's own, at most `max` (plan/hash-threads.ts). */
 export function extraHashThreads(max = 3): number {
-  return Math.max(0, Math.min(max, os.availableParallelism() - 1));
+  return hashThreads(os.availableParallelism(), os.loadavg()[0] ?? Number.NaN, max);
 }
 
 export class HashPool {
@@ -90,20 +111,19 @@ export class HashPool {
   }
 
   /**
-   * The hashes of `files`, in order; rejects with the first file's error (code and path kept).
-   * `sizes` (from the walk's lstat) lets a short read that reaches the size end a file without a
-   * read(2) for the 0; without them every file is read to its 0.
+   * Each file's hash, size and mode (from fstat on the open descriptor), in order, or `other` for
+   * a path that holds no regular file now; rejects with the first file's error (code and path kept).
    */
-  hash(files: readonly string[], sizes?: readonly number[]): Promise<FileHash[]> {
+  hash(files: readonly string[]): Promise<WalkedFile[]> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     // The least-loaded worker: batches vary in bytes, so strict turns would leave one idle.
     let w = 0;
     for (let i = 1; i < this.#load.length; i++) if ((this.#load[i] ?? 0) < (this.#load[w] ?? 0)) w = i;
     const id = this.#nextId++;
     this.#load[w] = (this.#load[w] ?? 0) + files.length;
-    return new Promise<FileHash[]>((resolve, reject) => {
+    return new Promise<WalkedFile[]>((resolve, reject) => {
       this.#pending.set(id, { files, resolve, reject, worker: w });
-      this.#workers[w]?.postMessage({ id, files, sizes });
+      this.#workers[w]?.postMessage({ id, files });
     });
   }
 
@@ -112,7 +132,7 @@ export class HashPool {
     if (p === undefined) return;
     this.#pending.delete(id);
     this.#load[p.worker] = (this.#load[p.worker] ?? 0) - p.files.length;
-    const hashes: FileHash[] = [];
+    const hashes: WalkedFile[] = [];
     for (const [i, o] of out.entries()) {
       if ('code' in o) {
         const file = p.files[i] ?? '';

@@ -4,7 +4,7 @@
  * trust it without reading every file again). Also the hashing of files and trees, for `verify`,
  * for releases made before manifests, and for the files a hardlink deploy compares.
  */
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
@@ -12,7 +12,7 @@ import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type 
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
-import { HashPool } from './hash-pool.ts';
+import type { HashPool, WalkedFile } from './hash-pool.ts';
 import type { Layout } from './layout.ts';
 
 export function manifestDir(layout: Layout): string {
@@ -87,33 +87,40 @@ export type ManifestLoad =
   | { kind: 'untrusted'; problem: string };
 
 /**
- * Reads a regular file without ever blocking: O_NONBLOCK so a FIFO put in its place opens at
- * once, O_NOFOLLOW so a symlink is refused, and a type check on the open descriptor.
+ * Reads a regular file's bytes without ever blocking: O_NONBLOCK so a FIFO put in its place
+ * opens at once, O_NOFOLLOW so a symlink is refused, and a type check on the open descriptor.
  */
-export function readRegularFile(file: string): { text: string; stat: fs.Stats } {
+export function readRegularBytes(file: string): { bytes: Buffer; stat: fs.Stats } {
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
-    return { text: fs.readFileSync(fd, 'utf8'), stat };
+    return { bytes: fs.readFileSync(fd), stat };
   } finally {
     fs.closeSync(fd);
   }
 }
 
+/** readRegularBytes, as UTF-8 text. */
+export function readRegularFile(file: string): { text: string; stat: fs.Stats } {
+  const { bytes, stat } = readRegularBytes(file);
+  return { text: bytes.toString('utf8'), stat };
+}
+
 /** A release's manifest, trusted only if it parses and its digest is the one its record names. */
 export function readManifest(layout: Layout, id: string, expectedDigest: string | undefined): ManifestLoad {
   if (expectedDigest === undefined) return { kind: 'none' };
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readRegularFile(manifestFile(layout, id)).text;
+    // Bytes, not text: the digest is checked on them as read, and only a matching manifest is decoded.
+    bytes = readRegularBytes(manifestFile(layout, id)).bytes;
   } catch (error) {
     const code = errnoOf(error);
     if (code === 'ENOENT') return { kind: 'untrusted', problem: 'it is missing' };
     if (code === 'EFTYPE' || code === 'ELOOP') return { kind: 'untrusted', problem: 'it is not a regular file' };
     return { kind: 'untrusted', problem: `it cannot be read (${code ?? String(error)})` };
   }
-  const parsed = parseManifest(text, expectedDigest);
+  const parsed = parseManifest(bytes, expectedDigest);
   return parsed.ok ? { kind: 'ok', manifest: parsed.manifest, digest: expectedDigest } : { kind: 'untrusted', problem: parsed.problem };
 }
 
@@ -163,6 +170,44 @@ export function hashFileSync(file: string, lstatted = false, expected?: number):
   }
 }
 
+/**
+ * A file the walk's directory entry called regular, opened without following a symlink or
+ * waiting on a FIFO, checked and measured on its descriptor (no lstat by path), read into the
+ * reused buffer (one read(2) for most files) and hashed. `other` if it is no longer a regular
+ * file; the walk then looks again by lstat.
+ */
+// One call where Node has it (20.12 and later): no Hash object per file for the collector to finalise.
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+
+export function hashWalkedFileSync(file: string): WalkedFile {
+  chunk ??= Buffer.allocUnsafe(CHUNK);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch (error) {
+    if (errnoOf(error) === 'ELOOP') return { other: true };
+    throw error;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return { other: true };
+    const mode = st.mode & 0o7777;
+    let n = fs.readSync(fd, chunk, 0, CHUNK, null);
+    if (oneShot !== undefined && n < CHUNK && n === st.size) return { sha256: oneShot('sha256', chunk.subarray(0, n), 'hex'), size: n, mode };
+    const hash = createHash('sha256');
+    let size = 0;
+    while (n > 0) {
+      hash.update(chunk.subarray(0, n));
+      size += n;
+      if (n < CHUNK && size === st.size) break;
+      n = fs.readSync(fd, chunk, 0, CHUNK, null);
+    }
+    return { sha256: hash.digest('hex'), size, mode };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export type TreeHash = ReleaseTree;
 
 /** Yields to the event loop, so a signal is seen during a long synchronous walk. */
@@ -171,58 +216,87 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 /** Files per message to a hashing thread. */
 const BATCH = 64;
 
+type FileEntry = Extract<ManifestEntry, { type: 'file' }>;
+
+const byName = (a: fs.Dirent, b: fs.Dirent): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+function specialKind(st: fs.Stats | fs.Dirent): string {
+  return st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device';
+}
+
 /**
  * A release as it is now, as manifest entries: every directory, file (hashed) and symlink under
- * `dir`, `/`-separated paths. Files are read synchronously one by one: from the page cache that
- * beats a thread-pool trip per file, and the loop gets a turn every 256 files. With a `pool`
- * (the caller's, started early so its threads boot meanwhile), batches go to its threads while
- * they have little queued, and this thread hashes the rest between its walking: every core works.
+ * `dir`, `/`-separated paths. The directory entries' types decide what to do with each name, so a
+ * file costs open, fstat, read and close and no lstat; a FIFO, socket or device is never opened.
+ * Files are read synchronously one by one: from the page cache that beats a thread-pool trip per
+ * file, and the loop gets a turn every 256 files. With a `pool` (the caller's, started early so
+ * its threads boot meanwhile), batches go to its threads while they have little queued, and this
+ * thread hashes the rest between its walking: every core works.
  */
 export async function hashTree(dir: string, signal?: AbortSignal, options: { pool?: HashPool } = {}): Promise<TreeHash> {
   const out: TreeHash = { entries: [], special: [] };
   const { pool } = options;
   const hashed: Promise<void>[] = [];
-  let batch: { full: string; expected: number; entry: { size: number; sha256: string } }[] = [];
+  // Files that were something else by the time they were opened (swapped after the readdir): looked at again by lstat.
+  const again: FileEntry[] = [];
+  const settle = (entry: FileEntry, found: WalkedFile): void => {
+    if ('other' in found) again.push(entry);
+    else {
+      entry.sha256 = found.sha256;
+      entry.size = found.size;
+      entry.mode = found.mode;
+    }
+  };
+  let batch: { full: string; entry: FileEntry }[] = [];
   const flush = (): void => {
     if (pool === undefined || batch.length === 0) return;
     const files = batch;
     batch = [];
     if (pool.queued() >= 2 * BATCH * pool.size) {
-      for (const f of files) Object.assign(f.entry, hashFileSync(f.full, true, f.expected));
+      for (const f of files) settle(f.entry, hashWalkedFileSync(f.full));
       return;
     }
-    hashed.push(pool.hash(files.map((f) => f.full), files.map((f) => f.expected)).then((hashes) => {
-      for (const [i, h] of hashes.entries()) Object.assign((files[i] as (typeof files)[number]).entry, h);
+    hashed.push(pool.hash(files.map((f) => f.full)).then((found) => {
+      for (const [i, h] of found.entries()) settle((files[i] as (typeof files)[number]).entry, h);
     }));
   };
   let count = 0;
   const walk = async (rel: string): Promise<void> => {
-    const names = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`).sort();
-    for (const name of names) {
+    const dirents = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`, { withFileTypes: true }).sort(byName);
+    for (const d of dirents) {
       if (signal?.aborted) return;
-      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
       const full = `${dir}/${childRel}`;
-      const st = fs.lstatSync(full);
-      if (st.isDirectory()) {
-        out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
-        await walk(childRel);
-      } else if (st.isSymbolicLink()) {
-        out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
-      } else if (st.isFile()) {
+      if (d.isFile()) {
+        // Filled in when it is hashed; the entries keep the walk's order.
+        const entry: FileEntry = { path: childRel, type: 'file', mode: 0, size: 0, sha256: '' };
+        out.entries.push(entry);
         if (pool) {
-          // Filled in when its batch comes back; the entries keep the walk's order.
-          const entry = { path: childRel, type: 'file' as const, mode: st.mode & 0o7777, size: 0, sha256: '' };
-          out.entries.push(entry);
-          batch.push({ full, expected: st.size, entry });
+          batch.push({ full, entry });
           if (batch.length >= BATCH) flush();
         } else {
-          const { sha256, size } = hashFileSync(full, true, st.size);
-          out.entries.push({ path: childRel, type: 'file', mode: st.mode & 0o7777, size, sha256 });
+          settle(entry, hashWalkedFileSync(full));
         }
         if (++count % 256 === 0) await turn();
       } else {
-        out.special.push({ path: childRel, kind: st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device' });
+        await visit(childRel, full);
       }
+    }
+  };
+  // Everything but a regular file, by lstat: directories (for their mode), symlinks, and what no entry can describe.
+  const visit = async (childRel: string, full: string): Promise<void> => {
+    const st = fs.lstatSync(full);
+    if (st.isDirectory()) {
+      out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
+      await walk(childRel);
+    } else if (st.isSymbolicLink()) {
+      out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
+    } else if (st.isFile()) {
+      const found = hashWalkedFileSync(full);
+      if ('other' in found) throw Object.assign(new Error(`${full} keeps changing type while it is read`), { code: 'EAGAIN', path: full });
+      out.entries.push({ path: childRel, type: 'file', ...found });
+    } else {
+      out.special.push({ path: childRel, kind: specialKind(st) });
     }
   };
   let walkFailure: { error: unknown } | undefined;
@@ -236,5 +310,10 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
   const settled = await Promise.allSettled(hashed);
   if (walkFailure) throw walkFailure.error;
   for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  if (again.length > 0) {
+    const swapped = new Set<ManifestEntry>(again);
+    out.entries = out.entries.filter((e) => !swapped.has(e));
+    for (const e of again) await visit(e.path, `${dir}/${e.path}`);
+  }
   return out;
 }

@@ -94,15 +94,16 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, po
   }
   if (signal?.aborted) throw interrupted(signal);
   const differences = diffRelease(load.manifest, tree);
-  const count = (type: string): number => load.manifest.entries.filter((e) => e.type === type).length;
+  const counts = { file: 0, dir: 0, symlink: 0 };
+  for (const e of load.manifest.entries) counts[e.type] += 1;
   return {
     root: layout.root,
     release: id,
     digest: load.digest,
     identical: differences.length === 0,
     differences,
-    files: count('file'),
-    dirs: count('dir'),
-    symlinks: count('symlink'),
+    files: counts.file,
+    dirs: counts.dir,
+    symlinks: counts.symlink,
   };
 }

@@ -20,8 +20,12 @@ export interface Manifest {
   entries: ManifestEntry[];
 }
 
+// One regular-expression pass clears a safe path; only a path it flags is split to say what is wrong.
+const UNSAFE_PATH = /(?:^|\/)\.{0,2}(?:\/|$)|\0/;
+
 /** Paths are relative, `/`-separated, with no empty, `.` or `..` component: safe to join under a release. */
 export function manifestPathProblem(p: string): string | undefined {
+  if (!UNSAFE_PATH.test(p)) return undefined;
   if (p === '') return 'is empty';
   if (p.includes('\0')) return 'contains a NUL byte';
   if (p.startsWith('/')) return 'is absolute';
@@ -80,25 +84,29 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 // Hand-checked rather than with a schema library: this runs on every deploy and verify, the shape
 // is small and fixed, and the checks that matter (path safety, order, parents) are not schema rules.
-/** Parses a manifest file's text; anything but a well-formed manifest is a problem, never a partial result. */
-export function parseManifest(text: string, expectedDigest?: string): ManifestRead {
-  if (expectedDigest !== undefined && manifestDigest(text) !== expectedDigest) {
+/**
+ * Parses a manifest file's text or bytes (bytes: the digest is of them as they are, with no
+ * decoding and encoding again); anything but a well-formed manifest is a problem, never a partial result.
+ */
+export function parseManifest(content: string | Buffer, expectedDigest?: string): ManifestRead {
+  if (expectedDigest !== undefined && manifestDigest(content) !== expectedDigest) {
     return { ok: false, problem: 'its digest does not match the release record' };
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(typeof content === 'string' ? content : content.toString('utf8'));
   } catch {
     return { ok: false, problem: 'it is not valid JSON (truncated?)' };
   }
   if (!isObject(raw) || raw.format !== MANIFEST_FORMAT || !Array.isArray(raw.entries)) {
     return { ok: false, problem: `it is not an ${MANIFEST_FORMAT} manifest` };
   }
+  const items = raw.entries as unknown[];
   const entries: ManifestEntry[] = [];
   const dirs = new Set<string>();
   let last: string | undefined;
-  for (const [i, item] of (raw.entries as unknown[]).entries()) {
-    const entry = entryOf(item);
+  for (let i = 0; i < items.length; i++) {
+    const entry = entryOf(items[i]);
     if (typeof entry === 'string') return { ok: false, problem: `entry ${i + 1} ${entry}` };
     const pathProblem = manifestPathProblem(entry.path);
     if (pathProblem) return { ok: false, problem: `entry ${i + 1}: path ${JSON.stringify(entry.path)} ${pathProblem}` };
@@ -163,7 +171,9 @@ function describe(e: ManifestEntry): string {
  * path. A path whose type changed is one `type` difference; a file can be both `modified` and `mode`.
  */
 export function diffManifests(expected: Manifest, actual: Manifest): Difference[] {
-  const found = new Map(actual.entries.map((e) => [e.path, e]));
+  // Filled in a loop, not from mapped pairs: 10k entries would be 10k short-lived arrays.
+  const found = new Map<string, ManifestEntry>();
+  for (const e of actual.entries) found.set(e.path, e);
   const out: Difference[] = [];
   for (const want of expected.entries) {
     const got = found.get(want.path);
@@ -203,6 +213,7 @@ export interface ReleaseTree {
  */
 export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[] {
   const differences = diffManifests(expected, { entries: tree.entries });
+  if (tree.special.length === 0) return differences;
   const listed = new Set(expected.entries.map((e) => e.path));
   for (const s of tree.special) {
     differences.push(listed.has(s.path) ? { path: s.path, kind: 'type', actual: s.kind } : { path: s.path, kind: 'added', actual: s.kind });

@@ -2,13 +2,14 @@
 // it), matches sha256sum, and reports a failing file by its errno and path without hanging.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../harness/cli.ts';
 import { requireTool } from '../harness/swappers.ts';
 import { HashPool } from '../../src/act/hash-pool.ts';
-import { hashTree } from '../../src/act/manifest.ts';
+import { hashTree, hashWalkedFileSync } from '../../src/act/manifest.ts';
 
 /** A pool of `n` threads, stopped after the test. */
 function pools(t: { after(fn: () => Promise<void>): void }, n: number): HashPool {
@@ -51,23 +52,27 @@ void test('the pool\'s hashes are sha256sum\'s, in the order asked', async (t) =
   const pool = new HashPool(2);
   try {
     const halves = await Promise.all([pool.hash(files.slice(0, 150)), pool.hash(files.slice(150))]);
-    assert.deepEqual(halves.flat().map((h) => h.sha256), sums);
-    assert.deepEqual(halves.flat().map((h) => h.size), files.map((f) => fs.statSync(f).size));
+    assert.deepEqual(halves.flat().map((h) => ('sha256' in h ? h.sha256 : 'other')), sums);
+    assert.deepEqual(halves.flat().map((h) => ('size' in h ? h.size : -1)), files.map((f) => fs.statSync(f).size));
+    assert.deepEqual(halves.flat().map((h) => ('mode' in h ? h.mode : -1)), files.map((f) => fs.statSync(f).mode & 0o7777));
   } finally {
     await pool.close();
   }
 });
 
-void test('a file that cannot be read fails its batch with its errno and path; a symlink is refused', async (t) => {
+void test('a file that cannot be read fails its batch with its errno and path; a symlink, FIFO or directory is "other", never followed or waited on', async (t) => {
   const dir = tempDir(t);
   fs.writeFileSync(path.join(dir, 'a'), 'a');
   fs.symlinkSync('a', path.join(dir, 'l'));
+  execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+  fs.mkdirSync(path.join(dir, 'd'));
   const pool = new HashPool(2);
   try {
     await assert.rejects(pool.hash([path.join(dir, 'a'), path.join(dir, 'gone')]), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.path === path.join(dir, 'gone'));
-    await assert.rejects(pool.hash([path.join(dir, 'l')]), (e: NodeJS.ErrnoException) => e.code === 'ELOOP');
+    assert.deepEqual(await pool.hash(['l', 'pipe', 'd'].map((n) => path.join(dir, n))), [{ other: true }, { other: true }, { other: true }]);
+    assert.deepEqual(['l', 'pipe', 'd'].map((n) => hashWalkedFileSync(path.join(dir, n))), [{ other: true }, { other: true }, { other: true }]);
     // The pool still works after a failed batch.
-    assert.equal((await pool.hash([path.join(dir, 'a')]))[0]?.size, 1);
+    assert.deepEqual(await pool.hash([path.join(dir, 'a')]), [{ sha256: createHash('sha256').update('a').digest('hex'), size: 1, mode: fs.statSync(path.join(dir, 'a')).mode & 0o7777 }]);
   } finally {
     await pool.close();
   }

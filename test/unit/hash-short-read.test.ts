@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { test } from 'node:test';
 import { HashPool } from '../../src/act/hash-pool.ts';
-import { hashFileSync } from '../../src/act/manifest.ts';
+import { hashFileSync, hashWalkedFileSync } from '../../src/act/manifest.ts';
 
 // Large, stable while the test runs, and served a page per read(2) whatever the buffer.
 const SHORT = '/proc/kallsyms';
@@ -33,11 +33,13 @@ void test('hashFileSync reads a short-reading file to its end, with or without t
   assert.deepEqual(hashFileSync(SHORT, true), expected);
 });
 
-void test('the hash threads read a short-reading file to its end too', async () => {
+void test('hashWalkedFileSync and the hash threads read a short-reading file to its end too', async () => {
+  const expected = { ...whole(SHORT), mode: fs.statSync(SHORT).mode & 0o7777 };
+  assert.deepEqual(hashWalkedFileSync(SHORT), expected);
   const pool = new HashPool(1);
   try {
-    const [got] = await pool.hash([SHORT], [fs.lstatSync(SHORT).size]);
-    assert.deepEqual(got, whole(SHORT));
+    const [got] = await pool.hash([SHORT]);
+    assert.deepEqual(got, expected);
   } finally {
     await pool.close();
   }

@@ -64,11 +64,30 @@ void test('a manifest is never trusted when its digest, JSON, shape, paths or or
   assert.match(bad(text.replace(H('a'), 'zz')), /sha256/);
   assert.match(bad(serializeManifest([{ path: 'a/b', type: 'dir', mode: 0o755 }])), /parent/);
   assert.ok(parseManifest(text, manifestDigest(text)).ok);
+  // As bytes (how a release's manifest is read): the same entries, the same digest rule.
+  assert.deepEqual(parseManifest(Buffer.from(text), manifestDigest(text)), parseManifest(text, manifestDigest(text)));
+  assert.match((parseManifest(Buffer.from(text), manifestDigest(text + ' ')) as { problem: string }).problem, /digest/);
+  // Bytes that are not UTF-8 never pass for the text they decode to: the digest is of the bytes.
+  const invalid = Buffer.from(text.replace('index.html', 'index.\u00e9tml'));
+  invalid[invalid.indexOf('.\u00e9') + 1] = 0xff;
+  assert.equal(parseManifest(invalid, manifestDigest(invalid.toString('utf8'))).ok, false);
 });
 
 void test('path rule', () => {
   assert.equal(manifestPathProblem('a/b.c'), undefined);
-  for (const p of ['', '/a', 'a//b', 'a/./b', 'a/..', 'a\0b']) assert.ok(manifestPathProblem(p), p);
+  for (const p of ['', '/a', 'a//b', 'a/./b', 'a/..', 'a\0b', '.', '..', './a', 'a/', '../a', 'a/.']) assert.ok(manifestPathProblem(p), p);
+  for (const p of ['...', '.a', 'a.', '..a', 'a/...', 'a/.b/..c']) assert.equal(manifestPathProblem(p), undefined, p);
+});
+
+void test('path rule: a path is refused exactly when a component is empty, "." or "..", or it holds a NUL', () => {
+  const byComponents = (p: string): boolean => p.includes('\0') || p.split('/').some((c) => c === '' || c === '.' || c === '..');
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom('a', '.', '/', '\0', 'é'), { maxLength: 8 }), (chars) => {
+      const p = chars.join('');
+      assert.equal(manifestPathProblem(p) !== undefined, byComponents(p), JSON.stringify(p));
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 void test('diff names every kind of change, sorted by path', () => {
