@@ -15,6 +15,7 @@ import { runOnFs } from '../../src/root/fs.ts';
 import { clearJournalProgram, journalProgram, recordProgram } from '../../src/root/record.ts';
 import { JOURNAL_PATH, recordPath } from '../../src/root/recover.ts';
 import { renderCall, renderFunction } from '../../src/root/sh.ts';
+import { rollbackArmScript } from '../../src/remote/script.ts';
 
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'root-record-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
@@ -99,4 +100,30 @@ test('the types demand exactly the declared arguments', () => {
   assert.equal(typeof missing, 'function');
   assert.equal(typeof wrong, 'function');
   assert.equal(typeof unbound, 'function');
+});
+
+test("the armed program keeps the bookkeeping's order: switched journal before the sync after the rename; records, then the clear, then the lock released", () => {
+  const script = rollbackArmScript({
+    root: '/srv/app',
+    fsync: true,
+    journalSwitching: '{"phase":"switching"}',
+    tail: { id: 'r1', backTo: 'r2', link: 'current.x', journalSwitched: '{"phase":"switched"}', afterSwitch: [], hookTimeoutS: 30, commitRecords: ['r1', 'r2'], backRecords: ['r1'], prune: [], protect: [], token: 't' },
+  });
+  const at = (needle: string, from = 0): number => {
+    const i = script.indexOf(needle, from);
+    assert.ok(i >= 0, `missing: ${needle}`);
+    return i;
+  };
+  const switched = at('emit switched ');
+  assert.ok(at(`write_journal '{"phase":"switched"}'`, switched) < at('durable "$root"', switched));
+  const commit = at('\ncommit)');
+  const cleared = at('clear_journal\n', commit);
+  assert.ok(at('write_record_c0 "$_write_record_c0"', commit) < cleared);
+  assert.ok(at('write_record_c1 "$_write_record_c1"', commit) < cleared);
+  assert.ok(cleared < at('release_own_lock', commit));
+  const back = at('\nback)');
+  assert.ok(at('write_journal "$_j"', back) < at('switch_now', back));
+  assert.ok(at('write_record_b0 "$_write_record_b0"', back) < at('clear_journal\n', back));
+  // No text a record or journal holds is pasted: only the switched journal, known when it is rendered, is a literal.
+  assert.equal(script.includes('put_file "$log"'), false);
 });
