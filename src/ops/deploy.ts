@@ -12,7 +12,7 @@ import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
 import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
-import { clearJournal, ensureStateDirs, listRecordIds, nextSeq, readRecords, writeJournal, updateRecord, type ReleaseRecord } from '../act/state.ts';
+import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -37,6 +37,7 @@ import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
+import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
 
@@ -317,7 +318,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
-      await writeJournal(layout, journal, durable);
+      await recordJournal(layout, journal, durable);
       await failpoint('journal-written');
       // Copied into .tmp/ and renamed into releases/ when whole: a partial tree never sits there.
       await fs.promises.mkdir(staging, { mode: 0o700 });
@@ -413,7 +414,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         const after = await hashTree(finalPath, options.signal);
         if (options.signal?.aborted) throw interrupted(options.signal);
         digest = await writeManifest(layout, id, after.entries, durable);
-        await updateRecord(layout, id, { digest }, durable);
+        await recordRelease(layout, id, { digest }, durable);
       }
 
       emit({ type: 'step', message: `switching current to releases/${id}` });
@@ -441,7 +442,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     try {
       await failpoint('after-switch');
       const switchedAt = new Date().toISOString();
-      await writeJournal(layout, { ...journal, phase: 'switched' }, durable);
+      await recordJournal(layout, { ...journal, phase: 'switched' }, durable);
       // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
       const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
       // After the hooks and reloads, which are what moves processes off the release left behind.
@@ -450,9 +451,9 @@ export async function deploy(source: string, root: string, options: DeployOption
       const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal, share }, previous, options);
       const durationMs = Math.round(performance.now() - started);
       const staleCount = stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {};
-      await updateRecord(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
+      await recordRelease(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
       await failpoint('log-written');
-      await clearJournal(layout, durable);
+      await clearJournalRecord(layout, durable);
       // Only once the switch stands: a deploy undone before it leaves the root as it found it, cache included.
       if (buildRead) await writeSourceCache(layout, buildRead).catch(() => undefined);
       await failpoint('journal-cleared');

@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { clearJournal, updateRecord, writeJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
+import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, withLock } from './root.ts';
 import { awaitFreshness, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
@@ -106,7 +106,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
       }
     };
     try {
-      await bookkeeping('the journal', () => writeJournal(layout, journal, durable));
+      await bookkeeping('the journal', () => recordJournal(layout, journal, durable));
       await switchCurrent(layout, target, {
         durable,
         beforeRename: async () => {
@@ -118,15 +118,15 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
         },
       });
     } catch (error) {
-      if (!switched) await clearJournal(layout, durable).catch(() => undefined);
+      if (!switched) await clearJournalRecord(layout, durable).catch(() => undefined);
       throw ioError('switching current', error);
     }
     await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
-    await bookkeeping('the journal', () => writeJournal(layout, { ...journal, phase: 'switched' }, durable));
-    if (from !== null) await bookkeeping(`the record of ${from}`, () => updateRecord(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
-    await bookkeeping(`the record of ${target}`, () => updateRecord(layout, target, { status: 'complete', activatedAt: now }, durable));
-    await clearJournal(layout, durable);
+    await bookkeeping('the journal', () => recordJournal(layout, { ...journal, phase: 'switched' }, durable));
+    if (from !== null) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
+    await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { status: 'complete', activatedAt: now }, durable));
+    await clearJournalRecord(layout, durable);
     emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });
     // Like after a deploy: reload what serves, then look for what still runs from the release left.
     const ctx = { layout, id: target, emit, signal: options.signal };
@@ -138,7 +138,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
       warnings.push(message);
     }
     const stale = await awaitFreshness(ctx, from, options);
-    if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => updateRecord(layout, target, { staleProcesses: stale.processes.length }, durable));
+    if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { staleProcesses: stale.processes.length }, durable));
     return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined };
   });
   const stale = staleFailure(options, result.stale);

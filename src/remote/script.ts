@@ -14,11 +14,11 @@
 import { posix } from 'node:path';
 import type { LockIdentity, RootProgram } from '../root/effects.ts';
 import { placeRelease } from '../root/place.ts';
-import { JOURNAL_PATH, recordPath } from '../root/recover.ts';
 import { retireRelease } from '../root/release.ts';
 import { stagedRootPath } from './staging.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
-import { EFFECT_FUNCTIONS, renderFunction } from '../root/sh.ts';
+import { clearJournalProgram, journalProgram, recordProgram } from '../root/record.ts';
+import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
 import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import { shQuote } from './shell.ts';
 
@@ -324,15 +324,17 @@ export type Step =
   /** A root program (src/root/), rendered and run. */
   | { op: 'run'; program: RootProgram<string> };
 
-/** The record and journal steps as root programs (src/root/): the same effects the local engine runs. */
-function stepProgram(st: Extract<Step, { op: 'write-record' | 'clear-journal' | 'durable' }>): RootProgram<'done'> {
+/** The record, journal and durability steps as root programs (src/root/): the same effects the local engine runs. */
+function stepLinesOf(st: Extract<Step, { op: 'write-record' | 'clear-journal' | 'durable' }>): string {
   switch (st.op) {
-    case 'write-record':
-      return { name: 'write_record', ops: [{ effect: { do: 'write', path: recordPath(st.id), text: st.json } }], done: 'done' };
+    case 'write-record': {
+      const program = recordProgram(st.id);
+      return `${renderFunction(program)}\n${renderCall(program, { record: { literal: st.json } })}\n[ "$R_out" = written ] || fail IO ${q(`cannot write the record of ${st.id}`)}`;
+    }
     case 'clear-journal':
-      return { name: 'clear_journal', ops: [{ effect: { do: 'remove', path: JOURNAL_PATH } }], done: 'done' };
+      return runLines(clearJournalProgram());
     case 'durable':
-      return { name: 'make_durable', ops: [{ effect: { do: 'durable', path: '.' } }], done: 'done' };
+      return runLines({ name: 'make_durable', ops: [{ effect: { do: 'durable', path: '.' } }], done: 'done' });
   }
 }
 
@@ -358,7 +360,7 @@ function stepLines(steps: readonly Step[]): string {
         case 'write-record':
         case 'clear-journal':
         case 'durable':
-          return runLines(stepProgram(st));
+          return stepLinesOf(st);
         case 'release-lock':
           return `${releaseLockFunction(st.token)}\nrelease_own_lock`;
         case 'note':
@@ -423,10 +425,16 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
     .join('\n');
 }
 
-function recordReads(ids: readonly string[], varPrefix: string): { read: string; write: string } {
+/**
+ * The record programs (src/root/record.ts) of `ids`, one shell function each (`<fn>N`), and the
+ * lines that read one line of stdin per id (`$_<fn>N`) and write it; an empty line leaves that record.
+ */
+function recordLines(ids: readonly string[], fn: string): { define: string; read: string; write: string } {
+  const programs = ids.map((id, i) => recordProgram(id, `${fn}${i}`));
   return {
-    read: ids.map((_, i) => `IFS= read -r ${varPrefix}${i} || ${varPrefix}${i}=`).join('; '),
-    write: ids.map((id, i) => `[ -z "$${varPrefix}${i}" ] || put_file "$log" ${q(`${id}.json`)} "$${varPrefix}${i}" || emit warning "cannot write the release log"`).join('\n  '),
+    define: programs.map((p) => renderFunction(p)).join('\n'),
+    read: programs.map((p) => `IFS= read -r _${p.name} || _${p.name}=`).join('; '),
+    write: programs.map((p) => `[ -z "$_${p.name}" ] || { ${renderCall(p, { record: { variable: `_${p.name}` } })}; [ "$R_out" = written ] || emit warning "cannot write the release log"; }`).join('\n  '),
   };
 }
 
@@ -448,15 +456,21 @@ done
 if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
     : '';
   const back = `${t.link}.back`;
-  const commit = recordReads(t.commitRecords, '_c');
-  const backs = recordReads(t.backRecords, '_b');
-  const pruneMove = t.prune.map((p) => `${retireLines(p.id, p.trash, t.protect)}\n  put_file "$log" ${q(`${p.id}.json`)} ${q(p.record)}`).join('\n  ');
+  const commit = recordLines(t.commitRecords, 'write_record_c');
+  const backs = recordLines(t.backRecords, 'write_record_b');
+  const pruned = t.prune.map((p, i) => ({ p, record: recordProgram(p.id, `write_record_p${i}`) }));
+  const pruneMove = pruned.map(({ p, record }) => `${retireLines(p.id, p.trash, t.protect)}\n  ${renderCall(record, { record: { literal: p.record } })}`).join('\n  ');
+  const journal = journalProgram();
   const pruneDelete = t.prune.map((p) => removeStagedLine(p.trash)).join('\n  ');
   const switchBack =
     t.backTo === null
       ? `drop_current ${q(back)} || fail IO "cannot remove current"`
       : `arm_link ${q(t.backTo)} ${q(back)} && switch_now ${q(back)} || { rm -rf -- "$tmp/"${q(back)}; fail IO "switching back failed: $_e"; }`;
   return `${releaseLockFunction(t.token)}
+# The bookkeeping after the switch (src/root/record.ts): the texts come as arguments, the records' from stdin with the word.
+${renderFunction(journal)}
+${renderFunction(clearJournalProgram())}
+${[commit.define, backs.define, ...pruned.map(({ record }) => renderFunction(record))].filter(Boolean).join('\n')}
 arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
 emit ready ${q(t.id)}
 # Forked while armed, so that the word costs one exec of mv (the rename of switch_now).
@@ -475,7 +489,7 @@ emit switched ${q(t.id)}
 rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}
 # The rename stamped the link's ctime: the host's own clock at the switch, read without racing it.
 emit switched-ctime "$(stat -c '%.9Z %z' -- "$root/current" 2>/dev/null || stat -f %Fc -- "$root/current" 2>/dev/null)"
-${t.journalSwitched ? `put_file "$state" journal.json ${q(t.journalSwitched)} || emit warning "cannot write the journal"` : ''}
+${t.journalSwitched ? `${renderCall(journal, { journal: { literal: t.journalSwitched } })}; [ "$R_out" = written ] || emit warning "cannot write the journal"` : ''}
 # The switch (and the journal saying so) on disk: a power cut must not bring the old link back.
 durable "$root"
 _asf=
@@ -489,19 +503,17 @@ commit)
   ${commit.read || ':'}
   ${commit.write || ':'}
   ${pruneMove || ':'}
-  rm -f -- "$journal"
-  durable "$root"
+  clear_journal
   release_own_lock
   ${pruneDelete || ':'}
   emit committed ${q(t.id)} ;;
 back)
   IFS= read -r _j || _j=; ${backs.read || ':'}
-  [ -z "$_j" ] || put_file "$state" journal.json "$_j"
+  [ -z "$_j" ] || ${renderCall(journal, { journal: { variable: '_j' } })}
   ${switchBack}
   emit switched-back ${q(t.backTo ?? '')}
   ${backs.write || ':'}
-  rm -f -- "$journal"
-  durable "$root"
+  clear_journal
   release_own_lock
   emit back ${q(t.id)} ;;
 *)

@@ -8,7 +8,7 @@ import { switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
-import { inTmp as inTmpPath, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
+import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
@@ -76,7 +76,7 @@ function holds(root: string, cond: Cond): boolean {
   }
 }
 
-async function perform(root: string, effect: Effect, durable: boolean): Promise<void> {
+async function perform<P extends string>(root: string, effect: Effect<P>, durable: boolean, args: ArgsOf<P> | undefined): Promise<void> {
   switch (effect.do) {
     case 'mkdir':
       await fs.promises.mkdir(path.join(root, effect.path), { recursive: effect.parents === true, mode: 0o755 });
@@ -98,7 +98,7 @@ async function perform(root: string, effect: Effect, durable: boolean): Promise<
     case 'write': {
       const file = path.join(root, effect.path);
       await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-      await writeFileAtomic(file, `${effect.text}\n`, durable);
+      await writeFileAtomic(file, `${textOf(effect.text, args)}\n`, durable);
       return;
     }
     case 'copy': {
@@ -131,20 +131,20 @@ async function perform(root: string, effect: Effect, durable: boolean): Promise<
 }
 
 /** Runs ops in order; returns the outcome of an `end` reached, undefined when they all ran. */
-async function runOps<O extends string>(root: string, ops: readonly Op<O>[], durable: boolean): Promise<O | undefined> {
+async function runOps<O extends string, P extends string>(root: string, ops: readonly Op<O, P>[], durable: boolean, args: ArgsOf<P> | undefined): Promise<O | undefined> {
   for (const op of ops) {
     if ('end' in op) return op.end;
     if ('fail' in op) throw new DeployError(op.fail, op.message);
     let ended: O | undefined;
     if ('if' in op) {
-      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []), durable);
+      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []), durable, args);
     } else {
       try {
-        await perform(root, op.effect, durable);
+        await perform(root, op.effect, durable, args);
       } catch (error) {
         if (op.bestEffort) continue;
         if (!op.orElse || !LOSING.has(errnoOf(error) ?? '')) throw error;
-        ended = await runOps(root, op.orElse, durable);
+        ended = await runOps(root, op.orElse, durable, args);
       }
     }
     if (ended !== undefined) return ended;
@@ -153,6 +153,9 @@ async function runOps<O extends string>(root: string, ops: readonly Op<O>[], dur
 }
 
 /** Runs a program on the root at `root` and returns its outcome; unexpected errors are thrown as they come. */
-export async function runOnFs<O extends string>(root: string, program: RootProgram<O>, options: FsOptions = {}): Promise<O> {
-  return (await runOps(root, program.ops, options.durable !== false)) ?? program.done;
+export function runOnFs<O extends string>(root: string, program: RootProgram<O>, options?: FsOptions): Promise<O>;
+/** A program with parameters runs only with `args`, one value for each. */
+export function runOnFs<O extends string, P extends string>(root: string, program: RootProgram<O, P>, options: FsOptions & { args: ArgsOf<P> }): Promise<O>;
+export async function runOnFs<O extends string, P extends string>(root: string, program: { ops: readonly Op<O, P>[]; done: O }, options: FsOptions & { args?: ArgsOf<P> } = {}): Promise<O> {
+  return (await runOps(root, program.ops, options.durable !== false, options.args)) ?? program.done;
 }

@@ -3,8 +3,9 @@
  * shell function that sets `$R_out` to its outcome; the host's programs (remote/script.ts)
  * define these functions once and branch on the outcome. Every path is single-quoted.
  */
+import { DeployError } from '../errors.ts';
 import { shQuote as q } from '../remote/shell.ts';
-import type { Cond, Effect, Op, RootPath, RootProgram } from './effects.ts';
+import type { Cond, Effect, Op, RootPath, RootProgram, Text } from './effects.ts';
 
 /**
  * The shell functions the rendered effects call; `$root`, `$fsync`, `json_get`, `inode_of`,
@@ -63,7 +64,18 @@ function dirAndName(p: RootPath): { dir: RootPath; name: string } {
   return { dir: slash === -1 ? '.' : p.slice(0, slash), name: p.slice(slash + 1) };
 }
 
-function effectLine(effect: Effect): string {
+/** The parameters of the function being rendered, in the order of its positional parameters. */
+type Params = readonly string[];
+
+/** A text as one shell word: a literal single-quoted, a parameter as the function's positional parameter. */
+function word<P extends string>(text: Text<P>, params: Params): string {
+  if (typeof text === 'string') return q(text);
+  const i = params.indexOf(text.arg);
+  if (i === -1) throw new DeployError('INTERNAL', `a root program uses ${text.arg} but does not declare it`);
+  return `"\${${i + 1}}"`;
+}
+
+function effectLine<P extends string>(effect: Effect<P>, params: Params): string {
   switch (effect.do) {
     case 'mkdir':
       return `mkdir ${effect.parents ? '-p ' : ''}-- ${at(effect.path)} 2>/dev/null`;
@@ -79,7 +91,7 @@ function effectLine(effect: Effect): string {
       return `sweep_old ${at(effect.dir)} ${effect.olderThanS} ${effect.prefixes.map(q).join(' ')}`;
     case 'write': {
       const { dir, name } = dirAndName(effect.path);
-      return `{ mkdir -p -- ${at(dir)} && put_file ${at(dir)} ${q(name)} ${q(effect.text)}; }`;
+      return `{ mkdir -p -- ${at(dir)} && put_file ${at(dir)} ${q(name)} ${word(effect.text, params)}; }`;
     }
     case 'copy': {
       const { dir, name } = dirAndName(effect.to);
@@ -105,7 +117,7 @@ function condLine(cond: Cond): string {
   }
 }
 
-function describe(effect: Effect): string {
+function describe<P extends string>(effect: Effect<P>): string {
   switch (effect.do) {
     case 'rename':
       return `cannot rename ${effect.from} to ${effect.to}`;
@@ -120,7 +132,7 @@ function describe(effect: Effect): string {
   }
 }
 
-function opsLines<O extends string>(name: string, ops: readonly Op<O>[], pad: string): string[] {
+function opsLines<O extends string, P extends string>(name: string, ops: readonly Op<O, P>[], pad: string, params: Params): string[] {
   const lines: string[] = [];
   for (const op of ops) {
     if ('end' in op) {
@@ -128,25 +140,44 @@ function opsLines<O extends string>(name: string, ops: readonly Op<O>[], pad: st
     } else if ('fail' in op) {
       lines.push(`${pad}fail ${op.fail} ${q(op.message)}`);
     } else if ('if' in op) {
-      const then = opsLines(name, op.then, `${pad}  `);
-      const otherwise = opsLines(name, op.else ?? [], `${pad}  `);
+      const then = opsLines(name, op.then, `${pad}  `, params);
+      const otherwise = opsLines(name, op.else ?? [], `${pad}  `, params);
       if (then.length === 0) {
         lines.push(`${pad}if ! ${condLine(op.if)}; then`, ...otherwise, `${pad}fi`);
       } else {
         lines.push(`${pad}if ${condLine(op.if)}; then`, ...then, ...(otherwise.length > 0 ? [`${pad}else`, ...otherwise] : []), `${pad}fi`);
       }
     } else if (op.bestEffort) {
-      lines.push(`${pad}${effectLine(op.effect)} || :`);
+      lines.push(`${pad}${effectLine(op.effect, params)} || :`);
     } else if (op.orElse) {
-      lines.push(`${pad}if ! ${effectLine(op.effect)}; then`, ...opsLines(name, op.orElse, `${pad}  `), `${pad}fi`);
+      lines.push(`${pad}if ! ${effectLine(op.effect, params)}; then`, ...opsLines(name, op.orElse, `${pad}  `, params), `${pad}fi`);
     } else {
-      lines.push(`${pad}${effectLine(op.effect)} || fail IO ${q(`${name}: ${describe(op.effect)}`)}`);
+      lines.push(`${pad}${effectLine(op.effect, params)} || fail IO ${q(`${name}: ${describe(op.effect)}`)}`);
     }
   }
   return lines;
 }
 
-/** The program as a shell function of its name: it sets `$R_out` to the outcome. */
-export function renderFunction<O extends string>(program: RootProgram<O>): string {
-  return [`${program.name}() {`, '  R_out=', ...opsLines(program.name, program.ops, '  '), `  R_out=${q(program.done)}`, '}'].join('\n');
+/**
+ * The program as a shell function of its name: it sets `$R_out` to the outcome. Its parameters are
+ * the function's positional parameters, in the order of `params`: bound by the call (renderCall).
+ */
+export function renderFunction<O extends string, P extends string = never>(program: RootProgram<O, P>): string {
+  const params: Params = program.params ?? [];
+  return [`${program.name}() {`, '  R_out=', ...opsLines(program.name, program.ops, '  ', params), `  R_out=${q(program.done)}`, '}'].join('\n');
+}
+
+/** What a parameter is bound to in a call: a shell variable the program read when it ran (a line of stdin), or a literal. */
+export type ShellArg = { variable: string } | { literal: string };
+
+/** A call of a rendered program with a value for each of its parameters, in their order. */
+export function renderCall<O extends string, P extends string>(program: RootProgram<O, P> & { params: readonly P[] }, args: Readonly<Record<P, ShellArg>>): string {
+  const words = program.params.map((p) => {
+    const a = args[p];
+    if ('literal' in a) return q(a.literal);
+    // A name, never an expression: the value reaches the function as one word, whatever it holds.
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(a.variable)) throw new DeployError('INTERNAL', `not a shell variable name: ${a.variable}`);
+    return `"$${a.variable}"`;
+  });
+  return [program.name, ...words].join(' ');
 }

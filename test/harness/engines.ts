@@ -21,7 +21,15 @@ import { recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts
 import { RemoteRoot } from '../../src/remote/host.ts';
 import { decideHostPrune, hostPruneSteps } from '../../src/remote/ops.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
+import { awaitArmed, awaitVerdict, commitSwitch, switchBack, switchTogether } from '../../src/remote/armed.ts';
+import { rollbackArmScript } from '../../src/remote/script.ts';
+import { clearJournalRecord, recordJournal, recordRelease } from '../../src/ops/record.ts';
+import { readRecords, type ReleaseRecord } from '../../src/act/state.ts';
+import { switchCurrent } from '../../src/act/switch.ts';
+import type { Journal } from '../../src/plan/journal.ts';
+import { mergedRecord } from '../../src/root/recover.ts';
 import { findTools } from './fleet.ts';
+import { armedTail } from './remote-programs.ts';
 
 export type LockOutcome =
   | { result: 'locked'; tookOver: boolean; holderPid: number; release(): Promise<void> }
@@ -47,6 +55,25 @@ export interface Engine {
   place(root: string, request: PlaceInput): Promise<string>;
   /** Prunes to `keep` as the prune command does (running processes checked): the ids removed, oldest first. */
   prune(root: string, keep: number): Promise<string[]>;
+  /**
+   * Switches to `id`, then does the bookkeeping after the switch (src/root/record.ts): the local
+   * engine as ops/deploy.ts and ops/rollback.ts do, a host through the armed program and the
+   * fleet's words (remote/armed.ts). Returns how it ended: `committed` or `back`.
+   */
+  bookkeeping(root: string, request: BookkeepingRequest): Promise<string>;
+}
+
+export interface BookkeepingRequest {
+  /** The release current switches to; `from` is where it was (and where `back` returns). */
+  id: string;
+  from: string;
+  /** The journal written right after the switch. */
+  switched: Journal;
+  decision: 'commit' | 'back';
+  /** `back` only: the journal written before switching back. */
+  backJournal?: Journal;
+  /** The changes to records once decided, merged into each record as it stands. */
+  records: { id: string; change: Partial<ReleaseRecord> }[];
 }
 
 export interface UndoRequest {
@@ -112,6 +139,18 @@ export const localEngine: Engine = {
   async prune(root, keep) {
     const result = await prune(root, { keep, fsync: false, command: 'conformance' });
     return result.removed.map((r) => r.id).reverse();
+  },
+  async bookkeeping(root, request) {
+    const layout = layoutOf(root);
+    await switchCurrent(layout, request.id, { durable: false });
+    await recordJournal(layout, request.switched, false);
+    if (request.decision === 'back') {
+      if (request.backJournal) await recordJournal(layout, request.backJournal, false);
+      await switchCurrent(layout, request.from, { durable: false });
+    }
+    for (const r of request.records) await recordRelease(layout, r.id, r.change, false);
+    await clearJournalRecord(layout, false);
+    return request.decision === 'commit' ? 'committed' : 'back';
   },
   async removeRelease(root, id, protect) {
     const layout = layoutOf(root);
@@ -225,6 +264,7 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
         await remote.close();
       }
     },
+    bookkeeping: (root, request) => shellBookkeeping(name, shell, root, request),
     async removeRelease(root, id, protect) {
       if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
       const remote = shellRoot(root, shell);
@@ -241,12 +281,41 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
   };
 }
 
+/**
+ * A host's bookkeeping after its switch: the armed program (rollbackArmScript) run by `shell`,
+ * driven by the fleet's own words (remote/armed.ts). `edit` changes the program first (a control).
+ */
+export async function shellBookkeeping(name: string, shell: LocalShell, root: string, request: BookkeepingRequest, edit: (script: string) => string = (script) => script): Promise<string> {
+  // The lines the fleet sends with its word: each record merged into the host's as it stands (remote/fleet.ts mergeRecord).
+  const records = await readRecords(layoutOf(root));
+  const lines = request.records.map((r) => JSON.stringify(mergedRecord(records, r.id, r.change)));
+  const ids = request.records.map((r) => r.id);
+  const journal = path.join(root, '.atomic-deploy', 'journal.json');
+  const tail = armedTail({ id: request.id, token: 'conformance', backTo: request.from, journalSwitched: JSON.stringify(request.switched), ...(request.decision === 'commit' ? { commitRecords: ids } : { backRecords: ids }) });
+  // The journal as it stands is written again first: the scenario's root, not the rollback's `switching`, is what the tail starts from.
+  const armed = await awaitArmed(shell.start(edit(rollbackArmScript({ root, fsync: false, journalSwitching: fs.readFileSync(journal, 'utf8').trim(), tail }))));
+  if (armed.kind !== 'armed') throw new Error(`${name}: not armed: ${JSON.stringify(armed.result.frames)}`);
+  const [answer] = await switchTogether([armed.session]);
+  if (answer?.kind !== 'switched') throw new Error(`${name}: did not switch: ${JSON.stringify(answer)}`);
+  if ((await awaitVerdict(armed.session)).kind !== 'waiting') throw new Error(`${name}: lost before the decision`);
+  if (request.decision === 'commit') {
+    const done = await commitSwitch(armed.session, lines);
+    return done.kind === 'committed' ? 'committed' : `failed: ${JSON.stringify(done.result.frames)}`;
+  }
+  const back = await switchBack(armed.session, [request.backJournal ? JSON.stringify(request.backJournal) : '', ...lines]);
+  return back.kind === 'back' ? 'back' : `${back.kind}: ${JSON.stringify(back.result.frames)}`;
+}
+
 /** The local engine and the remote programs under dash and under BusyBox sh. */
+/** dash with coreutils, as a host's login shell would run the programs. */
+export function dashShell(): LocalShell {
+  return new LocalShell({ shell: [findTools(['dash'] as const).dash], path: '/usr/bin:/bin' });
+}
+
 export function allEngines(base: string): Engine[] {
-  const tools = findTools(['dash', 'busybox'] as const);
   return [
     localEngine,
-    shellEngine('dash', new LocalShell({ shell: [tools.dash], path: '/usr/bin:/bin' })),
+    shellEngine('dash', dashShell()),
     shellEngine('busybox sh', new LocalShell({ shell: [path.join(busyboxBin(base), 'sh')], path: busyboxBin(base) })),
   ];
 }

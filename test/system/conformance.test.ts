@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { allEngines, outcomeOf, type Engine, type LockOutcome, type RootOutcome, type UndoRequest } from '../harness/engines.ts';
+import { allEngines, dashShell, localEngine, outcomeOf, shellBookkeeping, type BookkeepingRequest, type Engine, type LockOutcome, type RootOutcome, type UndoRequest } from '../harness/engines.ts';
 import type { PlaceInput } from '../../src/root/place.ts';
 import { startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid } from '../harness/invariants.ts';
@@ -559,4 +559,156 @@ describe('prune guard: a live process in a release keeps it on every side', () =
       assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
     });
   }
+});
+
+interface BookkeepingScenario {
+  name: string;
+  setup(root: string): void;
+  request: BookkeepingRequest;
+  result: string;
+  expect: Partial<RootOutcome>;
+}
+
+/** Text that a shell must pass through untouched: quotes, expansions, backslashes, a tab, non-ASCII. */
+const HOSTILE_REASON = `it's "bad" $(touch pwned) \`id\` $HOME \\n \\ \t tab ✓ 100%`;
+const STARTED = '2026-01-01T00:00:00.000Z';
+const deployJournal = (phase: 'ready' | 'switched' | 'rolling-back', reason?: string): BookkeepingRequest['switched'] => ({ v: 1, op: 'deploy', token: 't', pid: 1, startedAt: STARTED, release: 'r3', previous: 'r2', phase, ...(reason === undefined ? {} : { reason }) });
+
+/** r1 and r2 complete, r3 placed (pending), r2 current, the deploy's journal at `ready`. */
+function placedR3(root: string): void {
+  twoReleases(root);
+  makeRelease(root, 'r3', 3, 'pending');
+  writeJournal(root, deployJournal('ready'));
+}
+
+const BOOKKEEPING_SCENARIOS: BookkeepingScenario[] = [
+  {
+    name: 'a deploy committed: switched journal, the live record, the journal cleared',
+    setup: placedR3,
+    request: { id: 'r3', from: 'r2', switched: deployJournal('switched'), decision: 'commit', records: [{ id: 'r3', change: { status: 'complete', activatedAt: '2026-01-01T00:01:00.000Z', durationMs: 1234, staleProcesses: 0 } }] },
+    result: 'committed',
+    expect: { current: 'r3', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'complete' }, journal: false, tmp: [] },
+  },
+  {
+    name: "a deploy switched back (health check failed): the back journal, the failed release's record with a reason no shell may read as code, the previous record, the journal cleared",
+    setup: placedR3,
+    request: {
+      id: 'r3',
+      from: 'r2',
+      switched: deployJournal('switched'),
+      decision: 'back',
+      backJournal: deployJournal('rolling-back', HOSTILE_REASON),
+      records: [
+        { id: 'r3', change: { status: 'failed', activatedAt: '2026-01-01T00:01:00.000Z', endedAt: '2026-01-01T00:02:00.000Z', reason: HOSTILE_REASON } },
+        { id: 'r2', change: { status: 'complete', activatedAt: '2026-01-01T00:02:00.000Z' } },
+      ],
+    },
+    result: 'back',
+    expect: { current: 'r2', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'failed' }, journal: false, tmp: [] },
+  },
+  {
+    name: 'a rollback committed: the target live again, the release left recorded rolled-back, the journal cleared',
+    setup: (root) => {
+      twoReleases(root);
+      writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switching' });
+    },
+    request: {
+      id: 'r1',
+      from: 'r2',
+      switched: { v: 1, op: 'rollback', token: 't', pid: 1, startedAt: STARTED, release: 'r1', previous: 'r2', phase: 'switched' },
+      decision: 'commit',
+      records: [
+        { id: 'r1', change: { status: 'complete', activatedAt: '2026-01-01T00:01:00.000Z' } },
+        { id: 'r2', change: { status: 'rolled-back', endedAt: '2026-01-01T00:01:00.000Z', reason: 'rolled back' } },
+      ],
+    },
+    result: 'committed',
+    expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'rolled-back' }, journal: false, tmp: [] },
+  },
+  {
+    name: 'a release of another tool without a record gets one that keeps its order (no seq)',
+    setup: (root) => {
+      twoReleases(root);
+      fs.mkdirSync(path.join(root, 'releases', 'foreign'));
+      fs.rmSync(path.join(root, '.atomic-deploy', 'releases', 'r2.json'));
+      writeJournal(root, { op: 'rollback', release: 'foreign', previous: 'r2', phase: 'switching' });
+    },
+    request: {
+      id: 'foreign',
+      from: 'r2',
+      switched: { v: 1, op: 'rollback', token: 't', pid: 1, startedAt: STARTED, release: 'foreign', previous: 'r2', phase: 'switched' },
+      decision: 'commit',
+      records: [
+        { id: 'foreign', change: { status: 'complete', activatedAt: '2026-01-01T00:01:00.000Z' } },
+        { id: 'r2', change: { status: 'rolled-back', endedAt: '2026-01-01T00:01:00.000Z', reason: 'rolled back' } },
+      ],
+    },
+    result: 'committed',
+    expect: { current: 'foreign', releases: ['foreign', 'r1', 'r2'], statuses: { foreign: 'complete', r1: 'complete', r2: 'rolled-back' }, journal: false, tmp: [] },
+  },
+];
+
+/** Every record in the release log, parsed (the local engine writes them pretty-printed, a host as the one line it was sent); one that is no JSON as its text. */
+function recordsOf(root: string): Record<string, unknown> {
+  const log = path.join(root, '.atomic-deploy', 'releases');
+  const parsed = (text: string): unknown => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return text;
+    }
+  };
+  return Object.fromEntries(fs.readdirSync(log).sort().map((n) => [n, parsed(fs.readFileSync(path.join(log, n), 'utf8'))]));
+}
+
+describe('bookkeeping after the switch: every side leaves the same journal and records', () => {
+  for (const scenario of BOOKKEEPING_SCENARIOS) {
+    test(scenario.name, async () => {
+      const keys = Object.keys(scenario.expect) as (keyof RootOutcome)[];
+      const outcomes: Record<string, unknown> = {};
+      const records: Record<string, unknown> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        scenario.setup(root);
+        // A locked root has .tmp/: the switch makes its link there.
+        fs.mkdirSync(path.join(root, '.tmp'), { recursive: true });
+        const result = await engine.bookkeeping(root, scenario.request);
+        outcomes[engine.name] = { result, ...pick(outcomeOf(root), keys), pwned: [root, BASE, process.cwd()].some((dir) => fs.existsSync(path.join(dir, 'pwned'))) };
+        records[engine.name] = recordsOf(root);
+      }
+      assert.deepEqual(outcomes, Object.fromEntries(ENGINES.map((e) => [e.name, { result: scenario.result, ...scenario.expect, pwned: false }])));
+      const [first, ...rest] = ENGINES;
+      assert.ok(first);
+      for (const e of rest) assert.deepEqual(records[e.name], records[first.name], `${e.name} wrote other records than ${first.name}`);
+    });
+  }
+});
+
+describe('control: the bookkeeping comparison fails for a host that changes the text it is given', () => {
+  test("a naive writer (echo, whose escapes dash expands) in place of put_file: the failed release's record differs from the local engine's", async () => {
+    const scenario = BOOKKEEPING_SCENARIOS.find((s) => s.request.decision === 'back');
+    assert.ok(scenario);
+    const prepared = (): string => {
+      const root = freshRoot();
+      scenario.setup(root);
+      fs.mkdirSync(path.join(root, '.tmp'), { recursive: true });
+      return root;
+    };
+    let edits = 0;
+    const naive = (script: string): string =>
+      script.replace(/put_file ("\$root\/"'[^']*') ('[^']*') "\$\{1\}"/g, (_all, dir: string, file: string) => {
+        edits += 1;
+        return `echo "\${1}" > ${dir}/${file}`;
+      });
+    const local = prepared();
+    assert.equal(await localEngine.bookkeeping(local, scenario.request), 'back');
+    const host = prepared();
+    assert.equal(await shellBookkeeping('dash, naive writer', dashShell(), host, scenario.request, naive), 'back');
+    assert.ok(edits >= 3, `the control changed ${edits} writers`);
+    // The same outcome by every other measure: only the bytes of the text differ (the record no longer parses).
+    const rest = (root: string): unknown => ({ current: fs.readlinkSync(path.join(root, 'current')), journal: fs.existsSync(path.join(root, '.atomic-deploy', 'journal.json')), tmp: tmpNames(root) });
+    assert.deepEqual(rest(host), rest(local));
+    assert.notDeepEqual(recordsOf(host)['r3.json'], recordsOf(local)['r3.json']);
+    assert.deepEqual(recordsOf(host)['r2.json'], recordsOf(local)['r2.json']);
+  });
 });
