@@ -4,7 +4,6 @@ import { DeployError, errnoOf } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import type { RecordedStatus } from '../plan/releases.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
-import { fsyncDir, writeFileAtomic } from './durable.ts';
 import type { Layout } from './layout.ts';
 import { NOT_REGULAR, readRegularFile, readRegularFileSync } from './read.ts';
 
@@ -75,17 +74,6 @@ export async function readJournal(layout: Layout): Promise<JournalRead> {
   }
 }
 
-export async function writeJournal(layout: Layout, journal: Journal, durable: boolean): Promise<void> {
-  // A root taken over from another tool has no state directory yet.
-  await fs.promises.mkdir(layout.state, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(layout.journal, JSON.stringify(journal) + '\n', durable);
-}
-
-export async function clearJournal(layout: Layout, durable: boolean): Promise<void> {
-  await fs.promises.rm(layout.journal, { force: true });
-  if (durable) await fsyncDir(layout.state);
-}
-
 export async function ensureStateDirs(layout: Layout): Promise<void> {
   await fs.promises.mkdir(layout.log, { recursive: true, mode: 0o755 });
 }
@@ -137,24 +125,6 @@ export async function readRecords(layout: Layout, ids?: readonly string[]): Prom
     if (record) records.set(record.id, record);
   }
   return records;
-}
-
-export async function writeRecord(layout: Layout, record: ReleaseRecord, durable: boolean): Promise<void> {
-  await fs.promises.mkdir(layout.log, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(recordFile(layout, record.id), JSON.stringify(record, null, 2) + '\n', durable);
-}
-
-export async function updateRecord(
-  layout: Layout,
-  id: string,
-  change: Partial<ReleaseRecord>,
-  durable: boolean,
-): Promise<void> {
-  // A directory of another tool whose name is no valid id (a newline, a leading dash) gets no record.
-  if (releaseIdProblem(id) !== undefined) return;
-  // A release made by another tool gets a record without a sequence number, so its order stays.
-  const existing = readRecord(layout, id) ?? { id, status: 'complete', createdAt: '', user: '', host: '', source: '', files: 0, bytes: 0, durationMs: 0, previous: null };
-  await writeRecord(layout, { ...existing, ...change }, durable);
 }
 
 export async function removeRecord(layout: Layout, id: string): Promise<void> {

@@ -5,7 +5,8 @@ import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { removeManifest } from '../act/manifest.ts';
 import { deleteTrash, removeRelease } from '../act/releases.ts';
-import { readJournal, updateRecord } from '../act/state.ts';
+import { readJournal } from '../act/state.ts';
+import { recordRelease } from './record.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
@@ -114,7 +115,7 @@ export async function retireReleases(
     if (moved) trash.push(moved);
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
-    await updateRecord(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable).catch((error: unknown) => {
+    await recordRelease(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable).catch((error: unknown) => {
       // A full disk is why prune runs: the mark is history only (records of pruned releases are never read as releases).
       if (!isFullDisk(error)) throw error;
     });

@@ -7,7 +7,8 @@ import { failpoint } from '../act/failpoints.ts';
 import { checkHealth, displayUrl, type HealthResult } from '../act/health.ts';
 import { describeOutcome, hookEnv, runShell, type ShellOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { clearJournal, updateRecord, writeJournal, type ReleaseRecord } from '../act/state.ts';
+import type { ReleaseRecord } from '../act/state.ts';
+import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -207,7 +208,7 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   // Deliberately deaf to the AbortSignal: once decided, the rollback is the quickest way to safety.
   try {
     if (ctx.journal.op !== 'deploy') throw new DeployError('INTERNAL', 'rollback after a failed check needs a deploy journal');
-    await writeJournal(layout, { ...ctx.journal, phase: 'rolling-back', reason }, durable);
+    await recordJournal(layout, { ...ctx.journal, phase: 'rolling-back', reason }, durable);
     await switchCurrent(layout, previous, { durable, beforeRename: () => failpoint('rollback-temp-link-made') });
   } catch (error) {
     const base = ioError('switching current back', error);
@@ -221,9 +222,9 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   const message = `${reason}; rolled back to ${previous}`;
   try {
     const now = new Date().toISOString();
-    await updateRecord(layout, id, { status: 'failed', activatedAt: switchedAt, endedAt: now, reason }, durable);
-    await updateRecord(layout, previous, { activatedAt: now }, durable);
-    await clearJournal(layout, durable);
+    await recordRelease(layout, id, { status: 'failed', activatedAt: switchedAt, endedAt: now, reason }, durable);
+    await recordRelease(layout, previous, { activatedAt: now }, durable);
+    await clearJournalRecord(layout, durable);
   } catch (error) {
     throw new DeployError('ROLLED_BACK', `${message} (recording it failed: ${ioError('recording', error).message}; the next command finishes the record)`, { cause: error, details });
   }

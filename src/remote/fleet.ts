@@ -61,7 +61,7 @@ export function resolveTargets(hosts: readonly FleetHostSpec[], root: string | u
   });
 }
 
-/** A release log record changed the way the local engine changes one (act/state.ts updateRecord). */
+/** A release log record changed the way the local engine changes one (root/recover.ts mergedRecord). */
 export function mergeRecord(records: ReadonlyMap<string, RemoteRecord>, id: string, change: Partial<RemoteRecord>): RemoteRecord {
   const existing: RemoteRecord = records.get(id) ?? { id, status: 'complete', createdAt: '', user: '', host: '', source: '', files: 0, bytes: 0, durationMs: 0, previous: null };
   return { ...existing, ...change };
