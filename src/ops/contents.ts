@@ -110,12 +110,16 @@ export interface FilePlan {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** SHA-256 of these files under `dir`, read synchronously with a turn for the loop every 256. */
-async function hashAll(dir: string, rels: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
+/**
+ * SHA-256 of these files under `dir`, read synchronously with a turn for the loop every 256. Each
+ * is read to the size its lstat gave (`sizes`): a short read that reaches it is the end, without
+ * a second read(2) to see the 0, and a file that is not that size hashes differently anyway.
+ */
+async function hashAll(dir: string, rels: readonly string[], sizes: ReadonlyMap<string, { size: number }>, signal?: AbortSignal): Promise<Map<string, string>> {
   const hashes = new Map<string, string>();
   for (const [i, rel] of rels.entries()) {
     if (signal?.aborted) break;
-    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`, true).sha256);
+    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`, true, sizes.get(rel)?.size).sha256);
     if (i % 256 === 255) await turn();
   }
   return hashes;
@@ -150,7 +154,7 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
   if (path.sep !== '/') trusted = new Map([...trusted].map(([p, sha]) => [p.split('/').join(path.sep), sha]));
   const rest = candidates.filter((rel) => !trusted.has(rel));
   const hashes = trusted;
-  for (const [rel, hash] of await hashAll(prevDir, rest, signal)) hashes.set(rel, hash);
+  for (const [rel, hash] of await hashAll(prevDir, rest, before, signal)) hashes.set(rel, hash);
   return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
 }
 
@@ -215,7 +219,8 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     result.sourceCached = cached.size;
     if (cached.size > 0) emit({ type: 'step', message: `source cache: ${cached.size} of ${plural(linkable.length, 'build file')} unchanged since they were last read (inode, size, mtime, ctime), not read again` });
     const unread = linkable.filter((rel) => !cached.has(rel));
-    sourceHashes = unread.length === 0 ? cached : await hashAll(plan.scan.dir, unread, signal);
+    // A linkable file passed the size test, so its previous file's size is the build's.
+    sourceHashes = unread.length === 0 ? cached : await hashAll(plan.scan.dir, unread, before, signal);
     if (sourceHashes !== cached) for (const [rel, sha] of cached) sourceHashes.set(rel, sha);
     links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes });
   } catch (error) {
