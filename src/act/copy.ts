@@ -361,11 +361,10 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       // Stop every worker at the first failure: the caller removes dest only once all are idle.
       if (failure || signal?.aborted) return;
       const entry = others[next++] as SourceEntry;
-      const from = under(scan.dir, entry.rel);
       const to = under(dest, entry.rel);
       if (entry.kind === 'symlink') {
         // Verbatim: the link text is copied, its target never is.
-        const target = await fs.promises.readlink(from);
+        const target = await fs.promises.readlink(under(scan.dir, entry.rel));
         await fs.promises.symlink(target, to);
         if (IS_ROOT) await fs.promises.lchown(to, entry.uid, entry.gid);
         await fs.promises.lutimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));
@@ -378,8 +377,9 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       // pool, so their data moves while the loop goes on. The event loop gets a turn every 256
       // synchronous entries, so a signal or an abort is still seen within milliseconds.
       const existing = options.linkFrom?.get(entry.rel);
+      const from = existing === undefined ? under(scan.dir, entry.rel) : existing.from;
       if (existing !== undefined) {
-        fs.linkSync(existing.from, to);
+        fs.linkSync(from, to);
         // Stamped after the link: link(2) itself moves the shared inode's ctime.
         const st = fs.lstatSync(to);
         record(entry, { sha256: existing.sha256, size: st.size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } });
