@@ -16,7 +16,7 @@ import { DeployError, ioError } from '../errors.ts';
 import { plural } from '../plan/units.ts';
 import { planShared, sharedTargetAction, withoutPaths, type SharedLink, type SharedSpec, type SharedType } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
-import { filesToHash, isStrategy, planLinks, STRATEGIES, type FileFacts, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
+import { filesToHash, isStrategy, planLinks, STRATEGIES, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
 
 export interface ContentsOptions {
   /** Shared paths whose type (file or directory) is inferred from what exists. */
@@ -110,15 +110,29 @@ export interface FilePlan {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** SHA-256 of these files under `dir`, read synchronously with a turn for the loop every 256. */
-async function hashAll(dir: string, rels: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
+/**
+ * SHA-256 of these files under `dir`, read synchronously with a turn for the loop every 256. Each
+ * is read to the size its lstat gave (`sizes`): a short read that reaches it is the end, without
+ * a second read(2) to see the 0, and a file that is not that size hashes differently anyway.
+ */
+async function hashAll(dir: string, rels: readonly string[], sizes: ReadonlyMap<string, { size: number }>, signal?: AbortSignal): Promise<Map<string, string>> {
   const hashes = new Map<string, string>();
   for (const [i, rel] of rels.entries()) {
     if (signal?.aborted) break;
-    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`, true).sha256);
+    hashes.set(rel, hashFileSync(`${dir}${path.sep}${rel}`, true, sizes.get(rel)?.size).sha256);
     if (i % 256 === 255) await turn();
   }
   return hashes;
+}
+
+/** The stamps of these previous files by manifest path (`/`-separated). */
+function slashedStamps(before: ReadonlyMap<string, PreviousFile>, rels: readonly string[]): Map<string, FileStamp> {
+  const now = new Map<string, FileStamp>();
+  for (const rel of rels) {
+    const b = before.get(rel);
+    if (b) now.set(slashedRel(rel), b);
+  }
+  return now;
 }
 
 /**
@@ -134,38 +148,28 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
   let trusted = new Map<string, string>();
   if (load.kind === 'ok') {
     const cache = readStatCache(layout, previous);
-    if (cache) {
-      const now = new Map<string, FileStamp>();
-      for (const rel of candidates) {
-        const b = before.get(rel);
-        if (b) now.set(slashedRel(rel), { ino: b.ino, size: b.size, ctimeMs: b.ctimeMs });
-      }
-      trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, now);
-    }
+    // A PreviousFile is a FileStamp, and its rel the manifest's path where path.sep is '/': no second map of 10k stamps.
+    if (cache) trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, path.sep === '/' ? before : slashedStamps(before, candidates));
   }
-  const hashes = new Map<string, string>();
-  const rest: string[] = [];
-  for (const rel of candidates) {
-    const known = trusted.get(slashedRel(rel));
-    if (known === undefined) rest.push(rel);
-    else hashes.set(rel, known);
-  }
-  for (const [rel, hash] of await hashAll(prevDir, rest, signal)) hashes.set(rel, hash);
+  if (path.sep !== '/') trusted = new Map([...trusted].map(([p, sha]) => [p.split('/').join(path.sep), sha]));
+  const rest = candidates.filter((rel) => !trusted.has(rel));
+  const hashes = trusted;
+  for (const [rel, hash] of await hashAll(prevDir, rest, before, signal)) hashes.set(rel, hash);
   return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
 }
 
 /** The source cache's hashes for these build files (by their scan stamps); empty when there is no usable cache. */
-function buildHashesFromCache(layout: Layout, scan: SourceScan, rels: readonly string[]): Map<string, string> {
+function buildHashesFromCache(layout: Layout, scan: SourceScan, files: readonly SourceEntry[], rels: readonly string[]): Map<string, string> {
   const cache = readSourceCache(layout);
   if (cache === undefined) return new Map();
-  const wanted = new Set(rels);
+  // Every file linkable is the common redeploy: then no set of 10k names to test against.
+  const wanted = rels.length === files.length ? undefined : new Set(rels);
   const now: [string, SourceStamp][] = [];
-  for (const e of scan.entries) {
-    if (e.kind === 'file' && wanted.has(e.rel)) now.push([slashedRel(e.rel), e]);
+  for (const e of files) {
+    if (wanted === undefined || wanted.has(e.rel)) now.push([slashedRel(e.rel), e]);
   }
-  const hashes = new Map<string, string>();
-  for (const [p, sha] of cachedHashes(cache, scan.dir, now)) hashes.set(path.sep === '/' ? p : p.split('/').join(path.sep), sha);
-  return hashes;
+  const hashes = cachedHashes(cache, scan.dir, now);
+  return path.sep === '/' ? hashes : new Map([...hashes].map(([p, sha]) => [p.split('/').join(path.sep), sha]));
 }
 
 /** Decides, under the lock, which files are linked from the previous release and which are copied. */
@@ -195,9 +199,8 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
       hint: 'keep every release on the filesystem of releases/, or use --strategy auto',
     });
   }
-  const files: FileFacts[] = plan.scan.entries
-    .filter((e) => e.kind === 'file')
-    .map((e) => ({ rel: e.rel, size: e.size, mode: e.mode, uid: e.uid, gid: e.gid }));
+  // A SourceEntry is the FileFacts of its file: no copy of 10k of them.
+  const files: SourceEntry[] = plan.scan.entries.filter((e) => e.kind === 'file');
   let links: LinkPlan;
   let sourceHashes: Map<string, string>;
   try {
@@ -212,11 +215,13 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     }
     // Only the files that can still be linked are read now; the copy hashes the rest as it goes.
     const linkable = candidates.filter((rel) => prev.hashes.has(rel));
-    const cached = linkable.length > 0 ? buildHashesFromCache(layout, plan.scan, linkable) : new Map<string, string>();
+    const cached = linkable.length > 0 ? buildHashesFromCache(layout, plan.scan, files, linkable) : new Map<string, string>();
     result.sourceCached = cached.size;
     if (cached.size > 0) emit({ type: 'step', message: `source cache: ${cached.size} of ${plural(linkable.length, 'build file')} unchanged since they were last read (inode, size, mtime, ctime), not read again` });
-    sourceHashes = await hashAll(plan.scan.dir, linkable.filter((rel) => !cached.has(rel)), signal);
-    for (const [rel, sha] of cached) sourceHashes.set(rel, sha);
+    const unread = linkable.filter((rel) => !cached.has(rel));
+    // A linkable file passed the size test, so its previous file's size is the build's.
+    sourceHashes = unread.length === 0 ? cached : await hashAll(plan.scan.dir, unread, before, signal);
+    if (sourceHashes !== cached) for (const [rel, sha] of cached) sourceHashes.set(rel, sha);
     links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes });
   } catch (error) {
     throw ioError(`comparing the source with release ${previous}`, error);

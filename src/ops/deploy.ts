@@ -376,7 +376,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       // The manifest is durable before the release is placed: a live release never lacks it.
       digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
       await writeStatCache(layout, id, copied.stamps);
-      if (!extracted && files.sourceClock !== undefined) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
+      // Every build file's hash came from the cache (same stamps): it already says all the new one would.
+      if (!extracted && files.sourceClock !== undefined && files.sourceCached !== scan.files) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
       await failpoint('manifest-written');
       const record: ReleaseRecord = {
         id,

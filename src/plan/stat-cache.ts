@@ -22,7 +22,8 @@ export function* statCacheChunks(stamps: ReadonlyMap<string, FileStamp>): Genera
   let chunk = `{"format":${JSON.stringify(STAT_CACHE_FORMAT)},"files":[\n`;
   let i = 0;
   for (const [rel, s] of stamps) {
-    chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify([rel, s.ino, s.size, s.ctimeMs])}`;
+    // Numbers print as JSON.stringify prints them: only the path needs quoting, not an array per row.
+    chunk += `${i === 0 ? '' : ',\n'}[${JSON.stringify(rel)},${s.ino},${s.size},${s.ctimeMs}]`;
     if (++i % 2048 === 0) {
       yield chunk;
       chunk = '';

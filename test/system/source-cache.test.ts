@@ -62,10 +62,14 @@ void test('an unchanged build is not read again: its hashes come from the source
   assert.ok(buildFilesOpened(src, root, dir) >= FILES, 'without a cache every build file must be read');
   // One open at most: the clone probe looks at one build file whatever the cache says.
   assert.ok(buildFilesOpened(src, root, dir) <= 1);
+  const kept = { text: fs.readFileSync(cacheFile(root), 'utf8'), ino: fs.statSync(cacheFile(root)).ino };
   const result = await runCli(['deploy', src, root, '--strategy', 'hardlink', '--json']);
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual([jsonOf<Json>(result).linked, jsonOf<Json>(result).copied], [FILES, 0]);
   assert.equal((await runCli(['verify', root])).code, 0);
+  // Every hash came from the cache: it already says all a new one would, so it is left as it was, and still serves.
+  assert.deepEqual({ text: fs.readFileSync(cacheFile(root), 'utf8'), ino: fs.statSync(cacheFile(root)).ino }, kept);
+  assert.ok(buildFilesOpened(src, root, dir) <= 1);
 });
 
 void test('a same-size edit with its mtime put back (touch -r) is read and published: its ctime moved', async (t) => {
@@ -89,6 +93,8 @@ void test('a same-size edit with its mtime put back (touch -r) is read and publi
   assert.deepEqual([jsonOf<Json>(result).linked, jsonOf<Json>(result).copied], [FILES - 1, 1]);
   assert.equal(fs.readFileSync(path.join(root, 'current/d0/f0.js'), 'utf8'), fs.readFileSync(victim, 'utf8'));
   assert.equal((await runCli(['verify', root])).code, 0);
+  // A file was read: the cache is written again, with the edit's hash.
+  assert.equal(parseSourceCache(fs.readFileSync(cacheFile(root), 'utf8'))?.files.get('d0/f0.js')?.sha256, sha(fs.readFileSync(victim, 'utf8')));
 });
 
 void test('a racy edit (same second as the read, whole-second timestamps, same size and mtime) is read and published', async (t) => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { cachedHashes, isRacy, parseSourceCache, serializeSourceCache, SOURCE_CACHE_MAX_FILES, sourceCacheOf, stampKey, stampOfKey, type SourceCache, type SourceStamp } from '../../src/plan/source-cache.ts';
+import { cachedHashes, isRacy, parseSourceCache, racyAgainst, serializeSourceCache, SOURCE_CACHE_MAX_FILES, sourceCacheOf, stampKey, stampOfKey, type SourceCache, type SourceStamp } from '../../src/plan/source-cache.ts';
 
 const H = (c: string): string => c.repeat(64);
 /** 2026-12-01, with nanoseconds. */
@@ -65,6 +65,23 @@ void test('racy: a ctime or mtime not strictly older than the seal, or within 2 
   assert.equal(isRacy(stamp(1n, { ctimeNs: second - 3_000_000_000n }), sealed), false);
   // A fixed-mtime build (1985) is old, whole seconds or not.
   assert.equal(isRacy(stamp(1n, { mtimeNs: 499_076_100_000_000_000n }), sealed), false);
+});
+
+void test('property: the per-seal racy check answers as isRacy, at and around every edge (whole seconds, the 2 s slack, the seal)', () => {
+  const S = 1_000_000_000n;
+  // Times near the seal, on and off whole seconds, where the fast path and the slack meet.
+  const near = (sealed: bigint): fc.Arbitrary<bigint> => fc.oneof(
+    fc.bigInt({ min: sealed - 4n * S, max: sealed + S }),
+    fc.integer({ min: -4, max: 1 }).chain((k) => fc.constantFrom(-1n, 0n, 1n).map((d) => (sealed / S + BigInt(k)) * S + d)),
+    fc.constant(499_076_100_000_000_000n),
+  );
+  fc.assert(
+    fc.property(fc.bigInt({ min: 10n * S, max: 2n ** 62n }).chain((sealed) => fc.tuple(fc.constant(sealed), near(sealed), near(sealed))), ([sealed, ctimeNs, mtimeNs]) => {
+      const s = stamp(1n, { ctimeNs, mtimeNs });
+      assert.equal(racyAgainst(sealed)(s), isRacy(s, sealed));
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 void test('lookup: the hash only for the same source and all five stamp fields, never for a racy entry', () => {
