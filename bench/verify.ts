@@ -51,7 +51,8 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       ],
       { runs, warmup: 1, baseline: BASELINE, onSample: (name, t, round) => log(`  verify round ${round + 1}/${runs} ${name}: ${t.toFixed(1)} ms`) },
     );
-    const ours = result.cases.find((c) => c.name === OURS);
+    // The target is the command users run: the installed bundle (as for the start-up target).
+    const ours = result.cases.find((c) => c.name === INSTALLED);
     const ratio = ours?.ratio ?? NaN;
     return {
       name: 'verify',
@@ -63,7 +64,7 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
         {
           caption: 'Target',
           columns: ['target', 'goal', 'measured', 'met'],
-          rows: [[`${OURS} / ${BASELINE}`, '≤ 1.0', round3(ratio), ratio <= 1 ? 'met' : 'MISSED']],
+          rows: [[`${INSTALLED} / ${BASELINE}`, '≤ 1.0', round3(ratio), ratio <= 1 ? 'met' : 'MISSED']],
         },
         {
           caption: `Median wall time of ${runs} alternated rounds (after 1 warm-up round)`,
@@ -75,7 +76,7 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       notes: [
         `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file (on ${availableParallelism()} cores: one worker thread per core the load average shows idle, none on a busy machine; it hashes on its own thread too), and compares. sha256sum only hashes, on one core; both read from a warm page cache.`,
         `Load average (1 / 5 / 15 min) at the end: ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
-        `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/, bundled by esbuild); the target row measures the tsc output (dist/cli/bin.js), like every other benchmark.`,
+        `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/, bundled by esbuild); the target row measures it, as the start-up target does; the tsc output (dist/cli/bin.js, which every other benchmark runs) is the row beside it.`,
         runNote(started, machine),
       ],
     };
