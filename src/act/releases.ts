@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Restamper } from './restamp.ts';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
 import type { Layout } from './layout.ts';
@@ -47,6 +48,8 @@ export interface TrashOptions {
   /** Called once after the first file is gone (a failpoint lives there). */
   midway?: () => Promise<void>;
   signal?: AbortSignal;
+  /** The live release's stat cache, kept true across each unlink (act/restamp.ts). */
+  restamp?: Restamper;
 }
 
 /**
@@ -59,12 +62,17 @@ export async function deleteTrash(trash: string, options: TrashOptions = {}): Pr
   let reported = 0;
   let midwayDone = options.midway === undefined;
   const gone = (error: unknown): boolean => errnoOf(error) === 'ENOENT';
+  const restamper = options.restamp;
   const unlinkOne = async (file: string): Promise<void> => {
+    const rel = restamper ? file.slice(trash.length + 1) : '';
+    // Right before and right after: the window in which another change would pass for ours is this unlink alone.
+    const before = restamper?.before(rel);
     try {
       await fs.promises.unlink(file);
     } catch (error) {
       if (!gone(error)) throw error;
     }
+    if (before !== undefined) restamper?.after(rel, before);
     files += 1;
     if (!midwayDone) {
       midwayDone = true;

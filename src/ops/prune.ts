@@ -5,6 +5,7 @@ import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { removeManifest } from '../act/manifest.ts';
 import { deleteTrash, removeRelease } from '../act/releases.ts';
+import { restamperFor, type Restamper } from '../act/restamp.ts';
 import { readJournal } from '../act/state.ts';
 import { recordRelease } from './record.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
@@ -129,7 +130,7 @@ export async function retireReleases(
 export async function deleteRetired(
   trash: readonly string[],
   totals: { files: number; bytes: number },
-  options: { emit: EventSink; signal?: AbortSignal },
+  options: { emit: EventSink; signal?: AbortSignal; restamp?: Restamper },
 ): Promise<number> {
   const started = performance.now();
   let before = 0;
@@ -137,12 +138,15 @@ export async function deleteRetired(
     if (options.signal?.aborted) break;
     const files = await deleteTrash(dir, {
       signal: options.signal,
+      restamp: options.restamp,
       midway: () => failpoint('prune-delete'),
       onProgress: (n) => options.emit({ type: 'progress', phase: 'prune', done: Math.min(before + n, totals.files), total: totals.files, bytes: 0, totalBytes: 0 }),
     });
     before += files;
   }
   options.emit({ type: 'progress', phase: 'prune', done: totals.files, total: totals.files, bytes: 0, totalBytes: 0 });
+  // A lost cache only costs the next deploy a re-hash: never a reason to fail the prune.
+  await options.restamp?.save().catch(() => undefined);
   return Math.round(performance.now() - started);
 }
 
@@ -160,6 +164,8 @@ export interface RetiredPrune {
   bytes: number;
   /** How many releases were selected (fewer are retired when a signal stopped it). */
   selected: number;
+  /** The live release's stat cache, kept true while the trees go (they may share its inodes). */
+  restamp?: Restamper;
 }
 
 /** Runs under the caller's lock, after recovery: decides and retires. */
@@ -193,6 +199,8 @@ export async function pruneUnderLock(
       recovered: options.recovered ?? [],
     },
     trash: retired.trash,
+    // Read under the lock, while it is the live release's and its cache is the one the next deploy reads.
+    restamp: retired.trash.length > 0 && currentId !== null ? restamperFor(layout, currentId) : undefined,
     files: removed.reduce((sum, r) => sum + (r.files ?? 0), 0),
     bytes: removed.reduce((sum, r) => sum + (r.bytes ?? 0), 0),
     selected: n,
@@ -202,7 +210,7 @@ export async function pruneUnderLock(
 /** Deletes the retired trees once the lock is released; a failure here only leaves work for the next recovery. */
 export async function finishPrune(retired: RetiredPrune, options: { emit: EventSink; signal?: AbortSignal }): Promise<PruneResult> {
   try {
-    retired.result.deleteMs = await deleteRetired(retired.trash, { files: retired.files, bytes: retired.bytes }, options);
+    retired.result.deleteMs = await deleteRetired(retired.trash, { files: retired.files, bytes: retired.bytes }, { ...options, restamp: retired.restamp });
   } catch (error) {
     options.emit({ type: 'warning', message: `${ioError('deleting pruned releases', error).message}; the next command finishes it` });
   }

@@ -82,3 +82,32 @@ export function trustedHashes(
   }
   return trusted;
 }
+
+/** What an lstat of a live file shows that a restamp needs beyond its stamp. */
+export interface SeenStamp extends FileStamp {
+  nlink: number;
+  mtimeMs: number;
+}
+
+/**
+ * The stamp a release's stat cache may keep for one of its files across the unlink(2) of another
+ * name of that inode (prune deleting an older release that shared it, which moves the ctime).
+ * `before` and `after` are lstats of the file taken right before and right after that unlink.
+ * Kept only when `before` is exactly the cached stamp and `after` differs by our unlink alone:
+ * same inode, size and mtime, one link fewer; the same file with no link fewer keeps its stamp
+ * only if its ctime did not move either. Anything else drops it, and the file is re-hashed.
+ */
+export function restamp(cached: FileStamp, before: SeenStamp, after: SeenStamp): FileStamp | undefined {
+  if (before.ino !== cached.ino || before.size !== cached.size || before.ctimeMs !== cached.ctimeMs) return undefined;
+  if (after.ino !== before.ino || after.size !== before.size || after.mtimeMs !== before.mtimeMs) return undefined;
+  if (after.nlink === before.nlink) return after.ctimeMs === before.ctimeMs ? cached : undefined;
+  if (after.nlink !== before.nlink - 1) return undefined;
+  return { ino: after.ino, size: after.size, ctimeMs: after.ctimeMs };
+}
+
+/** The stamps a cache written again (a later seal) may carry over: a racy one under its old seal stays untrusted by leaving. */
+export function carriedStamps(stamps: ReadonlyMap<string, FileStamp>, sealedAtMs: number): Map<string, FileStamp> {
+  const kept = new Map<string, FileStamp>();
+  for (const [rel, s] of stamps) if (s.ctimeMs < sealedAtMs) kept.set(rel, s);
+  return kept;
+}

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Manifest } from '../../src/plan/manifest.ts';
-import { parseStatCache, serializeStatCache, trustedHashes, type FileStamp } from '../../src/plan/stat-cache.ts';
+import { carriedStamps, parseStatCache, restamp, serializeStatCache, trustedHashes, type FileStamp, type SeenStamp } from '../../src/plan/stat-cache.ts';
 
 const H = (c: string): string => c.repeat(64);
 const T = 1_796_142_231_369.923;
@@ -66,4 +66,37 @@ void test('property: a trusted hash is always the manifest\'s, for a file whose 
       }
     }),
   );
+});
+
+const seen = (s: FileStamp, nlink: number, mtimeMs = 5): SeenStamp => ({ ...s, nlink, mtimeMs });
+
+void test('restamp: an unlink of another name (one link fewer, ctime moved, nothing else) carries the stamp to the new ctime', () => {
+  const cached = stamp(7);
+  assert.deepEqual(restamp(cached, seen(cached, 3), seen(stamp(7, 3, T + 9), 2)), stamp(7, 3, T + 9));
+  // Not the same inode's name (the old twin was another file): nothing moved, the stamp stays as it is.
+  assert.equal(restamp(cached, seen(cached, 1), seen(cached, 1)), cached);
+});
+
+void test('restamp: anything beyond the unlink, or a file already changed before it, drops the stamp', () => {
+  fc.assert(
+    fc.property(
+      fc.record({ ino: fc.integer({ min: 1, max: 3 }), size: fc.integer({ min: 1, max: 3 }), ctimeMs: fc.constantFrom(T, T + 1, T + 2) }),
+      fc.record({ ino: fc.integer({ min: 1, max: 3 }), size: fc.integer({ min: 1, max: 3 }), ctimeMs: fc.constantFrom(T, T + 1, T + 2), nlink: fc.integer({ min: 1, max: 4 }), mtimeMs: fc.constantFrom(5, 6) }),
+      fc.record({ ino: fc.integer({ min: 1, max: 3 }), size: fc.integer({ min: 1, max: 3 }), ctimeMs: fc.constantFrom(T, T + 1, T + 2), nlink: fc.integer({ min: 1, max: 4 }), mtimeMs: fc.constantFrom(5, 6) }),
+      (cached, before, after) => {
+        const out = restamp(cached, before, after);
+        const untouchedBefore = before.ino === cached.ino && before.size === cached.size && before.ctimeMs === cached.ctimeMs;
+        const onlyOurUnlink = after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs && after.nlink === before.nlink - 1;
+        const nothingMoved = after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs && after.nlink === before.nlink && after.ctimeMs === before.ctimeMs;
+        if (!untouchedBefore || !(onlyOurUnlink || nothingMoved)) assert.equal(out, undefined);
+        else if (nothingMoved) assert.equal(out, cached);
+        else assert.deepEqual(out, { ino: after.ino, size: after.size, ctimeMs: after.ctimeMs });
+      },
+    ),
+  );
+});
+
+void test('carriedStamps: a stamp racy under the old seal does not survive into a cache sealed later', () => {
+  const stamps = new Map([['a', stamp(1, 3, T - 1)], ['b', stamp(2, 3, T)], ['c', stamp(3, 3, T + 1)]]);
+  assert.deepEqual([...carriedStamps(stamps, T).keys()], ['a']);
 });
