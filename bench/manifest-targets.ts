@@ -11,8 +11,10 @@ import type { Result } from './lib/report.ts';
 import { makeTree, TREE_PRESETS } from './lib/tree.ts';
 
 const ENV = { ...process.env, NO_COLOR: '1' };
-const HL = 'atomic-deploy deploy --strategy hardlink, unchanged';
-const HLN = 'atomic-deploy deploy --strategy hardlink --no-fsync, unchanged';
+const HL = 'atomic-deploy deploy --strategy hardlink --keep 0, unchanged';
+const HLN = 'atomic-deploy deploy --strategy hardlink --keep 0 --no-fsync, unchanged';
+// The default keep (5): once five releases stand, every deploy also deletes the oldest (10k unlinks), which rsync never does.
+const HLK = 'atomic-deploy deploy --strategy hardlink (default --keep 5: prunes one release each time), unchanged';
 const RS = 'rsync -a --link-dest, unchanged';
 const RSC = 'rsync -a --checksum --link-dest, unchanged';
 
@@ -40,6 +42,8 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
     const root = join(work, 'root');
     await cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink']);
     const base = join(root, 'releases', (await readdir(join(root, 'releases')))[0] as string);
+    const keptRoot = join(work, 'kept-root');
+    for (let i = 0; i < 5; i++) await cli(['deploy', src, keptRoot, '--quiet', '--strategy', 'hardlink']);
     const dst = join(work, 'rsync-dst');
     const rsync = (name: string, extra: string[]): { name: string; setup: () => Promise<void>; run: () => Promise<void>; teardown: () => Promise<void> } => ({
       name,
@@ -52,9 +56,12 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
     });
     const redeploy = await pairedRuns(
       [
-        { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink']) },
+        // Like for like with rsync, which only fills a directory: --keep 0 deletes no older release.
+        { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0']) },
         // Beside it, as rsync runs: no fsync. Under a busy disk an fsync waits for other writers' data too.
-        { name: HLN, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--no-fsync']) },
+        { name: HLN, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--no-fsync']) },
+        // The default, in a root of its own that already holds five releases: what a user's steady state costs.
+        { name: HLK, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, keptRoot, '--quiet', '--strategy', 'hardlink']) },
         rsync(RS, []),
         rsync(RSC, ['--checksum']),
       ],
@@ -117,7 +124,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
       ],
       charts: [],
       notes: [
-        `Our redeploy is the whole CLI (Node start-up, lock, journal, fsync, record, switch); rsync only fills a directory. Ours fsyncs (the default); rsync does not.`,
+        `Our redeploy is the whole CLI (Node start-up, lock, journal, fsync, record, switch, the /proc scan for processes left on the previous release); rsync only fills a directory. Ours fsyncs (the default); rsync does not. The target rows are the deploys with --keep 0, which like rsync delete nothing; the default keep (5) also deletes the oldest release on every deploy once five stand (its row), keeping the live release's stat cache true as it goes (docs/strategies.md), and that deletion is measured on its own in the throughput benchmark's prune table.`,
         `Load average (1 / 5 / 15 min) during the run: ${loads.join('; ')}.`,
         runNote(started, machine),
       ],
