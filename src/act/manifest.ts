@@ -12,7 +12,7 @@ import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type 
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
-import type { HashPool, WalkedFile } from './hash-pool.ts';
+import type { FileHash, HashPool, WalkedFile } from './hash-pool.ts';
 import type { Layout } from './layout.ts';
 
 export function manifestDir(layout: Layout): string {
@@ -138,14 +138,36 @@ export function readStatCache(layout: Layout, id: string): { stamps: Map<string,
 const CHUNK = 1024 * 1024;
 let chunk: Buffer | undefined;
 
+// One call where Node has it (20.12 and later): no Hash object per file for the collector to finalise.
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+
+/**
+ * SHA-256 and size of an open file, read into the reused buffer. A short read that reaches
+ * `known` (the size a stat gave) is the end: no extra read(2) to see the 0 (one read for most
+ * files). Elsewhere (FUSE, procfs) a short read is not.
+ */
+function hashOpenFile(fd: number, known: number | undefined): FileHash {
+  chunk ??= Buffer.allocUnsafe(CHUNK);
+  let n = fs.readSync(fd, chunk, 0, CHUNK, null);
+  if (oneShot !== undefined && n < CHUNK && n === known) return { sha256: oneShot('sha256', chunk.subarray(0, n), 'hex'), size: n };
+  const hash = createHash('sha256');
+  let size = 0;
+  while (n > 0) {
+    hash.update(chunk.subarray(0, n));
+    size += n;
+    if (n < CHUNK && size === known) break;
+    n = fs.readSync(fd, chunk, 0, CHUNK, null);
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
 /**
  * SHA-256 and size of a regular file's bytes, read once; refuses (EFTYPE) anything else put at
  * that path. `lstatted`: the caller has just seen a regular file there, so the fstat (a Stats
  * object and four Dates each on Node 20) is skipped; O_NONBLOCK still keeps a FIFO swapped in
  * from blocking, and its empty read only makes the hash differ.
  */
-export function hashFileSync(file: string, lstatted = false, expected?: number): { sha256: string; size: number } {
-  chunk ??= Buffer.allocUnsafe(CHUNK);
+export function hashFileSync(file: string, lstatted = false, expected?: number): FileHash {
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
     let known = expected;
@@ -154,17 +176,7 @@ export function hashFileSync(file: string, lstatted = false, expected?: number):
       if (!st.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
       known = st.size;
     }
-    const hash = createHash('sha256');
-    let size = 0;
-    for (;;) {
-      const n = fs.readSync(fd, chunk, 0, CHUNK, null);
-      if (n === 0) break;
-      hash.update(chunk.subarray(0, n));
-      size += n;
-      // A short read that reaches the size the stat gave is the end: no extra read(2) to see the 0. Elsewhere (FUSE, procfs) a short read is not.
-      if (n < CHUNK && size === known) break;
-    }
-    return { sha256: hash.digest('hex'), size };
+    return hashOpenFile(fd, known);
   } finally {
     fs.closeSync(fd);
   }
@@ -172,15 +184,10 @@ export function hashFileSync(file: string, lstatted = false, expected?: number):
 
 /**
  * A file the walk's directory entry called regular, opened without following a symlink or
- * waiting on a FIFO, checked and measured on its descriptor (no lstat by path), read into the
- * reused buffer (one read(2) for most files) and hashed. `other` if it is no longer a regular
- * file; the walk then looks again by lstat.
+ * waiting on a FIFO, checked and measured on its descriptor (no lstat by path), then hashed.
+ * `other` if it is no longer a regular file; the walk then looks again by lstat.
  */
-// One call where Node has it (20.12 and later): no Hash object per file for the collector to finalise.
-const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
-
 export function hashWalkedFileSync(file: string): WalkedFile {
-  chunk ??= Buffer.allocUnsafe(CHUNK);
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
@@ -191,18 +198,7 @@ export function hashWalkedFileSync(file: string): WalkedFile {
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) return { other: true };
-    const mode = st.mode & 0o7777;
-    let n = fs.readSync(fd, chunk, 0, CHUNK, null);
-    if (oneShot !== undefined && n < CHUNK && n === st.size) return { sha256: oneShot('sha256', chunk.subarray(0, n), 'hex'), size: n, mode };
-    const hash = createHash('sha256');
-    let size = 0;
-    while (n > 0) {
-      hash.update(chunk.subarray(0, n));
-      size += n;
-      if (n < CHUNK && size === st.size) break;
-      n = fs.readSync(fd, chunk, 0, CHUNK, null);
-    }
-    return { sha256: hash.digest('hex'), size, mode };
+    return { ...hashOpenFile(fd, st.size), mode: st.mode & 0o7777 };
   } finally {
     fs.closeSync(fd);
   }

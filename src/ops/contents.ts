@@ -125,6 +125,11 @@ async function hashAll(dir: string, rels: readonly string[], sizes: ReadonlyMap<
   return hashes;
 }
 
+/** A map keyed by manifest paths (`/`-separated) keyed by native relative paths instead: itself wherever path.sep is `/`. */
+function nativeKeys<V>(byManifestPath: Map<string, V>): Map<string, V> {
+  return path.sep === '/' ? byManifestPath : new Map([...byManifestPath].map(([p, v]) => [p.split('/').join(path.sep), v]));
+}
+
 /** The stamps of these previous files by manifest path (`/`-separated). */
 function slashedStamps(before: ReadonlyMap<string, PreviousFile>, rels: readonly string[]): Map<string, FileStamp> {
   const now = new Map<string, FileStamp>();
@@ -151,9 +156,8 @@ async function previousHashes(layout: Layout, previous: string, record: ReleaseR
     // A PreviousFile is a FileStamp, and its rel the manifest's path where path.sep is '/': no second map of 10k stamps.
     if (cache) trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, path.sep === '/' ? before : slashedStamps(before, candidates));
   }
-  if (path.sep !== '/') trusted = new Map([...trusted].map(([p, sha]) => [p.split('/').join(path.sep), sha]));
-  const rest = candidates.filter((rel) => !trusted.has(rel));
-  const hashes = trusted;
+  const hashes = nativeKeys(trusted);
+  const rest = candidates.filter((rel) => !hashes.has(rel));
   for (const [rel, hash] of await hashAll(prevDir, rest, before, signal)) hashes.set(rel, hash);
   return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
 }
@@ -168,8 +172,7 @@ function buildHashesFromCache(layout: Layout, scan: SourceScan, files: readonly 
   for (const e of files) {
     if (wanted === undefined || wanted.has(e.rel)) now.push([slashedRel(e.rel), e]);
   }
-  const hashes = cachedHashes(cache, scan.dir, now);
-  return path.sep === '/' ? hashes : new Map([...hashes].map(([p, sha]) => [p.split('/').join(path.sep), sha]));
+  return nativeKeys(cachedHashes(cache, scan.dir, now));
 }
 
 /** Decides, under the lock, which files are linked from the previous release and which are copied. */
@@ -220,8 +223,8 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     if (cached.size > 0) emit({ type: 'step', message: `source cache: ${cached.size} of ${plural(linkable.length, 'build file')} unchanged since they were last read (inode, size, mtime, ctime), not read again` });
     const unread = linkable.filter((rel) => !cached.has(rel));
     // A linkable file passed the size test, so its previous file's size is the build's.
-    sourceHashes = unread.length === 0 ? cached : await hashAll(plan.scan.dir, unread, before, signal);
-    if (sourceHashes !== cached) for (const [rel, sha] of cached) sourceHashes.set(rel, sha);
+    sourceHashes = cached;
+    for (const [rel, sha] of await hashAll(plan.scan.dir, unread, before, signal)) sourceHashes.set(rel, sha);
     links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes });
   } catch (error) {
     throw ioError(`comparing the source with release ${previous}`, error);

@@ -574,6 +574,18 @@ const HOSTILE_REASON = `it's "bad" $(touch pwned) \`id\` $HOME \\n \\ \t tab ✓
 const STARTED = '2026-01-01T00:00:00.000Z';
 const deployJournal = (phase: 'ready' | 'switched' | 'rolling-back', reason?: string): BookkeepingRequest['switched'] => ({ v: 1, op: 'deploy', token: 't', pid: 1, startedAt: STARTED, release: 'r3', previous: 'r2', phase, ...(reason === undefined ? {} : { reason }) });
 
+/** A rollback from r2 to `id`, switched and committed: `id` complete again, r2 rolled back. */
+const rollbackFromR2 = (id: string): BookkeepingRequest => ({
+  id,
+  from: 'r2',
+  switched: { v: 1, op: 'rollback', token: 't', pid: 1, startedAt: STARTED, release: id, previous: 'r2', phase: 'switched' },
+  decision: 'commit',
+  records: [
+    { id, change: { status: 'complete', activatedAt: '2026-01-01T00:01:00.000Z' } },
+    { id: 'r2', change: { status: 'rolled-back', endedAt: '2026-01-01T00:01:00.000Z', reason: 'rolled back' } },
+  ],
+});
+
 /** r1 and r2 complete, r3 placed (pending), r2 current, the deploy's journal at `ready`. */
 function placedR3(root: string): void {
   twoReleases(root);
@@ -612,16 +624,7 @@ const BOOKKEEPING_SCENARIOS: BookkeepingScenario[] = [
       twoReleases(root);
       writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switching' });
     },
-    request: {
-      id: 'r1',
-      from: 'r2',
-      switched: { v: 1, op: 'rollback', token: 't', pid: 1, startedAt: STARTED, release: 'r1', previous: 'r2', phase: 'switched' },
-      decision: 'commit',
-      records: [
-        { id: 'r1', change: { status: 'complete', activatedAt: '2026-01-01T00:01:00.000Z' } },
-        { id: 'r2', change: { status: 'rolled-back', endedAt: '2026-01-01T00:01:00.000Z', reason: 'rolled back' } },
-      ],
-    },
+    request: rollbackFromR2('r1'),
     result: 'committed',
     expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'rolled-back' }, journal: false, tmp: [] },
   },
@@ -633,16 +636,7 @@ const BOOKKEEPING_SCENARIOS: BookkeepingScenario[] = [
       fs.rmSync(path.join(root, '.atomic-deploy', 'releases', 'r2.json'));
       writeJournal(root, { op: 'rollback', release: 'foreign', previous: 'r2', phase: 'switching' });
     },
-    request: {
-      id: 'foreign',
-      from: 'r2',
-      switched: { v: 1, op: 'rollback', token: 't', pid: 1, startedAt: STARTED, release: 'foreign', previous: 'r2', phase: 'switched' },
-      decision: 'commit',
-      records: [
-        { id: 'foreign', change: { status: 'complete', activatedAt: '2026-01-01T00:01:00.000Z' } },
-        { id: 'r2', change: { status: 'rolled-back', endedAt: '2026-01-01T00:01:00.000Z', reason: 'rolled back' } },
-      ],
-    },
+    request: rollbackFromR2('foreign'),
     result: 'committed',
     expect: { current: 'foreign', releases: ['foreign', 'r1', 'r2'], statuses: { foreign: 'complete', r1: 'complete', r2: 'rolled-back' }, journal: false, tmp: [] },
   },
