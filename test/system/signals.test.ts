@@ -173,21 +173,31 @@ void test('SIGTERM right after the rename leaves the NEW release live and intact
 void test('a signal while waiting for the lock exits with that signal\'s code and leaves the holder\'s lock alone', async (t) => {
   const base = tempDir(t);
   const lane = await makeLane(base, 'lane');
-  for (const [signal, code] of SIGNALS) {
-    const holder = spawnCli(['deploy', nextSource(lane), lane.root, '--quiet'], { failpoints: 'lock-taken=sleep:2500' });
-    const ownerFile = path.join(lane.root, '.deploy.lock', 'owner.json');
-    while (!fs.existsSync(ownerFile)) await sleep(20);
-    const owner = fs.readFileSync(ownerFile, 'utf8');
-    const waiter = spawnCli(['deploy', nextSource(lane), lane.root, '--json', '--wait', '60']);
-    await sleep(500);
-    waiter.child.kill(signal);
-    const result = await waiter.done;
-    assert.equal(result.code, code, `${signal} while waiting: exit ${result.code}\n${result.stderr}`);
-    assert.equal(jsonOf<DeployJson>(result).error?.code, 'INTERRUPTED');
-    assert.equal(fs.readFileSync(ownerFile, 'utf8'), owner, 'the waiter touched the holder\'s lock');
-    assert.equal((await holder.done).code, 0);
-    assert.ok(!lockExists(lane.root));
+  // One holder, one waiter per signal, all waiting at once: each is signalled only once its lock
+  // draft shows it is past start-up and at the lock, however slowly the machine starts them.
+  const holder = spawnCli(['deploy', nextSource(lane), lane.root, '--quiet'], { failpoints: 'lock-taken=sleep:8000' });
+  const ownerFile = path.join(lane.root, '.deploy.lock', 'owner.json');
+  while (!fs.existsSync(ownerFile)) await sleep(20);
+  const owner = fs.readFileSync(ownerFile, 'utf8');
+  const tmp = path.join(lane.root, '.tmp');
+  const drafts = (): string[] => fs.readdirSync(tmp).filter((n) => n.startsWith('lock.'));
+  const waiters = SIGNALS.map(([signal, code]) => ({ signal, code, ...spawnCli(['deploy', nextSource(lane), lane.root, '--json', '--wait', '60']) }));
+  while (drafts().length < waiters.length) {
+    assert.ok(fs.existsSync(ownerFile), `the holder let go before every waiter reached the lock (${drafts().length} of ${waiters.length}): the holder's sleep is too short for this machine`);
+    await sleep(20);
   }
+  // Past the draft, into the wait loop (a signal before the loop is seen by its first check anyway).
+  await sleep(200);
+  for (const w of waiters) w.child.kill(w.signal);
+  for (const w of waiters) {
+    const result = await w.done;
+    assert.equal(result.code, w.code, `${w.signal} while waiting: exit ${result.code} ${result.signal ?? ''}\n${result.stderr}`);
+    assert.equal(jsonOf<DeployJson>(result).error?.code, 'INTERRUPTED');
+  }
+  assert.equal(fs.readFileSync(ownerFile, 'utf8'), owner, 'a waiter touched the holder\'s lock');
+  assert.deepEqual(drafts(), [], 'a waiter left its lock draft behind');
+  assert.equal((await holder.done).code, 0);
+  assert.ok(!lockExists(lane.root));
 });
 
 void test('a second signal during the clean-up does not cut it short', async (t) => {
