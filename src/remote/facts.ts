@@ -16,17 +16,24 @@ export interface Frame {
   at?: number;
 }
 
-/** Splits a stream of `tag\0value\0` pairs as it arrives; a partial pair waits for the next chunk. */
+/**
+ * Splits a stream of `tag\0value\0` pairs as it arrives; a partial pair waits for the next chunk.
+ * Linear in the bytes read: only each new chunk is searched for the NUL, and the pieces of a field
+ * that spans chunks are joined once, when it ends (a manifest or a list of sums arrives in hundreds
+ * of chunks: joining and searching everything pending on every chunk made that quadratic).
+ */
 export class FrameReader {
-  private pending: Buffer = Buffer.alloc(0);
+  /** The current field's bytes so far, from earlier chunks. */
+  private parts: Buffer[] = [];
   private tag: string | undefined;
 
   push(chunk: Buffer): Frame[] {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     const frames: Frame[] = [];
     let start = 0;
-    for (let i = this.pending.indexOf(0, start); i !== -1; i = this.pending.indexOf(0, start)) {
-      const text = this.pending.toString('utf8', start, i);
+    for (let i = chunk.indexOf(0); i !== -1; i = chunk.indexOf(0, start)) {
+      const piece = chunk.subarray(start, i);
+      const text = this.parts.length === 0 ? piece.toString('utf8') : Buffer.concat([...this.parts, piece]).toString('utf8');
+      this.parts = [];
       start = i + 1;
       if (this.tag === undefined) {
         this.tag = text;
@@ -35,7 +42,7 @@ export class FrameReader {
         this.tag = undefined;
       }
     }
-    this.pending = this.pending.subarray(start);
+    if (start < chunk.length) this.parts.push(chunk.subarray(start));
     return frames;
   }
 }
