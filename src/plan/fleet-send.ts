@@ -2,7 +2,8 @@
  * What a fleet deploy sends to a host and what it links there, decided by content: a file is
  * linked from the host's current release only when that release's trusted manifest says it holds
  * the same bytes (size and SHA-256) with the same mode; everything else is sent. The host then
- * re-hashes every linked file (see remote/content.ts), and any that differs is sent after all.
+ * checks every linked file against the build's SHA-256 (`sha256sum -c`, see remote/content.ts),
+ * and any that differs is sent after all.
  */
 import { unchangedFiles, type Manifest } from './manifest.ts';
 
@@ -36,21 +37,42 @@ export function planSend(build: Manifest, have: Manifest | null): SendPlan {
   return { link, send };
 }
 
-/** Linked files whose bytes on the host (`sums`: path -> sha256 as the host computed it) are not the build's. */
-export function failedLinks(build: Manifest, linked: readonly string[], sums: ReadonlyMap<string, string>): string[] {
+/**
+ * The check list the host verifies the linked files with: `<sha256>  <path>` per line, the
+ * build's hash of each, as `sha256sum -c` and `shasum -a 256 -c` read it. Linked paths never hold
+ * a newline or backslash (linkablePath), so each line names one path as it is.
+ */
+export function checkList(build: Manifest, linked: readonly string[]): string {
   const want = new Map<string, string>();
   for (const e of build.entries) if (e.type === 'file') want.set(e.path, e.sha256);
-  return linked.filter((p) => sums.get(p) === undefined || sums.get(p) !== want.get(p));
+  let text = '';
+  for (const p of linked) text += `${want.get(p) ?? ''}  ${p}\n`;
+  return text;
 }
 
-/** Reads `sha256sum` output (`<hex>  <path>`, or `<hex> *<path>` in binary mode); lines it cannot read are left out. */
-export function parseSums(output: string): Map<string, string> {
-  const sums = new Map<string, string>();
-  for (const line of output.split('\n')) {
-    const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
-    if (m?.[1] && m[2]) sums.set(m[2].startsWith('./') ? m[2].slice(2) : m[2], m[1]);
+const FAILED = ': FAILED';
+const UNREADABLE = ': FAILED open or read';
+
+/**
+ * The linked files the host's check found different or missing, from what `<sum> -c` printed
+ * besides its `: OK` lines (`failed`) and how many `: OK` lines it printed (`ok`). GNU prints
+ * `<path>: FAILED` or `<path>: FAILED open or read`, BusyBox and shasum the same; only the last
+ * suffix is taken off, so a name that itself ends in `: FAILED` still reads right. Undefined when
+ * the output proves less than that every linked file was checked: a line of another form, a path
+ * that was not linked, or counts that do not add up. The caller then sends every linked file.
+ */
+export function failedChecks(failed: string, ok: number, linked: readonly string[]): string[] | undefined {
+  const lines = failed.split('\n').filter((l) => l !== '');
+  if (!Number.isSafeInteger(ok) || ok < 0 || ok + lines.length !== linked.length) return undefined;
+  if (lines.length === 0) return [];
+  const listed = new Set(linked);
+  const out = new Set<string>();
+  for (const line of lines) {
+    const p = line.endsWith(UNREADABLE) ? line.slice(0, -UNREADABLE.length) : line.endsWith(FAILED) ? line.slice(0, -FAILED.length) : undefined;
+    if (p === undefined || !listed.has(p) || out.has(p)) return undefined;
+    out.add(p);
   }
-  return sums;
+  return linked.filter((p) => out.has(p));
 }
 
 /** The send list with the failed links added back, in manifest order (parents before children). */

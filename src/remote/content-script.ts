@@ -1,6 +1,6 @@
 /**
  * The POSIX sh programs that move release content by manifest on a target: read a release's
- * manifest, receive the new one, and hardlink then re-hash the files the plan takes from the
+ * manifest, receive the new one, and hardlink then check the files the plan takes from the
  * previous release. Output uses the same NUL-framed `tag`, `value` pairs as remote/script.ts.
  */
 import { shQuote as q } from './shell.ts';
@@ -38,28 +38,37 @@ ${emit('stored', 'manifest')}
 }
 
 /**
- * Reads a NUL-separated list of files on stdin, hardlinks each from `releases/<previous>` into
- * `<stage>/<id>`, then hashes what landed and prints it as a `sums` frame. A path that is not a
- * regular file there (a symlink put in its place) is removed, so it hashes as missing and is sent.
- * GNU cp links the list (`cp -P -l --parents`, a symlink linked as one), several times faster
- * than rsync on many small files; where cp lacks --parents (BusyBox) or fails, a host-side rsync
- * whose link-dest is its own source links what is left (those already linked stay as they are).
- * Directory modes do not matter here: rsync sends every directory of the build afterwards.
+ * Reads a check list on stdin (`<sha256>  <path>` lines, plan/fleet-send.ts checkList), hardlinks
+ * each listed file from `releases/<previous>` into `<stage>/<id>`, then checks what landed against
+ * those hashes with `sha256sum -c` (or `shasum -a 256 -c`) on the host. It prints how many files
+ * matched as a `checked` frame and the rest of the check's lines (`<path>: FAILED ...`) as a
+ * `failed` frame: a few bytes when all is well, instead of a hash per file for this machine to
+ * read. A path that is not a regular file there (a symlink put in its place) is removed, so it
+ * fails the check and is sent. GNU cp links the list (`cp -P -l --parents`, a symlink linked as
+ * one), several times faster than rsync on many small files; where cp lacks --parents (BusyBox)
+ * or fails, a host-side rsync whose link-dest is its own source links what is left (those already
+ * linked stay as they are). Directory modes do not matter here: rsync sends every directory of
+ * the build afterwards. LC_ALL=C: the check's OK and FAILED are never translated, and the 66
+ * bytes before each path are cut as bytes.
  */
 export function linkScript(root: string, previous: string, stage: string, id: string): string {
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
-mkdir -p -- "$s" && cat > "$w/link.list" || exit 1
+LC_ALL=C; export LC_ALL
+mkdir -p -- "$s" && cat > "$w/link.check" || exit 1
+sed 's/^.\\{66\\}//' < "$w/link.check" | tr '\\n' '\\000' > "$w/link.list" || exit 1
 cd -- "$p" || exit 1
 xargs -0 cp -P -l --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
 rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}
 cd -- "$s" || exit 1
 find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null
-if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum --'
-elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256 --'
-else ${emit('no-sum', 'yes')}; rm -f -- "$w/link.list"; exit 0; fi
-printf 'sums\\000'
-xargs -0 $sum < "$w/link.list" 2>/dev/null
+if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum -c'
+elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256 -c'
+else ${emit('no-sum', 'yes')}; rm -f -- "$w/link.list" "$w/link.check"; exit 0; fi
+$sum < "$w/link.check" > "$w/link.out" 2>/dev/null
+printf 'checked\\000%s\\000' "$(grep -c ': OK$' "$w/link.out")"
+printf 'failed\\000'
+grep -v ': OK$' "$w/link.out"
 printf '\\000'
-rm -f -- "$w/link.list"
+rm -f -- "$w/link.list" "$w/link.check" "$w/link.out"
 `;
 }

@@ -1,8 +1,8 @@
 /**
  * Placing a release's content on a host by manifest: the build is hashed once on this machine;
  * each host's current release manifest (trusted only when its digest matches the record) says
- * which files it already holds; those are hardlinked and re-hashed on the host, the rest are
- * sent with rsync into the stage. The new manifest travels with the stage.
+ * which files it already holds; those are hardlinked and checked against the build's hashes on
+ * the host, the rest are sent with rsync into the stage. The new manifest travels with the stage.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
 import { DeployError } from '../errors.ts';
-import { failedLinks, parseSums, planSend, withResent } from '../plan/fleet-send.ts';
+import { checkList, failedChecks, planSend, withResent, type SendPlan } from '../plan/fleet-send.ts';
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
 import { frameValue } from './facts.ts';
@@ -64,6 +64,8 @@ export interface PlaceRequest {
   exclude: readonly string[];
   /** Manifests this deploy has read and trusted, by digest, shared by its hosts (see KnownManifests). */
   known?: KnownManifests;
+  /** Send plans this deploy has made, shared by its hosts (see SendPlans). */
+  plans?: SendPlans;
 }
 
 /**
@@ -73,6 +75,38 @@ export interface PlaceRequest {
  * manifest crosses the network and is parsed per release, not per host.
  */
 export type KnownManifests = Map<string, Promise<Manifest | null>>;
+
+/** A send plan and the check list of the files it links. */
+interface PlannedSend {
+  plan: SendPlan;
+  check: string;
+}
+
+/**
+ * The send plans a fleet deploy has made, by the previous manifest they were made against (the
+ * one object KnownManifests hands every host on that release) and the paths left out. Hosts on
+ * the same release get the same plan and check list, made once: the deploying side's work per
+ * host stays flat as the fleet grows, instead of a pass over every file for each host.
+ */
+export type SendPlans = WeakMap<Manifest, Map<string, PlannedSend>>;
+
+function plannedSend(build: Manifest, have: Manifest | null, exclude: readonly string[], plans: SendPlans | undefined): PlannedSend {
+  const make = (): PlannedSend => {
+    const excluded = (p: string): boolean => exclude.some((x) => p === x || p.startsWith(`${x}/`));
+    const built: Manifest = exclude.length === 0 ? build : { entries: build.entries.filter((e) => !excluded(e.path)) };
+    const plan = planSend(built, have);
+    return { plan, check: plan.link.length === 0 ? '' : checkList(built, plan.link) };
+  };
+  if (have === null || plans === undefined) return make();
+  const key = exclude.join('\0');
+  const byExclude = plans.get(have) ?? new Map<string, PlannedSend>();
+  plans.set(have, byExclude);
+  const found = byExclude.get(key);
+  if (found !== undefined) return found;
+  const made = make();
+  byExclude.set(key, made);
+  return made;
+}
 
 export interface Placed {
   /** Files rsync sent. */
@@ -135,21 +169,23 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
     if (prev.warning) warnings.push(prev.warning);
     if (prev.note) notes.push(prev.note);
   }
-  const excluded = (p: string): boolean => request.exclude.some((x) => p === x || p.startsWith(`${x}/`));
-  const built: Manifest = { entries: request.build.manifest.entries.filter((e) => !excluded(e.path)) };
-  const plan = planSend(built, have);
+  const { plan, check } = plannedSend(request.build.manifest, have, request.exclude, request.plans);
   // The manifest goes first: the stage is then complete as soon as rsync ends.
   await execWithInput(ssh, putManifestScript(request.root, request.stage), request.build.text, 'storing the release manifest');
   let failed: string[] = [];
   if (plan.link.length > 0 && request.previous !== null) {
-    const list = Buffer.from(`${plan.link.join('\0')}\0`);
-    const result = await execWithInput(ssh, linkScript(request.root, request.previous.id, request.stage, request.id), list, 'linking unchanged files');
-    const sums = frameValue(result.frames, 'sums');
-    if (sums === undefined) {
+    const result = await execWithInput(ssh, linkScript(request.root, request.previous.id, request.stage, request.id), check, 'linking unchanged files');
+    const checked = frameValue(result.frames, 'checked');
+    const failedLines = frameValue(result.frames, 'failed');
+    const found = checked === undefined || failedLines === undefined || !/^\d+$/.test(checked) ? undefined : failedChecks(failedLines, Number(checked), plan.link);
+    if (frameValue(result.frames, 'no-sum') === 'yes') {
       warnings.push('no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent');
       failed = plan.link;
+    } else if (found === undefined) {
+      warnings.push('the host\'s check of the linked files could not be read: every file is sent');
+      failed = plan.link;
     } else {
-      failed = failedLinks(built, plan.link, parseSums(sums));
+      failed = found;
       if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match its manifest (edited in place?): sent again`);
     }
   }

@@ -29,7 +29,7 @@ import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
-import { buildManifest, placeContent, type KnownManifests } from './content.ts';
+import { buildManifest, placeContent, type KnownManifests, type SendPlans } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
@@ -258,6 +258,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   // Hashed once here, before any host is locked: every host gets the same manifest.
   const build = buildManifest(scan, shared.links);
   const known: KnownManifests = new Map();
+  const plans: SendPlans = new WeakMap();
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const fleetToken = randomBytes(12).toString('hex');
@@ -405,6 +406,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             // The parents a link needs are not in the build (nothing lies under them): the host makes them, rsync cannot send them.
             exclude: shared.links.flatMap((l) => [l.path, ...l.mkdirs]),
             known,
+            plans,
           },
           phase1.signal,
         );

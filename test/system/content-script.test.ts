@@ -2,8 +2,8 @@
 // reading the previous release's manifest, whole or as its SHA-256 only; and the link step, under dash with
 // coreutils and under BusyBox sh with BusyBox applets: the listed files of the previous release
 // become hardlinks in the stage, by `cp -l --parents` where cp has it and by rsync where it has
-// not; a listed path that is a symlink there, or missing, is not linked; the sums frame names
-// exactly the files that landed, with their SHA-256.
+// not; a listed path that is a symlink there, or missing, is not linked; the host's check names
+// exactly the listed files that did not land with the bytes the build has.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { linkScript, readManifestScript } from '../../src/remote/content-script.ts';
 import { frameValue } from '../../src/remote/facts.ts';
 import { stagedPath } from '../../src/remote/staging.ts';
-import { parseSums } from '../../src/plan/fleet-send.ts';
+import { failedChecks } from '../../src/plan/fleet-send.ts';
 import { findTools } from '../harness/fleet.ts';
 import { programShells, runProgram, type Shell } from '../harness/remote-programs.ts';
 
@@ -21,7 +21,7 @@ const TOOLS = findTools(['busybox', 'dash', 'rsync'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'content-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
-const SHELLS = programShells(BASE, TOOLS, ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sha256sum', 'printf', 'test']);
+const SHELLS = programShells(BASE, TOOLS, ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sha256sum', 'printf', 'test', 'sed', 'tr', 'grep']);
 // Tools a host may lack: a shell whose PATH has only these.
 const BARE = path.join(BASE, 'bare-bin');
 fs.mkdirSync(BARE);
@@ -55,10 +55,23 @@ function rootWithPrevious(): { root: string; prev: string } {
   return { root, prev };
 }
 
-function link(shell: Shell, root: string, list: string[]): { sums: Map<string, string> | undefined; partial: boolean; stage: string; code: number | null; stderr: string } {
-  const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE, `${list.join('\0')}\0`);
-  const sums = frameValue(r.frames, 'sums');
-  return { sums: sums === undefined ? undefined : parseSums(sums), partial: frameValue(r.frames, 'link-partial') === 'yes', stage: path.join(stagedPath(root, 'stage.1'), 'new'), code: r.code, stderr: r.stderr };
+/** The bytes the build has at each path of rootWithPrevious (what the previous release holds, but for `changed`). */
+const BUILT: Record<string, string> = { 'a/one': 'one\n', 'a/two': 'two\n', 'a/run': '#!/bin/sh\n', 'b/c/three': 'three\n', 'b/link': 'one\n' };
+
+/** Runs the link step for `list`, each path checked against the build's bytes (BUILT, or `changed` where given). */
+function link(shell: Shell, root: string, list: string[], changed: Record<string, string> = {}): { failed: string[] | undefined; noSum: boolean; partial: boolean; stage: string; code: number | null; stderr: string } {
+  const check = list.map((p) => `${sha(changed[p] ?? BUILT[p] ?? '')}  ${p}\n`).join('');
+  const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE, check);
+  const checked = frameValue(r.frames, 'checked');
+  const lines = frameValue(r.frames, 'failed');
+  return {
+    failed: checked === undefined || lines === undefined ? undefined : failedChecks(lines, Number(checked), list),
+    noSum: frameValue(r.frames, 'no-sum') === 'yes',
+    partial: frameValue(r.frames, 'link-partial') === 'yes',
+    stage: path.join(stagedPath(root, 'stage.1'), 'new'),
+    code: r.code,
+    stderr: r.stderr,
+  };
 }
 
 const inode = (p: string): number => fs.lstatSync(p).ino;
@@ -66,7 +79,7 @@ const inode = (p: string): number => fs.lstatSync(p).ino;
 const cases = SHELLS.flatMap((s) => [s, withFailing(s, 'cp')]);
 for (const shell of cases) {
   void describe(`the link step under ${shell.name}`, () => {
-    void test('every listed file becomes a hardlink of the previous release, with its mode; the rest is not there; sums name what landed', () => {
+    void test('every listed file becomes a hardlink of the previous release, with its mode; the rest is not there; the check passes them all', () => {
       const { root, prev } = rootWithPrevious();
       const r = link(shell, root, ['a/one', 'a/run', 'b/c/three']);
       assert.equal(r.code, 0, r.stderr);
@@ -74,25 +87,33 @@ for (const shell of cases) {
       for (const p of ['a/one', 'a/run', 'b/c/three']) assert.equal(inode(path.join(r.stage, p)), inode(path.join(prev, p)), `${p} is not a link of the previous release`);
       assert.equal(fs.statSync(path.join(r.stage, 'a', 'run')).mode & 0o777, 0o755);
       assert.equal(fs.existsSync(path.join(r.stage, 'a', 'two')), false, 'an unlisted file was linked');
-      assert.deepEqual(r.sums, new Map([['a/one', sha('one\n')], ['a/run', sha('#!/bin/sh\n')], ['b/c/three', sha('three\n')]]));
+      assert.deepEqual(r.failed, []);
+      assert.equal(r.noSum, false);
     });
 
-    void test('a listed path that is a symlink in the previous release is not kept, and has no sum', () => {
+    void test('a linked file whose bytes are not the build\'s (edited in place) fails the check, and only it', () => {
+      const { root } = rootWithPrevious();
+      const r = link(shell, root, ['a/one', 'a/run', 'b/c/three'], { 'a/run': '#!/bin/sh\nexit 1\n' });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.failed, ['a/run']);
+    });
+
+    void test('a listed path that is a symlink in the previous release is not kept, and fails the check', () => {
       const { root } = rootWithPrevious();
       const r = link(shell, root, ['a/one', 'b/link']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(fs.existsSync(path.join(r.stage, 'a', 'one')), true);
       assert.throws(() => fs.lstatSync(path.join(r.stage, 'b', 'link')), { code: 'ENOENT' });
-      assert.deepEqual([...(r.sums ?? new Map<string, string>()).keys()], ['a/one']);
+      assert.deepEqual(r.failed, ['b/link']);
     });
 
-    void test('a listed file missing from the previous release: the others are linked, it has no sum, and the step says it was partial', () => {
+    void test('a listed file missing from the previous release: the others are linked, it fails the check, and the step says it was partial', () => {
       const { root, prev } = rootWithPrevious();
       fs.rmSync(path.join(prev, 'a', 'two'));
       const r = link(shell, root, ['a/one', 'a/two', 'b/c/three']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.partial, true);
-      assert.deepEqual([...(r.sums ?? new Map<string, string>()).keys()].sort(), ['a/one', 'b/c/three']);
+      assert.deepEqual(r.failed, ['a/two']);
     });
   });
 }
@@ -111,9 +132,20 @@ for (const shell of SHELLS) {
     const neither = link(withFailing(withFailing(shell, 'rsync'), 'cp'), other.root, ['a/one', 'b/c/three']);
     assert.equal(neither.partial, true);
     assert.equal(fs.existsSync(path.join(neither.stage, 'a', 'one')), false);
-    assert.deepEqual([...(neither.sums ?? new Map<string, string>()).keys()], []);
+    assert.deepEqual(neither.failed, ['a/one', 'b/c/three']);
   });
 }
+
+void test('on a host with no sha256sum or shasum the files are linked and the step says it could not check them', () => {
+  const bin = fs.mkdtempSync(path.join(BASE, 'nosum-bin-'));
+  for (const tool of ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sed', 'tr', 'grep', 'rsync']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+  const { root, prev } = rootWithPrevious();
+  const r = link({ name: 'dash without sha256sum', file: TOOLS.dash, env: { PATH: bin } }, root, ['a/one', 'b/c/three']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.noSum, true);
+  assert.equal(r.failed, undefined, 'a check result without a tool to check with');
+  assert.equal(inode(path.join(r.stage, 'a', 'one')), inode(path.join(prev, 'a', 'one')));
+});
 
 for (const shell of [...SHELLS, { name: 'busybox sh without sha256sum or shasum', file: path.join(BARE, 'sh'), env: { PATH: BARE } }]) {
   void test(`reading a release's manifest under ${shell.name}: whole, or its SHA-256 only where the host can hash; nothing for a missing one`, () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { failedLinks, linkablePath, parseSums, planSend, withResent } from '../../src/plan/fleet-send.ts';
+import { checkList, failedChecks, linkablePath, planSend, withResent } from '../../src/plan/fleet-send.ts';
 import type { Manifest, ManifestEntry } from '../../src/plan/manifest.ts';
 
 const hex = fc.constantFrom('0', '1', '2').map((c) => c.repeat(64));
@@ -37,32 +37,59 @@ void test('every entry of the build is either sent or linked, and a file is link
   );
 });
 
-void test('a linked file whose hash on the host differs, or that is missing from the listing, is sent again', () => {
+/** What `<sum> -c` prints for each linked file, GNU-style or BusyBox-style: the lines the host keeps (all but `: OK`) and the OK count. */
+function hostCheck(linked: readonly string[], fate: (p: string) => 'same' | 'other' | 'missing', busybox: boolean): { failed: string; ok: number } {
+  let failed = '';
+  let ok = 0;
+  for (const p of linked) {
+    const f = fate(p);
+    if (f === 'same') ok += 1;
+    else failed += `${p}: FAILED${f === 'missing' && !busybox ? ' open or read' : ''}\n`;
+  }
+  return { failed, ok };
+}
+
+void test('a linked file whose hash on the host differs, or that is missing there, is sent again; the others are not', () => {
   fc.assert(
-    fc.property(manifestArb, fc.func(fc.constantFrom<'same' | 'other' | 'missing'>('same', 'other', 'missing')), (build, fate) => {
+    fc.property(manifestArb, fc.func(fc.constantFrom<'same' | 'other' | 'missing'>('same', 'other', 'missing')), fc.boolean(), (build, fate, busybox) => {
       const plan = planSend(build, build);
-      const sums = new Map<string, string>();
-      const want = new Map(build.entries.flatMap((e) => (e.type === 'file' ? [[e.path, e.sha256] as const] : [])));
-      for (const p of plan.link) {
-        const f = fate(p);
-        if (f === 'same') sums.set(p, want.get(p) ?? '');
-        if (f === 'other') sums.set(p, 'f'.repeat(64));
-      }
-      const failed = failedLinks(build, plan.link, sums);
+      const { failed: lines, ok } = hostCheck(plan.link, fate, busybox);
+      const failed = failedChecks(lines, ok, plan.link);
       assert.deepEqual(failed, plan.link.filter((p) => fate(p) !== 'same'));
-      const resent = withResent(plan, failed);
-      for (const p of failed) assert.ok(resent.includes(p));
-      for (const p of plan.link) if (!failed.includes(p)) assert.ok(!resent.includes(p));
+      const resent = withResent(plan, failed ?? []);
+      for (const p of failed ?? []) assert.ok(resent.includes(p));
+      for (const p of plan.link) if (!(failed ?? []).includes(p)) assert.ok(!resent.includes(p));
     }),
   );
 });
 
-void test('sha256sum and shasum listings parse, text and binary mode, with or without ./', () => {
+void test('the check list gives each linked file the build\'s hash, one line each, in the form sha256sum -c reads', () => {
   const a = 'a'.repeat(64);
   const b = 'b'.repeat(64);
-  const sums = parseSums(`${a}  lib/x y.js\n${b} *./bin/tool\nsha256sum: gone: No such file or directory\n\\${a}  odd\\nname\n`);
-  assert.deepEqual([...sums], [
-    ['lib/x y.js', a],
-    ['bin/tool', b],
-  ]);
+  const build: Manifest = {
+    entries: [
+      { path: 'lib', type: 'dir', mode: 0o755 },
+      { path: 'lib/x y.js', type: 'file', mode: 0o644, size: 1, sha256: a },
+      { path: 'lib/ü: FAILED', type: 'file', mode: 0o644, size: 1, sha256: b },
+      { path: 'lib/z', type: 'file', mode: 0o644, size: 1, sha256: a },
+    ],
+  };
+  assert.equal(checkList(build, ['lib/x y.js', 'lib/ü: FAILED']), `${a}  lib/x y.js\n${b}  lib/ü: FAILED\n`);
+});
+
+void test('a check output that proves less than every linked file checked is not read as a verdict', () => {
+  const linked = ['a', 'b: FAILED', 'c'];
+  // Read: names that end in the suffix themselves, and both forms of a missing file.
+  assert.deepEqual(failedChecks('', 3, linked), []);
+  assert.deepEqual(failedChecks('b: FAILED: FAILED\n', 2, linked), ['b: FAILED']);
+  assert.deepEqual(failedChecks('c: FAILED open or read\na: FAILED\n', 1, linked), ['a', 'c']);
+  // Not read: counts that do not add up (a file neither OK nor failed), a line of another form,
+  // a path that was not linked, the same path twice, a count that is no count.
+  assert.equal(failedChecks('', 2, linked), undefined);
+  assert.equal(failedChecks('a: FAILED\n', 3, linked), undefined);
+  assert.equal(failedChecks('a: something else\n', 2, linked), undefined);
+  assert.equal(failedChecks('d: FAILED\n', 2, linked), undefined);
+  assert.equal(failedChecks('a: FAILED\na: FAILED\n', 1, linked), undefined);
+  assert.equal(failedChecks('', Number.NaN, linked), undefined);
+  assert.equal(failedChecks('', -1, []), undefined);
 });
