@@ -104,7 +104,7 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
         },
       ],
       notes: [
-        'A redeploy reads each host\'s current manifest (the first host sends it whole, the others its SHA-256), hardlinks the unchanged files on the host from the current release and re-hashes them there, and sends the changed ones with rsync; after its switch it scans /proc on each host for processes left on the previous release (a full deploy into a new root has none to look for).',
+        'A redeploy reads each host\'s current manifest (the first host sends it whole, the others its SHA-256), hardlinks the unchanged files on the host from the current release and checks them there against the build\'s hashes (sha256sum -c: only the count and the failures come back), and sends the changed ones with rsync; after its switch it scans /proc on each host for processes left on the previous release (a full deploy into a new root has none to look for).',
         `Every "host" shares this machine's ${machine.cores} cores and disk with the deploying process, so the hosts' work (sshd, shells, rsync, cp, sha256sum) is paid on the same cores.`,
         runNote(started, machine),
       ],
