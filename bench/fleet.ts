@@ -1,5 +1,5 @@
 // Fleet deploys over ssh to 1, 3 and 10 hosts (sshd in network namespaces on this machine): how
-// the time grows with the host count, how far apart the hosts switch, and what --link-dest saves
+// the time grows with the host count, how far apart the hosts switch, and what linking unchanged files saves
 // when 1% of the files changed.
 import { execFileSync } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
@@ -262,8 +262,8 @@ export async function runFleetBench(opts: FleetBenchOptions): Promise<Result> {
 
   const notes = [
     `Every host is an OpenSSH sshd in its own network namespace on this machine (test/harness/fleet.ts), so all ${most} "hosts" and the deploying process share its ${machine.cores} CPU cores and one disk: the receiving side's work (sshd, rsync, the shell programs, hardlinking or writing every file) grows with the host count on the same cores, which a real fleet spreads over its machines.`,
-    `Each deploy is the library's fleetDeploy (what the CLI runs, without the process start): connect (one ssh master per host), lock, copy with rsync --link-dest, prepare and arm, switch, commit, close. ${runs} measured round${runs === 1 ? '' : 's'} after ${warmup} warm-up, cases alternated and rotated every round; medians.`,
-    '"full": into roots that never held a release (every file sent). "1% changed": the same roots as the previous run, after changing the content of 1% of the files (untimed), so rsync sends those and hardlinks the rest from the current release.',
+    `Each deploy is the library's fleetDeploy (what the CLI runs, without the process start): connect (one ssh master per host), lock, place the content (unchanged files, by the host's current manifest, hardlinked on the host and checked there against the build's hashes; the rest sent with rsync), prepare and arm, switch, commit, close. ${runs} measured round${runs === 1 ? '' : 's'} after ${warmup} warm-up, cases alternated and rotated every round; medians.`,
+    '"full": into roots that never held a release (every file sent). "1% changed": the same roots as the previous run, after changing the content of 1% of the files (untimed), so rsync sends those and the host hardlinks the rest from the current release.',
     `CPU (from /proc/<pid>/stat, user + system): "deploying side" is this process and every child it reaped (the ssh master connections, ssh clients, rsync senders); "targets" is what each host's sshd listener reaped (its connection's sshd, the shells, the rsync receivers). On separate machines only the deploying side's CPU would be shared; here both sides share ${machine.cores} cores.`,
     'Switch skew "by host clocks" is the spread of the ctimes the renames gave the new `current` links (the hosts share this machine\'s clock); "as received" is the spread of the switch confirmations as the deploying process read them.',
     `Trees: ${outcomes.map((o) => `${treeLabel(o.id, o.stats.files)} (${(o.stats.bytes / 1024 ** 2).toFixed(1)} MiB, ${o.changed} changed per redeploy, ${o.samples.length / o.counts.length / 2} measured rounds)`).join('; ')}.`,
