@@ -31,6 +31,10 @@ export function rsyncArgs(plan: RsyncPlan, rsh: string, host: string): string[] 
     // What to send was decided by content (plan/fleet-send.ts); rsync's size+mtime quick check
     // must never skip a listed file, and files linked on the host are not listed at all.
     '--ignore-times',
+    // The list names every directory, parents first: the parents rsync would otherwise send again
+    // for each path (its implied directories) are already there. Without this, a 10,000-file list
+    // cost rsync about twice the system time of a plain recursive copy.
+    '--no-implied-dirs',
     '--from0',
     `--files-from=${plan.filesFrom}`,
     '-e',

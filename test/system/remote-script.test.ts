@@ -316,7 +316,7 @@ void describe('rsync arguments and output', () => {
     assert.match(out, /rsync\s+version/);
     assert.ok(fs.statSync(path.join(root, '.tmp', 'stage.1', HOSTILE_ID)).isDirectory());
     // Content decides what is sent: never rsync's quick check, never a --link-dest it would judge by mtime.
-    assert.ok(args.includes('--ignore-times') && args.includes('--files-from=/tmp/list') && args.includes('--from0'));
+    assert.ok(args.includes('--ignore-times') && args.includes('--files-from=/tmp/list') && args.includes('--from0') && args.includes('--no-implied-dirs'));
     assert.equal(args.some((a) => a.startsWith('--link-dest') || a === '--checksum'), false);
     assert.deepEqual(args.slice(-3), ['--', '/src/', 'host:.']);
     assertNoInjection();

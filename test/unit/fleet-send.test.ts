@@ -33,6 +33,11 @@ void test('every entry of the build is either sent or linked, and a file is link
         assert.ok(linkablePath(p), `${JSON.stringify(p)} cannot be named in a hash listing`);
       }
       if (have === null) assert.deepEqual(plan.link, []);
+      // rsync runs with --no-implied-dirs: each sent path's parent directory must be sent before it.
+      for (const [i, p] of plan.send.entries()) {
+        const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : undefined;
+        if (parent !== undefined) assert.ok(plan.send.slice(0, i).includes(parent), `${p} is listed before its directory ${parent}`);
+      }
     }),
   );
 });
