@@ -136,6 +136,20 @@ for (const shell of SHELLS) {
   });
 }
 
+void test('on a host with shasum but no sha256sum the check runs with shasum -a 256 -c: an edited file fails it, the rest pass', () => {
+  const bin = fs.mkdtempSync(path.join(BASE, 'shasum-bin-'));
+  for (const tool of ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sed', 'tr', 'grep', 'rsync']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+  // shasum is a perl script (Debian's perl package; .ci/install-deps installs it): both on the PATH, no sha256sum.
+  const { shasum, perl } = findTools(['shasum', 'perl'] as const);
+  fs.symlinkSync(shasum, path.join(bin, 'shasum'));
+  fs.symlinkSync(perl, path.join(bin, 'perl'));
+  const { root } = rootWithPrevious();
+  const r = link({ name: 'dash with shasum only', file: TOOLS.dash, env: { PATH: bin } }, root, ['a/one', 'a/run', 'b/c/three', 'a/two'], { 'a/run': '#!/bin/sh\nexit 1\n' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.noSum, false);
+  assert.deepEqual(r.failed, ['a/run']);
+});
+
 void test('on a host with no sha256sum or shasum the files are linked and the step says it could not check them', () => {
   const bin = fs.mkdtempSync(path.join(BASE, 'nosum-bin-'));
   for (const tool of ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sed', 'tr', 'grep', 'rsync']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
