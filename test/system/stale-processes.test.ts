@@ -284,11 +284,16 @@ async function nodeService(t: { after(fn: () => Promise<void> | void): void }, d
   fs.writeFileSync(unitFile, unit);
   const ctl = unitSystemctl(dir, unitFile);
   ctl.start();
+  // By the processes' command lines, not the pid file: after-hooks run in the order they were
+  // added, so tempDir's removal (with the pid file) runs before this one; a restart also changes the pid.
   t.after(() => {
-    try {
-      process.kill(Number(fs.readFileSync(ctl.pidFile, 'utf8')), 'SIGKILL');
-    } catch {
-      // gone
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(`${root}/`)) process.kill(Number(name), 'SIGKILL');
+      } catch {
+        // gone, or not ours to read
+      }
     }
   });
   const deadline = Date.now() + 10_000;
