@@ -99,13 +99,11 @@ function plannedSend(build: Manifest, have: Manifest | null, exclude: readonly s
   };
   if (have === null || plans === undefined) return make();
   const key = exclude.join('\0');
-  const byExclude = plans.get(have) ?? new Map<string, PlannedSend>();
-  plans.set(have, byExclude);
-  const found = byExclude.get(key);
-  if (found !== undefined) return found;
-  const made = make();
-  byExclude.set(key, made);
-  return made;
+  let byExclude = plans.get(have);
+  if (byExclude === undefined) plans.set(have, (byExclude = new Map<string, PlannedSend>()));
+  let planned = byExclude.get(key);
+  if (planned === undefined) byExclude.set(key, (planned = make()));
+  return planned;
 }
 
 export interface Placed {
@@ -178,11 +176,9 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
     const checked = frameValue(result.frames, 'checked');
     const failedLines = frameValue(result.frames, 'failed');
     const found = checked === undefined || failedLines === undefined || !/^\d+$/.test(checked) ? undefined : failedChecks(failedLines, Number(checked), plan.link);
-    if (frameValue(result.frames, 'no-sum') === 'yes') {
-      warnings.push('no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent');
-      failed = plan.link;
-    } else if (found === undefined) {
-      warnings.push('the host\'s check of the linked files could not be read: every file is sent');
+    if (found === undefined) {
+      const noSum = frameValue(result.frames, 'no-sum') === 'yes';
+      warnings.push(noSum ? 'no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent' : 'the host\'s check of the linked files could not be read: every file is sent');
       failed = plan.link;
     } else {
       failed = found;
