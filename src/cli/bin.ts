@@ -1,5 +1,9 @@
 #!/usr/bin/env node
 // The process owner: the only place that exits. `--version` answers before loading anything else.
+import { keepThreadPoolAwake } from '../act/thread-pool.ts';
+
+// First, before any module is loaded asynchronously: loading reads files on the thread pool too.
+keepThreadPoolAwake();
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   const { VERSION } = await import('./version.ts');
