@@ -28,3 +28,4 @@ export {
   type FleetPruneResult,
 } from './remote/ops.ts';
 export { DeployError, EXIT, type ErrorCode } from './errors.ts';
+export { keepThreadPoolAwake } from './act/thread-pool.ts';
