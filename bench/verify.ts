@@ -74,7 +74,7 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       ],
       charts: [],
       notes: [
-        `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file (on ${availableParallelism()} cores: one worker thread per core the load average shows idle, none on a busy machine; it hashes on its own thread too), and compares. sha256sum only hashes, on one core; both read from a warm page cache.`,
+        `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file (on ${availableParallelism()} cores: one worker thread per core idle when it starts (the runnable threads of /proc/loadavg), none on a busy machine; it hashes on its own thread too), and compares. sha256sum only hashes, on one core; both read from a warm page cache.`,
         `Load average (1 / 5 / 15 min) at the end: ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
         `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/, bundled by esbuild); the target row measures it, as the start-up target does; the tsc output (dist/cli/bin.js, which every other benchmark runs) is the row beside it.`,
         runNote(started, machine),

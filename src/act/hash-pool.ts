@@ -3,9 +3,10 @@
  * whole into a 1 MiB buffer (one read(2) for most files) and hashing them. Files go in batches,
  * so a message costs little next to the files it carries. Generic: any tree walk can feed it.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { hashThreads } from '../plan/hash-threads.ts';
+import { hashThreads, runnableThreads } from '../plan/hash-threads.ts';
 
 export interface FileHash {
   sha256: string;
@@ -77,7 +78,13 @@ interface Pending {
 
 /** Threads to add on this machine now: one per idle core beyond the caller's own, at most `max` (plan/hash-threads.ts). */
 export function extraHashThreads(max = 3): number {
-  return hashThreads(os.availableParallelism(), os.loadavg()[0] ?? Number.NaN, max);
+  let now: number | undefined;
+  try {
+    now = runnableThreads(fs.readFileSync('/proc/loadavg', 'latin1'));
+  } catch {
+    // No /proc (macOS, BSD): the load average is what there is.
+  }
+  return hashThreads(os.availableParallelism(), now ?? os.loadavg()[0] ?? Number.NaN, max);
 }
 
 export class HashPool {

@@ -227,26 +227,40 @@ void test('the scan reads the cwd link first, then maps, root and descriptors; a
 /** The read(2) calls the scan, in its own process, made on each pid's maps file: how many, and what the last returned (strace). */
 function mapsReads(t: After, dir: string): Map<number, { count: number; last: number }> {
   const strace = requireTool('strace', 'strace');
-  const log = path.join(tempDir(t), 'strace.log');
+  const logs = tempDir(t);
   const code = 'const [file, dir] = process.argv.slice(1); const { scanProcessUses } = await import(file); scanProcessUses(dir);';
-  const run = spawnSync(strace, ['-f', '-qq', '-e', 'trace=openat,read,close', '-o', log, process.execPath, '--input-type=module', '-e', code, IN_USE, dir], { encoding: 'utf8' });
+  // -ff: one file per thread, so no call is ever split into "unfinished" and "resumed" lines by another thread's.
+  const run = spawnSync(strace, ['-ff', '-qq', '-e', 'trace=openat,read,close', '-o', path.join(logs, 'strace'), process.execPath, '--input-type=module', '-e', code, IN_USE, dir], { encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
   const reads = new Map<number, { count: number; last: number }>();
   // The scan runs on one thread, one maps file at a time: each open is followed by its reads and its close.
-  let open: { tid: string; fd: string; pid: number } | undefined;
-  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
-    const opened = /^(\d+) openat\(AT_FDCWD, "\/proc\/(\d+)\/maps", [^)]*\) = (\d+)$/.exec(line);
-    if (opened) {
-      open = { tid: opened[1] as string, pid: Number(opened[2]), fd: opened[3] as string };
-      reads.set(open.pid, { count: 0, last: -1 });
-      continue;
+  for (const name of fs.readdirSync(logs)) {
+    let open: { fd: string; pid: number } | undefined;
+    for (const line of fs.readFileSync(path.join(logs, name), 'utf8').split('\n')) {
+      const opened = /^openat\(AT_FDCWD, "\/proc\/(\d+)\/maps", [^)]*\) = (\d+)$/.exec(line);
+      if (opened) {
+        open = { pid: Number(opened[1]), fd: opened[2] as string };
+        reads.set(open.pid, { count: 0, last: -1 });
+        continue;
+      }
+      if (!open) continue;
+      const read = line.startsWith(`read(${open.fd}, `) ? / = (\d+)$/.exec(line) : null;
+      if (read) reads.set(open.pid, { count: (reads.get(open.pid)?.count ?? 0) + 1, last: Number(read[1]) });
+      else if (line.startsWith(`close(${open.fd})`)) open = undefined;
     }
-    if (!open || !line.startsWith(`${open.tid} `)) continue;
-    const read = line.startsWith(`${open.tid} read(${open.fd}, `) ? / = (\d+)$/.exec(line) : null;
-    if (read) reads.set(open.pid, { count: (reads.get(open.pid)?.count ?? 0) + 1, last: Number(read[1]) });
-    else if (line.startsWith(`${open.tid} close(${open.fd})`)) open = undefined;
   }
   return reads;
+}
+
+/** What a missing read count should show: whether the process is still there, its state and working directory. */
+function whyNoReads(pid: number): string {
+  let state = 'gone';
+  try {
+    state = (/^State:\s*(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?') + `, cwd ${fs.readlinkSync(`/proc/${pid}/cwd`)}`;
+  } catch (error) {
+    state += ` (${String(error)})`;
+  }
+  return `pid ${pid}: no read of its maps was traced; the process is ${state}`;
 }
 
 void test('maps longer than one read are read to their end; maps that end with the vsyscall page, which the kernel lists last, need no read for the end', async (t) => {
@@ -285,6 +299,7 @@ void test('maps longer than one read are read to their end; maps that end with t
   const reads = mapsReads(t, rel);
   const gate = (pid: number): boolean => mapsOf(pid).endsWith(' [vsyscall]\n');
   // One read holds a sleep's maps; the read that returns 0 is left out only where the vsyscall page ends them.
+  assert.ok(reads.has(plain), whyNoReads(plain));
   assert.deepEqual(reads.get(plain), gate(plain) ? { count: 1, last: mapsOf(plain).length } : { count: 2, last: 0 }, `pid ${plain}`);
   const bigReads = reads.get(big);
   assert.ok(bigReads && bigReads.count >= 2, `pid ${big}: ${JSON.stringify(bigReads)}`);

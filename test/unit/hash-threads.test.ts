@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { hashThreads } from '../../src/plan/hash-threads.ts';
+import { hashThreads, runnableThreads } from '../../src/plan/hash-threads.ts';
 
 const cores = fc.integer({ min: 1, max: 256 });
 const load = fc.double({ min: 0, max: 512, noNaN: true });
@@ -36,4 +36,15 @@ void test('an idle machine gets every core it has (up to the cap), a machine who
   assert.equal(hashThreads(2, 1.6), 0);
   assert.equal(hashThreads(2, 5), 0);
   assert.equal(hashThreads(2, Number.NaN), 0);
+});
+
+void test("the runnable threads now are /proc/loadavg's fourth field; anything else is unknown", () => {
+  assert.equal(runnableThreads('1.72 2.76 5.62 1/345 12345\n'), 1);
+  assert.equal(runnableThreads('0.00 0.01 0.05 12/1024 99\n'), 12);
+  for (const text of ['', '1.72 2.76 5.62', '1.72 2.76 5.62 x/345 1', '1.72 2.76 5.62 0/345 1', '1.72 2.76 5.62 3 1', 'garbage']) {
+    assert.equal(runnableThreads(text), undefined, JSON.stringify(text));
+  }
+  // An idle machine right after a build: the average says busy, the instant says only us.
+  assert.equal(hashThreads(2, runnableThreads('1.72 2.76 5.62 1/345 12345') ?? 1.72), 1);
+  assert.equal(hashThreads(2, 1.72), 0);
 });
