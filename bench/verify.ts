@@ -7,7 +7,10 @@ import { benchBin } from './bin.ts';
 import { describeMachine, runNote } from './lib/env.ts';
 import { pairedRuns, timeCommand } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
-import { makeTree } from './lib/tree.ts';
+import { makeLargeFiles, makeTree } from './lib/tree.ts';
+import { HashPool } from '../src/act/hash-pool.ts';
+import { hashTree } from '../src/act/manifest.ts';
+import { POOL_MIN_BYTES } from '../src/ops/verify-release.ts';
 
 const BASELINE = 'find . -type f -exec sha256sum {} +';
 const OURS = 'atomic-deploy verify';
@@ -51,6 +54,34 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       ],
       { runs, warmup: 1, baseline: BASELINE, onSample: (name, t, round) => log(`  verify round ${round + 1}/${runs} ${name}: ${t.toFixed(1)} ms`) },
     );
+    // Where a hashing thread pays: this process's hashTree alone, and with one thread started for
+    // it (its start included), over a small and a large release of 25 MiB files.
+    const poolRows: (string | number)[][] = [];
+    for (const count of quick ? [2, 8] : [6, 32]) {
+      const dir = join(work, `large-${count}`);
+      const made = await makeLargeFiles(dir, { count, sizeMB: 25, seed: count });
+      const label = `${count} × 25 MiB (${(made.bytes / 1024 ** 2).toFixed(0)} MiB)`;
+      const alone = `hashTree, ${label}, this thread alone`;
+      const paired = await pairedRuns(
+        [
+          { name: alone, run: async () => void (await hashTree(dir)) },
+          {
+            name: `hashTree, ${label}, with 1 hashing thread (its start included)`,
+            run: async () => {
+              const pool = new HashPool(1);
+              try {
+                await hashTree(dir, undefined, { pool });
+              } finally {
+                await pool.close();
+              }
+            },
+          },
+        ],
+        { runs, warmup: 1, baseline: alone, onSample: (name, t, round) => log(`  pool round ${round + 1}/${runs} ${name}: ${t.toFixed(1)} ms`) },
+      );
+      for (const c of paired.cases) poolRows.push([c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]);
+      await rm(dir, { recursive: true, force: true });
+    }
     // The target is the command users run: the installed bundle (as for the start-up target).
     const ours = result.cases.find((c) => c.name === INSTALLED);
     const ratio = ours?.ratio ?? NaN;
@@ -71,10 +102,15 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
           columns: ['case', 'median ms', 'min ms', 'max ms', `× ${BASELINE}`],
           rows: result.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
         },
+        {
+          caption: `Hashing threads: hashTree in this process, alone and with one thread, median of ${runs} alternated rounds`,
+          columns: ['case', 'median ms', 'min ms', 'max ms', '× alone'],
+          rows: poolRows,
+        },
       ],
       charts: [],
       notes: [
-        `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file (on ${availableParallelism()} cores: one worker thread per core idle when it starts (the runnable threads of /proc/loadavg), none on a busy machine; it hashes on its own thread too), and compares. sha256sum only hashes, on one core; both read from a warm page cache.`,
+        `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file, and compares. Hashing threads are added only for a release of at least ${POOL_MIN_BYTES / 1024 ** 2} MiB (by its manifest), one per core idle when it starts (the runnable threads of /proc/loadavg), ${availableParallelism()} cores here: below that, one thread's start costs more than it saves (last table), so the release here is hashed on the main thread alone. sha256sum only hashes, on one core; both read from a warm page cache.`,
         `Load average (1 / 5 / 15 min) at the end: ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
         `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/, bundled by esbuild); the target row measures it, as the start-up target does; the tsc output (dist/cli/bin.js, which every other benchmark runs) is the row beside it.`,
         runNote(started, machine),

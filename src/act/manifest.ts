@@ -209,8 +209,8 @@ export type TreeHash = ReleaseTree;
 /** Yields to the event loop, so a signal is seen during a long synchronous walk. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** Files per message to a hashing thread. */
-const BATCH = 64;
+/** Files per message to a hashing thread: small, so that a few large files are shared too. */
+const BATCH = 16;
 
 type FileEntry = Extract<ManifestEntry, { type: 'file' }>;
 
@@ -244,17 +244,27 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
     }
   };
   let batch: { full: string; entry: FileEntry }[] = [];
-  const flush = (): void => {
-    if (pool === undefined || batch.length === 0) return;
-    const files = batch;
-    batch = [];
-    if (pool.queued() >= 2 * BATCH * pool.size) {
+  let batches = 0;
+  // In turns: the pool's threads get a batch each, then this thread hashes one. The pool's first,
+  // so they work while this one hashes: hashing here first would hold the next batch back.
+  const dispatch = (files: { full: string; entry: FileEntry }[]): void => {
+    if (pool === undefined || files.length === 0) return;
+    if (batches++ % (pool.size + 1) === pool.size || pool.queued() >= 2 * BATCH * pool.size) {
       for (const f of files) settle(f.entry, hashWalkedFileSync(f.full));
       return;
     }
     hashed.push(pool.hash(files.map((f) => f.full)).then((found) => {
       for (const [i, h] of found.entries()) settle((files[i] as (typeof files)[number]).entry, h);
     }));
+  };
+  const flush = (last = false): void => {
+    const files = batch;
+    batch = [];
+    if (!last || pool === undefined) return dispatch(files);
+    // The last batch, maybe all there is (a few large files): shared by every thread, this one last.
+    const share = Math.ceil(files.length / (pool.size + 1));
+    batches = 0;
+    for (let i = 0; i < files.length; i += share) dispatch(files.slice(i, i + share));
   };
   let count = 0;
   const walk = async (rel: string): Promise<void> => {
@@ -298,7 +308,7 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
   let walkFailure: { error: unknown } | undefined;
   try {
     await walk('');
-    flush();
+    flush(true);
   } catch (error) {
     walkFailure = { error };
   }

@@ -10,6 +10,9 @@ import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { openRoot } from './root.ts';
 
+/** The bytes a release must hold before `verify` adds hashing threads to its own. */
+export const POOL_MIN_BYTES = 256 * 1024 * 1024;
+
 export interface VerifyOptions {
   /** The release to check (default: the live one). */
   release?: string;
@@ -61,17 +64,10 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   if (!st?.isDirectory()) {
     throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
   }
-  // Started before the manifest is read and checked, so the threads boot meanwhile.
-  const extra = extraHashThreads();
-  const pool = extra > 0 ? new HashPool(extra) : undefined;
-  try {
-    return await verifyAgainstManifest(layout, id, dir, pool, options.signal);
-  } finally {
-    await pool?.close();
-  }
+  return verifyAgainstManifest(layout, id, dir, options.signal);
 }
 
-async function verifyAgainstManifest(layout: Layout, id: string, dir: string, pool: HashPool | undefined, signal: AbortSignal | undefined): Promise<VerifyResult> {
+async function verifyAgainstManifest(layout: Layout, id: string, dir: string, signal: AbortSignal | undefined): Promise<VerifyResult> {
   const record = readRecord(layout, id);
   const load = readManifest(layout, id, record?.digest);
   if (load.kind === 'none') {
@@ -86,11 +82,19 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, po
       details: { release: id, problem: load.problem },
     });
   }
+  let bytes = 0;
+  for (const e of load.manifest.entries) if (e.type === 'file') bytes += e.size;
+  // Threads only where they pay: each costs tens of ms to start, and below a few hundred MiB this
+  // thread hashes faster than that (docs/benchmarks.md, verify). They boot while it walks.
+  const extra = bytes >= POOL_MIN_BYTES ? extraHashThreads() : 0;
+  const pool = extra > 0 ? new HashPool(extra) : undefined;
   let tree;
   try {
     tree = await hashTree(dir, signal, { pool });
   } catch (error) {
     throw ioError(`hashing release ${id}`, error);
+  } finally {
+    await pool?.close();
   }
   if (signal?.aborted) throw interrupted(signal);
   const differences = diffRelease(load.manifest, tree);
