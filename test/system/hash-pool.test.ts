@@ -45,6 +45,23 @@ void test('hashTree with 1 and 2 extra threads (batches there and here) gives ex
   assert.deepEqual(await hashTree(dir, undefined, { pool: pools(t, 2) }), one);
 });
 
+void test('a few files, fewer than a batch, are shared between the threads and give what one thread gives', async (t) => {
+  const dir = tempDir(t);
+  for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, `f${i}`), Buffer.alloc(64 * 1024 + i, i));
+  const one = await hashTree(dir);
+  assert.equal(one.entries.length, 5);
+  const pool = pools(t, 2);
+  const sent: number[] = [];
+  const hash = pool.hash.bind(pool);
+  pool.hash = (files) => {
+    sent.push(files.length);
+    return hash(files);
+  };
+  assert.deepEqual(await hashTree(dir, undefined, { pool }), one);
+  // Shares of two (5 files, 3 threads): two to the pool, the last hashed here.
+  assert.deepEqual(sent, [2, 2]);
+});
+
 void test('the pool\'s hashes are sha256sum\'s, in the order asked', async (t) => {
   const dir = tempDir(t);
   const files = makeTree(dir).map((rel) => path.join(dir, rel)).reverse();
