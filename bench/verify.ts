@@ -55,12 +55,25 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       { runs, warmup: 1, baseline: BASELINE, onSample: (name, t, round) => log(`  verify round ${round + 1}/${runs} ${name}: ${t.toFixed(1)} ms`) },
     );
     // Where a hashing thread pays: this process's hashTree alone, and with one thread started for
-    // it (its start included), over a small and a large release of 25 MiB files.
+    // it (its start included), over a small and a large release of 25 MiB files and many small files.
     const poolRows: (string | number)[][] = [];
-    for (const count of quick ? [2, 8] : [6, 32]) {
-      const dir = join(work, `large-${count}`);
-      const made = await makeLargeFiles(dir, { count, sizeMB: 25, seed: count });
-      const label = `${count} × 25 MiB (${(made.bytes / 1024 ** 2).toFixed(0)} MiB)`;
+    const trees = [
+      ...(quick ? [2, 8] : [6, 32]).map((count) => ({
+        name: `large-${count}`,
+        make: (dir: string) => makeLargeFiles(dir, { count, sizeMB: 25, seed: count }),
+        label: (mib: string) => `${count} × 25 MiB (${mib} MiB)`,
+      })),
+      // Many small files, past the threshold: the threads' share depends on the batching, not on a few large reads.
+      {
+        name: 'small-many',
+        make: (dir: string) => makeTree(dir, { dirs: quick ? 40 : 400, filesPerDir: 100, minSize: 4096, maxSize: 12_288, seed: 9 }),
+        label: (mib: string) => `${quick ? '4,000' : '40,000'} files of 4–12 KiB (${mib} MiB)`,
+      },
+    ];
+    for (const tree of trees) {
+      const dir = join(work, tree.name);
+      const made = await tree.make(dir);
+      const label = tree.label((made.bytes / 1024 ** 2).toFixed(0));
       const alone = `hashTree, ${label}, this thread alone`;
       const paired = await pairedRuns(
         [

@@ -211,6 +211,8 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 
 /** Files per message to a hashing thread: small, so that a few large files are shared too. */
 const BATCH = 16;
+/** Files walked between two turns of the event loop; answers from the pool arrive only then. */
+const TURN = 256;
 
 type FileEntry = Extract<ManifestEntry, { type: 'file' }>;
 
@@ -225,9 +227,9 @@ function specialKind(st: fs.Stats | fs.Dirent): string {
  * `dir`, `/`-separated paths. The directory entries' types decide what to do with each name, so a
  * file costs open, fstat, read and close and no lstat; a FIFO, socket or device is never opened.
  * Files are read synchronously one by one: from the page cache that beats a thread-pool trip per
- * file, and the loop gets a turn every 256 files. With a `pool` (the caller's, started early so
- * its threads boot meanwhile), batches go to its threads while they have little queued, and this
- * thread hashes the rest between its walking: every core works.
+ * file, and the loop gets a turn every TURN files. With a `pool` (the caller's; its threads boot
+ * while this one starts walking), batches go in turns to its threads and to this one, which
+ * hashes its own between its walking: every core works.
  */
 export async function hashTree(dir: string, signal?: AbortSignal, options: { pool?: HashPool } = {}): Promise<TreeHash> {
   const out: TreeHash = { entries: [], special: [] };
@@ -249,7 +251,8 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
   // so they work while this one hashes: hashing here first would hold the next batch back.
   const dispatch = (files: { full: string; entry: FileEntry }[]): void => {
     if (pool === undefined || files.length === 0) return;
-    if (batches++ % (pool.size + 1) === pool.size || pool.queued() >= 2 * BATCH * pool.size) {
+    // A thread that falls behind by two turns' share gets no more until it answers.
+    if (batches++ % (pool.size + 1) === pool.size || pool.queued() >= 2 * TURN * pool.size) {
       for (const f of files) settle(f.entry, hashWalkedFileSync(f.full));
       return;
     }
@@ -283,7 +286,7 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
         } else {
           settle(entry, hashWalkedFileSync(full));
         }
-        if (++count % 256 === 0) await turn();
+        if (++count % TURN === 0) await turn();
       } else {
         await visit(childRel, full);
       }
