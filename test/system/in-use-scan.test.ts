@@ -229,7 +229,8 @@ function mapsReads(t: After, dir: string): Map<number, { count: number; last: nu
   const strace = requireTool('strace', 'strace');
   const logs = tempDir(t);
   const code = 'const [file, dir] = process.argv.slice(1); const { scanProcessUses } = await import(file); scanProcessUses(dir);';
-  // -ff: one file per thread, so no call is ever split into "unfinished" and "resumed" lines by another thread's.
+  // -ff: one file per thread, with no pid column (strace pads it to five characters, so a parser of
+  // "<pid> <call>" failed once pids wrapped below 10000) and no call split by another thread's.
   const run = spawnSync(strace, ['-ff', '-qq', '-e', 'trace=openat,read,close', '-o', path.join(logs, 'strace'), process.execPath, '--input-type=module', '-e', code, IN_USE, dir], { encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
   const reads = new Map<number, { count: number; last: number }>();
