@@ -26,17 +26,40 @@ function shimEnv(shim: string, at: number): NodeJS.ProcessEnv {
   return { LD_PRELOAD: shim, UV_THREADPOOL_SIZE: POOL, LOSE_WAKEUP_AT: String(at), LOSE_WAKEUP_VERBOSE: '1' };
 }
 
-/** Runs `node args` with the shim; resolves 'hung' when it has not exited after `ms`. */
+/** CPU time (user + system, clock ticks) a process has used so far, or undefined once it is gone. */
+function cpuTicks(pid: number): number | undefined {
+  try {
+    // After the command's closing parenthesis: state is field 3, utime and stime fields 14 and 15.
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `node args` with the shim. 'hung': still running after `ms` and then using no CPU for a
+ * whole second (asleep for good, not slow on a busy machine); a process still busy is waited for
+ * up to 60 s more.
+ */
 function runNode(args: string[], env: NodeJS.ProcessEnv, ms: number): Promise<{ outcome: 'exited' | 'hung'; code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let hung = false;
+    let timer: NodeJS.Timeout | undefined;
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      hung = true;
-      child.kill('SIGKILL');
-    }, ms);
+    const deadline = Date.now() + ms + 60_000;
+    const check = (before: number | undefined): void => {
+      const now = child.pid === undefined ? undefined : cpuTicks(child.pid);
+      if (now !== undefined && ((before !== undefined && now === before) || Date.now() > deadline)) {
+        hung = true;
+        child.kill('SIGKILL');
+        return;
+      }
+      timer = setTimeout(() => check(now), 1000);
+    };
+    timer = setTimeout(() => check(undefined), ms);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
