@@ -128,7 +128,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
       charts: [],
       notes: [
         `Our redeploy is the whole CLI (Node start-up, lock, journal, fsync, record, switch, the /proc scan for processes left on the previous release); rsync only fills a directory. Ours fsyncs (the default); rsync does not. The target rows are the deploys with --keep 0, which like rsync delete nothing; the default keep (5) also deletes the oldest release on every deploy once five stand (its row), keeping the live release's stat cache true as it goes (docs/strategies.md), and that deletion is measured on its own in the throughput benchmark's prune table.`,
-        'Each tool links against a previous tree of its own: rsync against a `cp -a` of the build, ours against its last release. Until 2026-12-02 rsync linked against our first release, whose inodes every release shares: each link(2) moved their ctimes, so each of our redeploys found the live release changed since its stat cache and read all 10,000 files again (about 150 ms here), as it must when something links into a release.',
+        'Each tool links against a previous tree of its own: rsync against a `cp -a` of the build, ours against its last release. Until 2026-12-02 rsync linked against our first release, whose inodes every release shares: each link(2) moved their ctimes, so each of our redeploys found the live release changed since its stat cache and read all 10,000 files again, as it must when something links into a release.',
         `Load average (1 / 5 / 15 min) during the run: ${loads.join('; ')}.`,
         runNote(started, machine),
       ],

@@ -29,8 +29,10 @@ function shimEnv(shim: string, at: number): NodeJS.ProcessEnv {
 /** CPU time (user + system, clock ticks) a process has used so far, or undefined once it is gone. */
 function cpuTicks(pid: number): number | undefined {
   try {
-    // After the command's closing parenthesis: state is field 3, utime and stime fields 14 and 15.
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // After the command's last closing parenthesis (as plan/serving.ts's parseProcStat reads it):
+    // state is field 3, utime and stime fields 14 and 15.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return Number(fields[11]) + Number(fields[12]);
   } catch {
     return undefined;
