@@ -2,7 +2,8 @@
 // package kept. Two shapes, one configuration:
 //   node scripts/bundle.mjs        dist/atomic-deploy.mjs: the whole tool in one file, no node_modules needed
 //   node scripts/bundle.mjs --bin  dist/bin/: the installed command (package.json `bin`), split by
-//                                  command so that `status` loads a few chunks instead of ~50 modules
+//                                  command so that `status` loads a few chunks instead of ~50 modules,
+//                                  entered through a CommonJS launcher (atomic-deploy.cjs)
 import { build } from 'esbuild';
 import { readFileSync, chmodSync, appendFileSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -74,6 +75,8 @@ function oneCoreChunk() {
   walk(path.join(repo, 'src'));
   lazy.delete(main);
   lazy.delete(path.join(repo, 'src/cli/version.ts'));
+  // The launcher's import of bin.ts is the split bundle's entry, not a lazy module.
+  lazy.delete(path.join(repo, 'src/cli/bin.ts'));
   return {
     name: 'one-core-chunk',
     setup(b) {
@@ -111,10 +114,43 @@ async function bundle({ split }) {
   appendFileSync(entry, licenceNotices(result.metafile));
   chmodSync(entry, 0o755);
   if (!split) return entry;
+  await launcher(outdir);
   const final = path.join(dist, 'bin');
   rmSync(final, { recursive: true, force: true });
   renameSync(outdir, final);
-  return path.join(final, 'atomic-deploy.js');
+  return path.join(final, 'atomic-deploy.cjs');
+}
+
+/**
+ * dist/bin/atomic-deploy.cjs, the command's entry: src/cli/launch.ts as CommonJS, which Node loads
+ * without its thread pool, starting the pool's timer before the CLI's ES modules are read on it
+ * (see src/act/thread-pool.ts). Its import of bin.ts becomes an import() of the split entry.
+ */
+async function launcher(outdir) {
+  const outfile = path.join(outdir, 'atomic-deploy.cjs');
+  await build({
+    entryPoints: [path.join(repo, 'src/cli/launch.ts')],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    outfile,
+    minify: true,
+    plugins: [
+      {
+        name: 'split-entry',
+        setup(b) {
+          b.onResolve({ filter: /^\.\/bin\.ts$/ }, () => ({ path: './atomic-deploy.js', external: true }));
+        },
+      },
+    ],
+    legalComments: 'eof',
+    logLevel: 'warning',
+  }).catch((error) => {
+    rmSync(outdir, { recursive: true, force: true });
+    throw error;
+  });
+  chmodSync(outfile, 0o755);
 }
 
 /** The licences of what was bundled, read from each package's own files (MIT asks for the notice). */

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { BIN, runCli, tempDir, writeTree } from '../harness/cli.ts';
 
-const PACKAGE_BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.js', import.meta.url));
+const PACKAGE_BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.cjs', import.meta.url));
 
 interface Step {
   args: string[];

@@ -46,10 +46,12 @@ test('npm pack: the tarball installs into a temporary prefix, its atomic-deploy 
   execFileSync(bin, ['deploy', src, path.join(dir, 'root'), '--quiet'], { encoding: 'utf8', env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash,after-switch=crash' } });
   assert.equal(fs.readFileSync(path.join(dir, 'root/current/index.html'), 'utf8'), 'packed\n');
   assert.ok(!fs.readFileSync(path.join(app, 'node_modules/atomic-deploy/dist/act/failpoints.js'), 'utf8').includes('process.kill'), 'the failpoint code is in the package');
-  // The command is the bundle split by command (fast start-up), with licences kept and no failpoints.
+  // The command is a CommonJS launcher (it starts the thread pool's timer before any module is read
+  // on the pool) of the bundle split by command (fast start-up), with licences kept and no failpoints.
   const pkgDir = path.join(app, 'node_modules/atomic-deploy');
-  assert.equal(fs.realpathSync(bin), path.join(fs.realpathSync(pkgDir), 'dist/bin/atomic-deploy.js'));
-  const entry = fs.readFileSync(bin, 'utf8');
+  assert.equal(fs.realpathSync(bin), path.join(fs.realpathSync(pkgDir), 'dist/bin/atomic-deploy.cjs'));
+  assert.match(fs.readFileSync(bin, 'utf8'), /import\("\.\/atomic-deploy\.js"\)/);
+  const entry = fs.readFileSync(path.join(pkgDir, 'dist/bin/atomic-deploy.js'), 'utf8');
   for (const name of ['commander', 'picocolors']) assert.match(entry, new RegExp(`\\* ${name}@\\d+\\.\\d+\\.\\d+ \\(`), `no licence notice for ${name}`);
   assert.match(entry, /Permission is hereby granted/);
   for (const chunk of fs.readdirSync(path.join(pkgDir, 'dist/bin'))) assert.ok(!fs.readFileSync(path.join(pkgDir, 'dist/bin', chunk), 'utf8').includes(': failpoint '), `the failpoint code is in dist/bin/${chunk}`);

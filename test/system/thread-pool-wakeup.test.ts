@@ -6,12 +6,15 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { BIN, currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { requireTool } from '../harness/swappers.ts';
 
 const SHIM_SOURCE = new URL('../harness/lose-wakeup.c', import.meta.url);
+/** The installed command (package.json `bin`): a CommonJS launcher, then the split ES module entry. */
+const LAUNCHER = fileURLToPath(new URL('../../dist/bin/atomic-deploy.cjs', import.meta.url));
+const ESM_ENTRY = fileURLToPath(new URL('../../dist/bin/atomic-deploy.js', import.meta.url));
 /** Above V8's platform pool (4 threads), so the shim tells libuv's pool apart by its waiters. */
 const POOL = '6';
 
@@ -130,4 +133,31 @@ void test('every deploy of a sweep finishes although one pool wakeup is lost in 
   assert.notEqual(currentId(root), null);
   const verify = await runCli(['verify', root], { timeoutMs: 30_000 });
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+});
+
+void test("the installed command survives a wakeup lost while its entry modules load; the ES module entry alone hangs", async (t) => {
+  const dir = tempDir(t);
+  const shim = buildShim(dir);
+  const source = path.join(dir, 'build');
+  writeTree(source, { 'index.html': 'hello\n' });
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  const deployed = await runCli(['deploy', source, root, '--no-fsync'], { timeoutMs: 30_000 });
+  assert.equal(deployed.code, 0, deployed.stderr);
+
+  // Control: Node reads an ES module entry and its imports on the pool, before any of our code runs.
+  const hangs: number[] = [];
+  for (let at = 1; at <= 8 && hangs.length === 0; at++) {
+    const run = await runNode([ESM_ENTRY, 'status', root], shimEnv(shim, at), 4000);
+    assert.match(run.stderr, new RegExp(`dropped signal ${at}\\b`));
+    if (run.outcome === 'hung') hangs.push(at);
+  }
+  assert.ok(hangs.length > 0, 'no early wakeup lost hung the ES module entry: this test cannot show the launcher');
+
+  // The launcher is loaded with synchronous reads and starts the timer before anything is read on the pool.
+  for (let at = 1; at <= 12; at++) {
+    const run = await runNode([LAUNCHER, 'status', root], shimEnv(shim, at), 4000);
+    assert.match(run.stderr, new RegExp(`dropped signal ${at}\\b`), `wakeup ${at} was never lost: the run proves nothing`);
+    assert.deepEqual([run.outcome, run.code], ['exited', 0], `status with wakeup ${at} lost:\n${run.stderr}`);
+  }
 });
