@@ -102,7 +102,7 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
     for (const [name, bin] of [[PKG_STATUS, BIN], [BUNDLE_STATUS, BUNDLE], [TSC_STATUS, TSC_BIN]] as const) {
       const trace = join(bundleDir, 'openat.trace');
       await timeCommand('strace', ['-f', '-e', 'trace=openat', '-o', trace, NODE, bin, 'status', root], { cwd: bundleDir });
-      const opened = (await readFile(trace, 'utf8')).split('\n').filter((l) => /\.(m?js|json)", /.test(l) && !l.includes(' = -1 '));
+      const opened = (await readFile(trace, 'utf8')).split('\n').filter((l) => /\.([mc]?js|json)", /.test(l) && !l.includes(' = -1 '));
       codeFiles.push({ name, files: new Set(opened.map((l) => /"([^"]+)"/.exec(l)?.[1])).size });
     }
   } finally {
