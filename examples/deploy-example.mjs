@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const bin = fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
+// The installed command, as `npm run build` makes it (package.json `bin`).
+const bin = fileURLToPath(new URL('../dist/bin/atomic-deploy.cjs', import.meta.url));
 const site = fileURLToPath(new URL('./site', import.meta.url));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-example-'));
 const root = path.join(work, 'www');
