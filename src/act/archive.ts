@@ -473,7 +473,8 @@ function archiveError(error: unknown, source: string): Error {
   const corrupt = error instanceof TarFormatError || (code !== undefined && code.startsWith('Z_')) || code === 'ERR_STREAM_PREMATURE_CLOSE';
   if (!corrupt && (error instanceof DeployError || (error instanceof Error && code !== undefined))) return error;
   const reason = error instanceof Error ? error.message : String(error);
-  return new DeployError('INVALID_ARCHIVE', `${source} is not a readable archive: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
+  const hint = (error instanceof TarFormatError ? error.hint : undefined) ?? 'the artifact may be truncated or corrupt: build or download it again';
+  return new DeployError('INVALID_ARCHIVE', `${source} is not a readable archive: ${reason}`, { cause: error, hint });
 }
 
 const S_IFMT = 0o170000;
@@ -496,6 +497,23 @@ function openZip(file: string): Promise<yauzl.ZipFile> {
 
 function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> {
   return new Promise((resolve, reject) => zip.openReadStream(entry, (error, stream) => (error ? reject(error) : resolve(stream))));
+}
+
+/** CRC-32 (zip's), continued from `value`: node:zlib's where Node has it (20.15 and later), else by table. */
+// zlib.crc32 is absent before Node 20.15.
+const crc32: (data: Buffer, value?: number) => number = typeof zlib.crc32 === 'function' ? zlib.crc32 : crc32Table;
+
+let CRC_TABLE: Uint32Array | undefined;
+/** Hand-written only for Node 20 releases before 20.15, which have no zlib.crc32. */
+export function crc32Table(data: Buffer, value = 0): number {
+  CRC_TABLE ??= Uint32Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  let c = ~value >>> 0;
+  for (const byte of data) c = (CRC_TABLE[(c ^ byte) & 0xff] as number) ^ (c >>> 8);
+  return ~c >>> 0;
 }
 
 /** Reads a symlink's target (the entry's content), refusing an oversized one before reading it. */
@@ -528,7 +546,16 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
             return;
           }
           const sink = apply(header);
-          for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) sink?.data(chunk);
+          // yauzl checks sizes, not the CRC-32: a corrupt entry would go live, hashed as it is into the manifest.
+          let crc = 0;
+          for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) {
+            crc = crc32(chunk, crc);
+            sink?.data(chunk);
+          }
+          if (header.type === 'symlink') crc = crc32(Buffer.from(header.linkname ?? '', 'utf8'));
+          if ((header.type === 'file' || (header.type === 'symlink' && stream)) && crc !== entry.crc32) {
+            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${JSON.stringify(entry.fileName)} fails its CRC-32 check (the data is corrupt)`, { hint: 'the artifact may be truncated or corrupt: build or download it again' });
+          }
           sink?.end();
           zip.readEntry();
         })().catch((error: unknown) => reject(zipError(error, source)));

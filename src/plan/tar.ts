@@ -25,7 +25,14 @@ export interface TarHeader {
 }
 
 /** A malformed archive (as opposed to a hostile entry, which the entry checker refuses). */
-export class TarFormatError extends Error {}
+export class TarFormatError extends Error {
+  /** What to do instead, when the archive is not corrupt but uses what is not supported. */
+  readonly hint: string | undefined;
+  constructor(message: string, hint?: string) {
+    super(message);
+    this.hint = hint;
+  }
+}
 
 type Raw = { kind: 'zero' } | { kind: 'entry'; flag: string; header: TarHeader };
 
@@ -235,10 +242,15 @@ export class TarParser {
     }
   }
 
-  /** At the end of the input: refuses an archive cut inside a header or an entry's data. */
+  /**
+   * At the end of the input: refuses an archive cut inside a header or an entry's data, and one
+   * cut between entries: without its end-of-archive block nothing tells it from an archive whose
+   * later entries are missing (GNU tar accepts it silently).
+   */
   finish(): void {
     const s = this.state;
-    if (s.at === 'end' || (s.at === 'header' && this.partialLength === 0)) return;
+    if (s.at === 'end') return;
+    if (s.at === 'header' && this.partialLength === 0) throw new TarFormatError('it ends with no end-of-archive block (truncated between two entries, or its writer did not finish it)');
     throw new TarFormatError('unexpected end of data (the archive is truncated)');
   }
 
@@ -254,6 +266,13 @@ export class TarParser {
       if (header.size === 0) this.long(flag, Buffer.alloc(0), 0);
       else this.state = { at: 'long', flag, need: header.size, parts: [], have: 0 };
       return;
+    }
+    // Sparse files (tar -S): GNU's type S, or PAX GNU.sparse.* records, under which the entry's
+    // name and data are an encoding (GNUSparseFile.<pid>/..., a map, then the data without holes).
+    // A reader that ignores them publishes other names and other bytes: refused.
+    if (flag === 'S' || [this.pax, this.globalPax].some((pax) => pax !== undefined && [...pax.keys()].some((k) => k.startsWith('GNU.sparse.')))) {
+      const name = this.pax?.get('GNU.sparse.name') ?? this.pax?.get('path') ?? this.longName ?? header.name;
+      throw new TarFormatError(`entry ${JSON.stringify(name)} is a sparse file (tar -S), which is not supported`, 'create the archive without -S/--sparse');
     }
     if (this.globalPax) applyPax(header, this.globalPax);
     if (this.pax) applyPax(header, this.pax);

@@ -141,3 +141,16 @@ void test('--sha256 values and URLs for the log', () => {
   assert.equal(redactUrl('https://user:pw@ci.example.com/a.tgz?token=secret#x'), 'https://ci.example.com/a.tgz');
   assert.equal(redactUrl('./dist.tgz'), './dist.tgz');
 });
+
+void test('the table CRC-32 (for Node before 20.15) agrees with zlib.crc32, whole and continued', async () => {
+  const { crc32Table } = await import('../../src/act/archive.ts');
+  const zlib = await import('node:zlib');
+  const { randomBytes } = await import('node:crypto');
+  for (const size of [0, 1, 7, 4096, 70_001]) {
+    const data = randomBytes(size);
+    assert.equal(crc32Table(data), zlib.crc32(data), `${size} bytes`);
+    const cut = Math.floor(size / 3);
+    assert.equal(crc32Table(data.subarray(cut), crc32Table(data.subarray(0, cut))), zlib.crc32(data), `${size} bytes in two parts`);
+  }
+  assert.equal(crc32Table(Buffer.from('123456789')), 0xcbf43926);
+});

@@ -1,0 +1,105 @@
+// Archives whose bytes are not what was built must never go live: a zip entry whose data fails its
+// CRC-32, a tar cut off at an entry boundary (no end-of-archive block: the rest of the build is
+// missing), and sparse files, whose PAX or GNU encodings a reader that ignores them turns into
+// other names and other bytes. Each exits 2 with the root and .tmp/ as they were; the same archives
+// uncorrupted deploy (controls), so the refusals come from the corruption.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { runCli, tempDir } from '../harness/cli.ts';
+import { leftovers, makeSource, treeSnapshot } from '../harness/invariants.ts';
+
+/** Writes the good archives and their corrupt copies with Python (byte-level control over both). */
+const WRITER = String.raw`
+import gzip, io, sys, tarfile, zipfile
+out = sys.argv[1]
+body = b'HELLO-WORLD-' * 100
+for method, name in ((zipfile.ZIP_STORED, 'stored'), (zipfile.ZIP_DEFLATED, 'deflated')):
+    with zipfile.ZipFile(f'{out}/{name}.zip', 'w', method) as z:
+        z.writestr('index.html', b'<h1>zip</h1>\n')
+        z.writestr('app.js', body)
+    b = bytearray(open(f'{out}/{name}.zip', 'rb').read())
+    if method == zipfile.ZIP_STORED:
+        b[b.find(b'HELLO')] = ord('J')            # one byte of the data
+    else:
+        i = b.find(b'PK\x03\x04', 1)              # the second entry's local header
+        c = b.rfind(b'PK\x01\x02')                # and its central directory record
+        for crc in (i + 14, c + 16):
+            b[crc] ^= 0xFF                        # its CRC-32, in both places
+    open(f'{out}/{name}-corrupt.zip', 'wb').write(bytes(b))
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w', format=tarfile.USTAR_FORMAT) as t:
+    for n in ('index.html', 'b.html'):
+        ti = tarfile.TarInfo(n); ti.size = 10; ti.mode = 0o644
+        t.addfile(ti, io.BytesIO(b'x' * 10))
+whole = buf.getvalue()
+open(f'{out}/two.tar', 'wb').write(whole)
+open(f'{out}/cut.tar', 'wb').write(whole[:1024])  # the first entry's header and data, nothing after
+open(f'{out}/cut.tgz', 'wb').write(gzip.compress(whole[:1024]))
+`;
+
+function sparseTar(dir: string, name: string, args: string[]): string {
+  const src = path.join(dir, `sparse-src-${name}`);
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'index.html'), '<h1>sparse</h1>\n');
+  execFileSync('truncate', ['-s', '3M', path.join(src, 'holes.bin')]);
+  fs.appendFileSync(path.join(src, 'holes.bin'), 'end\n');
+  const out = path.join(dir, `${name}.tar`);
+  execFileSync('tar', ['-S', ...args, '-cf', out, '-C', src, 'index.html', 'holes.bin']);
+  return out;
+}
+
+void test('corrupt zip data, a tar cut at an entry boundary and sparse tar entries exit 2 and change nothing', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  execFileSync('python3', ['-c', WRITER, dir]);
+  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
+  assert.equal(first.code, 0, first.stderr);
+  const before = treeSnapshot(root);
+  const cases: [string, RegExp][] = [
+    ['stored-corrupt.zip', /"app\.js".*CRC-32/],
+    ['deflated-corrupt.zip', /"app\.js".*CRC-32/],
+    ['cut.tar', /end-of-archive|truncated/],
+    ['cut.tgz', /end-of-archive|truncated/],
+    [sparseTar(dir, 'pax-1.0', ['--format=posix']), /sparse/],
+    [sparseTar(dir, 'pax-0.1', ['--format=posix', '--sparse-version=0.1']), /sparse/],
+    [sparseTar(dir, 'pax-0.0', ['--format=posix', '--sparse-version=0.0']), /sparse/],
+    [sparseTar(dir, 'gnu', ['--format=gnu']), /sparse/],
+  ];
+  for (const [file, message] of cases) {
+    const r = await runCli(['deploy', path.isAbsolute(file) ? file : path.join(dir, file), root, '--no-fsync']);
+    const what = path.basename(file);
+    assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, message, what);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: stack trace`);
+    assert.deepEqual(treeSnapshot(root), before, `${what}: the root changed`);
+    assert.deepEqual(leftovers(root), [], what);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], `${what}: .tmp/ not empty`);
+  }
+});
+
+void test('control: the same archives whole deploy exactly, and verify passes', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  execFileSync('python3', ['-c', WRITER, dir]);
+  for (const name of ['stored.zip', 'deflated.zip']) {
+    const r = await runCli(['deploy', path.join(dir, name), root, '--no-fsync']);
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'app.js'), 'utf8'), 'HELLO-WORLD-'.repeat(100));
+  }
+  const tar = await runCli(['deploy', path.join(dir, 'two.tar'), root, '--no-fsync']);
+  assert.equal(tar.code, 0, tar.stderr);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'current')).sort(), ['b.html', 'index.html']);
+  // The same tree without -S (holes written as zeros) deploys whole.
+  const src = path.join(dir, 'holes');
+  fs.mkdirSync(src);
+  execFileSync('truncate', ['-s', '3M', path.join(src, 'holes.bin')]);
+  execFileSync('tar', ['--format=posix', '-cf', path.join(dir, 'dense.tar'), '-C', src, 'holes.bin']);
+  const dense = await runCli(['deploy', path.join(dir, 'dense.tar'), root, '--no-fsync']);
+  assert.equal(dense.code, 0, dense.stderr);
+  assert.equal(fs.statSync(path.join(root, 'current', 'holes.bin')).size, 3 * 1024 * 1024);
+  const verify = await runCli(['verify', root]);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+});
