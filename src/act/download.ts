@@ -1,10 +1,11 @@
 /**
- * Streams an http(s) artifact: one GET, resumed with a Range request after a dropped connection,
- * an idle timeout on every read. node:http rather than fetch: fetch refuses the Fetch standard's
+ * Streams an http(s) artifact: one GET, resumed after a dropped connection (see `resume`), an idle
+ * timeout on every read. node:http rather than fetch: fetch refuses the Fetch standard's
  * "bad ports" (6000, 10080, ...), which an artifact server may well listen on.
  */
 import http from 'node:http';
 import https from 'node:https';
+import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
 import { redactUrl, retryDelayMs } from '../plan/archive.ts';
 
@@ -92,41 +93,80 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
   if (!res) throw lastError instanceof DeployError ? lastError : failed(url, lastError instanceof Error ? lastError.message : String(lastError), lastError);
   const length = Number(res.headers['content-length']);
   const totalBytes = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-  // A resumed part must be the same file: If-Range makes the server send all of it when it changed.
-  const validator = res.headers.etag ?? res.headers['last-modified'];
-  return { totalBytes, chunks: resume(url, res, totalBytes, validator, options) };
+  return { totalBytes, chunks: resume(url, res, totalBytes, validatorOf(res), options) };
 }
 
+/**
+ * What identifies this version of the file, for If-Range: a strong ETag, else Last-Modified (a
+ * weak ETag may not be used for ranges).
+ */
+function validatorOf(res: http.IncomingMessage): string | undefined {
+  const etag = res.headers.etag;
+  if (etag !== undefined && !etag.startsWith('W/')) return etag;
+  return res.headers['last-modified'];
+}
+
+function changed(url: string, how: string): DeployError {
+  return new DeployError('DOWNLOAD_FAILED', `${redactUrl(url)} changed while it was downloading (${how}); nothing was deployed`, { hint: 'deploy again once the artifact is final' });
+}
+
+/**
+ * The body across reconnections, never stitched from two versions of the file. With a validator, a
+ * dropped connection is resumed by a Range request guarded by If-Range, and the 206 must start at
+ * the byte asked for and carry the same ETag. Without one, no Range is asked for (a server could
+ * answer it from a newer file): the file is read again from the start, and the bytes already
+ * received must hash the same before any new byte is used.
+ */
 async function* resume(url: string, first: http.IncomingMessage, total: number | undefined, validator: string | undefined, options: DownloadOptions): AsyncGenerator<Buffer> {
   let received = 0;
   let res: http.IncomingMessage | undefined = first;
   let retriesLeft = options.retries;
+  // Only without a validator: what was received so far, to compare a re-read against.
+  const prefix = validator === undefined ? createHash('sha256') : undefined;
   for (;;) {
     let skip = 0;
+    let reread: { hash: Hash; expected: string } | undefined;
     try {
       if (!res) {
-        const headers: Record<string, string> = { range: `bytes=${received}-` };
-        if (validator) headers['if-range'] = validator;
+        const headers: Record<string, string> = validator ? { range: `bytes=${received}-`, 'if-range': validator } : {};
         res = await request(url, headers, options);
         if (res.statusCode === 200) {
-          if (validator) throw new DeployError('DOWNLOAD_FAILED', `${redactUrl(url)} changed while it was downloading`, { hint: 'deploy again once the artifact is final' });
-          // No validator and no range support: read it again from the start, keeping only new bytes.
+          const now = validatorOf(res);
+          if (validator !== undefined && now !== validator) throw changed(url, `${now ?? 'no validator'} in place of ${validator}`);
+          // No range support (or no validator to ask for one): read again from the start, keeping only new bytes.
           skip = received;
-        } else if (res.statusCode !== 206) {
+          if (prefix) reread = { hash: createHash('sha256'), expected: prefix.copy().digest('hex') };
+        } else if (res.statusCode === 206 && validator !== undefined) {
+          const start = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(res.headers['content-range'] ?? '')?.[1];
+          if (start === undefined || Number(start) !== received) throw changed(url, `the server resumed at ${res.headers['content-range'] ?? 'an unnamed range'}, not at byte ${received}`);
+          const etag = res.headers.etag;
+          if (etag !== undefined && etag !== validator && first.headers.etag === validator) throw changed(url, `ETag ${etag} in place of ${validator}`);
+        } else {
           const code = res.statusCode;
           res.resume();
-          throw failed(url, `resuming at byte ${received}: the server answered ${code}`);
+          throw failed(url, `reading again after byte ${received}: the server answered ${code}`);
         }
       }
       for await (const chunk of body(res, options.timeoutMs)) {
         if (skip >= chunk.length) {
           skip -= chunk.length;
+          reread?.hash.update(chunk);
           continue;
+        }
+        if (reread) {
+          reread.hash.update(chunk.subarray(0, skip));
+          if (reread.hash.digest('hex') !== reread.expected) throw changed(url, `its first ${received} bytes differ when read again`);
+          reread = undefined;
         }
         const part = skip > 0 ? chunk.subarray(skip) : chunk;
         skip = 0;
         received += part.length;
+        prefix?.update(part);
         yield part;
+      }
+      if (reread) {
+        if (skip > 0) throw changed(url, `it is ${received - skip} bytes long when read again, shorter than the ${received} received`);
+        if (reread.hash.digest('hex') !== reread.expected) throw changed(url, `its first ${received} bytes differ when read again`);
       }
       if (total === undefined || received === total) return;
       throw new Error(`the connection closed after ${received} of ${total} bytes`);

@@ -85,7 +85,13 @@ export type ServeMode =
   | 'drop-once-no-range'
   /** Sends the headers and a few bytes, then nothing, on every request. */
   | 'stall'
-  | 'not-found';
+  | 'not-found'
+  /** Like drop-once-no-range, then every later request is answered from `<file>.v2` (206 to a Range): a file replaced meanwhile, on a server with no validator. */
+  | 'drop-once-changed'
+  /** Like drop-once (ETag "v1"), then a Range is answered from `<file>.v2` with ETag "v2", If-Range ignored. */
+  | 'drop-once-etag-changed'
+  /** Like drop-once, then a Range is answered 512 bytes later than asked (same ETag). */
+  | 'drop-once-wrong-start';
 
 export interface Server {
   url: (name: string) => string;
@@ -110,10 +116,27 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
-    const body = fs.readFileSync(file);
+    const later = dropped && (mode === 'drop-once-changed' || mode === 'drop-once-etag-changed');
+    const body = fs.readFileSync(later ? `${file}.v2` : file);
+    const misbehaving = mode === 'drop-once-changed' || mode === 'drop-once-etag-changed' || mode === 'drop-once-wrong-start';
+    if (misbehaving) {
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+      const start = mode === 'drop-once-wrong-start' && from > 0 ? from + 512 : from;
+      const headers: http.OutgoingHttpHeaders = { 'content-length': body.length - start };
+      if (mode !== 'drop-once-changed') headers.etag = later ? '"v2"' : '"v1"';
+      if (req.headers.range) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
+      res.writeHead(req.headers.range ? 206 : 200, headers);
+      if (!dropped) {
+        dropped = true;
+        res.write(body.subarray(0, Math.floor(body.length / 2)), () => setTimeout(() => req.socket.destroy(), 50));
+        return;
+      }
+      res.end(body.subarray(start));
+      return;
+    }
     if (mode === 'stall') {
       const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
-      res.writeHead(from > 0 ? 206 : 200, { 'content-length': body.length - from, etag: '"v1"' });
+      res.writeHead(from > 0 ? 206 : 200, { 'content-length': body.length - from, etag: '"v1"', ...(from > 0 ? { 'content-range': `bytes ${from}-${body.length - 1}/${body.length}` } : {}) });
       res.write(body.subarray(from, Math.min(from + 1024, body.length)));
       return;
     }
