@@ -7,6 +7,7 @@ import type { DownloadOptions } from '../act/download.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
+import { signalOf } from '../plan/validate.ts';
 import type { EventSink } from './events.ts';
 
 export interface ArtifactOptions {
@@ -73,14 +74,25 @@ export async function openArtifactSource(source: string, options: ArtifactOption
     signal: context.signal,
     onRetry: (message) => context.emit({ type: 'warning', message }),
   };
-  const signature = options.signature !== undefined && options.allowedSigners !== undefined ? await startSignatureCheck(options.signature, options.allowedSigners, download) : undefined;
+  let signature: SignatureCheck | undefined;
   try {
+    signature = options.signature !== undefined && options.allowedSigners !== undefined ? await startSignatureCheck(options.signature, options.allowedSigners, download) : undefined;
     const artifact = await openArtifact(source, download);
     return { artifact, limits, sha256, signature, download };
   } catch (error) {
     signature?.dispose();
-    throw error;
+    throw interruptedIfAborted(error, context.signal, 'while opening the artifact');
   }
+}
+
+/**
+ * A failure that a signal caused (a download cut by the abort, a read given up) is the signal's:
+ * the command exits 128+n, as it would at any other point before the switch.
+ */
+export function interruptedIfAborted(error: unknown, signal: AbortSignal | undefined, when: string): unknown {
+  if (!signal?.aborted || (error instanceof DeployError && error.code === 'INTERRUPTED')) return error;
+  const sig = signalOf(signal.reason);
+  return new DeployError('INTERRUPTED', `interrupted by ${sig} ${when}; nothing was deployed`, { signal: sig, cause: error });
 }
 
 /**
@@ -142,12 +154,12 @@ export async function stageArtifactLocally(source: string, options: ArtifactOpti
     fs.mkdirSync(dir, { mode: 0o700 });
     context.emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(source)} into a local stage for the fleet` });
     const result = await fillStage(opened, dir, context);
-    if (context.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while extracting the artifact; nothing was deployed', { signal: typeof context.signal.reason === 'string' ? (context.signal.reason as NodeJS.Signals) : 'SIGTERM' });
+    if (context.signal?.aborted) throw interruptedIfAborted(undefined, context.signal, 'while extracting the artifact');
     if (result.files + result.symlinks === 0) throw new DeployError('INVALID_SOURCE', `${redactUrl(source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
     return { dir, result, remove };
   } catch (error) {
     remove();
-    throw error;
+    throw interruptedIfAborted(error, context.signal, 'while extracting the artifact');
   } finally {
     await closeArtifact(opened);
   }

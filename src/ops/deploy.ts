@@ -433,6 +433,8 @@ export async function deploy(source: string, root: string, options: DeployOption
     } catch (error) {
       if (switched) throw bookkeepingError(id, error);
       await undoDeploy(layout, { id, staging, placed, previous, durable });
+      // A failure the signal caused (a download or a child cut short) is the signal's: exit 128+n.
+      if (options.signal?.aborted && !(error instanceof DeployError && error.code === 'INTERRUPTED')) throw interrupted(options.signal);
       if (error instanceof DeployError) throw error;
       const fromSource = sourceReadError(sourceReal, error);
       if (fromSource) throw fromSource;

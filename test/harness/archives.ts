@@ -85,6 +85,8 @@ export type ServeMode =
   | 'drop-once-no-range'
   /** Sends the headers and a few bytes, then nothing, on every request. */
   | 'stall'
+  /** Takes the request and never answers (no headers). */
+  | 'silent'
   | 'not-found'
   /** Like drop-once-no-range, then every later request is answered from `<file>.v2` (206 to a Range): a file replaced meanwhile, on a server with no validator. */
   | 'drop-once-changed'
@@ -111,6 +113,7 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
       res.writeHead(302, { location: req.url.slice('/redirect'.length) }).end();
       return;
     }
+    if (mode === 'silent') return;
     const file = `${dir}/${decodeURIComponent((req.url ?? '/').slice(1).split('?')[0] ?? '')}`;
     if (mode === 'not-found' || !fs.existsSync(file)) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');

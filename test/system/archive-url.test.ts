@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { serve } from '../harness/archives.ts';
-import { runCli, tempDir } from '../harness/cli.ts';
+import { runCli, spawnCli, tempDir } from '../harness/cli.ts';
 import { leftovers, makeSource, manifestDiff, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
 
 function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
@@ -115,4 +115,30 @@ void test('a redirect (as release assets answer) is followed to the artifact', a
   assert.equal(r.code, 0, r.stderr);
   assert.ok(sameManifest(manifestOf(path.join(root, 'current')), manifestOf(src)));
   assert.equal(server.requests.length, 2);
+});
+
+void test('a signal while a download waits for headers or for data exits with that signal\'s code, no trace, the root unchanged', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root])).code, 0);
+  const before = treeSnapshot(root);
+  const codes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+  for (const mode of ['silent', 'stall'] as const) {
+    for (const [sig, code] of Object.entries(codes) as [keyof typeof codes, number][]) {
+      const server = await serve(t, dir, mode);
+      const run = spawnCli(['deploy', server.url('site.tgz'), root, '--download-timeout', '30']);
+      // Until the request is in (and, stalling, a first part of the body has been read).
+      for (let i = 0; i < 200 && server.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 700));
+      run.child.kill(sig);
+      const r = await run.done;
+      const what = `${mode} ${sig}`;
+      assert.equal(r.code, code, `${what}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stderr, /interrupted/, what);
+      assert.doesNotMatch(r.stderr, /\n\s+at |unexpected failure|a bug in/, `${what}: ${r.stderr}`);
+      assert.deepEqual(treeSnapshot(root), before, `${what}: the root changed`);
+      assert.deepEqual(leftovers(root), [], what);
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], `${what}: .tmp/ not empty`);
+      await server.close();
+    }
+  }
 });
