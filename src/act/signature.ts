@@ -27,6 +27,18 @@ function invalid(message: string, hint?: string): DeployError {
   return new DeployError('SIGNATURE_INVALID', message, { hint: hint ?? 'sign the artifact with: ssh-keygen -Y sign -f <key> -n atomic-deploy <artifact>' });
 }
 
+/**
+ * ssh-keygen's most telling line (its stderr names the cause; stdout only says "Could not verify
+ * signature."), without carriage returns, and the hint that fits it.
+ */
+export function sshKeygenReason(stderr: string, stdout: string): { reason: string; hint: string | undefined } {
+  const lines = `${stderr}\n${stdout}`.split(/\r?\n|\r/).map((l) => l.trim()).filter((l) => l !== '' && !/^(Could not verify signature\.?|No principal matched\.?)$/.test(l));
+  const reason = lines[0] ?? '';
+  if (/namespace/i.test(reason)) return { reason, hint: `sign with -n ${SIGNATURE_NAMESPACE}, and allow the key for it in the allowed signers file: namespaces="${SIGNATURE_NAMESPACE}"` };
+  if (/expired|not yet valid/i.test(reason)) return { reason, hint: 'the valid-before/valid-after of that key in the allowed signers file excludes now: renew the entry or sign with a current key' };
+  return { reason, hint: undefined };
+}
+
 async function readSignature(source: string, download: DownloadOptions): Promise<Buffer> {
   if (isUrlSource(source)) {
     const dl = await openDownload(source, download);
@@ -62,12 +74,18 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     fs.writeFileSync(sigFile, sig, { mode: 0o600 });
     const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sigFile, '-f', allowedSigners, '-n', SIGNATURE_NAMESPACE], { encoding: 'utf8', timeout: 30_000 });
     if (found.error) throw new DeployError('UNSUPPORTED_PLATFORM', `cannot run ssh-keygen: ${errnoOf(found.error) ?? String(found.error)}`, { hint: 'install OpenSSH (openssh-client) 8.2 or later' });
-    const principal = found.status === 0 ? found.stdout.split('\n')[0]?.trim() : undefined;
-    if (!principal) throw invalid(`${signature} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
+    const principal = found.status === 0 ? found.stdout.split(/\r?\n/)[0]?.trim() : undefined;
+    if (!principal) {
+      const { reason, hint } = sshKeygenReason(found.stderr, '');
+      // A listed key can still be refused (expired, another namespace): say why rather than "not in".
+      if (reason !== '' && hint !== undefined) throw invalid(`${signature} was made by a key that ${allowedSigners} does not allow now: ${reason}`, hint);
+      throw invalid(`${signature} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
+    }
     const child = spawn('ssh-keygen', ['-Y', 'verify', '-f', allowedSigners, '-I', principal, '-n', SIGNATURE_NAMESPACE, '-s', sigFile], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     // ssh-keygen may exit early on a broken signature: its stdin then errors, and finish() reports the exit.
     child.stdin.on('error', () => undefined);
     const exited = new Promise<number | null>((resolve) => {
@@ -85,7 +103,10 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
       finish: async () => {
         child.stdin.end();
         const code = await exited;
-        if (code !== 0) throw invalid(`the signature ${signature} does not match the artifact (signer ${principal}): ${output.trim().split('\n')[0] ?? ''}`, 'the artifact or its signature was changed after signing: deploy the signed artifact');
+        if (code !== 0) {
+          const { reason, hint } = sshKeygenReason(stderr, stdout);
+          throw invalid(`the signature ${signature} does not match the artifact (signer ${principal})${reason ? `: ${reason}` : ''}`, hint ?? 'the artifact or its signature was changed after signing: deploy the signed artifact');
+        }
       },
       dispose: () => {
         if (child.exitCode === null) child.kill('SIGKILL');

@@ -1,6 +1,7 @@
 // Signed artifacts: `ssh-keygen -Y sign -n atomic-deploy` as docs/ci.md tells CI to, checked with
 // --signature (a file or a URL) and --allowed-signers. A good signature deploys; a signature of
-// other bytes, or by a key not in the allowed signers, exits 2 with the root unchanged.
+// other bytes, by a key not in the allowed signers, for another namespace, or by a listed key that
+// is expired or allowed for another namespace only, exits 2 with a hint that fits, the root unchanged.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -45,16 +46,26 @@ void test('signatures: good deploys, other bytes / unknown signer / other namesp
   // Bad: the signature of another artifact. Unknown: signed by a key not allowed. Namespace: signed for another use.
   const other = path.join(dir, 'other.tgz');
   execFileSync('tar', ['-czf', other, '-C', src, 'index.html']);
-  const cases: [string, string, RegExp][] = [
-    ['other bytes', sign(ci, other), /does not match the artifact/],
-    ['unknown signer', (fs.copyFileSync(artifact, path.join(dir, 'copy.tgz')), sign(stranger, path.join(dir, 'copy.tgz'))), /not in .*allowed_signers/],
-    ['other namespace', (fs.copyFileSync(artifact, path.join(dir, 'ns.tgz')), sign(ci, path.join(dir, 'ns.tgz'), 'file')), /not in .*allowed_signers|does not match/],
+  // A listed key refused all the same: past its valid-before, or allowed only for another namespace.
+  const expired = path.join(dir, 'allowed_expired');
+  fs.writeFileSync(expired, `ci@example.com valid-before="20200101",namespaces="atomic-deploy" ${fs.readFileSync(`${ci}.pub`, 'utf8')}`);
+  const gitOnly = path.join(dir, 'allowed_git');
+  fs.writeFileSync(gitOnly, `ci@example.com namespaces="git" ${fs.readFileSync(`${ci}.pub`, 'utf8')}`);
+  const cases: [string, string, RegExp, RegExp, string?][] = [
+    ['other bytes', sign(ci, other), /does not match the artifact/, /changed after signing/],
+    ['unknown signer', (fs.copyFileSync(artifact, path.join(dir, 'copy.tgz')), sign(stranger, path.join(dir, 'copy.tgz'))), /not in .*allowed_signers/, /add the signer's public key/],
+    ['other namespace', (fs.copyFileSync(artifact, path.join(dir, 'ns.tgz')), sign(ci, path.join(dir, 'ns.tgz'), 'file')), /does not match the artifact .*namespace does not match/, /sign with -n atomic-deploy/],
+    ['expired key', good, /does not allow now: .*key has expired/, /valid-before\/valid-after/, expired],
+    ['key allowed for git only', good, /not permitted for use in signature namespace "atomic-deploy"/, /namespaces="atomic-deploy"/, gitOnly],
   ];
-  for (const [name, signature, message] of cases) {
+  for (const [name, signature, message, hint, signers] of cases) {
     const before = treeSnapshot(root);
-    const r = await runCli(['deploy', artifact, root, '--signature', signature, '--allowed-signers', allowed]);
+    const r = await runCli(['deploy', artifact, root, '--signature', signature, '--allowed-signers', signers ?? allowed]);
     assert.equal(r.code, 2, `${name}: ${r.stderr}`);
     assert.match(r.stderr, message, name);
+    assert.match(r.stderr, new RegExp(`^hint: .*${hint.source}`, 'm'), name);
+    assert.doesNotMatch(r.stderr, /\r/, `${name}: a carriage return in the message`);
+    assert.equal(r.stderr.trim().split('\n').length, 2, `${name}: one error line and one hint:\n${r.stderr}`);
     assert.deepEqual(treeSnapshot(root), before, name);
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
   }
