@@ -485,7 +485,8 @@ function zipHeader(entry: yauzl.Entry): ArchiveHeader {
   const unix = entry.versionMadeBy >> 8 === 3 ? entry.externalFileAttributes >>> 16 : 0;
   const isDir = entry.fileName.endsWith('/');
   const type: HeaderType = unix & S_IFMT ? (ZIP_TYPES[unix & S_IFMT] ?? 'unknown') : isDir ? 'dir' : 'file';
-  const mode = unix & 0o7777 ? unix & 0o7777 : type === 'dir' ? 0o755 : 0o644;
+  // Permission bits count when the entry has Unix attributes (0000 included, as a tar's do).
+  const mode = unix & S_IFMT ? unix & 0o7777 : type === 'dir' ? 0o755 : 0o644;
   return { name: entry.fileName, type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
 }
 
@@ -569,7 +570,10 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
 
 function zipError(error: unknown, source: string): Error {
   if (error instanceof DeployError || (error instanceof Error && errnoOf(error) !== undefined)) return error;
-  const reason = error instanceof Error ? error.message : String(error);
+  // yauzl's texts can quote raw bytes (a signature, a name): control characters shown as \uXXXX.
+  // eslint-disable-next-line no-control-regex
+  const reason = (error instanceof Error ? error.message : String(error)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (/encrypted/i.test(reason)) return new DeployError('INVALID_ARCHIVE', `${source} holds an encrypted entry, which cannot be deployed`, { cause: error, hint: 'archive the build without a password' });
   // yauzl's own name checks ("invalid relative path", "absolute path") refuse what ours would.
   if (/relative path|absolute path|invalid characters/i.test(reason)) return hostile(`entry ${reason}`, source);
   return new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });

@@ -68,11 +68,16 @@ export interface ArtifactFlags {
   downloadRetries?: number;
 }
 
-function wholeNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number (>= 0)');
-  return n;
+/** A whole number of at least `min`, the same check (and words) the flag's own limit would give. */
+function wholeNumberFrom(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number (>= ${min})`);
+    return n;
+  };
 }
+
+const wholeNumber = wholeNumberFrom(0);
 
 /** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
 function byteCount(value: string): number {
@@ -87,7 +92,7 @@ export function addArtifactFlags(cmd: Command): Command {
     .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(nonEmpty))
     .addOption(new Option('--signature <file|url>', 'artifact: OpenSSH signature (ssh-keygen -Y sign -n atomic-deploy), checked before the switch').argParser(nonEmpty))
     .addOption(new Option('--allowed-signers <file>', 'with --signature: the OpenSSH allowed_signers file of keys that may sign').argParser(nonEmpty))
-    .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(wholeNumber))
+    .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(wholeNumberFrom(1)))
     .addOption(new Option('--max-bytes <size>', 'artifact: refuse one that expands to more (default 16G)').argParser(byteCount))
     .option('--keep-setuid', 'artifact: keep setuid/setgid bits (only when run as root; stripped otherwise)')
     .addOption(new Option('--download-timeout <seconds>', 'URL artifact: retry a connection silent this long (default 30)').argParser(positiveSeconds))

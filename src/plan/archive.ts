@@ -4,15 +4,19 @@
  * (src/act/archive.ts) performs exactly what these decide and nothing else.
  */
 
+import { isV7Header } from './tar.ts';
+
 export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';
 
-/** The format from the first bytes (at least 262 for tar), never from the name. */
+/** The format from the first bytes (at least 512 for tar), never from the name. */
 export function sniffFormat(head: Uint8Array): ArchiveFormat | undefined {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
   // Local file header, or the end-of-central-directory record of an empty zip.
   if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6))) return 'zip';
   // POSIX ustar and GNU tar both put "ustar" at offset 257.
   if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === 'ustar') return 'tar';
+  // A v7 tar has no magic: its first header's checksum tells it.
+  if (isV7Header(head.subarray(0, 512))) return 'tar';
   return undefined;
 }
 
@@ -80,6 +84,12 @@ function componentProblem(part: string): string | undefined {
  * Normalises an archive name to a release-relative path, or says why it is unsafe. Tar names
  * may start with `./` and directories end with `/`; `.` and empty components are dropped.
  */
+/** A name as messages show it: JSON-quoted, cut in the middle past 160 characters (a refused name may be 4 KiB). */
+export function quote(name: string): string {
+  const q = JSON.stringify(name);
+  return q.length <= 160 ? q : `${q.slice(0, 100)}…(${Buffer.byteLength(name)} bytes)…${q.slice(-40)}`;
+}
+
 export function archivePath(name: string, strip: number): { path: string } | { skip: string } | { problem: string } {
   if (name.includes('\0')) return { problem: 'contains a NUL byte' };
   // What a decoder makes of bytes that are not UTF-8: the name on disk would not be the archive's.
@@ -114,7 +124,7 @@ export class EntryChecker {
 
   decide(header: ArchiveHeader): EntryDecision {
     const at = archivePath(header.name, this.limits.stripComponents);
-    const quoted = JSON.stringify(header.name);
+    const quoted = quote(header.name);
     if ('problem' in at) return { action: 'refuse', problem: `entry ${quoted} ${at.problem}` };
     if ('skip' in at) return { action: 'skip', reason: at.skip };
     const rel = at.path;
@@ -128,8 +138,8 @@ export class EntryChecker {
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join('/');
       const was = this.seen.get(parent);
-      if (was === 'symlink') return { action: 'refuse', problem: `entry ${quoted} goes through the symlink ${JSON.stringify(parent)} (an archive may not write through its own links)` };
-      if (was === 'file') return { action: 'refuse', problem: `entry ${quoted} needs ${JSON.stringify(parent)} to be a directory, but the archive made it a file` };
+      if (was === 'symlink') return { action: 'refuse', problem: `entry ${quoted} goes through the symlink ${quote(parent)} (an archive may not write through its own links)` };
+      if (was === 'file') return { action: 'refuse', problem: `entry ${quoted} needs ${quote(parent)} to be a directory, but the archive made it a file` };
       if (was === undefined) parents.push(parent);
     }
     const before = this.seen.get(rel);
@@ -142,7 +152,7 @@ export class EntryChecker {
     if (kind === 'hardlink') {
       const target = archivePath(header.linkname ?? '', this.limits.stripComponents);
       if (!('path' in target) || this.seen.get(target.path) !== 'file') {
-        return { action: 'refuse', problem: `entry ${quoted} is a hard link to ${JSON.stringify(header.linkname ?? '')}, which is not a file earlier in the archive` };
+        return { action: 'refuse', problem: `entry ${quoted} is a hard link to ${quote(header.linkname ?? '')}, which is not a file earlier in the archive` };
       }
       linkTo = target.path;
     }

@@ -74,6 +74,16 @@ function checksumOk(block: Uint8Array): boolean {
   return sum === number(block, 148, 8);
 }
 
+/**
+ * A pre-POSIX (v7) tar header: no magic (zeros where ustar has it), a name, and a checksum that
+ * holds. Its fields are ustar's first ones, so it decodes as ustar without the prefix.
+ */
+export function isV7Header(block: Uint8Array): boolean {
+  if (block.length < BLOCK || block[0] === 0) return false;
+  for (let i = 257; i < 265; i++) if (block[i] !== 0) return false;
+  return checksumOk(block);
+}
+
 const TYPES: Record<string, HeaderType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'character device', '4': 'block device', '5': 'dir', '6': 'FIFO' };
 
 /** One 512-byte header block: the end-of-archive zero block, or an entry (PAX/GNU records not yet applied). */
@@ -82,7 +92,7 @@ export function decodeHeader(block: Uint8Array): Raw {
   const magic = cString(block, 257, 6);
   const posix = magic === 'ustar';
   const gnu = block[257] === 0x75 && cString(block, 257, 8) === 'ustar  ';
-  if (!posix && !gnu) throw new TarFormatError('a header is not ustar or GNU tar (unknown format)');
+  if (!posix && !gnu && !isV7Header(block)) throw new TarFormatError('a header is not ustar, GNU or v7 tar (unknown format)');
   if (!checksumOk(block)) throw new TarFormatError('a header checksum does not match');
   const flag = String.fromCharCode(block[156] ?? 0);
   let name = cString(block, 0, 100);

@@ -180,3 +180,47 @@ void test('--dry-run and --strategy hardlink/reflink with an archive: exit 2 bef
     assert.ok(sameManifest(manifestOf(path.join(root, 'current')), manifestOf(built.src)), strategy);
   }
 });
+
+void test('a v7 tar and a zip entry of mode 0000 deploy as written; an encrypted zip and a 4 KiB hostile name get one short line', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const src = makeSource(path.join(dir, 'src'), 'v1', { links: false });
+  const v7 = path.join(dir, 'old.tar');
+  execFileSync('tar', ['--format=v7', '-cf', v7, '-C', src, '.']);
+  const r = await runCli(['deploy', v7, root, '--no-fsync']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(sameManifest(manifestOf(path.join(root, 'current')), manifestOf(src)), manifestDiff(manifestOf(path.join(root, 'current')), manifestOf(src)));
+
+  // Unix attributes with no permission bit: 0000 as written (as a tar entry's is), not a default.
+  const locked = path.join(dir, 'locked.zip');
+  execFileSync('python3', ['-c', String.raw`
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], 'w') as z:
+    z.writestr('index.html', b'<h1>zip</h1>\n')
+    i = zipfile.ZipInfo('secret.txt'); i.create_system = 3; i.external_attr = 0o100000 << 16
+    z.writestr(i, b'no one reads me\n')
+`, locked]);
+  const z = await runCli(['deploy', locked, root, '--no-fsync']);
+  assert.equal(z.code, 0, z.stderr);
+  assert.equal(fs.lstatSync(path.join(root, 'current', 'secret.txt')).mode & 0o7777, 0);
+  assert.equal((await runCli(['verify', root])).code, 0);
+
+  const before = treeSnapshot(root);
+  const encrypted = path.join(dir, 'encrypted.zip');
+  execFileSync('zip', ['-q', '-P', 'secret', encrypted, 'index.html'], { cwd: src });
+  const long = path.join(dir, 'long.tar');
+  execFileSync('python3', ['-c', String.raw`
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
+    i = tarfile.TarInfo('/' + 'a/' * 2000 + 'evil'); i.size = 1
+    t.addfile(i, io.BytesIO(b'x'))
+`, long]);
+  for (const [file, message] of [[encrypted, /holds an encrypted entry, which cannot be deployed/], [long, /entry "\/a\/a\/.*…\(4005 bytes\)….*" is an absolute path/]] as const) {
+    const refused = await runCli(['deploy', file, root, '--no-fsync']);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, message);
+    const first = refused.stderr.split('\n')[0] ?? '';
+    assert.ok(first.length < 400, `a ${first.length}-character error line`);
+    assert.deepEqual(treeSnapshot(root), before);
+  }
+});

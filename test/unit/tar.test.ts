@@ -136,3 +136,28 @@ void test('numbers in GNU base-256 and PAX records decode; a malformed PAX recor
   assert.throws(() => decodePax(Buffer.from('99 path=x\n')), TarFormatError);
   assert.throws(() => decodePax(Buffer.from('nonsense')), TarFormatError);
 });
+
+void test('a v7 tar (no magic) is told by its first header checksum and decodes as ustar without a prefix', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { sniffFormat } = await import('../../src/plan/archive.ts');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'v7-'));
+  try {
+    fs.mkdirSync(path.join(dir, 'src/sub'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'src/sub/a.txt'), 'hello\n');
+    execFileSync('tar', ['--format=v7', '-cf', path.join(dir, 'old.tar'), '-C', path.join(dir, 'src'), 'sub']);
+    const bytes = fs.readFileSync(path.join(dir, 'old.tar'));
+    assert.equal(sniffFormat(bytes.subarray(0, 512)), 'tar');
+    const got = parse(bytes, [333]);
+    assert.deepEqual(got.map((e) => [e.header.name, e.header.type]), [['sub/', 'dir'], ['sub/a.txt', 'file']]);
+    assert.equal(got[1]?.data.toString(), 'hello\n');
+    // The same block with one byte changed is no tar at all: the checksum is all that tells a v7 header.
+    const bad = Buffer.from(bytes);
+    bad[5] = (bad[5] ?? 0) ^ 1;
+    assert.equal(sniffFormat(bad.subarray(0, 512)), undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
