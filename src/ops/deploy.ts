@@ -462,8 +462,9 @@ export async function deploy(source: string, root: string, options: DeployOption
       await failpoint('journal-cleared');
       if (verified.error) throw verified.error;
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
-      // Prune only once the new release is live and verified; a signal meanwhile skips it.
-      if (options.keep !== undefined && !options.signal?.aborted) {
+      // Prune only once the new release is live and verified (a failed after-switch hook leaves it
+      // live but unverified: exit 7, nothing pruned); a signal meanwhile skips it.
+      if (options.keep !== undefined && !options.signal?.aborted && verified.afterSwitchFailure === undefined) {
         retired = await pruneUnderLock(layout, { keep: options.keep, durable, signal: options.signal, emit, scan: share?.last }).catch((error: unknown) => {
           emit({ type: 'warning', message: `prune stopped: ${ioError('pruning', error).message}; the deploy stands` });
           return undefined;

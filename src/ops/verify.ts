@@ -149,6 +149,7 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
     warnings.push(message);
     return { record: {}, warnings, afterSwitchFailure: message };
   }
+  if (failure === undefined && !health) return { record: {}, warnings };
 
   let result: HealthResult | undefined;
   if (failure === undefined) {

@@ -63,9 +63,13 @@ export async function awaitVerdict(session: Session): Promise<Verdict> {
   return { kind: 'waiting', warnings, ...(health === 'ok' || health === 'failed' ? { health } : {}), ...(failed ? { afterSwitchFailed: failed } : {}) };
 }
 
-/** `commit`, then one line per release record the host writes (ArmedTail.commitRecords); the host prunes and releases its lock. */
-export async function commitSwitch(session: Session, records: readonly string[]): Promise<{ kind: 'committed' } | { kind: 'failed'; result: ExecResult }> {
-  session.send('commit');
+/**
+ * `commit`, then one line per release record the host writes (ArmedTail.commitRecords); the host
+ * prunes and releases its lock. `unverified` (an after-switch hook or reload failed there): the
+ * same without the prune, as a local deploy that exits 7 prunes nothing.
+ */
+export async function commitSwitch(session: Session, records: readonly string[], options: { unverified?: boolean } = {}): Promise<{ kind: 'committed' } | { kind: 'failed'; result: ExecResult }> {
+  session.send(options.unverified === true ? 'commit-unverified' : 'commit');
   for (const line of records) session.send(line);
   session.end();
   const done = await session.waitFor(['committed']).catch(() => undefined);

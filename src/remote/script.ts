@@ -499,13 +499,18 @@ ${health ? `# A failed hook fails the check without running it, as locally: the 
 emit waiting decision
 IFS= read -r _d || _d=
 case $_d in
-commit)
+commit|commit-unverified)
   ${commit.read || ':'}
   ${commit.write || ':'}
+  # Unverified (an after-switch hook or reload failed, exit 7): live, but nothing is pruned for it.
+  if [ "$_d" = commit ]; then
   ${pruneMove || ':'}
+  fi
   clear_journal
   release_own_lock
+  if [ "$_d" = commit ]; then
   ${pruneDelete || ':'}
+  fi
   emit committed ${q(t.id)} ;;
 back)
   IFS= read -r _j || _j=; ${backs.read || ':'}

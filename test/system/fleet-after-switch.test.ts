@@ -97,6 +97,19 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.match(human.stderr, /^hint: the switch stands/m);
   });
 
+  void test('a host whose after-switch hook failed (exit 7) prunes nothing; a host whose hooks passed prunes to --keep', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('keep');
+    for (const v of ['v1', 'v2', 'v3']) assert.equal((await cli(['deploy', site(t, v), root, ...hostArgs, '--keep', '0'])).code, 0);
+    const failed = await cli(['deploy', site(t, 'v4'), root, ...hostArgs, '--keep', '1', '--after-switch', failsOnFirst()]);
+    assert.equal(failed.code, 7, failed.stderr);
+    const on1 = fs.readdirSync(path.join(on(h1), 'releases'));
+    const on2 = fs.readdirSync(path.join(on(h2), 'releases'));
+    assert.equal(on1.length, 4, `the unverified host pruned: ${on1.join(' ')}`);
+    // The verified one keeps the new release and its rollback target, as a local --keep 1 does.
+    assert.equal(on2.length, 2, `the verified host did not prune: ${on2.join(' ')}`);
+  });
+
   void test('with a health check, a failing after-switch hook switches every host back (exit 4)', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = newRoot('health');

@@ -179,6 +179,32 @@ void test('a failing after-switch hook without a health check exits 7: the switc
   assert.equal(currentId(root), releaseIds(root).at(-1));
 });
 
+void test('a deploy whose after-switch hook failed (exit 7) prunes nothing: the release is live but unverified', async (t) => {
+  const { src, root } = setup(t);
+  for (let i = 0; i < 3; i++) assert.equal((await runCli(['deploy', src, root, '--keep', '0'])).code, 0);
+  const before = releaseIds(root);
+  const failed = await runCli(['deploy', src, root, '--keep', '1', '--after-switch', 'exit 1']);
+  assert.equal(failed.code, 7, failed.stderr);
+  assert.doesNotMatch(failed.stdout + failed.stderr, /prun/);
+  assert.deepEqual(releaseIds(root).slice(0, before.length), before, 'a release was pruned by an unverified deploy');
+  assert.equal(releaseIds(root).length, before.length + 1);
+  // Control: the same deploy with the hook passing prunes to --keep 1 (plus the rollback target).
+  const passed = await runCli(['deploy', src, root, '--keep', '1', '--after-switch', 'true']);
+  assert.equal(passed.code, 0, passed.stderr);
+  assert.equal(releaseIds(root).length, 2);
+});
+
+void test('after-switch hooks with no health check configured report no health check', async (t) => {
+  const { src, root } = setup(t);
+  const r = await runCli(['deploy', src, root, '--after-switch', 'true', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const json = jsonOf<Json & { health?: unknown }>(r);
+  assert.equal(json.health, undefined, JSON.stringify(json.health));
+  const human = await runCli(['deploy', src, root, '--after-switch', 'true']);
+  assert.equal(human.code, 0, human.stderr);
+  assert.doesNotMatch(human.stdout + human.stderr, /health check/);
+});
+
 void test('with a health check, a failing after-switch hook rolls back like a failed check', async (t) => {
   const { src, root } = setup(t);
   await runCli(['deploy', src, root]);
