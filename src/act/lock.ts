@@ -12,6 +12,7 @@ import { isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
 import { readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
+import { makeDirs } from './mkdirs.ts';
 
 /*
  * Hand-written rather than proper-lockfile: we need an owner inside the lock from its first
@@ -257,7 +258,7 @@ async function writeDraft(staging: string, owner: LockOwner): Promise<void> {
 }
 
 export async function acquireLock(layout: Layout, options: AcquireOptions = {}): Promise<LockHandle> {
-  await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
+  await makeDirs(layout.tmp, 0o755);
   const owner: LockOwner = {
     pid: process.pid,
     host: hostName(),

@@ -14,6 +14,7 @@ import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-ca
 import { fsyncDir, writeFileAtomic } from './durable.ts';
 import type { FileHash, HashPool, WalkedFile } from './hash-pool.ts';
 import type { Layout } from './layout.ts';
+import { makeDirs } from './mkdirs.ts';
 
 export function manifestDir(layout: Layout): string {
   return path.join(layout.state, 'manifests');
@@ -51,7 +52,7 @@ export async function sweepStateTemps(layout: Layout): Promise<string[]> {
  * live release never lacks the manifest its record names). Returns its digest for the record.
  */
 export async function writeManifest(layout: Layout, id: string, entries: readonly ManifestEntry[], durable: boolean): Promise<string> {
-  await fs.promises.mkdir(manifestDir(layout), { recursive: true, mode: 0o755 });
+  await makeDirs(manifestDir(layout), 0o755);
   const hash = createHash('sha256');
   // Hashed as it is written: the digest is of exactly the bytes that reach the file.
   const hashed = function* (): Generator<string> {
@@ -66,7 +67,7 @@ export async function writeManifest(layout: Layout, id: string, entries: readonl
 
 /** Writes the stat cache; never made durable on its own: a lost or stale cache only costs a re-hash. */
 export async function writeStatCache(layout: Layout, id: string, stamps: ReadonlyMap<string, FileStamp>): Promise<void> {
-  await fs.promises.mkdir(manifestDir(layout), { recursive: true, mode: 0o755 });
+  await makeDirs(manifestDir(layout), 0o755);
   await writeFileAtomic(statCacheFile(layout, id), statCacheChunks(stamps), false);
 }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { SharedLink, SharedTargetKind, SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
+import { makeDirs } from './mkdirs.ts';
 
 /** Shared paths whose target under `<root>/shared/` does not exist (links are followed). */
 export function missingSharedTargets(layout: Layout, links: readonly SharedLink[]): string[] {
@@ -44,10 +45,10 @@ export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
 export async function createSharedTarget(layout: Layout, p: string, type: SharedType): Promise<void> {
   const full = path.join(layout.shared, p);
   if (type === 'dir') {
-    await fs.promises.mkdir(full, { recursive: true, mode: 0o755 });
+    await makeDirs(full, 0o755);
     return;
   }
-  await fs.promises.mkdir(path.dirname(full), { recursive: true, mode: 0o755 });
+  await makeDirs(path.dirname(full), 0o755);
   // wx: a file that appeared meanwhile is someone's content, never truncated.
   await fs.promises.writeFile(full, '', { flag: 'wx', mode: 0o600 }).catch((error: unknown) => {
     if (errnoOf(error) !== 'EEXIST') throw error;

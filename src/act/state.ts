@@ -6,6 +6,7 @@ import type { RecordedStatus } from '../plan/releases.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import type { Layout } from './layout.ts';
 import { NOT_REGULAR, readRegularFile, readRegularFileSync } from './read.ts';
+import { makeDirs } from './mkdirs.ts';
 
 /** One release's entry in the release log, kept in `<root>/.atomic-deploy/releases/<id>.json`. */
 export interface ReleaseRecord {
@@ -75,7 +76,7 @@ export async function readJournal(layout: Layout): Promise<JournalRead> {
 }
 
 export async function ensureStateDirs(layout: Layout): Promise<void> {
-  await fs.promises.mkdir(layout.log, { recursive: true, mode: 0o755 });
+  await makeDirs(layout.log, 0o755);
 }
 
 function recordFile(layout: Layout, id: string): string {

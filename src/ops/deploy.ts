@@ -40,6 +40,7 @@ import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type Retired
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
+import { makeDirs } from '../act/mkdirs.ts';
 
 export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
@@ -274,10 +275,16 @@ export async function deploy(source: string, root: string, options: DeployOption
   const rootExisted = fs.existsSync(layout.root);
   await assertTmpOnRoot(layout);
   try {
-    await fs.promises.mkdir(layout.releases, { recursive: true, mode: 0o755 });
-    await fs.promises.mkdir(layout.tmp, { recursive: true, mode: 0o755 });
+    await makeDirs(layout.releases, 0o755);
+    await makeDirs(layout.tmp, 0o755);
     await ensureStateDirs(layout);
   } catch (error) {
+    // The path cannot hold a root (a filesystem that refuses new directories, as /proc does; a
+    // file in the way): invalid input, and nothing was made.
+    const code = errnoOf(error);
+    if (!rootExisted && (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EEXIST')) {
+      throw new DeployError('INVALID_ROOT', `cannot create the deploy root ${layout.root}: ${code} from mkdir; nothing was deployed`, { cause: error, hint: 'give a root on a filesystem that holds files and directories' });
+    }
     throw ioError(`creating the layout in ${layout.root}`, error);
   }
   const git = opened ? undefined : await gitInfo(sourceReal);

@@ -29,7 +29,10 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
   } catch (error) {
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
-    if (code === 'ENOENT' && options.mayCreate) return layout;
+    if (code === 'ENOENT' && options.mayCreate) {
+      assertCreatable(layout.root);
+      return layout;
+    }
     if (code === 'ENOENT') {
       throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: 'deploy to it first: atomic-deploy deploy <source> <root>' });
     }
@@ -37,6 +40,18 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
   }
   if (!options.mayCreate) assertDeployRoot(layout.root);
+  // The layout's own directories: a file by one of their names is in the way of every command.
+  for (const dir of [layout.releases, layout.tmp, layout.state]) {
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(dir);
+    } catch {
+      // Missing (made when needed), or a dangling link (releases/ as a link is checked where it is used).
+    }
+    if (stat && !stat.isDirectory()) {
+      throw new DeployError('INVALID_ROOT', `${dir} is not a directory; atomic-deploy needs that name for its own directory`, { hint: `move it away (mv ${dir} ${dir}.old), then run the command again` });
+    }
+  }
   // Recovery deletes leftovers in .tmp/ by name: a link there would aim those deletes outside the root.
   for (const internal of [layout.tmp, layout.state]) {
     if (isSymlink(internal)) {
@@ -46,6 +61,33 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     }
   }
   return layout;
+}
+
+/**
+ * A root that does not exist yet must be one mkdir -p can make: its nearest existing ancestor a
+ * directory, reached through no dangling link (stat reports both as "missing").
+ */
+function assertCreatable(root: string): void {
+  for (let p = path.dirname(root); ; p = path.dirname(p)) {
+    let link: fs.Stats | undefined;
+    try {
+      link = fs.lstatSync(p);
+    } catch {
+      if (path.dirname(p) === p) return;
+      continue;
+    }
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(p);
+    } catch {
+      // Only a link can exist and not resolve.
+    }
+    if (stat === undefined && link.isSymbolicLink()) {
+      throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is a symbolic link to ${fs.readlinkSync(p)}, which does not exist`, { hint: 'create the link\'s target first, or give another root' });
+    }
+    if (stat !== undefined && !stat.isDirectory()) throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is not a directory`);
+    return;
+  }
 }
 
 function entryType(entry: fs.Dirent): EntryType {

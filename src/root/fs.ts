@@ -9,6 +9,7 @@ import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
 import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
+import { makeDirs } from '../act/mkdirs.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
@@ -97,13 +98,13 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
       return;
     case 'write': {
       const file = path.join(root, effect.path);
-      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+      await makeDirs(path.dirname(file), 0o755);
       await writeFileAtomic(file, `${textOf(effect.text, args)}\n`, durable);
       return;
     }
     case 'copy': {
       const file = path.join(root, effect.to);
-      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+      await makeDirs(path.dirname(file), 0o755);
       await copyFileAtomic(path.join(root, effect.from), file, durable);
       return;
     }
@@ -112,7 +113,7 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
         await switchCurrent(layoutOf(root), effect.to, { durable: false });
         return;
       }
-      await fs.promises.mkdir(path.join(root, '.tmp'), { recursive: true });
+      await makeDirs(path.join(root, '.tmp'));
       await fs.promises.rename(path.join(root, 'current'), path.join(root, inTmpPath(effect.via)));
       await fs.promises.rm(path.join(root, inTmpPath(effect.via)), { recursive: true, force: true });
       return;
