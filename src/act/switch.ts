@@ -14,6 +14,26 @@ export type CurrentState =
   | { kind: 'directory' }
   | { kind: 'file' };
 
+/**
+ * The release `current`'s target names, if it names one of `<root>/releases/`: by its text (a
+ * relative link, or an absolute one through the root's given or real path), else, for an absolute
+ * link through another alias of the root (`/var/www/app` linked to `/srv/app`, as a Capistrano
+ * deploy_to often is), by the real path of the directory it names.
+ */
+export function releaseIdOfCurrent(target: string, root: string): string | undefined {
+  const rootReal = fs.realpathSync(root);
+  const id = releaseIdFromLink(target, rootReal, root);
+  if (id !== undefined || !path.isAbsolute(target)) return id;
+  const name = path.basename(target);
+  if (name === '' || name === '.' || name === '..') return undefined;
+  try {
+    // releases/ may itself be a link to another volume: compared real path to real path.
+    return fs.realpathSync(path.dirname(target)) === fs.realpathSync(path.join(rootReal, 'releases')) ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What `current` is now, without following it further than one readlink. */
 export async function readCurrent(layout: Layout): Promise<CurrentState> {
   let stat: fs.Stats;
@@ -26,8 +46,7 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
   if (stat.isDirectory()) return { kind: 'directory' };
   if (!stat.isSymbolicLink()) return { kind: 'file' };
   const target = await fs.promises.readlink(layout.current);
-  const rootReal = await fs.promises.realpath(layout.root);
-  const id = releaseIdFromLink(target, rootReal, layout.root);
+  const id = releaseIdOfCurrent(target, layout.root);
   if (id === undefined) return { kind: 'outside', target };
   try {
     const st = await fs.promises.stat(path.join(layout.releases, id));

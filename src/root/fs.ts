@@ -4,10 +4,9 @@ import path from 'node:path';
 import { copyFileAtomic, fsyncDir, writeFileAtomic } from '../act/durable.ts';
 import { layoutOf } from '../act/layout.ts';
 import { readRegularFileSync } from '../act/read.ts';
-import { switchCurrent } from '../act/switch.ts';
+import { releaseIdOfCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
-import { releaseIdFromLink } from '../plan/paths.ts';
 import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
 import { makeDirs } from '../act/mkdirs.ts';
 
@@ -44,7 +43,7 @@ function currentIs(root: string, id: string): boolean {
   try {
     const link = path.join(root, 'current');
     if (!fs.lstatSync(link).isSymbolicLink()) return false;
-    return releaseIdFromLink(fs.readlinkSync(link), fs.realpathSync(root), root) === id;
+    return releaseIdOfCurrent(fs.readlinkSync(link), root) === id;
   } catch {
     return false;
   }

@@ -50,3 +50,33 @@ void test('a root whose parent is a dangling link, or whose releases is a file: 
   const ok = await runCli(['deploy', src, path.join(dir, 'fine', 'app'), '--no-fsync']);
   assert.equal(ok.code, 0, ok.stderr);
 });
+
+void test('an absolute current through another alias of the root (a link to it) is the live release; one outside stays refused', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'build'), { 'index.html': 'new\n' });
+  const root = path.join(dir, 'cap');
+  writeTree(path.join(root, 'releases', '20200101000000'), { 'index.html': 'old\n' });
+  fs.symlinkSync(root, path.join(dir, 'alias'));
+  fs.symlinkSync(path.join(dir, 'alias', 'releases', '20200101000000'), path.join(root, 'current'));
+  const status = await runCli(['status', root]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /current: +20200101000000/);
+  const deployed = await runCli(['deploy', src, root, '--no-fsync', '--keep', '1', '--json']);
+  assert.equal(deployed.code, 0, deployed.stderr);
+  assert.equal((JSON.parse(deployed.stdout) as { previous: string }).previous, '20200101000000');
+  // The release live before stays as the rollback target, and the rollback goes to it.
+  assert.ok(fs.existsSync(path.join(root, 'releases', '20200101000000')));
+  const back = await runCli(['rollback', root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'old\n');
+
+  // Control: a link to a release of another root is not this root's release.
+  const other = path.join(dir, 'other');
+  writeTree(path.join(other, 'releases', '20200101000000'), { 'index.html': 'foreign\n' });
+  const foreign = path.join(dir, 'foreign');
+  writeTree(path.join(foreign, 'releases', '20200101000000'), { 'index.html': 'old\n' });
+  fs.symlinkSync(path.join(other, 'releases', '20200101000000'), path.join(foreign, 'current'));
+  const refused = await runCli(['deploy', src, foreign, '--no-fsync']);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /outside/);
+});
