@@ -90,7 +90,7 @@ export interface PruneInput {
 /** Good releases a deploy keeps when no keep is given (Capistrano's keep_releases default). */
 export const DEFAULT_KEEP = 5;
 
-export type KeepRule = 'current' | 'rollback-target' | 'being-deployed' | 'in-use' | 'newest' | 'no-limit';
+export type KeepRule = 'current' | 'rollback-target' | 'live-before' | 'being-deployed' | 'in-use' | 'newest' | 'no-limit';
 export type RemoveRule = 'older' | 'failed' | 'rolled-back';
 
 export interface PruneDecision<T> {
@@ -106,13 +106,16 @@ export function countsTowardsKeep(release: ReleaseFacts): boolean {
 }
 
 /**
- * Which releases prune removes. Never: current, the rollback target, one being deployed, one in
- * use (unless forced). The newest `keep` good releases stay; failed and rolled-back ones never
- * count, so a row of failed deploys cannot push out the last good release.
+ * Which releases prune removes. Never: current, the rollback target, the good release that was
+ * live when current was deployed (after `rollback --to` an older one, the rollback target by
+ * order can be a newer release that was skipped, while the one live a moment ago is older), one
+ * being deployed, one in use (unless forced). The newest `keep` good releases stay; failed and
+ * rolled-back ones never count, so a row of failed deploys cannot push out the last good release.
  */
 export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input: PruneInput): PruneDecision<T> {
   const keep = Math.max(0, Math.floor(input.keep));
   const previous = rollbackTarget(ordered, input.currentId);
+  const liveBefore = ordered.find((r) => r.id === input.currentId)?.previous ?? undefined;
   const good = ordered.filter(countsTowardsKeep);
   // slice(-0) would keep everything.
   const keptGood = new Set((keep === 0 ? [] : good.slice(-keep)).map((r) => r.id));
@@ -123,6 +126,7 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     let kept: { rule: KeepRule; reason: string } | undefined;
     if (release.id === input.currentId) kept = { rule: 'current', reason: 'current' };
     else if (release.id === previous?.id) kept = { rule: 'rollback-target', reason: 'rollback target' };
+    else if (release.id === liveBefore && isGood(release)) kept = { rule: 'live-before', reason: 'live before current' };
     else if (release.status === 'pending' || input.writing?.has(release.id)) kept = { rule: 'being-deployed', reason: 'being deployed' };
     else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
     else if (keptGood.has(release.id)) kept = { rule: 'newest', reason: `among ${newest}` };

@@ -441,7 +441,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         };
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
-        const after = [...views, { id: releaseId, seq: record.seq, status: 'complete' as const }];
+        const after = [...views, { id: releaseId, seq: record.seq, status: 'complete' as const, previous }];
         const { inUse } = inUseOf(state, locked.uses, false);
         const decision = options.keep === undefined ? undefined : selectPrune(after, { currentId: releaseId, keep: options.keep, ...(inUse ? { inUse } : {}) });
         const prunedAt = new Date().toISOString();

@@ -102,6 +102,18 @@ void test('after a rollback, the release rolled back to and its own rollback tar
   assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3']);
 });
 
+void test('rollback --to an older release, then a deploy with --keep 1: the release rolled back to stays, as live before', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4', 'r5']);
+  assert.equal((await runCli(['rollback', root, '--to', 'r2', '--quiet'])).code, 0);
+  const r = await runCli(['deploy', src, root, '--release-id', 'r6', '--keep', '1', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  // r4 is the rollback target by order (r5 was rolled back); r2 was live a moment ago.
+  assert.deepEqual(releaseIds(root), ['r2', 'r4', 'r6']);
+  const dry = await runCli(['prune', root, '--keep', '1', '--dry-run', '--json']);
+  assert.deepEqual(jsonOf<PruneJson>(dry).kept.map((k) => [k.id, k.rule]), [['r6', 'current'], ['r4', 'rollback-target'], ['r2', 'live-before']]);
+});
+
 void test('a row of failed deploys does not push out the last good releases', async (t) => {
   const { src, root } = setup(t);
   await deployIds(src, root, ['good1', 'good2', 'good3', 'bad1', 'bad2', 'bad3', 'bad4']);

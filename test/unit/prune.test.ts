@@ -175,3 +175,20 @@ void test('in-use description names at most three processes', () => {
   const uses: ProcessUse[] = [1, 2, 3, 4, 5].map((pid) => ({ pid, command: 'php-fpm', kind: 'cwd', path: '/r' }));
   assert.equal(describeUses(uses), 'pid 1 (php-fpm: working directory), pid 2 (php-fpm: working directory), pid 3 (php-fpm: working directory) and 2 more processes');
 });
+
+void test('the good release that was live when current was deployed is never removed (after rollback --to an older one)', () => {
+  fc.assert(
+    fc.property(scenario.filter((s) => s.current !== null && s.ordered.length > 1), fc.nat(), (s, pick) => {
+      const others = s.ordered.filter((r) => r.id !== s.current);
+      const before = others[pick % others.length] as ReleaseFacts;
+      const ordered = s.ordered.map((r) => (r.id === s.current ? { ...r, previous: before.id } : r));
+      const d = selectPrune(ordered, { currentId: s.current, keep: s.keep, inUse: s.inUse, writing: s.writing, force: s.force });
+      const removed = d.remove.some((x) => x.release.id === before.id);
+      if (before.status !== 'failed' && before.status !== 'rolled-back') assert.ok(!removed, `${before.id}, live before ${String(s.current)}, was removed`);
+    }),
+  );
+  // The example: a b c d e deployed, rollback --to b (e marked rolled back), then f deployed from b with keep 1.
+  const ordered: ReleaseFacts[] = ['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => ({ id, seq: i + 1, ...(id === 'e' ? { status: 'rolled-back' as const } : {}), ...(id === 'f' ? { previous: 'b' } : {}) }));
+  const d = selectPrune(ordered, { currentId: 'f', keep: 1 });
+  assert.deepEqual(d.keep.map((k) => [k.release.id, k.rule]), [['f', 'current'], ['d', 'rollback-target'], ['b', 'live-before']]);
+});
