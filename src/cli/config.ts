@@ -228,7 +228,6 @@ keep: 5
 #  command: ./bin/smoke-test
 #  timeout: 30
 
-# Hosts for fleet deploys: "[user@]host[:port]", each with its own root if it differs.
 # After every switch (deploy, rollback, automatic rollback): reload what serves the release
 # (see docs/serving.md), then look for processes still running from the release left behind:
 # warn names them, fail also exits 6 if they are still there after staleWait seconds.
@@ -251,6 +250,7 @@ keep: 5
 #  downloadTimeout: 30
 #  downloadRetries: 3
 
+# Hosts for fleet deploys: "[user@]host[:port]", each with its own root if it differs.
 #hosts:
 #  - host: deploy@web1.example.com
 #  - host: web2.example.com:2222

@@ -28,7 +28,8 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 function positiveSeconds(value: string): number {
-  const problem = secondsProblem(value) ?? timeoutProblem(Number(value) * 1000);
+  // One message for every refused value (-1 and 0 alike): what this flag takes.
+  const problem = secondsProblem(value) === undefined ? timeoutProblem(Number(value) * 1000) : timeoutProblem(Number.NaN);
   if (problem) throw new InvalidArgumentError(problem);
   return Number(value);
 }

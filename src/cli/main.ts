@@ -197,6 +197,10 @@ function afterSwitchError(release: string, root: string, message: string): Deplo
 // What only some commands do (copying, archives, hosts, hashing) is imported by those commands when
 // they run: `status` and `releases` start in little more than Node's own start-up time.
 
+function oneLineSuggestion(text: string): string {
+  return text.replace(/\n\(Did you mean (.+?)\?\)/g, '; did you mean $1?');
+}
+
 /** Runs the CLI and returns its exit code; it never exits the process itself. */
 export async function runCli(argv: readonly string[], options: RunOptions): Promise<number> {
   let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') || argv.includes('-q'), color: !argv.includes('--no-color') });
@@ -220,7 +224,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
-      writeErr: (s) => options.stderr.write(s),
+      // One line, as our own suggestions are: commander puts "(Did you mean --keep?)" on a line of its own.
+      writeErr: (s) => options.stderr.write(oneLineSuggestion(s)),
     });
   const common = (cmd: Command): Command =>
     cmd
@@ -440,7 +445,7 @@ Examples:
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
-      if (reporter && argv.includes('--json')) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: error.message.replace(/^error: /, '') } }) + '\n');
+      if (reporter && argv.includes('--json')) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, '') } }) + '\n');
       return EXIT.invalid;
     }
     if (error instanceof DeployError) {

@@ -56,8 +56,10 @@ void test('a mistyped flag gets a suggestion too', async (t) => {
   const dir = await workdir(t);
   const result = await runCli(['deploy', 'build', 'www', '--kep', '3'], { cwd: dir });
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /unknown option '--kep'/);
-  assert.match(result.stderr, /Did you mean --keep\?/);
+  // On the error's own line, as a mistyped command's suggestion is.
+  assert.match(result.stderr, /^error: unknown option '--kep'; did you mean --keep\?$/m);
+  const json = await runCli(['deploy', 'build', 'www', '--kep', '3', '--json'], { cwd: dir });
+  assert.deepEqual(JSON.parse(json.stdout), { error: { code: 'USAGE', message: "unknown option '--kep'; did you mean --keep?" } });
 });
 
 void test('the bare form deploys when its first argument is a directory', async (t) => {
