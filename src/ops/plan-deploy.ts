@@ -75,7 +75,9 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     const lock = inspectLock(layout);
     if (lock) notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason})`);
     const journal = await readJournal(layout);
-    if (journal.kind !== 'none') notes.push('an interrupted operation left a journal: the deploy recovers it first');
+    // A journal under a live holder's lock is that operation's own, running now: not interrupted.
+    const running = lock !== undefined && lock.verdict.state !== 'stale';
+    if (journal.kind !== 'none') notes.push(running ? 'an operation is running (its journal is in the root): the deploy waits for its lock (--wait) or exits 3' : 'an interrupted operation left a journal: the deploy recovers it first');
   }
 
   const creates = new Map(sharedTargetsToCreate(layout, contents.shared, options.sharedCreate === true).map((c) => [c.path, c.type]));

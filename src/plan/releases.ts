@@ -47,8 +47,9 @@ export function isGood(release: ReleaseFacts): boolean {
 }
 
 /**
- * The release a plain `rollback` goes to: the newest good release older than current. A
- * directory whose name `--to` would refuse (a newline, an escape, a leading dash) is never picked.
+ * The release a plain `rollback` goes to: the newest good release older than current that went
+ * live (a `pending` one is a deploy still being written, or one a crash cut short). A directory
+ * whose name `--to` would refuse (a newline, an escape, a leading dash) is never picked.
  */
 export function rollbackTarget<T extends ReleaseFacts>(
   ordered: readonly T[],
@@ -58,7 +59,7 @@ export function rollbackTarget<T extends ReleaseFacts>(
   const at = ordered.findIndex((r) => r.id === currentId);
   for (let i = at - 1; i >= 0; i--) {
     const candidate = ordered[i];
-    if (candidate && isGood(candidate) && releaseIdProblem(candidate.id) === undefined) return candidate;
+    if (candidate && isGood(candidate) && candidate.status !== 'pending' && releaseIdProblem(candidate.id) === undefined) return candidate;
   }
   return undefined;
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 
 interface PlanJson {
   release: string;
@@ -132,5 +132,24 @@ void test('a dry run notes a held lock and an interrupted deploy instead of touc
   assert.match(notes, /locked by pid \d+/);
   assert.match(notes, /stale/);
   assert.match(notes, /journal/);
+  assert.match(notes, /an interrupted operation left a journal/);
   assert.deepEqual(snapshot(root), before, 'the dry run recovered or unlocked');
+});
+
+void test('a dry run during a running deploy says it runs (not interrupted) and keeps its release as being deployed', async (t) => {
+  const { src, root } = setup(t);
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);
+  const running = spawnCli(['deploy', src, root, '--release-id', 'r3', '--no-fsync', '--before-switch', 'sleep 4']);
+  for (let i = 0; i < 200 && !fs.existsSync(path.join(root, 'releases', 'r3')); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(fs.existsSync(path.join(root, 'releases', 'r3')), 'the deploy never reached its hook');
+  const r = await runCli(['deploy', src, root, '--dry-run', '--keep', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const plan = jsonOf<PlanJson>(r);
+  const notes = plan.notes.join('\n');
+  assert.match(notes, /an operation is running/);
+  assert.doesNotMatch(notes, /interrupted/);
+  assert.deepEqual(plan.prune?.kept.map((k) => [k.id, k.reason]).filter(([id]) => id === 'r3'), [['r3', 'being deployed']]);
+  // The rollback target is the live release, never the one still being written.
+  assert.deepEqual(plan.prune?.kept.find((k) => k.reason === 'rollback target')?.id, 'r2');
+  assert.equal((await running.done).code, 0);
 });
