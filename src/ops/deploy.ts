@@ -340,7 +340,11 @@ export async function deploy(source: string, root: string, options: DeployOption
           throw new DeployError('INVALID_SOURCE', `${opened.artifact.source} holds no files`, { hint: 'build first: an empty release would take the site down' });
         }
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
-      } else emit({ type: 'step', message: `copying ${plural(scan.files, 'file')} (${formatBytes(scan.bytes)}) into release ${id}` });
+      } else {
+        // With files to link from the previous release, say so: most of them may not be copied at all.
+        const verb = files.linkFrom?.size ? 'linking unchanged files and copying the rest of' : 'copying';
+        emit({ type: 'step', message: `${verb} ${plural(scan.files, 'file')} (${formatBytes(scan.bytes)}) into release ${id}` });
+      }
       const copied = extracted ? { files: extracted.files, bytes: extracted.bytes, linked: 0, copied: extracted.files, manifest: extracted.manifest, stamps: extracted.stamps } : await copyTree(scan, staging, {
         signal: options.signal,
         reflink: cloneModeOf(contents.strategy),

@@ -304,6 +304,9 @@ describe('CLI surface', () => {
     const human = await runCli(['deploy', src, path.join(dir, 'a')]);
     assert.match(human.stdout, /› copying 2 files/);
     assert.match(human.stdout, /deployed \d{14}/);
+    // A redeploy that links from the previous release does not claim to copy everything.
+    const linked = await runCli(['deploy', src, path.join(dir, 'a'), '--strategy', 'hardlink']);
+    assert.match(linked.stdout, /› linking unchanged files and copying the rest of 2 files/);
     assert.ok(!human.stdout.includes("\u001b["), 'no progress bar or colour when stdout is not a TTY');
     const quiet = await runCli(['deploy', src, path.join(dir, 'b'), '--quiet']);
     assert.equal(quiet.stdout, '');
