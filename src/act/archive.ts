@@ -518,10 +518,10 @@ export function crc32Table(data: Buffer, value = 0): number {
 }
 
 /** Reads a symlink's target (the entry's content), refusing an oversized one before reading it. */
-async function collect(stream: AsyncIterable<Buffer>): Promise<string> {
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const chunk of stream) parts.push(chunk);
-  return Buffer.concat(parts).toString('utf8');
+  return Buffer.concat(parts);
 }
 
 async function extractZip(file: string, source: string, apply: (header: ArchiveHeader) => FileSink | undefined, aborted: () => boolean): Promise<void> {
@@ -540,7 +540,8 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           const header = zipHeader(entry);
           const needsData = header.type === 'file' || (header.type === 'symlink' && entry.uncompressedSize <= 4096);
           const stream = needsData ? await entryStream(zip, entry) : undefined;
-          if (header.type === 'symlink') header.linkname = stream ? await collect(stream) : '';
+          const target = header.type === 'symlink' && stream ? await collect(stream) : undefined;
+          if (header.type === 'symlink') header.linkname = target?.toString('utf8') ?? '';
           if (aborted()) {
             stream?.destroy();
             resolve();
@@ -553,8 +554,8 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
             crc = crc32(chunk, crc);
             sink?.data(chunk);
           }
-          if (header.type === 'symlink') crc = crc32(Buffer.from(header.linkname ?? '', 'utf8'));
-          if ((header.type === 'file' || (header.type === 'symlink' && stream)) && crc !== entry.crc32) {
+          if (target) crc = crc32(target);
+          if ((header.type === 'file' || target) && crc !== entry.crc32) {
             throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${JSON.stringify(entry.fileName)} fails its CRC-32 check (the data is corrupt)`, { hint: 'the artifact may be truncated or corrupt: build or download it again' });
           }
           sink?.end();

@@ -29,6 +29,14 @@ for method, name in ((zipfile.ZIP_STORED, 'stored'), (zipfile.ZIP_DEFLATED, 'def
         for crc in (i + 14, c + 16):
             b[crc] ^= 0xFF                        # its CRC-32, in both places
     open(f'{out}/{name}-corrupt.zip', 'wb').write(bytes(b))
+with zipfile.ZipFile(f'{out}/link.zip', 'w') as z:
+    z.writestr('index.html', b'<h1>zip</h1>\n')
+    i = zipfile.ZipInfo('home.html'); i.create_system = 3; i.external_attr = 0o120777 << 16
+    z.writestr(i, b'index.html')
+b = bytearray(open(f'{out}/link.zip', 'rb').read())
+at = b.find(b'index.html', b.find(b'home.html'))   # the link's target, after its local header
+b[at] = ord('j')
+open(f'{out}/link-corrupt.zip', 'wb').write(bytes(b))
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode='w', format=tarfile.USTAR_FORMAT) as t:
     for n in ('index.html', 'b.html'):
@@ -61,6 +69,7 @@ void test('corrupt zip data, a tar cut at an entry boundary and sparse tar entri
   const cases: [string, RegExp][] = [
     ['stored-corrupt.zip', /"app\.js".*CRC-32/],
     ['deflated-corrupt.zip', /"app\.js".*CRC-32/],
+    ['link-corrupt.zip', /"home\.html".*CRC-32/],
     ['cut.tar', /end-of-archive|truncated/],
     ['cut.tgz', /end-of-archive|truncated/],
     [sparseTar(dir, 'pax-1.0', ['--format=posix']), /sparse/],
@@ -89,6 +98,9 @@ void test('control: the same archives whole deploy exactly, and verify passes', 
     assert.equal(r.code, 0, `${name}: ${r.stderr}`);
     assert.equal(fs.readFileSync(path.join(root, 'current', 'app.js'), 'utf8'), 'HELLO-WORLD-'.repeat(100));
   }
+  const link = await runCli(['deploy', path.join(dir, 'link.zip'), root, '--no-fsync']);
+  assert.equal(link.code, 0, link.stderr);
+  assert.equal(fs.readlinkSync(path.join(root, 'current', 'home.html')), 'index.html');
   const tar = await runCli(['deploy', path.join(dir, 'two.tar'), root, '--no-fsync']);
   assert.equal(tar.code, 0, tar.stderr);
   assert.deepEqual(fs.readdirSync(path.join(root, 'current')).sort(), ['b.html', 'index.html']);
