@@ -43,11 +43,18 @@ function cString(block: Uint8Array, start: number, length: number): string {
 }
 
 /** An octal field (NUL/space padded), or GNU base-256 when the top bit of its first byte is set. */
-function number(block: Uint8Array, start: number, length: number): number {
+function number(block: Uint8Array, start: number, length: number, signed = false): number {
   const first = block[start] ?? 0;
   if (first & 0x80) {
-    // Base-256, big-endian two's complement; negative values are nonsense for every field read here.
-    if (first & 0x40) throw new TarFormatError('a numeric header field is negative');
+    // Base-256, big-endian two's complement. Negative values are nonsense for every field read
+    // here but a time (GNU tar writes a file dated before 1970 so).
+    if (first & 0x40) {
+      if (!signed) throw new TarFormatError('a numeric header field is negative');
+      let inverted = 0;
+      for (let i = start; i < start + length; i++) inverted = inverted * 256 + (~(block[i] ?? 0) & 0xff);
+      if (!Number.isSafeInteger(inverted)) throw new TarFormatError('a numeric header field is too large');
+      return -(inverted + 1);
+    }
     let n = first & 0x3f;
     for (let i = start + 1; i < start + length; i++) n = n * 256 + (block[i] ?? 0);
     if (!Number.isSafeInteger(n)) throw new TarFormatError('a numeric header field is too large');
@@ -116,7 +123,7 @@ export function decodeHeader(block: Uint8Array): Raw {
       uid: number(block, 108, 8),
       gid: number(block, 116, 8),
       size: number(block, 124, 12),
-      mtimeMs: number(block, 136, 12) * 1000,
+      mtimeMs: number(block, 136, 12, true) * 1000,
     },
   };
 }

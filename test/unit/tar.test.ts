@@ -161,3 +161,31 @@ void test('a v7 tar (no magic) is told by its first header checksum and decodes 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+void test('a GNU tar of a file dated before 1970 (a negative base-256 time) decodes; a negative size stays refused', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'old-time-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'old.txt'), 'from 1960\n');
+    execFileSync('touch', ['-d', '1960-01-01T00:00:00Z', path.join(dir, 'old.txt')]);
+    execFileSync('tar', ['--format=gnu', '-cf', path.join(dir, 'old.tar'), '-C', dir, 'old.txt']);
+    const bytes = fs.readFileSync(path.join(dir, 'old.tar'));
+    assert.ok(((bytes[136] ?? 0) & 0xc0) === 0xc0, 'GNU tar wrote the time in negative base-256');
+    const [entry] = parse(bytes, [4096]);
+    assert.equal(entry?.header.mtimeMs, Date.parse('1960-01-01T00:00:00Z'));
+    assert.equal(entry?.data.toString(), 'from 1960\n');
+    // The same bytes in the size field are still nonsense.
+    const block = Buffer.from(bytes.subarray(0, 512));
+    bytes.copy(block, 124, 136, 148);
+    block.write('        ', 148);
+    let sum = 0;
+    for (const b of block) sum += b;
+    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    assert.throws(() => decodeHeader(block), /negative/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
