@@ -71,10 +71,14 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
   const shared = planShared(specs, scan.entries, { replace: options.sharedReplace });
   if (shared.problems.length > 0) {
     const held = shared.problems.some((p) => p.startsWith('the source already holds'));
+    // A parent that is a file or a link in the build: the path is fine, the build is in the way.
+    const blocked = shared.problems.some((p) => p.includes(', not a directory'));
     throw new DeployError('INVALID_SHARED_PATH', shared.problems.join('; '), {
       hint: held
         ? 'remove it from the build, or pass --shared-replace to link the shared one in its place'
-        : 'give paths relative to the release, without "..", e.g. --shared .env --shared storage',
+        : blocked
+          ? 'a shared path is placed under real directories of the build: make that parent a directory in the build, or share the parent itself'
+          : 'give paths relative to the release, without "..", e.g. --shared .env --shared storage',
       details: { problems: shared.problems },
     });
   }

@@ -121,7 +121,11 @@ void test('invalid shared paths are refused with exit 2', async (t) => {
   for (const p of ['../etc', '/etc', 'a/../b', 'a//b', './a', 'vendor/x', 'index.html/x']) {
     const result = await runCli(['deploy', src, root, '--shared', p, '--json']);
     assert.equal(result.code, 2, `${p}: ${result.stderr}`);
-    assert.equal(jsonOf<Json>(result).error?.code, 'INVALID_SHARED_PATH', p);
+    const error = jsonOf<Json & { error?: { hint?: string } }>(result).error;
+    assert.equal(error?.code, 'INVALID_SHARED_PATH', p);
+    // A path under a link or a file of the build is a well-formed path: the hint says what is in the way.
+    if (p === 'vendor/x' || p === 'index.html/x') assert.match(error?.hint ?? '', /under real directories of the build/, p);
+    else assert.match(error?.hint ?? '', /relative to the release, without "\.\."/, p);
   }
   const overlap = await runCli(['deploy', src, root, '--shared', 'data', '--shared', 'data/x', '--shared-create', '--json']);
   assert.equal(overlap.code, 2);
