@@ -123,6 +123,9 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
   let retriesLeft = options.retries;
   // Only without a validator: what was received so far, to compare a re-read against.
   const prefix = validator === undefined ? createHash('sha256') : undefined;
+  const checkReread = (reread: { hash: Hash; expected: string }): void => {
+    if (reread.hash.digest('hex') !== reread.expected) throw changed(url, `its first ${received} bytes differ when read again`);
+  };
   for (;;) {
     let skip = 0;
     let reread: { hash: Hash; expected: string } | undefined;
@@ -155,7 +158,7 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
         }
         if (reread) {
           reread.hash.update(chunk.subarray(0, skip));
-          if (reread.hash.digest('hex') !== reread.expected) throw changed(url, `its first ${received} bytes differ when read again`);
+          checkReread(reread);
           reread = undefined;
         }
         const part = skip > 0 ? chunk.subarray(skip) : chunk;
@@ -166,7 +169,7 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
       }
       if (reread) {
         if (skip > 0) throw changed(url, `it is ${received - skip} bytes long when read again, shorter than the ${received} received`);
-        if (reread.hash.digest('hex') !== reread.expected) throw changed(url, `its first ${received} bytes differ when read again`);
+        checkReread(reread);
       }
       if (total === undefined || received === total) return;
       throw new Error(`the connection closed after ${received} of ${total} bytes`);

@@ -2,9 +2,14 @@
 // and non-ASCII names): every entry comes back whole, whatever the chunk boundaries, and nothing
 // of a chunk is used after push returns (each chunk's buffer is scribbled over right after).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import tar from 'tar-stream';
+import { sniffFormat } from '../../src/plan/archive.ts';
 import { decodeHeader, decodePax, TarFormatError, TarParser, type TarHeader } from '../../src/plan/tar.ts';
 
 interface Spec {
@@ -69,6 +74,25 @@ const specArb = fc.record({
   mtime: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
 
+/** Rewrites a header block's checksum after a test edited its fields. */
+function withChecksum(block: Buffer): Buffer {
+  block.write('        ', 148);
+  let sum = 0;
+  for (const b of block) sum += b;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+/** Runs `body` in a fresh temporary directory, removed afterwards (for archives made by tar(1)). */
+function inTempDir(prefix: string, body: (dir: string) => void): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  try {
+    body(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 void test('every entry tar-stream writes is read back, name, type, link, mode, owner, time and data, at any chunk boundaries', async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(specArb, { maxLength: 8 }), fc.array(fc.integer({ min: 1, max: 1500 }), { minLength: 1, maxLength: 5 }), async (raw, sizes) => {
@@ -125,11 +149,7 @@ void test('numbers in GNU base-256 and PAX records decode; a malformed PAX recor
   block.write('00000000000\0', 136);
   block.write('0', 156);
   block.write('ustar\x0000', 257, 'latin1');
-  block.write('        ', 148);
-  let sum = 0;
-  for (const b of block) sum += b;
-  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  const raw = decodeHeader(block);
+  const raw = decodeHeader(withChecksum(block));
   assert.equal(raw.kind, 'entry');
   assert.equal(raw.kind === 'entry' ? raw.header.size : 0, 2 ** 33);
   assert.deepEqual(decodePax(Buffer.from('17 path=é/x.txt\n11 size=42\n')), new Map([['path', 'é/x.txt'], ['size', '42']]));
@@ -137,14 +157,8 @@ void test('numbers in GNU base-256 and PAX records decode; a malformed PAX recor
   assert.throws(() => decodePax(Buffer.from('nonsense')), TarFormatError);
 });
 
-void test('a v7 tar (no magic) is told by its first header checksum and decodes as ustar without a prefix', async () => {
-  const { execFileSync } = await import('node:child_process');
-  const { sniffFormat } = await import('../../src/plan/archive.ts');
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'v7-'));
-  try {
+void test('a v7 tar (no magic) is told by its first header checksum and decodes as ustar without a prefix', () => {
+  inTempDir('v7-', (dir) => {
     fs.mkdirSync(path.join(dir, 'src/sub'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'src/sub/a.txt'), 'hello\n');
     execFileSync('tar', ['--format=v7', '-cf', path.join(dir, 'old.tar'), '-C', path.join(dir, 'src'), 'sub']);
@@ -157,18 +171,11 @@ void test('a v7 tar (no magic) is told by its first header checksum and decodes 
     const bad = Buffer.from(bytes);
     bad[5] = (bad[5] ?? 0) ^ 1;
     assert.equal(sniffFormat(bad.subarray(0, 512)), undefined);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
-void test('a GNU tar of a file dated before 1970 (a negative base-256 time) decodes; a negative size stays refused', async () => {
-  const { execFileSync } = await import('node:child_process');
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'old-time-'));
-  try {
+void test('a GNU tar of a file dated before 1970 (a negative base-256 time) decodes; a negative size stays refused', () => {
+  inTempDir('old-time-', (dir) => {
     fs.writeFileSync(path.join(dir, 'old.txt'), 'from 1960\n');
     execFileSync('touch', ['-d', '1960-01-01T00:00:00Z', path.join(dir, 'old.txt')]);
     execFileSync('tar', ['--format=gnu', '-cf', path.join(dir, 'old.tar'), '-C', dir, 'old.txt']);
@@ -180,12 +187,6 @@ void test('a GNU tar of a file dated before 1970 (a negative base-256 time) deco
     // The same bytes in the size field are still nonsense.
     const block = Buffer.from(bytes.subarray(0, 512));
     bytes.copy(block, 124, 136, 148);
-    block.write('        ', 148);
-    let sum = 0;
-    for (const b of block) sum += b;
-    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-    assert.throws(() => decodeHeader(block), /negative/);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    assert.throws(() => decodeHeader(withChecksum(block)), /negative/);
+  });
 });
