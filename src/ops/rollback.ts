@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
+import { inspectLock } from '../act/lock.ts';
+import { readJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -80,6 +82,13 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   if (options.dryRun) {
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
+  }
+  // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock
+  // when no operation is running or pending, so that it changes nothing, not even the root's
+  // times. With a lock or a journal there, recovery or the operation may change the answer: it
+  // is decided under the lock, as before.
+  if (inspectLock(layout) === undefined && (await readJournal(layout)).kind === 'none') {
+    chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
   }
 
   const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {

@@ -86,7 +86,44 @@ function assertCreatable(root: string): void {
       throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is a symbolic link to ${fs.readlinkSync(p)}, which does not exist`, { hint: 'create the link\'s target first, or give another root' });
     }
     if (stat !== undefined && !stat.isDirectory()) throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is not a directory`);
+    const kind = stat === undefined ? undefined : pseudoFilesystem(p);
+    if (kind !== undefined) {
+      throw new DeployError('INVALID_ROOT', `cannot create the deploy root ${root}: ${p} is on a ${kind} filesystem, which cannot hold one`, { hint: 'give a root on a filesystem that holds files and directories' });
+    }
     return;
+  }
+}
+
+/**
+ * Linux's kernel interfaces, by statfs f_type (linux/magic.h): they hold no directories a user
+ * makes, and mkdir there fails only once the deploy has begun (ENOENT under /proc, EPERM or EROFS
+ * under /sys). Known by name, the dry run gives the deploy's answer without writing.
+ */
+const PSEUDO_FILESYSTEMS = new Map<number, string>([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x1cd1, 'devpts'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0xcafe4a11, 'bpf'],
+  [0x62656570, 'configfs'],
+  [0x6165676c, 'pstore'],
+  [0xde5e81e4, 'efivarfs'],
+  [0xf97cff8c, 'selinuxfs'],
+  [0x42494e4d, 'binfmt_misc'],
+  [0x19800202, 'mqueue'],
+]);
+
+function pseudoFilesystem(dir: string): string | undefined {
+  // f_type numbers are Linux's own; other systems number their filesystems differently.
+  if (process.platform !== 'linux') return undefined;
+  try {
+    return PSEUDO_FILESYSTEMS.get(fs.statfsSync(dir).type);
+  } catch {
+    return undefined;
   }
 }
 
