@@ -10,8 +10,10 @@ import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { openRoot } from './root.ts';
 
-/** The bytes a release must hold before `verify` adds hashing threads to its own. */
+/** The bytes, or the files, a release must hold before `verify` adds hashing threads to its own. */
 export const POOL_MIN_BYTES = 256 * 1024 * 1024;
+/** Many small files cost the walk more in open/fstat/read/close than in hashing: threads pay sooner. */
+export const POOL_MIN_FILES = 8192;
 
 export interface VerifyOptions {
   /** The release to check (default: the live one). */
@@ -83,10 +85,16 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, si
     });
   }
   let bytes = 0;
-  for (const e of load.manifest.entries) if (e.type === 'file') bytes += e.size;
-  // Threads only where they pay: each costs tens of ms to start, and below a few hundred MiB this
-  // thread hashes faster than that (docs/benchmarks.md, verify). They boot while it walks.
-  const extra = bytes >= POOL_MIN_BYTES ? extraHashThreads() : 0;
+  let files = 0;
+  for (const e of load.manifest.entries) {
+    if (e.type !== 'file') continue;
+    bytes += e.size;
+    files += 1;
+  }
+  // Threads only where they pay: each costs tens of ms to start, and below a few hundred MiB or
+  // several thousand files this thread hashes faster than that (docs/benchmarks.md, verify). They
+  // boot while it walks.
+  const extra = bytes >= POOL_MIN_BYTES || files >= POOL_MIN_FILES ? extraHashThreads() : 0;
   const pool = extra > 0 ? new HashPool(extra) : undefined;
   let tree;
   try {
