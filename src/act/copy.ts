@@ -128,6 +128,19 @@ export interface CopyProgress {
 export interface LinkSource {
   from: string;
   sha256: string;
+  /** The file as it was when that hash was decided: it is linked only if it is still that. */
+  stamp: FileStamp;
+}
+
+/**
+ * Whether a file of the previous release is still the one whose hash was decided (same inode,
+ * size and ctime): a write in between (the live release's own app, seconds later) moves its
+ * ctime, and the file is then copied from the build instead. Checked just before link(2), which
+ * itself moves the ctime, so after the link the stamp can no longer tell.
+ */
+function stillAsDecided(source: LinkSource): boolean {
+  const st = fs.lstatSync(source.from, { throwIfNoEntry: false });
+  return st !== undefined && st.isFile() && st.ino === source.stamp.ino && st.size === source.stamp.size && st.ctimeMs === source.stamp.ctimeMs;
 }
 
 export interface CopyOptions {
@@ -376,7 +389,8 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       // a busy 2-core server notices more than the wall clock does. Large files go through the
       // pool, so their data moves while the loop goes on. The event loop gets a turn every 256
       // synchronous entries, so a signal or an abort is still seen within milliseconds.
-      const existing = options.linkFrom?.get(entry.rel);
+      const decided = options.linkFrom?.get(entry.rel);
+      const existing = decided !== undefined && stillAsDecided(decided) ? decided : undefined;
       const from = existing === undefined ? under(scan.dir, entry.rel) : existing.from;
       if (existing !== undefined) {
         fs.linkSync(from, to);

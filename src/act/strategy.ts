@@ -4,16 +4,41 @@ import path from 'node:path';
 import { errnoOf } from '../errors.ts';
 import type { PreviousFile } from '../plan/strategy.ts';
 
-/** What the previous release holds at each of these paths (one lstat each; absent paths are left out). */
+/**
+ * What the previous release holds at each of these paths (one lstat each; absent paths are left
+ * out). Only files reached through real directories count: lstat follows a symlink on the way, so
+ * a file under a linked directory (a shared path, or a link put there by hand) is another file,
+ * maybe outside the root, and must never be hardlinked into a release. Each directory on the way
+ * costs one lstat, once; one that cannot be read hides its files (they are copied).
+ */
 export function previousFiles(releaseDir: string, rels: readonly string[]): Map<string, PreviousFile> {
   const found = new Map<string, PreviousFile>();
+  const realDirs = new Map<string, boolean>([['', true]]);
+  const isRealDir = (rel: string): boolean => {
+    const known = realDirs.get(rel);
+    if (known !== undefined) return known;
+    const cut = rel.lastIndexOf(path.sep);
+    let real = isRealDir(cut < 0 ? '' : rel.slice(0, cut));
+    if (real) {
+      try {
+        real = fs.lstatSync(`${releaseDir}${path.sep}${rel}`, { throwIfNoEntry: false })?.isDirectory() === true;
+      } catch {
+        real = false;
+      }
+    }
+    realDirs.set(rel, real);
+    return real;
+  };
   for (const rel of rels) {
+    const cut = rel.lastIndexOf(path.sep);
+    if (!isRealDir(cut < 0 ? '' : rel.slice(0, cut))) continue;
     let stat: fs.Stats | undefined;
     try {
       // Most misses are new files: no exception for those, it costs more than the lstat.
       stat = fs.lstatSync(`${releaseDir}${path.sep}${rel}`, { throwIfNoEntry: false });
     } catch (error) {
-      if (errnoOf(error) === 'ENOTDIR') continue;
+      const code = errnoOf(error);
+      if (code === 'ENOTDIR' || code === 'EACCES') continue;
       throw error;
     }
     if (!stat) continue;

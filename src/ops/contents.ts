@@ -210,8 +210,9 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   const files: SourceEntry[] = plan.scan.entries.filter((e) => e.kind === 'file');
   let links: LinkPlan;
   let sourceHashes: Map<string, string>;
+  let before: Map<string, PreviousFile>;
   try {
-    const before = previousFiles(prevDir, files.map((f) => f.rel));
+    before = previousFiles(prevDir, files.map((f) => f.rel));
     const candidates = filesToHash(files, before);
     const prev = await previousHashes(layout, previous, previousRecord, before, candidates, signal);
     result.previousContents = prev.contents;
@@ -234,7 +235,7 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     throw ioError(`comparing the source with release ${previous}`, error);
   }
   result.links = links;
-  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string }]));
+  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile }]));
   return result;
 }
 

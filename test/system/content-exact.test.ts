@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, runCli, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { manifestDiff, manifestOf } from '../harness/invariants.ts';
 import { requireTool } from '../harness/swappers.ts';
 
@@ -130,4 +130,50 @@ void test('a root from before manifests: the next hardlink deploy hashes the pre
   assert.equal(manifestDiff(manifestOf(path.join(root, 'current')), manifestOf(v2)), 'identical');
   assert.equal((await runCli(['verify', root])).code, 0);
   assert.equal((await runCli(['verify', root, '--release', 'one'])).code, 2);
+});
+
+void test('a hardlink redeploy links no file reached through a symlinked directory of the previous release (a shared directory the build now ships)', async (t) => {
+  const dir = tempDir(t);
+  const v1 = build(path.join(dir, 'v1'), false);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(path.join(root, 'shared/storage'), { recursive: true });
+  assert.equal((await runCli(['deploy', v1, root, '--release-id', 'one', '--shared-dir', 'storage'])).code, 0);
+  fs.writeFileSync(path.join(root, 'shared/storage/settings.ini'), 'config=1\n');
+  // The next build ships storage/ itself, with the same bytes the live shared file holds.
+  const v2 = build(path.join(dir, 'v2'), false);
+  writeTree(v2, { 'storage/settings.ini': 'config=1\n' });
+  const result = await runCli(['deploy', v2, root, '--release-id', 'two', '--strategy', 'hardlink', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual([jsonOf<Json>(result).linked, jsonOf<Json>(result).copied], [FILES, 1]);
+  const shipped = fs.statSync(path.join(root, 'releases/two/storage/settings.ini'));
+  const shared = fs.statSync(path.join(root, 'shared/storage/settings.ini'));
+  assert.notEqual(shipped.ino, shared.ino, 'the release shares an inode with shared/: a write there would change the live release');
+  fs.writeFileSync(path.join(root, 'shared/storage/settings.ini'), 'config=9\n');
+  assert.equal(fs.readFileSync(path.join(root, 'current/storage/settings.ini'), 'utf8'), 'config=1\n');
+  assert.equal((await runCli(['verify', root])).code, 0);
+});
+
+void test('a file written in the previous release while a hardlink deploy plans is copied from the build, and the next deploy does not trust it either', async (t) => {
+  const dir = tempDir(t);
+  const v1 = build(path.join(dir, 'v1'), false);
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', v1, root, '--release-id', 'one'])).code, 0);
+  const victim = path.join(root, 'releases/one/d0/f0.js');
+  const journal = path.join(root, '.atomic-deploy/journal.json');
+  // The hashes are decided before the journal is written; the links are made after the pause.
+  const running = spawnCli(['deploy', v1, root, '--release-id', 'two', '--strategy', 'hardlink', '--json'], { failpoints: 'journal-written=sleep:1500' });
+  for (let i = 0; i < 1000 && !fs.existsSync(journal); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(fs.existsSync(journal), 'the deploy never reached its journal');
+  fs.writeFileSync(victim, fs.readFileSync(victim, 'utf8').replace('A0', 'X0'));
+  fs.utimesSync(victim, FIXED, FIXED);
+  const result = await running.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual([jsonOf<Json>(result).linked, jsonOf<Json>(result).copied], [FILES - 1, 1]);
+  assert.equal(fs.readFileSync(path.join(root, 'current/d0/f0.js'), 'utf8'), fs.readFileSync(path.join(v1, 'd0/f0.js'), 'utf8'));
+  assert.equal((await runCli(['verify', root])).code, 0);
+  // Nothing races now: the next redeploy links release two's files, all of them the build's.
+  const next = await runCli(['deploy', v1, root, '--release-id', 'three', '--strategy', 'hardlink', '--json']);
+  assert.equal(next.code, 0, next.stderr);
+  assert.equal(manifestDiff(manifestOf(path.join(root, 'current')), manifestOf(v1)), 'identical');
+  assert.equal((await runCli(['verify', root])).code, 0);
 });
