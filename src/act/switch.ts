@@ -25,7 +25,7 @@ export function releaseIdOfCurrent(target: string, root: string): string | undef
   const id = releaseIdFromLink(target, rootReal, root);
   if (id !== undefined || !path.isAbsolute(target)) return id;
   const name = path.basename(target);
-  if (name === '' || name === '.' || name === '..') return undefined;
+  if (name === '' || name === '.' || name === '..' || target.split(path.sep).includes('..')) return undefined;
   try {
     // releases/ may itself be a link to another volume: compared real path to real path.
     return fs.realpathSync(path.dirname(target)) === fs.realpathSync(path.join(rootReal, 'releases')) ? name : undefined;
@@ -49,6 +49,10 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
   const id = releaseIdOfCurrent(target, layout.root);
   if (id === undefined) return { kind: 'outside', target };
   try {
+    // By lstat: `releases/stable` as a link to a release is not that release, and taking it for
+    // one would leave the release it reaches unguarded (prune would delete what serves).
+    const link = await fs.promises.lstat(path.join(layout.releases, id));
+    if (link.isSymbolicLink()) return { kind: 'outside', target };
     const st = await fs.promises.stat(path.join(layout.releases, id));
     if (!st.isDirectory()) return { kind: 'dangling', id, target };
   } catch (error) {
@@ -71,7 +75,7 @@ export function currentIdOrThrow(state: CurrentState, layout: Layout, options: {
         hint: `repair it with: atomic-deploy rollback ${layout.root} --to <id> (see: atomic-deploy releases ${layout.root})`,
       });
     case 'outside':
-      throw new DeployError('CURRENT_OUTSIDE_RELEASES', `${layout.current} points to ${state.target}, outside ${layout.releases}`, {
+      throw new DeployError('CURRENT_OUTSIDE_RELEASES', `${layout.current} points to ${state.target}, which is not a release directory in ${layout.releases}`, {
         hint: 'move that tree into releases/<id>/ and point current at it, or deploy into another root',
       });
     case 'directory':

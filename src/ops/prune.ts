@@ -15,7 +15,7 @@ import { selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from 
 import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
-import { openRoot, realpathLoose, withLock } from './root.ts';
+import { openRoot, realpathLoose, rootIsIdle, withLock } from './root.ts';
 
 export interface PruneOptions {
   /** Good releases to keep; failed and rolled-back ones never count. Current and the rollback target always stay. */
@@ -234,6 +234,8 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
     const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId });
     return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [] };
   }
+  // A `current` that is no release (outside, a directory, dangling) is refused before the lock.
+  if (await rootIsIdle(layout)) currentIdOrThrow(await readCurrent(layout), layout);
 
   const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });

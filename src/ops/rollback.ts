@@ -2,8 +2,6 @@ import fs from 'node:fs';
 import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { inspectLock } from '../act/lock.ts';
-import { readJournal } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -12,7 +10,7 @@ import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
-import { openRoot, withLock } from './root.ts';
+import { openRoot, rootIsIdle, withLock } from './root.ts';
 import { awaitFreshness, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 
@@ -83,13 +81,8 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
   }
-  // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock
-  // when no operation is running or pending, so that it changes nothing, not even the root's
-  // times. With a lock or a journal there, recovery or the operation may change the answer: it
-  // is decided under the lock, as before.
-  if (inspectLock(layout) === undefined && (await readJournal(layout)).kind === 'none') {
-    chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
-  }
+  // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock.
+  if (await rootIsIdle(layout)) chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
 
   const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });

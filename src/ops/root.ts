@@ -2,7 +2,8 @@ import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
-import { acquireLock, releaseLock, type LockHandle } from '../act/lock.ts';
+import { acquireLock, inspectLock, releaseLock, type LockHandle } from '../act/lock.ts';
+import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
 import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
@@ -13,6 +14,15 @@ export function assertSupportedPlatform(): void {
       hint: 'deploy from WSL or a Linux, macOS or BSD host',
     });
   }
+}
+
+/**
+ * Whether no operation holds the root's lock or left a journal: a refusal decided now is then
+ * the one the lock would give, and can be made without taking it (so that it changes nothing,
+ * not even the root's times). With either there, recovery may change the answer.
+ */
+export async function rootIsIdle(layout: Layout): Promise<boolean> {
+  return inspectLock(layout) === undefined && (await readJournal(layout)).kind === 'none';
 }
 
 /** Resolves and checks a deploy root; with `mayCreate`, a missing root is fine (deploy makes it). */

@@ -29,9 +29,12 @@ export function sharedPathProblem(p: string): string | undefined {
 
 /**
  * Reads a `current` link target as a release id: `releases/<id>` relative to the root, or an
- * absolute `<root>/releases/<id>` (Capistrano writes those). undefined if it points elsewhere.
+ * absolute `<root>/releases/<id>` (Capistrano writes those). undefined if it points elsewhere, or
+ * goes there by way of a `..`.
  */
 export function releaseIdFromLink(target: string, rootReal: string, rootGiven: string): string | undefined {
+  // The kernel follows a `..` physically: `releases/p2/../p1` reaches p1 only while p2 exists.
+  if (target.split(path.sep).includes('..')) return undefined;
   const candidates = path.isAbsolute(target)
     ? [path.relative(rootReal, target), path.relative(rootGiven, target)]
     : [path.normalize(target)];

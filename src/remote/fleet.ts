@@ -94,7 +94,7 @@ export function currentProblem(label: string, root: string, current: CurrentStat
         hint: `repair it with: atomic-deploy rollback ${root} --host ${label} --to <id>`,
       });
     case 'outside':
-      return new DeployError('CURRENT_OUTSIDE_RELEASES', `${label}: ${root}/current points to ${current.target}, outside ${root}/releases`, {
+      return new DeployError('CURRENT_OUTSIDE_RELEASES', `${label}: ${root}/current points to ${current.target}, which is not a release directory in ${root}/releases`, {
         hint: 'move that tree into releases/<id>/ and point current at it, or deploy into another root',
       });
     case 'directory':

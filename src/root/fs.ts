@@ -38,15 +38,50 @@ function sameLock(dir: string, lock: LockIdentity): boolean {
   return String(stat.ino) === lock.inode && Math.floor(stat.mtimeMs / 1000) === lock.mtimeS;
 }
 
-/** Whether `current` names releases/<id> (dangling or not: the guard must hold either way). */
+/**
+ * Whether `current` names releases/<id> (dangling or not: the guard must hold either way), or
+ * reaches through it as the kernel resolves the link: a link to `releases/stable` that is itself
+ * a link to <id>, or `releases/<id>/../other`. Deleting <id> would then take down what serves.
+ */
 function currentIs(root: string, id: string): boolean {
   try {
     const link = path.join(root, 'current');
     if (!fs.lstatSync(link).isSymbolicLink()) return false;
-    return releaseIdOfCurrent(fs.readlinkSync(link), root) === id;
+    const target = fs.readlinkSync(link);
+    return releaseIdOfCurrent(target, root) === id || resolvesThrough(root, target, path.join(root, 'releases', id));
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether resolving `target` (a link's text, relative to `base`) passes through `dir` or ends
+ * inside it: each step resolved as the kernel does (a `..` from where the step before really
+ * is, a link followed), until a step does not exist.
+ */
+function resolvesThrough(base: string, target: string, dir: string): boolean {
+  let dirReal: string;
+  try {
+    dirReal = fs.realpathSync(dir);
+  } catch {
+    return false;
+  }
+  let at: string;
+  try {
+    at = fs.realpathSync(path.isAbsolute(target) ? '/' : base);
+  } catch {
+    return false;
+  }
+  for (const part of target.split('/')) {
+    if (part === '' || part === '.') continue;
+    try {
+      at = part === '..' ? path.dirname(at) : fs.realpathSync(path.join(at, part));
+    } catch {
+      return false;
+    }
+    if (at === dirReal || at.startsWith(`${dirReal}${path.sep}`)) return true;
+  }
+  return false;
 }
 
 /** How a program runs here: `durable: false` (--no-fsync) skips the `durable` effects and the fsync of writes. */

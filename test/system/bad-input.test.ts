@@ -104,8 +104,28 @@ const CASES: Case[] = [
   },
   { name: 'current is a regular file', setup: (c) => (fs.rmSync(path.join(c.root, 'current')), fs.writeFileSync(path.join(c.root, 'current'), 'x'), deployTo(c)), code: 2, message: /regular file/ },
   { name: 'current is dangling', setup: (c) => (relink(c, 'releases/gone'), deployTo(c)), code: 2, message: /points to releases\/gone, which does not exist/ },
-  { name: 'current points outside releases/', setup: (c) => (relink(c, '/etc'), deployTo(c)), code: 2, message: /outside/ },
-  { name: 'current escapes with ..', setup: (c) => (relink(c, `releases/../../${path.basename(c.dir)}`), deployTo(c)), code: 2, message: /outside/ },
+  // The link's text names no release the kernel reaches by it alone: taken for `stable` or for
+  // `previous`, the release that serves would go unguarded (prune deleted it).
+  ...(['prune', 'deploy'] as const).flatMap((cmd): Case[] => [
+    {
+      name: `${cmd}: current through a link in releases/`,
+      setup: (c) => {
+        fs.symlinkSync(c.previous, path.join(c.root, 'releases', 'stable'));
+        relink(c, 'releases/stable');
+        return cmd === 'prune' ? ['prune', c.root, '--keep', '1'] : deployTo(c);
+      },
+      code: 2,
+      message: /points to releases\/stable, which is not a release directory in/,
+    },
+    {
+      name: `${cmd}: current through another release by ..`,
+      setup: (c) => (relink(c, `releases/${c.current}/../${c.previous}`), cmd === 'prune' ? ['prune', c.root, '--keep', '1'] : deployTo(c)),
+      code: 2,
+      message: /which is not a release directory in/,
+    },
+    { name: `${cmd}: current points outside releases/`, setup: (c) => (relink(c, '/etc'), cmd === 'prune' ? ['prune', c.root, '--keep', '1'] : deployTo(c)), code: 2, message: /points to \/etc, which is not a release directory in/ },
+  ]),
+  { name: 'current escapes with ..', setup: (c) => (relink(c, `releases/../../${path.basename(c.dir)}`), deployTo(c)), code: 2, message: /which is not a release directory in/ },
   { name: '.tmp is a symlink out of the root', setup: (c) => (fs.rmSync(path.join(c.root, '.tmp'), { recursive: true }), fs.symlinkSync(c.dir, path.join(c.root, '.tmp')), deployTo(c)), code: 2, message: /\.tmp is a symbolic link/, hint: /^hint: remove the link \(rm .*\.tmp\); it is recreated as a directory$/ },
   // Release ids.
   { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },

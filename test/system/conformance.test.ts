@@ -403,8 +403,10 @@ describe('undo of a failed deploy: every side leaves the same root', () => {
 });
 
 describe('prune guards: the one deletion path refuses current and the protected release on every side', () => {
-  const cases: { name: string; id: string; protect: string[]; expect: string }[] = [
+  const cases: { name: string; id: string; protect: string[]; expect: string; through?: boolean }[] = [
     { name: 'the current release', id: 'r3', protect: [], expect: 'INTERNAL' },
+    // current -> releases/stable -> r3: the link's text names `stable`; the guard goes by what it reaches.
+    { name: 'the release current reaches through a link in releases/', id: 'r3', protect: [], expect: 'INTERNAL', through: true },
     { name: 'the rollback target (protected)', id: 'r2', protect: ['r2'], expect: 'INTERNAL' },
     { name: 'an old release', id: 'r1', protect: ['r2'], expect: 'removed' },
     { name: 'a release already gone', id: 'r0', protect: [], expect: 'absent' },
@@ -417,13 +419,16 @@ describe('prune guards: the one deletion path refuses current and the protected 
         makeRelease(root, 'r1', 1, 'complete');
         makeRelease(root, 'r2', 2, 'complete');
         makeRelease(root, 'r3', 3, 'complete');
-        setCurrent(root, 'r3');
+        if (c.through) {
+          fs.symlinkSync('r3', path.join(root, 'releases', 'stable'));
+          fs.symlinkSync('releases/stable', path.join(root, 'current'));
+        } else setCurrent(root, 'r3');
         const result = await engine.removeRelease(root, c.id, c.protect);
         const left = outcomeOf(root);
         seen.push(`${engine.name}: ${result}; releases ${left.releases.join(' ')}; current ${left.current}; tmp ${left.tmp.join(' ')}`);
       }
-      const releases = ['r1', 'r2', 'r3'].filter((id) => c.expect !== 'removed' || id !== c.id).join(' ');
-      assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${c.expect}; releases ${releases}; current r3; tmp `));
+      const releases = ['r1', 'r2', 'r3', ...(c.through ? ['stable'] : [])].filter((id) => c.expect !== 'removed' || id !== c.id).join(' ');
+      assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${c.expect}; releases ${releases}; current ${c.through ? 'stable' : 'r3'}; tmp `));
     });
   }
 });

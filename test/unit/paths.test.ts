@@ -82,6 +82,11 @@ void test('releaseIdFromLink: relative and absolute (Capistrano) links to releas
     }),
     { numRuns: 5000 },
   );
+  // A link through another release (`releases/p2/../p1`) reaches p1 only while p2 exists: deleting
+  // p2 would leave current dangling, so such a link names no release.
+  for (const through of ['releases/p2/../p1', `${root}/releases/p2/../p1`, `${real}/releases/p2/../p1`, 'releases/../releases/p1', `${root}/x/../releases/p1`]) {
+    assert.equal(releaseIdFromLink(through, real, root), undefined, through);
+  }
   for (const escape of ['releases/../../etc', 'releases/..', 'releases/.', '../releases/x', 'releases']) {
     assert.equal(releaseIdFromLink(escape, real, root), undefined, escape);
   }
