@@ -91,7 +91,11 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const state = await readCurrent(layout);
     const currentId = currentIdOrThrow(state, layout, { allowDangling: options.to !== undefined });
     const from = currentId ?? (state.kind === 'dangling' ? state.id : null);
-    const target = chooseTarget(layout, await releaseViews(layout), currentId, options.to);
+    const views = await releaseViews(layout);
+    const target = chooseTarget(layout, views, currentId, options.to);
+    // Going forward (`--to` a newer release), the release left was not rolled back from: it stays
+    // good, as one a deploy replaces does, so prune keeps it and a plain rollback can return to it.
+    const forward = from !== null && views.findIndex((v) => v.id === target) > views.findIndex((v) => v.id === from);
     if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
@@ -126,7 +130,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
     await bookkeeping('the journal', () => recordJournal(layout, { ...journal, phase: 'switched' }, durable));
-    if (from !== null) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
+    if (from !== null && !forward) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
     await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { status: 'complete', activatedAt: now }, durable));
     await clearJournalRecord(layout, durable);
     emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });

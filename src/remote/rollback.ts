@@ -266,7 +266,10 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           if (stale) staleReports.set(h, stale);
           const t = now();
           const records = [JSON.stringify(mergeRecord(h.state?.records ?? new Map(), releaseTarget, { status: 'complete', activatedAt: t, ...(stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {}) }))];
-          if (p.from !== null) records.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
+          // Forward (`--to` a newer release), the release left stays good, as on a local root.
+          const order = h.state ? viewsOf(h.state).map((v) => v.id) : [];
+          const forward = p.from !== null && order.indexOf(releaseTarget) > order.indexOf(p.from);
+          if (p.from !== null && !forward) records.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
           const done = await commitSwitch(p.session, records);
           if (done.kind === 'committed') per.set(h, { ...p, phase: 'committed' });
           else h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };

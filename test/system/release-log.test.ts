@@ -126,3 +126,22 @@ void test('commands read only the records of releases still in releases/: histor
   assert.equal(reused.code, 2, reused.stderr);
   assert.equal(jsonOf<{ error: { code: string } }>(reused).error.code, 'RELEASE_EXISTS', 'a pruned id is still taken');
 });
+
+void test('rollback --to a newer release (forward) leaves the release it goes from good: kept by prune, and a plain rollback goes back to it', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'x\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['v1', 'v2', 'v3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet', '--keep', '0'])).code, 0);
+  for (let i = 0; i < 2; i++) assert.equal((await runCli(['rollback', root, '--quiet'])).code, 0);
+  assert.equal(currentId(root), 'v1');
+  assert.equal((await runCli(['rollback', root, '--to', 'v3', '--quiet'])).code, 0);
+  const list = jsonOf<{ releases: Entry[] }>(await runCli(['releases', root, '--json']));
+  // v2 was rolled back from (bad); v1 was only left for a newer release, as a deploy leaves one.
+  assert.deepEqual(list.releases.map((e) => [e.id, e.status]), [['v3', 'complete'], ['v2', 'rolled-back'], ['v1', 'complete']]);
+  const back = await runCli(['rollback', root, '--dry-run', '--json']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(jsonOf<{ release: string }>(back).release, 'v1');
+  const next = await runCli(['deploy', src, root, '--release-id', 'v4', '--no-fsync', '--json']);
+  assert.equal(next.code, 0, next.stderr);
+  assert.ok(fs.existsSync(path.join(root, 'releases', 'v1')), 'the default --keep pruned a good release');
+});
