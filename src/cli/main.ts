@@ -364,7 +364,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .command('status')
       .description('current release, lock holder, leftovers of an interrupted deploy (recovered when safe)')
       .argument('[root]', 'deploy root (default: root from the config file)')
-      .option('--read-only', 'report only; do not clean up leftovers')
+      .option('--read-only', 'report only; do not clean up leftovers (also what a user who may not write the root gets)')
       .addHelpText('after', EXAMPLES.status),
   )).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & { readOnly?: boolean }) => {
     const out = use(flags);

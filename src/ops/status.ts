@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { readCurrent, type CurrentState } from '../act/switch.ts';
-import { DeployError } from '../errors.ts';
+import { DeployError, errnoOf } from '../errors.ts';
 import { isReleasesLeftover, isTmpLeftover } from '../plan/journal.ts';
 import { recoverRoot } from './recover.ts';
 import { openRoot } from './root.ts';
@@ -52,8 +52,11 @@ export async function status(root: string, options: StatusOptions = {}): Promise
         await releaseLock(lock);
       }
     } catch (error) {
-      // A deploy that started meanwhile holds the lock now; it will recover by itself.
-      if (!(error instanceof DeployError && error.code === 'LOCKED')) throw error;
+      // A deploy that started meanwhile holds the lock now; it will recover by itself. A user who
+      // may not write the root (monitoring often runs as one) gets the report as --read-only does:
+      // the leftovers are listed, unrecovered, for the root's owner to finish.
+      const denied = ['EACCES', 'EPERM', 'EROFS'].includes(errnoOf(error instanceof DeployError ? error.cause : error) ?? '');
+      if (!(error instanceof DeployError && error.code === 'LOCKED') && !denied) throw error;
     }
     info = inspectLock(layout);
   }

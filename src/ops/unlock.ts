@@ -1,5 +1,5 @@
 import { describeHolder, inspectLock, removeLock } from '../act/lock.ts';
-import { DeployError } from '../errors.ts';
+import { DeployError, ioError } from '../errors.ts';
 import type { EventSink } from './events.ts';
 import { openRoot } from './root.ts';
 
@@ -30,6 +30,11 @@ export async function unlock(root: string, options: UnlockOptions = {}): Promise
     }
     options.onEvent?.({ type: 'warning', message: `forcibly removing a lock held by ${describeHolder(info.owner)}` });
   }
-  const removed = await removeLock(layout, info);
+  let removed: boolean;
+  try {
+    removed = await removeLock(layout, info);
+  } catch (error) {
+    throw ioError(`removing the lock of ${layout.root}`, error);
+  }
   return { unlocked: removed, holder, reason: removed ? info.verdict.reason : 'the lock changed hands meanwhile; run unlock again' };
 }

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { deploy, DeployError } from '../../src/index.ts';
 import { runCli, tempDir, type CliResult } from '../harness/cli.ts';
 import { asUser, runWrapped, startTicks, writeOwnerLock } from '../harness/faults.ts';
-import { makeSource, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
+import { deadPid, makeSource, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
 
 /** One copy of the fixture: a source, a second source, and a root with two releases. */
 interface Ctx {
@@ -322,4 +322,30 @@ void test('hostile but valid: quotes, $(), newlines, a leading -, non-ASCII in b
   assert.equal(big.code, 0, big.stderr);
   assert.ok(sameManifest(manifestOf(path.join(base, 'many-root', 'current') + '/'), manifestOf(many)));
   t.diagnostic(`10,000 files deployed in ${Math.round(performance.now() - t0)} ms`);
+});
+
+void test('a user who may not write the root: status reports what a crash left (as --read-only does) and unlock --force says permission denied, exit 1, no stack trace', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'index.html'), 'hi\n');
+  const root = path.join(dir, 'root');
+  assert.equal((await runWrapped(['deploy', src, root, '--release-id', 'b1', '--no-fsync', '--quiet'])).code, 0);
+  // What a deploy killed with -9 leaves: its lock (a dead owner) and its journal.
+  writeOwnerLock(root, { pid: await deadPid() });
+  fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), JSON.stringify({ v: 1, op: 'deploy', token: 't', pid: 1, startedAt: new Date().toISOString(), release: 'b2', previous: 'b1', phase: 'copying' }));
+  const before = treeSnapshot(dir, { times: true });
+  const status = await runWrapped(['status', root], { prefix: asUser('nobody') });
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /lock: +stale/);
+  assert.match(status.stdout, /leftover: journal of an interrupted deploy of release b2/);
+  for (const args of [['unlock', root], ['unlock', root, '--force']]) {
+    const r = await runWrapped(args, { prefix: asUser('nobody') });
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: permission denied while removing the lock of .*root: EACCES/m);
+    assert.match(r.stderr, /^hint: run as the user that owns the deploy root$/m);
+    assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /);
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
 });
