@@ -22,7 +22,7 @@ import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
 import { deployTargetProblem } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { checkReleaseId, signalOf } from '../plan/validate.ts';
+import { checkNewReleaseId, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -201,7 +201,7 @@ function artifactSource(source: string, root: string, options: DeployOptions): {
 function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
   const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root, options.adopt === true);
   if (options.releaseId !== undefined) {
-    checkReleaseId(options.releaseId);
+    checkNewReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {
       throw new DeployError('RELEASE_EXISTS', `release ${options.releaseId} already exists in ${layout.releases}`, {
         hint: 'release ids are never reused: pick a new id, or roll back to it with atomic-deploy rollback --to',

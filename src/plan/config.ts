@@ -5,7 +5,7 @@ import * as z from 'zod/mini';
 import { DeployError } from '../errors.ts';
 import { parseByteCount } from './archive.ts';
 import { sharedPathProblem } from './paths.ts';
-import { releaseIdProblem } from './release-id.ts';
+import { newReleaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
 import { closest } from './suggest.ts';
 import { parseMaxFail, parseWaves } from './waves.ts';
@@ -37,7 +37,7 @@ export const configSchema = z.strictObject({
   root: opt(text('a directory path')),
   source: opt(text('a directory path')),
   keep: opt(z.number({ error: 'an integer >= 0' }).check(z.int({ error: 'an integer >= 0' }), z.minimum(0, { error: 'an integer >= 0' }))),
-  releaseId: opt(text('a release id').check(z.refine((id) => releaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }))),
+  releaseId: opt(text('a release id').check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }))),
   fsync: opt(flag),
   wait: opt(secondsOrZero),
   shared: opt(sharedList),

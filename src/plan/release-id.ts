@@ -94,6 +94,21 @@ export function releaseIdProblem(id: string): string | undefined {
   return undefined;
 }
 
+/** What a deploy may name a new release: letters, digits, dots, dashes and underscores. */
+const NEW_ID = /^[\p{L}\p{N}._-]+$/u;
+
+/**
+ * Why `id` may not name a new release (`--release-id`), or undefined. Stricter than
+ * `releaseIdProblem`, which also takes the names other tools gave releases already on disk: a
+ * space, `*`, `$(...)` or an invisible bidi mark make ids that columns, shells and eyes misread.
+ */
+export function newReleaseIdProblem(id: string): string | undefined {
+  const problem = releaseIdProblem(id);
+  if (problem !== undefined) return problem;
+  const bad = [...id].find((ch) => !NEW_ID.test(ch));
+  return bad === undefined ? undefined : `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
+}
+
 /**
  * Numeric-aware name order for ids made by other tools: runs of digits compare by value
  * (`9` < `10`, `v1.9` < `v1.10`), digits before other characters, the rest by code point; ties

@@ -4,7 +4,7 @@
  * fleet all call these, so a value refused in one place is refused in every place. Pure: no I/O.
  */
 import { DeployError } from '../errors.ts';
-import { releaseIdProblem } from './release-id.ts';
+import { newReleaseIdProblem, releaseIdProblem } from './release-id.ts';
 
 /** A hook that hangs must not hold the deploy lock forever. */
 export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
@@ -21,6 +21,14 @@ export function checkReleaseId(id: string, hint = 'use letters, digits, dots, da
   const problem = releaseIdProblem(id);
   if (problem) {
     throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint });
+  }
+}
+
+/** `checkReleaseId` for the id of a release about to be made (`--release-id`). */
+export function checkNewReleaseId(id: string): void {
+  const problem = newReleaseIdProblem(id);
+  if (problem) {
+    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint: 'for example: --release-id v1.4.2' });
   }
 }
 

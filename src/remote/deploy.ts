@@ -19,7 +19,7 @@ import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } fr
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHookAndHealth, checkKeep, checkReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan, type SharedSpec } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
@@ -227,7 +227,7 @@ function validateSource(source: string): { sourceReal: string; scan: SourceScan 
 }
 
 function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan {
-  if (options.releaseId !== undefined) checkReleaseId(options.releaseId);
+  if (options.releaseId !== undefined) checkNewReleaseId(options.releaseId);
   if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys copy with rsync --link-dest (auto, hardlink) or a plain rsync (copy)' });
   if (options.healthCheck?.url !== undefined) {
     throw new DeployError('USAGE', '--health-url is not available for fleet deploys: one URL cannot tell which host answered', {

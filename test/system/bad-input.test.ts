@@ -141,6 +141,13 @@ const CASES: Case[] = [
   { name: 'release id starting with .', setup: (c) => id(c, '.hidden'), code: 2, message: /starts with "\."/ },
   { name: 'empty release id', setup: (c) => id(c, ''), code: 2, message: /is empty/ },
   { name: 'release id with a backslash', setup: (c) => id(c, 'a\\b'), code: 2, message: /slash/ },
+  // Ids that columns, shells and eyes misread: only letters, digits, dots, dashes and underscores name a new release.
+  ...[' ', 'a b', '*', '$(id)', 'x\u202Egnp.exe', 'a\u009bb'].map((bad): Case => ({
+    name: `release id ${JSON.stringify(bad)}`,
+    setup: (c) => id(c, bad),
+    code: 2,
+    message: /a new release id holds only letters, digits, dots, dashes and underscores/,
+  })),
   { name: 'release id with NUL (library)', setup: (c) => lib(() => deploy(c.src, c.root, { releaseId: 'a\0b' })), code: 2, message: /INVALID_RELEASE_ID.*NUL/ },
   { name: 'source path with NUL (library)', setup: (c) => lib(() => deploy(`${c.src}\0x`, c.root)), code: 2, message: /INVALID_SOURCE.*NUL/ },
   { name: 'root path with NUL (library)', setup: (c) => lib(() => deploy(c.src, `${c.root}\0x`)), code: 2, message: /INVALID_ROOT.*NUL/ },
