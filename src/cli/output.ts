@@ -35,7 +35,11 @@ export function oneLine(text: string): string {
   let out = '';
   for (const c of text) {
     const code = c.charCodeAt(0);
-    out += code < 0x20 || code === 0x7f ? JSON.stringify(c).slice(1, -1) : c;
+    if (code < 0x20) out += JSON.stringify(c).slice(1, -1);
+    // DEL, the C1 controls (0x9b is a CSI on some terminals) and the bidi embeddings, overrides
+    // and isolates (which reorder what follows them on the line): shown by their code.
+    else if ((code >= 0x7f && code <= 0x9f) || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) out += `\\u${code.toString(16).padStart(4, '0')}`;
+    else out += c;
   }
   return out;
 }

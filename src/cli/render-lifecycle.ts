@@ -73,5 +73,6 @@ export function renderPlan(plan: DeployPlan): string {
     lines.push(...removedLines(plan.prune.remove, true).map((l) => `  ${l}`), ...keptLines(plan.prune.kept).map((l) => `  ${l}`));
   }
   for (const note of plan.notes) lines.push(`note:     ${note}`);
-  return lines.join('\n');
+  // A path or command holding a newline or an escape cannot add a line or move the cursor.
+  return lines.map(oneLine).join('\n');
 }

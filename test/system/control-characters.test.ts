@@ -29,3 +29,16 @@ void test('names with an escape and a newline are printed escaped everywhere, an
   assert.equal(to.code, 2);
   assert.doesNotMatch(to.stdout + to.stderr, new RegExp(`${ESC}|\\nerror: forged`));
 });
+
+void test('a dry run prints a root, a source and a hook holding an escape, a newline, a C1 CSI or a bidi override escaped, one line each', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, `src\x1b[31m\u202Egnp`), { 'index.html': 'x\n' });
+  const root = path.join(dir, `r${ESC}[2J\nerror: forged\u009b`);
+  const r = await runCli(['deploy', src, root, '--dry-run', '--before-switch', `echo hi\nrm -rf /${ESC}[8m`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, new RegExp(`${ESC}|\\nerror: forged|\u009b|\u202E`), JSON.stringify(r.stdout));
+  assert.match(r.stdout, /^release: .*r\\u001b\[2J\\nerror: forged\\u009b\/releases\//m);
+  assert.match(r.stdout, /^source: +.*src\\u001b\[31m\\u202egnp$/m);
+  assert.match(r.stdout, /^hook: +before switch: echo hi\\nrm -rf \/\\u001b\[8m$/m);
+  assert.equal(fs.existsSync(root), false);
+});
