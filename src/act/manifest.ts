@@ -91,11 +91,12 @@ export type ManifestLoad =
  * Reads a regular file's bytes without ever blocking: O_NONBLOCK so a FIFO put in its place
  * opens at once, O_NOFOLLOW so a symlink is refused, and a type check on the open descriptor.
  */
-export function readRegularBytes(file: string): { bytes: Buffer; stat: fs.Stats } {
+export function readRegularBytes(file: string, maxBytes = Infinity): { bytes: Buffer; stat: fs.Stats } {
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+    if (stat.size > maxBytes) throw Object.assign(new Error(`${file} is larger than ${maxBytes} bytes`), { code: 'EFBIG' });
     return { bytes: fs.readFileSync(fd), stat };
   } finally {
     fs.closeSync(fd);
@@ -103,8 +104,8 @@ export function readRegularBytes(file: string): { bytes: Buffer; stat: fs.Stats 
 }
 
 /** readRegularBytes, as UTF-8 text. */
-export function readRegularFile(file: string): { text: string; stat: fs.Stats } {
-  const { bytes, stat } = readRegularBytes(file);
+export function readRegularFile(file: string, maxBytes = Infinity): { text: string; stat: fs.Stats } {
+  const { bytes, stat } = readRegularBytes(file, maxBytes);
   return { text: bytes.toString('utf8'), stat };
 }
 
@@ -125,10 +126,17 @@ export function readManifest(layout: Layout, id: string, expectedDigest: string 
   return parsed.ok ? { kind: 'ok', manifest: parsed.manifest, digest: expectedDigest } : { kind: 'untrusted', problem: parsed.problem };
 }
 
-/** A release's stat cache and when it was written (its mtime), or undefined if absent or damaged. */
+/**
+ * The largest stat cache read: about 90 bytes a file, so room for millions of files. A larger one
+ * is no stat cache of ours, and reading it would cost a deploy seconds; without it the previous
+ * release's files are hashed, as for a release without one.
+ */
+export const STAT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
+
+/** A release's stat cache and when it was written (its mtime), or undefined if absent, damaged or too large. */
 export function readStatCache(layout: Layout, id: string): { stamps: Map<string, FileStamp>; sealedAtMs: number } | undefined {
   try {
-    const { text, stat } = readRegularFile(statCacheFile(layout, id));
+    const { text, stat } = readRegularFile(statCacheFile(layout, id), STAT_CACHE_MAX_BYTES);
     const stamps = parseStatCache(text);
     return stamps ? { stamps, sealedAtMs: stat.mtimeMs } : undefined;
   } catch {

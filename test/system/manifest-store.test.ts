@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { layoutOf } from '../../src/act/layout.ts';
+import { readRegularBytes, readStatCache, STAT_CACHE_MAX_BYTES } from '../../src/act/manifest.ts';
 
 void test('a journal id like ../../../victim/x never makes recovery delete a file outside the root', async (t) => {
   const dir = tempDir(t);
@@ -56,4 +58,21 @@ void test('temp files of a manifest, stat cache, record or journal write killed 
   assert.equal(next.code, 0, next.stderr);
   for (const f of leftovers) assert.ok(!fs.existsSync(f), `${f} is still there`);
   assert.deepEqual(fs.readdirSync(path.join(state, 'manifests')).sort(), ['one.json', 'one.stat.json', 'three.json', 'three.stat.json']);
+});
+
+void test('a stat cache past its size limit is not read: the files are hashed instead, and the redeploy still links', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'a.txt': 'a\n', 'b/c.txt': 'c\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  const cache = path.join(root, '.atomic-deploy', 'manifests', 'one.stat.json');
+  assert.ok(fs.existsSync(cache), 'the deploy wrote no stat cache');
+  // A sparse file: its size is past the limit, and only reading it would cost.
+  fs.truncateSync(cache, STAT_CACHE_MAX_BYTES + 1);
+  assert.throws(() => readRegularBytes(cache, STAT_CACHE_MAX_BYTES), { code: 'EFBIG' });
+  const layout = layoutOf(root);
+  assert.equal(readStatCache(layout, 'one'), undefined);
+  const r = await runCli(['deploy', src, root, '--release-id', 'two', '--strategy', 'hardlink', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual([(JSON.parse(r.stdout) as { linked: number }).linked], [2]);
 });
