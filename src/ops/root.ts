@@ -39,6 +39,11 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
   } catch (error) {
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
+    // A dangling link reads as missing to stat, but mkdir -p cannot make it (EEXIST): say what it is.
+    const target = code === 'ENOENT' ? danglingTarget(layout.root) : undefined;
+    if (target !== undefined) {
+      throw new DeployError('INVALID_ROOT', `the deploy root ${layout.root} is a symbolic link to ${target}, which does not exist`, { hint: DANGLING_HINT });
+    }
     if (code === 'ENOENT' && options.mayCreate) {
       assertCreatable(layout.root);
       return layout;
@@ -73,6 +78,17 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
   return layout;
 }
 
+const DANGLING_HINT = "create the link's target first, or give another root";
+
+/** The target of `p` when `p` is a symbolic link (stat said it does not resolve); undefined otherwise. */
+function danglingTarget(p: string): string | undefined {
+  try {
+    return fs.lstatSync(p).isSymbolicLink() ? fs.readlinkSync(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A root that does not exist yet must be one mkdir -p can make: its nearest existing ancestor a
  * directory, reached through no dangling link (stat reports both as "missing").
@@ -93,7 +109,7 @@ function assertCreatable(root: string): void {
       // Only a link can exist and not resolve.
     }
     if (stat === undefined && link.isSymbolicLink()) {
-      throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is a symbolic link to ${fs.readlinkSync(p)}, which does not exist`, { hint: 'create the link\'s target first, or give another root' });
+      throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is a symbolic link to ${fs.readlinkSync(p)}, which does not exist`, { hint: DANGLING_HINT });
     }
     if (stat !== undefined && !stat.isDirectory()) throw new DeployError('INVALID_ROOT', `cannot create ${root}: ${p} is not a directory`);
     const kind = stat === undefined ? undefined : pseudoFilesystem(p);

@@ -97,6 +97,20 @@ const CASES: Case[] = [
   { name: 'root is a file', setup: (c) => (fs.writeFileSync(path.join(c.dir, 'file'), 'x'), ['deploy', c.src, path.join(c.dir, 'file')]), code: 2, message: /is not a directory/ },
   { name: "root's parent is a file", setup: (c) => (fs.writeFileSync(path.join(c.dir, 'file'), 'x'), ['deploy', c.src, path.join(c.dir, 'file', 'root')]), code: 2, message: /not a directory/ },
   {
+    name: 'root is a dangling link',
+    setup: (c) => (fs.symlinkSync('/nonexistent/zz', path.join(c.dir, 'dang')), ['deploy', c.src, path.join(c.dir, 'dang')]),
+    code: 2,
+    message: /^error: the deploy root .*\/dang is a symbolic link to \/nonexistent\/zz, which does not exist$/,
+    hint: /^hint: create the link's target first, or give another root$/,
+  },
+  {
+    name: 'root is a dangling link, dry run',
+    setup: (c) => (fs.symlinkSync('/nonexistent/zz', path.join(c.dir, 'dang')), ['deploy', c.src, path.join(c.dir, 'dang'), '-n']),
+    code: 2,
+    message: /^error: the deploy root .*\/dang is a symbolic link to \/nonexistent\/zz, which does not exist$/,
+    hint: /^hint: create the link's target first, or give another root$/,
+  },
+  {
     name: 'current is a real directory',
     setup: (c) => (fs.rmSync(path.join(c.root, 'current')), fs.mkdirSync(path.join(c.root, 'current')), deployTo(c)),
     code: 2,

@@ -30,23 +30,29 @@ void test('a root under /proc or /sys exits 2 within seconds, the dry run too; n
   }
 });
 
-void test('a root whose parent is a dangling link, or whose releases is a file: dry run and deploy exit 2 alike, nothing changed', async (t) => {
+void test('a root that is a dangling link or whose parent is one, or whose releases is a file: dry run and deploy exit 2 alike, nothing changed', async (t) => {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'build'), { 'index.html': 'hi\n' });
   fs.symlinkSync(path.join(dir, 'nowhere'), path.join(dir, 'dangling'));
+  // The root itself a dangling link: mkdir -p cannot make it (EEXIST), so nothing may plan on it.
+  fs.symlinkSync('/nonexistent/zz', path.join(dir, 'dang'));
+  const linkHint = /^hint: create the link's target first, or give another root$/m;
   const adopted = path.join(dir, 'folder');
   writeTree(adopted, { releases: 'a file\n', 'index.html': 'old\n' });
   const cases = [
-    [path.join(dir, 'dangling', 'app'), [], /cannot create .*dangling\/app: .*dangling is a symbolic link to .*nowhere, which does not exist/],
-    [adopted, ['--adopt'], /folder\/releases is not a directory/],
+    [path.join(dir, 'dangling', 'app'), [], /cannot create .*dangling\/app: .*dangling is a symbolic link to .*nowhere, which does not exist/, linkHint],
+    [path.join(dir, 'dang'), [], /^error: the deploy root .*\/dang is a symbolic link to \/nonexistent\/zz, which does not exist$/m, linkHint],
+    [adopted, ['--adopt'], /folder\/releases is not a directory/, undefined],
   ] as const;
-  for (const [root, extra, message] of cases) {
+  for (const [root, extra, message, hint] of cases) {
     const before = treeSnapshot(dir);
     for (const dry of [['--dry-run'], []]) {
       const r = await runCli(['deploy', src, root, '--no-fsync', ...extra, ...dry]);
       const what = `${path.basename(root)} ${dry.join(' ')}`;
       assert.equal(r.code, 2, `${what}: ${r.stderr}`);
       assert.match(r.stderr, message, what);
+      if (hint) assert.match(r.stderr, hint, what);
+      assert.match(r.stderr, /^error: [^\n]*\n(hint: [^\n]*\n)?$/, `${what}: one error line and at most a hint`);
       assert.doesNotMatch(r.stderr, /\n\s+at |unexpected failure/, what);
       assert.deepEqual(treeSnapshot(dir), before, `${what}: something changed`);
     }
