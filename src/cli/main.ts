@@ -266,7 +266,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       // Refused before an artifact is fetched or extracted, not after.
       if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
-      const { isArtifactSource, stageArtifactLocally } = await import('../ops/artifact.ts');
+      const { isArtifactSource, refuseChecksOnDirectory, stageArtifactLocally } = await import('../ops/artifact.ts');
+      if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(flags));
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, emit: out.event }) : undefined;
       try {
         exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
@@ -280,10 +281,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
-    const { deploy } = await import('../ops/deploy.ts');
+    const [{ deploy }, { isArtifactSource }] = await Promise.all([import('../ops/deploy.ts'), import('../ops/artifact.ts')]);
     const result = await deploy(source, root, {
       ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
-      artifact: artifactOptionsFrom(flags, config()),
+      // The config's artifact: keys are for artifacts (allowedSigners is their policy); for a
+      // directory only the flags go on, and the deploy refuses --sha256 and the signature flags.
+      artifact: artifactOptionsFrom(flags, isArtifactSource(source) ? config() : undefined),
       signal,
       onEvent: out.event,
       command: `deploy ${source}`,

@@ -46,6 +46,29 @@ function wholeNumber(name: string, value: number | undefined, fallback: number, 
   return value;
 }
 
+/**
+ * --sha256, --signature and --allowed-signers check the bytes of an archive: given for a directory
+ * they would check nothing, and a deploy that goes on anyway looks verified when it is not.
+ */
+export function refuseChecksOnDirectory(source: string, options: ArtifactOptions | undefined): void {
+  const given = [
+    ['--sha256', options?.sha256],
+    ['--signature', options?.signature],
+    ['--allowed-signers', options?.allowedSigners],
+  ].flatMap(([flag, value]) => (value === undefined ? [] : [flag as string]));
+  if (given.length === 0) return;
+  try {
+    if (!fs.statSync(source).isDirectory()) return;
+  } catch {
+    // Missing or unreadable: the source's own check says so.
+    return;
+  }
+  const flags = given.length === 1 ? given[0] : `${given.slice(0, -1).join(', ')} and ${given.at(-1)}`;
+  throw new DeployError('USAGE', `${flags} ${given.length === 1 ? 'checks' : 'check'} an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
+    hint: 'deploy the archive or URL itself with these flags, or leave them out to deploy the directory',
+  });
+}
+
 /** Checks the options, opens the artifact (a 4xx or a non-archive fails here) and finds the signer. */
 export async function openArtifactSource(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<OpenedArtifact> {
   const limits: ExtractLimits = {

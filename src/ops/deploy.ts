@@ -31,7 +31,7 @@ import { undoProgram } from '../root/undo.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
-import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, type ArtifactOptions } from './artifact.ts';
+import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
@@ -200,6 +200,7 @@ function artifactSource(source: string, root: string, options: DeployOptions): {
 
 function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
   const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root, options.adopt === true);
+  if (!artifact) refuseChecksOnDirectory(source, options.artifact);
   if (options.releaseId !== undefined) {
     checkNewReleaseId(options.releaseId);
     if (fs.existsSync(releasePath(layout, options.releaseId))) {

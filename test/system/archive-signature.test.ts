@@ -80,7 +80,7 @@ void test('signatures: good deploys, other bytes / unknown signer / other namesp
   assert.deepEqual(treeSnapshot(root), before);
 });
 
-void test('config artifact.allowedSigners (relative to the config file): every artifact deploy needs a good --signature', async (t) => {
+void test('config artifact.allowedSigners (relative to the config file): every artifact deploy needs a good --signature; a directory deploy is not an artifact', async (t) => {
   const dir = tempDir(t);
   const src = makeSource(path.join(dir, 'src'), 'v1');
   const artifact = path.join(dir, 'site.tgz');
@@ -104,4 +104,9 @@ void test('config artifact.allowedSigners (relative to the config file): every a
   const few = await runCli(['deploy', artifact, root, '--config', config, '--signature', sign(ci, artifact), '--max-files', '2']);
   assert.equal(few.code, 2, few.stderr);
   assert.match(few.stderr, /more than 2 entries/);
+  // The key is the policy for artifacts: the build directory itself deploys under the same config
+  // (the flags, given for a directory, are refused: test/system/bad-input.test.ts).
+  const directory = await runCli(['deploy', src, root, '--config', config, '--json']);
+  assert.equal(directory.code, 0, directory.stderr);
+  assert.equal(jsonOf<{ artifact?: unknown }>(directory).artifact, undefined);
 });

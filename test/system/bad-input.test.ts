@@ -32,6 +32,8 @@ interface Case {
   user?: string;
   /** The command fails only after taking the lock: contents unchanged, directory times may move. */
   underLock?: boolean;
+  /** Added to the CLI's environment. */
+  env?: NodeJS.ProcessEnv;
 }
 
 const deployTo = (ctx: Ctx, ...extra: string[]): string[] => ['deploy', ctx.src, ctx.root, ...extra];
@@ -172,6 +174,8 @@ const CASES: Case[] = [
   { name: '--wait not a number', setup: (c) => deployTo(c, '--wait', 'soon'), code: 2, message: /expected a number of seconds/ },
   { name: '--wait negative', setup: (c) => deployTo(c, '--wait=-1'), code: 2, message: /expected a number of seconds/ },
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
+  // Artifact checks given for a directory source: refused, never skipped.
+  ...directoryChecks(),
   // Locks.
   {
     name: 'lock held by a live process of another user',
@@ -207,6 +211,34 @@ const CASES: Case[] = [
   { name: 'releases of a missing root', setup: (c) => ['releases', path.join(c.dir, 'nope')], code: 2, message: /does not exist/ },
   { name: 'status of a root that is a file', setup: (c) => ['status', path.join(c.src, 'index.html')], code: 2, message: /is not a directory/ },
 ];
+
+/** --sha256, --signature and --allowed-signers check an archive's bytes; a directory has none to check. */
+function directoryChecks(): Case[] {
+  const message = (flags: string, verb: string): RegExp => new RegExp(`^error: ${flags} ${verb} an archive or URL artifact, but the source .*/src is a directory; nothing was deployed$`);
+  const hint = /^hint: deploy the archive or URL itself with these flags, or leave them out to deploy the directory$/;
+  const sig = (c: Ctx): string[] => ['--signature', path.join(c.dir, 'build.sig'), '--allowed-signers', path.join(c.dir, 'allowed_signers')];
+  const ZERO_SHA = '0'.repeat(64);
+  return [
+    { name: '--sha256 with a directory source', setup: (c) => deployTo(c, '--sha256', ZERO_SHA), code: 2, message: message('--sha256', 'checks'), hint },
+    { name: '--sha256 zz with a directory source', setup: (c) => deployTo(c, '--sha256', 'zz'), code: 2, message: message('--sha256', 'checks'), hint },
+    { name: '--sha256 with a directory source, dry run', setup: (c) => deployTo(c, '--sha256', ZERO_SHA, '-n'), code: 2, message: message('--sha256', 'checks'), hint },
+    { name: '--signature and --allowed-signers with a directory source', setup: (c) => deployTo(c, ...sig(c)), code: 2, message: message('--signature and --allowed-signers', 'check'), hint },
+    { name: '--allowed-signers alone with a directory source, dry run', setup: (c) => deployTo(c, '--allowed-signers', path.join(c.dir, 'allowed_signers'), '--dry-run'), code: 2, message: message('--allowed-signers', 'checks'), hint },
+    { name: 'all three with a directory source', setup: (c) => deployTo(c, '--sha256', ZERO_SHA, ...sig(c)), code: 2, message: message('--sha256, --signature and --allowed-signers', 'check'), hint },
+    { name: 'ATOMIC_DEPLOY_SHA256 with a directory source', setup: (c) => deployTo(c), env: { ATOMIC_DEPLOY_SHA256: ZERO_SHA }, code: 2, message: message('--sha256', 'checks'), hint },
+    {
+      name: 'ATOMIC_DEPLOY_SIGNATURE and ATOMIC_DEPLOY_ALLOWED_SIGNERS with a directory source, dry run',
+      setup: (c) => deployTo(c, '-n'),
+      env: { ATOMIC_DEPLOY_SIGNATURE: '/nonexistent/build.sig', ATOMIC_DEPLOY_ALLOWED_SIGNERS: '/nonexistent/allowed_signers' },
+      code: 2,
+      message: message('--signature and --allowed-signers', 'check'),
+      hint,
+    },
+    // Refused before any host is reached (the name does not resolve: reaching it would fail otherwise).
+    { name: '--sha256 with a directory source to a fleet', setup: (c) => deployTo(c, '--host', 'web1.invalid', '--sha256', ZERO_SHA), code: 2, message: message('--sha256', 'checks'), hint },
+    { name: '--sha256 with a directory source from the config file', setup: (c) => (fs.writeFileSync(path.join(c.dir, 'atomic-deploy.config.yaml'), `source: ./src\nroot: ./root\n`), ['deploy', '--sha256', ZERO_SHA]), code: 2, message: message('--sha256', 'checks'), hint },
+  ];
+}
 
 function relink(c: Ctx, target: string): void {
   fs.rmSync(path.join(c.root, 'current'));
@@ -248,7 +280,7 @@ async function runCase(c: Case, args: string[], cwd: string): Promise<CliResult>
     return { code: 0, signal: null, stdout: '', stderr: '' };
   }
   // In the case's own directory: no config file there but the ones a case writes.
-  return c.user ? runWrapped(args, { prefix: [...asUser(c.user), 'env', '-C', cwd] }) : runCli(args, { cwd });
+  return c.user ? runWrapped(args, { prefix: [...asUser(c.user), 'env', '-C', cwd] }) : runCli(args, { cwd, env: c.env });
 }
 
 async function fixture(base: string): Promise<Ctx & { manifest: ReturnType<typeof manifestOf> }> {
