@@ -178,12 +178,16 @@ function dispatch(program: Command, argv: readonly string[]): readonly string[] 
   const first = argv[0];
   if (first === undefined || first.startsWith('-')) return argv;
   const names = [...program.commands.map((c) => c.name()), 'help'];
+  const unknown = (name: string, hint: string): DeployError => {
+    const guess = closest(name, names);
+    return new DeployError('USAGE', `unknown command '${name}'${guess ? `; did you mean '${guess}'?` : ''}`, { hint });
+  };
+  // Commander answers `help <anything>` with the general help and exit 0: an unknown name is a typo here too.
+  const topic = argv[1];
+  if (first === 'help' && topic !== undefined && !topic.startsWith('-') && !names.includes(topic)) throw unknown(topic, 'see: atomic-deploy --help');
   if (names.includes(first)) return argv;
   if (isBareSource(first)) return ['deploy', ...argv];
-  const guess = closest(first, names);
-  throw new DeployError('USAGE', `unknown command '${first}'${guess ? `; did you mean '${guess}'?` : ''}`, {
-    hint: /[/.]/.test(first) ? `${first} is neither a directory nor an archive; to deploy, give the build output directory or a .tar, .tar.gz or .zip: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help',
-  });
+  throw unknown(first, /[/.]/.test(first) ? `${first} is neither a directory nor an archive; to deploy, give the build output directory or a .tar, .tar.gz or .zip: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help');
 }
 
 /** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */

@@ -173,6 +173,8 @@ const CASES: Case[] = [
   { name: 'missing arguments', setup: () => ['deploy'], code: 2, message: /missing required argument 'source'/ },
   { name: '--wait not a number', setup: (c) => deployTo(c, '--wait', 'soon'), code: 2, message: /expected a number of seconds/ },
   { name: '--wait negative', setup: (c) => deployTo(c, '--wait=-1'), code: 2, message: /expected a number of seconds/ },
+  { name: 'help for an unknown command', setup: () => ['help', 'bogus'], code: 2, message: /^error: unknown command 'bogus'$/, hint: /^hint: see: atomic-deploy --help$/ },
+  { name: 'help for a mistyped command', setup: () => ['help', 'rollbak'], code: 2, message: /^error: unknown command 'rollbak'; did you mean 'rollback'\?$/, hint: /^hint: see: atomic-deploy --help$/ },
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
   // Artifact checks given for a directory source: refused, never skipped.
   ...directoryChecks(),

@@ -26,6 +26,9 @@ const TYPOS: { args: string[]; error: string; hint: RegExp }[] = [
   { args: ['verfy', 'www'], error: "error: unknown command 'verfy'; did you mean 'verify'?", hint: /--help/ },
   { args: ['completon', 'bash'], error: "error: unknown command 'completon'; did you mean 'completion'?", hint: /--help/ },
   { args: ['./bulid', 'www'], error: "error: unknown command './bulid'", hint: /\.\/bulid is neither a directory nor an archive; to deploy, give the build output directory or a \.tar, \.tar\.gz or \.zip/ },
+  // `help <command>` names a command too: an unknown one is the same mistake, not a request for the general help.
+  { args: ['help', 'bogus'], error: "error: unknown command 'bogus'", hint: /^hint: see: atomic-deploy --help$/ },
+  { args: ['help', 'rollbak'], error: "error: unknown command 'rollbak'; did you mean 'rollback'?", hint: /^hint: see: atomic-deploy --help$/ },
   // A file that exists but is no archive is no source either: the bare form would have deployed it.
   { args: ['notes.txt', 'www'], error: "error: unknown command 'notes.txt'", hint: /notes\.txt is neither a directory nor an archive/ },
 ];
@@ -44,6 +47,16 @@ for (const typo of TYPOS) {
     assert.deepEqual(treeSnapshot(dir, { times: true }), before);
   });
 }
+
+void test('help <command> prints that command\'s help, as <command> --help does', async (t) => {
+  const dir = await workdir(t);
+  for (const name of ['rollback', 'deploy', 'prune']) {
+    const result = await runCli(['help', name], { cwd: dir });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '');
+    assert.match(result.stdout, new RegExp(`^Usage: atomic-deploy ${name} `));
+  }
+});
 
 void test('a typo with --json prints one JSON error object', async (t) => {
   const dir = await workdir(t);
