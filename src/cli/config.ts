@@ -268,14 +268,41 @@ keep: 5
 /** The example for a `.json` config file: JSON has no comments, so the three settings every root needs. */
 export const EXAMPLE_CONFIG_JSON = JSON.stringify({ root: '/srv/www/app', source: './build', keep: 5 }, null, 2) + '\n';
 
-/** Writes the example (JSON for a `.json` name, else YAML); refuses to replace an existing file unless `force`. */
+const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+
+/**
+ * Writes the example (JSON for a `.json` name, else YAML) to a new file, or over a regular file
+ * with `force`. A directory, device, FIFO or socket is refused, and so is a symbolic link: --force
+ * replaces the file named, never one a link leads to. Exit 2 for each, nothing written.
+ */
 export function writeExampleConfig(file: string, force: boolean): void {
+  let existing: fs.Stats | undefined;
   try {
-    fs.writeFileSync(file, file.toLowerCase().endsWith('.json') ? EXAMPLE_CONFIG_JSON : EXAMPLE_CONFIG, { flag: force ? 'w' : 'wx', mode: 0o644 });
+    existing = fs.lstatSync(file);
+  } catch {
+    // Missing (the usual case), or a path whose problem the open below names.
+  }
+  const refuse = (why: string, hint?: string): DeployError => new DeployError('USAGE', `${file} ${why}; nothing was written`, { hint });
+  if (existing?.isSymbolicLink()) throw refuse(`is a symbolic link (to ${fs.readlinkSync(file)})`, 'give the file it points to as --config, or remove the link');
+  if (existing?.isDirectory()) throw refuse('is a directory, not a config file', `name a file in it: --config ${path.join(file, CONFIG_NAMES[0])}`);
+  if (existing && !existing.isFile()) throw refuse('is not a regular file', 'name a new file, or a config file to overwrite with --force');
+  if (existing && !force) throw refuse('already exists', 'use --force to overwrite it');
+  // O_NOFOLLOW and O_NONBLOCK: a link or a FIFO put there since the check fails the open, never blocks it or is followed.
+  const flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | (force ? O_TRUNC : O_EXCL);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, flags, 0o644);
   } catch (error) {
-    if (errnoOf(error) === 'EEXIST') {
-      throw new DeployError('USAGE', `${file} already exists; nothing was written`, { hint: 'use --force to overwrite it' });
-    }
+    const code = errnoOf(error);
+    if (code === 'EEXIST') throw refuse('already exists', 'use --force to overwrite it');
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new DeployError('USAGE', `cannot write ${file}: ${path.dirname(file)} ${code === 'ENOENT' ? 'does not exist' : 'is not a directory'}; nothing was written`, { hint: 'create the directory first, or name a file in one that exists' });
+    throw new DeployError('IO', `cannot write ${file}: ${code ?? String(error)}`, { cause: error });
+  }
+  try {
+    fs.writeFileSync(fd, file.toLowerCase().endsWith('.json') ? EXAMPLE_CONFIG_JSON : EXAMPLE_CONFIG);
+  } catch (error) {
     throw new DeployError('IO', `cannot write ${file}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+  } finally {
+    fs.closeSync(fd);
   }
 }

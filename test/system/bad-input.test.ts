@@ -178,6 +178,25 @@ const CASES: Case[] = [
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
   // Artifact checks given for a directory source: refused, never skipped.
   ...directoryChecks(),
+  // init: the config path must be a new file or a regular file to overwrite.
+  { name: 'init --config naming a directory, --force', setup: (c) => (fs.mkdirSync(path.join(c.dir, 'conf')), ['init', '--config', path.join(c.dir, 'conf'), '--force']), code: 2, message: /^error: .*\/conf is a directory, not a config file; nothing was written$/, hint: /^hint: name a file in it: --config .*\/conf\/atomic-deploy\.config\.yaml$/ },
+  { name: 'init --config naming a directory', setup: (c) => (fs.mkdirSync(path.join(c.dir, 'conf')), ['init', '--config', path.join(c.dir, 'conf')]), code: 2, message: /^error: .*\/conf is a directory, not a config file; nothing was written$/ },
+  {
+    name: 'init --force on a config path that is a symbolic link',
+    setup: (c) => (fs.writeFileSync(path.join(c.dir, 'real.yaml'), 'keep: 1\n'), fs.symlinkSync('real.yaml', path.join(c.dir, 'link.yaml')), ['init', '--config', path.join(c.dir, 'link.yaml'), '--force']),
+    code: 2,
+    message: /^error: .*\/link\.yaml is a symbolic link \(to real\.yaml\); nothing was written$/,
+    hint: /^hint: give the file it points to as --config, or remove the link$/,
+  },
+  {
+    name: 'init --force on a dangling symbolic link',
+    setup: (c) => (fs.symlinkSync(path.join(c.dir, 'elsewhere.yaml'), path.join(c.dir, 'link.yaml')), ['init', '--config', path.join(c.dir, 'link.yaml'), '--force']),
+    code: 2,
+    message: /^error: .*\/link\.yaml is a symbolic link \(to .*elsewhere\.yaml\); nothing was written$/,
+  },
+  { name: 'init --config /dev/null --force', setup: () => ['init', '--config', '/dev/null', '--force'], code: 2, message: /^error: \/dev\/null is not a regular file; nothing was written$/, hint: /^hint: name a new file, or a config file to overwrite with --force$/ },
+  { name: 'init --config naming a FIFO, --force', setup: (c) => (mkfifo(path.join(c.dir, 'pipe.yaml')), ['init', '--config', path.join(c.dir, 'pipe.yaml'), '--force']), code: 2, message: /pipe\.yaml is not a regular file; nothing was written$/ },
+  { name: 'init --config in a directory that does not exist', setup: (c) => ['init', '--config', path.join(c.dir, 'nope', 'a.yaml')], code: 2, message: /^error: cannot write .*\/nope\/a\.yaml: .*nope does not exist; nothing was written$/ },
   // Locks.
   {
     name: 'lock held by a live process of another user',
