@@ -12,6 +12,7 @@ import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
 import { secondsProblem } from '../plan/validate.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
+import { namesWithVerb } from '../plan/units.ts';
 
 export interface FleetFlags {
   host?: string[];
@@ -66,6 +67,26 @@ export function addFleetFlags(cmd: Command, options: { deploy?: boolean } = {}):
   return cmd;
 }
 
+/**
+ * The flags that mean something only on hosts, in the order --help lists them. Not --ssh-config:
+ * like ssh's own settings it may be set for a whole environment (ATOMIC_DEPLOY_SSH_CONFIG) in
+ * which local commands run too.
+ */
+const FLEET_ONLY: readonly (readonly [keyof FleetFlags, string])[] = [
+  ['parallel', '--parallel'],
+  ['onFailure', '--on-failure'],
+  ['waves', '--waves'],
+  ['wavePause', '--wave-pause'],
+  ['maxFail', '--max-fail'],
+];
+
+/** A command run on the local root refuses the fleet's flags (given or from ATOMIC_DEPLOY_*) rather than ignore them. */
+export function refuseFleetFlags(flags: FleetFlags): void {
+  const given = FLEET_ONLY.filter(([key]) => flags[key] !== undefined).map(([, flag]) => flag);
+  if (given.length === 0) return;
+  throw new DeployError('USAGE', `${namesWithVerb(given, 'applies', 'apply')} only with --host`, { hint: 'add --host [user@]host[:port] (repeatable), or hosts: in the config' });
+}
+
 /** The rollout keys: flags, else the config's `waves`, `wavePause`, `maxFail`, `onFailure`. */
 export function rolloutFrom(flags: FleetFlags, loaded: LoadedConfig): Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'> {
   const c = loaded.config;
@@ -81,11 +102,17 @@ export function rolloutFrom(flags: FleetFlags, loaded: LoadedConfig): Pick<Fleet
   };
 }
 
-/** The hosts a command runs on: `--host` flags, else the config's `hosts:`; undefined runs locally. */
+/**
+ * The hosts a command runs on: `--host` flags, else the config's `hosts:`; undefined runs locally,
+ * and then a fleet-only flag is refused (exit 2) before anything is read or written.
+ */
 export function fleetHostsFrom(flags: FleetFlags, loaded: LoadedConfig): FleetHostSpec[] | undefined {
   if (flags.host && flags.host.length > 0) return flags.host.map((host) => ({ host }));
   const hosts = loaded.config.hosts;
-  if (!hosts || hosts.length === 0) return undefined;
+  if (!hosts || hosts.length === 0) {
+    refuseFleetFlags(flags);
+    return undefined;
+  }
   return hosts.map((h) => ({ host: h.host, ...(h.root ? { root: h.root } : {}) }));
 }
 

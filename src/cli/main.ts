@@ -280,9 +280,6 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       }
       return;
     }
-    if (flags.waves || flags.maxFail !== undefined || flags.wavePause !== undefined) {
-      throw new DeployError('USAGE', '--waves, --wave-pause and --max-fail apply to fleet deploys only', { hint: 'add --host [user@]host[:port] (repeatable), or hosts: in the config' });
-    }
     const root = rootOf(rootArg);
     // Each flag given on the command line overrides the config file's value.
     const [{ deploy }, { isArtifactSource }] = await Promise.all([import('../ops/deploy.ts'), import('../ops/artifact.ts')]);

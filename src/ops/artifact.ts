@@ -8,6 +8,7 @@ import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
 import { signalOf } from '../plan/validate.ts';
+import { namesWithVerb } from '../plan/units.ts';
 import type { EventSink } from './events.ts';
 
 export interface ArtifactOptions {
@@ -63,8 +64,7 @@ export function refuseChecksOnDirectory(source: string, options: ArtifactOptions
     // Missing or unreadable: the source's own check says so.
     return;
   }
-  const flags = given.length === 1 ? given[0] : `${given.slice(0, -1).join(', ')} and ${given.at(-1)}`;
-  throw new DeployError('USAGE', `${flags} ${given.length === 1 ? 'checks' : 'check'} an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
+  throw new DeployError('USAGE', `${namesWithVerb(given, 'checks', 'check')} an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
     hint: 'deploy the archive or URL itself with these flags, or leave them out to deploy the directory',
   });
 }

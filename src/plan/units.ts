@@ -16,3 +16,10 @@ export function formatBytes(n: number): string {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+const LIST = new Intl.ListFormat('en-GB', { type: 'conjunction' });
+
+/** `--a`, `--a and --b`, `--a, --b and --c`: names in a sentence, with the verb agreed (`applies`, `apply`). */
+export function namesWithVerb(names: readonly string[], one: string, many: string): string {
+  return `${LIST.format(names)} ${names.length === 1 ? one : many}`;
+}

@@ -178,6 +178,8 @@ const CASES: Case[] = [
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
   // Artifact checks given for a directory source: refused, never skipped.
   ...directoryChecks(),
+  // Fleet flags without a fleet: refused, never ignored.
+  ...fleetOnly(),
   // init: the config path must be a new file or a regular file to overwrite.
   { name: 'init --config naming a directory, --force', setup: (c) => (fs.mkdirSync(path.join(c.dir, 'conf')), ['init', '--config', path.join(c.dir, 'conf'), '--force']), code: 2, message: /^error: .*\/conf is a directory, not a config file; nothing was written$/, hint: /^hint: name a file in it: --config .*\/conf\/atomic-deploy\.config\.yaml$/ },
   { name: 'init --config naming a directory', setup: (c) => (fs.mkdirSync(path.join(c.dir, 'conf')), ['init', '--config', path.join(c.dir, 'conf')]), code: 2, message: /^error: .*\/conf is a directory, not a config file; nothing was written$/ },
@@ -258,6 +260,23 @@ function directoryChecks(): Case[] {
     // Refused before any host is reached (the name does not resolve: reaching it would fail otherwise).
     { name: '--sha256 with a directory source to a fleet', setup: (c) => deployTo(c, '--host', 'web1.invalid', '--sha256', ZERO_SHA), code: 2, message: message('--sha256', 'checks'), hint },
     { name: '--sha256 with a directory source from the config file', setup: (c) => (fs.writeFileSync(path.join(c.dir, 'atomic-deploy.config.yaml'), `source: ./src\nroot: ./root\n`), ['deploy', '--sha256', ZERO_SHA]), code: 2, message: message('--sha256', 'checks'), hint },
+  ];
+}
+
+/** Flags that only mean something with --host (or hosts: in the config), given without. */
+function fleetOnly(): Case[] {
+  const hint = /^hint: add --host \[user@\]host\[:port\] \(repeatable\), or hosts: in the config$/;
+  const only = (flags: string, verb = 'applies'): RegExp => new RegExp(`^error: ${flags} ${verb} only with --host$`);
+  return [
+    { name: 'deploy --on-failure without --host', setup: (c) => deployTo(c, '--on-failure', 'keep'), code: 2, message: only('--on-failure'), hint },
+    { name: 'deploy --parallel without --host', setup: (c) => deployTo(c, '--parallel', '3'), code: 2, message: only('--parallel'), hint },
+    { name: 'deploy --parallel without --host, dry run', setup: (c) => deployTo(c, '--parallel', '3', '-n'), code: 2, message: only('--parallel'), hint },
+    { name: 'deploy --waves and --max-fail without --host', setup: (c) => deployTo(c, '--waves', '1', '--max-fail', '1'), code: 2, message: only('--waves and --max-fail', 'apply'), hint },
+    { name: 'deploy --on-failure, --parallel and --wave-pause without --host', setup: (c) => deployTo(c, '--on-failure', 'rollback', '--parallel', '2', '--wave-pause', '1'), code: 2, message: only('--parallel, --on-failure and --wave-pause', 'apply'), hint },
+    { name: 'ATOMIC_DEPLOY_PARALLEL without --host', setup: (c) => deployTo(c), env: { ATOMIC_DEPLOY_PARALLEL: '3' }, code: 2, message: only('--parallel'), hint },
+    { name: 'rollback --parallel without --host', setup: (c) => ['rollback', c.root, '--parallel', '2'], code: 2, message: only('--parallel'), hint },
+    { name: 'status --parallel without --host', setup: (c) => ['status', c.root, '--parallel', '2'], code: 2, message: only('--parallel'), hint },
+    { name: 'prune --parallel without --host', setup: (c) => ['prune', c.root, '--keep', '1', '--parallel', '2'], code: 2, message: only('--parallel'), hint },
   ];
 }
 
