@@ -3,7 +3,8 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeployOptions } from '../ops/deploy.ts';
 import path from 'node:path';
 import { parseByteCount } from '../plan/archive.ts';
-import { secondsProblem, timeoutProblem } from '../plan/validate.ts';
+import { COUNTS } from '../plan/validate.ts';
+import { countFlag, secondsFlag } from './number-flags.ts';
 import type { LoadedConfig } from './config.ts';
 
 export interface ReleaseFlags {
@@ -27,13 +28,6 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function positiveSeconds(value: string): number {
-  // One message for every refused value (-1 and 0 alike): what this flag takes.
-  const problem = secondsProblem(value) === undefined ? timeoutProblem(Number(value) * 1000) : timeoutProblem(Number.NaN);
-  if (problem) throw new InvalidArgumentError(problem);
-  return Number(value);
-}
-
 function nonEmpty(value: string): string {
   if (value.trim() === '') throw new InvalidArgumentError('expected a non-empty value');
   return value;
@@ -50,10 +44,10 @@ export function addReleaseFlags(cmd: Command): Command {
     .option('--checksum', 'accepted and ignored: every strategy compares content (SHA-256), never size and mtime')
     .option('--before-switch <command>', 'shell command run in the new release before the switch; failure aborts (repeatable)', collect)
     .option('--after-switch <command>', 'shell command run in the new release after the switch (repeatable)', collect)
-    .addOption(new Option('--hook-timeout <seconds>', 'kill a hook and its children after this long (default 300)').argParser(positiveSeconds))
+    .addOption(new Option('--hook-timeout <seconds>', 'kill a hook and its children after this long (default 300)').argParser(secondsFlag('positive')))
     .addOption(new Option('--health-check <command>', 'shell command that must exit 0 after the switch, or the deploy rolls back').argParser(nonEmpty))
     .addOption(new Option('--health-url <url>', 'URL that must answer 2xx after the switch, or the deploy rolls back').argParser(nonEmpty))
-    .addOption(new Option('--health-timeout <seconds>', 'keep retrying the health check this long (default 30)').argParser(positiveSeconds));
+    .addOption(new Option('--health-timeout <seconds>', 'keep retrying the health check this long (default 30)').argParser(secondsFlag('positive')));
 }
 
 /** The flags of an artifact source (a tar, tar.gz or zip file, or an http(s) URL to one). */
@@ -69,17 +63,6 @@ export interface ArtifactFlags {
   downloadRetries?: number;
 }
 
-/** A whole number of at least `min`, the same check (and words) the flag's own limit would give. */
-function wholeNumberFrom(min: number): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number (>= ${min})`);
-    return n;
-  };
-}
-
-const wholeNumber = wholeNumberFrom(0);
-
 /** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
 function byteCount(value: string): number {
   const n = parseByteCount(value);
@@ -89,15 +72,15 @@ function byteCount(value: string): number {
 
 export function addArtifactFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--strip-components <n>', 'artifact: drop this many leading path components of every entry, as tar does').argParser(wholeNumber))
+    .addOption(new Option('--strip-components <n>', 'artifact: drop this many leading path components of every entry, as tar does').argParser(countFlag(COUNTS.stripComponents)))
     .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(nonEmpty))
     .addOption(new Option('--signature <file|url>', 'artifact: OpenSSH signature (ssh-keygen -Y sign -n atomic-deploy), checked before the switch').argParser(nonEmpty))
     .addOption(new Option('--allowed-signers <file>', 'with --signature: the OpenSSH allowed_signers file of keys that may sign').argParser(nonEmpty))
-    .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(wholeNumberFrom(1)))
+    .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(countFlag(COUNTS.maxFiles)))
     .addOption(new Option('--max-bytes <size>', 'artifact: refuse one that expands to more (default 16G)').argParser(byteCount))
     .option('--keep-setuid', 'artifact: keep setuid/setgid bits (only when run as root; stripped otherwise)')
-    .addOption(new Option('--download-timeout <seconds>', 'URL artifact: retry a connection silent this long (default 30)').argParser(positiveSeconds))
-    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection (default 3)').argParser(wholeNumber));
+    .addOption(new Option('--download-timeout <seconds>', 'URL artifact: retry a connection silent this long (default 30)').argParser(secondsFlag('positive')))
+    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection (default 3)').argParser(countFlag(COUNTS.downloadRetries)));
 }
 
 /**

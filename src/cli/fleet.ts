@@ -10,7 +10,8 @@ import type * as RemoteOps from '../remote/ops.ts';
 const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
-import { secondsProblem } from '../plan/validate.ts';
+import { COUNTS } from '../plan/validate.ts';
+import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
 import { namesWithVerb } from '../plan/units.ts';
 
@@ -36,32 +37,20 @@ function parseMaxFailFlag(value: string): Size {
   return size;
 }
 
-function parseSecondsFlag(value: string): number {
-  const problem = secondsProblem(value);
-  if (problem) throw new InvalidArgumentError(problem);
-  return Number(value);
-}
-
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
-}
-
-function parseParallel(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number (>= 1)');
-  return n;
 }
 
 /** `--host`, `--parallel`, `--ssh-config`; deploy also gets `--on-failure`. */
 export function addFleetFlags(cmd: Command, options: { deploy?: boolean } = {}): Command {
   cmd
     .option('--host <[user@]host[:port]>', 'run on this host over ssh, <root> being the deploy root there (repeatable; default: hosts: in the config)', collect)
-    .addOption(new Option('--parallel <n>', 'with --host: hosts worked on at once (default 10)').argParser(parseParallel))
+    .addOption(new Option('--parallel <n>', 'with --host: hosts worked on at once (default 10)').argParser(countFlag(COUNTS.parallel)))
     .option('--ssh-config <file>', 'with --host: ssh_config file for ssh -F (default: ~/.ssh/config)');
   if (options.deploy) {
     cmd.addOption(new Option('--on-failure <policy>', 'with --host: beyond the failure budget, switch every switched host in every wave back (rollback, the default) or keep them').choices(['rollback', 'keep']));
     cmd.addOption(new Option('--waves <sizes>', 'with --host: roll out in waves, e.g. 1,10%,100% (first host alone, then 10% of the hosts, then the rest); each wave is switched and health-checked before the next').argParser(parseWavesFlag));
-    cmd.addOption(new Option('--wave-pause <seconds>', 'with --waves: pause between waves').argParser(parseSecondsFlag));
+    cmd.addOption(new Option('--wave-pause <seconds>', 'with --waves: pause between waves').argParser(secondsFlag()));
     cmd.addOption(new Option('--max-fail <n|p%>', 'with --host: failed hosts tolerated across the whole rollout (default 0: all-or-nothing); the rest commit, the failed ones go back').argParser(parseMaxFailFlag));
   }
   return cmd;

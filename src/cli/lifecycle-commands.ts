@@ -1,8 +1,9 @@
 /** The `prune` and `init` commands, and the flags deploy takes for the release lifecycle. */
-import { secondsProblem } from '../plan/validate.ts';
+import { COUNTS } from '../plan/validate.ts';
+import { countFlag, secondsFlag } from './number-flags.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
@@ -27,22 +28,10 @@ export interface CommandContext {
   setExitCode: (code: number) => void;
 }
 
-export function parseCount(value: string): number {
-  // Number() would also take 0x10, 1e3 and ' 3': only plain decimal digits are a count.
-  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number (>= 0) in decimal digits');
-  return Number(value);
-}
-
-function parseSeconds(value: string): number {
-  const problem = secondsProblem(value);
-  if (problem) throw new InvalidArgumentError(problem);
-  return Number(value);
-}
-
 /** `--keep` and `--dry-run` for deploy. */
 export function addLifecycleFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--keep <n>', 'after a successful switch, prune to the newest <n> good releases (default 5; 0 keeps all)').argParser(parseCount))
+    .addOption(new Option('--keep <n>', 'after a successful switch, prune to the newest <n> good releases (default 5; 0 keeps all)').argParser(countFlag(COUNTS.keep)))
     .option('-n, --dry-run', 'print the plan (release id, contents, shared links, hooks, prune) and change nothing');
 }
 
@@ -65,10 +54,10 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         .command('prune')
         .description('remove old releases: keeps the newest <n> good ones, current, the rollback target and releases in use')
         .argument('[root]', 'deploy root (default: root from the config file)')
-        .addOption(new Option('--keep <n>', 'good releases to keep (default 5; 0 keeps all); failed and rolled-back ones never count').argParser(parseCount))
+        .addOption(new Option('--keep <n>', 'good releases to keep (default 5; 0 keeps all); failed and rolled-back ones never count').argParser(countFlag(COUNTS.keep)))
         .option('-n, --dry-run', 'list what would go and why each kept release stays; change nothing')
         .option('--force', 'also remove releases that running processes still use')
-        .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
+        .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(secondsFlag()))
         .option('--no-fsync', 'skip the fsync after each release leaves releases/')
         .addHelpText('after', EXAMPLES.prune),
     ))

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
-import { secondsProblem } from '../plan/validate.ts';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
@@ -10,6 +9,7 @@ import { addServingFlags, servingOptionsFrom, type ServingFlags } from './servin
 import { Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
+import { secondsFlag } from './number-flags.ts';
 import { closest } from '../plan/suggest.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
@@ -25,12 +25,6 @@ interface CommonFlags {
   quiet?: boolean;
   /** false with --no-color. */
   color?: boolean;
-}
-
-function parseSeconds(value: string): number {
-  const problem = secondsProblem(value);
-  if (problem) throw new InvalidArgumentError(problem);
-  return Number(value);
 }
 
 const EXAMPLES = {
@@ -257,7 +251,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .argument('[source]', 'build directory to publish (default: source from the config file)')
       .argument('[root]', 'deploy root, holds current, releases/, shared/ (default: root from the config file)')
       .option('--release-id <id>', 'release id instead of the UTC timestamp')
-      .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
+      .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(secondsFlag()))
       .option('--no-fsync', 'skip making the release and the switch durable (faster, not power-cut safe)')
       .option('--adopt', 'make a non-empty folder that is not a deploy root into one (its files stay)')
       .addHelpText('after', EXAMPLES.deploy),
@@ -316,7 +310,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .argument('[root]', 'deploy root (default: root from the config file)')
       .option('--to <id>', 'release to switch to')
       .option('-n, --dry-run', 'say which release it would switch to; change nothing')
-      .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(parseSeconds))
+      .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(secondsFlag()))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
       .addHelpText('after', EXAMPLES.rollback),
   ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {

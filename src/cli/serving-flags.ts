@@ -1,5 +1,6 @@
 /** The flags for what happens after every switch: reloads, and what processes left on the old release mean. */
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { secondsFlag } from './number-flags.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { Config } from '../plan/config.ts';
 import type { StaleMode } from '../plan/serving.ts';
@@ -16,22 +17,13 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function seconds(min: 'positive' | 'non-negative'): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    const ok = Number.isFinite(n) && value.trim() !== '' && (min === 'positive' ? n > 0 : n >= 0);
-    if (!ok) throw new InvalidArgumentError(min === 'positive' ? 'expected a number of seconds (> 0)' : 'expected a number of seconds (>= 0)');
-    return n;
-  };
-}
-
 export function addServingFlags(cmd: Command): Command {
   return cmd
     .option('--reload-unit <unit>', 'after the switch (and after any rollback): systemctl reload-or-restart <unit> (repeatable)', collect)
     .option('--reload-php-fpm <pid-file>', 'after the switch (and after any rollback): graceful php-fpm reload of the master in <pid-file>, or of the pool listening on unix:<socket> (repeatable)', collect)
-    .addOption(new Option('--reload-timeout <seconds>', 'fail a reload that takes longer (default 60)').argParser(seconds('positive')))
+    .addOption(new Option('--reload-timeout <seconds>', 'fail a reload that takes longer (default 60)').argParser(secondsFlag('positive')))
     .addOption(new Option('--stale <mode>', 'processes still running from the release left: warn (default), fail (exit 6 if they stay), off (no check)').choices(['warn', 'fail', 'off']))
-    .addOption(new Option('--stale-wait <seconds>', 'how long they get to go after the hooks and reloads (default: 10 with fail, 0 with warn)').argParser(seconds('non-negative')));
+    .addOption(new Option('--stale-wait <seconds>', 'how long they get to go after the hooks and reloads (default: 10 with fail, 0 with warn)').argParser(secondsFlag()));
 }
 
 const ms = (s: number | undefined): number | undefined => (s === undefined ? undefined : Math.round(s * 1000));

@@ -8,6 +8,7 @@ import { sharedPathProblem } from './paths.ts';
 import { newReleaseIdProblem } from './release-id.ts';
 import { parseHostSpec } from './config-basics.ts';
 import { closest } from './suggest.ts';
+import { COUNTS, MAX_SECONDS, type CountRange } from './validate.ts';
 import { parseMaxFail, parseWaves } from './waves.ts';
 
 export { CONFIG_NAMES, parseHostSpec, type HostSpec } from './config-basics.ts';
@@ -22,8 +23,15 @@ function httpUrl(value: string): boolean {
 }
 
 const text = (what: string) => z.string({ error: what }).check(z.minLength(1, { error: what }));
-const seconds = (what: string) => z.number({ error: what }).check(z.positive({ error: what }));
-const secondsOrZero = z.number({ error: 'a number of seconds >= 0' }).check(z.minimum(0, { error: 'a number of seconds >= 0' }));
+// Infinity (YAML's .inf, or 1e400) fails the type check, not the maximum: it gets the range's words too.
+const tooBig = (input: unknown): boolean => input === Number.POSITIVE_INFINITY;
+const SECONDS_POSITIVE = `a number of seconds greater than 0, at most ${MAX_SECONDS} (the longest timer Node keeps)`;
+const SECONDS_ZERO = `a number of seconds from 0 to ${MAX_SECONDS} (the longest timer Node keeps)`;
+const seconds = (what: string) =>
+  z.number({ error: (issue) => (tooBig(issue.input) ? SECONDS_POSITIVE : what) }).check(z.positive({ error: what }), z.maximum(MAX_SECONDS, { error: SECONDS_POSITIVE }));
+const secondsOrZero = z
+  .number({ error: (issue) => (tooBig(issue.input) ? SECONDS_ZERO : 'a number of seconds >= 0') })
+  .check(z.minimum(0, { error: 'a number of seconds >= 0' }), z.maximum(MAX_SECONDS, { error: SECONDS_ZERO }));
 const nonEmptyList = <T extends z.ZodMiniType>(item: T, what: string) => z.array(item, { error: what }).check(z.minLength(1, { error: what }));
 const commands = z.union([text('a command'), nonEmptyList(text('a command'), 'a command or a list of commands')], {
   error: 'a command or a list of commands',
@@ -31,12 +39,16 @@ const commands = z.union([text('a command'), nonEmptyList(text('a command'), 'a 
 const flag = z.boolean({ error: 'true or false' });
 const sharedList = z.array(text('a relative path inside the release').check(z.refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' })), { error: 'a list of relative paths' });
 const opt = z.optional;
-const count = (what: string, min: number) => z.int({ error: what }).check(z.minimum(min, { error: what }));
+/** A whole number in the range its flag takes (COUNTS); a number out of it gets the range as the expectation. */
+const count = ({ min, max }: CountRange) => {
+  const range = `an integer from ${min} to ${max}`;
+  return z.int({ error: (issue) => (typeof issue.input === 'number' && !(issue.input >= min && issue.input <= max) ? range : `an integer >= ${min}`) }).check(z.minimum(min, { error: `an integer >= ${min}` }), z.maximum(max, { error: range }));
+};
 
 export const configSchema = z.strictObject({
   root: opt(text('a directory path')),
   source: opt(text('a directory path')),
-  keep: opt(z.number({ error: 'an integer >= 0' }).check(z.int({ error: 'an integer >= 0' }), z.minimum(0, { error: 'an integer >= 0' }))),
+  keep: opt(count(COUNTS.keep)),
   releaseId: opt(text('a release id').check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }))),
   fsync: opt(flag),
   wait: opt(secondsOrZero),
@@ -96,8 +108,8 @@ export const configSchema = z.strictObject({
   artifact: opt(
     z.strictObject(
       {
-        stripComponents: opt(count('an integer >= 0', 0)),
-        maxFiles: opt(count('an integer >= 1', 1)),
+        stripComponents: opt(count(COUNTS.stripComponents)),
+        maxFiles: opt(count(COUNTS.maxFiles)),
         maxBytes: opt(
           z
             .union([z.number(), z.string()], { error: 'a size such as 500000000, 512M or 4G' })
@@ -106,7 +118,7 @@ export const configSchema = z.strictObject({
         allowedSigners: opt(text('an OpenSSH allowed_signers file path')),
         keepSetuid: opt(flag),
         downloadTimeout: opt(seconds('a number of seconds > 0')),
-        downloadRetries: opt(count('an integer >= 0', 0)),
+        downloadRetries: opt(count(COUNTS.downloadRetries)),
       },
       { error: 'a mapping with stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries' },
     ),
@@ -149,6 +161,8 @@ export function formatKeyPath(keys: readonly PropertyKey[]): string {
 /** A value as it appears in the error line: JSON, cut short. */
 export function formatValue(value: unknown): string {
   if (value === undefined) return 'nothing';
+  // JSON has no Infinity or NaN (it would print null): YAML's .inf, .nan and 1e400 are named as they are.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   let s: string;
   try {
     s = JSON.stringify(value) ?? typeof value;

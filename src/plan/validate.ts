@@ -46,12 +46,38 @@ export function commandProblem(command: unknown): string | undefined {
 
 /** Node fires a longer timer at once (2^31 - 1 ms overflows): larger hook and health timeouts are refused. */
 export const MAX_TIMEOUT_MS = 2_147_483_000;
+/** The most seconds any wait or timeout takes, flag or config key: the longest timer Node keeps. */
+export const MAX_SECONDS = MAX_TIMEOUT_MS / 1000;
+const TOO_LONG = `at most ${MAX_SECONDS} seconds (about 24.8 days, the longest timer Node keeps)`;
 
 /** A timeout of 0 would mean "no limit" to timeout(1) on a host: only a positive, finite time is a limit. */
 export function timeoutProblem(ms: unknown): string | undefined {
   if (!(typeof ms === 'number' && Number.isFinite(ms) && ms > 0)) return 'expected a number of seconds greater than 0';
-  if (ms > MAX_TIMEOUT_MS) return `at most ${MAX_TIMEOUT_MS / 1000} seconds (about 24.8 days, the longest timer Node keeps)`;
+  if (ms > MAX_TIMEOUT_MS) return TOO_LONG;
   return undefined;
+}
+
+export interface CountRange {
+  min: number;
+  max: number;
+}
+
+/** The whole-number flags and their config keys: the smallest and the largest value each takes. */
+export const COUNTS = {
+  keep: { min: 0, max: 1_000_000 },
+  parallel: { min: 1, max: 1000 },
+  maxFiles: { min: 1, max: 1_000_000_000 },
+  stripComponents: { min: 0, max: 1024 },
+  downloadRetries: { min: 0, max: 100 },
+} as const satisfies Record<string, CountRange>;
+
+/**
+ * A whole number as typed (`--keep`, `--parallel`, `--max-files`, ...): decimal digits only, since
+ * Number() would also read 0x10, 1e3 and ' 3', within the flag's range; or the problem.
+ */
+export function countProblem(value: string, range: CountRange): string | undefined {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  return n >= range.min && n <= range.max ? undefined : `expected a whole number from ${range.min} to ${range.max} in decimal digits`;
 }
 
 /** A URL as it may be printed: user name and password never leave the process. */
@@ -111,10 +137,14 @@ export function checkHookAndHealth(options: HookAndHealthOptions): void {
   }
 }
 
-/** Seconds as typed on the command line (`--wait`, `--wave-pause`): a finite number >= 0, or the problem. */
-export function secondsProblem(value: string): string | undefined {
-  const n = Number(value);
-  return value.trim() === '' || !Number.isFinite(n) || n < 0 ? 'expected a number of seconds (>= 0)' : undefined;
+/**
+ * Seconds as typed (`--wait`, `--hook-timeout`, ...): decimal digits with an optional fraction, at
+ * most MAX_SECONDS, and above 0 where 0 would mean no limit; or the problem.
+ */
+export function secondsProblem(value: string, min: 'zero' | 'positive' = 'zero'): string | undefined {
+  const n = /^\d+(\.\d+)?$/.test(value) ? Number(value) : Number.NaN;
+  if (!(min === 'positive' ? n > 0 : n >= 0)) return `expected a number of seconds ${min === 'positive' ? 'greater than 0' : '(>= 0)'} in decimal digits, such as 30 or 2.5`;
+  return n > MAX_SECONDS ? TOO_LONG : undefined;
 }
 
 /** The signal an AbortSignal was aborted with (our CLI aborts with the signal's name); SIGTERM otherwise. */

@@ -178,6 +178,8 @@ const CASES: Case[] = [
   { name: 'source with a leading - and no --', setup: (c) => ['deploy', '-src', c.root], code: 2, message: /unknown option '-src'/ },
   // Artifact checks given for a directory source: refused, never skipped.
   ...directoryChecks(),
+  // Numbers: decimal digits only, each within its documented range.
+  ...numbers(),
   // Fleet flags without a fleet: refused, never ignored.
   ...fleetOnly(),
   // init: the config path must be a new file or a regular file to overwrite.
@@ -260,6 +262,55 @@ function directoryChecks(): Case[] {
     // Refused before any host is reached (the name does not resolve: reaching it would fail otherwise).
     { name: '--sha256 with a directory source to a fleet', setup: (c) => deployTo(c, '--host', 'web1.invalid', '--sha256', ZERO_SHA), code: 2, message: message('--sha256', 'checks'), hint },
     { name: '--sha256 with a directory source from the config file', setup: (c) => (fs.writeFileSync(path.join(c.dir, 'atomic-deploy.config.yaml'), `source: ./src\nroot: ./root\n`), ['deploy', '--sha256', ZERO_SHA]), code: 2, message: message('--sha256', 'checks'), hint },
+  ];
+}
+
+/** Every integer flag takes decimal digits up to its maximum; every seconds flag at most the longest timer Node keeps. */
+function numbers(): Case[] {
+  const BIG = '99999999999999999999';
+  const bad = (flag: string, value: string): RegExp => new RegExp(`^error: option '${flag}' argument '${value}' is invalid\\. `);
+  const count = (flag: string, value: string, min: number, max: number): RegExp => new RegExp(`${bad(flag, value).source}expected a whole number from ${min} to ${max} in decimal digits$`);
+  const tooLong = / at most 2147483 seconds \(about 24\.8 days, the longest timer Node keeps\)$/;
+  const secondsCase = (args: (c: Ctx) => string[], name: string, message: RegExp): Case => ({ name, setup: args, code: 2, message });
+  const config = (c: Ctx, text: string): string[] => (fs.writeFileSync(path.join(c.dir, 'atomic-deploy.config.yaml'), `source: ./src\nroot: ./root\n${text}`), ['deploy']);
+  const hint = /^hint: see docs\/lifecycle\.md for every key/;
+  return [
+    ...(
+      [
+        ['--keep <n>', '1e3', 0, 1000000],
+        ['--keep <n>', BIG, 0, 1000000],
+        ['--keep <n>', '1000001', 0, 1000000],
+        ['--parallel <n>', '0x10', 1, 1000],
+        ['--parallel <n>', '1e1', 1, 1000],
+        ['--parallel <n>', BIG, 1, 1000],
+        ['--max-files <n>', '0x10', 1, 1000000000],
+        ['--max-files <n>', '1e3', 1, 1000000000],
+        ['--strip-components <n>', '1e1', 0, 1024],
+        ['--strip-components <n>', '0x1', 0, 1024],
+        ['--download-retries <n>', '0x3', 0, 100],
+        ['--download-retries <n>', '101', 0, 100],
+      ] as const
+    ).map(([flag, value, min, max]): Case => ({ name: `${flag} ${value}`, setup: (c) => deployTo(c, flag.split(' ')[0] as string, value), code: 2, message: count(flag, value, min, max) })),
+    { name: 'prune --keep 0x10', setup: (c) => ['prune', c.root, '--keep', '0x10'], code: 2, message: count('--keep <n>', '0x10', 0, 1000000) },
+    ...(['--wait <seconds>', '--reload-timeout <seconds>', '--stale-wait <seconds>', '--hook-timeout <seconds>', '--health-timeout <seconds>', '--download-timeout <seconds>', '--wave-pause <seconds>'] as const).map((flag) =>
+      secondsCase((c) => deployTo(c, flag.split(' ')[0] as string, BIG), `${flag} ${BIG}`, new RegExp(`${bad(flag, BIG).source}${tooLong.source.slice(1)}`)),
+    ),
+    secondsCase((c) => deployTo(c, '--wait', '2147484'), '--wait 2147484', new RegExp(`${bad('--wait <seconds>', '2147484').source}${tooLong.source.slice(1)}`)),
+    secondsCase((c) => deployTo(c, '--wait', '0x10'), '--wait 0x10', new RegExp(`${bad('--wait <seconds>', '0x10').source}expected a number of seconds \\(>= 0\\) in decimal digits, such as 30 or 2\\.5$`)),
+    secondsCase((c) => deployTo(c, '--stale-wait', '1e3'), '--stale-wait 1e3', new RegExp(`${bad('--stale-wait <seconds>', '1e3').source}expected a number of seconds \\(>= 0\\) in decimal digits, such as 30 or 2\\.5$`)),
+    secondsCase((c) => deployTo(c, '--reload-timeout', '1e3'), '--reload-timeout 1e3', new RegExp(`${bad('--reload-timeout <seconds>', '1e3').source}expected a number of seconds greater than 0 in decimal digits, such as 30 or 2\\.5$`)),
+    secondsCase((c) => ['rollback', c.root, '--wait', BIG], `rollback --wait ${BIG}`, new RegExp(`${bad('--wait <seconds>', BIG).source}${tooLong.source.slice(1)}`)),
+    secondsCase((c) => ['prune', c.root, '--wait', '1e3'], 'prune --wait 1e3', new RegExp(`${bad('--wait <seconds>', '1e3').source}expected a number of seconds \\(>= 0\\)`)),
+    { name: `ATOMIC_DEPLOY_WAIT=${BIG}`, setup: (c) => deployTo(c), env: { ATOMIC_DEPLOY_WAIT: BIG }, code: 2, message: new RegExp(`^error: ATOMIC_DEPLOY_WAIT="${BIG}":${tooLong.source}`) },
+    { name: 'ATOMIC_DEPLOY_PARALLEL=0x10', setup: (c) => deployTo(c), env: { ATOMIC_DEPLOY_PARALLEL: '0x10' }, code: 2, message: /^error: ATOMIC_DEPLOY_PARALLEL="0x10": expected a whole number from 1 to 1000 in decimal digits$/ },
+    // The config file: YAML's .inf and a number past a double's range are Infinity, named as such.
+    { name: 'config keep: .inf', setup: (c) => config(c, 'keep: .inf\n'), code: 2, message: /atomic-deploy\.config\.yaml: keep: got Infinity, expected an integer from 0 to 1000000$/, hint },
+    { name: 'config keep: 1000001', setup: (c) => config(c, 'keep: 1000001\n'), code: 2, message: /keep: got 1000001, expected an integer from 0 to 1000000$/, hint },
+    { name: 'config wait: 1e400', setup: (c) => config(c, 'wait: 1e400\n'), code: 2, message: /atomic-deploy\.config\.yaml: wait: got Infinity, expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/, hint },
+    { name: 'config staleWait: 3000000', setup: (c) => config(c, 'staleWait: 3000000\n'), code: 2, message: /staleWait: got 3000000, expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/, hint },
+    { name: 'config reload.timeout: .inf', setup: (c) => config(c, 'reload:\n  timeout: .inf\n'), code: 2, message: /reload\.timeout: got Infinity, expected a number of seconds greater than 0, at most 2147483 \(the longest timer Node keeps\)$/, hint },
+    { name: 'config artifact.maxFiles: 1e12', setup: (c) => config(c, 'artifact:\n  maxFiles: 1e12\n'), code: 2, message: /artifact\.maxFiles: got 1000000000000, expected an integer from 1 to 1000000000$/, hint },
+    { name: 'config artifact.downloadRetries: .nan', setup: (c) => config(c, 'artifact:\n  downloadRetries: .nan\n'), code: 2, message: /artifact\.downloadRetries: got NaN, expected an integer from 0 to 100$/, hint },
   ];
 }
 

@@ -147,7 +147,13 @@ void test('keys of verify, reloads, the stale check and waves: the same one-line
     [{ onFailure: 'panic' }, /onFailure: got "panic", expected rollback or keep$/],
     [{ hosts: [] }, /hosts: got \[\], expected a non-empty list of hosts$/],
     [{ hosts: 'web1' }, /hosts: got "web1", expected a list of hosts$/],
-    [{ wait: Infinity }, /wait: got null, expected a number of seconds >= 0$/],
+    // Infinity (YAML's .inf, 1e400) is named as it is, with the range it is outside of.
+    [{ wait: Infinity }, /wait: got Infinity, expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/],
+    [{ wait: 2147484 }, /wait: got 2147484, expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/],
+    [{ hooks: { timeout: Infinity } }, /hooks\.timeout: got Infinity, expected a number of seconds greater than 0, at most 2147483 \(the longest timer Node keeps\)$/],
+    [{ keep: Infinity }, /keep: got Infinity, expected an integer from 0 to 1000000$/],
+    [{ keep: NaN }, /keep: got NaN, expected an integer from 0 to 1000000$/],
+    [{ artifact: { stripComponents: 1025 } }, /artifact\.stripComponents: got 1025, expected an integer from 0 to 1024$/],
   ];
   for (const [data, pattern] of cases) assert.match(configError(data).message, pattern, JSON.stringify(data));
   assert.match(configError({ staleWiat: 5 }).message, /^c\.yaml: staleWiat: unknown key \(value 5\); did you mean 'staleWait'\?/);

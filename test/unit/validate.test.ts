@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
-import { checkHookAndHealth, checkKeep, checkReleaseId, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
 
 function refused(fn: () => void, code: string): DeployError {
   try {
@@ -44,7 +44,24 @@ void test('release ids and --keep', () => {
 void test('seconds from the command line and signal names from an abort reason', () => {
   for (const v of ['', ' ', '-1', 'abc', 'Infinity']) assert.ok(secondsProblem(v), JSON.stringify(v));
   for (const v of ['0', '1.5', '300']) assert.equal(secondsProblem(v), undefined);
+  // Decimal digits only (Number() would read these), and no timer longer than Node keeps.
+  for (const v of ['0x10', '1e3', ' 3', '3 ', '+3', '.5', '5.', 'NaN']) assert.match(secondsProblem(v) ?? '', /^expected a number of seconds \(>= 0\) in decimal digits/, JSON.stringify(v));
+  assert.equal(secondsProblem('2147483'), undefined);
+  for (const v of ['2147483.5', '2147484', '99999999999999999999']) assert.match(secondsProblem(v) ?? '', /^at most 2147483 seconds/, v);
+  assert.match(secondsProblem('0', 'positive') ?? '', /greater than 0/);
+  assert.equal(secondsProblem('0.5', 'positive'), undefined);
   assert.equal(signalOf('SIGINT'), 'SIGINT');
   assert.equal(signalOf('SIGHUP'), 'SIGHUP');
   for (const r of [undefined, new Error('x'), 'SIG', 'sigint', 'SIGINT; rm']) assert.equal(signalOf(r), 'SIGTERM');
+});
+
+void test('whole numbers from the command line: decimal digits only, each flag within its range', () => {
+  for (const [name, range] of Object.entries(COUNTS)) {
+    assert.equal(countProblem(String(range.min), range), undefined, name);
+    assert.equal(countProblem(String(range.max), range), undefined, name);
+    for (const v of [String(range.max + 1), '99999999999999999999', '0x10', '1e3', '1.0', ' 3', '-1', '']) {
+      assert.equal(countProblem(v, range), `expected a whole number from ${range.min} to ${range.max} in decimal digits`, `${name} ${JSON.stringify(v)}`);
+    }
+  }
+  assert.ok(countProblem('0', COUNTS.parallel), '--parallel 0');
 });
