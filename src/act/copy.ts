@@ -1,8 +1,10 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
+import { escapedName } from '../plan/paths.ts';
 import type { FileStamp } from '../plan/stat-cache.ts';
 
 export type EntryKind = 'dir' | 'file' | 'symlink';
@@ -78,6 +80,21 @@ function under(dir: string, rel: string): string {
 const secs = (ms: number): number => ms / 1000;
 
 /**
+ * Throws for a name in `dir/rel` that is not valid UTF-8. Called only when a name as read holds
+ * U+FFFD: what the decoder makes of such bytes, and also a valid character a name may hold.
+ */
+function refuseNonUtf8(dir: string, rel: string): void {
+  for (const name of fs.readdirSync(under(dir, rel), { encoding: 'buffer' })) {
+    if (isUtf8(name)) continue;
+    const shown = under(dir, rel === '' ? escapedName(name) : `${rel}${path.sep}${escapedName(name)}`);
+    // The tar and zip readers' words for such an entry; a manifest, and a release log, can only name UTF-8 paths.
+    throw new DeployError('INVALID_SOURCE', `${shown} is not valid UTF-8 (invalid bytes shown as \\xNN); a release can hold only UTF-8 names`, {
+      hint: 'rename it in the build, then deploy again; nothing was written',
+    });
+  }
+}
+
+/**
  * Lists a source tree before anything is written, so a FIFO, socket or device deep inside
  * is refused while the deploy root is still untouched. Symlinks are listed, never followed.
  */
@@ -93,6 +110,7 @@ export function scanSource(dir: string): SourceScan {
     } catch (error) {
       throw new DeployError('INVALID_SOURCE', `cannot read ${under(dir, rel)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
     }
+    if (names.some((name) => name.includes('\uFFFD'))) refuseNonUtf8(dir, rel);
     names.sort();
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}${path.sep}${name}`;

@@ -44,3 +44,24 @@ export function releaseIdFromLink(target: string, rootReal: string, rootGiven: s
   }
   return undefined;
 }
+
+/** A name's bytes as UTF-8 text where they are valid, each byte that is not as `\xNN` (for messages and differences). */
+export function escapedName(bytes: Uint8Array): string {
+  let out = '';
+  let i = 0;
+  while (i < bytes.length) {
+    const lead = bytes[i] as number;
+    const n = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    const seq = n === 0 ? undefined : bytes.subarray(i, i + n);
+    // One character only if it encodes back to the same bytes: overlong forms, surrogates and cut sequences do not.
+    const text = seq !== undefined && seq.length === n ? Buffer.from(seq).toString('utf8') : undefined;
+    if (text !== undefined && Buffer.from(text).equals(seq as Uint8Array)) {
+      out += text;
+      i += n;
+    } else {
+      out += `\\x${lead.toString(16).padStart(2, '0')}`;
+      i += 1;
+    }
+  }
+  return out;
+}

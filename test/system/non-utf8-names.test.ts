@@ -1,0 +1,65 @@
+// File names that are not valid UTF-8: a build holding one is refused before anything is written
+// (as the tar reader refuses such an entry), and one added to a release is a difference verify
+// names, escaped, even beside a sibling whose name is what a decoder makes of it (U+FFFD).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+
+interface Json {
+  identical?: boolean;
+  differences?: { path: string; kind: string; expected?: string; actual?: string }[];
+  error?: { code: string; message: string; hint?: string };
+}
+
+/** `dir/<bytes>`: a path whose last name is raw bytes. */
+const raw = (dir: string, ...name: number[]): Buffer => Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(name)]);
+/** `a\xff.txt` */
+const A_FF = [0x61, 0xff, 0x2e, 0x74, 0x78, 0x74];
+
+function assertOneError(stderr: string, message: RegExp): void {
+  const lines = stderr.trimEnd().split('\n');
+  assert.equal(lines.filter((l) => l.startsWith('error: ')).length, 1, stderr);
+  assert.ok(lines.every((l) => l.startsWith('error: ') || l.startsWith('hint: ')), stderr);
+  assert.match(lines[0] ?? '', message);
+  assert.match(stderr, /^hint: rename it in the build/m);
+  assert.doesNotMatch(stderr, /unexpected failure|\n\s+at /);
+}
+
+void test('a build with a name that is not UTF-8 is refused: exit 2, the name escaped, nothing written', async (t) => {
+  const dir = tempDir(t);
+  const cases: [string, (src: string) => void, RegExp][] = [
+    ['a file', (src) => fs.writeFileSync(raw(src, ...A_FF), 'x\n'), /src\/a\\xff\.txt is not valid UTF-8/],
+    // The decoded name of the bad one is the good one's: a string walk would see the good file twice.
+    ['a file beside its U+FFFD twin', (src) => (fs.writeFileSync(path.join(src, 'a\uFFFD.txt'), 'twin\n'), fs.writeFileSync(raw(src, ...A_FF), 'x\n')), /src\/a\\xff\.txt is not valid UTF-8/],
+    ['a directory, deeper', (src) => (fs.mkdirSync(raw(path.join(src, 'assets'), 0x64, 0xc3, 0x28)), fs.writeFileSync(Buffer.concat([raw(path.join(src, 'assets'), 0x64, 0xc3, 0x28), Buffer.from('/f')]), 'x')), /src\/assets\/d\\xc3\(.*is not valid UTF-8/],
+  ];
+  for (const [i, [name, add, message]] of cases.entries()) {
+    const src = writeTree(path.join(dir, `case-${i}`, 'src'), { 'index.html': 'v1\n', 'assets/app.js': '1\n' });
+    add(src);
+    const root = path.join(dir, `case-${i}`, 'root');
+    const human = await runCli(['deploy', src, root]);
+    assert.equal(human.code, 2, `${name}: ${human.stderr}`);
+    assertOneError(human.stderr, message);
+    assert.equal(fs.existsSync(root), false, `${name}: the root was made`);
+    const dry = await runCli(['deploy', src, root, '-n', '--json']);
+    assert.equal(dry.code, 2, `${name} (dry run): ${dry.stderr}`);
+    const error = jsonOf<Json>(dry).error;
+    assert.equal(error?.code, 'INVALID_SOURCE', name);
+    assert.match(error?.message ?? '', message, name);
+    assert.equal(fs.existsSync(root), false, `${name}: the dry run made the root`);
+  }
+});
+
+void test('a valid name holding U+FFFD itself deploys and verifies clean', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'a\uFFFD.txt': 'replacement character\n' });
+  const root = path.join(dir, 'root');
+  const r = await runCli(['deploy', src, root, '--release-id', 'one']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'a\uFFFD.txt'), 'utf8'), 'replacement character\n');
+  const v = await runCli(['verify', root, '--json']);
+  assert.equal(v.code, 0, v.stderr);
+  assert.deepEqual(jsonOf<Json>(v).differences, []);
+});
