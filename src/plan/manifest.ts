@@ -209,15 +209,28 @@ export interface ReleaseTree {
 
 /**
  * Every difference between a release as found (`tree`) and its manifest, sorted by path. A FIFO,
- * socket or device has no manifest entry: it replaced what was listed (`type`), or was added.
+ * socket or device has no manifest entry: it replaced what was listed (one `type` difference, what
+ * was listed against what is there), or was added.
  */
 export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[] {
-  const differences = diffManifests(expected, { entries: tree.entries });
-  if (tree.special.length === 0) return differences;
-  const listed = new Set(expected.entries.map((e) => e.path));
+  if (tree.special.length === 0) return diffManifests(expected, { entries: tree.entries });
+  const listed = new Map<string, ManifestEntry>();
+  for (const e of expected.entries) listed.set(e.path, e);
+  const replaced = new Set<string>();
+  const found: Difference[] = [];
   for (const s of tree.special) {
-    differences.push(listed.has(s.path) ? { path: s.path, kind: 'type', actual: s.kind } : { path: s.path, kind: 'added', actual: s.kind });
+    const want = listed.get(s.path);
+    if (want === undefined) {
+      found.push({ path: s.path, kind: 'added', actual: s.kind });
+    } else {
+      replaced.add(s.path);
+      found.push({ path: s.path, kind: 'type', expected: describe(want), actual: s.kind });
+    }
   }
+  // What a special file replaced is that one difference, not also `removed`.
+  const rest = replaced.size === 0 ? expected : { entries: expected.entries.filter((e) => !replaced.has(e.path)) };
+  const differences = diffManifests(rest, { entries: tree.entries });
+  differences.push(...found);
   return differences.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
 }
 

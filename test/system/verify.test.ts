@@ -153,3 +153,15 @@ void test('the library: verify() returns the differences; it throws DeployError 
   fs.rmSync(path.join(root, '.atomic-deploy/manifests/one.json'));
   await assert.rejects(verify(root), (e: unknown) => e instanceof DeployError && e.code === 'MANIFEST_UNTRUSTED' && e.exitCode === 2);
 });
+
+void test('a FIFO put in place of a file is one type difference, with what was expected and what was found', async (t) => {
+  const { root, rel } = await deployed(t);
+  fs.rmSync(path.join(rel, 'version'));
+  execFileSync('mkfifo', [path.join(rel, 'version')]);
+  const result = await runCli(['verify', root, '--json'], { timeoutMs: 20_000 });
+  assert.equal(result.code, 5, result.stderr);
+  assert.deepEqual(jsonOf<VerifyJson>(result).differences, [{ path: 'version', kind: 'type', expected: 'file', actual: 'FIFO' }]);
+  const human = await runCli(['verify', root], { timeoutMs: 20_000 });
+  assert.match(human.stdout, /^type {2}version {2}\(file -> FIFO\)$/m);
+  assert.match(human.stdout, /^release one differs from its manifest: 1 difference$/m);
+});
