@@ -4,11 +4,13 @@
  * trust it without reading every file again). Also the hashing of files and trees, for `verify`,
  * for releases made before manifests, and for the files a hardlink deploy compares.
  */
+import { isUtf8 } from 'node:buffer';
 import crypto, { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { errnoOf } from '../errors.ts';
+import { DeployError, errnoOf } from '../errors.ts';
 import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
+import { escapedName } from '../plan/paths.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir, writeFileAtomic } from './durable.ts';
@@ -215,6 +217,15 @@ export function hashWalkedFileSync(file: string): WalkedFile {
 
 export type TreeHash = ReleaseTree;
 
+export interface HashTreeOptions {
+  pool?: HashPool;
+  /**
+   * `verify`: a name that is not valid UTF-8 is put in the tree's `misnamed` (escaped) instead of
+   * failing the walk with UNSUPPORTED_FILE.
+   */
+  report?: boolean;
+}
+
 /** Yields to the event loop, so a signal is seen during a long synchronous walk. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -225,10 +236,41 @@ const TURN = 256;
 
 type FileEntry = Extract<ManifestEntry, { type: 'file' }>;
 
-const byName = (a: fs.Dirent, b: fs.Dirent): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+/** A directory entry as the walk uses it: its name as text, and whether it said regular file. */
+interface Named {
+  name: string;
+  isFile(): boolean;
+}
+
+const byName = (a: Named, b: Named): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 function specialKind(st: fs.Stats | fs.Dirent): string {
   return st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device';
+}
+
+/** What is at a path, in the words of a difference (`file`, `directory`, `symlink -> x`, `FIFO`). */
+function kindAt(at: Buffer): string | undefined {
+  const st = fs.lstatSync(at, { throwIfNoEntry: false });
+  if (st === undefined) return undefined;
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'directory';
+  if (st.isSymbolicLink()) return `symlink -> ${escapedName(fs.readlinkSync(at, { encoding: 'buffer' }))}`;
+  return specialKind(st);
+}
+
+/**
+ * A directory's entries read again by their bytes, when a name read as text held U+FFFD: that is
+ * what the decoder makes of bytes that are not UTF-8, and such a name is not the one on disk (nor
+ * told apart from a sibling whose name is that text). Valid names go on as text; `misnamed` gets
+ * the others, escaped, with what they are.
+ */
+function utf8Entries(at: string, rel: string, misnamed: (rel: string, at: Buffer) => void): Named[] {
+  const out: Named[] = [];
+  for (const d of fs.readdirSync(at, { encoding: 'buffer', withFileTypes: true })) {
+    if (isUtf8(d.name)) out.push({ name: d.name.toString('utf8'), isFile: () => d.isFile() });
+    else misnamed(rel === '' ? escapedName(d.name) : `${rel}/${escapedName(d.name)}`, Buffer.concat([Buffer.from(`${at}/`), d.name]));
+  }
+  return out;
 }
 
 /**
@@ -240,9 +282,17 @@ function specialKind(st: fs.Stats | fs.Dirent): string {
  * while this one starts walking), batches go in turns to its threads and to this one, which
  * hashes its own between its walking: every core works.
  */
-export async function hashTree(dir: string, signal?: AbortSignal, options: { pool?: HashPool } = {}): Promise<TreeHash> {
+export async function hashTree(dir: string, signal?: AbortSignal, options: HashTreeOptions = {}): Promise<TreeHash> {
   const out: TreeHash = { entries: [], special: [] };
   const { pool } = options;
+  // A name that is not UTF-8 can be no manifest's path: reported as found, or refused.
+  const misnamed = (rel: string, at: Buffer): void => {
+    if (options.report !== true) {
+      throw new DeployError('UNSUPPORTED_FILE', `${dir}/${rel} is not valid UTF-8 (invalid bytes shown as \\xNN); a release can hold only UTF-8 names`);
+    }
+    const kind = kindAt(at);
+    if (kind !== undefined) (out.misnamed ??= []).push({ path: rel, kind });
+  };
   const hashed: Promise<void>[] = [];
   // Files that were something else by the time they were opened (swapped after the readdir): looked at again by lstat.
   const again: FileEntry[] = [];
@@ -280,7 +330,14 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: { poo
   };
   let count = 0;
   const walk = async (rel: string): Promise<void> => {
-    const dirents = fs.readdirSync(rel === '' ? dir : `${dir}/${rel}`, { withFileTypes: true }).sort(byName);
+    const at = rel === '' ? dir : `${dir}/${rel}`;
+    let dirents: Named[] = fs.readdirSync(at, { withFileTypes: true });
+    for (const d of dirents) {
+      if (!d.name.includes('\uFFFD')) continue;
+      dirents = utf8Entries(at, rel, misnamed);
+      break;
+    }
+    dirents.sort(byName);
     for (const d of dirents) {
       if (signal?.aborted) return;
       const childRel = rel === '' ? d.name : `${rel}/${d.name}`;

@@ -98,7 +98,7 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, si
   const pool = extra > 0 ? new HashPool(extra) : undefined;
   let tree;
   try {
-    tree = await hashTree(dir, signal, { pool });
+    tree = await hashTree(dir, signal, { pool, report: true });
   } catch (error) {
     throw ioError(`hashing release ${id}`, error);
   } finally {

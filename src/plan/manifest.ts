@@ -205,15 +205,21 @@ export function diffManifests(expected: Manifest, actual: Manifest): Difference[
 export interface ReleaseTree {
   entries: ManifestEntry[];
   special: { path: string; kind: string }[];
+  /**
+   * Names that are not valid UTF-8, each invalid byte as `\xNN`, and what they are: never a
+   * manifest's path (deploys refuse such names), so always `added`, never compared with a listed path.
+   */
+  misnamed?: { path: string; kind: string }[];
 }
 
 /**
  * Every difference between a release as found (`tree`) and its manifest, sorted by path. A FIFO,
  * socket or device has no manifest entry: it replaced what was listed (one `type` difference, what
- * was listed against what is there), or was added.
+ * was listed against what is there), or was added. A name that is not UTF-8 was added.
  */
 export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[] {
-  if (tree.special.length === 0) return diffManifests(expected, { entries: tree.entries });
+  const misnamed = tree.misnamed ?? [];
+  if (tree.special.length === 0 && misnamed.length === 0) return diffManifests(expected, { entries: tree.entries });
   const listed = new Map<string, ManifestEntry>();
   for (const e of expected.entries) listed.set(e.path, e);
   const replaced = new Set<string>();
@@ -227,6 +233,7 @@ export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[]
       found.push({ path: s.path, kind: 'type', expected: describe(want), actual: s.kind });
     }
   }
+  for (const m of misnamed) found.push({ path: m.path, kind: 'added', actual: m.kind });
   // What a special file replaced is that one difference, not also `removed`.
   const rest = replaced.size === 0 ? expected : { entries: expected.entries.filter((e) => !replaced.has(e.path)) };
   const differences = diffManifests(rest, { entries: tree.entries });

@@ -63,3 +63,30 @@ void test('a valid name holding U+FFFD itself deploys and verifies clean', async
   assert.equal(v.code, 0, v.stderr);
   assert.deepEqual(jsonOf<Json>(v).differences, []);
 });
+void test('verify names a file or directory with a name that is not UTF-8: added, escaped, exit 5', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'a\uFFFD.txt': 'twin\n', 'assets/app.js': '1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  const rel = path.join(root, 'releases', 'one');
+  // Same bytes as its U+FFFD twin: hashing the twin twice would hide it.
+  fs.writeFileSync(raw(rel, ...A_FF), 'twin\n');
+  const bad = raw(path.join(rel, 'assets'), 0x64, 0xfe);
+  fs.mkdirSync(bad);
+  fs.writeFileSync(Buffer.concat([bad, Buffer.from('/evil.js')]), 'evil()\n');
+  fs.symlinkSync('/etc/passwd', raw(path.join(rel, 'assets'), 0x6c, 0x80));
+
+  const result = await runCli(['verify', root, '--json']);
+  assert.equal(result.code, 5, result.stderr);
+  const json = jsonOf<Json>(result);
+  assert.equal(json.identical, false);
+  assert.deepEqual(json.differences, [
+    { path: 'a\\xff.txt', kind: 'added', actual: 'file' },
+    { path: 'assets/d\\xfe', kind: 'added', actual: 'directory' },
+    { path: 'assets/l\\x80', kind: 'added', actual: 'symlink -> /etc/passwd' },
+  ]);
+  const human = await runCli(['verify', root]);
+  assert.equal(human.code, 5, human.stderr);
+  assert.match(human.stdout, /^added {2}a\\xff\.txt {2}\(file\)$/m);
+  assert.match(human.stdout, /^release one differs from its manifest: 3 differences$/m);
+});
