@@ -221,7 +221,8 @@ export interface HashTreeOptions {
   pool?: HashPool;
   /**
    * `verify`: a name that is not valid UTF-8 is put in the tree's `misnamed` (escaped) instead of
-   * failing the walk with UNSUPPORTED_FILE.
+   * failing the walk with UNSUPPORTED_FILE, and a file or directory permission keeps it from
+   * reading in its `unreadable` (what is under such a directory is left out) instead of failing with EACCES.
    */
   report?: boolean;
 }
@@ -312,7 +313,7 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     if (pool === undefined || files.length === 0) return;
     // A thread that falls behind by two turns' share gets no more until it answers.
     if (batches++ % (pool.size + 1) === pool.size || pool.queued() >= 2 * TURN * pool.size) {
-      for (const f of files) settle(f.entry, hashWalkedFileSync(f.full));
+      for (const f of files) settle(f.entry, walked(f.full));
       return;
     }
     hashed.push(pool.hash(files.map((f) => f.full)).then((found) => {
@@ -328,10 +329,29 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     batches = 0;
     for (let i = 0; i < files.length; i += share) dispatch(files.slice(i, i + share));
   };
+  // Directories whose entries could not be read or looked at (no read or no search permission).
+  const closed: string[] = [];
+  const denied = (error: unknown): boolean => options.report === true && (errnoOf(error) === 'EACCES' || errnoOf(error) === 'EPERM');
+  // A file it may not open is looked at again by lstat, which tells a file's mode from a closed directory.
+  const walked = (full: string): WalkedFile => {
+    try {
+      return hashWalkedFileSync(full);
+    } catch (error) {
+      if (denied(error)) return { other: true };
+      throw error;
+    }
+  };
   let count = 0;
   const walk = async (rel: string): Promise<void> => {
     const at = rel === '' ? dir : `${dir}/${rel}`;
-    let dirents: Named[] = fs.readdirSync(at, { withFileTypes: true });
+    let dirents: Named[];
+    try {
+      dirents = fs.readdirSync(at, { withFileTypes: true });
+    } catch (error) {
+      if (!denied(error)) throw error;
+      closed.push(rel);
+      return;
+    }
     for (const d of dirents) {
       if (!d.name.includes('\uFFFD')) continue;
       dirents = utf8Entries(at, rel, misnamed);
@@ -350,29 +370,49 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
           batch.push({ full, entry });
           if (batch.length >= BATCH) flush();
         } else {
-          settle(entry, hashWalkedFileSync(full));
+          settle(entry, walked(full));
         }
         if (++count % TURN === 0) await turn();
-      } else {
-        await visit(childRel, full);
+      } else if (!(await visit(childRel, full))) {
+        return;
       }
     }
   };
-  // Everything but a regular file, by lstat: directories (for their mode), symlinks, and what no entry can describe.
-  const visit = async (childRel: string, full: string): Promise<void> => {
-    const st = fs.lstatSync(full);
+  /**
+   * Everything but a regular file, by lstat: directories (for their mode), symlinks, and what no
+   * entry can describe. False when the lstat is denied: the directory holding it cannot be searched.
+   */
+  const visit = async (childRel: string, full: string): Promise<boolean> => {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(full);
+    } catch (error) {
+      if (!denied(error)) throw error;
+      const slash = childRel.lastIndexOf('/');
+      const parent = slash < 0 ? '' : childRel.slice(0, slash);
+      if (!closed.includes(parent)) closed.push(parent);
+      return false;
+    }
     if (st.isDirectory()) {
       out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
       await walk(childRel);
     } else if (st.isSymbolicLink()) {
       out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
     } else if (st.isFile()) {
-      const found = hashWalkedFileSync(full);
+      let found: WalkedFile;
+      try {
+        found = hashWalkedFileSync(full);
+      } catch (error) {
+        if (!denied(error)) throw error;
+        (out.unreadable ??= []).push({ path: childRel, type: 'file', mode: st.mode & 0o7777 });
+        return true;
+      }
       if ('other' in found) throw Object.assign(new Error(`${full} keeps changing type while it is read`), { code: 'EAGAIN', path: full });
       out.entries.push({ path: childRel, type: 'file', ...found });
     } else {
       out.special.push({ path: childRel, kind: specialKind(st) });
     }
+    return true;
   };
   let walkFailure: { error: unknown } | undefined;
   try {
@@ -389,6 +429,15 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     const swapped = new Set<ManifestEntry>(again);
     out.entries = out.entries.filter((e) => !swapped.has(e));
     for (const e of again) await visit(e.path, `${dir}/${e.path}`);
+  }
+  if (closed.length > 0) {
+    // Only the closed directory's own entry (its mode) stands for what it holds: the rest was found before it closed, or not at all.
+    const inside = (p: string): boolean => closed.some((d) => d === '' || p.startsWith(`${d}/`));
+    out.entries = out.entries.filter((e) => !inside(e.path));
+    out.special = out.special.filter((e) => !inside(e.path));
+    if (out.misnamed) out.misnamed = out.misnamed.filter((e) => !inside(e.path));
+    if (out.unreadable) out.unreadable = out.unreadable.filter((e) => !inside(e.path));
+    for (const d of closed) (out.unreadable ??= []).push({ path: d, type: 'dir' });
   }
   return out;
 }

@@ -148,7 +148,7 @@ function entryOf(item: unknown): ManifestEntry | string {
   return 'has an unknown type';
 }
 
-export type DifferenceKind = 'modified' | 'added' | 'removed' | 'mode' | 'retargeted' | 'type';
+export type DifferenceKind = 'modified' | 'added' | 'removed' | 'mode' | 'retargeted' | 'type' | 'unreadable';
 
 export interface Difference {
   path: string;
@@ -210,33 +210,72 @@ export interface ReleaseTree {
    * manifest's path (deploys refuse such names), so always `added`, never compared with a listed path.
    */
   misnamed?: { path: string; kind: string }[];
+  /**
+   * What permissions kept the walk from reading: a file (its mode, by lstat; no entry) or a
+   * directory (its entry is there; nothing under it is, `''` for the release itself).
+   */
+  unreadable?: ({ path: string; type: 'file'; mode: number } | { path: string; type: 'dir' })[];
 }
 
 /**
  * Every difference between a release as found (`tree`) and its manifest, sorted by path. A FIFO,
  * socket or device has no manifest entry: it replaced what was listed (one `type` difference, what
- * was listed against what is there), or was added. A name that is not UTF-8 was added.
+ * was listed against what is there), or was added. A name that is not UTF-8 was added. What could
+ * not be read is `unreadable` (after its `mode`): a file's content, or every listed path under a
+ * directory, was not checked, and none of it is called `removed`.
  */
 export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[] {
   const misnamed = tree.misnamed ?? [];
-  if (tree.special.length === 0 && misnamed.length === 0) return diffManifests(expected, { entries: tree.entries });
+  const unreadable = tree.unreadable ?? [];
+  if (tree.special.length === 0 && misnamed.length === 0 && unreadable.length === 0) return diffManifests(expected, { entries: tree.entries });
   const listed = new Map<string, ManifestEntry>();
   for (const e of expected.entries) listed.set(e.path, e);
-  const replaced = new Set<string>();
+  // Listed paths this function answers for itself, kept from diffManifests.
+  const aside = new Set<string>();
   const found: Difference[] = [];
   for (const s of tree.special) {
     const want = listed.get(s.path);
     if (want === undefined) {
       found.push({ path: s.path, kind: 'added', actual: s.kind });
     } else {
-      replaced.add(s.path);
+      aside.add(s.path);
       found.push({ path: s.path, kind: 'type', expected: describe(want), actual: s.kind });
     }
   }
   for (const m of misnamed) found.push({ path: m.path, kind: 'added', actual: m.kind });
-  // What a special file replaced is that one difference, not also `removed`.
-  const rest = replaced.size === 0 ? expected : { entries: expected.entries.filter((e) => !replaced.has(e.path)) };
-  const differences = diffManifests(rest, { entries: tree.entries });
+  const closed: string[] = [];
+  for (const u of unreadable) {
+    if (u.type === 'dir') {
+      closed.push(u.path);
+      continue;
+    }
+    const want = listed.get(u.path);
+    if (want === undefined) {
+      found.push({ path: u.path, kind: 'added', actual: 'file' });
+      continue;
+    }
+    aside.add(u.path);
+    if (want.type !== 'file') {
+      found.push({ path: u.path, kind: 'type', expected: describe(want), actual: 'file' });
+      continue;
+    }
+    if (want.mode !== u.mode) found.push({ path: u.path, kind: 'mode', expected: octal(want.mode), actual: octal(u.mode) });
+    found.push({ path: u.path, kind: 'unreadable', actual: 'permission denied: its content was not checked' });
+  }
+  const unchecked = new Map<string, number>(closed.map((d) => [d, 0]));
+  const under = (p: string): string | undefined => closed.find((d) => d === '' || p.startsWith(`${d}/`));
+  const rest = expected.entries.filter((e) => {
+    if (aside.has(e.path)) return false;
+    const d = under(e.path);
+    if (d === undefined) return true;
+    unchecked.set(d, (unchecked.get(d) ?? 0) + 1);
+    return false;
+  });
+  for (const [d, n] of unchecked) {
+    const what = n === 1 ? '1 listed entry under it was' : `${n} listed entries under it were`;
+    found.push({ path: d === '' ? '.' : d, kind: 'unreadable', actual: `permission denied: ${what} not checked` });
+  }
+  const differences = diffManifests({ entries: rest }, { entries: tree.entries });
   differences.push(...found);
   return differences.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
 }

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { tempDir } from '../harness/cli.ts';
+import { BIN, tempDir } from '../harness/cli.ts';
+import { asUser } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
 import { HashPool } from '../../src/act/hash-pool.ts';
 import { hashTree, hashWalkedFileSync } from '../../src/act/manifest.ts';
@@ -95,4 +96,38 @@ void test('a file that cannot be read fails its batch with its errno and path; a
   }
   // A tree that cannot be walked fails as without threads, and leaves no batch unheard.
   await assert.rejects(hashTree(path.join(dir, 'nope'), undefined, { pool: pools(t, 1) }), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+});
+
+void test('verify\'s walk (report) as a user permissions keep out: the same unreadable file and directory with threads as without', (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const tree = path.join(dir, 'tree');
+  makeTree(tree);
+  fs.chmodSync(path.join(tree, 'd1/e1/f1.txt'), 0o000);
+  fs.chmodSync(path.join(tree, 'd2'), 0o000);
+  // Listable, not searchable: every file in it is sent to a thread, and each open is denied.
+  fs.chmodSync(path.join(tree, 'd3/e0'), 0o644);
+  execFileSync('chown', ['-R', 'daemon:', tree]);
+  const dist = path.dirname(path.dirname(BIN));
+  const script = `
+    const { hashTree } = await import(${JSON.stringify(path.join(dist, 'act/manifest.js'))});
+    const { HashPool } = await import(${JSON.stringify(path.join(dist, 'act/hash-pool.js'))});
+    const out = [];
+    for (const threads of [0, 2]) {
+      const pool = threads > 0 ? new HashPool(threads) : undefined;
+      const found = await hashTree(${JSON.stringify(tree)}, undefined, { pool, report: true });
+      await pool?.close();
+      out.push({ entries: found.entries.map((e) => e.path).sort(), unreadable: found.unreadable });
+    }
+    console.log(JSON.stringify(out));`;
+  // A file, not -e: the threads' code is evaluated as CommonJS, which --input-type=module would pass on to them.
+  const file = path.join(dir, 'walk.mjs');
+  fs.writeFileSync(file, script);
+  const [user, ...rest] = asUser('daemon');
+  const stdout = execFileSync(user as string, [...rest, process.execPath, file], { encoding: 'utf8' });
+  const [alone, threaded] = JSON.parse(stdout) as { entries: string[]; unreadable: unknown[] }[];
+  assert.deepEqual(alone?.unreadable, [{ path: 'd1/e1/f1.txt', type: 'file', mode: 0 }, { path: 'd2', type: 'dir' }, { path: 'd3/e0', type: 'dir' }]);
+  assert.ok(alone?.entries.includes('d2') && alone.entries.includes('d3/e0'), 'a closed directory keeps its own entry');
+  assert.ok(!alone?.entries.some((p) => p.startsWith('d2/') || p.startsWith('d3/e0/') || p === 'd1/e1/f1.txt'), 'nothing under a closed directory, no entry for the unreadable file');
+  assert.deepEqual(threaded, alone);
 });

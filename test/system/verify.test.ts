@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { jsonOf, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+import { asUser, runWrapped } from '../harness/faults.ts';
 
 interface VerifyJson {
   release?: string;
@@ -164,4 +165,37 @@ void test('a FIFO put in place of a file is one type difference, with what was e
   const human = await runCli(['verify', root], { timeoutMs: 20_000 });
   assert.match(human.stdout, /^type {2}version {2}\(file -> FIFO\)$/m);
   assert.match(human.stdout, /^release one differs from its manifest: 1 difference$/m);
+});
+
+void test('run by the owner of the root, what it cannot read is a mode difference and unreadable: exit 5, not an error', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'sub/x.txt': 'x\n', 'sub/deep/a.txt': 'a\n', 'sub/deep/b/c.txt': 'c\n', 'sub/open/o.txt': 'o\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  execFileSync('chown', ['-R', 'daemon:', root]);
+  const rel = path.join(root, 'releases', 'one');
+  const asOwner = (args: string[]): ReturnType<typeof runWrapped> => runWrapped(args, { prefix: asUser('daemon') });
+  assert.equal((await asOwner(['verify', root])).code, 0, 'clean as the owner');
+
+  fs.chmodSync(path.join(rel, 'sub/deep'), 0o000);
+  fs.chmodSync(path.join(rel, 'index.html'), 0o000);
+  // Listable but not searchable: its names are there, nothing under them can be looked at.
+  fs.chmodSync(path.join(rel, 'sub/open'), 0o644);
+  const before = snapshot(root);
+  const result = await asOwner(['verify', root, '--json']);
+  assert.equal(result.code, 5, result.stderr);
+  assert.deepEqual(jsonOf<VerifyJson>(result).differences, [
+    { path: 'index.html', kind: 'mode', expected: '644', actual: '000' },
+    { path: 'index.html', kind: 'unreadable', actual: 'permission denied: its content was not checked' },
+    { path: 'sub/deep', kind: 'mode', expected: '755', actual: '000' },
+    { path: 'sub/deep', kind: 'unreadable', actual: 'permission denied: 3 listed entries under it were not checked' },
+    { path: 'sub/open', kind: 'mode', expected: '755', actual: '644' },
+    { path: 'sub/open', kind: 'unreadable', actual: 'permission denied: 1 listed entry under it was not checked' },
+  ]);
+  assert.deepEqual(snapshot(root), before, 'verify changed nothing');
+  const human = await asOwner(['verify', root]);
+  assert.equal(human.code, 5, human.stderr);
+  assert.match(human.stdout, /^unreadable {2}sub\/deep {2}\(permission denied: 3 listed entries under it were not checked\)$/m);
+  assert.doesNotMatch(human.stderr, /permission denied|hint:/);
 });
