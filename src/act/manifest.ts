@@ -289,7 +289,9 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
   // A name that is not UTF-8 can be no manifest's path: reported as found, or refused.
   const misnamed = (rel: string, at: Buffer): void => {
     if (options.report !== true) {
-      throw new DeployError('UNSUPPORTED_FILE', `${dir}/${rel} is not valid UTF-8 (invalid bytes shown as \\xNN); a release can hold only UTF-8 names`);
+      throw new DeployError('UNSUPPORTED_FILE', `${dir}/${rel} is not valid UTF-8 (invalid bytes shown as \\xNN); a release can hold only UTF-8 names`, {
+        hint: 'whatever wrote it into the release (a before-switch hook) must write UTF-8 names',
+      });
     }
     const kind = kindAt(at);
     if (kind !== undefined) (out.misnamed ??= []).push({ path: rel, kind });

@@ -52,6 +52,20 @@ void test('a build with a name that is not UTF-8 is refused: exit 2, the name es
   }
 });
 
+void test('a before-switch hook that writes a name that is not UTF-8 fails the deploy: exit 2, the release undone', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  const r = await runCli(['deploy', src, root, '--before-switch', 'echo x > "$(printf "a\\377.txt")"']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^error: .*\/a\\xff\.txt is not valid UTF-8/m);
+  assert.match(r.stderr, /^hint: .*must write UTF-8 names$/m);
+  assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /);
+  assert.equal(fs.existsSync(path.join(root, 'current')), false, 'nothing went live');
+  const releases = path.join(root, 'releases');
+  assert.deepEqual(fs.existsSync(releases) ? fs.readdirSync(releases) : [], [], 'the release was undone');
+});
+
 void test('a valid name holding U+FFFD itself deploys and verifies clean', async (t) => {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'a\uFFFD.txt': 'replacement character\n' });
