@@ -49,10 +49,11 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
   const id = releaseIdOfCurrent(target, layout.root);
   if (id === undefined) return { kind: 'outside', target };
   try {
-    // By lstat: `releases/stable` as a link to a release is not that release, and taking it for
-    // one would leave the release it reaches unguarded (prune would delete what serves).
+    // `releases/stable` as a link to another release is not a release: taken for one, the release
+    // it reaches would go unguarded (prune deleted what served). A release moved to another disk
+    // and linked back (`releases/<id> -> /mnt/other/<id>`) is still that release.
     const link = await fs.promises.lstat(path.join(layout.releases, id));
-    if (link.isSymbolicLink()) return { kind: 'outside', target };
+    if (link.isSymbolicLink() && aliasOfAnotherRelease(layout, id)) return { kind: 'outside', target };
     const st = await fs.promises.stat(path.join(layout.releases, id));
     if (!st.isDirectory()) return { kind: 'dangling', id, target };
   } catch (error) {
@@ -60,6 +61,16 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
     throw error;
   }
   return { kind: 'release', id, target };
+}
+
+/** Whether `releases/<id>`, a link, leads to another entry of releases/ (by real paths). */
+function aliasOfAnotherRelease(layout: Layout, id: string): boolean {
+  try {
+    const reached = fs.realpathSync(path.join(layout.releases, id));
+    return path.dirname(reached) === fs.realpathSync(layout.releases) && path.basename(reached) !== id;
+  } catch {
+    return false;
+  }
 }
 
 /** The live release id, or an error saying why `current` is not something we may replace. */

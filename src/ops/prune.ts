@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { failpoint } from '../act/failpoints.ts';
+import { assertTmpOnRoot } from '../act/staging.ts';
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
@@ -234,8 +235,12 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
     const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId });
     return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [] };
   }
-  // A `current` that is no release (outside, a directory, dangling) is refused before the lock.
-  if (await rootIsIdle(layout)) currentIdOrThrow(await readCurrent(layout), layout);
+  // A `current` that is no release (outside, a directory, dangling) is refused before the lock,
+  // after the root's own problems (a .tmp/ apart), which the lock would name first.
+  if (await rootIsIdle(layout)) {
+    await assertTmpOnRoot(layout);
+    currentIdOrThrow(await readCurrent(layout), layout);
+  }
 
   const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { isFullDisk } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
+import { assertTmpOnRoot } from '../act/staging.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
@@ -81,8 +82,12 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
   }
-  // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock.
-  if (await rootIsIdle(layout)) chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+  // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock,
+  // after the root's own problems (a .tmp/ apart), which the lock would name first.
+  if (await rootIsIdle(layout)) {
+    await assertTmpOnRoot(layout);
+    chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+  }
 
   const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
