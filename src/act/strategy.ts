@@ -14,11 +14,11 @@ import type { PreviousFile } from '../plan/strategy.ts';
 export function previousFiles(releaseDir: string, rels: readonly string[]): Map<string, PreviousFile> {
   const found = new Map<string, PreviousFile>();
   const realDirs = new Map<string, boolean>([['', true]]);
+  const parentOf = (rel: string): string => rel.slice(0, Math.max(0, rel.lastIndexOf(path.sep)));
   const isRealDir = (rel: string): boolean => {
     const known = realDirs.get(rel);
     if (known !== undefined) return known;
-    const cut = rel.lastIndexOf(path.sep);
-    let real = isRealDir(cut < 0 ? '' : rel.slice(0, cut));
+    let real = isRealDir(parentOf(rel));
     if (real) {
       try {
         real = fs.lstatSync(`${releaseDir}${path.sep}${rel}`, { throwIfNoEntry: false })?.isDirectory() === true;
@@ -30,8 +30,7 @@ export function previousFiles(releaseDir: string, rels: readonly string[]): Map<
     return real;
   };
   for (const rel of rels) {
-    const cut = rel.lastIndexOf(path.sep);
-    if (!isRealDir(cut < 0 ? '' : rel.slice(0, cut))) continue;
+    if (!isRealDir(parentOf(rel))) continue;
     let stat: fs.Stats | undefined;
     try {
       // Most misses are new files: no exception for those, it costs more than the lstat.
