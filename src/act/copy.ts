@@ -27,6 +27,8 @@ export interface SourceEntry {
   ino: bigint;
   mtimeNs: bigint;
   ctimeNs: bigint;
+  /** A symlink's text, read by the scan as bytes and found to be UTF-8 (the copy makes this very link). */
+  target?: string;
 }
 
 export interface SourceScan {
@@ -95,6 +97,18 @@ function refuseNonUtf8(dir: string, rel: string): void {
 }
 
 /**
+ * A build's symlink text, which must be UTF-8 like its names: read as text, other bytes would turn
+ * into U+FFFD and the release's link would point somewhere the build's does not.
+ */
+function linkText(dir: string, rel: string): string {
+  const bytes = fs.readlinkSync(under(dir, rel), { encoding: 'buffer' });
+  if (isUtf8(bytes)) return bytes.toString('utf8');
+  throw new DeployError('INVALID_SOURCE', `${under(dir, rel)} is a symlink to ${escapedName(bytes)}, which is not valid UTF-8 (invalid bytes shown as \\xNN); a release can hold only UTF-8 link targets`, {
+    hint: 'rename its target in the build, then deploy again; nothing was written',
+  });
+}
+
+/**
  * Lists a source tree before anything is written, so a FIFO, socket or device deep inside
  * is refused while the deploy root is still untouched. Symlinks are listed, never followed.
  */
@@ -121,7 +135,9 @@ export function scanSource(dir: string): SourceScan {
           hint: 'remove it from the build, or make it at start-up from a shared path',
         });
       }
-      scan.entries.push(entryOf(childRel, stat, kind));
+      const entry = entryOf(childRel, stat, kind);
+      if (kind === 'symlink') entry.target = linkText(dir, childRel);
+      scan.entries.push(entry);
       if (kind === 'dir') {
         scan.dirs += 1;
         walk(childRel);
@@ -394,8 +410,8 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       const entry = others[next++] as SourceEntry;
       const to = under(dest, entry.rel);
       if (entry.kind === 'symlink') {
-        // Verbatim: the link text is copied, its target never is.
-        const target = await fs.promises.readlink(under(scan.dir, entry.rel));
+        // Verbatim: the link text (as the scan read it, UTF-8) is copied, its target never is.
+        const target = entry.target ?? linkText(scan.dir, entry.rel);
         await fs.promises.symlink(target, to);
         if (IS_ROOT) await fs.promises.lchown(to, entry.uid, entry.gid);
         await fs.promises.lutimes(to, secs(entry.atimeMs), secs(entry.mtimeMs));

@@ -221,7 +221,7 @@ export interface HashTreeOptions {
   pool?: HashPool;
   /**
    * `verify`: a name that is not valid UTF-8 is put in the tree's `misnamed` (escaped) instead of
-   * failing the walk with UNSUPPORTED_FILE, and a file or directory permission keeps it from
+   * failing the walk with UNSUPPORTED_FILE (a symlink whose text is not UTF-8 in its `mistargeted`), and a file or directory permission keeps it from
    * reading in its `unreadable` (what is under such a directory is left out) instead of failing with EACCES.
    */
   report?: boolean;
@@ -295,6 +295,14 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     }
     const kind = kindAt(at);
     if (kind !== undefined) (out.misnamed ??= []).push({ path: rel, kind });
+  };
+  const mistargeted = (rel: string, bytes: Buffer): void => {
+    if (options.report !== true) {
+      throw new DeployError('UNSUPPORTED_FILE', `${dir}/${rel} is a symlink to ${escapedName(bytes)}, which is not valid UTF-8 (invalid bytes shown as \\xNN); a release can hold only UTF-8 link targets`, {
+        hint: 'whatever wrote it into the release (a before-switch hook) must write UTF-8 link targets',
+      });
+    }
+    (out.mistargeted ??= []).push({ path: rel, target: escapedName(bytes) });
   };
   const hashed: Promise<void>[] = [];
   // Files that were something else by the time they were opened (swapped after the readdir): looked at again by lstat.
@@ -399,7 +407,11 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
       out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
       await walk(childRel);
     } else if (st.isSymbolicLink()) {
-      out.entries.push({ path: childRel, type: 'symlink', target: fs.readlinkSync(full) });
+      const target = fs.readlinkSync(full);
+      // As with names: U+FFFD may be a decoder's stand-in for bytes that are not UTF-8.
+      const bytes = target.includes('\uFFFD') ? fs.readlinkSync(full, { encoding: 'buffer' }) : undefined;
+      if (bytes !== undefined && !isUtf8(bytes)) mistargeted(childRel, bytes);
+      else out.entries.push({ path: childRel, type: 'symlink', target });
     } else if (st.isFile()) {
       let found: WalkedFile;
       try {
@@ -438,6 +450,7 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     out.entries = out.entries.filter((e) => !inside(e.path));
     out.special = out.special.filter((e) => !inside(e.path));
     if (out.misnamed) out.misnamed = out.misnamed.filter((e) => !inside(e.path));
+    if (out.mistargeted) out.mistargeted = out.mistargeted.filter((e) => !inside(e.path));
     if (out.unreadable) out.unreadable = out.unreadable.filter((e) => !inside(e.path));
     for (const d of closed) (out.unreadable ??= []).push({ path: d, type: 'dir' });
   }

@@ -160,6 +160,8 @@ export class EntryChecker {
       const target = header.linkname ?? '';
       if (target === '' || target.includes('\0')) return { action: 'refuse', problem: `entry ${quoted} is a symlink with an empty or invalid target` };
       if (Buffer.byteLength(target) > PATH_MAX) return { action: 'refuse', problem: `entry ${quoted} is a symlink with a target longer than ${PATH_MAX} bytes` };
+      // What a decoder makes of bytes that are not UTF-8: the link made would not be the archive's.
+      if (target.includes('\uFFFD')) return { action: 'refuse', problem: `entry ${quoted} is a symlink whose target is not valid UTF-8` };
     }
     this.files += 1 + parents.length;
     if (this.files > this.limits.maxFiles) return { action: 'refuse', problem: `the archive holds more than ${this.limits.maxFiles} entries (--max-files)` };

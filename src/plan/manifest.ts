@@ -211,6 +211,11 @@ export interface ReleaseTree {
    */
   misnamed?: { path: string; kind: string }[];
   /**
+   * Symlinks whose text is not valid UTF-8, escaped like names: never a manifest's target (deploys
+   * refuse them), so a listed one is `retargeted`, another `added`.
+   */
+  mistargeted?: { path: string; target: string }[];
+  /**
    * What permissions kept the walk from reading: a file (its mode, by lstat; no entry) or a
    * directory (its entry is there; nothing under it is, `''` for the release itself).
    */
@@ -227,7 +232,8 @@ export interface ReleaseTree {
 export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[] {
   const misnamed = tree.misnamed ?? [];
   const unreadable = tree.unreadable ?? [];
-  if (tree.special.length === 0 && misnamed.length === 0 && unreadable.length === 0) return diffManifests(expected, { entries: tree.entries });
+  const mistargeted = tree.mistargeted ?? [];
+  if (tree.special.length === 0 && misnamed.length === 0 && unreadable.length === 0 && mistargeted.length === 0) return diffManifests(expected, { entries: tree.entries });
   const listed = new Map<string, ManifestEntry>();
   for (const e of expected.entries) listed.set(e.path, e);
   // Listed paths this function answers for itself, kept from diffManifests.
@@ -243,6 +249,17 @@ export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[]
     }
   }
   for (const m of misnamed) found.push({ path: m.path, kind: 'added', actual: m.kind });
+  for (const m of mistargeted) {
+    const want = listed.get(m.path);
+    const actual = `${m.target} (not valid UTF-8)`;
+    if (want === undefined) {
+      found.push({ path: m.path, kind: 'added', actual: `symlink -> ${actual}` });
+      continue;
+    }
+    aside.add(m.path);
+    if (want.type === 'symlink') found.push({ path: m.path, kind: 'retargeted', expected: want.target, actual });
+    else found.push({ path: m.path, kind: 'type', expected: describe(want), actual: `symlink -> ${actual}` });
+  }
   const closed: string[] = [];
   for (const u of unreadable) {
     if (u.type === 'dir') {

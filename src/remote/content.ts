@@ -37,7 +37,7 @@ export function buildManifest(scan: SourceScan, shared: readonly { path: string;
     if (replaced(rel)) continue;
     const full = path.join(scan.dir, e.rel);
     if (e.kind === 'dir') entries.push({ path: rel, type: 'dir', mode: e.mode });
-    else if (e.kind === 'symlink') entries.push({ path: rel, type: 'symlink', target: fs.readlinkSync(full) });
+    else if (e.kind === 'symlink') entries.push({ path: rel, type: 'symlink', target: e.target ?? fs.readlinkSync(full) });
     else entries.push({ path: rel, type: 'file', mode: e.mode, size: e.size, sha256: hashFileSync(full).sha256 });
   }
   for (const l of shared) {

@@ -2,6 +2,7 @@
 // (as the tar reader refuses such an entry), and one added to a release is a difference verify
 // names, escaped, even beside a sibling whose name is what a decoder makes of it (U+FFFD).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -103,4 +104,56 @@ void test('verify names a file or directory with a name that is not UTF-8: added
   assert.equal(human.code, 5, human.stderr);
   assert.match(human.stdout, /^added {2}a\\xff\.txt {2}\(file\)$/m);
   assert.match(human.stdout, /^release one differs from its manifest: 3 differences$/m);
+});
+
+void test('a symlink whose target is not UTF-8: refused in a build, a tar and a hook (exit 2, nothing written); verify names one made later', async (t) => {
+  const dir = tempDir(t);
+  // Control: read as text, the target comes back as U+FFFD, and a link made from that text is not the build's link.
+  const probe = path.join(dir, 'probe');
+  fs.mkdirSync(probe);
+  fs.symlinkSync(raw('.', ...A_FF), path.join(probe, 'link'));
+  fs.symlinkSync(fs.readlinkSync(path.join(probe, 'link')), path.join(probe, 'copy'));
+  assert.notDeepEqual(fs.readlinkSync(path.join(probe, 'copy'), { encoding: 'buffer' }), fs.readlinkSync(path.join(probe, 'link'), { encoding: 'buffer' }), 'a text round trip kept the bytes: the case proves nothing');
+
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  fs.symlinkSync(raw('.', ...A_FF), path.join(src, 'link'));
+  const root = path.join(dir, 'root');
+  for (const extra of [[], ['-n', '--json']]) {
+    const r = await runCli(['deploy', src, root, ...extra]);
+    assert.equal(r.code, 2, r.stderr);
+    const message = extra.length === 0 ? r.stderr : (jsonOf<Json>(r).error?.message ?? '');
+    assert.match(message, /src\/link is a symlink to \.\/a\\xff\.txt, which is not valid UTF-8/);
+    assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /);
+    assert.equal(fs.existsSync(root), false, `${extra.join(' ')}: the root was made`);
+  }
+
+  // The same link in a tar (GNU tar stores the bytes as they are).
+  const tarball = path.join(dir, 'build.tar');
+  execFileSync('tar', ['-cf', tarball, '-C', src, '.']);
+  const fromTar = await runCli(['deploy', tarball, root]);
+  assert.equal(fromTar.code, 2, fromTar.stderr);
+  assert.match(fromTar.stderr, /"\.\/link" is a symlink whose target is not valid UTF-8/);
+  assert.equal(fs.existsSync(root), false, 'the tar deploy made the root');
+
+  // Written by a before-switch hook into the release: the deploy fails and the release is undone.
+  fs.unlinkSync(path.join(src, 'link'));
+  const hook = await runCli(['deploy', src, root, '--before-switch', 'ln -s "$(printf "a\\377")" link']);
+  assert.equal(hook.code, 2, hook.stderr);
+  assert.match(hook.stderr, /^error: .*\/link is a symlink to a\\xff, which is not valid UTF-8/m);
+  assert.match(hook.stderr, /^hint: .*must write UTF-8 link targets$/m);
+  assert.equal(fs.existsSync(path.join(root, 'current')), false, 'something went live');
+
+  // Made in a live release afterwards: verify names it, escaped, and does not call it identical.
+  fs.symlinkSync('index.html', path.join(src, 'link'));
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'one'])).code, 0);
+  const live = path.join(root, 'releases', 'one');
+  fs.unlinkSync(path.join(live, 'link'));
+  fs.symlinkSync(raw('.', 0x69, 0xff), path.join(live, 'link'));
+  fs.symlinkSync(raw('.', 0x6a, 0xfe), path.join(live, 'new-link'));
+  const v = await runCli(['verify', root, '--json']);
+  assert.equal(v.code, 5, v.stderr);
+  assert.deepEqual(jsonOf<Json>(v).differences, [
+    { path: 'link', kind: 'retargeted', expected: 'index.html', actual: './i\\xff (not valid UTF-8)' },
+    { path: 'new-link', kind: 'added', actual: 'symlink -> ./j\\xfe (not valid UTF-8)' },
+  ]);
 });
