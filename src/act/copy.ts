@@ -96,6 +96,37 @@ function refuseNonUtf8(dir: string, rel: string): void {
   }
 }
 
+const EUID = process.geteuid?.() ?? 0;
+const GROUPS = new Set([process.getegid?.() ?? 0, ...(process.getgroups?.() ?? [])]);
+
+/**
+ * Whether the deploying user may read a file (and search a directory), from its mode bits alone:
+ * the scan's lstat already has them, so the common case costs no system call. Owner bits alone
+ * count for the owner, group bits for a member, as the kernel decides.
+ */
+function modeLetsRead(stat: fs.BigIntStats, kind: EntryKind): boolean {
+  if (EUID === 0) return true;
+  const need = kind === 'dir' ? 5 : 4;
+  const mode = Number(stat.mode);
+  const bits = Number(stat.uid) === EUID ? mode >> 6 : GROUPS.has(Number(stat.gid)) ? mode >> 3 : mode;
+  return (bits & need) === need;
+}
+
+/**
+ * Refuses a file or directory the deploy could not read, while nothing is written yet: found at
+ * copy time, the root would already hold a staging directory. The mode bits decide unless they
+ * say no; then access(2) does, since an ACL may still allow it.
+ */
+function refuseUnreadable(dir: string, rel: string, stat: fs.BigIntStats, kind: EntryKind): void {
+  if (kind === 'symlink' || modeLetsRead(stat, kind)) return;
+  const at = under(dir, rel);
+  try {
+    fs.accessSync(at, kind === 'dir' ? fs.constants.R_OK | fs.constants.X_OK : fs.constants.R_OK);
+  } catch (error) {
+    throw new DeployError('INVALID_SOURCE', `cannot read ${at}: permission denied; nothing was deployed`, { cause: error });
+  }
+}
+
 /**
  * A build's symlink text, which must be UTF-8 like its names: read as text, other bytes would turn
  * into U+FFFD and the release's link would point somewhere the build's does not.
@@ -116,6 +147,7 @@ export function scanSource(dir: string): SourceScan {
   const scan: SourceScan = { dir, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   // BigInt stats: the source cache compares times to the nanosecond, which a double cannot hold.
   const rootStat = fs.statSync(dir, { bigint: true });
+  refuseUnreadable(dir, '', rootStat, 'dir');
   scan.entries.push(entryOf('', rootStat, 'dir'));
   const walk = (rel: string): void => {
     let names: string[];
@@ -135,6 +167,7 @@ export function scanSource(dir: string): SourceScan {
           hint: 'remove it from the build, or make it at start-up from a shared path',
         });
       }
+      refuseUnreadable(dir, childRel, stat, kind);
       const entry = entryOf(childRel, stat, kind);
       if (kind === 'symlink') entry.target = linkText(dir, childRel);
       scan.entries.push(entry);

@@ -80,18 +80,47 @@ const CASES: Case[] = [
     setup: (c) => (fs.chmodSync(path.join(c.src, 'd1'), 0o000), deployTo(c)),
     user: 'daemon',
     code: 2,
-    message: /cannot read .*d1: EACCES/,
+    message: /cannot read .*d1: permission denied; nothing was deployed/,
     hint: /^hint: make the build readable by the user that deploys \(for example: chmod -R u\+rX <source>\)$/,
   },
   {
-    // Found by the copy, under the lock: the hint is about the source, not the root's owner.
+    name: 'source directory listable but not searchable (another user)',
+    setup: (c) => (fs.chmodSync(path.join(c.src, 'd1'), 0o644), deployTo(c)),
+    user: 'daemon',
+    code: 2,
+    message: /cannot read .*d1: permission denied; nothing was deployed/,
+    hint: /^hint: make the build readable by the user that deploys/,
+  },
+  {
+    // Found by the scan, before the lock: the hint is about the source, not the root's owner.
     name: 'unreadable file in the source (another user)',
     setup: (c) => (fs.chmodSync(path.join(c.src, 'd0', 'f0.txt'), 0o000), deployTo(c)),
     user: 'daemon',
     code: 2,
     message: /cannot read .*d0\/f0\.txt: permission denied; nothing was deployed/,
     hint: /^hint: make the build readable by the user that deploys \(for example: chmod -R u\+rX <source>\)$/,
-    underLock: true,
+  },
+  {
+    name: 'unreadable file in the source, dry run (another user)',
+    setup: (c) => (fs.chmodSync(path.join(c.src, 'd0', 'f0.txt'), 0o000), [...deployTo(c), '--dry-run']),
+    user: 'daemon',
+    code: 2,
+    message: /cannot read .*d0\/f0\.txt: permission denied; nothing was deployed/,
+    hint: /^hint: make the build readable by the user that deploys/,
+  },
+  {
+    // Group bits decide for a member, even when the bits for others would allow it.
+    name: 'source file its group may not read (another user in that group)',
+    setup: (c) => {
+      const f = path.join(c.src, 'd0', 'f0.txt');
+      execFileSync('chown', ['root:daemon', f]);
+      fs.chmodSync(f, 0o604);
+      return deployTo(c);
+    },
+    user: 'daemon',
+    code: 2,
+    message: /cannot read .*d0\/f0\.txt: permission denied; nothing was deployed/,
+    hint: /^hint: make the build readable by the user that deploys/,
   },
   { name: 'missing source named with a newline', setup: (c) => ['deploy', path.join(c.dir, 'no\nsuch'), c.root], code: 2, message: /no\\nsuch does not exist/ },
   { name: 'missing source named with a terminal escape', setup: (c) => ['deploy', path.join(c.dir, 'x\x1b]0;owned\x07'), c.root], code: 2, message: /x\\u001b\]0;owned\\u0007 does not exist/ },
