@@ -49,7 +49,9 @@ function wholeNumber(name: string, value: number | undefined, fallback: number, 
 
 /**
  * --sha256, --signature and --allowed-signers check the bytes of an archive: given for a directory
- * they would check nothing, and a deploy that goes on anyway looks verified when it is not.
+ * they would check nothing, and a deploy that goes on anyway looks verified when it is not. The
+ * same for --strip-components above 0. The limits (--max-files, --max-bytes) guard extraction
+ * only, and a directory is not extracted: they are left alone, so one config serves both sources.
  */
 export function refuseChecksOnDirectory(source: string, options: ArtifactOptions | undefined): void {
   const given = [
@@ -57,12 +59,19 @@ export function refuseChecksOnDirectory(source: string, options: ArtifactOptions
     ['--signature', options?.signature],
     ['--allowed-signers', options?.allowedSigners],
   ].flatMap(([flag, value]) => (value === undefined ? [] : [flag as string]));
-  if (given.length === 0) return;
+  // Stripping reshapes what goes live: ignored for a directory, the release would not be laid out as asked.
+  const strip = options?.stripComponents !== undefined && options.stripComponents > 0;
+  if (given.length === 0 && !strip) return;
   try {
     if (!fs.statSync(source).isDirectory()) return;
   } catch {
     // Missing or unreadable: the source's own check says so.
     return;
+  }
+  if (given.length === 0) {
+    throw new DeployError('USAGE', `--strip-components applies to an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
+      hint: 'deploy the directory the release should hold (for example dist/app), or leave --strip-components out',
+    });
   }
   throw new DeployError('USAGE', `${namesWithVerb(given, 'checks', 'check')} an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
     hint: 'deploy the archive or URL itself with these flags, or leave them out to deploy the directory',
