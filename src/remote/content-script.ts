@@ -44,7 +44,11 @@ ${emit('stored', 'manifest')}
  * matched as a `checked` frame and the rest of the check's lines (`<path>: FAILED ...`) as a
  * `failed` frame: a few bytes when all is well, instead of a hash per file for this machine to
  * read. A path that is not a regular file there (a symlink put in its place) is removed, so it
- * fails the check and is sent. GNU cp links the list (`cp -P -l --parents`, a symlink linked as
+ * fails the check and is sent. Nor is a file reached through a symlinked directory linked (cp
+ * would follow it, and the release would share an inode with whatever it points to, a shared
+ * path's files for one): a listed path under any symlink of the previous release is left out of
+ * the list, fails the check and is sent. (`grep -F` may also match such a prefix after a name
+ * ending in a dot: that file is sent too, never wrongly linked.) GNU cp links the list (`cp -P -l --parents`, a symlink linked as
  * one), several times faster than rsync on many small files; where cp lacks --parents (BusyBox)
  * or fails, a host-side rsync whose link-dest is its own source links what is left (those already
  * linked stay as they are). Directory modes do not matter here: rsync sends every directory of
@@ -55,20 +59,21 @@ export function linkScript(root: string, previous: string, stage: string, id: st
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
 LC_ALL=C; export LC_ALL
 mkdir -p -- "$s" && cat > "$w/link.check" || exit 1
-sed 's/^.\\{66\\}//' < "$w/link.check" | tr '\\n' '\\000' > "$w/link.list" || exit 1
 cd -- "$p" || exit 1
+find . -type l | sed 's|$|/|' > "$w/link.skip" || exit 1
+sed 's/^.\\{66\\}//; s|^|./|' < "$w/link.check" | grep -v -F -f "$w/link.skip" | sed 's|^\\./||' | tr '\\n' '\\000' > "$w/link.list" || exit 1
 xargs -0 cp -P -l --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
 rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}
 cd -- "$s" || exit 1
 find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null
 if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum -c'
 elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256 -c'
-else ${emit('no-sum', 'yes')}; rm -f -- "$w/link.list" "$w/link.check"; exit 0; fi
+else ${emit('no-sum', 'yes')}; rm -f -- "$w/link.list" "$w/link.check" "$w/link.skip"; exit 0; fi
 $sum < "$w/link.check" > "$w/link.out" 2>/dev/null
 printf 'checked\\000%s\\000' "$(grep -c ': OK$' "$w/link.out")"
 printf 'failed\\000'
 grep -v ': OK$' "$w/link.out"
 printf '\\000'
-rm -f -- "$w/link.list" "$w/link.check" "$w/link.out"
+rm -f -- "$w/link.list" "$w/link.check" "$w/link.out" "$w/link.skip"
 `;
 }

@@ -2,7 +2,8 @@
 // reading the previous release's manifest, whole or as its SHA-256 only; and the link step, under dash with
 // coreutils and under BusyBox sh with BusyBox applets: the listed files of the previous release
 // become hardlinks in the stage, by `cp -l --parents` where cp has it and by rsync where it has
-// not; a listed path that is a symlink there, or missing, is not linked; the host's check names
+// not; a listed path that is a symlink there, lies under a symlinked directory, or is missing, is
+// not linked; the host's check names
 // exactly the listed files that did not land with the bytes the build has.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,6 +106,24 @@ for (const shell of cases) {
       assert.equal(fs.existsSync(path.join(r.stage, 'a', 'one')), true);
       assert.throws(() => fs.lstatSync(path.join(r.stage, 'b', 'link')), { code: 'ENOENT' });
       assert.deepEqual(r.failed, ['b/link']);
+    });
+
+    void test('a listed file under a directory that is a symlink in the previous release is not linked through it, and fails the check', () => {
+      const { root, prev } = rootWithPrevious();
+      // b/c swapped for a link to a directory elsewhere holding the same bytes (a shared path, or tampering).
+      const elsewhere = path.join(root, 'shared', 'c');
+      fs.mkdirSync(elsewhere, { recursive: true });
+      fs.renameSync(path.join(prev, 'b', 'c', 'three'), path.join(elsewhere, 'three'));
+      fs.rmdirSync(path.join(prev, 'b', 'c'));
+      fs.symlinkSync('../../../shared/c', path.join(prev, 'b', 'c'));
+      // Control: followed, the path reaches that file, whose bytes pass the check.
+      assert.equal(fs.readFileSync(path.join(prev, 'b', 'c', 'three'), 'utf8'), BUILT['b/c/three']);
+      const r = link(shell, root, ['a/one', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(inode(path.join(r.stage, 'a', 'one')), inode(path.join(prev, 'a', 'one')));
+      assert.equal(fs.existsSync(path.join(r.stage, 'b', 'c', 'three')), false, 'linked through the symlinked directory');
+      assert.equal(fs.lstatSync(path.join(elsewhere, 'three')).nlink, 1, 'the file elsewhere gained a link');
+      assert.deepEqual(r.failed, ['b/c/three']);
     });
 
     void test('a listed file missing from the previous release: the others are linked, it fails the check, and the step says it was partial', () => {
