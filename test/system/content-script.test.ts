@@ -3,8 +3,8 @@
 // coreutils and under BusyBox sh with BusyBox applets: the listed files of the previous release
 // become hardlinks in the stage, by `cp -l --parents` where cp has it and by rsync where it has
 // not; a listed path that is a symlink there, lies under a symlinked directory, or is missing, is
-// not linked; the host's check names
-// exactly the listed files that did not land with the bytes the build has.
+// not linked; the host's check names exactly the listed files that did not land with the bytes
+// the build has.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
