@@ -4,12 +4,52 @@
  *
  * Pure: frames in, entries and exit codes out.
  */
+import { isUtf8 } from 'node:buffer';
 import { comparePaths, type ManifestEntry, type ReleaseTree } from './manifest.ts';
+import { escapedName } from './paths.ts';
 
-/** One NUL-framed pair as the host printed it. */
+/** One NUL-framed pair as the host printed it; `raw`, its bytes, when its text holds U+FFFD. */
 export interface ListingFrame {
   tag: string;
   value: string;
+  raw?: Uint8Array;
+}
+
+/**
+ * A piece of what the host printed: its text, or, when its bytes are not UTF-8, those bytes
+ * escaped (`\xNN`) and marked, since no manifest path or target can be such a name.
+ */
+interface Piece {
+  text: string;
+  misnamed: boolean;
+}
+
+const NEWLINE = 0x0a;
+
+function pieceOf(bytes: Uint8Array): Piece {
+  return isUtf8(bytes) ? { text: Buffer.from(bytes).toString('utf8'), misnamed: false } : { text: escapedName(bytes), misnamed: true };
+}
+
+/** A frame's lines (the last one, after the final newline, left out), decoded one by one where its bytes were kept. */
+function linesOf(f: ListingFrame): Piece[] {
+  if (f.raw === undefined) return f.value.split('\n').map((text) => ({ text, misnamed: false }));
+  const out: Piece[] = [];
+  let start = 0;
+  for (let i = f.raw.indexOf(NEWLINE); i !== -1; i = f.raw.indexOf(NEWLINE, start)) {
+    out.push(pieceOf(f.raw.subarray(start, i)));
+    start = i + 1;
+  }
+  out.push(pieceOf(f.raw.subarray(start)));
+  return out;
+}
+
+/** A whole frame's value as one piece. */
+const wholeOf = (f: ListingFrame): Piece => (f.raw === undefined ? { text: f.value, misnamed: false } : pieceOf(f.raw));
+
+/** What a difference calls a thing found (local verify's words). */
+function foundKind(mode: number): string {
+  const kind = kindOf(mode);
+  return kind === 'dir' ? 'directory' : kind;
 }
 
 const S_IFMT = 0o170000;
@@ -52,39 +92,59 @@ const hashOf = (line: string): string | undefined => /^([0-9a-f]{64}) [ *]/.exec
  * frame (sha256sum lines) for the plain names, then for each symlink a `link` frame and its
  * `target` (readlink's output, one newline added), and for each name holding a newline, a carriage
  * return or a backslash (which sha256sum would escape) an `odd` frame with its `odd-stat` and `odd-sum`.
- * A file the host could not hash is listed with an empty hash, so it shows as modified.
+ * A file the host could not hash is listed with an empty hash, so it shows as modified. A name
+ * or link target that is not UTF-8 (a frame's kept bytes say so) goes where local verify puts it:
+ * `misnamed` (nothing under such a directory) or `mistargeted`, escaped.
  */
 export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
   const stats = new Map<string, { mode: number; size: number }>();
   const sums = new Map<string, string>();
   const links = new Map<string, string>();
+  // Names (and link targets) that are not UTF-8, as local verify reports them: such a name is added, such a target retargeted.
+  const misnamed = new Map<string, string>();
+  const mistargeted = new Map<string, string>();
   for (let i = 0; i < frames.length; i++) {
     const f = frames[i] as ListingFrame;
     if (f.tag === 'stat') {
-      for (const line of f.value.split('\n')) {
-        const m = /^([0-9a-f]{1,8} \d+) (.*)$/.exec(line);
+      for (const line of linesOf(f)) {
+        const m = /^([0-9a-f]{1,8} \d+) (.*)$/.exec(line.text);
         const st = m?.[1] ? statOf(m[1]) : undefined;
         const rel = m?.[2] === undefined ? undefined : relOf(m[2]);
-        if (st && rel !== undefined) stats.set(rel, st);
+        if (!st || rel === undefined) continue;
+        if (line.misnamed) misnamed.set(rel, foundKind(st.mode));
+        else stats.set(rel, st);
       }
     } else if (f.tag === 'sums') {
-      for (const line of f.value.split('\n')) {
-        const hash = hashOf(line);
-        const rel = hash === undefined ? undefined : relOf(line.slice(66));
-        if (hash !== undefined && rel !== undefined) sums.set(rel, hash);
+      for (const line of linesOf(f)) {
+        const hash = hashOf(line.text);
+        const rel = hash === undefined ? undefined : relOf(line.text.slice(66));
+        if (hash !== undefined && rel !== undefined && !line.misnamed) sums.set(rel, hash);
       }
     } else if (f.tag === 'link' && frames[i + 1]?.tag === 'target') {
-      const rel = relOf(f.value);
-      const target = (frames[i + 1] as ListingFrame).value;
-      if (rel !== undefined) links.set(rel, target.endsWith('\n') ? target.slice(0, -1) : target);
+      const name = wholeOf(f);
+      const rel = relOf(name.text);
+      const t = frames[i + 1] as ListingFrame;
+      // readlink's output, one newline added.
+      const target = t.raw === undefined ? { text: t.value, misnamed: false } : pieceOf(t.raw.subarray(0, t.raw.at(-1) === NEWLINE ? -1 : undefined));
+      const text = t.raw === undefined && target.text.endsWith('\n') ? target.text.slice(0, -1) : target.text;
+      if (rel !== undefined) {
+        if (name.misnamed) misnamed.set(rel, `symlink -> ${text}`);
+        else if (target.misnamed) mistargeted.set(rel, text);
+        else links.set(rel, text);
+      }
       i += 1;
     } else if (f.tag === 'odd' && frames[i + 1]?.tag === 'odd-stat' && frames[i + 2]?.tag === 'odd-sum') {
-      const rel = relOf(f.value);
+      const name = wholeOf(f);
+      const rel = relOf(name.text);
       const st = statOf((frames[i + 1] as ListingFrame).value.replace(/\n$/, ''));
       const hash = hashOf((frames[i + 2] as ListingFrame).value);
       if (rel !== undefined && st) {
-        stats.set(rel, st);
-        if (hash !== undefined) sums.set(rel, hash);
+        if (name.misnamed) {
+          misnamed.set(rel, foundKind(st.mode));
+        } else {
+          stats.set(rel, st);
+          if (hash !== undefined) sums.set(rel, hash);
+        }
       }
       i += 2;
     }
@@ -99,6 +159,14 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
   for (const [rel, target] of links) tree.entries.push({ path: rel, type: 'symlink', target });
   tree.entries.sort((a: ManifestEntry, b: ManifestEntry) => comparePaths(a.path, b.path));
   tree.special.sort((a, b) => comparePaths(a.path, b.path));
+  if (misnamed.size > 0) {
+    // As local verify: a directory whose name is not UTF-8 is one difference, not one more for everything under it.
+    const dirs = [...misnamed].filter(([, kind]) => kind === 'directory').map(([rel]) => `${rel}/`);
+    const kept = [...misnamed].filter(([rel]) => !dirs.some((d) => rel.startsWith(d)));
+    tree.misnamed = kept.map(([path, kind]) => ({ path, kind })).sort((a, b) => comparePaths(a.path, b.path));
+    for (const rel of [...mistargeted.keys()]) if (dirs.some((d) => rel.startsWith(d))) mistargeted.delete(rel);
+  }
+  if (mistargeted.size > 0) tree.mistargeted = [...mistargeted].map(([path, target]) => ({ path, target })).sort((a, b) => comparePaths(a.path, b.path));
   return tree;
 }
 

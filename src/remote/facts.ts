@@ -12,6 +12,11 @@ import { lockInstance } from '../root/lock.ts';
 export interface Frame {
   tag: string;
   value: string;
+  /**
+   * The value's bytes, kept only when its text holds U+FFFD: what the decoder makes of bytes that
+   * are not UTF-8 (a host's file name), which the text alone can no longer tell from the character.
+   */
+  raw?: Buffer;
   /** performance.now() when the frame arrived (set for programs that stream). */
   at?: number;
 }
@@ -32,13 +37,15 @@ export class FrameReader {
     let start = 0;
     for (let i = chunk.indexOf(0); i !== -1; i = chunk.indexOf(0, start)) {
       const piece = chunk.subarray(start, i);
-      const text = this.parts.length === 0 ? piece.toString('utf8') : Buffer.concat([...this.parts, piece]).toString('utf8');
+      const bytes = this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece]);
+      const text = bytes.toString('utf8');
       this.parts = [];
       start = i + 1;
       if (this.tag === undefined) {
         this.tag = text;
       } else {
-        frames.push({ tag: this.tag, value: text });
+        // A copy: `piece` is a view of a chunk the stream may reuse.
+        frames.push(text.includes('\uFFFD') ? { tag: this.tag, value: text, raw: Buffer.from(bytes) } : { tag: this.tag, value: text });
         this.tag = undefined;
       }
     }
