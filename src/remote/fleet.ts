@@ -224,6 +224,17 @@ export class FleetRun {
   }
 }
 
+/**
+ * Whether states read without the locks are the ones the locks would give: no host locked, none
+ * with a journal, a leftover stage or trash inside releases/, and recovery planned across them all
+ * (another host's records can call for a switch-back) doing nothing. A refusal decided on such a
+ * read changes nothing on any host, as the local engine's refusals before its lock.
+ */
+export function fleetIsIdle(states: readonly RemoteState[]): boolean {
+  if (states.some((s) => !s.rootExists || s.lock !== null || s.journal.kind !== 'none' || (s.hidden?.length ?? 0) > 0)) return false;
+  return planFleetRecovery(states.map(recoveryInput)).every((actions) => actions.length === 0);
+}
+
 export function recoveryInput(state: RemoteState): HostRecoveryInput {
   const journal = state.journal.kind === 'ok' ? state.journal.journal : null;
   const abandonedTokens = [...state.records.values()].filter((r) => (r.status === 'failed' || r.status === 'rolled-back') && r.fleet?.token).map((r) => r.fleet?.token as string);

@@ -7,11 +7,12 @@ import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
-import { currentIdOf, currentProblem, FleetRun, hostClockSkew, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, fleetIsIdle, FleetRun, hostClockSkew, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
 import type { RunningRemote } from './ssh.ts';
+import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 
 export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
@@ -140,7 +141,35 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     );
   };
 
+  const refuse = (plan: Extract<ReturnType<typeof planFleetRollback>, { ok: false }>): DeployError => {
+    for (const p of plan.problems) {
+      const h = fleet.hosts.find((x) => x.label === p.host);
+      if (h) h.error = { code: p.code, message: p.message };
+    }
+    const first = plan.problems[0];
+    return new DeployError(first?.code ?? 'UNKNOWN_RELEASE', `nothing was rolled back: ${plan.problems.map((p) => p.message).join('; ')}`, {
+      hint: plan.hint ?? `list releases with: atomic-deploy releases <root> ${fleet.hosts.map((h) => `--host ${h.label}`).join(' ')}`,
+      details: { hosts: report() },
+    });
+  };
+
   try {
+    // A refusal (an unknown --to, nothing to go back to, already there) is decided before the
+    // locks when every host is idle, as the local rollback does: then no host changes, not even
+    // its root's times. One read per host over the connection the lock then uses; a host that
+    // cannot be read, or any host not idle, leaves the decision to the locked read below.
+    const early = await Promise.all(fleet.hosts.map((h) => h.remote.readState().then((r) => r.state, () => undefined)));
+    const idle = early.filter((s): s is RemoteState => s !== undefined);
+    if (idle.length === fleet.hosts.length && fleetIsIdle(idle) && fleet.hosts.every((h, i) => !currentProblem(h.label, h.root, (idle[i] as RemoteState).current, options.to !== undefined))) {
+      const plan = planFleetRollback(
+        fleet.hosts.map((h, i) => ({ host: h.label, current: currentIdOf(idle[i] as RemoteState), ordered: viewsOf(idle[i] as RemoteState) })),
+        options.to,
+      );
+      if (!plan.ok) {
+        fleet.hosts.forEach((h, i) => (h.state = idle[i]));
+        throw refuse(plan);
+      }
+    }
     await fleet.each(
       fleet.hosts,
       async (h) => {
@@ -168,16 +197,8 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       options.to,
     );
     if (!plan.ok) {
-      for (const p of plan.problems) {
-        const h = fleet.hosts.find((x) => x.label === p.host);
-        if (h) h.error = { code: p.code, message: p.message };
-      }
       await releaseAll();
-      const first = plan.problems[0];
-      throw new DeployError(first?.code ?? 'UNKNOWN_RELEASE', `nothing was rolled back: ${plan.problems.map((p) => p.message).join('; ')}`, {
-        hint: plan.hint ?? `list releases with: atomic-deploy releases <root> ${fleet.hosts.map((h) => `--host ${h.label}`).join(' ')}`,
-        details: { hosts: report() },
-      });
+      throw refuse(plan);
     }
     target = plan.target;
     const releaseTarget = plan.target;

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { createFleet, rootNamer, findTools, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 
 function isLink(p: string): boolean {
   try {
@@ -160,6 +161,41 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     assert.equal(status.consistent, true);
     assert.equal(status.current, j1.release);
     assert.deepEqual(status.hosts.map((h) => h.host), ['host1', 'host2', 'host3']);
+  });
+
+  void test('a refused rollback changes nothing on any host, not even times; rolling forward keeps the release it leaves good', async (t) => {
+    const { root, on } = newRoot('refused');
+    const ids: string[] = [];
+    for (const v of ['v1', 'v2']) {
+      const r = await cli(['deploy', site(t, v), root, ...hostArgs, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      ids.push(String(jsonOf<FleetJson>(r).release));
+    }
+    const [first, second] = ids as [string, string];
+    const times = (): string[][] => fleet.hosts.map((h) => treeSnapshot(on(h), { times: true }));
+    for (const [args, code, message] of [
+      [['--to', 'no-such-release'], 2, /no-such-release/],
+      [['--to', second], 2, /already/],
+    ] as const) {
+      const before = times();
+      const r = await cli(['rollback', root, ...hostArgs, ...args, '--json']);
+      assert.equal(r.code, code, r.stderr);
+      assert.match(jsonOf<FleetJson>(r).error?.message ?? '', message);
+      assert.deepEqual(times(), before, `rollback ${args.join(' ')} changed a host`);
+    }
+
+    const back = await cli(['rollback', root, ...hostArgs, '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    // Forward again: the release left (first) was good, only the one rolled back from is not.
+    const forward = await cli(['rollback', root, ...hostArgs, '--to', second, '--json']);
+    assert.equal(forward.code, 0, forward.stderr);
+    const listed = jsonOf<FleetJson & { hosts: (HostJson & { releases: { id: string; status?: string; role: string }[] })[] }>(await cli(['releases', root, ...hostArgs, '--json']));
+    for (const h of listed.hosts) {
+      const roles = new Map(h.releases.map((r) => [r.id, r]));
+      assert.equal(roles.get(second)?.role, 'active', h.host);
+      assert.equal(roles.get(first)?.role, 'previous', `${h.host}: the release rolled forward from is not the rollback target`);
+      assert.notEqual(roles.get(first)?.status, 'rolled-back', h.host);
+    }
   });
 
   void test('a lock held on one host stops a second deploy with exit 3 before anything changes', async (t) => {
