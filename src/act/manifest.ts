@@ -220,9 +220,10 @@ export type TreeHash = ReleaseTree;
 export interface HashTreeOptions {
   pool?: HashPool;
   /**
-   * `verify`: a name that is not valid UTF-8 is put in the tree's `misnamed` (escaped) instead of
-   * failing the walk with UNSUPPORTED_FILE (a symlink whose text is not UTF-8 in its `mistargeted`), and a file or directory permission keeps it from
-   * reading in its `unreadable` (what is under such a directory is left out) instead of failing with EACCES.
+   * `verify`: a name that is not valid UTF-8 is put in the tree's `misnamed` (escaped), and a
+   * symlink whose text is not, in its `mistargeted`, instead of failing the walk with
+   * UNSUPPORTED_FILE; and a file or directory permission keeps it from reading in its
+   * `unreadable` (what is under such a directory is left out) instead of failing with EACCES.
    */
   report?: boolean;
 }

@@ -30,7 +30,7 @@ function pieceOf(bytes: Uint8Array): Piece {
   return isUtf8(bytes) ? { text: Buffer.from(bytes).toString('utf8'), misnamed: false } : { text: escapedName(bytes), misnamed: true };
 }
 
-/** A frame's lines (the last one, after the final newline, left out), decoded one by one where its bytes were kept. */
+/** A frame's lines as split('\n') gives them (an empty one after a final newline), each decoded on its own where the bytes were kept. */
 function linesOf(f: ListingFrame): Piece[] {
   if (f.raw === undefined) return f.value.split('\n').map((text) => ({ text, misnamed: false }));
   const out: Piece[] = [];

@@ -48,10 +48,10 @@ ${emit('stored', 'manifest')}
  * would follow it, and the release would share an inode with whatever it points to, a shared
  * path's files for one): a listed path under any symlink of the previous release is left out of
  * the list, fails the check and is sent. (`grep -F` may also match such a prefix after a name
- * ending in a dot: that file is sent too, never wrongly linked.) GNU cp links the list (`cp -P -l --parents`, a symlink linked as
- * one), several times faster than rsync on many small files; where cp lacks --parents (BusyBox)
- * or fails, a host-side rsync whose link-dest is its own source links what is left (those already
- * linked stay as they are). Directory modes do not matter here: rsync sends every directory of
+ * ending in a dot: that file is sent too, never wrongly linked.) GNU cp links the list
+ * (`cp -P -l --parents`, a symlink linked as one), several times faster than rsync on many small
+ * files; where cp lacks --parents (BusyBox) or fails, a host-side rsync whose link-dest is its
+ * own source links what is left (those already linked stay as they are). Directory modes do not matter here: rsync sends every directory of
  * the build afterwards. LC_ALL=C: the check's OK and FAILED are never translated, and the 66
  * bytes before each path are cut as bytes.
  */
