@@ -50,7 +50,7 @@ ${emit('stored', 'manifest')}
  * the list, fails the check and is sent. (`grep -F` may also match such a prefix after a name
  * ending in a dot: that file is sent too, never wrongly linked.) GNU cp links the list
  * (`cp -P -l --parents`, a symlink linked as one), several times faster than rsync on many small
- * files; where cp lacks --parents (BusyBox) or fails, a host-side rsync whose link-dest is its
+ * files; where cp lacks --parents (an old BusyBox) or fails, a host-side rsync whose link-dest is its
  * own source links what is left (those already linked stay as they are). Directory modes do not matter here: rsync sends every directory of
  * the build afterwards. LC_ALL=C: the check's OK and FAILED are never translated, and the 66
  * bytes before each path are cut as bytes.
