@@ -60,7 +60,7 @@ export function linkScript(root: string, previous: string, stage: string, id: st
 LC_ALL=C; export LC_ALL
 mkdir -p -- "$s" && cat > "$w/link.check" || exit 1
 cd -- "$p" || exit 1
-find . -type l | sed 's|$|/|' > "$w/link.skip" || exit 1
+find . -type l 2>/dev/null | sed 's|$|/|' > "$w/link.skip" || exit 1
 sed 's/^.\\{66\\}//; s|^|./|' < "$w/link.check" | grep -v -F -f "$w/link.skip" | sed 's|^\\./||' | tr '\\n' '\\000' > "$w/link.list" || exit 1
 xargs -0 cp -P -l --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
 rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}
