@@ -51,6 +51,34 @@ export function deviceOf(p: string): number {
   return fs.statSync(p).dev;
 }
 
+/** Filesystems (statfs f_type) with no copy-on-write clones at all. */
+const NO_CLONES = new Map<number, string>([
+  [0xef53, 'ext4'],
+  [0x01021994, 'tmpfs'],
+  [0x858458f6, 'ramfs'],
+  [0x4d44, 'vfat'],
+  [0x2011bab0, 'exfat'],
+  [0x5346544e, 'ntfs'],
+  [0x7366746e, 'ntfs3'],
+  [0xf2f52010, 'f2fs'],
+  [0x3153464a, 'jfs'],
+  [0x52654973, 'reiserfs'],
+  [0x73717368, 'squashfs'],
+]);
+
+/**
+ * The name of `dir`'s filesystem when it is one that cannot clone: a reflink deploy there is
+ * refused on that alone, with no probe file, so the root stays as it was, times included. Any
+ * other filesystem (btrfs, xfs, whatever is not listed) is left to the probe.
+ */
+export function noClonesOn(dir: string): string | undefined {
+  try {
+    return NO_CLONES.get(fs.statfsSync(dir).type >>> 0);
+  } catch {
+    return undefined;
+  }
+}
+
 export type CloneProbe = { kind: 'cloned' } | { kind: 'unsupported'; errno: string } | { kind: 'unknown'; why: string };
 
 /**

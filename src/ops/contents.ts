@@ -7,7 +7,7 @@ import { createSharedTarget, linkShared, sharedMissingError, sharedTargetKind } 
 import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { StagingArea } from '../act/staging.ts';
-import { deviceOf, nearestExistingDir, previousFiles, probeClone } from '../act/strategy.ts';
+import { deviceOf, nearestExistingDir, noClonesOn, previousFiles, probeClone } from '../act/strategy.ts';
 import type { LinkSource } from '../act/copy.ts';
 import { trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
 import { filesystemNow, readSourceCache } from '../act/source-cache.ts';
@@ -85,10 +85,14 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
   sharedTargetsToCreate(layout, shared.links, options.sharedCreate === true);
   if (strategy === 'reflink') {
     const sample = firstFile(scan);
+    const into = nearestExistingDir(layout.releases);
+    // On a filesystem that never clones, no probe: its file would still move the directory's times.
+    const none = sample === undefined ? undefined : (noClonesOn(into) ?? noClonesOn(scan.dir));
     // The probe file is removed at once: a refused strategy leaves the root as it was.
-    const probe = sample ? await probeClone(sample, nearestExistingDir(layout.releases)) : ({ kind: 'cloned' } as const);
+    const probe = none !== undefined ? ({ kind: 'unsupported', errno: 'EOPNOTSUPP' } as const) : sample ? await probeClone(sample, into) : ({ kind: 'cloned' } as const);
     if (probe.kind === 'unsupported') {
-      throw new DeployError('UNSUPPORTED_PLATFORM', `--strategy reflink: cannot clone files from ${scan.dir} into ${layout.root} (${probe.errno}); copy-on-write clones need the source and the root on one btrfs or xfs (reflink=1) filesystem`, {
+      const which = none === undefined ? '' : `; ${noClonesOn(into) === undefined ? 'the source' : 'the root'} is on ${none}, which has no clones`;
+      throw new DeployError('UNSUPPORTED_PLATFORM', `--strategy reflink: cannot clone files from ${scan.dir} into ${layout.root} (${probe.errno}); copy-on-write clones need the source and the root on one btrfs or xfs (reflink=1) filesystem${which}`, {
         hint: 'use --strategy auto to clone where the filesystem can and copy elsewhere',
         details: { errno: probe.errno },
       });

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
 import { mountFs } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 
 interface Json {
   release?: string;
@@ -96,15 +97,19 @@ void test('--strategy reflink fails with a clear error on ext4 and tmpfs, changi
   assert.equal(first.code, 0, first.stderr);
   assert.equal(jsonOf<Json>(first).cloned, false);
   const fsType = execFileSync('stat', ['-f', '-c', '%T', root], { encoding: 'utf8' }).trim();
-  const before = snapshot(root);
-  const refused = await runCli(['deploy', src, root, '--strategy', 'reflink', '--json']);
-  assert.equal(refused.code, 2, refused.stderr);
-  const error = jsonOf<Json>(refused).error;
-  assert.equal(error?.code, 'UNSUPPORTED_PLATFORM');
-  assert.match(error?.message ?? '', /--strategy reflink: cannot clone files from .* \((ENOTSUP|EOPNOTSUPP|EXDEV|EINVAL)\); copy-on-write clones need the source and the root on one btrfs or xfs/);
-  assert.match(error?.hint ?? '', /--strategy auto/);
-  assert.deepEqual(snapshot(root), before);
-  t.diagnostic(`refused on ${fsType}: ${error?.message ?? ''}`);
+  // Times too: a probe file made and removed in releases/ would move its mtime.
+  const before = treeSnapshot(root, { times: true });
+  for (const extra of [[], ['--dry-run']]) {
+    const refused = await runCli(['deploy', src, root, '--strategy', 'reflink', '--json', ...extra]);
+    assert.equal(refused.code, 2, refused.stderr);
+    const error = jsonOf<Json>(refused).error;
+    assert.equal(error?.code, 'UNSUPPORTED_PLATFORM');
+    assert.match(error?.message ?? '', /--strategy reflink: cannot clone files from .* \((ENOTSUP|EOPNOTSUPP|EXDEV|EINVAL)\); copy-on-write clones need the source and the root on one btrfs or xfs/);
+    if (fsType === 'ext2/ext3') assert.match(error?.message ?? '', /the root is on ext4, which has no clones$/);
+    assert.match(error?.hint ?? '', /--strategy auto/);
+    assert.deepEqual(treeSnapshot(root, { times: true }), before, `${extra.join(' ')}: the root changed`);
+    t.diagnostic(`refused on ${fsType}: ${error?.message ?? ''}`);
+  }
 
   // auto falls back to a plain copy without a word of complaint.
   const auto = await runCli(['deploy', src, root, '--json']);
