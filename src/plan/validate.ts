@@ -94,6 +94,11 @@ export function displayUrl(url: string): string {
   }
 }
 
+/** A command that is one word of the form `scheme://...`: a URL, not something sh can run. */
+export function looksLikeUrl(command: string): boolean {
+  return /^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S*$/.test(command.trim());
+}
+
 /** Why a health URL cannot be used, or undefined. */
 export function healthUrlProblem(url: string): string | undefined {
   let parsed: URL;
@@ -126,6 +131,13 @@ export function checkHookAndHealth(options: HookAndHealthOptions): void {
   if (healthCheck.command !== undefined) {
     const problem = commandProblem(healthCheck.command);
     if (problem) throw new DeployError('USAGE', `invalid health-check command: ${problem}`);
+    // A URL given as the command: sh would answer 127 (not found) on every try, for the whole
+    // timeout, and then roll the deploy back. Refused before anything is written.
+    if (looksLikeUrl(healthCheck.command)) {
+      throw new DeployError('USAGE', `the health-check command ${JSON.stringify(healthCheck.command.trim())} is a URL, which sh cannot run`, {
+        hint: `to check a URL give it as --health-url (config: healthCheck.url), e.g. --health-url ${healthCheck.command.trim()}`,
+      });
+    }
   }
   if (healthCheck.url !== undefined) {
     const problem = healthUrlProblem(healthCheck.url);

@@ -277,6 +277,21 @@ function directoryChecks(): Case[] {
     { name: '--sha256 zz with a directory source', setup: (c) => deployTo(c, '--sha256', 'zz'), code: 2, message: message('--sha256', 'checks'), hint },
     { name: '--sha256 with a directory source, dry run', setup: (c) => deployTo(c, '--sha256', ZERO_SHA, '-n'), code: 2, message: message('--sha256', 'checks'), hint },
     {
+      // Not a command: sh would say 127 on every try for the whole timeout, then roll back.
+      name: '--health-check given a URL',
+      setup: (c) => deployTo(c, '--health-check', 'http://127.0.0.1:8080/health'),
+      code: 2,
+      message: /^error: the health-check command "http:\/\/127\.0\.0\.1:8080\/health" is a URL, which sh cannot run$/,
+      hint: /^hint: to check a URL give it as --health-url \(config: healthCheck\.url\), e\.g\. --health-url http:\/\/127\.0\.0\.1:8080\/health$/,
+    },
+    {
+      name: '--health-check given a mistyped URL, fleet',
+      setup: (c) => deployTo(c, '--health-check', 'htp://localhost/', '--host', 'h1'),
+      code: 2,
+      message: /^error: the health-check command "htp:\/\/localhost\/" is a URL, which sh cannot run$/,
+      hint: /--health-url/,
+    },
+    {
       name: '--strip-components with a directory source',
       setup: (c) => deployTo(c, '--strip-components', '1'),
       code: 2,

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
-import { checkHookAndHealth, checkKeep, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+import { checkHookAndHealth, checkKeep, looksLikeUrl, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
 
 function refused(fn: () => void, code: string): DeployError {
   try {
@@ -32,6 +32,12 @@ void test('hooks and health checks: empty commands, NUL bytes, non-http URLs and
   refused(() => checkHookAndHealth({ hooks: { afterSwitch: ['a\0b'] } }), 'USAGE');
   refused(() => checkHookAndHealth({ healthCheck: { url: 'ftp://x/' } }), 'USAGE');
   refused(() => checkHookAndHealth({ healthCheck: { timeoutMs: 1000 } }), 'USAGE');
+  // A URL where a command belongs; a command that merely holds one is a command.
+  for (const url of ['http://127.0.0.1/health', ' https://x/ ', 'htp://localhost:8080/']) refused(() => checkHookAndHealth({ healthCheck: { command: url } }), 'USAGE');
+  for (const command of ['curl -fsS http://127.0.0.1/health', 'test -f /tmp/ok', 'http_check', 'wget -q -O- https://x/']) {
+    checkHookAndHealth({ healthCheck: { command } });
+    assert.equal(looksLikeUrl(command), false, command);
+  }
 });
 
 void test('release ids and --keep', () => {
