@@ -166,8 +166,14 @@ tmp_apart() {
   case $L_err in *[Cc]ross-device*) return 0 ;; esac
   return 1
 }
-# Whether releases/ID is the directory current resolves to (relative or absolute link alike).
-is_current() { real_dir "$root/current"; _c=$R_dir; real_dir "$rel/$1"; [ -n "$_c" ] && [ "$_c" = "$R_dir" ]; }
+# Whether releases/ID is the directory current resolves to (relative or absolute link alike), or
+# one its text passes through (releases/ID/../other): removing that would leave current dangling.
+is_current() {
+  real_dir "$root/current"; _c=$R_dir; real_dir "$rel/$1"
+  [ -n "$_c" ] && [ "$_c" = "$R_dir" ] && return 0
+  case "/$(readlink -- "$root/current" 2>/dev/null)/" in *"/releases/$1/"*) return 0 ;; esac
+  return 1
+}
 # ID NAME: the link that will become current, made as .tmp/NAME/current.
 arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
 # NAME: one rename(2) of .tmp/NAME/current onto ROOT/current (see the header).

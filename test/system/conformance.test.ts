@@ -403,10 +403,12 @@ describe('undo of a failed deploy: every side leaves the same root', () => {
 });
 
 describe('prune guards: the one deletion path refuses current and the protected release on every side', () => {
-  const cases: { name: string; id: string; protect: string[]; expect: string; through?: boolean }[] = [
+  const cases: { name: string; id: string; protect: string[]; expect: string; through?: boolean; text?: string }[] = [
     { name: 'the current release', id: 'r3', protect: [], expect: 'INTERNAL' },
     // current -> releases/stable -> r3: the link's text names `stable`; the guard goes by what it reaches.
     { name: 'the release current reaches through a link in releases/', id: 'r3', protect: [], expect: 'INTERNAL', through: true },
+    // current -> releases/r2/../r3: it reaches r3, but through r2, whose removal would leave it dangling.
+    { name: 'a release current passes through on its way (releases/r2/../r3)', id: 'r2', protect: [], expect: 'INTERNAL', text: 'releases/r2/../r3' },
     { name: 'the rollback target (protected)', id: 'r2', protect: ['r2'], expect: 'INTERNAL' },
     { name: 'an old release', id: 'r1', protect: ['r2'], expect: 'removed' },
     { name: 'a release already gone', id: 'r0', protect: [], expect: 'absent' },
@@ -422,13 +424,15 @@ describe('prune guards: the one deletion path refuses current and the protected 
         if (c.through) {
           fs.symlinkSync('r3', path.join(root, 'releases', 'stable'));
           fs.symlinkSync('releases/stable', path.join(root, 'current'));
+        } else if (c.text !== undefined) {
+          fs.symlinkSync(c.text, path.join(root, 'current'));
         } else setCurrent(root, 'r3');
         const result = await engine.removeRelease(root, c.id, c.protect);
         const left = outcomeOf(root);
         seen.push(`${engine.name}: ${result}; releases ${left.releases.join(' ')}; current ${left.current}; tmp ${left.tmp.join(' ')}`);
       }
       const releases = ['r1', 'r2', 'r3', ...(c.through ? ['stable'] : [])].filter((id) => c.expect !== 'removed' || id !== c.id).join(' ');
-      assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${c.expect}; releases ${releases}; current ${c.through ? 'stable' : 'r3'}; tmp `));
+      assert.deepEqual(seen, ENGINES.map((e) => `${e.name}: ${c.expect}; releases ${releases}; current ${c.through ? 'stable' : (c.text?.replace(/^releases\//, '') ?? 'r3')}; tmp `));
     });
   }
 });
