@@ -92,7 +92,10 @@ const hashOf = (line: string): string | undefined => /^([0-9a-f]{64}) [ *]/.exec
  * frame (sha256sum lines) for the plain names, then for each symlink a `link` frame and its
  * `target` (readlink's output, one newline added), and for each name holding a newline, a carriage
  * return or a backslash (which sha256sum would escape) an `odd` frame with its `odd-stat` and `odd-sum`.
- * A file the host could not hash is listed with an empty hash, so it shows as modified. A name
+ * A `denied` frame names a file the host's user may not read, a `closed` one a directory it may
+ * not list or search (`.`, the release): reported `unreadable` as local verify reports them, with
+ * nothing under a closed directory. A file the host could not hash for another reason is listed
+ * with an empty hash, so it shows as modified. A name
  * or link target that is not UTF-8 (a frame's kept bytes say so) goes where local verify puts it:
  * `misnamed` (nothing under such a directory) or `mistargeted`, escaped.
  */
@@ -103,9 +106,20 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
   // Names (and link targets) that are not UTF-8, as local verify reports them: such a name is added, such a target retargeted.
   const misnamed = new Map<string, string>();
   const mistargeted = new Map<string, string>();
+  // What the host's user may not read: files, and directories it may not list or search ('' is the release).
+  const denied = new Set<string>();
+  const closed: string[] = [];
   for (let i = 0; i < frames.length; i++) {
     const f = frames[i] as ListingFrame;
-    if (f.tag === 'stat') {
+    if (f.tag === 'closed' || f.tag === 'denied') {
+      // A name that is not UTF-8 is reported as misnamed, and never walked into locally.
+      const name = wholeOf(f);
+      const rel = name.text === '.' ? '' : relOf(name.text);
+      if (rel !== undefined && !name.misnamed) {
+        if (f.tag === 'denied') denied.add(rel);
+        else closed.push(rel);
+      }
+    } else if (f.tag === 'stat') {
       for (const line of linesOf(f)) {
         const m = /^([0-9a-f]{1,8} \d+) (.*)$/.exec(line.text);
         const st = m?.[1] ? statOf(m[1]) : undefined;
@@ -153,6 +167,7 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
   for (const [rel, st] of stats) {
     const kind = kindOf(st.mode);
     if (kind === 'dir') tree.entries.push({ path: rel, type: 'dir', mode: st.mode & 0o7777 });
+    else if (kind === 'file' && denied.has(rel)) (tree.unreadable ??= []).push({ path: rel, type: 'file', mode: st.mode & 0o7777 });
     else if (kind === 'file') tree.entries.push({ path: rel, type: 'file', mode: st.mode & 0o7777, size: st.size, sha256: sums.get(rel) ?? '' });
     else tree.special.push({ path: rel, kind });
   }
@@ -167,6 +182,16 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
     for (const rel of [...mistargeted.keys()]) if (dirs.some((d) => rel.startsWith(d))) mistargeted.delete(rel);
   }
   if (mistargeted.size > 0) tree.mistargeted = [...mistargeted].map(([path, target]) => ({ path, target })).sort((a, b) => comparePaths(a.path, b.path));
+  if (closed.length > 0) {
+    // As local verify: a closed directory's own entry (its mode) stands for what it holds.
+    const inside = (p: string): boolean => closed.some((d) => d === '' || p.startsWith(`${d}/`));
+    tree.entries = tree.entries.filter((e) => !inside(e.path));
+    tree.special = tree.special.filter((e) => !inside(e.path));
+    if (tree.misnamed) tree.misnamed = tree.misnamed.filter((e) => !inside(e.path));
+    if (tree.mistargeted) tree.mistargeted = tree.mistargeted.filter((e) => !inside(e.path));
+    if (tree.unreadable) tree.unreadable = tree.unreadable.filter((e) => !inside(e.path));
+    for (const d of closed.sort(comparePaths)) (tree.unreadable ??= []).push({ path: d, type: 'dir' });
+  }
   return tree;
 }
 

@@ -28,6 +28,8 @@ if [ ! -f "$m" ] || [ -h "$m" ]; then emit no-manifest yes; exit 0; fi
 printf 'manifest\\000'; cat -- "$m" || exit 1; printf '\\000'
 h=$($sum < "$m") || exit 1
 [ "\${h%% *}" = ${q(expect)} ] || { emit manifest-digest "\${h%% *}"; exit 0; }
+# A release the user may not search is one closed directory, as the local walk reports it.
+if [ ! -x "$r" ]; then emit closed .; emit end verify; exit 0; fi
 cd -- "$r" || fail IO ${q(`cannot enter release ${id}`)}
 # Plain names go through one stat and one sha256sum per batch of files; names that sha256sum would
 # escape (newline, carriage return, backslash) and symlinks get a process each, framed by name.
@@ -45,6 +47,13 @@ for f; do
     [ -f "$f" ] && $sum < "$f"; printf "\\\\000"
   fi
 done' sh "$sum" {} + 2>/dev/null
+# What permissions keep this user from reading, by access(2) as the local walk meets it on open:
+# a file (its content unchecked) or a directory it may not list or search (nothing under it).
+find . \\( -type f -o -type d \\) -exec sh -c '
+for f; do
+  if [ -d "$f" ]; then [ -r "$f" ] && [ -x "$f" ] || printf "closed\\000%s\\000" "$f"
+  else [ -r "$f" ] || printf "denied\\000%s\\000" "$f"; fi
+done' sh {} + 2>/dev/null
 emit end verify
 `;
 }

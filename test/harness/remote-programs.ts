@@ -24,9 +24,9 @@ export function programShells(base: string, tools: { dash: string; busybox: stri
   ];
 }
 
-/** Runs a program to its end with `input` on stdin: its frames, exit code and stderr. */
-export function runProgram(shell: Shell, script: string, cwd: string, input = ''): { frames: Frame[]; code: number | null; stderr: string } {
-  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd, maxBuffer: 16 << 20 });
+/** Runs a program to its end with `input` on stdin (as `as`, a uid and gid, if given): its frames, exit code and stderr. */
+export function runProgram(shell: Shell, script: string, cwd: string, input = '', as?: { uid: number; gid: number }): { frames: Frame[]; code: number | null; stderr: string } {
+  const r = spawnSync(shell.file, ['-c', script], { input, env: shell.env, cwd, maxBuffer: 16 << 20, ...(as ? { uid: as.uid, gid: as.gid } : {}) });
   return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
 }
 

@@ -1,17 +1,20 @@
 // One engine for verify: the listing a host prints for `verify --host` (remote/verify-script.ts,
 // run here under dash with coreutils and under BusyBox sh with BusyBox applets) reads back as
 // the very tree local verify walks, names and link targets that are not UTF-8 included, so both
-// report the same differences for the same release.
+// report the same differences for the same release; run by a user who may not read all of it,
+// both report the same modes and unreadable paths.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hashTree } from '../../src/act/manifest.ts';
 import { treeFromListing } from '../../src/plan/fleet-verify.ts';
-import { comparePaths, diffRelease, parseManifest, serializeManifest } from '../../src/plan/manifest.ts';
+import { comparePaths, diffRelease, parseManifest, serializeManifest, type Difference } from '../../src/plan/manifest.ts';
 import { verifyScript } from '../../src/remote/verify-script.ts';
+import { asUser, runWrapped, uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
 import { programShells, runProgram } from '../harness/remote-programs.ts';
 
@@ -73,4 +76,71 @@ void test('a host listing and the local walk give the same tree and the same dif
   const asText = runProgram(SHELLS[0]!, verifyScript(root, 'one', digest), BASE).frames.map(({ tag, value }) => ({ tag, value }));
   const blind = diffRelease(parsed.manifest, treeFromListing(asText)).map((d) => `${d.kind} ${d.path}`);
   assert.ok(!blind.includes('added a\\xff.txt'), `text alone still found the twin: ${blind.join(', ')}`);
+});
+
+void test('run by a user who cannot read everything, a host listing reports what the local verify reports: the mode, and unreadable, never modified or removed', async () => {
+  // The host's user is daemon here, as the root's owner; root reads everything, so the local verify runs as daemon too.
+  const base = fs.mkdtempSync(path.join(BASE, 'perm-'));
+  fs.chmodSync(BASE, 0o755);
+  fs.chmodSync(base, 0o755);
+  const src = path.join(base, 'src');
+  for (const [name, text] of Object.entries({ 'index.html': 'v1\n', 'sub/x.txt': 'x\n', 'sub/deep/a.txt': 'a\n', 'sub/deep/b/c.txt': 'c\n', 'sub/open/o.txt': 'o\n', 'sub/blind/z.txt': 'z\n', 'keep.txt': 'k\n' })) {
+    fs.mkdirSync(path.dirname(path.join(src, name)), { recursive: true });
+    fs.writeFileSync(path.join(src, name), text);
+  }
+  fs.symlinkSync('x.txt', path.join(src, 'sub/open/l'));
+  const root = path.join(base, 'root');
+  const deployed = await runWrapped(['deploy', src, root, '--release-id', 'one', '--quiet']);
+  assert.equal(deployed.code, 0, deployed.stderr);
+  execFileSync('chown', ['-R', 'daemon:', root]);
+  const rel = path.join(root, 'releases', 'one');
+  const text = fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', 'one.json'), 'utf8');
+  const parsed = parseManifest(text);
+  assert.ok(parsed.ok);
+  const digest = createHash('sha256').update(text).digest('hex');
+  fs.chmodSync(path.join(rel, 'index.html'), 0o000);
+  fs.chmodSync(path.join(rel, 'sub/deep'), 0o000);
+  // Listable, not searchable; and searchable, not listable.
+  fs.chmodSync(path.join(rel, 'sub/open'), 0o644);
+  fs.chmodSync(path.join(rel, 'sub/blind'), 0o311);
+  // An edit beside them is still found.
+  fs.writeFileSync(path.join(rel, 'keep.txt'), 'K\n');
+
+  const local = await runWrapped(['verify', root, '--json'], { prefix: asUser('daemon') });
+  assert.equal(local.code, 5, local.stderr);
+  const localDiff = (JSON.parse(local.stdout) as { differences: unknown[] }).differences;
+  assert.deepEqual(localDiff.map((d) => `${(d as Difference).kind} ${(d as Difference).path}`), [
+    'mode index.html',
+    'unreadable index.html',
+    'modified keep.txt',
+    'mode sub/blind',
+    'unreadable sub/blind',
+    'mode sub/deep',
+    'unreadable sub/deep',
+    'mode sub/open',
+    'unreadable sub/open',
+  ]);
+  const daemon = uidOf('daemon');
+  for (const shell of SHELLS) {
+    const r = runProgram(shell, verifyScript(root, 'one', digest), base, '', daemon);
+    assert.equal(r.code, 0, `${shell.name}: ${r.stderr}`);
+    assert.deepEqual(diffRelease(parsed.manifest, treeFromListing(r.frames)), localDiff, shell.name);
+  }
+  // Control: the listing read without what the host says it could not read calls the same release modified and removed.
+  const r = runProgram(SHELLS[0]!, verifyScript(root, 'one', digest), base, '', daemon);
+  // The release itself closed: not searchable, then searchable but not listable.
+  for (const mode of [0o000, 0o644]) {
+    fs.chmodSync(rel, mode);
+    const whole = await runWrapped(['verify', root, '--json'], { prefix: asUser('daemon') });
+    assert.equal(whole.code, 5, whole.stderr);
+    const wholeDiff = (JSON.parse(whole.stdout) as { differences: unknown[] }).differences;
+    assert.deepEqual(wholeDiff, [{ path: '.', kind: 'unreadable', actual: 'permission denied: 13 listed entries under it were not checked' }], mode.toString(8));
+    for (const shell of SHELLS) {
+      const listed = runProgram(shell, verifyScript(root, 'one', digest), base, '', daemon);
+      assert.equal(listed.code, 0, `${shell.name}: ${listed.stderr}`);
+      assert.deepEqual(diffRelease(parsed.manifest, treeFromListing(listed.frames)), wholeDiff, `${shell.name}, release ${mode.toString(8)}`);
+    }
+  }
+  const blind = diffRelease(parsed.manifest, treeFromListing(r.frames.filter((f) => f.tag !== 'denied' && f.tag !== 'closed'))).map((d) => `${d.kind} ${d.path}`);
+  assert.ok(blind.includes('modified index.html') && blind.includes('removed sub/deep/a.txt'), blind.join(', '));
 });
