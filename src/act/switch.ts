@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
+import { currentNotSymlinkHint } from '../plan/root-shape.ts';
 import { fsyncDir } from './durable.ts';
 import type { Layout } from './layout.ts';
 
@@ -92,7 +93,7 @@ export function currentIdOrThrow(state: CurrentState, layout: Layout, options: {
     case 'directory':
     case 'file':
       throw new DeployError('CURRENT_NOT_SYMLINK', `${layout.current} is a ${state.kind === 'directory' ? 'real directory' : 'regular file'}, not a symlink`, {
-        hint: `move it into the release layout first: mkdir -p releases && mv current releases/initial && ln -s releases/initial current (in ${layout.root})`,
+        hint: currentNotSymlinkHint(state.kind),
       });
   }
 }

@@ -58,3 +58,14 @@ export function readRootProblem(shape: RootShape): string | undefined {
   if (shape.kind === 'empty') return 'is empty, not a deploy root';
   return 'is not a deploy root (no releases/ with current)';
 }
+
+/**
+ * The hint for a `current` that is a real directory or a regular file. A directory cannot become
+ * a symlink by one rename(2), so the hint offers no command that would leave a gap unannounced:
+ * the README's FAQ gives the gap-free way (a new root) and the in-place one (a quiet moment).
+ */
+export function currentNotSymlinkHint(kind: 'directory' | 'file'): string {
+  return kind === 'directory'
+    ? 'rename(2) cannot turn a directory into a symlink without a gap: deploy into a new root and point the server at its current, or move it into releases/ at a quiet moment (README, FAQ: "My server serves a real directory current")'
+    : 'a regular file is not a release: move it aside (mv current current.old) and deploy again';
+}

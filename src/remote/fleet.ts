@@ -8,6 +8,7 @@ import { parseHostSpec } from '../plan/config-basics.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { orderReleases } from '../plan/releases.ts';
+import { currentNotSymlinkHint } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot } from './host.ts';
@@ -100,7 +101,7 @@ export function currentProblem(label: string, root: string, current: CurrentStat
     case 'directory':
     case 'file':
       return new DeployError('CURRENT_NOT_SYMLINK', `${label}: ${root}/current is a ${current.kind === 'directory' ? 'real directory' : 'regular file'}, not a symlink`, {
-        hint: 'move it into the release layout first: mkdir -p releases && mv current releases/initial && ln -s releases/initial current',
+        hint: currentNotSymlinkHint(current.kind),
       });
   }
 }

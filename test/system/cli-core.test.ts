@@ -1,6 +1,6 @@
 // The CLI contract of the core engine: layout, outputs, exit codes, copy fidelity, refusals.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -153,6 +153,34 @@ describe('refusals change nothing', () => {
       assert.match(r.stderr, /hint: /);
       assert.deepEqual(snapshot(root), before);
     }
+  });
+
+  test("current as a real directory: the README's in-place move, run verbatim, gives a root the next deploy takes over", async (t) => {
+    const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const dir = tempDir(t);
+    const root = path.join(dir, 'root');
+    writeTree(path.join(root, 'current'), { 'index.html': 'live site\n', 'img/logo.png': 'png' });
+    const refused = await runCli(['deploy', site(path.join(dir, 'src')), root]);
+    assert.equal(refused.code, 2, refused.stderr);
+    // The hint sends the user to the FAQ entry by its words; the entry must be there.
+    const faq = /\(README, FAQ: "([^"]+)"\)$/m.exec(refused.stderr)?.[1];
+    assert.ok(faq, refused.stderr);
+    // Its words as they read, code marks aside.
+    const line = readme.split('\n').find((l) => l.replaceAll('`', '').startsWith(`**${faq}`));
+    const entry = line === undefined ? -1 : readme.indexOf(line);
+    assert.ok(entry >= 0, `README has no FAQ entry starting "${faq}"`);
+    const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(entry))?.[1];
+    assert.ok(block?.startsWith('cd /srv/www/app\n'), 'the entry holds the commands');
+    execFileSync('sh', ['-euc', block.replace('cd /srv/www/app', `cd '${root}'`)]);
+    assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/initial');
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'live site\n');
+    assert.deepEqual(fs.readdirSync(root).sort(), ['current', 'releases']);
+    const next = await runCli(['deploy', path.join(dir, 'src'), root, '--json']);
+    assert.equal(next.code, 0, next.stderr);
+    assert.equal(jsonOf<{ previous: string | null }>(next).previous, 'initial');
+    const back = await runCli(['rollback', root, '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'img', 'logo.png'), 'utf8'), 'png');
   });
 });
 
