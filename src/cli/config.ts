@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 // The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
 import { NOT_REGULAR, readRegularFileSync } from '../act/read.ts';
@@ -7,6 +8,7 @@ import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
 import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
+import { tildePath } from '../plan/paths.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
 
@@ -164,10 +166,27 @@ function keepOf(keep: number | undefined): number | undefined {
   return n === 0 ? undefined : n;
 }
 
-/** A path from the command line (relative to cwd) or else from the config (relative to its file). */
+/**
+ * A path from the command line (relative to cwd) or else from the config (relative to its file).
+ * A `~` the shell left alone is never taken as a directory named `~` (a deploy there would go
+ * live nowhere the server looks): from the command line it was quoted, and is refused; in the
+ * config, where no shell reads it, `~` and `~/…` are the home directory, `~user/…` is refused.
+ */
 export function pathFrom(arg: string | undefined, fromConfig: string | undefined, loaded: LoadedConfig, what: 'root' | 'source'): string {
-  if (arg !== undefined) return arg;
-  if (fromConfig !== undefined) return path.resolve(loaded.dir, fromConfig);
+  if (arg !== undefined) {
+    if (tildePath(arg, '').tilde) {
+      throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} starts with ~, which the shell did not expand (quoted?)`, {
+        hint: `write it unquoted or as an absolute path ($HOME/...); for a directory whose name starts with ~, write ./${arg}`,
+      });
+    }
+    return arg;
+  }
+  if (fromConfig !== undefined) {
+    const tilde = tildePath(fromConfig, os.homedir());
+    if (!tilde.tilde) return path.resolve(loaded.dir, fromConfig);
+    if (tilde.expanded !== undefined) return tilde.expanded;
+    throw invalid(`${what}: ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'}: only ~ and ~/ (this user's home) are expanded`, loaded.file ?? loaded.dir);
+  }
   // Worded like commander's own message for a missing argument.
   const where = loaded.file ? `${loaded.file} has no "${what}" key` : 'and no atomic-deploy.config.yaml here to take it from';
   throw new DeployError('USAGE', `missing required argument '${what}' (${where})`, {

@@ -65,3 +65,14 @@ export function escapedName(bytes: Uint8Array): string {
   }
   return out;
 }
+
+/**
+ * A path that starts with `~`, read the way a shell would: `home` for `~` and `~/…`; undefined for
+ * `~user/…` (whose home only the shell's lookup knows) and for any path not starting with `~`.
+ */
+export function tildePath(p: string, home: string): { tilde: false } | { tilde: true; expanded?: string } {
+  if (!p.startsWith('~')) return { tilde: false };
+  if (p === '~') return { tilde: true, expanded: home };
+  if (p.startsWith('~/')) return { tilde: true, expanded: path.join(home, p.slice(2)) };
+  return { tilde: true };
+}

@@ -56,6 +56,9 @@ const CASES: Case[] = [
     code: 2,
     message: /the source is inside the deploy root/,
   },
+  // A ~ the shell did not expand (quoted): never a directory named ~ in the working directory.
+  { name: 'root with a quoted ~', setup: (c) => ['deploy', c.src, '~/www'], code: 2, message: /^error: the root "~\/www" starts with ~, which the shell did not expand \(quoted\?\)$/, hint: /^hint: write it unquoted or as an absolute path \(\$HOME\/\.\.\.\); for a directory whose name starts with ~, write \.\/~\/www$/ },
+  { name: 'source with a quoted ~', setup: (c) => ['deploy', '~/build', c.root], code: 2, message: /^error: the source "~\/build" starts with ~/ },
   { name: 'root inside the source', setup: (c) => ['deploy', c.src, path.join(c.src, 'site')], code: 2, message: /the deploy root is inside the source/ },
   {
     name: 'source inside the root, in a directory named ..build',

@@ -170,7 +170,7 @@ describe('refusals change nothing', () => {
     const entry = line === undefined ? -1 : readme.indexOf(line);
     assert.ok(entry >= 0, `README has no FAQ entry starting "${faq}"`);
     const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(entry))?.[1];
-    assert.ok(block?.startsWith('cd /srv/www/app\n'), 'the entry holds the commands');
+    assert.ok(block !== undefined && block.startsWith('cd /srv/www/app\n'), 'the entry holds the commands');
     execFileSync('sh', ['-euc', block.replace('cd /srv/www/app', `cd '${root}'`)]);
     assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/initial');
     assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'live site\n');

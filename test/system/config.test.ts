@@ -159,3 +159,36 @@ void test('zod and yaml are loaded only when there is a config file to read', as
   assert.ok(withFile.some((u) => u.includes('/node_modules/zod/')) && withFile.some((u) => u.includes('/node_modules/yaml/')), `both loaded with a config file: ${withFile.join(', ')}`);
   assert.equal(releaseIds(root).length, 2);
 });
+
+void test('a ~ in the config is the home directory; one the shell left quoted on the command line is refused, never a directory named ~', async (t) => {
+  const { dir, src } = setup(t);
+  const home = path.join(dir, 'home');
+  fs.mkdirSync(home);
+  const work = path.join(dir, 'work');
+  fs.mkdirSync(work);
+  fs.writeFileSync(path.join(work, 'atomic-deploy.config.yaml'), `root: ~/www/app\nsource: ${src}\n`);
+  const deployed = await runCli(['deploy', '--json'], { cwd: work, env: { HOME: home } });
+  assert.equal(deployed.code, 0, deployed.stderr);
+  assert.equal(currentId(path.join(home, 'www', 'app')), jsonOf<Json>(deployed).release);
+  const listed = await runCli(['releases', '--json'], { cwd: work, env: { HOME: home } });
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(fs.readdirSync(work), ['atomic-deploy.config.yaml'], 'nothing named ~ was made');
+  // Another user's home is the shell's lookup: refused, not guessed.
+  fs.writeFileSync(path.join(work, 'atomic-deploy.config.yaml'), `root: ~www-data/app\nsource: ${src}\n`);
+  const other = await runCli(['deploy'], { cwd: work, env: { HOME: home } });
+  assert.equal(other.code, 2, other.stderr);
+  assert.match(other.stderr, /^error: root: "~www-data\/app" in .*atomic-deploy\.config\.yaml: only ~ and ~\/ \(this user's home\) are expanded$/m);
+  // Quoted on the command line: refused, for the root and for the source, by every command.
+  for (const args of [['deploy', src, '~/www/app'], ['deploy', '~/build', path.join(dir, 'root')], ['status', '~'], ['rollback', '~/www/app'], ['verify', '~/www/app']]) {
+    const r = await runCli(args, { cwd: work, env: { HOME: home } });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: the (root|source) "~[^"]*" starts with ~, which the shell did not expand \(quoted\?\)$/m, args.join(' '));
+    assert.match(r.stderr, /^hint: write it unquoted or as an absolute path \(\$HOME\/\.\.\.\); for a directory whose name starts with ~, write \.\/~/m);
+  }
+  assert.deepEqual(fs.readdirSync(work), ['atomic-deploy.config.yaml'], 'nothing named ~ was made');
+  assert.ok(!fs.existsSync(path.join(dir, 'root')));
+  // A directory whose name starts with ~, written as the hint says, is a path like any other.
+  const deployedDot = await runCli(['deploy', src, './~odd', '--quiet'], { cwd: work });
+  assert.equal(deployedDot.code, 0, deployedDot.stderr);
+  assert.ok(fs.lstatSync(path.join(work, '~odd', 'current')).isSymbolicLink());
+});

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fc from 'fast-check';
-import { isWithin, releaseIdFromLink, sharedPathProblem, sourceRootProblem } from '../../src/plan/paths.ts';
+import { isWithin, releaseIdFromLink, sharedPathProblem, sourceRootProblem, tildePath } from '../../src/plan/paths.ts';
 
 const segment = fc.stringMatching(/^[a-z0-9 ._'$()-]{1,8}$/).filter((s) => s !== '.' && s !== '..');
 const absPath = fc.array(segment, { minLength: 1, maxLength: 5 }).map((parts) => `/${parts.join('/')}`);
@@ -90,4 +90,13 @@ void test('releaseIdFromLink: relative and absolute (Capistrano) links to releas
   for (const escape of ['releases/../../etc', 'releases/..', 'releases/.', '../releases/x', 'releases']) {
     assert.equal(releaseIdFromLink(escape, real, root), undefined, escape);
   }
+});
+
+void test('tildePath reads ~ as a shell does for this user, and leaves ~user to the shell', () => {
+  assert.deepEqual(tildePath('~', '/home/me'), { tilde: true, expanded: '/home/me' });
+  assert.deepEqual(tildePath('~/www/app', '/home/me'), { tilde: true, expanded: '/home/me/www/app' });
+  assert.deepEqual(tildePath('~/', '/home/me'), { tilde: true, expanded: '/home/me' });
+  assert.deepEqual(tildePath('~www-data/app', '/home/me'), { tilde: true });
+  assert.deepEqual(tildePath('~odd', '/home/me'), { tilde: true });
+  for (const p of ['./~odd', '/srv/~/x', 'www~', '']) assert.deepEqual(tildePath(p, '/home/me'), { tilde: false }, p);
 });
