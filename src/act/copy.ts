@@ -499,3 +499,8 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
   options.onProgress?.({ files: result.files, bytes: result.bytes });
   return result;
 }
+
+/** The names at the top of a scanned build. */
+export function topNames(entries: readonly SourceEntry[]): string[] {
+  return entries.filter((e) => e.rel !== '' && !e.rel.includes(path.sep)).map((e) => e.rel);
+}

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, scanSource, slashedRel, type SourceScan } from '../act/copy.ts';
+import { copyTree, scanSource, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
 import { writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
@@ -22,7 +22,7 @@ import type { SharedLink } from '../plan/shared.ts';
 import { sourceRootProblem } from '../plan/paths.ts';
 import { deployTargetProblem } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { checkNewReleaseId, signalOf } from '../plan/validate.ts';
+import { checkNewReleaseId, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -270,6 +270,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
+  const repository = repositoryWarning(topNames(scan.entries));
+  if (repository !== undefined) emit({ type: 'warning', message: repository });
   if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;

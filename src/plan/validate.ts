@@ -163,3 +163,17 @@ export function secondsProblem(value: string, min: 'zero' | 'positive' = 'zero')
 export function signalOf(reason: unknown): NodeJS.Signals {
   return typeof reason === 'string' && /^SIG[A-Z0-9]+$/.test(reason) ? (reason as NodeJS.Signals) : 'SIGTERM';
 }
+
+/** Repository metadata a build should not carry: served from a release root, it publishes history, remote URLs, sometimes credentials. */
+const REPOSITORY_DIRS = ['.git', '.hg', '.svn'];
+
+/**
+ * The warning for a build whose top level holds a repository's metadata (`.git` may also be a
+ * file, in a worktree or submodule): a server whose document root is the release would serve it.
+ * Only warned: an app served from a subdirectory (`current/public`) may ship its checkout.
+ */
+export function repositoryWarning(topNames: Iterable<string>): string | undefined {
+  const found = [...topNames].filter((n) => REPOSITORY_DIRS.includes(n)).sort();
+  if (found.length === 0) return undefined;
+  return `the build holds ${found.join(' and ')} at its top: a server whose document root is the release serves it (history, remote URLs, sometimes credentials); deploy the build output, or serve a subdirectory of the release`;
+}

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
-import { scanSource, type SourceScan } from '../act/copy.ts';
+import { scanSource, topNames, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
@@ -19,7 +19,7 @@ import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } fr
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, signalOf } from '../plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
 import { planShared, type SharedPlan, type SharedSpec } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
@@ -254,6 +254,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const targets = resolveTargets(options.hosts, root);
   const { sourceReal, scan } = validateSource(source);
   const shared = checkOptions(options, scan);
+  const repository = repositoryWarning(topNames(scan.entries));
   const git = await gitInfo(sourceReal);
   // Hashed once here, before any host is locked: every host gets the same manifest.
   const build = buildManifest(scan, shared.links);
@@ -261,6 +262,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const plans: SendPlans = new WeakMap();
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
+  if (repository !== undefined) emit({ type: 'warning', message: repository });
   const fleetToken = randomBytes(12).toString('hex');
   const durable = options.fsync !== false;
   const afterSwitch = options.hooks?.afterSwitch ?? [];

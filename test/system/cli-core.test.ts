@@ -343,3 +343,23 @@ describe('CLI surface', () => {
     assert.equal(releaseIds(path.join(dir, 'c')).length, 1);
   });
 });
+
+void test('a build holding .git deploys, with a warning in human and JSON output and in the dry run; a build without one gets none', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n', '.git/config': '[remote "origin"]\n', '.gitignore': 'node_modules\n' });
+  const root = path.join(dir, 'root');
+  const warning = /^warning: the build holds \.git at its top: a server whose document root is the release serves it \(history, remote URLs, sometimes credentials\); deploy the build output, or serve a subdirectory of the release$/m;
+  const dry = await runCli(['deploy', src, root, '--dry-run']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stderr, warning);
+  for (const args of [[], ['--json']]) {
+    const r = await runCli(['deploy', src, root, ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, warning);
+  }
+  assert.ok(fs.existsSync(path.join(root, 'current', '.git', 'config')), 'deployed as built');
+  fs.rmSync(path.join(src, '.git'), { recursive: true });
+  const clean = await runCli(['deploy', src, root]);
+  assert.equal(clean.code, 0, clean.stderr);
+  assert.doesNotMatch(clean.stderr, /warning/);
+});

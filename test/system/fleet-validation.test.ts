@@ -8,6 +8,7 @@ import path from 'node:path';
 import { tempDir, writeTree } from '../harness/cli.ts';
 import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
 import { DeployError } from '../../src/errors.ts';
+import { repositoryWarning } from '../../src/plan/validate.ts';
 import { fleetDeploy, type FleetDeployOptions } from '../../src/remote/ops.ts';
 
 let fleet: Fleet;
@@ -39,4 +40,14 @@ void describe('fleet input validation against one namespace host', () => {
       assert.equal(fs.existsSync(path.join(host.srvDir, base)), false, 'nothing was made on the host');
     });
   }
+
+  void test('a build holding .git deploys with the warning the local engine gives', async (t) => {
+    const host = fleet.hosts[0] as FleetHost;
+    const src = writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n', '.git/config': '[remote "origin"]\n' });
+    const warnings: string[] = [];
+    const result = await fleetDeploy(src, '/srv/v-git', { hosts: [{ host: host.alias }], ssh: { configFile: fleet.sshConfigPath }, onEvent: (e) => void (e.type === 'warning' && warnings.push(e.message)) });
+    assert.ok(result.release);
+    assert.deepEqual(warnings, [repositoryWarning(['.git'])]);
+    assert.ok(fs.existsSync(path.join(host.srvDir, 'v-git', 'current', 'index.html')));
+  });
 });

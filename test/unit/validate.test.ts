@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
-import { checkHookAndHealth, checkKeep, looksLikeUrl, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+import { checkHookAndHealth, checkKeep, looksLikeUrl, repositoryWarning, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
 
 function refused(fn: () => void, code: string): DeployError {
   try {
@@ -70,4 +70,10 @@ void test('whole numbers from the command line: decimal digits only, each flag w
     }
   }
   assert.ok(countProblem('0', COUNTS.parallel), '--parallel 0');
+});
+
+void test('a build holding repository metadata at its top is warned about, by name; anything else is not', () => {
+  assert.match(repositoryWarning(['index.html', '.git']) ?? '', /^the build holds \.git at its top: /);
+  assert.match(repositoryWarning(['.svn', 'a', '.hg']) ?? '', /^the build holds \.hg and \.svn at its top: /);
+  for (const names of [[], ['index.html', '.github', '.gitignore', 'git', '.gitkeep'], ['.GIT2']]) assert.equal(repositoryWarning(names), undefined, names.join(','));
 });
