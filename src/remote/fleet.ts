@@ -150,6 +150,8 @@ export class FleetRun {
     this.control = ControlDir.create();
     const fsync = options.fsync !== false;
     this.hosts = targets.map((t, i) => new HostRun(new RemoteRoot(t.label, t.spec, t.root, options.ssh ?? {}, this.control.socket(i), fsync)));
+    const ownLocks = new Map<string, string>();
+    for (const h of this.hosts) h.remote.ownLocks = ownLocks;
   }
 
   step(host: HostRun, message: string): void {

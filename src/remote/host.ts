@@ -62,6 +62,13 @@ export class RemoteRoot {
   /** The host was reached at least once during this operation. */
   connected = false;
 
+  /**
+   * The locks this command holds on every host, by token, shared by the fleet's roots: a lock found
+   * busy with one of these tokens is this command's own, reached through another name for the same
+   * root (an alias, an address, a user@ form), which no wait would ever free.
+   */
+  ownLocks: Map<string, string> | undefined;
+
   constructor(
     readonly label: string,
     target: SshTarget,
@@ -131,6 +138,8 @@ export class RemoteRoot {
     for (;;) {
       if (request.signal?.aborted) throw new DeployError('INTERRUPTED', `${this.label}: interrupted while waiting for the lock`);
       const token = randomBytes(12).toString('hex');
+      // Known before the lock is placed: a twin that finds it busy at once must already see it as ours.
+      this.ownLocks?.set(token, this.label);
       const script = lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true });
       // Not connected yet: the holder becomes the connection's own first session.
       const holder = this.transport.up ? this.transport.start(script) : await this.transport.connect(script);
@@ -173,6 +182,13 @@ export class RemoteRoot {
       const raw = rawLockOf(result.frames);
       if (!raw) continue;
       const info = judgeRemoteLock(raw, facts);
+      const twin = info.owner ? this.ownLocks?.get(info.owner.token) : undefined;
+      if (twin !== undefined) {
+        throw new DeployError('USAGE', `${this.label} is ${twin} again: ${this.root} there is locked by this very command, through ${twin}`, {
+          hint: 'list each host once: an alias, an address and a user@ form of one machine are one host',
+          details: { host: this.label, sameAs: twin },
+        });
+      }
       if (info.verdict.state === 'stale') {
         if (await this.takeOver(info, false)) {
           tookOver = { owner: info.owner, reason: info.verdict.reason };

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tempDir, writeTree } from '../harness/cli.ts';
+import { runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
 import { DeployError } from '../../src/errors.ts';
 import { repositoryWarning } from '../../src/plan/validate.ts';
@@ -40,6 +40,34 @@ void describe('fleet input validation against one namespace host', () => {
       assert.equal(fs.existsSync(path.join(host.srvDir, base)), false, 'nothing was made on the host');
     });
   }
+
+  void test('one machine listed twice under two names (an alias and its address): deploy and rollback exit 2 at once, whatever --wait says; the host keeps no lock', async (t) => {
+    const host = fleet.hosts[0] as FleetHost;
+    // A second ssh config: the fleet's, plus a twin alias for the same address.
+    const config = path.join(tempDir(t, 'fleet-twin-'), 'ssh_config');
+    fs.writeFileSync(config, `Host twin1\n  HostName ${host.address}\n  Port ${host.port}\n\n${fs.readFileSync(fleet.sshConfigPath, 'utf8')}`);
+    const src = writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n' });
+    for (const id of ['one', 'two']) {
+      const made = await runCli(['deploy', src, '/srv/v-twin', '--host', host.alias, '--ssh-config', config, '--release-id', id]);
+      assert.equal(made.code, 0, made.stderr);
+    }
+    // A wait that would outlast the test: the command's own lock is never waited for.
+    // Deploy and rollback hold every host's lock until the switch, so the second name always
+    // meets the first one's lock. (Prune locks each host only while it prunes it: a twin may
+    // find the lock free again and prune the same root twice, which changes nothing more.)
+    for (const args of [['deploy', src, '/srv/v-twin', '--wait', '600'], ['rollback', '/srv/v-twin', '--to', 'one', '--wait', '600']]) {
+      const r = await runCli([...args, '--host', host.alias, '--host', 'twin1', '--ssh-config', config], { timeoutMs: 60_000 });
+      assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^error: .*(twin1 is ${host.alias}|${host.alias} is twin1) again: /srv/v-twin there is locked by this very command, through (${host.alias}|twin1)$`, 'm'), args[0]);
+      assert.match(r.stderr, /^hint: list each host once: an alias, an address and a user@ form of one machine are one host$/m);
+      assert.ok(!fs.existsSync(path.join(host.srvDir, 'v-twin', '.deploy.lock')), 'no lock left');
+      assert.deepEqual(fs.readdirSync(path.join(host.srvDir, 'v-twin', 'releases')).sort(), ['one', 'two']);
+      assert.equal(fs.readlinkSync(path.join(host.srvDir, 'v-twin', 'current')), 'releases/two');
+    }
+    // Read-only commands take no lock: a twin there only repeats a row.
+    const status = await runCli(['status', '/srv/v-twin', '--host', host.alias, '--host', 'twin1', '--ssh-config', config]);
+    assert.equal(status.code, 0, status.stderr);
+  });
 
   void test('a build holding .git deploys with the warning the local engine gives', async (t) => {
     const host = fleet.hosts[0] as FleetHost;
