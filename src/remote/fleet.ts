@@ -14,7 +14,7 @@ import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
-import { ControlDir, type SshOptions } from './ssh.ts';
+import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
 
 /** A host given with `--host` or in the config's `hosts:`. */
 export interface FleetHostSpec {
@@ -146,6 +146,8 @@ export class FleetRun {
     const parallel = options.parallel ?? 10;
     if (!Number.isInteger(parallel) || parallel < 1) throw new DeployError('USAGE', `--parallel must be an integer >= 1, got ${String(parallel)}`);
     this.parallel = parallel;
+    const config = sshConfigProblem(options.ssh ?? {});
+    if (config) throw new DeployError('USAGE', config.problem, { hint: config.hint });
     this.emit = options.onEvent ?? ignoreEvents;
     this.control = ControlDir.create();
     const fsync = options.fsync !== false;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { DeployError } from '../errors.ts';
 import { FrameReader, type Frame } from './facts.ts';
 import { remoteCommand } from './script.ts';
+import { shQuote } from './shell.ts';
 
 export interface SshOptions {
   /** An ssh_config file passed as `-F` (else ssh reads ~/.ssh/config); env ATOMIC_DEPLOY_SSH_CONFIG. */
@@ -147,6 +148,28 @@ export function launchFramed(command: string, args: readonly string[], options: 
 
 const timeoutCache = new Map<string, Promise<string[]>>();
 
+/**
+ * Why the ssh config file (`--ssh-config`, else ATOMIC_DEPLOY_SSH_CONFIG) cannot be used, before
+ * any connection: ssh would fail on every host with its own words ("Can't open user config file").
+ * /dev/null, the usual way to ignore every config, is a file ssh can read.
+ */
+export function sshConfigProblem(options: SshOptions): { problem: string; hint: string } | undefined {
+  const given = options.configFile;
+  const file = given ?? process.env.ATOMIC_DEPLOY_SSH_CONFIG;
+  if (file === undefined || file === '') return undefined;
+  const what = given !== undefined ? `--ssh-config ${file}` : `ATOMIC_DEPLOY_SSH_CONFIG=${file}`;
+  const hint = 'give an ssh config file (what ssh -F reads), or /dev/null to read none';
+  const st = fs.statSync(file, { throwIfNoEntry: false });
+  if (st === undefined) return { problem: `${what}: no such file`, hint };
+  if (st.isDirectory()) return { problem: `${what}: is a directory, not an ssh config file`, hint };
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch {
+    return { problem: `${what}: cannot be read by this user`, hint };
+  }
+  return undefined;
+}
+
 export class SshHost implements RootTransport {
   /** The master connection: an ssh process of ours whose own session is `primary`. */
   private master: ChildProcess | undefined;
@@ -254,7 +277,7 @@ export class SshHost implements RootTransport {
     this.master = undefined;
     this.primary = undefined;
     throw new DeployError('REMOTE', `cannot connect to ${this.label}: ${why}`, {
-      hint: `check that \`ssh ${this.label} true\` works without a password prompt (BatchMode)`,
+      hint: `check that \`ssh ${this.configArgs().length > 0 ? `-F ${shQuote(this.configArgs()[1] as string)} ` : ''}${this.label} true\` works without a password prompt (BatchMode)`,
       details: { host: this.label },
     });
   }

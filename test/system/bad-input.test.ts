@@ -56,6 +56,16 @@ const CASES: Case[] = [
     code: 2,
     message: /the source is inside the deploy root/,
   },
+  // An ssh config that ssh could not open: refused before any connection, for every fleet command.
+  ...[['deploy', 'SRC', 'ROOT'], ['status', 'ROOT'], ['rollback', 'ROOT'], ['verify', 'ROOT'], ['releases', 'ROOT'], ['prune', 'ROOT'], ['unlock', 'ROOT']].map((words): Case => ({
+    name: `${words[0]} --ssh-config naming no file`,
+    setup: (c) => [...words.map((w) => (w === 'SRC' ? c.src : w === 'ROOT' ? '/srv/www/app' : w)), '--host', 'web1.invalid', '--ssh-config', path.join(c.dir, 'nope')],
+    code: 2,
+    message: /^error: --ssh-config .*\/nope: no such file$/,
+    hint: /^hint: give an ssh config file \(what ssh -F reads\), or \/dev\/null to read none$/,
+  })),
+  { name: '--ssh-config naming a directory', setup: (c) => deployTo(c, '--host', 'web1.invalid', '--ssh-config', c.dir), code: 2, message: /^error: --ssh-config .*: is a directory, not an ssh config file$/ },
+  { name: 'ATOMIC_DEPLOY_SSH_CONFIG naming no file', setup: (c) => deployTo(c, '--host', 'web1.invalid'), env: { ATOMIC_DEPLOY_SSH_CONFIG: '/nonexistent/ssh_config' }, code: 2, message: /^error: --ssh-config \/nonexistent\/ssh_config: no such file$/ },
   // A ~ the shell did not expand (quoted): never a directory named ~ in the working directory.
   { name: 'root with a quoted ~', setup: (c) => ['deploy', c.src, '~/www'], code: 2, message: /^error: the root "~\/www" starts with ~, which the shell did not expand \(quoted\?\)$/, hint: /^hint: write it unquoted or as an absolute path \(\$HOME\/\.\.\.\); for a directory whose name starts with ~, write \.\/~\/www$/ },
   { name: 'source with a quoted ~', setup: (c) => ['deploy', '~/build', c.root], code: 2, message: /^error: the source "~\/build" starts with ~/ },

@@ -69,6 +69,16 @@ void describe('fleet input validation against one namespace host', () => {
     assert.equal(status.code, 0, status.stderr);
   });
 
+  void test('a host that refuses the connection: exit 1, and the hint names the ssh config the command used', async (t) => {
+    const config = path.join(tempDir(t, 'fleet-refuse-'), 'ssh_config');
+    fs.writeFileSync(config, `Host closed1\n  HostName 127.0.0.1\n  Port 1\n\n${fs.readFileSync(fleet.sshConfigPath, 'utf8')}`);
+    const src = writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n' });
+    const r = await runCli(['deploy', src, '/srv/v-closed', '--host', 'closed1', '--ssh-config', config]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: nothing was switched: cannot connect to closed1: .*Connection refused$/m);
+    assert.ok(r.stderr.includes(`\nhint: check that \`ssh -F '${config}' closed1 true\` works without a password prompt (BatchMode)\n`), r.stderr);
+  });
+
   void test('a build holding .git deploys with the warning the local engine gives', async (t) => {
     const host = fleet.hosts[0] as FleetHost;
     const src = writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n', '.git/config': '[remote "origin"]\n' });
