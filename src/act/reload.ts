@@ -99,27 +99,25 @@ function masterBySocket(socketPath: string): { master?: number; problem?: string
 }
 
 /**
- * Graceful reload of the php-fpm master named by `pidFile` (or found from its socket, `unix:<path>`): SIGUSR2, then wait until every
- * worker that ran before has exited and new ones are up. php-fpm sends its workers SIGQUIT
- * first, which lets a request in flight finish (within the pool's `process_control_timeout`).
+ * The running php-fpm master that `spec` names (a pid file, or `unix:<socket>`), checked by its
+ * /proc entry (a stale pid file may name a recycled pid: never one that is not php-fpm), or why
+ * there is none. Read before a deploy too, so that a mistyped pid file is refused before the switch.
  */
-export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; signal?: AbortSignal; onLine: (line: string) => void }): Promise<PhpFpmReload> {
-  const started = performance.now();
-  const done = (r: Omit<PhpFpmReload, 'durationMs'>): PhpFpmReload => ({ ...r, durationMs: Math.round(performance.now() - started) });
+export function findPhpFpmMaster(spec: string): { master: number; startTime: string } | { problem: string; master?: number } {
   let master: number | undefined;
-  if (pidFile.startsWith(PHP_FPM_SOCKET_PREFIX)) {
-    const found = masterBySocket(pidFile.slice(PHP_FPM_SOCKET_PREFIX.length));
-    if (found.master === undefined) return done({ ok: false, problem: found.problem, workersBefore: 0 });
+  if (spec.startsWith(PHP_FPM_SOCKET_PREFIX)) {
+    const found = masterBySocket(spec.slice(PHP_FPM_SOCKET_PREFIX.length));
+    if (found.master === undefined) return { problem: found.problem ?? 'no php-fpm master found' };
     master = found.master;
   } else {
     let text: string;
     try {
-      text = fs.readFileSync(pidFile, 'utf8');
+      text = fs.readFileSync(spec, 'utf8');
     } catch (error) {
-      return done({ ok: false, problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, workersBefore: 0 });
+      return { problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
     }
     master = parsePidFile(text);
-    if (master === undefined) return done({ ok: false, problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})`, workersBefore: 0 });
+    if (master === undefined) return { problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})` };
   }
   let comm: string;
   let startTime: string;
@@ -129,10 +127,23 @@ export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; si
     if (!stat) throw new Error('unreadable stat');
     startTime = stat.startTime;
   } catch {
-    return done({ ok: false, problem: `no process ${master} is running (stale pid file?)`, master, workersBefore: 0 });
+    return { problem: `no process ${master} is running (stale pid file?)`, master };
   }
-  // A stale pid file may name a recycled pid: never signal a process that is not php-fpm.
-  if (!comm.startsWith('php-fpm')) return done({ ok: false, problem: `process ${master} is ${comm}, not php-fpm (stale pid file?)`, master, workersBefore: 0 });
+  if (!comm.startsWith('php-fpm')) return { problem: `process ${master} is ${comm}, not php-fpm (stale pid file?)`, master };
+  return { master, startTime };
+}
+
+/**
+ * Graceful reload of the php-fpm master named by `pidFile` (or found from its socket, `unix:<path>`): SIGUSR2, then wait until every
+ * worker that ran before has exited and new ones are up. php-fpm sends its workers SIGQUIT
+ * first, which lets a request in flight finish (within the pool's `process_control_timeout`).
+ */
+export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; signal?: AbortSignal; onLine: (line: string) => void }): Promise<PhpFpmReload> {
+  const started = performance.now();
+  const done = (r: Omit<PhpFpmReload, 'durationMs'>): PhpFpmReload => ({ ...r, durationMs: Math.round(performance.now() - started) });
+  const found = findPhpFpmMaster(pidFile);
+  if ('problem' in found) return done({ ok: false, problem: found.problem, ...(found.master === undefined ? {} : { master: found.master }), workersBefore: 0 });
+  const { master, startTime } = found;
   const before = workerIds(master) ?? [];
   try {
     process.kill(master, 'SIGUSR2');

@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { reloadPhpFpm, reloadUnit } from '../act/reload.ts';
+import { findPhpFpmMaster, reloadPhpFpm, reloadUnit } from '../act/reload.ts';
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
@@ -49,6 +49,15 @@ export function checkServingOptions(options: ServingOptions): void {
   }
   for (const file of options.reload?.phpFpm ?? []) {
     if (typeof file !== 'string' || file.trim() === '' || file.includes('\0')) throw new DeployError('USAGE', 'invalid php-fpm pid file: it is empty or holds a NUL byte', { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
+  }
+  // The pool must be there to reload: a mistyped pid file is refused now, not after the switch (exit 7).
+  for (const spec of options.reload?.phpFpm ?? []) {
+    const found = findPhpFpmMaster(spec);
+    if ('problem' in found) {
+      throw new DeployError('USAGE', `--reload-php-fpm ${spec}: ${found.problem}; nothing was changed`, {
+        hint: "name the pool's pid file (pid = in php-fpm.conf) or its socket (--reload-php-fpm unix:/run/php/php8.2-fpm.sock), and start php-fpm first",
+      });
+    }
   }
   const timeout = options.reload?.timeoutMs;
   if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');
