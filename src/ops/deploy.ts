@@ -34,7 +34,7 @@ import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
-import { awaitFreshness, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
+import { awaitFreshness, checkReloadTargets, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
@@ -266,6 +266,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   }
   checkVerifyOptions(options);
   checkServingOptions(options);
+  checkReloadTargets(options);
   // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;

@@ -12,7 +12,7 @@ import { ignoreEvents, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, rootIsIdle, withLock } from './root.ts';
-import { awaitFreshness, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
+import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 
 export interface RollbackOptions extends ServingOptions {
@@ -78,6 +78,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const before = await readCurrent(layout);
   const beforeId = currentIdOrThrow(before, layout, { allowDangling: options.to !== undefined });
   checkServingOptions(options);
+  checkReloadTargets(options);
   if (options.dryRun) {
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };

@@ -50,7 +50,21 @@ export function checkServingOptions(options: ServingOptions): void {
   for (const file of options.reload?.phpFpm ?? []) {
     if (typeof file !== 'string' || file.trim() === '' || file.includes('\0')) throw new DeployError('USAGE', 'invalid php-fpm pid file: it is empty or holds a NUL byte', { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
   }
-  // The pool must be there to reload: a mistyped pid file is refused now, not after the switch (exit 7).
+  const timeout = options.reload?.timeoutMs;
+  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');
+  if (options.stale !== undefined && !STALE_MODES.includes(options.stale)) {
+    throw new DeployError('USAGE', `invalid stale mode ${JSON.stringify(options.stale)}: expected one of ${STALE_MODES.join(', ')}`);
+  }
+  const wait = options.staleWaitMs;
+  if (wait !== undefined && !(Number.isFinite(wait) && wait >= 0)) throw new DeployError('USAGE', 'invalid stale wait: expected a number of seconds >= 0');
+}
+
+/**
+ * Local deploys and rollbacks: every php-fpm pool to reload must be running on this machine now,
+ * so that a mistyped pid file or socket is refused before anything is written, not found after the
+ * switch (exit 7). Fleet hosts read their pid files at reload time.
+ */
+export function checkReloadTargets(options: ServingOptions): void {
   for (const spec of options.reload?.phpFpm ?? []) {
     const found = findPhpFpmMaster(spec);
     if ('problem' in found) {
@@ -59,13 +73,6 @@ export function checkServingOptions(options: ServingOptions): void {
       });
     }
   }
-  const timeout = options.reload?.timeoutMs;
-  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');
-  if (options.stale !== undefined && !STALE_MODES.includes(options.stale)) {
-    throw new DeployError('USAGE', `invalid stale mode ${JSON.stringify(options.stale)}: expected one of ${STALE_MODES.join(', ')}`);
-  }
-  const wait = options.staleWaitMs;
-  if (wait !== undefined && !(Number.isFinite(wait) && wait >= 0)) throw new DeployError('USAGE', 'invalid stale wait: expected a number of seconds >= 0');
 }
 
 export function hasReloads(options: ServingOptions): boolean {

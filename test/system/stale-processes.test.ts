@@ -226,6 +226,14 @@ void test('bad reload and stale options exit 2 with nothing changed; with --host
     const fleet = await runCli(['deploy', src, '/srv/x', '--host', 'web1', ...args]);
     assert.equal(fleet.code, 2, `--host ${args.join(' ')}: ${fleet.stderr}`);
   }
+  // A pid file is looked up here only for a local deploy: a host's is read on the host (web1 does not resolve: exit 1, not 2).
+  const hostOnly = await runCli(['deploy', src, '/srv/x', '--host', 'web1.invalid', '--reload-php-fpm', '/run/php/host-only.pid']);
+  assert.equal(hostOnly.code, 1, hostOnly.stderr);
+  assert.doesNotMatch(hostOnly.stderr, /--reload-php-fpm/);
+  const local = await runCli(['deploy', src, root, '--reload-php-fpm', '/run/php/host-only.pid']);
+  assert.equal(local.code, 2, local.stderr);
+  assert.match(local.stderr, /^error: --reload-php-fpm \/run\/php\/host-only\.pid: cannot read the pid file: ENOENT; nothing was changed$/m);
+  assert.equal(fs.existsSync(root), false);
 });
 
 void test('where /proc cannot be read, the check is reported as not made', async (t) => {
