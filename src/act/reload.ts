@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listeningSocketInodes, parsePidFile, parseProcStat, PHP_FPM_SOCKET_PREFIX, phpFpmReloadState, socketMaster } from '../plan/serving.ts';
@@ -18,6 +19,25 @@ export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; 
     timeoutMs: run.timeoutMs,
     signal: run.signal,
     onLine: run.onLine,
+  });
+}
+
+/**
+ * What systemd knows of `unit` (`systemctl show --property=LoadState`): `loaded`, `not-found`,
+ * `masked`, ...; or why systemctl could not say (not installed, no systemd running). Read before
+ * a deploy so that a mistyped unit is refused before the switch; it needs no privilege.
+ */
+export function unitLoadState(unit: string, timeoutMs = 10_000): Promise<{ state: string } | { problem: string }> {
+  return new Promise((resolve) => {
+    execFile('systemctl', ['show', '--property=LoadState', '--value', '--', unit], { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        const why = code === 'ENOENT' ? 'systemctl is not installed (no systemd here)' : (stderr.trim().split('\n').at(-1) ?? '') || `systemctl exited with ${String(code ?? error.message)}`;
+        resolve({ problem: why });
+        return;
+      }
+      resolve({ state: stdout.trim() });
+    });
   });
 }
 

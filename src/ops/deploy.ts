@@ -266,7 +266,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   }
   checkVerifyOptions(options);
   checkServingOptions(options);
-  checkReloadTargets(options);
+  await checkReloadTargets(options);
   // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;

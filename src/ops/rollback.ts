@@ -78,7 +78,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const before = await readCurrent(layout);
   const beforeId = currentIdOrThrow(before, layout, { allowDangling: options.to !== undefined });
   checkServingOptions(options);
-  checkReloadTargets(options);
+  await checkReloadTargets(options);
   if (options.dryRun) {
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };

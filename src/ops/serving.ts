@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { findPhpFpmMaster, reloadPhpFpm, reloadUnit } from '../act/reload.ts';
+import { findPhpFpmMaster, reloadPhpFpm, reloadUnit, unitLoadState } from '../act/reload.ts';
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
@@ -60,11 +60,21 @@ export function checkServingOptions(options: ServingOptions): void {
 }
 
 /**
- * Local deploys and rollbacks: every php-fpm pool to reload must be running on this machine now,
- * so that a mistyped pid file or socket is refused before anything is written, not found after the
- * switch (exit 7). Fleet hosts read their pid files at reload time.
+ * Local deploys and rollbacks: every unit to reload must be one systemd knows, and every php-fpm
+ * pool must be running on this machine now, so that a mistyped unit, pid file or socket is refused
+ * before anything is written, not found after the switch (exit 7). Fleet hosts are left to their
+ * reload (their units and pid files are theirs).
  */
-export function checkReloadTargets(options: ServingOptions): void {
+export async function checkReloadTargets(options: ServingOptions): Promise<void> {
+  for (const unit of options.reload?.units ?? []) {
+    const known = await unitLoadState(unit);
+    const problem = 'problem' in known ? known.problem : known.state === 'loaded' ? undefined : `systemd says ${known.state === '' ? 'nothing of it' : known.state}`;
+    if (problem !== undefined) {
+      throw new DeployError('USAGE', `--reload-unit ${unit}: ${problem}; nothing was changed`, {
+        hint: 'name a unit systemctl knows here (systemctl list-units --type=service), or drop --reload-unit',
+      });
+    }
+  }
   for (const spec of options.reload?.phpFpm ?? []) {
     const found = findPhpFpmMaster(spec);
     if ('problem' in found) {

@@ -145,6 +145,8 @@ function fakeSystemctl(dir: string, opts: { exitCode?: number; delay?: number } 
     path.join(bin, 'systemctl'),
     [
       '#!/bin/sh',
+      // What a deploy asks first: does systemd know the unit? (SYSTEMCTL_UNKNOWN names one it does not.)
+      'if [ "$1" = show ]; then [ "$5" = "$SYSTEMCTL_UNKNOWN" ] && echo not-found || echo loaded; exit 0; fi',
       'printf "%s\\n" "$*" >> "$SYSTEMCTL_LOG"',
       'echo "reloading $3"',
       // A restart of the service: the old process goes, a new one starts in the new current, in the background like systemd would.
@@ -226,6 +228,27 @@ void test('bad reload and stale options exit 2 with nothing changed; with --host
     const fleet = await runCli(['deploy', src, '/srv/x', '--host', 'web1', ...args]);
     assert.equal(fleet.code, 2, `--host ${args.join(' ')}: ${fleet.stderr}`);
   }
+  // A unit systemd does not know, no systemd running, no systemctl at all: refused before anything is written.
+  const fake = fakeSystemctl(dir);
+  const noSystemd = path.join(dir, 'no-systemd');
+  fs.mkdirSync(noSystemd);
+  fs.writeFileSync(path.join(noSystemd, 'systemctl'), '#!/bin/sh\necho "System has not been booted with systemd as init system (PID 1). Can\'t operate." >&2\nexit 1\n', { mode: 0o755 });
+  const empty = path.join(dir, 'empty-path');
+  fs.mkdirSync(empty);
+  for (const [env, message] of [
+    [{ ...fake.env, SYSTEMCTL_UNKNOWN: 'ap.service' }, /^error: --reload-unit ap\.service: systemd says not-found; nothing was changed$/m],
+    [{ PATH: `${noSystemd}:${process.env.PATH ?? ''}` }, /^error: --reload-unit ap\.service: System has not been booted with systemd as init system \(PID 1\)\. Can't operate\.; nothing was changed$/m],
+    [{ PATH: empty }, /^error: --reload-unit ap\.service: systemctl is not installed \(no systemd here\); nothing was changed$/m],
+  ] as const) {
+    for (const args of [['deploy', src, root], ['deploy', src, root, '--dry-run']]) {
+      const r = await runCli([...args, '--reload-unit', 'ap.service'], { env });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.match(r.stderr, /^hint: name a unit systemctl knows here \(systemctl list-units --type=service\), or drop --reload-unit$/m);
+      assert.equal(fs.existsSync(root), false);
+    }
+  }
+  assert.equal(fs.existsSync(fake.log), false, 'no reload was run');
   // A pid file is looked up here only for a local deploy: a host's is read on the host (web1 does not resolve: exit 1, not 2).
   const hostOnly = await runCli(['deploy', src, '/srv/x', '--host', 'web1.invalid', '--reload-php-fpm', '/run/php/host-only.pid']);
   assert.equal(hostOnly.code, 1, hostOnly.stderr);
@@ -265,6 +288,7 @@ function unitSystemctl(dir: string, unitFile: string): { env: NodeJS.ProcessEnv;
     script,
     [
       '#!/bin/sh',
+      'if [ "$1" = show ]; then echo loaded; exit 0; fi',
       'printf "%s\\n" "$*" >> "$SYSTEMCTL_LOG"',
       `wd=$(sed -n 's/^WorkingDirectory=//p' '${unitFile}')`,
       `exec_start=$(sed -n 's/^ExecStart=//p' '${unitFile}')`,
