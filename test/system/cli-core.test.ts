@@ -344,7 +344,7 @@ describe('CLI surface', () => {
   });
 });
 
-void test('a build holding .git deploys, with a warning in human and JSON output and in the dry run; a build without one gets none', async (t) => {
+void test('a build holding .git deploys, with a warning on stderr (human and --json runs, and the dry run); a build without one gets none', async (t) => {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n', '.git/config': '[remote "origin"]\n', '.gitignore': 'node_modules\n' });
   const root = path.join(dir, 'root');
