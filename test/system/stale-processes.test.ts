@@ -249,8 +249,9 @@ void test('bad reload and stale options exit 2 with nothing changed; with --host
     }
   }
   assert.equal(fs.existsSync(fake.log), false, 'no reload was run');
-  // A pid file is looked up here only for a local deploy: a host's is read on the host (web1 does not resolve: exit 1, not 2).
-  const hostOnly = await runCli(['deploy', src, '/srv/x', '--host', 'web1.invalid', '--reload-php-fpm', '/run/php/host-only.pid']);
+  // A pid file is looked up here only for a local deploy: a host's is read on the host (port 1 of
+  // loopback refuses the connection: exit 1, not 2).
+  const hostOnly = await runCli(['deploy', src, '/srv/x', '--host', '127.0.0.1:1', '--reload-php-fpm', '/run/php/host-only.pid']);
   assert.equal(hostOnly.code, 1, hostOnly.stderr);
   assert.doesNotMatch(hostOnly.stderr, /--reload-php-fpm/);
   const local = await runCli(['deploy', src, root, '--reload-php-fpm', '/run/php/host-only.pid']);
