@@ -9,7 +9,7 @@ import crypto, { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import { manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
+import { closeDirectories, manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
 import { escapedName } from '../plan/paths.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
@@ -445,15 +445,6 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     out.entries = out.entries.filter((e) => !swapped.has(e));
     for (const e of again) await visit(e.path, `${dir}/${e.path}`);
   }
-  if (closed.length > 0) {
-    // Only the closed directory's own entry (its mode) stands for what it holds: the rest was found before it closed, or not at all.
-    const inside = (p: string): boolean => closed.some((d) => d === '' || p.startsWith(`${d}/`));
-    out.entries = out.entries.filter((e) => !inside(e.path));
-    out.special = out.special.filter((e) => !inside(e.path));
-    if (out.misnamed) out.misnamed = out.misnamed.filter((e) => !inside(e.path));
-    if (out.mistargeted) out.mistargeted = out.mistargeted.filter((e) => !inside(e.path));
-    if (out.unreadable) out.unreadable = out.unreadable.filter((e) => !inside(e.path));
-    for (const d of closed) (out.unreadable ??= []).push({ path: d, type: 'dir' });
-  }
+  closeDirectories(out, closed);
   return out;
 }

@@ -5,7 +5,7 @@
  * Pure: frames in, entries and exit codes out.
  */
 import { isUtf8 } from 'node:buffer';
-import { comparePaths, type ManifestEntry, type ReleaseTree } from './manifest.ts';
+import { closeDirectories, comparePaths, type ManifestEntry, type ReleaseTree } from './manifest.ts';
 import { escapedName } from './paths.ts';
 
 /** One NUL-framed pair as the host printed it; `raw`, its bytes, when its text holds U+FFFD. */
@@ -182,16 +182,7 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
     for (const rel of [...mistargeted.keys()]) if (dirs.some((d) => rel.startsWith(d))) mistargeted.delete(rel);
   }
   if (mistargeted.size > 0) tree.mistargeted = [...mistargeted].map(([path, target]) => ({ path, target })).sort((a, b) => comparePaths(a.path, b.path));
-  if (closed.length > 0) {
-    // As local verify: a closed directory's own entry (its mode) stands for what it holds.
-    const inside = (p: string): boolean => closed.some((d) => d === '' || p.startsWith(`${d}/`));
-    tree.entries = tree.entries.filter((e) => !inside(e.path));
-    tree.special = tree.special.filter((e) => !inside(e.path));
-    if (tree.misnamed) tree.misnamed = tree.misnamed.filter((e) => !inside(e.path));
-    if (tree.mistargeted) tree.mistargeted = tree.mistargeted.filter((e) => !inside(e.path));
-    if (tree.unreadable) tree.unreadable = tree.unreadable.filter((e) => !inside(e.path));
-    for (const d of closed.sort(comparePaths)) (tree.unreadable ??= []).push({ path: d, type: 'dir' });
-  }
+  closeDirectories(tree, closed.sort(comparePaths));
   return tree;
 }
 

@@ -223,6 +223,22 @@ export interface ReleaseTree {
 }
 
 /**
+ * Marks directories a walk could not list or search (`''`, the release itself): only a closed
+ * directory's own entry (its mode) stands for what it holds, so what was found under it before it
+ * closed is dropped, and each becomes an `unreadable` directory. Local and host verify alike.
+ */
+export function closeDirectories(tree: ReleaseTree, closed: readonly string[]): void {
+  if (closed.length === 0) return;
+  const inside = (p: string): boolean => closed.some((d) => d === '' || p.startsWith(`${d}/`));
+  tree.entries = tree.entries.filter((e) => !inside(e.path));
+  tree.special = tree.special.filter((e) => !inside(e.path));
+  if (tree.misnamed) tree.misnamed = tree.misnamed.filter((e) => !inside(e.path));
+  if (tree.mistargeted) tree.mistargeted = tree.mistargeted.filter((e) => !inside(e.path));
+  if (tree.unreadable) tree.unreadable = tree.unreadable.filter((e) => !inside(e.path));
+  for (const d of closed) (tree.unreadable ??= []).push({ path: d, type: 'dir' });
+}
+
+/**
  * Every difference between a release as found (`tree`) and its manifest, sorted by path. A FIFO,
  * socket or device has no manifest entry: it replaced what was listed (one `type` difference, what
  * was listed against what is there), or was added. A name that is not UTF-8 was added. What could

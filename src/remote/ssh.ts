@@ -276,8 +276,9 @@ export class SshHost implements RootTransport {
     const why = lastLine(fs.readFileSync(this.log, { encoding: 'utf8', flag: 'a+' })) || lastLine(result.stderr) || `ssh exited with code ${String(result.code)}`;
     this.master = undefined;
     this.primary = undefined;
+    const config = this.configArgs()[1];
     throw new DeployError('REMOTE', `cannot connect to ${this.label}: ${why}`, {
-      hint: `check that \`ssh ${this.configArgs().length > 0 ? `-F ${shQuote(this.configArgs()[1] as string)} ` : ''}${this.label} true\` works without a password prompt (BatchMode)`,
+      hint: `check that \`ssh ${config === undefined ? '' : `-F ${shQuote(config)} `}${this.label} true\` works without a password prompt (BatchMode)`,
       details: { host: this.label },
     });
   }
