@@ -6,7 +6,7 @@ import { findPhpFpmMaster, reloadPhpFpm, reloadUnit, unitLoadState } from '../ac
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
-import { describeStale, STALE_MODES, staleFails, staleStep, staleWaitMs, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
+import { describeStale, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
 import type { EventSink } from './events.ts';
 import { isWithin } from '../plan/paths.ts';
 import { realpathLoose } from './root.ts';
@@ -62,18 +62,13 @@ export function checkServingOptions(options: ServingOptions): void {
 /**
  * Local deploys and rollbacks: every unit to reload must be one systemd knows, and every php-fpm
  * pool must be running on this machine now, so that a mistyped unit, pid file or socket is refused
- * before anything is written, not found after the switch (exit 7). Fleet hosts are left to their
- * reload (their units and pid files are theirs).
+ * before anything is written, not found after the switch (exit 7). A fleet host runs the same
+ * checks before its lock (remote/stale.ts: checkHostReloadTargets).
  */
 export async function checkReloadTargets(options: ServingOptions): Promise<void> {
   for (const unit of options.reload?.units ?? []) {
-    const known = await unitLoadState(unit);
-    const problem = 'problem' in known ? known.problem : known.state === 'loaded' ? undefined : `systemd says ${known.state === '' ? 'nothing of it' : known.state}`;
-    if (problem !== undefined) {
-      throw new DeployError('USAGE', `--reload-unit ${unit}: ${problem}; nothing was changed`, {
-        hint: 'name a unit systemctl knows here (systemctl list-units --type=service), or drop --reload-unit',
-      });
-    }
+    const problem = unitLoadProblem(await unitLoadState(unit));
+    if (problem !== undefined) throw new DeployError('USAGE', `--reload-unit ${unit}: ${problem}; nothing was changed`, { hint: UNIT_CHECK_HINT('here') });
   }
   for (const spec of options.reload?.phpFpm ?? []) {
     const found = findPhpFpmMaster(spec);

@@ -150,6 +150,19 @@ export function unitNameProblem(unit: string): string | undefined {
 }
 
 /** `--reload-php-fpm unix:<path>`: the pool's master is found from its listening socket, not a pid file. */
+/**
+ * Why a unit named for --reload-unit cannot be reloaded here, from what `systemctl show
+ * --property=LoadState --value` said (its output, or why it failed); undefined when systemd has it
+ * loaded. One rule for the local check and a fleet host's.
+ */
+export function unitLoadProblem(known: { state: string } | { problem: string }): string | undefined {
+  if ('problem' in known) return known.problem;
+  return known.state === 'loaded' ? undefined : `systemd says ${known.state === '' ? 'nothing of it' : known.state}`;
+}
+
+/** The hints for a reload target the check refused; `where` names the machine ("here", "on that host"). */
+export const UNIT_CHECK_HINT = (where: string): string => `name a unit systemctl knows ${where} (systemctl list-units --type=service), or drop --reload-unit`;
+
 export const PHP_FPM_SOCKET_PREFIX = 'unix:';
 
 /**

@@ -65,13 +65,22 @@ fpm_workers() {
     [ "$2" = "$F_master" ] && [ "$1" != Z ] && F_list="$F_list \${_d#/proc/}:\${20}"
   done
 }
-fpm_reload() {
-  _m=; read -r _m 2>/dev/null < "$1" || { echo "php-fpm reload ($1): cannot read the pid file" >&2; return 1; }
+# The master a pid file names, in F_master; or why there is none, in F_problem (the words the local check uses).
+fpm_master() {
+  F_master=; F_problem=
+  _m=; read -r _m 2>/dev/null < "$1" || { F_problem='cannot read the pid file'; return 1; }
   _m=\${_m%%[!0-9]*}
-  [ -n "$_m" ] || { echo "php-fpm reload ($1): the pid file holds no pid" >&2; return 1; }
+  [ -n "$_m" ] || { F_problem='the pid file holds no pid'; return 1; }
   _c=; read -r _c 2>/dev/null < "/proc/$_m/comm"
-  case $_c in php-fpm*) ;; *) echo "php-fpm reload ($1): process $_m is \${_c:-not running}, not php-fpm (stale pid file?)" >&2; return 1 ;; esac
-  F_master=$_m; fpm_start "$_m"; _ms=$F_start
+  case $_c in
+    php-fpm*) F_master=$_m ;;
+    '') F_problem="no process $_m is running (stale pid file?)"; return 1 ;;
+    *) F_problem="process $_m is $_c, not php-fpm (stale pid file?)"; return 1 ;;
+  esac
+}
+fpm_reload() {
+  fpm_master "$1" || { echo "php-fpm reload ($1): $F_problem" >&2; return 1; }
+  _m=$F_master; fpm_start "$_m"; _ms=$F_start
   fpm_workers; _before=$F_list
   kill -USR2 "$_m" || { echo "php-fpm reload ($1): cannot signal master $_m" >&2; return 1; }
   echo "sent SIGUSR2 to php-fpm master $_m" >&2
@@ -102,6 +111,33 @@ export function reloadScript(r: { units: readonly string[]; phpFpm: readonly str
     ...r.units.map((u) => `echo ${q(`systemctl reload-or-restart ${u}`)} >&2; $T ${timeoutArg(t)} systemctl reload-or-restart -- ${q(u)} >&2 </dev/null || { emit failed ${q(`reload of unit ${u} failed`)}; exit 0; }`),
     ...r.phpFpm.map((f) => `fpm_reload ${q(f)} ${t} || { emit failed ${q(`php-fpm reload (${f}) failed`)}; exit 0; }`),
     'emit reloaded ok',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What a host says, before anything is locked or written there, about its reload targets: for
+ * each unit (in order) what `systemctl show --property=LoadState` printed, or why it failed; for
+ * each php-fpm pid file the master it names, or why there is none. The caller decides
+ * (plan/serving.ts: unitLoadProblem), with the rule the local check uses.
+ */
+export function reloadCheckScript(r: { units: readonly string[]; phpFpm: readonly string[] }): string {
+  const show = (u: string, redirect: string): string => `$T ${timeoutArg('10')} systemctl show --property=LoadState --value -- ${q(u)} ${redirect} </dev/null`;
+  const lines = [
+    EMIT,
+    PHP_FPM,
+    'cd / || exit 1',
+    'if command -v timeout >/dev/null 2>&1; then T=timeout; else T=; fi',
+    'if command -v systemctl >/dev/null 2>&1; then S=1; else S=; fi',
+    ...r.units.map(
+      (u) =>
+        `if [ -z "$S" ]; then emit unit-problem 'systemctl is not installed (no systemd here)'; ` +
+        `elif _o=$(${show(u, '2>/dev/null')}); then emit unit-state "$_o"; ` +
+        // Failed: ask again for its error alone; its last line says why (as the local check reads it).
+        `else _o=$(${show(u, '2>&1 >/dev/null')}); emit unit-problem "$(printf '%s\\n' "$_o" | sed -n '$p')"; fi`,
+    ),
+    ...r.phpFpm.map((f) => `if fpm_master ${q(f)}; then emit fpm-master "$F_master"; else emit fpm-problem "$F_problem"; fi`),
+    'emit checked ok',
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -4,13 +4,15 @@ import { DeployError } from '../errors.ts';
 import type { EventSink } from '../ops/events.ts';
 import { checkServingOptions, DEFAULT_RELOAD_TIMEOUT_MS, hasReloads, type ServingOptions } from '../ops/serving.ts';
 import { fleetStaleFails, fleetStaleReport, remoteStaleReport, type FleetStaleReport } from '../plan/remote-stale.ts';
-import { describeStale, PHP_FPM_SOCKET_PREFIX, staleStep, staleWaitMs, type StaleReport } from '../plan/serving.ts';
+import { describeStale, PHP_FPM_SOCKET_PREFIX, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, type StaleReport } from '../plan/serving.ts';
 import type { HostRun } from './fleet.ts';
 import { frameValue } from './facts.ts';
-import { rawStaleScan, reloadScript, staleScanScript } from './stale-script.ts';
+import { rawStaleScan, reloadCheckScript, reloadScript, staleScanScript } from './stale-script.ts';
 
 /** Between two scans of a host while waiting; each scan is one round trip over the open connection. */
 const STALE_POLL_MS = 500;
+
+const PHP_FPM_CHECK_HINT = "name the pool's pid file on that host (pid = in php-fpm.conf), and start php-fpm there first";
 
 const RELOAD_HINT = 'reload or restart them on that host so that they run from current (--reload-unit <unit>, --reload-php-fpm <pid file>); see docs/serving.md';
 
@@ -20,6 +22,32 @@ export function checkFleetServingOptions(options: ServingOptions): void {
   const socket = options.reload?.phpFpm?.find((f) => f.startsWith(PHP_FPM_SOCKET_PREFIX));
   if (socket !== undefined) {
     throw new DeployError('USAGE', `--reload-php-fpm ${socket}: a fleet host finds php-fpm by its pid file only`, { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
+  }
+}
+
+/**
+ * The local engine's reload check (ops/serving.ts: checkReloadTargets) on a fleet host, before its
+ * lock: every unit must be one systemd has loaded there, and every php-fpm pid file must name a
+ * running php-fpm master there. A mistyped unit or pid file is refused (exit 2) before any host is
+ * locked or written, not found after every host switched (exit 7).
+ */
+export async function checkHostReloadTargets(h: HostRun, options: ServingOptions): Promise<void> {
+  if (!hasReloads(options)) return;
+  const units = options.reload?.units ?? [];
+  const phpFpm = options.reload?.phpFpm ?? [];
+  const frames = await h.remote.run(reloadCheckScript({ units, phpFpm }), 'checking the reload targets');
+  if (frameValue(frames, 'checked') === undefined) throw new DeployError('REMOTE', `${h.label}: the reload check printed nothing usable`);
+  const unitAnswers = frames.filter((f) => f.tag === 'unit-state' || f.tag === 'unit-problem');
+  for (const [i, unit] of units.entries()) {
+    const a = unitAnswers[i];
+    const problem = a === undefined ? 'no answer' : unitLoadProblem(a.tag === 'unit-state' ? { state: a.value.trim() } : { problem: a.value.trim() || 'systemctl show failed' });
+    if (problem !== undefined) throw new DeployError('USAGE', `${h.label}: --reload-unit ${unit}: ${problem}`, { hint: UNIT_CHECK_HINT('on that host') });
+  }
+  const fpmAnswers = frames.filter((f) => f.tag === 'fpm-master' || f.tag === 'fpm-problem');
+  for (const [i, pidFile] of phpFpm.entries()) {
+    const a = fpmAnswers[i];
+    if (a?.tag === 'fpm-master') continue;
+    throw new DeployError('USAGE', `${h.label}: --reload-php-fpm ${pidFile}: ${a?.value || 'no answer'}`, { hint: PHP_FPM_CHECK_HINT });
   }
 }
 

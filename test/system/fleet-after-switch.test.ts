@@ -130,11 +130,11 @@ void describe('after-switch failures on two namespace hosts', () => {
   void test('a failing reload exits 7 and wins over --stale fail (6); a succeeding one exits 0', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = newRoot('reload');
-    // A stand-in systemctl first on each host's PATH: it fails on the first host only.
+    // A stand-in systemctl first on each host's PATH: it knows the unit everywhere (the check before the lock), and its reload fails on the first host only.
     for (const h of fleet.hosts) {
       const bin = path.join(h.srvDir, 'stand-in', 'bin');
       fs.mkdirSync(bin, { recursive: true });
-      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "stand-in systemctl $*"\ntest "$(hostname)" != ${h1.hostname}\n`, { mode: 0o755 });
+      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then echo loaded; exit 0; fi\necho "stand-in systemctl $*"\ntest "$(hostname)" != ${h1.hostname}\n`, { mode: 0o755 });
       const home = path.join(path.dirname(h.srvDir), 'root');
       fs.mkdirSync(home, { recursive: true });
       fs.writeFileSync(path.join(home, '.bashrc'), 'PATH=/srv/stand-in/bin:$PATH\n');

@@ -78,12 +78,13 @@ async function gone(pid: number): Promise<void> {
   while (fs.existsSync(`/proc/${pid}`)) await sleep(10);
 }
 
-/** A stand-in `systemctl` first on each host's PATH (its own /root/.bashrc): it appends its arguments to <srv>/<name>/calls. */
+/** A stand-in `systemctl` first on each host's PATH (its own /root/.bashrc): it knows every unit and appends the arguments of every other call to <srv>/<name>/calls. */
 function standInSystemctl(name: string): (h: FleetHost) => string[] {
   for (const h of fleet.hosts) {
     const bin = path.join(h.srvDir, name, 'bin');
     fs.mkdirSync(bin, { recursive: true });
-    fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> /srv/${name}/calls\necho "stand-in systemctl $*"\n`, { mode: 0o755 });
+    // `show` is the check made before the lock (the unit is loaded); only the reloads are recorded.
+    fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then echo loaded; exit 0; fi\necho "$*" >> /srv/${name}/calls\necho "stand-in systemctl $*"\n`, { mode: 0o755 });
     const home = path.join(path.dirname(h.srvDir), 'root');
     fs.mkdirSync(home, { recursive: true });
     fs.writeFileSync(path.join(home, '.bashrc'), `PATH=/srv/${name}/bin:$PATH\n`);
