@@ -53,7 +53,8 @@ export function deviceOf(p: string): number {
 
 /** Filesystems (statfs f_type) with no copy-on-write clones at all. */
 const NO_CLONES = new Map<number, string>([
-  [0xef53, 'ext4'],
+  // ext2, ext3 and ext4 share one magic number.
+  [0xef53, 'ext2/ext3/ext4'],
   [0x01021994, 'tmpfs'],
   [0x858458f6, 'ramfs'],
   [0x4d44, 'vfat'],
