@@ -4,6 +4,7 @@
  * and the whole artifact for --sha256 on the way. Every entry is first decided by
  * plan/archive.ts's EntryChecker; this file writes only what it allowed.
  */
+import { isUtf8 } from 'node:buffer';
 import crypto, { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,10 +13,11 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
-import { EntryChecker, isUrlSource, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import { EntryChecker, isUrlSource, quote, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { TarFormatError, TarParser, type TarDataSink } from '../plan/tar.ts';
 import type { FileStamp } from '../plan/stat-cache.ts';
+import { secs } from './copy.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
 export interface Artifact {
@@ -208,7 +210,7 @@ class FileSink implements TarDataSink {
       if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
       // After a chown, which clears setuid/setgid.
       fs.fchmodSync(fd, d.mode);
-      if (d.mtimeMs !== undefined) fs.futimesSync(fd, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      if (d.mtimeMs !== undefined) fs.futimesSync(fd, secs(d.mtimeMs), secs(d.mtimeMs));
       st = fs.fstatSync(fd);
     } finally {
       this.close();
@@ -282,7 +284,7 @@ class Stage {
       fs.symlinkSync(d.target ?? '', to);
       const owner = this.chownTo(d.owner);
       if (owner) fs.lchownSync(to, owner.uid, owner.gid);
-      if (d.mtimeMs !== undefined) fs.lutimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      if (d.mtimeMs !== undefined) fs.lutimesSync(to, secs(d.mtimeMs), secs(d.mtimeMs));
       this.manifest.push({ path: d.path, type: 'symlink', target: d.target ?? '' });
       this.symlinks += 1;
       return undefined;
@@ -336,7 +338,7 @@ class Stage {
       const owner = this.chownTo(d.owner);
       if (owner) fs.lchownSync(to, owner.uid, owner.gid);
       fs.chmodSync(to, d.mode);
-      if (d.mtimeMs !== undefined) fs.utimesSync(to, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      if (d.mtimeMs !== undefined) fs.utimesSync(to, secs(d.mtimeMs), secs(d.mtimeMs));
       this.manifest.push({ path: d.path, type: 'dir', mode: d.mode });
     }
     fs.chmodSync(this.dir, 0o755);
@@ -478,21 +480,46 @@ function archiveError(error: unknown, source: string): Error {
 }
 
 const S_IFMT = 0o170000;
+/** The longest symlink target a release may hold (Linux PATH_MAX without its NUL); a longer one is never read. */
+const SYMLINK_MAX = 4095;
 const ZIP_TYPES: Record<number, HeaderType> = { 0o040000: 'dir', 0o100000: 'file', 0o120000: 'symlink', 0o020000: 'character device', 0o060000: 'block device', 0o010000: 'FIFO', 0o140000: 'socket' };
 
-function zipHeader(entry: yauzl.Entry): ArchiveHeader {
+/**
+ * An entry's name, decoded by us (yauzl runs with decodeStrings off, so it hands us the bytes).
+ * The spec says CP437 unless the UTF-8 flag is set or an Info-ZIP Unicode path field matches, but
+ * Info-ZIP on Linux and macOS store the name's own bytes, UTF-8 there, with neither: decoded as
+ * CP437, `ünï/é.txt` went live as `├╝n├»/├⌐.txt` (and a link to `é.txt` pointed at nothing). So a
+ * name that is valid UTF-8 is read as UTF-8; CP437 is left for names that are not (old DOS and
+ * Windows tools). With the flag set, bytes that are not UTF-8 become U+FFFD and are refused.
+ */
+function zipName(entry: yauzl.Entry): string {
+  const raw = entry.fileName as unknown as Buffer;
+  const flags = entry.generalPurposeBitFlag | (isUtf8(raw) ? 0x800 : 0);
+  // strictFileNames: a backslash stays one, and is refused below, never turned into a separator.
+  return (yauzl as unknown as YauzlNames).getFileNameLowLevel(flags, raw, entry.extraFields, true);
+}
+
+/** yauzl 3 exports its name decoder (CP437 or UTF-8, and the Unicode path field); @types/yauzl does not list it. */
+interface YauzlNames {
+  getFileNameLowLevel(generalPurposeBitFlag: number, fileNameBuffer: Buffer, extraFields: { id: number; data: Buffer }[], strictFileNames: boolean): string;
+}
+
+function zipHeader(entry: yauzl.Entry, name: string, source: string): ArchiveHeader {
+  // The checks yauzl makes only on names it decodes: a backslash is a Windows separator (or a .NET
+  // bug's); `..` and absolute paths are the checker's. A colon is an ordinary character here.
+  if (name.includes('\\')) throw hostile(`entry ${quote(name)} holds a backslash (a Windows path separator)`, source);
   // Unix mode in the high half of the external attributes when the zip was made on Unix (3).
   const unix = entry.versionMadeBy >> 8 === 3 ? entry.externalFileAttributes >>> 16 : 0;
-  const isDir = entry.fileName.endsWith('/');
+  const isDir = name.endsWith('/');
   const type: HeaderType = unix & S_IFMT ? (ZIP_TYPES[unix & S_IFMT] ?? 'unknown') : isDir ? 'dir' : 'file';
   // Permission bits count when the entry has Unix attributes (0000 included, as a tar's do).
   const mode = unix & S_IFMT ? unix & 0o7777 : type === 'dir' ? 0o755 : 0o644;
-  return { name: entry.fileName, type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
+  return { name, type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
 }
 
 function openZip(file: string): Promise<yauzl.ZipFile> {
   return new Promise((resolve, reject) => {
-    yauzl.open(file, { lazyEntries: true, autoClose: true, strictFileNames: true, validateEntrySizes: true }, (error, zip) => (error ? reject(error) : resolve(zip)));
+    yauzl.open(file, { lazyEntries: true, autoClose: true, decodeStrings: false, validateEntrySizes: true }, (error, zip) => (error ? reject(error) : resolve(zip)));
   });
 }
 
@@ -537,8 +564,11 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
       zip.on('end', () => resolve());
       zip.on('entry', (entry: yauzl.Entry) => {
         void (async () => {
-          const header = zipHeader(entry);
-          const needsData = header.type === 'file' || (header.type === 'symlink' && entry.uncompressedSize <= 4096);
+          const header = zipHeader(entry, zipName(entry), source);
+          if (header.type === 'symlink' && entry.uncompressedSize > SYMLINK_MAX) {
+            throw hostile(`entry ${quote(header.name)} is a symlink with a target longer than ${SYMLINK_MAX} bytes`, source);
+          }
+          const needsData = header.type === 'file' || header.type === 'symlink';
           const stream = needsData ? await entryStream(zip, entry) : undefined;
           const target = header.type === 'symlink' && stream ? await collect(stream) : undefined;
           if (header.type === 'symlink') header.linkname = target?.toString('utf8') ?? '';
@@ -556,7 +586,7 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           }
           if (target) crc = crc32(target);
           if ((header.type === 'file' || target) && crc !== entry.crc32) {
-            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${JSON.stringify(entry.fileName)} fails its CRC-32 check (the data is corrupt)`, { hint: 'the artifact may be truncated or corrupt: build or download it again' });
+            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${quote(header.name)} fails its CRC-32 check (the data is corrupt)`, { hint: 'the artifact may be truncated or corrupt: build or download it again' });
           }
           sink?.end();
           zip.readEntry();
@@ -575,7 +605,5 @@ function zipError(error: unknown, source: string): Error {
   // eslint-disable-next-line no-control-regex
   const reason = (error instanceof Error ? error.message : String(error)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (/encrypted/i.test(reason)) return new DeployError('INVALID_ARCHIVE', `${source} holds an encrypted entry, which cannot be deployed`, { cause: error, hint: 'archive the build without a password' });
-  // yauzl's own name checks ("invalid relative path", "absolute path") refuse what ours would.
-  if (/relative path|absolute path|invalid characters/i.test(reason)) return hostile(`entry ${reason}`, source);
   return new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
 }

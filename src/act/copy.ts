@@ -78,8 +78,11 @@ function under(dir: string, rel: string): string {
   return rel === '' ? dir : `${dir}${path.sep}${rel}`;
 }
 
-/** utimes takes seconds. */
-const secs = (ms: number): number => ms / 1000;
+/**
+ * A time for utimes: seconds, or a Date before 1970, because Node turns a negative number of
+ * seconds into "now" (a pre-1970 time from an archive or a build would become the deploy's time).
+ */
+export const secs = (ms: number): number | Date => (ms < 0 ? new Date(ms) : ms / 1000);
 
 /**
  * Throws for a name in `dir/rel` that is not valid UTF-8. Called only when a name as read holds

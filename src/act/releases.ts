@@ -4,6 +4,7 @@ import path from 'node:path';
 import { errnoOf } from '../errors.ts';
 import type { Layout } from './layout.ts';
 import { trashPath, stagingArea } from './staging.ts';
+import { removeTree } from './remove-tree.ts';
 import { runOnFs } from '../root/fs.ts';
 import { retireRelease } from '../root/release.ts';
 
@@ -38,7 +39,7 @@ export async function removeRelease(
   if (moved === 'absent') return undefined;
   await options.beforeDelete?.();
   if (options.deferDelete) return trash;
-  await fs.promises.rm(trash, { recursive: true, force: true });
+  await removeTree(trash);
   return undefined;
 }
 

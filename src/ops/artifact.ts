@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { extractArtifact, isArtifactSource, openArtifact, type Artifact, type ExtractResult } from '../act/archive.ts';
 import type { DownloadOptions } from '../act/download.ts';
+import { removeTreeSync } from '../act/remove-tree.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
@@ -180,7 +181,7 @@ export interface LocalStage {
 export async function stageArtifactLocally(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<LocalStage> {
   const opened = await openArtifactSource(source, options, context);
   const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-stage-'));
-  const remove = (): void => fs.rmSync(parent, { recursive: true, force: true });
+  const remove = (): void => removeTreeSync(parent);
   try {
     const dir = path.join(parent, 'release');
     fs.mkdirSync(dir, { mode: 0o700 });

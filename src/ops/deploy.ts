@@ -277,6 +277,9 @@ export async function deploy(source: string, root: string, options: DeployOption
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
   const rootExisted = fs.existsSync(layout.root);
+  // What of the skeleton this deploy makes: a failed deploy takes it away again (an existing root
+  // that had none of it, a Capistrano root with releases/ only, stays as it was).
+  const made = skeletonOf(layout).filter((dir) => !fs.existsSync(dir));
   await assertTmpOnRoot(layout);
   try {
     await makeDirs(layout.releases, 0o755);
@@ -513,8 +516,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       throw bookkeepingError(id, error);
     }
   }).catch(async (error: unknown) => {
-    // A first deploy that failed leaves no empty skeleton root behind (rmdir removes only empty directories).
-    if (!rootExisted) await removeSkeleton(layout);
+    // A deploy that failed leaves no empty skeleton behind: only what it made, and rmdir removes only empty directories.
+    await removeSkeleton(made);
     throw error;
   }).finally(() => closeArtifact(opened));
   // The trees leave releases/ by rename under the lock; deleting them waits until it is released.
@@ -546,10 +549,13 @@ function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[],
   return sourceCacheOf(scan.dir, sealedNs, read);
 }
 
-async function removeSkeleton(layout: Layout): Promise<void> {
-  for (const dir of [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root]) {
-    await fs.promises.rmdir(dir).catch(() => undefined);
-  }
+/** The directories a deploy makes in a root, children before their parents. */
+function skeletonOf(layout: Layout): string[] {
+  return [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root];
+}
+
+async function removeSkeleton(made: readonly string[]): Promise<void> {
+  for (const dir of made) await fs.promises.rmdir(dir).catch(() => undefined);
 }
 
 /** The dry run of `deploy`: the same checks, the plan, and nothing changed on disk. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
 import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleaseDirs } from '../act/releases.ts';
+import { removeTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
 import { readJournal, readRecords, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
@@ -86,7 +87,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   // Staging copies and trash kept inside releases/ (another mount than .tmp/); current never names them.
   for (const name of await fs.promises.readdir(layout.releases).catch(() => [] as string[])) {
     if (!isReleasesLeftover(name) || name === currentId) continue;
-    await fs.promises.rm(path.join(layout.releases, name), { recursive: true, force: true });
+    await removeTree(path.join(layout.releases, name));
     done.push(`removed leftover releases/${name}`);
   }
   // A deploy cut off after writing its manifest but before placing its release leaves the manifest alone.

@@ -96,17 +96,23 @@ export function archivePath(name: string, strip: number): { path: string } | { s
   if (name.includes('\uFFFD')) return { problem: 'is not valid UTF-8' };
   if (name.startsWith('/')) return { problem: 'is an absolute path' };
   if (Buffer.byteLength(name) > PATH_MAX) return { problem: `is longer than ${PATH_MAX} bytes` };
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  for (const part of parts) {
+  // Components as tar counts them for --strip-components: a run of slashes is one separator, and
+  // `.` is a component (`tar -C dist -cf a.tar .` stores `./index.html`; strip 1 leaves `index.html`).
+  const raw = name.split('/').filter((p) => p !== '');
+  for (const part of raw) {
+    if (part === '.') continue;
     const problem = componentProblem(part);
     if (problem) return { problem };
   }
-  const kept = parts.slice(strip);
-  if (kept.length === 0) return { skip: parts.length === 0 ? 'is the archive root' : 'is removed by --strip-components' };
+  const kept = raw.slice(strip).filter((p) => p !== '.');
+  if (kept.length === 0) return { skip: raw.every((p) => p === '.') && strip === 0 ? 'is the archive root' : 'is removed by --strip-components' };
   return { path: kept.join('/') };
 }
 
 type Seen = 'dir' | 'file' | 'symlink';
+
+/** The largest uid or gid chown(2) takes: uid_t is 32 bits and (uid_t)-1 leaves the owner unchanged. */
+const MAX_OWNER_ID = 0xfffffffe;
 
 /**
  * Decides entry after entry, remembering what the archive made so far: a symlink must never be
@@ -131,6 +137,14 @@ export class EntryChecker {
     const kind = header.type;
     if (kind !== 'file' && kind !== 'dir' && kind !== 'symlink' && kind !== 'hardlink') {
       return { action: 'refuse', problem: `entry ${quoted} is a ${kind === 'unknown' ? 'special file of an unknown type' : kind}; a release can hold only files, directories and links` };
+    }
+    // Owners are applied only as root (keepOwner): one chown(2) cannot take (uid_t is 32 bits, and -1 means "unchanged").
+    if (this.limits.keepOwner) {
+      for (const [what, id] of [['uid', header.uid], ['gid', header.gid]] as const) {
+        if (id !== undefined && !(Number.isSafeInteger(id) && id >= 0 && id <= MAX_OWNER_ID)) {
+          return { action: 'refuse', problem: `entry ${quoted} has ${what} ${id}, more than any system's largest (${MAX_OWNER_ID})` };
+        }
+      }
     }
     // Walk the parents: through a symlink is the classic escape, through a file is a conflict.
     const parents: string[] = [];

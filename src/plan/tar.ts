@@ -91,7 +91,8 @@ export function isV7Header(block: Uint8Array): boolean {
   return checksumOk(block);
 }
 
-const TYPES: Record<string, HeaderType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'character device', '4': 'block device', '5': 'dir', '6': 'FIFO' };
+// 'D': GNU's dumpdir (tar -g, incremental): a directory whose data lists its contents at the time.
+const TYPES: Record<string, HeaderType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'character device', '4': 'block device', '5': 'dir', '6': 'FIFO', D: 'dir' };
 
 /** One 512-byte header block: the end-of-archive zero block, or an entry (PAX/GNU records not yet applied). */
 export function decodeHeader(block: Uint8Array): Raw {
@@ -298,9 +299,11 @@ export class TarParser {
     this.pax = undefined;
     this.longName = undefined;
     this.longLink = undefined;
-    // Only regular files carry data here; a directory's size field is not data (as with tar-stream).
-    const size = header.type === 'dir' ? 0 : header.size;
-    const sink = this.handler.entry(header);
+    // Only regular files carry data here; a directory's size field is not data (as with tar-stream),
+    // except a dumpdir's, whose listing follows it and is skipped.
+    const size = header.type === 'dir' && flag !== 'D' ? 0 : header.size;
+    // GNU's volume label (tar -V) names the archive, not an entry: nothing is written for it.
+    const sink = flag === 'V' ? undefined : this.handler.entry(header);
     if (size === 0) {
       sink?.end();
       this.state = { at: 'header' };

@@ -346,7 +346,7 @@ function stepLinesOf(st: Extract<Step, { op: 'write-record' | 'clear-journal' | 
 
 /** Removes a stage or trash NAME wherever it lives (`area`: .tmp/, or releases/ for a hidden name). */
 function removeStagedLine(name: string): string {
-  return `area ${q(name)}; rm -rf -- "$A_path"`;
+  return `area ${q(name)}; remove_tree "$A_path"`;
 }
 
 function runLines(program: RootProgram<string>): string {
@@ -358,7 +358,7 @@ function stepLines(steps: readonly Step[]): string {
     .map((st) => {
       switch (st.op) {
         case 'remove-tmp':
-          return `rm -rf -- "$tmp/"${q(st.name)}`;
+          return `remove_tree "$tmp/"${q(st.name)}`;
         case 'remove-release':
           return retireLines(st.id, st.trash, st.protect);
         case 'remove-staged':

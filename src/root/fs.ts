@@ -9,6 +9,7 @@ import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
 import { makeDirs } from '../act/mkdirs.ts';
+import { removeTree } from '../act/remove-tree.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
@@ -120,7 +121,7 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
       await fs.promises.rename(path.join(root, effect.from), path.join(root, effect.to));
       return;
     case 'remove':
-      await fs.promises.rm(path.join(root, effect.path), { recursive: true, force: true });
+      await removeTree(path.join(root, effect.path));
       return;
     case 'touch': {
       const now = new Date();
@@ -149,7 +150,7 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
       }
       await makeDirs(path.join(root, '.tmp'));
       await fs.promises.rename(path.join(root, 'current'), path.join(root, inTmpPath(effect.via)));
-      await fs.promises.rm(path.join(root, inTmpPath(effect.via)), { recursive: true, force: true });
+      await removeTree(path.join(root, inTmpPath(effect.via)));
       return;
     case 'sweep': {
       const dir = path.join(root, effect.dir);
@@ -158,7 +159,7 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
         if (!effect.prefixes.some((p) => name.startsWith(p))) continue;
         const full = path.join(dir, name);
         const stat = await fs.promises.lstat(full).catch(() => undefined);
-        if (stat && stat.mtimeMs < cutoff) await fs.promises.rm(full, { recursive: true, force: true });
+        if (stat && stat.mtimeMs < cutoff) await removeTree(full);
       }
       return;
     }

@@ -40,6 +40,14 @@ fresh_empty_dir() {
   _m=$(mtime_of "$1"); [ -n "$_m" ] || return 1
   [ $(( $(date +%s) - _m )) -lt "$2" ]
 }
+# PATH...: rm -rf; where that fails (a directory its non-root owner may not write, copied with the
+# build's modes: 0555, as Nix store paths are), once more after giving the owner rwx on every
+# directory below (find never follows a link; chmod runs on each directory before find reads it).
+remove_tree() {
+  rm -rf -- "$@" 2>/dev/null && return 0
+  for _rt in "$@"; do { [ -d "$_rt" ] && [ ! -h "$_rt" ]; } && find "$_rt" -type d -exec chmod u+rwx {} \\; 2>/dev/null; done
+  rm -rf -- "$@"
+}
 # DIR AGE PREFIX...: removes entries of DIR named PREFIX* whose mtime is more than AGE seconds old.
 sweep_old() {
   _sd=$1; _age=$2; shift 2; _now=$(date +%s)
@@ -47,7 +55,7 @@ sweep_old() {
     for _f in "$_sd/$_p"*; do
       { [ -e "$_f" ] || [ -h "$_f" ]; } || continue
       _m=$(mtime_of "$_f"); [ -n "$_m" ] || continue
-      [ $(( _now - _m )) -le "$_age" ] || rm -rf -- "$_f"
+      [ $(( _now - _m )) -le "$_age" ] || remove_tree "$_f"
     done
   done
   return 0
@@ -82,7 +90,7 @@ function effectLine<P extends string>(effect: Effect<P>, params: Params): string
     case 'rename':
       return `rename_exact ${at(effect.from)} ${at(effect.to)}`;
     case 'remove':
-      return `rm -rf -- ${at(effect.path)}`;
+      return `remove_tree ${at(effect.path)}`;
     case 'touch':
       return `touch -- ${at(effect.path)} 2>/dev/null`;
     case 'durable':

@@ -18,6 +18,8 @@ export interface Spec {
   mode?: number;
   uid?: number;
   gid?: number;
+  /** Seconds since 1970 (tar only; negative before it). */
+  mtime?: number;
 }
 
 const WRITER = String.raw`
@@ -44,7 +46,7 @@ def write(fmt, out, specs):
                            'chr': tarfile.CHRTYPE, 'blk': tarfile.BLKTYPE, 'fifo': tarfile.FIFOTYPE}[t]
               info.mode = s.get('mode', 0o755 if t == 'dir' else 0o644)
               info.uid, info.gid = s.get('uid', 0), s.get('gid', 0)
-              info.mtime = 1700000000
+              info.mtime = s.get('mtime', 1700000000)
               if t in ('symlink', 'hardlink'):
                   info.linkname = s['link']
               if t in ('chr', 'blk'):

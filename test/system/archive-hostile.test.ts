@@ -49,6 +49,7 @@ const CASES: Case[] = [
   { name: 'a name longer than 255 bytes', formats: ALL, entries: [{ name: `${'n'.repeat(256)}.html`, data: 'x' }], message: /longer than 255 bytes/ },
   { name: 'a name that is not UTF-8', formats: TAR, entries: [{ name: 'bad-\udcff.html', data: 'x' }], message: /not valid UTF-8/ },
   { name: 'a zip name with a backslash', formats: ['zip'], entries: [{ name: '..\\..\\..\\beside\\evil', data: 'x' }], message: /backslash|invalid characters|relative path/i },
+  { name: 'a symlink target longer than 4095 bytes', formats: ALL, entries: [{ name: 'long', type: 'symlink', link: 't'.repeat(5000) }], message: /symlink with a target longer than 4095 bytes/ },
   { name: 'more entries than --max-files', formats: ALL, entries: Array.from({ length: 30 }, (_, i) => ({ name: `many/f${i}`, data: 'x' })), args: ['--max-files', '20'], message: /--max-files/ },
   { name: 'decompression bomb over --max-bytes', formats: ['tar.gz', 'zip'], entries: [{ name: 'bomb.bin', zeros: 8 * 1024 * 1024 }], args: ['--max-bytes', '1M'], message: /--max-bytes/ },
 ];
@@ -121,4 +122,43 @@ void test('setuid/setgid bits are stripped unless root passes --keep-setuid; own
   const kept = await runCli(['deploy', file, root, '--no-fsync', '--keep-setuid']);
   assert.equal(kept.code, 0, kept.stderr);
   assert.equal(fs.statSync(path.join(root, 'current', 'bin', 'tool')).mode & 0o7777, 0o6755);
+});
+
+void test('a root that exists but was never deployed to (empty, or a Capistrano layout) stays as it was when an archive is refused', async (t) => {
+  const dir = tempDir(t);
+  const hostile = writeArchive('tar', path.join(dir, 'hostile.tar'), [...GOOD, { name: 'out', type: 'symlink', link: '/tmp' }, { name: 'out/evil', data: 'x' }]);
+  const good = writeArchive('tar', path.join(dir, 'good.tar'), GOOD);
+  const empty = path.join(dir, 'empty');
+  fs.mkdirSync(empty);
+  const capistrano = path.join(dir, 'capistrano');
+  fs.mkdirSync(path.join(capistrano, 'releases', '20250101000000'), { recursive: true });
+  fs.writeFileSync(path.join(capistrano, 'releases', '20250101000000', 'index.html'), 'old\n');
+  fs.symlinkSync('releases/20250101000000', path.join(capistrano, 'current'));
+  for (const root of [empty, capistrano]) {
+    const before = treeSnapshot(root);
+    for (const args of [[hostile], [good, '--sha256', '0'.repeat(64)]]) {
+      const r = await runCli(['deploy', args[0] as string, root, '--no-fsync', ...args.slice(1)]);
+      assert.equal(r.code, 2, r.stderr);
+      // The skeleton the deploy made (.atomic-deploy/, .tmp/, releases/) goes with it.
+      assert.deepEqual(treeSnapshot(root), before, `${path.basename(root)} ${args.slice(1).join(' ')}: the root changed`);
+    }
+  }
+});
+
+void test('as root, an owner chown(2) cannot take is refused (exit 2); a time before 1970 is kept, not made the deploy time', async (t) => {
+  assert.equal(process.getuid?.(), 0, 'this test runs as root, as CI does');
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const old = writeArchive('tar', path.join(dir, 'old.tar'), [...GOOD, { name: 'epoch.txt', data: 'x\n', mtime: -1_000_000_000 }]);
+  const r = await runCli(['deploy', old, root, '--no-fsync']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fs.lstatSync(path.join(root, 'current', 'epoch.txt')).mtimeMs, -1_000_000_000_000);
+  const before = treeSnapshot(root);
+  for (const [uid, gid] of [[2 ** 40, 0], [0, 2 ** 32 - 1]]) {
+    const file = writeArchive('tar', path.join(dir, `owner-${uid}-${gid}.tar`), [...GOOD, { name: 'owned.txt', data: 'x\n', uid, gid }]);
+    const refused = await runCli(['deploy', file, root, '--no-fsync']);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /^error: refused .*entry "owned\.txt" has (uid|gid) \d+, more than any system's largest \(4294967294\)$/m);
+    assert.deepEqual(treeSnapshot(root), before);
+  }
 });

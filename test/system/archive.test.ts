@@ -79,6 +79,19 @@ void test('--strip-components drops the top directory, as tar does', async (t) =
   assert.ok(fs.statSync(path.join(root, 'current', 'dist', 'index.html')).isFile());
   const bad = await runCli(['deploy', file, root, '--strip-components', '-1']);
   assert.equal(bad.code, 2);
+
+  // `tar -C dist -cf a.tar .` stores ./index.html: `.` is the component tar strips, and the
+  // release holds what `tar -x --strip-components 1` gives (it once held only the subdirectories' files).
+  const dotted = path.join(dir, 'dotted.tar');
+  execFileSync('tar', ['-cf', dotted, '-C', src, '.']);
+  const byTar = path.join(dir, 'by-tar');
+  fs.mkdirSync(byTar);
+  execFileSync('tar', ['-xf', dotted, '-C', byTar, '--strip-components', '1']);
+  const dot = await runCli(['deploy', dotted, root, '--strip-components', '1']);
+  assert.equal(dot.code, 0, dot.stderr);
+  const fromDot = manifestOf(path.join(root, 'current'));
+  assert.ok(sameManifest(fromDot, manifestOf(byTar)), manifestDiff(fromDot, manifestOf(byTar)));
+  assert.ok(sameManifest(fromDot, manifestOf(src)), manifestDiff(fromDot, manifestOf(src)));
 });
 
 void test('--sha256: a match deploys; a mismatch exits 2 with the root unchanged and nothing left in .tmp/', async (t) => {
@@ -222,5 +235,54 @@ with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
     const first = refused.stderr.split('\n')[0] ?? '';
     assert.ok(first.length < 400, `a ${first.length}-character error line`);
     assert.deepEqual(treeSnapshot(root), before);
+  }
+});
+
+void test('zip names: Info-ZIP stores UTF-8 names without the UTF-8 flag, and they deploy as named (links resolve); a colon is an ordinary character; a name that is not UTF-8 is read as CP437', async (t) => {
+  const dir = tempDir(t);
+  const tree = path.join(dir, 'tree');
+  fs.mkdirSync(path.join(tree, 'ünï'), { recursive: true });
+  fs.writeFileSync(path.join(tree, 'ünï', 'é.txt'), 'accent\n');
+  fs.symlinkSync('é.txt', path.join(tree, 'ünï', 'link'));
+  fs.writeFileSync(path.join(tree, 'a:b.txt'), 'colon\n');
+  const zip = path.join(dir, 'utf8.zip');
+  execFileSync('zip', ['-qry', zip, '.'], { cwd: tree });
+  // Control: Info-ZIP set neither the UTF-8 flag (bit 11) nor a Unicode path field, so the spec alone says CP437.
+  const listing = execFileSync('python3', ['-c', 'import sys, zipfile\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(i.flag_bits & 0x800, i.filename)', zip], { encoding: 'utf8' });
+  assert.match(listing, /^0 ├╝n├»\/├⌐\.txt$/m, listing);
+  const root = path.join(dir, 'root');
+  const r = await runCli(['deploy', zip, root, '--no-fsync']);
+  assert.equal(r.code, 0, r.stderr);
+  const got = manifestOf(path.join(root, 'current'));
+  assert.ok(sameManifest(got, manifestOf(tree)), manifestDiff(got, manifestOf(tree)));
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'ünï', 'link'), 'utf8'), 'accent\n');
+
+  // An old DOS tool's name: byte 0x82 is é in CP437 and is not UTF-8. Written as `caf?.txt`, then that byte put in.
+  const dos = path.join(dir, 'dos.zip');
+  execFileSync('python3', ['-c', 'import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], "w") as z: z.writestr("caf?.txt", "dos\\n")', dos]);
+  const bytes = fs.readFileSync(dos);
+  let patched = 0;
+  for (let i = bytes.indexOf('caf?.txt'); i !== -1; i = bytes.indexOf('caf?.txt', i + 1)) {
+    bytes[i + 3] = 0x82;
+    patched++;
+  }
+  assert.equal(patched, 2, 'the name is in the local header and in the central directory');
+  fs.writeFileSync(dos, bytes);
+  const d = await runCli(['deploy', dos, root, '--no-fsync']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'café.txt'), 'utf8'), 'dos\n');
+});
+
+void test('GNU tar extras that are not files: a volume label (tar -V) is skipped, an incremental dumpdir (tar -g) is its directory', async (t) => {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'dist'), 'gnu');
+  const root = path.join(dir, 'root');
+  for (const [name, extra] of [['labelled.tar', ['-V', 'site build 42']], ['incremental.tar', ['-g', path.join(dir, 'snapshot')]]] as const) {
+    const file = path.join(dir, name);
+    execFileSync('tar', ['-cf', file, ...extra, '-C', src, '.']);
+    const r = await runCli(['deploy', file, root, '--no-fsync']);
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+    const got = manifestOf(path.join(root, 'current'));
+    assert.ok(sameManifest(got, manifestOf(src)), `${name}: ${manifestDiff(got, manifestOf(src))}`);
   }
 });

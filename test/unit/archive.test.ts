@@ -32,6 +32,25 @@ void test('archive names: unsafe ones are refused, the rest normalised like tar 
   assert.match((archivePath('bad-\uFFFD-utf8', 0) as { problem: string }).problem, /UTF-8/);
 });
 
+void test('--strip-components counts components as GNU and BusyBox tar do: `.` is one, a run of slashes one separator', () => {
+  const cases: [string, number, string | undefined][] = [
+    ['./sub/f', 1, 'sub/f'],
+    ['./g', 1, 'g'],
+    ['./', 1, undefined],
+    ['./sub/f', 2, 'f'],
+    ['dist/./a', 1, 'a'],
+    ['dist//a', 1, 'a'],
+    ['dist/a', 1, 'a'],
+    ['./dist/a', 0, 'dist/a'],
+  ];
+  for (const [name, strip, want] of cases) {
+    const r = archivePath(name, strip);
+    assert.deepEqual('path' in r ? r.path : undefined, want, `${name} --strip-components ${strip}`);
+  }
+  assert.deepEqual(archivePath('./', 0), { skip: 'is the archive root' });
+  assert.deepEqual(archivePath('./', 1), { skip: 'is removed by --strip-components' });
+});
+
 void test('every path archivePath accepts is a safe manifest path with at most the components given', () => {
   const part = fc.constantFrom('', '.', '..', 'a', 'b.c', 'é', ' ', '...', 'x'.repeat(300));
   fc.assert(
@@ -116,6 +135,11 @@ void test('the hostile cases are refused with a reason', () => {
   refuse([f('a'), f('b'), f('c')], /--max-files/, { maxFiles: 2 });
   refuse([f('a', { size: 10 }), f('b', { size: 10 })], /--max-bytes/, { maxBytes: 15 });
   refuse([f('x'.repeat(256))], /255 bytes/);
+  // An owner chown(2) cannot take is refused where owners apply (as root), ignored elsewhere.
+  refuse([f('o', { uid: 2 ** 40, gid: 0 })], /has uid 1099511627776, more than any system's largest \(4294967294\)/, { keepOwner: true });
+  refuse([f('o', { uid: 0, gid: 4294967295 })], /has gid 4294967295/, { keepOwner: true });
+  assert.equal(new EntryChecker(LIMITS).decide(f('o', { uid: 2 ** 40, gid: 2 ** 40 })).action, 'write');
+  assert.equal(new EntryChecker({ ...LIMITS, keepOwner: true }).decide(f('o', { uid: 4294967294, gid: 0 })).action, 'write');
 });
 
 void test('setuid/setgid survive only with keepSetid; owners only with keepOwner; strip applies to hard-link targets', () => {

@@ -1,0 +1,113 @@
+// Trees with directories their owner may not write (0555, as every Nix store path is), deployed by
+// a user who is not root: a stage, trash or undone release holding one could not be removed
+// (rm -rf and fs.rm fail with EACCES), so a refused artifact left `.tmp/stage.*` behind for good,
+// and every later command printed "removed leftover" without removing it. Locally (the CLI as
+// `nobody`) and in the hosts' programs (dash with coreutils, BusyBox sh with its applets, as
+// `nobody`), such trees are now removed. Controls: the same trees defeat a plain `rm -rf`.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { applyScript } from '../../src/remote/script.ts';
+import { writeArchive } from '../harness/archives.ts';
+import { asUser, requireRoot, runWrapped, uidOf } from '../harness/faults.ts';
+import { findTools } from '../harness/fleet.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
+import { programShells, runProgram } from '../harness/remote-programs.ts';
+
+const TOOLS = findTools(['busybox', 'dash'] as const);
+const NOBODY = uidOf('nobody');
+const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'read-only-trees-'));
+fs.chmodSync(BASE, 0o755);
+after(() => {
+  // As root: whatever a failed case left, whatever its modes.
+  spawnSync('chmod', ['-R', 'u+rwx', BASE]);
+  fs.rmSync(BASE, { recursive: true, force: true });
+});
+
+let serial = 0;
+/** A directory of nobody's own. */
+function ownDir(name: string): string {
+  const dir = path.join(BASE, `${++serial}-${name}`);
+  fs.mkdirSync(dir);
+  fs.chownSync(dir, NOBODY.uid, NOBODY.gid);
+  return dir;
+}
+
+/** Makes, as nobody, a tree under `dir` with 0555 directories (one nested) and a 0500 one. */
+function readOnlyTree(dir: string): void {
+  const r = spawnSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), 'sh', '-c', 'mkdir -p "$1/ro/sub" "$1/shut" && echo x > "$1/ro/sub/f" && echo y > "$1/ro/g" && echo z > "$1/shut/h" && chmod 555 "$1/ro/sub" "$1/ro" && chmod 500 "$1/shut"', 'sh', dir], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+function asNobody(args: string[]): ReturnType<typeof runWrapped> {
+  return runWrapped(args, { prefix: asUser('nobody') });
+}
+
+void describe('read-only directories in what a failed or undone deploy removes, as a user who is not root', () => {
+  void test('control: nobody cannot rm -rf such a tree', () => {
+    requireRoot();
+    const dir = ownDir('control');
+    readOnlyTree(dir);
+    const r = spawnSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), 'rm', '-rf', '--', dir], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /Permission denied/);
+    assert.ok(fs.existsSync(path.join(dir, 'ro', 'sub', 'f')));
+  });
+
+  void test('an artifact refused after its extraction (wrong --sha256) leaves no stage; nor does a directory deploy undone by its hook', async () => {
+    requireRoot();
+    const dir = ownDir('local');
+    const artifact = writeArchive('tar', path.join(dir, 'nix.tar'), [
+      { name: 'index.html', data: 'v1\n' },
+      { name: 'ro/', type: 'dir', mode: 0o555 },
+      { name: 'ro/sub/', type: 'dir', mode: 0o555 },
+      { name: 'ro/sub/f', data: 'x\n' },
+    ]);
+    fs.chownSync(artifact, NOBODY.uid, NOBODY.gid);
+    const root = path.join(dir, 'root');
+    const first = await asNobody(['deploy', artifact, root, '--no-fsync']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(fs.statSync(path.join(root, 'current', 'ro')).mode & 0o777, 0o555, 'the release keeps the archive mode');
+    const before = treeSnapshot(root);
+
+    const refused = await asNobody(['deploy', artifact, root, '--no-fsync', '--sha256', '0'.repeat(64)]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], 'no stage left in .tmp/');
+    assert.deepEqual(treeSnapshot(root), before);
+    const status = await asNobody(['status', root]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.doesNotMatch(status.stdout + status.stderr, /leftover/);
+
+    // A build directory with the same modes, undone because its before-switch hook fails.
+    const build = ownDir('build');
+    readOnlyTree(build);
+    const undone = await asNobody(['deploy', build, root, '--no-fsync', '--before-switch', 'false']);
+    assert.equal(undone.code, 1, undone.stderr);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], 'no trash or stage left in .tmp/');
+    assert.deepEqual(treeSnapshot(root), before);
+  });
+});
+
+// The hosts' programs: a stage or trash removed at the end of a failed deploy or a prune.
+const SHELLS = programShells(BASE, TOOLS, ['rm', 'find', 'chmod', 'mkdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'id', 'printf', 'test', 'mv']);
+fs.chmodSync(path.join(BASE, 'busybox-bin'), 0o755);
+for (const shell of SHELLS) {
+  void test(`a host's program removes a stage with read-only directories, as nobody, under ${shell.name}`, () => {
+    requireRoot();
+    const root = path.join(ownDir('host'), 'root');
+    fs.mkdirSync(path.join(root, '.tmp'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'releases'));
+    spawnSync('chown', ['-R', `${NOBODY.uid}:${NOBODY.gid}`, root]);
+    const stage = path.join(root, '.tmp', 'stage.abc');
+    fs.mkdirSync(stage);
+    fs.chownSync(stage, NOBODY.uid, NOBODY.gid);
+    readOnlyTree(stage);
+    const r = runProgram(shell, applyScript({ root, fsync: false, steps: [{ op: 'remove-staged', name: 'stage.abc' }, { op: 'remove-tmp', name: 'none.x' }] }), BASE, '', NOBODY);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.frames.some((f) => f.tag === 'end' && f.value === 'apply'), JSON.stringify(r.frames));
+    assert.equal(fs.existsSync(stage), false, `${shell.name}: the stage is gone`);
+  });
+}
