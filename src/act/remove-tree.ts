@@ -3,9 +3,8 @@
  * permission for its owner (0555, as every Nix store path and many read-only build outputs have)
  * cannot be emptied by a deploy user who is not root: fs.rm fails with EACCES and the stage,
  * trash or undone release stays behind for good. Where that happens, every directory of the tree
- * is opened to its owner (u+rwx) and the removal runs once more. Hand-written because fs.rm has
- * no such mode and `chmod -R` would follow nothing we could vouch for on every system; the walk
- * never follows a symbolic link.
+ * is opened to its owner (u+rwx) and the removal runs once more. Hand-written: fs.rm has no such
+ * mode. The walk never follows a symbolic link, so nothing outside the tree is ever chmod-ed.
  */
 import fs from 'node:fs';
 import path from 'node:path';
