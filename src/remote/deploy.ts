@@ -12,7 +12,7 @@ import { nextSeq } from '../act/state.ts';
 import { scanSource, topNames, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
-import { hasReloads, type ServingOptions } from '../ops/serving.ts';
+import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
@@ -348,10 +348,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   };
   try {
     // Every host's units and php-fpm pid files, as the local engine checks its own, before any lock: exit 2, nothing changed.
-    if (hasReloads(options)) {
-      await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
-      if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
-    }
+    // (No round trip without reloads: checkHostReloadTargets returns at once.)
+    await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
     // Lock every host and read where it stands.
     await fleet.each(
       fleet.hosts,

@@ -1,6 +1,6 @@
 /** Rolling a fleet back: every host to one release, switched all at once, or none of them. */
 import { DeployError } from '../errors.ts';
-import { hasReloads, type ServingOptions } from '../ops/serving.ts';
+import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { planFleetRollback } from '../plan/fleet.ts';
@@ -155,10 +155,9 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
 
   try {
     // Every host's units and php-fpm pid files, as the local rollback checks its own, before anything else: exit 2, nothing changed.
-    if (hasReloads(options)) {
-      await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
-      if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
-    }
+    // (No round trip without reloads: checkHostReloadTargets returns at once.)
+    await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     // A refusal (an unknown --to, nothing to go back to, already there) is decided before the
     // locks when every host is idle, as the local rollback does: then no host changes, not even
     // its root's times. One read per host over the connection the lock then uses; a host that
