@@ -6,7 +6,7 @@ import { acquireLock, inspectLock, releaseLock, type LockHandle } from '../act/l
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
-import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
+import { classifyRoot, isEnclosingRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -46,6 +46,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     }
     if (code === 'ENOENT' && options.mayCreate) {
       assertCreatable(layout.root);
+      assertNotNested(layout.root);
       return layout;
     }
     if (code === 'ENOENT') {
@@ -55,6 +56,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
   }
   if (!options.mayCreate) assertDeployRoot(layout.root);
+  else assertNotNested(layout.root);
   // The layout's own directories: a file by one of their names is in the way of every command.
   for (const dir of [layout.releases, layout.tmp, layout.state]) {
     let stat: fs.Stats | undefined;
@@ -76,6 +78,42 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     }
   }
   return layout;
+}
+
+/**
+ * A root that would be made inside another deploy root (in a release, through current, in its
+ * state): refused before anything is written, whatever the folder holds itself. The path is
+ * resolved first, so `app/current/public` is seen to be in app's live release.
+ */
+function assertNotNested(root: string): void {
+  const real = realpathLoose(root);
+  for (let p = path.dirname(real); ; p = path.dirname(p)) {
+    let shape: RootShape | undefined;
+    try {
+      shape = rootShapeOf(p);
+    } catch {
+      // An ancestor this user cannot list is not known to be a root: nothing to say about it.
+    }
+    if (shape !== undefined && isEnclosingRoot(shape)) {
+      throw new DeployError('INVALID_ROOT', `the deploy root ${root} is inside the deploy root ${p} (${placeIn(p, path.relative(p, real))})`, {
+        hint: `a deploy root's folders belong to its releases and state: give a folder outside ${p}`,
+      });
+    }
+    if (path.dirname(p) === p) return;
+  }
+}
+
+/** Where in an enclosing root a path lies: "in release R1, the live one", "in shared/". */
+function placeIn(outer: string, rel: string): string {
+  const [top, id] = rel.split(path.sep);
+  if (top !== 'releases' || id === undefined || !fs.existsSync(path.join(outer, 'releases', id))) return `in ${top}/`;
+  let live = false;
+  try {
+    live = fs.realpathSync(path.join(outer, 'current')) === fs.realpathSync(path.join(outer, 'releases', id));
+  } catch {
+    // No current, or the release is not there yet.
+  }
+  return `in release ${id}${live ? ', the live one' : ''}`;
 }
 
 const DANGLING_HINT = "create the link's target first, or give another root";

@@ -159,6 +159,20 @@ staging_facts() {
   [ $? = 1 ] && emit staging releases
   return 0
 }
+# R_out: the deploy root the root would be made inside (in a release, through current, in its state),
+# the same marks as plan/root-shape.ts isEnclosingRoot; 1 if none. The root is resolved first.
+enclosing_root() {
+  _e=$root; _rest=
+  while [ ! -d "$_e" ]; do _rest="/\${_e##*/}$_rest"; _e=\${_e%/*}; [ -n "$_e" ] || _e=/; done
+  real_dir "$_e"; [ -n "$R_dir" ] || return 1
+  _e="\${R_dir%/}$_rest"; [ -n "$_e" ] || return 1
+  while [ "$_e" != / ]; do
+    _e=\${_e%/*}; [ -n "$_e" ] || _e=/
+    _o=\${_e%/}
+    if [ -d "$_o/.atomic-deploy" ] || { [ -d "$_o/releases" ] && { [ -h "$_o/current" ] || [ -d "$_o/.deploy.lock" ] || [ -d "$_o/.dep" ] || [ -f "$_o/revisions.log" ] || [ -d "$_o/repo" ]; }; }; then R_out=$_e; return 0; fi
+  done
+  return 1
+}
 # .tmp/ on another mount than the root: the lock and the switch, renames from .tmp/ into the root, would be copies.
 tmp_apart() {
   link_probe "$root/.tmp-probe.$$"
@@ -236,6 +250,10 @@ export function lockScript(s: LockScript): string {
   const lease = s.leaseS ?? LOCK_LEASE_S;
   return `${header(s)}
 token=${q(s.token)}; cmd=${q(s.command)}
+if [ ${s.create ? 1 : 0} = 1 ] && enclosing_root; then
+  emit hint "a deploy root's folders belong to its releases and state: give a folder outside $R_out"
+  fail INVALID_ROOT "the deploy root $root is inside the deploy root $R_out"
+fi
 if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then mkdir -p -- "$root" 2>/dev/null || fail INVALID_ROOT "cannot create $root"; fi
 [ -d "$root" ] || fail INVALID_ROOT "$root does not exist or is not a directory"
 host_facts

@@ -31,6 +31,9 @@ async function folders(t: { after(fn: () => void): void }): Promise<Folders> {
   fs.mkdirSync(empty);
   const archive = path.join(dir, 'build.tar.gz');
   execFileSync('tar', ['-czf', archive, '-C', build, '.']);
+  // A Capistrano root: releases/ and repo/, no current yet.
+  fs.mkdirSync(path.join(dir, 'cap-root/releases/1'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'cap-root/repo'));
   return { dir, build, www, other, empty, archive };
 }
 
@@ -60,7 +63,25 @@ const MISTAKES: Mistake[] = [
   { name: 'deploy an archive into a non-empty folder that is not a root', args: (f) => ['deploy', f.archive, f.other], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
   { name: 'the bare form with an archive into a non-empty folder that is not a root', args: () => ['build.tar.gz', 'other'], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
   { name: 'releases of the build folder', args: (f) => ['releases', f.build, '--json'], message: notRoot, hint: /deploy to it/ },
+  // A root inside another: its layout would land in a release (the live one through current), or
+  // make a fake release the next rollback switches to.
+  ...(
+    [
+      ['in the live release, through current', (f) => ['deploy', f.build, path.join(f.www, 'current', 'public')], /inside the deploy root .*\/www \(in release \d+, the live one\)$/],
+      ['as a new name in releases/', (f) => ['deploy', f.build, path.join(f.www, 'releases', 'zz')], /inside the deploy root .*\/www \(in releases\/\)$/],
+      ['in an existing release, with --adopt', (f) => ['deploy', f.build, path.join(f.www, 'releases', liveId(f)), '--adopt'], /\(in release \d+, the live one\)$/],
+      ["in the root's state, with --adopt", (f) => ['deploy', f.build, path.join(f.www, '.atomic-deploy'), '--adopt'], /\(in \.atomic-deploy\/\)$/],
+      ['in shared/', (f) => ['deploy', f.build, path.join(f.www, 'shared', 'app')], /\(in shared\/\)$/],
+      ['an archive, in the live release', (f) => ['deploy', f.archive, path.join(f.www, 'current', 'sub')], /\(in release \d+, the live one\)$/],
+      ['a dry run, in the live release', (f) => ['deploy', f.build, path.join(f.www, 'current', 'sub'), '--dry-run'], /the live one\)$/],
+      ['in a Capistrano root', (f) => ['deploy', f.build, path.join(f.dir, 'cap-root/releases/2')], /inside the deploy root .*\/cap-root \(in releases\/\)$/],
+    ] as const
+  ).map(([where, args, message]): Mistake => ({ name: `a root inside another root: ${where}`, args, message, hint: /^hint: a deploy root's folders belong to its releases and state: give a folder outside .*\/(www|cap-root)$/ })),
 ];
+
+function liveId(f: Folders): string {
+  return path.basename(fs.readlinkSync(path.join(f.www, 'current')));
+}
 
 function lines(result: CliResult): string[] {
   return result.stderr.trimEnd().split('\n');
@@ -95,6 +116,8 @@ void test('the control: the same commands on a real root succeed, so the refusal
   assert.equal(deployed.code, 0, deployed.stderr);
   const back = await runCli(['rollback', f.www, '--quiet']);
   assert.equal(back.code, 0, back.stderr);
+  const nested = await runCli(['deploy', f.build, path.join(f.other, 'photos', 'site'), '--quiet']);
+  assert.equal(nested.code, 0, `a root inside a folder that is not a root is fine: ${nested.stderr}`);
   const adopted = await runCli(['deploy', f.archive, f.other, '--adopt', '--quiet']);
   assert.equal(adopted.code, 0, adopted.stderr);
   assert.equal(fs.readFileSync(path.join(f.other, 'current/index.html'), 'utf8'), 'v1\n');

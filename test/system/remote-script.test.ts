@@ -13,6 +13,7 @@ import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
 import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 import { armedTail as tail, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'strace', 'dash'] as const);
@@ -252,6 +253,28 @@ for (const shell of SHELLS) {
         cwdUser.kill();
         fdUser.kill();
       }
+    });
+
+    void test('a root inside another deploy root (a release, through current, its state) is refused before anything is made; a plain parent is fine', async () => {
+      const outer = freshRoot();
+      makeRelease(outer, 'a', 'a');
+      fs.symlinkSync('releases/a', path.join(outer, 'current'));
+      const before = treeSnapshot(outer, { times: true });
+      for (const inner of [path.join(outer, 'current', 'public'), path.join(outer, 'releases', 'new'), path.join(outer, 'releases', 'a'), path.join(outer, '.atomic-deploy', 'x y')]) {
+        const r = run(shell, lockScript({ root: inner, fsync: false, token: 'tok', command: 'deploy', create: true, leaseS: 2 }));
+        assert.equal(r.frames.find((f) => f.tag === 'error')?.value, 'INVALID_ROOT', `${inner}: ${JSON.stringify(r.frames)}`);
+        assert.equal(r.frames.find((f) => f.tag === 'message')?.value, `the deploy root ${inner} is inside the deploy root ${outer}`);
+        assert.equal(r.frames.find((f) => f.tag === 'hint')?.value, `a deploy root's folders belong to its releases and state: give a folder outside ${outer}`);
+        assert.deepEqual(treeSnapshot(outer, { times: true }), before, `${inner}: the outer root changed`);
+      }
+      assertNoInjection();
+      // The control: the same check passes a root whose parents are plain folders.
+      const plain = path.join(freshRoot(), 'site', 'www');
+      const held = startHolder(shell, plain, 'tok');
+      await held.ready;
+      assert.ok(tags(held.frames).includes('locked'), JSON.stringify(held.frames));
+      held.stop();
+      await held.done;
     });
 
     void test('rollback arming refuses a release that does not exist; apply steps stop at the first failure', () => {
