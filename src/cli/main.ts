@@ -201,7 +201,11 @@ function oneLineSuggestion(text: string): string {
 
 /** Runs the CLI and returns its exit code; it never exits the process itself. */
 export async function runCli(argv: readonly string[], options: RunOptions): Promise<number> {
-  let reporter = new Reporter(options, { json: argv.includes('--json'), quiet: argv.includes('--quiet') || argv.includes('-q'), color: !argv.includes('--no-color') });
+  // Before the flags are parsed (a usage error, a bad ATOMIC_DEPLOY_* value), the reporter follows
+  // the words and the environment as they are: JSON asked for either way still gets JSON.
+  const envYes = (name: string): boolean => YES.has((process.env[name] ?? '').trim().toLowerCase());
+  const wantsJson = argv.includes('--json') || envYes('ATOMIC_DEPLOY_JSON');
+  let reporter = new Reporter(options, { json: wantsJson, quiet: argv.includes('--quiet') || argv.includes('-q') || envYes('ATOMIC_DEPLOY_QUIET'), color: !argv.includes('--no-color') });
   const use = (flags: CommonFlags): Reporter => {
     reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false });
     return reporter;
@@ -443,7 +447,7 @@ Examples:
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
-      if (reporter && argv.includes('--json')) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, '') } }) + '\n');
+      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, '') } }) + '\n');
       return EXIT.invalid;
     }
     if (error instanceof DeployError) {

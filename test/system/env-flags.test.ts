@@ -68,3 +68,23 @@ void test('flags of the stale check and of rollback come from the environment to
   assert.deepEqual(treeSnapshot(root, { times: true }), before);
   assert.equal(currentId(root), 'a2');
 });
+
+void test('ATOMIC_DEPLOY_JSON=1 gets a JSON error for a usage error and for a bad variable read before it, as --json does', async (t) => {
+  const { root } = await rootWithReleases(t, ['a1']);
+  for (const [args, env, message] of [
+    [['status', root, '--bogus'], { ATOMIC_DEPLOY_JSON: '1' }, /^unknown option '--bogus'$/],
+    [['deploy', root], { ATOMIC_DEPLOY_JSON: 'yes' }, /missing required argument|root/],
+    [['rollback', root], { ATOMIC_DEPLOY_JSON: 'true', ATOMIC_DEPLOY_WAIT: 'soon' }, /^ATOMIC_DEPLOY_WAIT="soon": /],
+    [['status', root, '--bogus', '--json'], {}, /^unknown option '--bogus'$/],
+  ] as const) {
+    const result = await runCli([...args], { env });
+    assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    const parsed = jsonOf<{ error: { code: string; message: string } }>(result);
+    assert.equal(parsed.error.code, 'USAGE', result.stdout);
+    assert.match(parsed.error.message, message);
+  }
+  // The control: ATOMIC_DEPLOY_JSON=0 leaves stdout empty on the same mistake.
+  const plain = await runCli(['status', root, '--bogus'], { env: { ATOMIC_DEPLOY_JSON: '0' } });
+  assert.equal(plain.code, 2);
+  assert.equal(plain.stdout, '');
+});
