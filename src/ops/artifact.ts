@@ -55,27 +55,36 @@ function wholeNumber(name: string, value: number | undefined, fallback: number, 
  * only, and a directory is not extracted: they are left alone, so one config serves both sources.
  */
 export function refuseChecksOnDirectory(source: string, options: ArtifactOptions | undefined): void {
-  const given = [
+  const named = (pairs: [string, unknown][]): string[] => pairs.flatMap(([flag, value]) => (value === undefined || value === false ? [] : [flag]));
+  const given = named([
     ['--sha256', options?.sha256],
     ['--signature', options?.signature],
     ['--allowed-signers', options?.allowedSigners],
-  ].flatMap(([flag, value]) => (value === undefined ? [] : [flag as string]));
-  // Stripping reshapes what goes live: ignored for a directory, the release would not be laid out as asked.
-  const strip = options?.stripComponents !== undefined && options.stripComponents > 0;
-  if (given.length === 0 && !strip) return;
+  ]);
+  // Stripping reshapes what goes live: ignored for a directory, the release would not be laid out as
+  // asked. A limit or a download setting ignored would look like a guard that is not there.
+  const shaping = named([
+    ['--strip-components', options?.stripComponents !== undefined && options.stripComponents > 0 ? options.stripComponents : undefined],
+    ['--max-files', options?.maxFiles],
+    ['--max-bytes', options?.maxBytes],
+    ['--keep-setuid', options?.keepSetid],
+    ['--download-timeout', options?.downloadTimeoutMs],
+    ['--download-retries', options?.downloadRetries],
+  ]);
+  if (given.length === 0 && shaping.length === 0) return;
   try {
     if (!fs.statSync(source).isDirectory()) return;
   } catch {
     // Missing or unreadable: the source's own check says so.
     return;
   }
-  if (given.length === 0) {
-    throw new DeployError('USAGE', `--strip-components applies to an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
-      hint: 'deploy the directory the release should hold (for example dist/app), or leave --strip-components out',
+  if (given.length > 0) {
+    throw new DeployError('USAGE', `${namesWithVerb(given, 'checks', 'check')} an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
+      hint: 'deploy the archive or URL itself with these flags, or leave them out to deploy the directory',
     });
   }
-  throw new DeployError('USAGE', `${namesWithVerb(given, 'checks', 'check')} an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
-    hint: 'deploy the archive or URL itself with these flags, or leave them out to deploy the directory',
+  throw new DeployError('USAGE', `${namesWithVerb(shaping, 'applies', 'apply')} to an archive or URL artifact, but the source ${source} is a directory; nothing was deployed`, {
+    hint: shaping.includes('--strip-components') ? 'deploy the directory the release should hold (for example dist/app), or leave --strip-components out' : `leave ${shaping.length === 1 ? 'it' : 'them'} out to deploy the directory, or deploy the archive or URL itself`,
   });
 }
 
