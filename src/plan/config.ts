@@ -49,7 +49,7 @@ export const configSchema = z.strictObject({
   root: opt(text('a directory path')),
   source: opt(text('a directory path')),
   keep: opt(count(COUNTS.keep)),
-  releaseId: opt(text('a release id').check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-"' }))),
+  releaseId: opt(text('a release id').check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-", not current, shared or releases' }))),
   fsync: opt(flag),
   wait: opt(secondsOrZero),
   shared: opt(sharedList),

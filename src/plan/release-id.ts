@@ -94,8 +94,14 @@ export function releaseIdProblem(id: string): string | undefined {
   return undefined;
 }
 
-/** What a deploy may name a new release: letters, digits, dots, dashes and underscores. */
+/** What a deploy may name a new release: letters (any script), digits, dots, dashes and underscores. */
 const NEW_ID = /^[\p{L}\p{N}._-]+$/u;
+
+/**
+ * The layout's own names: a release called `current` would list as "current  current" and read
+ * as the link in every message ("rollback to current"); `shared` and `releases` likewise.
+ */
+const RESERVED_IDS: ReadonlySet<string> = new Set(['current', 'shared', 'releases']);
 
 /**
  * Why `id` may not name a new release (`--release-id`), or undefined. Stricter than
@@ -105,6 +111,7 @@ const NEW_ID = /^[\p{L}\p{N}._-]+$/u;
 export function newReleaseIdProblem(id: string): string | undefined {
   const problem = releaseIdProblem(id);
   if (problem !== undefined) return problem;
+  if (RESERVED_IDS.has(id.toLowerCase())) return `"${id}" names a part of the deploy root's layout, which a release id would be mistaken for`;
   const bad = [...id].find((ch) => !NEW_ID.test(ch));
   return bad === undefined ? undefined : `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
 }
