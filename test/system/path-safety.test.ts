@@ -67,14 +67,14 @@ const MISTAKES: Mistake[] = [
   // make a fake release the next rollback switches to.
   ...(
     [
-      ['in the live release, through current', (f) => ['deploy', f.build, path.join(f.www, 'current', 'public')], /inside the deploy root .*\/www \(in release \d+, the live one\)$/],
-      ['as a new name in releases/', (f) => ['deploy', f.build, path.join(f.www, 'releases', 'zz')], /inside the deploy root .*\/www \(in releases\/\)$/],
-      ['in an existing release, with --adopt', (f) => ['deploy', f.build, path.join(f.www, 'releases', liveId(f)), '--adopt'], /\(in release \d+, the live one\)$/],
-      ["in the root's state, with --adopt", (f) => ['deploy', f.build, path.join(f.www, '.atomic-deploy'), '--adopt'], /\(in \.atomic-deploy\/\)$/],
-      ['in shared/', (f) => ['deploy', f.build, path.join(f.www, 'shared', 'app')], /\(in shared\/\)$/],
-      ['an archive, in the live release', (f) => ['deploy', f.archive, path.join(f.www, 'current', 'sub')], /\(in release \d+, the live one\)$/],
-      ['a dry run, in the live release', (f) => ['deploy', f.build, path.join(f.www, 'current', 'sub'), '--dry-run'], /the live one\)$/],
-      ['in a Capistrano root', (f) => ['deploy', f.build, path.join(f.dir, 'cap-root/releases/2')], /inside the deploy root .*\/cap-root \(in releases\/\)$/],
+      ['in the live release, through current', (f: Folders): string[] => ['deploy', f.build, path.join(f.www, 'current', 'public')], /inside the deploy root .*\/www \(in release \d+, the live one\)$/],
+      ['as a new name in releases/', (f: Folders): string[] => ['deploy', f.build, path.join(f.www, 'releases', 'zz')], /inside the deploy root .*\/www \(in releases\/\)$/],
+      ['in an existing release, with --adopt', (f: Folders): string[] => ['deploy', f.build, path.join(f.www, 'releases', liveId(f)), '--adopt'], /\(in release \d+, the live one\)$/],
+      ["in the root's state, with --adopt", (f: Folders): string[] => ['deploy', f.build, path.join(f.www, '.atomic-deploy'), '--adopt'], /\(in \.atomic-deploy\/\)$/],
+      ['in shared/', (f: Folders): string[] => ['deploy', f.build, path.join(f.www, 'shared', 'app')], /\(in shared\/\)$/],
+      ['an archive, in the live release', (f: Folders): string[] => ['deploy', f.archive, path.join(f.www, 'current', 'sub')], /\(in release \d+, the live one\)$/],
+      ['a dry run, in the live release', (f: Folders): string[] => ['deploy', f.build, path.join(f.www, 'current', 'sub'), '--dry-run'], /the live one\)$/],
+      ['in a Capistrano root', (f: Folders): string[] => ['deploy', f.build, path.join(f.dir, 'cap-root/releases/2')], /inside the deploy root .*\/cap-root \(in releases\/\)$/],
     ] as const
   ).map(([where, args, message]): Mistake => ({ name: `a root inside another root: ${where}`, args, message, hint: /^hint: a deploy root's folders belong to its releases and state: give a folder outside .*\/(www|cap-root)$/ })),
 ];
