@@ -14,7 +14,7 @@ import { filesystemNow, readSourceCache } from '../act/source-cache.ts';
 import { cachedHashes, type SourceStamp } from '../plan/source-cache.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { plural } from '../plan/units.ts';
-import { planShared, sharedTargetAction, withoutPaths, type SharedLink, type SharedSpec, type SharedType } from '../plan/shared.ts';
+import { planShared, sharedSpecs, sharedTargetAction, withoutPaths, type SharedLink, type SharedType } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
 import { filesToHash, isStrategy, planLinks, STRATEGIES, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
 
@@ -63,24 +63,9 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
   if (!isStrategy(strategy)) {
     throw new DeployError('USAGE', `unknown strategy ${JSON.stringify(strategy)}`, { hint: `use one of: ${STRATEGIES.join(', ')}` });
   }
-  const specs: SharedSpec[] = [
-    ...(options.shared ?? []).map((p) => ({ path: p })),
-    ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
-    ...(options.sharedDirs ?? []).map((p) => ({ path: p, type: 'dir' as const })),
-  ];
-  const shared = planShared(specs, scan.entries, { replace: options.sharedReplace });
+  const shared = planShared(sharedSpecs(options), scan.entries, { replace: options.sharedReplace });
   if (shared.problems.length > 0) {
-    const held = shared.problems.some((p) => p.startsWith('the source already holds'));
-    // A parent that is a file or a link in the build: the path is fine, the build is in the way.
-    const blocked = shared.problems.some((p) => p.includes(', not a directory'));
-    throw new DeployError('INVALID_SHARED_PATH', shared.problems.join('; '), {
-      hint: held
-        ? 'remove it from the build, or pass --shared-replace to link the shared one in its place'
-        : blocked
-          ? 'a shared path is placed under real directories of the build: make that parent a directory in the build, or share the parent itself'
-          : 'give paths relative to the release, without "..", e.g. --shared .env --shared storage',
-      details: { problems: shared.problems },
-    });
+    throw new DeployError('INVALID_SHARED_PATH', shared.problems.join('; '), { hint: shared.hints.join('; '), details: { problems: shared.problems } });
   }
   sharedTargetsToCreate(layout, shared.links, options.sharedCreate === true);
   if (strategy === 'reflink') {
@@ -248,15 +233,19 @@ export function sharedTargetsToCreate(layout: Layout, links: readonly SharedLink
   const creates: { path: string; type: SharedType }[] = [];
   const missing: string[] = [];
   const problems: string[] = [];
+  const hints = new Set<string>();
   for (const link of links) {
     const action = sharedTargetAction(link, sharedTargetKind(layout, link.path), create);
     if (action.kind === 'create') creates.push({ path: link.path, type: action.type });
     else if (action.kind === 'missing') missing.push(link.path);
-    else if (action.kind === 'problem') problems.push(action.problem);
+    else if (action.kind === 'problem') {
+      problems.push(action.problem);
+      hints.add(action.hint);
+    }
   }
   if (problems.length > 0) {
     throw new DeployError('INVALID_SHARED_PATH', problems.join('; '), {
-      hint: 'say which it is: --shared-file <path> (e.g. .env) or --shared-dir <path> (e.g. storage), or sharedFiles: / sharedDirs: in the config file',
+      hint: [...hints].join('; '),
       details: { problems },
     });
   }

@@ -20,6 +20,8 @@ export interface SharedLink {
   path: string;
   /** Declared, or what the source held at this path; undefined when neither says. */
   type?: SharedType;
+  /** `type` is what the source held, not what was declared. */
+  typeFromBuild?: true;
   /** What the symlink holds: relative, so the root can move and readers inside a chroot still resolve it. */
   linkText: string;
   /** Parent directories the source lacks, outermost first; made in the release before linking. */
@@ -33,6 +35,30 @@ export interface SharedPlan {
   /** Paths left out of the copy: each with everything below it. */
   exclude: string[];
   problems: string[];
+  /** What to do about the problems, one line each, in the order first met. */
+  hints: string[];
+}
+
+/** The specs of the three flags: --shared (type from what exists), --shared-file, --shared-dir. */
+export function sharedSpecs(options: { shared?: readonly string[]; sharedFiles?: readonly string[]; sharedDirs?: readonly string[] }): SharedSpec[] {
+  return [
+    ...(options.shared ?? []).map((p) => ({ path: p })),
+    ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
+    ...(options.sharedDirs ?? []).map((p) => ({ path: p, type: 'dir' as const })),
+  ];
+}
+
+function flagOf(type: SharedType | undefined): string {
+  return type === 'file' ? '--shared-file' : type === 'dir' ? '--shared-dir' : '--shared';
+}
+
+/** The hint for a path sharedPathProblem refuses: a trailing slash is the common slip, and names its fix. */
+function pathHint(p: string, type: SharedType | undefined): string {
+  const trimmed = p.replace(/\/+$/, '');
+  if (trimmed !== p && trimmed !== '' && sharedPathProblem(trimmed) === undefined) {
+    return `write it without the trailing slash: ${flagOf(type)} ${trimmed}${type === undefined ? ` (--shared-dir ${trimmed} says it is a directory)` : ''}`;
+  }
+  return 'give paths relative to the release, without "..", e.g. --shared-file .env --shared-dir storage';
 }
 
 /**
@@ -50,7 +76,11 @@ function isUnder(rel: string, p: string): boolean {
 
 /** Decides every shared link; `problems` lists each path that cannot be linked and why. */
 export function planShared(specs: readonly (string | SharedSpec)[], entries: readonly ListedEntry[], options: { replace?: boolean } = {}): SharedPlan {
-  const plan: SharedPlan = { links: [], exclude: [], problems: [] };
+  const plan: SharedPlan = { links: [], exclude: [], problems: [], hints: [] };
+  const refuse = (problem: string, hint: string): void => {
+    plan.problems.push(problem);
+    if (!plan.hints.includes(hint)) plan.hints.push(hint);
+  };
   const kinds = new Map(entries.map((e) => [e.rel, e.kind]));
   const seen: string[] = [];
   for (const spec of specs) {
@@ -58,12 +88,15 @@ export function planShared(specs: readonly (string | SharedSpec)[], entries: rea
     const declared = typeof spec === 'string' ? undefined : spec.type;
     const problem = sharedPathProblem(p);
     if (problem) {
-      plan.problems.push(`shared path ${JSON.stringify(p)}: ${problem}`);
+      refuse(`shared path ${JSON.stringify(p)}: ${problem}`, pathHint(p, declared));
       continue;
     }
     const overlap = seen.find((q) => isUnder(p, q) || isUnder(q, p));
     if (overlap !== undefined) {
-      plan.problems.push(overlap === p ? `shared path ${JSON.stringify(p)} is given twice` : `shared paths ${JSON.stringify(overlap)} and ${JSON.stringify(p)} overlap`);
+      refuse(
+        overlap === p ? `shared path ${JSON.stringify(p)} is given twice` : `shared paths ${JSON.stringify(overlap)} and ${JSON.stringify(p)} overlap`,
+        'give each shared path once, and none inside another: sharing a directory shares what is below it',
+      );
       continue;
     }
     seen.push(p);
@@ -79,18 +112,18 @@ export function planShared(specs: readonly (string | SharedSpec)[], entries: rea
       if (blocked) break;
     }
     if (blocked) {
-      plan.problems.push(`shared path ${JSON.stringify(p)}: ${blocked}`);
+      refuse(`shared path ${JSON.stringify(p)}: ${blocked}`, 'a shared path is placed under real directories of the build: make that parent a directory in the build, or share the parent itself');
       continue;
     }
     const held = kinds.has(p);
     if (held && !options.replace) {
-      plan.problems.push(`the source already holds ${JSON.stringify(p)}, which is a shared path`);
+      refuse(`the source already holds ${JSON.stringify(p)}, which is a shared path`, 'remove it from the build, or pass --shared-replace to link the shared one in its place');
       continue;
     }
     if (held) plan.exclude.push(p);
     const heldKind = kinds.get(p);
     const type = declared ?? (heldKind === 'dir' ? 'dir' : heldKind === 'file' ? 'file' : undefined);
-    plan.links.push({ path: p, ...(type ? { type } : {}), linkText: sharedLinkText(p), mkdirs, replaces: held });
+    plan.links.push({ path: p, ...(type ? { type } : {}), ...(declared === undefined && type ? { typeFromBuild: true as const } : {}), linkText: sharedLinkText(p), mkdirs, replaces: held });
   }
   return plan;
 }
@@ -104,7 +137,10 @@ export function withoutPaths<T extends ListedEntry>(entries: readonly T[], exclu
 /** What `<root>/shared/<path>` is now (links followed). */
 export type SharedTargetKind = 'file' | 'dir' | 'other' | 'missing';
 
-export type SharedTargetAction = { kind: 'ok' } | { kind: 'missing' } | { kind: 'create'; type: SharedType } | { kind: 'problem'; problem: string };
+export type SharedTargetAction = { kind: 'ok' } | { kind: 'missing' } | { kind: 'create'; type: SharedType } | { kind: 'problem'; problem: string; hint: string };
+
+/** The hint for a shared path whose type nothing tells. */
+export const SHARED_TYPE_HINT = 'say which it is: --shared-file <path> (e.g. .env) or --shared-dir <path> (e.g. storage), or sharedFiles: / sharedDirs: in the config file';
 
 const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a directory', other: 'a special file', missing: 'missing' };
 
@@ -113,16 +149,32 @@ const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a di
  * file or a directory (`create`), or refuse: a type that contradicts what exists, or nothing
  * anywhere to tell a file from a directory (an empty directory named .env breaks every app).
  */
-export function sharedTargetAction(link: Pick<SharedLink, 'path' | 'type'>, target: SharedTargetKind, create: boolean): SharedTargetAction {
+export function sharedTargetAction(link: Pick<SharedLink, 'path' | 'type' | 'typeFromBuild'>, target: SharedTargetKind, create: boolean): SharedTargetAction {
+  const p = link.path;
   if (target === 'missing') {
     if (!create) return { kind: 'missing' };
     if (link.type === undefined) {
-      return { kind: 'problem', problem: `cannot tell whether shared path ${JSON.stringify(link.path)} is a file or a directory: nothing is at shared/${link.path} and the build does not hold it` };
+      return { kind: 'problem', problem: `cannot tell whether shared path ${JSON.stringify(p)} is a file or a directory: nothing is at shared/${p} and the build does not hold it`, hint: SHARED_TYPE_HINT };
     }
     return { kind: 'create', type: link.type };
   }
-  if (link.type !== undefined && target !== link.type) {
-    return { kind: 'problem', problem: `shared/${link.path} is ${KIND_NAME[target]}, but it is declared ${KIND_NAME[link.type]}` };
+  if (link.type === undefined || target === link.type) return { kind: 'ok' };
+  const wanted = KIND_NAME[link.type];
+  if (target === 'other') {
+    return { kind: 'problem', problem: `shared/${p} is ${KIND_NAME[target]}, but it is ${link.typeFromBuild ? `${wanted} in the build` : `declared ${wanted}`}`, hint: `replace shared/${p} with ${wanted}` };
   }
-  return { kind: 'ok' };
+  const flag = target === 'file' ? '--shared-file' : '--shared-dir';
+  const key = target === 'file' ? 'sharedFiles:' : 'sharedDirs:';
+  if (link.typeFromBuild) {
+    return {
+      kind: 'problem',
+      problem: `shared/${p} is ${KIND_NAME[target]}, but the build holds ${JSON.stringify(p)} as ${wanted}`,
+      hint: `make them agree: change the build, or move shared/${p} aside (mv shared/${p} shared/${p}.old) and deploy again with --shared-create to start ${wanted}`,
+    };
+  }
+  return {
+    kind: 'problem',
+    problem: `shared/${p} is ${KIND_NAME[target]}, but it is declared ${wanted}`,
+    hint: `to link the ${target === 'file' ? 'file' : 'directory'} that is there, declare it with ${flag} ${p} (${key} in the config file); to start ${wanted}, move shared/${p} aside (mv shared/${p} shared/${p}.old) and deploy again with --shared-create`,
+  };
 }

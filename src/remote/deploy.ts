@@ -21,7 +21,7 @@ import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
-import { planShared, type SharedPlan, type SharedSpec } from '../plan/shared.ts';
+import { planShared, sharedSpecs, type SharedPlan } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -238,13 +238,8 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   // The same rules as the local engine: a hook timeout of 0 would reach a host as `timeout 0`, no limit at all.
   checkHookAndHealth(options);
   checkFleetServingOptions(options);
-  const specs: SharedSpec[] = [
-    ...(options.shared ?? []).map((p) => ({ path: p })),
-    ...(options.sharedFiles ?? []).map((p) => ({ path: p, type: 'file' as const })),
-    ...(options.sharedDirs ?? []).map((p) => ({ path: p, type: 'dir' as const })),
-  ];
-  const plan = planShared(specs, scan.entries, { replace: options.sharedReplace === true });
-  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: 'shared paths are relative to the release, e.g. --shared-file .env --shared-dir storage' });
+  const plan = planShared(sharedSpecs(options), scan.entries, { replace: options.sharedReplace === true });
+  if (plan.problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: plan.hints.join('; '), details: { problems: plan.problems } });
   return plan;
 }
 

@@ -580,7 +580,7 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
     const t = `"$shared/"${q(l.path)}`;
     const cases = TARGET_KINDS.map((kind) => {
       const a = sharedTargetAction(l, kind, s.sharedCreate);
-      const run = a.kind === 'problem' ? `fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
+      const run = a.kind === 'problem' ? `emit hint ${q(a.hint)}; fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
       return `${kind}) ${run} ;;`;
     });
     return `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file; elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi\ncase $_k${i} in ${cases.join(' ')} esac`;

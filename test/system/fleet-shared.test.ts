@@ -100,6 +100,7 @@ void describe('shared files and directories on two namespace hosts', () => {
     const refused = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', '.env', '--shared-create', '--json']);
     assert.notEqual(refused.code, 0, refused.stderr);
     assert.match(jsonOf<FleetJson>(refused).error?.message ?? '', new RegExp(`${h2.alias}: shared/\\.env is a directory, but it is declared a file`));
+    assert.match(refused.stderr, /hint: to link the directory that is there, declare it with --shared-dir \.env/);
     for (const [i, h] of fleet.hosts.entries()) assert.equal(currentOf(on(h)), live[i], `${h.alias}: current unchanged`);
     assert.equal(fs.readFileSync(path.join(on(h1), 'shared', '.env'), 'utf8'), 'A=1\n');
   });

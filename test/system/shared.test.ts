@@ -130,6 +130,17 @@ void test('invalid shared paths are refused with exit 2', async (t) => {
   const overlap = await runCli(['deploy', src, root, '--shared', 'data', '--shared', 'data/x', '--shared-create', '--json']);
   assert.equal(overlap.code, 2);
   assert.match(jsonOf<Json>(overlap).error?.message ?? '', /overlap/);
+  assert.match(jsonOf<Json & { error?: { hint?: string } }>(overlap).error?.hint ?? '', /^give each shared path once, and none inside another/);
+  // A trailing slash, the common slip: the hint gives the path as it should be written, flag kept.
+  for (const [flag, hint] of [
+    ['--shared', /^hint: write it without the trailing slash: --shared storage \(--shared-dir storage says it is a directory\)$/m],
+    ['--shared-dir', /^hint: write it without the trailing slash: --shared-dir storage$/m],
+  ] as const) {
+    const slash = await runCli(['deploy', src, root, flag, 'storage/']);
+    assert.equal(slash.code, 2, slash.stderr);
+    assert.match(slash.stderr, /^error: shared path "storage\/": it is not normalised/m);
+    assert.match(slash.stderr, hint);
+  }
   assert.deepEqual(fs.readdirSync(root), ['shared']);
 });
 
@@ -181,6 +192,17 @@ void test('--shared-file makes an empty file (owner-only), --shared-dir an empty
   const wrong = await runCli(['deploy', src, root, '--shared-file', 'storage', '--json']);
   assert.equal(wrong.code, 2, wrong.stderr);
   assert.equal(jsonOf<Json>(wrong).error?.message, 'shared/storage is a directory, but it is declared a file');
+  // The hint names the other flag (the one not given) and the way to start over.
+  assert.match(wrong.stderr, /^hint: to link the directory that is there, declare it with --shared-dir storage \(sharedDirs: in the config file\); to start a file, move shared\/storage aside/m);
+  // A type taken from the build (--shared with --shared-replace) is not called declared.
+  fs.mkdirSync(path.join(src, 'cache'));
+  fs.writeFileSync(path.join(root, 'shared/cache'), 'x\n');
+  const fromBuild = await runCli(['deploy', src, root, '--shared', 'cache', '--shared-replace']);
+  assert.equal(fromBuild.code, 2, fromBuild.stderr);
+  assert.match(fromBuild.stderr, /^error: shared\/cache is a file, but the build holds "cache" as a directory$/m);
+  assert.match(fromBuild.stderr, /^hint: make them agree: change the build, or move shared\/cache aside .* --shared-create to start a directory$/m);
+  fs.rmSync(path.join(src, 'cache'), { recursive: true });
+  fs.rmSync(path.join(root, 'shared/cache'));
   assert.deepEqual(snapshot(root), before);
 });
 
