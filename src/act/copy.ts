@@ -152,27 +152,44 @@ export function scanSource(dir: string): SourceScan {
   const rootStat = fs.statSync(dir, { bigint: true });
   refuseUnreadable(dir, '', rootStat, 'dir');
   scan.entries.push(entryOf('', rootStat, 'dir'));
+  // Every entry the release cannot take is found in one run, not one per run: refused together at the end.
+  const refused: { error: DeployError; what: string }[] = [];
+  const refuse = (run: () => void, what: string): boolean => {
+    try {
+      run();
+      return false;
+    } catch (error) {
+      if (!(error instanceof DeployError)) throw error;
+      refused.push({ error, what });
+      return true;
+    }
+  };
   const walk = (rel: string): void => {
     let names: string[];
     try {
       names = fs.readdirSync(under(dir, rel));
     } catch (error) {
-      throw new DeployError('INVALID_SOURCE', `cannot read ${under(dir, rel)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+      refused.push({ error: new DeployError('INVALID_SOURCE', `cannot read ${under(dir, rel)}: ${errnoOf(error) ?? String(error)}`, { cause: error }), what: `${under(dir, rel)} (${errnoOf(error) ?? 'unreadable'})` });
+      return;
     }
-    if (names.some((name) => name.includes('\uFFFD'))) refuseNonUtf8(dir, rel);
+    if (names.some((name) => name.includes('\uFFFD')) && refuse(() => refuseNonUtf8(dir, rel), `a name in ${under(dir, rel)} (not UTF-8)`)) return;
     names.sort();
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}${path.sep}${name}`;
       const stat = fs.lstatSync(under(dir, childRel), { bigint: true });
       const kind = kindOf(stat);
       if (kind !== 'dir' && kind !== 'file' && kind !== 'symlink') {
-        throw new DeployError('UNSUPPORTED_FILE', `${under(dir, childRel)} is a ${kind}; a release can hold only files, directories and symlinks`, {
-          hint: 'remove it from the build, or make it at start-up from a shared path',
+        refused.push({
+          error: new DeployError('UNSUPPORTED_FILE', `${under(dir, childRel)} is a ${kind}; a release can hold only files, directories and symlinks`, {
+            hint: 'remove it from the build, or make it at start-up from a shared path',
+          }),
+          what: `${under(dir, childRel)} (a ${kind})`,
         });
+        continue;
       }
-      refuseUnreadable(dir, childRel, stat, kind);
+      if (refuse(() => refuseUnreadable(dir, childRel, stat, kind), `${under(dir, childRel)} (permission denied)`)) continue;
       const entry = entryOf(childRel, stat, kind);
-      if (kind === 'symlink') entry.target = linkText(dir, childRel);
+      if (kind === 'symlink' && refuse(() => (entry.target = linkText(dir, childRel)), `${under(dir, childRel)} (a link target not UTF-8)`)) continue;
       scan.entries.push(entry);
       if (kind === 'dir') {
         scan.dirs += 1;
@@ -186,8 +203,16 @@ export function scanSource(dir: string): SourceScan {
     }
   };
   walk('');
-  return scan;
+  const [first, ...others] = refused;
+  if (first === undefined) return scan;
+  if (others.length === 0) throw first.error;
+  const shown = others.slice(0, MORE_REFUSED_SHOWN).map((r) => r.what);
+  const more = others.length > shown.length ? `, and ${others.length - shown.length} more` : '';
+  throw new DeployError(first.error.code, `${first.error.message}; also ${shown.join(', ')}${more}`, { cause: first.error.cause, hint: first.error.hint });
 }
+
+/** How many more refused build entries one error line names after the first. */
+const MORE_REFUSED_SHOWN = 5;
 
 export interface CopyProgress {
   files: number;

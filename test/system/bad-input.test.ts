@@ -79,6 +79,16 @@ const CASES: Case[] = [
   { name: 'root inside the source, named ..deploy', setup: (c) => ['deploy', c.src, path.join(c.src, '..deploy')], code: 2, message: /the deploy root is inside the source/ },
   { name: 'source holds a FIFO', setup: (c) => (mkfifo(path.join(c.src, 'd0', 'pipe')), deployTo(c)), code: 2, message: /pipe is a FIFO/ },
   {
+    name: 'source holds three FIFOs: all named in one run',
+    setup: (c) => {
+      for (const p of ['d0/pipe', 'd1/pipe', 'zz-pipe']) mkfifo(path.join(c.src, p));
+      return deployTo(c);
+    },
+    code: 2,
+    message: /^error: .*\/src\/d0\/pipe is a FIFO; a release can hold only files, directories and symlinks; also .*\/src\/d1\/pipe \(a FIFO\), .*\/src\/zz-pipe \(a FIFO\)$/,
+    hint: /^hint: remove it from the build/,
+  },
+  {
     name: 'source holds a socket',
     setup: (c) => {
       execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path.join(c.src, 'sock')]);
