@@ -57,9 +57,23 @@ export function resolveTargets(hosts: readonly FleetHostSpec[], root: string | u
     const normal = path.posix.normalize(r).replace(/(.)\/+$/, '$1');
     const key = `${h.host}\0${normal}`;
     if (seen.has(key)) throw new DeployError('USAGE', `host ${h.host} with root ${normal} is given twice`);
+    // One root inside another on the same host: one deploy would write into the other's releases.
+    for (const other of seen) {
+      const [otherHost, otherRoot] = other.split('\0') as [string, string];
+      if (otherHost !== h.host) continue;
+      const [outer, inner] = isPosixWithin(normal, otherRoot) ? [otherRoot, normal] : isPosixWithin(otherRoot, normal) ? [normal, otherRoot] : [];
+      if (outer !== undefined) {
+        throw new DeployError('USAGE', `host ${h.host}: the deploy root ${inner} is inside the deploy root ${outer}, also given for it`, { hint: 'give each host roots side by side, none inside another' });
+      }
+    }
     seen.add(key);
     return { label: h.host, spec, root: normal };
   });
+}
+
+/** Whether normalised absolute POSIX path `inner` lies strictly below `outer`. */
+function isPosixWithin(inner: string, outer: string): boolean {
+  return inner !== outer && inner.startsWith(outer === '/' ? '/' : `${outer}/`);
 }
 
 /** A release log record changed the way the local engine changes one (root/recover.ts mergedRecord). */

@@ -6,6 +6,8 @@ import { decideAfterSwitch, fleetReleaseId, planFleetRecovery, planFleetRollback
 import { planRecovery } from '../../src/plan/journal.ts';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
+import { resolveTargets } from '../../src/remote/fleet.ts';
+import { DeployError } from '../../src/errors.ts';
 
 const stamp = fc.integer({ min: 0, max: 20 }).map((n) => `202611271000${String(n).padStart(2, '0')}`);
 const timestampId = fc.tuple(stamp, fc.integer({ min: 0, max: 3 })).map(([s, k]) => (k === 0 ? s : `${s}-${String(k).padStart(3, '0')}`));
@@ -132,4 +134,16 @@ void test('after the switch: commit only when every host switched and is healthy
       if (!d.ok && policy === 'rollback') assert.deepEqual(d.commit, []);
     }),
   );
+});
+
+void test('fleet targets: the same host and root twice, or one root inside another on the same host, are refused; other hosts may nest', () => {
+  const refuse = (hosts: { host: string; root?: string }[], message: RegExp): void => {
+    assert.throws(() => resolveTargets(hosts, '/srv/app'), (e: unknown) => e instanceof DeployError && e.code === 'USAGE' && message.test(e.message));
+  };
+  refuse([{ host: 'web1' }, { host: 'web1', root: '/srv/app/' }], /^host web1 with root \/srv\/app is given twice$/);
+  refuse([{ host: 'web1' }, { host: 'web1', root: '/srv/app/releases/x' }], /^host web1: the deploy root \/srv\/app\/releases\/x is inside the deploy root \/srv\/app, also given for it$/);
+  refuse([{ host: 'web1', root: '/srv/app/current/x' }, { host: 'web1' }], /inside the deploy root \/srv\/app,/);
+  refuse([{ host: 'web1', root: '/' }, { host: 'web1' }], /the deploy root \/srv\/app is inside the deploy root \/,/);
+  // Siblings and a shared prefix that is not a parent are fine, and so is nesting across hosts.
+  assert.equal(resolveTargets([{ host: 'web1' }, { host: 'web1', root: '/srv/app2' }, { host: 'web1', root: '/srv/ap' }, { host: 'web2', root: '/srv/app/x' }], '/srv/app').length, 4);
 });
