@@ -6,7 +6,7 @@ import { acquireLock, inspectLock, releaseLock, type LockHandle } from '../act/l
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
-import { classifyRoot, isEnclosingRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
+import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -88,18 +88,36 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
 function assertNotNested(root: string): void {
   const real = realpathLoose(root);
   for (let p = path.dirname(real); ; p = path.dirname(p)) {
-    let shape: RootShape | undefined;
-    try {
-      shape = rootShapeOf(p);
-    } catch {
-      // An ancestor this user cannot list is not known to be a root: nothing to say about it.
-    }
-    if (shape !== undefined && isEnclosingRoot(shape)) {
+    if (isEnclosingRoot(p)) {
       throw new DeployError('INVALID_ROOT', `the deploy root ${root} is inside the deploy root ${p} (${placeIn(p, path.relative(p, real))})`, {
         hint: `a deploy root's folders belong to its releases and state: give a folder outside ${p}`,
       });
     }
     if (path.dirname(p) === p) return;
+  }
+}
+
+/**
+ * Whether a folder bears the marks of a deploy root (plan/root-shape.ts classifyRoot, less its
+ * weakest case: a folder holding only layout names). Asked of each ancestor by name, a few
+ * lstat(2)s each, so a large parent (/tmp, /home) is never listed. The fleet hosts' lock program
+ * asks the same (remote/script.ts enclosing_root).
+ */
+function isEnclosingRoot(dir: string): boolean {
+  const is = (name: string, type: EntryType): boolean => {
+    const at = path.join(dir, name);
+    if (type === 'symlink') return fs.lstatSync(at, { throwIfNoEntry: false })?.isSymbolicLink() === true;
+    const st = fs.statSync(at, { throwIfNoEntry: false });
+    return type === 'dir' ? st?.isDirectory() === true : st?.isFile() === true;
+  };
+  try {
+    if (is('.atomic-deploy', 'dir')) return true;
+    // releases/ may be a link to a directory on another volume, as the root's own check allows.
+    if (!is('releases', 'dir')) return false;
+    return is('current', 'symlink') || is('.deploy.lock', 'dir') || is('.dep', 'dir') || is('revisions.log', 'file') || is('repo', 'dir');
+  } catch {
+    // An ancestor this user cannot search is not known to be a root: nothing to say about it.
+    return false;
   }
 }
 

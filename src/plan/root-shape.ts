@@ -45,16 +45,6 @@ export function classifyRoot(entries: readonly RootEntry[] | undefined): RootSha
   return { kind: 'other', entries: relevant.length };
 }
 
-/**
- * Whether a folder is a deploy root another root must not be made inside: one with the marks of a
- * tool (a folder holding nothing but layout names, `layout-only`, is too weak a sign for an
- * ancestor). A root inside one would write its layout into a release, the live one through
- * current, or make a fake release the next rollback would switch to.
- */
-export function isEnclosingRoot(shape: RootShape): boolean {
-  return shape.kind === 'root' && shape.tool !== 'layout-only';
-}
-
 /** Whether a deploy may write its layout into a folder of this shape without being told to adopt it. */
 export function deployTargetProblem(shape: RootShape): string | undefined {
   if (shape.kind === 'other') return `is not empty and not a deploy root (${shape.entries} ${shape.entries === 1 ? 'entry' : 'entries'}, no releases/ with current)`;
