@@ -50,7 +50,8 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
       return layout;
     }
     if (code === 'ENOENT') {
-      throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: 'deploy to it first: atomic-deploy deploy <source> <root>' });
+      const outer = enclosingRoot(layout.root);
+      throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: outer ? `it would be inside the deploy root ${outer.root} (${outer.place}): give that root` : 'deploy to it first: atomic-deploy deploy <source> <root>' });
     }
     if (code === 'ENOTDIR') throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory (a parent is a file)`);
     throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
@@ -86,14 +87,20 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
  * resolved first, so `app/current/public` is seen to be in app's live release.
  */
 function assertNotNested(root: string): void {
-  const real = realpathLoose(root);
+  const outer = enclosingRoot(root);
+  if (outer !== undefined) {
+    throw new DeployError('INVALID_ROOT', `the deploy root ${root} is inside the deploy root ${outer.root} (${outer.place})`, {
+      hint: `a deploy root's folders belong to its releases and state: give a folder outside ${outer.root}`,
+    });
+  }
+}
+
+/** The nearest deploy root a path lies inside (resolved through links), and where in it. */
+function enclosingRoot(dir: string): { root: string; place: string } | undefined {
+  const real = realpathLoose(dir);
   for (let p = path.dirname(real); ; p = path.dirname(p)) {
-    if (isEnclosingRoot(p)) {
-      throw new DeployError('INVALID_ROOT', `the deploy root ${root} is inside the deploy root ${p} (${placeIn(p, path.relative(p, real))})`, {
-        hint: `a deploy root's folders belong to its releases and state: give a folder outside ${p}`,
-      });
-    }
-    if (path.dirname(p) === p) return;
+    if (isEnclosingRoot(p)) return { root: p, place: placeIn(p, path.relative(p, real)) };
+    if (path.dirname(p) === p) return undefined;
   }
 }
 
@@ -241,8 +248,10 @@ export function rootShapeOf(dir: string): RootShape {
 export function assertDeployRoot(dir: string): void {
   const problem = readRootProblem(rootShapeOf(dir));
   if (problem) {
+    // `status app/current`: the root meant is the one the path lies in, never a new one inside it.
+    const outer = enclosingRoot(dir);
     throw new DeployError('INVALID_ROOT', `${dir} ${problem}`, {
-      hint: `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${dir}`,
+      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${dir}`,
     });
   }
 }

@@ -63,6 +63,10 @@ const MISTAKES: Mistake[] = [
   { name: 'deploy an archive into a non-empty folder that is not a root', args: (f) => ['deploy', f.archive, f.other], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
   { name: 'the bare form with an archive into a non-empty folder that is not a root', args: () => ['build.tar.gz', 'other'], message: /other is not empty and not a deploy root/, hint: /add --adopt$/ },
   { name: 'releases of the build folder', args: (f) => ['releases', f.build, '--json'], message: notRoot, hint: /deploy to it/ },
+  // A read command given a path inside a root: the hint names the root meant, never a deploy into the path.
+  { name: 'status of current itself', args: (f) => ['status', path.join(f.www, 'current')], message: notRoot, hint: /^hint: it is inside the deploy root .*\/www \(in release \d+, the live one\): give that root$/ },
+  { name: 'releases of releases/', args: (f) => ['releases', path.join(f.www, 'releases'), '--json'], message: notRoot, hint: /^hint: it is inside the deploy root .*\/www \(in releases\/\): give that root$/ },
+  { name: 'verify of a missing path in the live release', args: (f) => ['verify', path.join(f.www, 'current', 'nope')], message: /nope does not exist$/, hint: /^hint: it would be inside the deploy root .*\/www \(in release \d+, the live one\): give that root$/ },
   // A root inside another: its layout would land in a release (the live one through current), or
   // make a fake release the next rollback switches to.
   ...(
