@@ -166,6 +166,9 @@ function describe(e: ManifestEntry): string {
   return 'file';
 }
 
+/** Kinds are lowercase ASCII words: byte order, without the ICU collator localeCompare would load. */
+const byKind = (a: { kind: string }, b: { kind: string }): number => (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0);
+
 /**
  * Every way `actual` (a release as found now) differs from `expected` (its manifest), sorted by
  * path. A path whose type changed is one `type` difference; a file can be both `modified` and `mode`.
@@ -198,7 +201,7 @@ export function diffManifests(expected: Manifest, actual: Manifest): Difference[
     }
   }
   for (const got of found.values()) out.push({ path: got.path, kind: 'added', actual: describe(got) });
-  return out.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
+  return out.sort((a, b) => comparePaths(a.path, b.path) || byKind(a, b));
 }
 
 /** A release as found on disk: manifest entries, plus what no entry can describe (FIFOs, sockets, devices). */
@@ -310,7 +313,7 @@ export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[]
   }
   const differences = diffManifests({ entries: rest }, { entries: tree.entries });
   differences.push(...found);
-  return differences.sort((a, b) => comparePaths(a.path, b.path) || a.kind.localeCompare(b.kind));
+  return differences.sort((a, b) => comparePaths(a.path, b.path) || byKind(a, b));
 }
 
 /**

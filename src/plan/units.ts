@@ -17,9 +17,12 @@ export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-const LIST = new Intl.ListFormat('en-GB', { type: 'conjunction' });
+// Made on first use: building a ListFormat loads ICU's locale data, 20 to 50 ms here, which every
+// command would otherwise pay at start-up whether or not it ever lists names.
+let list: Intl.ListFormat | undefined;
 
 /** `--a`, `--a and --b`, `--a, --b and --c`: names in a sentence, with the verb agreed (`applies`, `apply`). */
 export function namesWithVerb(names: readonly string[], one: string, many: string): string {
-  return `${LIST.format(names)} ${names.length === 1 ? one : many}`;
+  list ??= new Intl.ListFormat('en-GB', { type: 'conjunction' });
+  return `${list.format(names)} ${names.length === 1 ? one : many}`;
 }
