@@ -26,3 +26,11 @@ export function benchBin(): string {
   }
   return snapshot;
 }
+
+/**
+ * The command package.json's `bin` installs (dist/bin/atomic-deploy.cjs: the launcher, then the
+ * CLI bundled by esbuild), in the same private copy: what a user's `atomic-deploy` runs.
+ */
+export function installedBin(): string {
+  return join(dirname(dirname(benchBin())), 'bin', 'atomic-deploy.cjs');
+}

@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchBin } from './bin.ts';
+import { installedBin } from './bin.ts';
 import { describeMachine, runNote } from './lib/env.ts';
 import { pairedRuns, peakRssOfCommand, timeCommand } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
@@ -23,7 +23,7 @@ const ms = (x: number): number => Math.round(x * 10) / 10;
 const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' / ');
 
 async function cli(args: string[]): Promise<void> {
-  await timeCommand(process.execPath, [benchBin(), ...args], { env: ENV });
+  await timeCommand(process.execPath, [installedBin(), ...args], { env: ENV });
 }
 
 export async function runManifestTargetsBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
@@ -91,7 +91,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
       ],
       { runs: 1, warmup: 0, baseline: 'cp -a', onSample: (name, t) => log(`  first deploy ${name}: ${t.toFixed(1)} ms`) },
     );
-    const kib = await peakRssOfCommand(process.execPath, [benchBin(), 'deploy', big, join(work, 'rss-root'), '--quiet', '--release-id', 'r'], { env: ENV });
+    const kib = await peakRssOfCommand(process.execPath, [installedBin(), 'deploy', big, join(work, 'rss-root'), '--quiet', '--release-id', 'r'], { env: ENV });
     loads.push(`end ${load()}`);
     const mib = kib / 1024;
     log(`  peak RSS ${mib.toFixed(0)} MiB`);
@@ -127,6 +127,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
       ],
       charts: [],
       notes: [
+        'Every deploy here is the command as package.json\'s `bin` installs it (dist/bin/atomic-deploy.cjs, bundled by esbuild), what a user\'s `atomic-deploy` runs, as in the start-up and verify targets; until 2026-12-04 this benchmark ran the tsc output (dist/cli/bin.js), which loads one module per source file and starts tens of ms slower.',
         `Our redeploy is the whole CLI (Node start-up, lock, journal, fsync, record, switch, the /proc scan for processes left on the previous release); rsync only fills a directory. Ours fsyncs (the default); rsync does not. The target rows are the deploys with --keep 0, which like rsync delete nothing; the default keep (5) also deletes the oldest release on every deploy once five stand (its row), keeping the live release's stat cache true as it goes (docs/strategies.md), and that deletion is measured on its own in the throughput benchmark's prune table.`,
         'Each tool links against a previous tree of its own: rsync against a `cp -a` of the build, ours against its last release. Until 2026-12-02 rsync linked against our first release, whose inodes every release shares: each link(2) moved their ctimes, so each of our redeploys found the live release changed since its stat cache and read all 10,000 files again, as it must when something links into a release.',
         `Load average (1 / 5 / 15 min) during the run: ${loads.join('; ')}.`,

@@ -2,8 +2,8 @@
 // over the same release (10,000 files, about 100 MiB), warm cache, cases alternated.
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { benchBin } from './bin.ts';
+import { join } from 'node:path';
+import { benchBin, installedBin } from './bin.ts';
 import { describeMachine, runNote } from './lib/env.ts';
 import { pairedRuns, timeCommand } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
@@ -43,7 +43,7 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
         { name: BASELINE, run: async () => void (await timeCommand('sh', ['-c', 'find . -type f -exec sha256sum {} + >/dev/null'], { cwd: rel })) },
         ...[
           { name: OURS, bin: benchBin() },
-          { name: INSTALLED, bin: join(dirname(dirname(benchBin())), 'bin', 'atomic-deploy.js') },
+          { name: INSTALLED, bin: installedBin() },
         ].map(({ name, bin }) => ({
           name,
           run: async (): Promise<void> => {
@@ -126,7 +126,7 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       notes: [
         `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file, and compares. Hashing threads are added only for a release of at least ${POOL_MIN_BYTES / 1024 ** 2} MiB or ${POOL_MIN_FILES.toLocaleString('en-US')} files (by its manifest), one per core idle when it starts (the runnable threads of /proc/loadavg), ${availableParallelism()} cores here: below that, one thread's start costs more than it saves (last table). The release here (${stats.files.toLocaleString('en-US')} files) ${stats.files >= POOL_MIN_FILES || stats.bytes >= POOL_MIN_BYTES ? 'gets one when a core is idle as verify starts' : 'is hashed on the main thread alone'}. sha256sum only hashes, on one core; both read from a warm page cache.`,
         `Load average (1 / 5 / 15 min) at the end: ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
-        `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/, bundled by esbuild); the target row measures it, as the start-up target does; the tsc output (dist/cli/bin.js, which every other benchmark runs) is the row beside it.`,
+        `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/atomic-deploy.cjs, bundled by esbuild); the target row measures it, as the start-up, redeploy and artifact targets do; the tsc output (dist/cli/bin.js, which the other benchmarks run) is the row beside it.`,
         runNote(started, machine),
       ],
     };
