@@ -299,7 +299,7 @@ class Stage {
       this.linkGroups.set(first, group);
       this.linkGroups.set(d.path, group);
       const st = fs.statSync(to);
-      for (const p of group) this.stamps.set(p, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
+      for (const p of group) this.stamps.set(p, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid });
       this.fileIndex.set(d.path, this.manifest.length);
       this.manifest.push({ ...target, path: d.path });
       this.files += 1;
@@ -317,7 +317,7 @@ class Stage {
   /** Records a file `sink` completed. */
   added(d: Extract<EntryDecision, { action: 'write' }>, entry: ManifestEntry & { type: 'file' }, st: fs.Stats): void {
     this.open = undefined;
-    this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs });
+    this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid });
     this.fileIndex.set(d.path, this.manifest.length);
     this.manifest.push(entry);
     this.files += 1;

@@ -6,6 +6,8 @@ import { DeployError, errnoOf } from '../errors.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { escapedName } from '../plan/paths.ts';
 import type { FileStamp } from '../plan/stat-cache.ts';
+import type { PreviousFile } from '../plan/strategy.ts';
+import { hashFileSync } from './manifest.ts';
 
 export type EntryKind = 'dir' | 'file' | 'symlink';
 
@@ -223,19 +225,40 @@ export interface CopyProgress {
 export interface LinkSource {
   from: string;
   sha256: string;
-  /** The file as it was when that hash was decided: it is linked only if it is still that. */
-  stamp: FileStamp;
+  /** The file as it was when that hash was decided (an lstat, or its release's stat cache): it is linked only if it is still that. */
+  stamp: PreviousFile;
+  /** The previous release's device: a path that now leads to another filesystem is not the file decided on. */
+  dev: number;
+}
+
+/** Whether an lstat shows the file the link was decided on: same device, inode, size, ctime, mode and owner. */
+function sameFile(st: fs.Stats, source: LinkSource): boolean {
+  const s = source.stamp;
+  return st.isFile() && st.dev === source.dev && st.ino === s.ino && st.size === s.size && st.ctimeMs === s.ctimeMs && (st.mode & 0o7777) === s.mode && st.uid === s.uid && st.gid === s.gid;
 }
 
 /**
- * Whether a file of the previous release is still the one whose hash was decided (same inode,
- * size and ctime): a write in between (the live release's own app, seconds later) moves its
- * ctime, and the file is then copied from the build instead. Checked just before link(2), which
- * itself moves the ctime, so after the link the stamp can no longer tell.
+ * Whether a file of the previous release may be linked now: still the one whose hash was decided
+ * (sameFile), proved by one lstat just before link(2), which itself moves the ctime, so after the
+ * link the stamp can no longer tell. A write in between (the live release's own app, seconds
+ * later) moves the ctime. A file whose ctime alone moved (a chmod back, a touch, another link to
+ * it) is read again: it is linked only if its bytes are still the build's and a second lstat shows
+ * that nothing moved while they were read. Anything else is copied from the build.
  */
-function stillAsDecided(source: LinkSource): boolean {
+function mayLink(source: LinkSource): boolean {
   const st = fs.lstatSync(source.from, { throwIfNoEntry: false });
-  return st !== undefined && st.isFile() && st.ino === source.stamp.ino && st.size === source.stamp.size && st.ctimeMs === source.stamp.ctimeMs;
+  if (st === undefined) return false;
+  if (sameFile(st, source)) return true;
+  const s = source.stamp;
+  const moved: LinkSource = { ...source, stamp: { ...s, ino: st.ino, ctimeMs: st.ctimeMs } };
+  if (st.ino !== s.ino || !sameFile(st, moved)) return false;
+  try {
+    if (hashFileSync(source.from, true, st.size).sha256 !== source.sha256) return false;
+  } catch {
+    return false;
+  }
+  const again = fs.lstatSync(source.from, { throwIfNoEntry: false });
+  return again !== undefined && sameFile(again, moved);
 }
 
 export interface CopyOptions {
@@ -302,7 +325,7 @@ function finishSync(fd: number, entry: SourceEntry): FileStamp {
   fs.fchmodSync(fd, entry.mode);
   fs.futimesSync(fd, secs(entry.atimeMs), secs(entry.mtimeMs));
   const st = fs.fstatSync(fd);
-  return { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs };
+  return { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid };
 }
 
 /**
@@ -359,7 +382,7 @@ async function copyHashed(from: string, to: string, entry: SourceEntry, buf: Buf
       await dst.chmod(entry.mode);
       await dst.utimes(secs(entry.atimeMs), secs(entry.mtimeMs));
       const st = await dst.stat();
-      return { sha256: hash.digest('hex'), size: pos, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } };
+      return { sha256: hash.digest('hex'), size: pos, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid } };
     } finally {
       await dst.close();
     }
@@ -402,7 +425,7 @@ async function cloneHashed(from: string, to: string, entry: SourceEntry, mode: n
     await dst.chmod(entry.mode);
     await dst.utimes(secs(entry.atimeMs), secs(entry.mtimeMs));
     const st = await dst.stat();
-    return { sha256: hash.digest('hex'), size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } };
+    return { sha256: hash.digest('hex'), size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid } };
   } finally {
     await dst.close();
   }
@@ -485,13 +508,13 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       // pool, so their data moves while the loop goes on. The event loop gets a turn every 256
       // synchronous entries, so a signal or an abort is still seen within milliseconds.
       const decided = options.linkFrom?.get(entry.rel);
-      const existing = decided !== undefined && stillAsDecided(decided) ? decided : undefined;
+      const existing = decided !== undefined && mayLink(decided) ? decided : undefined;
       const from = existing === undefined ? under(scan.dir, entry.rel) : existing.from;
       if (existing !== undefined) {
         fs.linkSync(from, to);
         // Stamped after the link: link(2) itself moves the shared inode's ctime.
         const st = fs.lstatSync(to);
-        record(entry, { sha256: existing.sha256, size: st.size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs } });
+        record(entry, { sha256: existing.sha256, size: st.size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid } });
         result.linked += 1;
       } else if (clone) {
         record(entry, await cloneHashed(from, to, entry, cloneMode, buf));

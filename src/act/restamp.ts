@@ -22,7 +22,7 @@ export interface Restamper {
 function seen(file: string): SeenStamp | undefined {
   try {
     const s = fs.lstatSync(file);
-    return s.isFile() ? { ino: s.ino, size: s.size, ctimeMs: s.ctimeMs, nlink: s.nlink, mtimeMs: s.mtimeMs } : undefined;
+    return s.isFile() ? { ino: s.ino, size: s.size, ctimeMs: s.ctimeMs, uid: s.uid, gid: s.gid, nlink: s.nlink, mtimeMs: s.mtimeMs } : undefined;
   } catch {
     return undefined;
   }

@@ -9,7 +9,7 @@ import type { ReleaseRecord } from '../act/state.ts';
 import type { StagingArea } from '../act/staging.ts';
 import { deviceOf, nearestExistingDir, noClonesOn, previousFiles, probeClone } from '../act/strategy.ts';
 import type { LinkSource } from '../act/copy.ts';
-import { trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
+import { stampedPrevious, trustedHashes, type FileStamp } from '../plan/stat-cache.ts';
 import { filesystemNow, readSourceCache } from '../act/source-cache.ts';
 import { cachedHashes, type SourceStamp } from '../plan/source-cache.ts';
 import { DeployError, ioError } from '../errors.ts';
@@ -133,26 +133,48 @@ function slashedStamps(before: ReadonlyMap<string, PreviousFile>, rels: readonly
   return now;
 }
 
+/** What the previous release's manifest and stat cache say, read once before anything is decided. */
+interface PreviousState {
+  load: ReturnType<typeof readManifest>;
+  cache: ReturnType<typeof readStatCache>;
+}
+
+function previousState(layout: Layout, previous: string, record: ReleaseRecord | undefined): PreviousState {
+  const load = readManifest(layout, previous, record?.digest);
+  return { load, cache: load.kind === 'ok' ? readStatCache(layout, previous) : undefined };
+}
+
 /**
  * The previous release's SHA-256 for each candidate, as its files are now. From its manifest
  * where the stat cache proves a file untouched since (inode, size, ctime); hashed again otherwise.
  * A release without a manifest (made before manifests) is hashed; an untrusted manifest (missing,
  * damaged, digest mismatch) is not worked around: nothing is linked, and the caller warns.
  */
-async function previousHashes(layout: Layout, previous: string, record: ReleaseRecord | undefined, before: ReadonlyMap<string, PreviousFile>, candidates: readonly string[], signal?: AbortSignal): Promise<{ hashes: Map<string, string>; contents: NonNullable<FilePlan['previousContents']>; problem?: string }> {
+async function previousHashes(layout: Layout, previous: string, state: PreviousState, before: ReadonlyMap<string, PreviousFile>, candidates: readonly string[], signal?: AbortSignal): Promise<{ hashes: Map<string, string>; contents: NonNullable<FilePlan['previousContents']>; problem?: string }> {
   const prevDir = releasePath(layout, previous);
-  const load = readManifest(layout, previous, record?.digest);
+  const { load, cache } = state;
   if (load.kind === 'untrusted') return { hashes: new Map(), contents: 'untrusted', problem: load.problem };
   let trusted = new Map<string, string>();
-  if (load.kind === 'ok') {
-    const cache = readStatCache(layout, previous);
-    // A PreviousFile is a FileStamp, and its rel the manifest's path where path.sep is '/': no second map of 10k stamps.
-    if (cache) trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, path.sep === '/' ? before : slashedStamps(before, candidates));
-  }
+  // A PreviousFile is a FileStamp, and its rel the manifest's path where path.sep is '/': no second map of 10k stamps.
+  if (load.kind === 'ok' && cache) trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, path.sep === '/' ? before : slashedStamps(before, candidates));
   const hashes = nativeKeys(trusted);
   const rest = candidates.filter((rel) => !hashes.has(rel));
   for (const [rel, hash] of await hashAll(prevDir, rest, before, signal)) hashes.set(rel, hash);
   return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
+}
+
+/**
+ * The previous release's file at each build file's path: from its manifest and stat cache where
+ * they can say (stampedPrevious: no system call; copyTree proves each stamp by one lstat just
+ * before it links), by an lstat now for the rest (previousFiles).
+ */
+function previousFacts(prevDir: string, state: PreviousState, files: readonly SourceEntry[]): Map<string, PreviousFile> {
+  const { load, cache } = state;
+  const stamped = load.kind === 'ok' && cache ? stampedPrevious(load.manifest, cache.stamps, cache.sealedAtMs, files, slashedRel) : new Map<string, PreviousFile>();
+  const rest = stamped.size === files.length ? [] : files.filter((f) => !stamped.has(f.rel)).map((f) => f.rel);
+  if (rest.length === 0) return stamped;
+  for (const [rel, file] of previousFiles(prevDir, rest)) stamped.set(rel, file);
+  return stamped;
 }
 
 /** The source cache's hashes for these build files (by their scan stamps); empty when there is no usable cache. */
@@ -190,7 +212,8 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   if (plan.strategy !== 'hardlink' || previous === null) return result;
 
   const prevDir = releasePath(layout, previous);
-  if (deviceOf(prevDir) !== deviceOf(area.dir)) {
+  const dev = deviceOf(prevDir);
+  if (dev !== deviceOf(area.dir)) {
     throw new DeployError('UNSUPPORTED_PLATFORM', `--strategy hardlink: release ${previous} and ${area.dir} are on different filesystems, and a hardlink cannot cross them`, {
       hint: 'keep every release on the filesystem of releases/, or use --strategy auto',
     });
@@ -201,9 +224,10 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   let sourceHashes: Map<string, string>;
   let before: Map<string, PreviousFile>;
   try {
-    before = previousFiles(prevDir, files.map((f) => f.rel));
+    const state = previousState(layout, previous, previousRecord);
+    before = previousFacts(prevDir, state, files);
     const candidates = filesToHash(files, before);
-    const prev = await previousHashes(layout, previous, previousRecord, before, candidates, signal);
+    const prev = await previousHashes(layout, previous, state, before, candidates, signal);
     result.previousContents = prev.contents;
     if (prev.problem !== undefined) {
       emit({ type: 'warning', message: `the manifest of release ${previous} is not trusted (${prev.problem}): every file is copied, none linked` });
@@ -224,7 +248,7 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     throw ioError(`comparing the source with release ${previous}`, error);
   }
   result.links = links;
-  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile }]));
+  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile, dev }]));
   return result;
 }
 

@@ -4,17 +4,27 @@
  * while those still match: any write, chmod, chown, rename or link(2) of the inode moves its ctime,
  * and a file swapped for another has another inode. Everything else is hashed again.
  *
+ * Since @2 each row also keeps the file's owner: with the manifest's mode, a later hardlink deploy
+ * then knows every fact its link decision needs from these two files alone, and lstats each
+ * previous file once, just before linking it, to prove the stamp still holds (see stampedPrevious).
+ *
  * Pure: serialisation, parsing (untrusted input), and the trust decision.
  */
 import type { Manifest } from './manifest.ts';
+import type { FileFacts, PreviousFile } from './strategy.ts';
 
-export const STAT_CACHE_FORMAT = 'atomic-deploy/stat-cache@1';
+export const STAT_CACHE_FORMAT = 'atomic-deploy/stat-cache@2';
+/** Caches written before owners were kept: still read, their stamps trusted only against an lstat. */
+export const STAT_CACHE_FORMAT_1 = 'atomic-deploy/stat-cache@1';
 
 export interface FileStamp {
   ino: number;
   size: number;
   /** `stat().ctimeMs`: the same (sec, nsec) always gives the same number. */
   ctimeMs: number;
+  /** The owner once the file was final (absent in @1 caches): a chown moves the ctime, so a matching stamp proves it still. */
+  uid?: number;
+  gid?: number;
 }
 
 /** The cache file's bytes in pieces (see manifestChunks: never the whole text at once). */
@@ -23,7 +33,8 @@ export function* statCacheChunks(stamps: ReadonlyMap<string, FileStamp>): Genera
   let i = 0;
   for (const [rel, s] of stamps) {
     // Numbers print as JSON.stringify prints them: only the path needs quoting, not an array per row.
-    chunk += `${i === 0 ? '' : ',\n'}[${JSON.stringify(rel)},${s.ino},${s.size},${s.ctimeMs}]`;
+    // A stamp without its owner (carried from an @1 cache) is written with -1s, which parse as "unknown".
+    chunk += `${i === 0 ? '' : ',\n'}[${JSON.stringify(rel)},${s.ino},${s.size},${s.ctimeMs},${s.uid ?? -1},${s.gid ?? -1}]`;
     if (++i % 2048 === 0) {
       yield chunk;
       chunk = '';
@@ -37,6 +48,8 @@ export function serializeStatCache(stamps: ReadonlyMap<string, FileStamp>): stri
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/** A uid or gid, or -1 for "not recorded". */
+const isOwner = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= -1 && (v as number) <= 0xffffffff;
 
 /** The cache's stamps, or undefined when the text is anything but a well-formed cache (then nothing is trusted). */
 export function parseStatCache(text: string): Map<string, FileStamp> | undefined {
@@ -47,13 +60,19 @@ export function parseStatCache(text: string): Map<string, FileStamp> | undefined
     return undefined;
   }
   if (typeof raw !== 'object' || raw === null || !('format' in raw) || !('files' in raw)) return undefined;
-  if (raw.format !== STAT_CACHE_FORMAT || !Array.isArray(raw.files)) return undefined;
+  const columns = raw.format === STAT_CACHE_FORMAT ? 6 : raw.format === STAT_CACHE_FORMAT_1 ? 4 : 0;
+  if (columns === 0 || !Array.isArray(raw.files)) return undefined;
   const stamps = new Map<string, FileStamp>();
   for (const row of raw.files as unknown[]) {
-    if (!Array.isArray(row) || row.length !== 4) return undefined;
-    const [rel, ino, size, ctimeMs] = row as unknown[];
+    if (!Array.isArray(row) || row.length !== columns) return undefined;
+    const [rel, ino, size, ctimeMs, uid, gid] = row as unknown[];
     if (typeof rel !== 'string' || !isCount(ino) || !isCount(size) || typeof ctimeMs !== 'number' || !Number.isFinite(ctimeMs)) return undefined;
-    stamps.set(rel, { ino, size, ctimeMs });
+    if (columns === 4) {
+      stamps.set(rel, { ino, size, ctimeMs });
+      continue;
+    }
+    if (!isOwner(uid) || !isOwner(gid)) return undefined;
+    stamps.set(rel, uid === -1 || gid === -1 ? { ino, size, ctimeMs } : { ino, size, ctimeMs, uid, gid });
   }
   return stamps;
 }
@@ -83,6 +102,38 @@ export function trustedHashes(
   return trusted;
 }
 
+/**
+ * The previous release's files as its manifest and stat cache describe them, for the build files
+ * whose link decision they can make alone: a stamp with its owner, not racy against the seal, of a
+ * file the manifest lists with the stamp's size (its mode is the manifest's). The link decision
+ * (plan/strategy.ts) then compares them with the build file as it would an lstat, and takes the
+ * manifest's hash for the previous file. Nothing here proves the file is still so: copyTree
+ * lstats it just before link(2) and links it only if the stamp (device, inode, size, ctime, mode,
+ * owner) still holds, else hashes it again or copies the build's. Every other build file is left
+ * to an lstat of the previous release now, as before.
+ */
+export function stampedPrevious(
+  manifest: Manifest,
+  cache: ReadonlyMap<string, FileStamp>,
+  sealedAtMs: number,
+  files: Iterable<FileFacts>,
+  /** A build file's manifest path (`/`-separated) from its relative path. */
+  manifestPath: (rel: string) => string = (rel) => rel,
+): Map<string, PreviousFile> {
+  const listed = new Map<string, { size: number; mode: number }>();
+  for (const e of manifest.entries) if (e.type === 'file') listed.set(e.path, e);
+  const found = new Map<string, PreviousFile>();
+  for (const f of files) {
+    const p = manifestPath(f.rel);
+    const then = cache.get(p);
+    const entry = listed.get(p);
+    if (then === undefined || entry === undefined || then.uid === undefined || then.gid === undefined) continue;
+    if (then.ctimeMs >= sealedAtMs || then.size !== entry.size) continue;
+    found.set(f.rel, { rel: f.rel, regular: true, size: then.size, mode: entry.mode, uid: then.uid, gid: then.gid, ino: then.ino, ctimeMs: then.ctimeMs });
+  }
+  return found;
+}
+
 /** What an lstat of a live file shows that a restamp needs beyond its stamp. */
 export interface SeenStamp extends FileStamp {
   nlink: number;
@@ -102,7 +153,12 @@ export function restamp(cached: FileStamp, before: SeenStamp, after: SeenStamp):
   if (after.ino !== before.ino || after.size !== before.size || after.mtimeMs !== before.mtimeMs) return undefined;
   if (after.nlink === before.nlink) return after.ctimeMs === before.ctimeMs ? cached : undefined;
   if (after.nlink !== before.nlink - 1) return undefined;
-  return { ino: after.ino, size: after.size, ctimeMs: after.ctimeMs };
+  return { ino: after.ino, size: after.size, ctimeMs: after.ctimeMs, ...owner(after) };
+}
+
+/** A stamp's owner fields, when it has them. */
+function owner(s: FileStamp): { uid?: number; gid?: number } {
+  return s.uid === undefined || s.gid === undefined ? {} : { uid: s.uid, gid: s.gid };
 }
 
 /** The stamps a cache written again (a later seal) may carry over: a racy one under its old seal stays untrusted by leaving. */

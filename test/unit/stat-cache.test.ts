@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Manifest } from '../../src/plan/manifest.ts';
-import { carriedStamps, parseStatCache, restamp, serializeStatCache, trustedHashes, type FileStamp, type SeenStamp } from '../../src/plan/stat-cache.ts';
+import { carriedStamps, parseStatCache, restamp, serializeStatCache, stampedPrevious, trustedHashes, type FileStamp, type SeenStamp } from '../../src/plan/stat-cache.ts';
 
 const H = (c: string): string => c.repeat(64);
 const T = 1_796_142_231_369.923;
@@ -19,21 +19,30 @@ const manifest: Manifest = {
 
 const stamp = (ino: number, size = 3, ctimeMs = T): FileStamp => ({ ino, size, ctimeMs });
 
-void test('serialize → parse gives back the same stamps', () => {
+void test('serialize → parse gives back the same stamps, with their owners where they have them', () => {
+  const owner = fc.option(fc.tuple(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff })), { nil: undefined });
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.string({ minLength: 1 }), fc.nat(), fc.nat(), fc.double({ min: 0, max: 4e12, noNaN: true })), { maxLength: 30 }),
+      fc.array(fc.tuple(fc.string({ minLength: 1 }), fc.nat(), fc.nat(), fc.double({ min: 0, max: 4e12, noNaN: true }), owner), { maxLength: 30 }),
       (rows) => {
-        const stamps = new Map(rows.map(([rel, ino, size, ctimeMs]) => [rel, { ino, size, ctimeMs }]));
+        const stamps = new Map(rows.map(([rel, ino, size, ctimeMs, o]): [string, FileStamp] => [rel, o === undefined ? { ino, size, ctimeMs } : { ino, size, ctimeMs, uid: o[0], gid: o[1] }]));
         assert.deepEqual(parseStatCache(serializeStatCache(stamps)), stamps);
       },
     ),
   );
 });
 
+void test('a cache of the first format (no owners) is still read: its stamps carry no owner', () => {
+  const v1 = '{"format":"atomic-deploy/stat-cache@1","files":[\n["a",7,3,1796142231369.923],\n["d/c",8,5,1796142231369.5]\n]}\n';
+  assert.deepEqual(parseStatCache(v1), new Map([['a', { ino: 7, size: 3, ctimeMs: 1_796_142_231_369.923 }], ['d/c', { ino: 8, size: 5, ctimeMs: 1_796_142_231_369.5 }]]));
+  // Rows of one format under the other's name are damage.
+  assert.equal(parseStatCache(v1.replace('@1', '@2')), undefined);
+  assert.equal(parseStatCache(serializeStatCache(new Map([['a', { ...stamp(1), uid: 0, gid: 0 }]])).replace('@2', '@1')), undefined);
+});
+
 void test('a damaged cache is no cache: nothing from it is trusted', () => {
-  const good = serializeStatCache(new Map([['a', stamp(1)]]));
-  for (const bad of [good.slice(0, -5), '', 'null', '[]', '{"format":"other","files":[]}', good.replace('[\n["a"', '[\n["a",1'), good.replace('"a",1', '"a",-1'), good.replace('"a",1', '"a","1"')]) {
+  const good = serializeStatCache(new Map([['a', { ...stamp(1), uid: 1000, gid: 1000 }]]));
+  for (const bad of [good.slice(0, -5), '', 'null', '[]', '{"format":"other","files":[]}', good.replace('[\n["a"', '[\n["a",1'), good.replace('"a",1', '"a",-1'), good.replace('"a",1', '"a","1"'), good.replace(',1000,1000]', ',-2,1000]'), good.replace(',1000,1000]', ',1000,1.5]'), good.replace(',1000,1000]', ',1000]')]) {
     assert.equal(parseStatCache(bad), undefined, bad);
   }
 });
@@ -99,4 +108,32 @@ void test('restamp: anything beyond the unlink, or a file already changed before
 void test('carriedStamps: a stamp racy under the old seal does not survive into a cache sealed later', () => {
   const stamps = new Map([['a', stamp(1, 3, T - 1)], ['b', stamp(2, 3, T)], ['c', stamp(3, 3, T + 1)]]);
   assert.deepEqual([...carriedStamps(stamps, T).keys()], ['a']);
+});
+
+void test('stampedPrevious: the previous files a manifest and an owned, non-racy stamp describe alone; the rest are left to an lstat', () => {
+  const seal = T + 10;
+  const owned = (ino: number, size = 3, ctimeMs = T): FileStamp => ({ ino, size, ctimeMs, uid: 1000, gid: 100 });
+  const cache = new Map<string, FileStamp>([
+    ['a', owned(1)],
+    ['b', stamp(2)], // an @1 stamp: no owner
+    ['d/c', owned(3, 5, seal)], // racy: not older than the seal
+    ['l', owned(4)], // a symlink in the manifest
+    ['x', owned(5)], // not in the manifest
+  ]);
+  const files = ['a', 'b', 'd/c', 'l', 'x', 'new'].map((rel) => ({ rel, size: 3, mode: 0o644, uid: 1000, gid: 100 }));
+  const found = stampedPrevious(manifest, cache, seal, files);
+  assert.deepEqual([...found.keys()], ['a']);
+  assert.deepEqual(found.get('a'), { rel: 'a', regular: true, size: 3, mode: 0o644, uid: 1000, gid: 100, ino: 1, ctimeMs: T });
+  // A stamp whose size is not the manifest's describes another file: left to the lstat.
+  assert.equal(stampedPrevious(manifest, new Map([['a', owned(1, 4)]]), seal, files).size, 0);
+  // Native paths map to manifest paths through the function given (a Windows-style separator here).
+  const native = stampedPrevious(manifest, new Map([['d/c', owned(3, 5)]]), seal, [{ rel: 'd\\c', size: 5, mode: 0o644, uid: 1000, gid: 100 }], (rel) => rel.split('\\').join('/'));
+  assert.equal(native.get('d\\c')?.ino, 3);
+});
+
+void test('restamp keeps the owner the file shows after the unlink', () => {
+  const cached: FileStamp = { ...stamp(1), uid: 1000, gid: 100 };
+  const before: SeenStamp = { ...cached, nlink: 2, mtimeMs: T - 5 };
+  const after: SeenStamp = { ...before, nlink: 1, ctimeMs: T + 1 };
+  assert.deepEqual(restamp(cached, before, after), { ino: 1, size: 3, ctimeMs: T + 1, uid: 1000, gid: 100 });
 });

@@ -1,0 +1,108 @@
+// A hardlink redeploy decides from the previous release's manifest and stat cache (inode, size,
+// ctime, owner; the mode from the manifest) and looks at each previous file once, just before
+// link(2), to prove its stamp still holds. A cache of the first format (no owners) falls back to an
+// lstat of every previous file first, as before. A previous file whose ctime alone moved is read
+// again and linked only if its bytes are the build's; one replaced by another inode is copied.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { BIN, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { requireTool } from '../harness/swappers.ts';
+
+const FILES = 120;
+const FIXED = new Date('1985-10-26T08:15:00Z');
+
+function build(dir: string): string {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < FILES; i++) files[`d${i % 6}/f${i}.js`] = `export const v = "A${i}";\n`;
+  writeTree(dir, files);
+  for (let i = 0; i < FILES; i++) fs.utimesSync(path.join(dir, `d${i % 6}/f${i}.js`), FIXED, FIXED);
+  return dir;
+}
+
+interface Traced {
+  /** stat-family calls (stat, lstat, newfstatat, statx) naming a path under releases/<id>/. */
+  stats: number;
+  opens: number;
+  json: { linked?: number; copied?: number };
+}
+
+/** Runs the CLI under strace and counts what it did to the files of release `id`. */
+function traced(root: string, id: string, args: string[]): Traced {
+  const strace = requireTool('strace', 'strace');
+  const log = path.join(path.dirname(root), `strace-${id}-${args.join('-').length}.log`);
+  const run = spawnSync(strace, ['-f', '-qq', '-e', 'trace=statx,newfstatat,?stat,?lstat,?open,openat', '-o', log, process.execPath, BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  assert.equal(run.status, 0, run.stderr);
+  const needle = `${path.join(root, 'releases', id)}/`;
+  const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(needle) && /\/f\d+\.js"/.test(l));
+  const result = { code: run.status, signal: null, stdout: run.stdout, stderr: run.stderr };
+  return {
+    stats: lines.filter((l) => /\b(?:statx|newfstatat|stat|lstat)\(/.test(l)).length,
+    opens: lines.filter((l) => /\bopen(?:at)?\(/.test(l)).length,
+    json: jsonOf(result),
+  };
+}
+
+const cacheFile = (root: string, id: string): string => path.join(root, '.atomic-deploy/manifests', `${id}.stat.json`);
+
+void test('an unchanged hardlink redeploy looks at each previous file once, just before linking it (control: a first-format cache, without owners, costs an lstat more per file)', async (t) => {
+  const dir = tempDir(t);
+  const src = build(path.join(dir, 'src'));
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--release-id', id])).code, 0);
+  assert.match(fs.readFileSync(cacheFile(root, 'r2'), 'utf8'), /^\{"format":"atomic-deploy\/stat-cache@2"/);
+
+  const next = traced(root, 'r2', ['deploy', src, root, '--strategy', 'hardlink', '--keep', '0', '--release-id', 'r3', '--json']);
+  assert.deepEqual([next.json.linked, next.json.copied], [FILES, 0]);
+  assert.equal(next.opens, 0, 'a previous file was read');
+  assert.equal(next.stats, FILES, 'one look at each previous file: the proof before its link');
+
+  // Control: the same cache in the first format (owners dropped, the seal kept): every previous
+  // file is lstat'ed to decide, then again before its link. Nothing is read, all is still linked.
+  const file = cacheFile(root, 'r3');
+  const sealed = fs.statSync(file);
+  const cache = JSON.parse(fs.readFileSync(file, 'utf8')) as { format: string; files: unknown[][] };
+  fs.writeFileSync(file, JSON.stringify({ format: 'atomic-deploy/stat-cache@1', files: cache.files.map((row) => row.slice(0, 4)) }));
+  fs.utimesSync(file, sealed.atime, sealed.mtime);
+  const old = traced(root, 'r3', ['deploy', src, root, '--strategy', 'hardlink', '--keep', '0', '--release-id', 'r4', '--json']);
+  assert.deepEqual([old.json.linked, old.json.copied], [FILES, 0]);
+  assert.equal(old.opens, 0, 'a previous file was read');
+  assert.equal(old.stats, 2 * FILES, 'the first-format cache decided without its own lstat');
+  assert.equal((await runCli(['verify', root])).code, 0);
+});
+
+void test('a previous file whose ctime alone moved is read again and linked; one replaced by another inode with the same bytes, or edited in place, is copied', async (t) => {
+  const dir = tempDir(t);
+  const src = build(path.join(dir, 'src'));
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--release-id', id])).code, 0);
+  const prev = (rel: string): string => path.join(root, 'releases/r2', rel);
+  // A chmod and back: mode and bytes as built, only the ctime moved.
+  const touched = 'd0/f0.js';
+  fs.chmodSync(prev(touched), 0o600);
+  fs.chmodSync(prev(touched), 0o644);
+  // The same bytes in a new inode (an editor's save): not the file the release had.
+  const swapped = 'd1/f1.js';
+  fs.copyFileSync(prev(swapped), `${prev(swapped)}.tmp`);
+  fs.chmodSync(`${prev(swapped)}.tmp`, 0o644);
+  fs.renameSync(`${prev(swapped)}.tmp`, prev(swapped));
+  // An edit in place that keeps size and mtime.
+  const edited = 'd2/f2.js';
+  const before = fs.statSync(prev(edited));
+  fs.writeFileSync(prev(edited), fs.readFileSync(prev(edited), 'utf8').replace('A2', 'X2'));
+  fs.utimesSync(prev(edited), FIXED, before.mtime);
+  assert.equal(fs.statSync(prev(edited)).size, before.size);
+
+  const run = traced(root, 'r2', ['deploy', src, root, '--strategy', 'hardlink', '--keep', '0', '--release-id', 'r3', '--json']);
+  assert.deepEqual([run.json.linked, run.json.copied], [FILES - 2, 2]);
+  // The touched file and the edited one were read again (the edit's bytes are not the build's); nothing else was.
+  assert.equal(run.opens, 2, 'previous files read: only those whose ctime moved in the same inode');
+  const ino = (id: string, rel: string): number => fs.statSync(path.join(root, 'releases', id, rel)).ino;
+  assert.equal(ino('r3', touched), ino('r2', touched), 'the file whose ctime alone moved was not linked');
+  assert.notEqual(ino('r3', swapped), ino('r2', swapped), 'a file swapped for another inode was linked');
+  assert.notEqual(ino('r3', edited), ino('r2', edited), 'a file edited in place was linked');
+  for (const rel of [touched, swapped, edited]) assert.equal(fs.readFileSync(path.join(root, 'current', rel), 'utf8'), fs.readFileSync(path.join(src, rel), 'utf8'), rel);
+  assert.equal((await runCli(['verify', root])).code, 0);
+});
