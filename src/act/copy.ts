@@ -229,6 +229,17 @@ export interface LinkSource {
   stamp: PreviousFile;
   /** The previous release's device: a path that now leads to another filesystem is not the file decided on. */
   dev: number;
+  /** The previous release's directory, symlinks resolved: where `stamp.rel` must still lead for a re-read file to be linked. */
+  realDir: string;
+}
+
+/** A directory's real path, or '' if it has none now. */
+function realOr(dir: string): string {
+  try {
+    return fs.realpathSync(dir);
+  } catch {
+    return '';
+  }
 }
 
 /** Whether an lstat shows the file the link was decided on: same device, inode, size, ctime, mode and owner. */
@@ -242,8 +253,9 @@ function sameFile(st: fs.Stats, source: LinkSource): boolean {
  * (sameFile), proved by one lstat just before link(2), which itself moves the ctime, so after the
  * link the stamp can no longer tell. A write in between (the live release's own app, seconds
  * later) moves the ctime. A file whose ctime alone moved (a chmod back, a touch, another link to
- * it) is read again: it is linked only if its bytes are still the build's and a second lstat shows
- * that nothing moved while they were read. Anything else is copied from the build.
+ * it) is read again: it is linked only if it is still reached through the release's own
+ * directories, its bytes are still the build's, and a second lstat shows that nothing moved while
+ * they were read. Anything else is copied from the build.
  */
 function mayLink(source: LinkSource): boolean {
   const st = fs.lstatSync(source.from, { throwIfNoEntry: false });
@@ -252,6 +264,11 @@ function mayLink(source: LinkSource): boolean {
   const s = source.stamp;
   const moved: LinkSource = { ...source, stamp: { ...s, ino: st.ino, ctimeMs: st.ctimeMs } };
   if (st.ino !== s.ino || !sameFile(st, moved)) return false;
+  // Another link to the inode moves its ctime too: one made through a directory swapped for a
+  // symlink (into shared/, say) would share the file with whatever is there. Its real directory
+  // must still be the release's.
+  const dir = path.dirname(source.from);
+  if (realOr(dir) !== path.dirname(path.join(source.realDir, s.rel))) return false;
   try {
     if (hashFileSync(source.from, true, st.size).sha256 !== source.sha256) return false;
   } catch {

@@ -1,4 +1,5 @@
 /** What goes into a new release besides the source's files: shared links, and how files are made. */
+import fs from 'node:fs';
 import path from 'node:path';
 import { slashedRel, type SourceEntry, type SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
@@ -248,7 +249,8 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     throw ioError(`comparing the source with release ${previous}`, error);
   }
   result.links = links;
-  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile, dev }]));
+  const realDir = fs.realpathSync(prevDir);
+  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile, dev, realDir }]));
   return result;
 }
 

@@ -73,7 +73,7 @@ void test('an unchanged hardlink redeploy looks at each previous file once, just
   assert.equal((await runCli(['verify', root])).code, 0);
 });
 
-void test('a previous file whose ctime alone moved is read again and linked; one replaced by another inode with the same bytes, or edited in place, is copied', async (t) => {
+void test('a previous file whose ctime alone moved is read again and linked; one replaced by another inode with the same bytes, edited in place, or reached through a directory swapped for a symlink, is copied', async (t) => {
   const dir = tempDir(t);
   const src = build(path.join(dir, 'src'));
   const root = path.join(dir, 'root');
@@ -95,10 +95,20 @@ void test('a previous file whose ctime alone moved is read again and linked; one
   fs.utimesSync(prev(edited), FIXED, before.mtime);
   assert.equal(fs.statSync(prev(edited)).size, before.size);
 
+  // A directory swapped for a symlink to one outside the root that holds another link to one of its
+  // files (same inode, ctime moved by that link): linking it would share the file with the outside.
+  const outside = path.join(dir, 'outside');
+  fs.mkdirSync(outside);
+  fs.renameSync(prev('d3'), prev('d3.real'));
+  fs.linkSync(prev('d3.real/f3.js'), path.join(outside, 'f3.js'));
+  fs.symlinkSync(outside, prev('d3'));
+  const inD3 = FILES / 6;
+
   const run = traced(root, 'r2', ['deploy', src, root, '--strategy', 'hardlink', '--keep', '0', '--release-id', 'r3', '--json']);
-  assert.deepEqual([run.json.linked, run.json.copied], [FILES - 2, 2]);
+  assert.deepEqual([run.json.linked, run.json.copied], [FILES - 2 - inD3, 2 + inD3]);
   // The touched file and the edited one were read again (the edit's bytes are not the build's); nothing else was.
-  assert.equal(run.opens, 2, 'previous files read: only those whose ctime moved in the same inode');
+  assert.equal(run.opens, 2, 'previous files read: only those whose ctime moved in the same inode, through the release\'s own directories');
+  assert.notEqual(fs.statSync(path.join(root, 'releases/r3/d3/f3.js')).ino, fs.statSync(path.join(outside, 'f3.js')).ino, 'a file reached through a symlinked directory was linked');
   const ino = (id: string, rel: string): number => fs.statSync(path.join(root, 'releases', id, rel)).ino;
   assert.equal(ino('r3', touched), ino('r2', touched), 'the file whose ctime alone moved was not linked');
   assert.notEqual(ino('r3', swapped), ino('r2', swapped), 'a file swapped for another inode was linked');
