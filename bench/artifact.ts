@@ -49,6 +49,7 @@ function floorNote(big: PairedResult): string {
   const r = (x: number): string => x.toFixed(2);
   if (fixed > 1.2) return `A ratio of 1.2 is below the fixed cost alone (${r(fixed)}× here).`;
   if (sha > 1.2) return `A ratio of 1.2 is below one SHA-256 pass alone (${r(sha)}× here), which the manifest needs whatever else is saved; the fixed cost is ${r(fixed)}×.`;
+  if (fixed + sha > 1.2) return `A ratio of 1.2 is below the fixed cost and one SHA-256 pass together (${r(fixed)}× + ${r(sha)}× here), both paid on one core before a byte is compared with tar.`;
   return `The fixed cost is ${r(fixed)}× and one SHA-256 pass ${r(sha)}×.`;
 }
 
