@@ -39,8 +39,8 @@ function readAndHashCpuMs(file: string, fresh: boolean): number {
 
 /**
  * Why the large-file target cannot be met here, from the run's own rows: the fixed cost (the 1-file
- * deploy) or one SHA-256 pass over the archive (the `openssl` row), whichever is already above 1.2×
- * `tar -xf`; the manifest needs that pass whatever else is saved.
+ * deploy), one SHA-256 pass over the archive (the `openssl` row), or the two together, the first
+ * of these already above 1.2× `tar -xf`; the manifest needs that pass whatever else is saved.
  */
 function floorNote(big: PairedResult): string {
   const ratioOf = (prefix: string): number => big.cases.find((c) => c.name.startsWith(prefix))?.ratio ?? Number.NaN;
