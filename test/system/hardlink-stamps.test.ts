@@ -4,26 +4,18 @@
 // lstat of every previous file first, as before. A previous file whose ctime alone moved is read
 // again and linked only if its bytes are the build's; one replaced by another inode is copied.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
-import { requireTool } from '../harness/swappers.ts';
+import { runCli, tempDir } from '../harness/cli.ts';
+import { BUILD_FILES, hardlinkBuild, tracedCli } from '../harness/hardlink-builds.ts';
 
-const FILES = 120;
+const FILES = BUILD_FILES;
 const FIXED = new Date('1985-10-26T08:15:00Z');
-
-function build(dir: string): string {
-  const files: Record<string, string> = {};
-  for (let i = 0; i < FILES; i++) files[`d${i % 6}/f${i}.js`] = `export const v = "A${i}";\n`;
-  writeTree(dir, files);
-  for (let i = 0; i < FILES; i++) fs.utimesSync(path.join(dir, `d${i % 6}/f${i}.js`), FIXED, FIXED);
-  return dir;
-}
+const build = (dir: string): string => hardlinkBuild(dir, FIXED);
 
 interface Traced {
-  /** stat-family calls (stat, lstat, newfstatat, statx) naming a path under releases/<id>/. */
+  /** stat-family calls (stat, lstat, newfstatat, statx) naming a build file's path under releases/<id>/. */
   stats: number;
   opens: number;
   json: { linked?: number; copied?: number };
@@ -31,17 +23,12 @@ interface Traced {
 
 /** Runs the CLI under strace and counts what it did to the files of release `id`. */
 function traced(root: string, id: string, args: string[]): Traced {
-  const strace = requireTool('strace', 'strace');
-  const log = path.join(path.dirname(root), `strace-${id}-${args.join('-').length}.log`);
-  const run = spawnSync(strace, ['-f', '-qq', '-e', 'trace=statx,newfstatat,?stat,?lstat,?open,openat', '-o', log, process.execPath, BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
-  assert.equal(run.status, 0, run.stderr);
-  const needle = `${path.join(root, 'releases', id)}/`;
-  const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(needle) && /\/f\d+\.js"/.test(l));
-  const result = { code: run.status, signal: null, stdout: run.stdout, stderr: run.stderr };
+  const run = tracedCli(root, id, 'statx,newfstatat,?stat,?lstat,?open,openat', args);
+  const lines = run.lines.filter((l) => /\/f\d+\.js"/.test(l));
   return {
     stats: lines.filter((l) => /\b(?:statx|newfstatat|stat|lstat)\(/.test(l)).length,
     opens: lines.filter((l) => /\bopen(?:at)?\(/.test(l)).length,
-    json: jsonOf(result),
+    json: run.json,
   };
 }
 

@@ -3,32 +3,21 @@
 // next hardlink deploy reads none of the live release's files. A file changed before the prune
 // is never stamped again: the next deploy re-hashes it and publishes the built bytes.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
-import { requireTool } from '../harness/swappers.ts';
+import { jsonOf, runCli, tempDir } from '../harness/cli.ts';
+import { BUILD_FILES, hardlinkBuild, tracedCli } from '../harness/hardlink-builds.ts';
 
-const FILES = 120;
+const FILES = BUILD_FILES;
 const FIXED = new Date('1985-10-26T08:15:00Z');
-
-function build(dir: string): string {
-  const files: Record<string, string> = {};
-  for (let i = 0; i < FILES; i++) files[`d${i % 6}/f${i}.js`] = `export const v = "A${i}";\n`;
-  writeTree(dir, files);
-  return dir;
-}
+const build = (dir: string): string => hardlinkBuild(dir);
 
 /** How many files under `releases/<id>/` the command opened, from strace. */
 function opensUnder(root: string, id: string, args: string[]): { opens: number; json: { linked?: number; copied?: number } } {
-  const strace = requireTool('strace', 'strace');
-  const log = path.join(path.dirname(root), `strace-${id}.log`);
-  const run = spawnSync(strace, ['-f', '-qq', '-e', 'trace=open,openat', '-o', log, process.execPath, BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
-  assert.equal(run.status, 0, run.stderr);
-  const needle = `${path.join(root, 'releases', id)}/`;
-  const result = { code: run.status, signal: null, stdout: run.stdout, stderr: run.stderr };
-  return { opens: fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(needle)).length, json: jsonOf(result) };
+  const run = tracedCli(root, id, 'open,openat', args);
+  return { opens: run.lines.length, json: run.json };
 }
 
 void test('after prune deletes releases that share the live one\'s inodes, the next hardlink deploy reads none of the live files', async (t) => {
