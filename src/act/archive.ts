@@ -16,7 +16,7 @@ import { DeployError, errnoOf } from '../errors.ts';
 import { EntryChecker, isUrlSource, quote, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { TarFormatError, TarParser, type TarDataSink } from '../plan/tar.ts';
-import type { FileStamp } from '../plan/stat-cache.ts';
+import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
 import { secs } from './copy.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
@@ -299,7 +299,7 @@ class Stage {
       this.linkGroups.set(first, group);
       this.linkGroups.set(d.path, group);
       const st = fs.statSync(to);
-      for (const p of group) this.stamps.set(p, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid });
+      for (const p of group) this.stamps.set(p, stampOf(st));
       this.fileIndex.set(d.path, this.manifest.length);
       this.manifest.push({ ...target, path: d.path });
       this.files += 1;
@@ -317,7 +317,7 @@ class Stage {
   /** Records a file `sink` completed. */
   added(d: Extract<EntryDecision, { action: 'write' }>, entry: ManifestEntry & { type: 'file' }, st: fs.Stats): void {
     this.open = undefined;
-    this.stamps.set(d.path, { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid });
+    this.stamps.set(d.path, stampOf(st));
     this.fileIndex.set(d.path, this.manifest.length);
     this.manifest.push(entry);
     this.files += 1;

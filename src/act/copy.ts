@@ -5,7 +5,7 @@ import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { escapedName } from '../plan/paths.ts';
-import type { FileStamp } from '../plan/stat-cache.ts';
+import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
 import type { PreviousFile } from '../plan/strategy.ts';
 import { hashFileSync } from './manifest.ts';
 
@@ -342,7 +342,7 @@ function finishSync(fd: number, entry: SourceEntry): FileStamp {
   fs.fchmodSync(fd, entry.mode);
   fs.futimesSync(fd, secs(entry.atimeMs), secs(entry.mtimeMs));
   const st = fs.fstatSync(fd);
-  return { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid };
+  return stampOf(st);
 }
 
 /**
@@ -399,7 +399,7 @@ async function copyHashed(from: string, to: string, entry: SourceEntry, buf: Buf
       await dst.chmod(entry.mode);
       await dst.utimes(secs(entry.atimeMs), secs(entry.mtimeMs));
       const st = await dst.stat();
-      return { sha256: hash.digest('hex'), size: pos, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid } };
+      return { sha256: hash.digest('hex'), size: pos, stamp: stampOf(st) };
     } finally {
       await dst.close();
     }
@@ -442,7 +442,7 @@ async function cloneHashed(from: string, to: string, entry: SourceEntry, mode: n
     await dst.chmod(entry.mode);
     await dst.utimes(secs(entry.atimeMs), secs(entry.mtimeMs));
     const st = await dst.stat();
-    return { sha256: hash.digest('hex'), size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid } };
+    return { sha256: hash.digest('hex'), size, stamp: stampOf(st) };
   } finally {
     await dst.close();
   }
@@ -531,7 +531,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
         fs.linkSync(from, to);
         // Stamped after the link: link(2) itself moves the shared inode's ctime.
         const st = fs.lstatSync(to);
-        record(entry, { sha256: existing.sha256, size: st.size, stamp: { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid } });
+        record(entry, { sha256: existing.sha256, size: st.size, stamp: stampOf(st) });
         result.linked += 1;
       } else if (clone) {
         record(entry, await cloneHashed(from, to, entry, cloneMode, buf));

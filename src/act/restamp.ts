@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { releasePath, type Layout } from './layout.ts';
 import { readStatCache, writeStatCache } from './manifest.ts';
 import { filesystemNow } from './source-cache.ts';
-import { carriedStamps, restamp, type SeenStamp } from '../plan/stat-cache.ts';
+import { carriedStamps, restamp, stampOf, type SeenStamp } from '../plan/stat-cache.ts';
 
 export interface Restamper {
   /** The live file at `rel` (slashed, relative to the release) before an unlink of the same path in an older release; undefined: not tracked. */
@@ -22,7 +22,7 @@ export interface Restamper {
 function seen(file: string): SeenStamp | undefined {
   try {
     const s = fs.lstatSync(file);
-    return s.isFile() ? { ino: s.ino, size: s.size, ctimeMs: s.ctimeMs, uid: s.uid, gid: s.gid, nlink: s.nlink, mtimeMs: s.mtimeMs } : undefined;
+    return s.isFile() ? { ...stampOf(s), nlink: s.nlink, mtimeMs: s.mtimeMs } : undefined;
   } catch {
     return undefined;
   }

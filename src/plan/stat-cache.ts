@@ -27,6 +27,11 @@ export interface FileStamp {
   gid?: number;
 }
 
+/** The stamp a stat of a final file gives (fs.Stats and the like): what the cache keeps of it. */
+export function stampOf(st: { ino: number; size: number; ctimeMs: number; uid: number; gid: number }): FileStamp {
+  return { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs, uid: st.uid, gid: st.gid };
+}
+
 /** The cache file's bytes in pieces (see manifestChunks: never the whole text at once). */
 export function* statCacheChunks(stamps: ReadonlyMap<string, FileStamp>): Generator<string> {
   let chunk = `{"format":${JSON.stringify(STAT_CACHE_FORMAT)},"files":[\n`;
