@@ -126,7 +126,7 @@ export async function runStartupBench(opts: { quick: boolean; log?: (line: strin
     name: 'startup',
     title: 'Start-up time',
     description:
-      'The installed `atomic-deploy` command (package.json `bin`: `dist/bin/atomic-deploy.cjs`, a CommonJS launcher that starts the thread-pool timer, then the CLI bundled and split by command by `npm run build`) and the one-file bundle (`npm run bundle`) against `node -e 0`, running `status` and `releases` on a root with two releases, and `--version`, which answers before the CLI is loaded. The tsc output (`dist/cli/bin.js`, what the tests run) is measured beside them.',
+      'The installed `atomic-deploy` command (package.json `bin`: `dist/bin/atomic-deploy.cjs`, a CommonJS launcher that starts the thread-pool timer, then the CLI bundled and split by command by `npm run build`) and the one-file bundle (`npm run bundle`) against `node -e 0`, running `status` and `releases` on a root with two releases, and `--version`, which answers before the CLI is loaded. The tsc output (`dist/cli/bin.js`, which the tests that arm failpoints run; the others run the package bin) is measured beside them.',
     machine,
     quick,
     tables: [

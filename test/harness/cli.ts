@@ -4,8 +4,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The compiled CLI (`npm test` builds first), as users run it. */
-export const BIN = fileURLToPath(new URL('../../dist/cli/bin.js', import.meta.url));
+/** The command as package.json's `bin` installs it (`npm test` builds it first): the esbuild bundle users run. */
+export const BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.cjs', import.meta.url));
+/** The tsc output, which alone has the failpoints compiled in (the bundle leaves them out): for runs that arm them. */
+export const TSC_BIN = fileURLToPath(new URL('../../dist/cli/bin.js', import.meta.url));
+
+/** The CLI to run with `env`: the tsc output where failpoints are armed, else the installed bundle. */
+export function binFor(env: NodeJS.ProcessEnv): string {
+  return env.ATOMIC_DEPLOY_FAILPOINTS ? TSC_BIN : BIN;
+}
 
 export interface CliResult {
   code: number | null;
@@ -29,7 +36,7 @@ export function spawnCli(args: readonly string[], options: CliOptions = {}): { c
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...options.env };
   if (options.failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = options.failpoints;
   else delete env.ATOMIC_DEPLOY_FAILPOINTS;
-  const child = spawn(process.execPath, [options.bin ?? BIN, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [options.bin ?? binFor(env), ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

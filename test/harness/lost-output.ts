@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BIN, type CliResult } from './cli.ts';
+import { binFor, type CliResult } from './cli.ts';
 
 export interface LoseWhen {
   /** Lose the reader once this text has been printed (on the stream being watched)... */
@@ -25,7 +25,8 @@ function baseEnv(failpoints?: string): NodeJS.ProcessEnv {
  * when `when` is met; the other stream is collected. The CLI's later writes there get EPIPE.
  */
 export async function runClosingPipe(args: readonly string[], lose: 'stdout' | 'stderr', when: LoseWhen, options: { failpoints?: string; timeoutMs?: number } = {}): Promise<CliResult & { closed: boolean }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: baseEnv(options.failpoints), stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = baseEnv(options.failpoints);
+  const child = spawn(process.execPath, [binFor(env), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const kept = lose === 'stdout' ? child.stderr : child.stdout;
   const watched = lose === 'stdout' ? child.stdout : child.stderr;
   let keptText = '';
@@ -67,7 +68,7 @@ export async function runHangingUp(dir: string, args: readonly string[], when: L
   fs.writeFileSync(
     session,
     [
-      `${[process.execPath, BIN, ...args].map(q).join(' ')} &`,
+      `${[process.execPath, binFor(baseEnv(options.failpoints)), ...args].map(q).join(' ')} &`,
       'pid=$!',
       "trap 'kill -HUP $pid' HUP",
       // wait returns early when the trap runs; wait again until the CLI is really gone.

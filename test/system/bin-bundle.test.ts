@@ -1,16 +1,14 @@
-// The installed command is the CLI bundled by esbuild (dist/bin/, package.json `bin`) while every
-// other test runs the tsc output (dist/cli/bin.js): the same session through both must give the
-// same exit codes and the same answers, or bundling changed what users run.
+// The installed command is the CLI bundled by esbuild (dist/bin/, package.json `bin`), which the
+// other tests run too, while runs that arm failpoints need the tsc output (dist/cli/bin.js): the
+// same session through both must give the same exit codes and the same answers, or what the
+// failpoint tests prove would not be what users run.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { BIN, runCli, tempDir, writeTree } from '../harness/cli.ts';
-
-const PACKAGE_BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.cjs', import.meta.url));
+import { BIN as PACKAGE_BIN, TSC_BIN, runCli, tempDir, writeTree } from '../harness/cli.ts';
 
 interface Step {
   args: string[];
@@ -71,7 +69,7 @@ test('dist/bin (the installed command, bundled) answers a whole session exactly 
   const fixture = tempDir(t);
   writeTree(path.join(fixture, 'build2'), { 'index.html': 'two\n' });
   execFileSync('tar', ['-czf', path.join(fixture, 'two.tar.gz'), '-C', path.join(fixture, 'build2'), '.']);
-  const expected = await session(BIN, tempDir(t), path.join(fixture, 'two.tar.gz'));
+  const expected = await session(TSC_BIN, tempDir(t), path.join(fixture, 'two.tar.gz'));
   const got = await session(PACKAGE_BIN, tempDir(t), path.join(fixture, 'two.tar.gz'));
   // The session must exercise what it claims: each step's exit code as a user would expect it.
   assert.deepEqual(expected.filter((s) => s.code !== null).map((s) => s.code), [0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0]);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, tempDir } from '../harness/cli.ts';
+import { TSC_BIN, tempDir } from '../harness/cli.ts';
 import { asUser } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
 import { HashPool } from '../../src/act/hash-pool.ts';
@@ -108,7 +108,7 @@ void test('verify\'s walk (report) as a user permissions keep out: the same unre
   // Listable, not searchable: every file in it is sent to a thread, and each open is denied.
   fs.chmodSync(path.join(tree, 'd3/e0'), 0o644);
   execFileSync('chown', ['-R', 'daemon:', tree]);
-  const dist = path.dirname(path.dirname(BIN));
+  const dist = path.dirname(path.dirname(TSC_BIN));
   const script = `
     const { hashTree } = await import(${JSON.stringify(path.join(dist, 'act/manifest.js'))});
     const { HashPool } = await import(${JSON.stringify(path.join(dist, 'act/hash-pool.js'))});

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { test } from 'node:test';
-import { BIN, currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { TSC_BIN, currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { requireTool } from '../harness/swappers.ts';
 
 const SHIM_SOURCE = new URL('../harness/lose-wakeup.c', import.meta.url);
@@ -97,7 +97,7 @@ void test('every deploy of a sweep finishes although one pool wakeup is lost in 
   const untimed = path.join(dir, 'untimed.mjs');
   fs.writeFileSync(
     untimed,
-    `const { runCli } = await import(${JSON.stringify(pathToFileURL(path.join(path.dirname(BIN), 'main.js')).href)});\n` +
+    `const { runCli } = await import(${JSON.stringify(pathToFileURL(path.join(path.dirname(TSC_BIN), 'main.js')).href)});\n` +
       'process.exit(await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: new AbortController().signal }));\n',
   );
   // Past start-up (the entry module's own loading, before any of our code runs, is not covered),
