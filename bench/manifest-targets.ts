@@ -1,7 +1,9 @@
 // The release-manifest targets side by side in one run: an unchanged 10k-file hardlink redeploy
 // against rsync --link-dest (quick check, and --checksum, the peer that also decides by content),
-// and a first deploy of 100k files: its peak RSS and its time against cp -a.
-import { mkdtemp, rm } from 'node:fs/promises';
+// and a first deploy of 100k files: its peak RSS and its time against cp -a. Then the same
+// redeploy at 100k files, and a one-file redeploy for the fixed cost, to show how the ratio
+// moves with the size of the tree.
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { installedBin } from './bin.ts';
@@ -17,6 +19,8 @@ const HLN = 'atomic-deploy deploy --strategy hardlink --keep 0 --no-fsync, uncha
 const HLK = 'atomic-deploy deploy --strategy hardlink (default --keep 5: prunes one release each time), unchanged';
 const RS = 'rsync -a --link-dest, unchanged';
 const RSC = 'rsync -a --checksum --link-dest, unchanged';
+// What every deploy pays whatever the tree holds: Node start-up, lock, journal, fsync, switch, record, the /proc scan.
+const HL1 = 'atomic-deploy deploy --strategy hardlink --keep 0, 1 unchanged file';
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const ms = (x: number): number => Math.round(x * 10) / 10;
@@ -47,6 +51,11 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
     await timeCommand('cp', ['-a', src, base]);
     const keptRoot = join(work, 'kept-root');
     for (let i = 0; i < 5; i++) await cli(['deploy', src, keptRoot, '--quiet', '--strategy', 'hardlink']);
+    const one = join(work, 'one');
+    await mkdir(one);
+    await writeFile(join(one, 'index.html'), 'one\n');
+    const oneRoot = join(work, 'one-root');
+    await cli(['deploy', one, oneRoot, '--quiet', '--strategy', 'hardlink']);
     const dst = join(work, 'rsync-dst');
     const rsync = (name: string, extra: string[]): { name: string; setup: () => Promise<void>; run: () => Promise<void>; teardown: () => Promise<void> } => ({
       name,
@@ -65,6 +74,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
         { name: HLN, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--no-fsync']) },
         // The default, in a root of its own that already holds five releases: what a user's steady state costs.
         { name: HLK, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, keptRoot, '--quiet', '--strategy', 'hardlink']) },
+        { name: HL1, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', one, oneRoot, '--quiet', '--strategy', 'hardlink', '--keep', '0']) },
         rsync(RS, []),
         rsync(RSC, ['--checksum']),
       ],
@@ -79,27 +89,60 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
     const rs = redeploy.cases.find((c) => c.name === RS);
     const nfVsRsync = hln && rs ? hln.median / rs.median : NaN;
     const nfVsChecksum = hln && rsc ? hln.median / rsc.median : NaN;
+    const fixed = redeploy.cases.find((c) => c.name === HL1)?.median ?? NaN;
+    // The ratio a tree large enough for the fixed cost to vanish tends to: our per-file work ÷ rsync's whole run.
+    const perFileVsRsync = hl && rs ? (hl.median - fixed) / rs.median : NaN;
+    const perFileVsChecksum = hl && rsc ? (hl.median - fixed) / rsc.median : NaN;
 
     // A first deploy of 100k files: one round each (minutes on a loaded machine), then its peak RSS.
     const big = join(work, 'big');
+    // The cp -a of the first-deploy case stays, as rsync's previous tree for the redeploys at scale below.
+    const bigBase = join(work, 'big-base');
+    const bigRoot = join(work, 'first-root');
     const bigStats = await makeTree(big, quick ? TREE_PRESETS['10k'] : TREE_PRESETS['100k']);
     await timeCommand('sync', ['-f', work]);
     const first = await pairedRuns(
       [
-        { name: 'cp -a', run: async () => void (await timeCommand('cp', ['-a', big, join(work, 'cp-dst')])), teardown: () => rm(join(work, 'cp-dst'), { recursive: true, force: true }) },
-        { name: 'atomic-deploy deploy', run: () => cli(['deploy', big, join(work, 'first-root'), '--quiet', '--release-id', 'r']), teardown: () => rm(join(work, 'first-root'), { recursive: true, force: true }) },
+        { name: 'cp -a', run: async () => void (await timeCommand('cp', ['-a', big, join(work, 'cp-dst')])), teardown: () => rename(join(work, 'cp-dst'), bigBase) },
+        // Its release stays too: the previous release of the redeploys at scale.
+        { name: 'atomic-deploy deploy', run: () => cli(['deploy', big, bigRoot, '--quiet', '--release-id', 'r']) },
       ],
       { runs: 1, warmup: 0, baseline: 'cp -a', onSample: (name, t) => log(`  first deploy ${name}: ${t.toFixed(1)} ms`) },
     );
     const kib = await peakRssOfCommand(process.execPath, [installedBin(), 'deploy', big, join(work, 'rss-root'), '--quiet', '--release-id', 'r'], { env: ENV });
-    loads.push(`end ${load()}`);
     const mib = kib / 1024;
     log(`  peak RSS ${mib.toFixed(0)} MiB`);
+    await rm(join(work, 'rss-root'), { recursive: true, force: true });
+
+    // The same unchanged redeploy at 100k files: each tool links against a previous tree of its own, as above.
+    const bigFiles = bigStats.files.toLocaleString('en-US');
+    const hlBig = `atomic-deploy deploy --strategy hardlink --keep 0, ${bigFiles} unchanged files`;
+    const rsBig = `rsync -a --link-dest, ${bigFiles} unchanged files`;
+    const bigDst = join(work, 'big-rsync-dst');
+    const scaleRuns = quick ? 1 : 3;
+    const scale = await pairedRuns(
+      [
+        { name: hlBig, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', big, bigRoot, '--quiet', '--strategy', 'hardlink', '--keep', '0']) },
+        {
+          name: rsBig,
+          setup: async () => {
+            await rm(bigDst, { recursive: true, force: true });
+            await timeCommand('sync', ['-f', work]);
+          },
+          run: async () => void (await timeCommand('rsync', ['-a', `--link-dest=${bigBase}`, `${big}/`, bigDst])),
+          teardown: () => rm(bigDst, { recursive: true, force: true }),
+        },
+      ],
+      // The warm-up is the first redeploy, the one that links from a release made by copy.
+      { runs: scaleRuns, warmup: 1, baseline: rsBig, onSample: (name, t, round) => log(`  redeploy at scale round ${round + 1}/${scaleRuns} ${name}: ${t.toFixed(1)} ms`) },
+    );
+    const atScale = scale.cases.find((c) => c.name === hlBig)?.ratio ?? NaN;
+    loads.push(`end ${load()}`);
     const met = (ok: boolean): string => (ok ? 'met' : 'MISSED');
     return {
       name: 'manifest-targets',
       title: 'Release manifests: redeploy and memory targets',
-      description: `An unchanged ${stats.files.toLocaleString('en-US')}-file redeploy with --strategy hardlink (the build's hashes taken from the source cache, the previous release's from its manifest through its stat cache: neither tree is read) against rsync --link-dest, and a first deploy of ${bigStats.files.toLocaleString('en-US')} files.`,
+      description: `An unchanged ${stats.files.toLocaleString('en-US')}-file redeploy with --strategy hardlink (the build's hashes taken from the source cache, the previous release's from its manifest through its stat cache: neither tree is read) against rsync --link-dest, and a first deploy of ${bigStats.files.toLocaleString('en-US')} files; then the same redeploy at ${bigStats.files.toLocaleString('en-US')} files, and a one-file redeploy beside the ${stats.files.toLocaleString('en-US')}-file ones for the fixed cost, to show how the ratio moves with the size of the tree.`,
       machine,
       quick,
       tables: [
@@ -115,6 +158,16 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
           ],
         },
         {
+          caption: 'How the redeploy ratio moves with the size of the tree (not targets: what the fixed cost hides)',
+          columns: ['ratio', 'value'],
+          rows: [
+            [`${HL} ÷ ${RS}`, round3(vsRsync)],
+            [`(${HL} − ${HL1}) ÷ ${RS}: the ratio a tree large enough for the fixed cost to vanish tends to`, round3(perFileVsRsync)],
+            [`(${HL} − ${HL1}) ÷ ${RSC}`, round3(perFileVsChecksum)],
+            [`${hlBig} ÷ ${rsBig}, measured`, round3(atScale)],
+          ],
+        },
+        {
           caption: `Redeploy of ${stats.files.toLocaleString('en-US')} unchanged files: ${runs} alternated rounds after 1 warm-up`,
           columns: ['case', 'median ms', 'min ms', 'max ms', `× ${RS}`],
           rows: redeploy.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
@@ -124,12 +177,18 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
           columns: ['case', 'ms', '× cp -a'],
           rows: first.cases.map((c) => [c.name, ms(c.median), round3(c.ratio)]),
         },
+        {
+          caption: `Redeploy of ${bigFiles} unchanged files: ${scaleRuns} alternated rounds after 1 warm-up`,
+          columns: ['case', 'median ms', 'min ms', 'max ms', `× ${rsBig}`],
+          rows: scale.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
+        },
       ],
       charts: [],
       notes: [
         'Every deploy here is the command as package.json\'s `bin` installs it (dist/bin/atomic-deploy.cjs, bundled by esbuild), what a user\'s `atomic-deploy` runs, as in the start-up and verify targets; until 2026-12-04 this benchmark ran the tsc output (dist/cli/bin.js), which loads one module per source file and starts tens of ms slower.',
         `Our redeploy is the whole CLI (Node start-up, lock, journal, fsync, record, switch, the /proc scan for processes left on the previous release); rsync only fills a directory. Ours fsyncs (the default); rsync does not. The target rows are the deploys with --keep 0, which like rsync delete nothing; the default keep (5) also deletes the oldest release on every deploy once five stand (its row), keeping the live release's stat cache true as it goes (docs/strategies.md), and that deletion is measured on its own in the throughput benchmark's prune table.`,
         'Each tool links against a previous tree of its own: rsync against a `cp -a` of the build, ours against its last release. Until 2026-12-02 rsync linked against our first release, whose inodes every release shares: each link(2) moved their ctimes, so each of our redeploys found the live release changed since its stat cache and read all 10,000 files again, as it must when something links into a release.',
+        `The fixed cost (the one-file row, ${ms(fixed)} ms here, of which \`node -e 0\` is about 100 ms on this machine: see the start-up benchmark) is paid once per deploy; rsync has next to none. Take it away and our ${stats.files.toLocaleString('en-US')}-file redeploy does its per-file work (three stat calls and one link(2) per file, a stat cache and a manifest written) in ${round3(perFileVsRsync)}× the time of rsync's whole run: that is the ratio a larger tree tends to, and the ${bigFiles}-file rows measure it.`,
         `Load average (1 / 5 / 15 min) during the run: ${loads.join('; ')}.`,
         runNote(started, machine),
       ],

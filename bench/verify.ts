@@ -1,6 +1,8 @@
 // verify against the tool an operator would reach for: `find . -type f -exec sha256sum {} +`
-// over the same release (10,000 files, about 100 MiB), warm cache, cases alternated.
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+// over the same release (10,000 files, about 100 MiB), warm cache, cases alternated; then a
+// one-file release for the fixed cost, and a 40,000-file release, to show how the ratio moves
+// with the size of the release.
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchBin, installedBin } from './bin.ts';
@@ -17,6 +19,8 @@ const OURS = 'atomic-deploy verify';
 // The same command as installed (package.json `bin`): the esbuild bundle loads a few files instead of one module per source file.
 const INSTALLED = 'atomic-deploy verify (installed bundle)';
 const ENV = { ...process.env, NO_COLOR: '1' };
+// What every verify pays whatever the release holds: Node start-up, loading the CLI, the record and the manifest read.
+const ONE = 'atomic-deploy verify (installed bundle), a one-file release';
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const ms = (x: number): number => Math.round(x * 10) / 10;
@@ -38,20 +42,21 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
     await timeCommand(process.execPath, [benchBin(), 'deploy', src, root, '--quiet', '--release-id', 'r'], { env: ENV });
     const rel = join(root, 'releases', 'r');
     if ((await readdir(rel)).length === 0) throw new Error('the deploy made an empty release');
+    const one = join(work, 'one');
+    await mkdir(one);
+    await writeFile(join(one, 'index.html'), 'one\n');
+    const oneRoot = join(work, 'one-root');
+    await timeCommand(process.execPath, [installedBin(), 'deploy', one, oneRoot, '--quiet', '--release-id', 'r'], { env: ENV });
+    const verifyCase = (name: string, bin: string, at: string): { name: string; run: () => Promise<void> } => ({
+      name,
+      run: async (): Promise<void> => {
+        const out = await timeCommand(process.execPath, [bin, 'verify', at, '--json'], { env: ENV });
+        if (!(JSON.parse(out.stdout) as { identical?: boolean }).identical) throw new Error('verify found differences in an untouched release');
+      },
+    });
+    const sha256sum = (name: string, cwd: string): { name: string; run: () => Promise<void> } => ({ name, run: async () => void (await timeCommand('sh', ['-c', 'find . -type f -exec sha256sum {} + >/dev/null'], { cwd })) });
     const result = await pairedRuns(
-      [
-        { name: BASELINE, run: async () => void (await timeCommand('sh', ['-c', 'find . -type f -exec sha256sum {} + >/dev/null'], { cwd: rel })) },
-        ...[
-          { name: OURS, bin: benchBin() },
-          { name: INSTALLED, bin: installedBin() },
-        ].map(({ name, bin }) => ({
-          name,
-          run: async (): Promise<void> => {
-            const out = await timeCommand(process.execPath, [bin, 'verify', root, '--json'], { env: ENV });
-            if (!(JSON.parse(out.stdout) as { identical?: boolean }).identical) throw new Error('verify found differences in an untouched release');
-          },
-        })),
-      ],
+      [sha256sum(BASELINE, rel), verifyCase(OURS, benchBin(), root), verifyCase(INSTALLED, installedBin(), root), verifyCase(ONE, installedBin(), oneRoot)],
       { runs, warmup: 1, baseline: BASELINE, onSample: (name, t, round) => log(`  verify round ${round + 1}/${runs} ${name}: ${t.toFixed(1)} ms`) },
     );
     // Where a hashing thread pays: this process's hashTree alone, and with one thread started for
@@ -99,6 +104,29 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
     // The target is the command users run: the installed bundle (as for the start-up target).
     const ours = result.cases.find((c) => c.name === INSTALLED);
     const ratio = ours?.ratio ?? NaN;
+    const fixed = result.cases.find((c) => c.name === ONE)?.median ?? NaN;
+    const base = result.cases.find((c) => c.name === BASELINE)?.median ?? NaN;
+    // The ratio a release large enough for the fixed cost to vanish tends to.
+    const perFile = ours ? (ours.median - fixed) / base : NaN;
+
+    // The same at 40,000 files (about 400 MiB): the fixed cost weighs a quarter as much.
+    const bigFiles = quick ? 2000 : 40_000;
+    const bigSrc = join(work, 'big');
+    const bigStats = await makeTree(bigSrc, { dirs: bigFiles / 100, filesPerDir: 100, minSize: 2048, maxSize: 18_432, seed: 6 });
+    const bigRoot = join(work, 'big-root');
+    await timeCommand(process.execPath, [installedBin(), 'deploy', bigSrc, bigRoot, '--quiet', '--release-id', 'r'], { env: ENV });
+    await rm(bigSrc, { recursive: true, force: true });
+    const bigLabel = `${bigStats.files.toLocaleString('en-US')} files, ${(bigStats.bytes / 1024 ** 2).toFixed(0)} MiB`;
+    const bigBaseline = `${BASELINE} (${bigLabel})`;
+    const bigOurs = `${INSTALLED} (${bigLabel})`;
+    const bigRuns = quick ? 1 : 5;
+    const scale = await pairedRuns([sha256sum(bigBaseline, join(bigRoot, 'releases', 'r')), verifyCase(bigOurs, installedBin(), bigRoot)], {
+      runs: bigRuns,
+      warmup: 1,
+      baseline: bigBaseline,
+      onSample: (name, t, round) => log(`  verify at scale round ${round + 1}/${bigRuns} ${name}: ${t.toFixed(1)} ms`),
+    });
+    const atScale = scale.cases.find((c) => c.name === bigOurs)?.ratio ?? NaN;
     return {
       name: 'verify',
       title: 'verify',
@@ -117,6 +145,20 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
           rows: result.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
         },
         {
+          caption: 'How the ratio moves with the size of the release (not targets: what the fixed cost hides)',
+          columns: ['ratio', 'value'],
+          rows: [
+            [`${INSTALLED} / ${BASELINE}`, round3(ratio)],
+            [`(${INSTALLED} − ${ONE}) / ${BASELINE}: the ratio a release large enough for the fixed cost to vanish tends to`, round3(perFile)],
+            [`${bigOurs} / ${bigBaseline}, measured`, round3(atScale)],
+          ],
+        },
+        {
+          caption: `${bigLabel}: median wall time of ${bigRuns} alternated rounds (after 1 warm-up round)`,
+          columns: ['case', 'median ms', 'min ms', 'max ms', `× ${BASELINE}`],
+          rows: scale.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
+        },
+        {
           caption: `Hashing threads: hashTree in this process, alone and with one thread, median of ${runs} alternated rounds`,
           columns: ['case', 'median ms', 'min ms', 'max ms', '× alone'],
           rows: poolRows,
@@ -125,6 +167,7 @@ export async function runVerifyBench(opts: { quick: boolean; log?: (line: string
       charts: [],
       notes: [
         `"${OURS}" is the whole CLI (Node start-up included): it reads the record and the manifest, checks the digest, walks the release and hashes every file, and compares. Hashing threads are added only for a release of at least ${POOL_MIN_BYTES / 1024 ** 2} MiB or ${POOL_MIN_FILES.toLocaleString('en-US')} files (by its manifest), one per core idle when it starts (the runnable threads of /proc/loadavg), ${availableParallelism()} cores here: below that, one thread's start costs more than it saves (last table). The release here (${stats.files.toLocaleString('en-US')} files) ${stats.files >= POOL_MIN_FILES || stats.bytes >= POOL_MIN_BYTES ? 'gets one when a core is idle as verify starts' : 'is hashed on the main thread alone'}. sha256sum only hashes, on one core; both read from a warm page cache.`,
+        `The fixed cost (the one-file row, ${ms(fixed)} ms here, of which \`node -e 0\` is about 100 ms on this machine: see the start-up benchmark) is paid once per verify; sha256sum starts in a millisecond. Take it away and our verify of ${stats.files.toLocaleString('en-US')} files does its per-file work in ${round3(perFile)}× the time of the whole find and sha256sum: the ratio a larger release tends to, which the ${bigLabel} rows measure.`,
         `Load average (1 / 5 / 15 min) at the end: ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
         `"${INSTALLED}" is the same command as package.json's \`bin\` installs it (dist/bin/atomic-deploy.cjs, bundled by esbuild); the target row measures it, as the start-up, redeploy and artifact targets do; the tsc output (dist/cli/bin.js, which the other benchmarks run) is the row beside it.`,
         runNote(started, machine),
