@@ -151,7 +151,8 @@ async function measureIncremental(src: string, work: string, runs: number, warmu
       // Alternating the builds keeps exactly the changed files different from the previous release.
       const from = changedEveryOther && r.deploys % 2 === 0 ? changedSrc : src;
       r.deploys += 1;
-      await cli(['deploy', from, r.root, '--quiet', '--strategy', 'hardlink', ...extra]);
+      // --keep 0: like rsync, which only fills a directory, nothing is deleted (the default keep would prune a 10k-file release per deploy once five stand).
+      await cli(['deploy', from, r.root, '--quiet', '--strategy', 'hardlink', '--keep', '0', ...extra]);
     },
   });
   const rsync = (name: string, from: string, extra: string[] = []): PairedCase => ({
@@ -421,7 +422,7 @@ export async function runThroughput(opts: { quick: boolean; log?: Log }): Promis
     `"${OURS}" is the whole CLI into a fresh root (Node start-up, checks, lock, journal, copy, one syncfs, rename, switch, release log); "${OURS_NO_FSYNC}" is the same without the syncfs and fsyncs. The copy target is judged on the --no-fsync run, because cp -a and rsync leave their data in the page cache too; durability has its own target.`,
     `Our deploy pays a fixed cost that the C tools do not: starting Node and loading the CLI (see the start-up benchmark) and the deploy bookkeeping, which is why the ratio is worst on the smallest tree.${oursMidFsync && oursMid ? ` At ${midLabel}: with fsync ${oursVs(oursMidFsync, pick(mid, BASELINE))} for cp -a; without ${oursVs(oursMid, pick(mid, BASELINE))}.` : ''}`,
     'syncfs(2) flushes every dirty page of the filesystem, not only the release: on a machine where other work writes to the same disk, the fsync case also pays for that work.',
-    `Redeploys: each of our cases deploys into its own root, so every deploy links against the release before it; the 1% case alternates two builds that differ in ${incremental?.changed ?? 0} files. rsync links against a release of the unchanged build. ${hlnfU && hlnfC ? `Without fsync: unchanged ${Math.round(hlnfU.median)} ms, 1% changed ${Math.round(hlnfC.median)} ms.` : ''}`,
+    `Redeploys: each of our cases deploys into its own root with --keep 0 (like rsync, it deletes nothing; until 2026-12-04 these rows kept the default 5, so once five releases stood each deploy also pruned one: the release-manifest benchmark measures that case on its own), so every deploy links against the release before it; the 1% case alternates two builds that differ in ${incremental?.changed ?? 0} files. rsync links against a release of the unchanged build. ${hlnfU && hlnfC ? `Without fsync: unchanged ${Math.round(hlnfU.median)} ms, 1% changed ${Math.round(hlnfC.median)} ms.` : ''}`,
     `Prune: the old release (the ${pruneFiles}-file tree as hardlinks, plus a small build) leaves releases/ by one rename under the lock; its tree is deleted after the lock is released and after the new release is live, before the process exits. "to the switch" is the deploy's own duration from --json, measured before prune starts; the wall time includes the deletion (median ${Math.round(deleteMs)} ms) and the rename (median ${Math.round(renameMs)} ms, which includes the check of /proc for processes using the release).`,
     'Peak RSS is the largest resident set of the deploy process (the kernel\'s rusage via GNU time), including Node itself.',
     runNote(started, machine),
