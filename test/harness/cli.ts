@@ -9,6 +9,14 @@ export const BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.cjs', imp
 /** The tsc output, which alone has the failpoints compiled in (the bundle leaves them out): for runs that arm them. */
 export const TSC_BIN = fileURLToPath(new URL('../../dist/cli/bin.js', import.meta.url));
 
+/** The environment of a CLI run: ours, no colour, `extra`, and ATOMIC_DEPLOY_FAILPOINTS set to `failpoints` or removed. */
+export function cliEnv(failpoints?: string, extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...extra };
+  if (failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = failpoints;
+  else delete env.ATOMIC_DEPLOY_FAILPOINTS;
+  return env;
+}
+
 /** The CLI to run with `env`: the tsc output where failpoints are armed, else the installed bundle. */
 export function binFor(env: NodeJS.ProcessEnv): string {
   return env.ATOMIC_DEPLOY_FAILPOINTS ? TSC_BIN : BIN;
@@ -33,9 +41,7 @@ export interface CliOptions {
 
 /** Starts the CLI; the caller may signal or kill it. */
 export function spawnCli(args: readonly string[], options: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...options.env };
-  if (options.failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = options.failpoints;
-  else delete env.ATOMIC_DEPLOY_FAILPOINTS;
+  const env = cliEnv(options.failpoints, options.env);
   const child = spawn(process.execPath, [options.bin ?? binFor(env), ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

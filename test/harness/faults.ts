@@ -5,7 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binFor, type CliResult } from './cli.ts';
+import { binFor, cliEnv, type CliResult } from './cli.ts';
 import { requireTool } from './swappers.ts';
 
 /** Fails (never skips) when a tool the fault tests drive is not installed. */
@@ -33,9 +33,7 @@ export interface WrappedOptions {
 
 /** Runs the CLI behind a wrapper command (strace, setpriv), as the harness's runCli does otherwise. */
 export function runWrapped(args: readonly string[], options: WrappedOptions = {}): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...options.env };
-  if (options.failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = options.failpoints;
-  else delete env.ATOMIC_DEPLOY_FAILPOINTS;
+  const env = cliEnv(options.failpoints, options.env);
   const argv = [...(options.prefix ?? []), process.execPath, binFor(env), ...args];
   const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

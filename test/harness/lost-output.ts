@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { binFor, type CliResult } from './cli.ts';
+import { binFor, cliEnv, type CliResult } from './cli.ts';
 
 export interface LoseWhen {
   /** Lose the reader once this text has been printed (on the stream being watched)... */
@@ -13,19 +13,12 @@ export interface LoseWhen {
   afterMs?: number;
 }
 
-function baseEnv(failpoints?: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  if (failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = failpoints;
-  else delete env.ATOMIC_DEPLOY_FAILPOINTS;
-  return env;
-}
-
 /**
  * Runs the CLI with both streams piped and closes the read end of `lose` (stdout or stderr)
  * when `when` is met; the other stream is collected. The CLI's later writes there get EPIPE.
  */
 export async function runClosingPipe(args: readonly string[], lose: 'stdout' | 'stderr', when: LoseWhen, options: { failpoints?: string; timeoutMs?: number } = {}): Promise<CliResult & { closed: boolean }> {
-  const env = baseEnv(options.failpoints);
+  const env = cliEnv(options.failpoints);
   const child = spawn(process.execPath, [binFor(env), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const kept = lose === 'stdout' ? child.stderr : child.stdout;
   const watched = lose === 'stdout' ? child.stdout : child.stderr;
@@ -65,10 +58,11 @@ export async function runHangingUp(dir: string, args: readonly string[], when: L
   const rcFile = path.join(dir, `rc.${process.hrtime.bigint()}`);
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const session = path.join(dir, `session.${process.hrtime.bigint()}.sh`);
+  const env = cliEnv(options.failpoints, { SHELL: '/bin/sh' });
   fs.writeFileSync(
     session,
     [
-      `${[process.execPath, binFor(baseEnv(options.failpoints)), ...args].map(q).join(' ')} &`,
+      `${[process.execPath, binFor(env), ...args].map(q).join(' ')} &`,
       'pid=$!',
       "trap 'kill -HUP $pid' HUP",
       // wait returns early when the trap runs; wait again until the CLI is really gone.
@@ -76,7 +70,7 @@ export async function runHangingUp(dir: string, args: readonly string[], when: L
       `echo $rc > ${q(rcFile)}`,
     ].join('\n') + '\n',
   );
-  const script = spawn('script', ['-qfc', `sh ${q(session)}`, '/dev/null'], { env: { ...baseEnv(options.failpoints), SHELL: '/bin/sh' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const script = spawn('script', ['-qfc', `sh ${q(session)}`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   const failed = new Promise<never>((_, reject) => script.on('error', (e) => reject(new Error(`script(1) could not start (bsdutils): ${e.message}`))));
   failed.catch(() => undefined);
   let screen = '';
