@@ -1,10 +1,11 @@
 /**
  * What a fleet deploy sends to a host and what it links there, decided by content: a file is
  * linked from the host's current release only when that release's trusted manifest says it holds
- * the same bytes (size and SHA-256) with the same mode; everything else is sent. The host then
- * checks every linked file against the build's SHA-256 (`sha256sum -c`, see remote/content.ts),
- * and any that differs is sent after all.
+ * the same bytes (size and SHA-256) with the same mode; everything else is sent. The host makes
+ * the same list from the same two manifests, links it, and checks every linked file's bytes and
+ * mode against the build's manifest (see remote/content-script.ts); any that differs is sent after all.
  */
+import { createHash } from 'node:crypto';
 import { unchangedFiles, type Manifest } from './manifest.ts';
 
 export interface SendPlan {
@@ -15,11 +16,13 @@ export interface SendPlan {
 }
 
 /**
- * Paths a host-side hash listing cannot name unambiguously (`sha256sum` escapes a newline or
- * backslash in a name): such files are always sent, never linked.
+ * Paths the host can name exactly when it decides what to link (remote/content-script.ts
+ * linkListScript): those that JSON writes with no escape (no quote, backslash or control
+ * character), so that the text between the quotes of a manifest line is the path itself, and
+ * `sha256sum` needs no escape for them either. Any other file is always sent, never linked.
  */
 export function linkablePath(p: string): boolean {
-  return !p.includes('\n') && !p.includes('\\') && !p.includes('\r');
+  return !JSON.stringify(p).includes('\\');
 }
 
 /** `have` is the previous release's manifest, or null when it has none that can be trusted (then everything is sent). */
@@ -38,16 +41,13 @@ export function planSend(build: Manifest, have: Manifest | null): SendPlan {
 }
 
 /**
- * The check list the host verifies the linked files with: `<sha256>  <path>` per line, the
- * build's hash of each, as `sha256sum -c` and `shasum -a 256 -c` read it. Linked paths never hold
- * a newline or backslash (linkablePath), so each line names one path as it is.
+ * The SHA-256 (hex) of the linked paths, one a line, in plan order: what the host's own list of the
+ * files to link (derived from the two manifests it holds) must hash to before its check is read.
  */
-export function checkList(build: Manifest, linked: readonly string[]): string {
-  const want = new Map<string, string>();
-  for (const e of build.entries) if (e.type === 'file') want.set(e.path, e.sha256);
-  let text = '';
-  for (const p of linked) text += `${want.get(p) ?? ''}  ${p}\n`;
-  return text;
+export function linkListDigest(linked: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const p of linked) hash.update(`${p}\n`);
+  return hash.digest('hex');
 }
 
 const FAILED = ': FAILED';

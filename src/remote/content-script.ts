@@ -38,42 +38,96 @@ ${emit('stored', 'manifest')}
 }
 
 /**
- * Reads a check list on stdin (`<sha256>  <path>` lines, plan/fleet-send.ts checkList), hardlinks
- * each listed file from `releases/<previous>` into `<stage>/<id>`, then checks what landed against
- * those hashes with `sha256sum -c` (or `shasum -a 256 -c`) on the host. It prints how many files
- * matched as a `checked` frame and the rest of the check's lines (`<path>: FAILED ...`) as a
- * `failed` frame: a few bytes when all is well, instead of a hash per file for this machine to
- * read. A path that is not a regular file there (a symlink put in its place) is removed, so it
- * fails the check and is sent. Nor is a file reached through a symlinked directory linked (cp
- * would follow it, and the release would share an inode with whatever it points to, a shared
- * path's files for one): a listed path under any symlink of the previous release is left out of
- * the list, fails the check and is sent. (`grep -F` may also match such a prefix after a name
- * ending in a dot: that file is sent too, never wrongly linked.) GNU cp links the list
- * (`cp -P -l --parents`, a symlink linked as one), several times faster than rsync on many small
- * files; where cp lacks --parents (an old BusyBox) or fails, a host-side rsync whose link-dest is its
- * own source links what is left (those already linked stay as they are). Directory modes do not matter here: rsync sends every directory of
- * the build afterwards. LC_ALL=C: the check's OK and FAILED are never translated, and the 66
- * bytes before each path are cut as bytes.
+ * The files a host links from its current release, decided there from the two manifests it holds:
+ * every file line of the new manifest (`<stage>/manifest.json`) that the previous release's
+ * manifest holds byte for byte (the same path, type, mode, size and SHA-256: our manifests are
+ * canonical, one entry a line, so equal entries are equal lines) and whose path needs no escape in
+ * JSON (plan/fleet-send.ts linkablePath: no quote, backslash or control character, so the path is
+ * the text between the quotes). The deploying side plans the same list from the same two manifests
+ * and compares its digest with this one's; the host's list is only used when they agree.
+ * Writes, in the current directory: `link.paths` (one path a line), `link.check` (`<sha256>  <path>`,
+ * as `sha256sum -c` reads it) and `link.modes` (`<octal mode> <path>`, as `stat -c '%a %n'` prints it).
+ */
+export function linkListScript(previousManifest: string, newManifest: string): string {
+  // Both are shell words as given (a quoted path, or "$var"), so that the caller chooses how they expand.
+  return `: > link.paths && : > link.check && : > link.modes || exit 1
+awk '
+FNR == 1 { f++ }
+{ sub(/,$/, "") }
+f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
+!($0 in old) { next }
+{
+  n = split($0, a, "\\"")
+  if (n != 17 || a[1] != "{" || a[2] != "path" || a[6] != "type" || a[8] != "file" || a[10] != "mode" || a[12] != "size" || a[14] != "sha256") next
+  m = a[11]; gsub(/[:,]/, "", m)
+  print a[4] > "link.paths"
+  print a[16] "  " a[4] > "link.check"
+  printf "%o %s\\n", m + 0, a[4] > "link.modes"
+}' ${previousManifest} ${newManifest} 2>/dev/null || :
+`;
+}
+
+/**
+ * Hardlinks the files the two manifests on the host agree on (linkListScript) from
+ * `releases/<previous>` into `<stage>/<id>`, then checks what landed: its bytes against the new
+ * manifest's SHA-256 (`sha256sum -c`, or `shasum -a 256 -c`) and its mode against the new
+ * manifest's mode (`stat`: a hardlink shares its inode's mode, so a file chmod-ed in the previous
+ * release after it was made would carry that mode into this one). Nothing of the plan travels on
+ * stdin: the deploying side sent the new manifest already, and the host prints its list's SHA-256
+ * (`link-list`) for the deploying side to compare with its own plan. Then it prints the stored new
+ * manifest's SHA-256 (`stored-sha256`), how many linked files passed both checks (`checked`) and
+ * `<path>: FAILED` for each that did not (`failed`): a few bytes when all is well. A path that is
+ * not a regular file there (a symlink put in its place) is removed, so it fails the check and is
+ * sent. Nor is a file reached through a symlinked directory linked (cp would follow it, and the
+ * release would share an inode with whatever it points to, a shared path's files for one): a
+ * listed path under any symlink of the previous release is left out of the linking, fails the check
+ * and is sent. (`grep -F` may also match such a prefix after a name ending in a dot: that file is
+ * sent too, never wrongly linked.) GNU cp links the list (`cp -P -l --parents`, a symlink linked as
+ * one), several times faster than rsync on many small files; where cp lacks --parents (an old
+ * BusyBox) or fails, a host-side rsync whose link-dest is its own source links what is left (those
+ * already linked stay as they are). Directory modes do not matter here: rsync sends every directory
+ * of the build afterwards. A host without sha256sum or shasum, or without a `stat` that prints
+ * modes, links nothing and says so (`no-sum`, `no-stat`): every file is sent. LC_ALL=C: the check's
+ * OK and FAILED are never translated, and paths are compared as bytes.
  */
 export function linkScript(root: string, previous: string, stage: string, id: string): string {
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
+m=${q(`${root}/.atomic-deploy/manifests/${previous}.json`)}
 LC_ALL=C; export LC_ALL
-mkdir -p -- "$s" && cat > "$w/link.check" || exit 1
+if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
+elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
+else ${emit('no-sum', 'yes')}; exit 0; fi
+if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %n'
+elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %N'
+else ${emit('no-stat', 'yes')}; exit 0; fi
+mkdir -p -- "$s" && cd -- "$w" || exit 1
+h=$($sum < manifest.json) || exit 1
+printf 'stored-sha256\\000%s\\000' "\${h%% *}"
+${linkListScript('"$m"', 'manifest.json')}h=$($sum < link.paths) || exit 1
+printf 'link-list\\000%s\\000' "\${h%% *}"
 cd -- "$p" || exit 1
 find . -type l 2>/dev/null | sed 's|$|/|' > "$w/link.skip" || exit 1
-sed 's/^.\\{66\\}//; s|^|./|' < "$w/link.check" | grep -v -F -f "$w/link.skip" | sed 's|^\\./||' | tr '\\n' '\\000' > "$w/link.list" || exit 1
+sed 's|^|./|' < "$w/link.paths" | grep -v -F -f "$w/link.skip" | sed 's|^\\./||' | tr '\\n' '\\000' > "$w/link.list" || exit 1
+if [ -s "$w/link.list" ]; then
 xargs -0 cp -P -l --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
 rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}
+fi
 cd -- "$s" || exit 1
 find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null
-if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum -c'
-elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256 -c'
-else ${emit('no-sum', 'yes')}; rm -f -- "$w/link.list" "$w/link.check" "$w/link.skip"; exit 0; fi
-$sum < "$w/link.check" > "$w/link.out" 2>/dev/null
-printf 'checked\\000%s\\000' "$(grep -c ': OK$' "$w/link.out")"
+$sum -c < "$w/link.check" > "$w/link.out" 2>/dev/null
+tr '\\n' '\\000' < "$w/link.paths" | xargs -0 stat "$sf" "$fmt" -- > "$w/link.stat" 2>/dev/null
+cd -- "$w" || exit 1
+awk '
+FILENAME == "link.out" { if (sub(/: OK$/, "")) ok[$0] = 1; next }
+FILENAME == "link.stat" || FILENAME == "link.modes" { sp = index($0, " "); k = substr($0, sp + 1); v = substr($0, 1, sp - 1); if (FILENAME == "link.stat") got[k] = v; else want[k] = v; next }
+{ if (($0 in ok) && ($0 in got) && got[$0] == want[$0]) n++; else print $0 ": FAILED" > "link.failed" }
+END { print n + 0 > "link.count" }
+' link.out link.stat link.modes link.paths || exit 1
+: >> link.failed
+printf 'checked\\000%s\\000' "$(cat link.count)"
 printf 'failed\\000'
-grep -v ': OK$' "$w/link.out"
+cat link.failed
 printf '\\000'
-rm -f -- "$w/link.list" "$w/link.check" "$w/link.out" "$w/link.skip"
+rm -f -- link.paths link.check link.modes link.list link.skip link.out link.stat link.failed link.count
 `;
 }

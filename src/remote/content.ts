@@ -10,10 +10,10 @@ import path from 'node:path';
 import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
 import { DeployError } from '../errors.ts';
-import { checkList, failedChecks, planSend, withResent, type SendPlan } from '../plan/fleet-send.ts';
+import { failedChecks, linkListDigest, planSend, withResent, type SendPlan } from '../plan/fleet-send.ts';
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
-import { frameValue } from './facts.ts';
+import { frameValue, type Frame } from './facts.ts';
 import { runRsync } from './rsync.ts';
 import { remoteError, type ExecResult, type SshHost } from './ssh.ts';
 
@@ -76,10 +76,10 @@ export interface PlaceRequest {
  */
 export type KnownManifests = Map<string, Promise<Manifest | null>>;
 
-/** A send plan and the check list of the files it links. */
+/** A send plan and the digest of the list of files it links (what the host's own list must hash to). */
 interface PlannedSend {
   plan: SendPlan;
-  check: string;
+  linkDigest: string;
 }
 
 /**
@@ -95,7 +95,7 @@ function plannedSend(build: Manifest, have: Manifest | null, exclude: readonly s
     const excluded = (p: string): boolean => exclude.some((x) => p === x || p.startsWith(`${x}/`));
     const built: Manifest = exclude.length === 0 ? build : { entries: build.entries.filter((e) => !excluded(e.path)) };
     const plan = planSend(built, have);
-    return { plan, check: plan.link.length === 0 ? '' : checkList(built, plan.link) };
+    return { plan, linkDigest: linkListDigest(plan.link) };
   };
   if (have === null || plans === undefined) return make();
   const key = exclude.join('\0');
@@ -155,6 +155,29 @@ async function previousManifest(ssh: SshHost, root: string, previous: { id: stri
   return reading;
 }
 
+/** What a host's link step said: which linked files to send after all, or why none of them can be trusted. */
+export type LinkVerdict = { kind: 'checked'; failed: string[] } | { kind: 'unchecked'; why: string } | { kind: 'stored-other'; sha256: string };
+
+/**
+ * Reads the link step's frames (remote/content-script.ts linkScript): the stored manifest must be
+ * the build's (`digest`), the host's list of linked files must be the planned one (`linkDigest`,
+ * plan/fleet-send.ts linkListDigest), and the check must account for every linked file; short of
+ * that, every linked file is sent.
+ */
+export function linkVerdict(frames: readonly Frame[], digest: string, linkDigest: string, linked: readonly string[]): LinkVerdict {
+  if (frameValue(frames, 'no-sum') === 'yes') return { kind: 'unchecked', why: 'no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent' };
+  if (frameValue(frames, 'no-stat') === 'yes') return { kind: 'unchecked', why: 'no stat on the host that prints modes: linked files cannot be checked, so every file is sent' };
+  const stored = frameValue(frames, 'stored-sha256');
+  if (stored !== undefined && `sha256:${stored}` !== digest) return { kind: 'stored-other', sha256: stored };
+  const list = frameValue(frames, 'link-list');
+  if (stored !== undefined && list !== undefined && list !== linkDigest) return { kind: 'unchecked', why: 'the files the host would link from its current release are not the ones planned here (its manifest changed during the deploy?): every file is sent' };
+  const checked = frameValue(frames, 'checked');
+  const lines = frameValue(frames, 'failed');
+  const found = stored === undefined || list === undefined || checked === undefined || lines === undefined || !/^\d+$/.test(checked) ? undefined : failedChecks(lines, Number(checked), linked);
+  if (found === undefined) return { kind: 'unchecked', why: "the host's check of the linked files could not be read: every file is sent" };
+  return { kind: 'checked', failed: found };
+}
+
 /** Fills `.tmp/<stage>/<id>` on the host with exactly the build's bytes, and `.tmp/<stage>/manifest.json` with its manifest. */
 export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?: AbortSignal): Promise<Placed> {
   const started = performance.now();
@@ -167,22 +190,21 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
     if (prev.warning) warnings.push(prev.warning);
     if (prev.note) notes.push(prev.note);
   }
-  const { plan, check } = plannedSend(request.build.manifest, have, request.exclude, request.plans);
-  // The manifest goes first: the stage is then complete as soon as rsync ends.
+  const { plan, linkDigest } = plannedSend(request.build.manifest, have, request.exclude, request.plans);
+  // The manifest goes first: the host decides what to link from it, and the stage is complete as soon as rsync ends.
   await execWithInput(ssh, putManifestScript(request.root, request.stage), request.build.text, 'storing the release manifest');
   let failed: string[] = [];
   if (plan.link.length > 0 && request.previous !== null) {
-    const result = await execWithInput(ssh, linkScript(request.root, request.previous.id, request.stage, request.id), check, 'linking unchanged files');
-    const checked = frameValue(result.frames, 'checked');
-    const failedLines = frameValue(result.frames, 'failed');
-    const found = checked === undefined || failedLines === undefined || !/^\d+$/.test(checked) ? undefined : failedChecks(failedLines, Number(checked), plan.link);
-    if (found === undefined) {
-      const noSum = frameValue(result.frames, 'no-sum') === 'yes';
-      warnings.push(noSum ? 'no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent' : 'the host\'s check of the linked files could not be read: every file is sent');
+    const result = await ssh.exec(linkScript(request.root, request.previous.id, request.stage, request.id));
+    if (result.code !== 0) throw remoteError(ssh.label, result, 'linking unchanged files');
+    const verdict = linkVerdict(result.frames, request.build.digest, linkDigest, plan.link);
+    if (verdict.kind === 'stored-other') throw new DeployError('REMOTE', `${ssh.label}: the manifest stored on the host is not the one sent (its SHA-256 is ${verdict.sha256})`, { details: { host: ssh.label } });
+    if (verdict.kind === 'unchecked') {
+      warnings.push(verdict.why);
       failed = plan.link;
     } else {
-      failed = found;
-      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match its manifest (edited in place?): sent again`);
+      failed = verdict.failed;
+      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match${failed.length === 1 ? 'es' : ''} its manifest (edited or chmod-ed in place?): sent again`);
     }
   }
   const listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-send-'));

@@ -4,25 +4,31 @@
 // become hardlinks in the stage, by `cp -l --parents` where cp has it and by rsync where it has
 // not; a listed path that is a symlink there, lies under a symlinked directory, or is missing, is
 // not linked; the host's check names exactly the listed files that did not land with the bytes
-// the build has.
+// and mode the build has. The list itself is made on the host from the two manifests there, and
+// must be the deploying side's plan (planSend) under every awk a host may have: gawk, mawk, BusyBox.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { linkScript, readManifestScript } from '../../src/remote/content-script.ts';
+import fc from 'fast-check';
+import { linkListScript, linkScript, readManifestScript } from '../../src/remote/content-script.ts';
 import { frameValue } from '../../src/remote/facts.ts';
+import { shQuote } from '../../src/remote/shell.ts';
 import { stagedPath } from '../../src/remote/staging.ts';
-import { failedChecks } from '../../src/plan/fleet-send.ts';
+import { failedChecks, linkListDigest, planSend } from '../../src/plan/fleet-send.ts';
+import { comparePaths, manifestDigest, serializeManifest, type Manifest, type ManifestEntry } from '../../src/plan/manifest.ts';
 import { findTools } from '../harness/fleet.ts';
 import { programShells, runProgram, type Shell } from '../harness/remote-programs.ts';
 
-const TOOLS = findTools(['busybox', 'dash', 'rsync'] as const);
+const TOOLS = findTools(['busybox', 'dash', 'rsync', 'gawk', 'mawk'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'content-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
-const SHELLS = programShells(BASE, TOOLS, ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sha256sum', 'printf', 'test', 'sed', 'tr', 'grep']);
+const SHELLS = programShells(BASE, TOOLS, ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sha256sum', 'printf', 'test', 'sed', 'tr', 'grep', 'awk', 'stat']);
+/** The tools a host's programs use besides awk, from /usr/bin, for the shells that pick an awk. */
+const HOST_TOOLS = ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sed', 'tr', 'grep', 'rsync', 'stat'];
 // Tools a host may lack: a shell whose PATH has only these.
 const BARE = path.join(BASE, 'bare-bin');
 fs.mkdirSync(BARE);
@@ -59,19 +65,47 @@ function rootWithPrevious(): { root: string; prev: string } {
 /** The bytes the build has at each path of rootWithPrevious (what the previous release holds, but for `changed`). */
 const BUILT: Record<string, string> = { 'a/one': 'one\n', 'a/two': 'two\n', 'a/run': '#!/bin/sh\n', 'b/c/three': 'three\n', 'b/link': 'one\n' };
 
-/** Runs the link step for `list`, each path checked against the build's bytes (BUILT, or `changed` where given). */
-function link(shell: Shell, root: string, list: string[], changed: Record<string, string> = {}): { failed: string[] | undefined; noSum: boolean; partial: boolean; stage: string; code: number | null; stderr: string } {
-  const check = list.map((p) => `${sha(changed[p] ?? BUILT[p] ?? '')}  ${p}\n`).join('');
-  const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE, check);
+/** The previous release's mode of each path of rootWithPrevious, as its manifest would hold it. */
+const MODES: Record<string, number> = { 'a/run': 0o755 };
+
+const fileEntry = (p: string, bytes: string, mode: number): ManifestEntry => ({ path: p, type: 'file', mode, size: Buffer.byteLength(bytes), sha256: sha(bytes) });
+
+/**
+ * Runs the link step with manifests that agree on `list` exactly: the previous release's manifest
+ * says each listed path holds the build's bytes (BUILT, or `changed`) with the build's mode (its
+ * own, or `modes`), as the new one does; the unlisted paths differ between the two. What the host
+ * then finds on disk decides the check.
+ */
+function link(shell: Shell, root: string, list: string[], changed: Record<string, string> = {}, modes: Record<string, number> = {}): { failed: string[] | undefined; noSum: boolean; noStat: boolean; partial: boolean; stage: string; code: number | null; stderr: string; listDigest?: string; stored?: string; digest: string } {
+  const same = list.map((p) => fileEntry(p, changed[p] ?? BUILT[p] ?? '', modes[p] ?? MODES[p] ?? 0o644));
+  const others = Object.keys(BUILT).filter((p) => !list.includes(p));
+  const old: ManifestEntry[] = [...same, ...others.map((p) => fileEntry(p, `old ${p}`, 0o644))];
+  const built: ManifestEntry[] = [...same, ...others.map((p) => fileEntry(p, `new ${p}`, 0o644))];
+  const manifests = path.join(root, '.atomic-deploy', 'manifests');
+  fs.mkdirSync(manifests, { recursive: true });
+  fs.writeFileSync(path.join(manifests, 'prev.json'), serializeManifest(old));
+  const text = serializeManifest(built);
+  const stage = stagedPath(root, 'stage.1');
+  fs.mkdirSync(stage, { recursive: true });
+  fs.writeFileSync(path.join(stage, 'manifest.json'), text);
+  const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE);
   const checked = frameValue(r.frames, 'checked');
   const lines = frameValue(r.frames, 'failed');
+  const listDigest = frameValue(r.frames, 'link-list');
+  const stored = frameValue(r.frames, 'stored-sha256');
+  // The order the manifest has (sorted), which is the plan's.
+  const planned = built.filter((e) => list.includes(e.path)).map((e) => e.path).sort(comparePaths);
   return {
-    failed: checked === undefined || lines === undefined ? undefined : failedChecks(lines, Number(checked), list),
+    failed: checked === undefined || lines === undefined ? undefined : failedChecks(lines, Number(checked), planned),
     noSum: frameValue(r.frames, 'no-sum') === 'yes',
+    noStat: frameValue(r.frames, 'no-stat') === 'yes',
     partial: frameValue(r.frames, 'link-partial') === 'yes',
-    stage: path.join(stagedPath(root, 'stage.1'), 'new'),
+    stage: path.join(stage, 'new'),
     code: r.code,
     stderr: r.stderr,
+    ...(listDigest === undefined ? {} : { listDigest: listDigest === linkListDigest(planned) ? 'planned' : listDigest }),
+    ...(stored === undefined ? {} : { stored: `sha256:${stored}` }),
+    digest: manifestDigest(text),
   };
 }
 
@@ -90,6 +124,18 @@ for (const shell of cases) {
       assert.equal(fs.existsSync(path.join(r.stage, 'a', 'two')), false, 'an unlisted file was linked');
       assert.deepEqual(r.failed, []);
       assert.equal(r.noSum, false);
+      assert.equal(r.listDigest, 'planned', 'the host linked the list the two manifests agree on, the plan');
+      assert.equal(r.stored, r.digest, 'the host hashed the stored manifest');
+    });
+
+    void test('a linked file whose mode is not the build\'s (chmod-ed in place, bytes kept) fails the check, and only it', () => {
+      const { root, prev } = rootWithPrevious();
+      fs.chmodSync(path.join(prev, 'a', 'one'), 0o600);
+      const r = link(shell, root, ['a/one', 'a/run', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.failed, ['a/one']);
+      // Control: the link shares the inode, so it carries the mode the manifest does not hold.
+      assert.equal(fs.statSync(path.join(r.stage, 'a', 'one')).mode & 0o777, 0o600);
     });
 
     void test('a linked file whose bytes are not the build\'s (edited in place) fails the check, and only it', () => {
@@ -157,7 +203,7 @@ for (const shell of SHELLS) {
 
 void test('on a host with shasum but no sha256sum the check runs with shasum -a 256 -c: an edited file fails it, the rest pass', () => {
   const bin = fs.mkdtempSync(path.join(BASE, 'shasum-bin-'));
-  for (const tool of ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sed', 'tr', 'grep', 'rsync']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+  for (const tool of [...HOST_TOOLS, 'awk']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
   // shasum is a perl script (Debian's perl package; .ci/install-deps installs it): both on the PATH, no sha256sum.
   const { shasum, perl } = findTools(['shasum', 'perl'] as const);
   fs.symlinkSync(shasum, path.join(bin, 'shasum'));
@@ -169,16 +215,79 @@ void test('on a host with shasum but no sha256sum the check runs with shasum -a 
   assert.deepEqual(r.failed, ['a/run']);
 });
 
-void test('on a host with no sha256sum or shasum the files are linked and the step says it could not check them', () => {
-  const bin = fs.mkdtempSync(path.join(BASE, 'nosum-bin-'));
-  for (const tool of ['cp', 'mkdir', 'rm', 'cat', 'find', 'xargs', 'sed', 'tr', 'grep', 'rsync']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
-  const { root, prev } = rootWithPrevious();
-  const r = link({ name: 'dash without sha256sum', file: TOOLS.dash, env: { PATH: bin } }, root, ['a/one', 'b/c/three']);
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.noSum, true);
-  assert.equal(r.failed, undefined, 'a check result without a tool to check with');
-  assert.equal(inode(path.join(r.stage, 'a', 'one')), inode(path.join(prev, 'a', 'one')));
+void test('on a host with no sha256sum or shasum, or no stat that prints modes, nothing is linked and the step says it could not check', () => {
+  for (const lacking of ['sha256sum', 'stat'] as const) {
+    const bin = fs.mkdtempSync(path.join(BASE, `no-${lacking}-bin-`));
+    for (const tool of [...HOST_TOOLS, 'awk', 'sha256sum'].filter((t) => t !== lacking)) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+    const { root } = rootWithPrevious();
+    const r = link({ name: `dash without ${lacking}`, file: TOOLS.dash, env: { PATH: bin } }, root, ['a/one', 'b/c/three']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(lacking === 'sha256sum' ? r.noSum : r.noStat, true);
+    assert.equal(r.failed, undefined, 'a check result without a tool to check with');
+    assert.equal(fs.existsSync(path.join(r.stage, 'a', 'one')), false, 'linked with no way to check');
+  }
 });
+
+/** dash with one awk (and the other host tools from /usr/bin), and BusyBox sh with BusyBox's awk. */
+const AWKS: Shell[] = [
+  ...(['gawk', 'mawk'] as const).map((awk): Shell => {
+    const bin = fs.mkdtempSync(path.join(BASE, `${awk}-bin-`));
+    for (const tool of [...HOST_TOOLS, 'sha256sum']) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+    fs.symlinkSync(TOOLS[awk], path.join(bin, 'awk'));
+    return { name: `dash + ${awk}`, file: TOOLS.dash, env: { PATH: bin } };
+  }),
+  SHELLS[1] as Shell,
+];
+
+// Names that are hard for a line-based program: spaces, quotes, backslashes, control characters,
+// a leading dash, non-ASCII, a name ending like a check line. Only some of them are linkable.
+const hardName = fc.constantFrom('a', 'b c', ' lead', 'trail ', '-x', 'ü', 'q"r', 's\\t', 'n\nl', 't\tb', '\u007f', 'x: OK', 'y: FAILED', '{"path":"z"}', 'e,', "o'k");
+const hex = fc.constantFrom('0', '1').map((c) => c.repeat(64));
+const hardManifest = fc.uniqueArray(fc.record({ path: hardName, mode: fc.constantFrom(0o644, 0o755, 0o4755), size: fc.constantFrom(1, 2), sha256: hex, kind: fc.constantFrom('file', 'file', 'file', 'symlink') }), { selector: (f) => f.path, maxLength: 10 }).map(
+  (files): Manifest => ({
+    entries: [{ path: 'd', type: 'dir', mode: 0o755 }, ...files.map((f): ManifestEntry => (f.kind === 'symlink' ? { path: `d/${f.path}`, type: 'symlink', target: f.path } : { path: `d/${f.path}`, type: 'file', mode: f.mode, size: f.size, sha256: f.sha256 }))],
+  }),
+);
+
+for (const shell of AWKS) {
+  void test(`under ${shell.name}, the host's list of files to link is the deploying side's plan, with the build's hash and mode of each`, () => {
+    const dir = fs.mkdtempSync(path.join(BASE, 'list-'));
+    const linkedNames = new Set<string>();
+    // The previous release: the build with about half of its entries kept, the rest changed or gone.
+    const pair = hardManifest.chain((build) =>
+      fc.array(fc.constantFrom('keep', 'keep', 'keep', 'other-hash', 'other-mode', 'gone'), { minLength: build.entries.length, maxLength: build.entries.length }).map((fates) => {
+        const entries = build.entries.flatMap((e, i): ManifestEntry[] => {
+          const fate = fates[i];
+          if (e.type !== 'file' || fate === 'keep') return [e];
+          if (fate === 'gone') return [];
+          return [fate === 'other-hash' ? { ...e, sha256: 'f'.repeat(64) } : { ...e, mode: 0o600 }];
+        });
+        return [build, { entries }] as const;
+      }),
+    );
+    fc.assert(
+      fc.property(pair, ([build, have]) => {
+        const text = serializeManifest(build.entries);
+        fs.writeFileSync(path.join(dir, 'old.json'), serializeManifest(have.entries));
+        fs.writeFileSync(path.join(dir, 'new.json'), text);
+        // The manifest's own order (parsed back, as the deploying side holds it).
+        const plan = planSend({ entries: JSON.parse(text).entries as ManifestEntry[] }, { entries: JSON.parse(serializeManifest(have.entries)).entries as ManifestEntry[] });
+        const r = runProgram(shell, `LC_ALL=C; export LC_ALL\n${linkListScript(shQuote(path.join(dir, 'old.json')), shQuote(path.join(dir, 'new.json')))}`, dir);
+        assert.equal(r.code, 0, r.stderr);
+        const read = (name: string): string => fs.readFileSync(path.join(dir, name), 'utf8');
+        assert.equal(read('link.paths'), plan.link.map((p) => `${p}\n`).join(''));
+        const byPath = new Map(build.entries.map((e) => [e.path, e]));
+        const want = (p: string): Extract<ManifestEntry, { type: 'file' }> => byPath.get(p) as Extract<ManifestEntry, { type: 'file' }>;
+        assert.equal(read('link.check'), plan.link.map((p) => `${want(p).sha256}  ${p}\n`).join(''));
+        assert.equal(read('link.modes'), plan.link.map((p) => `${want(p).mode.toString(8)} ${p}\n`).join(''));
+        for (const p of plan.link) linkedNames.add(p);
+      }),
+      { numRuns: 150 },
+    );
+    // Not vacuous: hard names were linked, not only sent.
+    for (const p of ['d/b c', 'd/ lead', 'd/trail ', 'd/-x', 'd/ü', 'd/x: OK']) assert.ok(linkedNames.has(p), `${JSON.stringify(p)} was never linked in 150 runs`);
+  });
+}
 
 for (const shell of [...SHELLS, { name: 'busybox sh without sha256sum or shasum', file: path.join(BARE, 'sh'), env: { PATH: BARE } }]) {
   void test(`reading a release's manifest under ${shell.name}: whole, or its SHA-256 only where the host can hash; nothing for a missing one`, () => {

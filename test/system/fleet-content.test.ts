@@ -170,6 +170,30 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     for (const h of fleet.hosts) assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
   });
 
+  void test('a previous release chmod-ed in place (content kept) is caught on the host: the file is sent, the new release has the built mode', async (t) => {
+    const { root, on } = newRoot('chmodded');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(6));
+    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+    const host1 = fleet.hosts[0] as FleetHost;
+    const old = path.join(on(host1), 'releases', String(first.release), 'lib', 'f002.js');
+    fs.chmodSync(old, 0o600);
+    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    const h1 = j.hosts.find((h) => h.host === 'host1');
+    assert.equal(h1?.transferred, FILES / 10 + 2, 'host1: the chmod-ed file was sent too');
+    assert.match((h1?.warnings ?? []).join('\n'), /1 file of release \d+ no longer matches? its manifest/);
+    assert.equal(j.hosts.find((h) => h.host === 'host2')?.transferred, FILES / 10 + 1);
+    const now = path.join(on(host1), 'releases', String(j.release), 'lib', 'f002.js');
+    // A hardlink would share the inode, and with it the mode 600 the manifest does not hold.
+    assert.notEqual(fs.statSync(now).ino, fs.statSync(old).ino, 'host1: the file is not a link to the chmod-ed inode');
+    assert.equal(fs.statSync(now).mode & 0o777, fs.statSync(path.join(v2, 'lib', 'f002.js')).mode & 0o777, 'host1: the built mode');
+    assert.equal(fs.statSync(old).mode & 0o777, 0o600, 'control: the previous release still holds the chmod-ed inode a link would have shared');
+    const verify = await cli(['verify', root, ...hostArgs, '--json']);
+    assert.equal(verify.code, 0, `the live release matches its manifest on every host:\n${verify.stdout}${verify.stderr}`);
+  });
+
   void test('a truncated manifest on one host is never trusted: that host gets every file, with a warning', async (t) => {
     const { root, on } = newRoot('corrupt');
     const v1 = build(t, 'v1', new Set());

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkList, failedChecks, linkablePath, planSend, withResent } from '../../src/plan/fleet-send.ts';
+import { failedChecks, linkablePath, linkListDigest, planSend, withResent } from '../../src/plan/fleet-send.ts';
+import { createHash } from 'node:crypto';
 import type { Manifest, ManifestEntry } from '../../src/plan/manifest.ts';
 
 const hex = fc.constantFrom('0', '1', '2').map((c) => c.repeat(64));
-const name = fc.constantFrom('a', 'b', 'c\nd', 'e\\f', 'g h', 'ü');
+const name = fc.constantFrom('a', 'b', 'c\nd', 'e\\f', 'g h', 'ü', 'q"r', 't\tu', '\u007f');
 
 // Two builds over the same small namespace of files: sizes, hashes and modes collide often.
 const fileArb = fc.record({ path: name, mode: fc.constantFrom(0o644, 0o755), size: fc.constantFrom(1, 2), sha256: hex });
@@ -68,18 +69,15 @@ void test('a linked file whose hash on the host differs, or that is missing ther
   );
 });
 
-void test('the check list gives each linked file the build\'s hash, one line each, in the form sha256sum -c reads', () => {
-  const a = 'a'.repeat(64);
-  const b = 'b'.repeat(64);
-  const build: Manifest = {
-    entries: [
-      { path: 'lib', type: 'dir', mode: 0o755 },
-      { path: 'lib/x y.js', type: 'file', mode: 0o644, size: 1, sha256: a },
-      { path: 'lib/ü: FAILED', type: 'file', mode: 0o644, size: 1, sha256: b },
-      { path: 'lib/z', type: 'file', mode: 0o644, size: 1, sha256: a },
-    ],
-  };
-  assert.equal(checkList(build, ['lib/x y.js', 'lib/ü: FAILED']), `${a}  lib/x y.js\n${b}  lib/ü: FAILED\n`);
+void test('linkable paths are those JSON writes without an escape: quotes, backslashes and control characters are sent', () => {
+  for (const p of ['lib/x y.js', 'lib/ü: FAILED', '-rf', 'a/\u007f', "it's"]) assert.ok(linkablePath(p), p);
+  for (const p of ['a"b', 'a\\b', 'a\nb', 'a\rb', 'a\tb', 'a\u0001b', 'a\ud800b']) assert.ok(!linkablePath(p), JSON.stringify(p));
+});
+
+void test('the link list digest is the SHA-256 of the paths one a line, in order', () => {
+  assert.equal(linkListDigest(['a', 'b c']), createHash('sha256').update('a\nb c\n').digest('hex'));
+  assert.notEqual(linkListDigest(['a', 'b']), linkListDigest(['b', 'a']));
+  assert.equal(linkListDigest([]), createHash('sha256').update('').digest('hex'));
 });
 
 void test('a check output that proves less than every linked file checked is not read as a verdict', () => {
