@@ -13,9 +13,11 @@ const emit = (tag: string, value: string): string => `printf '%s\\000%s\\000' ${
  * Prints `<root>/.atomic-deploy/manifests/<id>.json` as a `manifest` frame, or a `no-manifest`
  * frame. With `hashOnly` (the deploy already holds a manifest with the digest this host's record
  * names) it prints the file's SHA-256 as a `manifest-sha256` frame instead, where the host has
- * sha256sum or shasum: a few bytes instead of the whole manifest.
+ * sha256sum or shasum: a few bytes instead of the whole manifest. With `seed` (a stage name) it
+ * also copies the file into that stage as `manifest.json`: the basis the new manifest is sent
+ * against by rsync's delta transfer (remote/rsync.ts sendManifestDelta).
  */
-export function readManifestScript(root: string, id: string, options: { hashOnly?: boolean } = {}): string {
+export function readManifestScript(root: string, id: string, options: { hashOnly?: boolean; seed?: string } = {}): string {
   const hash = options.hashOnly
     ? `if command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < "$f") || exit 1
 elif command -v shasum >/dev/null 2>&1; then h=$(shasum -a 256 < "$f") || exit 1
@@ -23,8 +25,10 @@ else h=; fi
 if [ -n "$h" ]; then printf 'manifest-sha256\\000%s\\000' "\${h%% *}"; exit 0; fi
 `
     : '';
+  // The copy first: the hash-only branch ends the program.
+  const seed = options.seed === undefined ? '' : `mkdir -p -- ${q(stagedPath(root, options.seed))} && cp -- "$f" ${q(`${stagedPath(root, options.seed)}/manifest.json`)} 2>/dev/null || :\n`;
   return `f=${q(`${root}/.atomic-deploy/manifests/${id}.json`)}
-if [ -f "$f" ] && [ ! -h "$f" ]; then ${hash}printf 'manifest\\000'; cat -- "$f" || exit 1; printf '\\000'
+if [ -f "$f" ] && [ ! -h "$f" ]; then ${seed}${hash}printf 'manifest\\000'; cat -- "$f" || exit 1; printf '\\000'
 else ${emit('no-manifest', 'yes')}; fi
 `;
 }

@@ -14,7 +14,7 @@ import { failedChecks, linkListDigest, planSend, withResent, type SendPlan } fro
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
 import { frameValue, type Frame } from './facts.ts';
-import { runRsync } from './rsync.ts';
+import { runRsync, sendManifestDelta } from './rsync.ts';
 import { remoteError, type ExecResult, type SshHost } from './ssh.ts';
 
 export interface BuiltManifest {
@@ -66,6 +66,8 @@ export interface PlaceRequest {
   known?: KnownManifests;
   /** Send plans this deploy has made, shared by its hosts (see SendPlans). */
   plans?: SendPlans;
+  /** The build's manifest in a local file (`text`'s bytes): sent by delta where the host holds a trusted previous one. */
+  manifestFile?: string;
 }
 
 /**
@@ -111,6 +113,8 @@ export interface Placed {
   transferred?: number;
   /** Files linked from the previous release and confirmed by their hash on the host. */
   linked: number;
+  /** Bytes this side sent to store the new manifest on the host: the whole file, or rsync's total for a delta. */
+  manifestSent?: number;
   durationMs: number;
   warnings: string[];
   notes: string[];
@@ -127,14 +131,14 @@ async function execWithInput(ssh: SshHost, script: string, input: string | Buffe
 type PreviousManifest = { manifest: Manifest | null; warning?: string; note?: string };
 
 /** Reads and checks the previous release's manifest on the host; `hashOnly` first asks for its SHA-256 only, and `same` is the manifest that digest stands for. */
-async function readPrevious(ssh: SshHost, root: string, previous: { id: string; digest: string }, same?: Manifest): Promise<PreviousManifest> {
-  const result = await ssh.exec(readManifestScript(root, previous.id, { hashOnly: same !== undefined }));
+async function readPrevious(ssh: SshHost, root: string, previous: { id: string; digest: string }, seed: string | undefined, same?: Manifest): Promise<PreviousManifest> {
+  const result = await ssh.exec(readManifestScript(root, previous.id, { hashOnly: same !== undefined, ...(seed === undefined ? {} : { seed }) }));
   if (result.code !== 0) throw remoteError(ssh.label, result, 'reading the current release manifest');
   const sha = frameValue(result.frames, 'manifest-sha256');
   // The same bytes as a manifest already parsed and trusted: that one, not a second copy.
   if (same !== undefined && sha !== undefined && `sha256:${sha}` === previous.digest) return { manifest: same, note: `the manifest of release ${previous.id} has the digest of the copy already read from another host: checked by its SHA-256 there, not sent again` };
   // Another digest: the whole file, so that the warning says what is wrong with it.
-  if (sha !== undefined) return readPrevious(ssh, root, previous);
+  if (sha !== undefined) return readPrevious(ssh, root, previous, seed);
   const text = frameValue(result.frames, 'manifest');
   if (text === undefined) return { manifest: null, warning: `the manifest of release ${previous.id} is missing and not trusted: every file is sent` };
   const read = parseManifest(text, previous.digest);
@@ -143,14 +147,14 @@ async function readPrevious(ssh: SshHost, root: string, previous: { id: string; 
 }
 
 /** The previous release's manifest, or null with the reason it is not used. */
-async function previousManifest(ssh: SshHost, root: string, previous: { id: string; digest: string | undefined }, known: KnownManifests | undefined): Promise<PreviousManifest> {
+async function previousManifest(ssh: SshHost, root: string, previous: { id: string; digest: string | undefined }, known: KnownManifests | undefined, seed: string | undefined): Promise<PreviousManifest> {
   const digest = previous.digest;
   if (digest === undefined) return { manifest: null, note: `release ${previous.id} has no manifest (made before manifests): every file is sent` };
   const prior = known?.get(digest);
   // The first host on this release reads it whole; the others wait for it, then send only a hash.
   const same = prior === undefined ? undefined : await prior;
-  if (same) return readPrevious(ssh, root, { id: previous.id, digest }, same);
-  const reading = readPrevious(ssh, root, { id: previous.id, digest });
+  if (same) return readPrevious(ssh, root, { id: previous.id, digest }, seed, same);
+  const reading = readPrevious(ssh, root, { id: previous.id, digest }, seed);
   if (known !== undefined && (prior === undefined || same === null)) known.set(digest, reading.then((r) => r.manifest, () => null));
   return reading;
 }
@@ -185,14 +189,24 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
   const notes: string[] = [];
   let have: Manifest | null = null;
   if (request.incremental && request.previous !== null) {
-    const prev = await previousManifest(ssh, request.root, request.previous, request.known);
+    // The previous manifest is also copied into the stage, as the basis of the new one's delta.
+    const prev = await previousManifest(ssh, request.root, request.previous, request.known, request.manifestFile === undefined ? undefined : request.stage);
     have = prev.manifest;
     if (prev.warning) warnings.push(prev.warning);
     if (prev.note) notes.push(prev.note);
   }
   const { plan, linkDigest } = plannedSend(request.build.manifest, have, request.exclude, request.plans);
-  // The manifest goes first: the host decides what to link from it, and the stage is complete as soon as rsync ends.
-  await execWithInput(ssh, putManifestScript(request.root, request.stage), request.build.text, 'storing the release manifest');
+  // The manifest goes first: the host decides what to link from it, and the stage is complete as
+  // soon as rsync ends. Against a trusted previous manifest (which the host copied into the stage
+  // as it read it) rsync sends only the blocks that differ; the link step then proves the stored
+  // file is the build's by its SHA-256. Otherwise it goes whole.
+  let manifestSent: number | undefined;
+  if (request.manifestFile !== undefined && plan.link.length > 0 && request.previous !== null) {
+    manifestSent = await sendManifestDelta(ssh, request.manifestFile, request.root, request.stage, signal);
+  } else {
+    await execWithInput(ssh, putManifestScript(request.root, request.stage), request.build.text, 'storing the release manifest');
+    manifestSent = Buffer.byteLength(request.build.text);
+  }
   let failed: string[] = [];
   if (plan.link.length > 0 && request.previous !== null) {
     const result = await ssh.exec(linkScript(request.root, request.previous.id, request.stage, request.id));
@@ -214,7 +228,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
     // rsync replaces a listed file by writing a temp file and renaming it, so a failed link's
     // inode (shared with the previous release) is never written into.
     const copied = await runRsync(ssh, { source: request.sourceDir, root: request.root, stage: request.stage, id: request.id, filesFrom }, signal);
-    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: plan.link.length - failed.length, durationMs: Math.round(performance.now() - started), warnings, notes };
+    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: plan.link.length - failed.length, ...(manifestSent === undefined ? {} : { manifestSent }), durationMs: Math.round(performance.now() - started), warnings, notes };
   } finally {
     fs.rmSync(listDir, { recursive: true, force: true });
   }

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
@@ -67,6 +68,8 @@ export interface FleetDeployHost {
   /** Files hardlinked from the host's current release after their hash there matched the build's. */
   linked?: number;
   copyMs?: number;
+  /** Bytes sent to store the new manifest there: the whole file, or rsync's total where it went as a delta against the host's current one. */
+  manifestSentBytes?: number;
   /** When the host confirmed its switch, in ms after the switch was sent. */
   switchedAfterMs?: number;
   health?: 'ok' | 'failed';
@@ -121,6 +124,7 @@ interface Names {
 interface Placed extends Names {
   transferred?: number;
   linked: number;
+  manifestSent?: number;
   copyMs: number;
   warnings: readonly string[];
 }
@@ -254,6 +258,15 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   // Hashed once here, before any host is locked: every host gets the same manifest.
   const build = buildManifest(scan, shared.links);
   const known: KnownManifests = new Map();
+  // The manifest's bytes in one local file for every host (rsync sends it by delta), made when the first host needs it.
+  let manifestDir: string | undefined;
+  const manifestFile = (): string => {
+    if (manifestDir === undefined) {
+      manifestDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-manifest-'));
+      fs.writeFileSync(path.join(manifestDir, 'manifest.json'), build.text);
+    }
+    return path.join(manifestDir, 'manifest.json');
+  };
   const plans: SendPlans = new WeakMap();
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
@@ -289,6 +302,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         ...(placed.transferred === undefined ? {} : { transferred: placed.transferred }),
         ...(placed.linked === undefined ? {} : { linked: placed.linked }),
         ...(placed.copyMs === undefined ? {} : { copyMs: placed.copyMs }),
+        ...(placed.manifestSent === undefined ? {} : { manifestSentBytes: placed.manifestSent }),
         ...(hasSwitched(p) ? { switchedAfterMs: Math.round(p.afterMs) } : {}),
         ...(healthOf(p) ? { health: healthOf(p) } : {}),
         ...(p?.phase === 'verified' && p.afterSwitchFailure !== undefined ? { afterSwitchFailure: p.afterSwitchFailure } : {}),
@@ -408,10 +422,11 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             exclude: shared.links.flatMap((l) => [l.path, ...l.mkdirs]),
             known,
             plans,
+            manifestFile: manifestFile(),
           },
           phase1.signal,
         );
-        const d: Placed = { ...names, ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: copied.linked, copyMs: copied.durationMs, warnings: copied.warnings };
+        const d: Placed = { ...names, ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: copied.linked, ...(copied.manifestSent === undefined ? {} : { manifestSent: copied.manifestSent }), copyMs: copied.durationMs, warnings: copied.warnings };
         per.set(h, { ...d, phase: 'placed' });
         for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
         for (const n of copied.notes) fleet.step(h, n);
@@ -696,6 +711,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   } finally {
     options.signal?.removeEventListener('abort', onSignal);
     await fleet.close();
+    if (manifestDir !== undefined) fs.rmSync(manifestDir, { recursive: true, force: true });
   }
 
   /** The host's reloads (how the first failed, without the host's label), then its stale-process wait. */

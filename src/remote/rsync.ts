@@ -63,10 +63,9 @@ export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'f
   return { ...(transferred === undefined ? {} : { transferred }), ...(files === undefined ? {} : { files }) };
 }
 
-/** Runs rsync; aborting kills it. */
-export async function runRsync(ssh: SshHost, plan: RsyncPlan, signal?: AbortSignal): Promise<RsyncResult> {
-  const started = performance.now();
-  const child = spawn('rsync', rsyncArgs(plan, ssh.rsh(), ssh.rsyncHost()), { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs rsync with `args`; aborting kills it. Returns what it printed on stdout. */
+async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, signal?: AbortSignal): Promise<string> {
+  const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -82,10 +81,37 @@ export async function runRsync(ssh: SshHost, plan: RsyncPlan, signal?: AbortSign
   signal?.removeEventListener('abort', kill);
   if (result.code !== 0) {
     const why = result.error ? `rsync could not be started: ${result.error.message}` : lastLine(err) || `rsync exited with code ${String(result.code)}`;
-    throw new DeployError(result.code === 255 || /connection|ssh/i.test(why) ? 'REMOTE' : 'IO', `${ssh.label}: copying the release failed: ${why}`, {
+    throw new DeployError(result.code === 255 || /connection|ssh/i.test(why) ? 'REMOTE' : 'IO', `${ssh.label}: ${what} failed: ${why}`, {
       hint: result.error ? 'install rsync on this machine' : undefined,
       details: { host: ssh.label },
     });
   }
+  return out;
+}
+
+/** Runs rsync; aborting kills it. */
+export async function runRsync(ssh: SshHost, plan: RsyncPlan, signal?: AbortSignal): Promise<RsyncResult> {
+  const started = performance.now();
+  const out = await spawnRsync(ssh, rsyncArgs(plan, ssh.rsh(), ssh.rsyncHost()), 'copying the release', signal);
   return { ...parseStats(out), durationMs: Math.round(performance.now() - started) };
+}
+
+/**
+ * rsync's arguments to store `local` as `<stage>/manifest.json` on the host by rsync's delta
+ * transfer against the file already there (the previous release's manifest, copied into the stage
+ * by remote/content-script.ts readManifestScript): a redeploy's manifest differs from the last one
+ * in a few lines, so a few blocks cross the network instead of the whole file. --ignore-times: the
+ * basis has the same size often enough, and its mtime is no proof of anything.
+ */
+export function manifestRsyncArgs(local: string, root: string, stage: string, rsh: string, host: string): string[] {
+  const dest = stagedPath(root, stage);
+  const rsyncPath = `mkdir -p -- ${shQuote(dest)} && cd -- ${shQuote(dest)} && exec rsync`;
+  return ['--ignore-times', '--no-whole-file', '--stats', '-e', rsh, `--rsync-path=${rsyncPath}`, '--', local, `${host}:manifest.json`];
+}
+
+/** Stores the manifest on the host by delta (manifestRsyncArgs); returns the bytes this side sent, when rsync says. */
+export async function sendManifestDelta(ssh: SshHost, local: string, root: string, stage: string, signal?: AbortSignal): Promise<number | undefined> {
+  const out = await spawnRsync(ssh, manifestRsyncArgs(local, root, stage, ssh.rsh(), ssh.rsyncHost()), 'storing the release manifest', signal);
+  const m = /Total bytes sent: ([\d,.]+)/.exec(out);
+  return m?.[1] ? Number(m[1].replace(/[,.]/g, '')) : undefined;
 }

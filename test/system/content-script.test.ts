@@ -271,7 +271,8 @@ for (const shell of AWKS) {
         fs.writeFileSync(path.join(dir, 'old.json'), serializeManifest(have.entries));
         fs.writeFileSync(path.join(dir, 'new.json'), text);
         // The manifest's own order (parsed back, as the deploying side holds it).
-        const plan = planSend({ entries: JSON.parse(text).entries as ManifestEntry[] }, { entries: JSON.parse(serializeManifest(have.entries)).entries as ManifestEntry[] });
+        const entriesOf = (json: string): ManifestEntry[] => (JSON.parse(json) as { entries: ManifestEntry[] }).entries;
+        const plan = planSend({ entries: entriesOf(text) }, { entries: entriesOf(serializeManifest(have.entries)) });
         const r = runProgram(shell, `LC_ALL=C; export LC_ALL\n${linkListScript(shQuote(path.join(dir, 'old.json')), shQuote(path.join(dir, 'new.json')))}`, dir);
         assert.equal(r.code, 0, r.stderr);
         const read = (name: string): string => fs.readFileSync(path.join(dir, name), 'utf8');

@@ -18,6 +18,7 @@ interface HostJson {
   outcome?: string;
   transferred?: number;
   linked?: number;
+  manifestSentBytes?: number;
   warnings?: string[];
   error?: { code: string; message: string };
 }
@@ -192,6 +193,41 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     assert.equal(fs.statSync(old).mode & 0o777, 0o600, 'control: the previous release still holds the chmod-ed inode a link would have shared');
     const verify = await cli(['verify', root, ...hostArgs, '--json']);
     assert.equal(verify.code, 0, `the live release matches its manifest on every host:\n${verify.stdout}${verify.stderr}`);
+  });
+
+  void test('a redeploy sends the new manifest as an rsync delta against the host\'s current one: a fraction of its bytes, stored exactly', async (t) => {
+    const { root, on } = newRoot('delta');
+    // 2,000 files, 20 of them changed: the manifest's lines differ in 1% of places.
+    const make = (tag: string, changed: (i: number) => boolean): string => {
+      const dir = tempDir(t, 'fleet-delta-');
+      for (let d = 0; d < 20; d++) {
+        fs.mkdirSync(path.join(dir, `d${d}`));
+        for (let i = 0; i < 100; i++) fs.writeFileSync(path.join(dir, `d${d}`, `f${i}.txt`), `${changed(d * 100 + i) ? tag : 'v1'} ${d} ${i}\n`);
+      }
+      return dir;
+    };
+    const v1 = make('v1', () => false);
+    const v2 = make('v2', (n) => n % 100 === 7);
+    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+    const second = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const j = jsonOf<DeployJson>(second);
+    for (const h of fleet.hosts) {
+      const stored = fs.readFileSync(path.join(on(h), '.atomic-deploy', 'manifests', `${String(j.release)}.json`));
+      const size = stored.length;
+      const record = JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${String(j.release)}.json`), 'utf8')) as { manifest?: string };
+      assert.equal(record.manifest, `sha256:${createHash('sha256').update(stored).digest('hex')}`, `${h.alias}: the stored manifest is the one the record names`);
+      const row = j.hosts.find((x) => x.host === h.alias);
+      assert.equal(row?.transferred, 20, `${h.alias}: the 20 changed files were sent`);
+      const sent = row?.manifestSentBytes ?? Number.NaN;
+      // Control: the first deploy (no manifest on the host to send against) sent it whole.
+      const whole = first.hosts.find((x) => x.host === h.alias)?.manifestSentBytes ?? Number.NaN;
+      assert.ok(whole >= fs.statSync(path.join(on(h), '.atomic-deploy', 'manifests', `${String(first.release)}.json`)).size, `${h.alias}: the first manifest went whole (${whole} bytes)`);
+      assert.ok(sent < size / 4, `${h.alias}: ${sent} bytes sent for a ${size}-byte manifest`);
+      assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+    }
+    const verify = await cli(['verify', root, ...hostArgs]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
   });
 
   void test('a truncated manifest on one host is never trusted: that host gets every file, with a warning', async (t) => {

@@ -4,6 +4,8 @@ import fc from 'fast-check';
 import { failedChecks, linkablePath, linkListDigest, planSend, withResent } from '../../src/plan/fleet-send.ts';
 import { createHash } from 'node:crypto';
 import type { Manifest, ManifestEntry } from '../../src/plan/manifest.ts';
+import { linkVerdict } from '../../src/remote/content.ts';
+import type { Frame } from '../../src/remote/facts.ts';
 
 const hex = fc.constantFrom('0', '1', '2').map((c) => c.repeat(64));
 const name = fc.constantFrom('a', 'b', 'c\nd', 'e\\f', 'g h', 'ü', 'q"r', 't\tu', '\u007f');
@@ -95,4 +97,32 @@ void test('a check output that proves less than every linked file checked is not
   assert.equal(failedChecks('a: FAILED\na: FAILED\n', 1, linked), undefined);
   assert.equal(failedChecks('', Number.NaN, linked), undefined);
   assert.equal(failedChecks('', -1, []), undefined);
+});
+
+void test("the host's link step is read as a verdict only when its stored manifest, its list and its counts all agree with the plan", () => {
+  const digest = `sha256:${'d'.repeat(64)}`;
+  const linked = ['a', 'b c'];
+  const list = linkListDigest(linked);
+  const frames = (pairs: Record<string, string>): Frame[] => Object.entries(pairs).map(([tag, value]) => ({ tag, value }));
+  const good = { 'stored-sha256': 'd'.repeat(64), 'link-list': list, checked: '1', failed: 'b c: FAILED\n' };
+  assert.deepEqual(linkVerdict(frames(good), digest, list, linked), { kind: 'checked', failed: ['b c'] });
+  assert.deepEqual(linkVerdict(frames({ ...good, checked: '2', failed: '' }), digest, list, linked), { kind: 'checked', failed: [] });
+  // The stored manifest is not the build's: the host is failed, not sent to.
+  assert.deepEqual(linkVerdict(frames({ ...good, 'stored-sha256': 'e'.repeat(64) }), digest, list, linked), { kind: 'stored-other', sha256: 'e'.repeat(64) });
+  // Anything less than a full account: every linked file is sent, with the reason.
+  const unchecked = (pairs: Record<string, string>): string => {
+    const v = linkVerdict(frames(pairs), digest, list, linked);
+    assert.equal(v.kind, 'unchecked', JSON.stringify(pairs));
+    return v.kind === 'unchecked' ? v.why : '';
+  };
+  assert.match(unchecked({ ...good, 'link-list': linkListDigest(['a']) }), /not the ones planned/);
+  assert.match(unchecked({ 'no-sum': 'yes' }), /no sha256sum or shasum/);
+  assert.match(unchecked({ 'no-stat': 'yes' }), /no stat/);
+  for (const missing of ['stored-sha256', 'link-list', 'checked', 'failed']) {
+    const partial: Record<string, string> = { ...good };
+    delete partial[missing];
+    assert.match(unchecked(partial), /could not be read/, missing);
+  }
+  assert.match(unchecked({ ...good, checked: '2' }), /could not be read/);
+  assert.match(unchecked({ ...good, checked: 'x' }), /could not be read/);
 });
