@@ -1,11 +1,13 @@
 // The fleet target of the release-manifest work: a redeploy to 3 hosts of a 10k-file build with
 // 1% of its files changed, against a full deploy of the same build to 3 fresh roots, alternated.
 // Each host is an sshd in a network namespace on this machine (test/harness/fleet.ts).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fleetDeploy, type FleetDeployResult } from '../src/remote/deploy.ts';
-import { createFleet } from '../test/harness/fleet.ts';
+import { createFleet, type FleetHost } from '../test/harness/fleet.ts';
 import { describeMachine, runNote } from './lib/env.ts';
 import { median, pairedRuns } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
@@ -16,6 +18,28 @@ const FULL = `full deploy, ${HOSTS} hosts (new roots)`;
 const CHANGED = `1% changed, ${HOSTS} hosts (redeploy)`;
 
 type Phases = FleetDeployResult['timings'];
+
+/** Per-host links the shaped rounds model: tbf (a token bucket) on both ends of each host's veth. */
+const LINKS = [
+  { name: '100 Mbit/s per host', rate: '100mbit', burst: '256kb' },
+  { name: '10 Mbit/s per host', rate: '10mbit', burst: '64kb' },
+] as const;
+
+/** Limits (or, with null, frees) both directions of every host's link; the harness's veths have no qdisc of their own. */
+function shape(hosts: readonly FleetHost[], link: (typeof LINKS)[number] | null): void {
+  for (const h of hosts) {
+    if (h.link === null || h.netns === null) throw new Error('the shaped rounds need a namespace fleet');
+    const args = link === null ? ['qdisc', 'del', 'dev'] : ['qdisc', 'replace', 'dev'];
+    const tbf = link === null ? ['root'] : ['root', 'tbf', 'rate', link.rate, 'burst', link.burst, 'latency', '50ms'];
+    execFileSync('tc', [...args, h.link, ...tbf]);
+    execFileSync('ip', ['netns', 'exec', h.netns, 'tc', ...args, 'eth0', ...tbf]);
+  }
+}
+
+/** Bytes this machine has sent into the hosts' links so far (the root end of each veth transmits toward its host). */
+function bytesToHosts(hosts: readonly FleetHost[]): number {
+  return hosts.reduce((n, h) => n + Number(readFileSync(`/sys/class/net/${h.link ?? ''}/statistics/tx_bytes`, 'utf8')), 0);
+}
 
 export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<Result> {
   const log = opts.log ?? ((): void => undefined);
@@ -32,15 +56,25 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
     [FULL, []],
     [CHANGED, []],
   ]);
+  /** Per case: bytes into the hosts' links, and the manifest bytes the deploy reports, per deploy, all hosts. */
+  const wire = new Map<string, { bytes: number[]; manifest: number[] }>([
+    [FULL, { bytes: [], manifest: [] }],
+    [CHANGED, { bytes: [], manifest: [] }],
+  ]);
+  const shapedRows: (string | number)[][] = [];
   try {
     const base = join(work, 'src');
     const stats = await makeTree(base, opts.quick ? TREE_PRESETS['1k'] : TREE_PRESETS['10k']);
     const src = join(work, 'src-changed');
     await cp(base, src, { recursive: true });
     const options = { hosts: fleet.hosts.map((h) => ({ host: h.alias })), ssh: { configFile: fleet.sshConfigPath } };
+    const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+    let before = 0;
     const keep = (name: string, r: FleetDeployResult): void => {
       phases.get(name)?.push(r.timings);
       sent.get(name)?.push(r.hosts.reduce((n, h) => n + (h.transferred ?? 0), 0));
+      wire.get(name)?.bytes.push(bytesToHosts(fleet.hosts) - before);
+      wire.get(name)?.manifest.push(r.hosts.reduce((n, h) => n + (h.manifestSentBytes ?? 0), 0));
     };
     let serial = 0;
     let fullRoot = '';
@@ -54,7 +88,10 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
             fullRoot = `bench-full-${++serial}`;
             return Promise.resolve();
           },
-          run: async () => keep(FULL, await fleetDeploy(base, `/srv/${fullRoot}`, options)),
+          run: async () => {
+            before = bytesToHosts(fleet.hosts);
+            keep(FULL, await fleetDeploy(base, `/srv/${fullRoot}`, options));
+          },
           teardown: async () => {
             await Promise.all(fleet.hosts.map((h) => rm(join(h.srvDir, fullRoot), { recursive: true, force: true })));
           },
@@ -65,15 +102,56 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
           setup: async () => {
             changed = (await mutateFraction(src, 0.01, ++seed)).length;
           },
-          run: async () => keep(CHANGED, await fleetDeploy(src, '/srv/bench-redeploy', options)),
+          run: async () => {
+            before = bytesToHosts(fleet.hosts);
+            keep(CHANGED, await fleetDeploy(src, '/srv/bench-redeploy', options));
+          },
         },
       ],
       { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) },
     );
+    // The same pair over slower links: what this machine's bridge (no limit but the CPU) cannot show.
+    const shapedRuns = opts.quick ? 1 : 3;
+    for (const link of LINKS) {
+      shape(fleet.hosts, link);
+      try {
+        const shaped = await pairedRuns(
+          [
+            {
+              name: FULL,
+              setup: () => {
+                fullRoot = `bench-full-${++serial}`;
+                return Promise.resolve();
+              },
+              run: async () => {
+                await fleetDeploy(base, `/srv/${fullRoot}`, options);
+              },
+              teardown: async () => {
+                await Promise.all(fleet.hosts.map((h) => rm(join(h.srvDir, fullRoot), { recursive: true, force: true })));
+              },
+            },
+            {
+              name: CHANGED,
+              setup: async () => {
+                await mutateFraction(src, 0.01, ++seed);
+              },
+              run: async () => {
+                await fleetDeploy(src, '/srv/bench-redeploy', options);
+              },
+            },
+          ],
+          { runs: shapedRuns, warmup: 0, baseline: FULL, onSample: (name, ms, round) => log(`  ${link.name}, round ${round + 1}/${shapedRuns} ${name}: ${ms.toFixed(0)} ms`) },
+        );
+        const f = shaped.cases.find((c) => c.name === FULL);
+        const c = shaped.cases.find((x) => x.name === CHANGED);
+        shapedRows.push([link.name, Math.round(f?.median ?? NaN), Math.round(c?.median ?? NaN), r3((c?.median ?? NaN) / (f?.median ?? NaN))]);
+      } finally {
+        shape(fleet.hosts, null);
+      }
+    }
     const full = result.cases.find((c) => c.name === FULL);
     const re = result.cases.find((c) => c.name === CHANGED);
     const ratio = full && re ? re.median / full.median : NaN;
-    const r3 = (x: number): number => Math.round(x * 1000) / 1000;
     const phaseRow = (name: string): (string | number)[] => {
       const list = (phases.get(name) ?? []).slice(-runs);
       const m = (k: keyof Phases): number => Math.round(median(list.map((p) => p[k])));
@@ -102,10 +180,25 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
           columns: ['case', 'lock', 'prepare', 'switch', 'finish', 'files sent'],
           rows: [phaseRow(FULL), phaseRow(CHANGED)],
         },
+        {
+          caption: `What crosses the network per deploy, all ${HOSTS} hosts (medians): bytes this machine sent into the hosts' links (their veths' counters: file data, rsync's lists, ssh, TCP), and of them the new manifest`,
+          columns: ['case', 'KiB into the links', 'KiB of manifest', 'manifest KiB per host'],
+          rows: [FULL, CHANGED].map((name) => {
+            const w = wire.get(name) ?? { bytes: [], manifest: [] };
+            const kib = (xs: number[]): number => Math.round(median(xs.slice(-runs)) / 1024);
+            return [name, kib(w.bytes), kib(w.manifest), Math.round(kib(w.manifest) / HOSTS)];
+          }),
+        },
+        {
+          caption: `How the ratio moves with the network (not targets): the same pair with each host's link limited (tbf on both ends of its veth), median of ${opts.quick ? 1 : 3} alternated rounds`,
+          columns: ['link', `${FULL} ms`, `${CHANGED} ms`, 'ratio'],
+          rows: [['this machine\'s bridge (the target above)', Math.round(full?.median ?? NaN), Math.round(re?.median ?? NaN), r3(ratio)], ...shapedRows],
+        },
       ],
       notes: [
-        'A redeploy reads each host\'s current manifest (the first host sends it whole, the others its SHA-256), hardlinks the unchanged files on the host from the current release and checks them there against the build\'s hashes (sha256sum -c: only the count and the failures come back), and sends the changed ones with rsync; after its switch it scans /proc on each host for processes left on the previous release (a full deploy into a new root has none to look for).',
-        `Every "host" shares this machine's ${machine.cores} cores and disk with the deploying process, so the hosts' work (sshd, shells, rsync, cp, sha256sum) is paid on the same cores.`,
+        'A redeploy reads each host\'s current manifest (the first host sends it whole, the others its SHA-256), hardlinks the unchanged files on the host from the current release and checks them there against the build\'s hashes and modes (sha256sum -c and stat: only the count and the failures come back), and sends the changed ones with rsync; after its switch it scans /proc on each host for processes left on the previous release (a full deploy into a new root has none to look for).',
+        `Every "host" shares this machine's ${machine.cores} cores and disk with the deploying process, so the hosts' work (sshd, shells, rsync, cp, sha256sum) is paid on the same cores, and the bridge between them is limited only by those cores: a full deploy of ${Math.round(stats.bytes / 1048576)} MiB to ${HOSTS} hosts moves it at CPU speed. On real hosts each has its own cores and the bytes cross a real link, so the full deploy's cost grows with the link's slowness and the redeploy's barely: the shaped rows measure that with each host's link limited by tbf (netem, for added delay, is not in this kernel).`,
+        'A redeploy sends each host the new manifest as an rsync delta against the one the host already holds (it differs in the changed files\' lines), the changed files, and rsync\'s list of every directory; the host decides which files to link from the two manifests itself, so no check list travels.',
         runNote(started, machine),
       ],
     };
