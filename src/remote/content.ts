@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
-import { DeployError } from '../errors.ts';
+import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { failedChecks, linkListDigest, planSend, withResent, type SendPlan } from '../plan/fleet-send.ts';
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
@@ -24,21 +24,40 @@ export interface BuiltManifest {
   digest: string;
 }
 
+/** A build file's SHA-256; a file gone or unreadable since the scan is the build changing under the deploy, said as such. */
+function hashBuildFile(full: string, rel: string): string {
+  try {
+    return hashFileSync(full).sha256;
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') throw new DeployError('IO', `the build changed while it was being hashed: ${rel} is gone`, { hint: 'deploy a build that nothing writes to while it deploys', cause: error });
+    throw ioError(`hashing ${rel} of the build`, error);
+  }
+}
+
 /**
  * The release's manifest as it will be on every host: the scanned build, minus what shared
  * links replace, plus those links (made on the host) and the directories made for them.
+ * Aborting `signal` stops the hashing (INTERRUPTED).
  */
-export function buildManifest(scan: SourceScan, shared: readonly { path: string; linkText: string; mkdirs: readonly string[] }[] = []): BuiltManifest {
+export async function buildManifest(scan: SourceScan, shared: readonly { path: string; linkText: string; mkdirs: readonly string[] }[] = [], signal?: AbortSignal): Promise<BuiltManifest> {
   const replaced = (rel: string): boolean => shared.some((l) => rel === l.path || rel.startsWith(`${l.path}/`));
   const entries: ManifestEntry[] = [];
+  // Hashed while the hosts connect and lock: every few milliseconds the loop lets the event loop
+  // run, so that ssh's handshakes (in their own processes) and the lock programs' answers go on.
+  let ran = Number.NEGATIVE_INFINITY;
   for (const e of scan.entries) {
+    if (performance.now() - ran > 4) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while hashing the build');
+      ran = performance.now();
+    }
     if (e.rel === '') continue;
     const rel = e.rel.split(path.sep).join('/');
     if (replaced(rel)) continue;
     const full = path.join(scan.dir, e.rel);
     if (e.kind === 'dir') entries.push({ path: rel, type: 'dir', mode: e.mode });
     else if (e.kind === 'symlink') entries.push({ path: rel, type: 'symlink', target: e.target ?? fs.readlinkSync(full) });
-    else entries.push({ path: rel, type: 'file', mode: e.mode, size: e.size, sha256: hashFileSync(full).sha256 });
+    else entries.push({ path: rel, type: 'file', mode: e.mode, size: e.size, sha256: hashBuildFile(full, rel) });
   }
   for (const l of shared) {
     for (const d of l.mkdirs) entries.push({ path: d, type: 'dir', mode: 0o755 });

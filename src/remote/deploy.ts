@@ -30,7 +30,7 @@ import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
-import { buildManifest, placeContent, type KnownManifests, type SendPlans } from './content.ts';
+import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
@@ -255,18 +255,17 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const shared = checkOptions(options, scan);
   const repository = repositoryWarning(topNames(scan.entries));
   const git = await gitInfo(sourceReal);
-  // Hashed once here, before any host is locked: every host gets the same manifest.
-  const build = buildManifest(scan, shared.links);
+  // Hashed once, while the hosts connect and lock (buildManifest yields to them): every host gets
+  // the same manifest, complete before any content moves. Stopped if the deploy ends first.
+  const hashing = new AbortController();
+  const building = (async () => {
+    await fleetFailpoint('fleet-hashing');
+    return buildManifest(scan, shared.links, hashing.signal);
+  })();
+  building.catch(() => undefined);
   const known: KnownManifests = new Map();
-  // The manifest's bytes in one local file for every host (rsync sends it by delta), made when the first host needs it.
+  /** A local file holding the manifest's bytes for every host (rsync sends it by delta). */
   let manifestDir: string | undefined;
-  const manifestFile = (): string => {
-    if (manifestDir === undefined) {
-      manifestDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-manifest-'));
-      fs.writeFileSync(path.join(manifestDir, 'manifest.json'), build.text);
-    }
-    return path.join(manifestDir, 'manifest.json');
-  };
   const plans: SendPlans = new WeakMap();
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
@@ -374,6 +373,26 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       { failFast: true, signal: phase1.signal },
     );
     if (fleet.failed.length > 0 || phase1.signal.aborted) return await abortAll(fleet.failed.length > 0 ? 'a host could not be locked' : 'interrupted');
+    const onAbort = (): void => hashing.abort();
+    phase1.signal.addEventListener('abort', onAbort, { once: true });
+    let build: BuiltManifest;
+    try {
+      build = await building;
+    } catch (error) {
+      if (phase1.signal.aborted) return await abortAll('interrupted');
+      // The build could not be hashed: the locks go, nothing else was done on any host.
+      await Promise.all(fleet.hosts.map((h) => abortHost(h)));
+      throw error;
+    } finally {
+      phase1.signal.removeEventListener('abort', onAbort);
+    }
+    const manifestFile = (): string => {
+      if (manifestDir === undefined) {
+        manifestDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-manifest-'));
+        fs.writeFileSync(path.join(manifestDir, 'manifest.json'), build.text);
+      }
+      return path.join(manifestDir, 'manifest.json');
+    };
 
     await fleet.recover(fleet.hosts);
     for (const h of fleet.hosts) {
@@ -643,7 +662,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const afterSwitchFailure = p.afterSwitchFailure ?? served.reloadFailure;
         const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
-        const record = finalRecord(releaseId, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
+        const record = finalRecord(releaseId, build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: afterSwitchFailure !== undefined });
         if (done.kind === 'failed') h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
       }),
@@ -651,7 +670,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const locked = h.remote.locked;
         const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
         const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } };
-        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, h, p, status, { endedAt: now(), reason }))];
+        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, build.digest, h, p, status, { endedAt: now(), reason }))];
         if (p.previous !== null) lines.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.previous, { status: 'complete', activatedAt: now() })));
         const back = await switchBack(p.session, lines);
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
@@ -709,6 +728,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     }
     throw fleetError(fleet.hosts, keep ? `release ${releaseId} is live on some hosts only (--on-failure keep)` : `release ${releaseId} did not switch everywhere`, { ...result });
   } finally {
+    hashing.abort();
     options.signal?.removeEventListener('abort', onSignal);
     await fleet.close();
     if (manifestDir !== undefined) fs.rmSync(manifestDir, { recursive: true, force: true });
@@ -726,7 +746,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     return { ...(stale ? { stale } : {}), warnings, ...(reloadFailure ? { reloadFailure } : {}) };
   }
 
-  function finalRecord(releaseId: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {
+  function finalRecord(releaseId: string, digest: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {
     const base = mergeRecord(h.state?.records ?? new Map(), releaseId, {});
     return {
       ...base,
@@ -745,7 +765,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       linked: d.linked,
       previous: d.previous,
       fleet: { token: fleetToken },
-      manifest: build.digest,
+      manifest: digest,
       ...change,
     };
   }
@@ -756,7 +776,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
  * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision;
  * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed.
  */
-async function fleetFailpoint(name: 'fleet-copied' | 'fleet-armed' | 'fleet-switched'): Promise<void> {
+async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
   if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
   else if (action?.kind === 'crash') {

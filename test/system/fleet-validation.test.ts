@@ -69,6 +69,31 @@ void describe('fleet input validation against one namespace host', () => {
     assert.equal(status.code, 0, status.stderr);
   });
 
+  void test('a build file that vanishes while the build is hashed (the hosts lock meanwhile): exit 1 naming it, and the host keeps its release, with no lock and no stage', async (t) => {
+    const host = fleet.hosts[0] as FleetHost;
+    const src = writeTree(tempDir(t, 'fleet-hash-fail-'), { 'index.html': 'one\n', 'lib/app.js': 'x\n' });
+    const made = await runCli(['deploy', src, '/srv/v-hash-fail', '--host', host.alias, '--ssh-config', fleet.sshConfigPath, '--release-id', 'one']);
+    assert.equal(made.code, 0, made.stderr);
+    const root = path.join(host.srvDir, 'v-hash-fail');
+    // The hashing waits 4 s before it starts (a failpoint), after the scan: the file goes meanwhile.
+    const run = runCli(['deploy', src, '/srv/v-hash-fail', '--host', host.alias, '--ssh-config', fleet.sshConfigPath, '--release-id', 'two'], { failpoints: 'fleet-hashing=sleep:4000', timeoutMs: 60_000 });
+    let lockedMeanwhile = false;
+    for (let waited = 0; waited < 3000 && !lockedMeanwhile; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      lockedMeanwhile = fs.existsSync(path.join(root, '.deploy.lock'));
+    }
+    fs.rmSync(path.join(src, 'lib', 'app.js'));
+    const r = await run;
+    assert.ok(lockedMeanwhile, 'the host was locked while the build was hashed (what this test exercises)');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: the build changed while it was being hashed: lib\/app\.js is gone$/m);
+    assert.match(r.stderr, /^hint: deploy a build that nothing writes to while it deploys$/m);
+    assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/one');
+    assert.deepEqual(fs.readdirSync(path.join(root, 'releases')), ['one']);
+    assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false, 'the lock was released');
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), [], 'no stage left');
+  });
+
   void test('a host that refuses the connection: exit 1, and the hint names the ssh config the command used', async (t) => {
     const config = path.join(tempDir(t, 'fleet-refuse-'), 'ssh_config');
     fs.writeFileSync(config, `Host closed1\n  HostName 127.0.0.1\n  Port 1\n\n${fs.readFileSync(fleet.sshConfigPath, 'utf8')}`);
