@@ -255,14 +255,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const shared = checkOptions(options, scan);
   const repository = repositoryWarning(topNames(scan.entries));
   const git = await gitInfo(sourceReal);
-  // Hashed once, while the hosts connect and lock (buildManifest yields to them): every host gets
-  // the same manifest, complete before any content moves. Stopped if the deploy ends first.
   const hashing = new AbortController();
-  const building = (async () => {
-    await fleetFailpoint('fleet-hashing');
-    return buildManifest(scan, shared.links, hashing.signal);
-  })();
-  building.catch(() => undefined);
   const known: KnownManifests = new Map();
   /** A local file holding the manifest's bytes for every host (rsync sends it by delta). */
   let manifestDir: string | undefined;
@@ -354,6 +347,13 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const mark = (): void => {
     marks.push(performance.now());
   };
+  // Hashed once, while the hosts connect and lock (buildManifest yields to them): every host gets
+  // the same manifest, complete before any content moves. Stopped if the deploy ends first.
+  const building = (async () => {
+    await fleetFailpoint('fleet-hashing');
+    return buildManifest(scan, shared.links, hashing.signal);
+  })();
+  building.catch(() => undefined);
   try {
     // Every host's units and php-fpm pid files, as the local engine checks its own, before any lock: exit 2, nothing changed.
     // (No round trip without reloads: checkHostReloadTargets returns at once.)
