@@ -106,7 +106,7 @@ interface PlannedSend {
 /**
  * The send plans a fleet deploy has made, by the previous manifest they were made against (the
  * one object KnownManifests hands every host on that release) and the paths left out. Hosts on
- * the same release get the same plan and check list, made once: the deploying side's work per
+ * the same release get the same plan and list digest, made once: the deploying side's work per
  * host stays flat as the fleet grows, instead of a pass over every file for each host.
  */
 export type SendPlans = WeakMap<Manifest, Map<string, PlannedSend>>;
