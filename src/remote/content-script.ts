@@ -90,8 +90,8 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * one), several times faster than rsync on many small files; where cp lacks --parents (an old
  * BusyBox) or fails, a host-side rsync whose link-dest is its own source links what is left (those
  * already linked stay as they are). Directory modes do not matter here: rsync sends every directory
- * of the build afterwards. A host without sha256sum or shasum, or without a `stat` that prints
- * modes, links nothing and says so (`no-sum`, `no-stat`): every file is sent. (A BSD `stat -f`
+ * of the build afterwards. A host without sha256sum or shasum, without a `stat` that prints
+ * modes, or without awk, links nothing and says so (`no-sum`, `no-stat`, `no-awk`): every file is sent. (A BSD `stat -f`
  * prints no setuid, setgid or sticky bit in `%Lp`: such files fail the check there and are sent.) LC_ALL=C: the check's
  * OK and FAILED are never translated, and paths are compared as bytes.
  */
@@ -105,6 +105,7 @@ else ${emit('no-sum', 'yes')}; exit 0; fi
 if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %n'
 elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %N'
 else ${emit('no-stat', 'yes')}; exit 0; fi
+command -v awk >/dev/null 2>&1 || { ${emit('no-awk', 'yes')}; exit 0; }
 mkdir -p -- "$s" && cd -- "$w" || exit 1
 h=$($sum < manifest.json) || exit 1
 printf 'stored-sha256\\000%s\\000' "\${h%% *}"

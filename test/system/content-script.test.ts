@@ -76,7 +76,7 @@ const fileEntry = (p: string, bytes: string, mode: number): ManifestEntry => ({ 
  * own, or `modes`), as the new one does; the unlisted paths differ between the two. What the host
  * then finds on disk decides the check.
  */
-function link(shell: Shell, root: string, list: string[], changed: Record<string, string> = {}, modes: Record<string, number> = {}): { failed: string[] | undefined; noSum: boolean; noStat: boolean; partial: boolean; stage: string; code: number | null; stderr: string; listDigest?: string; stored?: string; digest: string } {
+function link(shell: Shell, root: string, list: string[], changed: Record<string, string> = {}, modes: Record<string, number> = {}): { failed: string[] | undefined; noSum: boolean; noStat: boolean; noAwk: boolean; partial: boolean; stage: string; code: number | null; stderr: string; listDigest?: string; stored?: string; digest: string } {
   const same = list.map((p) => fileEntry(p, changed[p] ?? BUILT[p] ?? '', modes[p] ?? MODES[p] ?? 0o644));
   const others = Object.keys(BUILT).filter((p) => !list.includes(p));
   const old: ManifestEntry[] = [...same, ...others.map((p) => fileEntry(p, `old ${p}`, 0o644))];
@@ -99,6 +99,7 @@ function link(shell: Shell, root: string, list: string[], changed: Record<string
     failed: checked === undefined || lines === undefined ? undefined : failedChecks(lines, Number(checked), planned),
     noSum: frameValue(r.frames, 'no-sum') === 'yes',
     noStat: frameValue(r.frames, 'no-stat') === 'yes',
+    noAwk: frameValue(r.frames, 'no-awk') === 'yes',
     partial: frameValue(r.frames, 'link-partial') === 'yes',
     stage: path.join(stage, 'new'),
     code: r.code,
@@ -215,14 +216,14 @@ void test('on a host with shasum but no sha256sum the check runs with shasum -a 
   assert.deepEqual(r.failed, ['a/run']);
 });
 
-void test('on a host with no sha256sum or shasum, or no stat that prints modes, nothing is linked and the step says it could not check', () => {
-  for (const lacking of ['sha256sum', 'stat'] as const) {
+void test('on a host with no sha256sum or shasum, no stat that prints modes, or no awk, nothing is linked and the step says it could not check', () => {
+  for (const lacking of ['sha256sum', 'stat', 'awk'] as const) {
     const bin = fs.mkdtempSync(path.join(BASE, `no-${lacking}-bin-`));
     for (const tool of [...HOST_TOOLS, 'awk', 'sha256sum'].filter((t) => t !== lacking)) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
     const { root } = rootWithPrevious();
     const r = link({ name: `dash without ${lacking}`, file: TOOLS.dash, env: { PATH: bin } }, root, ['a/one', 'b/c/three']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(lacking === 'sha256sum' ? r.noSum : r.noStat, true);
+    assert.equal(lacking === 'sha256sum' ? r.noSum : lacking === 'stat' ? r.noStat : r.noAwk, true, `without ${lacking}`);
     assert.equal(r.failed, undefined, 'a check result without a tool to check with');
     assert.equal(fs.existsSync(path.join(r.stage, 'a', 'one')), false, 'linked with no way to check');
   }
