@@ -91,9 +91,10 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * BusyBox) or fails, a host-side rsync whose link-dest is its own source links what is left (those
  * already linked stay as they are). Directory modes do not matter here: rsync sends every directory
  * of the build afterwards. A host without sha256sum or shasum, without a `stat` that prints
- * modes, or without awk, links nothing and says so (`no-sum`, `no-stat`, `no-awk`): every file is sent. (A BSD `stat -f`
- * prints no setuid, setgid or sticky bit in `%Lp`: such files fail the check there and are sent.) LC_ALL=C: the check's
- * OK and FAILED are never translated, and paths are compared as bytes.
+ * modes, or without awk, links nothing and says so (`no-sum`, `no-stat`, `no-awk`): every file
+ * is sent. (A BSD `stat -f` prints no setuid, setgid or sticky bit in `%Lp`: such files fail the
+ * check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
+ * are compared as bytes.
  */
 export function linkScript(root: string, previous: string, stage: string, id: string): string {
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
