@@ -75,10 +75,10 @@ void describe('fleet input validation against one namespace host', () => {
     const made = await runCli(['deploy', src, '/srv/v-hash-fail', '--host', host.alias, '--ssh-config', fleet.sshConfigPath, '--release-id', 'one']);
     assert.equal(made.code, 0, made.stderr);
     const root = path.join(host.srvDir, 'v-hash-fail');
-    // The hashing waits 4 s before it starts (a failpoint), after the scan: the file goes meanwhile.
-    const run = runCli(['deploy', src, '/srv/v-hash-fail', '--host', host.alias, '--ssh-config', fleet.sshConfigPath, '--release-id', 'two'], { failpoints: 'fleet-hashing=sleep:4000', timeoutMs: 60_000 });
+    // The hashing waits 8 s before it starts (a failpoint), after the scan: the file goes meanwhile, once the host is locked.
+    const run = runCli(['deploy', src, '/srv/v-hash-fail', '--host', host.alias, '--ssh-config', fleet.sshConfigPath, '--release-id', 'two'], { failpoints: 'fleet-hashing=sleep:8000', timeoutMs: 60_000 });
     let lockedMeanwhile = false;
-    for (let waited = 0; waited < 3000 && !lockedMeanwhile; waited += 50) {
+    for (let waited = 0; waited < 7000 && !lockedMeanwhile; waited += 50) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       lockedMeanwhile = fs.existsSync(path.join(root, '.deploy.lock'));
     }
