@@ -64,9 +64,14 @@ void describe('shared files and directories on two namespace hosts', () => {
       assert.equal(fs.readFileSync(path.join(dir, 'current', 'storage', 'app.txt'), 'utf8'), 'kept\n');
       fs.writeFileSync(path.join(dir, 'shared', 'config', '.env'), `SECRET=${h.alias}\n`);
     }
-    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', 'config/.env', '--shared-dir', 'storage/logs', '--shared-create']);
+    const second = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', 'config/.env', '--shared-dir', 'storage/logs', '--shared-create', '--json']);
     assert.equal(second.code, 0, second.stderr);
     for (const h of fleet.hosts) assert.equal(fs.readFileSync(path.join(on(h), 'current', 'config', '.env'), 'utf8'), `SECRET=${h.alias}\n`, `${h.alias}: the file was not truncated`);
+    // The host's own list of files to link (from its two manifests, shared links in them) is the plan made here.
+    for (const row of jsonOf<{ hosts: { host: string; linked?: number; warnings?: string[] }[] }>(second).hosts) {
+      assert.equal(row.linked, 1, `${row.host}: the unchanged storage/app.txt was linked`);
+      assert.deepEqual(row.warnings, [], `${row.host}: no warning`);
+    }
   });
 
   void test('an untyped --shared with --shared-create and nothing to tell file from directory is refused on every host, creating nothing', async (t) => {
