@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fleetDeploy, type FleetDeployResult } from '../src/remote/deploy.ts';
 import { createFleet, type FleetHost } from '../test/harness/fleet.ts';
 import { describeMachine, runNote } from './lib/env.ts';
-import { median, pairedRuns } from './lib/measure.ts';
+import { median, pairedRuns, type PairedCase } from './lib/measure.ts';
 import type { Result } from './lib/report.ts';
 import { makeTree, mutateFraction, TREE_PRESETS } from './lib/tree.ts';
 
@@ -69,8 +69,7 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
     await cp(base, src, { recursive: true });
     const options = { hosts: fleet.hosts.map((h) => ({ host: h.alias })), ssh: { configFile: fleet.sshConfigPath } };
     const r3 = (x: number): number => Math.round(x * 1000) / 1000;
-    let before = 0;
-    const keep = (name: string, r: FleetDeployResult): void => {
+    const keep = (name: string, r: FleetDeployResult, before: number): void => {
       phases.get(name)?.push(r.timings);
       sent.get(name)?.push(r.hosts.reduce((n, h) => n + (h.transferred ?? 0), 0));
       wire.get(name)?.bytes.push(bytesToHosts(fleet.hosts) - before);
@@ -80,18 +79,21 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
     let fullRoot = '';
     let seed = 0;
     let changed = 0;
-    const result = await pairedRuns(
-      [
+    /** The full deploy and the redeploy; `record` keeps their phases and bytes for the tables. */
+    const pair = (record: boolean): PairedCase[] => {
+      const deploy = async (name: string, dir: string, root: string): Promise<void> => {
+        const before = bytesToHosts(fleet.hosts);
+        const r = await fleetDeploy(dir, root, options);
+        if (record) keep(name, r, before);
+      };
+      return [
         {
           name: FULL,
           setup: () => {
             fullRoot = `bench-full-${++serial}`;
             return Promise.resolve();
           },
-          run: async () => {
-            before = bytesToHosts(fleet.hosts);
-            keep(FULL, await fleetDeploy(base, `/srv/${fullRoot}`, options));
-          },
+          run: () => deploy(FULL, base, `/srv/${fullRoot}`),
           teardown: async () => {
             await Promise.all(fleet.hosts.map((h) => rm(join(h.srvDir, fullRoot), { recursive: true, force: true })));
           },
@@ -102,46 +104,17 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
           setup: async () => {
             changed = (await mutateFraction(src, 0.01, ++seed)).length;
           },
-          run: async () => {
-            before = bytesToHosts(fleet.hosts);
-            keep(CHANGED, await fleetDeploy(src, '/srv/bench-redeploy', options));
-          },
+          run: () => deploy(CHANGED, src, '/srv/bench-redeploy'),
         },
-      ],
-      { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) },
-    );
+      ];
+    };
+    const result = await pairedRuns(pair(true), { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) });
     // The same pair over slower links: what this machine's bridge (no limit but the CPU) cannot show.
     const shapedRuns = opts.quick ? 1 : 3;
     for (const link of LINKS) {
       shape(fleet.hosts, link);
       try {
-        const shaped = await pairedRuns(
-          [
-            {
-              name: FULL,
-              setup: () => {
-                fullRoot = `bench-full-${++serial}`;
-                return Promise.resolve();
-              },
-              run: async () => {
-                await fleetDeploy(base, `/srv/${fullRoot}`, options);
-              },
-              teardown: async () => {
-                await Promise.all(fleet.hosts.map((h) => rm(join(h.srvDir, fullRoot), { recursive: true, force: true })));
-              },
-            },
-            {
-              name: CHANGED,
-              setup: async () => {
-                await mutateFraction(src, 0.01, ++seed);
-              },
-              run: async () => {
-                await fleetDeploy(src, '/srv/bench-redeploy', options);
-              },
-            },
-          ],
-          { runs: shapedRuns, warmup: 0, baseline: FULL, onSample: (name, ms, round) => log(`  ${link.name}, round ${round + 1}/${shapedRuns} ${name}: ${ms.toFixed(0)} ms`) },
-        );
+        const shaped = await pairedRuns(pair(false), { runs: shapedRuns, warmup: 0, baseline: FULL, onSample: (name, ms, round) => log(`  ${link.name}, round ${round + 1}/${shapedRuns} ${name}: ${ms.toFixed(0)} ms`) });
         const f = shaped.cases.find((c) => c.name === FULL);
         const c = shaped.cases.find((x) => x.name === CHANGED);
         shapedRows.push([link.name, Math.round(f?.median ?? NaN), Math.round(c?.median ?? NaN), r3((c?.median ?? NaN) / (f?.median ?? NaN))]);
