@@ -17,14 +17,18 @@ export interface RsyncPlan {
   filesFrom: string;
 }
 
+/** `--rsync-path` text that makes and enters `dest` on the host, then runs rsync there (receiving into `.`). */
+function rsyncPathInto(dest: string): string {
+  return `mkdir -p -- ${shQuote(dest)} && cd -- ${shQuote(dest)} && exec rsync`;
+}
+
 /**
  * rsync's arguments. The destination is `.`: the remote side first makes and enters the staging
  * directory (`--rsync-path` is shell text we quote ourselves), so no path of ours passes through
  * rsync's own remote-argument handling, whatever the rsync version there.
  */
 export function rsyncArgs(plan: RsyncPlan, rsh: string, host: string): string[] {
-  const dest = `${stagedPath(plan.root, plan.stage)}/${plan.id}`;
-  const rsyncPath = `mkdir -p -- ${shQuote(dest)} && cd -- ${shQuote(dest)} && exec rsync`;
+  const rsyncPath = rsyncPathInto(`${stagedPath(plan.root, plan.stage)}/${plan.id}`);
   return [
     '-a',
     '--stats',
@@ -53,11 +57,14 @@ export interface RsyncResult {
   durationMs: number;
 }
 
+/** A count from rsync's --stats output (thousands separated by `,` or `.`), or undefined. */
+function statNumber(output: string, re: RegExp): number | undefined {
+  const m = re.exec(output);
+  return m?.[1] ? Number(m[1].replace(/[,.]/g, '')) : undefined;
+}
+
 export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'files'> {
-  const n = (re: RegExp): number | undefined => {
-    const m = re.exec(output);
-    return m?.[1] ? Number(m[1].replace(/[,.]/g, '')) : undefined;
-  };
+  const n = (re: RegExp): number | undefined => statNumber(output, re);
   const transferred = n(/Number of (?:regular )?files transferred: ([\d,.]+)/);
   const files = n(/Number of files: ([\d,.]+)/);
   return { ...(transferred === undefined ? {} : { transferred }), ...(files === undefined ? {} : { files }) };
@@ -104,14 +111,12 @@ export async function runRsync(ssh: SshHost, plan: RsyncPlan, signal?: AbortSign
  * basis has the same size often enough, and its mtime is no proof of anything.
  */
 export function manifestRsyncArgs(local: string, root: string, stage: string, rsh: string, host: string): string[] {
-  const dest = stagedPath(root, stage);
-  const rsyncPath = `mkdir -p -- ${shQuote(dest)} && cd -- ${shQuote(dest)} && exec rsync`;
+  const rsyncPath = rsyncPathInto(stagedPath(root, stage));
   return ['--ignore-times', '--no-whole-file', '--stats', '-e', rsh, `--rsync-path=${rsyncPath}`, '--', local, `${host}:manifest.json`];
 }
 
 /** Stores the manifest on the host by delta (manifestRsyncArgs); returns the bytes this side sent, when rsync says. */
 export async function sendManifestDelta(ssh: SshHost, local: string, root: string, stage: string, signal?: AbortSignal): Promise<number | undefined> {
   const out = await spawnRsync(ssh, manifestRsyncArgs(local, root, stage, ssh.rsh(), ssh.rsyncHost()), 'storing the release manifest', signal);
-  const m = /Total bytes sent: ([\d,.]+)/.exec(out);
-  return m?.[1] ? Number(m[1].replace(/[,.]/g, '')) : undefined;
+  return statNumber(out, /Total bytes sent: ([\d,.]+)/);
 }
