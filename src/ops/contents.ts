@@ -180,7 +180,7 @@ function previousFacts(prevDir: string, state: PreviousState, files: readonly So
 
 /** The source cache's hashes for these build files (by their scan stamps); empty when there is no usable cache. */
 function buildHashesFromCache(layout: Layout, scan: SourceScan, files: readonly SourceEntry[], rels: readonly string[]): Map<string, string> {
-  const cache = readSourceCache(layout);
+  const cache = readSourceCache(layout, scan.dir);
   if (cache === undefined) return new Map();
   // Every file linkable is the common redeploy: then no set of 10k names to test against.
   const wanted = rels.length === files.length ? undefined : new Set(rels);

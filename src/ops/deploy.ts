@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { copyTree, scanSource, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
-import { writeSourceCache } from '../act/source-cache.ts';
+import { touchSourceCache, writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, makeTreeDurable } from '../act/durable.ts';
@@ -327,6 +327,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let totals = { files: scan.files, bytes: scan.bytes };
     let digest = '';
     let buildRead: SourceCache | undefined;
+    let cacheServed = false;
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
@@ -396,6 +397,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       await writeStatCache(layout, id, copied.stamps);
       // Every build file's hash came from the cache (same stamps): it already says all the new one would.
       if (!extracted && files.sourceClock !== undefined && files.sourceCached !== scan.files) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
+      cacheServed = !extracted && scan.files > 0 && files.sourceCached === scan.files;
       await failpoint('manifest-written');
       const record: ReleaseRecord = {
         id,
@@ -477,6 +479,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       await clearJournalRecord(layout, durable);
       // Only once the switch stands: a deploy undone before it leaves the root as it found it, cache included.
       if (buildRead) await writeSourceCache(layout, buildRead).catch(() => undefined);
+      else if (cacheServed) touchSourceCache(layout, scan.dir);
       await failpoint('journal-cleared');
       if (verified.error) throw verified.error;
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });

@@ -18,6 +18,24 @@ export const SOURCE_CACHE_FORMAT = 'atomic-deploy/source-cache@1';
  */
 export const SOURCE_CACHE_MAX_FILES = 50_000;
 export const SOURCE_CACHE_MAX_BYTES = 48 * 1024 * 1024;
+/**
+ * Build directories a root keeps a cache for, one file each: a deploy reads only its own. More
+ * than one, so builds made side by side (two checkouts, a hotfix tree, builds that alternate)
+ * do not each make the next deploy read the other one whole.
+ */
+export const SOURCE_CACHES_KEPT = 4;
+
+/** The cache file's name for a build directory (its real path): 64 bits of its SHA-256; the file's own `source` field decides. */
+export function sourceCacheName(source: string): string {
+  return `source-cache-${createHash('sha256').update(source).digest('hex').slice(0, 16)}.json`;
+}
+
+export const SOURCE_CACHE_NAME = /^source-cache-[0-9a-f]{16}\.json$/;
+
+/** Which of a root's cache files to remove so that `kept` remain: those used longest ago (then by name, for a fixed order). */
+export function cachesToEvict(files: readonly { name: string; usedMs: number }[], kept = SOURCE_CACHES_KEPT): string[] {
+  return [...files].sort((x, y) => y.usedMs - x.usedMs || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).slice(kept).map((f) => f.name);
+}
 
 export interface SourceStamp {
   dev: bigint;

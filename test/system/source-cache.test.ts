@@ -11,7 +11,7 @@ import { BIN, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { mountFs } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
 import { deploy } from '../../src/index.ts';
-import { cachedHashes, parseSourceCache, stampKey, type SourceStamp } from '../../src/plan/source-cache.ts';
+import { cachedHashes, parseSourceCache, SOURCE_CACHES_KEPT, stampKey, type SourceStamp } from '../../src/plan/source-cache.ts';
 
 const FIXED = new Date('1985-10-26T08:15:00Z');
 const FILES = 40;
@@ -35,7 +35,15 @@ const stampOf = (file: string): SourceStamp => {
   return { dev: st.dev, ino: st.ino, size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
 };
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
-const cacheFile = (root: string): string => path.join(root, '.atomic-deploy/source-cache.json');
+/** The root's one source cache file (the tests here deploy one build directory per root unless they say otherwise). */
+function cacheFile(root: string): string {
+  const files = sourceCacheFiles(root);
+  assert.equal(files.length, 1, `one source cache expected in ${root}: ${files.join(', ')}`);
+  return files[0] as string;
+}
+/** Every source cache file of a root, one per build directory. */
+const sourceCacheFiles = (root: string): string[] =>
+  fs.readdirSync(path.join(root, '.atomic-deploy')).filter((n) => /^source-cache-[0-9a-f]{16}\.json$/.test(n)).sort().map((n) => path.join(root, '.atomic-deploy', n));
 
 /** Same-size edit, mtime put back: what a build that pins times does to a changed file. */
 function editKeepingMtime(file: string): void {
@@ -58,7 +66,8 @@ void test('an unchanged build is not read again: its hashes come from the source
   assert.equal((await runCli(['deploy', src, root, '--strategy', 'hardlink'])).code, 0);
   assert.ok(fs.existsSync(cacheFile(root)));
   // Control first: the same redeploy with no cache reads every build file, so the count can fail.
-  fs.rmSync(cacheFile(root));
+  const first = cacheFile(root);
+  fs.rmSync(first);
   assert.ok(buildFilesOpened(src, root, dir) >= FILES, 'without a cache every build file must be read');
   // One open at most: the clone probe looks at one build file whatever the cache says.
   assert.ok(buildFilesOpened(src, root, dir) <= 1);
@@ -168,4 +177,55 @@ void test('a damaged, foreign or misplaced cache is ignored: the build is read, 
     assert.equal(fs.readFileSync(path.join(root, 'current/d0/f0.js'), 'utf8'), fs.readFileSync(victim, 'utf8'), damage);
     assert.equal((await runCli(['verify', root])).code, 0, damage);
   }
+});
+
+void test('each build directory keeps its own cache: deploys alternating between two builds read only what changed (control: without its cache, a build is read whole)', async (t) => {
+  const dir = tempDir(t);
+  const a = build(path.join(dir, 'a'));
+  const b = build(path.join(dir, 'b'));
+  // One changed file, as a 1%-changed build that lives beside the other would differ.
+  editKeepingMtime(path.join(b, 'd0/f0.js'));
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', a, root, '--strategy', 'hardlink'])).code, 0);
+  assert.equal((await runCli(['deploy', b, root, '--strategy', 'hardlink'])).code, 0);
+  assert.equal(sourceCacheFiles(root).length, 2, 'one cache per build directory');
+  // a again, after b: its own cache still holds, so the only build files opened are the probe's and
+  // the one that differs from the previous release (copied, and hashed as it is).
+  assert.ok(buildFilesOpened(a, root, dir) <= 2, 'a redeploy of a after b must take its hashes from a\'s cache');
+  assert.ok(buildFilesOpened(b, root, dir) <= 2, 'and b after a from b\'s');
+  const result = await runCli(['deploy', a, root, '--strategy', 'hardlink', '--json']);
+  assert.deepEqual([jsonOf<Json>(result).linked, jsonOf<Json>(result).copied], [FILES - 1, 1]);
+  assert.equal(fs.readFileSync(path.join(root, 'current/d0/f0.js'), 'utf8'), fs.readFileSync(path.join(a, 'd0/f0.js'), 'utf8'));
+  assert.equal((await runCli(['verify', root])).code, 0);
+  // Control: with a's cache gone, the same alternation reads a whole.
+  const aCache = sourceCacheFiles(root).find((f) => parseSourceCache(fs.readFileSync(f, 'utf8'))?.source === fs.realpathSync(a));
+  assert.ok(aCache !== undefined);
+  assert.equal((await runCli(['deploy', b, root, '--strategy', 'hardlink'])).code, 0);
+  fs.rmSync(aCache);
+  assert.ok(buildFilesOpened(a, root, dir) >= FILES, 'without its cache every file of a must be read');
+});
+
+void test('at most SOURCE_CACHES_KEPT build directories keep a cache: the one used longest ago goes, a cache that served is kept as used', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const builds = Array.from({ length: SOURCE_CACHES_KEPT + 1 }, (_, i) => build(path.join(dir, `b${i}`), `T${i}`));
+  const cached = (): string[] => sourceCacheFiles(root).map((f) => parseSourceCache(fs.readFileSync(f, 'utf8'))?.source ?? '?').sort();
+  // An old single cache (before one per build directory) is taken away with the first write.
+  fs.mkdirSync(path.join(root, '.atomic-deploy'), { recursive: true });
+  fs.writeFileSync(path.join(root, '.atomic-deploy/source-cache.json'), '{}');
+  for (const b of builds.slice(0, SOURCE_CACHES_KEPT)) {
+    assert.equal((await runCli(['deploy', b, root, '--strategy', 'hardlink', '--keep', '0'])).code, 0);
+    // Distinct times for the order, on a filesystem with coarse ones too.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.equal(fs.existsSync(path.join(root, '.atomic-deploy/source-cache.json')), false);
+  assert.deepEqual(cached(), builds.slice(0, SOURCE_CACHES_KEPT).map((b) => fs.realpathSync(b)).sort());
+  // b0 used again, every hash from its cache (nothing rewritten): it becomes the most recently used.
+  const again = await runCli(['deploy', builds[0] as string, root, '--strategy', 'hardlink', '--keep', '0', '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal((await runCli(['deploy', builds[SOURCE_CACHES_KEPT] as string, root, '--strategy', 'hardlink', '--keep', '0'])).code, 0);
+  // b1, used longest ago, went; b0 stayed.
+  const expected = [builds[0], ...builds.slice(2)].map((b) => fs.realpathSync(b as string)).sort();
+  assert.deepEqual(cached(), expected);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { cachedHashes, isRacy, parseSourceCache, racyAgainst, serializeSourceCache, SOURCE_CACHE_MAX_FILES, sourceCacheOf, stampKey, stampOfKey, type SourceCache, type SourceStamp } from '../../src/plan/source-cache.ts';
+import { cachedHashes, cachesToEvict, isRacy, parseSourceCache, racyAgainst, serializeSourceCache, SOURCE_CACHE_MAX_FILES, SOURCE_CACHE_NAME, SOURCE_CACHES_KEPT, sourceCacheName, sourceCacheOf, stampKey, stampOfKey, type SourceCache, type SourceStamp } from '../../src/plan/source-cache.ts';
 
 const H = (c: string): string => c.repeat(64);
 /** 2026-12-01, with nanoseconds. */
@@ -116,4 +116,21 @@ void test('bounded: past the file limit the rest is left out, and what is writte
   const rows: [string, SourceStamp, string][] = Array.from({ length: SOURCE_CACHE_MAX_FILES + 10 }, (_, i) => [`f${i}`, stamp(BigInt(i + 1)), H('a')]);
   const back = parseSourceCache(serializeSourceCache(cacheOf(rows)));
   assert.equal(back?.files.size, SOURCE_CACHE_MAX_FILES);
+});
+
+void test('one cache file per build directory, named by its path; eviction keeps the ones used last', () => {
+  assert.match(sourceCacheName('/build/a'), SOURCE_CACHE_NAME);
+  assert.notEqual(sourceCacheName('/build/a'), sourceCacheName('/build/b'));
+  assert.equal(sourceCacheName('/build/a'), sourceCacheName('/build/a'));
+  const files = [
+    { name: 'w', usedMs: 40 },
+    { name: 'x', usedMs: 10 },
+    { name: 'y', usedMs: 30 },
+    { name: 'z', usedMs: 20 },
+    { name: 'v', usedMs: 30 },
+  ];
+  assert.deepEqual(cachesToEvict(files, 4), ['x']);
+  assert.deepEqual(cachesToEvict(files, 2), ['y', 'z', 'x']);
+  assert.deepEqual(cachesToEvict(files, SOURCE_CACHES_KEPT + 1), []);
+  assert.deepEqual(cachesToEvict([], 1), []);
 });
