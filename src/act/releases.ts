@@ -7,16 +7,46 @@ import { trashPath, stagingArea } from './staging.ts';
 import { removeTree } from './remove-tree.ts';
 import { runOnFs } from '../root/fs.ts';
 import { retireRelease } from '../root/release.ts';
+import { aliasOfAnotherRelease } from './switch.ts';
 
-/** Names of the directories under `releases/`. */
-export async function listReleaseDirs(layout: Layout): Promise<string[]> {
+export interface ReleaseEntry {
+  id: string;
+  /** The link's text, for a release that is a symlink to a directory elsewhere. */
+  linkedTo?: string;
+}
+
+/**
+ * The releases under `releases/`: its directories, and its links to a directory elsewhere (a
+ * release moved to another disk and linked back is still that release: left out, prune would not
+ * see it as current's neighbour and could delete the rollback target). A link to another entry of
+ * releases/ (`stable -> 20261201120000`) is an alias, not a release; one that leads nowhere or to
+ * a file is not one either.
+ */
+export async function listReleases(layout: Layout): Promise<ReleaseEntry[]> {
+  let entries: fs.Dirent[];
   try {
-    const entries = await fs.promises.readdir(layout.releases, { withFileTypes: true });
-    return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+    entries = await fs.promises.readdir(layout.releases, { withFileTypes: true });
   } catch (error) {
     if (errnoOf(error) === 'ENOENT') return [];
     throw error;
   }
+  const out: ReleaseEntry[] = [];
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    if (e.isDirectory()) {
+      out.push({ id: e.name });
+    } else if (e.isSymbolicLink()) {
+      const at = path.join(layout.releases, e.name);
+      const isDir = await fs.promises.stat(at).then((st) => st.isDirectory(), () => false);
+      if (isDir && !aliasOfAnotherRelease(layout, e.name)) out.push({ id: e.name, linkedTo: await fs.promises.readlink(at) });
+    }
+  }
+  return out;
+}
+
+/** The ids of listReleases. */
+export async function listReleaseDirs(layout: Layout): Promise<string[]> {
+  return (await listReleases(layout)).map((r) => r.id);
 }
 
 /**

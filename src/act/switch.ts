@@ -65,7 +65,7 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
 }
 
 /** Whether `releases/<id>`, a link, leads to another entry of releases/ (by real paths). */
-function aliasOfAnotherRelease(layout: Layout, id: string): boolean {
+export function aliasOfAnotherRelease(layout: Layout, id: string): boolean {
   try {
     const reached = fs.realpathSync(path.join(layout.releases, id));
     return path.dirname(reached) === fs.realpathSync(layout.releases) && path.basename(reached) !== id;

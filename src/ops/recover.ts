@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
 import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
-import { listReleaseDirs } from '../act/releases.ts';
+import { listReleases } from '../act/releases.ts';
 import { removeTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
 import { readJournal, readRecords, type ReleaseRecord } from '../act/state.ts';
@@ -19,13 +19,14 @@ export interface ReleaseView extends ReleaseFacts {
 
 /** Every release directory with what the release log knows of it, oldest first. */
 export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
-  const dirs = await listReleaseDirs(layout);
-  const records = await readRecords(layout, dirs);
+  const entries = await listReleases(layout);
+  const records = await readRecords(layout, entries.map((e) => e.id));
   const current = await readCurrent(layout);
   return orderReleases(
-    dirs.map((id) => {
+    entries.map(({ id, linkedTo }) => {
       const record = records.get(id);
-      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
+      const link = linkedTo === undefined ? {} : { linkedTo };
+      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record, ...link } : { id, ...link };
     }),
     current.kind === 'release' ? current.id : null,
   );

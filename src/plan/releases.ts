@@ -10,6 +10,8 @@ export interface ReleaseFacts {
   status?: RecordedStatus;
   /** From the release log: the release that was live when this one was deployed. */
   previous?: string | null;
+  /** Where `releases/<id>` leads when it is a symlink (a release moved to another disk and linked back). */
+  linkedTo?: string;
 }
 
 /**
@@ -91,7 +93,7 @@ export interface PruneInput {
 /** Good releases a deploy keeps when no keep is given (Capistrano's keep_releases default). */
 export const DEFAULT_KEEP = 5;
 
-export type KeepRule = 'current' | 'rollback-target' | 'live-before' | 'being-deployed' | 'in-use' | 'newest' | 'no-limit';
+export type KeepRule = 'current' | 'rollback-target' | 'live-before' | 'being-deployed' | 'in-use' | 'linked' | 'newest' | 'no-limit';
 export type RemoveRule = 'older' | 'failed' | 'rolled-back';
 
 export interface PruneDecision<T> {
@@ -130,6 +132,8 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     else if (release.id === liveBefore && isGood(release)) kept = { rule: 'live-before', reason: 'live before current' };
     else if (release.status === 'pending' || input.writing?.has(release.id)) kept = { rule: 'being-deployed', reason: 'being deployed' };
     else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
+    // Its tree is not in releases/ (another disk, most likely): prune deletes only trees it holds, --force or not.
+    else if (release.linkedTo !== undefined) kept = { rule: 'linked', reason: `a link to ${release.linkedTo}; prune leaves it (remove the link and that tree by hand)` };
     else if (keptGood.has(release.id)) kept = { rule: 'newest', reason: `among ${newest}` };
     // keep 0 turns pruning off, so a config with `keep: 0` can never empty releases/ through `prune`.
     else if (keep === 0) kept = { rule: 'no-limit', reason: 'keep 0 keeps every release' };

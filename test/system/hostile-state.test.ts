@@ -56,3 +56,37 @@ void test('a release record whose previous is a path is read as having none; a r
   }
   assert.deepEqual(fs.readdirSync(path.join(dir, 'victim')), []);
 });
+
+void test('a release moved to another disk and linked back is still that release: prune keeps the rollback target and the link, rollback reaches it', async (t) => {
+  // Control first: the layout before the move, so the test knows which release prune must spare.
+  const { dir, root } = await deployed(t, ['r1', 'r2', 'r3', 'r4']);
+  assert.equal((await runCli(['rollback', root, '--to', 'r2', '--quiet'])).code, 0);
+  const moved = path.join(dir, 'other-disk', 'r2');
+  fs.mkdirSync(path.dirname(moved));
+  fs.renameSync(path.join(root, 'releases', 'r2'), moved);
+  fs.symlinkSync(moved, path.join(root, 'releases', 'r2'));
+  assert.equal(currentId(root), 'r2');
+  const pruned = await runCli(['prune', root, '--keep', '1', '--json']);
+  assert.equal(pruned.code, 0, pruned.stderr);
+  const result = JSON.parse(pruned.stdout) as { removed: { id: string }[]; kept: { id: string; rule: string }[] };
+  // r1 is the rollback target from r2: left out of the list, r2 had no neighbour and r1 was deleted.
+  assert.deepEqual(result.kept.map((k) => [k.id, k.rule]).sort(), [['r1', 'rollback-target'], ['r2', 'current'], ['r3', 'newest']]);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['r1', 'r2', 'r3']);
+  // From r3, the linked r2 is the rollback target (not r1, two back), and --to names it.
+  assert.equal((await runCli(['rollback', root, '--to', 'r3', '--quiet'])).code, 0);
+  const dry = await runCli(['rollback', root, '--dry-run']);
+  assert.match(dry.stdout, /would roll back to r2 \(from r3\)/);
+  assert.equal((await runCli(['rollback', root, '--to', 'r2', '--quiet'])).code, 0);
+  assert.equal(currentId(root), 'r2');
+  // Not live, not the rollback target: prune still leaves the link and the tree it leads to.
+  assert.equal((await runCli(['deploy', path.join(dir, 'src'), root, '--release-id', 'r5', '--quiet'])).code, 0);
+  assert.equal((await runCli(['deploy', path.join(dir, 'src'), root, '--release-id', 'r6', '--quiet'])).code, 0);
+  const again = JSON.parse((await runCli(['prune', root, '--keep', '1', '--json'])).stdout) as { kept: { id: string; rule: string }[] };
+  assert.deepEqual(again.kept.find((k) => k.id === 'r2')?.rule, 'linked');
+  assert.ok(fs.lstatSync(path.join(root, 'releases', 'r2')).isSymbolicLink());
+  assert.equal(fs.readFileSync(path.join(moved, 'index.html'), 'utf8'), 'v1\n');
+  // An alias of another release (releases/stable -> r6) is no release: never listed, never pruned.
+  fs.symlinkSync('r6', path.join(root, 'releases', 'stable'));
+  const listed = JSON.parse((await runCli(['releases', root, '--json'])).stdout) as { releases: { id: string }[] };
+  assert.ok(!listed.releases.some((r) => r.id === 'stable'));
+});
