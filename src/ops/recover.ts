@@ -56,7 +56,19 @@ export function describeAction(action: RecoveryAction): string | undefined {
  */
 export async function recoverRoot(layout: Layout, durable: boolean): Promise<string[]> {
   const journalRead = await readJournal(layout);
-  const tmpEntries = await fs.promises.readdir(layout.tmp).catch(() => [] as string[]);
+  // A `current` made by hand to point into a leftover (`.tmp/stage.x`, `releases/.stage.x/sub`)
+  // serves from it: every other command refuses such a current, and the sweeps keep what it reaches.
+  const served = realpathOrUndefined(layout.current);
+  const serves = (dir: string): boolean => {
+    const real = realpathOrUndefined(dir);
+    return served !== undefined && real !== undefined && (served === real || served.startsWith(`${real}${path.sep}`));
+  };
+  const kept: string[] = [];
+  const tmpEntries = (await fs.promises.readdir(layout.tmp).catch(() => [] as string[])).filter((name) => {
+    if (!serves(path.join(layout.tmp, name))) return true;
+    kept.push(`kept .tmp/${name}: current points into it (move that tree into releases/<id>/ and point current at it)`);
+    return false;
+  });
   const journal = journalRead.kind === 'ok' ? journalRead.journal : null;
   const current = await readCurrent(layout);
   const currentId = current.kind === 'release' ? current.id : null;
@@ -88,10 +100,22 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   // Staging copies and trash kept inside releases/ (another mount than .tmp/); current never names them.
   for (const name of await fs.promises.readdir(layout.releases).catch(() => [] as string[])) {
     if (!isReleasesLeftover(name) || name === currentId) continue;
+    if (serves(path.join(layout.releases, name))) {
+      kept.push(`kept releases/${name}: current points into it (move that tree into releases/<id>/ and point current at it)`);
+      continue;
+    }
     await removeTree(path.join(layout.releases, name));
     done.push(`removed leftover releases/${name}`);
   }
   // A deploy cut off after writing its manifest but before placing its release leaves the manifest alone.
   if (journal?.op === 'deploy' && !fs.existsSync(path.join(layout.releases, journal.release))) await removeManifest(layout, journal.release, false);
-  return done;
+  return [...done, ...kept];
+}
+
+function realpathOrUndefined(p: string): string | undefined {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return undefined;
+  }
 }

@@ -90,3 +90,21 @@ void test('a release moved to another disk and linked back is still that release
   const listed = JSON.parse((await runCli(['releases', root, '--json'])).stdout) as { releases: { id: string }[] };
   assert.ok(!listed.releases.some((r) => r.id === 'stable'));
 });
+
+void test('a current made to point into a leftover (.tmp/stage.x, releases/.stage.x/sub): status keeps what it serves and says so', async (t) => {
+  for (const where of ['.tmp/stage.live', 'releases/.stage.x/sub'] as const) {
+    const { root } = await deployed(t, ['r1']);
+    const top = where.startsWith('.tmp') ? path.join(root, '.tmp', 'stage.live') : path.join(root, 'releases', '.stage.x');
+    fs.cpSync(path.join(root, 'releases', 'r1'), top, { recursive: true });
+    if (where !== '.tmp/stage.live') fs.mkdirSync(path.join(top, 'sub'));
+    fs.writeFileSync(path.join(root, where, 'page.html'), 'served\n');
+    fs.symlinkSync(where, path.join(root, 'current.new'));
+    fs.renameSync(path.join(root, 'current.new'), path.join(root, 'current'));
+    // Control: the other commands refuse this current, so only the sweep could touch it.
+    assert.equal((await runCli(['prune', root, '--keep', '1'])).code, 2);
+    const r = await runCli(['status', root]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`kept ${where.split('/').slice(0, 2).join('/').replace(/\./g, '\\.')}: current points into it`));
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'page.html'), 'utf8'), 'served\n', where);
+  }
+});
