@@ -70,15 +70,25 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
       throw new DeployError('INVALID_ROOT', `${dir} is not a directory; atomic-deploy needs that name for its own directory`, { hint: `move it away (mv ${dir} ${dir}.old), then run the command again` });
     }
   }
-  // Recovery deletes leftovers in .tmp/ by name: a link there would aim those deletes outside the root.
-  for (const internal of [layout.tmp, layout.state]) {
+  // Recovery deletes leftovers in .tmp/ by name, prune a pruned release's manifest and stat cache:
+  // a link at any of these would aim those deletes (and the writes) outside the root.
+  for (const internal of [layout.tmp, layout.state, layout.log, path.join(layout.state, 'manifests')]) {
     if (isSymlink(internal)) {
       throw new DeployError('INVALID_ROOT', `${internal} is a symbolic link; atomic-deploy keeps its own temporary files and state there and never follows a link out of the root`, {
-        hint: `remove the link (rm ${internal}); it is recreated as a directory`,
+        // .tmp holds nothing to keep; the state's directories hold the release log and manifests.
+        hint: internal === layout.tmp ? `remove the link (rm ${internal}); it is recreated as a directory` : `put the directory it leads to in its place (rm ${internal} && mv ${readLinkOr(internal)} ${internal})`,
       });
     }
   }
   return layout;
+}
+
+function readLinkOr(link: string): string {
+  try {
+    return fs.readlinkSync(link);
+  } catch {
+    return '<its target>';
+  }
 }
 
 /**

@@ -195,6 +195,20 @@ const CASES: Case[] = [
   ]),
   { name: 'current escapes with ..', setup: (c) => (relink(c, `releases/../../${path.basename(c.dir)}`), deployTo(c)), code: 2, message: /which is not a release directory in/ },
   { name: '.tmp is a symlink out of the root', setup: (c) => (fs.rmSync(path.join(c.root, '.tmp'), { recursive: true }), fs.symlinkSync(c.dir, path.join(c.root, '.tmp')), deployTo(c)), code: 2, message: /\.tmp is a symbolic link/, hint: /^hint: remove the link \(rm .*\.tmp\); it is recreated as a directory$/ },
+  // The state's own directories: prune deleted a pruned release's manifest in the link's target, a deploy wrote there.
+  ...(['manifests', 'releases'] as const).map((sub) => ({
+    name: `.atomic-deploy/${sub} is a symlink out of the root`,
+    setup: (c: Ctx): string[] => {
+      const inside = path.join(c.root, '.atomic-deploy', sub);
+      const outside = path.join(c.dir, `moved-${sub}`);
+      fs.renameSync(inside, outside);
+      fs.symlinkSync(outside, inside);
+      return ['prune', c.root, '--keep', '1'];
+    },
+    code: 2,
+    message: new RegExp(`\\.atomic-deploy/${sub} is a symbolic link`),
+    hint: new RegExp(`^hint: put the directory it leads to in its place \\(rm .*/${sub} && mv .*moved-${sub} .*/${sub}\\)$`),
+  })),
   // Release ids.
   { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },
   { name: 'release id ..', setup: (c) => id(c, '..'), code: 2, message: /contains "\.\."/ },
