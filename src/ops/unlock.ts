@@ -1,5 +1,6 @@
 import { describeHolder, inspectLock, removeLock } from '../act/lock.ts';
-import { DeployError, ioError } from '../errors.ts';
+import fs from 'node:fs';
+import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { EventSink } from './events.ts';
 import { openRoot } from './root.ts';
 
@@ -32,9 +33,29 @@ export async function unlock(root: string, options: UnlockOptions = {}): Promise
   }
   let removed: boolean;
   try {
-    removed = await removeLock(layout, info);
+    // A file, a symlink or a FIFO by the lock's name was never a lock of ours (ours is a directory):
+    // it has no owner to check it against, and moving it aside would only find it "changed hands".
+    // unlink(2) cannot remove a directory, so a real lock made meanwhile stays.
+    removed = notADirectory(layout.lock) ? unlinkIfNotDirectory(layout.lock) : await removeLock(layout, info);
   } catch (error) {
     throw ioError(`removing the lock of ${layout.root}`, error);
   }
   return { unlocked: removed, holder, reason: removed ? info.verdict.reason : 'the lock changed hands meanwhile; run unlock again' };
+}
+
+function notADirectory(file: string): boolean {
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  return st !== undefined && !st.isDirectory();
+}
+
+function unlinkIfNotDirectory(file: string): boolean {
+  try {
+    fs.unlinkSync(file);
+    return true;
+  } catch (error) {
+    const code = errnoOf(error);
+    // A directory now (EISDIR on Linux, EPERM on BSD and macOS): someone took the lock meanwhile.
+    if (code === 'ENOENT' || code === 'EISDIR' || (code === 'EPERM' && !notADirectory(file))) return false;
+    throw error;
+  }
 }

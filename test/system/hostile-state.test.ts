@@ -1,6 +1,7 @@
 // State files and directories left by others (journals, records, release names) are data: an id
 // that is no valid release id is reported and never used in a path.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -106,5 +107,23 @@ void test('a current made to point into a leftover (.tmp/stage.x, releases/.stag
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`kept ${where.split('/').slice(0, 2).join('/').replace(/\./g, '\\.')}: current points into it`));
     assert.equal(fs.readFileSync(path.join(root, 'current', 'page.html'), 'utf8'), 'served\n', where);
+  }
+});
+
+void test('a .deploy.lock that is a file, a symlink or a FIFO: deploy waits it out (exit 3), unlock --force removes it, the next deploy goes', async (t) => {
+  for (const kind of ['file', 'symlink', 'fifo'] as const) {
+    const { root, src } = await deployed(t, ['r1']);
+    const lock = path.join(root, '.deploy.lock');
+    if (kind === 'file') fs.writeFileSync(lock, 'garbage\n');
+    else if (kind === 'symlink') fs.symlinkSync('/nonexistent', lock);
+    else execFileSync('mkfifo', [lock]);
+    assert.equal((await runCli(['deploy', src, root, '--release-id', 'r2', '--quiet'])).code, 3, kind);
+    // Moved aside and compared with itself, such a lock "changed hands" every time: exit 0, still there.
+    const forced = await runCli(['unlock', root, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stdout, /^unlocked/m, kind);
+    assert.equal(fs.existsSync(lock) || fs.lstatSync(lock, { throwIfNoEntry: false }) !== undefined, false, kind);
+    assert.equal((await runCli(['deploy', src, root, '--release-id', 'r2', '--quiet'])).code, 0, kind);
+    assert.equal(currentId(root), 'r2');
   }
 });
