@@ -112,6 +112,8 @@ export function newReleaseIdProblem(id: string): string | undefined {
   const problem = releaseIdProblem(id);
   if (problem !== undefined) return problem;
   if (RESERVED_IDS.has(id.toLowerCase())) return `"${id}" names a part of the deploy root's layout, which a release id would be mistaken for`;
+  // Release x's stat cache is manifests/x.stat.json, which is where release x.stat's manifest would go.
+  if (id.toLowerCase().endsWith('.stat')) return `it ends in ".stat": the manifest of release ${id} would be the stat cache file of release ${id.slice(0, -'.stat'.length)}`;
   const bad = [...id].find((ch) => !NEW_ID.test(ch));
   return bad === undefined ? undefined : `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
 }

@@ -212,6 +212,8 @@ const CASES: Case[] = [
   // Release ids.
   { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },
   { name: 'release id ..', setup: (c) => id(c, '..'), code: 2, message: /contains "\.\."/ },
+  // Its manifest would be release a's stat cache: prune of a deleted it, a deploy of a overwrote it.
+  { name: 'release id ending in .stat', setup: (c) => id(c, `${c.current}.stat`), code: 2, message: /ends in "\.stat": the manifest of release .*\.stat would be the stat cache file of release/ },
   { name: 'release id with .. inside', setup: (c) => id(c, 'v1..2'), code: 2, message: /contains "\.\."/ },
   { name: 'release id with a newline', setup: (c) => id(c, 'a\nb'), code: 2, message: /control character/ },
   { name: 'release id with a tab', setup: (c) => id(c, 'a\tb'), code: 2, message: /control character/ },

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { compareReleaseIds, MAX_RELEASE_ID_BYTES, nextReleaseId, releaseIdProblem, timestampOf } from '../../src/plan/release-id.ts';
+import { compareReleaseIds, MAX_RELEASE_ID_BYTES, newReleaseIdProblem, nextReleaseId, releaseIdProblem, timestampOf } from '../../src/plan/release-id.ts';
 
 // Within the years a timestamp id can spell (4-digit years).
 const date = fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2999-12-31T23:59:59Z'), noInvalidDate: true });
@@ -88,4 +88,11 @@ void test('validation accepts ordinary names: letters, digits, dots, dashes, und
     }),
     { numRuns: 3000 },
   );
+});
+
+void test('a new id ending in .stat is refused (its manifest would be another release\'s stat cache); the id before it and other dotted ids are not', () => {
+  for (const id of ['a.stat', 'v1.STAT', '20261201120000.stat']) assert.match(newReleaseIdProblem(id) ?? '', /ends in "\.stat"/, id);
+  for (const id of ['a.stats', 'a.stat1', 'stat', 'a.status', 'v1.2.3']) assert.equal(newReleaseIdProblem(id), undefined, id);
+  // Made by another tool, such a name is still read as a release.
+  assert.equal(releaseIdProblem('a.stat'), undefined);
 });
