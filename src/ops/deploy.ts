@@ -434,6 +434,13 @@ export async function deploy(source: string, root: string, options: DeployOption
         // What goes live includes what the hooks wrote: the manifest is made again from the release.
         const after = await hashTree(finalPath, options.signal);
         if (options.signal?.aborted) throw interrupted(options.signal);
+        // As a build holding one is refused: the manifest could not describe what would go live.
+        const [special, ...more] = after.special;
+        if (special !== undefined) {
+          throw new DeployError('UNSUPPORTED_FILE', `${finalPath}/${special.path} is a ${special.kind}${more.length > 0 ? ` (and ${more.length} more such)` : ''}; a release can hold only files, directories and symlinks`, {
+            hint: 'whatever wrote it into the release (a before-switch hook) must not; make it at start-up from a shared path. current is unchanged',
+          });
+        }
         digest = await writeManifest(layout, id, after.entries, durable);
         await recordRelease(layout, id, { digest }, durable);
       }

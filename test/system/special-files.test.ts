@@ -58,3 +58,20 @@ void test('a FIFO as the config file: exit 2 at once', async (t) => {
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /not a regular file/);
 });
+
+void test('a before-switch hook that makes a FIFO or a socket in the release fails the deploy: exit 2, the release undone (the manifest could not describe it)', async (t) => {
+  for (const [what, hook, kind] of [
+    ['a FIFO', 'mkfifo pipe', 'FIFO'],
+    ['a socket', `${JSON.stringify(process.execPath)} -e "require('net').createServer().listen('sock', () => process.exit(0))"`, 'socket'],
+  ] as const) {
+    const { src, root: r } = await root(t);
+    const result = await runCli(['deploy', src, r, '--release-id', 'r2', '--before-switch', hook], { timeoutMs: 30_000 });
+    assert.equal(result.code, 2, `${what}: ${result.stderr}`);
+    assert.match(result.stderr, new RegExp(`^error: .*/releases/r2/(pipe|sock) is a ${kind}; a release can hold only files, directories and symlinks$`, 'm'), what);
+    assert.match(result.stderr, /^hint: .*current is unchanged$/m);
+    // Before: exit 0, the FIFO live, and verify of the fresh release exit 5.
+    assert.equal(fs.readlinkSync(path.join(r, 'current')), 'releases/r1', what);
+    assert.equal(fs.existsSync(path.join(r, 'releases', 'r2')), false, what);
+    assert.equal((await runCli(['verify', r])).code, 0, what);
+  }
+});
