@@ -35,7 +35,7 @@ import { placeShared, planContents, planFiles } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
-import { buildDeployPlan, type DeployPlan } from './plan-deploy.ts';
+import { buildDeployPlan, journalablePrevious, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
@@ -264,7 +264,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   {
     // Refuse a root whose current we must not replace before creating anything in it.
     const existing = fs.existsSync(layout.root) ? await readCurrent(layout) : { kind: 'missing' as const };
-    currentIdOrThrow(existing, layout);
+    journalablePrevious(currentIdOrThrow(existing, layout), layout);
   }
   checkVerifyOptions(options);
   checkServingOptions(options);
@@ -305,7 +305,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     const recovered = await recoverRoot(layout, durable);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
 
-    const previous = currentIdOrThrow(await readCurrent(layout), layout);
+    const previous = journalablePrevious(currentIdOrThrow(await readCurrent(layout), layout), layout);
     const dirs = await listReleaseDirs(layout);
     const records = await readRecords(layout, dirs);
     // Ids are never reused, not even a pruned release's: the log still has its record.

@@ -7,7 +7,7 @@ import { sharedTargetKind } from '../act/shared.ts';
 import { listRecordIds, nextSeq, readJournal, readRecords } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
-import { nextReleaseId } from '../plan/release-id.ts';
+import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
 import { sharedTargetsToCreate, type ContentsPlan } from './contents.ts';
 import type { DeployOptions, Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
@@ -61,7 +61,7 @@ function sharedTargetKindOf(layout: Layout, p: string): 'file' | 'dir' | undefin
 export async function buildDeployPlan(validated: Validated, options: DeployOptions, contents: ContentsPlan): Promise<DeployPlan> {
   const { layout, sourceReal, scan } = validated;
   const exists = fs.existsSync(layout.root);
-  const previous = exists ? currentIdOrThrow(await readCurrent(layout), layout) : null;
+  const previous = exists ? journalablePrevious(currentIdOrThrow(await readCurrent(layout), layout), layout) : null;
   const dirs = exists ? await listReleaseDirs(layout) : [];
   const records = exists ? await readRecords(layout, dirs) : new Map();
   const existingIds = new Set([...dirs, ...(exists ? await listRecordIds(layout) : [])]);
@@ -120,4 +120,19 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     prune,
     notes,
   };
+}
+
+/**
+ * The live release, as the deploy's journal will name it. Another tool's release may have a name
+ * that is no release id (a newline, a control character): recovery would discard such a journal
+ * as garbage, and a deploy cut off before its switch would then never be undone. Refused before
+ * anything is written.
+ */
+export function journalablePrevious(previous: string | null, layout: Layout): string | null {
+  const problem = previous === null ? undefined : releaseIdProblem(previous);
+  if (previous === null || problem === undefined) return previous;
+  throw new DeployError('INVALID_ROOT', `current points to releases/${previous}, whose name a deploy cannot record as the release it replaces: ${problem}`, {
+    // A rename of the live tree would leave current dangling: a copy under a plain name, switched to, then the old one removed.
+    hint: `copy it under a plain name (cp -a <that release> ${layout.releases}/<new name>), switch to the copy (atomic-deploy rollback ${layout.root} --to <new name>), then deploy`,
+  });
 }

@@ -209,6 +209,18 @@ const CASES: Case[] = [
     message: new RegExp(`\\.atomic-deploy/${sub} is a symbolic link`),
     hint: new RegExp(`^hint: put the directory it leads to in its place \\(rm .*/${sub} && mv .*moved-${sub} .*/${sub}\\)$`),
   })),
+  // Another tool's live release whose name no journal may hold: a deploy cut off before its switch was never undone.
+  ...(['--dry-run', '--quiet'] as const).map((flag): Case => ({
+    name: `current is another tool's release with a newline in its name (deploy ${flag})`,
+    setup: (c) => {
+      fs.cpSync(path.join(c.root, 'releases', c.current), path.join(c.root, 'releases', 'x\ny'), { recursive: true });
+      relink(c, 'releases/x\ny');
+      return deployTo(c, flag);
+    },
+    code: 2,
+    message: /^error: current points to releases\/x\\ny, whose name a deploy cannot record as the release it replaces: /,
+    hint: /^hint: copy it under a plain name \(cp -a <that release> .*\/releases\/<new name>\), switch to the copy \(atomic-deploy rollback .* --to <new name>\), then deploy$/,
+  })),
   // Release ids.
   { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },
   { name: 'release id ..', setup: (c) => id(c, '..'), code: 2, message: /contains "\.\."/ },
