@@ -595,7 +595,11 @@ function sourceCacheOfBuild(scan: SourceScan, written: readonly ManifestEntry[],
 
 /** The directories a deploy makes in a root, children before their parents. */
 function skeletonOf(layout: Layout): string[] {
-  return [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root];
+  // Then the root's parents, nearest first, up to the first that exists: a deploy into a/b/root
+  // makes a and a/b as `mkdir -p` would, and a failed first deploy must take them away too.
+  const parents: string[] = [];
+  for (let dir = path.dirname(layout.root); dir !== path.dirname(dir) && !fs.existsSync(dir); dir = path.dirname(dir)) parents.push(dir);
+  return [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root, ...parents];
 }
 
 async function removeSkeleton(made: readonly string[]): Promise<void> {

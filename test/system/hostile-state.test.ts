@@ -127,3 +127,19 @@ void test('a .deploy.lock that is a file, a symlink or a FIFO: deploy waits it o
     assert.equal(currentId(root), 'r2');
   }
 });
+
+void test('a failed first deploy into a root whose parents did not exist takes away the parents it made too (as mkdir -p made them)', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  fs.mkdirSync(path.join(dir, 'kept'));
+  for (const root of [path.join(dir, 'a', 'b', 'root'), path.join(dir, 'kept', 'c', 'root')]) {
+    const r = await runCli(['deploy', src, root, '--before-switch', 'exit 3']);
+    assert.equal(r.code, 1, r.stderr);
+  }
+  // Before: a/, a/b/ and kept/c/ stayed behind.
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['kept', 'src']);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'kept')), []);
+  // A root whose deploy went through keeps them.
+  assert.equal((await runCli(['deploy', src, path.join(dir, 'a', 'b', 'root'), '--quiet'])).code, 0);
+  assert.ok(fs.existsSync(path.join(dir, 'a', 'b', 'root', 'current', 'index.html')));
+});
