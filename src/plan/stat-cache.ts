@@ -83,6 +83,20 @@ export function parseStatCache(text: string): Map<string, FileStamp> | undefined
 }
 
 /**
+ * Whether a stamp's ctime is too close to the cache's seal to prove anything ("racy", as in git):
+ * a write in the same clock tick would not have moved it. The seal is the cache file's mtime, on
+ * the state directory's filesystem; the ctime is from the release's, which may be another one
+ * (releases/ on another mount). A ctime in whole seconds may come from a filesystem that keeps only
+ * seconds (ext4 with 128-byte inodes), where a later write in the same second keeps the same
+ * ctime while the seal, kept to the nanosecond elsewhere, looks later: such ctimes need 2 s of
+ * margin (FAT's 2-second times included), as the source cache's do.
+ */
+export function racyStamp(ctimeMs: number, sealedAtMs: number): boolean {
+  const slack = ctimeMs % 1000 === 0 ? 2000 : 0;
+  return ctimeMs + slack >= sealedAtMs;
+}
+
+/**
  * The SHA-256 a release's manifest gives for each of `files` that provably has not changed since
  * the cache was written: same inode, size and ctime as then, and a ctime earlier than the cache
  * file itself (`sealedAtMs`, its mtime on the same filesystem clock). A ctime equal to or after
@@ -100,7 +114,7 @@ export function trustedHashes(
     const then = cache.get(e.path);
     const seen = now.get(e.path);
     if (then === undefined || seen === undefined) continue;
-    if (then.ctimeMs >= sealedAtMs) continue;
+    if (racyStamp(then.ctimeMs, sealedAtMs)) continue;
     if (then.ino !== seen.ino || then.size !== seen.size || then.ctimeMs !== seen.ctimeMs || then.size !== e.size) continue;
     trusted.set(e.path, e.sha256);
   }
@@ -133,7 +147,7 @@ export function stampedPrevious(
     const then = cache.get(p);
     const entry = listed.get(p);
     if (then === undefined || entry === undefined || then.uid === undefined || then.gid === undefined) continue;
-    if (then.ctimeMs >= sealedAtMs || then.size !== entry.size) continue;
+    if (racyStamp(then.ctimeMs, sealedAtMs) || then.size !== entry.size) continue;
     found.set(f.rel, { rel: f.rel, regular: true, size: then.size, mode: entry.mode, uid: then.uid, gid: then.gid, ino: then.ino, ctimeMs: then.ctimeMs });
   }
   return found;
@@ -169,6 +183,6 @@ function owner(s: FileStamp): { uid?: number; gid?: number } {
 /** The stamps a cache written again (a later seal) may carry over: a racy one under its old seal stays untrusted by leaving. */
 export function carriedStamps(stamps: ReadonlyMap<string, FileStamp>, sealedAtMs: number): Map<string, FileStamp> {
   const kept = new Map<string, FileStamp>();
-  for (const [rel, s] of stamps) if (s.ctimeMs < sealedAtMs) kept.set(rel, s);
+  for (const [rel, s] of stamps) if (!racyStamp(s.ctimeMs, sealedAtMs)) kept.set(rel, s);
   return kept;
 }

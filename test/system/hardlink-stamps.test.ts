@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { runCli, tempDir } from '../harness/cli.ts';
+import { mountFs } from '../harness/faults.ts';
+import { deploy } from '../../src/index.ts';
 import { BUILD_FILES, hardlinkBuild, tracedCli } from '../harness/hardlink-builds.ts';
 
 const FILES = BUILD_FILES;
@@ -102,4 +104,40 @@ void test('a previous file whose ctime alone moved is read again and linked; one
   assert.notEqual(ino('r3', edited), ino('r2', edited), 'a file edited in place was linked');
   for (const rel of [touched, swapped, edited]) assert.equal(fs.readFileSync(path.join(root, 'current', rel), 'utf8'), fs.readFileSync(path.join(src, rel), 'utf8'), rel);
   assert.equal((await runCli(['verify', root])).code, 0);
+});
+
+void test('releases/ on a filesystem with whole-second times, state on a finer one: a same-size edit in the second of the stamp is not trusted (control: its ctime did not move)', async (t) => {
+  assert.equal(process.getuid?.(), 0, 'this test mounts a loop filesystem: run it as root');
+  const mnt = mountFs(t, 'ext4-seconds');
+  const dir = tempDir(t);
+  let proved = false;
+  let attempt = 0;
+  for (; attempt < 30 && !proved; attempt++) {
+    const src = path.join(dir, `src${attempt}`);
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'app.js'), 'window.BUILD = "ci-build-0001";\n');
+    fs.writeFileSync(path.join(src, 'other.js'), 'static\n');
+    const root = path.join(dir, `root${attempt}`);
+    fs.mkdirSync(root);
+    fs.mkdirSync(path.join(mnt, `releases${attempt}`));
+    fs.symlinkSync(path.join(mnt, `releases${attempt}`), path.join(root, 'releases'));
+    // Just after a second begins, so the deploy's stamp and the edit share it.
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 5));
+    await deploy(src, root, { strategy: 'copy', fsync: false, releaseId: 'r1' });
+    const live = path.join(root, 'releases', 'r1', 'app.js');
+    const before = fs.statSync(live);
+    // What an app or an after-switch hook rewriting its own file in place does: same size.
+    const fd = fs.openSync(live, 'r+');
+    fs.writeSync(fd, 'window.BUILD = "patched-live!";\n', 0);
+    fs.closeSync(fd);
+    const after = fs.statSync(live);
+    // Control: the edit left size, inode and ctime as the stat cache saw them: a rule without the margin trusts it.
+    if (after.ctimeMs !== before.ctimeMs || before.ctimeMs % 1000 !== 0) continue;
+    proved = true;
+    const result = await deploy(src, root, { strategy: 'hardlink', fsync: false, releaseId: 'r2' });
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'app.js'), 'utf8'), 'window.BUILD = "ci-build-0001";\n');
+    assert.equal(result.linked, 1, 'other.js is still linked');
+    assert.equal((await runCli(['verify', root])).code, 0);
+  }
+  assert.ok(proved, `none of ${attempt} attempts kept the edit within the second of the stamp (machine too slow?)`);
 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Manifest } from '../../src/plan/manifest.ts';
-import { carriedStamps, parseStatCache, restamp, serializeStatCache, stampedPrevious, trustedHashes, type FileStamp, type SeenStamp } from '../../src/plan/stat-cache.ts';
+import { carriedStamps, parseStatCache, racyStamp, restamp, serializeStatCache, stampedPrevious, trustedHashes, type FileStamp, type SeenStamp } from '../../src/plan/stat-cache.ts';
 
 const H = (c: string): string => c.repeat(64);
 const T = 1_796_142_231_369.923;
@@ -136,4 +136,23 @@ void test('restamp keeps the owner the file shows after the unlink', () => {
   const before: SeenStamp = { ...cached, nlink: 2, mtimeMs: T - 5 };
   const after: SeenStamp = { ...before, nlink: 1, ctimeMs: T + 1 };
   assert.deepEqual(restamp(cached, before, after), { ino: 1, size: 3, ctimeMs: T + 1, uid: 1000, gid: 100 });
+});
+
+void test('a ctime in whole seconds (a filesystem that keeps only seconds, maybe not the seal\'s) is racy up to 2 s before the seal; a finer one only up to the seal', () => {
+  const second = Math.floor(T / 1000) * 1000;
+  const seal = second + 358.5;
+  // Whole-second ctime, seal 0.36 s later on a nanosecond filesystem: a write later in that second keeps the ctime.
+  assert.equal(racyStamp(second, seal), true);
+  assert.equal(racyStamp(second - 1000, seal), true);
+  assert.equal(racyStamp(second - 2000, seal), false);
+  // A ctime with a fraction came from a fine clock: racy only from the seal on.
+  assert.equal(racyStamp(second + 0.001, seal), false);
+  assert.equal(racyStamp(seal, seal), true);
+  // Used by every trust decision: the same whole-second stamp is re-hashed, not trusted.
+  const manifest: Manifest = { format: 'atomic-deploy/manifest@1', entries: [{ path: 'a', type: 'file', mode: 0o644, size: 3, sha256: 'a'.repeat(64) }] } as Manifest;
+  const stamp: FileStamp = { ino: 7, size: 3, ctimeMs: second, uid: 0, gid: 0 };
+  assert.equal(trustedHashes(manifest, new Map([['a', stamp]]), seal, new Map([['a', stamp]])).size, 0);
+  assert.equal(stampedPrevious(manifest, new Map([['a', stamp]]), seal, [{ rel: 'a', size: 3, mode: 0o644, uid: 0, gid: 0 }]).size, 0);
+  assert.equal(carriedStamps(new Map([['a', stamp]]), seal).size, 0);
+  assert.equal(trustedHashes(manifest, new Map([['a', stamp]]), second + 2000.5, new Map([['a', stamp]])).size, 1);
 });
