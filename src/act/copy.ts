@@ -257,17 +257,26 @@ function sameFile(st: fs.Stats, source: LinkSource): boolean {
  * directories, its bytes are still the build's, and a second lstat shows that nothing moved while
  * they were read. Anything else is copied from the build.
  */
-function mayLink(source: LinkSource): boolean {
+function mayLink(source: LinkSource, realDirs: Map<string, boolean>): boolean {
   const st = fs.lstatSync(source.from, { throwIfNoEntry: false });
   if (st === undefined) return false;
+  // The file is reached through the release's own directories, checked once per directory: one
+  // moved into shared/ by rename and replaced by a symlink keeps its files' stamps (a rename of a
+  // directory moves no ctime of what it holds), and a link through it would share them with shared/.
+  const dir = path.dirname(source.from);
+  let real = realDirs.get(dir);
+  if (real === undefined) {
+    real = realOr(dir) === path.dirname(path.join(source.realDir, source.stamp.rel));
+    realDirs.set(dir, real);
+  }
+  if (!real) return false;
   if (sameFile(st, source)) return true;
   const s = source.stamp;
   const moved: LinkSource = { ...source, stamp: { ...s, ino: st.ino, ctimeMs: st.ctimeMs } };
   if (st.ino !== s.ino || !sameFile(st, moved)) return false;
   // Another link to the inode moves its ctime too: one made through a directory swapped for a
-  // symlink (into shared/, say) would share the file with whatever is there. Its real directory
-  // must still be the release's.
-  const dir = path.dirname(source.from);
+  // symlink (into shared/, say) since the check above would share the file with whatever is
+  // there. Its real directory must still be the release's.
   if (realOr(dir) !== path.dirname(path.join(source.realDir, s.rel))) return false;
   try {
     if (hashFileSync(source.from, true, st.size).sha256 !== source.sha256) return false;
@@ -504,6 +513,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
     result.stamps.set(p, copied.stamp);
   };
   let syncRun = 0;
+  const realDirs = new Map<string, boolean>();
   const copyEntries = async (buf: Buffer): Promise<void> => {
     while (next < others.length) {
       // Stop every worker at the first failure: the caller removes dest only once all are idle.
@@ -525,7 +535,7 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
       // pool, so their data moves while the loop goes on. The event loop gets a turn every 256
       // synchronous entries, so a signal or an abort is still seen within milliseconds.
       const decided = options.linkFrom?.get(entry.rel);
-      const existing = decided !== undefined && mayLink(decided) ? decided : undefined;
+      const existing = decided !== undefined && mayLink(decided, realDirs) ? decided : undefined;
       const from = existing === undefined ? under(scan.dir, entry.rel) : existing.from;
       if (existing !== undefined) {
         fs.linkSync(from, to);

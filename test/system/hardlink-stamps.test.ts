@@ -141,3 +141,26 @@ void test('releases/ on a filesystem with whole-second times, state on a finer o
   }
   assert.ok(proved, `none of ${attempt} attempts kept the edit within the second of the stamp (machine too slow?)`);
 });
+
+void test('a directory of the previous release moved into shared/ by rename and replaced by a symlink: its files keep their stamps but are copied, never linked through it (before: linked, sharing shared/\'s inode)', async (t) => {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(path.join(src, 'assets'), { recursive: true });
+  fs.writeFileSync(path.join(src, 'assets', 'app.css'), 'body{color:red}\n');
+  fs.writeFileSync(path.join(src, 'index.html'), '<h1>hi</h1>\n');
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'r1', '--quiet'])).code, 0);
+  // Capistrano style, by hand: the directory becomes a shared one, its files untouched (a rename moves no file's ctime).
+  fs.mkdirSync(path.join(root, 'shared'));
+  fs.renameSync(path.join(root, 'releases', 'r1', 'assets'), path.join(root, 'shared', 'assets'));
+  fs.symlinkSync('../../shared/assets', path.join(root, 'releases', 'r1', 'assets'));
+  const r = await runCli(['deploy', src, root, '--release-id', 'r2', '--strategy', 'hardlink', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(r.stdout) as { linked: number; copied: number };
+  assert.deepEqual([json.linked, json.copied], [1, 1]);
+  assert.notEqual(fs.statSync(path.join(root, 'releases', 'r2', 'assets', 'app.css')).ino, fs.statSync(path.join(root, 'shared', 'assets', 'app.css')).ino);
+  // What the app then writes into its shared directory stays there.
+  fs.writeFileSync(path.join(root, 'shared', 'assets', 'app.css'), 'body{color:HACK}\n');
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'assets', 'app.css'), 'utf8'), 'body{color:red}\n');
+  assert.equal((await runCli(['verify', root])).code, 0);
+});
