@@ -4,7 +4,7 @@ import { releasePath, type Layout } from '../act/layout.ts';
 import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
 import { hashTree, readManifest } from '../act/manifest.ts';
 import { readRecord } from '../act/state.ts';
-import { readCurrent } from '../act/switch.ts';
+import { aliasOfAnotherRelease, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
@@ -63,7 +63,9 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   }
   const dir = releasePath(layout, id);
   const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-  if (!st?.isDirectory()) {
+  // A release moved to another disk and linked back is still that release: the tree it leads to is checked.
+  const linked = st?.isSymbolicLink() === true && fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() === true && !aliasOfAnotherRelease(layout, id);
+  if (!st?.isDirectory() && !linked) {
     throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
   }
   return verifyAgainstManifest(layout, id, dir, options.signal);

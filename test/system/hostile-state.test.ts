@@ -143,3 +143,16 @@ void test('a failed first deploy into a root whose parents did not exist takes a
   assert.equal((await runCli(['deploy', src, path.join(dir, 'a', 'b', 'root'), '--quiet'])).code, 0);
   assert.ok(fs.existsSync(path.join(dir, 'a', 'b', 'root', 'current', 'index.html')));
 });
+
+void test('verify checks a release linked back from another disk: the tree it leads to, with its differences (before: "does not exist", exit 2)', async (t) => {
+  const { dir, root } = await deployed(t, ['r1']);
+  const moved = path.join(dir, 'other-disk', 'r1');
+  fs.mkdirSync(path.dirname(moved));
+  fs.renameSync(path.join(root, 'releases', 'r1'), moved);
+  fs.symlinkSync(moved, path.join(root, 'releases', 'r1'));
+  assert.equal((await runCli(['verify', root])).code, 0);
+  fs.writeFileSync(path.join(moved, 'index.html'), 'tampered\n');
+  const r = await runCli(['verify', root, '--release', 'r1']);
+  assert.equal(r.code, 5, r.stderr);
+  assert.match(r.stdout, /^modified\s+index\.html/m);
+});
