@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
-import { hashTree, readManifest } from '../act/manifest.ts';
+import { hashTree, manifestFile, readManifest } from '../act/manifest.ts';
 import { readRecord } from '../act/state.ts';
 import { aliasOfAnotherRelease, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
@@ -74,6 +74,13 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
 async function verifyAgainstManifest(layout: Layout, id: string, dir: string, signal: AbortSignal | undefined): Promise<VerifyResult> {
   const record = readRecord(layout, id);
   const load = readManifest(layout, id, record?.digest);
+  if (load.kind === 'none' && fs.existsSync(manifestFile(layout, id))) {
+    // The digest that proves a manifest is in the release's log record: without one, a manifest file proves nothing.
+    throw new DeployError('NO_MANIFEST', `release ${id} has a manifest file but ${record === undefined ? 'no release log record' : 'no digest in its release log record'} to prove it, so nothing can be checked against it`, {
+      hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
+      details: { release: id },
+    });
+  }
   if (load.kind === 'none') {
     throw new DeployError('NO_MANIFEST', `release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
       hint: 'deploy the build again (atomic-deploy deploy <source> <root>): every new release gets a manifest',

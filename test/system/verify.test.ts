@@ -122,6 +122,23 @@ void test('a release made before manifests: exit 2, the message says how to get 
   assert.match(human.stderr, /^error: release one has no manifest.*\nhint: deploy the build again/m);
 });
 
+void test('a manifest whose release log record is gone or has no digest: exit 2, and the message says the record is what is missing (before: "made before manifests")', async (t) => {
+  for (const damage of ['record removed', 'digest removed'] as const) {
+    const { root } = await deployed(t);
+    const recordFile = path.join(root, '.atomic-deploy/releases/one.json');
+    if (damage === 'record removed') fs.rmSync(recordFile);
+    else {
+      const record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as Record<string, unknown>;
+      delete record.digest;
+      fs.writeFileSync(recordFile, JSON.stringify(record));
+    }
+    const result = await runCli(['verify', root]);
+    assert.equal(result.code, 2, result.stderr);
+    const what = damage === 'record removed' ? 'no release log record' : 'no digest in its release log record';
+    assert.match(result.stderr, new RegExp(`^error: release one has a manifest file but ${what} to prove it, so nothing can be checked against it$`, 'm'), damage);
+  }
+});
+
 void test('an untrusted manifest (missing, truncated, not JSON, edited, a FIFO) is reported: exit 2, nothing trusted', async (t) => {
   const cases: [string, (file: string) => void, RegExp][] = [
     ['missing', (f) => fs.rmSync(f), /it is missing/],
