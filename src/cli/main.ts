@@ -6,7 +6,7 @@ import { listReleases } from '../ops/releases.ts';
 import { status } from '../ops/status.ts';
 import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
-import { Reporter, type Streams } from './output.ts';
+import { oneLine, Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { secondsFlag } from './number-flags.ts';
@@ -334,10 +334,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
     afterSignal();
     if (result.dryRun) {
-      out.result(`dry run: would roll back to ${result.release} (from ${result.previous || 'nothing'}); nothing was changed`, result);
+      out.result(`dry run: would roll back to ${oneLine(result.release)} (from ${result.previous ? oneLine(result.previous) : 'nothing'}); nothing was changed`, result);
       return;
     }
-    out.result(`rolled back to ${result.release} (from ${result.previous || 'nothing'})`, result);
+    out.result(`rolled back to ${oneLine(result.release)} (from ${result.previous ? oneLine(result.previous) : 'nothing'})`, result);
   });
 
   common(addFleetFlags(

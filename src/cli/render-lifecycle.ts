@@ -11,7 +11,7 @@ function formatMs(ms: number): string {
 export function deploySummary(result: DeployResult & { linked?: number; copied?: number }): string {
   const made = result.linked !== undefined && result.copied !== undefined ? ` (${result.linked} linked, ${result.copied} copied)` : '';
   let line = `deployed ${result.release}: ${plural(result.files, 'file')}${made}, ${formatBytes(result.bytes)} in ${formatMs(result.durationMs)}`;
-  if (result.previous) line += `; previous: ${result.previous}`;
+  if (result.previous) line += `; previous: ${oneLine(result.previous)}`;
   if (result.prune) line += `; ${pruneSummary(result.prune)}`;
   return line;
 }

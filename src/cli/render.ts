@@ -47,7 +47,8 @@ export function renderReleases(result: ReleasesResult, options: { header: boolea
 
 export function renderStatus(result: StatusResult): string {
   const lines: string[] = [];
-  lines.push(`current: ${result.current ?? `(${result.currentState})`}`);
+  // An id is escaped before the lines are joined: another tool's release may hold a newline in its name.
+  lines.push(`current: ${result.current === null ? `(${result.currentState})` : oneLine(result.current)}`);
   if (result.lock) {
     const who = result.lock.pid === null ? 'unknown owner' : `pid ${result.lock.pid} of ${result.lock.user}@${result.lock.host}`;
     lines.push(`lock:    ${result.lock.state} by ${who} since ${result.lock.since} (${result.lock.reason})`);
