@@ -228,8 +228,12 @@ class FileSink implements TarDataSink {
 class Stage {
   readonly manifest: ManifestEntry[] = [];
   readonly stamps = new Map<string, FileStamp>();
-  /** Paths that share one inode by hard links, by the first of them: link(2) changes the ctime of all. */
-  private readonly linkGroups = new Map<string, string[]>();
+  /**
+   * Names that share one inode by hard links, by each of them. link(2) changes the ctime of the
+   * inode, so every name gets the stamp taken after the last link: kept once per group and copied
+   * to its names in `finish`, not written to every earlier name at each new link (quadratic).
+   */
+  private readonly linkGroups = new Map<string, { paths: string[]; stamp: FileStamp }>();
   private readonly fileIndex = new Map<string, number>();
   private readonly dirs: { path: string; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }[] = [];
   private readonly dirIndex = new Map<string, number>();
@@ -294,12 +298,15 @@ class Stage {
       if (!target || target.type !== 'file') throw new DeployError('INTERNAL', `hard link ${d.path} to a file not staged`);
       fs.linkSync(this.at(d.linkTo ?? ''), to);
       const first = d.linkTo ?? '';
-      const group = this.linkGroups.get(first) ?? [first];
-      group.push(d.path);
-      this.linkGroups.set(first, group);
-      this.linkGroups.set(d.path, group);
       const st = fs.statSync(to);
-      for (const p of group) this.stamps.set(p, stampOf(st));
+      let group = this.linkGroups.get(first);
+      if (!group) {
+        group = { paths: [first], stamp: stampOf(st) };
+        this.linkGroups.set(first, group);
+      }
+      group.paths.push(d.path);
+      group.stamp = stampOf(st);
+      this.linkGroups.set(d.path, group);
       this.fileIndex.set(d.path, this.manifest.length);
       this.manifest.push({ ...target, path: d.path });
       this.files += 1;
@@ -330,8 +337,16 @@ class Stage {
     this.open = undefined;
   }
 
-  /** Directory modes, owners and times last and deepest first, so writing inside cannot change them again. */
+  /**
+   * The stamps of hard-linked names, then directory modes, owners and times, last and deepest
+   * first, so writing inside cannot change them again.
+   */
   finish(): void {
+    // Each group once (it is listed under each of its names), from its first name.
+    for (const [rel, group] of this.linkGroups) {
+      if (group.paths[0] !== rel) continue;
+      for (const p of group.paths) this.stamps.set(p, group.stamp);
+    }
     const order = [...this.dirs].sort((a, b) => b.path.split('/').length - a.path.split('/').length);
     for (const d of order) {
       const to = this.at(d.path);
