@@ -595,9 +595,15 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           const sink = apply(header);
           // yauzl checks sizes, not the CRC-32: a corrupt entry would go live, hashed as it is into the manifest.
           let crc = 0;
-          for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) {
-            crc = crc32(chunk, crc);
-            sink?.data(chunk);
+          try {
+            for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) {
+              crc = crc32(chunk, crc);
+              sink?.data(chunk);
+            }
+          } catch (error) {
+            // zlib's inflate errors (Z_DATA_ERROR and the like): the entry's data is corrupt.
+            if (!errnoOf(error)?.startsWith('Z_')) throw error;
+            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${quote(header.name)} holds corrupt compressed data (${(error as Error).message})`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
           }
           if (target) crc = crc32(target);
           if ((header.type === 'file' || target) && crc !== entry.crc32) {
@@ -614,8 +620,10 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
   }
 }
 
+/** As archiveError: a corrupt zip (yauzl's errors, zlib's Z_* codes) is invalid input; our own errors and I/O errors pass through. */
 function zipError(error: unknown, source: string): Error {
-  if (error instanceof DeployError || (error instanceof Error && errnoOf(error) !== undefined)) return error;
+  const code = errnoOf(error);
+  if (error instanceof DeployError || (error instanceof Error && code !== undefined && !code.startsWith('Z_'))) return error;
   // yauzl's texts can quote raw bytes (a signature, a name): control characters shown as \uXXXX.
   // eslint-disable-next-line no-control-regex
   const reason = (error instanceof Error ? error.message : String(error)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
