@@ -166,8 +166,8 @@ export interface ExtractResult {
 const hashOnce: ((bytes: Buffer) => string) | undefined = typeof crypto.hash === 'function' ? (bytes) => crypto.hash('sha256', bytes, 'hex') : undefined;
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
-const hostile = (problem: string, source: string): DeployError =>
-  new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
+const hostile = (problem: string, source: string, hint = 'rebuild the artifact with plain relative paths, files, directories and links'): DeployError =>
+  new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: `nothing was deployed; ${hint}` });
 
 /**
  * One regular file being written: each chunk is hashed and written synchronously, so the caller's
@@ -427,7 +427,7 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   const apply = (header: ArchiveHeader): FileSink | undefined => {
     if (aborted()) return undefined;
     const decision = checker.decide(header);
-    if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source);
+    if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source, decision.hint);
     if (decision.action === 'skip') return undefined;
     return stage.write(decision);
   };

@@ -20,6 +20,8 @@ export interface Spec {
   gid?: number;
   /** Seconds since 1970 (tar only; negative before it). */
   mtime?: number;
+  /** PAX extended header records (tar only): the archive is then written in the PAX format. */
+  pax?: Record<string, string>;
 }
 
 const WRITER = String.raw`
@@ -38,7 +40,8 @@ def write(fmt, out, specs):
               z.writestr(info, s.get('link', '').encode() if t == 'symlink' else data(s))
   else:
       mode = {'tar': 'w', 'tar.gz': 'w:gz'}[fmt]
-      with tarfile.open(out, mode, format=tarfile.GNU_FORMAT, encoding='utf-8', errors='surrogateescape') as tf:
+      tar_format = tarfile.PAX_FORMAT if any('pax' in s for s in specs) else tarfile.GNU_FORMAT
+      with tarfile.open(out, mode, format=tar_format, encoding='utf-8', errors='surrogateescape') as tf:
           for s in specs:
               t = s.get('type', 'file')
               info = tarfile.TarInfo(s['name'])
@@ -47,6 +50,8 @@ def write(fmt, out, specs):
               info.mode = s.get('mode', 0o755 if t == 'dir' else 0o644)
               info.uid, info.gid = s.get('uid', 0), s.get('gid', 0)
               info.mtime = s.get('mtime', 1700000000)
+              if 'pax' in s:
+                  info.pax_headers = s['pax']
               if t in ('symlink', 'hardlink'):
                   info.linkname = s['link']
               if t in ('chr', 'blk'):

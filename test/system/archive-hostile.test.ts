@@ -51,6 +51,9 @@ const CASES: Case[] = [
   { name: 'a zip name with a backslash', formats: ['zip'], entries: [{ name: '..\\..\\..\\beside\\evil', data: 'x' }], message: /backslash|invalid characters|relative path/i },
   { name: 'a symlink target longer than 4095 bytes', formats: ALL, entries: [{ name: 'long', type: 'symlink', link: 't'.repeat(5000) }], message: /symlink with a target longer than 4095 bytes/ },
   { name: 'more entries than --max-files', formats: ALL, entries: Array.from({ length: 30 }, (_, i) => ({ name: `many/f${i}`, data: 'x' })), args: ['--max-files', '20'], message: /--max-files/ },
+  { name: 'a PAX mtime past any date a file can hold', formats: TAR, entries: [{ name: 'far.txt', data: 'x', pax: { mtime: '99999999999999999999' } }], message: /entry "far\.txt" has a modification time out of range/ },
+  { name: 'a PAX mtime on a directory before any date a file can hold', formats: TAR, entries: [{ name: 'old/', type: 'dir', pax: { mtime: '-99999999999999999' } }], message: /entry "old\/" has a modification time out of range/ },
+  { name: 'a base-256 mtime past any date a file can hold', formats: TAR, entries: [{ name: 'far.txt', data: 'x', mtime: 2 ** 52 }], message: /entry "far\.txt" has a modification time out of range/ },
   { name: 'decompression bomb over --max-bytes', formats: ['tar.gz', 'zip'], entries: [{ name: 'bomb.bin', zeros: 8 * 1024 * 1024 }], args: ['--max-bytes', '1M'], message: /--max-bytes/ },
 ];
 
@@ -81,6 +84,9 @@ void test('every hostile archive exits 2 and changes nothing inside or outside t
       assert.match(r.stderr, c.message, what);
       assert.match(r.stderr, /^error: refused /m, what);
       assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: stack trace`);
+      // One short error line, however long the entry's name.
+      assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1, what);
+      assert.ok(r.stderr.split('\n').every((l) => l.length <= 400), `${what}: a line of ${Math.max(...r.stderr.split('\n').map((l) => l.length))} characters`);
       assert.deepEqual(treeSnapshot(root), rootBefore, `${what}: the root changed`);
       assert.deepEqual(treeSnapshot(beside), besideBefore, `${what}: the directory beside changed`);
       assert.deepEqual(leftovers(root), [], what);
@@ -88,7 +94,7 @@ void test('every hostile archive exits 2 and changes nothing inside or outside t
       ran++;
     }
   }
-  assert.ok(ran >= 45, `${ran} cases`);
+  assert.ok(ran >= 51, `${ran} cases`);
 });
 
 void test('control: the same good entries without the hostile tail deploy, so the refusals above come from the hostile entries', async (t) => {
