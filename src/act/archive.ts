@@ -241,11 +241,14 @@ class Stage {
   symlinks = 0;
   bytes = 0;
   readonly dir: string;
+  /** The artifact, for messages. */
+  private readonly source: string;
   /** Who owns what this process creates in the stage: a chown to the same owner is a wasted inode write. */
   private readonly created: { uid: number; gid: number } | undefined;
 
-  constructor(dir: string) {
+  constructor(dir: string, source: string) {
     this.dir = dir;
+    this.source = source;
     const st = fs.statSync(dir);
     // New entries take the group of a setgid directory (inherited by its subdirectories), else ours.
     const gid = st.mode & 0o2000 ? st.gid : process.getegid?.();
@@ -276,8 +279,24 @@ class Stage {
     this.dirs.push({ path: rel, mode, owner: decision?.owner, mtimeMs: decision?.mtimeMs });
   }
 
-  /** Writes one allowed entry; a file's content goes to the sink returned, which `end` completes. */
+  /**
+   * Writes one allowed entry; a file's content goes to the sink returned, which `end` completes.
+   * What the checker cannot know, the filesystem answers: a path too long once under the staging
+   * directory is the archive's doing, refused as such.
+   */
   write(d: Extract<EntryDecision, { action: 'write' }>): FileSink | undefined {
+    try {
+      return this.place(d);
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === 'ENAMETOOLONG') {
+        throw hostile(`entry ${quote(d.path)} is a path too long for the filesystem under the release's staging directory (PATH_MAX, 4096 bytes)`, this.source, 'rebuild the artifact with shorter paths (less nesting)');
+      }
+      throw error;
+    }
+  }
+
+  private place(d: Extract<EntryDecision, { action: 'write' }>): FileSink | undefined {
     for (const p of d.parents) this.mkdir(p, 0o755);
     const to = this.at(d.path);
     if (d.kind === 'dir') {
@@ -413,7 +432,7 @@ async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => v
  */
 export async function extractArtifact(artifact: Artifact, dest: string, options: ExtractOptions): Promise<ExtractResult> {
   const checker = new EntryChecker(options.limits);
-  const stage = new Stage(dest);
+  const stage = new Stage(dest, artifact.source);
   const hash = createHash('sha256');
   const counter = { raw: 0 };
   const onRaw = options.onRaw;

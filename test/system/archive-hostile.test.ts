@@ -28,6 +28,9 @@ interface Case {
 }
 
 const ALL: Case['formats'] = ['tar', 'tar.gz', 'zip'];
+/** 4,090 bytes: within PATH_MAX as a name, beyond it once under the staging directory. */
+const DEEP = Array.from({ length: 16 }, () => 'd'.repeat(250)).join('/');
+const TOO_LONG_THERE = `${DEEP}/${'f'.repeat(4090 - DEEP.length - 1)}`;
 const TAR: Case['formats'] = ['tar', 'tar.gz'];
 
 const CASES: Case[] = [
@@ -51,6 +54,7 @@ const CASES: Case[] = [
   { name: 'a zip name with a backslash', formats: ['zip'], entries: [{ name: '..\\..\\..\\beside\\evil', data: 'x' }], message: /backslash|invalid characters|relative path/i },
   { name: 'a symlink target longer than 4095 bytes', formats: ALL, entries: [{ name: 'long', type: 'symlink', link: 't'.repeat(5000) }], message: /symlink with a target longer than 4095 bytes/ },
   { name: 'more entries than --max-files', formats: ALL, entries: Array.from({ length: 30 }, (_, i) => ({ name: `many/f${i}`, data: 'x' })), args: ['--max-files', '20'], message: /--max-files/ },
+  { name: 'a path within PATH_MAX that is longer than it under the staging directory', formats: ALL, entries: [{ name: TOO_LONG_THERE, data: 'x' }], message: /entry "d{50,}.*\(4090 bytes\).*f" is a path too long for the filesystem/ },
   { name: 'a PAX mtime past any date a file can hold', formats: TAR, entries: [{ name: 'far.txt', data: 'x', pax: { mtime: '99999999999999999999' } }], message: /entry "far\.txt" has a modification time out of range/ },
   { name: 'a PAX mtime on a directory before any date a file can hold', formats: TAR, entries: [{ name: 'old/', type: 'dir', pax: { mtime: '-99999999999999999' } }], message: /entry "old\/" has a modification time out of range/ },
   { name: 'a base-256 mtime past any date a file can hold', formats: TAR, entries: [{ name: 'far.txt', data: 'x', mtime: 2 ** 52 }], message: /entry "far\.txt" has a modification time out of range/ },
@@ -94,7 +98,7 @@ void test('every hostile archive exits 2 and changes nothing inside or outside t
       ran++;
     }
   }
-  assert.ok(ran >= 51, `${ran} cases`);
+  assert.ok(ran >= 54, `${ran} cases`);
 });
 
 void test('control: the same good entries without the hostile tail deploy, so the refusals above come from the hostile entries', async (t) => {
