@@ -282,7 +282,7 @@ class Stage {
   /**
    * Writes one allowed entry; a file's content goes to the sink returned, which `end` completes.
    * What the checker cannot know, the filesystem answers: a path too long once under the staging
-   * directory is the archive's doing, refused as such.
+   * directory, one link too many to a file. Both are the archive's doing, refused as such.
    */
   write(d: Extract<EntryDecision, { action: 'write' }>): FileSink | undefined {
     try {
@@ -291,6 +291,9 @@ class Stage {
       const code = errnoOf(error);
       if (code === 'ENAMETOOLONG') {
         throw hostile(`entry ${quote(d.path)} is a path too long for the filesystem under the release's staging directory (PATH_MAX, 4096 bytes)`, this.source, 'rebuild the artifact with shorter paths (less nesting)');
+      }
+      if (code === 'EMLINK' && d.kind === 'hardlink') {
+        throw hostile(`entry ${quote(d.path)} is a hard link to ${quote(d.linkTo ?? '')}, which has as many links as the filesystem allows`, this.source, 'rebuild the artifact with fewer hard links to one file (ext4 allows 65,000)');
       }
       throw error;
     }

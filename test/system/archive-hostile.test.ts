@@ -8,6 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { writeArchive, writeArchives, type ArchiveJob, type Spec } from '../harness/archives.ts';
 import { runCli, tempDir } from '../harness/cli.ts';
+import { requireTools, runWrapped, straceInject } from '../harness/faults.ts';
 import { leftovers, makeSource, treeSnapshot } from '../harness/invariants.ts';
 
 const GOOD: Spec[] = [
@@ -171,4 +172,30 @@ void test('as root, an owner chown(2) cannot take is refused (exit 2); a time be
     assert.match(refused.stderr, /^error: refused .*entry "owned\.txt" has (uid|gid) \d+, more than any system's largest \(4294967294\)$/m);
     assert.deepEqual(treeSnapshot(root), before);
   }
+});
+
+void test('a hard link the filesystem refuses (EMLINK: as many links to one file as it allows) exits 2 and changes nothing', async (t) => {
+  requireTools('strace');
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const beside = path.join(dir, 'beside');
+  fs.mkdirSync(beside);
+  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
+  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
+  assert.equal(first.code, 0, first.stderr);
+  const rootBefore = treeSnapshot(root);
+  const besideBefore = treeSnapshot(beside);
+  // ext4 allows 65,000 links to a file; link(2) past that fails with EMLINK, injected here.
+  const file = writeArchive('tar', path.join(dir, 'links.tar'), [...GOOD, { name: 'same.html', type: 'hardlink', link: 'index.html' }]);
+  const r = await runWrapped(['deploy', file, root, '--no-fsync'], { prefix: straceInject('link,linkat', 'EMLINK') });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^error: refused .*links\.tar: entry "same\.html" is a hard link to "index\.html", which has as many links as the filesystem allows$/m);
+  assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1);
+  assert.deepEqual(treeSnapshot(root), rootBefore);
+  assert.deepEqual(treeSnapshot(beside), besideBefore);
+  assert.deepEqual(leftovers(root), []);
+  // Control: the same archive without the fault deploys the link.
+  const ok = await runCli(['deploy', file, root, '--no-fsync']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(fs.statSync(path.join(root, 'current', 'same.html')).ino, fs.statSync(path.join(root, 'current', 'index.html')).ino);
 });
