@@ -560,8 +560,66 @@ function openZip(file: string): Promise<yauzl.ZipFile> {
   });
 }
 
-function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> {
-  return new Promise((resolve, reject) => zip.openReadStream(entry, (error, stream) => (error ? reject(error) : resolve(stream))));
+/** yauzl 3's local file header reader and low-level stream, which @types/yauzl does not list. */
+interface LocalFileHeader {
+  fileDataStart: number;
+  generalPurposeBitFlag: number;
+  compressionMethod: number;
+  crc32: number;
+  compressedSize: number;
+  uncompressedSize: number;
+  fileName: Buffer;
+}
+interface YauzlLowLevel {
+  readLocalFileHeader(entry: yauzl.Entry, options: { minimal: false }, callback: (error: Error | null, header: LocalFileHeader) => void): void;
+  openReadStreamLowLevel(fileDataStart: number, compressedSize: number, relativeStart: number, relativeEnd: number, decompress: boolean, uncompressedSize: number, callback: (error: Error | null, stream: Readable) => void): void;
+}
+
+function localHeader(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<LocalFileHeader> {
+  return new Promise((resolve, reject) => (zip as unknown as YauzlLowLevel).readLocalFileHeader(entry, { minimal: false }, (error, header) => (error ? reject(error) : resolve(header))));
+}
+
+/**
+ * An entry's data. Stored or deflated and not encrypted (nearly every zip): read from where the
+ * local header already read says it starts. Anything else goes through openReadStream, which
+ * refuses encryption and other methods in yauzl's words.
+ */
+function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry, local: LocalFileHeader): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const done = (error: Error | null, stream: Readable): void => (error ? reject(error) : resolve(stream));
+    const plain = (entry.compressionMethod === 0 || entry.compressionMethod === 8) && !entry.isEncrypted();
+    if (plain) (zip as unknown as YauzlLowLevel).openReadStreamLowLevel(local.fileDataStart, entry.compressedSize, 0, entry.compressedSize, entry.compressionMethod === 8, entry.uncompressedSize, done);
+    else zip.openReadStream(entry, done);
+  });
+}
+
+const ZIP_METHODS: Record<number, string> = { 0: 'stored', 8: 'deflate', 9: 'deflate64', 12: 'bzip2', 14: 'LZMA', 93: 'Zstandard', 95: 'XZ', 99: 'AES' };
+const method = (m: number): string => `${m} (${ZIP_METHODS[m] ?? 'unknown'})`;
+/** A size or CRC field whose value is in the ZIP64 extra field instead. */
+const ZIP64_MARK = 0xffffffff;
+
+/**
+ * How an entry's local header contradicts its central directory record, if it does. yauzl reads
+ * the central directory only, but a streaming extractor or a scanner reads local headers: were
+ * they to differ, such a tool would see another archive than the one that goes live. As Python's
+ * zipfile refuses a name that differs, and unzip -t reports it: name, method and encryption, and
+ * the CRC-32 and sizes unless the local header defers them to a data descriptor (flag bit 3) or
+ * to its ZIP64 extra field.
+ */
+function localMismatch(entry: yauzl.Entry, local: LocalFileHeader): string | undefined {
+  const central = entry.fileName as unknown as Buffer;
+  if (!local.fileName.equals(central)) {
+    const flags = local.generalPurposeBitFlag | (isUtf8(local.fileName) ? 0x800 : 0);
+    return `names ${quote((yauzl as unknown as YauzlNames).getFileNameLowLevel(flags, local.fileName, [], true))}`;
+  }
+  if (local.compressionMethod !== entry.compressionMethod) return `says compression method ${method(local.compressionMethod)}, the central directory ${method(entry.compressionMethod)}`;
+  const encrypted = (local.generalPurposeBitFlag & 1) !== 0;
+  if (encrypted !== entry.isEncrypted()) return encrypted ? 'says the entry is encrypted, the central directory that it is not' : 'says the entry is not encrypted, the central directory that it is';
+  if (local.generalPurposeBitFlag & 0x8) return undefined;
+  if (local.crc32 !== entry.crc32) return `says CRC-32 ${local.crc32.toString(16).padStart(8, '0')}, the central directory ${entry.crc32.toString(16).padStart(8, '0')}`;
+  if (local.uncompressedSize !== ZIP64_MARK && local.uncompressedSize !== entry.uncompressedSize) return `says ${local.uncompressedSize} bytes uncompressed, the central directory ${entry.uncompressedSize}`;
+  if (local.compressedSize !== ZIP64_MARK && local.compressedSize !== entry.compressedSize) return `says ${local.compressedSize} bytes compressed, the central directory ${entry.compressedSize}`;
+  return undefined;
 }
 
 /** CRC-32 (zip's), continued from `value`: node:zlib's where Node has it (20.15 and later), else by table. */
@@ -602,11 +660,16 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
       zip.on('entry', (entry: yauzl.Entry) => {
         void (async () => {
           const header = zipHeader(entry, zipName(entry), source);
+          const local = await localHeader(zip, entry);
+          const mismatch = localMismatch(entry, local);
+          if (mismatch !== undefined) {
+            throw hostile(`the zip's local header for ${quote(header.name)} ${mismatch}`, source, "rebuild the zip with a standard tool (zip, Python's zipfile, 7-Zip): its local headers must agree with its central directory");
+          }
           if (header.type === 'symlink' && entry.uncompressedSize > SYMLINK_MAX) {
             throw hostile(`entry ${quote(header.name)} is a symlink with a target longer than ${SYMLINK_MAX} bytes`, source);
           }
           const needsData = header.type === 'file' || header.type === 'symlink';
-          const stream = needsData ? await entryStream(zip, entry) : undefined;
+          const stream = needsData ? await entryStream(zip, entry, local) : undefined;
           const target = header.type === 'symlink' && stream ? await collect(stream) : undefined;
           if (header.type === 'symlink') header.linkname = target?.toString('utf8') ?? '';
           if (aborted()) {

@@ -3,6 +3,7 @@
 // owners, link targets), with no staging copy left in .tmp/. Each hostile entry comes after good
 // ones, so a refusal has to discard files already extracted, not just refuse up front.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -198,4 +199,65 @@ void test('a hard link the filesystem refuses (EMLINK: as many links to one file
   const ok = await runCli(['deploy', file, root, '--no-fsync']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(fs.statSync(path.join(root, 'current', 'same.html')).ino, fs.statSync(path.join(root, 'current', 'index.html')).ino);
+});
+
+/** Zips whose local file headers disagree with their central directory, written by Python and patched. */
+const MISMATCH_WRITER = String.raw`
+import io, struct, sys, zipfile
+out = sys.argv[1]
+def make(name, method=zipfile.ZIP_DEFLATED):
+    with zipfile.ZipFile(f'{out}/{name}', 'w', method) as z:
+        z.writestr('index.html', b'<h1>new</h1>\n')
+        z.writestr('safe.txt', b'hello ' * 80)
+    b = bytearray(open(f'{out}/{name}', 'rb').read())
+    return b, b.find(b'PK\x03\x04', 1)           # the second entry's local header
+def save(name, b):
+    open(f'{out}/{name}', 'wb').write(bytes(b))
+b, i = make('name.zip'); b[i + 30:i + 38] = b'../evil!'; save('name.zip', b)
+b, i = make('method.zip'); b[i + 8:i + 10] = struct.pack('<H', 0); save('method.zip', b)
+b, i = make('crc.zip'); b[i + 14] ^= 0xFF; save('crc.zip', b)
+b, i = make('size.zip'); b[i + 22:i + 26] = struct.pack('<I', 999); save('size.zip', b)
+b, i = make('encrypted.zip', zipfile.ZIP_STORED); b[i + 6] |= 1; save('encrypted.zip', b)
+class Unseekable(io.RawIOBase):
+    def __init__(self, f): self.f = f
+    def writable(self): return True
+    def write(self, data): return self.f.write(data)
+with open(f'{out}/streamed.zip', 'wb') as f:                 # sizes and CRC after the data (bit 3)
+    with zipfile.ZipFile(Unseekable(f), 'w', zipfile.ZIP_DEFLATED) as z:
+        z.writestr('index.html', b'<h1>new</h1>\n')
+        with z.open('safe.txt', 'w') as e: e.write(b'hello ' * 80)
+`;
+
+void test('a zip whose local headers disagree with its central directory (name, method, CRC, sizes, encryption) exits 2 and changes nothing', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const beside = path.join(dir, 'beside');
+  fs.mkdirSync(beside);
+  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
+  execFileSync('python3', ['-c', MISMATCH_WRITER, dir]);
+  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
+  assert.equal(first.code, 0, first.stderr);
+  const rootBefore = treeSnapshot(root);
+  const besideBefore = treeSnapshot(beside);
+  const cases: [string, RegExp][] = [
+    ['name.zip', /the zip's local header for "safe\.txt" names "\.\.\/evil!"/],
+    ['method.zip', /the zip's local header for "safe\.txt" says compression method 0 \(stored\), the central directory 8 \(deflate\)/],
+    ['crc.zip', /the zip's local header for "safe\.txt" says CRC-32 [0-9a-f]{8}, the central directory [0-9a-f]{8}/],
+    ['size.zip', /the zip's local header for "safe\.txt" says 999 bytes uncompressed, the central directory 480/],
+    ['encrypted.zip', /the zip's local header for "safe\.txt" says the entry is encrypted, the central directory that it is not/],
+  ];
+  for (const [name, message] of cases) {
+    const r = await runCli(['deploy', path.join(dir, name), root, '--no-fsync']);
+    assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, /^error: refused /m, name);
+    assert.match(r.stderr, message, name);
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1, name);
+    assert.deepEqual(treeSnapshot(root), rootBefore, `${name}: the root changed`);
+    assert.deepEqual(treeSnapshot(beside), besideBefore, `${name}: the directory beside changed`);
+    assert.deepEqual(leftovers(root), [], name);
+  }
+  // Control: sizes and CRC in a data descriptor (local fields zero, bit 3 set) are not a disagreement.
+  const streamed = await runCli(['deploy', path.join(dir, 'streamed.zip'), root, '--no-fsync']);
+  assert.equal(streamed.code, 0, streamed.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'safe.txt'), 'utf8'), 'hello '.repeat(80));
 });
