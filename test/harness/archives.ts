@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
 
 /** One entry to write; names are raw (Python's surrogateescape lets a test write invalid UTF-8). */
 export interface Spec {
@@ -100,21 +101,23 @@ export type ServeMode =
   /** Like drop-once (ETag "v1"), then a Range is answered from `<file>.v2` with ETag "v2", If-Range ignored. */
   | 'drop-once-etag-changed'
   /** Like drop-once, then a Range is answered 512 bytes later than asked (same ETag). */
-  | 'drop-once-wrong-start';
+  | 'drop-once-wrong-start'
+  /** The file gzipped on the fly with `Content-Encoding: gzip`, whatever the request's Accept-Encoding. */
+  | 'content-encoding-gzip';
 
 export interface Server {
   url: (name: string) => string;
-  requests: { range?: string }[];
+  requests: { range?: string; acceptEncoding?: string }[];
   close: () => Promise<void>;
 }
 
 /** A loopback HTTP server for the files of `dir`, misbehaving as `mode` says. */
 export async function serve(t: { after(fn: () => Promise<void> | void): void }, dir: string, mode: ServeMode, options: { rate?: number } = {}): Promise<Server> {
-  const requests: { range?: string }[] = [];
+  const requests: { range?: string; acceptEncoding?: string }[] = [];
   let dropped = false;
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
-    requests.push({ range: req.headers.range });
+    requests.push({ range: req.headers.range, acceptEncoding: req.headers['accept-encoding'] });
     if (req.url?.startsWith('/redirect/')) {
       // Where release assets and object stores send a client: a 302 to the file itself.
       res.writeHead(302, { location: req.url.slice('/redirect'.length) }).end();
@@ -128,6 +131,11 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
     }
     const later = dropped && (mode === 'drop-once-changed' || mode === 'drop-once-etag-changed');
     const body = fs.readFileSync(later ? `${file}.v2` : file);
+    if (mode === 'content-encoding-gzip') {
+      const encoded = zlib.gzipSync(body);
+      res.writeHead(200, { 'content-length': encoded.length, 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' }).end(encoded);
+      return;
+    }
     const misbehaving = mode === 'drop-once-changed' || mode === 'drop-once-etag-changed' || mode === 'drop-once-wrong-start';
     if (misbehaving) {
       const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
