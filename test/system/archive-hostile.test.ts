@@ -261,3 +261,27 @@ void test('a zip whose local headers disagree with its central directory (name, 
   assert.equal(streamed.code, 0, streamed.stderr);
   assert.equal(fs.readFileSync(path.join(root, 'current', 'safe.txt'), 'utf8'), 'hello '.repeat(80));
 });
+
+void test('an archive holding a deploy root\'s layout (.atomic-deploy/, releases/, current) is deployed as files, and no command takes the live release for a root', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const file = writeArchive('tar', path.join(dir, 'rooty.tar'), [
+    ...GOOD,
+    { name: '.atomic-deploy/', type: 'dir' },
+    { name: '.atomic-deploy/journal.json', data: '{}\n' },
+    { name: 'releases/a/f', data: 'a\n' },
+    { name: 'releases/b/f', data: 'b\n' },
+    { name: 'current', type: 'symlink', link: 'releases/b' },
+  ]);
+  const r = await runCli(['deploy', file, root, '--no-fsync']);
+  assert.equal(r.code, 0, r.stderr);
+  // The root's own state is <root>/.atomic-deploy; the archive's lands in the release.
+  assert.equal(fs.readFileSync(path.join(root, 'current', '.atomic-deploy', 'journal.json'), 'utf8'), '{}\n');
+  const before = treeSnapshot(root);
+  for (const command of [['rollback'], ['status'], ['prune', '--keep', '1'], ['unlock', '--force']]) {
+    const run = await runCli([command[0] as string, path.join(root, 'current'), ...command.slice(1)]);
+    assert.equal(run.code, 2, `${command.join(' ')}: exit ${run.code}\n${run.stdout}${run.stderr}`);
+    assert.match(run.stderr, /is inside the deploy root .*root/, command.join(' '));
+    assert.deepEqual(treeSnapshot(root), before, `${command.join(' ')}: the root changed`);
+  }
+});
