@@ -166,8 +166,8 @@ export interface ExtractResult {
 const hashOnce: ((bytes: Buffer) => string) | undefined = typeof crypto.hash === 'function' ? (bytes) => crypto.hash('sha256', bytes, 'hex') : undefined;
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
-const hostile = (problem: string, source: string): DeployError =>
-  new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: 'nothing was deployed; rebuild the artifact with plain relative paths, files, directories and links' });
+const hostile = (problem: string, source: string, hint = 'rebuild the artifact with plain relative paths, files, directories and links'): DeployError =>
+  new DeployError('HOSTILE_ARCHIVE', `refused ${redactUrl(source)}: ${problem}`, { hint: `nothing was deployed; ${hint}` });
 
 /**
  * One regular file being written: each chunk is hashed and written synchronously, so the caller's
@@ -228,8 +228,12 @@ class FileSink implements TarDataSink {
 class Stage {
   readonly manifest: ManifestEntry[] = [];
   readonly stamps = new Map<string, FileStamp>();
-  /** Paths that share one inode by hard links, by the first of them: link(2) changes the ctime of all. */
-  private readonly linkGroups = new Map<string, string[]>();
+  /**
+   * Names that share one inode by hard links, by each of them. link(2) changes the ctime of the
+   * inode, so every name gets the stamp taken after the last link: kept once per group and copied
+   * to its names in `finish`, not written to every earlier name at each new link (quadratic).
+   */
+  private readonly linkGroups = new Map<string, { paths: string[]; stamp: FileStamp }>();
   private readonly fileIndex = new Map<string, number>();
   private readonly dirs: { path: string; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }[] = [];
   private readonly dirIndex = new Map<string, number>();
@@ -237,11 +241,14 @@ class Stage {
   symlinks = 0;
   bytes = 0;
   readonly dir: string;
+  /** The artifact, for messages. */
+  private readonly source: string;
   /** Who owns what this process creates in the stage: a chown to the same owner is a wasted inode write. */
   private readonly created: { uid: number; gid: number } | undefined;
 
-  constructor(dir: string) {
+  constructor(dir: string, source: string) {
     this.dir = dir;
+    this.source = source;
     const st = fs.statSync(dir);
     // New entries take the group of a setgid directory (inherited by its subdirectories), else ours.
     const gid = st.mode & 0o2000 ? st.gid : process.getegid?.();
@@ -272,8 +279,27 @@ class Stage {
     this.dirs.push({ path: rel, mode, owner: decision?.owner, mtimeMs: decision?.mtimeMs });
   }
 
-  /** Writes one allowed entry; a file's content goes to the sink returned, which `end` completes. */
+  /**
+   * Writes one allowed entry; a file's content goes to the sink returned, which `end` completes.
+   * What the checker cannot know, the filesystem answers: a path too long once under the staging
+   * directory, one link too many to a file. Both are the archive's doing, refused as such.
+   */
   write(d: Extract<EntryDecision, { action: 'write' }>): FileSink | undefined {
+    try {
+      return this.place(d);
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === 'ENAMETOOLONG') {
+        throw hostile(`entry ${quote(d.path)} is a path too long for the filesystem under the release's staging directory (PATH_MAX, 4096 bytes)`, this.source, 'rebuild the artifact with shorter paths (less nesting)');
+      }
+      if (code === 'EMLINK' && d.kind === 'hardlink') {
+        throw hostile(`entry ${quote(d.path)} is a hard link to ${quote(d.linkTo ?? '')}, which has as many links as the filesystem allows`, this.source, 'rebuild the artifact with fewer hard links to one file (ext4 allows 65,000)');
+      }
+      throw error;
+    }
+  }
+
+  private place(d: Extract<EntryDecision, { action: 'write' }>): FileSink | undefined {
     for (const p of d.parents) this.mkdir(p, 0o755);
     const to = this.at(d.path);
     if (d.kind === 'dir') {
@@ -294,12 +320,15 @@ class Stage {
       if (!target || target.type !== 'file') throw new DeployError('INTERNAL', `hard link ${d.path} to a file not staged`);
       fs.linkSync(this.at(d.linkTo ?? ''), to);
       const first = d.linkTo ?? '';
-      const group = this.linkGroups.get(first) ?? [first];
-      group.push(d.path);
-      this.linkGroups.set(first, group);
-      this.linkGroups.set(d.path, group);
       const st = fs.statSync(to);
-      for (const p of group) this.stamps.set(p, stampOf(st));
+      let group = this.linkGroups.get(first);
+      if (!group) {
+        group = { paths: [first], stamp: stampOf(st) };
+        this.linkGroups.set(first, group);
+      }
+      group.paths.push(d.path);
+      group.stamp = stampOf(st);
+      this.linkGroups.set(d.path, group);
       this.fileIndex.set(d.path, this.manifest.length);
       this.manifest.push({ ...target, path: d.path });
       this.files += 1;
@@ -330,8 +359,16 @@ class Stage {
     this.open = undefined;
   }
 
-  /** Directory modes, owners and times last and deepest first, so writing inside cannot change them again. */
+  /**
+   * The stamps of hard-linked names, then directory modes, owners and times, last and deepest
+   * first, so writing inside cannot change them again.
+   */
   finish(): void {
+    // Each group once (it is listed under each of its names), from its first name.
+    for (const [rel, group] of this.linkGroups) {
+      if (group.paths[0] !== rel) continue;
+      for (const p of group.paths) this.stamps.set(p, group.stamp);
+    }
     const order = [...this.dirs].sort((a, b) => b.path.split('/').length - a.path.split('/').length);
     for (const d of order) {
       const to = this.at(d.path);
@@ -398,7 +435,7 @@ async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => v
  */
 export async function extractArtifact(artifact: Artifact, dest: string, options: ExtractOptions): Promise<ExtractResult> {
   const checker = new EntryChecker(options.limits);
-  const stage = new Stage(dest);
+  const stage = new Stage(dest, artifact.source);
   const hash = createHash('sha256');
   const counter = { raw: 0 };
   const onRaw = options.onRaw;
@@ -412,7 +449,7 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   const apply = (header: ArchiveHeader): FileSink | undefined => {
     if (aborted()) return undefined;
     const decision = checker.decide(header);
-    if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source);
+    if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source, decision.hint);
     if (decision.action === 'skip') return undefined;
     return stage.write(decision);
   };
@@ -523,8 +560,66 @@ function openZip(file: string): Promise<yauzl.ZipFile> {
   });
 }
 
-function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Readable> {
-  return new Promise((resolve, reject) => zip.openReadStream(entry, (error, stream) => (error ? reject(error) : resolve(stream))));
+/** yauzl 3's local file header reader and low-level stream, which @types/yauzl does not list. */
+interface LocalFileHeader {
+  fileDataStart: number;
+  generalPurposeBitFlag: number;
+  compressionMethod: number;
+  crc32: number;
+  compressedSize: number;
+  uncompressedSize: number;
+  fileName: Buffer;
+}
+interface YauzlLowLevel {
+  readLocalFileHeader(entry: yauzl.Entry, options: { minimal: false }, callback: (error: Error | null, header: LocalFileHeader) => void): void;
+  openReadStreamLowLevel(fileDataStart: number, compressedSize: number, relativeStart: number, relativeEnd: number, decompress: boolean, uncompressedSize: number, callback: (error: Error | null, stream: Readable) => void): void;
+}
+
+function localHeader(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<LocalFileHeader> {
+  return new Promise((resolve, reject) => (zip as unknown as YauzlLowLevel).readLocalFileHeader(entry, { minimal: false }, (error, header) => (error ? reject(error) : resolve(header))));
+}
+
+/**
+ * An entry's data. Stored or deflated and not encrypted (nearly every zip): read from where the
+ * local header already read says it starts. Anything else goes through openReadStream, which
+ * refuses encryption and other methods in yauzl's words.
+ */
+function entryStream(zip: yauzl.ZipFile, entry: yauzl.Entry, local: LocalFileHeader): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const done = (error: Error | null, stream: Readable): void => (error ? reject(error) : resolve(stream));
+    const plain = (entry.compressionMethod === 0 || entry.compressionMethod === 8) && !entry.isEncrypted();
+    if (plain) (zip as unknown as YauzlLowLevel).openReadStreamLowLevel(local.fileDataStart, entry.compressedSize, 0, entry.compressedSize, entry.compressionMethod === 8, entry.uncompressedSize, done);
+    else zip.openReadStream(entry, done);
+  });
+}
+
+const ZIP_METHODS: Record<number, string> = { 0: 'stored', 8: 'deflate', 9: 'deflate64', 12: 'bzip2', 14: 'LZMA', 93: 'Zstandard', 95: 'XZ', 99: 'AES' };
+const method = (m: number): string => `${m} (${ZIP_METHODS[m] ?? 'unknown'})`;
+/** A size or CRC field whose value is in the ZIP64 extra field instead. */
+const ZIP64_MARK = 0xffffffff;
+
+/**
+ * How an entry's local header contradicts its central directory record, if it does. yauzl reads
+ * the central directory only, but a streaming extractor or a scanner reads local headers: were
+ * they to differ, such a tool would see another archive than the one that goes live. As Python's
+ * zipfile refuses a name that differs, and unzip -t reports it: name, method and encryption, and
+ * the CRC-32 and sizes unless the local header defers them to a data descriptor (flag bit 3) or
+ * to its ZIP64 extra field.
+ */
+function localMismatch(entry: yauzl.Entry, local: LocalFileHeader): string | undefined {
+  const central = entry.fileName as unknown as Buffer;
+  if (!local.fileName.equals(central)) {
+    const flags = local.generalPurposeBitFlag | (isUtf8(local.fileName) ? 0x800 : 0);
+    return `names ${quote((yauzl as unknown as YauzlNames).getFileNameLowLevel(flags, local.fileName, [], true))}`;
+  }
+  if (local.compressionMethod !== entry.compressionMethod) return `says compression method ${method(local.compressionMethod)}, the central directory ${method(entry.compressionMethod)}`;
+  const encrypted = (local.generalPurposeBitFlag & 1) !== 0;
+  if (encrypted !== entry.isEncrypted()) return encrypted ? 'says the entry is encrypted, the central directory that it is not' : 'says the entry is not encrypted, the central directory that it is';
+  if (local.generalPurposeBitFlag & 0x8) return undefined;
+  if (local.crc32 !== entry.crc32) return `says CRC-32 ${local.crc32.toString(16).padStart(8, '0')}, the central directory ${entry.crc32.toString(16).padStart(8, '0')}`;
+  if (local.uncompressedSize !== ZIP64_MARK && local.uncompressedSize !== entry.uncompressedSize) return `says ${local.uncompressedSize} bytes uncompressed, the central directory ${entry.uncompressedSize}`;
+  if (local.compressedSize !== ZIP64_MARK && local.compressedSize !== entry.compressedSize) return `says ${local.compressedSize} bytes compressed, the central directory ${entry.compressedSize}`;
+  return undefined;
 }
 
 /** CRC-32 (zip's), continued from `value`: node:zlib's where Node has it (20.15 and later), else by table. */
@@ -565,11 +660,16 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
       zip.on('entry', (entry: yauzl.Entry) => {
         void (async () => {
           const header = zipHeader(entry, zipName(entry), source);
+          const local = await localHeader(zip, entry);
+          const mismatch = localMismatch(entry, local);
+          if (mismatch !== undefined) {
+            throw hostile(`the zip's local header for ${quote(header.name)} ${mismatch}`, source, "rebuild the zip with a standard tool (zip, Python's zipfile, 7-Zip): its local headers must agree with its central directory");
+          }
           if (header.type === 'symlink' && entry.uncompressedSize > SYMLINK_MAX) {
             throw hostile(`entry ${quote(header.name)} is a symlink with a target longer than ${SYMLINK_MAX} bytes`, source);
           }
           const needsData = header.type === 'file' || header.type === 'symlink';
-          const stream = needsData ? await entryStream(zip, entry) : undefined;
+          const stream = needsData ? await entryStream(zip, entry, local) : undefined;
           const target = header.type === 'symlink' && stream ? await collect(stream) : undefined;
           if (header.type === 'symlink') header.linkname = target?.toString('utf8') ?? '';
           if (aborted()) {
@@ -580,9 +680,15 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           const sink = apply(header);
           // yauzl checks sizes, not the CRC-32: a corrupt entry would go live, hashed as it is into the manifest.
           let crc = 0;
-          for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) {
-            crc = crc32(chunk, crc);
-            sink?.data(chunk);
+          try {
+            for await (const chunk of header.type === 'file' && stream ? (stream as AsyncIterable<Buffer>) : empty()) {
+              crc = crc32(chunk, crc);
+              sink?.data(chunk);
+            }
+          } catch (error) {
+            // zlib's inflate errors (Z_DATA_ERROR and the like): the entry's data is corrupt.
+            if (!errnoOf(error)?.startsWith('Z_')) throw error;
+            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${quote(header.name)} holds corrupt compressed data (${(error as Error).message})`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
           }
           if (target) crc = crc32(target);
           if ((header.type === 'file' || target) && crc !== entry.crc32) {
@@ -599,8 +705,10 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
   }
 }
 
+/** As archiveError: a corrupt zip (yauzl's errors, zlib's Z_* codes) is invalid input; our own errors and I/O errors pass through. */
 function zipError(error: unknown, source: string): Error {
-  if (error instanceof DeployError || (error instanceof Error && errnoOf(error) !== undefined)) return error;
+  const code = errnoOf(error);
+  if (error instanceof DeployError || (error instanceof Error && code !== undefined && !code.startsWith('Z_'))) return error;
   // yauzl's texts can quote raw bytes (a signature, a name): control characters shown as \uXXXX.
   // eslint-disable-next-line no-control-regex
   const reason = (error instanceof Error ? error.message : String(error)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

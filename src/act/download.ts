@@ -28,7 +28,8 @@ export interface Download {
 function request(url: string, headers: Record<string, string>, options: DownloadOptions): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? https.get : http.get;
-    const req = get(url, { headers, signal: options.signal }, resolve);
+    // The artifact's own bytes: they are what --sha256 and the signature are of, and what is sniffed and extracted.
+    const req = get(url, { headers: { ...headers, 'accept-encoding': 'identity' }, signal: options.signal }, resolve);
     req.setTimeout(options.timeoutMs, () => req.destroy(new Error(`no answer within ${options.timeoutMs / 1000} s`)));
     req.on('error', reject);
   });
@@ -59,6 +60,20 @@ async function follow(start: string, options: DownloadOptions): Promise<{ res: h
   }
 }
 
+/**
+ * Refuses a body sent encoded (Content-Encoding: gzip, br, ...) although identity was asked for:
+ * read as they came, its bytes would be sniffed, hashed and checked as the artifact, which they are
+ * not. Nothing decodes them: a server that encodes a .tar.gz again is misconfigured.
+ */
+function refuseEncoded(url: string, res: http.IncomingMessage): void {
+  const encoding = (res.headers['content-encoding'] ?? '').trim();
+  if (encoding === '' || encoding.toLowerCase() === 'identity') return;
+  res.resume();
+  throw new DeployError('INVALID_SOURCE', `${redactUrl(url)} was sent with Content-Encoding: ${encoding}, not as its own bytes`, {
+    hint: 'serve the artifact as a plain file (no on-the-fly gzip or br for it): its bytes are what --sha256 and the signature check',
+  });
+}
+
 function failed(url: string, reason: string, cause?: unknown): DeployError {
   return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: 'check the URL and the server, then deploy again' });
 }
@@ -82,6 +97,7 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
         options.onRetry?.(`${message}; retrying`);
         continue;
       }
+      refuseEncoded(url, r);
       res = r;
     } catch (error) {
       if (error instanceof DeployError && error.code === 'INVALID_SOURCE') throw error;
@@ -133,6 +149,7 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
       if (!res) {
         const headers: Record<string, string> = validator ? { range: `bytes=${received}-`, 'if-range': validator } : {};
         res = await request(url, headers, options);
+        if (res.statusCode === 200 || res.statusCode === 206) refuseEncoded(url, res);
         if (res.statusCode === 200) {
           const now = validatorOf(res);
           if (validator !== undefined && now !== validator) throw changed(url, `${now ?? 'no validator'} in place of ${validator}`);

@@ -58,6 +58,81 @@ async function readSignature(source: string, download: DownloadOptions): Promise
   }
 }
 
+/** At most this many principals of one key are tried (one ssh-keygen each, reading every byte). */
+const MAX_PRINCIPALS = 8;
+
+/** The public key blob (base64) an SSH signature carries: "SSHSIG", a uint32 version, then the key as an SSH string. */
+export function signingKeyOf(sig: Buffer): string | undefined {
+  const armored = /-----BEGIN SSH SIGNATURE-----([\s\S]*?)-----END SSH SIGNATURE-----/.exec(sig.toString('latin1'));
+  if (!armored) return undefined;
+  const blob = Buffer.from((armored[1] ?? '').replace(/\s+/g, ''), 'base64');
+  if (blob.length < 14 || blob.toString('latin1', 0, 6) !== 'SSHSIG') return undefined;
+  const length = blob.readUInt32BE(10);
+  if (length === 0 || 14 + length > blob.length) return undefined;
+  return blob.subarray(14, 14 + length).toString('base64');
+}
+
+/**
+ * Every principal the signing key is listed under, in the file's order, at most MAX_PRINCIPALS.
+ * `ssh-keygen -Y find-principals` stops at the first line that holds the key and ignores its
+ * namespaces, so a key allowed for `git` on one line and for atomic-deploy on a later one would be
+ * tried as the git principal only. Each later line holding the key (its base64, as a word) is
+ * given to find-principals alone, which parses it; `-Y verify` then decides each principal.
+ */
+function principalsOf(firstFound: string, allowedSigners: string, sig: Buffer, dir: string): string[] {
+  const lines = (text: string): string[] => text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+  const principals = new Set(lines(firstFound));
+  const key = signingKeyOf(sig);
+  let text = '';
+  try {
+    text = fs.readFileSync(allowedSigners, 'utf8');
+  } catch {
+    // find-principals read it a moment ago; without it the first line's principals stand.
+  }
+  const holding = key === undefined ? [] : lines(text).filter((l) => !l.startsWith('#') && l.split(/\s+/).includes(key));
+  if (holding.length > 1) {
+    const sigFile = path.join(dir, 'artifact.sig');
+    const one = path.join(dir, 'one_signer');
+    for (const line of holding) {
+      if (principals.size >= MAX_PRINCIPALS) break;
+      fs.writeFileSync(one, `${line}\n`, { mode: 0o600 });
+      const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sigFile, '-f', one, '-n', SIGNATURE_NAMESPACE], { encoding: 'utf8', timeout: 30_000 });
+      if (found.status === 0) for (const p of lines(found.stdout)) principals.add(p);
+    }
+  }
+  return [...principals].slice(0, MAX_PRINCIPALS);
+}
+
+/** `ssh-keygen -Y verify` of the bytes written to it, as `principal`. */
+function verifier(allowedSigners: string, principal: string, sigFile: string): { write(chunk: Buffer): Promise<void>; finish(): Promise<{ code: number | null; stdout: string; stderr: string }>; kill(): void } {
+  const child = spawn('ssh-keygen', ['-Y', 'verify', '-f', allowedSigners, '-I', principal, '-n', SIGNATURE_NAMESPACE, '-s', sigFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // ssh-keygen may exit early on a broken signature: its stdin then errors, and finish() reports the exit.
+  child.stdin.on('error', () => undefined);
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('error', () => resolve(null));
+    child.on('close', (code) => resolve(code));
+  });
+  return {
+    write: (chunk) =>
+      new Promise<void>((resolve) => {
+        if (child.stdin.destroyed || child.exitCode !== null) return resolve();
+        if (child.stdin.write(chunk)) resolve();
+        else child.stdin.once('drain', resolve).once('close', resolve);
+      }),
+    finish: async () => {
+      child.stdin.end();
+      return { code: await exited, stdout, stderr };
+    },
+    kill: () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
 /** Reads the signature and finds its signer in `allowedSigners`; writes only in a private temp dir. */
 export async function startSignatureCheck(signature: string, allowedSigners: string, download: DownloadOptions): Promise<SignatureCheck> {
   try {
@@ -74,42 +149,37 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     fs.writeFileSync(sigFile, sig, { mode: 0o600 });
     const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sigFile, '-f', allowedSigners, '-n', SIGNATURE_NAMESPACE], { encoding: 'utf8', timeout: 30_000 });
     if (found.error) throw new DeployError('UNSUPPORTED_PLATFORM', `cannot run ssh-keygen: ${errnoOf(found.error) ?? String(found.error)}`, { hint: 'install OpenSSH (openssh-client) 8.2 or later' });
-    const principal = found.status === 0 ? found.stdout.split(/\r?\n/)[0]?.trim() : undefined;
-    if (!principal) {
+    const principals = found.status === 0 ? principalsOf(found.stdout, allowedSigners, sig, dir) : [];
+    if (principals.length === 0) {
       const { reason, hint } = sshKeygenReason(found.stderr, '');
       // A listed key can still be refused (expired, another namespace): say why rather than "not in".
       if (reason !== '' && hint !== undefined) throw invalid(`${signature} was made by a key that ${allowedSigners} does not allow now: ${reason}`, hint);
       throw invalid(`${signature} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
     }
-    const child = spawn('ssh-keygen', ['-Y', 'verify', '-f', allowedSigners, '-I', principal, '-n', SIGNATURE_NAMESPACE, '-s', sigFile], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    // ssh-keygen may exit early on a broken signature: its stdin then errors, and finish() reports the exit.
-    child.stdin.on('error', () => undefined);
-    const exited = new Promise<number | null>((resolve) => {
-      child.on('error', () => resolve(null));
-      child.on('close', (code) => resolve(code));
-    });
+    // One `ssh-keygen -Y verify` per principal, all fed the same bytes as they stream in.
+    const checks = principals.map((principal) => ({ principal, ...verifier(allowedSigners, principal, sigFile) }));
+    let verified: string | undefined;
     return {
-      principal,
-      write: (chunk) =>
-        new Promise<void>((resolve) => {
-          if (child.stdin.destroyed || child.exitCode !== null) return resolve();
-          if (child.stdin.write(chunk)) resolve();
-          else child.stdin.once('drain', resolve).once('close', resolve);
-        }),
+      get principal(): string {
+        return verified ?? principals[0] ?? '';
+      },
+      write: async (chunk) => {
+        await Promise.all(checks.map((c) => c.write(chunk)));
+      },
       finish: async () => {
-        child.stdin.end();
-        const code = await exited;
-        if (code !== 0) {
-          const { reason, hint } = sshKeygenReason(stderr, stdout);
-          throw invalid(`the signature ${signature} does not match the artifact (signer ${principal})${reason ? `: ${reason}` : ''}`, hint ?? 'the artifact or its signature was changed after signing: deploy the signed artifact');
-        }
+        const results = await Promise.all(checks.map(async (c) => ({ principal: c.principal, ...(await c.finish()) })));
+        // The first principal, in the file's order, under which ssh-keygen verified the signature.
+        verified = results.find((r) => r.code === 0)?.principal;
+        if (verified !== undefined) return;
+        // All refused: the cause a principal allowed for our namespace gives (a signature of other bytes)
+        // says more than another's "not permitted for use in signature namespace".
+        const failures = results.map((r) => ({ principal: r.principal, ...sshKeygenReason(r.stderr, r.stdout) }));
+        const failure = failures.find((f) => !/not permitted for use in signature namespace/i.test(f.reason)) ?? failures[0];
+        const signers = principals.length === 1 ? `signer ${principals[0] ?? ''}` : `signers tried: ${principals.join(', ')}`;
+        throw invalid(`the signature ${signature} does not match the artifact (${signers})${failure?.reason ? `: ${failure.reason}` : ''}`, failure?.hint ?? 'the artifact or its signature was changed after signing: deploy the signed artifact');
       },
       dispose: () => {
-        if (child.exitCode === null) child.kill('SIGKILL');
+        for (const c of checks) c.kill();
         dispose();
       },
     };

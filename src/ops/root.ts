@@ -264,6 +264,10 @@ export function assertDeployRoot(dir: string): void {
       hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${dir}`,
     });
   }
+  // A release that holds a root's layout (a build or archive shipping .atomic-deploy/, or releases/
+  // and current) looks like a root itself: `rollback app/current` would switch the link inside
+  // the live release. Deploy already refuses a root inside another; so does every other command.
+  assertNotNested(dir);
 }
 
 function isSymlink(p: string): boolean {

@@ -56,7 +56,7 @@ const PATH_MAX = 4095;
 
 export type EntryDecision =
   | { action: 'skip'; reason: string }
-  | { action: 'refuse'; problem: string }
+  | { action: 'refuse'; problem: string; hint?: string }
   | {
       action: 'write';
       /** Relative, `/`-separated, no `.`/`..`/empty components, after --strip-components. */
@@ -111,6 +111,16 @@ export function archivePath(name: string, strip: number): { path: string } | { s
 
 type Seen = 'dir' | 'file' | 'symlink';
 
+/**
+ * The file times an entry may carry, in ms from 1970: within 100,000,000 days of it either way
+ * (years -271821 to 275760), the range of a JavaScript Date. Node hands a time before 1970 to
+ * utimes as a Date (secs() in src/act/copy.ts), and an earlier one is no Date: EINVAL. Later
+ * ones go as seconds, which utimensat(2) on Linux takes up to 2^63 (a 64-bit time_t; past it,
+ * EINVAL), the filesystem clamping them to what it stores (ext4: 1901 to 2446). The same bound
+ * both ways, far beyond any real file's time: a PAX record or a base-256 field spells more.
+ */
+const MAX_TIME_MS = 8.64e15;
+
 /** The largest uid or gid chown(2) takes: uid_t is 32 bits and (uid_t)-1 leaves the owner unchanged. */
 const MAX_OWNER_ID = 0xfffffffe;
 
@@ -137,6 +147,10 @@ export class EntryChecker {
     const kind = header.type;
     if (kind !== 'file' && kind !== 'dir' && kind !== 'symlink' && kind !== 'hardlink') {
       return { action: 'refuse', problem: `entry ${quoted} is a ${kind === 'unknown' ? 'special file of an unknown type' : kind}; a release can hold only files, directories and links` };
+    }
+    const mtime = header.mtimeMs;
+    if (mtime !== undefined && !(Number.isFinite(mtime) && Math.abs(mtime) <= MAX_TIME_MS)) {
+      return { action: 'refuse', problem: `entry ${quoted} has a modification time out of range (more than 100,000,000 days from 1970)`, hint: 'rebuild the artifact with real file times (tar --mtime sets one for every entry)' };
     }
     // Owners are applied only as root (keepOwner): one chown(2) cannot take (uid_t is 32 bits, and -1 means "unchanged").
     if (this.limits.keepOwner) {

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
 
 /** One entry to write; names are raw (Python's surrogateescape lets a test write invalid UTF-8). */
 export interface Spec {
@@ -20,6 +21,8 @@ export interface Spec {
   gid?: number;
   /** Seconds since 1970 (tar only; negative before it). */
   mtime?: number;
+  /** PAX extended header records (tar only): the archive is then written in the PAX format. */
+  pax?: Record<string, string>;
 }
 
 const WRITER = String.raw`
@@ -38,7 +41,8 @@ def write(fmt, out, specs):
               z.writestr(info, s.get('link', '').encode() if t == 'symlink' else data(s))
   else:
       mode = {'tar': 'w', 'tar.gz': 'w:gz'}[fmt]
-      with tarfile.open(out, mode, format=tarfile.GNU_FORMAT, encoding='utf-8', errors='surrogateescape') as tf:
+      tar_format = tarfile.PAX_FORMAT if any('pax' in s for s in specs) else tarfile.GNU_FORMAT
+      with tarfile.open(out, mode, format=tar_format, encoding='utf-8', errors='surrogateescape') as tf:
           for s in specs:
               t = s.get('type', 'file')
               info = tarfile.TarInfo(s['name'])
@@ -47,6 +51,8 @@ def write(fmt, out, specs):
               info.mode = s.get('mode', 0o755 if t == 'dir' else 0o644)
               info.uid, info.gid = s.get('uid', 0), s.get('gid', 0)
               info.mtime = s.get('mtime', 1700000000)
+              if 'pax' in s:
+                  info.pax_headers = s['pax']
               if t in ('symlink', 'hardlink'):
                   info.linkname = s['link']
               if t in ('chr', 'blk'):
@@ -95,21 +101,23 @@ export type ServeMode =
   /** Like drop-once (ETag "v1"), then a Range is answered from `<file>.v2` with ETag "v2", If-Range ignored. */
   | 'drop-once-etag-changed'
   /** Like drop-once, then a Range is answered 512 bytes later than asked (same ETag). */
-  | 'drop-once-wrong-start';
+  | 'drop-once-wrong-start'
+  /** The file gzipped on the fly with `Content-Encoding: gzip`, whatever the request's Accept-Encoding. */
+  | 'content-encoding-gzip';
 
 export interface Server {
   url: (name: string) => string;
-  requests: { range?: string }[];
+  requests: { range?: string; acceptEncoding?: string }[];
   close: () => Promise<void>;
 }
 
 /** A loopback HTTP server for the files of `dir`, misbehaving as `mode` says. */
 export async function serve(t: { after(fn: () => Promise<void> | void): void }, dir: string, mode: ServeMode, options: { rate?: number } = {}): Promise<Server> {
-  const requests: { range?: string }[] = [];
+  const requests: { range?: string; acceptEncoding?: string }[] = [];
   let dropped = false;
   const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
-    requests.push({ range: req.headers.range });
+    requests.push({ range: req.headers.range, acceptEncoding: req.headers['accept-encoding'] });
     if (req.url?.startsWith('/redirect/')) {
       // Where release assets and object stores send a client: a 302 to the file itself.
       res.writeHead(302, { location: req.url.slice('/redirect'.length) }).end();
@@ -123,6 +131,11 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
     }
     const later = dropped && (mode === 'drop-once-changed' || mode === 'drop-once-etag-changed');
     const body = fs.readFileSync(later ? `${file}.v2` : file);
+    if (mode === 'content-encoding-gzip') {
+      const encoded = zlib.gzipSync(body);
+      res.writeHead(200, { 'content-length': encoded.length, 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' }).end(encoded);
+      return;
+    }
     const misbehaving = mode === 'drop-once-changed' || mode === 'drop-once-etag-changed' || mode === 'drop-once-wrong-start';
     if (misbehaving) {
       const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);

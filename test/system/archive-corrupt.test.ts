@@ -13,7 +13,7 @@ import { leftovers, makeSource, treeSnapshot } from '../harness/invariants.ts';
 
 /** Writes the good archives and their corrupt copies with Python (byte-level control over both). */
 const WRITER = String.raw`
-import gzip, io, sys, tarfile, zipfile
+import gzip, io, struct, sys, tarfile, zipfile
 out = sys.argv[1]
 body = b'HELLO-WORLD-' * 100
 for method, name in ((zipfile.ZIP_STORED, 'stored'), (zipfile.ZIP_DEFLATED, 'deflated')):
@@ -29,6 +29,15 @@ for method, name in ((zipfile.ZIP_STORED, 'stored'), (zipfile.ZIP_DEFLATED, 'def
         for crc in (i + 14, c + 16):
             b[crc] ^= 0xFF                        # its CRC-32, in both places
     open(f'{out}/{name}-corrupt.zip', 'wb').write(bytes(b))
+with zipfile.ZipFile(f'{out}/inflate.zip', 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('index.html', b'<h1>zip</h1>\n')
+    z.writestr('big.txt', b'hello world ' * 1000)
+b = bytearray(open(f'{out}/inflate.zip', 'rb').read())
+i = b.find(b'PK\x03\x04', 1)
+n, e = struct.unpack('<HH', b[i + 26:i + 30])
+for k in range(i + 30 + n + e + 2, i + 30 + n + e + 12):
+    b[k] ^= 0xFF                                  # the deflate stream of big.txt (zlib: invalid code lengths set)
+open(f'{out}/inflate-corrupt.zip', 'wb').write(bytes(b))
 with zipfile.ZipFile(f'{out}/link.zip', 'w') as z:
     z.writestr('index.html', b'<h1>zip</h1>\n')
     i = zipfile.ZipInfo('home.html'); i.create_system = 3; i.external_attr = 0o120777 << 16
@@ -62,12 +71,18 @@ function sparseTar(dir: string, name: string, args: string[]): string {
 void test('corrupt zip data, a tar cut at an entry boundary and sparse tar entries exit 2 and change nothing', async (t) => {
   const dir = tempDir(t);
   const root = path.join(dir, 'root');
+  const beside = path.join(dir, 'beside');
+  fs.mkdirSync(beside);
+  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
   execFileSync('python3', ['-c', WRITER, dir]);
   const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
   assert.equal(first.code, 0, first.stderr);
   const before = treeSnapshot(root);
+  const besideBefore = treeSnapshot(beside);
   const cases: [string, RegExp][] = [
     ['stored-corrupt.zip', /"app\.js".*CRC-32/],
+    // zlib's own error (Z_DATA_ERROR) before any CRC: corruption as well, not an I/O failure.
+    ['inflate-corrupt.zip', /^error: .*inflate-corrupt\.zip is not a readable zip: entry "big\.txt" holds corrupt compressed data \(.+\)$/m],
     ['deflated-corrupt.zip', /"app\.js".*CRC-32/],
     ['link-corrupt.zip', /"home\.html".*CRC-32/],
     ['cut.tar', /end-of-archive|truncated/],
@@ -83,7 +98,9 @@ void test('corrupt zip data, a tar cut at an entry boundary and sparse tar entri
     assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
     assert.match(r.stderr, message, what);
     assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: stack trace`);
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1, what);
     assert.deepEqual(treeSnapshot(root), before, `${what}: the root changed`);
+    assert.deepEqual(treeSnapshot(beside), besideBefore, `${what}: the directory beside changed`);
     assert.deepEqual(leftovers(root), [], what);
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], `${what}: .tmp/ not empty`);
   }

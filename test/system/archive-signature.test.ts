@@ -110,3 +110,38 @@ void test('config artifact.allowedSigners (relative to the config file): every a
   assert.equal(directory.code, 0, directory.stderr);
   assert.equal(jsonOf<{ artifact?: unknown }>(directory).artifact, undefined);
 });
+
+void test('a key listed under several principals: any one allowed for the namespace verifies it, in order; a bad signature is refused whichever', async (t) => {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'src'), 'v1');
+  const artifact = path.join(dir, 'site.tgz');
+  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
+  const other = path.join(dir, 'other.tgz');
+  execFileSync('tar', ['-czf', other, '-C', src, 'index.html']);
+  const ci = key(dir, 'ci');
+  const pub = fs.readFileSync(`${ci}.pub`, 'utf8');
+  // find-principals lists every principal of the key, whatever its namespaces: the git one first.
+  const allowed = path.join(dir, 'allowed_signers');
+  fs.writeFileSync(allowed, `aa@example.com namespaces="git" ${pub}ci@example.com namespaces="atomic-deploy" ${pub}zz@example.com namespaces="atomic-deploy" ${pub}`);
+  const root = path.join(dir, 'root');
+  const good = sign(ci, artifact);
+  const r = await runCli(['deploy', artifact, root, '--signature', good, '--allowed-signers', allowed, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(jsonOf<{ artifact: { signedBy: string } }>(r).artifact.signedBy, 'ci@example.com');
+  const before = treeSnapshot(root);
+  const gitOnly = path.join(dir, 'allowed_git');
+  fs.writeFileSync(gitOnly, `aa@example.com namespaces="git" ${pub}bb@example.com namespaces="file" ${pub}`);
+  const cases: [string, string, string, RegExp][] = [
+    ['other bytes', sign(ci, other), allowed, /does not match the artifact .*Signature verification failed|does not match the artifact \(signer/],
+    ['other namespace', (fs.copyFileSync(artifact, path.join(dir, 'ns.tgz')), sign(ci, path.join(dir, 'ns.tgz'), 'file')), allowed, /does not match the artifact .*namespace does not match/],
+    ['allowed for other namespaces only', good, gitOnly, /not permitted for use in signature namespace "atomic-deploy"/],
+  ];
+  for (const [name, signature, signers, message] of cases) {
+    const bad = await runCli(['deploy', artifact, root, '--signature', signature, '--allowed-signers', signers]);
+    assert.equal(bad.code, 2, `${name}: ${bad.stderr}`);
+    assert.match(bad.stderr, message, name);
+    assert.equal(bad.stderr.trim().split('\n').length, 2, `${name}: one error line and one hint:\n${bad.stderr}`);
+    assert.deepEqual(treeSnapshot(root), before, name);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
+  }
+});

@@ -4,6 +4,7 @@
 // every failure, and nothing is left in .tmp/.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -140,5 +141,32 @@ void test('a signal while a download waits for headers or for data exits with th
       assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], `${what}: .tmp/ not empty`);
       await server.close();
     }
+  }
+});
+
+void test('a response with a Content-Encoding (gzip on the fly) is refused, exit 2, nothing changed; the request asks for identity', async (t) => {
+  const { dir, src, root } = setup(t);
+  execFileSync('tar', ['-cf', path.join(dir, 'site.tar'), '-C', src, '.']);
+  assert.equal((await runCli(['deploy', src, root])).code, 0);
+  const beside = path.join(dir, 'beside');
+  fs.mkdirSync(beside);
+  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n');
+  const before = treeSnapshot(root);
+  const besideBefore = treeSnapshot(beside);
+  const sha = createHash('sha256').update(fs.readFileSync(path.join(dir, 'site.tar'))).digest('hex');
+  // The encoded bytes sniff as a tar.gz: read as such they gave "truncated" or "not ustar" errors, or a wrong digest.
+  for (const [name, args] of [['site.tgz', []], ['site.zip', []], ['site.tar', []], ['site.tar', ['--sha256', sha]]] as const) {
+    const server = await serve(t, dir, 'content-encoding-gzip');
+    const r = await runCli(['deploy', server.url(name), root, '--download-timeout', '5', ...args]);
+    const what = `${name} ${args.join(' ')}`;
+    assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, /^error: http:\/\/127\.0\.0\.1:\d+\/site\.\w+ was sent with Content-Encoding: gzip, not as its own bytes$/m, what);
+    assert.match(r.stderr, /^hint: /m, what);
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1, what);
+    assert.deepEqual(server.requests.map((q) => q.acceptEncoding), ['identity'], what);
+    assert.deepEqual(treeSnapshot(root), before, `${what}: the root changed`);
+    assert.deepEqual(treeSnapshot(beside), besideBefore, `${what}: the directory beside changed`);
+    assert.deepEqual(leftovers(root), [], what);
+    await server.close();
   }
 });

@@ -135,6 +135,9 @@ void test('the hostile cases are refused with a reason', () => {
   refuse([f('a'), f('b'), f('c')], /--max-files/, { maxFiles: 2 });
   refuse([f('a', { size: 10 }), f('b', { size: 10 })], /--max-bytes/, { maxBytes: 15 });
   refuse([f('x'.repeat(256))], /255 bytes/);
+  // A time utimes cannot take (Date range, 64-bit time_t): refused, not left to fail with EINVAL.
+  for (const mtimeMs of [1e23, -1e20, 8.64e15 + 1, Infinity, NaN]) refuse([f('t', { mtimeMs })], /"t" has a modification time out of range/);
+  for (const mtimeMs of [8.64e15, -8.64e15, 0, -1000]) assert.equal(new EntryChecker(LIMITS).decide(f('t', { mtimeMs })).action, 'write', `${mtimeMs}`);
   // An owner chown(2) cannot take is refused where owners apply (as root), ignored elsewhere.
   refuse([f('o', { uid: 2 ** 40, gid: 0 })], /has uid 1099511627776, more than any system's largest \(4294967294\)/, { keepOwner: true });
   refuse([f('o', { uid: 0, gid: 4294967295 })], /has gid 4294967295/, { keepOwner: true });
