@@ -79,7 +79,8 @@ function intact(file: LinkedFile, buf: Buffer): { intact: true } | { intact: fal
   if (st === undefined || !st.isFile() || st.ino !== file.stamp.ino || st.dev !== file.dev) return undefined;
   if (st.ctimeMs === file.stamp.ctimeMs) return { intact: true };
   // The ctime also moves when a link to it goes (a hook's `sed -i` renames a new file over the release's): read it.
-  if ((st.mode & 0o7777) === file.mode && st.size === file.stamp.size) {
+  const sameOwner = file.stamp.uid === undefined || (st.uid === file.stamp.uid && st.gid === file.stamp.gid);
+  if ((st.mode & 0o7777) === file.mode && st.size === file.stamp.size && sameOwner) {
     const fd = fs.openSync(file.from, READ);
     try {
       if (sha256Of(fd, buf) === file.sha256) return { intact: true };
@@ -118,7 +119,7 @@ function unshare(file: LinkedFile, ino: number, buf: Buffer, durable: boolean): 
 }
 
 /**
- * Writes the build's bytes, mode and times back into the shared inode, through the previous
+ * Writes the build's bytes, owner, mode and times back into the shared inode, through the previous
  * release's path, checked to be that inode once open. The bytes come from a private copy of the
  * build file whose hash was checked first: a build changed since the deploy read it is never
  * written into a live release.
@@ -137,6 +138,8 @@ function restore(file: LinkedFile, ino: number, buf: Buffer, durable: boolean, s
       const st = fs.fstatSync(shared);
       if (!st.isFile() || st.ino !== ino || st.dev !== file.dev) throw Object.assign(new Error(`${file.from} was replaced while it was being restored`), { code: 'ESTALE' });
       copyFd(copy, shared, buf);
+      // The owner first: a chown clears setuid and setgid bits, which the mode then sets again.
+      if (file.stamp.uid !== undefined && file.stamp.gid !== undefined && (st.uid !== file.stamp.uid || st.gid !== file.stamp.gid)) fs.fchownSync(shared, file.stamp.uid, file.stamp.gid);
       fs.fchmodSync(shared, file.mode);
       fs.futimesSync(shared, file.atimeMs / 1000, file.mtimeMs / 1000);
       if (durable) fs.fsyncSync(shared);

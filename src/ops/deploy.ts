@@ -445,7 +445,7 @@ export async function deploy(source: string, root: string, options: DeployOption
           const shown = repair.restored.slice(0, 3).join(', ') + (repair.restored.length > 3 ? `, and ${repair.restored.length - 3} more` : '');
           emit({
             type: 'warning',
-            message: `a before-switch hook wrote into ${plural(repair.restored.length, 'file')} that release ${id} shared (hardlinks) with release ${previous ?? ''}: ${shown}; written back to the built bytes and mode there${hookFailure === undefined ? `, release ${id} keeps its own copies` : ''} (release ${previous ?? ''} served the hook's version while the hook ran; make hooks write new files and rename them into place, or use --strategy copy)`,
+            message: `a before-switch hook wrote into ${plural(repair.restored.length, 'file')} that release ${id} shared (hardlinks) with release ${previous ?? ''}: ${shown}; written back to the built bytes, mode and owner there${hookFailure === undefined ? `, release ${id} keeps its own copies` : ''} (release ${previous ?? ''} served the hook's version while the hook ran; make hooks write new files and rename them into place, or use --strategy copy)`,
           });
         }
       }

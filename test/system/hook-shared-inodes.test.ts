@@ -12,7 +12,7 @@ const CONFIG = '<?php return [];\n';
 
 async function twoReleases(t: { after(fn: () => void): void }): Promise<{ src: string; root: string }> {
   const dir = tempDir(t);
-  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'config.php': CONFIG, 'lib/a.php': 'a\n' });
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'config.php': CONFIG, 'lib/a.php': 'a\n', 'lib/b.php': 'b\n' });
   const root = path.join(dir, 'root');
   const r = await runCli(['deploy', src, root, '--release-id', 'r1', '--strategy', 'hardlink', '--quiet']);
   assert.equal(r.code, 0, r.stderr);
@@ -25,18 +25,20 @@ void test('a failing before-switch hook that appends to a linked file: the live 
   const { src, root } = await twoReleases(t);
   const r = await runCli(['deploy', src, root, '--release-id', 'r2', '--strategy', 'hardlink', '--before-switch', 'echo "// cache" >> config.php; exit 1']);
   assert.equal(r.code, 1, r.stderr);
-  assert.match(r.stderr, /^warning: a before-switch hook wrote into 1 file that release r2 shared \(hardlinks\) with release r1: config\.php; written back to the built bytes and mode there \(/m);
+  assert.match(r.stderr, /^warning: a before-switch hook wrote into 1 file that release r2 shared \(hardlinks\) with release r1: config\.php; written back to the built bytes, mode and owner there \(/m);
   assert.equal(currentId(root), 'r1');
   assert.equal(fs.readFileSync(path.join(root, 'current', 'config.php'), 'utf8'), CONFIG);
   assert.equal((await runCli(['verify', root])).code, 0);
 });
 
-void test('a succeeding hook that appends to one linked file and chmods another: the new release keeps both changes in files of its own, the previous one its built bytes and modes', async (t) => {
+void test('a succeeding hook that appends to one linked file, chmods another and chowns a third: the new release keeps the changes in files of its own, the previous one its built bytes, modes and owners', async (t) => {
+  assert.equal(process.getuid?.(), 0, 'this test chowns a file: run it as root');
   const { src, root } = await twoReleases(t);
-  const r = await runCli(['deploy', src, root, '--release-id', 'r2', '--strategy', 'hardlink', '--before-switch', 'echo "// cache" >> config.php && chmod 600 lib/a.php', '--json']);
+  const r = await runCli(['deploy', src, root, '--release-id', 'r2', '--strategy', 'hardlink', '--before-switch', 'echo "// cache" >> config.php && chmod 600 lib/a.php && chown 1:1 lib/b.php', '--json']);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal((JSON.parse(r.stdout) as { linked: number }).linked, 3);
-  assert.match(r.stderr, /wrote into 2 files that release r2 shared \(hardlinks\) with release r1: config\.php, lib\/a\.php; .*release r2 keeps its own copies/);
+  assert.equal((JSON.parse(r.stdout) as { linked: number }).linked, 4);
+  assert.match(r.stderr, /wrote into 3 files that release r2 shared \(hardlinks\) with release r1: config\.php, lib\/a\.php, lib\/b\.php; .*release r2 keeps its own copies/);
+  assert.deepEqual(['r1', 'r2'].map((id) => fs.statSync(path.join(root, 'releases', id, 'lib/b.php')).uid), [0, 1]);
   const [r1, r2] = ['r1', 'r2'].map((id) => path.join(root, 'releases', id)) as [string, string];
   assert.equal(fs.readFileSync(path.join(r2, 'config.php'), 'utf8'), `${CONFIG}// cache\n`);
   assert.equal(fs.statSync(path.join(r2, 'lib/a.php')).mode & 0o777, 0o600);
