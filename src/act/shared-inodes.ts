@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FileStamp } from '../plan/stat-cache.ts';
 import { fsyncDir } from './durable.ts';
+import { hashFileSync } from './manifest.ts';
 
 /** A file the copy linked from the previous release, and what it must go on holding there. */
 export interface LinkedFile {
@@ -43,18 +44,6 @@ export interface SharedInodeRepair {
 const CHUNK = 1024 * 1024;
 const READ = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
-function sha256Of(fd: number, buf: Buffer): string {
-  const hash = createHash('sha256');
-  let pos = 0;
-  for (;;) {
-    const n = fs.readSync(fd, buf, 0, buf.length, pos);
-    if (n === 0) break;
-    hash.update(buf.subarray(0, n));
-    pos += n;
-  }
-  return hash.digest('hex');
-}
-
 /** Copies `fromFd` (from its start) to `toFd`, returning the SHA-256 of the bytes copied. */
 function copyFd(fromFd: number, toFd: number, buf: Buffer): string {
   const hash = createHash('sha256');
@@ -73,21 +62,14 @@ function copyFd(fromFd: number, toFd: number, buf: Buffer): string {
 const tempBeside = (file: string): string => path.join(path.dirname(file), `.${path.basename(file)}.unshare.${process.pid}.${Math.random().toString(36).slice(2)}`);
 
 /** Whether the shared inode still holds what it was linked for: one lstat when untouched, a read when its ctime moved. */
-function intact(file: LinkedFile, buf: Buffer): { intact: true } | { intact: false; ino: number } | undefined {
+function intact(file: LinkedFile): { intact: true } | { intact: false; ino: number } | undefined {
   const st = fs.lstatSync(file.from, { throwIfNoEntry: false });
   // Gone or replaced in the previous release: not the inode this deploy shared.
   if (st === undefined || !st.isFile() || st.ino !== file.stamp.ino || st.dev !== file.dev) return undefined;
   if (st.ctimeMs === file.stamp.ctimeMs) return { intact: true };
   // The ctime also moves when a link to it goes (a hook's `sed -i` renames a new file over the release's): read it.
   const sameOwner = file.stamp.uid === undefined || (st.uid === file.stamp.uid && st.gid === file.stamp.gid);
-  if ((st.mode & 0o7777) === file.mode && st.size === file.stamp.size && sameOwner) {
-    const fd = fs.openSync(file.from, READ);
-    try {
-      if (sha256Of(fd, buf) === file.sha256) return { intact: true };
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
+  if ((st.mode & 0o7777) === file.mode && st.size === file.stamp.size && sameOwner && hashFileSync(file.from, true, st.size).sha256 === file.sha256) return { intact: true };
   return { intact: false, ino: st.ino };
 }
 
@@ -164,7 +146,7 @@ export async function repairSharedInodes(files: readonly LinkedFile[], options: 
   const out: SharedInodeRepair = { restored: [], unshared: [] };
   const dirs = new Set<string>();
   for (const file of files) {
-    const verdict = intact(file, buf);
+    const verdict = intact(file);
     if (verdict === undefined || verdict.intact) continue;
     if (options.unshare && unshare(file, verdict.ino, buf, options.durable)) {
       out.unshared.push(file.rel);

@@ -431,13 +431,14 @@ export async function deploy(source: string, root: string, options: DeployOption
       }
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
+      const hooked = (options.hooks?.beforeSwitch ?? []).length > 0;
       let hookFailure: { error: unknown } | undefined;
       try {
         await runBeforeSwitch(verifyCtx, options);
       } catch (error) {
         hookFailure = { error };
       }
-      if ((options.hooks?.beforeSwitch ?? []).length > 0 && copied.linked > 0 && files.linkFrom !== undefined) {
+      if (hooked && copied.linked > 0 && files.linkFrom !== undefined) {
         // Hooks ran in a release sharing inodes with the live one: what they wrote into those goes back.
         const linked = linkedFiles(scan, files.linkFrom, copied.stamps, finalPath);
         const repair = await repairSharedInodes(linked, { unshare: hookFailure === undefined, durable, scratch: path.join(area.dir, `${area.prefix}stage.unshare`) });
@@ -450,7 +451,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         }
       }
       if (hookFailure) throw hookFailure.error;
-      if ((options.hooks?.beforeSwitch ?? []).length > 0) {
+      if (hooked) {
         // What goes live includes what the hooks wrote: the manifest is made again from the release.
         const after = await hashTree(finalPath, options.signal);
         if (options.signal?.aborted) throw interrupted(options.signal);

@@ -6,7 +6,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import zlib from 'node:zlib';
+import assert from 'node:assert/strict';
+import { runCli } from './cli.ts';
+import { makeSource, treeSnapshot } from './invariants.ts';
 
 /** One entry to write; names are raw (Python's surrogateescape lets a test write invalid UTF-8). */
 export interface Spec {
@@ -206,4 +210,18 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
   };
   t.after(close);
   return { url: (name) => `http://127.0.0.1:${port}/${name}`, requests, close };
+}
+
+/**
+ * The scene of a refused artifact: `<dir>/root` with one release and `<dir>/beside`, a directory
+ * next to it holding a private file, with snapshots of both to compare after the refusal.
+ */
+export async function rootBeside(dir: string): Promise<{ root: string; beside: string; rootBefore: string[]; besideBefore: string[] }> {
+  const root = path.join(dir, 'root');
+  const beside = path.join(dir, 'beside');
+  fs.mkdirSync(beside);
+  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
+  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
+  assert.equal(first.code, 0, first.stderr);
+  return { root, beside, rootBefore: treeSnapshot(root), besideBefore: treeSnapshot(beside) };
 }

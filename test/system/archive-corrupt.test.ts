@@ -8,8 +8,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { rootBeside } from '../harness/archives.ts';
 import { runCli, tempDir } from '../harness/cli.ts';
-import { leftovers, makeSource, treeSnapshot } from '../harness/invariants.ts';
+import { leftovers, treeSnapshot } from '../harness/invariants.ts';
 
 /** Writes the good archives and their corrupt copies with Python (byte-level control over both). */
 const WRITER = String.raw`
@@ -70,15 +71,8 @@ function sparseTar(dir: string, name: string, args: string[]): string {
 
 void test('corrupt zip data, a tar cut at an entry boundary and sparse tar entries exit 2 and change nothing', async (t) => {
   const dir = tempDir(t);
-  const root = path.join(dir, 'root');
-  const beside = path.join(dir, 'beside');
-  fs.mkdirSync(beside);
-  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
   execFileSync('python3', ['-c', WRITER, dir]);
-  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
-  assert.equal(first.code, 0, first.stderr);
-  const before = treeSnapshot(root);
-  const besideBefore = treeSnapshot(beside);
+  const { root, beside, rootBefore: before, besideBefore } = await rootBeside(dir);
   const cases: [string, RegExp][] = [
     ['stored-corrupt.zip', /"app\.js".*CRC-32/],
     // zlib's own error (Z_DATA_ERROR) before any CRC: corruption as well, not an I/O failure.

@@ -7,10 +7,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { writeArchive, writeArchives, type ArchiveJob, type Spec } from '../harness/archives.ts';
+import { rootBeside, writeArchive, writeArchives, type ArchiveJob, type Spec } from '../harness/archives.ts';
 import { runCli, tempDir } from '../harness/cli.ts';
 import { requireTools, runWrapped, straceInject } from '../harness/faults.ts';
-import { leftovers, makeSource, treeSnapshot } from '../harness/invariants.ts';
+import { leftovers, treeSnapshot } from '../harness/invariants.ts';
 
 const GOOD: Spec[] = [
   { name: 'index.html', data: '<h1>new</h1>\n' },
@@ -65,14 +65,7 @@ const CASES: Case[] = [
 
 void test('every hostile archive exits 2 and changes nothing inside or outside the root', async (t) => {
   const dir = tempDir(t);
-  const root = path.join(dir, 'root');
-  const beside = path.join(dir, 'beside');
-  fs.mkdirSync(beside);
-  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
-  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
-  assert.equal(first.code, 0, first.stderr);
-  const rootBefore = treeSnapshot(root);
-  const besideBefore = treeSnapshot(beside);
+  const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
   const runs = CASES.flatMap((c) => c.formats.map((format) => ({ c, format })));
   const jobs: ArchiveJob[] = runs.map(({ c, format }, i) => ({
     format,
@@ -178,14 +171,7 @@ void test('as root, an owner chown(2) cannot take is refused (exit 2); a time be
 void test('a hard link the filesystem refuses (EMLINK: as many links to one file as it allows) exits 2 and changes nothing', async (t) => {
   requireTools('strace');
   const dir = tempDir(t);
-  const root = path.join(dir, 'root');
-  const beside = path.join(dir, 'beside');
-  fs.mkdirSync(beside);
-  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
-  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
-  assert.equal(first.code, 0, first.stderr);
-  const rootBefore = treeSnapshot(root);
-  const besideBefore = treeSnapshot(beside);
+  const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
   // ext4 allows 65,000 links to a file; link(2) past that fails with EMLINK, injected here.
   const file = writeArchive('tar', path.join(dir, 'links.tar'), [...GOOD, { name: 'same.html', type: 'hardlink', link: 'index.html' }]);
   const r = await runWrapped(['deploy', file, root, '--no-fsync'], { prefix: straceInject('link,linkat', 'EMLINK') });
@@ -230,15 +216,8 @@ with open(f'{out}/streamed.zip', 'wb') as f:                 # sizes and CRC aft
 
 void test('a zip whose local headers disagree with its central directory (name, method, CRC, sizes, encryption) exits 2 and changes nothing', async (t) => {
   const dir = tempDir(t);
-  const root = path.join(dir, 'root');
-  const beside = path.join(dir, 'beside');
-  fs.mkdirSync(beside);
-  fs.writeFileSync(path.join(beside, 'keep.txt'), 'precious\n', { mode: 0o600 });
   execFileSync('python3', ['-c', MISMATCH_WRITER, dir]);
-  const first = await runCli(['deploy', makeSource(path.join(dir, 'src'), 'v1'), root, '--no-fsync']);
-  assert.equal(first.code, 0, first.stderr);
-  const rootBefore = treeSnapshot(root);
-  const besideBefore = treeSnapshot(beside);
+  const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
   const cases: [string, RegExp][] = [
     ['name.zip', /the zip's local header for "safe\.txt" names "\.\.\/evil!"/],
     ['method.zip', /the zip's local header for "safe\.txt" says compression method 0 \(stored\), the central directory 8 \(deflate\)/],
