@@ -76,6 +76,31 @@ export function failedChecks(failed: string, ok: number, linked: readonly string
 }
 
 /** The send list with the failed links added back, in manifest order (parents before children). */
+/**
+ * rsync's exclude rules (for `--exclude-from` with `--from0`) that keep it off the given names at
+ * the top of the release: the files linked there, and the paths the host links to `shared/`. The
+ * send list names the release's own directory as `.` (for its mode and times), and rsync reads a
+ * listed `.` as its contents one level deep (as `rsync -d src/ dst/` does): without these rules
+ * every file at the top of the release was sent again, over its link, on every redeploy. Deeper
+ * files are safe: a listed directory is sent without its contents. One anchored rule per name
+ * (`/name`); rsync reads a backslash as an escape only in a pattern that holds a wildcard
+ * character, so such a name has its wildcards and backslashes escaped and any other is literal.
+ */
+export function topLevelExcludes(names: Iterable<string>): string[] {
+  const out: string[] = [];
+  for (const p of names) {
+    if (p.includes('/') || p === '' || p === '.') continue;
+    out.push(`/${/[*?[]/.test(p) ? p.replace(/[*?[\\]/g, (c) => `\\${c}`) : p}`);
+  }
+  return out;
+}
+
+/** The top-level names rsync must leave alone (topLevelExcludes): the linked files that passed the host's check, and the paths left out of the send. */
+export function untouchedNames(plan: SendPlan, failed: readonly string[], exclude: readonly string[]): string[] {
+  const resent = new Set(failed);
+  return [...plan.link.filter((p) => !resent.has(p)), ...exclude];
+}
+
 export function withResent(plan: SendPlan, failed: readonly string[]): string[] {
   if (failed.length === 0) return plan.send;
   const extra = new Set(failed);

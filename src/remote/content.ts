@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
-import { failedChecks, linkListDigest, planSend, withResent, type SendPlan } from '../plan/fleet-send.ts';
+import { failedChecks, linkListDigest, planSend, topLevelExcludes, untouchedNames, withResent, type SendPlan } from '../plan/fleet-send.ts';
 import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
 import { frameValue, type Frame } from './facts.ts';
@@ -245,9 +245,12 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
   try {
     const filesFrom = path.join(listDir, 'files');
     fs.writeFileSync(filesFrom, `${withResent(plan, failed).join('\0')}\0`);
+    const excludes = topLevelExcludes(untouchedNames(plan, failed, request.exclude));
+    const excludeFrom = excludes.length === 0 ? undefined : path.join(listDir, 'exclude');
+    if (excludeFrom !== undefined) fs.writeFileSync(excludeFrom, `${excludes.join('\0')}\0`);
     // rsync replaces a listed file by writing a temp file and renaming it, so a failed link's
     // inode (shared with the previous release) is never written into.
-    const copied = await runRsync(ssh, { source: request.sourceDir, root: request.root, stage: request.stage, id: request.id, filesFrom }, signal);
+    const copied = await runRsync(ssh, { source: request.sourceDir, root: request.root, stage: request.stage, id: request.id, filesFrom, ...(excludeFrom === undefined ? {} : { excludeFrom }) }, signal);
     return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: plan.link.length - failed.length, ...(manifestSent === undefined ? {} : { manifestSent }), durationMs: Math.round(performance.now() - started), warnings, notes };
   } finally {
     fs.rmSync(listDir, { recursive: true, force: true });

@@ -15,6 +15,8 @@ export interface RsyncPlan {
   id: string;
   /** A local file listing, NUL-separated, every path to transfer (relative to the source, parents first). */
   filesFrom: string;
+  /** A local file of NUL-separated rsync exclude rules (plan/fleet-send.ts topLevelExcludes), or none. */
+  excludeFrom?: string;
 }
 
 /** `--rsync-path` text that makes and enters `dest` on the host, then runs rsync there (receiving into `.`). */
@@ -41,6 +43,7 @@ export function rsyncArgs(plan: RsyncPlan, rsh: string, host: string): string[] 
     '--no-implied-dirs',
     '--from0',
     `--files-from=${plan.filesFrom}`,
+    ...(plan.excludeFrom === undefined ? [] : [`--exclude-from=${plan.excludeFrom}`]),
     '-e',
     rsh,
     `--rsync-path=${rsyncPath}`,
