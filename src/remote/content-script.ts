@@ -94,9 +94,20 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * modes, or without awk, links nothing and says so (`no-sum`, `no-stat`, `no-awk`): every file
  * is sent. (A BSD `stat -f` prints no setuid, setgid or sticky bit in `%Lp`: such files fail the
  * check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
- * are compared as bytes.
+ * are compared as bytes. With `copy` the same files are copied from the current release instead
+ * (a release whose before-switch hooks could otherwise write into the live one's inodes), and
+ * checked the same way.
  */
-export function linkScript(root: string, previous: string, stage: string, id: string): string {
+export function linkScript(root: string, previous: string, stage: string, id: string, copy = false): string {
+  // With `copy` (before-switch hooks will run in the release) the files are copied, not linked,
+  // from the current release: a hook writing into one in place then writes into the new release's
+  // own file, never into the live one. cp -p keeps mode and times (and owner, as root); GNU cp
+  // clones where the filesystem can (reflink=auto is its default since coreutils 9).
+  const place = copy
+    ? `xargs -0 cp -P -p --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
+rsync -a --from0 --files-from="$w/link.list" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}`
+    : `xargs -0 cp -P -l --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
+rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}`;
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
 m=${q(`${root}/.atomic-deploy/manifests/${previous}.json`)}
 LC_ALL=C; export LC_ALL
@@ -116,8 +127,7 @@ cd -- "$p" || exit 1
 find . -type l 2>/dev/null | sed 's|$|/|' > "$w/link.skip" || exit 1
 sed 's|^|./|' < "$w/link.paths" | grep -v -F -f "$w/link.skip" | sed 's|^\\./||' | tr '\\n' '\\000' > "$w/link.list" || exit 1
 if [ -s "$w/link.list" ]; then
-xargs -0 cp -P -l --parents -t "$s" -- < "$w/link.list" 2>/dev/null ||
-rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || ${emit('link-partial', 'yes')}
+${place}
 fi
 cd -- "$s" || exit 1
 find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null

@@ -79,6 +79,8 @@ export interface PlaceRequest {
   previous: { id: string; digest: string | undefined } | null;
   /** False (`--strategy copy`): send every file. */
   incremental: boolean;
+  /** Copy the unchanged files from the host's current release instead of hardlinking them (before-switch hooks will run in the release). */
+  copyUnchanged?: boolean;
   /** Paths under shared links: never sent (the host links them). */
   exclude: readonly string[];
   /** Manifests this deploy has read and trusted, by digest, shared by its hosts (see KnownManifests). */
@@ -132,6 +134,8 @@ export interface Placed {
   transferred?: number;
   /** Files linked from the previous release and confirmed by their hash on the host. */
   linked: number;
+  /** Files copied on the host from the previous release instead (copyUnchanged), confirmed the same way. */
+  copiedOnHost: number;
   /** Bytes this side sent to store the new manifest on the host: the whole file, or rsync's total for a delta. */
   manifestSent?: number;
   durationMs: number;
@@ -229,7 +233,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
   }
   let failed: string[] = [];
   if (plan.link.length > 0 && request.previous !== null) {
-    const result = await ssh.exec(linkScript(request.root, request.previous.id, request.stage, request.id));
+    const result = await ssh.exec(linkScript(request.root, request.previous.id, request.stage, request.id, request.copyUnchanged === true));
     if (result.code !== 0) throw remoteError(ssh.label, result, 'linking unchanged files');
     const verdict = linkVerdict(result.frames, request.build.digest, linkDigest, plan.link);
     if (verdict.kind === 'stored-other') throw new DeployError('REMOTE', `${ssh.label}: the manifest stored on the host is not the one sent (its SHA-256 is ${verdict.sha256})`, { details: { host: ssh.label } });
@@ -251,7 +255,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
     // rsync replaces a listed file by writing a temp file and renaming it, so a failed link's
     // inode (shared with the previous release) is never written into.
     const copied = await runRsync(ssh, { source: request.sourceDir, root: request.root, stage: request.stage, id: request.id, filesFrom, ...(excludeFrom === undefined ? {} : { excludeFrom }) }, signal);
-    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: plan.link.length - failed.length, ...(manifestSent === undefined ? {} : { manifestSent }), durationMs: Math.round(performance.now() - started), warnings, notes };
+    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: request.copyUnchanged === true ? 0 : plan.link.length - failed.length, copiedOnHost: request.copyUnchanged === true ? plan.link.length - failed.length : 0, ...(manifestSent === undefined ? {} : { manifestSent }), durationMs: Math.round(performance.now() - started), warnings, notes };
   } finally {
     fs.rmSync(listDir, { recursive: true, force: true });
   }

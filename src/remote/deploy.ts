@@ -30,6 +30,7 @@ import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
+import { settleHookManifest } from './hook-manifest.ts';
 import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
@@ -67,6 +68,10 @@ export interface FleetDeployHost {
   transferred?: number;
   /** Files hardlinked from the host's current release after their hash there matched the build's. */
   linked?: number;
+  /** Files copied on the host from its current release instead (before-switch hooks ran in the release), checked the same way. */
+  copiedOnHost?: number;
+  /** The digest of the host's manifest when its before-switch hooks changed the release (made again there); else the build's. */
+  manifest?: string;
   copyMs?: number;
   /** Bytes sent to store the new manifest there: the whole file, or rsync's total where it went as a delta against the host's current one. */
   manifestSentBytes?: number;
@@ -120,10 +125,18 @@ interface Names {
   link: string;
 }
 
+/** How a host's release was made, for its record. */
+function strategyOf(d: Pick<Placed, 'linked' | 'copiedOnHost'>): string {
+  return d.linked > 0 ? 'rsync + manifest links' : d.copiedOnHost > 0 ? 'rsync + manifest copies' : 'rsync';
+}
+
 /** The release placed on the host, with the copy's figures. */
 interface Placed extends Names {
   transferred?: number;
   linked: number;
+  copiedOnHost: number;
+  /** The host's manifest digest, once its before-switch hooks changed the release. */
+  remade?: string;
   manifestSent?: number;
   copyMs: number;
   warnings: readonly string[];
@@ -266,6 +279,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const fleetToken = randomBytes(12).toString('hex');
   const durable = options.fsync !== false;
   const afterSwitch = options.hooks?.afterSwitch ?? [];
+  const beforeSwitch = options.hooks?.beforeSwitch ?? [];
   const hookTimeoutS = Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000);
   const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
@@ -293,6 +307,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         leftovers: leftovers.has(h) || outcome === 'unknown' || isLost(p),
         ...(placed.transferred === undefined ? {} : { transferred: placed.transferred }),
         ...(placed.linked === undefined ? {} : { linked: placed.linked }),
+        ...(placed.copiedOnHost ? { copiedOnHost: placed.copiedOnHost } : {}),
+        ...(placed.remade === undefined ? {} : { manifest: placed.remade }),
         ...(placed.copyMs === undefined ? {} : { copyMs: placed.copyMs }),
         ...(placed.manifestSent === undefined ? {} : { manifestSentBytes: placed.manifestSent }),
         ...(hasSwitched(p) ? { switchedAfterMs: Math.round(p.afterMs) } : {}),
@@ -437,6 +453,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             build,
             previous: previous === null ? null : { id: previous, digest: prevDigest },
             incremental: options.strategy !== 'copy',
+            // Hooks will run in the release: a hardlinked file would let them write into the live one.
+            copyUnchanged: beforeSwitch.length > 0,
             // The parents a link needs are not in the build (nothing lies under them): the host makes them, rsync cannot send them.
             exclude: shared.links.flatMap((l) => [l.path, ...l.mkdirs]),
             known,
@@ -445,11 +463,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           },
           phase1.signal,
         );
-        const d: Placed = { ...names, ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: copied.linked, ...(copied.manifestSent === undefined ? {} : { manifestSent: copied.manifestSent }), copyMs: copied.durationMs, warnings: copied.warnings };
+        const d: Placed = { ...names, ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: copied.linked, copiedOnHost: copied.copiedOnHost, ...(copied.manifestSent === undefined ? {} : { manifestSent: copied.manifestSent }), copyMs: copied.durationMs, warnings: copied.warnings };
         per.set(h, { ...d, phase: 'placed' });
         for (const w of copied.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
         for (const n of copied.notes) fleet.step(h, n);
-        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${copied.linked} linked and checked, ${copied.durationMs} ms)`);
+        const reused = copied.copiedOnHost > 0 ? `${copied.copiedOnHost} copied on the host from its current release (before-switch hooks will run) and checked` : `${copied.linked} linked and checked`;
+        fleet.step(h, `copied (${copied.transferred ?? '?'} of ${scan.files} files sent, ${reused}, ${copied.durationMs} ms)`);
         await fleetFailpoint('fleet-copied');
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
@@ -467,9 +486,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           files: scan.files,
           bytes: scan.bytes,
           durationMs: 0,
-          strategy: d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+          strategy: strategyOf(d),
           ...(d.transferred === undefined ? {} : { copied: d.transferred }),
           linked: d.linked,
+          ...(d.copiedOnHost > 0 ? { copiedOnHost: d.copiedOnHost } : {}),
           previous,
           fleet: { token: fleetToken },
           manifest: build.digest,
@@ -485,6 +505,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           trash: stagingName(state, 'trash'),
           record: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt })),
         }));
+        // With before-switch hooks, a stage of its own receives the manifest made again after them.
+        const remakeStage = beforeSwitch.length > 0 ? stagingName(state, 'stage') : undefined;
         const script = deployArmScript({
           root: h.root,
           fsync: durable,
@@ -493,7 +515,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           stage: d.stage,
           shared: shared.links,
           sharedCreate: options.sharedCreate === true,
-          beforeSwitch: options.hooks?.beforeSwitch ?? [],
+          beforeSwitch,
+          ...(remakeStage === undefined ? {} : { remakeStage }),
           journalCopying: journal('copying'),
           journalReady: journal('ready'),
           recordPending: JSON.stringify(record),
@@ -514,7 +537,23 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             ...(locked.gate ? { gate: locked.gate } : {}),
           },
         });
-        const answer = await awaitArmed(h.remote.ssh.start(script, { onStderrLine: fleet.output(h) }));
+        const session = h.remote.ssh.start(script, { onStderrLine: fleet.output(h) });
+        if (remakeStage !== undefined) {
+          const remade = await settleHookManifest(h.remote.ssh, session, {
+            root: h.root,
+            id: releaseId,
+            stage: remakeStage,
+            build: build.manifest,
+            buildDigest: build.digest,
+            record,
+            warn: (message) => emit({ type: 'warning', message: `${h.label}: ${message}` }),
+          });
+          if (remade !== undefined && remade !== build.digest) {
+            d.remade = remade;
+            fleet.step(h, `the before-switch hooks changed the release: its manifest was made again (${remade.slice(0, 19)})`);
+          }
+        }
+        const answer = await awaitArmed(session);
         if (answer.kind === 'refused') throw remoteError(h.label, answer.result, 'preparing the release');
         per.set(h, { ...d, session: answer.session, phase: 'armed' });
         fleet.step(h, 'prepared and armed');
@@ -662,7 +701,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const afterSwitchFailure = p.afterSwitchFailure ?? served.reloadFailure;
         const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
-        const record = finalRecord(releaseId, build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
+        const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: afterSwitchFailure !== undefined });
         if (done.kind === 'failed') h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
       }),
@@ -670,7 +709,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const locked = h.remote.locked;
         const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
         const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } };
-        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, build.digest, h, p, status, { endedAt: now(), reason }))];
+        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, p.remade ?? build.digest, h, p, status, { endedAt: now(), reason }))];
         if (p.previous !== null) lines.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.previous, { status: 'complete', activatedAt: now() })));
         const back = await switchBack(p.session, lines);
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
@@ -760,9 +799,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...(git ? { git } : {}),
       files: scan.files,
       bytes: scan.bytes,
-      strategy: d.linked > 0 ? 'rsync + manifest links' : 'rsync',
+      strategy: strategyOf(d),
       ...(d.transferred === undefined ? {} : { copied: d.transferred }),
       linked: d.linked,
+      ...(d.copiedOnHost > 0 ? { copiedOnHost: d.copiedOnHost } : {}),
       previous: d.previous,
       fleet: { token: fleetToken },
       manifest: digest,

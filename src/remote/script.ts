@@ -21,6 +21,7 @@ import { clearJournalProgram, journalProgram, recordProgram } from '../root/reco
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
 import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import { shQuote } from './shell.ts';
+import { releaseListing } from './verify-script.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
 export const LOCK_LEASE_S = 30;
@@ -565,7 +566,47 @@ export interface DeployArmScript extends ScriptBase {
   recordPending: string;
   /** `.tmp/<stage>/manifest.json` becomes `.atomic-deploy/manifests/<id>.json` with the release. */
   manifest?: boolean;
+  /**
+   * With before-switch hooks: the stage name where the deploying side stores the manifest made
+   * again after them (hookManifestLines).
+   */
+  remakeStage?: string;
   tail: ArmedTail;
+}
+
+/**
+ * After the before-switch hooks: the release is listed (`hooked`, the listing frames, `listed yes`;
+ * `listed no` where the host has no `stat -c` or SHA-256 command), and the program waits for the
+ * deploying side's word on stdin: `same` (the hooks changed nothing the manifest holds), or
+ * `manifest <sha256>` and one line of release record, after the manifest made again from the
+ * listing was stored as `<remakeStage>/manifest.json` (checked here by its SHA-256) and then moved
+ * over the release's, and the record rewritten to name its digest. Anything else, or the end of
+ * stdin, fails the program: the deploy is undone, or recovered by the next command.
+ */
+function hookManifestLines(remakeStage: string): string {
+  return `emit hooked yes
+if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
+elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
+else sum=; fi
+if [ -n "$sum" ] && stat -c '%f %s' -- "$rel/$id" >/dev/null 2>&1; then
+  (LC_ALL=C; export LC_ALL; cd -- "$rel/$id" && {
+${releaseListing()}
+  }) || fail IO "cannot list the release after its before-switch hooks"
+  emit listed yes
+else emit listed no; fi
+IFS= read -r _w || _w=
+case $_w in
+same) ;;
+'manifest '*)
+  area ${q(remakeStage)}; _m="$A_path/manifest.json"
+  _g=$($sum < "$_m") || fail IO "cannot read the manifest made after the before-switch hooks"
+  [ "\${_g%% *}" = "\${_w#manifest }" ] || fail IO "the manifest stored after the before-switch hooks is not the one sent"
+  IFS= read -r _rec || fail INTERRUPTED "the deploying side went away after the before-switch hooks"
+  { mkdir -p -- "$state/manifests" && mv -f -- "$_m" "$state/manifests/$id.json"; } || fail IO "cannot store the manifest made after the before-switch hooks"
+  put_file "$log" "$id.json" "$_rec" || fail IO "cannot write the release record"
+  rm -rf -- "$A_path" ;;
+*) fail INTERRUPTED "stopped by the deploying side after the before-switch hooks" ;;
+esac`;
 }
 
 const TARGET_KINDS: readonly SharedTargetKind[] = ['file', 'dir', 'other', 'missing'];
@@ -632,6 +673,7 @@ ${renderFunction(place)}
 place_release
 emit placed "$id"
 ${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
+${s.beforeSwitch.length > 0 && s.remakeStage !== undefined ? hookManifestLines(s.remakeStage) : ''}
 # Everything the hooks wrote and the links reach the disk before current can point here.
 durable "$root"
 ${armedTail(s.tail)}`;

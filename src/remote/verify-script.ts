@@ -6,31 +6,12 @@
 import { shQuote as q } from './shell.ts';
 
 /**
- * Lists `releases/<id>` of `root` after its manifest. `expect` is the hex digest its record
- * names: a manifest with other bytes is printed (the deploying side judges it) but the release
- * is not hashed for nothing.
+ * Lists the current directory (a release) as plan/fleet-verify.ts treeFromListing reads it: `stat`,
+ * `sums`, `link`/`target`, `odd`/`odd-stat`/`odd-sum`, `closed` and `denied` frames. Needs `$sum`
+ * (the host's SHA-256 command) and `$nl` set, `emit` defined, and LC_ALL=C.
  */
-export function verifyScript(root: string, id: string, expect: string): string {
-  return `LC_ALL=C; export LC_ALL
-nl='
-'
-cr=$(printf '\\r')
-emit() { printf '%s\\000%s\\000' "$1" "$2"; }
-fail() { emit error "$1"; emit message "$2"; exit 1; }
-r=${q(`${root}/releases/${id}`)}; m=${q(`${root}/.atomic-deploy/manifests/${id}.json`)}
-[ -d "$r" ] && [ ! -h "$r" ] || fail UNKNOWN_RELEASE ${q(`release ${id} does not exist in ${root}/releases`)}
-# Both forms print one line per file; stat -c is GNU and BusyBox (a BSD host has neither form).
-stat -c '%f %s' -- "$r" >/dev/null 2>&1 || fail REMOTE 'verify needs stat -c (GNU coreutils or BusyBox) on the host'
-if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
-elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
-else fail REMOTE 'verify needs sha256sum or shasum on the host'; fi
-if [ ! -f "$m" ] || [ -h "$m" ]; then emit no-manifest yes; exit 0; fi
-printf 'manifest\\000'; cat -- "$m" || exit 1; printf '\\000'
-h=$($sum < "$m") || exit 1
-[ "\${h%% *}" = ${q(expect)} ] || { emit manifest-digest "\${h%% *}"; exit 0; }
-# A release the user may not search is one closed directory, as the local walk reports it.
-if [ ! -x "$r" ]; then emit closed .; emit end verify; exit 0; fi
-cd -- "$r" || fail IO ${q(`cannot enter release ${id}`)}
+export function releaseListing(): string {
+  return `cr=$(printf '\\r')
 # Plain names go through one stat and one sha256sum per batch of files; names that sha256sum would
 # escape (newline, carriage return, backslash) and symlinks get a process each, framed by name.
 printf 'stat\\000'
@@ -53,7 +34,35 @@ find . \\( -type f -o -type d \\) -exec sh -c '
 for f; do
   if [ -d "$f" ]; then [ -r "$f" ] && [ -x "$f" ] || printf "closed\\000%s\\000" "$f"
   else [ -r "$f" ] || printf "denied\\000%s\\000" "$f"; fi
-done' sh {} + 2>/dev/null
+done' sh {} + 2>/dev/null`;
+}
+
+/**
+ * Lists `releases/<id>` of `root` after its manifest. `expect` is the hex digest its record
+ * names: a manifest with other bytes is printed (the deploying side judges it) but the release
+ * is not hashed for nothing.
+ */
+export function verifyScript(root: string, id: string, expect: string): string {
+  return `LC_ALL=C; export LC_ALL
+nl='
+'
+emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+fail() { emit error "$1"; emit message "$2"; exit 1; }
+r=${q(`${root}/releases/${id}`)}; m=${q(`${root}/.atomic-deploy/manifests/${id}.json`)}
+[ -d "$r" ] && [ ! -h "$r" ] || fail UNKNOWN_RELEASE ${q(`release ${id} does not exist in ${root}/releases`)}
+# Both forms print one line per file; stat -c is GNU and BusyBox (a BSD host has neither form).
+stat -c '%f %s' -- "$r" >/dev/null 2>&1 || fail REMOTE 'verify needs stat -c (GNU coreutils or BusyBox) on the host'
+if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
+elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
+else fail REMOTE 'verify needs sha256sum or shasum on the host'; fi
+if [ ! -f "$m" ] || [ -h "$m" ]; then emit no-manifest yes; exit 0; fi
+printf 'manifest\\000'; cat -- "$m" || exit 1; printf '\\000'
+h=$($sum < "$m") || exit 1
+[ "\${h%% *}" = ${q(expect)} ] || { emit manifest-digest "\${h%% *}"; exit 0; }
+# A release the user may not search is one closed directory, as the local walk reports it.
+if [ ! -x "$r" ]; then emit closed .; emit end verify; exit 0; fi
+cd -- "$r" || fail IO ${q(`cannot enter release ${id}`)}
+${releaseListing()}
 emit end verify
 `;
 }

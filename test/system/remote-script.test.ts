@@ -3,10 +3,12 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inspectLock } from '../../src/act/lock.ts';
+import { treeFromListing } from '../../src/plan/fleet-verify.ts';
 import { layoutOf } from '../../src/act/layout.ts';
 import { FrameReader, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
 import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
@@ -21,7 +23,7 @@ const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
-const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch']);
+const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum']);
 
 // Every character a shell might act on, a leading dash, a newline and non-ASCII.
 const HOSTILE = "-a dir 'q' \"dq\" $(touch PWNED) `touch PWNED` ; & | * ?\nline ✓";
@@ -193,6 +195,102 @@ for (const shell of SHELLS) {
       await holder.done;
       assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
       assertNoInjection();
+    });
+
+    void test('deploy with before-switch hooks: the release is listed after them, and the manifest made again replaces the release\'s once its SHA-256 checks out', async () => {
+      const root = freshRoot();
+      makeRelease(root, 'old', 'old\n');
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      const holder = startHolder(shell, root, 'tok');
+      await holder.ready;
+      const id = HOSTILE_ID;
+      const [stage, remakeStage] = ['stage.0002', 'stage.0003'];
+      fs.mkdirSync(path.join(root, '.tmp', stage, id), { recursive: true });
+      fs.writeFileSync(path.join(root, '.tmp', stage, id, 'index.html'), 'new\n');
+      fs.writeFileSync(path.join(root, '.tmp', stage, 'manifest.json'), 'the build manifest\n');
+      const remade = 'the manifest made again\n';
+      fs.mkdirSync(path.join(root, '.tmp', remakeStage));
+      fs.writeFileSync(path.join(root, '.tmp', remakeStage, 'manifest.json'), remade);
+      const script =
+        deployArmScript({
+          root,
+          fsync: false,
+          id,
+          previous: 'old',
+          stage,
+          shared: [],
+          sharedCreate: false,
+          beforeSwitch: ['echo cached > "odd name\nwith newline" && printf x >> index.html'],
+          remakeStage,
+          manifest: true,
+          journalCopying: '{"v":1,"op":"deploy","phase":"copying"}',
+          journalReady: '{"v":1,"op":"deploy","phase":"ready"}',
+          recordPending: JSON.stringify({ id, status: 'pending' }),
+          tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{"v":1,"op":"deploy","phase":"switched"}', commitRecords: [id] }),
+        });
+      const sha = createHash('sha256').update(remade).digest('hex');
+      const record = JSON.stringify({ id, status: 'pending', manifest: `sha256:${sha}` });
+      const r = run(shell, script, `manifest ${sha}\n${record}\nabort\n`);
+      assert.equal(r.code, 0, r.stderr);
+      const order = tags(r.frames).filter((t) => ['placed', 'hooked', 'listed', 'ready', 'disarmed'].includes(t));
+      assert.deepEqual(order, ['placed', 'hooked', 'listed', 'ready', 'disarmed'], r.stderr);
+      const tree = treeFromListing(r.frames.slice(r.frames.findIndex((f) => f.tag === 'hooked') + 1));
+      assert.deepEqual(
+        tree.entries.map((e) => (e.type === 'file' ? `${e.path} ${e.size} ${e.sha256.slice(0, 8)}` : e.path)),
+        [`index.html 5 ${createHash('sha256').update('new\nx').digest('hex').slice(0, 8)}`, `odd name\nwith newline 7 ${createHash('sha256').update('cached\n').digest('hex').slice(0, 8)}`],
+        'the listing is the release as the hook left it',
+      );
+      assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', `${id}.json`), 'utf8'), remade);
+      assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${id}.json`), 'utf8'), `${record}\n`);
+      assert.equal(fs.existsSync(path.join(root, '.tmp', remakeStage)), false, 'the remake stage is gone');
+      holder.stop();
+      await holder.done;
+      assertNoInjection();
+    });
+
+    void test('deploy with before-switch hooks: a manifest whose SHA-256 is not the one sent, or any other word, stops the program before it arms', async () => {
+      for (const [word, message] of [
+        [`manifest ${'0'.repeat(64)}`, /the manifest stored after the before-switch hooks is not the one sent/],
+        ['abort', /stopped by the deploying side after the before-switch hooks/],
+      ] as const) {
+        const root = freshRoot();
+        makeRelease(root, 'old', 'old\n');
+        fs.symlinkSync('releases/old', path.join(root, 'current'));
+        const holder = startHolder(shell, root, 'tok');
+        await holder.ready;
+        const id = 'r2';
+        fs.mkdirSync(path.join(root, '.tmp', 'stage.0004', id), { recursive: true });
+        fs.writeFileSync(path.join(root, '.tmp', 'stage.0004', 'manifest.json'), 'the build manifest\n');
+        fs.mkdirSync(path.join(root, '.tmp', 'stage.0005'));
+        fs.writeFileSync(path.join(root, '.tmp', 'stage.0005', 'manifest.json'), 'another manifest\n');
+        const r = run(
+          shell,
+          deployArmScript({
+            root,
+            fsync: false,
+            id,
+            previous: 'old',
+            stage: 'stage.0004',
+            shared: [],
+            sharedCreate: false,
+            beforeSwitch: ['true'],
+            remakeStage: 'stage.0005',
+            manifest: true,
+            journalCopying: '{}',
+            journalReady: '{}',
+            recordPending: '{"id":"r2"}',
+            tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: [id] }),
+          }),
+          `${word}\n{"id":"r2","x":1}\ngo\n`,
+        );
+        assert.equal(r.code, 1, r.stderr);
+        assert.ok(!tags(r.frames).includes('ready'), `${word}: never armed`);
+        assert.match(r.frames.find((f) => f.tag === 'message')?.value ?? '', message);
+        assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', `${id}.json`), 'utf8'), 'the build manifest\n', `${word}: the release keeps the manifest it was placed with`);
+        assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/old');
+        holder.stop();
+        await holder.done;
+      }
     });
 
     void test('deploy: anything but "go" disarms; a refused rename reports switch-failed; "back" returns to the previous release', async () => {
