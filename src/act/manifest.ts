@@ -9,7 +9,7 @@ import crypto, { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import { closeDirectories, manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
+import { closeDirectories, manifestChunks, parseManifest, type Manifest, type ManifestEntry, type ReleaseRoot, type ReleaseTree } from '../plan/manifest.ts';
 import { escapedName } from '../plan/paths.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { parseStatCache, statCacheChunks, type FileStamp } from '../plan/stat-cache.ts';
@@ -53,12 +53,12 @@ export async function sweepStateTemps(layout: Layout): Promise<string[]> {
  * Writes a release's manifest whole or not at all, durable when asked (before the switch, so a
  * live release never lacks the manifest its record names). Returns its digest for the record.
  */
-export async function writeManifest(layout: Layout, id: string, entries: readonly ManifestEntry[], durable: boolean): Promise<string> {
+export async function writeManifest(layout: Layout, id: string, entries: readonly ManifestEntry[], durable: boolean, root?: ReleaseRoot): Promise<string> {
   await makeDirs(manifestDir(layout), 0o755);
   const hash = createHash('sha256');
   // Hashed as it is written: the digest is of exactly the bytes that reach the file.
   const hashed = function* (): Generator<string> {
-    for (const piece of manifestChunks(entries)) {
+    for (const piece of manifestChunks(entries, root)) {
       hash.update(piece);
       yield piece;
     }
@@ -286,6 +286,9 @@ function utf8Entries(at: string, rel: string, misnamed: (rel: string, at: Buffer
  */
 export async function hashTree(dir: string, signal?: AbortSignal, options: HashTreeOptions = {}): Promise<TreeHash> {
   const out: TreeHash = { entries: [], special: [] };
+  // The release directory's own mode (through a link: a release moved to another disk and linked back is the tree it leads to).
+  const top = await fs.promises.stat(dir).catch(() => undefined);
+  if (top?.isDirectory()) out.root = { mode: top.mode & 0o7777 };
   const { pool } = options;
   // A name that is not UTF-8 can be no manifest's path: reported as found, or refused.
   const misnamed = (rel: string, at: Buffer): void => {

@@ -395,7 +395,9 @@ export async function deploy(source: string, root: string, options: DeployOption
         await failpoint('fsync-done');
       }
       // The manifest is durable before the release is placed: a live release never lacks it.
-      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable);
+      // The release directory's mode as the copy left it (the build directory's; 755 for an archive).
+      const root = { mode: fs.lstatSync(staging).mode & 0o7777 };
+      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable, root);
       await writeStatCache(layout, id, copied.stamps);
       // Every build file's hash came from the cache (same stamps): it already says all the new one would.
       if (!extracted && files.sourceClock !== undefined && files.sourceCached !== scan.files) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);
@@ -462,7 +464,7 @@ export async function deploy(source: string, root: string, options: DeployOption
             hint: 'whatever wrote it into the release (a before-switch hook) must not; make it at start-up from a shared path. current is unchanged',
           });
         }
-        digest = await writeManifest(layout, id, after.entries, durable);
+        digest = await writeManifest(layout, id, after.entries, durable, after.root);
         await recordRelease(layout, id, { digest }, durable);
       }
 

@@ -109,9 +109,13 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
   // What the host's user may not read: files, and directories it may not list or search ('' is the release).
   const denied = new Set<string>();
   const closed: string[] = [];
+  let root: { mode: number } | undefined;
   for (let i = 0; i < frames.length; i++) {
     const f = frames[i] as ListingFrame;
-    if (f.tag === 'closed' || f.tag === 'denied') {
+    if (f.tag === 'root-stat') {
+      const st = statOf(f.value.replace(/\n$/, ''));
+      if (st && kindOf(st.mode) === 'dir') root = { mode: st.mode & 0o7777 };
+    } else if (f.tag === 'closed' || f.tag === 'denied') {
       // A name that is not UTF-8 is reported as misnamed, and never walked into locally.
       const name = wholeOf(f);
       const rel = name.text === '.' ? '' : relOf(name.text);
@@ -163,7 +167,7 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
       i += 2;
     }
   }
-  const tree: ReleaseTree = { entries: [], special: [] };
+  const tree: ReleaseTree = root === undefined ? { entries: [], special: [] } : { entries: [], special: [], root };
   for (const [rel, st] of stats) {
     const kind = kindOf(st.mode);
     if (kind === 'dir') tree.entries.push({ path: rel, type: 'dir', mode: st.mode & 0o7777 });

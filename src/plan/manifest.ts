@@ -18,6 +18,15 @@ export type ManifestEntry =
 export interface Manifest {
   /** Sorted by path (see comparePaths), unique, every parent directory listed before its children. */
   entries: ManifestEntry[];
+  /**
+   * The release directory itself (`releases/<id>`): its mode, which no entry can hold (paths have
+   * no `.` component). Absent in manifests written before 2026-12-04: then it is not checked.
+   */
+  root?: ReleaseRoot;
+}
+
+export interface ReleaseRoot {
+  mode: number;
 }
 
 // One regular-expression pass clears a safe path; only a path it flags is split to say what is wrong.
@@ -48,9 +57,10 @@ const CHUNK_ENTRIES = 2048;
  * The manifest file's bytes in pieces, in order: a 100k-entry manifest is written and hashed
  * without ever being one 13 MB string (and an array of 100k lines) on the heap.
  */
-export function* manifestChunks(entries: readonly ManifestEntry[]): Generator<string> {
+export function* manifestChunks(entries: readonly ManifestEntry[], root?: ReleaseRoot): Generator<string> {
   const sorted = [...entries].sort((a, b) => comparePaths(a.path, b.path));
-  let chunk = `{"format":${JSON.stringify(MANIFEST_FORMAT)},"entries":[\n`;
+  // The root on the first line, before `entries`: a reader of the entries alone (the hosts' awk link list) never meets it.
+  let chunk = `{"format":${JSON.stringify(MANIFEST_FORMAT)},${root === undefined ? '' : `"root":{"mode":${root.mode}},`}"entries":[\n`;
   for (let i = 0; i < sorted.length; i++) {
     chunk += `${i === 0 ? '' : ',\n'}${JSON.stringify(canonicalEntry(sorted[i] as ManifestEntry))}`;
     if (i % CHUNK_ENTRIES === CHUNK_ENTRIES - 1) {
@@ -62,8 +72,8 @@ export function* manifestChunks(entries: readonly ManifestEntry[]): Generator<st
 }
 
 /** The manifest file's bytes: one entry a line, so a diff of two manifests reads like a file list. */
-export function serializeManifest(entries: readonly ManifestEntry[]): string {
-  return [...manifestChunks(entries)].join('');
+export function serializeManifest(entries: readonly ManifestEntry[], root?: ReleaseRoot): string {
+  return [...manifestChunks(entries, root)].join('');
 }
 
 /** Fixed key order, so the same tree always gives the same bytes and the same digest. */
@@ -101,6 +111,11 @@ export function parseManifest(content: string | Buffer, expectedDigest?: string)
   if (!isObject(raw) || raw.format !== MANIFEST_FORMAT || !Array.isArray(raw.entries)) {
     return { ok: false, problem: `it is not an ${MANIFEST_FORMAT} manifest` };
   }
+  let root: ReleaseRoot | undefined;
+  if (raw.root !== undefined) {
+    if (!isObject(raw.root) || !isMode(raw.root.mode)) return { ok: false, problem: 'its release directory entry (root) has an invalid mode' };
+    root = { mode: raw.root.mode };
+  }
   const items = raw.entries as unknown[];
   const entries: ManifestEntry[] = [];
   const dirs = new Set<string>();
@@ -121,7 +136,7 @@ export function parseManifest(content: string | Buffer, expectedDigest?: string)
     last = entry.path;
     entries.push(entry);
   }
-  return { ok: true, manifest: { entries } };
+  return { ok: true, manifest: root === undefined ? { entries } : { entries, root } };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -178,6 +193,10 @@ export function diffManifests(expected: Manifest, actual: Manifest): Difference[
   const found = new Map<string, ManifestEntry>();
   for (const e of actual.entries) found.set(e.path, e);
   const out: Difference[] = [];
+  // The release directory's own mode, where the manifest holds it (`.`: no entry's path can be that).
+  if (expected.root !== undefined && actual.root !== undefined && expected.root.mode !== actual.root.mode) {
+    out.push({ path: '.', kind: 'mode', expected: octal(expected.root.mode), actual: octal(actual.root.mode) });
+  }
   for (const want of expected.entries) {
     const got = found.get(want.path);
     found.delete(want.path);
@@ -207,6 +226,8 @@ export function diffManifests(expected: Manifest, actual: Manifest): Difference[
 /** A release as found on disk: manifest entries, plus what no entry can describe (FIFOs, sockets, devices). */
 export interface ReleaseTree {
   entries: ManifestEntry[];
+  /** The release directory's own mode, where it was read. */
+  root?: ReleaseRoot;
   special: { path: string; kind: string }[];
   /**
    * Names that are not valid UTF-8, each invalid byte as `\xNN`, and what they are: never a
@@ -241,6 +262,11 @@ export function closeDirectories(tree: ReleaseTree, closed: readonly string[]): 
   for (const d of closed) (tree.unreadable ??= []).push({ path: d, type: 'dir' });
 }
 
+/** The entries and root mode of a tree found on disk, as a manifest to compare with. */
+export function treeManifest(tree: ReleaseTree): Manifest {
+  return tree.root === undefined ? { entries: tree.entries } : { entries: tree.entries, root: tree.root };
+}
+
 /**
  * Every difference between a release as found (`tree`) and its manifest, sorted by path. A FIFO,
  * socket or device has no manifest entry: it replaced what was listed (one `type` difference, what
@@ -252,7 +278,7 @@ export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[]
   const misnamed = tree.misnamed ?? [];
   const unreadable = tree.unreadable ?? [];
   const mistargeted = tree.mistargeted ?? [];
-  if (tree.special.length === 0 && misnamed.length === 0 && unreadable.length === 0 && mistargeted.length === 0) return diffManifests(expected, { entries: tree.entries });
+  if (tree.special.length === 0 && misnamed.length === 0 && unreadable.length === 0 && mistargeted.length === 0) return diffManifests(expected, treeManifest(tree));
   const listed = new Map<string, ManifestEntry>();
   for (const e of expected.entries) listed.set(e.path, e);
   // Listed paths this function answers for itself, kept from diffManifests.
@@ -311,7 +337,7 @@ export function diffRelease(expected: Manifest, tree: ReleaseTree): Difference[]
     const what = n === 1 ? '1 listed entry under it was' : `${n} listed entries under it were`;
     found.push({ path: d === '' ? '.' : d, kind: 'unreadable', actual: `permission denied: ${what} not checked` });
   }
-  const differences = diffManifests({ entries: rest }, { entries: tree.entries });
+  const differences = diffManifests({ entries: rest, ...(expected.root === undefined ? {} : { root: expected.root }) }, treeManifest(tree));
   differences.push(...found);
   return differences.sort((a, b) => comparePaths(a.path, b.path) || byKind(a, b));
 }

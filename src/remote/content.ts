@@ -11,7 +11,7 @@ import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { failedChecks, linkListDigest, planSend, topLevelExcludes, untouchedNames, withResent, type SendPlan } from '../plan/fleet-send.ts';
-import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry } from '../plan/manifest.ts';
+import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry, type ReleaseRoot } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
 import { frameValue, type Frame } from './facts.ts';
 import { runRsync, sendManifestDelta } from './rsync.ts';
@@ -42,6 +42,7 @@ function hashBuildFile(full: string, rel: string): string {
 export async function buildManifest(scan: SourceScan, shared: readonly { path: string; linkText: string; mkdirs: readonly string[] }[] = [], signal?: AbortSignal): Promise<BuiltManifest> {
   const replaced = (rel: string): boolean => shared.some((l) => rel === l.path || rel.startsWith(`${l.path}/`));
   const entries: ManifestEntry[] = [];
+  let root: ReleaseRoot | undefined;
   // Hashed while the hosts connect and lock: every few milliseconds the loop lets the event loop
   // run, so that ssh's handshakes (in their own processes) and the lock programs' answers go on.
   let ran = Number.NEGATIVE_INFINITY;
@@ -51,7 +52,11 @@ export async function buildManifest(scan: SourceScan, shared: readonly { path: s
       if (signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted while hashing the build');
       ran = performance.now();
     }
-    if (e.rel === '') continue;
+    if (e.rel === '') {
+      // rsync gives the release directory the build directory's mode (the send list's `.`).
+      root = { mode: e.mode };
+      continue;
+    }
     const rel = e.rel.split(path.sep).join('/');
     if (replaced(rel)) continue;
     const full = path.join(scan.dir, e.rel);
@@ -63,7 +68,7 @@ export async function buildManifest(scan: SourceScan, shared: readonly { path: s
     for (const d of l.mkdirs) entries.push({ path: d, type: 'dir', mode: 0o755 });
     entries.push({ path: l.path, type: 'symlink', target: l.linkText });
   }
-  const text = serializeManifest(entries);
+  const text = serializeManifest(entries, root);
   const parsed = parseManifest(text);
   if (!parsed.ok) throw new DeployError('INVALID_SOURCE', `the build cannot be described by a manifest: ${parsed.problem}`);
   return { manifest: parsed.manifest, text, digest: manifestDigest(text) };

@@ -8,12 +8,12 @@
  */
 import { DeployError } from '../errors.ts';
 import { treeFromListing } from '../plan/fleet-verify.ts';
-import { diffManifests, manifestDigest, serializeManifest, type Manifest, type ManifestEntry, type ReleaseTree } from '../plan/manifest.ts';
+import { diffManifests, manifestDigest, serializeManifest, treeManifest, type Manifest, type ReleaseTree } from '../plan/manifest.ts';
 import { putManifestScript } from './content-script.ts';
 import { remoteError, type RunningRemote, type SshHost } from './ssh.ts';
 
 /** What the hooks left, judged against the build's manifest: nothing it holds changed, new entries, or a tree no manifest can describe. */
-export type AfterHooks = { kind: 'same' } | { kind: 'remade'; entries: ManifestEntry[]; changed: number } | { kind: 'refused'; code: 'UNSUPPORTED_FILE' | 'IO'; problem: string; hint: string };
+export type AfterHooks = { kind: 'same' } | { kind: 'remade'; manifest: Manifest; changed: number } | { kind: 'refused'; code: 'UNSUPPORTED_FILE' | 'IO'; problem: string; hint: string };
 
 /** Pure: the manifest a release needs after its before-switch hooks, from the host's listing of it. */
 export function afterHooks(build: Manifest, tree: ReleaseTree, releasePath: string): AfterHooks {
@@ -36,8 +36,9 @@ export function afterHooks(build: Manifest, tree: ReleaseTree, releasePath: stri
   if (closed !== undefined) {
     return { kind: 'refused', code: 'IO', problem: `${releasePath}/${closed.path} cannot be read to make the release's manifest after its before-switch hooks`, hint: 'hooks must leave the release readable by the deploying user. current is unchanged' };
   }
-  const changed = diffManifests(build, { entries: tree.entries }).length;
-  return changed === 0 ? { kind: 'same' } : { kind: 'remade', entries: tree.entries, changed };
+  const found = treeManifest(tree);
+  const changed = diffManifests(build, found).length;
+  return changed === 0 ? { kind: 'same' } : { kind: 'remade', manifest: found, changed };
 }
 
 /**
@@ -71,7 +72,7 @@ export async function settleHookManifest(
     session.send('same');
     return o.buildDigest;
   }
-  const text = serializeManifest(verdict.entries);
+  const text = serializeManifest(verdict.manifest.entries, verdict.manifest.root);
   const digest = manifestDigest(text);
   const stored = ssh.start(putManifestScript(o.root, o.stage));
   stored.child.stdin?.end(text);

@@ -7,11 +7,13 @@ import { shQuote as q } from './shell.ts';
 
 /**
  * Lists the current directory (a release) as plan/fleet-verify.ts treeFromListing reads it: `stat`,
- * `sums`, `link`/`target`, `odd`/`odd-stat`/`odd-sum`, `closed` and `denied` frames. Needs `$sum`
+ * `root-stat`, `sums`, `link`/`target`, `odd`/`odd-stat`/`odd-sum`, `closed` and `denied` frames. Needs `$sum`
  * (the host's SHA-256 command) and `$nl` set, `emit` defined, and LC_ALL=C.
  */
 export function releaseListing(): string {
   return `cr=$(printf '\\r')
+# The release directory's own mode first (the manifest's root).
+printf 'root-stat\\000'; stat -c '%f %s' -- . 2>/dev/null; printf '\\000'
 # Plain names go through one stat and one sha256sum per batch of files; names that sha256sum would
 # escape (newline, carriage return, backslash) and symlinks get a process each, framed by name.
 printf 'stat\\000'
@@ -60,7 +62,7 @@ printf 'manifest\\000'; cat -- "$m" || exit 1; printf '\\000'
 h=$($sum < "$m") || exit 1
 [ "\${h%% *}" = ${q(expect)} ] || { emit manifest-digest "\${h%% *}"; exit 0; }
 # A release the user may not search is one closed directory, as the local walk reports it.
-if [ ! -x "$r" ]; then emit closed .; emit end verify; exit 0; fi
+if [ ! -x "$r" ]; then printf 'root-stat\\000'; stat -c '%f %s' -- "$r" 2>/dev/null; printf '\\000'; emit closed .; emit end verify; exit 0; fi
 cd -- "$r" || fail IO ${q(`cannot enter release ${id}`)}
 ${releaseListing()}
 emit end verify

@@ -153,6 +153,20 @@ void describe('verify --host over two namespace hosts', () => {
     assert.match(human.stdout, /1 of 2 hosts match their manifests; differs on host2/);
   });
 
+  void test('a chmod of the release directory itself on one host is found there (path "."), as locally', async (t) => {
+    const { root, on, id } = await deployTo(t, 'root-mode');
+    const rel = path.join(on(host(1)), 'releases', id);
+    const mode = fs.statSync(rel).mode & 0o777;
+    fs.chmodSync(rel, 0o711);
+    const result = await cli(['verify', root, ...hostArgs, '--json']);
+    assert.equal(result.code, 5, result.stderr);
+    const j = jsonOf<VerifyJson>(result);
+    assert.deepEqual(j.differing, ['host1']);
+    assert.deepEqual(row(j, 'host1').differences, [{ path: '.', kind: 'mode', expected: mode.toString(8), actual: '711' }]);
+    fs.chmodSync(rel, mode);
+    assert.equal((await cli(['verify', root, ...hostArgs])).code, 0);
+  });
+
   void test('names with a newline, a carriage return or a backslash are hashed on the host too, and tampering with them is found', async (t) => {
     const { root, on, id } = await deployTo(t, 'odd', true);
     const clean = await cli(['verify', root, ...hostArgs, '--json']);

@@ -2,6 +2,7 @@
 // truncated, not JSON, edited or swapped for a FIFO is reported, never trusted.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -215,4 +216,23 @@ void test('run by the owner of the root, what it cannot read is a mode differenc
   assert.equal(human.code, 5, human.stderr);
   assert.match(human.stdout, /^unreadable {2}sub\/deep {2}\(permission denied: 3 listed entries under it were not checked\)$/m);
   assert.doesNotMatch(human.stderr, /permission denied|hint:/);
+});
+
+void test('the release directory\'s own mode is in the manifest: a chmod of releases/<id> (nginx then answers 403 to everything) is found, path "."', async (t) => {
+  const { root, src, rel } = await deployed(t);
+  const manifest = fs.readFileSync(path.join(root, '.atomic-deploy/manifests/one.json'), 'utf8');
+  assert.ok(manifest.startsWith(`{"format":"atomic-deploy/manifest@1","root":{"mode":${fs.statSync(src).mode & 0o7777}},"entries":[\n`), manifest.slice(0, 80));
+  assert.equal(fs.statSync(rel).mode & 0o777, fs.statSync(src).mode & 0o777, 'the release directory has the build directory\'s mode');
+  fs.chmodSync(rel, 0o700);
+  const result = await runCli(['verify', root, '--json']);
+  assert.equal(result.code, 5, result.stderr);
+  assert.deepEqual(jsonOf<VerifyJson>(result).differences, [{ path: '.', kind: 'mode', expected: (fs.statSync(src).mode & 0o777).toString(8), actual: '700' }]);
+  // A manifest written before the root was recorded (no "root" key, same entries) checks everything else, not the root.
+  const old = manifest.replace(/"root":\{"mode":\d+\},/, '');
+  const recordFile = path.join(root, '.atomic-deploy/releases/one.json');
+  const record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(path.join(root, '.atomic-deploy/manifests/one.json'), old);
+  fs.writeFileSync(recordFile, JSON.stringify({ ...record, digest: `sha256:${createHash('sha256').update(old).digest('hex')}` }));
+  const before = await runCli(['verify', root]);
+  assert.equal(before.code, 0, before.stdout + before.stderr);
 });

@@ -23,7 +23,7 @@ void test('any change the manifest can describe makes a new one from the tree: b
   changed.entries.push({ path: 'new.txt', type: 'file', mode: 0o644, size: 0, sha256: 'c'.repeat(64) });
   const v = afterHooks(build, changed, '/srv/r/releases/1');
   assert.equal(v.kind, 'remade');
-  assert.ok(v.kind === 'remade' && v.entries === changed.entries && v.changed === 4);
+  assert.ok(v.kind === 'remade' && v.manifest.entries === changed.entries && v.changed === 4);
 });
 
 void test('what no manifest can describe is refused, naming the path: a FIFO, a name or target that is not UTF-8, an unreadable file', () => {
