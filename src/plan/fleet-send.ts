@@ -75,7 +75,6 @@ export function failedChecks(failed: string, ok: number, linked: readonly string
   return linked.filter((p) => out.has(p));
 }
 
-/** The send list with the failed links added back, in manifest order (parents before children). */
 /**
  * rsync's exclude rules (for `--exclude-from` with `--from0`) that keep it off the given names at
  * the top of the release: the files linked there, and the paths the host links to `shared/`. The
@@ -101,6 +100,7 @@ export function untouchedNames(plan: SendPlan, failed: readonly string[], exclud
   return [...plan.link.filter((p) => !resent.has(p)), ...exclude];
 }
 
+/** The send list with the failed links added back, in manifest order (parents before children). */
 export function withResent(plan: SendPlan, failed: readonly string[]): string[] {
   if (failed.length === 0) return plan.send;
   const extra = new Set(failed);
