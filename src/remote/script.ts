@@ -653,7 +653,7 @@ export function deployArmScript(s: DeployArmScript): string {
       const inRelease = `${stage}"/"${q(l.path)}`;
       return [
         l.replaces ? `rm -rf -- ${inRelease}` : '',
-        ...l.mkdirs.map((d) => `mkdir -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
+        ...l.mkdirs.map((d) => `mkdir -m 755 -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
         `ln -s -- ${q(l.linkText)} ${inRelease} || fail IO ${q(`cannot link shared path ${l.path}`)}`,
       ]
         .filter(Boolean)

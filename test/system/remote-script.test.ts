@@ -248,6 +248,37 @@ for (const shell of SHELLS) {
       assertNoInjection();
     });
 
+    void test('deploy: the directories a shared path needs are made 755 whatever the session\'s umask, as the build manifest lists them', async () => {
+      const root = freshRoot();
+      makeRelease(root, 'old', 'old\n');
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      const holder = startHolder(shell, root, 'tok');
+      await holder.ready;
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.0006', 'r3'), { recursive: true });
+      fs.mkdirSync(path.join(root, 'shared', 'config', 'app'), { recursive: true });
+      fs.writeFileSync(path.join(root, 'shared', 'config', 'app', '.env'), 'X=1\n');
+      const script = deployArmScript({
+        root,
+        fsync: false,
+        id: 'r3',
+        previous: 'old',
+        stage: 'stage.0006',
+        shared: [{ path: 'config/app/.env', linkText: '../../../../shared/config/app/.env', mkdirs: ['config', 'config/app'], replaces: false }],
+        sharedCreate: false,
+        beforeSwitch: [],
+        journalCopying: '{}',
+        journalReady: '{}',
+        recordPending: '{"id":"r3"}',
+        tail: tail({ id: 'r3', token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: ['r3'] }),
+      });
+      // pam_umask gives Debian users 002 in ssh sessions; 077 is the strictest.
+      const r = run(shell, `umask 077\n${script}`, 'abort\n');
+      assert.equal(r.code, 0, r.stderr);
+      for (const d of ['config', 'config/app']) assert.equal(fs.statSync(path.join(root, 'releases', 'r3', d)).mode & 0o777, 0o755, d);
+      holder.stop();
+      await holder.done;
+    });
+
     void test('deploy with before-switch hooks: a manifest whose SHA-256 is not the one sent, or any other word, stops the program before it arms', async () => {
       for (const [word, message] of [
         [`manifest ${'0'.repeat(64)}`, /the manifest stored after the before-switch hooks is not the one sent/],
