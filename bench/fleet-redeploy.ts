@@ -16,6 +16,9 @@ import { makeTree, mutateFraction, TREE_PRESETS } from './lib/tree.ts';
 const HOSTS = 3;
 const FULL = `full deploy, ${HOSTS} hosts (new roots)`;
 const CHANGED = `1% changed, ${HOSTS} hosts (redeploy)`;
+const HOOKED = `1% changed, ${HOSTS} hosts, a before-switch hook that writes a file (redeploy)`;
+/** What HOOKED's hook does: write one file into the release, as a config cache does. */
+const HOOK = 'echo "<?php return [];" > cache.php';
 
 type Phases = FleetDeployResult['timings'];
 
@@ -51,15 +54,18 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
   const phases = new Map<string, Phases[]>([
     [FULL, []],
     [CHANGED, []],
+    [HOOKED, []],
   ]);
   const sent = new Map<string, number[]>([
     [FULL, []],
     [CHANGED, []],
+    [HOOKED, []],
   ]);
   /** Per case: bytes into the hosts' links, and the manifest bytes the deploy reports, per deploy, all hosts. */
   const wire = new Map<string, { bytes: number[]; manifest: number[] }>([
     [FULL, { bytes: [], manifest: [] }],
     [CHANGED, { bytes: [], manifest: [] }],
+    [HOOKED, { bytes: [], manifest: [] }],
   ]);
   const shapedRows: (string | number)[][] = [];
   try {
@@ -67,6 +73,9 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
     const stats = await makeTree(base, opts.quick ? TREE_PRESETS['1k'] : TREE_PRESETS['10k']);
     const src = join(work, 'src-changed');
     await cp(base, src, { recursive: true });
+    const srcHooked = join(work, 'src-hooked');
+    await cp(base, srcHooked, { recursive: true });
+    let seedHooked = 1000;
     const options = { hosts: fleet.hosts.map((h) => ({ host: h.alias })), ssh: { configFile: fleet.sshConfigPath } };
     const r3 = (x: number): number => Math.round(x * 1000) / 1000;
     const keep = (name: string, r: FleetDeployResult, before: number): void => {
@@ -80,10 +89,10 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
     let seed = 0;
     let changed = 0;
     /** The full deploy and the redeploy; `record` keeps their phases and bytes for the tables. */
-    const pair = (record: boolean): PairedCase[] => {
-      const deploy = async (name: string, dir: string, root: string): Promise<void> => {
+    const pair = (record: boolean, hooked = false): PairedCase[] => {
+      const deploy = async (name: string, dir: string, root: string, beforeSwitch: string[] = []): Promise<void> => {
         const before = bytesToHosts(fleet.hosts);
-        const r = await fleetDeploy(dir, root, options);
+        const r = await fleetDeploy(dir, root, beforeSwitch.length > 0 ? { ...options, hooks: { beforeSwitch } } : options);
         if (record) keep(name, r, before);
       };
       return [
@@ -106,9 +115,21 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
           },
           run: () => deploy(CHANGED, src, '/srv/bench-redeploy'),
         },
+        ...(hooked
+          ? [
+              {
+                // Its own build and root: unchanged files are copied on the hosts (not linked), then each host lists the release and the manifest is made again.
+                name: HOOKED,
+                setup: async () => {
+                  await mutateFraction(srcHooked, 0.01, ++seedHooked);
+                },
+                run: () => deploy(HOOKED, srcHooked, '/srv/bench-redeploy-hooked', [HOOK]),
+              },
+            ]
+          : []),
       ];
     };
-    const result = await pairedRuns(pair(true), { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) });
+    const result = await pairedRuns(pair(true, true), { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) });
     // The same pair over slower links: what this machine's bridge (no limit but the CPU) cannot show.
     const shapedRuns = opts.quick ? 1 : 3;
     for (const link of LINKS) {
@@ -151,12 +172,12 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
         {
           caption: 'Where the time goes (medians, ms): connect and lock, content and prepare, switch, commit (after-switch scan and prune included); files rsync sent, all hosts',
           columns: ['case', 'lock', 'prepare', 'switch', 'finish', 'files sent'],
-          rows: [phaseRow(FULL), phaseRow(CHANGED)],
+          rows: [phaseRow(FULL), phaseRow(CHANGED), phaseRow(HOOKED)],
         },
         {
           caption: `What crosses the network per deploy, all ${HOSTS} hosts (medians): bytes this machine sent into the hosts' links (their veths' counters: file data, rsync's lists, ssh, TCP), and of them the new manifest`,
           columns: ['case', 'KiB into the links', 'KiB of manifest', 'manifest KiB per host'],
-          rows: [FULL, CHANGED].map((name) => {
+          rows: [FULL, CHANGED, HOOKED].map((name) => {
             const w = wire.get(name) ?? { bytes: [], manifest: [] };
             const kib = (xs: number[]): number => Math.round(median(xs.slice(-runs)) / 1024);
             return [name, kib(w.bytes), kib(w.manifest), Math.round(kib(w.manifest) / HOSTS)];
@@ -171,6 +192,7 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
       notes: [
         'A redeploy reads each host\'s current manifest (the first host sends it whole, the others its SHA-256), hardlinks the unchanged files on the host from the current release and checks them there against the build\'s hashes and modes (sha256sum -c and stat: only the count and the failures come back), and sends the changed ones with rsync; after its switch it scans /proc on each host for processes left on the previous release (a full deploy into a new root has none to look for).',
         `Every "host" shares this machine's ${machine.cores} cores and disk with the deploying process, so the hosts' work (sshd, shells, rsync, cp, sha256sum) is paid on the same cores, and the bridge between them is limited only by those cores: a full deploy of ${Math.round(stats.bytes / 1048576)} MiB to ${HOSTS} hosts moves it at CPU speed. On real hosts each has its own cores and the bytes cross a real link, so the full deploy's cost grows with the link's slowness and the redeploy's barely: the shaped rows measure that with each host's link limited by tbf (netem, for added delay, is not in this kernel).`,
+        `The hooked redeploy (\`${HOOK}\`, not a target) pays what a release whose before-switch hooks run costs since 2026-12-04: each host copies the unchanged files from its current release instead of linking them (so no hook can write into the live release), and after the hook it lists and hashes the release (find, stat, sha256sum) so that the manifest is made again and sent back to it.`,
         'A redeploy sends each host the new manifest as an rsync delta against the one the host already holds (it differs in the changed files\' lines), the changed files, and rsync\'s list of every directory; the host decides which files to link from the two manifests itself, so no check list travels.',
         runNote(started, machine),
       ],
