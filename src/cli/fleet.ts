@@ -204,7 +204,7 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
     (r) => ({
       table: waveLines(r.waves) + hostTable(r.hosts, (h) => {
         const d = r.hosts.find((x) => x.host === h.host);
-        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}` : '';
+        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.copiedOnHost ? `, ${d.copiedOnHost} copied on the host` : d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}` : '';
       }),
       line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${r.files} files, ${r.durationMs} ms; switch skew ${skew(r)})`,
       ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, root, r.afterSwitchFailure, cli.hosts) }),

@@ -62,8 +62,9 @@ void describe('before-switch hooks on fleet hosts', () => {
     const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
     const id1 = String(first.release);
     const v2 = build(t, 'v2');
-    const r = await cli(['deploy', v2, root, ...hostArgs, '--json', '--before-switch', 'echo "// cache" >> config.php; chmod 600 lib/a.php; exit 1']);
+    const r = await cli(['deploy', v2, root, ...hostArgs, '--before-switch', 'echo "// cache" >> config.php; chmod 600 lib/a.php; exit 1']);
     assert.equal(r.code, 1, r.stderr);
+    assert.match(`${r.stdout}${r.stderr}`, /host1: copied \(1 of 4 files sent, 3 copied on the host from its current release \(before-switch hooks will run\) and checked/);
     for (const h of fleet.hosts) {
       const dir = on(h);
       assert.equal(currentOf(dir), id1, `${h.alias}: still on the first release`);
