@@ -548,9 +548,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             record,
             warn: (message) => emit({ type: 'warning', message: `${h.label}: ${message}` }),
           });
-          if (remade !== undefined && remade !== build.digest) {
-            d.remade = remade;
-            fleet.step(h, `the before-switch hooks changed the release: its manifest was made again (${remade.slice(0, 19)})`);
+          if (remade !== undefined && remade.digest !== build.digest) {
+            d.remade = remade.digest;
+            if (remade.sent !== undefined) d.manifestSent = (d.manifestSent ?? 0) + remade.sent;
+            fleet.step(h, `the before-switch hooks changed the release: its manifest was made again (${remade.digest.slice(0, 19)}, ${remade.sent ?? '?'} bytes sent to store it)`);
           }
         }
         const answer = await awaitArmed(session);

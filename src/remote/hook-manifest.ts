@@ -6,10 +6,14 @@
  * stores the new manifest on the host and tells the waiting program its SHA-256 and the record
  * that names it. Each host gets its own (hooks may write host-specific bytes).
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { DeployError } from '../errors.ts';
 import { treeFromListing } from '../plan/fleet-verify.ts';
 import { diffManifests, manifestDigest, serializeManifest, treeManifest, type Manifest, type ReleaseTree } from '../plan/manifest.ts';
-import { putManifestScript } from './content-script.ts';
+import { putManifestScript, readManifestScript } from './content-script.ts';
+import { sendManifestDelta } from './rsync.ts';
 import { remoteError, type RunningRemote, type SshHost } from './ssh.ts';
 
 /** What the hooks left, judged against the build's manifest: nothing it holds changed, new entries, or a tree no manifest can describe. */
@@ -42,19 +46,45 @@ export function afterHooks(build: Manifest, tree: ReleaseTree, releasePath: stri
 }
 
 /**
+ * Stores `text` as `<stage>/manifest.json` on the host: as an rsync delta against a copy of the
+ * release's manifest (the build's, which the new one differs from in the hooks' lines), else whole.
+ * The host program checks what was stored by its SHA-256 either way.
+ */
+async function storeRemade(ssh: SshHost, root: string, id: string, stage: string, text: string): Promise<number | undefined> {
+  const seeded = await ssh.exec(readManifestScript(root, id, { hashOnly: true, seed: stage })).catch(() => undefined);
+  if (seeded?.code === 0) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-remade-'));
+    try {
+      const file = path.join(dir, 'manifest.json');
+      fs.writeFileSync(file, text);
+      return await sendManifestDelta(ssh, file, root, stage);
+    } catch {
+      // The whole file below.
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const stored = ssh.start(putManifestScript(root, stage));
+  stored.child.stdin?.end(text);
+  const result = await stored.done;
+  if (result.code !== 0) throw remoteError(ssh.label, result, 'storing the manifest made after the before-switch hooks');
+  return Buffer.byteLength(text);
+}
+
+/**
  * Drives the host program from its `hooked` frame to its wait for `ready`: reads the listing,
  * stores the manifest made from it when the hooks changed anything, and answers. Returns the
- * digest the host's release now has, or undefined where the host could not list the release (its
+ * digest the host's release now has (and the bytes sent to store a manifest made again), or undefined where the host could not list the release (its
  * record keeps the build's manifest; a warning says so). On refusal it stops the program and throws.
  */
 export async function settleHookManifest(
   ssh: SshHost,
   session: RunningRemote,
   o: { root: string; id: string; stage: string; build: Manifest; buildDigest: string; record: object; warn: (message: string) => void },
-): Promise<string | undefined> {
+): Promise<{ digest: string; sent?: number } | undefined> {
   const listed = await session.waitFor(['listed', 'error']).catch(() => undefined);
   // An error frame, or the end of the program: the caller reads why from awaitArmed.
-  if (listed?.tag !== 'listed') return o.buildDigest;
+  if (listed?.tag !== 'listed') return { digest: o.buildDigest };
   if (listed.value !== 'yes') {
     session.send('same');
     o.warn(`no stat -c or sha256sum on the host: the manifest of release ${o.id} is the build's, so \`verify\` reports what the before-switch hooks wrote`);
@@ -70,20 +100,20 @@ export async function settleHookManifest(
   }
   if (verdict.kind === 'same') {
     session.send('same');
-    return o.buildDigest;
+    return { digest: o.buildDigest };
   }
   const text = serializeManifest(verdict.manifest.entries, verdict.manifest.root);
   const digest = manifestDigest(text);
-  const stored = ssh.start(putManifestScript(o.root, o.stage));
-  stored.child.stdin?.end(text);
-  const result = await stored.done;
-  if (result.code !== 0) {
+  let sent: number | undefined;
+  try {
+    sent = await storeRemade(ssh, o.root, o.id, o.stage, text);
+  } catch (error) {
     session.send('abort');
     session.end();
     await session.done;
-    throw remoteError(ssh.label, result, 'storing the manifest made after the before-switch hooks');
+    throw error;
   }
   session.send(`manifest ${digest.replace(/^sha256:/, '')}`);
   session.send(JSON.stringify({ ...o.record, manifest: digest }));
-  return digest;
+  return sent === undefined ? { digest } : { digest, sent };
 }
