@@ -60,6 +60,16 @@ function makeRelease(root: string, id: string, content: string): void {
 }
 
 
+/** A fresh root live on release `old` (holding `old\n` in index.html), locked by a holder with token `tok`. */
+async function liveOnOld(shell: Shell): Promise<{ root: string; holder: ReturnType<typeof startHolder> }> {
+  const root = freshRoot();
+  makeRelease(root, 'old', 'old\n');
+  fs.symlinkSync('releases/old', path.join(root, 'current'));
+  const holder = startHolder(shell, root, 'tok');
+  await holder.ready;
+  return { root, holder };
+}
+
 for (const shell of SHELLS) {
   void describe(`generated programs under ${shell.name}`, () => {
     void test('the lock: taken with an owner in the local format, judged held while its holder lives, stale after, taken over', async () => {
@@ -150,11 +160,7 @@ for (const shell of SHELLS) {
     });
 
     void test('deploy: armed, then one rename on "go"; commit records it and releases the lock', async () => {
-      const root = freshRoot();
-      makeRelease(root, 'old', 'old\n');
-      fs.symlinkSync('releases/old', path.join(root, 'current'));
-      const holder = startHolder(shell, root, 'tok');
-      await holder.ready;
+      const { root, holder } = await liveOnOld(shell);
       const id = HOSTILE_ID;
       const stage = 'stage.0001';
       fs.mkdirSync(path.join(root, '.tmp', stage, id, 'sub'), { recursive: true });
@@ -198,11 +204,7 @@ for (const shell of SHELLS) {
     });
 
     void test('deploy with before-switch hooks: the release is listed after them, and the manifest made again replaces the release\'s once its SHA-256 checks out', async () => {
-      const root = freshRoot();
-      makeRelease(root, 'old', 'old\n');
-      fs.symlinkSync('releases/old', path.join(root, 'current'));
-      const holder = startHolder(shell, root, 'tok');
-      await holder.ready;
+      const { root, holder } = await liveOnOld(shell);
       const id = HOSTILE_ID;
       const [stage, remakeStage] = ['stage.0002', 'stage.0003'];
       fs.mkdirSync(path.join(root, '.tmp', stage, id), { recursive: true });
@@ -249,11 +251,7 @@ for (const shell of SHELLS) {
     });
 
     void test('deploy: the directories a shared path needs are made 755 whatever the session\'s umask, as the build manifest lists them', async () => {
-      const root = freshRoot();
-      makeRelease(root, 'old', 'old\n');
-      fs.symlinkSync('releases/old', path.join(root, 'current'));
-      const holder = startHolder(shell, root, 'tok');
-      await holder.ready;
+      const { root, holder } = await liveOnOld(shell);
       fs.mkdirSync(path.join(root, '.tmp', 'stage.0006', 'r3'), { recursive: true });
       fs.mkdirSync(path.join(root, 'shared', 'config', 'app'), { recursive: true });
       fs.writeFileSync(path.join(root, 'shared', 'config', 'app', '.env'), 'X=1\n');
@@ -284,11 +282,7 @@ for (const shell of SHELLS) {
         [`manifest ${'0'.repeat(64)}`, /the manifest stored after the before-switch hooks is not the one sent/],
         ['abort', /stopped by the deploying side after the before-switch hooks/],
       ] as const) {
-        const root = freshRoot();
-        makeRelease(root, 'old', 'old\n');
-        fs.symlinkSync('releases/old', path.join(root, 'current'));
-        const holder = startHolder(shell, root, 'tok');
-        await holder.ready;
+        const { root, holder } = await liveOnOld(shell);
         const id = 'r2';
         fs.mkdirSync(path.join(root, '.tmp', 'stage.0004', id), { recursive: true });
         fs.writeFileSync(path.join(root, '.tmp', 'stage.0004', 'manifest.json'), 'the build manifest\n');
