@@ -418,6 +418,42 @@ for (const shell of SHELLS) {
   });
 }
 
+void test('a host without sha256sum or shasum lists nothing after the before-switch hooks (`listed no`), takes `same` and arms with the manifest it was placed with', async () => {
+  const bin = path.join(BASE, 'busybox-no-sum');
+  fs.mkdirSync(bin);
+  for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find']) fs.symlinkSync(TOOLS.busybox, path.join(bin, applet));
+  const shell: Shell = { name: 'busybox sh without a SHA-256 command', file: path.join(bin, 'sh'), env: { PATH: bin } };
+  const { root, holder } = await liveOnOld(shell);
+  fs.mkdirSync(path.join(root, '.tmp', 'stage.0007', 'r4'), { recursive: true });
+  fs.writeFileSync(path.join(root, '.tmp', 'stage.0007', 'manifest.json'), 'the build manifest\n');
+  const r = run(
+    shell,
+    deployArmScript({
+      root,
+      fsync: false,
+      id: 'r4',
+      previous: 'old',
+      stage: 'stage.0007',
+      shared: [],
+      sharedCreate: false,
+      beforeSwitch: ['echo cached > cache.php'],
+      remakeStage: 'stage.0008',
+      manifest: true,
+      journalCopying: '{}',
+      journalReady: '{}',
+      recordPending: '{"id":"r4"}',
+      tail: tail({ id: 'r4', token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: ['r4'] }),
+    }),
+    'same\nabort\n',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(tags(r.frames).filter((t) => ['hooked', 'listed', 'stat', 'ready', 'disarmed'].includes(t)), ['hooked', 'listed', 'ready', 'disarmed']);
+  assert.equal(r.frames.find((f) => f.tag === 'listed')?.value, 'no');
+  assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', 'r4.json'), 'utf8'), 'the build manifest\n');
+  holder.stop();
+  await holder.done;
+});
+
 void describe('the portable switch is one rename(2), never a move into current', () => {
   // GNU mv and BusyBox mv: each must rename .tmp/<name>/current onto <root>/current exactly once.
   for (const [name, mv] of [['GNU mv', '/usr/bin/mv'], ['BusyBox mv', null]] as const) {
