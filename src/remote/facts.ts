@@ -87,8 +87,11 @@ export interface RawLock {
 
 export type RemoteJournal = { kind: 'none' } | { kind: 'ok'; journal: FleetJournal } | { kind: 'garbage'; text: string };
 
-/** A release log record as read from a target; `fleet` ties it to the fleet deploy that made it; `manifest` is its manifest's digest. */
-/** `copiedOnHost`: files copied on the host from its current release instead of linked (before-switch hooks ran in the release). */
+/**
+ * A release log record as read from a target; `fleet` ties it to the fleet deploy that made it;
+ * `manifest` is its manifest's digest; `copiedOnHost` counts the files copied on the host from its
+ * current release instead of linked (before-switch hooks ran in the release).
+ */
 export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; manifest?: string; copiedOnHost?: number };
 
 export interface RemoteState {

@@ -74,8 +74,9 @@ async function storeRemade(ssh: SshHost, root: string, id: string, stage: string
 /**
  * Drives the host program from its `hooked` frame to its wait for `ready`: reads the listing,
  * stores the manifest made from it when the hooks changed anything, and answers. Returns the
- * digest the host's release now has (and the bytes sent to store a manifest made again), or undefined where the host could not list the release (its
- * record keeps the build's manifest; a warning says so). On refusal it stops the program and throws.
+ * digest the host's release now has (with the bytes sent to store a manifest made again), or
+ * undefined where the host could not list the release (its record keeps the build's manifest; a
+ * warning says so). On refusal it stops the program and throws.
  */
 export async function settleHookManifest(
   ssh: SshHost,
