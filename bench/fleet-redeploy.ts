@@ -88,14 +88,14 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
     let fullRoot = '';
     let seed = 0;
     let changed = 0;
-    /** The full deploy and the redeploy; `record` keeps their phases and bytes for the tables. */
-    const pair = (record: readonly string[]): PairedCase[] => {
+    /** The cases named in `names`, in that order; those in `record` keep their phases and bytes for the tables. */
+    const pair = (names: readonly string[], record: readonly string[]): PairedCase[] => {
       const deploy = async (name: string, dir: string, root: string, beforeSwitch: string[] = []): Promise<void> => {
         const before = bytesToHosts(fleet.hosts);
         const r = await fleetDeploy(dir, root, beforeSwitch.length > 0 ? { ...options, hooks: { beforeSwitch } } : options);
         if (record.includes(name)) keep(name, r, before);
       };
-      const cases: PairedCase[] = [
+      const all: PairedCase[] = [
         {
           name: FULL,
           setup: () => {
@@ -124,19 +124,19 @@ export async function runFleetRedeployBench(opts: { quick: boolean; log?: (line:
           run: () => deploy(HOOKED, srcHooked, '/srv/bench-redeploy-hooked', [HOOK]),
         },
       ];
-      return cases;
+      return names.map((name) => all.find((c) => c.name === name) as PairedCase);
     };
     // The target pair alone, so that the hooked case's work does not load its rounds.
-    const result = await pairedRuns(pair([FULL, CHANGED]).slice(0, 2), { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) });
+    const result = await pairedRuns(pair([FULL, CHANGED], [FULL, CHANGED]), { runs, warmup: 1, baseline: FULL, onSample: (name, ms, round) => log(`  round ${round + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`) });
     // The hooked redeploy against the plain one, in rounds of their own (not a target).
     const hookRuns = opts.quick ? 1 : 3;
-    const hooked = await pairedRuns(pair([HOOKED]).slice(1), { runs: hookRuns, warmup: 1, baseline: CHANGED, onSample: (name, ms, round) => log(`  hooks, round ${round + 1}/${hookRuns} ${name}: ${ms.toFixed(0)} ms`) });
+    const hooked = await pairedRuns(pair([CHANGED, HOOKED], [HOOKED]), { runs: hookRuns, warmup: 1, baseline: CHANGED, onSample: (name, ms, round) => log(`  hooks, round ${round + 1}/${hookRuns} ${name}: ${ms.toFixed(0)} ms`) });
     // The same pair over slower links: what this machine's bridge (no limit but the CPU) cannot show.
     const shapedRuns = opts.quick ? 1 : 3;
     for (const link of LINKS) {
       shape(fleet.hosts, link);
       try {
-        const shaped = await pairedRuns(pair([]).slice(0, 2), { runs: shapedRuns, warmup: 0, baseline: FULL, onSample: (name, ms, round) => log(`  ${link.name}, round ${round + 1}/${shapedRuns} ${name}: ${ms.toFixed(0)} ms`) });
+        const shaped = await pairedRuns(pair([FULL, CHANGED], []), { runs: shapedRuns, warmup: 0, baseline: FULL, onSample: (name, ms, round) => log(`  ${link.name}, round ${round + 1}/${shapedRuns} ${name}: ${ms.toFixed(0)} ms`) });
         const f = shaped.cases.find((c) => c.name === FULL);
         const c = shaped.cases.find((x) => x.name === CHANGED);
         shapedRows.push([link.name, Math.round(f?.median ?? NaN), Math.round(c?.median ?? NaN), r3((c?.median ?? NaN) / (f?.median ?? NaN))]);

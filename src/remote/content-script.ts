@@ -3,7 +3,7 @@
  * manifest, receive the new one, and hardlink then check the files the plan takes from the
  * previous release. Output uses the same NUL-framed `tag`, `value` pairs as remote/script.ts.
  */
-import { shQuote as q } from './shell.ts';
+import { PICK_SUM, shQuote as q } from './shell.ts';
 import { stagedPath } from './staging.ts';
 
 /** One `tag`, `value` frame with a fixed value. */
@@ -111,9 +111,8 @@ rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || $
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
 m=${q(`${root}/.atomic-deploy/manifests/${previous}.json`)}
 LC_ALL=C; export LC_ALL
-if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
-elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
-else ${emit('no-sum', 'yes')}; exit 0; fi
+${PICK_SUM}
+[ -n "$sum" ] || { ${emit('no-sum', 'yes')}; exit 0; }
 if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %n'
 elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %N'
 else ${emit('no-stat', 'yes')}; exit 0; fi

@@ -260,7 +260,10 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
     // rsync replaces a listed file by writing a temp file and renaming it, so a failed link's
     // inode (shared with the previous release) is never written into.
     const copied = await runRsync(ssh, { source: request.sourceDir, root: request.root, stage: request.stage, id: request.id, filesFrom, ...(excludeFrom === undefined ? {} : { excludeFrom }) }, signal);
-    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: request.copyUnchanged === true ? 0 : plan.link.length - failed.length, copiedOnHost: request.copyUnchanged === true ? plan.link.length - failed.length : 0, ...(manifestSent === undefined ? {} : { manifestSent }), durationMs: Math.round(performance.now() - started), warnings, notes };
+    // Taken from the current release and checked there: linked, or copied when hooks will run.
+    const reused = plan.link.length - failed.length;
+    const copies = request.copyUnchanged === true;
+    return { ...(copied.transferred === undefined ? {} : { transferred: copied.transferred }), linked: copies ? 0 : reused, copiedOnHost: copies ? reused : 0, ...(manifestSent === undefined ? {} : { manifestSent }), durationMs: Math.round(performance.now() - started), warnings, notes };
   } finally {
     fs.rmSync(listDir, { recursive: true, force: true });
   }

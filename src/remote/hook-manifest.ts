@@ -91,12 +91,16 @@ export async function settleHookManifest(
     o.warn(`no stat -c or sha256sum on the host: the manifest of release ${o.id} is the build's, so \`verify\` reports what the before-switch hooks wrote`);
     return undefined;
   }
-  const from = session.frames.findIndex((f) => f.tag === 'hooked');
-  const verdict = afterHooks(o.build, treeFromListing(session.frames.slice(from + 1)), `${o.root}/releases/${o.id}`);
-  if (verdict.kind === 'refused') {
+  // Any word but `same` or `manifest` ends the waiting program before it arms.
+  const stop = async (): Promise<void> => {
     session.send('abort');
     session.end();
     await session.done;
+  };
+  const from = session.frames.findIndex((f) => f.tag === 'hooked');
+  const verdict = afterHooks(o.build, treeFromListing(session.frames.slice(from + 1)), `${o.root}/releases/${o.id}`);
+  if (verdict.kind === 'refused') {
+    await stop();
     throw new DeployError(verdict.code, `${ssh.label}: ${verdict.problem}`, { hint: verdict.hint, details: { host: ssh.label } });
   }
   if (verdict.kind === 'same') {
@@ -109,9 +113,7 @@ export async function settleHookManifest(
   try {
     sent = await storeRemade(ssh, o.root, o.id, o.stage, text);
   } catch (error) {
-    session.send('abort');
-    session.end();
-    await session.done;
+    await stop();
     throw error;
   }
   session.send(`manifest ${digest.replace(/^sha256:/, '')}`);

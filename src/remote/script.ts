@@ -20,7 +20,7 @@ import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOve
 import { clearJournalProgram, journalProgram, recordProgram } from '../root/record.ts';
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
 import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
-import { shQuote } from './shell.ts';
+import { PICK_SUM, shQuote } from './shell.ts';
 import { releaseListing } from './verify-script.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
@@ -585,9 +585,7 @@ export interface DeployArmScript extends ScriptBase {
  */
 function hookManifestLines(remakeStage: string): string {
   return `emit hooked yes
-if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
-elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
-else sum=; fi
+${PICK_SUM}
 if [ -n "$sum" ] && stat -c '%f %s' -- "$rel/$id" >/dev/null 2>&1; then
   (LC_ALL=C; export LC_ALL; cd -- "$rel/$id" && {
 ${releaseListing()}

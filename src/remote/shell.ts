@@ -38,3 +38,8 @@ export function shJoin(argv: readonly string[]): string {
   }
   return argv.map(shQuote).join(' ');
 }
+
+/** sh that sets `$sum` to the host's SHA-256 command (`sha256sum`, else `shasum -a 256`), or to nothing without either. */
+export const PICK_SUM = `if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
+elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
+else sum=; fi`;

@@ -3,7 +3,7 @@
  * release on the host itself (find, `stat -c`, sha256sum), so no release byte crosses the
  * network. Output: the NUL-framed pairs read by plan/fleet-verify.ts.
  */
-import { shQuote as q } from './shell.ts';
+import { PICK_SUM, shQuote as q } from './shell.ts';
 
 /**
  * Lists the current directory (a release) as plan/fleet-verify.ts treeFromListing reads it: `stat`,
@@ -54,9 +54,8 @@ r=${q(`${root}/releases/${id}`)}; m=${q(`${root}/.atomic-deploy/manifests/${id}.
 [ -d "$r" ] && [ ! -h "$r" ] || fail UNKNOWN_RELEASE ${q(`release ${id} does not exist in ${root}/releases`)}
 # Both forms print one line per file; stat -c is GNU and BusyBox (a BSD host has neither form).
 stat -c '%f %s' -- "$r" >/dev/null 2>&1 || fail REMOTE 'verify needs stat -c (GNU coreutils or BusyBox) on the host'
-if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
-elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
-else fail REMOTE 'verify needs sha256sum or shasum on the host'; fi
+${PICK_SUM}
+[ -n "$sum" ] || fail REMOTE 'verify needs sha256sum or shasum on the host'
 if [ ! -f "$m" ] || [ -h "$m" ]; then emit no-manifest yes; exit 0; fi
 printf 'manifest\\000'; cat -- "$m" || exit 1; printf '\\000'
 h=$($sum < "$m") || exit 1

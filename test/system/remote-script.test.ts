@@ -13,7 +13,7 @@ import { layoutOf } from '../../src/act/layout.ts';
 import { FrameReader, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
 import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
-import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript } from '../../src/remote/script.ts';
+import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type DeployArmScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 import { armedTail as tail, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
@@ -23,7 +23,8 @@ const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
-const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum']);
+const APPLETS = ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum'];
+const SHELLS = programShells(BASE, TOOLS, APPLETS);
 
 // Every character a shell might act on, a leading dash, a newline and non-ASCII.
 const HOSTILE = "-a dir 'q' \"dq\" $(touch PWNED) `touch PWNED` ; & | * ?\nline ✓";
@@ -59,6 +60,25 @@ function makeRelease(root: string, id: string, content: string): void {
   fs.writeFileSync(path.join(root, 'releases', id, 'index.html'), content);
 }
 
+
+/** The arm program for release `id`, staged in `stage` of a root live on `old` under token `tok`; `over` sets the rest. */
+function armOnOld(root: string, id: string, stage: string, over: Partial<DeployArmScript> = {}): string {
+  return deployArmScript({
+    root,
+    fsync: false,
+    id,
+    previous: 'old',
+    stage,
+    shared: [],
+    sharedCreate: false,
+    beforeSwitch: [],
+    journalCopying: '{}',
+    journalReady: '{}',
+    recordPending: JSON.stringify({ id }),
+    tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: [id] }),
+    ...over,
+  });
+}
 
 /** A fresh root live on release `old` (holding `old\n` in index.html), locked by a holder with token `tok`. */
 async function liveOnOld(shell: Shell): Promise<{ root: string; holder: ReturnType<typeof startHolder> }> {
@@ -213,23 +233,15 @@ for (const shell of SHELLS) {
       const remade = 'the manifest made again\n';
       fs.mkdirSync(path.join(root, '.tmp', remakeStage));
       fs.writeFileSync(path.join(root, '.tmp', remakeStage, 'manifest.json'), remade);
-      const script =
-        deployArmScript({
-          root,
-          fsync: false,
-          id,
-          previous: 'old',
-          stage,
-          shared: [],
-          sharedCreate: false,
-          beforeSwitch: ['echo cached > "odd name\nwith newline" && printf x >> index.html'],
-          remakeStage,
-          manifest: true,
-          journalCopying: '{"v":1,"op":"deploy","phase":"copying"}',
-          journalReady: '{"v":1,"op":"deploy","phase":"ready"}',
-          recordPending: JSON.stringify({ id, status: 'pending' }),
-          tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{"v":1,"op":"deploy","phase":"switched"}', commitRecords: [id] }),
-        });
+      const script = armOnOld(root, id, stage, {
+        beforeSwitch: ['echo cached > "odd name\nwith newline" && printf x >> index.html'],
+        remakeStage,
+        manifest: true,
+        journalCopying: '{"v":1,"op":"deploy","phase":"copying"}',
+        journalReady: '{"v":1,"op":"deploy","phase":"ready"}',
+        recordPending: JSON.stringify({ id, status: 'pending' }),
+        tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{"v":1,"op":"deploy","phase":"switched"}', commitRecords: [id] }),
+      });
       const sha = createHash('sha256').update(remade).digest('hex');
       const record = JSON.stringify({ id, status: 'pending', manifest: `sha256:${sha}` });
       const r = run(shell, script, `manifest ${sha}\n${record}\nabort\n`);
@@ -255,20 +267,7 @@ for (const shell of SHELLS) {
       fs.mkdirSync(path.join(root, '.tmp', 'stage.0006', 'r3'), { recursive: true });
       fs.mkdirSync(path.join(root, 'shared', 'config', 'app'), { recursive: true });
       fs.writeFileSync(path.join(root, 'shared', 'config', 'app', '.env'), 'X=1\n');
-      const script = deployArmScript({
-        root,
-        fsync: false,
-        id: 'r3',
-        previous: 'old',
-        stage: 'stage.0006',
-        shared: [{ path: 'config/app/.env', linkText: '../../../../shared/config/app/.env', mkdirs: ['config', 'config/app'], replaces: false }],
-        sharedCreate: false,
-        beforeSwitch: [],
-        journalCopying: '{}',
-        journalReady: '{}',
-        recordPending: '{"id":"r3"}',
-        tail: tail({ id: 'r3', token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: ['r3'] }),
-      });
+      const script = armOnOld(root, 'r3', 'stage.0006', { shared: [{ path: 'config/app/.env', linkText: '../../../../shared/config/app/.env', mkdirs: ['config', 'config/app'], replaces: false }] });
       // pam_umask gives Debian users 002 in ssh sessions; 077 is the strictest.
       const r = run(shell, `umask 077\n${script}`, 'abort\n');
       assert.equal(r.code, 0, r.stderr);
@@ -288,26 +287,7 @@ for (const shell of SHELLS) {
         fs.writeFileSync(path.join(root, '.tmp', 'stage.0004', 'manifest.json'), 'the build manifest\n');
         fs.mkdirSync(path.join(root, '.tmp', 'stage.0005'));
         fs.writeFileSync(path.join(root, '.tmp', 'stage.0005', 'manifest.json'), 'another manifest\n');
-        const r = run(
-          shell,
-          deployArmScript({
-            root,
-            fsync: false,
-            id,
-            previous: 'old',
-            stage: 'stage.0004',
-            shared: [],
-            sharedCreate: false,
-            beforeSwitch: ['true'],
-            remakeStage: 'stage.0005',
-            manifest: true,
-            journalCopying: '{}',
-            journalReady: '{}',
-            recordPending: '{"id":"r2"}',
-            tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: [id] }),
-          }),
-          `${word}\n{"id":"r2","x":1}\ngo\n`,
-        );
+        const r = run(shell, armOnOld(root, id, 'stage.0004', { beforeSwitch: ['true'], remakeStage: 'stage.0005', manifest: true }), `${word}\n{"id":"r2","x":1}\ngo\n`);
         assert.equal(r.code, 1, r.stderr);
         assert.ok(!tags(r.frames).includes('ready'), `${word}: never armed`);
         assert.match(r.frames.find((f) => f.tag === 'message')?.value ?? '', message);
@@ -421,31 +401,12 @@ for (const shell of SHELLS) {
 void test('a host without sha256sum or shasum lists nothing after the before-switch hooks (`listed no`), takes `same` and arms with the manifest it was placed with', async () => {
   const bin = path.join(BASE, 'busybox-no-sum');
   fs.mkdirSync(bin);
-  for (const applet of ['sh', 'mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find']) fs.symlinkSync(TOOLS.busybox, path.join(bin, applet));
+  for (const applet of ['sh', ...APPLETS.filter((a) => a !== 'sha256sum')]) fs.symlinkSync(TOOLS.busybox, path.join(bin, applet));
   const shell: Shell = { name: 'busybox sh without a SHA-256 command', file: path.join(bin, 'sh'), env: { PATH: bin } };
   const { root, holder } = await liveOnOld(shell);
   fs.mkdirSync(path.join(root, '.tmp', 'stage.0007', 'r4'), { recursive: true });
   fs.writeFileSync(path.join(root, '.tmp', 'stage.0007', 'manifest.json'), 'the build manifest\n');
-  const r = run(
-    shell,
-    deployArmScript({
-      root,
-      fsync: false,
-      id: 'r4',
-      previous: 'old',
-      stage: 'stage.0007',
-      shared: [],
-      sharedCreate: false,
-      beforeSwitch: ['echo cached > cache.php'],
-      remakeStage: 'stage.0008',
-      manifest: true,
-      journalCopying: '{}',
-      journalReady: '{}',
-      recordPending: '{"id":"r4"}',
-      tail: tail({ id: 'r4', token: 'tok', backTo: 'old', journalSwitched: '{}', commitRecords: ['r4'] }),
-    }),
-    'same\nabort\n',
-  );
+  const r = run(shell, armOnOld(root, 'r4', 'stage.0007', { beforeSwitch: ['echo cached > cache.php'], remakeStage: 'stage.0008', manifest: true }), 'same\nabort\n');
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(tags(r.frames).filter((t) => ['hooked', 'listed', 'stat', 'ready', 'disarmed'].includes(t)), ['hooked', 'listed', 'ready', 'disarmed']);
   assert.equal(r.frames.find((f) => f.tag === 'listed')?.value, 'no');
