@@ -19,9 +19,9 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
     });
   }
   const { closeTerminals, dropFailedWrites, terminalDescriptors } = await import('./streams.ts');
-  const terminals = terminalDescriptors();
   const { runCli } = await import('./main.ts');
   const code = await runCli(argv, { stdout: dropFailedWrites(process.stdout), stderr: dropFailedWrites(process.stderr), signal: controller.signal });
-  closeTerminals(terminals);
+  // Asked now, not at start: the terminal may have hung up before this process could look.
+  closeTerminals(terminalDescriptors());
   process.exit(code);
 }

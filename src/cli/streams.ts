@@ -33,14 +33,27 @@ export function dropFailedWrites(stream: Writable): Writable & { readonly lost: 
   return Object.assign(guarded, { isTTY: stream.isTTY, columns: stream.columns, lost: () => dead });
 }
 
-/** The standard descriptors that were terminals when the process started. */
+/**
+ * The standard descriptors that are terminals, hung up or not: asked at exit, since a terminal
+ * that hung up before the question (even before this process's first line ran) is no longer a
+ * tty to isatty(3) (its ioctl fails), yet Node saw one at start-up and will restore its modes.
+ * A character device is taken as one (a hung-up tty still is one; closing /dev/null at exit costs
+ * nothing).
+ */
 export function terminalDescriptors(): number[] {
-  return [0, 1, 2].filter((fd) => tty.isatty(fd));
+  return [0, 1, 2].filter((fd) => {
+    try {
+      return tty.isatty(fd) || fs.fstatSync(fd).isCharacterDevice();
+    } catch {
+      return false;
+    }
+  });
 }
 
 /**
  * Closes the given terminal descriptors before exit. Node's exit path restores terminal modes
- * on them and aborts (SIGSEGV) when the terminal has hung up; a closed descriptor is skipped.
+ * on them and aborts (a failed check whose backtrace dump then ends in SIGSEGV, exit 139) when
+ * the terminal has hung up; a closed descriptor is skipped.
  * Terminal writes are synchronous, so nothing written is lost by closing.
  */
 export function closeTerminals(fds: readonly number[]): void {
