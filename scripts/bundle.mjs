@@ -28,7 +28,7 @@ const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {
     // A dynamic import() is lazy already, and esbuild would give it only a default export of the stand-in.
-    b.onResolve({ filter: /^node:(child_process|crypto)$/ }, (args) => (args.namespace === 'lazy-builtin' || args.kind === 'dynamic-import' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-builtin' }));
+    b.onResolve({ filter: /^node:(child_process|crypto|http|https|zlib)$/ }, (args) => (args.namespace === 'lazy-builtin' || args.kind === 'dynamic-import' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-builtin' }));
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, async (args) => {
       // The names are the ones this Node has; a name missing at run time reads as undefined, as it would unbundled.
       const names = Object.keys(await import(args.path)).filter((n) => n !== 'default');

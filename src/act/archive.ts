@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import yauzl from 'yauzl';
+import type * as yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
 import { EntryChecker, isUrlSource, quote, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
@@ -533,7 +533,7 @@ function zipName(entry: yauzl.Entry): string {
   const raw = entry.fileName as unknown as Buffer;
   const flags = entry.generalPurposeBitFlag | (isUtf8(raw) ? 0x800 : 0);
   // strictFileNames: a backslash stays one, and is refused below, never turned into a separator.
-  return (yauzl as unknown as YauzlNames).getFileNameLowLevel(flags, raw, entry.extraFields, true);
+  return (zipLibrary as unknown as YauzlNames).getFileNameLowLevel(flags, raw, entry.extraFields, true);
 }
 
 /** yauzl 3 exports its name decoder (CP437 or UTF-8, and the Unicode path field); @types/yauzl does not list it. */
@@ -554,9 +554,16 @@ function zipHeader(entry: yauzl.Entry, name: string, source: string): ArchiveHea
   return { name, type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
 }
 
-function openZip(file: string): Promise<yauzl.ZipFile> {
+/**
+ * yauzl, loaded when a zip is opened: it loads zlib and a few modules of its own at start-up,
+ * milliseconds that a deploy of a directory or a tar would pay for nothing.
+ */
+let zipLibrary: (typeof yauzl)['default'] | undefined;
+
+async function openZip(file: string): Promise<yauzl.ZipFile> {
+  const lib = (zipLibrary ??= (await import('yauzl')).default);
   return new Promise((resolve, reject) => {
-    yauzl.open(file, { lazyEntries: true, autoClose: true, decodeStrings: false, validateEntrySizes: true }, (error, zip) => (error ? reject(error) : resolve(zip)));
+    lib.open(file, { lazyEntries: true, autoClose: true, decodeStrings: false, validateEntrySizes: true }, (error, zip) => (error ? reject(error) : resolve(zip)));
   });
 }
 
@@ -610,7 +617,7 @@ function localMismatch(entry: yauzl.Entry, local: LocalFileHeader): string | und
   const central = entry.fileName as unknown as Buffer;
   if (!local.fileName.equals(central)) {
     const flags = local.generalPurposeBitFlag | (isUtf8(local.fileName) ? 0x800 : 0);
-    return `names ${quote((yauzl as unknown as YauzlNames).getFileNameLowLevel(flags, local.fileName, [], true))}`;
+    return `names ${quote((zipLibrary as unknown as YauzlNames).getFileNameLowLevel(flags, local.fileName, [], true))}`;
   }
   if (local.compressionMethod !== entry.compressionMethod) return `says compression method ${method(local.compressionMethod)}, the central directory ${method(entry.compressionMethod)}`;
   const encrypted = (local.generalPurposeBitFlag & 1) !== 0;
@@ -622,9 +629,13 @@ function localMismatch(entry: yauzl.Entry, local: LocalFileHeader): string | und
   return undefined;
 }
 
-/** CRC-32 (zip's), continued from `value`: node:zlib's where Node has it (20.15 and later), else by table. */
-// zlib.crc32 is absent before Node 20.15.
-const crc32: (data: Buffer, value?: number) => number = typeof zlib.crc32 === 'function' ? zlib.crc32 : crc32Table;
+let crc32Impl: ((data: Buffer, value?: number) => number) | undefined;
+/**
+ * CRC-32 (zip's), continued from `value`: node:zlib's where Node has it (20.15 and later; absent
+ * before), else by table. Chosen on first use, not at load: looking at zlib loads it, which a
+ * directory deploy never needs.
+ */
+const crc32 = (data: Buffer, value?: number): number => (crc32Impl ??= typeof zlib.crc32 === 'function' ? zlib.crc32 : crc32Table)(data, value);
 
 let CRC_TABLE: Uint32Array | undefined;
 /** Hand-written only for Node 20 releases before 20.15, which have no zlib.crc32. */

@@ -75,3 +75,27 @@ test('dist/bin (the installed command, bundled) answers a whole session exactly 
   assert.deepEqual(expected.filter((s) => s.code !== null).map((s) => s.code), [0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
   for (const [i, step] of expected.entries()) assert.deepEqual(got[i], step, `atomic-deploy ${step.args.join(' ')}`);
 });
+
+/** The Node built-in modules a run of the installed command loaded, as process.moduleLoadList names them at exit. */
+function builtinsLoaded(dir: string, args: string[]): Set<string> {
+  const preload = path.join(dir, 'record-modules.cjs');
+  const out = path.join(dir, 'modules.json');
+  fs.writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.moduleLoadList)));\n`);
+  execFileSync(process.execPath, ['--require', preload, PACKAGE_BIN, ...args], { cwd: dir, stdio: 'ignore' });
+  const list = JSON.parse(fs.readFileSync(out, 'utf8')) as string[];
+  return new Set(list.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length)));
+}
+
+test('a directory deploy loads no archive or HTTP code (zlib, yauzl, http, https); an archive deploy does', (t) => {
+  const dir = tempDir(t);
+  writeTree(path.join(dir, 'build'), { 'index.html': 'one\n' });
+  execFileSync('tar', ['-czf', path.join(dir, 'build.tar.gz'), '-C', path.join(dir, 'build'), '.']);
+  execFileSync('zip', ['-q', '-r', path.join(dir, 'build.zip'), '.'], { cwd: path.join(dir, 'build') });
+  const plain = builtinsLoaded(dir, ['deploy', 'build', 'root', '--no-fsync']);
+  assert.equal(fs.readFileSync(path.join(dir, 'root/current/index.html'), 'utf8'), 'one\n');
+  for (const m of ['zlib', 'http', 'https', 'tls']) assert.equal(plain.has(m), false, `a directory deploy loaded node:${m}`);
+  // The probe sees what it looks for: the archive deploys load zlib (tar.gz to inflate, zip through yauzl).
+  assert.equal(builtinsLoaded(dir, ['deploy', 'build.tar.gz', 'root2', '--no-fsync']).has('zlib'), true);
+  assert.equal(builtinsLoaded(dir, ['deploy', 'build.zip', 'root3', '--no-fsync']).has('zlib'), true);
+  assert.equal(fs.readFileSync(path.join(dir, 'root3/current/index.html'), 'utf8'), 'one\n');
+});
