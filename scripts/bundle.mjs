@@ -21,7 +21,8 @@ const noFailpoints = {
 
 /**
  * Node built-ins that cost milliseconds to load (child_process ~5 ms, crypto ~5 ms on Node 20) but
- * that `status` and `releases` never call: loaded on first use instead of at start-up. Each export
+ * that `status` and `releases` never call, and those only archives, downloads and health checks
+ * use (zlib, http, https with tls: ~10 ms together): loaded on first use instead of at start-up. Each export
  * is a getter, so the module loads when a function is taken from it, not when a chunk is linked.
  */
 const lazyBuiltins = {
