@@ -29,6 +29,8 @@ export interface ContentsOptions {
   strategy?: string;
   /** Accepted and ignored: content decides every link now. */
   checksum?: boolean;
+  /** Before-switch hooks run in the new release: with them, `hardlink` links nothing (planFiles). */
+  hooks?: { beforeSwitch?: readonly string[] };
 }
 
 export interface ContentsPlan {
@@ -36,6 +38,8 @@ export interface ContentsPlan {
   scan: SourceScan;
   shared: SharedLink[];
   strategy: Strategy;
+  /** Before-switch hooks will run in the release (they may write into any of its files). */
+  beforeSwitchHooks: boolean;
 }
 
 function recount(scan: SourceScan, entries: SourceEntry[]): SourceScan {
@@ -84,7 +88,7 @@ export async function planContents(layout: Layout, scan: SourceScan, options: Co
       });
     }
   }
-  return { scan: recount(scan, withoutPaths(scan.entries, shared.exclude)), shared: shared.links, strategy };
+  return { scan: recount(scan, withoutPaths(scan.entries, shared.exclude)), shared: shared.links, strategy, beforeSwitchHooks: (options.hooks?.beforeSwitch ?? []).length > 0 };
 }
 
 export interface FilePlan {
@@ -99,6 +103,8 @@ export interface FilePlan {
   sourceClock?: bigint;
   /** Build files whose hash came from the source cache, unread. */
   sourceCached?: number;
+  /** `hardlink` with before-switch hooks: every file is cloned or copied, as `auto` would (planFiles). */
+  copiedForHooks?: boolean;
 }
 
 
@@ -211,6 +217,15 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     result.cloned = probe.kind === 'unknown' ? undefined : probe.kind === 'cloned';
   }
   if (plan.strategy !== 'hardlink' || previous === null) return result;
+  if (plan.beforeSwitchHooks) {
+    // A hook writes in the new release before the switch, and in place as often as not (`>>`,
+    // PHP's file_put_contents, composer dump-autoload, a chmod): into a linked file, that is the
+    // live release's inode, served while the hook runs and left half-written by a crash. So no
+    // file is shared with the live release until the hooks are done: all are cloned or copied.
+    result.copiedForHooks = true;
+    emit({ type: 'step', message: `hardlink: before-switch hooks will run in the new release, so no file is linked from release ${previous} (a hook writing into a linked file would write into the live release): every file is ${result.cloned === true ? 'cloned' : 'copied'}` });
+    return result;
+  }
 
   const prevDir = releasePath(layout, previous);
   const dev = deviceOf(prevDir);

@@ -1,9 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, scanSource, slashedRel, topNames, type LinkSource, type SourceScan } from '../act/copy.ts';
-import { repairSharedInodes, type LinkedFile } from '../act/shared-inodes.ts';
-import type { FileStamp } from '../plan/stat-cache.ts';
+import { copyTree, scanSource, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
 import { touchSourceCache, writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
@@ -433,27 +431,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       }
       await failpoint('release-ready');
       if (options.signal?.aborted) throw interrupted(options.signal);
-      const hooked = (options.hooks?.beforeSwitch ?? []).length > 0;
-      let hookFailure: { error: unknown } | undefined;
-      try {
-        await runBeforeSwitch(verifyCtx, options);
-      } catch (error) {
-        hookFailure = { error };
-      }
-      if (hooked && copied.linked > 0 && files.linkFrom !== undefined) {
-        // Hooks ran in a release sharing inodes with the live one: what they wrote into those goes back.
-        const linked = linkedFiles(scan, files.linkFrom, copied.stamps, finalPath);
-        const repair = await repairSharedInodes(linked, { unshare: hookFailure === undefined, durable, scratch: path.join(area.dir, `${area.prefix}stage.unshare`) });
-        if (repair.restored.length > 0) {
-          const shown = repair.restored.slice(0, 3).join(', ') + (repair.restored.length > 3 ? `, and ${repair.restored.length - 3} more` : '');
-          emit({
-            type: 'warning',
-            message: `a before-switch hook wrote into ${plural(repair.restored.length, 'file')} that release ${id} shared (hardlinks) with release ${previous ?? ''}: ${shown}; written back to the built bytes, mode and owner there${hookFailure === undefined ? `, release ${id} keeps its own copies` : ''} (release ${previous ?? ''} served the hook's version while the hook ran; make hooks write new files and rename them into place, or use --strategy copy)`,
-          });
-        }
-      }
-      if (hookFailure) throw hookFailure.error;
-      if (hooked) {
+      await runBeforeSwitch(verifyCtx, options);
+      if (contents.beforeSwitchHooks) {
         // What goes live includes what the hooks wrote: the manifest is made again from the release.
         const after = await hashTree(finalPath, options.signal);
         if (options.signal?.aborted) throw interrupted(options.signal);
@@ -534,7 +513,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
         digest,
         // An archive is extracted: its files are written, whatever auto would have done with a directory.
-        strategy: opened ? 'copy' : contents.strategy === 'auto' ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
+        strategy: opened ? 'copy' : contents.strategy === 'auto' || files.copiedForHooks === true ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
         strategyRequested: contents.strategy,
         cloned: files.cloned,
         ...counts,
@@ -560,20 +539,6 @@ export async function deploy(source: string, root: string, options: DeployOption
   const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale) : undefined;
   if (stale) throw stale;
   return result;
-}
-
-/** The files the copy linked from the previous release (same inode now), with what each must go on holding. */
-function linkedFiles(scan: SourceScan, linkFrom: ReadonlyMap<string, LinkSource>, stamps: ReadonlyMap<string, FileStamp>, releaseDir: string): LinkedFile[] {
-  const out: LinkedFile[] = [];
-  for (const e of scan.entries) {
-    if (e.kind !== 'file') continue;
-    const source = linkFrom.get(e.rel);
-    const rel = slashedRel(e.rel);
-    const stamp = stamps.get(rel);
-    if (source === undefined || stamp === undefined || stamp.ino !== source.stamp.ino) continue;
-    out.push({ rel, at: path.join(releaseDir, e.rel), from: source.from, build: path.join(scan.dir, e.rel), dev: source.dev, stamp, sha256: source.sha256, mode: e.mode, atimeMs: e.atimeMs, mtimeMs: e.mtimeMs });
-  }
-  return out;
 }
 
 /**
