@@ -1,12 +1,15 @@
 /**
  * What a fleet deploy sends to a host and what it links there, decided by content: a file is
  * linked from the host's current release only when that release's trusted manifest says it holds
- * the same bytes (size and SHA-256) with the same mode; everything else is sent. The host makes
+ * the same bytes (size and SHA-256) with the same mode, and that mode lets it be shared (the local
+ * engine's guard, plan/strategy.ts linkGuard: no group or world write bit, no setuid or setgid);
+ * everything else is sent. The host makes
  * the same list from the same two manifests, links it, and checks every linked file's bytes and
  * mode against the build's manifest (see remote/content-script.ts); any that differs is sent after all.
  */
 import { createHash } from 'node:crypto';
 import { unchangedFiles, type Manifest } from './manifest.ts';
+import { linkGuard } from './strategy.ts';
 
 export interface SendPlan {
   /** Regular files hardlinked from the previous release on the host, then checked there. */
@@ -33,8 +36,9 @@ export function planSend(build: Manifest, have: Manifest | null): SendPlan {
   const link: string[] = [];
   const send: string[] = ['.'];
   for (const e of build.entries) {
-    // A hardlink shares the inode's mode, so a file whose mode changed is sent, not linked.
-    if (e.type === 'file' && same.has(e.path) && modes.get(e.path) === e.mode && linkablePath(e.path)) link.push(e.path);
+    // A hardlink shares the inode's mode, so a file whose mode changed is sent, not linked; one
+    // that another user may write in place, or a setuid or setgid file, keeps an inode of its own.
+    if (e.type === 'file' && same.has(e.path) && modes.get(e.path) === e.mode && linkGuard(e.mode) === undefined && linkablePath(e.path)) link.push(e.path);
     else send.push(e.path);
   }
   return { link, send };

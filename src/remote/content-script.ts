@@ -45,9 +45,11 @@ ${emit('stored', 'manifest')}
  * The files a host links from its current release, decided there from the two manifests it holds:
  * every file line of the new manifest (`<stage>/manifest.json`) that the previous release's
  * manifest holds byte for byte (the same path, type, mode, size and SHA-256: our manifests are
- * canonical, one entry a line, so equal entries are equal lines) and whose path needs no escape in
- * JSON (plan/fleet-send.ts linkablePath: no quote, backslash or control character, so the path is
- * the text between the quotes). The deploying side plans the same list from the same two manifests
+ * canonical, one entry a line, so equal entries are equal lines), whose mode may be shared (no
+ * group or world write bit, no setuid or setgid: plan/strategy.ts linkGuard, tested with division
+ * because POSIX awk has no bit operators) and whose path needs no escape in JSON
+ * (plan/fleet-send.ts linkablePath: no quote, backslash or control character, so the path is the
+ * text between the quotes). The deploying side plans the same list from the same two manifests
  * and compares its digest with this one's; the host's list is only used when they agree.
  * Writes, in the current directory: `link.paths` (one path a line), `link.check` (`<sha256>  <path>`,
  * as `sha256sum -c` reads it) and `link.modes` (`<octal mode> <path>`, as `stat -c '%a %n'` prints it).
@@ -63,10 +65,11 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
 {
   n = split($0, a, "\\"")
   if (n != 17 || a[1] != "{" || a[2] != "path" || a[6] != "type" || a[8] != "file" || a[10] != "mode" || a[12] != "size" || a[14] != "sha256") next
-  m = a[11]; gsub(/[:,]/, "", m)
+  m = a[11]; gsub(/[:,]/, "", m); m += 0
+  if (int(m / 2) % 2 || int(m / 16) % 2 || int(m / 1024) % 2 || int(m / 2048) % 2) next
   print a[4] > "link.paths"
   print a[16] "  " a[4] > "link.check"
-  printf "%o %s\\n", m + 0, a[4] > "link.modes"
+  printf "%o %s\\n", m, a[4] > "link.modes"
 }' ${previousManifest} ${newManifest} 2>/dev/null || :
 `;
 }

@@ -244,7 +244,7 @@ const AWKS: Shell[] = [
 // a leading dash, non-ASCII, a name ending like a check line. Only some of them are linkable.
 const hardName = fc.constantFrom('a', 'b c', ' lead', 'trail ', '-x', 'ü', 'q"r', 's\\t', 'n\nl', 't\tb', '\u007f', 'x: OK', 'y: FAILED', '{"path":"z"}', 'e,', "o'k");
 const hex = fc.constantFrom('0', '1').map((c) => c.repeat(64));
-const hardManifest = fc.uniqueArray(fc.record({ path: hardName, mode: fc.constantFrom(0o644, 0o755, 0o4755), size: fc.constantFrom(1, 2), sha256: hex, kind: fc.constantFrom('file', 'file', 'file', 'symlink') }), { selector: (f) => f.path, maxLength: 10 }).map(
+const hardManifest = fc.uniqueArray(fc.record({ path: hardName, mode: fc.constantFrom(0o644, 0o755, 0o4755, 0o2755, 0o664, 0o646, 0o1755), size: fc.constantFrom(1, 2), sha256: hex, kind: fc.constantFrom('file', 'file', 'file', 'symlink') }), { selector: (f) => f.path, maxLength: 10 }).map(
   (files): Manifest => ({
     entries: [{ path: 'd', type: 'dir', mode: 0o755 }, ...files.map((f): ManifestEntry => (f.kind === 'symlink' ? { path: `d/${f.path}`, type: 'symlink', target: f.path } : { path: `d/${f.path}`, type: 'file', mode: f.mode, size: f.size, sha256: f.sha256 }))],
   }),

@@ -195,6 +195,29 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     assert.equal(verify.code, 0, `the live release matches its manifest on every host:\n${verify.stdout}${verify.stderr}`);
   });
 
+  void test('the local engine\'s link guard holds on hosts: an unchanged group-writable or setuid file is sent, never shared with the live release', async (t) => {
+    const { root, on } = newRoot('guarded');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(7));
+    // Unchanged between the builds, but another user may write the first in place, and a chmod of the second would change every release's.
+    for (const dir of [v1, v2]) {
+      fs.chmodSync(path.join(dir, 'lib', 'f001.js'), 0o664);
+      fs.chmodSync(path.join(dir, 'lib', 'f002.js'), 0o4755);
+    }
+    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    for (const h of j.hosts) assert.equal(h.transferred, FILES / 10 + 3, `${h.host}: the changed files, the version file and the two guarded files were sent`);
+    for (const h of fleet.hosts) {
+      const inode = (id: string, rel: string): number => fs.statSync(path.join(on(h), 'releases', id, rel)).ino;
+      for (const rel of ['lib/f001.js', 'lib/f002.js']) assert.notEqual(inode(String(j.release), rel), inode(String(first.release), rel), `${h.alias}: ${rel} is its own`);
+      // Control: an unchanged file with an ordinary mode is still linked.
+      assert.equal(inode(String(j.release), 'lib/f004.js'), inode(String(first.release), 'lib/f004.js'), `${h.alias}: lib/f004.js is linked`);
+      assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+    }
+  });
+
   void test('a redeploy sends the new manifest as an rsync delta against the host\'s current one: a fraction of its bytes, stored exactly', async (t) => {
     const { root, on } = newRoot('delta');
     // 2,000 files, 20 of them changed: the manifest's lines differ in 1% of places.

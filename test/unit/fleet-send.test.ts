@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { failedChecks, linkablePath, linkListDigest, planSend, withResent } from '../../src/plan/fleet-send.ts';
+import { linkGuard } from '../../src/plan/strategy.ts';
 import { createHash } from 'node:crypto';
 import type { Manifest, ManifestEntry } from '../../src/plan/manifest.ts';
 import { linkVerdict } from '../../src/remote/content.ts';
@@ -11,7 +12,8 @@ const hex = fc.constantFrom('0', '1', '2').map((c) => c.repeat(64));
 const name = fc.constantFrom('a', 'b', 'c\nd', 'e\\f', 'g h', 'ü', 'q"r', 't\tu', '\u007f');
 
 // Two builds over the same small namespace of files: sizes, hashes and modes collide often.
-const fileArb = fc.record({ path: name, mode: fc.constantFrom(0o644, 0o755), size: fc.constantFrom(1, 2), sha256: hex });
+// Modes include those never shared: group- or world-writable, setuid, setgid (plan/strategy.ts linkGuard).
+const fileArb = fc.record({ path: name, mode: fc.constantFrom(0o644, 0o755, 0o664, 0o646, 0o4755, 0o2755), size: fc.constantFrom(1, 2), sha256: hex });
 const manifestArb = fc.uniqueArray(fileArb, { selector: (f) => f.path, maxLength: 6 }).chain((files) =>
   fc.boolean().map((withLink): Manifest => {
     const entries: ManifestEntry[] = [{ path: 'd', type: 'dir', mode: 0o755 }, ...files.map((f) => ({ ...f, path: `d/${f.path}`, type: 'file' as const }))];
@@ -34,6 +36,7 @@ void test('every entry of the build is either sent or linked, and a file is link
         assert.ok(want?.type === 'file' && got?.type === 'file');
         assert.ok(want.sha256 === got.sha256 && want.size === got.size && want.mode === got.mode, `${p} linked with other bytes or mode`);
         assert.ok(linkablePath(p), `${JSON.stringify(p)} cannot be named in a hash listing`);
+        assert.equal(linkGuard(want.mode), undefined, `${p} linked with mode ${want.mode.toString(8)}, which the local engine never shares`);
       }
       if (have === null) assert.deepEqual(plan.link, []);
       // rsync runs with --no-implied-dirs: each sent path's parent directory must be sent before it.
@@ -43,6 +46,15 @@ void test('every entry of the build is either sent or linked, and a file is link
       }
     }),
   );
+});
+
+void test('the local engine\'s guard holds across hosts: a file another user may write in place, or a setuid or setgid file, is sent even when unchanged', () => {
+  const file = (path: string, mode: number): ManifestEntry => ({ path, type: 'file', mode, size: 1, sha256: '0'.repeat(64) });
+  const build: Manifest = { entries: [file('a', 0o644), file('b', 0o664), file('c', 0o646), file('d', 0o4755), file('e', 0o2755), file('f', 0o1755)] };
+  const plan = planSend(build, build);
+  // Sticky alone grants no one a write: f may be shared.
+  assert.deepEqual(plan.link, ['a', 'f']);
+  assert.deepEqual(plan.send, ['.', 'b', 'c', 'd', 'e']);
 });
 
 /** What `<sum> -c` prints for each linked file, GNU-style or BusyBox-style: the lines the host keeps (all but `: OK`) and the OK count. */
