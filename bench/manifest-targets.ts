@@ -21,6 +21,8 @@ const RS = 'rsync -a --link-dest, unchanged';
 const RSC = 'rsync -a --checksum --link-dest, unchanged';
 // What every deploy pays whatever the tree holds: Node start-up, lock, journal, fsync, switch, record, the /proc scan.
 const HL1 = 'atomic-deploy deploy --strategy hardlink --keep 0, 1 unchanged file';
+// Not a target: with before-switch hooks a hardlink deploy links nothing (docs/strategies.md, "What we guard", 8).
+const HLH = "atomic-deploy deploy --strategy hardlink --keep 0 --before-switch true, unchanged (every file copied)";
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const ms = (x: number): number => Math.round(x * 10) / 10;
@@ -93,6 +95,20 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
     // The ratio a tree large enough for the fixed cost to vanish tends to: our per-file work ÷ rsync's whole run.
     const perFileVsRsync = hl && rs ? (hl.median - fixed) / rs.median : NaN;
     const perFileVsChecksum = hl && rsc ? (hl.median - fixed) / rsc.median : NaN;
+
+    // What a before-switch hook costs a hardlink redeploy: every file copied (cloned where the
+    // filesystem can), in rounds of their own so that the copies do not load the target's rounds.
+    const hookRoot = join(work, 'hook-root');
+    await cli(['deploy', src, hookRoot, '--quiet', '--strategy', 'hardlink']);
+    const hookRuns = quick ? 1 : 3;
+    const hooked = await pairedRuns(
+      [
+        { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0']) },
+        { name: HLH, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, hookRoot, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--before-switch', 'true']) },
+      ],
+      { runs: hookRuns, warmup: 1, baseline: HL, onSample: (name, t, round) => log(`  hooks round ${round + 1}/${hookRuns} ${name}: ${t.toFixed(1)} ms`) },
+    );
+    loads.push(`after the hooked redeploys ${load()}`);
 
     // A first deploy of 100k files: one round each (minutes on a loaded machine), then its peak RSS.
     const big = join(work, 'big');
@@ -173,6 +189,11 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
           rows: redeploy.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
         },
         {
+          caption: `Before-switch hooks (not a target): the same redeploy with a hook, which makes a hardlink deploy copy every file, in ${hookRuns} alternated rounds of their own after 1 warm-up`,
+          columns: ['case', 'median ms', 'min ms', 'max ms', `× ${HL}`],
+          rows: hooked.cases.map((c) => [c.name, ms(c.median), ms(c.min), ms(c.max), round3(c.ratio)]),
+        },
+        {
           caption: `First deploy of ${bigStats.files.toLocaleString('en-US')} files (one round each)`,
           columns: ['case', 'ms', '× cp -a'],
           rows: first.cases.map((c) => [c.name, ms(c.median), round3(c.ratio)]),
@@ -190,6 +211,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
         'The first deploy of the large tree is one round each and fsyncs (the default: one syncfs of the release) where cp -a does not; it is there for the peak RSS beside it, not as a ratio: on this disk (ext4 with discard) the time to create files swings several-fold with how recently a large tree was deleted. The no-fsync comparison with cp -a is the throughput benchmark\'s target.',
         'Each tool links against a previous tree of its own: rsync against a `cp -a` of the build, ours against its last release. Until 2026-12-02 rsync linked against our first release, whose inodes every release shares: each link(2) moved their ctimes, so each of our redeploys found the live release changed since its stat cache and read all 10,000 files again, as it must when something links into a release.',
         `The fixed cost (the one-file row, ${ms(fixed)} ms here, of which \`node -e 0\` is about 100 ms on this machine: see the start-up benchmark) is paid once per deploy; rsync has next to none. Take it away and our ${stats.files.toLocaleString('en-US')}-file redeploy does its per-file work (three stat calls and one link(2) per file, a stat cache and a manifest written) in ${round3(perFileVsRsync)}× the time of rsync's whole run: that is the ratio a larger tree tends to, and the ${bigFiles}-file rows measure it.`,
+        'The hooked row pays what a `--strategy hardlink` deploy with before-switch hooks costs since 2026-12-04: no file is linked from the live release (a hook writing into a linked file in place would write into it), so every file is copied, or cloned on a filesystem that can (this one cannot), and the release is hashed again after the hook for its manifest. The hook itself (`true`) costs a shell.',
         `Load average (1 / 5 / 15 min) during the run: ${loads.join('; ')}.`,
         runNote(started, machine),
       ],
