@@ -22,8 +22,9 @@ const noFailpoints = {
 /**
  * Node built-ins that cost milliseconds to load (child_process ~5 ms, crypto ~5 ms on Node 20) but
  * that `status` and `releases` never call, and those only archives, downloads and health checks
- * use (zlib, http, https with tls: ~10 ms together): loaded on first use instead of at start-up. Each export
- * is a getter, so the module loads when a function is taken from it, not when a chunk is linked.
+ * use (zlib, http, https with tls: ~10 ms together): loaded on first use instead of at start-up.
+ * Each export is a getter, so the module loads when a function is taken from it, not when a chunk
+ * is linked.
  */
 const lazyBuiltins = {
   name: 'lazy-builtins',

@@ -3,9 +3,9 @@
  * linked from the host's current release only when that release's trusted manifest says it holds
  * the same bytes (size and SHA-256) with the same mode, and that mode lets it be shared (the local
  * engine's guard, plan/strategy.ts linkGuard: no group or world write bit, no setuid or setgid);
- * everything else is sent. The host makes
- * the same list from the same two manifests, links it, and checks every linked file's bytes and
- * mode against the build's manifest (see remote/content-script.ts); any that differs is sent after all.
+ * everything else is sent. The host makes the same list from the same two manifests, links it,
+ * and checks every linked file's bytes and mode against the build's manifest (see
+ * remote/content-script.ts); any that differs is sent after all.
  */
 import { createHash } from 'node:crypto';
 import { unchangedFiles, type Manifest } from './manifest.ts';
