@@ -77,9 +77,13 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
 /**
  * Hardlinks the files the two manifests on the host agree on (linkListScript) from
  * `releases/<previous>` into `<stage>/<id>`, then checks what landed: its bytes against the new
- * manifest's SHA-256 (`sha256sum -c`, or `shasum -a 256 -c`) and its mode against the new
+ * manifest's SHA-256 (`sha256sum -c`, or `shasum -a 256 -c`), its mode against the new
  * manifest's mode (`stat`: a hardlink shares its inode's mode, so a file chmod-ed in the previous
- * release after it was made would carry that mode into this one). Nothing of the plan travels on
+ * release after it was made would carry that mode into this one), and its owner against the
+ * owner of the previous release's directory, whose files the deploy made: a linked file's mode
+ * has no group or world write bit (linkListScript), so only its owner writes it in place, and one
+ * chown-ed on the host (to the web server's user, say) must not be shared with the new release.
+ * The local engine compares owners with the build's; manifests hold none (it differs per host). Nothing of the plan travels on
  * stdin: the deploying side sent the new manifest already, and the host prints its list's SHA-256
  * (`link-list`) for the deploying side to compare with its own plan. Then it prints the stored new
  * manifest's SHA-256 (`stored-sha256`), how many linked files passed both checks (`checked`) and
@@ -116,9 +120,10 @@ m=${q(`${root}/.atomic-deploy/manifests/${previous}.json`)}
 LC_ALL=C; export LC_ALL
 ${PICK_SUM}
 [ -n "$sum" ] || { ${emit('no-sum', 'yes')}; exit 0; }
-if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %n'
-elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %N'
+if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %u %n'
+elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %u %N'
 else ${emit('no-stat', 'yes')}; exit 0; fi
+o=$(stat "$sf" '%u' -- "$p/.") || exit 1
 command -v awk >/dev/null 2>&1 || { ${emit('no-awk', 'yes')}; exit 0; }
 mkdir -p -- "$s" && cd -- "$w" || exit 1
 h=$($sum < manifest.json) || exit 1
@@ -136,9 +141,10 @@ find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null
 $sum -c < "$w/link.check" > "$w/link.out" 2>/dev/null
 tr '\\n' '\\000' < "$w/link.paths" | xargs -0 stat "$sf" "$fmt" -- > "$w/link.stat" 2>/dev/null
 cd -- "$w" || exit 1
-awk '
+awk -v owner="$o" '
 FILENAME == "link.out" { if (sub(/: OK$/, "")) ok[$0] = 1; next }
-FILENAME == "link.stat" || FILENAME == "link.modes" { sp = index($0, " "); k = substr($0, sp + 1); v = substr($0, 1, sp - 1); if (FILENAME == "link.stat") got[k] = v; else want[k] = v; next }
+FILENAME == "link.stat" { sp = index($0, " "); v = substr($0, 1, sp - 1); r = substr($0, sp + 1); sp = index(r, " "); if (substr(r, 1, sp - 1) == owner) got[substr(r, sp + 1)] = v; next }
+FILENAME == "link.modes" { sp = index($0, " "); want[substr($0, sp + 1)] = substr($0, 1, sp - 1); next }
 { if (($0 in ok) && ($0 in got) && got[$0] == want[$0]) n++; else print $0 ": FAILED" > "link.failed" }
 END { print n + 0 > "link.count" }
 ' link.out link.stat link.modes link.paths || exit 1

@@ -129,6 +129,18 @@ for (const shell of cases) {
       assert.equal(r.stored, r.digest, 'the host hashed the stored manifest');
     });
 
+    void test('a linked file owned by another user than its release (chown-ed in place, bytes and mode kept) fails the check, and only it', () => {
+      assert.equal(process.getuid?.(), 0, 'this test chowns a file: run it as root');
+      const { root, prev } = rootWithPrevious();
+      fs.chownSync(path.join(prev, 'a', 'one'), 33, 33);
+      const r = link(shell, root, ['a/one', 'a/run', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.failed, ['a/one']);
+      // Control: the link shares the inode, so it carries the owner another user gave it.
+      assert.equal(fs.statSync(path.join(r.stage, 'a', 'one')).uid, 33);
+      assert.equal(fs.statSync(path.join(r.stage, 'a', 'run')).uid, fs.statSync(prev).uid);
+    });
+
     void test('a linked file whose mode is not the build\'s (chmod-ed in place, bytes kept) fails the check, and only it', () => {
       const { root, prev } = rootWithPrevious();
       fs.chmodSync(path.join(prev, 'a', 'one'), 0o600);

@@ -218,6 +218,29 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     }
   });
 
+  void test('a previous release chown-ed in place on a host (bytes and mode kept) is caught there: the file is sent with the deploy\'s owner, not shared', async (t) => {
+    assert.equal(process.getuid?.(), 0, 'this test chowns a file on a host: run it as root');
+    const { root, on } = newRoot('chowned');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(8));
+    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+    const host1 = fleet.hosts[0] as FleetHost;
+    // As `chown -R www-data` in an after-switch hook would leave it: the web server's user may now write it in place.
+    const old = path.join(on(host1), 'releases', String(first.release), 'lib', 'f001.js');
+    fs.chownSync(old, 33, 33);
+    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    const h1 = j.hosts.find((h) => h.host === 'host1');
+    assert.equal(h1?.transferred, FILES / 10 + 2, 'host1: the chown-ed file was sent too');
+    assert.match((h1?.warnings ?? []).join('\n'), /1 file of release \d+ no longer matches its manifest or owner/);
+    assert.equal(j.hosts.find((h) => h.host === 'host2')?.transferred, FILES / 10 + 1);
+    const now = path.join(on(host1), 'releases', String(j.release), 'lib', 'f001.js');
+    assert.notEqual(fs.statSync(now).ino, fs.statSync(old).ino, 'host1: the file is not a link to the chown-ed inode');
+    assert.equal(fs.statSync(now).uid, fs.statSync(path.join(on(host1), 'releases', String(j.release))).uid, 'host1: owned as the rest of the release');
+    assert.equal(fs.statSync(old).uid, 33, 'control: the previous release still holds the inode a link would have shared');
+  });
+
   void test('a redeploy sends the new manifest as an rsync delta against the host\'s current one: a fraction of its bytes, stored exactly', async (t) => {
     const { root, on } = newRoot('delta');
     // 2,000 files, 20 of them changed: the manifest's lines differ in 1% of places.
