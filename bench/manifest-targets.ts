@@ -68,10 +68,11 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
       run: async () => void (await timeCommand('rsync', ['-a', ...extra, `--link-dest=${base}`, `${src}/`, dst])),
       teardown: () => rm(dst, { recursive: true, force: true }),
     });
+    const plain = { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0']) };
     const redeploy = await pairedRuns(
       [
         // Like for like with rsync, which only fills a directory: --keep 0 deletes no older release.
-        { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0']) },
+        plain,
         // Beside it, as rsync runs: no fsync. Under a busy disk an fsync waits for other writers' data too.
         { name: HLN, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--no-fsync']) },
         // The default, in a root of its own that already holds five releases: what a user's steady state costs.
@@ -103,7 +104,7 @@ export async function runManifestTargetsBench(opts: { quick: boolean; log?: (lin
     const hookRuns = quick ? 1 : 3;
     const hooked = await pairedRuns(
       [
-        { name: HL, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, root, '--quiet', '--strategy', 'hardlink', '--keep', '0']) },
+        plain,
         { name: HLH, setup: async () => void (await timeCommand('sync', ['-f', work])), run: () => cli(['deploy', src, hookRoot, '--quiet', '--strategy', 'hardlink', '--keep', '0', '--before-switch', 'true']) },
       ],
       { runs: hookRuns, warmup: 1, baseline: HL, onSample: (name, t, round) => log(`  hooks round ${round + 1}/${hookRuns} ${name}: ${t.toFixed(1)} ms`) },

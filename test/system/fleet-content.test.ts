@@ -78,6 +78,25 @@ function stalePaths(built: string, live: string): string[] {
   return [...want.keys()].filter((p) => want.get(p) !== got.get(p)).concat([...got.keys()].filter((p) => !want.has(p)));
 }
 
+/**
+ * Deploys a build to a fresh root, changes one file of that release on host1 in place (`tamper`,
+ * given its path there), then deploys a build with 10% changed: host1's result, the two paths of
+ * that file on host1, the result, the root and the second build.
+ */
+async function redeployAfterTampering(t: { after(fn: () => void): void }, name: string, offset: number, rel: string, tamper: (file: string) => void) {
+  const { root, on } = newRoot(name);
+  const v1 = build(t, 'v1', new Set());
+  const v2 = build(t, 'v2', tenPercent(offset));
+  const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+  const host1 = fleet.hosts[0] as FleetHost;
+  const old = path.join(on(host1), 'releases', String(first.release), rel);
+  tamper(old);
+  const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  const j = jsonOf<DeployJson>(result);
+  return { j, h1: j.hosts.find((h) => h.host === 'host1'), old, now: path.join(on(host1), 'releases', String(j.release), rel), release: path.join(on(host1), 'releases', String(j.release)), root, v2 };
+}
+
 void describe('content-exact fleet deploys over three namespace hosts', () => {
   before(async () => {
     fleet = await createFleet(3);
@@ -172,21 +191,10 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
   });
 
   void test('a previous release chmod-ed in place (content kept) is caught on the host: the file is sent, the new release has the built mode', async (t) => {
-    const { root, on } = newRoot('chmodded');
-    const v1 = build(t, 'v1', new Set());
-    const v2 = build(t, 'v2', tenPercent(6));
-    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
-    const host1 = fleet.hosts[0] as FleetHost;
-    const old = path.join(on(host1), 'releases', String(first.release), 'lib', 'f002.js');
-    fs.chmodSync(old, 0o600);
-    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
-    assert.equal(result.code, 0, result.stderr);
-    const j = jsonOf<DeployJson>(result);
-    const h1 = j.hosts.find((h) => h.host === 'host1');
+    const { j, h1, old, now, root, v2 } = await redeployAfterTampering(t, 'chmodded', 6, 'lib/f002.js', (file) => fs.chmodSync(file, 0o600));
     assert.equal(h1?.transferred, FILES / 10 + 2, 'host1: the chmod-ed file was sent too');
     assert.match((h1?.warnings ?? []).join('\n'), /1 file of release \d+ no longer matches? its manifest/);
     assert.equal(j.hosts.find((h) => h.host === 'host2')?.transferred, FILES / 10 + 1);
-    const now = path.join(on(host1), 'releases', String(j.release), 'lib', 'f002.js');
     // A hardlink would share the inode, and with it the mode 600 the manifest does not hold.
     assert.notEqual(fs.statSync(now).ino, fs.statSync(old).ino, 'host1: the file is not a link to the chmod-ed inode');
     assert.equal(fs.statSync(now).mode & 0o777, fs.statSync(path.join(v2, 'lib', 'f002.js')).mode & 0o777, 'host1: the built mode');
@@ -220,24 +228,13 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
 
   void test('a previous release chown-ed in place on a host (bytes and mode kept) is caught there: the file is sent with the deploy\'s owner, not shared', async (t) => {
     assert.equal(process.getuid?.(), 0, 'this test chowns a file on a host: run it as root');
-    const { root, on } = newRoot('chowned');
-    const v1 = build(t, 'v1', new Set());
-    const v2 = build(t, 'v2', tenPercent(8));
-    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
-    const host1 = fleet.hosts[0] as FleetHost;
     // As `chown -R www-data` in an after-switch hook would leave it: the web server's user may now write it in place.
-    const old = path.join(on(host1), 'releases', String(first.release), 'lib', 'f001.js');
-    fs.chownSync(old, 33, 33);
-    const result = await cli(['deploy', v2, root, ...hostArgs, '--json']);
-    assert.equal(result.code, 0, result.stderr);
-    const j = jsonOf<DeployJson>(result);
-    const h1 = j.hosts.find((h) => h.host === 'host1');
+    const { j, h1, old, now, release } = await redeployAfterTampering(t, 'chowned', 8, 'lib/f001.js', (file) => fs.chownSync(file, 33, 33));
     assert.equal(h1?.transferred, FILES / 10 + 2, 'host1: the chown-ed file was sent too');
     assert.match((h1?.warnings ?? []).join('\n'), /1 file of release \d+ no longer matches its manifest or owner/);
     assert.equal(j.hosts.find((h) => h.host === 'host2')?.transferred, FILES / 10 + 1);
-    const now = path.join(on(host1), 'releases', String(j.release), 'lib', 'f001.js');
     assert.notEqual(fs.statSync(now).ino, fs.statSync(old).ino, 'host1: the file is not a link to the chown-ed inode');
-    assert.equal(fs.statSync(now).uid, fs.statSync(path.join(on(host1), 'releases', String(j.release))).uid, 'host1: owned as the rest of the release');
+    assert.equal(fs.statSync(now).uid, fs.statSync(release).uid, 'host1: owned as the rest of the release');
     assert.equal(fs.statSync(old).uid, 33, 'control: the previous release still holds the inode a link would have shared');
   });
 
