@@ -13,6 +13,7 @@ import { failpoint } from './failpoints.ts';
 import { readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
 import { makeDirs } from './mkdirs.ts';
+import { shellWord } from '../plan/paths.ts';
 
 /*
  * Hand-written rather than proper-lockfile: we need an owner inside the lock from its first
@@ -217,12 +218,12 @@ function lockedError(layout: Layout, info: LockInfo): DeployError {
   const details = { lock: info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null };
   if (info.verdict.state === 'foreign') {
     return new DeployError('LOCK_FOREIGN_HOST', `${layout.root} is locked by ${holder}`, {
-      hint: `if no deploy runs on ${info.owner?.host ?? 'that host'}, run: atomic-deploy unlock ${layout.root} --force`,
+      hint: `if no deploy runs on ${info.owner?.host ?? 'that host'}, run: atomic-deploy unlock ${shellWord(layout.root)} --force`,
       details,
     });
   }
   return new DeployError('LOCKED', `${layout.root} is locked by ${holder}`, {
-    hint: `wait for it with --wait <seconds>; if that process is hung, stop it, then run: atomic-deploy unlock ${layout.root}`,
+    hint: `wait for it with --wait <seconds>; if that process is hung, stop it, then run: atomic-deploy unlock ${shellWord(layout.root)}`,
     details,
   });
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import { releaseIdFromLink } from '../plan/paths.ts';
+import { releaseIdFromLink, shellWord } from '../plan/paths.ts';
 import { currentNotSymlinkHint } from '../plan/root-shape.ts';
 import { fsyncDir } from './durable.ts';
 import type { Layout } from './layout.ts';
@@ -84,7 +84,7 @@ export function currentIdOrThrow(state: CurrentState, layout: Layout, options: {
     case 'dangling':
       if (options.allowDangling) return null;
       throw new DeployError('CURRENT_DANGLING', `${layout.current} points to ${state.target}, which does not exist`, {
-        hint: `repair it with: atomic-deploy rollback ${layout.root} --to <id> (see: atomic-deploy releases ${layout.root})`,
+        hint: `repair it with: atomic-deploy rollback ${shellWord(layout.root)} --to <id> (see: atomic-deploy releases ${shellWord(layout.root)})`,
       });
     case 'outside':
       throw new DeployError('CURRENT_OUTSIDE_RELEASES', `${layout.current} points to ${state.target}, which is not a release directory in ${layout.releases}`, {

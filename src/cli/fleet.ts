@@ -14,6 +14,7 @@ import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
 import { namesWithVerb } from '../plan/units.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface FleetFlags {
   host?: string[];
@@ -191,7 +192,7 @@ function waveLines(waves: readonly FleetWave[]): string {
 /** The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as a local deploy. */
 function afterSwitchError(release: string, root: string | undefined, message: string, hosts: readonly FleetHostSpec[]): DeployError {
   return new DeployError('AFTER_SWITCH_FAILED', message, {
-    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root ?? '<root>'} ${hosts.map((h) => `--host ${h.host}`).join(' ')}`,
+    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root === undefined ? '<root>' : shellWord(root)} ${hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`,
     details: { release, live: true },
   });
 }

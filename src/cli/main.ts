@@ -14,6 +14,7 @@ import { closest } from '../plan/suggest.ts';
 import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -187,7 +188,7 @@ function dispatch(program: Command, argv: readonly string[]): readonly string[] 
 /** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */
 function afterSwitchError(release: string, root: string, message: string): DeployError {
   return new DeployError('AFTER_SWITCH_FAILED', message, {
-    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root}`,
+    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${shellWord(root)}`,
     details: { release, live: true },
   });
 }

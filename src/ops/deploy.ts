@@ -19,7 +19,7 @@ import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
-import { sourceRootProblem } from '../plan/paths.ts';
+import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { deployTargetProblem } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
 import { checkNewReleaseId, repositoryWarning, signalOf } from '../plan/validate.ts';
@@ -170,7 +170,7 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
   const sourceShape = rootShapeOf(sourceReal);
   if (sourceShape.kind === 'root') {
     throw new DeployError('INVALID_SOURCE', `${source} is a deploy root, not a build directory`, {
-      hint: targetShape.kind === 'root' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${root} ${source}`,
+      hint: targetShape.kind === 'root' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${shellWord(root)} ${shellWord(source)}`,
     });
   }
   checkTarget(layout, adopt, targetShape);

@@ -11,6 +11,7 @@ import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
 import { sharedTargetsToCreate, type ContentsPlan } from './contents.ts';
 import type { DeployOptions, Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
+import { shellWord } from '../plan/paths.ts';
 
 /** What `deploy` would do, worked out without changing anything on disk (not even the lock). */
 export interface DeployPlan {
@@ -133,6 +134,6 @@ export function journalablePrevious(previous: string | null, layout: Layout): st
   if (previous === null || problem === undefined) return previous;
   throw new DeployError('INVALID_ROOT', `current points to releases/${previous}, whose name a deploy cannot record as the release it replaces: ${problem}`, {
     // A rename of the live tree would leave current dangling: a copy under a plain name, switched to, then the old one removed.
-    hint: `copy it under a plain name (cp -a <that release> ${layout.releases}/<new name>), switch to the copy (atomic-deploy rollback ${layout.root} --to <new name>), then deploy`,
+    hint: `copy it under a plain name (cp -a <that release> ${shellWord(layout.releases)}/<new name>), switch to the copy (atomic-deploy rollback ${shellWord(layout.root)} --to <new name>), then deploy`,
   });
 }

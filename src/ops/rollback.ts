@@ -14,6 +14,7 @@ import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, rootIsIdle, withLock } from './root.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
@@ -47,7 +48,7 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
   if (to !== undefined) {
     if (!views.some((v) => v.id === to) || !fs.existsSync(releasePath(layout, to))) {
       throw new DeployError('UNKNOWN_RELEASE', `release ${to} does not exist in ${layout.releases}`, {
-        hint: `list them with: atomic-deploy releases ${layout.root}`,
+        hint: `list them with: atomic-deploy releases ${shellWord(layout.root)}`,
       });
     }
     target = to;
@@ -55,7 +56,7 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
     const found = rollbackTarget(views, currentId);
     if (!found) {
       throw new DeployError('NO_PREVIOUS_RELEASE', currentId === null ? `${layout.root} has no current release to roll back from` : `release ${currentId} has no earlier good release to roll back to`, {
-        hint: `list releases with: atomic-deploy releases ${layout.root}; pick one with --to <id>`,
+        hint: `list releases with: atomic-deploy releases ${shellWord(layout.root)}; pick one with --to <id>`,
       });
     }
     target = found.id;
@@ -72,7 +73,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {
-    checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${layout.root}`);
+    checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${shellWord(layout.root)}`);
   }
   // A dangling current can be repaired only by naming the release to go to.
   const before = await readCurrent(layout);

@@ -7,6 +7,7 @@ import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
 import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -67,7 +68,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
       // Missing (made when needed), or a dangling link (releases/ as a link is checked where it is used).
     }
     if (stat && !stat.isDirectory()) {
-      throw new DeployError('INVALID_ROOT', `${dir} is not a directory; atomic-deploy needs that name for its own directory`, { hint: `move it away (mv ${dir} ${dir}.old), then run the command again` });
+      throw new DeployError('INVALID_ROOT', `${dir} is not a directory; atomic-deploy needs that name for its own directory`, { hint: `move it away (mv ${shellWord(dir)} ${shellWord(`${dir}.old`)}), then run the command again` });
     }
   }
   // Recovery deletes leftovers in .tmp/ by name, prune a pruned release's manifest and stat cache:
@@ -76,7 +77,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     if (isSymlink(internal)) {
       throw new DeployError('INVALID_ROOT', `${internal} is a symbolic link; atomic-deploy keeps its own temporary files and state there and never follows a link out of the root`, {
         // .tmp holds nothing to keep; the state's directories hold the release log and manifests.
-        hint: internal === layout.tmp ? `remove the link (rm ${internal}); it is recreated as a directory` : `put the directory it leads to in its place (rm ${internal} && mv ${readLinkOr(internal)} ${internal})`,
+        hint: internal === layout.tmp ? `remove the link (rm ${shellWord(internal)}); it is recreated as a directory` : `put the directory it leads to in its place (rm ${shellWord(internal)} && mv ${shellWord(readLinkOr(internal))} ${shellWord(internal)})`,
       });
     }
   }
@@ -261,7 +262,7 @@ export function assertDeployRoot(dir: string): void {
     // `status app/current`: the root meant is the one the path lies in, never a new one inside it.
     const outer = enclosingRoot(dir);
     throw new DeployError('INVALID_ROOT', `${dir} ${problem}`, {
-      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${dir}`,
+      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(dir)}`,
     });
   }
   // A release that holds a root's layout (a build or archive shipping .atomic-deploy/, or releases/

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { EventSink } from './events.ts';
 import { openRoot } from './root.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface UnlockOptions {
   /** Remove the lock even though its holder may be alive or on another host. */
@@ -25,7 +26,7 @@ export async function unlock(root: string, options: UnlockOptions = {}): Promise
   if (info.verdict.state !== 'stale') {
     if (!options.force) {
       throw new DeployError(info.verdict.state === 'foreign' ? 'LOCK_FOREIGN_HOST' : 'LOCKED', `the lock is held by ${describeHolder(info.owner)}: ${info.verdict.reason}`, {
-        hint: `if you are sure no deploy is running, run: atomic-deploy unlock ${layout.root} --force`,
+        hint: `if you are sure no deploy is running, run: atomic-deploy unlock ${shellWord(layout.root)} --force`,
         details: { lock: holder },
       });
     }

@@ -9,6 +9,7 @@ import { DeployError, ioError } from '../errors.ts';
 import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { openRoot } from './root.ts';
+import { shellWord } from '../plan/paths.ts';
 
 /** The bytes, or the files, a release must hold before `verify` adds hashing threads to its own. */
 export const POOL_MIN_BYTES = 256 * 1024 * 1024;
@@ -59,14 +60,14 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   }
   const problem = releaseIdProblem(id);
   if (problem) {
-    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
+    throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint: `list the releases with: atomic-deploy releases ${shellWord(layout.root)}` });
   }
   const dir = releasePath(layout, id);
   const st = fs.lstatSync(dir, { throwIfNoEntry: false });
   // A release moved to another disk and linked back is still that release: the tree it leads to is checked.
   const linked = st?.isSymbolicLink() === true && fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() === true && !aliasOfAnotherRelease(layout, id);
   if (!st?.isDirectory() && !linked) {
-    throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${layout.root}` });
+    throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${shellWord(layout.root)}` });
   }
   return verifyAgainstManifest(layout, id, dir, options.signal);
 }

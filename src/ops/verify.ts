@@ -15,6 +15,7 @@ import type { Journal } from '../plan/journal.ts';
 import { checkHookAndHealth, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS, signalOf as signalOfReason } from '../plan/validate.ts';
 import type { EventSink } from './events.ts';
 import { awaitFreshness, hasReloads, runReloads, type ServingOptions } from './serving.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export { DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS };
 
@@ -215,7 +216,7 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
     const base = ioError('switching current back', error);
     throw new DeployError('HEALTH_CHECK_FAILED', `${reason}; switching back to ${previous} failed (${base.message}), so release ${id} is still live`, {
       cause: error,
-      hint: `roll back by hand: atomic-deploy rollback ${layout.root}`,
+      hint: `roll back by hand: atomic-deploy rollback ${shellWord(layout.root)}`,
       details: { ...details, live: true },
     });
   }

@@ -45,6 +45,15 @@ export function releaseIdFromLink(target: string, rootReal: string, rootGiven: s
   return undefined;
 }
 
+/**
+ * A path or word as a hint's command shows it, so that a user can paste the command into a POSIX
+ * shell: as it is when no character of it is special to the shell, else single-quoted (inside
+ * single quotes only `'` is special: close, an escaped quote, reopen).
+ */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
 /** A name's bytes as UTF-8 text where they are valid, each byte that is not as `\xNN` (for messages and differences). */
 export function escapedName(bytes: Uint8Array): string {
   let out = '';

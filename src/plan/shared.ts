@@ -1,5 +1,5 @@
 /** Shared paths: which links a release gets into `<root>/shared/`, decided from the source listing alone. */
-import { sharedPathProblem } from './paths.ts';
+import { sharedPathProblem, shellWord } from './paths.ts';
 
 export interface ListedEntry {
   rel: string;
@@ -169,12 +169,12 @@ export function sharedTargetAction(link: Pick<SharedLink, 'path' | 'type' | 'typ
     return {
       kind: 'problem',
       problem: `shared/${p} is ${KIND_NAME[target]}, but the build holds ${JSON.stringify(p)} as ${wanted}`,
-      hint: `make them agree: change the build, or move shared/${p} aside (mv shared/${p} shared/${p}.old) and deploy again with --shared-create to start ${wanted}`,
+      hint: `make them agree: change the build, or move shared/${p} aside (mv ${shellWord(`shared/${p}`)} ${shellWord(`shared/${p}.old`)}) and deploy again with --shared-create to start ${wanted}`,
     };
   }
   return {
     kind: 'problem',
     problem: `shared/${p} is ${KIND_NAME[target]}, but it is declared ${wanted}`,
-    hint: `to link the ${target === 'file' ? 'file' : 'directory'} that is there, declare it with ${flag} ${p} (${key} in the config file); to start ${wanted}, move shared/${p} aside (mv shared/${p} shared/${p}.old) and deploy again with --shared-create`,
+    hint: `to link the ${target === 'file' ? 'file' : 'directory'} that is there, declare it with ${flag} ${p} (${key} in the config file); to start ${wanted}, move shared/${p} aside (mv ${shellWord(`shared/${p}`)} ${shellWord(`shared/${p}.old`)}) and deploy again with --shared-create`,
   };
 }

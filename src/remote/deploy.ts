@@ -35,6 +35,7 @@ import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, t
 import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
@@ -580,7 +581,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           h.error = { code: 'IO', message: `${h.label}: the switch failed: ${a.message}` };
         } else {
           per.set(h, { ...p, phase: 'switch-lost' });
-          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${p.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${h.root} --host ${h.label}` };
+          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${p.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${shellWord(h.root)} --host ${shellWord(h.label)}` };
         }
       }
       if (marks.length === 2) mark();
@@ -594,7 +595,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           const verdict = await awaitVerdict(p.session);
           if (verdict.kind === 'lost') {
             per.set(h, { ...p, phase: 'unreachable' });
-            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${h.root} --host ${h.label}` };
+            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${shellWord(h.root)} --host ${shellWord(h.label)}` };
             return;
           }
           const failed = verdict.afterSwitchFailed;

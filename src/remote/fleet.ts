@@ -15,6 +15,7 @@ import { randomName, RemoteRoot } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
+import { shellWord } from '../plan/paths.ts';
 
 /** A host given with `--host` or in the config's `hosts:`. */
 export interface FleetHostSpec {
@@ -106,7 +107,7 @@ export function currentProblem(label: string, root: string, current: CurrentStat
     case 'dangling':
       if (allowDangling) return undefined;
       return new DeployError('CURRENT_DANGLING', `${label}: ${root}/current points to ${current.target}, which does not exist`, {
-        hint: `repair it with: atomic-deploy rollback ${root} --host ${label} --to <id>`,
+        hint: `repair it with: atomic-deploy rollback ${shellWord(root)} --host ${shellWord(label)} --to <id>`,
       });
     case 'outside':
       return new DeployError('CURRENT_OUTSIDE_RELEASES', `${label}: ${root}/current points to ${current.target}, which is not a release directory in ${root}/releases`, {

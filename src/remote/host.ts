@@ -8,6 +8,7 @@ import type { ProcessUse } from '../plan/in-use.ts';
 import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
 import { applyScript, lockScript, stateScript, takeoverScript, type Step } from './script.ts';
 import { remoteError, SshHost, type RootTransport, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export function randomName(prefix: string): string {
   return `${prefix}.${randomBytes(8).toString('hex')}`;
@@ -40,12 +41,12 @@ function lockedError(label: string, root: string, info: RemoteLockInfo): DeployE
   const details = { host: label, lock: info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null };
   if (info.verdict.state === 'foreign') {
     return new DeployError('LOCK_FOREIGN_HOST', `${label}: ${root} is locked by ${holder}`, {
-      hint: `if no deploy runs on ${info.owner?.host ?? 'that host'}, run: atomic-deploy unlock ${root} --host ${label} --force`,
+      hint: `if no deploy runs on ${info.owner?.host ?? 'that host'}, run: atomic-deploy unlock ${shellWord(root)} --host ${shellWord(label)} --force`,
       details,
     });
   }
   return new DeployError('LOCKED', `${label}: ${root} is locked by ${holder}`, {
-    hint: `wait for it with --wait <seconds>; if that deploy is hung, stop it, then run: atomic-deploy unlock ${root} --host ${label}`,
+    hint: `wait for it with --wait <seconds>; if that deploy is hung, stop it, then run: atomic-deploy unlock ${shellWord(root)} --host ${shellWord(label)}`,
     details,
   });
 }

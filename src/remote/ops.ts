@@ -13,6 +13,7 @@ import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import type { Step } from './script.ts';
 import { stagingName } from './staging.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost, type FleetWave } from './deploy.ts';
 export { fleetRollback, type FleetRollbackOptions, type FleetRollbackResult, type FleetRollbackHost } from './rollback.ts';
@@ -300,7 +301,7 @@ export async function fleetUnlock(root: string | undefined, options: FleetOption
           if (!options.force) {
             out.set(h, { unlocked: false, holder, reason: info.verdict.reason });
             throw new DeployError(info.verdict.state === 'foreign' ? 'LOCK_FOREIGN_HOST' : 'LOCKED', `${h.label}: the lock is held by ${who}: ${info.verdict.reason}`, {
-              hint: `if you are sure no deploy is running there, run: atomic-deploy unlock ${h.root} --host ${h.label} --force`,
+              hint: `if you are sure no deploy is running there, run: atomic-deploy unlock ${shellWord(h.root)} --host ${shellWord(h.label)} --force`,
             });
           }
           fleet.emit({ type: 'warning', message: `${h.label}: forcibly removing a lock held by ${who}` });

@@ -14,6 +14,7 @@ import { rollbackArmScript } from './script.ts';
 import type { RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   /** Every host goes to this release (it must exist on all of them). */
@@ -148,7 +149,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     }
     const first = plan.problems[0];
     return new DeployError(first?.code ?? 'UNKNOWN_RELEASE', `nothing was rolled back: ${plan.problems.map((p) => p.message).join('; ')}`, {
-      hint: plan.hint ?? `list releases with: atomic-deploy releases <root> ${fleet.hosts.map((h) => `--host ${h.label}`).join(' ')}`,
+      hint: plan.hint ?? `list releases with: atomic-deploy releases <root> ${fleet.hosts.map((h) => `--host ${shellWord(h.label)}`).join(' ')}`,
       details: { hosts: report() },
     });
   };

@@ -9,6 +9,7 @@ import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
 import { currentIdOf, FleetRun, hostError, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { verifyScript } from './verify-script.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface FleetVerifyOptions extends FleetOptions {
   /** The release to check on every host (default: each host's live one). */
@@ -51,7 +52,7 @@ function releaseOn(h: HostRun, wanted: string | undefined): string {
   const id = wanted ?? currentIdOf(state);
   if (id === null) throw new DeployError('UNKNOWN_RELEASE', `${h.label}: ${h.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
   if (!state.releases.includes(id)) {
-    throw new DeployError('UNKNOWN_RELEASE', `${h.label}: release ${id} does not exist in ${h.root}/releases`, { hint: `list the releases with: atomic-deploy releases ${h.root} --host ${h.label}` });
+    throw new DeployError('UNKNOWN_RELEASE', `${h.label}: release ${id} does not exist in ${h.root}/releases`, { hint: `list the releases with: atomic-deploy releases ${shellWord(h.root)} --host ${shellWord(h.label)}` });
   }
   return id;
 }
@@ -67,7 +68,7 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
   const digest = record?.manifest ?? record?.digest;
   if (digest === undefined) {
     throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
-      hint: `deploy the build again (atomic-deploy deploy <source> ${h.root} --host ${h.label}): every new release gets a manifest`,
+      hint: `deploy the build again (atomic-deploy deploy <source> ${shellWord(h.root)} --host ${shellWord(h.label)}): every new release gets a manifest`,
     });
   }
   const frames = await h.remote.run(verifyScript(h.root, id, digest.replace(/^sha256:/, '')), `verifying release ${id}`);

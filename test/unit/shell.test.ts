@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
+import { shellWord } from '../../src/plan/paths.ts';
 import { shJoin, shQuote } from '../../src/remote/shell.ts';
 
 // Characters that are special somewhere in POSIX shell, plus control characters (no NUL).
@@ -41,6 +42,20 @@ void test('bash reads shQuote(s) back as exactly s', () => {
     }),
     { numRuns: 50 },
   );
+});
+
+void test('sh reads shellWord(s) back as exactly s, and a plain path is left as it is', () => {
+  fc.assert(
+    fc.property(word, (s) => {
+      const out = runSh('sh', `printf %s ${shellWord(s)}`);
+      assert.deepEqual(out, Buffer.from(s, 'utf8'));
+    }),
+    { numRuns: 300 },
+  );
+  // What hints show most: a plain absolute path, a host label, a shared path.
+  for (const plain of ['/srv/www/app', 'deploy@web-1.example:2222', 'shared/storage.old']) assert.equal(shellWord(plain), plain);
+  assert.equal(shellWord("/srv/it's live"), `'/srv/it'\\''s live'`);
+  assert.equal(shellWord('~/app'), "'~/app'");
 });
 
 void test('sh splits shJoin(argv) back into exactly argv', () => {
