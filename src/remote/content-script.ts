@@ -19,10 +19,8 @@ const emit = (tag: string, value: string): string => `printf '%s\\000%s\\000' ${
  */
 export function readManifestScript(root: string, id: string, options: { hashOnly?: boolean; seed?: string } = {}): string {
   const hash = options.hashOnly
-    ? `if command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < "$f") || exit 1
-elif command -v shasum >/dev/null 2>&1; then h=$(shasum -a 256 < "$f") || exit 1
-else h=; fi
-if [ -n "$h" ]; then printf 'manifest-sha256\\000%s\\000' "\${h%% *}"; exit 0; fi
+    ? `${PICK_SUM}
+if [ -n "$sum" ]; then h=$($sum < "$f") || exit 1; printf 'manifest-sha256\\000%s\\000' "\${h%% *}"; exit 0; fi
 `
     : '';
   // The copy first: the hash-only branch ends the program.

@@ -303,7 +303,17 @@ for (const shell of AWKS) {
   });
 }
 
-for (const shell of [...SHELLS, { name: 'busybox sh without sha256sum or shasum', file: path.join(BARE, 'sh'), env: { PATH: BARE } }]) {
+// BusyBox with shasum (a perl script) as the only SHA-256 tool, as on a host without coreutils' sha256sum.
+const SHASUM_ONLY = path.join(BASE, 'shasum-only-bin');
+fs.mkdirSync(SHASUM_ONLY);
+for (const applet of ['sh', 'cat', 'printf', 'test']) fs.symlinkSync(TOOLS.busybox, path.join(SHASUM_ONLY, applet));
+for (const [name, file] of Object.entries(findTools(['shasum', 'perl'] as const))) fs.symlinkSync(file, path.join(SHASUM_ONLY, name));
+
+for (const shell of [
+  ...SHELLS,
+  { name: 'busybox sh without sha256sum or shasum', file: path.join(BARE, 'sh'), env: { PATH: BARE } },
+  { name: 'busybox sh with shasum only', file: path.join(SHASUM_ONLY, 'sh'), env: { PATH: SHASUM_ONLY } },
+]) {
   void test(`reading a release's manifest under ${shell.name}: whole, or its SHA-256 only where the host can hash; nothing for a missing one`, () => {
     const root = path.join(BASE, `case-${++serial}`, "root 'q' $(x)");
     fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
