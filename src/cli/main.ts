@@ -38,7 +38,7 @@ Examples:
   $ atomic-deploy deploy ./build /srv/www/app --keep 5    prune to 5 good releases after the switch
   $ atomic-deploy deploy ./build /srv/www/app --dry-run   the plan; nothing is changed
   $ atomic-deploy deploy dist.tar.gz /srv/www/app --sha256 "$(cut -d' ' -f1 dist.tar.gz.sha256)"
-  $ atomic-deploy deploy https://ci.example.com/dist.zip /srv/www/app --strip-components 1 \
+  $ atomic-deploy deploy https://ci.example.com/dist.zip /srv/www/app --strip-components 1 \\
       --signature dist.zip.sig --allowed-signers deploy/allowed_signers
   $ atomic-deploy deploy                                  source and root from atomic-deploy.config.yaml
   $ atomic-deploy deploy ./build /srv/www/app --reload-unit app.service --stale fail

@@ -107,3 +107,39 @@ void test('no arguments prints the help, with examples and the exit codes; --hel
   }
   assert.deepEqual(fs.readdirSync(dir), [], 'help created something');
 });
+
+// Every example in every command's help is a command of that command: its flags are flags the
+// help lists, and a line ending in `\` goes on, indented, on the next (in a template literal a
+// backslash at the end of a line vanishes, leaving the rest of the command as a description).
+void test('the examples of every --help use only the flags that command has, and continued lines stay one command', async () => {
+  const commands = ['deploy', 'rollback', 'releases', 'status', 'unlock', 'verify', 'prune', 'init', 'completion'];
+  // The program's own options (--config) go with every command.
+  const top = await runCli(['--help']);
+  const flagsOf = (text: string): string[] => [...text.matchAll(/^ {2}(?:-\w, )?(--[a-z0-9-]+)/gm)].map((m) => m[1] as string);
+  const global = flagsOf(top.stdout);
+  assert.ok(global.includes('--config'), top.stdout);
+  let checked = 0;
+  for (const command of commands) {
+    const help = await runCli([command, '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    const flags = new Set(flagsOf(help.stdout));
+    for (const flag of ['--help', ...global]) flags.add(flag);
+    const lines = help.stdout.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i] as string;
+      if (!line.startsWith('  $ atomic-deploy ')) continue;
+      let example = line.slice(4);
+      while (example.endsWith(' \\')) {
+        const next = lines[++i] ?? '';
+        assert.match(next, /^ {4,}\S/, `the line after a trailing \\ in ${command} --help is not a continuation: ${JSON.stringify(next)}`);
+        example = `${example.slice(0, -2)} ${next.trim()}`;
+      }
+      // A description follows a run of at least two spaces; it is prose, never a flag.
+      const [cmd = '', description = ''] = example.split(/ {2,}/, 2);
+      assert.doesNotMatch(description, /^-/, `${command} --help: an example's description starts with a flag: ${JSON.stringify(example)}`);
+      for (const flag of cmd.match(/(?<=\s)--[a-z0-9-]+/g) ?? []) assert.ok(flags.has(flag), `${command} --help: example uses ${flag}, which ${command} has not: ${JSON.stringify(example)}`);
+      checked += 1;
+    }
+  }
+  assert.ok(checked >= 15, `only ${checked} examples found`);
+});
