@@ -40,11 +40,15 @@ const EXAMPLES = {
 Examples:
   $ atomic-deploy prune /srv/www/app --keep 5 --dry-run   what would go, and why the rest stays
   $ atomic-deploy prune /srv/www/app --keep 5
-  $ atomic-deploy prune --keep 3                          root from atomic-deploy.config.yaml`,
+  $ atomic-deploy prune --keep 3                          root from atomic-deploy.config.yaml
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 128+n signal n.`,
   init: `
 Examples:
   $ atomic-deploy init                 write ./atomic-deploy.config.yaml
-  $ atomic-deploy init --config deploy/staging.yaml`,
+  $ atomic-deploy init --config deploy/staging.yaml
+
+Exit codes: 0 written, 1 failure, 2 invalid input, or the file exists and no --force (nothing was written).`,
 };
 
 export function addLifecycleCommands(program: Command, ctx: CommandContext): void {

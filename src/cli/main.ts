@@ -57,11 +57,15 @@ Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked,
   releases: `
 Examples:
   $ atomic-deploy releases /srv/www/app
-  $ atomic-deploy releases /srv/www/app --json | jq -r '.releases[].id'`,
+  $ atomic-deploy releases /srv/www/app --json | jq -r '.releases[].id'
+
+Exit codes: 0 ok, 1 failure, 2 invalid input (not a deploy root).`,
   status: `
 Examples:
   $ atomic-deploy status /srv/www/app
-  $ atomic-deploy status /srv/www/app --json`,
+  $ atomic-deploy status /srv/www/app --json
+
+Exit codes: 0 ok (a held lock is reported, not an error), 1 failure, 2 invalid input (not a deploy root).`,
   verify: `
 Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
 2 it has no manifest or its manifest cannot be trusted (nothing was checked).
@@ -74,7 +78,9 @@ Examples:
   unlock: `
 Examples:
   $ atomic-deploy unlock /srv/www/app           only if the holder is provably gone
-  $ atomic-deploy unlock /srv/www/app --force   even if it may be alive (prints who held it)`,
+  $ atomic-deploy unlock /srv/www/app --force   even if it may be alive (prints who held it)
+
+Exit codes: 0 unlocked or nothing to unlock, 1 failure, 2 invalid input, 3 the holder may be alive (nothing removed).`,
 };
 
 const TOP_LEVEL_HELP = `
@@ -432,7 +438,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
 Examples:
   $ eval "$(atomic-deploy completion bash)"          in ~/.bashrc
   $ source <(atomic-deploy completion zsh)           in ~/.zshrc
-  $ atomic-deploy completion fish > ~/.config/fish/completions/atomic-deploy.fish`)
+  $ atomic-deploy completion fish > ~/.config/fish/completions/atomic-deploy.fish
+
+Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     .action(async (shell: string) => {
       const { completionScript, completionSpec } = await import('./completion.ts');
       options.stdout.write(completionScript(shell, completionSpec(program)));

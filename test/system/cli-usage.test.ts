@@ -108,10 +108,10 @@ void test('no arguments prints the help, with examples and the exit codes; --hel
   assert.deepEqual(fs.readdirSync(dir), [], 'help created something');
 });
 
-// Every example in every command's help is a command of that command: its flags are flags the
-// help lists, and a line ending in `\` goes on, indented, on the next (in a template literal a
+// Every command's help lists its exit codes, and every example in it is a command of that
+// command: its flags are flags the help lists, and a line ending in `\` goes on, indented, on the next (in a template literal a
 // backslash at the end of a line vanishes, leaving the rest of the command as a description).
-void test('the examples of every --help use only the flags that command has, and continued lines stay one command', async () => {
+void test('every --help lists exit codes, and its examples use only the flags that command has, continued lines staying one command', async () => {
   const commands = ['deploy', 'rollback', 'releases', 'status', 'unlock', 'verify', 'prune', 'init', 'completion'];
   // The program's own options (--config) go with every command.
   const top = await runCli(['--help']);
@@ -122,6 +122,7 @@ void test('the examples of every --help use only the flags that command has, and
   for (const command of commands) {
     const help = await runCli([command, '--help']);
     assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Exit codes: 0 /m, `${command} --help lists no exit codes`);
     const flags = new Set(flagsOf(help.stdout));
     for (const flag of ['--help', ...global]) flags.add(flag);
     const lines = help.stdout.split('\n');
