@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { SharedLink, SharedTargetKind, SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
-import { makeDirs } from './mkdirs.ts';
+import { makeReachableDirs } from './mkdirs.ts';
 
 /** Shared paths whose target under `<root>/shared/` does not exist (links are followed). */
 export function missingSharedTargets(layout: Layout, links: readonly SharedLink[]): string[] {
@@ -45,10 +45,10 @@ export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
 export async function createSharedTarget(layout: Layout, p: string, type: SharedType): Promise<void> {
   const full = path.join(layout.shared, p);
   if (type === 'dir') {
-    await makeDirs(full, 0o755);
+    await makeReachableDirs(full);
     return;
   }
-  await makeDirs(path.dirname(full), 0o755);
+  await makeReachableDirs(path.dirname(full));
   // wx: a file that appeared meanwhile is someone's content, never truncated.
   await fs.promises.writeFile(full, '', { flag: 'wx', mode: 0o600 }).catch((error: unknown) => {
     if (errnoOf(error) !== 'EEXIST') throw error;
@@ -67,6 +67,8 @@ export async function linkShared(staging: string, links: readonly SharedLink[]):
       const full = path.join(staging, dir);
       if (made.includes(full)) continue;
       await fs.promises.mkdir(full, { mode: 0o755 });
+      // 0755 whatever the umask, as a fleet host makes them and as the build's manifest lists them.
+      await fs.promises.chmod(full, 0o755);
       made.push(full);
     }
     await fs.promises.symlink(link.linkText, path.join(staging, link.path));

@@ -40,7 +40,7 @@ import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type Retired
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
-import { makeDirs } from '../act/mkdirs.ts';
+import { makeDirs, makeReachableDirs } from '../act/mkdirs.ts';
 
 export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
@@ -282,7 +282,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   const made = skeletonOf(layout).filter((dir) => !fs.existsSync(dir));
   await assertTmpOnRoot(layout);
   try {
-    await makeDirs(layout.releases, 0o755);
+    // The root and releases/ are on the way to every release: 0755 whatever the umask.
+    await makeReachableDirs(layout.releases);
     await makeDirs(layout.tmp, 0o755);
     await ensureStateDirs(layout);
   } catch (error) {

@@ -27,7 +27,8 @@ export interface Arg<P extends string> {
 export type Text<P extends string> = string | Arg<P>;
 
 export type Effect<P extends string = never> =
-  | { do: 'mkdir'; path: RootPath; parents?: true }
+  /** `reachable`: a directory releases are reached through; it and the parents it makes are 0755 whatever the umask. */
+  | { do: 'mkdir'; path: RootPath; parents?: true; reachable?: true }
   /** rename(2) onto exactly `to`: fails if `to` is a non-empty directory, never moves into it. */
   | { do: 'rename'; from: RootPath; to: RootPath }
   /** rm -rf; a missing path is fine. */

@@ -8,7 +8,7 @@ import { releaseIdOfCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
-import { makeDirs } from '../act/mkdirs.ts';
+import { makeDirs, makeReachableDirs } from '../act/mkdirs.ts';
 import { removeTree } from '../act/remove-tree.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
@@ -115,6 +115,7 @@ function holds(root: string, cond: Cond): boolean {
 async function perform<P extends string>(root: string, effect: Effect<P>, durable: boolean, args: ArgsOf<P> | undefined): Promise<void> {
   switch (effect.do) {
     case 'mkdir':
+      if (effect.reachable === true) return makeReachableDirs(path.join(root, effect.path));
       await fs.promises.mkdir(path.join(root, effect.path), { recursive: effect.parents === true, mode: 0o755 });
       return;
     case 'rename':

@@ -32,7 +32,7 @@ export function placeRelease(input: PlaceInput): RootProgram<'placed'> {
   const ops: Op<never>[] = [
     // rename(2) would silently replace an empty directory: an id that exists is refused, never taken over.
     { if: { is: 'dir', path: releaseDir(input.id) }, then: [{ fail: 'RELEASE_EXISTS', message: `release ${input.id} already exists in releases/` }] },
-    { effect: { do: 'mkdir', path: 'releases', parents: true } },
+    { effect: { do: 'mkdir', path: 'releases', parents: true, reachable: true } },
   ];
   // Before the rename: a release in releases/ never lacks its manifest (verify and the next deploy's links trust it).
   if (input.manifest !== undefined) ops.push({ effect: { do: 'copy', from: input.manifest, to: manifestPath(input.id) } }, { effect: { do: 'durable', path: '.atomic-deploy/manifests' } });

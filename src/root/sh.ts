@@ -86,6 +86,8 @@ function word<P extends string>(text: Text<P>, params: Params): string {
 function effectLine<P extends string>(effect: Effect<P>, params: Params): string {
   switch (effect.do) {
     case 'mkdir':
+      // umask 022 in a subshell: every directory it makes is 0755, as makeReachableDirs does.
+      if (effect.reachable === true) return `(umask 022; mkdir -p -- ${at(effect.path)}) 2>/dev/null`;
       return `mkdir ${effect.parents ? '-p ' : ''}-- ${at(effect.path)} 2>/dev/null`;
     case 'rename':
       return `rename_exact ${at(effect.from)} ${at(effect.to)}`;

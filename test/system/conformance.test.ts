@@ -543,6 +543,30 @@ describe('placing a release: every side leaves the same root', () => {
   }
 });
 
+describe('placing a release where releases/ is missing, under umask 077: every side makes it 0755', () => {
+  // The first release of a root: releases/ is on the way to every release a web server serves,
+  // so it is 0755 whatever the umask of the deploy (or of a fleet host's ssh session).
+  test('releases/ is made 0755, and the release keeps its own mode', async () => {
+    const seen: Record<string, string> = {};
+    const old = process.umask(0o077);
+    try {
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        fs.rmdirSync(path.join(root, 'releases'));
+        stage(root, '.tmp/stage.p');
+        fs.chmodSync(path.join(root, '.tmp', 'stage.p'), 0o755);
+        writeJournal(root, JOURNAL_COPYING);
+        const result = await engine.place(root, placeInput('.tmp/stage.p'));
+        const mode = (p: string): string => (fs.statSync(path.join(root, p)).mode & 0o777).toString(8);
+        seen[engine.name] = `${result}: releases ${mode('releases')}, releases/r3 ${mode('releases/r3')}`;
+      }
+    } finally {
+      process.umask(old);
+    }
+    assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, 'placed: releases 755, releases/r3 755'])));
+  });
+});
+
 describe('prune guard: a live process in a release keeps it on every side', () => {
   // r1..r4 complete, r4 current: keep 1 leaves r4 and its rollback target r3, and would remove r1 and r2.
   const fourReleases = (root: string): void => {

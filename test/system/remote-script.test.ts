@@ -276,6 +276,33 @@ for (const shell of SHELLS) {
       await holder.done;
     });
 
+    void test('under umask 077 a new root (and a parent it needs) and the shared targets --shared-create makes are 0755, a made shared file 0600, as the local engine makes them', async () => {
+      const parent = path.join(BASE, `case-${++serial}`);
+      fs.mkdirSync(parent, { mode: 0o755 });
+      const root = path.join(parent, 'srv', HOSTILE);
+      const p = startProgram(shell, `umask 077\n${lockScript({ root, fsync: false, token: 'tok', command: 'deploy', create: true, leaseS: 2 })}`, BASE, (f) => f.tag === 'end' || f.tag === 'busy' || f.tag === 'locked');
+      await p.reached;
+      assert.ok(tags(p.frames).includes('locked'), JSON.stringify(p.frames));
+      for (const d of [path.join(parent, 'srv'), root]) assert.equal((fs.statSync(d).mode & 0o777).toString(8), '755', d);
+      p.end();
+      await p.closed;
+      const live = await liveOnOld(shell);
+      fs.mkdirSync(path.join(live.root, '.tmp', 'stage.0007', 'r4'), { recursive: true });
+      const script = armOnOld(live.root, 'r4', 'stage.0007', {
+        sharedCreate: true,
+        shared: [
+          { path: 'storage/uploads', linkText: '../../../shared/storage/uploads', mkdirs: ['storage'], replaces: false, type: 'dir' },
+          { path: 'config/app/.env', linkText: '../../../../shared/config/app/.env', mkdirs: ['config', 'config/app'], replaces: false, type: 'file' },
+        ],
+      });
+      const r = run(shell, `umask 077\n${script}`, 'abort\n');
+      assert.equal(r.code, 0, r.stderr);
+      for (const d of ['shared', 'shared/storage', 'shared/storage/uploads', 'shared/config', 'shared/config/app']) assert.equal((fs.statSync(path.join(live.root, d)).mode & 0o777).toString(8), '755', d);
+      assert.equal((fs.statSync(path.join(live.root, 'shared', 'config', 'app', '.env')).mode & 0o777).toString(8), '600');
+      live.holder.stop();
+      await live.holder.done;
+    });
+
     void test('deploy with before-switch hooks: a manifest whose SHA-256 is not the one sent, or any other word, stops the program before it arms', async () => {
       for (const [word, message] of [
         [`manifest ${'0'.repeat(64)}`, /the manifest stored after the before-switch hooks is not the one sent/],

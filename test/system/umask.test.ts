@@ -1,0 +1,79 @@
+// Who can read a release is decided by the build's modes, which the release keeps, never by the
+// umask of the shell that deployed it: the directories a release is reached through that a deploy
+// makes (the root and its missing parents, releases/, shared/ and what --shared-create makes in
+// it, the directories a shared path needs in the release) are 0755 under umask 027 and 077 too,
+// so that a web server running as another user serves the site instead of answering 403. The
+// deploy's own state (.atomic-deploy/) keeps the umask, and a directory that was there is left
+// as it was.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { runCli, tempDir } from '../harness/cli.ts';
+import { asUser, runWrapped } from '../harness/faults.ts';
+
+const modeOf = (p: string): number => fs.statSync(p).mode & 0o777;
+
+/** A world-readable build (0755 directories, 0644 files) in a directory other users may enter. */
+function setup(t: { after(fn: () => void): void }): { dir: string; src: string } {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = path.join(dir, 'build');
+  fs.mkdirSync(path.join(src, 'sub'), { recursive: true, mode: 0o755 });
+  fs.chmodSync(src, 0o755);
+  fs.chmodSync(path.join(src, 'sub'), 0o755);
+  fs.writeFileSync(path.join(src, 'index.html'), 'home\n', { mode: 0o644 });
+  fs.writeFileSync(path.join(src, 'sub', 'page.html'), 'page\n', { mode: 0o644 });
+  return { dir, src };
+}
+
+/** Reads a path as the user nobody, as a web server running as its own user would. */
+function readAsNobody(command: string[]): { ok: boolean; out: string } {
+  try {
+    return { ok: true, out: execFileSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), ...command], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+  } catch (error) {
+    return { ok: false, out: String((error as { stderr?: string }).stderr ?? error) };
+  }
+}
+
+for (const umask of ['027', '077']) {
+  void test(`under umask ${umask} the directories a deploy makes on the way to a release are 0755, and another user reads the site`, async (t) => {
+    const { dir, src } = setup(t);
+    // srv/ does not exist either: mkdir -p makes it.
+    const root = path.join(dir, 'srv', 'app');
+    const deployed = await runWrapped(
+      ['deploy', src, root, '--quiet', '--shared-file', 'config/app/.env', '--shared-dir', 'storage/uploads', '--shared-create'],
+      { prefix: ['sh', '-c', `umask ${umask}; exec "$@"`, 'sh'] },
+    );
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const reached = ['srv', 'srv/app', 'srv/app/releases', 'srv/app/shared', 'srv/app/shared/storage', 'srv/app/shared/storage/uploads', 'srv/app/shared/config', 'srv/app/shared/config/app', 'srv/app/current/config', 'srv/app/current/config/app', 'srv/app/current/storage'];
+    for (const d of reached) assert.equal(modeOf(path.join(dir, d)).toString(8), '755', d);
+    // The release keeps the build's modes.
+    assert.equal(modeOf(path.join(root, 'current')).toString(8), '755');
+    assert.equal(modeOf(path.join(root, 'current', 'index.html')).toString(8), '644');
+    // Ours keeps the umask; a created shared file holds secrets: 0600.
+    assert.equal(modeOf(path.join(root, '.atomic-deploy')) & Number.parseInt(umask, 8), 0, '.atomic-deploy/ keeps the umask');
+    assert.equal(modeOf(path.join(root, 'shared', 'config', 'app', '.env')).toString(8), '600');
+    // What a web server running as another user sees.
+    const page = readAsNobody(['cat', path.join(root, 'current', 'sub', 'page.html')]);
+    assert.ok(page.ok, page.out);
+    assert.equal(page.out, 'page\n');
+    const uploads = readAsNobody(['ls', path.join(root, 'current', 'storage', 'uploads') + '/']);
+    assert.ok(uploads.ok, uploads.out);
+    // The manifest holds the modes the release has.
+    const verified = await runCli(['verify', root]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  });
+}
+
+void test('a root directory that was there keeps its mode; what the deploy makes in it is 0755 under umask 077', async (t) => {
+  const { dir, src } = setup(t);
+  const root = path.join(dir, 'app');
+  fs.mkdirSync(root);
+  fs.chmodSync(root, 0o750);
+  const deployed = await runWrapped(['deploy', src, root, '--quiet'], { prefix: ['sh', '-c', 'umask 077; exec "$@"', 'sh'] });
+  assert.equal(deployed.code, 0, deployed.stderr);
+  assert.equal(modeOf(root).toString(8), '750', 'the root was there: its mode is the owner\'s choice');
+  assert.equal(modeOf(path.join(root, 'releases')).toString(8), '755');
+});
