@@ -7,12 +7,12 @@ import { errnoOf } from '../errors.ts';
  * no signal can end, where mkdir(2) answers ENOENT under a parent that exists (procfs, sysfs,
  * some FUSE filesystems): it makes the parent (EEXIST) and tries the child again, without end.
  * Here the child is tried once more after its parent is made, and that answer stands.
- * With `exact`, each directory it makes gets `mode` whatever the umask (a directory that was
- * there keeps its own): see `makeReachableDirs`.
+ * With `exact`, each directory it makes gets at least `mode` whatever the umask (a directory
+ * that was there keeps its own): see `makeReachableDirs`.
  */
 export async function makeDirs(dir: string, mode = 0o755, exact = false): Promise<void> {
   const made = async (): Promise<void> => {
-    if (exact) await fs.promises.chmod(dir, mode);
+    if (exact) await widenMode(dir, mode);
   };
   try {
     await fs.promises.mkdir(dir, { mode });
@@ -35,12 +35,22 @@ export async function makeDirs(dir: string, mode = 0o755, exact = false): Promis
 
 /**
  * `mkdir -p` of a directory a release is reached through (the root and its missing parents,
- * `releases/`, `shared/` and what is made in it): each one made is 0755 whatever the umask. Who
- * can read a release is decided by the build's modes, which the release keeps; under umask 027
- * or 077, `releases/` made 0750 or 0700 left a web server running as another user answering 403.
+ * `releases/`, `shared/` and what is made in it): each one made is at least 0755 whatever the
+ * umask (an inherited setgid bit stays). Who can read a release is decided by the build's modes,
+ * which the release keeps; under umask 027 or 077, `releases/` made 0750 or 0700 left a web
+ * server running as another user answering 403.
  */
 export function makeReachableDirs(dir: string): Promise<void> {
   return makeDirs(dir, 0o755, true);
+}
+
+/**
+ * Adds the bits of `mode` a directory lacks, keeping the rest: a setgid bit it inherited from its
+ * parent (a group-shared /srv/www) would be cleared by a plain chmod to `mode`.
+ */
+export async function widenMode(dir: string, mode: number): Promise<void> {
+  const st = await fs.promises.stat(dir);
+  if ((st.mode & mode) !== mode) await fs.promises.chmod(dir, (st.mode & 0o7777) | mode);
 }
 
 async function isDirectory(dir: string): Promise<boolean> {

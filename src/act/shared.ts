@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { SharedLink, SharedTargetKind, SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
-import { makeReachableDirs } from './mkdirs.ts';
+import { makeReachableDirs, widenMode } from './mkdirs.ts';
 
 /** Shared paths whose target under `<root>/shared/` does not exist (links are followed). */
 export function missingSharedTargets(layout: Layout, links: readonly SharedLink[]): string[] {
@@ -68,7 +68,7 @@ export async function linkShared(staging: string, links: readonly SharedLink[]):
       if (made.includes(full)) continue;
       await fs.promises.mkdir(full, { mode: 0o755 });
       // 0755 whatever the umask, as a fleet host makes them and as the build's manifest lists them.
-      await fs.promises.chmod(full, 0o755);
+      await widenMode(full, 0o755);
       made.push(full);
     }
     await fs.promises.symlink(link.linkText, path.join(staging, link.path));

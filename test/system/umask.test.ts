@@ -77,3 +77,14 @@ void test('a root directory that was there keeps its mode; what the deploy makes
   assert.equal(modeOf(root).toString(8), '750', 'the root was there: its mode is the owner\'s choice');
   assert.equal(modeOf(path.join(root, 'releases')).toString(8), '755');
 });
+
+void test('under a setgid parent the directories a deploy makes keep the setgid bit they inherit (their group stays the shared one)', async (t) => {
+  const { dir, src } = setup(t);
+  const parent = path.join(dir, 'www');
+  fs.mkdirSync(parent);
+  fs.chmodSync(parent, 0o2775);
+  const root = path.join(parent, 'app');
+  const deployed = await runWrapped(['deploy', src, root, '--quiet', '--shared-dir', 'uploads', '--shared-create'], { prefix: ['sh', '-c', 'umask 077; exec "$@"', 'sh'] });
+  assert.equal(deployed.code, 0, deployed.stderr);
+  for (const d of ['app', 'app/releases', 'app/shared', 'app/shared/uploads']) assert.equal((fs.statSync(path.join(parent, d)).mode & 0o7777).toString(8), '2755', d);
+});
