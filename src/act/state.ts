@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
+import { withDigest } from '../plan/manifest.ts';
 import type { RecordedStatus } from '../plan/releases.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import type { Layout } from './layout.ts';
@@ -106,7 +107,7 @@ export function readRecord(layout: Layout, id: string): ReleaseRecord | undefine
     if (record.id !== id) return undefined;
     // A previous that is not a release id is dropped: it orders releases and must never reach a path.
     const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
-    return { ...record, previous };
+    return withDigest({ ...record, previous });
   } catch {
     // Missing, or damaged: that only loses this release's metadata; the release itself is untouched.
     return undefined;

@@ -358,3 +358,13 @@ export function unchangedFiles(build: Manifest, have: Manifest): Set<string> {
   }
   return same;
 }
+
+/**
+ * A record as both engines read it. Fleet hosts wrote the manifest's digest as `manifest` until
+ * 2026-12-04 (the local engine always wrote `digest`): such a record is read with that value as
+ * its `digest`, so either engine verifies and links from a release the other made.
+ */
+export function withDigest<R extends { digest?: string }>(record: R): R {
+  const legacy = (record as { manifest?: unknown }).manifest;
+  return record.digest === undefined && typeof legacy === 'string' ? { ...record, digest: legacy } : record;
+}

@@ -443,7 +443,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const previous = currentIdOf(state);
         const names: Names = { previous, stage: stagingName(state, 'stage'), link: randomName('current') };
         per.set(h, { ...names, phase: 'preparing' });
-        const prevDigest = previous === null ? undefined : state.records.get(previous)?.manifest;
+        const prevDigest = previous === null ? undefined : state.records.get(previous)?.digest;
         const copied = await placeContent(
           h.remote.ssh,
           {
@@ -493,7 +493,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           ...(d.copiedOnHost > 0 ? { copiedOnHost: d.copiedOnHost } : {}),
           previous,
           fleet: { token: fleetToken },
-          manifest: build.digest,
+          digest: build.digest,
         };
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
@@ -807,7 +807,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...(d.copiedOnHost > 0 ? { copiedOnHost: d.copiedOnHost } : {}),
       previous: d.previous,
       fleet: { token: fleetToken },
-      manifest: digest,
+      digest,
       ...change,
     };
   }

@@ -4,6 +4,7 @@ import type { CurrentState } from '../act/switch.ts';
 import type { FleetJournal } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isReleasesLeftover } from '../plan/journal.ts';
+import { withDigest } from '../plan/manifest.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
 import type { LockIdentity } from '../root/effects.ts';
@@ -92,7 +93,7 @@ export type RemoteJournal = { kind: 'none' } | { kind: 'ok'; journal: FleetJourn
  * `manifest` is its manifest's digest; `copiedOnHost` counts the files copied on the host from its
  * current release instead of linked (before-switch hooks ran in the release).
  */
-export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; manifest?: string; copiedOnHost?: number };
+export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; copiedOnHost?: number };
 
 export interface RemoteState {
   rootExists: boolean;
@@ -242,7 +243,7 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
   for (const text of all('record')) {
     try {
       const record = JSON.parse(text) as RemoteRecord;
-      if (typeof record.id === 'string') records.set(record.id, record);
+      if (typeof record.id === 'string') records.set(record.id, withDigest(record));
     } catch {
       // A damaged record only loses that release's metadata.
     }

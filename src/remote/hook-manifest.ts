@@ -117,6 +117,6 @@ export async function settleHookManifest(
     throw error;
   }
   session.send(`manifest ${digest.replace(/^sha256:/, '')}`);
-  session.send(JSON.stringify({ ...o.record, manifest: digest }));
+  session.send(JSON.stringify({ ...o.record, digest }));
   return sent === undefined ? { digest } : { digest, sent };
 }

@@ -65,7 +65,7 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
   const id = releaseOn(h, wanted);
   const record = state.records.get(id);
   // Fleet deploys record the digest as `manifest`, the local engine (run on the host) as `digest`.
-  const digest = record?.manifest ?? record?.digest;
+  const digest = record?.digest;
   if (digest === undefined) {
     throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
       hint: `deploy the build again (atomic-deploy deploy <source> ${shellWord(h.root)} --host ${shellWord(h.label)}): every new release gets a manifest`,

@@ -150,9 +150,9 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
       const c = fs.statSync(path.join(dir, 'releases', id2, 'lib', 'f003.js'));
       assert.notEqual(c.ino, fs.statSync(path.join(dir, 'releases', id1, 'lib', 'f003.js')).ino, `${h.alias}: a changed file is its own`);
       for (const id of [id1, id2]) {
-        const record = JSON.parse(fs.readFileSync(path.join(dir, '.atomic-deploy', 'releases', `${id}.json`), 'utf8')) as { manifest?: string };
+        const record = JSON.parse(fs.readFileSync(path.join(dir, '.atomic-deploy', 'releases', `${id}.json`), 'utf8')) as { digest?: string };
         const text = fs.readFileSync(path.join(dir, '.atomic-deploy', 'manifests', `${id}.json`));
-        assert.equal(record.manifest, `sha256:${createHash('sha256').update(text).digest('hex')}`, `${h.alias}: release ${id}'s record holds its manifest's digest`);
+        assert.equal(record.digest, `sha256:${createHash('sha256').update(text).digest('hex')}`, `${h.alias}: release ${id}'s record holds its manifest's digest`);
       }
       assert.deepEqual(fs.readdirSync(path.join(dir, '.tmp')).filter((n) => n.startsWith('stage.')), [], `${h.alias}: no stage left`);
     }
@@ -258,8 +258,8 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     for (const h of fleet.hosts) {
       const stored = fs.readFileSync(path.join(on(h), '.atomic-deploy', 'manifests', `${String(j.release)}.json`));
       const size = stored.length;
-      const record = JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${String(j.release)}.json`), 'utf8')) as { manifest?: string };
-      assert.equal(record.manifest, `sha256:${createHash('sha256').update(stored).digest('hex')}`, `${h.alias}: the stored manifest is the one the record names`);
+      const record = JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${String(j.release)}.json`), 'utf8')) as { digest?: string };
+      assert.equal(record.digest, `sha256:${createHash('sha256').update(stored).digest('hex')}`, `${h.alias}: the stored manifest is the one the record names`);
       const row = j.hosts.find((x) => x.host === h.alias);
       assert.equal(row?.transferred, 20, `${h.alias}: the 20 changed files were sent`);
       const sent = row?.manifestSentBytes ?? Number.NaN;
@@ -289,5 +289,45 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     assert.match((h3?.warnings ?? []).join('\n'), /manifest .* not trusted/);
     assert.equal(j.hosts.find((h) => h.host === 'host1')?.transferred, FILES / 10 + 1);
     for (const h of fleet.hosts) assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+  });
+  void test('one release log format on both engines: a fleet release verifies and is linked from by the local engine on its host, and the next fleet deploy links from a release made there locally', async (t) => {
+    const { root, on } = newRoot('formats');
+    const v1 = build(t, 'v1', new Set());
+    const v2 = build(t, 'v2', tenPercent(1));
+    const v3 = build(t, 'v3', tenPercent(2));
+    const first = await cli(['deploy', v1, root, ...hostArgs, '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const host1 = fleet.hosts[0] as FleetHost;
+    const host2 = fleet.hosts[1] as FleetHost;
+    // host2's record in the form fleet hosts wrote until 2026-12-04: the digest as `manifest`.
+    const legacy = path.join(on(host2), '.atomic-deploy', 'releases', `${String(jsonOf<DeployJson>(first).release)}.json`);
+    const { digest, ...rest } = JSON.parse(fs.readFileSync(legacy, 'utf8')) as { digest?: string };
+    assert.match(String(digest), /^sha256:[0-9a-f]{64}$/, 'a fleet record holds the digest as the local engine does');
+    fs.writeFileSync(legacy, `${JSON.stringify({ ...rest, manifest: digest })}\n`);
+    const legacyVerified = await cli(['verify', on(host2)]);
+    assert.equal(legacyVerified.code, 0, legacyVerified.stdout + legacyVerified.stderr);
+    // On host1 itself, as its operator would: the local CLI on the root the fleet made.
+    const local = on(host1);
+    const verified = await cli(['verify', local]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    const deployed = await cli(['deploy', v2, local, '--strategy', 'hardlink', '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const d = jsonOf<{ linked: number; copied: number; warnings?: string[] }>(deployed);
+    assert.equal(d.linked, FILES - FILES / 10, `the unchanged files were linked from the fleet's release (${deployed.stderr})`);
+    // The next fleet deploy: host1's live release was made by the local engine.
+    const third = await cli(['deploy', v3, root, ...hostArgs, '--json']);
+    assert.equal(third.code, 0, third.stderr);
+    const h1 = jsonOf<DeployJson>(third).hosts.find((h) => h.host === 'host1');
+    // v2 -> v3: 20 files differ (10 changed back, 10 changed), and the version file.
+    assert.equal(h1?.transferred, FILES / 5 + 1, 'host1: only what differs from its locally made release was sent');
+    const h2 = jsonOf<DeployJson>(third).hosts.find((h) => h.host === 'host2');
+    assert.equal(h2?.transferred, FILES / 10 + 1, 'host2: its legacy record\'s digest was trusted');
+    for (const h of fleet.hosts) assert.deepEqual(stalePaths(v3, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
+    const all = await cli(['verify', root, ...hostArgs]);
+    assert.equal(all.code, 0, all.stdout + all.stderr);
+    assert.equal((await cli(['verify', local])).code, 0, 'the local verify of the fleet release on host1');
+    // `releases --host` names each release's digest, as the local listing does.
+    const listed = jsonOf<{ hosts: { host: string; releases: { id: string; record?: { digest?: string } }[] }[] }>(await cli(['releases', root, ...hostArgs, '--json']));
+    for (const h of listed.hosts) for (const r of h.releases) assert.match(String(r.record?.digest), /^sha256:[0-9a-f]{64}$/, `${h.host}: release ${r.id}`);
   });
 });

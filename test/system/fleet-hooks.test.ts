@@ -110,8 +110,8 @@ void describe('before-switch hooks on fleet hosts', () => {
     for (const h of fleet.hosts) {
       const manifest = fs.readFileSync(path.join(on(h), '.atomic-deploy', 'manifests', `${id2}.json`), 'utf8');
       assert.match(manifest, /"path":"made-by-hook\.txt"/);
-      const record = JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${id2}.json`), 'utf8')) as { manifest?: string };
-      assert.equal(record.manifest, `sha256:${createHash('sha256').update(manifest).digest('hex')}`);
+      const record = JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${id2}.json`), 'utf8')) as { digest?: string };
+      assert.equal(record.digest, `sha256:${createHash('sha256').update(manifest).digest('hex')}`);
     }
     // A tampering after the deploy is still found: the remade manifest is not a blank cheque.
     fs.appendFileSync(path.join(on(fleet.hosts[0]!), 'current', 'made-by-hook.txt'), 'x');
@@ -132,7 +132,7 @@ void describe('before-switch hooks on fleet hosts', () => {
     assert.ok(j.hosts.every((h) => h.manifest === undefined), 'no host remade its manifest');
     assert.doesNotMatch(same.stderr, /made again/);
     const id2 = String(j.release);
-    const records = fleet.hosts.map((h) => (JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${id2}.json`), 'utf8')) as { manifest: string }).manifest);
+    const records = fleet.hosts.map((h) => (JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${id2}.json`), 'utf8')) as { digest: string }).digest);
     assert.equal(new Set(records).size, 1, 'every host names the one build manifest');
     assert.equal((await cli(['verify', root, ...hostArgs])).code, 0);
     const fifo = await cli(['deploy', build(t, 'v3'), root, ...hostArgs, '--before-switch', 'mkfifo queue.pipe']);

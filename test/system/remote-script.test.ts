@@ -243,7 +243,7 @@ for (const shell of SHELLS) {
         tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{"v":1,"op":"deploy","phase":"switched"}', commitRecords: [id] }),
       });
       const sha = createHash('sha256').update(remade).digest('hex');
-      const record = JSON.stringify({ id, status: 'pending', manifest: `sha256:${sha}` });
+      const record = JSON.stringify({ id, status: 'pending', digest: `sha256:${sha}` });
       const r = run(shell, script, `manifest ${sha}\n${record}\nabort\n`);
       assert.equal(r.code, 0, r.stderr);
       const order = tags(r.frames).filter((t) => ['placed', 'hooked', 'listed', 'ready', 'disarmed'].includes(t));
