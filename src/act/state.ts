@@ -28,7 +28,9 @@ export interface ReleaseRecord {
   files: number;
   bytes: number;
   durationMs: number;
+  /** What made the files (`copy`, `reflink`, `hardlink`; a fleet host: `rsync…`); `strategyRequested` when another was asked for. */
   strategy?: string;
+  strategyRequested?: string;
   linked?: number;
   copied?: number;
   /** How its files were made durable before the switch; absent in records older than this field. */

@@ -331,6 +331,9 @@ export async function deploy(source: string, root: string, options: DeployOption
     let cacheServed = false;
     const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal };
     const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
+    // What makes the files, as the record and the result say: `auto` resolves to reflink (copies
+    // are clones) or copy; a hardlink deploy with before-switch hooks copies; an archive is extracted.
+    const strategyUsed: Strategy = opened ? 'copy' : contents.strategy === 'auto' || files.copiedForHooks === true ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy;
     if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
 
     try {
@@ -414,7 +417,8 @@ export async function deploy(source: string, root: string, options: DeployOption
         ...(artifactFacts ? { artifact: artifactFacts } : {}),
         files: copied.files,
         bytes: copied.bytes,
-        strategy: contents.strategy,
+        strategy: strategyUsed,
+        ...(strategyUsed === contents.strategy ? {} : { strategyRequested: contents.strategy }),
         linked: copied.linked,
         copied: copied.copied,
         durability: durable ? durability : 'off',
@@ -513,8 +517,7 @@ export async function deploy(source: string, root: string, options: DeployOption
         recovered,
         interruptedAfterSwitch: options.signal?.aborted ? true : undefined,
         digest,
-        // An archive is extracted: its files are written, whatever auto would have done with a directory.
-        strategy: opened ? 'copy' : contents.strategy === 'auto' || files.copiedForHooks === true ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy,
+        strategy: strategyUsed,
         strategyRequested: contents.strategy,
         cloned: files.cloned,
         ...counts,

@@ -56,6 +56,9 @@ void test('a succeeding hook that appends and chmods: the live release was never
   // Cloned where the filesystem can (auto's rule), copied here on the test's filesystem otherwise.
   assert.match(out.strategy, /^(copy|reflink)$/);
   assert.equal(out.strategyRequested, 'hardlink');
+  // The release log says the same: what made the files, and what was asked for.
+  const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', 'r2.json'), 'utf8')) as { strategy?: string; strategyRequested?: string; linked?: number };
+  assert.deepEqual([record.strategy, record.strategyRequested, record.linked], [out.strategy, 'hardlink', 0]);
   // During the hook: its file was its own, and the live one still held the built bytes.
   assert.notEqual(fs.readFileSync(`${probe}.new`, 'utf8'), fs.readFileSync(`${probe}.live`, 'utf8'));
   assert.equal(fs.readFileSync(`${probe}.live-bytes`, 'utf8'), CONFIG);

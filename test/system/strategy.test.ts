@@ -61,6 +61,8 @@ for (const type of ['btrfs', 'xfs'] as const) {
     // The strategy used, not the one asked for.
     assert.equal(jsonOf<Json>(auto).strategy, 'reflink');
     assert.equal(jsonOf<Json & { strategyRequested?: string }>(auto).strategyRequested, 'auto');
+    const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${String(jsonOf<Json>(auto).release)}.json`), 'utf8')) as { strategy?: string; strategyRequested?: string };
+    assert.deepEqual([record.strategy, record.strategyRequested], ['reflink', 'auto'], 'the release log names the strategy used');
     assert.equal(jsonOf<Json>(auto).cloned, true);
     assert.ok(extents(path.join(root, 'current/big.bin')).shared);
   });
