@@ -90,7 +90,8 @@ export type RemoteJournal = { kind: 'none' } | { kind: 'ok'; journal: FleetJourn
 
 /**
  * A release log record as read from a target; `fleet` ties it to the fleet deploy that made it;
- * `manifest` is its manifest's digest; `copiedOnHost` counts the files copied on the host from its
+ * `digest` is its manifest's (read from `manifest` in records written before 2026-12-04, see
+ * plan/manifest.ts withDigest); `copiedOnHost` counts the files copied on the host from its
  * current release instead of linked (before-switch hooks ran in the release).
  */
 export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; copiedOnHost?: number };

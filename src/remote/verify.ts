@@ -64,7 +64,7 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
   h.state = state;
   const id = releaseOn(h, wanted);
   const record = state.records.get(id);
-  // Fleet deploys record the digest as `manifest`, the local engine (run on the host) as `digest`.
+  // Both engines record it as `digest` (older fleet records as `manifest`: read as `digest` by remoteStateOf).
   const digest = record?.digest;
   if (digest === undefined) {
     throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
