@@ -290,6 +290,7 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     assert.equal(j.hosts.find((h) => h.host === 'host1')?.transferred, FILES / 10 + 1);
     for (const h of fleet.hosts) assert.deepEqual(stalePaths(v2, path.join(on(h), 'current')), [], `${h.alias}: the live release is the build`);
   });
+
   void test('one release log format on both engines: a fleet release verifies and is linked from by the local engine on its host, and the next fleet deploy links from a release made there locally', async (t) => {
     const { root, on } = newRoot('formats');
     const v1 = build(t, 'v1', new Set());
