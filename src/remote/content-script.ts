@@ -83,9 +83,8 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * chown-ed on the host (to the web server's user, say) must not be shared with the new release.
  * The local engine compares owners with the build's; manifests hold none (it differs per host).
  * Nothing of the plan travels on stdin: the deploying side sent the new manifest already, and the
- * host prints its list's SHA-256
- * (`link-list`) for the deploying side to compare with its own plan. Then it prints the stored new
- * manifest's SHA-256 (`stored-sha256`), how many linked files passed every check (`checked`) and
+ * host prints its list's SHA-256 (`link-list`) for the deploying side to compare with its own
+ * plan. Then it prints the stored new manifest's SHA-256 (`stored-sha256`), how many linked files passed every check (`checked`) and
  * `<path>: FAILED` for each that did not (`failed`): a few bytes when all is well. A path that is
  * not a regular file there (a symlink put in its place) is removed, so it fails the check and is
  * sent. Nor is a file reached through a symlinked directory linked (cp would follow it, and the

@@ -255,7 +255,7 @@ if [ ${s.create ? 1 : 0} = 1 ] && enclosing_root; then
   emit hint "a deploy root's folders belong to its releases and state: give a folder outside $R_out"
   fail INVALID_ROOT "the deploy root $root is inside the deploy root $R_out"
 fi
-if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then (umask 022; mkdir -p -- "$root") 2>/dev/null || fail INVALID_ROOT "cannot create $root"; fi
+if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then mkdir_reachable "$root" 2>/dev/null || fail INVALID_ROOT "cannot create $root"; fi
 [ -d "$root" ] || fail INVALID_ROOT "$root does not exist or is not a directory"
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
@@ -631,7 +631,7 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
     const cannot = `fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`;
     // noclobber: a file that appeared meanwhile is someone's content, never truncated; 600, since such files hold secrets.
     // Directories 0755 whatever the session's umask (they are on the way to what a release serves), as the local engine makes them.
-    const make = a.type === 'dir' ? `(umask 022; mkdir -p -- ${t})` : `{ (umask 022; mkdir -p -- "$shared/"${q(posix.dirname(l.path))}) && { (umask 077; set -C; : > ${t}) 2>/dev/null || [ -f ${t} ]; }; }`;
+    const make = a.type === 'dir' ? `mkdir_reachable ${t}` : `{ mkdir_reachable "$shared/"${q(posix.dirname(l.path))} && { (umask 077; set -C; : > ${t}) 2>/dev/null || [ -f ${t} ]; }; }`;
     return `[ "$_k${i}" != missing ] || ${make} || ${cannot}`;
   });
   return [...checks, ...creates].filter(Boolean).join('\n');

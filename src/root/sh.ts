@@ -24,6 +24,8 @@ rename_exact() {
   mv -- "$2/\${1##*/}" "\${1%/*}" 2>/dev/null
   return 1
 }
+# DIR: mkdir -p in which every directory made is 0755 whatever the umask (act/mkdirs.ts makeReachableDirs).
+mkdir_reachable() { (umask 022; mkdir -p -- "$1"); }
 # FROM DIR NAME: FROM copied to DIR/NAME whole, by one rename of a copy made in put_file's private directory.
 copy_file() { put_dir && cp -- "$1" "$_w/$3" && mv -f -- "$_w/$3" "$2"; }
 # DIR TOKEN INODE MTIME: whether DIR is the lock named by its owner TOKEN, or (TOKEN empty) by its inode and mtime.
@@ -86,8 +88,7 @@ function word<P extends string>(text: Text<P>, params: Params): string {
 function effectLine<P extends string>(effect: Effect<P>, params: Params): string {
   switch (effect.do) {
     case 'mkdir':
-      // umask 022 in a subshell: every directory it makes is 0755, as makeReachableDirs does.
-      if (effect.reachable === true) return `(umask 022; mkdir -p -- ${at(effect.path)}) 2>/dev/null`;
+      if (effect.reachable === true) return `mkdir_reachable ${at(effect.path)} 2>/dev/null`;
       return `mkdir ${effect.parents ? '-p ' : ''}-- ${at(effect.path)} 2>/dev/null`;
     case 'rename':
       return `rename_exact ${at(effect.from)} ${at(effect.to)}`;
