@@ -109,9 +109,11 @@ export function countsTowardsKeep(release: ReleaseFacts): boolean {
 }
 
 /**
- * Which releases prune removes. Never: current, the rollback target, the good release that was
- * live when current was deployed (after `rollback --to` an older one, the rollback target by
- * order can be a newer release that was skipped, while the one live a moment ago is older), one
+ * Which releases prune removes. Never: current, the rollback target, the release that was live
+ * when current was deployed, even one marked failed or rolled back (after `rollback --to` an older
+ * one, the rollback target by order can be a newer release that was skipped, while the one live a
+ * moment ago is older; a release whose health check failed with nothing to roll back to stays
+ * live, and is then the only tree known to have served), one
  * being deployed, one in use (unless forced). The newest `keep` good releases stay; failed and
  * rolled-back ones never count, so a row of failed deploys cannot push out the last good release.
  */
@@ -129,7 +131,9 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     let kept: { rule: KeepRule; reason: string } | undefined;
     if (release.id === input.currentId) kept = { rule: 'current', reason: 'current' };
     else if (release.id === previous?.id) kept = { rule: 'rollback-target', reason: 'rollback target' };
-    else if (release.id === liveBefore && isGood(release)) kept = { rule: 'live-before', reason: 'live before current' };
+    // Whatever its status: a release that failed its health check with nothing to roll back to
+    // stayed live, and after the next deploy it is the only tree known to have served.
+    else if (release.id === liveBefore) kept = { rule: 'live-before', reason: isGood(release) ? 'live before current' : `live before current (it served, though marked ${release.status ?? ''})` };
     else if (release.status === 'pending' || input.writing?.has(release.id)) kept = { rule: 'being-deployed', reason: 'being deployed' };
     else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
     // Its tree is not in releases/ (another disk, most likely): prune deletes only trees it holds, --force or not.

@@ -114,6 +114,23 @@ void test('rollback --to an older release, then a deploy with --keep 1: the rele
   assert.deepEqual(jsonOf<PruneJson>(dry).kept.map((k) => [k.id, k.rule]), [['r6', 'current'], ['r4', 'rollback-target'], ['r2', 'live-before']]);
 });
 
+void test('a first release whose health check failed stayed live; the next deploy keeps it as live before, and rollback --to reaches it', async (t) => {
+  const { src, root } = setup(t);
+  // Port 1 refuses: the check fails, and with no earlier release there is nothing to roll back to.
+  const first = await runCli(['deploy', src, root, '--release-id', 'r1', '--no-fsync', '--health-url', 'http://127.0.0.1:1/', '--health-timeout', '1']);
+  assert.equal(first.code, 1, first.stderr);
+  assert.equal(currentId(root), 'r1');
+  fs.writeFileSync(path.join(src, 'index.html'), 'r2\n');
+  const second = await runCli(['deploy', src, root, '--release-id', 'r2', '--no-fsync', '--json']);
+  assert.equal(second.code, 0, second.stderr);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2'], 'the release live until this deploy was pruned');
+  const dry = await runCli(['prune', root, '--keep', '1', '--dry-run', '--json']);
+  assert.deepEqual(jsonOf<PruneJson>(dry).kept.map((k) => [k.id, k.rule]), [['r2', 'current'], ['r1', 'live-before']]);
+  const back = await runCli(['rollback', root, '--to', 'r1', '--quiet']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current/index.html'), 'utf8'), 'v0\n');
+});
+
 void test('a row of failed deploys does not push out the last good releases', async (t) => {
   const { src, root } = setup(t);
   await deployIds(src, root, ['good1', 'good2', 'good3', 'bad1', 'bad2', 'bad3', 'bad4']);

@@ -176,7 +176,7 @@ void test('in-use description names at most three processes', () => {
   assert.equal(describeUses(uses), 'pid 1 (php-fpm: working directory), pid 2 (php-fpm: working directory), pid 3 (php-fpm: working directory) and 2 more processes');
 });
 
-void test('the good release that was live when current was deployed is never removed (after rollback --to an older one)', () => {
+void test('the release that was live when current was deployed is never removed (after rollback --to an older one; marked failed too)', () => {
   fc.assert(
     fc.property(scenario.filter((s) => s.current !== null && s.ordered.length > 1), fc.nat(), (s, pick) => {
       const others = s.ordered.filter((r) => r.id !== s.current);
@@ -184,11 +184,16 @@ void test('the good release that was live when current was deployed is never rem
       const ordered = s.ordered.map((r) => (r.id === s.current ? { ...r, previous: before.id } : r));
       const d = selectPrune(ordered, { currentId: s.current, keep: s.keep, inUse: s.inUse, writing: s.writing, force: s.force });
       const removed = d.remove.some((x) => x.release.id === before.id);
-      if (before.status !== 'failed' && before.status !== 'rolled-back') assert.ok(!removed, `${before.id}, live before ${String(s.current)}, was removed`);
+      assert.ok(!removed, `${before.id} (${before.status ?? 'complete'}), live before ${String(s.current)}, was removed`);
     }),
   );
   // The example: a b c d e deployed, rollback --to b (e marked rolled back), then f deployed from b with keep 1.
   const ordered: ReleaseFacts[] = ['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => ({ id, seq: i + 1, ...(id === 'e' ? { status: 'rolled-back' as const } : {}), ...(id === 'f' ? { previous: 'b' } : {}) }));
   const d = selectPrune(ordered, { currentId: 'f', keep: 1 });
   assert.deepEqual(d.keep.map((k) => [k.release.id, k.rule]), [['f', 'current'], ['d', 'rollback-target'], ['b', 'live-before']]);
+  // r1's health check failed with nothing to roll back to, so it stayed live; r2 was deployed from it.
+  const failedLive: ReleaseFacts[] = [{ id: 'r1', seq: 1, status: 'failed' }, { id: 'r2', seq: 2, previous: 'r1' }];
+  const k = selectPrune(failedLive, { currentId: 'r2', keep: 5 });
+  assert.deepEqual(k.remove, []);
+  assert.deepEqual(k.keep.map((x) => [x.release.id, x.rule, x.reason]), [['r2', 'current', 'current'], ['r1', 'live-before', 'live before current (it served, though marked failed)']]);
 });
