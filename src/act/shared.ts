@@ -1,25 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import type { SharedLink, SharedTargetKind, SharedType } from '../plan/shared.ts';
+import { sharedPathSteps, type SharedLink, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
 import { makeReachableDirs, widenMode } from './mkdirs.ts';
-
-/** Shared paths whose target under `<root>/shared/` does not exist (links are followed). */
-export function missingSharedTargets(layout: Layout, links: readonly SharedLink[]): string[] {
-  return links
-    .filter((link) => {
-      try {
-        fs.statSync(path.join(layout.shared, link.path));
-        return false;
-      } catch (error) {
-        const code = errnoOf(error);
-        if (code === 'ENOENT' || code === 'ENOTDIR') return true;
-        throw error;
-      }
-    })
-    .map((link) => link.path);
-}
 
 export function sharedMissingError(layout: Layout, missing: readonly string[]): DeployError {
   const list = missing.map((p) => path.join(layout.shared, p)).join(', ');
@@ -29,16 +13,24 @@ export function sharedMissingError(layout: Layout, missing: readonly string[]): 
   });
 }
 
-/** What `<root>/shared/<p>` is, links followed. */
+/** What `<root>/shared/<p>` is, links followed; when nothing is there, what stops it being made. */
 export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
   try {
     const st = fs.statSync(path.join(layout.shared, p));
     return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
   } catch (error) {
     const code = errnoOf(error);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
-    throw error;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
   }
+  for (const step of sharedPathSteps(p)) {
+    const full = path.join(layout.shared, step);
+    const st = fs.lstatSync(full, { throwIfNoEntry: false });
+    if (st === undefined) return 'missing';
+    const followed = st.isSymbolicLink() ? fs.statSync(full, { throwIfNoEntry: false }) : st;
+    if (followed === undefined) return 'dangling';
+    if (step !== p && !followed.isDirectory()) return 'blocked';
+  }
+  return 'missing';
 }
 
 /** Makes one missing shared target empty (`--shared-create`): a directory, or a file only its owner reads, since such files hold secrets. */

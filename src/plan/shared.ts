@@ -134,15 +134,25 @@ export function withoutPaths<T extends ListedEntry>(entries: readonly T[], exclu
   return entries.filter((e) => !exclude.some((p) => isUnder(e.rel, p)));
 }
 
-/** What `<root>/shared/<path>` is now (links followed). */
-export type SharedTargetKind = 'file' | 'dir' | 'other' | 'missing';
+/**
+ * What `<root>/shared/<path>` is now (links followed). `dangling`: the path, or a part of it, is a
+ * symlink to nothing (a volume not mounted, a secret not yet written); `blocked`: a part of it is
+ * not a directory. Neither can be linked to or made, with `--shared-create` or without.
+ */
+export type SharedTargetKind = 'file' | 'dir' | 'other' | 'missing' | 'dangling' | 'blocked';
+
+/** The paths a shared target is reached through, under shared/, and itself: `a/b` gives `a`, `a/b`. */
+export function sharedPathSteps(p: string): string[] {
+  const parts = p.split('/');
+  return parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+}
 
 export type SharedTargetAction = { kind: 'ok' } | { kind: 'missing' } | { kind: 'create'; type: SharedType } | { kind: 'problem'; problem: string; hint: string };
 
 /** The hint for a shared path whose type nothing tells. */
 export const SHARED_TYPE_HINT = 'say which it is: --shared-file <path> (e.g. .env) or --shared-dir <path> (e.g. storage), or sharedFiles: / sharedDirs: in the config file';
 
-const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a directory', other: 'a special file', missing: 'missing' };
+const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a directory', other: 'a special file', missing: 'missing', dangling: 'a symlink to nothing', blocked: 'unreachable' };
 
 /**
  * What a deploy does about one shared target: use it, report it missing, create it empty as a
@@ -151,6 +161,14 @@ const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a di
  */
 export function sharedTargetAction(link: Pick<SharedLink, 'path' | 'type' | 'typeFromBuild'>, target: SharedTargetKind, create: boolean): SharedTargetAction {
   const p = link.path;
+  // Before `missing`: creating through a dangling link fails half way (mkdir: EEXIST), or writes
+  // wherever the link points; the link may also be a volume that is not mounted yet.
+  if (target === 'dangling') {
+    return { kind: 'problem', problem: `shared/${p} leads through a symlink to a path that does not exist`, hint: `make what the link points to (a volume that is not mounted?), or remove the link and deploy again${create ? '' : ' with --shared-create'}` };
+  }
+  if (target === 'blocked') {
+    return { kind: 'problem', problem: `shared/${p} cannot exist: a part of its path under shared/ is not a directory`, hint: 'move that file aside, or change the shared path' };
+  }
   if (target === 'missing') {
     if (!create) return { kind: 'missing' };
     if (link.type === undefined) {

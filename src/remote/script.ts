@@ -19,7 +19,7 @@ import { stagedRootPath } from './staging.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { clearJournalProgram, journalProgram, recordProgram } from '../root/record.ts';
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
-import { sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
+import { sharedPathSteps, sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import { PICK_SUM, shQuote } from './shell.ts';
 import { releaseListing } from './verify-script.ts';
 
@@ -607,7 +607,7 @@ same) ;;
 esac`;
 }
 
-const TARGET_KINDS: readonly SharedTargetKind[] = ['file', 'dir', 'other', 'missing'];
+const TARGET_KINDS: readonly SharedTargetKind[] = ['file', 'dir', 'other', 'missing', 'dangling', 'blocked'];
 
 /**
  * Each shared target's kind on the host, answered by the local engine's own rule
@@ -622,7 +622,17 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
       const run = a.kind === 'problem' ? `emit hint ${q(a.hint)}; fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
       return `${kind}) ${run} ;;`;
     });
-    return `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file; elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi\ncase $_k${i} in ${cases.join(' ')} esac`;
+    // As the local sharedTargetKind: a step under shared/ that is a link to nothing, or (before the last) not a directory.
+    const steps = sharedPathSteps(l.path).map((step) => `"$shared/"${q(step)}`);
+    const dangling = steps.map((x) => `{ [ -h ${x} ] && [ ! -e ${x} ]; }`).join(' || ');
+    const blocked = steps.slice(0, -1).map((x) => `{ [ -e ${x} ] && [ ! -d ${x} ]; }`).join(' || ');
+    const kindOf = [
+      `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file`,
+      `elif ${dangling}; then _k${i}=dangling`,
+      ...(blocked === '' ? [] : [`elif ${blocked}; then _k${i}=blocked`]),
+      `elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi`,
+    ].join('; ');
+    return `${kindOf}\ncase $_k${i} in ${cases.join(' ')} esac`;
   });
   const creates = s.shared.map((l, i) => {
     const a = sharedTargetAction(l, 'missing', s.sharedCreate);

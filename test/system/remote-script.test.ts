@@ -13,6 +13,7 @@ import { layoutOf } from '../../src/act/layout.ts';
 import { FrameReader, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
 import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
+import { sharedTargetAction, type SharedTargetKind } from '../../src/plan/shared.ts';
 import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type DeployArmScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
@@ -299,6 +300,40 @@ for (const shell of SHELLS) {
       assert.equal(r.code, 0, r.stderr);
       for (const d of ['shared', 'shared/storage', 'shared/storage/uploads', 'shared/config', 'shared/config/app']) assert.equal((fs.statSync(path.join(live.root, d)).mode & 0o777).toString(8), '755', d);
       assert.equal((fs.statSync(path.join(live.root, 'shared', 'config', 'app', '.env')).mode & 0o777).toString(8), '600');
+      live.holder.stop();
+      await live.holder.done;
+    });
+
+    void test('deploy: a shared target reached through a symlink to nothing, or through a file, is refused as the local engine refuses it, with nothing made', async () => {
+      const live = await liveOnOld(shell);
+      const shared = path.join(live.root, 'shared');
+      const elsewhere = path.join(path.dirname(live.root), `elsewhere-${serial}`);
+      fs.mkdirSync(shared);
+      fs.mkdirSync(elsewhere);
+      fs.symlinkSync(path.join(elsewhere, '.env'), path.join(shared, '.env'));
+      fs.symlinkSync(path.join(elsewhere, 'gone'), path.join(shared, 'conf'));
+      fs.writeFileSync(path.join(shared, 'cache'), 'a file\n');
+      fs.mkdirSync(path.join(live.root, '.tmp', 'stage.0008', 'r5'), { recursive: true });
+      const cases: [DeployArmScript['shared'][number], SharedTargetKind][] = [
+        [{ path: '.env', linkText: '../../shared/.env', mkdirs: [], replaces: false, type: 'file' }, 'dangling'],
+        [{ path: 'conf/app.env', linkText: '../../../shared/conf/app.env', mkdirs: ['conf'], replaces: false, type: 'file' }, 'dangling'],
+        [{ path: 'cache/views', linkText: '../../../shared/cache/views', mkdirs: ['cache'], replaces: false, type: 'dir' }, 'blocked'],
+      ];
+      for (const [link, kind] of cases) {
+        for (const sharedCreate of [true, false]) {
+          const expected = sharedTargetAction(link, kind, sharedCreate);
+          assert.equal(expected.kind, 'problem');
+          const r = run(shell, armOnOld(live.root, 'r5', 'stage.0008', { sharedCreate, shared: [link] }), 'abort\n');
+          const label = `${link.path}, sharedCreate ${String(sharedCreate)}: ${JSON.stringify(r.frames)}`;
+          assert.equal(r.code, 1, label);
+          assert.equal(r.frames.find((f) => f.tag === 'error')?.value, 'INVALID_SHARED_PATH', label);
+          assert.equal(r.frames.find((f) => f.tag === 'message')?.value, expected.kind === 'problem' ? expected.problem : '', label);
+          assert.ok(!tags(r.frames).includes('ready'), label);
+        }
+      }
+      assert.deepEqual(fs.readdirSync(elsewhere), [], 'made through the link');
+      assert.deepEqual(fs.readdirSync(shared).sort(), ['.env', 'cache', 'conf']);
+      assert.equal(fs.readlinkSync(path.join(live.root, 'current')), 'releases/old');
       live.holder.stop();
       await live.holder.done;
     });

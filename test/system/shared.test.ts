@@ -172,6 +172,40 @@ void test('--shared .env --shared-create with nothing to tell file from director
   assert.deepEqual(treeSnapshot(dir, { times: true }), before);
 });
 
+void test('a shared target reached through a symlink to nothing, or through a file, is refused with exit 2 (dry run too), --shared-create or not; nothing is made anywhere', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--quiet'])).code, 0);
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  fs.mkdirSync(path.join(root, 'shared'));
+  // A secret not written yet, a volume not mounted, a directory of links whose target is gone, a file where a directory belongs.
+  fs.symlinkSync(path.join(elsewhere, '.env'), path.join(root, 'shared/.env'));
+  fs.symlinkSync(path.join(dir, 'not-mounted/storage'), path.join(root, 'shared/storage'));
+  fs.symlinkSync(path.join(dir, 'gone'), path.join(root, 'shared/conf'));
+  fs.writeFileSync(path.join(root, 'shared/cache'), 'a file\n');
+  const before = treeSnapshot(dir, { times: true });
+  const cases: [string[], RegExp][] = [
+    [['--shared-file', '.env'], /^error: shared\/\.env leads through a symlink to a path that does not exist$/],
+    [['--shared-dir', 'storage'], /^error: shared\/storage leads through a symlink to a path that does not exist$/],
+    [['--shared', 'storage'], /^error: shared\/storage leads through a symlink to a path that does not exist$/],
+    [['--shared-file', 'conf/app.env'], /^error: shared\/conf\/app\.env leads through a symlink to a path that does not exist$/],
+    [['--shared-dir', 'cache/views'], /^error: shared\/cache\/views cannot exist: a part of its path under shared\/ is not a directory$/],
+  ];
+  for (const [flags, message] of cases) {
+    for (const extra of [['--shared-create'], ['--shared-create', '--dry-run'], []]) {
+      const r = await runCli(['deploy', src, root, ...flags, ...extra]);
+      const label = [...flags, ...extra].join(' ');
+      assert.equal(r.code, 2, `${label}: ${r.stderr}`);
+      const [error, hint, ...rest] = r.stderr.trimEnd().split('\n');
+      assert.match(error ?? '', message, label);
+      assert.match(hint ?? '', /^hint: (make what the link points to|move that file aside)/, label);
+      assert.deepEqual(rest, [], label);
+    }
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  assert.deepEqual(fs.readdirSync(elsewhere), [], 'a file was made through the link');
+});
+
 void test('--shared-file makes an empty file (owner-only), --shared-dir an empty directory; --shared infers from what exists', async (t) => {
   const { src, root } = setup(t);
   const made = await runCli(['deploy', src, root, '--shared-file', '.env', '--shared-dir', 'storage', '--shared-create', '--json']);
