@@ -154,9 +154,11 @@ export function ioError(what: string, error: unknown): DeployError {
     });
   }
   if (errno === 'EACCES' || errno === 'EPERM') {
+    // Root is refused by an attribute or the filesystem, never by owners or modes.
+    const asRoot = process.getuid?.() === 0;
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {
       cause: error,
-      hint: 'run as the user that owns the deploy root',
+      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : 'run as the user that owns the deploy root',
     });
   }
   return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });

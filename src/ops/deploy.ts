@@ -504,6 +504,7 @@ export async function deploy(source: string, root: string, options: DeployOption
           emit({ type: 'warning', message: `prune stopped: ${ioError('pruning', error).message}; the deploy stands` });
           return undefined;
         });
+        for (const f of retired?.failed ?? []) emit({ type: 'warning', message: `${f.error.message}; it stays, the deploy stands` });
       }
       return {
         release: id,

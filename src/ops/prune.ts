@@ -61,6 +61,8 @@ export interface PruneResult {
   renameMs: number;
   deleteMs: number;
   recovered: string[];
+  /** Releases prune chose but could not move out of `releases/` (immutable, another owner's); they stay. */
+  failed?: { id: string; message: string }[];
 }
 
 export const assertKeep: (keep: unknown) => asserts keep is number = checkKeep;
@@ -102,18 +104,24 @@ export async function retireReleases(
   layout: Layout,
   decision: PruneDecision<ReleaseView>,
   options: { durable: boolean; signal?: AbortSignal },
-): Promise<{ trash: string[]; removed: string[] }> {
+): Promise<{ trash: string[]; removed: string[]; failed: { id: string; error: DeployError }[] }> {
   const protect = new Set(decision.keep.map((k) => k.release.id));
   const trash: string[] = [];
   const removed: string[] = [];
+  const failed: { id: string; error: DeployError }[] = [];
   // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
   for (const { release } of [...decision.remove].reverse()) {
     if (options.signal?.aborted) break;
-    const moved = await removeRelease(layout, release.id, protect, {
-      durable: options.durable,
-      deferDelete: true,
-      beforeDelete: () => failpoint('prune-rename'),
-    });
+    let moved: string | undefined;
+    try {
+      moved = await removeRelease(layout, release.id, protect, { durable: options.durable, deferDelete: true });
+    } catch (error) {
+      // One release that cannot leave (chattr +i, another owner's directory) must not stop the
+      // others, nor hide that those before it already left: it stays, named in the result.
+      failed.push({ id: release.id, error: ioError(`pruning release ${release.id}`, error) });
+      continue;
+    }
+    await failpoint('prune-rename');
     if (moved) trash.push(moved);
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
@@ -124,7 +132,20 @@ export async function retireReleases(
     // The record stays as history (its digest included); the manifest served only the release.
     await removeManifest(layout, release.id, false);
   }
-  return { trash, removed };
+  return { trash, removed, failed };
+}
+
+/** The error of a prune that left some of its releases in place (the others are gone). */
+export function pruneIncompleteError(result: PruneResult, failed: readonly { id: string; error: DeployError }[]): DeployError | undefined {
+  const first = failed[0];
+  if (first === undefined) return undefined;
+  const removed = result.removed.map((r) => r.id);
+  const gone = removed.length > 0 ? `pruned ${removed.join(', ')}; ` : '';
+  return new DeployError(first.error.code, `${gone}could not prune ${failed.map((f) => f.id).join(', ')}: ${first.error.message}`, {
+    hint: first.error.hint,
+    cause: first.error,
+    details: { removed, failed: failed.map((f) => ({ id: f.id, message: f.error.message })) },
+  });
 }
 
 /** Deletes retired releases after the lock is released, reporting progress in files. */
@@ -163,8 +184,10 @@ export interface RetiredPrune {
   trash: string[];
   files: number;
   bytes: number;
-  /** How many releases were selected (fewer are retired when a signal stopped it). */
+  /** How many releases were selected (fewer are retired when a signal stopped it, or one could not move). */
   selected: number;
+  /** The releases that could not move, each with its error. */
+  failed: { id: string; error: DeployError }[];
   /** The live release's stat cache, kept true while the trees go (they may share its inodes). */
   restamp?: Restamper;
 }
@@ -179,12 +202,13 @@ export async function pruneUnderLock(
   const started = performance.now();
   const n = decision.remove.length;
   if (n > 0) options.emit({ type: 'step', message: `pruning ${n} release${n === 1 ? '' : 's'}: ${decision.remove.map((r) => r.release.id).join(', ')}` });
-  let retired: { trash: string[]; removed: string[] };
+  let retired: Awaited<ReturnType<typeof retireReleases>>;
   try {
     retired = await retireReleases(layout, decision, { durable: options.durable, signal: options.signal });
   } catch (error) {
     throw ioError('pruning releases', error);
   }
+  const failed = retired.failed.map((f) => ({ id: f.id, message: f.error.message }));
   const described = describeDecision(decision);
   const removed = described.removed.filter((r) => retired.removed.includes(r.id));
   return {
@@ -198,7 +222,9 @@ export async function pruneUnderLock(
       renameMs: Math.round(performance.now() - started),
       deleteMs: 0,
       recovered: options.recovered ?? [],
+      ...(failed.length > 0 ? { failed } : {}),
     },
+    failed: retired.failed,
     trash: retired.trash,
     // Read under the lock, while it is the live release's and its cache is the one the next deploy reads.
     restamp: retired.trash.length > 0 && currentId !== null ? restamperFor(layout, currentId) : undefined,
@@ -249,8 +275,10 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
     return pruneUnderLock(layout, { keep, force: options.force, durable, signal: options.signal, emit, recovered });
   });
   const result = await finishPrune(retired, { emit, signal: options.signal });
-  if (options.signal?.aborted && result.removed.length < retired.selected) {
+  if (options.signal?.aborted && result.removed.length + retired.failed.length < retired.selected) {
     throw interruptedError(options.signal, result.removed.length, retired.selected);
   }
+  const incomplete = pruneIncompleteError(result, retired.failed);
+  if (incomplete) throw incomplete;
   return result;
 }

@@ -5,6 +5,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { requireRoot, requireTools } from '../harness/faults.ts';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 
 interface PruneJson {
@@ -130,6 +132,43 @@ void test('a first release whose health check failed stayed live; the next deplo
   assert.equal(back.code, 0, back.stderr);
   assert.equal(fs.readFileSync(path.join(root, 'current/index.html'), 'utf8'), 'v0\n');
 });
+
+void test('a release that cannot be moved (chattr +i) stays and is named; the others are pruned and said to be; exit 1', async (t) => {
+  requireRoot();
+  requireTools('chattr');
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4']);
+  const stuck = path.join(root, 'releases', 'r2');
+  execFileSync('chattr', ['+i', stuck]);
+  try {
+    await pruneAroundStuck(src, root);
+  } finally {
+    execFileSync('chattr', ['-i', stuck]);
+  }
+});
+
+async function pruneAroundStuck(src: string, root: string): Promise<void> {
+  const r = await runCli(['prune', root, '--keep', '1', '--json']);
+  assert.equal(r.code, 1, r.stderr);
+  const error = (jsonOf<PruneJson>(r).error ?? {}) as { code?: string; message?: string; hint?: string; removed?: string[]; failed?: { id: string; message: string }[] };
+  assert.match(error.message ?? '', /^pruned r1; could not prune r2: permission denied while pruning release r2: EPERM/);
+  assert.match(error.hint ?? '', /immutable or append-only attribute/);
+  assert.deepEqual(error.removed, ['r1']);
+  assert.deepEqual(error.failed?.map((f) => f.id), ['r2']);
+  assert.deepEqual(releaseIds(root), ['r2', 'r3', 'r4']);
+  const record = (id: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases', `${id}.json`), 'utf8')) as Record<string, unknown>;
+  assert.equal(typeof record('r1').prunedAt, 'string');
+  assert.equal(record('r2').prunedAt, undefined);
+  // The pruned tree went after the lock, as always; nothing of it waits in .tmp/.
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('trash.')), []);
+
+  // A deploy that prunes says the same in a warning and stands.
+  fs.writeFileSync(path.join(src, 'index.html'), 'r5\n');
+  const d = await runCli(['deploy', src, root, '--release-id', 'r5', '--keep', '1', '--no-fsync']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.match(d.stderr, /^warning: permission denied while pruning release r2: .*; it stays, the deploy stands$/m);
+  assert.deepEqual(releaseIds(root), ['r2', 'r4', 'r5']);
+}
 
 void test('a row of failed deploys does not push out the last good releases', async (t) => {
   const { src, root } = setup(t);
