@@ -28,6 +28,8 @@ export interface Artifact {
   totalBytes: number | undefined;
   /** A local file (for zip, which is read from its end). */
   file?: string;
+  /** The local file as it was opened: every later open of `file` must find this inode, unchanged. */
+  identity?: FileIdentity;
   /** The raw bytes, once, first to last; each chunk may be overwritten once the next is asked for. */
   chunks: AsyncGenerator<Buffer>;
 }
@@ -50,6 +52,38 @@ function notAnArchive(source: string): DeployError {
 
 const READ_SIZE = 1024 * 1024;
 
+/** What a local artifact must still be whenever it is read: the same inode, not written since. */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+function identityOf(fd: number): FileIdentity {
+  const st = fs.fstatSync(fd, { bigint: true });
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+/**
+ * Checks that `fd` is the artifact first opened and that nothing wrote to it since. A local zip
+ * is read twice (hashed in order, extracted from its end) and a tar once after the open that
+ * told its format: a file replaced by rename in between (CI publishing `dist.zip` with mv, a
+ * `latest` link moved) would have one file's bytes checked against --sha256 and the signature
+ * and the other's put live, and an in-place write would do the same within one file.
+ */
+function assertSameArtifact(fd: number, expected: FileIdentity | undefined, source: string): void {
+  if (expected === undefined) return;
+  const now = identityOf(fd);
+  const how =
+    now.dev !== expected.dev || now.ino !== expected.ino ? 'it was replaced by another file' : now.size !== expected.size ? 'its size changed' : now.mtimeNs !== expected.mtimeNs || now.ctimeNs !== expected.ctimeNs ? 'it was written to' : undefined;
+  if (how === undefined) return;
+  throw new DeployError('IO', `${source} changed while it was read (${how}); nothing was deployed`, {
+    hint: 'deploy again once the artifact is final: write it under a temporary name and rename it into place, or give each build its own name',
+  });
+}
+
 function readAt(fd: number, buf: Buffer, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, position, (error, n) => (error ? reject(error) : resolve(n))));
 }
@@ -59,8 +93,14 @@ function readAt(fd: number, buf: Buffer, position: number): Promise<number> {
  * pool while the caller works on the current chunk. Reused, not fresh, buffers: reading and
  * hashing into fresh memory costs more CPU (the artifact benchmark measures both).
  */
-async function* fileChunks(file: string): AsyncGenerator<Buffer> {
+async function* fileChunks(file: string, identity: FileIdentity | undefined): AsyncGenerator<Buffer> {
   const fd = await new Promise<number>((resolve, reject) => fs.open(file, 'r', (error, n) => (error ? reject(error) : resolve(n))));
+  try {
+    assertSameArtifact(fd, identity, file);
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
   const bufs = [Buffer.allocUnsafeSlow(READ_SIZE), Buffer.allocUnsafeSlow(READ_SIZE)];
   let turn = 0;
   let position = 0;
@@ -69,7 +109,11 @@ async function* fileChunks(file: string): AsyncGenerator<Buffer> {
     for (;;) {
       const n = await next;
       next = undefined;
-      if (n === 0) return;
+      if (n === 0) {
+        // Every byte handed out was the artifact's as opened, unchanged until its end.
+        assertSameArtifact(fd, identity, file);
+        return;
+      }
       const current = (bufs[turn] as Buffer).subarray(0, n);
       position += n;
       turn ^= 1;
@@ -100,12 +144,14 @@ export async function openArtifact(source: string, download: DownloadOptions): P
     const head = Buffer.alloc(HEAD);
     let size: number;
     let read: number;
+    let identity: FileIdentity;
     try {
       const fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       try {
         const st = fs.fstatSync(fd);
         if (!st.isFile()) throw new DeployError('INVALID_SOURCE', `${source} is neither a directory nor a regular file`, { hint: 'give the build output directory or an archive' });
         size = st.size;
+        identity = identityOf(fd);
         read = fs.readSync(fd, head, 0, HEAD, 0);
       } finally {
         fs.closeSync(fd);
@@ -116,7 +162,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
     }
     const format = sniffFormat(head.subarray(0, read));
     if (!format) throw notAnArchive(source);
-    return { source, format, totalBytes: size, file: source, chunks: fileChunks(source) };
+    return { source, format, totalBytes: size, file: source, identity, chunks: fileChunks(source, identity) };
   }
   const dl = await openDownload(source, download);
   // Read just enough to see the format; those bytes go first into the stream.
@@ -464,12 +510,12 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
           file = options.spool;
           spooled = true;
           await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
-          await extractZip(file, artifact.source, apply, aborted);
+          await extractZip(file, artifact.source, apply, aborted, undefined);
         } else {
           // Hash (and signature) read the file once in order while the zip is read from its end.
           await Promise.all([(async () => {
             for await (const _ of raw) void _;
-          })(), extractZip(file, artifact.source, apply, aborted)]);
+          })(), extractZip(file, artifact.source, apply, aborted, artifact.identity)]);
         }
       } finally {
         if (spooled && file) fs.rmSync(file, { force: true });
@@ -560,11 +606,24 @@ function zipHeader(entry: yauzl.Entry, name: string, source: string): ArchiveHea
  */
 let zipLibrary: (typeof yauzl)['default'] | undefined;
 
-async function openZip(file: string): Promise<yauzl.ZipFile> {
+/**
+ * Opens the zip on a descriptor of ours (yauzl's own open would hide it), checked to be the
+ * artifact as first opened; `zip.close()` closes it. Not closed on 'end' (no autoClose): the
+ * caller checks it once more after the last entry.
+ */
+async function openZip(file: string, identity: FileIdentity | undefined, source: string): Promise<{ zip: yauzl.ZipFile; fd: number }> {
   const lib = (zipLibrary ??= (await import('yauzl')).default);
-  return new Promise((resolve, reject) => {
-    lib.open(file, { lazyEntries: true, autoClose: true, decodeStrings: false, validateEntrySizes: true }, (error, zip) => (error ? reject(error) : resolve(zip)));
-  });
+  const fd = await new Promise<number>((resolve, reject) => fs.open(file, 'r', (error, n) => (error ? reject(error) : resolve(n))));
+  try {
+    assertSameArtifact(fd, identity, source);
+    const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => {
+      lib.fromFd(fd, { lazyEntries: true, autoClose: false, decodeStrings: false, validateEntrySizes: true }, (error, z) => (error ? reject(error) : resolve(z)));
+    });
+    return { zip, fd };
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
 }
 
 /** yauzl 3's local file header reader and low-level stream, which @types/yauzl does not list. */
@@ -657,10 +716,11 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function extractZip(file: string, source: string, apply: (header: ArchiveHeader) => FileSink | undefined, aborted: () => boolean): Promise<void> {
+async function extractZip(file: string, source: string, apply: (header: ArchiveHeader) => FileSink | undefined, aborted: () => boolean, identity: FileIdentity | undefined): Promise<void> {
   let zip: yauzl.ZipFile;
+  let fd: number;
   try {
-    zip = await openZip(file);
+    ({ zip, fd } = await openZip(file, identity, source));
   } catch (error) {
     throw zipError(error, source);
   }
@@ -711,6 +771,8 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
       });
       zip.readEntry();
     });
+    // The last entry was read from the artifact as first opened, unchanged until now.
+    if (!aborted()) assertSameArtifact(fd, identity, source);
   } finally {
     if (zip.isOpen) zip.close();
   }
