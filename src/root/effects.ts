@@ -29,8 +29,13 @@ export type Text<P extends string> = string | Arg<P>;
 export type Effect<P extends string = never> =
   /** `reachable`: a directory releases are reached through; it and the parents it makes are 0755 whatever the umask. */
   | { do: 'mkdir'; path: RootPath; parents?: true; reachable?: true }
-  /** rename(2) onto exactly `to`: fails if `to` is a non-empty directory, never moves into it. */
-  | { do: 'rename'; from: RootPath; to: RootPath }
+  /**
+   * rename(2) onto exactly `to`: fails if `to` is a non-empty directory, never moves into it.
+   * `readOnlyDir`: `from` may be a directory its owner may not write (a 0555 build, a Nix output);
+   * moving a directory to another parent rewrites its `..`, which needs write permission on it, so
+   * its owner lends it u+w for the move and takes it back after (root needs neither).
+   */
+  | { do: 'rename'; from: RootPath; to: RootPath; readOnlyDir?: true }
   /** rm -rf; a missing path is fine. */
   | { do: 'remove'; path: RootPath }
   /** Its mtime becomes now. */

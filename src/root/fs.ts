@@ -119,6 +119,7 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
       await fs.promises.mkdir(path.join(root, effect.path), { recursive: effect.parents === true, mode: 0o755 });
       return;
     case 'rename':
+      if (effect.readOnlyDir === true) return renameReadOnlyDir(path.join(root, effect.from), path.join(root, effect.to));
       await fs.promises.rename(path.join(root, effect.from), path.join(root, effect.to));
       return;
     case 'remove':
@@ -195,4 +196,28 @@ export function runOnFs<O extends string>(root: string, program: RootProgram<O>,
 export function runOnFs<O extends string, P extends string>(root: string, program: RootProgram<O, P>, options: FsOptions & { args: ArgsOf<P> }): Promise<O>;
 export async function runOnFs<O extends string, P extends string>(root: string, program: { ops: readonly Op<O, P>[]; done: O }, options: FsOptions & { args?: ArgsOf<P> } = {}): Promise<O> {
   return (await runOps(root, program.ops, options.durable !== false, options.args)) ?? program.done;
+}
+
+/**
+ * rename(2) of a directory that its owner may not write (a 0555 build, a Nix output): moving a
+ * directory to another parent rewrites its `..`, which needs write permission on it, so u+w is
+ * lent for the move and taken back after; a user who may write it (root always may) just renames.
+ */
+async function renameReadOnlyDir(from: string, to: string): Promise<void> {
+  try {
+    await fs.promises.access(from, fs.constants.W_OK);
+    await fs.promises.rename(from, to);
+    return;
+  } catch (error) {
+    if (errnoOf(error) !== 'EACCES') throw error;
+  }
+  const mode = (await fs.promises.lstat(from)).mode & 0o7777;
+  await fs.promises.chmod(from, mode | 0o200);
+  try {
+    await fs.promises.rename(from, to);
+  } catch (error) {
+    await fs.promises.chmod(from, mode).catch(() => undefined);
+    throw error;
+  }
+  await fs.promises.chmod(to, mode);
 }

@@ -38,7 +38,7 @@ export function placeRelease(input: PlaceInput): RootProgram<'placed'> {
   if (input.manifest !== undefined) ops.push({ effect: { do: 'copy', from: input.manifest, to: manifestPath(input.id) } }, { effect: { do: 'durable', path: '.atomic-deploy/manifests' } });
   ops.push(
     // One rename(2): the stage is on the mount of releases/, so a partial tree never sits there.
-    { effect: { do: 'rename', from: input.stage, to: releaseDir(input.id) } },
+    { effect: { do: 'rename', from: input.stage, to: releaseDir(input.id), readOnlyDir: true } },
     // The release's name reaches the disk before any record or journal says it is there.
     { effect: { do: 'durable', path: 'releases' } },
   );

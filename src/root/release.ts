@@ -36,7 +36,7 @@ export function retireOps(id: string, protect: readonly string[], trash: RootPat
         { if: { is: 'current', id }, then: [refuse('current')] },
         ...(protect.includes(id) ? [refuse('protected')] : []),
         { effect: { do: 'mkdir', path: parentOf(trash), parents: true } },
-        { effect: { do: 'rename', from: releaseDir(id), to: trash } },
+        { effect: { do: 'rename', from: releaseDir(id), to: trash, readOnlyDir: true } },
         // The move out of releases/ reaches the disk before any record says the release is gone.
         { effect: { do: 'durable', path: 'releases' } },
       ],

@@ -24,6 +24,14 @@ rename_exact() {
   mv -- "$2/\${1##*/}" "\${1%/*}" 2>/dev/null
   return 1
 }
+# FROM TO: rename_exact of a directory its owner may not write (a 0555 build): its .. changes with
+# the move, which needs write permission on it, so u+w is lent for the move (fs.ts renameReadOnlyDir).
+rename_dir() {
+  [ -w "$1" ] && { rename_exact "$1" "$2"; return; }
+  chmod u+w -- "$1" 2>/dev/null || return 1
+  rename_exact "$1" "$2" || { chmod u-w -- "$1" 2>/dev/null; return 1; }
+  chmod u-w -- "$2"
+}
 # DIR: mkdir -p in which every directory made is 0755 whatever the umask (act/mkdirs.ts makeReachableDirs).
 mkdir_reachable() { (umask 022; mkdir -p -- "$1"); }
 # FROM DIR NAME: FROM copied to DIR/NAME whole, by one rename of a copy made in put_file's private directory.
@@ -91,7 +99,7 @@ function effectLine<P extends string>(effect: Effect<P>, params: Params): string
       if (effect.reachable === true) return `mkdir_reachable ${at(effect.path)} 2>/dev/null`;
       return `mkdir ${effect.parents ? '-p ' : ''}-- ${at(effect.path)} 2>/dev/null`;
     case 'rename':
-      return `rename_exact ${at(effect.from)} ${at(effect.to)}`;
+      return `${effect.readOnlyDir === true ? 'rename_dir' : 'rename_exact'} ${at(effect.from)} ${at(effect.to)}`;
     case 'remove':
       return `remove_tree ${at(effect.path)}`;
     case 'touch':

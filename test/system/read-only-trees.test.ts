@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { placeRelease } from '../../src/root/place.ts';
 import { applyScript } from '../../src/remote/script.ts';
 import { writeArchive } from '../harness/archives.ts';
 import { asUser, requireRoot, runWrapped, uidOf } from '../harness/faults.ts';
@@ -91,6 +92,37 @@ void describe('read-only directories in what a failed or undone deploy removes, 
   });
 });
 
+void describe('a build whose top directory its owner may not write (chmod -R a-w, a Nix output), deployed by a user who is not root', () => {
+  void test('deploys (its stage is moved into releases/ with the mode kept), verifies, is undone by a failing hook, and is pruned', async () => {
+    requireRoot();
+    const dir = ownDir('top');
+    const build = path.join(dir, 'build');
+    const r = spawnSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), 'sh', '-c', 'mkdir -p "$1/sub" && echo v1 > "$1/index.html" && echo x > "$1/sub/f" && chmod -R a-w "$1"', 'sh', build], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const root = path.join(dir, 'root');
+    const first = await asNobody(['deploy', build, root, '--no-fsync', '--release-id', 'r1']);
+    // Moving a directory to another parent rewrites its `..`: the old code failed here with EACCES.
+    assert.equal(first.code, 0, first.stderr);
+    for (const d of ['', 'sub']) assert.equal((fs.statSync(path.join(root, 'releases', 'r1', d)).mode & 0o777).toString(8), '555', `releases/r1/${d}`);
+    const verify = await asNobody(['verify', root]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+
+    const undone = await asNobody(['deploy', build, root, '--no-fsync', '--release-id', 'r2', '--before-switch', 'true', '--after-switch', 'true', '--health-check', 'false']);
+    assert.equal(undone.code, 4, undone.stderr);
+    const hooked = await asNobody(['deploy', build, root, '--no-fsync', '--release-id', 'r3', '--before-switch', 'false']);
+    assert.equal(hooked.code, 1, hooked.stderr);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], 'no trash or stage left in .tmp/');
+    assert.ok(!fs.existsSync(path.join(root, 'releases', 'r3')), 'the undone release left releases/');
+
+    const second = await asNobody(['deploy', build, root, '--no-fsync', '--release-id', 'r4', '--keep', '0']);
+    assert.equal(second.code, 0, second.stderr);
+    const pruned = await asNobody(['prune', root, '--keep', '1']);
+    assert.equal(pruned.code, 0, pruned.stderr);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['r1', 'r4'], 'r2 (failed) pruned; r1 stays as the rollback target');
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), []);
+  });
+});
+
 // The hosts' programs: a stage or trash removed at the end of a failed deploy or a prune.
 const SHELLS = programShells(BASE, TOOLS, ['rm', 'find', 'chmod', 'mkdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'id', 'printf', 'test', 'mv']);
 fs.chmodSync(path.join(BASE, 'busybox-bin'), 0o755);
@@ -109,5 +141,28 @@ for (const shell of SHELLS) {
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.frames.some((f) => f.tag === 'end' && f.value === 'apply'), JSON.stringify(r.frames));
     assert.equal(fs.existsSync(stage), false, `${shell.name}: the stage is gone`);
+  });
+}
+
+for (const shell of SHELLS) {
+  void test(`a host's program places a stage whose top directory is 0555 into releases/ and retires it, as nobody, under ${shell.name}`, () => {
+    requireRoot();
+    const root = path.join(ownDir('host-place'), 'root');
+    fs.mkdirSync(path.join(root, '.tmp', 'stage.abc'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'releases'));
+    fs.mkdirSync(path.join(root, '.atomic-deploy'));
+    spawnSync('chown', ['-R', `${NOBODY.uid}:${NOBODY.gid}`, root]);
+    const made = spawnSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), 'sh', '-c', 'mkdir "$1" && echo v1 > "$1/index.html" && chmod 555 "$1"', 'sh', path.join(root, '.tmp', 'stage.abc', 'r1')], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const place = placeRelease({ id: 'r1', stage: '.tmp/stage.abc/r1', leftover: '.tmp/stage.abc', record: '{"id":"r1","status":"pending"}', journal: '{"v":1}' });
+    const placed = runProgram(shell, applyScript({ root, fsync: false, steps: [{ op: 'run', program: place }] }), BASE, '', NOBODY);
+    assert.equal(placed.code, 0, `${shell.name}: ${placed.stderr} ${JSON.stringify(placed.frames)}`);
+    assert.equal((fs.statSync(path.join(root, 'releases', 'r1')).mode & 0o777).toString(8), '555', `${shell.name}: the mode is kept`);
+    assert.equal(fs.existsSync(path.join(root, '.tmp', 'stage.abc')), false);
+
+    const retired = runProgram(shell, applyScript({ root, fsync: false, steps: [{ op: 'remove-release', id: 'r1', trash: 'trash.r1.abc', protect: [] }, { op: 'remove-staged', name: 'trash.r1.abc' }] }), BASE, '', NOBODY);
+    assert.equal(retired.code, 0, `${shell.name}: ${retired.stderr} ${JSON.stringify(retired.frames)}`);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'releases')), [], `${shell.name}: the release left releases/`);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('trash.')), []);
   });
 }

@@ -35,7 +35,7 @@ test('the manifest is stored before the rename, the record after it, the journal
       const synced = index(effects, (e) => e.do === 'durable' && e.path === 'releases');
       const record = index(effects, (e) => e.do === 'write' && e.path === `.atomic-deploy/releases/${p.id}.json`);
       const journal = index(effects, (e) => e.do === 'write' && e.path === '.atomic-deploy/journal.json');
-      assert.deepEqual(effects[rename], { do: 'rename', from: p.stage, to: `releases/${p.id}` });
+      assert.deepEqual(effects[rename], { do: 'rename', from: p.stage, to: `releases/${p.id}`, readOnlyDir: true });
       assert.ok(rename < synced && synced < record && record < journal, JSON.stringify(effects));
       assert.equal(journal, effects.findLastIndex((e) => e.do === 'write' || e.do === 'copy' || e.do === 'rename' || e.do === 'remove'));
       if (p.manifest !== undefined) {

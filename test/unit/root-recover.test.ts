@@ -111,6 +111,6 @@ test('trash is deleted only after the journal is removed and the root made durab
 test('rendered, the current check comes before the rename and a refusal fails the program', () => {
   const { program } = programOf({ journal: { v: 1, op: 'deploy', token: 't', pid: 1, startedAt: '', release: 'r3', previous: 'r2', phase: 'ready' }, present: ['r1', 'r2', 'r3'], currentId: 'r2', tmp: [] });
   const text = renderFunction(program);
-  assert.ok(text.indexOf("is_current 'r3'") !== -1 && text.indexOf("is_current 'r3'") < text.indexOf('rename_exact'), text);
+  assert.ok(text.indexOf("is_current 'r3'") !== -1 && text.indexOf("is_current 'r3'") < text.indexOf('rename_dir'), text);
   assert.match(text, /fail INTERNAL 'refusing to delete release r3: it is current'/);
 });
