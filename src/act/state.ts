@@ -110,7 +110,11 @@ export function readRecord(layout: Layout, id: string): ReleaseRecord | undefine
     // A previous that is not a release id is dropped: it orders releases and must never reach a path.
     const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
     return withDigest({ ...record, previous });
-  } catch {
+  } catch (error) {
+    // A log this user may not read is no missing log: statuses read as absent would make a failed
+    // release a rollback target and let prune misjudge; the command stops with permission denied.
+    const code = errnoOf(error);
+    if (code === 'EACCES' || code === 'EPERM') throw error;
     // Missing, or damaged: that only loses this release's metadata; the release itself is untouched.
     return undefined;
   }

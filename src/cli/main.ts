@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
+import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../errors.ts';
 import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
 import { status } from '../ops/status.ts';
@@ -459,10 +459,13 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
       if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, '') } }) + '\n');
       return EXIT.invalid;
     }
-    if (error instanceof DeployError) {
-      reporter.error(error.message, error.hint);
-      reporter.result(undefined, { error: { code: error.code, message: error.message, hint: error.hint, ...error.details } });
-      return error.exitCode;
+    // A refusal by the system that no step turned into a DeployError (a read-only command in a
+    // root whose releases/ or state the user may not read): the user's to fix, not a bug.
+    const known = error instanceof DeployError ? error : isEnvironmentError(error) ? ioError('running the command', error) : undefined;
+    if (known) {
+      reporter.error(known.message, known.hint);
+      reporter.result(undefined, { error: { code: known.code, message: known.message, hint: known.hint, ...known.details } });
+      return known.exitCode;
     }
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
     reporter.error(`unexpected failure: ${message}`, 'this is a bug in atomic-deploy; please report it with the output above at https://github.com/atomic-deploy/atomic-deploy/issues');
@@ -470,3 +473,10 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     return EXIT.failure;
   }
 }
+
+/** A system call refused for a reason outside the program: permissions, a read-only or full disk. */
+function isEnvironmentError(error: unknown): boolean {
+  const code = errnoOf(error);
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT';
+}
+

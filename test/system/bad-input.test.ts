@@ -588,6 +588,33 @@ void test('hostile but valid: quotes, $(), newlines, a leading -, non-ASCII in b
   t.diagnostic(`10,000 files deployed in ${Math.round(performance.now() - t0)} ms`);
 });
 
+void test('a user who may not read releases/ or the state directory: every command says permission denied with a hint, exit 1, no stack trace, nothing changed', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'index.html'), 'hi\n');
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2']) assert.equal((await runWrapped(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);
+  for (const shut of ['releases', '.atomic-deploy']) {
+    fs.chmodSync(path.join(root, shut), 0o700);
+    const before = treeSnapshot(dir, { times: true });
+    for (const args of [['status', root], ['releases', root], ['verify', root], ['rollback', root, '--dry-run'], ['prune', root, '--dry-run']]) {
+      const label = `${shut} 0700, ${args.join(' ')}`;
+      const r = await runWrapped(args, { prefix: asUser('nobody') });
+      assert.equal(r.code, 1, `${label}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: permission denied while [^\n]*EACCES/, label);
+      assert.match(r.stderr, /^hint: run as the user that owns the deploy root$/m, label);
+      assert.doesNotMatch(r.stderr, /unexpected failure|this is a bug|\n\s+at /, label);
+      const j = await runWrapped([...args, '--json'], { prefix: asUser('nobody') });
+      assert.equal(j.code, 1, label);
+      assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'IO', label);
+    }
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before, shut);
+    fs.chmodSync(path.join(root, shut), 0o755);
+  }
+});
+
 void test('a user who may not write the root: status reports what a crash left (as --read-only does) and unlock --force says permission denied, exit 1, no stack trace', async (t) => {
   const dir = tempDir(t);
   fs.chmodSync(dir, 0o755);
