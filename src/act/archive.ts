@@ -476,6 +476,19 @@ async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => v
 }
 
 /**
+ * The most a zip may weigh for contents of `maxBytes`: its entries, compressed (deflate adds at
+ * most a few bytes per 16 KiB), and their headers (a local and a central one per entry, about 100
+ * bytes and twice its name), for which 64 MiB leaves room for hundreds of thousands of entries.
+ */
+export function zipSpoolLimit(maxBytes: number): number {
+  return maxBytes + Math.ceil(maxBytes / 1024) + 64 * 1024 * 1024;
+}
+
+export function zipTooLarge(source: string, maxBytes: number): DeployError {
+  return hostile(`the zip is larger than --max-bytes (${maxBytes} bytes of contents) allows: more than ${zipSpoolLimit(maxBytes)} bytes`, source, 'give a larger --max-bytes if the build is this large');
+}
+
+/**
  * Extracts `artifact` into `dest` (an empty directory the caller made and removes on failure).
  * Throws HOSTILE_ARCHIVE at the first entry the checker refuses; returns early on abort.
  */
@@ -506,10 +519,23 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
       let spooled = false;
       try {
         if (file === undefined) {
-          // A zip's directory is at its end: a URL is spooled to one file (not extracted) first.
+          // A zip's directory is at its end: a URL is spooled to one file (not extracted) first,
+          // on the root's filesystem: bounded by --max-bytes, or an endless answer fills the disk the live site uses.
           file = options.spool;
           spooled = true;
-          await pipeline(Readable.from(raw), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+          const limit = zipSpoolLimit(options.limits.maxBytes);
+          const tooLarge = (): DeployError => zipTooLarge(artifact.source, options.limits.maxBytes);
+          if (artifact.totalBytes !== undefined && artifact.totalBytes > limit) throw tooLarge();
+          await pipeline(
+            Readable.from(raw),
+            async function* (chunks: AsyncIterable<Buffer>) {
+              for await (const chunk of chunks) {
+                if (counter.raw > limit) throw tooLarge();
+                yield chunk;
+              }
+            },
+            fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }),
+          );
           await extractZip(file, artifact.source, apply, aborted, undefined);
         } else {
           // Hash (and signature) read the file once in order while the zip is read from its end.

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { extractArtifact, isArtifactSource, openArtifact, type Artifact, type ExtractResult } from '../act/archive.ts';
+import { extractArtifact, isArtifactSource, openArtifact, zipSpoolLimit, zipTooLarge, type Artifact, type ExtractResult } from '../act/archive.ts';
 import type { DownloadOptions } from '../act/download.ts';
 import { removeTreeSync } from '../act/remove-tree.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
@@ -120,6 +120,11 @@ export async function openArtifactSource(source: string, options: ArtifactOption
   try {
     signature = options.signature !== undefined && options.allowedSigners !== undefined ? await startSignatureCheck(options.signature, options.allowedSigners, download) : undefined;
     const artifact = await openArtifact(source, download);
+    // Refused before the lock: a zip URL is spooled whole, and its length already says it is too much.
+    if (artifact.format === 'zip' && artifact.file === undefined && artifact.totalBytes !== undefined && artifact.totalBytes > zipSpoolLimit(limits.maxBytes)) {
+      await artifact.chunks.return(undefined).catch(() => undefined);
+      throw zipTooLarge(source, limits.maxBytes);
+    }
     return { artifact, limits, sha256, signature, download };
   } catch (error) {
     signature?.dispose();

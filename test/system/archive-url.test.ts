@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { serve } from '../harness/archives.ts';
@@ -169,4 +171,59 @@ void test('a response with a Content-Encoding (gzip on the fly) is refused, exit
     assert.deepEqual(leftovers(root), [], what);
     await server.close();
   }
+});
+
+void test('a zip URL that never ends is spooled only up to what --max-bytes allows: exit 2, the spool gone, the root unchanged; so is one whose Content-Length says too much', async (t) => {
+  const { src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const before = treeSnapshot(root);
+  let sent = 0;
+  // A zip's first bytes, then zeros without end (or a length far beyond the limit).
+  const server = http.createServer((req, res) => {
+    if (req.url === '/declared.zip') {
+      res.writeHead(200, { 'content-length': String(200 * 1024 ** 3) });
+      res.write(Buffer.concat([Buffer.from('PK\x03\x04'), Buffer.alloc(8192)]));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/zip' });
+    res.write(Buffer.from('PK\x03\x04'));
+    const chunk = Buffer.alloc(1 << 20);
+    const pump = (): void => {
+      while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+      if (!res.destroyed) res.once('drain', pump);
+    };
+    pump();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  const port = (server.address() as AddressInfo).port;
+  let peak = 0;
+  const watch = setInterval(() => {
+    for (const name of fs.readdirSync(path.join(root, '.tmp'))) {
+      const st = fs.statSync(path.join(root, '.tmp', name), { throwIfNoEntry: false });
+      if (st?.isFile()) peak = Math.max(peak, st.size);
+    }
+  }, 5);
+  try {
+    const r = await runCli(['deploy', `http://127.0.0.1:${port}/endless.zip`, root, '--max-bytes', '1M', '--no-fsync'], { timeoutMs: 120_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: .*the zip is larger than --max-bytes \(1048576 bytes of contents\) allows: more than \d+ bytes/m);
+  } finally {
+    clearInterval(watch);
+  }
+  // The old code spooled until the disk or the connection ended (hundreds of MiB in a second here).
+  assert.ok(peak <= 1024 * 1024 + 1024 + 64 * 1024 ** 2 + (1 << 21), `the spool grew to ${peak} bytes`);
+  assert.ok(sent < 512 * 1024 ** 2, `the server sent ${sent} bytes`);
+  // Found under the lock: directory times aside (docs/reliability.md, known limits), nothing changed.
+  assert.deepEqual(leftovers(root), []);
+  assert.deepEqual(treeSnapshot(root), before);
+  const unchanged = treeSnapshot(root, { times: true });
+  // A length that says too much is refused before the lock: not even a time changes.
+  const declared = await runCli(['deploy', `http://127.0.0.1:${port}/declared.zip`, root, '--no-fsync', '--download-timeout', '5']);
+  assert.equal(declared.code, 2, declared.stderr);
+  assert.match(declared.stderr, /the zip is larger than --max-bytes/);
+  assert.deepEqual(treeSnapshot(root, { times: true }), unchanged);
 });
