@@ -94,7 +94,8 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
         const message = `${redactUrl(url)} answered ${r.statusCode} ${r.statusMessage ?? ''}`.trim();
         if (r.statusCode !== undefined && r.statusCode >= 400 && r.statusCode < 500) throw new DeployError('INVALID_SOURCE', message, { hint: 'check the URL; a CI artifact may have expired' });
         lastError = failed(url, message);
-        options.onRetry?.(`${message}; retrying`);
+        // The last attempt's failure is the error itself, not a retry.
+        if (attempt < options.retries) options.onRetry?.(`${message}; retrying`);
         continue;
       }
       refuseEncoded(url, r);
@@ -103,7 +104,7 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
       if (error instanceof DeployError && error.code === 'INVALID_SOURCE') throw error;
       if (options.signal?.aborted) throw error;
       lastError = error;
-      options.onRetry?.(`${error instanceof Error ? error.message : String(error)}; retrying`);
+      if (attempt < options.retries) options.onRetry?.(`${error instanceof Error ? error.message : String(error)}; retrying`);
     }
   }
   if (!res) throw lastError instanceof DeployError ? lastError : failed(url, lastError instanceof Error ? lastError.message : String(lastError), lastError);

@@ -6,6 +6,7 @@ import { NOT_REGULAR, readRegularFileSync } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
+import { secondsToMs } from './number-flags.ts';
 import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { tildePath } from '../plan/paths.ts';
@@ -116,7 +117,7 @@ export interface DeployFlags extends ReleaseFlags, ServingFlags {
 }
 
 const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
-const ms = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : Math.round(seconds * 1000));
+const ms = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : secondsToMs(seconds));
 
 /**
  * The options a deploy runs with: the config file's values, each replaced by its flag when the

@@ -4,7 +4,7 @@ import type { DeployOptions } from '../ops/deploy.ts';
 import path from 'node:path';
 import { parseByteCount } from '../plan/archive.ts';
 import { COUNTS } from '../plan/validate.ts';
-import { countFlag, secondsFlag } from './number-flags.ts';
+import { countFlag, secondsFlag, secondsToMs } from './number-flags.ts';
 import type { LoadedConfig } from './config.ts';
 
 export interface ReleaseFlags {
@@ -100,7 +100,7 @@ export function artifactOptionsFrom(flags: ArtifactFlags, loaded?: LoadedConfig)
     maxFiles: flags.maxFiles ?? c.maxFiles,
     maxBytes: flags.maxBytes ?? (c.maxBytes === undefined ? undefined : parseByteCount(c.maxBytes)),
     keepSetid: flags.keepSetuid ?? c.keepSetuid,
-    downloadTimeoutMs: timeout === undefined ? undefined : Math.round(timeout * 1000),
+    downloadTimeoutMs: timeout === undefined ? undefined : secondsToMs(timeout),
     downloadRetries: flags.downloadRetries ?? c.downloadRetries,
   };
 }

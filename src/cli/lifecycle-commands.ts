@@ -1,6 +1,6 @@
 /** The `prune` and `init` commands, and the flags deploy takes for the release lifecycle. */
 import { COUNTS } from '../plan/validate.ts';
-import { countFlag, secondsFlag } from './number-flags.ts';
+import { countFlag, secondsFlag, secondsToMs } from './number-flags.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
@@ -73,7 +73,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
       const hosts = fleetHostsFrom(flags, loaded);
       if (hosts) {
         const fsync = ctx.given(cmd, 'fsync') ? flags.fsync : loaded.config.fsync;
-        ctx.setExitCode(await fleetPruneCli({ out, hosts, flags, signal: ctx.signal }, fleetRootFrom(rootArg, loaded), { keep, dryRun: flags.dryRun === true, force: flags.force === true, ...(fsync === undefined ? {} : { fsync }), waitMs: Math.round((wait ?? 0) * 1000) }));
+        ctx.setExitCode(await fleetPruneCli({ out, hosts, flags, signal: ctx.signal }, fleetRootFrom(rootArg, loaded), { keep, dryRun: flags.dryRun === true, force: flags.force === true, ...(fsync === undefined ? {} : { fsync }), waitMs: secondsToMs(wait ?? 0) }));
         return;
       }
       const root = pathFrom(rootArg, loaded.config.root, loaded, 'root');
@@ -83,7 +83,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         dryRun: flags.dryRun === true,
         force: flags.force === true,
         fsync: ctx.given(cmd, 'fsync') ? flags.fsync : loaded.config.fsync,
-        waitMs: Math.round((wait ?? 0) * 1000),
+        waitMs: secondsToMs(wait ?? 0),
         signal: ctx.signal,
         onEvent: out.event,
       });

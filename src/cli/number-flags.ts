@@ -19,3 +19,9 @@ export function secondsFlag(min: 'zero' | 'positive' = 'zero'): (value: string) 
     return Number(value);
   };
 }
+
+/** Seconds as whole milliseconds; a positive time under half a millisecond is 1 ms, never 0 (which timeouts refuse). */
+export function secondsToMs(seconds: number): number {
+  const ms = Math.round(seconds * 1000);
+  return seconds > 0 ? Math.max(1, ms) : ms;
+}

@@ -1,6 +1,6 @@
 /** The flags for what happens after every switch: reloads, and what processes left on the old release mean. */
 import { Option, type Command } from 'commander';
-import { secondsFlag } from './number-flags.ts';
+import { secondsFlag, secondsToMs } from './number-flags.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { Config } from '../plan/config.ts';
 import type { StaleMode } from '../plan/serving.ts';
@@ -26,7 +26,7 @@ export function addServingFlags(cmd: Command): Command {
     .addOption(new Option('--stale-wait <seconds>', 'how long they get to go after the hooks and reloads (default: 10 with fail, 0 with warn)').argParser(secondsFlag()));
 }
 
-const ms = (s: number | undefined): number | undefined => (s === undefined ? undefined : Math.round(s * 1000));
+const ms = (s: number | undefined): number | undefined => (s === undefined ? undefined : secondsToMs(s));
 
 /** The config file's reload and stale settings, each replaced by its flag when the flag was given. */
 export function servingOptionsFrom(config: Config, flags: ServingFlags, given: (flag: keyof ServingFlags) => boolean): ServingOptions {

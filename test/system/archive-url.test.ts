@@ -227,3 +227,21 @@ void test('a zip URL that never ends is spooled only up to what --max-bytes allo
   assert.match(declared.stderr, /the zip is larger than --max-bytes/);
   assert.deepEqual(treeSnapshot(root, { times: true }), unchanged);
 });
+
+void test('a server that never answers: one "retrying" warning per retry made, none after the last attempt; a timeout under a millisecond is taken as 1 ms', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  for (const retries of [0, 1]) {
+    const server = await serve(t, dir, 'silent');
+    const r = await runCli(['deploy', server.url('site.tgz'), root, '--download-timeout', '0.5', '--download-retries', String(retries), '--no-fsync']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(server.requests.length, retries + 1, JSON.stringify(server.requests));
+    assert.equal(r.stderr.split('\n').filter((l) => /; retrying$/.test(l)).length, retries, r.stderr);
+  }
+  // 0.0004 s is greater than 0, as the flag asks: it was rounded to 0 ms and refused as "a whole number >= 1 (got 0)".
+  const server = await serve(t, dir, 'silent');
+  const tiny = await runCli(['deploy', server.url('site.tgz'), root, '--download-timeout', '0.0004', '--download-retries', '0', '--no-fsync']);
+  assert.equal(tiny.code, 1, tiny.stderr);
+  assert.doesNotMatch(tiny.stderr, /whole number/);
+  assert.match(tiny.stderr, /downloading .* failed/);
+});

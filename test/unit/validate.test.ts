@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
 import { checkHookAndHealth, checkKeep, looksLikeUrl, repositoryWarning, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+import { secondsToMs } from '../../src/cli/number-flags.ts';
 
 function refused(fn: () => void, code: string): DeployError {
   try {
@@ -76,4 +77,13 @@ void test('a build holding repository metadata at its top is warned about, by na
   assert.match(repositoryWarning(['index.html', '.git']) ?? '', /^the build holds \.git at its top: /);
   assert.match(repositoryWarning(['.svn', 'a', '.hg']) ?? '', /^the build holds \.hg and \.svn at its top: /);
   for (const names of [[], ['index.html', '.github', '.gitignore', 'git', '.gitkeep'], ['.GIT2']]) assert.equal(repositoryWarning(names), undefined, names.join(','));
+});
+
+void test('seconds to milliseconds: a positive time is never 0 ms (timeouts refuse 0), whole and fractional seconds round to the nearest ms', () => {
+  assert.equal(secondsToMs(0.0004), 1);
+  assert.equal(secondsToMs(0.0005), 1);
+  assert.equal(secondsToMs(0.3), 300);
+  assert.equal(secondsToMs(2.5), 2500);
+  assert.equal(secondsToMs(0), 0);
+  fc.assert(fc.property(fc.double({ min: 1e-9, max: 2147483, noNaN: true }), (s) => secondsToMs(s) >= 1 && Math.abs(secondsToMs(s) - s * 1000) <= 1));
 });
