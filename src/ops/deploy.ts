@@ -211,10 +211,34 @@ function validate(source: string, root: string, options: DeployOptions, artifact
   }
   if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
   const scan = scanSourceOrExplain(sourceReal);
-  if (scan.entries.length <= 1) {
-    throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
+  // Directories alone are an empty site too (an archive of only directories is refused the same way).
+  if (scan.files + scan.symlinks === 0) {
+    throw new DeployError('INVALID_SOURCE', scan.entries.length <= 1 ? `${source} is empty` : `${source} holds no files, only empty directories`, { hint: 'build first: an empty release would take the site down' });
   }
+  refuseTooLongPaths(scan, layout, options.releaseId);
   return { layout, sourceReal, scan };
+}
+
+/** Linux PATH_MAX without its NUL: the longest path a system call takes. */
+const PATH_MAX = 4095;
+
+/**
+ * A build path that fits PATH_MAX in the build may not once under the release's stage
+ * (`<root>/.tmp/stage.<id>.<hex>/`, or `releases/.stage.<hex>/<id>/`): found here, before the lock,
+ * rather than as an I/O error after the copy. `rel.length * 3` bounds its bytes, so only paths
+ * near the limit are measured.
+ */
+function refuseTooLongPaths(scan: SourceScan, layout: Layout, releaseId: string | undefined): void {
+  const id = Buffer.byteLength(releaseId ?? 'YYYYMMDDHHMMSS-NNN');
+  const prefix = Math.max(Buffer.byteLength(path.resolve(layout.tmp)) + '/stage.'.length + id + 1 + 16, Buffer.byteLength(path.resolve(layout.releases)) + '/.stage.'.length + 16 + 1 + id) + 1;
+  for (const entry of scan.entries) {
+    if (prefix + entry.rel.length * 3 <= PATH_MAX) continue;
+    if (prefix + Buffer.byteLength(entry.rel) <= PATH_MAX) continue;
+    const shown = entry.rel.length > 80 ? `${entry.rel.slice(0, 40)}…${entry.rel.slice(-40)}` : entry.rel;
+    throw new DeployError('INVALID_SOURCE', `a path in the build is too long to deploy under ${layout.root}: ${JSON.stringify(shown)} (${Buffer.byteLength(entry.rel)} bytes; with the release's own path it passes PATH_MAX, 4096 bytes)`, {
+      hint: 'flatten the directory nesting of the build, or deploy to a root with a shorter path',
+    });
+  }
 }
 
 const SOURCE_READ_HINT = 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)';

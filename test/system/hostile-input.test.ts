@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 
 interface Json {
   error?: { code: string; message: string; hint?: string };
@@ -78,6 +79,34 @@ void test('a source holding a path longer than PATH_MAX is invalid input (exit 2
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /^error: .*PATH_MAX.*\nhint: /);
   assert.equal(fs.existsSync(root), false);
+});
+
+void test('a build path that fits PATH_MAX in the build but not under the release\'s stage is refused before the lock (exit 2, a short message); a build of only empty directories too', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-deep-'));
+  t.after(() => execFileSync('rm', ['-rf', dir]));
+  const src = source(dir);
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync', '--quiet'])).code, 0);
+  const deep = path.join(dir, 'deep');
+  fs.mkdirSync(deep);
+  // 16 directories of 250 bytes and a file: about 4,050 bytes under the build, more under the stage.
+  execFileSync(process.execPath, ['-e', `process.chdir(process.argv[1]); for (let i = 0; i < 16; i++) { require('fs').mkdirSync('${'y'.repeat(250)}'); process.chdir('${'y'.repeat(250)}'); } require('fs').mkdirSync('${'z'.repeat(30)}'); require('fs').writeFileSync('${'z'.repeat(30)}/f', 'z');`, deep]);
+  const before = treeSnapshot(root, { times: true });
+  const r = await runCli(['deploy', deep, root, '--no-fsync']);
+  assert.equal(r.code, 2, r.stderr);
+  const [error, hint, ...rest] = r.stderr.trimEnd().split('\n');
+  assert.match(error ?? '', /^error: a path in the build is too long to deploy under .*PATH_MAX/);
+  assert.ok((error ?? '').length < 400, `a ${String(error?.length)}-character line`);
+  assert.match(hint ?? '', /^hint: flatten the directory nesting of the build, or deploy to a root with a shorter path$/);
+  assert.deepEqual(rest, []);
+  assert.deepEqual(treeSnapshot(root, { times: true }), before);
+
+  const hollow = path.join(dir, 'hollow');
+  fs.mkdirSync(path.join(hollow, 'assets', 'css'), { recursive: true });
+  const empty = await runCli(['deploy', hollow, root, '--no-fsync']);
+  assert.equal(empty.code, 2, empty.stderr);
+  assert.match(empty.stderr, /^error: .*hollow holds no files, only empty directories\nhint: build first/);
+  assert.deepEqual(treeSnapshot(root, { times: true }), before);
 });
 
 void test('init --config c.json writes JSON that the next command reads', async (t) => {
