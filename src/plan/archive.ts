@@ -160,6 +160,19 @@ export class EntryChecker {
         }
       }
     }
+    // Not root, the release's files are the deploying user's, modes and all: a file it may not read,
+    // or a directory it may not list, could not be read back by verify or the next deploy (a
+    // directory build holding one is refused as unreadable the same way).
+    if (!this.limits.keepOwner && (kind === 'file' || kind === 'dir')) {
+      const need = kind === 'file' ? 0o400 : 0o500;
+      if ((header.mode & need) !== need) {
+        return {
+          action: 'refuse',
+          problem: `entry ${quoted} is a ${kind === 'file' ? 'file' : 'directory'} of mode ${(header.mode & 0o7777).toString(8).padStart(4, '0')}, which the user that deploys could not ${kind === 'file' ? 'read' : 'list'} back once it is theirs`,
+          hint: `rebuild the artifact with owner ${kind === 'file' ? 'read (chmod u+r)' : 'read and search (chmod u+rx)'}, or deploy as root, which keeps the archive's owners`,
+        };
+      }
+    }
     // Walk the parents: through a symlink is the classic escape, through a file is a conflict.
     const parents: string[] = [];
     const parts = rel.split('/');

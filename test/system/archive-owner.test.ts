@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { writeArchive, type Spec } from '../harness/archives.ts';
 import { tempDir } from '../harness/cli.ts';
-import { requireRoot, runWrapped } from '../harness/faults.ts';
+import { asUser, requireRoot, runWrapped } from '../harness/faults.ts';
 
 const FILES = 40;
 const specs = (extra: Spec[] = []): Spec[] => [
@@ -56,4 +56,29 @@ void test('as root under a setgid root, a file the archive gives to group 0 is c
     const st = fs.statSync(path.join(root, 'current', 'site', `f${i}.txt`));
     assert.deepEqual([st.uid, st.gid], [0, 0], `site/f${i}.txt`);
   }
+});
+
+void test('a file or directory the deploying user could not read back: refused for a user who is not root (exit 2, nothing changed), kept as it is by root, whose verify passes', async (t) => {
+  requireRoot();
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const shut = writeArchive('tar', path.join(dir, 'shut.tar'), [{ name: 'index.html', data: 'hi\n' }, { name: 'secret', data: 's\n', mode: 0o000 }]);
+  const closed = writeArchive('tar', path.join(dir, 'closed.tar'), [{ name: 'index.html', data: 'hi\n' }, { name: 'locked/', type: 'dir', mode: 0o000 }, { name: 'locked/f', data: 'f\n' }]);
+  const root = path.join(dir, 'user-root');
+  fs.mkdirSync(root);
+  fs.chownSync(root, 65534, 65534);
+  for (const file of [shut, closed]) {
+    fs.chmodSync(file, 0o644);
+    const r = await runWrapped(['deploy', file, root, '--no-fsync'], { prefix: asUser('nobody') });
+    // The old code deployed it (exit 0), and then `verify` as the same user exited 5: "unreadable".
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: .*(is a file of mode 0000, which the user that deploys could not read back|is a directory of mode 0000, which the user that deploys could not list back)/m);
+    assert.deepEqual(fs.readdirSync(root), [], 'the empty root stays empty');
+  }
+  const asRoot = path.join(dir, 'root-root');
+  const r = await runWrapped(['deploy', shut, asRoot, '--no-fsync', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fs.statSync(path.join(asRoot, 'current', 'secret')).mode & 0o7777, 0);
+  const v = await runWrapped(['verify', asRoot]);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
 });

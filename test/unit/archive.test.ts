@@ -129,7 +129,12 @@ void test('the hostile cases are refused with a reason', () => {
   refuse([f('pipe', { type: 'FIFO' })], /FIFO/);
   refuse([f('sock', { type: 'socket' })], /socket/);
   refuse([f('d/x'), f('d')], /would replace a directory/);
-  refuse([f('d', { type: 'dir' }), f('d', { type: 'symlink', linkname: '/' })], /would replace a directory/);
+  refuse([f('d', { type: 'dir', mode: 0o755 }), f('d', { type: 'symlink', linkname: '/' })], /would replace a directory/);
+  // Not root (keepOwner false): what the deploying user could not read or list back once it is theirs.
+  refuse([f('s', { mode: 0o000 })], /"s" is a file of mode 0000, which the user that deploys could not read back/);
+  refuse([f('w', { mode: 0o244 })], /"w" is a file of mode 0244/);
+  refuse([f('d', { type: 'dir', mode: 0o000 })], /"d" is a directory of mode 0000, which the user that deploys could not list back/);
+  refuse([f('d', { type: 'dir', mode: 0o644 })], /"d" is a directory of mode 0644/);
   refuse([f('a'), f('a')], /appears twice/);
   refuse([f('a'), f('a/b')], /needs "a" to be a directory/);
   refuse([f('a'), f('b'), f('c')], /--max-files/, { maxFiles: 2 });
@@ -143,6 +148,8 @@ void test('the hostile cases are refused with a reason', () => {
   refuse([f('o', { uid: 0, gid: 4294967295 })], /has gid 4294967295/, { keepOwner: true });
   assert.equal(new EntryChecker(LIMITS).decide(f('o', { uid: 2 ** 40, gid: 2 ** 40 })).action, 'write');
   assert.equal(new EntryChecker({ ...LIMITS, keepOwner: true }).decide(f('o', { uid: 4294967294, gid: 0 })).action, 'write');
+  // Root keeps the archive's owners, and reads whatever the mode: a 0000 file is the archive's business.
+  assert.equal(new EntryChecker({ ...LIMITS, keepOwner: true }).decide(f('s', { mode: 0o000, uid: 33, gid: 33 })).action, 'write');
 });
 
 void test('setuid/setgid survive only with keepSetid; owners only with keepOwner; strip applies to hard-link targets', () => {
