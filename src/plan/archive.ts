@@ -90,6 +90,8 @@ export function quote(name: string): string {
   return q.length <= 160 ? q : `${q.slice(0, 100)}…(${Buffer.byteLength(name)} bytes)…${q.slice(-40)}`;
 }
 
+const ROOT_SKIP = 'is the archive root';
+
 export function archivePath(name: string, strip: number): { path: string } | { skip: string } | { problem: string } {
   if (name.includes('\0')) return { problem: 'contains a NUL byte' };
   // What a decoder makes of bytes that are not UTF-8: the name on disk would not be the archive's.
@@ -105,7 +107,7 @@ export function archivePath(name: string, strip: number): { path: string } | { s
     if (problem) return { problem };
   }
   const kept = raw.slice(strip).filter((p) => p !== '.');
-  if (kept.length === 0) return { skip: raw.every((p) => p === '.') && strip === 0 ? 'is the archive root' : 'is removed by --strip-components' };
+  if (kept.length === 0) return { skip: raw.every((p) => p === '.') && strip === 0 ? ROOT_SKIP : 'is removed by --strip-components' };
   return { path: kept.join('/') };
 }
 
@@ -142,7 +144,14 @@ export class EntryChecker {
     const at = archivePath(header.name, this.limits.stripComponents);
     const quoted = quote(header.name);
     if ('problem' in at) return { action: 'refuse', problem: `entry ${quoted} ${at.problem}` };
-    if ('skip' in at) return { action: 'skip', reason: at.skip };
+    if ('skip' in at) {
+      // The archive's root is the release directory: a `.` that is a file or a link (`. -> /etc`)
+      // would replace it, and skipping it quietly would deploy something other than the archive.
+      if (at.skip === ROOT_SKIP && header.type !== 'dir') {
+        return { action: 'refuse', problem: `entry ${quoted} is the archive's root, but a ${header.type === 'hardlink' ? 'hard link' : header.type}, not a directory` };
+      }
+      return { action: 'skip', reason: at.skip };
+    }
     const rel = at.path;
     const kind = header.type;
     if (kind !== 'file' && kind !== 'dir' && kind !== 'symlink' && kind !== 'hardlink') {

@@ -130,6 +130,10 @@ void test('the hostile cases are refused with a reason', () => {
   refuse([f('sock', { type: 'socket' })], /socket/);
   refuse([f('d/x'), f('d')], /would replace a directory/);
   refuse([f('d', { type: 'dir', mode: 0o755 }), f('d', { type: 'symlink', linkname: '/' })], /would replace a directory/);
+  refuse([f('.', { type: 'symlink', linkname: '/etc' })], /"\." is the archive's root, but a symlink, not a directory/);
+  refuse([f('./', { type: 'file' })], /"\.\/" is the archive's root, but a file/);
+  refuse([f('a'), f('.', { type: 'hardlink', linkname: 'a' })], /is the archive's root, but a hard link/);
+  assert.equal(new EntryChecker(LIMITS).decide(f('./', { type: 'dir', mode: 0o755 })).action, 'skip');
   // Not root (keepOwner false): what the deploying user could not read or list back once it is theirs.
   refuse([f('s', { mode: 0o000 })], /"s" is a file of mode 0000, which the user that deploys could not read back/);
   refuse([f('w', { mode: 0o244 })], /"w" is a file of mode 0244/);
