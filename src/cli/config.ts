@@ -27,6 +27,7 @@ function invalid(message: string, file: string, cause?: unknown): DeployError {
 
 interface Parsers {
   parseDocument: typeof import('yaml').parseDocument;
+  visit: typeof import('yaml').visit;
   parseConfig: typeof import('../plan/config.ts').parseConfig;
 }
 let parsers: Parsers | undefined;
@@ -55,7 +56,7 @@ export function configFileMayExist(explicit: string | undefined, cwd: string): b
 export async function loadConfigParsers(): Promise<void> {
   if (parsers) return;
   const [yaml, schema] = await Promise.all([import('yaml'), import('../plan/config.ts')]);
-  parsers = { parseDocument: yaml.parseDocument, parseConfig: schema.parseConfig };
+  parsers = { parseDocument: yaml.parseDocument, visit: yaml.visit, parseConfig: schema.parseConfig };
 }
 
 /**
@@ -73,7 +74,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     file = found[0] as string;
   }
   if (!parsers) throw new Error('loadConfig: call loadConfigParsers() before reading a config file');
-  const { parseDocument, parseConfig } = parsers;
+  const { parseDocument, visit, parseConfig } = parsers;
   let text: string;
   try {
     text = readRegularFileSync(file);
@@ -96,6 +97,14 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       const at = problem.linePos?.[0];
       throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${(problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`, file, problem);
     }
+    // Numbers as the flags and variables take them: YAML also reads 0x10, 0o7, 1e3 and .inf as numbers.
+    let notation: string | undefined;
+    visit(doc, {
+      Scalar(_key, node) {
+        if (typeof node.value === 'number' && node.source !== undefined && !/^-?\d+(\.\d+)?$/.test(node.source)) notation ??= node.source;
+      },
+    });
+    if (notation !== undefined) throw invalid(`${file}: ${JSON.stringify(notation)} is not a number in decimal digits (write 16 for 0x10, 1000 for 1e3), as on the command line`, file);
     try {
       data = doc.toJS() as unknown;
     } catch (error) {
