@@ -10,7 +10,8 @@ import type { Layout } from './layout.ts';
 export type CurrentState =
   | { kind: 'missing' }
   | { kind: 'release'; id: string; target: string }
-  | { kind: 'dangling'; id: string; target: string }
+  /** `notDir`: `releases/<id>` exists but is no directory (a file where a release belongs). */
+  | { kind: 'dangling'; id: string; target: string; notDir?: true }
   | { kind: 'outside'; target: string }
   | { kind: 'directory' }
   | { kind: 'file' };
@@ -56,7 +57,7 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
     const link = await fs.promises.lstat(path.join(layout.releases, id));
     if (link.isSymbolicLink() && aliasOfAnotherRelease(layout, id)) return { kind: 'outside', target };
     const st = await fs.promises.stat(path.join(layout.releases, id));
-    if (!st.isDirectory()) return { kind: 'dangling', id, target };
+    if (!st.isDirectory()) return { kind: 'dangling', id, target, notDir: true };
   } catch (error) {
     if (errnoOf(error) === 'ENOENT' || errnoOf(error) === 'ENOTDIR') return { kind: 'dangling', id, target };
     throw error;
@@ -83,7 +84,7 @@ export function currentIdOrThrow(state: CurrentState, layout: Layout, options: {
       return state.id;
     case 'dangling':
       if (options.allowDangling) return null;
-      throw new DeployError('CURRENT_DANGLING', `${layout.current} points to ${state.target}, which does not exist`, {
+      throw new DeployError('CURRENT_DANGLING', `${layout.current} points to ${state.target}, which ${state.notDir ? 'is not a directory' : 'does not exist'}`, {
         hint: `repair it with: atomic-deploy rollback ${shellWord(layout.root)} --to <id> (see: atomic-deploy releases ${shellWord(layout.root)})`,
       });
     case 'outside':

@@ -28,6 +28,8 @@ function invalid(message: string, file: string, cause?: unknown): DeployError {
 interface Parsers {
   parseDocument: typeof import('yaml').parseDocument;
   visit: typeof import('yaml').visit;
+  isPair: typeof import('yaml').isPair;
+  isScalar: typeof import('yaml').isScalar;
   parseConfig: typeof import('../plan/config.ts').parseConfig;
 }
 let parsers: Parsers | undefined;
@@ -56,7 +58,7 @@ export function configFileMayExist(explicit: string | undefined, cwd: string): b
 export async function loadConfigParsers(): Promise<void> {
   if (parsers) return;
   const [yaml, schema] = await Promise.all([import('yaml'), import('../plan/config.ts')]);
-  parsers = { parseDocument: yaml.parseDocument, visit: yaml.visit, parseConfig: schema.parseConfig };
+  parsers = { parseDocument: yaml.parseDocument, visit: yaml.visit, isPair: yaml.isPair, isScalar: yaml.isScalar, parseConfig: schema.parseConfig };
 }
 
 /**
@@ -74,7 +76,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     file = found[0] as string;
   }
   if (!parsers) throw new Error('loadConfig: call loadConfigParsers() before reading a config file');
-  const { parseDocument, visit, parseConfig } = parsers;
+  const { parseDocument, visit, isPair, isScalar, parseConfig } = parsers;
+  let notation: string | undefined;
   let text: string;
   try {
     text = readRegularFileSync(file);
@@ -97,14 +100,15 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       const at = problem.linePos?.[0];
       throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${(problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`, file, problem);
     }
-    // Numbers as the flags and variables take them: YAML also reads 0x10, 0o7, 1e3 and .inf as numbers.
-    let notation: string | undefined;
+    // Numbers as the flags and variables take them: YAML also reads 0x10, 0o7 and 1e3 as numbers.
+    // Checked once the schema has passed, so a value out of range keeps the schema's message.
     visit(doc, {
-      Scalar(_key, node) {
-        if (typeof node.value === 'number' && node.source !== undefined && !/^-?\d+(\.\d+)?$/.test(node.source)) notation ??= node.source;
+      Scalar(_key, node, at) {
+        if (typeof node.value !== 'number' || node.source === undefined || /^-?\d+(\.\d+)?$/.test(node.source)) return;
+        const key = at.flatMap((n) => (isPair(n) ? [String(isScalar(n.key) ? n.key.value : n.key)] : [])).join('.');
+        notation ??= `${key === '' ? '' : `${key}: `}got ${JSON.stringify(node.source)}, expected a number in decimal digits (write 16, not 0x10; 1000, not 1e3), as on the command line`;
       },
     });
-    if (notation !== undefined) throw invalid(`${file}: ${JSON.stringify(notation)} is not a number in decimal digits (write 16 for 0x10, 1000 for 1e3), as on the command line`, file);
     try {
       data = doc.toJS() as unknown;
     } catch (error) {
@@ -112,7 +116,9 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       throw invalid(`${file}: not usable YAML: ${error instanceof Error ? error.message : String(error)}`, file, error);
     }
   }
-  return { config: parseConfig(data, file), file, dir: path.dirname(file) };
+  const config = parseConfig(data, file);
+  if (notation !== undefined) throw invalid(`${file}: ${notation}`, file);
+  return { config, file, dir: path.dirname(file) };
 }
 
 /** The deploy flags the CLI knows; each one given on the command line overrides the config. */

@@ -172,6 +172,12 @@ const CASES: Case[] = [
   },
   { name: 'current is a regular file', setup: (c) => (fs.rmSync(path.join(c.root, 'current')), fs.writeFileSync(path.join(c.root, 'current'), 'x'), deployTo(c)), code: 2, message: /regular file/ },
   { name: 'current is dangling', setup: (c) => (relink(c, 'releases/gone'), deployTo(c)), code: 2, message: /points to releases\/gone, which does not exist/ },
+  {
+    name: 'current points to a file in releases/',
+    setup: (c) => (fs.writeFileSync(path.join(c.root, 'releases', 'f'), 'x'), relink(c, 'releases/f'), deployTo(c)),
+    code: 2,
+    message: /points to releases\/f, which is not a directory/,
+  },
   // The link's text names no release the kernel reaches by it alone: taken for `stable` or for
   // `previous`, the release that serves would go unguarded (prune deleted it).
   ...(['prune', 'deploy'] as const).flatMap((cmd): Case[] => [

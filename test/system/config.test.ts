@@ -100,9 +100,9 @@ void test('an invalid config stops with exit 2, one line naming key, value and e
     ['atomic-deploy.config.yaml', 'root: ./root\n  source: build\n', /atomic-deploy\.config\.yaml:\d+:\d+: not valid YAML/],
     ['atomic-deploy.config.json', '{"root": "./root", "hosts": [{"host": "a b"}]}', /hosts\[0\]\.host: got "a b", expected \[user@\]host\[:port\]/],
     // As the flags and the environment refuse them (README: numbers are written in decimal digits); YAML read them as 16, 1000, 7.
-    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: 0x10\n', /atomic-deploy\.config\.yaml: "0x10" is not a number in decimal digits/],
-    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nwait: 1e3\n', /"1e3" is not a number in decimal digits/],
-    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nhooks:\n  timeout: 0o7\n', /"0o7" is not a number in decimal digits/],
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: 0x10\n', /atomic-deploy\.config\.yaml: keep: got "0x10", expected a number in decimal digits/],
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nwait: 1e3\n', /wait: got "1e3", expected a number in decimal digits/],
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nreload:\n  timeout: 0o7\n', /reload\.timeout: got "0o7", expected a number in decimal digits/],
   ];
   for (const [name, text, pattern] of cases) {
     for (const n of ['atomic-deploy.config.yaml', 'atomic-deploy.config.json']) fs.rmSync(path.join(dir, n), { force: true });
