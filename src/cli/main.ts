@@ -479,4 +479,3 @@ function isEnvironmentError(error: unknown): boolean {
   const code = errnoOf(error);
   return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT';
 }
-
