@@ -594,14 +594,20 @@ void test('hostile but valid: quotes, $(), newlines, a leading -, non-ASCII in b
   t.diagnostic(`10,000 files deployed in ${Math.round(performance.now() - t0)} ms`);
 });
 
-void test('a user who may not read releases/ or the state directory: every command says permission denied with a hint, exit 1, no stack trace, nothing changed', async (t) => {
+/** A root owned by root, readable by others, holding a release of each id, in a temp dir others may enter. */
+async function rootOwnedRoot(t: { after(fn: () => void): void }, ids: string[]): Promise<{ dir: string; root: string }> {
   const dir = tempDir(t);
   fs.chmodSync(dir, 0o755);
   const src = path.join(dir, 'src');
   fs.mkdirSync(src);
   fs.writeFileSync(path.join(src, 'index.html'), 'hi\n');
   const root = path.join(dir, 'root');
-  for (const id of ['r1', 'r2']) assert.equal((await runWrapped(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);
+  for (const id of ids) assert.equal((await runWrapped(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);
+  return { dir, root };
+}
+
+void test('a user who may not read releases/ or the state directory: every command says permission denied with a hint, exit 1, no stack trace, nothing changed', async (t) => {
+  const { dir, root } = await rootOwnedRoot(t, ['r1', 'r2']);
   for (const shut of ['releases', '.atomic-deploy']) {
     fs.chmodSync(path.join(root, shut), 0o700);
     const before = treeSnapshot(dir, { times: true });
@@ -622,13 +628,7 @@ void test('a user who may not read releases/ or the state directory: every comma
 });
 
 void test('a user who may not write the root: status reports what a crash left (as --read-only does) and unlock --force says permission denied, exit 1, no stack trace', async (t) => {
-  const dir = tempDir(t);
-  fs.chmodSync(dir, 0o755);
-  const src = path.join(dir, 'src');
-  fs.mkdirSync(src);
-  fs.writeFileSync(path.join(src, 'index.html'), 'hi\n');
-  const root = path.join(dir, 'root');
-  assert.equal((await runWrapped(['deploy', src, root, '--release-id', 'b1', '--no-fsync', '--quiet'])).code, 0);
+  const { dir, root } = await rootOwnedRoot(t, ['b1']);
   // What a deploy killed with -9 leaves: its lock (a dead owner) and its journal.
   writeOwnerLock(root, { pid: await deadPid() });
   fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), JSON.stringify({ v: 1, op: 'deploy', token: 't', pid: 1, startedAt: new Date().toISOString(), release: 'b2', previous: 'b1', phase: 'copying' }));
