@@ -17,7 +17,7 @@ import { DeployError, ioError } from '../errors.ts';
 import { plural } from '../plan/units.ts';
 import { planShared, sharedSpecs, sharedTargetAction, withoutPaths, type SharedLink, type SharedType } from '../plan/shared.ts';
 import type { EventSink } from './events.ts';
-import { filesToHash, isStrategy, planLinks, STRATEGIES, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
+import { filesToHash, isStrategy, planLinks, STRATEGIES, type CopyOwner, type LinkPlan, type PreviousFile, type Strategy } from '../plan/strategy.ts';
 
 export interface ContentsOptions {
   /** Shared paths whose type (file or directory) is inferred from what exists. */
@@ -242,7 +242,8 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   try {
     const state = previousState(layout, previous, previousRecord);
     before = previousFacts(prevDir, state, files);
-    const candidates = filesToHash(files, before);
+    const owner = copyOwner(area.dir);
+    const candidates = filesToHash(files, before, owner);
     const prev = await previousHashes(layout, previous, state, before, candidates, signal);
     result.previousContents = prev.contents;
     if (prev.problem !== undefined) {
@@ -259,7 +260,7 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
     // A linkable file passed the size test, so its previous file's size is the build's.
     sourceHashes = cached;
     for (const [rel, sha] of await hashAll(plan.scan.dir, unread, before, signal)) sourceHashes.set(rel, sha);
-    links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes });
+    links = planLinks(files, before, { sourceHashes, previousHashes: prev.hashes, ...(owner ? { owner } : {}) });
   } catch (error) {
     throw ioError(`comparing the source with release ${previous}`, error);
   }
@@ -267,6 +268,17 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   const realDir = fs.realpathSync(prevDir);
   result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile, dev, realDir }]));
   return result;
+}
+
+/**
+ * Not root, every file the deploy writes is the deploying user's, with its group, or the group of
+ * a setgid staging area (a group-shared root): the owner a copy gets, whatever the build's. Root
+ * gives copies the build's owners, so there the build's are compared (undefined).
+ */
+function copyOwner(stagingArea: string): CopyOwner | undefined {
+  if (process.getuid === undefined || process.getuid() === 0) return undefined;
+  const st = fs.statSync(stagingArea);
+  return { uid: process.geteuid?.() ?? process.getuid(), gid: st.mode & 0o2000 ? st.gid : (process.getegid?.() ?? st.gid) };
 }
 
 /** The shared targets to create empty; throws when one is missing (without `create`), mistyped, or its type is a guess. */

@@ -358,7 +358,10 @@ export async function deploy(source: string, root: string, options: DeployOption
     // What makes the files, as the record and the result say: `auto` resolves to reflink (copies
     // are clones) or copy; a hardlink deploy with before-switch hooks copies; an archive is extracted.
     const strategyUsed: Strategy = opened ? 'copy' : contents.strategy === 'auto' || files.copiedForHooks === true ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy;
-    if (files.links) emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied` });
+    if (files.links) {
+      const copied = Object.entries(files.links.copy).map(([reason, n]) => `${n} ${reason}`);
+      emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied${copied.length > 0 ? ` (copied, by reason: ${copied.join(', ')})` : ''}` });
+    }
 
     try {
       await recordJournal(layout, journal, durable);

@@ -45,8 +45,18 @@ export function linkGuard(mode: number): string | undefined {
 
 export type CopyReason = 'new' | 'not a regular file before' | 'size' | 'content' | 'mode' | 'owner' | 'writable by group or others' | 'setuid or setgid';
 
-/** The metadata test a file must pass before its content is compared. Never mtime: builds fix it. */
-function metadataVerdict(file: FileFacts, before: PreviousFile | undefined): CopyReason | undefined {
+/** Who owns a file the deploy copies when that is not the build's owner (a deploy not run as root). */
+export interface CopyOwner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The metadata test a file must pass before its content is compared. Never mtime: builds fix it.
+ * `owner`: not root, a copy belongs to the deploying user whatever the build's owner, so a linked
+ * file must have the owner a copy would get (comparing the build's would link nothing).
+ */
+function metadataVerdict(file: FileFacts, before: PreviousFile | undefined, owner?: CopyOwner): CopyReason | undefined {
   const guard = linkGuard(file.mode);
   if (guard) return guard as CopyReason;
   if (!before) return 'new';
@@ -54,13 +64,14 @@ function metadataVerdict(file: FileFacts, before: PreviousFile | undefined): Cop
   if (before.size !== file.size) return 'size';
   // Linking shares one inode: its mode and owner are the previous release's, so they must agree.
   if (before.mode !== file.mode) return 'mode';
-  if (before.uid !== file.uid || before.gid !== file.gid) return 'owner';
+  const want = owner ?? file;
+  if (before.uid !== want.uid || before.gid !== want.gid) return 'owner';
   return undefined;
 }
 
 /** The files whose contents must be known (both sides) before deciding: the rest are copied anyway. */
-export function filesToHash(files: readonly FileFacts[], previous: ReadonlyMap<string, PreviousFile>): string[] {
-  return files.filter((f) => metadataVerdict(f, previous.get(f.rel)) === undefined).map((f) => f.rel);
+export function filesToHash(files: readonly FileFacts[], previous: ReadonlyMap<string, PreviousFile>, owner?: CopyOwner): string[] {
+  return files.filter((f) => metadataVerdict(f, previous.get(f.rel), owner) === undefined).map((f) => f.rel);
 }
 
 export interface LinkPlan {
@@ -74,6 +85,8 @@ export interface LinkInput {
   /** SHA-256 of the build's files and of the previous release's files (as they are now). */
   sourceHashes: ReadonlyMap<string, string>;
   previousHashes: ReadonlyMap<string, string>;
+  /** The owner copies get when it is not the build's (see metadataVerdict). */
+  owner?: CopyOwner;
 }
 
 /**
@@ -84,7 +97,7 @@ export interface LinkInput {
 export function planLinks(files: readonly FileFacts[], previous: ReadonlyMap<string, PreviousFile>, input: LinkInput): LinkPlan {
   const plan: LinkPlan = { link: [], copy: {} };
   for (const file of files) {
-    let reason = metadataVerdict(file, previous.get(file.rel));
+    let reason = metadataVerdict(file, previous.get(file.rel), input.owner);
     if (reason === undefined) {
       const a = input.sourceHashes.get(file.rel);
       const b = input.previousHashes.get(file.rel);

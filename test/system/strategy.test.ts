@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
-import { mountFs } from '../harness/faults.ts';
+import { currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { asUser, mountFs, runWrapped } from '../harness/faults.ts';
 import { requireTool } from '../harness/swappers.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 
@@ -235,4 +235,27 @@ void test('hardlink refuses a previous release on another filesystem', async (t)
   assert.deepEqual(snapshot(root).filter((l) => !l.startsWith('.tmp')), before.filter((l) => !l.startsWith('.tmp')));
   assert.equal(currentId(root), 'one');
   assert.deepEqual(releaseIds(root), ['one']);
+});
+
+void test('not root: a build whose group is not the deploying user\'s still links its unchanged files (a copy is the user\'s anyway); the step line says why the others were copied', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'app.js': 'x'.repeat(100), 'style.css': 'y'.repeat(50) });
+  // The build belongs to nobody, with root's group (a CI checkout by another account, say).
+  execFileSync('chown', ['-R', 'nobody:root', src]);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  fs.chownSync(root, 65534, 65534);
+  const asNobody = (args: string[]): Promise<CliResult> => runWrapped(args, { prefix: asUser('nobody') });
+  const first = await asNobody(['deploy', src, root, '--strategy', 'hardlink', '--no-fsync', '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  execFileSync('sh', ['-c', 'printf "v2\\n" > "$1/index.html"', 'sh', src]);
+  const second = await asNobody(['deploy', src, root, '--strategy', 'hardlink', '--no-fsync']);
+  assert.equal(second.code, 0, second.stderr);
+  // The old rule compared the build's group (root) with the release's (the deploying user's): 0 linked, ever.
+  assert.match(second.stdout, /hardlink: 2 of 3 files are unchanged since release \S+ and are linked, not copied \(copied, by reason: 1 content\)/);
+  const third = await asNobody(['deploy', src, root, '--strategy', 'hardlink', '--no-fsync', '--json']);
+  assert.deepEqual([jsonOf<Json>(third).linked, jsonOf<Json>(third).copied], [3, 0]);
+  const verify = await asNobody(['verify', root]);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
 });

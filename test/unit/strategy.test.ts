@@ -83,6 +83,21 @@ void test('planLinks links byte-identical files and says why each other file is 
   });
 });
 
+void test('not root: a linked file must have the owner a copy gets (the deploying user), whatever the build\'s owner', () => {
+  // The build is nobody:root; the deploy runs as 65534:65534, so its copies (and the previous release) are 65534:65534.
+  const build = file('index.html', { uid: 65534, gid: 0 });
+  const copyOwner = { uid: 65534, gid: 65534 };
+  const previous = new Map([['index.html', before(file('index.html', { uid: 65534, gid: 65534 }))]]);
+  const hashes = { sourceHashes: new Map([['index.html', 'aa']]), previousHashes: new Map([['index.html', 'aa']]) };
+  // Compared with the build's owner (as root does), nothing would ever link.
+  assert.deepEqual(planLinks([build], previous, hashes).copy, { owner: 1 });
+  assert.deepEqual(filesToHash([build], previous, copyOwner), ['index.html']);
+  assert.deepEqual(planLinks([build], previous, { ...hashes, owner: copyOwner }).link, ['index.html']);
+  // A previous file chown-ed to someone else (another user's, or the web server's) is still never shared.
+  const chowned = new Map([['index.html', before(file('index.html', { uid: 33, gid: 33 }))]]);
+  assert.deepEqual(planLinks([build], chowned, { ...hashes, owner: copyOwner }).copy, { owner: 1 });
+});
+
 void test('modification times play no part: the same bytes with any mtime link, other bytes never do', () => {
   // FileFacts carries no mtime at all: the only way to "agree" is the hash.
   const f = file('version');
