@@ -77,7 +77,8 @@ export async function decidePrune(
   const journal = fs.existsSync(layout.root) ? await readJournal(layout) : { kind: 'none' as const };
   const writing = new Set(journal.kind === 'ok' ? [journal.journal.release] : []);
   let inUse = new Map<string, string>();
-  let inUseCheck: PruneResult['inUseCheck'] = 'forced';
+  // No release to look for: nothing to scan, but the check would have run where /proc is.
+  let inUseCheck: PruneResult['inUseCheck'] = input.force ? 'forced' : fs.existsSync('/proc/self/stat') ? 'proc' : 'unavailable';
   if (!input.force && views.length > 0) {
     const releasesReal = realpathLoose(layout.releases);
     const scan = input.scan ?? scanProcessUses(releasesReal);

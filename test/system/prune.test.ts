@@ -348,3 +348,14 @@ void test('deploy keeps 5 good releases by default; --keep 0 keeps them all', as
   assert.deepEqual(jsonOf<PruneJson>(zero).removed, []);
   assert.equal(releaseIds(root).length, 7);
 });
+
+void test('prune of a root with no release yet says the in-use check stood ready (proc), not that --force skipped it', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(path.join(root, 'releases'), { recursive: true });
+  const plain = await runCli(['prune', root, '--json']);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(jsonOf<PruneJson>(plain).inUseCheck, 'proc');
+  const forced = await runCli(['prune', root, '--force', '--json']);
+  assert.equal(jsonOf<PruneJson>(forced).inUseCheck, 'forced');
+});
