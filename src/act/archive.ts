@@ -523,14 +523,13 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
           // on the root's filesystem: bounded by --max-bytes, or an endless answer fills the disk the live site uses.
           file = options.spool;
           spooled = true;
+          // (A Content-Length beyond the limit was refused before the lock: ops/artifact.ts.)
           const limit = zipSpoolLimit(options.limits.maxBytes);
-          const tooLarge = (): DeployError => zipTooLarge(artifact.source, options.limits.maxBytes);
-          if (artifact.totalBytes !== undefined && artifact.totalBytes > limit) throw tooLarge();
           await pipeline(
             Readable.from(raw),
             async function* (chunks: AsyncIterable<Buffer>) {
               for await (const chunk of chunks) {
-                if (counter.raw > limit) throw tooLarge();
+                if (counter.raw > limit) throw zipTooLarge(artifact.source, options.limits.maxBytes);
                 yield chunk;
               }
             },

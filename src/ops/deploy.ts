@@ -16,7 +16,7 @@ import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecor
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { isUrlSource, redactUrl } from '../plan/archive.ts';
+import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
@@ -218,9 +218,6 @@ function validate(source: string, root: string, options: DeployOptions, artifact
   refuseTooLongPaths(scan, layout, options.releaseId);
   return { layout, sourceReal, scan };
 }
-
-/** Linux PATH_MAX without its NUL: the longest path a system call takes. */
-const PATH_MAX = 4095;
 
 /**
  * A build path that fits PATH_MAX in the build may not once under the release's stage

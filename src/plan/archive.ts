@@ -52,7 +52,7 @@ export const DEFAULT_MAX_BYTES = 16 * 1024 ** 3;
 
 /** Linux NAME_MAX and PATH_MAX (bytes, PATH_MAX counting its NUL). */
 const NAME_MAX = 255;
-const PATH_MAX = 4095;
+export const PATH_MAX = 4095;
 
 export type EntryDecision =
   | { action: 'skip'; reason: string }
