@@ -12,8 +12,9 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   process.stdout.write(`${VERSION}\n`);
 } else {
   const controller = new AbortController();
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   // Handlers stay installed for the whole run, so a second signal cannot kill a clean-up midway.
-  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  for (const name of signals) {
     process.on(name, () => {
       if (!controller.signal.aborted) controller.abort(name);
     });
@@ -23,5 +24,10 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   const code = await runCli(argv, { stdout: dropFailedWrites(process.stdout), stderr: dropFailedWrites(process.stderr), signal: controller.signal });
   // Asked now, not at start: the terminal may have hung up before this process could look.
   closeTerminals(terminalDescriptors());
+  // The work is done: a signal from here on takes its default action again. The exit itself can
+  // stall where no timer reaches (libuv wakes each pool thread to join it, the main thread blocked
+  // in the join; a wakeup lost there keeps the process, act/thread-pool.ts), and a handler, whose
+  // callback would need the event loop, would leave SIGTERM and Ctrl-C unable to end it.
+  for (const name of signals) process.removeAllListeners(name);
   process.exit(code);
 }

@@ -5,7 +5,9 @@
  *
  * The pool's condition variable is the one on which UV_THREADPOOL_SIZE distinct threads have
  * waited (set it above V8's platform pool of 4 threads, so no other one qualifies). From then on
- * signals on it are counted, and the LOSE_WAKEUP_AT-th one is dropped (1 = the first).
+ * signals on it are counted, and the LOSE_WAKEUP_AT-th one is dropped (1 = the first). With
+ * LOSE_WAKEUP_VERBOSE set, the count is printed when the process exits (after libuv has joined its
+ * pool threads), so a test can aim at the last signals of a run.
  * Build: gcc -shared -fPIC -O2 -o lose-wakeup.so lose-wakeup.c -ldl -lpthread
  */
 #define _GNU_SOURCE
@@ -76,4 +78,8 @@ int pthread_cond_signal(pthread_cond_t *cond) {
     }
   }
   return real_signal(cond);
+}
+
+__attribute__((destructor)) static void report(void) {
+  if (getenv("LOSE_WAKEUP_VERBOSE")) fprintf(stderr, "lose-wakeup: %ld signals\n", __atomic_load_n(&signals, __ATOMIC_SEQ_CST));
 }

@@ -42,35 +42,68 @@ function cpuTicks(pid: number): number | undefined {
   }
 }
 
+/** Where the process's main thread sleeps (its kernel wait channel), or undefined once it is gone. */
+function mainThreadWait(pid: number): string | undefined {
+  try {
+    return fs.readFileSync(`/proc/${pid}/wchan`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+interface NodeRun {
+  /** 'hung': still running after `ms` and then using no CPU for a whole second. */
+  outcome: 'exited' | 'hung';
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** For a hung run: the main thread's wait channel when it was found hung. */
+  wait?: string;
+  /** For a hung run: whether SIGTERM (what a job runner sends on timeout) ended it. */
+  endedByTerm?: boolean;
+}
+
 /**
- * Runs `node args` with the shim. 'hung': still running after `ms` and then using no CPU for a
- * whole second (asleep for good, not slow on a busy machine); a process still busy is waited for
- * up to 60 s more.
+ * Runs `node args` with the shim. A run still going after `ms` that then uses no CPU for a whole
+ * second is asleep for good, not slow on a busy machine (a busy one is waited for up to 60 s more):
+ * it is sent SIGTERM, then SIGKILL 3 s later if still there.
  */
-function runNode(args: string[], env: NodeJS.ProcessEnv, ms: number): Promise<{ outcome: 'exited' | 'hung'; code: number | null; stderr: string }> {
+function runNode(args: string[], env: NodeJS.ProcessEnv, ms: number): Promise<NodeRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
     let stderr = '';
+    let wait: string | undefined;
     let hung = false;
     let timer: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const deadline = Date.now() + ms + 60_000;
     const check = (before: number | undefined): void => {
       const now = child.pid === undefined ? undefined : cpuTicks(child.pid);
       if (now !== undefined && ((before !== undefined && now === before) || Date.now() > deadline)) {
         hung = true;
-        child.kill('SIGKILL');
+        wait = child.pid === undefined ? undefined : mainThreadWait(child.pid);
+        child.kill('SIGTERM');
+        timer = setTimeout(() => child.kill('SIGKILL'), 3000);
         return;
       }
       timer = setTimeout(() => check(now), 1000);
     };
     timer = setTimeout(() => check(undefined), ms);
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ outcome: hung ? 'hung' : 'exited', code, stderr });
+      const base = { code, signal, stdout, stderr };
+      resolve(hung ? { ...base, outcome: 'hung', wait, endedByTerm: signal === 'SIGTERM' } : { ...base, outcome: 'exited' });
     });
   });
+}
+
+/** A main thread asleep in its event loop: what a lost wakeup of work leaves (a request never answered). */
+function inEventLoop(run: NodeRun): boolean {
+  return run.wait !== undefined && /epoll/.test(run.wait);
 }
 
 void test('control: with one pool wakeup lost, sequential fs calls in plain Node never finish', async (t) => {
@@ -86,7 +119,7 @@ void test('control: with one pool wakeup lost, sequential fs calls in plain Node
   assert.deepEqual([kept.outcome, kept.code], ['exited', 0]);
 });
 
-void test('every deploy of a sweep finishes although one pool wakeup is lost in each; without the timer one hangs', async (t) => {
+void test('every deploy of a sweep does its work although one pool wakeup is lost in each; without the timer one hangs', async (t) => {
   const dir = tempDir(t);
   const shim = buildShim(dir);
   const source = path.join(dir, 'build');
@@ -101,7 +134,7 @@ void test('every deploy of a sweep finishes although one pool wakeup is lost in 
       'process.exit(await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: new AbortController().signal }));\n',
   );
   // Past start-up (the entry module's own loading, before any of our code runs, is not covered),
-  // through copy, hashing, manifest, switch, log and the deletion of the pruned release.
+  // through copy, hashing, manifest, switch, log, the deletion of the pruned release and the exit.
   const sweep: number[] = [];
   for (let at = 20; at <= 800; at += 20) sweep.push(at);
 
@@ -111,7 +144,8 @@ void test('every deploy of a sweep finishes although one pool wakeup is lost in 
     fs.rmSync(controlRoot, { recursive: true, force: true });
     fs.mkdirSync(controlRoot);
     const run = await runNode([untimed, 'deploy', source, controlRoot, '--no-fsync', '--keep', '1'], shimEnv(shim, at), 4000);
-    if (run.outcome === 'hung') {
+    // Only a hang in the middle of the work counts: the event loop waiting for a request the pool never runs.
+    if (run.outcome === 'hung' && inEventLoop(run)) {
       controlHangs.push(at);
       if (controlHangs.length >= 2) break;
     }
@@ -121,13 +155,24 @@ void test('every deploy of a sweep finishes although one pool wakeup is lost in 
   const root = path.join(dir, 'root');
   fs.mkdirSync(root);
   let dropped = 0;
+  const teardown: number[] = [];
   for (const at of sweep) {
     fs.writeFileSync(path.join(source, 'version'), `v${at}\n`);
-    const result = await runCli(['deploy', source, root, '--no-fsync', '--keep', '1'], { env: shimEnv(shim, at), timeoutMs: 30_000 });
-    assert.equal(result.code, 0, `deploy with wakeup ${at} lost: ${result.signal ?? ''}\n${result.stderr}`);
-    if (result.stderr.includes(`dropped signal ${at}`)) dropped += 1;
+    const run = await runNode([LAUNCHER, 'deploy', source, root, '--no-fsync', '--keep', '1'], shimEnv(shim, at), 10_000);
+    const said = `deploy with wakeup ${at} lost: ${run.outcome} ${run.code ?? run.signal ?? ''} ${run.wait ?? ''}\n${run.stdout}${run.stderr}`;
+    if (run.outcome === 'hung') {
+      // The one place out of the timer's reach: the process teardown (last test below). The work is done.
+      assert.ok(!inEventLoop(run), said);
+      assert.match(run.stdout, /^deployed /m, said);
+      assert.equal(run.endedByTerm, true, said);
+      teardown.push(at);
+    } else {
+      assert.equal(run.code, 0, said);
+    }
+    if (run.stderr.includes(`dropped signal ${at}`)) dropped += 1;
     assert.equal(fs.readFileSync(path.join(root, 'current', 'version'), 'utf8'), `v${at}\n`);
   }
+  t.diagnostic(`wakeups lost in teardown: ${teardown.join(', ') || 'none'}`);
   // Later deploys prune, so the sweep reaches further into each run than the first one does.
   assert.ok(dropped >= sweep.length / 2, `only ${dropped} of ${sweep.length} runs lost a wakeup`);
   assert.notEqual(currentId(root), null);
@@ -160,4 +205,40 @@ void test("the installed command survives a wakeup lost while its entry modules 
     assert.match(run.stderr, new RegExp(`dropped signal ${at}\\b`), `wakeup ${at} was never lost: the run proves nothing`);
     assert.deepEqual([run.outcome, run.code], ['exited', 0], `status with wakeup ${at} lost:\n${run.stderr}`);
   }
+});
+
+void test("a wakeup lost in the process teardown, beyond the timer's reach, leaves a command that has done its work and that SIGTERM ends", async (t) => {
+  const dir = tempDir(t);
+  const shim = buildShim(dir);
+  const source = path.join(dir, 'build');
+  writeTree(source, { 'index.html': 'hello\n' });
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  const deployed = await runCli(['deploy', source, root, '--no-fsync'], { timeoutMs: 30_000 });
+  assert.equal(deployed.code, 0, deployed.stderr);
+
+  // An undisturbed run: its output, and how many signals its pool gets, the teardown's last.
+  const whole = await runNode([LAUNCHER, 'status', root], shimEnv(shim, 0), 20_000);
+  assert.deepEqual([whole.outcome, whole.code], ['exited', 0], whole.stderr);
+  const total = Number(/lose-wakeup: (\d+) signals/.exec(whole.stderr)?.[1]);
+  assert.ok(total > 8, whole.stderr);
+
+  // At exit libuv wakes each sleeping pool thread to join it, the main thread blocked in the join:
+  // no event loop runs there, so no timer can post work, and a lost wakeup keeps the process.
+  const hung: number[] = [];
+  for (let at = total - 8; at <= total; at++) {
+    const run = await runNode([LAUNCHER, 'status', root], shimEnv(shim, at), 3000);
+    const said = `status with wakeup ${at} of ${total} lost: ${run.outcome} ${run.code ?? run.signal ?? ''} ${run.wait ?? ''}\n${run.stderr}`;
+    assert.equal(run.stdout, whole.stdout, said);
+    if (run.outcome === 'exited') {
+      assert.equal(run.code, 0, said);
+      continue;
+    }
+    hung.push(at);
+    assert.ok(!inEventLoop(run), said);
+    // Its signal handlers are gone before it exits: SIGTERM (a job runner's timeout) and Ctrl-C end it.
+    assert.equal(run.endedByTerm, true, said);
+  }
+  assert.ok(hung.length > 0, `no wakeup lost among the last signals (${total - 8}..${total}) kept the process: this test shows nothing`);
+  t.diagnostic(`wakeups lost in teardown that kept the process: ${hung.join(', ')} of ${total}`);
 });
