@@ -4,6 +4,7 @@
  * check's verdict, then `commit` or `back` (or `abort` before the switch). Fleet deploy, its
  * waves and fleet rollback all drive their hosts through these functions.
  */
+import { pruneFailures } from './script.ts';
 import type { ExecResult, RunningRemote } from './ssh.ts';
 
 /** What the protocol needs of a running host program: its frames, its stdin, its end. */
@@ -68,12 +69,17 @@ export async function awaitVerdict(session: Session): Promise<Verdict> {
  * prunes and releases its lock. `unverified` (an after-switch hook or reload failed there): the
  * same without the prune, as a local deploy that exits 7 prunes nothing.
  */
-export async function commitSwitch(session: Session, records: readonly string[], options: { unverified?: boolean } = {}): Promise<{ kind: 'committed' } | { kind: 'failed'; result: ExecResult }> {
+export async function commitSwitch(
+  session: Session,
+  records: readonly string[],
+  options: { unverified?: boolean } = {},
+): Promise<{ kind: 'committed'; pruneFailed: { id: string; message: string }[] } | { kind: 'failed'; result: ExecResult }> {
   session.send(options.unverified === true ? 'commit-unverified' : 'commit');
   for (const line of records) session.send(line);
   session.end();
   const done = await session.waitFor(['committed']).catch(() => undefined);
-  return done ? { kind: 'committed' } : { kind: 'failed', result: await session.done };
+  // A release prune could not move stays (named), as locally: the commit goes on without it.
+  return done ? { kind: 'committed', pruneFailed: pruneFailures(session.frames) } : { kind: 'failed', result: await session.done };
 }
 
 /**

@@ -221,17 +221,20 @@ export class RemoteRoot {
   }
 
   /** Runs `before` under the lock, releases it (if the connection allows), runs `after`, stops the holder. */
-  async unlock(before: readonly Step[] = [], after: readonly Step[] = []): Promise<void> {
+  /** Runs `before`, releases the lock, runs `after`; returns the program's frames (none when nothing was held). */
+  async unlock(before: readonly Step[] = [], after: readonly Step[] = []): Promise<Frame[]> {
     const locked = this.locked;
+    let frames: Frame[] = [];
     if (locked && this.connected) {
       try {
-        await this.apply([...before, { op: 'release-lock', token: locked.token, ...(locked.gate ? { gate: locked.gate } : {}) }, ...after], 'releasing the lock');
+        frames = await this.apply([...before, { op: 'release-lock', token: locked.token, ...(locked.gate ? { gate: locked.gate } : {}) }, ...after], 'releasing the lock');
       } finally {
         this.locked = undefined;
       }
     }
     this.locked = undefined;
     this.stopHolder();
+    return frames;
   }
 
   async close(): Promise<void> {

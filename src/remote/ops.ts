@@ -11,7 +11,7 @@ import { rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision,
 import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
-import type { Step } from './script.ts';
+import { pruneFailures, type Step } from './script.ts';
 import { stagingName } from './staging.ts';
 import { shellWord } from '../plan/paths.ts';
 
@@ -180,6 +180,8 @@ export interface FleetPruneHost {
   /** `proc`: running processes on the host were checked; `unavailable`: it has no /proc; `forced`: --force. */
   inUseCheck: 'proc' | 'unavailable' | 'forced';
   recovered: string[];
+  /** Releases chosen but not moved out of `releases/` (immutable, another owner's): they stay, as locally. */
+  failed?: { id: string; message: string }[];
   error?: HostError;
 }
 
@@ -196,7 +198,11 @@ export function decideHostPrune(state: RemoteState, uses: readonly ProcessUse[] 
   return { decision: selectPrune(viewsOf(state), { currentId: currentIdOf(state), keep: options.keep, writing, force: options.force, ...(inUse ? { inUse } : {}) }), inUseCheck };
 }
 
-/** A host's prune: releases moved out and recorded under the lock (`before`), their trash deleted once it is released (`after`). */
+/**
+ * A host's prune: releases moved out and recorded under the lock (`before`), their trash deleted
+ * once it is released (`after`). A release that cannot be moved stays and is reported (a
+ * `prune-failed` frame); the others still go.
+ */
 export function hostPruneSteps(state: RemoteState, decision: PruneDecision<ReleaseView>, now: string): { before: Step[]; after: Step[] } {
   const protect = decision.keep.map((k) => k.release.id);
   const before: Step[] = [];
@@ -204,7 +210,7 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
   // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
   for (const { release } of [...decision.remove].reverse()) {
     const trash = stagingName(state, 'trash');
-    before.push({ op: 'remove-release', id: release.id, trash, protect }, { op: 'write-record', id: release.id, json: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
+    before.push({ op: 'prune-release', id: release.id, trash, protect, record: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
     after.push({ op: 'remove-staged', name: trash });
   }
   if (before.length > 0) before.push({ op: 'durable' });
@@ -240,19 +246,27 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         if (problem) throw problem;
         const currentId = currentIdOf(state);
         const { decision, inUseCheck } = decideHostPrune(state, uses, options);
-        out.set(h, {
-          current: currentId,
-          inUseCheck,
-          removed: decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
-          kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })),
-        });
+        const chosen = { current: currentId, inUseCheck, kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })) };
+        const removed = decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason }));
+        // Until the host answers, nothing is known to be gone.
+        out.set(h, { ...chosen, removed: options.dryRun ? removed : [] });
         if (options.dryRun) return;
         const { before, after } = hostPruneSteps(state, decision, new Date().toISOString());
-        await h.remote.unlock(before, after);
-        if (decision.remove.length > 0) fleet.step(h, `pruned ${decision.remove.map((r) => r.release.id).join(', ')}`);
+        const failed = pruneFailures(await h.remote.unlock(before, after));
+        const gone = removed.filter((r) => !failed.some((f) => f.id === r.id));
+        out.set(h, { ...chosen, removed: gone, ...(failed.length > 0 ? { failed } : {}) });
+        if (gone.length > 0) fleet.step(h, `pruned ${gone.map((r) => r.id).join(', ')}`);
+        const first = failed[0];
+        if (first !== undefined) {
+          // As the local prune's: the others are gone, these stay; exit 1.
+          const pruned = gone.length > 0 ? `pruned ${gone.map((r) => r.id).join(', ')}; ` : '';
+          throw new DeployError('IO', `${h.label}: ${pruned}could not prune ${failed.map((f) => f.id).join(', ')}: ${first.message}`, {
+            hint: 'an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or another owner: it stays until it can be moved',
+          });
+        }
       },
     );
-    await fleet.each(fleet.hosts.filter((h) => h.remote.locked), (h) => h.remote.unlock());
+    await fleet.each(fleet.hosts.filter((h) => h.remote.locked), async (h) => void (await h.remote.unlock()));
     const result: FleetPruneResult = {
       dryRun: options.dryRun === true,
       keep: options.keep,

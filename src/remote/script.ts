@@ -16,6 +16,7 @@ import type { LockIdentity, RootProgram } from '../root/effects.ts';
 import { placeRelease } from '../root/place.ts';
 import { retireRelease } from '../root/release.ts';
 import { stagedRootPath } from './staging.ts';
+import type { Frame } from './facts.ts';
 import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { clearJournalProgram, journalProgram, recordProgram } from '../root/record.ts';
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
@@ -224,6 +225,29 @@ function retireLines(id: string, trash: string, protect: readonly string[]): str
   return `${renderFunction(retireRelease(id, protect, stagedRootPath(trash)))}\nretire_release`;
 }
 
+/**
+ * Prune's retire of one release, run in a subshell whose `fail` reports instead of ending the
+ * program: a release that cannot be moved (immutable, another owner's) stays and is named in a
+ * `prune-failed` frame, and the rest goes on (the others pruned, the journal cleared, the lock
+ * released), as the local prune does. Only a release moved out gets its record marked pruned.
+ */
+function pruneLines(p: { id: string; trash: string; record: string }, protect: readonly string[], fn: string): string {
+  const record = recordProgram(p.id, fn);
+  return `${renderFunction(retireRelease(p.id, protect, stagedRootPath(p.trash)))}
+${renderFunction(record)}
+if ( fail() { emit prune-failed ${q(`${p.id} `)}"$2"; exit 1; }; retire_release ); then ${renderCall(record, { record: { literal: p.record } })}; fi`;
+}
+
+/** The releases a program's `prune-failed` frames name, each with why it stays. */
+export function pruneFailures(frames: readonly Frame[]): { id: string; message: string }[] {
+  return frames
+    .filter((f) => f.tag === 'prune-failed')
+    .map((f) => {
+      const space = f.value.indexOf(' ');
+      return space < 0 ? { id: f.value, message: 'cannot be moved' } : { id: f.value.slice(0, space), message: f.value.slice(space + 1) };
+    });
+}
+
 /** The whole program as one word for the remote login shell. */
 export function remoteCommand(script: string): string {
   return `sh -c ${q(script)}`;
@@ -340,6 +364,12 @@ export type Step =
   /** A stage, a trash or a hidden leftover: in .tmp/, or inside releases/ for a hidden name (remote/staging.ts). */
   | { op: 'remove-staged'; name: string }
   | { op: 'remove-release'; id: string; trash: string; protect: string[] }
+  /**
+   * Prune's retire of one release, then its record (`record`, marked pruned): a release that
+   * cannot be moved stays, a `prune-failed` frame (`<id> <message>`) says so, and the program
+   * goes on, as the local prune does.
+   */
+  | { op: 'prune-release'; id: string; trash: string; protect: string[]; record: string }
   | { op: 'write-record'; id: string; json: string }
   | { op: 'clear-journal' }
   | { op: 'durable' }
@@ -380,6 +410,8 @@ function stepLines(steps: readonly Step[]): string {
           return `remove_tree "$tmp/"${q(st.name)}`;
         case 'remove-release':
           return retireLines(st.id, st.trash, st.protect);
+        case 'prune-release':
+          return pruneLines(st, st.protect, 'write_record_prune');
         case 'remove-staged':
           return removeStagedLine(st.name);
         case 'write-record':
@@ -483,8 +515,7 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
   const back = `${t.link}.back`;
   const commit = recordLines(t.commitRecords, 'write_record_c');
   const backs = recordLines(t.backRecords, 'write_record_b');
-  const pruned = t.prune.map((p, i) => ({ p, record: recordProgram(p.id, `write_record_p${i}`) }));
-  const pruneMove = pruned.map(({ p, record }) => `${retireLines(p.id, p.trash, t.protect)}\n  ${renderCall(record, { record: { literal: p.record } })}`).join('\n  ');
+  const pruneMove = t.prune.map((p, i) => pruneLines(p, t.protect, `write_record_p${i}`)).join('\n  ');
   const journal = journalProgram();
   const pruneDelete = t.prune.map((p) => removeStagedLine(p.trash)).join('\n  ');
   const switchBack =
@@ -495,7 +526,7 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
 # The bookkeeping after the switch (src/root/record.ts): the texts come as arguments, the records' from stdin with the word.
 ${renderFunction(journal)}
 ${renderFunction(clearJournalProgram())}
-${[commit.define, backs.define, ...pruned.map(({ record }) => renderFunction(record))].filter(Boolean).join('\n')}
+${[commit.define, backs.define].filter(Boolean).join('\n')}
 arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
 emit ready ${q(t.id)}
 # Forked while armed, so that the word costs one exec of mv (the rename of switch_now).

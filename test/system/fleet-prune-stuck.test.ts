@@ -1,0 +1,112 @@
+// A release that cannot be moved (chattr +i) on one fleet host: as the local prune, it stays and
+// is named, and the others still go. A fleet deploy's prune warns and stands (exit 0), leaving
+// no journal, lock or leftover behind for the next command to recover; `prune` exits 1 and its
+// JSON lists as removed only what is gone, the rest as failed. Run on the old code, the deploy's
+// host program stopped at the stuck release (journal and lock left, the rest unpruned) and
+// `prune --json` listed every chosen release as removed.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { requireTools } from '../harness/faults.ts';
+import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+
+interface HostJson {
+  host: string;
+  warnings?: string[];
+  error?: { code: string; message: string };
+  removed?: { id: string }[];
+  failed?: { id: string; message: string }[];
+  recovered?: string[];
+}
+
+let fleet: Fleet;
+let env: NodeJS.ProcessEnv;
+let hostArgs: string[];
+const newRoot = rootNamer('ps');
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 180_000 });
+}
+
+function releasesOn(dir: string): string[] {
+  return fs.readdirSync(path.join(dir, 'releases')).sort();
+}
+
+/** A root on every host holding r1..rN (none pruned), and r1 made immutable on `stuckOn`. */
+async function rootWithStuckRelease(t: { after(fn: () => void): void }, name: string, ids: string[], stuckOn: FleetHost): Promise<{ root: string; on: (h: FleetHost) => string }> {
+  const made = newRoot(name);
+  for (const id of ids) {
+    const r = await cli(['deploy', writeTree(tempDir(t), { 'index.html': `${id}\n` }), made.root, ...hostArgs, '--release-id', id, '--keep', '0', '--no-fsync']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const stuck = path.join(made.on(stuckOn), 'releases', 'r1');
+  execFileSync('chattr', ['+i', stuck]);
+  t.after(() => execFileSync('chattr', ['-i', stuck]));
+  return made;
+}
+
+void describe('a release that cannot be moved on one of two namespace hosts', () => {
+  before(async () => {
+    requireTools('chattr');
+    fleet = await createFleet(2, { prefix: 'pst' });
+    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
+  });
+  after(async () => {
+    await fleet?.destroy();
+  });
+
+  void test("a fleet deploy's prune names it, prunes the rest and finishes its bookkeeping on that host; exit 0", async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = await rootWithStuckRelease(t, 'deploy', ['r1', 'r2', 'r3'], h1);
+    const r = await cli(['deploy', writeTree(tempDir(t), { 'index.html': 'r4\n' }), root, ...hostArgs, '--release-id', 'r4', '--keep', '1', '--no-fsync', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = jsonOf<{ hosts: HostJson[] }>(r);
+    const one = j.hosts.find((h) => h.host === h1.alias);
+    assert.equal(one?.error, undefined, JSON.stringify(one));
+    assert.match((one?.warnings ?? []).join('\n'), /pruning release r1: .*cannot rename releases\/r1.*; it stays, the deploy stands/);
+    assert.match(r.stderr, new RegExp(`^warning: ${h1.alias}: pruning release r1: .*it stays, the deploy stands`, 'm'));
+    assert.equal(j.hosts.find((h) => h.host === h2.alias)?.warnings?.length ?? 0, 0);
+    // The stuck one stays; the other chosen one went, after it (oldest first).
+    assert.deepEqual(releasesOn(on(h1)), ['r1', 'r3', 'r4']);
+    assert.deepEqual(releasesOn(on(h2)), ['r3', 'r4']);
+    // The host program went on to its end: journal cleared, lock released, trash deleted.
+    assert.ok(!fs.existsSync(path.join(on(h1), '.atomic-deploy', 'journal.json')), 'the journal was left');
+    assert.ok(!fs.existsSync(path.join(on(h1), '.deploy.lock')), 'the lock was left');
+    assert.deepEqual(fs.readdirSync(path.join(on(h1), '.tmp')).filter((n) => n.startsWith('trash')), []);
+    const status = await cli(['status', root, ...hostArgs, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    for (const h of jsonOf<{ hosts: HostJson[] }>(status).hosts) assert.deepEqual(h.recovered ?? [], [], `${h.host} had something to recover`);
+    const log = await cli(['releases', root, '--host', h1.alias, '--json']);
+    assert.equal(log.code, 0, log.stderr);
+    const listed = jsonOf<{ hosts: { releases: { id: string }[] }[] }>(log).hosts[0]?.releases.map((x) => x.id);
+    assert.deepEqual(listed, ['r4', 'r3', 'r1'], 'the stuck release is listed, the pruned one not');
+  });
+
+  void test('prune exits 1 and lists as removed only what went, the stuck release as failed', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = await rootWithStuckRelease(t, 'prune', ['r1', 'r2', 'r3', 'r4'], h1);
+    const r = await cli(['prune', root, ...hostArgs, '--keep', '1', '--json']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const j = jsonOf<{ hosts?: HostJson[]; error?: { hosts?: HostJson[] } }>(r);
+    const hosts = j.hosts ?? j.error?.hosts ?? [];
+    const one = hosts.find((h) => h.host === h1.alias);
+    const two = hosts.find((h) => h.host === h2.alias);
+    assert.deepEqual(one?.removed?.map((x) => x.id), ['r2'], JSON.stringify(one));
+    assert.deepEqual(one?.failed?.map((x) => x.id), ['r1']);
+    assert.match(one?.error?.message ?? '', new RegExp(`^${h1.alias}: pruned r2; could not prune r1: .*cannot rename releases/r1`));
+    assert.deepEqual(two?.removed?.map((x) => x.id).sort(), ['r1', 'r2']);
+    assert.equal(two?.failed, undefined);
+    assert.deepEqual(releasesOn(on(h1)), ['r1', 'r3', 'r4']);
+    assert.deepEqual(releasesOn(on(h2)), ['r3', 'r4']);
+    assert.ok(!fs.existsSync(path.join(on(h1), '.deploy.lock')), 'the lock was left');
+
+    const human = await cli(['prune', root, ...hostArgs, '--keep', '1']);
+    assert.equal(human.code, 1, human.stdout + human.stderr);
+    assert.match(human.stderr, new RegExp(`${h1.alias}: could not prune r1: `));
+    assert.match(human.stderr, /chattr -i/);
+  });
+});
