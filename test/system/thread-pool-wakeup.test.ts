@@ -106,6 +106,19 @@ function inEventLoop(run: NodeRun): boolean {
   return run.wait !== undefined && /epoll/.test(run.wait);
 }
 
+/** The shim, and a root with one release deployed (undisturbed), for commands that read it. */
+async function shimAndRoot(t: { after(fn: () => void): void }): Promise<{ shim: string; root: string }> {
+  const dir = tempDir(t);
+  const shim = buildShim(dir);
+  const source = path.join(dir, 'build');
+  writeTree(source, { 'index.html': 'hello\n' });
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  const deployed = await runCli(['deploy', source, root, '--no-fsync'], { timeoutMs: 30_000 });
+  assert.equal(deployed.code, 0, deployed.stderr);
+  return { shim, root };
+}
+
 void test('control: with one pool wakeup lost, sequential fs calls in plain Node never finish', async (t) => {
   const dir = tempDir(t);
   const shim = buildShim(dir);
@@ -181,14 +194,7 @@ void test('every deploy of a sweep does its work although one pool wakeup is los
 });
 
 void test("the installed command survives a wakeup lost while its entry modules load; the ES module entry alone hangs", async (t) => {
-  const dir = tempDir(t);
-  const shim = buildShim(dir);
-  const source = path.join(dir, 'build');
-  writeTree(source, { 'index.html': 'hello\n' });
-  const root = path.join(dir, 'root');
-  fs.mkdirSync(root);
-  const deployed = await runCli(['deploy', source, root, '--no-fsync'], { timeoutMs: 30_000 });
-  assert.equal(deployed.code, 0, deployed.stderr);
+  const { shim, root } = await shimAndRoot(t);
 
   // Control: Node reads an ES module entry and its imports on the pool, before any of our code runs.
   const hangs: number[] = [];
@@ -208,14 +214,7 @@ void test("the installed command survives a wakeup lost while its entry modules 
 });
 
 void test("a wakeup lost in the process teardown, beyond the timer's reach, leaves a command that has done its work and that SIGTERM ends", async (t) => {
-  const dir = tempDir(t);
-  const shim = buildShim(dir);
-  const source = path.join(dir, 'build');
-  writeTree(source, { 'index.html': 'hello\n' });
-  const root = path.join(dir, 'root');
-  fs.mkdirSync(root);
-  const deployed = await runCli(['deploy', source, root, '--no-fsync'], { timeoutMs: 30_000 });
-  assert.equal(deployed.code, 0, deployed.stderr);
+  const { shim, root } = await shimAndRoot(t);
 
   // An undisturbed run: its output, and how many signals its pool gets, the teardown's last.
   const whole = await runNode([LAUNCHER, 'status', root], shimEnv(shim, 0), 20_000);
