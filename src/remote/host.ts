@@ -220,8 +220,10 @@ export class RemoteRoot {
     this.stopHolder();
   }
 
-  /** Runs `before` under the lock, releases it (if the connection allows), runs `after`, stops the holder. */
-  /** Runs `before`, releases the lock, runs `after`; returns the program's frames (none when nothing was held). */
+  /**
+   * Runs `before` under the lock, releases it (if the connection allows), runs `after`, stops the
+   * holder; returns the program's frames (none when nothing was held).
+   */
   async unlock(before: readonly Step[] = [], after: readonly Step[] = []): Promise<Frame[]> {
     const locked = this.locked;
     let frames: Frame[] = [];
