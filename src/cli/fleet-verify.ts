@@ -3,13 +3,13 @@ import { exitCodeForSignal } from '../errors.ts';
 import { fleetVerify, type FleetVerifyHost, type FleetVerifyResult } from '../remote/verify.ts';
 import type { FleetCli } from './fleet.ts';
 import { printable } from './render.ts';
+import { plural } from '../plan/units.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
-const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 function note(h: FleetVerifyHost): string {
   if (h.error) return h.error.message.replace(`${h.host}: `, '');

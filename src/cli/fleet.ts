@@ -13,7 +13,7 @@ import type { Reporter } from './output.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
-import { namesWithVerb } from '../plan/units.ts';
+import { namesWithVerb, plural } from '../plan/units.ts';
 import { shellWord } from '../plan/paths.ts';
 
 export interface FleetFlags {
@@ -178,7 +178,6 @@ async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render
   }
 }
 
-const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 const skew = (r: { skewMs: number; hostSkewMs?: number }): string => `${r.skewMs} ms${r.hostSkewMs === undefined ? '' : `, ${r.hostSkewMs} ms by the hosts' clocks`}`;
 
 /** One line per wave, before the host table. */
@@ -207,7 +206,7 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
         const d = r.hosts.find((x) => x.host === h.host);
         return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.copiedOnHost ? `, ${d.copiedOnHost} copied on the host` : d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}` : '';
       }),
-      line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${r.files} files, ${r.durationMs} ms; switch skew ${skew(r)})`,
+      line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})`,
       ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, root, r.afterSwitchFailure, cli.hosts) }),
     }),
   );

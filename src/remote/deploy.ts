@@ -36,6 +36,7 @@ import { deployArmScript, type Step } from './script.ts';
 import { remoteError, type RunningRemote } from './ssh.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
+import { plural } from '../plan/units.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
@@ -431,7 +432,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     }
     if (fleet.failed.length > 0) return await abortAll('the release id is taken');
     mark();
-    emit({ type: 'step', message: `release ${releaseId}: copying ${scan.files} files to ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
+    emit({ type: 'step', message: `release ${releaseId}: copying ${plural(scan.files, 'file')} to ${plural(fleet.hosts.length, 'host')}` });
 
     const createdAt = new Date().toISOString();
     /** Phase 1 on one host: content placed by manifest, release prepared, the switch armed. */

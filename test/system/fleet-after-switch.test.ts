@@ -92,7 +92,9 @@ void describe('after-switch failures on two namespace hosts', () => {
 
     const human = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--after-switch', failsOnFirst()]);
     assert.equal(human.code, 7, human.stderr);
-    assert.match(human.stdout, /^deployed \S+ to 2 hosts/m);
+    // One file, in the singular (it read "1 files" once).
+    assert.match(human.stdout, /^deployed \S+ to 2 hosts \(1 file, /m);
+    assert.match(human.stdout, /^› release \S+: copying 1 file to 2 hosts$/m);
     assert.match(human.stderr, new RegExp(`^error: ${h1.alias}: after-switch hook .* stays live`, 'm'));
     assert.match(human.stderr, /^hint: the switch stands/m);
   });
