@@ -63,6 +63,16 @@ interface DeployJson {
  * (a signal is handled, not a crash: nothing may be left for the next command to clean).
  */
 function checkSignalled(lane: Lane, was: Before, result: CliResult, signal: string, code: number, label: string): string {
+  if (result.signal === signal && result.stdout.trim() !== '') {
+    // Delivered in the exit, after the work and its output: the handlers are removed by then, so
+    // that a stalled exit stays killable (docs/reliability.md, failure 69). The deploy is whole.
+    const json = jsonOf<DeployJson>(result);
+    assert.equal(json.error, undefined, `${label}: killed by ${signal} after reporting ${result.stdout}`);
+    const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep: [was.current, was.previous].filter((x): x is string => x !== null), clean: true, trashAllowed: true });
+    assert.deepEqual(problems, [], `${label}: ${problems.join('; ')}`);
+    assert.equal(state.current, json.release, `${label}: deploy reported ${json.release} live, current is ${state.current}`);
+    return 'killed in the exit, after its output';
+  }
   if (result.signal === signal) {
     // Delivered before Node installed the handlers: start-up only, nothing may have changed.
     const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, currentIn: was.current ? [was.current] : [], clean: true });
