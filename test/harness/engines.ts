@@ -22,7 +22,7 @@ import { RemoteRoot } from '../../src/remote/host.ts';
 import { decideHostPrune, hostPruneSteps } from '../../src/remote/ops.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, switchBack, switchTogether } from '../../src/remote/armed.ts';
-import { rollbackArmScript } from '../../src/remote/script.ts';
+import { pruneFailures, rollbackArmScript } from '../../src/remote/script.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from '../../src/ops/record.ts';
 import { readRecords, type ReleaseRecord } from '../../src/act/state.ts';
 import { switchCurrent } from '../../src/act/switch.ts';
@@ -53,8 +53,11 @@ export interface Engine {
   undo(root: string, deploy: UndoRequest): Promise<void>;
   /** Under the lock, places a staged release (src/root/place.ts): `placed`, or the error code of a refusal. */
   place(root: string, request: PlaceInput): Promise<string>;
-  /** Prunes to `keep` as the prune command does (running processes checked): the ids removed, oldest first. */
-  prune(root: string, keep: number): Promise<string[]>;
+  /**
+   * Prunes to `keep` as the prune command does (running processes checked): the ids removed,
+   * oldest first, and those chosen that could not be moved (they stay).
+   */
+  prune(root: string, keep: number): Promise<{ removed: string[]; failed: string[] }>;
   /**
    * Switches to `id`, then does the bookkeeping after the switch (src/root/record.ts): the local
    * engine as ops/deploy.ts and ops/rollback.ts do, a host through the armed program and the
@@ -137,8 +140,15 @@ export const localEngine: Engine = {
     }
   },
   async prune(root, keep) {
-    const result = await prune(root, { keep, fsync: false, command: 'conformance' });
-    return result.removed.map((r) => r.id).reverse();
+    try {
+      const result = await prune(root, { keep, fsync: false, command: 'conformance' });
+      return { removed: result.removed.map((r) => r.id).reverse(), failed: [] };
+    } catch (error) {
+      // A prune that left some releases in place (ops/prune.ts pruneIncompleteError) names both lists.
+      const details = error instanceof DeployError ? (error.details as { removed?: string[]; failed?: { id: string }[] } | undefined) : undefined;
+      if (details?.removed === undefined || details.failed === undefined) throw error;
+      return { removed: [...details.removed].reverse(), failed: details.failed.map((f) => f.id) };
+    }
   },
   async bookkeeping(root, request) {
     const layout = layoutOf(root);
@@ -258,8 +268,8 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
         const locked = await remote.lock({ command: 'conformance', create: false, uses: true });
         const { decision } = decideHostPrune(locked.state, locked.uses, { keep });
         const { before, after } = hostPruneSteps(locked.state, decision, new Date().toISOString());
-        await remote.unlock(before, after);
-        return decision.remove.map((r) => r.release.id).reverse();
+        const failed = pruneFailures(await remote.unlock(before, after)).map((f) => f.id);
+        return { removed: decision.remove.map((r) => r.release.id).filter((id) => !failed.includes(id)).reverse(), failed };
       } finally {
         await remote.close();
       }

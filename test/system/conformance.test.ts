@@ -1,14 +1,14 @@
 // Conformance: the same scenarios against the local engine and against the remote programs run
 // by dash and by BusyBox sh (BusyBox applets only on PATH); every side must give the same outcome.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { allEngines, dashShell, localEngine, outcomeOf, shellBookkeeping, type BookkeepingRequest, type Engine, type LockOutcome, type RootOutcome, type UndoRequest } from '../harness/engines.ts';
 import type { PlaceInput } from '../../src/root/place.ts';
-import { startTicks, writeOwnerLock } from '../harness/faults.ts';
+import { requireTools, startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid } from '../harness/invariants.ts';
 
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-'));
@@ -582,7 +582,7 @@ describe('prune guard: a live process in a release keeps it on every side', () =
         const child = held ? spawn('sleep', ['120'], { stdio: 'ignore', cwd: path.join(root, 'releases', 'r1') }) : undefined;
         if (child) sleepers.push(child);
         try {
-          const removed = await engine.prune(root, 1);
+          const { removed } = await engine.prune(root, 1);
           seen[engine.name] = `removed ${removed.join(' ')}; releases ${outcomeOf(root).releases.join(' ')}`;
         } finally {
           child?.kill('SIGKILL');
@@ -592,6 +592,29 @@ describe('prune guard: a live process in a release keeps it on every side', () =
       assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, expected])));
     });
   }
+});
+
+describe('prune: a release that cannot be moved stays and is named on every side, the others go', () => {
+  test('releases/r1 immutable (chattr +i): r1 failed, r2 removed, the lock released', async (t) => {
+    requireTools('chattr');
+    const seen: Record<string, string> = {};
+    for (const engine of ENGINES) {
+      const root = freshRoot();
+      for (const [i, id] of ['r1', 'r2', 'r3', 'r4'].entries()) makeRelease(root, id, i + 1, 'complete');
+      setCurrent(root, 'r4');
+      const stuck = path.join(root, 'releases', 'r1');
+      execFileSync('chattr', ['+i', stuck]);
+      t.after(() => execFileSync('chattr', ['-i', stuck]));
+      try {
+        const { removed, failed } = await engine.prune(root, 1);
+        const outcome = outcomeOf(root);
+        seen[engine.name] = `removed ${removed.join(' ')}; failed ${failed.join(' ')}; releases ${outcome.releases.join(' ')}; lock ${outcome.lock}`;
+      } finally {
+        execFileSync('chattr', ['-i', stuck]);
+      }
+    }
+    assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, 'removed r2; failed r1; releases r1 r3 r4; lock false'])));
+  });
 });
 
 interface BookkeepingScenario {
