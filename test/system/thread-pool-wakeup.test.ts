@@ -29,14 +29,28 @@ function shimEnv(shim: string, at: number): NodeJS.ProcessEnv {
   return { LD_PRELOAD: shim, UV_THREADPOOL_SIZE: POOL, LOSE_WAKEUP_AT: String(at), LOSE_WAKEUP_VERBOSE: '1' };
 }
 
-/** CPU time (user + system, clock ticks) a process has used so far, or undefined once it is gone. */
-function cpuTicks(pid: number): number | undefined {
+/** The fields of a /proc stat line after the command's last closing parenthesis (as plan/serving.ts's parseProcStat reads it). */
+function statFields(file: string): string[] {
+  const stat = fs.readFileSync(file, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * CPU time (user + system of all its threads, clock ticks) a process has used so far, and whether
+ * any of its threads is runnable (one waiting for a core uses none either), or undefined once it is gone.
+ */
+function cpuTicks(pid: number): { ticks: number; runnable: boolean } | undefined {
   try {
-    // After the command's last closing parenthesis (as plan/serving.ts's parseProcStat reads it):
-    // state is field 3, utime and stime fields 14 and 15.
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    // State is field 3, utime and stime fields 14 and 15.
+    const fields = statFields(`/proc/${pid}/stat`);
+    const runnable = fs.readdirSync(`/proc/${pid}/task`).some((tid) => {
+      try {
+        return statFields(`/proc/${pid}/task/${tid}/stat`)[0] === 'R';
+      } catch {
+        return false;
+      }
+    });
+    return { ticks: Number(fields[11]) + Number(fields[12]), runnable };
   } catch {
     return undefined;
   }
@@ -66,7 +80,8 @@ interface NodeRun {
 
 /**
  * Runs `node args` with the shim. A run still going after `ms` that then uses no CPU for a whole
- * second is asleep for good, not slow on a busy machine (a busy one is waited for up to 60 s more):
+ * second and is not waiting for a core is asleep for good, not slow on a busy machine (a busy one
+ * is waited for up to 60 s more):
  * it is sent SIGTERM, then SIGKILL 3 s later if still there.
  */
 function runNode(args: string[], env: NodeJS.ProcessEnv, ms: number): Promise<NodeRun> {
@@ -82,14 +97,14 @@ function runNode(args: string[], env: NodeJS.ProcessEnv, ms: number): Promise<No
     const deadline = Date.now() + ms + 60_000;
     const check = (before: number | undefined): void => {
       const now = child.pid === undefined ? undefined : cpuTicks(child.pid);
-      if (now !== undefined && ((before !== undefined && now === before) || Date.now() > deadline)) {
+      if (now !== undefined && ((before !== undefined && now.ticks === before && !now.runnable) || Date.now() > deadline)) {
         hung = true;
         wait = child.pid === undefined ? undefined : mainThreadWait(child.pid);
         child.kill('SIGTERM');
         timer = setTimeout(() => child.kill('SIGKILL'), 3000);
         return;
       }
-      timer = setTimeout(() => check(now), 1000);
+      timer = setTimeout(() => check(now?.ticks), 1000);
     };
     timer = setTimeout(() => check(undefined), ms);
     child.on('error', reject);
