@@ -12,7 +12,7 @@ import { recordRelease } from './record.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
-import { selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
+import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
 import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
@@ -141,8 +141,7 @@ export function pruneIncompleteError(result: PruneResult, failed: readonly { id:
   const first = failed[0];
   if (first === undefined) return undefined;
   const removed = result.removed.map((r) => r.id);
-  const gone = removed.length > 0 ? `pruned ${removed.join(', ')}; ` : '';
-  return new DeployError(first.error.code, `${gone}could not prune ${failed.map((f) => f.id).join(', ')}: ${first.error.message}`, {
+  return new DeployError(first.error.code, pruneIncompleteMessage(removed, failed.map((f) => f.id), first.error.message), {
     hint: first.error.hint,
     cause: first.error,
     details: { removed, failed: failed.map((f) => ({ id: f.id, message: f.error.message })) },

@@ -109,6 +109,15 @@ export function countsTowardsKeep(release: ReleaseFacts): boolean {
 }
 
 /**
+ * What a prune that left some releases in place says, locally and on a fleet host alike:
+ * `pruned r2; could not prune r1: <why the first one stayed>`.
+ */
+export function pruneIncompleteMessage(removed: readonly string[], failed: readonly string[], reason: string): string {
+  const gone = removed.length > 0 ? `pruned ${removed.join(', ')}; ` : '';
+  return `${gone}could not prune ${failed.join(', ')}: ${reason}`;
+}
+
+/**
  * Which releases prune removes. Never: current, the rollback target, the release that was live
  * when current was deployed, even one marked failed or rolled back (after `rollback --to` an older
  * one, the rollback target by order can be a newer release that was skipped, while the one live a

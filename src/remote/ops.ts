@@ -7,7 +7,7 @@ import type { LockStatus } from '../ops/status.ts';
 import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
-import { rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import { pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -259,8 +259,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         const first = failed[0];
         if (first !== undefined) {
           // As the local prune's: the others are gone, these stay; exit 1.
-          const pruned = gone.length > 0 ? `pruned ${gone.map((r) => r.id).join(', ')}; ` : '';
-          throw new DeployError('IO', `${h.label}: ${pruned}could not prune ${failed.map((f) => f.id).join(', ')}: ${first.message}`, {
+          throw new DeployError('IO', `${h.label}: ${pruneIncompleteMessage(gone.map((r) => r.id), failed.map((f) => f.id), first.message)}`, {
             hint: 'an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or another owner: it stays until it can be moved',
           });
         }
