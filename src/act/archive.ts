@@ -45,7 +45,10 @@ async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerat
   }
 }
 
-function notAnArchive(source: string): DeployError {
+function notAnArchive(source: string, headBytes: number): DeployError {
+  if (headBytes === 0) {
+    return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${isUrlSource(source) ? 'serves' : 'is'} an empty file (0 bytes), not an archive`, { hint: 'the build or its upload may have failed: build the artifact again' });
+  }
   const what = isUrlSource(source) ? 'does not serve' : 'is not a directory, nor';
   return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${what} a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
 }
@@ -161,7 +164,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
       throw new DeployError('INVALID_SOURCE', `cannot read ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
     }
     const format = sniffFormat(head.subarray(0, read));
-    if (!format) throw notAnArchive(source);
+    if (!format) throw notAnArchive(source, read);
     return { source, format, totalBytes: size, file: source, identity, chunks: fileChunks(source, identity) };
   }
   const dl = await openDownload(source, download);
@@ -179,7 +182,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
   const format = sniffFormat(head);
   if (!format) {
     await it.return(undefined);
-    throw notAnArchive(source);
+    throw notAnArchive(source, head.length);
   }
   return { source, format, totalBytes: dl.totalBytes, chunks: prepend(head, it) };
 }

@@ -17,6 +17,9 @@ export function sniffFormat(head: Uint8Array): ArchiveFormat | undefined {
   if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === 'ustar') return 'tar';
   // A v7 tar has no magic: its first header's checksum tells it.
   if (isV7Header(head.subarray(0, 512))) return 'tar';
+  // A tar of nothing is its end-of-archive zero blocks alone (tar -cf x.tar -T /dev/null): read as a
+  // tar it says it holds no files; anything after a zero block is refused by the reader.
+  if (head.length >= 512 && head.subarray(0, 512).every((b) => b === 0)) return 'tar';
   return undefined;
 }
 

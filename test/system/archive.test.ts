@@ -60,6 +60,21 @@ void test('tar, tar.gz and zip, from a file and from a URL: the release is the t
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /tar, tar\.gz or zip archive \(by its first bytes\)/);
   }
+  // An empty build's archive (tar(1) with no members writes only its end-of-archive zero blocks) is
+  // a tar that holds nothing, as its tar.gz and zip are; a zero-byte artifact says it is empty.
+  execFileSync('tar', ['-cf', path.join(dir, 'nothing.tar'), '-T', '/dev/null']);
+  fs.writeFileSync(path.join(dir, 'zero.tgz'), '');
+  const cases = [
+    { name: 'nothing.tar', error: /^error: .*nothing\.tar holds no files\nhint: build first/ },
+    { name: 'zero.tgz', error: /^error: .*zero\.tgz (is|serves) an empty file \(0 bytes\), not an archive\nhint: /m },
+  ];
+  for (const { name, error } of cases) {
+    for (const source of [path.join(dir, name), server.url(name)]) {
+      const r = await runCli(['deploy', source, root]);
+      assert.equal(r.code, 2, `${source}: ${r.stderr}`);
+      assert.match(r.stderr, error, source);
+    }
+  }
   assert.deepEqual(treeSnapshot(root), before);
 });
 

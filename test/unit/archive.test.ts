@@ -16,6 +16,13 @@ void test('the format comes from the first bytes, not the name', () => {
   assert.equal(sniffFormat(Buffer.from('<html>not an archive</html>')), undefined);
   assert.equal(sniffFormat(Buffer.alloc(0)), undefined);
   assert.equal(sniffFormat(tar.subarray(0, 261)), undefined);
+  // An empty tar is its zero blocks alone; a shorter run of zeros is nothing known.
+  assert.equal(sniffFormat(Buffer.alloc(1024)), 'tar');
+  assert.equal(sniffFormat(Buffer.alloc(512)), 'tar');
+  assert.equal(sniffFormat(Buffer.alloc(511)), undefined);
+  const almost = Buffer.alloc(512);
+  almost[511] = 1;
+  assert.equal(sniffFormat(almost), undefined);
 });
 
 void test('archive names: unsafe ones are refused, the rest normalised like tar does', () => {
