@@ -52,16 +52,25 @@ export function isGood(release: ReleaseFacts): boolean {
  * The release a plain `rollback` goes to: the newest good release older than current that went
  * live (a `pending` one is a deploy still being written, or one a crash cut short). A directory
  * whose name `--to` would refuse (a newline, an escape, a leading dash) is never picked.
+ *
+ * A release without a record (another tool's) counts as once live where the log cannot say
+ * otherwise: in a root taken over, or one with no log, those are the other tool's history. Where
+ * our log begins on a fresh root (a deploy that found no live release), such a directory went live
+ * only if a record names it as the release its deploy replaced: anything else there was put in
+ * releases/ by hand (a backup copy, an unpacked tarball), and only `--to` goes to it.
  */
 export function rollbackTarget<T extends ReleaseFacts>(
   ordered: readonly T[],
   currentId: string | null,
 ): T | undefined {
   if (currentId === null) return undefined;
+  const fresh = ordered.some((r) => r.seq !== undefined && r.previous === null);
+  const replaced = new Set(ordered.map((r) => r.previous));
+  const wentLive = (r: T): boolean => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id);
   const at = ordered.findIndex((r) => r.id === currentId);
   for (let i = at - 1; i >= 0; i--) {
     const candidate = ordered[i];
-    if (candidate && isGood(candidate) && candidate.status !== 'pending' && releaseIdProblem(candidate.id) === undefined) return candidate;
+    if (candidate && isGood(candidate) && wentLive(candidate) && releaseIdProblem(candidate.id) === undefined) return candidate;
   }
   return undefined;
 }

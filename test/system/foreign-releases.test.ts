@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 
 function foreignRoot(dir: string, ids: string[], live: string): string {
   const root = path.join(dir, 'dep');
@@ -51,4 +52,34 @@ void test('a mixed root: the foreign release live before our deploy is its rollb
   const back = await runCli(['rollback', root]);
   assert.equal(back.code, 0, back.stderr);
   assert.equal(currentId(root), 'a-hotfix');
+});
+
+void test('a root made fresh by us: a copy put in releases/ by hand is no rollback target (only --to goes there), so rolling back once too often changes nothing', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  for (const [id, page] of [['r1', 'one\n'], ['r2', 'two\n']] as const) {
+    const src = writeTree(path.join(dir, id), { 'index.html': page });
+    assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  }
+  // What users do by hand: a backup copy beside the release, and an empty folder meant for one.
+  fs.cpSync(path.join(root, 'releases', 'r1'), path.join(root, 'releases', 'r1.bak'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'releases', 'backup-old'));
+  const once = await runCli(['rollback', root]);
+  assert.equal(once.code, 0, once.stderr);
+  assert.equal(currentId(root), 'r1');
+  const before = treeSnapshot(root);
+  const again = await runCli(['rollback', root]);
+  assert.equal(again.code, 2, `a second rollback went on to ${currentId(root)}: ${again.stdout}${again.stderr}`);
+  assert.match(again.stderr, /^error: release r1 has no earlier good release to roll back to\nhint: .*--to <id>/);
+  assert.deepEqual(treeSnapshot(root), before);
+  // `releases` names no previous release, and prune protects no hand-made folder as one.
+  const roles = jsonOf<{ releases: { id: string; role: string }[] }>(await runCli(['releases', root, '--json'])).releases;
+  assert.deepEqual(roles.filter((x) => x.role === 'previous'), []);
+  // Asked for by name, it is reached.
+  const to = await runCli(['rollback', root, '--to', 'r1.bak']);
+  assert.equal(to.code, 0, to.stderr);
+  assert.equal(currentId(root), 'r1.bak');
+  const back = await runCli(['rollback', root, '--to', 'r1']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'r1');
 });

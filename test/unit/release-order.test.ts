@@ -49,6 +49,39 @@ void test('a foreign release that is current is the newest, not the oldest', () 
   assert.equal(rollbackTarget(ordered, '0')?.id, 'z');
 });
 
+void test('a plain rollback never goes to a directory without a record that was never live: a root we made fresh', () => {
+  // Our first deploy found no live release (previous: null): "backup-old" and "0-old" were put in
+  // releases/ by hand later (a backup copy, an unpacked tarball); only `--to` goes there.
+  const fresh = orderReleases(
+    [
+      { id: 'a', seq: 1, status: 'complete', previous: null },
+      { id: 'b', seq: 2, status: 'complete', previous: 'a' },
+      { id: 'backup-old' },
+      { id: '0-old' },
+    ],
+    'a',
+  );
+  assert.equal(rollbackTarget(fresh, 'b')?.id, 'a');
+  assert.equal(rollbackTarget(fresh, 'a'), undefined);
+  // A foreign release our log names as once live stays a target in such a root.
+  const named = orderReleases(
+    [
+      { id: 'a', seq: 1, status: 'complete', previous: null },
+      { id: 'aaa' },
+      { id: 'c', seq: 2, status: 'complete', previous: 'aaa' },
+      { id: 'zzz' },
+    ],
+    'c',
+  );
+  assert.equal(rollbackTarget(named, 'c')?.id, 'aaa');
+  assert.equal(rollbackTarget(named, 'aaa')?.id, 'a');
+  // A root taken over (our first deploy replaced a live release) or with no log at all: the other
+  // tool's releases are its history, in name order, as before.
+  const taken = orderReleases([{ id: '9' }, { id: '10' }, { id: '11' }, { id: '12', seq: 1, status: 'complete', previous: '11' }], '11');
+  assert.equal(rollbackTarget(taken, '11')?.id, '10');
+  assert.equal(rollbackTarget(orderReleases([{ id: '9' }, { id: '10' }], '10'), '10')?.id, '9');
+});
+
 const idArb = fc.oneof(
   fc.nat({ max: 200 }).map(String),
   fc.tuple(fc.nat({ max: 12 }), fc.nat({ max: 12 })).map(([a, b]) => `v${a}.${b}`),
