@@ -443,7 +443,16 @@ async function* tap(chunks: AsyncIterable<Buffer>, hash: Hash, counter: { raw: n
   }
 }
 
-/** Pushes the decompressed bytes to `push`; each compressed chunk is released once zlib has consumed it. */
+/** Decompressed chunks waiting for the main thread, at most, before zlib is paused (1 MiB). */
+const GUNZIP_QUEUE = 4;
+
+/**
+ * Pushes the decompressed bytes to `push`; each compressed chunk is released once zlib has consumed
+ * it. The bytes are handed on in the turn after zlib delivers them, not in its callback: zlib then
+ * inflates the next chunk on the thread pool while this thread writes the files of the last one
+ * (in the callback it would wait for `push` to return first), as tar and gzip overlap as two
+ * processes. At most GUNZIP_QUEUE chunks wait; then zlib pauses until they are written.
+ */
 async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => void, stop: () => boolean): Promise<void> {
   // Each 256 KiB output chunk is one thread-pool job; 16 KiB ones cost a main-thread turn each.
   const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
@@ -452,12 +461,27 @@ async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => v
     failure ??= { error };
     gunzip.destroy();
   };
+  const queue: Buffer[] = [];
+  let scheduled = false;
+  const drain = (): void => {
+    scheduled = false;
+    while (queue.length > 0 && !failure) {
+      try {
+        push(queue.shift() as Buffer);
+      } catch (error) {
+        fail(error);
+      }
+    }
+    if (!failure && gunzip.isPaused()) gunzip.resume();
+  };
+  // zlib's output buffers are its own to give away: a chunk it delivered is never written into again.
   gunzip.on('data', (out: Buffer) => {
     if (failure) return;
-    try {
-      push(out);
-    } catch (error) {
-      fail(error);
+    queue.push(out);
+    if (queue.length >= GUNZIP_QUEUE) gunzip.pause();
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
     }
   });
   const closed = new Promise<void>((resolve) => gunzip.once('close', resolve));
@@ -471,6 +495,8 @@ async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => v
     if (!failure && !stop()) {
       gunzip.end();
       await closed;
+      // What zlib delivered last, still waiting for its turn.
+      drain();
     }
   } finally {
     gunzip.destroy();
