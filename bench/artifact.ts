@@ -58,7 +58,7 @@ export async function runArtifactBench(opts: { quick: boolean; log?: (line: stri
   const log = opts.log ?? ((): void => undefined);
   const started = Date.now();
   const work = await mkdtemp(join(tmpdir(), 'atomic-deploy-bench-artifact-'));
-  const machine = await describeMachine({ tmpDir: work });
+  const machine = await describeMachine({ tmpDir: tmpdir() });
   const BIN = installedBin();
   const runs = quick ? 2 : 7;
   try {

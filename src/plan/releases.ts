@@ -56,8 +56,9 @@ export function isGood(release: ReleaseFacts): boolean {
  * A release without a record (another tool's) counts as once live where the log cannot say
  * otherwise: in a root taken over, or one with no log, those are the other tool's history. Where
  * our log begins on a fresh root (a deploy that found no live release), such a directory went live
- * only if a record names it as the release its deploy replaced: anything else there was put in
- * releases/ by hand (a backup copy, an unpacked tarball), and only `--to` goes to it.
+ * only if a record names it as the release its deploy replaced, or we switched to it (`rollback
+ * --to` gives it a record): anything else there was put in releases/ by hand (a backup copy, an
+ * unpacked tarball), and only `--to` goes to it.
  */
 export function rollbackTarget<T extends ReleaseFacts>(
   ordered: readonly T[],
@@ -66,7 +67,8 @@ export function rollbackTarget<T extends ReleaseFacts>(
   if (currentId === null) return undefined;
   const fresh = ordered.some((r) => r.seq !== undefined && r.previous === null);
   const replaced = new Set(ordered.map((r) => r.previous));
-  const wentLive = (r: T): boolean => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id);
+  // A record without a sequence number is written only for a release we switched to (rollback --to, recovery).
+  const wentLive = (r: T): boolean => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id) || r.status === 'complete';
   const at = ordered.findIndex((r) => r.id === currentId);
   for (let i = at - 1; i >= 0; i--) {
     const candidate = ordered[i];

@@ -75,6 +75,17 @@ void test('a plain rollback never goes to a directory without a record that was 
   );
   assert.equal(rollbackTarget(named, 'c')?.id, 'aaa');
   assert.equal(rollbackTarget(named, 'aaa')?.id, 'a');
+  // One we switched to (`rollback --to` gave it a record, without a sequence number) has served.
+  const switched = orderReleases(
+    [
+      { id: 'a', seq: 1, status: 'complete', previous: null },
+      { id: 'b', seq: 2, status: 'complete', previous: 'a' },
+      { id: 'a.bak', status: 'complete', previous: null },
+      { id: 'backup-old' },
+    ],
+    'a',
+  );
+  assert.equal(rollbackTarget(switched, 'a')?.id, 'a.bak');
   // A root taken over (our first deploy replaced a live release) or with no log at all: the other
   // tool's releases are its history, in name order, as before.
   const taken = orderReleases([{ id: '9' }, { id: '10' }, { id: '11' }, { id: '12', seq: 1, status: 'complete', previous: '11' }], '11');
