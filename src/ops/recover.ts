@@ -6,7 +6,7 @@ import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleases } from '../act/releases.ts';
 import { removeTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
-import { readJournal, readRecords, type ReleaseRecord } from '../act/state.ts';
+import { listRecordIds, readJournal, readRecords, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
 import { orderReleases, type ReleaseFacts } from '../plan/releases.ts';
@@ -22,14 +22,20 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   const entries = await listReleases(layout);
   const records = await readRecords(layout, entries.map((e) => e.id));
   const current = await readCurrent(layout);
-  return orderReleases(
-    entries.map(({ id, linkedTo }) => {
-      const record = records.get(id);
-      const link = linkedTo === undefined ? {} : { linkedTo };
-      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record, ...link } : { id, ...link };
-    }),
-    current.kind === 'release' ? current.id : null,
-  );
+  const views: ReleaseView[] = entries.map(({ id, linkedTo }) => {
+    const record = records.get(id);
+    const link = linkedTo === undefined ? {} : { linkedTo };
+    return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record, ...link } : { id, ...link };
+  });
+  // Whether a directory without a record may have served depends on how our log began (see
+  // rollbackTarget); once the first release is pruned only its record still says so. Read the rest
+  // of the log only when such a directory is here and the releases present do not tell.
+  const madeByUs = (r: { seq?: number; previous?: string | null }): boolean => r.seq !== undefined && r.previous === null;
+  if (views.some((v) => v.record === undefined) && !views.some(madeByUs)) {
+    const rest = (await listRecordIds(layout)).filter((id) => !records.has(id));
+    if ([...(await readRecords(layout, rest)).values()].some(madeByUs)) for (const v of views) v.rootMadeByUs = true;
+  }
+  return orderReleases(views, current.kind === 'release' ? current.id : null);
 }
 
 export function describeAction(action: RecoveryAction): string | undefined {

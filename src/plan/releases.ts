@@ -12,6 +12,11 @@ export interface ReleaseFacts {
   previous?: string | null;
   /** Where `releases/<id>` leads when it is a symlink (a release moved to another disk and linked back). */
   linkedTo?: string;
+  /**
+   * Set by the reader when a record of a release already pruned shows a deploy of ours that found
+   * no live release: the root is one we made, though the release that says so is gone.
+   */
+  rootMadeByUs?: true;
 }
 
 /**
@@ -65,16 +70,25 @@ export function rollbackTarget<T extends ReleaseFacts>(
   currentId: string | null,
 ): T | undefined {
   if (currentId === null) return undefined;
-  const fresh = ordered.some((r) => r.seq !== undefined && r.previous === null);
-  const replaced = new Set(ordered.map((r) => r.previous));
-  // A record without a sequence number is written only for a release we switched to (rollback --to, recovery).
-  const wentLive = (r: T): boolean => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id) || r.status === 'complete';
+  const wentLive = wentLiveTest(ordered);
   const at = ordered.findIndex((r) => r.id === currentId);
   for (let i = at - 1; i >= 0; i--) {
     const candidate = ordered[i];
     if (candidate && isGood(candidate) && wentLive(candidate) && releaseIdProblem(candidate.id) === undefined) return candidate;
   }
   return undefined;
+}
+
+/**
+ * Whether each release may have served (see rollbackTarget): ours unless still `pending`; one
+ * without a record unless our log begins on a fresh root and neither names it as replaced nor
+ * switched to it.
+ */
+export function wentLiveTest(ordered: readonly ReleaseFacts[]): (release: ReleaseFacts) => boolean {
+  const fresh = ordered.some((r) => r.rootMadeByUs === true || (r.seq !== undefined && r.previous === null));
+  const replaced = new Set(ordered.map((r) => r.previous));
+  // A record without a sequence number is written only for a release we switched to (rollback --to, recovery).
+  return (r) => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id) || r.status === 'complete';
 }
 
 export type ReleaseRole = 'active' | 'previous' | 'failed' | 'rolled-back' | 'pending' | 'old';
@@ -104,7 +118,7 @@ export interface PruneInput {
 /** Good releases a deploy keeps when no keep is given (Capistrano's keep_releases default). */
 export const DEFAULT_KEEP = 5;
 
-export type KeepRule = 'current' | 'rollback-target' | 'live-before' | 'being-deployed' | 'in-use' | 'linked' | 'newest' | 'no-limit';
+export type KeepRule = 'current' | 'rollback-target' | 'live-before' | 'being-deployed' | 'in-use' | 'linked' | 'never-served' | 'newest' | 'no-limit';
 export type RemoveRule = 'older' | 'failed' | 'rolled-back';
 
 export interface PruneDecision<T> {
@@ -133,15 +147,17 @@ export function pruneIncompleteMessage(removed: readonly string[], failed: reado
  * when current was deployed, even one marked failed or rolled back (after `rollback --to` an older
  * one, the rollback target by order can be a newer release that was skipped, while the one live a
  * moment ago is older; a release whose health check failed with nothing to roll back to stays
- * live, and is then the only tree known to have served), one
- * being deployed, one in use (unless forced). The newest `keep` good releases stay; failed and
- * rolled-back ones never count, so a row of failed deploys cannot push out the last good release.
+ * live, and is then the only tree known to have served), one being deployed, one in use (unless
+ * forced), a directory put there by hand that never served. The newest `keep` good releases stay;
+ * failed and rolled-back ones never count, so a row of failed deploys cannot push out the last
+ * good release.
  */
 export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input: PruneInput): PruneDecision<T> {
   const keep = Math.max(0, Math.floor(input.keep));
   const previous = rollbackTarget(ordered, input.currentId);
   const liveBefore = ordered.find((r) => r.id === input.currentId)?.previous ?? undefined;
-  const good = ordered.filter(countsTowardsKeep);
+  const wentLive = wentLiveTest(ordered);
+  const good = ordered.filter((r) => countsTowardsKeep(r) && wentLive(r));
   // slice(-0) would keep everything.
   const keptGood = new Set((keep === 0 ? [] : good.slice(-keep)).map((r) => r.id));
   const newest = `the newest ${keep} good release${keep === 1 ? '' : 's'}`;
@@ -158,6 +174,10 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
     // Its tree is not in releases/ (another disk, most likely): prune deletes only trees it holds, --force or not.
     else if (release.linkedTo !== undefined) kept = { rule: 'linked', reason: `a link to ${release.linkedTo}; prune leaves it (remove the link and that tree by hand)` };
+    // A directory put in releases/ by hand in a root our log began (a backup copy with a database
+    // dump in it, an unpacked tarball): no deploy made it and none served it, so it is not a
+    // release prune may age out, and it does not count towards keep. Only the user removes it.
+    else if (release.seq === undefined && !wentLive(release)) kept = { rule: 'never-served', reason: 'never served (not made by a deploy); prune leaves it' };
     else if (keptGood.has(release.id)) kept = { rule: 'newest', reason: `among ${newest}` };
     // keep 0 turns pruning off, so a config with `keep: 0` can never empty releases/ through `prune`.
     else if (keep === 0) kept = { rule: 'no-limit', reason: 'keep 0 keeps every release' };

@@ -85,10 +85,15 @@ export function mergeRecord(records: ReadonlyMap<string, RemoteRecord>, id: stri
 
 /** Every release directory with what the log knows of it, oldest first (ops/recover.ts releaseViews). */
 export function viewsOf(state: RemoteState): ReleaseView[] {
+  // The host sends its whole log, records of pruned releases too: one of them may be the deploy
+  // of ours that found the root without a live release (see rollbackTarget).
+  const madeByUs = [...state.records.values()].some((r) => r.seq !== undefined && r.previous === null);
   return orderReleases(
     state.releases.map((id) => {
       const record = state.records.get(id);
-      return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
+      const view: ReleaseView = record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
+      if (madeByUs) view.rootMadeByUs = true;
+      return view;
     }),
     currentIdOf(state),
   );

@@ -83,3 +83,40 @@ void test('a root made fresh by us: a copy put in releases/ by hand is no rollba
   assert.equal(back.code, 0, back.stderr);
   assert.equal(currentId(root), 'r1');
 });
+
+void test('a root made fresh by us: folders put in releases/ by hand survive the default keep of six deploys, and prune says why', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'ours\n' });
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'r01', '--quiet'])).code, 0);
+  // A backup with a database dump, a dated copy and an empty folder, all made by hand.
+  writeTree(path.join(root, 'releases', 'backup-old'), { 'dump.sql': 'INSERT 1;\n' });
+  fs.cpSync(path.join(root, 'releases', 'r01'), path.join(root, 'releases', '20200101'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'releases', 'a.bak'));
+  for (let i = 2; i <= 7; i++) {
+    const r = await runCli(['deploy', src, root, '--release-id', `r0${i}`, '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  // Default keep 5: of ours r01 and r02 go, the hand-made folders stay and take no place among the five.
+  assert.deepEqual(releaseIds(root).sort(), ['20200101', 'a.bak', 'backup-old', 'r03', 'r04', 'r05', 'r06', 'r07']);
+  assert.equal(fs.readFileSync(path.join(root, 'releases', 'backup-old', 'dump.sql'), 'utf8'), 'INSERT 1;\n');
+  const plan = await runCli(['prune', root, '--keep', '1', '--dry-run', '--json']);
+  assert.equal(plan.code, 0, plan.stderr);
+  const kept = jsonOf<{ kept: { id: string; rule: string; reason: string }[] }>(plan).kept;
+  for (const id of ['20200101', 'a.bak', 'backup-old']) {
+    assert.deepEqual(kept.filter((k) => k.id === id).map((k) => k.rule), ['never-served'], `${id}: ${JSON.stringify(kept)}`);
+  }
+  const human = await runCli(['prune', root, '--keep', '1', '--dry-run']);
+  assert.match(human.stdout, /backup-old.*never served \(not made by a deploy\); prune leaves it/);
+  // r01, whose record says the root was made by us, is gone; rollback still walks only our releases.
+  const visited: string[] = [];
+  for (;;) {
+    const back = await runCli(['rollback', root]);
+    if (back.code !== 0) {
+      assert.equal(back.code, 2, back.stderr);
+      break;
+    }
+    visited.push(currentId(root) ?? '');
+  }
+  assert.deepEqual(visited, ['r06', 'r05', 'r04', 'r03']);
+});

@@ -93,6 +93,54 @@ void test('a plain rollback never goes to a directory without a record that was 
   assert.equal(rollbackTarget(orderReleases([{ id: '9' }, { id: '10' }], '10'), '10')?.id, '9');
 });
 
+void test('prune leaves a directory put in releases/ by hand in a root we made fresh, and it does not count towards keep', () => {
+  // The helper's finding: `backup-old` (a dump.sql in it), `20200101` and `a.bak` sat beside our
+  // releases; the default keep removed them as older releases and counted them as good ones.
+  const ordered = orderReleases(
+    [
+      { id: 'a', seq: 1, status: 'complete', previous: null },
+      { id: 'b', seq: 2, status: 'complete', previous: 'a' },
+      { id: 'c', seq: 3, status: 'complete', previous: 'b' },
+      { id: 'backup-old' },
+      { id: '20200101' },
+      { id: 'a.bak' },
+    ],
+    'c',
+  );
+  const d = selectPrune(ordered, { currentId: 'c', keep: 2 });
+  assert.deepEqual(d.remove.map((x) => x.release.id), ['a']);
+  const byId = new Map(d.keep.map((k) => [k.release.id, k.rule]));
+  for (const id of ['backup-old', '20200101', 'a.bak']) assert.equal(byId.get(id), 'never-served', id);
+  assert.equal(byId.get('b'), 'rollback-target');
+  // keep 3 keeps all of ours: the three hand-made folders do not take places among the newest.
+  assert.deepEqual(selectPrune(ordered, { currentId: 'c', keep: 3 }).remove, []);
+  // Once the first release (previous: null) is pruned, the reader marks the views from its record.
+  const later = orderReleases(
+    [
+      { id: 'b', seq: 2, status: 'complete', previous: 'a', rootMadeByUs: true },
+      { id: 'c', seq: 3, status: 'complete', previous: 'b', rootMadeByUs: true },
+      { id: 'backup-old', rootMadeByUs: true },
+    ],
+    'b',
+  );
+  assert.equal(rollbackTarget(later, 'b'), undefined);
+  assert.deepEqual(selectPrune(later, { currentId: 'c', keep: 1 }).keep.map((k) => k.rule), ['current', 'rollback-target', 'never-served']);
+  // In a root taken over from another tool, its releases are history and age out as before.
+  const taken = orderReleases([{ id: '9' }, { id: '10' }, { id: '11' }, { id: '12', seq: 1, status: 'complete', previous: '11' }], '12');
+  assert.deepEqual(selectPrune(taken, { currentId: '12', keep: 2 }).remove.map((x) => x.release.id), ['10', '9']);
+  // One we once switched to (rollback --to gave it a record) is a release like any other.
+  const switched = orderReleases(
+    [
+      { id: 'a', seq: 1, status: 'complete', previous: null },
+      { id: 'a.bak', status: 'complete', previous: 'a' },
+      { id: 'b', seq: 2, status: 'complete', previous: 'a.bak' },
+      { id: 'c', seq: 3, status: 'complete', previous: 'b' },
+    ],
+    'c',
+  );
+  assert.deepEqual(selectPrune(switched, { currentId: 'c', keep: 2 }).remove.map((x) => x.release.id).sort(), ['a', 'a.bak']);
+});
+
 const idArb = fc.oneof(
   fc.nat({ max: 200 }).map(String),
   fc.tuple(fc.nat({ max: 12 }), fc.nat({ max: 12 })).map(([a, b]) => `v${a}.${b}`),
@@ -169,6 +217,18 @@ void test('property: prune never removes current or the rollback target, whateve
       assert.ok(!removed.has(currentId));
       const target = rollbackTarget(ordered, currentId);
       if (target) assert.ok(!removed.has(target.id));
+    }),
+  );
+});
+
+void test('property: in a root our log began fresh, prune never removes a directory without a record that never served', () => {
+  fc.assert(
+    fc.property(rootArb, fc.nat({ max: 4 }), ({ releases, currentId }, keep) => {
+      const ordered = orderReleases(releases, currentId);
+      const fresh = releases.some((r) => r.seq !== undefined && r.previous === null);
+      const named = new Set(releases.map((r) => r.previous));
+      const removed = selectPrune(ordered, { currentId, keep }).remove.map((x) => x.release);
+      for (const r of removed) assert.ok(r.seq !== undefined || !fresh || named.has(r.id), `${r.id} was never served`);
     }),
   );
 });
