@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import { isFullDisk } from '../act/durable.ts';
+import { readJournal } from '../act/state.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
-import { DeployError, ioError } from '../errors.ts';
+import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
@@ -46,11 +47,7 @@ export interface RollbackResult {
 function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | null, to: string | undefined): string {
   let target: string;
   if (to !== undefined) {
-    if (!views.some((v) => v.id === to) || !fs.existsSync(releasePath(layout, to))) {
-      throw new DeployError('UNKNOWN_RELEASE', `release ${to} does not exist in ${layout.releases}`, {
-        hint: `list them with: atomic-deploy releases ${shellWord(layout.root)}`,
-      });
-    }
+    if (!views.some((v) => v.id === to)) throw unknownRelease(layout, to);
     target = to;
   } else {
     const found = rollbackTarget(views, currentId);
@@ -64,7 +61,34 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
   if (target === currentId) {
     throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
   }
+  assertServable(layout, target, to === undefined);
   return target;
+}
+
+function unknownRelease(layout: Layout, id: string): DeployError {
+  return new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, {
+    hint: `list them with: atomic-deploy releases ${shellWord(layout.root)}`,
+  });
+}
+
+/**
+ * A release directory with nothing in it (a folder made by hand for a backup that never came) would
+ * serve nothing; no deploy makes one (an empty build is refused), so it is never a target.
+ */
+function assertServable(layout: Layout, id: string, plain: boolean): void {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(releasePath(layout, id));
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') throw unknownRelease(layout, id);
+    // Unreadable or not a directory: the switch and the health check speak for themselves.
+    return;
+  }
+  if (entries.length === 0) {
+    throw new DeployError('UNKNOWN_RELEASE', `release ${id} is an empty directory: switching to it would serve nothing`, {
+      hint: plain ? `pick another with --to <id> (atomic-deploy releases ${shellWord(layout.root)} lists them), or remove the empty directory` : `list the releases with: atomic-deploy releases ${shellWord(layout.root)}`,
+    });
+  }
 }
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
@@ -89,6 +113,11 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   if (await rootIsIdle(layout)) {
     await assertTmpOnRoot(layout);
     chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+  } else if (options.to !== undefined && !fs.existsSync(releasePath(layout, options.to))) {
+    // A lock or a crash's leftovers: taking over a stale lock and recovering would change the root
+    // before an unknown --to is refused. Only the release a deploy in flight is writing may yet come.
+    const journal = await readJournal(layout);
+    if (journal.kind !== 'ok' || journal.journal.release !== options.to) throw unknownRelease(layout, options.to);
   }
 
   const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {
