@@ -22,7 +22,9 @@ export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
     const code = errnoOf(error);
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
   }
-  for (const step of sharedPathSteps(p)) {
+  // shared/ itself first: a file or a dangling link there would otherwise fail the lstat below
+  // with ENOTDIR, or pass for missing and fail the mkdir of --shared-create half way.
+  for (const step of ['', ...sharedPathSteps(p)]) {
     const full = path.join(layout.shared, step);
     const st = fs.lstatSync(full, { throwIfNoEntry: false });
     if (st === undefined) return 'missing';

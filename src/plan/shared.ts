@@ -135,9 +135,9 @@ export function withoutPaths<T extends ListedEntry>(entries: readonly T[], exclu
 }
 
 /**
- * What `<root>/shared/<path>` is now (links followed). `dangling`: the path, or a part of it, is a
- * symlink to nothing (a volume not mounted, a secret not yet written); `blocked`: a part of it is
- * not a directory. Neither can be linked to or made, with `--shared-create` or without.
+ * What `<root>/shared/<path>` is now (links followed). `dangling`: the path, or a part of it
+ * (shared/ included), is a symlink to nothing (a volume not mounted, a secret not yet written);
+ * `blocked`: a part of it (shared/ included) is not a directory. Neither can be linked to or made, with `--shared-create` or without.
  */
 export type SharedTargetKind = 'file' | 'dir' | 'other' | 'missing' | 'dangling' | 'blocked';
 
@@ -167,7 +167,7 @@ export function sharedTargetAction(link: Pick<SharedLink, 'path' | 'type' | 'typ
     return { kind: 'problem', problem: `shared/${p} leads through a symlink to a path that does not exist`, hint: `make what the link points to (a volume that is not mounted?), or remove the link and deploy again${create ? '' : ' with --shared-create'}` };
   }
   if (target === 'blocked') {
-    return { kind: 'problem', problem: `shared/${p} cannot exist: a part of its path under shared/ is not a directory`, hint: 'move that file aside, or change the shared path' };
+    return { kind: 'problem', problem: `shared/${p} cannot exist: shared/ or a part of the path under it is not a directory`, hint: 'move that file aside, or change the shared path' };
   }
   if (target === 'missing') {
     if (!create) return { kind: 'missing' };

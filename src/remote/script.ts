@@ -653,14 +653,14 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
       const run = a.kind === 'problem' ? `emit hint ${q(a.hint)}; fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
       return `${kind}) ${run} ;;`;
     });
-    // As the local sharedTargetKind: a step under shared/ that is a link to nothing, or (before the last) not a directory.
-    const steps = sharedPathSteps(l.path).map((step) => `"$shared/"${q(step)}`);
+    // As the local sharedTargetKind: shared/ or a step under it that is a link to nothing, or (before the last) not a directory.
+    const steps = ['"$shared"', ...sharedPathSteps(l.path).map((step) => `"$shared/"${q(step)}`)];
     const dangling = steps.map((x) => `{ [ -h ${x} ] && [ ! -e ${x} ]; }`).join(' || ');
     const blocked = steps.slice(0, -1).map((x) => `{ [ -e ${x} ] && [ ! -d ${x} ]; }`).join(' || ');
     const kindOf = [
       `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file`,
       `elif ${dangling}; then _k${i}=dangling`,
-      ...(blocked === '' ? [] : [`elif ${blocked}; then _k${i}=blocked`]),
+      `elif ${blocked}; then _k${i}=blocked`,
       `elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi`,
     ].join('; ');
     return `${kindOf}\ncase $_k${i} in ${cases.join(' ')} esac`;

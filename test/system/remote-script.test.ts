@@ -338,6 +338,39 @@ for (const shell of SHELLS) {
       await live.holder.done;
     });
 
+    void test('deploy: shared/ itself a file, or a symlink to nothing, is refused as the local engine refuses it, with nothing made', async () => {
+      const elsewhere = path.join(BASE, `not-mounted-${++serial}`);
+      const makers: [SharedTargetKind, (shared: string) => void][] = [
+        ['blocked', (shared) => fs.writeFileSync(shared, 'a file\n')],
+        ['dangling', (shared) => fs.symlinkSync(elsewhere, shared)],
+      ];
+      for (const [kind, make] of makers) {
+        const live = await liveOnOld(shell);
+        make(path.join(live.root, 'shared'));
+        fs.mkdirSync(path.join(live.root, '.tmp', 'stage.0008', 'r5'), { recursive: true });
+        const links: DeployArmScript['shared'] = [
+          { path: 'storage', linkText: '../../shared/storage', mkdirs: [], replaces: false, type: 'dir' },
+          { path: '.env', linkText: '../../shared/.env', mkdirs: [], replaces: false, type: 'file' },
+        ];
+        for (const link of links) {
+          for (const sharedCreate of [true, false]) {
+            const expected = sharedTargetAction(link, kind, sharedCreate);
+            assert.equal(expected.kind, 'problem');
+            const r = run(shell, armOnOld(live.root, 'r5', 'stage.0008', { sharedCreate, shared: [link] }), 'abort\n');
+            const label = `${kind} ${link.path}, sharedCreate ${String(sharedCreate)}: ${JSON.stringify(r.frames)}`;
+            assert.equal(r.code, 1, label);
+            assert.equal(r.frames.find((f) => f.tag === 'error')?.value, 'INVALID_SHARED_PATH', label);
+            assert.equal(r.frames.find((f) => f.tag === 'message')?.value, expected.kind === 'problem' ? expected.problem : '', label);
+            assert.ok(!tags(r.frames).includes('ready'), label);
+          }
+        }
+        assert.equal(fs.existsSync(elsewhere), false, 'made through the link');
+        assert.equal(fs.readlinkSync(path.join(live.root, 'current')), 'releases/old');
+        live.holder.stop();
+        await live.holder.done;
+      }
+    });
+
     void test('deploy with before-switch hooks: a manifest whose SHA-256 is not the one sent, or any other word, stops the program before it arms', async () => {
       for (const [word, message] of [
         [`manifest ${'0'.repeat(64)}`, /the manifest stored after the before-switch hooks is not the one sent/],

@@ -189,7 +189,7 @@ void test('a shared target reached through a symlink to nothing, or through a fi
     [['--shared-dir', 'storage'], /^error: shared\/storage leads through a symlink to a path that does not exist$/],
     [['--shared', 'storage'], /^error: shared\/storage leads through a symlink to a path that does not exist$/],
     [['--shared-file', 'conf/app.env'], /^error: shared\/conf\/app\.env leads through a symlink to a path that does not exist$/],
-    [['--shared-dir', 'cache/views'], /^error: shared\/cache\/views cannot exist: a part of its path under shared\/ is not a directory$/],
+    [['--shared-dir', 'cache/views'], /^error: shared\/cache\/views cannot exist: shared\/ or a part of the path under it is not a directory$/],
   ];
   for (const [flags, message] of cases) {
     for (const extra of [['--shared-create'], ['--shared-create', '--dry-run'], []]) {
@@ -204,6 +204,32 @@ void test('a shared target reached through a symlink to nothing, or through a fi
   }
   assert.deepEqual(treeSnapshot(dir, { times: true }), before);
   assert.deepEqual(fs.readdirSync(elsewhere), [], 'a file was made through the link');
+});
+
+void test('shared/ itself a file, or a symlink to nothing: exit 2 with the same lines (dry run too), no stack trace, nothing made', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--quiet'])).code, 0);
+  const cases: [string, () => void, RegExp][] = [
+    ['a file', () => fs.writeFileSync(path.join(root, 'shared'), 'not a directory\n'), /^error: shared\/(storage|\.env) cannot exist: shared\/ or a part of the path under it is not a directory$/],
+    ['a dangling link', () => fs.symlinkSync(path.join(dir, 'not-mounted'), path.join(root, 'shared')), /^error: shared\/(storage|\.env) leads through a symlink to a path that does not exist$/],
+  ];
+  for (const [what, make, message] of cases) {
+    fs.rmSync(path.join(root, 'shared'), { force: true, recursive: true });
+    make();
+    const before = treeSnapshot(dir, { times: true });
+    for (const flags of [['--shared-dir', 'storage'], ['--shared', 'storage'], ['--shared-file', '.env']]) {
+      for (const extra of [['--shared-create'], ['--shared-create', '--dry-run'], []]) {
+        const r = await runCli(['deploy', src, root, ...flags, ...extra]);
+        const label = `${what}: ${[...flags, ...extra].join(' ')}`;
+        assert.equal(r.code, 2, `${label}: ${r.stderr}`);
+        const [error, hint, ...rest] = r.stderr.trimEnd().split('\n');
+        assert.match(error ?? '', message, label);
+        assert.match(hint ?? '', /^hint: (make what the link points to|move that file aside)/, label);
+        assert.deepEqual(rest, [], label);
+      }
+    }
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before, what);
+  }
 });
 
 void test('--shared-file makes an empty file (owner-only), --shared-dir an empty directory; --shared infers from what exists', async (t) => {
