@@ -257,12 +257,15 @@ export function rootShapeOf(dir: string): RootShape {
 
 /** Commands that read a root refuse a folder that is not one before they create anything in it. */
 export function assertDeployRoot(dir: string): void {
-  const problem = readRootProblem(rootShapeOf(dir));
+  const shape = rootShapeOf(dir);
+  const problem = readRootProblem(shape);
   if (problem) {
     // `status app/current`: the root meant is the one the path lies in, never a new one inside it.
     const outer = enclosingRoot(dir);
+    // A folder with files in it takes a deploy only with --adopt: the hint gives the command that works.
+    const adopt = shape.kind === 'other' ? ' --adopt' : '';
     throw new DeployError('INVALID_ROOT', `${dir} ${problem}`, {
-      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(dir)}`,
+      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(dir)}${adopt}`,
     });
   }
   // A release that holds a root's layout (a build or archive shipping .atomic-deploy/, or releases/
