@@ -145,6 +145,39 @@ function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
   }
 }
 
+/**
+ * ATOMIC_DEPLOY_* names that are no flag: the ones hooks and reloads are given (a hook may run
+ * atomic-deploy again), the fleet's ssh config, and the fault injection of the tests.
+ */
+const OTHER_ENV_NAMES = ['ATOMIC_DEPLOY_RELEASE_PATH', 'ATOMIC_DEPLOY_PREVIOUS_ID', 'ATOMIC_DEPLOY_ROOT', 'ATOMIC_DEPLOY_UNIT', 'ATOMIC_DEPLOY_SSH_CONFIG', 'ATOMIC_DEPLOY_FAILPOINTS'];
+
+/**
+ * ATOMIC_DEPLOY_* variables that no command reads (`ATOMIC_DEPLOY_KEPP=2`): a setting a user meant
+ * and that would pass unseen. A name another command reads (ATOMIC_DEPLOY_KEEP for `verify`) is
+ * not one: a CI job sets them for all its steps.
+ */
+export function unknownEnvWarnings(program: Command, env: NodeJS.ProcessEnv): { message: string; hint: string }[] {
+  const known = new Set(OTHER_ENV_NAMES);
+  const walk = (cmd: Command): void => {
+    for (const option of cmd.options as Option[]) {
+      const name = envNameOf(option);
+      if (name) known.add(name);
+    }
+    for (const sub of cmd.commands as Command[]) walk(sub);
+  };
+  walk(program);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('ATOMIC_DEPLOY_') && !known.has(name))
+    .sort()
+    .map((name) => {
+      const near = closest(name.slice('ATOMIC_DEPLOY_'.length), [...known].map((k) => k.slice('ATOMIC_DEPLOY_'.length)));
+      return {
+        message: `${name} is set, but no command reads it; it is ignored`,
+        hint: near ? `did you mean ATOMIC_DEPLOY_${near}?` : 'each flag has one: --release-id is ATOMIC_DEPLOY_RELEASE_ID, --no-fsync ATOMIC_DEPLOY_NO_FSYNC',
+      };
+    });
+}
+
 /** Enough of a file's head to tell tar (magic at offset 257), tar.gz and zip apart. */
 const SNIFF_BYTES = 512;
 
@@ -249,6 +282,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     applyEnv(action, process.env);
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
+    for (const w of unknownEnvWarnings(program, process.env)) reporter.warn(w.message, w.hint);
     if (configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
   });
   // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.

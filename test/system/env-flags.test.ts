@@ -88,3 +88,20 @@ void test('ATOMIC_DEPLOY_JSON=1 gets a JSON error for a usage error and for a ba
   assert.equal(plain.code, 2);
   assert.equal(plain.stdout, '');
 });
+
+void test('a misspelt ATOMIC_DEPLOY_ variable is named in a warning with the one meant; a name another command reads, and the hooks\' names, are not', async (t) => {
+  const { src, root } = await rootWithReleases(t, ['a1', 'a2', 'a3']);
+  const typo = await runCli(['deploy', src, root, '--release-id', 'a4', '--quiet'], { env: { ATOMIC_DEPLOY_KEPP: '1', ATOMIC_DEPLOY_NO_FSYNC: '1' } });
+  assert.equal(typo.code, 0, typo.stderr);
+  assert.equal(typo.stderr, 'warning: ATOMIC_DEPLOY_KEPP is set, but no command reads it; it is ignored\nhint: did you mean ATOMIC_DEPLOY_KEEP?\n');
+  // It was ignored: the default keep (5) left every release.
+  assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['a1', 'a2', 'a3', 'a4']);
+  const far = await runCli(['status', root, '--json'], { env: { ATOMIC_DEPLOY_SOMETHING_ELSE: 'x' } });
+  assert.equal(far.code, 0, far.stderr);
+  assert.match(far.stderr, /^warning: ATOMIC_DEPLOY_SOMETHING_ELSE is set, but no command reads it; it is ignored\nhint: each flag has one: --release-id is ATOMIC_DEPLOY_RELEASE_ID/);
+  jsonOf(far);
+  // A CI job sets its variables for every step; a hook runs atomic-deploy with what it was given.
+  const quiet = await runCli(['status', root], { env: { ATOMIC_DEPLOY_KEEP: '2', ATOMIC_DEPLOY_WAVES: '3', ATOMIC_DEPLOY_ROOT: root, ATOMIC_DEPLOY_RELEASE_PATH: root, ATOMIC_DEPLOY_PREVIOUS_ID: 'a1', ATOMIC_DEPLOY_UNIT: 'x.service' } });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.equal(quiet.stderr, '');
+});
