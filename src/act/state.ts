@@ -121,6 +121,29 @@ export function readRecord(layout: Layout, id: string): ReleaseRecord | undefine
 }
 
 /**
+ * Why the record of `id` exists yet was read as absent (not JSON, not this release's, not an
+ * object), or undefined when it is missing or fine. Asked only where readRecord found none: a
+ * damaged record loses its release's status and order, which a user should hear about.
+ */
+export function recordDamage(layout: Layout, id: string): string | undefined {
+  if (releaseIdProblem(id) !== undefined) return undefined;
+  let text: string;
+  try {
+    text = readRegularFileSync(recordFile(layout, id));
+  } catch {
+    return undefined;
+  }
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    return text.trim() === '' ? 'empty' : 'not valid JSON';
+  }
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'not a JSON object';
+  return (record as { id?: unknown }).id === id ? undefined : `it names another release (${JSON.stringify((record as { id?: unknown }).id)})`;
+}
+
+/**
  * The records of these releases, or of every release the log knows when `ids` is left out. The
  * log keeps a record per deploy for good, so commands read only the records of the releases
  * still in releases/: a root with years of history costs one readdir, not thousands of reads.

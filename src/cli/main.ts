@@ -396,9 +396,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     const result = await listReleases(rootOf(rootArg));
     out.print(renderReleases(result, { header: options.stdout.isTTY === true, colors: out.stdoutColors }));
+    for (const r of result.releases) {
+      if (r.recordDamaged !== undefined) out.warn(`the release log record of ${oneLine(r.id)} is damaged (${r.recordDamaged}): it is listed, ordered and rolled back to as a release without one`, `its record is .atomic-deploy/releases/${oneLine(r.id)}.json; verify cannot check the release without it`);
+    }
     out.result(undefined, {
       current: result.current,
-      releases: result.releases.map((r) => ({ ...r.record, id: r.id, current: r.current, role: r.role })),
+      releases: result.releases.map((r) => ({ ...r.record, id: r.id, current: r.current, role: r.role, ...(r.recordDamaged === undefined ? {} : { recordDamaged: r.recordDamaged }) })),
     });
   });
 

@@ -6,7 +6,7 @@ import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleases } from '../act/releases.ts';
 import { removeTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
-import { listRecordIds, readJournal, readRecords, type ReleaseRecord } from '../act/state.ts';
+import { listRecordIds, readJournal, readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
 import { orderReleases, type ReleaseFacts } from '../plan/releases.ts';
@@ -15,6 +15,8 @@ import { recoveryProgram } from '../root/recover.ts';
 
 export interface ReleaseView extends ReleaseFacts {
   record?: ReleaseRecord;
+  /** Its log record exists but could not be read as one (recordDamage): it is ordered as one without. */
+  recordDamaged?: string;
 }
 
 /** Every release directory with what the release log knows of it, oldest first. */
@@ -25,7 +27,9 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   const views: ReleaseView[] = entries.map(({ id, linkedTo }) => {
     const record = records.get(id);
     const link = linkedTo === undefined ? {} : { linkedTo };
-    return record ? { id, seq: record.seq, status: record.status, previous: record.previous, record, ...link } : { id, ...link };
+    if (record) return { id, seq: record.seq, status: record.status, previous: record.previous, record, ...link };
+    const damage = recordDamage(layout, id);
+    return damage === undefined ? { id, ...link } : { id, recordDamaged: damage, ...link };
   });
   // Whether a directory without a record may have served depends on how our log began (see
   // rollbackTarget); once the first release is pruned only its record still says so. Read the rest

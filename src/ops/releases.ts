@@ -9,6 +9,8 @@ export interface ReleaseInfo {
   current: boolean;
   role: ReleaseRole;
   record?: ReleaseRecord;
+  /** Its log record is there but damaged (why): listed, ordered and rolled back to as one without. */
+  recordDamaged?: string;
 }
 
 export interface ReleasesResult {
@@ -26,6 +28,6 @@ export async function listReleases(root: string): Promise<ReleasesResult> {
   const previous = rollbackTarget(views, currentId);
   return {
     current: currentId,
-    releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record })),
+    releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record, ...(v.recordDamaged === undefined ? {} : { recordDamaged: v.recordDamaged }) })),
   };
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
 import { hashTree, manifestFile, readManifest } from '../act/manifest.ts';
-import { readRecord } from '../act/state.ts';
+import { readRecord, recordDamage } from '../act/state.ts';
 import { aliasOfAnotherRelease, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { diffRelease, type Difference } from '../plan/manifest.ts';
@@ -77,7 +77,9 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, si
   const load = readManifest(layout, id, record?.digest);
   if (load.kind === 'none' && fs.existsSync(manifestFile(layout, id))) {
     // The digest that proves a manifest is in the release's log record: without one, a manifest file proves nothing.
-    throw new DeployError('NO_MANIFEST', `release ${id} has a manifest file but ${record === undefined ? 'no release log record' : 'no digest in its release log record'} to prove it, so nothing can be checked against it`, {
+    const damage = record === undefined ? recordDamage(layout, id) : undefined;
+    const missing = record === undefined ? (damage === undefined ? 'no release log record' : `a damaged release log record (${damage})`) : 'no digest in its release log record';
+    throw new DeployError('NO_MANIFEST', `release ${id} has a manifest file but ${missing} to prove it, so nothing can be checked against it`, {
       hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
       details: { release: id },
     });

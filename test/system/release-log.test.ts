@@ -145,3 +145,28 @@ void test('rollback --to a newer release (forward) leaves the release it goes fr
   assert.equal(next.code, 0, next.stderr);
   assert.ok(fs.existsSync(path.join(root, 'releases', 'v1')), 'the default --keep pruned a good release');
 });
+
+void test('a damaged record is named: releases warns (JSON: recordDamaged), verify says damaged, not missing; nothing is changed', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  const file = path.join(root, '.atomic-deploy', 'releases', 'r2.json');
+  const cases: [string, string][] = [['{"id":"r2","seq":2,"status":"comp', 'not valid JSON'], ['', 'empty'], ['[1]', 'not a JSON object'], ['{"id":"r9"}', 'it names another release ("r9")']];
+  for (const [text, why] of cases) {
+    fs.writeFileSync(file, text);
+    const list = await runCli(['releases', root, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal(list.stderr, `warning: the release log record of r2 is damaged (${why}): it is listed, ordered and rolled back to as a release without one\nhint: its record is .atomic-deploy/releases/r2.json; verify cannot check the release without it\n`);
+    const row = jsonOf<{ releases: { id: string; recordDamaged?: string }[] }>(list).releases.find((r) => r.id === 'r2');
+    assert.equal(row?.recordDamaged, why);
+    const verify = await runCli(['verify', root, '--release', 'r2']);
+    assert.equal(verify.code, 2, verify.stderr);
+    assert.match(verify.stderr, new RegExp(`^error: release r2 has a manifest file but a damaged release log record \\(${why.replace(/[()"]/g, '\\$&')}\\) to prove it`));
+    assert.equal(fs.readFileSync(file, 'utf8'), text);
+  }
+  // A missing record is no damage: no warning.
+  fs.rmSync(file);
+  const list = await runCli(['releases', root]);
+  assert.equal(list.stderr, '');
+});
