@@ -101,6 +101,8 @@ export interface HostReleases {
   current: string | null;
   /** Oldest first, as orderReleases gives them. */
   ordered: readonly ReleaseFacts[];
+  /** Release directories that hold nothing on this host. */
+  empty?: readonly string[];
 }
 
 export interface HostProblem {
@@ -129,6 +131,11 @@ export function planFleetRollback(hosts: readonly HostReleases[], to?: string): 
     const missing = hosts.filter((h) => !h.ordered.some((r) => r.id === target));
     if (missing.length > 0) {
       return { ok: false, problems: missing.map((h) => ({ host: h.host, code: 'UNKNOWN_RELEASE', message: `release ${target} does not exist on ${h.host}` })) };
+    }
+    // As locally: a folder made by hand that holds nothing would serve nothing.
+    const empty = hosts.filter((h) => h.current !== target && h.empty?.includes(target));
+    if (empty.length > 0) {
+      return { ok: false, problems: empty.map((h) => ({ host: h.host, code: 'UNKNOWN_RELEASE', message: `release ${target} is an empty directory on ${h.host}: switching to it would serve nothing` })) };
     }
     const moves = hosts.filter((h) => h.current !== target).map((h) => ({ host: h.host, from: h.current }));
     if (moves.length === 0) {

@@ -101,6 +101,8 @@ export interface RemoteState {
   rootReal?: string;
   current: CurrentState;
   releases: string[];
+  /** Releases whose directory holds nothing (made by hand): no rollback goes there. */
+  empty?: string[];
   records: Map<string, RemoteRecord>;
   journal: RemoteJournal;
   tmp: string[];
@@ -254,6 +256,7 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
     rootReal,
     current: currentOf(frames, root, rootReal, releases),
     releases,
+    empty: all('empty'),
     records,
     journal: journalOf(frameValue(frames, 'journal')),
     tmp: all('tmp'),

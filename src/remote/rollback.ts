@@ -167,7 +167,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     const idle = early.filter((s): s is RemoteState => s !== undefined);
     if (idle.length === fleet.hosts.length && fleetIsIdle(idle) && fleet.hosts.every((h, i) => !currentProblem(h.label, h.root, (idle[i] as RemoteState).current, options.to !== undefined))) {
       const plan = planFleetRollback(
-        fleet.hosts.map((h, i) => ({ host: h.label, current: currentIdOf(idle[i] as RemoteState), ordered: viewsOf(idle[i] as RemoteState) })),
+        fleet.hosts.map((h, i) => ({ host: h.label, current: currentIdOf(idle[i] as RemoteState), ordered: viewsOf(idle[i] as RemoteState), empty: (idle[i] as RemoteState).empty })),
         options.to,
       );
       if (!plan.ok) {
@@ -198,7 +198,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     }
     const plan = planFleetRollback(
-      read.map(({ h, state }) => ({ host: h.label, current: currentIdOf(state), ordered: viewsOf(state) })),
+      read.map(({ h, state }) => ({ host: h.label, current: currentIdOf(state), ordered: viewsOf(state), empty: state.empty })),
       options.to,
     );
     if (!plan.ok) {

@@ -127,6 +127,11 @@ lock_facts() {
   emit pid "$_p"
   if pid_alive "$_p"; then emit alive 1; proc_start "$_p"; emit pstart "$P_start"; else emit alive 0; fi
 }
+# 0 if the directory DIR holds nothing (a folder made by hand; no deploy makes one): a rollback target must not be.
+release_empty() {
+  for _x in "$1"/* "$1"/.[!.]* "$1"/..?*; do { [ -e "$_x" ] || [ -h "$_x" ]; } && return 1; done
+  return 0
+}
 # With an argument, the lock is not described (the holder knows it is its own).
 state_facts() {
   if [ ! -d "$root" ]; then emit root missing; return 0; fi
@@ -136,7 +141,7 @@ state_facts() {
   elif [ -d "$root/current" ]; then emit current directory
   elif [ -e "$root/current" ]; then emit current file
   else emit current missing; fi
-  for _d in "$rel"/*; do [ -d "$_d" ] && [ ! -h "$_d" ] && emit release "\${_d##*/}"; done
+  for _d in "$rel"/*; do [ -d "$_d" ] && [ ! -h "$_d" ] && { emit release "\${_d##*/}"; release_empty "$_d" && emit empty "\${_d##*/}"; }; done
   for _f in "$log"/*.json; do [ -f "$_f" ] && emit_file record "$_f"; done
   [ -f "$journal" ] && emit_file journal "$journal"
   for _t in "$tmp"/*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit tmp "\${_t##*/}"; done

@@ -172,10 +172,16 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
       ids.push(String(jsonOf<FleetJson>(r).release));
     }
     const [first, second] = ids as [string, string];
+    // A folder made by hand on one host, empty there and holding a page on the others.
+    for (const [i, h] of fleet.hosts.entries()) {
+      fs.mkdirSync(path.join(on(h), 'releases', 'backup'));
+      if (i > 0) fs.writeFileSync(path.join(on(h), 'releases', 'backup', 'index.html'), 'backup\n');
+    }
     const times = (): string[][] => fleet.hosts.map((h) => treeSnapshot(on(h), { times: true }));
     for (const [args, code, message] of [
       [['--to', 'no-such-release'], 2, /no-such-release/],
       [['--to', second], 2, /already/],
+      [['--to', 'backup'], 2, /release backup is an empty directory on host1: switching to it would serve nothing/],
     ] as const) {
       const before = times();
       const r = await cli(['rollback', root, ...hostArgs, ...args, '--json']);

@@ -171,6 +171,7 @@ for (const shell of SHELLS) {
       const state = remoteStateOf(r.frames, root);
       assert.deepEqual(state.current, { kind: 'release', id: HOSTILE_ID, target: `releases/${HOSTILE_ID}` });
       assert.deepEqual([...state.releases].sort(), [HOSTILE_ID, weird].sort());
+      assert.deepEqual(state.empty, [], 'every release holds a file');
       assert.equal(state.records.get(HOSTILE_ID)?.status, 'complete');
       assert.equal(state.journal.kind === 'ok' && state.journal.journal.release, weird);
       assert.deepEqual(state.tmp, ['stage.abc']);
@@ -178,6 +179,19 @@ for (const shell of SHELLS) {
       assert.equal(state.lock, null);
       assert.equal(hostFactsOf(r.frames).host, os.hostname());
       assertNoInjection();
+    });
+
+    void test('state: a release directory that holds nothing is reported empty; one holding only a dot file, a link or an empty folder is not', () => {
+      const root = freshRoot();
+      makeRelease(root, 'full', 'a');
+      for (const id of ['bare', 'dotfile', 'link', 'dir', "e 'q'\nx"]) fs.mkdirSync(path.join(root, 'releases', id));
+      fs.writeFileSync(path.join(root, 'releases', 'dotfile', '.env'), '');
+      fs.symlinkSync('nowhere', path.join(root, 'releases', 'link', 'x'));
+      fs.mkdirSync(path.join(root, 'releases', 'dir', 'sub'));
+      fs.symlinkSync('releases/full', path.join(root, 'current'));
+      const r = run(shell, stateScript({ root, fsync: false }));
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual([...(remoteStateOf(r.frames, root).empty ?? [])].sort(), ['bare', "e 'q'\nx"].sort());
     });
 
     void test('deploy: armed, then one rename on "go"; commit records it and releases the lock', async () => {

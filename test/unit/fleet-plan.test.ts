@@ -147,3 +147,15 @@ void test('fleet targets: the same host and root twice, or one root inside anoth
   // Siblings and a shared prefix that is not a parent are fine, and so is nesting across hosts.
   assert.equal(resolveTargets([{ host: 'web1' }, { host: 'web1', root: '/srv/app2' }, { host: 'web1', root: '/srv/ap' }, { host: 'web2', root: '/srv/app/x' }], '/srv/app').length, 4);
 });
+
+void test('a fleet rollback never switches a host to a release directory that holds nothing there', () => {
+  const facts = [{ id: 'r1', seq: 1, status: 'complete' as const, previous: null }, { id: 'r2', seq: 2, status: 'complete' as const, previous: 'r1' }, { id: 'backup' }];
+  const hosts = [
+    { host: 'h1', current: 'r2', ordered: facts },
+    { host: 'h2', current: 'r2', ordered: facts, empty: ['backup'] },
+  ];
+  const plan = planFleetRollback(hosts, 'backup');
+  assert.equal(plan.ok, false);
+  assert.deepEqual(!plan.ok && plan.problems, [{ host: 'h2', code: 'UNKNOWN_RELEASE', message: 'release backup is an empty directory on h2: switching to it would serve nothing' }]);
+  assert.equal(planFleetRollback(hosts, 'r1').ok, true);
+});
