@@ -51,8 +51,13 @@ export function isTmpLeftover(name: string): boolean {
   return TMP_LEFTOVER.test(name);
 }
 
-/** Staging copies and trash kept inside `releases/` (on another filesystem than `.tmp/`): hidden, never ids. */
-const RELEASES_LEFTOVER = /^\.(stage|trash)\./;
+/**
+ * Staging copies and trash kept inside `releases/` (on another filesystem than `.tmp/`): hidden,
+ * never ids. Only the names we make: `.stage.<id>.<12 hex>` (src/act/staging.ts), `.stage.<16 hex>`
+ * (a fleet host's, src/remote/staging.ts), the same for `.trash.`, and the mount probe
+ * `.stage.mount-probe.<pid>`. A folder a user named `.stage.old` is theirs and is never swept.
+ */
+const RELEASES_LEFTOVER = /^\.(?:(?:stage|trash)\.(?:.+\.)?[0-9a-f]{12}(?:[0-9a-f]{4})?|stage\.mount-probe\.\d+)$/;
 
 export function isReleasesLeftover(name: string): boolean {
   return RELEASES_LEFTOVER.test(name);

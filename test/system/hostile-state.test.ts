@@ -92,10 +92,10 @@ void test('a release moved to another disk and linked back is still that release
   assert.ok(!listed.releases.some((r) => r.id === 'stable'));
 });
 
-void test('a current made to point into a leftover (.tmp/stage.x, releases/.stage.x/sub): status keeps what it serves and says so', async (t) => {
-  for (const where of ['.tmp/stage.live', 'releases/.stage.x/sub'] as const) {
+void test('a current made to point into a leftover (.tmp/stage.x, releases/.stage.<id>.<hex>/sub): status keeps what it serves and says so', async (t) => {
+  for (const where of ['.tmp/stage.live', 'releases/.stage.r9.0123456789ab/sub'] as const) {
     const { root } = await deployed(t, ['r1']);
-    const top = where.startsWith('.tmp') ? path.join(root, '.tmp', 'stage.live') : path.join(root, 'releases', '.stage.x');
+    const top = where.startsWith('.tmp') ? path.join(root, '.tmp', 'stage.live') : path.join(root, 'releases', '.stage.r9.0123456789ab');
     fs.cpSync(path.join(root, 'releases', 'r1'), top, { recursive: true });
     if (where !== '.tmp/stage.live') fs.mkdirSync(path.join(top, 'sub'));
     fs.writeFileSync(path.join(root, where, 'page.html'), 'served\n');
@@ -155,4 +155,14 @@ void test('verify checks a release linked back from another disk: the tree it le
   const r = await runCli(['verify', root, '--release', 'r1']);
   assert.equal(r.code, 5, r.stderr);
   assert.match(r.stdout, /^modified\s+index\.html/m);
+});
+
+void test('a folder a user named like our leftovers (releases/.stage.mine, .trash.old) survives status, deploy and prune', async (t) => {
+  const { root, src } = await deployed(t, ['r1']);
+  for (const name of ['.stage.mine', '.trash.old']) writeTree(path.join(root, 'releases', name), { 'notes.txt': 'mine\n' });
+  for (const args of [['status', root], ['deploy', src, root, '--release-id', 'r2', '--quiet'], ['prune', root, '--keep', '1']]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 0, `${args[0]}: ${r.stderr}`);
+  }
+  for (const name of ['.stage.mine', '.trash.old']) assert.equal(fs.readFileSync(path.join(root, 'releases', name, 'notes.txt'), 'utf8'), 'mine\n', name);
 });

@@ -118,15 +118,17 @@ for (const shell of SHELLS) {
       await held.stop();
 
       // An interrupted deploy's stage and a prune's trash, hidden in releases/: listed, then swept.
-      fs.mkdirSync(path.join(root, 'releases', '.stage.dead', 'x'), { recursive: true });
-      fs.mkdirSync(path.join(root, 'releases', '.trash.dead', 'y'), { recursive: true });
+      fs.mkdirSync(path.join(root, 'releases', '.stage.0123456789abcdef', 'x'), { recursive: true });
+      fs.mkdirSync(path.join(root, 'releases', '.trash.fedcba9876543210', 'y'), { recursive: true });
+      // A user's own folder that only looks like ours is neither listed nor swept.
+      fs.mkdirSync(path.join(root, 'releases', '.stage.mine'));
       const read = run(shell, stateScript({ root, fsync: false }));
       const hidden = remoteStateOf(read.frames, root).hidden ?? [];
-      assert.deepEqual([...hidden].sort(), ['.stage.dead', '.trash.dead']);
+      assert.deepEqual([...hidden].sort(), ['.stage.0123456789abcdef', '.trash.fedcba9876543210']);
       assert.deepEqual(remoteStateOf(read.frames, root).releases.sort(), ['new', 'old'], 'hidden names are never releases');
       const swept = run(shell, applyScript({ root, fsync: false, steps: hidden.map((name) => ({ op: 'remove-staged' as const, name })) }));
       assert.equal(swept.code, 0, swept.stderr);
-      assert.deepEqual(listAll(path.join(root, 'releases')), ['new', 'old']);
+      assert.deepEqual(listAll(path.join(root, 'releases')), ['.stage.mine', 'new', 'old']);
     });
 
     void test('control: the old placement, mv from .tmp/ into a releases/ on another mount, copies instead of renaming', () => {

@@ -4,7 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { isTmpLeftover, planRecovery, type Journal, type RecoveryFacts } from '../../src/plan/journal.ts';
+import path from 'node:path';
+import { stagePath, trashPath } from '../../src/act/staging.ts';
+import { isReleasesLeftover, isTmpLeftover, planRecovery, type Journal, type RecoveryFacts } from '../../src/plan/journal.ts';
+import { stagingName } from '../../src/remote/staging.ts';
 
 const id = fc.constantFrom('r1', 'r2', 'r3', '20261127100000', '20261127100000-001');
 const journal: fc.Arbitrary<Journal> = fc.oneof(
@@ -102,4 +105,18 @@ void test('a deploy that had switched is recorded as deployed, not undone', () =
       assert.ok(actions.some((a) => a.kind === 'mark-deployed' && a.id === j.release));
     }),
   );
+});
+
+void test('releases/ leftovers are the names we make, nothing a user named alike', () => {
+  const area = { dir: '/r/releases', prefix: '.' as const };
+  for (const id of ['r1', 'v1.2.3', '20261205111846-001']) {
+    assert.ok(isReleasesLeftover(path.basename(stagePath(area, id))), id);
+    assert.ok(isReleasesLeftover(path.basename(trashPath(area, id))), id);
+  }
+  assert.ok(isReleasesLeftover(stagingName({ stagingInReleases: true }, 'stage')));
+  assert.ok(isReleasesLeftover(stagingName({ stagingInReleases: true }, 'trash')));
+  assert.ok(isReleasesLeftover('.stage.mount-probe.4242'));
+  for (const name of ['.stage.mine', '.stage.old', '.trash.', '.stage.r1.0123', '.trash.dead', 'stage.0123456789abcdef', '.stage.0123456789ABCDEF', '.stage.mount-probe.x']) {
+    assert.ok(!isReleasesLeftover(name), name);
+  }
 });
