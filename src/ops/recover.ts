@@ -6,9 +6,10 @@ import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleases } from '../act/releases.ts';
 import { removeTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
-import { listRecordIds, readJournal, readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
+import { listRecordIds, readJournal, readRecord, readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
+import { compareReleaseIds } from '../plan/release-id.ts';
 import { orderReleases, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
 import { recoveryProgram } from '../root/recover.ts';
@@ -36,8 +37,19 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   // of the log only when such a directory is here and the releases present do not tell.
   const madeByUs = (r: { seq?: number; previous?: string | null }): boolean => r.seq !== undefined && r.previous === null;
   if (views.some((v) => v.record === undefined) && !views.some(madeByUs)) {
-    const rest = (await listRecordIds(layout)).filter((id) => !records.has(id));
-    if ([...(await readRecords(layout, rest)).values()].some(madeByUs)) for (const v of views) v.rootMadeByUs = true;
+    // Oldest name first, one at a time: with timestamp ids the first deploy's record comes first
+    // and settles it, so a root with years of history still costs one read here, not thousands.
+    const rest = (await listRecordIds(layout)).filter((id) => !records.has(id)).sort(compareReleaseIds);
+    for (const id of rest) {
+      const record = readRecord(layout, id);
+      if (record === undefined) continue;
+      if (madeByUs(record)) {
+        for (const v of views) v.rootMadeByUs = true;
+        break;
+      }
+      // Our first deploy replaced a live release: a root taken over.
+      if (record.seq === 1) break;
+    }
   }
   return orderReleases(views, current.kind === 'release' ? current.id : null);
 }
