@@ -101,23 +101,42 @@ export async function listRecordIds(layout: Layout): Promise<string[]> {
   }
 }
 
-/** One release's record; undefined when there is none or it is damaged. */
-export function readRecord(layout: Layout, id: string): ReleaseRecord | undefined {
+type RecordLoad = { kind: 'ok'; record: ReleaseRecord } | { kind: 'missing' } | { kind: 'damaged'; why: string };
+
+/** One release's record as its file holds it: readRecord and recordDamage are two views of this. */
+function loadRecord(layout: Layout, id: string): RecordLoad {
+  if (releaseIdProblem(id) !== undefined) return { kind: 'missing' };
+  let text: string;
   try {
-    if (releaseIdProblem(id) !== undefined) return undefined;
-    const record = JSON.parse(readRegularFileSync(recordFile(layout, id))) as ReleaseRecord;
-    if (record.id !== id) return undefined;
-    // A previous that is not a release id is dropped: it orders releases and must never reach a path.
-    const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
-    return withDigest({ ...record, previous });
+    text = readRegularFileSync(recordFile(layout, id));
   } catch (error) {
     // A log this user may not read is no missing log: statuses read as absent would make a failed
     // release a rollback target and let prune misjudge; the command stops with permission denied.
     const code = errnoOf(error);
     if (code === 'EACCES' || code === 'EPERM') throw error;
-    // Missing, or damaged: that only loses this release's metadata; the release itself is untouched.
-    return undefined;
+    return { kind: 'missing' };
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { kind: 'damaged', why: text.trim() === '' ? 'empty' : 'not valid JSON' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'damaged', why: 'not a JSON object' };
+  const record = parsed as ReleaseRecord;
+  if (record.id !== id) return { kind: 'damaged', why: `it names another release (${JSON.stringify(record.id)})` };
+  // A previous that is not a release id is dropped: it orders releases and must never reach a path.
+  const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
+  return { kind: 'ok', record: withDigest({ ...record, previous }) };
+}
+
+/**
+ * One release's record; undefined when there is none or it is damaged (that only loses this
+ * release's metadata; the release itself is untouched).
+ */
+export function readRecord(layout: Layout, id: string): ReleaseRecord | undefined {
+  const load = loadRecord(layout, id);
+  return load.kind === 'ok' ? load.record : undefined;
 }
 
 /**
@@ -126,21 +145,8 @@ export function readRecord(layout: Layout, id: string): ReleaseRecord | undefine
  * damaged record loses its release's status and order, which a user should hear about.
  */
 export function recordDamage(layout: Layout, id: string): string | undefined {
-  if (releaseIdProblem(id) !== undefined) return undefined;
-  let text: string;
-  try {
-    text = readRegularFileSync(recordFile(layout, id));
-  } catch {
-    return undefined;
-  }
-  let record: unknown;
-  try {
-    record = JSON.parse(text);
-  } catch {
-    return text.trim() === '' ? 'empty' : 'not valid JSON';
-  }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'not a JSON object';
-  return (record as { id?: unknown }).id === id ? undefined : `it names another release (${JSON.stringify((record as { id?: unknown }).id)})`;
+  const load = loadRecord(layout, id);
+  return load.kind === 'damaged' ? load.why : undefined;
 }
 
 /**

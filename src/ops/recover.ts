@@ -10,7 +10,7 @@ import { listRecordIds, readJournal, readRecord, readRecords, recordDamage, type
 import { readCurrent } from '../act/switch.ts';
 import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
 import { compareReleaseIds } from '../plan/release-id.ts';
-import { orderReleases, type ReleaseFacts } from '../plan/releases.ts';
+import { madeRoot, orderReleases, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
 import { recoveryProgram } from '../root/recover.ts';
 
@@ -35,15 +35,14 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   // Whether a directory without a record may have served depends on how our log began (see
   // rollbackTarget); once the first release is pruned only its record still says so. Read the rest
   // of the log only when such a directory is here and the releases present do not tell.
-  const madeByUs = (r: { seq?: number; previous?: string | null }): boolean => r.seq !== undefined && r.previous === null;
-  if (views.some((v) => v.record === undefined) && !views.some(madeByUs)) {
+  if (views.some((v) => v.record === undefined) && !views.some(madeRoot)) {
     // Oldest name first, one at a time: with timestamp ids the first deploy's record comes first
     // and settles it, so a root with years of history still costs one read here, not thousands.
     const rest = (await listRecordIds(layout)).filter((id) => !records.has(id)).sort(compareReleaseIds);
     for (const id of rest) {
       const record = readRecord(layout, id);
       if (record === undefined) continue;
-      if (madeByUs(record)) {
+      if (madeRoot(record)) {
         for (const v of views) v.rootMadeByUs = true;
         break;
       }

@@ -79,13 +79,18 @@ export function rollbackTarget<T extends ReleaseFacts>(
   return undefined;
 }
 
+/** A record of a deploy of ours that found no live release: our log began in a root we made. */
+export function madeRoot(record: { seq?: number; previous?: string | null }): boolean {
+  return record.seq !== undefined && record.previous === null;
+}
+
 /**
  * Whether each release may have served (see rollbackTarget): ours unless still `pending`; one
  * without a record unless our log begins on a fresh root and neither names it as replaced nor
  * switched to it.
  */
 export function wentLiveTest(ordered: readonly ReleaseFacts[]): (release: ReleaseFacts) => boolean {
-  const fresh = ordered.some((r) => r.rootMadeByUs === true || (r.seq !== undefined && r.previous === null));
+  const fresh = ordered.some((r) => r.rootMadeByUs === true || madeRoot(r));
   const replaced = new Set(ordered.map((r) => r.previous));
   // A record without a sequence number is written only for a release we switched to (rollback --to, recovery).
   return (r) => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id) || r.status === 'complete';

@@ -7,7 +7,7 @@ import { ignoreEvents, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
-import { orderReleases } from '../plan/releases.ts';
+import { madeRoot, orderReleases } from '../plan/releases.ts';
 import { currentNotSymlinkHint } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
@@ -87,7 +87,7 @@ export function mergeRecord(records: ReadonlyMap<string, RemoteRecord>, id: stri
 export function viewsOf(state: RemoteState): ReleaseView[] {
   // The host sends its whole log, records of pruned releases too: one of them may be the deploy
   // of ours that found the root without a live release (see rollbackTarget).
-  const madeByUs = [...state.records.values()].some((r) => r.seq !== undefined && r.previous === null);
+  const madeByUs = [...state.records.values()].some(madeRoot);
   return orderReleases(
     state.releases.map((id) => {
       const record = state.records.get(id);
