@@ -205,23 +205,60 @@ export function isBareSource(p: string): boolean {
 }
 
 /**
- * The arguments commander parses: a first word that is no command is the bare deploy form only
- * when it names a directory or an archive; anything else is a typo, and deploying it would say "build first".
+ * The arguments commander parses. Options before the command word are that command's, moved after
+ * it (`atomic-deploy --quiet releases <root>`): commander would hand them and every word after
+ * them to the default command, and the bare deploy took the command word for its source (a
+ * folder named `releases` where the command ran went live, exit 0). A first word that is no
+ * command is the bare deploy form only when it names a directory or an archive; anything else is
+ * a typo, and deploying it would say "build first".
  */
 function dispatch(program: Command, argv: readonly string[]): readonly string[] {
-  const first = argv[0];
-  if (first === undefined || first.startsWith('-')) return argv;
   const names = [...program.commands.map((c) => c.name()), 'help'];
+  const { front, moved, at } = leadingOptions(program, argv);
+  const first = argv[at];
+  if (first === undefined || first === '--') return argv;
+  const rest = argv.slice(at + 1);
   const unknown = (name: string, hint: string): DeployError => {
     const guess = closest(name, names);
     return new DeployError('USAGE', `unknown command '${name}'${guess ? `; did you mean '${guess}'?` : ''}`, { hint });
   };
   // Commander answers `help <anything>` with the general help and exit 0: an unknown name is a typo here too.
-  const topic = argv[1];
+  const topic = rest[0];
   if (first === 'help' && topic !== undefined && !topic.startsWith('-') && !names.includes(topic)) throw unknown(topic, 'see: atomic-deploy --help');
-  if (names.includes(first)) return argv;
-  if (isBareSource(first)) return ['deploy', ...argv];
+  if (names.includes(first)) return [...front, first, ...moved, ...rest];
+  if (isBareSource(first)) return [...front, 'deploy', ...moved, first, ...rest];
   throw unknown(first, /[/.]/.test(first) ? `${first} is neither a directory nor an archive; to deploy, give the build output directory or a .tar, .tar.gz or .zip: atomic-deploy deploy <source> <root>` : 'see: atomic-deploy --help');
+}
+
+/** The program's own options, which stay before the command word. */
+const PROGRAM_FLAGS = new Set(['--config', '-V', '--version', '-h', '--help']);
+
+/**
+ * The options before the first word that is no option: the program's (`front`), the command's
+ * (`moved`), and where that word is. The word after an option that takes a value (any command's)
+ * is that value, never a command: `--keep 1 prune <root>`.
+ */
+function leadingOptions(program: Command, argv: readonly string[]): { front: string[]; moved: string[]; at: number } {
+  const valued = new Set<string>();
+  for (const cmd of [program, ...program.commands]) {
+    for (const o of cmd.options) {
+      if (!o.required) continue;
+      if (o.long !== undefined) valued.add(o.long);
+      if (o.short !== undefined) valued.add(o.short);
+    }
+  }
+  const front: string[] = [];
+  const moved: string[] = [];
+  let at = 0;
+  while (at < argv.length) {
+    const word = argv[at] as string;
+    if (word === '--' || !word.startsWith('-') || word === '-') break;
+    const flag = word.split('=', 1)[0] as string;
+    const taken = !word.includes('=') && valued.has(flag) && at + 1 < argv.length ? argv.slice(at, at + 2) : [word];
+    (PROGRAM_FLAGS.has(flag) ? front : moved).push(...taken);
+    at += taken.length;
+  }
+  return { front, moved, at };
 }
 
 /** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */
@@ -278,6 +315,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
   const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
   program.hook('preAction', async (_program, action) => {
+    assertWorkingDirectory();
     applyEnv(program, process.env);
     applyEnv(action, process.env);
     // Reporter flags may have come from the environment.
@@ -508,6 +546,21 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     reporter.error(`unexpected failure: ${message}`, 'this is a bug in atomic-deploy; please report it with the output above at https://github.com/atomic-deploy/atomic-deploy/issues');
     reporter.result(undefined, { error: { code: 'INTERNAL', message: String(error) } });
     return EXIT.failure;
+  }
+}
+
+/**
+ * A shell left in a folder removed since (a release prune took) has no working directory:
+ * relative paths and the config search start there, and Node's process.cwd() throws ENOENT.
+ */
+function assertWorkingDirectory(): void {
+  try {
+    process.cwd();
+  } catch (error) {
+    if (errnoOf(error) !== 'ENOENT') throw error;
+    throw new DeployError('USAGE', 'the working directory no longer exists (it was removed or moved after the shell entered it)', {
+      hint: 'cd to a directory that exists (cd ~) and run the command again',
+    });
   }
 }
 

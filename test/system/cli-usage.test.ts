@@ -2,11 +2,11 @@
 // deploy; no arguments prints help; the top-level help has examples and the exit codes. Each
 // mistake exits 2 and a byte-level snapshot shows nothing changed in the working folder.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { BIN, cliEnv, currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 
 async function workdir(t: { after(fn: () => void): void }): Promise<string> {
@@ -143,4 +143,53 @@ void test('every --help lists exit codes, and its examples use only the flags th
     }
   }
   assert.ok(checked >= 15, `only ${checked} examples found`);
+});
+
+// `atomic-deploy --quiet releases www` is how many tools are used (options first): the command word
+// was taken for the bare deploy's source, and with a folder of that name where the command ran
+// (a shell inside another root, whose `releases/` is there) that folder went live in www, exit 0.
+void test('options before the command go with that command; its name is never a deploy source', async (t) => {
+  const dir = await workdir(t);
+  // The trap: folders named like commands where the command runs.
+  for (const name of ['releases', 'status', 'prune']) writeTree(path.join(dir, name), { 'index.html': `${name}\n` });
+  const live = currentId(path.join(dir, 'www'));
+  const www = path.join(dir, 'www');
+  const listed = await runCli(['--json', 'releases', 'www'], { cwd: dir });
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.equal((JSON.parse(listed.stdout) as { releases: { id: string }[] }).releases[0]?.id, live);
+  const quiet = await runCli(['-q', 'status', 'www'], { cwd: dir });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.equal(quiet.stdout, '');
+  // An option's value is no command: --keep 1 prune (1 is --keep's), --config with its file stays in front.
+  fs.writeFileSync(path.join(dir, 'c.yaml'), 'keep: 9\n');
+  const pruned = await runCli(['--config', 'c.yaml', '--keep', '1', '--json', 'prune', 'www', '--dry-run'], { cwd: dir });
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.equal((JSON.parse(pruned.stdout) as { keep: number }).keep, 1);
+  assert.equal(currentId(www), live, 'a command word before which options came was deployed');
+  assert.equal(fs.readdirSync(path.join(www, 'releases')).length, 1);
+  // The bare deploy with options first still deploys a folder that is no command.
+  const bare = await runCli(['--quiet', 'build', 'www'], { cwd: dir });
+  assert.equal(bare.code, 0, bare.stderr);
+  assert.notEqual(currentId(www), live);
+});
+
+// A shell left in a folder that was removed since (a release prune took): every command died with
+// "unexpected failure: ENOENT … uv_cwd" and "this is a bug", exit 1.
+void test('a working directory that no longer exists is a usage error, not a crash', async (t) => {
+  const dir = await workdir(t);
+  const www = path.join(dir, 'www');
+  // The working folder's own time moves with each `gone`; the root must not move at all.
+  const before = treeSnapshot(www, { times: true });
+  for (const args of [['status', www], ['releases', www, '--json'], ['deploy', path.join(dir, 'build'), www, '--dry-run']]) {
+    const gone = path.join(dir, 'gone');
+    fs.mkdirSync(gone);
+    // The shell enters the folder, removes it, and runs the CLI from there.
+    const result = spawnSync('sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', gone, process.execPath, BIN, ...args], { encoding: 'utf8', env: cliEnv() });
+    assert.equal(result.status, 2, result.stderr);
+    assert.match(result.stderr, /^error: the working directory no longer exists/m);
+    assert.match(result.stderr, /^hint: cd to a directory that exists/m);
+    assert.doesNotMatch(result.stderr, /bug|at process/);
+    if (args.includes('--json')) assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'USAGE');
+  }
+  assert.deepEqual(treeSnapshot(www, { times: true }), before);
 });
