@@ -6,6 +6,7 @@ import { listReleases } from '../ops/releases.ts';
 import { status } from '../ops/status.ts';
 import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
+import { refuseIdleFlags } from './idle-flags.ts';
 import { oneLine, Reporter, type Streams } from './output.ts';
 import { renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
@@ -325,6 +326,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   });
   // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.
   const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
+  const onCommandLine = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
   common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
@@ -342,8 +344,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
+    const options = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
+    refuseIdleFlags(options, (flag) => onCommandLine(cmd, flag));
     if (hosts) {
-      const fleetOptions = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
+      const fleetOptions = options;
       // Refused before an artifact is fetched or extracted, not after.
       if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
@@ -361,7 +365,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     // Each flag given on the command line overrides the config file's value.
     const [{ deploy }, { isArtifactSource }] = await Promise.all([import('../ops/deploy.ts'), import('../ops/artifact.ts')]);
     const result = await deploy(source, root, {
-      ...deployOptionsFrom(config(), flags, (flag) => given(cmd, flag)),
+      ...options,
       // The config's artifact: keys are for artifacts (allowedSigners is their policy); for a
       // directory only the flags go on, and the deploy refuses --sha256 and the signature flags.
       artifact: artifactOptionsFrom(flags, isArtifactSource(source) ? config() : undefined),
@@ -400,6 +404,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
+    refuseIdleFlags(serving, (flag) => onCommandLine(cmd, flag));
     if (hosts) {
       if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;

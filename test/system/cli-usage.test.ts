@@ -193,3 +193,42 @@ void test('a working directory that no longer exists is a usage error, not a cra
   }
   assert.deepEqual(treeSnapshot(www, { times: true }), before);
 });
+
+// `--health-timeout 5` with no health check deployed with no check at all, exit 0: a guard that
+// looked set and was not there. Each tuning flag given without its subject is refused, as the
+// fleet's flags are without --host; the same flag beside its subject (or from the config) is taken.
+const IDLE: { args: string[]; error: RegExp; hint: RegExp }[] = [
+  { args: ['deploy', 'build', 'www', '--health-timeout', '5'], error: /^error: --health-timeout applies only with a health check/m, hint: /^hint: add --health-url <url> or --health-check <cmd>/m },
+  { args: ['deploy', 'build', 'www', '--hook-timeout', '5'], error: /^error: --hook-timeout applies only with a hook/m, hint: /--before-switch <cmd>/ },
+  { args: ['deploy', 'build', 'www', '--reload-timeout', '5'], error: /^error: --reload-timeout applies only with a reload/m, hint: /--reload-unit <unit>/ },
+  { args: ['deploy', 'build', 'www', '--stale', 'off', '--stale-wait', '5'], error: /^error: --stale-wait applies only with the stale-process check/m, hint: /--stale warn/ },
+  { args: ['deploy', 'build', 'www', '--shared-create'], error: /^error: --shared-create applies only with a shared path/m, hint: /--shared-file <path>/ },
+  { args: ['deploy', 'build', 'www', '--shared-replace'], error: /^error: --shared-replace applies only with a shared path/m, hint: /--shared-dir <path>/ },
+  { args: ['rollback', 'www', '--reload-timeout', '5'], error: /^error: --reload-timeout applies only with a reload/m, hint: /--reload-php-fpm/ },
+];
+
+void test('a tuning flag without what it tunes is refused (exit 2), and nothing changes', async (t) => {
+  const dir = await workdir(t);
+  // A second release, so that the rollback case has somewhere to go.
+  assert.equal((await runCli(['deploy', 'build', 'www', '--quiet'], { cwd: dir })).code, 0);
+  const before = treeSnapshot(dir, { times: true });
+  for (const idle of IDLE) {
+    for (const json of [false, true]) {
+      const result = await runCli(json ? [...idle.args, '--json'] : idle.args, { cwd: dir });
+      assert.equal(result.code, 2, `${idle.args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, idle.error);
+      assert.match(result.stderr, idle.hint);
+      if (json) assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'USAGE');
+    }
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  // With its subject, from a flag or from the config file, the same flag is taken.
+  fs.writeFileSync(path.join(dir, 'c.yaml'), 'healthCheck:\n  command: "true"\nsharedFiles: [".env"]\n');
+  fs.mkdirSync(path.join(dir, 'www/shared'), { recursive: true });
+  const taken = await runCli(['deploy', 'build', 'www', '--config', 'c.yaml', '--health-timeout', '5', '--shared-create', '--hook-timeout', '5', '--after-switch', 'true', '--quiet'], { cwd: dir });
+  assert.equal(taken.code, 0, taken.stderr);
+  assert.ok(fs.existsSync(path.join(dir, 'www/shared/.env')));
+  // From the environment (a CI job sets it for every step) it is not held to this.
+  const env = await runCli(['deploy', 'build', 'www', '--quiet'], { cwd: dir, env: { ATOMIC_DEPLOY_HOOK_TIMEOUT: '5' } });
+  assert.equal(env.code, 0, env.stderr);
+});
