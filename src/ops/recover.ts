@@ -8,7 +8,7 @@ import { removeTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
 import { listRecordIds, readJournal, readRecord, readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
-import { isReleasesLeftover, planRecovery, type RecoveryAction } from '../plan/journal.ts';
+import { isReleasesLeftover, planRecovery, recordWentLive, type RecoveryAction } from '../plan/journal.ts';
 import { compareReleaseIds } from '../plan/release-id.ts';
 import { madeRoot, orderReleases, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -60,7 +60,9 @@ export function describeAction(action: RecoveryAction): string | undefined {
     case 'remove-release':
       return `removed release ${action.id} (${action.reason})`;
     case 'mark-deployed':
-      return `finished recording deploy of ${action.id} (it was already live)`;
+      return `finished recording deploy of ${action.id} (it had switched)`;
+    case 'keep-release':
+      return `kept release ${action.id}: its deploy switched to it before it was cut off, and current has moved on since`;
     case 'mark-rolled-back':
       return `finished recording rollback from ${action.id} to ${action.to}`;
     case 'mark-failed':
@@ -94,7 +96,8 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   const current = await readCurrent(layout);
   const currentId = current.kind === 'release' ? current.id : null;
   const releaseExists = journal ? fs.existsSync(path.join(layout.releases, journal.release)) : false;
-  const actions = planRecovery(journal, { currentId, releaseExists, tmpEntries });
+  const record = journal && releaseExists ? readRecord(layout, journal.release) : undefined;
+  const actions = planRecovery(journal, { currentId, releaseExists, tmpEntries, releaseWentLive: record !== undefined && recordWentLive(record) });
   const done: string[] = [];
   if (journalRead.kind === 'garbage') {
     actions.push({ kind: 'clear-journal' });

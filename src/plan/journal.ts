@@ -32,6 +32,12 @@ export interface RecoveryFacts {
   currentId: string | null;
   /** Whether `releases/<journal.release>` exists. */
   releaseExists: boolean;
+  /**
+   * Whether the release log says `journal.release` went live (a status other than `pending`, or
+   * an `activatedAt`): a journal left over from its deploy must not take it for one that never
+   * switched once current has moved on (by hand, or the journal is older than the root's state).
+   */
+  releaseWentLive?: boolean;
   /** Names inside `<root>/.tmp/`. */
   tmpEntries: readonly string[];
 }
@@ -39,6 +45,8 @@ export interface RecoveryFacts {
 export type RecoveryAction =
   | { kind: 'remove-tmp'; name: string }
   | { kind: 'remove-release'; id: string; reason: string }
+  /** A release the journal names as being deployed that switched and is no longer live: it stays, a release like any other. */
+  | { kind: 'keep-release'; id: string }
   | { kind: 'mark-deployed'; id: string; previous: string | null }
   | { kind: 'mark-rolled-back'; id: string; to: string }
   | { kind: 'mark-failed'; id: string; reason?: string; live?: boolean; to?: string }
@@ -63,6 +71,11 @@ export function isReleasesLeftover(name: string): boolean {
   return RELEASES_LEFTOVER.test(name);
 }
 
+/** Whether a release log record says its release went live: any status but `pending`, or an activation time. */
+export function recordWentLive(record: { status?: string; activatedAt?: string }): boolean {
+  return (record.status !== undefined && record.status !== 'pending') || record.activatedAt !== undefined;
+}
+
 /** Decides recovery after a crash: finish what switched, undo what did not, never touch current. */
 export function planRecovery(journal: Journal | null, facts: RecoveryFacts): RecoveryAction[] {
   const actions: RecoveryAction[] = facts.tmpEntries
@@ -80,6 +93,13 @@ export function planRecovery(journal: Journal | null, facts: RecoveryFacts): Rec
   } else if (journal.op === 'deploy') {
     if (live) {
       actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous });
+    } else if (facts.releaseExists && facts.releaseWentLive === true) {
+      // Switched and recorded, then current moved on (pointed back by hand after a kill): it served,
+      // so it is kept for prune's rules to judge, never removed as a deploy that did not switch.
+      actions.push({ kind: 'keep-release', id: journal.release });
+    } else if (facts.releaseExists && journal.phase === 'switched') {
+      // Switched, cut off before its record said so, and current moved on since: it served too.
+      actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous }, { kind: 'keep-release', id: journal.release });
     } else if (facts.releaseExists) {
       actions.push({ kind: 'remove-release', id: journal.release, reason: 'interrupted before the switch' });
     }

@@ -5,6 +5,7 @@ import { DeployError, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
 import { ignoreEvents, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
+import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { madeRoot, orderReleases } from '../plan/releases.ts';
@@ -262,10 +263,16 @@ export function fleetIsIdle(states: readonly RemoteState[]): boolean {
 
 export function recoveryInput(state: RemoteState): HostRecoveryInput {
   const journal = state.journal.kind === 'ok' ? state.journal.journal : null;
+  const releaseExists = journal ? state.releases.includes(journal.release) : false;
   const abandonedTokens = [...state.records.values()].filter((r) => (r.status === 'failed' || r.status === 'rolled-back') && r.fleet?.token).map((r) => r.fleet?.token as string);
   return {
     journal,
-    facts: { currentId: currentIdOf(state), releaseExists: journal ? state.releases.includes(journal.release) : false, tmpEntries: state.tmp },
+    facts: {
+      currentId: currentIdOf(state),
+      releaseExists,
+      tmpEntries: state.tmp,
+      releaseWentLive: journal !== null && releaseExists && recordWentLive(state.records.get(journal.release) ?? { status: 'pending' }),
+    },
     abandonedTokens,
   };
 }

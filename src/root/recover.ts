@@ -62,6 +62,8 @@ export function recoveryProgram(input: RecoveryInput): RootProgram<'recovered'> 
       case 'mark-deployed':
         ops.push(...record(action.id, { status: 'complete', activatedAt: input.now }));
         break;
+      case 'keep-release':
+        break;
       case 'mark-rolled-back':
         ops.push(...record(action.id, { status: 'rolled-back', endedAt: input.now }));
         break;

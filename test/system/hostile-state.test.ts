@@ -166,3 +166,56 @@ void test('a folder a user named like our leftovers (releases/.stage.mine, .tras
   }
   for (const name of ['.stage.mine', '.trash.old']) assert.equal(fs.readFileSync(path.join(root, 'releases', name, 'notes.txt'), 'utf8'), 'mine\n', name);
 });
+
+/** current pointed at `id` by hand, atomically, as an operator would after a kill. */
+function pointCurrent(root: string, id: string): void {
+  fs.symlinkSync(`releases/${id}`, path.join(root, 'current.hand'));
+  fs.renameSync(path.join(root, 'current.hand'), path.join(root, 'current'));
+}
+
+// A deploy killed after its switch (journal at `switched`, record complete), then current pointed
+// back by hand before any other command: `status` removed the release that had served as
+// "interrupted before the switch", its manifest and record with it. A journal naming an older
+// release that served (an old journal put back, a copied state directory) did the same.
+void test('a deploy journal whose release switched (journal or record says so) and is no longer current: recovery keeps it', async (t) => {
+  // Cut off with its record complete, and before it (in an after-switch hook: the journal alone says it switched).
+  for (const [failpoint, extra] of [['log-written', []], ['after-switch-hook', ['--after-switch', 'true']]] as const) {
+    const { root, src } = await deployed(t, ['r1', 'r2']);
+    fs.writeFileSync(path.join(src, 'index.html'), 'v3\n');
+    const killed = await runCli(['deploy', src, root, '--release-id', 'r3', '--quiet', ...extra], { failpoints: `${failpoint}=crash` });
+    assert.notEqual(killed.code, 0, `${failpoint}: the deploy was not cut off`);
+    assert.equal(currentId(root), 'r3');
+    assert.match(fs.readFileSync(path.join(root, '.atomic-deploy/journal.json'), 'utf8'), /"phase":"switched"/);
+    pointCurrent(root, 'r2');
+    const status = await runCli(['status', root]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.doesNotMatch(status.stdout, /removed release r3/);
+    assert.match(status.stdout, /kept release r3: its deploy switched to it/);
+    assert.equal(fs.readFileSync(path.join(root, 'releases/r3/index.html'), 'utf8'), 'v3\n', `${failpoint}: the release that served is gone`);
+    assert.equal(currentId(root), 'r2');
+    assert.equal(fs.existsSync(path.join(root, '.atomic-deploy/journal.json')), false);
+    // Recorded as a release that went live, with its manifest: verify and a rollback --to reach it.
+    const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases/r3.json'), 'utf8')) as { status: string };
+    assert.equal(record.status, 'complete');
+    const verify = await runCli(['verify', root, '--release', 'r3']);
+    assert.equal(verify.code, 0, verify.stderr);
+  }
+  // A journal naming an old release that served: it stays; one naming the rollback target no longer wedges the root.
+  for (const named of ['r1', 'r2']) {
+    const { root } = await deployed(t, ['r1', 'r2', 'r3']);
+    writeJournal(root, { op: 'deploy', release: named, previous: 'r3', phase: 'copying' });
+    const status = await runCli(['status', root]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.ok(fs.existsSync(path.join(root, 'releases', named)), `${named} was removed`);
+    const rollback = await runCli(['rollback', root, '--quiet']);
+    assert.equal(rollback.code, 0, rollback.stderr);
+    assert.equal(currentId(root), 'r2');
+  }
+  // The control: a deploy cut off before its switch still has its release removed.
+  const { root, src } = await deployed(t, ['r1']);
+  const cut = await runCli(['deploy', src, root, '--release-id', 'r2', '--quiet'], { failpoints: 'release-ready=crash' });
+  assert.notEqual(cut.code, 0);
+  const status = await runCli(['status', root]);
+  assert.match(status.stdout, /removed release r2 \(interrupted before the switch\)/);
+  assert.equal(fs.existsSync(path.join(root, 'releases/r2')), false);
+});

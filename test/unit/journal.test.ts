@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import path from 'node:path';
 import { stagePath, trashPath } from '../../src/act/staging.ts';
-import { isReleasesLeftover, isTmpLeftover, planRecovery, type Journal, type RecoveryFacts } from '../../src/plan/journal.ts';
+import { isReleasesLeftover, isTmpLeftover, planRecovery, recordWentLive, type Journal, type RecoveryFacts } from '../../src/plan/journal.ts';
 import { stagingName } from '../../src/remote/staging.ts';
 
 const id = fc.constantFrom('r1', 'r2', 'r3', '20261127100000', '20261127100000-001');
@@ -41,6 +41,7 @@ const facts: fc.Arbitrary<RecoveryFacts> = fc.record({
   currentId: fc.option(id, { nil: null }),
   releaseExists: fc.boolean(),
   tmpEntries: fc.array(tmpName, { maxLength: 8 }),
+  releaseWentLive: fc.option(fc.boolean(), { nil: undefined }),
 });
 
 void test('recovery never removes the release current points to', () => {
@@ -58,11 +59,35 @@ void test('recovery removes a release only for an unswitched deploy, and only th
   fc.assert(
     fc.property(journal, facts, (j, f) => {
       const removed = planRecovery(j, f).filter((a) => a.kind === 'remove-release');
-      if (j.op === 'rollback' || j.phase === 'rolling-back' || f.currentId === j.release || !f.releaseExists) assert.deepEqual(removed, []);
+      const switched = j.op === 'deploy' && (j.phase === 'switched' || f.releaseWentLive === true);
+      if (j.op === 'rollback' || j.phase === 'rolling-back' || f.currentId === j.release || !f.releaseExists || switched) assert.deepEqual(removed, []);
       else assert.deepEqual(removed.map((a) => a.id), [j.release]);
     }),
     { numRuns: 3000 },
   );
+});
+
+// A deploy killed after its switch, then current pointed back by hand: the release served, and
+// a journal at `switched` or a record that says it went live keeps it (it was removed as "interrupted before the switch").
+void test('a release that switched (journal at switched, or its record says it went live) is never removed, and ends recorded as deployed', () => {
+  fc.assert(
+    fc.property(journal, facts, (j, f) => {
+      if (j.op !== 'deploy' || j.phase === 'rolling-back' || !f.releaseExists) return;
+      if (j.phase !== 'switched' && f.releaseWentLive !== true) return;
+      const actions = planRecovery(j, f);
+      assert.ok(actions.every((a) => a.kind !== 'remove-release'), JSON.stringify({ j, f, actions }));
+      // Its record says it went live already, or recovery makes it say so.
+      if (f.releaseWentLive !== true) assert.ok(actions.some((a) => a.kind === 'mark-deployed' && a.id === j.release), JSON.stringify({ j, f, actions }));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+void test('recordWentLive: any status but pending, or an activation time', () => {
+  assert.equal(recordWentLive({ status: 'pending' }), false);
+  assert.equal(recordWentLive({}), false);
+  for (const status of ['complete', 'failed', 'rolled-back']) assert.equal(recordWentLive({ status }), true, status);
+  assert.equal(recordWentLive({ status: 'pending', activatedAt: '2026-12-05T00:00:00Z' }), true);
 });
 
 void test('only our own temp names in .tmp/ are removed; lock drafts and tombstones are left to the lock', () => {
