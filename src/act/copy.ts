@@ -258,7 +258,7 @@ function sameFile(st: fs.Stats, source: LinkSource): boolean {
  * they were read. Anything else is copied from the build.
  */
 function mayLink(source: LinkSource, realDirs: Map<string, boolean>): boolean {
-  const st = fs.lstatSync(source.from, { throwIfNoEntry: false });
+  const st = lstatOrNone(source.from);
   if (st === undefined) return false;
   // The file is reached through the release's own directories, checked once per directory: one
   // moved into shared/ by rename and replaced by a symlink keeps its files' stamps (a rename of a
@@ -283,8 +283,21 @@ function mayLink(source: LinkSource, realDirs: Map<string, boolean>): boolean {
   } catch {
     return false;
   }
-  const again = fs.lstatSync(source.from, { throwIfNoEntry: false });
+  const again = lstatOrNone(source.from);
   return again !== undefined && sameFile(again, moved);
+}
+
+/**
+ * The previous release's file, or none when it cannot be looked at: gone, or a directory on its
+ * path replaced by a file or a symlink loop since (ENOTDIR, ELOOP), or closed to us. Whatever the
+ * reason, the build's file is copied instead, which is always right.
+ */
+function lstatOrNone(file: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(file, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
 }
 
 export interface CopyOptions {

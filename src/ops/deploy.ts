@@ -357,7 +357,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     const strategyUsed: Strategy = opened ? 'copy' : contents.strategy === 'auto' || files.copiedForHooks === true ? (files.cloned === true ? 'reflink' : 'copy') : contents.strategy;
     if (files.links) {
       const copied = Object.entries(files.links.copy).map(([reason, n]) => `${n} ${reason}`);
-      emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are linked, not copied${copied.length > 0 ? ` (copied, by reason: ${copied.join(', ')})` : ''}` });
+      emit({ type: 'step', message: `hardlink: ${files.links.link.length} of ${plural(scan.files, 'file')} are unchanged since release ${previous ?? ''} and are to be linked, not copied${copied.length > 0 ? ` (copied, by reason: ${copied.join(', ')})` : ''}` });
     }
 
     try {

@@ -219,3 +219,24 @@ void test('a deploy journal whose release switched (journal or record says so) a
   assert.match(status.stdout, /removed release r2 \(interrupted before the switch\)/);
   assert.equal(fs.existsSync(path.join(root, 'releases/r2')), false);
 });
+
+// A directory of the live release replaced by hand with a file or a symlink loop: the hardlink
+// redeploy died on a raw ENOTDIR or ELOOP (exit 1) looking for the files it had planned to link.
+void test('a hardlink redeploy over a live release whose directory became a file or a symlink loop copies those files from the build', async (t) => {
+  for (const damage of ['file', 'loop']) {
+    const dir = tempDir(t);
+    const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n', 'sub/a.txt': 'a\n', 'sub/b.txt': 'b\n' });
+    const root = path.join(dir, 'root');
+    for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--strategy', 'hardlink', '--quiet'])).code, 0);
+    const sub = path.join(root, 'releases/r2/sub');
+    fs.rmSync(sub, { recursive: true });
+    if (damage === 'file') fs.writeFileSync(sub, 'x\n');
+    else fs.symlinkSync('sub', sub);
+    const r = await runCli(['deploy', src, root, '--release-id', 'r3', '--strategy', 'hardlink', '--json']);
+    assert.equal(r.code, 0, `${damage}: ${r.stderr}`);
+    const result = JSON.parse(r.stdout) as { linked: number; copied: number };
+    assert.deepEqual([result.linked, result.copied], [1, 2], damage);
+    assert.equal(fs.readFileSync(path.join(root, 'current/sub/a.txt'), 'utf8'), 'a\n');
+    assert.equal((await runCli(['verify', root])).code, 0);
+  }
+});

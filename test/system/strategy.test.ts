@@ -253,7 +253,7 @@ void test('not root: a build whose group is not the deploying user\'s still link
   const second = await asNobody(['deploy', src, root, '--strategy', 'hardlink', '--no-fsync']);
   assert.equal(second.code, 0, second.stderr);
   // The old rule compared the build's group (root) with the release's (the deploying user's): 0 linked, ever.
-  assert.match(second.stdout, /hardlink: 2 of 3 files are unchanged since release \S+ and are linked, not copied \(copied, by reason: 1 content\)/);
+  assert.match(second.stdout, /hardlink: 2 of 3 files are unchanged since release \S+ and are to be linked, not copied \(copied, by reason: 1 content\)/);
   const third = await asNobody(['deploy', src, root, '--strategy', 'hardlink', '--no-fsync', '--json']);
   assert.deepEqual([jsonOf<Json>(third).linked, jsonOf<Json>(third).copied], [3, 0]);
   const verify = await asNobody(['verify', root]);
