@@ -17,7 +17,7 @@ import { placeRelease } from '../root/place.ts';
 import { retireRelease } from '../root/release.ts';
 import { stagedRootPath } from './staging.ts';
 import type { Frame } from './facts.ts';
-import { dropRemovedLock, lockDraft, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
+import { dropRemovedLock, lockDraft, ownsLock, placeLock, releaseLock, removeLock, takeOverLock } from '../root/lock.ts';
 import { clearJournalProgram, journalProgram, recordProgram } from '../root/record.ts';
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
 import { sharedPathSteps, sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
@@ -222,6 +222,8 @@ function header(base: ScriptBase): string {
 /** `release_lock`: src/root/lock.ts's releaseLock for TOKEN, reporting `unlocked yes|no`. */
 function releaseLockFunction(token: string): string {
   return `${renderFunction(releaseLock(token))}
+${renderFunction(ownsLock(token))}
+lock_lost() { emit warning "the lock on this host was taken over by another command while this one was silent for longer than its ${LOCK_LEASE_S} s lease: $1"; }
 release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
 }
 
@@ -538,10 +540,12 @@ emit ready ${q(t.id)}
 (
   IFS= read -r _go || exit 100
   [ "$_go" = go ] || exit 100
+  owns_lock; [ "$R_out" = ours ] || exit 101
   exec mv -f -- "$tmp/"${q(t.link)}"/current" "$root" 2>"$tmp/"${q(`${t.link}.err`)}
 )
 _rc=$?
 if [ "$_rc" = 100 ]; then rm -rf -- "$tmp/"${q(t.link)}; emit disarmed yes; exit 0; fi
+if [ "$_rc" = 101 ]; then rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "the lock on this host was taken over by another command while this deploy was silent for longer than its ${LOCK_LEASE_S} s lease; nothing was switched here"; exit 0; fi
 if [ "$_rc" != 0 ]; then
   _e=; while IFS= read -r _l; do _e="$_e$_l "; done < "$tmp/"${q(`${t.link}.err`)}
   rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "$_e"; exit 0
@@ -559,6 +563,9 @@ ${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-s
 ${health ? `# A failed hook fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_asf" ]; then emit health failed; else\n${health}\nfi` : ''}
 emit waiting decision
 IFS= read -r _d || _d=
+# The word may come late (a deploying process stopped for longer than the lease): another command
+# may hold the lock and have switched since. Then nothing here is this program's to change.
+case $_d in commit|commit-unverified|back) owns_lock; [ "$R_out" = ours ] || { lock_lost "its $_d was not carried out"; exit 0; } ;; esac
 case $_d in
 commit|commit-unverified)
   ${commit.read || ':'}

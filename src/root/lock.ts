@@ -91,6 +91,20 @@ export function dropRemovedLock(instance: string): RootProgram<'dropped'> {
  * Releases our own lock; a lock that is not ours is left alone. Tombstones of takeovers stay
  * (see takeOverLock): only the sweep removes them, once old.
  */
+/**
+ * Whether the lock is still the one `token` took. A fleet host's armed program asks before it
+ * acts on the deploying machine's word: a deploying process silent for longer than the lease
+ * (stopped, suspended, its network gone) has its lock taken over by the next command, and its
+ * `go`, `back` or `commit` arriving afterwards must not undo what that command did.
+ */
+export function ownsLock(token: string): RootProgram<'ours' | 'not-ours'> {
+  return {
+    name: 'owns_lock',
+    ops: [{ if: { is: 'same-lock', path: LOCK_PATH, lock: { token } }, then: [], else: [{ end: 'not-ours' }] }],
+    done: 'ours',
+  };
+}
+
 export function releaseLock(token: string): RootProgram<'released' | 'not-ours'> {
   const trash = inTmp(`trash.lock.${token}`);
   return {

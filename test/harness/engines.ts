@@ -29,7 +29,7 @@ import { switchCurrent } from '../../src/act/switch.ts';
 import type { Journal } from '../../src/plan/journal.ts';
 import { mergedRecord } from '../../src/root/recover.ts';
 import { findTools } from './fleet.ts';
-import { armedTail } from './remote-programs.ts';
+import { armedTail, lockAs } from './remote-programs.ts';
 
 export type LockOutcome =
   | { result: 'locked'; tookOver: boolean; holderPid: number; release(): Promise<void> }
@@ -301,6 +301,8 @@ export async function shellBookkeeping(name: string, shell: LocalShell, root: st
   const lines = request.records.map((r) => JSON.stringify(mergedRecord(records, r.id, r.change)));
   const ids = request.records.map((r) => r.id);
   const journal = path.join(root, '.atomic-deploy', 'journal.json');
+  // A fleet host's armed program runs under its deploy's lock, and acts on a word only while it holds it.
+  lockAs(root, 'conformance');
   const tail = armedTail({ id: request.id, token: 'conformance', backTo: request.from, journalSwitched: JSON.stringify(request.switched), ...(request.decision === 'commit' ? { commitRecords: ids } : { backRecords: ids }) });
   // The journal as it stands is written again first: the scenario's root, not the rollback's `switching`, is what the tail starts from.
   const armed = await awaitArmed(shell.start(edit(rollbackArmScript({ root, fsync: false, journalSwitching: fs.readFileSync(journal, 'utf8').trim(), tail }))));

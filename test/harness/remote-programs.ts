@@ -38,6 +38,10 @@ export interface StartedProgram {
   closed: Promise<void>;
   /** Ends its stdin, after writing `input` (the word a waiting program reads). */
   end: (input?: string) => void;
+  /** Writes `input` and keeps stdin open (a word now, the next one later). */
+  send: (input: string) => void;
+  /** Resolves at the first frame from now on that `until` accepts, or when the program exits. */
+  next: (until: (frame: Frame) => boolean) => Promise<void>;
 }
 
 /** A program left running, as ssh keeps a lock holder or an armed switch. */
@@ -46,17 +50,24 @@ export function startProgram(shell: Shell, script: string, cwd: string, until: (
   const reader = new FrameReader();
   const frames: Frame[] = [];
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const waiters: { until: (frame: Frame) => boolean; resolve: () => void }[] = [];
   const reached = new Promise<void>((resolve) => {
+    waiters.push({ until, resolve });
     child.stdout.on('data', (chunk: Buffer) => {
       for (const f of reader.push(chunk)) {
         if (f.tag === 'beat') continue;
         frames.push(f);
-        if (until(f)) resolve();
+        for (const w of waiters) if (w.until(f)) w.resolve();
       }
     });
     void closed.then(() => resolve());
   });
-  return { frames, reached, closed, end: (input) => child.stdin.end(input) };
+  const next = (wanted: (frame: Frame) => boolean): Promise<void> =>
+    new Promise<void>((resolve) => {
+      waiters.push({ until: wanted, resolve });
+      void closed.then(() => resolve());
+    });
+  return { frames, reached, closed, end: (input) => child.stdin.end(input), send: (input) => void child.stdin.write(input), next };
 }
 
 let links = 0;
@@ -64,4 +75,13 @@ let links = 0;
 /** An armed tail with the defaults the tests share; each gets a link name of its own. */
 export function armedTail(over: Partial<ArmedTail> & { id: string; token: string }): ArmedTail {
   return { backTo: null, link: `current.${(++links).toString(16).padStart(8, '0')}`, afterSwitch: [], hookTimeoutS: 30, commitRecords: [], backRecords: [], prune: [], protect: [], ...over };
+}
+
+/**
+ * The lock of `token` on a root, as a fleet host's lock program leaves it (only the owner's token
+ * is read by the armed program, which acts on a word only while the lock is still its own).
+ */
+export function lockAs(root: string, token: string): void {
+  fs.mkdirSync(path.join(root, '.deploy.lock'), { recursive: true });
+  fs.writeFileSync(path.join(root, '.deploy.lock', 'owner.json'), JSON.stringify({ token }));
 }

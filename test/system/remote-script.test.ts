@@ -17,7 +17,7 @@ import { sharedTargetAction, type SharedTargetKind } from '../../src/plan/shared
 import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type DeployArmScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
-import { armedTail as tail, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
+import { armedTail as tail, lockAs, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'strace', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
@@ -418,6 +418,8 @@ for (const shell of SHELLS) {
         return `stage.${id}`;
       };
 
+      // Armed programs run under their deploy's lock (token t), as the fleet's always do.
+      lockAs(root, 't');
       const disarmed = run(shell, deployArmScript({ ...base, id: 'a', stage: prepare('a'), tail: tail({ id: 'a', token: 't', backTo: 'old' }) }), 'abort\n');
       assert.deepEqual(tags(disarmed.frames), ['placed', 'ready', 'disarmed']);
       assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/old');
@@ -437,6 +439,63 @@ for (const shell of SHELLS) {
       assert.deepEqual(tags(armed.frames), ['placed', 'ready', 'switch-failed']);
       assert.ok(fs.statSync(path.join(root, 'current', 'keep')).isDirectory(), 'the directory was not replaced');
       assertNoInjection();
+    });
+
+    // A deploying process stopped for longer than the lease (SIGSTOP, a suspended laptop) had its
+    // hosts' locks taken over by the next deploy; resumed, its `go` switched the hosts back to its
+    // own release, and its `back` to the one before both, undoing the newer deploy.
+    void test('an armed program whose lock was taken over meanwhile ignores go, back and commit: current stays as the new holder left it', async () => {
+      const root = freshRoot();
+      makeRelease(root, 'old', 'old\n');
+      makeRelease(root, 'newer', 'newer\n');
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      const base = { root, fsync: false, previous: 'old', shared: [], sharedCreate: false, beforeSwitch: [], journalCopying: '{}', journalReady: '{}', recordPending: '{}' };
+      const prepare = (id: string): string => {
+        fs.mkdirSync(path.join(root, '.tmp', `stage.${id}`, id), { recursive: true });
+        fs.writeFileSync(path.join(root, '.tmp', `stage.${id}`, id, 'index.html'), `${id}\n`);
+        return `stage.${id}`;
+      };
+      const takenOver = (): void => {
+        // The next command's takeover: its lock in place, and it switched to its own release.
+        fs.rmSync(path.join(root, '.deploy.lock'), { recursive: true, force: true });
+        lockAs(root, 'other');
+        fs.symlinkSync('releases/newer', path.join(root, 'current.x'));
+        fs.renameSync(path.join(root, 'current.x'), path.join(root, 'current'));
+      };
+      // Taken over while armed: `go` switches nothing.
+      lockAs(root, 't');
+      const armed = startProgram(shell, deployArmScript({ ...base, id: 'a', stage: prepare('a'), tail: tail({ id: 'a', token: 't', backTo: 'old' }) }), BASE, (f) => f.tag === 'ready');
+      await armed.reached;
+      takenOver();
+      armed.end('go\n');
+      await armed.closed;
+      assert.deepEqual(tags(armed.frames), ['placed', 'ready', 'switch-failed']);
+      assert.match(armed.frames.at(-1)?.value ?? '', /taken over by another command/);
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer');
+      assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('current.')), [], 'the armed link is left behind');
+      // Taken over while waiting for the decision: neither `back` nor `commit` touches current, the journal or the lock.
+      for (const word of ['back', 'commit']) {
+        const id = word === 'back' ? 'b' : 'c';
+        fs.rmSync(path.join(root, '.deploy.lock'), { recursive: true, force: true });
+        fs.symlinkSync('releases/old', path.join(root, 'current.y'));
+        fs.renameSync(path.join(root, 'current.y'), path.join(root, 'current'));
+        lockAs(root, 't');
+        const p = startProgram(shell, deployArmScript({ ...base, id, stage: prepare(id), tail: tail({ id, token: 't', backTo: 'old', journalSwitched: '{"phase":"switched"}', ...(word === 'back' ? { backRecords: [id] } : { commitRecords: [id] }) }) }), BASE, (f) => f.tag === 'ready');
+        await p.reached;
+        const waiting = p.next((f) => f.tag === 'waiting');
+        p.send('go\n');
+        await waiting;
+        assert.equal(fs.readlinkSync(path.join(root, 'current')), `releases/${id}`, `${word}: go switched while the lock was its own`);
+        takenOver();
+        fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), '{"theirs":true}');
+        p.end(word === 'back' ? `back\n{"phase":"rolling-back"}\n{"id":"${id}","status":"rolled-back"}\n` : `commit\n{"id":"${id}","status":"complete"}\n`);
+        await p.closed;
+        assert.ok(!tags(p.frames).includes(word === 'back' ? 'switched-back' : 'committed'), `${word}: ${JSON.stringify(p.frames)}`);
+        assert.match(p.frames.find((f) => f.tag === 'warning')?.value ?? '', new RegExp(`taken over by another command.*its ${word} was not carried out`));
+        assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer', `${word} undid the newer command's switch`);
+        assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'journal.json'), 'utf8'), '{"theirs":true}', `${word}: the new holder's journal was touched`);
+        assert.match(fs.readFileSync(path.join(root, '.deploy.lock', 'owner.json'), 'utf8'), /other/, `${word}: the new holder's lock was touched`);
+      }
     });
 
     void test('processes using a release are found through /proc (cwd, open files), others are not', async () => {
