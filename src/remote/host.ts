@@ -136,6 +136,8 @@ export class RemoteRoot {
     const deadline = Date.now() + (request.waitMs ?? 0);
     let tookOver: LockedRoot['tookOver'];
     let gate: string | undefined;
+    // Answers of `busy` with no lock there to judge, in a row.
+    let unplaced = 0;
     for (;;) {
       if (request.signal?.aborted) throw new DeployError('INTERRUPTED', `${this.label}: interrupted while waiting for the lock`);
       const token = randomBytes(12).toString('hex');
@@ -181,7 +183,20 @@ export class RemoteRoot {
       const result = await holder.done;
       const facts = hostFactsOf(result.frames);
       const raw = rawLockOf(result.frames);
-      if (!raw) continue;
+      if (!raw) {
+        // Busy, and no lock to judge: one released in between (worth another try), or a rename
+        // into the root that is refused whatever holds it (an immutable or read-only root). Tried
+        // forever, the latter held every other host's lock with it; a third time in a row is that.
+        if (++unplaced >= 3) {
+          throw new DeployError('IO', `${this.label}: cannot take the lock: the rename that places ${this.root}/.deploy.lock is refused there, and no lock holds it`, {
+            hint: `an immutable or append-only attribute (lsattr -d ${this.root}; chattr -i ${this.root}), or a read-only mount`,
+            details: { host: this.label },
+          });
+        }
+        await sleep(100 + Math.random() * 200);
+        continue;
+      }
+      unplaced = 0;
       const info = judgeRemoteLock(raw, facts);
       const twin = info.owner ? this.ownLocks?.get(info.owner.token) : undefined;
       if (twin !== undefined) {

@@ -109,4 +109,29 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
     assert.match(human.stderr, new RegExp(`${h1.alias}: could not prune r1: `));
     assert.match(human.stderr, /chattr -i/);
   });
+
+  // A root made immutable on one host: the lock's rename into it is refused whatever holds it, and
+  // deploy, prune and rollback tried again forever (66 connections in 30 s; with a second host
+  // listed, its lock held for as long), where the local engine exits 1 at once.
+  void test('a root that refuses the lock (chattr +i) on one host: deploy, rollback and prune exit 1 at once with a hint, the other host untouched', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const made = newRoot('immutable');
+    for (const id of ['r1', 'r2']) {
+      const r = await cli(['deploy', writeTree(tempDir(t), { 'index.html': `${id}\n` }), made.root, ...hostArgs, '--release-id', id, '--no-fsync']);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const rootOn1 = made.on(h1);
+    execFileSync('chattr', ['+i', rootOn1]);
+    t.after(() => execFileSync('chattr', ['-i', rootOn1]));
+    for (const args of [['deploy', writeTree(tempDir(t), { 'index.html': 'r3\n' }), made.root, '--release-id', 'r3'], ['rollback', made.root], ['prune', made.root, '--keep', '1']]) {
+      const started = Date.now();
+      const r = await runCli([...args, ...hostArgs, '--no-color'], { env, timeoutMs: 60_000 });
+      assert.equal(r.code, 1, `${args[0]}: ${r.stdout}${r.stderr}`);
+      assert.ok(Date.now() - started < 30_000, `${args[0]} took ${Date.now() - started} ms`);
+      assert.match(r.stderr, new RegExp(`${h1.alias}: cannot take the lock: the rename that places .*\\.deploy\\.lock is refused there`));
+      assert.match(r.stderr, /chattr -i/);
+      assert.ok(!fs.existsSync(path.join(made.on(h2), '.deploy.lock')), `${args[0]}: the other host's lock was left`);
+      assert.equal(fs.readlinkSync(path.join(made.on(h2), 'current')), 'releases/r2', `${args[0]} changed the other host`);
+    }
+  });
 });
