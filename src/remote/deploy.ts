@@ -562,6 +562,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         fleet.step(h, 'prepared and armed');
     };
 
+    const reconcileHint = (h: HostRun): string => fleetStatusHint(fleet.hosts, h);
+
     /** Phase 2 on a wave's armed hosts: the word goes to all of them in the same tick; then their hooks and health checks. */
     const switchWave = async (wave: readonly HostRun[], row: FleetWave): Promise<void> => {
       const armed = wave.flatMap((h) => {
@@ -582,7 +584,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           h.error = { code: 'IO', message: `${h.label}: the switch failed: ${a.message}` };
         } else {
           per.set(h, { ...p, phase: 'switch-lost' });
-          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${p.previous ?? 'no release'}`, hint: `find out with: atomic-deploy status ${shellWord(h.root)} --host ${shellWord(h.label)}` };
+          h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${p.previous ?? 'no release'}`, hint: reconcileHint(h) };
         }
       }
       if (marks.length === 2) mark();
@@ -596,7 +598,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           const verdict = await awaitVerdict(p.session);
           if (verdict.kind === 'lost') {
             per.set(h, { ...p, phase: 'unreachable' });
-            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: `the next command on it reconciles: atomic-deploy status ${shellWord(h.root)} --host ${shellWord(h.label)}` };
+            h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: reconcileHint(h) };
             return;
           }
           const failed = verdict.afterSwitchFailed;
@@ -833,4 +835,16 @@ async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-ar
     // SIGKILL arrives asynchronously; never run past the point meanwhile.
     await new Promise((resolve) => setTimeout(resolve, 60_000));
   }
+}
+
+/**
+ * What to run after a host was lost mid-deploy: status on every host of the deploy, not the lost
+ * one alone. Run on that host only, recovery sees no other host and commits the release there
+ * while the others went back, leaving the fleet mixed for good. Hosts with roots of their own
+ * (the config's `hosts:` list) are named by the config the deploy ran with.
+ */
+export function fleetStatusHint(hosts: readonly { label: string; root: string }[], lost: { root: string }): string {
+  const why = 'find out and reconcile on every host of this deploy (recovery needs all of them)';
+  if (hosts.some((x) => x.root !== lost.root)) return `${why}: run atomic-deploy status with the same hosts and config as this deploy`;
+  return `${why}: atomic-deploy status ${shellWord(lost.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
 }

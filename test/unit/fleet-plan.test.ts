@@ -7,6 +7,7 @@ import { planRecovery } from '../../src/plan/journal.ts';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
 import { resolveTargets } from '../../src/remote/fleet.ts';
+import { fleetStatusHint } from '../../src/remote/deploy.ts';
 import { DeployError } from '../../src/errors.ts';
 
 const stamp = fc.integer({ min: 0, max: 20 }).map((n) => `202611271000${String(n).padStart(2, '0')}`);
@@ -158,4 +159,12 @@ void test('a fleet rollback never switches a host to a release directory that ho
   assert.equal(plan.ok, false);
   assert.deepEqual(!plan.ok && plan.problems, [{ host: 'h2', code: 'UNKNOWN_RELEASE', message: 'release backup is an empty directory on h2: switching to it would serve nothing' }]);
   assert.equal(planFleetRollback(hosts, 'r1').ok, true);
+});
+
+// After a host was lost mid-deploy, the hint named that host alone: its status committed the
+// release there while the others had gone back, and the fleet stayed mixed.
+void test('the hint after a lost host names every host of the deploy', () => {
+  const hosts = [{ label: 'web1', root: '/srv/app' }, { label: 'web2', root: '/srv/app' }, { label: "o'dd", root: '/srv/app' }];
+  assert.equal(fleetStatusHint(hosts, hosts[1] as (typeof hosts)[number]), "find out and reconcile on every host of this deploy (recovery needs all of them): atomic-deploy status /srv/app --host web1 --host web2 --host 'o'\\''dd'");
+  assert.match(fleetStatusHint([{ label: 'a', root: '/srv/a' }, { label: 'b', root: '/srv/b' }], { root: '/srv/a' }), /with the same hosts and config as this deploy$/);
 });
