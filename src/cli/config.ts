@@ -198,8 +198,13 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
     return arg;
   }
   if (fromConfig !== undefined) {
-    const tilde = tildePath(fromConfig, os.homedir());
+    const home = os.homedir();
+    const tilde = tildePath(fromConfig, home);
     if (!tilde.tilde) return path.resolve(loaded.dir, fromConfig);
+    // HOME set but empty (or relative): `~/x` would become `x`, relative to wherever the command runs.
+    if (tilde.expanded !== undefined && !path.isAbsolute(home)) {
+      throw invalid(`${what}: ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'}: ~ cannot be expanded, HOME is ${home === '' ? 'empty' : `not an absolute path (${JSON.stringify(home)})`}`, loaded.file ?? loaded.dir);
+    }
     if (tilde.expanded !== undefined) return tilde.expanded;
     throw invalid(`${what}: ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'}: only ~ and ~/ (this user's home) are expanded`, loaded.file ?? loaded.dir);
   }

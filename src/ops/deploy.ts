@@ -33,7 +33,7 @@ import { placeShared, planContents, planFiles } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
-import { buildDeployPlan, journalablePrevious, type DeployPlan } from './plan-deploy.ts';
+import { buildDeployPlan, journalablePrevious, releaseIdTaken, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
@@ -203,11 +203,7 @@ function validate(source: string, root: string, options: DeployOptions, artifact
   if (!artifact) refuseChecksOnDirectory(source, options.artifact);
   if (options.releaseId !== undefined) {
     checkNewReleaseId(options.releaseId);
-    if (fs.existsSync(releasePath(layout, options.releaseId))) {
-      throw new DeployError('RELEASE_EXISTS', `release ${options.releaseId} already exists in ${layout.releases}`, {
-        hint: 'release ids are never reused: pick a new id, or roll back to it with atomic-deploy rollback --to',
-      });
-    }
+    if (fs.existsSync(releasePath(layout, options.releaseId))) throw releaseIdTaken(layout, options.releaseId);
   }
   if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
   const scan = scanSourceOrExplain(sourceReal);
@@ -332,7 +328,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     const existingIds = new Set([...dirs, ...(await listRecordIds(layout))]);
     const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
     if (existingIds.has(id)) {
-      throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });
+      throw releaseIdTaken(layout, id);
     }
     const finalPath = releasePath(layout, id);
     // Staged on the mount of releases/, so the rename that places it cannot fail with EXDEV.

@@ -68,7 +68,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const existingIds = new Set([...dirs, ...(exists ? await listRecordIds(layout) : [])]);
   const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
   if (existingIds.has(id)) {
-    throw new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, { hint: 'release ids are never reused: pick a new id' });
+    throw releaseIdTaken(layout, id);
   }
 
   const notes: string[] = [];
@@ -135,5 +135,26 @@ export function journalablePrevious(previous: string | null, layout: Layout): st
   throw new DeployError('INVALID_ROOT', `current points to releases/${previous}, whose name a deploy cannot record as the release it replaces: ${problem}`, {
     // A rename of the live tree would leave current dangling: a copy under a plain name, switched to, then the old one removed.
     hint: `copy it under a plain name (cp -a <that release> ${shellWord(layout.releases)}/<new name>), switch to the copy (atomic-deploy rollback ${shellWord(layout.root)} --to <new name>), then deploy`,
+  });
+}
+
+/**
+ * Why a release id cannot be used: a release of that name, something else under that name in
+ * releases/, or a release pruned since (its record stays: ids are never reused). Each says what to do.
+ */
+export function releaseIdTaken(layout: Layout, id: string): DeployError {
+  const st = fs.lstatSync(releasePath(layout, id), { throwIfNoEntry: false });
+  if (st?.isDirectory()) {
+    return new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, {
+      hint: `release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${shellWord(layout.root)} --to ${shellWord(id)}`,
+    });
+  }
+  if (st !== undefined) {
+    return new DeployError('RELEASE_EXISTS', `${releasePath(layout, id)} is taken by a ${st.isSymbolicLink() ? 'symlink' : 'file'}, not a release directory`, {
+      hint: 'pick another release id, or move that entry out of releases/',
+    });
+  }
+  return new DeployError('RELEASE_EXISTS', `release id ${id} was used before: that release was pruned, and its record stays in the release log`, {
+    hint: 'release ids are never reused: pick a new id',
   });
 }

@@ -183,6 +183,19 @@ void test('a ~ in the config is the home directory; one the shell left quoted on
   const other = await runCli(['deploy'], { cwd: work, env: { HOME: home } });
   assert.equal(other.code, 2, other.stderr);
   assert.match(other.stderr, /^error: root: "~www-data\/app" in .*atomic-deploy\.config\.yaml: only ~ and ~\/ \(this user's home\) are expanded$/m);
+  // HOME set but empty: `~/www/app` went to `www/app` under the working directory, exit 0.
+  fs.writeFileSync(path.join(work, 'atomic-deploy.config.yaml'), `root: ~/www/app\nsource: ${src}\n`);
+  const empty = await runCli(['deploy'], { cwd: work, env: { HOME: '' } });
+  assert.equal(empty.code, 2, empty.stderr);
+  assert.match(empty.stderr, /^error: root: "~\/www\/app" in .*: ~ cannot be expanded, HOME is empty$/m);
+  // A bare ~ is YAML's null: said so, with the quoted form.
+  fs.writeFileSync(path.join(work, 'atomic-deploy.config.yaml'), `root: ~\nsource: ${src}\n`);
+  const bare = await runCli(['deploy'], { cwd: work, env: { HOME: home } });
+  assert.equal(bare.code, 2, bare.stderr);
+  assert.match(bare.stderr, /^error: .*root: got null, expected a directory path$/m);
+  assert.match(bare.stderr, /^hint: in YAML a bare ~ or an empty value is null: quote it/m);
+  assert.deepEqual(fs.readdirSync(work), ['atomic-deploy.config.yaml'], 'a root was made under the working directory');
+  fs.writeFileSync(path.join(work, 'atomic-deploy.config.yaml'), `root: ~/www/app\nsource: ${src}\n`);
   // Quoted on the command line: refused, for the root and for the source, by every command.
   for (const args of [['deploy', src, '~/www/app'], ['deploy', '~/build', path.join(dir, 'root')], ['status', '~'], ['rollback', '~/www/app'], ['verify', '~/www/app']]) {
     const r = await runCli(args, { cwd: work, env: { HOME: home } });

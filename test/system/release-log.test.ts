@@ -125,6 +125,16 @@ void test('commands read only the records of releases still in releases/: histor
   const reused = await runCli(['deploy', src, root, '--release-id', 'r1', '--json'], { timeoutMs: 20_000 });
   assert.equal(reused.code, 2, reused.stderr);
   assert.equal(jsonOf<{ error: { code: string } }>(reused).error.code, 'RELEASE_EXISTS', 'a pruned id is still taken');
+  // Said as it is (it said "already exists in releases/", where nothing of that name was).
+  assert.match(jsonOf<{ error: { message: string } }>(reused).error.message, /^release id r1 was used before: that release was pruned/);
+  // A file under a release's name is no release: neither "exists" nor a hint to roll back to it.
+  fs.writeFileSync(path.join(root, 'releases', 'r9'), 'x\n');
+  const file = await runCli(['deploy', src, root, '--release-id', 'r9'], { timeoutMs: 20_000 });
+  assert.equal(file.code, 2, file.stderr);
+  assert.match(file.stderr, /^error: \S+releases\/r9 is taken by a file, not a release directory$/m);
+  assert.doesNotMatch(file.stderr, /rollback/);
+  const live = await runCli(['deploy', src, root, '--release-id', 'r3'], { timeoutMs: 20_000 });
+  assert.match(live.stderr, /^hint: release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback \S+ --to r3$/m);
 });
 
 void test('rollback --to a newer release (forward) leaves the release it goes from good: kept by prune, and a plain rollback goes back to it', async (t) => {
