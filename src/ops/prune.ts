@@ -104,7 +104,7 @@ export function describeDecision(decision: PruneDecision<ReleaseView>): Pick<Pru
 export async function retireReleases(
   layout: Layout,
   decision: PruneDecision<ReleaseView>,
-  options: { durable: boolean; signal?: AbortSignal },
+  options: { durable: boolean; signal?: AbortSignal; emit?: EventSink },
 ): Promise<{ trash: string[]; removed: string[]; failed: { id: string; error: DeployError }[] }> {
   const protect = new Set(decision.keep.map((k) => k.release.id));
   const trash: string[] = [];
@@ -127,8 +127,10 @@ export async function retireReleases(
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
     await recordRelease(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable).catch((error: unknown) => {
-      // A full disk is why prune runs: the mark is history only (records of pruned releases are never read as releases).
-      if (!isFullDisk(error)) throw error;
+      // The mark is history only (records of pruned releases are never read as releases), and the
+      // release has left already: a full disk (why prune runs) or a record that refuses the write
+      // (immutable, another owner's) must not stop the prune with the release gone unsaid.
+      if (!isFullDisk(error)) options.emit?.({ type: 'warning', message: `release ${release.id} was pruned, but its record could not be marked so: ${ioError(`writing the record of ${release.id}`, error).message}` });
     });
     // The record stays as history (its digest included); the manifest served only the release.
     await removeManifest(layout, release.id, false);
@@ -204,7 +206,7 @@ export async function pruneUnderLock(
   if (n > 0) options.emit({ type: 'step', message: `pruning ${n} release${n === 1 ? '' : 's'}: ${decision.remove.map((r) => r.release.id).join(', ')}` });
   let retired: Awaited<ReturnType<typeof retireReleases>>;
   try {
-    retired = await retireReleases(layout, decision, { durable: options.durable, signal: options.signal });
+    retired = await retireReleases(layout, decision, { durable: options.durable, signal: options.signal, emit: options.emit });
   } catch (error) {
     throw ioError('pruning releases', error);
   }

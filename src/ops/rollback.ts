@@ -165,10 +165,20 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     }
     await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
-    await bookkeeping('the journal', () => recordJournal(layout, { ...journal, phase: 'switched' }, durable));
-    if (from !== null && !forward) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
-    await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { status: 'complete', activatedAt: now }, durable));
-    await clearJournalRecord(layout, durable);
+    try {
+      await bookkeeping('the journal', () => recordJournal(layout, { ...journal, phase: 'switched' }, durable));
+      if (from !== null && !forward) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
+      await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { status: 'complete', activatedAt: now }, durable));
+      await clearJournalRecord(layout, durable);
+    } catch (error) {
+      // The switch stands: say so, as a deploy does; the journal left behind lets the next command finish the record.
+      const base = ioError('recording the rollback', error);
+      throw new DeployError(base.code, `release ${target} is live (rolled back from ${from ?? 'nothing'}), but ${base.message}`, {
+        cause: error,
+        hint: `the next atomic-deploy command finishes the record by itself${base.hint ? `; ${base.hint}` : ''}`,
+        details: { release: target, live: true },
+      });
+    }
     emit({ type: 'step', message: `release ${target} is live (rolled back from ${from ?? 'nothing'})` });
     // Like after a deploy: reload what serves, then look for what still runs from the release left.
     const ctx = { layout, id: target, emit, signal: options.signal };

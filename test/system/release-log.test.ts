@@ -10,6 +10,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { renderReleases } from '../../src/cli/render.ts';
 import { listReleases } from '../../src/ops/releases.ts';
 import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { requireTools } from '../harness/faults.ts';
 
 interface Entry {
   id: string;
@@ -179,4 +180,52 @@ void test('a damaged record is named: releases warns (JSON: recordDamaged), veri
   fs.rmSync(file);
   const list = await runCli(['releases', root]);
   assert.equal(list.stderr, '');
+});
+
+// A record that refuses the write (chattr +i; a log owned by another user does the same): a
+// rollback switched, then exited 1 with a bare EPERM, as if nothing had changed; prune moved r1
+// out, then exited 1 without naming it; a deploy's own prune stopped after moving it.
+void test('a release log record that refuses its write: rollback says its switch stands; prune and a deploy\'s prune go on and say the release is gone', async (t) => {
+  requireTools('chattr');
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'x\n' });
+  const deployed = async (name: string, ids: string[]): Promise<string> => {
+    const root = path.join(dir, name);
+    for (const id of ids) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet', '--keep', '0'])).code, 0);
+    return root;
+  };
+  // Made mutable again in the test's own finally: tempDir's removal, an earlier after-hook, runs first.
+  const stuck: string[] = [];
+  const immutable = (file: string): void => {
+    execFileSync('chattr', ['+i', file]);
+    stuck.push(file);
+  };
+  try {
+    const rolled = await deployed('rollback', ['r1', 'r2', 'r3']);
+    immutable(path.join(rolled, '.atomic-deploy/releases/r3.json'));
+    const back = await runCli(['rollback', rolled]);
+    assert.equal(back.code, 1, back.stderr);
+    assert.match(back.stderr, /^error: release r2 is live \(rolled back from r3\), but /m);
+    assert.match(back.stderr, /^hint: the next atomic-deploy command finishes the record by itself/m);
+    assert.equal(currentId(rolled), 'r2');
+
+    const pruned = await deployed('prune', ['r1', 'r2', 'r3']);
+    immutable(path.join(pruned, '.atomic-deploy/releases/r1.json'));
+    const p = await runCli(['prune', pruned, '--keep', '1', '--json']);
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual((JSON.parse(p.stdout) as { removed: { id: string }[] }).removed.map((r) => r.id), ['r1']);
+    assert.match(p.stderr, /^warning: release r1 was pruned, but its record could not be marked so: /m);
+    assert.deepEqual(fs.readdirSync(path.join(pruned, 'releases')).sort(), ['r2', 'r3']);
+    assert.deepEqual(fs.readdirSync(path.join(pruned, '.tmp')).filter((n) => n.startsWith('trash')), [], 'its trash was left');
+
+    const withDeploy = await deployed('deploy', ['r1', 'r2', 'r3']);
+    immutable(path.join(withDeploy, '.atomic-deploy/releases/r1.json'));
+    const d = await runCli(['deploy', src, withDeploy, '--release-id', 'r4', '--keep', '1', '--json']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.deepEqual((JSON.parse(d.stdout) as { prune: { removed: { id: string }[] } }).prune.removed.map((r) => r.id).sort(), ['r1', 'r2']);
+    assert.deepEqual(fs.readdirSync(path.join(withDeploy, 'releases')).sort(), ['r3', 'r4']);
+    assert.deepEqual(fs.readdirSync(path.join(withDeploy, '.tmp')).filter((n) => n.startsWith('trash')), [], 'its trash was left');
+  } finally {
+    for (const file of stuck) execFileSync('chattr', ['-i', file]);
+  }
 });
