@@ -73,13 +73,16 @@ export async function commitSwitch(
   session: Session,
   records: readonly string[],
   options: { unverified?: boolean } = {},
-): Promise<{ kind: 'committed'; pruneFailed: { id: string; message: string }[] } | { kind: 'failed'; result: ExecResult }> {
+): Promise<{ kind: 'committed'; pruneFailed: { id: string; message: string }[]; warnings: string[] } | { kind: 'failed'; result: ExecResult }> {
+  const before = session.frames.length;
   session.send(options.unverified === true ? 'commit-unverified' : 'commit');
   for (const line of records) session.send(line);
   session.end();
   const done = await session.waitFor(['committed']).catch(() => undefined);
+  // The commit's own warnings (a release log it could not write): the caller reports them.
+  const warnings = session.frames.slice(before).filter((f) => f.tag === 'warning').map((f) => f.value);
   // A release prune could not move stays (named), as locally: the commit goes on without it.
-  return done ? { kind: 'committed', pruneFailed: pruneFailures(session.frames) } : { kind: 'failed', result: await session.done };
+  return done ? { kind: 'committed', pruneFailed: pruneFailures(session.frames), warnings } : { kind: 'failed', result: await session.done };
 }
 
 /**

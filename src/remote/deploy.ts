@@ -709,11 +709,13 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: afterSwitchFailure !== undefined });
         if (done.kind === 'failed') h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
-        else if (done.pruneFailed.length > 0) {
+        else if (done.pruneFailed.length > 0 || done.warnings.length > 0) {
           // As a local deploy's prune: a release that cannot be moved stays, the deploy stands (a warning).
           const stays = done.pruneFailed.map((f) => `pruning release ${f.id}: ${f.message}; it stays, the deploy stands`);
-          for (const w of stays) emit({ type: 'warning', message: `${h.label}: ${w}` });
-          per.set(h, { ...q, warnings: [...q.warnings, ...stays], phase: 'verified' });
+          // A record it could not write: live, its journal kept for the next command to finish the record.
+          const said = [...done.warnings, ...stays];
+          for (const w of said) emit({ type: 'warning', message: `${h.label}: ${w}` });
+          per.set(h, { ...q, warnings: [...q.warnings, ...said], phase: 'verified' });
         }
       }),
       ...verified(decision.back).map(async ({ h, p }) => {

@@ -297,7 +297,10 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           const forward = p.from !== null && order.indexOf(releaseTarget) > order.indexOf(p.from);
           if (p.from !== null && !forward) records.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
           const done = await commitSwitch(p.session, records);
-          if (done.kind === 'committed') per.set(h, { ...p, phase: 'committed' });
+          if (done.kind === 'committed') {
+            for (const w of done.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
+            per.set(h, { ...p, phase: 'committed' });
+          }
           else h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };
         } else {
           // No journal line and no records: the host goes back to where it was, as if nothing happened.

@@ -498,7 +498,7 @@ function recordLines(ids: readonly string[], fn: string): { define: string; read
   return {
     define: programs.map((p) => renderFunction(p)).join('\n'),
     read: programs.map((p) => `IFS= read -r _${p.name} || _${p.name}=`).join('; '),
-    write: programs.map((p) => `[ -z "$_${p.name}" ] || { ${renderCall(p, { record: { variable: `_${p.name}` } })}; [ "$R_out" = written ] || emit warning "cannot write the release log"; }`).join('\n  '),
+    write: programs.map((p) => `[ -z "$_${p.name}" ] || { ${renderCall(p, { record: { variable: `_${p.name}` } })}; [ "$R_out" = written ] || _rf=1; }`).join('\n  '),
   };
 }
 
@@ -533,6 +533,9 @@ if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
 # The bookkeeping after the switch (src/root/record.ts): the texts come as arguments, the records' from stdin with the word.
 ${renderFunction(journal)}
 ${renderFunction(clearJournalProgram())}
+# A record that could not be written (a full disk, an immutable file): the journal stays, so the
+# next command's recovery finishes the record, as it does after a crash at this point.
+keep_or_clear_journal() { if [ -n "$_rf" ]; then emit warning "cannot write the release log; the journal stays and the next command finishes the record"; else clear_journal; fi; }
 ${[commit.define, backs.define].filter(Boolean).join('\n')}
 arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
 emit ready ${q(t.id)}
@@ -569,12 +572,13 @@ case $_d in commit|commit-unverified|back) owns_lock; [ "$R_out" = ours ] || { l
 case $_d in
 commit|commit-unverified)
   ${commit.read || ':'}
+  _rf=
   ${commit.write || ':'}
   # Unverified (an after-switch hook or reload failed, exit 7): live, but nothing is pruned for it.
   if [ "$_d" = commit ]; then
   ${pruneMove || ':'}
   fi
-  clear_journal
+  keep_or_clear_journal
   release_own_lock
   if [ "$_d" = commit ]; then
   ${pruneDelete || ':'}
@@ -585,8 +589,9 @@ back)
   [ -z "$_j" ] || ${renderCall(journal, { journal: { variable: '_j' } })}
   ${switchBack}
   emit switched-back ${q(t.backTo ?? '')}
+  _rf=
   ${backs.write || ':'}
-  clear_journal
+  keep_or_clear_journal
   release_own_lock
   emit back ${q(t.id)} ;;
 *)

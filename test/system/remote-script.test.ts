@@ -444,6 +444,33 @@ for (const shell of SHELLS) {
     // A deploying process stopped for longer than the lease (SIGSTOP, a suspended laptop) had its
     // hosts' locks taken over by the next deploy; resumed, its `go` switched the hosts back to its
     // own release, and its `back` to the one before both, undoing the newer deploy.
+    // A record the commit could not write (a full disk, an immutable file): the host cleared its
+    // journal all the same and the deploy exited 0 without a word, leaving the live release
+    // `pending` for good (and no longer a rollback target).
+    void test('a commit whose record cannot be written keeps the journal for the next command and says so', async () => {
+      const root = freshRoot();
+      makeRelease(root, 'old', 'old\n');
+      fs.symlinkSync('releases/old', path.join(root, 'current'));
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.d', 'd'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.tmp', 'stage.d', 'd', 'index.html'), 'd\n');
+      lockAs(root, 't');
+      const base = { root, fsync: false, previous: 'old', shared: [], sharedCreate: false, beforeSwitch: [], journalCopying: '{}', journalReady: '{"phase":"ready"}', recordPending: '{"id":"d","status":"pending"}' };
+      const p = startProgram(shell, deployArmScript({ ...base, id: 'd', stage: 'stage.d', tail: tail({ id: 'd', token: 't', backTo: 'old', journalSwitched: '{"phase":"switched"}', commitRecords: ['d'] }) }), BASE, (f) => f.tag === 'waiting');
+      p.send('go\n');
+      await p.reached;
+      // The record's place taken by a directory: the write cannot land.
+      const record = path.join(root, '.atomic-deploy', 'releases', 'd.json');
+      fs.rmSync(record, { force: true });
+      fs.mkdirSync(path.join(record, 'x'), { recursive: true });
+      p.end('commit\n{"id":"d","status":"complete"}\n');
+      await p.closed;
+      assert.ok(tags(p.frames).includes('committed'), JSON.stringify(p.frames));
+      assert.match(p.frames.filter((f) => f.tag === 'warning').map((f) => f.value).join('\n'), /cannot write the release log; the journal stays and the next command finishes the record/);
+      assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'journal.json'), 'utf8').trim(), '{"phase":"switched"}');
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/d');
+      assert.ok(!fs.existsSync(path.join(root, '.deploy.lock')), 'the lock was kept');
+    });
+
     void test('an armed program whose lock was taken over meanwhile ignores go, back and commit: current stays as the new holder left it', async () => {
       const root = freshRoot();
       makeRelease(root, 'old', 'old\n');

@@ -119,7 +119,7 @@ void test('commit sends the word then the record lines; the host program releasi
   const h = new ScriptedHost([], (line, host) => {
     if (host.sent.length === 2 && line === '{"id":"r2"}') host.emit('committed', 'r2');
   });
-  assert.deepEqual(await commitSwitch(h, ['{"id":"r2"}']), { kind: 'committed', pruneFailed: [] });
+  assert.deepEqual(await commitSwitch(h, ['{"id":"r2"}']), { kind: 'committed', pruneFailed: [], warnings: [] });
   assert.deepEqual(h.sent, ['commit', '{"id":"r2"}']);
   assert.equal(releasedByProgram(h), true);
   // A release the host's prune could not move is named; the commit still finished.
@@ -129,7 +129,7 @@ void test('commit sends the word then the record lines; the host program releasi
       host.emit('committed', 'r3');
     }
   });
-  assert.deepEqual(await commitSwitch(stuck, ['{"id":"r3"}']), { kind: 'committed', pruneFailed: [{ id: 'r1', message: 'retire_release: cannot rename releases/r1 to .tmp/trash.x' }] });
+  assert.deepEqual(await commitSwitch(stuck, ['{"id":"r3"}']), { kind: 'committed', pruneFailed: [{ id: 'r1', message: 'retire_release: cannot rename releases/r1 to .tmp/trash.x' }], warnings: [] });
   const failing = new ScriptedHost([]);
   const answer = await commitSwitch(failing, ['{}']);
   assert.equal(answer.kind, 'failed');
