@@ -213,7 +213,7 @@ export function describeHolder(owner: LockOwner | null): string {
   return `pid ${owner.pid} of ${owner.user}@${owner.host} since ${owner.since}${cmd}`;
 }
 
-function lockedError(layout: Layout, info: LockInfo): DeployError {
+function lockedError(layout: Layout, info: LockInfo, waitedMs = 0): DeployError {
   const holder = describeHolder(info.owner);
   const details = { lock: info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null };
   if (info.verdict.state === 'foreign') {
@@ -223,7 +223,7 @@ function lockedError(layout: Layout, info: LockInfo): DeployError {
     });
   }
   return new DeployError('LOCKED', `${layout.root} is locked by ${holder}`, {
-    hint: `wait for it with --wait <seconds>; if that process is hung, stop it, then run: atomic-deploy unlock ${shellWord(layout.root)}`,
+    hint: `${waitedMs > 0 ? `it was still held after the ${waitedMs / 1000} s --wait; wait longer` : 'wait for it with --wait <seconds>'}; if that process is hung, stop it, then run: atomic-deploy unlock ${shellWord(layout.root)}`,
     details,
   });
 }
@@ -307,7 +307,7 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         }
         continue;
       }
-      if (Date.now() >= deadline) throw lockedError(layout, info);
+      if (Date.now() >= deadline) throw lockedError(layout, info, options.waitMs ?? 0);
       const holder = describeHolder(info.owner);
       if (holder !== announced) {
         announced = holder;

@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
+import { shellWord } from '../plan/paths.ts';
 import { pathFrom, writeExampleConfig, type LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
 import { addFleetFlags, fleetHostsFrom, fleetPruneCli, fleetRootFrom, type FleetFlags } from './fleet.ts';
@@ -110,6 +111,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         if (other) throw new DeployError('USAGE', `${other} already exists; nothing was written`, { hint: 'edit that file, or remove it and run init again' });
       }
       writeExampleConfig(file, flags.force === true);
-      out.result(`wrote ${file}: set root and source, then run: atomic-deploy deploy`, { file });
+      // A file under another name than the one searched for is read only when named again.
+      out.result(`wrote ${file}: set root and source, then run: atomic-deploy deploy${explicit ? ` --config ${shellWord(explicit)}` : ''}`, { file });
     });
 }

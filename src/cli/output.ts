@@ -18,7 +18,8 @@ export type Colors = ReturnType<typeof picocolors.createColors>;
 
 /** Colour only for a person at a terminal: never in pipes or CI logs that scripts read, never with NO_COLOR. */
 export function colorEnabled(env: NodeJS.ProcessEnv = process.env, stream: { isTTY?: boolean } = process.stderr): boolean {
-  if ('NO_COLOR' in env) return false;
+  // no-color.org: present and not empty.
+  if ((env.NO_COLOR ?? '') !== '') return false;
   if ('FORCE_COLOR' in env) return env.FORCE_COLOR !== '0';
   return stream.isTTY === true && env.TERM !== 'dumb';
 }

@@ -142,7 +142,7 @@ function durableRecord(record: ReleaseRecord | undefined): boolean {
 }
 
 function validateSource(source: string, root: string, adopt: boolean): { sourceReal: string; layout: Layout } {
-  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
+  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source is an empty string', { hint: 'give the build output directory (an unset shell variable expands to nothing: quote it and check it is set)' });
   if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
   const layout = openRoot(root, { mayCreate: true });
   let sourceReal: string;
@@ -162,7 +162,7 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
   const problem = sourceRootProblem(sourceReal, realpathLoose(layout.root));
   if (problem) {
     throw new DeployError('INVALID_SOURCE', `${problem} (${sourceReal}, ${layout.root})`, {
-      hint: 'deploy from a build directory outside the deploy root',
+      hint: 'keep the deploy root and the build apart: neither may be inside the other (give a root outside the build, or build outside the root)',
     });
   }
   // Swapped arguments would copy a whole root into a release and spread a layout through the build.

@@ -29,7 +29,7 @@ export async function rootIsIdle(layout: Layout): Promise<boolean> {
 /** Resolves and checks a deploy root; with `mayCreate`, a missing root is fine (deploy makes it). */
 export function openRoot(root: string, options: { mayCreate: boolean }): Layout {
   assertSupportedPlatform();
-  if (typeof root !== 'string' || root.length === 0) throw new DeployError('USAGE', 'the deploy root is empty');
+  if (typeof root !== 'string' || root.length === 0) throw new DeployError('USAGE', 'the deploy root is an empty string', { hint: 'give the deploy root (an unset shell variable expands to nothing: quote it and check it is set)' });
   if (root.includes('\0')) throw new DeployError('INVALID_ROOT', 'the deploy root contains a NUL byte');
   const layout = layoutOf(root);
   try {

@@ -54,7 +54,14 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   if (id === undefined) {
     const current = await readCurrent(layout);
     if (current.kind !== 'release') {
-      throw new DeployError('UNKNOWN_RELEASE', `${layout.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
+      // Only a root with no current yet is one a deploy fixes: any other current is refused by deploy too.
+      const why = current.kind === 'dangling' ? ` (current points at ${current.target}, which is gone)` : current.kind === 'outside' ? ` (current points outside releases/: ${current.target})` : current.kind === 'directory' || current.kind === 'file' ? ` (current is a ${current.kind}, not a link)` : '';
+      const hint = current.kind === 'missing'
+        ? 'name one with --release <id>, or deploy first'
+        : current.kind === 'dangling'
+          ? `name one with --release <id>; point current at a release again with: atomic-deploy rollback ${shellWord(layout.root)} --to <id>`
+          : 'name one with --release <id>';
+      throw new DeployError('UNKNOWN_RELEASE', `${layout.root} has no live release to verify${why}`, { hint });
     }
     id = current.id;
   }

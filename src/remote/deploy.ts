@@ -230,7 +230,7 @@ function outcomeOf(p: HostPhase | undefined): HostOutcome {
 }
 
 function validateSource(source: string): { sourceReal: string; scan: SourceScan } {
-  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source directory is empty');
+  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source is an empty string', { hint: 'give the build output directory (an unset shell variable expands to nothing: quote it and check it is set)' });
   let sourceReal: string;
   try {
     sourceReal = fs.realpathSync(source);

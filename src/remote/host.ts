@@ -36,7 +36,7 @@ export interface LockRequest {
   uses?: boolean;
 }
 
-function lockedError(label: string, root: string, info: RemoteLockInfo): DeployError {
+function lockedError(label: string, root: string, info: RemoteLockInfo, waitedMs = 0): DeployError {
   const holder = describeHolder(info.owner);
   const details = { host: label, lock: info.owner ? { pid: info.owner.pid, host: info.owner.host, user: info.owner.user, since: info.owner.since } : null };
   if (info.verdict.state === 'foreign') {
@@ -46,7 +46,7 @@ function lockedError(label: string, root: string, info: RemoteLockInfo): DeployE
     });
   }
   return new DeployError('LOCKED', `${label}: ${root} is locked by ${holder}`, {
-    hint: `wait for it with --wait <seconds>; if that deploy is hung, stop it, then run: atomic-deploy unlock ${shellWord(root)} --host ${shellWord(label)}`,
+    hint: `${waitedMs > 0 ? `it was still held after the ${waitedMs / 1000} s --wait; wait longer` : 'wait for it with --wait <seconds>'}; if that deploy is hung, stop it, then run: atomic-deploy unlock ${shellWord(root)} --host ${shellWord(label)}`,
     details,
   });
 }
@@ -212,7 +212,7 @@ export class RemoteRoot {
         }
         continue;
       }
-      if (info.verdict.state === 'foreign' || Date.now() >= deadline) throw lockedError(this.label, this.root, info);
+      if (info.verdict.state === 'foreign' || Date.now() >= deadline) throw lockedError(this.label, this.root, info, request.waitMs ?? 0);
       await sleep(300 + Math.random() * 400);
     }
   }

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { BIN, cliEnv, currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
@@ -231,4 +232,39 @@ void test('a tuning flag without what it tunes is refused (exit 2), and nothing 
   // From the environment (a CI job sets it for every step) it is not held to this.
   const env = await runCli(['deploy', 'build', 'www', '--quiet'], { cwd: dir, env: { ATOMIC_DEPLOY_HOOK_TIMEOUT: '5' } });
   assert.equal(env.code, 0, env.stderr);
+});
+
+// Messages that advised what does not work (a first-day mistakes campaign): each says what is
+// wrong and what does work.
+void test('empty-string paths, a dangling current for verify, init --config and a timed-out --wait each get the hint that works', async (t) => {
+  const dir = await workdir(t);
+  const www = path.join(dir, 'www');
+  // An unset variable in `atomic-deploy deploy "$BUILD" www` read as "the source directory is empty".
+  const noSource = await runCli(['deploy', '', 'www'], { cwd: dir });
+  assert.equal(noSource.code, 2);
+  assert.match(noSource.stderr, /^error: the source is an empty string$/m);
+  assert.match(noSource.stderr, /^hint: .*unset shell variable/m);
+  const noRoot = await runCli(['status', ''], { cwd: dir });
+  assert.equal(noRoot.code, 2);
+  assert.match(noRoot.stderr, /^error: the deploy root is an empty string$/m);
+  // `--config deploy-prod.yaml` must be named again: the next command does not search for it.
+  const init = await runCli(['init', '--config', 'deploy-prod.yaml'], { cwd: dir });
+  assert.equal(init.code, 0, init.stderr);
+  assert.match(init.stdout, /then run: atomic-deploy deploy --config deploy-prod\.yaml$/m);
+  // verify with current dangling: "or deploy first" was advice the deploy refuses.
+  const live = currentId(www);
+  fs.renameSync(path.join(www, 'releases', live), path.join(dir, 'moved'));
+  const verify = await runCli(['verify', 'www'], { cwd: dir });
+  assert.equal(verify.code, 2, verify.stderr);
+  assert.match(verify.stderr, /no live release to verify \(current points at releases\/\S+, which is gone\)$/m);
+  assert.match(verify.stderr, /^hint: .*atomic-deploy rollback \S*www --to <id>$/m);
+  assert.doesNotMatch(verify.stderr, /deploy first/);
+  fs.renameSync(path.join(dir, 'moved'), path.join(www, 'releases', live));
+  // A lock still held after --wait: "wait for it with --wait" was what had just been done.
+  fs.mkdirSync(path.join(www, '.deploy.lock'));
+  fs.writeFileSync(path.join(www, '.deploy.lock', 'owner.json'), JSON.stringify({ pid: process.pid, host: os.hostname(), user: 'root', since: new Date().toISOString(), token: 'x', format: 'atomic-deploy' }));
+  const waited = await runCli(['rollback', 'www', '--wait', '0.5'], { cwd: dir });
+  assert.equal(waited.code, 3, waited.stderr);
+  assert.match(waited.stderr, /^hint: it was still held after the 0\.5 s --wait; wait longer/m);
+  fs.rmSync(path.join(www, '.deploy.lock'), { recursive: true });
 });

@@ -68,6 +68,8 @@ test('colour is decided per stream: a piped stdout gets none while a terminal st
   // --no-color wins over a terminal, and NO_COLOR over both.
   assert.equal(colorsFor({ isTTY: true }, false, env).green('x'), 'x');
   assert.equal(colorsFor({ isTTY: true }, true, { ...env, NO_COLOR: '1' }).green('x'), 'x');
+  // no-color.org: NO_COLOR counts when present and not empty; `NO_COLOR=` (empty) is as if unset.
+  assert.notEqual(colorsFor({ isTTY: true }, true, { ...env, NO_COLOR: '' }).green('x'), 'x');
 });
 
 test('the progress line fits the terminal at any width, and the fsync phase has its own line', () => {
