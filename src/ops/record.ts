@@ -3,7 +3,7 @@
  * this machine, the same programs an armed fleet host runs after its switch.
  */
 import type { Layout } from '../act/layout.ts';
-import { readRecords, type ReleaseRecord } from '../act/state.ts';
+import { readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
 import { DeployError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
@@ -24,6 +24,9 @@ export async function recordJournal(layout: Layout, journal: Journal, durable: b
 /** Release `id`'s record with `change` merged in, replaced whole; a directory of another tool whose name is no valid id gets none. */
 export async function recordRelease(layout: Layout, id: string, change: Partial<ReleaseRecord>, durable: boolean): Promise<void> {
   if (releaseIdProblem(id) !== undefined) return;
+  // A damaged record is evidence of a hand edit or a copy from elsewhere: kept as it is (its
+  // release is read as one without a record, and `releases` warns), never replaced by made-up fields.
+  if (recordDamage(layout, id) !== undefined) return;
   const record = mergedRecord(await readRecords(layout, [id]), id, change);
   written(await runOnFs(layout.root, recordProgram(id), { durable, args: { record: JSON.stringify(record, null, 2) } }), `the record of ${id}`);
 }

@@ -110,6 +110,7 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   const program = recoveryProgram({
     actions,
     records: await readRecords(layout, named),
+    damaged: new Set(named.filter((id) => recordDamage(layout, id) !== undefined)),
     ordered,
     currentId,
     trashFor: (id) => path.relative(layout.root, trashPath(area, id)),

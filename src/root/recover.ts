@@ -25,6 +25,8 @@ export interface RecoveryInput {
   actions: readonly FleetRecoveryAction[];
   /** The records read under the lock: each change is merged into the record as it stands. */
   records: ReadonlyMap<string, ReleaseRecord>;
+  /** Releases whose record is there but damaged: kept as they are, never rewritten. */
+  damaged?: ReadonlySet<string>;
   /** Releases oldest first (orderReleases), for the rollback target a removal must spare. */
   ordered: readonly ReleaseFacts[];
   currentId: string | null;
@@ -40,7 +42,7 @@ export function recoveryProgram(input: RecoveryInput): RootProgram<'recovered'> 
   const trash: RootPath[] = [];
   const record = (id: string, change: Partial<ReleaseRecord>): Op<never>[] =>
     // A directory of another tool whose name is no valid id (a newline, a leading dash) gets no record.
-    releaseIdProblem(id) === undefined ? [{ effect: { do: 'write', path: recordPath(id), text: JSON.stringify(mergedRecord(input.records, id, change), null, 2) } }] : [];
+    releaseIdProblem(id) === undefined && input.damaged?.has(id) !== true ? [{ effect: { do: 'write', path: recordPath(id), text: JSON.stringify(mergedRecord(input.records, id, change), null, 2) } }] : [];
   for (const action of input.actions) {
     switch (action.kind) {
       case 'remove-tmp':

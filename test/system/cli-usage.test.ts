@@ -252,7 +252,7 @@ void test('empty-string paths, a dangling current for verify, init --config and 
   assert.equal(init.code, 0, init.stderr);
   assert.match(init.stdout, /then run: atomic-deploy deploy --config deploy-prod\.yaml$/m);
   // verify with current dangling: "or deploy first" was advice the deploy refuses.
-  const live = currentId(www);
+  const live = currentId(www) as string;
   fs.renameSync(path.join(www, 'releases', live), path.join(dir, 'moved'));
   const verify = await runCli(['verify', 'www'], { cwd: dir });
   assert.equal(verify.code, 2, verify.stderr);

@@ -176,10 +176,25 @@ void test('a damaged record is named: releases warns (JSON: recordDamaged), veri
     assert.match(verify.stderr, new RegExp(`^error: release r2 has a manifest file but a damaged release log record \\(${why.replace(/[()"]/g, '\\$&')}\\) to prove it`));
     assert.equal(fs.readFileSync(file, 'utf8'), text);
   }
+  // A rollback to it and a prune of it (and of another damaged one) keep the damaged text: they
+  // wrote made-up fields over it (empty createdAt and user, files 0, previous null) and the warning went.
+  const damaged = '{"id":"r2","seq":2,"status":"comp';
+  fs.writeFileSync(file, damaged);
+  const back = await runCli(['rollback', root, '--quiet']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'r2');
+  assert.equal(fs.readFileSync(file, 'utf8'), damaged, 'rollback rewrote the damaged record');
+  const first = path.join(root, '.atomic-deploy', 'releases', 'r1.json');
+  fs.writeFileSync(first, 'garbage');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'r4', '--quiet', '--keep', '0'])).code, 0);
+  const pruned = await runCli(['prune', root, '--keep', '1', '--json']);
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.ok((JSON.parse(pruned.stdout) as { removed: { id: string }[] }).removed.some((r) => r.id === 'r1'), pruned.stdout);
+  assert.equal(fs.readFileSync(first, 'utf8'), 'garbage', 'prune rewrote the damaged record');
   // A missing record is no damage: no warning.
   fs.rmSync(file);
   const list = await runCli(['releases', root]);
-  assert.equal(list.stderr, '');
+  assert.doesNotMatch(list.stderr, /damaged/);
 });
 
 // A record that refuses the write (chattr +i; a log owned by another user does the same): a
