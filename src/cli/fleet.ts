@@ -1,9 +1,10 @@
 /** The `--host` side of every command: flags, per-host tables, one JSON object, exit codes. */
+import { compareReleaseIds } from '../plan/release-id.ts';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
-import type { FleetDeployOptions, FleetHostSpec, FleetOptions, FleetWave } from '../remote/ops.ts';
+import type { FleetDeployOptions, FleetHostSpec, FleetOptions, FleetReleasesResult, FleetWave } from '../remote/ops.ts';
 import type * as RemoteOps from '../remote/ops.ts';
 
 // Loaded when a command reaches hosts: reading a local root needs none of ssh, rsync or the sh programs.
@@ -225,20 +226,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
     cli,
     async () => (await remote()).fleetReleases(root, base(cli)),
     (r) => {
-      // One row per release, one column per host: * current, + present, - absent.
-      const ids = [...new Set(r.hosts.flatMap((h) => h.releases.map((x) => x.id)))];
-      const order = new Map<string, number>();
-      for (const h of r.hosts) h.releases.forEach((x, i) => order.set(x.id, Math.min(order.get(x.id) ?? Infinity, i)));
-      ids.sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0));
-      const rows = [['RELEASE', ...r.hosts.map((h) => h.host)]];
-      for (const id of ids) {
-        rows.push([id, ...r.hosts.map((h) => {
-          const x = h.releases.find((y) => y.id === id);
-          return x ? `${x.current ? '*' : '+'} ${x.role}` : '-';
-        })]);
-      }
-      const errors = r.hosts.filter((h) => h.error).map((h) => `${h.host}: ${h.error?.message ?? ''}`);
-      const text = ids.length === 0 ? 'no releases' : table(rows);
+      const { text, errors } = fleetReleasesTable(r);
       return { table: [text, ...errors].join('\n'), code: errors.length > 0 ? EXIT.failure : EXIT.ok };
     },
   );
@@ -286,4 +274,30 @@ export function fleetUnlockCli(cli: FleetCli, root: string | undefined, options:
       return { table: table(rows) };
     },
   );
+}
+
+/** `releases --host`: one row per release, newest first, one column per host; the lines of the hosts that did not answer. */
+export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { text: string; errors: string[] } {
+  // One row per release, one column per host: * current, + present, - absent, ? not known (the host did not answer).
+  const ids = [...new Set(r.hosts.flatMap((h) => h.releases.map((x) => x.id)))];
+  // Newest first whatever order the hosts are listed in: by the highest sequence number any
+  // host's log gives a release (hosts that missed a deploy number later ones lower), else by id.
+  const seq = new Map<string, number>();
+  for (const h of r.hosts) for (const x of h.releases) if (x.record?.seq !== undefined) seq.set(x.id, Math.max(seq.get(x.id) ?? 0, x.record.seq));
+  ids.sort((a, b) => {
+    const sa = seq.get(a);
+    const sb = seq.get(b);
+    return sa !== undefined && sb !== undefined && sa !== sb ? sb - sa : compareReleaseIds(b, a);
+  });
+  const rows = [['RELEASE', ...r.hosts.map((h) => h.host)]];
+  for (const id of ids) {
+    rows.push([id, ...r.hosts.map((h) => {
+      const x = h.releases.find((y) => y.id === id);
+      return x ? `${x.current ? '*' : '+'} ${x.role}` : h.error ? '?' : '-';
+    })]);
+  }
+  const errors = r.hosts.filter((h) => h.error).map((h) => `${h.host}: ${h.error?.message ?? ''}`);
+  // "no releases" only when every host answered: one that did not may hold any.
+  const text = ids.length > 0 ? table(rows) : errors.length > 0 ? `releases unknown on ${r.hosts.filter((h) => h.error).map((h) => h.host).join(', ')} (no answer)${errors.length < r.hosts.length ? '; none on the others' : ''}` : 'no releases';
+  return { text, errors };
 }

@@ -1,0 +1,40 @@
+// `releases --host` as a table: newest first whatever order the hosts are given in, and a host
+// that did not answer shows `?` (not known), never `-` (absent) or "no releases".
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { stripVTControlCharacters } from 'node:util';
+import { fleetReleasesTable } from '../../src/cli/fleet.ts';
+import type { FleetReleasesHost } from '../../src/remote/ops.ts';
+
+function host(name: string, ids: [string, number][], current: string | null, error?: string): FleetReleasesHost {
+  return {
+    host: name,
+    root: '/srv/app',
+    current,
+    // Newest first, as each host lists them.
+    releases: [...ids].reverse().map(([id, seq]) => ({ id, current: id === current, role: id === current ? 'active' : 'old', record: { id, seq } as never })),
+    ...(error ? { error: { code: 'REMOTE', message: error } } : {}),
+  };
+}
+
+const rowsOf = (text: string): string[] => stripVTControlCharacters(text).split('\n').slice(1).map((l) => l.split(/\s+/)[0] as string);
+
+void test('newest first whatever the order of the hosts: h2 missed r2, so it numbers r3 lower', () => {
+  const h1 = host('h1', [['r1', 1], ['r2', 2], ['r3', 3]], 'r3');
+  const h2 = host('h2', [['r1', 1], ['r3', 2]], 'r3');
+  assert.deepEqual(rowsOf(fleetReleasesTable({ hosts: [h1, h2] }).text), ['r3', 'r2', 'r1']);
+  assert.deepEqual(rowsOf(fleetReleasesTable({ hosts: [h2, h1] }).text), ['r3', 'r2', 'r1']);
+});
+
+void test('a host that did not answer: ? in its column, and never "no releases"', () => {
+  const h1 = host('h1', [['r1', 1]], 'r1');
+  const lost = host('h2', [], null, 'h2: cannot connect');
+  const both = fleetReleasesTable({ hosts: [h1, lost] });
+  const line = stripVTControlCharacters(both.text).split('\n')[1] ?? '';
+  assert.match(line, /^r1\s+\* active\s+\?$/);
+  assert.deepEqual(both.errors, ['h2: h2: cannot connect']);
+  const alone = fleetReleasesTable({ hosts: [lost] });
+  assert.equal(alone.text, 'releases unknown on h2 (no answer)');
+  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null), lost] }).text, 'releases unknown on h2 (no answer); none on the others');
+  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null)] }).text, 'no releases');
+});
