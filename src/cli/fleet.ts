@@ -240,7 +240,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
       const rows = [['HOST', 'CURRENT', 'LOCK', 'NOTE']];
       for (const h of r.hosts) {
         const lock = h.lock ? `${h.lock.state} by pid ${h.lock.pid ?? '?'} of ${h.lock.user ?? '?'}@${h.lock.host ?? '?'}` : 'free';
-        const note = h.error ? h.error.message.replace(`${h.host}: `, '') : [...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
+        const note = h.error ? h.error.message.replace(`${h.host}: `, '') : [...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
         rows.push([h.host, h.error ? '?' : (h.current ?? `(${h.currentState})`), h.error ? '?' : lock, note]);
       }
       const summary = r.consistent

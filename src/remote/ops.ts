@@ -32,14 +32,19 @@ function lockStatusOf(state: RemoteState, facts: HostFacts): LockStatus | null {
   };
 }
 
-function leftoversOf(state: RemoteState): string[] {
+/** What the journal names: a running operation under a lock that is not stale (as the local status says), or the leftovers of an interrupted one. */
+function leftoversOf(state: RemoteState, lock: FleetStatusHost['lock']): { leftovers: string[]; running?: string } {
   const found: string[] = [];
   const j = state.journal;
+  const live = lock !== null && lock.state !== 'stale';
+  if (j.kind === 'ok' && live) return { leftovers: [], running: `${j.journal.op} of release ${j.journal.release} (phase ${j.journal.phase})` };
   if (j.kind === 'ok') found.push(`journal of an interrupted ${j.journal.op} of release ${j.journal.release} (phase ${j.journal.phase})`);
   if (j.kind === 'garbage') found.push('an unreadable journal');
+  // A running deploy's staging copy and temp links are its own, not leftovers.
+  if (live) return { leftovers: found };
   for (const name of state.tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
   for (const name of state.hidden ?? []) found.push(`releases/${name}`);
-  return found;
+  return { leftovers: found };
 }
 
 async function readAll(fleet: FleetRun): Promise<void> {
@@ -61,6 +66,8 @@ export interface FleetStatusHost {
   currentState: CurrentState['kind'] | 'unknown';
   lock: LockStatus | null;
   leftovers: string[];
+  /** The operation the live lock holder is running, from its journal (as the local status's `running`). */
+  running?: string;
   recovered: string[];
   error?: HostError;
 }
@@ -80,9 +87,10 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
     await readAll(fleet);
     if (!options.readOnly) {
       const needy = fleet.hosts.filter((h) => {
-        if (!h.state || !h.facts || !h.state.rootExists || leftoversOf(h.state).length === 0) return false;
+        if (!h.state || !h.facts || !h.state.rootExists) return false;
         const lock = lockStatusOf(h.state, h.facts);
-        return lock === null || lock.state === 'stale';
+        // A journal under a live lock is a deploy running, not leftovers (leftoversOf says none then).
+        return leftoversOf(h.state, lock).leftovers.length > 0 && (lock === null || lock.state === 'stale');
       });
       const locked: HostRun[] = [];
       await fleet.each(needy, async (h) => {
@@ -109,13 +117,16 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
     }
     const hosts = fleet.hosts.map((h): FleetStatusHost => {
       const state = h.state;
+      const lock = state && h.facts ? lockStatusOf(state, h.facts) : null;
+      const found = state ? leftoversOf(state, lock) : { leftovers: [] };
       return {
         host: h.label,
         root: h.root,
         current: state ? currentIdOf(state) : null,
         currentState: state ? (state.rootExists ? state.current.kind : 'missing') : 'unknown',
-        lock: state && h.facts ? lockStatusOf(state, h.facts) : null,
-        leftovers: state ? leftoversOf(state) : [],
+        lock,
+        leftovers: found.leftovers,
+        ...(found.running !== undefined ? { running: found.running } : {}),
         recovered: h.recovered,
         ...(h.error ? { error: h.error } : !state?.rootExists && state ? { error: { code: 'INVALID_ROOT', message: `${h.label}: ${h.root} does not exist` } } : {}),
       };

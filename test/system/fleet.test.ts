@@ -362,6 +362,31 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     }
   });
 
+  // Fleet status during a deploy called its journal "the journal of an interrupted deploy" on
+  // every host; the local status says `running:` for a journal under a live lock.
+  void test('status during a running deploy says running on each host, not interrupted, and recovers nothing', async (t) => {
+    const { root, on } = newRoot('running');
+    const src = site(t, 'v1');
+    assert.equal((await cli(['deploy', src, root, ...hostArgs])).code, 0);
+    const run = spawnCli(['deploy', src, root, ...hostArgs, '--before-switch', 'sleep 5'], { env, timeoutMs: 120_000 });
+    try {
+      await until('every host to be in its before-switch hook', () => fleet.hosts.every((h) => releaseIds(on(h)).length === 2));
+      const s = await cli(['status', root, ...hostArgs, '--json']);
+      assert.equal(s.code, 0, s.stderr);
+      const hosts = jsonOf<{ hosts: { host: string; running?: string; leftovers: string[]; recovered: string[] }[] }>(s).hosts;
+      for (const h of hosts) {
+        assert.match(h.running ?? '', /^deploy of release \S+ \(phase ready\)$/, JSON.stringify(h));
+        assert.deepEqual([h.leftovers, h.recovered], [[], []], h.host);
+      }
+      const human = await cli(['status', root, ...hostArgs, '--read-only']);
+      assert.match(human.stdout, /running: deploy of release/);
+      assert.doesNotMatch(human.stdout, /interrupted/);
+    } finally {
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+    }
+  });
+
   void test('a host whose link goes down midway: a clear report, and status reconciles once it is back', async (t) => {
     const { root, on } = newRoot('link-down');
     const src = site(t, 'v1');
