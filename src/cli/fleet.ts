@@ -227,7 +227,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
     async () => (await remote()).fleetReleases(root, base(cli)),
     (r) => {
       const { text, errors } = fleetReleasesTable(r);
-      return { table: [text, ...errors].join('\n'), code: errors.length > 0 ? EXIT.failure : EXIT.ok };
+      return { table: [text, ...errors].join('\n'), code: hostErrorsCode(r.hosts) };
     },
   );
 }
@@ -246,7 +246,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
       const summary = r.consistent
         ? `all ${plural(r.hosts.length, 'host')} on ${r.current ?? 'no release'}`
         : `mixed: ${[...r.groups.map((g) => `${g.release ?? 'no release'} on ${g.hosts.join(', ')}`), ...(r.unknown.length > 0 ? [`unknown on ${r.unknown.join(', ')}`] : [])].join('; ')}`;
-      return { table: `${table(rows)}\n${summary}`, code: r.hosts.some((h) => h.error) ? EXIT.failure : EXIT.ok };
+      return { table: `${table(rows)}\n${summary}`, code: hostErrorsCode(r.hosts) };
     },
   );
 }
@@ -300,4 +300,15 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { tex
   // "no releases" only when every host answered: one that did not may hold any.
   const text = ids.length > 0 ? table(rows) : errors.length > 0 ? `releases unknown on ${r.hosts.filter((h) => h.error).map((h) => h.host).join(', ')} (no answer)${errors.length < r.hosts.length ? '; none on the others' : ''}` : 'no releases';
   return { text, errors };
+}
+
+/**
+ * A read command's exit code across hosts: 0 when every host answered; 2 when each one that did
+ * not is a root that is not there (invalid input, as locally, where a root that does not exist or
+ * is a file exits 2); 1 when any host was not reached or failed otherwise.
+ */
+export function hostErrorsCode(hosts: readonly { error?: { code: string } }[]): number {
+  const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
+  if (errors.length === 0) return EXIT.ok;
+  return errors.every((e) => e.code === 'INVALID_ROOT') ? EXIT.invalid : EXIT.failure;
 }

@@ -128,7 +128,7 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
         leftovers: found.leftovers,
         ...(found.running !== undefined ? { running: found.running } : {}),
         recovered: h.recovered,
-        ...(h.error ? { error: h.error } : !state?.rootExists && state ? { error: { code: 'INVALID_ROOT', message: `${h.label}: ${h.root} does not exist` } } : {}),
+        ...(h.error ? { error: h.error } : !state?.rootExists && state ? { error: { code: 'INVALID_ROOT', message: `${h.label}: ${h.root} does not exist or is not a directory` } } : {}),
       };
     });
     return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };
@@ -173,7 +173,7 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
         root: h.root,
         current: currentId,
         releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(v.record ? { record: v.record } : {}) })),
-        ...(!state.rootExists ? { error: { code: 'INVALID_ROOT' as const, message: `${h.label}: ${h.root} does not exist` } } : {}),
+        ...(!state.rootExists ? { error: { code: 'INVALID_ROOT' as const, message: `${h.label}: ${h.root} does not exist or is not a directory` } } : {}),
       };
     });
     return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };
@@ -252,7 +252,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           await fleet.recover([h]);
         }
         const state = h.state;
-        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
         const problem = currentProblem(h.label, h.root, state.current);
         if (problem) throw problem;
         const currentId = currentIdOf(state);
@@ -314,7 +314,7 @@ export async function fleetUnlock(root: string | undefined, options: FleetOption
       fleet.hosts.filter((h) => !h.error),
       async (h) => {
         const { state, info } = await h.remote.inspectLock();
-        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
         if (!info) {
           out.set(h, { unlocked: false, holder: null, reason: 'not locked' });
           return;

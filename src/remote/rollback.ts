@@ -182,7 +182,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
         h.facts = locked.facts;
         h.state = locked.state;
-        if (!locked.state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+        if (!locked.state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
       },
       { failFast: true, signal: options.signal },
     );

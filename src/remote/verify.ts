@@ -48,7 +48,7 @@ export interface FleetVerifyResult {
 /** The release id to check on a host, or the error that says why there is none. */
 function releaseOn(h: HostRun, wanted: string | undefined): string {
   const state = h.state;
-  if (!state?.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist`);
+  if (!state?.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
   const id = wanted ?? currentIdOf(state);
   if (id === null) throw new DeployError('UNKNOWN_RELEASE', `${h.label}: ${h.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
   if (!state.releases.includes(id)) {

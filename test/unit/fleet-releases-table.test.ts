@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { stripVTControlCharacters } from 'node:util';
-import { fleetReleasesTable } from '../../src/cli/fleet.ts';
+import { fleetReleasesTable, hostErrorsCode } from '../../src/cli/fleet.ts';
 import type { FleetReleasesHost } from '../../src/remote/ops.ts';
 
 function host(name: string, ids: [string, number][], current: string | null, error?: string): FleetReleasesHost {
@@ -37,4 +37,12 @@ void test('a host that did not answer: ? in its column, and never "no releases"'
   assert.equal(alone.text, 'releases unknown on h2 (no answer)');
   assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null), lost] }).text, 'releases unknown on h2 (no answer); none on the others');
   assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null)] }).text, 'no releases');
+});
+
+// `status --host` or `releases --host` of a root that is not there (missing, or a file) exited 1,
+// where the local command exits 2 (invalid input); a host not reached is still 1.
+void test('read commands across hosts: 2 when every failing host lacks the root, 1 when one was not reached', () => {
+  assert.equal(hostErrorsCode([{}, {}]), 0);
+  assert.equal(hostErrorsCode([{}, { error: { code: 'INVALID_ROOT' } }]), 2);
+  assert.equal(hostErrorsCode([{ error: { code: 'INVALID_ROOT' } }, { error: { code: 'REMOTE' } }]), 1);
 });
