@@ -12,6 +12,7 @@ import { sharedTargetsToCreate, type ContentsPlan } from './contents.ts';
 import type { DeployOptions, Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
 import { shellWord } from '../plan/paths.ts';
+import { writeProblem } from './root.ts';
 
 /** What `deploy` would do, worked out without changing anything on disk (not even the lock). */
 export interface DeployPlan {
@@ -72,6 +73,8 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   }
 
   const notes: string[] = [];
+  const unwritable = writeProblem(layout);
+  if (unwritable !== undefined) notes.push(unwritable);
   if (exists) {
     const lock = inspectLock(layout);
     if (lock) notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason})`);

@@ -17,6 +17,7 @@ import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, rootIsIdle, withLock } from './root.ts';
+import { writeProblem } from './root.ts';
 
 export interface PruneOptions {
   /** Good releases to keep; failed and rolled-back ones never count. Current and the rollback target always stay. */
@@ -261,6 +262,8 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
   if (options.dryRun) {
     const currentId = currentIdOrThrow(await readCurrent(layout), layout);
     const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId });
+    const unwritable = writeProblem(layout);
+    if (unwritable !== undefined && decision.remove.length > 0) emit({ type: 'warning', message: unwritable });
     return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [] };
   }
   // A `current` that is no release (outside, a directory, dangling) is refused before the lock,

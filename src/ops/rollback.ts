@@ -16,6 +16,7 @@ import { openRoot, rootIsIdle, withLock } from './root.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
+import { writeProblem } from './root.ts';
 
 export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
@@ -106,6 +107,8 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   await checkReloadTargets(options);
   if (options.dryRun) {
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+    const unwritable = writeProblem(layout);
+    if (unwritable !== undefined) emit({ type: 'warning', message: unwritable });
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
   }
   // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock,

@@ -339,3 +339,25 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
     });
   }
 }
+
+/**
+ * Whether this user may write where the command would (the root and the directories every
+ * command writes in, or the nearest existing parent of a root still to be made): a dry run that
+ * planned a deploy into a read-only mount or another user's root said nothing of it, and the
+ * deploy then failed. The dry runs of deploy, rollback and prune note it; nothing is written to find out.
+ */
+export function writeProblem(layout: Layout): string | undefined {
+  let dir = layout.root;
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  const places = dir === layout.root ? [layout.root, layout.releases, layout.state, layout.tmp].filter((p) => fs.existsSync(p)) : [dir];
+  for (const place of places) {
+    try {
+      fs.accessSync(place, fs.constants.W_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'refused';
+      const why = code === 'EROFS' ? 'a read-only filesystem' : code === 'EACCES' || code === 'EPERM' ? 'no write permission for this user' : code;
+      return `this user cannot write ${place} (${why}): the command itself would fail there`;
+    }
+  }
+  return undefined;
+}

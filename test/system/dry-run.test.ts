@@ -1,9 +1,11 @@
 // deploy --dry-run: the plan a deploy would follow, and a root that is byte for byte as it was.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+import { requireRoot, requireTools } from '../harness/faults.ts';
 
 interface PlanJson {
   release: string;
@@ -152,4 +154,32 @@ void test('a dry run during a running deploy says it runs (not interrupted) and 
   // The rollback target is the live release, never the one still being written.
   assert.deepEqual(plan.prune?.kept.find((k) => k.reason === 'rollback target')?.id, 'r2');
   assert.equal((await running.done).code, 0);
+});
+
+// A dry run on a read-only mount planned the deploy, rollback and prune with exit 0 and no word;
+// the commands themselves then failed. The plan now says this user cannot write there.
+void test('dry runs on a read-only root say the command itself would fail there', async (t) => {
+  requireRoot();
+  requireTools('mount', 'umount');
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet', '--keep', '0'])).code, 0);
+  const writable = await runCli(['deploy', src, root, '--dry-run']);
+  assert.doesNotMatch(writable.stdout + writable.stderr, /cannot write/);
+  execFileSync('mount', ['--bind', root, root]);
+  try {
+    execFileSync('mount', ['-o', 'remount,bind,ro', root]);
+    const deploy = await runCli(['deploy', src, root, '--dry-run']);
+    assert.equal(deploy.code, 0, deploy.stderr);
+    assert.match(deploy.stdout, /^note: +this user cannot write \S+root \(a read-only filesystem\): the command itself would fail there$/m);
+    const rollback = await runCli(['rollback', root, '--dry-run']);
+    assert.equal(rollback.code, 0, rollback.stderr);
+    assert.match(rollback.stderr, /^warning: this user cannot write \S+root \(a read-only filesystem\)/m);
+    const prune = await runCli(['prune', root, '--dry-run', '--keep', '1']);
+    assert.equal(prune.code, 0, prune.stderr);
+    assert.match(prune.stderr, /^warning: this user cannot write \S+root \(a read-only filesystem\)/m);
+  } finally {
+    execFileSync('umount', [root]);
+  }
 });
