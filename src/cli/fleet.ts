@@ -4,7 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
-import type { FleetDeployOptions, FleetHostSpec, FleetOptions, FleetReleasesResult, FleetWave } from '../remote/ops.ts';
+import type { FleetDeployOptions, FleetHostSpec, FleetOptions, FleetPruneHost, FleetReleasesResult, FleetWave } from '../remote/ops.ts';
 import type * as RemoteOps from '../remote/ops.ts';
 
 // Loaded when a command reaches hosts: reading a local root needs none of ssh, rsync or the sh programs.
@@ -156,7 +156,13 @@ function hostTable(hosts: readonly HostRow[], extra?: (h: HostRow) => string): s
 }
 
 /** Runs a fleet command: prints its table and its one JSON object, and says which exit code it earned. */
-async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render: (result: T) => { table?: string; line?: string; code?: number; error?: DeployError }): Promise<number> {
+async function run<T extends object>(
+  cli: FleetCli,
+  op: () => Promise<T>,
+  render: (result: T) => { table?: string; line?: string; code?: number; error?: DeployError },
+  /** The table of a failed run from the hosts its error carries, when the command's own columns say more than the generic ones. */
+  failedTable?: (hosts: readonly HostRow[]) => string,
+): Promise<number> {
   try {
     const result = await op();
     const shown = render(result);
@@ -171,7 +177,7 @@ async function run<T extends object>(cli: FleetCli, op: () => Promise<T>, render
     if (!(error instanceof DeployError)) throw error;
     const details = error.details ?? {};
     const hosts = details.hosts as HostRow[] | undefined;
-    if (hosts && hosts.length > 0) cli.out.print(hostTable(hosts));
+    if (hosts && hosts.length > 0) cli.out.print(failedTable ? failedTable(hosts) : hostTable(hosts));
     cli.out.error(error.message, error.hint);
     // Even an error before any host was reached names the hosts, so the object always has `hosts`.
     cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } });
@@ -256,11 +262,11 @@ export function fleetPruneCli(cli: FleetCli, root: string | undefined, options: 
     cli,
     async () => (await remote()).fleetPrune(root, { ...base(cli), ...options }),
     (r) => {
-      const rows = [['HOST', r.dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT']];
-      for (const h of r.hosts) rows.push([h.host, h.removed.map((x) => x.id).join(' ') || '-', h.kept.map((x) => `${x.id} (${x.reason})`).join(', ') || '-']);
       const blind = r.hosts.filter((h) => h.inUseCheck === 'unavailable').map((h) => h.host);
-      return { table: table(rows) + (blind.length > 0 ? `\nno /proc on ${blind.join(', ')}: releases still in use there were not looked for` : '') };
+      return { table: pruneTable(r.dryRun, r.hosts) + (blind.length > 0 ? `\nno /proc on ${blind.join(', ')}: releases still in use there were not looked for` : '') };
     },
+    // A prune that failed on one host still removed releases on others: its columns stay, with a note per failed host.
+    (hosts) => pruneTable(false, hosts as unknown as readonly FleetPruneHost[]),
   );
 }
 
@@ -311,4 +317,15 @@ export function hostErrorsCode(hosts: readonly { error?: { code: string } }[]): 
   const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
   if (errors.length === 0) return EXIT.ok;
   return errors.every((e) => e.code === 'INVALID_ROOT') ? EXIT.invalid : EXIT.failure;
+}
+
+/** Prune's table: what each host removed (or would), what it kept and why, and why a host failed. */
+function pruneTable(dryRun: boolean, hosts: readonly FleetPruneHost[]): string {
+  const failed = hosts.some((h) => h.error !== undefined || (h.failed?.length ?? 0) > 0);
+  const rows = [['HOST', dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT', ...(failed ? ['NOTE'] : [])]];
+  for (const h of hosts) {
+    const note = h.error ? h.error.message.replace(`${h.host}: `, '') : (h.failed ?? []).map((f) => `could not prune ${f.id}`).join('; ');
+    rows.push([h.host, (h.removed ?? []).map((x) => x.id).join(' ') || '-', (h.kept ?? []).map((x) => `${x.id} (${x.reason})`).join(', ') || '-', ...(failed ? [note] : [])]);
+  }
+  return table(rows);
 }

@@ -108,6 +108,9 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
     assert.equal(human.code, 1, human.stdout + human.stderr);
     assert.match(human.stderr, new RegExp(`${h1.alias}: could not prune r1: `));
     assert.match(human.stderr, /chattr -i/);
+    // The failed run keeps prune's own columns (the generic STATE/CURRENT/PREVIOUS table hid what went).
+    assert.match(human.stdout, /^HOST +REMOVED +KEPT +NOTE$/m, human.stdout);
+    assert.match(human.stdout, new RegExp(`^${h1.alias} +- +.*pruned r2|^${h1.alias} +\\S+ +.*could not prune r1`, 'm'), human.stdout);
   });
 
   // A root made immutable on one host: the lock's rename into it is refused whatever holds it, and
