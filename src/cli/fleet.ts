@@ -213,7 +213,8 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
         const d = r.hosts.find((x) => x.host === h.host);
         return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.copiedOnHost ? `, ${d.copiedOnHost} copied on the host` : d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}` : '';
       }),
-      line: `deployed ${r.release} to ${plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})`,
+      // Within a failure budget some hosts are not on it: the line counts the hosts it is live on.
+      line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})`,
       ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, root, r.afterSwitchFailure, cli.hosts) }),
     }),
   );

@@ -624,9 +624,12 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const ran = new Set<HostRun>();
     let failures = 0;
     let interrupted = false;
-    // Failed in its wave: anything but switched, reachable and healthy.
+    // Failed in its wave: anything but switched, reachable and healthy. A host left armed because
+    // the budget ran out before its switch did not fail: it was not switched (listed as failed, it
+    // made a healthy host look broken).
     const failedNow = (h: HostRun): boolean => {
       const p = per.get(h);
+      if (p?.phase === 'armed') return h.error !== undefined;
       return h.error !== undefined || p?.phase !== 'verified' || p.health === 'failed';
     };
     for (const [i, { hosts: wave, row }] of rollout.entries()) {
