@@ -91,6 +91,9 @@ export function describeOutcome(outcome: ShellOutcome, timeoutMs: number): strin
   if (outcome.timedOut) return `timed out after ${timeoutMs / 1000} s; its process group was killed`;
   if (outcome.aborted) return 'interrupted; its process group was killed';
   if (outcome.signal) return `killed by ${outcome.signal}`;
+  // sh's own codes for a command it could not find (127) or run (126): hooks run in the release, where a relative script path points.
+  if (outcome.code === 127) return 'exited with code 127 (command not found: hooks run in the release directory with sh -c, so a script outside the release needs its absolute path)';
+  if (outcome.code === 126) return 'exited with code 126 (found but not executable: chmod +x it, or run it with sh <script>)';
   return `exited with code ${String(outcome.code)}`;
 }
 

@@ -537,7 +537,8 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
-      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, '') } }) + '\n');
+      // The hint stderr gets from showHelpAfterError goes into the JSON object too.
+      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, ''), hint: 'see --help for usage' } }) + '\n');
       return EXIT.invalid;
     }
     // A refusal by the system that no step turned into a DeployError (a read-only command in a

@@ -156,7 +156,7 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
     const code = errnoOf(error);
     throw new DeployError('INVALID_SOURCE', code === 'ENOENT' ? `${source} does not exist` : `cannot read ${source}: ${code ?? String(error)}`, {
       cause: error,
-      hint: code === 'ENOENT' ? 'build first, then deploy the build output directory' : undefined,
+      hint: code === 'ENOENT' ? 'build first, then deploy the build output directory' : code === 'EACCES' || code === 'EPERM' ? 'this user may not read it: deploy as a user who can, or make it readable (chmod u+rx on it and the directories above it)' : undefined,
     });
   }
   const problem = sourceRootProblem(sourceReal, realpathLoose(layout.root));

@@ -646,3 +646,22 @@ void test('a user who may not write the root: status reports what a crash left (
   }
   assert.deepEqual(treeSnapshot(dir, { times: true }), before);
 });
+
+// A build directory this user may not read: the bare "cannot read <dir>: EACCES" had no hint,
+// where an unreadable file inside the build got one.
+void test('a build directory the deploying user may not read: exit 2 with a hint, nothing written', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = path.join(dir, 'secret', 'build');
+  fs.mkdirSync(src, { recursive: true });
+  fs.writeFileSync(path.join(src, 'index.html'), 'x\n');
+  fs.chmodSync(path.join(dir, 'secret'), 0o700);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  fs.chownSync(root, 65534, 65534);
+  const r = await runWrapped(['deploy', src, root], { prefix: asUser('nobody') });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^error: cannot read \S+build: EACCES$/m);
+  assert.match(r.stderr, /^hint: this user may not read it: deploy as a user who can, or make it readable/m);
+  assert.deepEqual(fs.readdirSync(root), []);
+});

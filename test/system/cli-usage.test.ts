@@ -73,7 +73,7 @@ void test('a mistyped flag gets a suggestion too', async (t) => {
   // On the error's own line, as a mistyped command's suggestion is.
   assert.match(result.stderr, /^error: unknown option '--kep'; did you mean --keep\?$/m);
   const json = await runCli(['deploy', 'build', 'www', '--kep', '3', '--json'], { cwd: dir });
-  assert.deepEqual(JSON.parse(json.stdout), { error: { code: 'USAGE', message: "unknown option '--kep'; did you mean --keep?" } });
+  assert.deepEqual(JSON.parse(json.stdout), { error: { code: 'USAGE', message: "unknown option '--kep'; did you mean --keep?", hint: 'see --help for usage' } });
 });
 
 void test('the bare form deploys when its first argument is a directory', async (t) => {
