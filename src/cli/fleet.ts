@@ -322,10 +322,10 @@ export function hostErrorsCode(hosts: readonly { error?: { code: string } }[]): 
 
 /** Prune's table: what each host removed (or would), what it kept and why, and why a host failed. */
 function pruneTable(dryRun: boolean, hosts: readonly FleetPruneHost[]): string {
-  const failed = hosts.some((h) => h.error !== undefined || (h.failed?.length ?? 0) > 0);
+  const failed = hosts.some((h) => h.error !== undefined || (h.failed?.length ?? 0) > 0 || h.sameAs !== undefined);
   const rows = [['HOST', dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT', ...(failed ? ['NOTE'] : [])]];
   for (const h of hosts) {
-    const note = h.error ? h.error.message.replace(`${h.host}: `, '') : (h.failed ?? []).map((f) => `could not prune ${f.id}`).join('; ');
+    const note = h.error ? h.error.message.replace(`${h.host}: `, '') : h.sameAs !== undefined ? `the same root as ${h.sameAs}: pruned there` : (h.failed ?? []).map((f) => `could not prune ${f.id}`).join('; ');
     rows.push([h.host, (h.removed ?? []).map((x) => x.id).join(' ') || '-', (h.kept ?? []).map((x) => `${x.id} (${x.reason})`).join(', ') || '-', ...(failed ? [note] : [])]);
   }
   return table(rows);

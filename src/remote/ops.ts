@@ -193,6 +193,8 @@ export interface FleetPruneHost {
   recovered: string[];
   /** Releases chosen but not moved out of `releases/` (immutable, another owner's): they stay, as locally. */
   failed?: { id: string; message: string }[];
+  /** This host is another name of that one (the same root, locked by this very command): pruned there, not again. */
+  sameAs?: string;
   error?: HostError;
 }
 
@@ -232,7 +234,7 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
   checkKeep(options.keep);
   const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
-  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck'>>();
+  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck' | 'sameAs'>>();
   try {
     await fleet.connectAll();
     await fleet.each(
@@ -245,7 +247,19 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           h.state = read.state;
           uses = read.uses;
         } else {
-          const l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal, uses: !options.force });
+          let l;
+          try {
+            l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal, uses: !options.force });
+          } catch (error) {
+            // One machine under two names (docs/fleet.md: prune may go over such a root twice):
+            // the other name holds the lock and prunes it. Refusing here, after that one removed
+            // releases, said "nothing was changed" (exit 2) about a root that had changed.
+            const twin = error instanceof DeployError ? error.details?.sameAs : undefined;
+            if (typeof twin !== 'string') throw error;
+            out.set(h, { current: null, removed: [], kept: [], inUseCheck: 'unavailable', sameAs: twin });
+            fleet.step(h, `the same root as ${twin}: pruned there`);
+            return;
+          }
           h.facts = l.facts;
           h.state = l.state;
           uses = l.uses;

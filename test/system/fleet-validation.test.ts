@@ -67,6 +67,16 @@ void describe('fleet input validation against one namespace host', () => {
     // Read-only commands take no lock: a twin there only repeats a row.
     const status = await runCli(['status', '/srv/v-twin', '--host', host.alias, '--host', 'twin1', '--ssh-config', config]);
     assert.equal(status.code, 0, status.stderr);
+    // Prune with both names at once: the one that meets the other's lock says the root is pruned
+    // there. It exited 2 ("nothing was changed") after the other had removed releases.
+    const three = await runCli(['deploy', src, '/srv/v-twin', '--host', host.alias, '--ssh-config', config, '--release-id', 'three']);
+    assert.equal(three.code, 0, three.stderr);
+    const pruned = await runCli(['prune', '/srv/v-twin', '--keep', '1', '--host', host.alias, '--host', 'twin1', '--ssh-config', config, '--json'], { timeoutMs: 60_000 });
+    assert.equal(pruned.code, 0, pruned.stderr);
+    const hosts = (JSON.parse(pruned.stdout) as { hosts: { host: string; removed: { id: string }[]; sameAs?: string }[] }).hosts;
+    assert.deepEqual(hosts.flatMap((h) => h.removed.map((r) => r.id)).sort(), ['one'], JSON.stringify(hosts));
+    assert.deepEqual(fs.readdirSync(path.join(host.srvDir, 'v-twin', 'releases')).sort(), ['three', 'two']);
+    assert.ok(!fs.existsSync(path.join(host.srvDir, 'v-twin', '.deploy.lock')), 'no lock left');
   });
 
   void test('a build file that vanishes while the build is hashed (the hosts lock meanwhile): exit 1 naming it, and the host keeps its release, with no lock and no stage', async (t) => {
