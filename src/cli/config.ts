@@ -98,7 +98,9 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     const problem = doc.errors[0];
     if (problem) {
       const at = problem.linePos?.[0];
-      throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${(problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`, file, problem);
+      // The library's words for a second document name its own API (parseAllDocuments()): said in ours.
+      const said = problem.code === 'MULTIPLE_DOCS' ? 'it holds more than one YAML document (a --- line after the settings); a config file is one document' : (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${said}`, file, problem);
     }
     // Numbers as the flags and variables take them: YAML also reads 0x10, 0o7 and 1e3 as numbers.
     // Checked once the schema has passed, so a value out of range keeps the schema's message.

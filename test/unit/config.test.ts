@@ -208,6 +208,9 @@ void test('loading: syntax errors and duplicate keys name the file and line', (t
   assert.throws(() => loadConfig(file, dir), (e: unknown) => e instanceof DeployError && e.code === 'INVALID_CONFIG' && /bad\.yaml:2:\d+: not valid YAML/.test(e.message));
   fs.writeFileSync(file, 'hooks: [unclosed\n');
   assert.throws(() => loadConfig(file, dir), /not valid YAML/);
+  // A second document: said in the tool's words, not the library's (it named YAML.parseAllDocuments()).
+  fs.writeFileSync(file, 'keep: 3\n---\nkeep: 4\n');
+  assert.throws(() => loadConfig(file, dir), (e: unknown) => e instanceof Error && /bad\.yaml:2:1: not valid YAML: it holds more than one YAML document/.test(e.message) && !/parseAllDocuments/.test(e.message));
   fs.writeFileSync(path.join(dir, 'c.json'), '{"keep": }');
   assert.throws(() => loadConfig('c.json', dir), /c\.json: not valid JSON/);
   assert.throws(() => loadConfig('missing.yaml', dir), (e: unknown) => e instanceof DeployError && e.code === 'INVALID_CONFIG' && /does not exist/.test(e.message));
