@@ -38,6 +38,20 @@ function freshRoot(): string {
   return dir;
 }
 
+/** A root live on `old`, the deploy-arm options every armed-program test shares, and a stage maker (`.tmp/stage.<id>/<id>/index.html`). */
+function armedFixture(): { root: string; base: Omit<DeployArmScript, 'id' | 'stage' | 'tail'>; prepare: (id: string) => string } {
+  const root = freshRoot();
+  makeRelease(root, 'old', 'old\n');
+  fs.symlinkSync('releases/old', path.join(root, 'current'));
+  const base = { root, fsync: false, previous: 'old', shared: [], sharedCreate: false, beforeSwitch: [], journalCopying: '{}', journalReady: '{}', recordPending: '{}' };
+  const prepare = (id: string): string => {
+    fs.mkdirSync(path.join(root, '.tmp', `stage.${id}`, id), { recursive: true });
+    fs.writeFileSync(path.join(root, '.tmp', `stage.${id}`, id, 'index.html'), `${id}\n`);
+    return `stage.${id}`;
+  };
+  return { root, base, prepare };
+}
+
 function run(shell: Shell, script: string, input = ''): ReturnType<typeof runProgram> {
   return runProgram(shell, script, BASE, input);
 }
@@ -408,15 +422,7 @@ for (const shell of SHELLS) {
     });
 
     void test('deploy: anything but "go" disarms; a refused rename reports switch-failed; "back" returns to the previous release', async () => {
-      const root = freshRoot();
-      makeRelease(root, 'old', 'old\n');
-      fs.symlinkSync('releases/old', path.join(root, 'current'));
-      const base = { root, fsync: false, previous: 'old', shared: [], sharedCreate: false, beforeSwitch: [], journalCopying: '{}', journalReady: '{}', recordPending: '{}' };
-      const prepare = (id: string): string => {
-        fs.mkdirSync(path.join(root, '.tmp', `stage.${id}`, id), { recursive: true });
-        fs.writeFileSync(path.join(root, '.tmp', `stage.${id}`, id, 'index.html'), `${id}\n`);
-        return `stage.${id}`;
-      };
+      const { root, base, prepare } = armedFixture();
 
       // Armed programs run under their deploy's lock (token t), as the fleet's always do.
       lockAs(root, 't');
@@ -472,16 +478,8 @@ for (const shell of SHELLS) {
     });
 
     void test('an armed program whose lock was taken over meanwhile ignores go, back and commit: current stays as the new holder left it', async () => {
-      const root = freshRoot();
-      makeRelease(root, 'old', 'old\n');
+      const { root, base, prepare } = armedFixture();
       makeRelease(root, 'newer', 'newer\n');
-      fs.symlinkSync('releases/old', path.join(root, 'current'));
-      const base = { root, fsync: false, previous: 'old', shared: [], sharedCreate: false, beforeSwitch: [], journalCopying: '{}', journalReady: '{}', recordPending: '{}' };
-      const prepare = (id: string): string => {
-        fs.mkdirSync(path.join(root, '.tmp', `stage.${id}`, id), { recursive: true });
-        fs.writeFileSync(path.join(root, '.tmp', `stage.${id}`, id, 'index.html'), `${id}\n`);
-        return `stage.${id}`;
-      };
       const takenOver = (): void => {
         // The next command's takeover: its lock in place, and it switched to its own release.
         fs.rmSync(path.join(root, '.deploy.lock'), { recursive: true, force: true });
