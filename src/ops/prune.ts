@@ -16,8 +16,7 @@ import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision,
 import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
-import { openRoot, realpathLoose, rootIsIdle, withLock } from './root.ts';
-import { writeProblem } from './root.ts';
+import { openRoot, realpathLoose, rootIsIdle, withLock, writeProblem } from './root.ts';
 
 export interface PruneOptions {
   /** Good releases to keep; failed and rolled-back ones never count. Current and the rollback target always stay. */

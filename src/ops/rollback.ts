@@ -12,11 +12,10 @@ import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
-import { openRoot, rootIsIdle, withLock } from './root.ts';
+import { openRoot, rootIsIdle, withLock, writeProblem } from './root.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
-import { writeProblem } from './root.ts';
 
 export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
