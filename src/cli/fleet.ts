@@ -263,7 +263,7 @@ export function fleetPruneCli(cli: FleetCli, root: string | undefined, options: 
     cli,
     async () => (await remote()).fleetPrune(root, { ...base(cli), ...options }),
     (r) => {
-      const blind = r.hosts.filter((h) => h.inUseCheck === 'unavailable').map((h) => h.host);
+      const blind = r.hosts.filter((h) => h.inUseCheck === 'unavailable' && h.sameAs === undefined).map((h) => h.host);
       return { table: pruneTable(r.dryRun, r.hosts) + (blind.length > 0 ? `\nno /proc on ${blind.join(', ')}: releases still in use there were not looked for` : '') };
     },
     // A prune that failed on one host still removed releases on others: its columns stay, with a note per failed host.
