@@ -128,6 +128,11 @@ export function isDeployError(error: unknown): error is DeployError {
 }
 
 /** The errno code of a Node system error, if any. */
+/** A path argument given as an empty string: most often a shell variable that was not set. */
+export function emptyPathError(what: 'source' | 'deploy root', give: string): DeployError {
+  return new DeployError('USAGE', `the ${what} is an empty string`, { hint: `give ${give} (an unset shell variable expands to nothing: quote it and check it is set)` });
+}
+
 export function errnoOf(error: unknown): string | undefined {
   if (typeof error === 'object' && error !== null && 'code' in error) {
     const code: unknown = error.code;

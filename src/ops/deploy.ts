@@ -14,7 +14,7 @@ import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/stagi
 import type { HealthResult } from '../act/health.ts';
 import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
-import { DeployError, errnoOf, ioError } from '../errors.ts';
+import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
@@ -142,7 +142,7 @@ function durableRecord(record: ReleaseRecord | undefined): boolean {
 }
 
 function validateSource(source: string, root: string, adopt: boolean): { sourceReal: string; layout: Layout } {
-  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source is an empty string', { hint: 'give the build output directory (an unset shell variable expands to nothing: quote it and check it is set)' });
+  if (typeof source !== 'string' || source.length === 0) throw emptyPathError('source', 'the build output directory');
   if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
   const layout = openRoot(root, { mayCreate: true });
   let sourceReal: string;

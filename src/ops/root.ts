@@ -1,7 +1,7 @@
 import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeployError, errnoOf, ioError } from '../errors.ts';
+import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
 import { acquireLock, inspectLock, releaseLock, type LockHandle } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
@@ -29,7 +29,7 @@ export async function rootIsIdle(layout: Layout): Promise<boolean> {
 /** Resolves and checks a deploy root; with `mayCreate`, a missing root is fine (deploy makes it). */
 export function openRoot(root: string, options: { mayCreate: boolean }): Layout {
   assertSupportedPlatform();
-  if (typeof root !== 'string' || root.length === 0) throw new DeployError('USAGE', 'the deploy root is an empty string', { hint: 'give the deploy root (an unset shell variable expands to nothing: quote it and check it is set)' });
+  if (typeof root !== 'string' || root.length === 0) throw emptyPathError('deploy root', 'the deploy root');
   if (root.includes('\0')) throw new DeployError('INVALID_ROOT', 'the deploy root contains a NUL byte');
   const layout = layoutOf(root);
   try {

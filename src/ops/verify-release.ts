@@ -4,7 +4,7 @@ import { releasePath, type Layout } from '../act/layout.ts';
 import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
 import { hashTree, manifestFile, readManifest } from '../act/manifest.ts';
 import { readRecord, recordDamage } from '../act/state.ts';
-import { aliasOfAnotherRelease, readCurrent } from '../act/switch.ts';
+import { aliasOfAnotherRelease, readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
@@ -53,16 +53,7 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   let id = options.release;
   if (id === undefined) {
     const current = await readCurrent(layout);
-    if (current.kind !== 'release') {
-      // Only a root with no current yet is one a deploy fixes: any other current is refused by deploy too.
-      const why = current.kind === 'dangling' ? ` (current points at ${current.target}, which is gone)` : current.kind === 'outside' ? ` (current points outside releases/: ${current.target})` : current.kind === 'directory' || current.kind === 'file' ? ` (current is a ${current.kind}, not a link)` : '';
-      const hint = current.kind === 'missing'
-        ? 'name one with --release <id>, or deploy first'
-        : current.kind === 'dangling'
-          ? `name one with --release <id>; point current at a release again with: atomic-deploy rollback ${shellWord(layout.root)} --to <id>`
-          : 'name one with --release <id>';
-      throw new DeployError('UNKNOWN_RELEASE', `${layout.root} has no live release to verify${why}`, { hint });
-    }
+    if (current.kind !== 'release') throw noLiveRelease(layout, current);
     id = current.id;
   }
   const problem = releaseIdProblem(id);
@@ -77,6 +68,24 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
     throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${shellWord(layout.root)}` });
   }
   return verifyAgainstManifest(layout, id, dir, options.signal);
+}
+
+/** verify with no release named and none live: why, and the way on that works for that `current`. */
+function noLiveRelease(layout: Layout, current: Exclude<CurrentState, { kind: 'release' }>): DeployError {
+  const name = 'name one with --release <id>';
+  const said = (why: string, hint = name): DeployError => new DeployError('UNKNOWN_RELEASE', `${layout.root} has no live release to verify${why}`, { hint });
+  switch (current.kind) {
+    // Only a root with no current yet is one a deploy fixes: deploy refuses every other current too.
+    case 'missing':
+      return said('', `${name}, or deploy first`);
+    case 'dangling':
+      return said(` (current points at ${current.target}, which is gone)`, `${name}; point current at a release again with: atomic-deploy rollback ${shellWord(layout.root)} --to <id>`);
+    case 'outside':
+      return said(` (current points outside releases/: ${current.target})`);
+    case 'directory':
+    case 'file':
+      return said(` (current is a ${current.kind}, not a link)`);
+  }
 }
 
 async function verifyAgainstManifest(layout: Layout, id: string, dir: string, signal: AbortSignal | undefined): Promise<VerifyResult> {

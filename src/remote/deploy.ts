@@ -11,7 +11,7 @@ import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
 import { scanSource, topNames, type SourceScan } from '../act/copy.ts';
-import { DeployError, errnoOf } from '../errors.ts';
+import { DeployError, errnoOf, emptyPathError } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
@@ -230,7 +230,7 @@ function outcomeOf(p: HostPhase | undefined): HostOutcome {
 }
 
 function validateSource(source: string): { sourceReal: string; scan: SourceScan } {
-  if (typeof source !== 'string' || source.length === 0) throw new DeployError('USAGE', 'the source is an empty string', { hint: 'give the build output directory (an unset shell variable expands to nothing: quote it and check it is set)' });
+  if (typeof source !== 'string' || source.length === 0) throw emptyPathError('source', 'the build output directory');
   let sourceReal: string;
   try {
     sourceReal = fs.realpathSync(source);

@@ -87,10 +87,11 @@ export function dropRemovedLock(instance: string): RootProgram<'dropped'> {
   };
 }
 
-/**
- * Releases our own lock; a lock that is not ours is left alone. Tombstones of takeovers stay
- * (see takeOverLock): only the sweep removes them, once old.
- */
+/** The first step of every program that acts as the holder of `token`'s lock: anything else ends it with `not-ours`. */
+function stillOurs(token: string): Op<'not-ours'> {
+  return { if: { is: 'same-lock', path: LOCK_PATH, lock: { token } }, then: [], else: [{ end: 'not-ours' }] };
+}
+
 /**
  * Whether the lock is still the one `token` took. A fleet host's armed program asks before it
  * acts on the deploying machine's word: a deploying process silent for longer than the lease
@@ -98,19 +99,19 @@ export function dropRemovedLock(instance: string): RootProgram<'dropped'> {
  * `go`, `back` or `commit` arriving afterwards must not undo what that command did.
  */
 export function ownsLock(token: string): RootProgram<'ours' | 'not-ours'> {
-  return {
-    name: 'owns_lock',
-    ops: [{ if: { is: 'same-lock', path: LOCK_PATH, lock: { token } }, then: [], else: [{ end: 'not-ours' }] }],
-    done: 'ours',
-  };
+  return { name: 'owns_lock', ops: [stillOurs(token)], done: 'ours' };
 }
 
+/**
+ * Releases our own lock; a lock that is not ours is left alone. Tombstones of takeovers stay
+ * (see takeOverLock): only the sweep removes them, once old.
+ */
 export function releaseLock(token: string): RootProgram<'released' | 'not-ours'> {
   const trash = inTmp(`trash.lock.${token}`);
   return {
     name: 'release_lock',
     ops: [
-      { if: { is: 'same-lock', path: LOCK_PATH, lock: { token } }, then: [], else: [{ end: 'not-ours' }] },
+      stillOurs(token),
       { effect: { do: 'mkdir', path: '.tmp', parents: true } },
       { effect: { do: 'rename', from: LOCK_PATH, to: trash }, orElse: [{ end: 'not-ours' }] },
       { if: { is: 'same-lock', path: trash, lock: { token } }, then: [], else: [{ effect: { do: 'rename', from: trash, to: LOCK_PATH }, bestEffort: true }, { end: 'not-ours' }] },
