@@ -101,7 +101,27 @@ export async function listRecordIds(layout: Layout): Promise<string[]> {
   }
 }
 
-type RecordLoad = { kind: 'ok'; record: ReleaseRecord } | { kind: 'missing' } | { kind: 'damaged'; why: string };
+export type RecordLoad = { kind: 'ok'; record: ReleaseRecord } | { kind: 'missing' } | { kind: 'damaged'; why: string };
+
+/**
+ * The record of release `id` from its file's text, the one rule for both engines (a fleet host
+ * sends its records' texts with their file names): not JSON, not an object, or naming another
+ * release is damaged, never taken for a record.
+ */
+export function recordFromText(text: string, id: string): RecordLoad {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { kind: 'damaged', why: text.trim() === '' ? 'empty' : 'not valid JSON' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'damaged', why: 'not a JSON object' };
+  const record = parsed as ReleaseRecord;
+  if (record.id !== id) return { kind: 'damaged', why: `it names another release (${JSON.stringify(record.id)})` };
+  // A previous that is not a release id is dropped: it orders releases and must never reach a path.
+  const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
+  return { kind: 'ok', record: withDigest({ ...record, previous }) };
+}
 
 /** One release's record as its file holds it: readRecord and recordDamage are two views of this. */
 function loadRecord(layout: Layout, id: string): RecordLoad {
@@ -116,18 +136,7 @@ function loadRecord(layout: Layout, id: string): RecordLoad {
     if (code === 'EACCES' || code === 'EPERM') throw error;
     return { kind: 'missing' };
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return { kind: 'damaged', why: text.trim() === '' ? 'empty' : 'not valid JSON' };
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'damaged', why: 'not a JSON object' };
-  const record = parsed as ReleaseRecord;
-  if (record.id !== id) return { kind: 'damaged', why: `it names another release (${JSON.stringify(record.id)})` };
-  // A previous that is not a release id is dropped: it orders releases and must never reach a path.
-  const previous = typeof record.previous === 'string' && releaseIdProblem(record.previous) === undefined ? record.previous : null;
-  return { kind: 'ok', record: withDigest({ ...record, previous }) };
+  return recordFromText(text, id);
 }
 
 /**

@@ -25,7 +25,7 @@ import { selectPrune } from '../plan/releases.ts';
 import { planShared, sharedSpecs, type SharedPlan } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
@@ -422,7 +422,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     if (fleet.failed.length > 0) return await abortAll('a host cannot be deployed to');
 
     // One id for the fleet: new on every host, after every id any host holds.
-    const idsPerHost = fleet.hosts.map((h) => [...(h.state?.releases ?? []), ...(h.state?.records.keys() ?? [])]);
+    // A damaged record's name is taken too: a new release of that name would write over it.
+    const idsPerHost = fleet.hosts.map((h) => [...(h.state?.releases ?? []), ...(h.state?.records.keys() ?? []), ...(h.state?.damaged?.keys() ?? [])]);
     id = options.releaseId ?? fleetReleaseId(idsPerHost, new Date());
     const releaseId = id;
     for (const h of fleet.hosts) {
@@ -505,7 +506,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const prune = (decision?.remove ?? []).map(({ release }) => ({
           id: release.id,
           trash: stagingName(state, 'trash'),
-          record: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt })),
+          record: recordLine(state, release.id, { prunedAt }),
         }));
         // With before-switch hooks, a stage of its own receives the manifest made again after them.
         const remakeStage = beforeSwitch.length > 0 ? stagingName(state, 'stage') : undefined;
@@ -726,7 +727,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
         const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } };
         const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, p.remade ?? build.digest, h, p, status, { endedAt: now(), reason }))];
-        if (p.previous !== null) lines.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.previous, { status: 'complete', activatedAt: now() })));
+        if (p.previous !== null) lines.push(recordLine(h.state, p.previous, { status: 'complete', activatedAt: now() }));
         const back = await switchBack(p.session, lines);
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
         if (back.kind !== 'back') {

@@ -1,12 +1,12 @@
 /** Decoding what the remote programs print: NUL-framed pairs into the facts the planners take. */
-import type { ReleaseRecord } from '../act/state.ts';
+import { recordFromText, type ReleaseRecord } from '../act/state.ts';
 import type { CurrentState } from '../act/switch.ts';
 import type { FleetJournal } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isReleasesLeftover } from '../plan/journal.ts';
-import { withDigest } from '../plan/manifest.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
+import { releaseIdProblem } from '../plan/release-id.ts';
 import type { LockIdentity } from '../root/effects.ts';
 import { lockInstance } from '../root/lock.ts';
 
@@ -104,6 +104,8 @@ export interface RemoteState {
   /** Releases whose directory holds nothing (made by hand): no rollback goes there. */
   empty?: string[];
   records: Map<string, RemoteRecord>;
+  /** Releases whose record is there but damaged (why): read as without one, and never rewritten. */
+  damaged?: Map<string, string>;
   journal: RemoteJournal;
   tmp: string[];
   /** Hidden stages and trash inside releases/ (`.stage.*`, `.trash.*`), left by an interrupted operation. */
@@ -243,13 +245,16 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
   const rootReal = frameValue(frames, 'rootreal') || root;
   const releases = all('release').filter((id) => id !== '' && !id.startsWith('.'));
   const records = new Map<string, RemoteRecord>();
-  for (const text of all('record')) {
-    try {
-      const record = JSON.parse(text) as RemoteRecord;
-      if (typeof record.id === 'string') records.set(record.id, withDigest(record));
-    } catch {
-      // A damaged record only loses that release's metadata.
-    }
+  const damaged = new Map<string, string>();
+  const texts = all('record');
+  for (const [i, name] of all('recordname').entries()) {
+    const id = name.endsWith('.json') ? name.slice(0, -'.json'.length) : '';
+    if (releaseIdProblem(id) !== undefined) continue;
+    // The local engine's rule (act/state.ts): a damaged record only loses that release's metadata,
+    // and is never rewritten; one naming another release is no record of either.
+    const load = recordFromText(texts[i] ?? '', id);
+    if (load.kind === 'ok') records.set(id, load.record);
+    else if (load.kind === 'damaged') damaged.set(id, load.why);
   }
   return {
     rootExists: true,
@@ -258,6 +263,7 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
     releases,
     empty: all('empty'),
     records,
+    ...(damaged.size > 0 ? { damaged } : {}),
     journal: journalOf(frameValue(frames, 'journal')),
     tmp: all('tmp'),
     hidden: all('hidden').filter(isReleasesLeftover),

@@ -84,6 +84,16 @@ export function mergeRecord(records: ReadonlyMap<string, RemoteRecord>, id: stri
   return { ...existing, ...change };
 }
 
+/**
+ * A record changed as mergeRecord does, as the line a host's program writes; for a damaged one
+ * the empty line, which leaves it as it is: the local engine never rewrites a damaged record
+ * either (ops/record.ts recordRelease).
+ */
+export function recordLine(state: RemoteState | undefined, id: string, change: Partial<RemoteRecord>): string {
+  if (state?.damaged?.has(id) === true) return '';
+  return JSON.stringify(mergeRecord(state?.records ?? new Map(), id, change));
+}
+
 /** Every release directory with what the log knows of it, oldest first (ops/recover.ts releaseViews). */
 export function viewsOf(state: RemoteState): ReleaseView[] {
   // The host sends its whole log, records of pruned releases too: one of them may be the deploy
@@ -291,6 +301,7 @@ export function recoverySteps(state: RemoteState, actions: readonly FleetRecover
     const program = recoveryProgram({
       actions: all,
       records: state.records,
+      ...(state.damaged ? { damaged: new Set(state.damaged.keys()) } : {}),
       ordered: viewsOf(state),
       currentId: currentIdOf(state),
       trashFor: () => stagedRootPath(stagingName(state, 'trash')),

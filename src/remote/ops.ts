@@ -10,7 +10,7 @@ import { isTmpLeftover } from '../plan/journal.ts';
 import { pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { pruneFailures, type Step } from './script.ts';
 import { stagingName } from './staging.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -142,6 +142,8 @@ export interface FleetReleaseInfo {
   current: boolean;
   role: ReleaseRole;
   record?: ReleaseRecord;
+  /** Its log record is there but damaged (why): listed, ordered and rolled back to as one without, as locally. */
+  recordDamaged?: string;
 }
 
 export interface FleetReleasesHost {
@@ -172,7 +174,7 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
         host: h.label,
         root: h.root,
         current: currentId,
-        releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(v.record ? { record: v.record } : {}) })),
+        releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(v.record ? { record: v.record } : {}), ...(state.damaged?.has(v.id) ? { recordDamaged: state.damaged.get(v.id) } : {}) })),
         ...(!state.rootExists ? { error: { code: 'INVALID_ROOT' as const, message: `${h.label}: ${h.root} does not exist or is not a directory` } } : {}),
       };
     });
@@ -223,7 +225,7 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
   // Oldest first: if we stop midway, what is left is the newer, likelier-wanted releases.
   for (const { release } of [...decision.remove].reverse()) {
     const trash = stagingName(state, 'trash');
-    before.push({ op: 'prune-release', id: release.id, trash, protect, record: JSON.stringify(mergeRecord(state.records, release.id, { prunedAt: now })) });
+    before.push({ op: 'prune-release', id: release.id, trash, protect, record: recordLine(state, release.id, { prunedAt: now }) });
     after.push({ op: 'remove-staged', name: trash });
   }
   if (before.length > 0) before.push({ op: 'durable' });

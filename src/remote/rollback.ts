@@ -7,7 +7,7 @@ import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
-import { currentIdOf, currentProblem, fleetIsIdle, FleetRun, hostClockSkew, fleetError, hostError, mergeRecord, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, fleetIsIdle, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
@@ -291,11 +291,11 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           });
           if (stale) staleReports.set(h, stale);
           const t = now();
-          const records = [JSON.stringify(mergeRecord(h.state?.records ?? new Map(), releaseTarget, { status: 'complete', activatedAt: t, ...(stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {}) }))];
+          const records = [recordLine(h.state, releaseTarget, { status: 'complete', activatedAt: t, ...(stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {}) })];
           // Forward (`--to` a newer release), the release left stays good, as on a local root.
           const order = h.state ? viewsOf(h.state).map((v) => v.id) : [];
           const forward = p.from !== null && order.indexOf(releaseTarget) > order.indexOf(p.from);
-          if (p.from !== null && !forward) records.push(JSON.stringify(mergeRecord(h.state?.records ?? new Map(), p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' })));
+          if (p.from !== null && !forward) records.push(recordLine(h.state, p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' }));
           const done = await commitSwitch(p.session, records);
           if (done.kind === 'committed') {
             for (const w of done.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });

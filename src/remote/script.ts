@@ -142,7 +142,8 @@ state_facts() {
   elif [ -e "$root/current" ]; then emit current file
   else emit current missing; fi
   for _d in "$rel"/*; do [ -d "$_d" ] && [ ! -h "$_d" ] && { emit release "\${_d##*/}"; release_empty "$_d" && emit empty "\${_d##*/}"; }; done
-  for _f in "$log"/*.json; do [ -f "$_f" ] && emit_file record "$_f"; done
+  # Each record with its file name: the release it belongs to is the name's, whatever the text says.
+  for _f in "$log"/*.json; do [ -f "$_f" ] && { emit recordname "\${_f##*/}"; emit_file record "$_f"; }; done
   [ -f "$journal" ] && emit_file journal "$journal"
   for _t in "$tmp"/*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit tmp "\${_t##*/}"; done
   for _t in "$rel"/.stage.* "$rel"/.trash.*; do { [ -e "$_t" ] || [ -h "$_t" ]; } && emit hidden "\${_t##*/}"; done
@@ -242,7 +243,7 @@ function pruneLines(p: { id: string; trash: string; record: string }, protect: r
   const record = recordProgram(p.id, fn);
   return `${renderFunction(retireRelease(p.id, protect, stagedRootPath(p.trash)))}
 ${renderFunction(record)}
-if ( fail() { emit prune-failed ${q(`${p.id} `)}"$2"; exit 1; }; retire_release ); then ${renderCall(record, { record: { literal: p.record } })}; fi`;
+if ( fail() { emit prune-failed ${q(`${p.id} `)}"$2"; exit 1; }; retire_release ); then ${p.record === '' ? ':' : renderCall(record, { record: { literal: p.record } })}; fi`;
 }
 
 /** The releases a program's `prune-failed` frames name, each with why it stays. */

@@ -66,6 +66,12 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
   const record = state.records.get(id);
   // Both engines record it as `digest` (older fleet records as `manifest`: read as `digest` by remoteStateOf).
   const digest = record?.digest;
+  const damage = state.damaged?.get(id);
+  if (damage !== undefined) {
+    throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has a damaged release log record (${damage}) to prove its manifest, so nothing can be checked against it`, {
+      hint: 'the release log (.atomic-deploy/releases/) was changed; deploy the build again to get a release with a trusted manifest',
+    });
+  }
   if (digest === undefined) {
     throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
       hint: `deploy the build again (atomic-deploy deploy <source> ${shellWord(h.root)} --host ${shellWord(h.label)}): every new release gets a manifest`,

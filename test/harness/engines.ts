@@ -17,17 +17,16 @@ import { placeRelease, type PlaceInput } from '../../src/root/place.ts';
 import { runOnFs } from '../../src/root/fs.ts';
 import { undoProgram } from '../../src/root/undo.ts';
 import { planFleetRecovery } from '../../src/plan/fleet.ts';
-import { recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts';
+import { recordLine, recoveryInput, recoverySteps, viewsOf } from '../../src/remote/fleet.ts';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import { decideHostPrune, hostPruneSteps } from '../../src/remote/ops.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, switchBack, switchTogether } from '../../src/remote/armed.ts';
 import { pruneFailures, rollbackArmScript } from '../../src/remote/script.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from '../../src/ops/record.ts';
-import { readRecords, type ReleaseRecord } from '../../src/act/state.ts';
+import type { ReleaseRecord } from '../../src/act/state.ts';
 import { switchCurrent } from '../../src/act/switch.ts';
 import type { Journal } from '../../src/plan/journal.ts';
-import { mergedRecord } from '../../src/root/recover.ts';
 import { findTools } from './fleet.ts';
 import { armedTail, lockAs } from './remote-programs.ts';
 
@@ -296,9 +295,11 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
  * driven by the fleet's own words (remote/armed.ts). `edit` changes the program first (a control).
  */
 export async function shellBookkeeping(name: string, shell: LocalShell, root: string, request: BookkeepingRequest, edit: (script: string) => string = (script) => script): Promise<string> {
-  // The lines the fleet sends with its word: each record merged into the host's as it stands (remote/fleet.ts mergeRecord).
-  const records = await readRecords(layoutOf(root));
-  const lines = request.records.map((r) => JSON.stringify(mergedRecord(records, r.id, r.change)));
+  // The lines the fleet sends with its word: each record merged into the host's as the host's
+  // state reports it (remote/fleet.ts recordLine; an empty line for a damaged record).
+  const reader = shellRoot(root, shell);
+  const { state } = await reader.readState().finally(() => reader.close());
+  const lines = request.records.map((r) => recordLine(state, r.id, r.change));
   const ids = request.records.map((r) => r.id);
   const journal = path.join(root, '.atomic-deploy', 'journal.json');
   // A fleet host's armed program runs under its deploy's lock, and acts on a word only while it holds it.
@@ -352,8 +353,15 @@ export function outcomeOf(root: string): RootOutcome {
   const log = path.join(root, '.atomic-deploy', 'releases');
   const statuses: Record<string, string> = {};
   for (const name of list(log).filter((n) => n.endsWith('.json'))) {
-    const record = JSON.parse(fs.readFileSync(path.join(log, name), 'utf8')) as { status: string };
-    statuses[name.slice(0, -5)] = record.status;
+    // A damaged record (not JSON, or naming another release) as its text: every side must leave it so.
+    const text = fs.readFileSync(path.join(log, name), 'utf8');
+    const id = name.slice(0, -5);
+    try {
+      const record = JSON.parse(text) as { id?: unknown; status: string };
+      statuses[id] = record.id === id ? record.status : `damaged: ${text}`;
+    } catch {
+      statuses[id] = `damaged: ${text}`;
+    }
   }
   return {
     current,

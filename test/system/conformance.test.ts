@@ -196,6 +196,11 @@ function writeJournal(root: string, journal: object | string): void {
   fs.writeFileSync(path.join(root, '.atomic-deploy', 'journal.json'), typeof journal === 'string' ? journal : JSON.stringify({ v: 1, token: 't', pid: 1, startedAt: '2026-01-01T00:00:00.000Z', ...journal }));
 }
 
+/** Puts `text` in place of release `id`'s record: a hand edit, a truncated copy, another release's record copied over it. */
+function damageRecord(root: string, id: string, text: string): void {
+  fs.writeFileSync(path.join(root, '.atomic-deploy', 'releases', `${id}.json`), text);
+}
+
 /** r1 and r2 deployed, r2 current. */
 function twoReleases(root: string): void {
   makeRelease(root, 'r1', 1, 'complete');
@@ -293,6 +298,29 @@ const RECOVERY_SCENARIOS: RecoveryScenario[] = [
       writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switched' });
     },
     expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'rolled-back' }, journal: false },
+  },
+  {
+    name: "deploy, phase switched, the live release's record damaged (truncated): kept as it is, never rewritten with made-up fields",
+    setup: (root) => {
+      twoReleases(root);
+      makeRelease(root, 'r3', 3, 'pending');
+      damageRecord(root, 'r3', '{"id":"r3","seq":3,"status":"pend');
+      fs.rmSync(path.join(root, 'current'));
+      setCurrent(root, 'r3');
+      writeJournal(root, { op: 'deploy', release: 'r3', previous: 'r2', phase: 'switched' });
+    },
+    expect: { current: 'r3', releases: ['r1', 'r2', 'r3'], statuses: { r1: 'complete', r2: 'complete', r3: 'damaged: {"id":"r3","seq":3,"status":"pend' }, journal: false },
+  },
+  {
+    name: 'rollback, phase switched, the record of the release left names another release: kept as it is, and taken for neither',
+    setup: (root) => {
+      makeRelease(root, 'r1', 1, 'complete');
+      makeRelease(root, 'r2', 2, 'complete');
+      damageRecord(root, 'r2', '{"id":"r1","seq":1,"status":"failed"}');
+      setCurrent(root, 'r1');
+      writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switched' });
+    },
+    expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'damaged: {"id":"r1","seq":1,"status":"failed"}' }, journal: false },
   },
   {
     name: 'an unreadable journal is discarded, no release removed',
@@ -594,6 +622,26 @@ describe('prune guard: a live process in a release keeps it on every side', () =
   }
 });
 
+describe('prune: a damaged record of a pruned release is kept as it is on every side', () => {
+  for (const [what, text] of [['not JSON', '{"id":"r1","seq":1,"status":"comp'], ['naming another release', '{"id":"r3","seq":3,"status":"complete"}']] as const) {
+    test(`r1's record ${what}: r1 and r2 go, r1's record keeps its text (no prunedAt merged into made-up fields)`, async () => {
+      const seen: Record<string, unknown> = {};
+      for (const engine of ENGINES) {
+        const root = freshRoot();
+        for (const [i, id] of ['r1', 'r2', 'r3', 'r4'].entries()) makeRelease(root, id, i + 1, 'complete');
+        setCurrent(root, 'r4');
+        // r2's deploy replaced r1: so r1 went live, and a release read as without a record is pruned like any other.
+        const r2 = path.join(root, '.atomic-deploy', 'releases', 'r2.json');
+        fs.writeFileSync(r2, JSON.stringify({ ...(JSON.parse(fs.readFileSync(r2, 'utf8')) as object), previous: 'r1' }));
+        damageRecord(root, 'r1', text);
+        const { removed } = await engine.prune(root, 1);
+        seen[engine.name] = { removed, releases: outcomeOf(root).releases, r1: fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', 'r1.json'), 'utf8') };
+      }
+      assert.deepEqual(seen, Object.fromEntries(ENGINES.map((e) => [e.name, { removed: ['r1', 'r2'], releases: ['r3', 'r4'], r1: text }])));
+    });
+  }
+});
+
 describe('prune: a release that cannot be moved stays and is named on every side, the others go', () => {
   test('releases/r1 immutable (chattr +i): r1 failed, r2 removed, the lock released', async (t) => {
     requireTools('chattr');
@@ -683,6 +731,17 @@ const BOOKKEEPING_SCENARIOS: BookkeepingScenario[] = [
     request: rollbackFromR2('r1'),
     result: 'committed',
     expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'rolled-back' }, journal: false, tmp: [] },
+  },
+  {
+    name: 'a rollback committed, the record of the release left damaged (empty): kept as it is on every side',
+    setup: (root) => {
+      twoReleases(root);
+      damageRecord(root, 'r2', '');
+      writeJournal(root, { op: 'rollback', release: 'r1', previous: 'r2', phase: 'switching' });
+    },
+    request: rollbackFromR2('r1'),
+    result: 'committed',
+    expect: { current: 'r1', releases: ['r1', 'r2'], statuses: { r1: 'complete', r2: 'damaged: ' }, journal: false, tmp: [] },
   },
   {
     name: 'a release of another tool without a record gets one that keeps its order (no seq)',

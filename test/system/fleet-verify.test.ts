@@ -209,6 +209,33 @@ void describe('verify --host over two namespace hosts', () => {
     assert.match(human.stderr, /hint: deploy the build again/);
   });
 
+  void test('a damaged record on one host: releases warns with its host, verify says damaged (exit 2), a rollback there keeps its text', async (t) => {
+    const { root, on, id } = await deployTo(t, 'damaged');
+    const second = await cli(['deploy', build(t, false), root, ...hostArgs, '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const live = String(jsonOf<{ release?: string }>(second).release);
+    const record = path.join(on(host(1)), '.atomic-deploy', 'releases', `${live}.json`);
+    const damaged = `{"id":"${live}","seq":2,"status":"compl`;
+    fs.writeFileSync(record, damaged);
+    const list = await cli(['releases', root, ...hostArgs, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stderr, new RegExp(`^warning: host1: the release log record of ${live} is damaged \\(not valid JSON\\): it is listed, ordered and rolled back to as a release without one$`, 'm'));
+    const rows = jsonOf<{ hosts: { host: string; releases: { id: string; recordDamaged?: string }[] }[] }>(list).hosts;
+    assert.equal(rows.find((h) => h.host === 'host1')?.releases.find((r) => r.id === live)?.recordDamaged, 'not valid JSON');
+    assert.equal(rows.find((h) => h.host === 'host2')?.releases.find((r) => r.id === live)?.recordDamaged, undefined);
+    const verify = await cli(['verify', root, ...hostArgs, '--json']);
+    assert.equal(verify.code, 2, verify.stderr);
+    assert.match(String(row(jsonOf<VerifyJson>(verify), 'host1').error?.message), /^host1: release \S+ has a damaged release log record \(not valid JSON\)/);
+    assert.equal(row(jsonOf<VerifyJson>(verify), 'host2').identical, true);
+    // The rollback leaves the release recorded rolled-back on host2; on host1 its damaged record stays as it was.
+    const back = await cli(['rollback', root, ...hostArgs, '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(jsonOf<{ release?: string }>(back).release, id);
+    assert.equal(fs.readFileSync(record, 'utf8'), damaged, 'the rollback rewrote the damaged record with made-up fields');
+    const other = JSON.parse(fs.readFileSync(path.join(on(host(2)), '.atomic-deploy', 'releases', `${live}.json`), 'utf8')) as { status: string };
+    assert.equal(other.status, 'rolled-back');
+  });
+
   void test('an unreachable host exits 1 with its row; a differing host elsewhere still exits 5', async (t) => {
     const { root, on, id } = await deployTo(t, 'down');
     await host(2).killSshd();

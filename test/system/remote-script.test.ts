@@ -208,6 +208,26 @@ for (const shell of SHELLS) {
       assert.deepEqual([...(remoteStateOf(r.frames, root).empty ?? [])].sort(), ['bare', "e 'q'\nx"].sort());
     });
 
+    void test('state: each record goes by its file name, as locally; one not JSON, not an object, or naming another release is damaged and taken for no record', () => {
+      const root = freshRoot();
+      for (const id of ['r1', 'r2', 'r3', 'r4']) makeRelease(root, id, id);
+      const log = path.join(root, '.atomic-deploy', 'releases');
+      fs.mkdirSync(log, { recursive: true });
+      const record = (id: string, extra: object = {}): string => JSON.stringify({ id, seq: 1, status: 'complete', previous: null, ...extra });
+      fs.writeFileSync(path.join(log, 'r1.json'), record('r1', { previous: '../elsewhere' }));
+      fs.writeFileSync(path.join(log, 'r2.json'), '{"id":"r2","seq"');
+      fs.writeFileSync(path.join(log, 'r3.json'), '[]');
+      // Read after r1.json: before, it took r1's place in the log, as a failed release.
+      fs.writeFileSync(path.join(log, 'r4.json'), record('r1', { status: 'failed' }));
+      const r = run(shell, stateScript({ root, fsync: false }));
+      assert.equal(r.code, 0, r.stderr);
+      const state = remoteStateOf(r.frames, root);
+      assert.deepEqual([...state.records.keys()], ['r1']);
+      assert.equal(state.records.get('r1')?.status, 'complete');
+      assert.equal(state.records.get('r1')?.previous, null, 'a previous that is no release id is dropped, as locally');
+      assert.deepEqual(Object.fromEntries(state.damaged ?? []), { r2: 'not valid JSON', r3: 'not a JSON object', r4: 'it names another release ("r1")' });
+    });
+
     void test('deploy: armed, then one rename on "go"; commit records it and releases the lock', async () => {
       const { root, holder } = await liveOnOld(shell);
       const id = HOSTILE_ID;
