@@ -158,7 +158,9 @@ export class RemoteRoot {
         try {
           await holder.waitFor(['end']);
         } catch {
-          throw remoteError(this.label, await holder.done, 'reading the deploy root');
+          const ended = await holder.done;
+          await this.releaseOrphan(token);
+          throw remoteError(this.label, ended, 'reading the deploy root');
         }
         this.holder = holder;
         this.holderEnded = false;
@@ -215,6 +217,15 @@ export class RemoteRoot {
       if (info.verdict.state === 'foreign' || Date.now() >= deadline) throw lockedError(this.label, this.root, info, request.waitMs ?? 0);
       await sleep(300 + Math.random() * 400);
     }
+  }
+
+  /**
+   * Releases the lock `token` placed when its holder ended before reporting the root (a probe
+   * that found no inode, a killed shell): left, it held the root until taken over as stale. Best
+   * effort, and only while the lock is still that one; the holder's own error is the one reported.
+   */
+  private async releaseOrphan(token: string): Promise<void> {
+    await this.apply([{ op: 'release-lock', token }], 'releasing the lock').catch(() => undefined);
   }
 
   /** Stops the holder program (its lock must already be released, or be left for recovery). */
