@@ -69,3 +69,17 @@ export function currentNotSymlinkHint(kind: 'directory' | 'file'): string {
     ? 'rename(2) cannot turn a directory into a symlink without a gap: deploy into a new root and point the server at its current, or move it into releases/ at a quiet moment (README, FAQ: "My server serves a real directory current")'
     : 'a regular file is not a release: move it aside (mv current current.old) and deploy again';
 }
+
+/** The directories a deploy makes inside a root, children before their parents. */
+export const ROOT_SKELETON = ['releases', '.atomic-deploy/releases', '.atomic-deploy/manifests', '.atomic-deploy', '.tmp'] as const;
+
+/**
+ * What a failed deploy takes away from a root it made itself: the skeleton, the root, then the
+ * parents it made (nearest first), each only while empty. `made` lists the directories its lock
+ * program made, topmost first; a root it did not make keeps everything.
+ */
+export function madeDirsToRemove(root: string, made: readonly string[]): string[] {
+  if (!made.includes(root)) return [];
+  const parents = [...new Set(made)].filter((dir) => dir !== root && root.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
+  return [...ROOT_SKELETON.map((name) => `${root}/${name}`), root, ...parents];
+}

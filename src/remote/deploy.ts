@@ -37,6 +37,7 @@ import { remoteError, type RunningRemote } from './ssh.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
 import { plural } from '../plan/units.ts';
+import { madeDirsToRemove } from '../plan/root-shape.ts';
 
 export interface FleetDeployOptions
   extends FleetOptions,
@@ -341,8 +342,11 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     } else if (d) {
       steps.push({ op: 'remove-staged', name: d.stage }, { op: 'remove-tmp', name: d.link });
     }
+    // A root this deploy made goes again once its lock is released (what is empty: nothing but what it made).
+    const made = madeDirsToRemove(h.root, h.remote.locked.made);
+    const after: Step[] = made.length > 0 ? [{ op: 'remove-made', dirs: made }] : [];
     try {
-      await h.remote.unlock(steps);
+      await h.remote.unlock(steps, after);
       if (d) per.set(h, { ...d, phase: 'undone' });
     } catch (error) {
       h.error ??= hostError(error);

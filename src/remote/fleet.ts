@@ -12,7 +12,7 @@ import { madeRoot, orderReleases } from '../plan/releases.ts';
 import { currentNotSymlinkHint } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
-import { randomName, RemoteRoot } from './host.ts';
+import { randomName, RemoteRoot, type OwnLock } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
@@ -183,7 +183,7 @@ export class FleetRun {
     this.control = ControlDir.create();
     const fsync = options.fsync !== false;
     this.hosts = targets.map((t, i) => new HostRun(new RemoteRoot(t.label, t.spec, t.root, options.ssh ?? {}, this.control.socket(i), fsync)));
-    const ownLocks = new Map<string, string>();
+    const ownLocks = new Map<string, OwnLock>();
     for (const h of this.hosts) h.remote.ownLocks = ownLocks;
   }
 

@@ -14,6 +14,10 @@ export function randomName(prefix: string): string {
   return `${prefix}.${randomBytes(8).toString('hex')}`;
 }
 
+function madeOf(frames: readonly Frame[]): string[] {
+  return frames.filter((f) => f.tag === 'made').map((f) => f.value);
+}
+
 export interface LockedRoot {
   token: string;
   /** Pid of the holder program on the host: the lock's owner. */
@@ -25,6 +29,17 @@ export interface LockedRoot {
   tookOver?: { owner: LockOwner | null; reason: string };
   /** The tombstone (in .tmp/) of a stale lock taken over on the way in; the sweep removes it once old. */
   gate?: string;
+  /**
+   * Directories made for the root (it and its missing parents) by this command's lock programs,
+   * under this name or a twin's (added when the twin meets this lock): a refused deploy takes them away.
+   */
+  made: string[];
+}
+
+/** A lock this command holds on a host, by token: the name it took it under, and the directories made for its root. */
+export interface OwnLock {
+  label: string;
+  made: string[];
 }
 
 export interface LockRequest {
@@ -68,7 +83,7 @@ export class RemoteRoot {
    * busy with one of these tokens is this command's own, reached through another name for the same
    * root (an alias, an address, a user@ form), which no wait would ever free.
    */
-  ownLocks: Map<string, string> | undefined;
+  ownLocks: Map<string, OwnLock> | undefined;
 
   constructor(
     readonly label: string,
@@ -138,11 +153,12 @@ export class RemoteRoot {
     let gate: string | undefined;
     // Answers of `busy` with no lock there to judge, in a row.
     let unplaced = 0;
+    const made: string[] = [];
     for (;;) {
       if (request.signal?.aborted) throw new DeployError('INTERRUPTED', `${this.label}: interrupted while waiting for the lock`);
       const token = randomBytes(12).toString('hex');
       // Known before the lock is placed: a twin that finds it busy at once must already see it as ours.
-      this.ownLocks?.set(token, this.label);
+      this.ownLocks?.set(token, { label: this.label, made });
       const script = lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true });
       // Not connected yet: the holder becomes the connection's own first session.
       const holder = this.transport.up ? this.transport.start(script) : await this.transport.connect(script);
@@ -170,6 +186,7 @@ export class RemoteRoot {
         // The holder exits when these lines stop: a deploy that vanished cannot keep the lock.
         this.beat = setInterval(() => holder.send(''), 1000);
         const frames = holder.frames;
+        made.push(...madeOf(frames));
         const uses = processUsesOf(frames);
         this.locked = {
           token,
@@ -179,10 +196,12 @@ export class RemoteRoot {
           ...(uses ? { uses } : {}),
           ...(tookOver ? { tookOver } : {}),
           ...(gate ? { gate } : {}),
+          made,
         };
         return this.locked;
       }
       const result = await holder.done;
+      made.push(...madeOf(result.frames));
       const facts = hostFactsOf(result.frames);
       const raw = rawLockOf(result.frames);
       if (!raw) {
@@ -200,8 +219,11 @@ export class RemoteRoot {
       }
       unplaced = 0;
       const info = judgeRemoteLock(raw, facts);
-      const twin = info.owner ? this.ownLocks?.get(info.owner.token) : undefined;
-      if (twin !== undefined) {
+      const own = info.owner ? this.ownLocks?.get(info.owner.token) : undefined;
+      if (own !== undefined) {
+        // Made for the same root, maybe racing the other name: the name that holds the lock takes them away if refused.
+        own.made.push(...made);
+        const twin = own.label;
         throw new DeployError('USAGE', `${this.label} is ${twin} again: ${this.root} there is locked by this very command, through ${twin}`, {
           hint: 'list each host once: an alias, an address and a user@ form of one machine are one host',
           details: { host: this.label, sameAs: twin },

@@ -261,6 +261,21 @@ export function remoteCommand(script: string): string {
   return `sh -c ${q(script)}`;
 }
 
+/**
+ * The root and each missing parent, made one level at a time (0755, as mkdir_reachable), topmost
+ * first, with a `made` frame for each the lock program made itself: a refused deploy takes those away.
+ */
+const MAKE_ROOT = `make_root() {
+  _d=$root
+  while _u=\${_d%/*}; [ -n "$_u" ] && [ ! -d "$_u" ]; do _d=$_u; done
+  while :; do
+    if (umask 022; mkdir -- "$_d") 2>/dev/null; then emit made "$_d"; elif [ ! -d "$_d" ]; then return 1; fi
+    [ "$_d" = "$root" ] && return 0
+    _r=\${root#"$_d"/}; _d=$_d/\${_r%%/*}
+  done
+}
+`;
+
 export interface LockScript extends ScriptBase {
   token: string;
   /** Recorded in the lock, so that others see who holds it. */
@@ -287,7 +302,7 @@ if [ ${s.create ? 1 : 0} = 1 ] && enclosing_root; then
   emit hint "a deploy root's folders belong to its releases and state: give a folder outside $R_out"
   fail INVALID_ROOT "the deploy root $root is inside the deploy root $R_out"
 fi
-if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then mkdir_reachable "$root" 2>/dev/null || fail INVALID_ROOT "cannot create $root"; fi
+${s.create ? MAKE_ROOT : ''}if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then make_root || fail INVALID_ROOT "cannot create $root"; fi
 [ -d "$root" ] || fail INVALID_ROOT "$root does not exist or is not a directory"
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
@@ -371,6 +386,11 @@ export type Step =
   | { op: 'remove-tmp'; name: string }
   /** A stage, a trash or a hidden leftover: in .tmp/, or inside releases/ for a hidden name (remote/staging.ts). */
   | { op: 'remove-staged'; name: string }
+  /**
+   * After the lock's release, and only while no other command holds the lock: absolute
+   * directories, each removed only while empty (what a refused deploy made: plan/root-shape.ts).
+   */
+  | { op: 'remove-made'; dirs: string[] }
   | { op: 'remove-release'; id: string; trash: string; protect: string[] }
   /**
    * Prune's retire of one release, then its record (`record`, marked pruned): a release that
@@ -422,6 +442,8 @@ function stepLines(steps: readonly Step[]): string {
           return pruneLines(st, st.protect, 'write_record_prune');
         case 'remove-staged':
           return removeStagedLine(st.name);
+        case 'remove-made':
+          return `if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then\n${st.dirs.map((dir) => `  rmdir -- ${q(dir)} 2>/dev/null || :`).join('\n')}\nfi`;
         case 'write-record':
         case 'clear-journal':
         case 'durable':

@@ -3,6 +3,7 @@
 // `timeout 0`, which means no limit.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runCli, tempDir, writeTree } from '../harness/cli.ts';
@@ -64,6 +65,14 @@ void describe('fleet input validation against one namespace host', () => {
       assert.deepEqual(fs.readdirSync(path.join(host.srvDir, 'v-twin', 'releases')).sort(), ['one', 'two']);
       assert.equal(fs.readlinkSync(path.join(host.srvDir, 'v-twin', 'current')), 'releases/two');
     }
+    // A root the refused deploy made itself (and its parents) goes again: nothing is left on the
+    // host, not even the empty .tmp/ its lock needed. The root above stays exactly as it was.
+    const tmpBefore = fs.readdirSync(path.join(host.srvDir, 'v-twin', '.tmp')).sort();
+    const fresh = await runCli(['deploy', src, '/srv/v-twin-new/app/root', '--host', host.alias, '--host', 'twin1', '--ssh-config', config], { timeoutMs: 60_000 });
+    assert.equal(fresh.code, 2, fresh.stderr);
+    assert.match(fresh.stderr, / again: \/srv\/v-twin-new\/app\/root there is locked by this very command/);
+    assert.equal(fs.existsSync(path.join(host.srvDir, 'v-twin-new')), false, `left on the host: ${fs.existsSync(path.join(host.srvDir, 'v-twin-new')) ? execFileSync('find', [path.join(host.srvDir, 'v-twin-new')], { encoding: 'utf8' }) : ''}`);
+    assert.deepEqual(fs.readdirSync(path.join(host.srvDir, 'v-twin', '.tmp')).sort(), tmpBefore);
     // Read-only commands take no lock: a twin there only repeats a row.
     const status = await runCli(['status', '/srv/v-twin', '--host', host.alias, '--host', 'twin1', '--ssh-config', config]);
     assert.equal(status.code, 0, status.stderr);

@@ -333,6 +333,8 @@ for (const shell of SHELLS) {
       await p.reached;
       assert.ok(tags(p.frames).includes('locked'), JSON.stringify(p.frames));
       for (const d of [path.join(parent, 'srv'), root]) assert.equal((fs.statSync(d).mode & 0o777).toString(8), '755', d);
+      // Each directory it made is named, topmost first (a refused deploy takes exactly those away); the parent that was there is not.
+      assert.deepEqual(p.frames.filter((f) => f.tag === 'made').map((f) => f.value), [path.join(parent, 'srv'), root]);
       p.end();
       await p.closed;
       const live = await liveOnOld(shell);

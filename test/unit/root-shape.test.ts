@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { classifyRoot, deployTargetProblem, readRootProblem, type EntryType, type RootEntry } from '../../src/plan/root-shape.ts';
+import { classifyRoot, deployTargetProblem, madeDirsToRemove, readRootProblem, ROOT_SKELETON, type EntryType, type RootEntry } from '../../src/plan/root-shape.ts';
 
 const type = fc.constantFrom<EntryType>('dir', 'file', 'symlink', 'other');
 const LAYOUT = ['releases', 'current', 'shared', '.tmp', '.deploy.lock', '.atomic-deploy', 'repo', 'revisions.log', '.dep', 'lost+found'];
@@ -71,4 +71,19 @@ void test('readRootProblem refuses everything but a root; deployTargetProblem ac
   assert.equal(deployTargetProblem({ kind: 'missing' }), undefined);
   assert.equal(deployTargetProblem({ kind: 'empty' }), undefined);
   assert.match(deployTargetProblem({ kind: 'other', entries: 1 }) ?? '', /\(1 entry,/);
+});
+
+void test('madeDirsToRemove: a root the deploy made goes with the parents it made, children first; one it did not make keeps everything', () => {
+  const skeleton = ROOT_SKELETON.map((d) => `/srv/a/b/root/${d}`);
+  // Made under two names of one machine: the order and the repeats of the frames do not matter.
+  assert.deepEqual(madeDirsToRemove('/srv/a/b/root', ['/srv/a/b', '/srv/a', '/srv/a/b/root', '/srv/a/b']), [...skeleton, '/srv/a/b/root', '/srv/a/b', '/srv/a']);
+  assert.deepEqual(madeDirsToRemove('/srv/a/b/root', ['/srv/a/b/root']), [...skeleton, '/srv/a/b/root']);
+  // The parents alone (the root made by another command in between): the root is not this deploy's, nothing goes.
+  assert.deepEqual(madeDirsToRemove('/srv/a/b/root', ['/srv/a', '/srv/a/b']), []);
+  assert.deepEqual(madeDirsToRemove('/srv/root', []), []);
+  // A sibling whose name starts like a parent is not one.
+  assert.deepEqual(madeDirsToRemove('/srv/ab/root', ['/srv/a', '/srv/ab/root']), [...ROOT_SKELETON.map((d) => `/srv/ab/root/${d}`), '/srv/ab/root']);
+  // Children before their parents, so that each rmdir can find its directory empty.
+  const order = [...ROOT_SKELETON];
+  for (const [i, d] of order.entries()) assert.ok(order.slice(i + 1).every((later) => !later.startsWith(`${d}/`)), `${d} comes after one of its children`);
 });
