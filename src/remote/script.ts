@@ -326,6 +326,9 @@ if [ "$R_out" != locked ]; then
   exit 0
 fi
 emit locked "$$"
+# put_file's private directories that a program killed before its EXIT trap left (a host disarmed
+# by its deploy): each belongs to a program of an earlier lock holder, and none writes without the lock.
+for _p in "$state"/.put.*; do [ -d "$_p" ] && rm -rf -- "$_p"; done
 state_facts own
 staging_facts
 ${s.uses ? 'use_facts\n' : ''}emit end state

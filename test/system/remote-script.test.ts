@@ -107,6 +107,23 @@ async function liveOnOld(shell: Shell): Promise<{ root: string; holder: ReturnTy
 
 for (const shell of SHELLS) {
   void describe(`generated programs under ${shell.name}`, () => {
+    void test("the lock sweeps put_file's private directories that killed programs left in .atomic-deploy/, and nothing else", async () => {
+      const root = freshRoot();
+      const state = path.join(root, '.atomic-deploy');
+      fs.mkdirSync(path.join(state, '.put.4242'), { recursive: true });
+      fs.writeFileSync(path.join(state, '.put.4242', 'r1.json'), '{}');
+      fs.mkdirSync(path.join(state, 'releases'));
+      fs.writeFileSync(path.join(state, 'releases', 'r1.json'), '{}');
+      fs.writeFileSync(path.join(state, '.putting'), 'x');
+      const holder = startHolder(shell, root, 'tok1');
+      await holder.ready;
+      assert.ok(tags(holder.frames).includes('locked'), JSON.stringify(holder.frames));
+      assert.deepEqual(fs.readdirSync(state).sort(), ['.putting', 'releases']);
+      assert.deepEqual(fs.readdirSync(path.join(state, 'releases')), ['r1.json']);
+      holder.stop();
+      await holder.done;
+    });
+
     void test('the lock: taken with an owner in the local format, judged held while its holder lives, stale after, taken over', async () => {
       const root = freshRoot();
       const holder = startHolder(shell, root, 'tok1');
