@@ -21,8 +21,8 @@ export interface LoadedConfig {
   dir: string;
 }
 
-function invalid(message: string, file: string, cause?: unknown): DeployError {
-  return new DeployError('INVALID_CONFIG', message, { cause, details: { file }, hint: 'see docs/lifecycle.md, or write an example with: atomic-deploy init' });
+function invalid(message: string, file: string, cause?: unknown, hint = 'see docs/lifecycle.md, or write an example with: atomic-deploy init'): DeployError {
+  return new DeployError('INVALID_CONFIG', message, { cause, details: { file }, hint });
 }
 
 interface Parsers {
@@ -31,6 +31,7 @@ interface Parsers {
   isPair: typeof import('yaml').isPair;
   isScalar: typeof import('yaml').isScalar;
   parseConfig: typeof import('../plan/config.ts').parseConfig;
+  numberNotationProblem: typeof import('../plan/config.ts').numberNotationProblem;
 }
 let parsers: Parsers | undefined;
 
@@ -58,7 +59,7 @@ export function configFileMayExist(explicit: string | undefined, cwd: string): b
 export async function loadConfigParsers(): Promise<void> {
   if (parsers) return;
   const [yaml, schema] = await Promise.all([import('yaml'), import('../plan/config.ts')]);
-  parsers = { parseDocument: yaml.parseDocument, visit: yaml.visit, isPair: yaml.isPair, isScalar: yaml.isScalar, parseConfig: schema.parseConfig };
+  parsers = { parseDocument: yaml.parseDocument, visit: yaml.visit, isPair: yaml.isPair, isScalar: yaml.isScalar, parseConfig: schema.parseConfig, numberNotationProblem: schema.numberNotationProblem };
 }
 
 /**
@@ -76,8 +77,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     file = found[0] as string;
   }
   if (!parsers) throw new Error('loadConfig: call loadConfigParsers() before reading a config file');
-  const { parseDocument, visit, isPair, isScalar, parseConfig } = parsers;
-  let notation: string | undefined;
+  const { parseDocument, visit, isPair, isScalar, parseConfig, numberNotationProblem } = parsers;
+  let notation: { said: string; hint?: string } | undefined;
   let text: string;
   try {
     text = readRegularFileSync(file);
@@ -86,6 +87,17 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     const why = code === 'ENOENT' ? `config file ${file} does not exist` : code === NOT_REGULAR ? `config file ${file} is not a regular file` : `cannot read config file ${file}: ${code ?? String(error)}`;
     throw invalid(why, file, error);
   }
+  // Numbers as the flags and variables take them: the file's spelling of each number, which its value has lost.
+  // Checked once the schema has passed, so a value out of range keeps the schema's message.
+  const checkNotation = (doc: import('yaml').Document): void => {
+    visit(doc, {
+      Scalar(_key, node, at) {
+        if (typeof node.value !== 'number' || node.source === undefined) return;
+        const key = at.flatMap((n) => (isPair(n) ? [String(isScalar(n.key) ? n.key.value : n.key)] : [])).join('.');
+        notation ??= numberNotationProblem(key, node.source);
+      },
+    });
+  };
   let data: unknown;
   if (file.endsWith('.json')) {
     try {
@@ -93,6 +105,9 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     } catch (error) {
       throw invalid(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, file, error);
     }
+    // JSON is YAML's flow style: read again for the spelling of its numbers (JSON.parse keeps none) and nothing else.
+    const doc = parseDocument(text, { uniqueKeys: false });
+    if (doc.errors.length === 0) checkNotation(doc);
   } else {
     const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
     const problem = doc.errors[0];
@@ -102,15 +117,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       const said = problem.code === 'MULTIPLE_DOCS' ? 'it holds more than one YAML document (a --- line after the settings); a config file is one document' : (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
       throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${said}`, file, problem);
     }
-    // Numbers as the flags and variables take them: YAML also reads 0x10, 0o7 and 1e3 as numbers.
-    // Checked once the schema has passed, so a value out of range keeps the schema's message.
-    visit(doc, {
-      Scalar(_key, node, at) {
-        if (typeof node.value !== 'number' || node.source === undefined || /^-?\d+(\.\d+)?$/.test(node.source)) return;
-        const key = at.flatMap((n) => (isPair(n) ? [String(isScalar(n.key) ? n.key.value : n.key)] : [])).join('.');
-        notation ??= `${key === '' ? '' : `${key}: `}got ${JSON.stringify(node.source)}, expected a number in decimal digits (write 16, not 0x10; 1000, not 1e3), as on the command line`;
-      },
-    });
+    checkNotation(doc);
     try {
       data = doc.toJS() as unknown;
     } catch (error) {
@@ -119,7 +126,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     }
   }
   const config = parseConfig(data, file);
-  if (notation !== undefined) throw invalid(`${file}: ${notation}`, file);
+  if (notation !== undefined) throw invalid(`${file}: ${notation.said}`, file, undefined, notation.hint);
   return { config, file, dir: path.dirname(file) };
 }
 

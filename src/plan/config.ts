@@ -139,6 +139,22 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 
+/** The keys that take a whole number only (a count, a number of hosts, bytes): the schema refuses 3.5 there. */
+export const WHOLE_NUMBER_KEYS: ReadonlySet<string> = new Set(['keep', 'waves', 'maxFail', 'artifact.stripComponents', 'artifact.maxFiles', 'artifact.maxBytes', 'artifact.downloadRetries']);
+
+/**
+ * A number as the file spells it (`source`), held to the command line's notation: decimal digits,
+ * and no fraction for a whole-number key. YAML and JSON read 0x10, 1e3 and 3.0 as 16, 1000 and 3,
+ * which the schema alone cannot tell from 16, 1000 and 3. `key` is the dotted path (`artifact.maxFiles`).
+ */
+export function numberNotationProblem(key: string, source: string): { said: string; hint?: string } | undefined {
+  const at = key === '' ? '' : `${key}: `;
+  if (!/^-?\d+(\.\d+)?$/.test(source)) return { said: `${at}got ${JSON.stringify(source)}, expected a number in decimal digits (write 16, not 0x10; 1000, not 1e3), as on the command line` };
+  if (!WHOLE_NUMBER_KEYS.has(key) || !source.includes('.')) return undefined;
+  const whole = source.slice(0, source.indexOf('.'));
+  return { said: `${at}got ${JSON.stringify(source)}, expected a whole number in decimal digits (write ${whole}, not ${source}), as on the command line`, hint: `write ${key}: ${whole}` };
+}
+
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': Object.keys(configSchema.shape),
   hooks: ['beforeSwitch', 'afterSwitch', 'timeout'],

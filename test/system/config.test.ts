@@ -103,6 +103,9 @@ void test('an invalid config stops with exit 2, one line naming key, value and e
     ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: 0x10\n', /atomic-deploy\.config\.yaml: keep: got "0x10", expected a number in decimal digits/],
     ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nwait: 1e3\n', /wait: got "1e3", expected a number in decimal digits/],
     ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nreload:\n  timeout: 0o7\n', /reload\.timeout: got "0o7", expected a number in decimal digits/],
+    // --keep 3.0 is refused; YAML and JSON read 3.0 as 3, which the schema took for a whole number.
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: 3.0\n', /atomic-deploy\.config\.yaml: keep: got "3\.0", expected a whole number in decimal digits \(write 3, not 3\.0\), as on the command line$/m],
+    ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "artifact": {"maxFiles": 100.0}}', /atomic-deploy\.config\.json: artifact\.maxFiles: got "100\.0", expected a whole number in decimal digits/],
   ];
   for (const [name, text, pattern] of cases) {
     for (const n of ['atomic-deploy.config.yaml', 'atomic-deploy.config.json']) fs.rmSync(path.join(dir, n), { force: true });
@@ -121,6 +124,12 @@ void test('an invalid config stops with exit 2, one line naming key, value and e
     assert.deepEqual(snapshot(dir), before);
     assert.equal(fs.existsSync(root), false);
   }
+  const cli = await runCli(['deploy', 'build', 'root', '--keep', '3.0'], { cwd: dir });
+  assert.equal(cli.code, 2, 'the command line refuses the same value');
+  for (const n of ['atomic-deploy.config.yaml', 'atomic-deploy.config.json']) fs.rmSync(path.join(dir, n), { force: true });
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'root: ./root\nsource: build\nkeep: 3.0\n');
+  const hinted = await runCli(['deploy'], { cwd: dir });
+  assert.match(hinted.stderr, /^hint: write keep: 3$/m);
 });
 
 void test('without a config, a missing root or source is a usage error', async (t) => {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DeployError } from '../../src/errors.ts';
-import { parseConfig, parseHostSpec, configSchema } from '../../src/plan/config.ts';
+import { parseConfig, parseHostSpec, configSchema, WHOLE_NUMBER_KEYS } from '../../src/plan/config.ts';
 import { artifactOptionsFrom } from '../../src/cli/deploy-flags.ts';
 import { parseByteCount } from '../../src/plan/archive.ts';
 import { configFileMayExist, deployOptionsFrom, EXAMPLE_CONFIG, findConfigFiles, loadConfig, loadConfigParsers, pathFrom, type DeployFlags } from '../../src/cli/config.ts';
@@ -214,6 +214,47 @@ void test('loading: syntax errors and duplicate keys name the file and line', (t
   fs.writeFileSync(path.join(dir, 'c.json'), '{"keep": }');
   assert.throws(() => loadConfig('c.json', dir), /c\.json: not valid JSON/);
   assert.throws(() => loadConfig('missing.yaml', dir), (e: unknown) => e instanceof DeployError && e.code === 'INVALID_CONFIG' && /does not exist/.test(e.message));
+});
+
+void test('loading: a whole number written with a fraction (3.0) is refused, as on the command line, in YAML and JSON', (t) => {
+  const dir = tmp(t);
+  const cases: [string, string, string][] = [
+    ['c.yaml', 'keep: 3.0\n', 'keep: got "3.0", expected a whole number in decimal digits (write 3, not 3.0), as on the command line'],
+    ['c.yaml', 'waves: 2.0\n', 'waves: got "2.0"'],
+    ['c.yaml', 'maxFail: 1.0\n', 'maxFail: got "1.0"'],
+    ['c.yaml', 'artifact:\n  stripComponents: 1.00\n', 'artifact.stripComponents: got "1.00", expected a whole number in decimal digits (write 1, not 1.00)'],
+    ['c.yaml', 'artifact:\n  maxFiles: 5000.0\n', 'artifact.maxFiles: got "5000.0"'],
+    ['c.yaml', 'artifact:\n  maxBytes: 1024.0\n', 'artifact.maxBytes: got "1024.0"'],
+    ['c.yaml', 'artifact:\n  downloadRetries: 0.0\n', 'artifact.downloadRetries: got "0.0"'],
+    ['c.json', '{"keep": 3.0}', 'keep: got "3.0", expected a whole number in decimal digits (write 3, not 3.0)'],
+    ['c.json', '{\n\t"artifact": {"maxFiles": 1e3}\n}', 'artifact.maxFiles: got "1e3", expected a number in decimal digits'],
+    ['c.json', '{"wait": 1e3}', 'wait: got "1e3", expected a number in decimal digits'],
+  ];
+  for (const [name, text, said] of cases) {
+    fs.writeFileSync(path.join(dir, name), text);
+    assert.throws(
+      () => loadConfig(name, dir),
+      (e: unknown) => e instanceof DeployError && e.code === 'INVALID_CONFIG' && e.message.startsWith(`${path.join(dir, name)}: ${said}`) && !e.message.includes('\n') && e.hint !== undefined,
+      `${name}: ${text}`,
+    );
+  }
+  // Seconds take a fraction, on the command line and in the file; whole numbers in digits pass.
+  fs.writeFileSync(path.join(dir, 'ok.yaml'), 'keep: 3\nwait: 2.5\nwaves: 2\nmaxFail: 1\nartifact:\n  maxFiles: 5000\n  maxBytes: 1024\n  downloadTimeout: 1.0\n');
+  assert.deepEqual(loadConfig('ok.yaml', dir).config, { keep: 3, wait: 2.5, waves: 2, maxFail: 1, artifact: { maxFiles: 5000, maxBytes: 1024, downloadTimeout: 1 } });
+  fs.writeFileSync(path.join(dir, 'ok.json'), '{"keep": 3, "wait": 2.5, "hooks": {"timeout": 1.0}}');
+  assert.deepEqual(loadConfig('ok.json', dir).config, { keep: 3, wait: 2.5, hooks: { timeout: 1 } });
+});
+
+void test('the whole-number keys are exactly the keys whose schema takes 3 and refuses 3.5', () => {
+  const found: string[] = [];
+  for (const [parent, keys] of [['', Object.keys(configSchema.shape)], ...Object.entries({ hooks: ['timeout'], healthCheck: ['timeout'], reload: ['timeout'], artifact: Object.keys(FULL.artifact) })] as [string, string[]][]) {
+    for (const key of keys) {
+      const at = (value: number): unknown => (parent === '' ? { [key]: value } : { [parent]: { ...(parent === 'healthCheck' ? { command: 'x' } : {}), [key]: value } });
+      if (configSchema.safeParse(at(3)).success && !configSchema.safeParse(at(3.5)).success) found.push(parent === '' ? key : `${parent}.${key}`);
+    }
+  }
+  assert.deepEqual([...WHOLE_NUMBER_KEYS].sort(), found.sort());
+  assert.ok(found.includes('keep') && found.includes('artifact.maxFiles'), found.join(', '));
 });
 
 void test('flags override the file key by key; lists are replaced; absent keys stay absent', () => {
