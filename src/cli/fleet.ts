@@ -292,11 +292,11 @@ export function fleetUnlockCli(cli: FleetCli, root: string | undefined, options:
 /** `releases --host`: one row per release, newest first, one column per host; the lines of the hosts that did not answer. */
 export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { text: string; errors: string[] } {
   // One row per release, one column per host: * current, + present, - absent, ? not known (the host did not answer).
-  const ids = [...new Set(r.hosts.flatMap((h) => h.releases.map((x) => x.id)))];
+  const ids = [...new Set(r.hosts.flatMap((h) => (h.releases ?? []).map((x) => x.id)))];
   // Newest first whatever order the hosts are listed in: by the highest sequence number any
   // host's log gives a release (hosts that missed a deploy number later ones lower), else by id.
   const seq = new Map<string, number>();
-  for (const h of r.hosts) for (const x of h.releases) if (x.record?.seq !== undefined) seq.set(x.id, Math.max(seq.get(x.id) ?? 0, x.record.seq));
+  for (const h of r.hosts) for (const x of h.releases ?? []) if (x.record?.seq !== undefined) seq.set(x.id, Math.max(seq.get(x.id) ?? 0, x.record.seq));
   ids.sort((a, b) => {
     const sa = seq.get(a);
     const sb = seq.get(b);
@@ -305,7 +305,7 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { tex
   const rows = [['RELEASE', ...r.hosts.map((h) => h.host)]];
   for (const id of ids) {
     rows.push([id, ...r.hosts.map((h) => {
-      const x = h.releases.find((y) => y.id === id);
+      const x = h.releases?.find((y) => y.id === id);
       return x ? `${x.current ? '*' : '+'} ${x.role}` : h.error ? '?' : '-';
     })]);
   }

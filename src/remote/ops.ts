@@ -150,8 +150,8 @@ export interface FleetReleasesHost {
   host: string;
   root: string;
   current: string | null;
-  /** Newest first. */
-  releases: FleetReleaseInfo[];
+  /** Newest first; null when the host's root was not read (not reached): not known, which `[]` (none) would deny. */
+  releases: FleetReleaseInfo[] | null;
   error?: HostError;
 }
 
@@ -166,7 +166,7 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
     await readAll(fleet);
     const hosts = fleet.hosts.map((h): FleetReleasesHost => {
       const state = h.state;
-      if (!state) return { host: h.label, root: h.root, current: null, releases: [], ...(h.error ? { error: h.error } : {}) };
+      if (!state) return { host: h.label, root: h.root, current: null, releases: null, ...(h.error ? { error: h.error } : {}) };
       const currentId = currentIdOf(state);
       const views = viewsOf(state);
       const previous = rollbackTarget(views, currentId);

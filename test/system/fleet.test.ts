@@ -269,6 +269,12 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
         assertClean(on(h), h.alias);
       }
       assert.equal(current(on(host2)), old, 'host2 never switched');
+      // releases of a host not reached: not known (null), never an empty list it does not hold.
+      const listed = await cli(['releases', root, ...hostArgs, '--json']);
+      assert.equal(listed.code, 1, listed.stderr);
+      const lj = jsonOf<{ hosts: (HostJson & { releases: { id: string }[] | null })[] }>(listed);
+      assert.deepEqual(lj.hosts.map((h) => [h.host, h.releases?.map((x) => x.id) ?? null, h.current, h.error !== undefined]), [['host1', [old], old, false], ['host2', null, null, true], ['host3', [old], old, false]]);
+      assert.match(lj.hosts[1]?.error?.message ?? '', /host2/);
     } finally {
       await host2.startSshd();
     }

@@ -11,8 +11,8 @@ function host(name: string, ids: [string, number][], current: string | null, err
     host: name,
     root: '/srv/app',
     current,
-    // Newest first, as each host lists them.
-    releases: [...ids].reverse().map(([id, seq]) => ({ id, current: id === current, role: id === current ? 'active' : 'old', record: { id, seq } as never })),
+    // Newest first, as each host lists them; not known (null) for a host that did not answer.
+    releases: error ? null : [...ids].reverse().map(([id, seq]) => ({ id, current: id === current, role: id === current ? 'active' : 'old', record: { id, seq } as never })),
     ...(error ? { error: { code: 'REMOTE', message: error } } : {}),
   };
 }
