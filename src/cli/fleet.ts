@@ -235,7 +235,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
     (r) => {
       // As the local `releases` warns (cli/main.ts), each with its host.
       for (const h of r.hosts) {
-        for (const v of h.releases) {
+        for (const v of h.releases ?? []) {
           if (v.recordDamaged !== undefined) cli.out.warn(`${h.host}: the release log record of ${oneLine(v.id)} is damaged (${v.recordDamaged}): it is listed, ordered and rolled back to as a release without one`, `its record is .atomic-deploy/releases/${oneLine(v.id)}.json on ${h.host}; verify cannot check the release without it`);
         }
       }
