@@ -90,3 +90,12 @@ export function fleetStaleReport(reports: readonly { host: string; report: Stale
 export function fleetStaleFails(mode: StaleMode, report: FleetStaleReport | undefined): boolean {
   return mode === 'fail' && report !== undefined && report.processes.length > 0;
 }
+
+/**
+ * Whether `--stale fail` cannot vouch for the fleet: a host's scan got no answer after its switch
+ * (`unchecked`), so whether old code still runs there is not known. A host without /proc is not
+ * one of them: it has no check to make, as locally.
+ */
+export function fleetStaleUnknown(mode: StaleMode, unchecked: readonly string[]): boolean {
+  return mode === 'fail' && unchecked.length > 0;
+}

@@ -33,8 +33,8 @@ import { stagedRootPath, stagingName } from './staging.ts';
 import { settleHookManifest } from './hook-manifest.ts';
 import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
 import { deployArmScript, type Step } from './script.ts';
-import { remoteError, type RunningRemote } from './ssh.ts';
-import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
+import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
+import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
 import { plural } from '../plan/units.ts';
 import { madeDirsToRemove } from '../plan/root-shape.ts';
@@ -704,19 +704,26 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const reason = decision.reason;
     const now = (): string => new Date().toISOString();
     const staleReports = new Map<HostRun, StaleReport>();
+    // Committed hosts whose scan never answered (`--stale fail` cannot vouch for them).
+    const unchecked = new Set<HostRun>();
 
     await Promise.all([
       ...verified(decision.commit).map(async ({ h, p }) => {
         // Still under the lock: the reloads and the wait come before the commit, whose record keeps the count.
         const served = await servingAfterSwitch(h, releaseId, p.previous, options);
         if (served.stale) staleReports.set(h, served.stale);
+        if (served.unchecked) unchecked.add(h);
         // A failed reload is the deploy's outcome (exit 7), as locally; the first failure on a host is the one named.
         const afterSwitchFailure = p.afterSwitchFailure ?? served.reloadFailure;
         const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
         const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: afterSwitchFailure !== undefined });
-        if (done.kind === 'failed') h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
+        if (done.kind === 'failed') {
+          h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
+          // The connection went before the commit was heard: the host stays on the release and the next command records it.
+          if (connectionLost(done.result)) emit({ type: 'warning', message: `${h.error.message}: it is on ${releaseId}, and the next command there finishes its record` });
+        }
         else if (done.pruneFailed.length > 0 || done.warnings.length > 0) {
           // As a local deploy's prune: a release that cannot be moved stays, the deploy stands (a warning).
           const stays = done.pruneFailed.map((f) => `pruning release ${f.id}: ${f.message}; it stays, the deploy stands`);
@@ -775,7 +782,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
-      const staleError = afterSwitchFailure === undefined ? fleetStaleFailure(options, stale, { ...result }) : undefined;
+      const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
+      const staleError = afterSwitchFailure === undefined ? fleetStaleFailure(options, stale, { ...result }, notChecked, `the switch to ${releaseId} stands`) : undefined;
       if (staleError) throw staleError;
       return result;
     }
@@ -795,15 +803,20 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   }
 
   /** The host's reloads (how the first failed, without the host's label), then its stale-process wait. */
-  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[]; reloadFailure?: string }> {
+  async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[]; reloadFailure?: string; unchecked?: true }> {
     const warnings: string[] = [];
     const failed = await reloadHost(h, serving, emit, fleet.output(h));
     const reloadFailure = failed?.startsWith(`${h.label}: `) ? failed.slice(h.label.length + 2) : failed;
+    let unchecked = false;
     const stale = await awaitHostFreshness(h, live, left, serving, emit, options.signal).catch((error: unknown) => {
-      warnings.push(`stale-process check failed: ${error instanceof Error ? error.message : String(error)}`);
+      // Said as it happens, with the host, as a rollback says it; the row keeps it too.
+      const said = staleCheckNotMade(h, error);
+      emit({ type: 'warning', message: said });
+      warnings.push(said.slice(h.label.length + 2));
+      unchecked = true;
       return undefined;
     });
-    return { ...(stale ? { stale } : {}), warnings, ...(reloadFailure ? { reloadFailure } : {}) };
+    return { ...(stale ? { stale } : {}), warnings, ...(reloadFailure ? { reloadFailure } : {}), ...(unchecked ? { unchecked: true as const } : {}) };
   }
 
   function finalRecord(releaseId: string, digest: string, h: HostRun, d: Placed, status: RemoteRecord['status'], change: Partial<RemoteRecord>): RemoteRecord {

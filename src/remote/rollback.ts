@@ -11,9 +11,9 @@ import { currentIdOf, currentProblem, fleetIsIdle, FleetRun, hostClockSkew, flee
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
-import type { RunningRemote } from './ssh.ts';
+import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
-import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost } from './stale.ts';
+import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
 
 export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
@@ -106,6 +106,10 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   const per = new Map<HostRun, HostPhase>();
   let target: string | undefined;
   const staleReports = new Map<HostRun, StaleReport>();
+  // Hosts whose scan never answered after their switch (`--stale fail` cannot vouch for them).
+  const unchecked = new Set<HostRun>();
+  // Switched, but the commit was not heard (a lost connection): live, the record left to the next command there.
+  const unrecorded = new Map<HostRun, HostError>();
   const report = (): FleetRollbackHost[] =>
     fleet.hosts.map((h) => {
       const p = per.get(h);
@@ -118,7 +122,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
         current: outcome === 'switched' ? (target ?? null) : outcome === 'unknown' ? null : from,
         previous: from,
         recovered: h.recovered,
-        ...(h.error ? { error: h.error } : {}),
+        ...(h.error ? { error: h.error } : unrecorded.has(h) ? { error: unrecorded.get(h) } : {}),
       };
     });
   const releaseAll = async (): Promise<void> => {
@@ -130,6 +134,11 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           if (releasedByProgram(session)) h.remote.released();
         }
         if (!h.remote.locked) return;
+        // Its journal says it switched and the next command there records it: the journal and the lock are left for that.
+        if (unrecorded.has(h)) {
+          h.remote.released();
+          return;
+        }
         // Without its holder the lock may be someone else's by now: leave the host to recovery.
         if (!h.remote.holding) {
           h.remote.released();
@@ -286,7 +295,8 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           const failure = await reloadHost(h, options, emit, fleet.output(h));
           if (failure) emit({ type: 'warning', message: failure });
           const stale = await awaitHostFreshness(h, releaseTarget, p.from, options, emit, options.signal).catch((error: unknown) => {
-            emit({ type: 'warning', message: `${h.label}: stale-process check failed: ${error instanceof Error ? error.message : String(error)}` });
+            emit({ type: 'warning', message: staleCheckNotMade(h, error) });
+            unchecked.add(h);
             return undefined;
           });
           if (stale) staleReports.set(h, stale);
@@ -301,7 +311,13 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
             for (const w of done.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
             per.set(h, { ...p, phase: 'committed' });
           }
-          else h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };
+          else if (connectionLost(done.result)) {
+            // The connection went before the commit was heard: the host stays on the release, its journal saying it
+            // switched, and the next command there records it. The rollback stands, as a fleet deploy's does.
+            const lost = hostError(remoteError(h.label, done.result, 'recording the rollback'));
+            unrecorded.set(h, lost);
+            emit({ type: 'warning', message: `${lost.message}: it is on ${releaseTarget}, and the next command there finishes its record` });
+          } else h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };
         } else {
           // No journal line and no records: the host goes back to where it was, as if nothing happened.
           const back = await switchBack(p.session, ['']);
@@ -315,7 +331,8 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}) };
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
-      const staleError = fleetStaleFailure(options, stale, { ...result });
+      const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
+      const staleError = fleetStaleFailure(options, stale, { ...result }, notChecked, `the rollback to ${releaseTarget} stands`);
       if (staleError) throw staleError;
       return result;
     }

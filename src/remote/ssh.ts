@@ -314,6 +314,11 @@ export class SshHost implements RootTransport {
 }
 
 /** Turns a failed remote program into an error that names the host and says what happened. */
+/** The program ended without its word because ssh lost the connection (exit 255, no error frame): it may still be where it was. */
+export function connectionLost(result: ExecResult): boolean {
+  return result.code === 255 && !result.frames.some((f) => f.tag === 'error');
+}
+
 export function remoteError(label: string, result: ExecResult, what: string): DeployError {
   const err = result.frames.find((f) => f.tag === 'error');
   if (err) {

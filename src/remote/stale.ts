@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError } from '../errors.ts';
 import type { EventSink } from '../ops/events.ts';
 import { checkServingOptions, DEFAULT_RELOAD_TIMEOUT_MS, hasReloads, type ServingOptions } from '../ops/serving.ts';
-import { fleetStaleFails, fleetStaleReport, remoteStaleReport, type FleetStaleReport } from '../plan/remote-stale.ts';
+import { fleetStaleFails, fleetStaleReport, fleetStaleUnknown, remoteStaleReport, type FleetStaleReport } from '../plan/remote-stale.ts';
 import { describeStale, PHP_FPM_SOCKET_PREFIX, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, type StaleReport } from '../plan/serving.ts';
 import type { HostRun } from './fleet.ts';
 import { frameValue } from './facts.ts';
@@ -115,15 +115,33 @@ export function fleetStaleOf(hosts: readonly HostRun[], reports: ReadonlyMap<Hos
   }));
 }
 
-/** The failure `--stale fail` ends a fleet command with when a host still has processes; the switch stands. */
-export function fleetStaleFailure(options: ServingOptions, report: FleetStaleReport | undefined, details: Record<string, unknown>): DeployError | undefined {
+/** The warning for a host whose scan ended without an answer (its connection lost after the switch): the host named, its own label once. */
+export function staleCheckNotMade(h: HostRun, error: unknown): string {
+  const why = error instanceof Error ? error.message : String(error);
+  return `${h.label}: stale-process check not made: ${why.startsWith(`${h.label}: `) ? why.slice(h.label.length + 2) : why}`;
+}
+
+/**
+ * The failure `--stale fail` ends a fleet command with, the switch standing: a host still has
+ * processes on the release it left (exit 6), or a host's scan never answered (exit 1: the
+ * freshness asked for is not known there). `unchecked` is in the fleet's host order; `stands`
+ * says what stands.
+ */
+export function fleetStaleFailure(options: ServingOptions, report: FleetStaleReport | undefined, details: Record<string, unknown>, unchecked: readonly string[] = [], stands = 'the switch stands'): DeployError | undefined {
   const mode = options.stale ?? 'warn';
-  if (!fleetStaleFails(mode, report) || !report) return undefined;
-  const n = report.processes.length;
-  const hosts = [...new Set(report.processes.map((p) => p.host))];
-  const waited = staleWaitMs(mode, options.staleWaitMs) / 1000;
-  return new DeployError('STALE_PROCESSES', `${n} process${n === 1 ? '' : 'es'} on ${hosts.join(', ')} still held the release left after waiting ${waited} s; the switch stands`, {
-    hint: RELOAD_HINT,
-    details: { ...details, stale: report },
+  const notChecked = unchecked.length > 0 ? `; not checked on ${unchecked.join(', ')} (no answer)` : '';
+  if (fleetStaleFails(mode, report) && report) {
+    const n = report.processes.length;
+    const hosts = [...new Set(report.processes.map((p) => p.host))];
+    const waited = staleWaitMs(mode, options.staleWaitMs) / 1000;
+    return new DeployError('STALE_PROCESSES', `${n} process${n === 1 ? '' : 'es'} on ${hosts.join(', ')} still held the release left after waiting ${waited} s${notChecked}; the switch stands`, {
+      hint: RELOAD_HINT,
+      details: { ...details, stale: report },
+    });
+  }
+  if (!fleetStaleUnknown(mode, unchecked)) return undefined;
+  return new DeployError('REMOTE', `--stale fail: the stale-process check could not be made on ${unchecked.join(', ')}; whether processes still run from the release left there is not known; ${stands}`, {
+    hint: `once ${unchecked.length === 1 ? 'it answers' : 'they answer'}, reload or restart there what may still run from the release left (--reload-unit <unit>, --reload-php-fpm <pid file>); see docs/serving.md`,
+    details: { ...details, staleUnchecked: unchecked },
   });
 }

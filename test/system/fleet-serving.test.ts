@@ -18,7 +18,7 @@ interface StaleJson {
 }
 interface FleetJson {
   release?: string;
-  hosts: { host: string; current: string | null }[];
+  hosts: { host: string; current: string | null; outcome?: string }[];
   stale?: StaleJson;
   error?: { code: string; message: string };
 }
@@ -93,6 +93,29 @@ function standInSystemctl(name: string): (h: FleetHost) => string[] {
     const file = path.join(h.srvDir, name, 'calls');
     return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n') : [];
   };
+}
+
+/**
+ * Runs the command and cuts `h` off (every sshd of it killed) once its switch has happened and
+ * its stale-process scan is waiting for a holder of the release left (`--stale-wait 30`): the
+ * check there cannot be made, nor the commit heard. sshd is started again before returning.
+ */
+async function loseDuringStaleWait(args: string[], h: FleetHost, dir: string): Promise<CliResult> {
+  const before = currentOf(dir);
+  const run = spawnCli(args, { env, timeoutMs: 180_000 });
+  try {
+    const deadline = Date.now() + 60_000;
+    while (currentOf(dir) === before) {
+      if (Date.now() > deadline) throw new Error(`${h.alias} never switched`);
+      await sleep(20);
+    }
+    // Polling every 500 ms for the holder, which stays: well inside the 30 s wait.
+    await sleep(1500);
+    await h.killSshd();
+    return await run.done;
+  } finally {
+    await h.startSshd();
+  }
 }
 
 void describe('serving after the switch on two namespace hosts', () => {
@@ -184,5 +207,44 @@ void describe('serving after the switch on two namespace hosts', () => {
     const health = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--reload-unit', 'app.service', '--health-check', `test "$(hostname)" != ${fleet.hosts[0]?.hostname ?? 'host1'}`, '--health-timeout', '1']);
     assert.equal(health.code, 4, health.stderr);
     for (const h of fleet.hosts) assert.equal(calls(h).length, 5, `${h.alias}: reloaded after the automatic rollback`);
+  });
+
+  void test('a host lost during its stale-process wait: rollback and deploy stand (exit 0) and name it; --stale fail cannot vouch for it (exit 1)', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    for (const mode of ['warn', 'fail'] as const) {
+      const { root, on } = newRoot(`lost-${mode}`);
+      const r1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release as string;
+      const r2 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json'])).release as string;
+      await startHolder(t, h2, root);
+      const back = await loseDuringStaleWait(['rollback', root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2));
+      const jb = jsonOf<FleetJson>(back);
+      assert.deepEqual(jb.hosts.map((h) => [h.host, h.outcome, h.current]), [[h1.alias, 'switched', r1], [h2.alias, 'switched', r1]], back.stderr);
+      assert.deepEqual(jb.stale?.hosts.map((h) => h.host), [h1.alias], 'host2 was not checked');
+      assert.match(back.stderr, new RegExp(`^warning: ${h2.alias}: stale-process check not made: `, 'm'));
+      if (mode === 'warn') {
+        assert.equal(back.code, 0, back.stderr);
+        assert.equal(jb.error, undefined);
+      } else {
+        assert.equal(back.code, 1, back.stderr);
+        assert.match(jb.error?.message ?? '', new RegExp(`--stale fail: the stale-process check could not be made on ${h2.alias}; .*the rollback to ${r1} stands`));
+        assert.deepEqual((jb as { staleUnchecked?: string[] }).staleUnchecked, [h2.alias]);
+      }
+      assert.equal(currentOf(on(h1)), r1);
+      assert.equal(currentOf(on(h2)), r1);
+      // Its record is finished by the next command there.
+      const status = await cli(['status', root, ...hostArgs, '--json']);
+      assert.equal(status.code, 0, status.stderr);
+      assert.equal(jsonOf<{ current: string }>(status).current, r1);
+
+      // The same for a deploy, which leaves r1: a holder of r1 keeps host2's scan waiting.
+      await startHolder(t, h2, root);
+      const deployed = await loseDuringStaleWait(['deploy', site(t, 'v3'), root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2));
+      const jd = jsonOf<FleetJson>(deployed);
+      assert.deepEqual(jd.hosts.map((h) => h.current), [jd.release, jd.release], deployed.stderr);
+      assert.match(deployed.stderr, new RegExp(`^warning: ${h2.alias}: stale-process check not made: `, 'm'));
+      assert.equal(deployed.code, mode === 'warn' ? 0 : 1, deployed.stderr);
+      if (mode === 'fail') assert.match(jd.error?.message ?? '', new RegExp(`--stale fail: the stale-process check could not be made on ${h2.alias}; .*the switch to ${String(jd.release)} stands`));
+      assert.notEqual(jd.release, r2);
+    }
   });
 });

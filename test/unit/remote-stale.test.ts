@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { fleetStaleFails, fleetStaleReport, remoteStaleReport, type RawStaleScan } from '../../src/plan/remote-stale.ts';
+import { fleetStaleFails, fleetStaleReport, fleetStaleUnknown, remoteStaleReport, type RawStaleScan } from '../../src/plan/remote-stale.ts';
 
 const DIR = '/srv/app/releases/r1';
 
@@ -85,4 +85,11 @@ test('the fleet report names each process with its host, keeps every host\'s che
   assert.equal(fleetStaleFails('warn', report), false);
   assert.equal(fleetStaleFails('fail', fleetStaleReport([{ host: 'web2', report: { check: 'proc', release: 'r1', processes: [] } }])), false);
   assert.equal(fleetStaleFails('fail', undefined), false);
+});
+
+void test('--stale fail cannot vouch for a fleet with a host whose scan got no answer; warn and off never fail for it', () => {
+  assert.equal(fleetStaleUnknown('fail', ['web2']), true);
+  assert.equal(fleetStaleUnknown('fail', []), false);
+  assert.equal(fleetStaleUnknown('warn', ['web2']), false);
+  assert.equal(fleetStaleUnknown('off', ['web2']), false);
 });
