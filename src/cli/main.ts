@@ -97,7 +97,8 @@ Examples:
 Exit codes:
   0        success
   1        any other failure; the root is as it was before the command, unless the
-           error says a release is live (the switch stood, its record did not)
+           error says a release is live (the switch stood, its record did not) or
+           that a switch stands (--stale fail with a host whose check got no answer)
   2        usage error or invalid input; nothing was changed on disk
   3        the lock is held by a live deploy (or by another host)
   4        the health check failed and the deploy rolled back by itself
