@@ -66,7 +66,8 @@ Examples:
   $ atomic-deploy status /srv/www/app
   $ atomic-deploy status /srv/www/app --json
 
-Exit codes: 0 ok (a held lock is reported, not an error), 1 failure, 2 invalid input (not a deploy root).`,
+Exit codes: 0 ok (a held lock is reported, not an error), 1 failure, 2 invalid input (not a deploy root),
+128+n signal n (a clean-up it stopped is finished by the next command).`,
   verify: `
 Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
 2 it has no manifest or its manifest cannot be trusted (nothing was checked).
@@ -464,7 +465,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       exitCode = await fleetStatusCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { readOnly: flags.readOnly });
       return;
     }
-    const result = await status(rootOf(rootArg), { readOnly: flags.readOnly });
+    const result = await status(rootOf(rootArg), { readOnly: flags.readOnly, signal });
+    afterSignal();
     out.print(renderStatus(result));
     out.result(undefined, result);
   });

@@ -318,7 +318,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   const result: DeployResult = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'deploy', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     await failpoint('lock-taken');
-    const recovered = await recoverRoot(layout, durable);
+    const recovered = await recoverRoot(layout, durable, options.signal);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
 
     const previous = journalablePrevious(currentIdOrThrow(await readCurrent(layout), layout), layout);

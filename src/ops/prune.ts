@@ -5,7 +5,8 @@ import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { removeManifest } from '../act/manifest.ts';
-import { deleteTrash, removeRelease } from '../act/releases.ts';
+import { removeRelease } from '../act/releases.ts';
+import { deleteTree } from '../act/remove-tree.ts';
 import { restamperFor, type Restamper } from '../act/restamp.ts';
 import { readJournal } from '../act/state.ts';
 import { recordRelease } from './record.ts';
@@ -160,7 +161,7 @@ export async function deleteRetired(
   let before = 0;
   for (const dir of trash) {
     if (options.signal?.aborted) break;
-    const files = await deleteTrash(dir, {
+    const files = await deleteTree(dir, {
       signal: options.signal,
       restamp: options.restamp,
       midway: () => failpoint('prune-delete'),
@@ -274,7 +275,7 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
 
   const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
-    const recovered = await recoverRoot(layout, durable);
+    const recovered = await recoverRoot(layout, durable, options.signal);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
     return pruneUnderLock(layout, { keep, force: options.force, durable, signal: options.signal, emit, recovered });
   });

@@ -4,12 +4,14 @@ import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
 import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleases } from '../act/releases.ts';
-import { removeTree } from '../act/remove-tree.ts';
+import { deleteTree } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
 import { listRecordIds, readJournal, readRecord, readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
+import { DeployError } from '../errors.ts';
 import { isReleasesLeftover, planRecovery, recordWentLive, type RecoveryAction } from '../plan/journal.ts';
 import { compareReleaseIds } from '../plan/release-id.ts';
+import { signalOf } from '../plan/validate.ts';
 import { madeRoot, orderReleases, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
 import { recoveryProgram } from '../root/recover.ts';
@@ -76,8 +78,10 @@ export function describeAction(action: RecoveryAction): string | undefined {
 /**
  * Brings a root back to a consistent state after a crash: runs under the lock, finishes what
  * had switched, undoes what had not, and never removes current or the rollback target.
+ * When `signal` aborts, the deletes of leftovers stop (the other steps are quick and still run)
+ * and INTERRUPTED is thrown: what is left sits under leftover names, for the next command.
  */
-export async function recoverRoot(layout: Layout, durable: boolean): Promise<string[]> {
+export async function recoverRoot(layout: Layout, durable: boolean, signal?: AbortSignal): Promise<string[]> {
   const journalRead = await readJournal(layout);
   // A `current` made by hand to point into a leftover (`.tmp/stage.x`, `releases/.stage.x/sub`)
   // serves from it: every other command refuses such a current, and the sweeps keep what it reaches.
@@ -107,17 +111,23 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
   const ordered = await releaseViews(layout);
   const named = actions.flatMap((a) => ('id' in a ? [a.id] : []));
   const area = await stagingArea(layout);
+  // Every tree this recovery deletes, root-relative: what a signal may leave of them is named.
+  const deleting = actions.flatMap((a) => (a.kind === 'remove-tmp' ? [path.relative(layout.root, path.join(layout.tmp, a.name))] : []));
   const program = recoveryProgram({
     actions,
     records: await readRecords(layout, named),
     damaged: new Set(named.filter((id) => recordDamage(layout, id) !== undefined)),
     ordered,
     currentId,
-    trashFor: (id) => path.relative(layout.root, trashPath(area, id)),
+    trashFor: (id) => {
+      const trash = path.relative(layout.root, trashPath(area, id));
+      deleting.push(trash);
+      return trash;
+    },
     linkName: () => `current.${randomBytes(8).toString('hex')}`,
     now: new Date().toISOString(),
   });
-  await runOnFs(layout.root, program, { durable });
+  await runOnFs(layout.root, program, { durable, ...(signal ? { signal } : {}) });
   for (const action of actions) {
     const line = describeAction(action);
     if (line) done.push(line);
@@ -129,11 +139,19 @@ export async function recoverRoot(layout: Layout, durable: boolean): Promise<str
       kept.push(`kept releases/${name}: current points into it (move that tree into releases/<id>/ and point current at it)`);
       continue;
     }
-    await removeTree(path.join(layout.releases, name));
+    deleting.push(path.relative(layout.root, path.join(layout.releases, name)));
+    await deleteTree(path.join(layout.releases, name), { signal });
+    if (signal?.aborted) break;
     done.push(`removed leftover releases/${name}`);
   }
   // A deploy cut off after writing its manifest but before placing its release leaves the manifest alone.
   if (journal?.op === 'deploy' && !fs.existsSync(path.join(layout.releases, journal.release))) await removeManifest(layout, journal.release, false);
+  if (signal?.aborted) {
+    const left = deleting.filter((p) => fs.existsSync(path.join(layout.root, p)));
+    const sig = signalOf(signal.reason);
+    const more = left.length > 1 ? ` (and ${left.length - 1} more)` : '';
+    if (left[0] !== undefined) throw new DeployError('INTERRUPTED', `interrupted by ${sig} while removing ${left[0]}${more}, left by an interrupted operation; the next command removes the rest`, { signal: sig });
+  }
   return [...done, ...kept];
 }
 

@@ -124,7 +124,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
 
   const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
-    const recovered = await recoverRoot(layout, durable);
+    const recovered = await recoverRoot(layout, durable, options.signal);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
     const state = await readCurrent(layout);
     const currentId = currentIdOrThrow(state, layout, { allowDangling: options.to !== undefined });

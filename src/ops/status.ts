@@ -32,6 +32,8 @@ export interface StatusOptions {
   /** Only report; never take the lock to clean up. */
   readOnly?: boolean;
   fsync?: boolean;
+  /** Stops the delete of leftovers (INTERRUPTED); the rest waits under their names for the next command. */
+  signal?: AbortSignal;
 }
 
 /** Where a root stands; recovers an interrupted deploy when nobody live holds the lock. */
@@ -46,7 +48,7 @@ export async function status(root: string, options: StatusOptions = {}): Promise
     try {
       const lock = await acquireLock(layout, { command: 'status' });
       try {
-        recovered = await recoverRoot(layout, options.fsync !== false);
+        recovered = await recoverRoot(layout, options.fsync !== false, options.signal);
         if (lock.tookOver) recovered.unshift(`took over a stale lock: ${lock.tookOver.reason}`);
       } finally {
         await releaseLock(lock);

@@ -9,7 +9,7 @@ import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
 import { makeDirs, makeReachableDirs } from '../act/mkdirs.ts';
-import { removeTree } from '../act/remove-tree.ts';
+import { deleteTree, removeTree } from '../act/remove-tree.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
@@ -88,6 +88,11 @@ function resolvesThrough(base: string, target: string, dir: string): boolean {
 /** How a program runs here: `durable: false` (--no-fsync) skips the `durable` effects and the fsync of writes. */
 export interface FsOptions {
   durable?: boolean;
+  /**
+   * Once aborted, a `remove` stops between two unlinks and leaves the rest of its tree under the
+   * same name: only for programs that remove nothing but leftovers' names (recovery).
+   */
+  signal?: AbortSignal;
 }
 
 function holds(root: string, cond: Cond): boolean {
@@ -112,7 +117,7 @@ function holds(root: string, cond: Cond): boolean {
   }
 }
 
-async function perform<P extends string>(root: string, effect: Effect<P>, durable: boolean, args: ArgsOf<P> | undefined): Promise<void> {
+async function perform<P extends string>(root: string, effect: Effect<P>, durable: boolean, args: ArgsOf<P> | undefined, signal: AbortSignal | undefined): Promise<void> {
   switch (effect.do) {
     case 'mkdir':
       if (effect.reachable === true) return makeReachableDirs(path.join(root, effect.path));
@@ -123,7 +128,8 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
       await fs.promises.rename(path.join(root, effect.from), path.join(root, effect.to));
       return;
     case 'remove':
-      await removeTree(path.join(root, effect.path));
+      if (signal) await deleteTree(path.join(root, effect.path), { signal });
+      else await removeTree(path.join(root, effect.path));
       return;
     case 'touch': {
       const now = new Date();
@@ -169,20 +175,20 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
 }
 
 /** Runs ops in order; returns the outcome of an `end` reached, undefined when they all ran. */
-async function runOps<O extends string, P extends string>(root: string, ops: readonly Op<O, P>[], durable: boolean, args: ArgsOf<P> | undefined): Promise<O | undefined> {
+async function runOps<O extends string, P extends string>(root: string, ops: readonly Op<O, P>[], durable: boolean, args: ArgsOf<P> | undefined, signal: AbortSignal | undefined): Promise<O | undefined> {
   for (const op of ops) {
     if ('end' in op) return op.end;
     if ('fail' in op) throw new DeployError(op.fail, op.message);
     let ended: O | undefined;
     if ('if' in op) {
-      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []), durable, args);
+      ended = await runOps(root, holds(root, op.if) ? op.then : (op.else ?? []), durable, args, signal);
     } else {
       try {
-        await perform(root, op.effect, durable, args);
+        await perform(root, op.effect, durable, args, signal);
       } catch (error) {
         if (op.bestEffort) continue;
         if (!op.orElse || !LOSING.has(errnoOf(error) ?? '')) throw error;
-        ended = await runOps(root, op.orElse, durable, args);
+        ended = await runOps(root, op.orElse, durable, args, signal);
       }
     }
     if (ended !== undefined) return ended;
@@ -195,7 +201,7 @@ export function runOnFs<O extends string>(root: string, program: RootProgram<O>,
 /** A program with parameters runs only with `args`, one value for each. */
 export function runOnFs<O extends string, P extends string>(root: string, program: RootProgram<O, P>, options: FsOptions & { args: ArgsOf<P> }): Promise<O>;
 export async function runOnFs<O extends string, P extends string>(root: string, program: { ops: readonly Op<O, P>[]; done: O }, options: FsOptions & { args?: ArgsOf<P> } = {}): Promise<O> {
-  return (await runOps(root, program.ops, options.durable !== false, options.args)) ?? program.done;
+  return (await runOps(root, program.ops, options.durable !== false, options.args, options.signal)) ?? program.done;
 }
 
 /**
