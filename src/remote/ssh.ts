@@ -260,7 +260,12 @@ export class SshHost implements RootTransport {
    * a script the first session just waits for its stdin to end.
    */
   async connect(script?: string, options: { onStderrLine?: (line: string) => void } = {}): Promise<RunningRemote> {
-    if (this.master && this.master.exitCode === null && this.master.signalCode === null) throw new DeployError('INTERNAL', `${this.label}: already connected`);
+    if (this.master && this.master.exitCode === null && this.master.signalCode === null) {
+      if (fs.existsSync(this.socket)) throw new DeployError('INTERNAL', `${this.label}: already connected`);
+      // A master on its way out, its control socket already gone (the link dropped and ssh noticed):
+      // waited for, then replaced, so that the caller hears how the new connection went.
+      await this.disconnect();
+    }
     fs.rmSync(this.socket, { force: true });
     const args = [...this.commonArgs(), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', ...(await this.timeoutArgs()), '-E', this.log, '-T', ...this.targetArgs()];
     const run = this.launch(args, script ?? 'read _ || :', options);
