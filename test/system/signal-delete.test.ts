@@ -130,15 +130,20 @@ async function checkNextStatus(scene: Scene, label: string): Promise<void> {
   checkKept(scene, `${label}, after the next status`);
 }
 
+/** A command stopped by `signal` mid-delete: its exit code, no stack trace, within a second, with files left. */
+function assertStopped(r: Awaited<ReturnType<typeof interruptDelete>>, command: string, code: number, t: { diagnostic(message: string): void }): void {
+  t.diagnostic(`signal at ${r.filesAtSignal} files, exit after ${Math.round(r.exitMs)} ms with ${r.filesLeft} left`);
+  assert.equal(r.code, code, r.stderr);
+  assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /, r.stderr);
+  assert.ok(r.exitMs < 1000, `${command} took ${Math.round(r.exitMs)} ms to stop after the signal`);
+  assert.ok(r.filesLeft > 0, 'the delete ran to its end');
+}
+
 void test(`SIGTERM while status deletes a ${FILES}-file staging copy: exit 143 at once, the next status finishes it`, async (t) => {
   const scene = await crashedScene(t, 'copy-done');
   assert.ok(fs.readdirSync(path.join(scene.root, '.tmp')).some((n) => n.startsWith('stage.')), 'no staging copy was left');
   const r = await interruptDelete(scene, ['status', scene.root, '--json'], 'SIGTERM');
-  t.diagnostic(`signal at ${r.filesAtSignal} files, exit after ${Math.round(r.exitMs)} ms with ${r.filesLeft} left`);
-  assert.equal(r.code, 143, r.stderr);
-  assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /, r.stderr);
-  assert.ok(r.exitMs < 1000, `status took ${Math.round(r.exitMs)} ms to stop after SIGTERM`);
-  assert.ok(r.filesLeft > 0, 'the delete ran to its end');
+  assertStopped(r, 'status', 143, t);
   checkInterrupted(scene, 'status');
   await checkNextStatus(scene, 'status');
 });
@@ -148,11 +153,7 @@ void test(`SIGINT while deploy's recovery deletes a placed ${FILES}-file release
   assert.ok(fs.existsSync(path.join(scene.root, 'releases', 'r2')), 'the crashed deploy did not place its release');
   const small = path.join(path.dirname(scene.root), 'small');
   const r = await interruptDelete(scene, ['deploy', small, scene.root, '--release-id', 'r3', '--no-fsync', '--json'], 'SIGINT');
-  t.diagnostic(`signal at ${r.filesAtSignal} files, exit after ${Math.round(r.exitMs)} ms with ${r.filesLeft} left`);
-  assert.equal(r.code, 130, r.stderr);
-  assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /, r.stderr);
-  assert.ok(r.exitMs < 1000, `deploy took ${Math.round(r.exitMs)} ms to stop after SIGINT`);
-  assert.ok(r.filesLeft > 0, 'the delete ran to its end');
+  assertStopped(r, 'deploy', 130, t);
   assert.ok(!fs.existsSync(path.join(scene.root, 'releases', 'r2')), 'the interrupted release is still under its id');
   assert.ok(!fs.existsSync(path.join(scene.root, 'releases', 'r3')), 'the deploy went on after the signal');
   checkInterrupted(scene, 'deploy');
@@ -174,11 +175,7 @@ void test(`SIGTERM while prune deletes a ${FILES}-file release after the lock: e
   // Keeps r3 (current) and r2 (its rollback target): r1 goes. --force: the count below holds r1's
   // directories open for a moment, and the in-use check would keep r1 for it.
   const r = await interruptDelete(scene, ['prune', root, '--keep', '1', '--force', '--json'], 'SIGTERM');
-  t.diagnostic(`signal at ${r.filesAtSignal} files, exit after ${Math.round(r.exitMs)} ms with ${r.filesLeft} left`);
-  assert.equal(r.code, 143, r.stderr);
-  assert.doesNotMatch(r.stderr, /unexpected failure|\n\s+at /, r.stderr);
-  assert.ok(r.exitMs < 1000, `prune took ${Math.round(r.exitMs)} ms to stop after SIGTERM`);
-  assert.ok(r.filesLeft > 0, 'the delete ran to its end');
+  assertStopped(r, 'prune', 143, t);
   checkInterrupted(scene, 'prune');
   await checkNextStatus(scene, 'prune');
 });
