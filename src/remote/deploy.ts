@@ -722,7 +722,11 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
-          if (connectionLost(done.result)) emit({ type: 'warning', message: `${h.error.message}: it is on ${releaseId}, and the next command there finishes its record` });
+          if (connectionLost(done.result)) {
+            // Its lock and journal stay for that command: the row says so.
+            leftovers.add(h);
+            emit({ type: 'warning', message: `${h.error.message}: it is on ${releaseId}, and the next command there finishes its record` });
+          }
         }
         else if (done.pruneFailed.length > 0 || done.warnings.length > 0) {
           // As a local deploy's prune: a release that cannot be moved stays, the deploy stands (a warning).

@@ -18,7 +18,7 @@ interface StaleJson {
 }
 interface FleetJson {
   release?: string;
-  hosts: { host: string; current: string | null; outcome?: string }[];
+  hosts: { host: string; current: string | null; outcome?: string; leftovers?: boolean }[];
   stale?: StaleJson;
   error?: { code: string; message: string };
 }
@@ -241,6 +241,8 @@ void describe('serving after the switch on two namespace hosts', () => {
       const deployed = await loseDuringStaleWait(['deploy', site(t, 'v3'), root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2));
       const jd = jsonOf<FleetJson>(deployed);
       assert.deepEqual(jd.hosts.map((h) => h.current), [jd.release, jd.release], deployed.stderr);
+      // host2's commit went with its connection: its lock and journal stay for the next command.
+      assert.deepEqual(jd.hosts.map((h) => h.leftovers), [false, true], deployed.stderr);
       assert.match(deployed.stderr, new RegExp(`^warning: ${h2.alias}: stale-process check not made: `, 'm'));
       assert.equal(deployed.code, mode === 'warn' ? 0 : 1, deployed.stderr);
       if (mode === 'fail') assert.match(jd.error?.message ?? '', new RegExp(`--stale fail: the stale-process check could not be made on ${h2.alias}; .*the switch to ${String(jd.release)} stands`));
