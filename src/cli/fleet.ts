@@ -10,7 +10,8 @@ import type * as RemoteOps from '../remote/ops.ts';
 // Loaded when a command reaches hosts: reading a local root needs none of ssh, rsync or the sh programs.
 const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
-import { oneLine, type Reporter } from './output.ts';
+import type { Reporter } from './output.ts';
+import { damagedRecordWarning } from './render.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
@@ -236,7 +237,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
       // As the local `releases` warns (cli/main.ts), each with its host.
       for (const h of r.hosts) {
         for (const v of h.releases ?? []) {
-          if (v.recordDamaged !== undefined) cli.out.warn(`${h.host}: the release log record of ${oneLine(v.id)} is damaged (${v.recordDamaged}): it is listed, ordered and rolled back to as a release without one`, `its record is .atomic-deploy/releases/${oneLine(v.id)}.json on ${h.host}; verify cannot check the release without it`);
+          if (v.recordDamaged !== undefined) cli.out.warn(...damagedRecordWarning(v.id, v.recordDamaged, h.host));
         }
       }
       const { text, errors } = fleetReleasesTable(r);

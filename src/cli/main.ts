@@ -8,7 +8,7 @@ import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFl
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { refuseIdleFlags } from './idle-flags.ts';
 import { oneLine, Reporter, type Streams } from './output.ts';
-import { renderReleases, renderStatus, renderVerify } from './render.ts';
+import { damagedRecordWarning, renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { secondsFlag } from './number-flags.ts';
 import { closest } from '../plan/suggest.ts';
@@ -443,7 +443,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const result = await listReleases(rootOf(rootArg));
     out.print(renderReleases(result, { header: options.stdout.isTTY === true, colors: out.stdoutColors }));
     for (const r of result.releases) {
-      if (r.recordDamaged !== undefined) out.warn(`the release log record of ${oneLine(r.id)} is damaged (${r.recordDamaged}): it is listed, ordered and rolled back to as a release without one`, `its record is .atomic-deploy/releases/${oneLine(r.id)}.json; verify cannot check the release without it`);
+      if (r.recordDamaged !== undefined) out.warn(...damagedRecordWarning(r.id, r.recordDamaged));
     }
     out.result(undefined, {
       current: result.current,

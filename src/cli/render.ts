@@ -8,6 +8,13 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
+/** The warning (message, hint) for a release whose log record is damaged: on a local root, or with `host` on a fleet host. */
+export function damagedRecordWarning(id: string, why: string, host?: string): [string, string] {
+  const on = host === undefined ? '' : `${host}: `;
+  const where = host === undefined ? '' : ` on ${host}`;
+  return [`${on}the release log record of ${oneLine(id)} is damaged (${why}): it is listed, ordered and rolled back to as a release without one`, `its record is .atomic-deploy/releases/${oneLine(id)}.json${where}; verify cannot check the release without it`];
+}
+
 const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE'];
 
 /**

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { copyTree, scanSource, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
 import { touchSourceCache, writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
-import { hashTree, manifestDir, writeManifest, writeStatCache } from '../act/manifest.ts';
+import { hashTree, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
@@ -20,7 +20,7 @@ import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
-import { deployTargetProblem } from '../plan/root-shape.ts';
+import { deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
 import { checkNewReleaseId, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
@@ -592,7 +592,7 @@ function skeletonOf(layout: Layout): string[] {
   // makes a and a/b as `mkdir -p` would, and a failed first deploy must take them away too.
   const parents: string[] = [];
   for (let dir = path.dirname(layout.root); dir !== path.dirname(dir) && !fs.existsSync(dir); dir = path.dirname(dir)) parents.push(dir);
-  return [layout.releases, layout.tmp, layout.log, manifestDir(layout), layout.state, layout.root, ...parents];
+  return [...ROOT_SKELETON.map((name) => path.join(layout.root, name)), layout.root, ...parents];
 }
 
 async function removeSkeleton(made: readonly string[]): Promise<void> {

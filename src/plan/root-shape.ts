@@ -70,7 +70,7 @@ export function currentNotSymlinkHint(kind: 'directory' | 'file'): string {
     : 'a regular file is not a release: move it aside (mv current current.old) and deploy again';
 }
 
-/** The directories a deploy makes inside a root, children before their parents. */
+/** The directories a deploy makes inside a root (either engine), children before their parents. */
 export const ROOT_SKELETON = ['releases', '.atomic-deploy/releases', '.atomic-deploy/manifests', '.atomic-deploy', '.tmp'] as const;
 
 /**
