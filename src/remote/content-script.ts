@@ -54,7 +54,8 @@ ${emit('stored', 'manifest')}
  */
 export function linkListScript(previousManifest: string, newManifest: string): string {
   // Both are shell words as given (a quoted path, or "$var"), so that the caller chooses how they expand.
-  return `: > link.paths && : > link.check && : > link.modes || exit 1
+  // `true`, not `:`: a failed redirection of a special built-in ends the shell before `|| exit 1` (remote/script.ts).
+  return `true > link.paths && true > link.check && true > link.modes || exit 1
 awk '
 FNR == 1 { f++ }
 { sub(/,$/, "") }
@@ -146,10 +147,10 @@ FILENAME == "link.modes" { sp = index($0, " "); want[substr($0, sp + 1)] = subst
 { if (($0 in ok) && ($0 in got) && got[$0] == want[$0]) n++; else print $0 ": FAILED" > "link.failed" }
 END { print n + 0 > "link.count" }
 ' link.out link.stat link.modes link.paths || exit 1
-: >> link.failed
 printf 'checked\\000%s\\000' "$(cat link.count)"
 printf 'failed\\000'
-cat link.failed
+# awk makes link.failed only for a failed check: none, no file (and no inode needed to say so).
+[ ! -f link.failed ] || cat link.failed
 printf '\\000'
 rm -f -- link.paths link.check link.modes link.list link.skip link.out link.stat link.failed link.count
 `;

@@ -10,6 +10,10 @@
  * BusyBox mv all take the "move into directory" form, aim at `<root>/current`, and rename(2)
  * replaces that symlink itself. The two-operand `mv -f tmp <root>/current` would stat current,
  * see (through the link) a directory, and move tmp INTO the live release instead.
+ *
+ * A file is made with `true > file`, never `: > file`: `:` is a special built-in, and a failed
+ * redirection of one ends a non-interactive POSIX shell (dash, BusyBox sh, bash as sh) whatever
+ * `||` follows it; `true` only fails, so the program takes its own path.
  */
 import { posix } from 'node:path';
 import type { LockIdentity, RootProgram } from '../root/effects.ts';
@@ -155,7 +159,7 @@ area() { case $1 in .stage.*|.trash.*) A_path="$rel/$1" ;; *) A_path="$tmp/$1" ;
 # fails across mounts, bind mounts too, as rename(2) does; L_err holds ln's message), 2 if .tmp/ takes no file.
 link_probe() {
   _m="$tmp/stage.mount-probe.$$"
-  : > "$_m" 2>/dev/null || return 2
+  true 2>/dev/null > "$_m" || return 2
   if L_err=$(LC_ALL=C ln -- "$_m" "$1" 2>&1); then _r=0; else _r=1; fi
   rm -f -- "$_m" "$1"
   return $_r
@@ -309,7 +313,7 @@ command -v rsync >/dev/null 2>&1 && emit rsync yes
 own="$root/"${q(lockDraft(s.token))}
 mkdir -p -- "$tmp" || fail IO "cannot create $tmp"
 tmp_apart && { emit hint "make $tmp a plain directory of the root (releases/ may be a mount of its own)"; fail INVALID_ROOT "$tmp is on another filesystem than $root: the lock and the switch are renames from it into the root"; }
-mkdir -- "$own" || fail IO "cannot create $own"
+_e=$(mkdir -- "$own" 2>&1) || fail IO "cannot create $own: \${_e##*: }"
 proc_start $$
 json_str "$H_host"; j_host=$J_str; json_str "$H_user"; j_user=$J_str; json_str "$cmd"; j_cmd=$J_str
 j_start=null; [ -z "$P_start" ] || j_start='"'"$P_start"'"'
@@ -331,10 +335,13 @@ emit locked "$$"
 for _p in "$state"/.put.*; do [ -d "$_p" ] && rm -rf -- "$_p"; done
 state_facts own
 staging_facts
-${s.uses ? 'use_facts\n' : ''}emit end state
-beat="$tmp/beat.$token"; : > "$beat"
+${s.uses ? 'use_facts\n' : ''}beat="$tmp/beat.$token"
+# Without its heartbeat file the holder could not keep its lease: said before the report ends, so the deploying side releases the lock.
+_e=$(true 2>&1 > "$beat") || fail IO "cannot create the lock holder's heartbeat file $beat: \${_e##*: }"
+emit end state
 exec 3<&0
-( while IFS= read -r _l; do : > "$beat"; done; rm -f -- "$beat"; kill $$ 2>/dev/null ) <&3 >/dev/null 2>&1 &
+# A beat that cannot be written (no free inode for a moment) is one missed beat, not the end of the reader.
+( while IFS= read -r _l; do true > "$beat"; done; rm -f -- "$beat"; kill $$ 2>/dev/null ) <&3 >/dev/null 2>&1 &
 reader=$!
 exec 3<&-
 misses=0
@@ -715,7 +722,7 @@ function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedC
     const cannot = `fail IO ${q(`cannot create ${s.root}/shared/${l.path}`)}`;
     // noclobber: a file that appeared meanwhile is someone's content, never truncated; 600, since such files hold secrets.
     // Directories 0755 whatever the session's umask (they are on the way to what a release serves), as the local engine makes them.
-    const make = a.type === 'dir' ? `mkdir_reachable ${t}` : `{ mkdir_reachable "$shared/"${q(posix.dirname(l.path))} && { (umask 077; set -C; : > ${t}) 2>/dev/null || [ -f ${t} ]; }; }`;
+    const make = a.type === 'dir' ? `mkdir_reachable ${t}` : `{ mkdir_reachable "$shared/"${q(posix.dirname(l.path))} && { (umask 077; set -C; true > ${t}) 2>/dev/null || [ -f ${t} ]; }; }`;
     return `[ "$_k${i}" != missing ] || ${make} || ${cannot}`;
   });
   return [...checks, ...creates].filter(Boolean).join('\n');
