@@ -571,6 +571,9 @@ ${renderFunction(clearJournalProgram())}
 keep_or_clear_journal() { if [ -n "$_rf" ]; then emit warning "cannot write the release log; the journal stays and the next command finishes the record"; else clear_journal; fi; }
 ${[commit.define, backs.define].filter(Boolean).join('\n')}
 arm_link ${q(t.id)} ${q(t.link)} || fail IO "cannot make the new link in $tmp"
+# mv's error file is made while arming: the word then needs no new inode (the rename needs none), and a
+# filesystem that runs out meanwhile cannot stop the switch before mv runs.
+_e=$(true 2>&1 > "$tmp/"${q(`${t.link}.err`)}) || { rm -rf -- "$tmp/"${q(t.link)}; fail IO "cannot create a file in $tmp: \${_e##*: }"; }
 emit ready ${q(t.id)}
 # Forked while armed, so that the word costs one exec of mv (the rename of switch_now).
 (
@@ -580,11 +583,11 @@ emit ready ${q(t.id)}
   exec mv -f -- "$tmp/"${q(t.link)}"/current" "$root" 2>"$tmp/"${q(`${t.link}.err`)}
 )
 _rc=$?
-if [ "$_rc" = 100 ]; then rm -rf -- "$tmp/"${q(t.link)}; emit disarmed yes; exit 0; fi
+if [ "$_rc" = 100 ]; then rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit disarmed yes; exit 0; fi
 if [ "$_rc" = 101 ]; then rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "the lock on this host was taken over by another command while this deploy was silent for longer than its ${LOCK_LEASE_S} s lease; nothing was switched here"; exit 0; fi
 if [ "$_rc" != 0 ]; then
   _e=; while IFS= read -r _l; do _e="$_e$_l "; done < "$tmp/"${q(`${t.link}.err`)}
-  rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "$_e"; exit 0
+  rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "\${_e:-mv ended with exit $_rc and no message}"; exit 0
 fi
 emit switched ${q(t.id)}
 rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}

@@ -14,14 +14,14 @@ import { frameValue } from '../../src/remote/facts.ts';
 import { linkScript } from '../../src/remote/content-script.ts';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
-import { lockScript } from '../../src/remote/script.ts';
+import { deployArmScript, lockScript } from '../../src/remote/script.ts';
 import { shQuote } from '../../src/remote/shell.ts';
 import { stagedPath } from '../../src/remote/staging.ts';
 import { serializeManifest, type ManifestEntry } from '../../src/plan/manifest.ts';
 import { mountTmpfs, requireRoot } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
-import { programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
+import { armedTail, lockAs, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'dash', 'strace'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-full-disk-'));
@@ -44,8 +44,16 @@ function fullRoot(t: { after(fn: () => void): void }, free: number, setup: (root
   const root = path.join(disk, ROOT_NAME);
   fs.mkdirSync(root);
   setup(root);
+  const taken = takeInodes(disk);
+  assert.ok(taken.length >= free, `only ${taken.length} inodes were free`);
+  for (const f of taken.slice(0, free)) fs.unlinkSync(f);
+  return root;
+}
+
+/** Takes every free inode of the filesystem at `disk` with empty files under `disk/fill`; their paths. */
+function takeInodes(disk: string): string[] {
   const fill = path.join(disk, 'fill');
-  fs.mkdirSync(fill);
+  fs.mkdirSync(fill, { recursive: true });
   const taken: string[] = [];
   for (;;) {
     const f = path.join(fill, String(taken.length));
@@ -53,13 +61,10 @@ function fullRoot(t: { after(fn: () => void): void }, free: number, setup: (root
       fs.writeFileSync(f, '');
     } catch (error) {
       assert.equal((error as NodeJS.ErrnoException).code, 'ENOSPC');
-      break;
+      return taken;
     }
     taken.push(f);
   }
-  assert.ok(taken.length >= free, `only ${taken.length} inodes were free`);
-  for (const f of taken.slice(0, free)) fs.unlinkSync(f);
-  return root;
 }
 
 /** A root live on release r1, with `.tmp/` (as any root a deploy has used). */
@@ -155,6 +160,46 @@ for (const shell of SHELLS) {
       const stage = stagedPath(root, 'stage.1');
       assert.equal(fs.statSync(path.join(stage, 'new', 'a')).ino, fs.statSync(path.join(root, 'releases', 'prev', 'a')).ino);
       assert.deepEqual(fs.readdirSync(stage).sort(), ['manifest.json', 'new']);
+    });
+
+    void test('an armed host whose filesystem runs out of inodes before "go": the switch is made (a rename needs none), not refused with an empty reason', async (t) => {
+      requireRoot();
+      const disk = mountTmpfs(t, { size: '4m', inodes: 64 });
+      const root = path.join(disk, ROOT_NAME);
+      liveRoot(path.join(disk, ROOT_NAME));
+      lockAs(root, 'tok');
+      fs.mkdirSync(path.join(root, '.tmp', 'stage.n', 'n'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.tmp', 'stage.n', 'n', 'index.html'), 'n\n');
+      const arm = deployArmScript({
+        root,
+        fsync: false,
+        id: 'n',
+        previous: 'r1',
+        stage: 'stage.n',
+        shared: [],
+        sharedCreate: false,
+        beforeSwitch: [],
+        journalCopying: '{}',
+        journalReady: '{}',
+        recordPending: '{"id":"n"}',
+        tail: armedTail({ id: 'n', token: 'tok', backTo: 'r1', journalSwitched: '{}', commitRecords: ['n'] }),
+      });
+      const armed = startProgram(shell, arm, BASE, (f) => f.tag === 'ready' || f.tag === 'error');
+      await armed.reached;
+      assert.ok(armed.frames.some((f) => f.tag === 'ready'), JSON.stringify(armed.frames));
+      // Between "ready" and "go" the host's last inodes go (its logs, another program).
+      const taken = takeInodes(disk);
+      armed.send('go\n');
+      await armed.next((f) => f.tag === 'switched' || f.tag === 'switch-failed');
+      // Old program: `exec mv … 2>"$tmp/<link>.err"` could not create its error file, so mv never ran: switch-failed "".
+      assert.equal(frameValue(armed.frames, 'switch-failed'), undefined, JSON.stringify(armed.frames));
+      assert.equal(frameValue(armed.frames, 'switched'), 'n');
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/n');
+      // Inodes back (the switch back makes a new link), then the fleet's word: back.
+      for (const f of taken) fs.unlinkSync(f);
+      armed.end('back\n{"phase":"rolling-back"}\n{"id":"n","status":"rolled-back"}\n');
+      await armed.closed;
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/r1', 'the switch back was not made');
     });
 
     void test('a heartbeat the holder cannot write once (ENOSPC) costs one beat: the holder keeps its lease while lines come, and ends with its stdin', async () => {
