@@ -320,15 +320,16 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     }
   };
   let batch: { full: string; entry: FileEntry }[] = [];
-  const here = (files: { full: string; entry: FileEntry }[]): void => {
-    for (const f of files) settle(f.entry, walked(f.full));
-  };
-  // The pool's threads first: this one also walks, settles their answers and compares, so it
-  // hashes a batch itself only while theirs are full (answers arrive only at a turn, so two turns'
-  // worth keeps them busy until the next).
+  let batches = 0;
+  // In turns: the pool's threads get a batch each, then this thread hashes one. The pool's first,
+  // so they work while this one hashes: hashing here first would hold the next batch back.
   const dispatch = (files: { full: string; entry: FileEntry }[]): void => {
     if (pool === undefined || files.length === 0) return;
-    if (pool.queued() >= 2 * TURN * pool.size) return here(files);
+    // A thread that falls behind by two turns' share gets no more until it answers.
+    if (batches++ % (pool.size + 1) === pool.size || pool.queued() >= 2 * TURN * pool.size) {
+      for (const f of files) settle(f.entry, walked(f.full));
+      return;
+    }
     hashed.push(pool.hash(files.map((f) => f.full)).then((found) => {
       for (const [i, h] of found.entries()) settle((files[i] as (typeof files)[number]).entry, h);
     }));
@@ -337,13 +338,10 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     const files = batch;
     batch = [];
     if (!last || pool === undefined) return dispatch(files);
-    // The last batch, maybe all there is (a few large files): shared by every thread, this one's share last.
+    // The last batch, maybe all there is (a few large files): shared by every thread, this one last.
     const share = Math.ceil(files.length / (pool.size + 1));
-    for (let i = 0; i < files.length; i += share) {
-      const slice = files.slice(i, i + share);
-      if (i + share >= files.length) here(slice);
-      else dispatch(slice);
-    }
+    batches = 0;
+    for (let i = 0; i < files.length; i += share) dispatch(files.slice(i, i + share));
   };
   // Directories whose entries could not be read or looked at (no read or no search permission).
   const closed: string[] = [];
