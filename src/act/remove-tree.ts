@@ -24,17 +24,6 @@ export async function removeTree(p: string): Promise<void> {
   await fs.promises.rm(p, { recursive: true, force: true });
 }
 
-export function removeTreeSync(p: string): void {
-  try {
-    fs.rmSync(p, { recursive: true, force: true });
-    return;
-  } catch (error) {
-    if (!CLOSED.has(errnoOf(error) ?? '')) throw error;
-  }
-  openDirectories(p);
-  fs.rmSync(p, { recursive: true, force: true });
-}
-
 /** Gives the owner rwx on every directory under `top` (top included), parents before children; links are never followed. */
 function openDirectories(top: string): void {
   const pending = [top];
@@ -56,6 +45,14 @@ function openDirectories(top: string): void {
     }
     for (const name of names) pending.push(path.join(dir, name));
   }
+}
+
+/**
+ * What stops the deletes of a clean-up that begins now: the next signal. After a first signal
+ * (which started the clean-up, an undo) that is the second; a clean-up a failure started stops at the first.
+ */
+export function nextSignal(signal: AbortSignal | undefined, secondSignal: AbortSignal | undefined): AbortSignal | undefined {
+  return signal?.aborted === true ? secondSignal : signal;
 }
 
 export interface DeleteTreeOptions {

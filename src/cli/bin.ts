@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The process owner: the only place that exits. `--version` answers before loading anything else.
 import { keepThreadPoolAwake } from '../act/thread-pool.ts';
+import { stopsCleanup, type Delivery } from '../plan/signals.ts';
 
 // First, before any module is loaded asynchronously: loading reads files on the thread pool too.
 keepThreadPoolAwake();
@@ -12,16 +13,23 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   process.stdout.write(`${VERSION}\n`);
 } else {
   const controller = new AbortController();
+  const again = new AbortController();
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  // Handlers stay installed for the whole run, so a second signal cannot kill a clean-up midway.
+  let first: Delivery | undefined;
+  // Handlers stay installed for the whole run, so a second signal cannot kill a clean-up midway:
+  // it only stops the clean-up's deletes, which leave the rest under leftover names.
   for (const name of signals) {
     process.on(name, () => {
-      if (!controller.signal.aborted) controller.abort(name);
+      const now = { signal: name, atMs: performance.now() };
+      if (first === undefined) {
+        first = now;
+        controller.abort(name);
+      } else if (!again.signal.aborted && stopsCleanup(first, now)) again.abort(name);
     });
   }
   const { closeTerminals, dropFailedWrites, terminalDescriptors } = await import('./streams.ts');
   const { runCli } = await import('./main.ts');
-  const code = await runCli(argv, { stdout: dropFailedWrites(process.stdout), stderr: dropFailedWrites(process.stderr), signal: controller.signal });
+  const code = await runCli(argv, { stdout: dropFailedWrites(process.stdout), stderr: dropFailedWrites(process.stderr), signal: controller.signal, secondSignal: again.signal });
   // Asked now, not at start: the terminal may have hung up before this process could look.
   closeTerminals(terminalDescriptors());
   // The work is done: a signal from here on takes its default action again. The exit itself can

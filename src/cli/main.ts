@@ -20,6 +20,8 @@ import { shellWord } from '../plan/paths.ts';
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
   signal?: AbortSignal;
+  /** Aborted by the next of those signals after `signal` was: stops a clean-up's deletes (the exit code stays the first's). */
+  secondSignal?: AbortSignal;
 }
 
 interface CommonFlags {
@@ -46,7 +48,8 @@ Examples:
 
 Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 4 rolled back by the health check,
   6 --stale fail: processes still run from the release left (the switch stands),
-  7 an after-switch hook or reload failed with no health check (the switch stands), 128+n signal n.`,
+  7 an after-switch hook or reload failed with no health check (the switch stands), 128+n signal n
+  (the first: a second Ctrl-C stops the undo's deleting, and the next command finishes it).`,
   rollback: `
 Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
@@ -106,7 +109,8 @@ Exit codes:
   5        verify found differences between a release and its manifest
   6        --stale fail: processes still run from the release left behind; the switch stands
   7        an after-switch hook or reload failed (no health check): the new release is live, unverified
-  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored
+  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored (a
+           second signal stops a clean-up's deleting: the next command finishes it)
 
 Every command has --help. Settings: atomic-deploy.config.yaml (see: atomic-deploy init).`;
 
@@ -292,6 +296,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     return reporter;
   };
   const signal = options.signal;
+  const secondSignal = options.secondSignal;
   let exitCode: number = EXIT.ok;
   const afterSignal = (): void => {
     // The operation finished (the switch stood), but a signal asked us to stop: say so by exit code.
@@ -356,11 +361,15 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const { isArtifactSource, refuseChecksOnDirectory, stageArtifactLocally } = await import('../ops/artifact.ts');
       if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(flags));
-      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, emit: out.event }) : undefined;
+      const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, secondSignal, emit: out.event }) : undefined;
       try {
         exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
       } finally {
-        stage?.remove();
+        const left = await stage?.remove();
+        if (left !== undefined) {
+          out.warn(`a signal stopped the removal of the artifact's local stage: ${left} is left (outside the root, so no later command removes it)`, `rm -rf -- ${shellWord(left)}`);
+          afterSignal();
+        }
       }
       return;
     }
@@ -373,6 +382,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       // directory only the flags go on, and the deploy refuses --sha256 and the signature flags.
       artifact: artifactOptionsFrom(flags, isArtifactSource(source) ? config() : undefined),
       signal,
+      secondSignal,
       onEvent: out.event,
       command: `deploy ${source}`,
     });

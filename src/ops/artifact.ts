@@ -4,10 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { extractArtifact, isArtifactSource, openArtifact, zipSpoolLimit, zipTooLarge, type Artifact, type ExtractResult } from '../act/archive.ts';
 import type { DownloadOptions } from '../act/download.ts';
-import { removeTreeSync } from '../act/remove-tree.ts';
+import { deleteTree, nextSignal } from '../act/remove-tree.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
+import { shellWord } from '../plan/paths.ts';
 import { signalOf } from '../plan/validate.ts';
 import { namesWithVerb } from '../plan/units.ts';
 import type { EventSink } from './events.ts';
@@ -185,17 +186,38 @@ export interface LocalStage {
   /** A directory holding the extracted release, for a fleet deploy to send. */
   dir: string;
   result: ExtractResult;
-  remove(): void;
+  /**
+   * Deletes the stage; the next signal stops the delete between two files (the second, after a
+   * first that ended the fleet deploy). Returns the directory a signal left: it lies outside every
+   * root, so no later command removes it, and the user must hear its name.
+   */
+  remove(): Promise<string | undefined>;
+}
+
+/** `error` with the local stage a signal left named in its message, and how to remove it. */
+function naming(error: unknown, left: string | undefined): unknown {
+  if (left === undefined || !(error instanceof DeployError)) return error;
+  return new DeployError(error.code, `${error.message}; its local stage ${left} is left`, {
+    hint: `${error.hint === undefined ? '' : `${error.hint}; `}rm -rf -- ${shellWord(left)} removes the stage`,
+    cause: error.cause,
+    ...(error.signal ? { signal: error.signal } : {}),
+    ...(error.details ? { details: error.details } : {}),
+  });
 }
 
 /**
  * For a fleet: the artifact is read once, checked (entries, --sha256, signature) and extracted
  * into a private local directory; the fleet deploy then sends that directory to every host.
  */
-export async function stageArtifactLocally(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<LocalStage> {
+export async function stageArtifactLocally(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; secondSignal?: AbortSignal; emit: EventSink }): Promise<LocalStage> {
   const opened = await openArtifactSource(source, options, context);
   const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-stage-'));
-  const remove = (): void => removeTreeSync(parent);
+  // Stoppable like an undo's deletes: a large artifact's tree takes seconds, and Ctrl-C must end them.
+  const remove = async (): Promise<string | undefined> => {
+    const signal = nextSignal(context.signal, context.secondSignal);
+    await deleteTree(parent, { signal });
+    return signal?.aborted === true && fs.existsSync(parent) ? parent : undefined;
+  };
   try {
     const dir = path.join(parent, 'release');
     fs.mkdirSync(dir, { mode: 0o700 });
@@ -205,8 +227,8 @@ export async function stageArtifactLocally(source: string, options: ArtifactOpti
     if (result.files + result.symlinks === 0) throw new DeployError('INVALID_SOURCE', `${redactUrl(source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
     return { dir, result, remove };
   } catch (error) {
-    remove();
-    throw interruptedIfAborted(error, context.signal, 'while extracting the artifact');
+    const left = await remove();
+    throw naming(interruptedIfAborted(error, context.signal, 'while extracting the artifact'), left);
   } finally {
     await closeArtifact(opened);
   }

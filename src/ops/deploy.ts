@@ -41,6 +41,7 @@ import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
 import { makeDirs, makeReachableDirs } from '../act/mkdirs.ts';
+import { nextSignal } from '../act/remove-tree.ts';
 
 export interface DeployOptions extends ServingOptions {
   /** Use this id instead of the UTC timestamp; it must be new and a safe directory name. */
@@ -51,6 +52,12 @@ export interface DeployOptions extends ServingOptions {
   waitMs?: number;
   /** Aborting before the switch undoes the deploy; after it, the switch stands. */
   signal?: AbortSignal;
+  /**
+   * Aborting it once `signal` has been (a second Ctrl-C) stops the undo's deletes: what is left
+   * stays under leftover names (never a release's) for the next command. An undo that a failure
+   * started stops at `signal` itself.
+   */
+  secondSignal?: AbortSignal;
   onEvent?: EventSink;
   /** Recorded in the lock so that others see who holds it. */
   command?: string;
@@ -264,9 +271,19 @@ function sourceReadError(sourceReal: string, error: unknown): DeployError | unde
   return undefined;
 }
 
-function interrupted(signal: AbortSignal | undefined): DeployError {
+/**
+ * INTERRUPTED for a deploy undone before its switch. `left`: what a signal during the undo kept it
+ * from deleting, `by` the second signal that stopped an undo the first had started, or `failure`
+ * the error that started an undo the (first) signal then stopped.
+ */
+function interrupted(signal: AbortSignal | undefined, undo?: { left: readonly string[]; by?: AbortSignal | undefined; failure?: DeployError }): DeployError {
   const sig = signalOf(signal?.reason);
-  return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; the deploy was undone`, { signal: sig });
+  const [first, ...rest] = undo?.left ?? [];
+  if (first === undefined) return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; the deploy was undone`, { signal: sig });
+  const where = `while removing ${first}${rest.length > 0 ? ` (and ${rest.length} more)` : ''}; the next command removes the rest`;
+  if (undo?.failure) return new DeployError('INTERRUPTED', `interrupted by ${sig} during the undo of a failed deploy (${undo.failure.message}): stopped ${where}`, { signal: sig, cause: undo.failure });
+  const by = signalOf(undo?.by?.reason);
+  return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; ${by === sig ? `a second ${by}` : `a second signal (${by})`} stopped the undo ${where}`, { signal: sig });
 }
 
 /** Publishes `source` as a new release of `root` and switches `current` to it atomically. */
@@ -486,13 +503,16 @@ export async function deploy(source: string, root: string, options: DeployOption
       });
     } catch (error) {
       if (switched) throw bookkeepingError(id, error);
-      await undoDeploy(layout, { id, staging, placed, previous, durable });
+      const failure = error instanceof DeployError ? error : (sourceReadError(sourceReal, error) ?? ioError(`deploying release ${id}`, error));
+      const signalled = options.signal?.aborted === true;
+      // The next signal stops the undo's deletes: the second one if a signal started the undo, else the first.
+      const stop = nextSignal(options.signal, options.secondSignal);
+      if (signalled) emit({ type: 'step', message: `interrupted by ${signalOf(options.signal?.reason)}: undoing the deploy (a second signal stops the deleting; the next command finishes it)` });
+      const left = await undoDeploy(layout, { id, staging, placed, previous, durable, signal: stop });
+      if (left.length > 0) throw signalled ? interrupted(options.signal, { left, by: stop }) : interrupted(options.signal, { left, failure });
       // A failure the signal caused (a download or a child cut short) is the signal's: exit 128+n.
       if (options.signal?.aborted && !(error instanceof DeployError && error.code === 'INTERRUPTED')) throw interrupted(options.signal);
-      if (error instanceof DeployError) throw error;
-      const fromSource = sourceReadError(sourceReal, error);
-      if (fromSource) throw fromSource;
-      throw ioError(`deploying release ${id}`, error);
+      throw failure;
     }
 
     // From here on the switch stands: finish the bookkeeping whatever happens, signals included.
@@ -628,22 +648,24 @@ function bookkeepingError(id: string, error: unknown): DeployError {
   });
 }
 
-/** Undoes a deploy that did not switch (src/root/undo.ts): the new release goes, current and its rollback target stay. */
+/**
+ * Undoes a deploy that did not switch (src/root/undo.ts): the new release goes, current and its
+ * rollback target stay. Once `signal` aborts, the deletes stop and the quick steps still run (the
+ * release renamed to trash first, its record, manifest and the journal removed), as in recovery.
+ * Returns the root-relative trees a signal left, under leftover names, for the next command.
+ */
 export async function undoDeploy(
   layout: Layout,
-  state: { id: string; staging: string; placed: boolean; previous: string | null; durable: boolean },
-): Promise<void> {
+  state: { id: string; staging: string; placed: boolean; previous: string | null; durable: boolean; signal?: AbortSignal },
+): Promise<string[]> {
   try {
-    const program = undoProgram({
-      id: state.id,
-      placed: state.placed,
-      previous: state.previous,
-      ordered: await releaseViews(layout),
-      leftovers: [path.relative(layout.root, state.staging)],
-      trash: path.relative(layout.root, trashPath(await stagingArea(layout), state.id)),
-    });
-    await runOnFs(layout.root, program, { durable: state.durable });
+    const stage = path.relative(layout.root, state.staging);
+    const trash = path.relative(layout.root, trashPath(await stagingArea(layout), state.id));
+    const program = undoProgram({ id: state.id, placed: state.placed, previous: state.previous, ordered: await releaseViews(layout), leftovers: [stage], trash });
+    await runOnFs(layout.root, program, { durable: state.durable, signal: state.signal });
+    return state.signal?.aborted === true ? [stage, trash].filter((p) => fs.existsSync(path.join(layout.root, p))) : [];
   } catch {
     // The journal stays; the next command finishes the clean-up under the lock.
+    return [];
   }
 }

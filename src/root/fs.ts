@@ -90,7 +90,8 @@ export interface FsOptions {
   durable?: boolean;
   /**
    * Once aborted, a `remove` stops between two unlinks and leaves the rest of its tree under the
-   * same name: only for programs that remove nothing but leftovers' names (recovery).
+   * same name: only for programs that remove nothing but leftovers' names and small files
+   * (recovery, and the undo of a deploy, which renames a placed release to trash first).
    */
   signal?: AbortSignal;
 }

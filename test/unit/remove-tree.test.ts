@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { deleteTree } from '../../src/act/remove-tree.ts';
+import { deleteTree, nextSignal } from '../../src/act/remove-tree.ts';
 
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remove-tree-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
@@ -62,4 +62,14 @@ test('a file or a link is unlinked, a missing path is nothing to do, a signal al
   const top = tree('untouched', 2, 3);
   assert.equal(await deleteTree(top, { signal: AbortSignal.abort('SIGTERM') }), 0);
   assert.equal(countFiles(top), 6);
+});
+
+test('nextSignal: a clean-up a signal began stops at the second signal; one a failure began, at the first', () => {
+  const first = new AbortController();
+  const second = new AbortController();
+  assert.equal(nextSignal(first.signal, second.signal), first.signal);
+  first.abort('SIGINT');
+  assert.equal(nextSignal(first.signal, second.signal), second.signal);
+  assert.equal(nextSignal(first.signal, undefined), undefined);
+  assert.equal(nextSignal(undefined, second.signal), undefined);
 });
