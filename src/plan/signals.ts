@@ -1,7 +1,7 @@
 /** Which signal, after the one that interrupted a command, stops the clean-up that interruption began. */
 
 /** The same signal again within this time is the first one delivered twice, not a second request. */
-export const REPEAT_WINDOW_MS = 250;
+export const REPEAT_WINDOW_MS = 100;
 
 export interface Delivery {
   signal: NodeJS.Signals;
