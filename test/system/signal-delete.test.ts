@@ -33,24 +33,25 @@ function bigBuild(): string {
   return dir;
 }
 
+/** Files (all but directories) under `dir`; 0 when it is gone (a delete under way may take it meanwhile). */
+function filesUnder(dir: string): number {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const e of entries) n += e.isDirectory() ? filesUnder(path.join(dir, e.name)) : 1;
+  return n;
+}
+
 /** Files in what is being deleted: staging copies and trash in `.tmp/`, and every releases/ entry but those in `kept`. */
 function leftoverFiles(root: string, kept: ReadonlyMap<string, unknown>): number {
   let n = 0;
-  const walk = (dir: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) walk(path.join(dir, e.name));
-      else n += 1;
-    }
-  };
   // Not the rest of .tmp/: a stale lock's tombstone stays there for minutes by design.
-  for (const name of fs.readdirSync(path.join(root, '.tmp'))) if (/^(stage|trash)\./.test(name)) walk(path.join(root, '.tmp', name));
-  for (const name of fs.readdirSync(path.join(root, 'releases'))) if (!kept.has(name)) walk(path.join(root, 'releases', name));
+  for (const name of fs.readdirSync(path.join(root, '.tmp'))) if (/^(stage|trash)\./.test(name)) n += filesUnder(path.join(root, '.tmp', name));
+  for (const name of fs.readdirSync(path.join(root, 'releases'))) if (!kept.has(name)) n += filesUnder(path.join(root, 'releases', name));
   return n;
 }
 
@@ -337,19 +338,7 @@ function bigArchive(): string {
 /** Files under the fleet's local stages in `tmp` (its TMPDIR). */
 function stageFiles(tmp: string): number {
   let n = 0;
-  const walk = (dir: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) walk(path.join(dir, e.name));
-      else n += 1;
-    }
-  };
-  for (const name of fs.readdirSync(tmp)) if (name.startsWith('atomic-deploy-stage-')) walk(path.join(tmp, name));
+  for (const name of fs.readdirSync(tmp)) if (name.startsWith('atomic-deploy-stage-')) n += filesUnder(path.join(tmp, name));
   return n;
 }
 
