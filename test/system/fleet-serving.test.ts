@@ -103,10 +103,16 @@ function standInSystemctl(name: string): (h: FleetHost) => string[] {
 async function loseDuringStaleWait(args: string[], h: FleetHost, dir: string): Promise<CliResult> {
   const before = currentOf(dir);
   const run = spawnCli(args, { env, timeoutMs: 180_000 });
+  let ended: CliResult | undefined;
+  void run.done.then((r) => (ended = r));
   try {
     const deadline = Date.now() + 60_000;
     while (currentOf(dir) === before) {
-      if (Date.now() > deadline) throw new Error(`${h.alias} never switched`);
+      if (ended || Date.now() > deadline) {
+        run.child.kill('SIGKILL');
+        const r = await run.done;
+        throw new Error(`${h.alias} never switched (${ended ? 'the command ended' : 'in 60 s'}): exit ${String(r.code ?? r.signal)}\n${r.stderr}`);
+      }
       await sleep(20);
     }
     // Polling every 500 ms for the holder, which stays: well inside the 30 s wait.
