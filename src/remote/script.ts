@@ -318,9 +318,10 @@ proc_start $$
 json_str "$H_host"; j_host=$J_str; json_str "$H_user"; j_user=$J_str; json_str "$cmd"; j_cmd=$J_str
 j_start=null; [ -z "$P_start" ] || j_start='"'"$P_start"'"'
 j_boot=null; [ -z "$H_boot" ] || { json_str "$H_boot"; j_boot=$J_str; }
-printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
+# In a subshell only for its messages: $$ there is still this shell's pid.
+_e=$({ printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
   "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/owner.json" &&
-  printf '%s\\n' "$$" > "$own/pid" || { rm -rf -- "$own"; fail IO "cannot write the lock owner in $own"; }
+  printf '%s\\n' "$$" > "$own/pid"; } 2>&1) || { rm -rf -- "$own"; fail IO "cannot write the lock owner in $own: \${_e##*: }"; }
 ${renderFunction(placeLock(s.token))}
 place_lock
 if [ "$R_out" != locked ]; then

@@ -139,6 +139,16 @@ for (const shell of SHELLS) {
       assert.deepEqual(treeSnapshot(root), before);
     });
 
+    void test('one inode left before the lock: the draft is made, its owner file cannot be, and the error says why; nothing is left', async (t) => {
+      // The mount probe takes the inode and gives it back; the draft directory takes it.
+      const root = fullRoot(t, 1, liveRoot);
+      const before = treeSnapshot(root);
+      const error = await lockError(shell, root, false);
+      assert.equal(error.code, 'IO', error.message);
+      assert.match(error.message, /^h1: cannot write the lock owner in .*\/\.tmp\/lock\.[0-9a-f]+: No space left on device$/);
+      assert.deepEqual(treeSnapshot(root), before);
+    });
+
     void test('the link step with no inode for its lists: exit 1, as documented, with the reason on stderr', (t) => {
       const root = fullRoot(t, 0, linkableRoot);
       const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE);
