@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { createFleet, findTools, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
 
 interface StaleJson {
   processes: { host: string; pid: number; command: string; holds: { kind: string; path: string }[] }[];
@@ -78,30 +78,111 @@ async function gone(pid: number): Promise<void> {
   while (fs.existsSync(`/proc/${pid}`)) await sleep(10);
 }
 
-/** A stand-in `systemctl` first on each host's PATH (its own /root/.bashrc): it knows every unit and appends the arguments of every other call to <srv>/<name>/calls. */
-function standInSystemctl(name: string): (h: FleetHost) => string[] {
+/** The holder's open files, and every process that shares one of its pipes or sockets (command line, parent). */
+function describeHolder(pid: number): string {
+  const fdsOf = (p: string): string[] => {
+    try {
+      return fs.readdirSync(`/proc/${p}/fd`).map((f) => readlinkOr(`/proc/${p}/fd/${f}`) ?? '?');
+    } catch {
+      return [];
+    }
+  };
+  const mine = new Set(fdsOf(String(pid)).filter((f) => /^(pipe|socket):/.test(f)));
+  const sharing: string[] = [];
+  for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x) && x !== String(pid))) {
+    const shared = fdsOf(p).filter((f) => mine.has(f));
+    if (shared.length === 0) continue;
+    const stat = readOr(`/proc/${p}/stat`);
+    sharing.push(`pid ${p} (parent ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] ?? '?'}) ${readOr(`/proc/${p}/cmdline`).replaceAll('\0', ' ').slice(0, 160)}: ${shared.join(' ')}`);
+  }
+  return `holder ${pid} ${readOr(`/proc/${pid}/cmdline`).replaceAll('\0', ' ').slice(0, 80)}; fds ${fdsOf(String(pid)).join(' ')}; sharing: ${sharing.join('; ') || 'none'}`;
+}
+
+function readOr(p: string): string {
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Waits until the lock holder of the command just cut off on this host has gone: with its
+ * connection, or once no heartbeat has come for the lease (30 s; docs/fleet.md), the next
+ * command finding the lock held until then. One that outlives its killed sshd by 2 s is described.
+ */
+async function holderGone(t: { diagnostic(message: string): void }, dir: string): Promise<void> {
+  const pid = Number(readOr(path.join(dir, '.deploy.lock', 'pid')).trim());
+  if (!(pid > 1)) return;
+  const started = Date.now();
+  let described = false;
+  while (fs.existsSync(`/proc/${pid}`)) {
+    if (!described && Date.now() - started > 2000) {
+      described = true;
+      t.diagnostic(`the lock holder outlived its connection by 2 s: ${describeHolder(pid)}`);
+    }
+    assert.ok(Date.now() - started < 40_000, `lock holder ${pid} still runs 40 s after its connection was cut (its lease is 30 s)`);
+    await sleep(50);
+  }
+  if (described) t.diagnostic(`the lock holder went ${Date.now() - started} ms after the command ended`);
+}
+
+/** Programs (sh scripts) first on each host's PATH: <srv>/<name>/bin, named by the host's own /root/.bashrc. */
+function firstOnPath(name: string, programs: Record<string, string>): void {
   for (const h of fleet.hosts) {
     const bin = path.join(h.srvDir, name, 'bin');
     fs.mkdirSync(bin, { recursive: true });
-    // `show` is the check made before the lock (the unit is loaded); only the reloads are recorded.
-    fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then echo loaded; exit 0; fi\necho "$*" >> /srv/${name}/calls\necho "stand-in systemctl $*"\n`, { mode: 0o755 });
+    for (const [file, body] of Object.entries(programs)) fs.writeFileSync(path.join(bin, file), `#!/bin/sh\n${body}`, { mode: 0o755 });
     const home = path.join(path.dirname(h.srvDir), 'root');
     fs.mkdirSync(home, { recursive: true });
     fs.writeFileSync(path.join(home, '.bashrc'), `PATH=/srv/${name}/bin:$PATH\n`);
   }
+}
+
+/** A stand-in `systemctl` first on each host's PATH: it knows every unit and appends the arguments of every other call to <srv>/<name>/calls. */
+function standInSystemctl(name: string): (h: FleetHost) => string[] {
+  // `show` is the check made before the lock (the unit is loaded); only the reloads are recorded.
+  firstOnPath(name, { systemctl: `if [ "$1" = show ]; then echo loaded; exit 0; fi\necho "$*" >> /srv/${name}/calls\necho "stand-in systemctl $*"\n` });
   return (h) => {
     const file = path.join(h.srvDir, name, 'calls');
     return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n') : [];
   };
 }
 
+/** What the lost-host test sees and slows on a host, by stand-ins first on its PATH that then run the real program. */
+interface ScanProbes {
+  /** How many stale-process scans the host has begun (their `ls` of every process's cwd and mount namespace). */
+  scans(h: FleetHost): number;
+  /** The host's first sync after its `current` leaves `dir`'s release of now takes 2 s more, as a syncfs can behind heavy writeback. */
+  slowAfterSwitch(h: FleetHost, dir: string): void;
+}
+
+function scanProbes(name: string): ScanProbes {
+  const real = findTools(['ls', 'sync']);
+  const marker = `/srv/${name}/slow`;
+  firstOnPath(name, {
+    ls: `case "$*" in *"/cwd "*"/ns/mnt"*) echo scan >> /srv/${name}/scans ;; esac\nexec '${real.ls}' "$@"\n`,
+    // `sync -f ROOT`: once current no longer names the release the marker holds, the switch has happened.
+    sync: `if [ -n "$2" ] && [ -e ${marker} ] && [ "$(readlink "$2/current")" != "$(cat ${marker})" ]; then rm -f ${marker}; sleep 2; fi\nexec '${real.sync}' "$@"\n`,
+  });
+  return {
+    scans: (h) => {
+      const file = path.join(h.srvDir, name, 'scans');
+      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
+    },
+    slowAfterSwitch: (h, dir) => fs.writeFileSync(path.join(h.srvDir, name, 'slow'), fs.readlinkSync(path.join(dir, 'current'))),
+  };
+}
+
 /**
- * Runs the command and cuts `h` off (every sshd of it killed) once its switch has happened and
- * its stale-process scan is waiting for a holder of the release left (`--stale-wait 30`): the
- * check there cannot be made, nor the commit heard. sshd is started again before returning.
+ * Runs the command and cuts `h` off (every sshd of it killed) once its stale-process scan is
+ * waiting for a holder of the release left (`--stale-wait 30`): the check there cannot be made,
+ * nor the commit heard. Returns once the host's lock holder has gone; sshd is started again
+ * before returning.
  */
-async function loseDuringStaleWait(args: string[], h: FleetHost, dir: string): Promise<CliResult> {
+async function loseDuringStaleWait(t: { diagnostic(message: string): void }, args: string[], h: FleetHost, dir: string, probes: ScanProbes): Promise<CliResult> {
   const before = currentOf(dir);
+  const scanned = probes.scans(h);
   const run = spawnCli(args, { env, timeoutMs: 180_000 });
   let ended: CliResult | undefined;
   void run.done.then((r) => (ended = r));
@@ -115,10 +196,16 @@ async function loseDuringStaleWait(args: string[], h: FleetHost, dir: string): P
       }
       await sleep(20);
     }
-    // Polling every 500 ms for the holder, which stays: well inside the 30 s wait.
-    await sleep(1500);
+    // Waiting once a second scan has begun (the first found the holder). No time after the switch
+    // stands for that: the host's journal, its syncfs and its verdict come between, then the decision.
+    while (probes.scans(h) < scanned + 2) {
+      if (Date.now() > deadline) throw new Error(`${h.alias} never waited for the holder`);
+      await sleep(20);
+    }
     await h.killSshd();
-    return await run.done;
+    const result = await run.done;
+    await holderGone(t, dir);
+    return result;
   } finally {
     await h.startSshd();
   }
@@ -217,12 +304,15 @@ void describe('serving after the switch on two namespace hosts', () => {
 
   void test('a host lost during its stale-process wait: rollback and deploy stand (exit 0) and name it; --stale fail cannot vouch for it (exit 1)', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const probes = scanProbes('scan-probes');
     for (const mode of ['warn', 'fail'] as const) {
       const { root, on } = newRoot(`lost-${mode}`);
       const r1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release as string;
       const r2 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json'])).release as string;
       await startHolder(t, h2, root);
-      const back = await loseDuringStaleWait(['rollback', root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2));
+      // The second round with host2 slow after each switch: its verdict comes seconds after the switch.
+      if (mode === 'fail') probes.slowAfterSwitch(h2, on(h2));
+      const back = await loseDuringStaleWait(t, ['rollback', root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2), probes);
       const jb = jsonOf<FleetJson>(back);
       assert.deepEqual(jb.hosts.map((h) => [h.host, h.outcome, h.current]), [[h1.alias, 'switched', r1], [h2.alias, 'switched', r1]], back.stderr);
       assert.deepEqual(jb.stale?.hosts.map((h) => h.host), [h1.alias], 'host2 was not checked');
@@ -244,7 +334,8 @@ void describe('serving after the switch on two namespace hosts', () => {
 
       // The same for a deploy, which leaves r1: a holder of r1 keeps host2's scan waiting.
       await startHolder(t, h2, root);
-      const deployed = await loseDuringStaleWait(['deploy', site(t, 'v3'), root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2));
+      if (mode === 'fail') probes.slowAfterSwitch(h2, on(h2));
+      const deployed = await loseDuringStaleWait(t, ['deploy', site(t, 'v3'), root, ...hostArgs, '--stale', mode, '--stale-wait', '30', '--json'], h2, on(h2), probes);
       const jd = jsonOf<FleetJson>(deployed);
       assert.deepEqual(jd.hosts.map((h) => h.current), [jd.release, jd.release], deployed.stderr);
       // host2's commit went with its connection: its lock and journal stay for the next command.
