@@ -265,6 +265,11 @@ function pidsInNetns(nsNames: readonly string[]): number[] {
   });
 }
 
+/** The live sshd processes of a namespace (a zombie is gone). */
+function sshdsIn(ns: string): number[] {
+  return pidsInNetns([ns]).filter((p) => readComm(p) === 'sshd' && pidAlive(p));
+}
+
 /** Processes whose command line mentions `needle` (our temp dir: ssh clients, mux masters, sshd). */
 function pidsMentioning(needle: string): number[] {
   return listPids().filter((p) => readCmdline(p).includes(needle));
@@ -821,8 +826,10 @@ export async function createFleet(n: number, opts: FleetOptions = {}): Promise<F
         link: s.link,
         sshdPid: () => runningPid(state),
         killSshd: async () => {
-          // Every sshd in the namespace: the listener and the per-connection ones (mux masters ride on those).
-          await killAndWait(pidsInNetns([s.ns]).filter((p) => readComm(p) === 'sshd'));
+          // Every sshd in the namespace: the listener and the per-connection ones (mux masters ride on those),
+          // listed again until none is left: a session's child forked after a list was read holds copies of
+          // every session's pipes until it execs, and one left alive would keep their programs from seeing the end.
+          for (let sshd = sshdsIn(s.ns); sshd.length > 0; sshd = sshdsIn(s.ns)) await killAndWait(sshd);
           if (state.child !== null) await waitExit(state.child);
           state.child = null;
         },
