@@ -538,11 +538,11 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
   const realDirs = new Map<string, boolean>();
   const copyEntries = async (buf: Buffer): Promise<void> => {
     while (next < others.length) {
-      // Stop every worker at the first failure: the caller removes dest only once all are idle.
       if (turn) {
         await turn;
         continue;
       }
+      // Stop every worker at the first failure: the caller removes dest only once all are idle.
       if (failure || signal?.aborted) return;
       const entry = others[next++] as SourceEntry;
       const to = under(dest, entry.rel);

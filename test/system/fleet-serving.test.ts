@@ -186,22 +186,23 @@ async function loseDuringStaleWait(t: { diagnostic(message: string): void }, arg
   const run = spawnCli(args, { env, timeoutMs: 180_000 });
   let ended: CliResult | undefined;
   void run.done.then((r) => (ended = r));
-  try {
-    const deadline = Date.now() + 60_000;
-    while (currentOf(dir) === before) {
+  const deadline = Date.now() + 60_000;
+  // Until `ready`: a command that ends first, or 60 s, fails the test with what the command said.
+  const awaitState = async (ready: () => boolean, what: string): Promise<void> => {
+    while (!ready()) {
       if (ended || Date.now() > deadline) {
         run.child.kill('SIGKILL');
         const r = await run.done;
-        throw new Error(`${h.alias} never switched (${ended ? 'the command ended' : 'in 60 s'}): exit ${String(r.code ?? r.signal)}\n${r.stderr}`);
+        throw new Error(`${h.alias} ${what} (${ended ? 'the command ended' : 'in 60 s'}): exit ${String(r.code ?? r.signal)}\n${r.stderr}`);
       }
       await sleep(20);
     }
+  };
+  try {
+    await awaitState(() => currentOf(dir) !== before, 'never switched');
     // Waiting once a second scan has begun (the first found the holder). No time after the switch
     // stands for that: the host's journal, its syncfs and its verdict come between, then the decision.
-    while (probes.scans(h) < scanned + 2) {
-      if (Date.now() > deadline) throw new Error(`${h.alias} never waited for the holder`);
-      await sleep(20);
-    }
+    await awaitState(() => probes.scans(h) >= scanned + 2, 'never waited for the holder');
     await h.killSshd();
     const result = await run.done;
     await holderGone(t, dir);
