@@ -68,17 +68,21 @@ function userName(): string {
 }
 
 interface ProcessFacts {
-  process: 'alive' | 'dead';
+  process: 'alive' | 'dead' | 'exited';
   startTime?: string;
   startedAtMs?: number;
 }
 
-/** Field 22 of /proc/<pid>/stat, after the parenthesised command name (which may hold spaces). */
-function procStartTicks(pid: number): string | undefined {
+/**
+ * From /proc/<pid>/stat, after the parenthesised command name (which may hold spaces): field 22,
+ * the start time, and whether the process has exited unreaped. A zombie's state is Z with one
+ * thread; Z with more is a process whose main thread exited while others run on (alive).
+ */
+function procStat(pid: number): { startTime?: string; exited: boolean } {
   const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return undefined;
+  if (!stat) return { exited: false };
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19];
+  return { startTime: fields[19], exited: (fields[0] === 'Z' || fields[0] === 'X') && fields[17] === '1' };
 }
 
 function bootTimeMs(): number | undefined {
@@ -95,11 +99,11 @@ export function processFacts(pid: number): ProcessFacts {
     // EPERM: the process exists but belongs to another user, so it is alive.
     if (errnoOf(error) === 'ESRCH') return { process: 'dead' };
   }
-  const startTime = procStartTicks(pid);
+  const { startTime, exited } = procStat(pid);
   const btime = bootTimeMs();
   // Linux reports start time in clock ticks; USER_HZ is 100 on every architecture Node runs on.
   const startedAtMs = startTime !== undefined && btime !== undefined ? btime + Number(startTime) * 10 : undefined;
-  return { process: 'alive', startTime, startedAtMs };
+  return { process: exited ? 'exited' : 'alive', startTime, startedAtMs };
 }
 
 /** The lock's owner as a symlink target, when the disk is full: `atomic-deploy-owner:1 <pid> <start> <token> <boot> <since ms> <host> <user>`. */
@@ -266,7 +270,7 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
     user: userName(),
     since: new Date().toISOString(),
     token: randomBytes(12).toString('hex'),
-    startTime: procStartTicks(process.pid),
+    startTime: procStat(process.pid).startTime,
     bootId: bootId(),
     command: options.command,
     format: 'atomic-deploy',

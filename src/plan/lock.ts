@@ -18,8 +18,11 @@ export interface LockOwner {
 export interface LockFacts {
   thisHost: string;
   thisBootId?: string;
-  /** kill(pid, 0): ESRCH is dead; EPERM means alive under another user. */
-  process: 'alive' | 'dead';
+  /**
+   * kill(pid, 0): ESRCH is dead; EPERM means alive under another user. `exited`: the pid answers
+   * but only as a zombie (every thread has exited; its parent has not reaped it yet).
+   */
+  process: 'alive' | 'dead' | 'exited';
   /** Start time of whatever process has that pid now, if the system tells. */
   processStartTime?: string;
   /** Wall-clock start of that process in ms, if known. */
@@ -64,6 +67,9 @@ export function judgeLock(owner: LockOwner | null, facts: LockFacts): LockVerdic
   }
   if (facts.process === 'dead') {
     return { state: 'stale', reason: `process ${owner.pid} is gone` };
+  }
+  if (facts.process === 'exited') {
+    return { state: 'stale', reason: `process ${owner.pid} has exited (a zombie its parent has not reaped)` };
   }
   if (owner.startTime && facts.processStartTime && owner.startTime !== facts.processStartTime) {
     return { state: 'stale', reason: `pid ${owner.pid} now belongs to another process` };

@@ -81,7 +81,8 @@ export interface RawLock {
   inode: string;
   mtimeMs?: number;
   pid?: number;
-  alive?: boolean;
+  /** Whether that pid answers kill -0; `exited`: only as a zombie (see proc_start). */
+  alive?: boolean | 'exited';
   /** Start time (clock ticks) of whatever process has that pid now. */
   pstart?: string;
 }
@@ -151,7 +152,7 @@ export function rawLockOf(frames: readonly Frame[]): RawLock | null {
     ...(pidFile !== undefined ? { pidFile } : {}),
     ...(mtime === undefined ? {} : { mtimeMs: mtime * 1000 }),
     ...(pid === undefined ? {} : { pid }),
-    ...(alive === undefined ? {} : { alive: alive === '1' }),
+    ...(alive === undefined ? {} : { alive: alive === '1' ? true : alive === 'exited' ? 'exited' : false }),
     ...(pstart ? { pstart } : {}),
   };
 }
@@ -203,7 +204,7 @@ export function judgeRemoteLock(raw: RawLock, facts: HostFacts): RemoteLockInfo 
   const verdict = judgeLock(owner, {
     thisHost: facts.host,
     ...(facts.bootId ? { thisBootId: facts.bootId } : {}),
-    process: owner && raw.alive === true ? 'alive' : 'dead',
+    process: !owner || raw.alive === false || raw.alive === undefined ? 'dead' : raw.alive === true ? 'alive' : 'exited',
     ...(ticks ? { processStartTime: ticks } : {}),
     ...(startedAtMs === undefined ? {} : { processStartedAtMs: startedAtMs }),
     lockCreatedAtMs: raw.mtimeMs ?? facts.nowMs,

@@ -67,13 +67,15 @@ json_str() {
   *) J_str='"'"$1"'"' ;;
   esac
 }
-# P_start: field 22 of /proc/PID/stat (start time in clock ticks), read after the last ") ".
+# P_start: field 22 of /proc/PID/stat (start time in clock ticks), read after the last ") ";
+# P_exited=1 for a zombie (state Z or X with one thread: with more, only its main thread exited).
 proc_start() {
-  P_start=
+  P_start=; P_exited=
   read -r _s 2>/dev/null < "/proc/$1/stat" || return 0
   _s=\${_s##*) }
   set -f; set -- $_s; set +f
   [ $# -ge 20 ] && P_start=\${20}
+  case $1:\${18-} in Z:1|X:1) P_exited=1 ;; esac
   return 0
 }
 # kill -0 fails with EPERM for another user's live process: only ESRCH means gone.
@@ -129,7 +131,10 @@ lock_facts() {
   emit mtime "$(mtime_of "$lock")"
   case $_p in ''|*[!0-9]*) return 0 ;; esac
   emit pid "$_p"
-  if pid_alive "$_p"; then emit alive 1; proc_start "$_p"; emit pstart "$P_start"; else emit alive 0; fi
+  if ! pid_alive "$_p"; then emit alive 0; return 0; fi
+  proc_start "$_p"
+  if [ -n "$P_exited" ]; then emit alive exited; else emit alive 1; fi
+  emit pstart "$P_start"
 }
 # 0 if the directory DIR holds nothing (a folder made by hand; no deploy makes one): a rollback target must not be.
 release_empty() {

@@ -13,8 +13,16 @@ import { deadPid } from '../harness/invariants.ts';
 
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-'));
 const sleepers: ChildProcess[] = [];
+const threadedZombies: number[] = [];
 after(() => {
   for (const s of sleepers) s.kill('SIGKILL');
+  for (const pid of threadedZombies) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
   fs.rmSync(BASE, { recursive: true, force: true });
 });
 const ENGINES = allEngines(BASE);
@@ -31,6 +39,39 @@ function liveSleeper(): number {
   sleepers.push(child);
   assert.ok(child.pid);
   return child.pid;
+}
+
+/**
+ * A process that has exited but was not reaped: its parent (python, which never waits) prints its pid.
+ * With `thread`, only its main thread exits while another runs on (ps shows it `Zl`): a live process.
+ */
+async function unreaped(thread: boolean): Promise<number> {
+  const script = String.raw`
+import ctypes, os, sys, threading, time
+pid = os.fork()
+if pid == 0:
+    if sys.argv[1] == 'thread':
+        threading.Thread(target=lambda: (time.sleep(120), os._exit(0))).start()
+        ctypes.CDLL(None).pthread_exit(None)
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(120)
+`;
+  const parent = spawn('python3', ['-c', script, thread ? 'thread' : 'exit'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  sleepers.push(parent);
+  const pid = await new Promise<number>((resolve, reject) => {
+    parent.stdout.once('data', (b: Buffer) => resolve(Number(String(b).trim())));
+    parent.once('exit', () => reject(new Error('python3 ended before its child was made')));
+  });
+  if (thread) threadedZombies.push(pid);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' && fields[17] === (thread ? '2' : '1')) return pid;
+    assert.ok(Date.now() < deadline, `process ${pid} never showed as ${thread ? 'a zombie leader with a live thread' : 'a zombie'}: ${stat}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 const lockDir = (root: string): string => path.join(root, '.deploy.lock');
@@ -87,6 +128,22 @@ const LOCK_SCENARIOS: LockScenario[] = [
       fs.writeFileSync(path.join(lockDir(root), 'pid'), `${await deadPid()}\n`);
     },
     expect: 'locked after a takeover',
+  },
+  {
+    name: 'held by a process that exited and was never reaped (a zombie: its parent does not wait)',
+    setup: async (root) => {
+      const pid = await unreaped(false);
+      writeOwnerLock(root, { pid, startTime: startTicks(pid) });
+    },
+    expect: 'locked after a takeover',
+  },
+  {
+    name: 'held by a process whose main thread exited while another thread runs (shown as a zombie, alive)',
+    setup: async (root) => {
+      const pid = await unreaped(true);
+      writeOwnerLock(root, { pid, startTime: startTicks(pid) });
+    },
+    expect: 'LOCKED',
   },
   {
     name: "another host's lock",

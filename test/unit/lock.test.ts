@@ -19,7 +19,7 @@ const owner = fc.record({
 const facts = fc.record({
   thisHost: fc.constant(HOST),
   thisBootId: fc.option(fc.constantFrom('boot-a', 'boot-b'), { nil: undefined }),
-  process: fc.constantFrom('alive' as const, 'dead' as const),
+  process: fc.constantFrom('alive' as const, 'dead' as const, 'exited' as const),
   processStartTime: fc.option(fc.integer({ min: 1, max: 1e9 }).map(String), { nil: undefined }),
   processStartedAtMs: fc.option(fc.integer({ min: 0, max: 2e12 }), { nil: undefined }),
   lockCreatedAtMs: fc.integer({ min: 0, max: 2e12 }),
@@ -48,7 +48,7 @@ void test('a live holder with its own start time is always held (EPERM from kill
   );
 });
 
-void test('on this host a dead holder, a reused pid or a reboot make the lock stale', () => {
+void test('on this host a dead holder, an exited one not yet reaped, a reused pid or a reboot make the lock stale', () => {
   fc.assert(
     fc.property(owner, facts, (o, f) => {
       const here: LockOwner = { ...o, host: HOST };
@@ -56,11 +56,19 @@ void test('on this host a dead holder, a reused pid or a reboot make the lock st
       const rebooted = here.bootId !== undefined && f.thisBootId !== undefined && here.bootId !== f.thisBootId;
       const reused = f.process === 'alive' && here.startTime !== undefined && f.processStartTime !== undefined && here.startTime !== f.processStartTime;
       const startedLater = f.process === 'alive' && here.startTime === undefined && f.processStartedAtMs !== undefined && f.processStartedAtMs > f.lockCreatedAtMs + 2000;
-      const expectStale = rebooted || f.process === 'dead' || reused || startedLater;
+      const expectStale = rebooted || f.process === 'dead' || f.process === 'exited' || reused || startedLater;
       assert.equal(verdict.state, expectStale ? 'stale' : 'held', JSON.stringify({ here, f, verdict }));
     }),
     { numRuns: 3000 },
   );
+});
+
+void test('a zombie holder is named as one', () => {
+  const verdict = judgeLock(
+    { pid: 4242, host: HOST, user: 'deploy', since: '2026-11-27T10:00:00.000Z', token: 'abc', startTime: '77', format: 'atomic-deploy' },
+    { thisHost: HOST, process: 'exited', processStartTime: '77', lockCreatedAtMs: 0, nowMs: 1 },
+  );
+  assert.deepEqual(verdict, { state: 'stale', reason: 'process 4242 has exited (a zombie its parent has not reaped)' });
 });
 
 void test('a lock with no owner is held while it may still be filled in, stale after the grace period', () => {
