@@ -1,5 +1,6 @@
 // The core promise, end to end: a reader process never fails while the CLI deploys 200 times,
 // and the same reader does fail against a naive unlink+symlink switch in the same test.
+// test-runner: alone (a reader races 200 deploys, and the naive control must still catch the gap)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,6 @@
 // Concurrency: many deploys on one root serialize through the lock; stale, foreign, bash-format
 // and ownerless locks are judged right; two contenders for one stale lock cannot both win.
+// test-runner: alone (deploys sleep inside the lock on purpose, and their order is timed)
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';

@@ -4,6 +4,7 @@
 // that has exited is not named. Reloads run on every host after the switch, after a fleet
 // rollback and after an automatic rollback, through a stand-in `systemctl` on each host's PATH
 // that records its arguments (CI has no running systemd).
+// test-runner: alone (lock holders' leases and --stale-wait are timed)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

@@ -2,6 +2,7 @@
 // deploys two builds in turn. Not one non-2xx or foreign body; the unlink + symlink control in the
 // same run, against the same nginx and root, must show failures or the zero proves nothing.
 // `bench/nginx.ts` runs the same thing longer (100+ deploys) for docs/benchmarks.md.
+// test-runner: alone (nginx under wrk load)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,6 @@
 // Proves the race harness can see a non-atomic switch fail, and that a rename switch never fails,
 // first against a plain reader process and then against nginx under wrk load.
+// test-runner: alone (readers race the switch, and the naive controls must still catch the gap)
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';

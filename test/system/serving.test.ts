@@ -2,6 +2,7 @@
 // php-fpm 8.2 with OPcache on and validate_timestamps=0, >= 30 deploys of two PHP builds under
 // wrk, with a control that runs without the documented setup and must serve stale responses;
 // and the static nginx configuration.
+// test-runner: alone (nginx and php-fpm under wrk load)
 import assert from 'node:assert/strict';
 import { request, Agent } from 'node:http';
 import path from 'node:path';

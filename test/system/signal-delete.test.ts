@@ -2,6 +2,7 @@
 // while a deploy undoes itself after the first): the command stops within a fraction of a second
 // with 128+n, leaves the rest under a leftover's name (never under a release's), and the next
 // command finishes the delete without touching the releases that stay.
+// test-runner: alone (each signal must be answered within a second)
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

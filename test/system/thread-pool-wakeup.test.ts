@@ -2,6 +2,7 @@
 // hang a deploy. A preloaded shim (harness/lose-wakeup.c) drops one signal to the pool's sleeping
 // threads, as the bug does: the controls show that this hangs Node's fs calls and the CLI run
 // without the timer of act/thread-pool.ts; the CLI as shipped finishes every deploy of the sweep.
+// test-runner: alone (a hung process is told from a slow one by its CPU time)
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
