@@ -4,7 +4,7 @@
 // subnets (named by its pid, test/harness/fleet.ts), and mounts. A file whose first lines hold
 // `// test-runner: alone` runs with nothing beside it, after the others: it measures timing or
 // load (a reader racing a switch, wrk, a signal answered within a second), where a neighbour's
-// work would change what it measures. A file that fails is run once more, alone, and both results
+// work would change what it measures, or it rebuilds what the others run (npm pack and dist/). A file that fails is run once more, alone, and both results
 // are reported: timing-sensitive system tests on a loaded 2-core machine can lose a race with the
 // scheduler, while a real defect fails twice; the summary marks a file that passed only on its
 // second run FLAKY. A skipped or todo test fails its file. The exit code is non-zero if any file
@@ -108,7 +108,10 @@ const record = (file, result) => {
   if (!result.ok) failedOnce.push(file);
 };
 const alone = files.filter(runsAlone);
-await pool(files.filter((f) => !alone.includes(f)), jobs, record);
+// The short unit files last, so that they fill a lane the last long system file leaves idle.
+const shared = files.filter((f) => !alone.includes(f));
+const isUnit = (f) => f.split(path.sep).includes('unit');
+await pool([...shared.filter((f) => !isUnit(f)), ...shared.filter(isUnit)], jobs, record);
 await pool(alone, 1, record);
 const flaky = [];
 // A failed file runs again with nothing beside it.

@@ -1,4 +1,5 @@
 // What users install: the npm package's bin, and the one-file bundle that needs no node_modules.
+// test-runner: alone (npm pack rebuilds dist/, which every other file runs)
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
