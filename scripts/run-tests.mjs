@@ -7,8 +7,9 @@
 // work would change what it measures, or it rebuilds what the others run (npm pack and dist/). A file that fails is run once more, alone, and both results
 // are reported: timing-sensitive system tests on a loaded 2-core machine can lose a race with the
 // scheduler, while a real defect fails twice; the summary marks a file that passed only on its
-// second run FLAKY. A skipped or todo test fails its file. The exit code is non-zero if any file
-// failed twice.
+// second run FLAKY. A skipped or todo test fails its file, and so does a file still running after
+// TEST_FILE_TIMEOUT_S seconds (default 900), which is stopped. The exit code is non-zero if any
+// file failed twice.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -35,6 +36,8 @@ function parseArgs(argv) {
 }
 
 const { files: only, jobs } = parseArgs(process.argv.slice(2));
+/** How long one file may run: the longest takes under two minutes here. */
+const fileTimeoutS = Number(process.env.TEST_FILE_TIMEOUT_S) > 0 ? Number(process.env.TEST_FILE_TIMEOUT_S) : 900;
 const files = only.length > 0
   ? only
   : ['test/unit', 'test/system'].flatMap((dir) =>
@@ -75,18 +78,30 @@ function run(file) {
   const err = [];
   child.stdout.on('data', (b) => out.push(b));
   child.stderr.on('data', (b) => err.push(b));
+  // A file that hangs is stopped and fails, its output printed, instead of holding its lane (and
+  // the job) until the CI's own limit ends everything with no output at all.
+  let timedOut = false;
+  let killTimer;
+  const stopTimer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGTERM');
+    killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  }, fileTimeoutS * 1000);
   return new Promise((resolve) => {
     child.on('close', (status) => {
+      clearTimeout(stopTimer);
+      clearTimeout(killTimer);
       running -= 1;
       const cpu = running === 0 ? childCpu() - cpuBefore : NaN;
       const stdout = Buffer.concat(out).toString('utf8');
       // One file's output at a time, whole, so that two files running at once never interleave.
       process.stdout.write(stdout);
       process.stderr.write(Buffer.concat(err));
+      if (timedOut) console.log(`# ${file} was stopped after ${fileTimeoutS} s (TEST_FILE_TIMEOUT_S)`);
       const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(stdout)?.[1] ?? 0);
       // A skipped or todo test counts as failing: a test whose tool is missing must fail, not skip.
       const skipped = count('skipped') + count('todo');
-      resolve({ ok: status === 0 && skipped === 0, pass: count('pass'), fail: count('fail') + skipped, skipped, seconds: (Date.now() - started) / 1000, cpu });
+      resolve({ ok: status === 0 && skipped === 0 && !timedOut, pass: count('pass'), fail: count('fail') + skipped, skipped, seconds: (Date.now() - started) / 1000, cpu, timedOut });
     });
   });
 }
@@ -132,7 +147,7 @@ for (const file of files) {
   failed += result.ok ? 0 : Math.max(1, result.fail);
   const mark = !result.ok ? 'FAIL ' : note ? 'FLAKY' : 'ok   ';
   const cpu = Number.isNaN(result.cpu) ? '' : ` (CPU ${result.cpu.toFixed(1)} s)`;
-  summary.push(`${mark} ${file} ${result.pass} passed, ${result.fail} failed${result.skipped ? ` (${result.skipped} skipped or todo)` : ''}, ${result.seconds.toFixed(1)} s${cpu}${alone.includes(file) ? ', alone' : ''}${note}`);
+  summary.push(`${mark} ${file} ${result.pass} passed, ${result.fail} failed${result.skipped ? ` (${result.skipped} skipped or todo)` : ''}, ${result.seconds.toFixed(1)} s${cpu}${alone.includes(file) ? ', alone' : ''}${result.timedOut ? `, stopped after ${fileTimeoutS} s` : ''}${note}`);
 }
 console.log(`\n${summary.join('\n')}`);
 // A file that passed only on its second run is a finding, not noise: in a tool about races it may be one.
