@@ -2,13 +2,14 @@
 // every host stays on the new release, and the output (human and JSON) names the host and the
 // hook; with a health check the same failure switches every host back (exit 4); 7 wins over 6.
 // Controls: the same deploys with the hook succeeding exit 0.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface FleetJson {
   release?: string;
@@ -17,14 +18,8 @@ interface FleetJson {
   error?: { code: string; message: string; hint?: string; live?: boolean; release?: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(2, { prefix: 'aas', timeoutMs: 180_000 });
 const newRoot = rootNamer('a');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 180_000 });
-}
 
 function site(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(tempDir(t, 'fleet-after-switch-'), { 'index.html': `<h1>${version}</h1>\n` });
@@ -56,16 +51,6 @@ function failsOnFirst(): string {
 }
 
 void describe('after-switch failures on two namespace hosts', () => {
-  before(async () => {
-    fleet = await createFleet(2, { prefix: 'aas' });
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('a failing after-switch hook exits 7 with the switch standing on every host; a succeeding one exits 0', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = newRoot('hook');

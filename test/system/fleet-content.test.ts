@@ -1,14 +1,15 @@
 // What a fleet deploy publishes is exactly what was built, even when every file carries the same
 // fixed mtime (npm tarballs: 1985-10-26 08:15:00) and changed files keep their size: rsync's quick
 // check (size + whole-second mtime) would keep the old bytes, as the control shows.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { jsonOf, tempDir } from '../harness/cli.ts';
+import { rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 const NPM_EPOCH = new Date('1985-10-26T08:15:00Z');
 const FILES = 100;
@@ -28,15 +29,9 @@ interface DeployJson {
   error?: { code: string; message: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
 /** A fresh remote root for each test, and where it lies on each host as this process sees it. */
 const newRoot = rootNamer('c');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 120_000 });
-}
 
 /** A build of FILES same-sized files; `changed` of them hold `tag` instead of `v1`; every mtime is NPM_EPOCH. */
 function build(t: { after(fn: () => void): void }, tag: string, changed: ReadonlySet<number>): string {
@@ -98,16 +93,6 @@ async function redeployAfterTampering(t: { after(fn: () => void): void }, name: 
 }
 
 void describe('content-exact fleet deploys over three namespace hosts', () => {
-  before(async () => {
-    fleet = await createFleet(3);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('control: rsync --link-dest with its quick check publishes stale bytes for a fixed-mtime build', (t) => {
     const v1 = build(t, 'v1', new Set());
     const v2 = build(t, 'v2', tenPercent(3));

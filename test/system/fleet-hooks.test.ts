@@ -2,13 +2,14 @@
 // release: as hardlinks, a hook writing into one in place (`>>`, PHP's file_put_contents, a chmod)
 // would write into the live release, and stay there when the deploy failed. And what a hook
 // writes must be in the release's manifest, or `verify --host` of a fresh release finds it changed.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, currentOf, rootNamer, type Fleet } from '../harness/fleet.ts';
+import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { currentOf, rootNamer } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface HostJson {
   host: string;
@@ -29,14 +30,8 @@ interface VerifyJson {
 
 const CONFIG = '<?php return [];\n';
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(2, { timeoutMs: 120_000 });
 const newRoot = rootNamer('k');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 120_000 });
-}
 
 function build(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(path.join(tempDir(t, 'fleet-hooks-'), 'b'), { 'index.html': `${version}\n`, 'config.php': CONFIG, 'lib/a.php': 'a\n', 'lib/b.php': 'b\n' });
@@ -46,16 +41,6 @@ const sha = (file: string): string => createHash('sha256').update(fs.readFileSyn
 const inode = (file: string): number => fs.statSync(file).ino;
 
 void describe('before-switch hooks on fleet hosts', () => {
-  before(async () => {
-    fleet = await createFleet(2);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('a failing hook that appends to an unchanged file leaves every live release as built', async (t) => {
     const { root, on } = newRoot('fail');
     const v1 = build(t, 'v1');

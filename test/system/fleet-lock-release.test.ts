@@ -5,21 +5,16 @@
 // (to be taken over as stale by the next command); then the holder's probe after the lock
 // (`: > file || return 2`) ended the shell: "reading the deploy root failed (exit 2)", and on a
 // root with no releases/ yet (no probe) the holder ended just after its report, holding the lock.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { tempDir, writeTree } from '../harness/cli.ts';
 import { requireTools } from '../harness/faults.ts';
-import { createFleet, currentOf, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { currentOf, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 120_000 });
-}
+const { fleet, hostArgs, cli } = fleetSuite(2, { prefix: 'alr', timeoutMs: 120_000, requires: () => requireTools('mount') });
 
 /** A path inside the host's own mount namespace (its tmpfs is invisible from ours otherwise). */
 function seen(h: FleetHost, p: string): string {
@@ -35,16 +30,6 @@ async function onHost(h: FleetHost, script: string, ...args: string[]): Promise<
 }
 
 void describe('a fleet host that fails right after its lock is taken', () => {
-  before(async () => {
-    requireTools('mount');
-    fleet = await createFleet(2, { prefix: 'alr' });
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('inodes run out right after the lock: exit 1 with the reason, the lock is released on every host, and the next deploy succeeds at once', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const fsDir = '/srv/alr-inodes';

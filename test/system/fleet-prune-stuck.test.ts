@@ -4,14 +4,15 @@
 // JSON lists as removed only what is gone, the rest as failed. Run on the old code, the deploy's
 // host program stopped at the stuck release (journal and lock left, the rest unpruned) and
 // `prune --json` listed every chosen release as removed.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { requireTools } from '../harness/faults.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface HostJson {
   host: string;
@@ -22,14 +23,8 @@ interface HostJson {
   recovered?: string[];
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, env, hostArgs, cli } = fleetSuite(2, { prefix: 'pst', timeoutMs: 180_000, requires: () => requireTools('chattr') });
 const newRoot = rootNamer('ps');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 180_000 });
-}
 
 function releasesOn(dir: string): string[] {
   return fs.readdirSync(path.join(dir, 'releases')).sort();
@@ -49,16 +44,6 @@ async function rootWithStuckRelease(t: { after(fn: () => void): void }, name: st
 }
 
 void describe('a release that cannot be moved on one of two namespace hosts', () => {
-  before(async () => {
-    requireTools('chattr');
-    fleet = await createFleet(2, { prefix: 'pst' });
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test("a fleet deploy's prune names it, prunes the rest and finishes its bookkeeping on that host; exit 0", async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = await rootWithStuckRelease(t, 'deploy', ['r1', 'r2', 'r3'], h1);

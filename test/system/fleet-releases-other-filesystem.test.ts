@@ -2,23 +2,18 @@
 // namespace): deploy, rollback, prune and a crash with the copy staged, on real sshd hosts. The
 // host's sshd is traced while it deploys: the release enters releases/ by one rename that succeeds,
 // where the old placement (control) made the final name and copied into it file by file.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, snapshot, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, findTools, rootNamer, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { jsonOf, snapshot, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { findTools, rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 const TOOLS = findTools(['strace', 'mount'] as const);
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(2, { prefix: 'axd', timeoutMs: 120_000 });
 const newRoot = rootNamer('x');
-
-function cli(args: string[], failpoints?: string): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 120_000, ...(failpoints ? { failpoints } : {}) });
-}
 
 /** A path inside the host's own mount namespace (its tmpfs is invisible from ours otherwise). */
 function seen(h: FleetHost, p: string): string {
@@ -56,15 +51,6 @@ function traceHost(h: FleetHost, log: string): { stop: () => Promise<string> } {
 }
 
 void describe('a fleet host whose releases/ is another filesystem', () => {
-  before(async () => {
-    fleet = await createFleet(2, { prefix: 'axd' });
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('deploy, crash with the copy staged, status, rollback and prune: one rename places each release', async (t) => {
     const { root, on } = newRoot('xdev');
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
@@ -96,7 +82,7 @@ void describe('a fleet host whose releases/ is another filesystem', () => {
     assert.equal(fs.statSync(path.join(dir2, 'releases', 'r2', 'data', 'big.bin')).ino, fs.statSync(path.join(dir2, 'releases', 'r1', 'data', 'big.bin')).ino);
 
     // Killed with every copy complete in its stage: host2's stage is hidden in releases/, never a release.
-    const crashed = await cli(['deploy', v3, root, ...hostArgs, '--release-id', 'r3'], 'fleet-copied=crash');
+    const crashed = await cli(['deploy', v3, root, ...hostArgs, '--release-id', 'r3'], { failpoints: 'fleet-copied=crash' });
     assert.equal(crashed.signal, 'SIGKILL', `the crash failpoint did not fire: ${crashed.code}\n${crashed.stderr}`);
     const staged = entries(path.join(dir2, 'releases')).filter((n) => n.startsWith('.stage.'));
     assert.equal(staged.length, 1, `no hidden stage on host2: ${entries(path.join(dir2, 'releases')).join(', ')}`);

@@ -10,8 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, currentOf, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { currentOf, rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 import { startPhpFpm, type PhpFpm } from '../harness/php-fpm.ts';
 
@@ -21,18 +22,12 @@ interface FleetJson {
   error?: { code: string; message: string; hint?: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(2, { timeoutMs: 180_000 });
 const pools = new Map<FleetHost, PhpFpm>();
 const newRoot = rootNamer('r');
 /** Where each host finds its own pool's pid file (its /srv), and where this process sees it. */
 const PID_FILE = '/srv/fpm/php-fpm.pid';
 const pidFileOn = (h: FleetHost): string => path.join(h.srvDir, 'fpm', 'php-fpm.pid');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 180_000 });
-}
 
 function site(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(tempDir(t, 'fleet-reload-'), { 'index.php': `<?php echo "${version}";\n` });
@@ -61,9 +56,6 @@ function roots(on: (h: FleetHost) => string): string[][] {
 
 void describe('reload targets on two namespace hosts, each with its own php-fpm pool', () => {
   before(async () => {
-    fleet = await createFleet(2);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
     for (const h of fleet.hosts) {
       const fpm = await startPhpFpm();
       pools.set(h, fpm);
@@ -74,7 +66,6 @@ void describe('reload targets on two namespace hosts, each with its own php-fpm 
 
   after(async () => {
     for (const fpm of pools.values()) await fpm.stop();
-    await fleet?.destroy();
   });
 
   void test('--reload-php-fpm <pid file> reloads each host its own pool, gracefully', async (t) => {

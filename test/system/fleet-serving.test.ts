@@ -5,13 +5,14 @@
 // rollback and after an automatic rollback, through a stand-in `systemctl` on each host's PATH
 // that records its arguments (CI has no running systemd).
 // test-runner: alone (lock holders' leases and --stale-wait are timed)
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, findTools, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { jsonOf, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { findTools, rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface StaleJson {
   processes: { host: string; pid: number; command: string; holds: { kind: string; path: string }[] }[];
@@ -24,15 +25,9 @@ interface FleetJson {
   error?: { code: string; message: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, env, hostArgs, cli } = fleetSuite(2, { timeoutMs: 180_000 });
 /** A fresh remote root for each test, and where it lies on each host as this process sees it. */
 const newRoot = rootNamer('s');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 180_000 });
-}
 
 function site(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(tempDir(t, 'fleet-serving-'), { 'index.html': `<h1>${version}</h1>\n`, 'app.js': 'run();\n' });
@@ -214,16 +209,6 @@ async function loseDuringStaleWait(t: { diagnostic(message: string): void }, arg
 }
 
 void describe('serving after the switch on two namespace hosts', () => {
-  before(async () => {
-    fleet = await createFleet(2);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('a process on the release left is named with its host in JSON and counted in the record; one that exited is not', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = newRoot('named');

@@ -3,26 +3,21 @@
 // file that exists keeps its content; a target whose type contradicts the flag, or an untyped
 // --shared that nothing on the host or in the build types, is refused before any host switches
 // and creates nothing on the host that refused.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface FleetJson {
   release?: string;
   error?: { code: string; message: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(2, { prefix: 'ash', timeoutMs: 180_000 });
 const newRoot = rootNamer('h');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 180_000 });
-}
 
 function site(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(tempDir(t, 'fleet-shared-'), { 'index.html': `<h1>${version}</h1>\n`, 'storage/app.txt': 'kept\n' });
@@ -37,16 +32,6 @@ function currentOf(dir: string): string | null {
 }
 
 void describe('shared files and directories on two namespace hosts', () => {
-  before(async () => {
-    fleet = await createFleet(2, { prefix: 'ash' });
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('--shared-create makes an empty file and a directory on every host and links them; content already there is kept', async (t) => {
     const { root, on } = newRoot('create');
     const first = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--shared-file', 'config/.env', '--shared-dir', 'storage/logs', '--shared-create', '--json']);

@@ -2,12 +2,13 @@
 // host tampered with in every way (an in-place edit keeping size and mtime, a chmod, an added, a
 // removed file, a retargeted symlink) is named with each difference, exit 5; a release without a
 // manifest or with an untrusted one exits 2, an unreachable host 1, and a differing host wins.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost } from '../harness/fleet.ts';
+import { jsonOf, tempDir } from '../harness/cli.ts';
+import { rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 const NPM_EPOCH = new Date('1985-10-26T08:15:00Z');
 
@@ -34,15 +35,9 @@ interface VerifyJson {
   error?: { code: string; message: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, hostArgs, cli } = fleetSuite(2, { timeoutMs: 120_000 });
 /** A fresh remote root for each test, and where it lies on each host as this process sees it. */
 const newRoot = rootNamer('v');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 120_000 });
-}
 
 const host = (n: number): FleetHost => fleet.hosts[n - 1] as FleetHost;
 const row = (j: VerifyJson, name: string): HostJson => {
@@ -80,16 +75,6 @@ async function deployTo(t: { after(fn: () => void): void }, name: string, odd = 
 }
 
 void describe('verify --host over two namespace hosts', () => {
-  before(async () => {
-    fleet = await createFleet(2);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('a fresh fleet release verifies clean on every host: exit 0, one row per host', async (t) => {
     const { root, id } = await deployTo(t, 'clean');
     const result = await cli(['verify', root, ...hostArgs, '--json']);

@@ -2,12 +2,13 @@
 // the ctime the rename gave each host's link), a health check failing in a later wave switches
 // every host back, --max-fail tolerates and names a failed host, and a host that dies between
 // waves stops the rollout.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+import { rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface HostJson {
   host: string;
@@ -32,15 +33,9 @@ interface DeployJson {
   error?: { code: string; message: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, env, hostArgs, cli } = fleetSuite(4, { timeoutMs: 180_000 });
 /** A fresh remote root for each test, and where it lies on each host as this process sees it. */
 const newRoot = rootNamer('w');
-
-function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: 180_000 });
-}
 
 /** The link's ctime in ns: set by the rename that made it current. */
 function linkCtimeNs(dir: string): bigint {
@@ -55,16 +50,6 @@ function site(t: { after(fn: () => void): void }, version: string): string {
 const HEALTH = ['--health-check', 'test ! -e /srv/sick', '--health-timeout', '1'];
 
 void describe('rolling waves over four namespace hosts', () => {
-  before(async () => {
-    fleet = await createFleet(4);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('--waves 1,100%: the first host switches, is health-checked, and only then do the others switch', async (t) => {
     const { root, on } = newRoot('order');
     assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);

@@ -1,13 +1,14 @@
 // Fleet deploys against real sshd hosts in network namespaces (test/harness/fleet.ts): one release
 // to three hosts, all-or-nothing under a killed sshd, a failed switch, a lost link and a crash of
 // the deploying process, each followed by the command that reconciles.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { createFleet, rootNamer, findTools, type Fleet, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { rootNamer, findTools, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 
 function isLink(p: string): boolean {
@@ -38,15 +39,9 @@ interface FleetJson {
   error?: { code: string; message: string };
 }
 
-let fleet: Fleet;
-let env: NodeJS.ProcessEnv;
-let hostArgs: string[];
+const { fleet, env, hostArgs, cli } = fleetSuite(3, { timeoutMs: 90_000, requires: () => findTools(['chattr']) });
 /** A fresh remote root for each test, and where it lies on each host as this process sees it. */
 const newRoot = rootNamer('t');
-
-function cli(args: string[], options: { failpoints?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  return runCli(args, { env, timeoutMs: options.timeoutMs ?? 90_000, ...(options.failpoints ? { failpoints: options.failpoints } : {}) });
-}
 
 function releases(dir: string): string[] {
   try {
@@ -98,17 +93,6 @@ function site(t: { after(fn: () => void): void }, version: string): string {
 }
 
 void describe('fleet deploys over ssh to three namespace hosts', () => {
-  before(async () => {
-    findTools(['chattr']);
-    fleet = await createFleet(3);
-    env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
-    hostArgs = fleet.hosts.flatMap((h) => ['--host', h.alias]);
-  });
-
-  after(async () => {
-    await fleet?.destroy();
-  });
-
   void test('one release id and identical content on every host; --link-dest redeploys send only what changed', async (t) => {
     // A root no shell could take unquoted: quote, $(), a leading dash, non-ASCII.
     const { root, on } = newRoot("-it's $(x) ✓");
