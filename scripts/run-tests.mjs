@@ -4,12 +4,12 @@
 // subnets (named by its pid, test/harness/fleet.ts), and mounts. A file whose first lines hold
 // `// test-runner: alone` runs with nothing beside it, after the others: it measures timing or
 // load (a reader racing a switch, wrk, a signal answered within a second), where a neighbour's
-// work would change what it measures, or it rebuilds what the others run (npm pack and dist/). A file that fails is run once more, alone, and both results
-// are reported: timing-sensitive system tests on a loaded 2-core machine can lose a race with the
-// scheduler, while a real defect fails twice; the summary marks a file that passed only on its
-// second run FLAKY. A skipped or todo test fails its file, and so does a file still running after
-// TEST_FILE_TIMEOUT_S seconds (default 900), which is stopped. The exit code is non-zero if any
-// file failed twice.
+// work would change what it measures, or it rebuilds what the others run (npm pack and dist/).
+// A file that fails is run once more, alone, and both results are reported: timing-sensitive
+// system tests on a loaded 2-core machine can lose a race with the scheduler, while a real defect
+// fails twice; the summary marks a file that passed only on its second run FLAKY. A skipped or
+// todo test fails its file, and so does a file still running after TEST_FILE_TIMEOUT_S seconds
+// (default 900), which is stopped. The exit code is non-zero if any file failed twice.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -36,7 +36,7 @@ function parseArgs(argv) {
 }
 
 const { files: only, jobs } = parseArgs(process.argv.slice(2));
-/** How long one file may run: the longest takes under two minutes here. */
+/** How long one file may run: the longest take about two minutes here. */
 const fileTimeoutS = Number(process.env.TEST_FILE_TIMEOUT_S) > 0 ? Number(process.env.TEST_FILE_TIMEOUT_S) : 900;
 const files = only.length > 0
   ? only

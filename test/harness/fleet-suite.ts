@@ -1,7 +1,8 @@
 /**
  * One namespace fleet for a test file: made before its first test, destroyed after its last, with
  * what every fleet test needs beside it (the CLI's environment, the `--host` arguments, the CLI run
- * against the fleet). Called at a file's top level, as each fleet test file did by hand.
+ * against the fleet). Call it at a file's top level: its hooks then run around every test of the
+ * file, and the file's own hooks (a php-fpm pool per host) run inside them.
  */
 import { after, before } from 'node:test';
 import { runCli, type CliResult } from './cli.ts';
