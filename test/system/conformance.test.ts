@@ -46,6 +46,7 @@ function liveSleeper(): number {
  * With `thread`, only its main thread exits while another runs on (ps shows it `Zl`): a live process.
  */
 async function unreaped(thread: boolean): Promise<number> {
+  requireTools('python3');
   const script = String.raw`
 import ctypes, os, sys, threading, time
 pid = os.fork()
