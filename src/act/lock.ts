@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
 import { judgeLock, OWNER_LINK, OWNER_LINK_PREFIX, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { exitedUnreaped, parseProcStat } from '../plan/serving.ts';
 import type { LockIdentity } from '../root/effects.ts';
 import { runOnFs } from '../root/fs.ts';
 import { dropRemovedLock, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
@@ -73,16 +74,11 @@ interface ProcessFacts {
   startedAtMs?: number;
 }
 
-/**
- * From /proc/<pid>/stat, after the parenthesised command name (which may hold spaces): field 22,
- * the start time, and whether the process has exited unreaped. A zombie's state is Z with one
- * thread; Z with more is a process whose main thread exited while others run on (alive).
- */
+/** A process's start time (clock ticks) and whether it has exited unreaped, from /proc/<pid>/stat. */
 function procStat(pid: number): { startTime?: string; exited: boolean } {
-  const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return { exited: false };
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { startTime: fields[19], exited: (fields[0] === 'Z' || fields[0] === 'X') && fields[17] === '1' };
+  const text = readText(`/proc/${pid}/stat`);
+  const stat = text === undefined ? undefined : parseProcStat(text);
+  return stat === undefined ? { exited: false } : { startTime: stat.startTime, exited: exitedUnreaped(stat) };
 }
 
 function bootTimeMs(): number | undefined {

@@ -117,16 +117,26 @@ export function parsePidFile(text: string): number | undefined {
 }
 
 /** The fields of `/proc/<pid>/stat` we need; the command may hold spaces and parentheses. */
-export function parseProcStat(text: string): { ppid: number; state: string; startTime: string } | undefined {
+export function parseProcStat(text: string): { ppid: number; state: string; threads: number; startTime: string } | undefined {
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
   const fields = text.slice(close + 2).trim().split(' ');
-  // After "(comm) ": state, ppid, ..., starttime is field 22 of the line (index 19 here).
+  // After "(comm) ": state, ppid, ..., num_threads is field 20 of the line and starttime field 22
+  // (indexes 17 and 19 here).
   const state = fields[0];
   const ppid = Number(fields[1]);
+  const threads = Number(fields[17]);
   const startTime = fields[19];
-  if (state === undefined || !Number.isInteger(ppid) || startTime === undefined) return undefined;
-  return { ppid, state, startTime };
+  if (state === undefined || !Number.isInteger(ppid) || !Number.isInteger(threads) || startTime === undefined) return undefined;
+  return { ppid, state, threads, startTime };
+}
+
+/**
+ * Whether a process has exited and waits only to be reaped (a zombie). State Z (or X) with one
+ * thread; Z with more is a process whose main thread exited while others run on: alive.
+ */
+export function exitedUnreaped(stat: { state: string; threads: number }): boolean {
+  return (stat.state === 'Z' || stat.state === 'X') && stat.threads === 1;
 }
 
 /**

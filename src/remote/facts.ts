@@ -204,7 +204,7 @@ export function judgeRemoteLock(raw: RawLock, facts: HostFacts): RemoteLockInfo 
   const verdict = judgeLock(owner, {
     thisHost: facts.host,
     ...(facts.bootId ? { thisBootId: facts.bootId } : {}),
-    process: !owner || raw.alive === false || raw.alive === undefined ? 'dead' : raw.alive === true ? 'alive' : 'exited',
+    process: !owner ? 'dead' : raw.alive === true ? 'alive' : raw.alive === 'exited' ? 'exited' : 'dead',
     ...(ticks ? { processStartTime: ticks } : {}),
     ...(startedAtMs === undefined ? {} : { processStartedAtMs: startedAtMs }),
     lockCreatedAtMs: raw.mtimeMs ?? facts.nowMs,

@@ -128,7 +128,7 @@ void test('pid files, /proc stat lines and unit names are read strictly', () => 
   assert.equal(parsePidFile('  77 '), 77);
   for (const bad of ['', '0', '1', '-5', '12abc', '1 2', '99999999999', 'nan']) assert.equal(parsePidFile(bad), undefined, bad);
   const stat = '4242 (php-fpm: pool (www)) S 4200 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 0 0';
-  assert.deepEqual(parseProcStat(stat), { ppid: 4200, state: 'S', startTime: '98765' });
+  assert.deepEqual(parseProcStat(stat), { ppid: 4200, state: 'S', threads: 1, startTime: '98765' });
   assert.equal(parseProcStat('garbage'), undefined);
   assert.equal(unitNameProblem('php8.2-fpm.service'), undefined);
   assert.equal(unitNameProblem('app@1.service'), undefined);
