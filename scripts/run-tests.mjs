@@ -38,10 +38,12 @@ function parseArgs(argv) {
 const { files: only, jobs } = parseArgs(process.argv.slice(2));
 /** How long one file may run: the longest take about two minutes here. */
 const fileTimeoutS = Number(process.env.TEST_FILE_TIMEOUT_S) > 0 ? Number(process.env.TEST_FILE_TIMEOUT_S) : 900;
-const files = only.length > 0
-  ? only
-  : ['test/unit', 'test/system'].flatMap((dir) =>
-      fs.readdirSync(path.join(repo, dir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join(dir, f)));
+/** The test files of a directory, or the file itself. */
+const testFiles = (entry) =>
+  fs.statSync(path.resolve(repo, entry)).isDirectory()
+    ? fs.readdirSync(path.resolve(repo, entry)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join(entry, f))
+    : [entry];
+const files = (only.length > 0 ? only : ['test/unit', 'test/system']).flatMap(testFiles);
 
 /** Whether a test file asks to run with no other file beside it (a marker in its first 4 KiB). */
 function runsAlone(file) {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
-import { scanSource, topNames, type SourceScan } from '../act/copy.ts';
+import { scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
 import { DeployError, errnoOf, emptyPathError } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
@@ -230,7 +230,7 @@ function outcomeOf(p: HostPhase | undefined): HostOutcome {
   }
 }
 
-function validateSource(source: string): { sourceReal: string; scan: SourceScan } {
+async function validateSource(source: string, signal: AbortSignal | undefined): Promise<{ sourceReal: string; scan: SourceScan }> {
   if (typeof source !== 'string' || source.length === 0) throw emptyPathError('source', 'the build output directory');
   let sourceReal: string;
   try {
@@ -241,7 +241,7 @@ function validateSource(source: string): { sourceReal: string; scan: SourceScan 
     const code = errnoOf(error);
     throw new DeployError('INVALID_SOURCE', code === 'ENOENT' ? `${source} does not exist` : `cannot read ${source}: ${code ?? String(error)}`, { cause: error });
   }
-  const scan = scanSource(sourceReal);
+  const scan = await scanSourceAsync(sourceReal, signal);
   if (scan.entries.length <= 1) throw new DeployError('INVALID_SOURCE', `${source} is empty`, { hint: 'build first: an empty release would take the site down' });
   return { sourceReal, scan };
 }
@@ -267,7 +267,7 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
 export async function fleetDeploy(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployResult> {
   const started = performance.now();
   const targets = resolveTargets(options.hosts, root);
-  const { sourceReal, scan } = validateSource(source);
+  const { sourceReal, scan } = await validateSource(source, options.signal);
   const shared = checkOptions(options, scan);
   const repository = repositoryWarning(topNames(scan.entries));
   const git = await gitInfo(sourceReal);
