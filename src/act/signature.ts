@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import { isUrlSource } from '../plan/archive.ts';
+import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
 export const SIGNATURE_NAMESPACE = 'atomic-deploy';
@@ -46,7 +46,7 @@ async function readSignature(source: string, download: DownloadOptions): Promise
     let size = 0;
     for await (const chunk of dl.chunks) {
       size += chunk.length;
-      if (size > 64 * 1024) throw invalid(`${source} is too large to be an SSH signature`);
+      if (size > 64 * 1024) throw invalid(`${redactUrl(source)} is too large to be an SSH signature`);
       parts.push(chunk);
     }
     return Buffer.concat(parts);
@@ -54,7 +54,7 @@ async function readSignature(source: string, download: DownloadOptions): Promise
   try {
     return fs.readFileSync(source);
   } catch (error) {
-    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${redactUrl(source)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
   }
 }
 
@@ -141,7 +141,7 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     throw new DeployError('USAGE', `--allowed-signers ${allowedSigners} is not a readable file`, { cause: error, hint: 'give an OpenSSH allowed_signers file: "<principal> namespaces=\\"atomic-deploy\\" <public key>"' });
   }
   const sig = await readSignature(signature, download);
-  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(`${signature} is not an SSH signature`);
+  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(`${redactUrl(signature)} is not an SSH signature`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-sig-'));
   const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
   try {
@@ -153,8 +153,8 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     if (principals.length === 0) {
       const { reason, hint } = sshKeygenReason(found.stderr, '');
       // A listed key can still be refused (expired, another namespace): say why rather than "not in".
-      if (reason !== '' && hint !== undefined) throw invalid(`${signature} was made by a key that ${allowedSigners} does not allow now: ${reason}`, hint);
-      throw invalid(`${signature} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
+      if (reason !== '' && hint !== undefined) throw invalid(`${redactUrl(signature)} was made by a key that ${allowedSigners} does not allow now: ${reason}`, hint);
+      throw invalid(`${redactUrl(signature)} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
     }
     // One `ssh-keygen -Y verify` per principal, all fed the same bytes as they stream in.
     const checks = principals.map((principal) => ({ principal, ...verifier(allowedSigners, principal, sigFile) }));
@@ -176,7 +176,7 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
         const failures = results.map((r) => ({ principal: r.principal, ...sshKeygenReason(r.stderr, r.stdout) }));
         const failure = failures.find((f) => !/not permitted for use in signature namespace/i.test(f.reason)) ?? failures[0];
         const signers = principals.length === 1 ? `signer ${principals[0] ?? ''}` : `signers tried: ${principals.join(', ')}`;
-        throw invalid(`the signature ${signature} does not match the artifact (${signers})${failure?.reason ? `: ${failure.reason}` : ''}`, failure?.hint ?? 'the artifact or its signature was changed after signing: deploy the signed artifact');
+        throw invalid(`the signature ${redactUrl(signature)} does not match the artifact (${signers})${failure?.reason ? `: ${failure.reason}` : ''}`, failure?.hint ?? 'the artifact or its signature was changed after signing: deploy the signed artifact');
       },
       dispose: () => {
         for (const c of checks) c.kill();

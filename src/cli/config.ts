@@ -105,8 +105,15 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     } catch (error) {
       throw invalid(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, file, error);
     }
-    // JSON is YAML's flow style: read again for the spelling of its numbers (JSON.parse keeps none) and nothing else.
-    const doc = parseDocument(text, { uniqueKeys: false });
+    // JSON is YAML's flow style: read again for the spelling of its numbers (JSON.parse keeps none)
+    // and for a key given twice in one object, which JSON.parse settles silently (the last wins) and
+    // the YAML form refuses: a hidden second `keep` or `hooks` is the mistake a config check is for.
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    const duplicate = doc.errors.find((e) => e.code === 'DUPLICATE_KEY');
+    if (duplicate) {
+      const at = duplicate.linePos?.[0];
+      throw invalid(`${file}${at ? `:${at.line}:${at.col}` : ''}: a key is given twice in one object (JSON readers keep the last one silently)`, file, duplicate, 'give each key once');
+    }
     if (doc.errors.length === 0) checkNotation(doc);
   } else {
     const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });

@@ -83,6 +83,21 @@ export function addArtifactFlags(cmd: Command): Command {
     .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection (default 3)').argParser(countFlag(COUNTS.downloadRetries)));
 }
 
+/** The artifact flags that tune an extraction or a download (the checks, --sha256 and the signature flags, are not among them). */
+const ARTIFACT_TUNING = ['stripComponents', 'maxFiles', 'maxBytes', 'keepSetuid', 'downloadTimeout', 'downloadRetries'] as const;
+
+/**
+ * The artifact flags for a directory source: a tuning value from an `ATOMIC_DEPLOY_*` variable
+ * (set for every step of a CI job, artifact or not) is dropped, as the config file's `artifact:`
+ * keys are; given on the command line it stays, and the deploy refuses it (exit 2). The checks
+ * stay from either: a directory cannot be checked, and going on would look verified.
+ */
+export function artifactFlagsForDirectory<T extends ArtifactFlags>(flags: T, fromEnvironment: (key: string) => boolean): T {
+  const kept = { ...flags };
+  for (const key of ARTIFACT_TUNING) if (fromEnvironment(key)) delete kept[key];
+  return kept;
+}
+
 /**
  * An artifact's options: each flag given, else the config file's `artifact:` value. --sha256 and
  * --signature name one build's bytes, so they have no config key.

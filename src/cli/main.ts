@@ -1,10 +1,11 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../errors.ts';
 import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
 import { status } from '../ops/status.ts';
-import { addArtifactFlags, addReleaseFlags, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addArtifactFlags, addReleaseFlags, artifactFlagsForDirectory, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { refuseIdleFlags } from './idle-flags.ts';
 import { oneLine, Reporter, type Streams } from './output.ts';
@@ -151,6 +152,21 @@ function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
     if (!YES.has(flag) && !NO.has(flag)) throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: expected 1 or 0 (true/false, yes/no)`);
     if (YES.has(flag)) command.setOptionValueWithSource(key, !option.negate, 'env');
   }
+}
+
+/**
+ * The environment the flags are read from. A hook is given ATOMIC_DEPLOY_RELEASE_ID, its release's
+ * id (with ATOMIC_DEPLOY_RELEASE_PATH beside it), which is also --release-id's name: an
+ * `atomic-deploy deploy` the hook runs (say, the assets to a CDN root) took the parent's id as its
+ * own, and failed on its second run. That value is the hook's information, not a flag: read as one
+ * only where no hook set it (the path beside it does not end in that id).
+ */
+export function flagEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const id = env.ATOMIC_DEPLOY_RELEASE_ID;
+  const at = env.ATOMIC_DEPLOY_RELEASE_PATH;
+  if (id === undefined || at === undefined || path.basename(at) !== id) return env;
+  const { ATOMIC_DEPLOY_RELEASE_ID: _fromHook, ...rest } = env;
+  return rest;
 }
 
 /**
@@ -325,8 +341,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
   program.hook('preAction', async (_program, action) => {
     assertWorkingDirectory();
-    applyEnv(program, process.env);
-    applyEnv(action, process.env);
+    const env = flagEnvironment(process.env);
+    applyEnv(program, env);
+    applyEnv(action, env);
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
     for (const w of unknownEnvWarnings(program, process.env)) reporter.warn(w.message, w.hint);
@@ -335,6 +352,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.
   const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
   const onCommandLine = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
+  const fromEnvironment = (cmd: Command) => (flag: string): boolean => cmd.getOptionValueSource(flag) === 'env';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
 
   common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
@@ -360,7 +378,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const { isArtifactSource, refuseChecksOnDirectory, stageArtifactLocally } = await import('../ops/artifact.ts');
-      if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(flags));
+      if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(artifactFlagsForDirectory(flags, fromEnvironment(cmd))));
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, secondSignal, emit: out.event }) : undefined;
       try {
         exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
@@ -380,11 +398,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       ...options,
       // The config's artifact: keys are for artifacts (allowedSigners is their policy); for a
       // directory only the flags go on, and the deploy refuses --sha256 and the signature flags.
-      artifact: artifactOptionsFrom(flags, isArtifactSource(source) ? config() : undefined),
+      artifact: isArtifactSource(source) ? artifactOptionsFrom(flags, config()) : artifactOptionsFrom(artifactFlagsForDirectory(flags, fromEnvironment(cmd))),
       signal,
       secondSignal,
       onEvent: out.event,
-      command: `deploy ${source}`,
+      // The lock's owner file (world-readable) and the messages of deploys that meet it: no URL credentials.
+      command: `deploy ${redactUrl(source)}`,
     });
     afterSignal();
     const { deploySummary, renderPlan } = await import('./render-lifecycle.ts');

@@ -7,7 +7,7 @@ import type { DownloadOptions } from '../act/download.ts';
 import { deleteTree, nextSignal } from '../act/remove-tree.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, isUrlSource, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
 import { shellWord } from '../plan/paths.ts';
 import { signalOf } from '../plan/validate.ts';
 import { namesWithVerb } from '../plan/units.ts';
@@ -163,7 +163,7 @@ export async function fillStage(opened: OpenedArtifact, staging: string, context
     });
     if (context.signal?.aborted) return result;
     if (opened.sha256 !== undefined && result.sha256 !== opened.sha256) {
-      throw new DeployError('CHECKSUM_MISMATCH', `${path.basename(artifact.source)}: sha256 is ${result.sha256}, expected ${opened.sha256}; nothing was deployed`, {
+      throw new DeployError('CHECKSUM_MISMATCH', `${isUrlSource(artifact.source) ? redactUrl(artifact.source) : path.basename(artifact.source)}: sha256 is ${result.sha256}, expected ${opened.sha256}; nothing was deployed`, {
         hint: 'the artifact changed or is not the one built: check --sha256 against sha256sum of the build output',
         details: { expected: opened.sha256, actual: result.sha256 },
       });

@@ -1,6 +1,7 @@
 /** What goes into a new release besides the source's files: shared links, and how files are made. */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { ExtractResult } from '../act/archive.ts';
 import { slashedRel, type SourceEntry, type SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
@@ -320,4 +321,39 @@ export async function placeShared(layout: Layout, staging: string, links: readon
   options.emit({ type: 'step', message: `linked shared ${links.map((l) => l.path).join(', ')}` });
   await failpoint('shared-linked');
   return made;
+}
+
+/**
+ * An artifact's shared paths, decided again once it is extracted: at plan time nothing was known of
+ * what it holds. The rules are a directory's: a path the archive holds is refused without
+ * --shared-replace (exit 2; the stage is removed with the deploy, and no shared target has been
+ * made yet), and with it, what the archive put there leaves the stage and the manifest before the
+ * link takes its place. A parent the archive made a file or a symlink is refused, as in a build.
+ */
+export async function sharedOverExtracted(staging: string, extracted: ExtractResult, options: ContentsOptions): Promise<{ links: SharedLink[]; extracted: ExtractResult }> {
+  const specs = sharedSpecs(options);
+  if (specs.length === 0) return { links: [], extracted };
+  const plan = planShared(specs, extracted.manifest.map((e) => ({ rel: e.path, kind: e.type })), { replace: options.sharedReplace });
+  if (plan.problems.length > 0) {
+    throw new DeployError('INVALID_SHARED_PATH', plan.problems.join('; '), { hint: plan.hints.join('; '), details: { problems: plan.problems } });
+  }
+  if (plan.exclude.length === 0) return { links: plan.links, extracted };
+  // Each path passed sharedPathProblem (relative, no ".."), and its parents are directories the
+  // archive made in the stage (planShared refuses a file or a symlink there): the delete stays inside.
+  for (const p of plan.exclude) await fs.promises.rm(path.join(staging, p), { recursive: true, force: true });
+  const under = (rel: string): boolean => plan.exclude.some((p) => rel === p || rel.startsWith(`${p}/`));
+  const manifest = extracted.manifest.filter((e) => !under(e.path));
+  const left = manifest.filter((e) => e.type === 'file');
+  return {
+    links: plan.links,
+    extracted: {
+      ...extracted,
+      manifest,
+      files: left.length,
+      dirs: manifest.filter((e) => e.type === 'dir').length,
+      symlinks: manifest.filter((e) => e.type === 'symlink').length,
+      bytes: left.reduce((sum, e) => sum + (e.type === 'file' ? e.size : 0), 0),
+      stamps: new Map([...extracted.stamps].filter(([rel]) => !under(rel))),
+    },
+  };
 }

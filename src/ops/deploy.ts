@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, scanSource, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
+import { copyTree, scanSourceAsync, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
 import { touchSourceCache, writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, writeManifest, writeStatCache } from '../act/manifest.ts';
@@ -29,7 +29,7 @@ import { runOnFs } from '../root/fs.ts';
 import { placeRelease } from '../root/place.ts';
 import { undoProgram } from '../root/undo.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
-import { placeShared, planContents, planFiles } from './contents.ts';
+import { placeShared, planContents, planFiles, sharedOverExtracted } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
@@ -205,15 +205,16 @@ function artifactSource(source: string, root: string, options: DeployOptions): {
   return { sourceReal: isUrlSource(source) ? source : path.resolve(source), layout };
 }
 
-function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Validated {
+async function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Promise<Validated> {
   const { sourceReal, layout } = artifact ? artifactSource(source, root, options) : validateSource(source, root, options.adopt === true);
   if (!artifact) refuseChecksOnDirectory(source, options.artifact);
   if (options.releaseId !== undefined) {
     checkNewReleaseId(options.releaseId);
-    if (fs.existsSync(releasePath(layout, options.releaseId))) throw releaseIdTaken(layout, options.releaseId);
+    // lstat, not exists: a symlink whose target is gone (a volume not mounted) takes the name too.
+    if (fs.lstatSync(releasePath(layout, options.releaseId), { throwIfNoEntry: false }) !== undefined) throw releaseIdTaken(layout, options.releaseId);
   }
   if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
-  const scan = scanSourceOrExplain(sourceReal);
+  const scan = await scanSourceOrExplain(sourceReal, options.signal);
   // Directories alone are an empty site too (an archive of only directories is refused the same way).
   if (scan.files + scan.symlinks === 0) {
     throw new DeployError('INVALID_SOURCE', scan.entries.length <= 1 ? `${source} is empty` : `${source} holds no files, only empty directories`, { hint: 'build first: an empty release would take the site down' });
@@ -244,9 +245,9 @@ function refuseTooLongPaths(scan: SourceScan, layout: Layout, releaseId: string 
 const SOURCE_READ_HINT = 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)';
 
 /** The source scan, with its failures phrased as problems of the source (exit 2), never as bugs. */
-function scanSourceOrExplain(sourceReal: string): SourceScan {
+async function scanSourceOrExplain(sourceReal: string, signal: AbortSignal | undefined): Promise<SourceScan> {
   try {
-    return scanSource(sourceReal);
+    return await scanSourceAsync(sourceReal, signal);
   } catch (error) {
     if (error instanceof DeployError) {
       if (error.code !== 'INVALID_SOURCE' || error.hint !== undefined) throw error;
@@ -292,7 +293,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   const emit = options.onEvent ?? ignoreEvents;
   const durable = options.fsync !== false;
   const isArtifact = typeof source === 'string' && isArtifactSource(source);
-  const { layout, sourceReal, scan: scanned } = validate(source, root, options, isArtifact);
+  const { layout, sourceReal, scan: scanned } = await validate(source, root, options, isArtifact);
   {
     // Refuse a root whose current we must not replace before creating anything in it.
     const existing = fs.existsSync(layout.root) ? await readCurrent(layout) : { kind: 'missing' as const };
@@ -344,10 +345,10 @@ export async function deploy(source: string, root: string, options: DeployOption
     // Ids are never reused, not even a pruned release's: the log still has its record.
     const existingIds = new Set([...dirs, ...(await listRecordIds(layout))]);
     const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
-    if (existingIds.has(id)) {
+    const finalPath = releasePath(layout, id);
+    if (existingIds.has(id) || fs.lstatSync(finalPath, { throwIfNoEntry: false }) !== undefined) {
       throw releaseIdTaken(layout, id);
     }
-    const finalPath = releasePath(layout, id);
     // Staged on the mount of releases/, so the rename that places it cannot fail with EXDEV.
     const area = await stagingArea(layout);
     if (area.dir === layout.releases) emit({ type: 'step', message: 'releases/ is on another filesystem than .tmp/: staging inside releases/' });
@@ -357,6 +358,8 @@ export async function deploy(source: string, root: string, options: DeployOption
     let switched = false;
     let durability: DeployResult['durability'] = 'off';
     let sharedDirs: string[] = [];
+    // An artifact's are decided again once it is extracted (sharedOverExtracted).
+    let sharedLinks = contents.shared;
     let counts = { linked: 0, copied: 0 };
     let artifactFacts: DeployResult['artifact'];
     let totals = { files: scan.files, bytes: scan.bytes };
@@ -386,8 +389,9 @@ export async function deploy(source: string, root: string, options: DeployOption
         emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(opened.artifact.source)} into release ${id}` });
         extracted = await fillStage(opened, staging, { signal: options.signal, emit, onFiles: (n, bytes) => writeback?.progress(n, bytes) });
         if (!options.signal?.aborted && extracted.files + extracted.symlinks === 0) {
-          throw new DeployError('INVALID_SOURCE', `${opened.artifact.source} holds no files`, { hint: 'build first: an empty release would take the site down' });
+          throw new DeployError('INVALID_SOURCE', `${redactUrl(opened.artifact.source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
         }
+        if (!options.signal?.aborted) ({ links: sharedLinks, extracted } = await sharedOverExtracted(staging, extracted, options));
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
       } else {
         // With files to link from the previous release, say so: most of them may not be copied at all.
@@ -411,7 +415,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       counts = { linked: copied.linked, copied: copied.copied };
       totals = { files: copied.files, bytes: copied.bytes };
       // Linked before the release is made durable and renamed, so releases/<id> never lacks them.
-      sharedDirs = await placeShared(layout, staging, contents.shared, { create: options.sharedCreate === true, emit });
+      sharedDirs = await placeShared(layout, staging, sharedLinks, { create: options.sharedCreate === true, emit });
 
       if (durable) {
         emit({ type: 'progress', phase: 'fsync', done: 0, total: scan.files, bytes: 0, totalBytes: scan.bytes });
@@ -436,7 +440,7 @@ export async function deploy(source: string, root: string, options: DeployOption
       // The manifest is durable before the release is placed: a live release never lacks it.
       // The release directory's mode as the copy left it (the build directory's; 755 for an archive).
       const root = { mode: fs.lstatSync(staging).mode & 0o7777 };
-      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, contents.shared)], durable, root);
+      digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, sharedLinks)], durable, root);
       await writeStatCache(layout, id, copied.stamps);
       // Every build file's hash came from the cache (same stamps): it already says all the new one would.
       if (!extracted && files.sourceClock !== undefined && files.sourceCached !== scan.files) buildRead = sourceCacheOfBuild(scan, copied.manifest, files.sourceClock);

@@ -1,10 +1,9 @@
 import { displayUrl } from '../act/health.ts';
 import fs from 'node:fs';
-import { inspectLock, describeHolder } from '../act/lock.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
 import { sharedTargetKind } from '../act/shared.ts';
-import { listRecordIds, nextSeq, readJournal, readRecords } from '../act/state.ts';
+import { listRecordIds, nextSeq, readRecords } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
 import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
@@ -12,7 +11,7 @@ import { sharedTargetsToCreate, type ContentsPlan } from './contents.ts';
 import type { DeployOptions, Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
 import { shellWord } from '../plan/paths.ts';
-import { writeProblem } from './root.ts';
+import { lockNotes, writeProblem } from './root.ts';
 
 /** What `deploy` would do, worked out without changing anything on disk (not even the lock). */
 export interface DeployPlan {
@@ -75,14 +74,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const notes: string[] = [];
   const unwritable = writeProblem(layout);
   if (unwritable !== undefined) notes.push(unwritable);
-  if (exists) {
-    const lock = inspectLock(layout);
-    if (lock) notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason})`);
-    const journal = await readJournal(layout);
-    // A journal under a live holder's lock is that operation's own, running now: not interrupted.
-    const running = lock !== undefined && lock.verdict.state !== 'stale';
-    if (journal.kind !== 'none') notes.push(running ? 'an operation is running (its journal is in the root): the deploy waits for its lock (--wait) or exits 3' : 'an interrupted operation left a journal: the deploy recovers it first');
-  }
+  notes.push(...(await lockNotes(layout, 'deploy')));
 
   const creates = new Map(sharedTargetsToCreate(layout, contents.shared, options.sharedCreate === true).map((c) => [c.path, c.type]));
   const shared = contents.shared.map((link) => ({
@@ -145,15 +137,38 @@ export function journalablePrevious(previous: string | null, layout: Layout): st
  * Why a release id cannot be used: a release of that name, something else under that name in
  * releases/, or a release pruned since (its record stays: ids are never reused). Each says what to do.
  */
+function isEmptyDir(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length === 0;
+  } catch {
+    return false;
+  }
+}
+
+function readLinkOr(link: string): string {
+  try {
+    return fs.readlinkSync(link);
+  } catch {
+    return '?';
+  }
+}
+
 export function releaseIdTaken(layout: Layout, id: string): DeployError {
-  const st = fs.lstatSync(releasePath(layout, id), { throwIfNoEntry: false });
+  const at = releasePath(layout, id);
+  const st = fs.lstatSync(at, { throwIfNoEntry: false });
+  if (st?.isDirectory() && isEmptyDir(at)) {
+    return new DeployError('RELEASE_EXISTS', `${at} is taken by an empty directory, not a release`, {
+      hint: 'pick another release id, or remove that empty directory',
+    });
+  }
   if (st?.isDirectory()) {
     return new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, {
       hint: `release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${shellWord(layout.root)} --to ${shellWord(id)}`,
     });
   }
   if (st !== undefined) {
-    return new DeployError('RELEASE_EXISTS', `${releasePath(layout, id)} is taken by a ${st.isSymbolicLink() ? 'symlink' : 'file'}, not a release directory`, {
+    const what = !st.isSymbolicLink() ? 'a file' : fs.existsSync(at) ? 'a symlink' : `a symlink to ${JSON.stringify(readLinkOr(at))}, which does not exist (a volume not mounted?)`;
+    return new DeployError('RELEASE_EXISTS', `${at} is taken by ${what}, not a release directory`, {
       hint: 'pick another release id, or move that entry out of releases/',
     });
   }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { failpoint } from '../act/failpoints.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
@@ -17,7 +18,7 @@ import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision,
 import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
-import { openRoot, realpathLoose, rootIsIdle, withLock, writeProblem } from './root.ts';
+import { openRoot, realpathLoose, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
 
 export interface PruneOptions {
   /** Good releases to keep; failed and rolled-back ones never count. Current and the rollback target always stay. */
@@ -64,6 +65,10 @@ export interface PruneResult {
   recovered: string[];
   /** Releases prune chose but could not move out of `releases/` (immutable, another owner's); they stay. */
   failed?: { id: string; message: string }[];
+  /** A dry run's warnings: a root this user cannot write, a held lock, an interrupted command's journal. */
+  notes?: string[];
+  /** Set when a signal stopped the delete: the trash directories (relative to the root, or to releases/'s parent) still to go. */
+  leftToDelete?: string[];
 }
 
 export const assertKeep: (keep: unknown) => asserts keep is number = checkKeep;
@@ -244,6 +249,16 @@ export async function finishPrune(retired: RetiredPrune, options: { emit: EventS
   } catch (error) {
     options.emit({ type: 'warning', message: `${ioError('deleting pruned releases', error).message}; the next command finishes it` });
   }
+  if (options.signal?.aborted) {
+    // The releases are pruned (out of releases/ under the lock); only their files wait in the trash.
+    const left = retired.trash.filter((dir) => fs.existsSync(dir));
+    if (left.length > 0) {
+      const names = left.map((dir) => path.relative(path.dirname(path.dirname(dir)), dir));
+      retired.result.leftToDelete = names;
+      const sig = signalOf(options.signal.reason);
+      options.emit({ type: 'warning', message: `interrupted by ${sig} while deleting the pruned releases' files: ${names.join(', ')} ${left.length === 1 ? 'remains' : 'remain'}; the next command deletes ${left.length === 1 ? 'it' : 'them'}` });
+    }
+  }
   return retired.result;
 }
 
@@ -262,9 +277,10 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
   if (options.dryRun) {
     const currentId = currentIdOrThrow(await readCurrent(layout), layout);
     const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId });
-    const unwritable = writeProblem(layout);
-    if (unwritable !== undefined && decision.remove.length > 0) emit({ type: 'warning', message: unwritable });
-    return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [] };
+    const unwritable = decision.remove.length > 0 ? writeProblem(layout) : undefined;
+    const notes = [unwritable, ...(await lockNotes(layout, 'prune'))].filter((n) => n !== undefined);
+    for (const note of notes) emit({ type: 'warning', message: note });
+    return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [], notes };
   }
   // A `current` that is no release (outside, a directory, dangling) is refused before the lock,
   // after the root's own problems (a .tmp/ apart), which the lock would name first.

@@ -12,7 +12,7 @@ import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
-import { openRoot, rootIsIdle, withLock, writeProblem } from './root.ts';
+import { openRoot, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -41,6 +41,8 @@ export interface RollbackResult {
   warnings?: string[];
   /** Set by a dry run: `release` is where a rollback would go; nothing was changed. */
   dryRun?: true;
+  /** A dry run's warnings: a root this user cannot write, a held lock, an interrupted command's journal. */
+  notes?: string[];
 }
 
 /** The release a rollback goes to: `to` if it exists, else the previous good release. */
@@ -106,9 +108,9 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   await checkReloadTargets(options);
   if (options.dryRun) {
     const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
-    const unwritable = writeProblem(layout);
-    if (unwritable !== undefined) emit({ type: 'warning', message: unwritable });
-    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true };
+    const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback'))].filter((n) => n !== undefined);
+    for (const note of notes) emit({ type: 'warning', message: note });
+    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true, notes };
   }
   // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock,
   // after the root's own problems (a .tmp/ apart), which the lock would name first.

@@ -2,7 +2,7 @@ import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
-import { acquireLock, inspectLock, releaseLock, type LockHandle } from '../act/lock.ts';
+import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
@@ -338,6 +338,26 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
       throw expected(`releasing the lock ${layout.lock}`, error);
     });
   }
+}
+
+/**
+ * What a dry run notes of the root's lock beside its plan (deploy, rollback and prune alike): a
+ * held lock, and a journal, which is either the holder's own operation, running now, or an
+ * interrupted one the command would recover first. Read only: nothing is taken over or recovered.
+ */
+export async function lockNotes(layout: Layout, command: 'deploy' | 'rollback' | 'prune'): Promise<string[]> {
+  if (!fs.existsSync(layout.root)) return [];
+  const notes: string[] = [];
+  const lock = inspectLock(layout);
+  if (lock) {
+    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : `the ${command} would wait for it (--wait) or exit 3`;
+    notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
+  }
+  const journal = await readJournal(layout);
+  // A journal under a live holder's lock is that operation's own, running now: not interrupted.
+  const running = lock !== undefined && lock.verdict.state !== 'stale';
+  if (journal.kind !== 'none') notes.push(running ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);
+  return notes;
 }
 
 /**

@@ -138,6 +138,65 @@ void test('a dry run notes a held lock and an interrupted deploy instead of touc
   assert.deepEqual(snapshot(root), before, 'the dry run recovered or unlocked');
 });
 
+// The dry runs of rollback and prune said nothing of a held lock or a journal, where the
+// commands themselves then exit 3 or recover first; each now warns (stderr) and lists it (JSON notes).
+void test('rollback --dry-run and prune --dry-run note a held lock and a journal, stale or running', async (t) => {
+  const { src, root } = setup(t);
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);
+  const crashed = await runCli(['deploy', src, root, '--release-id', 'r3', '--no-fsync'], { failpoints: 'copy-done=crash' });
+  assert.equal(crashed.signal, 'SIGKILL');
+  const before = snapshot(root);
+  for (const command of ['rollback', 'prune'] as const) {
+    const human = await runCli([command, root, '--dry-run']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stderr, new RegExp(`^warning: the root is locked by pid \\d+ .*\\(stale: .*\\): the ${command} would take it over$`, 'm'), command);
+    assert.match(human.stderr, new RegExp(`^warning: an interrupted operation left a journal: the ${command} recovers it first$`, 'm'), command);
+    const json = await runCli([command, root, '--dry-run', '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(jsonOf<{ notes: string[] }>(json).notes.length, 2, json.stdout);
+  }
+  assert.deepEqual(snapshot(root), before, 'a dry run recovered or unlocked');
+  assert.equal((await runCli(['status', root, '--quiet'])).code, 0);
+
+  // A deploy running now: its lock is held, its journal is its own.
+  const running = spawnCli(['deploy', src, root, '--release-id', 'r4', '--no-fsync', '--before-switch', 'sleep 4']);
+  for (let i = 0; i < 200 && !fs.existsSync(path.join(root, 'releases', 'r4')); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(fs.existsSync(path.join(root, 'releases', 'r4')), 'the deploy never reached its hook');
+  for (const command of ['rollback', 'prune'] as const) {
+    const r = await runCli([command, root, '--dry-run', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const notes = jsonOf<{ notes: string[] }>(r).notes.join('\n');
+    assert.match(notes, new RegExp(`locked by pid \\d+ .*\\(held: .*\\): the ${command} would wait for it \\(--wait\\) or exit 3`), command);
+    assert.match(notes, /an operation is running/, command);
+    assert.doesNotMatch(notes, /interrupted/, command);
+  }
+  assert.equal((await running.done).code, 0);
+});
+
+// A release id taken by a symlink to nothing (a release moved to a volume not mounted now) passed
+// every check, the copy ran, and the final rename failed with ENOTDIR (exit 1); the dry run said
+// nothing. An empty directory under the id got a hint to roll back to it, which rollback refuses.
+void test('a release id taken by a dangling symlink or an empty directory is refused before the copy, dry run alike', async (t) => {
+  const { src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'r1', '--no-fsync', '--quiet'])).code, 0);
+  fs.symlinkSync('/nonexistent/volume/v2', path.join(root, 'releases', 'v2'));
+  fs.mkdirSync(path.join(root, 'releases', 'v3'));
+  const before = snapshot(root);
+  for (const dry of [['--dry-run'], []]) {
+    const dangling = await runCli(['deploy', src, root, '--release-id', 'v2', ...dry, '--json']);
+    assert.equal(dangling.code, 2, dangling.stderr);
+    const error = jsonOf<PlanJson>(dangling).error;
+    assert.equal(error?.code, 'RELEASE_EXISTS');
+    assert.match(error?.message ?? '', /releases\/v2 is taken by a symlink to "\/nonexistent\/volume\/v2", which does not exist \(a volume not mounted\?\), not a release directory$/);
+    const empty = await runCli(['deploy', src, root, '--release-id', 'v3', ...dry]);
+    assert.equal(empty.code, 2, empty.stderr);
+    assert.match(empty.stderr, /^error: \S+releases\/v3 is taken by an empty directory, not a release$/m);
+    assert.doesNotMatch(empty.stderr, /rollback/);
+  }
+  assert.deepEqual(snapshot(root), before);
+  assert.equal(currentId(root), 'r1');
+});
+
 void test('a dry run during a running deploy says it runs (not interrupted) and keeps its release as being deployed', async (t) => {
   const { src, root } = setup(t);
   for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'])).code, 0);

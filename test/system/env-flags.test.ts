@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { BIN, currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 
 async function rootWithReleases(t: { after(fn: () => void): void }, ids: string[]): Promise<{ dir: string; src: string; root: string }> {
@@ -53,7 +53,7 @@ void test('flags of the stale check and of rollback come from the environment to
   const { root } = await rootWithReleases(t, ['a1', 'a2']);
   const dry = await runCli(['rollback', root, '--json'], { env: { ATOMIC_DEPLOY_DRY_RUN: '1', ATOMIC_DEPLOY_STALE: 'off' } });
   assert.equal(dry.code, 0, dry.stderr);
-  assert.deepEqual(jsonOf<{ release: string; dryRun: boolean }>(dry), { release: 'a1', previous: 'a2', recovered: [], dryRun: true });
+  assert.deepEqual(jsonOf<{ release: string; dryRun: boolean }>(dry), { release: 'a1', previous: 'a2', recovered: [], dryRun: true, notes: [] });
   assert.equal(currentId(root), 'a2');
   const before = treeSnapshot(root, { times: true });
   for (const [name, value, message] of [
@@ -104,4 +104,42 @@ void test('a misspelt ATOMIC_DEPLOY_ variable is named in a warning with the one
   const quiet = await runCli(['status', root], { env: { ATOMIC_DEPLOY_KEEP: '2', ATOMIC_DEPLOY_WAVES: '3', ATOMIC_DEPLOY_ROOT: root, ATOMIC_DEPLOY_RELEASE_PATH: root, ATOMIC_DEPLOY_PREVIOUS_ID: 'a1', ATOMIC_DEPLOY_UNIT: 'x.service' } });
   assert.equal(quiet.code, 0, quiet.stderr);
   assert.equal(quiet.stderr, '');
+});
+
+// A CI job exports its artifact settings for every step; a step that deploys a directory failed
+// with exit 2, naming a flag nobody gave. As the config file's artifact: keys, a tuning value from
+// the environment is left out for a directory; the checks (--sha256, the signature) still refuse.
+void test('artifact tuning variables leave a directory deploy alone; the same flags on the command line, and the check variables, refuse it', async (t) => {
+  const { src, root } = await rootWithReleases(t, ['e1']);
+  const tuning = { ATOMIC_DEPLOY_MAX_FILES: '100000', ATOMIC_DEPLOY_MAX_BYTES: '1G', ATOMIC_DEPLOY_DOWNLOAD_RETRIES: '5', ATOMIC_DEPLOY_DOWNLOAD_TIMEOUT: '9', ATOMIC_DEPLOY_STRIP_COMPONENTS: '1', ATOMIC_DEPLOY_KEEP_SETUID: '1' };
+  const r = await runCli(['deploy', src, root, '--release-id', 'e2', '--no-fsync', '--quiet'], { env: tuning });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.equal(currentId(root), 'e2');
+  const before = treeSnapshot(root);
+  const flag = await runCli(['deploy', src, root, '--max-files', '100000']);
+  assert.equal(flag.code, 2, flag.stderr);
+  assert.match(flag.stderr, /^error: --max-files applies to an archive or URL artifact, but the source \S+ is a directory/m);
+  const check = await runCli(['deploy', src, root], { env: { ATOMIC_DEPLOY_SHA256: 'a'.repeat(64) } });
+  assert.equal(check.code, 2, check.stderr);
+  assert.match(check.stderr, /^error: --sha256 checks an archive or URL artifact, but the source \S+ is a directory/m);
+  assert.deepEqual(treeSnapshot(root), before);
+});
+
+// A hook is given ATOMIC_DEPLOY_RELEASE_ID, also --release-id's variable: an atomic-deploy the hook
+// ran took the parent's id for its own release, and its second run failed (RELEASE_EXISTS) the parent.
+void test('a deploy run by a hook does not take the hook\'s ATOMIC_DEPLOY_RELEASE_ID for its --release-id', async (t) => {
+  const { dir, src, root } = await rootWithReleases(t, ['h1']);
+  const cdn = path.join(dir, 'cdn');
+  const nested = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} deploy ${JSON.stringify(src)} ${JSON.stringify(cdn)} --no-fsync --quiet`;
+  const r = await runCli(['deploy', src, root, '--release-id', 'rel-42', '--no-fsync', '--quiet', '--before-switch', `${nested} && ${nested}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(currentId(root), 'rel-42');
+  const ids = fs.readdirSync(path.join(cdn, 'releases')).filter((n) => !n.startsWith('.'));
+  assert.equal(ids.length, 2, ids.join(', '));
+  assert.ok(!ids.includes('rel-42'), `the nested deploy took the parent's id: ${ids.join(', ')}`);
+  // Set by hand (no hook's release path beside it), the variable is still --release-id.
+  const own = await runCli(['deploy', src, cdn, '--no-fsync', '--quiet'], { env: { ATOMIC_DEPLOY_RELEASE_ID: 'mine' } });
+  assert.equal(own.code, 0, own.stderr);
+  assert.equal(currentId(cdn), 'mine');
 });

@@ -80,7 +80,7 @@ async function crashedScene(t: { after(fn: () => void): void }, failpoint: strin
  * Runs `args`, sends `signal` once the file count of what it deletes starts to fall, and returns
  * the result with the time from the signal to the exit and the files left then.
  */
-async function interruptDelete(scene: Scene, args: string[], signal: NodeJS.Signals): Promise<{ code: number | null; stderr: string; exitMs: number; filesAtSignal: number; filesLeft: number }> {
+async function interruptDelete(scene: Scene, args: string[], signal: NodeJS.Signals): Promise<{ code: number | null; stdout: string; stderr: string; exitMs: number; filesAtSignal: number; filesLeft: number }> {
   const total = leftoverFiles(scene.root, scene.kept);
   assert.ok(total >= FILES, `${total} files to delete, expected at least ${FILES}`);
   const { child, done } = spawnCli(args, { timeoutMs: 120_000 });
@@ -104,7 +104,7 @@ async function interruptDelete(scene: Scene, args: string[], signal: NodeJS.Sign
   child.kill(signal);
   const result = await done;
   const exitMs = performance.now() - sent;
-  return { code: result.code, stderr: result.stderr, exitMs, filesAtSignal, filesLeft: leftoverFiles(scene.root, scene.kept) };
+  return { code: result.code, stdout: result.stdout, stderr: result.stderr, exitMs, filesAtSignal, filesLeft: leftoverFiles(scene.root, scene.kept) };
 }
 
 /** The releases that stay are as they were, and nothing else is under releases/. */
@@ -181,6 +181,13 @@ void test(`SIGTERM while prune deletes a ${FILES}-file release after the lock: e
   // directories open for a moment, and the in-use check would keep r1 for it.
   const r = await interruptDelete(scene, ['prune', root, '--keep', '1', '--force', '--json'], 'SIGTERM');
   assertStopped(r, 'prune', 143, t);
+  // r1 is pruned (out of releases/ under the lock), but its files are not all gone: said, not claimed done.
+  const pruned = jsonOf<{ removed: { id: string }[]; leftToDelete?: string[] }>({ ...r, signal: null });
+  assert.deepEqual(pruned.removed.map((x) => x.id), ['r1']);
+  assert.equal(pruned.leftToDelete?.length, 1, r.stdout);
+  assert.match(pruned.leftToDelete[0] ?? '', /^\.tmp\/trash\.r1\.[0-9a-f]+$/);
+  assert.ok(fs.existsSync(path.join(root, pruned.leftToDelete[0] ?? '')), 'the trash it names is not there');
+  assert.match(r.stderr, new RegExp(`^warning: interrupted by SIGTERM while deleting the pruned releases' files: ${pruned.leftToDelete[0]?.replaceAll('.', '\\.')} remains; the next command deletes it$`, 'm'));
   checkInterrupted(scene, 'prune');
   await checkNextStatus(scene, 'prune');
 });
