@@ -71,3 +71,22 @@ export async function removeRelease(
   await removeTree(trash);
   return undefined;
 }
+
+/**
+ * What stands at a release's path when it is no release directory: a file, a symlink (to another
+ * release, or to nothing: a volume not mounted). Undefined when nothing is there, or a directory.
+ * For the message of a command that found no release there: "does not exist" was wrong.
+ */
+export function notAReleaseDir(dir: string): string | undefined {
+  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  if (st === undefined || st.isDirectory()) return undefined;
+  if (!st.isSymbolicLink()) return `${dir} is a file, not a release directory`;
+  let target = '?';
+  try {
+    target = fs.readlinkSync(dir);
+  } catch {
+    // Gone meanwhile: the words below still hold.
+  }
+  const dangling = fs.statSync(dir, { throwIfNoEntry: false }) === undefined;
+  return `${dir} is a symlink to ${JSON.stringify(target)}${dangling ? ', which does not exist (a volume not mounted?)' : ''}, not a release directory`;
+}

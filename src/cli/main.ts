@@ -9,6 +9,7 @@ import { addArtifactFlags, addReleaseFlags, artifactFlagsForDirectory, artifactO
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { refuseIdleFlags } from './idle-flags.ts';
 import { oneLine, Reporter, type Streams } from './output.ts';
+import { plural } from '../plan/units.ts';
 import { damagedRecordWarning, renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { secondsFlag } from './number-flags.ts';
@@ -539,6 +540,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     afterSignal();
     if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
     out.result(renderVerify(result), result);
+    // --quiet leaves only errors, and differences are this command's failure (exit 5): one line says so.
+    if (!result.identical && flags.quiet === true && flags.json !== true) {
+      out.error(`release ${oneLine(result.release)} differs from its manifest: ${plural(result.differences.length, 'difference')}`, 'run verify without --quiet to list them');
+    }
   });
 
   addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });

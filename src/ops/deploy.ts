@@ -177,7 +177,8 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
   const sourceShape = rootShapeOf(sourceReal);
   if (sourceShape.kind === 'root') {
     throw new DeployError('INVALID_SOURCE', `${source} is a deploy root, not a build directory`, {
-      hint: targetShape.kind === 'root' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${shellWord(root)} ${shellWord(source)}`,
+      // Swapped only if the other argument is something to deploy: a path that does not exist is not.
+      hint: targetShape.kind === 'root' || targetShape.kind === 'missing' ? 'give the build output directory as the source' : `the arguments look swapped; did you mean: atomic-deploy deploy ${shellWord(root)} ${shellWord(source)}`,
     });
   }
   checkTarget(layout, adopt, targetShape);

@@ -4,6 +4,7 @@ import { readJournal } from '../act/state.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
+import { notAReleaseDir } from '../act/releases.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
@@ -68,7 +69,8 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
 }
 
 function unknownRelease(layout: Layout, id: string): DeployError {
-  return new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, {
+  const taken = notAReleaseDir(releasePath(layout, id));
+  return new DeployError('UNKNOWN_RELEASE', taken ?? `release ${id} does not exist in ${layout.releases}`, {
     hint: `list them with: atomic-deploy releases ${shellWord(layout.root)}`,
   });
 }

@@ -1,6 +1,7 @@
 /** `verify`: re-hash a release and compare it with the manifest written when it was made. */
 import fs from 'node:fs';
 import { releasePath, type Layout } from '../act/layout.ts';
+import { notAReleaseDir } from '../act/releases.ts';
 import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
 import { hashTree, manifestFile, readManifest } from '../act/manifest.ts';
 import { readRecord, recordDamage } from '../act/state.ts';
@@ -65,7 +66,7 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   // A release moved to another disk and linked back is still that release: the tree it leads to is checked.
   const linked = st?.isSymbolicLink() === true && fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() === true && !aliasOfAnotherRelease(layout, id);
   if (!st?.isDirectory() && !linked) {
-    throw new DeployError('UNKNOWN_RELEASE', `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${shellWord(layout.root)}` });
+    throw new DeployError('UNKNOWN_RELEASE', notAReleaseDir(dir) ?? `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${shellWord(layout.root)}` });
   }
   return verifyAgainstManifest(layout, id, dir, options.signal);
 }

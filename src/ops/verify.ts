@@ -185,7 +185,7 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
   if (previous === null || !fs.existsSync(releasePath(ctx.layout, previous))) {
     const why = previous === null ? 'there is no previous release to roll back to' : `the previous release ${previous} is gone`;
     const message = `${failure}; ${why}, so release ${ctx.id} stays live`;
-    ctx.emit({ type: 'warning', message });
+    // Said once, as the command's error (the deploy throws it once its bookkeeping is done), not also as a warning.
     return {
       record: { status: 'failed', reason: failure },
       health: result,

@@ -49,7 +49,8 @@ export const configSchema = z.strictObject({
   root: opt(text('a directory path')),
   source: opt(text('a directory path')),
   keep: opt(count(COUNTS.keep)),
-  releaseId: opt(text('a release id').check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-", not current, shared or releases' }))),
+  // YAML reads releaseId: 12345 (or 1.10, as 1.1) as a number: the fix is quotes, which the message says.
+  releaseId: opt(z.string({ error: (issue) => (typeof issue.input === 'number' ? 'a release id as a string (YAML read a number here: quote it, as in releaseId: "12345")' : 'a release id') }).check(z.minLength(1, { error: 'a release id' })).check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-", not current, shared or releases' }))),
   fsync: opt(flag),
   wait: opt(secondsOrZero),
   shared: opt(sharedList),

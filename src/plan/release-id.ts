@@ -84,7 +84,8 @@ export function releaseIdProblem(id: string): string | undefined {
   if (id.length === 0) return 'it is empty';
   if (id.includes('\0')) return 'it contains a NUL byte';
   if (hasControlChar(id)) return 'it contains a control character';
-  if (id.includes('/') || id.includes('\\')) return 'it contains a slash';
+  if (id.includes('/')) return 'it contains a slash';
+  if (id.includes('\\')) return 'it contains a backslash';
   if (id.includes('..')) return 'it contains ".."';
   if (id.startsWith('.')) return 'it starts with "."';
   if (id.startsWith('-')) return 'it starts with "-"';

@@ -229,6 +229,7 @@ const CASES: Case[] = [
   })),
   // Release ids.
   { name: 'release id with a slash', setup: (c) => id(c, 'a/b'), code: 2, message: /contains a slash/ },
+  { name: 'release id with a backslash', setup: (c) => id(c, 'a\\b'), code: 2, message: /contains a backslash/ },
   { name: 'release id ..', setup: (c) => id(c, '..'), code: 2, message: /contains "\.\."/ },
   // Its manifest would be release a's stat cache: prune of a deleted it, a deploy of a overwrote it.
   { name: 'release id ending in .stat', setup: (c) => id(c, `${c.current}.stat`), code: 2, message: /ends in "\.stat": the manifest of release .*\.stat would be the stat cache file of release/ },
@@ -371,7 +372,8 @@ function directoryChecks(): Case[] {
       message: /^error: --max-files and --max-bytes apply to an archive or URL artifact, but the source .*\/src is a directory; nothing was deployed$/,
       hint: /^hint: leave them out to deploy the directory, or deploy the archive or URL itself$/,
     },
-    { name: 'ATOMIC_DEPLOY_DOWNLOAD_RETRIES with a directory source, fleet', setup: (c) => deployTo(c, '--host', 'h1'), env: { ATOMIC_DEPLOY_DOWNLOAD_RETRIES: '2' }, code: 2, message: /^error: --download-retries applies to an archive or URL artifact/, hint: /^hint: leave it out/ },
+    // On the command line; from the environment (set for a whole CI job) a directory deploy leaves it alone (env-flags.test.ts).
+    { name: '--download-retries with a directory source, fleet', setup: (c) => deployTo(c, '--host', 'h1', '--download-retries', '2'), code: 2, message: /^error: --download-retries applies to an archive or URL artifact/, hint: /^hint: leave it out/ },
     { name: '--keep-setuid with a directory source, dry run', setup: (c) => deployTo(c, '--keep-setuid', '-n'), code: 2, message: /^error: --keep-setuid applies to an archive or URL artifact/, hint: /^hint: leave it out/ },
     { name: '--signature and --allowed-signers with a directory source', setup: (c) => deployTo(c, ...sig(c)), code: 2, message: message('--signature and --allowed-signers', 'check'), hint },
     { name: '--allowed-signers alone with a directory source, dry run', setup: (c) => deployTo(c, '--allowed-signers', path.join(c.dir, 'allowed_signers'), '--dry-run'), code: 2, message: message('--allowed-signers', 'checks'), hint },

@@ -106,6 +106,8 @@ void test('an invalid config stops with exit 2, one line naming key, value and e
     // --keep 3.0 is refused; YAML and JSON read 3.0 as 3, which the schema took for a whole number.
     ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: 3.0\n', /atomic-deploy\.config\.yaml: keep: got "3\.0", expected a whole number in decimal digits \(write 3, not 3\.0\), as on the command line$/m],
     ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "artifact": {"maxFiles": 100.0}}', /atomic-deploy\.config\.json: artifact\.maxFiles: got "100\.0", expected a whole number in decimal digits/],
+    // YAML reads an unquoted 12345 as a number: the message says to quote it.
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nreleaseId: 12345\n', /releaseId: got 12345, expected a release id as a string \(YAML read a number here: quote it, as in releaseId: "12345"\)/],
     // JSON.parse keeps the last of a key given twice, silently; the YAML form refuses it, and so does JSON now.
     ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "keep": 0, "keep": 2}', /atomic-deploy\.config\.json:1:\d+: a key is given twice in one object/],
     ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "hooks": {"beforeSwitch": ["true"], "before\\u0053witch": ["false"]}}', /atomic-deploy\.config\.json:1:\d+: a key is given twice in one object/],

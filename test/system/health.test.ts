@@ -138,6 +138,11 @@ void test('with no previous release a failed check exits 1 and says the release 
   assert.equal(record(root, 'only').status, 'failed');
   assert.ok(!fs.existsSync(path.join(root, '.atomic-deploy/journal.json')));
   assert.match(result.stderr, /\[health-check\] not ready/);
+  // Said once, as the error: it was printed twice, first as a warning.
+  const other = await runCli(['deploy', src, path.join(dir, 'fresh'), '--health-check', 'exit 1', '--health-timeout', '1']);
+  assert.equal(other.code, 1, other.stderr);
+  assert.equal(other.stderr.split('\n').filter((l) => l.includes('stays live')).length, 1, other.stderr);
+  assert.match(other.stderr, /^error: health check failed: .* stays live$/m);
 });
 
 void test('a crash in the middle of the automatic rollback is finished by the next command', async (t) => {

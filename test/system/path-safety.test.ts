@@ -49,7 +49,8 @@ const MISTAKES: Mistake[] = [
   { name: 'deploy with root and build swapped', args: () => ['deploy', 'www', 'build'], message: /^error: www is a deploy root, not a build directory$/, hint: /^hint: the arguments look swapped; did you mean: atomic-deploy deploy build www$/ },
   { name: 'the bare form with root and build swapped', args: () => ['www', 'build'], message: /^error: www is a deploy root, not a build directory$/, hint: /did you mean: atomic-deploy deploy build www$/ },
   { name: 'swapped, with --dry-run', args: () => ['deploy', 'www', 'build', '--dry-run'], message: /www is a deploy root/, hint: /swapped/ },
-  { name: 'a deploy root as the source of another root', args: (f) => ['deploy', f.www, path.join(f.dir, 'www2')], message: /www is a deploy root, not a build directory/, hint: /^hint: the arguments look swapped/ },
+  // Not swapped: the other path does not exist, so a swap would deploy nothing (it said "did you mean: deploy www2 www").
+  { name: 'a deploy root as the source of a root still to be made', args: (f) => ['deploy', f.www, path.join(f.dir, 'www2')], message: /www is a deploy root, not a build directory/, hint: /^hint: give the build output directory as the source$/ },
   { name: 'deploy into a non-empty folder that is not a root', args: (f) => ['deploy', f.build, f.other], message: /other is not empty and not a deploy root \(2 entries/, hint: /add --adopt$/ },
   { name: 'dry run into a non-empty folder that is not a root', args: (f) => ['deploy', f.build, f.other, '--dry-run'], message: /other is not empty and not a deploy root/, hint: /--adopt/ },
   { name: 'status of a folder that is not a root', args: (f) => ['status', f.other], message: notRoot, hint: /^hint: check the path: it holds files but no current, releases\/ or \.atomic-deploy\/; a folder with files becomes a deploy root only by a deploy with --adopt$/ },

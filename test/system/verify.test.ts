@@ -83,6 +83,11 @@ void test('tampering of every kind is found and named: exit 5', async (t) => {
   assert.match(human.stdout, /^retargeted {2}home\.html {2}\(index\.html -> \/etc\/passwd\)$/m);
   assert.match(human.stdout, /^mode {8}bin\/run\.sh {2}\(755 -> 777\)$/m);
   assert.match(human.stdout, /^release one differs from its manifest: 7 differences$/m);
+  // --quiet leaves only errors: the differences are this command's failure, in one line.
+  const quiet = await runCli(['verify', root, '--quiet']);
+  assert.equal(quiet.code, 5);
+  assert.equal(quiet.stdout, '');
+  assert.equal(quiet.stderr, 'error: release one differs from its manifest: 7 differences\nhint: run verify without --quiet to list them\n');
 });
 
 void test('--release checks another release; bad ids and unknown releases exit 2', async (t) => {
