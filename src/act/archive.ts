@@ -13,9 +13,9 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type * as yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
-import { EntryChecker, isUrlSource, quote, redactUrl, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import { EntryChecker, isUrlSource, quote, redactUrl, shownName, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
-import { TarFormatError, TarParser, type TarDataSink } from '../plan/tar.ts';
+import { MAX_TRAILING, TarFormatError, TarParser, trailingError, type TarDataSink } from '../plan/tar.ts';
 import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
 import { secs } from './copy.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
@@ -82,7 +82,7 @@ function assertSameArtifact(fd: number, expected: FileIdentity | undefined, sour
   const how =
     now.dev !== expected.dev || now.ino !== expected.ino ? 'it was replaced by another file' : now.size !== expected.size ? 'its size changed' : now.mtimeNs !== expected.mtimeNs || now.ctimeNs !== expected.ctimeNs ? 'it was written to' : undefined;
   if (how === undefined) return;
-  throw new DeployError('IO', `${source} changed while it was read (${how}); nothing was deployed`, {
+  throw new DeployError('IO', `${redactUrl(source)} changed while it was read (${how}); nothing was deployed`, {
     hint: 'deploy again once the artifact is final: write it under a temporary name and rename it into place, or give each build its own name',
   });
 }
@@ -286,6 +286,8 @@ class Stage {
   private readonly fileIndex = new Map<string, number>();
   private readonly dirs: { path: string; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }[] = [];
   private readonly dirIndex = new Map<string, number>();
+  /** The archive's own root entry, if it has one: the release directory's mode, owner and time. */
+  private root: Extract<EntryDecision, { action: 'root' }> | undefined;
   files = 0;
   symlinks = 0;
   bytes = 0;
@@ -389,6 +391,11 @@ class Stage {
     return this.open;
   }
 
+  /** The archive's root entry (`.`, `./`); listed again, its last header wins, as a directory's does. */
+  setRoot(d: Extract<EntryDecision, { action: 'root' }>): void {
+    this.root = d;
+  }
+
   /** The file being written, if any: closed by `abort` when extraction fails halfway. */
   open: FileSink | undefined;
 
@@ -427,7 +434,13 @@ class Stage {
       if (d.mtimeMs !== undefined) fs.utimesSync(to, secs(d.mtimeMs), secs(d.mtimeMs));
       this.manifest.push({ path: d.path, type: 'dir', mode: d.mode });
     }
-    fs.chmodSync(this.dir, 0o755);
+    // The release directory last, with the archive's root mode (a zip has no root entry: 755): the
+    // manifest's root mode is read from the directory afterwards, so it records this one.
+    const root = this.root;
+    const owner = this.chownTo(root?.owner);
+    if (owner) fs.lchownSync(this.dir, owner.uid, owner.gid);
+    fs.chmodSync(this.dir, root?.mode ?? 0o755);
+    if (root?.mtimeMs !== undefined) fs.utimesSync(this.dir, secs(root.mtimeMs), secs(root.mtimeMs));
   }
 }
 
@@ -486,11 +499,19 @@ async function gunzipInto(raw: AsyncIterable<Buffer>, push: (chunk: Buffer) => v
   });
   const closed = new Promise<void>((resolve) => gunzip.once('close', resolve));
   gunzip.on('error', fail);
+  let written = 0;
   try {
     for await (const chunk of raw) {
       if (failure || stop()) break;
+      written += chunk.length;
       // The callback comes once zlib has consumed the chunk, whose buffer may then be read into again.
       await Promise.race([new Promise<void>((resolve) => gunzip.write(chunk, () => resolve())), closed]);
+      // What zlib did not take follows the gzip member, and zlib skips it without a word when it is
+      // zeros: bounded as the tar's own padding is (which the parser counts), or an endless answer is read for ever.
+      if (written - gunzip.bytesWritten > MAX_TRAILING) {
+        fail(trailingError());
+        break;
+      }
     }
     if (!failure && !stop()) {
       gunzip.end();
@@ -539,6 +560,10 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
     const decision = checker.decide(header);
     if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source, decision.hint);
     if (decision.action === 'skip') return undefined;
+    if (decision.action === 'root') {
+      stage.setRoot(decision);
+      return undefined;
+    }
     return stage.write(decision);
   };
 
@@ -613,7 +638,7 @@ function archiveError(error: unknown, source: string): Error {
   if (!corrupt && (error instanceof DeployError || (error instanceof Error && code !== undefined))) return error;
   const reason = error instanceof Error ? error.message : String(error);
   const hint = (error instanceof TarFormatError ? error.hint : undefined) ?? 'the artifact may be truncated or corrupt: build or download it again';
-  return new DeployError('INVALID_ARCHIVE', `${source} is not a readable archive: ${reason}`, { cause: error, hint });
+  return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable archive: ${reason}`, { cause: error, hint });
 }
 
 const S_IFMT = 0o170000;
@@ -642,16 +667,38 @@ interface YauzlNames {
 }
 
 function zipHeader(entry: yauzl.Entry, name: string, source: string): ArchiveHeader {
+  const raw = entry.fileName as unknown as Buffer;
+  // Bytes that are not UTF-8 under the UTF-8 flag: decoded to U+FFFD (and refused), shown as \xNN.
+  const shown = name.includes('\uFFFD') && !isUtf8(raw) ? { rawName: raw } : {};
   // The checks yauzl makes only on names it decodes: a backslash is a Windows separator (or a .NET
   // bug's); `..` and absolute paths are the checker's. A colon is an ordinary character here.
-  if (name.includes('\\')) throw hostile(`entry ${quote(name)} holds a backslash (a Windows path separator)`, source);
+  if (name.includes('\\')) throw hostile(`entry ${shownName({ name, ...shown })} holds a backslash (a Windows path separator)`, source);
   // Unix mode in the high half of the external attributes when the zip was made on Unix (3).
   const unix = entry.versionMadeBy >> 8 === 3 ? entry.externalFileAttributes >>> 16 : 0;
-  const isDir = name.endsWith('/');
-  const type: HeaderType = unix & S_IFMT ? (ZIP_TYPES[unix & S_IFMT] ?? 'unknown') : isDir ? 'dir' : 'file';
-  // Permission bits count when the entry has Unix attributes (0000 included, as a tar's do).
-  const mode = unix & S_IFMT ? unix & 0o7777 : type === 'dir' ? 0o755 : 0o644;
-  return { name, type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
+  const kind = zipKind(name, unix);
+  if ('problem' in kind) throw hostile(`entry ${shownName({ name, ...shown })} ${kind.problem}`, source, 'rebuild the zip with a standard tool (zip, Python\'s zipfile, 7-Zip): a directory\'s name ends in "/", no other does');
+  // Permission bits count when the entry has Unix attributes, type bits or not (Python's
+  // `external_attr = 0o755 << 16`, and writestr's 0o600, carry none): as unzip applies them, and
+  // 0000 with a type included, as a tar's. All zero is a writer that filled in nothing: the defaults.
+  const mode = unix !== 0 ? unix & 0o7777 : kind.type === 'dir' ? 0o755 : 0o644;
+  return { name, ...shown, type: kind.type, mode, size: entry.uncompressedSize, mtimeMs: entry.getLastModDate().getTime() };
+}
+
+/**
+ * An entry's kind: a name ending in `/` is a directory, as every zip reader agrees, whatever its
+ * type bits say (but symlink or special-file bits there contradict the name: refused). Other
+ * names take their type bits, none being a file; a directory's bits on a name without the slash
+ * are refused: unzip and Python's zipfile make a file of it, libarchive (bsdtar) a directory, so
+ * what goes live would depend on the tool that reads the zip.
+ */
+function zipKind(name: string, unix: number): { type: HeaderType } | { problem: string } {
+  const typed = unix & S_IFMT ? (ZIP_TYPES[unix & S_IFMT] ?? 'unknown') : undefined;
+  if (name.endsWith('/')) {
+    if (typed === undefined || typed === 'dir' || typed === 'file') return { type: 'dir' };
+    return { problem: `is named as a directory (a trailing "/") but its mode says ${typed === 'unknown' ? 'a file of an unknown type' : typed}` };
+  }
+  if (typed === 'dir') return { problem: 'has a directory\'s mode but a name without the trailing "/" (zip readers disagree on what it is)' };
+  return { type: typed ?? 'file' };
 }
 
 /**
@@ -689,6 +736,7 @@ interface LocalFileHeader {
   compressedSize: number;
   uncompressedSize: number;
   fileName: Buffer;
+  extraField: Buffer;
 }
 interface YauzlLowLevel {
   readLocalFileHeader(entry: yauzl.Entry, options: { minimal: false }, callback: (error: Error | null, header: LocalFileHeader) => void): void;
@@ -726,11 +774,16 @@ const ZIP64_MARK = 0xffffffff;
  * the CRC-32 and sizes unless the local header defers them to a data descriptor (flag bit 3) or
  * to its ZIP64 extra field.
  */
-function localMismatch(entry: yauzl.Entry, local: LocalFileHeader): string | undefined {
+function localMismatch(entry: yauzl.Entry, name: string, local: LocalFileHeader): string | undefined {
   const central = entry.fileName as unknown as Buffer;
-  if (!local.fileName.equals(central)) {
-    const flags = local.generalPurposeBitFlag | (isUtf8(local.fileName) ? 0x800 : 0);
-    return `names ${quote((zipLibrary as unknown as YauzlNames).getFileNameLowLevel(flags, local.fileName, [], true))}`;
+  // The name each header gives, its own Info-ZIP Unicode Path field (0x7075) included: one only in
+  // the central directory renamed the entry to a name no local header shows (plain.txt going live
+  // as renamed.html), while one in both, matching, is how Info-ZIP stores a non-ASCII name.
+  const flags = local.generalPurposeBitFlag | (isUtf8(local.fileName) ? 0x800 : 0);
+  const localName = (zipLibrary as unknown as YauzlNames).getFileNameLowLevel(flags, local.fileName, extraFieldsOf(local.extraField), true);
+  if (!local.fileName.equals(central) || localName !== name) {
+    const shown = shownName({ name: localName, ...(isUtf8(local.fileName) ? {} : { rawName: local.fileName }) });
+    return local.fileName.equals(central) ? `names ${shown} (an Info-ZIP Unicode Path field in one header alone renames it)` : `names ${shown}`;
   }
   if (local.compressionMethod !== entry.compressionMethod) return `says compression method ${method(local.compressionMethod)}, the central directory ${method(entry.compressionMethod)}`;
   const encrypted = (local.generalPurposeBitFlag & 1) !== 0;
@@ -740,6 +793,18 @@ function localMismatch(entry: yauzl.Entry, local: LocalFileHeader): string | und
   if (local.uncompressedSize !== ZIP64_MARK && local.uncompressedSize !== entry.uncompressedSize) return `says ${local.uncompressedSize} bytes uncompressed, the central directory ${entry.uncompressedSize}`;
   if (local.compressedSize !== ZIP64_MARK && local.compressedSize !== entry.compressedSize) return `says ${local.compressedSize} bytes compressed, the central directory ${entry.compressedSize}`;
   return undefined;
+}
+
+/** A header's extra fields (id, data); a field that overruns the rest is left out, as yauzl leaves out a short one. */
+function extraFieldsOf(bytes: Buffer): { id: number; data: Buffer }[] {
+  const fields: { id: number; data: Buffer }[] = [];
+  for (let at = 0; at + 4 <= bytes.length; ) {
+    const end = at + 4 + bytes.readUInt16LE(at + 2);
+    if (end > bytes.length) break;
+    fields.push({ id: bytes.readUInt16LE(at), data: bytes.subarray(at + 4, end) });
+    at = end;
+  }
+  return fields;
 }
 
 let crc32Impl: ((data: Buffer, value?: number) => number) | undefined;
@@ -786,12 +851,12 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
         void (async () => {
           const header = zipHeader(entry, zipName(entry), source);
           const local = await localHeader(zip, entry);
-          const mismatch = localMismatch(entry, local);
+          const mismatch = localMismatch(entry, header.name, local);
           if (mismatch !== undefined) {
-            throw hostile(`the zip's local header for ${quote(header.name)} ${mismatch}`, source, "rebuild the zip with a standard tool (zip, Python's zipfile, 7-Zip): its local headers must agree with its central directory");
+            throw hostile(`the zip's local header for ${shownName(header)} ${mismatch}`, source, "rebuild the zip with a standard tool (zip, Python's zipfile, 7-Zip): its local headers must agree with its central directory");
           }
           if (header.type === 'symlink' && entry.uncompressedSize > SYMLINK_MAX) {
-            throw hostile(`entry ${quote(header.name)} is a symlink with a target longer than ${SYMLINK_MAX} bytes`, source);
+            throw hostile(`entry ${shownName(header)} is a symlink with a target longer than ${SYMLINK_MAX} bytes`, source);
           }
           const needsData = header.type === 'file' || header.type === 'symlink';
           const stream = needsData ? await entryStream(zip, entry, local) : undefined;
@@ -813,11 +878,11 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           } catch (error) {
             // zlib's inflate errors (Z_DATA_ERROR and the like): the entry's data is corrupt.
             if (!errnoOf(error)?.startsWith('Z_')) throw error;
-            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${quote(header.name)} holds corrupt compressed data (${(error as Error).message})`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
+            throw new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable zip: entry ${shownName(header)} holds corrupt compressed data (${(error as Error).message})`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
           }
           if (target) crc = crc32(target);
           if ((header.type === 'file' || target) && crc !== entry.crc32) {
-            throw new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: entry ${quote(header.name)} fails its CRC-32 check (the data is corrupt)`, { hint: 'the artifact may be truncated or corrupt: build or download it again' });
+            throw new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable zip: entry ${shownName(header)} fails its CRC-32 check (the data is corrupt)`, { hint: 'the artifact may be truncated or corrupt: build or download it again' });
           }
           sink?.end();
           zip.readEntry();
@@ -839,6 +904,6 @@ function zipError(error: unknown, source: string): Error {
   // yauzl's texts can quote raw bytes (a signature, a name): control characters shown as \uXXXX.
   // eslint-disable-next-line no-control-regex
   const reason = (error instanceof Error ? error.message : String(error)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  if (/encrypted/i.test(reason)) return new DeployError('INVALID_ARCHIVE', `${source} holds an encrypted entry, which cannot be deployed`, { cause: error, hint: 'archive the build without a password' });
-  return new DeployError('INVALID_ARCHIVE', `${source} is not a readable zip: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
+  if (/encrypted/i.test(reason)) return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} holds an encrypted entry, which cannot be deployed`, { cause: error, hint: 'archive the build without a password' });
+  return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable zip: ${reason}`, { cause: error, hint: 'the artifact may be truncated or corrupt: build or download it again' });
 }

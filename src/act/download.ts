@@ -7,7 +7,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
-import { redactUrl, retryDelayMs } from '../plan/archive.ts';
+import { redactUrl, retryDelayMs, urlProblem } from '../plan/archive.ts';
+import { plural } from '../plan/units.ts';
 
 export interface DownloadOptions {
   /** Give up on a connection that sends nothing for this long, then retry. */
@@ -78,8 +79,13 @@ function failed(url: string, reason: string, cause?: unknown): DeployError {
   return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: 'check the URL and the server, then deploy again' });
 }
 
-/** Opens the download: a 4xx answer is invalid input (exit 2), nothing having changed yet. */
+/** Opens the download: a URL that does not parse, or a 4xx answer, is invalid input (exit 2), nothing having changed yet. */
 export async function openDownload(given: string, options: DownloadOptions): Promise<Download> {
+  // Refused before the first request: retried, it failed three times over as a download that never began.
+  const invalid = urlProblem(given);
+  if (invalid) {
+    throw new DeployError('INVALID_SOURCE', `${invalid.shown} is not a valid URL: ${invalid.problem}; nothing was deployed`, { hint: 'check the URL (a CI variable left empty gives "http://")' });
+  }
   let url = given;
   let res: http.IncomingMessage | undefined;
   let lastError: unknown;
@@ -104,7 +110,8 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
       if (error instanceof DeployError && error.code === 'INVALID_SOURCE') throw error;
       if (options.signal?.aborted) throw error;
       lastError = error;
-      if (attempt < options.retries) options.onRetry?.(`${error instanceof Error ? error.message : String(error)}; retrying`);
+      // Named: a refused connection's message names an address, not which of the URLs it was.
+      if (attempt < options.retries) options.onRetry?.(`${redactUrl(url)}: ${error instanceof Error ? error.message : String(error)}; retrying`);
     }
   }
   if (!res) throw lastError instanceof DeployError ? lastError : failed(url, lastError instanceof Error ? lastError.message : String(lastError), lastError);
@@ -196,8 +203,9 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
       res?.destroy();
       res = undefined;
       const reason = error instanceof Error ? error.message : String(error);
-      if (retriesLeft-- <= 0) throw failed(url, `${reason} (after ${options.retries} retries)`, error);
-      options.onRetry?.(`download of ${redactUrl(url)}: ${reason}; resuming at byte ${received}`);
+      if (retriesLeft-- <= 0) throw failed(url, options.retries === 0 ? `${reason} (with no retries)` : `${reason} (after ${plural(options.retries, 'retry', 'retries')})`, error);
+      // Without a validator no Range is asked for: say what will happen, not "resuming".
+      options.onRetry?.(`download of ${redactUrl(url)}: ${reason}; ${validator === undefined ? `reading it again from the start, as the server names no version to resume (${received} bytes received)` : `resuming at byte ${received}`}`);
       await sleep(retryDelayMs(options.retries - retriesLeft), options.signal);
     }
   }

@@ -4,6 +4,7 @@
  * (src/act/archive.ts) performs exactly what these decide and nothing else.
  */
 
+import { escapedName } from './paths.ts';
 import { isV7Header } from './tar.ts';
 
 export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';
@@ -28,6 +29,8 @@ export type HeaderType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'character de
 /** One entry as the archive describes it, format-neutral. */
 export interface ArchiveHeader {
   name: string;
+  /** The name's bytes when they are not UTF-8 (`name` then holds U+FFFD), for messages to show. */
+  rawName?: Uint8Array;
   type: HeaderType;
   /** Symlink target, or the archive path a hard link names. */
   linkname?: string;
@@ -39,7 +42,10 @@ export interface ArchiveHeader {
 }
 
 export interface ExtractLimits {
-  /** Entries written, directories included (bombs of empty files exhaust inodes too). */
+  /**
+   * Files, directories and links written, the parent directories an entry implies included: bombs
+   * of empty files exhaust inodes too, and one entry `a/b/…/f` can imply two thousand directories.
+   */
   maxFiles: number;
   /** Bytes of file content written. */
   maxBytes: number;
@@ -59,6 +65,8 @@ export const PATH_MAX = 4095;
 
 export type EntryDecision =
   | { action: 'skip'; reason: string }
+  /** The archive's root (`.` or `./`): the release directory itself, which takes its mode, owner and time. */
+  | { action: 'root'; mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number }
   | { action: 'refuse'; problem: string; hint?: string }
   | {
       action: 'write';
@@ -83,22 +91,47 @@ function componentProblem(part: string): string | undefined {
   return undefined;
 }
 
-/**
- * Normalises an archive name to a release-relative path, or says why it is unsafe. Tar names
- * may start with `./` and directories end with `/`; `.` and empty components are dropped.
- */
 /** A name as messages show it: JSON-quoted, cut in the middle past 160 characters (a refused name may be 4 KiB). */
 export function quote(name: string): string {
-  const q = JSON.stringify(name);
-  return q.length <= 160 ? q : `${q.slice(0, 100)}…(${Buffer.byteLength(name)} bytes)…${q.slice(-40)}`;
+  return cut(JSON.stringify(name), Buffer.byteLength(name));
+}
+
+function cut(q: string, bytes: number): string {
+  return q.length <= 160 ? q : `${q.slice(0, 100)}…(${bytes} bytes)…${q.slice(-40)}`;
+}
+
+/**
+ * Bytes that are not all UTF-8 quoted as `quote` does, each invalid byte shown as `\xNN` (as for a
+ * directory source's names), where a decoded name would show U+FFFD and hide which byte it was.
+ * Split at backslashes first: a backslash of the name then reads `\\`, an invalid byte `\xNN`.
+ */
+export function quoteBytes(bytes: Uint8Array): string {
+  const parts: string[] = [];
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i < bytes.length && bytes[i] !== 0x5c) continue;
+    // escapedName's only backslashes are its \xNN, which JSON would double: undone in this part alone.
+    parts.push(JSON.stringify(escapedName(bytes.subarray(start, i))).slice(1, -1).replaceAll('\\\\x', '\\x'));
+    start = i + 1;
+  }
+  return cut(`"${parts.join('\\\\')}"`, bytes.length);
+}
+
+/** An entry's name as messages show it. */
+export function shownName(header: Pick<ArchiveHeader, 'name' | 'rawName'>): string {
+  return header.rawName !== undefined ? quoteBytes(header.rawName) : quote(header.name);
 }
 
 const ROOT_SKIP = 'is the archive root';
 
+/**
+ * Normalises an archive name to a release-relative path, or says why it is unsafe. Tar names
+ * may start with `./` and directories end with `/`; `.` and empty components are dropped.
+ */
 export function archivePath(name: string, strip: number): { path: string } | { skip: string } | { problem: string } {
   if (name.includes('\0')) return { problem: 'contains a NUL byte' };
   // What a decoder makes of bytes that are not UTF-8: the name on disk would not be the archive's.
-  if (name.includes('\uFFFD')) return { problem: 'is not valid UTF-8' };
+  if (name.includes('\uFFFD')) return { problem: 'is not valid UTF-8 (invalid bytes shown as \\xNN)' };
   if (name.startsWith('/')) return { problem: 'is an absolute path' };
   if (Buffer.byteLength(name) > PATH_MAX) return { problem: `is longer than ${PATH_MAX} bytes` };
   // Components as tar counts them for --strip-components: a run of slashes is one separator, and
@@ -145,17 +178,16 @@ export class EntryChecker {
 
   decide(header: ArchiveHeader): EntryDecision {
     const at = archivePath(header.name, this.limits.stripComponents);
-    const quoted = quote(header.name);
+    const quoted = shownName(header);
     if ('problem' in at) return { action: 'refuse', problem: `entry ${quoted} ${at.problem}` };
     if ('skip' in at) {
+      if (at.skip !== ROOT_SKIP) return { action: 'skip', reason: at.skip };
       // The archive's root is the release directory: a `.` that is a file or a link (`. -> /etc`)
       // would replace it, and skipping it quietly would deploy something other than the archive.
-      if (at.skip === ROOT_SKIP && header.type !== 'dir') {
+      if (header.type !== 'dir') {
         return { action: 'refuse', problem: `entry ${quoted} is the archive's root, but a ${header.type === 'hardlink' ? 'hard link' : header.type}, not a directory` };
       }
-      return { action: 'skip', reason: at.skip };
     }
-    const rel = at.path;
     const kind = header.type;
     if (kind !== 'file' && kind !== 'dir' && kind !== 'symlink' && kind !== 'hardlink') {
       return { action: 'refuse', problem: `entry ${quoted} is a ${kind === 'unknown' ? 'special file of an unknown type' : kind}; a release can hold only files, directories and links` };
@@ -185,6 +217,10 @@ export class EntryChecker {
         };
       }
     }
+    // Its mode, owner and time go to the release directory, as `tar -xp` gives them to the directory
+    // it extracts into and a directory deploy copies its source directory's: not 755 whatever it says.
+    if ('skip' in at) return { action: 'root', ...this.attributes(header) };
+    const rel = at.path;
     // Walk the parents: through a symlink is the classic escape, through a file is a conflict.
     const parents: string[] = [];
     const parts = rel.split('/');
@@ -216,11 +252,14 @@ export class EntryChecker {
       // What a decoder makes of bytes that are not UTF-8: the link made would not be the archive's.
       if (target.includes('\uFFFD')) return { action: 'refuse', problem: `entry ${quoted} is a symlink whose target is not valid UTF-8` };
     }
+    // The parents an entry implies count: each is an inode, and one entry can imply thousands.
     this.files += 1 + parents.length;
-    if (this.files > this.limits.maxFiles) return { action: 'refuse', problem: `the archive holds more than ${this.limits.maxFiles} entries (--max-files)` };
+    if (this.files > this.limits.maxFiles) {
+      return { action: 'refuse', problem: `the archive makes more than ${this.limits.maxFiles} files, directories and links, the parent directories its entries imply included (--max-files)`, hint: 'give a larger --max-files (or artifact.maxFiles) if the build is this large' };
+    }
     if (kind === 'file') {
       this.bytes += header.size;
-      if (this.bytes > this.limits.maxBytes) return { action: 'refuse', problem: `the archive expands to more than ${this.limits.maxBytes} bytes (--max-bytes)` };
+      if (this.bytes > this.limits.maxBytes) return { action: 'refuse', problem: `the archive expands to more than ${this.limits.maxBytes} bytes (--max-bytes)`, hint: 'give a larger --max-bytes (or artifact.maxBytes) if the build is this large' };
     }
     for (const p of parents) this.seen.set(p, 'dir');
     const decision = this.accept(rel, kind, header, parents);
@@ -230,19 +269,22 @@ export class EntryChecker {
 
   private accept(rel: string, kind: 'dir' | 'file' | 'symlink' | 'hardlink', header: ArchiveHeader, parents: string[]): EntryDecision {
     this.seen.set(rel, kind === 'hardlink' ? 'file' : kind);
-    const setid = this.limits.keepSetid ? 0o7777 : 0o1777;
-    const owner = this.limits.keepOwner && header.uid !== undefined && header.gid !== undefined ? { uid: header.uid, gid: header.gid } : undefined;
     return {
       action: 'write',
       path: rel,
       kind,
-      mode: header.mode & setid,
       size: kind === 'file' ? header.size : 0,
       parents,
       ...(kind === 'symlink' ? { target: header.linkname } : {}),
-      ...(owner ? { owner } : {}),
-      ...(header.mtimeMs !== undefined ? { mtimeMs: header.mtimeMs } : {}),
+      ...this.attributes(header),
     };
+  }
+
+  /** The mode (setuid/setgid only with keepSetid), owner (only with keepOwner) and time an entry gets. */
+  private attributes(header: ArchiveHeader): { mode: number; owner?: { uid: number; gid: number }; mtimeMs?: number } {
+    const setid = this.limits.keepSetid ? 0o7777 : 0o1777;
+    const owner = this.limits.keepOwner && header.uid !== undefined && header.gid !== undefined ? { uid: header.uid, gid: header.gid } : undefined;
+    return { mode: header.mode & setid, ...(owner ? { owner } : {}), ...(header.mtimeMs !== undefined ? { mtimeMs: header.mtimeMs } : {}) };
   }
 }
 
@@ -284,4 +326,43 @@ export function redactUrl(source: string): string {
   } catch {
     return '(invalid URL)';
   }
+}
+
+/** A URL that does not parse, for a message: whatever could be credentials (up to an `@`) and the query cut out. */
+function redactUnparsed(source: string): string {
+  const scheme = /^https?:\/\//i.exec(source)?.[0] ?? '';
+  const rest = source.slice(scheme.length).replace(/[?#].*$/s, '');
+  return scheme + rest.slice(rest.lastIndexOf('@') + 1);
+}
+
+/**
+ * Why a URL source cannot be requested at all, or undefined if it parses. The URL parser says only
+ * "Invalid URL": the usual causes are named here, and the URL shown as `redactUrl` would, were it
+ * parsable. Not a download failure: nothing is retried, nothing was written.
+ */
+export function urlProblem(source: string): { shown: string; problem: string } | undefined {
+  try {
+    new URL(source);
+    return undefined;
+  } catch {
+    // Named below.
+  }
+  const shown = redactUnparsed(source);
+  // The authority ends at the first `/`, `?` or `#`, as the parser reads it; a user or password ends at the last `@`.
+  const authority = /^[^/?#]*/.exec(source.replace(/^https?:\/\//i, ''))?.[0] ?? '';
+  const host = authority.slice(authority.lastIndexOf('@') + 1);
+  if (host === '') return { shown, problem: 'it names no host' };
+  let port: string | undefined;
+  if (host.startsWith('[')) {
+    const close = host.indexOf(']');
+    if (close < 0) return { shown, problem: 'its IPv6 address has no closing "]"' };
+    const after = host.slice(close + 1);
+    if (after !== '' && !after.startsWith(':')) return { shown, problem: 'characters follow its IPv6 address\'s "]"' };
+    port = after === '' ? undefined : after.slice(1);
+  } else if (host.includes(':')) {
+    port = host.slice(host.lastIndexOf(':') + 1);
+  }
+  if (port !== undefined && !/^\d*$/.test(port)) return { shown, problem: 'its port is not a number' };
+  if (port !== undefined && Number(port) > 65535) return { shown, problem: `its port ${port} is out of range (0 to 65535)` };
+  return { shown, problem: 'its host is not a valid host name or address' };
 }

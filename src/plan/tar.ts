@@ -7,14 +7,30 @@
  * which forces a fresh buffer per read, and reading and hashing into fresh memory costs more CPU
  * than into a reused buffer (the artifact benchmark measures both; docs/benchmarks.md).
  */
+import { isUtf8 } from 'node:buffer';
 import type { HeaderType } from './archive.ts';
 
 const BLOCK = 512;
 /** PAX and GNU long-name records larger than this are refused (tar-stream's limit too). */
 export const MAX_LONG_HEADER = 4 * 1024 * 1024;
+/**
+ * The most that may follow the end-of-archive block: tar pads an archive to a whole record (10 KiB
+ * by default; `-b 2048`, 1 MiB, is as large as blocking factors go in practice), so more is not
+ * padding. Unbounded, a server that sends zeros after the archive and never ends (no
+ * Content-Length) kept a deploy reading, its root locked, for ever: no read ever stalls, and
+ * padding is no content for --max-bytes.
+ */
+export const MAX_TRAILING = 1024 * 1024;
+
+/** The refusal once more than MAX_TRAILING bytes followed the end of the archive. */
+export function trailingError(): TarFormatError {
+  return new TarFormatError(`more than ${MAX_TRAILING} bytes (1 MiB) follow the end of the archive`, 'the archive is followed by data that is not tar padding: check what the server sends after it (a body with no end?), or rebuild the artifact');
+}
 
 export interface TarHeader {
   name: string;
+  /** The name's bytes when they are not UTF-8 (`name` then holds U+FFFD), for messages to show. */
+  rawName?: Buffer;
   type: HeaderType;
   linkname?: string;
   mode: number;
@@ -36,10 +52,19 @@ export class TarFormatError extends Error {
 
 type Raw = { kind: 'zero' } | { kind: 'entry'; flag: string; header: TarHeader };
 
-function cString(block: Uint8Array, start: number, length: number): string {
+function cBytes(block: Uint8Array, start: number, length: number): Buffer {
   let end = start;
   while (end < start + length && block[end] !== 0) end++;
-  return Buffer.from(block.buffer, block.byteOffset + start, end - start).toString('utf8');
+  return Buffer.from(block.buffer, block.byteOffset + start, end - start);
+}
+
+function cString(block: Uint8Array, start: number, length: number): string {
+  return cBytes(block, start, length).toString('utf8');
+}
+
+/** A name's text, and a copy of its bytes when they are not UTF-8 (the text then holds U+FFFD). */
+function nameOf(bytes: Buffer): { name: string; rawName?: Buffer } {
+  return isUtf8(bytes) ? { name: bytes.toString('utf8') } : { name: bytes.toString('utf8'), rawName: Buffer.from(bytes) };
 }
 
 /** An octal field (NUL/space padded), or GNU base-256 when the top bit of its first byte is set. */
@@ -103,12 +128,13 @@ export function decodeHeader(block: Uint8Array): Raw {
   if (!posix && !gnu && !isV7Header(block)) throw new TarFormatError('a header is not ustar, GNU or v7 tar (unknown format)');
   if (!checksumOk(block)) throw new TarFormatError('a header checksum does not match');
   const flag = String.fromCharCode(block[156] ?? 0);
-  let name = cString(block, 0, 100);
+  let nameBytes = cBytes(block, 0, 100);
   // POSIX ustar splits long names into prefix and name; GNU keeps times where the prefix would be.
   if (posix) {
-    const prefix = cString(block, 345, 155);
-    if (prefix !== '') name = `${prefix}/${name}`;
+    const prefix = cBytes(block, 345, 155);
+    if (prefix.length > 0) nameBytes = Buffer.concat([prefix, Buffer.from('/'), nameBytes]);
   }
+  const { name, rawName } = nameOf(nameBytes);
   let type: HeaderType = TYPES[flag] ?? 'unknown';
   // Pre-POSIX tars mark a directory by the trailing slash of a regular entry.
   if (type === 'file' && flag !== '7' && name.endsWith('/')) type = 'dir';
@@ -118,6 +144,7 @@ export function decodeHeader(block: Uint8Array): Raw {
     flag,
     header: {
       name,
+      ...(rawName !== undefined ? { rawName } : {}),
       type,
       ...(linkname !== '' ? { linkname } : {}),
       mode: number(block, 100, 8) & 0o7777,
@@ -129,8 +156,11 @@ export function decodeHeader(block: Uint8Array): Raw {
   };
 }
 
-/** PAX extended header records: `<length> <key>=<value>\n`, lengths in bytes. */
-export function decodePax(bytes: Uint8Array): Map<string, string> {
+/**
+ * PAX extended header records: `<length> <key>=<value>\n`, lengths in bytes. A value whose bytes
+ * are not UTF-8 is decoded with U+FFFD; `raw`, if given, receives a copy of its bytes.
+ */
+export function decodePax(bytes: Uint8Array, raw?: Map<string, Buffer>): Map<string, string> {
   const out = new Map<string, string>();
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
@@ -142,14 +172,24 @@ export function decodePax(bytes: Uint8Array): Map<string, string> {
     const eq = record.indexOf('=');
     if (eq < 0) throw new TarFormatError('a PAX header record has no "="');
     out.set(record.slice(0, eq), record.slice(eq + 1));
+    if (raw) {
+      const bytesOf = buf.subarray(space + 1, at + length - 1);
+      const value = bytesOf.subarray(bytesOf.indexOf(0x3d) + 1);
+      if (!isUtf8(value)) raw.set(record.slice(0, eq), Buffer.from(value));
+    }
     at += length;
   }
   return out;
 }
 
-function applyPax(header: TarHeader, pax: Map<string, string>): void {
+function applyPax(header: TarHeader, pax: Map<string, string>, raw: Map<string, Buffer> | undefined): void {
   const path = pax.get('path');
-  if (path !== undefined) header.name = path;
+  if (path !== undefined) {
+    header.name = path;
+    const bytes = raw?.get('path');
+    if (bytes !== undefined) header.rawName = bytes;
+    else delete header.rawName;
+  }
   const link = pax.get('linkpath');
   if (link !== undefined) header.linkname = link;
   const whole = (key: string): number | undefined => {
@@ -186,7 +226,7 @@ export interface TarHandler {
   entry(header: TarHeader): TarDataSink | undefined;
 }
 
-type State = { at: 'header' } | { at: 'long'; flag: string; need: number; parts: Buffer[]; have: number } | { at: 'data'; left: number; size: number; sink: TarDataSink | undefined } | { at: 'pad'; left: number } | { at: 'end' };
+type State = { at: 'header' } | { at: 'long'; flag: string; need: number; parts: Buffer[]; have: number } | { at: 'data'; left: number; size: number; sink: TarDataSink | undefined } | { at: 'pad'; left: number } | { at: 'end'; after: number };
 
 /** Frames a tar stream pushed chunk by chunk; `finish` checks that it ended between entries. */
 export class TarParser {
@@ -195,7 +235,10 @@ export class TarParser {
   private partialLength = 0;
   private pax: Map<string, string> | undefined;
   private globalPax: Map<string, string> | undefined;
-  private longName: string | undefined;
+  /** The bytes of the PAX values above that are not UTF-8, for messages. */
+  private paxRaw: Map<string, Buffer> | undefined;
+  private globalPaxRaw: Map<string, Buffer> | undefined;
+  private longName: { name: string; rawName?: Buffer } | undefined;
   private longLink: string | undefined;
   private readonly handler: TarHandler;
 
@@ -208,10 +251,14 @@ export class TarParser {
     while (off < chunk.length) {
       const s = this.state;
       switch (s.at) {
-        case 'end':
+        case 'end': {
           // Only the zero padding may follow: a second archive appended would otherwise be dropped unseen.
-          if (!isZero(chunk.subarray(off))) throw new TarFormatError('data follows the end of the archive (archives joined end to end?)');
+          const rest = chunk.subarray(off);
+          if (!isZero(rest)) throw new TarFormatError('data follows the end of the archive (archives joined end to end?)');
+          s.after += rest.length;
+          if (s.after > MAX_TRAILING) throw trailingError();
           return;
+        }
         case 'header': {
           let block: Buffer;
           if (this.partialLength === 0 && chunk.length - off >= BLOCK) {
@@ -275,7 +322,7 @@ export class TarParser {
   private header(block: Buffer): void {
     const raw = decodeHeader(block);
     if (raw.kind === 'zero') {
-      this.state = { at: 'end' };
+      this.state = { at: 'end', after: 0 };
       return;
     }
     const { flag, header } = raw;
@@ -289,14 +336,19 @@ export class TarParser {
     // name and data are an encoding (GNUSparseFile.<pid>/..., a map, then the data without holes).
     // A reader that ignores them publishes other names and other bytes: refused.
     if (flag === 'S' || [this.pax, this.globalPax].some((pax) => pax !== undefined && [...pax.keys()].some((k) => k.startsWith('GNU.sparse.')))) {
-      const name = this.pax?.get('GNU.sparse.name') ?? this.pax?.get('path') ?? this.longName ?? header.name;
+      const name = this.pax?.get('GNU.sparse.name') ?? this.pax?.get('path') ?? this.longName?.name ?? header.name;
       throw new TarFormatError(`entry ${JSON.stringify(name)} is a sparse file (tar -S), which is not supported`, 'create the archive without -S/--sparse');
     }
-    if (this.globalPax) applyPax(header, this.globalPax);
-    if (this.pax) applyPax(header, this.pax);
-    if (this.longName !== undefined) header.name = this.longName;
+    if (this.globalPax) applyPax(header, this.globalPax, this.globalPaxRaw);
+    if (this.pax) applyPax(header, this.pax, this.paxRaw);
+    if (this.longName !== undefined) {
+      header.name = this.longName.name;
+      if (this.longName.rawName !== undefined) header.rawName = this.longName.rawName;
+      else delete header.rawName;
+    }
     if (this.longLink !== undefined) header.linkname = this.longLink;
     this.pax = undefined;
+    this.paxRaw = undefined;
     this.longName = undefined;
     this.longLink = undefined;
     // Only regular files carry data here; a directory's size field is not data (as with tar-stream),
@@ -318,13 +370,20 @@ export class TarParser {
   }
 
   private long(flag: string, bytes: Buffer, size: number): void {
-    if (flag === 'x') this.pax = decodePax(bytes);
-    else if (flag === 'g') this.globalPax = new Map([...(this.globalPax ?? []), ...decodePax(bytes)]);
-    else {
+    if (flag === 'x') {
+      this.paxRaw = new Map();
+      this.pax = decodePax(bytes, this.paxRaw);
+    } else if (flag === 'g') {
+      const raw = new Map<string, Buffer>();
+      const records = decodePax(bytes, raw);
+      this.globalPax = new Map([...(this.globalPax ?? []), ...records]);
+      // A later global record replaces an earlier one's value, and with it that value's bytes.
+      this.globalPaxRaw = new Map([...[...(this.globalPaxRaw ?? [])].filter(([k]) => !records.has(k)), ...raw]);
+    } else {
       const end = bytes.indexOf(0);
-      const text = bytes.toString('utf8', 0, end < 0 ? bytes.length : end);
-      if (flag === 'L') this.longName = text;
-      else this.longLink = text;
+      const raw = bytes.subarray(0, end < 0 ? bytes.length : end);
+      if (flag === 'L') this.longName = nameOf(raw);
+      else this.longLink = raw.toString('utf8');
     }
     this.pad(size);
   }

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import zlib from 'node:zlib';
 import { rootBeside } from '../harness/archives.ts';
 import { runCli, tempDir } from '../harness/cli.ts';
 import { leftovers, treeSnapshot } from '../harness/invariants.ts';
@@ -125,4 +126,45 @@ void test('control: the same archives whole deploy exactly, and verify passes', 
   assert.equal(fs.statSync(path.join(root, 'current', 'holes.bin')).size, 3 * 1024 * 1024);
   const verify = await runCli(['verify', root]);
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+});
+
+void test('more than 1 MiB after the end of a tar (in the file, inside the gzip stream or after it) exits 2 and changes nothing; tar\'s own record padding, even 1 MiB records, deploys', async (t) => {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'site');
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'index.html'), '<h1>padded</h1>\n');
+  const tar = path.join(dir, 'site.tar');
+  execFileSync('tar', ['-cf', tar, '-C', src, '.']);
+  const tgz = path.join(dir, 'site.tgz');
+  execFileSync('tar', ['-czf', tgz, '-C', src, '.']);
+  const zeros = Buffer.alloc(2 * 1024 * 1024);
+  const cases: [string, Buffer][] = [
+    ['zeros-after.tar', Buffer.concat([fs.readFileSync(tar), zeros])],
+    // Inside the gzip stream: the tar's end, then 2 MiB of zeros compressed with it.
+    ['zeros-inside.tgz', zlib.gzipSync(Buffer.concat([fs.readFileSync(tar), zeros]))],
+    // After the gzip member: zlib skips zero bytes there without a word.
+    ['zeros-after.tgz', Buffer.concat([fs.readFileSync(tgz), zeros])],
+  ];
+  const { root, beside, rootBefore: before, besideBefore } = await rootBeside(dir);
+  for (const [name, bytes] of cases) {
+    fs.writeFileSync(path.join(dir, name), bytes);
+    const r = await runCli(['deploy', path.join(dir, name), root, '--no-fsync']);
+    assert.equal(r.code, 2, `${name}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, /^error: .* is not a readable archive: more than 1048576 bytes \(1 MiB\) follow the end of the archive$/m, name);
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('error:')).length, 1, name);
+    assert.deepEqual(treeSnapshot(root), before, `${name}: the root changed`);
+    assert.deepEqual(treeSnapshot(beside), besideBefore, `${name}: the directory beside changed`);
+    assert.deepEqual(leftovers(root), [], name);
+    assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], `${name}: .tmp/ not empty`);
+  }
+  // Controls: GNU tar's records (10 KiB by default, 1 MiB with -b 2048), and a few zeros after a gzip member.
+  const big = path.join(dir, 'big-records.tar');
+  execFileSync('tar', ['-b', '2048', '-cf', big, '-C', src, '.']);
+  assert.equal(fs.statSync(big).size, 1024 * 1024);
+  fs.writeFileSync(path.join(dir, 'few-after.tgz'), Buffer.concat([fs.readFileSync(tgz), Buffer.alloc(4096)]));
+  for (const file of [tar, tgz, big, path.join(dir, 'few-after.tgz')]) {
+    const r = await runCli(['deploy', file, root, '--no-fsync']);
+    assert.equal(r.code, 0, `${path.basename(file)}: ${r.stderr}`);
+    assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), '<h1>padded</h1>\n');
+  }
 });

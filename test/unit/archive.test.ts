@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { archivePath, EntryChecker, parseSha256, redactUrl, sniffFormat, type ArchiveHeader, type ExtractLimits, type HeaderType } from '../../src/plan/archive.ts';
+import { archivePath, EntryChecker, parseSha256, quoteBytes, redactUrl, shownName, sniffFormat, urlProblem, type ArchiveHeader, type ExtractLimits, type HeaderType } from '../../src/plan/archive.ts';
 import { manifestPathProblem } from '../../src/plan/manifest.ts';
 
 const LIMITS: ExtractLimits = { maxFiles: 1_000_000, maxBytes: 1e12, stripComponents: 0, keepSetid: false, keepOwner: false };
@@ -140,7 +140,9 @@ void test('the hostile cases are refused with a reason', () => {
   refuse([f('.', { type: 'symlink', linkname: '/etc' })], /"\." is the archive's root, but a symlink, not a directory/);
   refuse([f('./', { type: 'file' })], /"\.\/" is the archive's root, but a file/);
   refuse([f('a'), f('.', { type: 'hardlink', linkname: 'a' })], /is the archive's root, but a hard link/);
-  assert.equal(new EntryChecker(LIMITS).decide(f('./', { type: 'dir', mode: 0o755 })).action, 'skip');
+  assert.equal(new EntryChecker(LIMITS).decide(f('./', { type: 'dir', mode: 0o755 })).action, 'root');
+  // The root is held to a directory's rules: one the deploying user could not list is refused.
+  refuse([f('./', { type: 'dir', mode: 0o600 })], /"\.\/" is a directory of mode 0600/);
   // Not root (keepOwner false): what the deploying user could not read or list back once it is theirs.
   refuse([f('s', { mode: 0o000 })], /"s" is a file of mode 0000, which the user that deploys could not read back/);
   refuse([f('w', { mode: 0o244 })], /"w" is a file of mode 0244/);
@@ -198,4 +200,44 @@ void test('the table CRC-32 (for Node before 20.15) agrees with zlib.crc32, whol
     assert.equal(crc32Table(data.subarray(cut), crc32Table(data.subarray(0, cut))), zlib.crc32(data), `${size} bytes in two parts`);
   }
   assert.equal(crc32Table(Buffer.from('123456789')), 0xcbf43926);
+});
+
+void test('the archive root entry gives the release directory its mode (setuid/setgid only with keepSetid), owner (only with keepOwner) and time; with --strip-components it is skipped', () => {
+  const root: ArchiveHeader = { name: './', type: 'dir', mode: 0o2750, size: 0, uid: 33, gid: 44, mtimeMs: 1000 };
+  assert.deepEqual(new EntryChecker(LIMITS).decide(root), { action: 'root', mode: 0o750, mtimeMs: 1000 });
+  assert.deepEqual(new EntryChecker({ ...LIMITS, keepSetid: true, keepOwner: true }).decide({ ...root, name: '.' }), { action: 'root', mode: 0o2750, owner: { uid: 33, gid: 44 }, mtimeMs: 1000 });
+  assert.equal(new EntryChecker({ ...LIMITS, stripComponents: 1 }).decide(root).action, 'skip');
+});
+
+void test('--max-files counts the parent directories an entry implies, and its refusal says so and hints at the limit', () => {
+  const checker = new EntryChecker({ ...LIMITS, maxFiles: 3 });
+  const d = checker.decide({ name: 'a/b/c/index.html', type: 'file', mode: 0o644, size: 1 });
+  assert.equal(d.action, 'refuse');
+  assert.match(d.action === 'refuse' ? d.problem : '', /^the archive makes more than 3 files, directories and links, the parent directories its entries imply included \(--max-files\)$/);
+  assert.match(d.action === 'refuse' ? (d.hint ?? '') : '', /larger --max-files/);
+  const bytes = new EntryChecker({ ...LIMITS, maxBytes: 1 }).decide({ name: 'f', type: 'file', mode: 0o644, size: 2 });
+  assert.match(bytes.action === 'refuse' ? (bytes.hint ?? '') : '', /larger --max-bytes/);
+});
+
+void test('names that are not UTF-8 are quoted with each invalid byte as \\xNN, a backslash of the name as \\\\', () => {
+  assert.equal(quoteBytes(Buffer.from('caf\xe9.txt', 'latin1')), String.raw`"caf\xe9.txt"`);
+  assert.equal(quoteBytes(Buffer.from([0x61, 0x5c, 0x78, 0x66, 0x66, 0xff])), String.raw`"a\\xff\xff"`);
+  assert.equal(quoteBytes(Buffer.from('é\n"', 'utf8')), JSON.stringify('é\n"'));
+  assert.equal(shownName({ name: 'a\uFFFD', rawName: Buffer.from([0x61, 0x80]) }), String.raw`"a\x80"`);
+  assert.equal(shownName({ name: 'plain' }), '"plain"');
+  // Long names are cut as quote cuts them.
+  assert.match(quoteBytes(Buffer.concat([Buffer.alloc(300, 0x61), Buffer.from([0xff])])), /…\(301 bytes\)…a+\\xff"$/);
+});
+
+void test('a URL that does not parse: the problem named, the URL shown without credentials or query', () => {
+  assert.equal(urlProblem('https://example.com/a.tgz'), undefined);
+  assert.equal(urlProblem('http://[::1]:8080/a.tgz'), undefined);
+  assert.deepEqual(urlProblem('http://127.0.0.1:99999/x.tgz'), { shown: 'http://127.0.0.1:99999/x.tgz', problem: 'its port 99999 is out of range (0 to 65535)' });
+  assert.deepEqual(urlProblem('http://'), { shown: 'http://', problem: 'it names no host' });
+  assert.deepEqual(urlProblem('http://[::1/x.tgz'), { shown: 'http://[::1/x.tgz', problem: 'its IPv6 address has no closing "]"' });
+  assert.deepEqual(urlProblem('http://u:pw@host:http/x?token=t'), { shown: 'http://host:http/x', problem: 'its port is not a number' });
+  // A password holding a "/" ends the authority early for the parser: nothing of it is shown.
+  const slash = urlProblem('http://user:pa/ss@host/x.tgz');
+  assert.ok(slash && !slash.shown.includes('pa') && !slash.problem.includes('pa'), JSON.stringify(slash));
+  assert.deepEqual(urlProblem('http://exa mple.com/x'), { shown: 'http://exa mple.com/x', problem: 'its host is not a valid host name or address' });
 });

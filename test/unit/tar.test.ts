@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import tar from 'tar-stream';
 import { sniffFormat } from '../../src/plan/archive.ts';
-import { decodeHeader, decodePax, TarFormatError, TarParser, type TarHeader } from '../../src/plan/tar.ts';
+import { decodeHeader, decodePax, MAX_TRAILING, TarFormatError, TarParser, type TarHeader } from '../../src/plan/tar.ts';
 
 interface Spec {
   name: string;
@@ -128,6 +128,11 @@ void test('a truncated archive, a bad checksum, an unknown format and data after
   assert.throws(() => parse(unknown, [4096]), /unknown format/);
   // Zero padding after the end block is normal; anything else (a second archive appended) is refused.
   assert.equal(parse(Buffer.concat([bytes, Buffer.alloc(70_000)]), [7, 65_536]).length, 1);
+  // Up to MAX_TRAILING (1 MiB) of it: past that it is no padding (a body that never ends), whatever the chunks.
+  // tar-stream ends with two zero blocks: the bytes after the first are what is counted.
+  const afterEnd = bytes.length - 512;
+  assert.equal(parse(Buffer.concat([bytes.subarray(0, afterEnd), Buffer.alloc(MAX_TRAILING)]), [65_536, 3]).length, 1);
+  assert.throws(() => parse(Buffer.concat([bytes.subarray(0, afterEnd), Buffer.alloc(MAX_TRAILING + 1)]), [65_536, 3]), /more than 1048576 bytes \(1 MiB\) follow the end of the archive/);
   assert.throws(() => parse(Buffer.concat([bytes, bytes]), [4096]), /follows the end/);
   assert.throws(() => parse(Buffer.concat([bytes, Buffer.alloc(100_000), Buffer.from('x')]), [9000]), /follows the end/);
   // Cut at an entry boundary: no end-of-archive block, so nothing tells it from an archive whose
@@ -189,4 +194,36 @@ void test('a GNU tar of a file dated before 1970 (a negative base-256 time) deco
     bytes.copy(block, 124, 136, 148);
     assert.throws(() => decodeHeader(withChecksum(block)), /negative/);
   });
+});
+
+void test('a name that is not UTF-8 keeps its bytes for messages, from the header, a GNU long name or a PAX path; a UTF-8 one has none', () => {
+  const header = (name: Buffer, flag = '0', size = 0): Buffer => {
+    const block = Buffer.alloc(512);
+    name.copy(block, 0, 0, Math.min(100, name.length));
+    block.write('0000644\0', 100, 'latin1');
+    block.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+    block.write(flag, 156, 'latin1');
+    block.write('ustar\0' + '00', 257, 'latin1');
+    return withChecksum(block);
+  };
+  const padded = (data: Buffer): Buffer => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+  const bad = Buffer.from('caf\xe9.txt', 'latin1');
+  const long = Buffer.concat([Buffer.alloc(120, 0x64), Buffer.from('/'), bad]);
+  const paxRecord = (value: Buffer): Buffer => {
+    const body = Buffer.concat([Buffer.from(' path='), value, Buffer.from('\n')]);
+    let n = body.length + 1;
+    while (String(n).length + body.length !== n) n = String(n).length + body.length;
+    return Buffer.concat([Buffer.from(String(n)), body]);
+  };
+  const record = paxRecord(bad);
+  const tar = Buffer.concat([
+    header(bad),
+    header(Buffer.from('././@LongLink'), 'L', long.length + 1), padded(Buffer.concat([long, Buffer.from([0])])), header(Buffer.from('short')),
+    header(Buffer.from('pax'), 'x', record.length), padded(record), header(Buffer.from('placeholder')),
+    header(Buffer.from('fine.txt')),
+    Buffer.alloc(1024),
+  ]);
+  const seen = parse(tar, [100, 512, 4096]);
+  assert.deepEqual(seen.map((s) => s.header.rawName), [bad, long, bad, undefined]);
+  assert.ok(seen.slice(0, 3).every((s) => s.header.name.includes('\uFFFD')));
 });
