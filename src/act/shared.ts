@@ -60,12 +60,31 @@ export async function linkShared(staging: string, links: readonly SharedLink[]):
     for (const dir of link.mkdirs) {
       const full = path.join(staging, dir);
       if (made.includes(full)) continue;
-      await fs.promises.mkdir(full, { mode: 0o755 });
+      await inWritableDir(path.dirname(full), () => fs.promises.mkdir(full, { mode: 0o755 }));
       // 0755 whatever the umask, as a fleet host makes them and as the build's manifest lists them.
       await widenMode(full, 0o755);
       made.push(full);
     }
-    await fs.promises.symlink(link.linkText, path.join(staging, link.path));
+    const at = path.join(staging, link.path);
+    await inWritableDir(path.dirname(at), () => fs.promises.symlink(link.linkText, at));
   }
   return made;
+}
+
+/**
+ * Runs `change`, which adds or removes a name in `dir`, with the owner's write bit set on `dir`
+ * for its duration, then the mode as it was. A release keeps its build's modes, and a build may
+ * have read-only directories (0555: a tree copied from a read-only store, an archive's `./` entry):
+ * linking a shared path into one failed with EACCES for any user but root. Only the deploy's own
+ * staging copy is changed this way, before it is placed.
+ */
+export async function inWritableDir<T>(dir: string, change: () => Promise<T>): Promise<T> {
+  const mode = (await fs.promises.lstat(dir)).mode & 0o7777;
+  if ((mode & 0o200) !== 0 || process.geteuid?.() === 0) return change();
+  await fs.promises.chmod(dir, mode | 0o200);
+  try {
+    return await change();
+  } finally {
+    await fs.promises.chmod(dir, mode);
+  }
 }

@@ -5,7 +5,8 @@ import type { ExtractResult } from '../act/archive.ts';
 import { slashedRel, type SourceEntry, type SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { createSharedTarget, linkShared, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
+import { createSharedTarget, inWritableDir, linkShared, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
+import { deleteTree } from '../act/remove-tree.ts';
 import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { StagingArea } from '../act/staging.ts';
@@ -340,7 +341,11 @@ export async function sharedOverExtracted(staging: string, extracted: ExtractRes
   if (plan.exclude.length === 0) return { links: plan.links, extracted };
   // Each path passed sharedPathProblem (relative, no ".."), and its parents are directories the
   // archive made in the stage (planShared refuses a file or a symlink there): the delete stays inside.
-  for (const p of plan.exclude) await fs.promises.rm(path.join(staging, p), { recursive: true, force: true });
+  for (const p of plan.exclude) {
+    const at = path.join(staging, p);
+    // deleteTree makes read-only directories below ours to empty; the parent may be read-only too.
+    await inWritableDir(path.dirname(at), () => deleteTree(at));
+  }
   const under = (rel: string): boolean => plan.exclude.some((p) => rel === p || rel.startsWith(`${p}/`));
   const manifest = extracted.manifest.filter((e) => !under(e.path));
   const left = manifest.filter((e) => e.type === 'file');

@@ -119,7 +119,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   if (await rootIsIdle(layout)) {
     await assertTmpOnRoot(layout);
     chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
-  } else if (options.to !== undefined && !fs.existsSync(releasePath(layout, options.to))) {
+  } else if (options.to !== undefined && !(await releaseViews(layout)).some((v) => v.id === options.to)) {
     // A lock or a crash's leftovers: taking over a stale lock and recovering would change the root
     // before an unknown --to is refused. Only the release a deploy in flight is writing may yet come.
     const journal = await readJournal(layout);

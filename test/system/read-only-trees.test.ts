@@ -121,6 +121,35 @@ void describe('a build whose top directory its owner may not write (chmod -R a-w
     assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), ['r1', 'r4'], 'r2 (failed) pruned; r1 stays as the rollback target');
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => !n.startsWith('.')), []);
   });
+
+  // The shared link goes into the release's top directory, which keeps the build's 0555: linking
+  // failed with EACCES (exit 1), for a directory build and for an archive whose `./` is 0555 alike.
+  void test('shared paths are linked into a read-only top directory (and one below it), replacing what an archive held; the modes stay', async () => {
+    requireRoot();
+    const dir = ownDir('shared');
+    const build = path.join(dir, 'build');
+    const r = spawnSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), 'sh', '-c', 'mkdir -p "$1/config" && echo v1 > "$1/index.html" && chmod -R a-w "$1"', 'sh', build], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const artifact = writeArchive('tar', path.join(dir, 'nix.tar'), [
+      { name: './', type: 'dir', mode: 0o555 },
+      { name: 'index.html', data: 'v2\n' },
+      { name: '.env', data: 'FROM_BUILD=1\n' },
+      { name: 'config/', type: 'dir', mode: 0o555 },
+      { name: 'config/app.ini', data: 'x\n' },
+    ]);
+    fs.chownSync(artifact, NOBODY.uid, NOBODY.gid);
+    const root = path.join(dir, 'root');
+    for (const [source, replace] of [[build, []], [artifact, ['--shared-replace']]] as const) {
+      const deployed = await asNobody(['deploy', source, root, '--no-fsync', '--shared-file', '.env', '--shared-file', 'config/app.ini', '--shared-create', ...replace]);
+      assert.equal(deployed.code, 0, `${source}: ${deployed.stderr}`);
+      const current = path.join(root, 'current');
+      assert.equal(fs.readlinkSync(path.join(current, '.env')), '../../shared/.env');
+      assert.equal(fs.readlinkSync(path.join(current, 'config', 'app.ini')), '../../../shared/config/app.ini');
+      for (const d of ['', 'config']) assert.equal((fs.statSync(path.join(current, d)).mode & 0o777).toString(8), '555', `${source}: ${d || '.'}`);
+      const verify = await asNobody(['verify', root]);
+      assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    }
+  });
 });
 
 // The hosts' programs: a stage or trash removed at the end of a failed deploy or a prune.

@@ -61,9 +61,11 @@ void test('rollback --to an unknown release in a root with a crashed deploy: exi
   // A name in releases/ that is no release directory is named for what it is, not "does not exist".
   fs.symlinkSync('r1', path.join(root, 'releases', 'alias'));
   fs.symlinkSync('/nonexistent/volume/r9', path.join(root, 'releases', 'r9'));
+  const linked = treeSnapshot(root);
   const alias = await runCli(['rollback', root, '--to', 'alias']);
   assert.equal(alias.code, 2, alias.stderr);
   assert.match(alias.stderr, /^error: \S+releases\/alias is a symlink to "r1", not a release directory$/m);
+  assert.deepEqual(treeSnapshot(root), linked, 'recovery ran before the refusal of a link to another release');
   const dangling = await runCli(['verify', root, '--release', 'r9']);
   assert.equal(dangling.code, 2, dangling.stderr);
   assert.match(dangling.stderr, /^error: \S+releases\/r9 is a symlink to "\/nonexistent\/volume\/r9", which does not exist \(a volume not mounted\?\), not a release directory$/m);

@@ -12,7 +12,7 @@ import { writeArchive } from '../harness/archives.ts';
 const BUILD = [
   { name: 'index.html', data: 'v2\n' },
   { name: '.env', data: 'APP_KEY=from-the-build\n' },
-  { name: 'storage', type: 'dir' as const },
+  { name: 'storage/', type: 'dir' as const },
   { name: 'storage/x.log', data: 'log\n' },
   { name: 'config', type: 'symlink' as const, link: '/etc' },
 ];
