@@ -750,10 +750,12 @@ export function deployArmScript(s: DeployArmScript): string {
   const sharedLines = s.shared
     .map((l) => {
       const inRelease = `${stage}"/"${q(l.path)}`;
+      // Each change in a directory of the build, which may be read-only (0555): in_writable lends u+w.
+      const parentOf = (p: string): string => `${stage}"/"${q(posix.dirname(p))}`;
       return [
-        l.replaces ? `rm -rf -- ${inRelease}` : '',
-        ...l.mkdirs.map((d) => `mkdir -m 755 -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
-        `ln -s -- ${q(l.linkText)} ${inRelease} || fail IO ${q(`cannot link shared path ${l.path}`)}`,
+        l.replaces ? `in_writable ${parentOf(l.path)} remove_tree ${inRelease}` : '',
+        ...l.mkdirs.map((d) => `in_writable ${parentOf(d)} mkdir -m 755 -- ${stage}"/"${q(d)} 2>/dev/null || [ -d ${stage}"/"${q(d)} ] || fail IO "cannot create a directory in the release"`),
+        `in_writable ${parentOf(l.path)} ln -s -- ${q(l.linkText)} ${inRelease} || fail IO ${q(`cannot link shared path ${l.path}`)}`,
       ]
         .filter(Boolean)
         .join('\n');

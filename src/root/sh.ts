@@ -32,6 +32,17 @@ rename_dir() {
   rename_exact "$1" "$2" || { chmod u-w -- "$1" 2>/dev/null; return 1; }
   chmod u-w -- "$2"
 }
+# DIR CMD...: CMD, which adds or removes a name in DIR, with u+w lent to DIR for it: a release keeps
+# its build's modes, and a shared link into a 0555 directory failed for any user but root
+# (act/shared.ts inWritableDir). Only the deploy's own stage is changed this way.
+in_writable() {
+  _iw=$1; shift
+  [ -w "$_iw" ] && { "$@"; return; }
+  chmod u+w -- "$_iw" 2>/dev/null || { "$@"; return; }
+  "$@"; _iwr=$?
+  chmod u-w -- "$_iw"
+  return $_iwr
+}
 # DIR: mkdir -p in which every directory made is 0755 whatever the umask (act/mkdirs.ts makeReachableDirs).
 mkdir_reachable() { (umask 022; mkdir -p -- "$1"); }
 # FROM DIR NAME: FROM copied to DIR/NAME whole, by one rename of a copy made in put_file's private directory.

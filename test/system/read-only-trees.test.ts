@@ -11,12 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { placeRelease } from '../../src/root/place.ts';
-import { applyScript } from '../../src/remote/script.ts';
+import { applyScript, deployArmScript } from '../../src/remote/script.ts';
 import { writeArchive } from '../harness/archives.ts';
 import { asUser, requireRoot, runWrapped, uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
-import { programShells, runProgram } from '../harness/remote-programs.ts';
+import { armedTail, lockAs, programShells, runProgram } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'dash'] as const);
 const NOBODY = uidOf('nobody');
@@ -153,7 +153,7 @@ void describe('a build whose top directory its owner may not write (chmod -R a-w
 });
 
 // The hosts' programs: a stage or trash removed at the end of a failed deploy or a prune.
-const SHELLS = programShells(BASE, TOOLS, ['rm', 'find', 'chmod', 'mkdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'id', 'printf', 'test', 'mv']);
+const SHELLS = programShells(BASE, TOOLS, ['rm', 'find', 'chmod', 'mkdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'id', 'printf', 'test', 'mv', 'ln', 'cp', 'rmdir', 'uname', 'readlink', 'sleep', 'kill', 'timeout', 'grep']);
 fs.chmodSync(path.join(BASE, 'busybox-bin'), 0o755);
 for (const shell of SHELLS) {
   void test(`a host's program removes a stage with read-only directories, as nobody, under ${shell.name}`, () => {
@@ -193,5 +193,49 @@ for (const shell of SHELLS) {
     assert.equal(retired.code, 0, `${shell.name}: ${retired.stderr} ${JSON.stringify(retired.frames)}`);
     assert.deepEqual(fs.readdirSync(path.join(root, 'releases')), [], `${shell.name}: the release left releases/`);
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('trash.')), []);
+  });
+}
+
+// The host's side of a shared link into a release whose top directory keeps a 0555 build's mode:
+// `ln -s` there failed for a user who is not root ("cannot link shared path"); in_writable lends u+w.
+for (const shell of SHELLS) {
+  void test(`a host's program links shared paths into a stage whose top directory is 0555, replacing what it held, as nobody, under ${shell.name}`, () => {
+    requireRoot();
+    const root = path.join(ownDir('host-shared'), 'root');
+    for (const d of ['releases/old', '.tmp/stage.abc', '.atomic-deploy', 'shared/config']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    fs.writeFileSync(path.join(root, 'releases', 'old', 'index.html'), 'old\n');
+    fs.symlinkSync('releases/old', path.join(root, 'current'));
+    fs.writeFileSync(path.join(root, 'shared', '.env'), 'FROM_SHARED=1\n');
+    fs.writeFileSync(path.join(root, 'shared', 'config', 'app.ini'), 'x\n');
+    lockAs(root, 'tok');
+    spawnSync('chown', ['-R', `${NOBODY.uid}:${NOBODY.gid}`, root]);
+    const made = spawnSync(asUser('nobody')[0] as string, [...asUser('nobody').slice(1), 'sh', '-c', 'mkdir -p "$1/config" && echo new > "$1/index.html" && echo FROM_BUILD=1 > "$1/.env" && chmod 555 "$1/config" "$1"', 'sh', path.join(root, '.tmp', 'stage.abc', 'new')], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const script = deployArmScript({
+      root,
+      fsync: false,
+      id: 'new',
+      previous: 'old',
+      stage: 'stage.abc',
+      shared: [
+        { path: '.env', type: 'file', linkText: '../../shared/.env', mkdirs: [], replaces: true },
+        { path: 'config/app.ini', type: 'file', linkText: '../../../shared/config/app.ini', mkdirs: [], replaces: false },
+      ],
+      sharedCreate: false,
+      beforeSwitch: [],
+      journalCopying: '{"v":1,"op":"deploy","phase":"copying"}',
+      journalReady: '{"v":1,"op":"deploy","phase":"ready"}',
+      recordPending: '{"id":"new","status":"pending"}',
+      tail: armedTail({ id: 'new', token: 'tok', backTo: 'old', commitRecords: ['new'], protect: ['old', 'new'] }),
+    });
+    const r = runProgram(shell, script, BASE, 'go\ncommit\n{"id":"new","status":"complete"}\n', NOBODY);
+    assert.equal(r.code, 0, `${shell.name}: ${r.stderr} ${JSON.stringify(r.frames)}`);
+    assert.ok(r.frames.some((f) => f.tag === 'committed'), `${shell.name}: ${JSON.stringify(r.frames)}`);
+    assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/new');
+    const release = path.join(root, 'releases', 'new');
+    assert.equal(fs.readlinkSync(path.join(release, '.env')), '../../shared/.env');
+    assert.equal(fs.readFileSync(path.join(release, '.env'), 'utf8'), 'FROM_SHARED=1\n');
+    assert.equal(fs.readlinkSync(path.join(release, 'config', 'app.ini')), '../../../shared/config/app.ini');
+    for (const d of ['', 'config']) assert.equal((fs.statSync(path.join(release, d)).mode & 0o777).toString(8), '555', `${shell.name}: ${d || '.'} keeps its mode`);
   });
 }
