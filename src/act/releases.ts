@@ -73,14 +73,14 @@ export async function removeRelease(
 }
 
 /**
- * What stands at a release's path when it is no release directory: a file, a symlink (to another
- * release, or to nothing: a volume not mounted). Undefined when nothing is there, or a directory.
- * For the message of a command that found no release there: "does not exist" was wrong.
+ * What stands at a release's path when it is no release directory, in words: a file, a symlink
+ * (to another release, or to nothing: a volume not mounted). Undefined when nothing is there, or a
+ * directory. For the messages of commands that found no release there ("does not exist" was wrong).
  */
-export function notAReleaseDir(dir: string): string | undefined {
+export function entryNotRelease(dir: string): string | undefined {
   const st = fs.lstatSync(dir, { throwIfNoEntry: false });
   if (st === undefined || st.isDirectory()) return undefined;
-  if (!st.isSymbolicLink()) return `${dir} is a file, not a release directory`;
+  if (!st.isSymbolicLink()) return 'a file';
   let target = '?';
   try {
     target = fs.readlinkSync(dir);
@@ -88,5 +88,11 @@ export function notAReleaseDir(dir: string): string | undefined {
     // Gone meanwhile: the words below still hold.
   }
   const dangling = fs.statSync(dir, { throwIfNoEntry: false }) === undefined;
-  return `${dir} is a symlink to ${JSON.stringify(target)}${dangling ? ', which does not exist (a volume not mounted?)' : ''}, not a release directory`;
+  return `a symlink to ${JSON.stringify(target)}${dangling ? ', which does not exist (a volume not mounted?)' : ''}`;
+}
+
+/** `<dir> is <what>, not a release directory`, or undefined (entryNotRelease). */
+export function notAReleaseDir(dir: string): string | undefined {
+  const what = entryNotRelease(dir);
+  return what === undefined ? undefined : `${dir} is ${what}, not a release directory`;
 }

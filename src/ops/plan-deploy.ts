@@ -1,7 +1,7 @@
 import { displayUrl } from '../act/health.ts';
 import fs from 'node:fs';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { listReleaseDirs } from '../act/releases.ts';
+import { entryNotRelease, listReleaseDirs } from '../act/releases.ts';
 import { sharedTargetKind } from '../act/shared.ts';
 import { listRecordIds, nextSeq, readRecords } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
@@ -145,14 +145,6 @@ function isEmptyDir(dir: string): boolean {
   }
 }
 
-function readLinkOr(link: string): string {
-  try {
-    return fs.readlinkSync(link);
-  } catch {
-    return '?';
-  }
-}
-
 export function releaseIdTaken(layout: Layout, id: string): DeployError {
   const at = releasePath(layout, id);
   const st = fs.lstatSync(at, { throwIfNoEntry: false });
@@ -167,7 +159,7 @@ export function releaseIdTaken(layout: Layout, id: string): DeployError {
     });
   }
   if (st !== undefined) {
-    const what = !st.isSymbolicLink() ? 'a file' : fs.existsSync(at) ? 'a symlink' : `a symlink to ${JSON.stringify(readLinkOr(at))}, which does not exist (a volume not mounted?)`;
+    const what = entryNotRelease(at) ?? 'something';
     return new DeployError('RELEASE_EXISTS', `${at} is taken by ${what}, not a release directory`, {
       hint: 'pick another release id, or move that entry out of releases/',
     });
