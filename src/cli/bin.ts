@@ -6,7 +6,9 @@ import { stopsCleanup, type Delivery } from '../plan/signals.ts';
 // First, before any module is loaded asynchronously: loading reads files on the thread pool too.
 keepThreadPoolAwake();
 const argv = process.argv.slice(2);
-if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+// (With ATOMIC_DEPLOY_JSON set the CLI answers, as JSON: any value but an off word may mean on.)
+const jsonFromEnv = !['', '0', 'false', 'no', 'off'].includes((process.env.ATOMIC_DEPLOY_JSON ?? '').trim().toLowerCase());
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V') && !jsonFromEnv) {
   const { VERSION } = await import('./version.ts');
   // A reader that went away (`| true`) is not an error of ours.
   process.stdout.on('error', () => undefined);

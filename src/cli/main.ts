@@ -569,6 +569,12 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
       program.outputHelp();
       return EXIT.ok;
     }
+    // --json prints one JSON object on stdout, whatever else is asked: the version too.
+    const words = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+    if (wantsJson && (words.includes('--version') || words.includes('-V'))) {
+      options.stdout.write(JSON.stringify({ version: VERSION }) + '\n');
+      return EXIT.ok;
+    }
     await program.parseAsync([...dispatch(program, argv)], { from: 'user' });
     return exitCode;
   } catch (error) {

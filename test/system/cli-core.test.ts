@@ -300,6 +300,12 @@ describe('CLI surface', () => {
   test('--version, --help with examples for every command, usage errors exit 2', async () => {
     const v = await runCli(['--version']);
     assert.equal(v.stdout, `${pkg.version}\n`);
+    // --json: one JSON object on stdout, the version's too (it printed the plain text).
+    for (const [args, env] of [[['--version', '--json'], {}], [['-V'], { ATOMIC_DEPLOY_JSON: '1' }]] as const) {
+      const j = await runCli([...args], { env });
+      assert.equal(j.code, 0, j.stderr);
+      assert.deepEqual(JSON.parse(j.stdout), { version: pkg.version });
+    }
     for (const cmd of ['deploy', 'rollback', 'releases', 'status', 'unlock']) {
       const h = await runCli([cmd, '--help']);
       assert.equal(h.code, 0, cmd);
