@@ -301,6 +301,20 @@ function oneLineSuggestion(text: string): string {
   return text.replace(/\n\(Did you mean (.+?)\?\)/g, '; did you mean $1?');
 }
 
+/**
+ * Commander's message for an unknown option, made to say so when the flag belongs to other
+ * commands: `releases --keep` got "did you mean --help?", the nearest spelling among the
+ * command's own flags, where the mistake is the command.
+ */
+function explainUnknownOption(text: string, program: Command): string {
+  const m = /^error: unknown option '(--[^'=]+)(?:=[^']*)?'[^\n]*/.exec(text);
+  if (!m) return text;
+  const flag = m[1] as string;
+  const owners = (program.commands as Command[]).filter((c) => (c.options as Option[]).some((o) => o.long === flag)).map((c) => c.name());
+  if (owners.length === 0) return text;
+  return text.replace(m[0], `error: unknown option '${flag}' for this command; it is an option of ${owners.join(', ')}`);
+}
+
 /** Runs the CLI and returns its exit code; it never exits the process itself. */
 export async function runCli(argv: readonly string[], options: RunOptions): Promise<number> {
   // Before the flags are parsed (a usage error, a bad ATOMIC_DEPLOY_* value), the reporter follows
@@ -330,7 +344,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
       // One line, as our own suggestions are: commander puts "(Did you mean --keep?)" on a line of its own.
-      writeErr: (s) => options.stderr.write(oneLineSuggestion(s)),
+      writeErr: (s) => options.stderr.write(explainUnknownOption(oneLineSuggestion(s), program)),
     });
   const common = (cmd: Command): Command =>
     cmd
@@ -581,7 +595,7 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
       // The hint stderr gets from showHelpAfterError goes into the JSON object too.
-      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: oneLineSuggestion(error.message).replace(/^error: /, ''), hint: 'see --help for usage' } }) + '\n');
+      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program).replace(/^error: /, ''), hint: 'see --help for usage' } }) + '\n');
       return EXIT.invalid;
     }
     // A refusal by the system that no step turned into a DeployError (a read-only command in a

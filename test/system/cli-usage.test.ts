@@ -74,6 +74,13 @@ void test('a mistyped flag gets a suggestion too', async (t) => {
   assert.match(result.stderr, /^error: unknown option '--kep'; did you mean --keep\?$/m);
   const json = await runCli(['deploy', 'build', 'www', '--kep', '3', '--json'], { cwd: dir });
   assert.deepEqual(JSON.parse(json.stdout), { error: { code: 'USAGE', message: "unknown option '--kep'; did you mean --keep?", hint: 'see --help for usage' } });
+  // A flag of other commands: named as theirs, where "did you mean --help?" pointed away from the mistake.
+  const other = await runCli(['releases', 'www', '--keep', '3'], { cwd: dir });
+  assert.equal(other.code, 2);
+  assert.match(other.stderr, /^error: unknown option '--keep' for this command; it is an option of deploy, prune$/m);
+  assert.doesNotMatch(other.stderr, /did you mean/);
+  const otherJson = await runCli(['status', 'www', '--strategy=copy', '--json'], { cwd: dir });
+  assert.equal(JSON.parse(otherJson.stdout).error.message, "unknown option '--strategy' for this command; it is an option of deploy");
 });
 
 void test('the bare form deploys when its first argument is a directory', async (t) => {
