@@ -195,6 +195,8 @@ export function unknownEnvWarnings(program: Command, env: NodeJS.ProcessEnv): { 
     .filter((name) => name.startsWith('ATOMIC_DEPLOY_') && !known.has(name))
     .sort()
     .map((name) => {
+      // The source is an argument, not a flag: the nearest spelling (FORCE) would point away from it.
+      if (name === 'ATOMIC_DEPLOY_SOURCE') return { message: `${name} is set, but no command reads it; it is ignored`, hint: 'the source is an argument (atomic-deploy deploy <source> <root>) or the config file\'s source: key' };
       const near = closest(name.slice('ATOMIC_DEPLOY_'.length), [...known].map((k) => k.slice('ATOMIC_DEPLOY_'.length)));
       return {
         message: `${name} is set, but no command reads it; it is ignored`,

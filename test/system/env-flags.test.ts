@@ -100,6 +100,8 @@ void test('a misspelt ATOMIC_DEPLOY_ variable is named in a warning with the one
   assert.equal(far.code, 0, far.stderr);
   assert.match(far.stderr, /^warning: ATOMIC_DEPLOY_SOMETHING_ELSE is set, but no command reads it; it is ignored\nhint: each flag has one: --release-id is ATOMIC_DEPLOY_RELEASE_ID/);
   jsonOf(far);
+  const source = await runCli(['status', root, '--quiet'], { env: { ATOMIC_DEPLOY_SOURCE: 'dist' } });
+  assert.equal(source.stderr, "warning: ATOMIC_DEPLOY_SOURCE is set, but no command reads it; it is ignored\nhint: the source is an argument (atomic-deploy deploy <source> <root>) or the config file's source: key\n");
   // A CI job sets its variables for every step; a hook runs atomic-deploy with what it was given.
   const quiet = await runCli(['status', root], { env: { ATOMIC_DEPLOY_KEEP: '2', ATOMIC_DEPLOY_WAVES: '3', ATOMIC_DEPLOY_ROOT: root, ATOMIC_DEPLOY_RELEASE_PATH: root, ATOMIC_DEPLOY_PREVIOUS_ID: 'a1', ATOMIC_DEPLOY_UNIT: 'x.service' } });
   assert.equal(quiet.code, 0, quiet.stderr);
