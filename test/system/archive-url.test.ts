@@ -304,15 +304,14 @@ void test('a URL that does not parse exits 2 at once, naming why, with no retry 
     ['https://alice:s3cr3t@example.com:70000/a.tgz?X-Amz-Signature=TOKEN', /^error: https:\/\/example\.com:70000\/a\.tgz is not a valid URL: its port 70000 is out of range/m],
   ];
   for (const [url, message] of cases) {
-    const started = Date.now();
     const r = await runCli(['deploy', url, root, '--json']);
     assert.equal(r.code, 2, `${url}: exit ${r.code}\n${r.stderr}`);
     assert.equal(jsonOf<{ error: { code: string } }>(r).error.code, 'INVALID_SOURCE', url);
     const plain = await runCli(['deploy', url, root]);
     assert.equal(plain.code, 2, url);
     assert.match(plain.stderr, message, url);
-    assert.doesNotMatch(plain.stderr, /retrying|s3cr3t|TOKEN/, url);
-    assert.ok(Date.now() - started < 3000, `${url}: took ${Date.now() - started} ms (retried?)`);
+    // Each retry is announced with a warning first (the test below sees them): none, so no request was retried.
+    assert.doesNotMatch(plain.stderr + r.stderr, /retrying|s3cr3t|TOKEN/, url);
     assert.equal(fs.existsSync(root), false, `${url}: the root was created`);
   }
 });
