@@ -32,7 +32,7 @@ import { armedTail, lockAs } from './remote-programs.ts';
 
 export type LockOutcome =
   | { result: 'locked'; tookOver: boolean; holderPid: number; release(): Promise<void> }
-  | { result: 'LOCKED' | 'LOCK_FOREIGN_HOST'; holderPid: number | null };
+  | { result: 'LOCKED' | 'LOCK_FOREIGN_HOST'; holderPid: number | null; message: string };
 
 /** A lock judged stale, kept to act on later (the stalled contender). */
 export interface JudgedStale {
@@ -89,7 +89,7 @@ export interface UndoRequest {
 function lockedOutcome(error: unknown): LockOutcome {
   if (error instanceof DeployError && (error.code === 'LOCKED' || error.code === 'LOCK_FOREIGN_HOST')) {
     const lock = (error.details as { lock?: { pid?: number } | null } | undefined)?.lock;
-    return { result: error.code, holderPid: lock?.pid ?? null };
+    return { result: error.code, holderPid: lock?.pid ?? null, message: error.message };
   }
   throw error;
 }
