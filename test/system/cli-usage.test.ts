@@ -80,7 +80,7 @@ void test('a mistyped flag gets a suggestion too', async (t) => {
   assert.match(other.stderr, /^error: unknown option '--keep' for this command; it is an option of deploy, prune$/m);
   assert.doesNotMatch(other.stderr, /did you mean/);
   const otherJson = await runCli(['status', 'www', '--strategy=copy', '--json'], { cwd: dir });
-  assert.equal(JSON.parse(otherJson.stdout).error.message, "unknown option '--strategy' for this command; it is an option of deploy");
+  assert.equal((JSON.parse(otherJson.stdout) as { error: { message: string } }).error.message, "unknown option '--strategy' for this command; it is an option of deploy");
 });
 
 void test('the bare form deploys when its first argument is a directory', async (t) => {
