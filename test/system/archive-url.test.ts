@@ -190,19 +190,9 @@ void test('a zip URL that never ends is spooled only up to what --max-bytes allo
     }
     res.writeHead(200, { 'content-type': 'application/zip' });
     res.write(Buffer.from('PK\x03\x04'));
-    const chunk = Buffer.alloc(1 << 20);
-    const pump = (): void => {
-      while (!res.destroyed && res.write(chunk)) sent += chunk.length;
-      if (!res.destroyed) res.once('drain', pump);
-    };
-    pump();
+    zerosForever(res, 1 << 20, (n) => (sent += n));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLoopback(t, server);
   let peak = 0;
   const watch = setInterval(() => {
     for (const name of fs.readdirSync(path.join(root, '.tmp'))) {
@@ -249,25 +239,35 @@ void test('a server that never answers: one "retrying" warning per retry made, n
   assert.match(tiny.stderr, /downloading .* failed/);
 });
 
+/** Writes zero bytes to `res` until the client goes away, telling `count` each chunk written: a body without end. */
+function zerosForever(res: http.ServerResponse, chunkBytes: number, count: (bytes: number) => void): void {
+  const chunk = Buffer.alloc(chunkBytes);
+  const pump = (): void => {
+    while (!res.destroyed && res.write(chunk)) count(chunk.length);
+    if (!res.destroyed) res.once('drain', pump);
+  };
+  pump();
+}
+
+/** Listens on a loopback port, closed (its connections too) after the test; returns the port. */
+async function listenLoopback(t: { after(fn: () => Promise<void>): void }, server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  return (server.address() as AddressInfo).port;
+}
+
 /** A loopback server that sends the named file of `dir` and then zero bytes for ever, with no Content-Length. */
 async function endless(t: { after(fn: () => Promise<void>): void }, dir: string): Promise<{ url: (name: string) => string; sent: () => number }> {
   let sent = 0;
   const server = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
     res.write(fs.readFileSync(path.join(dir, (req.url ?? '/').slice(1))));
-    const zeros = Buffer.alloc(64 * 1024);
-    const pump = (): void => {
-      while (!res.destroyed && res.write(zeros)) sent += zeros.length;
-      if (!res.destroyed) res.once('drain', pump);
-    };
-    pump();
+    zerosForever(res, 64 * 1024, (n) => (sent += n));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLoopback(t, server);
   return { url: (name) => `http://127.0.0.1:${port}/${name}`, sent: () => sent };
 }
 
