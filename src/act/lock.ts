@@ -192,8 +192,16 @@ export function inspectLock(layout: Layout): LockInfo | undefined {
   }
   const owner = stat.isDirectory() ? parseOwner(layout.lock, stat) : null;
   const createdAtMs = stat.mtimeMs;
+  const verdict = judgeOwner(owner, createdAtMs);
+  const mtimeS = Math.floor(stat.mtimeMs / 1000);
+  const identity: LockIdentity = owner?.format === 'atomic-deploy' ? { token: owner.token } : { inode: String(stat.ino), mtimeS };
+  return { owner, createdAtMs, verdict, instance: lockInstance(owner?.token, String(stat.ino), mtimeS), identity };
+}
+
+/** Whether the process an owner names (a lock's, a scratch directory's) still runs: the facts of this host, judged. */
+export function judgeOwner(owner: LockOwner | null, createdAtMs: number): LockVerdict {
   const facts = owner ? processFacts(owner.pid) : { process: 'dead' as const };
-  const verdict = judgeLock(owner, {
+  return judgeLock(owner, {
     thisHost: hostName(),
     thisBootId: bootId(),
     process: facts.process,
@@ -202,9 +210,11 @@ export function inspectLock(layout: Layout): LockInfo | undefined {
     lockCreatedAtMs: createdAtMs,
     nowMs: Date.now(),
   });
-  const mtimeS = Math.floor(stat.mtimeMs / 1000);
-  const identity: LockIdentity = owner?.format === 'atomic-deploy' ? { token: owner.token } : { inode: String(stat.ino), mtimeS };
-  return { owner, createdAtMs, verdict, instance: lockInstance(owner?.token, String(stat.ino), mtimeS), identity };
+}
+
+/** This process as an owner: what judgeOwner needs to tell it from a later process with its pid. */
+export function thisProcess(): Pick<LockOwner, 'pid' | 'host' | 'startTime' | 'bootId'> {
+  return { pid: process.pid, host: hostName(), startTime: procStat(process.pid).startTime, bootId: bootId() };
 }
 
 export function describeHolder(owner: LockOwner | null): string {

@@ -5,8 +5,8 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { makeScratchDir } from './scratch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
@@ -142,7 +142,7 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
   }
   const sig = await readSignature(signature, download);
   if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(`${redactUrl(signature)} is not an SSH signature`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-sig-'));
+  const dir = makeScratchDir('sig');
   const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
   try {
     const sigFile = path.join(dir, 'artifact.sig');

@@ -402,7 +402,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       } finally {
         const left = await stage?.remove();
         if (left !== undefined) {
-          out.warn(`a signal stopped the removal of the artifact's local stage: ${left} is left (outside the root, so no later command removes it)`, `rm -rf -- ${shellWord(left)}`);
+          out.warn(`a signal stopped the removal of the artifact's local stage: ${left} is left (outside the root: the next fleet command removes it)`, `rm -rf -- ${shellWord(left)}`);
           afterSignal();
         }
       }

@@ -1,10 +1,10 @@
 /** Deploying an artifact: open it and its signature before the lock, fill the stage under it, check the digests last. */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { makeScratchDir, removeScratchDir } from '../act/scratch.ts';
 import { extractArtifact, isArtifactSource, openArtifact, zipSpoolLimit, zipTooLarge, type Artifact, type ExtractResult } from '../act/archive.ts';
 import type { DownloadOptions } from '../act/download.ts';
-import { deleteTree, nextSignal } from '../act/remove-tree.ts';
+import { nextSignal } from '../act/remove-tree.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, isUrlSource, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
@@ -189,7 +189,7 @@ export interface LocalStage {
   /**
    * Deletes the stage; the next signal stops the delete between two files (the second, after a
    * first that ended the fleet deploy). Returns the directory a signal left: it lies outside every
-   * root, so no later command removes it, and the user must hear its name.
+   * root, so the user must hear its name; the next fleet command removes it (act/scratch.ts).
    */
   remove(): Promise<string | undefined>;
 }
@@ -211,12 +211,12 @@ function naming(error: unknown, left: string | undefined): unknown {
  */
 export async function stageArtifactLocally(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; secondSignal?: AbortSignal; emit: EventSink }): Promise<LocalStage> {
   const opened = await openArtifactSource(source, options, context);
-  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-stage-'));
+  const parent = makeScratchDir('stage');
   // Stoppable like an undo's deletes: a large artifact's tree takes seconds, and Ctrl-C must end them.
   const remove = async (): Promise<string | undefined> => {
     const signal = nextSignal(context.signal, context.secondSignal);
-    await deleteTree(parent, { signal });
-    return signal?.aborted === true && fs.existsSync(parent) ? parent : undefined;
+    // Its owner link goes last: a stage a signal leaves is one the next fleet command recognises and removes.
+    return (await removeScratchDir(parent, { signal })) ? undefined : parent;
   };
   try {
     const dir = path.join(parent, 'release');

@@ -5,8 +5,8 @@
  * the host, the rest are sent with rsync into the stage. The new manifest travels with the stage.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { makeScratchDir } from '../act/scratch.ts';
 import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
@@ -250,7 +250,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
       if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match${failed.length === 1 ? 'es' : ''} its manifest or owner (edited, chmod-ed or chown-ed in place?): sent again`);
     }
   }
-  const listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-send-'));
+  const listDir = makeScratchDir('send');
   try {
     const filesFrom = path.join(listDir, 'files');
     fs.writeFileSync(filesFrom, `${withResent(plan, failed).join('\0')}\0`);

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { makeScratchDir } from '../act/scratch.ts';
 import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
@@ -410,7 +411,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     }
     const manifestFile = (): string => {
       if (manifestDir === undefined) {
-        manifestDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-manifest-'));
+        manifestDir = makeScratchDir('manifest');
         fs.writeFileSync(path.join(manifestDir, 'manifest.json'), build.text);
       }
       return path.join(manifestDir, 'manifest.json');

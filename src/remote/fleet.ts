@@ -1,5 +1,6 @@
 /** Running one operation on many hosts: targets, connections, parallelism, recovery, per-host reports. */
 import path from 'node:path';
+import { sweepScratchDirs } from '../act/scratch.ts';
 import type { CurrentState } from '../act/switch.ts';
 import { DeployError, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
@@ -168,6 +169,7 @@ export class FleetRun {
   readonly hosts: HostRun[];
   readonly emit: EventSink;
   private readonly control: ControlDir;
+  private readonly swept: Promise<unknown>;
   private readonly parallel: number;
 
   constructor(
@@ -181,6 +183,11 @@ export class FleetRun {
     if (config) throw new DeployError('USAGE', config.problem, { hint: config.hint });
     this.emit = options.onEvent ?? ignoreEvents;
     this.control = ControlDir.create();
+    // Beside the work, never in its way: what a killed deploy left in the temp dir (act/scratch.ts).
+    this.swept = sweepScratchDirs({
+      signal: options.signal,
+      onRemove: (left) => this.emit({ type: 'step', message: `removing ${left.dir}, left by atomic-deploy process ${left.pid}, which is gone` }),
+    });
     const fsync = options.fsync !== false;
     this.hosts = targets.map((t, i) => new HostRun(new RemoteRoot(t.label, t.spec, t.root, options.ssh ?? {}, this.control.socket(i), fsync)));
     const ownLocks = new Map<string, OwnLock>();
@@ -255,7 +262,7 @@ export class FleetRun {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.hosts.map((h) => h.remote.close()));
+    await Promise.all([...this.hosts.map((h) => h.remote.close()), this.swept]);
     this.control.remove();
   }
 }

@@ -7,8 +7,8 @@
  * that names it. Each host gets its own (hooks may write host-specific bytes).
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { makeScratchDir } from '../act/scratch.ts';
 import { DeployError } from '../errors.ts';
 import { treeFromListing } from '../plan/fleet-verify.ts';
 import { diffManifests, manifestDigest, serializeManifest, treeManifest, type Manifest, type ReleaseTree } from '../plan/manifest.ts';
@@ -53,7 +53,7 @@ export function afterHooks(build: Manifest, tree: ReleaseTree, releasePath: stri
 async function storeRemade(ssh: SshHost, root: string, id: string, stage: string, text: string): Promise<number | undefined> {
   const seeded = await ssh.exec(readManifestScript(root, id, { hashOnly: true, seed: stage })).catch(() => undefined);
   if (seeded?.code === 0) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-remade-'));
+    const dir = makeScratchDir('remade');
     try {
       const file = path.join(dir, 'manifest.json');
       fs.writeFileSync(file, text);

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { makeScratchDir } from '../act/scratch.ts';
 import { DeployError } from '../errors.ts';
 import { FrameReader, type Frame } from './facts.ts';
 import { remoteCommand } from './script.ts';
@@ -32,7 +33,7 @@ export class ControlDir {
   static create(): ControlDir {
     // Socket paths are limited to about 100 bytes and ssh appends a random suffix while binding.
     const base = /^[A-Za-z0-9._/-]{1,40}$/.test(os.tmpdir()) ? os.tmpdir() : '/tmp';
-    return new ControlDir(fs.mkdtempSync(path.join(base, 'ad-')));
+    return new ControlDir(makeScratchDir('ad', base));
   }
 
   socket(index: number): string {

@@ -409,4 +409,12 @@ void test(`a signal while a fleet deploy removes its ${FILES}-file local stage o
   assert.ok(stage2 !== undefined);
   assert.ok(r2.stderr.includes(`warning: a signal stopped the removal of the artifact's local stage: ${stage2} is left`), r2.stderr);
   assert.match(r2.stderr, /cannot connect to root@127\.0\.0\.1:1/);
+
+  // Each stage left still names its process, which is gone: the next fleet command removes it, whatever that command does itself.
+  for (const [tmp, left] of [[tmp1, stage], [tmp2, stage2]] as const) {
+    const s = await runCli(['status', '/srv/never-reached', '--host', 'root@127.0.0.1:1'], { env: { TMPDIR: tmp }, timeoutMs: 120_000 });
+    assert.equal(s.code, 1, s.stderr);
+    assert.deepEqual(fs.readdirSync(tmp), [], `${tmp}: ${s.stdout}${s.stderr}`);
+    assert.ok(s.stdout.includes(`removing ${left}, left by atomic-deploy process`), s.stdout);
+  }
 });
