@@ -88,6 +88,11 @@ export interface DeployErrorOptions {
   details?: Record<string, unknown>;
   /** For INTERRUPTED: the signal that stopped the operation. */
   signal?: NodeJS.Signals;
+  /**
+   * What the command did although it reports a failure (`--stale fail`: the switch stood): under
+   * `--json` the object printed is this result with the error in it, as for exit 7.
+   */
+  result?: object;
 }
 
 /** The one error type of the library: a stable code, a one-line message, an optional hint. */
@@ -96,6 +101,7 @@ export class DeployError extends Error {
   readonly hint: string | undefined;
   readonly details: Record<string, unknown> | undefined;
   readonly signal: NodeJS.Signals | undefined;
+  readonly result: object | undefined;
 
   constructor(code: ErrorCode, message: string, options: DeployErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -104,6 +110,7 @@ export class DeployError extends Error {
     this.hint = options.hint;
     this.details = options.details;
     this.signal = options.signal;
+    this.result = options.result;
   }
 
   get exitCode(): number {

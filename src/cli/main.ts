@@ -454,6 +454,11 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const hosts = fleetHostsFrom(flags, config());
     const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     refuseIdleFlags(serving, (flag) => onCommandLine(cmd, flag));
+    // A config whose after-switch hooks reload what serves would leave it on the release rolled away from, unseen.
+    const deployHooks = config().config.hooks?.afterSwitch;
+    if (deployHooks !== undefined && deployHooks.length > 0) {
+      out.warn(`rollback does not run the config file's after-switch hooks: they belong to deploys`, 'reload what serves with --reload-unit or --reload-php-fpm (reload: in the config file), which every switch runs, rollbacks included');
+    }
     if (hosts) {
       if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
@@ -605,7 +610,7 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     const known = error instanceof DeployError ? error : isEnvironmentError(error) ? ioError('running the command', error) : undefined;
     if (known) {
       reporter.error(known.message, known.hint);
-      reporter.result(undefined, { error: { code: known.code, message: known.message, hint: known.hint, ...known.details } });
+      reporter.result(undefined, { ...known.result, error: { code: known.code, message: known.message, hint: known.hint, ...known.details } });
       return known.exitCode;
     }
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);

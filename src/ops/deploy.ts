@@ -544,7 +544,9 @@ export async function deploy(source: string, root: string, options: DeployOption
       emit({ type: 'step', message: `release ${id} is live${previous ? ` (previous: ${previous})` : ''}` });
       // Prune only once the new release is live and verified (a failed after-switch hook leaves it
       // live but unverified: exit 7, nothing pruned); a signal meanwhile skips it.
-      if (options.keep !== undefined && !options.signal?.aborted && verified.afterSwitchFailure === undefined) {
+      if (options.keep !== undefined && options.signal?.aborted) {
+        emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal.reason)}: no release was pruned (the next deploy or prune does it)` });
+      } else if (options.keep !== undefined && verified.afterSwitchFailure === undefined) {
         retired = await pruneUnderLock(layout, { keep: options.keep, durable, signal: options.signal, emit, scan: share?.last }).catch((error: unknown) => {
           emit({ type: 'warning', message: `prune stopped: ${ioError('pruning', error).message}; the deploy stands` });
           return undefined;
@@ -586,7 +588,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   if (retired) result.prune = await finishPrune(retired, { emit, signal: options.signal });
   // `--stale fail`: the deploy is complete and stands; the exit code tells that old code still runs.
   // A failed after-switch hook came first (and skipped the reloads): its exit code is the one to report.
-  const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale) : undefined;
+  const stale = result.afterSwitchFailure === undefined ? staleFailure(options, result.stale, { live: result.release, result, signal: options.signal }) : undefined;
   if (stale) throw stale;
   return result;
 }

@@ -199,7 +199,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { staleProcesses: stale.processes.length }, durable));
     return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined };
   });
-  const stale = staleFailure(options, result.stale);
+  const stale = staleFailure(options, result.stale, { live: result.release, result, signal: options.signal });
   if (stale) throw stale;
   return result;
 }

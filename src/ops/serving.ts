@@ -6,6 +6,7 @@ import { findPhpFpmMaster, reloadPhpFpm, reloadUnit, unitLoadState } from '../ac
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
+import { signalOf } from '../plan/validate.ts';
 import { describeStale, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
 import type { EventSink } from './events.ts';
 import { isWithin } from '../plan/paths.ts';
@@ -134,6 +135,9 @@ export async function awaitFreshness(ctx: ServingContext, left: string | null, o
       await sleep(STALE_POLL_MS);
       continue;
     }
+    if (announced && step === 'again') {
+      ctx.emit({ type: 'warning', message: `interrupted by ${signalOf(ctx.signal?.reason)}: the wait for processes to leave release ${left} did not finish; release ${ctx.id} stays live` });
+    }
     if (report.processes.length > 0) {
       const n = report.processes.length;
       ctx.emit({
@@ -146,14 +150,19 @@ export async function awaitFreshness(ctx: ServingContext, left: string | null, o
   }
 }
 
-/** The failure `--stale fail` ends with when processes remain; undefined when it does not fail. */
-export function staleFailure(options: ServingOptions, report: StaleReport | undefined): DeployError | undefined {
+/**
+ * The failure `--stale fail` ends with when processes remain; undefined when it does not fail,
+ * and when a signal stopped the command (its exit code says that, and the wait was not made).
+ * `result` is what the command did: the switch to `live` stands.
+ */
+export function staleFailure(options: ServingOptions, report: StaleReport | undefined, outcome: { live: string; result: object; signal?: AbortSignal }): DeployError | undefined {
   const mode = options.stale ?? 'warn';
-  if (!report || !staleFails(mode, report)) return undefined;
+  if (!report || !staleFails(mode, report) || outcome.signal?.aborted) return undefined;
   const n = report.processes.length;
   const waited = staleWaitMs(mode, options.staleWaitMs) / 1000;
-  return new DeployError('STALE_PROCESSES', `${n} process${n === 1 ? '' : 'es'} still held release ${report.release} after waiting ${waited} s; the switch stands`, {
+  return new DeployError('STALE_PROCESSES', `${n} process${n === 1 ? '' : 'es'} still held release ${report.release} after waiting ${waited} s; release ${outcome.live} is live (the switch stands)`, {
     hint: RELOAD_HINT,
-    details: { stale: report },
+    details: { release: outcome.live, live: true, stale: report },
+    result: outcome.result,
   });
 }

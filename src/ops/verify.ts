@@ -140,9 +140,11 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
     }
   }
   // Reloads come after the hooks (which may build caches) and before the health check, which must see the reloaded service.
-  if (failure === undefined && reloads) {
-    failure = await runReloads(ctx, options);
+  // After a failed hook they still run when no health check can roll back: the release stays live, and what serves must be it.
+  if (reloads && (failure === undefined || !health)) {
+    const reloadFailure = await runReloads(ctx, options);
     if (ctx.signal?.aborted) return unverified(ctx, 'the reloads', warnings);
+    if (reloadFailure !== undefined) failure = failure === undefined ? reloadFailure : `${failure}; ${reloadFailure}`;
   }
   if (failure !== undefined && !health) {
     const message = `${failure}; release ${ctx.id} stays live (no health check is configured to decide otherwise)`;
@@ -236,6 +238,8 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   const reloadFailure = hasReloads(options) ? await runReloads(back, options) : undefined;
   if (reloadFailure !== undefined) emit({ type: 'warning', message: `${reloadFailure} after rolling back to ${previous}` });
   const stale = await awaitFreshness(back, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
+  // As a rollback records it: the count belongs to the release that went live again.
+  if (stale?.check === 'proc') await recordRelease(layout, previous, { staleProcesses: stale.processes.length }, durable).catch(() => undefined);
   throw new DeployError('ROLLED_BACK', message, {
     hint: `the failed release stays in ${releasePath(layout, id)} for inspection; plain rollbacks skip it`,
     details: stale ? { ...details, stale } : details,

@@ -788,7 +788,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
-      const staleError = afterSwitchFailure === undefined ? fleetStaleFailure(options, stale, { ...result }, notChecked, `the switch to ${releaseId} stands`) : undefined;
+      // A signal during the wait ends the command by its exit code, as locally: the wait was cut short, not made.
+      const staleError = afterSwitchFailure === undefined && options.signal?.aborted !== true ? fleetStaleFailure(options, stale, { ...result }, notChecked, `the switch to ${releaseId} stands`) : undefined;
       if (staleError) throw staleError;
       return result;
     }

@@ -332,7 +332,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
-      const staleError = fleetStaleFailure(options, stale, { ...result }, notChecked, `the rollback to ${releaseTarget} stands`);
+      const staleError = options.signal?.aborted === true ? undefined : fleetStaleFailure(options, stale, { ...result }, notChecked, `the rollback to ${releaseTarget} stands`);
       if (staleError) throw staleError;
       return result;
     }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { currentId, jsonOf, runCli, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { docsConfig, substitute } from '../harness/docs-config.ts';
 import { requireTool } from '../harness/swappers.ts';
 
@@ -124,10 +124,15 @@ void test('--stale fail exits 6 while they stay, and the switch stands', async (
   assert.ok(Date.now() - started >= 1000, 'it waited before failing');
   const error = jsonOf<DeployJson>(result).error;
   assert.equal(error?.code, 'STALE_PROCESSES');
-  assert.match(error?.message ?? '', /^2 processes still held release .* after waiting 1 s; the switch stands$/);
-  assert.deepEqual(error?.stale?.processes.map((p) => p.pid).sort(), [h.pids.inCwd, h.pids.withFile].sort());
   const live = currentId(h.root);
+  assert.equal(error?.message, `2 processes still held release ${h.old} after waiting 1 s; release ${live ?? ''} is live (the switch stands)`);
+  assert.deepEqual(error?.stale?.processes.map((p) => p.pid).sort(), [h.pids.inCwd, h.pids.withFile].sort());
   assert.notEqual(live, h.old, 'the switch stands');
+  // As for exit 7: the deploy's result, with the error in it, names what is live.
+  const json = jsonOf<DeployJson & { error?: { release?: string; live?: boolean }; digest?: string }>(result);
+  assert.deepEqual([json.release, json.previous, json.error?.release, json.error?.live], [live, h.old, live, true]);
+  assert.match(json.digest ?? '', /^sha256:[0-9a-f]{64}$/);
+  assert.equal(json.stale?.processes.length, 2);
   const record = JSON.parse(fs.readFileSync(path.join(h.root, '.atomic-deploy', 'releases', `${live ?? ''}.json`), 'utf8')) as { status: string; staleProcesses?: number };
   assert.equal(record.status, 'complete');
   assert.equal(record.staleProcesses, 2);
@@ -135,6 +140,52 @@ void test('--stale fail exits 6 while they stay, and the switch stands', async (
   const again = await runCli(['deploy', h.src, h.root, '--no-fsync', '--stale', 'fail', '--stale-wait', '0']);
   assert.equal(again.code, 0, again.stderr);
 });
+
+void test('a signal during the --stale fail wait ends the deploy by the signal, not exit 6: the switch stands, nothing is pruned, and the output says the wait was cut short', async (t) => {
+  const h = await holders(t);
+  for (const [sig, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    const run = spawnCli(['deploy', h.src, h.root, '--no-fsync', '--stale', 'fail', '--stale-wait', '60', '--keep', '1']);
+    let out = '';
+    run.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await until(() => out.includes('waiting up to 60 s for 2 process(es)'), 20_000);
+    const started = Date.now();
+    run.child.kill(sig);
+    const r = await run.done;
+    assert.equal(r.code, code, r.stderr);
+    assert.ok(Date.now() - started < 5000, 'it stopped waiting at once');
+    assert.doesNotMatch(r.stderr, /^error:/m, 'no exit-6 error: the wait was not made');
+    const live = currentId(h.root) ?? '';
+    assert.notEqual(live, h.old, 'the switch stands');
+    assert.match(r.stdout, new RegExp(`deployed ${live}`));
+    assert.match(r.stderr, new RegExp(`^warning: interrupted by ${sig}: the wait for processes to leave release ${h.old} did not finish; release ${live} stays live$`, 'm'));
+    assert.match(r.stderr, new RegExp(`^warning: interrupted by ${sig}: no release was pruned`, 'm'));
+    assert.ok(fs.existsSync(h.oldDir), 'nothing was pruned');
+    // Back to the held release for the next round.
+    assert.equal((await runCli(['rollback', h.root, '--to', h.old, '--no-fsync', '--stale', 'off'])).code, 0);
+  }
+  // rollback the same.
+  const deployed = await runCli(['deploy', h.src, h.root, '--no-fsync', '--stale', 'off', '--json']);
+  assert.equal(deployed.code, 0, deployed.stderr);
+  assert.equal((await runCli(['rollback', h.root, '--to', h.old, '--no-fsync', '--stale', 'off'])).code, 0);
+  const back = spawnCli(['rollback', h.root, '--to', jsonOf<DeployJson>(deployed).release as string, '--no-fsync', '--stale', 'fail', '--stale-wait', '60']);
+  let out = '';
+  back.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => out.includes('waiting up to 60 s'), 20_000);
+  back.child.kill('SIGINT');
+  const r = await back.done;
+  assert.equal(r.code, 130, r.stderr);
+  assert.doesNotMatch(r.stderr, /^error:/m);
+  assert.match(r.stderr, /^warning: interrupted by SIGINT: the wait for processes to leave release/m);
+});
+
+/** Polls `cond` every 20 ms until it holds; throws after `timeoutMs`. */
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await sleep(20);
+  }
+}
 
 /** A stand-in systemctl: records its arguments; `reload-or-restart` moves the "service" into the new current after a delay. */
 function fakeSystemctl(dir: string, opts: { exitCode?: number; delay?: number } = {}): { env: NodeJS.ProcessEnv; log: string } {
@@ -212,6 +263,48 @@ void test('reloads run after a rollback and after an automatic rollback; a faili
   const back = await runCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--health-check', 'true'], { env: failing.env });
   assert.equal(back.code, 4, back.stderr);
   assert.equal(currentId(root), json.release);
+});
+
+void test('a failed after-switch hook without a health check still runs the reloads; rollbacks run the reloads, never the hooks, and say so', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  const fake = fakeSystemctl(dir);
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const first = currentId(root) ?? '';
+
+  // The release stays live (exit 7), so what serves must be it: the reload runs after the failed hook.
+  const hooked = await runCli(['deploy', src, root, '--no-fsync', '--after-switch', 'exit 3', '--reload-unit', 'app.service', '--json'], { env: fake.env });
+  assert.equal(hooked.code, 7, hooked.stderr);
+  assert.equal(fs.readFileSync(fake.log, 'utf8'), 'reload-or-restart -- app.service\n');
+  const live = currentId(root) ?? '';
+  assert.equal(jsonOf<DeployJson>(hooked).error?.message, `after-switch hook "exit 3" exited with code 3; release ${live} stays live (no health check is configured to decide otherwise)`);
+  // A reload that fails as well is named beside the hook.
+  const failing = fakeSystemctl(path.join(dir, 'failing'), { exitCode: 1 });
+  const both = await runCli(['deploy', src, root, '--no-fsync', '--after-switch', 'exit 3', '--reload-unit', 'app.service', '--json'], { env: failing.env });
+  assert.equal(both.code, 7, both.stderr);
+  assert.match(jsonOf<DeployJson>(both).error?.message ?? '', /^after-switch hook "exit 3" exited with code 3; reload of unit app\.service exited with code 1; release \S+ stays live/);
+
+  // With a health check the failed hook rolls back: the reloads run once, for the release switched back to, and its record counts the processes left on the failed one.
+  fs.writeFileSync(fake.log, '');
+  const before = currentId(root) ?? '';
+  const rolled = await runCli(['deploy', src, root, '--no-fsync', '--after-switch', 'exit 3', '--reload-unit', 'app.service', '--health-check', 'true'], { env: fake.env });
+  assert.equal(rolled.code, 4, rolled.stderr);
+  assert.equal(currentId(root), before);
+  assert.equal(fs.readFileSync(fake.log, 'utf8'), 'reload-or-restart -- app.service\n');
+  const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${before}.json`), 'utf8')) as { staleProcesses?: number };
+  assert.equal(record.staleProcesses, 0);
+
+  // rollback with a config whose after-switch hooks would reload: it does not run them, and says so.
+  const config = path.join(dir, 'atomic-deploy.config.yaml');
+  const marker = path.join(dir, 'hook-ran');
+  fs.writeFileSync(config, `hooks:\n  afterSwitch: touch ${marker}\n`);
+  const back = await runCli(['rollback', root, '--to', first, '--no-fsync', '--config', config]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), first);
+  assert.ok(!fs.existsSync(marker), 'rollback ran an after-switch hook');
+  assert.match(back.stderr, /^warning: rollback does not run the config file's after-switch hooks: they belong to deploys$/m);
+  assert.match(back.stderr, /^hint: reload what serves with --reload-unit or --reload-php-fpm/m);
 });
 
 void test('bad reload and stale options exit 2 with nothing changed; with --host too', async (t) => {
