@@ -47,14 +47,22 @@ export function summarizeFleet(hosts: readonly HostOnRelease[]): FleetSummary {
   return { consistent, current: consistent ? (list[0]?.release ?? null) : null, groups: list, unknown };
 }
 
-/** A journal written by a fleet deploy carries the deploy's token, shared by every host it touched. */
-export type FleetJournal = Journal & { fleet?: { token: string } };
+/**
+ * A journal written by a fleet deploy carries the deploy's token, shared by every host it touched,
+ * and the names of all its hosts (as given to it), so that a host of a later wave that never got
+ * as far as a journal still counts as evidence.
+ */
+export type FleetJournal = Journal & { fleet?: { token: string; hosts?: string[] } };
 
 export interface HostRecoveryInput {
+  /** The host's name as given to this command; matched against a journal's `fleet.hosts`. */
+  host?: string;
   journal: FleetJournal | null;
   facts: RecoveryFacts;
   /** Fleet tokens this host's release log records as failed or rolled back. */
   abandonedTokens: readonly string[];
+  /** Fleet tokens this host's release log records as complete: the deploy committed there. */
+  committedTokens?: readonly string[];
 }
 
 export type FleetRecoveryAction =
@@ -69,10 +77,21 @@ export type FleetRecoveryAction =
  */
 export function abandonedFleetDeploys(hosts: readonly HostRecoveryInput[]): Set<string> {
   const abandoned = new Set<string>();
+  const named = new Map(hosts.flatMap((h) => (h.host === undefined ? [] : [[h.host, h] as const])));
   for (const h of hosts) {
     for (const t of h.abandonedTokens) abandoned.add(t);
     const j = h.journal;
-    if (j?.op === 'deploy' && j.fleet && h.facts.currentId !== j.release) abandoned.add(j.fleet.token);
+    if (j?.op !== 'deploy' || !j.fleet) continue;
+    if (h.facts.currentId !== j.release) abandoned.add(j.fleet.token);
+    // Another host of the same deploy, given here, that is not on its release and never recorded
+    // it complete: the deploy died before that host switched (a later wave, or a host still
+    // copying, which takes its lock before it writes a journal), so it never committed.
+    const others = Array.isArray(j.fleet.hosts) ? j.fleet.hosts : [];
+    for (const name of others) {
+      const other = typeof name === 'string' ? named.get(name) : undefined;
+      if (other === undefined || other === h) continue;
+      if (other.facts.currentId !== j.release && !(other.committedTokens ?? []).includes(j.fleet.token)) abandoned.add(j.fleet.token);
+    }
   }
   return abandoned;
 }

@@ -281,6 +281,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const { emit } = fleet;
   if (repository !== undefined) emit({ type: 'warning', message: repository });
   const fleetToken = randomBytes(12).toString('hex');
+  // In every host's journal: a crash leaves each host the names of the others, whose state then decides (plan/fleet.ts).
+  const fleetHosts = fleet.hosts.map((h) => h.label);
   const durable = options.fsync !== false;
   const afterSwitch = options.hooks?.afterSwitch ?? [];
   const beforeSwitch = options.hooks?.beforeSwitch ?? [];
@@ -481,7 +483,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
         const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
-          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, fleet: { token: fleetToken } } satisfies FleetJournal);
+          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, fleet: { token: fleetToken, hosts: fleetHosts } } satisfies FleetJournal);
         const record: RemoteRecord = {
           id: releaseId,
           seq: nextSeq(state.records),
@@ -741,7 +743,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       ...verified(decision.back).map(async ({ h, p }) => {
         const locked = h.remote.locked;
         const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
-        const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken } };
+        const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken, hosts: fleetHosts } };
         const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, p.remade ?? build.digest, h, p, status, { endedAt: now(), reason }))];
         if (p.previous !== null) lines.push(recordLine(h.state, p.previous, { status: 'complete', activatedAt: now() }));
         const back = await switchBack(p.session, lines);

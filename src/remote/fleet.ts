@@ -240,7 +240,7 @@ export class FleetRun {
    */
   async recover(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Promise<void> {
     const inputs = evidence.filter((h) => h.state !== undefined);
-    const plans = planFleetRecovery(inputs.map((h) => recoveryInput(h.state as RemoteState)));
+    const plans = planFleetRecovery(inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label })));
     const now = new Date().toISOString();
     await this.each(hosts, async (h) => {
       const i = inputs.indexOf(h);
@@ -282,6 +282,7 @@ export function recoveryInput(state: RemoteState): HostRecoveryInput {
   const journal = state.journal.kind === 'ok' ? state.journal.journal : null;
   const releaseExists = journal ? state.releases.includes(journal.release) : false;
   const abandonedTokens = [...state.records.values()].filter((r) => (r.status === 'failed' || r.status === 'rolled-back') && r.fleet?.token).map((r) => r.fleet?.token as string);
+  const committedTokens = [...state.records.values()].filter((r) => r.status === 'complete' && r.fleet?.token).map((r) => r.fleet?.token as string);
   return {
     journal,
     facts: {
@@ -291,6 +292,7 @@ export function recoveryInput(state: RemoteState): HostRecoveryInput {
       releaseWentLive: journal !== null && releaseExists && recordWentLive(state.records.get(journal.release) ?? { status: 'pending' }),
     },
     abandonedTokens,
+    committedTokens,
   };
 }
 

@@ -135,4 +135,34 @@ void describe('rolling waves over four namespace hosts', () => {
     assert.match(j.error?.message ?? '', /host4/);
     for (const h of fleet.hosts.slice(0, 3)) assert.equal(current(on(h)), v1.release, `${h.alias} is on the release it had`);
   });
+
+  void test('the deploying process killed (-9) in the pause after wave 1: status with the same hosts switches wave 1 back, and the fleet is one release again', async (t) => {
+    const { root, on } = newRoot('killed');
+    const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
+    const host1 = fleet.hosts[0] as FleetHost;
+    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '60'], { env, timeoutMs: 180_000 });
+    let out = '';
+    run.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 60_000;
+    while (!/pausing/.test(out)) {
+      if (Date.now() > deadline) throw new Error(`the rollout never paused after wave 1:\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const v2 = current(on(host1));
+    assert.notEqual(v2, v1.release, 'wave 1 switched');
+    run.child.kill('SIGKILL');
+    await run.done;
+    for (const h of fleet.hosts.slice(1)) assert.equal(current(on(h)), v1.release, `${h.alias} was in a later wave`);
+
+    const status = await cli(['status', root, ...hostArgs]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`host1: recovered: switched back to ${v1.release ?? ''} from ${v2 ?? ''} \\(the fleet deploy did not switch on every host\\)`));
+    for (const h of fleet.hosts) assert.equal(current(on(h)), v1.release, `${h.alias} is on the release the fleet had`);
+    const record = JSON.parse(fs.readFileSync(path.join(on(host1), '.atomic-deploy', 'releases', `${v2 ?? ''}.json`), 'utf8')) as { status: string };
+    assert.equal(record.status, 'rolled-back');
+    // The next deploy goes ahead on every host: the killed deploy's locks were stale.
+    const next = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--json']);
+    assert.equal(next.code, 0, next.stderr);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), jsonOf<DeployJson>(next).release);
+  });
 });

@@ -103,6 +103,27 @@ void test('a fleet deploy that did not switch everywhere is switched back on the
   assert.deepEqual(rolling[0]?.find((a) => a.kind === 'switch-back'), { kind: 'switch-back', id: 'N', to: 'O', status: 'failed', reason: 'health' });
 });
 
+void test('a rolling deploy that died before a later wave switched: the hosts its journal names decide, a wave-1 host goes back', () => {
+  const named = (name: string, currentId: string | null, j: FleetJournal | null, committed: string[] = []): HostRecoveryInput => ({ ...host(currentId, j), host: name, committedTokens: committed });
+  const wave1: FleetJournal = { ...journal('N', 'O', 'switched'), fleet: { token: 'T', hosts: ['web1', 'web2', 'web3'] } };
+  // web2 and web3 were locked for wave 2 (or still waiting for it): no journal, still on O.
+  const split = planFleetRecovery([named('web1', 'N', wave1), named('web2', 'O', null), named('web3', 'O', null)]);
+  assert.deepEqual(split[0]?.find((a) => a.kind === 'switch-back'), { kind: 'switch-back', id: 'N', to: 'O', status: 'rolled-back', reason: 'the fleet deploy did not switch on every host' });
+  assert.deepEqual([split[1], split[2]], [[], []]);
+  // Control, the rule before journals named their hosts: the same fleet without the names finishes web1's deploy, and stays split.
+  const unnamed = planFleetRecovery([named('web1', 'N', journal('N', 'O', 'switched')), named('web2', 'O', null), named('web3', 'O', null)]);
+  assert.ok(unnamed[0]?.some((a) => a.kind === 'mark-deployed'));
+  // Every host on N (the others committed and cleared their journals): finished, not switched back.
+  assert.ok(planFleetRecovery([named('web1', 'N', wave1), named('web2', 'N', null, ['T']), named('web3', 'N', null, ['T'])])[0]?.some((a) => a.kind === 'mark-deployed'));
+  // A host that committed N and has moved on since (a later deploy of its own): its record says N committed.
+  assert.ok(planFleetRecovery([named('web1', 'N', wave1), named('web2', 'L', null, ['T']), named('web3', 'N', null, ['T'])])[0]?.some((a) => a.kind === 'mark-deployed'));
+  // A host not given to this command is no evidence either way; one not of the deploy neither.
+  assert.ok(planFleetRecovery([named('web1', 'N', wave1), named('web3', 'N', null, ['T']), named('other', 'O', null)])[0]?.some((a) => a.kind === 'mark-deployed'));
+  // Names that are not strings (a damaged journal) are ignored.
+  const odd: FleetJournal = { ...journal('N', 'O', 'switched'), fleet: { token: 'T', hosts: [7, null] as unknown as string[] } };
+  assert.ok(planFleetRecovery([named('web1', 'N', odd), named('web2', 'O', null)])[0]?.some((a) => a.kind === 'mark-deployed'));
+});
+
 void test('journals without a fleet token recover exactly as the local engine does', () => {
   const local = (release: string, phase: 'copying' | 'ready' | 'switched'): FleetJournal => ({ v: 1, op: 'deploy', token: 'x', pid: 1, startedAt: '', release, previous: 'O', phase });
   fc.assert(
