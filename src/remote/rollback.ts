@@ -5,7 +5,7 @@ import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
-import { checkReleaseId } from '../plan/validate.ts';
+import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
 import { currentIdOf, currentProblem, fleetIsIdle, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
@@ -110,10 +110,12 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   const unchecked = new Set<HostRun>();
   // Switched, but the commit was not heard (a lost connection): live, the record left to the next command there.
   const unrecorded = new Map<HostRun, HostError>();
+  const unlockedRead = new Map<HostRun, RemoteState>();
   const report = (): FleetRollbackHost[] =>
     fleet.hosts.map((h) => {
       const p = per.get(h);
-      const from = p?.from ?? (h.state ? currentIdOf(h.state) : null);
+      const seen = h.state ?? unlockedRead.get(h);
+      const from = p?.from ?? (seen ? currentIdOf(seen) : null);
       const outcome = p ? outcomeOf(p) : h.error && !h.remote.connected ? 'unknown' : 'unchanged';
       return {
         host: h.label,
@@ -151,6 +153,16 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     );
   };
 
+  // Before the switch, a signal ends the rollback as nothing else: no host failed, the hosts not yet
+  // reached were skipped, and the exit code is the signal's (a fleet deploy says the same).
+  const notRolledBack = (): DeployError => {
+    if (options.signal?.aborted) {
+      const sig = signalOf(options.signal.reason);
+      return new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and nothing was rolled back`, { signal: sig, details: { hosts: report() } });
+    }
+    return fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
+  };
+
   const refuse = (plan: Extract<ReturnType<typeof planFleetRollback>, { ok: false }>): DeployError => {
     for (const p of plan.problems) {
       const h = fleet.hosts.find((x) => x.label === p.host);
@@ -167,12 +179,17 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     // Every host's units and php-fpm pid files, as the local rollback checks its own, before anything else: exit 2, nothing changed.
     // (No round trip without reloads: checkHostReloadTargets returns at once.)
     await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
-    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
+    if (fleet.failed.length > 0) throw notRolledBack();
     // A refusal (an unknown --to, nothing to go back to, already there) is decided before the
     // locks when every host is idle, as the local rollback does: then no host changes, not even
     // its root's times. One read per host over the connection the lock then uses; a host that
     // cannot be read, or any host not idle, leaves the decision to the locked read below.
     const early = await Promise.all(fleet.hosts.map((h) => h.remote.readState().then((r) => r.state, () => undefined)));
+    // What the report of a rollback stopped before the locked read shows (never evidence for recovery).
+    fleet.hosts.forEach((h, i) => {
+      const state = early[i];
+      if (state) unlockedRead.set(h, state);
+    });
     const idle = early.filter((s): s is RemoteState => s !== undefined);
     if (idle.length === fleet.hosts.length && fleetIsIdle(idle) && fleet.hosts.every((h, i) => !currentProblem(h.label, h.root, (idle[i] as RemoteState).current, options.to !== undefined))) {
       const plan = planFleetRollback(
@@ -204,7 +221,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     const read = fleet.hosts.flatMap((h) => (h.state && h.remote.locked ? [{ h, state: h.state, locked: h.remote.locked }] : []));
     if (fleet.failed.length > 0 || read.length < fleet.hosts.length) {
       await releaseAll();
-      throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
+      throw notRolledBack();
     }
     const plan = planFleetRollback(
       read.map(({ h, state }) => ({ host: h.label, current: currentIdOf(state), ordered: viewsOf(state), empty: state.empty })),
@@ -256,7 +273,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     );
     if (fleet.failed.length > 0 || options.signal?.aborted) {
       await releaseAll();
-      throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
+      throw notRolledBack();
     }
     const armed = movers.flatMap(({ h }) => {
       const p = per.get(h);

@@ -208,6 +208,34 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     }
   });
 
+  void test('SIGINT while a fleet rollback waits for a host\'s lock: exit 130, said so, every host\'s release in the report, nothing changed', async (t) => {
+    const { root, on } = newRoot('rollback-signal');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    const v2 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined && v2 !== undefined);
+    const slow = spawnCli(['deploy', site(t, 'v3'), root, '--host', 'host2', '--before-switch', 'sleep 30'], { env, timeoutMs: 90_000 });
+    await until('host2 locked', () => locked(on(fleet.hosts[1] as FleetHost)));
+    const rollback = spawnCli(['rollback', root, ...hostArgs, '--wait', '60', '--json'], { env, timeoutMs: 90_000 });
+    let err = '';
+    rollback.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    // It has locked host1 and host3 and waits for host2's.
+    await until('the rollback to hold host1 and host3', () => locked(on(fleet.hosts[0] as FleetHost)) && locked(on(fleet.hosts[2] as FleetHost)));
+    rollback.child.kill('SIGINT');
+    const r = await rollback.done;
+    slow.child.kill('SIGINT');
+    await slow.done;
+    assert.equal(r.code, 130, r.stderr);
+    const j = jsonOf<FleetJson>(r);
+    assert.equal(j.error?.code, 'INTERRUPTED');
+    assert.equal(j.error?.message, 'interrupted by SIGINT before the switch; no host switched and nothing was rolled back');
+    assert.deepEqual(j.hosts.map((h) => h.current), [v2, v2, v2], 'each host\'s release as it was read');
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v2, `${h.alias} did not move`);
+      assertClean(on(h), h.alias);
+    }
+    assert.doesNotMatch(err, /nothing was rolled back: $/m);
+  });
+
   void test('an empty .deploy.lock/ on one host (a lock being taken, or the bash tool\'s) stops a fleet deploy with exit 3', async (t) => {
     const { root, on } = newRoot('empty-lock');
     const src = site(t, 'v1');
