@@ -1,6 +1,6 @@
 /** Copying a release to a host with the system rsync, over the host's shared ssh connection. */
 import { spawn } from 'node:child_process';
-import { DeployError } from '../errors.ts';
+import { DeployError, type ErrorCode } from '../errors.ts';
 import { shQuote } from './shell.ts';
 import { lastLine, type SshHost } from './ssh.ts';
 import { stagedPath } from './staging.ts';
@@ -73,6 +73,26 @@ export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'f
   return { ...(transferred === undefined ? {} : { transferred }), ...(files === undefined ? {} : { files }) };
 }
 
+/**
+ * Why rsync failed, from its stderr: rsync ends every failure with a summary (`rsync error: error
+ * in file IO (code 11) at receiver.c(657)`) that names no cause, so the line that does is taken
+ * first: a full disk or quota (NO_SPACE, as locally), rsync's own `rsync: ...` error line, or the
+ * host's shell not finding rsync. `signal`: rsync was ended by one (a Ctrl-C reached it).
+ */
+export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS.Signals | null, label: string): { code: ErrorCode; why: string; hint?: string } {
+  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
+  const full = lines.find((l) => /No space left on device|Disk quota exceeded/i.test(l));
+  if (full !== undefined) return { code: 'NO_SPACE', why: full, hint: `free space on ${label} (for example: atomic-deploy prune <root> --host ${label} --keep 3) and deploy again` };
+  const missing = lines.find((l) => /\brsync: (?:command )?not found\b/.test(l));
+  if (missing !== undefined) return { code: 'REMOTE', why: missing, hint: `install rsync on ${label}` };
+  const sshLine = lines.find((l) => /^ssh: /.test(l));
+  if (sshLine !== undefined) return { code: 'REMOTE', why: sshLine };
+  const own = lines.find((l) => /^rsync: /.test(l) && !/connection unexpectedly closed/.test(l));
+  const last = lastLine(stderr);
+  const why = own ?? (last || (signal !== null ? `rsync was ended by ${signal}` : `rsync exited with code ${String(code)}`));
+  return { code: code === 255 || /connection|ssh/i.test(why) ? 'REMOTE' : 'IO', why };
+}
+
 /** Runs rsync with `args`; aborting kills it. Returns what it printed on stdout. */
 async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, signal?: AbortSignal): Promise<string> {
   const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -84,17 +104,17 @@ async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, s
     child.kill('SIGTERM');
   };
   signal?.addEventListener('abort', kill, { once: true });
-  const result = await new Promise<{ code: number | null; error?: Error }>((resolve) => {
-    child.once('error', (error) => resolve({ code: null, error }));
-    child.once('close', (code) => resolve({ code }));
+  const result = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, signal: null, error }));
+    child.once('close', (code, sig) => resolve({ code, signal: sig }));
   });
   signal?.removeEventListener('abort', kill);
+  if (result.error) {
+    throw new DeployError('IO', `${ssh.label}: ${what} failed: rsync could not be started: ${result.error.message}`, { hint: 'install rsync on this machine', details: { host: ssh.label } });
+  }
   if (result.code !== 0) {
-    const why = result.error ? `rsync could not be started: ${result.error.message}` : lastLine(err) || `rsync exited with code ${String(result.code)}`;
-    throw new DeployError(result.code === 255 || /connection|ssh/i.test(why) ? 'REMOTE' : 'IO', `${ssh.label}: ${what} failed: ${why}`, {
-      hint: result.error ? 'install rsync on this machine' : undefined,
-      details: { host: ssh.label },
-    });
+    const failure = rsyncFailure(err, result.code, result.signal, ssh.label);
+    throw new DeployError(failure.code, `${ssh.label}: ${what} failed: ${failure.why}`, { ...(failure.hint ? { hint: failure.hint } : {}), details: { host: ssh.label } });
   }
   return out;
 }

@@ -7,6 +7,7 @@
 // root with no releases/ yet (no probe) the holder ended just after its report, holding the lock.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempDir, writeTree } from '../harness/cli.ts';
@@ -89,5 +90,26 @@ void describe('a fleet host that fails right after its lock is taken', () => {
     assert.doesNotMatch(next.stderr, /stale lock/);
     assert.equal(currentOf(dir1), 'r2');
     assert.equal(currentOf(dir2), 'r2');
+  });
+
+  void test('a host whose disk fills during the copy: exit 1 with NO_SPACE, the reason rsync gave and a prune hint, nothing switched anywhere', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const fsDir = '/srv/alr-full';
+    const root = `${fsDir}/root`;
+    await onHost(h1, 'mkdir -p "$1" && mount -t tmpfs -o size=2m,mode=0755 tmpfs "$1"', fsDir);
+    t.after(async () => void (await h1.exec(['umount', '-l', fsDir])));
+    const first = await cli(['deploy', writeTree(tempDir(t), { 'index.html': 'r1\n' }), root, ...hostArgs, '--release-id', 'r1', '--no-fsync']);
+    assert.equal(first.code, 0, first.stderr);
+    // 3 MiB that does not compress: more than the host's filesystem holds.
+    const big = writeTree(tempDir(t), { 'index.html': 'r2\n' });
+    fs.writeFileSync(path.join(big, 'data.bin'), crypto.randomBytes(3 * 1024 * 1024));
+    const failed = await cli(['deploy', big, root, ...hostArgs, '--release-id', 'r2', '--no-fsync', '--json']);
+    assert.equal(failed.code, 1, failed.stderr);
+    const error = (JSON.parse(failed.stdout) as { error?: { code: string; message: string; hint?: string } }).error;
+    assert.equal(error?.code, 'NO_SPACE', failed.stderr);
+    assert.match(error.message, new RegExp(`${h1.alias}: copying the release failed: rsync: .*No space left on device`));
+    assert.match(error.hint ?? '', new RegExp(`^free space on ${h1.alias} \\(for example: atomic-deploy prune <root> --host ${h1.alias} --keep 3\\)`));
+    assert.equal(currentOf(seen(h1, root)), 'r1');
+    assert.equal(currentOf(path.join(h2.srvDir, 'alr-full', 'root')), 'r1');
   });
 });
