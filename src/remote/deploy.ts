@@ -802,7 +802,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         details: { ...result },
       });
     }
-    throw fleetError(fleet.hosts, keep ? `release ${releaseId} is live on some hosts only (--on-failure keep)` : `release ${releaseId} did not switch everywhere`, { ...result });
+    // Kept: say where it is live, hosts that failed included (a failed health check keeps the host on the release).
+    const liveOn = hostRows.filter((r) => r.current === releaseId).length;
+    const kept = liveOn === fleet.hosts.length ? `release ${releaseId} is live on every host, the failed ones included (--on-failure keep)` : `release ${releaseId} is live on ${liveOn} of ${fleet.hosts.length} hosts (--on-failure keep)`;
+    throw fleetError(fleet.hosts, keep ? kept : `release ${releaseId} did not switch everywhere`, { ...result });
   } finally {
     hashing.abort();
     options.signal?.removeEventListener('abort', onSignal);

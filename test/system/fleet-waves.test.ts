@@ -114,6 +114,19 @@ void describe('rolling waves over four namespace hosts', () => {
     for (const h of fleet.hosts) assert.equal(current(on(h)), h === host3 ? v1.release : v2, `${h.alias} is where it was`);
   });
 
+  void test('--on-failure keep: a host whose health check failed stays on the release with the others, and the error says it is live everywhere', async (t) => {
+    const { root, on } = newRoot('keep');
+    await cli(['deploy', site(t, 'v1'), root, ...hostArgs]);
+    const host3 = fleet.hosts[2] as FleetHost;
+    fs.writeFileSync(path.join(host3.srvDir, 'sick'), '');
+    t.after(() => fs.rmSync(path.join(host3.srvDir, 'sick'), { force: true }));
+    const result = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--on-failure', 'keep', ...HEALTH, '--json']);
+    assert.equal(result.code, 1, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    for (const h of fleet.hosts) assert.equal(current(on(h)), j.release, `${h.alias} is on the new release`);
+    assert.equal(j.error?.message, `release ${j.release ?? ''} is live on every host, the failed ones included (--on-failure keep): host3: the health check failed`);
+  });
+
   void test('a host that dies between waves stops the rollout and the first wave switches back', async (t) => {
     const { root, on } = newRoot('dies');
     const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
