@@ -108,8 +108,20 @@ export function fleetHostsFrom(flags: FleetFlags, loaded: LoadedConfig): FleetHo
   return hosts.map((h) => ({ host: h.host, ...(h.root ? { root: h.root } : {}) }));
 }
 
-/** The common remote root: the argument, else the config's root (remote roots are absolute, so not resolved here). */
-export function fleetRootFrom(arg: string | undefined, loaded: LoadedConfig): string | undefined {
+/**
+ * The common remote root: the argument, else the config's root (remote roots are absolute, so not
+ * resolved here). A root on the command line beside hosts whose config entries name roots of their
+ * own is refused: it would apply to the other hosts only, and those hosts would go on in their own
+ * root unseen, the opposite of what the argument says.
+ */
+export function fleetRootFrom(arg: string | undefined, loaded: LoadedConfig, hosts: readonly FleetHostSpec[]): string | undefined {
+  const own = arg === undefined ? [] : hosts.filter((h) => h.root !== undefined && h.root !== arg);
+  const first = own[0];
+  if (first !== undefined) {
+    throw new DeployError('USAGE', `${own.map((h) => h.host).join(', ')} ${own.length === 1 ? 'has its own root' : 'have their own roots'} in the config file (${first.root ?? ''}${own.length > 1 ? ', ...' : ''}), which the root given on the command line (${arg ?? ''}) would not replace`, {
+      hint: `leave out <root> to deploy each host to its own root, or remove root: from ${own.length === 1 ? 'that host\'s entry' : 'those hosts\' entries'} in ${loaded.file ?? 'the config file'}`,
+    });
+  }
   return arg ?? loaded.config.root;
 }
 

@@ -74,7 +74,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
       const hosts = fleetHostsFrom(flags, loaded);
       if (hosts) {
         const fsync = ctx.given(cmd, 'fsync') ? flags.fsync : loaded.config.fsync;
-        ctx.setExitCode(await fleetPruneCli({ out, hosts, flags, signal: ctx.signal }, fleetRootFrom(rootArg, loaded), { keep, dryRun: flags.dryRun === true, force: flags.force === true, ...(fsync === undefined ? {} : { fsync }), waitMs: secondsToMs(wait ?? 0) }));
+        ctx.setExitCode(await fleetPruneCli({ out, hosts, flags, signal: ctx.signal }, fleetRootFrom(rootArg, loaded, hosts), { keep, dryRun: flags.dryRun === true, force: flags.force === true, ...(fsync === undefined ? {} : { fsync }), waitMs: secondsToMs(wait ?? 0) }));
         return;
       }
       const root = pathFrom(rootArg, loaded.config.root, loaded, 'root');

@@ -393,12 +393,13 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       const fleetOptions = options;
       // Refused before an artifact is fetched or extracted, not after.
       if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
+      const fleetRoot = fleetRootFrom(rootArg, config(), hosts);
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const { isArtifactSource, refuseChecksOnDirectory, stageArtifactLocally } = await import('../ops/artifact.ts');
       if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(artifactFlagsForDirectory(flags, fromEnvironment(cmd))));
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, secondSignal, emit: out.event }) : undefined;
       try {
-        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRootFrom(rootArg, config()), { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
+        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRoot, { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
       } finally {
         const left = await stage?.remove();
         if (left !== undefined) {
@@ -462,7 +463,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (hosts) {
       if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, ...serving });
+      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, ...serving });
       return;
     }
     const root = rootOf(rootArg);
@@ -488,7 +489,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
-      exitCode = await fleetReleasesCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()));
+      exitCode = await fleetReleasesCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts));
       return;
     }
     const result = await listReleases(rootOf(rootArg));
@@ -513,7 +514,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
-      exitCode = await fleetStatusCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { readOnly: flags.readOnly });
+      exitCode = await fleetStatusCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { readOnly: flags.readOnly });
       return;
     }
     const result = await status(rootOf(rootArg), { readOnly: flags.readOnly, signal });
@@ -533,7 +534,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
-      exitCode = await fleetUnlockCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { force: flags.force });
+      exitCode = await fleetUnlockCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { force: flags.force });
       return;
     }
     const { unlock } = await import('../ops/unlock.ts');
@@ -553,7 +554,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const hosts = fleetHostsFrom(flags, config());
     if (hosts) {
       const { fleetVerifyCli } = await import('./fleet-verify.ts');
-      exitCode = await fleetVerifyCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config()), { release: flags.release });
+      exitCode = await fleetVerifyCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { release: flags.release });
       return;
     }
     const { verify } = await import('../ops/verify-release.ts');

@@ -224,3 +224,23 @@ void test('a ~ in the config is the home directory; one the shell left quoted on
   assert.equal(deployedDot.code, 0, deployedDot.stderr);
   assert.ok(fs.lstatSync(path.join(work, '~odd', 'current')).isSymbolicLink());
 });
+
+void test('a root on the command line beside config hosts with roots of their own is refused (exit 2) before any host is reached; without it each host uses its own', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  // Hosts nobody can reach: a refusal must come before any connection (a connection would fail with exit 1).
+  const config = path.join(dir, 'atomic-deploy.config.yaml');
+  fs.writeFileSync(config, ['root: /srv/cfg', 'hosts:', '  - host: web1.invalid', '    root: /srv/cfg-one', '  - host: web2.invalid', ''].join('\n'));
+  for (const args of [['deploy', src, '/srv/other'], ['status', '/srv/other'], ['rollback', '/srv/other'], ['prune', '/srv/other', '--keep', '2'], ['releases', '/srv/other'], ['verify', '/srv/other'], ['unlock', '/srv/other']]) {
+    const r = await runCli([...args, '--config', config], { timeoutMs: 30_000 });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: web1\.invalid has its own root in the config file \(\/srv\/cfg-one\), which the root given on the command line \(\/srv\/other\) would not replace$/m, args.join(' '));
+    assert.match(r.stderr, /^hint: leave out <root> to deploy each host to its own root, or remove root: from that host's entry in .*atomic-deploy\.config\.yaml$/m);
+  }
+  // The same root as the host's own, or no root: on to the hosts (which cannot be reached here: exit 1, not 2).
+  for (const args of [['status', '/srv/cfg-one'], ['status']]) {
+    const r = await runCli([...args, '--config', config], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /has its own root/);
+  }
+});
