@@ -1,7 +1,20 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listeningSocketInodes, parsePidFile, parseProcStat, PHP_FPM_SOCKET_PREFIX, phpFpmReloadState, socketMaster } from '../plan/serving.ts';
+import {
+  exitedUnreaped,
+  listeningSocketInodes,
+  parsePidFile,
+  parseProcStat,
+  PHP_FPM_SOCKET_PREFIX,
+  phpFpmMasterProblem,
+  phpFpmReexec,
+  phpFpmReloadState,
+  phpFpmSignalProblem,
+  phpFpmSuccessor,
+  socketMaster,
+} from '../plan/serving.ts';
 import { runShell, type ShellOutcome } from './hooks.ts';
 
 /** How often the php-fpm reload is checked on. */
@@ -71,12 +84,51 @@ function workerIds(master: number): string[] | undefined {
   return out;
 }
 
-function masterAlive(master: number, startTime: string): boolean {
+function readStat(pid: number): ReturnType<typeof parseProcStat> {
   try {
-    const stat = parseProcStat(fs.readFileSync(`/proc/${master}/stat`, 'utf8'));
-    return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z';
+    return parseProcStat(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function masterAlive(master: number, startTime: string): boolean {
+  const stat = readStat(master);
+  return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z';
+}
+
+/** The workers of `before` (`pid:starttime`) still running, wherever they are now. */
+function stillRunning(before: readonly string[]): number {
+  return before.filter((w) => {
+    const [pid, start] = w.split(':');
+    const stat = readStat(Number(pid));
+    return stat !== undefined && stat.startTime === start && stat.state !== 'Z';
+  }).length;
+}
+
+/** A process's title: its command line up to the first NUL (php-fpm writes its title there). */
+function title(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** Whether the kernel randomizes where a program is mapped, which makes an exec visible in /proc/<pid>/stat. */
+function randomized(): boolean {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/randomize_va_space', 'utf8').trim() !== '0';
   } catch {
     return false;
+  }
+}
+
+function realPath(p: string): string | undefined {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return undefined;
   }
 }
 
@@ -84,7 +136,7 @@ function masterAlive(master: number, startTime: string): boolean {
 function masterBySocket(socketPath: string): { master?: number; problem?: string } {
   let inodes: string[];
   try {
-    inodes = listeningSocketInodes(fs.readFileSync('/proc/net/unix', 'utf8'), socketPath);
+    inodes = listeningSocketInodes(fs.readFileSync('/proc/net/unix', 'utf8'), socketPath, realPath);
   } catch (error) {
     return { problem: `cannot read /proc/net/unix: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
   }
@@ -120,8 +172,9 @@ function masterBySocket(socketPath: string): { master?: number; problem?: string
 
 /**
  * The running php-fpm master that `spec` names (a pid file, or `unix:<socket>`), checked by its
- * /proc entry (a stale pid file may name a recycled pid: never one that is not php-fpm), or why
- * there is none. Read before a deploy too, so that a mistyped pid file is refused before the switch.
+ * /proc entry (a stale pid file may name a recycled pid: never one that is not php-fpm, nor one of
+ * its workers) and by kill(pid, 0) (a master we may not signal would fail only after the switch),
+ * or why there is none. Read before a deploy too, so that a mistyped pid file is refused before the switch.
  */
 export function findPhpFpmMaster(spec: string): { master: number; startTime: string } | { problem: string; master?: number } {
   let master: number | undefined;
@@ -134,37 +187,55 @@ export function findPhpFpmMaster(spec: string): { master: number; startTime: str
     try {
       text = fs.readFileSync(spec, 'utf8');
     } catch (error) {
-      return { problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      // Reading a socket fails with ENXIO: the pool's socket was given without unix:.
+      const socket = code === 'ENXIO' ? ` (it is a socket: did you mean ${PHP_FPM_SOCKET_PREFIX}${path.resolve(spec)}?)` : '';
+      return { problem: `cannot read the pid file: ${code}${socket}` };
     }
     master = parsePidFile(text);
     if (master === undefined) return { problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})` };
   }
   let comm: string;
-  let startTime: string;
+  const stat = readStat(master);
   try {
     comm = fs.readFileSync(`/proc/${master}/comm`, 'utf8').trim();
-    const stat = parseProcStat(fs.readFileSync(`/proc/${master}/stat`, 'utf8'));
-    if (!stat) throw new Error('unreadable stat');
-    startTime = stat.startTime;
+    if (!stat || exitedUnreaped(stat)) throw new Error('exited');
   } catch {
     return { problem: `no process ${master} is running (stale pid file?)`, master };
   }
-  if (!comm.startsWith('php-fpm')) return { problem: `process ${master} is ${comm}, not php-fpm (stale pid file?)`, master };
-  return { master, startTime };
+  let parentComm: string | undefined;
+  try {
+    parentComm = fs.readFileSync(`/proc/${stat.ppid}/comm`, 'utf8').trim();
+  } catch {
+    parentComm = undefined;
+  }
+  const problem = phpFpmMasterProblem({ pid: master, comm, ppid: stat.ppid, parentComm });
+  if (problem !== undefined) return { problem, master };
+  try {
+    process.kill(master, 0);
+  } catch (error) {
+    return { problem: phpFpmSignalProblem(master, (error as NodeJS.ErrnoException).code ?? String(error)), master };
+  }
+  return { master, startTime: stat.startTime };
 }
 
 /**
- * Graceful reload of the php-fpm master named by `pidFile` (or found from its socket, `unix:<path>`): SIGUSR2, then wait until every
- * worker that ran before has exited and new ones are up. php-fpm sends its workers SIGQUIT
- * first, which lets a request in flight finish (within the pool's `process_control_timeout`).
+ * Graceful reload of the php-fpm master named by `spec` (a pid file, or `unix:<socket>`): SIGUSR2,
+ * then wait until every worker that ran before has exited and the master has re-exec'd
+ * (plan/serving.ts: phpFpmReloadState). php-fpm sends its workers SIGQUIT first, which lets a
+ * request in flight finish (within the pool's `process_control_timeout`). A master that goes away
+ * is looked for again by the same spec until the deadline: with `daemonize = yes` php-fpm forks
+ * a new master after its re-exec.
  */
-export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; signal?: AbortSignal; onLine: (line: string) => void }): Promise<PhpFpmReload> {
+export async function reloadPhpFpm(spec: string, run: { timeoutMs: number; signal?: AbortSignal; onLine: (line: string) => void }): Promise<PhpFpmReload> {
   const started = performance.now();
   const done = (r: Omit<PhpFpmReload, 'durationMs'>): PhpFpmReload => ({ ...r, durationMs: Math.round(performance.now() - started) });
-  const found = findPhpFpmMaster(pidFile);
+  const found = findPhpFpmMaster(spec);
   if ('problem' in found) return done({ ok: false, problem: found.problem, ...(found.master === undefined ? {} : { master: found.master }), workersBefore: 0 });
   const { master, startTime } = found;
   const before = workerIds(master) ?? [];
+  const image = readStat(master)?.image ?? '';
+  const visible = randomized();
   try {
     process.kill(master, 'SIGUSR2');
   } catch (error) {
@@ -173,14 +244,34 @@ export async function reloadPhpFpm(pidFile: string, run: { timeoutMs: number; si
   run.onLine(`sent SIGUSR2 to php-fpm master ${master}; ${before.length} worker${before.length === 1 ? '' : 's'} finish their requests`);
   const deadline = Date.now() + run.timeoutMs;
   for (;;) {
-    const state = phpFpmReloadState(before, { masterAlive: masterAlive(master, startTime), workers: workerIds(master) ?? [] });
+    const now = readStat(master);
+    const state = phpFpmReloadState(before, {
+      masterAlive: masterAlive(master, startTime),
+      workers: workerIds(master) ?? [],
+      reexec: phpFpmReexec(image, { image: now?.image ?? '', title: title(master) }, visible),
+    });
     if (state === 'done') {
       run.onLine(`php-fpm master ${master} reloaded`);
       return done({ ok: true, master, workersBefore: before.length });
     }
-    if (state === 'master-gone') return done({ ok: false, problem: `php-fpm master ${master} exited during the reload (see its error log)`, master, workersBefore: before.length });
+    if (state === 'master-gone') {
+      const found = findPhpFpmMaster(spec);
+      const next = 'problem' in found ? undefined : found;
+      if (next !== undefined && phpFpmSuccessor({ master, startTime }, next, stillRunning(before))) {
+        run.onLine(`php-fpm master ${master} reloaded as ${next.master} (daemonized)`);
+        return done({ ok: true, master: next.master, workersBefore: before.length });
+      }
+    }
     if (run.signal?.aborted) return done({ ok: false, problem: 'was interrupted', master, workersBefore: before.length });
-    if (Date.now() >= deadline) return done({ ok: false, problem: `timed out after ${run.timeoutMs / 1000} s with old workers still running`, master, workersBefore: before.length });
+    if (Date.now() >= deadline) {
+      const why =
+        state === 'master-gone'
+          ? `php-fpm master ${master} exited during the reload and no new master came up (see its error log)`
+          : state === 'old-workers'
+            ? `timed out after ${run.timeoutMs / 1000} s with old workers still running`
+            : `timed out after ${run.timeoutMs / 1000} s before php-fpm master ${master} re-executed (see its error log)`;
+      return done({ ok: false, problem: why, master, workersBefore: before.length });
+    }
     await sleep(POLL_MS);
   }
 }

@@ -117,18 +117,18 @@ export function parsePidFile(text: string): number | undefined {
 }
 
 /** The fields of `/proc/<pid>/stat` we need; the command may hold spaces and parentheses. */
-export function parseProcStat(text: string): { ppid: number; state: string; threads: number; startTime: string } | undefined {
+export function parseProcStat(text: string): { ppid: number; state: string; threads: number; startTime: string; image: string } | undefined {
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
   const fields = text.slice(close + 2).trim().split(' ');
   // After "(comm) ": state, ppid, ..., num_threads is field 20 of the line and starttime field 22
-  // (indexes 17 and 19 here).
+  // (indexes 17 and 19 here); startcode, endcode and startstack are fields 26 to 28.
   const state = fields[0];
   const ppid = Number(fields[1]);
   const threads = Number(fields[17]);
   const startTime = fields[19];
   if (state === undefined || !Number.isInteger(ppid) || !Number.isInteger(threads) || startTime === undefined) return undefined;
-  return { ppid, state, threads, startTime };
+  return { ppid, state, threads, startTime, image: fields.slice(23, 26).join(' ') };
 }
 
 /**
@@ -139,16 +139,63 @@ export function exitedUnreaped(stat: { state: string; threads: number }): boolea
   return (stat.state === 'Z' || stat.state === 'X') && stat.threads === 1;
 }
 
+/** The title php-fpm gives its master once it has started (workers are "php-fpm: pool <name>"). */
+export const PHP_FPM_MASTER_TITLE = 'php-fpm: master process';
+
 /**
- * A php-fpm graceful reload is over when none of the workers that ran before the signal is
- * left (each finished its request first) and, if there were workers, new ones are up.
- * Workers are `pid:starttime`, so a recycled pid is not taken for an old worker.
+ * Whether the master has re-executed itself since the signal: the addresses of its code and stack
+ * (`image`, /proc/<pid>/stat fields 26-28) are new after an exec where the kernel randomizes them,
+ * and its title is back once the new image has started. `unobservable` where the kernel does not
+ * randomize (kernel.randomize_va_space=0) or hides the addresses from us (zeros).
  */
-export function phpFpmReloadState(before: readonly string[], now: { masterAlive: boolean; workers: readonly string[] }): 'reloading' | 'done' | 'master-gone' {
+export function phpFpmReexec(before: string, now: { image: string; title: string }, randomized: boolean): 'seen' | 'not-yet' | 'unobservable' {
+  if (!randomized || !/[1-9]/.test(before)) return 'unobservable';
+  return now.image !== before && now.title.startsWith(PHP_FPM_MASTER_TITLE) ? 'seen' : 'not-yet';
+}
+
+/**
+ * Where a php-fpm graceful reload stands. php-fpm lets every worker finish its request, re-execs
+ * only once all have exited, and spawns none meanwhile: so once the master has re-exec'd (and
+ * none of the workers that ran before the signal is left) no worker can serve old code, whether
+ * or not new workers are up (an ondemand pool starts none until a request comes). Where the
+ * re-exec cannot be seen, the old workers' exit is all there is to wait for. Workers are
+ * `pid:starttime`, so a recycled pid is not taken for an old worker.
+ */
+export function phpFpmReloadState(
+  before: readonly string[],
+  now: { masterAlive: boolean; workers: readonly string[]; reexec: 'seen' | 'not-yet' | 'unobservable' },
+): 'old-workers' | 'not-reexeced' | 'done' | 'master-gone' {
   if (!now.masterAlive) return 'master-gone';
   const old = new Set(before);
-  if (now.workers.some((w) => old.has(w))) return 'reloading';
-  return before.length === 0 || now.workers.length > 0 ? 'done' : 'reloading';
+  if (now.workers.some((w) => old.has(w))) return 'old-workers';
+  return now.reexec === 'not-yet' ? 'not-reexeced' : 'done';
+}
+
+/**
+ * After the signalled master went away: php-fpm with `daemonize = yes` re-execs and forks again,
+ * so the pool comes back under a new master that rewrites the pid file. The reload is done once
+ * the spec names a running master that is not the old one (another pid, or the same pid started
+ * anew) and none of the old workers is left.
+ */
+export function phpFpmSuccessor(old: { master: number; startTime: string }, found: { master: number; startTime: string } | undefined, oldWorkersLeft: number): boolean {
+  if (found === undefined || oldWorkersLeft > 0) return false;
+  return found.master !== old.master || found.startTime !== old.startTime;
+}
+
+/**
+ * Why a process named as a php-fpm master is not one, from its /proc entry and its parent's
+ * command; undefined for a master. A worker has the master's command, and SIGUSR2 would end it in
+ * the middle of a request, not reload the pool.
+ */
+export function phpFpmMasterProblem(p: { pid: number; comm: string; ppid: number; parentComm: string | undefined }): string | undefined {
+  if (!p.comm.startsWith('php-fpm')) return `process ${p.pid} is ${p.comm}, not php-fpm (stale pid file?)`;
+  if (p.parentComm?.startsWith('php-fpm') === true) return `process ${p.pid} is a php-fpm worker of master ${p.ppid}, not a master (stale pid file?)`;
+  return undefined;
+}
+
+/** Why the deploy may not signal the master, from kill(pid, 0)'s error code. */
+export function phpFpmSignalProblem(master: number, code: string): string {
+  return code === 'EPERM' ? `cannot signal php-fpm master ${master} (EPERM): run the deploy as the pool's user or root` : `cannot signal php-fpm master ${master} (${code})`;
 }
 
 /** A systemd unit name as `systemctl` takes it; refused: empty, option-like, control characters. */
@@ -178,8 +225,11 @@ export const PHP_FPM_SOCKET_PREFIX = 'unix:';
 /**
  * The inodes of the listening unix sockets bound to `socketPath`, from /proc/net/unix (columns:
  * Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON, a listener).
+ * `resolve` gives a path's real path (undefined if it has none): a socket named through a symlink
+ * or spelled otherwise than it was bound (a double slash, a symlinked directory) is the same socket.
  */
-export function listeningSocketInodes(procNetUnix: string, socketPath: string): string[] {
+export function listeningSocketInodes(procNetUnix: string, socketPath: string, resolve: (p: string) => string | undefined = () => undefined): string[] {
+  const wanted = resolve(socketPath) ?? socketPath;
   const out: string[] = [];
   for (const line of procNetUnix.split('\n').slice(1)) {
     const cols = line.trim().split(/\s+/);
@@ -187,7 +237,8 @@ export function listeningSocketInodes(procNetUnix: string, socketPath: string): 
     const flags = Number.parseInt(cols[3] ?? '', 16);
     // A path may hold spaces: everything after the inode column is the path.
     const path = cols.slice(7).join(' ');
-    if (path === socketPath && (flags & 0x10000) !== 0 && cols[6] !== undefined) out.push(cols[6]);
+    if ((flags & 0x10000) === 0 || cols[6] === undefined) continue;
+    if (path === socketPath || (path.startsWith('/') && (path === wanted || resolve(path) === wanted))) out.push(cols[6]);
   }
   return out;
 }

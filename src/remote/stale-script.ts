@@ -51,12 +51,15 @@ export function rawStaleScan(frames: readonly Frame[]): RawStaleScan | undefined
 }
 
 /**
- * A graceful php-fpm reload in sh, as act/reload.ts does it locally: the master from the pid
- * file, refused unless its comm says php-fpm (a stale pid file may name a recycled pid), SIGUSR2,
- * then wait until every worker that ran before has exited and new ones are up.
+ * A graceful php-fpm reload in sh, by the rules act/reload.ts follows locally (plan/serving.ts):
+ * the master from the pid file, refused unless its comm says php-fpm, its parent's does not (a
+ * worker), and `kill -0` may signal it; SIGUSR2, then wait until every worker that ran before has
+ * exited and the master has re-exec'd (new code and stack addresses in its stat, its title back),
+ * or, where it went away (daemonize = yes forks a new one), until the pid file names a new master.
  */
 const PHP_FPM = `
-fpm_start() { F_start=; F_state=; read -r _s 2>/dev/null < "/proc/$1/stat" || return 0; _s=\${_s##*) }; set -f; set -- $_s; set +f; F_state=$1; [ $# -ge 20 ] && F_start=\${20}; return 0; }
+# F_state F_ppid F_start F_image (fields 3, 4, 22 and 26-28) of /proc/<pid>/stat; empty when it is gone.
+fpm_stat() { F_state=; F_ppid=; F_start=; F_image=; _s=; read -r _s 2>/dev/null < "/proc/$1/stat" || return 0; _s=\${_s##*) }; set -f; set -- $_s; set +f; F_state=$1; F_ppid=$2; [ $# -ge 20 ] && F_start=\${20}; [ $# -ge 26 ] && F_image="\${24} \${25} \${26}"; return 0; }
 fpm_workers() {
   F_list=
   for _d in /proc/[0-9]*; do
@@ -65,33 +68,69 @@ fpm_workers() {
     [ "$2" = "$F_master" ] && [ "$1" != Z ] && F_list="$F_list \${_d#/proc/}:\${20}"
   done
 }
-# The master a pid file names, in F_master; or why there is none, in F_problem (the words the local check uses).
+# How many of the workers listed in $1 (pid:starttime) still run, wherever they are now, in F_left.
+fpm_left() {
+  F_left=0
+  for _w in $1; do fpm_stat "\${_w%%:*}"; [ "$F_start" = "\${_w#*:}" ] && [ "$F_state" != Z ] && F_left=$((F_left + 1)); done
+  return 0
+}
+# The master a pid file names, in F_master (F_mstart: its start time); or why there is none, in F_problem (the words the local check uses).
 fpm_master() {
-  F_master=; F_problem=
-  _m=; read -r _m 2>/dev/null < "$1" || { F_problem='cannot read the pid file'; return 1; }
+  F_master=; F_mstart=; F_problem=
+  # A pid file php-fpm wrote ends without a newline: read then fails, having read the pid.
+  _m=
+  if ! read -r _m 2>/dev/null < "$1" && [ -z "$_m" ]; then
+    if [ -S "$1" ]; then F_problem='cannot read the pid file (it is a socket: a fleet host finds php-fpm by its pid file only)'; return 1; fi
+    [ -f "$1" ] && [ -r "$1" ] || { F_problem='cannot read the pid file'; return 1; }
+  fi
   _m=\${_m%%[!0-9]*}
   [ -n "$_m" ] || { F_problem='the pid file holds no pid'; return 1; }
   _c=; read -r _c 2>/dev/null < "/proc/$_m/comm"
-  case $_c in
-    php-fpm*) F_master=$_m ;;
-    '') F_problem="no process $_m is running (stale pid file?)"; return 1 ;;
-    *) F_problem="process $_m is $_c, not php-fpm (stale pid file?)"; return 1 ;;
-  esac
+  fpm_stat "$_m"
+  [ -n "$_c" ] && [ "$F_state" != Z ] || { F_problem="no process $_m is running (stale pid file?)"; return 1; }
+  case $_c in php-fpm*) ;; *) F_problem="process $_m is $_c, not php-fpm (stale pid file?)"; return 1 ;; esac
+  _p=$F_ppid; _pc=; read -r _pc 2>/dev/null < "/proc/$_p/comm"
+  case $_pc in php-fpm*) F_problem="process $_m is a php-fpm worker of master $_p, not a master (stale pid file?)"; return 1 ;; esac
+  kill -0 "$_m" 2>/dev/null || { F_problem="cannot signal php-fpm master $_m (EPERM): run the deploy as the pool's user or root"; return 1; }
+  F_master=$_m; F_mstart=$F_start
 }
 fpm_reload() {
   fpm_master "$1" || { echo "php-fpm reload ($1): $F_problem" >&2; return 1; }
-  _m=$F_master; fpm_start "$_m"; _ms=$F_start
+  _fm=$F_master; _ms=$F_mstart; fpm_stat "$_fm"; _mi=$F_image
+  # The re-exec shows only where the kernel randomizes addresses and lets us read them.
+  _r=; read -r _r 2>/dev/null < /proc/sys/kernel/randomize_va_space
+  case "$_r:$_mi" in 0:* | :* | *:'0 0 0' | *:) _see= ;; *) _see=1 ;; esac
   fpm_workers; _before=$F_list
-  kill -USR2 "$_m" || { echo "php-fpm reload ($1): cannot signal master $_m" >&2; return 1; }
-  echo "sent SIGUSR2 to php-fpm master $_m" >&2
+  set -- "$1" "$2" $_before; _n=$(($# - 2)); [ $_n = 1 ] && _ws=worker || _ws=workers
+  kill -USR2 "$_fm" 2>/dev/null || { echo "php-fpm reload ($1): cannot signal php-fpm master $_fm" >&2; return 1; }
+  echo "sent SIGUSR2 to php-fpm master $_fm; $_n $_ws finish their requests" >&2
   _end=$(( $(date +%s) + $2 ))
   while :; do
-    fpm_start "$_m"
-    if [ "$F_start" != "$_ms" ] || [ "$F_state" = Z ]; then echo "php-fpm reload ($1): master $_m exited during the reload (see its error log)" >&2; return 1; fi
-    fpm_workers; _old=0
-    for _w in $_before; do case "$F_list " in *" $_w "*) _old=1 ;; esac; done
-    if [ $_old = 0 ] && { [ -z "$_before" ] || [ -n "$F_list" ]; }; then echo "php-fpm master $_m reloaded" >&2; return 0; fi
-    [ "$(date +%s)" -lt "$_end" ] || { echo "php-fpm reload ($1): timed out after $2 s with old workers still running" >&2; return 1; }
+    fpm_stat "$_fm"
+    if [ "$F_start" = "$_ms" ] && [ "$F_state" != Z ]; then
+      _why=old; _mi2=$F_image
+      fpm_workers; _old=0
+      for _w in $_before; do case "$F_list " in *" $_w "*) _old=1 ;; esac; done
+      if [ $_old = 0 ]; then
+        _why=exec
+        if [ -z "$_see" ]; then _why=; elif [ "$_mi2" != "$_mi" ]; then _t=; read -r _t 2>/dev/null < "/proc/$_fm/cmdline"; case $_t in 'php-fpm: master process'*) _why= ;; esac; fi
+      fi
+      [ -n "$_why" ] || { echo "php-fpm master $_fm reloaded" >&2; return 0; }
+    else
+      _why=gone
+      fpm_left "$_before"
+      if [ "$F_left" = 0 ] && fpm_master "$1" && { [ "$F_master" != "$_fm" ] || [ "$F_mstart" != "$_ms" ]; }; then
+        echo "php-fpm master $_fm reloaded as $F_master (daemonized)" >&2; return 0
+      fi
+    fi
+    if [ "$(date +%s)" -ge "$_end" ]; then
+      case $_why in
+        gone) echo "php-fpm reload ($1): php-fpm master $_fm exited during the reload and no new master came up (see its error log)" >&2 ;;
+        old) echo "php-fpm reload ($1): timed out after $2 s with old workers still running" >&2 ;;
+        *) echo "php-fpm reload ($1): timed out after $2 s before php-fpm master $_fm re-executed (see its error log)" >&2 ;;
+      esac
+      return 1
+    fi
     sleep 0.05 2>/dev/null || sleep 1
   done
 }

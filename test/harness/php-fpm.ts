@@ -9,14 +9,35 @@ import { docsConfig, substitute } from './docs-config.ts';
 import { requireTool } from './swappers.ts';
 
 export interface PhpFpm {
+  dir: string;
   socket: string;
   pidFile: string;
   errorLog: string;
+  /** The master's pid when the pool started. */
   pid: number;
+  /** The master's pid now, from its pid file: a daemonizing pool gets a new one at every reload. */
+  master(): number;
   stop(): Promise<void>;
 }
 
-export async function startPhpFpm(): Promise<PhpFpm> {
+export interface PhpFpmOptions {
+  /** daemonize = yes (php-fpm's default, Debian's init script): every reload forks a new master. */
+  daemonize?: boolean;
+  /** pm = ondemand: no worker until a request comes, none again after a reload. */
+  pm?: 'static' | 'ondemand';
+}
+
+/** Whether `pid` is gone: no /proc entry, or a zombie nobody reaped yet. */
+function exited(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+export async function startPhpFpm(options: PhpFpmOptions = {}): Promise<PhpFpm> {
   const bin = requireTool('php-fpm8.2', 'php8.2-fpm');
   const dir = await mkdtemp(join(tmpdir(), 'atomic-deploy-php-'));
   const socket = join(dir, 'php-fpm.sock');
@@ -27,7 +48,8 @@ export async function startPhpFpm(): Promise<PhpFpm> {
   const fpm = substitute(docsConfig('php-fpm'), [
     ['listen = /run/php/php8.2-fpm.sock', `listen = ${socket}`],
     // The test's own files go into the [global] section the docs block opens.
-    ['[global]\n', `[global]\npid = ${pidFile}\nerror_log = ${errorLog}\ndaemonize = no\n`],
+    ['[global]\n', `[global]\npid = ${pidFile}\nerror_log = ${errorLog}\ndaemonize = ${options.daemonize === true ? 'yes' : 'no'}\n`],
+    ...(options.pm === 'ondemand' ? [['pm = static', 'pm = ondemand'] as [string, string]] : []),
   ]);
   await writeFile(join(dir, 'php-fpm.conf'), fpm);
   // -R: the tests run as root, and so do the workers.
@@ -38,10 +60,11 @@ export async function startPhpFpm(): Promise<PhpFpm> {
   });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const childExit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 10_000;
+  // A daemonizing php-fpm exits once its forked master is ready; that exit is no failure.
   while (!(fs.existsSync(socket) && fs.existsSync(pidFile))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
+    if ((child.exitCode !== null && options.daemonize !== true) || Date.now() > deadline) {
       child.kill('SIGKILL');
       const log = fs.existsSync(errorLog) ? fs.readFileSync(errorLog, 'utf8') : '';
       await rm(dir, { recursive: true, force: true });
@@ -49,29 +72,48 @@ export async function startPhpFpm(): Promise<PhpFpm> {
     }
     await sleep(25);
   }
-  const pid = child.pid as number;
+  const readPid = (): number | undefined => {
+    const n = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    return Number.isInteger(n) && n > 1 ? n : undefined;
+  };
+  let pid = options.daemonize === true ? readPid() : child.pid;
+  // The daemon writes its pid file when it is ready; until then it may be empty.
+  while (pid === undefined && Date.now() < deadline) {
+    await sleep(25);
+    pid = readPid();
+  }
+  if (pid === undefined) throw new Error('php-fpm wrote no pid');
+  let last = pid;
+  const master = (): number => {
+    last = readPid() ?? last;
+    return last;
+  };
   return {
+    dir,
     socket,
     pidFile,
     errorLog,
     pid,
+    master,
     stop: async () => {
+      // The master of now (a daemonizing pool's changes at each reload) leads its own process group,
+      // which holds its workers: SIGQUIT stops them all gracefully.
+      const leader = fs.existsSync(pidFile) ? master() : last;
       try {
-        // SIGQUIT: graceful stop of the master and its workers (the group holds them all).
-        process.kill(-pid, 'SIGQUIT');
+        process.kill(-leader, 'SIGQUIT');
       } catch {
         // gone
       }
-      const timer = new AbortController();
-      const quit = await Promise.race([exited.then(() => true), sleep(10_000, false, { signal: timer.signal }).catch(() => false)]);
-      timer.abort();
-      if (!quit) {
+      const until = Date.now() + 10_000;
+      while (!exited(leader) && Date.now() < until) await sleep(25);
+      if (!exited(leader)) {
         try {
-          process.kill(-pid, 'SIGKILL');
+          process.kill(-leader, 'SIGKILL');
         } catch {
           // gone
         }
       }
+      if (options.daemonize !== true) await childExit;
       await rm(dir, { recursive: true, force: true });
     },
   };

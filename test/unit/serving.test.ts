@@ -9,7 +9,11 @@ import {
   isOwnProcess,
   parsePidFile,
   parseProcStat,
+  phpFpmMasterProblem,
+  phpFpmReexec,
   phpFpmReloadState,
+  phpFpmSignalProblem,
+  phpFpmSuccessor,
   staleFails,
   staleHolders,
   staleStep,
@@ -108,19 +112,53 @@ void test('only fail with processes found by a real check fails the command', ()
   assert.equal(staleFails('fail', undefined), false);
 });
 
-void test('php-fpm reload: done only when every old worker is gone and new ones are up', () => {
+void test('php-fpm reload: done once every old worker is gone and the master has re-exec\'d (or where that cannot be seen), new workers or not', () => {
   const workerArb = fc.constantFrom('10:1', '11:1', '12:1', '10:2', '13:5');
+  const reexecArb = fc.constantFrom('seen' as const, 'not-yet' as const, 'unobservable' as const);
   fc.assert(
-    fc.property(fc.uniqueArray(workerArb), fc.uniqueArray(workerArb), fc.boolean(), (before, now, alive) => {
-      const state = phpFpmReloadState(before, { masterAlive: alive, workers: now });
+    fc.property(fc.uniqueArray(workerArb), fc.uniqueArray(workerArb), fc.boolean(), reexecArb, (before, now, alive, reexec) => {
+      const state = phpFpmReloadState(before, { masterAlive: alive, workers: now, reexec });
       if (!alive) return assert.equal(state, 'master-gone');
-      const oldLeft = now.some((w) => before.includes(w));
-      if (oldLeft) return assert.equal(state, 'reloading');
-      return assert.equal(state, before.length > 0 && now.length === 0 ? 'reloading' : 'done');
+      if (now.some((w) => before.includes(w))) return assert.equal(state, 'old-workers');
+      return assert.equal(state, reexec === 'not-yet' ? 'not-reexeced' : 'done');
     }),
   );
+  // An ondemand pool: its one worker gone, none new, the master re-exec'd.
+  assert.equal(phpFpmReloadState(['10:1'], { masterAlive: true, workers: [], reexec: 'seen' }), 'done');
+  // No worker before: done only once the master shows it took the signal.
+  assert.equal(phpFpmReloadState([], { masterAlive: true, workers: [], reexec: 'not-yet' }), 'not-reexeced');
   // A recycled pid with a new start time is a new worker.
-  assert.equal(phpFpmReloadState(['10:1'], { masterAlive: true, workers: ['10:2'] }), 'done');
+  assert.equal(phpFpmReloadState(['10:1'], { masterAlive: true, workers: ['10:2'], reexec: 'seen' }), 'done');
+});
+
+void test('php-fpm re-exec: new code and stack addresses and the master title back; unobservable without randomization or with hidden addresses', () => {
+  const before = '94897849110528 94897852345949 140720314971600';
+  const after = '94013616242688 94013619478109 140730996336192';
+  const master = 'php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)';
+  assert.equal(phpFpmReexec(before, { image: before, title: master }, true), 'not-yet', 'not signalled yet');
+  assert.equal(phpFpmReexec(before, { image: after, title: 'php-fpm8.2' }, true), 'not-yet', 'exec\'d, not started (or about to daemonize)');
+  assert.equal(phpFpmReexec(before, { image: after, title: master }, true), 'seen');
+  assert.equal(phpFpmReexec(before, { image: after, title: master }, false), 'unobservable');
+  assert.equal(phpFpmReexec('0 0 0', { image: '0 0 0', title: master }, true), 'unobservable');
+  assert.equal(phpFpmReexec('', { image: '', title: '' }, true), 'unobservable');
+});
+
+void test('php-fpm daemonized successor: a running master other than the old one, with no old worker left', () => {
+  const old = { master: 100, startTime: '500' };
+  assert.equal(phpFpmSuccessor(old, { master: 200, startTime: '900' }, 0), true);
+  assert.equal(phpFpmSuccessor(old, { master: 100, startTime: '900' }, 0), true, 'the same pid, started anew');
+  assert.equal(phpFpmSuccessor(old, { master: 100, startTime: '500' }, 0), false, 'the old master itself');
+  assert.equal(phpFpmSuccessor(old, undefined, 0), false, 'none yet');
+  assert.equal(phpFpmSuccessor(old, { master: 200, startTime: '900' }, 1), false, 'an old worker still runs');
+});
+
+void test('php-fpm master check: not php-fpm, or a worker (its parent is php-fpm), is named; EPERM says who may signal', () => {
+  assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'php-fpm8.2', ppid: 1, parentComm: 'init' }), undefined);
+  assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'php-fpm8.2', ppid: 3, parentComm: undefined }), undefined);
+  assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'sleep', ppid: 1, parentComm: 'init' }), 'process 7 is sleep, not php-fpm (stale pid file?)');
+  assert.equal(phpFpmMasterProblem({ pid: 8, comm: 'php-fpm8.2', ppid: 7, parentComm: 'php-fpm8.2' }), 'process 8 is a php-fpm worker of master 7, not a master (stale pid file?)');
+  assert.equal(phpFpmSignalProblem(7, 'EPERM'), "cannot signal php-fpm master 7 (EPERM): run the deploy as the pool's user or root");
+  assert.equal(phpFpmSignalProblem(7, 'ESRCH'), 'cannot signal php-fpm master 7 (ESRCH)');
 });
 
 void test('pid files, /proc stat lines and unit names are read strictly', () => {
@@ -128,7 +166,9 @@ void test('pid files, /proc stat lines and unit names are read strictly', () => 
   assert.equal(parsePidFile('  77 '), 77);
   for (const bad of ['', '0', '1', '-5', '12abc', '1 2', '99999999999', 'nan']) assert.equal(parsePidFile(bad), undefined, bad);
   const stat = '4242 (php-fpm: pool (www)) S 4200 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 0 0';
-  assert.deepEqual(parseProcStat(stat), { ppid: 4200, state: 'S', threads: 1, startTime: '98765' });
+  assert.deepEqual(parseProcStat(stat), { ppid: 4200, state: 'S', threads: 1, startTime: '98765', image: '' });
+  const full = '11897 (php-fpm8.2) S 1 11897 11897 0 -1 4194304 1192 0 14 0 3 0 0 0 20 0 1 0 4793596 61501440 3855 18446744073709551615 94897849110528 94897852345949 140720314971600 0 0';
+  assert.equal(parseProcStat(full)?.image, '94897849110528 94897852345949 140720314971600');
   assert.equal(parseProcStat('garbage'), undefined);
   assert.equal(unitNameProblem('php8.2-fpm.service'), undefined);
   assert.equal(unitNameProblem('app@1.service'), undefined);
@@ -149,6 +189,12 @@ test('php-fpm by socket: the listening inode of that path from /proc/net/unix, a
   assert.deepEqual(listeningSocketInodes(table, '/run/php/php8.2-fpm.sock'), ['4242']);
   assert.deepEqual(listeningSocketInodes(table, '/tmp/with space.sock'), ['4245']);
   assert.deepEqual(listeningSocketInodes(table, '/run/php/none.sock'), []);
+  // By real path: a symlink to the socket (Debian's /run/php/php-fpm.sock), or a path spelled otherwise.
+  const real: Record<string, string> = { '/run/php/php-fpm.sock': '/run/php/php8.2-fpm.sock', '/run//php/php8.2-fpm.sock': '/run/php/php8.2-fpm.sock', '/run/php/php8.2-fpm.sock': '/run/php/php8.2-fpm.sock' };
+  const resolve = (p: string): string | undefined => real[p];
+  assert.deepEqual(listeningSocketInodes(table, '/run/php/php-fpm.sock', resolve), ['4242']);
+  assert.deepEqual(listeningSocketInodes(table, '/run//php/php8.2-fpm.sock', resolve), ['4242']);
+  assert.deepEqual(listeningSocketInodes(table, '/run/php/php-fpm.sock'), [], 'without resolving, the bound path only');
   assert.equal(socketMaster([{ pid: 10, ppid: 1 }, { pid: 11, ppid: 10 }, { pid: 12, ppid: 10 }]), 10);
   assert.equal(socketMaster([]), undefined);
   assert.equal(socketMaster([{ pid: 10, ppid: 1 }, { pid: 20, ppid: 1 }]), undefined, 'two pools on one path: ambiguous');
