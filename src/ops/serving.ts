@@ -75,7 +75,8 @@ export async function checkReloadTargets(options: ServingOptions): Promise<void>
     const found = findPhpFpmMaster(spec);
     if ('problem' in found) {
       throw new DeployError('USAGE', `--reload-php-fpm ${spec}: ${found.problem}; nothing was changed`, {
-        hint: "name the pool's pid file (pid = in php-fpm.conf) or its socket (--reload-php-fpm unix:/run/php/php8.2-fpm.sock), and start php-fpm first",
+        // A master we may not signal is found and running: the message says what to do, this hint would not.
+        hint: found.problem.includes('(EPERM)') ? "php-fpm's master runs as another user: deploy as that user or root, or leave --reload-php-fpm to a reload unit (--reload-unit)" : "name the pool's pid file (pid = in php-fpm.conf) or its socket (--reload-php-fpm unix:/run/php/php8.2-fpm.sock), and start php-fpm first",
       });
     }
   }

@@ -13,6 +13,7 @@ import { rawStaleScan, reloadCheckScript, reloadScript, staleScanScript } from '
 const STALE_POLL_MS = 500;
 
 const PHP_FPM_CHECK_HINT = "name the pool's pid file on that host (pid = in php-fpm.conf), and start php-fpm there first";
+const PHP_FPM_SIGNAL_HINT = "php-fpm's master runs as another user there: deploy as that user or root, or leave the reload to a unit (--reload-unit)";
 
 const RELOAD_HINT = 'reload or restart them on that host so that they run from current (--reload-unit <unit>, --reload-php-fpm <pid file>); see docs/serving.md';
 
@@ -47,7 +48,8 @@ export async function checkHostReloadTargets(h: HostRun, options: ServingOptions
   for (const [i, pidFile] of phpFpm.entries()) {
     const a = fpmAnswers[i];
     if (a?.tag === 'fpm-master') continue;
-    throw new DeployError('USAGE', `${h.label}: --reload-php-fpm ${pidFile}: ${a?.value || 'no answer'}`, { hint: PHP_FPM_CHECK_HINT });
+    const why = a?.value || 'no answer';
+    throw new DeployError('USAGE', `${h.label}: --reload-php-fpm ${pidFile}: ${why}`, { hint: why.includes('(EPERM)') ? PHP_FPM_SIGNAL_HINT : PHP_FPM_CHECK_HINT });
   }
 }
 

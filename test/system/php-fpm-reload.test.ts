@@ -213,6 +213,8 @@ void test('a master the deploy user may not signal (EPERM): refused before the s
   for (const extra of [['--dry-run'], []]) {
     const r = await runWrapped(['deploy', build('v2'), root, '--no-fsync', '--json', '--reload-php-fpm', fpm.pidFile, ...extra], { prefix: asUser('nobody') });
     assertRefused(r, root, live, 1, new RegExp(`^--reload-php-fpm ${re(fpm.pidFile)}: ${re(problem)}; nothing was changed$`));
+    // The hint follows the problem: not "start php-fpm first" for a master that runs.
+    assert.match((JSON.parse(r.stdout) as { error: { hint?: string } }).error.hint ?? '', /^php-fpm's master runs as another user: deploy as that user or root/);
   }
   for (const shell of SHELLS) assert.deepEqual(hostCheck(shell, fpm.pidFile, nobody), { problem }, shell.name);
   // Control: root may signal it.
