@@ -41,6 +41,8 @@ export interface ReleaseRecord {
   reason?: string;
   /** Processes still running from the release it replaced when it went live (absent: not checked). */
   staleProcesses?: number;
+  /** Live but unverified: an after-switch hook or reload failed with no health check to decide (exit 7). */
+  afterSwitchFailure?: string;
   /** When prune removed the release directory; the record stays as history. */
   prunedAt?: string;
 }

@@ -33,7 +33,8 @@ export function renderReleases(result: ReleasesResult, options: { header: boolea
       // Padded before colouring: the escape codes would throw the column widths off.
       r.current ? '*' : ' ',
       oneLine(r.id),
-      r.role,
+      // Live once, unverified: an after-switch hook or reload failed and no health check decided (exit 7).
+      rec?.afterSwitchFailure === undefined ? r.role : `${r.role}, unverified`,
       time(rec?.createdAt),
       time(rec?.activatedAt),
       rec?.user ? `${rec.user}@${rec.host}` : '',

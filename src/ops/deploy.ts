@@ -533,7 +533,8 @@ export async function deploy(source: string, root: string, options: DeployOption
       const stale = verified.error ? undefined : await awaitFreshness({ layout, id, emit, signal: options.signal, share }, previous, options);
       const durationMs = Math.round(performance.now() - started);
       const staleCount = stale?.check === 'proc' ? { staleProcesses: stale.processes.length } : {};
-      await recordRelease(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...verified.record }, durable);
+      const unverified = verified.afterSwitchFailure === undefined ? {} : { afterSwitchFailure: verified.afterSwitchFailure };
+      await recordRelease(layout, id, { status: 'complete', activatedAt: switchedAt, durationMs, ...staleCount, ...unverified, ...verified.record }, durable);
       await failpoint('log-written');
       await clearJournalRecord(layout, durable);
       // Only once the switch stands: a deploy undone before it leaves the root as it found it, cache included.

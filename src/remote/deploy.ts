@@ -720,7 +720,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const afterSwitchFailure = p.afterSwitchFailure ?? served.reloadFailure;
         const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
-        const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}) });
+        const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) });
         const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: afterSwitchFailure !== undefined });
         if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));

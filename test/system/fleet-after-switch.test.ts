@@ -71,6 +71,11 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.doesNotMatch(j.error?.message ?? '', new RegExp(`${h2.alias}:`), 'the host whose hooks passed is not named');
     assert.match(j.hosts.find((h) => h.host === h1.alias)?.afterSwitchFailure ?? '', /after-switch hook "test .*" exited with code 1/);
     assert.equal(j.hosts.find((h) => h.host === h2.alias)?.afterSwitchFailure, undefined);
+    // The release log of the failing host keeps it apart from a verified release, as locally; the other host's does not.
+    const record = (h: FleetHost): { status: string; afterSwitchFailure?: string } => JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${live}.json`), 'utf8')) as { status: string; afterSwitchFailure?: string };
+    assert.equal(record(h1).status, 'complete');
+    assert.match(record(h1).afterSwitchFailure ?? '', /^after-switch hook "test .*" exited with code 1/);
+    assert.equal(record(h2).afterSwitchFailure, undefined);
     // Hooks after the failing one do not run on that host, as locally; they do on the other.
     assert.ok(!fs.existsSync(path.join(h1.srvDir, 'second-ran')));
     assert.ok(fs.existsSync(path.join(h2.srvDir, 'second-ran')));

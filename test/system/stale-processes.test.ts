@@ -278,7 +278,14 @@ void test('a failed after-switch hook without a health check still runs the relo
   assert.equal(hooked.code, 7, hooked.stderr);
   assert.equal(fs.readFileSync(fake.log, 'utf8'), 'reload-or-restart -- app.service\n');
   const live = currentId(root) ?? '';
-  assert.equal(jsonOf<DeployJson>(hooked).error?.message, `after-switch hook "exit 3" exited with code 3; release ${live} stays live (no health check is configured to decide otherwise)`);
+  const message = `after-switch hook "exit 3" exited with code 3; release ${live} stays live (no health check is configured to decide otherwise)`;
+  assert.equal(jsonOf<DeployJson>(hooked).error?.message, message);
+  // The release log keeps it apart from a verified release.
+  const unverified = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${live}.json`), 'utf8')) as { status: string; afterSwitchFailure?: string };
+  assert.deepEqual([unverified.status, unverified.afterSwitchFailure], ['complete', message]);
+  const listed = await runCli(['releases', root]);
+  assert.match(listed.stdout, new RegExp(`^\\* +${live} +active, unverified `, 'm'));
+  assert.match(listed.stdout, new RegExp(`^ +${first} +previous `, 'm'));
   // A reload that fails as well is named beside the hook.
   const failing = fakeSystemctl(path.join(dir, 'failing'), { exitCode: 1 });
   const both = await runCli(['deploy', src, root, '--no-fsync', '--after-switch', 'exit 3', '--reload-unit', 'app.service', '--json'], { env: failing.env });
