@@ -161,6 +161,31 @@ void describe('fleet input validation against namespace hosts', () => {
     assert.deepEqual(treeSnapshot(path.join(one.srvDir, 'v-site')).filter(own), site.filter(own));
   });
 
+  void test('status, releases, prune and unlock on a folder that is not a deploy root (files on one host, empty on the other): exit 2 with the local wording after each host, and nothing written on either', async () => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    writeTree(path.join(one.srvDir, 'v-plain'), { 'x/data': 'x\n', 'index.html': 'hi\n' });
+    fs.mkdirSync(path.join(two.srvDir, 'v-plain'));
+    const before = srvSnapshots();
+    const args = ['/srv/v-plain', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
+    const notRoot = `${one.alias}: /srv/v-plain is not a deploy root (no releases/ with current)`;
+    const empty = `${two.alias}: /srv/v-plain is empty, not a deploy root`;
+    for (const command of [['status'], ['releases'], ['prune', '--keep', '1'], ['unlock']]) {
+      const r = await runCli([...command, ...args]);
+      assert.equal(r.code, 2, `${command[0]}: ${r.stdout}${r.stderr}`);
+      const json = await runCli([...command, ...args, '--json']);
+      assert.equal(json.code, 2, `${command[0]} --json: ${json.stderr}`);
+      const hostsOf = jsonOf<{ hosts: { host: string; error?: { code: string; message: string; hint?: string } }[] }>(json).hosts;
+      assert.deepEqual(
+        hostsOf.map((h) => [h.host, h.error?.code, h.error?.message]),
+        [[one.alias, 'INVALID_ROOT', notRoot], [two.alias, 'INVALID_ROOT', empty]],
+        command[0],
+      );
+      assert.match(hostsOf[0]?.error?.hint ?? '', /^check the path: it holds files but no current, releases\/ or \.atomic-deploy\/; a folder with files becomes a deploy root only by a deploy with --adopt$/, command[0]);
+      assert.equal(hostsOf[1]?.error?.hint, `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-plain --host ${two.alias}`, command[0]);
+      assert.deepEqual(srvSnapshots(), before, `${command[0]} changed a host`);
+    }
+  });
+
   void test('a build holding .git deploys with the warning the local engine gives', async (t) => {
     const host = fleet.hosts[0] as FleetHost;
     const src = writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n', '.git/config': '[remote "origin"]\n' });
