@@ -384,7 +384,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
     // Every host's root, read before any lock (whose program makes the root and .tmp/ in it): a
     // folder that holds something but is not a deploy root is refused as the local deploy refuses
-    // it, on every host unless --adopt, and no host is locked or written.
+    // it, on every host unless --adopt, and no host is locked or written. A host that cannot be
+    // read stops the deploy here too, before any lock.
     await fleet.each(fleet.hosts, async (h) => {
       const problem = deployRootProblem(h.label, h.root, (await h.remote.readState()).state, options.adopt === true);
       if (problem) throw problem;
@@ -402,7 +403,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         if (!locked.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
         h.facts = locked.facts;
         h.state = locked.state;
-        // The same rule on the state read under the lock: a folder filled meanwhile, or a host not read before.
+        // The same rule on the state read under the lock: a folder filled since the read above.
         const notRoot = deployRootProblem(h.label, h.root, locked.state, options.adopt === true);
         if (notRoot) throw notRoot;
         fleet.step(h, 'locked');
