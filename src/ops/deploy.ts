@@ -20,7 +20,7 @@ import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
-import { deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
+import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
 import { checkNewReleaseId, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
@@ -189,9 +189,7 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
 function checkTarget(layout: Layout, adopt: boolean, shape = rootShapeOf(layout.root)): void {
   const problem = deployTargetProblem(shape);
   if (problem && !adopt) {
-    throw new DeployError('INVALID_ROOT', `${layout.root} ${problem}`, {
-      hint: `check the path; to make this folder a deploy root anyway (its files stay, current and releases/ are added), add --adopt`,
-    });
+    throw new DeployError('INVALID_ROOT', `${layout.root} ${problem}`, { hint: ADOPT_HINT });
   }
 }
 

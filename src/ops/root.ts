@@ -6,7 +6,7 @@ import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle 
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
-import { classifyRoot, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
+import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 import { shellWord } from '../plan/paths.ts';
 
 export function assertSupportedPlatform(): void {
@@ -262,14 +262,8 @@ export function assertDeployRoot(dir: string): void {
   if (problem) {
     // `status app/current`: the root meant is the one the path lies in, never a new one inside it.
     const outer = enclosingRoot(dir);
-    // A folder with files in it takes a deploy only with --adopt. Said, not handed over as a
-    // command: for a mistyped path (`status /`, `verify /etc`, the build directory) a ready-made
-    // `deploy <source> / --adopt` is the last thing to offer.
-    const make = shape.kind === 'other'
-      ? 'check the path: it holds files but no current, releases/ or .atomic-deploy/; a folder with files becomes a deploy root only by a deploy with --adopt'
-      : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(dir)}`;
     throw new DeployError('INVALID_ROOT', `${dir} ${problem}`, {
-      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : make,
+      hint: outer ? `it is inside the deploy root ${outer.root} (${outer.place}): give that root` : readRootHint(shape, shellWord(dir)),
     });
   }
   // A release that holds a root's layout (a build or archive shipping .atomic-deploy/, or releases/

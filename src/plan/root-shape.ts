@@ -51,6 +51,22 @@ export function deployTargetProblem(shape: RootShape): string | undefined {
   return undefined;
 }
 
+/** The hint of a deploy refused by deployTargetProblem. */
+export const ADOPT_HINT = 'check the path; to make this folder a deploy root anyway (its files stay, current and releases/ are added), add --adopt';
+
+/**
+ * The hint of a command refused by readRootProblem; `deployTo` is the root as a deploy's
+ * arguments would name it (a shell word, and a fleet host's `--host`).
+ */
+export function readRootHint(shape: RootShape, deployTo: string): string {
+  // A folder with files in it takes a deploy only with --adopt. Said, not handed over as a
+  // command: for a mistyped path (`status /`, `verify /etc`, the build directory) a ready-made
+  // `deploy <source> / --adopt` is the last thing to offer.
+  return shape.kind === 'other'
+    ? 'check the path: it holds files but no current, releases/ or .atomic-deploy/; a folder with files becomes a deploy root only by a deploy with --adopt'
+    : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${deployTo}`;
+}
+
 /** Why a command that reads a root cannot use a folder of this shape; undefined for a root. */
 export function readRootProblem(shape: RootShape): string | undefined {
   if (shape.kind === 'root') return undefined;

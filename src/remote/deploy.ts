@@ -26,7 +26,7 @@ import { selectPrune } from '../plan/releases.ts';
 import { planShared, sharedSpecs, type SharedPlan } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
@@ -43,7 +43,7 @@ import { madeDirsToRemove } from '../plan/root-shape.ts';
 export interface FleetDeployOptions
   extends FleetOptions,
     ServingOptions,
-    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedFiles' | 'sharedDirs' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck'> {
+    Pick<DeployOptions, 'releaseId' | 'keep' | 'shared' | 'sharedFiles' | 'sharedDirs' | 'sharedCreate' | 'sharedReplace' | 'strategy' | 'checksum' | 'hooks' | 'healthCheck' | 'adopt'> {
   /** Beyond the failure budget: switch every switched host back (default), or keep them. */
   onFailure?: 'rollback' | 'keep';
   /** Wave sizes (`1,10%,100%`); default one wave of every host. */
@@ -384,6 +384,18 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     // (No round trip without reloads: checkHostReloadTargets returns at once.)
     await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
     if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
+    // Every host's root, read before any lock (whose program makes the root and .tmp/ in it): a
+    // folder that holds something but is not a deploy root is refused as the local deploy refuses
+    // it, on every host unless --adopt, and no host is locked or written. A host that cannot be
+    // read stops the deploy here too, before any lock.
+    await fleet.each(fleet.hosts, async (h) => {
+      const problem = deployRootProblem(h.label, h.root, (await h.remote.readState()).state, options.adopt === true);
+      if (problem) throw problem;
+    });
+    if (fleet.failed.length > 0) {
+      const refused = fleet.failed.every((h) => h.error?.code === 'INVALID_ROOT');
+      throw fleetError(fleet.hosts, refused ? 'nothing was changed' : 'nothing was switched', { release: null, hosts: report() });
+    }
     // Lock every host and read where it stands.
     await fleet.each(
       fleet.hosts,
@@ -393,6 +405,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         if (!locked.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
         h.facts = locked.facts;
         h.state = locked.state;
+        // The same rule on the state read under the lock: a folder filled since the read above.
+        const notRoot = deployRootProblem(h.label, h.root, locked.state, options.adopt === true);
+        if (notRoot) throw notRoot;
         fleet.step(h, 'locked');
       },
       { failFast: true, signal: phase1.signal },

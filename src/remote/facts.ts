@@ -7,6 +7,7 @@ import { isReleasesLeftover } from '../plan/journal.ts';
 import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
+import { classifyRoot, type EntryType, type RootShape } from '../plan/root-shape.ts';
 import type { LockIdentity } from '../root/effects.ts';
 import { lockInstance } from '../root/lock.ts';
 
@@ -99,6 +100,11 @@ export type RemoteRecord = ReleaseRecord & { fleet?: { token: string }; copiedOn
 
 export interface RemoteState {
   rootExists: boolean;
+  /**
+   * What the folder is, by its top-level entries (plan/root-shape.ts classifyRoot, the local
+   * engine's rule); absent when the host could not list it.
+   */
+  shape?: RootShape;
   rootReal?: string;
   current: CurrentState;
   releases: string[];
@@ -237,12 +243,22 @@ function journalOf(text: string | undefined): RemoteJournal {
   }
 }
 
+const ENTRY_TYPES: Readonly<Record<string, EntryType>> = { d: 'dir', f: 'file', l: 'symlink', o: 'other' };
+
+/** The root's shape from its `rootentry` frames (`<d|f|l|o> <name>`); undefined unless the host listed it. */
+function shapeOf(frames: readonly Frame[]): RootShape | undefined {
+  if (frameValue(frames, 'rootlisted') !== 'yes') return undefined;
+  const entries = frames.filter((f) => f.tag === 'rootentry').map((f) => ({ name: f.value.slice(2), type: ENTRY_TYPES[f.value[0] ?? ''] ?? 'other' }));
+  return classifyRoot(entries);
+}
+
 /** What `state_facts` printed about the root at `root`. */
 export function remoteStateOf(frames: readonly Frame[], root: string): RemoteState {
   const all = (tag: string): string[] => frames.filter((f) => f.tag === tag).map((f) => f.value);
   if (frameValue(frames, 'root') !== 'ok') {
-    return { rootExists: false, current: { kind: 'missing' }, releases: [], records: new Map(), journal: { kind: 'none' }, tmp: [], lock: null };
+    return { rootExists: false, shape: { kind: 'missing' }, current: { kind: 'missing' }, releases: [], records: new Map(), journal: { kind: 'none' }, tmp: [], lock: null };
   }
+  const shape = shapeOf(frames);
   const rootReal = frameValue(frames, 'rootreal') || root;
   const releases = all('release').filter((id) => id !== '' && !id.startsWith('.'));
   const records = new Map<string, RemoteRecord>();
@@ -259,6 +275,7 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
   }
   return {
     rootExists: true,
+    ...(shape ? { shape } : {}),
     rootReal,
     current: currentOf(frames, root, rootReal, releases),
     releases,

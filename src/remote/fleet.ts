@@ -10,7 +10,7 @@ import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { madeRoot, orderReleases } from '../plan/releases.ts';
-import { currentNotSymlinkHint } from '../plan/root-shape.ts';
+import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot, type OwnLock } from './host.ts';
@@ -136,6 +136,28 @@ export function currentProblem(label: string, root: string, current: CurrentStat
         hint: currentNotSymlinkHint(current.kind),
       });
   }
+}
+
+/**
+ * The local deploy's refusal of a folder that holds something but is not a deploy root
+ * (ops/deploy.ts checkTarget), for a host: undefined with `adopt`, or when the host could not
+ * list its root (the lock then reports what stops it).
+ */
+export function deployRootProblem(label: string, root: string, state: RemoteState, adopt: boolean): DeployError | undefined {
+  const problem = state.shape === undefined || adopt ? undefined : deployTargetProblem(state.shape);
+  return problem === undefined ? undefined : new DeployError('INVALID_ROOT', `${label}: ${root} ${problem}`, { hint: ADOPT_HINT });
+}
+
+/**
+ * The local refusal of `status`, `releases`, `prune` and `unlock` on a folder that is not a deploy
+ * root (ops/root.ts assertDeployRoot), for a host; a root that is missing or a file keeps the
+ * fleet's own words, since the host cannot tell the two apart.
+ */
+export function readRootProblemOf(label: string, root: string, state: RemoteState): DeployError | undefined {
+  if (!state.rootExists) return new DeployError('INVALID_ROOT', `${label}: ${root} does not exist or is not a directory`);
+  const problem = state.shape === undefined ? undefined : readRootProblem(state.shape);
+  if (problem === undefined || state.shape === undefined) return undefined;
+  return new DeployError('INVALID_ROOT', `${label}: ${root} ${problem}`, { hint: readRootHint(state.shape, `${shellWord(root)} --host ${shellWord(label)}`) });
 }
 
 export function hostError(error: unknown): HostError {

@@ -10,7 +10,7 @@ import { isTmpLeftover } from '../plan/journal.ts';
 import { pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, inUseOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { pruneFailures, type Step } from './script.ts';
 import { stagingName } from './staging.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -87,7 +87,8 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
     await readAll(fleet);
     if (!options.readOnly) {
       const needy = fleet.hosts.filter((h) => {
-        if (!h.state || !h.facts || !h.state.rootExists) return false;
+        // A folder that is not a deploy root is reported, never locked: the lock would write .tmp/ into it.
+        if (!h.state || !h.facts || readRootProblemOf(h.label, h.root, h.state)) return false;
         const lock = lockStatusOf(h.state, h.facts);
         // A journal under a live lock is a deploy running, not leftovers (leftoversOf says none then).
         return leftoversOf(h.state, lock).leftovers.length > 0 && (lock === null || lock.state === 'stale');
@@ -117,6 +118,7 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
     }
     const hosts = fleet.hosts.map((h): FleetStatusHost => {
       const state = h.state;
+      const notRoot = state ? readRootProblemOf(h.label, h.root, state) : undefined;
       const lock = state && h.facts ? lockStatusOf(state, h.facts) : null;
       const found = state ? leftoversOf(state, lock) : { leftovers: [] };
       return {
@@ -128,7 +130,7 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
         leftovers: found.leftovers,
         ...(found.running !== undefined ? { running: found.running } : {}),
         recovered: h.recovered,
-        ...(h.error ? { error: h.error } : !state?.rootExists && state ? { error: { code: 'INVALID_ROOT', message: `${h.label}: ${h.root} does not exist or is not a directory` } } : {}),
+        ...(h.error ? { error: h.error } : notRoot ? { error: hostError(notRoot) } : {}),
       };
     });
     return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };
@@ -167,6 +169,9 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
     const hosts = fleet.hosts.map((h): FleetReleasesHost => {
       const state = h.state;
       if (!state) return { host: h.label, root: h.root, current: null, releases: null, ...(h.error ? { error: h.error } : {}) };
+      // Not a deploy root: nothing it holds is a release (a folder of its own named releases/ included).
+      const notRoot = readRootProblemOf(h.label, h.root, state);
+      if (notRoot) return { host: h.label, root: h.root, current: null, releases: null, error: hostError(notRoot) };
       const currentId = currentIdOf(state);
       const views = viewsOf(state);
       const previous = rollbackTarget(views, currentId);
@@ -175,7 +180,6 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
         root: h.root,
         current: currentId,
         releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(v.record ? { record: v.record } : {}), ...(state.damaged?.has(v.id) ? { recordDamaged: state.damaged.get(v.id) } : {}) })),
-        ...(!state.rootExists ? { error: { code: 'INVALID_ROOT' as const, message: `${h.label}: ${h.root} does not exist or is not a directory` } } : {}),
       };
     });
     return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };
@@ -249,6 +253,9 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           h.state = read.state;
           uses = read.uses;
         } else {
+          // Read before the lock, whose program makes .tmp/ in the folder: one that is not a deploy root is refused untouched.
+          const notRoot = readRootProblemOf(h.label, h.root, (await h.remote.readState()).state);
+          if (notRoot) throw notRoot;
           let l;
           try {
             l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal, uses: !options.force });
@@ -268,7 +275,8 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           await fleet.recover([h]);
         }
         const state = h.state;
-        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
+        const notRoot = readRootProblemOf(h.label, h.root, state);
+        if (notRoot) throw notRoot;
         const problem = currentProblem(h.label, h.root, state.current);
         if (problem) throw problem;
         const currentId = currentIdOf(state);
@@ -330,7 +338,8 @@ export async function fleetUnlock(root: string | undefined, options: FleetOption
       fleet.hosts.filter((h) => !h.error),
       async (h) => {
         const { state, info } = await h.remote.inspectLock();
-        if (!state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
+        const notRoot = readRootProblemOf(h.label, h.root, state);
+        if (notRoot) throw notRoot;
         if (!info) {
           out.set(h, { unlocked: false, holder: null, reason: 'not locked' });
           return;

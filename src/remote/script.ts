@@ -141,10 +141,28 @@ release_empty() {
   for _x in "$1"/* "$1"/.[!.]* "$1"/..?*; do { [ -e "$_x" ] || [ -h "$_x" ]; } && return 1; done
   return 0
 }
+# The root's top-level entries, each \`rootentry\` "<d|f|l|o> <name>", then \`rootlisted yes\` (neither
+# when the root cannot be listed): its shape, judged by the local engine's rule (plan/root-shape.ts classifyRoot).
+# As the local rootShapeOf: releases/ or shared/ as a link to a directory is a directory.
+root_entries() {
+  [ -r "$root" ] && [ -x "$root" ] || return 0
+  for _x in "$root"/* "$root"/.[!.]* "$root"/..?*; do
+    { [ -e "$_x" ] || [ -h "$_x" ]; } || continue
+    _n=\${_x##*/}
+    if [ -h "$_x" ]; then
+      case $_n in releases|shared) if [ -d "$_x" ]; then _t=d; else _t=l; fi ;; *) _t=l ;; esac
+    elif [ -d "$_x" ]; then _t=d
+    elif [ -f "$_x" ]; then _t=f
+    else _t=o; fi
+    emit rootentry "$_t $_n"
+  done
+  emit rootlisted yes
+}
 # With an argument, the lock is not described (the holder knows it is its own).
 state_facts() {
   if [ ! -d "$root" ]; then emit root missing; return 0; fi
   emit root ok
+  root_entries
   real_dir "$root"; emit rootreal "$R_dir"
   if [ -h "$root/current" ]; then emit current link; keep_nl "$(readlink -- "$root/current"; printf x)"; emit target "$K_out"
   elif [ -d "$root/current" ]; then emit current directory

@@ -13,6 +13,8 @@ import { DeployError, ioError } from '../../src/errors.ts';
 import { undoDeploy } from '../../src/ops/deploy.ts';
 import { prune } from '../../src/ops/prune.ts';
 import { recoverRoot } from '../../src/ops/recover.ts';
+import { rootShapeOf } from '../../src/ops/root.ts';
+import type { RootShape } from '../../src/plan/root-shape.ts';
 import { placeRelease, type PlaceInput } from '../../src/root/place.ts';
 import { runOnFs } from '../../src/root/fs.ts';
 import { undoProgram } from '../../src/root/undo.ts';
@@ -63,6 +65,11 @@ export interface Engine {
    * fleet's words (remote/armed.ts). Returns how it ended: `committed` or `back`.
    */
   bookkeeping(root: string, request: BookkeepingRequest): Promise<string>;
+  /**
+   * The folder's shape as each side judges it (plan/root-shape.ts classifyRoot): the local
+   * engine's rootShapeOf, or the shape a host's state read reports; `unlisted` when it told none.
+   */
+  rootShape(root: string): Promise<RootShape | { kind: 'unlisted' }>;
 }
 
 export interface BookkeepingRequest {
@@ -96,6 +103,7 @@ function lockedOutcome(error: unknown): LockOutcome {
 
 export const localEngine: Engine = {
   name: 'local engine',
+  rootShape: (root) => Promise.resolve(rootShapeOf(root)),
   async lock(root) {
     let handle: LockHandle;
     try {
@@ -274,6 +282,15 @@ export function shellEngine(name: string, shell: LocalShell): Engine {
       }
     },
     bookkeeping: (root, request) => shellBookkeeping(name, shell, root, request),
+    async rootShape(root) {
+      // The read every fleet command starts with (src/remote/ops.ts, deploy.ts): no lock, nothing written.
+      const remote = shellRoot(root, shell);
+      try {
+        return (await remote.readState()).state.shape ?? { kind: 'unlisted' };
+      } finally {
+        await remote.close();
+      }
+    },
     async removeRelease(root, id, protect) {
       if (!fs.existsSync(path.join(root, 'releases', id))) return 'absent';
       const remote = shellRoot(root, shell);

@@ -10,6 +10,7 @@ import { allEngines, dashShell, localEngine, outcomeOf, shellBookkeeping, type B
 import type { PlaceInput } from '../../src/root/place.ts';
 import { requireTools, startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid } from '../harness/invariants.ts';
+import type { RootShape } from '../../src/plan/root-shape.ts';
 
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-'));
 const sleepers: ChildProcess[] = [];
@@ -882,5 +883,107 @@ describe('control: the bookkeeping comparison fails for a host that changes the 
     assert.deepEqual(rest(host), rest(local));
     assert.notDeepEqual(recordsOf(host)['r3.json'], recordsOf(local)['r3.json']);
     assert.deepEqual(recordsOf(host)['r2.json'], recordsOf(local)['r2.json']);
+  });
+});
+
+interface ShapeScenario {
+  name: string;
+  /** Makes the folder (absent: it does not exist). */
+  setup?(dir: string): void;
+  expect: RootShape;
+}
+
+const site = (dir: string): void => {
+  fs.mkdirSync(path.join(dir, 'html', 'css'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'html', 'index.html'), '<h1>old</h1>\n');
+  fs.writeFileSync(path.join(dir, 'config.php'), '<?php\n');
+};
+
+const SHAPE_SCENARIOS: ShapeScenario[] = [
+  { name: 'missing', expect: { kind: 'missing' } },
+  { name: 'empty', setup: () => undefined, expect: { kind: 'empty' } },
+  { name: 'lost+found alone (a fresh volume)', setup: (dir) => fs.mkdirSync(path.join(dir, 'lost+found')), expect: { kind: 'empty' } },
+  { name: 'a hand-made site', setup: site, expect: { kind: 'other', entries: 2 } },
+  {
+    name: 'hidden names, a name with a newline and a space, a fifo, a link to nothing',
+    setup: (dir) => {
+      fs.writeFileSync(path.join(dir, '.env'), 'x\n');
+      fs.writeFileSync(path.join(dir, '..two-dots'), 'x\n');
+      fs.writeFileSync(path.join(dir, 'a\nb c'), 'x\n');
+      execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+      fs.symlinkSync('nowhere', path.join(dir, 'link'));
+    },
+    expect: { kind: 'other', entries: 5 },
+  },
+  {
+    name: 'ours',
+    setup: (dir) => {
+      fs.mkdirSync(path.join(dir, 'releases', 'r1'), { recursive: true });
+      fs.mkdirSync(path.join(dir, '.atomic-deploy'));
+      fs.symlinkSync('releases/r1', path.join(dir, 'current'));
+    },
+    expect: { kind: 'root', tool: 'atomic-deploy' },
+  },
+  {
+    name: "Capistrano's",
+    setup: (dir) => {
+      fs.mkdirSync(path.join(dir, 'releases', 'r1'), { recursive: true });
+      fs.mkdirSync(path.join(dir, 'repo'));
+      fs.writeFileSync(path.join(dir, 'revisions.log'), '');
+      fs.symlinkSync(path.join(dir, 'releases', 'r1'), path.join(dir, 'current'));
+    },
+    expect: { kind: 'root', tool: 'capistrano' },
+  },
+  {
+    name: "Deployer's",
+    setup: (dir) => {
+      fs.mkdirSync(path.join(dir, 'releases', '1'), { recursive: true });
+      fs.mkdirSync(path.join(dir, '.dep'));
+      fs.symlinkSync('releases/1', path.join(dir, 'current'));
+    },
+    expect: { kind: 'root', tool: 'deployer' },
+  },
+  {
+    name: "the bash tool's, its releases/ a link to a directory on another volume",
+    setup: (dir) => {
+      const volume = `${dir}-volume`;
+      fs.mkdirSync(path.join(volume, 'r1'), { recursive: true });
+      fs.symlinkSync(volume, path.join(dir, 'releases'));
+      fs.symlinkSync('releases/r1', path.join(dir, 'current'));
+      fs.writeFileSync(path.join(dir, 'notes.txt'), 'x\n');
+    },
+    expect: { kind: 'root', tool: 'symlink-releases' },
+  },
+  { name: 'prepared by hand before its first deploy (shared/ alone)', setup: (dir) => fs.mkdirSync(path.join(dir, 'shared', 'storage'), { recursive: true }), expect: { kind: 'root', tool: 'layout-only' } },
+  {
+    name: 'releases/ as a link to nothing, beside a site',
+    setup: (dir) => {
+      site(dir);
+      fs.symlinkSync(`${dir}-gone`, path.join(dir, 'releases'));
+    },
+    expect: { kind: 'other', entries: 3 },
+  },
+  { name: "a lone repo/ (someone else's folder)", setup: (dir) => fs.mkdirSync(path.join(dir, 'repo')), expect: { kind: 'other', entries: 1 } },
+];
+
+describe('root shapes: every side judges a folder alike (the rule a deploy and the read commands refuse by)', () => {
+  for (const scenario of SHAPE_SCENARIOS) {
+    test(scenario.name, async () => {
+      const dir = path.join(BASE, `shape-${n++}`);
+      if (scenario.setup) {
+        fs.mkdirSync(dir);
+        scenario.setup(dir);
+      }
+      const shapes: Record<string, unknown> = {};
+      for (const engine of ENGINES) shapes[engine.name] = await engine.rootShape(dir);
+      assert.deepEqual(shapes, Object.fromEntries(ENGINES.map((e) => [e.name, scenario.expect])));
+    });
+  }
+  test('the root directory of this machine (a root typed as /)', async () => {
+    const shapes: Record<string, unknown> = {};
+    for (const engine of ENGINES) shapes[engine.name] = await engine.rootShape('/');
+    const local = shapes[localEngine.name] as RootShape;
+    assert.equal(local.kind, 'other');
+    assert.deepEqual(shapes, Object.fromEntries(ENGINES.map((e) => [e.name, local])));
   });
 });

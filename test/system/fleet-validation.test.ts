@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 import { createFleet, type Fleet, type FleetHost } from '../harness/fleet.ts';
 import { DeployError } from '../../src/errors.ts';
 import { repositoryWarning } from '../../src/plan/validate.ts';
@@ -14,9 +15,10 @@ import { fleetDeploy, type FleetDeployOptions } from '../../src/remote/ops.ts';
 
 let fleet: Fleet;
 
-void describe('fleet input validation against one namespace host', () => {
+void describe('fleet input validation against namespace hosts', () => {
+  // Two hosts: a refusal on one must leave the other untouched too.
   before(async () => {
-    fleet = await createFleet(1);
+    fleet = await createFleet(2);
   });
   after(async () => {
     await fleet?.destroy();
@@ -121,6 +123,67 @@ void describe('fleet input validation against one namespace host', () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^error: nothing was switched: cannot connect to closed1: .*Connection refused$/m);
     assert.ok(r.stderr.includes(`\nhint: check that \`ssh -F '${config}' closed1 true\` works without a password prompt (BatchMode)\n`), r.stderr);
+  });
+
+  /** Every host's whole /srv, modes, owners, contents and directory times: any write there shows. */
+  const srvSnapshots = (): string[][] => fleet.hosts.map((h) => treeSnapshot(h.srvDir, { times: true }));
+
+  void test('deploy into a folder that holds something but is not a deploy root (a hand-made site on one host, /srv itself on both): exit 2 naming the host, the --adopt hint, and no host locked or written; --adopt adopts on every host', async (t) => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    const src = writeTree(tempDir(t, 'fleet-adopt-'), { 'index.html': 'new\n' });
+    const ssh = ['--ssh-config', fleet.sshConfigPath];
+    // host2's /srv/v-site is a deploy root already; host1's is a site made by hand.
+    const made = await runCli(['deploy', src, '/srv/v-site', '--host', two.alias, ...ssh, '--release-id', 'one']);
+    assert.equal(made.code, 0, made.stderr);
+    writeTree(path.join(one.srvDir, 'v-site'), { 'html/index.html': '<h1>old</h1>\n', 'config.php': 'secret\n' });
+    const before = srvSnapshots();
+    const hosts = ['--host', one.alias, '--host', two.alias];
+    const refused = await runCli(['deploy', src, '/srv/v-site', ...hosts, ...ssh]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`^error: nothing was changed: ${one.alias}: /srv/v-site is not empty and not a deploy root \\(2 entries, no releases/ with current\\)$`, 'm'));
+    assert.match(refused.stderr, /^hint: check the path; to make this folder a deploy root anyway \(its files stay, current and releases\/ are added\), add --adopt$/m);
+    assert.deepEqual(srvSnapshots(), before, 'a host changed');
+    // The parent folder typed by mistake: refused on both hosts, each named.
+    const parent = await runCli(['deploy', src, '/srv', ...hosts, ...ssh, '--json']);
+    assert.equal(parent.code, 2, parent.stderr);
+    const error = jsonOf<{ error: { code: string; message: string; hint: string } }>(parent).error;
+    assert.equal(error.code, 'INVALID_ROOT');
+    for (const h of [one, two]) assert.match(error.message, new RegExp(`${h.alias}: /srv is not empty and not a deploy root \\(\\d+ (entry|entries), no releases/ with current\\)`));
+    assert.match(error.hint, /add --adopt$/);
+    assert.deepEqual(srvSnapshots(), before, 'a host changed');
+    // --adopt: the layout joins the site's files, which stay as they were, on every host.
+    const site = treeSnapshot(path.join(one.srvDir, 'v-site'));
+    const adopted = await runCli(['deploy', src, '/srv/v-site', ...hosts, ...ssh, '--adopt', '--release-id', 'two']);
+    assert.equal(adopted.code, 0, adopted.stderr);
+    for (const h of [one, two]) assert.equal(fs.readlinkSync(path.join(h.srvDir, 'v-site', 'current')), 'releases/two', h.alias);
+    const kept = new Set(['html', 'config.php']);
+    const own = (line: string): boolean => kept.has(line.split(/[/ ]/)[0] ?? '');
+    assert.deepEqual(treeSnapshot(path.join(one.srvDir, 'v-site')).filter(own), site.filter(own));
+  });
+
+  void test('status, releases, prune and unlock on a folder that is not a deploy root (files on one host, empty on the other): exit 2 with the local wording after each host, and nothing written on either', async () => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    writeTree(path.join(one.srvDir, 'v-plain'), { 'x/data': 'x\n', 'index.html': 'hi\n' });
+    fs.mkdirSync(path.join(two.srvDir, 'v-plain'));
+    const before = srvSnapshots();
+    const args = ['/srv/v-plain', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
+    const notRoot = `${one.alias}: /srv/v-plain is not a deploy root (no releases/ with current)`;
+    const empty = `${two.alias}: /srv/v-plain is empty, not a deploy root`;
+    for (const command of [['status'], ['releases'], ['prune', '--keep', '1'], ['unlock']]) {
+      const r = await runCli([...command, ...args]);
+      assert.equal(r.code, 2, `${command[0]}: ${r.stdout}${r.stderr}`);
+      const json = await runCli([...command, ...args, '--json']);
+      assert.equal(json.code, 2, `${command[0]} --json: ${json.stderr}`);
+      const hostsOf = jsonOf<{ hosts: { host: string; error?: { code: string; message: string; hint?: string } }[] }>(json).hosts;
+      assert.deepEqual(
+        hostsOf.map((h) => [h.host, h.error?.code, h.error?.message]),
+        [[one.alias, 'INVALID_ROOT', notRoot], [two.alias, 'INVALID_ROOT', empty]],
+        command[0],
+      );
+      assert.match(hostsOf[0]?.error?.hint ?? '', /^check the path: it holds files but no current, releases\/ or \.atomic-deploy\/; a folder with files becomes a deploy root only by a deploy with --adopt$/, command[0]);
+      assert.equal(hostsOf[1]?.error?.hint, `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-plain --host ${two.alias}`, command[0]);
+      assert.deepEqual(srvSnapshots(), before, `${command[0]} changed a host`);
+    }
   });
 
   void test('a build holding .git deploys with the warning the local engine gives', async (t) => {
