@@ -44,8 +44,17 @@ export function unitLoadState(unit: string, timeoutMs = 10_000): Promise<{ state
   return new Promise((resolve) => {
     execFile('systemctl', ['show', '--property=LoadState', '--value', '--', unit], { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
       if (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        const why = code === 'ENOENT' ? 'systemctl is not installed (no systemd here)' : (stderr.trim().split('\n').at(-1) ?? '') || `systemctl exited with ${String(code ?? error.message)}`;
+        const failed = error as NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null };
+        // A number when systemctl exited non-zero, a string (ENOENT) when it could not start.
+        const code = failed.code as string | number | undefined;
+        const last = stderr.trim().split('\n').at(-1) ?? '';
+        // Node's own error text (`Command failed: systemctl show ...`) is no reason: say what happened instead.
+        const why =
+          code === 'ENOENT'
+            ? 'systemctl is not installed (no systemd here)'
+            : failed.killed === true
+              ? `systemctl show did not answer within ${timeoutMs / 1000} s`
+              : last || (typeof code === 'number' ? `systemctl exited with code ${code}` : `systemctl was ended by ${failed.signal ?? String(code)}`);
         resolve({ problem: why });
         return;
       }

@@ -2,7 +2,7 @@
 import { exitCodeForSignal } from '../errors.ts';
 import { fleetVerify, type FleetVerifyHost, type FleetVerifyResult } from '../remote/verify.ts';
 import type { FleetCli } from './fleet.ts';
-import { printable } from './render.ts';
+import { printable, withoutHost } from './render.ts';
 import { plural } from '../plan/units.ts';
 
 function table(rows: string[][]): string {
@@ -12,7 +12,7 @@ function table(rows: string[][]): string {
 
 
 function note(h: FleetVerifyHost): string {
-  if (h.error) return h.error.message.replace(`${h.host}: `, '');
+  if (h.error) return withoutHost(h.error.message, h.host);
   if (h.identical) return `${plural(h.files ?? 0, 'file')}, ${plural(h.dirs ?? 0, 'directory').replace(/ys$/, 'ies')}, ${plural(h.symlinks ?? 0, 'symlink')}; ${(h.digest ?? '').slice(0, 'sha256:'.length + 12)}`;
   return plural(h.differences.length, 'difference');
 }

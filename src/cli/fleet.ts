@@ -11,7 +11,7 @@ import type * as RemoteOps from '../remote/ops.ts';
 const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
-import { damagedRecordWarning } from './render.ts';
+import { damagedRecordWarning, withoutHost } from './render.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
@@ -161,7 +161,7 @@ function hostTable(hosts: readonly HostRow[], extra?: (h: HostRow) => string): s
   const rows = [['HOST', 'STATE', 'CURRENT', 'PREVIOUS', 'NOTE']];
   for (const h of hosts) {
     const unknown = h.outcome === 'unknown' || h.reached === false;
-    const notes = [h.error ? h.error.message.replace(`${h.host}: `, '') : (extra?.(h) ?? '')];
+    const notes = [h.error ? withoutHost(h.error.message, h.host) : (extra?.(h) ?? '')];
     if (h.leftovers) notes.push('its lock or prepared release may remain: the next command there recovers them');
     rows.push([h.host, h.outcome ?? '', unknown ? '?' : (h.current ?? '-'), unknown && h.reached === false ? '?' : (h.previous ?? '-'), notes.filter(Boolean).join('; ')]);
   }
@@ -266,7 +266,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
       const rows = [['HOST', 'CURRENT', 'LOCK', 'NOTE']];
       for (const h of r.hosts) {
         const lock = h.lock ? `${h.lock.state} by pid ${h.lock.pid ?? '?'} of ${h.lock.user ?? '?'}@${h.lock.host ?? '?'}` : 'free';
-        const note = h.error ? h.error.message.replace(`${h.host}: `, '') : [...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
+        const note = h.error ? withoutHost(h.error.message, h.host) : [...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
         rows.push([h.host, h.error ? '?' : (h.current ?? `(${h.currentState})`), h.error ? '?' : lock, note]);
       }
       const summary = r.consistent
@@ -344,7 +344,7 @@ function pruneTable(dryRun: boolean, hosts: readonly FleetPruneHost[]): string {
   const failed = hosts.some((h) => h.error !== undefined || (h.failed?.length ?? 0) > 0 || h.sameAs !== undefined);
   const rows = [['HOST', dryRun ? 'WOULD REMOVE' : 'REMOVED', 'KEPT', ...(failed ? ['NOTE'] : [])]];
   for (const h of hosts) {
-    const note = h.error ? h.error.message.replace(`${h.host}: `, '') : h.sameAs !== undefined ? `the same root as ${h.sameAs}: pruned there` : (h.failed ?? []).map((f) => `could not prune ${f.id}`).join('; ');
+    const note = h.error ? withoutHost(h.error.message, h.host) : h.sameAs !== undefined ? `the same root as ${h.sameAs}: pruned there` : (h.failed ?? []).map((f) => `could not prune ${f.id}`).join('; ');
     rows.push([h.host, (h.removed ?? []).map((x) => x.id).join(' ') || '-', (h.kept ?? []).map((x) => `${x.id} (${x.reason})`).join(', ') || '-', ...(failed ? [note] : [])]);
   }
   return table(rows);

@@ -40,6 +40,8 @@ export interface RollbackResult {
   stale?: StaleReport;
   /** A reload that failed (the rollback stands). */
   warnings?: string[];
+  /** A signal came after the switch (during the reloads or the stale wait): the rollback stands, what followed it was cut short. */
+  interruptedAfterSwitch?: true;
   /** Set by a dry run: `release` is where a rollback would go; nothing was changed. */
   dryRun?: true;
   /** A dry run's warnings: a root this user cannot write, a held lock, an interrupted command's journal. */
@@ -197,7 +199,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     }
     const stale = await awaitFreshness(ctx, from, options);
     if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { staleProcesses: stale.processes.length }, durable));
-    return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined };
+    return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined, ...(options.signal?.aborted ? { interruptedAfterSwitch: true as const } : {}) };
   });
   const stale = staleFailure(options, result.stale, { live: result.release, result, signal: options.signal });
   if (stale) throw stale;
