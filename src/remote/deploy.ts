@@ -23,7 +23,7 @@ import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
-import { planShared, sharedSpecs, type SharedPlan } from '../plan/shared.ts';
+import { planShared, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -33,7 +33,7 @@ import { randomName } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import { settleHookManifest } from './hook-manifest.ts';
 import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
-import { deployArmScript, type Step } from './script.ts';
+import { deployArmScript, sharedKindsScript, type Step } from './script.ts';
 import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -454,6 +454,29 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       }
     }
     if (fleet.failed.length > 0) return await abortAll('the release id is taken');
+    // Every host's shared targets, judged by the local rule before any host makes one (the arm
+    // program makes missing ones with --shared-create): a host that refuses must not leave targets
+    // made on the others behind an exit 2 that says nothing changed.
+    if (shared.links.length > 0) {
+      await fleet.each(fleet.hosts, async (h) => {
+        const frames = await h.remote.run(sharedKindsScript(h.root, shared.links.map((l) => l.path)), 'checking the shared paths');
+        const kinds = frames.filter((f) => f.tag === 'sharedkind').map((f) => f.value as SharedTargetKind);
+        const missing: string[] = [];
+        for (const [i, link] of shared.links.entries()) {
+          const kind = kinds[i];
+          if (kind === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
+          const a = sharedTargetAction(link, kind, options.sharedCreate === true);
+          if (a.kind === 'problem') throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${a.problem}`, { hint: a.hint });
+          if (a.kind === 'missing') missing.push(path.posix.join(h.root, 'shared', link.path));
+        }
+        if (missing.length > 0) {
+          throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, {
+            hint: 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty',
+          });
+        }
+      });
+      if (fleet.failed.length > 0) return await abortAll('a shared path cannot be used');
+    }
     mark();
     emit({ type: 'step', message: `release ${releaseId}: copying ${plural(scan.files, 'file')} to ${plural(fleet.hosts.length, 'host')}` });
 

@@ -722,25 +722,39 @@ const TARGET_KINDS: readonly SharedTargetKind[] = ['file', 'dir', 'other', 'miss
  * (sharedTargetAction) rendered per kind; every target is checked before any is created,
  * so a host that refuses creates nothing.
  */
+/** Sets `_k<i>` to the kind of shared target `path` on the host: the local sharedTargetKind's answer. */
+function sharedKindLine(path: string, i: number): string {
+  const t = `"$shared/"${q(path)}`;
+  // As the local sharedTargetKind: shared/ or a step under it that is a link to nothing, or (before the last) not a directory.
+  const steps = ['"$shared"', ...sharedPathSteps(path).map((step) => `"$shared/"${q(step)}`)];
+  const dangling = steps.map((x) => `{ [ -h ${x} ] && [ ! -e ${x} ]; }`).join(' || ');
+  const blocked = steps.slice(0, -1).map((x) => `{ [ -e ${x} ] && [ ! -d ${x} ]; }`).join(' || ');
+  return [
+    `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file`,
+    `elif ${dangling}; then _k${i}=dangling`,
+    `elif ${blocked}; then _k${i}=blocked`,
+    `elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi`,
+  ].join('; ');
+}
+
+/**
+ * Each shared target's kind on a host, one `sharedkind` frame each, in order, then `checked`:
+ * read on every host of a fleet deploy before any host creates one, so that a host that refuses
+ * leaves no target made on the others (remote/deploy.ts).
+ */
+export function sharedKindsScript(root: string, paths: readonly string[]): string {
+  const lines = paths.map((p, i) => `${sharedKindLine(p, i)}; emit sharedkind "$_k${i}"`);
+  return `root=${q(root)}; shared="$root/shared"\nemit() { printf '%s\\000%s\\000' "$1" "$2"; }\n${lines.join('\n')}\nemit checked ok\n`;
+}
+
 function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedCreate'>): string {
   const checks = s.shared.map((l, i) => {
-    const t = `"$shared/"${q(l.path)}`;
     const cases = TARGET_KINDS.map((kind) => {
       const a = sharedTargetAction(l, kind, s.sharedCreate);
       const run = a.kind === 'problem' ? `emit hint ${q(a.hint)}; fail INVALID_SHARED_PATH ${q(a.problem)}` : a.kind === 'missing' ? `fail SHARED_MISSING ${q(`shared target missing: ${s.root}/shared/${l.path}`)}` : ':';
       return `${kind}) ${run} ;;`;
     });
-    // As the local sharedTargetKind: shared/ or a step under it that is a link to nothing, or (before the last) not a directory.
-    const steps = ['"$shared"', ...sharedPathSteps(l.path).map((step) => `"$shared/"${q(step)}`)];
-    const dangling = steps.map((x) => `{ [ -h ${x} ] && [ ! -e ${x} ]; }`).join(' || ');
-    const blocked = steps.slice(0, -1).map((x) => `{ [ -e ${x} ] && [ ! -d ${x} ]; }`).join(' || ');
-    const kindOf = [
-      `if [ -d ${t} ]; then _k${i}=dir; elif [ -f ${t} ]; then _k${i}=file`,
-      `elif ${dangling}; then _k${i}=dangling`,
-      `elif ${blocked}; then _k${i}=blocked`,
-      `elif [ -e ${t} ] || [ -h ${t} ]; then _k${i}=other; else _k${i}=missing; fi`,
-    ].join('; ');
-    return `${kindOf}\ncase $_k${i} in ${cases.join(' ')} esac`;
+    return `${sharedKindLine(l.path, i)}\ncase $_k${i} in ${cases.join(' ')} esac`;
   });
   const creates = s.shared.map((l, i) => {
     const a = sharedTargetAction(l, 'missing', s.sharedCreate);

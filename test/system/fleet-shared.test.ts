@@ -94,4 +94,28 @@ void describe('shared files and directories on two namespace hosts', () => {
     for (const [i, h] of fleet.hosts.entries()) assert.equal(currentOf(on(h)), live[i], `${h.alias}: current unchanged`);
     assert.equal(fs.readFileSync(path.join(on(h1), 'shared', '.env'), 'utf8'), 'A=1\n');
   });
+
+  void test('one host refuses a shared path: the others make no target for it (--shared-create), and the exit is 2 with nothing changed anywhere', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('cross');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    // host2's .env is a directory and its cache a file: host1 has neither.
+    fs.mkdirSync(path.join(on(h2), 'shared', '.env'), { recursive: true });
+    fs.writeFileSync(path.join(on(h2), 'shared', 'cache'), 'not a directory\n');
+    for (const [flag, name] of [['--shared-file', '.env'], ['--shared-dir', 'cache']] as const) {
+      const before = fs.readdirSync(on(h1)).sort();
+      const refused = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, flag, name, '--shared-create', '--json']);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(jsonOf<FleetJson>(refused).error?.code, 'INVALID_SHARED_PATH');
+      assert.match(jsonOf<FleetJson>(refused).error?.message ?? '', new RegExp(`${h2.alias}: shared/${name.replace('.', '\\.')} is`));
+      assert.ok(!fs.existsSync(path.join(on(h1), 'shared', name)), `${h1.alias}: ${name} was made although the deploy was refused`);
+      assert.deepEqual(fs.readdirSync(on(h1)).sort(), before, `${h1.alias}: its root changed`);
+    }
+    // A target missing without --shared-create: every host's missing ones named, before any host is prepared.
+    const missing = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--shared-file', 'config.php', '--json']);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.equal(jsonOf<FleetJson>(missing).error?.code, 'SHARED_MISSING');
+    assert.match(missing.stderr, new RegExp(`${h1.alias}: shared target missing: ${root}/shared/config\\.php`));
+    assert.match(missing.stderr, /^hint: create them .* or pass --shared-create/m);
+  });
 });
