@@ -32,6 +32,8 @@ export interface ReleaseContext {
   journal: Journal;
   emit: EventSink;
   signal?: AbortSignal;
+  /** A second signal: what may still stop the reloads that follow an automatic rollback. */
+  secondSignal?: AbortSignal;
 }
 
 export interface Verification {
@@ -234,7 +236,9 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   }
   emit({ type: 'step', message: `release ${previous} is live again; release ${id} is marked failed` });
   // Services reloaded for the failed release must load the previous one again; only warnings now, exit 4 says the rest.
-  const back = { layout, id: previous, emit, signal: ctx.signal };
+  // Like the switch back, a first signal does not stop them, before or during (they are the way back
+  // to what served): a second one does, and their timeout bounds them.
+  const back = { layout, id: previous, emit, signal: ctx.secondSignal };
   const reloadFailure = hasReloads(options) ? await runReloads(back, options) : undefined;
   if (reloadFailure !== undefined) emit({ type: 'warning', message: `${reloadFailure} after rolling back to ${previous}` });
   const stale = await awaitFreshness(back, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);

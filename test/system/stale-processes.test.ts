@@ -317,6 +317,46 @@ void test('a failed after-switch hook without a health check still runs the relo
   assert.match(back.stderr, /^hint: reload what serves with --reload-unit or --reload-php-fpm/m);
 });
 
+void test('after an automatic rollback, a first signal does not stop the reloads that bring what serves back; a second one does', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  const log = path.join(dir, 'systemctl.log');
+  // The second reload (the one after the rollback) says it started, takes 2 s, then says it finished.
+  fs.writeFileSync(path.join(bin, 'systemctl'), [
+    '#!/bin/sh',
+    'if [ "$1" = show ]; then echo loaded; exit 0; fi',
+    'n=$(($(cat "$LOG.n" 2>/dev/null || echo 0) + 1)); echo $n > "$LOG.n"',
+    'if [ $n = 2 ]; then echo started >> "$LOG"; sleep 2; fi',
+    'echo "reload $n done" >> "$LOG"',
+    '',
+  ].join('\n'), { mode: 0o755 });
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, LOG: log };
+  for (const signals of [['SIGINT'], ['SIGINT', 'SIGTERM']] as const) {
+    fs.rmSync(log, { force: true });
+    fs.rmSync(`${log}.n`, { force: true });
+    const run = spawnCli(['deploy', src, root, '--no-fsync', '--reload-unit', 'app.service', '--health-check', 'false', '--health-timeout', '1'], { env });
+    await until(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('started'), 30_000);
+    for (const sig of signals) {
+      run.child.kill(sig);
+      await sleep(200);
+    }
+    const r = await run.done;
+    const done = fs.readFileSync(log, 'utf8').includes('reload 2 done');
+    if (signals.length === 1) {
+      assert.equal(r.code, 4, r.stderr);
+      assert.ok(done, 'a first signal stopped the reload back');
+      assert.doesNotMatch(r.stderr, /interrupted/);
+    } else {
+      assert.ok(!done, 'a second signal did not stop the reload back');
+      assert.match(r.stderr, /^warning: reload of unit app\.service interrupted.* after rolling back to/m);
+    }
+  }
+});
+
 void test('bad reload and stale options exit 2 with nothing changed; with --host too', async (t) => {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
