@@ -389,7 +389,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     // it, on every host unless --adopt, and no host is locked or written. A host that cannot be
     // read stops the deploy here too, before any lock.
     await fleet.each(fleet.hosts, async (h) => {
-      const problem = deployRootProblem(h.label, h.root, (await h.remote.readState()).state, options.adopt === true);
+      const problem = deployRootProblem(h.label, h.root, await h.remote.readShape(), options.adopt === true);
       if (problem) throw problem;
     });
     if (fleet.failed.length > 0) {
@@ -406,7 +406,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         h.facts = locked.facts;
         h.state = locked.state;
         // The same rule on the state read under the lock: a folder filled since the read above.
-        const notRoot = deployRootProblem(h.label, h.root, locked.state, options.adopt === true);
+        const notRoot = deployRootProblem(h.label, h.root, locked.state.shape, options.adopt === true);
         if (notRoot) throw notRoot;
         fleet.step(h, 'locked');
       },

@@ -245,6 +245,11 @@ function journalOf(text: string | undefined): RemoteJournal {
 
 const ENTRY_TYPES: Readonly<Record<string, EntryType>> = { d: 'dir', f: 'file', l: 'symlink', o: 'other' };
 
+/** What rootShapeScript (or a state read) printed: missing, or the shape its entries make; undefined when the host could not list the root. */
+export function remoteShapeOf(frames: readonly Frame[]): RootShape | undefined {
+  return frameValue(frames, 'root') === 'ok' ? shapeOf(frames) : { kind: 'missing' };
+}
+
 /** The root's shape from its `rootentry` frames (`<d|f|l|o> <name>`); undefined unless the host listed it. */
 function shapeOf(frames: readonly Frame[]): RootShape | undefined {
   if (frameValue(frames, 'rootlisted') !== 'yes') return undefined;

@@ -10,7 +10,7 @@ import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { madeRoot, orderReleases } from '../plan/releases.ts';
-import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem } from '../plan/root-shape.ts';
+import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
 import { randomName, RemoteRoot, type OwnLock } from './host.ts';
@@ -143,8 +143,8 @@ export function currentProblem(label: string, root: string, current: CurrentStat
  * (ops/deploy.ts checkTarget), for a host: undefined with `adopt`, or when the host could not
  * list its root (the lock then reports what stops it).
  */
-export function deployRootProblem(label: string, root: string, state: RemoteState, adopt: boolean): DeployError | undefined {
-  const problem = state.shape === undefined || adopt ? undefined : deployTargetProblem(state.shape);
+export function deployRootProblem(label: string, root: string, shape: RootShape | undefined, adopt: boolean): DeployError | undefined {
+  const problem = shape === undefined || adopt ? undefined : deployTargetProblem(shape);
   return problem === undefined ? undefined : new DeployError('INVALID_ROOT', `${label}: ${root} ${problem}`, { hint: ADOPT_HINT });
 }
 

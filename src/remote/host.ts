@@ -5,8 +5,9 @@ import { describeHolder } from '../act/lock.ts';
 import { DeployError } from '../errors.ts';
 import type { LockOwner } from '../plan/lock.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
-import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
-import { applyScript, lockScript, stateScript, takeoverScript, type Step } from './script.ts';
+import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteShapeOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
+import type { RootShape } from '../plan/root-shape.ts';
+import { applyScript, lockScript, rootShapeScript, stateScript, takeoverScript, type Step } from './script.ts';
 import { remoteError, SshHost, type RootTransport, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
 import { shellWord } from '../plan/paths.ts';
 
@@ -118,6 +119,11 @@ export class RemoteRoot {
     const result = await this.transport.exec(script, { onStderrLine });
     if (result.code !== 0 || result.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, result, what);
     return result.frames;
+  }
+
+  /** The root's shape only (undefined: the host could not list it): cheaper than a state read. */
+  async readShape(): Promise<RootShape | undefined> {
+    return remoteShapeOf(await this.run(rootShapeScript({ root: this.root, fsync: this.fsync }), 'reading the deploy root'));
   }
 
   async readState(options: { uses?: boolean } = {}): Promise<{ facts: HostFacts; state: RemoteState; uses?: ProcessUse[] }> {

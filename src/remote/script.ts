@@ -407,6 +407,14 @@ esac
 }
 
 /** Reads where a root stands: host facts, current, releases, release log, journal, .tmp, lock. */
+/** The root's shape alone (its top-level entries): what a deploy checks before any lock, at the cost of one shell and no other process. */
+export function rootShapeScript(s: ScriptBase): string {
+  return `${header(s)}
+if [ -d "$root" ]; then emit root ok; root_entries; else emit root missing; fi
+emit end shape
+`;
+}
+
 export function stateScript(s: ScriptBase & { uses?: boolean }): string {
   return `${header(s)}
 host_facts
