@@ -118,3 +118,19 @@ export async function startPhpFpm(options: PhpFpmOptions = {}): Promise<PhpFpm> 
     },
   };
 }
+
+/** The pids of a php-fpm master's live workers (its children that are not zombies; fleet hosts share this pid namespace). */
+export function workersOf(master: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === master && state !== 'Z') out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out.sort((a, b) => a - b);
+}

@@ -14,7 +14,7 @@ import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
 import { currentOf, rootNamer, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
-import { startPhpFpm, type PhpFpm } from '../harness/php-fpm.ts';
+import { startPhpFpm, workersOf, type PhpFpm } from '../harness/php-fpm.ts';
 
 interface FleetJson {
   release?: string;
@@ -31,22 +31,6 @@ const pidFileOn = (h: FleetHost): string => path.join(h.srvDir, 'fpm', 'php-fpm.
 
 function site(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(tempDir(t, 'fleet-reload-'), { 'index.php': `<?php echo "${version}";\n` });
-}
-
-/** The pids of a master's live workers (hosts share this process's pid namespace). */
-function workersOf(master: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === master && state !== 'Z') out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out.sort((a, b) => a - b);
 }
 
 /** Every host's root, for "nothing changed": names, modes, contents, link targets, directory times. */

@@ -14,7 +14,7 @@ import { after, test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { asUser, runWrapped, uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
-import { startPhpFpm, type PhpFpm, type PhpFpmOptions } from '../harness/php-fpm.ts';
+import { startPhpFpm, workersOf, type PhpFpm, type PhpFpmOptions } from '../harness/php-fpm.ts';
 import { programShells, runProgram } from '../harness/remote-programs.ts';
 import { reloadCheckScript, reloadScript } from '../../src/remote/stale-script.ts';
 import { frameValue, parseFrames } from '../../src/remote/facts.ts';
@@ -59,22 +59,6 @@ function fcgi(socket: string, script: string): Promise<string> {
     s.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')));
     s.on('error', reject);
   });
-}
-
-/** The live workers of `master` (children that are not zombies). */
-function workersOf(master: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === master && state !== 'Z') out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
 }
 
 function alive(pid: number): boolean {
