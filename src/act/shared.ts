@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import { sharedPathSteps, type SharedLink, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
+import { SHARED_MISSING_HINT, sharedPathSteps, type SharedLink, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
 import { makeReachableDirs, widenMode } from './mkdirs.ts';
 
 export function sharedMissingError(layout: Layout, missing: readonly string[]): DeployError {
   const list = missing.map((p) => path.join(layout.shared, p)).join(', ');
   return new DeployError('SHARED_MISSING', `shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${list}`, {
-    hint: 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty',
+    hint: SHARED_MISSING_HINT,
     details: { missing },
   });
 }

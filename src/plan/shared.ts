@@ -154,6 +154,9 @@ export const SHARED_TYPE_HINT = 'say which it is: --shared-file <path> (e.g. .en
 
 const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a directory', other: 'a special file', missing: 'missing', dangling: 'a symlink to nothing', blocked: 'unreachable' };
 
+/** What to do about shared targets that are missing, locally and on a fleet's hosts. */
+export const SHARED_MISSING_HINT = 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty';
+
 /**
  * What a deploy does about one shared target: use it, report it missing, create it empty as a
  * file or a directory (`create`), or refuse: a type that contradicts what exists, or nothing

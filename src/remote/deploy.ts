@@ -23,7 +23,7 @@ import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
-import { planShared, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
+import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -471,7 +471,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         }
         if (missing.length > 0) {
           throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, {
-            hint: 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty',
+            hint: SHARED_MISSING_HINT,
           });
         }
       });
