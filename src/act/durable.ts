@@ -83,7 +83,9 @@ async function syncFilesystem(dir: string): Promise<boolean> {
   // Loaded here: status and releases load this module but never sync, and child_process costs start-up time.
   const { spawn } = await import('node:child_process');
   return new Promise((resolve) => {
-    const child = spawn('sync', ['-f', dir], { stdio: 'ignore' });
+    // Its own process group: a terminal's Ctrl-C would end it and send the deploy into fsyncing
+    // every file (the fallback below) before it could see the signal; the command answers it after.
+    const child = spawn('sync', ['-f', dir], { stdio: 'ignore', detached: true });
     child.on('error', () => {
       syncfsWorks = false;
       resolve(false);

@@ -109,6 +109,8 @@ export interface FleetDeployResult {
   stale?: FleetStaleReport;
   /** The hosts' after-switch failures in one line, as the local deploy's field: the CLI exits 7. */
   afterSwitchFailure?: string;
+  /** A signal came once the last wave had switched: the hosts' checks ran to their end and decided (exit 128+n). */
+  interruptedAfterSwitch?: true;
 }
 
 export interface FleetWave {
@@ -293,7 +295,17 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   let id: string | undefined;
   // Phase 1 stops early on the first failure; aborting kills copies in flight.
   const phase1 = new AbortController();
-  const onSignal = (): void => phase1.abort();
+  /** The last wave has been sent `go`: from here a signal stops nothing, the hosts' verdicts decide. */
+  let lastWaveSwitching = false;
+  let signalSaid = false;
+  const onSignal = (): void => {
+    phase1.abort();
+    // Said when it comes: the hooks and health checks run on the hosts, bounded by their timeouts, and are not cut short.
+    if (lastWaveSwitching) {
+      signalSaid = true;
+      emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' after-switch hooks and health checks run to their end (at most --hook-timeout and --health-timeout), and their verdict decides` });
+    }
+  };
   options.signal?.addEventListener('abort', onSignal, { once: true });
 
   const report = (): FleetDeployHost[] =>
@@ -704,6 +716,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (phase1.signal.aborted) interrupted = true;
       if (!interrupted && !overBudget(failures, budget)) {
         const armedHosts = wave.filter((h) => h.error === undefined);
+        lastWaveSwitching = i === rollout.length - 1;
         await switchWave(armedHosts, row);
         failures += armedHosts.filter(failedNow).length;
       }
@@ -817,12 +830,14 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const hostRows = report();
     const afterSwitchFailures = hostRows.flatMap((r) => (r.afterSwitchFailure === undefined ? [] : [`${r.host}: ${r.afterSwitchFailure}`]));
     const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
-    const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
+    const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }), ...(lastWaveSwitching && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
     }
     if (allGood || decision.tolerated.length > 0) {
+      // A signal during the commits (after the hosts' verdicts): they finished, as every step after a switch does.
+      if (result.interruptedAfterSwitch && !signalSaid) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' commits finished` });
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });

@@ -77,7 +77,7 @@ export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'f
  * Why rsync failed, from its stderr: rsync ends every failure with a summary (`rsync error: error
  * in file IO (code 11) at receiver.c(657)`) that names no cause, so the line that does is taken
  * first: a full disk or quota (NO_SPACE, as locally), rsync's own `rsync: ...` error line, or the
- * host's shell not finding rsync. `signal`: rsync was ended by one (a Ctrl-C reached it).
+ * host's shell not finding rsync. `signal`: rsync was ended by one from outside (a terminal's Ctrl-C does not reach it: its own process group).
  */
 export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS.Signals | null, label: string): { code: ErrorCode; why: string; hint?: string } {
   const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
@@ -95,7 +95,8 @@ export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS
 
 /** Runs rsync with `args`; aborting kills it. Returns what it printed on stdout. */
 async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, signal?: AbortSignal): Promise<string> {
-  const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Out of the terminal's process group, as every ssh (src/remote/ssh.ts launchFramed): a Ctrl-C is this process's to answer (it kills rsync on abort).
+  const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -112,6 +113,8 @@ async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, s
   if (result.error) {
     throw new DeployError('IO', `${ssh.label}: ${what} failed: rsync could not be started: ${result.error.message}`, { hint: 'install rsync on this machine', details: { host: ssh.label } });
   }
+  // Ended by this command on its way out (a signal): rsync's own complaint about it would read as a failure of the host.
+  if (result.code !== 0 && signal?.aborted === true) throw new DeployError('INTERRUPTED', `${ssh.label}: ${what} was stopped: interrupted`, { details: { host: ssh.label } });
   if (result.code !== 0) {
     const failure = rsyncFailure(err, result.code, result.signal, ssh.label);
     throw new DeployError(failure.code, `${ssh.label}: ${what} failed: ${failure.why}`, { ...(failure.hint ? { hint: failure.hint } : {}), details: { host: ssh.label } });

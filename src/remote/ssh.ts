@@ -85,7 +85,10 @@ export interface RunningRemote {
 
 /** Runs a program whose stdout speaks the frame protocol; frames arrive as it prints them. */
 export function launchFramed(command: string, args: readonly string[], options: { onStderrLine?: (line: string) => void; env?: NodeJS.ProcessEnv } = {}): RunningRemote {
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(options.env ? { env: options.env } : {}) });
+  // Its own process group (setsid): a terminal's Ctrl-C reaches the whole foreground job, and would
+  // end every ssh session (the lock holders, an armed switch, the way back) before this process
+  // could decide anything. The command alone answers signals, and ends these programs itself.
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, ...(options.env ? { env: options.env } : {}) });
   const reader = new FrameReader();
   const frames: Frame[] = [];
   const waiters: { tags: readonly string[]; resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];

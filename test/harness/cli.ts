@@ -37,12 +37,14 @@ export interface CliOptions {
   timeoutMs?: number;
   /** Another copy of the CLI to run instead of dist/'s (benchmarks pin one for a whole run). */
   bin?: string;
+  /** Its own process group, as a shell runs a job: `process.kill(-child.pid, ...)` then signals it as a terminal's Ctrl-C would. */
+  group?: boolean;
 }
 
 /** Starts the CLI; the caller may signal or kill it. */
 export function spawnCli(args: readonly string[], options: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
   const env = cliEnv(options.failpoints, options.env);
-  const child = spawn(process.execPath, [options.bin ?? binFor(env), ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [options.bin ?? binFor(env), ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: options.group === true });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -1,0 +1,103 @@
+// A terminal's Ctrl-C goes to the whole foreground process group: the CLI and every ssh and rsync
+// it started. The fleet engine must still be the one that decides what happens (undo before the
+// switch, switch back after it), over connections the signal did not cut: run here as a shell runs
+// a job (its own process group), signalled as the terminal signals it (kill -INT -<pgid>).
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+import { rootNamer, currentOf as current } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
+
+interface FleetJson {
+  release?: string;
+}
+
+const { fleet, env, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
+const newRoot = rootNamer('ts');
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-ctrl-c-'), { 'index.html': `<h1>${version}</h1>\n`, 'app.js': `run("${version}");\n` });
+}
+
+function leftovers(dir: string): string[] {
+  const tmp = path.join(dir, '.tmp');
+  const left = fs.existsSync(tmp) ? fs.readdirSync(tmp).filter((n) => /^(current|stage|trash|link|lock)\./.test(n)) : [];
+  if (fs.existsSync(path.join(dir, '.deploy.lock'))) left.push('.deploy.lock');
+  if (fs.existsSync(path.join(dir, '.atomic-deploy', 'journal.json'))) left.push('.atomic-deploy/journal.json');
+  return left;
+}
+
+/** Starts a fleet command in its own process group; once its progress lines (stdout) show `ready`, signals the whole group. */
+async function ctrlCWhen(args: string[], ready: RegExp, failpoints?: string): Promise<{ code: number | null; stdout: string; stderr: string; said: string }> {
+  const run = spawnCli(args, { env, group: true, timeoutMs: 120_000, ...(failpoints ? { failpoints } : {}) });
+  let said = '';
+  run.child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
+  const deadline = Date.now() + 60_000;
+  while (!ready.test(said)) {
+    if (run.child.exitCode !== null || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.match(said, ready, 'the command reached the point to interrupt');
+  // As the terminal does: one SIGINT to every process of the foreground job.
+  process.kill(-(run.child.pid as number), 'SIGINT');
+  const r = await run.done;
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr, said };
+}
+
+void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a fleet deploy", () => {
+  void test('in a wave pause: the first wave is switched back, every lock released, exit 130, and the message is true', async (t) => {
+    const { root, on } = newRoot('wave');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined);
+    // Human output: its progress lines say when the pause has begun (--json prints none).
+    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '60'], /pausing 60 s before wave 2/);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /error: interrupted by SIGINT during the rollout; every switched host was switched back/);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v1, `${h.alias} is on the release it had`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: no lock, journal or temporary state left`);
+    }
+    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|unknown/);
+    // The table is what the hosts hold: the first wave went back, the others never moved.
+    assert.match(r.stdout, new RegExp(`^host1 +switched-back +${v1} `, 'm'));
+    for (const alias of ['host2', 'host3']) assert.match(r.stdout, new RegExp(`^${alias} +unchanged +${v1} `, 'm'));
+  });
+
+  void test('while the hosts hold their prepared release (before the switch): the deploy is undone on every host, exit 130', async (t) => {
+    const { root, on } = newRoot('prepared');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined);
+    // Each host stops 5 s after its copy (its ssh sessions, lock holder and connection all open).
+    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs], /host\d: copied/, 'fleet-copied=sleep:5000');
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and the deploy was undone/);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v1, `${h.alias} did not move`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it`);
+      assert.deepEqual(
+        fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')),
+        [v1],
+        `${h.alias}: only the release it had`,
+      );
+    }
+    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
+  });
+
+  void test('during the health check after the switch: the checks run to their end on the hosts and decide, the switch stands, exit 130', async (t) => {
+    const { root, on } = newRoot('health');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined);
+    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs, '--health-check', 'sleep 3', '--health-timeout', '30'], /switched \(skew/);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /warning: interrupted by SIGINT after the switch: the hosts' after-switch hooks and health checks run to their end/);
+    const v2 = /^deployed (\S+) to 3 hosts/m.exec(r.stdout)?.[1];
+    assert.ok(v2 !== undefined && v2 !== v1, r.stdout);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v2, `${h.alias}: healthy, committed`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);
+    }
+    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|did not switch/);
+  });
+});
