@@ -62,6 +62,7 @@ export async function interruptAtRandom(
   windowMs: number,
   interrupt: (child: ChildProcess) => void,
   index: number,
+  options: { group?: boolean } = {},
 ): Promise<{ result: CliResult; delayMs: number; fromSpawn: boolean }> {
   const tmp = path.join(root, '.tmp');
   fs.mkdirSync(tmp, { recursive: true });
@@ -69,7 +70,7 @@ export async function interruptAtRandom(
   const delayMs = randomBetween(0, windowMs);
   let timer: NodeJS.Timeout | undefined;
   const watcher = fs.watch(tmp);
-  const { child, done } = spawnCli(args);
+  const { child, done } = spawnCli(args, { group: options.group === true });
   const arm = (): void => {
     if (timer !== undefined) return;
     watcher.close();

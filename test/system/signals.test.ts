@@ -1,9 +1,11 @@
 // Signal campaign: SIGINT, SIGTERM and SIGHUP at random moments and at every `signal:` failpoint.
 // Before the switch the deploy is undone; after it the switch stands (never delete the live
 // release); either way the lock is released and the exit code names the signal.
-// RELIABILITY_TRIALS sets the number of random-moment signals, spread over the three.
+// RELIABILITY_TRIALS sets the number of random-moment signals, spread over the three; every other
+// one goes to the whole process group, as a terminal's Ctrl-C does.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -110,7 +112,19 @@ void test(`${TRIALS} signals at random moments of a deploy: undone or finished, 
     const was = before(lane);
     const args = ['deploy', nextSource(lane), lane.root, '--json'];
     if (index % 4 === 3) args.push('--no-fsync');
-    const { result } = await interruptAtRandom(args, lane.root, 1.1 * window, (child) => child.kill(signal), index);
+    // Every other trial signals the whole process group, as a terminal's Ctrl-C (and a job runner's group kill) does.
+    const group = index % 2 === 1;
+    const interrupt = (child: ChildProcess): void => {
+      if (!group) child.kill(signal);
+      else {
+        try {
+          process.kill(-(child.pid as number), signal);
+        } catch {
+          // The job had already ended: nothing left to signal.
+        }
+      }
+    };
+    const { result } = await interruptAtRandom(args, lane.root, 1.1 * window, interrupt, index, { group });
     const label = `${signal} trial ${index}`;
     const outcome = checkSignalled(lane, was, result, signal, code, label);
     // A handled signal leaves nothing to recover but the trash of a prune it stopped (checked
