@@ -68,6 +68,17 @@ export function renderPlan(plan: DeployPlan): string {
     const parts = [plan.healthCheck.url ? `GET ${plan.healthCheck.url}` : '', plan.healthCheck.command ? `run ${plan.healthCheck.command}` : ''].filter(Boolean);
     lines.push(`health:   ${parts.join(' and ')}${plan.healthCheck.timeoutMs !== undefined ? ` within ${formatMs(plan.healthCheck.timeoutMs)}` : ''}`);
   }
+  if (plan.reload) {
+    const what = [...plan.reload.units.map((u) => `unit ${u}`), ...plan.reload.phpFpm.map((f) => `php-fpm (${f})`)];
+    lines.push(`reload:   ${what.join(', ')}, each within ${plan.reload.timeoutMs / 1000} s`);
+  }
+  const left = plan.previous ?? 'the release left';
+  const staleLine = {
+    off: 'off: no check for processes still on the release left',
+    warn: `warn: processes still on ${left} after the switch are named${plan.stale.waitMs > 0 ? `, after waiting up to ${plan.stale.waitMs / 1000} s for them to go` : ''}`,
+    fail: `fail: processes still on ${left} after ${plan.stale.waitMs / 1000} s fail the deploy (exit 6; the switch stands)`,
+  }[plan.stale.mode];
+  if (plan.previous !== null || plan.stale.mode !== 'warn') lines.push(`stale:    ${staleLine}`);
   if (plan.prune) {
     lines.push(`prune:    keep ${plan.prune.keep}: would remove ${plan.prune.remove.length === 0 ? 'nothing' : plural(plan.prune.remove.length, 'release')}`);
     lines.push(...removedLines(plan.prune.remove, true).map((l) => `  ${l}`), ...keptLines(plan.prune.kept).map((l) => `  ${l}`));

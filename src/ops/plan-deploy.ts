@@ -12,6 +12,8 @@ import type { DeployOptions, Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
 import { shellWord } from '../plan/paths.ts';
 import { lockNotes, writeProblem } from './root.ts';
+import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from './serving.ts';
+import { staleWaitMs, type StaleMode } from '../plan/serving.ts';
 
 /** What `deploy` would do, worked out without changing anything on disk (not even the lock). */
 export interface DeployPlan {
@@ -33,6 +35,10 @@ export interface DeployPlan {
   shared: SharedLinkPlan[];
   hooks: { beforeSwitch: string[]; afterSwitch: string[]; timeoutMs?: number };
   healthCheck: { command?: string; url?: string; timeoutMs?: number } | null;
+  /** What would be reloaded after the switch (checked already: units known, pid files naming a master), or null. */
+  reload: { units: string[]; phpFpm: string[]; timeoutMs: number } | null;
+  /** The stale-process policy after the switch: the mode, and how long processes on the release left get to go. */
+  stale: { mode: StaleMode; waitMs: number };
   /** With keep: what prune would remove after the switch, and why each kept release stays. */
   prune: { keep: number; remove: PrunedRelease[]; kept: KeptRelease[] } | null;
   /** Things the real deploy would meet first: a held lock, an interrupted deploy to recover. */
@@ -113,6 +119,8 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     shared,
     hooks: { beforeSwitch: options.hooks?.beforeSwitch ?? [], afterSwitch: options.hooks?.afterSwitch ?? [], timeoutMs: options.hooks?.timeoutMs },
     healthCheck: options.healthCheck?.command || options.healthCheck?.url ? { ...options.healthCheck, ...(options.healthCheck.url === undefined ? {} : { url: displayUrl(options.healthCheck.url) }) } : null,
+    reload: hasReloads(options) ? { units: options.reload?.units ?? [], phpFpm: options.reload?.phpFpm ?? [], timeoutMs: options.reload?.timeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS } : null,
+    stale: { mode: options.stale ?? 'warn', waitMs: staleWaitMs(options.stale ?? 'warn', options.staleWaitMs) },
     prune,
     notes,
   };

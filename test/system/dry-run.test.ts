@@ -19,6 +19,8 @@ interface PlanJson {
   hooks: { beforeSwitch: string[]; afterSwitch: string[]; timeoutMs?: number };
   healthCheck: { command?: string; url?: string } | null;
   prune: { keep: number; remove: { id: string; reason: string }[]; kept: { id: string; reason: string }[] } | null;
+  reload: { units: string[]; phpFpm: string[]; timeoutMs: number } | null;
+  stale: { mode: string; waitMs: number };
   notes: string[];
   error?: { code: string; message: string };
 }
@@ -99,6 +101,29 @@ void test('a dry run lists release id, contents, shared links, hooks, health che
   // Nothing was deployed either.
   assert.deepEqual(releaseIds(root), ['r1', 'r2', 'r3', 'r4']);
   assert.equal(currentId(root), 'r4');
+});
+
+void test('a dry run shows the reloads and the stale-process policy the deploy would apply after its switch', async (t) => {
+  const { dir, src, root } = setup(t);
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'r1', '--no-fsync', '--quiet'])).code, 0);
+  // A stand-in systemctl that knows every unit (containers run no systemd): the dry run checks the unit as the deploy does.
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  fs.writeFileSync(path.join(bin, 'systemctl'), '#!/bin/sh\n[ "$1" = show ] && echo loaded\nexit 0\n', { mode: 0o755 });
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}` };
+  const args = ['deploy', src, root, '--dry-run', '--reload-unit', 'app.service', '--reload-timeout', '20', '--stale', 'fail', '--stale-wait', '3'];
+  const before = snapshot(root);
+  const j = jsonOf<PlanJson>(await runCli([...args, '--json'], { env }));
+  assert.deepEqual(j.reload, { units: ['app.service'], phpFpm: [], timeoutMs: 20_000 });
+  assert.deepEqual(j.stale, { mode: 'fail', waitMs: 3000 });
+  const human = await runCli(args, { env });
+  assert.equal(human.code, 0, human.stderr);
+  assert.match(human.stdout, /^reload: {3}unit app\.service, each within 20 s$/m);
+  assert.match(human.stdout, /^stale: {4}fail: processes still on r1 after 3 s fail the deploy \(exit 6; the switch stands\)$/m);
+  // The defaults: nothing to reload, processes named.
+  const plain = await runCli(['deploy', src, root, '--dry-run', '--json']);
+  assert.deepEqual([jsonOf<PlanJson>(plain).reload, jsonOf<PlanJson>(plain).stale], [null, { mode: 'warn', waitMs: 0 }]);
+  assert.deepEqual(snapshot(root), before);
 });
 
 void test('a dry run fails like the deploy would, with exit 2 and nothing changed', async (t) => {
