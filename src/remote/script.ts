@@ -251,7 +251,15 @@ function header(base: ScriptBase): string {
 function releaseLockFunction(token: string): string {
   return `${renderFunction(releaseLock(token))}
 ${renderFunction(ownsLock(token))}
-lock_lost() { emit warning "the lock on this host was taken over by another command while this one was silent for longer than its ${LOCK_LEASE_S} s lease: $1"; }
+# Why the lock is no longer ours: gone (unlock --force, or by hand), or another command's now.
+lock_gone_why() {
+  if [ -e "$root/.deploy.lock" ] || [ -L "$root/.deploy.lock" ]; then
+    _why="the lock on this host is another command's now (taken over while this one was silent for longer than its ${LOCK_LEASE_S} s lease, or removed and taken)"
+  else
+    _why="the lock on this host was removed while this command held it (atomic-deploy unlock --force, or by hand)"
+  fi
+}
+lock_lost() { lock_gone_why; emit warning "$_why: $1"; }
 release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
 }
 
@@ -616,7 +624,7 @@ emit ready ${q(t.id)}
 )
 _rc=$?
 if [ "$_rc" = 100 ]; then rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit disarmed yes; exit 0; fi
-if [ "$_rc" = 101 ]; then rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "the lock on this host was taken over by another command while this deploy was silent for longer than its ${LOCK_LEASE_S} s lease; nothing was switched here"; exit 0; fi
+if [ "$_rc" = 101 ]; then rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; lock_gone_why; emit switch-failed "$_why; nothing was switched here"; exit 0; fi
 if [ "$_rc" != 0 ]; then
   _e=; while IFS= read -r _l; do _e="$_e$_l "; done < "$tmp/"${q(`${t.link}.err`)}
   rm -rf -- "$tmp/"${q(t.link)} "$tmp/"${q(`${t.link}.err`)}; emit switch-failed "\${_e:-mv ended with exit $_rc and no message}"; exit 0

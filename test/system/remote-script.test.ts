@@ -534,9 +534,20 @@ for (const shell of SHELLS) {
       armed.end('go\n');
       await armed.closed;
       assert.deepEqual(tags(armed.frames), ['placed', 'ready', 'switch-failed']);
-      assert.match(armed.frames.at(-1)?.value ?? '', /taken over by another command/);
+      assert.match(armed.frames.at(-1)?.value ?? '', /^the lock on this host is another command's now \(taken over while this one was silent/);
       assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer');
       assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('current.')), [], 'the armed link is left behind');
+      // Removed while armed (unlock --force), no lock in its place: `go` switches nothing, and says the lock was removed, not taken over.
+      fs.rmSync(path.join(root, '.deploy.lock'), { recursive: true, force: true });
+      lockAs(root, 't');
+      const removed = startProgram(shell, deployArmScript({ ...base, id: 'r', stage: prepare('r'), tail: tail({ id: 'r', token: 't', backTo: 'old' }) }), BASE, (f) => f.tag === 'ready');
+      await removed.reached;
+      fs.rmSync(path.join(root, '.deploy.lock'), { recursive: true, force: true });
+      removed.end('go\n');
+      await removed.closed;
+      assert.deepEqual(tags(removed.frames), ['placed', 'ready', 'switch-failed']);
+      assert.equal(removed.frames.at(-1)?.value, 'the lock on this host was removed while this command held it (atomic-deploy unlock --force, or by hand); nothing was switched here');
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer');
       // Taken over while waiting for the decision: neither `back` nor `commit` touches current, the journal or the lock.
       for (const word of ['back', 'commit']) {
         const id = word === 'back' ? 'b' : 'c';
@@ -555,7 +566,7 @@ for (const shell of SHELLS) {
         p.end(word === 'back' ? `back\n{"phase":"rolling-back"}\n{"id":"${id}","status":"rolled-back"}\n` : `commit\n{"id":"${id}","status":"complete"}\n`);
         await p.closed;
         assert.ok(!tags(p.frames).includes(word === 'back' ? 'switched-back' : 'committed'), `${word}: ${JSON.stringify(p.frames)}`);
-        assert.match(p.frames.find((f) => f.tag === 'warning')?.value ?? '', new RegExp(`taken over by another command.*its ${word} was not carried out`));
+        assert.match(p.frames.find((f) => f.tag === 'warning')?.value ?? '', new RegExp(`another command's now \\(taken over.*: its ${word} was not carried out`));
         assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer', `${word} undid the newer command's switch`);
         assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'journal.json'), 'utf8'), '{"theirs":true}', `${word}: the new holder's journal was touched`);
         assert.match(fs.readFileSync(path.join(root, '.deploy.lock', 'owner.json'), 'utf8'), /other/, `${word}: the new holder's lock was touched`);
