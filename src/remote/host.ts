@@ -123,7 +123,20 @@ export class RemoteRoot {
 
   /** The root's shape only (undefined: the host could not list it): cheaper than a state read. */
   async readShape(): Promise<RootShape | undefined> {
-    return remoteShapeOf(await this.run(rootShapeScript({ root: this.root, fsync: this.fsync }), 'reading the deploy root'));
+    const script = rootShapeScript({ root: this.root, fsync: this.fsync });
+    if (this.transport.up) return remoteShapeOf(await this.run(script, 'reading the deploy root'));
+    // Not connected yet: the connection's own first session reads the shape, then waits for its
+    // stdin to end as that session always does (ssh.ts connect): one ssh process, one session and
+    // one shell fewer than connecting and then running the read.
+    const first = await this.transport.connect(`${script}\nread _ || :`);
+    this.connected = true;
+    try {
+      await first.waitFor(['end']);
+    } catch {
+      throw remoteError(this.label, await first.done, 'reading the deploy root');
+    }
+    if (first.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, await first.done, 'reading the deploy root');
+    return remoteShapeOf(first.frames);
   }
 
   async readState(options: { uses?: boolean } = {}): Promise<{ facts: HostFacts; state: RemoteState; uses?: ProcessUse[] }> {
