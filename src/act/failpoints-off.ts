@@ -8,6 +8,9 @@ export { FAILPOINTS, type FailpointName } from './failpoint-names.ts';
 
 export type FailpointAction = never;
 
+/** This build has no failpoints: ATOMIC_DEPLOY_FAILPOINTS is ignored (and the CLI says so). */
+export const FAILPOINTS_BUILT_IN = false;
+
 export function parseFailpoints(_spec: string | undefined): Map<string, FailpointAction> {
   return new Map<string, FailpointAction>();
 }

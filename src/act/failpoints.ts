@@ -30,6 +30,9 @@ const armed = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS);
 
 export { FAILPOINTS, type FailpointName } from './failpoint-names.ts';
 
+/** This build arms ATOMIC_DEPLOY_FAILPOINTS (the tsc output of a source checkout). */
+export const FAILPOINTS_BUILT_IN = true;
+
 export async function failpoint(name: FailpointName): Promise<void> {
   if (armed.size === 0) return;
   const action = armed.get(name);

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { FAILPOINTS_BUILT_IN } from '../act/failpoints.ts';
 import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../errors.ts';
 import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
@@ -74,14 +75,14 @@ Examples:
 Exit codes: 0 ok (a held lock is reported, not an error), 1 failure, 2 invalid input (not a deploy root),
 128+n signal n (a clean-up it stopped is finished by the next command).`,
   verify: `
-Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
-2 it has no manifest or its manifest cannot be trusted (nothing was checked).
-With --host: 5 if any host differs, else 1 if a host was not reached, else 2 as above.
-
 Examples:
   $ atomic-deploy verify /srv/www/app                   the live release
   $ atomic-deploy verify /srv/www/app --release 20261127101500 --json
-  $ atomic-deploy verify /srv/www/app --host web1 --host web2   re-hashed on each host`,
+  $ atomic-deploy verify /srv/www/app --host web1 --host web2   re-hashed on each host
+
+Exit codes: 0 the release is identical to its manifest, 5 it differs (every difference is listed),
+2 it has no manifest or its manifest cannot be trusted (nothing was checked), 1 failure, 128+n signal n.
+With --host: 5 if any host differs, else 1 if a host was not reached, else 2 as above.`,
   unlock: `
 Examples:
   $ atomic-deploy unlock /srv/www/app           only if the holder is provably gone
@@ -364,6 +365,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
     for (const w of unknownEnvWarnings(program, process.env)) reporter.warn(w.message, w.hint);
+    // A setup test run with the installed command would otherwise believe it had crashed a deploy.
+    if (process.env.ATOMIC_DEPLOY_FAILPOINTS && !FAILPOINTS_BUILT_IN) {
+      reporter.warn('ATOMIC_DEPLOY_FAILPOINTS is set, but this build has no failpoints; it is ignored', 'failpoints exist only in a source checkout\'s build: npm run build, then node dist/cli/bin.js');
+    }
     if (configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
   });
   // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.

@@ -365,7 +365,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     let digest = '';
     let buildRead: SourceCache | undefined;
     let cacheServed = false;
-    const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal, secondSignal: options.secondSignal };
+    const verifyCtx = { layout, id, previous, durable, journal, emit, signal: options.signal, secondSignal: options.secondSignal, startedMs: started };
     const files = await planFiles(layout, area, contents, previous, previous === null ? undefined : records.get(previous), emit, options.signal);
     // What makes the files, as the record and the result say: `auto` resolves to reflink (copies
     // are clones) or copy; a hardlink deploy with before-switch hooks copies; an archive is extracted.

@@ -34,6 +34,8 @@ export interface ReleaseContext {
   signal?: AbortSignal;
   /** A second signal: what may still stop the reloads that follow an automatic rollback. */
   secondSignal?: AbortSignal;
+  /** performance.now() when the deploy began: a release rolled back records how long its deploy took too. */
+  startedMs?: number;
 }
 
 export interface Verification {
@@ -108,7 +110,8 @@ function unverified(ctx: ReleaseContext, what: string, warnings: string[]): Veri
   const message = `interrupted by ${signalOf(ctx.signal)}: ${what} did not finish; release ${ctx.id} stays live unverified`;
   ctx.emit({ type: 'warning', message });
   warnings.push(message);
-  return { record: {}, warnings };
+  // Recorded as an exit 7 is (`releases`: active, unverified): only a warning said so before, and it is gone once read.
+  return { record: { afterSwitchFailure: message }, warnings };
 }
 
 /**
@@ -228,7 +231,8 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   const message = `${reason}; rolled back to ${previous}`;
   try {
     const now = new Date().toISOString();
-    await recordRelease(layout, id, { status: 'failed', activatedAt: switchedAt, endedAt: now, reason }, durable);
+    const took = ctx.startedMs === undefined ? {} : { durationMs: Math.round(performance.now() - ctx.startedMs) };
+    await recordRelease(layout, id, { status: 'failed', activatedAt: switchedAt, endedAt: now, reason, ...took }, durable);
     await recordRelease(layout, previous, { activatedAt: now }, durable);
     await clearJournalRecord(layout, durable);
   } catch (error) {

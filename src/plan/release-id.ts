@@ -114,7 +114,12 @@ export function newReleaseIdProblem(id: string): string | undefined {
   if (problem !== undefined) return problem;
   if (RESERVED_IDS.has(id.toLowerCase())) return `"${id}" names a part of the deploy root's layout, which a release id would be mistaken for`;
   // Release x's stat cache is manifests/x.stat.json, which is where release x.stat's manifest would go.
-  if (id.toLowerCase().endsWith('.stat')) return `it ends in ".stat": the manifest of release ${id} would be the stat cache file of release ${id.slice(0, -'.stat'.length)}`;
+  // In any case: on a case-insensitive filesystem (macOS, a CIFS share) x.STAT.json is x.stat.json.
+  if (id.toLowerCase().endsWith('.stat')) {
+    const base = id.slice(0, -'.stat'.length);
+    const exact = id.endsWith('.stat');
+    return `it ends in "${id.slice(-'.stat'.length)}": the manifest of release ${id} would be the stat cache file of release ${base}${exact ? '' : ' on a filesystem that ignores case'}`;
+  }
   const bad = [...id].find((ch) => !NEW_ID.test(ch));
   return bad === undefined ? undefined : `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
 }

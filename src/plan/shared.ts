@@ -155,7 +155,7 @@ export const SHARED_TYPE_HINT = 'say which it is: --shared-file <path> (e.g. .en
 const KIND_NAME: Record<SharedTargetKind, string> = { file: 'a file', dir: 'a directory', other: 'a special file', missing: 'missing', dangling: 'a symlink to nothing', blocked: 'unreachable' };
 
 /** What to do about shared targets that are missing, locally and on a fleet's hosts. */
-export const SHARED_MISSING_HINT = 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty';
+export const SHARED_MISSING_HINT = 'create them (a file such as .env must hold its content), or pass --shared-create to make missing ones empty (a path the build does not hold needs its type: --shared-file or --shared-dir, config sharedFiles or sharedDirs)';
 
 /**
  * What a deploy does about one shared target: use it, report it missing, create it empty as a

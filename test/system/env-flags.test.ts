@@ -108,6 +108,18 @@ void test('a misspelt ATOMIC_DEPLOY_ variable is named in a warning with the one
   assert.equal(quiet.stderr, '');
 });
 
+void test('the installed command says it ignores ATOMIC_DEPLOY_FAILPOINTS (it has none); the build of a checkout arms them', async (t) => {
+  const { src, root } = await rootWithReleases(t, ['a1']);
+  const ignored = await runCli(['deploy', src, root, '--release-id', 'a2', '--quiet'], { bin: BIN, failpoints: 'after-switch=crash' });
+  assert.equal(ignored.code, 0, ignored.stderr);
+  assert.equal(ignored.stderr, "warning: ATOMIC_DEPLOY_FAILPOINTS is set, but this build has no failpoints; it is ignored\nhint: failpoints exist only in a source checkout's build: npm run build, then node dist/cli/bin.js\n");
+  assert.equal(currentId(root), 'a2');
+  // The control: the tsc output crashes where it was told to, and says nothing about the variable.
+  const armed = await runCli(['deploy', src, root, '--release-id', 'a3', '--quiet'], { failpoints: 'after-switch=crash' });
+  assert.equal(armed.signal, 'SIGKILL');
+  assert.doesNotMatch(armed.stderr, /FAILPOINTS/);
+});
+
 // A CI job exports its artifact settings for every step; a step that deploys a directory failed
 // with exit 2, naming a flag nobody gave. As the config file's artifact: keys, a tuning value from
 // the environment is left out for a directory; the checks (--sha256, the signature) still refuse.

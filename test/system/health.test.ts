@@ -23,6 +23,8 @@ interface LogRecord {
   reason?: string;
   activatedAt?: string;
   endedAt?: string;
+  durationMs?: number;
+  afterSwitchFailure?: string;
 }
 
 function record(root: string, id: string): LogRecord {
@@ -109,6 +111,9 @@ void test('nginx: a redirect is not healthy, and command and URL must both pass'
   const commandFails = await runCli(['deploy', src, root, '--release-id', 'v3', '--health-url', `${nginx.url}/health.html`, '--health-check', 'test -f missing.html', '--health-timeout', '1', '--json']);
   assert.equal(commandFails.code, 4, commandFails.stderr);
   assert.match(jsonOf<Json>(commandFails).error?.message ?? '', /command "test -f missing\.html" exited with code 1; rolled back to v1/);
+  // A release rolled back records how long its deploy took, as every other record does.
+  assert.equal(record(root, 'v3').status, 'failed');
+  assert.ok((record(root, 'v3').durationMs ?? 0) > 0, `durationMs of the rolled-back release: ${String(record(root, 'v3').durationMs)}`);
 });
 
 void test('the check is retried with backoff until it passes within the budget', async (t) => {
@@ -197,6 +202,10 @@ void test('a signal during the health check stops it; the switch stands, unverif
   assert.match(json.warnings?.[0] ?? '', /health check did not finish; release two stays live unverified/);
   assert.equal(currentId(root), 'two');
   assert.equal(record(root, 'two').status, 'complete');
+  // Recorded unverified, as an exit 7 is, and shown so: the warning alone was gone once read.
+  assert.match(record(root, 'two').afterSwitchFailure ?? '', /^interrupted by SIGTERM: the health check did not finish/);
+  const listed = await runCli(['releases', root]);
+  assert.match(listed.stdout, /^\* +two +active, unverified /m);
   const pid = Number(fs.readFileSync(pidFile, 'utf8'));
   let gone = false;
   for (let i = 0; i < 100 && !gone; i++) {
