@@ -43,3 +43,34 @@ export function shJoin(argv: readonly string[]): string {
 export const PICK_SUM = `if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
 elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
 else sum=; fi`;
+
+/**
+ * sh function `live_threads TEXT`: TEXT is the output of a grep over `/proc/[0-9]*\/stat` (first)
+ * and maps files with `-e ') Z '` among its patterns, so that the stat line of every zombie comes
+ * first. Sets `T_dirs` to `/proc/<pid>/task/<tid>` of one live thread of each process whose main
+ * thread has exited while others run on (state Z, more than one thread): a program that called
+ * pthread_exit() in main(). Its own cwd, root, exe, fd and maps show nothing of what it holds; the
+ * thread's show what the process holds. Builtins only, and only where there is a zombie.
+ */
+export const LIVE_THREADS = `live_threads() {
+  T_dirs=
+  case $1 in */stat:*) ;; *) return 0 ;; esac
+  _in=$1
+  while IFS= read -r _l; do
+    case $_l in /proc/*/stat:*) ;; *) break ;; esac
+    _p=\${_l#/proc/}; _p=\${_p%%/stat:*}
+    case $_p in '' | *[!0-9]*) continue ;; esac
+    # State (field 3) and the number of threads (field 20), counted after the command's last ") ".
+    _s=\${_l##*) }; set -f; set -- $_s; set +f
+    [ "$1" = Z ] && [ $# -ge 18 ] && [ "\${18}" != 1 ] || continue
+    for _t in "/proc/$_p/task/"[0-9]*; do
+      [ "$_t" = "/proc/$_p/task/$_p" ] && continue
+      _s=; read -r _s 2>/dev/null < "$_t/stat" || continue
+      case \${_s##*) } in [ZX]*) continue ;; esac
+      T_dirs="$T_dirs $_t"
+      break
+    done
+  done <<EOF_THREADS
+$_in
+EOF_THREADS
+}`;

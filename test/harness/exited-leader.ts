@@ -49,13 +49,14 @@ function threadView(pid: number): { state: string | undefined; links: string[] }
 
 /**
  * Waits until process `pid` shows what a scan must find: its leader exited (state Z, its own
- * cwd unreadable) and another thread with `holds` (a working directory or an open file).
+ * cwd unreadable) and another thread with a working directory or an open file ending in `holds`
+ * (the whole path here; its end for a process in a fleet host's mount namespace).
  */
 export async function settledExitedLeader(pid: number, holds: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const view = threadView(pid);
-    if (view.state === 'Z' && readlinkOr(`/proc/${pid}/cwd`) === undefined && view.links.includes(holds)) return;
+    if (view.state === 'Z' && readlinkOr(`/proc/${pid}/cwd`) === undefined && view.links.some((l) => l.endsWith(holds))) return;
     if (Date.now() > deadline) throw new Error(`pid ${pid} never showed an exited leader and a thread holding ${holds}: ${JSON.stringify(view)}`);
     await sleep(10);
   }
