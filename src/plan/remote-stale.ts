@@ -15,9 +15,9 @@ export interface RawStaleScan {
    * has exited, those of a live thread (`/proc/<pid>/task/<tid>/...`), which stand for the process.
    */
   links: string;
-  /** `grep` of the maps files for the release (a live thread's, as above), after the stat lines of zombies. */
+  /** `grep` of the maps files for the release (a live thread's, as above). */
   maps: string;
-  /** "pid ppid comm" per process. */
+  /** "pid ppid comm" per process; a zombie's stat line as well, after `/proc/<pid>/stat:`. */
   procs: string;
 }
 

@@ -28,18 +28,18 @@ emit self "$$"
 _r=$(cd -P -- "$dir" 2>/dev/null && pwd -P) && [ -n "$_r" ] && dir=$_r
 emit dir "$dir"
 _ns=$(ls -l /proc/$$/ns/mnt 2>/dev/null); _ns=\${_ns##* -> }
-# The maps lines that name the release, after the stat lines of zombies (one grep): a process whose
-# main thread has exited while others run on shows nothing of its own; one live thread's links,
-# mount namespace and maps stand for it.
-_m=$(grep -F -e ') Z ' -e "$dir/" /proc/[0-9]*/stat /proc/[0-9]*/maps 2>/dev/null)
-live_threads "$_m"; _tl=; _tm=
+# "pid ppid comm" from each stat line; comm may hold ") " itself, so the greedy match takes the last.
+# A zombie's line also as "/proc/<pid>/stat:<line>" (sed's hold space keeps it for both): where it
+# is a process whose main thread has exited while others run on, it shows nothing of its own, and
+# one live thread's links, mount namespace and maps stand for it.
+_ps=$(sed -n -e h -e 's/^\\([0-9]*\\) .*) Z .*/\\/proc\\/\\1\\/stat:&/p' -e g -e 's/^\\([0-9]*\\) (\\(.*\\)) [A-Za-z] \\([0-9]*\\) .*/\\1 \\3 \\2/p' /proc/[0-9]*/stat 2>/dev/null)
+live_threads "$_ps"; _tl=; _tm=
 for _t in $T_dirs; do _tl="$_tl $_t/cwd $_t/root $_t/ns/mnt $_t/fd"; _tm="$_tm $_t/maps"; done
 printf 'links\\000'
 ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/ns/mnt /proc/[0-9]*/fd $_tl 2>/dev/null | grep -F -e "$dir" -e '/fd:' -e '/ns/mnt -> ' | grep -v -F -e "/ns/mnt -> \${_ns:-?}"
 printf '\\000'
-printf 'maps\\000'; printf '%s\\n' "$_m"; [ -z "$_tm" ] || grep -F -- "$dir/" $_tm 2>/dev/null; printf '\\000'
-# "pid ppid comm" from each stat line; comm may hold ") " itself, so the greedy match takes the last.
-printf 'procs\\000'; sed -n 's/^\\([0-9]*\\) (\\(.*\\)) [A-Za-z] \\([0-9]*\\) .*/\\1 \\3 \\2/p' /proc/[0-9]*/stat 2>/dev/null; printf '\\000'
+printf 'maps\\000'; grep -F -- "$dir/" /proc/[0-9]*/maps $_tm 2>/dev/null; printf '\\000'
+printf 'procs\\000'; printf '%s\\n' "$_ps"; printf '\\000'
 exit 0
 `;
 }

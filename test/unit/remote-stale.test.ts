@@ -61,11 +61,9 @@ test('a process whose main thread has exited: what a live thread holds (task ent
     `l 1 r r 0 D 1 1 /proc/950/task/951/cwd -> ${DIR}`,
     'l 1 r r 0 D 1 1 /proc/950/task/951/ns/mnt -> mnt:[4026532999]',
   ].join('\n');
-  const maps = [
-    '/proc/42/stat:42 (sleep) Z 1 42 42 0 -1 4227084 128 0 0 0 0 0 0 0 20 0 2 0 6018878 0',
-    `/proc/41/task/45/maps:7f0000000000-7f0000001000 r--p 00000000 08:01 1234                       ${DIR}/vendor/lib.so`,
-  ].join('\n');
-  assert.deepEqual(remoteStaleReport(scan({ links, maps, procs: PROCS }), 'r1').processes, [
+  const maps = `/proc/41/task/45/maps:7f0000000000-7f0000001000 r--p 00000000 08:01 1234                       ${DIR}/vendor/lib.so`;
+  const procs = `${PROCS}\n/proc/42/stat:42 (sleep) Z 1 42 42 0 -1 4227084 128 0 0 0 0 0 0 0 20 0 2 0 6018878 0`;
+  assert.deepEqual(remoteStaleReport(scan({ links, maps, procs }), 'r1').processes, [
     { pid: 40, command: 'node', holds: [{ kind: 'fd', path: `${DIR}/app.js` }] },
     { pid: 41, command: 'php-fpm: pool www', holds: [{ kind: 'map', path: `${DIR}/vendor/lib.so` }] },
     { pid: 42, command: 'sleep', holds: [{ kind: 'cwd', path: DIR }] },
