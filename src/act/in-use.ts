@@ -11,12 +11,38 @@ export interface InUseScan {
   unreadable: number;
 }
 
+/** Set by readlink when it fails: whether the link was missing (ENOENT) rather than refused. */
+let linkMissing = false;
+
 function readlink(file: string): string | undefined {
   try {
     return fs.readlinkSync(file);
+  } catch (error) {
+    linkMissing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    return undefined;
+  }
+}
+
+/**
+ * For a process whose main thread has exited (`dir`'s cwd link missing while /proc lists it):
+ * the /proc directory of another thread that still has a working directory, and that directory.
+ * A program that calls pthread_exit() in main() runs on in its other threads, its leader kept as
+ * a zombie whose cwd, root, exe, fd and maps show nothing; the threads share what it held. An
+ * exited process (a zombie with no other thread) has none: undefined.
+ */
+function liveThread(dir: string, pid: string): { dir: string; cwd: string } | undefined {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`${dir}/task`);
   } catch {
     return undefined;
   }
+  for (const tid of tids) {
+    if (tid === pid) continue;
+    const cwd = readlink(`${dir}/task/${tid}/cwd`);
+    if (cwd !== undefined) return { dir: `${dir}/task/${tid}`, cwd };
+  }
+  return undefined;
 }
 
 /** Reused for every maps file: the scan reads one per process, megabytes in all. */
@@ -72,7 +98,8 @@ function addIfUnder(found: Found, under: string, kind: ProcessUse['kind'], p: st
  * exited) is skipped silently: this is a safety net, not a guarantee. With `decidedByAnyHold` (one
  * release, as the stale scan asks) a process that already holds something has its maps left
  * unsearched; prune never passes it, as one process may hold two releases. Per process: the cwd
- * link, then the maps (empty: a kernel thread, done), then root and descriptors.
+ * link, then the maps (empty: a kernel thread, done), then root and descriptors; all of them read
+ * from a live thread's task directory where the main thread has exited (its cwd link missing).
  */
 export function scanProcessUses(under: string, options: { decidedByAnyHold?: boolean } = {}): InUseScan {
   let pids: string[];
@@ -90,13 +117,19 @@ export function scanProcessUses(under: string, options: { decidedByAnyHold?: boo
     // Our own descriptors are the ones prune itself opens.
     if (pid === process.pid) continue;
     scan.processes += 1;
-    const dir = `/proc/${name}`;
+    const proc = `/proc/${name}`;
+    let dir = proc;
     // The working directory first: root and descriptors sit behind the same access check, so where it fails they would too.
-    const cwd = readlink(`${dir}/cwd`);
+    let cwd = readlink(`${dir}/cwd`);
     if (cwd === undefined) {
-      // Gone since the listing, or another user's process that we may not inspect.
-      if (fs.existsSync(dir)) scan.unreadable += 1;
-      continue;
+      // Missing, not refused: the main thread has exited; its other threads, if any, tell what the process holds.
+      const thread = linkMissing ? liveThread(proc, name) : undefined;
+      if (thread === undefined) {
+        // Gone since the listing, exited, or another user's process that we may not inspect.
+        if (fs.existsSync(proc)) scan.unreadable += 1;
+        continue;
+      }
+      ({ dir, cwd } = thread);
     }
     let mapsLength: number | undefined;
     try {
@@ -135,7 +168,7 @@ export function scanProcessUses(under: string, options: { decidedByAnyHold?: boo
     // The command is read only for the few processes that hold something.
     let command = '?';
     try {
-      command = fs.readFileSync(`${dir}/comm`, 'utf8').trim();
+      command = fs.readFileSync(`${proc}/comm`, 'utf8').trim();
     } catch {
       continue;
     }

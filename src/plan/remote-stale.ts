@@ -9,11 +9,15 @@ export interface RawStaleScan {
   self: number;
   /** The release left, as a real path on the host. */
   dir: string;
-  /** `ls -l` of cwd and root links and fd directories (lines naming the release, and fd headers), and the ns/mnt links of processes in another mount namespace. */
+  /**
+   * `ls -l` of cwd and root links and fd directories (lines naming the release, and fd headers),
+   * and the ns/mnt links of processes in another mount namespace; for a process whose main thread
+   * has exited, those of a live thread (`/proc/<pid>/task/<tid>/...`), which stand for the process.
+   */
   links: string;
-  /** `grep` of the maps files for the release. */
+  /** `grep` of the maps files for the release (a live thread's, as above). */
   maps: string;
-  /** "pid ppid comm" per process. */
+  /** "pid ppid comm" per process; a zombie's stat line as well, after `/proc/<pid>/stat:`. */
   procs: string;
 }
 
@@ -38,17 +42,17 @@ export function remoteStaleReport(raw: RawStaleScan, release: string): StaleRepo
   };
   let fdOf: number | undefined;
   for (const line of raw.links.split('\n')) {
-    const header = /^\/proc\/(\d+)\/fd:$/.exec(line);
+    const header = /^\/proc\/(\d+)(?:\/task\/\d+)?\/fd:$/.exec(line);
     if (header) {
       fdOf = Number(header[1]);
       continue;
     }
-    const ns = /\/proc\/(\d+)\/ns\/mnt -> /.exec(line);
+    const ns = /\/proc\/(\d+)(?:\/task\/\d+)?\/ns\/mnt -> /.exec(line);
     if (ns) {
       foreign.add(Number(ns[1]));
       continue;
     }
-    const link = /\/proc\/(\d+)\/(cwd|root) -> (.*)$/.exec(line);
+    const link = /\/proc\/(\d+)(?:\/task\/\d+)?\/(cwd|root) -> (.*)$/.exec(line);
     if (link) {
       add(Number(link[1]), link[2] === 'cwd' ? 'cwd' : 'root', link[3] ?? '');
       continue;
@@ -57,7 +61,7 @@ export function remoteStaleReport(raw: RawStaleScan, release: string): StaleRepo
     if (fd && fdOf !== undefined) add(fdOf, 'fd', fd[1] ?? '');
   }
   for (const line of raw.maps.split('\n')) {
-    const m = /^\/proc\/(\d+)\/maps:\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\/.*)$/.exec(line);
+    const m = /^\/proc\/(\d+)(?:\/task\/\d+)?\/maps:\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\/.*)$/.exec(line);
     if (m) add(Number(m[1]), 'map', m[2] ?? '');
   }
   const local = uses.filter((u) => !foreign.has(u.pid));

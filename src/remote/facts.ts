@@ -295,19 +295,23 @@ export function remoteStateOf(frames: readonly Frame[], root: string): RemoteSta
   };
 }
 
-/** Process uses as `use_facts` listed them; undefined when the host has no /proc to look at. */
+/**
+ * Process uses as `use_facts` listed them; undefined when the host has no /proc to look at. A
+ * live thread's `/proc/<pid>/task/<tid>/` entries (listed where the main thread has exited) are
+ * the process's own; the zombies' stat lines among the maps lines are no use.
+ */
 export function processUsesOf(frames: readonly Frame[]): ProcessUse[] | undefined {
   if (frameValue(frames, 'inuse') !== 'proc') return undefined;
   const uses: ProcessUse[] = [];
   const commands = new Map<number, string>();
   let fdOf: number | undefined;
   for (const line of (frameValue(frames, 'uses') ?? '').split('\n')) {
-    const header = /^\/proc\/(\d+)\/fd:$/.exec(line);
+    const header = /^\/proc\/(\d+)(?:\/task\/\d+)?\/fd:$/.exec(line);
     if (header) {
       fdOf = Number(header[1]);
       continue;
     }
-    const link = /\/proc\/(\d+)\/(cwd|root|exe) -> (.*)$/.exec(line);
+    const link = /\/proc\/(\d+)(?:\/task\/\d+)?\/(cwd|root|exe) -> (.*)$/.exec(line);
     if (link) {
       const pid = Number(link[1]);
       const target = link[3] ?? '';
@@ -319,7 +323,7 @@ export function processUsesOf(frames: readonly Frame[]): ProcessUse[] | undefine
     if (fd && fdOf !== undefined) uses.push({ pid: fdOf, command: '', kind: 'fd', path: fd[1] ?? '' });
   }
   for (const line of (frameValue(frames, 'maps') ?? '').split('\n')) {
-    const m = /^\/proc\/(\d+)\/maps:\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\/.*)$/.exec(line);
+    const m = /^\/proc\/(\d+)(?:\/task\/\d+)?\/maps:\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\/.*)$/.exec(line);
     if (m) uses.push({ pid: Number(m[1]), command: '', kind: 'map', path: m[2] ?? '' });
   }
   return uses.map((u) => ({ ...u, command: commands.get(u.pid) ?? '?' }));

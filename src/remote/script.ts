@@ -25,7 +25,7 @@ import { dropRemovedLock, lockDraft, ownsLock, placeLock, releaseLock, removeLoc
 import { clearJournalProgram, journalProgram, recordProgram } from '../root/record.ts';
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
 import { sharedPathSteps, sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
-import { PICK_SUM, shQuote } from './shell.ts';
+import { LIVE_THREADS, PICK_SUM, shQuote } from './shell.ts';
 import { releaseListing } from './verify-script.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
@@ -114,12 +114,18 @@ host_facts() {
   [ -z "$H_btime" ] || emit btime "$H_btime"
   emit now "$H_now"
 }
-# Which processes use what (Linux /proc): cwd, root, exe and open files in one ls, mapped files by grep.
+${LIVE_THREADS}
+# Which processes use what (Linux /proc): cwd, root, exe and open files in one ls, mapped files by
+# grep, which also finds the zombies (stat lines, first); where one is a process whose main thread
+# has exited while others run on, one live thread's links and maps stand for its own.
 use_facts() {
   if [ ! -d /proc/self/fd ]; then emit inuse unavailable; return 0; fi
   emit inuse proc
-  printf 'uses\\000'; ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/exe /proc/[0-9]*/fd 2>/dev/null; printf '\\000'
-  printf 'maps\\000'; grep -F -- "$rel/" /proc/[0-9]*/maps 2>/dev/null; printf '\\000'
+  _m=$(grep -F -e ') Z ' -e "$rel/" /proc/[0-9]*/stat /proc/[0-9]*/maps 2>/dev/null)
+  live_threads "$_m"; _tl=; _tm=
+  for _t in $T_dirs; do _tl="$_tl $_t/cwd $_t/root $_t/exe $_t/fd"; _tm="$_tm $_t/maps"; done
+  printf 'uses\\000'; ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/exe /proc/[0-9]*/fd $_tl 2>/dev/null; printf '\\000'
+  printf 'maps\\000'; printf '%s\\n' "$_m"; [ -z "$_tm" ] || grep -F -- "$rel/" $_tm 2>/dev/null; printf '\\000'
 }
 lock_facts() {
   if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then emit lock none; return 0; fi

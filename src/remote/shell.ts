@@ -43,3 +43,33 @@ export function shJoin(argv: readonly string[]): string {
 export const PICK_SUM = `if command -v sha256sum >/dev/null 2>&1; then sum='sha256sum'
 elif command -v shasum >/dev/null 2>&1; then sum='shasum -a 256'
 else sum=; fi`;
+
+/**
+ * sh function `live_threads TEXT`: TEXT holds, among other lines, `/proc/<pid>/stat:<its stat
+ * line>` for zombies (as `grep -F -e ') Z '` over stat files prints them). Sets `T_dirs` to
+ * `/proc/<pid>/task/<tid>` of one live thread of each process whose main thread has exited while
+ * others run on (state Z, more than one thread): a program that called pthread_exit() in main().
+ * Its own cwd, root, exe, fd and maps show nothing of what it holds; that thread's show what the
+ * process holds. Builtins only, and nothing but one pattern match where no zombie is listed.
+ */
+export const LIVE_THREADS = `live_threads() {
+  T_dirs=
+  case $1 in */stat:*) ;; *) return 0 ;; esac
+  _ifs=$IFS; IFS='
+'; set -f; set -- $1; set +f; IFS=$_ifs
+  for _l in "$@"; do
+    case $_l in /proc/*/stat:*) ;; *) continue ;; esac
+    _p=\${_l#/proc/}; _p=\${_p%%/stat:*}
+    case $_p in '' | *[!0-9]*) continue ;; esac
+    # State (field 3) and the number of threads (field 20), counted after the command's last ") ".
+    _s=\${_l##*) }; set -f; set -- $_s; set +f
+    [ "$1" = Z ] && [ $# -ge 18 ] && [ "\${18}" != 1 ] || continue
+    for _t in "/proc/$_p/task/"[0-9]*; do
+      [ "$_t" = "/proc/$_p/task/$_p" ] && continue
+      _s=; read -r _s 2>/dev/null < "$_t/stat" || continue
+      case \${_s##*) } in [ZX]*) continue ;; esac
+      T_dirs="$T_dirs $_t"
+      break
+    done
+  done
+}`;

@@ -5,17 +5,20 @@
  */
 import { frameValue, type Frame } from './facts.ts';
 import type { RawStaleScan } from '../plan/remote-stale.ts';
-import { shQuote as q } from './shell.ts';
+import { LIVE_THREADS, shQuote as q } from './shell.ts';
 
 const EMIT = `emit() { printf '%s\\000%s\\000' "$1" "$2"; }`;
 
 /**
  * Lists what the plan needs to name the holders of DIR: the links and fds that mention it, the
  * maps lines that do, the parent and command of every process, and which processes live in
- * another mount namespace. The sh filters, so a busy host sends kilobytes, not megabytes.
+ * another mount namespace; for a process whose main thread has exited while others run on, those
+ * of one live thread (/proc/<pid>/task/<tid>/). The sh filters, so a busy host sends kilobytes,
+ * not megabytes.
  */
 export function staleScanScript(dir: string): string {
   return `${EMIT}
+${LIVE_THREADS}
 dir=${q(dir)}
 # Out of every release first: this shell and its children must hold nothing the scan looks for.
 cd / || exit 1
@@ -25,12 +28,18 @@ emit self "$$"
 _r=$(cd -P -- "$dir" 2>/dev/null && pwd -P) && [ -n "$_r" ] && dir=$_r
 emit dir "$dir"
 _ns=$(ls -l /proc/$$/ns/mnt 2>/dev/null); _ns=\${_ns##* -> }
-printf 'links\\000'
-ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/ns/mnt /proc/[0-9]*/fd 2>/dev/null | grep -F -e "$dir" -e '/fd:' -e '/ns/mnt -> ' | grep -v -F -e "/ns/mnt -> \${_ns:-?}"
-printf '\\000'
-printf 'maps\\000'; grep -F -- "$dir/" /proc/[0-9]*/maps 2>/dev/null; printf '\\000'
 # "pid ppid comm" from each stat line; comm may hold ") " itself, so the greedy match takes the last.
-printf 'procs\\000'; sed -n 's/^\\([0-9]*\\) (\\(.*\\)) [A-Za-z] \\([0-9]*\\) .*/\\1 \\3 \\2/p' /proc/[0-9]*/stat 2>/dev/null; printf '\\000'
+# A zombie's line also as "/proc/<pid>/stat:<line>" (sed's hold space keeps it for both): where it
+# is a process whose main thread has exited while others run on, it shows nothing of its own, and
+# one live thread's links, mount namespace and maps stand for it.
+_ps=$(sed -n -e h -e 's/^\\([0-9]*\\) .*) Z .*/\\/proc\\/\\1\\/stat:&/p' -e g -e 's/^\\([0-9]*\\) (\\(.*\\)) [A-Za-z] \\([0-9]*\\) .*/\\1 \\3 \\2/p' /proc/[0-9]*/stat 2>/dev/null)
+live_threads "$_ps"; _tl=; _tm=
+for _t in $T_dirs; do _tl="$_tl $_t/cwd $_t/root $_t/ns/mnt $_t/fd"; _tm="$_tm $_t/maps"; done
+printf 'links\\000'
+ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/ns/mnt /proc/[0-9]*/fd $_tl 2>/dev/null | grep -F -e "$dir" -e '/fd:' -e '/ns/mnt -> ' | grep -v -F -e "/ns/mnt -> \${_ns:-?}"
+printf '\\000'
+printf 'maps\\000'; grep -F -- "$dir/" /proc/[0-9]*/maps $_tm 2>/dev/null; printf '\\000'
+printf 'procs\\000'; printf '%s\\n' "$_ps"; printf '\\000'
 exit 0
 `;
 }

@@ -18,6 +18,9 @@ import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScrip
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 import { armedTail as tail, lockAs, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
+import { buildExitedLeader, EXITED_LEADER_COMMAND, startExitedLeader } from '../harness/exited-leader.ts';
+import { rawStaleScan, staleScanScript } from '../../src/remote/stale-script.ts';
+import { remoteStaleReport } from '../../src/plan/remote-stale.ts';
 
 const TOOLS = findTools(['busybox', 'strace', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
@@ -26,6 +29,13 @@ after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
 const APPLETS = ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum'];
 const SHELLS = programShells(BASE, TOOLS, APPLETS);
+
+let exitedLeader: string | undefined;
+/** The program whose main thread exits (harness/exited-leader.c), built once: gcc is needed. */
+function exitedLeaderProgram(): string {
+  exitedLeader ??= buildExitedLeader(BASE);
+  return exitedLeader;
+}
 
 // Every character a shell might act on, a leading dash, a newline and non-ASCII.
 const HOSTILE = "-a dir 'q' \"dq\" $(touch PWNED) `touch PWNED` ; & | * ?\nline ✓";
@@ -599,6 +609,32 @@ for (const shell of SHELLS) {
         cwdUser.kill();
         fdUser.kill();
       }
+    });
+
+    void test('a process whose main thread has exited is found through a live thread: by prune\'s listing and by the stale scan', async (t) => {
+      const root = path.join(BASE, `case-${++serial}`, "-a dir 'q' $(touch PWNED)");
+      makeRelease(root, 'held', 'h');
+      makeRelease(root, 'open', 'o');
+      makeRelease(root, 'idle', 'i');
+      const program = exitedLeaderProgram();
+      const held = path.join(root, 'releases', 'held');
+      const file = path.join(root, 'releases', 'open', 'index.html');
+      const inCwd = await startExitedLeader(t, program, { cwd: held, holds: held });
+      const withFile = await startExitedLeader(t, program, { cwd: BASE, file, holds: file });
+      const r = run(shell, stateScript({ root, fsync: false, uses: true }));
+      const uses = processUsesOf(r.frames);
+      assert.ok(uses, r.stderr);
+      const { inUse } = inUseOf(remoteStateOf(r.frames, root), uses, false);
+      assert.deepEqual([...(inUse?.keys() ?? [])].sort(), ['held', 'open']);
+      assert.equal(inUse?.get('held'), `pid ${inCwd} (${EXITED_LEADER_COMMAND}: working directory)`);
+      assert.equal(inUse?.get('open'), `pid ${withFile} (${EXITED_LEADER_COMMAND}: open file)`);
+      for (const [dir, pid, hold] of [[held, inCwd, { kind: 'cwd', path: held }], [path.dirname(file), withFile, { kind: 'fd', path: file }]] as const) {
+        const scan = run(shell, staleScanScript(dir));
+        const raw = rawStaleScan(scan.frames);
+        assert.ok(raw, scan.stderr);
+        assert.deepEqual(remoteStaleReport(raw, path.basename(dir)).processes, [{ pid, command: EXITED_LEADER_COMMAND, holds: [hold] }]);
+      }
+      assertNoInjection();
     });
 
     void test('a root inside another deploy root (a release, through current, its state) is refused before anything is made; a plain parent is fine', async () => {

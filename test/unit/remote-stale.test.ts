@@ -50,6 +50,26 @@ test('our own scanning shell and its children, and processes of another mount na
   assert.deepEqual(remoteStaleReport(scan({ links, procs: PROCS }), 'r1').processes.map((p) => p.pid), [42]);
 });
 
+test('a process whose main thread has exited: what a live thread holds (task entries) is the process\'s, named by its pid; zombies\' stat lines name nobody', () => {
+  const links = [
+    // The leader's own links cannot be read: ls prints them without a target, and the grep drops them.
+    `lrwxrwxrwx 1 root root 0 Dec  1 19:00 /proc/42/task/47/cwd -> ${DIR}`,
+    '/proc/40/fd:',
+    '/proc/40/task/44/fd:',
+    `lr-x------ 1 root root 64 Dec  1 19:00 3 -> ${DIR}/app.js`,
+    // A live thread in another mount namespace: its process is left out.
+    `l 1 r r 0 D 1 1 /proc/950/task/951/cwd -> ${DIR}`,
+    'l 1 r r 0 D 1 1 /proc/950/task/951/ns/mnt -> mnt:[4026532999]',
+  ].join('\n');
+  const maps = `/proc/41/task/45/maps:7f0000000000-7f0000001000 r--p 00000000 08:01 1234                       ${DIR}/vendor/lib.so`;
+  const procs = `${PROCS}\n/proc/42/stat:42 (sleep) Z 1 42 42 0 -1 4227084 128 0 0 0 0 0 0 0 20 0 2 0 6018878 0`;
+  assert.deepEqual(remoteStaleReport(scan({ links, maps, procs }), 'r1').processes, [
+    { pid: 40, command: 'node', holds: [{ kind: 'fd', path: `${DIR}/app.js` }] },
+    { pid: 41, command: 'php-fpm: pool www', holds: [{ kind: 'map', path: `${DIR}/vendor/lib.so` }] },
+    { pid: 42, command: 'sleep', holds: [{ kind: 'cwd', path: DIR }] },
+  ]);
+});
+
 test('a host without /proc: the check was not made, nobody is named', () => {
   assert.deepEqual(remoteStaleReport({ check: 'unavailable', self: 0, dir: '', links: '', maps: '', procs: '' }, 'r1'), { check: 'unavailable', release: 'r1', processes: [] });
 });
