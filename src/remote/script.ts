@@ -499,7 +499,9 @@ function stepLines(steps: readonly Step[]): string {
         case 'remove-staged':
           return removeStagedLine(st.name);
         case 'remove-made':
-          return `if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then\n${st.dirs.map((dir) => `  rmdir -- ${q(dir)} 2>/dev/null || :`).join('\n')}\nfi`;
+          // First the private directory of a put_file whose program was stopped before its EXIT trap
+          // (an armed host disarmed by the deploy's end): it alone kept .atomic-deploy/ from being empty.
+          return `if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then\n  for _p in "$state"/.put.*; do [ -d "$_p" ] && rm -rf -- "$_p"; done\n${st.dirs.map((dir) => `  rmdir -- ${q(dir)} 2>/dev/null || :`).join('\n')}\nfi`;
         case 'write-record':
         case 'clear-journal':
         case 'durable':

@@ -241,20 +241,8 @@ export class SshHost implements RootTransport {
     return cached;
   }
 
-  private async askTimeouts(): Promise<string[]> {
-    const child = spawn('ssh', [...this.configArgs(), '-G', ...this.targetArgs()], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    await new Promise<void>((resolve) => {
-      child.once('error', () => resolve());
-      child.once('close', () => resolve());
-    });
-    const value = (key: string): string | undefined => new RegExp(`^${key} (.*)$`, 'm').exec(out)?.[1]?.trim();
-    const args: string[] = [];
-    const connect = value('connecttimeout');
-    if (connect === undefined || connect === 'none' || connect === '0') args.push('-o', `ConnectTimeout=${this.options.connectTimeoutS ?? 10}`);
-    if (value('serveraliveinterval') === undefined || value('serveraliveinterval') === '0') args.push('-o', 'ServerAliveInterval=5', '-o', 'ServerAliveCountMax=3');
-    return args;
+  private askTimeouts(): Promise<string[]> {
+    return sshTimeoutArgs([...this.configArgs(), ...this.targetArgs()], this.options.connectTimeoutS ?? 10);
   }
 
   /**
@@ -320,6 +308,28 @@ export class SshHost implements RootTransport {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * The timeout options to add to ssh for `args` (config file and target): ours where the user's
+ * config leaves a key unset, read from `ssh -G`. Asked with BatchMode off: Debian's OpenSSH
+ * reports ServerAliveInterval 300 for any BatchMode config that sets none (and our connections
+ * are BatchMode), which read as the user's choice left a dead host hanging a deploy 15 minutes.
+ */
+export async function sshTimeoutArgs(args: readonly string[], connectTimeoutS: number): Promise<string[]> {
+  const child = spawn('ssh', ['-o', 'BatchMode=no', '-G', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  await new Promise<void>((resolve) => {
+    child.once('error', () => resolve());
+    child.once('close', () => resolve());
+  });
+  const value = (key: string): string | undefined => new RegExp(`^${key} (.*)$`, 'm').exec(out)?.[1]?.trim();
+  const timeouts: string[] = [];
+  const connect = value('connecttimeout');
+  if (connect === undefined || connect === 'none' || connect === '0') timeouts.push('-o', `ConnectTimeout=${connectTimeoutS}`);
+  if (value('serveraliveinterval') === undefined || value('serveraliveinterval') === '0') timeouts.push('-o', 'ServerAliveInterval=5', '-o', 'ServerAliveCountMax=3');
+  return timeouts;
 }
 
 /** Turns a failed remote program into an error that names the host and says what happened. */

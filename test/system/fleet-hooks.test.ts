@@ -39,6 +39,8 @@ function build(t: { after(fn: () => void): void }, version: string): string {
 
 const sha = (file: string): string => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const inode = (file: string): number => fs.statSync(file).ino;
+/** Every path under `dir`, for a message. */
+const execFind = (dir: string): string => (fs.readdirSync(dir, { recursive: true }) as string[]).map((p) => path.join(dir, p)).join(' ');
 
 void describe('before-switch hooks on fleet hosts', () => {
   void test('a failing hook that appends to an unchanged file leaves every live release as built', async (t) => {
@@ -128,6 +130,18 @@ void describe('before-switch hooks on fleet hosts', () => {
       assert.equal(currentOf(dir), id2, `${h.alias}: still on the release before`);
       assert.deepEqual(fs.readdirSync(path.join(dir, 'releases')).sort(), [id1, id2].sort(), `${h.alias}: the refused release is gone`);
       assert.deepEqual(fs.readdirSync(path.join(dir, '.tmp')).filter((n) => n.startsWith('stage.')), [], `${h.alias}: no stage left`);
+    }
+  });
+
+  void test('a before-switch hook failing on one host, into a root the deploy made with its parents: every host is left as it was', async (t) => {
+    const { root, on } = newRoot('made');
+    const deep = `${root}/deep/app`;
+    // host1's hook passes and its program waits armed; host2's fails.
+    const r = await cli(['deploy', build(t, 'v1'), deep, ...hostArgs, '--before-switch', 'test "$(hostname)" != host2', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    for (const h of fleet.hosts) {
+      // Not even the root's top folder: every directory was made by this deploy.
+      assert.equal(fs.existsSync(on(h)), false, `${h.alias}: left ${fs.existsSync(on(h)) ? execFind(on(h)) : ''}`);
     }
   });
 
