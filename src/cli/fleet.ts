@@ -174,7 +174,7 @@ async function run<T extends object>(
   op: () => Promise<T>,
   render: (result: T) => { table?: string; line?: string; code?: number; error?: DeployError },
   /** The table of a failed run from the hosts its error carries, when the command's own columns say more than the generic ones. */
-  failedTable?: (hosts: readonly HostRow[]) => string,
+  failedTable?: (hosts: readonly HostRow[], details: Record<string, unknown>) => string,
 ): Promise<number> {
   try {
     const result = await op();
@@ -190,7 +190,7 @@ async function run<T extends object>(
     if (!(error instanceof DeployError)) throw error;
     const details = error.details ?? {};
     const hosts = details.hosts as HostRow[] | undefined;
-    if (hosts && hosts.length > 0) cli.out.print(failedTable ? failedTable(hosts) : hostTable(hosts));
+    if (hosts && hosts.length > 0) cli.out.print(failedTable ? failedTable(hosts, details) : hostTable(hosts));
     cli.out.error(error.message, error.hint);
     // Even an error before any host was reached names the hosts, so the object always has `hosts`.
     cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } });
@@ -230,6 +230,8 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
       line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})`,
       ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, root, r.afterSwitchFailure, cli.hosts) }),
     }),
+    // A rollout that failed or was stopped shows its waves too: which went, which were skipped.
+    (hosts, details) => waveLines(Array.isArray(details.waves) ? (details.waves as FleetWave[]) : []) + hostTable(hosts),
   );
 }
 
@@ -252,8 +254,8 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
           if (v.recordDamaged !== undefined) cli.out.warn(...damagedRecordWarning(v.id, v.recordDamaged, h.host));
         }
       }
-      const { text, errors } = fleetReleasesTable(r);
-      return { table: [text, ...errors].join('\n'), code: hostErrorsCode(r.hosts) };
+      // The hosts that could not be read are said as errors, with their hints, as the other commands say theirs.
+      return { table: fleetReleasesTable(r).text, code: hostErrorsCode(r.hosts), error: readFailure(r.hosts) };
     },
   );
 }
@@ -272,7 +274,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
       const summary = r.consistent
         ? `all ${plural(r.hosts.length, 'host')} on ${r.current ?? 'no release'}`
         : `mixed: ${[...r.groups.map((g) => `${g.release ?? 'no release'} on ${g.hosts.join(', ')}`), ...(r.unknown.length > 0 ? [`unknown on ${r.unknown.join(', ')}`] : [])].join('; ')}`;
-      return { table: `${table(rows)}\n${summary}`, code: hostErrorsCode(r.hosts) };
+      return { table: `${table(rows)}\n${summary}`, code: hostErrorsCode(r.hosts), error: readFailure(r.hosts) };
     },
   );
 }
@@ -322,9 +324,10 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { tex
       return x ? `${x.current ? '*' : '+'} ${x.role}` : h.error ? '?' : '-';
     })]);
   }
-  const errors = r.hosts.filter((h) => h.error).map((h) => `${h.host}: ${h.error?.message ?? ''}`);
-  // "no releases" only when every host answered: one that did not may hold any.
-  const text = ids.length > 0 ? table(rows) : errors.length > 0 ? `releases unknown on ${r.hosts.filter((h) => h.error).map((h) => h.host).join(', ')} (no answer)${errors.length < r.hosts.length ? '; none on the others' : ''}` : 'no releases';
+  // Each error names its host already.
+  const errors = r.hosts.flatMap((h) => (h.error ? [h.error.message] : []));
+  // "no releases" only when every host was read: one that was not may hold any.
+  const text = ids.length > 0 ? table(rows) : errors.length > 0 ? `releases unknown on ${r.hosts.filter((h) => h.error).map((h) => h.host).join(', ')}${errors.length < r.hosts.length ? '; none on the others' : ''}` : 'no releases';
   return { text, errors };
 }
 
@@ -333,6 +336,20 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { tex
  * not is a root that is not there (invalid input, as locally, where a root that does not exist or
  * is a file exits 2); 1 when any host was not reached or failed otherwise.
  */
+/**
+ * A read command's hosts that could not be read, as one error (its message names each host, the
+ * first one's hint goes with it): printed after the table and in the JSON as `error`, as every
+ * other command's failure is. INVALID_ROOT (exit 2) when each is a root that is not there.
+ */
+export function readFailure(hosts: readonly { error?: { code: string; message: string; hint?: string } }[]): DeployError | undefined {
+  const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
+  const first = errors[0];
+  if (first === undefined) return undefined;
+  const invalid = errors.every((e) => e.code === 'INVALID_ROOT');
+  const message = errors.length === 1 ? first.message : `${errors.length} hosts could not be read: ${errors.map((e) => e.message).join('; ')}`;
+  return new DeployError(invalid ? 'INVALID_ROOT' : 'REMOTE', message, first.hint ? { hint: first.hint } : {});
+}
+
 export function hostErrorsCode(hosts: readonly { error?: { code: string } }[]): number {
   const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
   if (errors.length === 0) return EXIT.ok;

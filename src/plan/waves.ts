@@ -65,7 +65,9 @@ export function parseMaxFail(text: string): Size | string {
   const t = text.trim();
   if (t === '0' || t === '0%') return { count: 0 };
   const size = parseSize(t);
-  return typeof size === 'string' ? `invalid --max-fail ${size}` : size;
+  // A budget may be 0, where a wave may not: the message parseSize gives says ">= 1".
+  if (typeof size !== 'string') return size;
+  return t.endsWith('%') ? `invalid --max-fail ${size}` : `invalid --max-fail ${JSON.stringify(t)}: expected a number of hosts (>= 0) or a percentage such as 5%`;
 }
 
 /** How many hosts may fail in the whole rollout before it stops (and, by default, switches every host back). */

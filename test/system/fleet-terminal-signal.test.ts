@@ -62,6 +62,9 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|unknown/);
     // The table is what the hosts hold: the first wave went back, the others never moved.
     assert.match(r.stdout, new RegExp(`^host1 +switched-back +${v1} `, 'm'));
+    // The waves of a stopped rollout are shown too, as a finished one's are.
+    assert.match(r.stdout, /^wave 1\/2 +ok +1 host .*\(host1\)$/m);
+    assert.match(r.stdout, /^wave 2\/2 +skipped +2 hosts +\(host2, host3\)$/m);
     for (const alias of ['host2', 'host3']) assert.match(r.stdout, new RegExp(`^${alias} +unchanged +${v1} `, 'm'));
   });
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { stripVTControlCharacters } from 'node:util';
-import { fleetReleasesTable, hostErrorsCode } from '../../src/cli/fleet.ts';
+import { fleetReleasesTable, hostErrorsCode, readFailure } from '../../src/cli/fleet.ts';
 import type { FleetReleasesHost } from '../../src/remote/ops.ts';
 
 function host(name: string, ids: [string, number][], current: string | null, error?: string): FleetReleasesHost {
@@ -32,10 +32,10 @@ void test('a host that did not answer: ? in its column, and never "no releases"'
   const both = fleetReleasesTable({ hosts: [h1, lost] });
   const line = stripVTControlCharacters(both.text).split('\n')[1] ?? '';
   assert.match(line, /^r1\s+\* active\s+\?$/);
-  assert.deepEqual(both.errors, ['h2: h2: cannot connect']);
+  assert.deepEqual(both.errors, ['h2: cannot connect']);
   const alone = fleetReleasesTable({ hosts: [lost] });
-  assert.equal(alone.text, 'releases unknown on h2 (no answer)');
-  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null), lost] }).text, 'releases unknown on h2 (no answer); none on the others');
+  assert.equal(alone.text, 'releases unknown on h2');
+  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null), lost] }).text, 'releases unknown on h2; none on the others');
   assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null)] }).text, 'no releases');
 });
 
@@ -45,4 +45,13 @@ void test('read commands across hosts: 2 when every failing host lacks the root,
   assert.equal(hostErrorsCode([{}, {}]), 0);
   assert.equal(hostErrorsCode([{}, { error: { code: 'INVALID_ROOT' } }]), 2);
   assert.equal(hostErrorsCode([{ error: { code: 'INVALID_ROOT' } }, { error: { code: 'REMOTE' } }]), 1);
+});
+
+// A host that could not be read was only a `?` and a note; status said nothing on stderr.
+void test('the hosts a read command could not read make one error: each named once, the first hint, exit 2 only when every one is a root that is not there', () => {
+  assert.equal(readFailure([{}, {}]), undefined);
+  const invalid = readFailure([{}, { error: { code: 'INVALID_ROOT', message: 'h2: /srv/x is not a deploy root', hint: 'give the deploy root' } }]);
+  assert.deepEqual([invalid?.code, invalid?.message, invalid?.hint, invalid?.exitCode], ['INVALID_ROOT', 'h2: /srv/x is not a deploy root', 'give the deploy root', 2]);
+  const mixed = readFailure([{ error: { code: 'INVALID_ROOT', message: 'h1: /srv/x is not a deploy root' } }, { error: { code: 'REMOTE', message: 'cannot connect to h2: timeout' } }]);
+  assert.deepEqual([mixed?.code, mixed?.message, mixed?.exitCode], ['REMOTE', '2 hosts could not be read: h1: /srv/x is not a deploy root; cannot connect to h2: timeout', 1]);
 });
