@@ -297,10 +297,10 @@ export function fleetUnlockCli(cli: FleetCli, root: string | undefined, options:
     cli,
     async () => (await remote()).fleetUnlock(root, { ...base(cli), ...options }),
     (r) => {
-      const rows = [['HOST', 'UNLOCKED', 'REASON']];
-      for (const h of r.hosts) rows.push([h.host, h.unlocked ? 'yes' : 'no', h.reason]);
-      return { table: table(rows) };
+      return { table: unlockTable(r.hosts) };
     },
+    // A host that refused keeps unlock's own columns, its reason the error.
+    (hosts) => unlockTable(hosts as unknown as readonly FleetUnlockRow[]),
   );
 }
 
@@ -354,6 +354,20 @@ export function hostErrorsCode(hosts: readonly { error?: { code: string } }[]): 
   const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
   if (errors.length === 0) return EXIT.ok;
   return errors.every((e) => e.code === 'INVALID_ROOT') ? EXIT.invalid : EXIT.failure;
+}
+
+interface FleetUnlockRow {
+  host: string;
+  unlocked?: boolean;
+  reason?: string;
+  error?: { message: string };
+}
+
+/** Unlock's table: whether each host's lock went, and why (or why not). */
+function unlockTable(hosts: readonly FleetUnlockRow[]): string {
+  const rows = [['HOST', 'UNLOCKED', 'REASON']];
+  for (const h of hosts) rows.push([h.host, h.unlocked === true ? 'yes' : 'no', h.error ? withoutHost(h.error.message, h.host) : (h.reason ?? '')]);
+  return table(rows);
 }
 
 /** Prune's table: what each host removed (or would), what it kept and why, and why a host failed. */

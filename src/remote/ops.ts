@@ -359,8 +359,11 @@ export async function fleetUnlock(root: string | undefined, options: FleetOption
         out.set(h, { unlocked: removed, holder, reason: removed ? info.verdict.reason : 'the lock changed hands meanwhile; run unlock again' });
       },
     );
-    const hosts = fleet.hosts.map((h) => ({ host: h.label, root: h.root, ...(out.get(h) ?? { unlocked: false, holder: null, reason: 'not reached' }), ...(h.error ? { error: h.error } : {}) }));
-    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'some locks stay', { hosts });
+    // A host without a row failed before its lock was judged: not reached, or a root that is not a deploy root there.
+    const unjudged = (h: HostRun): string => (h.error === undefined ? 'not reached' : h.error.code === 'INVALID_ROOT' ? 'not a deploy root' : h.remote.connected ? 'not read' : 'not reached');
+    const hosts = fleet.hosts.map((h) => ({ host: h.label, root: h.root, ...(out.get(h) ?? { unlocked: false, holder: null, reason: unjudged(h) }), ...(h.error ? { error: h.error } : {}) }));
+    const anyUnlocked = hosts.some((h) => h.unlocked);
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, anyUnlocked ? 'some locks stay' : 'no lock was removed', { hosts });
     return { hosts };
   } finally {
     await fleet.close();

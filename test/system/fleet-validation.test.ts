@@ -172,6 +172,10 @@ void describe('fleet input validation against namespace hosts', () => {
     for (const command of [['status'], ['releases'], ['prune', '--keep', '1'], ['unlock']]) {
       const r = await runCli([...command, ...args]);
       assert.equal(r.code, 2, `${command[0]}: ${r.stdout}${r.stderr}`);
+      // Said on stderr by every one of them (status and releases printed only their table), each host once.
+      assert.match(r.stderr, new RegExp(`^error: .*${notRoot.replaceAll(/[.()/]/g, '\\$&')}`, 'm'), command[0]);
+      assert.doesNotMatch(r.stdout + r.stderr, new RegExp(`${one.alias}: ${one.alias}:`), command[0]);
+      if (command[0] === 'unlock') assert.match(r.stdout, /^HOST +UNLOCKED +REASON$/m);
       const json = await runCli([...command, ...args, '--json']);
       assert.equal(json.code, 2, `${command[0]} --json: ${json.stderr}`);
       const hostsOf = jsonOf<{ hosts: { host: string; error?: { code: string; message: string; hint?: string } }[] }>(json).hosts;
@@ -180,6 +184,7 @@ void describe('fleet input validation against namespace hosts', () => {
         [[one.alias, 'INVALID_ROOT', notRoot], [two.alias, 'INVALID_ROOT', empty]],
         command[0],
       );
+      assert.equal(jsonOf<{ error?: { code: string } }>(json).error?.code, 'INVALID_ROOT', `${command[0]}: the JSON has the error too`);
       assert.match(hostsOf[0]?.error?.hint ?? '', /^check the path: it holds files but no current, releases\/ or \.atomic-deploy\/; a folder with files becomes a deploy root only by a deploy with --adopt$/, command[0]);
       assert.equal(hostsOf[1]?.error?.hint, `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-plain --host ${two.alias}`, command[0]);
       assert.deepEqual(srvSnapshots(), before, `${command[0]} changed a host`);
