@@ -332,11 +332,6 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { tex
 }
 
 /**
- * A read command's exit code across hosts: 0 when every host answered; 2 when each one that did
- * not is a root that is not there (invalid input, as locally, where a root that does not exist or
- * is a file exits 2); 1 when any host was not reached or failed otherwise.
- */
-/**
  * A read command's hosts that could not be read, as one error (its message names each host, the
  * first one's hint goes with it): printed after the table and in the JSON as `error`, as every
  * other command's failure is. INVALID_ROOT (exit 2) when each is a root that is not there.
@@ -350,6 +345,11 @@ export function readFailure(hosts: readonly { error?: { code: string; message: s
   return new DeployError(invalid ? 'INVALID_ROOT' : 'REMOTE', message, first.hint ? { hint: first.hint } : {});
 }
 
+/**
+ * A read command's exit code across hosts: 0 when every host answered; 2 when each one that did
+ * not is a root that is not there (invalid input, as locally, where a root that does not exist or
+ * is a file exits 2); 1 when any host was not reached or failed otherwise.
+ */
 export function hostErrorsCode(hosts: readonly { error?: { code: string } }[]): number {
   const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
   if (errors.length === 0) return EXIT.ok;
