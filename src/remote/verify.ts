@@ -7,7 +7,7 @@ import { fleetVerifyExit, treeFromListing } from '../plan/fleet-verify.ts';
 import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
-import { currentIdOf, FleetRun, hostError, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, FleetRun, hostError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { verifyScript } from './verify-script.ts';
 import { shellWord } from '../plan/paths.ts';
 
@@ -49,6 +49,9 @@ export interface FleetVerifyResult {
 function releaseOn(h: HostRun, wanted: string | undefined): string {
   const state = h.state;
   if (!state?.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
+  // A folder that is not a deploy root is refused as status and releases refuse it, in the local words and hint.
+  const notRoot = readRootProblemOf(h.label, h.root, state);
+  if (notRoot) throw notRoot;
   const id = wanted ?? currentIdOf(state);
   if (id === null) throw new DeployError('UNKNOWN_RELEASE', `${h.label}: ${h.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
   if (!state.releases.includes(id)) {

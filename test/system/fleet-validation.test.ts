@@ -189,6 +189,11 @@ void describe('fleet input validation against namespace hosts', () => {
       assert.equal(hostsOf[1]?.error?.hint, `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-plain --host ${two.alias}`, command[0]);
       assert.deepEqual(srvSnapshots(), before, `${command[0]} changed a host`);
     }
+    // verify says it in the same words (it said "has no live release to verify").
+    const verify = await runCli(['verify', ...args]);
+    assert.equal(verify.code, 2, verify.stderr);
+    assert.match(verify.stderr, new RegExp(`^error: ${notRoot.replaceAll(/[.()/]/g, '\\$&')}`, 'm'));
+    assert.deepEqual(srvSnapshots(), before, 'verify changed a host');
   });
 
   void test('a build holding .git deploys with the warning the local engine gives', async (t) => {
