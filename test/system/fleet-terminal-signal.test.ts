@@ -29,17 +29,18 @@ function leftovers(dir: string): string[] {
   return left;
 }
 
-/** Starts a fleet command in its own process group; once its progress lines (stdout) show `ready`, signals the whole group. */
-async function ctrlCWhen(args: string[], ready: RegExp, failpoints?: string): Promise<{ code: number | null; stdout: string; stderr: string; said: string }> {
+/** Starts a fleet command in its own process group; once its progress lines (stdout) show `ready` (or `ready()` holds), signals the whole group. */
+async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpoints?: string): Promise<{ code: number | null; stdout: string; stderr: string; said: string }> {
   const run = spawnCli(args, { env, group: true, timeoutMs: 120_000, ...(failpoints ? { failpoints } : {}) });
   let said = '';
   run.child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
   const deadline = Date.now() + 60_000;
-  while (!ready.test(said)) {
+  const reached = (): boolean => (typeof ready === 'function' ? ready() : ready.test(said));
+  while (!reached()) {
     if (run.child.exitCode !== null || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  assert.match(said, ready, 'the command reached the point to interrupt');
+  assert.ok(reached(), `the command reached the point to interrupt: ${said}`);
   // As the terminal does: one SIGINT to every process of the foreground job.
   process.kill(-(run.child.pid as number), 'SIGINT');
   const r = await run.done;
@@ -86,6 +87,30 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
       );
     }
     assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
+  });
+
+  void test('a rollback waiting for a host\'s lock: nothing rolled back, every lock it took released, exit 130', async (t) => {
+    const { root, on } = newRoot('rollback');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    const v2 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined && v2 !== undefined);
+    // host2's lock is held by a deploy whose before-switch hook sleeps.
+    const slow = spawnCli(['deploy', site(t, 'v3'), root, '--host', 'host2', '--before-switch', 'sleep 30'], { env, timeoutMs: 90_000 });
+    const [h1, h2, h3] = fleet.hosts;
+    assert.ok(h1 && h2 && h3);
+    const locked = (h: typeof h1): boolean => fs.existsSync(path.join(on(h), '.deploy.lock'));
+    for (let i = 0; i < 1500 && !locked(h2); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(locked(h2), 'host2 locked by the slow deploy');
+    // The rollback has locked host1 and host3 and waits for host2's lock.
+    const r = await ctrlCWhen(['rollback', root, ...hostArgs, '--wait', '60'], () => locked(h1) && locked(h3));
+    slow.child.kill('SIGINT');
+    await slow.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and nothing was rolled back/);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v2, `${h.alias} did not move`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);
+    }
   });
 
   void test('during the health check after the switch: the checks run to their end on the hosts and decide, the switch stands, exit 130', async (t) => {
