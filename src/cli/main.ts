@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FAILPOINTS_BUILT_IN } from '../act/failpoints.ts';
+import type { DeployResult } from '../ops/deploy.ts';
 import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../errors.ts';
 import { isUrlSource, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
@@ -427,6 +428,13 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       onEvent: out.event,
       // The lock's owner file (world-readable) and the messages of deploys that meet it: no URL credentials.
       command: `deploy ${redactUrl(source)}`,
+    }).catch(async (error: unknown) => {
+      // `--stale fail` (exit 6): the deploy is done and live; its line is said before the error, as exit 7's is.
+      if (error instanceof DeployError && error.code === 'STALE_PROCESSES' && error.result !== undefined) {
+        const { deploySummary } = await import('./render-lifecycle.ts');
+        out.print(deploySummary(error.result as DeployResult));
+      }
+      throw error;
     });
     afterSignal();
     const { deploySummary, renderPlan } = await import('./render-lifecycle.ts');

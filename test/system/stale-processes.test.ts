@@ -231,6 +231,9 @@ void test('control: the same delayed reload with no wait fails with exit 6', asy
   const env = { ...fake.env, SERVICE_PIDS: `${h.pids.inCwd} ${h.pids.withFile}` };
   const result = await runCli(['deploy', h.src, h.root, '--no-fsync', '--reload-unit', 'app.service', '--stale', 'fail', '--stale-wait', '0'], { env });
   assert.equal(result.code, 6, result.stderr);
+  // The deploy is done and live: its line comes before the error, as an exit 7's does.
+  assert.match(result.stdout, new RegExp(`^deployed ${currentId(h.root)}: `, 'm'));
+  assert.match(result.stderr, /^error: 2 processes still held release /m);
 });
 
 void test('reloads run after a rollback and after an automatic rollback; a failing reload is handled like an after-switch hook', async (t) => {
