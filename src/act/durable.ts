@@ -83,9 +83,10 @@ async function syncFilesystem(dir: string): Promise<boolean> {
   // Loaded here: status and releases load this module but never sync, and child_process costs start-up time.
   const { spawn } = await import('node:child_process');
   return new Promise((resolve) => {
-    // Its own process group: a terminal's Ctrl-C would end it and send the deploy into fsyncing
-    // every file (the fallback below) before it could see the signal; the command answers it after.
-    const child = spawn('sync', ['-f', dir], { stdio: 'ignore', detached: true });
+    // In the command's process group, unlike ssh and rsync: a terminal's signal ends it with the
+    // command, which then falls back to fsync per file. In a group of its own, a syncfs held up by
+    // the filesystem's other writes could keep an interrupted command waiting on it (docs/reliability.md, row 130).
+    const child = spawn('sync', ['-f', dir], { stdio: 'ignore' });
     child.on('error', () => {
       syncfsWorks = false;
       resolve(false);
