@@ -1,8 +1,9 @@
 /**
  * The fleet's side of the armed-switch protocol that `armedTail` (remote/script.ts) speaks on a
- * host: wait for `ready`, send `go` to every armed host at once, read the hooks' and health
- * check's verdict, then `commit` or `back` (or `abort` before the switch). Fleet deploy, its
- * waves and fleet rollback all drive their hosts through these functions.
+ * host: wait for `ready`, send `go` to every armed host at once, read the verdict of the hooks,
+ * reloads and health check (`stop` cuts them short), then `commit` or `back` (or `abort` before
+ * the switch). Fleet deploy, its waves and fleet rollback all drive their hosts through these
+ * functions.
  */
 import { pruneFailures } from './script.ts';
 import type { ExecResult, RunningRemote } from './ssh.ts';
@@ -46,8 +47,14 @@ export interface HookFailure {
   code: number;
 }
 
-/** A switched host's after-switch hooks and health check, done: it now waits for the fleet's decision. */
-export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; afterSwitchFailed?: HookFailure; warnings: string[] } | { kind: 'lost' };
+/** What a host was doing after its switch when `stop` ended it. */
+export type StoppedStep = 'hooks' | 'reloads' | 'health';
+
+/**
+ * A switched host's after-switch hooks, reloads and health check, done (or ended by `stop`): it
+ * now waits for the fleet's decision. `reloadFailed`: how the first reload failed.
+ */
+export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; afterSwitchFailed?: HookFailure; reloadFailed?: string; stopped?: StoppedStep; warnings: string[] } | { kind: 'lost' };
 
 /** `after-switch-failed N CODE` from armedTail; anything else malformed is no failure report. */
 export function hookFailureOf(value: string | undefined): HookFailure | undefined {
@@ -61,7 +68,25 @@ export async function awaitVerdict(session: Session): Promise<Verdict> {
   const warnings = session.frames.filter((f) => f.tag === 'warning').map((f) => f.value);
   const health = session.frames.find((f) => f.tag === 'health')?.value;
   const failed = hookFailureOf(session.frames.find((f) => f.tag === 'after-switch-failed')?.value);
-  return { kind: 'waiting', warnings, ...(health === 'ok' || health === 'failed' ? { health } : {}), ...(failed ? { afterSwitchFailed: failed } : {}) };
+  const reloadFailed = session.frames.find((f) => f.tag === 'reload-failed')?.value;
+  const stopped = session.frames.find((f) => f.tag === 'stopped')?.value;
+  return {
+    kind: 'waiting',
+    warnings,
+    ...(health === 'ok' || health === 'failed' ? { health } : {}),
+    ...(failed ? { afterSwitchFailed: failed } : {}),
+    ...(reloadFailed === undefined ? {} : { reloadFailed: reloadFailed.trim() || 'a reload failed' }),
+    ...(stopped === 'hooks' || stopped === 'reloads' || stopped === 'health' ? { stopped } : {}),
+  };
+}
+
+/**
+ * Ends the after-switch hooks, reloads or health check a switched host is running (the deploying
+ * side was interrupted); the host then says `stopped` and waits for the decision as usual. Sent to
+ * a host that has already given its verdict, it changes nothing.
+ */
+export function stopChecks(session: Session): void {
+  session.send('stop');
 }
 
 /**

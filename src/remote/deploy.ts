@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
-import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
+import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
@@ -35,7 +35,7 @@ import { settleHookManifest } from './hook-manifest.ts';
 import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
 import { deployArmScript, sharedKindsScript, type Step } from './script.ts';
 import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
-import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
+import { armedReloads, awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, reloadsSaid, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
 import { plural } from '../plan/units.ts';
 import { madeDirsToRemove } from '../plan/root-shape.ts';
@@ -217,6 +217,9 @@ function sessionOf(p: HostPhase | undefined): RunningRemote | undefined {
   }
 }
 
+/** What a host's `stopped` step was, as a local deploy's interrupted verification names it. */
+const STOPPED_STEP: Record<StoppedStep, string> = { hooks: 'the after-switch hooks', reloads: 'the reloads', health: 'the health check' };
+
 function outcomeOf(p: HostPhase | undefined): HostOutcome {
   switch (p?.phase) {
     case 'switched':
@@ -289,21 +292,28 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const afterSwitch = options.hooks?.afterSwitch ?? [];
   const beforeSwitch = options.hooks?.beforeSwitch ?? [];
   const hookTimeoutS = Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000);
+  // Run by each host's armed program between its after-switch hooks and its health check, as locally.
+  const reloads = armedReloads(options);
   const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
   let id: string | undefined;
   // Phase 1 stops early on the first failure; aborting kills copies in flight.
   const phase1 = new AbortController();
-  /** The last wave has been sent `go`: from here a signal stops nothing, the hosts' verdicts decide. */
+  /** The last wave has been sent `go`: from here a signal undoes nothing, the switch stands. */
   let lastWaveSwitching = false;
   let signalSaid = false;
+  /** Switched (or sent `go`) and not yet done with their after-switch hooks, reloads and health check. */
+  const checking = new Set<Session>();
   const onSignal = (): void => {
     phase1.abort();
-    // Said when it comes: the hooks and health checks run on the hosts, bounded by their timeouts, and are not cut short.
+    // As a signal does locally: what runs after the switch is ended on every host (`stop`), and the switch stands.
+    const stopping = checking.size > 0;
+    for (const session of checking) stopChecks(session);
+    checking.clear();
     if (lastWaveSwitching) {
       signalSaid = true;
-      emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' after-switch hooks and health checks run to their end (at most --hook-timeout and --health-timeout), and their verdict decides` });
+      emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: ${stopping ? "stopping the hosts' after-switch hooks, reloads and health checks; " : ''}the switch stands` });
     }
   };
   options.signal?.addEventListener('abort', onSignal, { once: true });
@@ -588,6 +598,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             journalSwitched: journal('switched'),
             afterSwitch,
             hookTimeoutS,
+            ...(reloads === undefined ? {} : { reload: reloads }),
             ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
@@ -629,6 +640,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         return p?.phase === 'armed' ? [{ h, p }] : [];
       });
       emit({ type: 'step', message: `switching ${wave.length} host${wave.length === 1 ? '' : 's'} to ${releaseId}` });
+      // From `go` on, a signal ends what runs after the switch (the word is sent in this same tick).
+      for (const { p } of armed) checking.add(p.session);
       const answers = await switchTogether(armed.map(({ p }) => p.session));
       const switchedHere: { h: HostRun; p: Switched }[] = [];
       for (const [i, { h, p }] of armed.entries()) {
@@ -638,9 +651,11 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           per.set(h, { ...s, phase: 'switched' });
           switchedHere.push({ h, p: s });
         } else if (a?.kind === 'switch-failed') {
+          checking.delete(p.session);
           per.set(h, { ...p, phase: 'switch-failed' });
           h.error = { code: 'IO', message: `${h.label}: the switch failed: ${a.message}` };
         } else {
+          checking.delete(p.session);
           per.set(h, { ...p, phase: 'switch-lost' });
           h.error = { code: 'REMOTE', message: `${h.label}: connection lost after the switch was sent: it is on ${releaseId} or still on ${p.previous ?? 'no release'}`, hint: reconcileHint(h) };
         }
@@ -650,10 +665,18 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       row.skewMs = Math.round(switchSkewMs(switchedHere.map(({ p }) => p.afterMs)));
       if (switchedHere.length > 0) emit({ type: 'step', message: `${switchedHere.length} of ${wave.length} switched (skew ${row.skewMs} ms)` });
 
-      // After-switch hooks and health checks run on the hosts; each then waits for the decision.
+      // After-switch hooks, reloads and health checks run on the hosts; each then waits for the decision.
       await Promise.all(
         switchedHere.map(async ({ h, p }) => {
+          // The host says when its reloads begin (they run in its armed program, after its hooks).
+          if (reloads !== undefined) {
+            p.session.waitFor(['reloading', 'waiting']).then(
+              (f) => f.tag === 'reloading' && emit({ type: 'step', message: `${h.label}: reloading ${reloadsSaid(options)}` }),
+              () => undefined,
+            );
+          }
           const verdict = await awaitVerdict(p.session);
+          checking.delete(p.session);
           if (verdict.kind === 'lost') {
             per.set(h, { ...p, phase: 'unreachable' });
             h.error = { code: 'REMOTE', message: `${h.label}: connection lost after it switched to ${releaseId}`, hint: reconcileHint(h) };
@@ -661,10 +684,15 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           }
           const failed = verdict.afterSwitchFailed;
           const hookFailure = failed ? `after-switch hook ${JSON.stringify(afterSwitch[failed.hook - 1] ?? `#${failed.hook}`)} ${failed.code === 124 ? `timed out after ${hookTimeoutS} s` : `exited with code ${failed.code}`}` : undefined;
-          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(hookFailure !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: hookFailure } : {}), phase: 'verified' });
+          // As locally: a hook's failure and a reload's after it (run when no health check can switch back) are both named.
+          const failure = [hookFailure, verdict.reloadFailed].filter((x) => x !== undefined).join('; ') || undefined;
+          // Ended by `stop`: live and unverified, as a local deploy a signal stops after its switch.
+          const stopped = verdict.stopped === undefined ? undefined : `interrupted by ${signalOf(options.signal?.reason)}: ${STOPPED_STEP[verdict.stopped]} did not finish`;
+          const unverified = [failure, stopped].filter((x) => x !== undefined).join('; ') || undefined;
+          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), phase: 'verified' });
           if (verdict.health === 'failed') {
-            h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${hookFailure ?? 'the health check failed'}` };
-            if (hookFailure !== undefined) emit({ type: 'warning', message: h.error.message });
+            h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${failure ?? 'the health check failed'}` };
+            if (failure !== undefined) emit({ type: 'warning', message: h.error.message });
           }
         }),
       );
@@ -763,8 +791,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
 
     await Promise.all([
       ...verified(decision.commit).map(async ({ h, p }) => {
-        // Still under the lock: the reloads and the wait come before the commit, whose record keeps the count.
-        const served = await servingAfterSwitch(h, releaseId, p.previous, options);
+        // Still under the lock: the wait comes before the commit, whose record keeps the count (the reloads ran before the health check).
+        const served = await servingAfterSwitch(h, releaseId, p.previous, { ...options, reload: undefined });
         if (served.stale) staleReports.set(h, served.stale);
         if (served.unchecked) unchecked.add(h);
         // A failed reload is the deploy's outcome (exit 7), as locally; the first failure on a host is the one named.
@@ -829,7 +857,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const stale = fleetStaleOf(fleet.hosts, staleReports);
     const hostRows = report();
     const afterSwitchFailures = hostRows.flatMap((r) => (r.afterSwitchFailure === undefined ? [] : [`${r.host}: ${r.afterSwitchFailure}`]));
-    const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
+    // Every failure an interruption: nothing was decided against the release, it was not checked.
+    const onlyStopped = hostRows.every((r) => r.afterSwitchFailure === undefined || r.afterSwitchFailure.startsWith('interrupted by '));
+    const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${onlyStopped ? ' unverified' : options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
     const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }), ...(lastWaveSwitching && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);

@@ -240,6 +240,23 @@ run_cmd() {
   if command -v timeout >/dev/null 2>&1; then timeout -s TERM -k 5 "$1" sh -c "$2" </dev/null 1>&2
   else sh -c "$2" </dev/null 1>&2; fi
 }
+# OUT COMMAND...: the command in the background, waited for, its pid in $_run: a trap (the
+# after-switch child's \`stop\`) is taken during a wait but not during a foreground command, so
+# it can end the command at once. OUT 1 sends its stdout to stderr (a user's command's output).
+bg_wait() {
+  _o=$1; shift
+  if [ "$_o" = 1 ]; then "$@" </dev/null 1>&2 & else "$@" </dev/null & fi
+  _run=$!; [ -z "$_stop" ] || kill -TERM "$_run" 2>/dev/null
+  wait "$_run"; _rc=$?
+  # Stopped: wait returned when the trap was taken; the command is still ending.
+  [ -z "$_stop" ] || wait "$_run" 2>/dev/null
+  _run=; return "$_rc"
+}
+# SECONDS COMMAND: run_cmd's command, stoppable (GNU timeout passes the TERM to the command's process group).
+run_stoppable() {
+  if command -v timeout >/dev/null 2>&1; then bg_wait 1 timeout -s TERM -k 5 "$1" sh -c "$2"
+  else bg_wait 1 sh -c "$2"; fi
+}
 `;
 
 export interface ScriptBase {
@@ -546,6 +563,8 @@ export interface ArmedTail {
   afterSwitch: string[];
   hookTimeoutS: number;
   healthCheck?: { command: string; timeoutS: number };
+  /** The reloads (remote/stale-script.ts reloadScript, its \`embedded\` form): after the after-switch hooks, before the health check. */
+  reload?: string;
   /** After `commit`, one line per id: that release's record (an empty line leaves it). */
   commitRecords: string[];
   /** After `back`, a journal line, then one line per id: that release's record. */
@@ -564,8 +583,8 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
     .map((cmd, i) =>
       kind === 'before-switch'
         ? `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; fail HOOK_FAILED "before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }`
-        : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which.
-          `[ -n "$_asf" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || _asf="${i + 1} $?"; }`,
+        : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which. A stopped hook is no failure.
+          `[ -n "$_asf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _asf="${i + 1} $_rc"; }; }`,
     )
     .join('\n');
 }
@@ -585,21 +604,31 @@ function recordLines(ids: readonly string[], fn: string): { define: string; read
 
 /**
  * Waits, armed, for the fleet's word on stdin: `go` switches with one rename, anything else
- * (or the end of stdin) disarms. After the switch: after-switch hooks and the health check,
- * then the second word: `commit`, `back`, or nothing (the connection was lost: the journal
- * says switched and the next command reconciles).
+ * (or the end of stdin) disarms. After the switch: after-switch hooks, reloads and the health
+ * check (`stop` ends them), then the second word: `commit`, `back`, or nothing (the connection
+ * was lost: the journal says switched and the next command reconciles).
  */
 function armedTail(t: ArmedTail): string {
+  // In the after-switch child: each attempt from current as it is then, in this shell (a subshell would hold the stop trap until it ended).
   const health = t.healthCheck
-    ? `_end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0
-while :; do
+    ? `_at=health; _end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0
+while [ -z "$_stop" ]; do
   _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1
-  if (cd -- "$root/current" && run_cmd "$_left" ${q(t.healthCheck.command)}); then _ok=1; break; fi
-  [ "$(date +%s)" -lt "$_end" ] || break
-  sleep "$_wait" </dev/null >/dev/null 2>&1; [ "$_wait" -ge 4 ] || _wait=$((_wait * 2))
+  if cd -- "$root/current" && run_stoppable "$_left" ${q(t.healthCheck.command)}; then _ok=1; cd / || :; break; fi
+  cd / || :
+  [ -z "$_stop" ] && [ "$(date +%s)" -lt "$_end" ] || break
+  bg_wait 0 sleep "$_wait" >/dev/null 2>&1; [ "$_wait" -ge 4 ] || _wait=$((_wait * 2))
 done
-if [ "$_ok" = 1 ]; then emit health ok; else emit health failed; fi`
+if [ "$_ok" = 1 ]; then emit health ok; elif [ -z "$_stop" ]; then emit health failed; fi`
     : '';
+  // The reloads run as a local deploy runs them: after the hooks, and after a failed hook only when no health check can switch back.
+  const reload = t.reload === undefined
+    ? ''
+    : `if [ -z "$_stop" ] && ${t.healthCheck ? '[ -z "$_asf" ]' : ':'}; then
+  _at=reloads; bg_wait 0 sh -c ${q(t.reload)} || { [ -n "$_stop" ] || _rlf=1; }
+fi`;
+  const afterSwitchSteps = t.afterSwitch.length > 0 || reload !== '' || health !== '';
+  const firstStep = t.afterSwitch.length > 0 ? 'hooks' : reload !== '' ? 'reloads' : 'health';
   const back = `${t.link}.back`;
   const commit = recordLines(t.commitRecords, 'write_record_c');
   const backs = recordLines(t.backRecords, 'write_record_b');
@@ -644,12 +673,29 @@ emit switched-ctime "$(stat -c '%.9Z %z' -- "$root/current" 2>/dev/null || stat 
 ${t.journalSwitched ? `${renderCall(journal, { journal: { literal: t.journalSwitched } })}; [ "$R_out" = written ] || emit warning "cannot write the journal"` : ''}
 # The switch (and the journal saying so) on disk: a power cut must not bring the old link back.
 durable "$root"
-_asf=
-${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :` : ''}
-[ -z "$_asf" ] || emit after-switch-failed "$_asf"
-${health ? `# A failed hook fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_asf" ]; then emit health failed; else\n${health}\nfi` : ''}
+${
+  afterSwitchSteps
+    ? `# After the switch, in a local deploy's order: the after-switch hooks, the reloads, the health
+# check (which must see the reloaded service). They run in a child beside the wait for the fleet's
+# word, so that \`stop\` (the deploying side was interrupted) ends the one running, as a signal does
+# locally: the child says \`stopped\` and what it was doing; the switch stands.
+(
+_asf=; _rlf=; _stop=; _run=; _at=${firstStep}
+trap '_stop=1; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null' USR1
+${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :\n[ -n "$_stop" ] || [ -z "$_asf" ] || emit after-switch-failed "$_asf"` : ''}
+${reload}
+${health ? `# A failed hook or reload fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_stop" ]; then :; elif [ -n "$_asf$_rlf" ]; then emit health failed; else\n${health}\nfi` : ''}
+[ -z "$_stop" ] || emit stopped "$_at"
 emit waiting decision
+) &
+_ck=$!
 IFS= read -r _d || _d=
+if [ "$_d" = stop ]; then kill -USR1 "$_ck" 2>/dev/null; wait "$_ck"; IFS= read -r _d || _d=; else wait "$_ck"; fi`
+    : `emit waiting decision
+IFS= read -r _d || _d=
+# A \`stop\` that crossed the verdict: there is nothing to stop.
+[ "$_d" != stop ] || { IFS= read -r _d || _d=; }`
+}
 # The word may come late (a deploying process stopped for longer than the lease): another command
 # may hold the lock and have switched since. Then nothing here is this program's to change.
 case $_d in commit|commit-unverified|back) owns_lock; [ "$R_out" = ours ] || { lock_lost "its $_d was not carried out"; exit 0; } ;; esac

@@ -148,16 +148,21 @@ fpm_reload() {
 /**
  * The reloads in order, output on stderr (the caller prefixes it with the host); the first
  * failure stops them and is named in a \`failed\` frame. systemctl gets \`timeout\` where there is one.
+ * \`embedded\`: run by a deploy's armed program after its after-switch hooks (remote/script.ts),
+ * whose frames it shares: it says \`reloading\` first, a failure is \`reload-failed\` and exit 1.
  */
-export function reloadScript(r: { units: readonly string[]; phpFpm: readonly string[]; timeoutS: number }): string {
+export function reloadScript(r: { units: readonly string[]; phpFpm: readonly string[]; timeoutS: number }, options: { embedded?: boolean } = {}): string {
   const t = String(Math.max(1, Math.ceil(r.timeoutS)));
+  const embedded = options.embedded === true;
+  const fail = (message: string): string => (embedded ? `{ emit reload-failed ${q(message)}; exit 1; }` : `{ emit failed ${q(message)}; exit 0; }`);
   const lines = [
     EMIT,
     PHP_FPM,
     'cd / || exit 1',
+    ...(embedded ? ['emit reloading .'] : []),
     'if command -v timeout >/dev/null 2>&1; then T=timeout; else T=; fi',
-    ...r.units.map((u) => `echo ${q(`systemctl reload-or-restart ${u}`)} >&2; $T ${timeoutArg(t)} systemctl reload-or-restart -- ${q(u)} >&2 </dev/null || { emit failed ${q(`reload of unit ${u} failed`)}; exit 0; }`),
-    ...r.phpFpm.map((f) => `fpm_reload ${q(f)} ${t} || { emit failed ${q(`php-fpm reload (${f}) failed`)}; exit 0; }`),
+    ...r.units.map((u) => `echo ${q(`systemctl reload-or-restart ${u}`)} >&2; $T ${timeoutArg(t)} systemctl reload-or-restart -- ${q(u)} >&2 </dev/null || ${fail(`reload of unit ${u} failed`)}`),
+    ...r.phpFpm.map((f) => `fpm_reload ${q(f)} ${t} || ${fail(`php-fpm reload (${f}) failed`)}`),
     'emit reloaded ok',
   ];
   return `${lines.join('\n')}\n`;

@@ -53,14 +53,26 @@ export async function checkHostReloadTargets(h: HostRun, options: ServingOptions
   }
 }
 
+/** What a host's reloads are, as its step line names them. */
+export function reloadsSaid(options: ServingOptions): string {
+  return [...(options.reload?.units ?? []).map((u) => `unit ${u}`), ...(options.reload?.phpFpm ?? []).map((f) => `php-fpm (${f})`)].join(', ');
+}
+
+function reloadProgram(options: ServingOptions, embedded: boolean): string {
+  return reloadScript({ units: options.reload?.units ?? [], phpFpm: options.reload?.phpFpm ?? [], timeoutS: (options.reload?.timeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS) / 1000 }, { embedded });
+}
+
+/** The reloads a deploy's armed program runs after its after-switch hooks (ArmedTail.reload), or undefined when there are none. */
+export function armedReloads(options: ServingOptions): string | undefined {
+  return hasReloads(options) ? reloadProgram(options, true) : undefined;
+}
+
 /** Runs the host's reloads; returns how the first one failed (treated like a failed after-switch hook), or undefined. */
 export async function reloadHost(h: HostRun, options: ServingOptions, emit: EventSink, output: (line: string) => void): Promise<string | undefined> {
   if (!hasReloads(options)) return undefined;
-  const units = options.reload?.units ?? [];
-  const phpFpm = options.reload?.phpFpm ?? [];
-  emit({ type: 'step', message: `${h.label}: reloading ${[...units.map((u) => `unit ${u}`), ...phpFpm.map((f) => `php-fpm (${f})`)].join(', ')}` });
+  emit({ type: 'step', message: `${h.label}: reloading ${reloadsSaid(options)}` });
   try {
-    const frames = await h.remote.run(reloadScript({ units, phpFpm, timeoutS: (options.reload?.timeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS) / 1000 }), 'reloading', output);
+    const frames = await h.remote.run(reloadProgram(options, false), 'reloading', output);
     const failed = frameValue(frames, 'failed');
     if (failed !== undefined) return `${h.label}: ${failed}`;
     if (frameValue(frames, 'reloaded') === undefined) return `${h.label}: the reloads did not finish`;

@@ -119,14 +119,16 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.equal(currentOf(on(h2)), v2);
   });
 
-  void test('a failing reload exits 7 and wins over --stale fail (6); a succeeding one exits 0', async (t) => {
-    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
-    const { root, on } = newRoot('reload');
-    // A stand-in systemctl first on each host's PATH: it knows the unit everywhere (the check before the lock), and its reload fails on the first host only.
+  /**
+   * A stand-in systemctl first on each host's PATH: it knows the unit everywhere (the check before
+   * the lock); its reload notes the release it reloaded into (/srv/stand-in/reloaded) and fails on the first host only.
+   */
+  function standInSystemctl(t: { after(fn: () => void): void }): void {
+    const [h1] = fleet.hosts as [FleetHost, FleetHost];
     for (const h of fleet.hosts) {
       const bin = path.join(h.srvDir, 'stand-in', 'bin');
       fs.mkdirSync(bin, { recursive: true });
-      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then echo loaded; exit 0; fi\necho "stand-in systemctl $*"\ntest "$(hostname)" != ${h1.hostname}\n`, { mode: 0o755 });
+      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then echo loaded; exit 0; fi\necho "stand-in systemctl $*"\necho "$ATOMIC_DEPLOY_RELEASE_ID" > /srv/stand-in/reloaded\ntest "$(hostname)" != ${h1.hostname}\n`, { mode: 0o755 });
       const home = path.join(path.dirname(h.srvDir), 'root');
       fs.mkdirSync(home, { recursive: true });
       fs.writeFileSync(path.join(home, '.bashrc'), 'PATH=/srv/stand-in/bin:$PATH\n');
@@ -134,6 +136,12 @@ void describe('after-switch failures on two namespace hosts', () => {
     t.after(() => {
       for (const h of fleet.hosts) fs.rmSync(path.join(path.dirname(h.srvDir), 'root', '.bashrc'), { force: true });
     });
+  }
+
+  void test('a failing reload exits 7 and wins over --stale fail (6); a succeeding one exits 0', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('reload');
+    standInSystemctl(t);
     assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
     // Control: the second host's reload succeeds.
     const control = await cli(['deploy', site(t, 'v2'), root, '--host', h2.alias, '--reload-unit', 'app.service']);
@@ -152,5 +160,32 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.match(j.error?.message ?? '', new RegExp(`^${h1.alias}: reload of unit app\\.service failed; release ${j.release ?? ''} stays live`));
     assert.equal(currentOf(on(h1)), j.release);
     assert.equal(currentOf(on(h2)), j.release);
+  });
+
+  // As locally: the reloads run after the after-switch hooks and before the health check, which
+  // must see the reloaded service; a failed reload with a health check switches every host back.
+  // (The fleet used to reload after the check and its decision: the check saw the old service,
+  // and a failed reload was exit 7 with every host on the new release.)
+  void test('the health check runs after the reloads; with one, a failing reload switches every host back (exit 4)', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('reload-health');
+    standInSystemctl(t);
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, '--host', h2.alias])).code, 0);
+    // The second host's reload succeeds: its check passes only if it sees the reload of this release.
+    const sees = 'test "$(cat /srv/stand-in/reloaded)" = "$ATOMIC_DEPLOY_RELEASE_ID"';
+    const ok = await cli(['deploy', site(t, 'v2'), root, '--host', h2.alias, '--reload-unit', 'app.service', '--health-check', sees, '--health-timeout', '2']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(currentOf(on(h2)), /^deployed (\S+) to 1 host/m.exec(ok.stdout)?.[1]);
+    // Said when the host begins them, between its hooks and its check.
+    assert.match(ok.stdout, new RegExp(`${h2.alias}: reloading unit app\\.service[^]*switched and healthy`));
+
+    assert.equal((await cli(['deploy', site(t, 'v2'), root, '--host', h1.alias])).code, 0);
+    const before = [currentOf(on(h1)), currentOf(on(h2))];
+    const back = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--reload-unit', 'app.service', '--health-check', 'true', '--json']);
+    assert.equal(back.code, 4, back.stderr);
+    const j = jsonOf<FleetJson>(back);
+    assert.equal(j.error?.code, 'ROLLED_BACK');
+    assert.match(back.stderr + back.stdout, new RegExp(`${h1.alias}: reload of unit app\\.service failed`));
+    assert.deepEqual([currentOf(on(h1)), currentOf(on(h2))], before, 'every host went back');
   });
 });

@@ -29,8 +29,8 @@ function leftovers(dir: string): string[] {
   return left;
 }
 
-/** Starts a fleet command in its own process group; once its progress lines (stdout) show `ready` (or `ready()` holds), signals the whole group. */
-async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpoints?: string): Promise<{ code: number | null; stdout: string; stderr: string; said: string }> {
+/** Starts a fleet command in its own process group; once its progress lines (stdout) show `ready` (or `ready()` holds), signals the whole group. `tookMs`: from the signal to its end. */
+async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpoints?: string): Promise<{ code: number | null; stdout: string; stderr: string; said: string; tookMs: number }> {
   const run = spawnCli(args, { env, group: true, timeoutMs: 120_000, ...(failpoints ? { failpoints } : {}) });
   let said = '';
   run.child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
@@ -43,8 +43,9 @@ async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpo
   assert.ok(reached(), `the command reached the point to interrupt: ${said}`);
   // As the terminal does: one SIGINT to every process of the foreground job.
   process.kill(-(run.child.pid as number), 'SIGINT');
+  const sent = performance.now();
   const r = await run.done;
-  return { code: r.code, stdout: r.stdout, stderr: r.stderr, said };
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr, said, tookMs: performance.now() - sent };
 }
 
 void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a fleet deploy", () => {
@@ -113,19 +114,47 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     }
   });
 
-  void test('during the health check after the switch: the checks run to their end on the hosts and decide, the switch stands, exit 130', async (t) => {
+  // As a signal does locally: what runs after the switch is ended on every host, the switch stands
+  // and the release is recorded unverified. (The hosts' checks used to run to their end, here 87 s.)
+  void test('during the health check after the switch: every host stops its check, the switch stands unverified, exit 130', async (t) => {
     const { root, on } = newRoot('health');
     const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
     assert.ok(v1 !== undefined);
-    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs, '--health-check', 'sleep 3', '--health-timeout', '30'], /switched \(skew/);
+    const pids = (): number[] => fleet.hosts.flatMap((h) => (fs.existsSync(path.join(on(h), 'check.pid')) ? [Number(fs.readFileSync(path.join(on(h), 'check.pid'), 'utf8'))] : []));
+    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs, '--health-check', 'echo $$ > "$ATOMIC_DEPLOY_ROOT/check.pid"; exec sleep 87', '--health-timeout', '100'], () => pids().filter((p) => p > 1).length === 3);
     assert.equal(r.code, 130, r.stderr);
-    assert.match(r.stderr, /warning: interrupted by SIGINT after the switch: the hosts' after-switch hooks and health checks run to their end/);
+    assert.ok(r.tookMs < 30_000, `ended ${Math.round(r.tookMs)} ms after the signal`);
+    assert.match(r.stderr, /warning: interrupted by SIGINT after the switch: stopping the hosts' after-switch hooks, reloads and health checks; the switch stands/);
     const v2 = /^deployed (\S+) to 3 hosts/m.exec(r.stdout)?.[1];
     assert.ok(v2 !== undefined && v2 !== v1, r.stdout);
+    assert.match(r.stderr, new RegExp(`error: host1: interrupted by SIGINT: the health check did not finish; .*; release ${v2} stays live unverified`));
     for (const h of fleet.hosts) {
-      assert.equal(current(on(h)), v2, `${h.alias}: healthy, committed`);
+      assert.equal(current(on(h)), v2, `${h.alias}: the switch stands`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);
+      const record = JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${v2}.json`), 'utf8')) as { status: string; afterSwitchFailure?: string };
+      assert.equal(record.status, 'complete', h.alias);
+      assert.match(record.afterSwitchFailure ?? '', /^interrupted by SIGINT: the health check did not finish/, `${h.alias}: recorded unverified`);
+    }
+    for (const pid of pids()) assert.throws(() => process.kill(pid, 0), /ESRCH/, `the check (pid ${pid}) was ended`);
+    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|did not switch/);
+  });
+
+  void test("during a first wave's after-switch hook: it is stopped, that wave switched back, later waves never start, exit 130", async (t) => {
+    const { root, on } = newRoot('hook');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined);
+    const [h1] = fleet.hosts;
+    assert.ok(h1);
+    const pidFile = path.join(on(h1), 'hook.pid');
+    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--after-switch', 'echo $$ > "$ATOMIC_DEPLOY_ROOT/hook.pid"; exec sleep 87', '--hook-timeout', '100'], () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').endsWith('\n'));
+    assert.equal(r.code, 130, r.stderr);
+    assert.ok(r.tookMs < 30_000, `ended ${Math.round(r.tookMs)} ms after the signal`);
+    assert.match(r.stderr, /error: interrupted by SIGINT during the rollout; every switched host was switched back/);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v1, `${h.alias} is on the release it had`);
       assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);
     }
-    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|did not switch/);
+    assert.throws(() => process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 0), /ESRCH/, 'the hook was ended');
+    assert.match(r.stdout, /^wave 2\/2 +skipped /m);
   });
 });

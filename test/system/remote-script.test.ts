@@ -14,7 +14,7 @@ import { FrameReader, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, re
 import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
 import { sharedTargetAction, type SharedTargetKind } from '../../src/plan/shared.ts';
-import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type DeployArmScript } from '../../src/remote/script.ts';
+import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type ArmedTail, type DeployArmScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 import { armedTail as tail, lockAs, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
@@ -502,6 +502,96 @@ for (const shell of SHELLS) {
     // A record the commit could not write (a full disk, an immutable file): the host cleared its
     // journal all the same and the deploy exited 0 without a word, leaving the live release
     // `pending` for good (and no longer a rollback target).
+    // After the switch, as locally: hooks, then reloads, then the health check, which sees the
+    // reloaded service; a failed reload fails the check without running it.
+    void test('after the switch: hooks, reloads, health check, in that order; a failed reload fails the check unrun', async () => {
+      const { root, base, prepare } = armedFixture();
+      const order = path.join(root, 'order');
+      const reload = (fails: boolean): string => `emit() { printf '%s\\000%s\\000' "$1" "$2"; }; emit reloading .; echo r >> "$ATOMIC_DEPLOY_ROOT/order"; ${fails ? "emit reload-failed 'reload of unit x failed'; exit 1" : 'emit reloaded ok'}`;
+      for (const fails of [false, true]) {
+        fs.rmSync(order, { force: true });
+        lockAs(root, 't');
+        const id = fails ? 'f' : 'o';
+        const p = startProgram(shell, deployArmScript({ ...base, id, stage: prepare(id), tail: tail({ id, token: 't', backTo: 'old', afterSwitch: ['echo h >> "$ATOMIC_DEPLOY_ROOT/order"'], reload: reload(fails), healthCheck: { command: 'echo c >> "$ATOMIC_DEPLOY_ROOT/order"', timeoutS: 5 }, commitRecords: [id] }) }), BASE, (f) => f.tag === 'ready');
+        await p.reached;
+        const waiting = p.next((f) => f.tag === 'waiting');
+        p.send('go\n');
+        await waiting;
+        assert.equal(fs.readFileSync(order, 'utf8'), fails ? 'h\nr\n' : 'h\nr\nc\n', `reload fails: ${fails}`);
+        assert.equal(p.frames.find((f) => f.tag === 'health')?.value, fails ? 'failed' : 'ok');
+        assert.equal(p.frames.find((f) => f.tag === 'reload-failed')?.value, fails ? 'reload of unit x failed' : undefined);
+        p.end(`commit\n{"id":"${id}","status":"complete"}\n`);
+        await p.closed;
+        assert.ok(tags(p.frames).includes('committed'), JSON.stringify(p.frames));
+      }
+    });
+
+    // A signal on the deploying side after the switch: `stop` ends what runs there at once (each
+    // step here would run 60 s), the host says what it stopped and waits for the decision as usual.
+    void test('stop ends the after-switch hook, reload or health check running; the host then waits for the decision', async (t) => {
+      const { root, base, prepare } = armedFixture();
+      // A failed assertion must not leave a program waiting on its stdin (the file would never end).
+      const started: { end: (input?: string) => void }[] = [];
+      t.after(() => {
+        for (const p of started) p.end();
+      });
+      const pidFile = path.join(root, 'step.pid');
+      const slow = 'echo $$ > "$ATOMIC_DEPLOY_ROOT/step.pid"; exec sleep 60';
+      const cases: { step: string; over: Partial<ArmedTail> }[] = [
+        { step: 'hooks', over: { afterSwitch: ['true', slow, 'echo never > "$ATOMIC_DEPLOY_ROOT/ran"'], hookTimeoutS: 90, healthCheck: { command: 'echo never > "$ATOMIC_DEPLOY_ROOT/ran"', timeoutS: 5 } } },
+        { step: 'reloads', over: { reload: slow, healthCheck: { command: 'echo never > "$ATOMIC_DEPLOY_ROOT/ran"', timeoutS: 5 } } },
+        { step: 'health', over: { afterSwitch: ['true'], healthCheck: { command: slow, timeoutS: 90 } } },
+      ];
+      for (const [i, c] of cases.entries()) {
+        fs.rmSync(pidFile, { force: true });
+        lockAs(root, 't');
+        const id = `s${i}`;
+        const p = startProgram(shell, deployArmScript({ ...base, id, stage: prepare(id), tail: tail({ id, token: 't', backTo: 'old', commitRecords: [id], ...c.over }) }), BASE, (f) => f.tag === 'ready');
+        started.push(p);
+        await p.reached;
+        p.send('go\n');
+        for (let n = 0; n < 500 && !(fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').endsWith('\n')); n++) await new Promise((r) => setTimeout(r, 10));
+        const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+        assert.ok(pid > 1, `${c.step}: the step began`);
+        const waiting = p.next((f) => f.tag === 'waiting');
+        const sent = performance.now();
+        p.send('stop\n');
+        await waiting;
+        const tookMs = performance.now() - sent;
+        assert.ok(tookMs < 5000, `${c.step}: stopped in ${Math.round(tookMs)} ms`);
+        assert.equal(p.frames.find((f) => f.tag === 'stopped')?.value, c.step, JSON.stringify(p.frames));
+        // Stopped is no failure, and nothing after the stopped step ran.
+        assert.deepEqual(tags(p.frames).filter((t) => ['health', 'after-switch-failed', 'reload-failed'].includes(t)), [], c.step);
+        assert.equal(fs.existsSync(path.join(root, 'ran')), false, `${c.step}: a later step ran`);
+        let gone = false;
+        for (let n = 0; n < 300 && !gone; n++) {
+          try {
+            process.kill(pid, 0);
+            await new Promise((r) => setTimeout(r, 10));
+          } catch {
+            gone = true;
+          }
+        }
+        assert.ok(gone, `${c.step}: the stopped command (pid ${pid}) still runs`);
+        assert.equal(fs.readlinkSync(path.join(root, 'current')), `releases/${id}`, 'the switch stands');
+        p.end(`commit-unverified\n{"id":"${id}","status":"complete"}\n`);
+        await p.closed;
+        assert.ok(tags(p.frames).includes('committed'), JSON.stringify(p.frames));
+        assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false, 'the lock was released');
+      }
+      // A stop that crosses the verdict (nothing was running) changes nothing: the next word decides.
+      lockAs(root, 't');
+      const p = startProgram(shell, deployArmScript({ ...base, id: 'late', stage: prepare('late'), tail: tail({ id: 'late', token: 't', backTo: 'old', afterSwitch: ['true'], commitRecords: ['late'] }) }), BASE, (f) => f.tag === 'ready');
+      await p.reached;
+      const waiting = p.next((f) => f.tag === 'waiting');
+      p.send('go\n');
+      await waiting;
+      p.end('stop\ncommit\n{"id":"late","status":"complete"}\n');
+      await p.closed;
+      assert.ok(tags(p.frames).includes('committed'), JSON.stringify(p.frames));
+      assert.ok(!tags(p.frames).includes('stopped'), JSON.stringify(p.frames));
+    });
+
     void test('a commit whose record cannot be written keeps the journal for the next command and says so', async () => {
       const root = freshRoot();
       makeRelease(root, 'old', 'old\n');
