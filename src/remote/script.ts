@@ -609,7 +609,7 @@ function recordLines(ids: readonly string[], fn: string): { define: string; read
  * was lost: the journal says switched and the next command reconciles).
  */
 function armedTail(t: ArmedTail): string {
-  // In the after-switch child: each attempt from current as it is then, in this shell (a subshell would hold the stop trap until it ended).
+  // Each attempt from current as it is then, in this shell (a subshell would hold the stop trap until it ended).
   const health = t.healthCheck
     ? `_at=health; _end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0
 while [ -z "$_stop" ]; do
@@ -676,26 +676,30 @@ durable "$root"
 ${
   afterSwitchSteps
     ? `# After the switch, in a local deploy's order: the after-switch hooks, the reloads, the health
-# check (which must see the reloaded service). They run in a child beside the wait for the fleet's
-# word, so that \`stop\` (the deploying side was interrupted) ends the one running, as a signal does
-# locally: the child says \`stopped\` and what it was doing; the switch stands.
-(
+# check (which must see the reloaded service). A reader beside them waits for the fleet's \`stop\`
+# (the deploying side was interrupted) and signals this shell, whose trap ends the step running,
+# as a signal does locally: it says \`stopped\` and what it was doing, and the switch stands. The
+# trap is set before the reader exists, so no \`stop\` can come before it; the steps run in this
+# shell (started in the background and waited for: a trap is taken during \`wait\`).
 _asf=; _rlf=; _stop=; _run=; _at=${firstStep}
-trap '_stop=1; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null' USR1
+trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null; }' USR1
+exec 3<&0
+( IFS= read -r _s <&3 && [ "$_s" = stop ] && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 &
+_rd=$!
+exec 3<&-
 ${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :\n[ -n "$_stop" ] || [ -z "$_asf" ] || emit after-switch-failed "$_asf"` : ''}
 ${reload}
 ${health ? `# A failed hook or reload fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_stop" ]; then :; elif [ -n "$_asf$_rlf" ]; then emit health failed; else\n${health}\nfi` : ''}
-[ -z "$_stop" ] || emit stopped "$_at"
-emit waiting decision
-) &
-_ck=$!
-IFS= read -r _d || _d=
-if [ "$_d" = stop ]; then kill -USR1 "$_ck" 2>/dev/null; wait "$_ck"; IFS= read -r _d || _d=; else wait "$_ck"; fi`
-    : `emit waiting decision
-IFS= read -r _d || _d=
-# A \`stop\` that crossed the verdict: there is nothing to stop.
-[ "$_d" != stop ] || { IFS= read -r _d || _d=; }`
+_at=done
+# The fleet sends nothing else before \`waiting\`: the reader holds at most part of a \`stop\`.
+kill "$_rd" 2>/dev/null; wait "$_rd" 2>/dev/null
+trap - USR1
+[ -z "$_stop" ] || emit stopped "$_stop"
+emit waiting decision`
+    : 'emit waiting decision'
 }
+# The decision; a \`stop\` that came once nothing ran any more (or what the reader left of one) is skipped.
+while :; do IFS= read -r _d || { _d=; break; }; case $_d in ''|p|op|top|stop) ;; *) break ;; esac; done
 # The word may come late (a deploying process stopped for longer than the lease): another command
 # may hold the lock and have switched since. Then nothing here is this program's to change.
 case $_d in commit|commit-unverified|back) owns_lock; [ "$R_out" = ours ] || { lock_lost "its $_d was not carried out"; exit 0; } ;; esac

@@ -579,6 +579,23 @@ for (const shell of SHELLS) {
         assert.ok(tags(p.frames).includes('committed'), JSON.stringify(p.frames));
         assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false, 'the lock was released');
       }
+      // `stop` right behind `go` (a signal the moment the word went out), before any step began:
+      // stopped at the first step, none run (a trap set after the reader began could miss it, or die of it).
+      lockAs(root, 't');
+      fs.rmSync(pidFile, { force: true });
+      const early = startProgram(shell, deployArmScript({ ...base, id: 'early', stage: prepare('early'), tail: tail({ id: 'early', token: 't', backTo: 'old', afterSwitch: [slow], hookTimeoutS: 90, commitRecords: ['early'] }) }), BASE, (f) => f.tag === 'ready');
+      started.push(early);
+      await early.reached;
+      const earlyWaiting = early.next((f) => f.tag === 'waiting');
+      const sentEarly = performance.now();
+      early.send('go\nstop\n');
+      await earlyWaiting;
+      assert.ok(performance.now() - sentEarly < 5000, 'stopped at once');
+      assert.equal(early.frames.find((f) => f.tag === 'stopped')?.value, 'hooks', JSON.stringify(early.frames));
+      early.end('commit-unverified\n{"id":"early","status":"complete"}\n');
+      await early.closed;
+      assert.ok(tags(early.frames).includes('committed'), JSON.stringify(early.frames));
+
       // A stop that crosses the verdict (nothing was running) changes nothing: the next word decides.
       lockAs(root, 't');
       const p = startProgram(shell, deployArmScript({ ...base, id: 'late', stage: prepare('late'), tail: tail({ id: 'late', token: 't', backTo: 'old', afterSwitch: ['true'], commitRecords: ['late'] }) }), BASE, (f) => f.tag === 'ready');
