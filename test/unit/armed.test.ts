@@ -113,6 +113,20 @@ void test('the verdict carries the health result, the failed after-switch hook a
   const gone = new ScriptedHost([]);
   gone.exit(255);
   assert.deepEqual(await awaitVerdict(gone), { kind: 'lost' });
+  // A failed reload (its message), and a host whose steps `stop` ended (which step).
+  const reload = new ScriptedHost([]);
+  reload.emit('reload-failed', 'reload of unit app.service failed');
+  reload.emit('health', 'failed');
+  reload.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(reload), { kind: 'waiting', warnings: [], health: 'failed', reloadFailed: 'reload of unit app.service failed' });
+  const stopped = new ScriptedHost([]);
+  stopped.emit('stopped', 'reloads');
+  stopped.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(stopped), { kind: 'waiting', warnings: [], stopped: 'reloads' });
+  const odd = new ScriptedHost([]);
+  odd.emit('stopped', 'elsewhere');
+  odd.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(odd), { kind: 'waiting', warnings: [] }, 'an unknown step is no stop');
 });
 
 void test('commit sends the word then the record lines; the host program releasing its lock is seen', async () => {
