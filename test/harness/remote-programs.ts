@@ -1,6 +1,6 @@
 // The programs src/remote/script.ts generates, run on this machine by a real POSIX shell as ssh
-// would run them on a host: dash with coreutils, and BusyBox sh with nothing but the BusyBox
-// applets a test names on its PATH.
+// would run them on a host: dash with coreutils, BusyBox sh with nothing but the BusyBox applets
+// a test names on its PATH, and bash as sh with coreutils.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,14 +13,18 @@ export interface Shell {
   env: NodeJS.ProcessEnv;
 }
 
-/** dash + coreutils, and BusyBox sh with only `applets` (linked into `<base>/busybox-bin`) on PATH. */
+/** dash + coreutils, BusyBox sh with only `applets` (linked into `<base>/busybox-bin`) on PATH, and bash as sh + coreutils. */
 export function programShells(base: string, tools: { dash: string; busybox: string }, applets: readonly string[]): Shell[] {
   const bin = path.join(base, 'busybox-bin');
   fs.mkdirSync(bin);
   for (const applet of ['sh', ...applets]) fs.symlinkSync(tools.busybox, path.join(bin, applet));
+  // bash started as `sh` (its POSIX mode): /bin/sh on RHEL-family and Arch hosts.
+  fs.mkdirSync(path.join(base, 'bash-sh'));
+  fs.symlinkSync('/bin/bash', path.join(base, 'bash-sh', 'sh'));
   return [
     { name: 'dash + coreutils', file: tools.dash, env: { PATH: '/usr/bin:/bin' } },
     { name: 'busybox sh + busybox applets', file: path.join(bin, 'sh'), env: { PATH: bin } },
+    { name: 'bash as sh + coreutils', file: path.join(base, 'bash-sh', 'sh'), env: { PATH: '/usr/bin:/bin' } },
   ];
 }
 
