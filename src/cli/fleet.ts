@@ -255,7 +255,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
         }
       }
       // The hosts that could not be read are said as errors, with their hints, as the other commands say theirs.
-      return { table: fleetReleasesTable(r).text, code: hostErrorsCode(r.hosts), error: readFailure(r.hosts) };
+      return { table: fleetReleasesTable(r), code: hostErrorsCode(r.hosts), error: readFailure(r.hosts) };
     },
   );
 }
@@ -304,8 +304,8 @@ export function fleetUnlockCli(cli: FleetCli, root: string | undefined, options:
   );
 }
 
-/** `releases --host`: one row per release, newest first, one column per host; the lines of the hosts that did not answer. */
-export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { text: string; errors: string[] } {
+/** `releases --host`: one row per release, newest first, one column per host (the hosts that did not answer are readFailure's). */
+export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): string {
   // One row per release, one column per host: * current, + present, - absent, ? not known (the host did not answer).
   const ids = [...new Set(r.hosts.flatMap((h) => (h.releases ?? []).map((x) => x.id)))];
   // Newest first whatever order the hosts are listed in: by the highest sequence number any
@@ -324,11 +324,10 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): { tex
       return x ? `${x.current ? '*' : '+'} ${x.role}` : h.error ? '?' : '-';
     })]);
   }
-  // Each error names its host already.
-  const errors = r.hosts.flatMap((h) => (h.error ? [h.error.message] : []));
   // "no releases" only when every host was read: one that was not may hold any.
-  const text = ids.length > 0 ? table(rows) : errors.length > 0 ? `releases unknown on ${r.hosts.filter((h) => h.error).map((h) => h.host).join(', ')}${errors.length < r.hosts.length ? '; none on the others' : ''}` : 'no releases';
-  return { text, errors };
+  const unread = r.hosts.filter((h) => h.error).map((h) => h.host);
+  if (ids.length > 0) return table(rows);
+  return unread.length > 0 ? `releases unknown on ${unread.join(', ')}${unread.length < r.hosts.length ? '; none on the others' : ''}` : 'no releases';
 }
 
 /**

@@ -22,21 +22,21 @@ const rowsOf = (text: string): string[] => stripVTControlCharacters(text).split(
 void test('newest first whatever the order of the hosts: h2 missed r2, so it numbers r3 lower', () => {
   const h1 = host('h1', [['r1', 1], ['r2', 2], ['r3', 3]], 'r3');
   const h2 = host('h2', [['r1', 1], ['r3', 2]], 'r3');
-  assert.deepEqual(rowsOf(fleetReleasesTable({ hosts: [h1, h2] }).text), ['r3', 'r2', 'r1']);
-  assert.deepEqual(rowsOf(fleetReleasesTable({ hosts: [h2, h1] }).text), ['r3', 'r2', 'r1']);
+  assert.deepEqual(rowsOf(fleetReleasesTable({ hosts: [h1, h2] })), ['r3', 'r2', 'r1']);
+  assert.deepEqual(rowsOf(fleetReleasesTable({ hosts: [h2, h1] })), ['r3', 'r2', 'r1']);
 });
 
 void test('a host that did not answer: ? in its column, and never "no releases"', () => {
   const h1 = host('h1', [['r1', 1]], 'r1');
   const lost = host('h2', [], null, 'h2: cannot connect');
   const both = fleetReleasesTable({ hosts: [h1, lost] });
-  const line = stripVTControlCharacters(both.text).split('\n')[1] ?? '';
+  const line = stripVTControlCharacters(both).split('\n')[1] ?? '';
   assert.match(line, /^r1\s+\* active\s+\?$/);
-  assert.deepEqual(both.errors, ['h2: cannot connect']);
-  const alone = fleetReleasesTable({ hosts: [lost] });
-  assert.equal(alone.text, 'releases unknown on h2');
-  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null), lost] }).text, 'releases unknown on h2; none on the others');
-  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null)] }).text, 'no releases');
+  // The host's error is the command's (readFailure), said once.
+  assert.equal(readFailure([h1, lost])?.message, 'h2: cannot connect');
+  assert.equal(fleetReleasesTable({ hosts: [lost] }), 'releases unknown on h2');
+  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null), lost] }), 'releases unknown on h2; none on the others');
+  assert.equal(fleetReleasesTable({ hosts: [host('h1', [], null)] }), 'no releases');
 });
 
 // `status --host` or `releases --host` of a root that is not there (missing, or a file) exited 1,
