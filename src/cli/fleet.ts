@@ -11,7 +11,7 @@ import type * as RemoteOps from '../remote/ops.ts';
 const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
-import { damagedRecordWarning, withoutHost } from './render.ts';
+import { afterSwitchError, damagedRecordWarning, withoutHost } from './render.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
@@ -208,14 +208,6 @@ function waveLines(waves: readonly FleetWave[]): string {
     .join('\n')}\n`;
 }
 
-/** The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as a local deploy. */
-function afterSwitchError(release: string, root: string | undefined, message: string, hosts: readonly FleetHostSpec[]): DeployError {
-  return new DeployError('AFTER_SWITCH_FAILED', message, {
-    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${root === undefined ? '<root>' : shellWord(root)} ${hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`,
-    details: { release, live: true },
-  });
-}
-
 export function fleetDeployCli(cli: FleetCli, source: string, root: string | undefined, options: DeployOptions & Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'>): Promise<number> {
   if (options.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
   return run(
@@ -228,7 +220,8 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
       }),
       // Within a failure budget some hosts are not on it: the line counts the hosts it is live on.
       line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})`,
-      ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, root, r.afterSwitchFailure, cli.hosts) }),
+      // The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as locally.
+      ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, r.afterSwitchFailure, `atomic-deploy rollback ${root === undefined ? '<root>' : shellWord(root)} ${cli.hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`) }),
     }),
     // A rollout that failed or was stopped shows its waves too: which went, which were skipped.
     (hosts, details) => waveLines(Array.isArray(details.waves) ? (details.waves as FleetWave[]) : []) + hostTable(hosts),

@@ -12,7 +12,7 @@ import { addServingFlags, servingOptionsFrom, type ServingFlags } from './servin
 import { refuseIdleFlags } from './idle-flags.ts';
 import { oneLine, Reporter, type Streams } from './output.ts';
 import { plural } from '../plan/units.ts';
-import { damagedRecordWarning, renderReleases, renderStatus, renderVerify } from './render.ts';
+import { afterSwitchError, damagedRecordWarning, renderReleases, renderStatus, renderVerify } from './render.ts';
 import { VERSION } from './version.ts';
 import { secondsFlag } from './number-flags.ts';
 import { closest } from '../plan/suggest.ts';
@@ -290,14 +290,6 @@ function leadingOptions(program: Command, argv: readonly string[]): { front: str
   return { front, moved, at };
 }
 
-/** The deploy stands but an after-switch hook failed: CI must notice, so it is an error with its own exit code. */
-function afterSwitchError(release: string, root: string, message: string): DeployError {
-  return new DeployError('AFTER_SWITCH_FAILED', message, {
-    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: atomic-deploy rollback ${shellWord(root)}`,
-    details: { release, live: true },
-  });
-}
-
 // What only some commands do (copying, archives, hosts, hashing) is imported by those commands when
 // they run: `status` and `releases` start in little more than Node's own start-up time.
 
@@ -444,7 +436,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       return;
     }
     if (result.afterSwitchFailure !== undefined) {
-      const error = afterSwitchError(result.release, root, result.afterSwitchFailure);
+      const error = afterSwitchError(result.release, result.afterSwitchFailure, `atomic-deploy rollback ${shellWord(root)}`);
       out.result(deploySummary(result), { ...result, error: { code: error.code, message: error.message, hint: error.hint, ...error.details } });
       out.error(error.message, error.hint);
       if (exitCode === EXIT.ok) exitCode = error.exitCode;

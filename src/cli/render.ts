@@ -1,11 +1,23 @@
 import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
 import type { VerifyResult } from '../ops/verify-release.ts';
+import { DeployError } from '../errors.ts';
 import { formatBytes, oneLine, plural, type Colors } from './output.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+/**
+ * The deploy stands but an after-switch hook or reload failed: CI must notice, so it is an error
+ * with its own exit code (7), locally and on a fleet. `rollback`: the command that goes back.
+ */
+export function afterSwitchError(release: string, message: string, rollback: string): DeployError {
+  return new DeployError('AFTER_SWITCH_FAILED', message, {
+    hint: `the switch stands; fix what the hook or reload does and run it by hand, or roll back: ${rollback}`,
+    details: { release, live: true },
+  });
 }
 
 /** The warning (message, hint) for a release whose log record is damaged: on a local root, or with `host` on a fleet host. */

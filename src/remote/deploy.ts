@@ -856,10 +856,14 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const timings = { lockMs: Math.round(a - started), prepareMs: Math.round(b - a), switchMs: Math.round(c - b), finishMs: Math.round(e - c) };
     const stale = fleetStaleOf(fleet.hosts, staleReports);
     const hostRows = report();
-    const afterSwitchFailures = hostRows.flatMap((r) => (r.afterSwitchFailure === undefined ? [] : [`${r.host}: ${r.afterSwitchFailure}`]));
-    // Every failure an interruption: nothing was decided against the release, it was not checked.
-    const onlyStopped = hostRows.every((r) => r.afterSwitchFailure === undefined || r.afterSwitchFailure.startsWith('interrupted by '));
-    const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${onlyStopped ? ' unverified' : options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
+    // A host whose steps a signal stopped (and nothing failed there) is said as a local deploy says
+    // it, in a warning, and recorded unverified; it is not an after-switch failure (exit 7).
+    const stopped = (r: FleetDeployHost): boolean => r.afterSwitchFailure?.startsWith('interrupted by ') === true;
+    const stoppedHosts = new Map<string, string[]>();
+    for (const r of hostRows) if (stopped(r) && r.afterSwitchFailure !== undefined) stoppedHosts.set(r.afterSwitchFailure, [...(stoppedHosts.get(r.afterSwitchFailure) ?? []), r.host]);
+    for (const [what, hosts] of stoppedHosts) emit({ type: 'warning', message: `${what} on ${hosts.join(', ')}; release ${releaseId} stays live unverified there` });
+    const afterSwitchFailures = hostRows.flatMap((r) => (r.afterSwitchFailure === undefined || stopped(r) ? [] : [`${r.host}: ${r.afterSwitchFailure}`]));
+    const afterSwitchFailure = afterSwitchFailures.length === 0 ? undefined : `${afterSwitchFailures.join('; ')}; release ${releaseId} stays live${options.healthCheck?.command ? '' : ' (no health check is configured to decide otherwise)'}`;
     const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }), ...(lastWaveSwitching && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);

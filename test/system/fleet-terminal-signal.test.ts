@@ -127,7 +127,10 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     assert.match(r.stderr, /warning: interrupted by SIGINT after the switch: stopping the hosts' after-switch hooks, reloads and health checks; the switch stands/);
     const v2 = /^deployed (\S+) to 3 hosts/m.exec(r.stdout)?.[1];
     assert.ok(v2 !== undefined && v2 !== v1, r.stdout);
-    assert.match(r.stderr, new RegExp(`error: host1: interrupted by SIGINT: the health check did not finish; .*; release ${v2} stays live unverified`));
+    // As locally: a warning and the signal's exit code, no error line (nothing failed).
+    assert.match(r.stderr, new RegExp(`warning: interrupted by SIGINT: the health check did not finish on host1, host2, host3; release ${v2} stays live unverified there`));
+    assert.doesNotMatch(r.stderr, /^error:/m);
+    assert.match(r.stdout, /^host1 .*interrupted by SIGINT: the health check did not finish/m);
     for (const h of fleet.hosts) {
       assert.equal(current(on(h)), v2, `${h.alias}: the switch stands`);
       assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);

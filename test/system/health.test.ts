@@ -200,6 +200,8 @@ void test('a signal during the health check stops it; the switch stands, unverif
   assert.equal(json.release, 'two');
   assert.equal(json.interruptedAfterSwitch, true);
   assert.match(json.warnings?.[0] ?? '', /health check did not finish; release two stays live unverified/);
+  // Nothing failed: a warning and the signal's exit code say it, no error (exit 7's AFTER_SWITCH_FAILED).
+  assert.equal(json.error, undefined);
   assert.equal(currentId(root), 'two');
   assert.equal(record(root, 'two').status, 'complete');
   // Recorded unverified, as an exit 7 is, and shown so: the warning alone was gone once read.
