@@ -371,7 +371,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const made = madeDirsToRemove(h.root, h.remote.locked.made);
     const after: Step[] = made.length > 0 ? [{ op: 'remove-made', dirs: made }] : [];
     try {
-      await h.remote.unlock(steps, after);
+      await h.remote.unlock(steps, after, { afterHolder: true });
       if (d) per.set(h, { ...d, phase: 'undone' });
     } catch (error) {
       h.error ??= hostError(error);

@@ -289,20 +289,27 @@ export class RemoteRoot {
 
   /**
    * Runs `before` under the lock, releases it (if the connection allows), runs `after`, stops the
-   * holder; returns the program's frames (none when nothing was held).
+   * holder; returns the program's frames (none when nothing was held). `afterHolder`: `after` runs
+   * once the holder has ended, in a program of its own (removing a root the deploy made: the
+   * holder's heartbeat file in .tmp/ would keep it, and its parents, from being empty).
    */
-  async unlock(before: readonly Step[] = [], after: readonly Step[] = []): Promise<Frame[]> {
+  async unlock(before: readonly Step[] = [], after: readonly Step[] = [], options: { afterHolder?: boolean } = {}): Promise<Frame[]> {
     const locked = this.locked;
+    const later = options.afterHolder === true ? after : [];
     let frames: Frame[] = [];
     if (locked && this.connected) {
       try {
-        frames = await this.apply([...before, { op: 'release-lock', token: locked.token, ...(locked.gate ? { gate: locked.gate } : {}) }, ...after], 'releasing the lock');
+        frames = await this.apply([...before, { op: 'release-lock', token: locked.token, ...(locked.gate ? { gate: locked.gate } : {}) }, ...(later.length > 0 ? [] : after)], 'releasing the lock');
       } finally {
         this.locked = undefined;
       }
     }
     this.locked = undefined;
     this.stopHolder();
+    if (locked && this.connected && later.length > 0) {
+      if (this.holderExit) await Promise.race([this.holderExit, sleep(2000)]);
+      frames = [...frames, ...(await this.apply(later, 'removing the root it made'))];
+    }
     return frames;
   }
 
