@@ -788,6 +788,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const staleReports = new Map<HostRun, StaleReport>();
     // Committed hosts whose scan never answered (`--stale fail` cannot vouch for them).
     const unchecked = new Set<HostRun>();
+    /** Hosts sent back by a failed health check with no release to go back to: they keep this one, failed. */
+    const keptLive: HostRun[] = [];
 
     await Promise.all([
       ...verified(decision.commit).map(async ({ h, p }) => {
@@ -820,6 +822,17 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         }
       }),
       ...verified(decision.back).map(async ({ h, p }) => {
+        if (healthFailed && !interrupted && p.previous === null) {
+          // Nothing to go back to (a first deploy there): as locally, the release stays live, recorded failed.
+          keptLive.push(h);
+          const record = finalRecord(releaseId, p.remade ?? build.digest, h, p, 'failed', { activatedAt: now(), durationMs: Math.round(performance.now() - started), reason });
+          const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: true });
+          if (done.kind === 'failed') {
+            h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
+            if (connectionLost(done.result)) leftovers.add(h);
+          }
+          return;
+        }
         const locked = h.remote.locked;
         const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
         const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken, hosts: fleetHosts } };
@@ -881,6 +894,15 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       const staleError = afterSwitchFailure === undefined && options.signal?.aborted !== true ? fleetStaleFailure(options, stale, { ...result }, notChecked, `the switch to ${releaseId} stands`) : undefined;
       if (staleError) throw staleError;
       return result;
+    }
+    if (!keep && keptLive.length > 0) {
+      // A local deploy whose check fails with nothing to roll back to: exit 1, the release live and marked failed.
+      const there = keptLive.map((h) => h.label);
+      const wentBack = fleet.hosts.filter((h) => outcomeOf(per.get(h)) === 'switched-back').map((h) => h.label);
+      throw new DeployError('HEALTH_CHECK_FAILED', `${reason}; there is no previous release to roll back to on ${there.join(', ')}, so release ${releaseId} stays live there${wentBack.length > 0 ? `; ${wentBack.join(', ')} switched back` : ''}`, {
+        hint: 'fix the release and deploy again; it is marked failed in the release log',
+        details: { ...result, live: true },
+      });
     }
     const everyoneBack = fleet.hosts.every((h) => ['switched-back', 'unchanged'].includes(outcomeOf(per.get(h))));
     if (!keep && everyoneBack && switched.length > 0) {

@@ -188,4 +188,34 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.match(back.stderr + back.stdout, new RegExp(`${h1.alias}: reload of unit app\\.service failed`));
     assert.deepEqual([currentOf(on(h1)), currentOf(on(h2))], before, 'every host went back');
   });
+
+  // As locally: a check that fails with no release to go back to leaves the new one live, recorded
+  // failed, exit 1. (A fleet host used to remove current: nothing served, exit 4 "switched back".)
+  void test('a failed health check where there is nothing to go back to: the release stays live there, failed (exit 1)', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const first = newRoot('first-health');
+    const r = await cli(['deploy', site(t, 'v1'), first.root, ...hostArgs, '--health-check', 'false', '--health-timeout', '1', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    const j = jsonOf<FleetJson>(r);
+    assert.equal(j.error?.code, 'HEALTH_CHECK_FAILED');
+    assert.match(j.error?.message ?? '', new RegExp(`there is no previous release to roll back to on ${h1.alias}, ${h2.alias}, so release ${j.release ?? ''} stays live there$`));
+    for (const h of fleet.hosts) {
+      assert.equal(currentOf(first.on(h)), j.release, `${h.alias}: still served`);
+      const record = JSON.parse(fs.readFileSync(path.join(first.on(h), '.atomic-deploy', 'releases', `${j.release ?? ''}.json`), 'utf8')) as { status: string; activatedAt?: string; reason?: string };
+      assert.equal(record.status, 'failed', h.alias);
+      assert.ok(record.activatedAt, `${h.alias}: recorded as activated`);
+      assert.match(record.reason ?? '', /health check failed/);
+      assert.equal(fs.existsSync(path.join(first.on(h), '.deploy.lock')), false, `${h.alias}: lock released`);
+    }
+    // One host with a release to go back to, one without: the first goes back, the second keeps it.
+    const mixed = newRoot('mixed-health');
+    assert.equal((await cli(['deploy', site(t, 'v1'), mixed.root, '--host', h1.alias])).code, 0);
+    const good = currentOf(mixed.on(h1));
+    const m = await cli(['deploy', site(t, 'v2'), mixed.root, ...hostArgs, '--health-check', 'false', '--health-timeout', '1', '--json']);
+    assert.equal(m.code, 1, m.stderr);
+    const mj = jsonOf<FleetJson>(m);
+    assert.match(mj.error?.message ?? '', new RegExp(`on ${h2.alias}, so release ${mj.release ?? ''} stays live there; ${h1.alias} switched back$`));
+    assert.equal(currentOf(mixed.on(h1)), good);
+    assert.equal(currentOf(mixed.on(h2)), mj.release);
+  });
 });
