@@ -22,7 +22,7 @@ import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { checkNewReleaseId, repositoryWarning, signalOf } from '../plan/validate.ts';
+import { checkNewReleaseId, emptyBuildError, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -215,9 +215,8 @@ async function validate(source: string, root: string, options: DeployOptions, ar
   if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
   const scan = await scanSourceOrExplain(sourceReal, options.signal);
   // Directories alone are an empty site too (an archive of only directories is refused the same way).
-  if (scan.files + scan.symlinks === 0) {
-    throw new DeployError('INVALID_SOURCE', scan.entries.length <= 1 ? `${source} is empty` : `${source} holds no files, only empty directories`, { hint: 'build first: an empty release would take the site down' });
-  }
+  const empty = emptyBuildError(source, scan);
+  if (empty) throw empty;
   refuseTooLongPaths(scan, layout, options.releaseId);
   return { layout, sourceReal, scan };
 }

@@ -177,3 +177,12 @@ export function repositoryWarning(topNames: Iterable<string>): string | undefine
   if (found.length === 0) return undefined;
   return `the build holds ${found.join(' and ')} at its top: a server whose document root is the release serves it (history, remote URLs, sometimes credentials); deploy the build output, or serve a subdirectory of the release`;
 }
+
+/**
+ * A build with no file or symlink, only (empty) directories or nothing, is refused before
+ * anything is written, by both engines: an empty release would take the site down.
+ */
+export function emptyBuildError(source: string, scan: { entries: readonly unknown[]; files: number; symlinks: number }): DeployError | undefined {
+  if (scan.files + scan.symlinks > 0) return undefined;
+  return new DeployError('INVALID_SOURCE', scan.entries.length <= 1 ? `${source} is empty` : `${source} holds no files, only empty directories`, { hint: 'build first: an empty release would take the site down' });
+}

@@ -44,6 +44,20 @@ void describe('fleet input validation against namespace hosts', () => {
     });
   }
 
+  // As locally: directories alone are an empty site. (A fleet deploy used to switch every host to
+  // the empty release, exit 0, where a local one refuses it.)
+  void test('a build of only empty directories: exit 2, and the live release stays on every host', async (t) => {
+    const opts = { hosts: fleet.hosts.map((h) => ({ host: h.alias })), ssh: { configFile: fleet.sshConfigPath } };
+    const live = await fleetDeploy(writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n' }), '/srv/v-hollow', opts);
+    const hollow = tempDir(t, 'fleet-validate-');
+    fs.mkdirSync(path.join(hollow, 'assets', 'img'), { recursive: true });
+    await assert.rejects(
+      fleetDeploy(hollow, '/srv/v-hollow', opts),
+      (error: unknown) => error instanceof DeployError && error.exitCode === 2 && /holds no files, only empty directories$/.test(error.message) && error.hint === 'build first: an empty release would take the site down',
+    );
+    for (const h of fleet.hosts) assert.equal(fs.readlinkSync(path.join(h.srvDir, 'v-hollow', 'current')), `releases/${live.release}`, h.alias);
+  });
+
   void test('one machine listed twice under two names (an alias and its address): deploy and rollback exit 2 at once, whatever --wait says; the host keeps no lock', async (t) => {
     const host = fleet.hosts[0] as FleetHost;
     // A second ssh config: the fleet's, plus a twin alias for the same address.
