@@ -314,7 +314,8 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): strin
   for (const id of ids) {
     rows.push([id, ...r.hosts.map((h) => {
       const x = h.releases?.find((y) => y.id === id);
-      return x ? `${x.current ? '*' : '+'} ${x.role}` : h.error ? '?' : '-';
+      // Unverified on that host, as the local table says it: an after-switch step failed or was stopped there.
+      return x ? `${x.current ? '*' : '+'} ${x.role}${x.record?.afterSwitchFailure === undefined ? '' : ', unverified'}` : h.error ? '?' : '-';
     })]);
   }
   // "no releases" only when every host was read: one that was not may hold any.

@@ -91,16 +91,16 @@ export function stopChecks(session: Session): void {
 
 /**
  * `commit`, then one line per release record the host writes (ArmedTail.commitRecords); the host
- * prunes and releases its lock. `unverified` (an after-switch hook or reload failed there): the
- * same without the prune, as a local deploy that exits 7 prunes nothing.
+ * prunes and releases its lock. `prune: false` (the word `commit-unverified`): the same without the
+ * prune, as a local deploy prunes nothing that exits 7, or that a signal reached after its switch.
  */
 export async function commitSwitch(
   session: Session,
   records: readonly string[],
-  options: { unverified?: boolean } = {},
+  options: { prune?: boolean } = {},
 ): Promise<{ kind: 'committed'; pruneFailed: { id: string; message: string }[]; warnings: string[] } | { kind: 'failed'; result: ExecResult }> {
   const before = session.frames.length;
-  session.send(options.unverified === true ? 'commit-unverified' : 'commit');
+  session.send(options.prune === false ? 'commit-unverified' : 'commit');
   for (const line of records) session.send(line);
   session.end();
   const done = await session.waitFor(['committed']).catch(() => undefined);

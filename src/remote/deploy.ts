@@ -790,6 +790,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const staleReports = new Map<HostRun, StaleReport>();
     // Committed hosts whose scan never answered (`--stale fail` cannot vouch for them).
     const unchecked = new Set<HostRun>();
+    /** A signal came before a host's commit: it pruned nothing, as a local deploy does after one. */
+    let pruneSkipped = false;
     /** Hosts sent back by a failed health check with no release to go back to: they keep this one, failed. */
     const keptLive: HostRun[] = [];
 
@@ -804,7 +806,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const q: Verified = { ...p, warnings: [...p.warnings, ...served.warnings], ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) };
         per.set(h, { ...q, phase: 'verified' });
         const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) });
-        const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: afterSwitchFailure !== undefined });
+        // As locally: nothing is pruned for an unverified release, nor once a signal has come (the next deploy or prune does it).
+        const signalled = options.signal?.aborted === true;
+        if (signalled && afterSwitchFailure === undefined && options.keep !== undefined) pruneSkipped = true;
+        const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: afterSwitchFailure === undefined && !signalled });
         if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
@@ -828,7 +833,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           // Nothing to go back to (a first deploy there): as locally, the release stays live, recorded failed.
           keptLive.push(h);
           const record = finalRecord(releaseId, p.remade ?? build.digest, h, p, 'failed', { activatedAt: now(), durationMs: Math.round(performance.now() - started), reason });
-          const done = await commitSwitch(p.session, [JSON.stringify(record)], { unverified: true });
+          const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: false });
           if (done.kind === 'failed') {
             h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
             if (connectionLost(done.result)) leftovers.add(h);
@@ -887,6 +892,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     if (allGood || decision.tolerated.length > 0) {
       // A signal during the commits (after the hosts' verdicts): they finished, as every step after a switch does.
       if (result.interruptedAfterSwitch && !signalSaid) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' commits finished` });
+      if (pruneSkipped) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)}: no release was pruned (the next deploy or prune does it)` });
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });

@@ -160,4 +160,29 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     assert.throws(() => process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 0), /ESRCH/, 'the hook was ended');
     assert.match(r.stdout, /^wave 2\/2 +skipped /m);
   });
+
+  // As locally: a signal after the switch skips the prune. (The hosts used to prune to --keep.)
+  void test('during the --stale fail wait: the switch stands and no host prunes, exit 130', async (t) => {
+    const { root, on } = newRoot('stale');
+    for (const v of ['v1', 'v2', 'v3']) assert.equal((await cli(['deploy', site(t, v), root, ...hostArgs])).code, 0);
+    const [h1] = fleet.hosts;
+    assert.ok(h1);
+    // A process on the live release of host1, which the next switch leaves.
+    const held = await h1.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
+    const pid = Number(held.stdout.trim());
+    assert.ok(pid > 1, held.stderr);
+    t.after(() => {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    });
+    const r = await ctrlCWhen(['deploy', site(t, 'v4'), root, ...hostArgs, '--stale', 'fail', '--stale-wait', '60', '--keep', '1'], /waiting up to 60 s for 1 process/);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /warning: interrupted by SIGINT: no release was pruned \(the next deploy or prune does it\)/);
+    for (const h of fleet.hosts) {
+      assert.equal(fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')).length, 4, `${h.alias}: nothing pruned`);
+    }
+  });
 });

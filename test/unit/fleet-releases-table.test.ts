@@ -55,3 +55,14 @@ void test('the hosts a read command could not read make one error: each named on
   const mixed = readFailure([{ error: { code: 'INVALID_ROOT', message: 'h1: /srv/x is not a deploy root' } }, { error: { code: 'REMOTE', message: 'cannot connect to h2: timeout' } }]);
   assert.deepEqual([mixed?.code, mixed?.message, mixed?.exitCode], ['REMOTE', '2 hosts could not be read: h1: /srv/x is not a deploy root; cannot connect to h2: timeout', 1]);
 });
+
+// The fleet table said `* active` where the local one says `active, unverified`.
+void test('a release whose after-switch step failed or was stopped on a host is unverified in that host\'s column', () => {
+  const h1 = host('h1', [['r1', 1]], 'r1');
+  const h2 = host('h2', [['r1', 1]], 'r1');
+  const r1 = h2.releases?.[0];
+  assert.ok(r1);
+  r1.record = { ...r1.record, afterSwitchFailure: 'interrupted by SIGINT: the health check did not finish' } as never;
+  const line = stripVTControlCharacters(fleetReleasesTable({ hosts: [h1, h2] })).split('\n')[1] ?? '';
+  assert.match(line, /^r1\s+\* active\s+\* active, unverified$/);
+});
