@@ -54,7 +54,7 @@ export type StoppedStep = 'hooks' | 'reloads' | 'health';
  * A switched host's after-switch hooks, reloads and health check, done (or ended by `stop`): it
  * now waits for the fleet's decision. `reloadFailed`: how the first reload failed.
  */
-export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; afterSwitchFailed?: HookFailure; reloadFailed?: string; stopped?: StoppedStep; warnings: string[] } | { kind: 'lost' };
+export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; healthCode?: number; afterSwitchFailed?: HookFailure; reloadFailed?: string; stopped?: StoppedStep; warnings: string[] } | { kind: 'lost' };
 
 /** `after-switch-failed N CODE` from armedTail; anything else malformed is no failure report. */
 export function hookFailureOf(value: string | undefined): HookFailure | undefined {
@@ -70,10 +70,13 @@ export async function awaitVerdict(session: Session): Promise<Verdict> {
   const failed = hookFailureOf(session.frames.find((f) => f.tag === 'after-switch-failed')?.value);
   const reloadFailed = session.frames.find((f) => f.tag === 'reload-failed')?.value;
   const stopped = session.frames.find((f) => f.tag === 'stopped')?.value;
+  // The exit code of the check's last attempt (124: its time ran out), when it failed.
+  const code = /^\d+$/.exec(session.frames.find((f) => f.tag === 'health-code')?.value ?? '')?.[0];
   return {
     kind: 'waiting',
     warnings,
     ...(health === 'ok' || health === 'failed' ? { health } : {}),
+    ...(health === 'failed' && code !== undefined ? { healthCode: Number(code) } : {}),
     ...(failed ? { afterSwitchFailed: failed } : {}),
     ...(reloadFailed === undefined ? {} : { reloadFailed: reloadFailed.trim() || 'a reload failed' }),
     ...(stopped === 'hooks' || stopped === 'reloads' || stopped === 'health' ? { stopped } : {}),

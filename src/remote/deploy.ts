@@ -155,11 +155,15 @@ interface Armed extends Placed {
 
 interface Switched extends Armed {
   afterMs: number;
+  /** When the deploying side heard its switch: the record's activatedAt, kept if it goes back. */
+  switchedAt: string;
 }
 
 interface Verified extends Switched {
   health?: 'ok' | 'failed';
   afterSwitchFailure?: string;
+  /** Why its health check failed (or the hook or reload that failed it), in a local deploy's words. */
+  failure?: string;
 }
 
 /**
@@ -649,7 +653,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       for (const [i, { h, p }] of armed.entries()) {
         const a = answers[i];
         if (a?.kind === 'switched') {
-          const s: Switched = { ...p, afterMs: a.afterMs };
+          const s: Switched = { ...p, afterMs: a.afterMs, switchedAt: new Date().toISOString() };
           per.set(h, { ...s, phase: 'switched' });
           switchedHere.push({ h, p: s });
         } else if (a?.kind === 'switch-failed') {
@@ -691,10 +695,14 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           // Ended by `stop`: live and unverified, as a local deploy a signal stops after its switch.
           const stopped = verdict.stopped === undefined ? undefined : `interrupted by ${signalOf(options.signal?.reason)}: ${STOPPED_STEP[verdict.stopped]} did not finish`;
           const unverified = [failure, stopped].filter((x) => x !== undefined).join('; ') || undefined;
-          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), phase: 'verified' });
+          // Why the check failed, in a local deploy's words (its last attempt's exit code; 124: its time ran out).
+          const code = verdict.healthCode;
+          const checkFailure = code === undefined ? 'the health check failed' : `health check failed: command ${JSON.stringify(options.healthCheck?.command ?? '')} ${code === 124 ? `timed out (--health-timeout ${(options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000} s)` : `exited with code ${code}`}`;
+          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), ...(verdict.health === 'failed' ? { failure: failure ?? checkFailure } : {}), phase: 'verified' });
           if (verdict.health === 'failed') {
-            h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${failure ?? 'the health check failed'}` };
-            if (failure !== undefined) emit({ type: 'warning', message: h.error.message });
+            h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${failure ?? checkFailure}` };
+            // Said when it is known, as a local check's failure is: the error's hint points here.
+            emit({ type: 'warning', message: h.error.message });
           }
         }),
       );
@@ -790,8 +798,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const staleReports = new Map<HostRun, StaleReport>();
     // Committed hosts whose scan never answered (`--stale fail` cannot vouch for them).
     const unchecked = new Set<HostRun>();
-    /** A signal came before a host's commit: it pruned nothing, as a local deploy does after one. */
-    let pruneSkipped = false;
+    /** Hosts whose commit came after a signal: they pruned nothing, as a local deploy does after one. */
+    const pruneSkipped: string[] = [];
     /** Hosts sent back by a failed health check with no release to go back to: they keep this one, failed. */
     const keptLive: HostRun[] = [];
 
@@ -808,7 +816,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const record = finalRecord(releaseId, q.remade ?? build.digest, h, q, 'complete', { activatedAt: now(), durationMs: Math.round(performance.now() - started), ...(p.health === 'failed' ? { reason: 'kept after a failed health check (--on-failure keep)' } : {}), ...(served.stale?.check === 'proc' ? { staleProcesses: served.stale.processes.length } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }) });
         // As locally: nothing is pruned for an unverified release, nor once a signal has come (the next deploy or prune does it).
         const signalled = options.signal?.aborted === true;
-        if (signalled && afterSwitchFailure === undefined && options.keep !== undefined) pruneSkipped = true;
+        if (signalled && afterSwitchFailure === undefined && options.keep !== undefined) pruneSkipped.push(h.label);
         const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: afterSwitchFailure === undefined && !signalled });
         if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
@@ -832,7 +840,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         if (healthFailed && !interrupted && p.previous === null) {
           // Nothing to go back to (a first deploy there): as locally, the release stays live, recorded failed.
           keptLive.push(h);
-          const record = finalRecord(releaseId, p.remade ?? build.digest, h, p, 'failed', { activatedAt: now(), durationMs: Math.round(performance.now() - started), reason });
+          const record = finalRecord(releaseId, p.remade ?? build.digest, h, p, 'failed', { activatedAt: p.switchedAt, durationMs: Math.round(performance.now() - started), reason: p.failure ?? reason });
           const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: false });
           if (done.kind === 'failed') {
             h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
@@ -843,7 +851,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         const locked = h.remote.locked;
         const status = healthFailed && p.health === 'failed' ? 'failed' : 'rolled-back';
         const journal: FleetJournal = { v: 1, op: 'deploy', token: locked?.token ?? '', pid: locked?.pid ?? 0, startedAt: createdAt, release: releaseId, previous: p.previous, phase: 'rolling-back', reason, fleet: { token: fleetToken, hosts: fleetHosts } };
-        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, p.remade ?? build.digest, h, p, status, { endedAt: now(), reason }))];
+        // As a local automatic rollback records it: when it went live, how long the deploy took, and why (this host's own failure first).
+        const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, p.remade ?? build.digest, h, p, status, { activatedAt: p.switchedAt, endedAt: now(), durationMs: Math.round(performance.now() - started), reason: p.failure ?? reason }))];
         if (p.previous !== null) lines.push(recordLine(h.state, p.previous, { status: 'complete', activatedAt: now() }));
         const back = await switchBack(p.session, lines);
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
@@ -892,7 +901,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     if (allGood || decision.tolerated.length > 0) {
       // A signal during the commits (after the hosts' verdicts): they finished, as every step after a switch does.
       if (result.interruptedAfterSwitch && !signalSaid) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' commits finished` });
-      if (pruneSkipped) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)}: no release was pruned (the next deploy or prune does it)` });
+      if (pruneSkipped.length > 0) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)}: no release was pruned${pruneSkipped.length < decision.commit.length ? ` on ${pruneSkipped.join(', ')}` : ''} (the next deploy or prune does it)` });
       if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
       const live = fleet.hosts.length - decision.tolerated.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });

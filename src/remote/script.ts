@@ -611,15 +611,17 @@ function recordLines(ids: readonly string[], fn: string): { define: string; read
 function armedTail(t: ArmedTail): string {
   // Each attempt from current as it is then, in this shell (a subshell would hold the stop trap until it ended).
   const health = t.healthCheck
-    ? `_at=health; _end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0
+    ? `_at=health; _end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0; _n=0; _hc=
 while [ -z "$_stop" ]; do
-  _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1
+  _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1; _n=$((_n + 1)); _rc=1
   if cd -- "$root/current" && run_stoppable "$_left" ${q(t.healthCheck.command)}; then _ok=1; cd / || :; break; fi
-  cd / || :
+  _hc=$_rc; cd / || :
   [ -z "$_stop" ] && [ "$(date +%s)" -lt "$_end" ] || break
+  # Said as a local check says each retry (on stderr, which the deploying side shows with the host).
+  echo "health check attempt $_n failed (exit code $_hc); retrying in $_wait s" >&2
   bg_wait 0 sleep "$_wait" >/dev/null 2>&1; [ "$_wait" -ge 4 ] || _wait=$((_wait * 2))
 done
-if [ "$_ok" = 1 ]; then emit health ok; elif [ -z "$_stop" ]; then emit health failed; fi`
+if [ "$_ok" = 1 ]; then emit health ok; elif [ -z "$_stop" ]; then emit health-code "$_hc"; emit health failed; fi`
     : '';
   // The reloads run as a local deploy runs them: after the hooks, and after a failed hook only when no health check can switch back.
   const reload = t.reload === undefined

@@ -117,6 +117,17 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.match(back.stderr + back.stdout, new RegExp(`${h1.alias}: after-switch hook "test .*" exited with code 1`));
     assert.equal(currentOf(on(h1)), v2);
     assert.equal(currentOf(on(h2)), v2);
+    // Recorded as a local automatic rollback records it: live from its switch, the deploy's duration, and why.
+    const v3 = jsonOf<FleetJson>(back).release ?? '';
+    const recordOn = (h: FleetHost): { status: string; activatedAt?: string; durationMs?: number; reason?: string } => JSON.parse(fs.readFileSync(path.join(on(h), '.atomic-deploy', 'releases', `${v3}.json`), 'utf8')) as never;
+    const failed = recordOn(h1);
+    assert.equal(failed.status, 'failed');
+    assert.match(failed.reason ?? '', /^after-switch hook "test .*" exited with code 1$/);
+    assert.ok(failed.activatedAt !== undefined && (failed.durationMs ?? 0) > 0, JSON.stringify(failed));
+    const sentBack = recordOn(h2);
+    assert.equal(sentBack.status, 'rolled-back');
+    assert.match(sentBack.reason ?? '', new RegExp(`the health check failed on ${h1.alias}`));
+    assert.ok(sentBack.activatedAt !== undefined && (sentBack.durationMs ?? 0) > 0, JSON.stringify(sentBack));
   });
 
   /**
@@ -204,7 +215,7 @@ void describe('after-switch failures on two namespace hosts', () => {
       const record = JSON.parse(fs.readFileSync(path.join(first.on(h), '.atomic-deploy', 'releases', `${j.release ?? ''}.json`), 'utf8')) as { status: string; activatedAt?: string; reason?: string };
       assert.equal(record.status, 'failed', h.alias);
       assert.ok(record.activatedAt, `${h.alias}: recorded as activated`);
-      assert.match(record.reason ?? '', /health check failed/);
+      assert.equal(record.reason, 'health check failed: command "false" exited with code 1', `${h.alias}: why, in a local deploy's words`);
       assert.equal(fs.existsSync(path.join(first.on(h), '.deploy.lock')), false, `${h.alias}: lock released`);
     }
     // One host with a release to go back to, one without: the first goes back, the second keeps it.

@@ -180,9 +180,9 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     });
     const r = await ctrlCWhen(['deploy', site(t, 'v4'), root, ...hostArgs, '--stale', 'fail', '--stale-wait', '60', '--keep', '1'], /waiting up to 60 s for 1 process/);
     assert.equal(r.code, 130, r.stderr);
-    assert.match(r.stderr, /warning: interrupted by SIGINT: no release was pruned \(the next deploy or prune does it\)/);
-    for (const h of fleet.hosts) {
-      assert.equal(fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')).length, 4, `${h.alias}: nothing pruned`);
-    }
+    // Said for the hosts that skipped it (every host, or those named).
+    assert.match(r.stderr, /warning: interrupted by SIGINT: no release was pruned( on [^(]*host1[^(]*)? \(the next deploy or prune does it\)/);
+    // host1 was waiting when the signal came; the others, with nothing to wait for, may have committed (and pruned) before it.
+    assert.equal(fs.readdirSync(path.join(on(h1), 'releases')).filter((n) => !n.startsWith('.')).length, 4, 'host1: nothing pruned');
   });
 });

@@ -124,7 +124,7 @@ void describe('rolling waves over four namespace hosts', () => {
     assert.equal(result.code, 1, result.stderr);
     const j = jsonOf<DeployJson>(result);
     for (const h of fleet.hosts) assert.equal(current(on(h)), j.release, `${h.alias} is on the new release`);
-    assert.equal(j.error?.message, `release ${j.release ?? ''} is live on every host, the failed ones included (--on-failure keep): host3: the health check failed`);
+    assert.equal(j.error?.message, `release ${j.release ?? ''} is live on every host, the failed ones included (--on-failure keep): host3: health check failed: command "test ! -e /srv/sick" exited with code 1`);
   });
 
   void test('a host that dies between waves stops the rollout and the first wave switches back', async (t) => {

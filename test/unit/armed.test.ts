@@ -119,6 +119,11 @@ void test('the verdict carries the health result, the failed after-switch hook a
   reload.emit('health', 'failed');
   reload.emit('waiting', 'decision');
   assert.deepEqual(await awaitVerdict(reload), { kind: 'waiting', warnings: [], health: 'failed', reloadFailed: 'reload of unit app.service failed' });
+  const code = new ScriptedHost([]);
+  code.emit('health-code', '7');
+  code.emit('health', 'failed');
+  code.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(code), { kind: 'waiting', warnings: [], health: 'failed', healthCode: 7 }, 'the last attempt\'s exit code');
   const stopped = new ScriptedHost([]);
   stopped.emit('stopped', 'reloads');
   stopped.emit('waiting', 'decision');
