@@ -241,8 +241,8 @@ run_cmd() {
   else sh -c "$2" </dev/null 1>&2; fi
 }
 # OUT COMMAND...: the command in the background, waited for, its pid in $_run: a trap (the
-# after-switch child's \`stop\`) is taken during a wait but not during a foreground command, so
-# it can end the command at once. OUT 1 sends its stdout to stderr (a user's command's output).
+# \`stop\` of the after-switch steps) is taken during a wait but not during a foreground command,
+# so it can end the command at once. OUT 1 sends its stdout to stderr (a user's command's output).
 bg_wait() {
   _o=$1; shift
   if [ "$_o" = 1 ]; then "$@" </dev/null 1>&2 & else "$@" </dev/null & fi
