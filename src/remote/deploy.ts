@@ -164,6 +164,8 @@ interface Verified extends Switched {
   afterSwitchFailure?: string;
   /** Why its health check failed (or the hook or reload that failed it), in a local deploy's words. */
   failure?: string;
+  /** A signal's `stop` ended its after-switch steps and nothing there had failed: unverified, not exit 7. */
+  stoppedOnly?: true;
 }
 
 /**
@@ -698,7 +700,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           // Why the check failed, in a local deploy's words (its last attempt's exit code; 124: its time ran out).
           const code = verdict.healthCode;
           const checkFailure = code === undefined ? 'the health check failed' : `health check failed: command ${JSON.stringify(options.healthCheck?.command ?? '')} ${code === 124 ? `timed out (--health-timeout ${(options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000} s)` : `exited with code ${code}`}`;
-          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), ...(verdict.health === 'failed' ? { failure: failure ?? checkFailure } : {}), phase: 'verified' });
+          per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), ...(verdict.health === 'failed' ? { failure: failure ?? checkFailure } : {}), ...(stopped !== undefined && failure === undefined ? { stoppedOnly: true as const } : {}), phase: 'verified' });
           if (verdict.health === 'failed') {
             h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${failure ?? checkFailure}` };
             // Said when it is known, as a local check's failure is: the error's hint points here.
@@ -887,7 +889,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     const hostRows = report();
     // A host whose steps a signal stopped (and nothing failed there) is said as a local deploy says
     // it, in a warning, and recorded unverified; it is not an after-switch failure (exit 7).
-    const stopped = (r: FleetDeployHost): boolean => r.afterSwitchFailure?.startsWith('interrupted by ') === true;
+    const stoppedOnly = new Set(fleet.hosts.filter((h) => { const p = per.get(h); return p?.phase === 'verified' && p.stoppedOnly === true; }).map((h) => h.label));
+    const stopped = (r: FleetDeployHost): boolean => stoppedOnly.has(r.host);
     const stoppedHosts = new Map<string, string[]>();
     for (const r of hostRows) if (stopped(r) && r.afterSwitchFailure !== undefined) stoppedHosts.set(r.afterSwitchFailure, [...(stoppedHosts.get(r.afterSwitchFailure) ?? []), r.host]);
     for (const [what, hosts] of stoppedHosts) emit({ type: 'warning', message: `${what} on ${hosts.join(', ')}; release ${releaseId} stays live unverified there` });
