@@ -1070,3 +1070,34 @@ export function currentOf(dir: string): string | null {
     return null;
   }
 }
+
+/**
+ * Starts `sleep 300` on host `h` with its working directory in `<root>/current` (a process the next
+ * switch leaves on the old release); returns its pid (hosts share the pid namespace), killed after
+ * the test. Returns once /proc shows the cwd: a scan made before would prove nothing.
+ */
+export async function startHolder(t: { after(fn: () => Promise<void> | void): void }, h: FleetHost, root: string): Promise<number> {
+  const r = await h.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
+  if (r.code !== 0) throw new Error(`starting a holder on ${h.alias}: ${r.stderr}`);
+  const pid = Number(r.stdout.trim());
+  if (!(pid > 1)) throw new Error(`starting a holder on ${h.alias}: no pid in ${JSON.stringify(r.stdout)}`);
+  t.after(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    let cwd = '';
+    try {
+      cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      // not yet
+    }
+    if (cwd.includes('/releases/')) return pid;
+    if (Date.now() > deadline) throw new Error(`pid ${pid} never showed its cwd in a release`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -6,9 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
-import { rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { rootNamer, startHolder, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface FleetJson {
@@ -27,22 +26,6 @@ function site(t: { after(fn: () => void): void }, version: string): string {
 
 function currentOf(dir: string): string {
   return path.basename(fs.readlinkSync(path.join(dir, 'current')));
-}
-
-/** Starts `sleep 300` on the host with its working directory in `<root>/current` (hosts share the pid namespace). */
-async function startHolder(t: { after(fn: () => void): void }, h: FleetHost, root: string): Promise<void> {
-  const r = await h.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
-  const pid = Number(r.stdout.trim());
-  assert.ok(pid > 1, r.stderr);
-  t.after(() => {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  });
-  // Settled: a scan that ran before the kernel showed its cwd would prove nothing.
-  for (let i = 0; i < 1000 && !fs.readlinkSync(`/proc/${pid}/cwd`).includes('/releases/'); i++) await sleep(10);
 }
 
 /** A hook that fails on the first host only. */

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jsonOf, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
-import { findTools, rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { findTools, rootNamer, startHolder, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface StaleJson {
@@ -35,22 +35,6 @@ function site(t: { after(fn: () => void): void }, version: string): string {
 
 function currentOf(dir: string): string {
   return path.basename(fs.readlinkSync(path.join(dir, 'current')));
-}
-
-/** Starts `sleep 300` on the host with its working directory in `<root>/current`; returns its pid (hosts share the pid namespace). */
-async function startHolder(t: { after(fn: () => Promise<void> | void): void }, h: FleetHost, root: string): Promise<number> {
-  const r = await h.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
-  assert.equal(r.code, 0, r.stderr);
-  const pid = Number(r.stdout.trim());
-  assert.ok(pid > 1, r.stdout);
-  t.after(() => kill(pid));
-  // Settled: a scan that ran before the kernel showed its cwd would prove nothing.
-  const deadline = Date.now() + 10_000;
-  while (!(readlinkOr(`/proc/${pid}/cwd`) ?? '').includes('/releases/')) {
-    if (Date.now() > deadline) throw new Error(`pid ${pid} never showed its cwd in a release`);
-    await sleep(10);
-  }
-  return pid;
 }
 
 function readlinkOr(p: string): string | undefined {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
-import { rootNamer, currentOf as current } from '../harness/fleet.ts';
+import { rootNamer, startHolder, currentOf as current } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface FleetJson {
@@ -168,16 +168,7 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     const [h1] = fleet.hosts;
     assert.ok(h1);
     // A process on the live release of host1, which the next switch leaves.
-    const held = await h1.exec(['sh', '-c', 'cd "$1/current" && { sleep 300 </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', root]);
-    const pid = Number(held.stdout.trim());
-    assert.ok(pid > 1, held.stderr);
-    t.after(() => {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    });
+    await startHolder(t, h1, root);
     const r = await ctrlCWhen(['deploy', site(t, 'v4'), root, ...hostArgs, '--stale', 'fail', '--stale-wait', '60', '--keep', '1'], /waiting up to 60 s for 1 process/);
     assert.equal(r.code, 130, r.stderr);
     // Said for the hosts that skipped it (every host, or those named).
