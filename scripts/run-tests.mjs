@@ -4,7 +4,8 @@
 // subnets (named by its pid, test/harness/fleet.ts), and mounts. A file whose first lines hold
 // `// test-runner: alone` runs with nothing beside it, after the others: it measures timing or
 // load (a reader racing a switch, wrk, a signal answered within a second), where a neighbour's
-// work would change what it measures, or it rebuilds what the others run (npm pack and dist/).
+// work would change what it measures. No file may rebuild the dist/ the others run (the package
+// test builds in a copy of the checkout).
 // A file that fails is run once more, alone, and both results are reported: timing-sensitive
 // system tests on a loaded 2-core machine can lose a race with the scheduler, while a real defect
 // fails twice; the summary marks a file that passed only on its second run FLAKY. A skipped or

@@ -1,16 +1,27 @@
 // What users install: the npm package's bin, and the one-file bundle that needs no node_modules.
-// test-runner: alone (npm pack rebuilds dist/, which every other file runs)
+// Each test builds in a copy of the checkout (npm pack and the bundle rebuild dist/): the dist/
+// every other test file runs is never rewritten under it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { tempDir, writeTree } from '../harness/cli.ts';
 
-const repo = fileURLToPath(new URL('../..', import.meta.url));
+const checkout = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A copy of the checkout without .git, node_modules (linked) and dist/, to build and pack in. */
+function checkoutCopy(t: TestContext): string {
+  const copy = path.join(tempDir(t), 'checkout');
+  const skipped = new Set(['.git', 'node_modules', 'dist'].map((name) => path.join(checkout, name)));
+  fs.cpSync(checkout, copy, { recursive: true, filter: (from) => !skipped.has(from) });
+  fs.symlinkSync(path.join(checkout, 'node_modules'), path.join(copy, 'node_modules'));
+  return copy;
+}
 
 test('npm run bundle: dist/atomic-deploy.mjs deploys from a directory with no node_modules', (t) => {
+  const repo = checkoutCopy(t);
   execFileSync('npm', ['run', '--silent', 'bundle'], { cwd: repo, stdio: 'pipe' });
   const dir = tempDir(t);
   const bundle = path.join(dir, 'atomic-deploy.mjs');
@@ -35,6 +46,7 @@ test('npm run bundle: dist/atomic-deploy.mjs deploys from a directory with no no
 });
 
 test('npm pack: the tarball installs into a temporary prefix, its atomic-deploy bin runs and ignores ATOMIC_DEPLOY_FAILPOINTS', (t) => {
+  const repo = checkoutCopy(t);
   const dir = tempDir(t);
   const tgzName = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: repo, encoding: 'utf8' }).trim().split('\n').pop() as string;
   const app = path.join(dir, 'app');
@@ -61,7 +73,7 @@ test('npm pack: the tarball installs into a temporary prefix, its atomic-deploy 
   assert.match(execFileSync(bin, ['releases', path.join(dir, 'root')], { encoding: 'utf8' }), new RegExp(`^\\*\\s+${release}\\s+active`, 'm'));
   assert.equal(execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim(), (JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string }).version);
   for (const file of ['LICENSE', 'CHANGELOG.md', 'README.md']) assert.ok(fs.existsSync(path.join(app, 'node_modules/atomic-deploy', file)), `${file} is not in the package`);
-  // The control: the working tree's build (what tests run) still honours failpoints after the pack.
+  // The control: the checkout's build (what tests run) still honours failpoints after the pack.
   const control = spawnSync(process.execPath, [path.join(repo, 'dist/cli/bin.js'), 'deploy', src, path.join(dir, 'root2'), '--quiet'], { env: { ...process.env, ATOMIC_DEPLOY_FAILPOINTS: 'lock-taken=crash' } });
   assert.equal(control.signal, 'SIGKILL', 'failpoints in dist/ stopped working: postpack did not rebuild it');
   const lib = execFileSync(process.execPath, ['--input-type=module', '-e', "import('atomic-deploy').then((m) => console.log(Object.keys(m).sort().join(',')))"], { cwd: app, encoding: 'utf8' });
