@@ -313,8 +313,13 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   let signalSaid = false;
   /** Switched (or sent `go`) and not yet done with their after-switch hooks, reloads and health check. */
   const checking = new Set<Session>();
+  /** Started with before-switch hooks and not yet armed: `abort` ends the hook running (deployArmScript). */
+  const hooking = new Set<Session>();
   const onSignal = (): void => {
     phase1.abort();
+    // As a signal does locally: a before-switch hook is ended at once, and nothing switches.
+    for (const session of hooking) disarm(session).catch(() => undefined);
+    hooking.clear();
     // As a signal does locally: what runs after the switch is ended on every host (`stop`), and the switch stands.
     const stopping = checking.size > 0;
     for (const session of checking) stopChecks(session);
@@ -617,26 +622,35 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           },
         });
         const session = h.remote.ssh.start(script, { onStderrLine: fleet.output(h) });
-        if (remakeStage !== undefined) {
-          const remade = await settleHookManifest(h.remote.ssh, session, {
-            root: h.root,
-            id: releaseId,
-            stage: remakeStage,
-            build: build.manifest,
-            buildDigest: build.digest,
-            record,
-            warn: (message) => emit({ type: 'warning', message: `${h.label}: ${message}` }),
-          });
-          if (remade !== undefined && remade.digest !== build.digest) {
-            d.remade = remade.digest;
-            if (remade.sent !== undefined) d.manifestSent = (d.manifestSent ?? 0) + remade.sent;
-            fleet.step(h, `the before-switch hooks changed the release: its manifest was made again (${remade.digest.slice(0, 19)}, ${remade.sent ?? '?'} bytes sent to store it)`);
-          }
+        if (beforeSwitch.length > 0) {
+          // A signal that came while the copy ended: the hooks stop as soon as they start.
+          if (phase1.signal.aborted) void disarm(session).catch(() => undefined);
+          else hooking.add(session);
         }
-        const answer = await awaitArmed(session);
-        if (answer.kind === 'refused') throw remoteError(h.label, answer.result, 'preparing the release');
-        per.set(h, { ...d, session: answer.session, phase: 'armed' });
-        fleet.step(h, 'prepared and armed');
+        try {
+          if (remakeStage !== undefined) {
+            const remade = await settleHookManifest(h.remote.ssh, session, {
+              root: h.root,
+              id: releaseId,
+              stage: remakeStage,
+              build: build.manifest,
+              buildDigest: build.digest,
+              record,
+              warn: (message) => emit({ type: 'warning', message: `${h.label}: ${message}` }),
+            });
+            if (remade !== undefined && remade.digest !== build.digest) {
+              d.remade = remade.digest;
+              if (remade.sent !== undefined) d.manifestSent = (d.manifestSent ?? 0) + remade.sent;
+              fleet.step(h, `the before-switch hooks changed the release: its manifest was made again (${remade.digest.slice(0, 19)}, ${remade.sent ?? '?'} bytes sent to store it)`);
+            }
+          }
+          const answer = await awaitArmed(session);
+          if (answer.kind === 'refused') throw remoteError(h.label, answer.result, 'preparing the release');
+          per.set(h, { ...d, session: answer.session, phase: 'armed' });
+          fleet.step(h, 'prepared and armed');
+        } finally {
+          hooking.delete(session);
+        }
     };
 
     const reconcileHint = (h: HostRun): string => fleetStatusHint(fleet.hosts, h);

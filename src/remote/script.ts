@@ -235,14 +235,10 @@ arm_link() { mkdir -- "$tmp/$2" && ln -s -- "releases/$1" "$tmp/$2/current"; }
 switch_now() { _e=$(mv -f -- "$tmp/$1/current" "$root" 2>&1) || return 1; rmdir -- "$tmp/$1" 2>/dev/null; return 0; }
 # NAME: current is removed (a first deploy switched back): moved aside, then deleted.
 drop_current() { mkdir -- "$tmp/$1" && mv -- "$root/current" "$tmp/$1" && rm -rf -- "$tmp/$1"; }
-# SECONDS COMMAND: a user's command; its output goes to stderr so the frames on stdout stay clean.
-run_cmd() {
-  if command -v timeout >/dev/null 2>&1; then timeout -s TERM -k 5 "$1" sh -c "$2" </dev/null 1>&2
-  else sh -c "$2" </dev/null 1>&2; fi
-}
 # OUT COMMAND...: the command in the background, waited for, its pid in $_run: a trap (the
-# \`stop\` of the after-switch steps) is taken during a wait but not during a foreground command,
-# so it can end the command at once. OUT 1 sends its stdout to stderr (a user's command's output).
+# fleet's \`abort\` during the before-switch hooks, its \`stop\` after the switch) is taken during
+# a wait but not during a foreground command, so it can end the command at once. OUT 1 sends its
+# stdout to stderr (a user's command's output).
 bg_wait() {
   _o=$1; shift
   if [ "$_o" = 1 ]; then "$@" </dev/null 1>&2 & else "$@" </dev/null & fi
@@ -252,7 +248,8 @@ bg_wait() {
   [ -z "$_stop" ] || wait "$_run" 2>/dev/null
   _run=; return "$_rc"
 }
-# SECONDS COMMAND: run_cmd's command, stoppable (GNU timeout passes the TERM to the command's process group).
+# SECONDS COMMAND: a user's command (a hook, a health check), its output on stderr so the frames on
+# stdout stay clean, stoppable (GNU timeout passes the TERM to the command's process group).
 run_stoppable() {
   if command -v timeout >/dev/null 2>&1; then bg_wait 1 timeout -s TERM -k 5 "$1" sh -c "$2"
   else bg_wait 1 sh -c "$2"; fi
@@ -582,7 +579,8 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
   return commands
     .map((cmd, i) =>
       kind === 'before-switch'
-        ? `emit hook ${q(`${kind} ${i + 1}`)}\nrun_cmd ${timeoutS} ${q(cmd)} || { _rc=$?; fail HOOK_FAILED "before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }`
+        ? // The first failure stops the rest (said once the reader of beforeSwitchLines is gone). A stopped hook is no failure.
+          `[ -n "$_bsf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _bsf="before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }; }`
         : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which. A stopped hook is no failure.
           `[ -n "$_asf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _asf="${i + 1} $_rc"; }; }`,
     )
@@ -759,6 +757,32 @@ export interface DeployArmScript extends ScriptBase {
 }
 
 /**
+ * The before-switch hooks, in the release, stoppable as the after-switch steps are (armedTail): the
+ * deploying side sends nothing before \`hooked\` (or \`ready\`) but its \`abort\` (it was
+ * interrupted), so a reader beside the hooks takes any line, or the end of stdin (the connection
+ * went), as the word to stop; it signals this shell, whose trap (set before the reader exists) ends
+ * the hook running, as a signal ends a local one, and the program fails INTERRUPTED before it arms.
+ * The reader is gone before the program says anything more or ends: it must not take a later word,
+ * nor signal a shell that has exited.
+ */
+function beforeSwitchLines(commands: readonly string[], timeoutS: number): string {
+  return `cd -- "$rel/$id" || fail IO "cannot enter the release"
+_bsf=; _stop=; _run=; _at=hooks
+trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null; }' USR1
+exec 3<&0
+( IFS= read -r _s <&3; kill -USR1 $$ ) </dev/null >/dev/null 2>&1 &
+_rd=$!
+exec 3<&-
+${hookLines('before-switch', commands, timeoutS)}
+_at=done
+kill "$_rd" 2>/dev/null; wait "$_rd" 2>/dev/null
+trap - USR1
+cd / || :
+[ -z "$_stop" ] || fail INTERRUPTED "stopped by the deploying side during the before-switch hooks; nothing was switched here"
+[ -z "$_bsf" ] || fail HOOK_FAILED "$_bsf"`;
+}
+
+/**
  * After the before-switch hooks: the release is listed (`hooked`, the listing frames, `listed yes`;
  * `listed no` where the host has no `stat -c` or SHA-256 command), and the program waits for the
  * deploying side's word on stdin: `same` (the hooks changed nothing the manifest holds), or
@@ -881,7 +905,7 @@ ${sharedLines}
 ${renderFunction(place)}
 place_release
 emit placed "$id"
-${s.beforeSwitch.length > 0 ? `cd -- "$rel/$id" || fail IO "cannot enter the release"\n${hookLines('before-switch', s.beforeSwitch, s.tail.hookTimeoutS)}\ncd / || :` : ''}
+${s.beforeSwitch.length > 0 ? beforeSwitchLines(s.beforeSwitch, s.tail.hookTimeoutS) : ''}
 ${s.beforeSwitch.length > 0 && s.remakeStage !== undefined ? hookManifestLines(s.remakeStage) : ''}
 # Everything the hooks wrote and the links reach the disk before current can point here.
 durable "$root"

@@ -139,7 +139,7 @@ export function launchFramed(command: string, args: readonly string[], options: 
       return new Promise<Frame>((resolve, reject) => waiters.push({ tags, resolve, reject }));
     },
     send: (line) => {
-      if (ended || !child.stdin || child.stdin.destroyed) return false;
+      if (ended || !child.stdin || child.stdin.destroyed || child.stdin.writableEnded) return false;
       child.stdin.write(`${line}\n`);
       return true;
     },

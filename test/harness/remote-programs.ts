@@ -34,6 +34,40 @@ export function runProgram(shell: Shell, script: string, cwd: string, input = ''
   return { frames: parseFrames(r.stdout), code: r.status, stderr: r.stderr.toString() };
 }
 
+/**
+ * Runs a program to its end as the deploying side talks to it: each word is written once the frame
+ * it waits for has come (as the fleet writes \`go\` after \`ready\`, never before), stdin is
+ * ended after the last. A program that ends first gets no more words.
+ */
+export async function talkTo(shell: Shell, script: string, cwd: string, words: readonly (readonly [after: string, input: string])[]): Promise<{ frames: Frame[]; code: number | null; stderr: string }> {
+  const child = spawn(shell.file, ['-c', script], { env: shell.env, cwd });
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  const stderr: Buffer[] = [];
+  let step = 0;
+  let seen = 0;
+  // Writes every word whose frame has come, in order (several may wait for frames of one chunk).
+  const speak = (): void => {
+    for (let word = words[step]; word !== undefined; word = words[step]) {
+      const at = frames.findIndex((f, i) => i >= seen && f.tag === word[0]);
+      if (at === -1) return;
+      seen = at + 1;
+      step += 1;
+      child.stdin.write(word[1]);
+    }
+    if (!child.stdin.writableEnded) child.stdin.end();
+  };
+  child.stdin.on('error', () => undefined);
+  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  child.stdout.on('data', (chunk: Buffer) => {
+    for (const f of reader.push(chunk)) if (f.tag !== 'beat') frames.push(f);
+    speak();
+  });
+  speak();
+  const code = await new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+  return { frames, code, stderr: Buffer.concat(stderr).toString() };
+}
+
 export interface StartedProgram {
   /** Its frames so far, heartbeats left out. */
   frames: Frame[];

@@ -90,6 +90,41 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
   });
 
+  // As a signal does locally: the before-switch hook is ended at once on every host, and the deploy
+  // is undone. (The hosts' hooks used to run to their end, here 87 s, a second signal changing nothing.)
+  void test("during the hosts' before-switch hooks: every hook is ended, the deploy undone on every host, exit 130", async (t) => {
+    const { root, on } = newRoot('before');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined);
+    // Each host's hook writes its pid where the release is made: found by its release directory.
+    const pids = (): number[] =>
+      fleet.hosts.flatMap((h) => {
+        const rel = path.join(on(h), 'releases');
+        return fs.readdirSync(rel).flatMap((n) => {
+          const f = path.join(rel, n, 'hook.pid');
+          return fs.existsSync(f) && fs.readFileSync(f, 'utf8').endsWith('\n') ? [Number(fs.readFileSync(f, 'utf8'))] : [];
+        });
+      });
+    // Read while the releases stand (the undo removes them).
+    let hooks: number[] = [];
+    const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs, '--before-switch', 'echo $$ > hook.pid; exec sleep 87', '--hook-timeout', '100'], () => (hooks = pids()).length === 3);
+    assert.equal(hooks.length, 3, 'a hook ran on every host');
+    assert.equal(r.code, 130, r.stderr);
+    assert.ok(r.tookMs < 30_000, `ended ${Math.round(r.tookMs)} ms after the signal`);
+    assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and the deploy was undone/);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v1, `${h.alias} did not move`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it`);
+      assert.deepEqual(
+        fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')),
+        [v1],
+        `${h.alias}: only the release it had`,
+      );
+    }
+    for (const pid of hooks) assert.throws(() => process.kill(pid, 0), /ESRCH/, `the hook (pid ${pid}) was ended`);
+    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
+  });
+
   void test('a rollback waiting for a host\'s lock: nothing rolled back, every lock it took released, exit 130', async (t) => {
     const { root, on } = newRoot('rollback');
     const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;

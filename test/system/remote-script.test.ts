@@ -17,7 +17,7 @@ import { sharedTargetAction, type SharedTargetKind } from '../../src/plan/shared
 import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type ArmedTail, type DeployArmScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
-import { armedTail as tail, lockAs, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
+import { armedTail as tail, lockAs, programShells, runProgram, startProgram, talkTo, type Shell } from '../harness/remote-programs.ts';
 import { buildExitedLeader, EXITED_LEADER_COMMAND, startExitedLeader } from '../harness/exited-leader.ts';
 import { rawStaleScan, staleScanScript } from '../../src/remote/stale-script.ts';
 import { remoteStaleReport } from '../../src/plan/remote-stale.ts';
@@ -64,6 +64,19 @@ function armedFixture(): { root: string; base: Omit<DeployArmScript, 'id' | 'sta
 
 function run(shell: Shell, script: string, input = ''): ReturnType<typeof runProgram> {
   return runProgram(shell, script, BASE, input);
+}
+
+/** Whether process `pid` is gone within 3 s (a stopped command may take a moment to be reaped). */
+async function exits(pid: number): Promise<boolean> {
+  for (let n = 0; n < 300; n++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
 }
 
 function tags(frames: readonly Frame[]): string[] {
@@ -277,7 +290,7 @@ for (const shell of SHELLS) {
         tail: tail({ id, token: 'tok', backTo: 'old', journalSwitched: '{"v":1,"op":"deploy","phase":"switched"}', commitRecords: [id] }),
       });
       const record = JSON.stringify({ id, status: 'complete', note: "it's \"done\" \\ ✓" });
-      const r = run(shell, script, `go\ncommit\n${record}\n`);
+      const r = await talkTo(shell, script, BASE, [['ready', 'go\n'], ['waiting', `commit\n${record}\n`]]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(
         tags(r.frames).filter((t) => t !== 'hook' && t !== 'switched-ctime'),
@@ -320,7 +333,7 @@ for (const shell of SHELLS) {
       });
       const sha = createHash('sha256').update(remade).digest('hex');
       const record = JSON.stringify({ id, status: 'pending', digest: `sha256:${sha}` });
-      const r = run(shell, script, `manifest ${sha}\n${record}\nabort\n`);
+      const r = await talkTo(shell, script, BASE, [['listed', `manifest ${sha}\n${record}\n`], ['ready', 'abort\n']]);
       assert.equal(r.code, 0, r.stderr);
       const order = tags(r.frames).filter((t) => ['placed', 'hooked', 'listed', 'ready', 'disarmed'].includes(t));
       assert.deepEqual(order, ['placed', 'hooked', 'listed', 'ready', 'disarmed'], r.stderr);
@@ -459,7 +472,7 @@ for (const shell of SHELLS) {
         fs.writeFileSync(path.join(root, '.tmp', 'stage.0004', 'manifest.json'), 'the build manifest\n');
         fs.mkdirSync(path.join(root, '.tmp', 'stage.0005'));
         fs.writeFileSync(path.join(root, '.tmp', 'stage.0005', 'manifest.json'), 'another manifest\n');
-        const r = run(shell, armOnOld(root, id, 'stage.0004', { beforeSwitch: ['true'], remakeStage: 'stage.0005', manifest: true }), `${word}\n{"id":"r2","x":1}\ngo\n`);
+        const r = await talkTo(shell, armOnOld(root, id, 'stage.0004', { beforeSwitch: ['true'], remakeStage: 'stage.0005', manifest: true }), BASE, [['listed', `${word}\n{"id":"r2","x":1}\ngo\n`]]);
         assert.equal(r.code, 1, r.stderr);
         assert.ok(!tags(r.frames).includes('ready'), `${word}: never armed`);
         assert.match(r.frames.find((f) => f.tag === 'message')?.value ?? '', message);
@@ -563,16 +576,7 @@ for (const shell of SHELLS) {
         // Stopped is no failure, and nothing after the stopped step ran.
         assert.deepEqual(tags(p.frames).filter((t) => ['health', 'after-switch-failed', 'reload-failed'].includes(t)), [], c.step);
         assert.equal(fs.existsSync(path.join(root, 'ran')), false, `${c.step}: a later step ran`);
-        let gone = false;
-        for (let n = 0; n < 300 && !gone; n++) {
-          try {
-            process.kill(pid, 0);
-            await new Promise((r) => setTimeout(r, 10));
-          } catch {
-            gone = true;
-          }
-        }
-        assert.ok(gone, `${c.step}: the stopped command (pid ${pid}) still runs`);
+        assert.ok(await exits(pid), `${c.step}: the stopped command (pid ${pid}) still runs`);
         assert.equal(fs.readlinkSync(path.join(root, 'current')), `releases/${id}`, 'the switch stands');
         p.end(`commit-unverified\n{"id":"${id}","status":"complete"}\n`);
         await p.closed;
@@ -607,6 +611,54 @@ for (const shell of SHELLS) {
       await p.closed;
       assert.ok(tags(p.frames).includes('committed'), JSON.stringify(p.frames));
       assert.ok(!tags(p.frames).includes('stopped'), JSON.stringify(p.frames));
+    });
+
+    // A signal on the deploying side during the before-switch hooks: its `abort` (or the connection's
+    // end) ends the hook at once (each would run 60 s), and the program fails before it arms.
+    void test('a line or the end of stdin during the before-switch hooks ends the hook running; the program fails INTERRUPTED and never arms', async (t) => {
+      const { root, base, prepare } = armedFixture();
+      const started: { end: (input?: string) => void }[] = [];
+      t.after(() => {
+        for (const p of started) p.end();
+      });
+      const pidFile = path.join(root, 'hook.pid');
+      const slow = 'echo $$ > "$ATOMIC_DEPLOY_ROOT/hook.pid"; exec sleep 60';
+      for (const [i, word] of ['abort\n', null].entries()) {
+        const how = word === null ? 'the end of stdin' : JSON.stringify(word);
+        fs.rmSync(pidFile, { force: true });
+        lockAs(root, 't');
+        const id = `h${i}`;
+        const stage = prepare(id);
+        fs.writeFileSync(path.join(root, '.tmp', stage, 'manifest.json'), 'the build manifest\n');
+        const script = deployArmScript({ ...base, id, stage, manifest: true, remakeStage: `stage.remake${i}`, beforeSwitch: ['true', slow, 'echo never > "$ATOMIC_DEPLOY_ROOT/ran"'], tail: tail({ id, token: 't', backTo: 'old', hookTimeoutS: 90, commitRecords: [id] }) });
+        const p = startProgram(shell, script, BASE, (f) => f.tag === 'placed');
+        started.push(p);
+        await p.reached;
+        for (let n = 0; n < 500 && !(fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').endsWith('\n')); n++) await new Promise((r) => setTimeout(r, 10));
+        const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+        assert.ok(pid > 1, `${how}: the hook began`);
+        const sent = performance.now();
+        if (word === null) p.end();
+        else p.send(word);
+        await p.closed;
+        const tookMs = performance.now() - sent;
+        assert.ok(tookMs < 5000, `${how}: stopped in ${Math.round(tookMs)} ms`);
+        assert.equal(p.frames.find((f) => f.tag === 'error')?.value, 'INTERRUPTED', JSON.stringify(p.frames));
+        assert.match(p.frames.find((f) => f.tag === 'message')?.value ?? '', /^stopped by the deploying side during the before-switch hooks; nothing was switched here$/);
+        assert.deepEqual(tags(p.frames).filter((f) => ['hooked', 'ready', 'switched'].includes(f)), [], `${how}: never armed`);
+        assert.equal(p.frames.filter((f) => f.tag === 'hook').length, 2, `${how}: the third hook did not start`);
+        assert.equal(fs.existsSync(path.join(root, 'ran')), false, `${how}: a later hook ran`);
+        assert.ok(await exits(pid), `${how}: the stopped hook (pid ${pid}) still runs`);
+        assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/old', 'nothing switched');
+      }
+      // A hook that fails, with stdin open and silent (as the fleet keeps it): said as a failed hook, the rest not run.
+      lockAs(root, 't');
+      const failed = startProgram(shell, deployArmScript({ ...base, id: 'f', stage: prepare('f'), beforeSwitch: ['exit 3', 'echo never > "$ATOMIC_DEPLOY_ROOT/ran"'], tail: tail({ id: 'f', token: 't', backTo: 'old', commitRecords: ['f'] }) }), BASE, () => false);
+      started.push(failed);
+      await failed.closed;
+      assert.equal(failed.frames.find((f) => f.tag === 'error')?.value, 'HOOK_FAILED', JSON.stringify(failed.frames));
+      assert.equal(failed.frames.find((f) => f.tag === 'message')?.value, 'before-switch hook 1 exited with code 3');
+      assert.equal(fs.existsSync(path.join(root, 'ran')), false, 'the hook after a failed one ran');
     });
 
     void test('a commit whose record cannot be written keeps the journal for the next command and says so', async () => {
@@ -792,7 +844,7 @@ void test('a host without sha256sum or shasum lists nothing after the before-swi
   const { root, holder } = await liveOnOld(shell);
   fs.mkdirSync(path.join(root, '.tmp', 'stage.0007', 'r4'), { recursive: true });
   fs.writeFileSync(path.join(root, '.tmp', 'stage.0007', 'manifest.json'), 'the build manifest\n');
-  const r = run(shell, armOnOld(root, 'r4', 'stage.0007', { beforeSwitch: ['echo cached > cache.php'], remakeStage: 'stage.0008', manifest: true }), 'same\nabort\n');
+  const r = await talkTo(shell, armOnOld(root, 'r4', 'stage.0007', { beforeSwitch: ['echo cached > cache.php'], remakeStage: 'stage.0008', manifest: true }), BASE, [['listed', 'same\n'], ['ready', 'abort\n']]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(tags(r.frames).filter((t) => ['hooked', 'listed', 'stat', 'ready', 'disarmed'].includes(t)), ['hooked', 'listed', 'ready', 'disarmed']);
   assert.equal(r.frames.find((f) => f.tag === 'listed')?.value, 'no');
