@@ -200,6 +200,13 @@ async function run<T extends object>(
 
 const skew = (r: { skewMs: number; hostSkewMs?: number }): string => `${r.skewMs} ms${r.hostSkewMs === undefined ? '' : `, ${r.hostSkewMs} ms by the hosts' clocks`}`;
 
+/** `; pruned …` as a local deploy's line ends with --keep: the releases pruned on any host (which where, in the table). */
+function prunedPart(hosts: readonly { pruned?: string[] }[]): string {
+  if (!hosts.some((h) => h.pruned !== undefined)) return '';
+  const ids = [...new Set(hosts.flatMap((h) => h.pruned ?? []))];
+  return ids.length === 0 ? '; pruned nothing' : `; pruned ${plural(ids.length, 'release')} (${ids.join(', ')})`;
+}
+
 /** One line per wave, before the host table. */
 function waveLines(waves: readonly FleetWave[]): string {
   if (waves.length < 2) return '';
@@ -216,10 +223,10 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
     (r) => ({
       table: waveLines(r.waves) + hostTable(r.hosts, (h) => {
         const d = r.hosts.find((x) => x.host === h.host);
-        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.copiedOnHost ? `, ${d.copiedOnHost} copied on the host` : d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}` : '';
+        return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.copiedOnHost ? `, ${d.copiedOnHost} copied on the host` : d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}${d.pruned && d.pruned.length > 0 ? `, pruned ${d.pruned.join(' ')}` : ''}` : '';
       }),
       // Within a failure budget some hosts are not on it: the line counts the hosts it is live on.
-      line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})`,
+      line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})${prunedPart(r.hosts)}`,
       // The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as locally.
       ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, r.afterSwitchFailure, `atomic-deploy rollback ${root === undefined ? '<root>' : shellWord(root)} ${cli.hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`) }),
     }),

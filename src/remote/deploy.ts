@@ -84,6 +84,8 @@ export interface FleetDeployHost {
   health?: 'ok' | 'failed';
   /** An after-switch hook or reload failed here with no health check to switch back on: the release stands (exit 7). */
   afterSwitchFailure?: string;
+  /** With `--keep`: the releases pruned here once the switch was committed (empty: nothing to prune, or a signal came first). */
+  pruned?: string[];
   warnings: string[];
   recovered: string[];
   error?: HostError;
@@ -146,6 +148,8 @@ interface Placed extends Names {
   manifestSent?: number;
   copyMs: number;
   warnings: readonly string[];
+  /** The releases its commit prunes (decided under the lock from its state, as locally). */
+  prunes?: readonly string[];
 }
 
 /** Its program holds the lock and waits for the fleet's words (remote/armed.ts). */
@@ -166,6 +170,8 @@ interface Verified extends Switched {
   failure?: string;
   /** A signal's `stop` ended its after-switch steps and nothing there had failed: unverified, not exit 7. */
   stoppedOnly?: true;
+  /** With `--keep`, once committed: the releases it pruned. */
+  pruned?: readonly string[];
 }
 
 /**
@@ -355,6 +361,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         ...(hasSwitched(p) ? { switchedAfterMs: Math.round(p.afterMs) } : {}),
         ...(healthOf(p) ? { health: healthOf(p) } : {}),
         ...(p?.phase === 'verified' && p.afterSwitchFailure !== undefined ? { afterSwitchFailure: p.afterSwitchFailure } : {}),
+        ...(p?.phase === 'verified' && p.pruned !== undefined ? { pruned: [...p.pruned] } : {}),
         warnings: [...(placed.warnings ?? [])],
         recovered: h.recovered,
         ...(h.error ? { error: h.error } : {}),
@@ -588,6 +595,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           trash: stagingName(state, 'trash'),
           record: recordLine(state, release.id, { prunedAt }),
         }));
+        d.prunes = prune.map((x) => x.id);
         // With before-switch hooks, a stage of its own receives the manifest made again after them.
         const remakeStage = beforeSwitch.length > 0 ? stagingName(state, 'stage') : undefined;
         const script = deployArmScript({
@@ -833,7 +841,14 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         // As locally: nothing is pruned for an unverified release, nor once a signal has come (the next deploy or prune does it).
         const signalled = options.signal?.aborted === true;
         if (signalled && afterSwitchFailure === undefined && options.keep !== undefined) pruneSkipped.push(h.label);
-        const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: afterSwitchFailure === undefined && !signalled });
+        const pruning = afterSwitchFailure === undefined && !signalled;
+        const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: pruning });
+        // What this host pruned, as a local deploy reports it: a release it could not move stays (warned below).
+        const pruned = done.kind === 'committed' && options.keep !== undefined ? (pruning ? (p.prunes ?? []).filter((x) => !done.pruneFailed.some((f) => f.id === x)) : []) : undefined;
+        if (pruned !== undefined) {
+          per.set(h, { ...q, pruned, phase: 'verified' });
+          if (pruned.length > 0) fleet.step(h, `pruned ${plural(pruned.length, 'release')} (${pruned.join(', ')})`);
+        }
         if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
@@ -849,7 +864,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           // A record it could not write: live, its journal kept for the next command to finish the record.
           const said = [...done.warnings, ...stays];
           for (const w of said) emit({ type: 'warning', message: `${h.label}: ${w}` });
-          per.set(h, { ...q, warnings: [...q.warnings, ...said], phase: 'verified' });
+          per.set(h, { ...q, ...(pruned === undefined ? {} : { pruned }), warnings: [...q.warnings, ...said], phase: 'verified' });
         }
       }),
       ...verified(decision.back).map(async ({ h, p }) => {

@@ -20,6 +20,7 @@ interface HostJson {
   error?: { code: string; message: string };
   removed?: { id: string }[];
   failed?: { id: string; message: string }[];
+  pruned?: string[];
   recovered?: string[];
 }
 
@@ -55,6 +56,9 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
     assert.match((one?.warnings ?? []).join('\n'), /pruning release r1: .*cannot rename releases\/r1.*; it stays, the deploy stands/);
     assert.match(r.stderr, new RegExp(`^warning: ${h1.alias}: pruning release r1: .*it stays, the deploy stands`, 'm'));
     assert.equal(j.hosts.find((h) => h.host === h2.alias)?.warnings?.length ?? 0, 0);
+    // Each host's row says what it pruned, as a local deploy's `prune` does.
+    assert.deepEqual(one?.pruned, ['r2']);
+    assert.deepEqual(j.hosts.find((h) => h.host === h2.alias)?.pruned, ['r2', 'r1'], 'newest first, as a local deploy lists them');
     // The stuck one stays; the other chosen one went, after it (oldest first).
     assert.deepEqual(releasesOn(on(h1)), ['r1', 'r3', 'r4']);
     assert.deepEqual(releasesOn(on(h2)), ['r3', 'r4']);
@@ -69,6 +73,16 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
     assert.equal(log.code, 0, log.stderr);
     const listed = jsonOf<{ hosts: { releases: { id: string }[] }[] }>(log).hosts[0]?.releases.map((x) => x.id);
     assert.deepEqual(listed, ['r4', 'r3', 'r1'], 'the stuck release is listed, the pruned one not');
+    // The human output says it too: a line per host as it prunes, the hosts' notes, the result line.
+    const human = await cli(['deploy', writeTree(tempDir(t), { 'index.html': 'r5\n' }), root, ...hostArgs, '--release-id', 'r5', '--keep', '1', '--no-fsync']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /; pruned 1 release \(r3\)$/m);
+    for (const h of [h1, h2]) assert.match(human.stdout, new RegExp(`^${h.alias} +switched +r5 +r4 +.*, pruned r3$`, 'm'));
+    assert.match(human.stdout + human.stderr, new RegExp(`${h2.alias}: pruned 1 release \\(r3\\)`));
+    // Nothing to prune is said as locally.
+    const none = await cli(['deploy', writeTree(tempDir(t), { 'index.html': 'r6\n' }), root, ...hostArgs, '--release-id', 'r6', '--keep', '5', '--no-fsync']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /; pruned nothing$/m);
   });
 
   void test('prune exits 1 and lists as removed only what went, the stuck release as failed', async (t) => {
