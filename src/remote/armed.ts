@@ -5,6 +5,8 @@
  * the switch). Fleet deploy, its waves and fleet rollback all drive their hosts through these
  * functions.
  */
+import { describeOutcome } from '../act/hooks.ts';
+import { DeployError } from '../errors.ts';
 import { pruneFailures } from './script.ts';
 import type { ExecResult, RunningRemote } from './ssh.ts';
 
@@ -41,10 +43,11 @@ export async function switchTogether(sessions: readonly Session[]): Promise<Swit
   );
 }
 
-/** Which after-switch hook failed (1-based) and its exit code (124: timed out). */
+/** Which hook failed (1-based), its exit code, and whether its time ran out (`--hook-timeout`). */
 export interface HookFailure {
   hook: number;
   code: number;
+  timedOut: boolean;
 }
 
 /** What a host was doing after its switch when `stop` ended it. */
@@ -54,12 +57,33 @@ export type StoppedStep = 'hooks' | 'reloads' | 'health';
  * A switched host's after-switch hooks, reloads and health check, done (or ended by `stop`): it
  * now waits for the fleet's decision. `reloadFailed`: how the first reload failed.
  */
-export type Verdict = { kind: 'waiting'; health?: 'ok' | 'failed'; healthCode?: number; afterSwitchFailed?: HookFailure; reloadFailed?: string; stopped?: StoppedStep; warnings: string[] } | { kind: 'lost' };
+export type Verdict =
+  | { kind: 'waiting'; health?: 'ok' | 'failed'; healthCode?: { code: number; timedOut: boolean }; afterSwitchFailed?: HookFailure; reloadFailed?: string; stopped?: StoppedStep; warnings: string[] }
+  | { kind: 'lost' };
 
-/** `after-switch-failed N CODE` from armedTail; anything else malformed is no failure report. */
+/** `after-switch-failed N CODE [1]` from armedTail, `hook-failed` too (1: its time ran out); anything else malformed is no failure report. */
 export function hookFailureOf(value: string | undefined): HookFailure | undefined {
-  const m = /^(\d+) (\d+)$/.exec(value ?? '');
-  return m ? { hook: Number(m[1]), code: Number(m[2]) } : undefined;
+  const m = /^(\d+) (\d+)( 1)?$/.exec(value ?? '');
+  return m ? { hook: Number(m[1]), code: Number(m[2]), timedOut: m[3] !== undefined } : undefined;
+}
+
+/** How a host's command ended, in a local deploy's words (the host knows its exit code and whether its time ran out). */
+export function hostOutcome(code: number, timedOut: boolean, timeoutMs: number): string {
+  return describeOutcome({ ok: false, code, signal: null, timedOut, aborted: false, detachedOutput: false, durationMs: 0 }, timeoutMs);
+}
+
+/**
+ * A host's failed before-switch hook (its `hook-failed` frame), as a local deploy's HOOK_FAILED:
+ * the same message, hint and details, the host named; undefined for any other failure.
+ */
+export function beforeSwitchHookError(label: string, result: ExecResult, commands: readonly string[], timeoutMs: number, release: string): DeployError | undefined {
+  const failed = hookFailureOf(result.frames.find((f) => f.tag === 'hook-failed')?.value);
+  if (failed === undefined) return undefined;
+  const command = commands[failed.hook - 1] ?? `#${failed.hook}`;
+  return new DeployError('HOOK_FAILED', `${label}: before-switch hook ${JSON.stringify(command)} ${hostOutcome(failed.code, failed.timedOut, timeoutMs)}; release ${release} was not switched to and was removed`, {
+    hint: 'current is unchanged on every host; fix the hook or the build and deploy again',
+    details: { host: label, hook: 'before-switch', command, exitCode: failed.code, timedOut: failed.timedOut },
+  });
 }
 
 export async function awaitVerdict(session: Session): Promise<Verdict> {
@@ -70,13 +94,13 @@ export async function awaitVerdict(session: Session): Promise<Verdict> {
   const failed = hookFailureOf(session.frames.find((f) => f.tag === 'after-switch-failed')?.value);
   const reloadFailed = session.frames.find((f) => f.tag === 'reload-failed')?.value;
   const stopped = session.frames.find((f) => f.tag === 'stopped')?.value;
-  // The exit code of the check's last attempt (124: its time ran out), when it failed.
-  const code = /^\d+$/.exec(session.frames.find((f) => f.tag === 'health-code')?.value ?? '')?.[0];
+  // The exit code of the check's last attempt, and ` 1` when its time ran out, when it failed.
+  const code = /^(\d+)( 1)?$/.exec(session.frames.find((f) => f.tag === 'health-code')?.value ?? '');
   return {
     kind: 'waiting',
     warnings,
     ...(health === 'ok' || health === 'failed' ? { health } : {}),
-    ...(health === 'failed' && code !== undefined ? { healthCode: Number(code) } : {}),
+    ...(health === 'failed' && code ? { healthCode: { code: Number(code[1]), timedOut: code[2] !== undefined } } : {}),
     ...(failed ? { afterSwitchFailed: failed } : {}),
     ...(reloadFailed === undefined ? {} : { reloadFailed: reloadFailed.trim() || 'a reload failed' }),
     ...(stopped === 'hooks' || stopped === 'reloads' || stopped === 'health' ? { stopped } : {}),

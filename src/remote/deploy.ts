@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, emptyBuildError, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
-import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
+import { awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
@@ -305,7 +305,8 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const durable = options.fsync !== false;
   const afterSwitch = options.hooks?.afterSwitch ?? [];
   const beforeSwitch = options.hooks?.beforeSwitch ?? [];
-  const hookTimeoutS = Math.ceil((options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS) / 1000);
+  const hookTimeoutMs = options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+  const hookTimeoutS = Math.ceil(hookTimeoutMs / 1000);
   // Run by each host's armed program between its after-switch hooks and its health check, as locally.
   const reloads = armedReloads(options);
   const per = new Map<HostRun, HostPhase>();
@@ -653,7 +654,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             }
           }
           const answer = await awaitArmed(session);
-          if (answer.kind === 'refused') throw remoteError(h.label, answer.result, 'preparing the release');
+          if (answer.kind === 'refused') throw beforeSwitchHookError(h.label, answer.result, beforeSwitch, hookTimeoutMs, releaseId) ?? remoteError(h.label, answer.result, 'preparing the release');
           per.set(h, { ...d, session: answer.session, phase: 'armed' });
           fleet.step(h, 'prepared and armed');
         } finally {
@@ -713,15 +714,16 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             return;
           }
           const failed = verdict.afterSwitchFailed;
-          const hookFailure = failed ? `after-switch hook ${JSON.stringify(afterSwitch[failed.hook - 1] ?? `#${failed.hook}`)} ${failed.code === 124 ? `timed out after ${hookTimeoutS} s` : `exited with code ${failed.code}`}` : undefined;
+          const hookFailure = failed ? `after-switch hook ${JSON.stringify(afterSwitch[failed.hook - 1] ?? `#${failed.hook}`)} ${hostOutcome(failed.code, failed.timedOut, hookTimeoutMs)}` : undefined;
           // As locally: a hook's failure and a reload's after it (run when no health check can switch back) are both named.
           const failure = [hookFailure, verdict.reloadFailed].filter((x) => x !== undefined).join('; ') || undefined;
           // Ended by `stop`: live and unverified, as a local deploy a signal stops after its switch.
           const stopped = verdict.stopped === undefined ? undefined : `interrupted by ${signalOf(options.signal?.reason)}: ${STOPPED_STEP[verdict.stopped]} did not finish`;
           const unverified = [failure, stopped].filter((x) => x !== undefined).join('; ') || undefined;
-          // Why the check failed, in a local deploy's words (its last attempt's exit code; 124: its time ran out).
+          // Why the check failed, in a local deploy's words (its last attempt's exit code, or its time ran out).
           const code = verdict.healthCode;
-          const checkFailure = code === undefined ? 'the health check failed' : `health check failed: command ${JSON.stringify(options.healthCheck?.command ?? '')} ${code === 124 ? `timed out (--health-timeout ${(options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000} s)` : `exited with code ${code}`}`;
+          const healthTimeoutMs = options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+          const checkFailure = code === undefined ? 'the health check failed' : `health check failed: command ${JSON.stringify(options.healthCheck?.command ?? '')} ${code.timedOut ? `timed out (--health-timeout ${healthTimeoutMs / 1000} s)` : hostOutcome(code.code, false, healthTimeoutMs)}`;
           per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), ...(verdict.health === 'failed' ? { failure: failure ?? checkFailure } : {}), ...(stopped !== undefined && failure === undefined ? { stoppedOnly: true as const } : {}), phase: 'verified' });
           if (verdict.health === 'failed') {
             h.error = { code: 'HEALTH_CHECK_FAILED', message: `${h.label}: ${failure ?? checkFailure}` };

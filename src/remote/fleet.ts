@@ -44,6 +44,11 @@ export interface HostError {
   code: ErrorCode;
   message: string;
   hint?: string;
+  /** A failed before-switch hook, as a local deploy's HOOK_FAILED error has it. */
+  hook?: 'before-switch';
+  command?: string;
+  exitCode?: number;
+  timedOut?: boolean;
 }
 
 /** Parses and checks the targets: every host must be `[user@]host[:port]` with an absolute root. */
@@ -161,7 +166,11 @@ export function readRootProblemOf(label: string, root: string, state: RemoteStat
 }
 
 export function hostError(error: unknown): HostError {
-  if (error instanceof DeployError) return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) };
+  if (error instanceof DeployError) {
+    const d = error.details ?? {};
+    const hook = d.hook === 'before-switch' ? { hook: 'before-switch' as const, command: String(d.command), exitCode: Number(d.exitCode), timedOut: d.timedOut === true } : {};
+    return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), ...hook };
+  }
   return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
 }
 

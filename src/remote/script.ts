@@ -26,6 +26,7 @@ import { clearJournalProgram, journalProgram, recordProgram } from '../root/reco
 import { EFFECT_FUNCTIONS, renderCall, renderFunction } from '../root/sh.ts';
 import { sharedPathSteps, sharedTargetAction, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import { LIVE_THREADS, PICK_SUM, shQuote } from './shell.ts';
+import { KILL_GRACE_MS } from '../act/hooks.ts';
 import { releaseListing } from './verify-script.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
@@ -249,10 +250,15 @@ bg_wait() {
   _run=; return "$_rc"
 }
 # SECONDS COMMAND: a user's command (a hook, a health check), its output on stderr so the frames on
-# stdout stay clean, stoppable (GNU timeout passes the TERM to the command's process group).
+# stdout stay clean, stoppable (GNU timeout passes the TERM to the command's process group), killed
+# ${KILL_GRACE_MS / 1000} s after a TERM it ignores, as locally. _to=1: its time ran out (timeout's 124, 137 after
+# the KILL, BusyBox's 143, once SECONDS have passed): a command that exits 124 itself did not time out.
 run_stoppable() {
-  if command -v timeout >/dev/null 2>&1; then bg_wait 1 timeout -s TERM -k 5 "$1" sh -c "$2"
+  _t0=$(date +%s); _to=
+  if command -v timeout >/dev/null 2>&1; then bg_wait 1 timeout -s TERM -k ${KILL_GRACE_MS / 1000} "$1" sh -c "$2"
   else bg_wait 1 sh -c "$2"; fi
+  case $_rc in 124|137|143) [ $(( $(date +%s) - _t0 )) -lt "$1" ] || _to=1 ;; esac
+  return "$_rc"
 }
 `;
 
@@ -580,9 +586,9 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
     .map((cmd, i) =>
       kind === 'before-switch'
         ? // The first failure stops the rest (said once the reader of beforeSwitchLines is gone). A stopped hook is no failure.
-          `[ -n "$_bsf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _bsf="before-switch hook ${i + 1} exited with code $_rc$( [ $_rc = 124 ] && echo ' (timed out)')"; }; }`
+          `[ -n "$_bsf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _bsf="${i + 1} $_rc\${_to:+ 1}"; }; }`
         : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which. A stopped hook is no failure.
-          `[ -n "$_asf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _asf="${i + 1} $_rc"; }; }`,
+          `[ -n "$_asf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _asf="${i + 1} $_rc\${_to:+ 1}"; }; }`,
     )
     .join('\n');
 }
@@ -611,9 +617,9 @@ function armedTail(t: ArmedTail): string {
   const health = t.healthCheck
     ? `_at=health; _end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0; _n=0; _hc=
 while [ -z "$_stop" ]; do
-  _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1; _n=$((_n + 1)); _rc=1
+  _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1; _n=$((_n + 1)); _rc=1; _to=
   if cd -- "$root/current" && run_stoppable "$_left" ${q(t.healthCheck.command)}; then _ok=1; cd / || :; break; fi
-  _hc=$_rc; cd / || :
+  _hc="$_rc\${_to:+ 1}"; cd / || :
   [ -z "$_stop" ] && [ "$(date +%s)" -lt "$_end" ] || break
   # Said as a local check says each retry (on stderr, which the deploying side shows with the host).
   echo "health check attempt $_n failed (exit code $_hc); retrying in $_wait s" >&2
@@ -779,7 +785,8 @@ kill "$_rd" 2>/dev/null; wait "$_rd" 2>/dev/null
 trap - USR1
 cd / || :
 [ -z "$_stop" ] || fail INTERRUPTED "stopped by the deploying side during the before-switch hooks; nothing was switched here"
-[ -z "$_bsf" ] || fail HOOK_FAILED "$_bsf"`;
+# \`hook-failed N CODE [1]\` (1: its time ran out): the deploying side says it in a local deploy's words.
+[ -z "$_bsf" ] || { emit hook-failed "$_bsf"; _rc=\${_bsf#* }; fail HOOK_FAILED "before-switch hook \${_bsf%% *} exited with code \${_rc%% *}"; }`;
 }
 
 /**

@@ -137,8 +137,16 @@ void describe('before-switch hooks on fleet hosts', () => {
     const { root, on } = newRoot('made');
     const deep = `${root}/deep/app`;
     // host1's hook passes and its program waits armed; host2's fails.
-    const r = await cli(['deploy', build(t, 'v1'), deep, ...hostArgs, '--before-switch', 'test "$(hostname)" != host2', '--json']);
+    const hook = 'test "$(hostname)" != host2';
+    const r = await cli(['deploy', build(t, 'v1'), deep, ...hostArgs, '--before-switch', hook, '--json']);
     assert.equal(r.code, 1, r.stderr);
+    // Said as a local deploy says it: the hook, how it ended, the hint; its details in host2's row.
+    const j = jsonOf<{ error?: { code: string; message: string; hint?: string }; hosts: { host: string; error?: Record<string, unknown> }[] }>(r);
+    assert.equal(j.error?.code, 'HOOK_FAILED');
+    assert.match(j.error?.message ?? '', /^nothing was switched: host2: before-switch hook "test \\"\$\(hostname\)\\" != host2" exited with code 1; release \S+ was not switched to and was removed$/);
+    assert.equal(j.error?.hint, 'current is unchanged on every host; fix the hook or the build and deploy again');
+    const failed = j.hosts.find((h) => h.host === 'host2')?.error;
+    assert.deepEqual({ code: failed?.code, hook: failed?.hook, command: failed?.command, exitCode: failed?.exitCode, timedOut: failed?.timedOut }, { code: 'HOOK_FAILED', hook: 'before-switch', command: hook, exitCode: 1, timedOut: false });
     for (const h of fleet.hosts) {
       // Not even the root's top folder: every directory was made by this deploy.
       assert.equal(fs.existsSync(on(h)), false, `${h.alias}: left ${fs.existsSync(on(h)) ? execFind(on(h)) : ''}`);

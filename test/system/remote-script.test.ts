@@ -661,6 +661,34 @@ for (const shell of SHELLS) {
       assert.equal(fs.existsSync(path.join(root, 'ran')), false, 'the hook after a failed one ran');
     });
 
+    // The deploying side says a host's failed hook in a local deploy's words: it must know whether
+    // the hook's time ran out, which its exit code alone does not say (GNU timeout's 124 is also a
+    // code a command may exit with; BusyBox's timeout leaves 143, a TERM-ignoring hook 137).
+    void test('a failed before-switch hook is reported with its exit code and whether its time ran out; one ignoring TERM is killed 3 s after its timeout', async (t) => {
+      const { root, base, prepare } = armedFixture();
+      const started: { end: (input?: string) => void }[] = [];
+      t.after(() => {
+        for (const p of started) p.end();
+      });
+      const cases = [
+        { id: 'own124', hook: 'exit 124', frame: /^1 124$/, atLeastMs: 0, atMostMs: 3000 },
+        { id: 'slow', hook: 'exec sleep 30', frame: /^1 (124|143) 1$/, atLeastMs: 900, atMostMs: 4000 },
+        // The TERM at 1 s, the KILL 3 s later (as locally; it was 5 s on hosts).
+        { id: 'deaf', hook: "trap '' TERM; sleep 30", frame: /^1 (137|143) 1$/, atLeastMs: 3900, atMostMs: 5500 },
+      ];
+      for (const c of cases) {
+        lockAs(root, 't');
+        const began = performance.now();
+        const p = startProgram(shell, deployArmScript({ ...base, id: c.id, stage: prepare(c.id), beforeSwitch: [c.hook], tail: tail({ id: c.id, token: 't', backTo: 'old', hookTimeoutS: 1, commitRecords: [c.id] }) }), BASE, () => false);
+        started.push(p);
+        await p.closed;
+        const tookMs = performance.now() - began;
+        assert.match(p.frames.find((f) => f.tag === 'hook-failed')?.value ?? '', c.frame, `${c.id}: ${JSON.stringify(p.frames)}`);
+        assert.equal(p.frames.find((f) => f.tag === 'error')?.value, 'HOOK_FAILED', c.id);
+        assert.ok(tookMs >= c.atLeastMs && tookMs < c.atMostMs, `${c.id}: ended in ${Math.round(tookMs)} ms`);
+      }
+    });
+
     void test('a commit whose record cannot be written keeps the journal for the next command and says so', async () => {
       const root = freshRoot();
       makeRelease(root, 'old', 'old\n');

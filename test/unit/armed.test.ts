@@ -103,10 +103,10 @@ void test('a host that ends before ready is refused with its whole result; a rea
 void test('the verdict carries the health result, the failed after-switch hook and warnings; a program that ends first is lost', async () => {
   const h = new ScriptedHost([]);
   h.emit('warning', 'cannot write the journal');
-  h.emit('after-switch-failed', '2 124');
+  h.emit('after-switch-failed', '2 124 1');
   h.emit('health', 'failed');
   h.emit('waiting', 'decision');
-  assert.deepEqual(await awaitVerdict(h), { kind: 'waiting', warnings: ['cannot write the journal'], health: 'failed', afterSwitchFailed: { hook: 2, code: 124 } });
+  assert.deepEqual(await awaitVerdict(h), { kind: 'waiting', warnings: ['cannot write the journal'], health: 'failed', afterSwitchFailed: { hook: 2, code: 124, timedOut: true } });
   const quiet = new ScriptedHost([]);
   quiet.emit('waiting', 'decision');
   assert.deepEqual(await awaitVerdict(quiet), { kind: 'waiting', warnings: [] });
@@ -123,7 +123,12 @@ void test('the verdict carries the health result, the failed after-switch hook a
   code.emit('health-code', '7');
   code.emit('health', 'failed');
   code.emit('waiting', 'decision');
-  assert.deepEqual(await awaitVerdict(code), { kind: 'waiting', warnings: [], health: 'failed', healthCode: 7 }, 'the last attempt\'s exit code');
+  assert.deepEqual(await awaitVerdict(code), { kind: 'waiting', warnings: [], health: 'failed', healthCode: { code: 7, timedOut: false } }, 'the last attempt\'s exit code');
+  const late = new ScriptedHost([]);
+  late.emit('health-code', '124 1');
+  late.emit('health', 'failed');
+  late.emit('waiting', 'decision');
+  assert.deepEqual(await awaitVerdict(late), { kind: 'waiting', warnings: [], health: 'failed', healthCode: { code: 124, timedOut: true } }, 'its time ran out');
   const stopped = new ScriptedHost([]);
   stopped.emit('stopped', 'reloads');
   stopped.emit('waiting', 'decision');
@@ -183,7 +188,10 @@ void test('disarm sends a word other than go and waits for the program to end', 
   assert.equal(result.code, 0);
 });
 
-void test('an after-switch failure frame is read as hook and code; a malformed one is no report', () => {
-  assert.deepEqual(hookFailureOf('1 3'), { hook: 1, code: 3 });
-  for (const bad of [undefined, '', '1', '1 3 4', 'x 3', '1 -3', ' 1 3']) assert.equal(hookFailureOf(bad), undefined, String(bad));
+void test('a hook failure frame is read as hook, code and whether its time ran out; a malformed one is no report', () => {
+  assert.deepEqual(hookFailureOf('1 3'), { hook: 1, code: 3, timedOut: false });
+  // A hook that exits 124 itself did not time out: only the host's ` 1` says it did.
+  assert.deepEqual(hookFailureOf('2 124'), { hook: 2, code: 124, timedOut: false });
+  assert.deepEqual(hookFailureOf('2 137 1'), { hook: 2, code: 137, timedOut: true });
+  for (const bad of [undefined, '', '1', '1 3 4', '1 3 1 1', 'x 3', '1 -3', ' 1 3']) assert.equal(hookFailureOf(bad), undefined, String(bad));
 });
