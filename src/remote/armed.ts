@@ -7,14 +7,55 @@
  */
 import { describeOutcome } from '../act/hooks.ts';
 import { DeployError } from '../errors.ts';
+import type { EventSink } from '../ops/events.ts';
 import { pruneFailures } from './script.ts';
-import type { ExecResult, RunningRemote } from './ssh.ts';
+import { STEP_OUT_LINE, type ExecResult, type ProgramOutput, type RunningRemote } from './ssh.ts';
 
 /** What the protocol needs of a running host program: its frames, its stdin, its end. */
 export type Session = Pick<RunningRemote, 'frames' | 'waitFor' | 'send' | 'end' | 'done'>;
 
 /** A host program after its preparation: armed (waiting for `go`), or ended without arming. */
 export type ArmAnswer<S extends Session> = { kind: 'armed'; session: S } | { kind: 'refused'; result: ExecResult };
+
+/** What a deploy's armed program runs, to name it as a local deploy names its steps. */
+export interface ArmedSteps {
+  beforeSwitch: readonly string[];
+  afterSwitch: readonly string[];
+  /** What the reloads reload (`unit app.service, php-fpm (…)`), when there are any. */
+  reloads?: string;
+  /** The health check as its step line says it (`curl -fsS … (up to 30 s)`), when there is one. */
+  health?: string;
+}
+
+/**
+ * A host's armed program told as a local deploy tells its own: a step line as each hook, the
+ * reloads and the health check begin (`host1: running before-switch hook: php artisan migrate`),
+ * from its frames, and each output line labelled with the host and what printed it (`[host1
+ * before-switch] …`, `reload`, `health-check`), from the marks the program writes on stderr
+ * itself: stdout and stderr come on two pipes, whose order between them is not kept.
+ */
+export function armedNarration(label: string, steps: ArmedSteps, emit: EventSink): ProgramOutput {
+  let source = label;
+  return {
+    onStderrLine: (line) => {
+      const step = STEP_OUT_LINE.exec(line)?.[1];
+      if (step === undefined) emit({ type: 'output', source, stream: 'stderr', line });
+      else source = step === '-' ? label : `${label} ${step}`;
+    },
+    onFrame: (f) => {
+      const hook = f.tag === 'hook' ? /^(before-switch|after-switch) (\d+)$/.exec(f.value) : null;
+      if (hook?.[1] !== undefined) {
+        const kind = hook[1];
+        const command = (kind === 'before-switch' ? steps.beforeSwitch : steps.afterSwitch)[Number(hook[2]) - 1] ?? `#${hook[2]}`;
+        emit({ type: 'step', message: `${label}: running ${kind} hook: ${command}` });
+      } else if (f.tag === 'reloading') {
+        emit({ type: 'step', message: `${label}: reloading ${steps.reloads ?? ''}` });
+      } else if (f.tag === 'checking') {
+        emit({ type: 'step', message: `${label}: health check: ${steps.health ?? ''}` });
+      }
+    },
+  };
+}
 
 /** Waits until the host is armed; a program that ends first (an `error` frame, a lost connection) is read to its end. */
 export async function awaitArmed<S extends Session>(session: S): Promise<ArmAnswer<S>> {

@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, emptyBuildError, repositoryWarning, signalOf } from '../plan/validate.ts';
 import { selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
-import { awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
+import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
 import type { RemoteRecord } from './facts.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
@@ -307,6 +307,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const beforeSwitch = options.hooks?.beforeSwitch ?? [];
   const hookTimeoutMs = options.hooks?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
   const hookTimeoutS = Math.ceil(hookTimeoutMs / 1000);
+  const healthTimeoutMs = options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   // Run by each host's armed program between its after-switch hooks and its health check, as locally.
   const reloads = armedReloads(options);
   const per = new Map<HostRun, HostPhase>();
@@ -621,7 +622,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             afterSwitch,
             hookTimeoutS,
             ...(reloads === undefined ? {} : { reload: reloads }),
-            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: (options.healthCheck.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS) / 1000 } } : {}),
+            ...(options.healthCheck?.command ? { healthCheck: { command: options.healthCheck.command, timeoutS: healthTimeoutMs / 1000 } } : {}),
             commitRecords: [releaseId],
             backRecords: previous === null ? [releaseId] : [releaseId, previous],
             prune,
@@ -630,7 +631,10 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
             ...(locked.gate ? { gate: locked.gate } : {}),
           },
         });
-        const session = h.remote.ssh.start(script, { onStderrLine: fleet.output(h) });
+        const session = h.remote.ssh.start(
+          script,
+          armedNarration(h.label, { beforeSwitch, afterSwitch, ...(reloads === undefined ? {} : { reloads: reloadsSaid(options) }), ...(options.healthCheck?.command ? { health: `${options.healthCheck.command} (up to ${healthTimeoutMs / 1000} s)` } : {}) }, emit),
+        );
         if (beforeSwitch.length > 0) {
           // A signal that came while the copy ended: the hooks stop as soon as they start.
           if (phase1.signal.aborted) void disarm(session).catch(() => undefined);
@@ -699,13 +703,6 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       // After-switch hooks, reloads and health checks run on the hosts; each then waits for the decision.
       await Promise.all(
         switchedHere.map(async ({ h, p }) => {
-          // The host says when its reloads begin (they run in its armed program, after its hooks).
-          if (reloads !== undefined) {
-            p.session.waitFor(['reloading', 'waiting']).then(
-              (f) => f.tag === 'reloading' && emit({ type: 'step', message: `${h.label}: reloading ${reloadsSaid(options)}` }),
-              () => undefined,
-            );
-          }
           const verdict = await awaitVerdict(p.session);
           checking.delete(p.session);
           if (verdict.kind === 'lost') {
@@ -722,7 +719,6 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
           const unverified = [failure, stopped].filter((x) => x !== undefined).join('; ') || undefined;
           // Why the check failed, in a local deploy's words (its last attempt's exit code, or its time ran out).
           const code = verdict.healthCode;
-          const healthTimeoutMs = options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
           const checkFailure = code === undefined ? 'the health check failed' : `health check failed: command ${JSON.stringify(options.healthCheck?.command ?? '')} ${code.timedOut ? `timed out (--health-timeout ${healthTimeoutMs / 1000} s)` : hostOutcome(code.code, false, healthTimeoutMs)}`;
           per.set(h, { ...p, warnings: [...p.warnings, ...verdict.warnings], ...(verdict.health ? { health: verdict.health } : {}), ...(unverified !== undefined && verdict.health !== 'failed' ? { afterSwitchFailure: unverified } : {}), ...(verdict.health === 'failed' ? { failure: failure ?? checkFailure } : {}), ...(stopped !== undefined && failure === undefined ? { stoppedOnly: true as const } : {}), phase: 'verified' });
           if (verdict.health === 'failed') {
@@ -976,7 +972,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   /** The host's reloads (how the first failed, without the host's label), then its stale-process wait. */
   async function servingAfterSwitch(h: HostRun, live: string, left: string | null, serving: ServingOptions): Promise<{ stale?: StaleReport; warnings: string[]; reloadFailure?: string; unchecked?: true }> {
     const warnings: string[] = [];
-    const failed = await reloadHost(h, serving, emit, fleet.output(h));
+    const failed = await reloadHost(h, serving, emit, fleet.output(h, 'reload'));
     const reloadFailure = failed?.startsWith(`${h.label}: `) ? failed.slice(h.label.length + 2) : failed;
     let unchecked = false;
     const stale = await awaitHostFreshness(h, live, left, serving, emit, options.signal).catch((error: unknown) => {

@@ -229,8 +229,10 @@ export class FleetRun {
     this.emit({ type: 'step', message: `${host.label}: ${message}` });
   }
 
-  output(host: HostRun): (line: string) => void {
-    return (line) => this.emit({ type: 'output', source: host.label, stream: 'stderr', line });
+  /** A host program's stderr lines, labelled with the host and what printed them (`[web1 reload] …`). */
+  output(host: HostRun, what?: string): (line: string) => void {
+    const source = what === undefined ? host.label : `${host.label} ${what}`;
+    return (line) => this.emit({ type: 'output', source, stream: 'stderr', line });
   }
 
   /**

@@ -309,7 +309,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
         }
         if (allSwitched) {
           // Still under the lock: reloads (a failure warns, as an after-switch hook's does), then the wait, then the record with its count.
-          const failure = await reloadHost(h, options, emit, fleet.output(h));
+          const failure = await reloadHost(h, options, emit, fleet.output(h, 'reload'));
           if (failure) emit({ type: 'warning', message: failure });
           const stale = await awaitHostFreshness(h, releaseTarget, p.from, options, emit, options.signal).catch((error: unknown) => {
             emit({ type: 'warning', message: staleCheckNotMade(h, error) });

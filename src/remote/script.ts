@@ -42,6 +42,9 @@ rel="$root/releases"; tmp="$root/.tmp"; lock="$root/.deploy.lock"; state="$root/
 log="$state/releases"; journal="$state/journal.json"; shared="$root/shared"
 # Builtins where a file is small: every process costs milliseconds on a busy host.
 emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+# NAME: what prints the stderr lines from here on (a hook kind, reload, health-check; - for none),
+# said on stderr itself, so that the deploying side labels each line exactly (remote/armed.ts).
+step_out() { printf '\\001step %s\\n' "$1" >&2; }
 emit_file() {
   printf '%s\\000' "$1"
   while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done 2>/dev/null < "$2"
@@ -241,23 +244,37 @@ drop_current() { mkdir -- "$tmp/$1" && mv -- "$root/current" "$tmp/$1" && rm -rf
 # a wait but not during a foreground command, so it can end the command at once. OUT 1 sends its
 # stdout to stderr (a user's command's output).
 bg_wait() {
-  _o=$1; shift
+  _o=$1; shift; _rk=
   if [ "$_o" = 1 ]; then "$@" </dev/null 1>&2 & else "$@" </dev/null & fi
-  _run=$!; [ -z "$_stop" ] || kill -TERM "$_run" 2>/dev/null
+  _run=$!; [ -z "$_stop" ] || stop_run
   wait "$_run"; _rc=$?
   # Stopped: wait returned when the trap was taken; the command is still ending.
-  [ -z "$_stop" ] || wait "$_run" 2>/dev/null
-  _run=; return "$_rc"
+  [ -z "$_stop" ] || { [ -n "$_rk" ] || stop_run; wait "$_run" 2>/dev/null; }
+  [ -z "$_rk" ] || { kill "$_rk" 2>/dev/null; wait "$_rk" 2>/dev/null; }
+  _run=; _rk=; return "$_rc"
+}
+# TERM to the command of bg_wait, and again 0.2 s and 1.2 s later until it is reaped: a TERM that
+# reaches it between its fork and its exec can be lost (bash, with an EXIT trap, holds it in a
+# handler of its own, which the exec drops), and the command would run to its end.
+stop_run() {
+  kill -TERM "$_run" 2>/dev/null
+  ( sleep 0.2 2>/dev/null || sleep 1; kill -TERM "$_run"; sleep 1; kill -TERM "$_run" ) </dev/null >/dev/null 2>&1 &
+  _rk=$!
+}
+# N_cs: a clock in centiseconds (Linux /proc/uptime, read without a process), else whole seconds from date.
+now_cs() {
+  if read -r _u _ 2>/dev/null < /proc/uptime && case $_u in *.[0-9][0-9]) true ;; *) false ;; esac; then N_cs=\${_u%.*}\${_u#*.}
+  else N_cs=$(( $(date +%s) * 100 )); fi
 }
 # SECONDS COMMAND: a user's command (a hook, a health check), its output on stderr so the frames on
 # stdout stay clean, stoppable (GNU timeout passes the TERM to the command's process group), killed
 # ${KILL_GRACE_MS / 1000} s after a TERM it ignores, as locally. _to=1: its time ran out (timeout's 124, 137 after
 # the KILL, BusyBox's 143, once SECONDS have passed): a command that exits 124 itself did not time out.
 run_stoppable() {
-  _t0=$(date +%s); _to=
+  now_cs; _t0=$N_cs; _to=
   if command -v timeout >/dev/null 2>&1; then bg_wait 1 timeout -s TERM -k ${KILL_GRACE_MS / 1000} "$1" sh -c "$2"
   else bg_wait 1 sh -c "$2"; fi
-  case $_rc in 124|137|143) [ $(( $(date +%s) - _t0 )) -lt "$1" ] || _to=1 ;; esac
+  case $_rc in 124|137|143) now_cs; [ $(( N_cs - _t0 )) -lt $(( $1 * 100 )) ] || _to=1 ;; esac
   return "$_rc"
 }
 `;
@@ -586,9 +603,9 @@ function hookLines(kind: 'before-switch' | 'after-switch', commands: readonly st
     .map((cmd, i) =>
       kind === 'before-switch'
         ? // The first failure stops the rest (said once the reader of beforeSwitchLines is gone). A stopped hook is no failure.
-          `[ -n "$_bsf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _bsf="${i + 1} $_rc\${_to:+ 1}"; }; }`
+          `[ -n "$_bsf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}; step_out ${kind}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _bsf="${i + 1} $_rc\${_to:+ 1}"; }; }`
         : // The first failure stops the rest, as locally; `after-switch-failed N CODE` tells the fleet which. A stopped hook is no failure.
-          `[ -n "$_asf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _asf="${i + 1} $_rc\${_to:+ 1}"; }; }`,
+          `[ -n "$_asf$_stop" ] || { emit hook ${q(`${kind} ${i + 1}`)}; step_out ${kind}\nrun_stoppable ${timeoutS} ${q(cmd)} || { _rc=$?; [ -n "$_stop" ] || _asf="${i + 1} $_rc\${_to:+ 1}"; }; }`,
     )
     .join('\n');
 }
@@ -631,7 +648,7 @@ if [ "$_ok" = 1 ]; then emit health ok; elif [ -z "$_stop" ]; then emit health-c
   const reload = t.reload === undefined
     ? ''
     : `if [ -z "$_stop" ] && ${t.healthCheck ? '[ -z "$_asf" ]' : ':'}; then
-  _at=reloads; bg_wait 0 sh -c ${q(t.reload)} || { [ -n "$_stop" ] || _rlf=1; }
+  _at=reloads; step_out reload; bg_wait 0 sh -c ${q(t.reload)} || { [ -n "$_stop" ] || _rlf=1; }; step_out -
 fi`;
   const afterSwitchSteps = t.afterSwitch.length > 0 || reload !== '' || health !== '';
   const firstStep = t.afterSwitch.length > 0 ? 'hooks' : reload !== '' ? 'reloads' : 'health';
@@ -693,9 +710,9 @@ exec 3<&0
 ( IFS= read -r _s <&3 && [ "$_s" = stop ] && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 &
 _rd=$!
 exec 3<&-
-${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; cd / || :\n[ -n "$_stop" ] || [ -z "$_asf" ] || emit after-switch-failed "$_asf"` : ''}
+${t.afterSwitch.length > 0 ? `cd -- "$rel/"${q(t.id)} && {\n${hookLines('after-switch', t.afterSwitch, t.hookTimeoutS)}\n}; step_out -; cd / || :\n[ -n "$_stop" ] || [ -z "$_asf" ] || emit after-switch-failed "$_asf"` : ''}
 ${reload}
-${health ? `# A failed hook or reload fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_stop" ]; then :; elif [ -n "$_asf$_rlf" ]; then emit health failed; else\n${health}\nfi` : ''}
+${health ? `# A failed hook or reload fails the check without running it, as locally: the fleet switches back.\nif [ -n "$_stop" ]; then :; elif [ -n "$_asf$_rlf" ]; then emit health failed; else\nemit checking health; step_out health-check\n${health}\nstep_out -\nfi` : ''}
 _at=done
 # The fleet sends nothing else before \`waiting\`: the reader holds at most part of a \`stop\`.
 kill "$_rd" 2>/dev/null; wait "$_rd" 2>/dev/null
@@ -780,6 +797,7 @@ exec 3<&0
 _rd=$!
 exec 3<&-
 ${hookLines('before-switch', commands, timeoutS)}
+step_out -
 _at=done
 kill "$_rd" 2>/dev/null; wait "$_rd" 2>/dev/null
 trap - USR1

@@ -53,8 +53,12 @@ export interface ExecResult {
 }
 
 /** The last line ssh or the remote side wrote to stderr: what a person needs to see. */
+/** The line a host program writes on stderr when what prints there changes (`step_out` in remote/script.ts). */
+// eslint-disable-next-line no-control-regex -- the mark starts with SOH on purpose: no hook's output line does
+export const STEP_OUT_LINE = /^\x01step ([a-z-]+)$/;
+
 export function lastLine(text: string): string {
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added') && !STEP_OUT_LINE.test(l));
   return lines.at(-1) ?? '';
 }
 
@@ -63,12 +67,18 @@ export function rshQuote(word: string): string {
   return `'${word.replaceAll("'", `'"'"'`)}'`;
 }
 
+/** Where a running program's output goes as it comes: its stderr line by line, each frame as it is read. */
+export interface ProgramOutput {
+  onStderrLine?: (line: string) => void;
+  onFrame?: (frame: Frame) => void;
+}
+
 /** What runs the programs on a root: ssh to a host, or a local shell (the conformance suite). */
 export interface RootTransport {
   readonly up: boolean;
-  connect(script?: string, options?: { onStderrLine?: (line: string) => void }): Promise<RunningRemote>;
-  start(script: string, options?: { onStderrLine?: (line: string) => void }): RunningRemote;
-  exec(script: string, options?: { onStderrLine?: (line: string) => void }): Promise<ExecResult>;
+  connect(script?: string, options?: ProgramOutput): Promise<RunningRemote>;
+  start(script: string, options?: ProgramOutput): RunningRemote;
+  exec(script: string, options?: ProgramOutput): Promise<ExecResult>;
   disconnect(): Promise<void>;
 }
 
@@ -84,7 +94,7 @@ export interface RunningRemote {
 }
 
 /** Runs a program whose stdout speaks the frame protocol; frames arrive as it prints them. */
-export function launchFramed(command: string, args: readonly string[], options: { onStderrLine?: (line: string) => void; env?: NodeJS.ProcessEnv } = {}): RunningRemote {
+export function launchFramed(command: string, args: readonly string[], options: ProgramOutput & { env?: NodeJS.ProcessEnv } = {}): RunningRemote {
   // Its own process group (setsid): a terminal's Ctrl-C reaches the whole foreground job, and would
   // end every ssh session (the lock holders, an armed switch, the way back) before this process
   // could decide anything. The command alone answers signals, and ends these programs itself.
@@ -101,6 +111,7 @@ export function launchFramed(command: string, args: readonly string[], options: 
       frame.at = at;
       if (frame.tag === 'beat') continue;
       frames.push(frame);
+      options.onFrame?.(frame);
       for (const w of [...waiters]) {
         if (w.tags.includes(frame.tag)) {
           waiters.splice(waiters.indexOf(w), 1);
@@ -251,7 +262,7 @@ export class SshHost implements RootTransport {
    * long as any session through it), so a deploy that dies leaves no connection behind. Without
    * a script the first session just waits for its stdin to end.
    */
-  async connect(script?: string, options: { onStderrLine?: (line: string) => void } = {}): Promise<RunningRemote> {
+  async connect(script?: string, options: ProgramOutput = {}): Promise<RunningRemote> {
     if (this.master && this.master.exitCode === null && this.master.signalCode === null) {
       if (fs.existsSync(this.socket)) throw new DeployError('INTERNAL', `${this.label}: already connected`);
       // A master on its way out, its control socket already gone (the link dropped and ssh noticed):
@@ -280,17 +291,17 @@ export class SshHost implements RootTransport {
     });
   }
 
-  private launch(args: readonly string[], script: string, options: { onStderrLine?: (line: string) => void }): RunningRemote {
+  private launch(args: readonly string[], script: string, options: ProgramOutput): RunningRemote {
     return launchFramed('ssh', [...args, remoteCommand(script)], options);
   }
 
   /** Starts a program on the host through the master; frames arrive as it prints them. */
-  start(script: string, options: { onStderrLine?: (line: string) => void } = {}): RunningRemote {
+  start(script: string, options: ProgramOutput = {}): RunningRemote {
     return this.launch([...this.clientArgs(), ...this.targetArgs()], script, options);
   }
 
   /** Runs a program to its end. */
-  exec(script: string, options: { onStderrLine?: (line: string) => void } = {}): Promise<ExecResult> {
+  exec(script: string, options: ProgramOutput = {}): Promise<ExecResult> {
     const run = this.start(script, options);
     run.end();
     return run.done;

@@ -64,7 +64,7 @@ void describe('reload targets on two namespace hosts, each with its own php-fpm 
     for (const h of fleet.hosts) {
       const master = (pools.get(h) as PhpFpm).pid;
       assert.equal(currentOf(on(h)), release, h.alias);
-      assert.match(r.stderr, new RegExp(`^\\[${h.alias}\\] php-fpm master ${master} reloaded$`, 'm'), `${h.alias}: its own master is reloaded`);
+      assert.match(r.stderr, new RegExp(`^\\[${h.alias} reload\\] php-fpm master ${master} reloaded$`, 'm'), `${h.alias}: its own master is reloaded`);
       assert.ok(fs.existsSync(`/proc/${master}`), `${h.alias}: the master keeps running`);
       const now = workersOf(master);
       assert.ok(now.length > 0, `${h.alias}: new workers are up`);

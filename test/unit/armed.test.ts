@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { awaitArmed, awaitVerdict, commitSwitch, hookFailureOf, disarm, releasedByProgram, switchBack, switchTogether, type Session } from '../../src/remote/armed.ts';
+import { armedNarration, awaitArmed, awaitVerdict, commitSwitch, hookFailureOf, disarm, releasedByProgram, switchBack, switchTogether, type Session } from '../../src/remote/armed.ts';
 import type { Frame } from '../../src/remote/facts.ts';
 import type { ExecResult } from '../../src/remote/ssh.ts';
 
@@ -194,4 +194,55 @@ void test('a hook failure frame is read as hook, code and whether its time ran o
   assert.deepEqual(hookFailureOf('2 124'), { hook: 2, code: 124, timedOut: false });
   assert.deepEqual(hookFailureOf('2 137 1'), { hook: 2, code: 137, timedOut: true });
   for (const bad of [undefined, '', '1', '1 3 4', '1 3 1 1', 'x 3', '1 -3', ' 1 3']) assert.equal(hookFailureOf(bad), undefined, String(bad));
+});
+
+void test('an armed program is told as a local deploy tells its own: a step line per hook, reload and check, each output line labelled with the host and its step', () => {
+  const said: string[] = [];
+  const n = armedNarration('web1', { beforeSwitch: ['php artisan migrate'], afterSwitch: ['true', 'echo warmed'], reloads: 'unit app.service', health: 'curl -f localhost (up to 30 s)' }, (e) => {
+    if (e.type === 'step') said.push(`step ${e.message}`);
+    else if (e.type === 'output') said.push(`[${e.source}] ${e.line}`);
+  });
+  const frame = (tag: string, value = ''): void => n.onFrame?.({ tag, value });
+  const line = (text: string): void => n.onStderrLine?.(text);
+  // The labels follow the marks on stderr (step_out), whatever order the frames on stdout come in.
+  line('before anything');
+  frame('placed', 'r1');
+  frame('hook', 'before-switch 1');
+  frame('hooked', 'yes');
+  line('\x01step before-switch');
+  line('Migrating');
+  line('\x01step -');
+  line('listing');
+  frame('hook', 'after-switch 2');
+  line('\x01step after-switch');
+  frame('warning', 'cannot write the journal');
+  frame('reloading', '.');
+  line('warmed');
+  line('\x01step -');
+  line('\x01step reload');
+  line('systemctl reload-or-restart app.service');
+  frame('checking', 'health');
+  frame('waiting', 'decision');
+  line('php-fpm master 7 reloaded');
+  line('\x01step -');
+  line('\x01step health-check');
+  line('health check attempt 1 failed (exit code 7); retrying in 1 s');
+  line('\x01step -');
+  line('after');
+  line('\x01step bogus one');
+  assert.deepEqual(said, [
+    '[web1] before anything',
+    'step web1: running before-switch hook: php artisan migrate',
+    '[web1 before-switch] Migrating',
+    '[web1] listing',
+    'step web1: running after-switch hook: echo warmed',
+    'step web1: reloading unit app.service',
+    '[web1 after-switch] warmed',
+    '[web1 reload] systemctl reload-or-restart app.service',
+    'step web1: health check: curl -f localhost (up to 30 s)',
+    '[web1 reload] php-fpm master 7 reloaded',
+    '[web1 health-check] health check attempt 1 failed (exit code 7); retrying in 1 s',
+    '[web1] after',
+    '[web1] \x01step bogus one',
+  ]);
 });
