@@ -25,7 +25,7 @@ import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOU
 import { selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
-import type { RemoteRecord } from './facts.ts';
+import type { RemoteRecord, RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
@@ -493,9 +493,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
     id = options.releaseId ?? fleetReleaseId(idsPerHost, new Date());
     const releaseId = id;
     for (const h of fleet.hosts) {
-      if (idsPerHost[fleet.hosts.indexOf(h)]?.includes(releaseId)) {
-        h.error = hostError(new DeployError('RELEASE_EXISTS', `${h.label}: release ${releaseId} already exists`, { hint: 'release ids are never reused: pick a new id' }));
-      }
+      if (idsPerHost[fleet.hosts.indexOf(h)]?.includes(releaseId)) h.error = hostError(releaseIdTakenOn(fleet.hosts, h, releaseId));
     }
     if (fleet.failed.length > 0) return await abortAll('the release id is taken');
     // Every host's shared targets, judged by the local rule before any host makes one (the arm
@@ -1033,6 +1031,19 @@ async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-ar
  * while the others went back, leaving the fleet mixed for good. Hosts with roots of their own
  * (the config's `hosts:` list) are named by the config the deploy ran with.
  */
+/** Why `id` cannot be used on host `h`, in the local engine's words (ops/plan-deploy.ts releaseIdTaken). */
+export function releaseIdTakenOn(hosts: readonly { label: string; root: string }[], h: { label: string; root: string; state?: Pick<RemoteState, 'releases' | 'empty' | 'damaged'> | undefined }, id: string): DeployError {
+  const state = h.state;
+  if (state?.empty?.includes(id)) return new DeployError('RELEASE_EXISTS', `${h.label}: ${h.root}/releases/${id} is taken by an empty directory, not a release`, { hint: 'pick another release id, or remove that empty directory' });
+  if (state?.releases.includes(id)) {
+    const sameRoot = hosts.every((x) => x.root === h.root);
+    const switchTo = sameRoot ? `atomic-deploy rollback ${shellWord(h.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')} --to ${shellWord(id)}` : `atomic-deploy rollback --to ${shellWord(id)} with the same hosts and config`;
+    return new DeployError('RELEASE_EXISTS', `${h.label}: release ${id} already exists in ${h.root}/releases`, { hint: `release ids are never reused: pick a new id, or switch to it with: ${switchTo}` });
+  }
+  if (state?.damaged?.has(id)) return new DeployError('RELEASE_EXISTS', `${h.label}: release id ${id} has a damaged record in the release log (${state.damaged.get(id) ?? 'unreadable'})`, { hint: 'release ids are never reused: pick a new id' });
+  return new DeployError('RELEASE_EXISTS', `${h.label}: release id ${id} was used before: that release was pruned, and its record stays in the release log`, { hint: 'release ids are never reused: pick a new id' });
+}
+
 export function fleetStatusHint(hosts: readonly { label: string; root: string }[], lost: { root: string }): string {
   const why = 'find out and reconcile on every host of this deploy (recovery needs all of them)';
   if (hosts.some((x) => x.root !== lost.root)) return `${why}: run atomic-deploy status with the same hosts and config as this deploy`;

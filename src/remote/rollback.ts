@@ -31,6 +31,8 @@ export interface FleetRollbackHost {
   current: string | null;
   previous: string | null;
   recovered: string[];
+  /** What went wrong after its switch without undoing it (a failed reload, a record it could not write), as a local rollback's `warnings`. */
+  warnings?: string[];
   error?: HostError;
 }
 
@@ -39,6 +41,8 @@ export interface FleetRollbackResult {
   hosts: FleetRollbackHost[];
   skewMs: number;
   hostSkewMs?: number;
+  /** A signal came after the switch (during the reloads or the stale-process wait): the rollback stands, as locally. */
+  interruptedAfterSwitch?: true;
   /** Processes still on the release each host left, named with their host. */
   stale?: FleetStaleReport;
 }
@@ -111,6 +115,12 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
   // Switched, but the commit was not heard (a lost connection): live, the record left to the next command there.
   const unrecorded = new Map<HostRun, HostError>();
   const unlockedRead = new Map<HostRun, RemoteState>();
+  /** Each host's warnings after its switch, said as they come and kept for its row. */
+  const warned = new Map<HostRun, string[]>();
+  const warn = (h: HostRun, message: string): void => {
+    warned.set(h, [...(warned.get(h) ?? []), message]);
+    emit({ type: 'warning', message });
+  };
   const report = (): FleetRollbackHost[] =>
     fleet.hosts.map((h) => {
       const p = per.get(h);
@@ -124,6 +134,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
         current: outcome === 'switched' ? (target ?? null) : outcome === 'unknown' ? null : from,
         previous: from,
         recovered: h.recovered,
+        ...((warned.get(h)?.length ?? 0) > 0 ? { warnings: [...(warned.get(h) ?? [])] } : {}),
         ...(h.error ? { error: h.error } : unrecorded.has(h) ? { error: unrecorded.get(h) } : {}),
       };
     });
@@ -310,9 +321,9 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
         if (allSwitched) {
           // Still under the lock: reloads (a failure warns, as an after-switch hook's does), then the wait, then the record with its count.
           const failure = await reloadHost(h, options, emit, fleet.output(h, 'reload'));
-          if (failure) emit({ type: 'warning', message: failure });
+          if (failure) warn(h, failure);
           const stale = await awaitHostFreshness(h, releaseTarget, p.from, options, emit, options.signal).catch((error: unknown) => {
-            emit({ type: 'warning', message: staleCheckNotMade(h, error) });
+            warn(h, staleCheckNotMade(h, error));
             unchecked.add(h);
             return undefined;
           });
@@ -325,7 +336,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
           if (p.from !== null && !forward) records.push(recordLine(h.state, p.from, { status: 'rolled-back', endedAt: t, reason: options.reason ?? 'rolled back' }));
           const done = await commitSwitch(p.session, records);
           if (done.kind === 'committed') {
-            for (const w of done.warnings) emit({ type: 'warning', message: `${h.label}: ${w}` });
+            for (const w of done.warnings) warn(h, `${h.label}: ${w}`);
             per.set(h, { ...p, phase: 'committed' });
           }
           else if (connectionLost(done.result)) {
@@ -345,7 +356,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     await releaseAll();
     const hostSkewMs = hostClockSkew(switched.map(({ p }) => p.session));
     const stale = fleetStaleOf(fleet.hosts, staleReports);
-    const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}) };
+    const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}), ...(allSwitched && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);

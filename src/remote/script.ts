@@ -630,12 +630,12 @@ function recordLines(ids: readonly string[], fn: string): { define: string; read
  * was lost: the journal says switched and the next command reconciles).
  */
 function armedTail(t: ArmedTail): string {
-  // Each attempt from current as it is then, in this shell (a subshell would hold the stop trap until it ended).
+  // Each attempt in the new release, as a local check runs (same cwd as the hooks), in this shell (a subshell would hold the stop trap until it ended).
   const health = t.healthCheck
     ? `_at=health; _end=$(( $(date +%s) + ${Math.max(1, Math.ceil(t.healthCheck.timeoutS))} )); _wait=1; _ok=0; _n=0; _hc=
 while [ -z "$_stop" ]; do
   _left=$(( _end - $(date +%s) )); [ "$_left" -ge 1 ] || _left=1; _n=$((_n + 1)); _rc=1; _to=
-  if cd -- "$root/current" && run_stoppable "$_left" ${q(t.healthCheck.command)}; then _ok=1; cd / || :; break; fi
+  if cd -- "$rel/"${q(t.id)} && run_stoppable "$_left" ${q(t.healthCheck.command)}; then _ok=1; cd / || :; break; fi
   _hc="$_rc\${_to:+ 1}"; cd / || :
   [ -z "$_stop" ] && [ "$(date +%s)" -lt "$_end" ] || break
   # Said as a local check says each retry (on stderr, which the deploying side shows with the host).

@@ -154,6 +154,13 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.match(j.error?.message ?? '', new RegExp(`^${h1.alias}: reload of unit app\\.service failed; release ${j.release ?? ''} stays live`));
     assert.equal(currentOf(on(h1)), j.release);
     assert.equal(currentOf(on(h2)), j.release);
+    // A rollback whose reload fails on a host stands, as a local one does; that host's row keeps
+    // the warning in --json (as a local rollback's `warnings`: it used to be said on stderr alone).
+    const back = await cli(['rollback', root, ...hostArgs, '--reload-unit', 'app.service', '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    const rows = jsonOf<{ hosts: { host: string; warnings?: string[] }[] }>(back).hosts;
+    assert.match((rows.find((h) => h.host === h1.alias)?.warnings ?? []).join('\n'), new RegExp(`^${h1.alias}: reload of unit app\\.service failed`));
+    assert.equal(rows.find((h) => h.host === h2.alias)?.warnings, undefined);
   });
 
   // As locally: the reloads run after the after-switch hooks and before the health check, which

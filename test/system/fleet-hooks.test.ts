@@ -155,14 +155,16 @@ void describe('before-switch hooks on fleet hosts', () => {
 
   void test("each hook's and the health check's step and output lines are named as a local deploy names them, with the host", async (t) => {
     const { root } = newRoot('said');
-    const r = await cli(['deploy', build(t, 'v1'), root, ...hostArgs, '--before-switch', 'echo migrating >&2; echo migrated', '--after-switch', 'echo warmed', '--health-check', 'echo healthy']);
+    // The check runs where a local one does, in the new release (it ran in current on hosts).
+    const check = 'echo healthy; case $PWD in */releases/"$ATOMIC_DEPLOY_RELEASE_ID") echo in the release ;; esac';
+    const r = await cli(['deploy', build(t, 'v1'), root, ...hostArgs, '--before-switch', 'echo migrating >&2; echo migrated', '--after-switch', 'echo warmed', '--health-check', check]);
     assert.equal(r.code, 0, r.stderr);
     const all = `${r.stdout}${r.stderr}`;
     for (const h of fleet.hosts) {
       assert.match(all, new RegExp(`${h.alias}: running before-switch hook: echo migrating >&2; echo migrated\n`));
       assert.match(all, new RegExp(`${h.alias}: running after-switch hook: echo warmed\n`));
-      assert.match(all, new RegExp(`${h.alias}: health check: echo healthy \\(up to \\d+ s\\)\n`));
-      for (const [what, line] of [['before-switch', 'migrating'], ['before-switch', 'migrated'], ['after-switch', 'warmed'], ['health-check', 'healthy']]) {
+      assert.ok(all.includes(`${h.alias}: health check: ${check} (up to 30 s)\n`), all);
+      for (const [what, line] of [['before-switch', 'migrating'], ['before-switch', 'migrated'], ['after-switch', 'warmed'], ['health-check', 'healthy'], ['health-check', 'in the release']]) {
         assert.match(r.stderr, new RegExp(`^\\[${h.alias} ${what}\\] ${line}$`, 'm'), `${h.alias}: ${line}`);
       }
     }

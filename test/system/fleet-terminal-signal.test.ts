@@ -211,4 +211,25 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     // host1 was waiting when the signal came; the others, with nothing to wait for, may have committed (and pruned) before it.
     assert.equal(fs.readdirSync(path.join(on(h1), 'releases')).filter((n) => !n.startsWith('.')).length, 4, 'host1: nothing pruned');
   });
+
+  // As a local rollback says it: the rollback stands, and --json has interruptedAfterSwitch.
+  void test('a rollback during its --stale fail wait: the rollback stands, exit 130, and --json says interruptedAfterSwitch', async (t) => {
+    const { root, on } = newRoot('rb-stale');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.equal((await cli(['deploy', site(t, 'v2'), root, ...hostArgs])).code, 0);
+    const [h1] = fleet.hosts;
+    assert.ok(h1 && v1 !== undefined);
+    // A process on host1's live release, which the rollback leaves: host1 waits for it, its lock held.
+    await startHolder(t, h1, root);
+    const r = await ctrlCWhen(['rollback', root, ...hostArgs, '--stale', 'fail', '--stale-wait', '60', '--json'], () => fleet.hosts.every((h) => current(on(h)) === v1) && fs.existsSync(path.join(on(h1), '.deploy.lock')));
+    assert.equal(r.code, 130, r.stderr);
+    const j = JSON.parse(r.stdout) as { release?: string; interruptedAfterSwitch?: boolean; error?: unknown };
+    assert.equal(j.release, v1);
+    assert.equal(j.interruptedAfterSwitch, true, r.stdout);
+    assert.equal(j.error, undefined, 'nothing failed');
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), v1, `${h.alias}: the rollback stands`);
+      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);
+    }
+  });
 });

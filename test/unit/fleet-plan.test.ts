@@ -7,7 +7,7 @@ import { planRecovery } from '../../src/plan/journal.ts';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
 import { resolveTargets } from '../../src/remote/fleet.ts';
-import { fleetStatusHint } from '../../src/remote/deploy.ts';
+import { fleetStatusHint, releaseIdTakenOn } from '../../src/remote/deploy.ts';
 import { DeployError } from '../../src/errors.ts';
 
 const stamp = fc.integer({ min: 0, max: 20 }).map((n) => `202611271000${String(n).padStart(2, '0')}`);
@@ -188,4 +188,22 @@ void test('the hint after a lost host names every host of the deploy', () => {
   const hosts = [{ label: 'web1', root: '/srv/app' }, { label: 'web2', root: '/srv/app' }, { label: "o'dd", root: '/srv/app' }];
   assert.equal(fleetStatusHint(hosts, hosts[1] as (typeof hosts)[number]), "find out and reconcile on every host of this deploy (recovery needs all of them): atomic-deploy status /srv/app --host web1 --host web2 --host 'o'\\''dd'");
   assert.match(fleetStatusHint([{ label: 'a', root: '/srv/a' }, { label: 'b', root: '/srv/b' }], { root: '/srv/a' }), /with the same hosts and config as this deploy$/);
+});
+
+void test("a release id taken on a host is refused in the local engine's words: a release there, an empty folder, a damaged record, a pruned release's record", () => {
+  const hosts = [
+    { label: 'web1', root: '/srv/app' },
+    { label: 'web2', root: '/srv/app' },
+  ];
+  const on = (state: { releases: string[]; empty?: string[]; damaged?: Map<string, string> }): { label: string; root: string; state: typeof state } => ({ label: 'web2', root: '/srv/app', state });
+  const there = releaseIdTakenOn(hosts, on({ releases: ['r1'] }), 'r1');
+  assert.equal(there.message, 'web2: release r1 already exists in /srv/app/releases');
+  assert.equal(there.hint, 'release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback /srv/app --host web1 --host web2 --to r1');
+  assert.equal(releaseIdTakenOn(hosts, on({ releases: ['r1'], empty: ['r1'] }), 'r1').message, 'web2: /srv/app/releases/r1 is taken by an empty directory, not a release');
+  assert.equal(releaseIdTakenOn(hosts, on({ releases: [], damaged: new Map([['r1', 'not valid JSON']]) }), 'r1').message, 'web2: release id r1 has a damaged record in the release log (not valid JSON)');
+  const pruned = releaseIdTakenOn(hosts, on({ releases: [] }), 'r1');
+  assert.equal(pruned.message, 'web2: release id r1 was used before: that release was pruned, and its record stays in the release log');
+  assert.equal(pruned.code, 'RELEASE_EXISTS');
+  // Hosts with roots of their own: no one command names them all.
+  assert.match(releaseIdTakenOn([...hosts, { label: 'web3', root: '/srv/other' }], on({ releases: ['r1'] }), 'r1').hint ?? '', /atomic-deploy rollback --to r1 with the same hosts and config$/);
 });
