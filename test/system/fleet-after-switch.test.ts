@@ -137,6 +137,7 @@ void describe('after-switch failures on two namespace hosts', () => {
     const { root, on } = newRoot('reload');
     standInSystemctl(t);
     assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const v1 = currentOf(on(h1));
     // Control: the second host's reload succeeds.
     const control = await cli(['deploy', site(t, 'v2'), root, '--host', h2.alias, '--reload-unit', 'app.service']);
     assert.equal(control.code, 0, control.stderr);
@@ -156,7 +157,7 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.equal(currentOf(on(h2)), j.release);
     // A rollback whose reload fails on a host stands, as a local one does; that host's row keeps
     // the warning in --json (as a local rollback's `warnings`: it used to be said on stderr alone).
-    const back = await cli(['rollback', root, ...hostArgs, '--reload-unit', 'app.service', '--json']);
+    const back = await cli(['rollback', root, ...hostArgs, '--to', v1, '--reload-unit', 'app.service', '--json']);
     assert.equal(back.code, 0, back.stderr);
     const rows = jsonOf<{ hosts: { host: string; warnings?: string[] }[] }>(back).hosts;
     assert.match((rows.find((h) => h.host === h1.alias)?.warnings ?? []).join('\n'), new RegExp(`^${h1.alias}: reload of unit app\\.service failed`));
