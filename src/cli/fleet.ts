@@ -189,6 +189,15 @@ async function run<T extends object>(
   } catch (error) {
     if (!(error instanceof DeployError)) throw error;
     const details = error.details ?? {};
+    if (error.code === 'STALE_PROCESSES' && typeof details.release === 'string') {
+      // `--stale fail` (exit 6): the command finished and its switch stands; said as its success is,
+      // then the error, which names the release, that it is live, and what still runs (as locally).
+      const shown = render(details as T);
+      if (shown.table !== undefined) cli.out.print(shown.table);
+      cli.out.result(shown.line, { ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), release: details.release, live: true, stale: details.stale } });
+      cli.out.error(error.message, error.hint);
+      return error.exitCode;
+    }
     const hosts = details.hosts as HostRow[] | undefined;
     if (hosts && hosts.length > 0) cli.out.print(failedTable ? failedTable(hosts, details) : hostTable(hosts));
     cli.out.error(error.message, error.hint);
@@ -228,7 +237,7 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
       // Within a failure budget some hosts are not on it: the line counts the hosts it is live on.
       line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})${prunedPart(r.hosts)}`,
       // The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as locally.
-      ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, r.afterSwitchFailure, `atomic-deploy rollback ${root === undefined ? '<root>' : shellWord(root)} ${cli.hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`) }),
+      ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, r.afterSwitchFailure, root === undefined ? 'atomic-deploy rollback with the same hosts and config as this deploy' : `atomic-deploy rollback ${shellWord(root)} ${cli.hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`) }),
     }),
     // A rollout that failed or was stopped shows its waves too: which went, which were skipped.
     (hosts, details) => waveLines(Array.isArray(details.waves) ? (details.waves as FleetWave[]) : []) + hostTable(hosts),

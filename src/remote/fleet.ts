@@ -358,7 +358,7 @@ export function recoverySteps(state: RemoteState, actions: readonly FleetRecover
 }
 
 /** The fleet error: locked anywhere wins (exit 3); invalid input everywhere gives 2; anything else 1. */
-export function fleetError(hosts: readonly HostRun[], summary: string, details: Record<string, unknown>, hint?: string): DeployError {
+export function fleetError(hosts: readonly { label: string; error?: HostError | undefined }[], summary: string, details: Record<string, unknown>, hint?: string): DeployError {
   const errors = hosts.map((h) => h.error).filter((e): e is HostError => e !== undefined);
   const probe = (code: ErrorCode): number => new DeployError(code, '').exitCode;
   const locked = errors.find((e) => probe(e.code) === 3);
@@ -366,7 +366,22 @@ export function fleetError(hosts: readonly HostRun[], summary: string, details: 
   const code: ErrorCode = locked?.code ?? (allInvalid ? (errors[0]?.code ?? 'REMOTE') : (errors.find((e) => probe(e.code) === 1)?.code ?? 'REMOTE'));
   const first = locked ?? errors[0];
   const message = errors.length === 1 && first ? `${summary}: ${first.message}` : `${summary}: ${errors.map((e) => e.message).join('; ')}`;
-  return new DeployError(code, message, { hint: hint ?? first?.hint, details });
+  return new DeployError(code, message, { hint: hint ?? (first ? sharedHint(hosts, first) : undefined), details });
+}
+
+/**
+ * The first failure's hint, naming every host that failed the same way: a command in it for
+ * `--host web1` (unlock, say) is given for each host whose hint is the same but for its own
+ * `--host`, so that a fleet locked everywhere is not told to unlock its first host alone.
+ */
+function sharedHint(hosts: readonly { label: string; error?: HostError | undefined }[], first: HostError): string | undefined {
+  if (first.hint === undefined) return undefined;
+  const own = (h: { label: string }): string => `--host ${shellWord(h.label)}`;
+  const owner = hosts.find((h) => h.error === first);
+  if (owner === undefined || !first.hint.includes(own(owner))) return first.hint;
+  const shape = first.hint.replace(own(owner), '\0');
+  const alike = hosts.filter((h) => h.error?.code === first.code && h.error.hint?.replace(own(h), '\0') === shape);
+  return alike.length < 2 ? first.hint : first.hint.replace(own(owner), alike.map(own).join(' '));
 }
 
 /**

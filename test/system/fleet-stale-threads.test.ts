@@ -100,6 +100,15 @@ void describe('processes whose main thread has exited, on two namespace hosts', 
     const out = failed.stdout + failed.stderr;
     assert.match(out, new RegExp(`${h2.alias}: 2 processes still run from release r2, not the live r3: `));
     for (const pid of Object.values(again)) assert.match(out, new RegExp(`pid ${pid} ${EXITED_LEADER_COMMAND} \\(`));
+    // As a local exit 6: the deploy's own line first (it is live), then the error.
+    assert.match(failed.stdout, /^deployed r3 to 2 hosts /m);
+    // And in --json, the error names the release, that it is live, and what still runs.
+    await holders(t, h2, root, 'r3');
+    const json = await cli(['deploy', writeTree(tempDir(t), { 'index.html': 'r4\n' }), root, ...hostArgs, '--release-id', 'r4', '--keep', '0', '--no-fsync', '--stale', 'fail', '--stale-wait', '1', '--json']);
+    assert.equal(json.code, 6, json.stderr);
+    const e = jsonOf<{ release?: string; error?: { code: string; release?: string; live?: boolean; stale?: { processes: unknown[] } } }>(json);
+    assert.equal(e.release, 'r4');
+    assert.deepEqual({ code: e.error?.code, release: e.error?.release, live: e.error?.live, count: e.error?.stale?.processes.length }, { code: 'STALE_PROCESSES', release: 'r4', live: true, count: 2 });
   });
 
   void test('prune, and a deploy with --keep, keep the release they hold on that host', async (t) => {

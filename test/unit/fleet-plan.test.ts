@@ -6,7 +6,7 @@ import { decideAfterSwitch, fleetReleaseId, planFleetRecovery, planFleetRollback
 import { planRecovery } from '../../src/plan/journal.ts';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
-import { resolveTargets } from '../../src/remote/fleet.ts';
+import { fleetError, resolveTargets } from '../../src/remote/fleet.ts';
 import { fleetStatusHint, releaseIdTakenOn } from '../../src/remote/deploy.ts';
 import { DeployError } from '../../src/errors.ts';
 
@@ -206,4 +206,18 @@ void test("a release id taken on a host is refused in the local engine's words: 
   assert.equal(pruned.code, 'RELEASE_EXISTS');
   // Hosts with roots of their own: no one command names them all.
   assert.match(releaseIdTakenOn([...hosts, { label: 'web3', root: '/srv/other' }], on({ releases: ['r1'] }), 'r1').hint ?? '', /atomic-deploy rollback --to r1 with the same hosts and config$/);
+});
+
+void test("a fleet error's hint names every host that failed the same way, not the first alone", () => {
+  const held = (label: string): { label: string; error: { code: 'LOCKED'; message: string; hint: string } } => ({
+    label,
+    error: { code: 'LOCKED', message: `${label}: locked by another deploy`, hint: `wait for it with --wait <seconds>; if that deploy is hung, stop it, then run: atomic-deploy unlock /srv/app --host ${label}` },
+  });
+  const all = fleetError([held('web1'), held('web2'), { label: 'web3' }], 'nothing was switched', {});
+  assert.equal(all.hint, 'wait for it with --wait <seconds>; if that deploy is hung, stop it, then run: atomic-deploy unlock /srv/app --host web1 --host web2');
+  // One host alone, or hints that differ otherwise (another root): the first host's hint as it is.
+  assert.equal(fleetError([held('web1'), { label: 'web2' }], 'x', {}).hint, held('web1').error.hint);
+  const elsewhere = { label: 'web2', error: { ...held('web2').error, hint: held('web2').error.hint.replace('/srv/app', '/srv/other') } };
+  assert.equal(fleetError([held('web1'), elsewhere], 'x', {}).hint, held('web1').error.hint);
+  assert.equal(fleetError([held('web1'), held('web2')], 'x', {}, 'given').hint, 'given');
 });
