@@ -48,6 +48,21 @@ async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpo
   return { code: r.code, stdout: r.stdout, stderr: r.stderr, said, tookMs: performance.now() - sent };
 }
 
+/** Interrupted before the switch: said so, and every host as it was (on `v1` alone, no lock, journal or leftover). */
+function assertUndone(r: { stdout: string; stderr: string }, on: (h: (typeof fleet.hosts)[number]) => string, v1: string): void {
+  assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and the deploy was undone/);
+  for (const h of fleet.hosts) {
+    assert.equal(current(on(h)), v1, `${h.alias} did not move`);
+    assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it`);
+    assert.deepEqual(
+      fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')),
+      [v1],
+      `${h.alias}: only the release it had`,
+    );
+  }
+  assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
+}
+
 void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a fleet deploy", () => {
   void test('in a wave pause: the first wave is switched back, every lock released, exit 130, and the message is true', async (t) => {
     const { root, on } = newRoot('wave');
@@ -77,17 +92,7 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     // Each host stops 5 s after its copy (its ssh sessions, lock holder and connection all open).
     const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs], /host\d: copied/, 'fleet-copied=sleep:5000');
     assert.equal(r.code, 130, r.stderr);
-    assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and the deploy was undone/);
-    for (const h of fleet.hosts) {
-      assert.equal(current(on(h)), v1, `${h.alias} did not move`);
-      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it`);
-      assert.deepEqual(
-        fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')),
-        [v1],
-        `${h.alias}: only the release it had`,
-      );
-    }
-    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
+    assertUndone(r, on, v1);
   });
 
   // As a signal does locally: the before-switch hook is ended at once on every host, and the deploy
@@ -111,18 +116,8 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     assert.equal(hooks.length, 3, 'a hook ran on every host');
     assert.equal(r.code, 130, r.stderr);
     assert.ok(r.tookMs < 30_000, `ended ${Math.round(r.tookMs)} ms after the signal`);
-    assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and the deploy was undone/);
-    for (const h of fleet.hosts) {
-      assert.equal(current(on(h)), v1, `${h.alias} did not move`);
-      assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it`);
-      assert.deepEqual(
-        fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')),
-        [v1],
-        `${h.alias}: only the release it had`,
-      );
-    }
+    assertUndone(r, on, v1);
     for (const pid of hooks) assert.throws(() => process.kill(pid, 0), /ESRCH/, `the hook (pid ${pid}) was ended`);
-    assert.doesNotMatch(r.stdout + r.stderr, /connection lost|may remain|could not clean up|rsync error/);
   });
 
   void test('a rollback waiting for a host\'s lock: nothing rolled back, every lock it took released, exit 130', async (t) => {
