@@ -1025,12 +1025,6 @@ async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-ar
   }
 }
 
-/**
- * What to run after a host was lost mid-deploy: status on every host of the deploy, not the lost
- * one alone. Run on that host only, recovery sees no other host and commits the release there
- * while the others went back, leaving the fleet mixed for good. Hosts with roots of their own
- * (the config's `hosts:` list) are named by the config the deploy ran with.
- */
 /** Why `id` cannot be used on host `h`, in the local engine's words (ops/plan-deploy.ts releaseIdTaken). */
 export function releaseIdTakenOn(hosts: readonly { label: string; root: string }[], h: { label: string; root: string; state?: Pick<RemoteState, 'releases' | 'empty' | 'damaged'> | undefined }, id: string): DeployError {
   const state = h.state;
@@ -1044,6 +1038,12 @@ export function releaseIdTakenOn(hosts: readonly { label: string; root: string }
   return new DeployError('RELEASE_EXISTS', `${h.label}: release id ${id} was used before: that release was pruned, and its record stays in the release log`, { hint: 'release ids are never reused: pick a new id' });
 }
 
+/**
+ * What to run after a host was lost mid-deploy: status on every host of the deploy, not the lost
+ * one alone. Run on that host only, recovery sees no other host and commits the release there
+ * while the others went back, leaving the fleet mixed for good. Hosts with roots of their own
+ * (the config's `hosts:` list) are named by the config the deploy ran with.
+ */
 export function fleetStatusHint(hosts: readonly { label: string; root: string }[], lost: { root: string }): string {
   const why = 'find out and reconcile on every host of this deploy (recovery needs all of them)';
   if (hosts.some((x) => x.root !== lost.root)) return `${why}: run atomic-deploy status with the same hosts and config as this deploy`;
