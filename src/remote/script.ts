@@ -315,13 +315,16 @@ function retireLines(id: string, trash: string, protect: readonly string[]): str
  * Prune's retire of one release, run in a subshell whose `fail` reports instead of ending the
  * program: a release that cannot be moved (immutable, another owner's) stays and is named in a
  * `prune-failed` frame, and the rest goes on (the others pruned, the journal cleared, the lock
- * released), as the local prune does. Only a release moved out gets its record marked pruned.
+ * released), as the local prune does. Only a release moved out gets its record marked pruned and
+ * its manifest removed (the record stays as history, its digest in it; the manifest served only
+ * the release, as act/manifest.ts removeManifest does locally).
  */
 function pruneLines(p: { id: string; trash: string; record: string }, protect: readonly string[], fn: string): string {
   const record = recordProgram(p.id, fn);
+  const manifest = `"$state/manifests/"${q(p.id)}`;
   return `${renderFunction(retireRelease(p.id, protect, stagedRootPath(p.trash)))}
 ${renderFunction(record)}
-if ( fail() { emit prune-failed ${q(`${p.id} `)}"$2"; exit 1; }; retire_release ); then ${p.record === '' ? ':' : renderCall(record, { record: { literal: p.record } })}; fi`;
+if ( fail() { emit prune-failed ${q(`${p.id} `)}"$2"; exit 1; }; retire_release ); then ${p.record === '' ? ':' : renderCall(record, { record: { literal: p.record } })}; rm -f -- ${manifest}.json ${manifest}.stat.json; fi`;
 }
 
 /** The releases a program's `prune-failed` frames name, each with why it stays. */

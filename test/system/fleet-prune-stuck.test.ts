@@ -31,6 +31,10 @@ function releasesOn(dir: string): string[] {
   return fs.readdirSync(path.join(dir, 'releases')).sort();
 }
 
+function manifestsOn(dir: string): string[] {
+  return fs.readdirSync(path.join(dir, '.atomic-deploy', 'manifests')).sort();
+}
+
 /** A root on every host holding r1..rN (none pruned), and r1 made immutable on `stuckOn`. */
 async function rootWithStuckRelease(t: { after(fn: () => void): void }, name: string, ids: string[], stuckOn: FleetHost): Promise<{ root: string; on: (h: FleetHost) => string }> {
   const made = newRoot(name);
@@ -62,6 +66,9 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
     // The stuck one stays; the other chosen one went, after it (oldest first).
     assert.deepEqual(releasesOn(on(h1)), ['r1', 'r3', 'r4']);
     assert.deepEqual(releasesOn(on(h2)), ['r3', 'r4']);
+    // A pruned release's manifest goes with it, as locally (the record stays, its digest in it); the stuck one keeps its own.
+    assert.deepEqual(manifestsOn(on(h1)), ['r1.json', 'r3.json', 'r4.json']);
+    assert.deepEqual(manifestsOn(on(h2)), ['r3.json', 'r4.json']);
     // The host program went on to its end: journal cleared, lock released, trash deleted.
     assert.ok(!fs.existsSync(path.join(on(h1), '.atomic-deploy', 'journal.json')), 'the journal was left');
     assert.ok(!fs.existsSync(path.join(on(h1), '.deploy.lock')), 'the lock was left');
@@ -101,6 +108,9 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
     assert.equal(two?.failed, undefined);
     assert.deepEqual(releasesOn(on(h1)), ['r1', 'r3', 'r4']);
     assert.deepEqual(releasesOn(on(h2)), ['r3', 'r4']);
+    // A pruned release's manifest goes with it, as locally (the record stays, its digest in it); the stuck one keeps its own.
+    assert.deepEqual(manifestsOn(on(h1)), ['r1.json', 'r3.json', 'r4.json']);
+    assert.deepEqual(manifestsOn(on(h2)), ['r3.json', 'r4.json']);
     assert.ok(!fs.existsSync(path.join(on(h1), '.deploy.lock')), 'the lock was left');
 
     const human = await cli(['prune', root, ...hostArgs, '--keep', '1']);
