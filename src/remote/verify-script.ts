@@ -44,6 +44,14 @@ done' sh {} + 2>/dev/null`;
  * names: a manifest with other bytes is printed (the deploying side judges it) but the release
  * is not hashed for nothing.
  */
+/** `manifest-file yes` when release ID's manifest file is on the host (a plain file), nothing when not. */
+export function manifestFileScript(root: string, id: string): string {
+  return `emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+m=${q(`${root}/.atomic-deploy/manifests/${id}.json`)}
+if [ -f "$m" ] && [ ! -h "$m" ]; then emit manifest-file yes; fi
+`;
+}
+
 export function verifyScript(root: string, id: string, expect: string): string {
   return `LC_ALL=C; export LC_ALL
 nl='

@@ -8,7 +8,7 @@ import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
 import { currentIdOf, FleetRun, hostError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
-import { verifyScript } from './verify-script.ts';
+import { manifestFileScript, verifyScript } from './verify-script.ts';
 import { shellWord } from '../plan/paths.ts';
 
 export interface FleetVerifyOptions extends FleetOptions {
@@ -76,6 +76,13 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
     });
   }
   if (digest === undefined) {
+    // As locally: a manifest file with nothing in the release log to prove it is not a release made before manifests.
+    const probe = await h.remote.run(manifestFileScript(h.root, id), `reading release ${id}`);
+    if (frameValue(probe, 'manifest-file') === 'yes') {
+      throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has a manifest file but ${record === undefined ? 'no release log record' : 'no digest in its release log record'} to prove it, so nothing can be checked against it`, {
+        hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
+      });
+    }
     throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
       hint: `deploy the build again (atomic-deploy deploy <source> ${shellWord(h.root)} --host ${shellWord(h.label)}): every new release gets a manifest`,
     });

@@ -188,9 +188,13 @@ void describe('verify --host over two namespace hosts', () => {
     assert.equal(row(j, 'host1').error?.code, 'NO_MANIFEST');
     assert.equal(row(j, 'host2').error?.code, 'MANIFEST_UNTRUSTED');
     assert.match(String(row(j, 'host2').error?.message), /host2: the manifest of release .* cannot be trusted: its digest does not match/);
+    // As locally: its manifest file is there, but nothing in the release log proves it.
+    assert.match(String(row(j, 'host1').error?.message), /^host1: release \S+ has a manifest file but no digest in its release log record to prove it/);
+    // With the file gone too, it is a release without a manifest.
+    fs.rmSync(path.join(on(host(1)), '.atomic-deploy', 'manifests', `${id}.json`));
     const human = await cli(['verify', root, ...hostArgs]);
     assert.equal(human.code, 2);
-    assert.match(human.stderr, /error: host1: release \S+ has no manifest/);
+    assert.match(human.stderr, /error: host1: release \S+ has no manifest: it was made before/);
     assert.match(human.stderr, /hint: deploy the build again/);
   });
 
