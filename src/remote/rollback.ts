@@ -102,7 +102,9 @@ function sessionOf(p: HostPhase | undefined): RunningRemote | undefined {
 export async function fleetRollback(root: string | undefined, options: FleetRollbackOptions): Promise<FleetRollbackResult> {
   const targets = resolveTargets(options.hosts, root);
   if (options.to !== undefined) {
-    checkReleaseId(options.to);
+    // As locally: the hint lists the releases (a deploy's --release-id is no help here).
+    const sameRoot = targets.every((x) => x.root === targets[0]?.root);
+    checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${sameRoot && targets[0] ? `${shellWord(targets[0].root)} ${targets.map((x) => `--host ${shellWord(x.label)}`).join(' ')}` : 'with the same hosts and config'}`);
   }
   checkFleetServingOptions(options);
   const fleet = new FleetRun(targets, options);

@@ -263,5 +263,9 @@ void describe('verify --host over two namespace hosts', () => {
     const bad = await cli(['verify', first.root, ...hostArgs, '--release', '../x']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /invalid release id/);
+    // A rollback --to an id that cannot be one: the hint lists the releases, as locally (it named deploy's --release-id).
+    const to = await cli(['rollback', first.root, ...hostArgs, '--to', '../x']);
+    assert.equal(to.code, 2, to.stderr);
+    assert.match(to.stderr, /^hint: list the releases with: atomic-deploy releases \S+ --host host1 --host host2$/m);
   });
 });
