@@ -16,7 +16,7 @@ import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
 import { namesWithVerb, plural } from '../plan/units.ts';
-import { shellWord } from '../plan/paths.ts';
+import { hintForAll, shellWord } from '../plan/paths.ts';
 
 export interface FleetFlags {
   host?: string[];
@@ -345,13 +345,14 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): strin
  * first one's hint goes with it): printed after the table and in the JSON as `error`, as every
  * other command's failure is. INVALID_ROOT (exit 2) when each is a root that is not there.
  */
-export function readFailure(hosts: readonly { error?: { code: string; message: string; hint?: string } }[]): DeployError | undefined {
+export function readFailure(hosts: readonly { host: string; error?: { code: string; message: string; hint?: string } }[]): DeployError | undefined {
   const errors = hosts.flatMap((h) => (h.error ? [h.error] : []));
   const first = errors[0];
   if (first === undefined) return undefined;
   const invalid = errors.every((e) => e.code === 'INVALID_ROOT');
   const message = errors.length === 1 ? first.message : `${errors.length} hosts could not be read: ${errors.map((e) => e.message).join('; ')}`;
-  return new DeployError(invalid ? 'INVALID_ROOT' : 'REMOTE', message, first.hint ? { hint: first.hint } : {});
+  const hint = hintForAll(hosts.map((h) => ({ label: h.host, error: h.error })), first);
+  return new DeployError(invalid ? 'INVALID_ROOT' : 'REMOTE', message, hint ? { hint } : {});
 }
 
 /**

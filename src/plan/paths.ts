@@ -85,3 +85,18 @@ export function tildePath(p: string, home: string): { tilde: false } | { tilde: 
   if (p.startsWith('~/')) return { tilde: true, expanded: path.join(home, p.slice(2)) };
   return { tilde: true };
 }
+
+/**
+ * The first failed host's hint, naming every host that failed alike: a command in it for
+ * `--host web1` (unlock, say) is given for each host whose hint is the same but for its own
+ * `--host`, so that a fleet locked everywhere is not told to unlock its first host alone.
+ */
+export function hintForAll(hosts: readonly { label: string; error?: { code: string; hint?: string } | undefined }[], first: { code: string; hint?: string }): string | undefined {
+  if (first.hint === undefined) return undefined;
+  const own = (h: { label: string }): string => `--host ${shellWord(h.label)}`;
+  const owner = hosts.find((h) => h.error === first);
+  if (owner === undefined || !first.hint.includes(own(owner))) return first.hint;
+  const shape = first.hint.replace(own(owner), '\0');
+  const alike = hosts.filter((h) => h.error?.code === first.code && h.error.hint?.replace(own(h), '\0') === shape);
+  return alike.length < 2 ? first.hint : first.hint.replace(own(owner), alike.map(own).join(' '));
+}

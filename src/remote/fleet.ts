@@ -17,7 +17,7 @@ import { randomName, RemoteRoot, type OwnLock } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
-import { shellWord } from '../plan/paths.ts';
+import { hintForAll, shellWord } from '../plan/paths.ts';
 
 /** A host given with `--host` or in the config's `hosts:`. */
 export interface FleetHostSpec {
@@ -153,13 +153,20 @@ export function deployRootProblem(label: string, root: string, shape: RootShape 
   return problem === undefined ? undefined : new DeployError('INVALID_ROOT', `${label}: ${root} ${problem}`, { hint: ADOPT_HINT });
 }
 
+/** A host's root that is missing (or a file: the host cannot tell), with the local hint: deploy to it first. */
+export function missingRootError(label: string, root: string): DeployError {
+  return new DeployError('INVALID_ROOT', `${label}: ${root} does not exist or is not a directory`, {
+    hint: `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(root)} --host ${shellWord(label)}`,
+  });
+}
+
 /**
  * The local refusal of `status`, `releases`, `prune` and `unlock` on a folder that is not a deploy
  * root (ops/root.ts assertDeployRoot), for a host; a root that is missing or a file keeps the
  * fleet's own words, since the host cannot tell the two apart.
  */
 export function readRootProblemOf(label: string, root: string, state: RemoteState): DeployError | undefined {
-  if (!state.rootExists) return new DeployError('INVALID_ROOT', `${label}: ${root} does not exist or is not a directory`);
+  if (!state.rootExists) return missingRootError(label, root);
   const problem = state.shape === undefined ? undefined : readRootProblem(state.shape);
   if (problem === undefined || state.shape === undefined) return undefined;
   return new DeployError('INVALID_ROOT', `${label}: ${root} ${problem}`, { hint: readRootHint(state.shape, `${shellWord(root)} --host ${shellWord(label)}`) });
@@ -366,22 +373,7 @@ export function fleetError(hosts: readonly { label: string; error?: HostError | 
   const code: ErrorCode = locked?.code ?? (allInvalid ? (errors[0]?.code ?? 'REMOTE') : (errors.find((e) => probe(e.code) === 1)?.code ?? 'REMOTE'));
   const first = locked ?? errors[0];
   const message = errors.length === 1 && first ? `${summary}: ${first.message}` : `${summary}: ${errors.map((e) => e.message).join('; ')}`;
-  return new DeployError(code, message, { hint: hint ?? (first ? sharedHint(hosts, first) : undefined), details });
-}
-
-/**
- * The first failure's hint, naming every host that failed the same way: a command in it for
- * `--host web1` (unlock, say) is given for each host whose hint is the same but for its own
- * `--host`, so that a fleet locked everywhere is not told to unlock its first host alone.
- */
-function sharedHint(hosts: readonly { label: string; error?: HostError | undefined }[], first: HostError): string | undefined {
-  if (first.hint === undefined) return undefined;
-  const own = (h: { label: string }): string => `--host ${shellWord(h.label)}`;
-  const owner = hosts.find((h) => h.error === first);
-  if (owner === undefined || !first.hint.includes(own(owner))) return first.hint;
-  const shape = first.hint.replace(own(owner), '\0');
-  const alike = hosts.filter((h) => h.error?.code === first.code && h.error.hint?.replace(own(h), '\0') === shape);
-  return alike.length < 2 ? first.hint : first.hint.replace(own(owner), alike.map(own).join(' '));
+  return new DeployError(code, message, { hint: hint ?? (first ? hintForAll(hosts, first) : undefined), details });
 }
 
 /**

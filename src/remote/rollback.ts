@@ -7,7 +7,7 @@ import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
-import { currentIdOf, currentProblem, fleetIsIdle, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, fleetIsIdle, missingRootError, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
 import { rollbackArmScript } from './script.ts';
@@ -217,11 +217,14 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     await fleet.each(
       fleet.hosts,
       async (h) => {
-        const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal });
+        // A root that is not there is refused by the lock program; said with the local hint (deploy to it first).
+        const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal }).catch((error: unknown) => {
+          throw error instanceof DeployError && error.code === 'INVALID_ROOT' && error.message.endsWith(' does not exist or is not a directory') ? missingRootError(h.label, h.root) : error;
+        });
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
         h.facts = locked.facts;
         h.state = locked.state;
-        if (!locked.state.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
+        if (!locked.state.rootExists) throw missingRootError(h.label, h.root);
       },
       { failFast: true, signal: options.signal },
     );

@@ -7,7 +7,7 @@ import { fleetVerifyExit, treeFromListing } from '../plan/fleet-verify.ts';
 import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
-import { currentIdOf, FleetRun, hostError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, FleetRun, hostError, missingRootError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { manifestFileScript, verifyScript } from './verify-script.ts';
 import { shellWord } from '../plan/paths.ts';
 
@@ -48,7 +48,7 @@ export interface FleetVerifyResult {
 /** The release id to check on a host, or the error that says why there is none. */
 function releaseOn(h: HostRun, wanted: string | undefined): string {
   const state = h.state;
-  if (!state?.rootExists) throw new DeployError('INVALID_ROOT', `${h.label}: ${h.root} does not exist or is not a directory`);
+  if (!state?.rootExists) throw missingRootError(h.label, h.root);
   // A folder that is not a deploy root is refused as status and releases refuse it, in the local words and hint.
   const notRoot = readRootProblemOf(h.label, h.root, state);
   if (notRoot) throw notRoot;

@@ -175,6 +175,23 @@ void describe('fleet input validation against namespace hosts', () => {
     assert.deepEqual(treeSnapshot(path.join(one.srvDir, 'v-site')).filter(own), site.filter(own));
   });
 
+  void test('a root missing on every host: each command exits 2, each host with the local hint (deploy to it first), the error hint naming both', async () => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    const args = ['/srv/v-none', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
+    const hintFor = (alias: string): string => `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-none --host ${alias}`;
+    for (const command of [['status'], ['releases'], ['prune', '--keep', '1'], ['rollback'], ['verify']]) {
+      const json = await runCli([...command, ...args, '--json']);
+      assert.equal(json.code, 2, `${command[0]}: ${json.stderr}`);
+      const hostsOf = jsonOf<{ hosts: { host: string; error?: { code: string; hint?: string } }[] }>(json).hosts;
+      for (const h of [one, two]) assert.equal(hostsOf.find((x) => x.host === h.alias)?.error?.hint, hintFor(h.alias), `${command[0]}: ${h.alias}`);
+      const human = await runCli([...command, ...args]);
+      assert.equal(human.code, 2, command[0]);
+      // verify says each host's error on its own line, with that host's hint; the others one error naming both.
+      const hints = command[0] === 'verify' ? [hintFor(one.alias), hintFor(two.alias)] : [`check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-none --host ${one.alias} --host ${two.alias}`];
+      for (const hint of hints) assert.ok(human.stderr.includes(`hint: ${hint}\n`), `${command[0]}: ${human.stderr}`);
+    }
+  });
+
   void test('status, releases, prune and unlock on a folder that is not a deploy root (files on one host, empty on the other): exit 2 with the local wording after each host, and nothing written on either', async () => {
     const [one, two] = fleet.hosts as [FleetHost, FleetHost];
     writeTree(path.join(one.srvDir, 'v-plain'), { 'x/data': 'x\n', 'index.html': 'hi\n' });

@@ -49,11 +49,14 @@ void test('read commands across hosts: 2 when every failing host lacks the root,
 
 // A host that could not be read was only a `?` and a note; status said nothing on stderr.
 void test('the hosts a read command could not read make one error: each named once, the first hint, exit 2 only when every one is a root that is not there', () => {
-  assert.equal(readFailure([{}, {}]), undefined);
-  const invalid = readFailure([{}, { error: { code: 'INVALID_ROOT', message: 'h2: /srv/x is not a deploy root', hint: 'give the deploy root' } }]);
+  assert.equal(readFailure([{ host: 'h1' }, { host: 'h2' }]), undefined);
+  const invalid = readFailure([{ host: 'h1' }, { host: 'h2', error: { code: 'INVALID_ROOT', message: 'h2: /srv/x is not a deploy root', hint: 'give the deploy root' } }]);
   assert.deepEqual([invalid?.code, invalid?.message, invalid?.hint, invalid?.exitCode], ['INVALID_ROOT', 'h2: /srv/x is not a deploy root', 'give the deploy root', 2]);
-  const mixed = readFailure([{ error: { code: 'INVALID_ROOT', message: 'h1: /srv/x is not a deploy root' } }, { error: { code: 'REMOTE', message: 'cannot connect to h2: timeout' } }]);
+  const mixed = readFailure([{ host: 'h1', error: { code: 'INVALID_ROOT', message: 'h1: /srv/x is not a deploy root' } }, { host: 'h2', error: { code: 'REMOTE', message: 'cannot connect to h2: timeout' } }]);
   assert.deepEqual([mixed?.code, mixed?.message, mixed?.exitCode], ['REMOTE', '2 hosts could not be read: h1: /srv/x is not a deploy root; cannot connect to h2: timeout', 1]);
+  // Hosts that failed alike: the hint's command names each of them.
+  const missing = (host: string): { host: string; error: { code: string; message: string; hint: string } } => ({ host, error: { code: 'INVALID_ROOT', message: `${host}: /srv/x does not exist`, hint: `deploy to it: atomic-deploy deploy <source> /srv/x --host ${host}` } });
+  assert.equal(readFailure([missing('h1'), missing('h2')])?.hint, 'deploy to it: atomic-deploy deploy <source> /srv/x --host h1 --host h2');
 });
 
 // The fleet table said `* active` where the local one says `active, unverified`.
