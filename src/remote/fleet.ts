@@ -13,7 +13,9 @@ import { madeRoot, orderReleases } from '../plan/releases.ts';
 import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
 import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
-import { randomName, RemoteRoot, type OwnLock } from './host.ts';
+import { missingRootError, randomName, RemoteRoot, type OwnLock } from './host.ts';
+
+export { missingRootError };
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
@@ -151,13 +153,6 @@ export function currentProblem(label: string, root: string, current: CurrentStat
 export function deployRootProblem(label: string, root: string, shape: RootShape | undefined, adopt: boolean): DeployError | undefined {
   const problem = shape === undefined || adopt ? undefined : deployTargetProblem(shape);
   return problem === undefined ? undefined : new DeployError('INVALID_ROOT', `${label}: ${root} ${problem}`, { hint: ADOPT_HINT });
-}
-
-/** A host's root that is missing (or a file: the host cannot tell), with the local hint: deploy to it first. */
-export function missingRootError(label: string, root: string): DeployError {
-  return new DeployError('INVALID_ROOT', `${label}: ${root} does not exist or is not a directory`, {
-    hint: `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(root)} --host ${shellWord(label)}`,
-  });
 }
 
 /**

@@ -67,6 +67,13 @@ function lockedError(label: string, root: string, info: RemoteLockInfo, waitedMs
   });
 }
 
+/** A host's root that is missing (or a file: the host cannot tell), with the local hint: deploy to it first. */
+export function missingRootError(label: string, root: string): DeployError {
+  return new DeployError('INVALID_ROOT', `${label}: ${root} does not exist or is not a directory`, {
+    hint: `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(root)} --host ${shellWord(label)}`,
+  });
+}
+
 export class RemoteRoot {
   readonly ssh: SshHost;
   /** What runs this root's programs: the ssh connection, unless another transport is given. */
@@ -188,7 +195,12 @@ export class RemoteRoot {
       } catch {
         throw remoteError(this.label, await holder.done, 'taking the lock');
       }
-      if (first.tag === 'error') throw remoteError(this.label, await holder.done, 'taking the lock');
+      if (first.tag === 'error') {
+        const ended = await holder.done;
+        // Every command but deploy locks a root that must be there: refused with the local hint.
+        if (ended.frames.some((f) => f.tag === 'root' && f.value === 'missing')) throw missingRootError(this.label, this.root);
+        throw remoteError(this.label, ended, 'taking the lock');
+      }
       if (first.tag === 'locked') {
         try {
           await holder.waitFor(['end']);

@@ -217,10 +217,8 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     await fleet.each(
       fleet.hosts,
       async (h) => {
-        // A root that is not there is refused by the lock program; said with the local hint (deploy to it first).
-        const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal }).catch((error: unknown) => {
-          throw error instanceof DeployError && error.code === 'INVALID_ROOT' && error.message.endsWith(' does not exist or is not a directory') ? missingRootError(h.label, h.root) : error;
-        });
+        // A root that is not there is refused by the lock program, with the local hint (deploy to it first).
+        const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal });
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
         h.facts = locked.facts;
         h.state = locked.state;

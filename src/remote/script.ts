@@ -384,7 +384,7 @@ if [ ${s.create ? 1 : 0} = 1 ] && enclosing_root; then
   fail INVALID_ROOT "the deploy root $root is inside the deploy root $R_out"
 fi
 ${s.create ? MAKE_ROOT : ''}if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then make_root || fail INVALID_ROOT "cannot create $root"; fi
-[ -d "$root" ] || fail INVALID_ROOT "$root does not exist or is not a directory"
+[ -d "$root" ] || { emit root missing; fail INVALID_ROOT "$root does not exist or is not a directory"; }
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
 own="$root/"${q(lockDraft(s.token))}
