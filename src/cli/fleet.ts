@@ -244,11 +244,17 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
   );
 }
 
-export function fleetRollbackCli(cli: FleetCli, root: string | undefined, options: { to?: string; fsync?: boolean; waitMs?: number } & ServingOptions): Promise<number> {
+export function fleetRollbackCli(cli: FleetCli, root: string | undefined, options: { to?: string; fsync?: boolean; waitMs?: number; dryRun?: boolean } & ServingOptions): Promise<number> {
   return run(
     cli,
     async () => (await remote()).fleetRollback(root, { ...base(cli), ...options }),
-    (r) => ({ table: hostTable(r.hosts), line: `rolled back to ${r.release} on ${plural(r.hosts.length, 'host')} (switch skew ${skew(r)})` }),
+    (r) =>
+      r.dryRun
+        ? {
+            table: table([['HOST', 'CURRENT', 'WOULD GO TO'], ...r.hosts.map((h) => [h.host, h.current ?? '-', h.outcome === 'would-switch' ? r.release : `${r.release} already`])]),
+            line: `dry run: would roll back to ${r.release} on ${plural(r.hosts.filter((h) => h.outcome === 'would-switch').length, 'host')}; nothing was changed`,
+          }
+        : { table: hostTable(r.hosts), line: `rolled back to ${r.release} on ${plural(r.hosts.length, 'host')} (switch skew ${skew(r)})` },
   );
 }
 

@@ -466,9 +466,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       out.warn(`rollback does not run the config file's after-switch hooks: they belong to deploys`, 'reload what serves with --reload-unit or --reload-php-fpm (reload: in the config file), which every switch runs, rollbacks included');
     }
     if (hosts) {
-      if (flags.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy releases <root> --host ...` to see where each host stands' });
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, ...serving });
+      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, dryRun: flags.dryRun === true, ...serving });
       return;
     }
     const root = rootOf(rootArg);

@@ -10,6 +10,8 @@ import { switchSkewMs } from '../plan/fleet.ts';
 import { currentIdOf, currentProblem, fleetIsIdle, missingRootError, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
+import { describeHolder } from '../act/lock.ts';
+import { judgeRemoteLock } from './facts.ts';
 import { rollbackArmScript } from './script.ts';
 import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
@@ -21,13 +23,15 @@ export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   to?: string;
   /** Recorded on the release rolled back from. */
   reason?: string;
+  /** Read every host and say which release each would go to; change nothing (no lock, no recovery). */
+  dryRun?: boolean;
 }
 
 export interface FleetRollbackHost {
   host: string;
   root: string;
-  /** switched: now on the target; unchanged: it already was (or nothing changed); unknown: connection lost. */
-  outcome: 'switched' | 'unchanged' | 'unknown';
+  /** switched: now on the target; unchanged: it already was (or nothing changed); unknown: connection lost; would-switch: --dry-run. */
+  outcome: 'switched' | 'unchanged' | 'unknown' | 'would-switch';
   current: string | null;
   previous: string | null;
   recovered: string[];
@@ -45,6 +49,10 @@ export interface FleetRollbackResult {
   interruptedAfterSwitch?: true;
   /** Processes still on the release each host left, named with their host. */
   stale?: FleetStaleReport;
+  /** --dry-run: nothing was changed; `outcome` is what would happen to each host. */
+  dryRun?: true;
+  /** --dry-run: what would stand in the way or come first on a host (a lock, an interrupted operation), as a local dry run notes. */
+  notes?: string[];
 }
 
 /** The release a host is on when the rollback finds it (a dangling current's id too). */
@@ -188,11 +196,48 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     });
   };
 
+  /**
+   * The plan a rollback would follow, from each host's root as it is (read without its lock, as a
+   * local dry run reads): the same refusals, exit codes and hints; a host's lock or an interrupted
+   * operation's leftovers are notes, since the rollback would wait for the one and recover the other first.
+   */
+  const dryRun = async (): Promise<FleetRollbackResult> => {
+    await fleet.each(fleet.hosts, async (h) => {
+      const { facts, state } = await h.remote.readState();
+      h.facts = facts;
+      h.state = state;
+      if (!state.rootExists) throw missingRootError(h.label, h.root);
+      const problem = currentProblem(h.label, h.root, state.current, options.to !== undefined);
+      if (problem) throw problem;
+    });
+    const states = fleet.hosts.flatMap((h) => (h.state && !h.error ? [{ h, state: h.state }] : []));
+    if (states.length < fleet.hosts.length) throw fleetError(fleet.hosts, 'nothing was changed', { hosts: report() });
+    const plan = planFleetRollback(
+      states.map(({ h, state }) => ({ host: h.label, current: currentIdOf(state), ordered: viewsOf(state), empty: state.empty })),
+      options.to,
+    );
+    if (!plan.ok) throw refuse(plan);
+    const notes: string[] = [];
+    for (const { h, state } of states) {
+      const lock = state.lock && h.facts ? judgeRemoteLock(state.lock, h.facts) : undefined;
+      if (lock) {
+        const then = lock.verdict.state === 'stale' ? 'the rollback would take it over' : 'the rollback would wait for it (--wait) or exit 3';
+        notes.push(`${h.label}: the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
+      }
+      if (state.journal.kind !== 'none') notes.push(lock && lock.verdict.state !== 'stale' ? `${h.label}: an operation is running (its journal is in the root)` : `${h.label}: an interrupted operation left a journal: the rollback recovers it first`);
+    }
+    for (const message of notes) emit({ type: 'warning', message });
+    const moving = new Set(plan.moves.map((m) => m.host));
+    const hosts = report().map((row) => (moving.has(row.host) ? { ...row, outcome: 'would-switch' as const } : row));
+    return { release: plan.target, hosts, skewMs: 0, dryRun: true, notes };
+  };
+
   try {
     // Every host's units and php-fpm pid files, as the local rollback checks its own, before anything else: exit 2, nothing changed.
     // (No round trip without reloads: checkHostReloadTargets returns at once.)
     await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
     if (fleet.failed.length > 0) throw notRolledBack();
+    if (options.dryRun === true) return await dryRun();
     // A refusal (an unknown --to, nothing to go back to, already there) is decided before the
     // locks when every host is idle, as the local rollback does: then no host changes, not even
     // its root's times. One read per host over the connection the lock then uses; a host that

@@ -168,11 +168,32 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
       [['--to', 'backup'], 2, /release backup is an empty directory on host1: switching to it would serve nothing/],
     ] as const) {
       const before = times();
-      const r = await cli(['rollback', root, ...hostArgs, ...args, '--json']);
-      assert.equal(r.code, code, r.stderr);
-      assert.match(jsonOf<FleetJson>(r).error?.message ?? '', message);
-      assert.deepEqual(times(), before, `rollback ${args.join(' ')} changed a host`);
+      // A dry run is refused alike: the same exit code and words, before any lock.
+      for (const dry of [[], ['--dry-run']]) {
+        const r = await cli(['rollback', root, ...hostArgs, ...args, ...dry, '--json']);
+        assert.equal(r.code, code, r.stderr);
+        assert.match(jsonOf<FleetJson>(r).error?.message ?? '', message);
+        assert.deepEqual(times(), before, `rollback ${[...args, ...dry].join(' ')} changed a host`);
+      }
     }
+
+    // A dry run says where each host would go, and changes nothing, not even a time; a stale lock
+    // (the bash tool's, its process gone) on host2 is a note: the rollback would take it over.
+    await (fleet.hosts[1] as FleetHost).exec(['sh', '-c', 'mkdir -p "$1/.deploy.lock" && echo 999999 > "$1/.deploy.lock/pid"', 'sh', root]);
+    const before = times();
+    const dry = await cli(['rollback', root, ...hostArgs, '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const plan = jsonOf<FleetJson & { dryRun?: boolean; notes?: string[] }>(dry);
+    assert.equal(plan.dryRun, true);
+    assert.deepEqual(plan.notes?.map((n) => n.replace(/locked by .*\(stale/, 'locked by … (stale')), ['host2: the root is locked by … (stale: process 999999 is gone): the rollback would take it over']);
+    assert.match(dry.stderr, /^warning: host2: the root is locked by /m);
+    assert.equal(plan.release, first);
+    assert.deepEqual(plan.hosts.map((h) => [h.host, h.outcome, h.current]), fleet.hosts.map((h) => [h.alias, 'would-switch', second]));
+    const dryHuman = await cli(['rollback', root, ...hostArgs, '--dry-run']);
+    assert.equal(dryHuman.code, 0, dryHuman.stderr);
+    assert.match(dryHuman.stdout, new RegExp(`^HOST +CURRENT +WOULD GO TO\\n(host\\d +${second} +${first}\\n){3}`, 'm'));
+    assert.match(dryHuman.stdout, new RegExp(`^dry run: would roll back to ${first} on 3 hosts; nothing was changed$`, 'm'));
+    assert.deepEqual(times(), before, 'a dry run changed a host');
 
     const back = await cli(['rollback', root, ...hostArgs, '--json']);
     assert.equal(back.code, 0, back.stderr);
