@@ -275,6 +275,15 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
   );
 }
 
+/** What a host on no release has as `current`, for the status summary. */
+const NO_RELEASE: Partial<Record<string, string>> = {
+  missing: 'no release',
+  dangling: 'no live release (current dangling)',
+  outside: 'no live release (current outside releases/)',
+  directory: 'no live release (current a real directory)',
+  file: 'no live release (current a file)',
+};
+
 export function fleetStatusCli(cli: FleetCli, root: string | undefined, options: { readOnly?: boolean }): Promise<number> {
   return run(
     cli,
@@ -286,9 +295,21 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
         const note = h.error ? withoutHost(h.error.message, h.host) : [...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
         rows.push([h.host, h.error ? '?' : (h.current ?? `(${h.currentState})`), h.error ? '?' : lock, note]);
       }
-      const summary = r.consistent
-        ? `all ${plural(r.hosts.length, 'host')} on ${r.current ?? 'no release'}`
-        : `mixed: ${[...r.groups.map((g) => `${g.release ?? 'no release'} on ${g.hosts.join(', ')}`), ...(r.unknown.length > 0 ? [`unknown on ${r.unknown.join(', ')}`] : [])].join('; ')}`;
+      // The hosts on no release, by what their `current` is: a dangling link is no release, but not a root yet to deploy to.
+      const known = r.hosts.filter((h) => !h.error);
+      const byState = new Map<string, string[]>();
+      for (const h of known) {
+        const key = h.current ?? (NO_RELEASE[h.currentState] ?? 'no release');
+        byState.set(key, [...(byState.get(key) ?? []), h.host]);
+      }
+      const groups = [...byState].sort((a, b) => b[1].length - a[1].length);
+      const unknown = r.hosts.filter((h) => h.error).map((h) => h.host);
+      const summary =
+        groups.length === 0
+          ? `not known on any host${unknown.length > 0 ? ' (see the errors)' : ''}`
+          : groups.length === 1 && unknown.length === 0
+            ? `all ${plural(r.hosts.length, 'host')} on ${groups[0]?.[0] ?? ''}`
+            : `${groups.length > 1 ? 'mixed: ' : ''}${[...groups.map(([what, hosts]) => `${what} on ${hosts.join(', ')}`), ...(unknown.length > 0 ? [`unknown on ${unknown.join(', ')}`] : [])].join('; ')}`;
       return { table: `${table(rows)}\n${summary}`, code: hostErrorsCode(r.hosts), error: readFailure(r.hosts) };
     },
   );

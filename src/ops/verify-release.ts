@@ -54,7 +54,7 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   let id = options.release;
   if (id === undefined) {
     const current = await readCurrent(layout);
-    if (current.kind !== 'release') throw noLiveRelease(layout, current);
+    if (current.kind !== 'release') throw noLiveRelease(layout.root, current);
     id = current.id;
   }
   const problem = releaseIdProblem(id);
@@ -71,16 +71,19 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   return verifyAgainstManifest(layout, id, dir, options.signal);
 }
 
-/** verify with no release named and none live: why, and the way on that works for that `current`. */
-function noLiveRelease(layout: Layout, current: Exclude<CurrentState, { kind: 'release' }>): DeployError {
+/**
+ * verify with no release named and none live: why, and the way on that works for that `current`;
+ * on a fleet host, `host` names it (message and hint), as the fleet's verify says it.
+ */
+export function noLiveRelease(root: string, current: Exclude<CurrentState, { kind: 'release' }>, host?: string): DeployError {
   const name = 'name one with --release <id>';
-  const said = (why: string, hint = name): DeployError => new DeployError('UNKNOWN_RELEASE', `${layout.root} has no live release to verify${why}`, { hint });
+  const said = (why: string, hint = name): DeployError => new DeployError('UNKNOWN_RELEASE', `${host === undefined ? '' : `${host}: `}${root} has no live release to verify${why}`, { hint });
   switch (current.kind) {
     // Only a root with no current yet is one a deploy fixes: deploy refuses every other current too.
     case 'missing':
       return said('', `${name}, or deploy first`);
     case 'dangling':
-      return said(` (current points at ${current.target}, which is gone)`, `${name}; point current at a release again with: atomic-deploy rollback ${shellWord(layout.root)} --to <id>`);
+      return said(` (current points at ${current.target}, which is gone)`, `${name}; point current at a release again with: atomic-deploy rollback ${shellWord(root)}${host === undefined ? '' : ` --host ${shellWord(host)}`} --to <id>`);
     case 'outside':
       return said(` (current points outside releases/: ${current.target})`);
     case 'directory':

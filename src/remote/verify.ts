@@ -7,6 +7,7 @@ import { fleetVerifyExit, treeFromListing } from '../plan/fleet-verify.ts';
 import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
+import { noLiveRelease } from '../ops/verify-release.ts';
 import { currentIdOf, FleetRun, hostError, missingRootError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { manifestFileScript, verifyScript } from './verify-script.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -52,8 +53,9 @@ function releaseOn(h: HostRun, wanted: string | undefined): string {
   // A folder that is not a deploy root is refused as status and releases refuse it, in the local words and hint.
   const notRoot = readRootProblemOf(h.label, h.root, state);
   if (notRoot) throw notRoot;
+  if (wanted === undefined && state.current.kind !== 'release') throw noLiveRelease(h.root, state.current, h.label);
   const id = wanted ?? currentIdOf(state);
-  if (id === null) throw new DeployError('UNKNOWN_RELEASE', `${h.label}: ${h.root} has no live release to verify`, { hint: 'name one with --release <id>, or deploy first' });
+  if (id === null) throw noLiveRelease(h.root, { kind: 'missing' }, h.label);
   if (!state.releases.includes(id)) {
     throw new DeployError('UNKNOWN_RELEASE', `${h.label}: release ${id} does not exist in ${h.root}/releases`, { hint: `list the releases with: atomic-deploy releases ${shellWord(h.root)} --host ${shellWord(h.label)}` });
   }

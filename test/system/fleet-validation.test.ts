@@ -189,6 +189,32 @@ void describe('fleet input validation against namespace hosts', () => {
       // verify says each host's error on its own line, with that host's hint; the others one error naming both.
       const hints = command[0] === 'verify' ? [hintFor(one.alias), hintFor(two.alias)] : [`check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-none --host ${one.alias} --host ${two.alias}`];
       for (const hint of hints) assert.ok(human.stderr.includes(`hint: ${hint}\n`), `${command[0]}: ${human.stderr}`);
+      // No host's release is known: not "mixed", which says the hosts differ.
+      if (command[0] === 'status') assert.match(human.stdout, /^not known on any host \(see the errors\)$/m);
+    }
+  });
+
+  void test('a dangling current on every host: status says no live release (not "all on no release"), verify exits 2 with the local reason and a rollback --host hint', async (t) => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    const args = ['/srv/v-dangling', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
+    const src = writeTree(tempDir(t, 'fleet-dangling-'), { 'index.html': 'x\n' });
+    assert.equal((await runCli(['deploy', src, ...args])).code, 0);
+    for (const h of [one, two]) {
+      const link = path.join(h.srvDir, 'v-dangling', 'current');
+      fs.unlinkSync(link);
+      fs.symlinkSync('releases/gone', link);
+    }
+    const status = await runCli(['status', ...args]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^all 2 hosts on no live release \(current dangling\)$/m);
+    assert.match(status.stdout, new RegExp(`^${one.alias} +\\(dangling\\) +free`, 'm'));
+    const verify = await runCli(['verify', ...args, '--json']);
+    assert.equal(verify.code, 2, verify.stderr);
+    const rows = jsonOf<{ hosts: { host: string; error?: { code: string; message: string; hint?: string } }[] }>(verify).hosts;
+    for (const h of [one, two]) {
+      const row = rows.find((x) => x.host === h.alias);
+      assert.equal(row?.error?.message, `${h.alias}: /srv/v-dangling has no live release to verify (current points at releases/gone, which is gone)`);
+      assert.equal(row?.error?.hint, `name one with --release <id>; point current at a release again with: atomic-deploy rollback /srv/v-dangling --host ${h.alias} --to <id>`);
     }
   });
 
