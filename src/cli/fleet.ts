@@ -11,7 +11,7 @@ import type * as RemoteOps from '../remote/ops.ts';
 const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
-import { afterSwitchError, damagedRecordWarning, withoutHost } from './render.ts';
+import { afterSwitchError, damagedRecordWarning, describeLockStatus, withoutHost } from './render.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
@@ -291,7 +291,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
     (r) => {
       const rows = [['HOST', 'CURRENT', 'LOCK', 'NOTE']];
       for (const h of r.hosts) {
-        const lock = h.lock ? `${h.lock.state} by pid ${h.lock.pid ?? '?'} of ${h.lock.user ?? '?'}@${h.lock.host ?? '?'}` : 'free';
+        const lock = h.lock ? describeLockStatus(h.lock) : 'free';
         const note = h.error ? withoutHost(h.error.message, h.host) : [...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
         rows.push([h.host, h.error ? '?' : (h.current ?? `(${h.currentState})`), h.error ? '?' : lock, note]);
       }

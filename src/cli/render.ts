@@ -65,13 +65,18 @@ export function renderReleases(result: ReleasesResult, options: { header: boolea
   return lines.replace(/^\*/gm, green('*'));
 }
 
+/** A lock as `status` says it, locally and in a fleet's LOCK column: who holds it, since when, and the verdict's reason. */
+export function describeLockStatus(lock: NonNullable<StatusResult['lock']>): string {
+  const who = lock.pid === null ? 'unknown owner' : `pid ${lock.pid} of ${lock.user}@${lock.host}`;
+  return `${lock.state} by ${who} since ${lock.since} (${lock.reason})`;
+}
+
 export function renderStatus(result: StatusResult): string {
   const lines: string[] = [];
   // An id is escaped before the lines are joined: another tool's release may hold a newline in its name.
   lines.push(`current: ${result.current === null ? `(${result.currentState})` : oneLine(result.current)}`);
   if (result.lock) {
-    const who = result.lock.pid === null ? 'unknown owner' : `pid ${result.lock.pid} of ${result.lock.user}@${result.lock.host}`;
-    lines.push(`lock:    ${result.lock.state} by ${who} since ${result.lock.since} (${result.lock.reason})`);
+    lines.push(`lock:    ${describeLockStatus(result.lock)}`);
   } else {
     lines.push('lock:    free');
   }

@@ -187,6 +187,10 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     assert.equal(plan.dryRun, true);
     assert.deepEqual(plan.notes?.map((n) => n.replace(/locked by .*\(stale/, 'locked by … (stale')), ['host2: the root is locked by … (stale: process 999999 is gone): the rollback would take it over']);
     assert.match(dry.stderr, /^warning: host2: the root is locked by /m);
+    // status says the lock as the local status does: holder, since when, and why it is stale.
+    const lockStatus = await cli(['status', root, ...hostArgs, '--read-only']);
+    assert.equal(lockStatus.code, 0, lockStatus.stderr);
+    assert.match(lockStatus.stdout, /^host2 +\S+ +stale by .* since \d{4}-\d\d-\d\dT\S+ \(process 999999 is gone\)/m);
     assert.equal(plan.release, first);
     assert.deepEqual(plan.hosts.map((h) => [h.host, h.outcome, h.current]), fleet.hosts.map((h) => [h.alias, 'would-switch', second]));
     const dryHuman = await cli(['rollback', root, ...hostArgs, '--dry-run']);
