@@ -347,7 +347,7 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): strin
   // Newest first whatever order the hosts are listed in: by the highest sequence number any
   // host's log gives a release (hosts that missed a deploy number later ones lower), else by id.
   const seq = new Map<string, number>();
-  for (const h of r.hosts) for (const x of h.releases ?? []) if (x.record?.seq !== undefined) seq.set(x.id, Math.max(seq.get(x.id) ?? 0, x.record.seq));
+  for (const h of r.hosts) for (const x of h.releases ?? []) if (x.seq !== undefined) seq.set(x.id, Math.max(seq.get(x.id) ?? 0, x.seq));
   ids.sort((a, b) => {
     const sa = seq.get(a);
     const sb = seq.get(b);
@@ -358,7 +358,7 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): strin
     rows.push([id, ...r.hosts.map((h) => {
       const x = h.releases?.find((y) => y.id === id);
       // Unverified on that host, as the local table says it: an after-switch step failed or was stopped there.
-      return x ? `${x.current ? '*' : '+'} ${x.role}${x.record?.afterSwitchFailure === undefined ? '' : ', unverified'}` : h.error ? '?' : '-';
+      return x ? `${x.current ? '*' : '+'} ${x.role}${x.afterSwitchFailure === undefined ? '' : ', unverified'}` : h.error ? '?' : '-';
     })]);
   }
   // "no releases" only when every host was read: one that was not may hold any.

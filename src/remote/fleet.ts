@@ -51,6 +51,10 @@ export interface HostError {
   command?: string;
   exitCode?: number;
   timedOut?: boolean;
+  /** MANIFEST_UNTRUSTED: why the manifest is not trusted, as a local verify's error has it. */
+  problem?: string;
+  /** LOCKED or LOCK_FOREIGN_HOST: who holds the host's lock, as a local LOCKED error has it. */
+  lock?: { pid: number; host: string; user: string; since: string } | null;
 }
 
 /** Parses and checks the targets: every host must be `[user@]host[:port]` with an absolute root. */
@@ -171,7 +175,9 @@ export function hostError(error: unknown): HostError {
   if (error instanceof DeployError) {
     const d = error.details ?? {};
     const hook = d.hook === 'before-switch' ? { hook: 'before-switch' as const, command: String(d.command), exitCode: Number(d.exitCode), timedOut: d.timedOut === true } : {};
-    return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), ...hook };
+    const lock = (error.code === 'LOCKED' || error.code === 'LOCK_FOREIGN_HOST') && 'lock' in d ? { lock: d.lock as HostError['lock'] } : {};
+    const problem = error.code === 'MANIFEST_UNTRUSTED' && typeof d.problem === 'string' ? { problem: d.problem } : {};
+    return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), ...hook, ...lock, ...problem };
   }
   return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
 }

@@ -139,14 +139,17 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
   }
 }
 
-export interface FleetReleaseInfo {
+/**
+ * One release of a host as the local `releases --json` gives it: its log record's fields (none for
+ * a release without one) with its id, whether it is current and its role.
+ */
+export type FleetReleaseInfo = Partial<Omit<ReleaseRecord, 'id'>> & {
   id: string;
   current: boolean;
   role: ReleaseRole;
-  record?: ReleaseRecord;
   /** Its log record is there but damaged (why): listed, ordered and rolled back to as one without, as locally. */
   recordDamaged?: string;
-}
+};
 
 export interface FleetReleasesHost {
   host: string;
@@ -179,7 +182,7 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
         host: h.label,
         root: h.root,
         current: currentId,
-        releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(v.record ? { record: v.record } : {}), ...(state.damaged?.has(v.id) ? { recordDamaged: state.damaged.get(v.id) } : {}) })),
+        releases: views.reverse().map((v) => ({ ...v.record, id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(state.damaged?.has(v.id) ? { recordDamaged: state.damaged.get(v.id) } : {}) })),
       };
     });
     return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };

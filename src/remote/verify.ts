@@ -94,6 +94,7 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
   const untrusted = (problem: string): DeployError =>
     new DeployError('MANIFEST_UNTRUSTED', `${h.label}: the manifest of release ${id} cannot be trusted: ${problem}`, {
       hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
+      details: { host: h.label, release: id, problem },
     });
   if (text === undefined) throw untrusted('it is missing');
   const parsed = parseManifest(text, digest);

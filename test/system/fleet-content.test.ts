@@ -313,7 +313,7 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     assert.equal(all.code, 0, all.stdout + all.stderr);
     assert.equal((await cli(['verify', local])).code, 0, 'the local verify of the fleet release on host1');
     // `releases --host` names each release's digest, as the local listing does.
-    const listed = jsonOf<{ hosts: { host: string; releases: { id: string; record?: { digest?: string } }[] }[] }>(await cli(['releases', root, ...hostArgs, '--json']));
-    for (const h of listed.hosts) for (const r of h.releases) assert.match(String(r.record?.digest), /^sha256:[0-9a-f]{64}$/, `${h.host}: release ${r.id}`);
+    const listed = jsonOf<{ hosts: { host: string; releases: { id: string; digest?: string }[] }[] }>(await cli(['releases', root, ...hostArgs, '--json']));
+    for (const h of listed.hosts) for (const r of h.releases) assert.match(String(r.digest), /^sha256:[0-9a-f]{64}$/, `${h.host}: release ${r.id}`);
   });
 });

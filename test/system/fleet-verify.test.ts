@@ -188,6 +188,9 @@ void describe('verify --host over two namespace hosts', () => {
     assert.equal(row(j, 'host1').error?.code, 'NO_MANIFEST');
     assert.equal(row(j, 'host2').error?.code, 'MANIFEST_UNTRUSTED');
     assert.match(String(row(j, 'host2').error?.message), /host2: the manifest of release .* cannot be trusted: its digest does not match/);
+    // Why, as a local verify's error says it, and which release.
+    assert.match(String((row(j, 'host2').error as { problem?: string } | undefined)?.problem), /^its digest does not match/);
+    assert.equal(row(j, 'host2').release, id);
     // As locally: its manifest file is there, but nothing in the release log proves it.
     assert.match(String(row(j, 'host1').error?.message), /^host1: release \S+ has a manifest file but no digest in its release log record to prove it/);
     // With the file gone too, it is a release without a manifest.

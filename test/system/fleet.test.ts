@@ -225,6 +225,9 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const j = jsonOf<FleetJson>(second);
     assert.equal(j.error?.code, 'LOCKED');
     assert.match(second.stderr, /host2: .* is locked by pid \d+ of root@host2/);
+    // Its row says who holds the lock, as a local LOCKED error's `lock` does.
+    const lockOf = (j.hosts.find((h) => h.host === 'host2')?.error as { lock?: { pid: number; user: string; host: string; since: string } } | undefined)?.lock;
+    assert.ok(lockOf && Number.isInteger(lockOf.pid) && lockOf.user === 'root' && lockOf.host === 'host2' && !Number.isNaN(Date.parse(lockOf.since)), JSON.stringify(j.hosts));
     assert.equal((await slow.done).code, 0);
     // host1 and host3 were never changed by the refused deploy.
     for (const [i, h] of [fleet.hosts[0], fleet.hosts[2]].entries()) {

@@ -12,7 +12,7 @@ function host(name: string, ids: [string, number][], current: string | null, err
     root: '/srv/app',
     current,
     // Newest first, as each host lists them; not known (null) for a host that did not answer.
-    releases: error ? null : [...ids].reverse().map(([id, seq]) => ({ id, current: id === current, role: id === current ? 'active' : 'old', record: { id, seq } as never })),
+    releases: error ? null : [...ids].reverse().map(([id, seq]) => ({ id, current: id === current, role: id === current ? 'active' : 'old', seq })),
     ...(error ? { error: { code: 'REMOTE', message: error } } : {}),
   };
 }
@@ -65,7 +65,7 @@ void test('a release whose after-switch step failed or was stopped on a host is 
   const h2 = host('h2', [['r1', 1]], 'r1');
   const r1 = h2.releases?.[0];
   assert.ok(r1);
-  r1.record = { ...r1.record, afterSwitchFailure: 'interrupted by SIGINT: the health check did not finish' } as never;
+  r1.afterSwitchFailure = 'interrupted by SIGINT: the health check did not finish';
   const line = stripVTControlCharacters(fleetReleasesTable({ hosts: [h1, h2] })).split('\n')[1] ?? '';
   assert.match(line, /^r1\s+\* active\s+\* active, unverified$/);
 });
