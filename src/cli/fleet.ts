@@ -4,7 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
-import type { FleetDeployOptions, FleetHostSpec, FleetOptions, FleetPruneHost, FleetReleasesResult, FleetWave } from '../remote/ops.ts';
+import type { FleetDeployOptions, FleetDeployPlan, FleetHostSpec, FleetOptions, FleetPruneHost, FleetReleasesResult, FleetWave } from '../remote/ops.ts';
 import type * as RemoteOps from '../remote/ops.ts';
 
 // Loaded when a command reaches hosts: reading a local root needs none of ssh, rsync or the sh programs.
@@ -12,6 +12,8 @@ const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
 import { afterSwitchError, damagedRecordWarning, describeLockStatus, withoutHost } from './render.ts';
+import { afterSwitchPlanLines } from './render-lifecycle.ts';
+import { formatBytes, oneLine } from './output.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag } from './number-flags.ts';
 import { parseMaxFail, parseWaves, type Size } from '../plan/waves.ts';
@@ -224,8 +226,38 @@ function waveLines(waves: readonly FleetWave[]): string {
     .join('\n')}\n`;
 }
 
+/** The plan `deploy --dry-run --host` prints: the local plan's lines, then a row per host. */
+export function renderFleetPlan(p: FleetDeployPlan): string {
+  const lines = [
+    'dry run: nothing was changed on any host',
+    `release:  ${p.release} on ${plural(p.hosts.length, 'host')}`,
+    `source:   ${p.source}`,
+    `contents: ${plural(p.files, 'file')}, ${plural(p.dirs, 'directory', 'directories')}, ${plural(p.symlinks, 'symlink')}, ${formatBytes(p.bytes)}; strategy ${p.strategy}${p.fsync ? '' : ', no fsync'}; what each host is sent is decided under its lock, by manifest against its current release`,
+  ];
+  const links = p.hosts[0]?.shared ?? [];
+  if (links.length === 0) lines.push('shared:   none');
+  for (const l of links) lines.push(`shared:   releases/${p.release}/${l.path} -> ${l.target}`);
+  // The release left: named when every host is on the same one.
+  const previous = new Set(p.hosts.map((h) => h.previous));
+  lines.push(...afterSwitchPlanLines({ ...p, previous: previous.size === 1 ? (p.hosts[0]?.previous ?? null) : null }));
+  if (p.waves.length > 1) lines.push(`waves:    ${p.waves.map((w, i) => `${i + 1}: ${w.join(', ')}`).join('; ')}`);
+  const rows = [['HOST', 'PREVIOUS', ...(p.keep === null ? [] : [`PRUNE (keep ${p.keep})`]), 'NOTE']];
+  for (const h of p.hosts) {
+    const notes = [
+      ...(h.createsRoot ? [`the root ${h.root} would be made`] : []),
+      ...h.shared.filter((l) => l.create).map((l) => `shared/${l.path} would be made`),
+      ...(h.prune?.inUseCheck === 'unavailable' ? ['no /proc: releases in use not looked for'] : []),
+      ...h.notes,
+    ];
+    const prune = h.prune === null ? [] : [h.prune.remove.length === 0 ? 'nothing' : `would remove ${h.prune.remove.map((r) => r.id).join(' ')}`];
+    rows.push([h.host, h.previous ?? '(none: first deploy)', ...prune, notes.join('; ')]);
+  }
+  // A path or command holding a newline or an escape cannot add a line or move the cursor.
+  return `${lines.map(oneLine).join('\n')}\n${table(rows)}`;
+}
+
 export function fleetDeployCli(cli: FleetCli, source: string, root: string | undefined, options: DeployOptions & Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'>): Promise<number> {
-  if (options.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
+  if (options.dryRun) return run(cli, async () => (await remote()).fleetDeployPlan(source, root, { ...base(cli), ...options }), (p) => ({ table: renderFleetPlan(p) }));
   return run(
     cli,
     async () => (await remote()).fleetDeploy(source, root, { ...base(cli), ...options, ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {}) }),

@@ -389,11 +389,11 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     refuseIdleFlags(options, (flag) => onCommandLine(cmd, flag));
     if (hosts) {
       const fleetOptions = options;
-      // Refused before an artifact is fetched or extracted, not after.
-      if (fleetOptions.dryRun) throw new DeployError('USAGE', '--dry-run is not available with --host', { hint: 'run `atomic-deploy status <root> --host ...` to see where each host stands' });
       const fleetRoot = fleetRootFrom(rootArg, config(), hosts);
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const { isArtifactSource, refuseChecksOnDirectory, stageArtifactLocally } = await import('../ops/artifact.ts');
+      // Refused before an artifact is fetched or extracted, not after, in the local words.
+      if (fleetOptions.dryRun && isArtifactSource(source)) throw new DeployError('USAGE', '--dry-run needs a source directory; an archive would have to be read to plan its release', { hint: 'list it with tar -tvf or unzip -l' });
       if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(artifactFlagsForDirectory(flags, fromEnvironment(cmd))));
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, secondSignal, emit: out.event }) : undefined;
       try {

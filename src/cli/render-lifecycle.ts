@@ -45,19 +45,12 @@ export function renderPrune(result: PruneResult): string {
   return [head, ...lines].join('\n');
 }
 
-/** The plan `deploy --dry-run` prints. */
-export function renderPlan(plan: DeployPlan): string {
+/**
+ * The hooks, health check, reloads and stale-process policy of a deploy plan, a line each, as the
+ * local and the fleet dry runs print them (`previous`: the release left, where one is known).
+ */
+export function afterSwitchPlanLines(plan: Pick<DeployPlan, 'hooks' | 'healthCheck' | 'reload' | 'stale'> & { previous: string | null }): string[] {
   const lines: string[] = [];
-  lines.push(`dry run: nothing was changed`);
-  lines.push(`release:  ${plan.release} (${plan.path})`);
-  lines.push(`source:   ${plan.source}`);
-  lines.push(`contents: ${plural(plan.files, 'file')}, ${plural(plan.dirs, 'directory', 'directories')}, ${plural(plan.symlinks, 'symlink')}, ${formatBytes(plan.bytes)}; strategy ${plan.strategy}${plan.fsync ? '' : ', no fsync'}`);
-  lines.push(`previous: ${plan.previous ?? '(none: first deploy)'}`);
-  if (plan.shared.length === 0) lines.push('shared:   none');
-  for (const s of plan.shared) {
-    const how = [s.create ? `missing: would be made an empty ${s.type === 'file' ? 'file' : 'directory'}` : '', s.replaces ? 'would replace the source copy' : ''].filter(Boolean).join(', ');
-    lines.push(`shared:   ${s.link} -> ${s.target}${how ? ` (${how})` : ''}`);
-  }
   const hookLine = (when: string, cmds: string[]): void => {
     for (const cmd of cmds) lines.push(`hook:     ${when}: ${cmd}`);
   };
@@ -79,6 +72,23 @@ export function renderPlan(plan: DeployPlan): string {
     fail: `fail: processes still on ${left} after ${plan.stale.waitMs / 1000} s fail the deploy (exit 6; the switch stands)`,
   }[plan.stale.mode];
   if (plan.previous !== null || plan.stale.mode !== 'warn') lines.push(`stale:    ${staleLine}`);
+  return lines;
+}
+
+/** The plan `deploy --dry-run` prints. */
+export function renderPlan(plan: DeployPlan): string {
+  const lines: string[] = [];
+  lines.push(`dry run: nothing was changed`);
+  lines.push(`release:  ${plan.release} (${plan.path})`);
+  lines.push(`source:   ${plan.source}`);
+  lines.push(`contents: ${plural(plan.files, 'file')}, ${plural(plan.dirs, 'directory', 'directories')}, ${plural(plan.symlinks, 'symlink')}, ${formatBytes(plan.bytes)}; strategy ${plan.strategy}${plan.fsync ? '' : ', no fsync'}`);
+  lines.push(`previous: ${plan.previous ?? '(none: first deploy)'}`);
+  if (plan.shared.length === 0) lines.push('shared:   none');
+  for (const s of plan.shared) {
+    const how = [s.create ? `missing: would be made an empty ${s.type === 'file' ? 'file' : 'directory'}` : '', s.replaces ? 'would replace the source copy' : ''].filter(Boolean).join(', ');
+    lines.push(`shared:   ${s.link} -> ${s.target}${how ? ` (${how})` : ''}`);
+  }
+  lines.push(...afterSwitchPlanLines(plan));
   if (plan.prune) {
     lines.push(`prune:    keep ${plan.prune.keep}: would remove ${plan.prune.remove.length === 0 ? 'nothing' : plural(plan.prune.remove.length, 'release')}`);
     lines.push(...removedLines(plan.prune.remove, true).map((l) => `  ${l}`), ...keptLines(plan.prune.kept).map((l) => `  ${l}`));

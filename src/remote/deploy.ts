@@ -26,7 +26,10 @@ import { selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
 import type { RemoteRecord, RemoteState } from './facts.ts';
-import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import type { ProcessUse } from '../plan/in-use.ts';
+import { staleWaitMs } from '../plan/serving.ts';
+import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from '../ops/serving.ts';
+import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, lockAndJournalNotes, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
@@ -283,6 +286,27 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   return plan;
 }
 
+/**
+ * What a fleet deploy checks on every host before it locks any: the reload targets (units,
+ * php-fpm pid files), as the local engine checks its own, then the root, read before the lock
+ * program makes it and .tmp/ in it: a folder that holds something but is not a deploy root is
+ * refused as the local deploy refuses it, unless --adopt. A refusal is exit 2 with nothing
+ * changed on any host; a host that cannot be read stops the deploy here too.
+ */
+async function checkHostsBeforeLocks(fleet: FleetRun, options: FleetDeployOptions, report: () => unknown[]): Promise<void> {
+  // (No round trip without reloads: checkHostReloadTargets returns at once.)
+  await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
+  if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
+  await fleet.each(fleet.hosts, async (h) => {
+    const problem = deployRootProblem(h.label, h.root, await h.remote.readShape(), options.adopt === true);
+    if (problem) throw problem;
+  });
+  if (fleet.failed.length > 0) {
+    const refused = fleet.failed.every((h) => h.error?.code === 'INVALID_ROOT');
+    throw fleetError(fleet.hosts, refused ? 'nothing was changed' : 'nothing was switched', { release: null, hosts: report() });
+  }
+}
+
 /** Deploys `source` to every host's `root` (or its own root), switching all of them or none. */
 export async function fleetDeploy(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployResult> {
   const started = performance.now();
@@ -424,22 +448,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   })();
   building.catch(() => undefined);
   try {
-    // Every host's units and php-fpm pid files, as the local engine checks its own, before any lock: exit 2, nothing changed.
-    // (No round trip without reloads: checkHostReloadTargets returns at once.)
-    await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
-    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
-    // Every host's root, read before any lock (whose program makes the root and .tmp/ in it): a
-    // folder that holds something but is not a deploy root is refused as the local deploy refuses
-    // it, on every host unless --adopt, and no host is locked or written. A host that cannot be
-    // read stops the deploy here too, before any lock.
-    await fleet.each(fleet.hosts, async (h) => {
-      const problem = deployRootProblem(h.label, h.root, await h.remote.readShape(), options.adopt === true);
-      if (problem) throw problem;
-    });
-    if (fleet.failed.length > 0) {
-      const refused = fleet.failed.every((h) => h.error?.code === 'INVALID_ROOT');
-      throw fleetError(fleet.hosts, refused ? 'nothing was changed' : 'nothing was switched', { release: null, hosts: report() });
-    }
+    await checkHostsBeforeLocks(fleet, options, report);
     // Lock every host and read where it stands.
     await fleet.each(
       fleet.hosts,
@@ -1048,4 +1057,140 @@ export function fleetStatusHint(hosts: readonly { label: string; root: string }[
   const why = 'find out and reconcile on every host of this deploy (recovery needs all of them)';
   if (hosts.some((x) => x.root !== lost.root)) return `${why}: run atomic-deploy status with the same hosts and config as this deploy`;
   return `${why}: atomic-deploy status ${shellWord(lost.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
+}
+
+/** One host in a fleet deploy's plan (`deploy --dry-run --host`). */
+export interface FleetDeployPlanHost {
+  host: string;
+  root: string;
+  /** Where the release would be made there. */
+  path: string;
+  /** The release live there now: its rollback target after the deploy. */
+  previous: string | null;
+  /** The root is not there yet: the deploy would make it. */
+  createsRoot: boolean;
+  /** Each shared link, and whether its target would be made there (`--shared-create`). */
+  shared: { path: string; target: string; create: boolean }[];
+  /** With --keep: what prune would remove there after the switch, and why each kept release stays. */
+  prune: { remove: { id: string; rule: string; reason: string }[]; kept: { id: string; rule: string; reason: string }[]; inUseCheck: 'proc' | 'unavailable' | 'forced' } | null;
+  /** What the deploy would meet first there: a held lock, an interrupted operation to recover. */
+  notes: string[];
+  error?: HostError;
+}
+
+/** What `deploy --dry-run --host` prints: the local plan's fields, and one entry per host. */
+export interface FleetDeployPlan {
+  dryRun: true;
+  /** The id the deploy would use now on every host; another deploy starting first would take it. */
+  release: string;
+  source: string;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+  strategy: 'auto' | 'hardlink' | 'copy';
+  fsync: boolean;
+  hooks: { beforeSwitch: string[]; afterSwitch: string[]; timeoutMs?: number };
+  healthCheck: { command?: string; timeoutMs?: number } | null;
+  reload: { units: string[]; phpFpm: string[]; timeoutMs: number } | null;
+  stale: { mode: NonNullable<ServingOptions['stale']>; waitMs: number };
+  keep: number | null;
+  /** The hosts of each wave, in order (one wave unless --waves). */
+  waves: string[][];
+  hosts: FleetDeployPlanHost[];
+}
+
+/**
+ * The plan of a fleet deploy, worked out as the deploy would (the same checks, refusals and exit
+ * codes up to its locks) from every host's root as it stands, read without a lock: nothing is
+ * written on any host, not even the root a first deploy would make. What each host would be sent
+ * is not planned: the deploy decides it by manifest under its lock, once the build is hashed.
+ */
+export async function fleetDeployPlan(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployPlan> {
+  const targets = resolveTargets(options.hosts, root);
+  const { sourceReal, scan } = await validateSource(source, options.signal);
+  const shared = checkOptions(options, scan);
+  const fleet = new FleetRun(targets, options);
+  const repository = repositoryWarning(topNames(scan.entries));
+  if (repository !== undefined) fleet.emit({ type: 'warning', message: repository });
+  const rows = new Map<HostRun, Omit<FleetDeployPlanHost, 'host' | 'root' | 'path' | 'error'>>();
+  const uses = new Map<HostRun, ProcessUse[] | undefined>();
+  const report = (id: string | null): FleetDeployPlanHost[] =>
+    fleet.hosts.map((h) => ({
+      host: h.label,
+      root: h.root,
+      path: id === null ? '' : path.posix.join(h.root, 'releases', id),
+      ...(rows.get(h) ?? { previous: h.state ? currentIdOf(h.state) : null, createsRoot: h.state?.rootExists === false, shared: [], prune: null, notes: [] }),
+      ...(h.error ? { error: h.error } : {}),
+    }));
+  const refused = (id: string | null): DeployError => fleetError(fleet.hosts, 'nothing was changed', { release: id, hosts: report(id) });
+  try {
+    await checkHostsBeforeLocks(fleet, options, () => report(null));
+    await fleet.each(fleet.hosts, async (h) => {
+      const read = await h.remote.readState({ uses: options.keep !== undefined, rsync: true });
+      h.facts = read.facts;
+      h.state = read.state;
+      uses.set(h, read.uses);
+      if (!read.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
+      const problem = read.state.rootExists ? currentProblem(h.label, h.root, read.state.current) : undefined;
+      if (problem) throw problem;
+    });
+    if (fleet.failed.length > 0) throw refused(null);
+    const idsPerHost = fleet.hosts.map((h) => [...(h.state?.releases ?? []), ...(h.state?.records.keys() ?? []), ...(h.state?.damaged?.keys() ?? [])]);
+    const id = options.releaseId ?? fleetReleaseId(idsPerHost, new Date());
+    for (const [i, h] of fleet.hosts.entries()) {
+      if (idsPerHost[i]?.includes(id)) h.error = hostError(releaseIdTakenOn(fleet.hosts, h, id));
+    }
+    if (fleet.failed.length > 0) throw refused(id);
+    await fleet.each(fleet.hosts, async (h) => {
+      const state = h.state as RemoteState;
+      // The deploy's own rule for each shared target (a root not there yet has none of them).
+      const kinds = shared.links.length === 0 ? [] : state.rootExists ? (await h.remote.run(sharedKindsScript(h.root, shared.links.map((l) => l.path)), 'checking the shared paths')).filter((f) => f.tag === 'sharedkind').map((f) => f.value as SharedTargetKind) : shared.links.map((): SharedTargetKind => 'missing');
+      const links: FleetDeployPlanHost['shared'] = [];
+      const missing: string[] = [];
+      for (const [i, link] of shared.links.entries()) {
+        const kind = kinds[i];
+        if (kind === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
+        const a = sharedTargetAction(link, kind, options.sharedCreate === true);
+        if (a.kind === 'problem') throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${a.problem}`, { hint: a.hint });
+        if (a.kind === 'missing') missing.push(path.posix.join(h.root, 'shared', link.path));
+        links.push({ path: link.path, target: link.linkText, create: a.kind === 'create' });
+      }
+      if (missing.length > 0) {
+        throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, { hint: SHARED_MISSING_HINT });
+      }
+      const previous = currentIdOf(state);
+      let prune: FleetDeployPlanHost['prune'] = null;
+      if (options.keep !== undefined) {
+        const { inUse, inUseCheck } = inUseOf(state, uses.get(h), false);
+        const after = [...viewsOf(state), { id, seq: nextSeq(state.records), status: 'complete' as const, previous }];
+        const decision = selectPrune(after, { currentId: id, keep: options.keep, ...(inUse ? { inUse } : {}) });
+        const said = (list: readonly { release: { id: string }; rule: string; reason: string }[]): { id: string; rule: string; reason: string }[] => list.map(({ release, rule, reason }) => ({ id: release.id, rule, reason }));
+        prune = { remove: said(decision.remove), kept: said(decision.keep), inUseCheck };
+      }
+      rows.set(h, { previous, createsRoot: !state.rootExists, shared: links, prune, notes: h.facts ? lockAndJournalNotes(state, h.facts, 'deploy') : [] });
+    });
+    if (fleet.failed.length > 0) throw refused(id);
+    for (const h of fleet.hosts) for (const note of rows.get(h)?.notes ?? []) fleet.emit({ type: 'warning', message: `${h.label}: ${note}` });
+    return {
+      dryRun: true,
+      release: id,
+      source: sourceReal,
+      files: scan.files,
+      dirs: scan.dirs,
+      symlinks: scan.symlinks,
+      bytes: scan.bytes,
+      strategy: options.strategy === 'copy' ? 'copy' : options.strategy === 'hardlink' ? 'hardlink' : 'auto',
+      fsync: options.fsync !== false,
+      hooks: { beforeSwitch: options.hooks?.beforeSwitch ?? [], afterSwitch: options.hooks?.afterSwitch ?? [], ...(options.hooks?.timeoutMs === undefined ? {} : { timeoutMs: options.hooks.timeoutMs }) },
+      healthCheck: options.healthCheck?.command ? { command: options.healthCheck.command, ...(options.healthCheck.timeoutMs === undefined ? {} : { timeoutMs: options.healthCheck.timeoutMs }) } : null,
+      reload: hasReloads(options) ? { units: options.reload?.units ?? [], phpFpm: options.reload?.phpFpm ?? [], timeoutMs: options.reload?.timeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS } : null,
+      stale: { mode: options.stale ?? 'warn', waitMs: staleWaitMs(options.stale ?? 'warn', options.staleWaitMs) },
+      keep: options.keep ?? null,
+      waves: splitWaves(fleet.hosts, options.waves ?? [{ percent: 100 }]).map((w) => w.map((h) => h.label)),
+      hosts: report(id),
+    };
+  } finally {
+    await fleet.close();
+  }
 }

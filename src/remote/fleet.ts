@@ -12,7 +12,8 @@ import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts'
 import { madeRoot, orderReleases } from '../plan/releases.ts';
 import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
 import { recoveryProgram } from '../root/recover.ts';
-import type { HostFacts, RemoteRecord, RemoteState } from './facts.ts';
+import { judgeRemoteLock, type HostFacts, type RemoteRecord, type RemoteState } from './facts.ts';
+import { describeHolder } from '../act/lock.ts';
 import { missingRootError, randomName, RemoteRoot, type OwnLock } from './host.ts';
 
 export { missingRootError };
@@ -410,4 +411,20 @@ export function inUseOf(state: RemoteState, uses: readonly ProcessUse[] | undefi
   if (!uses || !/^[\x20-\x7e]*$/.test(base)) return { inUseCheck: 'unavailable' };
   const dirs = new Map(state.releases.map((id) => [id, `${base}/releases/${id}`]));
   return { inUse: new Map([...releasesInUse(uses, dirs)].map(([id, list]) => [id, describeUses(list)])), inUseCheck: 'proc' };
+}
+
+/**
+ * What a dry run notes about a host's root, as the local dry runs do (ops/root.ts lockNotes): a
+ * lock there (which the command would wait for, or take over when stale) and a journal (an
+ * operation running under that lock, or an interrupted one the command would recover first).
+ */
+export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: 'deploy' | 'rollback'): string[] {
+  const notes: string[] = [];
+  const lock = state.lock ? judgeRemoteLock(state.lock, facts) : undefined;
+  if (lock) {
+    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : `the ${command} would wait for it (--wait) or exit 3`;
+    notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
+  }
+  if (state.journal.kind !== 'none') notes.push(lock && lock.verdict.state !== 'stale' ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);
+  return notes;
 }

@@ -146,8 +146,9 @@ export class RemoteRoot {
     return remoteShapeOf(first.frames);
   }
 
-  async readState(options: { uses?: boolean } = {}): Promise<{ facts: HostFacts; state: RemoteState; uses?: ProcessUse[] }> {
-    const frames = await this.run(stateScript({ root: this.root, fsync: this.fsync, uses: options.uses === true }), 'reading the deploy root');
+  /** `rsync`: also whether rsync is installed there (facts.rsync), as the lock program tells. */
+  async readState(options: { uses?: boolean; rsync?: boolean } = {}): Promise<{ facts: HostFacts; state: RemoteState; uses?: ProcessUse[] }> {
+    const frames = await this.run(stateScript({ root: this.root, fsync: this.fsync, uses: options.uses === true, rsync: options.rsync === true }), 'reading the deploy root');
     const uses = processUsesOf(frames);
     return { facts: hostFactsOf(frames), state: remoteStateOf(frames, this.root), ...(uses ? { uses } : {}) };
   }

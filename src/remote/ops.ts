@@ -15,7 +15,7 @@ import { pruneFailures, type Step } from './script.ts';
 import { stagingName } from './staging.ts';
 import { shellWord } from '../plan/paths.ts';
 
-export { fleetDeploy, type FleetDeployOptions, type FleetDeployResult, type FleetDeployHost, type FleetWave } from './deploy.ts';
+export { fleetDeploy, fleetDeployPlan, type FleetDeployOptions, type FleetDeployPlan, type FleetDeployResult, type FleetDeployHost, type FleetWave } from './deploy.ts';
 export { fleetRollback, type FleetRollbackOptions, type FleetRollbackResult, type FleetRollbackHost } from './rollback.ts';
 export type { FleetHostSpec, FleetOptions } from './fleet.ts';
 

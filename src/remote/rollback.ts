@@ -7,11 +7,9 @@ import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
-import { currentIdOf, currentProblem, fleetIsIdle, missingRootError, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, fleetIsIdle, lockAndJournalNotes, missingRootError, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
-import { describeHolder } from '../act/lock.ts';
-import { judgeRemoteLock } from './facts.ts';
 import { rollbackArmScript } from './script.ts';
 import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
@@ -217,15 +215,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       options.to,
     );
     if (!plan.ok) throw refuse(plan);
-    const notes: string[] = [];
-    for (const { h, state } of states) {
-      const lock = state.lock && h.facts ? judgeRemoteLock(state.lock, h.facts) : undefined;
-      if (lock) {
-        const then = lock.verdict.state === 'stale' ? 'the rollback would take it over' : 'the rollback would wait for it (--wait) or exit 3';
-        notes.push(`${h.label}: the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
-      }
-      if (state.journal.kind !== 'none') notes.push(lock && lock.verdict.state !== 'stale' ? `${h.label}: an operation is running (its journal is in the root)` : `${h.label}: an interrupted operation left a journal: the rollback recovers it first`);
-    }
+    const notes = states.flatMap(({ h, state }) => (h.facts ? lockAndJournalNotes(state, h.facts, 'rollback').map((n) => `${h.label}: ${n}`) : []));
     for (const message of notes) emit({ type: 'warning', message });
     const moving = new Set(plan.moves.map((m) => m.host));
     const hosts = report().map((row) => (moving.has(row.host) ? { ...row, outcome: 'would-switch' as const } : row));

@@ -469,10 +469,10 @@ emit end shape
 `;
 }
 
-export function stateScript(s: ScriptBase & { uses?: boolean }): string {
+export function stateScript(s: ScriptBase & { uses?: boolean; rsync?: boolean }): string {
   return `${header(s)}
 host_facts
-state_facts
+${s.rsync ? 'command -v rsync >/dev/null 2>&1 && emit rsync yes\n' : ''}state_facts
 ${s.uses ? 'use_facts\n' : ''}emit end state
 `;
 }

@@ -213,6 +213,51 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     }
   });
 
+  void test('deploy --dry-run --host: each host\'s plan (root to make, previous, prune, shared targets to make, a lock to take over), the deploy\'s refusals, and nothing written on any host', async (t) => {
+    const { root, on } = newRoot('dry-deploy');
+    const srvTimes = (): string[][] => fleet.hosts.map((h) => treeSnapshot(h.srvDir, { times: true }));
+    // A first deploy's plan: every root would be made, and none is.
+    const before = srvTimes();
+    const first = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--dry-run', '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const plan = jsonOf<{ dryRun: boolean; release: string; files: number; hosts: { host: string; previous: string | null; createsRoot: boolean; path: string }[] }>(first);
+    assert.equal(plan.dryRun, true);
+    assert.equal(plan.files, 4);
+    assert.deepEqual(plan.hosts.map((h) => [h.host, h.previous, h.createsRoot, h.path]), fleet.hosts.map((h) => [h.alias, null, true, `${root}/releases/${plan.release}`]));
+    assert.deepEqual(srvTimes(), before, 'a dry run made or touched something on a host');
+    for (const v of ['v1', 'v2']) assert.equal((await cli(['deploy', site(t, v), root, ...hostArgs])).code, 0);
+    const [v1, v2] = releaseIds(on(fleet.hosts[0] as FleetHost)) as [string, string];
+    await (fleet.hosts[1] as FleetHost).exec(['sh', '-c', 'mkdir -p "$1/.deploy.lock" && echo 999999 > "$1/.deploy.lock/pid"', 'sh', root]);
+    const times = (): string[][] => fleet.hosts.map((h) => treeSnapshot(on(h), { times: true }));
+    const held = times();
+    // A shared target missing everywhere is refused as the deploy refuses it, exit 2, before any lock.
+    const missing = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--shared-file', '.env', '--dry-run', '--json']);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.equal(jsonOf<FleetJson>(missing).error?.code, 'SHARED_MISSING');
+    // A release id a host already holds: the deploy's words.
+    const taken = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--release-id', v1, '--dry-run']);
+    assert.equal(taken.code, 2, taken.stderr);
+    assert.match(taken.stderr, new RegExp(`release ${v1} already exists in ${root}/releases`));
+    // The plan: v1 pruned with --keep 1 (v2 is the rollback target), .env made, the stale lock noted.
+    const third = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--keep', '1', '--shared-file', '.env', '--shared-create', '--dry-run', '--json']);
+    assert.equal(third.code, 0, third.stderr);
+    const p3 = jsonOf<{ hosts: { host: string; previous: string; createsRoot: boolean; shared: { path: string; create: boolean }[]; prune: { remove: { id: string }[] }; notes: string[] }[] }>(third);
+    for (const h of p3.hosts) {
+      assert.equal(h.previous, v2, h.host);
+      assert.equal(h.createsRoot, false, h.host);
+      assert.deepEqual(h.shared.map((l) => [l.path, l.create]), [['.env', true]], h.host);
+      assert.deepEqual(h.prune.remove.map((r) => r.id), [v1], h.host);
+      assert.deepEqual(h.notes.map((n) => n.replace(/locked by .*\(stale/, 'locked by … (stale')), h.host === 'host2' ? ['the root is locked by … (stale: process 999999 is gone): the deploy would take it over'] : [], h.host);
+    }
+    const human = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--keep', '1', '--shared-file', '.env', '--shared-create', '--dry-run']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^dry run: nothing was changed on any host$/m);
+    assert.match(human.stdout, new RegExp(`^HOST +PREVIOUS +PRUNE \\(keep 1\\) +NOTE\\nhost1 +${v2} +would remove ${v1} +shared/\\.env would be made$`, 'm'));
+    assert.match(human.stdout, /^host2 .*shared\/\.env would be made; the root is locked by .*: the deploy would take it over$/m);
+    assert.match(human.stderr, /^warning: host2: the root is locked by /m);
+    assert.deepEqual(times(), held, 'a dry run changed a host');
+  });
+
   void test('a lock held on one host stops a second deploy with exit 3 before anything changes', async (t) => {
     const { root, on } = newRoot('locked');
     const src = site(t, 'v1');
