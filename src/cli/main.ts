@@ -521,9 +521,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       exitCode = await fleetStatusCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { readOnly: flags.readOnly });
       return;
     }
-    const result = await status(rootOf(rootArg), { readOnly: flags.readOnly, signal });
+    const root = rootOf(rootArg);
+    const result = await status(root, { readOnly: flags.readOnly, signal });
     afterSignal();
-    out.print(renderStatus(result));
+    out.print(renderStatus(result, root));
     out.result(undefined, result);
   });
 

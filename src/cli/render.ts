@@ -2,6 +2,7 @@ import type { ReleasesResult } from '../ops/releases.ts';
 import type { StatusResult } from '../ops/status.ts';
 import type { VerifyResult } from '../ops/verify-release.ts';
 import { DeployError } from '../errors.ts';
+import { shellWord } from '../plan/paths.ts';
 import { formatBytes, oneLine, plural, type Colors } from './output.ts';
 
 function table(rows: string[][]): string {
@@ -71,10 +72,12 @@ export function describeLockStatus(lock: NonNullable<StatusResult['lock']>): str
   return `${lock.state} by ${who} since ${lock.since} (${lock.reason})`;
 }
 
-export function renderStatus(result: StatusResult): string {
+/** `root` as the user named it: the hint's command runs from where they are. */
+export function renderStatus(result: StatusResult, root: string): string {
   const lines: string[] = [];
   // An id is escaped before the lines are joined: another tool's release may hold a newline in its name.
   lines.push(`current: ${result.current === null ? `(${result.currentState})` : oneLine(result.current)}`);
+  if (result.lastLive !== undefined) lines.push(`note:    current is missing; the release log says ${oneLine(result.lastLive)} was live last: restore it with atomic-deploy rollback ${oneLine(shellWord(root))} --to ${oneLine(shellWord(result.lastLive))}`);
   if (result.lock) {
     lines.push(`lock:    ${describeLockStatus(result.lock)}`);
   } else {

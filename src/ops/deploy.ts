@@ -10,6 +10,7 @@ import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
+import { lastLive } from '../plan/releases.ts';
 import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
 import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecord } from '../act/state.ts';
@@ -340,6 +341,8 @@ export async function deploy(source: string, root: string, options: DeployOption
     const previous = journalablePrevious(currentIdOrThrow(await readCurrent(layout), layout), layout);
     const dirs = await listReleaseDirs(layout);
     const records = await readRecords(layout, dirs);
+    const missed = previous === null ? missingCurrentWarning(records) : undefined;
+    if (missed !== undefined) emit({ type: 'warning', message: missed });
     // Ids are never reused, not even a pruned release's: the log still has its record.
     const existingIds = new Set([...dirs, ...(await listRecordIds(layout))]);
     const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
@@ -673,4 +676,14 @@ export async function undoDeploy(
     // The journal stays; the next command finishes the clean-up under the lock.
     return [];
   }
+}
+
+/**
+ * A deploy into a root whose `current` is missing while its log says a release went live (a link
+ * removed by hand): it goes on as a first deploy would, and its prune keeps that release as the one
+ * live before it (plan/releases.ts selectPrune), the last tree known to have served.
+ */
+export function missingCurrentWarning(records: ReadonlyMap<string, ReleaseRecord>): string | undefined {
+  const last = lastLive([...records.values()].map((r) => ({ id: r.id, ...(r.activatedAt === undefined ? {} : { activatedAt: r.activatedAt }) })));
+  return last === undefined ? undefined : `current was missing, though the release log says ${last.id} was live last: ${last.id} is kept as the release live before this one`;
 }

@@ -8,7 +8,7 @@ import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
 import { nextReleaseId, releaseIdProblem } from '../plan/release-id.ts';
 import { sharedTargetsToCreate, type ContentsPlan } from './contents.ts';
-import type { DeployOptions, Validated } from './deploy.ts';
+import { missingCurrentWarning, type DeployOptions, type Validated } from './deploy.ts';
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
 import { shellWord } from '../plan/paths.ts';
 import { lockNotes, writeProblem } from './root.ts';
@@ -81,6 +81,8 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const unwritable = writeProblem(layout);
   if (unwritable !== undefined) notes.push(unwritable);
   notes.push(...(await lockNotes(layout, 'deploy')));
+  const missed = previous === null ? missingCurrentWarning(records) : undefined;
+  if (missed !== undefined) notes.push(missed.replace(/^current was missing/, 'current is missing').replace(' is kept as', ' would be kept as'));
 
   const creates = new Map(sharedTargetsToCreate(layout, contents.shared, options.sharedCreate === true).map((c) => [c.path, c.type]));
   const shared = contents.shared.map((link) => ({
@@ -97,7 +99,8 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     const { decision } = await decidePrune(layout, {
       keep: options.keep,
       currentId: id,
-      extra: { id, seq: nextSeq(records), status: 'complete' },
+      // Its record will name the release live now: prune keeps that one (live before current), as the deploy's own prune does.
+      extra: { id, seq: nextSeq(records), status: 'complete', previous },
     });
     const described = describeDecision(decision);
     prune = { keep: options.keep, remove: described.removed, kept: described.kept };

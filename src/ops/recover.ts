@@ -30,7 +30,7 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   const views: ReleaseView[] = entries.map(({ id, linkedTo }) => {
     const record = records.get(id);
     const link = linkedTo === undefined ? {} : { linkedTo };
-    if (record) return { id, seq: record.seq, status: record.status, previous: record.previous, record, ...link };
+    if (record) return { id, seq: record.seq, status: record.status, previous: record.previous, ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), record, ...link };
     const damage = recordDamage(layout, id);
     return damage === undefined ? { id, ...link } : { id, recordDamaged: damage, ...link };
   });

@@ -4,7 +4,8 @@ import { readJournal } from '../act/state.ts';
 import { readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { isReleasesLeftover, isTmpLeftover } from '../plan/journal.ts';
-import { recoverRoot } from './recover.ts';
+import { recoverRoot, releaseViews } from './recover.ts';
+import { lastLive } from '../plan/releases.ts';
 import { openRoot } from './root.ts';
 
 export interface LockStatus {
@@ -26,6 +27,8 @@ export interface StatusResult {
   /** The operation a live lock holder is running, from its journal; null when none runs. */
   running: string | null;
   recovered: string[];
+  /** With `current` missing: the release the log says went live last (a deploy keeps it from its prune). */
+  lastLive?: string;
 }
 
 export interface StatusOptions {
@@ -79,7 +82,13 @@ export async function status(root: string, options: StatusOptions = {}): Promise
     leftovers,
     running,
     recovered,
+    ...(state.kind === 'missing' ? lastLiveOf(await releaseViews(layout).catch(() => [])) : {}),
   };
+}
+
+function lastLiveOf(views: Parameters<typeof lastLive>[0]): { lastLive?: string } {
+  const found = lastLive(views);
+  return found === undefined ? {} : { lastLive: found.id };
 }
 
 async function findLeftovers(layout: ReturnType<typeof openRoot>, live: boolean): Promise<{ leftovers: string[]; running: string | null }> {

@@ -10,6 +10,8 @@ export interface ReleaseFacts {
   status?: RecordedStatus;
   /** From the release log: the release that was live when this one was deployed. */
   previous?: string | null;
+  /** From the release log: when it last went live (a deploy's switch, or a rollback to it). */
+  activatedAt?: string;
   /** Where `releases/<id>` leads when it is a symlink (a release moved to another disk and linked back). */
   linkedTo?: string;
   /**
@@ -108,6 +110,20 @@ export function roleOf(release: ReleaseFacts, currentId: string | null, previous
   return 'old';
 }
 
+/**
+ * The release the log says went live last (the latest `activatedAt`), other than `except`: with
+ * `current` missing (removed by hand, say), the last tree known to have served. A deploy there
+ * finds no live release, and neither the rollback target nor "live before current" would name it.
+ */
+export function lastLive<T extends ReleaseFacts>(ordered: readonly T[], except: string | null = null): T | undefined {
+  let found: T | undefined;
+  for (const r of ordered) {
+    if (r.id === except || r.activatedAt === undefined || Number.isNaN(Date.parse(r.activatedAt))) continue;
+    if (found === undefined || Date.parse(r.activatedAt) >= Date.parse(found.activatedAt ?? '')) found = r;
+  }
+  return found;
+}
+
 export interface PruneInput {
   currentId: string | null;
   /** How many good releases stay; failed and rolled-back ones never count. */
@@ -160,7 +176,11 @@ export function pruneIncompleteMessage(removed: readonly string[], failed: reado
 export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input: PruneInput): PruneDecision<T> {
   const keep = Math.max(0, Math.floor(input.keep));
   const previous = rollbackTarget(ordered, input.currentId);
-  const liveBefore = ordered.find((r) => r.id === input.currentId)?.previous ?? undefined;
+  const current = ordered.find((r) => r.id === input.currentId);
+  // With no live release (current missing), or a deploy that found none where releases had
+  // served: the one the log says went live last is "live before", as the release current replaced is.
+  const foundNoLive = input.currentId === null || (current?.seq !== undefined && current.previous === null);
+  const liveBefore = current?.previous ?? (foundNoLive ? lastLive(ordered, input.currentId)?.id : undefined);
   const wentLive = wentLiveTest(ordered);
   const good = ordered.filter((r) => countsTowardsKeep(r) && wentLive(r));
   // slice(-0) would keep everything.
@@ -174,7 +194,10 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     else if (release.id === previous?.id) kept = { rule: 'rollback-target', reason: 'rollback target' };
     // Whatever its status: a release that failed its health check with nothing to roll back to
     // stayed live, and after the next deploy it is the only tree known to have served.
-    else if (release.id === liveBefore) kept = { rule: 'live-before', reason: isGood(release) ? 'live before current' : `live before current (it served, though marked ${release.status ?? ''})` };
+    else if (release.id === liveBefore) {
+      const what = current?.previous ? 'live before current' : input.currentId === null ? 'live last, by the release log (current is missing)' : 'live last, by the release log, before current (deployed while current was missing)';
+      kept = { rule: 'live-before', reason: isGood(release) ? what : `${what} (it served, though marked ${release.status ?? ''})` };
+    }
     else if (release.status === 'pending' || input.writing?.has(release.id)) kept = { rule: 'being-deployed', reason: 'being deployed' };
     else if (holders !== undefined && !input.force) kept = { rule: 'in-use', reason: `in use by ${holders}` };
     // Its tree is not in releases/ (another disk, most likely): prune deletes only trees it holds, --force or not.

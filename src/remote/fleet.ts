@@ -115,7 +115,7 @@ export function viewsOf(state: RemoteState): ReleaseView[] {
   return orderReleases(
     state.releases.map((id) => {
       const record = state.records.get(id);
-      const view: ReleaseView = record ? { id, seq: record.seq, status: record.status, previous: record.previous, record } : { id };
+      const view: ReleaseView = record ? { id, seq: record.seq, status: record.status, previous: record.previous, ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), record } : { id };
       if (madeByUs) view.rootMadeByUs = true;
       return view;
     }),

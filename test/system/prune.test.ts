@@ -359,3 +359,51 @@ void test('prune of a root with no release yet says the in-use check stood ready
   const forced = await runCli(['prune', root, '--force', '--json']);
   assert.equal(jsonOf<PruneJson>(forced).inUseCheck, 'forced');
 });
+
+// A deploy's dry run planned its prune without the release live now as the one live before the
+// new release, so it listed the serving release (after a rollback --to it, or a hand switch) as
+// removed, while the deploy itself keeps it.
+void test('deploy --dry-run plans the prune the deploy makes: after rollback --to an older release, or a hand switch, the live one stays', async (t) => {
+  for (const how of ['rollback', 'hand']) {
+    const { src, root } = setup(t);
+    await deployIds(src, root, ['r1', 'r2', 'r3', 'r4']);
+    if (how === 'rollback') assert.equal((await runCli(['rollback', root, '--to', 'r2', '--quiet'])).code, 0);
+    else {
+      fs.symlinkSync('releases/r2', path.join(root, 'current.new'));
+      fs.renameSync(path.join(root, 'current.new'), path.join(root, 'current'));
+    }
+    fs.writeFileSync(path.join(src, 'index.html'), 'r5\n');
+    const dry = await runCli(['deploy', src, root, '--keep', '1', '--release-id', 'r5', '--no-fsync', '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = jsonOf<{ prune: { remove: { id: string }[]; kept: { id: string; rule: string }[] } }>(dry).prune;
+    assert.deepEqual(planned.kept.find((k) => k.id === 'r2')?.rule, 'live-before', `${how}: ${JSON.stringify(planned)}`);
+    const before = releaseIds(root);
+    const real = await runCli(['deploy', src, root, '--keep', '1', '--release-id', 'r5', '--no-fsync', '--quiet']);
+    assert.equal(real.code, 0, real.stderr);
+    const gone = before.filter((id) => !releaseIds(root).includes(id));
+    assert.deepEqual(planned.remove.map((r) => r.id).sort(), gone.sort(), `${how}: the dry run planned another prune than the deploy made`);
+    assert.ok(releaseIds(root).includes('r2'), how);
+  }
+});
+
+// With current missing (removed by hand), a deploy found "no live release" and its prune removed
+// the release its log said was live last: the last tree known to have served.
+void test('current missing in a root with releases: status and the deploy name the release the log says was live last, and the deploy\'s prune keeps it', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3']);
+  assert.equal((await runCli(['rollback', root, '--to', 'r1', '--quiet'])).code, 0);
+  fs.unlinkSync(path.join(root, 'current'));
+  const status = await runCli(['status', root]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /^current: \(missing\)$/m);
+  assert.match(status.stdout, new RegExp(`^note: +current is missing; the release log says r1 was live last: restore it with atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to r1$`, 'm'));
+  fs.writeFileSync(path.join(src, 'index.html'), 'r4\n');
+  const dry = await runCli(['deploy', src, root, '--keep', '1', '--release-id', 'r4', '--no-fsync', '--dry-run', '--json']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.ok(jsonOf<{ prune: { kept: { id: string }[] } }>(dry).prune.kept.some((k) => k.id === 'r1'), dry.stdout);
+  const r = await runCli(['deploy', src, root, '--keep', '1', '--release-id', 'r4', '--no-fsync']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^warning: current was missing, though the release log says r1 was live last: r1 is kept/m);
+  assert.ok(releaseIds(root).includes('r1'), `r1 was pruned: ${releaseIds(root).join(' ')}`);
+  assert.equal(currentId(root), 'r4');
+});

@@ -197,3 +197,22 @@ void test('the release that was live when current was deployed is never removed 
   assert.deepEqual(k.remove, []);
   assert.deepEqual(k.keep.map((x) => [x.release.id, x.rule, x.reason]), [['r2', 'current', 'current'], ['r1', 'live-before', 'live before current (it served, though marked failed)']]);
 });
+
+// current removed by hand: neither current nor the rollback target names the release that served last.
+void test('with current missing, the release the log says went live last stays, as live before; on a fresh root nothing is kept for it', () => {
+  const at = (n: number): string => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
+  const ordered: ReleaseFacts[] = [
+    { id: 'r1', seq: 1, status: 'complete', previous: null, activatedAt: at(40) },
+    { id: 'r2', seq: 2, status: 'complete', previous: 'r1', activatedAt: at(20) },
+    { id: 'r3', seq: 3, status: 'rolled-back', previous: 'r2', activatedAt: at(30) },
+  ];
+  const prune = selectPrune(ordered, { currentId: null, keep: 1 });
+  assert.deepEqual(prune.keep.find((k) => k.release.id === 'r1')?.rule, 'live-before');
+  assert.ok(!prune.remove.some((r) => r.release.id === 'r1'));
+  // A deploy that found no live release (r4, previous null): r1 stays for that deploy's prune too.
+  const deployed = selectPrune([...ordered, { id: 'r4', seq: 4, status: 'complete', previous: null, activatedAt: at(50) }], { currentId: 'r4', keep: 1 });
+  assert.deepEqual(deployed.keep.map((k) => [k.release.id, k.rule]), [['r4', 'current'], ['r2', 'rollback-target'], ['r1', 'live-before']]);
+  // The first deploy of a fresh root: nothing else went live, nothing more is kept.
+  const fresh = selectPrune([{ id: 'r1', seq: 1, status: 'complete', previous: null, activatedAt: at(1) }], { currentId: 'r1', keep: 1 });
+  assert.deepEqual(fresh.keep.map((k) => k.rule), ['current']);
+});
