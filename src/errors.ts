@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { userOf } from './act/users.ts';
 /** Stable error codes: scripts may match on them, so they never change meaning. */
 export type ErrorCode =
   | 'USAGE'
@@ -170,8 +173,42 @@ export function ioError(what: string, error: unknown): DeployError {
     const asRoot = process.getuid?.() === 0;
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {
       cause: error,
-      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : 'run as the user that owns the deploy root',
+      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : (ownerHint(error) ?? 'run as the user that owns the deploy root'),
     });
   }
   return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });
+}
+
+/**
+ * The hint for a root that is this user's while the path that refused them is another user's (a
+ * first deploy run as root in a folder that is this user's made the root's state root's): "run as
+ * the user that owns the deploy root" would send them to themselves. Undefined otherwise (the
+ * path named is this user's, or lies in no root, or the root is another user's: the plain hint).
+ */
+function ownerHint(error: unknown): string | undefined {
+  const uid = process.getuid?.();
+  const named = (error as NodeJS.ErrnoException | undefined)?.path;
+  if (uid === undefined || typeof named !== 'string') return undefined;
+  const root = rootAround(named);
+  if (root === undefined || fs.lstatSync(root, { throwIfNoEntry: false })?.uid !== uid) return undefined;
+  for (const p of [named, path.dirname(named)]) {
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (st === undefined) continue;
+    if (st.uid === uid) return undefined;
+    const owner = userOf(st.uid);
+    const me = userOf(uid);
+    return `${root} is ${me}'s, but ${p} in it is ${owner}'s${st.uid === 0 ? ' (made by a command run as root?)' : ''}: run as ${owner}, or give the root's state back to this user (chown -R ${me} ${root})`;
+  }
+  return undefined;
+}
+
+/** The names a deploy root holds for its own state: a path under one of them lies in that root. */
+const ROOT_STATE_NAMES = new Set(['.tmp', 'releases', '.atomic-deploy', '.deploy.lock', 'shared']);
+
+/** The deploy root a path lies in, by the state directory it is under; undefined when it is under none. */
+function rootAround(p: string): string | undefined {
+  for (let dir = p; path.dirname(dir) !== dir; dir = path.dirname(dir)) {
+    if (ROOT_STATE_NAMES.has(path.basename(dir))) return path.dirname(dir);
+  }
+  return undefined;
 }

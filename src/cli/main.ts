@@ -345,7 +345,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const common = (cmd: Command): Command =>
     cmd
       .option('--json', 'print one JSON object on stdout and nothing else there')
-      .option('-q, --quiet', 'print only errors')
+      .option('-q, --quiet', 'print only warnings and errors')
       .option('--no-color', 'no colour, even on a terminal (NO_COLOR=1 does the same)');
   let loaded: LoadedConfig | undefined;
   const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
@@ -567,7 +567,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     afterSignal();
     if (!result.identical && exitCode === EXIT.ok) exitCode = EXIT.differences;
     out.result(renderVerify(result), result);
-    // --quiet leaves only errors, and differences are this command's failure (exit 5): one line says so.
+    // --quiet leaves only warnings and errors, and differences are this command's failure (exit 5): one line says so.
     if (!result.identical && flags.quiet === true && flags.json !== true) {
       out.error(`release ${oneLine(result.release)} differs from its manifest: ${plural(result.differences.length, 'difference')}`, 'run verify without --quiet to list them');
     }

@@ -11,6 +11,7 @@ import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
 import { lastLive } from '../plan/releases.ts';
+import { userOf } from '../act/users.ts';
 import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
 import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecord } from '../act/state.ts';
@@ -175,7 +176,7 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
   }
   // Swapped arguments would copy a whole root into a release and spread a layout through the build.
   const targetShape = rootShapeOf(layout.root);
-  const sourceShape = rootShapeOf(sourceReal);
+  const sourceShape = rootShapeOf(sourceReal, 'source');
   if (sourceShape.kind === 'root') {
     throw new DeployError('INVALID_SOURCE', `${source} is a deploy root, not a build directory`, {
       // Swapped only if the other argument is something to deploy: a path that does not exist is not.
@@ -311,6 +312,8 @@ export async function deploy(source: string, root: string, options: DeployOption
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
   const rootExisted = fs.existsSync(layout.root);
+  const foreignOwner = rootOwnerWarning(layout.root);
+  if (foreignOwner !== undefined) emit({ type: 'warning', message: foreignOwner });
   // What of the skeleton this deploy makes: a failed deploy takes it away again (an existing root
   // that had none of it, a Capistrano root with releases/ only, stays as it was).
   const made = skeletonOf(layout).filter((dir) => !fs.existsSync(dir));
@@ -686,4 +689,17 @@ export async function undoDeploy(
 export function missingCurrentWarning(records: ReadonlyMap<string, ReleaseRecord>): string | undefined {
   const last = lastLive([...records.values()].map((r) => ({ id: r.id, ...(r.activatedAt === undefined ? {} : { activatedAt: r.activatedAt }) })));
   return last === undefined ? undefined : `current was missing, though the release log says ${last.id} was live last: ${last.id} is kept as the release live before this one`;
+}
+
+/**
+ * Root deploying into a root another user owns: what it makes there (releases, the state, the
+ * lock's directory) is root's, and that user's own deploys are then refused. Said before anything
+ * is made; the deploy goes on (an operator may mean it).
+ */
+function rootOwnerWarning(root: string): string | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const owner = fs.statSync(root, { throwIfNoEntry: false })?.uid;
+  if (owner === undefined || owner === 0) return undefined;
+  const user = userOf(owner);
+  return `deploying as root into ${root}, which is ${user}'s: what this deploy makes there will be root's, and ${user}'s own deploys refused (deploy as ${user}, or chown -R ${user} ${root} after)`;
 }

@@ -55,7 +55,11 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
       throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: outer ? `it would be inside the deploy root ${outer.root} (${outer.place}): give that root` : 'deploy to it first: atomic-deploy deploy <source> <root>' });
     }
     if (code === 'ENOTDIR') throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory (a parent is a file)`);
-    throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${code ?? String(error)}`, { cause: error });
+    const denied = code === 'EACCES' || code === 'EPERM';
+    throw new DeployError('INVALID_ROOT', `cannot use ${layout.root}: ${denied ? 'permission denied (a directory on the way is not searchable by this user)' : (code ?? String(error))}`, {
+      cause: error,
+      ...(denied ? { hint: 'run as the user that owns the deploy root, or make the directories above it searchable (chmod a+x)' } : {}),
+    });
   }
   if (!options.mayCreate) assertDeployRoot(layout.root);
   else assertNotNested(layout.root);
@@ -244,13 +248,23 @@ function linkedVolume(dir: string, entry: fs.Dirent): boolean {
   }
 }
 
-/** The shape of a folder (missing, empty, a deploy root of some tool, something else), from its top level. */
-export function rootShapeOf(dir: string): RootShape {
+/**
+ * The shape of a folder (missing, empty, a deploy root of some tool, something else), from its top
+ * level. `role`: what the folder is to the command, which names the error (a build that cannot be
+ * read is INVALID_SOURCE, not the root's problem).
+ */
+export function rootShapeOf(dir: string, role: 'root' | 'source' = 'root'): RootShape {
   let entries: RootEntry[] | undefined;
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true }).map((e) => ({ name: e.name, type: linkedVolume(dir, e) ? 'dir' : entryType(e) }));
   } catch (error) {
-    if (errnoOf(error) !== 'ENOENT') throw new DeployError('INVALID_ROOT', `cannot read ${dir}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+    const code = errnoOf(error);
+    if (code === 'ENOENT') return classifyRoot(undefined);
+    const denied = code === 'EACCES' || code === 'EPERM';
+    throw new DeployError(role === 'source' ? 'INVALID_SOURCE' : 'INVALID_ROOT', `cannot read ${dir}: ${denied ? 'permission denied' : (code ?? String(error))}`, {
+      cause: error,
+      ...(denied ? { hint: role === 'source' ? 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)' : 'run as the user that owns the deploy root' } : {}),
+    });
   }
   return classifyRoot(entries);
 }

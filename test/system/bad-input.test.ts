@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { deploy, DeployError } from '../../src/index.ts';
-import { runCli, tempDir, type CliResult } from '../harness/cli.ts';
+import { runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { asUser, runWrapped, startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid, makeSource, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
 
@@ -666,4 +666,52 @@ void test('a build directory the deploying user may not read: exit 2 with a hint
   assert.match(r.stderr, /^error: cannot read \S+build: EACCES$/m);
   assert.match(r.stderr, /^hint: this user may not read it: deploy as a user who can, or make it readable/m);
   assert.deepEqual(fs.readdirSync(root), []);
+});
+
+// A first deploy run as root in a folder that is another user's made the root's state root's; that
+// user's deploy was then refused with "run as the user that owns the deploy root": themselves.
+void test('a root that is this user\'s with state root made: the hint names whose path refused and how to give it back; root is warned before it makes that state', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  execFileSync('chmod', ['-R', 'a+rX', src]);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  execFileSync('chown', ['nobody:', root]);
+  const asRoot = await runWrapped(['deploy', src, root, '--release-id', 'byroot', '--no-fsync']);
+  assert.equal(asRoot.code, 0, asRoot.stderr);
+  assert.match(asRoot.stderr, new RegExp(`^warning: deploying as root into ${root}, which is nobody's: what this deploy makes there will be root's, and nobody's own deploys refused \\(deploy as nobody, or chown -R nobody ${root} after\\)$`, 'm'));
+  const before = treeSnapshot(dir, { times: true });
+  for (const args of [['deploy', src, root, '--no-fsync'], ['prune', root, '--keep', '1']]) {
+    const r = await runWrapped(args, { prefix: asUser('nobody') });
+    assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^hint: ${root} is nobody's, but ${root}/\\S+ in it is root's \\(made by a command run as root\\?\\): run as root, or give the root's state back to this user \\(chown -R nobody ${root}\\)$`, 'm'), args[0]);
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  // The hinted command, then the user's deploy goes through.
+  execFileSync('chown', ['-R', 'nobody', root]);
+  const after = await runWrapped(['deploy', src, root, '--no-fsync'], { prefix: asUser('nobody') });
+  assert.equal(after.code, 0, after.stderr);
+});
+
+// A build this user cannot read was refused as the root's problem (INVALID_ROOT, a bare EACCES, no
+// hint); a root behind a directory they may not search, with a bare EACCES and no hint.
+void test('a build this user cannot read, or a root behind a directory they cannot search: exit 2, permission denied named, the right code and a hint, nothing written', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o777);
+  const src = writeTree(path.join(dir, 'b2'), { f: 'x\n' });
+  fs.chmodSync(src, 0o000);
+  fs.mkdirSync(path.join(dir, 'locked', 'rr'), { recursive: true });
+  fs.chmodSync(path.join(dir, 'locked'), 0o700);
+  const before = treeSnapshot(dir, { times: true });
+  const build = await runWrapped(['deploy', src, path.join(dir, 'rn'), '--json'], { prefix: asUser('nobody') });
+  assert.equal(build.code, 2, build.stderr);
+  const e = (JSON.parse(build.stdout) as { error: { code: string; message: string; hint?: string } }).error;
+  assert.deepEqual([e.code, e.message, e.hint], ['INVALID_SOURCE', `cannot read ${src}: permission denied`, 'make the build readable by the user that deploys (for example: chmod -R u+rX <source>)']);
+  const root = await runWrapped(['status', path.join(dir, 'locked', 'rr')], { prefix: asUser('nobody') });
+  assert.equal(root.code, 2, root.stderr);
+  assert.match(root.stderr, /^error: cannot use \S+\/locked\/rr: permission denied \(a directory on the way is not searchable by this user\)\nhint: run as the user that owns the deploy root, or make the directories above it searchable \(chmod a\+x\)$/m);
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  fs.chmodSync(src, 0o755);
+  fs.chmodSync(path.join(dir, 'locked'), 0o755);
 });

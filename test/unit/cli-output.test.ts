@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { stripVTControlCharacters } from 'node:util';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -85,7 +86,7 @@ test('the progress line fits the terminal at any width, and the fsync phase has 
   assert.equal(progressLine({ type: 'progress', phase: 'copy', done: 1, total: 2, bytes: 1024, totalBytes: 2048 }, 80), 'copy ████████████░░░░░░░░░░░░ 1/2 files  1.0 KiB/2.0 KiB');
 });
 
-test('--quiet hides tables too; only errors are left', () => {
+test('--quiet hides tables too; only warnings and errors are left', () => {
   const stdout = sink(true);
   const stderr = sink(true);
   const reporter = new Reporter({ stdout, stderr }, { json: false, quiet: true });
@@ -93,4 +94,8 @@ test('--quiet hides tables too; only errors are left', () => {
   reporter.result('a result', {});
   reporter.step('a step');
   assert.equal(stdout.text, '');
+  // A warning is something the user must know (a release that could not be pruned stays): kept.
+  reporter.warn('a warning');
+  reporter.error('an error');
+  assert.equal(stripVTControlCharacters(stderr.text), 'warning: a warning\nerror: an error\n');
 });
