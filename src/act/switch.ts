@@ -94,7 +94,7 @@ export function currentIdOrThrow(state: CurrentState, layout: Layout, options: {
     case 'directory':
     case 'file':
       throw new DeployError('CURRENT_NOT_SYMLINK', `${layout.current} is a ${state.kind === 'directory' ? 'real directory' : 'regular file'}, not a symlink`, {
-        hint: currentNotSymlinkHint(state.kind),
+        hint: currentNotSymlinkHint(state.kind, layout.current),
       });
   }
 }

@@ -1,5 +1,6 @@
 import { displayUrl } from '../act/health.ts';
 import fs from 'node:fs';
+import path from 'node:path';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { entryNotRelease, listReleaseDirs } from '../act/releases.ts';
 import { sharedTargetKind } from '../act/shared.ts';
@@ -165,8 +166,10 @@ export function releaseIdTaken(layout: Layout, id: string): DeployError {
     });
   }
   if (st?.isDirectory()) {
-    return new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}`, {
-      hint: `release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${shellWord(layout.root)} --to ${shellWord(id)}`,
+    // Already live (two deploys racing with one id, the other won): no rollback to offer.
+    const live = readCurrentId(layout) === id;
+    return new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}${live ? ', and is live' : ''}`, {
+      hint: live ? 'release ids are never reused: pick a new id to deploy this build again' : `release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${shellWord(layout.root)} --to ${shellWord(id)}`,
     });
   }
   if (st !== undefined) {
@@ -178,4 +181,14 @@ export function releaseIdTaken(layout: Layout, id: string): DeployError {
   return new DeployError('RELEASE_EXISTS', `release id ${id} was used before: that release was pruned, and its record stays in the release log`, {
     hint: 'release ids are never reused: pick a new id',
   });
+}
+
+/** The release `current` names now (by its link text), or undefined: for a message, never a decision. */
+function readCurrentId(layout: Layout): string | undefined {
+  try {
+    const target = fs.readlinkSync(layout.current);
+    return path.basename(path.dirname(target)) === 'releases' ? path.basename(target) : undefined;
+  } catch {
+    return undefined;
+  }
 }

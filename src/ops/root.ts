@@ -52,7 +52,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     }
     if (code === 'ENOENT') {
       const outer = enclosingRoot(layout.root);
-      throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: outer ? `it would be inside the deploy root ${outer.root} (${outer.place}): give that root` : 'deploy to it first: atomic-deploy deploy <source> <root>' });
+      throw new DeployError('INVALID_ROOT', `${layout.root} does not exist`, { hint: outer ? `it would be inside the deploy root ${outer.root} (${outer.place}): give that root` : `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${shellWord(layout.root)}` });
     }
     if (code === 'ENOTDIR') throw new DeployError('INVALID_ROOT', `${layout.root} is not a directory (a parent is a file)`);
     const denied = code === 'EACCES' || code === 'EPERM';

@@ -1,4 +1,5 @@
 /** Is a folder a deploy root: ours, Capistrano's, Deployer's or the bash tool's, decided from its top-level entries. */
+import { shellWord } from './paths.ts';
 
 export type EntryType = 'dir' | 'file' | 'symlink' | 'other';
 
@@ -80,10 +81,10 @@ export function readRootProblem(shape: RootShape): string | undefined {
  * a symlink by one rename(2), so the hint offers no command that would leave a gap unannounced:
  * the README's FAQ gives the gap-free way (a new root) and the in-place one (a quiet moment).
  */
-export function currentNotSymlinkHint(kind: 'directory' | 'file'): string {
+export function currentNotSymlinkHint(kind: 'directory' | 'file', current = 'current'): string {
   return kind === 'directory'
     ? 'rename(2) cannot turn a directory into a symlink without a gap: deploy into a new root and point the server at its current, or move it into releases/ at a quiet moment (README, FAQ: "My server serves a real directory current")'
-    : 'a regular file is not a release: move it aside (mv current current.old) and deploy again';
+    : `a regular file is not a release: move it aside (mv ${shellWord(current)} ${shellWord(`${current}.old`)}) and deploy again`;
 }
 
 /** The directories a deploy makes inside a root (either engine), children before their parents. */

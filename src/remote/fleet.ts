@@ -145,7 +145,7 @@ export function currentProblem(label: string, root: string, current: CurrentStat
     case 'directory':
     case 'file':
       return new DeployError('CURRENT_NOT_SYMLINK', `${label}: ${root}/current is a ${current.kind === 'directory' ? 'real directory' : 'regular file'}, not a symlink`, {
-        hint: currentNotSymlinkHint(current.kind),
+        hint: currentNotSymlinkHint(current.kind, `${root}/current`),
       });
   }
 }

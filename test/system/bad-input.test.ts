@@ -715,3 +715,40 @@ void test('a build this user cannot read, or a root behind a directory they cann
   fs.chmodSync(src, 0o755);
   fs.chmodSync(path.join(dir, 'locked'), 0o755);
 });
+
+// Hints that only worked from inside the root, or invited a root at a mistyped path.
+void test('a mistyped root is "check the path" first; a current that is a file is moved aside by a command that works from anywhere', async (t) => {
+  const dir = tempDir(t);
+  const typo = path.join(dir, 'rootX');
+  const r = await runCli(['status', typo]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`^hint: check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> ${typo}$`, 'm'));
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  fs.writeFileSync(path.join(root, 'current'), 'x\n');
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  const d = await runCli(['deploy', src, root], { cwd: '/' });
+  assert.equal(d.code, 2, d.stderr);
+  const hint = /^hint: a regular file is not a release: move it aside \(mv (\S+) (\S+)\) and deploy again$/m.exec(d.stderr);
+  assert.ok(hint, d.stderr);
+  // The hinted command, from elsewhere, then the deploy goes through.
+  execFileSync('mv', [hint[1] as string, hint[2] as string], { cwd: '/' });
+  assert.equal((await runCli(['deploy', src, root, '--adopt'])).code, 0);
+});
+
+// The loser of two deploys racing with one --release-id was hinted `rollback --to` that id, which is
+// live already: that command fails with "already current".
+void test('a release id that is taken: the live one is said to be live (no rollback hint); an older one hints the rollback that reaches it', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'same1', '--no-fsync'])).code, 0);
+  const live = await runCli(['deploy', src, root, '--release-id', 'same1', '--no-fsync']);
+  assert.equal(live.code, 2, live.stderr);
+  assert.match(live.stderr, /^error: release same1 already exists in \S+\/releases, and is live\nhint: release ids are never reused: pick a new id to deploy this build again$/m);
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'same2', '--no-fsync'])).code, 0);
+  const older = await runCli(['deploy', src, root, '--release-id', 'same1', '--no-fsync']);
+  assert.equal(older.code, 2, older.stderr);
+  assert.match(older.stderr, new RegExp(`^hint: release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${root} --to same1$`, 'm'));
+  assert.equal((await runCli(['rollback', root, '--to', 'same1'])).code, 0, 'the hinted command works');
+});
