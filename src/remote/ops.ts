@@ -7,7 +7,7 @@ import type { LockStatus } from '../ops/status.ts';
 import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
-import { pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import { lastLive, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -69,6 +69,8 @@ export interface FleetStatusHost {
   /** The operation the live lock holder is running, from its journal (as the local status's `running`). */
   running?: string;
   recovered: string[];
+  /** With `current` missing: the release the host's log says went live last (as the local status's `lastLive`). */
+  lastLive?: string;
   error?: HostError;
 }
 
@@ -130,6 +132,7 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
         leftovers: found.leftovers,
         ...(found.running !== undefined ? { running: found.running } : {}),
         recovered: h.recovered,
+        ...(state?.rootExists === true && state.current.kind === 'missing' && !notRoot ? lastLiveOn(state) : {}),
         ...(h.error ? { error: h.error } : notRoot ? { error: hostError(notRoot) } : {}),
       };
     });
@@ -371,4 +374,9 @@ export async function fleetUnlock(root: string | undefined, options: FleetOption
   } finally {
     await fleet.close();
   }
+}
+
+function lastLiveOn(state: RemoteState): { lastLive?: string } {
+  const found = lastLive(viewsOf(state));
+  return found === undefined ? {} : { lastLive: found.id };
 }

@@ -194,6 +194,21 @@ void describe('fleet input validation against namespace hosts', () => {
     }
   });
 
+  void test('current removed by hand on one host: status names the release its log says was live last; a deploy with --keep 1 keeps it there', async (t) => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    const args = ['/srv/v-nolink', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
+    const src = writeTree(tempDir(t, 'fleet-nolink-'), { 'index.html': 'x\n' });
+    for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, ...args, '--release-id', id])).code, 0);
+    assert.equal((await runCli(['rollback', ...args, '--to', 'r1'])).code, 0);
+    fs.unlinkSync(path.join(one.srvDir, 'v-nolink', 'current'));
+    const status = await runCli(['status', ...args]);
+    assert.match(status.stdout, new RegExp(`^${one.alias} +\\(missing\\) +free +current is missing; the release log says r1 was live last \\(rollback --to r1 restores it\\)$`, 'm'));
+    // Deployed to that host alone (the other is on r1): its prune keeps r1, as a local deploy's does.
+    const deploy = await runCli(['deploy', src, '/srv/v-nolink', '--host', one.alias, '--ssh-config', fleet.sshConfigPath, '--keep', '1', '--release-id', 'r4', '--json']);
+    assert.equal(deploy.code, 0, deploy.stderr);
+    assert.ok(fs.existsSync(path.join(one.srvDir, 'v-nolink', 'releases', 'r1')), `r1 was pruned: ${fs.readdirSync(path.join(one.srvDir, 'v-nolink', 'releases')).join(' ')}`);
+  });
+
   void test('a dangling current on every host: status says no live release (not "all on no release"), verify exits 2 with the local reason and a rollback --host hint', async (t) => {
     const [one, two] = fleet.hosts as [FleetHost, FleetHost];
     const args = ['/srv/v-dangling', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
