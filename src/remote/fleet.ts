@@ -418,7 +418,7 @@ export function inUseOf(state: RemoteState, uses: readonly ProcessUse[] | undefi
  * lock there (which the command would wait for, or take over when stale) and a journal (an
  * operation running under that lock, or an interrupted one the command would recover first).
  */
-export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: 'deploy' | 'rollback'): string[] {
+export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: 'deploy' | 'rollback' | 'prune'): string[] {
   const notes: string[] = [];
   const lock = state.lock ? judgeRemoteLock(state.lock, facts) : undefined;
   if (lock) {

@@ -10,7 +10,7 @@ import { isTmpLeftover } from '../plan/journal.ts';
 import { lastLive, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import type { ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, lockAndJournalNotes, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { pruneFailures, type Step } from './script.ts';
 import { stagingName } from './staging.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -198,8 +198,11 @@ export interface FleetPruneHost {
   host: string;
   root: string;
   current: string | null;
-  removed: { id: string; rule: RemoveRule; reason: string }[];
+  /** With the file count and size its record gives, as a local prune's `removed` has them. */
+  removed: { id: string; rule: RemoveRule; reason: string; files?: number; bytes?: number }[];
   kept: { id: string; rule: KeepRule; reason: string }[];
+  /** --dry-run: what the prune would meet first there (a lock, an interrupted operation), as a local dry run's `notes`. */
+  notes?: string[];
   /** `proc`: running processes on the host were checked; `unavailable`: it has no /proc; `forced`: --force. */
   inUseCheck: 'proc' | 'unavailable' | 'forced';
   recovered: string[];
@@ -246,7 +249,7 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
   checkKeep(options.keep);
   const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
-  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck' | 'sameAs'>>();
+  const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck' | 'sameAs' | 'notes'>>();
   try {
     await fleet.connectAll();
     await fleet.each(
@@ -288,10 +291,15 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         const currentId = currentIdOf(state);
         const { decision, inUseCheck } = decideHostPrune(state, uses, options);
         const chosen = { current: currentId, inUseCheck, kept: decision.keep.map(({ release, rule, reason }) => ({ id: release.id, rule, reason })) };
-        const removed = decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason }));
+        const removed = decision.remove.map(({ release, rule, reason }) => ({ id: release.id, rule, reason, ...(release.record ? { files: release.record.files, bytes: release.record.bytes } : {}) }));
         // Until the host answers, nothing is known to be gone.
         out.set(h, { ...chosen, removed: options.dryRun ? removed : [] });
-        if (options.dryRun) return;
+        if (options.dryRun) {
+          const notes = h.facts ? lockAndJournalNotes(state, h.facts, 'prune') : [];
+          for (const note of notes) fleet.emit({ type: 'warning', message: `${h.label}: ${note}` });
+          if (notes.length > 0) out.set(h, { ...chosen, removed, notes });
+          return;
+        }
         const { before, after } = hostPruneSteps(state, decision, new Date().toISOString());
         const failed = pruneFailures(await h.remote.unlock(before, after));
         const gone = removed.filter((r) => !failed.some((f) => f.id === r.id));

@@ -255,7 +255,17 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     assert.match(human.stdout, new RegExp(`^HOST +PREVIOUS +PRUNE \\(keep 1\\) +NOTE\\nhost1 +${v2} +would remove ${v1} +shared/\\.env would be made$`, 'm'));
     assert.match(human.stdout, /^host2 .*shared\/\.env would be made; the root is locked by .*: the deploy would take it over$/m);
     assert.match(human.stderr, /^warning: host2: the root is locked by /m);
+    // prune --dry-run alike: the lock noted on host2, as locally.
+    type PruneJson = { hosts: { host: string; removed: { id: string; files?: number; bytes?: number }[]; notes?: string[] }[] };
+    const prune = await cli(['prune', root, ...hostArgs, '--keep', '1', '--dry-run', '--json']);
+    assert.equal(prune.code, 0, prune.stderr);
+    for (const h of jsonOf<PruneJson>(prune).hosts) assert.equal(h.notes?.length ?? 0, h.host === 'host2' ? 1 : 0, `${h.host}: ${JSON.stringify(h.notes)}`);
+    assert.match(prune.stderr, /^warning: host2: the root is locked by .*: the prune would take it over$/m);
     assert.deepEqual(times(), held, 'a dry run changed a host');
+    // Each release a prune would remove with the file count and size its record gives, as locally.
+    assert.equal((await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--keep', '0'])).code, 0);
+    const sized = await cli(['prune', root, ...hostArgs, '--keep', '1', '--dry-run', '--json']);
+    for (const h of jsonOf<PruneJson>(sized).hosts) assert.deepEqual(h.removed.map((r) => [r.id, r.files, typeof r.bytes]), [[v1, 4, 'number']], h.host);
   });
 
   void test('a lock held on one host stops a second deploy with exit 3 before anything changes', async (t) => {
