@@ -12,7 +12,8 @@ export type CurrentState =
   | { kind: 'release'; id: string; target: string }
   /** `notDir`: `releases/<id>` exists but is no directory (a file where a release belongs). */
   | { kind: 'dangling'; id: string; target: string; notDir?: true }
-  | { kind: 'outside'; target: string }
+  /** `aliasOf`: `releases/<name>` is a link to that other release (`releases/stable -> r1`). */
+  | { kind: 'outside'; target: string; aliasOf?: string }
   | { kind: 'directory' }
   | { kind: 'file' };
 
@@ -55,7 +56,7 @@ export async function readCurrent(layout: Layout): Promise<CurrentState> {
     // it reaches would go unguarded (prune deleted what served). A release moved to another disk
     // and linked back (`releases/<id> -> /mnt/other/<id>`) is still that release.
     const link = await fs.promises.lstat(path.join(layout.releases, id));
-    if (link.isSymbolicLink() && aliasOfAnotherRelease(layout, id)) return { kind: 'outside', target };
+    if (link.isSymbolicLink() && aliasOfAnotherRelease(layout, id)) return { kind: 'outside', target, aliasOf: path.basename(fs.realpathSync(path.join(layout.releases, id))) };
     const st = await fs.promises.stat(path.join(layout.releases, id));
     if (!st.isDirectory()) return { kind: 'dangling', id, target, notDir: true };
   } catch (error) {
@@ -88,6 +89,13 @@ export function currentIdOrThrow(state: CurrentState, layout: Layout, options: {
         hint: `repair it with: atomic-deploy rollback ${shellWord(layout.root)} --to <id> (see: atomic-deploy releases ${shellWord(layout.root)})`,
       });
     case 'outside':
+      // A link between releases: `rollback --to` points current at a release itself, in one rename, as for a dangling current.
+      if (state.aliasOf !== undefined && options.allowDangling) return null;
+      if (state.aliasOf !== undefined) {
+        throw new DeployError('CURRENT_OUTSIDE_RELEASES', `${layout.current} points to ${state.target}, a link to the release ${state.aliasOf}, not a release itself (prune and rollback could not tell that ${state.aliasOf} serves)`, {
+          hint: `point current at the release itself, in one rename: atomic-deploy rollback ${shellWord(layout.root)} --to ${shellWord(state.aliasOf)}`,
+        });
+      }
       throw new DeployError('CURRENT_OUTSIDE_RELEASES', `${layout.current} points to ${state.target}, which is not a release directory in ${layout.releases}`, {
         hint: 'move that tree into releases/<id>/ and point current at it, or deploy into another root',
       });

@@ -134,7 +134,9 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
     const state = await readCurrent(layout);
     const currentId = currentIdOrThrow(state, layout, { allowDangling: options.to !== undefined });
-    const from = currentId ?? (state.kind === 'dangling' ? state.id : null);
+    // Through a link between releases (`releases/stable -> r1`), r1 served: left for another, it is the one rolled back from.
+    const through = state.kind === 'outside' && state.aliasOf !== undefined && state.aliasOf !== options.to ? state.aliasOf : null;
+    const from = currentId ?? (state.kind === 'dangling' ? state.id : through);
     const views = await releaseViews(layout);
     const target = chooseTarget(layout, views, currentId, options.to);
     // Going forward (`--to` a newer release), the release left was not rolled back from: it stays

@@ -189,7 +189,8 @@ const CASES: Case[] = [
         return cmd === 'prune' ? ['prune', c.root, '--keep', '1'] : deployTo(c);
       },
       code: 2,
-      message: /points to releases\/stable, which is not a release directory in/,
+      message: /points to releases\/stable, a link to the release \S+, not a release itself \(prune and rollback could not tell that \S+ serves\)$/,
+      hint: /^hint: point current at the release itself, in one rename: atomic-deploy rollback \S+ --to \S+$/,
     },
     {
       name: `${cmd}: current through another release by ..`,
@@ -751,4 +752,31 @@ void test('a release id that is taken: the live one is said to be live (no rollb
   assert.equal(older.code, 2, older.stderr);
   assert.match(older.stderr, new RegExp(`^hint: release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${root} --to same1$`, 'm'));
   assert.equal((await runCli(['rollback', root, '--to', 'same1'])).code, 0, 'the hinted command works');
+});
+
+// current through a link between releases (`releases/stable -> r1`) was refused with "move that tree
+// into releases/<id>/", where it already is; `rollback --to` now points current at a release itself.
+void test('current through a link between releases: rollback --to repairs it in one rename, to that release or another (which rolls the aliased one back)', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  const root = path.join(dir, 'root');
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync'])).code, 0);
+  const alias = (): void => {
+    fs.rmSync(path.join(root, 'releases', 'stable'), { force: true });
+    fs.symlinkSync('r1', path.join(root, 'releases', 'stable'));
+    fs.symlinkSync('releases/stable', path.join(root, 'current.new'));
+    fs.renameSync(path.join(root, 'current.new'), path.join(root, 'current'));
+  };
+  alias();
+  const same = await runCli(['rollback', root, '--to', 'r1', '--json']);
+  assert.equal(same.code, 0, same.stderr);
+  assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/r1');
+  alias();
+  const other = await runCli(['rollback', root, '--to', 'r2', '--json']);
+  assert.equal(other.code, 0, other.stderr);
+  assert.equal(JSON.parse(other.stdout).previous, 'r1');
+  assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/r2');
+  const rec = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', 'r1.json'), 'utf8')) as { status: string };
+  assert.equal(rec.status, 'complete', 'going forward from r1 to r2 leaves r1 good');
+  assert.ok(fs.existsSync(path.join(root, 'releases', 'stable')), 'the link made by hand stays');
 });
