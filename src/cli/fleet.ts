@@ -283,7 +283,7 @@ export function fleetRollbackCli(cli: FleetCli, root: string | undefined, option
     (r) =>
       r.dryRun
         ? {
-            table: table([['HOST', 'CURRENT', 'WOULD GO TO'], ...r.hosts.map((h) => [h.host, h.current ?? '-', h.outcome === 'would-switch' ? r.release : `${r.release} already`])]),
+            table: table([['HOST', 'CURRENT', 'WOULD GO TO'], ...r.hosts.map((h) => [h.host, h.current ?? '-', h.outcome === 'would-switch' ? r.release : h.current === r.release ? `${r.release} already` : `${r.release} (by its recovery)`])]),
             line: `dry run: would roll back to ${r.release} on ${plural(r.hosts.filter((h) => h.outcome === 'would-switch').length, 'host')}; nothing was changed`,
           }
         : { table: hostTable(r.hosts), line: `rolled back to ${r.release} on ${plural(r.hosts.length, 'host')} (switch skew ${skew(r)})` },

@@ -13,6 +13,7 @@ import { missingCurrentWarning, type DeployOptions, type Validated } from './dep
 import { decidePrune, describeDecision, type KeptRelease, type PrunedRelease } from './prune.ts';
 import { shellWord } from '../plan/paths.ts';
 import { lockNotes, writeProblem } from './root.ts';
+import { recoveryNotes, viewsAfterRecovery } from './recover.ts';
 import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from './serving.ts';
 import { staleWaitMs, type StaleMode } from '../plan/serving.ts';
 
@@ -82,6 +83,9 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const unwritable = writeProblem(layout);
   if (unwritable !== undefined) notes.push(unwritable);
   notes.push(...(await lockNotes(layout, 'deploy')));
+  // The plan is the deploy's after its recovery: what that would do first, said.
+  const planned = exists ? await viewsAfterRecovery(layout) : { views: [], recovering: [] };
+  notes.push(...recoveryNotes(planned.recovering, 'deploy'));
   const missed = previous === null ? missingCurrentWarning(records) : undefined;
   if (missed !== undefined) notes.push(missed.replace(/^current was missing/, 'current is missing').replace(' is kept as', ' would be kept as'));
 
@@ -100,6 +104,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
     const { decision } = await decidePrune(layout, {
       keep: options.keep,
       currentId: id,
+      planned,
       // Its record will name the release live now: prune keeps that one (live before current), as the deploy's own prune does.
       extra: { id, seq: nextSeq(records), status: 'complete', previous },
     });

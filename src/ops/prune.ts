@@ -17,7 +17,7 @@ import { describeUses, releasesInUse } from '../plan/in-use.ts';
 import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
 import { checkKeep, signalOf } from '../plan/validate.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
-import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
+import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
 
 export interface PruneOptions {
@@ -76,12 +76,15 @@ export const assertKeep: (keep: unknown) => asserts keep is number = checkKeep;
 /** What prune would do in this root now: reads only. `extra` adds a release about to exist (dry run of a deploy). */
 export async function decidePrune(
   layout: Layout,
-  input: { keep: number; force?: boolean; currentId: string | null; extra?: ReleaseView; scan?: InUseScan },
+  input: { keep: number; force?: boolean; currentId: string | null; extra?: ReleaseView; scan?: InUseScan; planned?: Awaited<ReturnType<typeof viewsAfterRecovery>> },
 ): Promise<{ decision: PruneDecision<ReleaseView>; inUseCheck: PruneResult['inUseCheck'] }> {
-  const views = fs.existsSync(layout.releases) ? await releaseViews(layout) : [];
+  // A dry run decides on the releases as its command would find them once it recovered (`planned`).
+  const views = input.planned ? [...input.planned.views] : fs.existsSync(layout.releases) ? await releaseViews(layout) : [];
   if (input.extra) views.push(input.extra);
   const journal = fs.existsSync(layout.root) ? await readJournal(layout) : { kind: 'none' as const };
-  const writing = new Set(journal.kind === 'ok' ? [journal.journal.release] : []);
+  // Once recovered (a dry run whose command would recover first), no release is being written.
+  const recovered = (input.planned?.recovering.length ?? 0) > 0;
+  const writing = new Set(journal.kind === 'ok' && !recovered ? [journal.journal.release] : []);
   let inUse = new Map<string, string>();
   // No release to look for: nothing to scan, but the check would have run where /proc is.
   let inUseCheck: PruneResult['inUseCheck'] = input.force ? 'forced' : fs.existsSync('/proc/self/stat') ? 'proc' : 'unavailable';
@@ -276,9 +279,10 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
 
   if (options.dryRun) {
     const currentId = currentIdOrThrow(await readCurrent(layout), layout);
-    const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId });
+    const planned = await viewsAfterRecovery(layout);
+    const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId, planned });
     const unwritable = decision.remove.length > 0 ? writeProblem(layout) : undefined;
-    const notes = [unwritable, ...(await lockNotes(layout, 'prune'))].filter((n) => n !== undefined);
+    const notes = [unwritable, ...(await lockNotes(layout, 'prune')), ...recoveryNotes(planned.recovering, 'prune')].filter((n) => n !== undefined);
     for (const note of notes) emit({ type: 'warning', message: note });
     return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [], notes };
   }

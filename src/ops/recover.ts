@@ -14,7 +14,8 @@ import { compareReleaseIds } from '../plan/release-id.ts';
 import { signalOf } from '../plan/validate.ts';
 import { madeRoot, orderReleases, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
-import { recoveryProgram } from '../root/recover.ts';
+import { afterRecovery, recoveryProgram } from '../root/recover.ts';
+import { inspectLock } from '../act/lock.ts';
 
 export interface ReleaseView extends ReleaseFacts {
   record?: ReleaseRecord;
@@ -53,6 +54,41 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
     }
   }
   return orderReleases(views, current.kind === 'release' ? current.id : null);
+}
+
+/**
+ * The releases as the next command that locks would find them once it recovered, and what its
+ * recovery would do (said as a dry run notes it): the dry runs plan from these, as the commands do
+ * after recovering. Under a live holder's lock nothing is recovered (the command would wait for it,
+ * or exit 3): the releases as they are. Reads only.
+ */
+export async function viewsAfterRecovery(layout: Layout): Promise<{ views: ReleaseView[]; recovering: RecoveryAction[] }> {
+  const views = fs.existsSync(layout.releases) ? await releaseViews(layout) : [];
+  const lock = fs.existsSync(layout.root) ? inspectLock(layout) : undefined;
+  const journalRead = fs.existsSync(layout.root) ? await readJournal(layout) : { kind: 'none' as const };
+  if ((lock && lock.verdict.state !== 'stale') || journalRead.kind !== 'ok') return { views, recovering: [] };
+  const journal = journalRead.journal;
+  const current = await readCurrent(layout);
+  const currentId = current.kind === 'release' ? current.id : null;
+  const seen = views.find((v) => v.id === journal.release);
+  const actions = planRecovery(journal, { currentId, releaseExists: seen !== undefined, tmpEntries: [], releaseWentLive: seen?.record !== undefined && recordWentLive(seen.record) });
+  const records = new Map(views.flatMap((v) => (v.record ? [[v.id, v.record] as const] : [])));
+  const after = afterRecovery({ actions, records, releases: views.map((v) => v.id), currentId, now: new Date().toISOString() });
+  const left = views.flatMap((v): ReleaseView[] => {
+    if (!after.releases.includes(v.id)) return [];
+    const record = after.records.get(v.id);
+    if (!record) return [v];
+    return [{ ...v, seq: record.seq, status: record.status, previous: record.previous, ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), record }];
+  });
+  return { views: left, recovering: actions };
+}
+
+/** A dry run's notes of what its command's recovery would do first. */
+export function recoveryNotes(actions: readonly RecoveryAction[], command: string): string[] {
+  return actions.flatMap((a) => {
+    const line = describeAction(a);
+    return line === undefined ? [] : [`the ${command} would recover first: ${line.replace(/^removed /, 'remove ').replace(/^finished /, 'finish ').replace(/^marked /, 'mark ').replace(/^kept /, 'keep ')}`];
+  });
 }
 
 export function describeAction(action: RecoveryAction): string | undefined {

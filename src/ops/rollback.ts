@@ -12,7 +12,7 @@ import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
-import { recoverRoot, releaseViews, type ReleaseView } from './recover.ts';
+import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
@@ -111,8 +111,10 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
   checkServingOptions(options);
   await checkReloadTargets(options);
   if (options.dryRun) {
-    const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
-    const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback'))].filter((n) => n !== undefined);
+    // From the releases as the rollback would find them once it recovered.
+    const planned = await viewsAfterRecovery(layout);
+    const target = chooseTarget(layout, planned.views, beforeId, options.to);
+    const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback')), ...recoveryNotes(planned.recovering, 'rollback')].filter((n) => n !== undefined);
     for (const note of notes) emit({ type: 'warning', message: note });
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true, notes };
   }

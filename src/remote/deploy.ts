@@ -22,10 +22,10 @@ import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, emptyBuildError, repositoryWarning, signalOf } from '../plan/validate.ts';
-import { selectPrune } from '../plan/releases.ts';
+import { lastLive, selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
-import type { RemoteRecord, RemoteState } from './facts.ts';
+import { frameValue, type RemoteRecord, type RemoteState } from './facts.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { staleWaitMs } from '../plan/serving.ts';
 import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from '../ops/serving.ts';
@@ -36,7 +36,7 @@ import { randomName } from './host.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import { settleHookManifest } from './hook-manifest.ts';
 import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
-import { deployArmScript, sharedKindsScript, type Step } from './script.ts';
+import { creatableScript, deployArmScript, sharedKindsScript, type Step } from './script.ts';
 import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import { armedReloads, awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, reloadsSaid, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -307,6 +307,33 @@ async function checkHostsBeforeLocks(fleet: FleetRun, options: FleetDeployOption
   }
 }
 
+/**
+ * Every shared target on a host, judged by the local rule before any host makes one (the arm
+ * program makes missing ones with --shared-create): a host that refuses must not leave targets
+ * made on the others behind an exit 2 that says nothing changed. Throws the refusal; returns each
+ * link with whether its target would be made. A root not there yet holds none of them.
+ */
+async function judgeHostShared(h: HostRun, shared: SharedPlan, create: boolean, rootExists: boolean): Promise<{ path: string; target: string; create: boolean }[]> {
+  if (shared.links.length === 0) return [];
+  const kinds = rootExists
+    ? (await h.remote.run(sharedKindsScript(h.root, shared.links.map((l) => l.path)), 'checking the shared paths')).filter((f) => f.tag === 'sharedkind').map((f) => f.value as SharedTargetKind)
+    : shared.links.map((): SharedTargetKind => 'missing');
+  const links: { path: string; target: string; create: boolean }[] = [];
+  const missing: string[] = [];
+  for (const [i, link] of shared.links.entries()) {
+    const kind = kinds[i];
+    if (kind === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
+    const a = sharedTargetAction(link, kind, create);
+    if (a.kind === 'problem') throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${a.problem}`, { hint: a.hint });
+    if (a.kind === 'missing') missing.push(path.posix.join(h.root, 'shared', link.path));
+    links.push({ path: link.path, target: link.linkText, create: a.kind === 'create' });
+  }
+  if (missing.length > 0) {
+    throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, { hint: SHARED_MISSING_HINT });
+  }
+  return links;
+}
+
 /** Deploys `source` to every host's `root` (or its own root), switching all of them or none. */
 export async function fleetDeploy(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployResult> {
   const started = performance.now();
@@ -505,27 +532,9 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
       if (idsPerHost[fleet.hosts.indexOf(h)]?.includes(releaseId)) h.error = hostError(releaseIdTakenOn(fleet.hosts, h, releaseId));
     }
     if (fleet.failed.length > 0) return await abortAll('the release id is taken');
-    // Every host's shared targets, judged by the local rule before any host makes one (the arm
-    // program makes missing ones with --shared-create): a host that refuses must not leave targets
-    // made on the others behind an exit 2 that says nothing changed.
+    // Every host's shared targets, before any host makes one (judgeHostShared).
     if (shared.links.length > 0) {
-      await fleet.each(fleet.hosts, async (h) => {
-        const frames = await h.remote.run(sharedKindsScript(h.root, shared.links.map((l) => l.path)), 'checking the shared paths');
-        const kinds = frames.filter((f) => f.tag === 'sharedkind').map((f) => f.value as SharedTargetKind);
-        const missing: string[] = [];
-        for (const [i, link] of shared.links.entries()) {
-          const kind = kinds[i];
-          if (kind === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
-          const a = sharedTargetAction(link, kind, options.sharedCreate === true);
-          if (a.kind === 'problem') throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${a.problem}`, { hint: a.hint });
-          if (a.kind === 'missing') missing.push(path.posix.join(h.root, 'shared', link.path));
-        }
-        if (missing.length > 0) {
-          throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, {
-            hint: SHARED_MISSING_HINT,
-          });
-        }
-      });
+      await fleet.each(fleet.hosts, async (h) => void (await judgeHostShared(h, shared, options.sharedCreate === true, true)));
       if (fleet.failed.length > 0) return await abortAll('a shared path cannot be used');
     }
     mark();
@@ -1115,6 +1124,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
   if (repository !== undefined) fleet.emit({ type: 'warning', message: repository });
   const rows = new Map<HostRun, Omit<FleetDeployPlanHost, 'host' | 'root' | 'path' | 'error'>>();
   const uses = new Map<HostRun, ProcessUse[] | undefined>();
+  const notes = new Map<HostRun, string[]>();
   const report = (id: string | null): FleetDeployPlanHost[] =>
     fleet.hosts.map((h) => ({
       host: h.label,
@@ -1123,18 +1133,34 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
       ...(rows.get(h) ?? { previous: h.state ? currentIdOf(h.state) : null, createsRoot: h.state?.rootExists === false, shared: [], prune: null, notes: [] }),
       ...(h.error ? { error: h.error } : {}),
     }));
-  const refused = (id: string | null): DeployError => fleetError(fleet.hosts, 'nothing was changed', { release: id, hosts: report(id) });
+  // Refused as the deploy refuses once its hosts are locked: "nothing was switched" (the checks before its locks say "nothing was changed").
+  const refusedRows = (id: string | null): unknown[] => report(id).map((r) => ({ ...r, outcome: 'unchanged' }));
+  const refused = (id: string | null): DeployError => fleetError(fleet.hosts, 'nothing was switched', { release: id, hosts: refusedRows(id) });
   try {
-    await checkHostsBeforeLocks(fleet, options, () => report(null));
+    await checkHostsBeforeLocks(fleet, options, () => refusedRows(null));
     await fleet.each(fleet.hosts, async (h) => {
       const read = await h.remote.readState({ uses: options.keep !== undefined, rsync: true });
       h.facts = read.facts;
       h.state = read.state;
       uses.set(h, read.uses);
       if (!read.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
-      const problem = read.state.rootExists ? currentProblem(h.label, h.root, read.state.current) : undefined;
-      if (problem) throw problem;
+      // A root the read cannot see may be a path the lock program could not make (a file, a dangling link).
+      if (!read.state.rootExists && frameValue(await h.remote.run(creatableScript(h.root), 'reading the deploy root'), 'creatable') !== 'yes') {
+        throw new DeployError('INVALID_ROOT', `${h.label}: cannot create ${h.root}`);
+      }
+      notes.set(h, lockAndJournalNotes(read.state, read.facts, 'deploy'));
     });
+    if (fleet.failed.length > 0) throw refused(null);
+    // The plan is the deploy's once it recovered every host (a fleet deploy cut off between waves
+    // switches hosts back, one that switched is recorded): what that would do, said per host.
+    for (const [h, lines] of fleet.planRecovered(fleet.hosts)) notes.set(h, [...(notes.get(h) ?? []), ...lines.map((l) => `the deploy would recover first: ${l}`)]);
+    for (const h of fleet.hosts) {
+      const state = h.state as RemoteState;
+      const problem = state.rootExists ? currentProblem(h.label, h.root, state.current) : undefined;
+      if (problem) h.error = hostError(problem);
+      const last = state.rootExists && state.current.kind === 'missing' ? lastLive(viewsOf(state)) : undefined;
+      if (last) notes.set(h, [...(notes.get(h) ?? []), `current is missing, though the release log says ${last.id} was live last: ${last.id} would be kept as the release live before this one`]);
+    }
     if (fleet.failed.length > 0) throw refused(null);
     const idsPerHost = fleet.hosts.map((h) => [...(h.state?.releases ?? []), ...(h.state?.records.keys() ?? []), ...(h.state?.damaged?.keys() ?? [])]);
     const id = options.releaseId ?? fleetReleaseId(idsPerHost, new Date());
@@ -1145,20 +1171,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
     await fleet.each(fleet.hosts, async (h) => {
       const state = h.state as RemoteState;
       // The deploy's own rule for each shared target (a root not there yet has none of them).
-      const kinds = shared.links.length === 0 ? [] : state.rootExists ? (await h.remote.run(sharedKindsScript(h.root, shared.links.map((l) => l.path)), 'checking the shared paths')).filter((f) => f.tag === 'sharedkind').map((f) => f.value as SharedTargetKind) : shared.links.map((): SharedTargetKind => 'missing');
-      const links: FleetDeployPlanHost['shared'] = [];
-      const missing: string[] = [];
-      for (const [i, link] of shared.links.entries()) {
-        const kind = kinds[i];
-        if (kind === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
-        const a = sharedTargetAction(link, kind, options.sharedCreate === true);
-        if (a.kind === 'problem') throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${a.problem}`, { hint: a.hint });
-        if (a.kind === 'missing') missing.push(path.posix.join(h.root, 'shared', link.path));
-        links.push({ path: link.path, target: link.linkText, create: a.kind === 'create' });
-      }
-      if (missing.length > 0) {
-        throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, { hint: SHARED_MISSING_HINT });
-      }
+      const links = await judgeHostShared(h, shared, options.sharedCreate === true, state.rootExists);
       const previous = currentIdOf(state);
       let prune: FleetDeployPlanHost['prune'] = null;
       if (options.keep !== undefined) {
@@ -1168,7 +1181,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
         const said = (list: readonly { release: { id: string }; rule: string; reason: string }[]): { id: string; rule: string; reason: string }[] => list.map(({ release, rule, reason }) => ({ id: release.id, rule, reason }));
         prune = { remove: said(decision.remove), kept: said(decision.keep), inUseCheck };
       }
-      rows.set(h, { previous, createsRoot: !state.rootExists, shared: links, prune, notes: h.facts ? lockAndJournalNotes(state, h.facts, 'deploy') : [] });
+      rows.set(h, { previous, createsRoot: !state.rootExists, shared: links, prune, notes: notes.get(h) ?? [] });
     });
     if (fleet.failed.length > 0) throw refused(id);
     for (const h of fleet.hosts) for (const note of rows.get(h)?.notes ?? []) fleet.emit({ type: 'warning', message: `${h.label}: ${note}` });

@@ -11,7 +11,7 @@ import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } f
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { madeRoot, orderReleases } from '../plan/releases.ts';
 import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
-import { recoveryProgram } from '../root/recover.ts';
+import { afterRecovery, recoveryProgram } from '../root/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteRecord, type RemoteState } from './facts.ts';
 import { describeHolder } from '../act/lock.ts';
 import { missingRootError, randomName, RemoteRoot, type OwnLock } from './host.ts';
@@ -303,6 +303,29 @@ export class FleetRun {
     });
   }
 
+  /**
+   * For the dry runs: each host's state as this command would find it once it recovered (the
+   * same plan `recover` acts on, with `evidence` for the whole fleet's records), and what that
+   * recovery would do there, said. A host a live holder's lock holds is left as read: the command
+   * would wait for it, or exit 3.
+   */
+  planRecovered(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Map<HostRun, string[]> {
+    const inputs = evidence.filter((h) => h.state !== undefined);
+    const plans = planFleetRecovery(inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label })));
+    const now = new Date().toISOString();
+    const said = new Map<HostRun, string[]>();
+    for (const h of hosts) {
+      const state = h.state;
+      const i = inputs.indexOf(h);
+      if (!state || i === -1 || !state.rootExists) continue;
+      if (state.lock && h.facts && judgeRemoteLock(state.lock, h.facts).verdict.state !== 'stale') continue;
+      const actions = plans[i] ?? [];
+      h.state = stateAfterRecovery(state, actions, now);
+      said.set(h, actions.map((a) => describeFleetAction(a)).filter((l): l is string => l !== undefined));
+    }
+    return said;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.hosts.map((h) => h.remote.close()), this.swept]);
     this.control.remove();
@@ -427,4 +450,12 @@ export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, comman
   }
   if (state.journal.kind !== 'none') notes.push(lock && lock.verdict.state !== 'stale' ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);
   return notes;
+}
+
+/** A host's state once `actions` (its recovery) ran and its stale lock was taken over: what a dry run plans from. */
+export function stateAfterRecovery(state: RemoteState, actions: readonly FleetRecoveryAction[], now: string): RemoteState {
+  const after = afterRecovery({ actions, records: state.records, ...(state.damaged ? { damaged: new Set(state.damaged.keys()) } : {}), releases: state.releases, currentId: currentIdOf(state), now });
+  const switched = actions.some((a) => a.kind === 'switch-back');
+  const current: CurrentState = !switched ? state.current : after.currentId === null ? { kind: 'missing' } : { kind: 'release', id: after.currentId, target: `releases/${after.currentId}` };
+  return { ...state, records: after.records, releases: after.releases, current, journal: { kind: 'none' }, tmp: [], hidden: [], lock: null };
 }

@@ -256,11 +256,16 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
       fleet.hosts.filter((h) => !h.error),
       async (h) => {
         let uses: ProcessUse[] | undefined;
+        let recovering: string[] = [];
         if (options.dryRun) {
           const read = await h.remote.readState({ uses: !options.force });
           h.facts = read.facts;
           h.state = read.state;
           uses = read.uses;
+          // Noted as read (a lock, a journal), then planned as the prune would find the host once
+          // it recovered it (with its own state as evidence, as the prune's recovery has).
+          recovering = lockAndJournalNotes(read.state, read.facts, 'prune');
+          if (!readRootProblemOf(h.label, h.root, read.state)) recovering.push(...(fleet.planRecovered([h]).get(h) ?? []).map((l) => `the prune would recover first: ${l}`));
         } else {
           // Read before the lock, whose program makes .tmp/ in the folder: one that is not a deploy root is refused untouched.
           const notRoot = readRootProblemOf(h.label, h.root, (await h.remote.readState()).state);
@@ -295,9 +300,8 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         // Until the host answers, nothing is known to be gone.
         out.set(h, { ...chosen, removed: options.dryRun ? removed : [] });
         if (options.dryRun) {
-          const notes = h.facts ? lockAndJournalNotes(state, h.facts, 'prune') : [];
-          for (const note of notes) fleet.emit({ type: 'warning', message: `${h.label}: ${note}` });
-          if (notes.length > 0) out.set(h, { ...chosen, removed, notes });
+          for (const note of recovering) fleet.emit({ type: 'warning', message: `${h.label}: ${note}` });
+          if (recovering.length > 0) out.set(h, { ...chosen, removed, notes: recovering });
           return;
         }
         const { before, after } = hostPruneSteps(state, decision, new Date().toISOString());

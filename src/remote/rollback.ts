@@ -200,26 +200,40 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
    * operation's leftovers are notes, since the rollback would wait for the one and recover the other first.
    */
   const dryRun = async (): Promise<FleetRollbackResult> => {
+    const notes = new Map<HostRun, string[]>();
+    const before = new Map<HostRun, string | null>();
     await fleet.each(fleet.hosts, async (h) => {
       const { facts, state } = await h.remote.readState();
       h.facts = facts;
       h.state = state;
       if (!state.rootExists) throw missingRootError(h.label, h.root);
-      const problem = currentProblem(h.label, h.root, state.current, options.to !== undefined);
-      if (problem) throw problem;
+      before.set(h, currentIdOf(state));
+      notes.set(h, lockAndJournalNotes(state, facts, 'rollback'));
     });
-    const states = fleet.hosts.flatMap((h) => (h.state && !h.error ? [{ h, state: h.state }] : []));
-    if (states.length < fleet.hosts.length) throw fleetError(fleet.hosts, 'nothing was changed', { hosts: report() });
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
+    // The plan is the rollback's once it recovered every host (a fleet deploy cut off between
+    // waves switches hosts back, and the target moves with them): what that would do, said.
+    for (const [h, lines] of fleet.planRecovered(fleet.hosts)) notes.set(h, [...(notes.get(h) ?? []), ...lines.map((l) => `the rollback would recover first: ${l}`)]);
+    for (const h of fleet.hosts) {
+      const problem = h.state ? currentProblem(h.label, h.root, h.state.current, options.to !== undefined) : undefined;
+      if (problem) h.error = hostError(problem);
+    }
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
+    const states = fleet.hosts.map((h) => ({ h, state: h.state as RemoteState }));
     const plan = planFleetRollback(
       states.map(({ h, state }) => ({ host: h.label, current: currentIdOf(state), ordered: viewsOf(state), empty: state.empty })),
       options.to,
     );
     if (!plan.ok) throw refuse(plan);
-    const notes = states.flatMap(({ h, state }) => (h.facts ? lockAndJournalNotes(state, h.facts, 'rollback').map((n) => `${h.label}: ${n}`) : []));
-    for (const message of notes) emit({ type: 'warning', message });
+    const said = fleet.hosts.flatMap((h) => (notes.get(h) ?? []).map((n) => `${h.label}: ${n}`));
+    for (const message of said) emit({ type: 'warning', message });
     const moving = new Set(plan.moves.map((m) => m.host));
-    const hosts = report().map((row) => (moving.has(row.host) ? { ...row, outcome: 'would-switch' as const } : row));
-    return { release: plan.target, hosts, skewMs: 0, dryRun: true, notes };
+    // Each host as it is now (recovery may move it first: its notes say so), and whether it would switch.
+    const hosts = report().map((row, i) => {
+      const now = before.get(fleet.hosts[i] as HostRun) ?? null;
+      return { ...row, current: now, previous: now, ...(moving.has(row.host) ? { outcome: 'would-switch' as const } : {}) };
+    });
+    return { release: plan.target, hosts, skewMs: 0, dryRun: true, notes: said };
   };
 
   try {

@@ -866,6 +866,19 @@ function sharedKindLine(path: string, i: number): string {
 }
 
 /**
+ * Whether a root that is not there could be made, as a deploy's lock program would make it: the
+ * path is not taken (a file, a dangling link: a state read cannot tell those from nothing), and its
+ * nearest existing parent is a directory. Reads only: a dry run asks it.
+ */
+export function creatableScript(root: string): string {
+  return `p=${q(root)}; emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+if [ -e "$p" ] || [ -L "$p" ]; then emit creatable no; exit 0; fi
+while [ ! -e "$p" ] && [ ! -L "$p" ]; do p=$(dirname -- "$p"); done
+if [ -d "$p" ] && [ -w "$p" ]; then emit creatable yes; else emit creatable no; fi
+`;
+}
+
+/**
  * Each shared target's kind on a host, one `sharedkind` frame each, in order, then `checked`:
  * read on every host of a fleet deploy before any host creates one, so that a host that refuses
  * leaves no target made on the others (remote/deploy.ts).

@@ -86,3 +86,52 @@ export function recoveryProgram(input: RecoveryInput): RootProgram<'recovered'> 
   for (const t of trash) ops.push({ effect: { do: 'remove', path: t } });
   return { name: 'recover_root', ops, done: 'recovered' };
 }
+
+/**
+ * What a recovery leaves of a root's release log, its releases and `current`, without running it:
+ * the dry runs plan from it, as the commands they stand for plan once they have recovered (a deploy
+ * that switched is then recorded, one that did not is gone, a fleet host may be switched back).
+ * The same changes as recoveryProgram's records and switches, with the records' times at `now`.
+ */
+export function afterRecovery<R extends ReleaseRecord>(input: {
+  actions: readonly FleetRecoveryAction[];
+  records: ReadonlyMap<string, R>;
+  damaged?: ReadonlySet<string>;
+  releases: readonly string[];
+  currentId: string | null;
+  now: string;
+}): { records: Map<string, R>; releases: string[]; currentId: string | null } {
+  const records = new Map(input.records);
+  let releases = [...input.releases];
+  let currentId = input.currentId;
+  const record = (id: string, change: Partial<ReleaseRecord>): void => {
+    if (releaseIdProblem(id) === undefined && input.damaged?.has(id) !== true) records.set(id, mergedRecord(records, id, change) as R);
+  };
+  for (const action of input.actions) {
+    switch (action.kind) {
+      case 'remove-release':
+        releases = releases.filter((r) => r !== action.id);
+        records.delete(action.id);
+        break;
+      case 'mark-deployed':
+        record(action.id, { status: 'complete', activatedAt: input.now });
+        break;
+      case 'mark-rolled-back':
+        record(action.id, { status: 'rolled-back', endedAt: input.now });
+        break;
+      case 'mark-failed':
+        record(action.id, { status: 'failed', ...(action.live ? {} : { endedAt: input.now }), ...(action.reason ? { reason: action.reason } : {}) });
+        break;
+      case 'switch-back':
+        currentId = action.to;
+        record(action.id, { status: action.status, endedAt: input.now, reason: action.reason });
+        if (action.to !== null) record(action.to, { status: 'complete', activatedAt: input.now });
+        break;
+      case 'remove-tmp':
+      case 'keep-release':
+      case 'clear-journal':
+        break;
+    }
+  }
+  return { records, releases, currentId };
+}

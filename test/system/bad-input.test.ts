@@ -774,7 +774,7 @@ void test('current through a link between releases: rollback --to repairs it in 
   alias();
   const other = await runCli(['rollback', root, '--to', 'r2', '--json']);
   assert.equal(other.code, 0, other.stderr);
-  assert.equal(JSON.parse(other.stdout).previous, 'r1');
+  assert.equal((JSON.parse(other.stdout) as { previous?: string }).previous, 'r1');
   assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/r2');
   const rec = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', 'r1.json'), 'utf8')) as { status: string };
   assert.equal(rec.status, 'complete', 'going forward from r1 to r2 leaves r1 good');

@@ -267,3 +267,45 @@ void test('dry runs on a read-only root say the command itself would fail there'
     execFileSync('umount', [root]);
   }
 });
+
+// The dry runs planned from the root as it stood before the recovery their commands make first: a
+// deploy killed after its switch (its release not yet recorded as live) made the plan keep the
+// release before it as the rollback target, which the deploy then pruned; one killed before its
+// switch was "kept: being deployed", and the deploy removed it.
+void test('after a crash, each dry run plans from the root as its command will find it once recovered, and says what that recovery does', async (t) => {
+  for (const [failpoint, recovery] of [['after-switch=crash', /the deploy would recover first: finish recording deploy of x \(it had switched\)/], ['before-switch-hook=crash', /the deploy would recover first: remove release x \(interrupted before the switch\)/]] as const) {
+    const { src, root } = setup(t);
+    for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet', '--keep', '0'])).code, 0);
+    const crashed = await runCli(['deploy', src, root, '--release-id', 'x', '--no-fsync', '--keep', '0', '--before-switch', 'true'], { failpoints: failpoint });
+    assert.equal(crashed.signal, 'SIGKILL', failpoint);
+    const before = snapshot(root);
+    const dry = await runCli(['deploy', src, root, '--release-id', 'n', '--keep', '1', '--no-fsync', '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const plan = jsonOf<PlanJson>(dry);
+    assert.match(plan.notes.join('\n'), recovery, failpoint);
+    assert.ok(!plan.prune?.kept.some((k) => k.reason === 'being deployed'), `${failpoint}: ${JSON.stringify(plan.prune)}`);
+    const rollbackPlan = jsonOf<{ release: string }>(await runCli(['rollback', root, '--dry-run', '--json']));
+    const prunePlan = jsonOf<{ removed: { id: string }[] }>(await runCli(['prune', root, '--keep', '1', '--dry-run', '--json']));
+    assert.deepEqual(snapshot(root), before, `${failpoint}: a dry run changed the root`);
+    // The commands themselves, each from a copy of the crashed root: they do what their plans said.
+    const copy = (): string => {
+      const to = `${root}-${Math.random().toString(36).slice(2)}`;
+      execFileSync('cp', ['-a', root, to]);
+      return to;
+    };
+    const deployed = copy();
+    const before2 = releaseIds(deployed);
+    assert.equal((await runCli(['deploy', src, deployed, '--release-id', 'n', '--keep', '1', '--no-fsync', '--quiet'])).code, 0);
+    // What recovery removes (a release that never switched) is not prune's.
+    const recovered = failpoint.startsWith('before-switch') ? ['x'] : [];
+    const gone = before2.filter((id) => !releaseIds(deployed).includes(id) && !recovered.includes(id));
+    assert.deepEqual(gone.sort(), (plan.prune?.remove ?? []).map((r) => r.id).sort(), `${failpoint}: the deploy pruned other releases than its plan`);
+    const rolled = copy();
+    const back = jsonOf<{ release: string }>(await runCli(['rollback', rolled, '--json']));
+    assert.equal(back.release, rollbackPlan.release, `${failpoint}: rollback`);
+    const pruned = copy();
+    const before3 = releaseIds(pruned);
+    assert.equal((await runCli(['prune', pruned, '--keep', '1', '--quiet'])).code, 0);
+    assert.deepEqual(before3.filter((id) => !releaseIds(pruned).includes(id) && !recovered.includes(id)).sort(), prunePlan.removed.map((r) => r.id).sort(), `${failpoint}: prune`);
+  }
+});

@@ -178,4 +178,56 @@ void describe('rolling waves over four namespace hosts', () => {
     assert.equal(next.code, 0, next.stderr);
     for (const h of fleet.hosts) assert.equal(current(on(h)), jsonOf<DeployJson>(next).release);
   });
+
+  // The dry runs planned from the hosts as they stood, not as their commands find them once they
+  // recovered: after a rollout killed in its pause, rollback --dry-run named the release before the
+  // killed one, and the rollback (which first switches wave 1 back) went one further.
+  void test('killed in the pause after wave 1: rollback --dry-run and deploy --dry-run plan from the fleet as their commands recover it, and the commands do what they said', async (t) => {
+    const killedRollout = async (name: string): Promise<{ root: string; on: (h: FleetHost) => string; v0: string; v1: string; v2: string }> => {
+      const { root, on } = newRoot(name);
+      const v0 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v0'), root, ...hostArgs, '--json', '--keep', '0'])).release);
+      const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json', '--keep', '0'])).release);
+      const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '60', '--keep', '0'], { env, timeoutMs: 180_000 });
+      let out = '';
+      run.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      const deadline = Date.now() + 60_000;
+      while (!/pausing/.test(out)) {
+        if (Date.now() > deadline) throw new Error(`the rollout never paused after wave 1:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      run.child.kill('SIGKILL');
+      await run.done;
+      const v2 = String(current(on(fleet.hosts[0] as FleetHost)));
+      assert.notEqual(v2, v1, 'wave 1 switched');
+      return { root, on, v0, v1, v2 };
+    };
+    const snap = (on: (h: FleetHost) => string): string[] => fleet.hosts.map((h) => JSON.stringify(fs.readdirSync(on(h), { recursive: true }).sort()) + String(current(on(h))));
+
+    const a = await killedRollout('dry-killed-a');
+    const before = snap(a.on);
+    const dry = await cli(['rollback', a.root, ...hostArgs, '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const plan = jsonOf<{ release: string; notes: string[]; hosts: { host: string; current: string }[] }>(dry);
+    assert.equal(plan.release, a.v0, 'once wave 1 is switched back, every host is on v1: the rollback goes to v0');
+    assert.ok(plan.notes.some((n) => n === `host1: the rollback would recover first: switched back to ${a.v1} from ${a.v2} (the fleet deploy did not switch on every host)`), plan.notes.join('\n'));
+    assert.equal(plan.hosts[0]?.current, a.v2, 'the table shows host1 as it is now');
+    assert.deepEqual(snap(a.on), before, 'the dry run changed a host');
+    const real = await cli(['rollback', a.root, ...hostArgs, '--json']);
+    assert.equal(real.code, 0, real.stderr);
+    assert.equal(jsonOf<{ release: string }>(real).release, plan.release);
+
+    const b = await killedRollout('dry-killed-b');
+    const deployDry = await cli(['deploy', site(t, 'v3'), b.root, ...hostArgs, '--keep', '1', '--release-id', 'n3', '--dry-run', '--json']);
+    assert.equal(deployDry.code, 0, deployDry.stderr);
+    const dp = jsonOf<{ hosts: { host: string; previous: string; prune: { remove: { id: string }[] } }[] }>(deployDry);
+    for (const h of dp.hosts) assert.equal(h.previous, b.v1, `${h.host}: the deploy replaces v1 once wave 1 went back`);
+    const listing = (h: FleetHost): string[] => fs.readdirSync(path.join(b.on(h), 'releases')).filter((n) => !n.startsWith('.'));
+    const had = fleet.hosts.map(listing);
+    const deployed = await cli(['deploy', site(t, 'v3'), b.root, ...hostArgs, '--keep', '1', '--release-id', 'n3', '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    for (const [i, h] of fleet.hosts.entries()) {
+      const gone = (had[i] ?? []).filter((id) => !listing(h).includes(id));
+      assert.deepEqual(gone.sort(), (dp.hosts[i]?.prune.remove ?? []).map((r) => r.id).sort(), `${h.alias}: the deploy pruned other releases than its plan`);
+    }
+  });
 });

@@ -266,6 +266,17 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     assert.equal((await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--keep', '0'])).code, 0);
     const sized = await cli(['prune', root, ...hostArgs, '--keep', '1', '--dry-run', '--json']);
     for (const h of jsonOf<PruneJson>(sized).hosts) assert.deepEqual(h.removed.map((r) => [r.id, r.files, typeof r.bytes]), [[v1, 4, 'number']], h.host);
+    // A root path a host cannot make (a file there, a dangling link): refused as the deploy refuses it, exit 2.
+    const bad = newRoot('dry-file');
+    fs.writeFileSync(bad.on(fleet.hosts[1] as FleetHost), 'a file\n');
+    fs.symlinkSync('/nonexistent/target', bad.on(fleet.hosts[2] as FleetHost));
+    for (const dryOrNot of [['--dry-run'], []]) {
+      const r = await cli(['deploy', site(t, 'v1'), bad.root, ...hostArgs, ...dryOrNot, '--json']);
+      assert.equal(r.code, 2, `${dryOrNot.join('')}: ${r.stderr}`);
+      assert.match(jsonOf<FleetJson>(r).error?.message ?? '', new RegExp(`^nothing was switched: host2: cannot create ${bad.root}; host3: cannot create ${bad.root}$`), dryOrNot.join(''));
+    }
+    assert.equal(fs.readFileSync(bad.on(fleet.hosts[1] as FleetHost), 'utf8'), 'a file\n');
+    assert.equal(fs.existsSync(bad.on(fleet.hosts[0] as FleetHost)), false, 'the dry run and the refused deploy made no root on host1');
   });
 
   void test('a lock held on one host stops a second deploy with exit 3 before anything changes', async (t) => {

@@ -134,8 +134,11 @@ void test('commands read only the records of releases still in releases/: histor
   assert.equal(file.code, 2, file.stderr);
   assert.match(file.stderr, /^error: \S+releases\/r9 is taken by a file, not a release directory$/m);
   assert.doesNotMatch(file.stderr, /rollback/);
+  // r3 is live: no rollback to offer (it would say "already current").
   const live = await runCli(['deploy', src, root, '--release-id', 'r3'], { timeoutMs: 20_000 });
-  assert.match(live.stderr, /^hint: release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback \S+ --to r3$/m);
+  assert.match(live.stderr, /^hint: release ids are never reused: pick a new id to deploy this build again$/m);
+  const older = await runCli(['deploy', src, root, '--release-id', 'r2'], { timeoutMs: 20_000 });
+  assert.match(older.stderr, /^hint: release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback \S+ --to r2$/m);
 });
 
 void test('rollback --to a newer release (forward) leaves the release it goes from good: kept by prune, and a plain rollback goes back to it', async (t) => {
