@@ -82,7 +82,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const notes: string[] = [];
   const unwritable = writeProblem(layout);
   if (unwritable !== undefined) notes.push(unwritable);
-  notes.push(...(await lockNotes(layout, 'deploy')));
+  notes.push(...(await lockNotes(layout, 'deploy', options.waitMs ?? 0)));
   // The plan is the deploy's after its recovery: what that would do first, said.
   const planned = exists ? await viewsAfterRecovery(layout) : { views: [], recovering: [] };
   notes.push(...recoveryNotes(planned.recovering, 'deploy'));

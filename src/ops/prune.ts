@@ -282,7 +282,7 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
     const planned = await viewsAfterRecovery(layout);
     const { decision, inUseCheck } = await decidePrune(layout, { keep, force: options.force, currentId, planned });
     const unwritable = decision.remove.length > 0 ? writeProblem(layout) : undefined;
-    const notes = [unwritable, ...(await lockNotes(layout, 'prune')), ...recoveryNotes(planned.recovering, 'prune')].filter((n) => n !== undefined);
+    const notes = [unwritable, ...(await lockNotes(layout, 'prune', options.waitMs ?? 0)), ...recoveryNotes(planned.recovering, 'prune')].filter((n) => n !== undefined);
     for (const note of notes) emit({ type: 'warning', message: note });
     return { dryRun: true, keep, current: currentId, ...describeDecision(decision), inUseCheck, renameMs: 0, deleteMs: 0, recovered: [], notes };
   }

@@ -114,7 +114,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     // From the releases as the rollback would find them once it recovered.
     const planned = await viewsAfterRecovery(layout);
     const target = chooseTarget(layout, planned.views, beforeId, options.to);
-    const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback')), ...recoveryNotes(planned.recovering, 'rollback')].filter((n) => n !== undefined);
+    const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback', options.waitMs ?? 0)), ...recoveryNotes(planned.recovering, 'rollback')].filter((n) => n !== undefined);
     for (const note of notes) emit({ type: 'warning', message: note });
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true, notes };
   }

@@ -353,12 +353,12 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
  * held lock, and a journal, which is either the holder's own operation, running now, or an
  * interrupted one the command would recover first. Read only: nothing is taken over or recovered.
  */
-export async function lockNotes(layout: Layout, command: 'deploy' | 'rollback' | 'prune'): Promise<string[]> {
+export async function lockNotes(layout: Layout, command: 'deploy' | 'rollback' | 'prune', waitMs = 0): Promise<string[]> {
   if (!fs.existsSync(layout.root)) return [];
   const notes: string[] = [];
   const lock = inspectLock(layout);
   if (lock) {
-    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : `the ${command} would wait for it (--wait) or exit 3`;
+    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : waitFor(command, waitMs);
     notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
   }
   const journal = await readJournal(layout);
@@ -388,4 +388,9 @@ export function writeProblem(layout: Layout): string | undefined {
     }
   }
   return undefined;
+}
+
+/** What a command does about a live holder's lock, as a dry run says it: wait, as long as --wait allows, then exit 3. */
+export function waitFor(command: string, waitMs: number): string {
+  return waitMs > 0 ? `the ${command} would wait for it up to ${waitMs / 1000} s (--wait), then exit 3` : `the ${command} would exit 3 (or wait for it, with --wait)`;
 }

@@ -1148,7 +1148,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
       if (!read.state.rootExists && frameValue(await h.remote.run(creatableScript(h.root), 'reading the deploy root'), 'creatable') !== 'yes') {
         throw new DeployError('INVALID_ROOT', `${h.label}: cannot create ${h.root}`);
       }
-      notes.set(h, lockAndJournalNotes(read.state, read.facts, 'deploy'));
+      notes.set(h, lockAndJournalNotes(read.state, read.facts, 'deploy', options.waitMs ?? 0));
     });
     if (fleet.failed.length > 0) throw refused(null);
     // The plan is the deploy's once it recovered every host (a fleet deploy cut off between waves

@@ -14,6 +14,7 @@ import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, r
 import { afterRecovery, recoveryProgram } from '../root/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteRecord, type RemoteState } from './facts.ts';
 import { describeHolder } from '../act/lock.ts';
+import { waitFor } from '../ops/root.ts';
 import { missingRootError, randomName, RemoteRoot, type OwnLock } from './host.ts';
 
 export { missingRootError };
@@ -441,11 +442,11 @@ export function inUseOf(state: RemoteState, uses: readonly ProcessUse[] | undefi
  * lock there (which the command would wait for, or take over when stale) and a journal (an
  * operation running under that lock, or an interrupted one the command would recover first).
  */
-export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: 'deploy' | 'rollback' | 'prune'): string[] {
+export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: 'deploy' | 'rollback' | 'prune', waitMs = 0): string[] {
   const notes: string[] = [];
   const lock = state.lock ? judgeRemoteLock(state.lock, facts) : undefined;
   if (lock) {
-    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : `the ${command} would wait for it (--wait) or exit 3`;
+    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : waitFor(command, waitMs);
     notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
   }
   if (state.journal.kind !== 'none') notes.push(lock && lock.verdict.state !== 'stale' ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);

@@ -264,7 +264,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           uses = read.uses;
           // Noted as read (a lock, a journal), then planned as the prune would find the host once
           // it recovered it (with its own state as evidence, as the prune's recovery has).
-          recovering = lockAndJournalNotes(read.state, read.facts, 'prune');
+          recovering = lockAndJournalNotes(read.state, read.facts, 'prune', options.waitMs ?? 0);
           if (!readRootProblemOf(h.label, h.root, read.state)) recovering.push(...(fleet.planRecovered([h]).get(h) ?? []).map((l) => `the prune would recover first: ${l}`));
         } else {
           // Read before the lock, whose program makes .tmp/ in the folder: one that is not a deploy root is refused untouched.

@@ -208,7 +208,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       h.state = state;
       if (!state.rootExists) throw missingRootError(h.label, h.root);
       before.set(h, currentIdOf(state));
-      notes.set(h, lockAndJournalNotes(state, facts, 'rollback'));
+      notes.set(h, lockAndJournalNotes(state, facts, 'rollback', options.waitMs ?? 0));
     });
     if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     // The plan is the rollback's once it recovered every host (a fleet deploy cut off between

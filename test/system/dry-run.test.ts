@@ -178,6 +178,7 @@ void test('rollback --dry-run and prune --dry-run note a held lock and a journal
     assert.match(human.stderr, new RegExp(`^warning: an interrupted operation left a journal: the ${command} recovers it first$`, 'm'), command);
     const json = await runCli([command, root, '--dry-run', '--json']);
     assert.equal(json.code, 0, json.stderr);
+    // The lock and the journal; the recovery changes no release (r3 was still being copied in .tmp/).
     assert.equal(jsonOf<{ notes: string[] }>(json).notes.length, 2, json.stdout);
   }
   assert.deepEqual(snapshot(root), before, 'a dry run recovered or unlocked');
@@ -191,7 +192,9 @@ void test('rollback --dry-run and prune --dry-run note a held lock and a journal
     const r = await runCli([command, root, '--dry-run', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const notes = jsonOf<{ notes: string[] }>(r).notes.join('\n');
-    assert.match(notes, new RegExp(`locked by pid \\d+ .*\\(held: .*\\): the ${command} would wait for it \\(--wait\\) or exit 3`), command);
+    assert.match(notes, new RegExp(`locked by pid \\d+ .*\\(held: .*\\): the ${command} would exit 3 \\(or wait for it, with --wait\\)`), command);
+    const waiting = jsonOf<{ notes: string[] }>(await runCli([command, root, '--dry-run', '--wait', '30', '--json'])).notes.join('\n');
+    assert.match(waiting, new RegExp(`: the ${command} would wait for it up to 30 s \\(--wait\\), then exit 3`), command);
     assert.match(notes, /an operation is running/, command);
     assert.doesNotMatch(notes, /interrupted/, command);
   }
