@@ -203,8 +203,21 @@ void describe('rolling waves over four namespace hosts', () => {
     };
     const snap = (on: (h: FleetHost) => string): string[] => fleet.hosts.map((h) => JSON.stringify(fs.readdirSync(on(h), { recursive: true }).sort()) + String(current(on(h))));
 
+    // The killed deploy's programs on the hosts end on their own once its connections are gone (a
+    // heartbeat file, a half-written record removed): the hosts are left to settle before the
+    // snapshot, or their own clean-up would be taken for the dry run's doing.
+    const settled = async (on: (h: FleetHost) => string): Promise<string[]> => {
+      let last = snap(on);
+      for (let i = 0; i < 60; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        const now = snap(on);
+        if (JSON.stringify(now) === JSON.stringify(last) && !now.some((x) => /\.put\.|\/beat\./.test(x))) return now;
+        last = now;
+      }
+      throw new Error(`the hosts never settled after the kill:\n${last.join('\n')}`);
+    };
     const a = await killedRollout('dry-killed-a');
-    const before = snap(a.on);
+    const before = await settled(a.on);
     const dry = await cli(['rollback', a.root, ...hostArgs, '--dry-run', '--json']);
     assert.equal(dry.code, 0, dry.stderr);
     const plan = jsonOf<{ release: string; notes: string[]; hosts: { host: string; current: string }[] }>(dry);
