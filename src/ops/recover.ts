@@ -87,8 +87,14 @@ export async function viewsAfterRecovery(layout: Layout): Promise<{ views: Relea
 export function recoveryNotes(actions: readonly RecoveryAction[], command: string): string[] {
   return actions.flatMap((a) => {
     const line = describeAction(a);
-    return line === undefined ? [] : [`the ${command} would recover first: ${line.replace(/^removed /, 'remove ').replace(/^finished /, 'finish ').replace(/^marked /, 'mark ').replace(/^kept /, 'keep ')}`];
+    return line === undefined ? [] : [recoveryNote(line, command)];
   });
+}
+
+/** A recovery line (said in the past, as a command that recovered says it) as a dry run says it: what would come first. */
+export function recoveryNote(line: string, command: string): string {
+  const planned = line.replace(/^(removed|finished|marked|kept|switched) /, (_all, verb: string) => `${{ removed: 'remove', finished: 'finish', marked: 'mark', kept: 'keep', switched: 'switch' }[verb] ?? verb} `);
+  return `the ${command} would recover first: ${planned}`;
 }
 
 export function describeAction(action: RecoveryAction): string | undefined {

@@ -33,6 +33,7 @@ import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, h
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
+import { recoveryNote } from '../ops/recover.ts';
 import { stagedRootPath, stagingName } from './staging.ts';
 import { settleHookManifest } from './hook-manifest.ts';
 import { buildManifest, placeContent, type BuiltManifest, type KnownManifests, type SendPlans } from './content.ts';
@@ -1153,7 +1154,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
     if (fleet.failed.length > 0) throw refused(null);
     // The plan is the deploy's once it recovered every host (a fleet deploy cut off between waves
     // switches hosts back, one that switched is recorded): what that would do, said per host.
-    for (const [h, lines] of fleet.planRecovered(fleet.hosts)) notes.set(h, [...(notes.get(h) ?? []), ...lines.map((l) => `the deploy would recover first: ${l}`)]);
+    for (const [h, lines] of fleet.planRecovered(fleet.hosts)) notes.set(h, [...(notes.get(h) ?? []), ...lines.map((l) => recoveryNote(l, 'deploy'))]);
     for (const h of fleet.hosts) {
       const state = h.state as RemoteState;
       const problem = state.rootExists ? currentProblem(h.label, h.root, state.current) : undefined;

@@ -8,7 +8,7 @@ import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
 import { lastLive, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
-import type { ReleaseView } from '../ops/recover.ts';
+import { recoveryNote, type ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, lockAndJournalNotes, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { pruneFailures, type Step } from './script.ts';
@@ -265,7 +265,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           // Noted as read (a lock, a journal), then planned as the prune would find the host once
           // it recovered it (with its own state as evidence, as the prune's recovery has).
           recovering = lockAndJournalNotes(read.state, read.facts, 'prune', options.waitMs ?? 0);
-          if (!readRootProblemOf(h.label, h.root, read.state)) recovering.push(...(fleet.planRecovered([h]).get(h) ?? []).map((l) => `the prune would recover first: ${l}`));
+          if (!readRootProblemOf(h.label, h.root, read.state)) recovering.push(...(fleet.planRecovered([h]).get(h) ?? []).map((l) => recoveryNote(l, 'prune')));
         } else {
           // Read before the lock, whose program makes .tmp/ in the folder: one that is not a deploy root is refused untouched.
           const notRoot = readRootProblemOf(h.label, h.root, (await h.remote.readState()).state);

@@ -10,6 +10,7 @@ import { switchSkewMs } from '../plan/fleet.ts';
 import { currentIdOf, currentProblem, fleetIsIdle, lockAndJournalNotes, missingRootError, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { randomName } from './host.ts';
+import { recoveryNote } from '../ops/recover.ts';
 import { rollbackArmScript } from './script.ts';
 import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
@@ -213,7 +214,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     // The plan is the rollback's once it recovered every host (a fleet deploy cut off between
     // waves switches hosts back, and the target moves with them): what that would do, said.
-    for (const [h, lines] of fleet.planRecovered(fleet.hosts)) notes.set(h, [...(notes.get(h) ?? []), ...lines.map((l) => `the rollback would recover first: ${l}`)]);
+    for (const [h, lines] of fleet.planRecovered(fleet.hosts)) notes.set(h, [...(notes.get(h) ?? []), ...lines.map((l) => recoveryNote(l, 'rollback'))]);
     for (const h of fleet.hosts) {
       const problem = h.state ? currentProblem(h.label, h.root, h.state.current, options.to !== undefined) : undefined;
       if (problem) h.error = hostError(problem);

@@ -43,6 +43,7 @@ export function recoveryProgram(input: RecoveryInput): RootProgram<'recovered'> 
   const record = (id: string, change: Partial<ReleaseRecord>): Op<never>[] =>
     // A directory of another tool whose name is no valid id (a newline, a leading dash) gets no record.
     releaseIdProblem(id) === undefined && input.damaged?.has(id) !== true ? [{ effect: { do: 'write', path: recordPath(id), text: JSON.stringify(mergedRecord(input.records, id, change), null, 2) } }] : [];
+  // afterRecovery (below) applies the same record changes and switches for the dry runs: change both together.
   for (const action of input.actions) {
     switch (action.kind) {
       case 'remove-tmp':

@@ -222,7 +222,7 @@ void describe('rolling waves over four namespace hosts', () => {
     assert.equal(dry.code, 0, dry.stderr);
     const plan = jsonOf<{ release: string; notes: string[]; hosts: { host: string; current: string }[] }>(dry);
     assert.equal(plan.release, a.v0, 'once wave 1 is switched back, every host is on v1: the rollback goes to v0');
-    assert.ok(plan.notes.some((n) => n === `host1: the rollback would recover first: switched back to ${a.v1} from ${a.v2} (the fleet deploy did not switch on every host)`), plan.notes.join('\n'));
+    assert.ok(plan.notes.some((n) => n === `host1: the rollback would recover first: switch back to ${a.v1} from ${a.v2} (the fleet deploy did not switch on every host)`), plan.notes.join('\n'));
     assert.equal(plan.hosts[0]?.current, a.v2, 'the table shows host1 as it is now');
     assert.deepEqual(snap(a.on), before, 'the dry run changed a host');
     const real = await cli(['rollback', a.root, ...hostArgs, '--json']);

@@ -5,9 +5,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { planRecovery, type Journal } from '../../src/plan/journal.ts';
+import { planFleetRecovery } from '../../src/plan/fleet.ts';
 import { orderReleases, rollbackTarget } from '../../src/plan/releases.ts';
 import { effectsOf, pathsTouched, type Op } from '../../src/root/effects.ts';
-import { recoveryProgram } from '../../src/root/recover.ts';
+import { afterRecovery, recoveryProgram } from '../../src/root/recover.ts';
+import type { ReleaseRecord } from '../../src/act/state.ts';
 import { renderFunction } from '../../src/root/sh.ts';
 
 const ids = ['r1', 'r2', 'r3', 'r4'] as const;
@@ -113,4 +115,40 @@ test('rendered, the current check comes before the rename and a refusal fails th
   const text = renderFunction(program);
   assert.ok(text.indexOf("is_current 'r3'") !== -1 && text.indexOf("is_current 'r3'") < text.indexOf('rename_dir'), text);
   assert.match(text, /fail INTERNAL 'refusing to delete release r3: it is current'/);
+});
+
+// The dry runs plan from afterRecovery (what recovery leaves of the log, the releases and current),
+// recovery itself runs recoveryProgram: the two must agree on every record, release and switch,
+// for the plans recovery makes (a fleet deploy's abandoned journal switches a host back).
+void test('property: afterRecovery leaves exactly the records, releases and current that recoveryProgram writes', () => {
+  const status = fc.constantFrom('pending' as const, 'complete' as const, 'failed' as const, 'rolled-back' as const);
+  fc.assert(
+    // A journal's release is never its previous (a deploy makes a new id; a rollback to the live release is refused).
+    fc.property(root.filter((x) => x.journal === null || x.journal.previous !== x.journal.release), fc.array(status, { minLength: 4, maxLength: 4 }), fc.boolean(), fc.boolean(), (r, statuses, fleetJournal, abandoned) => {
+      const present: string[] = [...r.present];
+      const records = new Map<string, ReleaseRecord>(present.map((x, i) => [x, { id: x, seq: i + 1, status: statuses[i] ?? 'complete', createdAt: 'c', user: 'u', host: 'h', source: 's', files: 1, bytes: 1, durationMs: 1, previous: null }]));
+      const ordered = orderReleases(present.map((x, i) => ({ id: x, seq: i + 1, status: statuses[i] ?? 'complete', previous: null })), r.currentId);
+      const journal = r.journal && fleetJournal && r.journal.op === 'deploy' ? { ...r.journal, fleet: { token: 'f' } } : r.journal;
+      const facts = { currentId: r.currentId, releaseExists: journal ? present.includes(journal.release) : false, tmpEntries: r.tmp };
+      const actions = planFleetRecovery([{ journal, facts, abandonedTokens: abandoned ? ['f'] : [] }])[0] ?? [];
+      const now = '2026-12-01T00:00:00Z';
+      let n = 0;
+      const program = recoveryProgram({ actions, records, ordered, currentId: r.currentId, trashFor: (x) => `.tmp/trash.${x}.${n++}`, linkName: () => `current.${n++}`, now });
+      const after = afterRecovery({ actions, records, releases: present, currentId: r.currentId, now });
+      // What the program leaves: each record as last written (or removed), and current as last switched.
+      const written = new Map(records);
+      let current: string | null = r.currentId;
+      for (const e of effectsOf(program.ops)) {
+        const m = /^\.atomic-deploy\/releases\/(.+)\.json$/.exec('path' in e ? String(e.path) : '');
+        if (e.do === 'write' && m?.[1] && typeof e.text === 'string') written.set(m[1], JSON.parse(e.text) as ReleaseRecord);
+        if (e.do === 'remove' && m?.[1]) written.delete(m[1]);
+        if (e.do === 'switch') current = e.to;
+      }
+      assert.deepEqual(after.records, written);
+      assert.equal(after.currentId, current);
+      const removed = actions.flatMap((a) => (a.kind === 'remove-release' ? [a.id] : []));
+      assert.deepEqual(after.releases, present.filter((x) => !removed.includes(x)));
+    }),
+    { numRuns: 500 },
+  );
 });
