@@ -149,11 +149,12 @@ void describe('rolling waves over four namespace hosts', () => {
     for (const h of fleet.hosts.slice(0, 3)) assert.equal(current(on(h)), v1.release, `${h.alias} is on the release it had`);
   });
 
-  void test('the deploying process killed (-9) in the pause after wave 1: status with the same hosts switches wave 1 back, and the fleet is one release again', async (t) => {
-    const { root, on } = newRoot('killed');
-    const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
-    const host1 = fleet.hosts[0] as FleetHost;
-    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '60'], { env, timeoutMs: 180_000 });
+  /**
+   * A rollout (`deploy <args> --waves 1,100% --wave-pause 60`) killed with SIGKILL in its pause after
+   * wave 1; returns what `seen` reads once it paused (before the kill).
+   */
+  async function killInPause<T>(args: string[], seen: () => T): Promise<T> {
+    const run = spawnCli(['deploy', ...args, ...hostArgs, '--waves', '1,100%', '--wave-pause', '60'], { env, timeoutMs: 180_000 });
     let out = '';
     run.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     const deadline = Date.now() + 60_000;
@@ -161,10 +162,18 @@ void describe('rolling waves over four namespace hosts', () => {
       if (Date.now() > deadline) throw new Error(`the rollout never paused after wave 1:\n${out}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    const v2 = current(on(host1));
-    assert.notEqual(v2, v1.release, 'wave 1 switched');
+    const value = seen();
     run.child.kill('SIGKILL');
     await run.done;
+    return value;
+  }
+
+  void test('the deploying process killed (-9) in the pause after wave 1: status with the same hosts switches wave 1 back, and the fleet is one release again', async (t) => {
+    const { root, on } = newRoot('killed');
+    const v1 = jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json']));
+    const host1 = fleet.hosts[0] as FleetHost;
+    const v2 = await killInPause([site(t, 'v2'), root], () => current(on(host1)));
+    assert.notEqual(v2, v1.release, 'wave 1 switched');
     for (const h of fleet.hosts.slice(1)) assert.equal(current(on(h)), v1.release, `${h.alias} was in a later wave`);
 
     const status = await cli(['status', root, ...hostArgs]);
@@ -187,17 +196,7 @@ void describe('rolling waves over four namespace hosts', () => {
       const { root, on } = newRoot(name);
       const v0 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v0'), root, ...hostArgs, '--json', '--keep', '0'])).release);
       const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json', '--keep', '0'])).release);
-      const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--wave-pause', '60', '--keep', '0'], { env, timeoutMs: 180_000 });
-      let out = '';
-      run.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-      const deadline = Date.now() + 60_000;
-      while (!/pausing/.test(out)) {
-        if (Date.now() > deadline) throw new Error(`the rollout never paused after wave 1:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      run.child.kill('SIGKILL');
-      await run.done;
-      const v2 = String(current(on(fleet.hosts[0] as FleetHost)));
+      const v2 = String(await killInPause([site(t, 'v2'), root, '--keep', '0'], () => current(on(fleet.hosts[0] as FleetHost))));
       assert.notEqual(v2, v1, 'wave 1 switched');
       return { root, on, v0, v1, v2 };
     };
