@@ -10,7 +10,7 @@ import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
-import { lastLive } from '../plan/releases.ts';
+import { lastLive, recordTimes } from '../plan/releases.ts';
 import { userOf } from '../act/users.ts';
 import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/staging.ts';
 import type { HealthResult } from '../act/health.ts';
@@ -687,7 +687,7 @@ export async function undoDeploy(
  * live before it (plan/releases.ts selectPrune), the last tree known to have served.
  */
 export function missingCurrentWarning(records: ReadonlyMap<string, ReleaseRecord>): string | undefined {
-  const last = lastLive([...records.values()].map((r) => ({ id: r.id, ...(r.activatedAt === undefined ? {} : { activatedAt: r.activatedAt }) })));
+  const last = lastLive([...records.values()].map((r) => ({ id: r.id, ...recordTimes(r) })));
   return last === undefined ? undefined : `current was missing, though the release log says ${last.id} was live last: ${last.id} is kept as the release live before this one`;
 }
 

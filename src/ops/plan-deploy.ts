@@ -106,7 +106,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
       currentId: id,
       planned,
       // Its record will name the release live now: prune keeps that one (live before current), as the deploy's own prune does.
-      extra: { id, seq: nextSeq(records), status: 'complete', previous },
+      extra: { id, seq: nextSeq(records), status: 'complete', previous, createdAt: new Date().toISOString() },
     });
     const described = describeDecision(decision);
     prune = { keep: options.keep, remove: described.removed, kept: described.kept };

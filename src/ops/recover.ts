@@ -12,7 +12,7 @@ import { DeployError } from '../errors.ts';
 import { isReleasesLeftover, planRecovery, recordWentLive, type RecoveryAction } from '../plan/journal.ts';
 import { compareReleaseIds } from '../plan/release-id.ts';
 import { signalOf } from '../plan/validate.ts';
-import { madeRoot, orderReleases, type ReleaseFacts } from '../plan/releases.ts';
+import { madeRoot, orderReleases, recordTimes, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
 import { afterRecovery, recoveryProgram } from '../root/recover.ts';
 import { inspectLock } from '../act/lock.ts';
@@ -31,7 +31,7 @@ export async function releaseViews(layout: Layout): Promise<ReleaseView[]> {
   const views: ReleaseView[] = entries.map(({ id, linkedTo }) => {
     const record = records.get(id);
     const link = linkedTo === undefined ? {} : { linkedTo };
-    if (record) return { id, seq: record.seq, status: record.status, previous: record.previous, ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), record, ...link };
+    if (record) return { id, seq: record.seq, status: record.status, previous: record.previous, ...recordTimes(record), record, ...link };
     const damage = recordDamage(layout, id);
     return damage === undefined ? { id, ...link } : { id, recordDamaged: damage, ...link };
   });
@@ -78,7 +78,7 @@ export async function viewsAfterRecovery(layout: Layout): Promise<{ views: Relea
     if (!after.releases.includes(v.id)) return [];
     const record = after.records.get(v.id);
     if (!record) return [v];
-    return [{ ...v, seq: record.seq, status: record.status, previous: record.previous, ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), record }];
+    return [{ ...v, seq: record.seq, status: record.status, previous: record.previous, ...recordTimes(record), record }];
   });
   return { views: left, recovering: actions };
 }

@@ -12,6 +12,8 @@ export interface ReleaseFacts {
   previous?: string | null;
   /** From the release log: when it last went live (a deploy's switch, or a rollback to it). */
   activatedAt?: string;
+  /** From the release log: when its deploy made it. */
+  createdAt?: string;
   /** Where `releases/<id>` leads when it is a symlink (a release moved to another disk and linked back). */
   linkedTo?: string;
   /**
@@ -115,10 +117,13 @@ export function roleOf(release: ReleaseFacts, currentId: string | null, previous
  * `current` missing (removed by hand, say), the last tree known to have served. A deploy there
  * finds no live release, and neither the rollback target nor "live before current" would name it.
  */
-export function lastLive<T extends ReleaseFacts>(ordered: readonly T[], except: string | null = null): T | undefined {
+export function lastLive<T extends ReleaseFacts>(ordered: readonly T[], except: string | null = null, before?: string): T | undefined {
   let found: T | undefined;
+  const limit = before === undefined ? Infinity : Date.parse(before);
   for (const r of ordered) {
     if (r.id === except || r.activatedAt === undefined || Number.isNaN(Date.parse(r.activatedAt))) continue;
+    // Live before `before` (the deploy that found no live release): one that went live after it was made was not replaced by it.
+    if (!(Date.parse(r.activatedAt) < limit)) continue;
     if (found === undefined || Date.parse(r.activatedAt) >= Date.parse(found.activatedAt ?? '')) found = r;
   }
   return found;
@@ -180,7 +185,8 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
   // With no live release (current missing), or a deploy that found none where releases had
   // served: the one the log says went live last is "live before", as the release current replaced is.
   const foundNoLive = input.currentId === null || (current?.seq !== undefined && current.previous === null);
-  const liveBefore = current?.previous ?? (foundNoLive ? lastLive(ordered, input.currentId)?.id : undefined);
+  // A first deploy of a fresh root found none either: only a release live before current was made counts.
+  const liveBefore = current?.previous ?? (foundNoLive ? lastLive(ordered, input.currentId, current?.createdAt)?.id : undefined);
   const wentLive = wentLiveTest(ordered);
   const good = ordered.filter((r) => countsTowardsKeep(r) && wentLive(r));
   // slice(-0) would keep everything.
@@ -219,4 +225,9 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     decision.remove.push({ release, rule, reason });
   }
   return decision;
+}
+
+/** The times of a release log record a release's facts carry (when it was made, when it last went live). */
+export function recordTimes(record: { activatedAt?: string; createdAt?: string }): Pick<ReleaseFacts, 'activatedAt' | 'createdAt'> {
+  return { ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), ...(record.createdAt === undefined || record.createdAt === '' ? {} : { createdAt: record.createdAt }) };
 }

@@ -605,7 +605,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
         };
         // What prune does once the switch commits: decided now, from the state read under the lock.
         const views = viewsOf(state);
-        const after = [...views, { id: releaseId, seq: record.seq, status: 'complete' as const, previous }];
+        const after = [...views, { id: releaseId, seq: record.seq, status: 'complete' as const, previous, createdAt: record.createdAt }];
         const { inUse } = inUseOf(state, locked.uses, false);
         const decision = options.keep === undefined ? undefined : selectPrune(after, { currentId: releaseId, keep: options.keep, ...(inUse ? { inUse } : {}) });
         const prunedAt = new Date().toISOString();
@@ -1177,7 +1177,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
       let prune: FleetDeployPlanHost['prune'] = null;
       if (options.keep !== undefined) {
         const { inUse, inUseCheck } = inUseOf(state, uses.get(h), false);
-        const after = [...viewsOf(state), { id, seq: nextSeq(state.records), status: 'complete' as const, previous }];
+        const after = [...viewsOf(state), { id, seq: nextSeq(state.records), status: 'complete' as const, previous, createdAt: new Date().toISOString() }];
         const decision = selectPrune(after, { currentId: id, keep: options.keep, ...(inUse ? { inUse } : {}) });
         const said = (list: readonly { release: { id: string }; rule: string; reason: string }[]): { id: string; rule: string; reason: string }[] => list.map(({ release, rule, reason }) => ({ id: release.id, rule, reason }));
         prune = { remove: said(decision.remove), kept: said(decision.keep), inUseCheck };

@@ -9,7 +9,7 @@ import { parseHostSpec } from '../plan/config-basics.ts';
 import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
-import { madeRoot, orderReleases } from '../plan/releases.ts';
+import { madeRoot, orderReleases, recordTimes } from '../plan/releases.ts';
 import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
 import { afterRecovery, recoveryProgram } from '../root/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteRecord, type RemoteState } from './facts.ts';
@@ -116,7 +116,7 @@ export function viewsOf(state: RemoteState): ReleaseView[] {
   return orderReleases(
     state.releases.map((id) => {
       const record = state.records.get(id);
-      const view: ReleaseView = record ? { id, seq: record.seq, status: record.status, previous: record.previous, ...(record.activatedAt === undefined ? {} : { activatedAt: record.activatedAt }), record } : { id };
+      const view: ReleaseView = record ? { id, seq: record.seq, status: record.status, previous: record.previous, ...recordTimes(record), record } : { id };
       if (madeByUs) view.rootMadeByUs = true;
       return view;
     }),

@@ -210,9 +210,19 @@ void test('with current missing, the release the log says went live last stays, 
   assert.deepEqual(prune.keep.find((k) => k.release.id === 'r1')?.rule, 'live-before');
   assert.ok(!prune.remove.some((r) => r.release.id === 'r1'));
   // A deploy that found no live release (r4, previous null): r1 stays for that deploy's prune too.
-  const deployed = selectPrune([...ordered, { id: 'r4', seq: 4, status: 'complete', previous: null, activatedAt: at(50) }], { currentId: 'r4', keep: 1 });
+  const deployed = selectPrune([...ordered, { id: 'r4', seq: 4, status: 'complete', previous: null, createdAt: at(45), activatedAt: at(50) }], { currentId: 'r4', keep: 1 });
   assert.deepEqual(deployed.keep.map((k) => [k.release.id, k.rule]), [['r4', 'current'], ['r2', 'rollback-target'], ['r1', 'live-before']]);
   // The first deploy of a fresh root: nothing else went live, nothing more is kept.
   const fresh = selectPrune([{ id: 'r1', seq: 1, status: 'complete', previous: null, activatedAt: at(1) }], { currentId: 'r1', keep: 1 });
   assert.deepEqual(fresh.keep.map((k) => k.rule), ['current']);
+  // A fresh root's first release, rolled back to after r2: r2 went live after r1 was made, so r1's
+  // deploy did not find it live; it is the release rolled back from, and nothing keeps it.
+  const back = selectPrune(
+    [
+      { id: 'r1', seq: 1, status: 'complete', previous: null, createdAt: at(1), activatedAt: at(30) },
+      { id: 'r2', seq: 2, status: 'rolled-back', previous: 'r1', createdAt: at(10), activatedAt: at(20) },
+    ],
+    { currentId: 'r1', keep: 1 },
+  );
+  assert.deepEqual(back.remove.map((r) => [r.release.id, r.rule]), [['r2', 'rolled-back']]);
 });
