@@ -212,7 +212,10 @@ async function validate(source: string, root: string, options: DeployOptions, ar
   if (options.releaseId !== undefined) {
     checkNewReleaseId(options.releaseId);
     // lstat, not exists: a symlink whose target is gone (a volume not mounted) takes the name too.
-    if (fs.lstatSync(releasePath(layout, options.releaseId), { throwIfNoEntry: false }) !== undefined) throw releaseIdTaken(layout, options.releaseId);
+    if (fs.lstatSync(releasePath(layout, options.releaseId), { throwIfNoEntry: false }) !== undefined) {
+      const current = await readCurrent(layout);
+      throw releaseIdTaken(layout, options.releaseId, current.kind === 'release' ? current.id : null);
+    }
   }
   if (artifact) return { layout, sourceReal, scan: { dir: sourceReal, entries: [], files: 0, dirs: 0, symlinks: 0, bytes: 0 } };
   const scan = await scanSourceOrExplain(sourceReal, options.signal);
@@ -351,7 +354,7 @@ export async function deploy(source: string, root: string, options: DeployOption
     const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
     const finalPath = releasePath(layout, id);
     if (existingIds.has(id) || fs.lstatSync(finalPath, { throwIfNoEntry: false }) !== undefined) {
-      throw releaseIdTaken(layout, id);
+      throw releaseIdTaken(layout, id, previous);
     }
     // Staged on the mount of releases/, so the rename that places it cannot fail with EXDEV.
     const area = await stagingArea(layout);

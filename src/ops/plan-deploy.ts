@@ -1,6 +1,5 @@
 import { displayUrl } from '../act/health.ts';
 import fs from 'node:fs';
-import path from 'node:path';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { entryNotRelease, listReleaseDirs } from '../act/releases.ts';
 import { sharedTargetKind } from '../act/shared.ts';
@@ -76,7 +75,7 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   const existingIds = new Set([...dirs, ...(exists ? await listRecordIds(layout) : [])]);
   const id = options.releaseId ?? nextReleaseId(existingIds, new Date());
   if (existingIds.has(id)) {
-    throw releaseIdTaken(layout, id);
+    throw releaseIdTaken(layout, id, previous);
   }
 
   const notes: string[] = [];
@@ -162,7 +161,8 @@ function isEmptyDir(dir: string): boolean {
   }
 }
 
-export function releaseIdTaken(layout: Layout, id: string): DeployError {
+/** `currentId`: the release live now (a taken id that is live gets no rollback hint). */
+export function releaseIdTaken(layout: Layout, id: string, currentId: string | null): DeployError {
   const at = releasePath(layout, id);
   const st = fs.lstatSync(at, { throwIfNoEntry: false });
   if (st?.isDirectory() && isEmptyDir(at)) {
@@ -172,7 +172,7 @@ export function releaseIdTaken(layout: Layout, id: string): DeployError {
   }
   if (st?.isDirectory()) {
     // Already live (two deploys racing with one id, the other won): no rollback to offer.
-    const live = readCurrentId(layout) === id;
+    const live = currentId === id;
     return new DeployError('RELEASE_EXISTS', `release ${id} already exists in ${layout.releases}${live ? ', and is live' : ''}`, {
       hint: live ? 'release ids are never reused: pick a new id to deploy this build again' : `release ids are never reused: pick a new id, or switch to it with: atomic-deploy rollback ${shellWord(layout.root)} --to ${shellWord(id)}`,
     });
@@ -186,14 +186,4 @@ export function releaseIdTaken(layout: Layout, id: string): DeployError {
   return new DeployError('RELEASE_EXISTS', `release id ${id} was used before: that release was pruned, and its record stays in the release log`, {
     hint: 'release ids are never reused: pick a new id',
   });
-}
-
-/** The release `current` names now (by its link text), or undefined: for a message, never a decision. */
-function readCurrentId(layout: Layout): string | undefined {
-  try {
-    const target = fs.readlinkSync(layout.current);
-    return path.basename(path.dirname(target)) === 'releases' ? path.basename(target) : undefined;
-  } catch {
-    return undefined;
-  }
 }

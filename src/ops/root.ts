@@ -2,7 +2,7 @@ import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
-import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle } from '../act/lock.ts';
+import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle, type LockInfo } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
@@ -353,18 +353,23 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
  * held lock, and a journal, which is either the holder's own operation, running now, or an
  * interrupted one the command would recover first. Read only: nothing is taken over or recovered.
  */
-export async function lockNotes(layout: Layout, command: 'deploy' | 'rollback' | 'prune', waitMs = 0): Promise<string[]> {
+export async function lockNotes(layout: Layout, command: DryRunCommand, waitMs = 0): Promise<string[]> {
   if (!fs.existsSync(layout.root)) return [];
+  return lockAndJournalSaid(inspectLock(layout), (await readJournal(layout)).kind !== 'none', command, waitMs);
+}
+
+export type DryRunCommand = 'deploy' | 'rollback' | 'prune';
+
+/**
+ * The dry runs' notes of a root's lock (judged: its owner and verdict) and of a journal in it, in
+ * the same words for a local root and a fleet host: what the command would do about each.
+ */
+export function lockAndJournalSaid(lock: Pick<LockInfo, 'owner' | 'verdict'> | undefined, journal: boolean, command: DryRunCommand, waitMs: number): string[] {
   const notes: string[] = [];
-  const lock = inspectLock(layout);
-  if (lock) {
-    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : waitFor(command, waitMs);
-    notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
-  }
-  const journal = await readJournal(layout);
   // A journal under a live holder's lock is that operation's own, running now: not interrupted.
   const running = lock !== undefined && lock.verdict.state !== 'stale';
-  if (journal.kind !== 'none') notes.push(running ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);
+  if (lock) notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${running ? waitFor(command, waitMs) : `the ${command} would take it over`}`);
+  if (journal) notes.push(running ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);
   return notes;
 }
 

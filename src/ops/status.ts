@@ -5,7 +5,7 @@ import { readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { isReleasesLeftover, isTmpLeftover } from '../plan/journal.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
-import { lastLive } from '../plan/releases.ts';
+import { lastLiveField } from '../plan/releases.ts';
 import { openRoot } from './root.ts';
 
 export interface LockStatus {
@@ -82,13 +82,8 @@ export async function status(root: string, options: StatusOptions = {}): Promise
     leftovers,
     running,
     recovered,
-    ...(state.kind === 'missing' ? lastLiveOf(await releaseViews(layout).catch(() => [])) : {}),
+    ...(state.kind === 'missing' ? lastLiveField(await releaseViews(layout).catch(() => [])) : {}),
   };
-}
-
-function lastLiveOf(views: Parameters<typeof lastLive>[0]): { lastLive?: string } {
-  const found = lastLive(views);
-  return found === undefined ? {} : { lastLive: found.id };
 }
 
 async function findLeftovers(layout: ReturnType<typeof openRoot>, live: boolean): Promise<{ leftovers: string[]; running: string | null }> {

@@ -129,6 +129,12 @@ export function lastLive<T extends ReleaseFacts>(ordered: readonly T[], except: 
   return found;
 }
 
+/** `lastLive` as a status reports it: `{ lastLive: <id> }`, or nothing. */
+export function lastLiveField(ordered: readonly ReleaseFacts[]): { lastLive?: string } {
+  const found = lastLive(ordered);
+  return found === undefined ? {} : { lastLive: found.id };
+}
+
 export interface PruneInput {
   currentId: string | null;
   /** How many good releases stay; failed and rolled-back ones never count. */

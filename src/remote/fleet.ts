@@ -13,11 +13,8 @@ import { madeRoot, orderReleases, recordTimes } from '../plan/releases.ts';
 import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
 import { afterRecovery, recoveryProgram } from '../root/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteRecord, type RemoteState } from './facts.ts';
-import { describeHolder } from '../act/lock.ts';
-import { waitFor } from '../ops/root.ts';
+import { lockAndJournalSaid, type DryRunCommand } from '../ops/root.ts';
 import { missingRootError, randomName, RemoteRoot, type OwnLock } from './host.ts';
-
-export { missingRootError };
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
@@ -282,8 +279,7 @@ export class FleetRun {
    * removes what never switched. Hosts whose state changed are read again.
    */
   async recover(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Promise<void> {
-    const inputs = evidence.filter((h) => h.state !== undefined);
-    const plans = planFleetRecovery(inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label })));
+    const { inputs, plans } = recoveryPlans(evidence);
     const now = new Date().toISOString();
     await this.each(hosts, async (h) => {
       const i = inputs.indexOf(h);
@@ -311,8 +307,7 @@ export class FleetRun {
    * would wait for it, or exit 3.
    */
   planRecovered(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Map<HostRun, string[]> {
-    const inputs = evidence.filter((h) => h.state !== undefined);
-    const plans = planFleetRecovery(inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label })));
+    const { inputs, plans } = recoveryPlans(evidence);
     const now = new Date().toISOString();
     const said = new Map<HostRun, string[]>();
     for (const h of hosts) {
@@ -342,6 +337,12 @@ export class FleetRun {
 export function fleetIsIdle(states: readonly RemoteState[]): boolean {
   if (states.some((s) => !s.rootExists || s.lock !== null || s.journal.kind !== 'none' || (s.hidden?.length ?? 0) > 0)) return false;
   return planFleetRecovery(states.map(recoveryInput)).every((actions) => actions.length === 0);
+}
+
+/** The recovery each host that was read gets, with every one of them as evidence (planFleetRecovery): what `recover` runs and a dry run plans from. */
+function recoveryPlans(evidence: readonly HostRun[]): { inputs: HostRun[]; plans: FleetRecoveryAction[][] } {
+  const inputs = evidence.filter((h) => h.state !== undefined);
+  return { inputs, plans: planFleetRecovery(inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label }))) };
 }
 
 export function recoveryInput(state: RemoteState): HostRecoveryInput {
@@ -442,15 +443,8 @@ export function inUseOf(state: RemoteState, uses: readonly ProcessUse[] | undefi
  * lock there (which the command would wait for, or take over when stale) and a journal (an
  * operation running under that lock, or an interrupted one the command would recover first).
  */
-export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: 'deploy' | 'rollback' | 'prune', waitMs = 0): string[] {
-  const notes: string[] = [];
-  const lock = state.lock ? judgeRemoteLock(state.lock, facts) : undefined;
-  if (lock) {
-    const then = lock.verdict.state === 'stale' ? `the ${command} would take it over` : waitFor(command, waitMs);
-    notes.push(`the root is locked by ${describeHolder(lock.owner)} (${lock.verdict.state}: ${lock.verdict.reason}): ${then}`);
-  }
-  if (state.journal.kind !== 'none') notes.push(lock && lock.verdict.state !== 'stale' ? 'an operation is running (its journal is in the root)' : `an interrupted operation left a journal: the ${command} recovers it first`);
-  return notes;
+export function lockAndJournalNotes(state: RemoteState, facts: HostFacts, command: DryRunCommand, waitMs = 0): string[] {
+  return lockAndJournalSaid(state.lock ? judgeRemoteLock(state.lock, facts) : undefined, state.journal.kind !== 'none', command, waitMs);
 }
 
 /** A host's state once `actions` (its recovery) ran and its stale lock was taken over: what a dry run plans from. */

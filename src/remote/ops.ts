@@ -7,7 +7,7 @@ import type { LockStatus } from '../ops/status.ts';
 import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
-import { lastLive, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import { lastLiveField, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import { recoveryNote, type ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, lockAndJournalNotes, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -132,7 +132,7 @@ export async function fleetStatus(root: string | undefined, options: FleetOption
         leftovers: found.leftovers,
         ...(found.running !== undefined ? { running: found.running } : {}),
         recovered: h.recovered,
-        ...(state?.rootExists === true && state.current.kind === 'missing' && !notRoot ? lastLiveOn(state) : {}),
+        ...(state?.rootExists === true && state.current.kind === 'missing' && !notRoot ? lastLiveField(viewsOf(state)) : {}),
         ...(h.error ? { error: h.error } : notRoot ? { error: hostError(notRoot) } : {}),
       };
     });
@@ -386,9 +386,4 @@ export async function fleetUnlock(root: string | undefined, options: FleetOption
   } finally {
     await fleet.close();
   }
-}
-
-function lastLiveOn(state: RemoteState): { lastLive?: string } {
-  const found = lastLive(viewsOf(state));
-  return found === undefined ? {} : { lastLive: found.id };
 }

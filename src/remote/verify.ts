@@ -8,8 +8,9 @@ import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
 import { noLiveRelease } from '../ops/verify-release.ts';
-import { currentIdOf, FleetRun, hostError, missingRootError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, FleetRun, hostError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { manifestFileScript, verifyScript } from './verify-script.ts';
+import { missingRootError } from './host.ts';
 import { shellWord } from '../plan/paths.ts';
 
 export interface FleetVerifyOptions extends FleetOptions {
