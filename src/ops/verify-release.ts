@@ -1,7 +1,7 @@
 /** `verify`: re-hash a release and compare it with the manifest written when it was made. */
 import fs from 'node:fs';
 import { releasePath, type Layout } from '../act/layout.ts';
-import { notAReleaseDir } from '../act/releases.ts';
+import { listReleaseDirs, notAReleaseDir } from '../act/releases.ts';
 import { extraHashThreads, HashPool } from '../act/hash-pool.ts';
 import { hashTree, manifestFile, readManifest } from '../act/manifest.ts';
 import { readRecord, recordDamage } from '../act/state.ts';
@@ -54,7 +54,7 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   let id = options.release;
   if (id === undefined) {
     const current = await readCurrent(layout);
-    if (current.kind !== 'release') throw noLiveRelease(layout.root, current);
+    if (current.kind !== 'release') throw noLiveRelease(layout.root, current, undefined, (await listReleaseDirs(layout)).length > 0);
     id = current.id;
   }
   const problem = releaseIdProblem(id);
@@ -73,9 +73,14 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
 
 /**
  * verify with no release named and none live: why, and the way on that works for that `current`;
- * on a fleet host, `host` names it (message and hint), as the fleet's verify says it.
+ * on a fleet host, `host` names it (message and hint), as the fleet's verify says it. A root with
+ * no release at all is not told to name one.
  */
-export function noLiveRelease(root: string, current: Exclude<CurrentState, { kind: 'release' }>, host?: string): DeployError {
+export function noLiveRelease(root: string, current: Exclude<CurrentState, { kind: 'release' }>, host?: string, releasesExist = true): DeployError {
+  const on = host === undefined ? '' : ` --host ${shellWord(host)}`;
+  if (!releasesExist && current.kind === 'missing') {
+    return new DeployError('UNKNOWN_RELEASE', `${host === undefined ? '' : `${host}: `}${root} has no release to verify yet`, { hint: `deploy first: atomic-deploy deploy <source> ${shellWord(root)}${on}` });
+  }
   const name = 'name one with --release <id>';
   const said = (why: string, hint = name): DeployError => new DeployError('UNKNOWN_RELEASE', `${host === undefined ? '' : `${host}: `}${root} has no live release to verify${why}`, { hint });
   switch (current.kind) {
@@ -83,7 +88,7 @@ export function noLiveRelease(root: string, current: Exclude<CurrentState, { kin
     case 'missing':
       return said('', `${name}, or deploy first`);
     case 'dangling':
-      return said(` (current points at ${current.target}, which is gone)`, `${name}; point current at a release again with: atomic-deploy rollback ${shellWord(root)}${host === undefined ? '' : ` --host ${shellWord(host)}`} --to <id>`);
+      return said(` (current points at ${current.target}, which is gone)`, `${name}; point current at a release again with: atomic-deploy rollback ${shellWord(root)}${on} --to <id>`);
     case 'outside':
       return said(` (current points outside releases/: ${current.target})`);
     case 'directory':

@@ -54,7 +54,7 @@ function releaseOn(h: HostRun, wanted: string | undefined): string {
   // A folder that is not a deploy root is refused as status and releases refuse it, in the local words and hint.
   const notRoot = readRootProblemOf(h.label, h.root, state);
   if (notRoot) throw notRoot;
-  if (wanted === undefined && state.current.kind !== 'release') throw noLiveRelease(h.root, state.current, h.label);
+  if (wanted === undefined && state.current.kind !== 'release') throw noLiveRelease(h.root, state.current, h.label, state.releases.length > 0);
   const id = wanted ?? currentIdOf(state);
   if (id === null) throw noLiveRelease(h.root, { kind: 'missing' }, h.label);
   if (!state.releases.includes(id)) {

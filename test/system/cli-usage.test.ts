@@ -267,6 +267,13 @@ void test('empty-string paths, a dangling current for verify, init --config and 
   assert.match(verify.stderr, /^hint: .*atomic-deploy rollback \S*www --to <id>$/m);
   assert.doesNotMatch(verify.stderr, /deploy first/);
   fs.renameSync(path.join(dir, 'moved'), path.join(www, 'releases', live));
+  // A root with no release at all: "name one with --release <id>" named nothing there is.
+  fs.mkdirSync(path.join(dir, 'fresh', 'releases'), { recursive: true });
+  const fresh = await runCli(['verify', 'fresh'], { cwd: dir });
+  assert.equal(fresh.code, 2, fresh.stderr);
+  assert.match(fresh.stderr, /^error: \S*fresh has no release to verify yet$/m);
+  assert.match(fresh.stderr, /^hint: deploy first: atomic-deploy deploy <source> \S*fresh$/m);
+  assert.doesNotMatch(fresh.stderr, /--release/);
   // A lock still held after --wait: "wait for it with --wait" was what had just been done.
   fs.mkdirSync(path.join(www, '.deploy.lock'));
   fs.writeFileSync(path.join(www, '.deploy.lock', 'owner.json'), JSON.stringify({ pid: process.pid, host: os.hostname(), user: 'root', since: new Date().toISOString(), token: 'x', format: 'atomic-deploy' }));

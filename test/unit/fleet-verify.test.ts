@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { fleetVerifyExit, treeFromListing, type HostVerifyOutcome, type ListingFrame } from '../../src/plan/fleet-verify.ts';
+import { noLiveRelease } from '../../src/ops/verify-release.ts';
 import { diffRelease, type Manifest, type ManifestEntry, type ReleaseTree } from '../../src/plan/manifest.ts';
 
 const hex = fc.constantFrom('a', 'b', 'c').map((c) => c.repeat(64));
@@ -103,4 +104,16 @@ void test('the fleet exits 5 if any host differs, else 1 if any was not reached,
       else assert.equal(code, 0);
     }),
   );
+});
+
+void test('verify with nothing live: a host (or root) with no release at all is told to deploy, not to name a release', () => {
+  const none = noLiveRelease('/srv/app', { kind: 'missing' }, 'web-1', false);
+  assert.equal(none.message, 'web-1: /srv/app has no release to verify yet');
+  assert.equal(none.hint, 'deploy first: atomic-deploy deploy <source> /srv/app --host web-1');
+  const some = noLiveRelease('/srv/app', { kind: 'missing' }, 'web-1', true);
+  assert.equal(some.message, 'web-1: /srv/app has no live release to verify');
+  assert.equal(some.hint, 'name one with --release <id>, or deploy first');
+  // A dangling current is not a first deploy, with or without other releases: the rollback hint stays.
+  const dangling = noLiveRelease('/srv/app', { kind: 'dangling', id: 'gone', target: 'releases/gone' }, 'web-1', false);
+  assert.match(dangling.hint ?? '', /atomic-deploy rollback \/srv\/app --host web-1 --to <id>$/);
 });
