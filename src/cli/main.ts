@@ -245,6 +245,15 @@ function dispatch(program: Command, argv: readonly string[]): readonly string[] 
   const names = [...program.commands.map((c) => c.name()), 'help'];
   const { front, moved, at } = leadingOptions(program, argv);
   const first = argv[at];
+  // Options alone (`atomic-deploy --json`, `--config prod.yaml`) went to the default command: a
+  // deploy of the config's source to its root, when someone was looking at the config or the help.
+  // A deploy takes its command word or a source; help and the version still answer.
+  const asks = [...front, ...moved].some((w) => ['-h', '--help', '-V', '--version'].includes(w));
+  if ((first === undefined || (first === '--' && argv.length === at + 1)) && !asks) {
+    throw new DeployError('USAGE', 'no command given: options alone run nothing', {
+      hint: 'to deploy, name the command: atomic-deploy deploy [<source> <root>] (both may come from the config file); see: atomic-deploy --help',
+    });
+  }
   if (first === undefined || first === '--') return argv;
   const rest = argv.slice(at + 1);
   const unknown = (name: string, hint: string): DeployError => {

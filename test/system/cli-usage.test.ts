@@ -116,6 +116,30 @@ void test('no arguments prints the help, with examples and the exit codes; --hel
   assert.deepEqual(fs.readdirSync(dir), [], 'help created something');
 });
 
+
+// With root and source in the config, `atomic-deploy --json` (or -q, or --config <file>, looking
+// at the config) deployed, exit 0: options alone went to the default command.
+void test('options alone, without a command word or a source, run nothing (exit 2), even with root and source in the config', async (t) => {
+  const dir = await workdir(t);
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'root: www\nsource: build\n');
+  fs.writeFileSync(path.join(dir, 'prod.yaml'), 'root: www\nsource: build\n');
+  const before = treeSnapshot(dir, { times: true });
+  for (const args of [['--json'], ['-q'], ['--no-color'], ['--config', 'prod.yaml'], ['--keep', '3'], ['--quiet', '--']]) {
+    const r = await runCli(args, { cwd: dir });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /^error: no command given: options alone run nothing$/m);
+    assert.match(r.stderr, /^hint: to deploy, name the command: atomic-deploy deploy /m);
+    if (args[0] === '--json') assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, 'USAGE');
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before, 'options alone changed the folder');
+  // Help and the version still answer with options beside them, and the command word deploys.
+  assert.equal((await runCli(['--config', 'prod.yaml', '--help'], { cwd: dir })).code, 0);
+  assert.equal((await runCli(['-q', '--version'], { cwd: dir })).code, 0);
+  const live = currentId(path.join(dir, 'www'));
+  const deployed = await runCli(['--quiet', 'deploy'], { cwd: dir });
+  assert.equal(deployed.code, 0, deployed.stderr);
+  assert.notEqual(currentId(path.join(dir, 'www')), live);
+});
 // Every command's help lists its exit codes, and every example in it is a command of that
 // command: its flags are flags the help lists, and a line ending in `\` goes on, indented, on the next (in a template literal a
 // backslash at the end of a line vanishes, leaving the rest of the command as a description).
