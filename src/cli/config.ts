@@ -9,7 +9,7 @@ import type { ReleaseFlags } from './deploy-flags.ts';
 import { secondsToMs } from './number-flags.ts';
 import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
-import { tildePath } from '../plan/paths.ts';
+import { shellWord, tildePath } from '../plan/paths.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
 
@@ -21,7 +21,7 @@ export interface LoadedConfig {
   dir: string;
 }
 
-function invalid(message: string, file: string, cause?: unknown, hint = 'see docs/lifecycle.md, or write an example with: atomic-deploy init'): DeployError {
+function invalid(message: string, file: string, cause?: unknown, hint = 'see docs/lifecycle.md (or atomic-deploy init --config example.yaml for a commented example); --no-config runs without the file'): DeployError {
   return new DeployError('INVALID_CONFIG', message, { cause, details: { file }, hint });
 }
 
@@ -41,9 +41,20 @@ let parsers: Parsers | undefined;
  */
 export function findConfigFiles(cwd: string): string[] {
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
-    const found = CONFIG_NAMES.map((name) => path.join(dir, name)).filter((f) => fs.existsSync(f));
+    // A link counts even when it leads nowhere (a volume not mounted): its hooks and health check
+    // dropped without a word would be worse than the error reading it gives.
+    const found = CONFIG_NAMES.map((name) => path.join(dir, name)).filter((f) => fs.lstatSync(f, { throwIfNoEntry: false }) !== undefined);
     if (found.length > 0) return found;
     if (fs.existsSync(path.join(dir, '.git')) || path.dirname(dir) === dir) return [];
+  }
+}
+
+/** The target of a link at `file` that leads nowhere; undefined when `file` is no link. */
+function danglingLink(file: string): string | undefined {
+  try {
+    return fs.lstatSync(file).isSymbolicLink() ? fs.readlinkSync(file) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -73,7 +84,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   } else {
     const found = findConfigFiles(cwd);
     if (found.length === 0) return { config: {}, dir: cwd };
-    if (found.length > 1) throw invalid(`found ${found.map((f) => path.basename(f)).join(' and ')} in ${path.dirname(found[0] ?? cwd)}; keep one`, found[0] ?? cwd);
+    if (found.length > 1) throw invalid(`found ${found.map((f) => path.basename(f)).join(' and ')} in ${path.dirname(found[0] ?? cwd)}; keep one`, found[0] ?? cwd, undefined, 'only one is read: merge them into one, and remove or rename the other');
     file = found[0] as string;
   }
   if (!parsers) throw new Error('loadConfig: call loadConfigParsers() before reading a config file');
@@ -84,8 +95,19 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     text = readRegularFileSync(file);
   } catch (error) {
     const code = errnoOf(error);
-    const why = code === 'ENOENT' ? `config file ${file} does not exist` : code === NOT_REGULAR ? `config file ${file} is not a regular file` : `cannot read config file ${file}: ${code ?? String(error)}`;
-    throw invalid(why, file, error);
+    const link = code === 'ENOENT' ? danglingLink(file) : undefined;
+    // Each with the way on that works for it: `init` writes no file over one that exists.
+    const [why, hint] =
+      link !== undefined
+        ? [`config file ${file} is a symbolic link to ${link}, which does not exist`, 'create (or mount) what it points to, or remove the link']
+        : code === 'ENOENT'
+          ? [`config file ${file} does not exist`, `check the path; to write an example there: atomic-deploy init --config ${shellWord(file)}`]
+          : code === NOT_REGULAR
+            ? [`config file ${file} is not a regular file`, 'name a config file (YAML or JSON)']
+            : code === 'EACCES' || code === 'EPERM'
+              ? [`cannot read config file ${file}: permission denied`, `check its owner and mode (ls -l ${shellWord(file)}) and those of the folders above it`]
+              : [`cannot read config file ${file}: ${code ?? String(error)}`, undefined];
+    throw invalid(why, file, error, hint);
   }
   // Numbers as the flags and variables take them: the file's spelling of each number, which its value has lost.
   // Checked once the schema has passed, so a value out of range keeps the schema's message.

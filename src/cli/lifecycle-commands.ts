@@ -21,6 +21,8 @@ export interface CommandContext {
   config: () => LoadedConfig;
   /** The path `--config` names, if given. */
   configPath: () => string | undefined;
+  /** Says which config file a command that changes a root read (a step line), and warns when it is for another root. */
+  sayConfig: (out: Reporter, rootArg: string | undefined, fleet: boolean) => void;
   signal?: AbortSignal;
   afterSignal: () => void;
   /** Whether a flag was given on the command line (not a default). */
@@ -72,6 +74,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
       const keep = flags.keep ?? loaded.config.keep ?? DEFAULT_KEEP;
       const wait = ctx.given(cmd, 'wait') ? flags.wait : loaded.config.wait;
       const hosts = fleetHostsFrom(flags, loaded);
+      ctx.sayConfig(out, rootArg, hosts !== undefined);
       if (hosts) {
         const fsync = ctx.given(cmd, 'fsync') ? flags.fsync : loaded.config.fsync;
         ctx.setExitCode(await fleetPruneCli({ out, hosts, flags, signal: ctx.signal }, fleetRootFrom(rootArg, loaded, hosts), { keep, dryRun: flags.dryRun === true, force: flags.force === true, ...(fsync === undefined ? {} : { fsync }), waitMs: secondsToMs(wait ?? 0) }));
@@ -101,14 +104,23 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
         .option('--force', 'overwrite an existing config file')
         .addHelpText('after', EXAMPLES.init),
     )
-    .action((flags: { json?: boolean; quiet?: boolean; force?: boolean }) => {
+    .action(async (flags: { json?: boolean; quiet?: boolean; force?: boolean }) => {
       const out = ctx.use(flags);
       const explicit = ctx.configPath();
       const file = path.resolve(explicit ?? CONFIG_NAMES[0]);
-      if (!explicit) {
-        // A second config file next to an existing one would make every command refuse to start.
-        const other = CONFIG_NAMES.map((name) => path.resolve(name)).find((f) => f !== file && fs.existsSync(f));
+      // A second config file next to an existing one would make every command refuse to start:
+      // by its searched name, given with --config or not (a link, even a dangling one, counts).
+      if ((CONFIG_NAMES as readonly string[]).includes(path.basename(file))) {
+        const other = CONFIG_NAMES.map((name) => path.join(path.dirname(file), name)).find((f) => f !== file && fs.lstatSync(f, { throwIfNoEntry: false }) !== undefined);
         if (other) throw new DeployError('USAGE', `${other} already exists; nothing was written`, { hint: 'edit that file, or remove it and run init again' });
+      }
+      // In a release (through current too) the file would be served and verify would report it.
+      const { inReleaseOrState } = await import('../ops/root.ts');
+      const inside = inReleaseOrState(file);
+      if (inside) {
+        throw new DeployError('USAGE', `${file} would be inside the deploy root ${inside.root} (${inside.place}); nothing was written`, {
+          hint: `a file there is served with the release and reported by verify: run init in the project's folder or in ${shellWord(inside.root)} itself, or name a file outside with --config`,
+        });
       }
       writeExampleConfig(file, flags.force === true);
       // A file under another name than the one searched for is read only when named again.

@@ -153,7 +153,11 @@ function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
     }
     const flag = raw.trim().toLowerCase();
     if (!YES.has(flag) && !NO.has(flag)) throw new DeployError('USAGE', `${name}=${JSON.stringify(raw)}: expected 1 or 0 (true/false, yes/no)`);
-    if (YES.has(flag)) command.setOptionValueWithSource(key, !option.negate, 'env');
+    // `--no-config` shares its attribute with `--config <file>`: off is "no word", not a value.
+    if (NO.has(flag) && option.negate && (command.options as Option[]).some((o) => o !== option && o.attributeName() === key)) continue;
+    // An off word is a value too: it overrides the config file (`fsync: false` in the file,
+    // ATOMIC_DEPLOY_NO_FSYNC=0 for one run), as the command line's own flag would.
+    command.setOptionValueWithSource(key, YES.has(flag) !== option.negate, 'env');
   }
 }
 
@@ -269,7 +273,7 @@ function dispatch(program: Command, argv: readonly string[]): readonly string[] 
 }
 
 /** The program's own options, which stay before the command word. */
-const PROGRAM_FLAGS = new Set(['--config', '-V', '--version', '-h', '--help']);
+const PROGRAM_FLAGS = new Set(['--config', '--no-config', '-V', '--version', '-h', '--help']);
 
 /**
  * The options before the first word that is no option: the program's (`front`), the command's
@@ -343,6 +347,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
     .option('--config <file>', 'settings file (default: atomic-deploy.config.yaml, .yml or .json here or in a parent, up to the git top level)')
+    .option('--no-config', 'read no settings file (one found here or above is ignored)')
     .showHelpAfterError('hint: see --help for usage')
     .addHelpText('after', TOP_LEVEL_HELP)
     .exitOverride()
@@ -357,13 +362,22 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .option('-q, --quiet', 'print only warnings and errors')
       .option('--no-color', 'no colour, even on a terminal (NO_COLOR=1 does the same)');
   let loaded: LoadedConfig | undefined;
-  const configPath = (): string | undefined => program.opts<{ config?: string }>().config;
-  const config = (): LoadedConfig => (loaded ??= loadConfig(configPath(), process.cwd()));
+  // `--config <file>` sets a path, `--no-config` false (commander's pair for one attribute).
+  const configPath = (): string | undefined => {
+    const c = program.opts<{ config?: string | false }>().config;
+    return typeof c === 'string' ? c : undefined;
+  };
+  const noConfig = (): boolean => program.opts<{ config?: string | false }>().config === false;
+  const config = (): LoadedConfig => (loaded ??= noConfig() ? { config: {}, dir: process.cwd() } : loadConfig(configPath(), process.cwd()));
   program.hook('preAction', async (_program, action) => {
     assertWorkingDirectory();
     const env = flagEnvironment(process.env);
     applyEnv(program, env);
     applyEnv(action, env);
+    // `--config ""` named the working directory ("is not a regular file"), or init wrote there.
+    if (configPath() === '') {
+      throw new DeployError('USAGE', 'the config file is an empty string', { hint: '--config (or ATOMIC_DEPLOY_CONFIG) was given an empty value: an unset shell variable?' });
+    }
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
     for (const w of unknownEnvWarnings(program, process.env)) reporter.warn(w.message, w.hint);
@@ -371,13 +385,27 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (process.env.ATOMIC_DEPLOY_FAILPOINTS && !FAILPOINTS_BUILT_IN) {
       reporter.warn('ATOMIC_DEPLOY_FAILPOINTS is set, but this build has no failpoints; it is ignored', 'failpoints exist only in a source checkout\'s build: npm run build, then node dist/cli/bin.js');
     }
-    if (configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
+    if (!noConfig() && configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
   });
   // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.
   const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
   const onCommandLine = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const fromEnvironment = (cmd: Command) => (flag: string): boolean => cmd.getOptionValueSource(flag) === 'env';
   const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
+  // A file found by the search (a parent folder's, another app's) sets keep, hooks and checks
+  // without a word: the commands that change a root say which file they read, and warn when its
+  // root is not the one the command was given.
+  const sayConfig = (out: Reporter, rootArg: string | undefined, fleet: boolean): void => {
+    const loaded = config();
+    if (loaded.file === undefined) return;
+    out.event({ type: 'step', message: `settings from ${loaded.file}` });
+    const named = loaded.config.root;
+    if (fleet || rootArg === undefined || named === undefined) return;
+    const fromFile = pathFrom(undefined, named, loaded, 'root');
+    const given = path.resolve(rootArg);
+    if (fromFile === given) return;
+    out.warn(`${loaded.file} is for the root ${fromFile}, but this command's root is ${given}: the file's other settings (keep, hooks, shared paths, checks) apply to it too`, 'if the file is not meant for this root, add --no-config or name another with --config <file>');
+  };
 
   common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
     program
@@ -394,6 +422,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const out = use(flags);
     const source = pathFrom(sourceArg, config().config.source, config(), 'source');
     const hosts = fleetHostsFrom(flags, config());
+    sayConfig(out, rootArg, hosts !== undefined);
     const options = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
     refuseIdleFlags(options, (flag) => onCommandLine(cmd, flag));
     if (hosts) {
@@ -467,6 +496,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
+    sayConfig(out, rootArg, hosts !== undefined);
     const serving = servingOptionsFrom(config().config, flags, (flag) => given(cmd, flag));
     refuseIdleFlags(serving, (flag) => onCommandLine(cmd, flag));
     // A config whose after-switch hooks reload what serves would leave it on the release rolled away from, unseen.
@@ -582,7 +612,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
   });
 
-  addLifecycleCommands(program, { common, use, config, configPath, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });
+  addLifecycleCommands(program, { common, use, config, configPath, sayConfig, signal, afterSignal, given, setExitCode: (code) => (exitCode = code) });
 
   program
     .command('completion')

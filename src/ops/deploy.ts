@@ -24,7 +24,7 @@ import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { checkNewReleaseId, emptyBuildError, repositoryWarning, signalOf } from '../plan/validate.ts';
+import { buildTopWarnings, checkNewReleaseId, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -309,8 +309,7 @@ export async function deploy(source: string, root: string, options: DeployOption
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
-  const repository = repositoryWarning(topNames(scan.entries));
-  if (repository !== undefined) emit({ type: 'warning', message: repository });
+  for (const message of buildTopWarnings(topNames(scan.entries))) emit({ type: 'warning', message });
   if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;

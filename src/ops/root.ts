@@ -110,6 +110,18 @@ function assertNotNested(root: string): void {
   }
 }
 
+/**
+ * Where a file would be written in a deploy root's releases or state (through `current` too): a
+ * config file `init` wrote there would be served with the release and reported by verify. The
+ * root's own folder and shared/ are not such places. Undefined when the file is in neither.
+ */
+export function inReleaseOrState(file: string): { root: string; place: string } | undefined {
+  const outer = enclosingRoot(file);
+  if (outer === undefined) return undefined;
+  const rel = path.relative(outer.root, realpathLoose(file));
+  return !rel.includes(path.sep) || rel.split(path.sep)[0] === 'shared' ? undefined : outer;
+}
+
 /** The nearest deploy root a path lies inside (resolved through links), and where in it. */
 function enclosingRoot(dir: string): { root: string; place: string } | undefined {
   const real = realpathLoose(dir);

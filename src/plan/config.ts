@@ -218,7 +218,7 @@ export function parseConfig(data: unknown, file: string): Config {
   // YAML reads a bare `~` (and nothing after the colon) as null: `root: ~` means no value, not the home directory.
   const nullHint = first !== undefined && first.input === null && first.path.length > 0 ? 'in YAML a bare ~ or an empty value is null: quote it (root: "~/app") or give a value; ' : '';
   throw new DeployError('INVALID_CONFIG', `${file}: ${line}${more}`, {
-    hint: `${nullHint}see docs/lifecycle.md for every key, or write an example with: atomic-deploy init`,
+    hint: `${nullHint}see docs/lifecycle.md for every key (or atomic-deploy init --config example.yaml for a commented example); --no-config runs without the file`,
     details: { file },
   });
 }

@@ -1,4 +1,5 @@
 /** Is a folder a deploy root: ours, Capistrano's, Deployer's or the bash tool's, decided from its top-level entries. */
+import { CONFIG_NAMES } from './config-basics.ts';
 import { shellWord } from './paths.ts';
 
 export type EntryType = 'dir' | 'file' | 'symlink' | 'other';
@@ -22,11 +23,17 @@ const LAYOUT_NAMES: ReadonlySet<string> = new Set(['releases', 'current', 'share
 
 /** A filesystem's own entry: a freshly made ext4 volume mounted as the root holds it and nothing else. */
 const IGNORED: ReadonlySet<string> = new Set(['lost+found']);
+/**
+ * Our own config file, as `init` run in the root writes it (with `root: .`): the folder is still
+ * empty, or still a root, for a deploy. Only as a regular file: anything else by that name is not ours.
+ */
+const OWN_FILES: ReadonlySet<string> = new Set(CONFIG_NAMES);
+const ignored = (e: RootEntry): boolean => IGNORED.has(e.name) || (e.type === 'file' && OWN_FILES.has(e.name));
 
 /** `entries` are the folder's top-level entries (undefined: the folder does not exist). */
 export function classifyRoot(entries: readonly RootEntry[] | undefined): RootShape {
   if (entries === undefined) return { kind: 'missing' };
-  const relevant = entries.filter((e) => !IGNORED.has(e.name));
+  const relevant = entries.filter((e) => !ignored(e));
   if (relevant.length === 0) return { kind: 'empty' };
   const has = (name: string, type: EntryType): boolean => relevant.some((e) => e.name === name && e.type === type);
   if (has('.atomic-deploy', 'dir')) return { kind: 'root', tool: 'atomic-deploy' };

@@ -4,6 +4,7 @@
  * fleet all call these, so a value refused in one place is refused in every place. Pure: no I/O.
  */
 import { DeployError } from '../errors.ts';
+import { CONFIG_NAMES } from './config-basics.ts';
 import { newReleaseIdProblem, releaseIdProblem } from './release-id.ts';
 
 /** A hook that hangs must not hold the deploy lock forever. */
@@ -176,6 +177,22 @@ export function repositoryWarning(topNames: Iterable<string>): string | undefine
   const found = [...topNames].filter((n) => REPOSITORY_DIRS.includes(n)).sort();
   if (found.length === 0) return undefined;
   return `the build holds ${found.join(' and ')} at its top: a server whose document root is the release serves it (history, remote URLs, sometimes credentials); deploy the build output, or serve a subdirectory of the release`;
+}
+
+/**
+ * The warning for a build whose top level holds this tool's config file (`source: .` in a
+ * project, a config written into the build folder): it goes live with the release, where a server
+ * serves its hosts, roots, hooks and health URLs, and a later deploy's `verify` reads it as content.
+ */
+export function configFileWarning(topNames: Iterable<string>): string | undefined {
+  const found = [...topNames].filter((n) => (CONFIG_NAMES as readonly string[]).includes(n)).sort();
+  if (found.length === 0) return undefined;
+  return `the build holds ${found.join(' and ')} at its top: it goes live with the release, where a server whose document root is the release serves its hosts, paths and hooks; keep the config outside the build output`;
+}
+
+/** What a build's top level earns a warning for, on both engines. */
+export function buildTopWarnings(topNames: readonly string[]): string[] {
+  return [repositoryWarning(topNames), configFileWarning(topNames)].filter((w): w is string => w !== undefined);
 }
 
 /**

@@ -21,7 +21,7 @@ import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } fr
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, emptyBuildError, repositoryWarning, signalOf } from '../plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { lastLive, selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
@@ -341,7 +341,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const targets = resolveTargets(options.hosts, root);
   const { sourceReal, scan } = await validateSource(source, options.signal);
   const shared = checkOptions(options, scan);
-  const repository = repositoryWarning(topNames(scan.entries));
+  const topWarnings = buildTopWarnings(topNames(scan.entries));
   const git = await gitInfo(sourceReal);
   const hashing = new AbortController();
   const known: KnownManifests = new Map();
@@ -350,7 +350,7 @@ export async function fleetDeploy(source: string, root: string | undefined, opti
   const plans: SendPlans = new WeakMap();
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
-  if (repository !== undefined) emit({ type: 'warning', message: repository });
+  for (const message of topWarnings) emit({ type: 'warning', message });
   const fleetToken = randomBytes(12).toString('hex');
   // In every host's journal: a crash leaves each host the names of the others, whose state then decides (plan/fleet.ts).
   const fleetHosts = fleet.hosts.map((h) => h.label);
@@ -1121,8 +1121,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
   const { sourceReal, scan } = await validateSource(source, options.signal);
   const shared = checkOptions(options, scan);
   const fleet = new FleetRun(targets, options);
-  const repository = repositoryWarning(topNames(scan.entries));
-  if (repository !== undefined) fleet.emit({ type: 'warning', message: repository });
+  for (const message of buildTopWarnings(topNames(scan.entries))) fleet.emit({ type: 'warning', message });
   const rows = new Map<HostRun, Omit<FleetDeployPlanHost, 'host' | 'root' | 'path' | 'error'>>();
   const uses = new Map<HostRun, ProcessUse[] | undefined>();
   const notes = new Map<HostRun, string[]>();

@@ -244,3 +244,97 @@ void test('a root on the command line beside config hosts with roots of their ow
     assert.doesNotMatch(r.stderr, /has its own root/);
   }
 });
+
+// A first-days sweep of init and the config file: each case did what nobody asked, without a word.
+void test('init refuses a release (reached through current too) and a second config file by --config; in the root itself it writes, and the root still takes a deploy', async (t) => {
+  const { dir, src, root } = setup(t);
+  const first = await runCli(['deploy', src, root, '--no-fsync', '--quiet'], { cwd: dir });
+  assert.equal(first.code, 0, first.stderr);
+  const live = currentId(root) as string;
+  const before = snapshot(root);
+  // In current/: the file went into the live release, served, and verify then exited 5.
+  const inRelease = await runCli(['init'], { cwd: path.join(root, 'current') });
+  assert.equal(inRelease.code, 2, inRelease.stderr);
+  assert.match(inRelease.stderr, new RegExp(`^error: \\S+ would be inside the deploy root ${root} \\(in release ${live}, the live one\\); nothing was written$`, 'm'));
+  assert.match(inRelease.stderr, /^hint: a file there is served with the release and reported by verify/m);
+  assert.deepEqual(snapshot(root), before);
+  assert.equal((await runCli(['verify', root])).code, 0);
+  // In the root itself: written, and a deploy into that root (with root: .) is not refused for it.
+  const inRoot = await runCli(['init'], { cwd: root });
+  assert.equal(inRoot.code, 0, inRoot.stderr);
+  fs.writeFileSync(path.join(root, 'atomic-deploy.config.yaml'), `root: .\nsource: ${src}\n`);
+  const fresh = path.join(dir, 'fresh');
+  fs.mkdirSync(fresh);
+  fs.writeFileSync(path.join(fresh, 'atomic-deploy.config.yaml'), `root: .\nsource: ${src}\n`);
+  for (const at of [root, fresh]) {
+    const r = await runCli(['deploy', '--no-fsync', '--quiet'], { cwd: at });
+    assert.equal(r.code, 0, `${at}: ${r.stderr}`);
+    assert.ok(fs.existsSync(path.join(at, 'current/index.html')));
+  }
+  // --config naming the other searched name beside an existing one: every command then refused with "keep one".
+  const project = path.join(dir, 'project');
+  fs.mkdirSync(project);
+  assert.equal((await runCli(['init'], { cwd: project })).code, 0);
+  const second = await runCli(['init', '--config', 'atomic-deploy.config.json'], { cwd: project });
+  assert.equal(second.code, 2, second.stderr);
+  assert.match(second.stderr, /atomic-deploy\.config\.yaml already exists; nothing was written$/m);
+  assert.deepEqual(fs.readdirSync(project), ['atomic-deploy.config.yaml']);
+});
+
+void test('a dangling config link is an error naming its target, not "no config"; --no-config reads no file; an empty --config is refused', async (t) => {
+  const { dir, src, root } = setup(t);
+  fs.symlinkSync('missing.yaml', path.join(dir, 'atomic-deploy.config.yaml'));
+  const dangling = await runCli(['deploy', src, root, '--dry-run'], { cwd: dir });
+  assert.equal(dangling.code, 2, dangling.stderr);
+  assert.match(dangling.stderr, /^error: config file \S+atomic-deploy\.config\.yaml is a symbolic link to missing\.yaml, which does not exist$/m);
+  assert.match(dangling.stderr, /^hint: create \(or mount\) what it points to, or remove the link$/m);
+  fs.unlinkSync(path.join(dir, 'atomic-deploy.config.yaml'));
+  // A key rollback never reads, mistyped, stopped the rollback; --no-config (or ATOMIC_DEPLOY_NO_CONFIG=1) reads no file.
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'healtCheck: {url: "http://127.0.0.1:1/"}\nkeep: 1\n');
+  const bad = await runCli(['deploy', src, root, '--no-fsync'], { cwd: dir });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--no-config runs without the file/);
+  for (const [args, env] of [[['--no-config', 'deploy', src, root, '--no-fsync', '--quiet'], {}], [['deploy', src, root, '--no-fsync', '--quiet', '--no-config'], {}], [['deploy', src, root, '--no-fsync', '--quiet'], { ATOMIC_DEPLOY_NO_CONFIG: '1' }]] as const) {
+    const r = await runCli([...args], { cwd: dir, env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /settings from/);
+  }
+  // keep: 1 was not read: three releases stand.
+  assert.equal(releaseIds(root).length, 3);
+  const before = snapshot(dir);
+  for (const [args, env] of [[['--config', '', 'status', root], {}], [['status', root], { ATOMIC_DEPLOY_CONFIG: '' }], [['init', '--config', ''], {}]] as const) {
+    const r = await runCli([...args], { cwd: dir, env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: the config file is an empty string$/m);
+  }
+  assert.deepEqual(snapshot(dir), before);
+});
+
+void test('a config found above the working directory is named; one for another root warns; =0 in the environment overrides the file; a config at the build top is warned', async (t) => {
+  const { dir, src, root } = setup(t);
+  const elsewhere = path.join(dir, 'app-a');
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), `root: ${elsewhere}\nfsync: false\nsharedCreate: true\nsharedFiles: [.env]\n`);
+  const cwd = path.join(dir, 'projects', 'b');
+  fs.mkdirSync(cwd, { recursive: true });
+  const r = await runCli(['deploy', src, root, '--dry-run', '--json'], { cwd });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^warning: ${dir}/atomic-deploy\\.config\\.yaml is for the root ${elsewhere}, but this command's root is ${root}: `, 'm'));
+  assert.match(r.stderr, /^hint: if the file is not meant for this root, add --no-config/m);
+  const plan = jsonOf<{ fsync: boolean; shared: { create: boolean }[] }>(r);
+  assert.equal(plan.fsync, false);
+  assert.equal(plan.shared[0]?.create, true);
+  const human = await runCli(['deploy', src, elsewhere, '--dry-run'], { cwd });
+  assert.match(human.stdout + human.stderr, new RegExp(`settings from ${dir}/atomic-deploy\\.config\\.yaml`));
+  assert.doesNotMatch(human.stderr, /is for the root/);
+  // An off word is a value: it overrides the file, as the flag would (it was ignored).
+  const off = await runCli(['deploy', src, root, '--dry-run', '--json'], { cwd, env: { ATOMIC_DEPLOY_NO_FSYNC: '0' } });
+  assert.equal(jsonOf<{ fsync: boolean }>(off).fsync, true);
+  const noCreate = await runCli(['deploy', src, root, '--dry-run'], { cwd, env: { ATOMIC_DEPLOY_SHARED_CREATE: '0' } });
+  assert.equal(noCreate.code, 2, noCreate.stderr);
+  assert.match(noCreate.stderr, /^error: shared target missing: /m);
+  // The config inside the build: it would go live with the release.
+  fs.writeFileSync(path.join(src, 'atomic-deploy.config.yaml'), 'keep: 2\n');
+  const inBuild = await runCli(['deploy', src, root, '--no-fsync', '--no-config'], { cwd });
+  assert.equal(inBuild.code, 0, inBuild.stderr);
+  assert.match(inBuild.stderr, /^warning: the build holds atomic-deploy\.config\.yaml at its top: it goes live with the release/m);
+});
