@@ -10,6 +10,10 @@ export interface CompletionSpec {
   commands: { name: string; flags: string[] }[];
   /** Flags of `deploy` whose value is the next word: skipped when counting its arguments. */
   deployValueFlags: string[];
+  /** Flags (any command's) whose value is one of a few words: completed with them. */
+  choices: { flag: string; words: string[] }[];
+  /** Flags whose value is a file (`<file>`, `<pid-file>`, `<file|url>`): completed with files. */
+  fileFlags: string[];
 }
 
 /** What a deploy source may be besides a directory (plan/archive.ts reads the format from the bytes). */
@@ -26,7 +30,27 @@ export function completionSpec(program: Command): CompletionSpec {
       flags: [...longs(global), ...longs(c.options as Option[]), '--help'],
     })),
     deployValueFlags: longs([...global, ...((deploy?.options ?? []) as Option[])].filter((o) => o.required || o.optional)),
+    ...valueCompletions([...global, ...program.commands.flatMap((c) => c.options as Option[])]),
   };
+}
+
+/** What completes the value of each flag that takes one: its choices, or files; once per flag. */
+function valueCompletions(options: readonly Option[]): Pick<CompletionSpec, 'choices' | 'fileFlags'> {
+  const choices = new Map<string, string[]>();
+  const files = new Set<string>();
+  for (const o of options) {
+    if (o.long === undefined) continue;
+    if (o.argChoices !== undefined) choices.set(o.long, o.argChoices);
+    else if (/<[^>]*file[^>]*>/.test(o.flags)) files.add(o.long);
+  }
+  return { choices: [...choices].map(([flag, words]) => ({ flag, words })), fileFlags: [...files] };
+}
+
+/** Shell `case` arms (bash and zsh share the syntax) completing the word after a flag that takes a value. */
+function valueArms(spec: CompletionSpec, words: (list: string[]) => string, files: string): string {
+  const arms = spec.choices.map((c) => `    ${c.flag}) ${words(c.words)}; return ;;`);
+  if (spec.fileFlags.length > 0) arms.push(`    ${spec.fileFlags.join('|')}) ${files}; return ;;`);
+  return arms.join('\n');
 }
 
 /** A shell `case` pattern of the value flags (`--a|--b`); a flag that never occurs when there are none. */
@@ -49,6 +73,9 @@ _atomic_deploy() {
   case \${COMP_WORDS[1]} in
 ${cases}
     *) opts='${deploy}' ;;
+  esac
+  case \${COMP_WORDS[COMP_CWORD-1]} in
+${valueArms(spec, (w) => `COMPREPLY=($(compgen -W '${w.join(' ')}' -- "$cur"))`, 'COMPREPLY=($(compgen -f -- "$cur"))')}
   esac
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
@@ -93,6 +120,9 @@ _atomic_deploy() {
     ${archives}
     return
   fi
+  case $words[CURRENT-1] in
+${valueArms(spec, (w) => `compadd -- ${w.join(' ')}`, '_files')}
+  esac
   if [[ $PREFIX == -* ]]; then
     case $words[2] in
 ${cases}
@@ -122,6 +152,8 @@ _atomic_deploy_at_source() {
   done
   (( n == 0 ))
 }
+# Sourced before compinit (or without it) compdef does not exist yet: load the completion system.
+(( $+functions[compdef] )) || { autoload -Uz compinit && compinit; }
 compdef _atomic_deploy atomic-deploy
 `;
 }
@@ -162,8 +194,9 @@ function fish(spec: CompletionSpec): string {
     'end',
     "complete -c atomic-deploy -n __atomic_deploy_at_source -a '(__atomic_deploy_archives)'",
   ];
+  const values = new Map<string, string>([...spec.choices.map((c): [string, string] => [c.flag, ` -x -a '${c.words.join(' ')}'`]), ...spec.fileFlags.map((f): [string, string] => [f, ' -r -F'])]);
   for (const c of spec.commands) {
-    for (const flag of c.flags) lines.push(`complete -c atomic-deploy -n '__fish_seen_subcommand_from ${c.name}' -l ${flag.slice(2)}`);
+    for (const flag of c.flags) lines.push(`complete -c atomic-deploy -n '__fish_seen_subcommand_from ${c.name}' -l ${flag.slice(2)}${values.get(flag) ?? ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -49,7 +49,7 @@ Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked, 128+n signal n.`,
   init: `
 Examples:
   $ atomic-deploy init                 write ./atomic-deploy.config.yaml
-  $ atomic-deploy init --config deploy/staging.yaml
+  $ atomic-deploy init --config staging.yaml     then: atomic-deploy deploy --config staging.yaml
 
 Exit codes: 0 written, 1 failure, 2 invalid input, or the file exists and no --force (nothing was written).`,
 };

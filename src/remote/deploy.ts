@@ -272,7 +272,7 @@ async function validateSource(source: string, signal: AbortSignal | undefined): 
 
 function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan {
   if (options.releaseId !== undefined) checkNewReleaseId(options.releaseId);
-  if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys copy with rsync --link-dest (auto, hardlink) or a plain rsync (copy)' });
+  if (options.strategy === 'reflink') throw new DeployError('USAGE', '--strategy reflink is not available for fleet deploys', { hint: 'fleet deploys link unchanged files on each host by manifest (auto, hardlink) or send every file (copy)' });
   if (options.healthCheck?.url !== undefined) {
     throw new DeployError('USAGE', '--health-url is not available for fleet deploys: one URL cannot tell which host answered', {
       hint: "check each host from the host itself: --health-check 'curl -fsS http://localhost/health'",

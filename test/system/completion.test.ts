@@ -106,3 +106,26 @@ void test('an unknown shell is a usage error', async () => {
   assert.equal(result.code, 2);
   assert.match(result.stderr, /^error: no completion for shell "tcsh"\nhint: use one of: bash, zsh, fish\n$/);
 });
+
+// `--strategy <TAB>` offered directories and `--config <TAB>` only directories: a flag's value
+// completes with its choices or with files, in each shell.
+void test('a flag value completes with its choices, or with files for a file flag, in bash, zsh and fish', (t) => {
+  const dir = withArchives(t);
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), '');
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--strategy', '']), ['auto', 'copy', 'hardlink', 'reflink']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--strategy', 'h']), ['hardlink']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'rollback', 'x', '--stale', '']), ['fail', 'off', 'warn']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--config', 'atomic']), ['atomic-deploy.config.yaml']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', '--config', 'atomic']), ['atomic-deploy.config.yaml']);
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', 'site.tgz', 'www', '--signature', 'site.tar.gz.']), ['site.tar.gz.sig']);
+  // After the value, arguments again: the source (a directory or an archive).
+  assert.deepEqual(bashComplete(dir, ['atomic-deploy', 'deploy', '--strategy', 'copy', 'b']), ['b.tar', 'build']);
+  const zsh = (words: string[]): string =>
+    execFileSync('zsh', ['-c', `source <(${cli} completion zsh) 2>/dev/null; _directories() { print -r -- dirs; }; _files() { print -r -- files "$@"; }; compadd() { print -r -- words "$@"; }; words=(${words.map((w) => `'${w}'`).join(' ')}); CURRENT=${words.length}; PREFIX=${JSON.stringify(words.at(-1) ?? '')}; _atomic_deploy`], { cwd: dir, encoding: 'utf8' }).trim();
+  assert.equal(zsh(['atomic-deploy', 'deploy', '--strategy', '']), 'words -- auto copy reflink hardlink');
+  assert.equal(zsh(['atomic-deploy', 'deploy', '--config', '']), 'files');
+  const fish = (line: string): string[] =>
+    execFileSync('fish', ['-c', `${cli} completion fish | source; complete -C '${line}'`], { cwd: dir, encoding: 'utf8' }).split('\n').map((l) => l.split('\t')[0] ?? '').filter(Boolean).sort();
+  assert.deepEqual(fish('atomic-deploy deploy --strategy '), ['auto', 'copy', 'hardlink', 'reflink']);
+  assert.ok(fish('atomic-deploy deploy --config atomic').includes('atomic-deploy.config.yaml'));
+});
