@@ -504,6 +504,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (deployHooks !== undefined && deployHooks.length > 0) {
       out.warn(`rollback does not run the config file's after-switch hooks: they belong to deploys`, 'reload what serves with --reload-unit or --reload-php-fpm (reload: in the config file), which every switch runs, rollbacks included');
     }
+    // Nor its health check: the release rolled back to is taken as good (it served before); said, not left to be assumed.
+    if (config().config.healthCheck !== undefined) {
+      out.warn("rollback does not run the config file's health check: it checks deploys, and the release rolled back to is one that served", 'check the site yourself after the rollback (the same command or URL)');
+    }
     if (hosts) {
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
       exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, dryRun: flags.dryRun === true, ...serving });

@@ -87,6 +87,10 @@ export async function buildDeployPlan(validated: Validated, options: DeployOptio
   notes.push(...recoveryNotes(planned.recovering, 'deploy'));
   const missed = previous === null ? missingCurrentWarning(records) : undefined;
   if (missed !== undefined) notes.push(missed.replace(/^current was missing/, 'current is missing').replace(' is kept as', ' would be kept as'));
+  // The deploy says it as it starts copying (ops/contents.ts): the plan says it too.
+  if (contents.strategy === 'hardlink' && previous !== null && contents.beforeSwitchHooks) {
+    notes.push(`hardlink: before-switch hooks would run in the new release, so no file would be linked from release ${previous} (a hook writing into a linked file would write into the live release): every file would be copied, or cloned where the filesystem can`);
+  }
 
   const creates = new Map(sharedTargetsToCreate(layout, contents.shared, options.sharedCreate === true).map((c) => [c.path, c.type]));
   const shared = contents.shared.map((link) => ({

@@ -165,6 +165,48 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   artifact: ['stripComponents', 'maxFiles', 'maxBytes', 'allowedSigners', 'keepSetuid', 'downloadTimeout', 'downloadRetries'],
 };
 
+/**
+ * Keys written the way the flags are (a flag list turned into a file), at the top level, and where
+ * they belong; looked up with case, `-` and `_` left out. `closest` cannot find these: the
+ * right key is in another section.
+ */
+const FLAG_STYLE_KEYS: Record<string, string> = {
+  beforeswitch: 'hooks.beforeSwitch',
+  afterswitch: 'hooks.afterSwitch',
+  hooktimeout: 'hooks.timeout',
+  healthurl: 'healthCheck.url',
+  healthcommand: 'healthCheck.command',
+  healthtimeout: 'healthCheck.timeout',
+  reloadunit: 'reload.units',
+  reloadunits: 'reload.units',
+  reloadphpfpm: 'reload.phpFpm',
+  reloadtimeout: 'reload.timeout',
+  stripcomponents: 'artifact.stripComponents',
+  maxfiles: 'artifact.maxFiles',
+  maxbytes: 'artifact.maxBytes',
+  allowedsigners: 'artifact.allowedSigners',
+  keepsetuid: 'artifact.keepSetuid',
+  downloadtimeout: 'artifact.downloadTimeout',
+  downloadretries: 'artifact.downloadRetries',
+  sharedfile: 'sharedFiles',
+  shareddir: 'sharedDirs',
+  host: 'hosts (a list: - host: web1)',
+  nofsync: 'fsync (fsync: false)',
+  timeout: 'hooks.timeout, healthCheck.timeout or reload.timeout',
+};
+
+/** Where a key that is unknown where it stands belongs, when it is a known mistake; undefined otherwise. */
+function belongsUnder(parent: string, key: string): string | undefined {
+  const word = key.toLowerCase().replace(/[-_]/g, '');
+  if (parent === '') {
+    const at = FLAG_STYLE_KEYS[word];
+    // A key that differs from the right one only in case or separators is closest's to name.
+    return at !== undefined && !(KNOWN_KEYS[''] ?? []).some((k) => k.toLowerCase() === word) ? at : undefined;
+  }
+  if (parent === 'hosts' && (word === 'user' || word === 'port')) return 'the host string itself: host: user@web1:2222';
+  return undefined;
+}
+
 /** `hooks.beforeSwitch`, `hosts[1].host`. */
 export function formatKeyPath(keys: readonly PropertyKey[]): string {
   let out = '';
@@ -189,6 +231,21 @@ export function formatValue(value: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
+const UNIT_SECONDS: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600 };
+
+/**
+ * The value a number key was given as text it resembles: `"30"` (quoted, so text in YAML) or a
+ * duration with a unit (`30s`, `1m`), which the keys do not take: the number to write instead.
+ */
+function numberValueHint(key: string, input: unknown, expected: string): string {
+  if (typeof input !== 'string' || !/number|integer/.test(expected)) return '';
+  if (/^\s*\d+(\.\d+)?\s*$/.test(input)) return `a number in quotes is text: write ${key}: ${input.trim()}; `;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$/.exec(input);
+  const unit = m?.[2] === undefined ? undefined : UNIT_SECONDS[m[2]];
+  if (m?.[1] === undefined || unit === undefined || !/seconds/.test(expected)) return '';
+  return `seconds are a bare number: write ${key}: ${Number(m[1]) * unit}; `;
+}
+
 /** Validates parsed config data; the error names the key path, the value and what was expected, on one line. */
 export function parseConfig(data: unknown, file: string): Config {
   // An empty YAML file parses to null: no settings.
@@ -208,8 +265,9 @@ export function parseConfig(data: unknown, file: string): Config {
     const known = KNOWN_KEYS[parent] ?? [];
     const input: unknown = first.input;
     const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[key] : undefined;
-    const guess = closest(key, known);
-    line = `${keyPath}: unknown key (value ${formatValue(value)});${guess ? ` did you mean '${guess}'?` : ''} expected one of ${known.join(', ')}`;
+    const under = belongsUnder(parent, key);
+    const guess = under === undefined ? closest(key, known) : undefined;
+    line = `${keyPath}: unknown key (value ${formatValue(value)});${under ? ` it belongs in ${under};` : ''}${guess ? ` did you mean '${guess}'?` : ''} expected one of ${known.join(', ')}`;
   } else if (first.path.length === 0) {
     line = `got ${formatValue(first.input)}, expected a mapping of settings`;
   } else {
@@ -217,8 +275,10 @@ export function parseConfig(data: unknown, file: string): Config {
   }
   // YAML reads a bare `~` (and nothing after the colon) as null: `root: ~` means no value, not the home directory.
   const nullHint = first !== undefined && first.input === null && first.path.length > 0 ? 'in YAML a bare ~ or an empty value is null: quote it (root: "~/app") or give a value; ' : '';
+  const leaf = first?.path.filter((k) => typeof k === 'string').at(-1);
+  const numberHint = first === undefined || leaf === undefined ? '' : numberValueHint(String(leaf), first.input, first.message);
   throw new DeployError('INVALID_CONFIG', `${file}: ${line}${more}`, {
-    hint: `${nullHint}see docs/lifecycle.md for every key (or atomic-deploy init --config example.yaml for a commented example); --no-config runs without the file`,
+    hint: `${nullHint}${numberHint}see docs/lifecycle.md for every key (or atomic-deploy init --config example.yaml for a commented example); --no-config runs without the file`,
     details: { file },
   });
 }

@@ -286,7 +286,8 @@ export class SshHost implements RootTransport {
     this.primary = undefined;
     const config = this.configArgs()[1];
     throw new DeployError('REMOTE', `cannot connect to ${this.label}: ${why}`, {
-      hint: `check that \`ssh ${config === undefined ? '' : `-F ${shQuote(config)} `}${this.label} true\` works without a password prompt (BatchMode)`,
+      // In ssh's own words: `ssh host:2222` is no ssh command line (the port is -p).
+      hint: `check that \`ssh ${config === undefined ? '' : `-F ${shQuote(config)} `}${this.target.port ? `-p ${this.target.port} ` : ''}${this.target.user ? `${this.target.user}@` : ''}${this.target.host.replace(/^\[(.*)\]$/, '$1')} true\` works without a password prompt (BatchMode)`,
       details: { host: this.label },
     });
   }

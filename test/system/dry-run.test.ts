@@ -312,3 +312,24 @@ void test('after a crash, each dry run plans from the root as its command will f
     assert.deepEqual(before3.filter((id) => !releaseIds(pruned).includes(id) && !recovered.includes(id)).sort(), prunePlan.removed.map((r) => r.id).sort(), `${failpoint}: prune`);
   }
 });
+
+// The deploy says that a hardlink deploy with before-switch hooks links nothing; its dry run said
+// `strategy hardlink` and no note.
+void test('a hardlink dry run with before-switch hooks notes that every file would be copied, as the deploy then says', async (t) => {
+  const { src, root } = setup(t);
+  const first = await runCli(['deploy', src, root, '--no-fsync', '--quiet']);
+  assert.equal(first.code, 0, first.stderr);
+  const live = currentId(root);
+  const before = snapshot(root);
+  const dry = await runCli(['deploy', src, root, '--strategy', 'hardlink', '--before-switch', 'true', '--dry-run', '--json']);
+  assert.equal(dry.code, 0, dry.stderr);
+  const notes = jsonOf<{ notes: string[] }>(dry).notes;
+  assert.ok(notes.some((n) => n.startsWith(`hardlink: before-switch hooks would run in the new release, so no file would be linked from release ${live} `)), notes.join('\n'));
+  assert.deepEqual(snapshot(root), before);
+  // Without hooks there is nothing to say; the deploy itself says it with them.
+  const plain = await runCli(['deploy', src, root, '--strategy', 'hardlink', '--dry-run', '--json']);
+  assert.ok(!jsonOf<{ notes: string[] }>(plain).notes.some((n) => n.startsWith('hardlink:')));
+  const real = await runCli(['deploy', src, root, '--strategy', 'hardlink', '--before-switch', 'true', '--no-fsync']);
+  assert.equal(real.code, 0, real.stderr);
+  assert.match(real.stdout + real.stderr, new RegExp(`hardlink: before-switch hooks will run in the new release, so no file is linked from release ${live} `));
+});

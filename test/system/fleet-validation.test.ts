@@ -137,6 +137,10 @@ void describe('fleet input validation against namespace hosts', () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^error: nothing was switched: cannot connect to closed1: .*Connection refused$/m);
     assert.ok(r.stderr.includes(`\nhint: check that \`ssh -F '${config}' closed1 true\` works without a password prompt (BatchMode)\n`), r.stderr);
+    // A port in the host spec: the hint was `ssh closed1:1 true`, which ssh takes for a host name.
+    const ported = await runCli(['status', '/srv/v-closed', '--host', 'deploy@127.0.0.1:1', '--ssh-config', config]);
+    assert.equal(ported.code, 1, ported.stderr);
+    assert.ok(ported.stderr.includes(`check that \`ssh -F '${config}' -p 1 deploy@127.0.0.1 true\` works`), ported.stderr);
   });
 
   /** Every host's whole /srv, modes, owners, contents and directory times: any write there shows. */

@@ -93,7 +93,7 @@ void test('unknown keys are errors that list the known ones', () => {
   const nested = configError({ hooks: { before: 'x' } });
   assert.match(nested.message, /hooks\.before: unknown key \(value "x"\); expected one of beforeSwitch, afterSwitch, timeout/);
   const host = configError({ hosts: [{ host: 'a', port: 22 }] });
-  assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); expected one of host, root/);
+  assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); it belongs in the host string itself: host: user@web1:2222; expected one of host, root/);
   // A digest or signature names one build: no config key for them.
   const digest = configError({ artifact: { sha256: 'ab' } });
   assert.match(digest.message, /artifact\.sha256: unknown key \(value "ab"\); expected one of stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries$/);
@@ -302,4 +302,39 @@ void test('discovery: the working directory, then each parent, stopping at a git
   fs.writeFileSync(path.join(dir, 'project', 'app', 'atomic-deploy.config.json'), '{"keep": 2}');
   assert.deepEqual(findConfigFiles(deep), [path.join(dir, 'project', 'app', 'atomic-deploy.config.json')]);
   assert.equal(configFileMayExist(undefined, deep), true);
+});
+
+// Flags turned into a file: keys at the wrong level, and durations or quoted numbers, got only the
+// list of known keys or "expected a number"; each now says where the key goes, or what to write.
+void test('a flag-style key says where it belongs; a quoted number or a duration with a unit says what to write', () => {
+  for (const [data, under] of [
+    [{ beforeSwitch: 'npm ci' }, 'hooks.beforeSwitch'],
+    [{ 'before-switch': 'npm ci' }, 'hooks.beforeSwitch'],
+    [{ health_url: 'http://x/' }, 'healthCheck.url'],
+    [{ healthUrl: 'http://x/' }, 'healthCheck.url'],
+    [{ reloadUnit: 'app' }, 'reload.units'],
+    [{ stripComponents: 1 }, 'artifact.stripComponents'],
+    [{ keepSetuid: true }, 'artifact.keepSetuid'],
+    [{ sharedFile: '.env' }, 'sharedFiles'],
+    [{ timeout: 5 }, 'hooks.timeout, healthCheck.timeout or reload.timeout'],
+  ] as const) {
+    const e = configError(data);
+    assert.ok(e.message.includes(`; it belongs in ${under};`), `${JSON.stringify(data)}: ${e.message}`);
+    assert.doesNotMatch(e.message, /did you mean/);
+  }
+  // A case slip of a key that exists stays closest's: "did you mean".
+  assert.match(configError({ Keep: 3 }).message, /did you mean 'keep'\?/);
+  for (const [data, hint] of [
+    [{ wait: '30s' }, 'seconds are a bare number: write wait: 30; '],
+    [{ wait: '1m' }, 'seconds are a bare number: write wait: 60; '],
+    [{ hooks: { timeout: '2 min' } }, 'seconds are a bare number: write timeout: 120; '],
+    [{ wait: '30' }, 'a number in quotes is text: write wait: 30; '],
+    [{ keep: '3' }, 'a number in quotes is text: write keep: 3; '],
+  ] as const) {
+    const e = configError(data);
+    assert.ok(e.hint?.startsWith(hint), `${JSON.stringify(data)}: ${e.hint}`);
+  }
+  // keep takes no duration: no seconds hint for it, nor for a word.
+  assert.doesNotMatch(configError({ keep: '3s' }).hint ?? '', /seconds/);
+  assert.doesNotMatch(configError({ wait: 'soon' }).hint ?? '', /write/);
 });
