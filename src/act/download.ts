@@ -7,13 +7,14 @@ import http from 'node:http';
 import https from 'node:https';
 import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
-import { redactUrl, retryDelayMs, urlProblem } from '../plan/archive.ts';
+import { redactUrl, urlProblem } from '../plan/archive.ts';
+import { answerHint, isTransientStatus, retryDelayMs, retryWait } from '../plan/download.ts';
 import { plural } from '../plan/units.ts';
 
 export interface DownloadOptions {
   /** Give up on a connection that sends nothing for this long, then retry. */
   timeoutMs: number;
-  /** Further attempts after a dropped or stalled connection (not after a 4xx). */
+  /** Further attempts after a dropped or stalled connection, a 5xx, 408 or 429 (not after another 4xx), on opening and again on reading. */
   retries: number;
   signal?: AbortSignal;
   onRetry?: (message: string) => void;
@@ -45,10 +46,10 @@ async function* body(res: http.IncomingMessage, timeoutMs: number): AsyncGenerat
 const MAX_REDIRECTS = 5;
 
 /** GET with redirects followed (release assets and object stores answer 302), never from https down to http. */
-async function follow(start: string, options: DownloadOptions): Promise<{ res: http.IncomingMessage; url: string }> {
+async function follow(start: string, headers: Record<string, string>, options: DownloadOptions): Promise<{ res: http.IncomingMessage; url: string }> {
   let url = start;
   for (let hops = 0; ; hops++) {
-    const res = await request(url, {}, options);
+    const res = await request(url, headers, options);
     const code = res.statusCode ?? 0;
     if (code < 300 || code >= 400 || code === 304) return { res, url };
     res.resume();
@@ -58,6 +59,18 @@ async function follow(start: string, options: DownloadOptions): Promise<{ res: h
       throw new DeployError('INVALID_SOURCE', `${redactUrl(start)} answered ${code}, a redirect that is not followed (${next ? redactUrl(next.toString()) : 'no Location'}${hops >= MAX_REDIRECTS ? `, after ${MAX_REDIRECTS} redirects` : ''})`, { hint: 'give the final URL of the artifact' });
     }
     url = next.toString();
+  }
+}
+
+/** "<url> answered 503 Service Unavailable", the URL without credentials or query. */
+function answered(url: string, res: http.IncomingMessage): string {
+  return `${redactUrl(url)} answered ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trim();
+}
+
+/** An answer that says "later" (5xx, 408, 429): retried, after its Retry-After when it has one. */
+class LaterAnswer extends Error {
+  constructor(message: string, readonly status: number, readonly retryAfter: string | undefined) {
+    super(message);
   }
 }
 
@@ -76,48 +89,72 @@ function refuseEncoded(url: string, res: http.IncomingMessage): void {
 }
 
 function failed(url: string, reason: string, cause?: unknown): DeployError {
-  return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: 'check the URL and the server, then deploy again' });
+  return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: answerHint(undefined) });
 }
 
-/** Opens the download: a URL that does not parse, or a 4xx answer, is invalid input (exit 2), nothing having changed yet. */
+/** How many retries a failure came after, for its message. */
+function spent(retries: number): string {
+  return retries === 0 ? ' (with no retries)' : ` (after ${plural(retries, 'retry', 'retries')})`;
+}
+
+/**
+ * Opens the download: a URL that does not parse, or a 4xx answer other than 408 and 429, is invalid
+ * input (exit 2), nothing having changed yet. A 5xx, 408 or 429 and a failed connection are retried.
+ */
 export async function openDownload(given: string, options: DownloadOptions): Promise<Download> {
   // Refused before the first request: retried, it failed three times over as a download that never began.
   const invalid = urlProblem(given);
   if (invalid) {
     throw new DeployError('INVALID_SOURCE', `${invalid.shown} is not a valid URL: ${invalid.problem}; nothing was deployed`, { hint: 'check the URL (a CI variable left empty gives "http://")' });
   }
-  let url = given;
-  let res: http.IncomingMessage | undefined;
   let lastError: unknown;
-  for (let attempt = 0; attempt <= options.retries && !res; attempt++) {
-    if (attempt > 0) await sleep(retryDelayMs(attempt), options.signal);
+  let wait = 0;
+  for (let attempt = 0; attempt <= options.retries; attempt++) {
+    if (attempt > 0) await sleep(wait, options.signal);
+    // The last attempt's failure is the error itself, not a retry.
+    const retrying = attempt < options.retries;
     try {
-      const followed = await follow(url, options);
-      url = followed.url;
-      const r = followed.res;
-      if (r.statusCode !== 200) {
-        r.resume();
-        const message = `${redactUrl(url)} answered ${r.statusCode} ${r.statusMessage ?? ''}`.trim();
-        if (r.statusCode !== undefined && r.statusCode >= 400 && r.statusCode < 500) throw new DeployError('INVALID_SOURCE', message, { hint: 'check the URL; a CI artifact may have expired' });
-        lastError = failed(url, message);
-        // The last attempt's failure is the error itself, not a retry.
-        if (attempt < options.retries) options.onRetry?.(`${message}; retrying`);
-        continue;
+      // Every attempt starts at the URL given: a signed redirect target may have expired since the last one.
+      const { res, url } = await follow(given, {}, options);
+      const code = res.statusCode ?? 0;
+      if (code === 200) {
+        refuseEncoded(url, res);
+        const length = Number(res.headers['content-length']);
+        const totalBytes = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+        return { totalBytes, chunks: resume(given, url, res, totalBytes, validatorOf(res), options) };
       }
-      refuseEncoded(url, r);
-      res = r;
+      res.resume();
+      const message = answered(url, res);
+      if (code >= 400 && code < 500 && !isTransientStatus(code)) throw new DeployError('INVALID_SOURCE', message, { hint: 'check the URL; a CI artifact may have expired' });
+      lastError = new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(given)} failed: ${message}${spent(options.retries)}`, { hint: answerHint(code) });
+      const next = retryWait(attempt + 1, res.headers['retry-after'], Date.now());
+      wait = next.ms;
+      if (retrying) options.onRetry?.(`${message}; retrying${next.said}`);
     } catch (error) {
       if (error instanceof DeployError && error.code === 'INVALID_SOURCE') throw error;
       if (options.signal?.aborted) throw error;
       lastError = error;
+      wait = retryDelayMs(attempt + 1);
       // Named: a refused connection's message names an address, not which of the URLs it was.
-      if (attempt < options.retries) options.onRetry?.(`${redactUrl(url)}: ${error instanceof Error ? error.message : String(error)}; retrying`);
+      if (retrying) options.onRetry?.(`${redactUrl(given)}: ${error instanceof Error ? error.message : String(error)}; retrying`);
     }
   }
-  if (!res) throw lastError instanceof DeployError ? lastError : failed(url, lastError instanceof Error ? lastError.message : String(lastError), lastError);
-  const length = Number(res.headers['content-length']);
-  const totalBytes = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-  return { totalBytes, chunks: resume(url, res, totalBytes, validatorOf(res), options) };
+  throw lastError instanceof DeployError ? lastError : failed(given, lastError instanceof Error ? lastError.message : String(lastError), lastError);
+}
+
+/**
+ * Asks again for the rest of the file: first where the last answer came from. When that is a
+ * redirect target and it now answers a 4xx (a signed URL that has expired answers 403), the URL
+ * given is asked again, at once: it redirects to a freshly signed one.
+ */
+async function reconnect(given: string, target: string, headers: Record<string, string>, options: DownloadOptions): Promise<{ res: http.IncomingMessage; url: string }> {
+  if (target === given) return follow(given, headers, options);
+  const asked = await follow(target, headers, options);
+  const code = asked.res.statusCode ?? 0;
+  if (code < 400 || code >= 500 || isTransientStatus(code)) return asked;
+  asked.res.resume();
+  options.onRetry?.(`${answered(asked.url, asked.res)} (a signed URL may have expired); asking ${redactUrl(given)} again`);
+  return follow(given, headers, options);
 }
 
 /**
@@ -139,41 +176,49 @@ function changed(url: string, how: string): DeployError {
  * dropped connection is resumed by a Range request guarded by If-Range, and the 206 must start at
  * the byte asked for and carry the same ETag. Without one, no Range is asked for (a server could
  * answer it from a newer file): the file is read again from the start, and the bytes already
- * received must hash the same before any new byte is used.
+ * received must hash the same before any new byte is used. These checks hold whichever URL
+ * answers: the redirect target, or a fresh one the URL given redirects to (see `reconnect`).
  */
-async function* resume(url: string, first: http.IncomingMessage, total: number | undefined, validator: string | undefined, options: DownloadOptions): AsyncGenerator<Buffer> {
+async function* resume(given: string, answeredBy: string, first: http.IncomingMessage, total: number | undefined, validator: string | undefined, options: DownloadOptions): AsyncGenerator<Buffer> {
   let received = 0;
   let res: http.IncomingMessage | undefined = first;
+  // Where the last answer came from (a redirect target), asked first on a reconnection.
+  let target = answeredBy;
   let retriesLeft = options.retries;
   // Only without a validator: what was received so far, to compare a re-read against.
   const prefix = validator === undefined ? createHash('sha256') : undefined;
   const checkReread = (reread: { hash: Hash; expected: string }): void => {
-    if (reread.hash.digest('hex') !== reread.expected) throw changed(url, `its first ${received} bytes differ when read again`);
+    if (reread.hash.digest('hex') !== reread.expected) throw changed(target, `its first ${received} bytes differ when read again`);
   };
   for (;;) {
     let skip = 0;
     let reread: { hash: Hash; expected: string } | undefined;
+    let reconnecting = false;
     try {
       if (!res) {
+        reconnecting = true;
         const headers: Record<string, string> = validator ? { range: `bytes=${received}-`, 'if-range': validator } : {};
-        res = await request(url, headers, options);
-        if (res.statusCode === 200 || res.statusCode === 206) refuseEncoded(url, res);
-        if (res.statusCode === 200) {
+        ({ res, url: target } = await reconnect(given, target, headers, options));
+        const code = res.statusCode ?? 0;
+        if (code === 200 || code === 206) refuseEncoded(target, res);
+        if (code === 200) {
           const now = validatorOf(res);
-          if (validator !== undefined && now !== validator) throw changed(url, `${now ?? 'no validator'} in place of ${validator}`);
+          if (validator !== undefined && now !== validator) throw changed(target, `${now ?? 'no validator'} in place of ${validator}`);
           // No range support (or no validator to ask for one): read again from the start, keeping only new bytes.
           skip = received;
           if (prefix) reread = { hash: createHash('sha256'), expected: prefix.copy().digest('hex') };
-        } else if (res.statusCode === 206 && validator !== undefined) {
+        } else if (code === 206 && validator !== undefined) {
           const start = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(res.headers['content-range'] ?? '')?.[1];
-          if (start === undefined || Number(start) !== received) throw changed(url, `the server resumed at ${res.headers['content-range'] ?? 'an unnamed range'}, not at byte ${received}`);
+          if (start === undefined || Number(start) !== received) throw changed(target, `the server resumed at ${res.headers['content-range'] ?? 'an unnamed range'}, not at byte ${received}`);
           const etag = res.headers.etag;
-          if (etag !== undefined && etag !== validator && first.headers.etag === validator) throw changed(url, `ETag ${etag} in place of ${validator}`);
+          if (etag !== undefined && etag !== validator && first.headers.etag === validator) throw changed(target, `ETag ${etag} in place of ${validator}`);
         } else {
-          const code = res.statusCode;
           res.resume();
-          throw failed(url, `reading again after byte ${received}: the server answered ${code}`);
+          const reason = `the server answered ${`${code} ${res.statusMessage ?? ''}`.trim()} when asked again after byte ${received}`;
+          if (isTransientStatus(code)) throw new LaterAnswer(reason, code, res.headers['retry-after']);
+          throw failed(target, reason);
         }
+        reconnecting = false;
       }
       for await (const chunk of body(res, options.timeoutMs)) {
         if (skip >= chunk.length) {
@@ -193,7 +238,7 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
         yield part;
       }
       if (reread) {
-        if (skip > 0) throw changed(url, `it is ${received - skip} bytes long when read again, shorter than the ${received} received`);
+        if (skip > 0) throw changed(target, `it is ${received - skip} bytes long when read again, shorter than the ${received} received`);
         checkReread(reread);
       }
       if (total === undefined || received === total) return;
@@ -202,21 +247,34 @@ async function* resume(url: string, first: http.IncomingMessage, total: number |
       if (error instanceof DeployError || options.signal?.aborted) throw error;
       res?.destroy();
       res = undefined;
+      const shown = redactUrl(target);
+      // A reconnection that failed (no answer, a 5xx): the next one goes through the URL given, which may redirect elsewhere.
+      if (reconnecting) target = given;
       const reason = error instanceof Error ? error.message : String(error);
-      if (retriesLeft-- <= 0) throw failed(url, options.retries === 0 ? `${reason} (with no retries)` : `${reason} (after ${plural(options.retries, 'retry', 'retries')})`, error);
+      const later = error instanceof LaterAnswer ? error : undefined;
+      if (retriesLeft-- <= 0) throw new DeployError('DOWNLOAD_FAILED', `downloading ${shown} failed: ${reason}${spent(options.retries)}`, { cause: error, hint: answerHint(later?.status) });
+      const wait = retryWait(options.retries - retriesLeft, later?.retryAfter, Date.now());
       // Without a validator no Range is asked for: say what will happen, not "resuming".
-      options.onRetry?.(`download of ${redactUrl(url)}: ${reason}; ${validator === undefined ? `reading it again from the start, as the server names no version to resume (${received} bytes received)` : `resuming at byte ${received}`}`);
-      await sleep(retryDelayMs(options.retries - retriesLeft), options.signal);
+      options.onRetry?.(`download of ${shown}: ${reason}; ${validator === undefined ? `reading it again from the start, as the server names no version to resume (${received} bytes received)` : `resuming at byte ${received}`}${wait.said}`);
+      await sleep(wait.ms, options.signal);
     }
   }
 }
 
+/** Waits `ms`, or less: an abort (a signal) ends the wait at once. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
+    // Aborted already, 'abort' never fires again: without this the whole wait (up to a Retry-After's 60 s) would pass.
+    if (signal?.aborted) {
       resolve();
-    }, { once: true });
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 }

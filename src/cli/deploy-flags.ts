@@ -80,7 +80,7 @@ export function addArtifactFlags(cmd: Command): Command {
     .addOption(new Option('--max-bytes <size>', 'artifact: refuse one that expands to more (default 16G)').argParser(byteCount))
     .option('--keep-setuid', 'artifact: keep setuid/setgid bits (only when run as root; stripped otherwise)')
     .addOption(new Option('--download-timeout <seconds>', 'URL artifact: retry a connection silent this long (default 30)').argParser(secondsFlag('positive')))
-    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection (default 3)').argParser(countFlag(COUNTS.downloadRetries)));
+    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection or a 5xx, 408 or 429 answer (default 3)').argParser(countFlag(COUNTS.downloadRetries)));
 }
 
 /** The artifact flags that tune an extraction or a download (the checks, --sha256 and the signature flags, are not among them). */

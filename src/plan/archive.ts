@@ -308,11 +308,6 @@ export function isUrlSource(source: string): boolean {
   return /^https?:\/\//i.test(source);
 }
 
-/** How long to wait before download attempt `attempt` (1-based retries): 0.5 s, 1 s, 2 s, ... capped at 8 s. */
-export function retryDelayMs(attempt: number): number {
-  return Math.min(8000, 500 * 2 ** Math.max(0, attempt - 1));
-}
-
 /** A URL for messages and the release log: no credentials, no query (signed URLs carry tokens there); paths pass unchanged. */
 export function redactUrl(source: string): string {
   if (!isUrlSource(source)) return source;
