@@ -159,6 +159,58 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   return { config, file, dir: path.dirname(file) };
 }
 
+/** The config key each flag stands for (the flag column of docs/lifecycle.md's table of keys). */
+const KEY_OF_FLAG: Readonly<Record<string, string>> = {
+  '--keep': 'keep',
+  '--release-id': 'releaseId',
+  '--wait': 'wait',
+  '--shared': 'shared',
+  '--shared-file': 'sharedFiles',
+  '--shared-dir': 'sharedDirs',
+  '--shared-create': 'sharedCreate',
+  '--shared-replace': 'sharedReplace',
+  '--strategy': 'strategy',
+  '--before-switch': 'hooks.beforeSwitch',
+  '--after-switch': 'hooks.afterSwitch',
+  '--hook-timeout': 'hooks.timeout',
+  '--health-check': 'healthCheck.command',
+  '--health-url': 'healthCheck.url',
+  '--health-timeout': 'healthCheck.timeout',
+  '--reload-unit': 'reload.units',
+  '--reload-php-fpm': 'reload.phpFpm',
+  '--reload-timeout': 'reload.timeout',
+  '--stale': 'stale',
+  '--stale-wait': 'staleWait',
+  '--strip-components': 'artifact.stripComponents',
+  '--max-files': 'artifact.maxFiles',
+  '--max-bytes': 'artifact.maxBytes',
+  '--allowed-signers': 'artifact.allowedSigners',
+  '--keep-setuid': 'artifact.keepSetuid',
+  '--download-timeout': 'artifact.downloadTimeout',
+  '--download-retries': 'artifact.downloadRetries',
+  '--host': 'hosts',
+  '--waves': 'waves',
+  '--wave-pause': 'wavePause',
+  '--max-fail': 'maxFail',
+  '--on-failure': 'onFailure',
+};
+
+/**
+ * An error names a flag the user never typed when the value came from the config file
+ * (`--health-url is not available for fleet deploys` for `healthCheck.url`): the key and the file
+ * that set it, for the hint. Undefined when the message names no such flag, or it was given.
+ */
+export function configKeyNote(message: string, loaded: LoadedConfig | undefined, given: (flag: string) => boolean): string | undefined {
+  if (loaded?.file === undefined) return undefined;
+  for (const [flag, key] of Object.entries(KEY_OF_FLAG)) {
+    if (!new RegExp(`(?:^|[^\\w-])${flag}(?![\\w-])`).test(message) || given(flag)) continue;
+    let value: unknown = loaded.config;
+    for (const part of key.split('.')) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
+    if (value !== undefined) return `${flag} here is ${key} in ${loaded.file}`;
+  }
+  return undefined;
+}
+
 /** The deploy flags the CLI knows; each one given on the command line overrides the config. */
 export interface DeployFlags extends ReleaseFlags, ServingFlags {
   releaseId?: string;

@@ -204,7 +204,8 @@ async function run<T extends object>(
     if (hosts && hosts.length > 0) cli.out.print(failedTable ? failedTable(hosts, details) : hostTable(hosts));
     cli.out.error(error.message, error.hint);
     // Even an error before any host was reached names the hosts, so the object always has `hosts`.
-    cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } });
+    const hint = cli.out.hintFor(error.message, error.hint);
+    cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(hint ? { hint } : {}) } });
     return error.exitCode;
   }
 }

@@ -16,7 +16,7 @@ import { afterSwitchError, damagedRecordWarning, renderReleases, renderStatus, r
 import { VERSION } from './version.ts';
 import { secondsFlag } from './number-flags.ts';
 import { closest } from '../plan/suggest.ts';
-import { configFileMayExist, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
+import { configFileMayExist, configKeyNote, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -122,6 +122,11 @@ Every command has --help. Settings: atomic-deploy.config.yaml (see: atomic-deplo
 export function envNameOf(option: Option): string | undefined {
   const long = option.long;
   if (!long || long === '--help' || long === '--version') return undefined;
+  return envNameOfFlag(long);
+}
+
+/** `--health-url` → `ATOMIC_DEPLOY_HEALTH_URL`. */
+function envNameOfFlag(long: string): string {
   return `ATOMIC_DEPLOY_${long.slice(2).replace(/-/g, '_').toUpperCase()}`;
 }
 
@@ -331,8 +336,11 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   const envYes = (name: string): boolean => YES.has((process.env[name] ?? '').trim().toLowerCase());
   const wantsJson = argv.includes('--json') || envYes('ATOMIC_DEPLOY_JSON');
   let reporter = new Reporter(options, { json: wantsJson, quiet: argv.includes('--quiet') || argv.includes('-q') || envYes('ATOMIC_DEPLOY_QUIET'), color: !argv.includes('--no-color') });
+  // An error naming a flag that the config file set (not typed, nor from the environment): where to look for it.
+  const typed = (flag: string): boolean => argv.some((w) => w === flag || w.startsWith(`${flag}=`)) || envNameOfFlag(flag) in process.env;
+  const noteFor = (message: string): string | undefined => configKeyNote(message, loaded, typed);
   const use = (flags: CommonFlags): Reporter => {
-    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false });
+    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false, noteFor });
     return reporter;
   };
   const signal = options.signal;
@@ -659,7 +667,7 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     const known = error instanceof DeployError ? error : isEnvironmentError(error) ? ioError('running the command', error) : undefined;
     if (known) {
       reporter.error(known.message, known.hint);
-      reporter.result(undefined, { ...known.result, error: { code: known.code, message: known.message, hint: known.hint, ...known.details } });
+      reporter.result(undefined, { ...known.result, error: { code: known.code, message: known.message, hint: reporter.hintFor(known.message, known.hint), ...known.details } });
       return known.exitCode;
     }
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);

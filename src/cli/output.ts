@@ -12,6 +12,8 @@ export interface OutputMode {
   quiet: boolean;
   /** false: never colour (`--no-color`); otherwise each stream decides for itself. */
   color?: boolean;
+  /** A word to put before an error's hint (where the config file set a flag the message names). */
+  noteFor?: (message: string) => string | undefined;
 }
 
 export type Colors = ReturnType<typeof picocolors.createColors>;
@@ -127,7 +129,14 @@ export class Reporter {
   error(message: string, hint?: string): void {
     this.clearBar();
     this.streams.stderr.write(`${this.err.red('error:')} ${oneLine(message)}\n`);
-    if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(hint)}\n`);
+    const said = this.hintFor(message, hint);
+    if (said) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(said)}\n`);
+  }
+
+  /** An error's hint as it is shown (on stderr and in JSON): with the mode's note first, if any. */
+  hintFor(message: string, hint: string | undefined): string | undefined {
+    const note = this.mode.noteFor?.(message);
+    return note === undefined ? hint : hint ? `${note}; ${hint}` : note;
   }
 
   /** The result line a person reads; in JSON mode the object is the whole of stdout. */

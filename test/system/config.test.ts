@@ -338,3 +338,25 @@ void test('a config found above the working directory is named; one for another 
   assert.equal(inBuild.code, 0, inBuild.stderr);
   assert.match(inBuild.stderr, /^warning: the build holds atomic-deploy\.config\.yaml at its top: it goes live with the release/m);
 });
+
+// "--health-url is not available for fleet deploys" for a user who never typed --health-url: the
+// hint names the key and the file that set it (and not when the flag was typed).
+void test('an error that names a flag the config file set says which key in which file set it', async (t) => {
+  const { dir, src, root } = setup(t);
+  const config = path.join(dir, 'atomic-deploy.config.yaml');
+  fs.writeFileSync(config, 'hosts: [{host: web1}]\nhealthCheck: {url: "http://127.0.0.1:1/"}\n');
+  const fleet = await runCli(['deploy', src, '/srv/app', '--json'], { cwd: dir });
+  assert.equal(fleet.code, 2, fleet.stderr);
+  const error = jsonOf<{ error: { message: string; hint: string } }>(fleet).error;
+  assert.match(error.message, /^--health-url is not available for fleet deploys/);
+  assert.equal(error.hint.split('; ')[0], `--health-url here is healthCheck.url in ${config}`);
+  assert.match(fleet.stderr, new RegExp(`^hint: --health-url here is healthCheck\\.url in ${config}; `, 'm'));
+  const typed = await runCli(['deploy', src, '/srv/app', '--health-url', 'http://127.0.0.1:1/'], { cwd: dir });
+  assert.equal(typed.code, 2);
+  assert.doesNotMatch(typed.stderr, /here is healthCheck\.url/);
+  fs.writeFileSync(config, `reload: {phpFpm: [${path.join(dir, 'nope.pid')}]}\n`);
+  const local = await runCli(['deploy', src, root], { cwd: dir });
+  assert.equal(local.code, 2, local.stderr);
+  assert.match(local.stderr, new RegExp(`^hint: --reload-php-fpm here is reload\\.phpFpm in ${config}; `, 'm'));
+  assert.equal(fs.existsSync(root), false);
+});
