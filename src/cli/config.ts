@@ -121,7 +121,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     });
   };
   let data: unknown;
-  if (file.endsWith('.json')) {
+  // As init writes it: `.JSON` is JSON too.
+  if (file.toLowerCase().endsWith('.json')) {
     try {
       data = JSON.parse(text) as unknown;
     } catch (error) {
@@ -426,6 +427,12 @@ export function writeExampleConfig(file: string, force: boolean): void {
     const code = errnoOf(error);
     if (code === 'EEXIST') throw refuse('already exists', 'use --force to overwrite it');
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new DeployError('USAGE', `cannot write ${file}: ${path.dirname(file)} ${code === 'ENOENT' ? 'does not exist' : 'is not a directory'}; nothing was written`, { hint: 'create the directory first, or name a file in one that exists' });
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new DeployError('IO', `cannot write ${file}: ${code === 'EROFS' ? 'the filesystem is read-only' : `permission denied (${path.dirname(file)} is not writable by this user)`}; nothing was written`, {
+        cause: error,
+        hint: 'run init in a folder you can write to, or name a file there with --config <file>',
+      });
+    }
     throw new DeployError('IO', `cannot write ${file}: ${code ?? String(error)}`, { cause: error });
   }
   try {

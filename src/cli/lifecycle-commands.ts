@@ -111,7 +111,15 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
       // A second config file next to an existing one would make every command refuse to start:
       // by its searched name, given with --config or not (a link, even a dangling one, counts).
       if ((CONFIG_NAMES as readonly string[]).includes(path.basename(file))) {
-        const other = CONFIG_NAMES.map((name) => path.join(path.dirname(file), name)).find((f) => f !== file && fs.lstatSync(f, { throwIfNoEntry: false }) !== undefined);
+        // A folder this user cannot search hides nothing: the write below is refused there, in words.
+        const present = (f: string): boolean => {
+          try {
+            return fs.lstatSync(f, { throwIfNoEntry: false }) !== undefined;
+          } catch {
+            return false;
+          }
+        };
+        const other = CONFIG_NAMES.map((name) => path.join(path.dirname(file), name)).find((f) => f !== file && present(f));
         if (other) throw new DeployError('USAGE', `${other} already exists; nothing was written`, { hint: 'edit that file, or remove it and run init again' });
       }
       // In a release (through current too) the file would be served and verify would report it.

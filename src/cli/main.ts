@@ -19,7 +19,7 @@ import { closest } from '../plan/suggest.ts';
 import { configFileMayExist, configKeyNote, deployOptionsFrom, loadConfig, loadConfigParsers, pathFrom, type DeployFlags, type LoadedConfig } from './config.ts';
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
-import { shellWord } from '../plan/paths.ts';
+import { shellWord, tildePath } from '../plan/paths.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -321,6 +321,9 @@ function oneLineSuggestion(text: string): string {
  * command's own flags, where the mistake is the command.
  */
 function explainUnknownOption(text: string, program: Command): string {
+  // `init deploy/prod.yaml`: the file init writes is named by --config, as every command reads it.
+  const extra = /^error: too many arguments for 'init'\. Expected 0 arguments but got \d+\./.exec(text);
+  if (extra) return text.replace(extra[0], `error: init takes no arguments: name the file to write with --config (atomic-deploy init --config <file>)`);
   const m = /^error: unknown option '(--[^'=]+)(?:=[^']*)?'[^\n]*/.exec(text);
   if (!m) return text;
   const flag = m[1] as string;
@@ -383,8 +386,13 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     applyEnv(program, env);
     applyEnv(action, env);
     // `--config ""` named the working directory ("is not a regular file"), or init wrote there.
-    if (configPath() === '') {
+    const named = configPath();
+    if (named === '') {
       throw new DeployError('USAGE', 'the config file is an empty string', { hint: '--config (or ATOMIC_DEPLOY_CONFIG) was given an empty value: an unset shell variable?' });
+    }
+    // As for root and source: a `~` no shell expanded (quoted, or a CI variable) is no folder named ~.
+    if (named !== undefined && tildePath(named, '').tilde) {
+      throw new DeployError('USAGE', `the config file ${JSON.stringify(named)} starts with ~, which no shell expanded (quoted, or set in a variable)`, { hint: 'write it as an absolute path or with $HOME/ where a shell expands it' });
     }
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { TSC_BIN, currentId, jsonOf, releaseIds, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+import { asUser, requireRoot, runWrapped } from '../harness/faults.ts';
 
 interface Json {
   release?: string;
@@ -359,4 +360,34 @@ void test('an error that names a flag the config file set says which key in whic
   assert.equal(local.code, 2, local.stderr);
   assert.match(local.stderr, new RegExp(`^hint: --reload-php-fpm here is reload\\.phpFpm in ${config}; `, 'm'));
   assert.equal(fs.existsSync(root), false);
+});
+
+void test('init: a file as an argument, a ~ no shell expanded, a folder this user cannot write, and a .JSON name each get the word that helps', async (t) => {
+  requireRoot();
+  const { dir } = setup(t);
+  const before = snapshot(dir);
+  const positional = await runCli(['init', 'deploy/prod.yaml'], { cwd: dir });
+  assert.equal(positional.code, 2);
+  assert.match(positional.stderr, /^error: init takes no arguments: name the file to write with --config \(atomic-deploy init --config <file>\)$/m);
+  for (const [args, env] of [[['init', '--config', '~/deploy.yaml'], {}], [['status', dir], { ATOMIC_DEPLOY_CONFIG: '~/deploy.yaml' }]] as const) {
+    const r = await runCli([...args], { cwd: dir, env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: the config file "~\/deploy\.yaml" starts with ~, which no shell expanded/m);
+  }
+  assert.deepEqual(snapshot(dir), before);
+  // Not this user's folder: "EACCES" alone, and no hint.
+  const closed = path.join(dir, 'closed');
+  fs.chmodSync(dir, 0o755);
+  fs.mkdirSync(closed, { mode: 0o555 });
+  const denied = await runWrapped(['init', '--config', path.join(closed, 'atomic-deploy.config.yaml')], { prefix: asUser('nobody') });
+  assert.equal(denied.code, 1, denied.stderr);
+  assert.match(denied.stderr, /: permission denied \(\S+closed is not writable by this user\); nothing was written$/m);
+  assert.match(denied.stderr, /^hint: run init in a folder you can write to/m);
+  assert.deepEqual(fs.readdirSync(closed), []);
+  // init writes JSON for a .JSON name; the loader read that file as YAML.
+  const upper = path.join(dir, 'deploy.JSON');
+  assert.equal((await runCli(['init', '--config', upper], { cwd: dir })).code, 0);
+  const read = await runCli(['deploy', '--config', upper, '--dry-run', '--json'], { cwd: dir });
+  assert.equal(read.code, 0, read.stderr);
+  assert.equal(jsonOf<{ root: string }>(read).root, '/srv/www/app');
 });
