@@ -252,9 +252,9 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
     dryRun: flags.dryRun === true ? true : undefined,
     // Only ever from the command line: adopting a folder is a one-time, deliberate act.
     adopt: flags.adopt === true ? true : undefined,
-    shared: pick('shared', c.shared),
-    sharedFiles: pick('sharedFile', c.sharedFiles),
-    sharedDirs: pick('sharedDir', c.sharedDirs),
+    shared: pick('shared', list(c.shared)),
+    sharedFiles: pick('sharedFile', list(c.sharedFiles)),
+    sharedDirs: pick('sharedDir', list(c.sharedDirs)),
     sharedCreate: pick('sharedCreate', c.sharedCreate),
     sharedReplace: pick('sharedReplace', c.sharedReplace),
     strategy: pick('strategy', c.strategy),

@@ -27,12 +27,14 @@ export function addServingFlags(cmd: Command): Command {
 }
 
 const ms = (s: number | undefined): number | undefined => (s === undefined ? undefined : secondsToMs(s));
+/** A config value given as one item or a list; a flag's values are a list already. */
+export const asList = (v: string | readonly string[] | undefined): readonly string[] | undefined => (typeof v === 'string' ? [v] : v);
 
 /** The config file's reload and stale settings, each replaced by its flag when the flag was given. */
 export function servingOptionsFrom(config: Config, flags: ServingFlags, given: (flag: keyof ServingFlags) => boolean): ServingOptions {
   const pick = <K extends keyof ServingFlags, T>(flag: K, fromConfig: T | undefined): ServingFlags[K] | T | undefined => (given(flag) ? flags[flag] : fromConfig);
-  const units = pick('reloadUnit', config.reload?.units);
-  const phpFpm = pick('reloadPhpFpm', config.reload?.phpFpm);
+  const units = asList(pick('reloadUnit', config.reload?.units));
+  const phpFpm = asList(pick('reloadPhpFpm', config.reload?.phpFpm));
   const timeoutMs = ms(pick('reloadTimeout', config.reload?.timeout));
   const options: ServingOptions = {};
   if (units !== undefined || phpFpm !== undefined || timeoutMs !== undefined) {

@@ -37,7 +37,19 @@ const commands = z.union([text('a command'), nonEmptyList(text('a command'), 'a 
   error: 'a command or a list of commands',
 });
 const flag = z.boolean({ error: 'true or false' });
-const sharedList = z.array(text('a relative path inside the release').check(z.refine((p) => sharedPathProblem(p) === undefined, { error: 'a relative, normalised path without ".."' })), { error: 'a list of relative paths' });
+/** Why a shared path is refused, in the words the command line's flags use, with the fix of a trailing slash. */
+function sharedPathExpected(input: unknown): string {
+  const p = typeof input === 'string' ? input : '';
+  const problem = sharedPathProblem(p);
+  const trimmed = p.replace(/\/+$/, '');
+  const fix = trimmed !== p && trimmed !== '' && sharedPathProblem(trimmed) === undefined ? `: write "${trimmed}"` : '';
+  return `a relative, normalised path without ".."${problem === undefined ? '' : ` (${problem})`}${fix}`;
+}
+const sharedPath = text('a relative path inside the release').check(z.refine((p) => sharedPathProblem(p) === undefined, { error: (issue) => sharedPathExpected(issue.input) }));
+// One path or a list, as the hooks take one command or a list.
+const sharedList = z.union([sharedPath, z.array(sharedPath, { error: 'a list of relative paths' })], { error: 'a relative path or a list of them' });
+/** One item or a non-empty list of them. */
+const oneOrList = <T extends z.ZodMiniType>(item: T, what: string) => z.union([item, nonEmptyList(item, what)], { error: what });
 const opt = z.optional;
 /** A whole number in the range its flag takes (COUNTS); a number out of it gets the range as the expectation. */
 const count = ({ min, max }: CountRange) => {
@@ -85,8 +97,8 @@ export const configSchema = z.strictObject({
   reload: opt(
     z.strictObject(
       {
-        units: opt(nonEmptyList(text('a systemd unit name'), 'a list of systemd unit names')),
-        phpFpm: opt(nonEmptyList(text('a php-fpm pid file path'), 'a list of php-fpm pid file paths')),
+        units: opt(oneOrList(text('a systemd unit name'), 'a systemd unit name or a list of them')),
+        phpFpm: opt(oneOrList(text('a php-fpm pid file path'), 'a php-fpm pid file path or a list of them')),
         timeout: opt(seconds('a number of seconds > 0')),
       },
       { error: 'a mapping with units, phpFpm, timeout' },

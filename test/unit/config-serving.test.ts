@@ -28,6 +28,10 @@ test('every serving key is accepted with a valid value and kept as given', () =>
   assert.equal(config.staleWait, 2.5);
   assert.deepEqual(config.reload, { units: ['app.service', 'worker@1.service'], phpFpm: ['/run/php/php8.2-fpm.pid'], timeout: 30 });
   for (const mode of ['warn', 'fail', 'off'] as const) assert.equal(parseConfig({ stale: mode }, 'c.yaml').stale, mode);
+  // One unit, or one pid file, needs no list; the options hold a list either way.
+  const one = parseConfig({ reload: { units: 'app.service', phpFpm: '/run/php/php8.2-fpm.pid' } }, 'c.yaml');
+  assert.deepEqual(servingOptionsFrom(one, {}, () => false).reload?.units, ['app.service']);
+  assert.deepEqual(servingOptionsFrom(one, {}, () => false).reload?.phpFpm, ['/run/php/php8.2-fpm.pid']);
   assert.equal(parseConfig({ staleWait: 0 }, 'c.yaml').staleWait, 0);
 });
 
@@ -37,9 +41,9 @@ test('bad serving values are refused in one line naming the key, the value and w
     [{ stale: true }, /stale: .*one of warn, fail, off/],
     [{ staleWait: -1 }, /staleWait: .*-1.*a number of seconds >= 0/],
     [{ staleWait: '10' }, /staleWait: .*a number of seconds >= 0/],
-    [{ reload: { units: [] } }, /reload\.units: .*a list of systemd unit names/],
-    [{ reload: { units: 'app.service' } }, /reload\.units: .*a list of systemd unit names/],
-    [{ reload: { phpFpm: [] } }, /reload\.phpFpm: .*a list of php-fpm pid file paths/],
+    [{ reload: { units: [] } }, /reload\.units: .*a systemd unit name or a list of them/],
+    [{ reload: { units: 3 } }, /reload\.units: got 3, expected a systemd unit name or a list of them/],
+    [{ reload: { phpFpm: [] } }, /reload\.phpFpm: .*a php-fpm pid file path or a list of them/],
     [{ reload: { timeout: 0 } }, /reload\.timeout: .*a number of seconds > 0/],
     [{ reload: { unit: ['x'] } }, /reload\.unit: unknown key .*expected one of units, phpFpm, timeout/],
     [{ reload: 'app.service' }, /reload: .*a mapping with units, phpFpm, timeout/],

@@ -54,7 +54,8 @@ void test('errors name the key path, the value and what was expected, on one lin
     [{ strategy: 'rsync' }, /strategy: got "rsync", expected one of copy, reflink, hardlink, auto/],
     [{ shared: ['../etc'] }, /shared\[0\]: got "\.\.\/etc", expected a relative, normalised path without "\.\."/],
     [{ shared: ['/etc'] }, /shared\[0\]: got "\/etc"/],
-    [{ shared: '.env' }, /shared: got "\.env", expected a list of relative paths/],
+    [{ shared: 'x/' }, /shared: got "x\/", expected a relative, normalised path without "\.\." \(it is not normalised \(empty or "\." segment\)\): write "x"$/],
+    [{ shared: 3 }, /shared: got 3, expected a relative path or a list of them/],
     [{ fsync: 'yes' }, /fsync: got "yes", expected true or false/],
     [{ wait: -3 }, /wait: got -3, expected a number of seconds >= 0/],
     [{ hooks: { beforeSwitch: 3 } }, /hooks\.beforeSwitch: got 3, expected a command or a list of commands/],
@@ -140,7 +141,7 @@ void test('keys of verify, reloads, the stale check and waves: the same one-line
   const cases: [unknown, RegExp][] = [
     [{ stale: 'sometimes' }, /^c\.yaml: stale: got "sometimes", expected one of warn, fail, off$/],
     [{ staleWait: -1 }, /staleWait: got -1, expected a number of seconds >= 0$/],
-    [{ reload: { units: [] } }, /reload\.units: got \[\], expected a list of systemd unit names$/],
+    [{ reload: { units: [] } }, /reload\.units: got \[\], expected a systemd unit name or a list of them$/],
     [{ reload: { timeout: 0 } }, /reload\.timeout: got 0, expected a number of seconds > 0$/],
     [{ waves: '0,50%' }, /waves: got "0,50%", expected wave sizes such as "1,10%,100%" \(hosts >= 1 or percentages\)$/],
     [{ maxFail: 'many' }, /maxFail: got "many", expected a number of hosts \(>= 0\) or a percentage such as 10%$/],
@@ -337,4 +338,11 @@ void test('a flag-style key says where it belongs; a quoted number or a duration
   // keep takes no duration: no seconds hint for it, nor for a word.
   assert.doesNotMatch(configError({ keep: '3s' }).hint ?? '', /seconds/);
   assert.doesNotMatch(configError({ wait: 'soon' }).hint ?? '', /write/);
+});
+
+void test('shared paths and reloads take one item or a list, as hooks take one command or a list', () => {
+  const c = parseConfig({ shared: '.env', sharedFiles: '.env.local', sharedDirs: ['storage'], reload: { units: 'app.service', phpFpm: '/run/php/fpm.pid' } }, 'c.yaml');
+  assert.equal(c.shared, '.env');
+  assert.deepEqual(c.sharedDirs, ['storage']);
+  assert.equal(c.reload?.units, 'app.service');
 });
