@@ -347,10 +347,11 @@ keep: 5
 #checksum: false
 
 # Commands run in the release directory, before and after the switch (one or a list).
+# (Reload what serves with reload: below, which rollbacks run too; after-switch hooks do not.)
 #hooks:
 #  beforeSwitch: npm ci --omit=dev
 #  afterSwitch:
-#    - systemctl reload php-fpm
+#    - ./bin/warm-cache
 #  timeout: 300
 
 # Verified after the switch; on failure the deploy switches back by itself (exit code 4).
