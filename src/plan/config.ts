@@ -279,7 +279,10 @@ export function parseConfig(data: unknown, file: string): Config {
     const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[key] : undefined;
     const under = belongsUnder(parent, key);
     const guess = under === undefined ? closest(key, known) : undefined;
-    line = `${keyPath}: unknown key (value ${formatValue(value)});${under ? ` it belongs in ${under};` : ''}${guess ? ` did you mean '${guess}'?` : ''} expected one of ${known.join(', ')}`;
+    line =
+      key === '<<'
+        ? `${keyPath}: a YAML merge key (<<: *anchor), which this file does not read; write the keys out (anchors and aliases of whole values work)`
+        : `${keyPath}: unknown key (value ${formatValue(value)});${under ? ` it belongs in ${under};` : ''}${guess ? ` did you mean '${guess}'?` : ''} expected one of ${known.join(', ')}`;
   } else if (first.path.length === 0) {
     line = `got ${formatValue(first.input)}, expected a mapping of settings`;
   } else {

@@ -346,3 +346,7 @@ void test('shared paths and reloads take one item or a list, as hooks take one c
   assert.deepEqual(c.sharedDirs, ['storage']);
   assert.equal(c.reload?.units, 'app.service');
 });
+
+void test('a YAML merge key is named as one, not as an unknown key "<<"', () => {
+  assert.match(configError({ hooks: { '<<': { timeout: 5 } } }).message, /^c\.yaml: hooks\.<<: a YAML merge key \(<<: \*anchor\), which this file does not read; write the keys out/);
+});
