@@ -412,15 +412,15 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   // without a word: the commands that change a root say which file they read, and warn when its
   // root is not the one the command was given.
   const sayConfig = (out: Reporter, rootArg: string | undefined, fleet: boolean): void => {
-    const loaded = config();
-    if (loaded.file === undefined) return;
-    out.event({ type: 'step', message: `settings from ${loaded.file}` });
-    const named = loaded.config.root;
+    const read = config();
+    if (read.file === undefined) return;
+    out.event({ type: 'step', message: `settings from ${read.file}` });
+    const named = read.config.root;
     if (fleet || rootArg === undefined || named === undefined) return;
-    const fromFile = pathFrom(undefined, named, loaded, 'root');
+    const fromFile = pathFrom(undefined, named, read, 'root');
     const given = path.resolve(rootArg);
     if (fromFile === given) return;
-    out.warn(`${loaded.file} is for the root ${fromFile}, but this command's root is ${given}: the file's other settings (keep, hooks, shared paths, checks) apply to it too`, 'if the file is not meant for this root, add --no-config or name another with --config <file>');
+    out.warn(`${read.file} is for the root ${fromFile}, but this command's root is ${given}: the file's other settings (keep, hooks, shared paths, checks) apply to it too`, 'if the file is not meant for this root, add --no-config or name another with --config <file>');
   };
 
   common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
