@@ -418,9 +418,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const named = read.config.root;
     if (fleet || rootArg === undefined || named === undefined) return;
     const fromFile = pathFrom(undefined, named, read, 'root');
-    const given = path.resolve(rootArg);
-    if (fromFile === given) return;
-    out.warn(`${read.file} is for the root ${fromFile}, but this command's root is ${given}: the file's other settings (keep, hooks, shared paths, checks) apply to it too`, 'if the file is not meant for this root, add --no-config or name another with --config <file>');
+    const asked = path.resolve(rootArg);
+    if (fromFile === asked) return;
+    out.warn(`${read.file} is for the root ${fromFile}, but this command's root is ${asked}: the file's other settings (keep, hooks, shared paths, checks) apply to it too`, 'if the file is not meant for this root, add --no-config or name another with --config <file>');
   };
 
   common(addFleetFlags(addServingFlags(addLifecycleFlags(addArtifactFlags(addReleaseFlags(
