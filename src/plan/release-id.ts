@@ -121,7 +121,12 @@ export function newReleaseIdProblem(id: string): string | undefined {
     return `it ends in "${id.slice(-'.stat'.length)}": the manifest of release ${id} would be the stat cache file of release ${base}${exact ? '' : ' on a filesystem that ignores case'}`;
   }
   const bad = [...id].find((ch) => !NEW_ID.test(ch));
-  return bad === undefined ? undefined : `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
+  if (bad === undefined) return undefined;
+  // `café` typed decomposed (e + U+0301, as macOS may hand it over) looks like the composed one
+  // but is other bytes: a later `--to café` typed composed would not find it. Said, with the form to write.
+  const composed = id.normalize('NFC');
+  if (composed !== id && [...composed].every((ch) => NEW_ID.test(ch))) return `it is written in decomposed Unicode (a letter and a combining mark apart): write it composed, ${JSON.stringify(composed)}`;
+  return `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
 }
 
 /**

@@ -98,3 +98,11 @@ void test('a new id ending in .stat is refused (its manifest would be another re
   // Made by another tool, such a name is still read as a release.
   assert.equal(releaseIdProblem('a.stat'), undefined);
 });
+
+void test('a new id typed decomposed (e + U+0301) is told to be written composed, which is accepted', () => {
+  const decomposed = 'caf\u0065\u0301';
+  assert.equal(newReleaseIdProblem(decomposed), `it is written in decomposed Unicode (a letter and a combining mark apart): write it composed, "caf\u00e9"`);
+  assert.equal(newReleaseIdProblem(decomposed.normalize('NFC')), undefined);
+  // A mark that composes with nothing stays the character it is.
+  assert.match(newReleaseIdProblem('a\u200f') ?? '', /^it contains /);
+});
