@@ -19,7 +19,7 @@ import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
-import type { ManifestEntry } from '../plan/manifest.ts';
+import { releaseDirMode, type ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
@@ -445,8 +445,9 @@ export async function deploy(source: string, root: string, options: DeployOption
         await failpoint('fsync-done');
       }
       // The manifest is durable before the release is placed: a live release never lacks it.
-      // The release directory's mode as the copy left it (the build directory's; 755 for an archive).
-      const root = { mode: fs.lstatSync(staging).mode & 0o7777 };
+      // The release directory's mode as placing leaves it: the build directory's (the archive's `./`,
+      // else 755), opened to everyone (src/root/place.ts).
+      const root = { mode: releaseDirMode(fs.lstatSync(staging).mode) };
       digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, sharedLinks)], durable, root);
       await writeStatCache(layout, id, copied.stamps);
       // Every build file's hash came from the cache (same stamps): it already says all the new one would.
