@@ -32,6 +32,12 @@ export interface Artifact {
   identity?: FileIdentity;
   /** The raw bytes, once, first to last; each chunk may be overwritten once the next is asked for. */
   chunks: AsyncGenerator<Buffer>;
+  /**
+   * Closes the descriptor a local artifact is held open by until the deploy ends: while it is
+   * open, its inode number cannot be given to a file that replaces it by rename, which the
+   * identity check would then take for the same file written to.
+   */
+  release?: () => void;
 }
 
 const HEAD = 512;
@@ -82,8 +88,11 @@ function assertSameArtifact(fd: number, expected: FileIdentity | undefined, sour
   const how =
     now.dev !== expected.dev || now.ino !== expected.ino ? 'it was replaced by another file' : now.size !== expected.size ? 'its size changed' : now.mtimeNs !== expected.mtimeNs || now.ctimeNs !== expected.ctimeNs ? 'it was written to' : undefined;
   if (how === undefined) return;
+  const replaced = how === 'it was replaced by another file';
   throw new DeployError('IO', `${redactUrl(source)} changed while it was read (${how}); nothing was deployed`, {
-    hint: 'deploy again once the artifact is final: write it under a temporary name and rename it into place, or give each build its own name',
+    hint: replaced
+      ? 'publish each build under its own name, or deploy once the rename is done'
+      : 'deploy again once the artifact is final: write it under a temporary name and rename it into place, or give each build its own name',
   });
 }
 
@@ -148,6 +157,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
     let size: number;
     let read: number;
     let identity: FileIdentity;
+    let held: number;
     try {
       const fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       try {
@@ -156,16 +166,26 @@ export async function openArtifact(source: string, download: DownloadOptions): P
         size = st.size;
         identity = identityOf(fd);
         read = fs.readSync(fd, head, 0, HEAD, 0);
-      } finally {
+      } catch (error) {
         fs.closeSync(fd);
+        throw error;
       }
+      held = fd;
     } catch (error) {
       if (error instanceof DeployError) throw error;
       throw new DeployError('INVALID_SOURCE', `cannot read ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
     }
     const format = sniffFormat(head.subarray(0, read));
-    if (!format) throw notAnArchive(source, read);
-    return { source, format, totalBytes: size, file: source, identity, chunks: fileChunks(source, identity) };
+    if (!format) {
+      fs.closeSync(held);
+      throw notAnArchive(source, read);
+    }
+    let open = true;
+    const release = (): void => {
+      if (open) fs.closeSync(held);
+      open = false;
+    };
+    return { source, format, totalBytes: size, file: source, identity, chunks: fileChunks(source, identity), release };
   }
   const dl = await openDownload(source, download);
   // Read just enough to see the format; those bytes go first into the stream.

@@ -211,6 +211,7 @@ export async function closeArtifact(opened: OpenedArtifact | undefined): Promise
   if (!opened) return;
   opened.signature?.dispose();
   await opened.artifact.chunks.return(undefined).catch(() => undefined);
+  opened.artifact.release?.();
 }
 
 export interface LocalStage {
