@@ -66,7 +66,8 @@ export interface ArtifactFlags {
 /** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
 function byteCount(value: string): number {
   const n = parseByteCount(value);
-  if (n === undefined) throw new InvalidArgumentError('expected a size such as 500000000, 512M or 4G');
+  // 0 would refuse every file with content: a limit that deploys nothing is a mistake, as --max-files 0 is.
+  if (n === undefined || n === 0) throw new InvalidArgumentError('expected a size of at least 1 byte, such as 500000000, 512M or 4G');
   return n;
 }
 

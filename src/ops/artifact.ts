@@ -94,7 +94,7 @@ export async function openArtifactSource(source: string, options: ArtifactOption
   const limits: ExtractLimits = {
     stripComponents: wholeNumber('--strip-components', options.stripComponents, 0, 0),
     maxFiles: wholeNumber('--max-files', options.maxFiles, DEFAULT_MAX_FILES, 1),
-    maxBytes: wholeNumber('--max-bytes', options.maxBytes, DEFAULT_MAX_BYTES, 0),
+    maxBytes: wholeNumber('--max-bytes', options.maxBytes, DEFAULT_MAX_BYTES, 1),
     keepSetid: options.keepSetid === true && IS_ROOT,
     keepOwner: IS_ROOT,
   };
