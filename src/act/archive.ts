@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type * as yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
-import { EntryChecker, isUrlSource, quote, redactUrl, shownName, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import { EntryChecker, isUrlSource, otherFormat, quote, redactUrl, shownName, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { MAX_TRAILING, TarFormatError, TarParser, trailingError, type TarDataSink } from '../plan/tar.ts';
 import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
@@ -51,9 +51,15 @@ async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerat
   }
 }
 
-function notAnArchive(source: string, headBytes: number): DeployError {
+function notAnArchive(source: string, headBytes: number, head?: Uint8Array): DeployError {
   if (headBytes === 0) {
     return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${isUrlSource(source) ? 'serves' : 'is'} an empty file (0 bytes), not an archive`, { hint: 'the build or its upload may have failed: build the artifact again' });
+  }
+  const other = head === undefined ? undefined : otherFormat(head);
+  if (other !== undefined) {
+    return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${isUrlSource(source) ? 'serves a file that is' : 'is'} ${other} (by its first bytes); only tar, tar.gz and zip are read`, {
+      hint: 'pack the build as .tar.gz, .tar or .zip (tar -czf dist.tar.gz -C dist .), or extract it and deploy the directory',
+    });
   }
   const what = isUrlSource(source) ? 'does not serve' : 'is not a directory, nor';
   return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${what} a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
@@ -178,7 +184,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
     const format = sniffFormat(head.subarray(0, read));
     if (!format) {
       fs.closeSync(held);
-      throw notAnArchive(source, read);
+      throw notAnArchive(source, read, head.subarray(0, read));
     }
     let open = true;
     const release = (): void => {
@@ -202,7 +208,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
   const format = sniffFormat(head);
   if (!format) {
     await it.return(undefined);
-    throw notAnArchive(source, head.length);
+    throw notAnArchive(source, head.length, head);
   }
   return { source, format, totalBytes: dl.totalBytes, chunks: prepend(head, it) };
 }
@@ -641,6 +647,13 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
         }
         if (!aborted()) parser.finish();
       } catch (error) {
+        // A gzip whose content is no tar fails on its first header, or ends before one is whole.
+        if (artifact.format === 'tar.gz' && error instanceof TarFormatError && !parser.sawHeader) {
+          throw new DeployError('INVALID_ARCHIVE', `${redactUrl(artifact.source)} is gzip-compressed, but what it holds is not a tar archive; nothing was deployed`, {
+            cause: error,
+            hint: 'pack the build with tar -czf dist.tar.gz -C dist . (a gzip of one file, or of a zip, cannot be deployed)',
+          });
+        }
         throw archiveError(error, artifact.source);
       }
     }

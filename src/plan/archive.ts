@@ -24,6 +24,20 @@ export function sniffFormat(head: Uint8Array): ArchiveFormat | undefined {
   return undefined;
 }
 
+/** Formats this tool does not read, told by their magic bytes, so a refusal can name what it found. */
+const OTHER_FORMATS: [string, number[]][] = [
+  ['xz-compressed', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+  ['zstd-compressed', [0x28, 0xb5, 0x2f, 0xfd]],
+  ['bzip2-compressed', [0x42, 0x5a, 0x68]],
+  ['a 7z archive', [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]],
+  ['a RAR archive', [0x52, 0x61, 0x72, 0x21, 0x1a, 0x07]],
+];
+
+/** What a prefix that is no format read here is, when its magic bytes say: `xz-compressed`, `a 7z archive`. */
+export function otherFormat(head: Uint8Array): string | undefined {
+  return OTHER_FORMATS.find(([, magic]) => head.length >= magic.length && magic.every((b, i) => head[i] === b))?.[0];
+}
+
 export type HeaderType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'character device' | 'block device' | 'FIFO' | 'socket' | 'unknown';
 
 /** One entry as the archive describes it, format-neutral. */
