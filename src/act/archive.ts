@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type * as yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
-import { EntryChecker, isUrlSource, quote, redactUrl, shownName, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import { EntryChecker, isUrlSource, otherFormat, quote, redactUrl, shownName, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { MAX_TRAILING, TarFormatError, TarParser, trailingError, type TarDataSink } from '../plan/tar.ts';
 import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
@@ -32,6 +32,12 @@ export interface Artifact {
   identity?: FileIdentity;
   /** The raw bytes, once, first to last; each chunk may be overwritten once the next is asked for. */
   chunks: AsyncGenerator<Buffer>;
+  /**
+   * Closes the descriptor a local artifact is held open by until the deploy ends: while it is
+   * open, its inode number cannot be given to a file that replaces it by rename, which the
+   * identity check would then take for the same file written to.
+   */
+  release?: () => void;
 }
 
 const HEAD = 512;
@@ -45,9 +51,15 @@ async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerat
   }
 }
 
-function notAnArchive(source: string, headBytes: number): DeployError {
+function notAnArchive(source: string, headBytes: number, head?: Uint8Array): DeployError {
   if (headBytes === 0) {
     return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${isUrlSource(source) ? 'serves' : 'is'} an empty file (0 bytes), not an archive`, { hint: 'the build or its upload may have failed: build the artifact again' });
+  }
+  const other = head === undefined ? undefined : otherFormat(head);
+  if (other !== undefined) {
+    return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${isUrlSource(source) ? 'serves a file that is' : 'is'} ${other} (by its first bytes); only tar, tar.gz and zip are read`, {
+      hint: 'pack the build as .tar.gz, .tar or .zip (tar -czf dist.tar.gz -C dist .), or extract it and deploy the directory',
+    });
   }
   const what = isUrlSource(source) ? 'does not serve' : 'is not a directory, nor';
   return new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} ${what} a tar, tar.gz or zip archive (by its first bytes)`, { hint: 'deploy a directory, a .tar, .tar.gz/.tgz or .zip, or a URL to one' });
@@ -82,8 +94,11 @@ function assertSameArtifact(fd: number, expected: FileIdentity | undefined, sour
   const how =
     now.dev !== expected.dev || now.ino !== expected.ino ? 'it was replaced by another file' : now.size !== expected.size ? 'its size changed' : now.mtimeNs !== expected.mtimeNs || now.ctimeNs !== expected.ctimeNs ? 'it was written to' : undefined;
   if (how === undefined) return;
+  const replaced = how === 'it was replaced by another file';
   throw new DeployError('IO', `${redactUrl(source)} changed while it was read (${how}); nothing was deployed`, {
-    hint: 'deploy again once the artifact is final: write it under a temporary name and rename it into place, or give each build its own name',
+    hint: replaced
+      ? 'publish each build under its own name, or deploy once the rename is done'
+      : 'deploy again once the artifact is final: write it under a temporary name and rename it into place, or give each build its own name',
   });
 }
 
@@ -148,6 +163,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
     let size: number;
     let read: number;
     let identity: FileIdentity;
+    let held: number;
     try {
       const fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       try {
@@ -156,16 +172,26 @@ export async function openArtifact(source: string, download: DownloadOptions): P
         size = st.size;
         identity = identityOf(fd);
         read = fs.readSync(fd, head, 0, HEAD, 0);
-      } finally {
+      } catch (error) {
         fs.closeSync(fd);
+        throw error;
       }
+      held = fd;
     } catch (error) {
       if (error instanceof DeployError) throw error;
       throw new DeployError('INVALID_SOURCE', `cannot read ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
     }
     const format = sniffFormat(head.subarray(0, read));
-    if (!format) throw notAnArchive(source, read);
-    return { source, format, totalBytes: size, file: source, identity, chunks: fileChunks(source, identity) };
+    if (!format) {
+      fs.closeSync(held);
+      throw notAnArchive(source, read, head.subarray(0, read));
+    }
+    let open = true;
+    const release = (): void => {
+      if (open) fs.closeSync(held);
+      open = false;
+    };
+    return { source, format, totalBytes: size, file: source, identity, chunks: fileChunks(source, identity), release };
   }
   const dl = await openDownload(source, download);
   // Read just enough to see the format; those bytes go first into the stream.
@@ -182,7 +208,7 @@ export async function openArtifact(source: string, download: DownloadOptions): P
   const format = sniffFormat(head);
   if (!format) {
     await it.return(undefined);
-    throw notAnArchive(source, head.length);
+    throw notAnArchive(source, head.length, head);
   }
   return { source, format, totalBytes: dl.totalBytes, chunks: prepend(head, it) };
 }
@@ -209,6 +235,11 @@ export interface ExtractResult {
   manifest: ManifestEntry[];
   /** Inode, size and ctime of every file once it was final: the stat cache. */
   stamps: Map<string, FileStamp>;
+  /** The hidden names at the release's top (`.git`, `.env`, ...), seen as entries went in. */
+  hiddenTopNames: string[];  /** The one directory every entry sits under, if there is one (plan/archive.ts singleTopDir). */
+  singleTopDir?: string;
+  /** Files and links --strip-components removed whole, if any. */
+  strippedAway?: { count: number; deepest: { name: string; components: number } };
 }
 
 /** SHA-256 of one buffer in one call (Node >= 20.12): a fifth of the cost of a Hash object for a small file. */
@@ -554,12 +585,15 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
     options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
   });
   const aborted = (): boolean => options.signal?.aborted === true;
+  // Only hidden names: a repository's metadata is one (`.git`), and a million top-level files need no set.
+  const hidden = new Set<string>();
   /** Decides one entry and writes it; a file's content then goes to the sink returned. */
   const apply = (header: ArchiveHeader): FileSink | undefined => {
     if (aborted()) return undefined;
     const decision = checker.decide(header);
     if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source, decision.hint);
     if (decision.action === 'skip') return undefined;
+    if (decision.action === 'write' && decision.path.startsWith('.')) hidden.add(decision.path.split('/', 1)[0] as string);
     if (decision.action === 'root') {
       stage.setRoot(decision);
       return undefined;
@@ -613,6 +647,13 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
         }
         if (!aborted()) parser.finish();
       } catch (error) {
+        // A gzip whose content is no tar fails on its first header, or ends before one is whole.
+        if (artifact.format === 'tar.gz' && error instanceof TarFormatError && !parser.sawHeader) {
+          throw new DeployError('INVALID_ARCHIVE', `${redactUrl(artifact.source)} is gzip-compressed, but what it holds is not a tar archive; nothing was deployed`, {
+            cause: error,
+            hint: 'pack the build with tar -czf dist.tar.gz -C dist . (a gzip of one file, or of a zip, cannot be deployed)',
+          });
+        }
         throw archiveError(error, artifact.source);
       }
     }
@@ -627,7 +668,7 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   return result();
 
   function result(): ExtractResult {
-    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest, stamps: stage.stamps };
+    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest, stamps: stage.stamps, hiddenTopNames: [...hidden], singleTopDir: checker.singleTopDir(), strippedAway: checker.strippedAway() };
   }
 }
 

@@ -66,16 +66,31 @@ export interface ArtifactFlags {
 /** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
 function byteCount(value: string): number {
   const n = parseByteCount(value);
-  if (n === undefined) throw new InvalidArgumentError('expected a size such as 500000000, 512M or 4G');
+  // 0 would refuse every file with content: a limit that deploys nothing is a mistake, as --max-files 0 is.
+  if (n === undefined || n === 0) throw new InvalidArgumentError('expected a size of at least 1 byte, such as 500000000, 512M or 4G');
   return n;
+}
+
+/**
+ * A check flag (a pin): given twice, commander keeps the last value, and a pin dropped without a
+ * word is a check that looks made when it is not. The same value twice is one pin.
+ */
+function onePin(flag: string): (value: string, previous: string | undefined) => string {
+  return (value, previous) => {
+    const given = nonEmpty(value);
+    if (previous !== undefined && previous !== given) {
+      throw new InvalidArgumentError(`${flag} is given twice, as ${JSON.stringify(previous)} and as ${JSON.stringify(given)}: one artifact has one, and neither is dropped for the other; nothing was deployed`);
+    }
+    return given;
+  };
 }
 
 export function addArtifactFlags(cmd: Command): Command {
   return cmd
     .addOption(new Option('--strip-components <n>', 'artifact: drop this many leading path components of every entry, as tar does').argParser(countFlag(COUNTS.stripComponents)))
-    .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(nonEmpty))
-    .addOption(new Option('--signature <file|url>', 'artifact: OpenSSH signature (ssh-keygen -Y sign -n atomic-deploy), checked before the switch').argParser(nonEmpty))
-    .addOption(new Option('--allowed-signers <file>', 'with --signature: the OpenSSH allowed_signers file of keys that may sign').argParser(nonEmpty))
+    .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(onePin('--sha256')))
+    .addOption(new Option('--signature <file|url>', 'artifact: OpenSSH signature (ssh-keygen -Y sign -n atomic-deploy), checked before the switch').argParser(onePin('--signature')))
+    .addOption(new Option('--allowed-signers <file>', 'with --signature: the OpenSSH allowed_signers file of keys that may sign').argParser(onePin('--allowed-signers')))
     .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(countFlag(COUNTS.maxFiles)))
     .addOption(new Option('--max-bytes <size>', 'artifact: refuse one that expands to more (default 16G)').argParser(byteCount))
     .option('--keep-setuid', 'artifact: keep setuid/setgid bits (only when run as root; stripped otherwise)')

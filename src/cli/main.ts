@@ -427,7 +427,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     program
       .command('deploy', { isDefault: true })
       .description('copy <source> into a new release of <root> and switch current to it atomically')
-      .argument('[source]', 'build directory to publish (default: source from the config file)')
+      .argument('[source]', 'build directory, archive (.tar, .tar.gz/.tgz, .zip) or http(s) URL to one, to publish (default: source from the config file)')
       .argument('[root]', 'deploy root, holds current, releases/, shared/ (default: root from the config file)')
       .option('--release-id <id>', 'release id instead of the UTC timestamp')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(secondsFlag()))

@@ -7,11 +7,11 @@ import type { DownloadOptions } from '../act/download.ts';
 import { nextSignal } from '../act/remove-tree.ts';
 import { startSignatureCheck, type SignatureCheck } from '../act/signature.ts';
 import { DeployError } from '../errors.ts';
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, isUrlSource, parseSha256, redactUrl, type ExtractLimits } from '../plan/archive.ts';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, isUrlSource, parseSha256, quote, redactUrl, type ExtractLimits } from '../plan/archive.ts';
 import { shellWord } from '../plan/paths.ts';
 import { signalOf } from '../plan/validate.ts';
-import { namesWithVerb } from '../plan/units.ts';
-import type { EventSink } from './events.ts';
+import { namesWithVerb, plural } from '../plan/units.ts';
+import type { EventSink, OperationEvent } from './events.ts';
 
 export interface ArtifactOptions {
   /** Drop this many leading path components of every entry, as tar does. */
@@ -94,7 +94,7 @@ export async function openArtifactSource(source: string, options: ArtifactOption
   const limits: ExtractLimits = {
     stripComponents: wholeNumber('--strip-components', options.stripComponents, 0, 0),
     maxFiles: wholeNumber('--max-files', options.maxFiles, DEFAULT_MAX_FILES, 1),
-    maxBytes: wholeNumber('--max-bytes', options.maxBytes, DEFAULT_MAX_BYTES, 0),
+    maxBytes: wholeNumber('--max-bytes', options.maxBytes, DEFAULT_MAX_BYTES, 1),
     keepSetid: options.keepSetid === true && IS_ROOT,
     keepOwner: IS_ROOT,
   };
@@ -175,11 +175,43 @@ export async function fillStage(opened: OpenedArtifact, staging: string, context
   }
 }
 
+/**
+ * An artifact that left the release no file: empty, or (with --strip-components) every file
+ * stripped away, which is the flag's doing, not a build that failed.
+ */
+export function emptyArtifactError(source: string, result: ExtractResult, stripComponents: number): DeployError | undefined {
+  if (result.files + result.symlinks > 0) return undefined;
+  const away = result.strippedAway;
+  if (away !== undefined && stripComponents > 0) {
+    const keep = away.deepest.components - 1;
+    return new DeployError('INVALID_SOURCE', `--strip-components ${stripComponents} removes every file of ${redactUrl(source)}: its deepest, ${quote(away.deepest.name)}, has ${plural(away.deepest.components, 'component')} (\`.\` counts); nothing was deployed`, {
+      hint: keep === 0 ? 'leave --strip-components out: the files are at the top of the archive' : `give --strip-components ${keep} or less (tar -tvf or unzip -l lists the entries)`,
+    });
+  }
+  return new DeployError('INVALID_SOURCE', `${redactUrl(source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
+}
+
+/**
+ * A hint when every entry sits under one directory and no --strip-components was given: a build
+ * packed as `tar -czf app.tgz dist` or a GitHub tarball (`repo-abc123/...`) goes live one level
+ * down. Only a hint: a build whose one top entry is `public/`, served from `current/public`, is right.
+ */
+export function singleTopDirWarning(source: string, result: ExtractResult, stripGiven: boolean): OperationEvent | undefined {
+  const top = result.singleTopDir;
+  if (top === undefined || stripGiven) return undefined;
+  return {
+    type: 'warning',
+    message: `every entry of ${isUrlSource(source) ? redactUrl(source) : path.basename(source)} is under ${quote(`${top}/`)}: the release holds ${quote(`${top}/`)}, not its contents, at its top`,
+    hint: `if the web server serves the release's top (current/), deploy with --strip-components 1; if it serves current/${top}, nothing is wrong`,
+  };
+}
+
 /** Ends what openArtifactSource started (the download, ssh-keygen, temp files), whatever happened. */
 export async function closeArtifact(opened: OpenedArtifact | undefined): Promise<void> {
   if (!opened) return;
   opened.signature?.dispose();
   await opened.artifact.chunks.return(undefined).catch(() => undefined);
+  opened.artifact.release?.();
 }
 
 export interface LocalStage {
@@ -224,7 +256,10 @@ export async function stageArtifactLocally(source: string, options: ArtifactOpti
     context.emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(source)} into a local stage for the fleet` });
     const result = await fillStage(opened, dir, context);
     if (context.signal?.aborted) throw interruptedIfAborted(undefined, context.signal, 'while extracting the artifact');
-    if (result.files + result.symlinks === 0) throw new DeployError('INVALID_SOURCE', `${redactUrl(source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
+    const empty = emptyArtifactError(source, result, opened.limits.stripComponents);
+    if (empty) throw empty;
+    const single = singleTopDirWarning(source, result, options.stripComponents !== undefined);
+    if (single) context.emit(single);
     return { dir, result, remove };
   } catch (error) {
     const left = await remove();

@@ -19,7 +19,7 @@ import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
-import type { ManifestEntry } from '../plan/manifest.ts';
+import { releaseDirMode, type ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
@@ -33,7 +33,7 @@ import { undoProgram } from '../root/undo.ts';
 import { ignoreEvents, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles, sharedOverExtracted } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
-import { closeArtifact, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, type ArtifactOptions } from './artifact.ts';
+import { closeArtifact, emptyArtifactError, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, singleTopDirWarning, type ArtifactOptions } from './artifact.ts';
 import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, journalablePrevious, releaseIdTaken, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
@@ -394,9 +394,15 @@ export async function deploy(source: string, root: string, options: DeployOption
       if (opened) {
         emit({ type: 'step', message: `extracting ${opened.artifact.format} ${redactUrl(opened.artifact.source)} into release ${id}` });
         extracted = await fillStage(opened, staging, { signal: options.signal, emit, onFiles: (n, bytes) => writeback?.progress(n, bytes) });
-        if (!options.signal?.aborted && extracted.files + extracted.symlinks === 0) {
-          throw new DeployError('INVALID_SOURCE', `${redactUrl(opened.artifact.source)} holds no files`, { hint: 'build first: an empty release would take the site down' });
+        if (!options.signal?.aborted) {
+          const empty = emptyArtifactError(opened.artifact.source, extracted, opened.limits.stripComponents);
+          if (empty) throw empty;
+          const single = singleTopDirWarning(opened.artifact.source, extracted, options.artifact?.stripComponents !== undefined);
+          if (single) emit(single);
         }
+        // As for a build directory, from the names the extraction saw (the archive is read once).
+        const repositoryInArchive = repositoryWarning(extracted.hiddenTopNames);
+        if (repositoryInArchive !== undefined) emit({ type: 'warning', message: repositoryInArchive });
         if (!options.signal?.aborted) ({ links: sharedLinks, extracted } = await sharedOverExtracted(staging, extracted, options));
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
       } else {
@@ -444,8 +450,9 @@ export async function deploy(source: string, root: string, options: DeployOption
         await failpoint('fsync-done');
       }
       // The manifest is durable before the release is placed: a live release never lacks it.
-      // The release directory's mode as the copy left it (the build directory's; 755 for an archive).
-      const root = { mode: fs.lstatSync(staging).mode & 0o7777 };
+      // The release directory's mode as placing leaves it: the build directory's (the archive's `./`,
+      // else 755), opened to everyone (src/root/place.ts).
+      const root = { mode: releaseDirMode(fs.lstatSync(staging).mode) };
       digest = await writeManifest(layout, id, [...copied.manifest, ...sharedEntries(staging, sharedLinks)], durable, root);
       await writeStatCache(layout, id, copied.stamps);
       // Every build file's hash came from the cache (same stamps): it already says all the new one would.

@@ -24,6 +24,20 @@ export function sniffFormat(head: Uint8Array): ArchiveFormat | undefined {
   return undefined;
 }
 
+/** Formats this tool does not read, told by their magic bytes, so a refusal can name what it found. */
+const OTHER_FORMATS: [string, number[]][] = [
+  ['xz-compressed', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+  ['zstd-compressed', [0x28, 0xb5, 0x2f, 0xfd]],
+  ['bzip2-compressed', [0x42, 0x5a, 0x68]],
+  ['a 7z archive', [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]],
+  ['a RAR archive', [0x52, 0x61, 0x72, 0x21, 0x1a, 0x07]],
+];
+
+/** What a prefix that is no format read here is, when its magic bytes say: `xz-compressed`, `a 7z archive`. */
+export function otherFormat(head: Uint8Array): string | undefined {
+  return OTHER_FORMATS.find(([, magic]) => head.length >= magic.length && magic.every((b, i) => head[i] === b))?.[0];
+}
+
 export type HeaderType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'character device' | 'block device' | 'FIFO' | 'socket' | 'unknown';
 
 /** One entry as the archive describes it, format-neutral. */
@@ -171,6 +185,10 @@ export class EntryChecker {
   private readonly limits: ExtractLimits;
   files = 0;
   bytes = 0;
+  /** The first component of every path written, while there is only one (a second ends the count). */
+  private tops: string[] = [];
+  /** Files and links --strip-components removed whole, and the one with the most components. */
+  private stripped = { count: 0, deepest: undefined as { name: string; components: number } | undefined };
 
   constructor(limits: ExtractLimits) {
     this.limits = limits;
@@ -181,7 +199,10 @@ export class EntryChecker {
     const quoted = shownName(header);
     if ('problem' in at) return { action: 'refuse', problem: `entry ${quoted} ${at.problem}` };
     if ('skip' in at) {
-      if (at.skip !== ROOT_SKIP) return { action: 'skip', reason: at.skip };
+      if (at.skip !== ROOT_SKIP) {
+        if (header.type !== 'dir') this.strippedWhole(header.name);
+        return { action: 'skip', reason: at.skip };
+      }
       // The archive's root is the release directory: a `.` that is a file or a link (`. -> /etc`)
       // would replace it, and skipping it quietly would deploy something other than the archive.
       if (header.type !== 'dir') {
@@ -240,6 +261,14 @@ export class EntryChecker {
     let linkTo: string | undefined;
     if (kind === 'hardlink') {
       const target = archivePath(header.linkname ?? '', this.limits.stripComponents);
+      // Its target's name is stripped as its own is (as tar does): a target stripped away is not missing from the archive.
+      if ('skip' in target && this.limits.stripComponents > 0 && 'path' in archivePath(header.linkname ?? '', 0)) {
+        return {
+          action: 'refuse',
+          problem: `entry ${quoted} is a hard link to ${quote(header.linkname ?? '')}, which --strip-components ${this.limits.stripComponents} removes`,
+          hint: 'give a smaller --strip-components, or rebuild the artifact without that link',
+        };
+      }
       if (!('path' in target) || this.seen.get(target.path) !== 'file') {
         return { action: 'refuse', problem: `entry ${quoted} is a hard link to ${quote(header.linkname ?? '')}, which is not a file earlier in the archive` };
       }
@@ -267,7 +296,32 @@ export class EntryChecker {
     return decision;
   }
 
+  /**
+   * The one directory every entry written sits under, when there is one and it holds a file or a
+   * link: `tar -czf app.tgz dist` and GitHub's tarballs (`repo-abc123/...`) put the build one
+   * level down, where `--strip-components 1` takes it out.
+   */
+  singleTopDir(): string | undefined {
+    const [top, ...more] = this.tops;
+    return top !== undefined && more.length === 0 && this.seen.get(top) === 'dir' && this.files > 1 ? top : undefined;
+  }
+
+  /** What --strip-components removed whole, when it removed files or links: how many, and the deepest. */
+  strippedAway(): { count: number; deepest: { name: string; components: number } } | undefined {
+    const { count, deepest } = this.stripped;
+    return deepest === undefined ? undefined : { count, deepest };
+  }
+
+  private strippedWhole(name: string): void {
+    // Components as --strip-components counts them: `.` is one, a run of slashes one separator.
+    const components = name.split('/').filter((p) => p !== '').length;
+    this.stripped.count += 1;
+    if (this.stripped.deepest === undefined || components > this.stripped.deepest.components) this.stripped.deepest = { name, components };
+  }
+
   private accept(rel: string, kind: 'dir' | 'file' | 'symlink' | 'hardlink', header: ArchiveHeader, parents: string[]): EntryDecision {
+    const top = rel.split('/', 1)[0] as string;
+    if (this.tops.length < 2 && !this.tops.includes(top)) this.tops.push(top);
     this.seen.set(rel, kind === 'hardlink' ? 'file' : kind);
     return {
       action: 'write',

@@ -126,7 +126,7 @@ export const configSchema = z.strictObject({
         maxBytes: opt(
           z
             .union([z.number(), z.string()], { error: 'a size such as 500000000, 512M or 4G' })
-            .check(z.refine((v) => parseByteCount(v) !== undefined, { error: 'a size such as 500000000, 512M or 4G' })),
+            .check(z.refine((v) => (parseByteCount(v) ?? 0) > 0, { error: 'a size of at least 1 byte, such as 500000000, 512M or 4G' })),
         ),
         allowedSigners: opt(text('an OpenSSH allowed_signers file path')),
         keepSetuid: opt(flag),

@@ -29,6 +29,16 @@ export interface ReleaseRoot {
   mode: number;
 }
 
+/**
+ * The release directory's mode from the build's top directory (or the archive's `./`): its bits,
+ * with read and search added for everyone. It is on the way to every file the site serves, like
+ * `releases/`: a build packed from `mktemp -d` (0700) went live 0700 and a web server running as
+ * another user answered 403 for the whole site. Write bits are not added (a 0555 build stays 0555).
+ */
+export function releaseDirMode(buildMode: number): number {
+  return (buildMode & 0o7777) | 0o555;
+}
+
 // One regular-expression pass clears a safe path; only a path it flags is split to say what is wrong.
 const UNSAFE_PATH = /(?:^|\/)\.{0,2}(?:\/|$)|\0/;
 

@@ -319,8 +319,12 @@ export class TarParser {
     throw new TarFormatError('unexpected end of data (the archive is truncated)');
   }
 
+  /** Whether a whole header block was read and decoded (an end-of-archive block counts). */
+  sawHeader = false;
+
   private header(block: Buffer): void {
     const raw = decodeHeader(block);
+    this.sawHeader = true;
     if (raw.kind === 'zero') {
       this.state = { at: 'end', after: 0 };
       return;

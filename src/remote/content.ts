@@ -11,7 +11,7 @@ import type { SourceScan } from '../act/copy.ts';
 import { hashFileSync } from '../act/manifest.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { failedChecks, linkListDigest, planSend, topLevelExcludes, untouchedNames, withResent, type SendPlan } from '../plan/fleet-send.ts';
-import { manifestDigest, parseManifest, serializeManifest, type Manifest, type ManifestEntry, type ReleaseRoot } from '../plan/manifest.ts';
+import { manifestDigest, releaseDirMode, parseManifest, serializeManifest, type Manifest, type ManifestEntry, type ReleaseRoot } from '../plan/manifest.ts';
 import { linkScript, putManifestScript, readManifestScript } from './content-script.ts';
 import { frameValue, type Frame } from './facts.ts';
 import { runRsync, sendManifestDelta } from './rsync.ts';
@@ -53,8 +53,8 @@ export async function buildManifest(scan: SourceScan, shared: readonly { path: s
       ran = performance.now();
     }
     if (e.rel === '') {
-      // rsync gives the release directory the build directory's mode (the send list's `.`).
-      root = { mode: e.mode };
+      // rsync gives the stage the build directory's mode (the send list's `.`); placing opens it to everyone.
+      root = { mode: releaseDirMode(e.mode) };
       continue;
     }
     const rel = e.rel.split(path.sep).join('/');

@@ -36,6 +36,8 @@ export type Effect<P extends string = never> =
    * its owner lends it u+w for the move and takes it back after (root needs neither).
    */
   | { do: 'rename'; from: RootPath; to: RootPath; readOnlyDir?: true }
+  /** A directory gets read and search for everyone (chmod a+rx), its other bits kept: see plan/manifest.ts releaseDirMode. */
+  | { do: 'open-dir'; path: RootPath }
   /** rm -rf; a missing path is fine. */
   | { do: 'remove'; path: RootPath }
   /** Its mtime becomes now. */

@@ -8,7 +8,7 @@ import { releaseIdOfCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
 import { inTmp as inTmpPath, textOf, type ArgsOf, type Cond, type Effect, type LockIdentity, type Op, type RootProgram } from './effects.ts';
-import { makeDirs, makeReachableDirs } from '../act/mkdirs.ts';
+import { makeDirs, makeReachableDirs, widenMode } from '../act/mkdirs.ts';
 import { deleteTree, removeTree } from '../act/remove-tree.ts';
 
 /** Errors that mean "someone else got there first" (or the thing is gone): a program's orElse handles them. */
@@ -128,6 +128,8 @@ async function perform<P extends string>(root: string, effect: Effect<P>, durabl
       if (effect.readOnlyDir === true) return renameReadOnlyDir(path.join(root, effect.from), path.join(root, effect.to));
       await fs.promises.rename(path.join(root, effect.from), path.join(root, effect.to));
       return;
+    case 'open-dir':
+      return widenMode(path.join(root, effect.path), 0o555);
     case 'remove':
       if (signal) await deleteTree(path.join(root, effect.path), { signal });
       else await removeTree(path.join(root, effect.path));

@@ -37,6 +37,9 @@ export function placeRelease(input: PlaceInput): RootProgram<'placed'> {
   // Before the rename: a release in releases/ never lacks its manifest (verify and the next deploy's links trust it).
   if (input.manifest !== undefined) ops.push({ effect: { do: 'copy', from: input.manifest, to: manifestPath(input.id) } }, { effect: { do: 'durable', path: '.atomic-deploy/manifests' } });
   ops.push(
+    // Readable by others only now, once whole: the release directory is on the way to every file
+    // served, whatever the build's top directory allowed (rsync gives a fleet host's stage that mode).
+    { effect: { do: 'open-dir', path: input.stage } },
     // One rename(2): the stage is on the mount of releases/, so a partial tree never sits there.
     { effect: { do: 'rename', from: input.stage, to: releaseDir(input.id), readOnlyDir: true } },
     // The release's name reaches the disk before any record or journal says it is there.

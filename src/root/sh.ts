@@ -111,6 +111,8 @@ function effectLine<P extends string>(effect: Effect<P>, params: Params): string
       return `mkdir ${effect.parents ? '-p ' : ''}-- ${at(effect.path)} 2>/dev/null`;
     case 'rename':
       return `${effect.readOnlyDir === true ? 'rename_dir' : 'rename_exact'} ${at(effect.from)} ${at(effect.to)}`;
+    case 'open-dir':
+      return `chmod a+rx -- ${at(effect.path)}`;
     case 'remove':
       return `remove_tree ${at(effect.path)}`;
     case 'touch':

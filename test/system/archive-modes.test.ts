@@ -134,10 +134,10 @@ void test('an Info-ZIP Unicode Path field in one header alone (a name no local h
   assert.equal(fs.readFileSync(path.join(root, 'current', 'café.txt'), 'utf8'), 'unicode\n');
 });
 
-void test('the archive root\'s mode (`./` in a tar) is the release directory\'s, as tar -xp and a directory deploy give it; the manifest agrees', async (t) => {
+void test('the archive root\'s mode (`./` in a tar) is the release directory\'s, as a directory deploy gives it, with read and search added for everyone (tar -xp keeps 0700); the manifest agrees', async (t) => {
   const dir = tempDir(t);
   const root = path.join(dir, 'root');
-  for (const mode of [0o750, 0o700, 0o755]) {
+  for (const mode of [0o750, 0o700, 0o755, 0o775]) {
     const src = path.join(dir, `dist-${mode.toString(8)}`);
     fs.mkdirSync(src);
     fs.writeFileSync(path.join(src, 'index.html'), 'ok\n');
@@ -151,9 +151,10 @@ void test('the archive root\'s mode (`./` in a tar) is the release directory\'s,
     for (const source of [tar, src]) {
       await deployed(source, root);
       const release = fs.realpathSync(path.join(root, 'current'));
-      assert.equal(modeOf(release), mode, `${path.basename(source)}: release directory mode`);
+      // On the way to every file served: a web server running as another user must get through it.
+      assert.equal(modeOf(release), mode | 0o555, `${path.basename(source)}: release directory mode`);
       const manifest = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', `${path.basename(release)}.json`), 'utf8')) as { root: { mode: number } };
-      assert.equal(manifest.root.mode, mode, `${path.basename(source)}: manifest root mode`);
+      assert.equal(manifest.root.mode, mode | 0o555, `${path.basename(source)}: manifest root mode`);
     }
   }
   // A tar with no root entry, and a zip (which has none): 755, as before.

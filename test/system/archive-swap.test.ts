@@ -110,3 +110,31 @@ async function deployWhilePublished(dist: string, root: string, sha: string): Pr
   // The publisher really raced the deploys: some were refused.
   assert.ok(outcomes.changed + outcomes.mismatch > 0, JSON.stringify(outcomes));
 }
+
+void test('an artifact replaced by rename twice (the second file can take the first one\'s freed inode number) is reported as replaced, not as written to', async (t) => {
+  const dir = tempDir(t);
+  const { good, evil } = builds(dir);
+  for (const format of ['zip', 'tar', 'tar.gz'] as const) {
+    const file = path.join(dir, `twice.${format}`);
+    fs.copyFileSync(good[format], file);
+    const artifact = await openArtifact(file, DOWNLOAD);
+    const first = fs.statSync(file).ino;
+    // Publish twice by rename: while nothing holds the first file open, its inode is freed by the
+    // first rename and its number can go to the second publish's new file.
+    let reused = false;
+    for (let i = 0; i < 50 && !reused; i++) {
+      fs.copyFileSync(evil[format], `${file}.new`);
+      fs.renameSync(`${file}.new`, file);
+      reused = fs.statSync(file).ino === first;
+    }
+    const dest = path.join(dir, `out-twice-${format}`);
+    fs.mkdirSync(dest);
+    await assert.rejects(extractArtifact(artifact, dest, { limits: LIMITS, spool: `${dest}.zip` }), (error: Error & { hint?: string }) => {
+      assert.match(error.message, /changed while it was read \(it was replaced by another file\); nothing was deployed$/, format);
+      assert.doesNotMatch(error.hint ?? '', /rename it into place/, format);
+      return true;
+    });
+    await artifact.chunks.return(undefined);
+    artifact.release?.();
+  }
+});

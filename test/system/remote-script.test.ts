@@ -27,7 +27,7 @@ const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
 // BusyBox userland only: the applets the scripts call, nothing from coreutils.
-const APPLETS = ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum'];
+const APPLETS = ['mv', 'ln', 'mkdir', 'chmod', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum'];
 const SHELLS = programShells(BASE, TOOLS, APPLETS);
 
 let exitedLeader: string | undefined;

@@ -23,7 +23,7 @@ after(() => {
   fs.rmSync(BASE, { recursive: true, force: true });
 });
 
-const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'cp', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'timeout', 'printf', 'test', 'grep']);
+const SHELLS = programShells(BASE, TOOLS, ['mv', 'ln', 'cp', 'mkdir', 'chmod', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'timeout', 'printf', 'test', 'grep']);
 
 let serial = 0;
 /** A root whose `sub` (releases or .tmp) is a tmpfs of its own, or plain when `sub` is null. */

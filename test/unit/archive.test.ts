@@ -241,3 +241,26 @@ void test('a URL that does not parse: the problem named, the URL shown without c
   assert.ok(slash && !slash.shown.includes('pa') && !slash.problem.includes('pa'), JSON.stringify(slash));
   assert.deepEqual(urlProblem('http://exa mple.com/x'), { shown: 'http://exa mple.com/x', problem: 'its host is not a valid host name or address' });
 });
+
+void test('the checker finds the one directory every entry sits under, and what --strip-components removed whole', () => {
+  const h = (name: string, type: HeaderType = 'file', linkname?: string): ArchiveHeader => ({ name, type, mode: type === 'dir' ? 0o755 : 0o644, size: 0, ...(linkname ? { linkname } : {}) });
+  const run = (headers: ArchiveHeader[], strip = 0): EntryChecker => {
+    const checker = new EntryChecker({ ...LIMITS, stripComponents: strip });
+    for (const header of headers) assert.notEqual(checker.decide(header).action, 'refuse', header.name);
+    return checker;
+  };
+  assert.equal(run([h('./', 'dir'), h('./dist/', 'dir'), h('./dist/index.html')]).singleTopDir(), 'dist');
+  assert.equal(run([h('repo-abc/a/b.txt')]).singleTopDir(), 'repo-abc');
+  assert.equal(run([h('dist/index.html'), h('composer.json')]).singleTopDir(), undefined);
+  assert.equal(run([h('index.html')]).singleTopDir(), undefined, 'a file alone at the top');
+  assert.equal(run([h('dist/', 'dir')]).singleTopDir(), undefined, 'an empty directory holds nothing to strip to');
+  assert.equal(run([h('a/x'), h('a/b/y')], 1).strippedAway(), undefined, 'nothing removed whole');
+  assert.deepEqual(run([h('./app/x'), h('./app/b/y')], 4).strippedAway(), { count: 2, deepest: { name: './app/b/y', components: 4 } });
+  // A hard link whose target the strip removed: refused for that reason, not as a missing target.
+  const checker = new EntryChecker({ ...LIMITS, stripComponents: 1 });
+  checker.decide(h('top.txt'));
+  const d = checker.decide(h('app/copy.txt', 'hardlink', 'top.txt'));
+  assert.ok(d.action === 'refuse' && /which --strip-components 1 removes$/.test(d.problem), JSON.stringify(d));
+  const missing = new EntryChecker({ ...LIMITS, stripComponents: 1 }).decide(h('app/copy.txt', 'hardlink', 'app/nowhere'));
+  assert.ok(missing.action === 'refuse' && /not a file earlier in the archive/.test(missing.problem), JSON.stringify(missing));
+});

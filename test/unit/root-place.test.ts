@@ -37,6 +37,10 @@ test('the manifest is stored before the rename, the record after it, the journal
       const journal = index(effects, (e) => e.do === 'write' && e.path === '.atomic-deploy/journal.json');
       assert.deepEqual(effects[rename], { do: 'rename', from: p.stage, to: `releases/${p.id}`, readOnlyDir: true });
       assert.ok(rename < synced && synced < record && record < journal, JSON.stringify(effects));
+      // Opened to everyone (a 0700 build's top directory) before it is a release, never after.
+      const opened = index(effects, (e) => e.do === 'open-dir');
+      assert.deepEqual(effects[opened], { do: 'open-dir', path: p.stage });
+      assert.ok(opened < rename, JSON.stringify(effects));
       assert.equal(journal, effects.findLastIndex((e) => e.do === 'write' || e.do === 'copy' || e.do === 'rename' || e.do === 'remove'));
       if (p.manifest !== undefined) {
         const copy = index(effects, (e) => e.do === 'copy');
