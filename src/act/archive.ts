@@ -17,6 +17,7 @@ import { EntryChecker, isUrlSource, otherFormat, quote, redactUrl, shownName, sn
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { MAX_TRAILING, TarFormatError, TarParser, trailingError, type TarDataSink } from '../plan/tar.ts';
 import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
+import { isWatchedTopName } from '../plan/validate.ts';
 import { secs } from './copy.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
@@ -235,8 +236,9 @@ export interface ExtractResult {
   manifest: ManifestEntry[];
   /** Inode, size and ctime of every file once it was final: the stat cache. */
   stamps: Map<string, FileStamp>;
-  /** The hidden names at the release's top (`.git`, `.env`, ...), seen as entries went in. */
-  hiddenTopNames: string[];  /** The one directory every entry sits under, if there is one (plan/archive.ts singleTopDir). */
+  /** The names at the release's top a build is warned about (plan/validate.ts buildTopWarnings), seen as entries went in. */
+  watchedTopNames: string[];
+  /** The one directory every entry sits under, if there is one (plan/archive.ts singleTopDir). */
   singleTopDir?: string;
   /** Files and links --strip-components removed whole, if any. */
   strippedAway?: { count: number; deepest: { name: string; components: number } };
@@ -585,15 +587,18 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
     options.onProgress?.({ files: stage.files, bytes: stage.bytes, rawBytes: counter.raw });
   });
   const aborted = (): boolean => options.signal?.aborted === true;
-  // Only hidden names: a repository's metadata is one (`.git`), and a million top-level files need no set.
-  const hidden = new Set<string>();
+  // Only the names a warning is about (`.git`, our config file): a million top-level files need no set.
+  const watched = new Set<string>();
   /** Decides one entry and writes it; a file's content then goes to the sink returned. */
   const apply = (header: ArchiveHeader): FileSink | undefined => {
     if (aborted()) return undefined;
     const decision = checker.decide(header);
     if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source, decision.hint);
     if (decision.action === 'skip') return undefined;
-    if (decision.action === 'write' && decision.path.startsWith('.')) hidden.add(decision.path.split('/', 1)[0] as string);
+    if (decision.action === 'write') {
+      const top = decision.path.split('/', 1)[0] as string;
+      if (isWatchedTopName(top)) watched.add(top);
+    }
     if (decision.action === 'root') {
       stage.setRoot(decision);
       return undefined;
@@ -668,7 +673,7 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
   return result();
 
   function result(): ExtractResult {
-    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest, stamps: stage.stamps, hiddenTopNames: [...hidden], singleTopDir: checker.singleTopDir(), strippedAway: checker.strippedAway() };
+    return { files: stage.files, dirs: stage.manifest.filter((e) => e.type === 'dir').length, symlinks: stage.symlinks, bytes: stage.bytes, sha256: hash.digest('hex'), rawBytes: counter.raw, manifest: stage.manifest, stamps: stage.stamps, watchedTopNames: [...watched], singleTopDir: checker.singleTopDir(), strippedAway: checker.strippedAway() };
   }
 }
 

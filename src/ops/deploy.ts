@@ -401,8 +401,7 @@ export async function deploy(source: string, root: string, options: DeployOption
           if (single) emit(single);
         }
         // As for a build directory, from the names the extraction saw (the archive is read once).
-        const repositoryInArchive = repositoryWarning(extracted.hiddenTopNames);
-        if (repositoryInArchive !== undefined) emit({ type: 'warning', message: repositoryInArchive });
+        for (const message of buildTopWarnings(extracted.watchedTopNames)) emit({ type: 'warning', message });
         if (!options.signal?.aborted) ({ links: sharedLinks, extracted } = await sharedOverExtracted(staging, extracted, options));
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
       } else {

@@ -190,6 +190,11 @@ export function configFileWarning(topNames: Iterable<string>): string | undefine
   return `the build holds ${found.join(' and ')} at its top: it goes live with the release, where a server whose document root is the release serves its hosts, paths and hooks; keep the config outside the build output`;
 }
 
+/** Whether a top-level name may earn a build a warning: what an archive's extraction keeps of its names. */
+export function isWatchedTopName(name: string): boolean {
+  return REPOSITORY_DIRS.includes(name) || (CONFIG_NAMES as readonly string[]).includes(name);
+}
+
 /** What a build's top level earns a warning for, on both engines. */
 export function buildTopWarnings(topNames: readonly string[]): string[] {
   return [repositoryWarning(topNames), configFileWarning(topNames)].filter((w): w is string => w !== undefined);

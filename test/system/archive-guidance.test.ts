@@ -36,6 +36,9 @@ void test('a .git at the top of a tar.gz or a zip, or of a tar once --strip-comp
   // Below the top it is not the document root's: no warning, as for a directory.
   const stderr = await deploys(tar, path.join(dir, 'root-tar-nested'));
   assert.doesNotMatch(stderr, REPOSITORY);
+  // Our config file at the top is warned about as in a build directory (where it was first).
+  const configured = writeArchive('tar.gz', path.join(dir, 'configured.tgz'), [{ name: 'index.html', data: 'ok\n' }, { name: 'atomic-deploy.config.yaml', data: 'keep: 2\n' }]);
+  assert.match(await deploys(configured, path.join(dir, 'root-config'), ['--no-config']), /^warning: the build holds atomic-deploy\.config\.yaml at its top: it goes live with the release/m);
 });
 
 void test('every entry under one directory (a GitHub tarball, git archive --prefix, tar -czf a.tgz dist) hints at --strip-components 1; not when the flag is given, nor for a build with two top entries', async (t) => {
