@@ -169,7 +169,13 @@ export async function openArtifact(source: string, download: DownloadOptions): P
       const fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
       try {
         const st = fs.fstatSync(fd);
-        if (!st.isFile()) throw new DeployError('INVALID_SOURCE', `${source} is neither a directory nor a regular file`, { hint: 'give the build output directory or an archive' });
+        if (!st.isFile()) {
+          // `<(curl …)` and /dev/stdin are pipes: an archive is read from a file (its size, a second read for the checks).
+          const piped = st.isFIFO() || /^\/(dev\/(stdin|fd\/\d+)|proc\/self\/fd\/\d+)$/.test(source);
+          throw new DeployError('INVALID_SOURCE', `${source} is neither a directory nor a regular file${piped ? ' (a pipe: an archive on standard input is not read)' : ''}`, {
+            hint: piped ? 'save it to a file and deploy that file (atomic-deploy deploy app.tgz <root>)' : 'give the build output directory or an archive',
+          });
+        }
         size = st.size;
         identity = identityOf(fd);
         read = fs.readSync(fd, head, 0, HEAD, 0);

@@ -18,7 +18,7 @@ import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecor
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { isUrlSource, PATH_MAX, redactUrl } from '../plan/archive.ts';
+import { isUrlSource, missingSourceWords, PATH_MAX, redactUrl } from '../plan/archive.ts';
 import { releaseDirMode, type ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
@@ -163,9 +163,13 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
   } catch (error) {
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
-    throw new DeployError('INVALID_SOURCE', code === 'ENOENT' ? `${source} does not exist` : `cannot read ${source}: ${code ?? String(error)}`, {
+    if (code === 'ENOENT') {
+      const { message, hint } = missingSourceWords(source);
+      throw new DeployError('INVALID_SOURCE', message, { cause: error, hint });
+    }
+    throw new DeployError('INVALID_SOURCE', `cannot read ${source}: ${code ?? String(error)}`, {
       cause: error,
-      hint: code === 'ENOENT' ? 'build first, then deploy the build output directory' : code === 'EACCES' || code === 'EPERM' ? 'this user may not read it: deploy as a user who can, or make it readable (chmod u+rx on it and the directories above it)' : undefined,
+      hint: code === 'EACCES' || code === 'EPERM' ? 'this user may not read it: deploy as a user who can, or make it readable (chmod u+rx on it and the directories above it)' : undefined,
     });
   }
   const problem = sourceRootProblem(sourceReal, realpathLoose(layout.root));

@@ -379,9 +379,24 @@ export function redactUrl(source: string): string {
 
 /** A URL that does not parse, for a message: whatever could be credentials (up to an `@`) and the query cut out. */
 function redactUnparsed(source: string): string {
-  const scheme = /^https?:\/\//i.exec(source)?.[0] ?? '';
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(source)?.[0] ?? '';
   const rest = source.slice(scheme.length).replace(/[?#].*$/s, '');
   return scheme + rest.slice(rest.lastIndexOf('@') + 1);
+}
+
+/**
+ * What to say of a source that does not exist, by its name: a URL of a scheme not fetched
+ * (`ftp://`, `s3://`), `-` for standard input, an artifact a failed step did not leave; else the
+ * build directory's words.
+ */
+export function missingSourceWords(source: string): { message: string; hint: string } {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1];
+  if (scheme !== undefined) {
+    return { message: `${redactUnparsed(source)}: ${scheme}:// URLs are not fetched, only http:// and https:// ones`, hint: 'download it first and deploy the file, or give an https URL to it (a presigned one for a private bucket)' };
+  }
+  if (source === '-') return { message: 'the source "-": an archive on standard input is not read', hint: 'save it to a file and deploy that file (atomic-deploy deploy app.tgz <root>)' };
+  if (/\.(tar|tgz|tar\.gz|zip)$/i.test(source)) return { message: `${source} does not exist`, hint: 'check the path; an artifact a failed download or build step did not leave is not there to deploy' };
+  return { message: `${source} does not exist`, hint: 'build first, then deploy the build output directory' };
 }
 
 /**
@@ -390,6 +405,8 @@ function redactUnparsed(source: string): string {
  * parsable. Not a download failure: nothing is retried, nothing was written.
  */
 export function urlProblem(source: string): { shown: string; problem: string } | undefined {
+  // The parser reads `http:///dist.tgz` (an empty host variable) as the host `dist.tgz`.
+  if (/^https?:\/\/\//i.test(source)) return { shown: redactUnparsed(source), problem: 'it names no host (three slashes after the scheme)' };
   try {
     new URL(source);
     return undefined;

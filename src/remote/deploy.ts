@@ -12,6 +12,7 @@ import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
 import { scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
+import { missingSourceWords } from '../plan/archive.ts';
 import { DeployError, errnoOf, emptyPathError } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
@@ -261,7 +262,8 @@ async function validateSource(source: string, signal: AbortSignal | undefined): 
   } catch (error) {
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
-    throw new DeployError('INVALID_SOURCE', code === 'ENOENT' ? `${source} does not exist` : `cannot read ${source}: ${code ?? String(error)}`, { cause: error });
+    const missing = code === 'ENOENT' ? missingSourceWords(source) : undefined;
+    throw new DeployError('INVALID_SOURCE', missing?.message ?? `cannot read ${source}: ${code ?? String(error)}`, { cause: error, hint: missing?.hint });
   }
   const scan = await scanSourceAsync(sourceReal, signal);
   // Directories alone are an empty site too, as locally.
