@@ -108,6 +108,14 @@ export function releaseIds(root: string): string[] {
   }
 }
 
+/**
+ * A build's snapshot as a release of it holds it: the release directory gets read and search for
+ * everyone, its other bits kept (src/plan/manifest.ts releaseDirMode); a temp build is 0700.
+ */
+export function releasedSnapshot(build: string): string[] {
+  return snapshot(build).map((line) => (/^\/ [0-7]+$/.test(line) ? `/ ${(parseInt(line.slice(2), 8) | 0o555).toString(8)}` : line));
+}
+
 /** A snapshot of everything under a directory (names, types, sizes, link targets, modes) for "nothing changed" checks. */
 export function snapshot(dir: string): string[] {
   const out: string[] = [];

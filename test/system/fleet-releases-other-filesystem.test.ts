@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, snapshot, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
+import { jsonOf, releasedSnapshot, snapshot, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { findTools, rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
@@ -75,7 +75,7 @@ void describe('a fleet host whose releases/ is another filesystem', () => {
     assert.ok(placing.some((l) => /(, "r2"|\/releases\/r2"), [^)]*\) = 0$/.test(l)), `no successful rename from the hidden stage into releases/r2:\n${placing.join('\n')}`);
     for (const [h, dir] of [[h1, on(h1)], [h2, dir2]] as const) {
       assert.equal(current(dir), 'r2', h.alias);
-      assert.deepEqual(snapshot(path.join(dir, 'releases', 'r2')), snapshot(v2), `${h.alias}: r2 is the source, byte for byte`);
+      assert.deepEqual(snapshot(path.join(dir, 'releases', 'r2')), releasedSnapshot(v2), `${h.alias}: r2 is the source, byte for byte`);
       assertClean(dir, h.alias);
     }
     // The manifest travelled too: r2's unchanged files were linked from r1, on the tmpfs as elsewhere.
@@ -115,7 +115,7 @@ void describe('a fleet host whose releases/ is another filesystem', () => {
       assert.equal(current(dir), 'r4', h.alias);
       // current and its rollback target stay; r2, rolled back from, goes.
       assert.deepEqual(entries(path.join(dir, 'releases')), ['r1', 'r4'], `${h.alias}: prune kept the wrong releases`);
-      assert.deepEqual(snapshot(path.join(dir, 'releases', 'r4')), snapshot(v3), h.alias);
+      assert.deepEqual(snapshot(path.join(dir, 'releases', 'r4')), releasedSnapshot(v3), h.alias);
       assertClean(dir, h.alias);
     }
   });

@@ -320,7 +320,7 @@ void test('a failed after-switch hook without a health check still runs the relo
   assert.match(back.stderr, /^hint: reload what serves with --reload-unit or --reload-php-fpm/m);
   // Nor its health check (one that would fail here): said too, where it was ignored without a word.
   fs.writeFileSync(config, `healthCheck:\n  command: touch ${marker}; exit 1\n`);
-  const again = await runCli(['rollback', root, '--no-fsync', '--config', config]);
+  const again = await runCli(['rollback', root, '--to', live, '--no-fsync', '--config', config]);
   assert.equal(again.code, 0, again.stderr);
   assert.ok(!fs.existsSync(marker), 'rollback ran the health check');
   assert.match(again.stderr, /^warning: rollback does not run the config file's health check: it checks deploys, and the release rolled back to is one that served$/m);
