@@ -17,7 +17,7 @@ import { EntryChecker, isUrlSource, otherFormat, quote, redactUrl, shownName, sn
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { MAX_TRAILING, TarFormatError, TarParser, trailingError, type TarDataSink } from '../plan/tar.ts';
 import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
-import { isWatchedTopName } from '../plan/validate.ts';
+import { watchedTopOf } from '../plan/validate.ts';
 import { secs } from './copy.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
 
@@ -92,10 +92,9 @@ function identityOf(fd: number): FileIdentity {
 function assertSameArtifact(fd: number, expected: FileIdentity | undefined, source: string): void {
   if (expected === undefined) return;
   const now = identityOf(fd);
-  const how =
-    now.dev !== expected.dev || now.ino !== expected.ino ? 'it was replaced by another file' : now.size !== expected.size ? 'its size changed' : now.mtimeNs !== expected.mtimeNs || now.ctimeNs !== expected.ctimeNs ? 'it was written to' : undefined;
+  const replaced = now.dev !== expected.dev || now.ino !== expected.ino;
+  const how = replaced ? 'it was replaced by another file' : now.size !== expected.size ? 'its size changed' : now.mtimeNs !== expected.mtimeNs || now.ctimeNs !== expected.ctimeNs ? 'it was written to' : undefined;
   if (how === undefined) return;
-  const replaced = how === 'it was replaced by another file';
   throw new DeployError('IO', `${redactUrl(source)} changed while it was read (${how}); nothing was deployed`, {
     hint: replaced
       ? 'publish each build under its own name, or deploy once the rename is done'
@@ -602,8 +601,8 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
     if (decision.action === 'refuse') throw hostile(decision.problem, artifact.source, decision.hint);
     if (decision.action === 'skip') return undefined;
     if (decision.action === 'write') {
-      const top = decision.path.split('/', 1)[0] as string;
-      if (isWatchedTopName(top)) watched.add(top);
+      const top = watchedTopOf(decision.path);
+      if (top !== undefined) watched.add(top);
     }
     if (decision.action === 'root') {
       stage.setRoot(decision);

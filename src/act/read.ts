@@ -15,6 +15,24 @@ function notRegular(file: string): NodeJS.ErrnoException {
  */
 const FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK;
 
+/** Whether a name is there at all, a link that leads nowhere included (lstat); a folder this user cannot search says no. */
+export function nameExists(p: string): boolean {
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** The text of the symbolic link at `p` (one that leads nowhere too); undefined when `p` is missing or no link. */
+export function symlinkTarget(p: string): string | undefined {
+  try {
+    return fs.lstatSync(p).isSymbolicLink() ? fs.readlinkSync(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function readRegularFileSync(file: string): string {
   const fd = fs.openSync(file, FLAGS);
   try {

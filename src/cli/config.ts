@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 // The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
-import { NOT_REGULAR, readRegularFileSync } from '../act/read.ts';
+import { nameExists, NOT_REGULAR, readRegularFileSync, symlinkTarget } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
 import { secondsToMs } from './number-flags.ts';
-import { servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
-import { CONFIG_NAMES } from '../plan/config-basics.ts';
+import { asList, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
+import { CONFIG_KEY_OF_FLAG, CONFIG_NAMES } from '../plan/config-basics.ts';
 import { shellWord, tildePath } from '../plan/paths.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
@@ -43,18 +43,9 @@ export function findConfigFiles(cwd: string): string[] {
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
     // A link counts even when it leads nowhere (a volume not mounted): its hooks and health check
     // dropped without a word would be worse than the error reading it gives.
-    const found = CONFIG_NAMES.map((name) => path.join(dir, name)).filter((f) => fs.lstatSync(f, { throwIfNoEntry: false }) !== undefined);
+    const found = CONFIG_NAMES.map((name) => path.join(dir, name)).filter(nameExists);
     if (found.length > 0) return found;
     if (fs.existsSync(path.join(dir, '.git')) || path.dirname(dir) === dir) return [];
-  }
-}
-
-/** The target of a link at `file` that leads nowhere; undefined when `file` is no link. */
-function danglingLink(file: string): string | undefined {
-  try {
-    return fs.lstatSync(file).isSymbolicLink() ? fs.readlinkSync(file) : undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -95,7 +86,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     text = readRegularFileSync(file);
   } catch (error) {
     const code = errnoOf(error);
-    const link = code === 'ENOENT' ? danglingLink(file) : undefined;
+    const link = code === 'ENOENT' ? symlinkTarget(file) : undefined;
     // Each with the way on that works for it: `init` writes no file over one that exists.
     const [why, hint] =
       link !== undefined
@@ -160,42 +151,6 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   return { config, file, dir: path.dirname(file) };
 }
 
-/** The config key each flag stands for (the flag column of docs/lifecycle.md's table of keys). */
-const KEY_OF_FLAG: Readonly<Record<string, string>> = {
-  '--keep': 'keep',
-  '--release-id': 'releaseId',
-  '--wait': 'wait',
-  '--shared': 'shared',
-  '--shared-file': 'sharedFiles',
-  '--shared-dir': 'sharedDirs',
-  '--shared-create': 'sharedCreate',
-  '--shared-replace': 'sharedReplace',
-  '--strategy': 'strategy',
-  '--before-switch': 'hooks.beforeSwitch',
-  '--after-switch': 'hooks.afterSwitch',
-  '--hook-timeout': 'hooks.timeout',
-  '--health-check': 'healthCheck.command',
-  '--health-url': 'healthCheck.url',
-  '--health-timeout': 'healthCheck.timeout',
-  '--reload-unit': 'reload.units',
-  '--reload-php-fpm': 'reload.phpFpm',
-  '--reload-timeout': 'reload.timeout',
-  '--stale': 'stale',
-  '--stale-wait': 'staleWait',
-  '--strip-components': 'artifact.stripComponents',
-  '--max-files': 'artifact.maxFiles',
-  '--max-bytes': 'artifact.maxBytes',
-  '--allowed-signers': 'artifact.allowedSigners',
-  '--keep-setuid': 'artifact.keepSetuid',
-  '--download-timeout': 'artifact.downloadTimeout',
-  '--download-retries': 'artifact.downloadRetries',
-  '--host': 'hosts',
-  '--waves': 'waves',
-  '--wave-pause': 'wavePause',
-  '--max-fail': 'maxFail',
-  '--on-failure': 'onFailure',
-};
-
 /**
  * An error names a flag the user never typed when the value came from the config file
  * (`--health-url is not available for fleet deploys` for `healthCheck.url`): the key and the file
@@ -203,7 +158,7 @@ const KEY_OF_FLAG: Readonly<Record<string, string>> = {
  */
 export function configKeyNote(message: string, loaded: LoadedConfig | undefined, given: (flag: string) => boolean): string | undefined {
   if (loaded?.file === undefined) return undefined;
-  for (const [flag, key] of Object.entries(KEY_OF_FLAG)) {
+  for (const [flag, key] of Object.entries(CONFIG_KEY_OF_FLAG)) {
     if (!new RegExp(`(?:^|[^\\w-])${flag}(?![\\w-])`).test(message) || given(flag)) continue;
     let value: unknown = loaded.config;
     for (const part of key.split('.')) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
@@ -222,7 +177,6 @@ export interface DeployFlags extends ReleaseFlags, ServingFlags {
   adopt?: boolean;
 }
 
-const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 const ms = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : secondsToMs(seconds));
 
 /**
@@ -234,8 +188,8 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
   const pick = <K extends keyof DeployFlags, T>(flag: K, fromConfig: T | undefined): DeployFlags[K] | T | undefined =>
     given(flag) ? flags[flag] : fromConfig;
   const hooks = {
-    beforeSwitch: pick('beforeSwitch', list(c.hooks?.beforeSwitch)),
-    afterSwitch: pick('afterSwitch', list(c.hooks?.afterSwitch)),
+    beforeSwitch: pick('beforeSwitch', asList(c.hooks?.beforeSwitch)),
+    afterSwitch: pick('afterSwitch', asList(c.hooks?.afterSwitch)),
     timeoutMs: ms(pick('hookTimeout', c.hooks?.timeout)),
   };
   const healthCheck = {
@@ -252,9 +206,9 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
     dryRun: flags.dryRun === true ? true : undefined,
     // Only ever from the command line: adopting a folder is a one-time, deliberate act.
     adopt: flags.adopt === true ? true : undefined,
-    shared: pick('shared', list(c.shared)),
-    sharedFiles: pick('sharedFile', list(c.sharedFiles)),
-    sharedDirs: pick('sharedDir', list(c.sharedDirs)),
+    shared: pick('shared', asList(c.shared)),
+    sharedFiles: pick('sharedFile', asList(c.sharedFiles)),
+    sharedDirs: pick('sharedDir', asList(c.sharedDirs)),
     sharedCreate: pick('sharedCreate', c.sharedCreate),
     sharedReplace: pick('sharedReplace', c.sharedReplace),
     strategy: pick('strategy', c.strategy),

@@ -1,10 +1,10 @@
 /** The `prune` and `init` commands, and the flags deploy takes for the release lifecycle. */
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag, secondsToMs } from './number-flags.ts';
-import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
+import { nameExists } from '../act/read.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -112,14 +112,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
       // by its searched name, given with --config or not (a link, even a dangling one, counts).
       if ((CONFIG_NAMES as readonly string[]).includes(path.basename(file))) {
         // A folder this user cannot search hides nothing: the write below is refused there, in words.
-        const present = (f: string): boolean => {
-          try {
-            return fs.lstatSync(f, { throwIfNoEntry: false }) !== undefined;
-          } catch {
-            return false;
-          }
-        };
-        const other = CONFIG_NAMES.map((name) => path.join(path.dirname(file), name)).find((f) => f !== file && present(f));
+        const other = CONFIG_NAMES.map((name) => path.join(path.dirname(file), name)).find((f) => f !== file && nameExists(f));
         if (other) throw new DeployError('USAGE', `${other} already exists; nothing was written`, { hint: 'edit that file, or remove it and run init again' });
       }
       // In a release (through current too) the file would be served and verify would report it.

@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { FAILPOINTS_BUILT_IN } from '../act/failpoints.ts';
 import type { DeployResult } from '../ops/deploy.ts';
 import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../errors.ts';
-import { isUrlSource, missingSourceWords, redactUrl, sniffFormat } from '../plan/archive.ts';
+import { isUrlSource, missingSourceWords, namedLikeArtifact, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
 import { status } from '../ops/status.ts';
 import { addArtifactFlags, addReleaseFlags, artifactFlagsForDirectory, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
@@ -275,7 +275,8 @@ function dispatch(program: Command, argv: readonly string[]): readonly string[] 
   if (names.includes(first)) return [...front, first, ...moved, ...rest];
   if (isBareSource(first)) return [...front, 'deploy', ...moved, first, ...rest];
   // An artifact's name or a URL is no command mistyped: say what is wrong with it as deploy would.
-  if ((/\.(tar|tgz|tar\.gz|zip)$/i.test(first) && !fs.existsSync(first)) || /^[a-z][a-z0-9+.-]*:\/\//i.test(first)) {
+  const named = namedLikeArtifact(first);
+  if ((named.file && !fs.existsSync(first)) || named.url) {
     const { message, hint } = missingSourceWords(first);
     throw new DeployError('INVALID_SOURCE', message, { hint });
   }

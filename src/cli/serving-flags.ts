@@ -28,7 +28,7 @@ export function addServingFlags(cmd: Command): Command {
 
 const ms = (s: number | undefined): number | undefined => (s === undefined ? undefined : secondsToMs(s));
 /** A config value given as one item or a list; a flag's values are a list already. */
-export const asList = (v: string | readonly string[] | undefined): readonly string[] | undefined => (typeof v === 'string' ? [v] : v);
+export const asList = (v: string | string[] | undefined): string[] | undefined => (typeof v === 'string' ? [v] : v);
 
 /** The config file's reload and stale settings, each replaced by its flag when the flag was given. */
 export function servingOptionsFrom(config: Config, flags: ServingFlags, given: (flag: keyof ServingFlags) => boolean): ServingOptions {

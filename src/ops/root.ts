@@ -6,6 +6,7 @@ import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle,
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { layoutOf, type Layout } from '../act/layout.ts';
+import { symlinkTarget } from '../act/read.ts';
 import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 import { shellWord } from '../plan/paths.ts';
 
@@ -41,7 +42,7 @@ export function openRoot(root: string, options: { mayCreate: boolean }): Layout 
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
     // A dangling link reads as missing to stat, but mkdir -p cannot make it (EEXIST): say what it is.
-    const target = code === 'ENOENT' ? danglingTarget(layout.root) : undefined;
+    const target = code === 'ENOENT' ? symlinkTarget(layout.root) : undefined;
     if (target !== undefined) {
       throw new DeployError('INVALID_ROOT', `the deploy root ${layout.root} is a symbolic link to ${target}, which does not exist`, { hint: DANGLING_HINT });
     }
@@ -169,15 +170,6 @@ function placeIn(outer: string, rel: string): string {
 }
 
 const DANGLING_HINT = "create the link's target first, or give another root";
-
-/** The target of `p` when `p` is a symbolic link (stat said it does not resolve); undefined otherwise. */
-function danglingTarget(p: string): string | undefined {
-  try {
-    return fs.lstatSync(p).isSymbolicLink() ? fs.readlinkSync(p) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * A root that does not exist yet must be one mkdir -p can make: its nearest existing ancestor a

@@ -377,11 +377,19 @@ export function redactUrl(source: string): string {
   }
 }
 
+const URL_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+const ARCHIVE_NAME = /\.(tar|tgz|tar\.gz|zip)$/i;
+
 /** A URL that does not parse, for a message: whatever could be credentials (up to an `@`) and the query cut out. */
 function redactUnparsed(source: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(source)?.[0] ?? '';
+  const scheme = URL_SCHEME.exec(source)?.[0] ?? '';
   const rest = source.slice(scheme.length).replace(/[?#].*$/s, '');
   return scheme + rest.slice(rest.lastIndexOf('@') + 1);
+}
+
+/** A source named as an artifact is: a URL of any scheme, or a file name ending as an archive's. */
+export function namedLikeArtifact(source: string): { url: boolean; file: boolean } {
+  return { url: URL_SCHEME.test(source), file: ARCHIVE_NAME.test(source) };
 }
 
 /**
@@ -390,12 +398,12 @@ function redactUnparsed(source: string): string {
  * build directory's words.
  */
 export function missingSourceWords(source: string): { message: string; hint: string } {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1];
+  const scheme = URL_SCHEME.exec(source)?.[1];
   if (scheme !== undefined) {
     return { message: `${redactUnparsed(source)}: ${scheme}:// URLs are not fetched, only http:// and https:// ones`, hint: 'download it first and deploy the file, or give an https URL to it (a presigned one for a private bucket)' };
   }
   if (source === '-') return { message: 'the source "-": an archive on standard input is not read', hint: 'save it to a file and deploy that file (atomic-deploy deploy app.tgz <root>)' };
-  if (/\.(tar|tgz|tar\.gz|zip)$/i.test(source)) return { message: `${source} does not exist`, hint: 'check the path; an artifact a failed download or build step did not leave is not there to deploy' };
+  if (ARCHIVE_NAME.test(source)) return { message: `${source} does not exist`, hint: 'check the path; an artifact a failed download or build step did not leave is not there to deploy' };
   return { message: `${source} does not exist`, hint: 'build first, then deploy the build output directory' };
 }
 

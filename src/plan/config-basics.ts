@@ -7,6 +7,42 @@
 /** Config file names looked for in the working directory, in this order. */
 export const CONFIG_NAMES = ['atomic-deploy.config.yaml', 'atomic-deploy.config.yml', 'atomic-deploy.config.json'] as const;
 
+/** The config key each flag stands for (the flag column of docs/lifecycle.md's table of keys). */
+export const CONFIG_KEY_OF_FLAG: Readonly<Record<string, string>> = {
+  '--keep': 'keep',
+  '--release-id': 'releaseId',
+  '--wait': 'wait',
+  '--shared': 'shared',
+  '--shared-file': 'sharedFiles',
+  '--shared-dir': 'sharedDirs',
+  '--shared-create': 'sharedCreate',
+  '--shared-replace': 'sharedReplace',
+  '--strategy': 'strategy',
+  '--before-switch': 'hooks.beforeSwitch',
+  '--after-switch': 'hooks.afterSwitch',
+  '--hook-timeout': 'hooks.timeout',
+  '--health-check': 'healthCheck.command',
+  '--health-url': 'healthCheck.url',
+  '--health-timeout': 'healthCheck.timeout',
+  '--reload-unit': 'reload.units',
+  '--reload-php-fpm': 'reload.phpFpm',
+  '--reload-timeout': 'reload.timeout',
+  '--stale': 'stale',
+  '--stale-wait': 'staleWait',
+  '--strip-components': 'artifact.stripComponents',
+  '--max-files': 'artifact.maxFiles',
+  '--max-bytes': 'artifact.maxBytes',
+  '--allowed-signers': 'artifact.allowedSigners',
+  '--keep-setuid': 'artifact.keepSetuid',
+  '--download-timeout': 'artifact.downloadTimeout',
+  '--download-retries': 'artifact.downloadRetries',
+  '--host': 'hosts',
+  '--waves': 'waves',
+  '--wave-pause': 'wavePause',
+  '--max-fail': 'maxFail',
+  '--on-failure': 'onFailure',
+};
+
 export interface HostSpec {
   user?: string;
   host: string;

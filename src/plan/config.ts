@@ -6,7 +6,7 @@ import { DeployError } from '../errors.ts';
 import { parseByteCount } from './archive.ts';
 import { sharedPathProblem } from './paths.ts';
 import { newReleaseIdProblem } from './release-id.ts';
-import { parseHostSpec } from './config-basics.ts';
+import { CONFIG_KEY_OF_FLAG, parseHostSpec } from './config-basics.ts';
 import { closest } from './suggest.ts';
 import { COUNTS, MAX_SECONDS, type CountRange } from './validate.ts';
 import { parseMaxFail, parseWaves } from './waves.ts';
@@ -33,9 +33,9 @@ const secondsOrZero = z
   .number({ error: (issue) => (tooBig(issue.input) ? SECONDS_ZERO : 'a number of seconds >= 0') })
   .check(z.minimum(0, { error: 'a number of seconds >= 0' }), z.maximum(MAX_SECONDS, { error: SECONDS_ZERO }));
 const nonEmptyList = <T extends z.ZodMiniType>(item: T, what: string) => z.array(item, { error: what }).check(z.minLength(1, { error: what }));
-const commands = z.union([text('a command'), nonEmptyList(text('a command'), 'a command or a list of commands')], {
-  error: 'a command or a list of commands',
-});
+/** One item or a non-empty list of them. */
+const oneOrList = <T extends z.ZodMiniType>(item: T, what: string) => z.union([item, nonEmptyList(item, what)], { error: what });
+const commands = oneOrList(text('a command'), 'a command or a list of commands');
 const flag = z.boolean({ error: 'true or false' });
 /** Why a shared path is refused, in the words the command line's flags use, with the fix of a trailing slash. */
 function sharedPathExpected(input: unknown): string {
@@ -48,8 +48,6 @@ function sharedPathExpected(input: unknown): string {
 const sharedPath = text('a relative path inside the release').check(z.refine((p) => sharedPathProblem(p) === undefined, { error: (issue) => sharedPathExpected(issue.input) }));
 // One path or a list, as the hooks take one command or a list.
 const sharedList = z.union([sharedPath, z.array(sharedPath, { error: 'a list of relative paths' })], { error: 'a relative path or a list of them' });
-/** One item or a non-empty list of them. */
-const oneOrList = <T extends z.ZodMiniType>(item: T, what: string) => z.union([item, nonEmptyList(item, what)], { error: what });
 const opt = z.optional;
 /** A whole number in the range its flag takes (COUNTS); a number out of it gets the range as the expectation. */
 const count = ({ min, max }: CountRange) => {
@@ -177,31 +175,18 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   artifact: ['stripComponents', 'maxFiles', 'maxBytes', 'allowedSigners', 'keepSetuid', 'downloadTimeout', 'downloadRetries'],
 };
 
+/** A key as a flag-style spelling of it is looked up: case, `-` and `_` left out. */
+const flagWord = (key: string): string => key.toLowerCase().replace(/[-_]/g, '');
+
 /**
  * Keys written the way the flags are (a flag list turned into a file), at the top level, and where
- * they belong; looked up with case, `-` and `_` left out. `closest` cannot find these: the
- * right key is in another section.
+ * they belong: each flag whose key is spelt otherwise (`--before-switch` is `hooks.beforeSwitch`),
+ * and a few more. `closest` cannot find these: the right key is in another section.
  */
 const FLAG_STYLE_KEYS: Record<string, string> = {
-  beforeswitch: 'hooks.beforeSwitch',
-  afterswitch: 'hooks.afterSwitch',
-  hooktimeout: 'hooks.timeout',
-  healthurl: 'healthCheck.url',
+  ...Object.fromEntries(Object.entries(CONFIG_KEY_OF_FLAG).flatMap(([flag, key]) => (flagWord(flag.slice(2)) === flagWord(key) ? [] : [[flagWord(flag.slice(2)), key]]))),
   healthcommand: 'healthCheck.command',
-  healthtimeout: 'healthCheck.timeout',
-  reloadunit: 'reload.units',
   reloadunits: 'reload.units',
-  reloadphpfpm: 'reload.phpFpm',
-  reloadtimeout: 'reload.timeout',
-  stripcomponents: 'artifact.stripComponents',
-  maxfiles: 'artifact.maxFiles',
-  maxbytes: 'artifact.maxBytes',
-  allowedsigners: 'artifact.allowedSigners',
-  keepsetuid: 'artifact.keepSetuid',
-  downloadtimeout: 'artifact.downloadTimeout',
-  downloadretries: 'artifact.downloadRetries',
-  sharedfile: 'sharedFiles',
-  shareddir: 'sharedDirs',
   host: 'hosts (a list: - host: web1)',
   nofsync: 'fsync (fsync: false)',
   timeout: 'hooks.timeout, healthCheck.timeout or reload.timeout',
@@ -209,7 +194,7 @@ const FLAG_STYLE_KEYS: Record<string, string> = {
 
 /** Where a key that is unknown where it stands belongs, when it is a known mistake; undefined otherwise. */
 function belongsUnder(parent: string, key: string): string | undefined {
-  const word = key.toLowerCase().replace(/[-_]/g, '');
+  const word = flagWord(key);
   if (parent === '') {
     const at = FLAG_STYLE_KEYS[word];
     // A key that differs from the right one only in case or separators is closest's to name.

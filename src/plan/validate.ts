@@ -165,39 +165,57 @@ export function signalOf(reason: unknown): NodeJS.Signals {
   return typeof reason === 'string' && /^SIG[A-Z0-9]+$/.test(reason) ? (reason as NodeJS.Signals) : 'SIGTERM';
 }
 
-/** Repository metadata a build should not carry: served from a release root, it publishes history, remote URLs, sometimes credentials. */
-const REPOSITORY_DIRS = ['.git', '.hg', '.svn'];
+/** Names at a build's top that earn it a warning, and what to say of them (the message's tail). */
+interface TopWatch {
+  names: readonly string[];
+  says: string;
+}
 
 /**
- * The warning for a build whose top level holds a repository's metadata (`.git` may also be a
- * file, in a worktree or submodule): a server whose document root is the release would serve it.
- * Only warned: an app served from a subdirectory (`current/public`) may ship its checkout.
+ * A repository's metadata (`.git` may also be a file, in a worktree or submodule): a server whose
+ * document root is the release would serve it (history, remote URLs, sometimes credentials). Only
+ * warned: an app served from a subdirectory (`current/public`) may ship its checkout.
  */
+const REPOSITORY: TopWatch = {
+  names: ['.git', '.hg', '.svn'],
+  says: 'a server whose document root is the release serves it (history, remote URLs, sometimes credentials); deploy the build output, or serve a subdirectory of the release',
+};
+
+/**
+ * This tool's config file (`source: .` in a project, a config written into the build folder): it
+ * goes live with the release, where a server serves its hosts, roots, hooks and health URLs.
+ */
+const OWN_CONFIG: TopWatch = {
+  names: CONFIG_NAMES,
+  says: 'it goes live with the release, where a server whose document root is the release serves its hosts, paths and hooks; keep the config outside the build output',
+};
+
+const TOP_WATCHES = [REPOSITORY, OWN_CONFIG];
+/** Each watched name, and it as the first component of a longer path (`.git/`), for watchedTopOf. */
+const WATCHED_PREFIXES = TOP_WATCHES.flatMap((w) => w.names.map((name) => ({ name, prefix: `${name}/` })));
+
+function topWarning(watch: TopWatch, topNames: Iterable<string>): string | undefined {
+  const found = [...topNames].filter((n) => watch.names.includes(n)).sort();
+  return found.length === 0 ? undefined : `the build holds ${found.join(' and ')} at its top: ${watch.says}`;
+}
+
+/** The warning for a build whose top level holds a repository's metadata. */
 export function repositoryWarning(topNames: Iterable<string>): string | undefined {
-  const found = [...topNames].filter((n) => REPOSITORY_DIRS.includes(n)).sort();
-  if (found.length === 0) return undefined;
-  return `the build holds ${found.join(' and ')} at its top: a server whose document root is the release serves it (history, remote URLs, sometimes credentials); deploy the build output, or serve a subdirectory of the release`;
-}
-
-/**
- * The warning for a build whose top level holds this tool's config file (`source: .` in a
- * project, a config written into the build folder): it goes live with the release, where a server
- * serves its hosts, roots, hooks and health URLs, and a later deploy's `verify` reads it as content.
- */
-export function configFileWarning(topNames: Iterable<string>): string | undefined {
-  const found = [...topNames].filter((n) => (CONFIG_NAMES as readonly string[]).includes(n)).sort();
-  if (found.length === 0) return undefined;
-  return `the build holds ${found.join(' and ')} at its top: it goes live with the release, where a server whose document root is the release serves its hosts, paths and hooks; keep the config outside the build output`;
-}
-
-/** Whether a top-level name may earn a build a warning: what an archive's extraction keeps of its names. */
-export function isWatchedTopName(name: string): boolean {
-  return REPOSITORY_DIRS.includes(name) || (CONFIG_NAMES as readonly string[]).includes(name);
+  return topWarning(REPOSITORY, topNames);
 }
 
 /** What a build's top level earns a warning for, on both engines. */
 export function buildTopWarnings(topNames: readonly string[]): string[] {
-  return [repositoryWarning(topNames), configFileWarning(topNames)].filter((w): w is string => w !== undefined);
+  return TOP_WATCHES.flatMap((w) => topWarning(w, topNames) ?? []);
+}
+
+/**
+ * The watched top-level name a release path is, or lies under (`.git/config` gives `.git`);
+ * undefined for any other. Asked of every entry an archive writes, so it allocates nothing.
+ */
+export function watchedTopOf(path: string): string | undefined {
+  for (const w of WATCHED_PREFIXES) if (path === w.name || path.startsWith(w.prefix)) return w.name;
+  return undefined;
 }
 
 /**
