@@ -1,4 +1,5 @@
 /** After every switch: reload what serves the release, then look for processes still running from the one left. */
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeOutcome } from '../act/hooks.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
@@ -7,7 +8,7 @@ import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
 import { signalOf } from '../plan/validate.ts';
-import { describeStale, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
+import { describeStale, PHP_FPM_SOCKET_PREFIX, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
 import type { EventSink } from './events.ts';
 import { isWithin } from '../plan/paths.ts';
 import { realpathLoose } from './root.ts';
@@ -50,6 +51,16 @@ export function checkServingOptions(options: ServingOptions): void {
   }
   for (const file of options.reload?.phpFpm ?? []) {
     if (typeof file !== 'string' || file.trim() === '' || file.includes('\0')) throw new DeployError('USAGE', 'invalid php-fpm pid file: it is empty or holds a NUL byte', { hint: 'e.g. --reload-php-fpm /run/php/php8.2-fpm.pid' });
+    // A relative path would be found from wherever the command runs (on a fleet host, the ssh
+    // login's directory for the check and / after the hooks), never from the config file or from
+    // php-fpm's prefix, which is what a relative `pid =` in php-fpm.conf is relative to.
+    const named = file.startsWith(PHP_FPM_SOCKET_PREFIX) ? file.slice(PHP_FPM_SOCKET_PREFIX.length) : file;
+    if (!path.posix.isAbsolute(named)) {
+      const socket = named !== file;
+      throw new DeployError('USAGE', `invalid php-fpm ${socket ? 'socket' : 'pid file'} ${JSON.stringify(named)} for --reload-php-fpm: not an absolute path`, {
+        hint: socket ? 'give the path php-fpm listens on (listen = in the pool\'s config), e.g. unix:/run/php/php8.2-fpm.sock' : 'give the path php-fpm writes (pid = in php-fpm.conf), e.g. /run/php/php8.2-fpm.pid',
+      });
+    }
   }
   const timeout = options.reload?.timeoutMs;
   if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');

@@ -380,6 +380,27 @@ void test('bad reload and stale options exit 2 with nothing changed; with --host
     const fleet = await runCli(['deploy', src, '/srv/x', '--host', 'web1', ...args]);
     assert.equal(fleet.code, 2, `--host ${args.join(' ')}: ${fleet.stderr}`);
   }
+  // A relative pid file or socket would be looked for from wherever the command runs (on a fleet host,
+  // the login directory for the check and / after the hooks): refused, from a flag or the config file.
+  const fpmDir = path.join(dir, 'fpm');
+  fs.mkdirSync(fpmDir);
+  fs.writeFileSync(path.join(fpmDir, 'php-fpm.pid'), `${process.pid}\n`);
+  for (const [spec, said] of [['php-fpm.pid', 'pid file "php-fpm.pid"'], ['unix:run/fpm.sock', 'socket "run/fpm.sock"']] as const) {
+    const local = await runCli(['deploy', src, root, '--reload-php-fpm', spec], { cwd: fpmDir });
+    assert.equal(local.code, 2, local.stderr);
+    assert.match(local.stderr, new RegExp(`^error: invalid php-fpm ${said.replace(/[.]/g, '\\.')} for --reload-php-fpm: not an absolute path$`, 'm'));
+    assert.match(local.stderr, /^hint: give the path php-fpm (writes|listens on)/m);
+    assert.equal(fs.existsSync(root), false, spec);
+  }
+  const fleetRelative = await runCli(['deploy', src, '/srv/x', '--host', 'web1', '--reload-php-fpm', 'php-fpm.pid'], { cwd: fpmDir });
+  assert.equal(fleetRelative.code, 2, fleetRelative.stderr);
+  assert.match(fleetRelative.stderr, /not an absolute path/);
+  fs.writeFileSync(path.join(fpmDir, 'atomic-deploy.config.yaml'), 'reload: {phpFpm: php-fpm.pid}\n');
+  const fromConfig = await runCli(['deploy', src, root], { cwd: fpmDir });
+  assert.equal(fromConfig.code, 2, fromConfig.stderr);
+  assert.match(fromConfig.stderr, /^error: invalid php-fpm pid file "php-fpm\.pid" for --reload-php-fpm: not an absolute path$/m);
+  assert.match(fromConfig.stderr, /reload\.phpFpm/, 'the hint names the key the value came from');
+  assert.equal(fs.existsSync(root), false);
   // A unit systemd does not know, no systemd running, no systemctl at all: refused before anything is written.
   const fake = fakeSystemctl(dir);
   const noSystemd = path.join(dir, 'no-systemd');
