@@ -164,6 +164,11 @@ export function configKeyNote(message: string, loaded: LoadedConfig | undefined,
     for (const part of key.split('.')) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
     if (value !== undefined) return `${flag} here is ${key} in ${loaded.file}`;
   }
+  // An id the file fixes is every deploy's: the second one finds it taken, and no flag is named.
+  const id = loaded.config.releaseId;
+  if (id !== undefined && !given('--release-id') && message.includes(`release ${id} already exists`)) {
+    return `the release id is releaseId in ${loaded.file}, which every deploy with this file takes: give --release-id <new id> or remove the key`;
+  }
   return undefined;
 }
 

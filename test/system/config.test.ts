@@ -360,6 +360,18 @@ void test('an error that names a flag the config file set says which key in whic
   assert.equal(local.code, 2, local.stderr);
   assert.match(local.stderr, new RegExp(`^hint: --reload-php-fpm here is reload\\.phpFpm in ${config}; `, 'm'));
   assert.equal(fs.existsSync(root), false);
+  // An id the file fixes: the second deploy finds it taken, an error naming no flag.
+  fs.writeFileSync(config, 'releaseId: r1\n');
+  assert.equal((await runCli(['deploy', src, root, '-q'], { cwd: dir })).code, 0);
+  const again = await runCli(['deploy', src, root, '--json'], { cwd: dir });
+  assert.equal(again.code, 2, again.stderr);
+  const taken = jsonOf<{ error: { message: string; hint: string } }>(again).error;
+  assert.match(taken.message, /^release r1 already exists in /);
+  assert.equal(taken.hint.split('; ')[0], `the release id is releaseId in ${config}, which every deploy with this file takes: give --release-id <new id> or remove the key`);
+  const named = await runCli(['deploy', src, root, '--release-id', 'r1'], { cwd: dir });
+  assert.equal(named.code, 2);
+  assert.doesNotMatch(named.stderr, /is releaseId in/, 'not when the flag was typed');
+  assert.deepEqual(releaseIds(root), ['r1']);
 });
 
 void test('init: a file as an argument, a ~ no shell expanded, a folder this user cannot write, and a .JSON name each get the word that helps', async (t) => {
