@@ -30,7 +30,7 @@ function leftovers(dir: string): string[] {
 }
 
 /** Starts a fleet command in its own process group; once its progress lines (stdout) show `ready` (or `ready()` holds), signals the whole group. `tookMs`: from the signal to its end. */
-async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpoints?: string): Promise<{ code: number | null; stdout: string; stderr: string; said: string; tookMs: number }> {
+async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpoints?: string, again?: RegExp): Promise<{ code: number | null; stdout: string; stderr: string; said: string; tookMs: number; againWhileRunning?: boolean }> {
   const run = spawnCli(args, { env, group: true, timeoutMs: 120_000, ...(failpoints ? { failpoints } : {}) });
   let said = '';
   run.child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
@@ -44,8 +44,15 @@ async function ctrlCWhen(args: string[], ready: RegExp | (() => boolean), failpo
   // As the terminal does: one SIGINT to every process of the foreground job.
   process.kill(-(run.child.pid as number), 'SIGINT');
   const sent = performance.now();
+  // A second Ctrl-C (the impatient user) once the progress lines say `again`: while the first one's undo runs.
+  let againWhileRunning: boolean | undefined;
+  if (again !== undefined) {
+    while (!again.test(said) && run.child.exitCode === null && run.child.signalCode === null) await new Promise((r) => setTimeout(r, 5));
+    againWhileRunning = run.child.exitCode === null && run.child.signalCode === null;
+    if (againWhileRunning) process.kill(-(run.child.pid as number), 'SIGINT');
+  }
   const r = await run.done;
-  return { code: r.code, stdout: r.stdout, stderr: r.stderr, said, tookMs: performance.now() - sent };
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr, said, tookMs: performance.now() - sent, ...(again === undefined ? {} : { againWhileRunning }) };
 }
 
 /** Interrupted before the switch: said so, and every host as it was (on `v1` alone, no lock, journal or leftover). */
@@ -91,6 +98,21 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     assert.ok(v1 !== undefined);
     // Each host stops 5 s after its copy (its ssh sessions, lock holder and connection all open).
     const r = await ctrlCWhen(['deploy', site(t, 'v2'), root, ...hostArgs], /host\d: copied/, 'fleet-copied=sleep:5000');
+    assert.equal(r.code, 130, r.stderr);
+    assertUndone(r, on, v1);
+  });
+
+  // docs/fleet.md: a second signal while the hosts are undone changes nothing (stopping the way back
+  // halfway would leave hosts behind); the first signal's undo finishes on every host.
+  void test('a second Ctrl-C while the deploy is undone on the hosts: the undo still finishes everywhere, exit 130', async (t) => {
+    const { root, on } = newRoot('twice');
+    const v1 = jsonOf<FleetJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release;
+    assert.ok(v1 !== undefined);
+    // 3,000 more files: each host's undo has a release to delete, which keeps it running for the second signal.
+    const v2 = site(t, 'v2');
+    for (let i = 0; i < 30; i++) writeTree(path.join(v2, `d${i}`), Object.fromEntries(Array.from({ length: 100 }, (_, j) => [`f${j}.txt`, `${i} ${j}\n`])));
+    const r = await ctrlCWhen(['deploy', v2, root, ...hostArgs], /host\d: copied/, 'fleet-copied=sleep:5000', /cleaning up/);
+    assert.equal(r.againWhileRunning, true, 'the second signal came while the command still ran');
     assert.equal(r.code, 130, r.stderr);
     assertUndone(r, on, v1);
   });
