@@ -39,5 +39,21 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V') && !jsonF
   // in the join; a wakeup lost there keeps the process, act/thread-pool.ts), and a handler, whose
   // callback would need the event loop, would leave SIGTERM and Ctrl-C unable to end it.
   for (const name of signals) process.removeAllListeners(name);
+  // A pipe takes 64 KiB at once: what it could not take yet waits in the stream, and process.exit
+  // drops it (a `verify --json | jq` read a cut document, with the command's own exit code). So the
+  // exit waits until each stream has handed everything to its reader, or failed (a reader gone).
+  // With the handlers removed, a signal still ends a wait on a reader that never reads.
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
   process.exit(code);
+}
+
+/** Resolves once everything written to `stream` has left the process (or cannot: the stream failed or closed). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed || !stream.writable) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('error', () => resolve());
+    stream.once('close', () => resolve());
+    // An empty write's callback runs after every chunk queued before it was written.
+    stream.write('', () => resolve());
+  });
 }
