@@ -50,6 +50,22 @@ export function scratchOwnerText(owner: Pick<LockOwner, 'pid' | 'host' | 'startT
   return [OWNER_PREFIX, String(owner.pid), field(owner.startTime), field(owner.bootId), field(pidNs), field(owner.host)].join(' ');
 }
 
+/** This process, as an owner link names it. */
+export function ownerLinkText(): string {
+  return scratchOwnerText(thisProcess(), pidNamespace());
+}
+
+/**
+ * Whether an owner link's process may still run: false only for a link of ours naming a process of
+ * this host, boot and pid namespace that is gone (another namespace's pids mean nothing here).
+ */
+export function ownerLinkAlive(text: string, madeAtMs: number): boolean {
+  const parsed = parseScratchOwner(text);
+  if (!parsed) return false;
+  if (parsed.pidNs !== pidNamespace()) return true;
+  return judgeOwner(parsed.owner, madeAtMs).state !== 'stale';
+}
+
 export function parseScratchOwner(text: string): { owner: LockOwner; pidNs: string | undefined } | undefined {
   const [prefix, pid, startTime, boot, pidNs, host, ...rest] = text.split(' ');
   if (prefix !== OWNER_PREFIX || rest.length > 0 || pid === undefined || !/^\d+$/.test(pid) || host === undefined || host === '' || host === '-') return undefined;

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { claimTree, dropClaim } from '../act/claims.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
@@ -132,7 +133,11 @@ export async function retireReleases(
       continue;
     }
     await failpoint('prune-rename');
-    if (moved) trash.push(moved);
+    if (moved) {
+      trash.push(moved);
+      // Claimed under the lock: once it is released, no status or recovery takes the tree for a leftover while we delete it.
+      claimTree(layout, moved);
+    }
     removed.push(release.id);
     // Kept as history (ids are never reused); marked so nobody looks for the directory.
     await recordRelease(layout, release.id, { prunedAt: new Date().toISOString() }, options.durable).catch((error: unknown) => {
@@ -201,6 +206,8 @@ export interface RetiredPrune {
   failed: { id: string; error: DeployError }[];
   /** The live release's stat cache, kept true while the trees go (they may share its inodes). */
   restamp?: Restamper;
+  /** Where the trees' claims are (act/claims.ts). */
+  layout: Layout;
 }
 
 /** Runs under the caller's lock, after recovery: decides and retires. */
@@ -237,6 +244,7 @@ export async function pruneUnderLock(
     },
     failed: retired.failed,
     trash: retired.trash,
+    layout,
     // Read under the lock, while it is the live release's and its cache is the one the next deploy reads.
     restamp: retired.trash.length > 0 && currentId !== null ? restamperFor(layout, currentId) : undefined,
     files: removed.reduce((sum, r) => sum + (r.files ?? 0), 0),
@@ -251,6 +259,9 @@ export async function finishPrune(retired: RetiredPrune, options: { emit: EventS
     retired.result.deleteMs = await deleteRetired(retired.trash, { files: retired.files, bytes: retired.bytes }, { ...options, restamp: retired.restamp });
   } catch (error) {
     options.emit({ type: 'warning', message: `${ioError('deleting pruned releases', error).message}; the next command finishes it` });
+  } finally {
+    // Deleted, or left (a signal, an error) for the next command, which takes what is left for a leftover.
+    for (const dir of retired.trash) dropClaim(retired.layout, dir);
   }
   if (options.signal?.aborted) {
     // The releases are pruned (out of releases/ under the lock); only their files wait in the trash.

@@ -16,6 +16,7 @@ import { madeRoot, orderReleases, recordTimes, type ReleaseFacts } from '../plan
 import { runOnFs } from '../root/fs.ts';
 import { afterRecovery, recoveryProgram } from '../root/recover.ts';
 import { inspectLock } from '../act/lock.ts';
+import { busyNames } from '../act/claims.ts';
 
 export interface ReleaseView extends ReleaseFacts {
   record?: ReleaseRecord;
@@ -133,7 +134,11 @@ export async function recoverRoot(layout: Layout, durable: boolean, signal?: Abo
     return served !== undefined && real !== undefined && (served === real || served.startsWith(`${real}${path.sep}`));
   };
   const kept: string[] = [];
-  const tmpEntries = (await fs.promises.readdir(layout.tmp).catch(() => [] as string[])).filter((name) => {
+  const inTmp = await fs.promises.readdir(layout.tmp).catch(() => [] as string[]);
+  // What a live process deletes after its lock (act/claims.ts) is its own to finish.
+  const busy = busyNames(layout, inTmp);
+  const tmpEntries = inTmp.filter((name) => {
+    if (busy.has(name)) return false;
     if (!serves(path.join(layout.tmp, name))) return true;
     kept.push(`kept .tmp/${name}: current points into it (move that tree into releases/<id>/ and point current at it)`);
     return false;
@@ -176,7 +181,7 @@ export async function recoverRoot(layout: Layout, durable: boolean, signal?: Abo
   }
   // Staging copies and trash kept inside releases/ (another mount than .tmp/); current never names them.
   for (const name of await fs.promises.readdir(layout.releases).catch(() => [] as string[])) {
-    if (!isReleasesLeftover(name) || name === currentId) continue;
+    if (!isReleasesLeftover(name) || name === currentId || busy.has(name)) continue;
     if (serves(path.join(layout.releases, name))) {
       kept.push(`kept releases/${name}: current points into it (move that tree into releases/<id>/ and point current at it)`);
       continue;

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { busyNames } from '../act/claims.ts';
 import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { readCurrent, type CurrentState } from '../act/switch.ts';
@@ -97,11 +98,13 @@ async function findLeftovers(layout: ReturnType<typeof openRoot>, live: boolean)
   }
   if (journal.kind === 'garbage') found.push('an unreadable journal');
   const tmp = await fs.promises.readdir(layout.tmp).catch(() => [] as string[]);
-  // A running deploy's staging copy and temp links are its own, not leftovers.
+  // A running deploy's staging copy and temp links are its own, not leftovers; nor is what a live
+  // process deletes after its lock (a prune's trash, a lock being released).
   if (!live) {
-    for (const name of tmp.filter(isTmpLeftover)) found.push(`.tmp/${name}`);
+    const busy = busyNames(layout, tmp);
+    for (const name of tmp.filter((n) => isTmpLeftover(n) && !busy.has(n))) found.push(`.tmp/${name}`);
     const inReleases = await fs.promises.readdir(layout.releases).catch(() => [] as string[]);
-    for (const name of inReleases.filter(isReleasesLeftover)) found.push(`releases/${name}`);
+    for (const name of inReleases.filter((n) => isReleasesLeftover(n) && !busy.has(n))) found.push(`releases/${name}`);
   }
   return { leftovers: found, running };
 }

@@ -52,8 +52,8 @@ export type RecoveryAction =
   | { kind: 'mark-failed'; id: string; reason?: string; live?: boolean; to?: string }
   | { kind: 'clear-journal' };
 
-/** Leftovers that only ever hold our own temporary state; current never points into `.tmp/`. */
-const TMP_LEFTOVER = /^(current|stage|trash|link)\./;
+/** Leftovers that only ever hold our own temporary state; current never points into `.tmp/`. `deleting.` is a claim (act/claims.ts). */
+const TMP_LEFTOVER = /^(current|stage|trash|link|deleting)\./;
 
 export function isTmpLeftover(name: string): boolean {
   return TMP_LEFTOVER.test(name);

@@ -90,7 +90,7 @@ export function startTicks(pid: number): string {
 }
 
 /** Writes a lock in our format for `pid`, as if that process had taken it. */
-export function writeOwnerLock(root: string, owner: { pid: number; user?: string; startTime?: string; host?: string; token?: string }): string {
+export function writeOwnerLock(root: string, owner: { pid: number; user?: string; startTime?: string; host?: string; token?: string; command?: string }): string {
   const lock = path.join(root, '.deploy.lock');
   fs.mkdirSync(lock, { recursive: true });
   fs.writeFileSync(
@@ -102,6 +102,7 @@ export function writeOwnerLock(root: string, owner: { pid: number; user?: string
       since: new Date().toISOString(),
       token: owner.token ?? `test-${owner.pid}-${Math.random().toString(36).slice(2)}`,
       ...(owner.startTime ? { startTime: owner.startTime } : {}),
+      ...(owner.command ? { command: owner.command } : {}),
     }),
   );
   return lock;

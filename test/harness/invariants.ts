@@ -66,7 +66,7 @@ export function makeSource(dir: string, tag: string, options: { files?: number; 
 export function leftovers(root: string): string[] {
   const found: string[] = [];
   for (const name of readdirOr(path.join(root, '.tmp'))) {
-    if (/^(current|stage|trash|link)\./.test(name)) found.push(`.tmp/${name}`);
+    if (/^(current|stage|trash|link|deleting)\./.test(name)) found.push(`.tmp/${name}`);
   }
   // Where staging copies and trash go when releases/ is another mount than .tmp/.
   for (const name of readdirOr(path.join(root, 'releases'))) {
