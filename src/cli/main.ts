@@ -344,12 +344,13 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   // the words and the environment as they are: JSON asked for either way still gets JSON.
   const envYes = (name: string): boolean => YES.has((process.env[name] ?? '').trim().toLowerCase());
   const wantsJson = argv.includes('--json') || envYes('ATOMIC_DEPLOY_JSON');
-  let reporter = new Reporter(options, { json: wantsJson, quiet: argv.includes('--quiet') || argv.includes('-q') || envYes('ATOMIC_DEPLOY_QUIET'), color: !argv.includes('--no-color') });
+  const warned: string[] = [];
+  let reporter = new Reporter(options, { json: wantsJson, quiet: argv.includes('--quiet') || argv.includes('-q') || envYes('ATOMIC_DEPLOY_QUIET'), color: !argv.includes('--no-color'), warned });
   // An error naming a flag that the config file set (not typed, nor from the environment): where to look for it.
   const typed = (flag: string): boolean => argv.some((w) => w === flag || w.startsWith(`${flag}=`)) || envNameOfFlag(flag) in process.env;
   const noteFor = (message: string): string | undefined => configKeyNote(message, loaded, typed);
   const use = (flags: CommonFlags): Reporter => {
-    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false, noteFor });
+    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false, noteFor, warned });
     return reporter;
   };
   const signal = options.signal;

@@ -14,6 +14,8 @@ export interface OutputMode {
   color?: boolean;
   /** A word to put before an error's hint (where the config file set a flag the message names). */
   noteFor?: (message: string) => string | undefined;
+  /** Every warning said on stderr, kept for the JSON result (shared by the reporters of one command). */
+  warned?: string[];
 }
 
 export type Colors = ReturnType<typeof picocolors.createColors>;
@@ -83,6 +85,18 @@ export function escapeLines(text: string): string {
     .join('\n');
 }
 
+/**
+ * The JSON result with every warning said on stderr in its `warnings` (after those the result has
+ * already, each once): a script that keeps only stdout must not lose what stderr warned of.
+ */
+export function withWarnings(json: object, warned: readonly string[]): object {
+  if (warned.length === 0) return json;
+  const had: unknown = (json as { warnings?: unknown }).warnings;
+  const before = Array.isArray(had) ? (had as unknown[]) : [];
+  const more = warned.filter((w, i) => !before.includes(w) && warned.indexOf(w) === i);
+  return more.length === 0 ? json : { ...json, warnings: [...before, ...more] };
+}
+
 /** Human output: step lines, warnings, and a progress bar only on a terminal. */
 export class Reporter {
   private barVisible = false;
@@ -122,6 +136,7 @@ export class Reporter {
 
   warn(message: string, hint?: string): void {
     this.clearBar();
+    this.mode.warned?.push(message);
     this.streams.stderr.write(`${this.err.yellow('warning:')} ${oneLine(message)}\n`);
     if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(hint)}\n`);
   }
@@ -142,7 +157,7 @@ export class Reporter {
   /** The result line a person reads; in JSON mode the object is the whole of stdout. */
   result(human: string | undefined, json: object): void {
     this.clearBar();
-    if (this.mode.json) this.streams.stdout.write(JSON.stringify(json) + '\n');
+    if (this.mode.json) this.streams.stdout.write(JSON.stringify(withWarnings(json, this.mode.warned ?? [])) + '\n');
     else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(escapeLines(human) + '\n');
   }
 

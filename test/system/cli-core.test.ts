@@ -364,7 +364,11 @@ void test('a build holding .git deploys, with a warning on stderr (human and --j
     const r = await runCli(['deploy', src, root, ...args]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, warning);
+    // A script that keeps only stdout gets it too: every warning said is in the result's `warnings`.
+    if (args.length > 0) assert.match(jsonOf<{ warnings?: string[] }>(r).warnings?.[0] ?? '', /^the build holds \.git at its top/);
   }
+  const dryJson = await runCli(['deploy', src, root, '--dry-run', '--json']);
+  assert.match(jsonOf<{ warnings?: string[] }>(dryJson).warnings?.[0] ?? '', /^the build holds \.git at its top/);
   assert.ok(fs.existsSync(path.join(root, 'current', '.git', 'config')), 'deployed as built');
   fs.rmSync(path.join(src, '.git'), { recursive: true });
   const clean = await runCli(['deploy', src, root]);

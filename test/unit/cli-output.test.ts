@@ -3,7 +3,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { colorsFor, progressLine, Reporter } from '../../src/cli/output.ts';
+import { colorsFor, progressLine, Reporter, withWarnings } from '../../src/cli/output.ts';
 import { DeployError } from '../../src/errors.ts';
 import { assertSupportedPlatform } from '../../src/ops/root.ts';
 
@@ -98,4 +98,18 @@ test('--quiet hides tables too; only warnings and errors are left', () => {
   reporter.warn('a warning');
   reporter.error('an error');
   assert.equal(stripVTControlCharacters(stderr.text), 'warning: a warning\nerror: an error\n');
+});
+
+void test('a JSON result carries every warning said on stderr, each once, after those it had', () => {
+  assert.deepEqual(withWarnings({ release: 'r1' }, []), { release: 'r1' });
+  assert.deepEqual(withWarnings({ release: 'r1' }, ['a', 'b', 'a']), { release: 'r1', warnings: ['a', 'b'] });
+  assert.deepEqual(withWarnings({ warnings: ['hook failed'] }, ['hook failed', 'x']), { warnings: ['hook failed', 'x'] });
+  const out = sink(false);
+  const err = sink(false);
+  const warned: string[] = [];
+  const r = new Reporter({ stdout: out, stderr: err }, { json: true, quiet: false, warned });
+  r.warn('the build holds .git at its top', 'a hint stays on stderr');
+  r.result(undefined, { release: 'r1' });
+  assert.deepEqual(JSON.parse(out.text), { release: 'r1', warnings: ['the build holds .git at its top'] });
+  assert.match(err.text, /^warning: the build holds \.git at its top$/m);
 });
