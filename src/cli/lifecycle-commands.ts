@@ -108,6 +108,13 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
       const out = ctx.use(flags);
       const explicit = ctx.configPath();
       const file = path.resolve(explicit ?? CONFIG_NAMES[0]);
+      // The example is YAML (JSON for a .json name): a .toml or .ini name would hold another format than it says.
+      const ext = path.extname(file).toLowerCase();
+      if (ext !== '' && !['.yaml', '.yml', '.json'].includes(ext)) {
+        throw new DeployError('USAGE', `init writes YAML or JSON, and ${path.basename(file)} is named as ${ext.slice(1)}; nothing was written`, {
+          hint: `name it ${path.basename(file, path.extname(file))}.yaml (or .json)`,
+        });
+      }
       // A second config file next to an existing one would make every command refuse to start:
       // by its searched name, given with --config or not (a link, even a dangling one, counts).
       if ((CONFIG_NAMES as readonly string[]).includes(path.basename(file))) {

@@ -118,7 +118,8 @@ export class Reporter {
   }
 
   private get showProgress(): boolean {
-    return !this.mode.json && !this.mode.quiet && this.streams.stdout.isTTY === true;
+    // A dumb terminal (TERM=dumb: Emacs shells, some CI consoles) draws the escape that erases the bar as text.
+    return !this.mode.json && !this.mode.quiet && this.streams.stdout.isTTY === true && process.env.TERM !== 'dumb';
   }
 
   private clearBar(): void {

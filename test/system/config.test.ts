@@ -396,6 +396,12 @@ void test('init: a file as an argument, a ~ no shell expanded, a folder this use
   assert.match(denied.stderr, /: permission denied \(\S+closed is not writable by this user\); nothing was written$/m);
   assert.match(denied.stderr, /^hint: run init in a folder you can write to/m);
   assert.deepEqual(fs.readdirSync(closed), []);
+  // A .toml name would hold YAML.
+  const toml = await runCli(['init', '--config', 'deploy.toml'], { cwd: dir });
+  assert.equal(toml.code, 2, toml.stderr);
+  assert.match(toml.stderr, /^error: init writes YAML or JSON, and deploy\.toml is named as toml; nothing was written$/m);
+  assert.match(toml.stderr, /^hint: name it deploy\.yaml \(or \.json\)$/m);
+  assert.equal(fs.existsSync(path.join(dir, 'deploy.toml')), false);
   // init writes JSON for a .JSON name; the loader read that file as YAML.
   const upper = path.join(dir, 'deploy.JSON');
   assert.equal((await runCli(['init', '--config', upper], { cwd: dir })).code, 0);

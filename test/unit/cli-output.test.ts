@@ -33,6 +33,16 @@ test('progress bar only on a terminal, never with --json or --quiet', () => {
     new Reporter({ stdout, stderr }, { json, quiet }).event(progress);
     assert.equal(stdout.text.includes('10/10 files'), expectBar, `tty=${tty} json=${json} quiet=${quiet}`);
   }
+  const term = process.env.TERM;
+  process.env.TERM = 'dumb';
+  try {
+    const stdout = sink(true);
+    new Reporter({ stdout, stderr: sink(false) }, { json: false, quiet: false }).event(progress);
+    assert.equal(stdout.text, '', 'no bar on a dumb terminal');
+  } finally {
+    if (term === undefined) delete process.env.TERM;
+    else process.env.TERM = term;
+  }
 });
 
 test('errors are one line plus an optional hint, on stderr', () => {
