@@ -590,6 +590,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const root = rootOf(rootArg);
     const result = await status(root, { readOnly: flags.readOnly, signal });
     afterSignal();
+    // The site serves nothing through a dangling current: said as a warning, not only as a state.
+    if (result.danglingTarget !== undefined) {
+      out.warn(`current points to ${result.danglingTarget}, which is not there: nothing is served through it`, result.lastLive === undefined ? 'deploy a release to bring the site back' : `restore the release that was live last: atomic-deploy rollback ${shellWord(root)} --to ${shellWord(result.lastLive)}`);
+    }
     out.print(renderStatus(result, root));
     out.result(undefined, result);
   });

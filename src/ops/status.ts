@@ -28,8 +28,10 @@ export interface StatusResult {
   /** The operation a live lock holder is running, from its journal; null when none runs. */
   running: string | null;
   recovered: string[];
-  /** With `current` missing: the release the log says went live last (a deploy keeps it from its prune). */
+  /** With `current` missing or dangling: the release the log says went live last that is still here (a deploy keeps it from its prune). */
   lastLive?: string;
+  /** With `current` dangling: the target it names, which is not there (nothing is served through it). */
+  danglingTarget?: string;
 }
 
 export interface StatusOptions {
@@ -83,7 +85,8 @@ export async function status(root: string, options: StatusOptions = {}): Promise
     leftovers,
     running,
     recovered,
-    ...(state.kind === 'missing' ? lastLiveField(await releaseViews(layout).catch(() => [])) : {}),
+    ...(state.kind === 'dangling' ? { danglingTarget: state.target } : {}),
+    ...(state.kind === 'missing' || state.kind === 'dangling' ? lastLiveField(await releaseViews(layout).catch(() => [])) : {}),
   };
 }
 

@@ -388,6 +388,23 @@ void test('deploy --dry-run plans the prune the deploy makes: after rollback --t
 
 // With current missing (removed by hand), a deploy found "no live release" and its prune removed
 // the release its log said was live last: the last tree known to have served.
+void test('a dangling current (its release removed by hand): status warns that nothing is served, names the release to restore, and that rollback works', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2']);
+  fs.rmSync(path.join(root, 'releases', 'r2'), { recursive: true });
+  const status = await runCli(['status', root]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /^current: \(dangling\)$/m);
+  assert.match(status.stderr, /^warning: current points to releases\/r2, which is not there: nothing is served through it$/m);
+  assert.match(status.stderr, new RegExp(`^hint: restore the release that was live last: atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to r1$`, 'm'));
+  const json = jsonOf<{ currentState: string; danglingTarget?: string; lastLive?: string; warnings?: string[] }>(await runCli(['status', root, '--json']));
+  assert.deepEqual([json.currentState, json.danglingTarget, json.lastLive], ['dangling', 'releases/r2', 'r1']);
+  assert.equal(json.warnings?.length, 1);
+  assert.equal((await runCli(['rollback', root, '--to', 'r1', '--quiet'])).code, 0);
+  assert.equal(currentId(root), 'r1');
+  assert.doesNotMatch((await runCli(['status', root])).stderr, /warning/);
+});
+
 void test('current missing in a root with releases: status and the deploy name the release the log says was live last, and the deploy\'s prune keeps it', async (t) => {
   const { src, root } = setup(t);
   await deployIds(src, root, ['r1', 'r2', 'r3']);
