@@ -181,7 +181,6 @@ function parseOwner(dir: string, stat: fs.Stats): LockOwner | null {
   return null;
 }
 
-/** Reads and judges the lock of a root; undefined when nobody holds it. */
 /** Whether `dir` (a lock directory under another name: `.tmp/trash.lock.<token>`, a lock being released) names a live owner. */
 export function lockDirOwnerAlive(dir: string): boolean {
   let stat: fs.Stats;
@@ -194,6 +193,7 @@ export function lockDirOwnerAlive(dir: string): boolean {
   return judgeOwner(parseOwner(dir, stat), stat.mtimeMs).state !== 'stale';
 }
 
+/** Reads and judges the lock of a root; undefined when nobody holds it. */
 export function inspectLock(layout: Layout): LockInfo | undefined {
   let stat: fs.Stats;
   try {
