@@ -175,9 +175,10 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
       if (!switched) await clearJournalRecord(layout, durable).catch(() => undefined);
       throw ioError('switching current', error);
     }
-    await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
     try {
+      // In the try: an error here comes after the switch, and is said as one (the release live).
+      await failpoint('rollback-after-switch');
       await bookkeeping('the journal', () => recordJournal(layout, { ...journal, phase: 'switched' }, durable));
       if (from !== null && !forward) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
       await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { status: 'complete', activatedAt: now }, durable));
