@@ -282,7 +282,12 @@ export function fleetRollbackCli(cli: FleetCli, root: string | undefined, option
     cli,
     async () => (await remote()).fleetRollback(root, { ...base(cli), ...options }),
     (r) =>
-      r.dryRun
+      r.unchanged
+        ? {
+            table: hostTable(r.hosts),
+            line: `${r.dryRun ? 'dry run: ' : ''}release ${r.release} is already current on every host; nothing ${r.dryRun ? 'would change' : 'was changed'}`,
+          }
+        : r.dryRun
         ? {
             table: table([['HOST', 'CURRENT', 'WOULD GO TO'], ...r.hosts.map((h) => [h.host, h.current ?? '-', h.outcome === 'would-switch' ? r.release : h.current === r.release ? `${r.release} already` : `${r.release} (by its recovery)`])]),
             line: `dry run: would roll back to ${r.release} on ${plural(r.hosts.filter((h) => h.outcome === 'would-switch').length, 'host')}; nothing was changed`,

@@ -60,7 +60,8 @@ Examples:
   $ atomic-deploy rollback /srv/www/app --to 20261127101500
   $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
 
-Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked,
+Exit codes: 0 ok (also --to the release already current: nothing is changed; a failed reload
+  warns, the rollback stands), 1 failure, 2 invalid input, 3 locked,
   6 --stale fail: processes still run from the release left (the rollback stands), 128+n signal n.`,
   releases: `
 Examples:
@@ -541,6 +542,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const { rollback } = await import('../ops/rollback.ts');
     const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
     afterSignal();
+    if (result.unchanged) {
+      out.result(`${result.dryRun ? 'dry run: ' : ''}release ${oneLine(result.release)} is already current; nothing ${result.dryRun ? 'would change' : 'was changed'}`, result);
+      return;
+    }
     if (result.dryRun) {
       out.result(`dry run: would roll back to ${oneLine(result.release)} (from ${result.previous ? oneLine(result.previous) : 'nothing'}); nothing was changed`, result);
       return;
