@@ -11,7 +11,7 @@ import type * as RemoteOps from '../remote/ops.ts';
 const remote = (): Promise<typeof RemoteOps> => import('../remote/ops.ts');
 import type { LoadedConfig } from './config.ts';
 import type { Reporter } from './output.ts';
-import { afterSwitchError, damagedRecordWarning, describeLockStatus, withoutHost } from './render.ts';
+import { afterSwitchError, damagedRecordWarning, describeLockStatus, roleWords, withoutHost } from './render.ts';
 import { afterSwitchPlanLines } from './render-lifecycle.ts';
 import { formatBytes, oneLine } from './output.ts';
 import { COUNTS } from '../plan/validate.ts';
@@ -282,7 +282,12 @@ export function fleetRollbackCli(cli: FleetCli, root: string | undefined, option
     cli,
     async () => (await remote()).fleetRollback(root, { ...base(cli), ...options }),
     (r) =>
-      r.dryRun
+      r.unchanged
+        ? {
+            table: hostTable(r.hosts),
+            line: `${r.dryRun ? 'dry run: ' : ''}release ${r.release} is already current on every host; nothing ${r.dryRun ? 'would change' : 'was changed'}`,
+          }
+        : r.dryRun
         ? {
             table: table([['HOST', 'CURRENT', 'WOULD GO TO'], ...r.hosts.map((h) => [h.host, h.current ?? '-', h.outcome === 'would-switch' ? r.release : h.current === r.release ? `${r.release} already` : `${r.release} (by its recovery)`])]),
             line: `dry run: would roll back to ${r.release} on ${plural(r.hosts.filter((h) => h.outcome === 'would-switch').length, 'host')}; nothing was changed`,
@@ -390,8 +395,8 @@ export function fleetReleasesTable(r: Pick<FleetReleasesResult, 'hosts'>): strin
   for (const id of ids) {
     rows.push([id, ...r.hosts.map((h) => {
       const x = h.releases?.find((y) => y.id === id);
-      // Unverified on that host, as the local table says it: an after-switch step failed or was stopped there.
-      return x ? `${x.current ? '*' : '+'} ${x.role}${x.afterSwitchFailure === undefined ? '' : ', unverified'}` : h.error ? '?' : '-';
+      // Failed or unverified on that host, as the local table says it (roleWords).
+      return x ? `${x.current ? '*' : '+'} ${roleWords(x.role, x)}` : h.error ? '?' : '-';
     })]);
   }
   // "no releases" only when every host was read: one that was not may hold any.

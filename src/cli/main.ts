@@ -60,7 +60,8 @@ Examples:
   $ atomic-deploy rollback /srv/www/app --to 20261127101500
   $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
 
-Exit codes: 0 ok, 1 failure, 2 invalid input, 3 locked,
+Exit codes: 0 ok (also --to the release already current: nothing is changed; a failed reload
+  warns, the rollback stands), 1 failure, 2 invalid input, 3 locked,
   6 --stale fail: processes still run from the release left (the rollback stands), 128+n signal n.`,
   releases: `
 Examples:
@@ -105,14 +106,16 @@ Examples:
 Exit codes:
   0        success
   1        any other failure; the root is as it was before the command, unless the
-           error says a release is live (the switch stood, its record did not) or
-           that a switch stands (--stale fail with a host whose check got no answer)
+           error says a release is live (the switch stood, its record did not; --json:
+           error.release, error.live) or that a switch stands (--stale fail with a
+           host whose check got no answer)
   2        usage error or invalid input; nothing was changed on disk
   3        the lock is held by a live deploy (or by another host)
   4        the health check failed and the deploy rolled back by itself
   5        verify found differences between a release and its manifest
   6        --stale fail: processes still run from the release left behind; the switch stands
-  7        an after-switch hook or reload failed (no health check): the new release is live, unverified
+  7        deploy: an after-switch hook or reload failed (no health check): the new release is
+           live, unverified (a rollback's failed reload is a warning, exit 0)
   129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored (a
            second signal stops a clean-up's deleting: the next command finishes it)
 
@@ -542,6 +545,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const { rollback } = await import('../ops/rollback.ts');
     const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
     afterSignal();
+    if (result.unchanged) {
+      out.result(`${result.dryRun ? 'dry run: ' : ''}release ${oneLine(result.release)} is already current; nothing ${result.dryRun ? 'would change' : 'was changed'}`, result);
+      return;
+    }
     if (result.dryRun) {
       out.result(`dry run: would roll back to ${oneLine(result.release)} (from ${result.previous ? oneLine(result.previous) : 'nothing'}); nothing was changed`, result);
       return;

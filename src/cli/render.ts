@@ -28,6 +28,18 @@ export function damagedRecordWarning(id: string, why: string, host?: string): [s
   return [`${on}the release log record of ${oneLine(id)} is damaged (${why}): it is listed, ordered and rolled back to as a release without one`, `its record is .atomic-deploy/releases/${oneLine(id)}.json${where}; verify cannot check the release without it`];
 }
 
+/**
+ * A release's role as the tables say it: the role, then what its record adds that the role hides.
+ * The live release marked failed (a first deploy whose health check failed stays live: nothing to
+ * go back to) says `failed`, from the record's `status`; one live unverified says `unverified`
+ * (an after-switch hook or reload failed and no health check decided, exit 7: `afterSwitchFailure`).
+ * `--json` has both record fields as they are, beside `role`.
+ */
+export function roleWords(role: string, record: { status?: string; afterSwitchFailure?: string } | undefined): string {
+  const failed = role === 'active' && (record?.status === 'failed' || record?.status === 'rolled-back') ? `, ${record.status}` : '';
+  return `${role}${failed}${record?.afterSwitchFailure === undefined ? '' : ', unverified'}`;
+}
+
 const HEADER = ['', 'RELEASE', 'STATUS', 'CREATED (UTC)', 'ACTIVATED (UTC)', 'BY', 'FILES', 'SIZE', 'TOOK', 'COMMIT', 'DIGEST', 'SOURCE'];
 
 /**
@@ -46,8 +58,7 @@ export function renderReleases(result: ReleasesResult, options: { header: boolea
       // Padded before colouring: the escape codes would throw the column widths off.
       r.current ? '*' : ' ',
       oneLine(r.id),
-      // Live once, unverified: an after-switch hook or reload failed and no health check decided (exit 7).
-      rec?.afterSwitchFailure === undefined ? r.role : `${r.role}, unverified`,
+      roleWords(r.role, rec),
       time(rec?.createdAt),
       time(rec?.activatedAt),
       rec?.user ? `${rec.user}@${rec.host}` : '',

@@ -663,11 +663,13 @@ function sharedEntries(staging: string, links: readonly SharedLink[]): ManifestE
   return [...out.values()];
 }
 
+/** The switch stood and only what followed it failed: said in fields too (`release`, `live`), as rollback's is, so a script need not read the message. */
 function bookkeepingError(id: string, error: unknown): DeployError {
   const base = ioError('recording the deploy', error);
   return new DeployError(base.code, `release ${id} is live, but ${base.message}`, {
     cause: error,
     hint: 'the next atomic-deploy command finishes the record by itself',
+    details: { release: id, live: true },
   });
 }
 

@@ -156,11 +156,11 @@ export async function retireReleases(
 export function pruneIncompleteError(result: PruneResult, failed: readonly { id: string; error: DeployError }[]): DeployError | undefined {
   const first = failed[0];
   if (first === undefined) return undefined;
-  const removed = result.removed.map((r) => r.id);
-  return new DeployError(first.error.code, pruneIncompleteMessage(removed, failed.map((f) => f.id), first.error.message), {
+  return new DeployError(first.error.code, pruneIncompleteMessage(result.removed.map((r) => r.id), failed.map((f) => f.id), first.error.message), {
     hint: first.error.hint,
     cause: first.error,
-    details: { removed, failed: failed.map((f) => ({ id: f.id, message: f.error.message })) },
+    // `removed` as a prune that succeeds gives it ({ id, rule, reason, files, bytes }): one shape for scripts.
+    details: { removed: result.removed, failed: failed.map((f) => ({ id: f.id, message: f.error.message })) },
   });
 }
 

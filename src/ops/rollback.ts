@@ -34,7 +34,8 @@ export interface RollbackOptions extends ServingOptions {
 
 export interface RollbackResult {
   release: string;
-  previous: string;
+  /** The release current was on before (null: none, a first rollback into a root without one); `release` itself when `unchanged`. */
+  previous: string | null;
   recovered: string[];
   /** Processes still running from the release rolled back from, after the reloads. */
   stale?: StaleReport;
@@ -46,9 +47,11 @@ export interface RollbackResult {
   dryRun?: true;
   /** A dry run's warnings: a root this user cannot write, a held lock, an interrupted command's journal. */
   notes?: string[];
+  /** `--to` the release already current: nothing was switched, reloaded or recorded (a retried rollback succeeds). */
+  unchanged?: true;
 }
 
-/** The release a rollback goes to: `to` if it exists, else the previous good release. */
+/** The release a rollback goes to: `to` if it exists, else the previous good release; it may be current (`--to` it). */
 function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | null, to: string | undefined): string {
   let target: string;
   if (to !== undefined) {
@@ -63,11 +66,14 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
     }
     target = found.id;
   }
-  if (target === currentId) {
-    throw new DeployError('UNKNOWN_RELEASE', `release ${target} is already current`, { hint: 'nothing to do' });
-  }
-  assertServable(layout, target, to === undefined);
+  // Already live: nothing to check, it serves (the caller reports it unchanged).
+  if (target !== currentId) assertServable(layout, target, to === undefined);
   return target;
+}
+
+/** `--to` the release already current: a retry of a rollback that went through is a success that changed nothing. */
+function unchangedResult(target: string, recovered: string[]): RollbackResult {
+  return { release: target, previous: target, recovered, unchanged: true };
 }
 
 function unknownRelease(layout: Layout, id: string): DeployError {
@@ -116,13 +122,16 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const target = chooseTarget(layout, planned.views, beforeId, options.to);
     const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback', options.waitMs ?? 0)), ...recoveryNotes(planned.recovering, 'rollback')].filter((n) => n !== undefined);
     for (const note of notes) emit({ type: 'warning', message: note });
-    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : ''), recovered: [], dryRun: true, notes };
+    if (target === beforeId) return { ...unchangedResult(target, []), dryRun: true, notes };
+    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : null), recovered: [], dryRun: true, notes };
   }
-  // A refusal (nothing to go back to, an unknown --to, already current) is made before the lock,
-  // after the root's own problems (a .tmp/ apart), which the lock would name first.
+  // A refusal (nothing to go back to, an unknown --to) is made before the lock, after the root's
+  // own problems (a .tmp/ apart), which the lock would name first; so is a --to already current,
+  // which then takes no lock and changes nothing.
   if (await rootIsIdle(layout)) {
     await assertTmpOnRoot(layout);
-    chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+    const target = chooseTarget(layout, await releaseViews(layout), beforeId, options.to);
+    if (target === beforeId) return unchangedResult(target, []);
   } else if (options.to !== undefined && !(await releaseViews(layout)).some((v) => v.id === options.to)) {
     // A lock or a crash's leftovers: taking over a stale lock and recovering would change the root
     // before an unknown --to is refused. Only the release a deploy in flight is writing may yet come.
@@ -141,6 +150,8 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     const from = currentId ?? (state.kind === 'dangling' ? state.id : through);
     const views = await releaseViews(layout);
     const target = chooseTarget(layout, views, currentId, options.to);
+    // Found live once the lock was ours and the root recovered (an earlier rollback's record finished): nothing to switch.
+    if (target === currentId) return unchangedResult(target, recovered);
     // Going forward (`--to` a newer release), the release left was not rolled back from: it stays
     // good, as one a deploy replaces does, so prune keeps it and a plain rollback can return to it.
     const forward = from !== null && views.findIndex((v) => v.id === target) > views.findIndex((v) => v.id === from);
@@ -175,9 +186,10 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
       if (!switched) await clearJournalRecord(layout, durable).catch(() => undefined);
       throw ioError('switching current', error);
     }
-    await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
     try {
+      // In the try: an error here comes after the switch, and is said as one (the release live).
+      await failpoint('rollback-after-switch');
       await bookkeeping('the journal', () => recordJournal(layout, { ...journal, phase: 'switched' }, durable));
       if (from !== null && !forward) await bookkeeping(`the record of ${from}`, () => recordRelease(layout, from, { status: 'rolled-back', endedAt: now, reason: options.reason ?? 'rolled back' }, durable));
       await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { status: 'complete', activatedAt: now }, durable));
@@ -203,7 +215,7 @@ export async function rollback(root: string, options: RollbackOptions = {}): Pro
     }
     const stale = await awaitFreshness(ctx, from, options);
     if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { staleProcesses: stale.processes.length }, durable));
-    return { release: target, previous: from ?? '', recovered, stale, warnings: warnings.length > 0 ? warnings : undefined, ...(options.signal?.aborted ? { interruptedAfterSwitch: true as const } : {}) };
+    return { release: target, previous: from, recovered, stale, warnings: warnings.length > 0 ? warnings : undefined, ...(options.signal?.aborted ? { interruptedAfterSwitch: true as const } : {}) };
   });
   const stale = staleFailure(options, result.stale, { live: result.release, result, signal: options.signal });
   if (stale) throw stale;

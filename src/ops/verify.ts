@@ -227,9 +227,10 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
       details: { ...details, live: true },
     });
   }
-  await failpoint('rollback-after-switch');
   const message = `${reason}; rolled back to ${previous}`;
   try {
+    // In the try: an error here comes after the switch back, and is said as one (ROLLED_BACK, not "release <id> is live").
+    await failpoint('rollback-after-switch');
     const now = new Date().toISOString();
     const took = ctx.startedMs === undefined ? {} : { durationMs: Math.round(performance.now() - ctx.startedMs) };
     await recordRelease(layout, id, { status: 'failed', activatedAt: switchedAt, endedAt: now, reason, ...took }, durable);

@@ -156,10 +156,8 @@ export function planFleetRollback(hosts: readonly HostReleases[], to?: string): 
     if (empty.length > 0) {
       return { ok: false, problems: empty.map((h) => ({ host: h.host, code: 'UNKNOWN_RELEASE', message: `release ${target} is an empty directory on ${h.host}: switching to it would serve nothing` })) };
     }
+    // No move at all (every host on it already, as a retried `--to` finds them): a plan that changes nothing, as locally.
     const moves = hosts.filter((h) => h.current !== target).map((h) => ({ host: h.host, from: h.current }));
-    if (moves.length === 0) {
-      return { ok: false, problems: [{ host: hosts.map((h) => h.host).join(', '), code: 'UNKNOWN_RELEASE', message: `release ${target} is already current on every host` }], hint: 'nothing to do' };
-    }
     return { ok: true, target, moves, stays: hosts.filter((h) => h.current === target).map((h) => h.host) };
   };
   if (to !== undefined) return finish(to);

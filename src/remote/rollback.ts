@@ -52,6 +52,8 @@ export interface FleetRollbackResult {
   dryRun?: true;
   /** --dry-run: what would stand in the way or come first on a host (a lock, an interrupted operation), as a local dry run notes. */
   notes?: string[];
+  /** Every host was on `release` already (`--to` it): none was switched, reloaded or recorded, as a local rollback says it. */
+  unchanged?: true;
 }
 
 /** The release a host is on when the rollback finds it (a dangling current's id too). */
@@ -234,7 +236,7 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
       const now = before.get(fleet.hosts[i] as HostRun) ?? null;
       return { ...row, current: now, previous: now, ...(moving.has(row.host) ? { outcome: 'would-switch' as const } : {}) };
     });
-    return { release: plan.target, hosts, skewMs: 0, dryRun: true, notes: said };
+    return { release: plan.target, hosts, skewMs: 0, dryRun: true, notes: said, ...(plan.moves.length === 0 ? { unchanged: true as const } : {}) };
   };
 
   try {
@@ -263,6 +265,8 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
         fleet.hosts.forEach((h, i) => (h.state = idle[i]));
         throw refuse(plan);
       }
+      // Every host on it already: no lock taken, nothing changed anywhere.
+      if (plan.moves.length === 0) return { release: plan.target, hosts: report(), skewMs: 0, unchanged: true };
     }
     await fleet.each(
       fleet.hosts,
@@ -294,6 +298,12 @@ export async function fleetRollback(root: string | undefined, options: FleetRoll
     if (!plan.ok) {
       await releaseAll();
       throw refuse(plan);
+    }
+    if (plan.moves.length === 0) {
+      // Found there once locked and recovered: the locks go, nothing else happens.
+      await releaseAll();
+      if (fleet.failed.length > 0) throw notRolledBack();
+      return { release: plan.target, hosts: report(), skewMs: 0, unchanged: true };
     }
     target = plan.target;
     const releaseTarget = plan.target;

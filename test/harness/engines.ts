@@ -152,9 +152,9 @@ export const localEngine: Engine = {
       return { removed: result.removed.map((r) => r.id).reverse(), failed: [] };
     } catch (error) {
       // A prune that left some releases in place (ops/prune.ts pruneIncompleteError) names both lists.
-      const details = error instanceof DeployError ? (error.details as { removed?: string[]; failed?: { id: string }[] } | undefined) : undefined;
+      const details = error instanceof DeployError ? (error.details as { removed?: { id: string }[]; failed?: { id: string }[] } | undefined) : undefined;
       if (details?.removed === undefined || details.failed === undefined) throw error;
-      return { removed: [...details.removed].reverse(), failed: details.failed.map((f) => f.id) };
+      return { removed: details.removed.map((r) => r.id).reverse(), failed: details.failed.map((f) => f.id) };
     }
   },
   async bookkeeping(root, request) {

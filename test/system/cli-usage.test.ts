@@ -110,9 +110,14 @@ void test('no arguments prints the help, with examples and the exit codes; --hel
   assert.equal(bare.stderr, '');
   const help = await runCli(['--help'], { cwd: dir });
   assert.equal(help.stdout, bare.stdout);
-  for (const line of [/^Usage: atomic-deploy /m, /^Examples:$/m, /^ {2}\$ atomic-deploy deploy \.\/build \/srv\/www\/app /m, /^Exit codes:$/m, /^ {2}2 +usage error/m, /^ {2}4 +the health check failed/m, /^ {2}5 +verify found differences/m, /^ {2}6 +--stale fail/m, /^ {2}7 +an after-switch hook or reload failed/m]) {
+  for (const line of [/^Usage: atomic-deploy /m, /^Examples:$/m, /^ {2}\$ atomic-deploy deploy \.\/build \/srv\/www\/app /m, /^Exit codes:$/m, /^ {2}2 +usage error/m, /^ {2}4 +the health check failed/m, /^ {2}5 +verify found differences/m, /^ {2}6 +--stale fail/m, /^ {2}7 +deploy: an after-switch hook or reload failed/m]) {
     assert.match(bare.stdout, line);
   }
+  // Exit 7 is deploy's: a rollback's failed reload is a warning (exit 0), and its --help says so with what else exits 0.
+  assert.match(bare.stdout, /^ +live, unverified \(a rollback's failed reload is a warning, exit 0\)$/m);
+  assert.match(bare.stdout, /^ +error says a release is live \(the switch stood, its record did not; --json:\n +error\.release, error\.live\)/m);
+  const rollbackHelp = await runCli(['rollback', '--help'], { cwd: dir });
+  assert.match(rollbackHelp.stdout, /^Exit codes: 0 ok \(also --to the release already current: nothing is changed; a failed reload\n +warns, the rollback stands\)/m);
   assert.deepEqual(fs.readdirSync(dir), [], 'help created something');
 });
 

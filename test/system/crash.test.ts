@@ -158,8 +158,10 @@ void test('an I/O error at every failpoint: exit 1, a one-line error, the state 
         assert.equal(result.code, 1, `${label}: exit ${result.code}\n${result.stderr}`);
         assert.match(result.stderr, /^error: .+/m, label);
         assert.doesNotMatch(result.stderr, /unexpected failure|\n\s+at /, `${label}: stack trace or bug report\n${result.stderr}`);
-        const json = jsonOf<{ error?: { code: string } }>(result);
+        const json = jsonOf<{ error?: { code: string; release?: string; live?: boolean } }>(result);
         assert.ok(json.error, `${label}: --json printed no error object`);
+        // A script tells "live anyway" from "nothing changed" by fields, not by the message (the code is IO for both).
+        assert.equal(json.error.live, scenario.switched ? true : undefined, `${label}: error.live`);
         if (!scenario.switched) {
           // Undone on the spot: nothing to recover later.
           const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep: was.releases, currentIn: was.current ? [was.current] : [], clean: true });
@@ -168,6 +170,7 @@ void test('an I/O error at every failpoint: exit 1, a one-line error, the state 
         } else {
           const after = checkAfterInterrupt(lane, was, label, allowedTargets(scenario, was));
           assert.notEqual(after, was.current, `${label}: the switch did not stand`);
+          assert.equal(json.error.release, after, `${label}: error.release is not the live release`);
           assert.ok(!lockExists(lane.root), `${label}: the lock was not released`);
           if (scenario.mayGoTo === 'new') assert.match(result.stderr, /is live/, `${label}: the error does not say the release is live`);
           // Only a switched command leaves bookkeeping for the next one; the others were checked clean.

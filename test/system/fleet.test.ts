@@ -147,7 +147,7 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     assert.deepEqual(status.hosts.map((h) => h.host), ['host1', 'host2', 'host3']);
   });
 
-  void test('a refused rollback changes nothing on any host, not even times; rolling forward keeps the release it leaves good', async (t) => {
+  void test('a refused rollback changes nothing on any host, not even times, nor does one --to the release every host is on; rolling forward keeps the release it leaves good', async (t) => {
     const { root, on } = newRoot('refused');
     const ids: string[] = [];
     for (const v of ['v1', 'v2']) {
@@ -164,7 +164,6 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const times = (): string[][] => fleet.hosts.map((h) => treeSnapshot(on(h), { times: true }));
     for (const [args, code, message] of [
       [['--to', 'no-such-release'], 2, /no-such-release/],
-      [['--to', second], 2, /already/],
       [['--to', 'backup'], 2, /release backup is an empty directory on host1: switching to it would serve nothing/],
     ] as const) {
       const before = times();
@@ -176,6 +175,19 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
         assert.deepEqual(times(), before, `rollback ${[...args, ...dry].join(' ')} changed a host`);
       }
     }
+    // --to the release every host is on (a retry): exit 0, every host unchanged, no lock taken, as locally.
+    const unchangedBefore = times();
+    for (const dry of [[], ['--dry-run']]) {
+      const r = await cli(['rollback', root, ...hostArgs, '--to', second, ...dry, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const same = jsonOf<FleetJson & { unchanged?: boolean }>(r);
+      assert.deepEqual([same.release, same.unchanged, same.error], [second, true, undefined]);
+      assert.deepEqual(same.hosts.map((h) => [h.host, h.outcome, h.current, h.previous]), fleet.hosts.map((h) => [h.alias, 'unchanged', second, second]));
+      assert.deepEqual(times(), unchangedBefore, `rollback --to ${second} ${dry.join(' ')} changed a host`);
+    }
+    const sameHuman = await cli(['rollback', root, ...hostArgs, '--to', second]);
+    assert.equal(sameHuman.code, 0, sameHuman.stderr);
+    assert.match(sameHuman.stdout, new RegExp(`^release ${second} is already current on every host; nothing was changed$`, 'm'));
 
     // A dry run says where each host would go, and changes nothing, not even a time; a stale lock
     // (the bash tool's, its process gone) on host2 is a note: the rollback would take it over.

@@ -227,3 +227,20 @@ void test('health options are validated before anything is written', async (t) =
   }
   assert.ok(!fs.existsSync(root));
 });
+
+// An error right after the automatic rollback's switch back was said as the deploy's bookkeeping
+// failing after its own switch: `release v2 is live, but …`, exit 1, while v1 was live.
+void test('an I/O error right after the automatic rollback switched back: exit 4, the previous release live, and the error does not call the failed one live', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', build(dir, 'v1', { 'index.html': 'v1\n' }), root, '--release-id', 'v1', '--no-fsync'])).code, 0);
+  const r = await runCli(['deploy', build(dir, 'v2', { 'index.html': 'v2\n' }), root, '--release-id', 'v2', '--no-fsync', '--health-check', 'false', '--health-timeout', '1', '--json'], { failpoints: 'rollback-after-switch=error:EIO' });
+  assert.equal(r.code, 4, r.stderr);
+  const error = jsonOf<Json>(r).error;
+  assert.deepEqual([error?.code, error?.release, error?.rolledBackTo, error?.live], ['ROLLED_BACK', 'v2', 'v1', undefined]);
+  assert.match(error?.message ?? '', /; rolled back to v1 \(recording it failed: .*EIO.*; the next command finishes the record\)$/);
+  assert.equal(currentId(root), 'v1');
+  // The next command finishes the record: v2 failed, v1 live.
+  assert.equal((await runCli(['status', root])).code, 0);
+  assert.equal(record(root, 'v2').status, 'failed');
+});

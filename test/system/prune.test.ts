@@ -148,12 +148,15 @@ void test('a release that cannot be moved (chattr +i) stays and is named; the ot
 });
 
 async function pruneAroundStuck(src: string, root: string): Promise<void> {
+  const planned = jsonOf<PruneJson>(await runCli(['prune', root, '--keep', '1', '--dry-run', '--json'])).removed;
   const r = await runCli(['prune', root, '--keep', '1', '--json']);
   assert.equal(r.code, 1, r.stderr);
-  const error = (jsonOf<PruneJson>(r).error ?? {}) as { code?: string; message?: string; hint?: string; removed?: string[]; failed?: { id: string; message: string }[] };
+  const error = (jsonOf<PruneJson>(r).error ?? {}) as { code?: string; message?: string; hint?: string; removed?: PruneJson['removed']; failed?: { id: string; message: string }[] };
   assert.match(error.message ?? '', /^pruned r1; could not prune r2: permission denied while pruning release r2: EPERM/);
   assert.match(error.hint ?? '', /immutable or append-only attribute/);
-  assert.deepEqual(error.removed, ['r1']);
+  // The objects a prune that succeeds gives (it gave ids alone here): { id, rule, reason, files, bytes }.
+  assert.deepEqual(error.removed, planned.filter((x) => x.id === 'r1'));
+  assert.deepEqual(Object.keys(error.removed?.[0] ?? {}), ['id', 'rule', 'reason', 'files', 'bytes']);
   assert.deepEqual(error.failed?.map((f) => f.id), ['r2']);
   assert.deepEqual(releaseIds(root), ['r2', 'r3', 'r4']);
   const record = (id: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases', `${id}.json`), 'utf8')) as Record<string, unknown>;

@@ -247,3 +247,30 @@ void test('a release log record that refuses its write: rollback says its switch
     for (const file of stuck) execFileSync('chattr', ['-i', file]);
   }
 });
+
+// A first deploy whose health check failed stays live (nothing to roll back to), marked failed in
+// its record; the table said `active` alone, as for a good release.
+void test('the live release marked failed, or live unverified: the table says it after the role, --json in the record fields beside role', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  const first = await runCli(['deploy', src, root, '--release-id', 'r1', '--no-fsync', '--health-check', 'false', '--health-timeout', '1']);
+  assert.equal(first.code, 1, first.stderr);
+  assert.equal(currentId(root), 'r1');
+  const failed = await runCli(['releases', root]);
+  assert.equal(failed.code, 0, failed.stderr);
+  assert.match(failed.stdout, /^\* +r1 +active, failed +\d{4}-/m);
+  const entry = jsonOf<{ releases: (Entry & { reason?: string })[] }>(await runCli(['releases', root, '--json'])).releases[0];
+  // role stays one of its words (scripts match on it); the record's status and reason say the rest.
+  assert.deepEqual([entry?.role, entry?.status, entry?.reason], ['active', 'failed', 'health check failed: command "false" exited with code 1']);
+
+  // Exit 7: live, unverified; the record's afterSwitchFailure is what the table reads.
+  const hooked = await runCli(['deploy', src, root, '--release-id', 'r2', '--no-fsync', '--after-switch', 'false']);
+  assert.equal(hooked.code, 7, hooked.stderr);
+  const listed = await runCli(['releases', root]);
+  assert.match(listed.stdout, /^\* +r2 +active, unverified +\d{4}-/m);
+  assert.match(listed.stdout, /^ +r1 +failed +\d{4}-/m);
+  const r2 = jsonOf<{ releases: (Entry & { afterSwitchFailure?: string })[] }>(await runCli(['releases', root, '--json'])).releases[0];
+  assert.deepEqual([r2?.id, r2?.role, r2?.status], ['r2', 'active', 'complete']);
+  assert.match(r2?.afterSwitchFailure ?? '', /^after-switch hook "false" exited with code 1; release r2 stays live/);
+});

@@ -1,10 +1,10 @@
 // Rollbacks that would serve nothing, or that would change the root before refusing: exit 2 and
-// the root as it was.
+// the root as it was. A rollback with nothing to do (`--to` the live release): exit 0, the root as it was.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { currentId, jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 
 async function twoReleases(dir: string): Promise<string> {
@@ -74,4 +74,51 @@ void test('rollback --to an unknown release in a root with a crashed deploy: exi
   // The next real command recovers as always.
   assert.equal((await runCli(['rollback', root, '--to', 'r1'])).code, 0);
   assert.equal(currentId(root), 'r1');
+});
+
+// `rollback --to` the live release exited 2 with UNKNOWN_RELEASE ("already current"): a retry of a
+// rollback whose outcome was unclear counted as invalid input, under a code that says "unknown".
+void test('rollback --to the release already current: exit 0, unchanged, nothing touched (times included), as a dry run and as a retry', async (t) => {
+  const root = await twoReleases(tempDir(t));
+  const before = treeSnapshot(root, { times: true });
+  for (const extra of [[], ['--dry-run']]) {
+    const r = await runCli(['rollback', root, '--to', 'r2', '--json', ...extra]);
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+    assert.deepEqual(jsonOf(r), { release: 'r2', previous: 'r2', recovered: [], unchanged: true, ...(extra.length > 0 ? { dryRun: true, notes: [] } : {}) });
+    assert.deepEqual(treeSnapshot(root, { times: true }), before, `rollback --to r2 ${extra.join(' ')} changed the root (a lock, a journal, a record)`);
+    const human = await runCli(['rollback', root, '--to', 'r2', ...extra]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.equal(human.stdout, `${extra.length > 0 ? 'dry run: ' : ''}release r2 is already current; nothing ${extra.length > 0 ? 'would change' : 'was changed'}\n`);
+  }
+  // The retry this is for: a rollback whose bookkeeping failed after its switch (exit 1, live), then
+  // the same rollback by its target. It recovers (finishing the record) and has nothing to switch.
+  const failed = await runCli(['rollback', root, '--json'], { failpoints: 'rollback-after-switch=error:EIO' });
+  assert.equal(failed.code, 1, failed.stderr);
+  assert.deepEqual([jsonOf<{ error: { release?: string; live?: boolean } }>(failed).error.release, jsonOf<{ error: { live?: boolean } }>(failed).error.live], ['r1', true]);
+  const retry = await runCli(['rollback', root, '--to', 'r1', '--json']);
+  assert.equal(retry.code, 0, retry.stderr);
+  const result = jsonOf<{ release: string; previous: string; unchanged?: boolean; recovered: string[] }>(retry);
+  assert.deepEqual([result.release, result.previous, result.unchanged], ['r1', 'r1', true]);
+  assert.deepEqual(result.recovered, ['finished recording rollback from r2 to r1']);
+  assert.equal(currentId(root), 'r1');
+  const status = (id: string): unknown => (JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy', 'releases', `${id}.json`), 'utf8')) as { status?: string }).status;
+  assert.deepEqual([status('r1'), status('r2')], ['complete', 'rolled-back']);
+  // A plain rollback with nothing to go back to is still refused.
+  const plain = await runCli(['rollback', root, '--json']);
+  assert.equal(plain.code, 2, plain.stderr);
+  assert.equal(jsonOf<{ error: { code: string } }>(plain).error.code, 'NO_PREVIOUS_RELEASE');
+});
+
+// After a rollback into a root without `current`, `previous` was "" where a first deploy and the release log say null.
+void test('rollback --to into a root with no current: previous is null, as a first deploy says it (dry run too)', async (t) => {
+  const root = path.join(tempDir(t), 'root');
+  writeTree(path.join(root, 'releases', 'a'), { i: 'x\n' });
+  const dry = await runCli(['rollback', root, '--to', 'a', '--dry-run', '--json']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.equal(jsonOf<{ previous: unknown }>(dry).previous, null);
+  const r = await runCli(['rollback', root, '--to', 'a', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(jsonOf(r), { release: 'a', previous: null, recovered: [] });
+  assert.equal(currentId(root), 'a');
+  assert.match((await runCli(['rollback', root, '--to', 'a'])).stdout, /^release a is already current; nothing was changed$/m);
 });

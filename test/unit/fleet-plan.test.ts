@@ -72,6 +72,9 @@ void test('rollback on a mixed fleet brings the hosts ahead back to where the ot
   assert.deepEqual(plan.stays, ['b', 'c']);
   const to = planFleetRollback([{ host: 'a', current: 'r2', ordered: ordered(['r1', 'r2']) }, { host: 'b', current: 'r2', ordered: ordered(['r2']) }], 'r1');
   assert.equal(!to.ok && to.problems.map((p) => p.host).join(), 'b', '--to must exist on every host');
+  // Every host on it already (a retried --to): a plan that moves none, not a refusal.
+  const there = planFleetRollback([{ host: 'a', current: 'r2', ordered: ordered(['r1', 'r2']) }, { host: 'b', current: 'r2', ordered: ordered(['r2']) }], 'r2');
+  assert.deepEqual(there, { ok: true, target: 'r2', moves: [], stays: ['a', 'b'] });
 });
 
 function journal(release: string, previous: string | null, phase: 'copying' | 'ready' | 'switched' | 'rolling-back', token = 'T'): FleetJournal {

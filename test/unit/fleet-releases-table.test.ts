@@ -69,3 +69,14 @@ void test('a release whose after-switch step failed or was stopped on a host is 
   const line = stripVTControlCharacters(fleetReleasesTable({ hosts: [h1, h2] })).split('\n')[1] ?? '';
   assert.match(line, /^r1\s+\* active\s+\* active, unverified$/);
 });
+
+// A first deploy whose health check failed on a host stays live there, marked failed: the column said `* active`.
+void test('the live release marked failed on a host says so in that host\'s column, as the local table does', () => {
+  const h1 = host('h1', [['r1', 1]], 'r1');
+  const h2 = host('h2', [['r1', 1]], 'r1');
+  const r1 = h2.releases?.[0];
+  assert.ok(r1);
+  r1.status = 'failed';
+  const line = stripVTControlCharacters(fleetReleasesTable({ hosts: [h1, h2] })).split('\n')[1] ?? '';
+  assert.match(line, /^r1\s+\* active\s+\* active, failed$/);
+});
