@@ -30,7 +30,7 @@ import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
 import { placeRelease } from '../root/place.ts';
 import { undoProgram } from '../root/undo.ts';
-import { ignoreEvents, type EventSink } from './events.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles, sharedOverExtracted } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, emptyArtifactError, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, singleTopDirWarning, type ArtifactOptions } from './artifact.ts';
@@ -297,7 +297,7 @@ function interrupted(signal: AbortSignal | undefined, undo?: { left: readonly st
 /** Publishes `source` as a new release of `root` and switches `current` to it atomically. */
 export async function deploy(source: string, root: string, options: DeployOptions = {}): Promise<DeployResult> {
   const started = performance.now();
-  const emit = options.onEvent ?? ignoreEvents;
+  const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const isArtifact = typeof source === 'string' && isArtifactSource(source);
   const { layout, sourceReal, scan: scanned } = await validate(source, root, options, isArtifact);

@@ -16,7 +16,7 @@ import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
 import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
 import { checkKeep, signalOf } from '../plan/validate.ts';
-import { ignoreEvents, type EventSink } from './events.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
 
@@ -272,7 +272,7 @@ export async function finishPrune(retired: RetiredPrune, options: { emit: EventS
  */
 export async function prune(root: string, options: PruneOptions): Promise<PruneResult> {
   assertKeep(options.keep);
-  const emit = options.onEvent ?? ignoreEvents;
+  const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   const keep = options.keep;

@@ -10,7 +10,7 @@ import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
-import { ignoreEvents, type EventSink } from './events.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
@@ -99,7 +99,7 @@ function assertServable(layout: Layout, id: string, plain: boolean): void {
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
 export async function rollback(root: string, options: RollbackOptions = {}): Promise<RollbackResult> {
-  const emit = options.onEvent ?? ignoreEvents;
+  const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {

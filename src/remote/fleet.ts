@@ -4,7 +4,7 @@ import { sweepScratchDirs } from '../act/scratch.ts';
 import type { CurrentState } from '../act/switch.ts';
 import { DeployError, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
-import { ignoreEvents, type EventSink } from '../ops/events.ts';
+import { isolateSink, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
 import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
@@ -219,7 +219,7 @@ export class FleetRun {
     this.parallel = parallel;
     const config = sshConfigProblem(options.ssh ?? {});
     if (config) throw new DeployError('USAGE', config.problem, { hint: config.hint });
-    this.emit = options.onEvent ?? ignoreEvents;
+    this.emit = isolateSink(options.onEvent);
     this.control = ControlDir.create();
     // Beside the work, never in its way: what a killed deploy left in the temp dir (act/scratch.ts).
     this.swept = sweepScratchDirs({
