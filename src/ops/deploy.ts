@@ -24,7 +24,7 @@ import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { buildTopWarnings, checkNewReleaseId, emptyBuildError, signalOf } from '../plan/validate.ts';
+import { buildTopWarnings, checkNewReleaseId, checkWaitMs, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -50,7 +50,7 @@ export interface DeployOptions extends ServingOptions {
   releaseId?: string;
   /** fsync the release before the switch and the root after it (default true). */
   fsync?: boolean;
-  /** Wait this long for another deploy's lock instead of failing with LOCKED. */
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   /** Aborting before the switch undoes the deploy; after it, the switch stands. */
   signal?: AbortSignal;
@@ -297,6 +297,7 @@ function interrupted(signal: AbortSignal | undefined, undo?: { left: readonly st
 /** Publishes `source` as a new release of `root` and switches `current` to it atomically. */
 export async function deploy(source: string, root: string, options: DeployOptions = {}): Promise<DeployResult> {
   const started = performance.now();
+  checkWaitMs(options.waitMs);
   const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const isArtifact = typeof source === 'string' && isArtifactSource(source);

@@ -8,7 +8,7 @@ import { notAReleaseDir } from '../act/releases.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { checkReleaseId, signalOf } from '../plan/validate.ts';
+import { checkReleaseId, checkWaitMs, signalOf } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { isolateSink, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
@@ -22,6 +22,7 @@ export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
   to?: string;
   fsync?: boolean;
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
@@ -99,6 +100,7 @@ function assertServable(layout: Layout, id: string, plain: boolean): void {
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
 export async function rollback(root: string, options: RollbackOptions = {}): Promise<RollbackResult> {
+  checkWaitMs(options.waitMs);
   const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });

@@ -3,7 +3,7 @@
  * options, seconds, signal names and the default timeouts. The CLI, the local engine and the
  * fleet all call these, so a value refused in one place is refused in every place. Pure: no I/O.
  */
-import { DeployError } from '../errors.ts';
+import { DeployError, typeName } from '../errors.ts';
 import { CONFIG_NAMES } from './config-basics.ts';
 import { newReleaseIdProblem, releaseIdProblem } from './release-id.ts';
 
@@ -37,6 +37,14 @@ export function checkKeep(keep: unknown): asserts keep is number {
   if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
     throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });
   }
+}
+
+/** `waitMs` (the CLI's --wait): NaN and 'abc' waited for ever, a negative failed at once with LOCKED. */
+export function checkWaitMs(waitMs: unknown): void {
+  if (waitMs === undefined || (typeof waitMs === 'number' && Number.isFinite(waitMs) && waitMs >= 0)) return;
+  throw new DeployError('USAGE', `waitMs must be a finite number of milliseconds >= 0, got ${typeof waitMs === 'number' ? String(waitMs) : typeName(waitMs)}`, {
+    hint: 'for example: waitMs: 30_000 waits up to 30 s for the lock (0 fails at once if it is held)',
+  });
 }
 
 export function commandProblem(command: unknown): string | undefined {

@@ -6,6 +6,7 @@ import { DeployError, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
 import { isolateSink, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
+import { checkWaitMs } from '../plan/validate.ts';
 import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
@@ -34,6 +35,7 @@ export interface FleetOptions {
   parallel?: number;
   ssh?: SshOptions;
   fsync?: boolean;
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
@@ -216,6 +218,7 @@ export class FleetRun {
   ) {
     const parallel = options.parallel ?? 10;
     if (!Number.isInteger(parallel) || parallel < 1) throw new DeployError('USAGE', `--parallel must be an integer >= 1, got ${String(parallel)}`);
+    checkWaitMs(options.waitMs);
     this.parallel = parallel;
     const config = sshConfigProblem(options.ssh ?? {});
     if (config) throw new DeployError('USAGE', config.problem, { hint: config.hint });

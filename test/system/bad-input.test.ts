@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { deploy, DeployError } from '../../src/index.ts';
+import { deploy, DeployError, prune, rollback } from '../../src/index.ts';
 import { runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { asUser, runWrapped, startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid, makeSource, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
@@ -257,6 +257,15 @@ const CASES: Case[] = [
   { name: 'release id with NUL (library)', setup: (c) => lib(() => deploy(c.src, c.root, { releaseId: 'a\0b' })), code: 2, message: /INVALID_RELEASE_ID.*NUL/ },
   { name: 'source path with NUL (library)', setup: (c) => lib(() => deploy(`${c.src}\0x`, c.root)), code: 2, message: /INVALID_SOURCE.*NUL/ },
   { name: 'root path with NUL (library)', setup: (c) => lib(() => deploy(c.src, `${c.root}\0x`)), code: 2, message: /INVALID_ROOT.*NUL/ },
+  // waitMs from a JavaScript caller: NaN and 'abc' waited for ever, a negative failed at once with LOCKED.
+  ...([Number.NaN, 'abc', -1, Number.POSITIVE_INFINITY] as const).map((bad): Case => ({
+    name: `waitMs ${String(bad)} (library)`,
+    setup: (c) => lib(() => deploy(c.src, c.root, { waitMs: bad as number })),
+    code: 2,
+    message: new RegExp(`^error: USAGE waitMs must be a finite number of milliseconds >= 0, got ${typeof bad === 'number' ? String(bad) : 'string'}$`),
+  })),
+  { name: 'rollback waitMs NaN (library)', setup: (c) => lib(() => rollback(c.root, { waitMs: Number.NaN })), code: 2, message: /^error: USAGE waitMs must be a finite number/ },
+  { name: 'prune waitMs -1 (library)', setup: (c) => lib(() => prune(c.root, { keep: 1, waitMs: -1 })), code: 2, message: /^error: USAGE waitMs must be a finite number/ },
   // Usage.
   { name: 'unknown option', setup: (c) => deployTo(c, '--bogus'), code: 2, message: /unknown option '--bogus'/ },
   { name: 'too many arguments', setup: (c) => deployTo(c, 'extra'), code: 2, message: /too many arguments/ },

@@ -30,6 +30,7 @@ void describe('fleet input validation against namespace hosts', () => {
     ['empty after-switch hook', { hooks: { afterSwitch: [''] } }, /invalid after-switch hook/],
     ['--keep -1', { keep: -1 }, /--keep must be an integer/],
     ['release id ..', { releaseId: '..' }, /invalid release id/],
+    ['waitMs NaN', { waitMs: Number.NaN }, /^waitMs must be a finite number of milliseconds >= 0, got NaN$/],
   ];
   for (const [name, options, message] of cases) {
     void test(`${name}: exit 2, and the host's root is never created`, async (t) => {
