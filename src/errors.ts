@@ -149,6 +149,11 @@ export function typeName(value: unknown): string {
   return typeof value;
 }
 
+/** A path argument that is no string, from a JavaScript caller (TypeScript refuses it). */
+export function pathTypeError(what: 'source' | 'deploy root', value: unknown, give: string): DeployError {
+  return new DeployError('USAGE', `the ${what} must be a string path, got ${typeName(value)}`, { hint: `give ${give} as a string` });
+}
+
 /** The errno code of a Node system error, if any. */
 export function errnoOf(error: unknown): string | undefined {
   if (typeof error === 'object' && error !== null && 'code' in error) {

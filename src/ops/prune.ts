@@ -15,7 +15,7 @@ import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
 import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
-import { checkKeep, checkWaitMs, signalOf } from '../plan/validate.ts';
+import { checkKeep, checkOptionsArgument, checkWaitMs, signalOf } from '../plan/validate.ts';
 import { isolateSink, type EventSink } from './events.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
@@ -272,6 +272,7 @@ export async function finishPrune(retired: RetiredPrune, options: { emit: EventS
  * Each release leaves `releases/` by one rename under the lock; the trees are deleted after it.
  */
 export async function prune(root: string, options: PruneOptions): Promise<PruneResult> {
+  checkOptionsArgument(options, 'for example: { keep: 5 }');
   assertKeep(options.keep);
   checkWaitMs(options.waitMs);
   const emit = isolateSink(options.onEvent);

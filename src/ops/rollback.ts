@@ -8,7 +8,7 @@ import { notAReleaseDir } from '../act/releases.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { checkReleaseId, checkWaitMs, signalOf } from '../plan/validate.ts';
+import { checkOptionsArgument, checkReleaseId, checkWaitMs, signalOf, withLists } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
 import { isolateSink, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
@@ -99,7 +99,9 @@ function assertServable(layout: Layout, id: string, plain: boolean): void {
 }
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
-export async function rollback(root: string, options: RollbackOptions = {}): Promise<RollbackResult> {
+export async function rollback(root: string, given: RollbackOptions = {}): Promise<RollbackResult> {
+  checkOptionsArgument(given);
+  const options = withLists(given);
   checkWaitMs(options.waitMs);
   const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;

@@ -4,6 +4,7 @@ import { DeployError, errnoOf, ioError } from '../errors.ts';
 import { isolateSink, type EventSink } from './events.ts';
 import { openRoot } from './root.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkOptionsArgument } from '../plan/validate.ts';
 
 export interface UnlockOptions {
   /** Remove the lock even though its holder may be alive or on another host. */
@@ -19,6 +20,7 @@ export interface UnlockResult {
 
 /** Removes a lock whose owner is provably gone; anything else needs `force`. */
 export async function unlock(root: string, options: UnlockOptions = {}): Promise<UnlockResult> {
+  checkOptionsArgument(options);
   const emit = isolateSink(options.onEvent);
   const layout = openRoot(root, { mayCreate: false });
   const info = inspectLock(layout);

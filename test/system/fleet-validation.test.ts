@@ -31,6 +31,9 @@ void describe('fleet input validation against namespace hosts', () => {
     ['--keep -1', { keep: -1 }, /--keep must be an integer/],
     ['release id ..', { releaseId: '..' }, /invalid release id/],
     ['waitMs NaN', { waitMs: Number.NaN }, /^waitMs must be a finite number of milliseconds >= 0, got NaN$/],
+    // A JavaScript caller's wrong types: USAGE naming the type, never a raw TypeError.
+    ['shared: 42', { shared: 42 as unknown as string[] }, /^shared must be a list of strings \(or one string\), got number$/],
+    ['hosts: a string in the list', { hosts: ['web1'] as unknown as FleetDeployOptions['hosts'] }, /^hosts\[0\] must be an object \{ host, root\? \}, got string$/],
   ];
   for (const [name, options, message] of cases) {
     void test(`${name}: exit 2, and the host's root is never created`, async (t) => {
