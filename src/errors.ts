@@ -137,12 +137,24 @@ export function isDeployError(error: unknown): error is DeployError {
   return error instanceof DeployError;
 }
 
-/** The errno code of a Node system error, if any. */
 /** A path argument given as an empty string: most often a shell variable that was not set. */
 export function emptyPathError(what: 'source' | 'deploy root', give: string): DeployError {
   return new DeployError('USAGE', `the ${what} is an empty string`, { hint: `give ${give} (an unset shell variable expands to nothing: quote it and check it is set)` });
 }
 
+/** A value's type as a JavaScript caller's mistake is named: null and array apart from object. */
+export function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+/** A path argument that is no string, from a JavaScript caller (TypeScript refuses it). */
+export function pathTypeError(what: 'source' | 'deploy root', value: unknown, give: string): DeployError {
+  return new DeployError('USAGE', `the ${what} must be a string path, got ${typeName(value)}`, { hint: `give ${give} as a string` });
+}
+
+/** The errno code of a Node system error, if any. */
 export function errnoOf(error: unknown): string | undefined {
   if (typeof error === 'object' && error !== null && 'code' in error) {
     const code: unknown = error.code;

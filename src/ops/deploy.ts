@@ -16,7 +16,7 @@ import { assertTmpOnRoot, stagePath, stagingArea, trashPath } from '../act/stagi
 import type { HealthResult } from '../act/health.ts';
 import { ensureStateDirs, listRecordIds, nextSeq, readRecords, type ReleaseRecord } from '../act/state.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
-import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
+import { DeployError, errnoOf, ioError, emptyPathError, pathTypeError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, missingSourceWords, PATH_MAX, redactUrl } from '../plan/archive.ts';
 import { releaseDirMode, type ManifestEntry } from '../plan/manifest.ts';
@@ -24,13 +24,13 @@ import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { buildTopWarnings, checkNewReleaseId, emptyBuildError, signalOf } from '../plan/validate.ts';
+import { buildTopWarnings, checkNewReleaseId, checkOptionsArgument, checkWaitMs, emptyBuildError, signalOf, withLists } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
 import { placeRelease } from '../root/place.ts';
 import { undoProgram } from '../root/undo.ts';
-import { ignoreEvents, type EventSink } from './events.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles, sharedOverExtracted } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, emptyArtifactError, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, singleTopDirWarning, type ArtifactOptions } from './artifact.ts';
@@ -50,7 +50,7 @@ export interface DeployOptions extends ServingOptions {
   releaseId?: string;
   /** fsync the release before the switch and the root after it (default true). */
   fsync?: boolean;
-  /** Wait this long for another deploy's lock instead of failing with LOCKED. */
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   /** Aborting before the switch undoes the deploy; after it, the switch stands. */
   signal?: AbortSignal;
@@ -151,7 +151,8 @@ function durableRecord(record: ReleaseRecord | undefined): boolean {
 }
 
 function validateSource(source: string, root: string, adopt: boolean): { sourceReal: string; layout: Layout } {
-  if (typeof source !== 'string' || source.length === 0) throw emptyPathError('source', 'the build output directory');
+  if (typeof source !== 'string') throw pathTypeError('source', source, 'the build output directory');
+  if (source.length === 0) throw emptyPathError('source', 'the build output directory');
   if (source.includes('\0')) throw new DeployError('INVALID_SOURCE', 'the source path contains a NUL byte');
   const layout = openRoot(root, { mayCreate: true });
   let sourceReal: string;
@@ -295,9 +296,12 @@ function interrupted(signal: AbortSignal | undefined, undo?: { left: readonly st
 }
 
 /** Publishes `source` as a new release of `root` and switches `current` to it atomically. */
-export async function deploy(source: string, root: string, options: DeployOptions = {}): Promise<DeployResult> {
+export async function deploy(source: string, root: string, given: DeployOptions = {}): Promise<DeployResult> {
   const started = performance.now();
-  const emit = options.onEvent ?? ignoreEvents;
+  checkOptionsArgument(given);
+  const options = withLists(given);
+  checkWaitMs(options.waitMs);
+  const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const isArtifact = typeof source === 'string' && isArtifactSource(source);
   const { layout, sourceReal, scan: scanned } = await validate(source, root, options, isArtifact);
@@ -644,6 +648,8 @@ async function removeSkeleton(made: readonly string[]): Promise<void> {
 
 /** The dry run of `deploy`: the same checks, the plan, and nothing changed on disk. */
 export async function planDeploy(source: string, root: string, options: DeployOptions = {}): Promise<DeployPlan> {
+  // Before the spread, to which null is no options at all.
+  checkOptionsArgument(options);
   const { plan } = await deploy(source, root, { ...options, dryRun: true });
   if (!plan) throw new DeployError('INTERNAL', 'a dry run returned no plan');
   return plan;

@@ -1,3 +1,5 @@
+import { DeployError, typeName } from '../errors.ts';
+
 /** What an operation reports while it runs; the CLI turns these into step lines and a progress bar. */
 export type OperationEvent =
   | { type: 'step'; message: string }
@@ -7,6 +9,50 @@ export type OperationEvent =
   | { type: 'progress'; phase: 'extract'; done: number; total: number; files: number }
   | { type: 'output'; source: string; stream: 'stdout' | 'stderr'; line: string };
 
+/**
+ * Receives an operation's events (`onEvent`). It is only told: a sink that throws, or an async one
+ * whose promise rejects, changes nothing the operation does. That failure is dropped, and the
+ * first one of each operation is reported as a process warning (code ATOMIC_DEPLOY_EVENT_SINK).
+ */
 export type EventSink = (event: OperationEvent) => void;
 
 export const ignoreEvents: EventSink = () => undefined;
+
+/**
+ * The caller's `onEvent` as an operation calls it: a logger that breaks must not undo a deploy or
+ * fail one already live, and an async one's rejection must not reach Node's unhandled-rejection
+ * exit. USAGE for a sink that is not a function.
+ */
+export function isolateSink(sink: unknown): EventSink {
+  if (sink === undefined || sink === null) return ignoreEvents;
+  if (typeof sink !== 'function') throw new DeployError('USAGE', `onEvent must be a function, got ${typeName(sink)}`);
+  const told = sink as EventSink;
+  let warned = false;
+  const dropped = (error: unknown): void => {
+    if (warned) return;
+    warned = true;
+    process.emitWarning(`an onEvent sink failed and was ignored (the operation goes on; later failures are not reported): ${describeFailure(error)}`, { code: 'ATOMIC_DEPLOY_EVENT_SINK' });
+  };
+  return (event) => {
+    try {
+      // An async sink returns a promise, which the type's void allows.
+      const returned: unknown = told(event);
+      if (isThenable(returned)) void returned.then(undefined, dropped);
+    } catch (error) {
+      dropped(error);
+    }
+  };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+function describeFailure(error: unknown): string {
+  try {
+    return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+  } catch {
+    // An object whose toString throws says nothing more.
+    return typeName(error);
+  }
+}

@@ -16,8 +16,8 @@ import { currentIdOrThrow, readCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import { describeUses, releasesInUse } from '../plan/in-use.ts';
 import { pruneIncompleteMessage, selectPrune, type KeepRule, type PruneDecision, type RemoveRule } from '../plan/releases.ts';
-import { checkKeep, signalOf } from '../plan/validate.ts';
-import { ignoreEvents, type EventSink } from './events.ts';
+import { checkKeep, checkOptionsArgument, checkWaitMs, signalOf } from '../plan/validate.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
 
@@ -29,6 +29,7 @@ export interface PruneOptions {
   /** Remove releases that running processes still use. */
   force?: boolean;
   fsync?: boolean;
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
@@ -282,8 +283,10 @@ export async function finishPrune(retired: RetiredPrune, options: { emit: EventS
  * Each release leaves `releases/` by one rename under the lock; the trees are deleted after it.
  */
 export async function prune(root: string, options: PruneOptions): Promise<PruneResult> {
+  checkOptionsArgument(options, 'for example: { keep: 5 }');
   assertKeep(options.keep);
-  const emit = options.onEvent ?? ignoreEvents;
+  checkWaitMs(options.waitMs);
+  const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   const keep = options.keep;

@@ -8,9 +8,9 @@ import { notAReleaseDir } from '../act/releases.ts';
 import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
-import { checkReleaseId, signalOf } from '../plan/validate.ts';
+import { checkOptionsArgument, checkReleaseId, checkWaitMs, signalOf, withLists } from '../plan/validate.ts';
 import { rollbackTarget } from '../plan/releases.ts';
-import { ignoreEvents, type EventSink } from './events.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
@@ -22,6 +22,7 @@ export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
   to?: string;
   fsync?: boolean;
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
@@ -104,8 +105,11 @@ function assertServable(layout: Layout, id: string, plain: boolean): void {
 }
 
 /** Switches `current` back to the previous good release, or to `to`, atomically. */
-export async function rollback(root: string, options: RollbackOptions = {}): Promise<RollbackResult> {
-  const emit = options.onEvent ?? ignoreEvents;
+export async function rollback(root: string, given: RollbackOptions = {}): Promise<RollbackResult> {
+  checkOptionsArgument(given);
+  const options = withLists(given);
+  checkWaitMs(options.waitMs);
+  const emit = isolateSink(options.onEvent);
   const durable = options.fsync !== false;
   const layout = openRoot(root, { mayCreate: false });
   if (options.to !== undefined) {

@@ -1,7 +1,7 @@
 import type { EventSink } from './events.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DeployError, errnoOf, ioError, emptyPathError } from '../errors.ts';
+import { DeployError, errnoOf, ioError, emptyPathError, pathTypeError } from '../errors.ts';
 import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle, type LockInfo } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
@@ -30,7 +30,8 @@ export async function rootIsIdle(layout: Layout): Promise<boolean> {
 /** Resolves and checks a deploy root; with `mayCreate`, a missing root is fine (deploy makes it). */
 export function openRoot(root: string, options: { mayCreate: boolean }): Layout {
   assertSupportedPlatform();
-  if (typeof root !== 'string' || root.length === 0) throw emptyPathError('deploy root', 'the deploy root');
+  if (typeof root !== 'string') throw pathTypeError('deploy root', root, 'the deploy root');
+  if (root.length === 0) throw emptyPathError('deploy root', 'the deploy root');
   if (root.includes('\0')) throw new DeployError('INVALID_ROOT', 'the deploy root contains a NUL byte');
   const layout = layoutOf(root);
   try {

@@ -4,6 +4,7 @@ import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
+import { checkOptionsArgument } from '../plan/validate.ts';
 import { isReleasesLeftover, isTmpLeftover } from '../plan/journal.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { lastLiveField } from '../plan/releases.ts';
@@ -44,6 +45,7 @@ export interface StatusOptions {
 
 /** Where a root stands; recovers an interrupted deploy when nobody live holds the lock. */
 export async function status(root: string, options: StatusOptions = {}): Promise<StatusResult> {
+  checkOptionsArgument(options);
   const layout = openRoot(root, { mayCreate: false });
   let info = inspectLock(layout);
   // A journal under a live holder's lock is a deploy in progress, not the leftover of one.

@@ -1,9 +1,10 @@
 import { describeHolder, inspectLock, removeLock } from '../act/lock.ts';
 import fs from 'node:fs';
 import { DeployError, errnoOf, ioError } from '../errors.ts';
-import type { EventSink } from './events.ts';
+import { isolateSink, type EventSink } from './events.ts';
 import { openRoot } from './root.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkOptionsArgument } from '../plan/validate.ts';
 
 export interface UnlockOptions {
   /** Remove the lock even though its holder may be alive or on another host. */
@@ -19,6 +20,8 @@ export interface UnlockResult {
 
 /** Removes a lock whose owner is provably gone; anything else needs `force`. */
 export async function unlock(root: string, options: UnlockOptions = {}): Promise<UnlockResult> {
+  checkOptionsArgument(options);
+  const emit = isolateSink(options.onEvent);
   const layout = openRoot(root, { mayCreate: false });
   const info = inspectLock(layout);
   if (!info) return { unlocked: false, holder: null, reason: 'not locked' };
@@ -30,7 +33,7 @@ export async function unlock(root: string, options: UnlockOptions = {}): Promise
         details: { lock: holder },
       });
     }
-    options.onEvent?.({ type: 'warning', message: `forcibly removing a lock held by ${describeHolder(info.owner)}` });
+    emit({ type: 'warning', message: `forcibly removing a lock held by ${describeHolder(info.owner)}` });
   }
   let removed: boolean;
   try {

@@ -11,6 +11,7 @@ import { diffRelease, type Difference } from '../plan/manifest.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { openRoot } from './root.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkIdType, checkOptionsArgument } from '../plan/validate.ts';
 
 /** The bytes, or the files, a release must hold before `verify` adds hashing threads to its own. */
 export const POOL_MIN_BYTES = 256 * 1024 * 1024;
@@ -50,6 +51,8 @@ function interrupted(signal: AbortSignal): DeployError {
  * that is missing, damaged or not the one its record names.
  */
 export async function verify(root: string, options: VerifyOptions = {}): Promise<VerifyResult> {
+  checkOptionsArgument(options);
+  if (options.release !== undefined) checkIdType(options.release);
   const layout = openRoot(root, { mayCreate: false });
   let id = options.release;
   if (id === undefined) {

@@ -3,7 +3,7 @@
  * options, seconds, signal names and the default timeouts. The CLI, the local engine and the
  * fleet all call these, so a value refused in one place is refused in every place. Pure: no I/O.
  */
-import { DeployError } from '../errors.ts';
+import { DeployError, typeName } from '../errors.ts';
 import { CONFIG_NAMES } from './config-basics.ts';
 import { newReleaseIdProblem, releaseIdProblem } from './release-id.ts';
 
@@ -18,7 +18,8 @@ export interface HookAndHealthOptions {
 }
 
 /** A release id given by the user (`--release-id`, `--to`): safe as a directory name, or INVALID_RELEASE_ID. */
-export function checkReleaseId(id: string, hint = 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2'): void {
+export function checkReleaseId(id: unknown, hint = 'use letters, digits, dots, dashes and underscores, e.g. --release-id v1.4.2'): asserts id is string {
+  checkIdType(id);
   const problem = releaseIdProblem(id);
   if (problem) {
     throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint });
@@ -26,17 +27,88 @@ export function checkReleaseId(id: string, hint = 'use letters, digits, dots, da
 }
 
 /** `checkReleaseId` for the id of a release about to be made (`--release-id`). */
-export function checkNewReleaseId(id: string): void {
+export function checkNewReleaseId(id: unknown): asserts id is string {
+  checkIdType(id);
   const problem = newReleaseIdProblem(id);
   if (problem) {
     throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(id)}: ${problem}`, { hint: 'for example: --release-id v1.4.2' });
   }
 }
 
+/** A JavaScript caller's release id that is no string (a YAML 12345 read as a number): USAGE. */
+export function checkIdType(id: unknown): asserts id is string {
+  if (typeof id !== 'string') throw new DeployError('USAGE', `a release id must be a string, got ${typeName(id)}`, { hint: 'for example: "v1.4.2" (a number in quotes: "12345")' });
+}
+
 export function checkKeep(keep: unknown): asserts keep is number {
   if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
     throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });
   }
+}
+
+/**
+ * The options argument of a library function, from a JavaScript caller: an object, or nothing
+ * where the function has defaults; `example` (its hint) where it needs some (prune, the fleet).
+ */
+export function checkOptionsArgument(options: unknown, example?: string): void {
+  if (options === undefined && example === undefined) return;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new DeployError('USAGE', `the options must be an object, got ${typeName(options)}`, { hint: example ?? 'pass an object of options, or nothing' });
+  }
+}
+
+/** The list options a deploy, rollback or fleet command takes, where one string is a list of one. */
+export interface ListOptions {
+  shared?: string[];
+  sharedFiles?: string[];
+  sharedDirs?: string[];
+  hooks?: { beforeSwitch?: string[]; afterSwitch?: string[] };
+  healthCheck?: object;
+  reload?: { units?: string[]; phpFpm?: string[] };
+  artifact?: object;
+}
+
+/**
+ * `options` with its lists as lists: a JavaScript caller's lone string is a list of one, as in
+ * the config file (which parseConfig returns as it was written). Anything else that is no list
+ * of strings, and a section (`hooks`, `reload`, ...) that is no object, is USAGE naming its type.
+ */
+export function withLists<T extends ListOptions>(options: T): T {
+  for (const name of ['hooks', 'healthCheck', 'reload', 'artifact'] as const) {
+    const section: unknown = options[name];
+    if (section !== undefined && (typeof section !== 'object' || section === null || Array.isArray(section))) {
+      throw new DeployError('USAGE', `${name} must be an object, got ${typeName(section)}`);
+    }
+  }
+  const out: T = { ...options };
+  for (const name of ['shared', 'sharedFiles', 'sharedDirs'] as const) if (options[name] !== undefined) out[name] = listOf(options[name], name);
+  const { hooks, reload } = options;
+  if (hooks) out.hooks = { ...hooks, ...listsOf(hooks, 'hooks', ['beforeSwitch', 'afterSwitch']) };
+  if (reload) out.reload = { ...reload, ...listsOf(reload, 'reload', ['units', 'phpFpm']) };
+  return out;
+}
+
+function listsOf<K extends string>(section: Partial<Record<K, string[]>>, at: string, names: readonly K[]): Partial<Record<K, string[]>> {
+  const out: Partial<Record<K, string[]>> = {};
+  for (const name of names) if (section[name] !== undefined) out[name] = listOf(section[name], `${at}.${name}`);
+  return out;
+}
+
+function listOf(value: unknown, name: string): string[] {
+  if (typeof value === 'string') return [value];
+  if (!Array.isArray(value)) throw new DeployError('USAGE', `${name} must be a list of strings (or one string), got ${typeName(value)}`);
+  const items: unknown[] = value;
+  const bad = items.findIndex((item) => typeof item !== 'string');
+  if (bad >= 0) throw new DeployError('USAGE', `${name}[${bad}] must be a string, got ${typeName(items[bad])}`);
+  return items as string[];
+}
+
+/** `waitMs` (the CLI's --wait): NaN and 'abc' waited for ever, a negative failed at once with LOCKED. */
+export function checkWaitMs(waitMs: unknown): void {
+  if (waitMs === undefined || (typeof waitMs === 'number' && Number.isFinite(waitMs) && waitMs >= 0)) return;
+  throw new DeployError('USAGE', `waitMs must be a finite number of milliseconds >= 0, got ${typeof waitMs === 'number' ? String(waitMs) : typeName(waitMs)}`, {
+    hint: 'for example: waitMs: 30_000 waits up to 30 s for the lock (0 fails at once if it is held)',
+  });
 }
 
 export function commandProblem(command: unknown): string | undefined {

@@ -13,7 +13,7 @@ import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
 import { scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
 import { missingSourceWords } from '../plan/archive.ts';
-import { DeployError, errnoOf, emptyPathError } from '../errors.ts';
+import { DeployError, errnoOf, emptyPathError, pathTypeError } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
@@ -22,7 +22,7 @@ import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } fr
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHookAndHealth, checkKeep, checkNewReleaseId, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, emptyBuildError, signalOf } from '../plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkNewReleaseId, withLists, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { lastLive, selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
@@ -30,7 +30,7 @@ import { frameValue, type RemoteRecord, type RemoteState } from './facts.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { staleWaitMs } from '../plan/serving.ts';
 import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from '../ops/serving.ts';
-import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, lockAndJournalNotes, mergeRecord, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, lockAndJournalNotes, mergeRecord, recordLine, targetsOf, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
 import { randomName } from './host.ts';
@@ -254,7 +254,8 @@ function outcomeOf(p: HostPhase | undefined): HostOutcome {
 }
 
 async function validateSource(source: string, signal: AbortSignal | undefined): Promise<{ sourceReal: string; scan: SourceScan }> {
-  if (typeof source !== 'string' || source.length === 0) throw emptyPathError('source', 'the build output directory');
+  if (typeof source !== 'string') throw pathTypeError('source', source, 'the build output directory');
+  if (source.length === 0) throw emptyPathError('source', 'the build output directory');
   let sourceReal: string;
   try {
     sourceReal = fs.realpathSync(source);
@@ -338,9 +339,10 @@ async function judgeHostShared(h: HostRun, shared: SharedPlan, create: boolean, 
 }
 
 /** Deploys `source` to every host's `root` (or its own root), switching all of them or none. */
-export async function fleetDeploy(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployResult> {
+export async function fleetDeploy(source: string, root: string | undefined, given: FleetDeployOptions): Promise<FleetDeployResult> {
   const started = performance.now();
-  const targets = resolveTargets(options.hosts, root);
+  const targets = targetsOf(given, root);
+  const options = withLists(given);
   const { sourceReal, scan } = await validateSource(source, options.signal);
   const shared = checkOptions(options, scan);
   const topWarnings = buildTopWarnings(topNames(scan.entries));
@@ -1118,8 +1120,9 @@ export interface FleetDeployPlan {
  * written on any host, not even the root a first deploy would make. What each host would be sent
  * is not planned: the deploy decides it by manifest under its lock, once the build is hashed.
  */
-export async function fleetDeployPlan(source: string, root: string | undefined, options: FleetDeployOptions): Promise<FleetDeployPlan> {
-  const targets = resolveTargets(options.hosts, root);
+export async function fleetDeployPlan(source: string, root: string | undefined, given: FleetDeployOptions): Promise<FleetDeployPlan> {
+  const targets = targetsOf(given, root);
+  const options = withLists(given);
   const { sourceReal, scan } = await validateSource(source, options.signal);
   const shared = checkOptions(options, scan);
   const fleet = new FleetRun(targets, options);

@@ -2,10 +2,11 @@
 import path from 'node:path';
 import { sweepScratchDirs } from '../act/scratch.ts';
 import type { CurrentState } from '../act/switch.ts';
-import { DeployError, type ErrorCode } from '../errors.ts';
+import { DeployError, pathTypeError, typeName, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
-import { ignoreEvents, type EventSink } from '../ops/events.ts';
+import { isolateSink, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
+import { checkOptionsArgument, checkWaitMs } from '../plan/validate.ts';
 import { recordWentLive } from '../plan/journal.ts';
 import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
@@ -34,6 +35,7 @@ export interface FleetOptions {
   parallel?: number;
   ssh?: SshOptions;
   fsync?: boolean;
+  /** Milliseconds to wait for another command's lock instead of failing with LOCKED (default 0); a finite number >= 0, else USAGE. */
   waitMs?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
@@ -56,11 +58,31 @@ export interface HostError {
   lock?: { pid: number; host: string; user: string; since: string } | null;
 }
 
+/** The hint for a fleet function called without its options. */
+export const FLEET_EXAMPLE = "for example: { hosts: [{ host: 'deploy@web1' }] }";
+
+/** The targets of a fleet function's arguments, as a JavaScript caller may give them too (USAGE naming a wrong type). */
+export function targetsOf(options: FleetOptions, root: string | undefined): ReturnType<typeof resolveTargets> {
+  checkOptionsArgument(options, FLEET_EXAMPLE);
+  if (!Array.isArray(options.hosts)) throw new DeployError('USAGE', `hosts must be a list of { host, root? }, got ${typeName(options.hosts)}`);
+  if (root !== undefined && typeof root !== 'string') throw pathTypeError('deploy root', root, 'the deploy root');
+  return resolveTargets(options.hosts, root);
+}
+
+/** One entry of `hosts` from a JavaScript caller: `{ host, root? }` with strings, or USAGE naming what is not. */
+function hostSpecOf(h: unknown, i: number): FleetHostSpec {
+  if (typeof h !== 'object' || h === null || Array.isArray(h)) throw new DeployError('USAGE', `hosts[${i}] must be an object { host, root? }, got ${typeName(h)}`);
+  const { host, root } = h as Record<string, unknown>;
+  if (typeof host !== 'string') throw new DeployError('USAGE', `hosts[${i}].host must be a string, got ${typeName(host)}`);
+  if (root !== undefined && typeof root !== 'string') throw new DeployError('USAGE', `hosts[${i}].root must be a string path, got ${typeName(root)}`);
+  return h as FleetHostSpec;
+}
+
 /** Parses and checks the targets: every host must be `[user@]host[:port]` with an absolute root. */
 export function resolveTargets(hosts: readonly FleetHostSpec[], root: string | undefined): { label: string; spec: NonNullable<ReturnType<typeof parseHostSpec>>; root: string }[] {
   if (hosts.length === 0) throw new DeployError('USAGE', 'no hosts given', { hint: 'pass --host [user@]host[:port] (repeatable), or list hosts: in the config' });
   const seen = new Set<string>();
-  return hosts.map((h) => {
+  return hosts.map(hostSpecOf).map((h) => {
     const spec = parseHostSpec(h.host);
     if (!spec) throw new DeployError('USAGE', `invalid host ${JSON.stringify(h.host)}: expected [user@]host[:port]`, { hint: 'for example: --host deploy@web1.example.com:2222' });
     const r = h.root ?? root;
@@ -216,10 +238,11 @@ export class FleetRun {
   ) {
     const parallel = options.parallel ?? 10;
     if (!Number.isInteger(parallel) || parallel < 1) throw new DeployError('USAGE', `--parallel must be an integer >= 1, got ${String(parallel)}`);
+    checkWaitMs(options.waitMs);
     this.parallel = parallel;
     const config = sshConfigProblem(options.ssh ?? {});
     if (config) throw new DeployError('USAGE', config.problem, { hint: config.hint });
-    this.emit = options.onEvent ?? ignoreEvents;
+    this.emit = isolateSink(options.onEvent);
     this.control = ControlDir.create();
     // Beside the work, never in its way: what a killed deploy left in the temp dir (act/scratch.ts).
     this.swept = sweepScratchDirs({

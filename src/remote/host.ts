@@ -15,6 +15,16 @@ export function randomName(prefix: string): string {
   return `${prefix}.${randomBytes(8).toString('hex')}`;
 }
 
+/** Waits for `exit`, at most `ms`; the timer goes once it ends, or it would keep the process alive that long. */
+async function awaitAtMost(exit: Promise<unknown>, ms: number): Promise<void> {
+  const timer = new AbortController();
+  try {
+    await Promise.race([exit, sleep(ms, undefined, { signal: timer.signal }).catch(() => undefined)]);
+  } finally {
+    timer.abort();
+  }
+}
+
 function madeOf(frames: readonly Frame[]): string[] {
   return frames.filter((f) => f.tag === 'made').map((f) => f.value);
 }
@@ -320,7 +330,7 @@ export class RemoteRoot {
     this.locked = undefined;
     this.stopHolder();
     if (locked && this.connected && later.length > 0) {
-      if (this.holderExit) await Promise.race([this.holderExit, sleep(2000)]);
+      if (this.holderExit) await awaitAtMost(this.holderExit, 2000);
       frames = [...frames, ...(await this.apply(later, 'removing the root it made'))];
     }
     return frames;
@@ -329,7 +339,7 @@ export class RemoteRoot {
   async close(): Promise<void> {
     this.stopHolder();
     // A holder cleans up its heartbeat file as it exits: a moment, unless the host stopped answering.
-    if (this.holderExit) await Promise.race([this.holderExit, sleep(2000)]);
+    if (this.holderExit) await awaitAtMost(this.holderExit, 2000);
     this.holderExit = undefined;
     await this.transport.disconnect().catch(() => undefined);
     this.connected = false;

@@ -1,5 +1,5 @@
 /** status, releases, prune and unlock across a fleet: each host on its own, one report for all. */
-import { checkKeep } from '../plan/validate.ts';
+import { checkKeep, checkOptionsArgument } from '../plan/validate.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { CurrentState } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
@@ -10,7 +10,7 @@ import { isTmpLeftover } from '../plan/journal.ts';
 import { lastLiveField, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import { recoveryNote, type ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
-import { currentIdOf, currentProblem, FleetRun, lockAndJournalNotes, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, FleetRun, lockAndJournalNotes, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, targetsOf, viewsOf, FLEET_EXAMPLE, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { pruneFailures, type Step } from './script.ts';
 import { stagingName } from './staging.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -84,7 +84,7 @@ export interface FleetStatusResult extends FleetSummary {
  * a fleet deploy that did not switch everywhere is switched back.
  */
 export async function fleetStatus(root: string | undefined, options: FleetOptions & { readOnly?: boolean }): Promise<FleetStatusResult> {
-  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const fleet = new FleetRun(targetsOf(options, root), options);
   try {
     await readAll(fleet);
     if (!options.readOnly) {
@@ -169,7 +169,7 @@ export interface FleetReleasesResult extends FleetSummary {
 
 /** Every host's releases, newest first, current marked. Reads only. */
 export async function fleetReleases(root: string | undefined, options: FleetOptions): Promise<FleetReleasesResult> {
-  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const fleet = new FleetRun(targetsOf(options, root), options);
   try {
     await readAll(fleet);
     const hosts = fleet.hosts.map((h): FleetReleasesHost => {
@@ -247,8 +247,9 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
 
 /** Prunes every host with the local rules (current, rollback target and the newest `keep` good releases stay). */
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
+  checkOptionsArgument(options, FLEET_EXAMPLE);
   checkKeep(options.keep);
-  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const fleet = new FleetRun(targetsOf(options, root), options);
   const out = new Map<HostRun, Pick<FleetPruneHost, 'removed' | 'kept' | 'current' | 'inUseCheck' | 'sameAs' | 'notes'>>();
   try {
     await fleet.connectAll();
@@ -348,7 +349,7 @@ export interface FleetUnlockHost {
 
 /** Removes each host's lock when its owner is provably gone; anything else needs `force`. */
 export async function fleetUnlock(root: string | undefined, options: FleetOptions & { force?: boolean }): Promise<{ hosts: FleetUnlockHost[] }> {
-  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const fleet = new FleetRun(targetsOf(options, root), options);
   const out = new Map<HostRun, Omit<FleetUnlockHost, 'host' | 'root' | 'error'>>();
   try {
     await fleet.connectAll();

@@ -5,9 +5,9 @@ import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { planFleetRollback } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
-import { checkReleaseId, signalOf } from '../plan/validate.ts';
+import { checkReleaseId, signalOf, withLists } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
-import { currentIdOf, currentProblem, fleetIsIdle, lockAndJournalNotes, FleetRun, hostClockSkew, fleetError, hostError, recordLine, resolveTargets, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { currentIdOf, currentProblem, fleetIsIdle, lockAndJournalNotes, FleetRun, hostClockSkew, fleetError, hostError, recordLine, targetsOf, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { missingRootError, randomName } from './host.ts';
 import { recoveryNote } from '../ops/recover.ts';
@@ -108,8 +108,9 @@ function sessionOf(p: HostPhase | undefined): RunningRemote | undefined {
 }
 
 /** Switches every host to the previous good release (the same one everywhere), or to `to`. */
-export async function fleetRollback(root: string | undefined, options: FleetRollbackOptions): Promise<FleetRollbackResult> {
-  const targets = resolveTargets(options.hosts, root);
+export async function fleetRollback(root: string | undefined, given: FleetRollbackOptions): Promise<FleetRollbackResult> {
+  const targets = targetsOf(given, root);
+  const options = withLists(given);
   if (options.to !== undefined) {
     // As locally: the hint lists the releases (a deploy's --release-id is no help here).
     const sameRoot = targets.every((x) => x.root === targets[0]?.root);

@@ -8,7 +8,8 @@ import { diffRelease, parseManifest, type Difference } from '../plan/manifest.ts
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { frameValue } from './facts.ts';
 import { noLiveRelease } from '../ops/verify-release.ts';
-import { currentIdOf, FleetRun, hostError, readRootProblemOf, resolveTargets, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
+import { checkIdType, checkOptionsArgument } from '../plan/validate.ts';
+import { currentIdOf, FleetRun, hostError, readRootProblemOf, targetsOf, FLEET_EXAMPLE, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { manifestFileScript, verifyScript } from './verify-script.ts';
 import { missingRootError } from './host.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -108,11 +109,13 @@ async function verifyHost(h: HostRun, wanted: string | undefined): Promise<Fleet
 
 /** Verifies the release on every host; never throws for one host's failure (it is in that host's row). */
 export async function fleetVerify(root: string | undefined, options: FleetVerifyOptions): Promise<FleetVerifyResult> {
+  checkOptionsArgument(options, FLEET_EXAMPLE);
   if (options.release !== undefined) {
+    checkIdType(options.release);
     const problem = releaseIdProblem(options.release);
     if (problem) throw new DeployError('INVALID_RELEASE_ID', `invalid release id ${JSON.stringify(options.release)}: ${problem}`, { hint: 'list the releases with: atomic-deploy releases <root> --host <host>' });
   }
-  const fleet = new FleetRun(resolveTargets(options.hosts, root), options);
+  const fleet = new FleetRun(targetsOf(options, root), options);
   const out = new Map<HostRun, FleetVerifyHost>();
   try {
     await fleet.connectAll({ ...(options.signal ? { signal: options.signal } : {}) });

@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { deploy, DeployError } from '../../src/index.ts';
+import { deploy, DeployError, listReleases, planDeploy, prune, rollback, status, unlock, verify } from '../../src/index.ts';
 import { runCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { asUser, runWrapped, startTicks, writeOwnerLock } from '../harness/faults.ts';
 import { deadPid, makeSource, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
@@ -257,6 +257,17 @@ const CASES: Case[] = [
   { name: 'release id with NUL (library)', setup: (c) => lib(() => deploy(c.src, c.root, { releaseId: 'a\0b' })), code: 2, message: /INVALID_RELEASE_ID.*NUL/ },
   { name: 'source path with NUL (library)', setup: (c) => lib(() => deploy(`${c.src}\0x`, c.root)), code: 2, message: /INVALID_SOURCE.*NUL/ },
   { name: 'root path with NUL (library)', setup: (c) => lib(() => deploy(c.src, `${c.root}\0x`)), code: 2, message: /INVALID_ROOT.*NUL/ },
+  // waitMs from a JavaScript caller: NaN and 'abc' waited for ever, a negative failed at once with LOCKED.
+  ...([Number.NaN, 'abc', -1, Number.POSITIVE_INFINITY] as const).map((bad): Case => ({
+    name: `waitMs ${String(bad)} (library)`,
+    setup: (c) => lib(() => deploy(c.src, c.root, { waitMs: bad as number })),
+    code: 2,
+    message: new RegExp(`^error: USAGE waitMs must be a finite number of milliseconds >= 0, got ${typeof bad === 'number' ? String(bad) : 'string'}$`),
+  })),
+  { name: 'rollback waitMs NaN (library)', setup: (c) => lib(() => rollback(c.root, { waitMs: Number.NaN })), code: 2, message: /^error: USAGE waitMs must be a finite number/ },
+  { name: 'prune waitMs -1 (library)', setup: (c) => lib(() => prune(c.root, { keep: 1, waitMs: -1 })), code: 2, message: /^error: USAGE waitMs must be a finite number/ },
+  // Wrong types from a JavaScript caller: one USAGE line naming the type, never a raw TypeError.
+  ...libraryTypes(),
   // Usage.
   { name: 'unknown option', setup: (c) => deployTo(c, '--bogus'), code: 2, message: /unknown option '--bogus'/ },
   { name: 'too many arguments', setup: (c) => deployTo(c, 'extra'), code: 2, message: /too many arguments/ },
@@ -442,6 +453,33 @@ function numbers(): Case[] {
   ];
 }
 
+/** A value of the wrong type, as a JavaScript caller passes it past the types. */
+const wrong = <T>(value: unknown): T => value as T;
+
+function libraryTypes(): Case[] {
+  const usage = (text: string): RegExp => new RegExp(`^error: USAGE ${text.replace(/[[\]().?]/g, '\\$&')}$`);
+  const cases: [string, (c: Ctx) => Promise<unknown>, string][] = [
+    ['deploy(src, 42)', (c) => deploy(c.src, wrong(42)), 'the deploy root must be a string path, got number'],
+    ['deploy(undefined, root)', (c) => deploy(wrong(undefined), c.root), 'the source must be a string path, got undefined'],
+    ['deploy(src, root, null)', (c) => deploy(c.src, c.root, wrong(null)), 'the options must be an object, got null'],
+    ['planDeploy(src, root, null)', (c) => planDeploy(c.src, c.root, wrong(null)), 'the options must be an object, got null'],
+    ['deploy shared: 42', (c) => deploy(c.src, c.root, { shared: wrong(42) }), 'shared must be a list of strings (or one string), got number'],
+    ['deploy sharedDirs: [\'storage\', 7]', (c) => deploy(c.src, c.root, { sharedDirs: wrong(['storage', 7]) }), 'sharedDirs[1] must be a string, got number'],
+    ['deploy hooks: a string', (c) => deploy(c.src, c.root, { hooks: wrong('echo hi') }), 'hooks must be an object, got string'],
+    ['deploy hooks.afterSwitch: {}', (c) => deploy(c.src, c.root, { hooks: { afterSwitch: wrong({}) } }), 'hooks.afterSwitch must be a list of strings (or one string), got object'],
+    ['deploy releaseId: 12345', (c) => deploy(c.src, c.root, { releaseId: wrong(12345) }), 'a release id must be a string, got number'],
+    ['rollback(42)', () => rollback(wrong(42)), 'the deploy root must be a string path, got number'],
+    ['rollback(root, null)', (c) => rollback(c.root, wrong(null)), 'the options must be an object, got null'],
+    ['rollback to: 3', (c) => rollback(c.root, { to: wrong(3) }), 'a release id must be a string, got number'],
+    ['prune(root)', (c) => prune(c.root, wrong(undefined)), 'the options must be an object, got undefined'],
+    ['listReleases(null)', () => listReleases(wrong(null)), 'the deploy root must be a string path, got null'],
+    ['status(root, \'x\')', (c) => status(c.root, wrong('x')), 'the options must be an object, got string'],
+    ['unlock(root, 1)', (c) => unlock(c.root, wrong(1)), 'the options must be an object, got number'],
+    ['verify release: 1', (c) => verify(c.root, { release: wrong(1) }), 'a release id must be a string, got number'],
+  ];
+  return cases.map(([name, call, message]): Case => ({ name: `${name} (library)`, setup: (c) => lib(() => call(c)), code: 2, message: usage(message) }));
+}
+
 /** Flags that only mean something with --host (or hosts: in the config), given without. */
 function fleetOnly(): Case[] {
   const hint = /^hint: add --host \[user@\]host\[:port\] \(repeatable\), or hosts: in the config$/;
@@ -493,7 +531,8 @@ async function runCase(c: Case, args: string[], cwd: string): Promise<CliResult>
     try {
       await call();
     } catch (error) {
-      assert.ok(error instanceof DeployError, `library threw ${String(error)}`);
+      // Anything but a DeployError is this case's failure (a raw TypeError), not the whole table's.
+      if (!(error instanceof DeployError)) return { code: -1, signal: null, stdout: '', stderr: `library threw ${String(error)}\n` };
       return { code: error.exitCode, signal: null, stdout: '', stderr: `error: ${error.code} ${error.message}\n` };
     }
     return { code: 0, signal: null, stdout: '', stderr: '' };
@@ -555,6 +594,20 @@ void test(`${CASES.length} kinds of bad input: documented exit code, one error l
   await Promise.all([worker(), worker()]);
   assert.deepEqual(failures, [], failures.join('\n'));
   t.diagnostic(`${CASES.length} cases, exit codes: ${[...new Set(CASES.map((c) => c.code))].join(', ')}`);
+});
+
+// As the config file reads them (and parseConfig returns them): one item or a list. A string used
+// to fail with `.map is not a function`, or as a hook list of its characters ("it is empty").
+void test('a lone string where the library takes a list (shared paths, hooks): a list of one, as in the config file', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'x\n' });
+  const root = path.join(dir, 'root');
+  const result = await deploy(src, root, { sharedFiles: wrong('.env'), sharedDirs: wrong('storage'), sharedCreate: true, hooks: { beforeSwitch: wrong('echo before > hooked') } });
+  const release = path.join(root, 'releases', result.release);
+  assert.equal(fs.readlinkSync(path.join(release, '.env')), '../../shared/.env');
+  assert.equal(fs.readlinkSync(path.join(release, 'storage')), '../../shared/storage');
+  assert.equal(fs.readFileSync(path.join(release, 'hooked'), 'utf8'), 'before\n');
+  assert.deepEqual(result.shared, ['.env', 'storage']);
 });
 
 void test('hostile but valid: quotes, $(), newlines, a leading -, non-ASCII in both paths; links kept verbatim; a garbled journal; many files', async (t) => {

@@ -30,6 +30,10 @@ void describe('fleet input validation against namespace hosts', () => {
     ['empty after-switch hook', { hooks: { afterSwitch: [''] } }, /invalid after-switch hook/],
     ['--keep -1', { keep: -1 }, /--keep must be an integer/],
     ['release id ..', { releaseId: '..' }, /invalid release id/],
+    ['waitMs NaN', { waitMs: Number.NaN }, /^waitMs must be a finite number of milliseconds >= 0, got NaN$/],
+    // A JavaScript caller's wrong types: USAGE naming the type, never a raw TypeError.
+    ['shared: 42', { shared: 42 as unknown as string[] }, /^shared must be a list of strings \(or one string\), got number$/],
+    ['hosts: a string in the list', { hosts: ['web1'] as unknown as FleetDeployOptions['hosts'] }, /^hosts\[0\] must be an object \{ host, root\? \}, got string$/],
   ];
   for (const [name, options, message] of cases) {
     void test(`${name}: exit 2, and the host's root is never created`, async (t) => {
@@ -280,5 +284,29 @@ void describe('fleet input validation against namespace hosts', () => {
     assert.ok(result.release);
     assert.deepEqual(warnings, [repositoryWarning(['.git'])]);
     assert.ok(fs.existsSync(path.join(host.srvDir, 'v-git', 'current', 'index.html')));
+  });
+
+  // As locally (test/system/event-sink.test.ts): the sink is only told, whatever it does.
+  void test('a sink that throws at every event, or an async one that rejects, changes nothing: every host switches, and no rejection is left unhandled', async (t) => {
+    const opts = { hosts: fleet.hosts.map((h) => ({ host: h.alias })), ssh: { configFile: fleet.sshConfigPath } };
+    const src = writeTree(tempDir(t, 'fleet-validate-'), { 'index.html': 'x\n' });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    t.after(() => process.off('unhandledRejection', onUnhandled));
+    let events = 0;
+    const fail = (): void => {
+      events++;
+      throw new Error('logger broke');
+    };
+    // An async logger, typed as the sink it is passed as.
+    const rejecting = ((): Promise<void> => Promise.resolve().then(fail)) as () => void;
+    for (const [name, onEvent] of [['throws', fail], ['rejects', rejecting]] as const) {
+      const result = await fleetDeploy(src, '/srv/v-sink', { ...opts, releaseId: `sink-${name}`, onEvent });
+      for (const h of fleet.hosts) assert.equal(fs.readlinkSync(path.join(h.srvDir, 'v-sink', 'current')), `releases/${result.release}`, `${name}: ${h.alias}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(events > 2, 'the sink was called');
+    assert.deepEqual(unhandled, []);
   });
 });

@@ -79,3 +79,22 @@ test('npm pack: the tarball installs into a temporary prefix, its atomic-deploy 
   const lib = execFileSync(process.execPath, ['--input-type=module', '-e', "import('atomic-deploy').then((m) => console.log(Object.keys(m).sort().join(',')))"], { cwd: app, encoding: 'utf8' });
   for (const name of ['deploy', 'rollback', 'listReleases', 'status', 'unlock', 'DeployError']) assert.ok(lib.split(',').map((s) => s.trim()).includes(name), `library exports ${name}: ${lib}`);
 });
+
+// The exports map had only `import`: require() of the package failed with ERR_PACKAGE_PATH_NOT_EXPORTED
+// even where Node can require() an ES module (20.19+, 22.12+). Resolved as the package's own name
+// from inside the checkout (a self-reference goes through the exports map as node_modules does).
+test("require('atomic-deploy') from CommonJS loads the library (the exports map's default; no top-level await in its graph)", () => {
+  const run = (type: 'commonjs' | 'module', code: string) => spawnSync(process.execPath, [`--input-type=${type}`, '-e', code], { cwd: checkout, encoding: 'utf8' });
+  const imported = run('module', "import('atomic-deploy').then((m) => console.log(Object.keys(m).sort().join(',')))");
+  assert.equal(imported.status, 0, imported.stderr);
+  const required = run('commonjs', "console.log(Object.keys(require('atomic-deploy')).sort().join(','))");
+  // A Node before require(esm) refuses the module itself, never the package's exports map.
+  const features = process.features as { require_module?: boolean };
+  if (features.require_module !== true) {
+    assert.match(required.stderr, /ERR_REQUIRE_ESM/);
+    return;
+  }
+  assert.equal(required.status, 0, required.stderr);
+  assert.equal(required.stdout, imported.stdout);
+  assert.match(required.stdout, /(^|,)deploy,/);
+});

@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { RemoteRoot } from '../../src/remote/host.ts';
+import type { Frame } from '../../src/remote/facts.ts';
+import type { ExecResult, RootTransport, RunningRemote } from '../../src/remote/ssh.ts';
+
+const OK: ExecResult = { code: 0, signal: null, frames: [], stderr: '' };
+
+/** A lock holder in memory: it reports the lock taken at once, and ends as soon as its stdin does. */
+function holder(): RunningRemote {
+  let exit = (): void => undefined;
+  const done = new Promise<ExecResult>((resolve) => (exit = () => resolve(OK)));
+  const frames: Frame[] = [];
+  return {
+    child: {} as ChildProcess,
+    frames,
+    waitFor: (tags) => Promise.resolve(tags.includes('locked') ? { tag: 'locked', value: '4242' } : { tag: 'end', value: '' }),
+    send: () => true,
+    end: () => exit(),
+    done,
+  };
+}
+
+/** A host that answers every program at once: no ssh, no process. */
+const transport: RootTransport = {
+  up: true,
+  connect: () => Promise.resolve(holder()),
+  start: () => holder(),
+  exec: () => Promise.resolve(OK),
+  disconnect: () => Promise.resolve(),
+};
+
+/** Timers that would keep the process alive (unref'd ones are not listed). */
+const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+// A fleet command's promise settled, and a 2 s timer that raced the holder's exit kept the process alive after it.
+void test('RemoteRoot.close() leaves no timer behind once the lock holder has ended', async () => {
+  const before = timers();
+  const remote = new RemoteRoot('web1', { host: 'web1' }, '/srv/app', {}, '/nonexistent/socket', false, transport);
+  await remote.lock({ command: 'test', create: false });
+  await remote.close();
+  assert.equal(timers(), before);
+});
+
+void test('RemoteRoot.unlock() with afterHolder leaves no timer behind once the lock holder has ended', async () => {
+  const before = timers();
+  const remote = new RemoteRoot('web1', { host: 'web1' }, '/srv/app', {}, '/nonexistent/socket', false, transport);
+  await remote.lock({ command: 'test', create: true });
+  await remote.unlock([], [{ op: 'remove-made', dirs: ['/srv/app'] }], { afterHolder: true });
+  assert.equal(timers(), before);
+  await remote.close();
+});
