@@ -11,7 +11,7 @@ import { runOnFs } from '../root/fs.ts';
 import { dropRemovedLock, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
 import { isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
-import { readRegularFileSync } from './read.ts';
+import { directoryStat, readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
 import { makeDirs } from './mkdirs.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -183,14 +183,8 @@ function parseOwner(dir: string, stat: fs.Stats): LockOwner | null {
 
 /** Whether `dir` (a lock directory under another name: `.tmp/trash.lock.<token>`, a lock being released) names a live owner. */
 export function lockDirOwnerAlive(dir: string): boolean {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(dir);
-  } catch {
-    return false;
-  }
-  if (!stat.isDirectory()) return false;
-  return judgeOwner(parseOwner(dir, stat), stat.mtimeMs).state !== 'stale';
+  const stat = directoryStat(dir);
+  return stat !== undefined && judgeOwner(parseOwner(dir, stat), stat.mtimeMs).state !== 'stale';
 }
 
 /** Reads and judges the lock of a root; undefined when nobody holds it. */

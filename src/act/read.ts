@@ -33,6 +33,16 @@ export function symlinkTarget(p: string): string | undefined {
   }
 }
 
+/** The lstat of `p` when it is a directory itself (not a link to one); undefined otherwise, or when it cannot be read. */
+export function directoryStat(p: string): fs.Stats | undefined {
+  try {
+    const stat = fs.lstatSync(p);
+    return stat.isDirectory() ? stat : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function readRegularFileSync(file: string): string {
   const fd = fs.openSync(file, FLAGS);
   try {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { copyFileAtomic, fsyncDir, writeFileAtomic } from '../act/durable.ts';
 import { layoutOf } from '../act/layout.ts';
-import { readRegularFileSync } from '../act/read.ts';
+import { directoryStat, readRegularFileSync } from '../act/read.ts';
 import { releaseIdOfCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { OWNER_LINK, ownerLinkToken } from '../plan/lock.ts';
@@ -15,13 +15,8 @@ import { deleteTree, removeTree } from '../act/remove-tree.ts';
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
 
 function sameLock(dir: string, lock: LockIdentity): boolean {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(dir);
-  } catch {
-    return false;
-  }
-  if (!stat.isDirectory()) return false;
+  const stat = directoryStat(dir);
+  if (stat === undefined) return false;
   if ('token' in lock) {
     // A lock taken on a full disk keeps its owner in a symlink's target instead of owner.json.
     try {
