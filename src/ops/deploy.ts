@@ -526,7 +526,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
         },
       });
     } catch (error) {
-      if (switched) throw bookkeepingError(id, error);
+      if (switched) throw bookkeepingError(id, error, layout.root);
       const failure = error instanceof DeployError ? error : (sourceReadError(sourceReal, error) ?? ioError(`deploying release ${id}`, error));
       const signalled = options.signal?.aborted === true;
       // The next signal stops the undo's deletes: the second one if a signal started the undo, else the first.
@@ -597,7 +597,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
       };
     } catch (error) {
       if (isVerdict(error)) throw error;
-      throw bookkeepingError(id, error);
+      throw bookkeepingError(id, error, layout.root);
     }
   }).catch(async (error: unknown) => {
     // A deploy that failed leaves no empty skeleton behind: only what it made, and rmdir removes only empty directories.
@@ -670,11 +670,12 @@ function sharedEntries(staging: string, links: readonly SharedLink[]): ManifestE
 }
 
 /** The switch stood and only what followed it failed: said in fields too (`release`, `live`), as rollback's is, so a script need not read the message. */
-function bookkeepingError(id: string, error: unknown): DeployError {
+function bookkeepingError(id: string, error: unknown, root: string): DeployError {
   const base = ioError('recording the deploy', error);
   return new DeployError(base.code, `release ${id} is live, but ${base.message}`, {
     cause: error,
-    hint: 'the next atomic-deploy command finishes the record by itself',
+    // A full disk: the record waits for space (deploying again would need more of it).
+    hint: base.code === 'NO_SPACE' ? `free space on the root's filesystem (atomic-deploy prune ${shellWord(root)} --keep 3 removes old releases); the next atomic-deploy command then finishes the record by itself` : 'the next atomic-deploy command finishes the record by itself',
     details: { release: id, live: true },
   });
 }

@@ -48,6 +48,8 @@ interface SyscallCase {
   persistent?: boolean;
   /** undone: as before the command; live: the switch stands; ok: the deploy succeeds anyway. */
   expect: 'undone' | 'live' | 'ok';
+  /** The hint the error must give. */
+  hint?: RegExp;
 }
 
 const ontoCurrent = (root: string) => (c: TracedCall) => c.text.includes(`, "${root}/current")`);
@@ -89,6 +91,15 @@ const SYSCALL_CASES: SyscallCase[] = [
     pick: (root) => (c, i, calls) => c.text.startsWith(`${fdOf(c)}<${root}>`) && calls.slice(0, i).some(ontoCurrent(root)),
     expect: 'live',
   },
+  // The release is live: "deploy again" would be wrong; the record waits for space.
+  {
+    label: 'fsync of the root after the switch: ENOSPC',
+    syscall: 'fsync',
+    errno: 'ENOSPC',
+    pick: (root) => (c, i, calls) => c.text.startsWith(`${fdOf(c)}<${root}>`) && calls.slice(0, i).some(ontoCurrent(root)),
+    expect: 'live',
+    hint: /^hint: free space on the root's filesystem \(atomic-deploy prune \S+ --keep 3 removes old releases\); the next atomic-deploy command then finishes the record by itself$/m,
+  },
   ...['EIO', 'EROFS', 'EACCES'].map((errno): SyscallCase => ({ label: `mkdir of the lock: ${errno}`, syscall: 'mkdir', errno, pick: (root) => (c) => c.text.startsWith(`"${root}/.tmp/lock.`), expect: 'undone' })),
   ...['EIO', 'EACCES'].map((errno): SyscallCase => ({ label: `mkdir of the staging copy: ${errno}`, syscall: 'mkdir', errno, pick: (root) => (c) => c.text.startsWith(`"${root}/.tmp/stage.`), expect: 'undone' })),
 ];
@@ -128,6 +139,7 @@ void test('EIO, EROFS and EACCES injected into rename, symlink, fsync and mkdir 
     } else {
       assert.equal(result.code, 1, `${label}: exit ${result.code}\n${result.stderr}`);
       assert.match(result.stderr, /^error: release \S+ is live, but /m, label);
+      if (c.hint) assert.match(result.stderr, c.hint, label);
       const { problems, state } = checkRoot(lane.root, { sources: lane.manifests, keep: was.releases });
       assert.deepEqual(problems, [], `${label}: ${problems.join('; ')}`);
       assert.notEqual(state.current, was.current, `${label}: the switch did not stand`);
