@@ -55,7 +55,15 @@ export function checkOptionsArgument(options: unknown, example?: string): void {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new DeployError('USAGE', `the options must be an object, got ${typeName(options)}`, { hint: example ?? 'pass an object of options, or nothing' });
   }
+  // `fsync: 'no'` would be true: a switch the caller meant as one thing is read as the other.
+  for (const name of BOOLEAN_OPTIONS) {
+    const value: unknown = (options as Record<string, unknown>)[name];
+    if (value !== undefined && typeof value !== 'boolean') throw new DeployError('USAGE', `${name} must be true or false, got ${typeof value === 'string' ? JSON.stringify(value) : typeName(value)}`);
+  }
 }
+
+/** The options of the library's functions that are switches. */
+const BOOLEAN_OPTIONS = ['fsync', 'adopt', 'dryRun', 'sharedCreate', 'sharedReplace', 'checksum', 'force', 'readOnly'] as const;
 
 /** The list options a deploy, rollback or fleet command takes, where one string is a list of one. */
 export interface ListOptions {

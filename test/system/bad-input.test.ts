@@ -476,6 +476,11 @@ function libraryTypes(): Case[] {
     ['status(root, \'x\')', (c) => status(c.root, wrong('x')), 'the options must be an object, got string'],
     ['unlock(root, 1)', (c) => unlock(c.root, wrong(1)), 'the options must be an object, got number'],
     ['verify release: 1', (c) => verify(c.root, { release: wrong(1) }), 'a release id must be a string, got number'],
+    // A truthy string would turn the switch on: `fsync: 'no'` meant off.
+    ['deploy fsync: \'no\'', (c) => deploy(c.src, c.root, { fsync: wrong('no') }), 'fsync must be true or false, got "no"'],
+    ['deploy dryRun: 1', (c) => deploy(c.src, c.root, { dryRun: wrong(1) }), 'dryRun must be true or false, got number'],
+    ['prune force: \'yes\'', (c) => prune(c.root, { keep: 1, force: wrong('yes') }), 'force must be true or false, got "yes"'],
+    ['status readOnly: 0', (c) => status(c.root, { readOnly: wrong(0) }), 'readOnly must be true or false, got number'],
   ];
   return cases.map(([name, call, message]): Case => ({ name: `${name} (library)`, setup: (c) => lib(() => call(c)), code: 2, message: usage(message) }));
 }
