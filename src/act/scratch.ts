@@ -55,15 +55,15 @@ export function ownerLinkText(): string {
   return scratchOwnerText(thisProcess(), pidNamespace());
 }
 
-/**
- * Whether an owner link's process may still run: false only for a link of ours naming a process of
- * this host, boot and pid namespace that is gone (another namespace's pids mean nothing here).
- */
+/** Whether a parsed owner link names a process of this host, boot and pid namespace that is gone (another namespace's pids mean nothing here). */
+function ownerGone(parsed: { owner: LockOwner; pidNs: string | undefined }, madeAtMs: number): boolean {
+  return parsed.pidNs === pidNamespace() && judgeOwner(parsed.owner, madeAtMs).state === 'stale';
+}
+
+/** Whether an owner link's process may still run: false for one that is gone (ownerGone) and for a text that is no owner link of ours. */
 export function ownerLinkAlive(text: string, madeAtMs: number): boolean {
   const parsed = parseScratchOwner(text);
-  if (!parsed) return false;
-  if (parsed.pidNs !== pidNamespace()) return true;
-  return judgeOwner(parsed.owner, madeAtMs).state !== 'stale';
+  return parsed !== undefined && !ownerGone(parsed, madeAtMs);
 }
 
 export function parseScratchOwner(text: string): { owner: LockOwner; pidNs: string | undefined } | undefined {
@@ -119,10 +119,8 @@ export function leftScratchDirs(base: string): LeftScratch[] {
       continue;
     }
     const parsed = parseScratchOwner(text);
-    if (!parsed) continue;
     // Another pid namespace sharing this /tmp (a container): its pids mean nothing here.
-    if (parsed.pidNs !== pidNamespace()) continue;
-    if (judgeOwner(parsed.owner, stat.mtimeMs).state === 'stale') left.push({ dir, pid: parsed.owner.pid });
+    if (parsed && ownerGone(parsed, stat.mtimeMs)) left.push({ dir, pid: parsed.owner.pid });
   }
   return left;
 }

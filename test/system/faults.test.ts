@@ -84,25 +84,24 @@ const SYSCALL_CASES: SyscallCase[] = [
     persistent: true,
     expect: 'undone',
   },
-  {
-    label: 'fsync of the root after the switch: EIO',
-    syscall: 'fsync',
-    errno: 'EIO',
-    pick: (root) => (c, i, calls) => c.text.startsWith(`${fdOf(c)}<${root}>`) && calls.slice(0, i).some(ontoCurrent(root)),
-    expect: 'live',
-  },
+  { label: 'fsync of the root after the switch: EIO', syscall: 'fsync', errno: 'EIO', pick: rootAfterSwitch, expect: 'live' },
   // The release is live: "deploy again" would be wrong; the record waits for space.
   {
     label: 'fsync of the root after the switch: ENOSPC',
     syscall: 'fsync',
     errno: 'ENOSPC',
-    pick: (root) => (c, i, calls) => c.text.startsWith(`${fdOf(c)}<${root}>`) && calls.slice(0, i).some(ontoCurrent(root)),
+    pick: rootAfterSwitch,
     expect: 'live',
     hint: /^hint: free space on the root's filesystem \(atomic-deploy prune \S+ --keep 3 removes old releases\); the next atomic-deploy command then finishes the record by itself$/m,
   },
   ...['EIO', 'EROFS', 'EACCES'].map((errno): SyscallCase => ({ label: `mkdir of the lock: ${errno}`, syscall: 'mkdir', errno, pick: (root) => (c) => c.text.startsWith(`"${root}/.tmp/lock.`), expect: 'undone' })),
   ...['EIO', 'EACCES'].map((errno): SyscallCase => ({ label: `mkdir of the staging copy: ${errno}`, syscall: 'mkdir', errno, pick: (root) => (c) => c.text.startsWith(`"${root}/.tmp/stage.`), expect: 'undone' })),
 ];
+
+/** The root's own fsync once current has been renamed onto: the switch's durability. */
+function rootAfterSwitch(root: string): (c: TracedCall, i: number, calls: readonly TracedCall[]) => boolean {
+  return (c, i, calls) => c.text.startsWith(`${fdOf(c)}<${root}>`) && calls.slice(0, i).some(ontoCurrent(root));
+}
 
 function fdOf(c: TracedCall): string {
   return /^(\d+)</.exec(c.text)?.[1] ?? '-';
