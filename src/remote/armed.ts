@@ -166,7 +166,7 @@ export async function commitSwitch(
   session: Session,
   records: readonly string[],
   options: { prune?: boolean } = {},
-): Promise<{ kind: 'committed'; pruneFailed: { id: string; message: string }[]; warnings: string[] } | { kind: 'failed'; result: ExecResult }> {
+): Promise<{ kind: 'committed'; pruneFailed: { id: string; message: string }[]; warnings: string[] } | { kind: 'failed'; result: ExecResult } | { kind: 'taken-over'; why: string }> {
   const before = session.frames.length;
   session.send(options.prune === false ? 'commit-unverified' : 'commit');
   for (const line of records) session.send(line);
@@ -175,7 +175,19 @@ export async function commitSwitch(
   // The commit's own warnings (a release log it could not write): the caller reports them.
   const warnings = session.frames.slice(before).filter((f) => f.tag === 'warning').map((f) => f.value);
   // A release prune could not move stays (named), as locally: the commit goes on without it.
-  return done ? { kind: 'committed', pruneFailed: pruneFailures(session.frames), warnings } : { kind: 'failed', result: await session.done };
+  if (done) return { kind: 'committed', pruneFailed: pruneFailures(session.frames), warnings };
+  const result = await session.done;
+  const why = takenOver(result);
+  return why === undefined ? { kind: 'failed', result } : { kind: 'taken-over', why };
+}
+
+/**
+ * Why a host program did not carry out its `commit` or `back`: its lock is another command's now
+ * (taken over while the deploying process was silent past its lease, or removed). It changed
+ * nothing there, so the host is that command's, not this one's: the caller cannot call it committed.
+ */
+function takenOver(result: ExecResult): string | undefined {
+  return result.frames.find((f) => f.tag === 'not-carried-out')?.value;
 }
 
 /**
@@ -183,13 +195,15 @@ export async function commitSwitch(
  * current is on the old release again but the program did not finish (its lock and journal are
  * left for recovery); `lost`: not known whether it went back.
  */
-export async function switchBack(session: Session, lines: readonly string[]): Promise<{ kind: 'back' } | { kind: 'switched-back' | 'lost'; result: ExecResult }> {
+export async function switchBack(session: Session, lines: readonly string[]): Promise<{ kind: 'back' } | { kind: 'switched-back' | 'lost'; result: ExecResult } | { kind: 'taken-over'; why: string }> {
   session.send('back');
   for (const line of lines) session.send(line);
   session.end();
   const done = await session.waitFor(['back']).catch(() => undefined);
   if (done) return { kind: 'back' };
   const result = await session.done;
+  const why = takenOver(result);
+  if (why !== undefined) return { kind: 'taken-over', why };
   return { kind: result.frames.some((f) => f.tag === 'switched-back') ? 'switched-back' : 'lost', result };
 }
 

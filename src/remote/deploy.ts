@@ -197,12 +197,14 @@ type HostPhase =
   | ({ phase: 'switched-back' } & Verified)
   /** `back` was sent and the answer lost. */
   | ({ phase: 'back-lost' } & Verified)
+  /** Its `commit` or `back` came after another command took the host's lock over: it changed nothing, and the host is that command's. */
+  | ({ phase: 'taken-over'; why: string } & Verified)
   /** Phase 1 undone: disarmed, prepared release removed, lock released. */
   | ({ phase: 'undone' } & Names & Partial<Placed>);
 
 /** Switched at some point (it may have gone back since). */
 function hasSwitched(p: HostPhase | undefined): p is Extract<HostPhase, Switched> {
-  return p?.phase === 'switched' || p?.phase === 'unreachable' || p?.phase === 'verified' || p?.phase === 'switched-back' || p?.phase === 'back-lost';
+  return p?.phase === 'switched' || p?.phase === 'unreachable' || p?.phase === 'verified' || p?.phase === 'switched-back' || p?.phase === 'back-lost' || p?.phase === 'taken-over';
 }
 
 /** The host's state is not known: the connection went while a word was on its way. */
@@ -215,6 +217,7 @@ function healthOf(p: HostPhase | undefined): 'ok' | 'failed' | undefined {
     case 'verified':
     case 'switched-back':
     case 'back-lost':
+    case 'taken-over':
       return p.health;
     default:
       return undefined;
@@ -247,6 +250,7 @@ function outcomeOf(p: HostPhase | undefined): HostOutcome {
       return 'switched-back';
     case 'switch-lost':
     case 'back-lost':
+    case 'taken-over':
       return 'unknown';
     default:
       return 'unchanged';
@@ -409,7 +413,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         current,
         previous,
         reached: h.state !== undefined,
-        leftovers: leftovers.has(h) || outcome === 'unknown' || isLost(p),
+        // A host taken over is the newer command's to finish: nothing of this one is left for the next.
+        leftovers: leftovers.has(h) || (outcome === 'unknown' && p?.phase !== 'taken-over') || isLost(p),
         ...(placed.transferred === undefined ? {} : { transferred: placed.transferred }),
         ...(placed.linked === undefined ? {} : { linked: placed.linked }),
         ...(placed.copiedOnHost ? { copiedOnHost: placed.copiedOnHost } : {}),
@@ -868,7 +873,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
           per.set(h, { ...q, pruned, phase: 'verified' });
           if (pruned.length > 0) fleet.step(h, `pruned ${plural(pruned.length, 'release')} (${pruned.join(', ')})`);
         }
-        if (done.kind === 'failed') {
+        if (done.kind === 'taken-over') {
+          // Another command took this host over while this one was silent: it changed nothing there, and says so (exit 1 below).
+          h.error ??= { code: 'REMOTE', message: `${h.label}: ${done.why}`, hint: reconcileHint(h) };
+          per.set(h, { ...q, why: done.why, phase: 'taken-over' });
+        } else if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
           if (connectionLost(done.result)) {
@@ -892,7 +901,10 @@ export async function fleetDeploy(source: string, root: string | undefined, give
           keptLive.push(h);
           const record = finalRecord(releaseId, p.remade ?? build.digest, h, p, 'failed', { activatedAt: p.switchedAt, durationMs: Math.round(performance.now() - started), reason: p.failure ?? reason });
           const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: false });
-          if (done.kind === 'failed') {
+          if (done.kind === 'taken-over') {
+            h.error ??= { code: 'REMOTE', message: `${h.label}: ${done.why}`, hint: reconcileHint(h) };
+            per.set(h, { ...p, why: done.why, phase: 'taken-over' });
+          } else if (done.kind === 'failed') {
             h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
             if (connectionLost(done.result)) leftovers.add(h);
           }
@@ -905,6 +917,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         const lines = [JSON.stringify(journal), JSON.stringify(finalRecord(releaseId, p.remade ?? build.digest, h, p, status, { activatedAt: p.switchedAt, endedAt: now(), durationMs: Math.round(performance.now() - started), reason: p.failure ?? reason }))];
         if (p.previous !== null) lines.push(recordLine(h.state, p.previous, { status: 'complete', activatedAt: now() }));
         const back = await switchBack(p.session, lines);
+        if (back.kind === 'taken-over') {
+          h.error ??= { code: 'REMOTE', message: `${h.label}: ${back.why}`, hint: reconcileHint(h) };
+          per.set(h, { ...p, why: back.why, phase: 'taken-over' });
+          return;
+        }
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
         if (back.kind !== 'back') {
           h.error ??= hostError(remoteError(h.label, back.result, 'switching back'));
@@ -924,7 +941,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       if (isLost(p)) continue;
       const session = sessionOf(p);
       if (session) await session.done;
-      if (session && releasedByProgram(session)) h.remote.released();
+      // A host taken over: its lock is the newer command's, never this one's to release.
+      if (session && (releasedByProgram(session) || p?.phase === 'taken-over')) h.remote.released();
       else h.remote.stopHolder();
     }
 
@@ -949,6 +967,10 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       const sig = signalOf(options.signal?.reason);
       throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
     }
+    // Hosts another command took over before this one's last word (it was silent past its lease):
+    // what they serve is that command's doing, so this deploy cannot say where its release is live.
+    const overtaken = fleet.hosts.filter((h) => per.get(h)?.phase === 'taken-over').map((h) => h.label);
+    if (overtaken.length > 0) throw fleetError(fleet.hosts, `release ${releaseId} was switched to, but this deploy did not finish on ${overtaken.join(', ')}`, { ...result });
     if (allGood || decision.tolerated.length > 0) {
       // A signal during the commits (after the hosts' verdicts): they finished, as every step after a switch does.
       if (result.interruptedAfterSwitch && !signalSaid) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' commits finished` });
@@ -1036,12 +1058,17 @@ export async function fleetDeploy(source: string, root: string | undefined, give
 /**
  * Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives
  * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision;
- * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed.
+ * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed;
+ * `fleet-switched=signal:SIGSTOP` stops the process once its hosts have switched.
  */
 async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
   if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
-  else if (action?.kind === 'crash') {
+  else if (action?.kind === 'signal') {
+    // `fleet-switched=signal:SIGSTOP`: a deploying process that goes silent after its switch (a suspended laptop).
+    process.kill(process.pid, action.signal);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  } else if (action?.kind === 'crash') {
     process.kill(process.pid, 'SIGKILL');
     // SIGKILL arrives asynchronously; never run past the point meanwhile.
     await new Promise((resolve) => setTimeout(resolve, 60_000));

@@ -86,7 +86,9 @@ type HostPhase =
   | ({ phase: 'committed' } & Switched)
   /** Another host did not switch: this one went back to where it was. */
   | ({ phase: 'back' } & Switched)
-  | ({ phase: 'back-lost' } & Switched);
+  | ({ phase: 'back-lost' } & Switched)
+  /** Its `commit` or `back` came after another command took the host's lock over: it changed nothing, and the host is that command's. */
+  | ({ phase: 'taken-over' } & Switched);
 
 function outcomeOf(p: HostPhase): FleetRollbackHost['outcome'] {
   switch (p.phase) {
@@ -96,6 +98,7 @@ function outcomeOf(p: HostPhase): FleetRollbackHost['outcome'] {
       return 'switched';
     case 'switch-lost':
     case 'back-lost':
+    case 'taken-over':
       return 'unknown';
     default:
       return 'unchanged';
@@ -159,6 +162,11 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
           if (releasedByProgram(session)) h.remote.released();
         }
         if (!h.remote.locked) return;
+        // Another command's lock now: never this one's to release or clear.
+        if (per.get(h)?.phase === 'taken-over') {
+          h.remote.released();
+          return;
+        }
         // Its journal says it switched and the next command there records it: the journal and the lock are left for that.
         if (unrecorded.has(h)) {
           h.remote.released();
@@ -402,8 +410,11 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
           if (done.kind === 'committed') {
             for (const w of done.warnings) warn(h, `${h.label}: ${w}`);
             per.set(h, { ...p, phase: 'committed' });
-          }
-          else if (connectionLost(done.result)) {
+          } else if (done.kind === 'taken-over') {
+            // Another command took this host over while this one was silent: it changed nothing there.
+            h.error ??= { code: 'REMOTE', message: `${h.label}: ${done.why}` };
+            per.set(h, { ...p, phase: 'taken-over' });
+          } else if (connectionLost(done.result)) {
             // The connection went before the commit was heard: the host stays on the release, its journal saying it
             // switched, and the next command there records it. The rollback stands, as a fleet deploy's does.
             const lost = hostError(remoteError(h.label, done.result, 'recording the rollback'));
@@ -413,7 +424,8 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
         } else {
           // No journal line and no records: the host goes back to where it was, as if nothing happened.
           const back = await switchBack(p.session, ['']);
-          per.set(h, { ...p, phase: back.kind === 'back' ? 'back' : 'back-lost' });
+          per.set(h, { ...p, phase: back.kind === 'back' ? 'back' : back.kind === 'taken-over' ? 'taken-over' : 'back-lost' });
+          if (back.kind === 'taken-over') h.error ??= { code: 'REMOTE', message: `${h.label}: ${back.why}` };
         }
       }),
     );

@@ -299,10 +299,9 @@ lock_gone_why() {
   if [ -e "$root/.deploy.lock" ] || [ -L "$root/.deploy.lock" ]; then
     _why="the lock on this host is another command's now (taken over while this one was silent for longer than its ${LOCK_LEASE_S} s lease, or removed and taken)"
   else
-    _why="the lock on this host was removed while this command held it (atomic-deploy unlock --force, or by hand)"
+    _why="the lock on this host is gone (another command took it over while this one was silent for longer than its ${LOCK_LEASE_S} s lease, and released it since; or it was removed: atomic-deploy unlock --force, or by hand)"
   fi
 }
-lock_lost() { lock_gone_why; emit warning "$_why: $1"; }
 release_own_lock() { release_lock; if [ "$R_out" = released ]; then emit unlocked yes; else emit unlocked no; fi; }`;
 }
 
@@ -728,7 +727,7 @@ emit waiting decision`
 while :; do IFS= read -r _d || { _d=; break; }; case $_d in ''|p|op|top|stop) ;; *) break ;; esac; done
 # The word may come late (a deploying process stopped for longer than the lease): another command
 # may hold the lock and have switched since. Then nothing here is this program's to change.
-case $_d in commit|commit-unverified|back) owns_lock; [ "$R_out" = ours ] || { lock_lost "its $_d was not carried out"; exit 0; } ;; esac
+case $_d in commit|commit-unverified|back) owns_lock; [ "$R_out" = ours ] || { lock_gone_why; emit not-carried-out "$_why: its \${_d%-unverified} was not carried out"; exit 0; } ;; esac
 case $_d in
 commit|commit-unverified)
   ${commit.read || ':'}

@@ -330,10 +330,10 @@ export async function shellBookkeeping(name: string, shell: LocalShell, root: st
   if ((await awaitVerdict(armed.session)).kind !== 'waiting') throw new Error(`${name}: lost before the decision`);
   if (request.decision === 'commit') {
     const done = await commitSwitch(armed.session, lines);
-    return done.kind === 'committed' ? 'committed' : `failed: ${JSON.stringify(done.result.frames)}`;
+    return done.kind === 'committed' ? 'committed' : done.kind === 'taken-over' ? `taken over: ${done.why}` : `failed: ${JSON.stringify(done.result.frames)}`;
   }
   const back = await switchBack(armed.session, [request.backJournal ? JSON.stringify(request.backJournal) : '', ...lines]);
-  return back.kind === 'back' ? 'back' : `${back.kind}: ${JSON.stringify(back.result.frames)}`;
+  return back.kind === 'back' ? 'back' : back.kind === 'taken-over' ? `taken over: ${back.why}` : `${back.kind}: ${JSON.stringify(back.result.frames)}`;
 }
 
 /** The local engine and the remote programs under dash and under BusyBox sh. */

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { rootNamer, startHolder, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
@@ -17,11 +17,20 @@ interface FleetJson {
   error?: { code: string; message: string; hint?: string; live?: boolean; release?: string };
 }
 
-const { fleet, hostArgs, cli } = fleetSuite(2, { prefix: 'aas', timeoutMs: 180_000 });
+const { fleet, hostArgs, cli, env } = fleetSuite(2, { prefix: 'aas', timeoutMs: 180_000 });
 const newRoot = rootNamer('a');
 
 function site(t: { after(fn: () => void): void }, version: string): string {
   return writeTree(tempDir(t, 'fleet-after-switch-'), { 'index.html': `<h1>${version}</h1>\n` });
+}
+
+/** The state letter of a process (R, S, T, ...), or null once it is gone. */
+function stateOf(pid: number): string | null {
+  try {
+    return /\) (\S)/.exec(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function currentOf(dir: string): string {
@@ -83,6 +92,47 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.equal(on1.length, 4, `the unverified host pruned: ${on1.join(' ')}`);
     // The verified one keeps the new release and its rollback target, as a local --keep 1 does.
     assert.equal(on2.length, 2, `the verified host did not prune: ${on2.join(' ')}`);
+  });
+
+  // A deploying process silent after its switch for longer than the hosts' 30 s lease (SIGSTOP, a
+  // suspended laptop): a newer deploy takes the hosts over meanwhile. Resumed, its commit is not
+  // carried out there (the host programs check the lock is still theirs), and it must not exit 0
+  // saying its release is live: it exits 1 and names the hosts and why.
+  void test('a deploy stopped after its switch past the lease, its hosts taken over meanwhile, exits 1 naming them', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('lease');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const stopped = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--json'], { env, failpoints: 'fleet-switched=signal:SIGSTOP', timeoutMs: 170_000 });
+    const pid = stopped.child.pid ?? 0;
+    t.after(() => {
+      if (stateOf(pid) !== null) process.kill(pid, 'SIGKILL');
+    });
+    const deadline = Date.now() + 60_000;
+    while (stateOf(pid) !== 'T') {
+      assert.ok(Date.now() < deadline && stateOf(pid) !== null, `the deploy never stopped after its switch:\n${(await Promise.race([stopped.done, Promise.resolve(undefined)]))?.stderr ?? ''}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const v2 = currentOf(on(h1));
+    assert.equal(currentOf(on(h2)), v2);
+    // The newer deploy waits for the silent one's lease to end, then takes both hosts over.
+    const newer = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--wait', '90', '--json'], { timeoutMs: 150_000 });
+    assert.equal(newer.code, 0, newer.stderr);
+    const v3 = jsonOf<FleetJson>(newer).release ?? '';
+    assert.equal(currentOf(on(h1)), v3);
+    process.kill(pid, 'SIGCONT');
+    const late = await stopped.done;
+    assert.equal(late.code, 1, `${late.stderr}\n${late.stdout}`);
+    const j = jsonOf<FleetJson>(late);
+    for (const h of [h1, h2]) {
+      // The newer deploy has finished and released its lock: the lock is gone, not another's.
+      assert.match(j.error?.message ?? '', new RegExp(`${h.alias}: the lock on this host is gone \\(another command took it over while this one was silent .*\\): its commit was not carried out`));
+      const row = j.hosts.find((r) => r.host === h.alias);
+      assert.equal(row?.outcome, 'unknown', JSON.stringify(row));
+      assert.equal(row?.current, null, JSON.stringify(row));
+      // The newer deploy's switch stands.
+      assert.equal(currentOf(on(h)), v3, `${h.alias}: the late commit undid the newer switch`);
+    }
+    assert.notEqual(j.release, v3);
   });
 
   void test('with a health check, a failing after-switch hook switches every host back (exit 4)', async (t) => {

@@ -749,7 +749,7 @@ for (const shell of SHELLS) {
       removed.end('go\n');
       await removed.closed;
       assert.deepEqual(tags(removed.frames), ['placed', 'ready', 'switch-failed']);
-      assert.equal(removed.frames.at(-1)?.value, 'the lock on this host was removed while this command held it (atomic-deploy unlock --force, or by hand); nothing was switched here');
+      assert.equal(removed.frames.at(-1)?.value, 'the lock on this host is gone (another command took it over while this one was silent for longer than its 30 s lease, and released it since; or it was removed: atomic-deploy unlock --force, or by hand); nothing was switched here');
       assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer');
       // Taken over while waiting for the decision: neither `back` nor `commit` touches current, the journal or the lock.
       for (const word of ['back', 'commit']) {
@@ -769,7 +769,7 @@ for (const shell of SHELLS) {
         p.end(word === 'back' ? `back\n{"phase":"rolling-back"}\n{"id":"${id}","status":"rolled-back"}\n` : `commit\n{"id":"${id}","status":"complete"}\n`);
         await p.closed;
         assert.ok(!tags(p.frames).includes(word === 'back' ? 'switched-back' : 'committed'), `${word}: ${JSON.stringify(p.frames)}`);
-        assert.match(p.frames.find((f) => f.tag === 'warning')?.value ?? '', new RegExp(`another command's now \\(taken over.*: its ${word} was not carried out`));
+        assert.match(p.frames.find((f) => f.tag === 'not-carried-out')?.value ?? '', new RegExp(`another command's now \\(taken over.*: its ${word} was not carried out$`));
         assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/newer', `${word} undid the newer command's switch`);
         assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'journal.json'), 'utf8'), '{"theirs":true}', `${word}: the new holder's journal was touched`);
         assert.match(fs.readFileSync(path.join(root, '.deploy.lock', 'owner.json'), 'utf8'), /other/, `${word}: the new holder's lock was touched`);
