@@ -56,9 +56,20 @@ export function checkOptionsArgument(options: unknown, example?: string): void {
     throw new DeployError('USAGE', `the options must be an object, got ${typeName(options)}`, { hint: example ?? 'pass an object of options, or nothing' });
   }
   // `fsync: 'no'` would be true: a switch the caller meant as one thing is read as the other.
-  for (const name of BOOLEAN_OPTIONS) {
-    const value: unknown = (options as Record<string, unknown>)[name];
+  const given = options as Record<string, unknown>;
+  const artifact: unknown = given.artifact;
+  const nested = typeof artifact === 'object' && artifact !== null ? (artifact as Record<string, unknown>) : {};
+  for (const [name, value] of [...BOOLEAN_OPTIONS.map((n) => [n, given[n]] as const), ['artifact.keepSetid', nested.keepSetid] as const]) {
     if (value !== undefined && typeof value !== 'boolean') throw new DeployError('USAGE', `${name} must be true or false, got ${typeof value === 'string' ? JSON.stringify(value) : typeName(value)}`);
+  }
+  // Anything else was never looked at: a Ctrl-C the caller wired up would not stop the operation.
+  for (const name of ['signal', 'secondSignal'] as const) {
+    const value = given[name];
+    if (value !== undefined && !(value instanceof AbortSignal)) throw new DeployError('USAGE', `${name} must be an AbortSignal, got ${typeName(value)}`, { hint: 'for example: an AbortController\'s signal, or AbortSignal.timeout(600_000)' });
+  }
+  for (const name of ['sha256', 'signature', 'allowedSigners'] as const) {
+    const value = nested[name];
+    if (value !== undefined && typeof value !== 'string') throw new DeployError('USAGE', `artifact.${name} must be a string, got ${typeName(value)}`);
   }
 }
 
@@ -120,7 +131,9 @@ export function checkWaitMs(waitMs: unknown): void {
 }
 
 export function commandProblem(command: unknown): string | undefined {
-  if (typeof command !== 'string' || command.trim() === '') return 'it is empty';
+  // From JavaScript, a number or a list of words (an argv): sh takes one string.
+  if (typeof command !== 'string') return `expected a string for sh to run, got ${typeName(command)}`;
+  if (command.trim() === '') return 'it is empty';
   if (command.includes('\0')) return 'it contains a NUL byte';
   return undefined;
 }
@@ -181,7 +194,8 @@ export function looksLikeUrl(command: string): boolean {
 }
 
 /** Why a health URL cannot be used, or undefined. */
-export function healthUrlProblem(url: string): string | undefined {
+export function healthUrlProblem(url: unknown): string | undefined {
+  if (typeof url !== 'string') return `expected a string, got ${typeName(url)}`;
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -222,7 +236,7 @@ export function checkHookAndHealth(options: HookAndHealthOptions): void {
   }
   if (healthCheck.url !== undefined) {
     const problem = healthUrlProblem(healthCheck.url);
-    if (problem) throw new DeployError('USAGE', `invalid health URL ${JSON.stringify(displayUrl(healthCheck.url))}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
+    if (problem) throw new DeployError('USAGE', `invalid health URL${typeof healthCheck.url === 'string' ? ` ${JSON.stringify(displayUrl(healthCheck.url))}` : ''}: ${problem}`, { hint: 'e.g. --health-url http://127.0.0.1/health' });
   }
   if (healthCheck.timeoutMs !== undefined) {
     const problem = timeoutProblem(healthCheck.timeoutMs);

@@ -481,6 +481,17 @@ function libraryTypes(): Case[] {
     ['deploy dryRun: 1', (c) => deploy(c.src, c.root, { dryRun: wrong(1) }), 'dryRun must be true or false, got number'],
     ['prune force: \'yes\'', (c) => prune(c.root, { keep: 1, force: wrong('yes') }), 'force must be true or false, got "yes"'],
     ['status readOnly: 0', (c) => status(c.root, { readOnly: wrong(0) }), 'readOnly must be true or false, got number'],
+    // Said as the type it is: `command: 42` was "it is empty", `url: 5` a TypeError with no code.
+    ['deploy healthCheck.command: 42', (c) => deploy(c.src, c.root, { healthCheck: { command: wrong(42) } }), 'invalid health-check command: expected a string for sh to run, got number'],
+    ['deploy healthCheck.command: [\'curl\', \'-f\']', (c) => deploy(c.src, c.root, { healthCheck: { command: wrong(['curl', '-f']) } }), 'invalid health-check command: expected a string for sh to run, got array'],
+    ['deploy healthCheck.url: 5', (c) => deploy(c.src, c.root, { healthCheck: { url: wrong(5) } }), 'invalid health URL: expected a string, got number'],
+    ['deploy artifact.sha256: 5', (c) => deploy(c.src, c.root, { artifact: { sha256: wrong(5) } }), 'artifact.sha256 must be a string, got number'],
+    // A truthy 'no' would have kept setuid bits when run as root.
+    ['deploy artifact.keepSetid: \'no\'', (c) => deploy(c.src, c.root, { artifact: { keepSetid: wrong('no') } }), 'artifact.keepSetid must be true or false, got "no"'],
+    // Never looked at: the caller's Ctrl-C would not have stopped the deploy.
+    ['deploy signal: {}', (c) => deploy(c.src, c.root, { signal: wrong({}) }), 'signal must be an AbortSignal, got object'],
+    ['deploy secondSignal: \'x\'', (c) => deploy(c.src, c.root, { secondSignal: wrong('x') }), 'secondSignal must be an AbortSignal, got string'],
+    ['rollback signal: \'x\'', (c) => rollback(c.root, { signal: wrong('x') }), 'signal must be an AbortSignal, got string'],
   ];
   return cases.map(([name, call, message]): Case => ({ name: `${name} (library)`, setup: (c) => lib(() => call(c)), code: 2, message: usage(message) }));
 }
