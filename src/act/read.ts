@@ -43,10 +43,13 @@ export function directoryStat(p: string): fs.Stats | undefined {
   }
 }
 
-export function readRegularFileSync(file: string): string {
+/** `check` sees the opened file's own stat (never another file put in its place since) before it is read. */
+export function readRegularFileSync(file: string, check?: (stat: fs.Stats) => void): string {
   const fd = fs.openSync(file, FLAGS);
   try {
-    if (!fs.fstatSync(fd).isFile()) throw notRegular(file);
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw notRegular(file);
+    check?.(stat);
     return fs.readFileSync(fd, 'utf8');
   } finally {
     fs.closeSync(fd);

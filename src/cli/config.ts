@@ -49,6 +49,19 @@ export function findConfigFiles(cwd: string): string[] {
   }
 }
 
+/**
+ * A file found by the search (not named by --config) is read only when it is this user's or
+ * root's and no other user may write it. The search climbs to folders others can write (/tmp,
+ * /var/tmp), where any local user could leave a file whose hooks would run as whoever deploys
+ * there, root included; as git refuses a repository another user owns (safe.directory).
+ */
+function trustFound(file: string, stat: fs.Stats): void {
+  const hint = 'a config file found above the working directory runs its hooks as you: give it with --config if you trust it, or run with --no-config';
+  const me = process.geteuid?.();
+  if (me !== undefined && stat.uid !== me && stat.uid !== 0) throw invalid(`config file ${file} belongs to another user (uid ${stat.uid}), not to you or root: it was not read`, file, undefined, hint);
+  if ((stat.mode & 0o002) !== 0) throw invalid(`config file ${file} may be written by every user (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}): it was not read`, file, undefined, `chmod o-w ${shellWord(file)}; or ${hint.replace(/^.*: /, '')}`);
+}
+
 /** Whether loadConfig would read a file: `--config` was given, or a config file was found from `cwd` up. */
 export function configFileMayExist(explicit: string | undefined, cwd: string): boolean {
   return explicit !== undefined || findConfigFiles(cwd).length > 0;
@@ -70,6 +83,7 @@ export async function loadConfigParsers(): Promise<void> {
  */
 export function loadConfig(explicit: string | undefined, cwd: string): LoadedConfig {
   let file: string;
+  const searched = explicit === undefined;
   if (explicit !== undefined) {
     file = path.resolve(cwd, explicit);
   } else {
@@ -83,8 +97,9 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   let notation: { said: string; hint?: string } | undefined;
   let text: string;
   try {
-    text = readRegularFileSync(file);
+    text = readRegularFileSync(file, searched ? (stat) => trustFound(file, stat) : undefined);
   } catch (error) {
+    if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
     const link = code === 'ENOENT' ? symlinkTarget(file) : undefined;
     // Each with the way on that works for it: `init` writes no file over one that exists.

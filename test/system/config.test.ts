@@ -409,3 +409,43 @@ void test('init: a file as an argument, a ~ no shell expanded, a folder this use
   assert.equal(read.code, 0, read.stderr);
   assert.equal(jsonOf<{ root: string }>(read).root, '/srv/www/app');
 });
+
+// A config file is found by searching up from the working directory, so one in a folder others
+// can write (/tmp, /var/tmp) was any local user's to plant: its hooks ran as whoever deployed
+// there (root included), with `-q` not a word said. A file found that way is read only when it
+// belongs to this user or root and no other user may write it; named by --config, it is the user's choice.
+void test('a config file found by the search is refused when another user owns it or every user may write it; --config reads it', async (t) => {
+  requireRoot();
+  const { dir, src, root } = setup(t);
+  const shared = path.join(dir, 'world');
+  fs.mkdirSync(path.join(shared, 'work'), { recursive: true });
+  fs.chmodSync(shared, 0o1777);
+  const file = path.join(shared, 'atomic-deploy.config.yaml');
+  const ran = path.join(dir, 'hook-ran');
+  fs.writeFileSync(file, `hooks:\n  beforeSwitch:\n    - id -u > ${ran}\n`);
+  fs.chownSync(file, 65534, 65534);
+  const cwd = path.join(shared, 'work');
+  const planted = await runCli(['deploy', src, root, '-q'], { cwd });
+  assert.equal(planted.code, 2, planted.stderr);
+  assert.match(planted.stderr, new RegExp(`^error: config file ${file} belongs to another user \\(uid 65534\\), not to you or root: it was not read$`, 'm'));
+  assert.match(planted.stderr, /^hint: a config file found above the working directory runs its hooks as you: give it with --config if you trust it, or run with --no-config$/m);
+  assert.ok(!fs.existsSync(ran), 'the planted hook ran');
+  assert.ok(!fs.existsSync(root), 'the root was made');
+  // Named on the command line, the same file is read.
+  const named = await runCli(['deploy', src, root, '-q', '--no-fsync', '--config', file], { cwd });
+  assert.equal(named.code, 0, named.stderr);
+  assert.equal(fs.readFileSync(ran, 'utf8').trim(), '0');
+  fs.rmSync(ran);
+  // This user's own file, but writable by every user: the same refusal, with its own reason.
+  fs.chownSync(file, 0, 0);
+  fs.chmodSync(file, 0o666);
+  const writable = await runCli(['deploy', src, root, '-q', '--no-fsync'], { cwd });
+  assert.equal(writable.code, 2, writable.stderr);
+  assert.match(writable.stderr, new RegExp(`^error: config file ${file} may be written by every user \\(mode 0666\\): it was not read$`, 'm'));
+  assert.ok(!fs.existsSync(ran), 'the hook of a world-writable file ran');
+  // Control: root's file, not writable by others, is read.
+  fs.chmodSync(file, 0o644);
+  const own = await runCli(['deploy', src, root, '-q', '--no-fsync'], { cwd });
+  assert.equal(own.code, 0, own.stderr);
+  assert.equal(fs.readFileSync(ran, 'utf8').trim(), '0');
+});
