@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 // The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
+import { kernelPath } from '../act/layout.ts';
 import { nameExists, NOT_REGULAR, readRegularFileSync, symlinkTarget } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
@@ -85,7 +86,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   let file: string;
   const searched = explicit === undefined;
   if (explicit !== undefined) {
-    file = path.resolve(cwd, explicit);
+    // Joined as text: kernelPath resolves a `..` after a symbolic link as the kernel does.
+    file = kernelPath(path.isAbsolute(explicit) ? explicit : `${cwd}/${explicit}`);
   } else {
     const found = findConfigFiles(cwd);
     if (found.length === 0) return { config: {}, dir: cwd };

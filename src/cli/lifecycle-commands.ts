@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DeployError } from '../errors.ts';
 import { nameExists } from '../act/read.ts';
+import { kernelPath } from '../act/layout.ts';
 import { CONFIG_NAMES } from '../plan/config-basics.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -107,7 +108,7 @@ export function addLifecycleCommands(program: Command, ctx: CommandContext): voi
     .action(async (flags: { json?: boolean; quiet?: boolean; force?: boolean }) => {
       const out = ctx.use(flags);
       const explicit = ctx.configPath();
-      const file = path.resolve(explicit ?? CONFIG_NAMES[0]);
+      const file = kernelPath(explicit ?? CONFIG_NAMES[0]);
       // The example is YAML (JSON for a .json name): a .toml or .ini name would hold another format than it says.
       const ext = path.extname(file).toLowerCase();
       if (ext !== '' && !['.yaml', '.yml', '.json'].includes(ext)) {

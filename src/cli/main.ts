@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FAILPOINTS_BUILT_IN } from '../act/failpoints.ts';
+import { kernelPath } from '../act/layout.ts';
 import type { DeployResult } from '../ops/deploy.ts';
 import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../errors.ts';
 import { isUrlSource, missingSourceWords, namedLikeArtifact, redactUrl, sniffFormat } from '../plan/archive.ts';
@@ -428,7 +429,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     const named = read.config.root;
     if (fleet || rootArg === undefined || named === undefined) return;
     const fromFile = pathFrom(undefined, named, read, 'root');
-    const asked = path.resolve(rootArg);
+    const asked = kernelPath(rootArg);
     if (fromFile === asked) return;
     out.warn(`${read.file} is for the root ${fromFile}, but this command's root is ${asked}: the file's other settings (keep, hooks, shared paths, checks) apply to it too`, 'if the file is not meant for this root, add --no-config or name another with --config <file>');
   };

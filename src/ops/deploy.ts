@@ -8,7 +8,7 @@ import { hashTree, writeManifest, writeStatCache } from '../act/manifest.ts';
 import { EarlyWriteback, makeTreeDurable } from '../act/durable.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
-import { releasePath, type Layout } from '../act/layout.ts';
+import { kernelPath, releasePath, type Layout } from '../act/layout.ts';
 import { listReleaseDirs } from '../act/releases.ts';
 import { lastLive, recordTimes } from '../plan/releases.ts';
 import { userOf } from '../act/users.ts';
@@ -157,7 +157,8 @@ function validateSource(source: string, root: string, adopt: boolean): { sourceR
   const layout = openRoot(root, { mayCreate: true });
   let sourceReal: string;
   try {
-    sourceReal = fs.realpathSync(source);
+    // realpath(3) itself: a `..` after a symbolic link is the link target's parent (act/layout.ts kernelPath).
+    sourceReal = fs.realpathSync.native(source);
     if (!fs.statSync(sourceReal).isDirectory()) {
       throw new DeployError('INVALID_SOURCE', `${source} is not a directory`, { hint: 'give the build output directory' });
     }
@@ -208,7 +209,7 @@ function artifactSource(source: string, root: string, options: DeployOptions): {
   if (options.dryRun) throw new DeployError('USAGE', '--dry-run needs a source directory; an archive would have to be read to plan its release', { hint: 'list it with tar -tvf or unzip -l' });
   const layout = openRoot(root, { mayCreate: true });
   checkTarget(layout, options.adopt === true);
-  return { sourceReal: isUrlSource(source) ? source : path.resolve(source), layout };
+  return { sourceReal: isUrlSource(source) ? source : kernelPath(source), layout };
 }
 
 async function validate(source: string, root: string, options: DeployOptions, artifact: boolean): Promise<Validated> {

@@ -5,7 +5,7 @@ import { DeployError, errnoOf, ioError, emptyPathError, pathTypeError } from '..
 import { acquireLock, describeHolder, inspectLock, releaseLock, type LockHandle, type LockInfo } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { assertTmpOnRoot } from '../act/staging.ts';
-import { layoutOf, type Layout } from '../act/layout.ts';
+import { kernelPath, layoutOf, type Layout } from '../act/layout.ts';
 import { symlinkTarget } from '../act/read.ts';
 import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -301,7 +301,7 @@ function isSymlink(p: string): boolean {
 
 /** realpath of a path that may not exist yet: the real nearest ancestor plus the rest. */
 export function realpathLoose(p: string): string {
-  const abs = path.resolve(p);
+  const abs = kernelPath(p);
   const rest: string[] = [];
   for (let d = abs; ; d = path.dirname(d)) {
     try {

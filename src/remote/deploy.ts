@@ -262,7 +262,8 @@ async function validateSource(source: string, signal: AbortSignal | undefined): 
   if (source.length === 0) throw emptyPathError('source', 'the build output directory');
   let sourceReal: string;
   try {
-    sourceReal = fs.realpathSync(source);
+    // realpath(3) itself: a `..` after a symbolic link is the link target's parent (act/layout.ts kernelPath).
+    sourceReal = fs.realpathSync.native(source);
     if (!fs.statSync(sourceReal).isDirectory()) throw new DeployError('INVALID_SOURCE', `${source} is not a directory`, { hint: 'give the build output directory' });
   } catch (error) {
     if (error instanceof DeployError) throw error;

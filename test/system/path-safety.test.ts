@@ -199,3 +199,39 @@ void test("the bash tool's root (releases/, a relative current, other folders be
   fs.mkdirSync(path.join(root, 'public_html_old'));
   await takeOver(root, f.build, '20240102120000', '20240101120000');
 });
+
+// `..` after a symbolic link is the link target's parent, as the kernel (ls, cp, nginx) resolves
+// it: `srv/app/../build` with `srv/app -> ../data/app` is `data/build`. Cut as text, it was
+// `srv/build`, another build, and it went live, exit 0; a root given that way was another folder:
+// `status` said it did not exist, and a deploy made a new root there while the real one stayed.
+void test('`..` after a symbolic link in the source or the root is resolved as the kernel resolves it', async (t) => {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, 'data', 'app'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'srv'), { recursive: true });
+  fs.symlinkSync('../data/app', path.join(dir, 'srv', 'app'));
+  writeTree(path.join(dir, 'srv', 'build'), { 'index.html': 'OLD\n' });
+  writeTree(path.join(dir, 'data', 'build'), { 'index.html': 'NEW\n' });
+  // Joined as text on purpose: path.join would cut `app/..` away.
+  assert.equal(fs.readFileSync(`${dir}/srv/app/../build/index.html`, 'utf8'), 'NEW\n', 'the kernel reads the build beside data/app');
+  const root = path.join(dir, 'root');
+  const r = await runCli(['deploy', 'srv/app/../build', root, '--no-fsync', '-q'], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'NEW\n');
+  // A root reached the same way: the one beside data/app, not a new srv/other.
+  const other = path.join(dir, 'data', 'other');
+  assert.equal((await runCli(['deploy', path.join(dir, 'data', 'build'), other, '--no-fsync', '-q'])).code, 0);
+  const status = await runCli(['status', 'srv/app/../other', '--json'], { cwd: dir });
+  assert.equal(status.code, 0, status.stderr);
+  const again = await runCli(['deploy', 'srv/app/../build', 'srv/app/../other', '--no-fsync', '--json'], { cwd: dir });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(currentId(other), jsonOf<{ release: string }>(again).release);
+  assert.ok(!fs.existsSync(path.join(dir, 'srv', 'other')), 'a new root was made at srv/other');
+  // An archive reached the same way.
+  execFileSync('tar', ['-cf', path.join(dir, 'srv', 'site.tar'), '-C', path.join(dir, 'srv', 'build'), '.']);
+  execFileSync('tar', ['-cf', path.join(dir, 'data', 'site.tar'), '-C', path.join(dir, 'data', 'build'), '.']);
+  fs.writeFileSync(path.join(dir, 'data', 'build', 'index.html'), 'OLDER\n');
+  assert.equal((await runCli(['deploy', path.join(dir, 'data', 'build'), root, '--no-fsync', '-q'])).code, 0);
+  const archive = await runCli(['deploy', 'srv/app/../site.tar', root, '--no-fsync', '-q'], { cwd: dir });
+  assert.equal(archive.code, 0, archive.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'NEW\n');
+});
