@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
 import type { Restamper } from './restamp.ts';
+import { userOf } from './users.ts';
 
 const CLOSED = new Set(['EACCES', 'EPERM']);
 
@@ -147,4 +148,21 @@ export async function deleteTree(top: string, options: DeleteTreeOptions = {}): 
   else if (stat) await unlinkOne(top);
   options.onProgress?.(files);
   return files;
+}
+
+/**
+ * Why a tree could not be deleted, for a message: `permission denied on <file> (its folder
+ * belongs to <user>)` for a file another user made in a folder of their own (an application's
+ * sessions written into its release), else the error's own words.
+ */
+export function whyNotDeleted(error: unknown): string {
+  const file = (error as NodeJS.ErrnoException | undefined)?.path;
+  if (!CLOSED.has(errnoOf(error) ?? '') || file === undefined) return error instanceof Error ? error.message : String(error);
+  const folder = fs.lstatSync(path.dirname(file), { throwIfNoEntry: false });
+  return `permission denied on ${file}${folder ? ` (its folder belongs to ${userOf(folder.uid)})` : ''}`;
+}
+
+/** Whether deleting failed for want of permission (another user's files): no later command of the same user does better. */
+export function deniedDelete(error: unknown): boolean {
+  return CLOSED.has(errnoOf(error) ?? '');
 }

@@ -8,7 +8,7 @@ import { isFullDisk } from '../act/durable.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { removeManifest } from '../act/manifest.ts';
 import { removeRelease } from '../act/releases.ts';
-import { deleteTree } from '../act/remove-tree.ts';
+import { deleteTree, deniedDelete, whyNotDeleted } from '../act/remove-tree.ts';
 import { restamperFor, type Restamper } from '../act/restamp.ts';
 import { readJournal } from '../act/state.ts';
 import { recordRelease } from './record.ts';
@@ -20,6 +20,7 @@ import { checkKeep, checkOptionsArgument, checkWaitMs, signalOf } from '../plan/
 import { isolateSink, type EventSink } from './events.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, realpathLoose, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
+import { shellWord } from '../plan/paths.ts';
 
 export interface PruneOptions {
   /** Good releases to keep; failed and rolled-back ones never count. Current and the rollback target always stay. */
@@ -259,7 +260,12 @@ export async function finishPrune(retired: RetiredPrune, options: { emit: EventS
   try {
     retired.result.deleteMs = await deleteRetired(retired.trash, { files: retired.files, bytes: retired.bytes }, { ...options, restamp: retired.restamp });
   } catch (error) {
-    options.emit({ type: 'warning', message: `${ioError('deleting pruned releases', error).message}; the next command finishes it` });
+    // Another user's files (an application writing into its release): no later command of this user deletes them either.
+    const left = retired.trash.filter((dir) => fs.existsSync(dir));
+    const message = deniedDelete(error) && left.length > 0
+      ? `cannot delete every file of the pruned releases: ${whyNotDeleted(error)}; they stay in ${left.map((d) => path.relative(retired.layout.root, d)).join(', ')} until a user who may deletes them: rm -rf ${left.map((d) => shellWord(d)).join(' ')}`
+      : `${ioError('deleting pruned releases', error).message}; the next command finishes it`;
+    options.emit({ type: 'warning', message });
   } finally {
     // Deleted, or left (a signal, an error) for the next command, which takes what is left for a leftover.
     for (const dir of retired.trash) dropClaim(retired.layout, dir);

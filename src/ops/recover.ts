@@ -4,13 +4,14 @@ import path from 'node:path';
 import type { Layout } from '../act/layout.ts';
 import { removeManifest, sweepStateTemps } from '../act/manifest.ts';
 import { listReleases } from '../act/releases.ts';
-import { deleteTree } from '../act/remove-tree.ts';
+import { deleteTree, removeTree, whyNotDeleted } from '../act/remove-tree.ts';
 import { stagingArea, trashPath } from '../act/staging.ts';
 import { listRecordIds, readJournal, readRecord, readRecords, recordDamage, type ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
 import { isReleasesLeftover, planRecovery, recordWentLive, type RecoveryAction } from '../plan/journal.ts';
 import { compareReleaseIds } from '../plan/release-id.ts';
+import { shellWord } from '../plan/paths.ts';
 import { signalOf } from '../plan/validate.ts';
 import { madeRoot, orderReleases, recordTimes, type ReleaseFacts } from '../plan/releases.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -176,7 +177,9 @@ export async function recoverRoot(layout: Layout, durable: boolean, signal?: Abo
   });
   await runOnFs(layout.root, program, { durable, ...(signal ? { signal } : {}) });
   for (const action of actions) {
-    const line = describeAction(action);
+    // The program's delete of a leftover is best effort: one still there is said kept, with why.
+    const stayed = action.kind === 'remove-tmp' && !signal?.aborted ? await undeleted(path.join(layout.tmp, action.name)) : undefined;
+    const line = stayed === undefined ? describeAction(action) : `kept leftover .tmp/${action.kind === 'remove-tmp' ? action.name : ''}: ${stayed}`;
     if (line) done.push(line);
   }
   // Staging copies and trash kept inside releases/ (another mount than .tmp/); current never names them.
@@ -200,6 +203,20 @@ export async function recoverRoot(layout: Layout, durable: boolean, signal?: Abo
     if (left[0] !== undefined) throw new DeployError('INTERRUPTED', `interrupted by ${sig} while removing ${left[0]}${more}, left by an interrupted operation; the next command removes the rest`, { signal: sig });
   }
   return [...done, ...kept];
+}
+
+/**
+ * Why `dir` is still there after a best-effort delete (another user's files in it: an application's
+ * sessions written into a release), with the way to remove it; undefined once it is gone.
+ */
+async function undeleted(dir: string): Promise<string | undefined> {
+  if (!fs.existsSync(dir)) return undefined;
+  try {
+    await removeTree(dir);
+    return undefined;
+  } catch (error) {
+    return `${whyNotDeleted(error)}; remove it as a user who may: rm -rf ${shellWord(dir)}`;
+  }
 }
 
 function realpathOrUndefined(p: string): string | undefined {

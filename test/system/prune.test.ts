@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { requireRoot, requireTools } from '../harness/faults.ts';
+import { asUser, requireRoot, requireTools, runWrapped } from '../harness/faults.ts';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 
 interface PruneJson {
@@ -426,4 +426,43 @@ void test('current missing in a root with releases: status and the deploy name t
   assert.match(r.stderr, /^warning: current was missing, though the release log says r1 was live last: r1 is kept/m);
   assert.ok(releaseIds(root).includes('r1'), `r1 was pruned: ${releaseIds(root).join(' ')}`);
   assert.equal(currentId(root), 'r4');
+});
+
+// An application that writes into its release (sessions in a world-writable var/cache) as
+// another user leaves files the deploying user cannot delete. The prune said "the next command
+// finishes it", and every command after it said `recovered: removed leftover .tmp/trash.…`, exit
+// 0, while the tree stayed (the recovery's delete is best effort) and `leftovers` listed it too.
+void test('a pruned release another user wrote into: the trash that cannot be deleted is said kept, with why and how to remove it, never "removed"', async (t) => {
+  requireRoot();
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'build'), { 'index.html': 'hi\n', 'var/cache/.keep': '' });
+  fs.chmodSync(path.join(src, 'var', 'cache'), 0o777);
+  for (const d of [src, path.join(src, 'var')]) fs.chmodSync(d, 0o755);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  fs.chownSync(root, 65534, 65534);
+  const asNobody = (args: string[]): Promise<import('../harness/cli.ts').CliResult> => runWrapped(args, { prefix: asUser('nobody') });
+  for (const id of ['r1', 'r2', 'r3']) assert.equal((await asNobody(['deploy', src, root, '--no-fsync', '-q', '--release-id', id])).code, 0);
+  // The application, as root here, writes a session folder of its own into r1.
+  fs.mkdirSync(path.join(root, 'releases', 'r1', 'var', 'cache', 'sess'));
+  fs.writeFileSync(path.join(root, 'releases', 'r1', 'var', 'cache', 'sess', 'x'), 's\n');
+  const pruned = await asNobody(['prune', root, '--keep', '1']);
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.match(pruned.stderr, /^warning: cannot delete every file of the pruned releases: permission denied on .*\/var\/cache\/sess\/x \(its folder belongs to root\); they stay in \.tmp\/trash\.r1\.[0-9a-f]+ until a user who may deletes them: rm -rf .*$/m);
+  assert.doesNotMatch(pruned.stderr, /the next command finishes it/);
+  const trash = fs.readdirSync(path.join(root, '.tmp')).find((n) => n.startsWith('trash.r1.'));
+  assert.ok(trash !== undefined, 'the trash is still there');
+  for (const round of [1, 2]) {
+    const s = await asNobody(['status', root, '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    const j = jsonOf<{ leftovers: string[]; recovered: string[] }>(s);
+    assert.deepEqual(j.leftovers, [`.tmp/${trash}`], `round ${round}`);
+    assert.equal(j.recovered.some((l) => /^removed leftover/.test(l)), false, `round ${round}: ${j.recovered.join('; ')}`);
+    assert.match(j.recovered.join('\n'), new RegExp(`^kept leftover \\.tmp/${trash}: permission denied on .*/var/cache/sess/x \\(its folder belongs to root\\); remove it as a user who may: rm -rf ${root}/\\.tmp/${trash}$`, 'm'), `round ${round}`);
+  }
+  // Root may: then it is removed, and said so.
+  const asRoot = await runCli(['status', root, '--json']);
+  assert.deepEqual(jsonOf<{ recovered: string[] }>(asRoot).recovered, [`removed leftover .tmp/${trash}`]);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')).filter((n) => n.startsWith('trash.')), []);
 });
