@@ -31,7 +31,10 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V') && !jsonF
   }
   const { closeTerminals, dropFailedWrites, terminalDescriptors } = await import('./streams.ts');
   const { runCli } = await import('./main.ts');
-  const code = await runCli(argv, { stdout: dropFailedWrites(process.stdout), stderr: dropFailedWrites(process.stderr), signal: controller.signal, secondSignal: again.signal });
+  const { EXIT, errnoOf, ioError } = await import('../errors.ts');
+  const stdout = dropFailedWrites(process.stdout);
+  let reportOnly = false;
+  let code = await runCli(argv, { stdout, stderr: dropFailedWrites(process.stderr), signal: controller.signal, secondSignal: again.signal, onCommand: (_name, yes) => (reportOnly = yes) });
   // Asked now, not at start: the terminal may have hung up before this process could look.
   closeTerminals(terminalDescriptors());
   // The work is done: a signal from here on takes its default action again. The exit itself can
@@ -44,6 +47,17 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V') && !jsonF
   // exit waits until each stream has handed everything to its reader, or failed (a reader gone).
   // With the handlers removed, a signal still ends a wait on a reader that never reads.
   await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  // A report is its output: one that could not be written (a full disk, an I/O error) did not
+  // happen (`releases --json > state.json` left an empty file, exit 0). A reader that went away
+  // (`| head`) took what it wanted, and a command that changed the root stands whatever its output.
+  // A failed write is told in a tick queued behind the promise that ended the command: let it come.
+  if (reportOnly) await new Promise((resolve) => setImmediate(resolve));
+  const failure = stdout.failure();
+  if (reportOnly && code === 0 && failure !== undefined && errnoOf(failure) !== 'EPIPE') {
+    process.stderr.write(`error: ${ioError('writing the output to stdout', failure).message}\n`);
+    code = EXIT.failure;
+    await flushed(process.stderr);
+  }
   process.exit(code);
 }
 

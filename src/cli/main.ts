@@ -27,7 +27,12 @@ export interface RunOptions extends Streams {
   signal?: AbortSignal;
   /** Aborted by the next of those signals after `signal` was: stops a clean-up's deletes (the exit code stays the first's). */
   secondSignal?: AbortSignal;
+  /** Told the command that runs, and whether its output is all it does (status, releases, verify, a dry run). */
+  onCommand?: (name: string, reportOnly: boolean) => void;
 }
+
+/** The commands whose output is their whole result: one that cannot be written fails them. */
+const REPORTS = new Set(['status', 'releases', 'verify']);
 
 interface CommonFlags {
   json?: boolean;
@@ -407,6 +412,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     }
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
+    options.onCommand?.(action.name(), REPORTS.has(action.name()) || action.opts<{ dryRun?: boolean }>().dryRun === true);
     for (const w of unknownEnvWarnings(program, process.env)) reporter.warn(w.message, w.hint);
     // A setup test run with the installed command would otherwise believe it had crashed a deploy.
     if (process.env.ATOMIC_DEPLOY_FAILPOINTS && !FAILPOINTS_BUILT_IN) {

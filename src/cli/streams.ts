@@ -10,11 +10,13 @@ type Writable = Streams['stdout'];
  * Wraps a stream so that a failed write is dropped: after the first error (EPIPE, EIO) every
  * later write is discarded, and neither a thrown error nor an 'error' event can reach the operation.
  */
-export function dropFailedWrites(stream: Writable): Writable & { readonly lost: () => boolean } {
+export function dropFailedWrites(stream: Writable): Writable & { readonly lost: () => boolean; readonly failure: () => unknown } {
   let dead = false;
+  let failure: unknown;
   // Without a listener, Node turns the asynchronous EPIPE into an uncaught exception mid-deploy.
-  stream.on('error', () => {
+  stream.on('error', (error: unknown) => {
     dead = true;
+    failure ??= error;
   });
   const guarded = new NodeWritable({
     decodeStrings: false,
@@ -23,14 +25,15 @@ export function dropFailedWrites(stream: Writable): Writable & { readonly lost: 
       if (!dead) {
         try {
           stream.write(chunk);
-        } catch {
+        } catch (error) {
           dead = true;
+          failure ??= error;
         }
       }
       done();
     },
   });
-  return Object.assign(guarded, { isTTY: stream.isTTY, columns: stream.columns, lost: () => dead });
+  return Object.assign(guarded, { isTTY: stream.isTTY, columns: stream.columns, lost: () => dead, failure: () => failure });
 }
 
 /**
