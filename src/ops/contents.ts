@@ -5,7 +5,7 @@ import type { ExtractResult } from '../act/archive.ts';
 import { slashedRel, type SourceEntry, type SourceScan } from '../act/copy.ts';
 import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
-import { createSharedTarget, inWritableDir, linkShared, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
+import { createSharedTarget, inWritableDir, linkShared, sharedCreateProblem, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
 import { deleteTree } from '../act/remove-tree.ts';
 import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
 import type { ReleaseRecord } from '../act/state.ts';
@@ -291,7 +291,11 @@ export function sharedTargetsToCreate(layout: Layout, links: readonly SharedLink
   const hints = new Set<string>();
   for (const link of links) {
     const action = sharedTargetAction(link, sharedTargetKind(layout, link.path), create);
-    if (action.kind === 'create') creates.push({ path: link.path, type: action.type });
+    const denied = action.kind === 'create' ? sharedCreateProblem(layout, link.path, action.type) : undefined;
+    if (denied) {
+      problems.push(denied.problem);
+      hints.add(denied.hint);
+    } else if (action.kind === 'create') creates.push({ path: link.path, type: action.type });
     else if (action.kind === 'missing') missing.push(link.path);
     else if (action.kind === 'problem') {
       problems.push(action.problem);

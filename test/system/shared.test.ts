@@ -6,6 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
+import { asUser, requireRoot, runWrapped } from '../harness/faults.ts';
 
 interface Json {
   release?: string;
@@ -274,4 +275,29 @@ void test('sharedFiles and sharedDirs in the config file mean the same as the fl
   assert.deepEqual(jsonOf<Json>(result).shared, ['.env', 'storage/logs']);
   assert.ok(fs.statSync(path.join(root, 'shared/.env')).isFile());
   assert.ok(fs.statSync(path.join(root, 'shared/storage/logs')).isDirectory());
+});
+
+// A deploy user who may not write in shared/ (made by the web server's user, www-data here)
+// asked for --shared-create: the release was copied under the lock first, then the create failed
+// (exit 1) with the hint to run as www-data or `chown -R` the root, which takes shared/storage
+// from the application. Refused before anything is written (exit 2), the hint to make it as its owner.
+void test('--shared-create where this user may not write in shared/: exit 2 before the lock, nothing written, the way to make it as its owner', async (t) => {
+  requireRoot();
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  fs.chmodSync(src, 0o755);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  fs.chownSync(root, 65534, 65534);
+  const asNobody = (args: string[]): Promise<import('../harness/cli.ts').CliResult> => runWrapped(args, { prefix: asUser('nobody') });
+  assert.equal((await asNobody(['deploy', src, root, '--no-fsync', '-q'])).code, 0);
+  fs.mkdirSync(path.join(root, 'shared', 'storage'), { recursive: true });
+  const before = treeSnapshot(root);
+  const r = await asNobody(['deploy', src, root, '--no-fsync', '--shared-file', '.env', '--shared-create', '--shared-dir', 'storage']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`^error: cannot create shared/\\.env: ${root}/shared is root's, and this user \\(nobody\\) may not write in it$`, 'm'));
+  assert.match(r.stderr, new RegExp(`^hint: make it as root \\(sudo -u root touch ${root}/shared/\\.env\\), then deploy again without --shared-create for it$`, 'm'));
+  assert.doesNotMatch(r.stdout, /copying/);
+  assert.deepEqual(treeSnapshot(root), before);
 });
