@@ -97,15 +97,43 @@ export function abandonedFleetDeploys(hosts: readonly HostRecoveryInput[]): Set<
 }
 
 /**
+ * Fleet deploys whose outcome the hosts read cannot tell, by token, with the hosts they wait for:
+ * every host read is on the release (nothing shows it abandoned), none recorded it complete, and
+ * a host it names was given to this command but not reached. That host may never have switched:
+ * finishing the deploy on the others could split the fleet for good (its copy of the release is
+ * then removed as never switched). Such a deploy is left as it is, journals and all, until a
+ * command reaches every host. (A host given alone is recovered as the local engine would: the
+ * others were not asked about, docs/fleet.md.)
+ */
+export function undecidedFleetDeploys(hosts: readonly HostRecoveryInput[], unreached: readonly string[]): Map<string, string[]> {
+  const undecided = new Map<string, string[]>();
+  if (unreached.length === 0) return undecided;
+  const abandoned = abandonedFleetDeploys(hosts);
+  const committed = new Set(hosts.flatMap((h) => h.committedTokens ?? []));
+  for (const h of hosts) {
+    const j = h.journal;
+    if (j?.op !== 'deploy' || !j.fleet || j.phase === 'rolling-back' || abandoned.has(j.fleet.token) || committed.has(j.fleet.token)) continue;
+    const named = Array.isArray(j.fleet.hosts) ? j.fleet.hosts.filter((n): n is string => typeof n === 'string') : [];
+    const waiting = named.filter((n) => n !== h.host && unreached.includes(n));
+    if (waiting.length > 0) undecided.set(j.fleet.token, [...new Set([...(undecided.get(j.fleet.token) ?? []), ...waiting])]);
+  }
+  return undecided;
+}
+
+/**
  * Recovery for each host, as the local engine would do it, except that a host left live on the
  * release of an abandoned fleet deploy is switched back instead of having the deploy finished:
- * all-or-nothing holds even after a lost connection.
+ * all-or-nothing holds even after a lost connection. A deploy whose outcome waits on a host given
+ * but not reached (`unreached`: undecidedFleetDeploys) is left unfinished: only the leftovers in
+ * `.tmp/` of such a host go.
  */
-export function planFleetRecovery(hosts: readonly HostRecoveryInput[]): FleetRecoveryAction[][] {
+export function planFleetRecovery(hosts: readonly HostRecoveryInput[], unreached: readonly string[] = []): FleetRecoveryAction[][] {
   const abandoned = abandonedFleetDeploys(hosts);
+  const undecided = undecidedFleetDeploys(hosts, unreached);
   return hosts.map((h) => {
     const actions: FleetRecoveryAction[] = planRecovery(h.journal, h.facts);
     const j = h.journal;
+    if (j?.op === 'deploy' && j.fleet && undecided.has(j.fleet.token)) return actions.filter((a) => a.kind === 'remove-tmp');
     if (j?.op !== 'deploy' || !j.fleet || h.facts.currentId !== j.release) return actions;
     const rollingBack = j.phase === 'rolling-back';
     if (!rollingBack && !abandoned.has(j.fleet.token)) return actions;

@@ -8,7 +8,7 @@ import { isolateSink, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
 import { checkOptionsArgument, checkWaitMs } from '../plan/validate.ts';
 import { recordWentLive } from '../plan/journal.ts';
-import { planFleetRecovery, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
+import { planFleetRecovery, undecidedFleetDeploys, type FleetRecoveryAction, type HostRecoveryInput } from '../plan/fleet.ts';
 import { describeUses, releasesInUse, type ProcessUse } from '../plan/in-use.ts';
 import { madeRoot, orderReleases, recordTimes } from '../plan/releases.ts';
 import { ADOPT_HINT, currentNotSymlinkHint, deployTargetProblem, readRootHint, readRootProblem, type RootShape } from '../plan/root-shape.ts';
@@ -302,12 +302,14 @@ export class FleetRun {
    * removes what never switched. Hosts whose state changed are read again.
    */
   async recover(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Promise<void> {
-    const { inputs, plans } = recoveryPlans(evidence);
+    const { inputs, plans, held } = recoveryPlans(evidence);
     const now = new Date().toISOString();
     await this.each(hosts, async (h) => {
       const i = inputs.indexOf(h);
       const actions = i === -1 ? [] : (plans[i] ?? []);
       if (!h.state || !h.remote.locked) return;
+      const waits = held.get(h);
+      if (waits) this.emit({ type: 'warning', message: heldMessage(h, waits) });
       const steps = recoverySteps(h.state, actions, now);
       if (steps.length === 0) return;
       await h.remote.apply([...steps, { op: 'durable' }], 'recovering an interrupted operation', this.output(h));
@@ -330,7 +332,7 @@ export class FleetRun {
    * would wait for it, or exit 3.
    */
   planRecovered(hosts: readonly HostRun[], evidence: readonly HostRun[] = hosts): Map<HostRun, string[]> {
-    const { inputs, plans } = recoveryPlans(evidence);
+    const { inputs, plans, held } = recoveryPlans(evidence);
     const now = new Date().toISOString();
     const said = new Map<HostRun, string[]>();
     for (const h of hosts) {
@@ -339,8 +341,10 @@ export class FleetRun {
       if (!state || i === -1 || !state.rootExists) continue;
       if (state.lock && h.facts && judgeRemoteLock(state.lock, h.facts).verdict.state !== 'stale') continue;
       const actions = plans[i] ?? [];
-      h.state = stateAfterRecovery(state, actions, now);
-      said.set(h, actions.map((a) => describeFleetAction(a)).filter((l): l is string => l !== undefined));
+      const waits = held.get(h);
+      // Left unfinished: the host stays as read, its journal with it.
+      h.state = waits ? state : stateAfterRecovery(state, actions, now);
+      said.set(h, [...actions.map((a) => describeFleetAction(a)).filter((l): l is string => l !== undefined), ...(waits ? [heldMessage(h, waits).slice(h.label.length + 2)] : [])]);
     }
     return said;
   }
@@ -362,10 +366,30 @@ export function fleetIsIdle(states: readonly RemoteState[]): boolean {
   return planFleetRecovery(states.map(recoveryInput)).every((actions) => actions.length === 0);
 }
 
-/** The recovery each host that was read gets, with every one of them as evidence (planFleetRecovery): what `recover` runs and a dry run plans from. */
-function recoveryPlans(evidence: readonly HostRun[]): { inputs: HostRun[]; plans: FleetRecoveryAction[][] } {
+/**
+ * The recovery each host that was read gets, with every one of them as evidence (planFleetRecovery):
+ * what `recover` runs and a dry run plans from. A host of `evidence` not read (not reached) is
+ * evidence missing: a fleet deploy that waits on it is left unfinished (`held`: its release, and
+ * the hosts it waits for, by host).
+ */
+function recoveryPlans(evidence: readonly HostRun[]): { inputs: HostRun[]; plans: FleetRecoveryAction[][]; held: Map<HostRun, { release: string; waiting: string[] }> } {
   const inputs = evidence.filter((h) => h.state !== undefined);
-  return { inputs, plans: planFleetRecovery(inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label }))) };
+  const unreached = evidence.filter((h) => h.state === undefined).map((h) => h.label);
+  const recovery = inputs.map((h) => ({ ...recoveryInput(h.state as RemoteState), host: h.label }));
+  const undecided = undecidedFleetDeploys(recovery, unreached);
+  const held = new Map<HostRun, { release: string; waiting: string[] }>();
+  for (const [i, h] of inputs.entries()) {
+    const j = recovery[i]?.journal;
+    const waiting = j?.op === 'deploy' && j.fleet ? undecided.get(j.fleet.token) : undefined;
+    if (j && waiting) held.set(h, { release: j.release, waiting });
+  }
+  return { inputs, plans: planFleetRecovery(recovery, unreached), held };
+}
+
+/** What a host whose fleet deploy was left unfinished says (recoveryPlans `held`). */
+export function heldMessage(h: { label: string }, held: { release: string; waiting: string[] }): string {
+  const them = held.waiting.length === 1 ? `${held.waiting[0] ?? ''}, one of its hosts, was` : `${held.waiting.join(', ')}, hosts of it, were`;
+  return `${h.label}: the fleet deploy of ${held.release} is left unfinished here: ${them} not reached, so whether it switched everywhere is not known (its journal stays; run the command again once ${held.waiting.length === 1 ? 'it answers' : 'they answer'})`;
 }
 
 export function recoveryInput(state: RemoteState): HostRecoveryInput {

@@ -287,6 +287,15 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           h.facts = l.facts;
           h.state = l.state;
           uses = l.uses;
+          // Each host is pruned on its own: a fleet deploy cut off here is not this host's alone to
+          // finish (finished without the other hosts' evidence, it could split the fleet for good).
+          const j = l.state.journal.kind === 'ok' ? l.state.journal.journal : undefined;
+          const others = j?.op === 'deploy' && Array.isArray(j.fleet?.hosts) ? j.fleet.hosts.filter((n) => n !== h.label) : [];
+          if (j && others.length > 0) {
+            throw new DeployError('INTERRUPTED', `${h.label}: a fleet deploy of ${j.release} to ${[h.label, ...others].join(', ')} was cut off here and is not finished; prune does not finish it on one host alone`, {
+              hint: `finish it first with every host of that deploy: atomic-deploy status ${shellWord(h.root)} ${[h.label, ...others].map((n) => `--host ${shellWord(n)}`).join(' ')}`,
+            });
+          }
           await fleet.recover([h]);
         }
         const state = h.state;

@@ -486,6 +486,68 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     }
   });
 
+  // The same crash, then a status (or a prune) while host2, which never switched, cannot be
+  // reached: it finished the deploy on host1 and host3 from their evidence alone ("finished
+  // recording deploy … (it had switched)"), and once host2 answered, its copy of the release was
+  // removed as never switched: the fleet split for good, `status` exit 0 saying `mixed`.
+  void test('the same crash, reconciled while a host that did not switch is unreachable: left unfinished until it answers, then switched back everywhere', async (t) => {
+    const { root, on } = newRoot('crash-unreached');
+    const src = site(t, 'v1');
+    const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
+    const [host1, host2, host3] = fleet.hosts as [FleetHost, FleetHost, FleetHost];
+    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n) && isLink(path.join(on(h), '.tmp', n, 'current')));
+    const run = spawnCli(['deploy', src, root, ...hostArgs], { env, failpoints: 'fleet-armed=sleep:3000,fleet-switched=crash', timeoutMs: 90_000 });
+    let immutable: string | undefined;
+    try {
+      await until('every host armed', () => fleet.hosts.every((h) => armedDir(h) !== undefined));
+      immutable = path.join(on(host2), '.tmp', armedDir(host2) as string);
+      execFileSync('chattr', ['+i', immutable]);
+      assert.equal((await run.done).signal, 'SIGKILL');
+    } finally {
+      if (immutable) execFileSync('chattr', ['-i', immutable]);
+    }
+    const fresh = releases(on(host1)).find((id) => id !== old) as string;
+    assert.deepEqual([current(on(host1)), current(on(host2)), current(on(host3))], [fresh, old, fresh]);
+    const holderGone = (h: FleetHost): boolean => {
+      const pidFile = path.join(on(h), '.deploy.lock', 'pid');
+      if (!fs.existsSync(pidFile)) return true;
+      try {
+        process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    await until('the lock holders to be gone', () => fleet.hosts.every(holderGone), 45_000);
+    const journal = (h: FleetHost): boolean => fs.existsSync(path.join(on(h), '.atomic-deploy', 'journal.json'));
+    await host2.linkDown();
+    try {
+      const s = await cli(['status', root, ...hostArgs, '--json']);
+      assert.equal(s.code, 1, s.stderr);
+      for (const h of [host1, host3]) {
+        assert.match(s.stderr, new RegExp(`^warning: ${h.alias}: the fleet deploy of ${fresh} is left unfinished here: host2, one of its hosts, was not reached`, 'm'));
+        assert.ok(journal(h), `${h.alias}: its journal was cleared`);
+        assert.equal(current(on(h)), fresh);
+      }
+      assert.doesNotMatch(s.stdout + s.stderr, /finished recording deploy/);
+      // Prune takes each host alone: it does not finish a fleet deploy there.
+      const p = await cli(['prune', root, ...hostArgs, '--keep', '1']);
+      assert.equal(p.code, 1, p.stderr);
+      assert.match(p.stderr + p.stdout, new RegExp(`host1: a fleet deploy of ${fresh} to host1, host2, host3 was cut off here and is not finished; prune does not finish it on one host alone`));
+      assert.ok(journal(host1) && journal(host3));
+    } finally {
+      await host2.linkUp();
+    }
+    await until('host2 lock holder to be gone', () => holderGone(host2), 45_000);
+    const s = await cli(['status', root, ...hostArgs, '--json']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(jsonOf<FleetJson>(s).current, old, s.stdout);
+    for (const h of fleet.hosts) {
+      assert.equal(current(on(h)), old, h.alias);
+      assertClean(on(h), h.alias);
+    }
+  });
+
   // Fleet status during a deploy called its journal "the journal of an interrupted deploy" on
   // every host; the local status says `running:` for a journal under a live lock.
   void test('status during a running deploy says running on each host, not interrupted, and recovers nothing', async (t) => {

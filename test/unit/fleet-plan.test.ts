@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decideAfterSwitch, fleetReleaseId, planFleetRecovery, planFleetRollback, summarizeFleet, switchSkewMs, type FleetJournal, type HostRecoveryInput } from '../../src/plan/fleet.ts';
+import { decideAfterSwitch, fleetReleaseId, planFleetRecovery, planFleetRollback, summarizeFleet, switchSkewMs, undecidedFleetDeploys, type FleetJournal, type HostRecoveryInput } from '../../src/plan/fleet.ts';
 import { planRecovery } from '../../src/plan/journal.ts';
 import { compareReleaseIds } from '../../src/plan/release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from '../../src/plan/releases.ts';
@@ -125,6 +125,24 @@ void test('a rolling deploy that died before a later wave switched: the hosts it
   // Names that are not strings (a damaged journal) are ignored.
   const odd: FleetJournal = { ...journal('N', 'O', 'switched'), fleet: { token: 'T', hosts: [7, null] as unknown as string[] } };
   assert.ok(planFleetRecovery([named('web1', 'N', odd), named('web2', 'O', null)])[0]?.some((a) => a.kind === 'mark-deployed'));
+});
+
+void test('a fleet deploy whose outcome waits on a host given but not reached is left unfinished; what decides it wins', () => {
+  const named = (name: string, currentId: string | null, j: FleetJournal | null, committed: string[] = [], abandoned: string[] = []): HostRecoveryInput => ({ ...host(currentId, j), host: name, committedTokens: committed, abandonedTokens: abandoned });
+  const j: FleetJournal = { ...journal('N', 'O', 'switched'), fleet: { token: 'T', hosts: ['web1', 'web2', 'web3'] } };
+  const reached = [named('web1', 'N', j), named('web3', 'N', j)];
+  // web2 given, not reached: nothing but the .tmp leftovers goes, the journal stays (no clear-journal, no mark-deployed).
+  const leftovers = reached.map((h) => ({ ...h, facts: { ...h.facts, tmpEntries: ['stage.1'] } }));
+  for (const plan of planFleetRecovery(leftovers, ['web2'])) assert.deepEqual(plan, [{ kind: 'remove-tmp', name: 'stage.1' }]);
+  assert.deepEqual([...undecidedFleetDeploys(reached, ['web2'])], [['T', ['web2']]]);
+  // Control: web2 not given at all (the hosts given alone, docs/fleet.md): finished as before.
+  assert.ok(planFleetRecovery(reached).every((plan) => plan.some((a) => a.kind === 'mark-deployed')));
+  // A host read that is not on N decides it: abandoned, switched back, whoever is unreached.
+  assert.ok(planFleetRecovery([...reached, named('web4', 'O', { ...j, fleet: { token: 'T', hosts: ['web1', 'web2', 'web3', 'web4'] } })], ['web2'])[0]?.some((a) => a.kind === 'switch-back'));
+  // A host read that committed it decides it too: finished.
+  assert.ok(planFleetRecovery([named('web1', 'N', j), named('web3', 'N', null, ['T'])], ['web2'])[0]?.some((a) => a.kind === 'mark-deployed'));
+  // An unreached host the deploy does not name is no reason to wait.
+  assert.ok(planFleetRecovery(reached, ['other'])[0]?.some((a) => a.kind === 'mark-deployed'));
 });
 
 void test('journals without a fleet token recover exactly as the local engine does', () => {
