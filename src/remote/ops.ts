@@ -245,6 +245,21 @@ export function hostPruneSteps(state: RemoteState, decision: PruneDecision<Relea
   return { before, after };
 }
 
+/**
+ * Each host is pruned on its own: a fleet deploy cut off on this host is not this host's alone to
+ * finish (finished without the other hosts' evidence, it could split the fleet for good), so a
+ * journal naming other hosts refuses the prune there, and its dry run alike.
+ */
+function unfinishedFleetDeploy(h: HostRun, state: RemoteState): DeployError | undefined {
+  const j = state.journal.kind === 'ok' ? state.journal.journal : undefined;
+  const others = j?.op === 'deploy' && Array.isArray(j.fleet?.hosts) ? j.fleet.hosts.filter((n) => n !== h.label) : [];
+  if (!j || others.length === 0) return undefined;
+  const all = [h.label, ...others];
+  return new DeployError('INTERRUPTED', `${h.label}: a fleet deploy of ${j.release} to ${all.join(', ')} was cut off here and is not finished; prune does not finish it on one host alone`, {
+    hint: `finish it first with every host of that deploy: atomic-deploy status ${shellWord(h.root)} ${all.map((n) => `--host ${shellWord(n)}`).join(' ')}`,
+  });
+}
+
 /** Prunes every host with the local rules (current, rollback target and the newest `keep` good releases stay). */
 export async function fleetPrune(root: string | undefined, options: FleetOptions & { keep: number; dryRun?: boolean; force?: boolean }): Promise<FleetPruneResult> {
   checkOptionsArgument(options, FLEET_EXAMPLE);
@@ -265,6 +280,8 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           uses = read.uses;
           // Noted as read (a lock, a journal), then planned as the prune would find the host once
           // it recovered it (with its own state as evidence, as the prune's recovery has).
+          const unfinished = unfinishedFleetDeploy(h, read.state);
+          if (unfinished) throw unfinished;
           recovering = lockAndJournalNotes(read.state, read.facts, 'prune', options.waitMs ?? 0);
           if (!readRootProblemOf(h.label, h.root, read.state)) recovering.push(...(fleet.planRecovered([h]).get(h) ?? []).map((l) => recoveryNote(l, 'prune')));
         } else {
@@ -287,15 +304,8 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           h.facts = l.facts;
           h.state = l.state;
           uses = l.uses;
-          // Each host is pruned on its own: a fleet deploy cut off here is not this host's alone to
-          // finish (finished without the other hosts' evidence, it could split the fleet for good).
-          const j = l.state.journal.kind === 'ok' ? l.state.journal.journal : undefined;
-          const others = j?.op === 'deploy' && Array.isArray(j.fleet?.hosts) ? j.fleet.hosts.filter((n) => n !== h.label) : [];
-          if (j && others.length > 0) {
-            throw new DeployError('INTERRUPTED', `${h.label}: a fleet deploy of ${j.release} to ${[h.label, ...others].join(', ')} was cut off here and is not finished; prune does not finish it on one host alone`, {
-              hint: `finish it first with every host of that deploy: atomic-deploy status ${shellWord(h.root)} ${[h.label, ...others].map((n) => `--host ${shellWord(n)}`).join(' ')}`,
-            });
-          }
+          const unfinished = unfinishedFleetDeploy(h, l.state);
+          if (unfinished) throw unfinished;
           await fleet.recover([h]);
         }
         const state = h.state;
