@@ -600,7 +600,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     afterSignal();
     // The site serves nothing through a dangling current: said as a warning, not only as a state.
     if (result.danglingTarget !== undefined) {
-      out.warn(`current points to ${result.danglingTarget}, which is not there: nothing is served through it`, result.lastLive === undefined ? 'deploy a release to bring the site back' : `restore the release that was live last: atomic-deploy rollback ${shellWord(root)} --to ${shellWord(result.lastLive)}`);
+      out.warn(`current points to ${result.danglingTarget}, which is not there: nothing is served through it`, result.lastLive === undefined ? 'deploy a release to bring the site back' : `restore the last good release that was live: atomic-deploy rollback ${shellWord(root)} --to ${shellWord(result.lastLive)}`);
     }
     out.print(renderStatus(result, root));
     out.result(undefined, result);

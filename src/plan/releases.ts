@@ -129,9 +129,14 @@ export function lastLive<T extends ReleaseFacts>(ordered: readonly T[], except: 
   return found;
 }
 
-/** `lastLive` as a status reports it: `{ lastLive: <id> }`, or nothing. */
+/**
+ * `lastLive` as a status reports it, with `current` missing or dangling: the release to restore,
+ * `{ lastLive: <id> }`, or nothing. Of the releases still in releases/ (`ordered`), the one that
+ * went live last and stayed good: one failed or rolled back from went live too, and is what a
+ * user restoring the site must not be sent back to (a plain rollback never picks it either).
+ */
 export function lastLiveField(ordered: readonly ReleaseFacts[]): { lastLive?: string } {
-  const found = lastLive(ordered);
+  const found = lastLive(ordered.filter((r) => isGood(r) && releaseIdProblem(r.id) === undefined));
   return found === undefined ? {} : { lastLive: found.id };
 }
 
