@@ -408,6 +408,35 @@ void test('a dangling current (its release removed by hand): status warns that n
   assert.doesNotMatch((await runCli(['status', root])).stderr, /warning/);
 });
 
+// A directory at .atomic-deploy/manifests/<id>.json (no manifest of ours is one) stopped prune
+// midway with EISDIR: the releases before it had left releases/ and been marked pruned, the error
+// listed neither, and `deploy --keep` said only "prune stopped".
+void test('a directory in place of a pruned release\'s manifest does not stop the prune: it goes with the release, and the prune reports all it removed', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7']);
+  const odd = (id: string): string => {
+    const manifest = path.join(root, '.atomic-deploy', 'manifests', `${id}.json`);
+    fs.rmSync(manifest);
+    writeTree(manifest, { 'x.json': '{}\n' });
+    return manifest;
+  };
+  const m3 = odd('r3');
+  const r = await runCli(['prune', root, '--keep', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(jsonOf<{ removed: { id: string }[] }>(r).removed.map((x) => x.id), ['r5', 'r4', 'r3', 'r2', 'r1']);
+  assert.deepEqual(releaseIds(root), ['r6', 'r7']);
+  assert.equal(fs.existsSync(m3), false);
+
+  await deployIds(src, root, ['r8', 'r9']);
+  const m6 = odd('r6');
+  fs.writeFileSync(path.join(src, 'index.html'), 'r10\n');
+  const d = await runCli(['deploy', src, root, '--release-id', 'r10', '--no-fsync', '--keep', '2']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.doesNotMatch(d.stderr, /prune stopped|warning/);
+  assert.deepEqual(releaseIds(root), ['r10', 'r9']);
+  assert.equal(fs.existsSync(m6), false);
+});
+
 // A release that went live and failed its health check (rolled back from) went live last, and
 // status named it as the one to restore, dangling current or missing alike.
 void test('status names, as the release to restore, the last release that went live and stayed good and is still there, never a failed one', async (t) => {
