@@ -575,8 +575,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     for (const r of result.releases) {
       if (r.recordDamaged !== undefined) out.warn(...damagedRecordWarning(r.id, r.recordDamaged));
     }
+    for (const i of result.ignored ?? []) out.warn(`releases/${oneLine(i.id)} is ignored, it is no release: ${i.reason}`);
     out.result(undefined, {
       current: result.current,
+      ...(result.ignored ? { ignored: result.ignored } : {}),
       releases: result.releases.map((r) => ({ ...r.record, id: r.id, current: r.current, role: r.role, ...(r.recordDamaged === undefined ? {} : { recordDamaged: r.recordDamaged }) })),
     });
   });
