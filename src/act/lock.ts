@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeployError, errnoOf } from '../errors.ts';
-import { judgeLock, OWNER_LINK, OWNER_LINK_PREFIX, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { bashLockPid, judgeLock, OWNER_LINK, OWNER_LINK_PREFIX, pidCanExist, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { exitedUnreaped, parseProcStat } from '../plan/serving.ts';
 import type { LockIdentity } from '../root/effects.ts';
 import { runOnFs } from '../root/fs.ts';
-import { dropRemovedLock, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
+import { dropRemovedLock, LOCK_PATH, lockDraft, lockInstance, placeLock, releaseLock as releaseLockProgram, removeLock as removeLockProgram, takeOverLock as takeOverLockProgram } from '../root/lock.ts';
 import { isFullDisk } from './durable.ts';
 import { failpoint } from './failpoints.ts';
 import { directoryStat, readRegularFileSync } from './read.ts';
@@ -30,6 +30,12 @@ export interface LockInfo {
   instance: string;
   /** How the takeover recognises this lock once moved. */
   identity: LockIdentity;
+  /** What `.deploy.lock` is when it is no directory (another tool's lock): `file`, `symlink`, `FIFO`... */
+  notADirectory?: string;
+}
+
+function fileKind(stat: fs.Stats): string {
+  return stat.isFile() ? 'file' : stat.isSymbolicLink() ? 'symlink' : stat.isFIFO() ? 'FIFO' : stat.isSocket() ? 'socket' : 'special file';
 }
 
 export interface LockHandle {
@@ -161,24 +167,33 @@ function parseOwner(dir: string, stat: fs.Stats): LockOwner | null {
     return null;
   }
   // The classic bash deploy script's lock: mkdir .deploy.lock && echo $$ > .deploy.lock/pid.
-  const pidText = readText(path.join(dir, 'pid'))?.trim();
-  if (pidText && /^\d+$/.test(pidText) && Number(pidText) > 0) {
-    let user = 'unknown';
-    try {
-      user = os.userInfo({ encoding: 'utf8' }).uid === stat.uid ? userName() : `uid ${stat.uid}`;
-    } catch {
-      user = `uid ${stat.uid}`;
-    }
-    return {
-      pid: Number(pidText),
-      host: hostName(),
-      user,
-      since: new Date(stat.mtimeMs).toISOString(),
-      token: `bash-${pidText}-${stat.ino}`,
-      format: 'bash',
-    };
+  return bashOwner(readText(path.join(dir, 'pid')), stat);
+}
+
+/** The owner a bash tool's pid (in `.deploy.lock/pid`, or a `.deploy.lock` file) names, judged as any other. */
+function bashOwner(pidText: string | undefined, stat: fs.Stats): LockOwner | null {
+  const pid = bashLockPid(pidText);
+  if (pid === undefined) return null;
+  let user = 'unknown';
+  try {
+    user = os.userInfo({ encoding: 'utf8' }).uid === stat.uid ? userName() : `uid ${stat.uid}`;
+  } catch {
+    user = `uid ${stat.uid}`;
   }
-  return null;
+  return {
+    pid,
+    host: hostName(),
+    user,
+    since: new Date(stat.mtimeMs).toISOString(),
+    token: `bash-${pid}-${stat.ino}`,
+    format: 'bash',
+  };
+}
+
+/** A `.deploy.lock` that is a file (`echo $$ > .deploy.lock`, an old tool's): the pid it names, if that is all it holds. */
+function lockFileOwner(file: string, stat: fs.Stats): LockOwner | null {
+  // A pid and a newline; anything longer names no process and is not read whole.
+  return stat.isFile() && stat.size <= 32 ? bashOwner(readText(file), stat) : null;
 }
 
 /** Whether `dir` (a lock directory under another name: `.tmp/trash.lock.<token>`, a lock being released) names a live owner. */
@@ -196,16 +211,17 @@ export function inspectLock(layout: Layout): LockInfo | undefined {
     if (errnoOf(error) === 'ENOENT') return undefined;
     throw error;
   }
-  const owner = stat.isDirectory() ? parseOwner(layout.lock, stat) : null;
+  const notADirectory = !stat.isDirectory();
+  const owner = notADirectory ? lockFileOwner(layout.lock, stat) : parseOwner(layout.lock, stat);
   const createdAtMs = stat.mtimeMs;
-  const verdict = judgeOwner(owner, createdAtMs);
+  const verdict = judgeOwner(owner, createdAtMs, notADirectory);
   const mtimeS = Math.floor(stat.mtimeMs / 1000);
   const identity: LockIdentity = owner?.format === 'atomic-deploy' ? { token: owner.token } : { inode: String(stat.ino), mtimeS };
-  return { owner, createdAtMs, verdict, instance: lockInstance(owner?.token, String(stat.ino), mtimeS), identity };
+  return { owner, createdAtMs, verdict, instance: lockInstance(owner?.token, String(stat.ino), mtimeS), identity, ...(notADirectory ? { notADirectory: fileKind(stat) } : {}) };
 }
 
 /** Whether the process an owner names (a lock's, a scratch directory's) still runs: the facts of this host, judged. */
-export function judgeOwner(owner: LockOwner | null, createdAtMs: number): LockVerdict {
+export function judgeOwner(owner: LockOwner | null, createdAtMs: number, notADirectory = false): LockVerdict {
   const facts = owner ? processFacts(owner.pid) : { process: 'dead' as const };
   return judgeLock(owner, {
     thisHost: hostName(),
@@ -215,6 +231,7 @@ export function judgeOwner(owner: LockOwner | null, createdAtMs: number): LockVe
     processStartedAtMs: facts.startedAtMs,
     lockCreatedAtMs: createdAtMs,
     nowMs: Date.now(),
+    notADirectory,
   });
 }
 
@@ -235,6 +252,13 @@ function lockedError(layout: Layout, info: LockInfo, waitedMs = 0): DeployError 
   if (info.verdict.state === 'foreign') {
     return new DeployError('LOCK_FOREIGN_HOST', `${layout.root} is locked by ${holder}`, {
       hint: `if no deploy runs on ${info.owner?.host ?? 'that host'}, run: atomic-deploy unlock ${shellWord(layout.root)} --force`,
+      details,
+    });
+  }
+  if (info.owner === null && info.notADirectory !== undefined) {
+    // Another tool's lock that names no process: nothing tells whether its holder still runs.
+    return new DeployError('LOCKED', `${layout.root} is locked by another tool: ${LOCK_PATH} is a ${info.notADirectory} that names no process`, {
+      hint: `${waitedMs > 0 ? `it was still there after the ${waitedMs / 1000} s --wait; ` : ''}if no other deploy tool is running on this root, run: atomic-deploy unlock ${shellWord(layout.root)} --force`,
       details,
     });
   }
@@ -303,6 +327,8 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   let tookOver: LockHandle['tookOver'];
   let aside: string | undefined;
   let announced: string | undefined;
+  const tried = new Set<string>();
+  const unmovable = new Set<string>();
   try {
     for (;;) {
       if (options.signal?.aborted) {
@@ -318,11 +344,18 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         if (!fs.existsSync(staging)) throw new DeployError('IO', `the lock draft ${staging} vanished while taking the lock`);
         continue;
       }
-      if (info.verdict.state === 'stale') {
+      // A stale lock is moved aside once: lost to another contender, the next look finds its lock;
+      // changed meanwhile, a new instance. The same lock failing twice cannot be moved by us, and
+      // is waited for as a held one (--wait, then exit 3), never retried in a busy loop.
+      if (info.verdict.state === 'stale' && !unmovable.has(info.instance)) {
         const moved = await takeOverLock(layout, info);
         if (moved) {
           tookOver = { owner: info.owner, reason: info.verdict.reason };
           aside = moved;
+        } else if (tried.has(info.instance)) {
+          unmovable.add(info.instance);
+        } else {
+          tried.add(info.instance);
         }
         continue;
       }

@@ -77,8 +77,10 @@ export async function writeStatCache(layout: Layout, id: string, stamps: Readonl
 export async function removeManifest(layout: Layout, id: string, durable: boolean): Promise<void> {
   // Ids may come from a journal on disk: one that is not a safe name never reaches a path.
   if (releaseIdProblem(id) !== undefined) return;
-  await fs.promises.rm(manifestFile(layout, id), { force: true });
-  await fs.promises.rm(statCacheFile(layout, id), { force: true });
+  // recursive: a directory by that name is no manifest of ours, and would stop a prune with EISDIR
+  // (rm never follows a symlink: one goes as the link it is).
+  await fs.promises.rm(manifestFile(layout, id), { force: true, recursive: true });
+  await fs.promises.rm(statCacheFile(layout, id), { force: true, recursive: true });
   if (durable) await fsyncDir(manifestDir(layout)).catch(() => undefined);
 }
 

@@ -330,7 +330,7 @@ export function fleetStatusCli(cli: FleetCli, root: string | undefined, options:
       const rows = [['HOST', 'CURRENT', 'LOCK', 'NOTE']];
       for (const h of r.hosts) {
         const lock = h.lock ? describeLockStatus(h.lock) : 'free';
-        const note = h.error ? withoutHost(h.error.message, h.host) : [...(h.lastLive !== undefined ? [`current is missing; the release log says ${h.lastLive} was live last (rollback --to ${h.lastLive} restores it)`] : []), ...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
+        const note = h.error ? withoutHost(h.error.message, h.host) : [...(h.lastLive !== undefined ? [`current is missing; the release log says ${h.lastLive} is the last good release that was live (rollback --to ${h.lastLive} restores it)`] : []), ...(h.running ? [`running: ${h.running}`] : []), ...h.recovered.map((l) => `recovered: ${l}`), ...(h.recovered.length === 0 ? h.leftovers.map((l) => `leftover: ${l}`) : [])].join('; ');
         rows.push([h.host, h.error ? '?' : (h.current ?? `(${h.currentState})`), h.error ? '?' : lock, note]);
       }
       // The hosts on no release, by what their `current` is: a dangling link is no release, but not a root yet to deploy to.

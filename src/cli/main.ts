@@ -581,8 +581,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     for (const r of result.releases) {
       if (r.recordDamaged !== undefined) out.warn(...damagedRecordWarning(r.id, r.recordDamaged));
     }
+    for (const i of result.ignored ?? []) out.warn(`releases/${oneLine(i.id)} is ignored, it is no release: ${i.reason}`);
     out.result(undefined, {
       current: result.current,
+      ...(result.ignored ? { ignored: result.ignored } : {}),
       releases: result.releases.map((r) => ({ ...r.record, id: r.id, current: r.current, role: r.role, ...(r.recordDamaged === undefined ? {} : { recordDamaged: r.recordDamaged }) })),
     });
   });
@@ -606,7 +608,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     afterSignal();
     // The site serves nothing through a dangling current: said as a warning, not only as a state.
     if (result.danglingTarget !== undefined) {
-      out.warn(`current points to ${result.danglingTarget}, which is not there: nothing is served through it`, result.lastLive === undefined ? 'deploy a release to bring the site back' : `restore the release that was live last: atomic-deploy rollback ${shellWord(root)} --to ${shellWord(result.lastLive)}`);
+      out.warn(`current points to ${result.danglingTarget}, which is not there: nothing is served through it`, result.lastLive === undefined ? 'deploy a release to bring the site back' : `restore the last good release that was live: atomic-deploy rollback ${shellWord(root)} --to ${shellWord(result.lastLive)}`);
     }
     out.print(renderStatus(result, root));
     out.result(undefined, result);

@@ -88,7 +88,7 @@ export function renderStatus(result: StatusResult, root: string): string {
   const lines: string[] = [];
   // An id is escaped before the lines are joined: another tool's release may hold a newline in its name.
   lines.push(`current: ${result.current === null ? `(${result.currentState})` : oneLine(result.current)}`);
-  if (result.lastLive !== undefined && result.currentState === 'missing') lines.push(`note:    current is missing; the release log says ${oneLine(result.lastLive)} was live last: restore it with atomic-deploy rollback ${oneLine(shellWord(root))} --to ${oneLine(shellWord(result.lastLive))}`);
+  if (result.lastLive !== undefined && result.currentState === 'missing') lines.push(`note:    current is missing; the release log says ${oneLine(result.lastLive)} is the last good release that was live: restore it with atomic-deploy rollback ${oneLine(shellWord(root))} --to ${oneLine(shellWord(result.lastLive))}`);
   if (result.lock) {
     lines.push(`lock:    ${describeLockStatus(result.lock)}`);
   } else {

@@ -34,7 +34,7 @@ import { isolateSink, type EventSink } from './events.ts';
 import { placeShared, planContents, planFiles, sharedOverExtracted } from './contents.ts';
 import type { ExtractResult } from '../act/archive.ts';
 import { closeArtifact, emptyArtifactError, fillStage, isArtifactSource, openArtifactSource, refuseChecksOnDirectory, singleTopDirWarning, type ArtifactOptions } from './artifact.ts';
-import { checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
+import { afterSwitchSteps, checkVerifyOptions, isVerdict, runBeforeSwitch, verifyAfterSwitch } from './verify.ts';
 import { buildDeployPlan, journalablePrevious, releaseIdTaken, type DeployPlan } from './plan-deploy.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, staleFailure, type ServingOptions, type SharedScan } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
@@ -544,9 +544,15 @@ export async function deploy(source: string, root: string, given: DeployOptions 
     try {
       await failpoint('after-switch');
       const switchedAt = new Date().toISOString();
-      await recordJournal(layout, { ...journal, phase: 'switched' }, durable);
+      // What is still to verify goes into the journal: killed before it finished, the release is recorded unverified.
+      const verifying = afterSwitchSteps(options);
+      await recordJournal(layout, { ...journal, phase: 'switched', ...(verifying === undefined ? {} : { verifying }) }, durable);
       // After-switch hooks and the health check; a failure there rolls back and throws ROLLED_BACK.
       const verified = await verifyAfterSwitch(verifyCtx, options, switchedAt);
+      // Verified: a kill from here on is recovered as a verified release. Failed or unverified, the journal keeps saying so.
+      if (verifying !== undefined && verified.error === undefined && verified.afterSwitchFailure === undefined && verified.record.afterSwitchFailure === undefined) {
+        await recordJournal(layout, { ...journal, phase: 'switched' }, durable);
+      }
       // After the hooks and reloads, which are what moves processes off the release left behind.
       // With a prune to follow, the stale check scans all of releases/ and prune's guard reuses that scan (made a moment earlier, under the same lock).
       const share: SharedScan | undefined = options.keep !== undefined ? { under: realpathLoose(layout.releases) } : undefined;

@@ -149,7 +149,11 @@ export async function retireReleases(
       if (!isFullDisk(error)) options.emit?.({ type: 'warning', message: `release ${release.id} was pruned, but its record could not be marked so: ${ioError(`writing the record of ${release.id}`, error).message}` });
     });
     // The record stays as history (its digest included); the manifest served only the release.
-    await removeManifest(layout, release.id, false);
+    // The release has left already: a manifest that will not go (immutable, another owner's) is
+    // said and left, never a reason to stop the prune with what it removed unsaid.
+    await removeManifest(layout, release.id, false).catch((error: unknown) => {
+      options.emit?.({ type: 'warning', message: `release ${release.id} was pruned, but its manifest could not be removed: ${ioError(`removing the manifest of ${release.id}`, error).message}` });
+    });
   }
   return { trash, removed, failed };
 }

@@ -106,7 +106,7 @@ export function describeAction(action: RecoveryAction): string | undefined {
     case 'remove-release':
       return `removed release ${action.id} (${action.reason})`;
     case 'mark-deployed':
-      return `finished recording deploy of ${action.id} (it had switched)`;
+      return `finished recording deploy of ${action.id} (it had switched${action.unverified === undefined ? '' : `; ${action.unverified}: live, unverified`})`;
     case 'keep-release':
       return `kept release ${action.id}: its deploy switched to it before it was cut off, and current has moved on since`;
     case 'mark-rolled-back':

@@ -1,6 +1,6 @@
 import type { ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
-import { rollbackTarget, roleOf, type ReleaseRole } from '../plan/releases.ts';
+import { ignoredEntry, rollbackTarget, roleOf, type ReleaseRole } from '../plan/releases.ts';
 import { releaseViews } from './recover.ts';
 import { openRoot } from './root.ts';
 
@@ -17,6 +17,8 @@ export interface ReleasesResult {
   current: string | null;
   /** Newest first. */
   releases: ReleaseInfo[];
+  /** Directories of releases/ that are no release (a name no release id can have: `lost+found`), with why; absent when none. */
+  ignored?: { id: string; reason: string }[];
 }
 
 /** Lists the releases of a root, newest first, current marked. Reads only. */
@@ -26,8 +28,10 @@ export async function listReleases(root: string): Promise<ReleasesResult> {
   const currentId = state.kind === 'release' ? state.id : null;
   const views = await releaseViews(layout);
   const previous = rollbackTarget(views, currentId);
+  const ignored = views.filter((v) => ignoredEntry(v, currentId));
   return {
     current: currentId,
-    releases: views.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record, ...(v.recordDamaged === undefined ? {} : { recordDamaged: v.recordDamaged }) })),
+    ...(ignored.length > 0 ? { ignored: ignored.map((v) => ({ id: v.id, reason: 'no release id has such a name: never a rollback target, never pruned' })) } : {}),
+    releases: views.filter((v) => !ignoredEntry(v, currentId)).reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record, ...(v.recordDamaged === undefined ? {} : { recordDamaged: v.recordDamaged }) })),
   };
 }

@@ -29,7 +29,10 @@ export interface StatusResult {
   /** The operation a live lock holder is running, from its journal; null when none runs. */
   running: string | null;
   recovered: string[];
-  /** With `current` missing or dangling: the release the log says went live last that is still here (a deploy keeps it from its prune). */
+  /**
+   * With `current` missing or dangling: the release to restore, the one the log says went live last
+   * of those still here that stayed good (never one failed or rolled back from; plan/releases.ts lastLiveField).
+   */
   lastLive?: string;
   /** With `current` dangling: the target it names, which is not there (nothing is served through it). */
   danglingTarget?: string;

@@ -115,6 +115,16 @@ function unverified(ctx: ReleaseContext, what: string, warnings: string[]): Veri
 }
 
 /**
+ * What verifyAfterSwitch will run, in words for the journal (`its after-switch hooks and health
+ * check`): a process that ends before they finish leaves its release live but unverified.
+ */
+export function afterSwitchSteps(options: VerifyOptions): string | undefined {
+  const steps = [(options.hooks?.afterSwitch ?? []).length > 0 ? 'after-switch hooks' : '', hasReloads(options) ? 'reloads' : '', hasHealthCheck(options) ? 'health check' : ''].filter(Boolean);
+  if (steps.length === 0) return undefined;
+  return `its ${steps.length === 1 ? steps[0] : `${steps.slice(0, -1).join(', ')} and ${steps.at(-1)}`}`;
+}
+
+/**
  * After the switch: the after-switch hooks, then the health check. A failure with a health
  * check configured switches back to the previous release and throws ROLLED_BACK; a failing
  * hook without one is a warning. A signal stops verification but never undoes the switch.

@@ -16,6 +16,13 @@ export type Journal =
       phase: 'copying' | 'ready' | 'switched' | 'rolling-back';
       /** With rolling-back: why the release failed. */
       reason?: string;
+      /**
+       * With switched: what still runs after the switch to verify the release, in words (`its
+       * after-switch hooks and health check`); the journal is written again without it once they
+       * passed. A process that ended meanwhile leaves its release live but unverified. Absent in
+       * journals of older versions, which recovery reads as verified, as they always were.
+       */
+      verifying?: string;
     }
   | {
       v: 1;
@@ -47,7 +54,8 @@ export type RecoveryAction =
   | { kind: 'remove-release'; id: string; reason: string }
   /** A release the journal names as being deployed that switched and is no longer live: it stays, a release like any other. */
   | { kind: 'keep-release'; id: string }
-  | { kind: 'mark-deployed'; id: string; previous: string | null }
+  /** `unverified`: why the release went live unverified (its process ended before the steps after its switch finished). */
+  | { kind: 'mark-deployed'; id: string; previous: string | null; unverified?: string }
   | { kind: 'mark-rolled-back'; id: string; to: string }
   | { kind: 'mark-failed'; id: string; reason?: string; live?: boolean; to?: string }
   | { kind: 'clear-journal' };
@@ -76,6 +84,11 @@ export function recordWentLive(record: { status?: string; activatedAt?: string }
   return (record.status !== undefined && record.status !== 'pending') || record.activatedAt !== undefined;
 }
 
+/** A journal's `verifying` as words to print: anything but plain words (a hand-edited journal) is said generically. */
+function verifyingWords(verifying: unknown): string {
+  return typeof verifying === 'string' && /^[a-z][a-z ,-]{0,99}$/.test(verifying) ? verifying : 'its after-switch steps';
+}
+
 /** Decides recovery after a crash: finish what switched, undo what did not, never touch current. */
 export function planRecovery(journal: Journal | null, facts: RecoveryFacts): RecoveryAction[] {
   const actions: RecoveryAction[] = facts.tmpEntries
@@ -91,15 +104,17 @@ export function planRecovery(journal: Journal | null, facts: RecoveryFacts): Rec
     if (live) actions.push({ kind: 'mark-failed', id: journal.release, reason, live: true });
     else if (facts.releaseExists) actions.push({ kind: 'mark-failed', id: journal.release, reason, ...(back ? { to: journal.previous ?? undefined } : {}) });
   } else if (journal.op === 'deploy') {
+    // Switched with its after-switch steps unfinished: never verified, as a signal there records it.
+    const unverified = journal.phase === 'switched' && journal.verifying !== undefined ? { unverified: `its process ended before ${verifyingWords(journal.verifying)} finished` } : {};
     if (live) {
-      actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous });
+      actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous, ...unverified });
     } else if (facts.releaseExists && facts.releaseWentLive === true) {
       // Switched and recorded, then current moved on (pointed back by hand after a kill): it served,
       // so it is kept for prune's rules to judge, never removed as a deploy that did not switch.
       actions.push({ kind: 'keep-release', id: journal.release });
     } else if (facts.releaseExists && journal.phase === 'switched') {
       // Switched, cut off before its record said so, and current moved on since: it served too.
-      actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous }, { kind: 'keep-release', id: journal.release });
+      actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous, ...unverified }, { kind: 'keep-release', id: journal.release });
     } else if (facts.releaseExists) {
       actions.push({ kind: 'remove-release', id: journal.release, reason: 'interrupted before the switch' });
     }

@@ -29,6 +29,11 @@ export interface LockFacts {
   processStartedAtMs?: number;
   lockCreatedAtMs: number;
   nowMs: number;
+  /**
+   * `.deploy.lock` is a file, a symlink or a FIFO: never a lock of ours (ours is a directory from
+   * its first instant), so one with no pid in it is another tool's that nothing here can judge.
+   */
+  notADirectory?: boolean;
 }
 
 export type LockVerdict =
@@ -44,6 +49,15 @@ export function pidCanExist(pid: number): boolean {
   return Number.isSafeInteger(pid) && pid > 0 && pid <= MAX_PID;
 }
 
+/**
+ * The pid a bash tool's lock names: `.deploy.lock/pid` of the classic script (mkdir, then echo $$
+ * into it), or a `.deploy.lock` file written with `echo $$ > .deploy.lock`. Undefined for anything else.
+ */
+export function bashLockPid(text: string | undefined): number | undefined {
+  const pid = text?.trim();
+  return pid !== undefined && /^\d+$/.test(pid) && Number(pid) > 0 ? Number(pid) : undefined;
+}
+
 /** A lock directory with no readable owner may be one a writer is still filling in. */
 export const OWNERLESS_GRACE_MS = 10_000;
 /** Clock granularity between a lock's mtime and a process's start time. */
@@ -51,6 +65,9 @@ const START_SLACK_MS = 2_000;
 
 export function judgeLock(owner: LockOwner | null, facts: LockFacts): LockVerdict {
   if (owner === null) {
+    if (facts.notADirectory === true) {
+      return { state: 'held', reason: 'the lock is not a directory and names no process: another tool\'s lock, which cannot be judged' };
+    }
     const age = facts.nowMs - facts.lockCreatedAtMs;
     return age < OWNERLESS_GRACE_MS
       ? { state: 'held', reason: 'the lock has no owner yet and was made moments ago' }

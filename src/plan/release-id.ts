@@ -27,6 +27,11 @@ function parseTimestampId(id: string): ParsedId | undefined {
   return { stamp: m[1], suffix: m[2] === undefined ? 0 : Number(m[2]) };
 }
 
+/** Whether `id` is a timestamp id (`YYYYMMDDHHMMSS[-NNN]`): ours by default, Capistrano's, the classic bash script's. */
+export function isTimestampId(id: string): boolean {
+  return parseTimestampId(id) !== undefined;
+}
+
 function formatId(stamp: string, suffix: number): string {
   return suffix === 0 ? stamp : `${stamp}-${String(suffix).padStart(3, '0')}`;
 }

@@ -1,4 +1,4 @@
-import { compareReleaseIds, releaseIdProblem } from './release-id.ts';
+import { compareReleaseIds, isTimestampId, newReleaseIdProblem, releaseIdProblem } from './release-id.ts';
 
 /** What the release log says about a release; `complete` is a release that was switched to. */
 export type RecordedStatus = 'pending' | 'complete' | 'failed' | 'rolled-back';
@@ -27,7 +27,9 @@ export interface ReleaseFacts {
  * Oldest first. Ours by deploy sequence. Releases made by other tools (no log record) by
  * numeric-aware name (9 < 10 < 11, v1.9 < v1.10), before ours, except the ones that were live:
  * one that a deploy of ours replaced sits right before the first such deploy, and one that is
- * current and was never replaced is the newest. So neither is ever taken for the oldest.
+ * current and was never replaced is the newest. So neither is ever taken for the oldest. Those
+ * that sort after such a current by name are what the other tool rolled back from: they go first,
+ * the oldest, so that a plain rollback goes back, never forward to them.
  */
 export function orderReleases<T extends ReleaseFacts>(releases: readonly T[], currentId: string | null = null): T[] {
   const ours = releases.filter((r) => r.seq !== undefined).sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0) || compareReleaseIds(a.id, b.id));
@@ -42,7 +44,12 @@ export function orderReleases<T extends ReleaseFacts>(releases: readonly T[], cu
     const by = replacedBy.get(f.id);
     if (by !== undefined) before.set(by, f);
   }
-  const ordered = foreign.filter((f) => !replacedBy.has(f.id) && f.id !== currentId);
+  // A foreign current that sorts before other foreign releases: the old tool rolled back from them.
+  // They sort first, older than the way back, so neither rollback nor prune takes them for newer.
+  const foreignCurrent = currentId !== null && foreignIds.has(currentId) && !replacedBy.has(currentId);
+  const rolledBackFrom = (f: T): boolean => foreignCurrent && compareReleaseIds(f.id, currentId) > 0;
+  const unanchored = foreign.filter((f) => !replacedBy.has(f.id) && f.id !== currentId);
+  const ordered = [...unanchored.filter(rolledBackFrom), ...unanchored.filter((f) => !rolledBackFrom(f))];
   for (const r of ours) {
     const f = before.get(r.id);
     if (f) ordered.push(f);
@@ -96,8 +103,33 @@ export function madeRoot(record: { seq?: number; previous?: string | null }): bo
 export function wentLiveTest(ordered: readonly ReleaseFacts[]): (release: ReleaseFacts) => boolean {
   const fresh = ordered.some((r) => r.rootMadeByUs === true || madeRoot(r));
   const replaced = new Set(ordered.map((r) => r.previous));
+  // Releases are timestamp ids here (ours by default, Capistrano's, the bash script's): a folder
+  // named otherwise with no record was made by hand (`backup`, `old-copy`), not by a deploy.
+  const stamped = ordered.some((r) => isTimestampId(r.id));
   // A record without a sequence number is written only for a release we switched to (rollback --to, recovery).
-  return (r) => r.seq !== undefined ? r.status !== 'pending' : !fresh || replaced.has(r.id) || r.status === 'complete';
+  return (r) => {
+    if (r.seq !== undefined) return r.status !== 'pending';
+    if (replaced.has(r.id) || r.status === 'complete') return true;
+    if (notAReleaseName(r.id) || (stamped && !isTimestampId(r.id))) return false;
+    return !fresh;
+  };
+}
+
+/**
+ * A name no release id can have (`lost+found`, which mkfs makes when releases/ is a mount; a
+ * space, a control character): `--release-id` refuses it, and no deploy tool we know makes one.
+ */
+export function notAReleaseName(id: string): boolean {
+  return newReleaseIdProblem(id) !== undefined;
+}
+
+/**
+ * Whether a directory of releases/ is no release at all: a name no release id can have, with no
+ * record (we never switched to it) and not current. `releases` leaves it out and says it is
+ * ignored; a plain rollback never goes there and prune leaves it (wentLiveTest: never served).
+ */
+export function ignoredEntry(release: ReleaseFacts, currentId: string | null): boolean {
+  return release.id !== currentId && release.seq === undefined && release.status === undefined && notAReleaseName(release.id);
 }
 
 export type ReleaseRole = 'active' | 'previous' | 'failed' | 'rolled-back' | 'pending' | 'old';
@@ -129,9 +161,14 @@ export function lastLive<T extends ReleaseFacts>(ordered: readonly T[], except: 
   return found;
 }
 
-/** `lastLive` as a status reports it: `{ lastLive: <id> }`, or nothing. */
+/**
+ * `lastLive` as a status reports it, with `current` missing or dangling: the release to restore,
+ * `{ lastLive: <id> }`, or nothing. Of the releases still in releases/ (`ordered`), the one that
+ * went live last and stayed good: one failed or rolled back from went live too, and is what a
+ * user restoring the site must not be sent back to (a plain rollback never picks it either).
+ */
 export function lastLiveField(ordered: readonly ReleaseFacts[]): { lastLive?: string } {
-  const found = lastLive(ordered);
+  const found = lastLive(ordered.filter((r) => isGood(r) && releaseIdProblem(r.id) === undefined));
   return found === undefined ? {} : { lastLive: found.id };
 }
 
@@ -217,7 +254,9 @@ export function selectPrune<T extends ReleaseFacts>(ordered: readonly T[], input
     // A directory put in releases/ by hand in a root our log began (a backup copy with a database
     // dump in it, an unpacked tarball): no deploy made it and none served it, so it is not a
     // release prune may age out, and it does not count towards keep. Only the user removes it.
-    else if (release.seq === undefined && !wentLive(release)) kept = { rule: 'never-served', reason: 'never served (not made by a deploy); prune leaves it' };
+    else if (release.seq === undefined && !wentLive(release)) {
+      kept = { rule: 'never-served', reason: ignoredEntry(release, input.currentId) ? 'not a release (no release id has such a name); prune leaves it' : 'never served (not made by a deploy); prune leaves it' };
+    }
     else if (keptGood.has(release.id)) kept = { rule: 'newest', reason: `among ${newest}` };
     // keep 0 turns pruning off, so a config with `keep: 0` can never empty releases/ through `prune`.
     else if (keep === 0) kept = { rule: 'no-limit', reason: 'keep 0 keeps every release' };

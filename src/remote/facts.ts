@@ -4,7 +4,7 @@ import type { CurrentState } from '../act/switch.ts';
 import type { FleetJournal } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isReleasesLeftover } from '../plan/journal.ts';
-import { judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
+import { bashLockPid, judgeLock, type LockOwner, type LockVerdict } from '../plan/lock.ts';
 import { releaseIdFromLink } from '../plan/paths.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { classifyRoot, type EntryType, type RootShape } from '../plan/root-shape.ts';
@@ -165,9 +165,8 @@ export function rawLockOf(frames: readonly Frame[]): RawLock | null {
 
 /** The owner a lock records, read as the local engine reads it (its own format or the bash tool's pid file). */
 export function lockOwnerOf(raw: RawLock, facts: HostFacts): LockOwner | null {
-  if (raw.kind !== 'dir') return null;
   const since = new Date(raw.mtimeMs ?? facts.nowMs).toISOString();
-  if (raw.ownerJson !== undefined) {
+  if (raw.kind === 'dir' && raw.ownerJson !== undefined) {
     try {
       const o = JSON.parse(raw.ownerJson) as Partial<LockOwner>;
       if (typeof o.pid === 'number' && Number.isInteger(o.pid) && o.pid > 0 && typeof o.host === 'string' && typeof o.token === 'string') {
@@ -188,8 +187,9 @@ export function lockOwnerOf(raw: RawLock, facts: HostFacts): LockOwner | null {
     }
     return null;
   }
-  const pid = num(raw.pidFile);
-  if (pid === undefined || pid <= 0) return null;
+  // `.deploy.lock/pid` of the classic script, or a `.deploy.lock` file holding a pid (another tool's).
+  const pid = bashLockPid(raw.pidFile);
+  if (pid === undefined) return null;
   return { pid, host: facts.host, user: 'unknown', since, token: `bash-${pid}-${raw.inode}`, format: 'bash' };
 }
 
@@ -215,6 +215,7 @@ export function judgeRemoteLock(raw: RawLock, facts: HostFacts): RemoteLockInfo 
     ...(startedAtMs === undefined ? {} : { processStartedAtMs: startedAtMs }),
     lockCreatedAtMs: raw.mtimeMs ?? facts.nowMs,
     nowMs: facts.nowMs,
+    notADirectory: raw.kind !== 'dir',
   });
   const mtimeS = Math.floor((raw.mtimeMs ?? 0) / 1000);
   const identity: LockIdentity = owner?.format === 'atomic-deploy' ? { token: owner.token } : { inode: raw.inode, mtimeS };

@@ -69,7 +69,7 @@ export interface FleetStatusHost {
   /** The operation the live lock holder is running, from its journal (as the local status's `running`). */
   running?: string;
   recovered: string[];
-  /** With `current` missing: the release the host's log says went live last (as the local status's `lastLive`). */
+  /** With `current` missing: the release to restore, the last good one the host's log says went live (as the local status's `lastLive`). */
   lastLive?: string;
   error?: HostError;
 }

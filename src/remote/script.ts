@@ -137,6 +137,8 @@ lock_facts() {
   _p=
   if [ -f "$lock/owner.json" ]; then emit_file owner "$lock/owner.json"; json_get "$lock/owner.json" pid; _p=$J_val; fi
   if [ -f "$lock/pid" ]; then _q=; read -r _q 2>/dev/null < "$lock/pid"; emit pidfile "$_q"; [ -n "$_p" ] || _p=$_q; fi
+  # A lock file of another tool (echo $$ > .deploy.lock): the pid, if that is all it holds (see plan/lock.ts bashLockPid).
+  if [ -f "$lock" ] && [ ! -h "$lock" ] && [ "$(wc -c < "$lock" 2>/dev/null || echo 99)" -le 32 ]; then _q=; read -r _q 2>/dev/null < "$lock"; emit pidfile "$_q"; _p=$_q; fi
   emit inode "$(inode_of "$lock")"
   emit mtime "$(mtime_of "$lock")"
   case $_p in ''|*[!0-9]*) return 0 ;; esac

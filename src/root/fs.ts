@@ -15,23 +15,24 @@ import { deleteTree, removeTree } from '../act/remove-tree.ts';
 const LOSING = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'EISDIR', 'ENOTDIR']);
 
 function sameLock(dir: string, lock: LockIdentity): boolean {
-  const stat = directoryStat(dir);
-  if (stat === undefined) return false;
-  if ('token' in lock) {
-    // A lock taken on a full disk keeps its owner in a symlink's target instead of owner.json.
-    try {
-      return ownerLinkToken(fs.readlinkSync(path.join(dir, OWNER_LINK))) === lock.token;
-    } catch {
-      // No owner link: the usual owner.json.
-    }
-    try {
-      const owner = JSON.parse(readRegularFileSync(path.join(dir, 'owner.json'))) as { token?: unknown };
-      return owner.token === lock.token;
-    } catch {
-      return false;
-    }
+  if (!('token' in lock)) {
+    // A lock named by its inode may be another tool's lock file or symlink, moved aside as it is.
+    const stat = fs.lstatSync(dir, { throwIfNoEntry: false });
+    return stat !== undefined && String(stat.ino) === lock.inode && Math.floor(stat.mtimeMs / 1000) === lock.mtimeS;
   }
-  return String(stat.ino) === lock.inode && Math.floor(stat.mtimeMs / 1000) === lock.mtimeS;
+  if (directoryStat(dir) === undefined) return false;
+  // A lock taken on a full disk keeps its owner in a symlink's target instead of owner.json.
+  try {
+    return ownerLinkToken(fs.readlinkSync(path.join(dir, OWNER_LINK))) === lock.token;
+  } catch {
+    // No owner link: the usual owner.json.
+  }
+  try {
+    const owner = JSON.parse(readRegularFileSync(path.join(dir, 'owner.json'))) as { token?: unknown };
+    return owner.token === lock.token;
+  } catch {
+    return false;
+  }
 }
 
 /**

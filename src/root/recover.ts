@@ -21,6 +21,11 @@ export function mergedRecord(records: ReadonlyMap<string, ReleaseRecord>, id: st
   return { ...existing, ...change };
 }
 
+/** The record of a deploy that had switched: live, and unverified (as exit 7 or a signal records it) when its after-switch steps had not finished. */
+function deployedRecord(action: { id: string; unverified?: string }, now: string): Partial<ReleaseRecord> {
+  return { status: 'complete', activatedAt: now, ...(action.unverified === undefined ? {} : { afterSwitchFailure: `${action.unverified}; release ${action.id} went live unverified` }) };
+}
+
 export interface RecoveryInput {
   actions: readonly FleetRecoveryAction[];
   /** The records read under the lock: each change is merged into the record as it stands. */
@@ -63,7 +68,7 @@ export function recoveryProgram(input: RecoveryInput): RootProgram<'recovered'> 
         break;
       }
       case 'mark-deployed':
-        ops.push(...record(action.id, { status: 'complete', activatedAt: input.now }));
+        ops.push(...record(action.id, deployedRecord(action, input.now)));
         break;
       case 'keep-release':
         break;
@@ -115,7 +120,7 @@ export function afterRecovery<R extends ReleaseRecord>(input: {
         records.delete(action.id);
         break;
       case 'mark-deployed':
-        record(action.id, { status: 'complete', activatedAt: input.now });
+        record(action.id, deployedRecord(action, input.now));
         break;
       case 'mark-rolled-back':
         record(action.id, { status: 'rolled-back', endedAt: input.now });

@@ -49,8 +49,9 @@ mkdir_reachable() { (umask 022; mkdir -p -- "$1"); }
 copy_file() { put_dir && cp -- "$1" "$_w/$3" && mv -f -- "$_w/$3" "$2"; }
 # DIR TOKEN INODE MTIME: whether DIR is the lock named by its owner TOKEN, or (TOKEN empty) by its inode and mtime.
 same_lock() {
-  { [ -d "$1" ] && [ ! -h "$1" ]; } || return 1
-  if [ -n "$2" ]; then json_get "$1/owner.json" token; [ "$J_val" = "$2" ]; return; fi
+  if [ -n "$2" ]; then { [ -d "$1" ] && [ ! -h "$1" ]; } || return 1; json_get "$1/owner.json" token; [ "$J_val" = "$2" ]; return; fi
+  # Named by its inode: maybe another tool's lock file or symlink, moved aside as it is.
+  { [ -e "$1" ] || [ -h "$1" ]; } || return 1
   [ "$(inode_of "$1")" = "$3" ] && [ "$(mtime_of "$1")" = "$4" ]
 }
 # DIR GRACE: a directory with no entries, modified less than GRACE seconds ago.

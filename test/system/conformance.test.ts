@@ -174,6 +174,34 @@ const LOCK_SCENARIOS: LockScenario[] = [
     },
     expect: 'locked',
   },
+  {
+    name: "another tool's lock FILE (echo $$ > .deploy.lock) an hour old, its pid dead",
+    setup: async (root) => {
+      fs.writeFileSync(lockDir(root), `${await deadPid()}\n`);
+      const old = new Date(Date.now() - 3_600_000);
+      fs.utimesSync(lockDir(root), old, old);
+    },
+    expect: 'locked after a takeover',
+  },
+  {
+    name: "another tool's lock FILE with a live pid",
+    setup: (root) => {
+      const pid = liveSleeper();
+      fs.writeFileSync(lockDir(root), `${pid}\n`);
+      return Promise.resolve(() => assert.equal(fs.readFileSync(lockDir(root), 'utf8'), `${pid}\n`));
+    },
+    expect: 'LOCKED',
+  },
+  {
+    name: "another tool's lock that names no process (an old symlink): cannot be judged, held",
+    setup: (root) => {
+      fs.symlinkSync('/nonexistent', lockDir(root));
+      const old = new Date(Date.now() - 3_600_000);
+      fs.lutimesSync(lockDir(root), old, old);
+      return Promise.resolve(() => assert.equal(fs.readlinkSync(lockDir(root)), '/nonexistent'));
+    },
+    expect: 'LOCKED',
+  },
 ];
 
 describe('lock: every side judges and takes the lock alike', () => {

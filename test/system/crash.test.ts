@@ -226,3 +226,48 @@ void test('kill -9 at random moments of a rollback: current is the old or the pr
   });
   t.diagnostic(`${trials} rollback kills: ${formatTally(tally)}`);
 });
+
+// A deploy killed while its health check or after-switch hooks ran had switched, so recovery
+// finished it: recorded complete and verified, and a later rollback could land on it, while a
+// signal at the same moment records it live but unverified (exit 130). Recovery now knows from
+// the journal that something was still to run after the switch, and records it as a signal does.
+void test('kill -9 during the health check or the after-switch hooks: recovery records the release live but unverified, never verified', async (t) => {
+  const base = tempDir(t);
+  const lane = await makeLane(base, 'lane');
+  const config = (name: string, body: object): string => {
+    const file = path.join(base, `${name}.json`);
+    fs.writeFileSync(file, JSON.stringify({ keep: 0, ...body }));
+    return file;
+  };
+  const cases: { label: string; config: string; failpoint: string; unverified?: RegExp }[] = [
+    { label: 'health check', config: config('health', { healthCheck: { command: 'true' } }), failpoint: 'health-check', unverified: /its process ended before its health check finished/ },
+    { label: 'after-switch hooks', config: config('hooks', { hooks: { afterSwitch: 'true' }, healthCheck: { command: 'true' } }), failpoint: 'after-switch-hook', unverified: /its process ended before its after-switch hooks and health check finished/ },
+    // Controls: nothing to verify after the switch, or verified before the kill.
+    { label: 'no check', config: config('plain', {}), failpoint: 'after-switch' },
+    { label: 'a passed health check', config: config('health', { healthCheck: { command: 'true' } }), failpoint: 'log-written' },
+  ];
+  for (const c of cases) {
+    const killed = await runCli(['deploy', nextSource(lane), lane.root, '--json', '--config', c.config], { failpoints: `${c.failpoint}=crash` });
+    assert.equal(killed.signal, 'SIGKILL', `${c.label}: ${killed.stderr}`);
+    const live = fs.readlinkSync(path.join(lane.root, 'current')).split('/').pop() as string;
+    const st = await runCli(['status', lane.root]);
+    assert.equal(st.code, 0, st.stderr);
+    const record = JSON.parse(fs.readFileSync(path.join(lane.root, '.atomic-deploy', 'releases', `${live}.json`), 'utf8')) as { status: string; afterSwitchFailure?: string };
+    assert.equal(record.status, 'complete', c.label);
+    if (c.unverified) {
+      assert.match(st.stdout, new RegExp(`recovered: finished recording deploy of ${live} \\(it had switched; its process ended before .* finished: live, unverified\\)`), c.label);
+      assert.match(record.afterSwitchFailure ?? '', c.unverified, c.label);
+      const rel = await runCli(['releases', lane.root]);
+      assert.match(rel.stdout, new RegExp(`${live}.*active, unverified`), c.label);
+    } else {
+      assert.equal(record.afterSwitchFailure, undefined, `${c.label}: ${record.afterSwitchFailure}`);
+    }
+  }
+  // A journal of an older version (no word of what was still to run) is read as before: recorded complete.
+  const ids = fs.readdirSync(path.join(lane.root, 'releases')).sort();
+  const live = fs.readlinkSync(path.join(lane.root, 'current')).split('/').pop() as string;
+  fs.writeFileSync(path.join(lane.root, '.atomic-deploy', 'journal.json'), JSON.stringify({ v: 1, op: 'deploy', token: 't', pid: await deadPid(), startedAt: new Date().toISOString(), release: live, previous: ids.find((i) => i !== live) ?? null, phase: 'switched' }));
+  const st = await runCli(['status', lane.root]);
+  assert.equal(st.code, 0, st.stderr);
+  assert.match(st.stdout, new RegExp(`recovered: finished recording deploy of ${live} \\(it had switched\\)`));
+});

@@ -210,7 +210,7 @@ void describe('fleet input validation against namespace hosts', () => {
     assert.equal((await runCli(['rollback', ...args, '--to', 'r1'])).code, 0);
     fs.unlinkSync(path.join(one.srvDir, 'v-nolink', 'current'));
     const status = await runCli(['status', ...args]);
-    assert.match(status.stdout, new RegExp(`^${one.alias} +\\(missing\\) +free +current is missing; the release log says r1 was live last \\(rollback --to r1 restores it\\)$`, 'm'));
+    assert.match(status.stdout, new RegExp(`^${one.alias} +\\(missing\\) +free +current is missing; the release log says r1 is the last good release that was live \\(rollback --to r1 restores it\\)$`, 'm'));
     // Deployed to that host alone (the other is on r1): its prune keeps r1, as a local deploy's does.
     const deploy = await runCli(['deploy', src, '/srv/v-nolink', '--host', one.alias, '--ssh-config', fleet.sshConfigPath, '--keep', '1', '--release-id', 'r4', '--json']);
     assert.equal(deploy.code, 0, deploy.stderr);

@@ -120,3 +120,64 @@ void test('a root made fresh by us: folders put in releases/ by hand survive the
   }
   assert.deepEqual(visited, ['r06', 'r05', 'r04', 'r03']);
 });
+
+// Roots taken over from another tool (no release log): `releases/lost+found` (releases/ is a
+// mount) became the rollback target and was kept by prune as one while real releases went.
+void test('a taken-over root: a directory whose name no release id can have (lost+found) is no release: not listed, never a target, never pruned', async (t) => {
+  const dir = tempDir(t);
+  const root = foreignRoot(dir, ['20240101120000', '20240201120000', '20240301120000', 'lost+found'], '20240301120000');
+  const list = await runCli(['releases', root, '--json']);
+  assert.deepEqual(jsonOf<{ releases: { id: string }[] }>(list).releases.map((x) => x.id), ['20240301120000', '20240201120000', '20240101120000']);
+  const human = await runCli(['releases', root]);
+  assert.doesNotMatch(human.stdout, /lost/);
+  assert.match(human.stderr, /^warning: releases\/lost\+found is ignored, it is no release: no release id has such a name/m);
+  const plan = jsonOf<{ kept: { id: string; rule: string; reason: string }[]; removed: { id: string }[] }>(await runCli(['prune', root, '--keep', '1', '--dry-run', '--json']));
+  assert.deepEqual(plan.removed.map((x) => x.id), ['20240101120000']);
+  assert.match(plan.kept.find((k) => k.id === 'lost+found')?.reason ?? '', /not a release/);
+  const back = await runCli(['rollback', root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), '20240201120000');
+  const again = await runCli(['rollback', root]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(currentId(root), '20240101120000');
+  assert.equal((await runCli(['rollback', root])).code, 2);
+  assert.equal((await runCli(['prune', root, '--keep', '1'])).code, 0);
+  assert.ok(releaseIds(root).includes('lost+found'));
+});
+
+// The old tool had rolled back from 0301 to 0201: a plain rollback went FORWARD to 0301, and
+// prune removed 0101 (the real way back) and kept 0301.
+void test('a taken-over root with current on an older release: rollback goes back (never forward to what the old tool rolled back from), prune keeps the way back', async (t) => {
+  const dir = tempDir(t);
+  const root = foreignRoot(dir, ['20240101120000', '20240201120000', '20240301120000'], '20240201120000');
+  const plan = jsonOf<{ kept: { id: string; rule: string }[]; removed: { id: string }[] }>(await runCli(['prune', root, '--keep', '2', '--dry-run', '--json']));
+  assert.deepEqual(plan.removed.map((x) => x.id), ['20240301120000']);
+  assert.deepEqual(plan.kept.map((k) => [k.id, k.rule]), [['20240201120000', 'current'], ['20240101120000', 'rollback-target']]);
+  const back = await runCli(['rollback', root, '--dry-run', '--json']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(jsonOf<{ release: string }>(back).release, '20240101120000');
+  const real = await runCli(['rollback', root]);
+  assert.equal(real.code, 0, real.stderr);
+  assert.equal(currentId(root), '20240101120000');
+  // Reachable by name all the same.
+  const to = await runCli(['rollback', root, '--to', '20240301120000']);
+  assert.equal(to.code, 0, to.stderr);
+  assert.equal(currentId(root), '20240301120000');
+});
+
+// A folder with a database dump among the timestamp releases of a taken-over root became the
+// newest "previous", and a plain rollback served it.
+void test('a taken-over root of timestamp releases: a folder with another name and no record is never served by a plain rollback, and prune leaves it', async (t) => {
+  const dir = tempDir(t);
+  const root = foreignRoot(dir, ['20240101120000', '20240201120000'], '20240201120000');
+  writeTree(path.join(root, 'releases', 'backup'), { 'dump.sql': 'INSERT 1;\n' });
+  const roles = jsonOf<{ releases: { id: string; role: string }[] }>(await runCli(['releases', root, '--json'])).releases;
+  assert.equal(roles.find((x) => x.role === 'previous')?.id, '20240101120000');
+  const plan = jsonOf<{ kept: { id: string; rule: string }[] }>(await runCli(['prune', root, '--keep', '1', '--dry-run', '--json']));
+  assert.deepEqual(plan.kept.filter((k) => k.id === 'backup').map((k) => k.rule), ['never-served']);
+  const back = await runCli(['rollback', root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), '20240101120000');
+  assert.equal((await runCli(['rollback', root])).code, 2);
+  assert.equal(fs.readFileSync(path.join(root, 'releases', 'backup', 'dump.sql'), 'utf8'), 'INSERT 1;\n');
+});

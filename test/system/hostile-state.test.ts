@@ -1,11 +1,12 @@
 // State files and directories left by others (journals, records, release names) are data: an id
 // that is no valid release id is reported and never used in a path.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { deadPid } from '../harness/invariants.ts';
 
 async function deployed(t: { after(fn: () => void): void }, ids: string[]): Promise<{ dir: string; root: string; src: string }> {
   const dir = tempDir(t);
@@ -125,6 +126,48 @@ void test('a .deploy.lock that is a file, a symlink or a FIFO: deploy waits it o
     assert.equal(fs.existsSync(lock) || fs.lstatSync(lock, { throwIfNoEntry: false }) !== undefined, false, kind);
     assert.equal((await runCli(['deploy', src, root, '--release-id', 'r2', '--quiet'])).code, 0, kind);
     assert.equal(currentId(root), 'r2');
+  }
+});
+
+// An old tool's lock FILE (`echo $$ > .deploy.lock`) or a symlink, an hour old: each command moved
+// it aside, found "it changed" (a file is no lock directory), put it back and tried again, at
+// 100% CPU forever, whatever its --wait. Every run here is killed after 20 s: a hang fails.
+void test('a .deploy.lock file or symlink left by another tool is judged: a dead pid is taken over, a live one or no pid waits out --wait (exit 3), never a busy loop', async (t) => {
+  const { root, src } = await deployed(t, ['r1', 'r2']);
+  const lock = path.join(root, '.deploy.lock');
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  const bounded = { timeoutMs: 20_000 };
+
+  fs.writeFileSync(lock, `${await deadPid()}\n`);
+  fs.utimesSync(lock, hourAgo, hourAgo);
+  const st = await runCli(['status', root, '--json'], bounded);
+  assert.equal(st.code, 0, st.stderr);
+  assert.match(jsonOf<{ lock: { reason: string } }>(st).lock.reason, /is gone/);
+  const back = await runCli(['rollback', root, '--wait', '3'], bounded);
+  assert.equal(back.code, 0, `${back.signal ?? ''} ${back.stderr}`);
+  assert.match(back.stderr, /took over a stale lock: process \d+ is gone/);
+  assert.equal(currentId(root), 'r1');
+  assert.equal(fs.lstatSync(lock, { throwIfNoEntry: false }), undefined);
+
+  const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => sleeper.kill('SIGKILL'));
+  for (const kind of ['live pid', 'garbage', 'symlink'] as const) {
+    if (kind === 'symlink') fs.symlinkSync('/nonexistent', lock);
+    else fs.writeFileSync(lock, kind === 'live pid' ? `${sleeper.pid}\n` : 'garbage\n');
+    // A live pid's file is as new as its process (older, the pid would have been reused since).
+    if (kind !== 'live pid') fs.lutimesSync(lock, hourAgo, hourAgo);
+    for (const args of [['deploy', src, root, '--release-id', 'r3'], ['rollback', root], ['prune', root, '--keep', '1']]) {
+      const started = Date.now();
+      const r = await runCli([...args, '--wait', '2'], bounded);
+      assert.equal(r.code, 3, `${kind} ${args[0]}: ${r.signal ?? ''} ${r.stderr}`);
+      assert.ok(Date.now() - started >= 2_000 && Date.now() - started < 15_000, `${kind} ${args[0]}: --wait 2 honoured`);
+      assert.match(r.stderr, /after the 2 s --wait/, kind);
+      assert.match(r.stderr, kind === 'live pid' ? /unlock .*root\n/ : /unlock .*root --force/, kind);
+    }
+    assert.ok(fs.lstatSync(lock, { throwIfNoEntry: false }) !== undefined, `${kind}: left in place`);
+    assert.equal(currentId(root), 'r1', kind);
+    assert.deepEqual(releaseIds(root), ['r1', 'r2'], kind);
+    fs.unlinkSync(lock);
   }
 });
 

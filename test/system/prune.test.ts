@@ -399,13 +399,64 @@ void test('a dangling current (its release removed by hand): status warns that n
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /^current: \(dangling\)$/m);
   assert.match(status.stderr, /^warning: current points to releases\/r2, which is not there: nothing is served through it$/m);
-  assert.match(status.stderr, new RegExp(`^hint: restore the release that was live last: atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to r1$`, 'm'));
+  assert.match(status.stderr, new RegExp(`^hint: restore the last good release that was live: atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to r1$`, 'm'));
   const json = jsonOf<{ currentState: string; danglingTarget?: string; lastLive?: string; warnings?: string[] }>(await runCli(['status', root, '--json']));
   assert.deepEqual([json.currentState, json.danglingTarget, json.lastLive], ['dangling', 'releases/r2', 'r1']);
   assert.equal(json.warnings?.length, 1);
   assert.equal((await runCli(['rollback', root, '--to', 'r1', '--quiet'])).code, 0);
   assert.equal(currentId(root), 'r1');
   assert.doesNotMatch((await runCli(['status', root])).stderr, /warning/);
+});
+
+// A directory at .atomic-deploy/manifests/<id>.json (no manifest of ours is one) stopped prune
+// midway with EISDIR: the releases before it had left releases/ and been marked pruned, the error
+// listed neither, and `deploy --keep` said only "prune stopped".
+void test('a directory in place of a pruned release\'s manifest does not stop the prune: it goes with the release, and the prune reports all it removed', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7']);
+  const odd = (id: string): string => {
+    const manifest = path.join(root, '.atomic-deploy', 'manifests', `${id}.json`);
+    fs.rmSync(manifest);
+    writeTree(manifest, { 'x.json': '{}\n' });
+    return manifest;
+  };
+  const m3 = odd('r3');
+  const r = await runCli(['prune', root, '--keep', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(jsonOf<{ removed: { id: string }[] }>(r).removed.map((x) => x.id), ['r5', 'r4', 'r3', 'r2', 'r1']);
+  assert.deepEqual(releaseIds(root), ['r6', 'r7']);
+  assert.equal(fs.existsSync(m3), false);
+
+  await deployIds(src, root, ['r8', 'r9']);
+  const m6 = odd('r6');
+  fs.writeFileSync(path.join(src, 'index.html'), 'r10\n');
+  const d = await runCli(['deploy', src, root, '--release-id', 'r10', '--no-fsync', '--keep', '2']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.doesNotMatch(d.stderr, /prune stopped|warning/);
+  assert.deepEqual(releaseIds(root), ['r10', 'r9']);
+  assert.equal(fs.existsSync(m6), false);
+});
+
+// A release that went live and failed its health check (rolled back from) went live last, and
+// status named it as the one to restore, dangling current or missing alike.
+void test('status names, as the release to restore, the last release that went live and stayed good and is still there, never a failed one', async (t) => {
+  const { src, root } = setup(t);
+  await deployIds(src, root, ['good1', 'good2']);
+  fs.writeFileSync(path.join(src, 'index.html'), 'bad3\n');
+  const bad = await runCli(['deploy', src, root, '--release-id', 'bad3', '--no-fsync', '--quiet', '--keep', '0', '--health-check', 'false', '--health-timeout', '1']);
+  assert.equal(bad.code, 4, bad.stderr);
+  assert.equal(currentId(root), 'good2');
+  fs.rmSync(path.join(root, 'releases', 'good2'), { recursive: true });
+  const dangling = await runCli(['status', root]);
+  assert.equal(dangling.code, 0, dangling.stderr);
+  assert.match(dangling.stderr, new RegExp(`^hint: restore the last good release that was live: atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to good1$`, 'm'));
+  assert.equal(jsonOf<{ lastLive?: string }>(await runCli(['status', root, '--json'])).lastLive, 'good1');
+  fs.unlinkSync(path.join(root, 'current'));
+  const missing = await runCli(['status', root]);
+  assert.match(missing.stdout, /^note: +current is missing; the release log says good1 is the last good release that was live: restore it with atomic-deploy rollback .* --to good1$/m);
+  assert.equal(jsonOf<{ lastLive?: string }>(await runCli(['status', root, '--json'])).lastLive, 'good1');
+  assert.equal((await runCli(['rollback', root, '--to', 'good1', '--quiet'])).code, 0);
+  assert.equal(currentId(root), 'good1');
 });
 
 void test('current missing in a root with releases: status and the deploy name the release the log says was live last, and the deploy\'s prune keeps it', async (t) => {
@@ -416,7 +467,7 @@ void test('current missing in a root with releases: status and the deploy name t
   const status = await runCli(['status', root]);
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /^current: \(missing\)$/m);
-  assert.match(status.stdout, new RegExp(`^note: +current is missing; the release log says r1 was live last: restore it with atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to r1$`, 'm'));
+  assert.match(status.stdout, new RegExp(`^note: +current is missing; the release log says r1 is the last good release that was live: restore it with atomic-deploy rollback ${root.replaceAll('/', '\\/')} --to r1$`, 'm'));
   fs.writeFileSync(path.join(src, 'index.html'), 'r4\n');
   const dry = await runCli(['deploy', src, root, '--keep', '1', '--release-id', 'r4', '--no-fsync', '--dry-run', '--json']);
   assert.equal(dry.code, 0, dry.stderr);

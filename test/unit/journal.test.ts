@@ -21,6 +21,7 @@ const journal: fc.Arbitrary<Journal> = fc.oneof(
     previous: fc.option(id, { nil: null }),
     phase: fc.constantFrom('copying' as const, 'ready' as const, 'switched' as const, 'rolling-back' as const),
     reason: fc.option(fc.string(), { nil: undefined }),
+    verifying: fc.option(fc.constantFrom('its health check', 'its after-switch hooks and health check', 'bad\u001b[2J words'), { nil: undefined }),
   }),
   fc.record({
     v: fc.constant(1 as const),
@@ -128,6 +129,19 @@ void test('a deploy that had switched is recorded as deployed, not undone', () =
       fc.pre(j.op === 'deploy' && j.phase !== 'rolling-back');
       const actions = planRecovery(j, { ...f, currentId: j.release, releaseExists: true });
       assert.ok(actions.some((a) => a.kind === 'mark-deployed' && a.id === j.release));
+    }),
+  );
+});
+
+void test('a switched deploy whose after-switch steps had not finished is recorded unverified; one from an older journal, or verified, is not', () => {
+  fc.assert(
+    fc.property(journal, facts, (j, f) => {
+      fc.pre(j.op === 'deploy' && j.phase === 'switched');
+      const actions = planRecovery(j, { ...f, currentId: j.release, releaseExists: true });
+      const mark = actions.find((a) => a.kind === 'mark-deployed');
+      assert.ok(mark?.kind === 'mark-deployed');
+      if (j.verifying === undefined) assert.equal(mark.unverified, undefined);
+      else assert.match(mark.unverified ?? '', /^its process ended before its [a-z ,-]+ finished$/);
     }),
   );
 });

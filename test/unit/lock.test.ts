@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { judgeLock, OWNERLESS_GRACE_MS, type LockFacts, type LockOwner } from '../../src/plan/lock.ts';
+import { bashLockPid, judgeLock, OWNERLESS_GRACE_MS, type LockFacts, type LockOwner } from '../../src/plan/lock.ts';
 
 const HOST = 'web1';
 const owner = fc.record({
@@ -78,4 +78,20 @@ void test('a lock with no owner is held while it may still be filled in, stale a
       assert.equal(verdict.state, age < OWNERLESS_GRACE_MS ? 'held' : 'stale');
     }),
   );
+});
+
+void test('a .deploy.lock that is no directory and names no process (another tool\'s) is held at any age: nothing can judge it', () => {
+  fc.assert(
+    fc.property(facts, fc.integer({ min: 0, max: 1e9 }), (f, age) => {
+      const verdict = judgeLock(null, { ...f, lockCreatedAtMs: 1e12, nowMs: 1e12 + age, notADirectory: true });
+      assert.equal(verdict.state, 'held');
+      assert.match(verdict.reason, /cannot be judged/);
+    }),
+  );
+});
+
+void test('a bash tool\'s pid (.deploy.lock/pid, or a .deploy.lock file) is a positive number and nothing else', () => {
+  assert.equal(bashLockPid('4242\n'), 4242);
+  assert.equal(bashLockPid(' 17 '), 17);
+  for (const text of [undefined, '', '0', '-3', '12 34', 'garbage', '4242\nmore', '1e3']) assert.equal(bashLockPid(text), undefined, String(text));
 });

@@ -232,3 +232,26 @@ void test('property: in a root our log began fresh, prune never removes a direct
     }),
   );
 });
+
+void test('a taken-over root with current on an older release: what sorts after it (the old tool rolled back from it) is older than the way back', () => {
+  const ordered = orderReleases([{ id: '20240101120000' }, { id: '20240201120000' }, { id: '20240301120000' }], '20240201120000');
+  assert.deepEqual(ids(ordered), ['20240301120000', '20240101120000', '20240201120000']);
+  assert.equal(rollbackTarget(ordered, '20240201120000')?.id, '20240101120000');
+  assert.deepEqual(selectPrune(ordered, { currentId: '20240201120000', keep: 2 }).remove.map((x) => x.release.id), ['20240301120000']);
+  // Deployer numbers alike: current 10, rolled back from 11.
+  assert.equal(rollbackTarget(orderReleases([{ id: '9' }, { id: '10' }, { id: '11' }], '10'), '10')?.id, '9');
+});
+
+void test('a folder whose name no release id can have, or (among timestamp releases) no timestamp, is never served: never a target, never pruned', () => {
+  for (const odd of ['lost+found', 'backup', 'old copy']) {
+    const ordered = orderReleases([{ id: '20240101120000' }, { id: odd }, { id: '20240201120000' }], '20240201120000');
+    assert.equal(rollbackTarget(ordered, '20240201120000')?.id, '20240101120000', odd);
+    const d = selectPrune(ordered, { currentId: '20240201120000', keep: 1 });
+    assert.deepEqual(d.keep.filter((k) => k.release.id === odd).map((k) => k.rule), ['never-served'], odd);
+  }
+  // Without timestamp releases (Deployer's numbers, tags) a plain name is a release as before; lost+found never is.
+  const tags = orderReleases([{ id: 'v1' }, { id: 'lost+found' }, { id: 'v2' }, { id: 'v3' }], 'v3');
+  assert.equal(rollbackTarget(tags, 'v3')?.id, 'v2');
+  assert.equal(rollbackTarget(tags, 'v2')?.id, 'v1');
+  assert.deepEqual(selectPrune(tags, { currentId: 'v3', keep: 1 }).remove.map((x) => x.release.id), ['v1']);
+});
