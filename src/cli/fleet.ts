@@ -3,6 +3,7 @@ import { compareReleaseIds } from '../plan/release-id.ts';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DeployError, EXIT, exitCodeForSignal } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
+import type { FleetDeployResult } from '../remote/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetDeployOptions, FleetDeployPlan, FleetHostSpec, FleetOptions, FleetPruneHost, FleetReleasesResult, FleetWave } from '../remote/ops.ts';
 import type * as RemoteOps from '../remote/ops.ts';
@@ -267,8 +268,9 @@ export function fleetDeployCli(cli: FleetCli, source: string, root: string | und
         const d = r.hosts.find((x) => x.host === h.host);
         return d ? `${d.transferred ?? '?'} of ${r.files} files sent${d.copiedOnHost ? `, ${d.copiedOnHost} copied on the host` : d.linked !== undefined ? `, ${d.linked} linked` : ''}${d.switchedAfterMs !== undefined ? `, switched at +${d.switchedAfterMs} ms` : ''}${d.health === 'failed' ? ', health check failed' : ''}${d.afterSwitchFailure !== undefined ? `, ${d.afterSwitchFailure}` : ''}${d.pruned && d.pruned.length > 0 ? `, pruned ${d.pruned.join(' ')}` : ''}` : '';
       }),
-      // Within a failure budget some hosts are not on it: the line counts the hosts it is live on.
-      line: `deployed ${r.release} to ${r.tolerated.length > 0 ? `${r.hosts.length - r.tolerated.length} of ${r.hosts.length} hosts (not on: ${r.tolerated.join(', ')})` : plural(r.hosts.length, 'host')} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})${prunedPart(r.hosts)}`,
+      // Within a failure budget some hosts are not on it: the line counts the hosts it is live on
+      // (a failed host that switched before it went silent is on it, unverified).
+      line: `deployed ${r.release} to ${fleetReach(r)} (${plural(r.files, 'file')}, ${r.durationMs} ms; switch skew ${skew(r)})${prunedPart(r.hosts)}`,
       // The deploy stands on every host but an after-switch hook or reload failed on some: exit 7, as locally.
       ...(r.afterSwitchFailure === undefined ? {} : { error: afterSwitchError(r.release, r.afterSwitchFailure, root === undefined ? 'atomic-deploy rollback with the same hosts and config as this deploy' : `atomic-deploy rollback ${shellWord(root)} ${cli.hosts.map((h) => `--host ${shellWord(h.host)}`).join(' ')}`) }),
     }),
@@ -454,4 +456,14 @@ function pruneTable(dryRun: boolean, hosts: readonly FleetPruneHost[]): string {
     rows.push([h.host, (h.removed ?? []).map((x) => x.id).join(' ') || '-', (h.kept ?? []).map((x) => `${x.id} (${x.reason})`).join(', ') || '-', ...(failed ? [note] : [])]);
   }
   return table(rows);
+}
+
+/** `3 hosts`, or within a failure budget `2 of 3 hosts (not on: web2)`, with the failed hosts on it said unverified. */
+function fleetReach(r: Pick<FleetDeployResult, 'hosts' | 'tolerated' | 'release'>): string {
+  if (r.tolerated.length === 0) return plural(r.hosts.length, 'host');
+  const failed = r.hosts.filter((h) => r.tolerated.includes(h.host));
+  const notOn = failed.filter((h) => h.outcome !== 'switched').map((h) => h.host);
+  const unverified = failed.filter((h) => h.outcome === 'switched').map((h) => h.host);
+  const parts = [notOn.length > 0 ? `not on: ${notOn.join(', ')}` : '', unverified.length > 0 ? `unverified: ${unverified.join(', ')}` : ''].filter(Boolean);
+  return `${r.hosts.length - notOn.length} of ${r.hosts.length} hosts (${parts.join('; ')})`;
 }

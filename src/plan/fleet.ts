@@ -273,8 +273,14 @@ export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'ro
   const healthy = (h: SwitchReport): boolean => h.switched && !h.lost && h.health !== 'failed';
   const reachable = hosts.filter((h) => h.switched && !h.lost);
   const unhealthy = hosts.filter((h) => h.health === 'failed').map((h) => h.host);
-  const incomplete = failed.filter((h) => h.health !== 'failed').map((h) => h.host);
-  const why = [unhealthy.length > 0 ? `the health check failed on ${unhealthy.join(', ')}` : '', incomplete.length > 0 ? `the switch did not complete on ${incomplete.join(', ')}` : ''].filter(Boolean).join('; ');
+  // A host that switched and then went silent is on the release, its checks unheard: not a switch that did not complete.
+  const lostAfter = failed.filter((h) => h.health !== 'failed' && h.switched && h.lost && h.failed !== true).map((h) => h.host);
+  const incomplete = failed.filter((h) => h.health !== 'failed' && !lostAfter.includes(h.host)).map((h) => h.host);
+  const why = [
+    unhealthy.length > 0 ? `the health check failed on ${unhealthy.join(', ')}` : '',
+    incomplete.length > 0 ? `the switch did not complete on ${incomplete.join(', ')}` : '',
+    lostAfter.length > 0 ? `the connection to ${lostAfter.join(', ')} was lost after ${lostAfter.length === 1 ? 'its' : 'their'} switch (${lostAfter.length === 1 ? 'it stays' : 'they stay'} on the release, unverified, until a command reaches ${lostAfter.length === 1 ? 'it' : 'them'})` : '',
+  ].filter(Boolean).join('; ');
   const undo = hosts.filter((h) => !h.switched && !h.lost).map((h) => h.host);
   if (ok) return { ok, commit: reachable.map((h) => h.host), back: [], undo, reason: '', tolerated: [] };
   if (within) {

@@ -976,8 +976,13 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       // A signal during the commits (after the hosts' verdicts): they finished, as every step after a switch does.
       if (result.interruptedAfterSwitch && !signalSaid) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)} after the switch: the hosts' commits finished` });
       if (pruneSkipped.length > 0) emit({ type: 'warning', message: `interrupted by ${signalOf(options.signal?.reason)}: no release was pruned${pruneSkipped.length < decision.commit.length ? ` on ${pruneSkipped.join(', ')}` : ''} (the next deploy or prune does it)` });
-      if (decision.tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed and ${decision.tolerated.length === 1 ? 'is' : 'are'} not on ${releaseId} (${reason})` });
-      const live = fleet.hosts.length - decision.tolerated.length;
+      // A failed host that switched before it went silent is on the release all the same, unverified.
+      const tolerated = hostRows.filter((r) => decision.tolerated.includes(r.host));
+      const onIt = tolerated.filter((r) => r.outcome === 'switched').map((r) => r.host);
+      const notOn = tolerated.filter((r) => r.outcome !== 'switched').map((r) => r.host);
+      const be = (hosts: readonly string[]): string => (hosts.length === 1 ? 'is' : 'are');
+      if (tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed (${reason})${notOn.length > 0 ? `; ${notOn.join(', ')} ${be(notOn)} not on ${releaseId}` : ''}${onIt.length > 0 ? `; ${onIt.join(', ')} ${be(onIt)} on ${releaseId}, unverified` : ''}` });
+      const live = fleet.hosts.length - notOn.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
@@ -1005,7 +1010,10 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     // Kept: say where it is live, hosts that failed included (a failed health check keeps the host on the release).
     const liveOn = hostRows.filter((r) => r.current === releaseId).length;
     const kept = liveOn === fleet.hosts.length ? `release ${releaseId} is live on every host, the failed ones included (--on-failure keep)` : `release ${releaseId} is live on ${liveOn} of ${fleet.hosts.length} hosts (--on-failure keep)`;
-    throw fleetError(fleet.hosts, keep ? kept : `release ${releaseId} did not switch everywhere`, { ...result });
+    // Not every host went back (one lost after its switch stays on it until a command reaches it): say which did, and why.
+    const sentBack = fleet.hosts.filter((h) => outcomeOf(per.get(h)) === 'switched-back').map((h) => h.label);
+    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : `release ${releaseId} did not switch everywhere`;
+    throw fleetError(fleet.hosts, keep ? kept : summary, { ...result });
   } finally {
     hashing.abort();
     options.signal?.removeEventListener('abort', onSignal);

@@ -135,6 +135,35 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.notEqual(j.release, v3);
   });
 
+  // Within the failure budget, a host whose connection went after its switch (its health check
+  // unheard) was said to be "not on" the release, in the warning and the summary line, while it
+  // served it (its own row said switched).
+  void test('--max-fail: a host lost after its switch is said to be on the release, unverified, not "not on" it', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('budget');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const v1 = currentOf(on(h2));
+    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--max-fail', '1', '--health-check', 'sleep 4'], { env, timeoutMs: 120_000 });
+    let r: Awaited<typeof run.done>;
+    try {
+      const deadline = Date.now() + 60_000;
+      while (currentOf(on(h2)) === v1) {
+        assert.ok(Date.now() < deadline, 'host2 never switched');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await h2.linkDown();
+      r = await run.done;
+    } finally {
+      await h2.linkUp();
+    }
+    assert.equal(r.code, 0, r.stderr);
+    const v2 = currentOf(on(h1));
+    assert.equal(currentOf(on(h2)), v2, 'host2 serves the new release');
+    assert.match(r.stderr, new RegExp(`^warning: within the failure budget \\(--max-fail 1\\): ${h2.alias} failed \\(the connection to ${h2.alias} was lost after its switch \\(it stays on the release, unverified, until a command reaches it\\)\\); ${h2.alias} is on ${v2}, unverified$`, 'm'));
+    assert.doesNotMatch(r.stderr, /not on/);
+    assert.match(r.stdout, new RegExp(`deployed ${v2} to 2 of 2 hosts \\(unverified: ${h2.alias}\\)`));
+  });
+
   void test('with a health check, a failing after-switch hook switches every host back (exit 4)', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = newRoot('health');

@@ -159,8 +159,8 @@ void test('after the switch: commit only when every host switched and is healthy
   const all = [{ host: 'a', switched: true, lost: false, health: 'ok' as const }, { host: 'b', switched: true, lost: false }];
   assert.deepEqual(decideAfterSwitch(all, 'rollback'), { ok: true, commit: ['a', 'b'], back: [], undo: [], reason: '', tolerated: [] });
   const refused = [{ host: 'a', switched: true, lost: false }, { host: 'b', switched: false, lost: false }, { host: 'c', switched: true, lost: true }];
-  assert.deepEqual(decideAfterSwitch(refused, 'rollback'), { ok: false, commit: [], back: ['a'], undo: ['b'], reason: 'the switch did not complete on b, c', tolerated: [] });
-  assert.deepEqual(decideAfterSwitch(refused, 'keep'), { ok: false, commit: ['a'], back: [], undo: ['b'], reason: 'the switch did not complete on b, c', tolerated: [] });
+  assert.deepEqual(decideAfterSwitch(refused, 'rollback'), { ok: false, commit: [], back: ['a'], undo: ['b'], reason: 'the switch did not complete on b; the connection to c was lost after its switch (it stays on the release, unverified, until a command reaches it)', tolerated: [] });
+  assert.deepEqual(decideAfterSwitch(refused, 'keep'), { ok: false, commit: ['a'], back: [], undo: ['b'], reason: 'the switch did not complete on b; the connection to c was lost after its switch (it stays on the release, unverified, until a command reaches it)', tolerated: [] });
   const sick = [{ host: 'a', switched: true, lost: false, health: 'failed' as const }, { host: 'b', switched: true, lost: false, health: 'ok' as const }];
   assert.deepEqual(decideAfterSwitch(sick, 'rollback'), { ok: false, commit: [], back: ['a', 'b'], undo: [], reason: 'the health check failed on a', tolerated: [] });
   fc.assert(
