@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { userOf } from './act/users.ts';
+import { shellWord } from './plan/paths.ts';
 /** Stable error codes: scripts may match on them, so they never change meaning. */
 export type ErrorCode =
   | 'USAGE'
@@ -185,10 +186,78 @@ export function ioError(what: string, error: unknown): DeployError {
     const asRoot = process.getuid?.() === 0;
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {
       cause: error,
-      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : (ownerHint(error) ?? 'run as the user that owns the deploy root'),
+      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : (quietly(ownModeHint, error) ?? quietly(ownerHint, error) ?? 'run as the user that owns the deploy root'),
     });
   }
   return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });
+}
+
+/**
+ * A hint built by looking at the disk, or undefined when that look fails too: the hint is for an
+ * error being reported, and a second refusal while building it (the path that failed is one this
+ * user may not even lstat) must not replace that error with an uncaught one.
+ */
+function quietly(hint: (error: unknown) => string | undefined, error: unknown): string | undefined {
+  try {
+    return hint(error);
+  } catch {
+    return undefined;
+  }
+}
+
+/** System calls that change a directory's entries: they need its owner's write bit as well as search. */
+const CHANGES_ENTRIES = new Set(['mkdir', 'rename', 'unlink', 'rmdir', 'symlink', 'link', 'mkdtemp', 'copyfile']);
+/** System calls that read a directory's entries: they need its owner's read bit as well as search. */
+const READS_ENTRIES = new Set(['scandir', 'opendir']);
+
+/**
+ * The owner's bits a directory on the way to a failed call needs (pure): search for every one;
+ * write for the one whose entries the call changes (an open that failed on a missing file was
+ * creating it); read and search for the one the call lists.
+ */
+export function ownerBitsNeeded(role: 'above' | 'parent' | 'named', syscall: string | undefined, namedExists: boolean): number {
+  if (role === 'above') return 0o100;
+  if (role === 'parent') return CHANGES_ENTRIES.has(syscall ?? '') || (syscall === 'open' && !namedExists) ? 0o300 : 0o100;
+  return READS_ENTRIES.has(syscall ?? '') ? 0o500 : 0;
+}
+
+/**
+ * The hint for a directory that is this user's own but whose mode refuses its owner (a root given
+ * `chmod -R 644`, its state directory `chmod 000`, a directory made under a umask that took the
+ * owner's bits): "run as the user that owns the deploy root" would send them to themselves. The
+ * directory is the first on the way to the failing path (from /) that is theirs and lacks a bit
+ * the call needed of it; undefined when there is none (another user's directory refused: ownerHint).
+ */
+function ownModeHint(error: unknown): string | undefined {
+  const uid = process.getuid?.();
+  const e = error as NodeJS.ErrnoException | undefined;
+  const named = e?.path;
+  if (uid === undefined || typeof named !== 'string' || !path.isAbsolute(named)) return undefined;
+  const chain: string[] = [];
+  for (let p = named; ; p = path.dirname(p)) {
+    chain.unshift(p);
+    if (path.dirname(p) === p) break;
+  }
+  const seen = chain.map((p) => {
+    try {
+      return fs.lstatSync(p, { throwIfNoEntry: false });
+    } catch {
+      // Not visible: a directory above it refused.
+      return undefined;
+    }
+  });
+  const namedExists = seen[seen.length - 1] !== undefined;
+  for (const [i, p] of chain.entries()) {
+    const st = seen[i];
+    // Not visible: the directory above refused, and it was not this user's own (or it was said).
+    if (st === undefined) return undefined;
+    const role = i === chain.length - 1 ? 'named' : i === chain.length - 2 ? 'parent' : 'above';
+    const needed = ownerBitsNeeded(role, e?.syscall, namedExists);
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & needed) === needed) continue;
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+    return `${p} is this user's own, but its mode is ${mode}, which refuses its owner: chmod u+rwx ${shellWord(p)}`;
+  }
+  return undefined;
 }
 
 /**

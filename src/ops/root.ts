@@ -9,6 +9,8 @@ import { layoutOf, type Layout } from '../act/layout.ts';
 import { symlinkTarget } from '../act/read.ts';
 import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkUmask } from '../plan/validate.ts';
+import { currentUmask } from '../act/mkdirs.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -330,8 +332,14 @@ function expected(what: string, error: unknown): unknown {
   return /^E[A-Z0-9]+$/.test(errnoOf(error) ?? '') ? ioError(what, error) : error;
 }
 
+/** Refuses (USAGE) a umask that takes the owner's own bits, before a command makes anything. */
+export function assertOwnerUmask(): void {
+  checkUmask(currentUmask());
+}
+
 /** Runs `body` holding the root's lock; the lock is released however `body` ends. */
 export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
+  assertOwnerUmask();
   let lock: LockHandle;
   try {
     const emit = options.emit;

@@ -848,3 +848,40 @@ void test('current through a link between releases: rollback --to repairs it in 
   assert.equal(rec.status, 'complete', 'going forward from r1 to r2 leaves r1 good');
   assert.ok(fs.existsSync(path.join(root, 'releases', 'stable')), 'the link made by hand stays');
 });
+
+// A root that is this user's own but whose modes refuse them (`chmod -R 644` on it, `chmod 000`
+// on its state directory): the hint for the error looked up the failing path, and that lookup
+// threw again (a Node stack, no JSON under --json); rollback said "run as the user that owns the
+// deploy root" to that user.
+void test('a root this user owns whose modes refuse them: permission denied naming the directory and its mode, exit 1, JSON, no stack trace, nothing changed', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  execFileSync('chmod', ['-R', 'a+rX', src]);
+  const home = path.join(dir, 'home');
+  fs.mkdirSync(home);
+  execFileSync('chown', ['nobody:', home]);
+  const root = path.join(home, 'root');
+  for (const id of ['o1', 'o2']) {
+    const r = await runWrapped(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'], { prefix: asUser('nobody') });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const commands = [['status', root], ['releases', root], ['verify', root], ['rollback', root], ['prune', root, '--keep', '1'], ['deploy', src, root, '--no-fsync']];
+  for (const [shut, mode, shown] of [[root, 0o644, '0644'], [path.join(root, '.atomic-deploy'), 0o000, '0000']] as const) {
+    fs.chmodSync(shut, mode);
+    const before = treeSnapshot(dir, { times: true });
+    for (const args of commands) {
+      const label = `${shut} ${shown}, ${args[0]}`;
+      const r = await runWrapped(args, { prefix: asUser('nobody') });
+      assert.equal(r.code, 1, `${label}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: permission denied while [^\n]*EACCES[^\n]*$/m, label);
+      assert.match(r.stderr, new RegExp(`^hint: ${shut} is this user's own, but its mode is ${shown}, which refuses its owner: chmod u\\+rwx ${shut}$`, 'm'), label);
+      assert.doesNotMatch(r.stderr, /unexpected failure|this is a bug|\n\s+at |run as the user that owns/, label);
+      const j = await runWrapped([...args, '--json'], { prefix: asUser('nobody') });
+      assert.equal(j.code, 1, label);
+      assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'IO', label);
+    }
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before, shown);
+    fs.chmodSync(shut, 0o755);
+  }
+});
