@@ -175,6 +175,13 @@ export function ioError(what: string, error: unknown): DeployError {
       hint: 'free space (for example: atomic-deploy prune <root> --keep 3) and deploy again',
     });
   }
+  if (errno === 'EMFILE' || errno === 'ENFILE') {
+    const limit = errno === 'EMFILE' ? OPEN_FILE_LIMIT : undefined;
+    return new DeployError('IO', `${errno === 'EMFILE' ? `too many open files${limit === undefined ? '' : ` (ulimit -n ${limit})`}` : "the system's table of open files is full"} while ${what}: ${reason}`, {
+      cause: error,
+      hint: errno === 'EMFILE' ? `raise the limit of open files: ulimit -n 1024 (a deploy needs at least ${MIN_OPEN_FILES})` : 'close files other programs hold open, or raise the system limit (sysctl fs.file-max)',
+    });
+  }
   if (errno === 'EROFS') {
     return new DeployError('IO', `read-only file system while ${what}`, {
       cause: error,
@@ -191,6 +198,21 @@ export function ioError(what: string, error: unknown): DeployError {
   }
   return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });
 }
+
+/** The fewest open files a deploy needs (measured: Node itself, its thread pool, the modules it loads, the copy). */
+const MIN_OPEN_FILES = 32;
+
+/**
+ * This process's soft limit of open files (`ulimit -n`), from /proc where there is one. Read once,
+ * when this module loads: at the limit there is no descriptor left to read it with.
+ */
+const OPEN_FILE_LIMIT = ((): string | undefined => {
+  try {
+    return /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+})();
 
 /**
  * A hint built by looking at the disk, or undefined when that look fails too: the hint is for an

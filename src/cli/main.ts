@@ -718,8 +718,8 @@ function assertWorkingDirectory(): void {
   }
 }
 
-/** A system call refused for a reason outside the program: permissions, a read-only or full disk. */
+/** A system call refused for a reason outside the program: permissions, a read-only or full disk, too few open files. */
 function isEnvironmentError(error: unknown): boolean {
   const code = errnoOf(error);
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT';
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT' || code === 'EMFILE' || code === 'ENFILE';
 }

@@ -885,3 +885,22 @@ void test('a root this user owns whose modes refuse them: permission denied nami
     fs.chmodSync(shut, 0o755);
   }
 });
+
+// A low open-file limit: the CLI's own modules could not be loaded (EMFILE), and the user was told
+// "unexpected failure … this is a bug" with a stack.
+void test('too few open files (ulimit -n): one line naming the limit, a hint to raise it, exit 1, JSON, nothing written', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}.txt`, `${i}\n`])));
+  const root = path.join(dir, 'root');
+  const lowest = { prefix: ['sh', '-c', 'ulimit -n 24 && exec "$@"', 'sh'] };
+  const r = await runWrapped(['deploy', src, root], lowest);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^error: too many open files \(ulimit -n 24\) while [^\n]*EMFILE[^\n]*\nhint: raise the limit of open files: ulimit -n 1024 \(a deploy needs at least 32\)\n$/);
+  const j = await runWrapped(['deploy', src, root, '--json'], lowest);
+  assert.equal(j.code, 1, j.stderr);
+  assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'IO');
+  assert.equal(fs.existsSync(root), false);
+  // The limit the hint names is enough.
+  const enough = await runWrapped(['deploy', src, root, '--quiet'], { prefix: ['sh', '-c', 'ulimit -n 32 && exec "$@"', 'sh'] });
+  assert.equal(enough.code, 0, enough.stderr);
+});
