@@ -164,15 +164,20 @@ export function errnoOf(error: unknown): string | undefined {
   return undefined;
 }
 
-/** Turns a system error during an operation into a DeployError with a useful message. */
-export function ioError(what: string, error: unknown): DeployError {
+/**
+ * Turns a system error during an operation into a DeployError with a useful message. `root`: the
+ * deploy root the operation works in, for hints that name it (else the one the failing path lies in).
+ */
+export function ioError(what: string, error: unknown, root?: string): DeployError {
   if (isDeployError(error)) return error;
   const errno = errnoOf(error);
   const reason = error instanceof Error ? error.message : String(error);
   if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    const named = (error as NodeJS.ErrnoException).path;
+    const where = root ?? (typeof named === 'string' ? rootAround(named) : undefined);
     return new DeployError('NO_SPACE', `no space left on device while ${what}`, {
       cause: error,
-      hint: 'free space (for example: atomic-deploy prune <root> --keep 3) and deploy again',
+      hint: noSpaceHint(where, where === undefined ? undefined : quietly(releaseCount, where)),
     });
   }
   if (errno === 'EMFILE' || errno === 'ENFILE') {
@@ -199,6 +204,26 @@ export function ioError(what: string, error: unknown): DeployError {
   return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });
 }
 
+/**
+ * The hint for a full disk under a deploy root that holds `releases` releases (pure). Prune keeps
+ * the live release and its rollback target whatever --keep says: with no more than those, it
+ * cannot free anything, and the hint says where else the space goes.
+ */
+export function noSpaceHint(root: string | undefined, releases: number | undefined): string {
+  if (root === undefined) return 'free space on that filesystem and run the command again';
+  const r = shellWord(root);
+  if (releases !== undefined && releases <= 2) {
+    const held = releases === 0 ? 'no release yet' : releases === 1 ? 'only the live release, which always stays' : 'only the live release and its rollback target, which always stay';
+    return `prune cannot free space here: ${root} holds ${held}; free space elsewhere on its filesystem (shared/, other files: df -h ${r}) or make it larger, then deploy again`;
+  }
+  return `free space (for example: atomic-deploy prune ${r} --keep 2${releases === undefined ? '' : `, which can remove up to ${releases - 2} of its ${releases} releases`}) and deploy again`;
+}
+
+/** How many releases a root holds: the directories in releases/ (a stage's dot name is none). */
+function releaseCount(root: string): number {
+  return fs.readdirSync(path.join(root, 'releases'), { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).length;
+}
+
 /** The fewest open files a deploy needs (measured: Node itself, its thread pool, the modules it loads, the copy). */
 const MIN_OPEN_FILES = 32;
 
@@ -219,9 +244,9 @@ const OPEN_FILE_LIMIT = ((): string | undefined => {
  * error being reported, and a second refusal while building it (the path that failed is one this
  * user may not even lstat) must not replace that error with an uncaught one.
  */
-function quietly(hint: (error: unknown) => string | undefined, error: unknown): string | undefined {
+function quietly<A, R>(look: (arg: A) => R | undefined, arg: A): R | undefined {
   try {
-    return hint(error);
+    return look(arg);
   } catch {
     return undefined;
   }

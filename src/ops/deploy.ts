@@ -341,7 +341,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
     if (!rootExisted && (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EEXIST')) {
       throw new DeployError('INVALID_ROOT', `cannot create the deploy root ${layout.root}: ${code} from mkdir; nothing was deployed`, { cause: error, hint: 'give a root on a filesystem that holds files and directories' });
     }
-    throw ioError(`creating the layout in ${layout.root}`, error);
+    throw ioError(`creating the layout in ${layout.root}`, error, layout.root);
   }
   const git = opened ? undefined : await gitInfo(sourceReal);
 
@@ -528,7 +528,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
       });
     } catch (error) {
       if (switched) throw bookkeepingError(id, error, layout.root);
-      const failure = error instanceof DeployError ? error : (sourceReadError(sourceReal, error) ?? ioError(`deploying release ${id}`, error));
+      const failure = error instanceof DeployError ? error : (sourceReadError(sourceReal, error) ?? ioError(`deploying release ${id}`, error, layout.root));
       const signalled = options.signal?.aborted === true;
       // The next signal stops the undo's deletes: the second one if a signal started the undo, else the first.
       const stop = nextSignal(options.signal, options.secondSignal);

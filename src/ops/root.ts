@@ -328,8 +328,8 @@ function seconds(ms: number): string {
 }
 
 /** A system error (errno code) is an expected failure, reported as such; anything else stays a bug. */
-function expected(what: string, error: unknown): unknown {
-  return /^E[A-Z0-9]+$/.test(errnoOf(error) ?? '') ? ioError(what, error) : error;
+function expected(what: string, error: unknown, root: string): unknown {
+  return /^E[A-Z0-9]+$/.test(errnoOf(error) ?? '') ? ioError(what, error, root) : error;
 }
 
 /** Refuses (USAGE) a umask that takes the owner's own bits, before a command makes anything. */
@@ -348,15 +348,15 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
     await assertTmpOnRoot(layout);
     lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait });
   } catch (error) {
-    throw expected(`taking the lock ${layout.lock}`, error);
+    throw expected(`taking the lock ${layout.lock}`, error, layout.root);
   }
   try {
     return await body(lock);
   } catch (error) {
-    throw expected(options.command ?? 'the operation', error);
+    throw expected(options.command ?? 'the operation', error, layout.root);
   } finally {
     await releaseLock(lock).catch((error: unknown) => {
-      throw expected(`releasing the lock ${layout.lock}`, error);
+      throw expected(`releasing the lock ${layout.lock}`, error, layout.root);
     });
   }
 }
