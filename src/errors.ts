@@ -193,6 +193,10 @@ export function ioError(what: string, error: unknown, root?: string): DeployErro
       hint: 'the deploy root is on a read-only mount: remount it read-write (mount -o remount,rw <mount point>) or deploy to a writable root',
     });
   }
+  const owners = ownersRefused(error, errno);
+  if (owners !== undefined) {
+    return new DeployError('IO', `cannot give the release's files their owners while ${what}: ${reason}`, { cause: error, hint: owners });
+  }
   if (errno === 'EACCES' || errno === 'EPERM') {
     // Root is refused by an attribute or the filesystem, never by owners or modes.
     const asRoot = process.getuid?.() === 0;
@@ -222,6 +226,27 @@ export function noSpaceHint(root: string | undefined, releases: number | undefin
 /** How many releases a root holds: the directories in releases/ (a stage's dot name is none). */
 function releaseCount(root: string): number {
   return fs.readdirSync(path.join(root, 'releases'), { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).length;
+}
+
+/** The system calls that give a file its owner. */
+const CHOWN_CALLS = new Set(['chown', 'fchown', 'lchown']);
+
+/**
+ * The hint for uid 0 refused a chown: in a user namespace that does not map the owner (EINVAL),
+ * or without CAP_CHOWN (EPERM). A deploy as root keeps the build's owners (docs/security.md), so
+ * one that cannot is refused rather than going live with other owners. Undefined otherwise.
+ */
+function ownersRefused(error: unknown, errno: string | undefined): string | undefined {
+  if (process.getuid?.() !== 0 || !CHOWN_CALLS.has((error as NodeJS.ErrnoException).syscall ?? '')) return undefined;
+  if (errno === 'EINVAL') return "this process is uid 0 in a user namespace (unshare -r, a rootless container) that does not map the build's owners: deploy outside it, or from a build whose files are owned by ids it maps";
+  if (errno === 'EPERM' && quietly(hasCapChown, undefined) === false) return 'this process is uid 0 without CAP_CHOWN (a container or setpriv that dropped it): deploy with CAP_CHOWN, or from a build owned by root';
+  return undefined;
+}
+
+/** Whether this process holds CAP_CHOWN (bit 0 of its effective capabilities), from /proc. */
+function hasCapChown(): boolean | undefined {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? (Number.parseInt((m[1] as string).slice(-1), 16) & 1) === 1 : undefined;
 }
 
 /** The fewest open files a deploy needs (measured: Node itself, its thread pool, the modules it loads, the copy). */

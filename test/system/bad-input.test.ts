@@ -904,3 +904,27 @@ void test('too few open files (ulimit -n): one line naming the limit, a hint to 
   const enough = await runWrapped(['deploy', src, root, '--quiet'], { prefix: ['sh', '-c', 'ulimit -n 32 && exec "$@"', 'sh'] });
   assert.equal(enough.code, 0, enough.stderr);
 });
+
+// A deploy as uid 0 that may not give files away: in a user namespace (unshare -r, a rootless
+// container) the build's owners are not mapped (EINVAL, no hint); without CAP_CHOWN (EPERM) the
+// hint spoke of immutable attributes and NFS root_squash.
+void test('uid 0 without the privilege to give files their owners: refused naming what is missing, exit 1, the root unchanged', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  execFileSync('chown', ['-R', 'nobody:', src]);
+  const root = path.join(dir, 'root');
+  assert.equal((await runWrapped(['deploy', src, root, '--quiet', '--release-id', 'ok'])).code, 0);
+  const before = treeSnapshot(root);
+  const cases: [string, string[], RegExp][] = [
+    ['unshare -r', ['unshare', '-r'], /^hint: this process is uid 0 in a user namespace \(unshare -r, a rootless container\) that does not map the build's owners: deploy outside it, or from a build whose files are owned by ids it maps$/m],
+    ['no CAP_CHOWN', ['setpriv', '--bounding-set', '-chown,-fowner', '--inh-caps', '-chown,-fowner', '--'], /^hint: this process is uid 0 without CAP_CHOWN \(a container or setpriv that dropped it\): deploy with CAP_CHOWN, or from a build owned by root$/m],
+  ];
+  for (const [name, prefix, hint] of cases) {
+    const r = await runWrapped(['deploy', src, root], { prefix });
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: cannot give the release's files their owners while deploying release \S+: E(INVAL|PERM)[^\n]*fchown/m, name);
+    assert.match(r.stderr, hint, name);
+    assert.deepEqual(treeSnapshot(root), before, name);
+  }
+});
