@@ -320,6 +320,23 @@ function leadingOptions(program: Command, argv: readonly string[]): { front: str
 // What only some commands do (copying, archives, hosts, hashing) is imported by those commands when
 // they run: `status` and `releases` start in little more than Node's own start-up time.
 
+/** The line commander writes after a usage error (showHelpAfterError). */
+const USAGE_HINT_LINE = 'hint: see --help for usage\n';
+
+/** The word of an "unknown option" error that has one dash and several letters (`-dash`): no flag is spelled so, a path may be. */
+function dashWord(text: string): string | undefined {
+  return /^error: unknown option '(-[^-'][^']+)'\n?$/.exec(text)?.[1];
+}
+
+/** How to pass `word` as an argument: the options, then `--`, then it and the other arguments. */
+function dashHint(word: string, argv: readonly string[]): string {
+  const at = argv.indexOf(word);
+  const before = argv.slice(0, at);
+  const after = argv.slice(at + 1);
+  const example = [...before, ...after.filter((w) => w.startsWith('-')), '--', word, ...after.filter((w) => !w.startsWith('-'))];
+  return `if ${word} is a path, end the options before it with --: atomic-deploy ${example.map(shellWord).join(' ')}`;
+}
+
 function oneLineSuggestion(text: string): string {
   return text.replace(/\n\(Did you mean (.+?)\?\)/g, '; did you mean $1?');
 }
@@ -364,18 +381,24 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (signal?.aborted) exitCode = exitCodeForSignal(signal.reason as NodeJS.Signals);
   };
 
+  let dashed: string | undefined;
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
     .option('--config <file>', 'settings file (default: atomic-deploy.config.yaml, .yml or .json here or in a parent, up to the git top level)')
     .option('--no-config', 'read no settings file (one found here or above is ignored)')
-    .showHelpAfterError('hint: see --help for usage')
+    .showHelpAfterError(USAGE_HINT_LINE.trimEnd())
     .addHelpText('after', TOP_LEVEL_HELP)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
       // One line, as our own suggestions are: commander puts "(Did you mean --keep?)" on a line of its own.
-      writeErr: (s) => options.stderr.write(explainUnknownOption(oneLineSuggestion(s), program)),
+      // A word like `-dash` may be a path: the hint after its error says how to pass one.
+      writeErr: (s) => {
+        const dash = dashWord(s);
+        if (dash !== undefined) dashed = dash;
+        options.stderr.write(s === USAGE_HINT_LINE && dashed !== undefined ? `hint: ${dashHint(dashed, argv)}\n` : explainUnknownOption(oneLineSuggestion(s), program));
+      },
     });
   const common = (cmd: Command): Command =>
     cmd
@@ -503,7 +526,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     afterSignal();
     const { deploySummary, renderPlan } = await import('./render-lifecycle.ts');
     if (result.plan) {
-      out.print(renderPlan(result.plan));
+      out.print(renderPlan(result.plan, warned));
       out.result(undefined, result.plan);
       return;
     }
@@ -693,7 +716,7 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
       // The hint stderr gets from showHelpAfterError goes into the JSON object too.
-      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program).replace(/^error: /, ''), hint: 'see --help for usage' } }) + '\n');
+      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program).replace(/^error: /, ''), hint: dashed === undefined ? 'see --help for usage' : dashHint(dashed, argv) } }) + '\n');
       return EXIT.invalid;
     }
     // A refusal by the system that no step turned into a DeployError (a read-only command in a

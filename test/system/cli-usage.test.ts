@@ -83,6 +83,22 @@ void test('a mistyped flag gets a suggestion too', async (t) => {
   assert.equal((JSON.parse(otherJson.stdout) as { error: { message: string } }).error.message, "unknown option '--strategy' for this command; it is an option of deploy");
 });
 
+// A path that starts with a dash was an unknown option with no way on: `--` ends the options.
+void test('a word with one dash and several letters (a path?) is an unknown option with a hint to end the options with --', async (t) => {
+  const dir = await workdir(t);
+  for (const [args, example] of [
+    [['deploy', 'build', '-dash'], 'atomic-deploy deploy build -- -dash'],
+    [['deploy', '-dash', 'www', '--quiet'], 'atomic-deploy deploy --quiet -- -dash www'],
+  ] as const) {
+    const result = await runCli([...args], { cwd: dir });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr, `error: unknown option '-dash'\nhint: if -dash is a path, end the options before it with --: ${example}\n`);
+    const json = await runCli([...args, '--json'], { cwd: dir });
+    assert.equal((JSON.parse(json.stdout) as { error: { hint: string } }).error.hint, `if -dash is a path, end the options before it with --: ${example.replace(' -- ', ' --json -- ')}`);
+  }
+  assert.equal(fs.existsSync(path.join(dir, '-dash')), false);
+});
+
 void test('the bare form deploys when its first argument is a directory', async (t) => {
   const dir = await workdir(t);
   const before = currentId(path.join(dir, 'www'));
