@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -33,6 +35,11 @@ export interface ShellOutcome {
   /** Processes the command left in the background still held its output when it exited. */
   detachedOutput: boolean;
   durationMs: number;
+  /**
+   * For sh's 126 (found, not run): the script the command starts with (`./hook.sh`), and whether
+   * its mode lets it run (then its filesystem is mounted noexec, and chmod +x would not help).
+   */
+  script?: { name: string; executable: boolean };
 }
 
 /** The environment every hook and health-check command sees. */
@@ -93,8 +100,32 @@ export function describeOutcome(outcome: ShellOutcome, timeoutMs: number): strin
   if (outcome.signal) return `killed by ${outcome.signal}`;
   // sh's own codes for a command it could not find (127) or run (126): hooks run in the release, where a relative script path points.
   if (outcome.code === 127) return 'exited with code 127 (command not found: hooks run in the release directory with sh -c, so a script outside the release needs its absolute path)';
-  if (outcome.code === 126) return 'exited with code 126 (found but not executable: chmod +x it, or run it with sh <script>)';
+  if (outcome.code === 126) {
+    const script = outcome.script;
+    if (script?.executable === true) return `exited with code 126 (${script.name} is executable, but could not be run: its filesystem may be mounted noexec; run it with sh ${script.name})`;
+    if (script?.executable === false) return `exited with code 126 (${script.name} is not executable: chmod +x it, or run it with sh ${script.name})`;
+    // Where the script's mode is not known (a fleet host's hook): both ways.
+    return 'exited with code 126 (found but could not be run: chmod +x it; if it is executable, its filesystem may be mounted noexec: run it with sh <script>)';
+  }
   return `exited with code ${String(outcome.code)}`;
+}
+
+/** The script path a command starts with (`./hook.sh --flag` → `./hook.sh`): a first word with a slash and no shell syntax. */
+export function scriptOf(command: string): string | undefined {
+  const first = /^\s*([^\s'"`$\\;&|<>(){}*?[\]]+)(?:\s|$)/.exec(command)?.[1];
+  return first !== undefined && first.includes('/') ? first : undefined;
+}
+
+/** For a command sh found but could not run (126): its script, and whether the script's mode lets it run. */
+function scriptAfter126(command: string, cwd: string | undefined): ShellOutcome['script'] {
+  const name = scriptOf(command);
+  if (name === undefined) return undefined;
+  try {
+    const st = fs.statSync(path.resolve(cwd ?? '.', name));
+    return st.isFile() ? { name, executable: (st.mode & 0o111) !== 0 } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -172,6 +203,7 @@ export async function runShell(run: ShellRun): Promise<ShellOutcome> {
     outcome.timedOut = stopping === 'timeout';
     outcome.aborted = stopping === 'abort';
     outcome.ok = !stopping && end.code === 0;
+    if (end.code === 126) outcome.script = scriptAfter126(run.command, run.cwd);
     return outcome;
   } finally {
     clearTimeout(timer);

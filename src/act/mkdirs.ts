@@ -60,3 +60,17 @@ async function isDirectory(dir: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * The process's umask, read from /proc where there is one: process.umask() reads it by setting
+ * it to 0 and back, and a directory the thread pool made in between would get 0777.
+ */
+export function currentUmask(): number {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number.parseInt(m[1] as string, 8);
+  } catch {
+    // No procfs (macOS, BSD): the call below.
+  }
+  return process.umask();
+}

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { errnoOf } from '../errors.ts';
 import type { LockOwner } from '../plan/lock.ts';
+import { tempDirError } from '../plan/temp-dir.ts';
 import { judgeOwner, thisProcess } from './lock.ts';
 import { deleteTree } from './remove-tree.ts';
 
@@ -77,7 +78,13 @@ export function parseScratchOwner(text: string): { owner: LockOwner; pidNs: stri
 
 /** Makes `<base>/<prefix>XXXXXX` (0700) with this process's `.owner` link in it. */
 export function makeScratchDir(kind: ScratchKind, base: string = os.tmpdir()): string {
-  const dir = fs.mkdtempSync(path.join(base, prefixOf(kind)));
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(base, prefixOf(kind)));
+  } catch (error) {
+    // TMPDIR's problem, named as such: not a bug, nor the deploy root's.
+    throw tempDirError(base, errnoOf(error), error instanceof Error ? error.message : String(error), process.env, error);
+  }
   try {
     fs.symlinkSync(scratchOwnerText(thisProcess(), pidNamespace()), path.join(dir, SCRATCH_OWNER));
   } catch (error) {

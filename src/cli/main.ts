@@ -326,6 +326,23 @@ function leadingOptions(program: Command, argv: readonly string[]): { front: str
 // What only some commands do (copying, archives, hosts, hashing) is imported by those commands when
 // they run: `status` and `releases` start in little more than Node's own start-up time.
 
+/** The line commander writes after a usage error (showHelpAfterError). */
+const USAGE_HINT_LINE = 'hint: see --help for usage\n';
+
+/** The word of an "unknown option" error that has one dash and several letters (`-dash`): no flag is spelled so, a path may be. */
+function dashWord(text: string): string | undefined {
+  return /^error: unknown option '(-[^-'][^']+)'\n?$/.exec(text)?.[1];
+}
+
+/** How to pass `word` as an argument: the options, then `--`, then it and the other arguments. */
+function dashHint(word: string, argv: readonly string[]): string {
+  const at = argv.indexOf(word);
+  const before = argv.slice(0, at);
+  const after = argv.slice(at + 1);
+  const example = [...before, ...after.filter((w) => w.startsWith('-')), '--', word, ...after.filter((w) => !w.startsWith('-'))];
+  return `if ${word} is a path, end the options before it with --: atomic-deploy ${example.map(shellWord).join(' ')}`;
+}
+
 function oneLineSuggestion(text: string): string {
   return text.replace(/\n\(Did you mean (.+?)\?\)/g, '; did you mean $1?');
 }
@@ -370,18 +387,24 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (signal?.aborted) exitCode = exitCodeForSignal(signal.reason as NodeJS.Signals);
   };
 
+  let dashed: string | undefined;
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
     .option('--config <file>', 'settings file (default: atomic-deploy.config.yaml, .yml or .json here or in a parent, up to the git top level)')
     .option('--no-config', 'read no settings file (one found here or above is ignored)')
-    .showHelpAfterError('hint: see --help for usage')
+    .showHelpAfterError(USAGE_HINT_LINE.trimEnd())
     .addHelpText('after', TOP_LEVEL_HELP)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => options.stdout.write(s),
       // One line, as our own suggestions are: commander puts "(Did you mean --keep?)" on a line of its own.
-      writeErr: (s) => options.stderr.write(explainUnknownOption(oneLineSuggestion(s), program)),
+      // A word like `-dash` may be a path: the hint after its error says how to pass one.
+      writeErr: (s) => {
+        const dash = dashWord(s);
+        if (dash !== undefined) dashed = dash;
+        options.stderr.write(s === USAGE_HINT_LINE && dashed !== undefined ? `hint: ${dashHint(dashed, argv)}\n` : explainUnknownOption(oneLineSuggestion(s), program));
+      },
     });
   const common = (cmd: Command): Command =>
     cmd
@@ -395,9 +418,11 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     return typeof c === 'string' ? c : undefined;
   };
   const noConfig = (): boolean => program.opts<{ config?: string | false }>().config === false;
-  const config = (): LoadedConfig => (loaded ??= noConfig() ? { config: {}, dir: process.cwd() } : loadConfig(configPath(), process.cwd()));
+  const cwd = workingDirectory();
+  // Without a working directory the search for a config file (which starts there) is skipped:
+  // `rollback /srv/app` from a pruned release's folder runs with the flags alone.
+  const config = (): LoadedConfig => (loaded ??= noConfig() || (cwd === undefined && configPath() === undefined) ? { config: {}, dir: cwd ?? '/' } : loadConfig(configPath(), cwd ?? '/'));
   program.hook('preAction', async (_program, action) => {
-    assertWorkingDirectory();
     const env = flagEnvironment(process.env);
     applyEnv(program, env);
     applyEnv(action, env);
@@ -410,6 +435,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (named !== undefined && tildePath(named, '').tilde) {
       throw new DeployError('USAGE', `the config file ${JSON.stringify(named)} starts with ~, which no shell expanded (quoted, or set in a variable)`, { hint: 'write it as an absolute path or with $HOME/ where a shell expands it' });
     }
+    if (cwd === undefined) refuseRelativeWithoutCwd(action, named);
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
     options.onCommand?.(action.name(), REPORTS.has(action.name()) || action.opts<{ dryRun?: boolean }>().dryRun === true);
@@ -418,13 +444,18 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (process.env.ATOMIC_DEPLOY_FAILPOINTS && !FAILPOINTS_BUILT_IN) {
       reporter.warn('ATOMIC_DEPLOY_FAILPOINTS is set, but this build has no failpoints; it is ignored', 'failpoints exist only in a source checkout\'s build: npm run build, then node dist/cli/bin.js');
     }
-    if (!noConfig() && configFileMayExist(configPath(), process.cwd())) await loadConfigParsers();
+    if (!noConfig() && (cwd === undefined ? configPath() !== undefined : configFileMayExist(configPath(), cwd))) await loadConfigParsers();
   });
   // A flag given on the command line or through ATOMIC_DEPLOY_<FLAG> overrides the config file.
   const given = (cmd: Command, flag: string): boolean => ['cli', 'env'].includes(cmd.getOptionValueSource(flag) ?? '');
   const onCommandLine = (cmd: Command, flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const fromEnvironment = (cmd: Command) => (flag: string): boolean => cmd.getOptionValueSource(flag) === 'env';
-  const rootOf = (arg: string | undefined): string => pathFrom(arg, config().config.root, config(), 'root');
+  // A missing root or source is taken from the config file, which, without a working directory, was not searched for.
+  const fromArgOrConfig = (arg: string | undefined, what: 'root' | 'source'): string => {
+    if (arg === undefined && cwd === undefined && !noConfig() && configPath() === undefined) throw workingDirectoryGone(`the config file is searched for from there, and no ${what} was given`);
+    return pathFrom(arg, config().config[what], config(), what);
+  };
+  const rootOf = (arg: string | undefined): string => fromArgOrConfig(arg, 'root');
   // A file found by the search (a parent folder's, another app's) sets keep, hooks and checks
   // without a word: the commands that change a root say which file they read, and warn when its
   // root is not the one the command was given.
@@ -453,7 +484,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .addHelpText('after', EXAMPLES.deploy),
   )))), { deploy: true })).action(async (sourceArg: string | undefined, rootArg: string | undefined, flags: CommonFlags & ReleaseFlags & DeployFlags & FleetFlags & ArtifactFlags & ServingFlags & { fsync: boolean }, cmd: Command) => {
     const out = use(flags);
-    const source = pathFrom(sourceArg, config().config.source, config(), 'source');
+    const source = fromArgOrConfig(sourceArg, 'source');
     const hosts = fleetHostsFrom(flags, config());
     sayConfig(out, rootArg, hosts !== undefined);
     const options = deployOptionsFrom(config(), flags, (flag) => given(cmd, flag));
@@ -502,7 +533,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     afterSignal();
     const { deploySummary, renderPlan } = await import('./render-lifecycle.ts');
     if (result.plan) {
-      out.print(renderPlan(result.plan));
+      out.print(renderPlan(result.plan, warned));
       out.result(undefined, result.plan);
       return;
     }
@@ -694,7 +725,7 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
       // The hint stderr gets from showHelpAfterError goes into the JSON object too.
-      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program).replace(/^error: /, ''), hint: 'see --help for usage' } }) + '\n');
+      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program).replace(/^error: /, ''), hint: dashed === undefined ? 'see --help for usage' : dashHint(dashed, argv) } }) + '\n');
       return EXIT.invalid;
     }
     // A refusal by the system that no step turned into a DeployError (a read-only command in a
@@ -713,22 +744,41 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
 }
 
 /**
- * A shell left in a folder removed since (a release prune took) has no working directory:
- * relative paths and the config search start there, and Node's process.cwd() throws ENOENT.
+ * The working directory, or undefined for a shell left in a folder removed since (a release prune
+ * took it): Node's process.cwd() throws ENOENT there. A command whose paths are all absolute runs
+ * without it (the config search, which starts there, is skipped); workingDirectoryGone is the
+ * error for what needs it.
  */
-function assertWorkingDirectory(): void {
+function workingDirectory(): string | undefined {
   try {
-    process.cwd();
+    return process.cwd();
   } catch (error) {
     if (errnoOf(error) !== 'ENOENT') throw error;
-    throw new DeployError('USAGE', 'the working directory no longer exists (it was removed or moved after the shell entered it)', {
-      hint: 'cd to a directory that exists (cd ~) and run the command again',
-    });
+    return undefined;
   }
 }
 
-/** A system call refused for a reason outside the program: permissions, a read-only or full disk. */
+/** A command that needs the working directory for `why` (a relative path, the config search) when there is none. */
+function workingDirectoryGone(why: string): DeployError {
+  return new DeployError('USAGE', `the working directory no longer exists (it was removed or moved after the shell entered it), and ${why}`, {
+    hint: 'give absolute paths, or cd to a directory that exists (cd ~) and run the command again',
+  });
+}
+
+/**
+ * Without a working directory, what a command cannot resolve: a relative path among its
+ * arguments (a URL source is none), a relative --config, init's default file (written there).
+ */
+function refuseRelativeWithoutCwd(action: Command, config: string | undefined): void {
+  if (config !== undefined && !path.isAbsolute(config)) throw workingDirectoryGone(`the config file ${config} is a relative path`);
+  if (action.name() === 'completion') return;
+  if (action.name() === 'init' && config === undefined) throw workingDirectoryGone('init writes its file there (or name it with --config <absolute path>)');
+  const relative = action.args.find((a) => a !== '' && !a.startsWith('~') && !path.isAbsolute(a) && !isUrlSource(a));
+  if (relative !== undefined) throw workingDirectoryGone(`${relative} is a relative path`);
+}
+
+/** A system call refused for a reason outside the program: permissions, a read-only or full disk, too few open files. */
 function isEnvironmentError(error: unknown): boolean {
   const code = errnoOf(error);
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT';
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT' || code === 'EMFILE' || code === 'ENFILE';
 }

@@ -76,7 +76,8 @@ export function afterSwitchPlanLines(plan: Pick<DeployPlan, 'hooks' | 'healthChe
 }
 
 /** The plan `deploy --dry-run` prints. */
-export function renderPlan(plan: DeployPlan): string {
+/** A deploy's plan as text; a note already said as a warning (`said`) is not said again. */
+export function renderPlan(plan: DeployPlan, said: readonly string[] = []): string {
   const lines: string[] = [];
   lines.push(`dry run: nothing was changed`);
   lines.push(`release:  ${plan.release} (${plan.path})`);
@@ -93,7 +94,7 @@ export function renderPlan(plan: DeployPlan): string {
     lines.push(`prune:    keep ${plan.prune.keep}: would remove ${plan.prune.remove.length === 0 ? 'nothing' : plural(plan.prune.remove.length, 'release')}`);
     lines.push(...removedLines(plan.prune.remove, true).map((l) => `  ${l}`), ...keptLines(plan.prune.kept).map((l) => `  ${l}`));
   }
-  for (const note of plan.notes) lines.push(`note:     ${note}`);
+  for (const note of plan.notes.filter((n) => !said.includes(n))) lines.push(`note:     ${note}`);
   // A path or command holding a newline or an escape cannot add a line or move the cursor.
   return lines.map(oneLine).join('\n');
 }

@@ -41,7 +41,7 @@ import type { StaleReport } from '../plan/serving.ts';
 import { assertKeep, finishPrune, pruneUnderLock, type PruneResult, type RetiredPrune } from './prune.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
-import { openRoot, realpathLoose, rootShapeOf, withLock } from './root.ts';
+import { assertOwnerUmask, openRoot, realpathLoose, rootShapeOf, withLock, writeProblem } from './root.ts';
 import { makeDirs, makeReachableDirs } from '../act/mkdirs.ts';
 import { nextSignal } from '../act/remove-tree.ts';
 
@@ -319,7 +319,14 @@ export async function deploy(source: string, root: string, given: DeployOptions 
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
   for (const message of buildTopWarnings(topNames(scan.entries))) emit({ type: 'warning', message });
-  if (options.dryRun) return dryRunResult(await buildDeployPlan({ layout, sourceReal, scan }, options, contents));
+  if (options.dryRun) {
+    const plan = await buildDeployPlan({ layout, sourceReal, scan }, options, contents);
+    // A root this user cannot write is a warning, as rollback's and prune's dry runs say it (it stays among the plan's notes).
+    const unwritable = writeProblem(layout);
+    if (unwritable !== undefined) emit({ type: 'warning', message: unwritable });
+    return dryRunResult(plan);
+  }
+  assertOwnerUmask();
   // Opened before anything is written: a 404, a non-archive or an unknown signer changes nothing.
   const opened = isArtifact ? await openArtifactSource(source, options.artifact ?? {}, { signal: options.signal, emit }) : undefined;
   const rootExisted = fs.existsSync(layout.root);
@@ -341,7 +348,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
     if (!rootExisted && (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EEXIST')) {
       throw new DeployError('INVALID_ROOT', `cannot create the deploy root ${layout.root}: ${code} from mkdir; nothing was deployed`, { cause: error, hint: 'give a root on a filesystem that holds files and directories' });
     }
-    throw ioError(`creating the layout in ${layout.root}`, error);
+    throw ioError(`creating the layout in ${layout.root}`, error, layout.root);
   }
   const git = opened ? undefined : await gitInfo(sourceReal);
 
@@ -528,7 +535,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
       });
     } catch (error) {
       if (switched) throw bookkeepingError(id, error, layout.root);
-      const failure = error instanceof DeployError ? error : (sourceReadError(sourceReal, error) ?? ioError(`deploying release ${id}`, error));
+      const failure = error instanceof DeployError ? error : (sourceReadError(sourceReal, error) ?? ioError(`deploying release ${id}`, error, layout.root));
       const signalled = options.signal?.aborted === true;
       // The next signal stops the undo's deletes: the second one if a signal started the undo, else the first.
       const stop = nextSignal(options.signal, options.secondSignal);

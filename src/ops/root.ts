@@ -9,6 +9,8 @@ import { kernelPath, layoutOf, type Layout } from '../act/layout.ts';
 import { symlinkTarget } from '../act/read.ts';
 import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootEntry, type RootShape } from '../plan/root-shape.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkUmask } from '../plan/validate.ts';
+import { currentUmask } from '../act/mkdirs.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -326,12 +328,18 @@ function seconds(ms: number): string {
 }
 
 /** A system error (errno code) is an expected failure, reported as such; anything else stays a bug. */
-function expected(what: string, error: unknown): unknown {
-  return /^E[A-Z0-9]+$/.test(errnoOf(error) ?? '') ? ioError(what, error) : error;
+function expected(what: string, error: unknown, root: string): unknown {
+  return /^E[A-Z0-9]+$/.test(errnoOf(error) ?? '') ? ioError(what, error, root) : error;
+}
+
+/** Refuses (USAGE) a umask that takes the owner's own bits, before a command makes anything. */
+export function assertOwnerUmask(): void {
+  checkUmask(currentUmask());
 }
 
 /** Runs `body` holding the root's lock; the lock is released however `body` ends. */
 export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
+  assertOwnerUmask();
   let lock: LockHandle;
   try {
     const emit = options.emit;
@@ -340,15 +348,15 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
     await assertTmpOnRoot(layout);
     lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait });
   } catch (error) {
-    throw expected(`taking the lock ${layout.lock}`, error);
+    throw expected(`taking the lock ${layout.lock}`, error, layout.root);
   }
   try {
     return await body(lock);
   } catch (error) {
-    throw expected(options.command ?? 'the operation', error);
+    throw expected(options.command ?? 'the operation', error, layout.root);
   } finally {
     await releaseLock(lock).catch((error: unknown) => {
-      throw expected(`releasing the lock ${layout.lock}`, error);
+      throw expected(`releasing the lock ${layout.lock}`, error, layout.root);
     });
   }
 }

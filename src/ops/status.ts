@@ -4,7 +4,8 @@ import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
 import { readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
-import { checkOptionsArgument } from '../plan/validate.ts';
+import { checkOptionsArgument, umaskLeavesOwner } from '../plan/validate.ts';
+import { currentUmask } from '../act/mkdirs.ts';
 import { isReleasesLeftover, isTmpLeftover } from '../plan/journal.ts';
 import { recoverRoot, releaseViews } from './recover.ts';
 import { lastLiveField } from '../plan/releases.ts';
@@ -55,7 +56,9 @@ export async function status(root: string, options: StatusOptions = {}): Promise
   const live = info !== undefined && info.verdict.state !== 'stale';
   const { leftovers, running } = await findLeftovers(layout, live);
   let recovered: string[] = [];
-  if (leftovers.length > 0 && !options.readOnly && (!info || info.verdict.state === 'stale')) {
+  // Under a umask that takes the owner's bits, the lock and what recovery writes would refuse their
+  // owner: the leftovers are reported, as --read-only does, for a command under a usable umask.
+  if (leftovers.length > 0 && !options.readOnly && (!info || info.verdict.state === 'stale') && umaskLeavesOwner(currentUmask())) {
     try {
       const lock = await acquireLock(layout, { command: 'status' });
       try {

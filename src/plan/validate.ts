@@ -40,6 +40,25 @@ export function checkIdType(id: unknown): asserts id is string {
   if (typeof id !== 'string') throw new DeployError('USAGE', `a release id must be a string, got ${typeName(id)}`, { hint: 'for example: "v1.4.2" (a number in quotes: "12345")' });
 }
 
+/** Whether a umask leaves the owner every bit of what is made (022, 027, 077 do). */
+export function umaskLeavesOwner(mask: number): boolean {
+  return (mask & 0o700) === 0;
+}
+
+/**
+ * A umask that takes one of the owner's own bits (0277, 0777): what a command makes (the state
+ * directory, the lock, the journal) would refuse the user who made it, and a deploy left a root
+ * half made that refused every deploy after it. Refused before anything is made: USAGE.
+ */
+export function checkUmask(mask: number): void {
+  if (umaskLeavesOwner(mask)) return;
+  const taken = mask & 0o700;
+  const bits = [taken & 0o400 ? 'read' : '', taken & 0o200 ? 'write' : '', taken & 0o100 ? 'search' : ''].filter((w) => w !== '');
+  throw new DeployError('USAGE', `the umask ${mask.toString(8).padStart(4, '0')} takes ${bits.length === 1 ? bits[0] : `${bits.slice(0, -1).join(', ')} and ${bits[bits.length - 1]}`} permission from the owner of what this command makes: its own directories would refuse it`, {
+    hint: 'run it under a umask that leaves the owner rwx: umask 022 (or 077 to keep the state private)',
+  });
+}
+
 export function checkKeep(keep: unknown): asserts keep is number {
   if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < 0) {
     throw new DeployError('USAGE', `--keep must be an integer >= 0, got ${String(keep)}`, { hint: 'for example: --keep 5' });

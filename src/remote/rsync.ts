@@ -1,6 +1,7 @@
 /** Copying a release to a host with the system rsync, over the host's shared ssh connection. */
 import { spawn } from 'node:child_process';
 import { DeployError, type ErrorCode } from '../errors.ts';
+import { shellWord } from '../plan/paths.ts';
 import { shQuote } from './shell.ts';
 import { lastLine, type SshHost } from './ssh.ts';
 import { stagedPath } from './staging.ts';
@@ -79,10 +80,10 @@ export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'f
  * first: a full disk or quota (NO_SPACE, as locally), rsync's own `rsync: ...` error line, or the
  * host's shell not finding rsync. `signal`: rsync was ended by one from outside (a terminal's Ctrl-C does not reach it: its own process group).
  */
-export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS.Signals | null, label: string): { code: ErrorCode; why: string; hint?: string } {
+export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS.Signals | null, label: string, root: string): { code: ErrorCode; why: string; hint?: string } {
   const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
   const full = lines.find((l) => /No space left on device|Disk quota exceeded/i.test(l));
-  if (full !== undefined) return { code: 'NO_SPACE', why: full, hint: `free space on ${label} (for example: atomic-deploy prune <root> --host ${label} --keep 3) and deploy again` };
+  if (full !== undefined) return { code: 'NO_SPACE', why: full, hint: `free space on ${label} (for example: atomic-deploy prune ${shellWord(root)} --host ${label} --keep 2) and deploy again` };
   const missing = lines.find((l) => /\brsync: (?:command )?not found\b/.test(l));
   if (missing !== undefined) return { code: 'REMOTE', why: missing, hint: `install rsync on ${label}` };
   const sshLine = lines.find((l) => /^ssh: /.test(l));
@@ -94,7 +95,7 @@ export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS
 }
 
 /** Runs rsync with `args`; aborting kills it. Returns what it printed on stdout. */
-async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, signal?: AbortSignal): Promise<string> {
+async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, root: string, signal?: AbortSignal): Promise<string> {
   // Out of the terminal's process group, as every ssh (src/remote/ssh.ts launchFramed): a Ctrl-C is this process's to answer (it kills rsync on abort).
   const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
@@ -116,7 +117,7 @@ async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, s
   // Ended by this command on its way out (a signal): rsync's own complaint about it would read as a failure of the host.
   if (result.code !== 0 && signal?.aborted === true) throw new DeployError('INTERRUPTED', `${ssh.label}: ${what} was stopped: interrupted`, { details: { host: ssh.label } });
   if (result.code !== 0) {
-    const failure = rsyncFailure(err, result.code, result.signal, ssh.label);
+    const failure = rsyncFailure(err, result.code, result.signal, ssh.label, root);
     throw new DeployError(failure.code, `${ssh.label}: ${what} failed: ${failure.why}`, { ...(failure.hint ? { hint: failure.hint } : {}), details: { host: ssh.label } });
   }
   return out;
@@ -125,7 +126,7 @@ async function spawnRsync(ssh: SshHost, args: readonly string[], what: string, s
 /** Runs rsync; aborting kills it. */
 export async function runRsync(ssh: SshHost, plan: RsyncPlan, signal?: AbortSignal): Promise<RsyncResult> {
   const started = performance.now();
-  const out = await spawnRsync(ssh, rsyncArgs(plan, ssh.rsh(), ssh.rsyncHost()), 'copying the release', signal);
+  const out = await spawnRsync(ssh, rsyncArgs(plan, ssh.rsh(), ssh.rsyncHost()), 'copying the release', plan.root, signal);
   return { ...parseStats(out), durationMs: Math.round(performance.now() - started) };
 }
 
@@ -143,6 +144,6 @@ export function manifestRsyncArgs(local: string, root: string, stage: string, rs
 
 /** Stores the manifest on the host by delta (manifestRsyncArgs); returns the bytes this side sent, when rsync says. */
 export async function sendManifestDelta(ssh: SshHost, local: string, root: string, stage: string, signal?: AbortSignal): Promise<number | undefined> {
-  const out = await spawnRsync(ssh, manifestRsyncArgs(local, root, stage, ssh.rsh(), ssh.rsyncHost()), 'storing the release manifest', signal);
+  const out = await spawnRsync(ssh, manifestRsyncArgs(local, root, stage, ssh.rsh(), ssh.rsyncHost()), 'storing the release manifest', root, signal);
   return statNumber(out, /Total bytes sent: ([\d,.]+)/);
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { serve } from '../harness/archives.ts';
 import { jsonOf, runCli, tempDir } from '../harness/cli.ts';
+import { asUser, runWrapped } from '../harness/faults.ts';
 import { makeSource, treeSnapshot } from '../harness/invariants.ts';
 
 function key(dir: string, name: string): string {
@@ -143,5 +144,49 @@ void test('a key listed under several principals: any one allowed for the namesp
     assert.equal(bad.stderr.trim().split('\n').length, 2, `${name}: one error line and one hint:\n${bad.stderr}`);
     assert.deepEqual(treeSnapshot(root), before, name);
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
+  }
+});
+
+// The signature is checked in a private directory under TMPDIR: TMPDIR missing was an "unexpected
+// failure … this is a bug"; on a read-only mount the hint blamed the deploy root; not this user's
+// to write, "run as the user that owns the deploy root".
+void test('a TMPDIR that is missing, read-only or not this user\'s to write: exit 2 naming TMPDIR and its problem, nothing changed', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = makeSource(path.join(dir, 'src'), 'v1');
+  const artifact = path.join(dir, 'site.tgz');
+  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
+  const ci = key(dir, 'ci');
+  const allowed = path.join(dir, 'allowed_signers');
+  fs.writeFileSync(allowed, `ci@example.com namespaces="atomic-deploy" ${fs.readFileSync(`${ci}.pub`, 'utf8')}`);
+  const signature = sign(ci, artifact);
+  execFileSync('chmod', ['-R', 'a+rX', dir]);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  execFileSync('chown', ['nobody:', root]);
+  const readOnly = path.join(dir, 'ro');
+  fs.mkdirSync(readOnly);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', readOnly]);
+  const closed = path.join(dir, 'closed');
+  fs.mkdirSync(closed, { mode: 0o700 });
+  const cases: [string, string, RegExp, string | undefined][] = [
+    ['missing', path.join(dir, 'nonexistent'), /it does not exist/, undefined],
+    ['read-only', readOnly, /it is on a read-only mount/, undefined],
+    ['another user\'s', closed, /this user may not write it/, 'nobody'],
+  ];
+  const before = treeSnapshot(dir);
+  try {
+    for (const [name, tmp, problem, user] of cases) {
+      const args = ['deploy', artifact, root, '--signature', signature, '--allowed-signers', allowed];
+      const env = { TMPDIR: tmp };
+      const r = user ? await runWrapped(args, { prefix: asUser(user), env }) : await runCli(args, { env });
+      assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^error: cannot make a temporary directory in ${tmp} \\(TMPDIR\\): ${problem.source}\\nhint: set TMPDIR to a directory this user may write, or unset it to use /tmp\\n$`), name);
+      const j = user ? await runWrapped([...args, '--json'], { prefix: asUser(user), env }) : await runCli([...args, '--json'], { env });
+      assert.equal(jsonOf<{ error: { code: string } }>(j).error.code, 'USAGE', name);
+      assert.deepEqual(treeSnapshot(dir), before, name);
+    }
+  } finally {
+    execFileSync('umount', ['-l', readOnly]);
   }
 });

@@ -848,3 +848,83 @@ void test('current through a link between releases: rollback --to repairs it in 
   assert.equal(rec.status, 'complete', 'going forward from r1 to r2 leaves r1 good');
   assert.ok(fs.existsSync(path.join(root, 'releases', 'stable')), 'the link made by hand stays');
 });
+
+// A root that is this user's own but whose modes refuse them (`chmod -R 644` on it, `chmod 000`
+// on its state directory): the hint for the error looked up the failing path, and that lookup
+// threw again (a Node stack, no JSON under --json); rollback said "run as the user that owns the
+// deploy root" to that user.
+void test('a root this user owns whose modes refuse them: permission denied naming the directory and its mode, exit 1, JSON, no stack trace, nothing changed', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  execFileSync('chmod', ['-R', 'a+rX', src]);
+  const home = path.join(dir, 'home');
+  fs.mkdirSync(home);
+  execFileSync('chown', ['nobody:', home]);
+  const root = path.join(home, 'root');
+  for (const id of ['o1', 'o2']) {
+    const r = await runWrapped(['deploy', src, root, '--release-id', id, '--no-fsync', '--quiet'], { prefix: asUser('nobody') });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const commands = [['status', root], ['releases', root], ['verify', root], ['rollback', root], ['prune', root, '--keep', '1'], ['deploy', src, root, '--no-fsync']];
+  for (const [shut, mode, shown] of [[root, 0o644, '0644'], [path.join(root, '.atomic-deploy'), 0o000, '0000']] as const) {
+    fs.chmodSync(shut, mode);
+    const before = treeSnapshot(dir, { times: true });
+    for (const args of commands) {
+      const label = `${shut} ${shown}, ${args[0]}`;
+      const r = await runWrapped(args, { prefix: asUser('nobody') });
+      assert.equal(r.code, 1, `${label}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: permission denied while [^\n]*EACCES[^\n]*$/m, label);
+      assert.match(r.stderr, new RegExp(`^hint: ${shut} is this user's own, but its mode is ${shown}, which refuses its owner: chmod u\\+rwx ${shut}$`, 'm'), label);
+      assert.doesNotMatch(r.stderr, /unexpected failure|this is a bug|\n\s+at |run as the user that owns/, label);
+      const j = await runWrapped([...args, '--json'], { prefix: asUser('nobody') });
+      assert.equal(j.code, 1, label);
+      assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'IO', label);
+    }
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before, shown);
+    fs.chmodSync(shut, 0o755);
+  }
+});
+
+// A low open-file limit: the CLI's own modules could not be loaded (EMFILE), and the user was told
+// "unexpected failure … this is a bug" with a stack.
+void test('too few open files (ulimit -n): one line naming the limit, a hint to raise it, exit 1, JSON, nothing written', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}.txt`, `${i}\n`])));
+  const root = path.join(dir, 'root');
+  const lowest = { prefix: ['sh', '-c', 'ulimit -n 24 && exec "$@"', 'sh'] };
+  const r = await runWrapped(['deploy', src, root], lowest);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^error: too many open files \(ulimit -n 24\) while [^\n]*EMFILE[^\n]*\nhint: raise the limit of open files: ulimit -n 1024 \(a deploy needs at least 32\)\n$/);
+  const j = await runWrapped(['deploy', src, root, '--json'], lowest);
+  assert.equal(j.code, 1, j.stderr);
+  assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'IO');
+  assert.equal(fs.existsSync(root), false);
+  // The limit the hint names is enough.
+  const enough = await runWrapped(['deploy', src, root, '--quiet'], { prefix: ['sh', '-c', 'ulimit -n 32 && exec "$@"', 'sh'] });
+  assert.equal(enough.code, 0, enough.stderr);
+});
+
+// A deploy as uid 0 that may not give files away: in a user namespace (unshare -r, a rootless
+// container) the build's owners are not mapped (EINVAL, no hint); without CAP_CHOWN (EPERM) the
+// hint spoke of immutable attributes and NFS root_squash.
+void test('uid 0 without the privilege to give files their owners: refused naming what is missing, exit 1, the root unchanged', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'hi\n' });
+  execFileSync('chown', ['-R', 'nobody:', src]);
+  const root = path.join(dir, 'root');
+  assert.equal((await runWrapped(['deploy', src, root, '--quiet', '--release-id', 'ok'])).code, 0);
+  const before = treeSnapshot(root);
+  const cases: [string, string[], RegExp][] = [
+    ['unshare -r', ['unshare', '-r'], /^hint: this process is uid 0 in a user namespace \(unshare -r, a rootless container\) that does not map the build's owners: deploy outside it, or from a build whose files are owned by ids it maps$/m],
+    ['no CAP_CHOWN', ['setpriv', '--bounding-set', '-chown,-fowner', '--inh-caps', '-chown,-fowner', '--'], /^hint: this process is uid 0 without CAP_CHOWN \(a container or setpriv that dropped it\): deploy with CAP_CHOWN, or from a build owned by root$/m],
+  ];
+  for (const [name, prefix, hint] of cases) {
+    const r = await runWrapped(['deploy', src, root], { prefix });
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: cannot give the release's files their owners while deploying release \S+: E(INVAL|PERM)[^\n]*fchown/m, name);
+    assert.match(r.stderr, hint, name);
+    assert.deepEqual(treeSnapshot(root), before, name);
+  }
+});

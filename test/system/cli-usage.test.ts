@@ -2,7 +2,7 @@
 // deploy; no arguments prints help; the top-level help has examples and the exit codes. Each
 // mistake exits 2 and a byte-level snapshot shows nothing changed in the working folder.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,6 +81,22 @@ void test('a mistyped flag gets a suggestion too', async (t) => {
   assert.doesNotMatch(other.stderr, /did you mean/);
   const otherJson = await runCli(['status', 'www', '--strategy=copy', '--json'], { cwd: dir });
   assert.equal((JSON.parse(otherJson.stdout) as { error: { message: string } }).error.message, "unknown option '--strategy' for this command; it is an option of deploy");
+});
+
+// A path that starts with a dash was an unknown option with no way on: `--` ends the options.
+void test('a word with one dash and several letters (a path?) is an unknown option with a hint to end the options with --', async (t) => {
+  const dir = await workdir(t);
+  for (const [args, example] of [
+    [['deploy', 'build', '-dash'], 'atomic-deploy deploy build -- -dash'],
+    [['deploy', '-dash', 'www', '--quiet'], 'atomic-deploy deploy --quiet -- -dash www'],
+  ] as const) {
+    const result = await runCli([...args], { cwd: dir });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr, `error: unknown option '-dash'\nhint: if -dash is a path, end the options before it with --: ${example}\n`);
+    const json = await runCli([...args, '--json'], { cwd: dir });
+    assert.equal((JSON.parse(json.stdout) as { error: { hint: string } }).error.hint, `if -dash is a path, end the options before it with --: ${example.replace(' -- ', ' --json -- ')}`);
+  }
+  assert.equal(fs.existsSync(path.join(dir, '-dash')), false);
 });
 
 void test('the bare form deploys when its first argument is a directory', async (t) => {
@@ -211,24 +227,44 @@ void test('options before the command go with that command; its name is never a 
 });
 
 // A shell left in a folder that was removed since (a release prune took): every command died with
-// "unexpected failure: ENOENT … uv_cwd" and "this is a bug", exit 1.
-void test('a working directory that no longer exists is a usage error, not a crash', async (t) => {
+// "unexpected failure: ENOENT … uv_cwd" and "this is a bug", exit 1; then every command was exit 2,
+// even with absolute paths, and an operator in a pruned release could not roll back.
+void test('a working directory that no longer exists: absolute paths carry on without it; a relative path, the config search for a missing root, or init is a usage error', async (t) => {
   const dir = await workdir(t);
   const www = path.join(dir, 'www');
-  // The working folder's own time moves with each `gone`; the root must not move at all.
-  const before = treeSnapshot(www, { times: true });
-  for (const args of [['status', www], ['releases', www, '--json'], ['deploy', path.join(dir, 'build'), www, '--dry-run']]) {
+  const config = path.join(dir, 'c.yaml');
+  fs.writeFileSync(config, 'keep: 9\n');
+  /** Runs the CLI from a folder the shell entered and removed. */
+  const fromGone = (args: string[]): SpawnSyncReturns<string> => {
     const gone = path.join(dir, 'gone');
     fs.mkdirSync(gone);
-    // The shell enters the folder, removes it, and runs the CLI from there.
-    const result = spawnSync('sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', gone, process.execPath, BIN, ...args], { encoding: 'utf8', env: cliEnv() });
-    assert.equal(result.status, 2, result.stderr);
-    assert.match(result.stderr, /^error: the working directory no longer exists/m);
-    assert.match(result.stderr, /^hint: cd to a directory that exists/m);
-    assert.doesNotMatch(result.stderr, /bug|at process/);
-    if (args.includes('--json')) assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'USAGE');
+    return spawnSync('sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', gone, process.execPath, BIN, ...args], { encoding: 'utf8', env: cliEnv() });
+  };
+  const before = treeSnapshot(www, { times: true });
+  const refused: [string[], RegExp][] = [
+    [['status', 'www'], /www is a relative path/],
+    [['deploy', 'build', www, '--dry-run'], /build is a relative path/],
+    [['releases', '--json'], /the config file is searched for from there, and no root was given/],
+    [['--config', 'c.yaml', 'status', www], /the config file c\.yaml is a relative path/],
+    [['init'], /init writes its file there \(or name it with --config <absolute path>\)/],
+  ];
+  for (const [args, need] of refused) {
+    const result = fromGone(args);
+    const label = args.join(' ');
+    assert.equal(result.status, 2, `${label}: ${result.stderr}`);
+    assert.match(result.stderr, new RegExp(`^error: the working directory no longer exists \\(it was removed or moved after the shell entered it\\), and ${need.source}$`, 'm'), label);
+    assert.match(result.stderr, /^hint: give absolute paths, or cd to a directory that exists \(cd ~\) and run the command again$/m, label);
+    assert.doesNotMatch(result.stderr, /bug|at process/, label);
+    if (args.includes('--json')) assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'USAGE', label);
   }
   assert.deepEqual(treeSnapshot(www, { times: true }), before);
+  // Every path absolute: the command runs, the config search skipped without a word.
+  for (const args of [['status', www], ['status', www, '--no-config'], ['releases', www, '--json'], ['--config', config, 'status', www], ['deploy', path.join(dir, 'build'), www, '--dry-run'], ['deploy', path.join(dir, 'build'), www, '--quiet'], ['rollback', www, '--quiet']]) {
+    const result = fromGone(args);
+    assert.equal(result.status, 0, `${args.join(' ')}: ${result.stderr}`);
+    assert.equal(result.stderr, '', args.join(' '));
+  }
+  assert.equal(fs.readdirSync(path.join(www, 'releases')).length, 2);
 });
 
 // `--health-timeout 5` with no health check deployed with no check at all, exit 0: a guard that

@@ -259,7 +259,11 @@ void test('dry runs on a read-only root say the command itself would fail there'
     execFileSync('mount', ['-o', 'remount,bind,ro', root]);
     const deploy = await runCli(['deploy', src, root, '--dry-run']);
     assert.equal(deploy.code, 0, deploy.stderr);
-    assert.match(deploy.stdout, /^note: +this user cannot write \S+root \(a read-only filesystem\): the command itself would fail there$/m);
+    // The same label as rollback's and prune's (deploy said `note:` in its plan, they `warning:`), said once.
+    assert.match(deploy.stderr, /^warning: this user cannot write \S+root \(a read-only filesystem\): the command itself would fail there$/m);
+    assert.doesNotMatch(deploy.stdout, /cannot write/);
+    const json = await runCli(['deploy', src, root, '--dry-run', '--json']);
+    assert.match((JSON.parse(json.stdout) as { warnings: string[] }).warnings.join('\n'), /this user cannot write/);
     const rollback = await runCli(['rollback', root, '--dry-run']);
     assert.equal(rollback.code, 0, rollback.stderr);
     assert.match(rollback.stderr, /^warning: this user cannot write \S+root \(a read-only filesystem\)/m);

@@ -108,7 +108,7 @@ void describe('a fleet host that fails right after its lock is taken', () => {
     const error = (JSON.parse(failed.stdout) as { error?: { code: string; message: string; hint?: string } }).error;
     assert.equal(error?.code, 'NO_SPACE', failed.stderr);
     assert.match(error.message, new RegExp(`${h1.alias}: copying the release failed: rsync: .*No space left on device`));
-    assert.match(error.hint ?? '', new RegExp(`^free space on ${h1.alias} \\(for example: atomic-deploy prune <root> --host ${h1.alias} --keep 3\\)`));
+    assert.match(error.hint ?? '', new RegExp(`^free space on ${h1.alias} \\(for example: atomic-deploy prune ${root} --host ${h1.alias} --keep 2\\)`));
     assert.equal(currentOf(seen(h1, root)), 'r1');
     assert.equal(currentOf(path.join(h2.srvDir, 'alr-full', 'root')), 'r1');
   });

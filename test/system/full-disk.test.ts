@@ -80,3 +80,30 @@ void test('the lock taken on a full disk names its holder: a second command sees
   assert.equal((await holder.done).code, 0);
   assert.equal(lockExists(root), false);
 });
+
+// The hint said `atomic-deploy prune <root> --keep 3`, the placeholder unfilled, and promised space
+// from a prune that could remove nothing: a root holding only the live release and its rollback
+// target (a 20 MB disk, an 8 MiB build).
+void test('a full disk: the hint names the root, and prune only where it can remove a release', async (t) => {
+  requireRoot();
+  const mnt = mountTmpfs(t, { size: '20m' });
+  const src = path.join(tempDir(t), 'src');
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'blob'), Buffer.alloc(8 << 20, 7));
+  const root = path.join(mnt, 'root');
+  for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  const full = await runCli(['deploy', src, root, '--release-id', 'r3']);
+  assert.equal(full.code, 1, full.stderr);
+  assert.match(full.stderr, /^error: no space left on device while /m);
+  assert.match(full.stderr, new RegExp(`^hint: prune cannot free space here: ${root} holds only the live release and its rollback target, which always stay; free space elsewhere on its filesystem \\(shared/, other files: df -h ${root}\\) or make it larger, then deploy again$`, 'm'));
+  assert.doesNotMatch(full.stderr, /<root>/);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2']);
+  // With a release prune can remove, the hint says how many and names the root.
+  fs.mkdirSync(path.join(root, 'releases', 'r0'));
+  fs.writeFileSync(path.join(root, 'releases', 'r0', 'index.html'), 'old\n');
+  const more = await runCli(['deploy', src, root, '--release-id', 'r3', '--json']);
+  assert.equal(more.code, 1, more.stderr);
+  const e = jsonOf<{ error: { code: string; hint: string } }>(more).error;
+  assert.equal(e.code, 'NO_SPACE');
+  assert.equal(e.hint, `free space (for example: atomic-deploy prune ${root} --keep 2, which can remove up to 1 of its 3 releases) and deploy again`);
+});

@@ -1,6 +1,7 @@
 // before-switch and after-switch hooks through the CLI: environment, cwd, order, streamed output,
 // failure handling, timeouts and signals that kill the hook's whole process group.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -256,4 +257,27 @@ void test('a crash as the before-switch hooks start is undone by the next comman
   assert.equal(status.code, 0, status.stderr);
   assert.equal(currentId(root), live);
   assert.deepEqual(releaseIds(root), [live]);
+});
+
+// A hook on a filesystem mounted noexec was told "chmod +x it", though it had its x bits.
+void test('a hook that is executable but on a noexec mount is told so (sh <script>); one without x bits, chmod +x', async (t) => {
+  const mnt = tempDir(t);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=10m,noexec', 'tmpfs', mnt]);
+  try {
+    const src = writeTree(path.join(mnt, 'b'), { 'index.html': 'hi\n', 'hook.sh': '#!/bin/sh\necho hi\n', 'plain.sh': '#!/bin/sh\necho hi\n' });
+    fs.chmodSync(path.join(src, 'hook.sh'), 0o755);
+    const root = path.join(mnt, 'root');
+    const noexec = await runCli(['deploy', src, root, '--before-switch', './hook.sh']);
+    assert.equal(noexec.code, 1, noexec.stderr);
+    assert.match(noexec.stderr, /^error: before-switch hook "\.\/hook\.sh" exited with code 126 \(\.\/hook\.sh is executable, but could not be run: its filesystem may be mounted noexec; run it with sh \.\/hook\.sh\);/m);
+    assert.doesNotMatch(noexec.stderr, /chmod \+x/);
+    const plain = await runCli(['deploy', src, root, '--before-switch', './plain.sh --flag']);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(plain.stderr, /exited with code 126 \(\.\/plain\.sh is not executable: chmod \+x it, or run it with sh \.\/plain\.sh\)/);
+    // The hint's way runs it.
+    const viaSh = await runCli(['deploy', src, root, '--before-switch', 'sh ./hook.sh', '--quiet']);
+    assert.equal(viaSh.code, 0, viaSh.stderr);
+  } finally {
+    execFileSync('umount', ['-l', mnt]);
+  }
 });

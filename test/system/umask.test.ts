@@ -88,3 +88,37 @@ void test('under a setgid parent the directories a deploy makes keep the setgid 
   assert.equal(deployed.code, 0, deployed.stderr);
   for (const d of ['app', 'app/releases', 'app/shared', 'app/shared/uploads']) assert.equal((fs.statSync(path.join(parent, d)).mode & 0o7777).toString(8), '2755', d);
 });
+
+// Under umask 0777 a deploy by a user who is not root crashed with a Node stack; under 0222 or 0277
+// it left a half-made root (.atomic-deploy 0555) that refused every deploy after it, with the hint
+// "run as the user that owns the deploy root" to that user.
+void test('a umask that takes the owner\'s own bits is refused before anything is made: exit 2, one line, for root and for another user', async (t) => {
+  const { dir, src } = setup(t);
+  const home = path.join(dir, 'home');
+  fs.mkdirSync(home);
+  execFileSync('chown', ['nobody:', home]);
+  for (const umask of ['0777', '0222', '0277', '0477']) {
+    for (const user of [undefined, 'nobody']) {
+      const root = path.join(home, `r${umask}`);
+      const label = `umask ${umask} as ${user ?? 'root'}`;
+      const r = await runWrapped(['deploy', src, root], { prefix: [...(user ? asUser(user) : []), 'sh', '-c', `umask ${umask}; exec "$@"`, 'sh'] });
+      assert.equal(r.code, 2, `${label}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^error: the umask ${umask} takes [a-z, ]+ permission from the owner of what this command makes: its own directories would refuse it\\nhint: run it under a umask that leaves the owner rwx: umask 022 \\(or 077 to keep the state private\\)\\n$`), label);
+      assert.equal(fs.existsSync(root), false, `${label}: nothing made`);
+    }
+  }
+  // Commands that take the lock refuse it too, before taking it.
+  const root = path.join(home, 'app');
+  assert.equal((await runWrapped(['deploy', src, root, '--quiet'], { prefix: asUser('nobody') })).code, 0);
+  assert.equal((await runWrapped(['deploy', src, root, '--quiet'], { prefix: asUser('nobody') })).code, 0);
+  for (const args of [['rollback', root], ['prune', root, '--keep', '1']]) {
+    const r = await runWrapped(args, { prefix: [...asUser('nobody'), 'sh', '-c', 'umask 0277; exec "$@"', 'sh'] });
+    assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
+    assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false, args[0]);
+  }
+  // A root half made by an older version under such a umask: the hint names the directory and its mode.
+  fs.chmodSync(path.join(root, '.atomic-deploy'), 0o555);
+  const half = await runWrapped(['deploy', src, root], { prefix: asUser('nobody') });
+  assert.equal(half.code, 1, half.stderr);
+  assert.match(half.stderr, new RegExp(`^hint: ${root}/\\.atomic-deploy is this user's own, but its mode is 0555, which refuses its owner: chmod u\\+rwx ${root}/\\.atomic-deploy$`, 'm'));
+});
