@@ -325,7 +325,16 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           return;
         }
         const { before, after } = hostPruneSteps(state, decision, new Date().toISOString());
-        const failed = pruneFailures(await h.remote.unlock(before, after));
+        const frames = await h.remote.unlock(before, after).catch((error: unknown) => {
+          // Cut off midway (a lost connection): some of the releases may be gone already, so the row's
+          // empty `removed` is not known to be true; the error says so and how to look.
+          if (!(error instanceof DeployError) || removed.length === 0) throw error;
+          throw new DeployError(error.code, `${error.message}; whether ${removed.map((r) => r.id).join(', ')} ${removed.length === 1 ? 'was' : 'were'} pruned there is not known`, {
+            hint: `list what the host holds with: atomic-deploy releases ${shellWord(h.root)} --host ${shellWord(h.label)}`,
+            ...(error.details ? { details: error.details } : {}),
+          });
+        });
+        const failed = pruneFailures(frames);
         const gone = removed.filter((r) => !failed.some((f) => f.id === r.id));
         out.set(h, { ...chosen, removed: gone, ...(failed.length > 0 ? { failed } : {}) });
         if (gone.length > 0) fleet.step(h, `pruned ${gone.map((r) => r.id).join(', ')}`);

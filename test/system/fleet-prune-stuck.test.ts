@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, runCli, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { requireTools } from '../harness/faults.ts';
 import { rootNamer, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
@@ -146,4 +146,39 @@ void describe('a release that cannot be moved on one of two namespace hosts', ()
       assert.equal(fs.readlinkSync(path.join(made.on(h2), 'current')), 'releases/r2', `${args[0]} changed the other host`);
     }
   });
+});
+
+// A prune cut off on a host after it had moved releases out (its connection lost while it made
+// that durable): the row said it removed nothing (`-`), while they were gone. What went is not
+// known from here: the error says so, and how to look.
+void test('a prune cut off on a host after moving releases out says their fate there is not known, and how to look', async (t) => {
+  const [, h2] = fleet.hosts as [FleetHost, FleetHost];
+  const made = newRoot('cut');
+  for (const id of ['r1', 'r2', 'r3']) {
+    const r = await cli(['deploy', writeTree(tempDir(t), { 'index.html': `${id}\n` }), made.root, ...hostArgs, '--release-id', id, '--keep', '0', '--no-fsync']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  // A stand-in `sync` first on host2's PATH: armed, once r1 has left releases/ (the prune's fsync of its moves), it says so and takes 10 s.
+  const real = execFileSync('sh', ['-c', 'command -v sync'], { encoding: 'utf8' }).trim();
+  const bin = path.join(h2.srvDir, 'pcut', 'bin');
+  fs.mkdirSync(bin, { recursive: true });
+  fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\nif [ -e /srv/pcut/arm ] && [ ! -e ${made.root}/releases/r1 ]; then rm -f /srv/pcut/arm; touch /srv/pcut/syncing; sleep 10; fi\nexec '${real}' "$@"\n`, { mode: 0o755 });
+  const home = path.join(path.dirname(h2.srvDir), 'root');
+  fs.mkdirSync(home, { recursive: true });
+  fs.writeFileSync(path.join(home, '.bashrc'), 'PATH=/srv/pcut/bin:$PATH\n');
+  t.after(() => fs.rmSync(path.join(home, '.bashrc'), { force: true }));
+  fs.writeFileSync(path.join(h2.srvDir, 'pcut', 'arm'), '');
+  const run = spawnCli(['prune', made.root, ...hostArgs, '--keep', '1', '--json'], { env, timeoutMs: 120_000 });
+  const deadline = Date.now() + 60_000;
+  while (!fs.existsSync(path.join(h2.srvDir, 'pcut', 'syncing'))) {
+    assert.ok(Date.now() < deadline, 'host2 never reached its sync');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await h2.killSshd();
+  const r = await run.done;
+  await h2.startSshd();
+  assert.equal(r.code, 1, r.stderr);
+  const row = jsonOf<{ hosts: HostJson[] }>(r).hosts.find((h) => h.host === h2.alias);
+  assert.match(row?.error?.message ?? '', /^host2: connection lost while .*; whether r1 was pruned there is not known$/, JSON.stringify(row));
+  assert.match(r.stderr + r.stdout, new RegExp(`list what the host holds with: atomic-deploy releases ${made.root} --host host2`));
 });
