@@ -828,7 +828,10 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         const p = per.get(h);
         const health = healthOf(p);
         const didSwitch = hasSwitched(p);
-        return { host: h.label, switched: didSwitch, lost: isLost(p), ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch), failed: h.error !== undefined && !didSwitch };
+        // A signal after the last wave's switch said the switch stands: a host that switched and then
+        // went silent stands with it (on the release, unverified), as a local deploy's does.
+        const stands = signalSaid && p?.phase === 'unreachable';
+        return { host: h.label, switched: didSwitch, lost: isLost(p) && !stands, ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch), failed: h.error !== undefined && !didSwitch };
       }),
       options.onFailure ?? 'rollback',
       interrupted ? -1 : budget,
@@ -937,6 +940,14 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       // Hosts that never switched: their prepared release goes, as in phase 1.
       ...fleet.hosts.filter((h) => decision.undo.includes(h.label)).map((h) => abortHost(h)),
     ]);
+    if (signalSaid && decision.ok) {
+      for (const h of fleet.hosts) {
+        if (per.get(h)?.phase !== 'unreachable') continue;
+        // Its journal says it switched: the next command there records it, with the others' commits as evidence.
+        leftovers.add(h);
+        emit({ type: 'warning', message: `${h.label}: connection lost after it switched to ${releaseId}: it stays on ${releaseId}, unverified, and the next command there finishes its record` });
+      }
+    }
     for (const h of fleet.hosts) {
       const p = per.get(h);
       if (isLost(p)) continue;

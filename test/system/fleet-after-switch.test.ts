@@ -164,6 +164,39 @@ void describe('after-switch failures on two namespace hosts', () => {
     assert.match(r.stdout, new RegExp(`deployed ${v2} to 2 of 2 hosts \\(unverified: ${h2.alias}\\)`));
   });
 
+  // Ctrl-C after the switch while a host's connection had just gone: the deploy said "the switch
+  // stands", then switched the other host back and exited 1 ("did not switch everywhere"). As
+  // locally, a signal after the switch lets it stand: exit 130, the lost host named, on it.
+  void test('a signal after the switch stands with a host lost after its switch: exit 130, nobody switched back', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('stands');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+    const v1 = currentOf(on(h2));
+    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--health-check', 'sleep 8'], { env, timeoutMs: 120_000 });
+    let r: Awaited<typeof run.done>;
+    try {
+      const deadline = Date.now() + 60_000;
+      while (currentOf(on(h1)) === v1 || currentOf(on(h2)) === v1) {
+        assert.ok(Date.now() < deadline, 'the hosts never switched');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await h2.linkDown();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      run.child.kill('SIGINT');
+      r = await run.done;
+    } finally {
+      await h2.linkUp();
+    }
+    const v2 = currentOf(on(h1));
+    assert.notEqual(v2, v1);
+    assert.equal(r.code, 130, `${r.stderr}\n${r.stdout}`);
+    assert.match(r.stderr, /^warning: interrupted by SIGINT after the switch: .*the switch stands$/m);
+    assert.match(r.stderr, new RegExp(`^warning: ${h2.alias}: connection lost after it switched to ${v2}: it stays on ${v2}, unverified, and the next command there finishes its record$`, 'm'));
+    assert.doesNotMatch(r.stderr + r.stdout, /switched back/);
+    assert.equal(currentOf(on(h1)), v2, 'host1 was switched back');
+    assert.equal(currentOf(on(h2)), v2);
+  });
+
   void test('with a health check, a failing after-switch hook switches every host back (exit 4)', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const { root, on } = newRoot('health');
