@@ -641,6 +641,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (result.danglingTarget !== undefined) {
       out.warn(`current points to ${result.danglingTarget}, which is not there: nothing is served through it`, result.lastLive === undefined ? 'deploy a release to bring the site back' : `restore the last good release that was live: atomic-deploy rollback ${shellWord(root)} --to ${shellWord(result.lastLive)}`);
     }
+    // A current that deploy, rollback and prune refuse: said as they would say it, with its repair.
+    if (result.currentProblem !== undefined) out.warn(`${result.currentProblem.message}: deploy, rollback and prune refuse this root until it is repaired`, result.currentProblem.hint);
     out.print(renderStatus(result, root));
     out.result(undefined, result);
   });

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
+import type { Layout } from '../act/layout.ts';
 import { busyNames } from '../act/claims.ts';
 import { acquireLock, inspectLock, releaseLock } from '../act/lock.ts';
 import { readJournal } from '../act/state.ts';
-import { readCurrent, type CurrentState } from '../act/switch.ts';
+import { currentIdOrThrow, readCurrent, type CurrentState } from '../act/switch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { checkOptionsArgument, umaskLeavesOwner } from '../plan/validate.ts';
 import { currentUmask } from '../act/mkdirs.ts';
@@ -37,6 +38,11 @@ export interface StatusResult {
   lastLive?: string;
   /** With `current` dangling: the target it names, which is not there (nothing is served through it). */
   danglingTarget?: string;
+  /**
+   * With `current` outside releases/, or a real directory or file: what deploy, rollback and prune
+   * say when they refuse the root for it, and the way to repair it (said by status as a warning).
+   */
+  currentProblem?: { code: string; message: string; hint?: string; target?: string };
 }
 
 export interface StatusOptions {
@@ -94,6 +100,7 @@ export async function status(root: string, options: StatusOptions = {}): Promise
     running,
     recovered,
     ...(state.kind === 'dangling' ? { danglingTarget: state.target } : {}),
+    ...currentProblemOf(state, layout),
     ...(state.kind === 'missing' || state.kind === 'dangling' ? lastLiveField(await releaseViews(layout).catch(() => [])) : {}),
   };
 }
@@ -118,4 +125,16 @@ async function findLeftovers(layout: ReturnType<typeof openRoot>, live: boolean)
     for (const name of inReleases.filter((n) => isReleasesLeftover(n) && !busy.has(n))) found.push(`releases/${name}`);
   }
   return { leftovers: found, running };
+}
+
+/** The refusal a changing command would give for this `current` (act/switch.ts currentIdOrThrow), as status reports it. */
+function currentProblemOf(state: CurrentState, layout: Layout): Pick<StatusResult, 'currentProblem'> {
+  if (state.kind !== 'outside' && state.kind !== 'directory' && state.kind !== 'file') return {};
+  try {
+    currentIdOrThrow(state, layout);
+    return {};
+  } catch (error) {
+    if (!(error instanceof DeployError)) throw error;
+    return { currentProblem: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), ...(state.kind === 'outside' ? { target: state.target } : {}) } };
+  }
 }

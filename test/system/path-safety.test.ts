@@ -235,3 +235,27 @@ void test('`..` after a symbolic link in the source or the root is resolved as t
   assert.equal(archive.code, 0, archive.stderr);
   assert.equal(fs.readFileSync(path.join(root, 'current', 'index.html'), 'utf8'), 'NEW\n');
 });
+
+// `status` on a current that every changing command refuses (a link out of releases/, a real
+// directory copied over it) said `current: (outside)` or `(directory)`, exit 0, and no more: the
+// repair was found only by the next deploy's refusal. It warns as they refuse, with their hint.
+void test('status warns about a current that deploy, rollback and prune refuse, with their hint; --json carries it', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'build'), { 'index.html': 'hi\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync', '-q'])).code, 0);
+  const outside = writeTree(path.join(dir, 'outside'), { 'index.html': 'elsewhere\n' });
+  fs.rmSync(path.join(root, 'current'));
+  fs.symlinkSync(outside, path.join(root, 'current'));
+  const s = await runCli(['status', root]);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stderr, new RegExp(`^warning: ${root}/current points to ${outside}, which is not a release directory in ${root}/releases: deploy, rollback and prune refuse this root until it is repaired$`, 'm'));
+  assert.match(s.stderr, /^hint: move that tree into releases\/<id>\/ and point current at it, or deploy into another root$/m);
+  const refused = await runCli(['deploy', src, root, '--no-fsync', '-q']);
+  assert.equal(refused.code, 2, 'the deploy refuses it, as status says');
+  fs.rmSync(path.join(root, 'current'));
+  fs.cpSync(src, path.join(root, 'current'), { recursive: true });
+  const j = jsonOf<{ currentProblem?: { code: string; message: string; hint?: string } }>(await runCli(['status', root, '--json']));
+  assert.equal(j.currentProblem?.code, 'CURRENT_NOT_SYMLINK');
+  assert.match(j.currentProblem?.hint ?? '', /rename\(2\) cannot turn a directory into a symlink/);
+});
