@@ -69,6 +69,18 @@ function locked(dir: string): boolean {
   return fs.existsSync(path.join(dir, '.deploy.lock'));
 }
 
+/** Whether the lock holder a root's lock names has gone (or no lock is held). */
+function holderGone(dir: string): boolean {
+  const pidFile = path.join(dir, '.deploy.lock', 'pid');
+  if (!fs.existsSync(pidFile)) return true;
+  try {
+    process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
@@ -442,8 +454,12 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     for (const h of fleet.hosts) assertClean(on(h), h.alias);
   });
 
-  void test('the deploying process dies between switch and decision: status finishes the all-or-nothing', async (t) => {
-    const { root, on } = newRoot('crash');
+  /**
+   * A deploy of a new release into `root` (holding one already) killed between the switch and the
+   * decision, host2's switch refused (its armed link made immutable): host1 and host3 on the new
+   * release, host2 still on the old one, each with its journal.
+   */
+  async function crashBetweenSwitchAndDecision(t: { after(fn: () => void): void }, root: string, on: (h: FleetHost) => string): Promise<{ old: string; fresh: string }> {
     const src = site(t, 'v1');
     const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
     const host2 = fleet.hosts[1] as FleetHost;
@@ -463,17 +479,14 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     const fresh = releases(on(fleet.hosts[0] as FleetHost)).find((id) => id !== old) as string;
     assert.equal(current(on(fleet.hosts[0] as FleetHost)), fresh, 'host1 switched before the crash');
     assert.equal(current(on(host2)), old, 'host2 did not');
+    return { old, fresh };
+  }
+
+  void test('the deploying process dies between switch and decision: status finishes the all-or-nothing', async (t) => {
+    const { root, on } = newRoot('crash');
+    const { old } = await crashBetweenSwitchAndDecision(t, root, on);
     // The lock holders end with the dead process's connections; status then reconciles everyone.
-    await until('the lock holders to be gone', () => fleet.hosts.every((h) => {
-      const pidFile = path.join(on(h), '.deploy.lock', 'pid');
-      if (!fs.existsSync(pidFile)) return true;
-      try {
-        process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }), 45_000);
+    await until('the lock holders to be gone', () => fleet.hosts.every((h) => holderGone(on(h))), 45_000);
     const s = await cli(['status', root, ...hostArgs, '--json']);
     assert.equal(s.code, 0, s.stderr);
     const j = jsonOf<FleetJson & { hosts: { host: string; recovered: string[] }[] }>(s);
@@ -492,33 +505,10 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
   // removed as never switched: the fleet split for good, `status` exit 0 saying `mixed`.
   void test('the same crash, reconciled while a host that did not switch is unreachable: left unfinished until it answers, then switched back everywhere', async (t) => {
     const { root, on } = newRoot('crash-unreached');
-    const src = site(t, 'v1');
-    const old = jsonOf<FleetJson>(await cli(['deploy', src, root, ...hostArgs, '--json'])).release as string;
+    const { old, fresh } = await crashBetweenSwitchAndDecision(t, root, on);
     const [host1, host2, host3] = fleet.hosts as [FleetHost, FleetHost, FleetHost];
-    const armedDir = (h: FleetHost): string | undefined => fs.readdirSync(path.join(on(h), '.tmp')).find((n) => /^current\.[0-9a-f]+$/.test(n) && isLink(path.join(on(h), '.tmp', n, 'current')));
-    const run = spawnCli(['deploy', src, root, ...hostArgs], { env, failpoints: 'fleet-armed=sleep:3000,fleet-switched=crash', timeoutMs: 90_000 });
-    let immutable: string | undefined;
-    try {
-      await until('every host armed', () => fleet.hosts.every((h) => armedDir(h) !== undefined));
-      immutable = path.join(on(host2), '.tmp', armedDir(host2) as string);
-      execFileSync('chattr', ['+i', immutable]);
-      assert.equal((await run.done).signal, 'SIGKILL');
-    } finally {
-      if (immutable) execFileSync('chattr', ['-i', immutable]);
-    }
-    const fresh = releases(on(host1)).find((id) => id !== old) as string;
-    assert.deepEqual([current(on(host1)), current(on(host2)), current(on(host3))], [fresh, old, fresh]);
-    const holderGone = (h: FleetHost): boolean => {
-      const pidFile = path.join(on(h), '.deploy.lock', 'pid');
-      if (!fs.existsSync(pidFile)) return true;
-      try {
-        process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
-        return false;
-      } catch {
-        return true;
-      }
-    };
-    await until('the lock holders to be gone', () => fleet.hosts.every(holderGone), 45_000);
+    assert.equal(current(on(host3)), fresh);
+    await until('the lock holders to be gone', () => fleet.hosts.every((h) => holderGone(on(h))), 45_000);
     const journal = (h: FleetHost): boolean => fs.existsSync(path.join(on(h), '.atomic-deploy', 'journal.json'));
     await host2.linkDown();
     try {
@@ -538,7 +528,7 @@ void describe('fleet deploys over ssh to three namespace hosts', () => {
     } finally {
       await host2.linkUp();
     }
-    await until('host2 lock holder to be gone', () => holderGone(host2), 45_000);
+    await until('host2 lock holder to be gone', () => holderGone(on(host2)), 45_000);
     const s = await cli(['status', root, ...hostArgs, '--json']);
     assert.equal(s.code, 0, s.stderr);
     assert.equal(jsonOf<FleetJson>(s).current, old, s.stdout);
