@@ -462,8 +462,9 @@ function pruneTable(dryRun: boolean, hosts: readonly FleetPruneHost[]): string {
 function fleetReach(r: Pick<FleetDeployResult, 'hosts' | 'tolerated' | 'release'>): string {
   if (r.tolerated.length === 0) return plural(r.hosts.length, 'host');
   const failed = r.hosts.filter((h) => r.tolerated.includes(h.host));
-  const notOn = failed.filter((h) => h.outcome !== 'switched').map((h) => h.host);
+  const notOn = failed.filter((h) => h.outcome !== 'switched' && h.outcome !== 'unknown').map((h) => h.host);
+  const unknown = failed.filter((h) => h.outcome === 'unknown').map((h) => h.host);
   const unverified = failed.filter((h) => h.outcome === 'switched').map((h) => h.host);
-  const parts = [notOn.length > 0 ? `not on: ${notOn.join(', ')}` : '', unverified.length > 0 ? `unverified: ${unverified.join(', ')}` : ''].filter(Boolean);
-  return `${r.hosts.length - notOn.length} of ${r.hosts.length} hosts (${parts.join('; ')})`;
+  const parts = [notOn.length > 0 ? `not on: ${notOn.join(', ')}` : '', unverified.length > 0 ? `unverified: ${unverified.join(', ')}` : '', unknown.length > 0 ? `not known: ${unknown.join(', ')}` : ''].filter(Boolean);
+  return `${r.hosts.length - notOn.length - unknown.length} of ${r.hosts.length} hosts (${parts.join('; ')})`;
 }

@@ -990,10 +990,17 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       // A failed host that switched before it went silent is on the release all the same, unverified.
       const tolerated = hostRows.filter((r) => decision.tolerated.includes(r.host));
       const onIt = tolerated.filter((r) => r.outcome === 'switched').map((r) => r.host);
-      const notOn = tolerated.filter((r) => r.outcome !== 'switched').map((r) => r.host);
+      // `go` sent and its answer lost: on either release, not known which.
+      const maybe = tolerated.filter((r) => r.outcome === 'unknown').map((r) => r.host);
+      const notOn = tolerated.filter((r) => r.outcome !== 'switched' && r.outcome !== 'unknown').map((r) => r.host);
       const be = (hosts: readonly string[]): string => (hosts.length === 1 ? 'is' : 'are');
-      if (tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed (${reason})${notOn.length > 0 ? `; ${notOn.join(', ')} ${be(notOn)} not on ${releaseId}` : ''}${onIt.length > 0 ? `; ${onIt.join(', ')} ${be(onIt)} on ${releaseId}, unverified` : ''}` });
-      const live = fleet.hosts.length - notOn.length;
+      const where = [
+        notOn.length > 0 ? `${notOn.join(', ')} ${be(notOn)} not on ${releaseId}` : '',
+        onIt.length > 0 ? `${onIt.join(', ')} ${be(onIt)} on ${releaseId}, unverified` : '',
+        maybe.length > 0 ? `whether ${maybe.join(', ')} ${be(maybe)} on ${releaseId} is not known (the answer to its switch was lost)` : '',
+      ].filter(Boolean);
+      if (tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed (${reason})${where.map((w) => `; ${w}`).join('')}` });
+      const live = fleet.hosts.length - notOn.length - maybe.length;
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);

@@ -60,7 +60,7 @@ function assertUndone(r: { stdout: string; stderr: string }, on: (h: (typeof fle
   assert.match(r.stderr, /error: interrupted by SIGINT before the switch; no host switched and the deploy was undone/);
   for (const h of fleet.hosts) {
     assert.equal(current(on(h)), v1, `${h.alias} did not move`);
-    assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it`);
+    assert.deepEqual(leftovers(on(h)), [], `${h.alias}: the undo ran there under its lock and released it\n${r.stderr}\n${r.stdout}`);
     assert.deepEqual(
       fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')),
       [v1],
