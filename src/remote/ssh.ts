@@ -302,10 +302,19 @@ export class SshHost implements RootTransport {
   }
 
   /** Runs a program to its end. */
-  exec(script: string, options: ProgramOutput = {}): Promise<ExecResult> {
-    const run = this.start(script, options);
-    run.end();
-    return run.done;
+  async exec(script: string, options: ProgramOutput = {}): Promise<ExecResult> {
+    const once = (): Promise<ExecResult> => {
+      const run = this.start(script, options);
+      run.end();
+      return run.done;
+    };
+    const result = await once();
+    // Died of a signal before it said a word: a session forked just as a terminal's Ctrl-C reached
+    // this process's group gets it too (libuv's child is in our group, signals blocked, until its
+    // setsid; the signal then stays pending across it and kills the child before ssh runs). The
+    // program never ran on the host: it runs once more (the clean-up after a first Ctrl-C, which
+    // a second one would otherwise leave undone on that host).
+    return diedBeforeRunning(result) ? once() : result;
   }
 
   /** Closes the connection: the first session's stdin ends, and the master goes once every session has. */
@@ -346,6 +355,11 @@ export async function sshTimeoutArgs(args: readonly string[], connectTimeoutS: n
 
 /** Turns a failed remote program into an error that names the host and says what happened. */
 /** The program ended without its word because ssh lost the connection (exit 255, no error frame): it may still be where it was. */
+/** A session ended by SIGINT, SIGTERM or SIGHUP with nothing heard from it (no frame, no stderr): it never ran. */
+export function diedBeforeRunning(result: ExecResult): boolean {
+  return (result.signal === 'SIGINT' || result.signal === 'SIGTERM' || result.signal === 'SIGHUP') && result.frames.length === 0 && result.stderr === '';
+}
+
 export function connectionLost(result: ExecResult): boolean {
   return result.code === 255 && !result.frames.some((f) => f.tag === 'error');
 }

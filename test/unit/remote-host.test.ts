@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import type { Frame } from '../../src/remote/facts.ts';
-import type { ExecResult, RootTransport, RunningRemote } from '../../src/remote/ssh.ts';
+import { diedBeforeRunning, type ExecResult, type RootTransport, type RunningRemote } from '../../src/remote/ssh.ts';
 
 const OK: ExecResult = { code: 0, signal: null, frames: [], stderr: '' };
 
@@ -50,4 +50,15 @@ void test('RemoteRoot.unlock() with afterHolder leaves no timer behind once the 
   await remote.unlock([], [{ op: 'remove-made', dirs: ['/srv/app'] }], { afterHolder: true });
   assert.equal(timers(), before);
   await remote.close();
+});
+
+// A session forked as a Ctrl-C reaches our process group dies of it before ssh runs (the signal
+// stays pending across the child's setsid): only such a death, with nothing heard, is run again.
+void test('a session is run again only when a signal ended it before it said a word', () => {
+  const result = (over: Partial<ExecResult>): ExecResult => ({ code: null, signal: 'SIGINT', frames: [], stderr: '', ...over });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) assert.equal(diedBeforeRunning(result({ signal })), true, signal);
+  assert.equal(diedBeforeRunning(result({ signal: 'SIGKILL' })), false, 'SIGKILL is ours (a timeout), not a terminal');
+  assert.equal(diedBeforeRunning(result({ frames: [{ tag: 'locked', value: 'x' }] })), false, 'it ran: a frame came');
+  assert.equal(diedBeforeRunning(result({ stderr: 'ssh: connect to host …' })), false, 'ssh ran: it said something');
+  assert.equal(diedBeforeRunning(result({ signal: null, code: 255 })), false, 'a lost connection is no signal');
 });
