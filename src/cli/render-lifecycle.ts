@@ -75,8 +75,7 @@ export function afterSwitchPlanLines(plan: Pick<DeployPlan, 'hooks' | 'healthChe
   return lines;
 }
 
-/** The plan `deploy --dry-run` prints. */
-/** A deploy's plan as text; a note already said as a warning (`said`) is not said again. */
+/** The plan `deploy --dry-run` prints; a note already said as a warning (`said`) is not said again. */
 export function renderPlan(plan: DeployPlan, said: readonly string[] = []): string {
   const lines: string[] = [];
   lines.push(`dry run: nothing was changed`);

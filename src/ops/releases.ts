@@ -29,9 +29,10 @@ export async function listReleases(root: string): Promise<ReleasesResult> {
   const views = await releaseViews(layout);
   const previous = rollbackTarget(views, currentId);
   const ignored = views.filter((v) => ignoredEntry(v, currentId));
+  const listed = views.filter((v) => !ignored.includes(v));
   return {
     current: currentId,
     ...(ignored.length > 0 ? { ignored: ignored.map((v) => ({ id: v.id, reason: 'no release id has such a name: never a rollback target, never pruned' })) } : {}),
-    releases: views.filter((v) => !ignoredEntry(v, currentId)).reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record, ...(v.recordDamaged === undefined ? {} : { recordDamaged: v.recordDamaged }) })),
+    releases: listed.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record, ...(v.recordDamaged === undefined ? {} : { recordDamaged: v.recordDamaged }) })),
   };
 }

@@ -198,7 +198,7 @@ type HostPhase =
   /** `back` was sent and the answer lost. */
   | ({ phase: 'back-lost' } & Verified)
   /** Its `commit` or `back` came after another command took the host's lock over: it changed nothing, and the host is that command's. */
-  | ({ phase: 'taken-over'; why: string } & Verified)
+  | ({ phase: 'taken-over' } & Verified)
   /** Phase 1 undone: disarmed, prepared release removed, lock released. */
   | ({ phase: 'undone' } & Names & Partial<Placed>);
 
@@ -694,6 +694,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     };
 
     const reconcileHint = (h: HostRun): string => fleetStatusHint(fleet.hosts, h);
+    /** A host whose `commit` or `back` came after another command took its lock over: it changed nothing there, and says so (exit 1 below). */
+    const takenOver = (h: HostRun, p: Verified, why: string): void => {
+      h.error ??= { code: 'REMOTE', message: `${h.label}: ${why}`, hint: reconcileHint(h) };
+      per.set(h, { ...p, phase: 'taken-over' });
+    };
 
     /** Phase 2 on a wave's armed hosts: the word goes to all of them in the same tick; then their hooks and health checks. */
     const switchWave = async (wave: readonly HostRun[], row: FleetWave): Promise<void> => {
@@ -878,9 +883,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
           if (pruned.length > 0) fleet.step(h, `pruned ${plural(pruned.length, 'release')} (${pruned.join(', ')})`);
         }
         if (done.kind === 'taken-over') {
-          // Another command took this host over while this one was silent: it changed nothing there, and says so (exit 1 below).
-          h.error ??= { code: 'REMOTE', message: `${h.label}: ${done.why}`, hint: reconcileHint(h) };
-          per.set(h, { ...q, why: done.why, phase: 'taken-over' });
+          takenOver(h, q, done.why);
         } else if (done.kind === 'failed') {
           h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
@@ -906,8 +909,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
           const record = finalRecord(releaseId, p.remade ?? build.digest, h, p, 'failed', { activatedAt: p.switchedAt, durationMs: Math.round(performance.now() - started), reason: p.failure ?? reason });
           const done = await commitSwitch(p.session, [JSON.stringify(record)], { prune: false });
           if (done.kind === 'taken-over') {
-            h.error ??= { code: 'REMOTE', message: `${h.label}: ${done.why}`, hint: reconcileHint(h) };
-            per.set(h, { ...p, why: done.why, phase: 'taken-over' });
+            takenOver(h, p, done.why);
           } else if (done.kind === 'failed') {
             h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
             if (connectionLost(done.result)) leftovers.add(h);
@@ -922,8 +924,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         if (p.previous !== null) lines.push(recordLine(h.state, p.previous, { status: 'complete', activatedAt: now() }));
         const back = await switchBack(p.session, lines);
         if (back.kind === 'taken-over') {
-          h.error ??= { code: 'REMOTE', message: `${h.label}: ${back.why}`, hint: reconcileHint(h) };
-          per.set(h, { ...p, why: back.why, phase: 'taken-over' });
+          takenOver(h, p, back.why);
           return;
         }
         per.set(h, { ...p, phase: back.kind === 'lost' ? 'back-lost' : 'switched-back' });
