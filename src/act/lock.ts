@@ -14,6 +14,7 @@ import { failpoint } from './failpoints.ts';
 import { directoryStat, readRegularFileSync } from './read.ts';
 import type { Layout } from './layout.ts';
 import { makeDirs } from './mkdirs.ts';
+import { spendReserve } from './reserve.ts';
 import { shellWord } from '../plan/paths.ts';
 
 /*
@@ -45,6 +46,8 @@ export interface LockHandle {
   tookOver?: { owner: LockOwner | null; reason: string };
   /** The stale lock we moved aside: a tombstone, swept after 10 minutes, so a late contender cannot reuse its name. */
   aside?: string;
+  /** The disk was full: the space reserve was deleted to take the lock. */
+  spentReserve?: boolean;
 }
 
 function readText(file: string): string | undefined {
@@ -281,6 +284,8 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Told, before the wait begins and whenever the holder changes, whom we wait for. */
   onWait?: (holder: string, waitMs: number) => void;
+  /** On a full disk, delete the space reserve to take the lock (rollback and prune: act/reserve.ts). */
+  spendReserve?: boolean;
 }
 
 async function writeDraft(staging: string, owner: LockOwner): Promise<void> {
@@ -316,12 +321,22 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   };
   // The owner is written before the lock exists, so there is never a lock without an owner.
   const staging = path.join(layout.root, lockDraft(owner.token));
-  await fs.promises.mkdir(staging, { mode: 0o755 });
-  try {
-    await writeDraft(staging, owner);
-  } catch (error) {
-    await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
-    throw error;
+  let spentReserve = false;
+  for (;;) {
+    try {
+      await fs.promises.mkdir(staging, { mode: 0o755 });
+      try {
+        await writeDraft(staging, owner);
+      } catch (error) {
+        await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+        throw error;
+      }
+      break;
+    } catch (error) {
+      // A full disk: the commands that free space or go back may spend the reserve (act/reserve.ts), once.
+      if (!isFullDisk(error) || !options.spendReserve || spentReserve || !spendReserve(layout)) throw error;
+      spentReserve = true;
+    }
   }
   const started = Date.now();
   let tookOver: LockHandle['tookOver'];
@@ -337,7 +352,7 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
         const signal = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : undefined;
         throw new DeployError('INTERRUPTED', `interrupted${signal ? ` by ${signal}` : ''} while waiting for the lock; nothing changed`, { signal });
       }
-      if ((await runOnFs(layout.root, placeLock(owner.token))) === 'locked') return { layout, owner, tookOver, aside };
+      if ((await runOnFs(layout.root, placeLock(owner.token))) === 'locked') return { layout, owner, tookOver, aside, ...(spentReserve ? { spentReserve } : {}) };
       const info = inspectLock(layout);
       if (!info) {
         // A rename that failed with the lock free: only a vanished draft explains it, and retrying would spin.

@@ -317,7 +317,7 @@ export async function prune(root: string, options: PruneOptions): Promise<PruneR
     currentIdOrThrow(await readCurrent(layout), layout);
   }
 
-  const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal, emit }, async (lock) => {
+  const retired = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'prune', signal: options.signal, emit, spendReserve: true }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
     const recovered = await recoverRoot(layout, durable, options.signal);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });

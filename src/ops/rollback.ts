@@ -14,6 +14,7 @@ import { isolateSink, type EventSink } from './events.ts';
 import { clearJournalRecord, recordJournal, recordRelease } from './record.ts';
 import { recoverRoot, recoveryNotes, releaseViews, viewsAfterRecovery, type ReleaseView } from './recover.ts';
 import { openRoot, rootIsIdle, lockNotes, withLock, writeProblem } from './root.ts';
+import { spentReserveWarning } from '../act/reserve.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -143,8 +144,9 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     if (journal.kind !== 'ok' || journal.journal.release !== options.to) throw unknownRelease(layout, options.to);
   }
 
-  const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit }, async (lock) => {
+  const result = await withLock(layout, { waitMs: options.waitMs, command: options.command ?? 'rollback', signal: options.signal, emit, spendReserve: true }, async (lock) => {
     if (lock.tookOver) emit({ type: 'warning', message: `took over a stale lock: ${lock.tookOver.reason}` });
+    if (lock.spentReserve) emit({ type: 'warning', message: spentReserveWarning(layout.root) });
     const recovered = await recoverRoot(layout, durable, options.signal);
     for (const line of recovered) emit({ type: 'step', message: `recovered: ${line}` });
     const state = await readCurrent(layout);

@@ -11,6 +11,7 @@ import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootE
 import { shellWord } from '../plan/paths.ts';
 import { checkUmask } from '../plan/validate.ts';
 import { currentUmask } from '../act/mkdirs.ts';
+import { keepReserve } from '../act/reserve.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -321,6 +322,8 @@ export interface LockOptions {
   signal?: AbortSignal;
   /** Where `--wait` says whom it waits for. */
   emit?: EventSink;
+  /** On a full disk, delete the space reserve to take the lock (rollback, prune: act/reserve.ts). */
+  spendReserve?: boolean;
 }
 
 function seconds(ms: number): string {
@@ -346,15 +349,19 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
     // A person waiting on a silent command cannot tell a queue from a hang: name the holder.
     const onWait = emit ? (holder: string, waitMs: number) => emit({ type: 'step', message: `waiting up to ${seconds(waitMs)} for the lock of ${layout.root}, held by ${holder}` }) : undefined;
     await assertTmpOnRoot(layout);
-    lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait });
+    lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait, spendReserve: options.spendReserve });
   } catch (error) {
     throw expected(`taking the lock ${layout.lock}`, error, layout.root);
   }
+  // Before the command writes anything: a deploy that fills the disk leaves the reserve to the rollback and prune after it.
+  if (!lock.spentReserve) keepReserve(layout);
   try {
     return await body(lock);
   } catch (error) {
     throw expected(options.command ?? 'the operation', error, layout.root);
   } finally {
+    // Made again where the command (its recovery) freed space; a prune's deletion comes after the lock, and the next command's lock makes it.
+    if (lock.spentReserve) keepReserve(layout);
     await releaseLock(lock).catch((error: unknown) => {
       throw expected(`releasing the lock ${layout.lock}`, error, layout.root);
     });

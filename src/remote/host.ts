@@ -5,7 +5,7 @@ import { describeHolder } from '../act/lock.ts';
 import { DeployError } from '../errors.ts';
 import type { LockOwner } from '../plan/lock.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
-import { hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteShapeOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
+import { frameValue, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteShapeOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
 import type { RootShape } from '../plan/root-shape.ts';
 import { applyScript, lockScript, rootShapeScript, stateScript, takeoverScript, type Step } from './script.ts';
 import { remoteError, SshHost, type RootTransport, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
@@ -40,6 +40,8 @@ export interface LockedRoot {
   tookOver?: { owner: LockOwner | null; reason: string };
   /** The tombstone (in .tmp/) of a stale lock taken over on the way in; the sweep removes it once old. */
   gate?: string;
+  /** The host's disk was full: its space reserve was deleted to take the lock. */
+  spentReserve?: boolean;
   /**
    * Directories made for the root (it and its missing parents) by this command's lock programs,
    * under this name or a twin's (added when the twin meets this lock): a refused deploy takes them away.
@@ -60,6 +62,8 @@ export interface LockRequest {
   signal?: AbortSignal;
   /** Also list the processes using releases (for prune). */
   uses?: boolean;
+  /** On a full disk, delete the space reserve to take the lock (rollback, prune: act/reserve.ts). */
+  spend?: boolean;
 }
 
 function lockedError(label: string, root: string, info: RemoteLockInfo, waitedMs = 0): DeployError {
@@ -196,7 +200,7 @@ export class RemoteRoot {
       const token = randomBytes(12).toString('hex');
       // Known before the lock is placed: a twin that finds it busy at once must already see it as ours.
       this.ownLocks?.set(token, { label: this.label, made });
-      const script = lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true });
+      const script = lockScript({ root: this.root, fsync: this.fsync, token, command: request.command, create: request.create, uses: request.uses === true, spend: request.spend === true });
       // Not connected yet: the holder becomes the connection's own first session.
       const holder = this.transport.up ? this.transport.start(script) : await this.transport.connect(script);
       this.connected = true;
@@ -236,6 +240,7 @@ export class RemoteRoot {
           facts: hostFactsOf(frames),
           state: remoteStateOf(frames, this.root),
           ...(uses ? { uses } : {}),
+          ...(frameValue(frames, 'reserve') === 'spent' ? { spentReserve: true } : {}),
           ...(tookOver ? { tookOver } : {}),
           ...(gate ? { gate } : {}),
           made,

@@ -290,7 +290,7 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           if (notRoot) throw notRoot;
           let l;
           try {
-            l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal, uses: !options.force });
+            l = await h.remote.lock({ command: 'fleet prune', create: false, waitMs: options.waitMs, signal: options.signal, uses: !options.force, spend: true });
           } catch (error) {
             // One machine under two names (docs/fleet.md: prune may go over such a root twice):
             // the other name holds the lock and prunes it. Refusing here, after that one removed

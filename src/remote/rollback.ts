@@ -16,6 +16,7 @@ import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
+import { spentReserveWarning } from '../act/reserve.ts';
 
 export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   /** Every host goes to this release (it must exist on all of them). */
@@ -281,8 +282,9 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
       fleet.hosts,
       async (h) => {
         // A root that is not there is refused by the lock program, with the local hint (deploy to it first).
-        const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal });
+        const locked = await h.remote.lock({ command: options.command ?? 'fleet rollback', create: false, waitMs: options.waitMs, signal: options.signal, spend: true });
         if (locked.tookOver) emit({ type: 'warning', message: `${h.label}: took over a stale lock: ${locked.tookOver.reason}` });
+        if (locked.spentReserve) emit({ type: 'warning', message: `${h.label}: ${spentReserveWarning(h.remote.root)}` });
         h.facts = locked.facts;
         h.state = locked.state;
         if (!locked.state.rootExists) throw missingRootError(h.label, h.root);

@@ -28,6 +28,7 @@ import { sharedPathSteps, sharedTargetAction, type SharedTargetKind, type Shared
 import { LIVE_THREADS, PICK_SUM, shQuote } from './shell.ts';
 import { KILL_GRACE_MS } from '../act/hooks.ts';
 import { releaseListing } from './verify-script.ts';
+import { RESERVE_BYTES, RESERVE_NAME, RESERVE_ROOM_BYTES } from '../act/reserve.ts';
 
 /** Seconds without a heartbeat from the deploying machine after which a lock holder gives up. */
 export const LOCK_LEASE_S = 30;
@@ -39,7 +40,7 @@ const PRELUDE = `
 nl='
 '
 rel="$root/releases"; tmp="$root/.tmp"; lock="$root/.deploy.lock"; state="$root/.atomic-deploy"
-log="$state/releases"; journal="$state/journal.json"; shared="$root/shared"
+log="$state/releases"; journal="$state/journal.json"; shared="$root/shared"; reserve="$state/${RESERVE_NAME}"
 # Builtins where a file is small: every process costs milliseconds on a busy host.
 emit() { printf '%s\\000%s\\000' "$1" "$2"; }
 # NAME: what prints the stderr lines from here on (a hook kind, reload, health-check; - for none),
@@ -91,6 +92,20 @@ pid_alive() {
 }
 inode_of() { _i=$(ls -di -- "$1" 2>/dev/null) || return 0; _i=\${_i#"\${_i%%[! ]*}"}; printf '%s' "\${_i%%[!0-9]*}"; }
 mtime_of() { stat -c %Y -- "$1" 2>/dev/null || stat -f %m -- "$1" 2>/dev/null || :; }
+dev_of() { stat -c %d -- "$1" 2>/dev/null || stat -f %d -- "$1" 2>/dev/null || :; }
+# DIR: the KiB this user may still write on DIR's filesystem (df -P, as BusyBox's); 0 when unknown.
+free_kib() { _f=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'); case $_f in ''|*[!0-9]*) echo 0 ;; *) echo "$_f" ;; esac; }
+# The space reserve, made whole under the lock while its filesystem has room (act/reserve.ts keepReserve); best effort.
+keep_reserve() {
+  { [ -d "$state" ] && [ ! -h "$reserve" ]; } || return 0
+  if [ -e "$reserve" ]; then
+    [ -f "$reserve" ] || return 0
+    [ "$(($(wc -c 2>/dev/null < "$reserve") + 0))" -lt ${RESERVE_BYTES} ] || return 0
+  fi
+  [ "$(dev_of "$state")" = "$(dev_of "$tmp")" ] || return 0
+  [ "$(free_kib "$state")" -ge ${RESERVE_ROOM_BYTES / 1024} ] || return 0
+  head -c ${RESERVE_BYTES} /dev/urandom > "$reserve" 2>/dev/null || rm -f -- "$reserve"
+}
 # J_val: the scalar of KEY in a JSON file, compact or pretty-printed (our own owner.json and journal).
 json_get() {
   J_val=
@@ -368,6 +383,8 @@ export interface LockScript extends ScriptBase {
   leaseS?: number;
   /** Also report which processes use files under releases/ (for prune). */
   uses?: boolean;
+  /** On a full disk, delete the space reserve to take the lock (rollback, prune: act/reserve.ts). */
+  spend?: boolean;
 }
 
 /**
@@ -391,15 +408,28 @@ command -v rsync >/dev/null 2>&1 && emit rsync yes
 own="$root/"${q(lockDraft(s.token))}
 mkdir -p -- "$tmp" || fail IO "cannot create $tmp"
 tmp_apart && { emit hint "make $tmp a plain directory of the root (releases/ may be a mount of its own)"; fail INVALID_ROOT "$tmp is on another filesystem than $root: the lock and the switch are renames from it into the root"; }
-_e=$(mkdir -- "$own" 2>&1) || fail IO "cannot create $own: \${_e##*: }"
 proc_start $$
 json_str "$H_host"; j_host=$J_str; json_str "$H_user"; j_user=$J_str; json_str "$cmd"; j_cmd=$J_str
 j_start=null; [ -z "$P_start" ] || j_start='"'"$P_start"'"'
 j_boot=null; [ -z "$H_boot" ] || { json_str "$H_boot"; j_boot=$J_str; }
-# In a subshell only for its messages: $$ there is still this shell's pid.
-_e=$({ printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
-  "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/owner.json" &&
-  printf '%s\\n' "$$" > "$own/pid"; } 2>&1) || { rm -rf -- "$own"; fail IO "cannot write the lock owner in $own: \${_e##*: }"; }
+# The draft, owner written: 1 with D_err set when it cannot be made (then nothing of it stays).
+draft() {
+  _e=$(mkdir -- "$own" 2>&1) || { D_err="cannot create $own: \${_e##*: }"; return 1; }
+  # In a subshell only for its messages: $$ there is still this shell's pid.
+  _e=$({ printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
+    "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/owner.json" &&
+    printf '%s\\n' "$$" > "$own/pid"; } 2>&1) || { rm -rf -- "$own"; D_err="cannot write the lock owner in $own: \${_e##*: }"; return 1; }
+}
+spent=
+if ! draft; then
+  # A full disk (act/reserve.ts: on ext4 a directory needs a data block): rollback and prune delete
+  # the space reserve and try once more. The shell cannot see errno; df tells a full filesystem.
+  if [ ${s.spend === true ? 1 : 0} = 1 ] && [ -s "$reserve" ] && [ ! -h "$reserve" ] && [ "$(free_kib "$tmp")" -lt ${RESERVE_BYTES / 1024} ] && rm -f -- "$reserve"; then
+    spent=1; draft || fail IO "$D_err"
+  else
+    fail IO "$D_err"
+  fi
+fi
 ${renderFunction(placeLock(s.token))}
 place_lock
 if [ "$R_out" != locked ]; then
@@ -409,6 +439,7 @@ if [ "$R_out" != locked ]; then
   exit 0
 fi
 emit locked "$$"
+if [ -n "$spent" ]; then emit reserve spent; else keep_reserve; fi
 # put_file's private directories that a program killed before its EXIT trap left (a host disarmed
 # by its deploy): each belongs to a program of an earlier lock holder, and none writes without the lock.
 for _p in "$state"/.put.*; do [ -d "$_p" ] && rm -rf -- "$_p"; done

@@ -156,10 +156,11 @@ export function invocationOf(
 
 /**
  * Mounts a fresh filesystem: a loop image for btrfs/xfs, ext4 with 128-byte inodes (`ext4-seconds`:
- * whole-second timestamps, so two writes in one second share a ctime), or a small tmpfs.
+ * whole-second timestamps, so two writes in one second share a ctime), a 16 MiB ext4 with no blocks
+ * reserved for root (`ext4-small`: root sees it full when a deploy user would), or a small tmpfs.
  * Unmounted after the test.
  */
-export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs' | 'ext4-seconds' | 'tmpfs'): string {
+export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs' | 'ext4-seconds' | 'ext4-small' | 'tmpfs'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `atomic-deploy-${type}-`));
   const mnt = path.join(dir, 'mnt');
   fs.mkdirSync(mnt);
@@ -186,6 +187,12 @@ export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs
     fs.writeFileSync(image, '');
     fs.truncateSync(image, 64 * 1024 * 1024);
     execFileSync(requireTool('mkfs.ext4', 'e2fsprogs'), ['-q', '-I', '128', image], { stdio: 'pipe' });
+    execFileSync(mount, ['-o', 'loop', image, mnt]);
+  } else if (type === 'ext4-small') {
+    const image = path.join(dir, 'ext4.img');
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 16 * 1024 * 1024);
+    execFileSync(requireTool('mkfs.ext4', 'e2fsprogs'), ['-q', '-m', '0', image], { stdio: 'pipe' });
     execFileSync(mount, ['-o', 'loop', image, mnt]);
   } else {
     const mkfs = type === 'btrfs' ? requireTool('mkfs.btrfs', 'btrfs-progs') : requireTool('mkfs.xfs', 'xfsprogs');

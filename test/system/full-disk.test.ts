@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree } from '../harness/cli.ts';
-import { mountTmpfs, requireRoot } from '../harness/faults.ts';
+import { mountFs, mountTmpfs, requireRoot } from '../harness/faults.ts';
 import { leftovers, lockExists } from '../harness/invariants.ts';
 
 /** Writes until the filesystem refuses another byte; returns the filler's size. */
-function fillToTheLastByte(dir: string): number {
-  const fd = fs.openSync(path.join(dir, 'filler'), 'w');
+function fillToTheLastByte(dir: string, name = 'filler'): number {
+  const fd = fs.openSync(path.join(dir, name), 'w');
   const chunk = Buffer.alloc(64 << 10, 1);
   let size = 0;
   try {
@@ -106,4 +106,65 @@ void test('a full disk: the hint names the root, and prune only where it can rem
   const e = jsonOf<{ error: { code: string; hint: string } }>(more).error;
   assert.equal(e.code, 'NO_SPACE');
   assert.equal(e.hint, `free space (for example: atomic-deploy prune ${root} --keep 2, which can remove up to 1 of its 3 releases) and deploy again`);
+});
+
+// On ext4, every VM's default, a directory needs a data block (tmpfs, above, needs none): a full
+// disk refused rollback and prune the lock's draft directory, so the commands that restore the
+// previous release or free space failed, with the hint to prune. They now spend the space reserve
+// (.atomic-deploy/space-reserve) that every deploy, rollback and prune keeps while there is room.
+void test('on a full ext4, rollback and prune take the lock by spending the space reserve, which a deploy does not touch', async (t) => {
+  requireRoot();
+  const mnt = mountFs(t, 'ext4-small');
+  const src = writeTree(path.join(tempDir(t), 'src'), { 'index.html': 'v\n', 'app.js': 'x'.repeat(100_000) });
+  const root = path.join(mnt, 'root');
+  for (const id of ['r1', 'r2', 'r3']) assert.equal((await runCli(['deploy', src, root, '--release-id', id, '--quiet'])).code, 0);
+  const reserve = path.join(root, '.atomic-deploy', 'space-reserve');
+  assert.equal(fs.statSync(reserve).size, 256 * 1024, 'the first deploy made no space reserve');
+  fillToTheLastByte(mnt);
+  assert.equal(freeBytes(mnt), 0);
+
+  // A deploy fails on the full disk and leaves the reserve to the commands after it.
+  const deploy = await runCli(['deploy', src, root, '--release-id', 'r4', '--json']);
+  assert.equal(jsonOf<{ error?: { code: string } }>(deploy).error?.code, 'NO_SPACE', deploy.stdout);
+  assert.equal(fs.statSync(reserve).size, 256 * 1024, 'the failed deploy spent the reserve');
+
+  // Control: without the reserve (moved aside on the same filesystem, its blocks still taken), ext4 refuses the lock's directory.
+  const aside = path.join(mnt, 'reserve-aside');
+  fs.renameSync(reserve, aside);
+  const refused = await runCli(['rollback', root, '--json']);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.equal(jsonOf<{ error?: { code: string } }>(refused).error?.code, 'NO_SPACE');
+  assert.match(refused.stderr, /no space left on device while taking the lock/);
+  assert.equal(currentId(root), 'r3');
+  fs.renameSync(aside, reserve);
+
+  const back = await runCli(['rollback', root, '--json']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(currentId(root), 'r2');
+  assert.equal(lockExists(root), false);
+  assert.equal(fs.existsSync(reserve), false);
+  const warnings = jsonOf<{ warnings: string[] }>(back).warnings;
+  const said = `the filesystem of ${root} is full: the lock was taken by deleting its space reserve (256 KiB in .atomic-deploy/); free space (atomic-deploy prune ${root} removes old releases; df -h ${root}), and the next deploy, rollback or prune makes the reserve again`;
+  assert.ok(warnings.includes(said), warnings.join('\n'));
+
+  // What the reserve's deletion left free is enough for the prune that follows.
+  const prune = await runCli(['prune', root, '--keep', '1']);
+  assert.equal(prune.code, 0, prune.stderr);
+  assert.deepEqual(releaseIds(root), ['r1', 'r2']);
+  assert.equal(lockExists(root), false);
+  assert.deepEqual(leftovers(root), []);
+
+  // Room again: the next changing command makes the reserve whole.
+  fs.rmSync(path.join(mnt, 'filler'));
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'r5', '--quiet'])).code, 0);
+  assert.equal(fs.statSync(reserve).size, 256 * 1024);
+
+  // Full once more: prune alone spends it too, and frees space.
+  fillToTheLastByte(mnt, 'filler2');
+  assert.equal(freeBytes(mnt), 0);
+  const alone = await runCli(['prune', root, '--keep', '1']);
+  assert.equal(alone.code, 0, alone.stderr);
+  assert.deepEqual(releaseIds(root), ['r2', 'r5']);
+  assert.ok(freeBytes(mnt) > 256 * 1024, 'prune freed nothing');
+  assert.equal(lockExists(root), false);
 });
