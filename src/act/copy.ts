@@ -664,6 +664,11 @@ export async function copyTree(scan: SourceScan, dest: string, options: CopyOpti
   return result;
 }
 
+/** A scanned build's regular files, path and mode (plan/validate.ts closedBuildWarning). */
+export function* regularFiles(entries: readonly SourceEntry[]): Generator<{ path: string; mode: number }> {
+  for (const e of entries) if (e.kind === 'file') yield { path: e.rel, mode: e.mode };
+}
+
 /** The names at the top of a scanned build. */
 export function topNames(entries: readonly SourceEntry[]): string[] {
   return entries.filter((e) => e.rel !== '' && !e.rel.includes(path.sep)).map((e) => e.rel);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, scanSourceAsync, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
+import { copyTree, regularFiles, scanSourceAsync, slashedRel, topNames, type SourceScan } from '../act/copy.ts';
 import { touchSourceCache, writeSourceCache } from '../act/source-cache.ts';
 import { SOURCE_CACHE_MAX_FILES, sourceCacheOf, type SourceCache, type SourceStamp } from '../plan/source-cache.ts';
 import { hashTree, writeManifest, writeStatCache } from '../act/manifest.ts';
@@ -19,12 +19,12 @@ import { currentIdOrThrow, readCurrent, switchCurrent } from '../act/switch.ts';
 import { DeployError, errnoOf, ioError, emptyPathError, pathTypeError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { isUrlSource, missingSourceWords, PATH_MAX, redactUrl } from '../plan/archive.ts';
-import { releaseDirMode, type ManifestEntry } from '../plan/manifest.ts';
+import { manifestFiles, releaseDirMode, type ManifestEntry } from '../plan/manifest.ts';
 import type { SharedLink } from '../plan/shared.ts';
 import { shellWord, sourceRootProblem } from '../plan/paths.ts';
 import { ADOPT_HINT, deployTargetProblem, ROOT_SKELETON } from '../plan/root-shape.ts';
 import { nextReleaseId } from '../plan/release-id.ts';
-import { buildTopWarnings, checkNewReleaseId, checkOptionsArgument, checkWaitMs, emptyBuildError, signalOf, withLists } from '../plan/validate.ts';
+import { buildTopWarnings, CLOSED_ARCHIVE_FIX, closedBuildWarning, closedDirectoryFix, checkNewReleaseId, checkOptionsArgument, checkWaitMs, emptyBuildError, signalOf, withLists } from '../plan/validate.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 import { cloneModeOf, type Strategy } from '../plan/strategy.ts';
 import { runOnFs } from '../root/fs.ts';
@@ -319,6 +319,8 @@ export async function deploy(source: string, root: string, given: DeployOptions 
   const scan = contents.scan;
   if (options.keep !== undefined) assertKeep(options.keep);
   for (const message of buildTopWarnings(topNames(scan.entries))) emit({ type: 'warning', message });
+  const closed = closedBuildWarning(regularFiles(scan.entries), closedDirectoryFix(sourceReal));
+  if (closed !== undefined) emit({ type: 'warning', message: closed });
   if (options.dryRun) {
     const plan = await buildDeployPlan({ layout, sourceReal, scan }, options, contents);
     // A root this user cannot write is a warning, as rollback's and prune's dry runs say it (it stays among the plan's notes).
@@ -418,6 +420,8 @@ export async function deploy(source: string, root: string, given: DeployOptions 
         }
         // As for a build directory, from the names the extraction saw (the archive is read once).
         for (const message of buildTopWarnings(extracted.watchedTopNames)) emit({ type: 'warning', message });
+        const closed = closedBuildWarning(manifestFiles(extracted.manifest), CLOSED_ARCHIVE_FIX);
+        if (closed !== undefined) emit({ type: 'warning', message: closed });
         if (!options.signal?.aborted) ({ links: sharedLinks, extracted } = await sharedOverExtracted(staging, extracted, options));
         artifactFacts = { format: opened.artifact.format, sha256: extracted.sha256, bytes: extracted.rawBytes, signedBy: opened.signature?.principal };
       } else {

@@ -67,6 +67,11 @@ const CHUNK_ENTRIES = 2048;
  * The manifest file's bytes in pieces, in order: a 100k-entry manifest is written and hashed
  * without ever being one 13 MB string (and an array of 100k lines) on the heap.
  */
+/** A manifest's regular files, path and mode (plan/validate.ts closedBuildWarning). */
+export function* manifestFiles(entries: readonly ManifestEntry[]): Generator<{ path: string; mode: number }> {
+  for (const e of entries) if (e.type === 'file') yield e;
+}
+
 export function* manifestChunks(entries: readonly ManifestEntry[], root?: ReleaseRoot): Generator<string> {
   const sorted = [...entries].sort((a, b) => comparePaths(a.path, b.path));
   // The root on the first line, before `entries`: a reader of the entries alone (the hosts' awk link list) never meets it.

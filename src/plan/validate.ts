@@ -6,6 +6,7 @@
 import { DeployError, typeName } from '../errors.ts';
 import { CONFIG_NAMES } from './config-basics.ts';
 import { newReleaseIdProblem, releaseIdProblem } from './release-id.ts';
+import { shellWord } from './paths.ts';
 
 /** A hook that hangs must not hold the deploy lock forever. */
 export const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
@@ -321,6 +322,35 @@ export function repositoryWarning(topNames: Iterable<string>): string | undefine
 export function buildTopWarnings(topNames: readonly string[]): string[] {
   return TOP_WATCHES.flatMap((w) => topWarning(w, topNames) ?? []);
 }
+
+/**
+ * The warning for a build none of whose files its group or other users may read (built under
+ * umask 077, or packed from such a tree): a web server running as another user (nginx's
+ * www-data) answers 403 for every file of the release. A warning, not a refusal: a server running
+ * as the deploy user (a PHP-FPM pool, a Node server) reads them, and one private file among
+ * readable ones (a 0600 key) is no mistake, so one readable file is enough for silence.
+ * `files`: the build's regular files, relative path and mode. `fix`: how to make them readable.
+ */
+export function closedBuildWarning(files: Iterable<{ path: string; mode: number }>, fix: string): string | undefined {
+  let count = 0;
+  let first: { path: string; mode: number } | undefined;
+  for (const f of files) {
+    if ((f.mode & 0o044) !== 0) return undefined;
+    count++;
+    if (first === undefined || f.path < first.path) first = f;
+  }
+  if (first === undefined) return undefined;
+  const mode = (first.mode & 0o7777).toString(8).padStart(4, '0');
+  return `no file of the build is readable by its group or other users (${count === 1 ? `its one file, ${first.path}, is ${mode}` : `all ${count}, ${first.path} ${mode} among them`}: made under umask 077?): a web server running as another user answers 403 for each; ${fix}`;
+}
+
+/** How a build directory's files are made readable (closedBuildWarning). */
+export function closedDirectoryFix(source: string): string {
+  return `make them readable (chmod -R go+rX ${shellWord(source)}) or build under umask 022, then deploy again`;
+}
+
+/** How an archive's files are made readable (closedBuildWarning). */
+export const CLOSED_ARCHIVE_FIX = 'pack the artifact from a tree made readable (chmod -R go+rX) or built under umask 022, then deploy again';
 
 /**
  * The watched top-level name a release path is, or lies under (`.git/config` gives `.git`);

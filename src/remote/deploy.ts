@@ -11,7 +11,7 @@ import { makeScratchDir } from '../act/scratch.ts';
 import { parseFailpoints } from '../act/failpoints.ts';
 import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
-import { scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
+import { regularFiles, scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
 import { missingSourceWords } from '../plan/archive.ts';
 import { DeployError, errnoOf, emptyPathError, pathTypeError } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
@@ -22,7 +22,7 @@ import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } fr
 import { hostClockSkew } from './fleet.ts';
 import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHookAndHealth, checkKeep, checkNewReleaseId, withLists, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, emptyBuildError, signalOf } from '../plan/validate.ts';
+import { checkHookAndHealth, checkKeep, checkNewReleaseId, withLists, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, closedBuildWarning, closedDirectoryFix, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { lastLive, selectPrune } from '../plan/releases.ts';
 import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
@@ -351,6 +351,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
   const { sourceReal, scan } = await validateSource(source, options.signal);
   const shared = checkOptions(options, scan);
   const topWarnings = buildTopWarnings(topNames(scan.entries));
+  const closed = closedBuildWarning(regularFiles(scan.entries), closedDirectoryFix(sourceReal));
+  if (closed !== undefined) topWarnings.push(closed);
   const git = await gitInfo(sourceReal);
   const hashing = new AbortController();
   const known: KnownManifests = new Map();
@@ -1182,6 +1184,8 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
   const shared = checkOptions(options, scan);
   const fleet = new FleetRun(targets, options);
   for (const message of buildTopWarnings(topNames(scan.entries))) fleet.emit({ type: 'warning', message });
+  const closed = closedBuildWarning(regularFiles(scan.entries), closedDirectoryFix(sourceReal));
+  if (closed !== undefined) fleet.emit({ type: 'warning', message: closed });
   const rows = new Map<HostRun, Omit<FleetDeployPlanHost, 'host' | 'root' | 'path' | 'error'>>();
   const uses = new Map<HostRun, ProcessUse[] | undefined>();
   const notes = new Map<HostRun, string[]>();

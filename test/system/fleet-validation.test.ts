@@ -147,6 +147,20 @@ void describe('fleet input validation against namespace hosts', () => {
     assert.ok(ported.stderr.includes(`check that \`ssh -F '${config}' -p 1 deploy@127.0.0.1 true\` works`), ported.stderr);
   });
 
+  void test('a build none of whose files others may read: deployed to every host with the local warning, in the dry run too', async (t) => {
+    const src = writeTree(tempDir(t, 'fleet-closed-'), { 'index.html': 'x\n', 'css/site.css': 'y\n' });
+    for (const f of ['index.html', 'css/site.css']) fs.chmodSync(path.join(src, f), 0o600);
+    const args = ['deploy', src, '/srv/v-closed', ...fleet.hosts.flatMap((h) => ['--host', h.alias]), '--ssh-config', fleet.sshConfigPath];
+    const said = `no file of the build is readable by its group or other users (all 2, css/site.css 0600 among them: made under umask 077?): a web server running as another user answers 403 for each; make them readable (chmod -R go+rX ${src}) or build under umask 022, then deploy again`;
+    const dry = await runCli([...args, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(dry.stderr.includes(`warning: ${said}`), dry.stderr);
+    const deployed = await runCli([...args, '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.ok(jsonOf<{ warnings: string[] }>(deployed).warnings.includes(said), deployed.stdout);
+    for (const h of fleet.hosts) assert.equal(fs.statSync(path.join(h.srvDir, 'v-closed', 'current', 'index.html')).mode & 0o777, 0o600, h.alias);
+  });
+
   /** Every host's whole /srv, modes, owners, contents and directory times: any write there shows. */
   const srvSnapshots = (): string[][] => fleet.hosts.map((h) => treeSnapshot(h.srvDir, { times: true }));
 

@@ -122,3 +122,38 @@ void test('a umask that takes the owner\'s own bits is refused before anything i
   assert.equal(half.code, 1, half.stderr);
   assert.match(half.stderr, new RegExp(`^hint: ${root}/\\.atomic-deploy is this user's own, but its mode is 0555, which refuses its owner: chmod u\\+rwx ${root}/\\.atomic-deploy$`, 'm'));
 });
+
+// A build made under umask 077 (every file 0600) deployed with exit 0 and no word, and a web server
+// running as another user answered 403 for every file; the directories on the way were 0755
+// (above), so only the files' own modes stood in the way. A warning names it, for a build
+// directory and for an artifact; one readable file among private ones is silence.
+void test('a build none of whose files others may read is deployed with a warning saying so and how to fix it; one readable file is enough for silence', async (t) => {
+  const { dir, src } = setup(t);
+  for (const f of ['index.html', 'sub/page.html']) fs.chmodSync(path.join(src, f), 0o600);
+  const root = path.join(dir, 'app');
+  const closed = await runCli(['deploy', src, root, '--json']);
+  assert.equal(closed.code, 0, closed.stderr);
+  const said = `no file of the build is readable by its group or other users (all 2, index.html 0600 among them: made under umask 077?): a web server running as another user answers 403 for each; make them readable (chmod -R go+rX ${src}) or build under umask 022, then deploy again`;
+  assert.deepEqual((JSON.parse(closed.stdout) as { warnings: string[] }).warnings, [said]);
+  // What the warning says: another user cannot read the live page.
+  assert.equal(readAsNobody(['cat', path.join(root, 'current', 'index.html')]).ok, false);
+  // The dry run says it too, before anything is written.
+  const dry = await runCli(['deploy', src, root, '--dry-run']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.ok(dry.stderr.includes(`warning: ${said}`), dry.stderr);
+
+  // An artifact packed from such a tree: the same, with the fix for an archive.
+  const tgz = path.join(dir, 'build.tgz');
+  execFileSync('tar', ['-czf', tgz, '-C', src, '.']);
+  const fromArchive = await runCli(['deploy', tgz, root, '--json']);
+  assert.equal(fromArchive.code, 0, fromArchive.stderr);
+  assert.deepEqual((JSON.parse(fromArchive.stdout) as { warnings: string[] }).warnings, [
+    'no file of the build is readable by its group or other users (all 2, index.html 0600 among them: made under umask 077?): a web server running as another user answers 403 for each; pack the artifact from a tree made readable (chmod -R go+rX) or built under umask 022, then deploy again',
+  ]);
+
+  // One readable file (a private key among public pages is no mistake, nor is the reverse): silence.
+  fs.chmodSync(path.join(src, 'sub', 'page.html'), 0o644);
+  const open = await runCli(['deploy', src, root, '--json']);
+  assert.equal(open.code, 0, open.stderr);
+  assert.deepEqual((JSON.parse(open.stdout) as { warnings?: string[] }).warnings ?? [], []);
+});

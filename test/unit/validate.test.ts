@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
-import { checkHookAndHealth, checkKeep, looksLikeUrl, repositoryWarning, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
+import { checkHookAndHealth, closedBuildWarning, checkKeep, looksLikeUrl, repositoryWarning, checkReleaseId, COUNTS, countProblem, MAX_TIMEOUT_MS, secondsProblem, signalOf, timeoutProblem } from '../../src/plan/validate.ts';
 import { secondsToMs } from '../../src/cli/number-flags.ts';
 
 function refused(fn: () => void, code: string): DeployError {
@@ -86,4 +86,20 @@ void test('seconds to milliseconds: a positive time is never 0 ms (timeouts refu
   assert.equal(secondsToMs(2.5), 2500);
   assert.equal(secondsToMs(0), 0);
   fc.assert(fc.property(fc.double({ min: 1e-9, max: 2147483, noNaN: true }), (s) => secondsToMs(s) >= 1 && Math.abs(secondsToMs(s) - s * 1000) <= 1));
+});
+
+void test('closedBuildWarning: said only when no file is readable by group or others, naming the first path and its mode', () => {
+  assert.equal(closedBuildWarning([], 'fix'), undefined);
+  assert.equal(closedBuildWarning([{ path: 'a', mode: 0o100600 }, { path: 'b', mode: 0o100640 }], 'fix'), undefined);
+  assert.equal(closedBuildWarning([{ path: 'a', mode: 0o100600 }, { path: 'b', mode: 0o100604 }], 'fix'), undefined);
+  assert.equal(closedBuildWarning([{ path: 'z', mode: 0o100600 }, { path: 'b/c', mode: 0o100700 }], 'fix.'), 'no file of the build is readable by its group or other users (all 2, b/c 0700 among them: made under umask 077?): a web server running as another user answers 403 for each; fix.');
+  assert.equal(closedBuildWarning([{ path: 'index.html', mode: 0o100400 }], 'fix'), 'no file of the build is readable by its group or other users (its one file, index.html, is 0400: made under umask 077?): a web server running as another user answers 403 for each; fix');
+  // Whatever the order and mix, one readable file silences it.
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 0o7777 }), { minLength: 1, maxLength: 20 }), (modes) => {
+      const files = modes.map((mode, i) => ({ path: `f${i}`, mode }));
+      const said = closedBuildWarning(files, 'fix') !== undefined;
+      assert.equal(said, modes.every((m) => (m & 0o044) === 0));
+    }),
+  );
 });
