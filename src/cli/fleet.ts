@@ -305,6 +305,7 @@ export function fleetReleasesCli(cli: FleetCli, root: string | undefined): Promi
     (r) => {
       // As the local `releases` warns (cli/main.ts), each with its host.
       for (const h of r.hosts) {
+        for (const i of h.ignored ?? []) cli.out.warn(`${h.host}: releases/${oneLine(i.id)} is ignored, it is no release: ${i.reason}`);
         for (const v of h.releases ?? []) {
           if (v.recordDamaged !== undefined) cli.out.warn(...damagedRecordWarning(v.id, v.recordDamaged, h.host));
         }

@@ -1,6 +1,6 @@
 import type { ReleaseRecord } from '../act/state.ts';
 import { readCurrent } from '../act/switch.ts';
-import { ignoredEntry, rollbackTarget, roleOf, type ReleaseRole } from '../plan/releases.ts';
+import { IGNORED_REASON, ignoredEntry, rollbackTarget, roleOf, type ReleaseRole } from '../plan/releases.ts';
 import { releaseViews } from './recover.ts';
 import { openRoot } from './root.ts';
 
@@ -32,7 +32,7 @@ export async function listReleases(root: string): Promise<ReleasesResult> {
   const listed = views.filter((v) => !ignored.includes(v));
   return {
     current: currentId,
-    ...(ignored.length > 0 ? { ignored: ignored.map((v) => ({ id: v.id, reason: 'no release id has such a name: never a rollback target, never pruned' })) } : {}),
+    ...(ignored.length > 0 ? { ignored: ignored.map((v) => ({ id: v.id, reason: IGNORED_REASON })) } : {}),
     releases: listed.reverse().map((v) => ({ id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), record: v.record, ...(v.recordDamaged === undefined ? {} : { recordDamaged: v.recordDamaged }) })),
   };
 }

@@ -128,6 +128,9 @@ export function notAReleaseName(id: string): boolean {
  * record (we never switched to it) and not current. `releases` leaves it out and says it is
  * ignored; a plain rollback never goes there and prune leaves it (wentLiveTest: never served).
  */
+/** Why `releases` leaves such a directory out (ignoredEntry), in both engines' words. */
+export const IGNORED_REASON = 'no release id has such a name: never a rollback target, never pruned';
+
 export function ignoredEntry(release: ReleaseFacts, currentId: string | null): boolean {
   return release.id !== currentId && release.seq === undefined && release.status === undefined && notAReleaseName(release.id);
 }

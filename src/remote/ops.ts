@@ -7,7 +7,7 @@ import type { LockStatus } from '../ops/status.ts';
 import { summarizeFleet, type FleetSummary } from '../plan/fleet.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { isTmpLeftover } from '../plan/journal.ts';
-import { lastLiveField, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
+import { IGNORED_REASON, ignoredEntry, lastLiveField, pruneIncompleteMessage, rollbackTarget, roleOf, selectPrune, type KeepRule, type PruneDecision, type ReleaseRole, type RemoveRule } from '../plan/releases.ts';
 import { recoveryNote, type ReleaseView } from '../ops/recover.ts';
 import { judgeRemoteLock, type HostFacts, type RemoteState } from './facts.ts';
 import { currentIdOf, currentProblem, FleetRun, lockAndJournalNotes, fleetError, hostError, inUseOf, readRootProblemOf, recordLine, targetsOf, viewsOf, FLEET_EXAMPLE, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
@@ -160,6 +160,8 @@ export interface FleetReleasesHost {
   current: string | null;
   /** Newest first; null when the host's root was not read (not reached): not known, which `[]` (none) would deny. */
   releases: FleetReleaseInfo[] | null;
+  /** Directories of the host's releases/ that are no release (`lost+found`), with why; absent when none. */
+  ignored?: { id: string; reason: string }[];
   error?: HostError;
 }
 
@@ -181,11 +183,14 @@ export async function fleetReleases(root: string | undefined, options: FleetOpti
       const currentId = currentIdOf(state);
       const views = viewsOf(state);
       const previous = rollbackTarget(views, currentId);
+      // As the local `releases`: a directory no release id can name is left out, and said ignored.
+      const ignored = views.filter((v) => ignoredEntry(v, currentId));
       return {
         host: h.label,
         root: h.root,
         current: currentId,
-        releases: views.reverse().map((v) => ({ ...v.record, id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(state.damaged?.has(v.id) ? { recordDamaged: state.damaged.get(v.id) } : {}) })),
+        ...(ignored.length > 0 ? { ignored: ignored.map((v) => ({ id: v.id, reason: IGNORED_REASON })) } : {}),
+        releases: views.filter((v) => !ignored.includes(v)).reverse().map((v) => ({ ...v.record, id: v.id, current: v.id === currentId, role: roleOf(v, currentId, previous?.id), ...(state.damaged?.has(v.id) ? { recordDamaged: state.damaged.get(v.id) } : {}) })),
       };
     });
     return { ...summarizeFleet(hosts.map((h) => ({ host: h.host, current: h.error ? undefined : h.current }))), hosts };

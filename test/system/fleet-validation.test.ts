@@ -161,6 +161,32 @@ void describe('fleet input validation against namespace hosts', () => {
     for (const h of fleet.hosts) assert.equal(fs.statSync(path.join(h.srvDir, 'v-closed', 'current', 'index.html')).mode & 0o777, 0o600, h.alias);
   });
 
+  // The local `releases` leaves out a directory no release id can name (`lost+found` of a releases/
+  // that is a mount of its own) and says it is ignored; `releases --host` listed it as a release.
+  void test('releases --host leaves out a directory of releases/ that is no release (lost+found) and says so, naming the host, as the local command does', async (t) => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    const src = writeTree(tempDir(t, 'fleet-ignored-'), { 'index.html': 'x\n' });
+    const args = [...fleet.hosts.flatMap((h) => ['--host', h.alias]), '--ssh-config', fleet.sshConfigPath];
+    for (const id of ['r1', 'r2']) assert.equal((await runCli(['deploy', src, '/srv/v-ignored', ...args, '--release-id', id])).code, 0);
+    fs.mkdirSync(path.join(one.srvDir, 'v-ignored', 'releases', 'lost+found'));
+    const listed = await runCli(['releases', '/srv/v-ignored', ...args, '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const hosts = jsonOf<{ hosts: { host: string; releases: { id: string }[]; ignored?: { id: string; reason: string }[] }[] }>(listed).hosts;
+    const reason = 'no release id has such a name: never a rollback target, never pruned';
+    assert.deepEqual(hosts.map((h) => [h.host, h.releases.map((r) => r.id), h.ignored]), [
+      [one.alias, ['r2', 'r1'], [{ id: 'lost+found', reason }]],
+      [two.alias, ['r2', 'r1'], undefined],
+    ]);
+    assert.ok(listed.stderr.includes(`warning: ${one.alias}: releases/lost+found is ignored, it is no release: ${reason}\n`), listed.stderr);
+    const human = await runCli(['releases', '/srv/v-ignored', ...args]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.doesNotMatch(human.stdout, /lost\+found/);
+    // The local command on that host's root says the same.
+    const local = await runCli(['releases', path.join(one.srvDir, 'v-ignored'), '--json']);
+    assert.deepEqual(jsonOf<{ ignored: unknown }>(local).ignored, [{ id: 'lost+found', reason }]);
+    void two;
+  });
+
   /** Every host's whole /srv, modes, owners, contents and directory times: any write there shows. */
   const srvSnapshots = (): string[][] => fleet.hosts.map((h) => treeSnapshot(h.srvDir, { times: true }));
 
