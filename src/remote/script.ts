@@ -93,8 +93,14 @@ pid_alive() {
 inode_of() { _i=$(ls -di -- "$1" 2>/dev/null) || return 0; _i=\${_i#"\${_i%%[! ]*}"}; printf '%s' "\${_i%%[!0-9]*}"; }
 mtime_of() { stat -c %Y -- "$1" 2>/dev/null || stat -f %m -- "$1" 2>/dev/null || :; }
 dev_of() { stat -c %d -- "$1" 2>/dev/null || stat -f %d -- "$1" 2>/dev/null || :; }
-# DIR: the KiB this user may still write on DIR's filesystem (df -P, as BusyBox's); 0 when unknown.
-free_kib() { _f=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'); case $_f in ''|*[!0-9]*) echo 0 ;; *) echo "$_f" ;; esac; }
+# DIR: the KiB this user may still write on DIR's filesystem (df -P, as BusyBox's); 0 and status 1 when unknown.
+free_kib() { _f=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'); case $_f in ''|*[!0-9]*) echo 0; return 1 ;; *) echo "$_f" ;; esac; }
+# MESSAGE: W_why, why a write into the root failed. A full filesystem says so whatever the shell
+# said (dash's printf says "I/O error", BusyBox's printf nothing at all); else the shell's reason.
+write_reason() {
+  if _fk=$(free_kib "$root") && [ "$_fk" = 0 ]; then W_why='No space left on device'; else W_why=\${1##*: }; fi
+  [ -n "$W_why" ] || W_why='the write failed'
+}
 # The space reserve, made whole under the lock while its filesystem has room (act/reserve.ts keepReserve); best effort.
 keep_reserve() {
   { [ -d "$state" ] && [ ! -h "$reserve" ]; } || return 0
@@ -418,7 +424,7 @@ draft() {
   # In a subshell only for its messages: $$ there is still this shell's pid.
   _e=$({ printf '{"pid":%s,"host":%s,"user":%s,"since":"%s","token":"%s","startTime":%s,"bootId":%s,"command":%s,"format":"atomic-deploy"}\\n' \\
     "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/owner.json" &&
-    printf '%s\\n' "$$" > "$own/pid"; } 2>&1) || { rm -rf -- "$own"; D_err="cannot write the lock owner in $own: \${_e##*: }"; return 1; }
+    printf '%s\\n' "$$" > "$own/pid"; } 2>&1) || { rm -rf -- "$own"; write_reason "$_e"; D_err="cannot write the lock owner in $own: $W_why"; return 1; }
 }
 spent=
 if ! draft; then

@@ -28,7 +28,7 @@ const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-full-disk-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
 // What the lock program, the release of a lock and the link step call: BusyBox's applets only.
-const APPLETS = ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'xargs', 'awk', 'chmod', 'sha256sum'];
+const APPLETS = ['mv', 'ln', 'mkdir', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'kill', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'xargs', 'awk', 'chmod', 'sha256sum', 'df', 'head', 'wc'];
 const SHELLS = programShells(BASE, TOOLS, APPLETS);
 
 // ": " in the root: the reason is read after the last one of the shell's message.
@@ -64,6 +64,23 @@ function takeInodes(disk: string): string[] {
       return taken;
     }
     taken.push(f);
+  }
+}
+
+/** Writes into `disk` until its filesystem refuses another byte. */
+function fillBytes(disk: string): void {
+  const fd = fs.openSync(path.join(disk, 'filler'), 'w');
+  try {
+    for (let n = 64 << 10; n >= 1; ) {
+      try {
+        fs.writeSync(fd, Buffer.alloc(n, 1));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+        n = Math.floor(n / 2);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -147,6 +164,62 @@ for (const shell of SHELLS) {
       assert.equal(error.code, 'IO', error.message);
       assert.match(error.message, /^h1: cannot write the lock owner in .*\/\.tmp\/lock\.[0-9a-f]+: No space left on device$/);
       assert.deepEqual(treeSnapshot(root), before);
+    });
+
+    void test('a filesystem full to the last byte: a rollback\'s lock spends the space reserve and takes the lock; a deploy\'s does not, and says why it failed', async (t) => {
+      requireRoot();
+      const disk = mountTmpfs(t, { size: '1m' });
+      const root = path.join(disk, ROOT_NAME);
+      fs.mkdirSync(root);
+      liveRoot(root);
+      fs.mkdirSync(path.join(root, '.atomic-deploy'));
+      const reserve = path.join(root, '.atomic-deploy', 'space-reserve');
+      fs.writeFileSync(reserve, Buffer.alloc(256 * 1024, 7));
+      fillBytes(disk);
+      const before = treeSnapshot(root);
+      // A deploy never spends it: the owner file finds no page, and the error says why (dash's printf
+      // said "I/O error", BusyBox's nothing: the reason was empty).
+      const error = await lockError(shell, root, false);
+      assert.equal(error.code, 'IO', error.message);
+      assert.match(error.message, /^h1: cannot write the lock owner in .*\/\.tmp\/lock\.[0-9a-f]+: No space left on device$/);
+      assert.deepEqual(treeSnapshot(root), before);
+      // A rollback does: the lock is taken, and the deploying side is told.
+      const remote = new RemoteRoot('h1', { host: 'localhost' }, root, {}, path.join(BASE, 'no-ssh-socket'), false, localShell(shell));
+      try {
+        const locked = await remote.lock({ command: 'rollback', create: false, spend: true });
+        assert.equal(locked.spentReserve, true);
+        assert.ok(fs.existsSync(path.join(root, '.deploy.lock', 'owner.json')));
+        assert.equal(fs.existsSync(reserve), false);
+      } finally {
+        await remote.unlock();
+        await remote.close();
+      }
+      assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
+    });
+
+    void test('a lock taken with room to spare makes the space reserve whole, and leaves one that is whole alone', async (t) => {
+      requireRoot();
+      const disk = mountTmpfs(t, { size: '16m' });
+      const root = path.join(disk, ROOT_NAME);
+      fs.mkdirSync(root);
+      liveRoot(root);
+      fs.mkdirSync(path.join(root, '.atomic-deploy'));
+      const reserve = path.join(root, '.atomic-deploy', 'space-reserve');
+      fs.writeFileSync(reserve, 'cut short');
+      const lockOnce = async (): Promise<void> => {
+        const remote = new RemoteRoot('h1', { host: 'localhost' }, root, {}, path.join(BASE, 'no-ssh-socket'), false, localShell(shell));
+        try {
+          await remote.lock({ command: 'deploy', create: false });
+        } finally {
+          await remote.unlock();
+          await remote.close();
+        }
+      };
+      await lockOnce();
+      assert.equal(fs.statSync(reserve).size, 256 * 1024, 'a reserve cut short was not made whole');
+      const made = fs.readFileSync(reserve);
+      await lockOnce();
+      assert.ok(fs.readFileSync(reserve).equals(made), 'a whole reserve was written again');
     });
 
     void test('the link step with no inode for its lists: exit 1, as documented, with the reason on stderr', (t) => {
