@@ -13,7 +13,7 @@ import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
 import { scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
 import { missingSourceWords } from '../plan/archive.ts';
-import { DeployError, errnoOf, emptyPathError, pathTypeError } from '../errors.ts';
+import { DeployError, errnoOf, emptyPathError, pathTypeError, type ErrorCode } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
@@ -296,7 +296,7 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
 }
 
 /** The refusals of the checks before the locks: exit 2, and nothing was changed on any host. */
-const REFUSED_BEFORE_LOCKS: readonly string[] = ['INVALID_ROOT', 'INVALID_SHARED_PATH', 'SHARED_MISSING'];
+const REFUSED_BEFORE_LOCKS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['INVALID_ROOT', 'INVALID_SHARED_PATH', 'SHARED_MISSING']);
 
 /**
  * What a fleet deploy checks on every host before it locks any: the reload targets (units,
@@ -320,7 +320,7 @@ async function checkHostsBeforeLocks(fleet: FleetRun, options: FleetDeployOption
     judgeHostShared(h, shared, create, read.shared);
   });
   if (fleet.failed.length > 0) {
-    const refused = fleet.failed.every((h) => REFUSED_BEFORE_LOCKS.includes(h.error?.code ?? ''));
+    const refused = fleet.failed.every((h) => h.error !== undefined && REFUSED_BEFORE_LOCKS.has(h.error.code));
     throw fleetError(fleet.hosts, refused ? 'nothing was changed' : 'nothing was switched', { release: null, hosts: report() });
   }
 }
