@@ -40,7 +40,7 @@ export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
  * Why this user cannot make `shared/<p>` (`--shared-create`): the folder it would be made in is
  * another user's (a shared/ the web server's user made) and may not be written. Asked before the
  * lock, so the deploy is refused (exit 2) before its release is copied. A fleet host asks the same
- * in sh (remote/script.ts `sharedCreateLines`).
+ * in sh (remote/script.ts `sharedFactsLines`).
  */
 export function sharedCreateProblem(layout: Layout, p: string, type: SharedType): { problem: string; hint: string } | undefined {
   if (process.geteuid?.() === 0) return undefined;
