@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeployError, errnoOf } from '../errors.ts';
-import { SHARED_MISSING_HINT, sharedPathSteps, type SharedLink, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
+import { SHARED_MISSING_HINT, sharedCreateDenied, sharedPathSteps, type SharedLink, type SharedTargetKind, type SharedType } from '../plan/shared.ts';
 import type { Layout } from './layout.ts';
 import { makeReachableDirs, widenMode } from './mkdirs.ts';
-import { userOf } from './users.ts';
+import { userNameOf, userOf } from './users.ts';
 
 export function sharedMissingError(layout: Layout, missing: readonly string[]): DeployError {
   const list = missing.map((p) => path.join(layout.shared, p)).join(', ');
@@ -39,7 +39,8 @@ export function sharedTargetKind(layout: Layout, p: string): SharedTargetKind {
 /**
  * Why this user cannot make `shared/<p>` (`--shared-create`): the folder it would be made in is
  * another user's (a shared/ the web server's user made) and may not be written. Asked before the
- * lock, so the deploy is refused (exit 2) before its release is copied.
+ * lock, so the deploy is refused (exit 2) before its release is copied. A fleet host asks the same
+ * in sh (remote/script.ts `sharedFactsLines`).
  */
 export function sharedCreateProblem(layout: Layout, p: string, type: SharedType): { problem: string; hint: string } | undefined {
   if (process.geteuid?.() === 0) return undefined;
@@ -51,13 +52,9 @@ export function sharedCreateProblem(layout: Layout, p: string, type: SharedType)
   } catch (error) {
     if (!['EACCES', 'EPERM'].includes(errnoOf(error) ?? '')) return undefined;
   }
-  const owner = userOf(fs.statSync(dir).uid);
-  const me = userOf(process.geteuid?.() ?? -1);
-  const full = path.join(layout.shared, p);
-  return {
-    problem: `cannot create shared/${p}: ${dir} is ${owner}'s, and this user (${me}) may not write in it`,
-    hint: `make it as ${owner} (sudo -u ${owner} ${type === 'dir' ? 'mkdir -p' : 'touch'} ${full}), then deploy again without --shared-create for it`,
-  };
+  const uid = fs.statSync(dir).uid;
+  const name = userNameOf(uid);
+  return sharedCreateDenied(p, type, { full: path.join(layout.shared, p), dir, owner: { uid, ...(name === undefined ? {} : { name }) }, user: userOf(process.geteuid?.() ?? -1) });
 }
 
 /** Makes one missing shared target empty (`--shared-create`): a directory, or a file only its owner reads, since such files hold secrets. */

@@ -3,6 +3,11 @@ import fs from 'node:fs';
 
 /** A user's name from /etc/passwd, else `uid N`. */
 export function userOf(uid: number): string {
+  return userNameOf(uid) ?? `uid ${uid}`;
+}
+
+/** A user's name from /etc/passwd; undefined when it has none there. */
+export function userNameOf(uid: number): string | undefined {
   try {
     for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
       const [name, , id] = line.split(':');
@@ -11,5 +16,5 @@ export function userOf(uid: number): string {
   } catch {
     // No passwd file to read: the number says it.
   }
-  return `uid ${uid}`;
+  return undefined;
 }

@@ -149,6 +149,29 @@ export function sharedPathSteps(p: string): string[] {
 
 export type SharedTargetAction = { kind: 'ok' } | { kind: 'missing' } | { kind: 'create'; type: SharedType } | { kind: 'problem'; problem: string; hint: string };
 
+/** A folder's owner as the machine that holds it names them: a name, a uid without one, or neither (a host without `stat`). */
+export interface FolderOwner {
+  uid?: number;
+  name?: string;
+}
+
+/**
+ * `--shared-create` refused: the folder `shared/<p>` would be made in (or the nearest one on the way
+ * that exists) is another user's and this user may not write in it (a shared/ the web server's user
+ * made). The words of the local engine and of every fleet host, with the command that makes it as
+ * its owner; `full` is `<root>/shared/<p>` on the machine that holds it.
+ */
+export function sharedCreateDenied(p: string, type: SharedType, at: { full: string; dir: string; owner: FolderOwner; user: string }): { problem: string; hint: string } {
+  const { uid, name } = at.owner;
+  const owner = name ?? (uid === undefined ? undefined : `uid ${uid}`);
+  // sudo takes a uid as `#N`.
+  const sudoUser = name !== undefined ? shellWord(name) : uid !== undefined ? shellWord(`#${uid}`) : '<its owner>';
+  return {
+    problem: `cannot create shared/${p}: ${at.dir} is ${owner === undefined ? "another user's" : `${owner}'s`}, and this user (${at.user}) may not write in it`,
+    hint: `make it as ${owner ?? 'its owner'} (sudo -u ${sudoUser} ${type === 'dir' ? 'mkdir -p' : 'touch'} ${shellWord(at.full)}), then deploy again without --shared-create for it`,
+  };
+}
+
 /** The hint for a shared path whose type nothing tells. */
 export const SHARED_TYPE_HINT = 'say which it is: --shared-file <path> (e.g. .env) or --shared-dir <path> (e.g. storage), or sharedFiles: / sharedDirs: in the config file';
 

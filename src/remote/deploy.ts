@@ -13,7 +13,7 @@ import { gitInfo } from '../act/git.ts';
 import { nextSeq } from '../act/state.ts';
 import { regularFiles, scanSourceAsync, topNames, type SourceScan } from '../act/copy.ts';
 import { missingSourceWords } from '../plan/archive.ts';
-import { DeployError, errnoOf, emptyPathError, pathTypeError } from '../errors.ts';
+import { DeployError, errnoOf, emptyPathError, pathTypeError, type ErrorCode } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
@@ -24,9 +24,9 @@ import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, withLists, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, closedBuildWarning, closedDirectoryFix, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { lastLive, selectPrune } from '../plan/releases.ts';
-import { planShared, SHARED_MISSING_HINT, sharedSpecs, sharedTargetAction, type SharedPlan, type SharedTargetKind } from '../plan/shared.ts';
+import { planShared, SHARED_MISSING_HINT, sharedCreateDenied, sharedSpecs, sharedTargetAction, type SharedPlan } from '../plan/shared.ts';
 import { armedNarration, awaitArmed, awaitVerdict, beforeSwitchHookError, commitSwitch, disarm, hostOutcome, releasedByProgram, stopChecks, switchBack, switchTogether, type Session, type StoppedStep } from './armed.ts';
-import { frameValue, type RemoteRecord, type RemoteState } from './facts.ts';
+import { frameValue, hostSharedTargetsOf, type HostSharedTarget, type RemoteRecord, type RemoteState } from './facts.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { staleWaitMs } from '../plan/serving.ts';
 import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from '../ops/serving.ts';
@@ -295,52 +295,80 @@ function checkOptions(options: FleetDeployOptions, scan: SourceScan): SharedPlan
   return plan;
 }
 
+/** The refusals of the checks before the locks: exit 2, and nothing was changed on any host. */
+const REFUSED_BEFORE_LOCKS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['INVALID_ROOT', 'INVALID_SHARED_PATH', 'SHARED_MISSING']);
+
 /**
  * What a fleet deploy checks on every host before it locks any: the reload targets (units,
  * php-fpm pid files), as the local engine checks its own, then the root, read before the lock
  * program makes it and .tmp/ in it: a folder that holds something but is not a deploy root is
- * refused as the local deploy refuses it, unless --adopt. A refusal is exit 2 with nothing
- * changed on any host; a host that cannot be read stops the deploy here too.
+ * refused as the local deploy refuses it, unless --adopt; and in the same read, the shared targets
+ * by the local rules, a target --shared-create would make where this user may not write included
+ * (judged again under the lock, as locally). A refusal is exit 2 with nothing changed on any host;
+ * a host that cannot be read stops the deploy here too.
  */
-async function checkHostsBeforeLocks(fleet: FleetRun, options: FleetDeployOptions, report: () => unknown[]): Promise<void> {
+async function checkHostsBeforeLocks(fleet: FleetRun, options: FleetDeployOptions, shared: SharedPlan, report: () => unknown[]): Promise<void> {
   // (No round trip without reloads: checkHostReloadTargets returns at once.)
   await fleet.each(fleet.hosts, (h) => checkHostReloadTargets(h, options));
   if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was changed', { release: null, hosts: report() });
+  const create = options.sharedCreate === true;
+  const sharedRead = shared.links.length > 0 ? { paths: shared.links.map((l) => l.path), create } : undefined;
   await fleet.each(fleet.hosts, async (h) => {
-    const problem = deployRootProblem(h.label, h.root, await h.remote.readShape(), options.adopt === true);
+    const read = await h.remote.readShape(sharedRead);
+    const problem = deployRootProblem(h.label, h.root, read.shape, options.adopt === true);
     if (problem) throw problem;
+    judgeHostShared(h, shared, create, read.shared);
   });
   if (fleet.failed.length > 0) {
-    const refused = fleet.failed.every((h) => h.error?.code === 'INVALID_ROOT');
+    const refused = fleet.failed.every((h) => h.error !== undefined && REFUSED_BEFORE_LOCKS.has(h.error.code));
     throw fleetError(fleet.hosts, refused ? 'nothing was changed' : 'nothing was switched', { release: null, hosts: report() });
   }
 }
 
 /**
- * Every shared target on a host, judged by the local rule before any host makes one (the arm
- * program makes missing ones with --shared-create): a host that refuses must not leave targets
- * made on the others behind an exit 2 that says nothing changed. Throws the refusal; returns each
- * link with whether its target would be made. A root not there yet holds none of them.
+ * Every shared target on a host, judged by the local rules (sharedTargetAction; for a target
+ * --shared-create would make, whether this user may: sharedCreateDenied, as ops/contents.ts
+ * sharedTargetsToCreate) from what the host read (remote/script.ts sharedFactsLines). Throws the
+ * refusal, in the local words with the host's name; returns each link with whether its target
+ * would be made.
  */
-async function judgeHostShared(h: HostRun, shared: SharedPlan, create: boolean, rootExists: boolean): Promise<{ path: string; target: string; create: boolean }[]> {
+function judgeHostShared(h: HostRun, shared: SharedPlan, create: boolean, targets: readonly HostSharedTarget[]): { path: string; target: string; create: boolean }[] {
   if (shared.links.length === 0) return [];
-  const kinds = rootExists
-    ? (await h.remote.run(sharedKindsScript(h.root, shared.links.map((l) => l.path)), 'checking the shared paths')).filter((f) => f.tag === 'sharedkind').map((f) => f.value as SharedTargetKind)
-    : shared.links.map((): SharedTargetKind => 'missing');
   const links: { path: string; target: string; create: boolean }[] = [];
   const missing: string[] = [];
+  const problems: string[] = [];
+  const hints = new Set<string>();
   for (const [i, link] of shared.links.entries()) {
-    const kind = kinds[i];
-    if (kind === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
-    const a = sharedTargetAction(link, kind, create);
-    if (a.kind === 'problem') throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${a.problem}`, { hint: a.hint });
-    if (a.kind === 'missing') missing.push(path.posix.join(h.root, 'shared', link.path));
+    const target = targets[i];
+    if (target === undefined) throw new DeployError('REMOTE', `${h.label}: the shared path check printed nothing usable`);
+    const a = sharedTargetAction(link, target.kind, create);
+    const full = path.posix.join(h.root, 'shared', link.path);
+    const denied = a.kind === 'create' && target.denied ? sharedCreateDenied(link.path, a.type, { full, ...target.denied }) : undefined;
+    const problem = denied ?? (a.kind === 'problem' ? a : undefined);
+    if (problem) {
+      problems.push(problem.problem);
+      hints.add(problem.hint);
+    } else if (a.kind === 'missing') missing.push(full);
     links.push({ path: link.path, target: link.linkText, create: a.kind === 'create' });
   }
+  if (problems.length > 0) throw new DeployError('INVALID_SHARED_PATH', `${h.label}: ${problems.join('; ')}`, { hint: [...hints].join('; '), details: { problems } });
   if (missing.length > 0) {
     throw new DeployError('SHARED_MISSING', `${h.label}: shared ${missing.length === 1 ? 'target' : 'targets'} missing: ${missing.join(', ')}`, { hint: SHARED_MISSING_HINT });
   }
   return links;
+}
+
+/**
+ * The shared targets read on a host under its lock and judged (judgeHostShared): every host's
+ * before any host makes one (the arm program makes missing ones with --shared-create), so a host
+ * that refuses leaves no target made on the others behind an exit 2 that says nothing changed. A
+ * root not there yet (a dry run's) holds none of them; the read before the locks asked its parents.
+ */
+async function checkHostShared(h: HostRun, shared: SharedPlan, create: boolean, rootExists: boolean): Promise<{ path: string; target: string; create: boolean }[]> {
+  if (shared.links.length === 0) return [];
+  const paths = shared.links.map((l) => l.path);
+  const targets = rootExists ? hostSharedTargetsOf(await h.remote.run(sharedKindsScript(h.root, paths, create), 'checking the shared paths')) : paths.map((): HostSharedTarget => ({ kind: 'missing' }));
+  return judgeHostShared(h, shared, create, targets);
 }
 
 /** Deploys `source` to every host's `root` (or its own root), switching all of them or none. */
@@ -488,7 +516,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
   })();
   building.catch(() => undefined);
   try {
-    await checkHostsBeforeLocks(fleet, options, report);
+    await checkHostsBeforeLocks(fleet, options, shared, report);
     // Lock every host and read where it stands.
     await fleet.each(
       fleet.hosts,
@@ -545,9 +573,9 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       if (idsPerHost[fleet.hosts.indexOf(h)]?.includes(releaseId)) h.error = hostError(releaseIdTakenOn(fleet.hosts, h, releaseId));
     }
     if (fleet.failed.length > 0) return await abortAll('the release id is taken');
-    // Every host's shared targets, before any host makes one (judgeHostShared).
+    // Every host's shared targets, before any host makes one (checkHostShared).
     if (shared.links.length > 0) {
-      await fleet.each(fleet.hosts, async (h) => void (await judgeHostShared(h, shared, options.sharedCreate === true, true)));
+      await fleet.each(fleet.hosts, async (h) => void (await checkHostShared(h, shared, options.sharedCreate === true, true)));
       if (fleet.failed.length > 0) return await abortAll('a shared path cannot be used');
     }
     mark();
@@ -1201,7 +1229,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
   const refusedRows = (id: string | null): unknown[] => report(id).map((r) => ({ ...r, outcome: 'unchanged' }));
   const refused = (id: string | null): DeployError => fleetError(fleet.hosts, 'nothing was switched', { release: id, hosts: refusedRows(id) });
   try {
-    await checkHostsBeforeLocks(fleet, options, () => refusedRows(null));
+    await checkHostsBeforeLocks(fleet, options, shared, () => refusedRows(null));
     await fleet.each(fleet.hosts, async (h) => {
       const read = await h.remote.readState({ uses: options.keep !== undefined, rsync: true });
       h.facts = read.facts;
@@ -1235,7 +1263,7 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
     await fleet.each(fleet.hosts, async (h) => {
       const state = h.state as RemoteState;
       // The deploy's own rule for each shared target (a root not there yet has none of them).
-      const links = await judgeHostShared(h, shared, options.sharedCreate === true, state.rootExists);
+      const links = await checkHostShared(h, shared, options.sharedCreate === true, state.rootExists);
       const previous = currentIdOf(state);
       let prune: FleetDeployPlanHost['prune'] = null;
       if (options.keep !== undefined) {

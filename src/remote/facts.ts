@@ -8,6 +8,7 @@ import { bashLockPid, judgeLock, type LockOwner, type LockVerdict } from '../pla
 import { releaseIdFromLink } from '../plan/paths.ts';
 import { releaseIdProblem } from '../plan/release-id.ts';
 import { classifyRoot, type EntryType, type RootShape } from '../plan/root-shape.ts';
+import type { FolderOwner, SharedTargetKind } from '../plan/shared.ts';
 import type { LockIdentity } from '../root/effects.ts';
 import { lockInstance } from '../root/lock.ts';
 
@@ -249,6 +250,44 @@ const ENTRY_TYPES: Readonly<Record<string, EntryType>> = { d: 'dir', f: 'file', 
 /** What rootShapeScript (or a state read) printed: missing, or the shape its entries make; undefined when the host could not list the root. */
 export function remoteShapeOf(frames: readonly Frame[]): RootShape | undefined {
   return frameValue(frames, 'root') === 'ok' ? shapeOf(frames) : { kind: 'missing' };
+}
+
+/** A shared target as a host read it (remote/script.ts sharedFactsLines): its kind, and who may not make it. */
+export interface HostSharedTarget {
+  kind: SharedTargetKind;
+  /** `--shared-create` could not make it: the folder this user may not write in, its owner, this user. */
+  denied?: { dir: string; owner: FolderOwner; user: string };
+}
+
+const TARGET_KINDS: readonly string[] = ['file', 'dir', 'other', 'missing', 'dangling', 'blocked'] satisfies SharedTargetKind[];
+
+/** The `sharedkind` frames in order, each with the `shareddenied`, `sharedowner` and `shareduser` frames that follow it. */
+export function hostSharedTargetsOf(frames: readonly Frame[]): HostSharedTarget[] {
+  const targets: HostSharedTarget[] = [];
+  let denied: { dir: string; owner: FolderOwner; user: string } | undefined;
+  for (const f of frames) {
+    if (f.tag === 'sharedkind') {
+      // A kind the host's shell did not print whole stops the reading: the caller says the check printed nothing usable.
+      if (!TARGET_KINDS.includes(f.value)) break;
+      targets.push({ kind: f.value as SharedTargetKind });
+      denied = undefined;
+      continue;
+    }
+    const last = targets.at(-1);
+    if (last === undefined) continue;
+    if (f.tag === 'shareddenied') {
+      denied = { dir: f.value, owner: {}, user: 'unknown' };
+      last.denied = denied;
+    } else if (f.tag === 'sharedowner' && denied) {
+      const m = /^(\d+)(?: (.*))?$/.exec(f.value.trim());
+      const name = m?.[2];
+      // GNU and BusyBox print UNKNOWN for a uid without a name, a BSD the number.
+      denied.owner = m ? { uid: Number(m[1]), ...(name && name !== 'UNKNOWN' && name !== m[1] ? { name } : {}) } : {};
+    } else if (f.tag === 'shareduser' && denied) {
+      denied.user = f.value;
+    }
+  }
+  return targets;
 }
 
 /** The root's shape from its `rootentry` frames (`<d|f|l|o> <name>`); undefined unless the host listed it. */

@@ -5,7 +5,7 @@ import { describeHolder } from '../act/lock.ts';
 import { DeployError } from '../errors.ts';
 import type { LockOwner } from '../plan/lock.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
-import { frameValue, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteShapeOf, remoteStateOf, type Frame, type HostFacts, type RemoteLockInfo, type RemoteState } from './facts.ts';
+import { frameValue, hostFactsOf, hostSharedTargetsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteShapeOf, remoteStateOf, type Frame, type HostFacts, type HostSharedTarget, type RemoteLockInfo, type RemoteState } from './facts.ts';
 import type { RootShape } from '../plan/root-shape.ts';
 import { applyScript, lockScript, rootShapeScript, stateScript, takeoverScript, type Step } from './script.ts';
 import { remoteError, SshHost, type RootTransport, type RunningRemote, type SshOptions, type SshTarget } from './ssh.ts';
@@ -142,10 +142,14 @@ export class RemoteRoot {
     return result.frames;
   }
 
-  /** The root's shape only (undefined: the host could not list it): cheaper than a state read. */
-  async readShape(): Promise<RootShape | undefined> {
-    const script = rootShapeScript({ root: this.root, fsync: this.fsync });
-    if (this.transport.up) return remoteShapeOf(await this.run(script, 'reading the deploy root'));
+  /**
+   * The root's shape only (undefined: the host could not list it): cheaper than a state read. With
+   * `shared`, each shared target too (its kind, and whether `--shared-create` could make it).
+   */
+  async readShape(shared?: { paths: readonly string[]; create: boolean }): Promise<{ shape: RootShape | undefined; shared: HostSharedTarget[] }> {
+    const script = rootShapeScript({ root: this.root, fsync: this.fsync, ...(shared ? { shared } : {}) });
+    const read = (frames: readonly Frame[]): { shape: RootShape | undefined; shared: HostSharedTarget[] } => ({ shape: remoteShapeOf(frames), shared: hostSharedTargetsOf(frames) });
+    if (this.transport.up) return read(await this.run(script, 'reading the deploy root'));
     // Not connected yet: the connection's own first session reads the shape, then waits for its
     // stdin to end as that session always does (ssh.ts connect): one ssh process, one session and
     // one shell fewer than connecting and then running the read.
@@ -157,7 +161,7 @@ export class RemoteRoot {
       throw remoteError(this.label, await first.done, 'reading the deploy root');
     }
     if (first.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, await first.done, 'reading the deploy root');
-    return remoteShapeOf(first.frames);
+    return read(first.frames);
   }
 
   /** `rsync`: also whether rsync is installed there (facts.rsync), as the lock program tells. */

@@ -498,15 +498,18 @@ esac
 `;
 }
 
-/** Reads where a root stands: host facts, current, releases, release log, journal, .tmp, lock. */
-/** The root's shape alone (its top-level entries): what a deploy checks before any lock, at the cost of one shell and no other process. */
-export function rootShapeScript(s: ScriptBase): string {
+/**
+ * The root's shape alone (its top-level entries): what a deploy checks before any lock, at the cost
+ * of one shell and no other process; with `shared`, each shared target as sharedKindsScript reads it.
+ */
+export function rootShapeScript(s: ScriptBase & { shared?: { paths: readonly string[]; create: boolean } }): string {
   return `${header(s)}
 if [ -d "$root" ]; then emit root ok; root_entries; else emit root missing; fi
-emit end shape
+${s.shared && s.shared.paths.length > 0 ? `${sharedFactsLines(s.shared.paths, s.shared.create)}\n` : ''}emit end shape
 `;
 }
 
+/** Reads where a root stands: host facts, current, releases, release log, journal, .tmp, lock. */
 export function stateScript(s: ScriptBase & { uses?: boolean; rsync?: boolean }): string {
   return `${header(s)}
 host_facts
@@ -917,13 +920,44 @@ if [ -d "$p" ] && [ -w "$p" ]; then emit creatable yes; else emit creatable no; 
 }
 
 /**
- * Each shared target's kind on a host, one `sharedkind` frame each, in order, then `checked`:
- * read on every host of a fleet deploy before any host creates one, so that a host that refuses
- * leaves no target made on the others (remote/deploy.ts).
+ * Each shared target's kind on the host, one `sharedkind` frame each, in order (`$shared` and
+ * `emit` defined before). With `create` (\`--shared-create\`), a missing target is also asked what
+ * the local sharedCreateProblem asks: root may make it; any other user must be able to write in and
+ * search the folder it would be made in, or the nearest one on the way that exists, or frames right
+ * after its `sharedkind` say who may not: `shareddenied` (that folder), `sharedowner` (`<uid>
+ * <name>`, the name empty or UNKNOWN where the host has none) and `shareduser` (this user).
  */
-export function sharedKindsScript(root: string, paths: readonly string[]): string {
-  const lines = paths.map((p, i) => `${sharedKindLine(p, i)}; emit sharedkind "$_k${i}"`);
-  return `root=${q(root)}; shared="$root/shared"\nemit() { printf '%s\\000%s\\000' "$1" "$2"; }\n${lines.join('\n')}\nemit checked ok\n`;
+function sharedFactsLines(paths: readonly string[], create: boolean): string {
+  const kinds = paths.map((p, i) => `${sharedKindLine(p, i)}; emit sharedkind "$_k${i}"`);
+  if (!create) return kinds.join('\n');
+  // stat -c: GNU and BusyBox; stat -f: the BSDs. The user's name once, and only for a refusal.
+  const denied = `_uid=$(id -u 2>/dev/null) || _uid=; _me=
+shared_denied() {
+  emit shareddenied "$1"
+  _o=$(stat -c '%u %U' -- "$1" 2>/dev/null || stat -f '%u %Su' -- "$1" 2>/dev/null) || _o=
+  emit sharedowner "$_o"
+  [ -n "$_me" ] || _me=$(id -un 2>/dev/null) || _me="uid $_uid"
+  emit shareduser "$_me"
+}`;
+  const checks = paths.map(
+    (p, i) => `${kinds[i] as string}
+if [ "$_k${i}" = missing ] && [ "$_uid" != 0 ]; then
+  _d="$shared/"${q(p)}; _d=\${_d%/*}
+  while [ -n "$_d" ] && [ ! -e "$_d" ]; do _d=\${_d%/*}; done
+  [ -n "$_d" ] || _d=/
+  [ -w "$_d" ] && [ -x "$_d" ] || shared_denied "$_d"
+fi`,
+  );
+  return [denied, ...checks].join('\n');
+}
+
+/**
+ * Each shared target's kind on a host (sharedFactsLines), then `checked`: read on every host of a
+ * fleet deploy before any host creates one, so that a host that refuses leaves no target made on
+ * the others (remote/deploy.ts).
+ */
+export function sharedKindsScript(root: string, paths: readonly string[], create: boolean): string {
+  return `root=${q(root)}; shared="$root/shared"\nemit() { printf '%s\\000%s\\000' "$1" "$2"; }\n${sharedFactsLines(paths, create)}\nemit checked ok\n`;
 }
 
 function sharedTargetLines(s: Pick<DeployArmScript, 'root' | 'shared' | 'sharedCreate'>): string {

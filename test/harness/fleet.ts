@@ -1101,3 +1101,42 @@ export async function startHolder(t: { after(fn: () => Promise<void> | void): vo
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** Fleet directories loginAsNobody opened for search: their mode before, and how many hosts still need it. */
+const openedDirs = new Map<string, { mode: number; hosts: number }>();
+
+/**
+ * Lets the fleet's key log in to namespace host `h` as `nobody`, a deploy user who is not root, and
+ * returns the `--host` spec for it (`nobody@host1`). In the host's own mount namespace only,
+ * /etc/passwd is a copy in which nobody has /bin/sh and `/` as home (its nologin would refuse every
+ * command, and sshd says a missing home on stderr); the fleet's directory is opened for search,
+ * since sshd reads the authorized keys file as the user who logs in. Undone after the test.
+ */
+export async function loginAsNobody(t: { after(fn: () => Promise<void>): void }, fleet: Fleet, h: FleetHost): Promise<string> {
+  if (fleet.kind !== 'netns') throw new Error('loginAsNobody: a namespace fleet is needed (the passwd copy is mounted in the host\'s own mount namespace)');
+  const lines = fs.readFileSync('/etc/passwd', 'utf8').split('\n');
+  if (!lines.some((l) => l.startsWith('nobody:'))) throw new Error('loginAsNobody: no user nobody in /etc/passwd');
+  const passwd = path.join(fleet.dir, `${h.alias}.passwd`);
+  fs.writeFileSync(passwd, lines.map((l) => (l.startsWith('nobody:') ? l.split(':').slice(0, 5).concat('/', '/bin/sh').join(':') : l)).join('\n'), { mode: 0o644 });
+  // The fleet's directory goes back to its mode once no host lets nobody in.
+  const opened = openedDirs.get(fleet.dir) ?? { mode: fs.statSync(fleet.dir).mode & 0o7777, hosts: 0 };
+  openedDirs.set(fleet.dir, { ...opened, hosts: opened.hosts + 1 });
+  fs.chmodSync(fleet.dir, opened.mode | 0o011);
+  fs.chmodSync(path.join(fleet.dir, 'authorized_keys'), 0o644);
+  const mounted = await h.exec(['mount', '--bind', passwd, '/etc/passwd']);
+  if (mounted.code !== 0) throw new Error(`loginAsNobody: mounting the passwd copy on ${h.alias}: ${mounted.stderr}`);
+  t.after(async () => {
+    await h.exec(['umount', '/etc/passwd']);
+    const now = openedDirs.get(fleet.dir);
+    if (now === undefined) return;
+    if (now.hosts > 1) openedDirs.set(fleet.dir, { ...now, hosts: now.hosts - 1 });
+    else {
+      openedDirs.delete(fleet.dir);
+      fs.chmodSync(fleet.dir, now.mode);
+    }
+  });
+  const spec = `nobody@${h.alias}`;
+  const check = await sshExec(findTools(['ssh'] as const).ssh, fleet.sshArgs, spec, ['id', '-un']);
+  if (check.code !== 0 || check.stdout.trim() !== 'nobody') throw new Error(`loginAsNobody: ${spec} cannot log in: ${check.stderr || check.stdout}`);
+  return spec;
+}

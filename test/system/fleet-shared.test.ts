@@ -2,13 +2,15 @@
 // file (mode 600) or directory in <root>/shared on each host and links it into the release; a
 // file that exists keeps its content; a target whose type contradicts the flag, or an untyped
 // --shared that nothing on the host or in the build types, is refused before any host switches
-// and creates nothing on the host that refused.
+// and creates nothing on the host that refused. A target the deploy user may not make (shared/ or a
+// folder under it another user's) is refused on every host before any host is locked, as locally.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
-import { rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { loginAsNobody, rootNamer, type FleetHost } from '../harness/fleet.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface FleetJson {
@@ -117,5 +119,67 @@ void describe('shared files and directories on two namespace hosts', () => {
     assert.equal(jsonOf<FleetJson>(missing).error?.code, 'SHARED_MISSING');
     assert.match(missing.stderr, new RegExp(`${h1.alias}: shared target missing: ${root}/shared/config\\.php`));
     assert.match(missing.stderr, /^hint: create them .* or pass --shared-create/m);
+  });
+  // A deploy user (nobody) who may not write in a host's shared/ or in a folder under it (made by
+  // another user, root here) asked for --shared-create: every host was locked and sent the release,
+  // then the host's program failed to make the target (exit 1). Refused as the local deploy refuses
+  // it (src/act/shared.ts sharedCreateProblem), before any host is locked: exit 2, in the local
+  // words with the host's name, every host's root untouched (its times too: a lock taken and
+  // released would change the root's).
+  void test('--shared-create where the deploy user may not write in a host\'s shared/: exit 2 before any host is locked, nothing changed anywhere; a target there already is kept', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('unwritable');
+    const asNobody = [await loginAsNobody(t, fleet, h1), await loginAsNobody(t, fleet, h2)].flatMap((spec) => ['--host', spec]);
+    // A build without storage/: the link may take that path.
+    const build = (version: string): string => writeTree(tempDir(t, 'fleet-shared-'), { 'index.html': `<h1>${version}</h1>\n` });
+    for (const h of fleet.hosts) {
+      fs.mkdirSync(on(h));
+      fs.chownSync(on(h), 65534, 65534);
+    }
+    const first = await cli(['deploy', build('v1'), root, ...asNobody, '--no-fsync']);
+    assert.equal(first.code, 0, first.stderr);
+    const live = fleet.hosts.map((h) => currentOf(on(h)));
+    // host1: shared/ is nobody's, shared/config root's. host2: shared/ is root's, with storage/ in it.
+    fs.mkdirSync(path.join(on(h1), 'shared', 'config'), { recursive: true });
+    fs.chownSync(path.join(on(h1), 'shared'), 65534, 65534);
+    fs.mkdirSync(path.join(on(h2), 'shared', 'storage'), { recursive: true });
+    const times = (): string[][] => fleet.hosts.map((h) => treeSnapshot(on(h), { times: true }));
+    const before = times();
+    const cases: { args: string[]; errors: RegExp[]; hints: RegExp[] }[] = [
+      // shared/ itself not writable on host2; host1 could make .env. storage/ is there on host2: kept, no refusal for it.
+      {
+        args: ['--shared-file', '.env', '--shared-dir', 'storage'],
+        errors: [new RegExp(`nobody@${h2.alias}: cannot create shared/\\.env: ${root}/shared is root's, and this user \\(nobody\\) may not write in it`)],
+        hints: [new RegExp(`^hint: make it as root \\(sudo -u root touch ${root}/shared/\\.env\\), then deploy again without --shared-create for it$`, 'm')],
+      },
+      // A folder under shared/ not writable (host1), and shared/ the nearest folder there on host2: both named.
+      {
+        args: ['--shared-dir', 'config/cache'],
+        errors: [
+          new RegExp(`nobody@${h1.alias}: cannot create shared/config/cache: ${root}/shared/config is root's, and this user \\(nobody\\) may not write in it`),
+          new RegExp(`nobody@${h2.alias}: cannot create shared/config/cache: ${root}/shared is root's, and this user \\(nobody\\) may not write in it`),
+        ],
+        hints: [new RegExp(`^hint: make it as root \\(sudo -u root mkdir -p ${root}/shared/config/cache\\), then deploy again without --shared-create for it`, 'm')],
+      },
+    ];
+    for (const c of cases) {
+      for (const dry of [[], ['--dry-run']]) {
+        const label = `${c.args.join(' ')} ${dry.join(' ')}`;
+        const r = await cli(['deploy', build('v2'), root, ...asNobody, ...c.args, '--shared-create', '--no-fsync', ...dry]);
+        assert.equal(r.code, 2, `${label}: ${r.stderr}`);
+        for (const e of c.errors) assert.match(r.stderr, e, label);
+        for (const h of c.hints) assert.match(r.stderr, h, label);
+        assert.doesNotMatch(r.stderr + r.stdout, /locked|copying/, `${label}: a host was locked or sent the release`);
+        assert.deepEqual(times(), before, `${label}: a host's root changed`);
+      }
+    }
+    assert.deepEqual(fleet.hosts.map((h) => currentOf(on(h))), live);
+    // Control: storage/, which host2 has (root's) and host1 may make, deploys.
+    const kept = await cli(['deploy', build('v2'), root, ...asNobody, '--shared-dir', 'storage', '--shared-create', '--no-fsync', '--json']);
+    assert.equal(kept.code, 0, kept.stderr);
+    const id = jsonOf<FleetJson>(kept).release as string;
+    for (const h of fleet.hosts) assert.equal(fs.readlinkSync(path.join(on(h), 'releases', id, 'storage')), '../../shared/storage', h.alias);
+    assert.equal(fs.statSync(path.join(on(h1), 'shared', 'storage')).uid, 65534, 'host1: made by the deploy user');
+    assert.equal(fs.statSync(path.join(on(h2), 'shared', 'storage')).uid, 0, 'host2: the one there is kept');
   });
 });

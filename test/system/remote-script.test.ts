@@ -10,11 +10,12 @@ import path from 'node:path';
 import { inspectLock } from '../../src/act/lock.ts';
 import { treeFromListing } from '../../src/plan/fleet-verify.ts';
 import { layoutOf } from '../../src/act/layout.ts';
-import { FrameReader, hostFactsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
+import { FrameReader, hostFactsOf, hostSharedTargetsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteStateOf, type Frame } from '../../src/remote/facts.ts';
 import { inUseOf, parseCtimeNs } from '../../src/remote/fleet.ts';
 import { parseStats, rsyncArgs } from '../../src/remote/rsync.ts';
 import { sharedTargetAction, type SharedTargetKind } from '../../src/plan/shared.ts';
-import { applyScript, deployArmScript, lockScript, rollbackArmScript, stateScript, takeoverScript, type ArmedTail, type DeployArmScript } from '../../src/remote/script.ts';
+import { applyScript, deployArmScript, lockScript, rollbackArmScript, rootShapeScript, sharedKindsScript, stateScript, takeoverScript, type ArmedTail, type DeployArmScript } from '../../src/remote/script.ts';
+import { uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 import { armedTail as tail, lockAs, programShells, runProgram, startProgram, talkTo, type Shell } from '../harness/remote-programs.ts';
@@ -885,6 +886,51 @@ void test('a host without sha256sum or shasum lists nothing after the before-swi
   assert.equal(fs.readFileSync(path.join(root, '.atomic-deploy', 'manifests', 'r4.json'), 'utf8'), 'the build manifest\n');
   holder.stop();
   await holder.done;
+});
+
+// As a deploy user who is not root (nobody): the shells and the roots in a folder it can reach.
+const USER_BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-user-'));
+fs.chmodSync(USER_BASE, 0o755);
+after(() => fs.rmSync(USER_BASE, { recursive: true, force: true }));
+const NOBODY = uidOf('nobody');
+
+void describe('generated programs run by a user who is not root', () => {
+  for (const shell of programShells(USER_BASE, TOOLS, APPLETS)) {
+    void test(`--shared-create where this user may not write, under ${shell.name}: the folder it would be made in (or the nearest one that exists), its owner and this user, as the local sharedCreateProblem asks; never for root, nor for a target that is there`, () => {
+      const base = path.join(USER_BASE, `case-${++serial}`);
+      fs.mkdirSync(base, { mode: 0o755 });
+      const root = path.join(base, HOSTILE);
+      const shared = path.join(root, 'shared');
+      fs.mkdirSync(path.join(shared, 'storage'), { recursive: true });
+      fs.mkdirSync(path.join(shared, 'open'));
+      fs.mkdirSync(path.join(shared, 'nameless'));
+      fs.chownSync(root, NOBODY.uid, NOBODY.gid);
+      fs.chownSync(path.join(shared, 'open'), NOBODY.uid, NOBODY.gid);
+      // A uid without a name in /etc/passwd: the host names it by its number.
+      fs.chownSync(path.join(shared, 'nameless'), 4242, 4242);
+      const before = treeSnapshot(base);
+      const paths = ['.env', 'storage', 'open/x/y', 'cache/views', 'nameless/.env'];
+      const byRoot = { dir: shared, owner: { uid: 0, name: 'root' }, user: 'nobody' };
+      const expected = [{ kind: 'missing', denied: byRoot }, { kind: 'dir' }, { kind: 'missing' }, { kind: 'missing', denied: byRoot }, { kind: 'missing', denied: { dir: path.join(shared, 'nameless'), owner: { uid: 4242 }, user: 'nobody' } }];
+      const kindsOnly = expected.map(({ kind }) => ({ kind }));
+      const programs: [string, (create: boolean) => string][] = [
+        ['the check under the lock', (create) => sharedKindsScript(root, paths, create)],
+        ['the read before the locks', (create) => rootShapeScript({ root, fsync: false, shared: { paths, create } })],
+      ];
+      for (const [name, program] of programs) {
+        const r = runProgram(shell, program(true), base, '', NOBODY);
+        assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+        assert.deepEqual(hostSharedTargetsOf(r.frames), expected, name);
+        assert.deepEqual(hostSharedTargetsOf(runProgram(shell, program(true), base).frames), kindsOnly, `${name}: root may make them`);
+        assert.deepEqual(hostSharedTargetsOf(runProgram(shell, program(false), base, '', NOBODY).frames), kindsOnly, `${name}: without --shared-create nothing is asked`);
+      }
+      // A root not there yet: the nearest folder that exists on the way (base, root's).
+      const later = runProgram(shell, rootShapeScript({ root: path.join(base, 'later', 'root'), fsync: false, shared: { paths: ['.env'], create: true } }), base, '', NOBODY);
+      assert.deepEqual(hostSharedTargetsOf(later.frames), [{ kind: 'missing', denied: { dir: base, owner: { uid: 0, name: 'root' }, user: 'nobody' } }]);
+      assert.deepEqual(treeSnapshot(base), before, 'a program changed something');
+      assert.equal(fs.existsSync(path.join(base, 'PWNED')), false, 'a quoted value was executed');
+    });
+  }
 });
 
 void describe('the portable switch is one rename(2), never a move into current', () => {

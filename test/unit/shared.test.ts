@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fc from 'fast-check';
-import { planShared, sharedLinkText, withoutPaths, type ListedEntry } from '../../src/plan/shared.ts';
+import { hostSharedTargetsOf } from '../../src/remote/facts.ts';
+import { planShared, sharedCreateDenied, sharedLinkText, withoutPaths, type ListedEntry } from '../../src/plan/shared.ts';
 
 const segment = fc.stringMatching(/^[A-Za-z0-9_.-]{1,8}$/).filter((s) => s !== '.' && s !== '..');
 const sharedPath = fc.array(segment, { minLength: 1, maxLength: 5 }).map((parts) => parts.join('/'));
@@ -71,4 +72,51 @@ void test('invalid, duplicate, overlapping and symlink-parented paths are refuse
   // Linking through a symlinked parent could write outside the release.
   assert.match(planShared(['vendor/cache'], entries).problems[0] ?? '', /as a symlink/);
   assert.match(planShared(['index.html/x'], entries).problems[0] ?? '', /as a file/);
+});
+
+void test('--shared-create refused: the owner by name, by uid (sudo\'s #N), or unknown; a path the shell would split is quoted in the command', () => {
+  const at = { full: '/srv/app/shared/.env', dir: '/srv/app/shared', user: 'deploy' };
+  assert.deepEqual(sharedCreateDenied('.env', 'file', { ...at, owner: { uid: 33, name: 'www-data' } }), {
+    problem: "cannot create shared/.env: /srv/app/shared is www-data's, and this user (deploy) may not write in it",
+    hint: 'make it as www-data (sudo -u www-data touch /srv/app/shared/.env), then deploy again without --shared-create for it',
+  });
+  const byUid = sharedCreateDenied('cache', 'dir', { ...at, full: '/srv/my app/shared/cache', owner: { uid: 4242 } });
+  assert.equal(byUid.problem, "cannot create shared/cache: /srv/app/shared is uid 4242's, and this user (deploy) may not write in it");
+  assert.equal(byUid.hint, "make it as uid 4242 (sudo -u '#4242' mkdir -p '/srv/my app/shared/cache'), then deploy again without --shared-create for it");
+  assert.match(sharedCreateDenied('.env', 'file', { ...at, owner: {} }).problem, /\/srv\/app\/shared is another user's, and this user \(deploy\)/);
+});
+
+void test('a host\'s shared-target frames: each kind with the refusal that follows it; an owner without a name (GNU, BusyBox: UNKNOWN; a BSD: the number) by uid', () => {
+  const f = (tag: string, value: string): { tag: string; value: string } => ({ tag, value });
+  assert.deepEqual(
+    hostSharedTargetsOf([
+      f('root', 'ok'),
+      f('sharedkind', 'missing'),
+      f('shareddenied', '/srv/a b/shared'),
+      f('sharedowner', '33 www-data'),
+      f('shareduser', 'deploy'),
+      f('sharedkind', 'dir'),
+      f('sharedkind', 'missing'),
+      f('shareddenied', '/srv/x'),
+      f('sharedowner', '4242 UNKNOWN'),
+      f('shareduser', 'uid 1001'),
+      f('sharedkind', 'missing'),
+      f('shareddenied', '/srv/y'),
+      f('sharedowner', '4243 4243'),
+      f('shareduser', 'deploy'),
+      f('sharedkind', 'missing'),
+      f('shareddenied', '/srv/z'),
+      f('sharedowner', ''),
+      f('shareduser', 'deploy'),
+    ]),
+    [
+      { kind: 'missing', denied: { dir: '/srv/a b/shared', owner: { uid: 33, name: 'www-data' }, user: 'deploy' } },
+      { kind: 'dir' },
+      { kind: 'missing', denied: { dir: '/srv/x', owner: { uid: 4242 }, user: 'uid 1001' } },
+      { kind: 'missing', denied: { dir: '/srv/y', owner: { uid: 4243 }, user: 'deploy' } },
+      { kind: 'missing', denied: { dir: '/srv/z', owner: {}, user: 'deploy' } },
+    ],
+  );
+  // A kind cut short stops the reading: the caller says the check printed nothing usable.
+  assert.deepEqual(hostSharedTargetsOf([f('sharedkind', 'file'), f('sharedkind', 'mis')]), [{ kind: 'file' }]);
 });
