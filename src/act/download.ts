@@ -10,7 +10,6 @@ import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
 import { redactUrl, urlProblem } from '../plan/archive.ts';
 import { answerHint, isTransientStatus, retryDelayMs, retryWait } from '../plan/download.ts';
-import { refusedHint, unreachableHint } from '../plan/proxy.ts';
 import { plural } from '../plan/units.ts';
 import type { Proxy } from './proxy.ts';
 
@@ -37,15 +36,18 @@ const PROXY_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY
 interface Route {
   proxy: Proxy;
   options: (signal: AbortSignal) => https.RequestOptions;
+  /** The hints of a proxy not reached, and of one that answered this status itself. */
+  unreachable: string;
+  refused: (status: number) => string;
 }
 
 /** The route to `url`, asked for every request: a redirect to a host NO_PROXY lists goes there directly. */
 async function routeTo(url: string): Promise<Route | undefined> {
   if (!PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')) return undefined;
-  const { proxyFor, proxyRequestOptions } = await import('./proxy.ts');
+  const { proxyFor, proxyRequestOptions, refusedHint, unreachableHint } = await import('./proxy.ts');
   const target = new URL(url);
   const proxy = proxyFor(target);
-  return proxy && { proxy, options: (signal) => proxyRequestOptions(proxy, target, signal) };
+  return proxy && { proxy, options: (signal) => proxyRequestOptions(proxy, target, signal), unreachable: unreachableHint(proxy), refused: (status) => refusedHint(proxy, status) };
 }
 
 /** A failure of the proxy itself (not reached, silent, or answering for itself), retried as a failed connection is; the message names the proxy. */
@@ -78,7 +80,7 @@ async function request(url: string, headers: Record<string, string>, options: Do
         res.resume();
         const target = new URL(url);
         const message = `the proxy ${route.proxy.shown} (${route.proxy.variable}) answered ${`${code} ${res.statusMessage ?? ''}`.trim()}${tunnel === undefined ? '' : ` to CONNECT ${target.host}`}`;
-        const hint = refusedHint(route.proxy, code);
+        const hint = route.refused(code);
         // A refusal (407, 403) is not retried: the same request would be refused again.
         reject(isTransientStatus(code) ? new ProxyTrouble(message, hint) : new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${message}`, { hint }));
         return;
@@ -99,7 +101,7 @@ async function request(url: string, headers: Record<string, string>, options: Do
     // req.setTimeout starts only once the agent hands the request a socket, after the proxy answered: until then, this.
     let gaveUp: ProxyTrouble | undefined;
     const silent = setTimeout(() => {
-      gaveUp = new ProxyTrouble(`no answer from the proxy ${proxy.shown} (${proxy.variable}) within ${options.timeoutMs / 1000} s`, unreachableHint(proxy));
+      gaveUp = new ProxyTrouble(`no answer from the proxy ${proxy.shown} (${proxy.variable}) within ${options.timeoutMs / 1000} s`, route.unreachable);
       req.destroy(gaveUp);
       connecting.abort();
     }, options.timeoutMs);
@@ -114,7 +116,7 @@ async function request(url: string, headers: Record<string, string>, options: Do
       // The agent's own error (the connection it waited on, destroyed) may come first.
       if (gaveUp) reject(gaveUp);
       else if (error instanceof ProxyTrouble || options.signal?.aborted) reject(error);
-      else if (!reached) reject(new ProxyTrouble(`cannot reach the proxy ${proxy.shown} (${proxy.variable}): ${error.message}`, unreachableHint(proxy)));
+      else if (!reached) reject(new ProxyTrouble(`cannot reach the proxy ${proxy.shown} (${proxy.variable}): ${error.message}`, route.unreachable));
       else reject(new Error(`${error.message} (through the proxy ${proxy.shown})`, { cause: error }));
     });
   });

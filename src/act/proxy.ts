@@ -13,6 +13,7 @@ import { getProxyForUrl } from 'proxy-from-env';
 import { noProxyCovers, noProxyValue, parseProxy, proxyVariable, type Proxy } from '../plan/proxy.ts';
 
 export type { Proxy } from '../plan/proxy.ts';
+export { refusedHint, unreachableHint } from '../plan/proxy.ts';
 
 const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443 };
 
