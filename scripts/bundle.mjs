@@ -41,6 +41,24 @@ const lazyBuiltins = {
 };
 
 /**
+ * Packages a dependency imports only for a feature this tool never turns on (the proxy agents'
+ * Negotiate logins load kerberos): left out, as they are absent unbundled, and never loaded.
+ */
+const NOT_BUNDLED = ['kerberos'];
+
+/**
+ * The proxy agents log through `debug` when DEBUG names them, request headers included, and with
+ * them Proxy-Authorization (a proxy's password): the bundle gives them a logger that says nothing.
+ */
+const silentDebug = {
+  name: 'silent-debug',
+  setup(b) {
+    b.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'silent-debug' }));
+    b.onLoad({ filter: /.*/, namespace: 'silent-debug' }, () => ({ loader: 'js', contents: 'const off = () => {};\noff.enabled = false;\nexport default function createDebug() {\n  return off;\n}\n' }));
+  },
+};
+
+/**
  * With splitting, esbuild gives a dynamically imported CommonJS package (yaml) a chunk that exports
  * only `default`, so `(await import('yaml')).parseDocument` would be undefined. The import goes
  * through an ES module that names every export Node sees on the package instead.
@@ -48,7 +66,7 @@ const lazyBuiltins = {
 const namedDynamicImports = {
   name: 'named-dynamic-imports',
   setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, (args) => (args.kind === 'dynamic-import' && !args.path.startsWith('node:') ? { path: args.path, namespace: 'named-exports' } : undefined));
+    b.onResolve({ filter: /^[^./]/ }, (args) => (args.kind === 'dynamic-import' && !args.path.startsWith('node:') && !NOT_BUNDLED.includes(args.path) ? { path: args.path, namespace: 'named-exports' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'named-exports' }, async (args) => {
       const names = Object.keys(await import(args.path)).filter((n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n));
       return { loader: 'js', resolveDir: repo, contents: `import * as m from ${JSON.stringify(args.path)};\nexport const { ${names.join(', ')} } = m;\nexport default m.default ?? m;\n` };
@@ -102,7 +120,8 @@ async function bundle({ split }) {
     ...(split ? { outdir, chunkNames: 'chunk-[hash]' } : { outfile: path.join(dist, 'atomic-deploy.mjs') }),
     minify: true,
     metafile: true,
-    plugins: [noFailpoints, ...(split ? [lazyBuiltins, namedDynamicImports, oneCoreChunk()] : [])],
+    plugins: [noFailpoints, silentDebug, ...(split ? [lazyBuiltins, namedDynamicImports, oneCoreChunk()] : [])],
+    external: NOT_BUNDLED,
     define: { ATOMIC_DEPLOY_VERSION: JSON.stringify(version) },
     // Some dependencies still call require() for Node built-ins; give the ESM bundle one.
     banner: { js: "import { createRequire as __adCreateRequire } from 'node:module'; const require = __adCreateRequire(import.meta.url);" },

@@ -1,7 +1,8 @@
 /**
  * Streams an http(s) artifact: one GET, resumed after a dropped connection (see `resume`), an idle
  * timeout on every read. node:http rather than fetch: fetch refuses the Fetch standard's
- * "bad ports" (6000, 10080, ...), which an artifact server may well listen on.
+ * "bad ports" (6000, 10080, ...), which an artifact server may well listen on. Through the proxy
+ * the environment names (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as curl goes: see ./proxy.ts.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -10,6 +11,7 @@ import { DeployError } from '../errors.ts';
 import { redactUrl, urlProblem } from '../plan/archive.ts';
 import { answerHint, isTransientStatus, retryDelayMs, retryWait } from '../plan/download.ts';
 import { plural } from '../plan/units.ts';
+import type { Proxy } from './proxy.ts';
 
 export interface DownloadOptions {
   /** Give up on a connection that sends nothing for this long, then retry. */
@@ -27,13 +29,96 @@ export interface Download {
   chunks: AsyncGenerator<Buffer>;
 }
 
-function request(url: string, headers: Record<string, string>, options: DownloadOptions): Promise<http.IncomingMessage> {
+/** Set, one of these may send a URL through a proxy: only then is the proxy code (./proxy.ts and its libraries) loaded. */
+const PROXY_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'];
+
+/** How a request reaches its URL: through a proxy, with a fresh agent for each request, or directly (undefined). */
+interface Route {
+  proxy: Proxy;
+  options: (signal: AbortSignal) => https.RequestOptions;
+  /** The hints of a proxy not reached, and of one that answered this status itself. */
+  unreachable: string;
+  refused: (status: number) => string;
+}
+
+/** The route to `url`, asked for every request: a redirect to a host NO_PROXY lists goes there directly. */
+async function routeTo(url: string): Promise<Route | undefined> {
+  if (!PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')) return undefined;
+  const { proxyFor, proxyRequestOptions, refusedHint, unreachableHint } = await import('./proxy.ts');
+  const target = new URL(url);
+  const proxy = proxyFor(target);
+  return proxy && { proxy, options: (signal) => proxyRequestOptions(proxy, target, signal), unreachable: unreachableHint(proxy), refused: (status) => refusedHint(proxy, status) };
+}
+
+/** A failure of the proxy itself (not reached, silent, or answering for itself), retried as a failed connection is; the message names the proxy. */
+class ProxyTrouble extends Error {
+  constructor(message: string, readonly hint: string) {
+    super(message);
+  }
+}
+
+/** The proxy a response came through, for the messages that quote it. */
+const throughProxy = new WeakMap<http.IncomingMessage, Proxy>();
+
+async function request(url: string, headers: Record<string, string>, options: DownloadOptions): Promise<http.IncomingMessage> {
+  const route = await routeTo(url);
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? https.get : http.get;
+    const connecting = new AbortController();
+    // Set once the proxy took the connection (forwarding) or answered the CONNECT (tunnel, its status): an error before it is the proxy's.
+    let reached = false;
+    let tunnel: number | undefined;
     // The artifact's own bytes: they are what --sha256 and the signature are of, and what is sniffed and extracted.
-    const req = get(url, { headers: { ...headers, 'accept-encoding': 'identity' }, signal: options.signal }, resolve);
+    const req = get(url, { headers: { ...headers, 'accept-encoding': 'identity' }, signal: options.signal, ...route?.options(connecting.signal) }, (res) => {
+      if (!route) {
+        resolve(res);
+        return;
+      }
+      const code = res.statusCode ?? 0;
+      // The proxy's own answer: to the CONNECT of a tunnel (which the agent hands on as the response), or 407 to a forwarded request.
+      if ((tunnel !== undefined && tunnel !== 200) || (tunnel === undefined && code === 407)) {
+        res.resume();
+        const target = new URL(url);
+        const message = `the proxy ${route.proxy.shown} (${route.proxy.variable}) answered ${`${code} ${res.statusMessage ?? ''}`.trim()}${tunnel === undefined ? '' : ` to CONNECT ${target.host}`}`;
+        const hint = route.refused(code);
+        // A refusal (407, 403) is not retried: the same request would be refused again.
+        reject(isTransientStatus(code) ? new ProxyTrouble(message, hint) : new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${message}`, { hint }));
+        return;
+      }
+      throughProxy.set(res, route.proxy);
+      resolve(res);
+    });
     req.setTimeout(options.timeoutMs, () => req.destroy(new Error(`no answer within ${options.timeoutMs / 1000} s`)));
-    req.on('error', reject);
+    if (!route) {
+      req.on('error', reject);
+      return;
+    }
+    const { proxy } = route;
+    req.once('proxyConnect', (connect: { statusCode?: number }) => {
+      reached = true;
+      tunnel = connect.statusCode;
+    });
+    // req.setTimeout starts only once the agent hands the request a socket, after the proxy answered: until then, this.
+    let gaveUp: ProxyTrouble | undefined;
+    const silent = setTimeout(() => {
+      gaveUp = new ProxyTrouble(`no answer from the proxy ${proxy.shown} (${proxy.variable}) within ${options.timeoutMs / 1000} s`, route.unreachable);
+      req.destroy(gaveUp);
+      connecting.abort();
+    }, options.timeoutMs);
+    const abort = (): void => connecting.abort();
+    options.signal?.addEventListener('abort', abort, { once: true });
+    req.once('socket', () => clearTimeout(silent));
+    req.once('close', () => {
+      clearTimeout(silent);
+      options.signal?.removeEventListener('abort', abort);
+    });
+    req.on('error', (error) => {
+      // The agent's own error (the connection it waited on, destroyed) may come first.
+      if (gaveUp) reject(gaveUp);
+      else if (error instanceof ProxyTrouble || options.signal?.aborted) reject(error);
+      else if (!reached) reject(new ProxyTrouble(`cannot reach the proxy ${proxy.shown} (${proxy.variable}): ${error.message}`, route.unreachable));
+      else reject(new Error(`${error.message} (through the proxy ${proxy.shown})`, { cause: error }));
+    });
   });
 }
 
@@ -64,7 +149,8 @@ async function follow(start: string, headers: Record<string, string>, options: D
 
 /** "<url> answered 503 Service Unavailable", the URL without credentials or query. */
 function answered(url: string, res: http.IncomingMessage): string {
-  return `${redactUrl(url)} answered ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trim();
+  const proxy = throughProxy.get(res);
+  return `${`${redactUrl(url)} answered ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trim()}${proxy ? ` through the proxy ${proxy.shown}` : ''}`;
 }
 
 /** An answer that says "later" (5xx, 408, 429): retried, after its Retry-After when it has one. */
@@ -89,12 +175,19 @@ function refuseEncoded(url: string, res: http.IncomingMessage): void {
 }
 
 function failed(url: string, reason: string, cause?: unknown): DeployError {
-  return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: answerHint(undefined) });
+  return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${reason}`, { cause, hint: cause instanceof ProxyTrouble ? cause.hint : answerHint(undefined) });
 }
 
 /** How many retries a failure came after, for its message. */
 function spent(retries: number): string {
   return retries === 0 ? ' (with no retries)' : ` (after ${plural(retries, 'retry', 'retries')})`;
+}
+
+/** The hint of a 4xx answer: through a proxy that forwards an http:// URL, the answer may be the proxy's own. */
+function fourHundredHint(url: string, res: http.IncomingMessage): string {
+  const proxy = throughProxy.get(res);
+  if (proxy && url.startsWith('http:')) return `check the URL (a CI artifact may have expired), and whether the proxy (${proxy.variable}) allows it: an http:// URL's answer through a proxy may be the proxy's own`;
+  return 'check the URL; a CI artifact may have expired';
 }
 
 /**
@@ -125,13 +218,14 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
       }
       res.resume();
       const message = answered(url, res);
-      if (code >= 400 && code < 500 && !isTransientStatus(code)) throw new DeployError('INVALID_SOURCE', message, { hint: 'check the URL; a CI artifact may have expired' });
+      if (code >= 400 && code < 500 && !isTransientStatus(code)) throw new DeployError('INVALID_SOURCE', message, { hint: fourHundredHint(url, res) });
       lastError = new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(given)} failed: ${message}${spent(options.retries)}`, { hint: answerHint(code) });
       const next = retryWait(attempt + 1, res.headers['retry-after'], Date.now());
       wait = next.ms;
       if (retrying) options.onRetry?.(`${message}; retrying${next.said}`);
     } catch (error) {
-      if (error instanceof DeployError && error.code === 'INVALID_SOURCE') throw error;
+      // A URL or proxy refused, a proxy variable malformed: asking again changes nothing.
+      if (error instanceof DeployError) throw error;
       if (options.signal?.aborted) throw error;
       lastError = error;
       wait = retryDelayMs(attempt + 1);
@@ -252,7 +346,7 @@ async function* resume(given: string, answeredBy: string, first: http.IncomingMe
       if (reconnecting) target = given;
       const reason = error instanceof Error ? error.message : String(error);
       const later = error instanceof LaterAnswer ? error : undefined;
-      if (retriesLeft-- <= 0) throw new DeployError('DOWNLOAD_FAILED', `downloading ${shown} failed: ${reason}${spent(options.retries)}`, { cause: error, hint: answerHint(later?.status) });
+      if (retriesLeft-- <= 0) throw new DeployError('DOWNLOAD_FAILED', `downloading ${shown} failed: ${reason}${spent(options.retries)}`, { cause: error, hint: error instanceof ProxyTrouble ? error.hint : answerHint(later?.status) });
       const wait = retryWait(options.retries - retriesLeft, later?.retryAfter, Date.now());
       // Without a validator no Range is asked for: say what will happen, not "resuming".
       options.onRetry?.(`download of ${shown}: ${reason}; ${validator === undefined ? `reading it again from the start, as the server names no version to resume (${received} bytes received)` : `resuming at byte ${received}`}${wait.said}`);

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -111,17 +112,29 @@ export type ServeMode =
 
 export interface Server {
   url: (name: string) => string;
-  requests: { range?: string; acceptEncoding?: string }[];
+  requests: { range?: string; acceptEncoding?: string; via?: string }[];
+  /** Connections from an address other than `onlyFrom`, closed unanswered. */
+  refused: string[];
   close: () => Promise<void>;
 }
 
+export interface ServeOptions {
+  /** Bytes per 10 ms tick, so that a test can interrupt the extraction half-way. */
+  rate?: number;
+  /** Serve over TLS with this key and certificate (PEM): the URLs are https://. */
+  tls?: { key: string; cert: string };
+  /** Close at once every connection from another address: a server only a proxy bound to this address can reach. */
+  onlyFrom?: string;
+}
+
 /** A loopback HTTP server for the files of `dir`, misbehaving as `mode` says. */
-export async function serve(t: { after(fn: () => Promise<void> | void): void }, dir: string, mode: ServeMode, options: { rate?: number } = {}): Promise<Server> {
-  const requests: { range?: string; acceptEncoding?: string }[] = [];
+export async function serve(t: { after(fn: () => Promise<void> | void): void }, dir: string, mode: ServeMode, options: ServeOptions = {}): Promise<Server> {
+  const requests: { range?: string; acceptEncoding?: string; via?: string }[] = [];
+  const refused: string[] = [];
   let dropped = false;
   const sockets = new Set<import('node:net').Socket>();
-  const server = http.createServer((req, res) => {
-    requests.push({ range: req.headers.range, acceptEncoding: req.headers['accept-encoding'] });
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    requests.push({ range: req.headers.range, acceptEncoding: req.headers['accept-encoding'], via: req.headers.via });
     if (req.url?.startsWith('/redirect/')) {
       // Where release assets and object stores send a client: a 302 to the file itself.
       res.writeHead(302, { location: req.url.slice('/redirect'.length) }).end();
@@ -197,8 +210,15 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
       return;
     }
     res.end(body);
-  });
-  server.on('connection', (s) => {
+  };
+  const server = options.tls ? https.createServer({ key: options.tls.key, cert: options.tls.cert }, handler) : http.createServer(handler);
+  // 'connection' is the TCP connection, before any TLS: the address is the client's or the proxy's.
+  server.on('connection', (s: import('node:net').Socket) => {
+    if (options.onlyFrom !== undefined && s.remoteAddress !== options.onlyFrom) {
+      refused.push(s.remoteAddress ?? '');
+      s.destroy();
+      return;
+    }
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -209,7 +229,7 @@ export async function serve(t: { after(fn: () => Promise<void> | void): void }, 
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
   t.after(close);
-  return { url: (name) => `http://127.0.0.1:${port}/${name}`, requests, close };
+  return { url: (name) => `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}/${name}`, requests, refused, close };
 }
 
 /**

@@ -9,9 +9,17 @@ export const BIN = fileURLToPath(new URL('../../dist/bin/atomic-deploy.cjs', imp
 /** The tsc output, which alone has the failpoints compiled in (the bundle leaves them out): for runs that arm them. */
 export const TSC_BIN = fileURLToPath(new URL('../../dist/cli/bin.js', import.meta.url));
 
-/** The environment of a CLI run: ours, no colour, `extra`, and ATOMIC_DEPLOY_FAILPOINTS set to `failpoints` or removed. */
+/** The variables that send a download through a proxy: a machine's own would send the tests' loopback servers' traffic to it. */
+export const PROXY_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY'];
+
+/**
+ * The environment of a CLI run: ours without proxy variables, no colour, `extra` (which may set
+ * them), and ATOMIC_DEPLOY_FAILPOINTS set to `failpoints` or removed.
+ */
 export function cliEnv(failpoints?: string, extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of PROXY_VARIABLES) delete env[name];
+  Object.assign(env, { NO_COLOR: '1' }, extra);
   if (failpoints) env.ATOMIC_DEPLOY_FAILPOINTS = failpoints;
   else delete env.ATOMIC_DEPLOY_FAILPOINTS;
   return env;

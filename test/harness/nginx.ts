@@ -24,7 +24,8 @@ export interface NginxOptions {
   workerProcesses?: number;
 }
 
-function freePort(): Promise<number> {
+/** A port on 127.0.0.1 free a moment ago: whoever binds it next may lose it to another process, and should retry. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -4,11 +4,14 @@
 // failpoint tests prove would not be what users run.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN as PACKAGE_BIN, TSC_BIN, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { promisify } from 'node:util';
+import { serve } from '../harness/archives.ts';
+import { BIN as PACKAGE_BIN, TSC_BIN, cliEnv, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { requireTool } from '../harness/swappers.ts';
 
 interface Step {
   args: string[];
@@ -97,5 +100,28 @@ test('a directory deploy loads no archive or HTTP code (zlib, yauzl, http, https
   // The probe sees what it looks for: the archive deploys load zlib (tar.gz to inflate, zip through yauzl).
   assert.equal(builtinsLoaded(dir, ['deploy', 'build.tar.gz', 'root2', '--no-fsync']).has('zlib'), true);
   assert.equal(builtinsLoaded(dir, ['deploy', 'build.zip', 'root3', '--no-fsync']).has('zlib'), true);
+  assert.equal(fs.readFileSync(path.join(dir, 'root3/current/index.html'), 'utf8'), 'one\n');
+});
+
+test('the proxy code (proxy-from-env, the agents) loads only for a URL deployed with a proxy variable set', async (t) => {
+  const strace = requireTool('strace', 'strace');
+  const bin = path.dirname(PACKAGE_BIN);
+  // agent-base's internal state symbol: in the chunk the proxy module brings, and in no other.
+  const chunks = fs.readdirSync(bin).filter((f) => fs.readFileSync(path.join(bin, f), 'utf8').includes('AgentBaseInternalState'));
+  assert.equal(chunks.length, 1, `one chunk holds the proxy agents: ${chunks.join(', ')}`);
+  const dir = tempDir(t);
+  writeTree(path.join(dir, 'build'), { 'index.html': 'one\n' });
+  execFileSync('tar', ['-czf', path.join(dir, 'build.tar.gz'), '-C', path.join(dir, 'build'), '.']);
+  const server = await serve(t, dir, 'ok');
+  /** Whether a run of the installed command opened the proxy chunk (run asynchronously: the server is in this process). */
+  const opens = async (args: string[], env: NodeJS.ProcessEnv): Promise<boolean> => {
+    const log = path.join(dir, 'openat.log');
+    await promisify(execFile)(strace, ['-f', '-qq', '-e', 'trace=openat', '-o', log, process.execPath, PACKAGE_BIN, ...args, '--no-fsync'], { cwd: dir, env: cliEnv(undefined, env) });
+    return fs.readFileSync(log, 'utf8').includes(`/${chunks[0] ?? ''}"`);
+  };
+  assert.equal(await opens(['deploy', server.url('build.tar.gz'), 'root1'], {}), false, 'a URL deploy without a proxy variable');
+  assert.equal(await opens(['deploy', 'build', 'root2'], { HTTPS_PROXY: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9' }), false, 'a directory deploy with proxy variables');
+  // The probe sees what it looks for: with a variable set, the module decides (here: NO_PROXY, so directly).
+  assert.equal(await opens(['deploy', server.url('build.tar.gz'), 'root3'], { HTTP_PROXY: 'http://127.0.0.1:9', NO_PROXY: '127.0.0.1' }), true, 'a URL deploy with HTTP_PROXY');
   assert.equal(fs.readFileSync(path.join(dir, 'root3/current/index.html'), 'utf8'), 'one\n');
 });
