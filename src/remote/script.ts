@@ -94,7 +94,12 @@ inode_of() { _i=$(ls -di -- "$1" 2>/dev/null) || return 0; _i=\${_i#"\${_i%%[! ]
 mtime_of() { stat -c %Y -- "$1" 2>/dev/null || stat -f %m -- "$1" 2>/dev/null || :; }
 dev_of() { stat -c %d -- "$1" 2>/dev/null || stat -f %d -- "$1" 2>/dev/null || :; }
 # DIR: the KiB this user may still write on DIR's filesystem (df -P, as BusyBox's); 0 and status 1 when unknown.
-free_kib() { _f=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'); case $_f in ''|*[!0-9]*) echo 0; return 1 ;; *) echo "$_f" ;; esac; }
+free_kib() {
+  _f=$(df -Pk -- "$1" 2>/dev/null) || _f=
+  _f=\${_f#*"$nl"}
+  set -f; set -- $_f; set +f
+  case $4 in ''|*[!0-9]*) echo 0; return 1 ;; *) echo "$4" ;; esac
+}
 # MESSAGE: W_why, why a write into the root failed. A full filesystem says so whatever the shell
 # said (dash's printf says "I/O error", BusyBox's printf nothing at all); else the shell's reason.
 write_reason() {
