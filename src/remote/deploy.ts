@@ -821,6 +821,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     }
     options.signal?.removeEventListener('abort', onSignal);
     while (marks.length < 3) mark();
+    // Every host's verdict is in; nothing is decided, committed or sent back yet.
+    await fleetFailpoint('fleet-verdicts');
     // Read before the decision: a host that switches back still switched in this rollout.
     const switched = fleet.hosts.flatMap((h) => {
       const p = per.get(h);
@@ -1089,7 +1091,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
  * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed;
  * `fleet-switched=signal:SIGSTOP` stops the process once its hosts have switched.
  */
-async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched'): Promise<void> {
+async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched' | 'fleet-verdicts'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
   if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
   else if (action?.kind === 'signal') {
