@@ -30,6 +30,7 @@ import { frameValue, type RemoteRecord, type RemoteState } from './facts.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { staleWaitMs } from '../plan/serving.ts';
 import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from '../ops/serving.ts';
+import { afterSwitchSteps } from '../ops/verify.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, lockAndJournalNotes, mergeRecord, recordLine, targetsOf, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
@@ -371,6 +372,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
   const healthTimeoutMs = options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   // Run by each host's armed program between its after-switch hooks and its health check, as locally.
   const reloads = armedReloads(options);
+  // What runs on each host after its switch, in the local engine's words (its journal's `verifying`).
+  const verifying = afterSwitchSteps(options);
   const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
@@ -591,8 +594,9 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         await fleetFailpoint('fleet-copied');
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
-        const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
-          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, fleet: { token: fleetToken, hosts: fleetHosts } } satisfies FleetJournal);
+        // `verifying`: what still runs after the switch, as locally; the host writes the journal again without it once they passed.
+        const journal = (phase: 'copying' | 'ready' | 'switched', verifying?: string): string =>
+          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, ...(verifying === undefined ? {} : { verifying }), fleet: { token: fleetToken, hosts: fleetHosts } } satisfies FleetJournal);
         const record: RemoteRecord = {
           id: releaseId,
           seq: nextSeq(state.records),
@@ -645,7 +649,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
             id: releaseId,
             backTo: previous,
             link: d.link,
-            journalSwitched: journal('switched'),
+            journalSwitched: journal('switched', verifying),
+            ...(verifying === undefined ? {} : { journalVerified: journal('switched') }),
             afterSwitch,
             hookTimeoutS,
             ...(reloads === undefined ? {} : { reload: reloads }),
