@@ -866,6 +866,12 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const pruneSkipped: string[] = [];
     /** Hosts sent back by a failed health check with no release to go back to: they keep this one, failed. */
     const keptLive: HostRun[] = [];
+    /**
+     * Committed hosts whose bookkeeping failed over a connection that held (a journal it could not
+     * remove, a record it could not write): live there, the journal left for the next command. The
+     * deploy then fails as a local one whose bookkeeping failed after its switch (exit 1).
+     */
+    const unrecorded = new Map<HostRun, HostError>();
 
     await Promise.all([
       ...verified(decision.commit).map(async ({ h, p }) => {
@@ -892,12 +898,17 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         if (done.kind === 'taken-over') {
           takenOver(h, q, done.why);
         } else if (done.kind === 'failed') {
-          h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
+          const failed = hostError(remoteError(h.label, done.result, 'recording the deploy'));
+          h.error ??= failed;
+          // Its journal stays for the next command there (and, when the connection went, its lock): the row says so.
+          leftovers.add(h);
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
           if (connectionLost(done.result)) {
-            // Its lock and journal stay for that command: the row says so.
-            leftovers.add(h);
-            emit({ type: 'warning', message: `${h.error.message}: it is on ${releaseId}, and the next command there finishes its record` });
+            emit({ type: 'warning', message: `${failed.message}: it is on ${releaseId}, and the next command there finishes its record` });
+          } else {
+            // The host's program said why it could not finish its commit: the switch stands there all the same.
+            unrecorded.set(h, failed);
+            emit({ type: 'warning', message: `${failed.message}; release ${releaseId} stays live there, and the next command there finishes its record` });
           }
         }
         else if (done.pruneFailed.length > 0 || done.warnings.length > 0) {
@@ -907,6 +918,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
           const said = [...done.warnings, ...stays];
           for (const w of said) emit({ type: 'warning', message: `${h.label}: ${w}` });
           per.set(h, { ...q, ...(pruned === undefined ? {} : { pruned }), warnings: [...q.warnings, ...said], phase: 'verified' });
+          if (done.warnings.length > 0) {
+            leftovers.add(h);
+            // What it could not write, without the host's own word on what comes next (the error's hint says it).
+            unrecorded.set(h, { code: 'IO', message: `${h.label}: ${done.warnings.map((w) => w.split('; ')[0] ?? w).join('; ')}` });
+          }
         }
       }),
       ...verified(decision.back).map(async ({ h, p }) => {
@@ -963,6 +979,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       if (session) await session.done;
       // A host taken over: its lock is the newer command's, never this one's to release.
       if (session && (releasedByProgram(session) || p?.phase === 'taken-over')) h.remote.released();
+      // Its commit failed before the program released the lock: released here, its journal left for the next command, as locally.
+      else if (unrecorded.has(h) && h.remote.holding) await h.remote.unlock().catch(() => h.remote.stopHolder());
       else h.remote.stopHolder();
     }
 
@@ -1009,6 +1027,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       ].filter(Boolean);
       if (tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed (${reason})${where.map((w) => `; ${w}`).join('')}` });
       const live = fleet.hosts.length - notOn.length - maybe.length;
+      // As a local deploy whose bookkeeping failed after its switch (ops/deploy.ts bookkeepingError): exit 1, the switch standing. 1 wins over 7 and 6, as there.
+      if (unrecorded.size > 0) throw bookkeepingFailure(fleet.hosts, releaseId, live, unrecorded, { ...result });
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
@@ -1130,9 +1150,29 @@ export function releaseIdTakenOn(hosts: readonly { label: string; root: string }
  * (the config's `hosts:` list) are named by the config the deploy ran with.
  */
 export function fleetStatusHint(hosts: readonly { label: string; root: string }[], lost: { root: string }): string {
-  const why = 'find out and reconcile on every host of this deploy (recovery needs all of them)';
-  if (hosts.some((x) => x.root !== lost.root)) return `${why}: run atomic-deploy status with the same hosts and config as this deploy`;
-  return `${why}: atomic-deploy status ${shellWord(lost.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
+  return `find out and reconcile on every host of this deploy (recovery needs all of them): ${statusCommand(hosts, lost)}`;
+}
+
+/** The `status` that recovers this deploy's hosts together, or how to run it when their roots differ. */
+function statusCommand(hosts: readonly { label: string; root: string }[], one: { root: string }): string {
+  if (hosts.some((x) => x.root !== one.root)) return 'run atomic-deploy status with the same hosts and config as this deploy';
+  return `atomic-deploy status ${shellWord(one.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
+}
+
+/**
+ * A fleet deploy whose switch stands but whose bookkeeping failed on some hosts (`unrecorded`: each
+ * host's reason), as the local engine's bookkeepingError says it: the release is live, what failed,
+ * and that the next command (once what refused it is fixed) finishes the records.
+ */
+export function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>): DeployError {
+  const failed = [...unrecorded];
+  const first = failed[0];
+  const code = first && new DeployError(first[1].code, '').exitCode === 1 ? first[1].code : 'IO';
+  const where = failed.map(([h]) => h.label).join(', ');
+  return new DeployError(code, `release ${id} is live on ${plural(live, 'host')}, but recording the deploy failed: ${failed.map(([, e]) => e.message).join('; ')}`, {
+    hint: `its journal stays on ${where}: once what refused the record is fixed there, the next atomic-deploy command with this deploy's hosts finishes it by itself (${first ? statusCommand(hosts, first[0]) : 'atomic-deploy status'})`,
+    details: { ...details, release: id, live: true },
+  });
 }
 
 /** One host in a fleet deploy's plan (`deploy --dry-run --host`). */
