@@ -1114,7 +1114,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
  * Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives
  * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision;
  * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed;
- * `fleet-switched=signal:SIGSTOP` stops the process once its hosts have switched.
+ * `fleet-switched=signal:SIGSTOP` stops the process once its hosts have switched;
+ * `fleet-verdicts=crash` dies once every host's checks answered, before any word on them.
  */
 async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched' | 'fleet-verdicts'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
@@ -1164,7 +1165,7 @@ function statusCommand(hosts: readonly { label: string; root: string }[], one: {
  * host's reason), as the local engine's bookkeepingError says it: the release is live, what failed,
  * and that the next command (once what refused it is fixed) finishes the records.
  */
-export function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>): DeployError {
+function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>): DeployError {
   const failed = [...unrecorded];
   const first = failed[0];
   const code = first && new DeployError(first[1].code, '').exitCode === 1 ? first[1].code : 'IO';
