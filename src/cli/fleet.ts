@@ -206,7 +206,9 @@ async function run<T extends object>(
     cli.out.error(error.message, error.hint);
     // Even an error before any host was reached names the hosts, so the object always has `hosts`.
     const hint = cli.out.hintFor(error.message, error.hint);
-    cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(hint ? { hint } : {}) } });
+    // A switch that stands although the command failed (its bookkeeping on a host, a failed check with nothing to go back to): said in fields too, as locally.
+    const live = details.live === true && typeof details.release === 'string' ? { release: details.release, live: true } : {};
+    cli.out.result(undefined, { hosts: cli.hosts.map((h) => ({ host: h.host })), ...details, error: { code: error.code, message: error.message, ...(hint ? { hint } : {}), ...live } });
     return error.exitCode;
   }
 }

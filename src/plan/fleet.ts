@@ -1,5 +1,5 @@
 /** Decisions that span several hosts: one release id, rollback targets, reconciling a fleet deploy. */
-import { planRecovery, type Journal, type RecoveryAction, type RecoveryFacts } from './journal.ts';
+import { endedBefore, planRecovery, type Journal, type RecoveryAction, type RecoveryFacts } from './journal.ts';
 import { nextReleaseId } from './release-id.ts';
 import { rollbackTarget, type ReleaseFacts } from './releases.ts';
 
@@ -121,22 +121,47 @@ export function undecidedFleetDeploys(hosts: readonly HostRecoveryInput[], unrea
 }
 
 /**
+ * Fleet deploys cut off while a host's after-switch hooks, reloads or health check ran, by token:
+ * that host's journal at `switched` still names them (a host writes it again without them once
+ * its own steps passed), with the hosts that say so and what they ran. No host committed such a
+ * deploy (the fleet commits only once every host's verdict is in), so it was never verified as a
+ * whole, and every host of it is recorded unverified, as a local deploy killed there is.
+ */
+export function unverifiedFleetDeploys(hosts: readonly HostRecoveryInput[]): Map<string, { hosts: string[]; verifying: unknown }> {
+  const committed = new Set(hosts.flatMap((h) => h.committedTokens ?? []));
+  const unverified = new Map<string, { hosts: string[]; verifying: unknown }>();
+  for (const h of hosts) {
+    const j = h.journal;
+    if (j?.op !== 'deploy' || !j.fleet || j.phase !== 'switched' || j.verifying === undefined || committed.has(j.fleet.token)) continue;
+    const seen = unverified.get(j.fleet.token);
+    unverified.set(j.fleet.token, { hosts: [...(seen?.hosts ?? []), ...(h.host === undefined ? [] : [h.host])], verifying: seen?.verifying ?? j.verifying });
+  }
+  return unverified;
+}
+
+/**
  * Recovery for each host, as the local engine would do it, except that a host left live on the
  * release of an abandoned fleet deploy is switched back instead of having the deploy finished:
  * all-or-nothing holds even after a lost connection. A deploy whose outcome waits on a host given
  * but not reached (`unreached`: undecidedFleetDeploys) is left unfinished: only the leftovers in
- * `.tmp/` of such a host go.
+ * `.tmp/` of such a host go. A deploy finished while another host's checks were cut off
+ * (unverifiedFleetDeploys) is recorded unverified on this host too, naming the hosts that were.
  */
 export function planFleetRecovery(hosts: readonly HostRecoveryInput[], unreached: readonly string[] = []): FleetRecoveryAction[][] {
   const abandoned = abandonedFleetDeploys(hosts);
   const undecided = undecidedFleetDeploys(hosts, unreached);
+  const unverified = unverifiedFleetDeploys(hosts);
   return hosts.map((h) => {
     const actions: FleetRecoveryAction[] = planRecovery(h.journal, h.facts);
     const j = h.journal;
     if (j?.op === 'deploy' && j.fleet && undecided.has(j.fleet.token)) return actions.filter((a) => a.kind === 'remove-tmp');
-    if (j?.op !== 'deploy' || !j.fleet || h.facts.currentId !== j.release) return actions;
+    const cut = j?.op === 'deploy' && j.fleet ? unverified.get(j.fleet.token) : undefined;
+    const elsewhere = cut?.hosts.filter((name) => name !== h.host) ?? [];
+    // Its own checks passed (its journal no longer names them), another host's were cut off.
+    const finished = cut === undefined || elsewhere.length === 0 ? actions : actions.map((a) => (a.kind === 'mark-deployed' && a.unverified === undefined ? { ...a, unverified: `${endedBefore(cut.verifying)} on ${elsewhere.join(', ')}` } : a));
+    if (j?.op !== 'deploy' || !j.fleet || h.facts.currentId !== j.release) return finished;
     const rollingBack = j.phase === 'rolling-back';
-    if (!rollingBack && !abandoned.has(j.fleet.token)) return actions;
+    if (!rollingBack && !abandoned.has(j.fleet.token)) return finished;
     const reason = rollingBack ? (j.reason ?? 'failed its health check') : 'the fleet deploy did not switch on every host';
     const status = rollingBack ? 'failed' : 'rolled-back';
     return actions.map((a) => (a.kind === 'mark-deployed' || (a.kind === 'mark-failed' && a.live) ? { kind: 'switch-back', id: j.release, to: j.previous, status, reason } : a));

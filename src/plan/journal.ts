@@ -89,6 +89,11 @@ function verifyingWords(verifying: unknown): string {
   return typeof verifying === 'string' && /^[a-z][a-z ,-]{0,99}$/.test(verifying) ? verifying : 'its after-switch steps';
 }
 
+/** Why recovery records a release unverified, from the `verifying` of the journal that was cut off. */
+export function endedBefore(verifying: unknown): string {
+  return `its process ended before ${verifyingWords(verifying)} finished`;
+}
+
 /** Decides recovery after a crash: finish what switched, undo what did not, never touch current. */
 export function planRecovery(journal: Journal | null, facts: RecoveryFacts): RecoveryAction[] {
   const actions: RecoveryAction[] = facts.tmpEntries
@@ -105,7 +110,7 @@ export function planRecovery(journal: Journal | null, facts: RecoveryFacts): Rec
     else if (facts.releaseExists) actions.push({ kind: 'mark-failed', id: journal.release, reason, ...(back ? { to: journal.previous ?? undefined } : {}) });
   } else if (journal.op === 'deploy') {
     // Switched with its after-switch steps unfinished: never verified, as a signal there records it.
-    const unverified = journal.phase === 'switched' && journal.verifying !== undefined ? { unverified: `its process ended before ${verifyingWords(journal.verifying)} finished` } : {};
+    const unverified = journal.phase === 'switched' && journal.verifying !== undefined ? { unverified: endedBefore(journal.verifying) } : {};
     if (live) {
       actions.push({ kind: 'mark-deployed', id: journal.release, previous: journal.previous, ...unverified });
     } else if (facts.releaseExists && facts.releaseWentLive === true) {

@@ -30,6 +30,7 @@ import { frameValue, hostSharedTargetsOf, type HostSharedTarget, type RemoteReco
 import type { ProcessUse } from '../plan/in-use.ts';
 import { staleWaitMs } from '../plan/serving.ts';
 import { DEFAULT_RELOAD_TIMEOUT_MS, hasReloads } from '../ops/serving.ts';
+import { afterSwitchSteps } from '../ops/verify.ts';
 import { currentIdOf, currentProblem, deployRootProblem, FleetRun, fleetError, hostError, inUseOf, lockAndJournalNotes, mergeRecord, recordLine, targetsOf, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { inTmp } from '../root/effects.ts';
 import { undoProgram } from '../root/undo.ts';
@@ -401,6 +402,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
   const healthTimeoutMs = options.healthCheck?.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   // Run by each host's armed program between its after-switch hooks and its health check, as locally.
   const reloads = armedReloads(options);
+  // What runs on each host after its switch, in the local engine's words (its journal's `verifying`).
+  const verifying = afterSwitchSteps(options);
   const per = new Map<HostRun, HostPhase>();
   /** Hosts where our lock or prepared release may remain (the cleanup could not reach them). */
   const leftovers = new Set<HostRun>();
@@ -621,8 +624,9 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         await fleetFailpoint('fleet-copied');
         if (phase1.signal.aborted) throw new DeployError('INTERRUPTED', `${h.label}: interrupted`);
 
-        const journal = (phase: 'copying' | 'ready' | 'switched'): string =>
-          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, fleet: { token: fleetToken, hosts: fleetHosts } } satisfies FleetJournal);
+        // `verifying`: what still runs after the switch, as locally; the host writes the journal again without it once they passed.
+        const journal = (phase: 'copying' | 'ready' | 'switched', verifying?: string): string =>
+          JSON.stringify({ v: 1, op: 'deploy', token: locked.token, pid: locked.pid, startedAt: createdAt, release: releaseId, previous, phase, ...(verifying === undefined ? {} : { verifying }), fleet: { token: fleetToken, hosts: fleetHosts } } satisfies FleetJournal);
         const record: RemoteRecord = {
           id: releaseId,
           seq: nextSeq(state.records),
@@ -675,7 +679,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
             id: releaseId,
             backTo: previous,
             link: d.link,
-            journalSwitched: journal('switched'),
+            journalSwitched: journal('switched', verifying),
+            ...(verifying === undefined ? {} : { journalVerified: journal('switched') }),
             afterSwitch,
             hookTimeoutS,
             ...(reloads === undefined ? {} : { reload: reloads }),
@@ -851,6 +856,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     }
     options.signal?.removeEventListener('abort', onSignal);
     while (marks.length < 3) mark();
+    // Every host's verdict is in; nothing is decided, committed or sent back yet.
+    await fleetFailpoint('fleet-verdicts');
     // Read before the decision: a host that switches back still switched in this rollout.
     const switched = fleet.hosts.flatMap((h) => {
       const p = per.get(h);
@@ -889,6 +896,12 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const pruneSkipped: string[] = [];
     /** Hosts sent back by a failed health check with no release to go back to: they keep this one, failed. */
     const keptLive: HostRun[] = [];
+    /**
+     * Committed hosts whose bookkeeping failed over a connection that held (a journal it could not
+     * remove, a record it could not write): live there, the journal left for the next command. The
+     * deploy then fails as a local one whose bookkeeping failed after its switch (exit 1).
+     */
+    const unrecorded = new Map<HostRun, HostError>();
 
     await Promise.all([
       ...verified(decision.commit).map(async ({ h, p }) => {
@@ -915,12 +928,17 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         if (done.kind === 'taken-over') {
           takenOver(h, q, done.why);
         } else if (done.kind === 'failed') {
-          h.error ??= hostError(remoteError(h.label, done.result, 'recording the deploy'));
+          const failed = hostError(remoteError(h.label, done.result, 'recording the deploy'));
+          h.error ??= failed;
+          // Its journal stays for the next command there (and, when the connection went, its lock): the row says so.
+          leftovers.add(h);
           // The connection went before the commit was heard: the host stays on the release and the next command records it.
           if (connectionLost(done.result)) {
-            // Its lock and journal stay for that command: the row says so.
-            leftovers.add(h);
-            emit({ type: 'warning', message: `${h.error.message}: it is on ${releaseId}, and the next command there finishes its record` });
+            emit({ type: 'warning', message: `${failed.message}: it is on ${releaseId}, and the next command there finishes its record` });
+          } else {
+            // The host's program said why it could not finish its commit: the switch stands there all the same.
+            unrecorded.set(h, failed);
+            emit({ type: 'warning', message: `${failed.message}; release ${releaseId} stays live there, and the next command there finishes its record` });
           }
         }
         else if (done.pruneFailed.length > 0 || done.warnings.length > 0) {
@@ -930,6 +948,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
           const said = [...done.warnings, ...stays];
           for (const w of said) emit({ type: 'warning', message: `${h.label}: ${w}` });
           per.set(h, { ...q, ...(pruned === undefined ? {} : { pruned }), warnings: [...q.warnings, ...said], phase: 'verified' });
+          if (done.warnings.length > 0) {
+            leftovers.add(h);
+            // What it could not write, without the host's own word on what comes next (the error's hint says it).
+            unrecorded.set(h, { code: 'IO', message: `${h.label}: ${done.warnings.map((w) => w.split('; ')[0] ?? w).join('; ')}` });
+          }
         }
       }),
       ...verified(decision.back).map(async ({ h, p }) => {
@@ -986,6 +1009,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       if (session) await session.done;
       // A host taken over: its lock is the newer command's, never this one's to release.
       if (session && (releasedByProgram(session) || p?.phase === 'taken-over')) h.remote.released();
+      // Its commit failed before the program released the lock: released here, its journal left for the next command, as locally.
+      else if (unrecorded.has(h) && h.remote.holding) await h.remote.unlock().catch(() => h.remote.stopHolder());
       else h.remote.stopHolder();
     }
 
@@ -1032,6 +1057,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       ].filter(Boolean);
       if (tolerated.length > 0) emit({ type: 'warning', message: `within the failure budget (--max-fail ${budget}): ${decision.tolerated.join(', ')} failed (${reason})${where.map((w) => `; ${w}`).join('')}` });
       const live = fleet.hosts.length - notOn.length - maybe.length;
+      // As a local deploy whose bookkeeping failed after its switch (ops/deploy.ts bookkeepingError): exit 1, the switch standing. 1 wins over 7 and 6, as there.
+      if (unrecorded.size > 0) throw bookkeepingFailure(fleet.hosts, releaseId, live, unrecorded, { ...result });
       emit({ type: 'step', message: `release ${releaseId} is live on ${live} host${live === 1 ? '' : 's'}` });
       // `--stale fail`: the release is live and stays; the exit code tells that old code still runs. 7 wins over 6, as locally.
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);
@@ -1117,9 +1144,10 @@ export async function fleetDeploy(source: string, root: string | undefined, give
  * Fleet failpoints, armed by the same variable as the local ones: `fleet-armed=sleep:3000` gives
  * a test time to break a host between the phases; `fleet-switched=crash` dies before the decision;
  * `fleet-copied=crash` dies with a host's copy complete in its stage, not yet placed;
- * `fleet-switched=signal:SIGSTOP` stops the process once its hosts have switched.
+ * `fleet-switched=signal:SIGSTOP` stops the process once its hosts have switched;
+ * `fleet-verdicts=crash` dies once every host's checks answered, before any word on them.
  */
-async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched'): Promise<void> {
+async function fleetFailpoint(name: 'fleet-hashing' | 'fleet-copied' | 'fleet-armed' | 'fleet-switched' | 'fleet-verdicts'): Promise<void> {
   const action = parseFailpoints(process.env.ATOMIC_DEPLOY_FAILPOINTS).get(name);
   if (action?.kind === 'sleep') await new Promise((resolve) => setTimeout(resolve, action.ms));
   else if (action?.kind === 'signal') {
@@ -1153,9 +1181,29 @@ export function releaseIdTakenOn(hosts: readonly { label: string; root: string }
  * (the config's `hosts:` list) are named by the config the deploy ran with.
  */
 export function fleetStatusHint(hosts: readonly { label: string; root: string }[], lost: { root: string }): string {
-  const why = 'find out and reconcile on every host of this deploy (recovery needs all of them)';
-  if (hosts.some((x) => x.root !== lost.root)) return `${why}: run atomic-deploy status with the same hosts and config as this deploy`;
-  return `${why}: atomic-deploy status ${shellWord(lost.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
+  return `find out and reconcile on every host of this deploy (recovery needs all of them): ${statusCommand(hosts, lost)}`;
+}
+
+/** The `status` that recovers this deploy's hosts together, or how to run it when their roots differ. */
+function statusCommand(hosts: readonly { label: string; root: string }[], one: { root: string }): string {
+  if (hosts.some((x) => x.root !== one.root)) return 'run atomic-deploy status with the same hosts and config as this deploy';
+  return `atomic-deploy status ${shellWord(one.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
+}
+
+/**
+ * A fleet deploy whose switch stands but whose bookkeeping failed on some hosts (`unrecorded`: each
+ * host's reason), as the local engine's bookkeepingError says it: the release is live, what failed,
+ * and that the next command (once what refused it is fixed) finishes the records.
+ */
+function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>): DeployError {
+  const failed = [...unrecorded];
+  const first = failed[0];
+  const code = first && new DeployError(first[1].code, '').exitCode === 1 ? first[1].code : 'IO';
+  const where = failed.map(([h]) => h.label).join(', ');
+  return new DeployError(code, `release ${id} is live on ${plural(live, 'host')}, but recording the deploy failed: ${failed.map(([, e]) => e.message).join('; ')}`, {
+    hint: `its journal stays on ${where}: once what refused the record is fixed there, the next atomic-deploy command with this deploy's hosts finishes it by itself (${first ? statusCommand(hosts, first[0]) : 'atomic-deploy status'})`,
+    details: { ...details, release: id, live: true },
+  });
 }
 
 /** One host in a fleet deploy's plan (`deploy --dry-run --host`). */

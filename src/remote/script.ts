@@ -628,7 +628,15 @@ export interface ArmedTail {
   backTo: string | null;
   /** `.tmp/<link>/current` is the new link. */
   link: string;
+  /** The journal written right after the switch: with the after-switch steps, it names them (`verifying`). */
   journalSwitched?: string;
+  /**
+   * The same journal without `verifying`, written once this host's after-switch steps passed, as
+   * the local engine writes its own again: the deploying process killed from then on leaves a
+   * release that verified here. Without it (or when a step failed or was stopped) the journal
+   * keeps naming them, and the next command records the release unverified.
+   */
+  journalVerified?: string;
   afterSwitch: string[];
   hookTimeoutS: number;
   healthCheck?: { command: string; timeoutS: number };
@@ -670,6 +678,19 @@ function recordLines(ids: readonly string[], fn: string): { define: string; read
     read: programs.map((p) => `IFS= read -r _${p.name} || _${p.name}=`).join('; '),
     write: programs.map((p) => `[ -z "$_${p.name}" ] || { ${renderCall(p, { record: { variable: `_${p.name}` } })}; [ "$R_out" = written ] || _rf=1; }`).join('\n  '),
   };
+}
+
+/**
+ * The journal written again without `verifying` once every after-switch step passed here (none
+ * failed or was stopped; with a health check, it passed), and made durable, as the local engine
+ * writes its own. Only while the lock is still this program's: a deploying process killed
+ * meanwhile has had its lock taken over by the next command, which may have finished the deploy
+ * and cleared the journal already.
+ */
+function verifiedLines(t: ArmedTail, health: boolean): string {
+  if (t.journalVerified === undefined) return '';
+  const passed = health ? '[ -z "$_stop" ] && [ "$_ok" = 1 ]' : '[ -z "$_stop$_asf$_rlf" ]';
+  return `if ${passed}; then owns_lock; if [ "$R_out" = ours ]; then ${renderCall(journalProgram(), { journal: { literal: t.journalVerified } })}; if [ "$R_out" = written ]; then durable "$state"; else emit warning "cannot write the journal"; fi; fi; fi`;
 }
 
 /**
@@ -753,7 +774,7 @@ ${
 # as a signal does locally: it says \`stopped\` and what it was doing, and the switch stands. The
 # trap is set before the reader exists, so no \`stop\` can come before it; the steps run in this
 # shell (started in the background and waited for: a trap is taken during \`wait\`).
-_asf=; _rlf=; _stop=; _run=; _at=${firstStep}
+_asf=; _rlf=; _stop=; _run=; _ok=; _at=${firstStep}
 trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null; }' USR1
 exec 3<&0
 ( IFS= read -r _s <&3 && [ "$_s" = stop ] && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 &
@@ -767,6 +788,7 @@ _at=done
 kill "$_rd" 2>/dev/null; wait "$_rd" 2>/dev/null
 trap - USR1
 [ -z "$_stop" ] || emit stopped "$_stop"
+${verifiedLines(t, health !== '')}
 emit waiting decision`
     : 'emit waiting decision'
 }

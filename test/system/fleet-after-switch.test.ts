@@ -4,10 +4,11 @@
 // Controls: the same deploys with the hook succeeding exit 0.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
-import { rootNamer, startHolder, type FleetHost } from '../harness/fleet.ts';
+import { findTools, rootNamer, startHolder, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
 interface FleetJson {
@@ -17,7 +18,7 @@ interface FleetJson {
   error?: { code: string; message: string; hint?: string; live?: boolean; release?: string };
 }
 
-const { fleet, hostArgs, cli, env } = fleetSuite(2, { prefix: 'aas', timeoutMs: 180_000 });
+const { fleet, hostArgs, cli, env } = fleetSuite(2, { prefix: 'aas', timeoutMs: 180_000, requires: () => findTools(['chattr']) });
 const newRoot = rootNamer('a');
 
 function site(t: { after(fn: () => void): void }, version: string): string {
@@ -144,6 +145,68 @@ void describe('after-switch failures on two namespace hosts', () => {
       assert.equal(currentOf(on(h)), v3, `${h.alias}: the late commit undid the newer switch`);
     }
     assert.notEqual(j.release, v3);
+  });
+
+  // A host whose commit failed over a connection that held (neither lost nor taken over): the
+  // deploy exited 0 without a word, the host's row alone holding the error, its lock left. The
+  // commit program stops at a journal it cannot remove (immutable, as a permission refused or a
+  // read-only remount would); a record it cannot write is a warning from the host, and the deploy
+  // exited 0 where a local deploy exits 1. Now both are the local engine's bookkeeping failure:
+  // the switch stands, a warning names the host and why, exit 1 with the release live in the error,
+  // the journal left for the next command, which finishes the record once the cause is gone.
+  void test('a commit whose bookkeeping fails on a host with its connection up: a warning naming it, exit 1, the switch standing; status finishes it', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const cases = [
+      { label: 'journal', target: (dir: string) => path.join(dir, '.atomic-deploy', 'journal.json'), why: 'clear_journal: cannot remove \\.atomic-deploy/journal\\.json', then: 'release <id> stays live there, and the next command there finishes its record' },
+      { label: 'release log', target: (dir: string) => path.join(dir, '.atomic-deploy', 'releases'), why: 'cannot write the release log', then: 'the journal stays and the next command finishes the record' },
+    ];
+    for (const c of cases) {
+      const { root, on } = newRoot(`commit-${c.label.replace(' ', '-')}`);
+      assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs])).code, 0);
+      const journal = (h: FleetHost): string => {
+        try {
+          return fs.readFileSync(path.join(on(h), '.atomic-deploy', 'journal.json'), 'utf8');
+        } catch {
+          return '';
+        }
+      };
+      // The deploy waits once every host's verdict is in; host1's journal is by then past its check.
+      const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--health-check', 'true', '--json'], { env, failpoints: 'fleet-verdicts=sleep:4000', timeoutMs: 120_000 });
+      const target = c.target(on(h1));
+      let r: Awaited<typeof run.done>;
+      try {
+        const deadline = Date.now() + 60_000;
+        while (!(/"phase":"switched"/.test(journal(h1)) && !journal(h1).includes('verifying'))) {
+          assert.ok(Date.now() < deadline && run.child.exitCode === null, `${c.label}: host1 never got past its check`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        execFileSync('chattr', ['+i', target]);
+        r = await run.done;
+      } finally {
+        execFileSync('chattr', ['-i', target]);
+      }
+      const j = jsonOf<FleetJson>(r);
+      const live = j.release ?? '';
+      assert.equal(r.code, 1, `${c.label}: ${r.stderr}\n${r.stdout}`);
+      assert.match(r.stderr, new RegExp(`^warning: ${h1.alias}: ${c.why}; ${c.then.replace('<id>', live)}$`, 'm'), c.label);
+      assert.equal(j.error?.code, 'IO', c.label);
+      assert.equal(j.error?.live, true, c.label);
+      assert.equal(j.error?.release, live, c.label);
+      assert.match(j.error?.message ?? '', new RegExp(`^release ${live} is live on 2 hosts, but recording the deploy failed: ${h1.alias}: ${c.why}$`), c.label);
+      assert.match(j.error?.hint ?? '', new RegExp(`the next atomic-deploy command with this deploy's hosts finishes it by itself \\(atomic-deploy status ${root} --host ${h1.alias} --host ${h2.alias}\\)`), c.label);
+      for (const h of [h1, h2]) assert.equal(currentOf(on(h)), live, `${c.label}: ${h.alias}: the switch stands`);
+      assert.equal(j.hosts.find((h) => h.host === h1.alias)?.outcome, 'switched', c.label);
+      // Released as a local deploy's lock is; the journal stays for the next command, which finishes the record.
+      assert.equal(fs.existsSync(path.join(on(h1), '.deploy.lock')), false, `${c.label}: host1's lock was left`);
+      assert.notEqual(journal(h1), '', `${c.label}: host1's journal is gone`);
+      const s = await cli(['status', root, ...hostArgs, '--json']);
+      assert.equal(s.code, 0, `${c.label}: ${s.stderr}`);
+      assert.match(s.stdout, new RegExp(`finished recording deploy of ${live} \\(it had switched\\)`), c.label);
+      assert.doesNotMatch(s.stderr, /took over a stale lock/, c.label);
+      assert.equal(journal(h1), '', `${c.label}: host1's journal stayed`);
+      const record = JSON.parse(fs.readFileSync(path.join(on(h1), '.atomic-deploy', 'releases', `${live}.json`), 'utf8')) as { status: string; afterSwitchFailure?: string };
+      assert.deepEqual([record.status, record.afterSwitchFailure], ['complete', undefined], c.label);
+    }
   });
 
   // Within the failure budget, a host whose connection went after its switch (its health check

@@ -541,6 +541,48 @@ for (const shell of SHELLS) {
       }
     });
 
+    // The deploying process killed while a host's health check ran: the host's journal said only
+    // `switched`, so the next command recorded a release never checked as a verified one. The
+    // journal now names the steps after the switch, and the host writes it again without them once
+    // they passed there, as the local engine does; a failed step, or a lock another command has
+    // taken over meanwhile, leaves it as it was.
+    void test('the switched journal names the after-switch steps until they pass here; a failure or a lock taken over leaves it', async (t) => {
+      const { root, base, prepare } = armedFixture();
+      // A failed assertion must not leave a program waiting on its stdin (the file would never end).
+      const started: { end: (input?: string) => void }[] = [];
+      t.after(() => {
+        for (const p of started) p.end();
+      });
+      const journalFile = path.join(root, '.atomic-deploy', 'journal.json');
+      const switched = '{"phase":"switched","verifying":"its after-switch hooks and health check"}';
+      const verified = '{"phase":"switched"}';
+      const takeOver = `printf '{"token":"other"}' > "$ATOMIC_DEPLOY_ROOT/.deploy.lock/owner.json"`;
+      const cases: { label: string; over: Partial<ArmedTail>; journal: string }[] = [
+        { label: 'passed', over: { afterSwitch: ['true'], healthCheck: { command: 'true', timeoutS: 5 } }, journal: verified },
+        { label: 'check failed', over: { afterSwitch: ['true'], healthCheck: { command: 'false', timeoutS: 1 } }, journal: switched },
+        { label: 'hook failed', over: { afterSwitch: ['false'], healthCheck: { command: 'true', timeoutS: 5 } }, journal: switched },
+        { label: 'hook failed, no check', over: { afterSwitch: ['false'] }, journal: switched },
+        { label: 'lock taken over during the check', over: { afterSwitch: ['true'], healthCheck: { command: takeOver, timeoutS: 5 } }, journal: switched },
+      ];
+      for (const [i, c] of cases.entries()) {
+        lockAs(root, 't');
+        const id = `j${i}`;
+        const p = startProgram(shell, deployArmScript({ ...base, id, stage: prepare(id), tail: tail({ id, token: 't', backTo: 'old', journalSwitched: switched, journalVerified: verified, commitRecords: [id], ...c.over }) }), BASE, (f) => f.tag === 'ready');
+        started.push(p);
+        await p.reached;
+        const waiting = p.next((f) => f.tag === 'waiting');
+        p.send('go\n');
+        await waiting;
+        assert.equal(fs.readFileSync(journalFile, 'utf8').trim(), c.journal, `${c.label}: ${JSON.stringify(p.frames)}`);
+        // Cut off before the word: the journal stays for the next command, as it is.
+        p.end();
+        await p.closed;
+        assert.equal(tags(p.frames).at(-1), 'undecided', c.label);
+        assert.equal(fs.readFileSync(journalFile, 'utf8').trim(), c.journal, c.label);
+        fs.rmSync(path.join(root, '.deploy.lock'), { recursive: true, force: true });
+      }
+    });
+
     // A signal on the deploying side after the switch: `stop` ends what runs there at once (each
     // step here would run 60 s), the host says what it stopped and waits for the decision as usual.
     void test('stop ends the after-switch hook, reload or health check running; the host then waits for the decision', async (t) => {

@@ -145,6 +145,33 @@ void test('a fleet deploy whose outcome waits on a host given but not reached is
   assert.ok(planFleetRecovery(reached, ['other'])[0]?.some((a) => a.kind === 'mark-deployed'));
 });
 
+// A fleet deploy killed while its hosts' health checks ran was finished on every host as a
+// verified release: the hosts' journals did not say a check was under way. A host whose own
+// checks passed (its journal no longer names them) is recorded unverified too while another
+// host's were cut off, naming that host: the fleet never decided on it.
+void test('a fleet deploy cut off while the checks of a host ran is finished unverified on every host of it', () => {
+  const named = (name: string, j: FleetJournal | null, committed: string[] = []): HostRecoveryInput => ({ ...host('N', j), host: name, committedTokens: committed });
+  const passed: FleetJournal = { ...journal('N', 'O', 'switched'), fleet: { token: 'T', hosts: ['web1', 'web2', 'web3'] } };
+  const checking: FleetJournal = { v: 1, op: 'deploy', token: 'lock', pid: 1, startedAt: '', release: 'N', previous: 'O', phase: 'switched', verifying: 'its health check', fleet: { token: 'T', hosts: ['web1', 'web2', 'web3'] } };
+  const marks = (plans: ReturnType<typeof planFleetRecovery>): (string | undefined)[] => plans.map((plan) => plan.flatMap((a) => (a.kind === 'mark-deployed' ? [a.unverified ?? 'verified'] : []))[0]);
+  // Every host still checking: each recorded as the local engine records its own journal.
+  assert.deepEqual(marks(planFleetRecovery([named('web1', checking), named('web2', checking)])), ['its process ended before its health check finished', 'its process ended before its health check finished']);
+  // web1 passed, web2 and web3 were still checking: web1 is recorded unverified too, naming them.
+  assert.deepEqual(marks(planFleetRecovery([named('web1', passed), named('web2', checking), named('web3', checking)])), [
+    'its process ended before its health check finished on web2, web3',
+    'its process ended before its health check finished',
+    'its process ended before its health check finished',
+  ]);
+  // Controls: every host passed (killed before the commit): verified everywhere; another deploy's token is no evidence.
+  assert.deepEqual(marks(planFleetRecovery([named('web1', passed), named('web2', passed)])), ['verified', 'verified']);
+  assert.deepEqual(marks(planFleetRecovery([named('web1', passed), named('web2', { ...checking, fleet: { token: 'U' } })])), ['verified', 'its process ended before its health check finished']);
+  // A host that committed it: the fleet decided, each host's own journal says the rest.
+  assert.deepEqual(marks(planFleetRecovery([named('web1', passed), named('web2', checking), named('web3', null, ['T'])])), ['verified', 'its process ended before its health check finished', undefined]);
+  // Abandoned (a host not on it) wins: switched back, not recorded.
+  const back = planFleetRecovery([named('web1', passed), named('web2', checking), { ...named('web3', checking), facts: { currentId: 'O', releaseExists: true, tmpEntries: [] } }]);
+  assert.ok(back[0]?.some((a) => a.kind === 'switch-back') && back[1]?.some((a) => a.kind === 'switch-back'));
+});
+
 void test('journals without a fleet token recover exactly as the local engine does', () => {
   const local = (release: string, phase: 'copying' | 'ready' | 'switched'): FleetJournal => ({ v: 1, op: 'deploy', token: 'x', pid: 1, startedAt: '', release, previous: 'O', phase });
   fc.assert(
