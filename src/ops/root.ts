@@ -353,15 +353,15 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
   } catch (error) {
     throw expected(`taking the lock ${layout.lock}`, error, layout.root);
   }
-  // Before the command writes anything: a deploy that fills the disk leaves the reserve to the rollback and prune after it.
-  if (!lock.spentReserve) keepReserve(layout);
   try {
-    return await body(lock);
+    const result = await body(lock);
+    // Made by a command that succeeded, never by one that fails (a refused deploy changes nothing): so
+    // it is there before the next deploy fills the disk. A prune deletes after the lock: the next command makes it.
+    keepReserve(layout);
+    return result;
   } catch (error) {
     throw expected(options.command ?? 'the operation', error, layout.root);
   } finally {
-    // Made again where the command (its recovery) freed space; a prune's deletion comes after the lock, and the next command's lock makes it.
-    if (lock.spentReserve) keepReserve(layout);
     await releaseLock(lock).catch((error: unknown) => {
       throw expected(`releasing the lock ${layout.lock}`, error, layout.root);
     });

@@ -106,7 +106,7 @@ write_reason() {
   if _fk=$(free_kib "$root") && [ "$_fk" = 0 ]; then W_why='No space left on device'; else W_why=\${1##*: }; fi
   [ -n "$W_why" ] || W_why='the write failed'
 }
-# The space reserve, made whole under the lock while its filesystem has room (act/reserve.ts keepReserve); best effort.
+# The space reserve, made whole under the lock by a command that succeeded, while its filesystem has room (act/reserve.ts keepReserve); best effort.
 keep_reserve() {
   { [ -d "$state" ] && [ ! -h "$reserve" ]; } || return 0
   if [ -e "$reserve" ]; then
@@ -450,7 +450,7 @@ if [ "$R_out" != locked ]; then
   exit 0
 fi
 emit locked "$$"
-if [ -n "$spent" ]; then emit reserve spent; else keep_reserve; fi
+[ -z "$spent" ] || emit reserve spent
 # put_file's private directories that a program killed before its EXIT trap left (a host disarmed
 # by its deploy): each belongs to a program of an earlier lock holder, and none writes without the lock.
 for _p in "$state"/.put.*; do [ -d "$_p" ] && rm -rf -- "$_p"; done
@@ -807,6 +807,8 @@ commit|commit-unverified)
   ${pruneMove || ':'}
   fi
   keep_or_clear_journal
+  # As a local command that succeeded (src/ops/root.ts withLock), before the next deploy can fill the disk.
+  keep_reserve
   release_own_lock
   if [ "$_d" = commit ]; then
   ${pruneDelete || ':'}
@@ -1058,6 +1060,14 @@ export interface RollbackArmScript extends ScriptBase {
 }
 
 /** Arms a switch to an existing release (fleet rollback): journal, new link, then armedTail. */
+/** The commit's `keep_reserve` alone (the space reserve made whole where there is room), for the programs' tests under each shell. */
+export function reserveScript(s: ScriptBase): string {
+  return `${header(s)}
+keep_reserve
+emit reserve "$(wc -c 2>/dev/null < "$reserve" || echo 0)"
+`;
+}
+
 export function rollbackArmScript(s: RollbackArmScript): string {
   return `${header(s)}
 [ -d "$rel/"${q(s.tail.id)} ] || fail UNKNOWN_RELEASE ${q(`release ${s.tail.id} does not exist`)}

@@ -14,7 +14,7 @@ import { frameValue } from '../../src/remote/facts.ts';
 import { linkScript } from '../../src/remote/content-script.ts';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
-import { deployArmScript, lockScript } from '../../src/remote/script.ts';
+import { deployArmScript, lockScript, reserveScript } from '../../src/remote/script.ts';
 import { shQuote } from '../../src/remote/shell.ts';
 import { stagedPath } from '../../src/remote/staging.ts';
 import { serializeManifest, type ManifestEntry } from '../../src/plan/manifest.ts';
@@ -197,29 +197,27 @@ for (const shell of SHELLS) {
       assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
     });
 
-    void test('a lock taken with room to spare makes the space reserve whole, and leaves one that is whole alone', async (t) => {
+    void test('the commit\'s keep_reserve makes a reserve cut short whole where there is room, leaves a whole one alone, and makes none on a nearly full disk', async (t) => {
       requireRoot();
-      const disk = mountTmpfs(t, { size: '16m' });
-      const root = path.join(disk, ROOT_NAME);
-      fs.mkdirSync(root);
-      liveRoot(root);
-      fs.mkdirSync(path.join(root, '.atomic-deploy'));
-      const reserve = path.join(root, '.atomic-deploy', 'space-reserve');
-      fs.writeFileSync(reserve, 'cut short');
-      const lockOnce = async (): Promise<void> => {
-        const remote = new RemoteRoot('h1', { host: 'localhost' }, root, {}, path.join(BASE, 'no-ssh-socket'), false, localShell(shell));
-        try {
-          await remote.lock({ command: 'deploy', create: false });
-        } finally {
-          await remote.unlock();
-          await remote.close();
-        }
+      const roomy = path.join(mountTmpfs(t, { size: '16m' }), ROOT_NAME);
+      const tight = path.join(mountTmpfs(t, { size: '2m' }), ROOT_NAME);
+      for (const root of [roomy, tight]) {
+        fs.mkdirSync(root);
+        liveRoot(root);
+        fs.mkdirSync(path.join(root, '.atomic-deploy'));
+        fs.writeFileSync(path.join(root, '.atomic-deploy', 'space-reserve'), 'cut short');
+      }
+      const keep = (root: string): string | undefined => {
+        const r = runProgram(shell, reserveScript({ root, fsync: false }), BASE);
+        assert.equal(r.code, 0, r.stderr);
+        return frameValue(r.frames, 'reserve')?.trim();
       };
-      await lockOnce();
-      assert.equal(fs.statSync(reserve).size, 256 * 1024, 'a reserve cut short was not made whole');
-      const made = fs.readFileSync(reserve);
-      await lockOnce();
-      assert.ok(fs.readFileSync(reserve).equals(made), 'a whole reserve was written again');
+      assert.equal(keep(roomy), String(256 * 1024), 'a reserve cut short was not made whole');
+      const made = fs.readFileSync(path.join(roomy, '.atomic-deploy', 'space-reserve'));
+      assert.equal(keep(roomy), String(256 * 1024));
+      assert.ok(fs.readFileSync(path.join(roomy, '.atomic-deploy', 'space-reserve')).equals(made), 'a whole reserve was written again');
+      // Under 4 MiB free: the last bytes are the deploy's, not the reserve's.
+      assert.equal(keep(tight), String('cut short'.length));
     });
 
     void test('the link step with no inode for its lists: exit 1, as documented, with the reason on stderr', (t) => {
