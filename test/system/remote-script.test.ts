@@ -69,12 +69,23 @@ function run(shell: Shell, script: string, input = ''): ReturnType<typeof runPro
 
 /** Whether process `pid` is gone within 3 s (a stopped command may take a moment to be reaped). */
 async function exits(pid: number): Promise<boolean> {
-  for (let n = 0; n < 300; n++) {
+  // Up to 10 s: on a loaded machine (a full suite beside other work) a stopped step once took longer
+  // than the 3 s this allowed. A zombie has stopped running too: reaping it is its parent's (or,
+  // reparented, init's) business, and kill(pid, 0) still finds one.
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
     try {
       process.kill(pid, 0);
     } catch {
       return true;
     }
+    let stat = '';
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      return true;
+    }
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return true;
     await new Promise((r) => setTimeout(r, 10));
   }
   return false;
