@@ -76,6 +76,27 @@ export function leftovers(root: string): string[] {
   return found;
 }
 
+/** Whether the lock holder a root's lock names has gone (or no lock is held): its `pid` file's process. */
+export function holderGone(dir: string): boolean {
+  const pidFile = path.join(dir, '.deploy.lock', 'pid');
+  if (!fs.existsSync(pidFile)) return true;
+  try {
+    process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** Waits until `cond` holds, checking every 25 ms; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 export function lockExists(root: string): boolean {
   try {
     fs.lstatSync(path.join(root, '.deploy.lock'));

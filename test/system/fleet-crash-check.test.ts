@@ -10,6 +10,7 @@ import path from 'node:path';
 import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { currentOf, rootNamer, type FleetHost } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
+import { holderGone, until } from '../harness/invariants.ts';
 
 const { fleet, hostArgs, cli, env } = fleetSuite(2, { prefix: 'fcc', timeoutMs: 120_000 });
 const newRoot = rootNamer('c');
@@ -34,26 +35,6 @@ function journalOf(dir: string): string {
   }
 }
 
-/** Whether the lock holder a root's lock names has gone (or no lock is held). */
-function holderGone(dir: string): boolean {
-  const pidFile = path.join(dir, '.deploy.lock', 'pid');
-  if (!fs.existsSync(pidFile)) return true;
-  try {
-    process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /**
  * A deploy of v2 with `check` as its health check, killed with SIGKILL once `ready` holds of what
  * it printed; then the lock holders' end (their connections went with the process). Returns the
@@ -63,13 +44,13 @@ async function killedDeploy(t: { after(fn: () => void): void }, root: string, on
   const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--health-check', check, '--health-timeout', '60'], { env, timeoutMs: 110_000, ...(failpoints ? { failpoints } : {}) });
   let said = '';
   run.child.stdout?.on('data', (d: Buffer | string) => (said += String(d)));
-  await until(`the deploy to get there:\n${said}`, () => ready(said) || run.child.exitCode !== null || run.child.signalCode !== null);
+  await until(`the deploy to get there:\n${said}`, () => ready(said) || run.child.exitCode !== null || run.child.signalCode !== null, 60_000);
   if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
   const r = await run.done;
   assert.equal(r.signal, 'SIGKILL', `${r.stderr}\n${r.stdout}`);
   const live = currentOf(on(fleet.hosts[0] as FleetHost)) as string;
   for (const h of fleet.hosts) assert.equal(currentOf(on(h)), live, `${h.alias}: switched before the kill`);
-  await until('the lock holders to be gone', () => fleet.hosts.every((h) => holderGone(on(h))));
+  await until('the lock holders to be gone', () => fleet.hosts.every((h) => holderGone(on(h))), 60_000);
   return live;
 }
 

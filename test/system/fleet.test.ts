@@ -9,7 +9,7 @@ import path from 'node:path';
 import { jsonOf, releasedSnapshot, runCli, snapshot, spawnCli, tempDir, writeTree, type CliResult } from '../harness/cli.ts';
 import { rootNamer, findTools, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
-import { treeSnapshot } from '../harness/invariants.ts';
+import { holderGone, treeSnapshot, until } from '../harness/invariants.ts';
 
 function isLink(p: string): boolean {
   try {
@@ -67,26 +67,6 @@ function tmpLeftovers(dir: string): string[] {
 
 function locked(dir: string): boolean {
   return fs.existsSync(path.join(dir, '.deploy.lock'));
-}
-
-/** Whether the lock holder a root's lock names has gone (or no lock is held). */
-function holderGone(dir: string): boolean {
-  const pidFile = path.join(dir, '.deploy.lock', 'pid');
-  if (!fs.existsSync(pidFile)) return true;
-  try {
-    process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function assertClean(dir: string, label: string): void {
