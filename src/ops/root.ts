@@ -340,6 +340,20 @@ export function assertOwnerUmask(): void {
   checkUmask(currentUmask());
 }
 
+/**
+ * A rollback or prune refused the lock by a full disk with no space reserve left to spend: prune
+ * cannot free space then either, so the hint says how to free a few KiB by hand, with the releases
+ * prune's dry run (which needs no lock, and keeps every guard) names as removable.
+ */
+function fullWithoutReserve(error: unknown, root: string, command: string): unknown {
+  if (!(error instanceof DeployError) || error.code !== 'NO_SPACE') return error;
+  const r = shellWord(root);
+  return new DeployError('NO_SPACE', error.message, {
+    cause: error.cause,
+    hint: `no space reserve was left to spend (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${r}), for example rm -rf ${r}/releases/<id> of a release that atomic-deploy prune ${r} --dry-run says it would remove, then run the ${command} again`,
+  });
+}
+
 /** Runs `body` holding the root's lock; the lock is released however `body` ends. */
 export async function withLock<T>(layout: Layout, options: LockOptions, body: (lock: LockHandle) => Promise<T>): Promise<T> {
   assertOwnerUmask();
@@ -351,7 +365,8 @@ export async function withLock<T>(layout: Layout, options: LockOptions, body: (l
     await assertTmpOnRoot(layout);
     lock = await acquireLock(layout, { waitMs: options.waitMs, command: options.command, signal: options.signal, onWait, spendReserve: options.spendReserve });
   } catch (error) {
-    throw expected(`taking the lock ${layout.lock}`, error, layout.root);
+    const failed = expected(`taking the lock ${layout.lock}`, error, layout.root);
+    throw options.spendReserve ? fullWithoutReserve(failed, layout.root, options.command ?? 'command') : failed;
   }
   try {
     const result = await body(lock);

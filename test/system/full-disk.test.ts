@@ -135,6 +135,11 @@ void test('on a full ext4, rollback and prune take the lock by spending the spac
   assert.equal(refused.code, 1, refused.stderr);
   assert.equal(jsonOf<{ error?: { code: string } }>(refused).error?.code, 'NO_SPACE');
   assert.match(refused.stderr, /no space left on device while taking the lock/);
+  // Prune could not take the lock either: the hint says how to free space by hand, with prune's dry run (which needs no lock) choosing.
+  assert.ok(refused.stderr.includes(`hint: no space reserve was left to spend (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${root}), for example rm -rf ${root}/releases/<id> of a release that atomic-deploy prune ${root} --dry-run says it would remove, then run the rollback again\n`), refused.stderr);
+  const dry = await runCli(['prune', root, '--keep', '1', '--dry-run']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /r1/);
   assert.equal(currentId(root), 'r3');
   fs.renameSync(aside, reserve);
 
