@@ -88,6 +88,21 @@ export function missingRootError(label: string, root: string): DeployError {
   });
 }
 
+/**
+ * The hint of a host's full disk that refused the lock, in the local words (src/errors.ts
+ * noSpaceHint, src/ops/root.ts): prune for a deploy; for a rollback or prune that had no space
+ * reserve left to spend, space freed by hand with the releases prune's dry run names.
+ */
+function noSpaceHinted(error: DeployError, label: string, root: string, spends: boolean): DeployError {
+  if (error.code !== 'NO_SPACE' || error.hint !== undefined) return error;
+  const r = shellWord(root);
+  const h = shellWord(label);
+  const hint = spends
+    ? `no space reserve was left to spend there (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${r}), for example rm -rf ${r}/releases/<id> of a release that atomic-deploy prune ${r} --host ${h} --dry-run says it would remove, then run the command again`
+    : `free space on ${label} (for example: atomic-deploy prune ${r} --host ${h} --keep 2) and deploy again`;
+  return new DeployError('NO_SPACE', error.message, { hint, details: { host: label } });
+}
+
 export class RemoteRoot {
   readonly ssh: SshHost;
   /** What runs this root's programs: the ssh connection, unless another transport is given. */
@@ -218,7 +233,7 @@ export class RemoteRoot {
         const ended = await holder.done;
         // Every command but deploy locks a root that must be there: refused with the local hint.
         if (ended.frames.some((f) => f.tag === 'root' && f.value === 'missing')) throw missingRootError(this.label, this.root);
-        throw remoteError(this.label, ended, 'taking the lock');
+        throw noSpaceHinted(remoteError(this.label, ended, 'taking the lock'), this.label, this.root, request.spend === true);
       }
       if (first.tag === 'locked') {
         try {

@@ -431,14 +431,19 @@ draft() {
     "$$" "$j_host" "$j_user" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$token" "$j_start" "$j_boot" "$j_cmd" > "$own/owner.json" &&
     printf '%s\\n' "$$" > "$own/pid"; } 2>&1) || { rm -rf -- "$own"; write_reason "$_e"; D_err="cannot write the lock owner in $own: $W_why"; return 1; }
 }
+# NO_SPACE where df shows the filesystem full (the deploying side adds the hint), IO otherwise.
+draft_failed() {
+  if _fk=$(free_kib "$tmp") && [ "$_fk" -lt ${RESERVE_BYTES / 1024} ]; then fail NO_SPACE "$D_err"; fi
+  fail IO "$D_err"
+}
 spent=
 if ! draft; then
   # A full disk (act/reserve.ts: on ext4 a directory needs a data block): rollback and prune delete
   # the space reserve and try once more. The shell cannot see errno; df tells a full filesystem.
   if [ ${s.spend === true ? 1 : 0} = 1 ] && [ -s "$reserve" ] && [ ! -h "$reserve" ] && [ "$(free_kib "$tmp")" -lt ${RESERVE_BYTES / 1024} ] && rm -f -- "$reserve"; then
-    spent=1; draft || fail IO "$D_err"
+    spent=1; draft || draft_failed
   else
-    fail IO "$D_err"
+    draft_failed
   fi
 fi
 ${renderFunction(placeLock(s.token))}

@@ -53,6 +53,15 @@ void describe('a fleet host whose ext4 filesystem is full', () => {
     assert.equal(deploy.code, 1, deploy.stderr);
     assert.equal(fs.statSync(reserve).size, 256 * 1024, 'the failed deploy spent the reserve');
 
+    // Control: without the reserve (moved aside on the same filesystem, its blocks still taken), ext4 refuses host1 the lock's
+    // directory, and nothing is rolled back anywhere; the hint frees space by hand, prune's dry run choosing.
+    await onHost(h1, 'mv "$1/.atomic-deploy/space-reserve" "$2/aside"', root, disk);
+    const refused = await cli(['rollback', root, ...hostArgs, '--json']);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.equal(currentOf(dir2), 'r3');
+    assert.ok(refused.stderr.includes(`hint: no space reserve was left to spend there (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${root}), for example rm -rf ${root}/releases/<id> of a release that atomic-deploy prune ${root} --host ${h1.alias} --dry-run says it would remove, then run the command again`), refused.stderr);
+    await onHost(h1, 'mv "$2/aside" "$1/.atomic-deploy/space-reserve"', root, disk);
+
     const back = await cli(['rollback', root, ...hostArgs, '--json']);
     assert.equal(back.code, 0, `${back.stdout}\n${back.stderr}`);
     assert.equal(currentOf(dir1), 'r2');

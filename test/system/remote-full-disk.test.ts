@@ -16,6 +16,7 @@ import { RemoteRoot } from '../../src/remote/host.ts';
 import { LocalShell } from '../../src/remote/local-shell.ts';
 import { deployArmScript, lockScript, reserveScript } from '../../src/remote/script.ts';
 import { shQuote } from '../../src/remote/shell.ts';
+import { shellWord } from '../../src/plan/paths.ts';
 import { stagedPath } from '../../src/remote/staging.ts';
 import { serializeManifest, type ManifestEntry } from '../../src/plan/manifest.ts';
 import { mountTmpfs, requireRoot } from '../harness/faults.ts';
@@ -161,6 +162,7 @@ for (const shell of SHELLS) {
       const root = fullRoot(t, 1, liveRoot);
       const before = treeSnapshot(root);
       const error = await lockError(shell, root, false);
+      // No inode, but bytes to spare: df cannot tell a full filesystem, and the code stays IO.
       assert.equal(error.code, 'IO', error.message);
       assert.match(error.message, /^h1: cannot write the lock owner in .*\/\.tmp\/lock\.[0-9a-f]+: No space left on device$/);
       assert.deepEqual(treeSnapshot(root), before);
@@ -180,8 +182,9 @@ for (const shell of SHELLS) {
       // A deploy never spends it: the owner file finds no page, and the error says why (dash's printf
       // said "I/O error", BusyBox's nothing: the reason was empty).
       const error = await lockError(shell, root, false);
-      assert.equal(error.code, 'IO', error.message);
+      assert.equal(error.code, 'NO_SPACE', error.message);
       assert.match(error.message, /^h1: cannot write the lock owner in .*\/\.tmp\/lock\.[0-9a-f]+: No space left on device$/);
+      assert.equal(error.hint, `free space on h1 (for example: atomic-deploy prune ${shellWord(root)} --host h1 --keep 2) and deploy again`);
       assert.deepEqual(treeSnapshot(root), before);
       // A rollback does: the lock is taken, and the deploying side is told.
       const remote = new RemoteRoot('h1', { host: 'localhost' }, root, {}, path.join(BASE, 'no-ssh-socket'), false, localShell(shell));
