@@ -1,7 +1,7 @@
 /**
  * The space reserve: a file of RESERVE_BYTES in `.atomic-deploy/` that a deploy, rollback or prune
- * that succeeded makes whole while the root's filesystem has room, and that rollback and prune delete when a full disk
- * refuses them the lock. On ext4, every VM's default, the lock's draft directory needs a data block
+ * that succeeded makes whole while the root's filesystem has room, and that rollback and prune
+ * delete when a full disk refuses them the lock. On ext4, every VM's default, the lock's draft directory needs a data block
  * (a directory is never inline there) and its owner a block of its own, so a full disk refused
  * the very commands that free space or restore the previous release; tmpfs, where the tests of a
  * full disk used to run, needs none for a directory. The reserve's bytes are random: a compressing
@@ -25,8 +25,9 @@ export function reservePath(layout: Pick<Layout, 'state'>): string {
 
 /**
  * Makes the reserve whole when it is missing or short and the filesystem has room for it, under the
- * lock of a command that succeeded (a refused one changes nothing). Best effort: a reserve that cannot be made (no room, a read-only `.atomic-deploy/`, another
- * filesystem than `.tmp/`'s, where it could not help the lock) is no reason to fail a command.
+ * lock of a command that succeeded (a refused one changes nothing). Best effort: a reserve that
+ * cannot be made (no room, a read-only `.atomic-deploy/`, another filesystem than `.tmp/`'s,
+ * where it could not help the lock) is no reason to fail a command.
  */
 export function keepReserve(layout: Pick<Layout, 'state' | 'tmp'>): void {
   const file = reservePath(layout);
