@@ -223,6 +223,11 @@ export function noSpaceHint(root: string | undefined, releases: number | undefin
   return `free space (for example: atomic-deploy prune ${r} --keep 2${releases === undefined ? '' : `, which can remove up to ${releases - 2} of its ${releases} releases`}) and deploy again`;
 }
 
+/** The hint for a fleet host's full disk met by a deploy (its copy or its lock): prune that host. */
+export function hostNoSpaceHint(label: string, root: string): string {
+  return `free space on ${label} (for example: atomic-deploy prune ${shellWord(root)} --host ${shellWord(label)} --keep 2) and deploy again`;
+}
+
 /** How many releases a root holds: the directories in releases/ (a stage's dot name is none). */
 function releaseCount(root: string): number {
   return fs.readdirSync(path.join(root, 'releases'), { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).length;

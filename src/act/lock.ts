@@ -303,6 +303,17 @@ async function writeDraft(staging: string, owner: LockOwner): Promise<void> {
   });
 }
 
+/** The lock's draft directory with its owner written; on failure nothing of it stays. */
+async function makeDraft(staging: string, owner: LockOwner): Promise<void> {
+  await fs.promises.mkdir(staging, { mode: 0o755 });
+  try {
+    await writeDraft(staging, owner);
+  } catch (error) {
+    await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
 /** How long a command waits, whatever its --wait, for a lock `status` holds (its clean-up of a killed command's leftovers). */
 export const BRIEF_HOLDER_WAIT_MS = 10_000;
 
@@ -322,21 +333,13 @@ export async function acquireLock(layout: Layout, options: AcquireOptions = {}):
   // The owner is written before the lock exists, so there is never a lock without an owner.
   const staging = path.join(layout.root, lockDraft(owner.token));
   let spentReserve = false;
-  for (;;) {
-    try {
-      await fs.promises.mkdir(staging, { mode: 0o755 });
-      try {
-        await writeDraft(staging, owner);
-      } catch (error) {
-        await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
-        throw error;
-      }
-      break;
-    } catch (error) {
-      // A full disk: the commands that free space or go back may spend the reserve (act/reserve.ts), once.
-      if (!isFullDisk(error) || !options.spendReserve || spentReserve || !spendReserve(layout)) throw error;
-      spentReserve = true;
-    }
+  try {
+    await makeDraft(staging, owner);
+  } catch (error) {
+    // A full disk: the commands that free space or go back may spend the reserve (act/reserve.ts), once.
+    if (!isFullDisk(error) || !options.spendReserve || !spendReserve(layout)) throw error;
+    spentReserve = true;
+    await makeDraft(staging, owner);
   }
   const started = Date.now();
   let tookOver: LockHandle['tookOver'];

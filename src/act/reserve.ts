@@ -19,7 +19,7 @@ export const RESERVE_BYTES = 256 * 1024;
 /** The reserve is made only while the filesystem has this much free for it: never the last bytes a deploy needs. */
 export const RESERVE_ROOM_BYTES = 16 * RESERVE_BYTES;
 
-export function reservePath(layout: Pick<Layout, 'state'>): string {
+function reservePath(layout: Pick<Layout, 'state'>): string {
   return path.join(layout.state, RESERVE_NAME);
 }
 
@@ -72,4 +72,14 @@ export function spendReserve(layout: Pick<Layout, 'state'>): boolean {
 /** What a rollback says when it took the lock on a full disk by deleting the space reserve. */
 export function spentReserveWarning(root: string): string {
   return `the filesystem of ${root} is full: the lock was taken by deleting its space reserve (${RESERVE_BYTES / 1024} KiB in .atomic-deploy/); free space (atomic-deploy prune ${shellWord(root)} removes old releases; df -h ${shellWord(root)}), and the next deploy, rollback or prune makes the reserve again`;
+}
+
+/**
+ * The hint of a rollback or prune refused the lock by a full disk with no space reserve left to
+ * spend: prune cannot free space then either, so space is freed by hand, with the releases prune's
+ * dry run (which needs no lock, and keeps every guard) names as removable. `host`: a fleet host's.
+ */
+export function noReserveHint(root: string, command: string, host?: string): string {
+  const r = shellWord(root);
+  return `no space reserve was left to spend${host === undefined ? '' : ' there'} (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${r}), for example rm -rf ${r}/releases/<id> of a release that atomic-deploy prune ${r}${host === undefined ? '' : ` --host ${shellWord(host)}`} --dry-run says it would remove, then run the ${command} again`;
 }

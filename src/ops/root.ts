@@ -11,7 +11,7 @@ import { classifyRoot, readRootHint, readRootProblem, type EntryType, type RootE
 import { shellWord } from '../plan/paths.ts';
 import { checkUmask } from '../plan/validate.ts';
 import { currentUmask } from '../act/mkdirs.ts';
-import { keepReserve } from '../act/reserve.ts';
+import { keepReserve, noReserveHint } from '../act/reserve.ts';
 
 export function assertSupportedPlatform(): void {
   if (process.platform === 'win32') {
@@ -340,18 +340,10 @@ export function assertOwnerUmask(): void {
   checkUmask(currentUmask());
 }
 
-/**
- * A rollback or prune refused the lock by a full disk with no space reserve left to spend: prune
- * cannot free space then either, so the hint says how to free a few KiB by hand, with the releases
- * prune's dry run (which needs no lock, and keeps every guard) names as removable.
- */
+/** A rollback or prune refused the lock by a full disk with no space reserve left: the hint frees space by hand. */
 function fullWithoutReserve(error: unknown, root: string, command: string): unknown {
   if (!(error instanceof DeployError) || error.code !== 'NO_SPACE') return error;
-  const r = shellWord(root);
-  return new DeployError('NO_SPACE', error.message, {
-    cause: error.cause,
-    hint: `no space reserve was left to spend (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${r}), for example rm -rf ${r}/releases/<id> of a release that atomic-deploy prune ${r} --dry-run says it would remove, then run the ${command} again`,
-  });
+  return new DeployError('NO_SPACE', error.message, { cause: error.cause, hint: noReserveHint(root, command) });
 }
 
 /** Runs `body` holding the root's lock; the lock is released however `body` ends. */

@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeHolder } from '../act/lock.ts';
-import { DeployError } from '../errors.ts';
+import { DeployError, hostNoSpaceHint } from '../errors.ts';
+import { noReserveHint } from '../act/reserve.ts';
 import type { LockOwner } from '../plan/lock.ts';
 import type { ProcessUse } from '../plan/in-use.ts';
 import { frameValue, hostFactsOf, hostSharedTargetsOf, judgeRemoteLock, processUsesOf, rawLockOf, remoteShapeOf, remoteStateOf, type Frame, type HostFacts, type HostSharedTarget, type RemoteLockInfo, type RemoteState } from './facts.ts';
@@ -89,17 +90,12 @@ export function missingRootError(label: string, root: string): DeployError {
 }
 
 /**
- * The hint of a host's full disk that refused the lock, in the local words (src/errors.ts
- * noSpaceHint, src/ops/root.ts): prune for a deploy; for a rollback or prune that had no space
- * reserve left to spend, space freed by hand with the releases prune's dry run names.
+ * The hint of a host's full disk that refused the lock, in the local words: prune for a deploy;
+ * for a rollback or prune that had no space reserve left to spend, space freed by hand.
  */
 function noSpaceHinted(error: DeployError, label: string, root: string, spends: boolean): DeployError {
   if (error.code !== 'NO_SPACE' || error.hint !== undefined) return error;
-  const r = shellWord(root);
-  const h = shellWord(label);
-  const hint = spends
-    ? `no space reserve was left to spend there (.atomic-deploy/space-reserve), so prune cannot take the lock either: free a few KiB on its filesystem by hand (df -h ${r}), for example rm -rf ${r}/releases/<id> of a release that atomic-deploy prune ${r} --host ${h} --dry-run says it would remove, then run the command again`
-    : `free space on ${label} (for example: atomic-deploy prune ${r} --host ${h} --keep 2) and deploy again`;
+  const hint = spends ? noReserveHint(root, 'command', label) : hostNoSpaceHint(label, root);
   return new DeployError('NO_SPACE', error.message, { hint, details: { host: label } });
 }
 

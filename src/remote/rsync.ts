@@ -1,7 +1,6 @@
 /** Copying a release to a host with the system rsync, over the host's shared ssh connection. */
 import { spawn } from 'node:child_process';
-import { DeployError, type ErrorCode } from '../errors.ts';
-import { shellWord } from '../plan/paths.ts';
+import { DeployError, hostNoSpaceHint, type ErrorCode } from '../errors.ts';
 import { shQuote } from './shell.ts';
 import { lastLine, type SshHost } from './ssh.ts';
 import { stagedPath } from './staging.ts';
@@ -83,7 +82,7 @@ export function parseStats(output: string): Pick<RsyncResult, 'transferred' | 'f
 export function rsyncFailure(stderr: string, code: number | null, signal: NodeJS.Signals | null, label: string, root: string): { code: ErrorCode; why: string; hint?: string } {
   const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
   const full = lines.find((l) => /No space left on device|Disk quota exceeded/i.test(l));
-  if (full !== undefined) return { code: 'NO_SPACE', why: full, hint: `free space on ${label} (for example: atomic-deploy prune ${shellWord(root)} --host ${label} --keep 2) and deploy again` };
+  if (full !== undefined) return { code: 'NO_SPACE', why: full, hint: hostNoSpaceHint(label, root) };
   const missing = lines.find((l) => /\brsync: (?:command )?not found\b/.test(l));
   if (missing !== undefined) return { code: 'REMOTE', why: missing, hint: `install rsync on ${label}` };
   const sshLine = lines.find((l) => /^ssh: /.test(l));

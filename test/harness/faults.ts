@@ -70,6 +70,26 @@ export function uidOf(user: string): { uid: number; gid: number } {
   return { uid: Number(out), gid: Number(gid) };
 }
 
+/** Writes `dir/name` until the filesystem refuses another byte; returns the filler's size. */
+export function fillToTheLastByte(dir: string, name = 'filler'): number {
+  const fd = fs.openSync(path.join(dir, name), 'w');
+  const chunk = Buffer.alloc(64 << 10, 1);
+  let size = 0;
+  try {
+    for (let n = chunk.length; n >= 1; ) {
+      try {
+        size += fs.writeSync(fd, chunk, 0, n);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+        n = Math.floor(n / 2);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return size;
+}
+
 /** Mounts a tmpfs with size and inode limits on a new directory; unmounted and removed after the test. */
 export function mountTmpfs(t: { after(fn: () => void): void }, options: { size: string; inodes?: number }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-deploy-tmpfs-'));
@@ -182,17 +202,12 @@ export function mountFs(t: { after(fn: () => void): void }, type: 'btrfs' | 'xfs
   });
   if (type === 'tmpfs') {
     execFileSync(mount, ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt]);
-  } else if (type === 'ext4-seconds') {
+  } else if (type === 'ext4-seconds' || type === 'ext4-small') {
+    const small = type === 'ext4-small';
     const image = path.join(dir, 'ext4.img');
     fs.writeFileSync(image, '');
-    fs.truncateSync(image, 64 * 1024 * 1024);
-    execFileSync(requireTool('mkfs.ext4', 'e2fsprogs'), ['-q', '-I', '128', image], { stdio: 'pipe' });
-    execFileSync(mount, ['-o', 'loop', image, mnt]);
-  } else if (type === 'ext4-small') {
-    const image = path.join(dir, 'ext4.img');
-    fs.writeFileSync(image, '');
-    fs.truncateSync(image, 16 * 1024 * 1024);
-    execFileSync(requireTool('mkfs.ext4', 'e2fsprogs'), ['-q', '-m', '0', image], { stdio: 'pipe' });
+    fs.truncateSync(image, (small ? 16 : 64) * 1024 * 1024);
+    execFileSync(requireTool('mkfs.ext4', 'e2fsprogs'), ['-q', ...(small ? ['-m', '0'] : ['-I', '128']), image], { stdio: 'pipe' });
     execFileSync(mount, ['-o', 'loop', image, mnt]);
   } else {
     const mkfs = type === 'btrfs' ? requireTool('mkfs.btrfs', 'btrfs-progs') : requireTool('mkfs.xfs', 'xfsprogs');

@@ -5,28 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { currentId, jsonOf, releaseIds, runCli, tempDir, writeTree } from '../harness/cli.ts';
-import { mountFs, mountTmpfs, requireRoot } from '../harness/faults.ts';
+import { fillToTheLastByte, mountFs, mountTmpfs, requireRoot } from '../harness/faults.ts';
 import { leftovers, lockExists } from '../harness/invariants.ts';
-
-/** Writes until the filesystem refuses another byte; returns the filler's size. */
-function fillToTheLastByte(dir: string, name = 'filler'): number {
-  const fd = fs.openSync(path.join(dir, name), 'w');
-  const chunk = Buffer.alloc(64 << 10, 1);
-  let size = 0;
-  try {
-    for (let n = chunk.length; n >= 1; ) {
-      try {
-        size += fs.writeSync(fd, chunk, 0, n);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-        n = Math.floor(n / 2);
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return size;
-}
 
 function freeBytes(dir: string): number {
   const s = fs.statfsSync(dir);

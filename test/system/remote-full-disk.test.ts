@@ -19,7 +19,7 @@ import { shQuote } from '../../src/remote/shell.ts';
 import { shellWord } from '../../src/plan/paths.ts';
 import { stagedPath } from '../../src/remote/staging.ts';
 import { serializeManifest, type ManifestEntry } from '../../src/plan/manifest.ts';
-import { mountTmpfs, requireRoot } from '../harness/faults.ts';
+import { fillToTheLastByte, mountTmpfs, requireRoot } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
 import { armedTail, lockAs, programShells, runProgram, startProgram, type Shell } from '../harness/remote-programs.ts';
@@ -65,23 +65,6 @@ function takeInodes(disk: string): string[] {
       return taken;
     }
     taken.push(f);
-  }
-}
-
-/** Writes into `disk` until its filesystem refuses another byte. */
-function fillBytes(disk: string): void {
-  const fd = fs.openSync(path.join(disk, 'filler'), 'w');
-  try {
-    for (let n = 64 << 10; n >= 1; ) {
-      try {
-        fs.writeSync(fd, Buffer.alloc(n, 1));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-        n = Math.floor(n / 2);
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
   }
 }
 
@@ -177,7 +160,7 @@ for (const shell of SHELLS) {
       fs.mkdirSync(path.join(root, '.atomic-deploy'));
       const reserve = path.join(root, '.atomic-deploy', 'space-reserve');
       fs.writeFileSync(reserve, Buffer.alloc(256 * 1024, 7));
-      fillBytes(disk);
+      fillToTheLastByte(disk);
       const before = treeSnapshot(root);
       // A deploy never spends it: the owner file finds no page, and the error says why (dash's printf
       // said "I/O error", BusyBox's nothing: the reason was empty).
@@ -200,7 +183,7 @@ for (const shell of SHELLS) {
       assert.equal(fs.existsSync(path.join(root, '.deploy.lock')), false);
     });
 
-    void test('the commit\'s keep_reserve makes a reserve cut short whole where there is room, leaves a whole one alone, and makes none on a nearly full disk', async (t) => {
+    void test('the commit\'s keep_reserve makes a reserve cut short whole where there is room, leaves a whole one alone, and makes none on a nearly full disk', (t) => {
       requireRoot();
       const roomy = path.join(mountTmpfs(t, { size: '16m' }), ROOT_NAME);
       const tight = path.join(mountTmpfs(t, { size: '2m' }), ROOT_NAME);
