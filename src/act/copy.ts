@@ -291,6 +291,33 @@ export interface LinkSource {
   dev: number;
   /** The previous release's directory, symlinks resolved: where `stamp.rel` must still lead for a re-read file to be linked. */
   realDir: string;
+  /**
+   * Whether `stamp` is the one the previous release's stat cache took when that release was made:
+   * while it holds, no name was added to the inode since. Otherwise (no cache, or the ctime moved)
+   * every name of the inode must be accounted for in `releaseDirs` before it is linked.
+   */
+  cached?: boolean;
+  /** Every release directory of the root (the previous one included), where an inode's names may legitimately be. */
+  releaseDirs?: readonly string[];
+}
+
+/**
+ * Whether every name of this inode is the same path in a release (`st.nlink` of them): a release
+ * file hardlinked from elsewhere (`ln -f`, or a dedup tool such as hardlink(1), rdfind or jdupes
+ * run over the disk) shares it with a build tree, `shared/` or another path of its release, and a
+ * write in place there would reach every release linking it. A name not found is one elsewhere.
+ */
+function namesAllInReleases(st: fs.Stats, source: LinkSource): boolean {
+  if (st.nlink <= 1) return true;
+  const dirs = source.releaseDirs;
+  if (dirs === undefined) return false;
+  let names = 0;
+  for (const dir of dirs) {
+    const other = lstatOrNone(`${dir}${path.sep}${source.stamp.rel}`);
+    if (other !== undefined && other.dev === st.dev && other.ino === st.ino) names += 1;
+    if (names >= st.nlink) return true;
+  }
+  return false;
 }
 
 /** A directory's real path, or '' if it has none now. */
@@ -330,7 +357,7 @@ function mayLink(source: LinkSource, realDirs: Map<string, boolean>): boolean {
     realDirs.set(dir, real);
   }
   if (!real) return false;
-  if (sameFile(st, source)) return true;
+  if (sameFile(st, source)) return source.cached === true || namesAllInReleases(st, source);
   const s = source.stamp;
   const moved: LinkSource = { ...source, stamp: { ...s, ino: st.ino, ctimeMs: st.ctimeMs } };
   if (st.ino !== s.ino || !sameFile(st, moved)) return false;
@@ -344,7 +371,7 @@ function mayLink(source: LinkSource, realDirs: Map<string, boolean>): boolean {
     return false;
   }
   const again = lstatOrNone(source.from);
-  return again !== undefined && sameFile(again, moved);
+  return again !== undefined && sameFile(again, moved) && namesAllInReleases(again, source);
 }
 
 /**

@@ -35,8 +35,8 @@ function one(file) {
   try {
     fd = fs.openSync(file, FLAGS);
   } catch (error) {
-    // A symlink now, or a file it may not open: the walk looks again by lstat (and reports or refuses it).
-    if (error && (error.code === 'ELOOP' || error.code === 'EACCES' || error.code === 'EPERM')) return { other: true };
+    // A symlink now, a file it may not open, or one gone: the walk looks again by lstat (and reports or refuses it).
+    if (error && (error.code === 'ELOOP' || error.code === 'EACCES' || error.code === 'EPERM' || error.code === 'ENOENT' || error.code === 'ENOTDIR')) return { other: true };
     throw error;
   }
   try {

@@ -225,7 +225,9 @@ export interface HashTreeOptions {
    * `verify`: a name that is not valid UTF-8 is put in the tree's `misnamed` (escaped), and a
    * symlink whose text is not, in its `mistargeted`, instead of failing the walk with
    * UNSUPPORTED_FILE; and a file or directory permission keeps it from reading in its
-   * `unreadable` (what is under such a directory is left out) instead of failing with EACCES.
+   * `unreadable` (what is under such a directory is left out) instead of failing with EACCES;
+   * and a name gone by the time it is looked at (a file an app deletes, a directory removed with
+   * what it held) is left out, as it is now, instead of failing with ENOENT or ENOTDIR.
    */
   report?: boolean;
 }
@@ -348,12 +350,15 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
   // Directories whose entries could not be read or looked at (no read or no search permission).
   const closed: string[] = [];
   const denied = (error: unknown): boolean => options.report === true && (errnoOf(error) === 'EACCES' || errnoOf(error) === 'EPERM');
-  // A file it may not open is looked at again by lstat, which tells a file's mode from a closed directory.
+  // Gone since its directory was read (or a directory on its way replaced by a file): not there now.
+  const gone = (error: unknown): boolean => options.report === true && (errnoOf(error) === 'ENOENT' || errnoOf(error) === 'ENOTDIR');
+  // A file it may not open, or one gone, is looked at again by lstat, which tells a file's mode
+  // from a closed directory, and a file gone from one replaced by something else.
   const walked = (full: string): WalkedFile => {
     try {
       return hashWalkedFileSync(full);
     } catch (error) {
-      if (denied(error)) return { other: true };
+      if (denied(error) || gone(error)) return { other: true };
       throw error;
     }
   };
@@ -364,6 +369,12 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     try {
       dirents = fs.readdirSync(at, { withFileTypes: true });
     } catch (error) {
+      if (rel !== '' && gone(error)) {
+        // Removed since its lstat: no directory there now (the release itself gone is the caller's to tell).
+        const i = out.entries.findLastIndex((e) => e.path === rel);
+        if (i >= 0) out.entries.splice(i, 1);
+        return;
+      }
       if (!denied(error)) throw error;
       closed.push(rel);
       return;
@@ -403,6 +414,7 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
     try {
       st = fs.lstatSync(full);
     } catch (error) {
+      if (gone(error)) return true;
       if (!denied(error)) throw error;
       const slash = childRel.lastIndexOf('/');
       const parent = slash < 0 ? '' : childRel.slice(0, slash);
@@ -413,7 +425,15 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
       out.entries.push({ path: childRel, type: 'dir', mode: st.mode & 0o7777 });
       await walk(childRel);
     } else if (st.isSymbolicLink()) {
-      const target = fs.readlinkSync(full);
+      let target: string;
+      try {
+        target = fs.readlinkSync(full);
+      } catch (error) {
+        // Gone, or no longer a link (EINVAL): looked at once more, as it is now.
+        if (gone(error)) return true;
+        if (options.report === true && errnoOf(error) === 'EINVAL') return visit(childRel, full);
+        throw error;
+      }
       // As with names: U+FFFD may be a decoder's stand-in for bytes that are not UTF-8.
       const bytes = target.includes('\uFFFD') ? fs.readlinkSync(full, { encoding: 'buffer' }) : undefined;
       if (bytes !== undefined && !isUtf8(bytes)) mistargeted(childRel, bytes);
@@ -423,6 +443,7 @@ export async function hashTree(dir: string, signal?: AbortSignal, options: HashT
       try {
         found = hashWalkedFileSync(full);
       } catch (error) {
+        if (gone(error)) return true;
         if (!denied(error)) throw error;
         (out.unreadable ??= []).push({ path: childRel, type: 'file', mode: st.mode & 0o7777 });
         return true;

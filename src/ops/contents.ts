@@ -7,6 +7,7 @@ import { releasePath, type Layout } from '../act/layout.ts';
 import { failpoint } from '../act/failpoints.ts';
 import { createSharedTarget, inWritableDir, linkShared, sharedCreateProblem, sharedMissingError, sharedTargetKind } from '../act/shared.ts';
 import { deleteTree } from '../act/remove-tree.ts';
+import { listReleaseDirs } from '../act/releases.ts';
 import { hashFileSync, readManifest, readStatCache } from '../act/manifest.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { StagingArea } from '../act/staging.ts';
@@ -159,17 +160,17 @@ function previousState(layout: Layout, previous: string, record: ReleaseRecord |
  * A release without a manifest (made before manifests) is hashed; an untrusted manifest (missing,
  * damaged, digest mismatch) is not worked around: nothing is linked, and the caller warns.
  */
-async function previousHashes(layout: Layout, previous: string, state: PreviousState, before: ReadonlyMap<string, PreviousFile>, candidates: readonly string[], signal?: AbortSignal): Promise<{ hashes: Map<string, string>; contents: NonNullable<FilePlan['previousContents']>; problem?: string }> {
+async function previousHashes(layout: Layout, previous: string, state: PreviousState, before: ReadonlyMap<string, PreviousFile>, candidates: readonly string[], signal?: AbortSignal): Promise<{ hashes: Map<string, string>; reread: ReadonlySet<string>; contents: NonNullable<FilePlan['previousContents']>; problem?: string }> {
   const prevDir = releasePath(layout, previous);
   const { load, cache } = state;
-  if (load.kind === 'untrusted') return { hashes: new Map(), contents: 'untrusted', problem: load.problem };
+  if (load.kind === 'untrusted') return { hashes: new Map(), reread: new Set(), contents: 'untrusted', problem: load.problem };
   let trusted = new Map<string, string>();
   // A PreviousFile is a FileStamp, and its rel the manifest's path where path.sep is '/': no second map of 10k stamps.
   if (load.kind === 'ok' && cache) trusted = trustedHashes(load.manifest, cache.stamps, cache.sealedAtMs, path.sep === '/' ? before : slashedStamps(before, candidates));
   const hashes = nativeKeys(trusted);
   const rest = candidates.filter((rel) => !hashes.has(rel));
   for (const [rel, hash] of await hashAll(prevDir, rest, before, signal)) hashes.set(rel, hash);
-  return { hashes, contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
+  return { hashes, reread: new Set(rest), contents: load.kind === 'ok' ? 'manifest' : 'hashed' };
 }
 
 /**
@@ -241,12 +242,16 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   let links: LinkPlan;
   let sourceHashes: Map<string, string>;
   let before: Map<string, PreviousFile>;
+  // Previous files hashed now: their stamp was not the stat cache's (no cache, racy, or it moved),
+  // so a name may have been added to them since. The others are proved by the cache's stamp.
+  let reread: ReadonlySet<string> = new Set();
   try {
     const state = previousState(layout, previous, previousRecord);
     before = previousFacts(prevDir, state, files);
     const owner = copyOwner(area.dir);
     const candidates = filesToHash(files, before, owner);
     const prev = await previousHashes(layout, previous, state, before, candidates, signal);
+    reread = prev.reread;
     result.previousContents = prev.contents;
     if (prev.problem !== undefined) {
       emit({ type: 'warning', message: `the manifest of release ${previous} is not trusted (${prev.problem}): every file is copied, none linked` });
@@ -268,7 +273,12 @@ export async function planFiles(layout: Layout, area: StagingArea, plan: Content
   }
   result.links = links;
   const realDir = fs.realpathSync(prevDir);
-  result.linkFrom = new Map(links.link.map((rel) => [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp: before.get(rel) as PreviousFile, dev, realDir }]));
+  // Where the names of a linked inode may be (see copy.ts namesAllInReleases): one array for every file.
+  const releaseDirs = (await listReleaseDirs(layout)).map((id) => releasePath(layout, id));
+  result.linkFrom = new Map(links.link.map((rel) => {
+    const stamp = before.get(rel) as PreviousFile;
+    return [rel, { from: `${prevDir}${path.sep}${rel}`, sha256: sourceHashes.get(rel) as string, stamp, dev, realDir, cached: !reread.has(rel), releaseDirs }];
+  }));
   return result;
 }
 

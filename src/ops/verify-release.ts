@@ -100,6 +100,30 @@ export function noLiveRelease(root: string, current: Exclude<CurrentState, { kin
   }
 }
 
+/** The directory at `dir` (through a link): undefined when nothing is there, `unknown` when it cannot be looked at. */
+function statOf(dir: string): fs.Stats | undefined | 'unknown' {
+  try {
+    return fs.statSync(dir, { throwIfNoEntry: false });
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The error for a release no longer at `dir` since the walk began (nothing there now, or another
+ * directory), if it is so. What cannot be looked at is left to the walk to report (`unreadable`).
+ */
+function releaseGone(layout: Layout, id: string, dir: string, began: fs.Stats | undefined | 'unknown'): DeployError | undefined {
+  if (began === 'unknown') return undefined;
+  const now = statOf(dir);
+  if (now === 'unknown') return undefined;
+  if (began !== undefined && now !== undefined && now.dev === began.dev && now.ino === began.ino) return undefined;
+  return new DeployError('UNKNOWN_RELEASE', `release ${id} was removed from ${layout.releases} while it was being verified`, {
+    hint: `a prune (or a deploy's --keep) ran beside it; list the releases with: atomic-deploy releases ${shellWord(layout.root)}`,
+    details: { release: id },
+  });
+}
+
 async function verifyAgainstManifest(layout: Layout, id: string, dir: string, signal: AbortSignal | undefined): Promise<VerifyResult> {
   const record = readRecord(layout, id);
   const load = readManifest(layout, id, record?.digest);
@@ -136,15 +160,21 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, si
   // boot while it walks.
   const extra = bytes >= POOL_MIN_BYTES || files >= POOL_MIN_FILES ? extraHashThreads() : 0;
   const pool = extra > 0 ? new HashPool(extra) : undefined;
+  // The release as it was when the walk began: one moved out or deleted meanwhile (a prune, a
+  // deploy's --keep beside this verify) would read as every path removed, or fail on the first.
+  const began = statOf(dir);
   let tree;
   try {
     tree = await hashTree(dir, signal, { pool, report: true });
   } catch (error) {
-    throw ioError(`hashing release ${id}`, error);
+    if (signal?.aborted) throw interrupted(signal);
+    throw releaseGone(layout, id, dir, began) ?? ioError(`hashing release ${id}`, error);
   } finally {
     await pool?.close();
   }
   if (signal?.aborted) throw interrupted(signal);
+  const goneMeanwhile = releaseGone(layout, id, dir, began);
+  if (goneMeanwhile) throw goneMeanwhile;
   const differences = diffRelease(load.manifest, tree);
   const counts = { file: 0, dir: 0, symlink: 0 };
   for (const e of load.manifest.entries) counts[e.type] += 1;

@@ -39,9 +39,15 @@ function build(dir: string, changed: boolean): string {
   return dir;
 }
 
-/** The control: rsync's quick check (size and mtime) against the previous build, as the old rule did. */
+/**
+ * The control: rsync's quick check (size and mtime) against the previous build, as the old rule
+ * did. Against a copy of it (`cp -a` keeps times): linked to the release's own files, the control
+ * would give them names outside the releases, which a hardlink deploy then rightly never links.
+ */
 function quickCheckCopy(prev: string, next: string, out: string): string {
-  execFileSync(requireTool('rsync', 'rsync'), ['-a', `--link-dest=${prev}`, `${next}/`, `${out}/`]);
+  const copy = `${out}.prev`;
+  execFileSync('cp', ['-a', prev, copy]);
+  execFileSync(requireTool('rsync', 'rsync'), ['-a', `--link-dest=${copy}`, `${next}/`, `${out}/`]);
   return out;
 }
 

@@ -78,7 +78,7 @@ void test('the pool\'s hashes are sha256sum\'s, in the order asked', async (t) =
   }
 });
 
-void test('a file that cannot be read fails its batch with its errno and path; a symlink, FIFO or directory is "other", never followed or waited on', async (t) => {
+void test('a file that cannot be opened fails its batch with its errno and path; a symlink, FIFO, directory or a name gone is "other", never followed or waited on', async (t) => {
   const dir = tempDir(t);
   fs.writeFileSync(path.join(dir, 'a'), 'a');
   fs.symlinkSync('a', path.join(dir, 'l'));
@@ -86,7 +86,10 @@ void test('a file that cannot be read fails its batch with its errno and path; a
   fs.mkdirSync(path.join(dir, 'd'));
   const pool = new HashPool(2);
   try {
-    await assert.rejects(pool.hash([path.join(dir, 'a'), path.join(dir, 'gone')]), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.path === path.join(dir, 'gone'));
+    const long = path.join(dir, 'x'.repeat(300));
+    await assert.rejects(pool.hash([path.join(dir, 'a'), long]), (e: NodeJS.ErrnoException) => e.code === 'ENAMETOOLONG' && e.path === long);
+    // Gone since the walk listed it (or a directory on its way now a file): the walk looks again by lstat.
+    assert.deepEqual(await pool.hash(['gone', 'a/under-a-file'].map((n) => path.join(dir, n))), [{ other: true }, { other: true }]);
     assert.deepEqual(await pool.hash(['l', 'pipe', 'd'].map((n) => path.join(dir, n))), [{ other: true }, { other: true }, { other: true }]);
     assert.deepEqual(['l', 'pipe', 'd'].map((n) => hashWalkedFileSync(path.join(dir, n))), [{ other: true }, { other: true }, { other: true }]);
     // The pool still works after a failed batch.

@@ -259,3 +259,54 @@ void test('not root: a build whose group is not the deploying user\'s still link
   const verify = await asNobody(['verify', root]);
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
 });
+
+void test('hardlink never links a previous file that also has a name outside the releases (`ln -f`, a dedup tool such as hardlink(1), rdfind or jdupes): a write in place there would reach the new live release (before: linked)', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'app.js': 'app v1\n', 'lib.js': 'lib\n', 'a.txt': 'twin\n', 'b.txt': 'twin\n', 'kept.txt': 'kept\n' });
+  // Another tree on the same filesystem holding the same bytes: what a dedup run over the disk links.
+  const elsewhere = writeTree(path.join(dir, 'elsewhere'), { 'app.js': 'app v1\n', 'lib.js': 'lib\n' });
+  const hl = ['--strategy', 'hardlink', '--json'];
+  const ino = (p: string): number => fs.statSync(p).ino;
+  for (const cache of ['with its stat cache', 'without a stat cache'] as const) {
+    const root = path.join(dir, `root ${cache}`);
+    assert.equal((await runCli(['deploy', src, root, '--release-id', 'one', ...hl])).code, 0);
+    const one = path.join(root, 'releases/one');
+    // The dedup keeps the release's inode for app.js and the other tree's for lib.js, and makes
+    // the release's b.txt a second name of its a.txt.
+    fs.rmSync(path.join(elsewhere, 'app.js'));
+    fs.linkSync(path.join(one, 'app.js'), path.join(elsewhere, 'app.js'));
+    fs.rmSync(path.join(one, 'lib.js'));
+    fs.linkSync(path.join(elsewhere, 'lib.js'), path.join(one, 'lib.js'));
+    fs.rmSync(path.join(one, 'b.txt'));
+    fs.linkSync(path.join(one, 'a.txt'), path.join(one, 'b.txt'));
+    if (cache === 'without a stat cache') fs.rmSync(path.join(root, '.atomic-deploy/manifests/one.stat.json'));
+    // Control: the bytes are the build's, so verify finds nothing to say; only the link counts tell.
+    assert.equal((await runCli(['verify', root])).code, 0, cache);
+
+    const two = await runCli(['deploy', src, root, '--release-id', 'two', ...hl]);
+    assert.equal(two.code, 0, two.stderr);
+    assert.deepEqual([jsonOf<Json>(two).linked, jsonOf<Json>(two).copied], [1, 4], cache);
+    const rel = path.join(root, 'releases/two');
+    assert.equal(ino(path.join(rel, 'kept.txt')), ino(path.join(one, 'kept.txt')), `${cache}: an untouched file is still linked`);
+    for (const name of ['app.js', 'lib.js', 'a.txt', 'b.txt']) {
+      assert.equal(fs.statSync(path.join(rel, name)).nlink, 1, `${cache}: ${name} is a copy of its own`);
+    }
+    // What the shared inode would have done: a write in place in the other tree reached the live release.
+    fs.writeFileSync(path.join(elsewhere, 'app.js'), 'edited elsewhere\n');
+    fs.writeFileSync(path.join(elsewhere, 'lib.js'), 'edited elsewhere\n');
+    assert.equal(fs.readFileSync(path.join(root, 'current/app.js'), 'utf8'), 'app v1\n', cache);
+    assert.equal(fs.readFileSync(path.join(root, 'current/lib.js'), 'utf8'), 'lib\n', cache);
+    assert.equal((await runCli(['verify', root])).code, 0, cache);
+    writeTree(elsewhere, { 'app.js': 'app v1\n', 'lib.js': 'lib\n' });
+
+    // The chain goes on as before: a redeploy on top links every file of the clean release.
+    const three = await runCli(['deploy', src, root, '--release-id', 'three', ...hl]);
+    assert.equal(three.code, 0, three.stderr);
+    assert.deepEqual([jsonOf<Json>(three).linked, jsonOf<Json>(three).copied], [5, 0], cache);
+    // And after a rollback (stamps of `two` moved by three's links), every name is a release's: still linked.
+    assert.equal((await runCli(['rollback', root, '--to', 'two'])).code, 0);
+    const four = await runCli(['deploy', src, root, '--release-id', 'four', ...hl]);
+    assert.equal(four.code, 0, four.stderr);
+    assert.deepEqual([jsonOf<Json>(four).linked, jsonOf<Json>(four).copied], [5, 0], cache);
+  }
+});

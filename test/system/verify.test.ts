@@ -1,12 +1,12 @@
 // `verify`: every kind of tampering found and named, exit 0/5/2, and a manifest that is missing,
 // truncated, not JSON, edited or swapped for a FIFO is reported, never trusted.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { jsonOf, runCli, snapshot, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, runCli, snapshot, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { asUser, runWrapped } from '../harness/faults.ts';
 
 interface VerifyJson {
@@ -240,4 +240,89 @@ void test('the release directory\'s own mode is in the manifest: a chmod of rele
   fs.writeFileSync(recordFile, JSON.stringify({ ...record, digest: `sha256:${createHash('sha256').update(old).digest('hex')}` }));
   const before = await runCli(['verify', root]);
   assert.equal(before.code, 0, before.stdout + before.stderr);
+});
+
+/** A process that writes and deletes files and directories in `dir` until stopped, as an app keeping a cache in its release does. */
+function churn(dir: string): { stop(): Promise<void> } {
+  fs.mkdirSync(dir, { recursive: true });
+  // Files, and directories with a file in each, made and removed in turns.
+  const script = `const fs = require('node:fs'); const d = process.argv[1]; for (let i = 0; ; i++) {
+    fs.writeFileSync(d + '/s' + (i % 400), 'x'); try { fs.unlinkSync(d + '/s' + ((i + 200) % 400)); } catch {}
+    if (i % 4 === 0) { const n = d + '/t' + (i % 40); fs.mkdirSync(n, { recursive: true }); fs.writeFileSync(n + '/f', 'y'); fs.rmSync(d + '/t' + ((i + 20) % 40), { recursive: true, force: true }); }
+  }`;
+  const child = spawn(process.execPath, ['-e', script, dir], { stdio: 'ignore' });
+  return {
+    stop: () => new Promise((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    }),
+  };
+}
+
+void test('files that come and go while verify reads (an app\'s cache in its release) are found or not, never an error: exit 5 every time (before: exit 1, "ENOENT ... open", in about 4 of 10 runs)', async (t) => {
+  const { root, rel } = await deployed(t);
+  const app = churn(path.join(rel, 'cache'));
+  try {
+    for (let run = 0; run < 20; run++) {
+      const result = await runCli(['verify', root, '--json']);
+      assert.equal(result.code, 5, `run ${run}: ${result.stdout}${result.stderr}`);
+      const differences = jsonOf<VerifyJson>(result).differences ?? [];
+      assert.ok(differences.length > 0);
+      for (const d of differences) {
+        assert.ok(d.path === 'cache' || d.path.startsWith('cache/'), `run ${run}: ${JSON.stringify(d)}`);
+        assert.equal(d.kind, 'added', `run ${run}: ${JSON.stringify(d)}`);
+      }
+    }
+  } finally {
+    await app.stop();
+  }
+});
+
+/** Resolves once process `pid` holds a file under `dir` open (its walk has begun there); false if it ended first. */
+async function opensUnder(pid: number, dir: string): Promise<boolean> {
+  for (;;) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      return false;
+    }
+    for (const fd of fds) {
+      let target = '';
+      try {
+        target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (target.startsWith(`${dir}/`)) return true;
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+void test('a release pruned while verify reads it: exit 2, "removed while it was being verified", never a list of everything removed nor a raw ENOENT (before: exit 1, "hashing release old failed: ENOENT")', async (t) => {
+  const dir = tempDir(t);
+  const files: Record<string, string> = {};
+  for (let d = 0; d < 20; d++) for (let f = 0; f < 300; f++) files[`d${d}/f${f}`] = `${d} ${f}\n`;
+  const src = writeTree(path.join(dir, 'src'), files);
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--release-id', 'old'])).code, 0);
+  const rel = path.join(root, 'releases', 'old');
+  const away = path.join(dir, 'away');
+  let midWalk = 0;
+  for (let run = 0; run < 5; run++) {
+    const { child, done } = spawnCli(['verify', root, '--release', 'old', '--json']);
+    // Moved out (as prune does, before it deletes) once the walk has opened a file of the release.
+    const open = await opensUnder(child.pid as number, rel);
+    fs.renameSync(rel, away);
+    const result = await done;
+    fs.renameSync(away, rel);
+    if (!open) continue;
+    midWalk += 1;
+    assert.equal(result.code, 2, `run ${run}: ${result.stdout}${result.stderr}`);
+    const error = jsonOf<VerifyJson>(result).error;
+    assert.equal(error?.code, 'UNKNOWN_RELEASE', `run ${run}`);
+    assert.equal(error?.message, `release old was removed from ${path.join(root, 'releases')} while it was being verified`, `run ${run}`);
+  }
+  assert.ok(midWalk >= 3, `only ${midWalk} of 5 runs were caught mid-walk`);
 });
