@@ -355,6 +355,17 @@ export class TarParser {
     this.paxRaw = undefined;
     this.longName = undefined;
     this.longLink = undefined;
+    // Data readers disagree on: GNU tar reads it after a file header named `x/` (a directory here, as
+    // in pre-POSIX tars) and after a symlink, BusyBox and Python read the same bytes as further
+    // entries, and so does GNU tar after a hard link. Whichever way it is read, some tool lists other
+    // entries than those deployed (a file hidden from `tar -t` would go live): refused.
+    const dataOfNoFile = header.type === 'symlink' || header.type === 'hardlink' || (header.type === 'dir' && flag !== '5' && flag !== 'D');
+    if (dataOfNoFile && header.size > 0) {
+      throw new TarFormatError(
+        `entry ${JSON.stringify(header.name)} is a ${header.type === 'dir' ? 'directory' : header.type === 'hardlink' ? 'hard link' : 'symlink'} whose header gives it ${header.size} bytes of data`,
+        'tar readers disagree on whether such bytes are its data or further entries, so another tool would list other files than those deployed: rebuild the artifact with tar, bsdtar or Python\'s tarfile (links and directories carry no data)',
+      );
+    }
     // Only regular files carry data here; a directory's size field is not data (as with tar-stream),
     // except a dumpdir's, whose listing follows it and is skipped.
     const size = header.type === 'dir' && flag !== 'D' ? 0 : header.size;

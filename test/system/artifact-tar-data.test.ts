@@ -1,0 +1,101 @@
+// Tar entries whose header gives data to what readers disagree has any: a hard link or a symlink
+// with a size (POSIX says a link has none), and a regular-file header named with a trailing slash
+// (which pre-POSIX tars use for a directory) with a size. GNU tar reads the bytes after a
+// directory-named file header, or after a symlink, as that entry's data; BusyBox and Python's
+// tarfile read those after a link as further entries; GNU tar reads those after a hard link as
+// entries too. So the next bytes are entries for one reader and data for another: an archive that
+// hides a file from `tar -t` (a CI job's listing, a scanner) could deploy it. Each such archive
+// exits 2, nothing changed; the same entries with no data deploy.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { rootBeside } from '../harness/archives.ts';
+import { runCli, tempDir } from '../harness/cli.ts';
+import { leftovers, treeSnapshot } from '../harness/invariants.ts';
+import { requireTool } from '../harness/swappers.ts';
+
+const BLOCK = 512;
+
+/** One ustar header block, its size field and type flag set as given (no data follows by itself). */
+function header(name: string, flag: string, size: number, link = ''): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  block.write(name, 0, 100, 'utf8');
+  block.write(flag.startsWith('5') || name.endsWith('/') ? '0000755\0' : '0000644\0', 100, 'latin1');
+  block.write('0000000\0', 108, 'latin1');
+  block.write('0000000\0', 116, 'latin1');
+  block.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  block.write(`${(1_700_000_000).toString(8).padStart(11, '0')}\0`, 136, 'latin1');
+  block.write(flag, 156, 'latin1');
+  block.write(link, 157, 100, 'utf8');
+  block.write('ustar\x0000', 257, 'latin1');
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+/** A regular file: its header, its data padded to whole blocks. */
+function file(name: string, data: string): Buffer {
+  const bytes = Buffer.from(data);
+  return Buffer.concat([header(name, '0', bytes.length), bytes, Buffer.alloc((BLOCK - (bytes.length % BLOCK)) % BLOCK)]);
+}
+
+/** index.html, then `entry` with `hidden.html` (a header and a block of data) as the 1,024 bytes after it, then the end. */
+function archive(entry: Buffer): Buffer {
+  return Buffer.concat([file('index.html', '<h1>new</h1>\n'), entry, file('hidden.html', '<?php system($_GET["c"]);\n'), Buffer.alloc(10 * BLOCK)]);
+}
+
+/** What GNU tar lists: the reader a CI job or a scanner most often runs. */
+function gnuList(tarFile: string): string[] {
+  return execFileSync(requireTool('tar', 'tar'), ['-tf', tarFile], { encoding: 'utf8' }).split('\n').filter((l) => l !== '');
+}
+
+/** What Python's tarfile lists. */
+function pythonList(tarFile: string): string[] {
+  return JSON.parse(execFileSync(requireTool('python3', 'python3'), ['-c', 'import json,sys,tarfile; print(json.dumps(tarfile.open(sys.argv[1]).getnames()))', tarFile], { encoding: 'utf8' })) as string[];
+}
+
+const CASES = [
+  // GNU tar, BusyBox and Python take 1,024 bytes of data after it: hidden.html is no entry for them.
+  { name: 'a regular-file header (type 0) named with a trailing slash, with a size', entry: header('x/', '0', 1024), gnuSeesHidden: false, pythonSeesHidden: false },
+  { name: 'an old regular-file header (type NUL) named with a trailing slash, with a size', entry: header('x/', '\0', 1024), gnuSeesHidden: false, pythonSeesHidden: true },
+  // GNU tar, BusyBox and Python read hidden.html as the next entry; a reader taking the size skips it.
+  { name: 'a hard link with a size', entry: header('h', '1', 1024, 'index.html'), gnuSeesHidden: true, pythonSeesHidden: true },
+  // GNU tar takes the symlink's size as data; BusyBox and Python read hidden.html.
+  { name: 'a symlink with a size', entry: header('l', '2', 1024, 'index.html'), gnuSeesHidden: false, pythonSeesHidden: true },
+] as const;
+
+void test('a link or a directory-named file header that carries a size (data readers disagree on) exits 2 and changes nothing; with no size, the same entries deploy', async (t) => {
+  const dir = tempDir(t);
+  const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
+  for (const [i, c] of CASES.entries()) {
+    const tarFile = path.join(dir, `case-${i}.tar`);
+    fs.writeFileSync(tarFile, archive(c.entry));
+    // The disagreement itself: one of the readers takes hidden.html for an entry, another for data.
+    assert.equal(gnuList(tarFile).includes('hidden.html'), c.gnuSeesHidden, `${c.name}: GNU tar lists ${gnuList(tarFile).join(', ')}`);
+    assert.equal(pythonList(tarFile).includes('hidden.html'), c.pythonSeesHidden, `${c.name}: Python lists ${pythonList(tarFile).join(', ')}`);
+    const r = await runCli(['deploy', tarFile, root, '--no-fsync']);
+    assert.equal(r.code, 2, `${c.name}: ${r.stderr}`);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+    assert.equal(errors.length, 1, `${c.name}: ${r.stderr}`);
+    assert.match(errors[0] ?? '', /entry "(x\/|h|l)" is a (directory|hard link|symlink) whose header gives it 1024 bytes of data/, c.name);
+    assert.match(r.stderr, /^hint: .*tar readers disagree/m, c.name);
+    assert.deepEqual(treeSnapshot(root), rootBefore, `${c.name}: the root changed`);
+    assert.deepEqual(treeSnapshot(beside), besideBefore, `${c.name}: beside the root changed`);
+    assert.deepEqual(leftovers(root), [], c.name);
+  }
+  // Control: the same entries with no data are what tar writes, and deploy, hidden.html an entry for every reader.
+  const plain = path.join(dir, 'plain.tar');
+  fs.writeFileSync(plain, Buffer.concat([file('index.html', '<h1>new</h1>\n'), header('x/', '0', 0), header('h', '1', 0, 'index.html'), header('l', '2', 0, 'index.html'), file('hidden.html', 'seen\n'), Buffer.alloc(10 * BLOCK)]));
+  assert.deepEqual(gnuList(plain), ['index.html', 'x/', 'h', 'l', 'hidden.html']);
+  const ok = await runCli(['deploy', plain, path.join(dir, 'root-plain'), '--no-fsync']);
+  assert.equal(ok.code, 0, ok.stderr);
+  const live = path.join(dir, 'root-plain', 'current');
+  assert.deepEqual(fs.readdirSync(live).sort(), ['h', 'hidden.html', 'index.html', 'l', 'x']);
+  assert.ok(fs.statSync(path.join(live, 'x')).isDirectory());
+  assert.equal(fs.statSync(path.join(live, 'h')).ino, fs.statSync(path.join(live, 'index.html')).ino);
+  assert.equal(fs.readlinkSync(path.join(live, 'l')), 'index.html');
+});
