@@ -205,6 +205,20 @@ function applyPax(header: TarHeader, pax: Map<string, string>, raw: Map<string, 
   if (mtime !== undefined && /^-?\d+(\.\d+)?$/.test(mtime)) header.mtimeMs = Math.round(Number(mtime) * 1000);
 }
 
+/**
+ * An entry named (or linked) twice over, the two names differing: readers resolve it differently
+ * (GNU tar takes a PAX path over a GNU long name, BusyBox the later one, Python the first PAX
+ * header of two), so another tool would list it under another name than the one deployed.
+ */
+function namedTwice(what: string): TarFormatError {
+  return new TarFormatError(what, 'tar readers disagree on which name counts, so another tool would list the entry under another name than the one deployed: rebuild the artifact with one tar (GNU tar, bsdtar or Python\'s tarfile each write one name)');
+}
+
+/** Whether two optional byte strings are the same (both absent included). */
+function sameBytes(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
+}
+
 const ZEROS = Buffer.alloc(64 * 1024);
 
 function isZero(bytes: Buffer): boolean {
@@ -343,6 +357,14 @@ export class TarParser {
       const name = this.pax?.get('GNU.sparse.name') ?? this.pax?.get('path') ?? this.longName?.name ?? header.name;
       throw new TarFormatError(`entry ${JSON.stringify(name)} is a sparse file (tar -S), which is not supported`, 'create the archive without -S/--sparse');
     }
+    const paxPath = this.pax?.get('path');
+    if (paxPath !== undefined && this.longName !== undefined && paxPath !== this.longName.name) {
+      throw namedTwice(`an entry is named ${JSON.stringify(paxPath)} by a PAX record and ${JSON.stringify(this.longName.name)} by a GNU long name`);
+    }
+    const paxLink = this.pax?.get('linkpath');
+    if (paxLink !== undefined && this.longLink !== undefined && paxLink !== this.longLink) {
+      throw namedTwice(`an entry links to ${JSON.stringify(paxLink)} by a PAX record and ${JSON.stringify(this.longLink)} by a GNU long link`);
+    }
     if (this.globalPax) applyPax(header, this.globalPax, this.globalPaxRaw);
     if (this.pax) applyPax(header, this.pax, this.paxRaw);
     if (this.longName !== undefined) {
@@ -386,19 +408,43 @@ export class TarParser {
 
   private long(flag: string, bytes: Buffer, size: number): void {
     if (flag === 'x') {
-      this.paxRaw = new Map();
-      this.pax = decodePax(bytes, this.paxRaw);
+      const raw = new Map<string, Buffer>();
+      const records = decodePax(bytes, raw);
+      // Two PAX headers before one entry: GNU tar and BusyBox take the second's records, Python the first's.
+      for (const [key, value] of records) {
+        const earlier = this.pax?.get(key);
+        if (earlier !== undefined && (earlier !== value || !sameBytes(this.paxRaw?.get(key), raw.get(key)))) {
+          throw namedTwice(`two PAX headers give it ${key} ${JSON.stringify(earlier)} and ${JSON.stringify(value)}`);
+        }
+      }
+      this.pax = new Map([...(this.pax ?? []), ...records]);
+      this.paxRaw = new Map([...(this.paxRaw ?? []), ...raw]);
     } else if (flag === 'g') {
       const raw = new Map<string, Buffer>();
       const records = decodePax(bytes, raw);
+      // GNU tar and Python give every later entry this name or link target, BusyBox none.
+      for (const key of ['path', 'linkpath']) {
+        const value = records.get(key);
+        if (value !== undefined) throw namedTwice(`a global PAX header gives every entry after it the ${key} ${JSON.stringify(value)}`);
+      }
       this.globalPax = new Map([...(this.globalPax ?? []), ...records]);
       // A later global record replaces an earlier one's value, and with it that value's bytes.
       this.globalPaxRaw = new Map([...[...(this.globalPaxRaw ?? [])].filter(([k]) => !records.has(k)), ...raw]);
     } else {
       const end = bytes.indexOf(0);
       const raw = bytes.subarray(0, end < 0 ? bytes.length : end);
-      if (flag === 'L') this.longName = nameOf(raw);
-      else this.longLink = raw.toString('utf8');
+      // Two long names before one entry: GNU tar and BusyBox take the second, Python the first.
+      if (flag === 'L') {
+        const name = nameOf(raw);
+        if (this.longName !== undefined && !sameBytes(this.longName.rawName ?? Buffer.from(this.longName.name), name.rawName ?? Buffer.from(name.name))) {
+          throw namedTwice(`two GNU long names give it ${JSON.stringify(this.longName.name)} and ${JSON.stringify(name.name)}`);
+        }
+        this.longName = name;
+      } else {
+        const link = raw.toString('utf8');
+        if (this.longLink !== undefined && this.longLink !== link) throw namedTwice(`two GNU long links give it ${JSON.stringify(this.longLink)} and ${JSON.stringify(link)}`);
+        this.longLink = link;
+      }
     }
     this.pad(size);
   }

@@ -99,3 +99,63 @@ void test('a link or a directory-named file header that carries a size (data rea
   assert.equal(fs.statSync(path.join(live, 'h')).ino, fs.statSync(path.join(live, 'index.html')).ino);
   assert.equal(fs.readlinkSync(path.join(live, 'l')), 'index.html');
 });
+
+/** A PAX extended header (type x, or g for a global one) holding one record `key=value`. */
+function pax(key: string, value: string, flag = 'x'): Buffer {
+  const body = ` ${key}=${value}\n`;
+  let length = body.length + 1;
+  while (`${length}${body}`.length !== length) length = `${length}${body}`.length;
+  const records = Buffer.from(`${length}${body}`);
+  return Buffer.concat([header('PaxHeader', flag, records.length), records, Buffer.alloc((BLOCK - (records.length % BLOCK)) % BLOCK)]);
+}
+
+function globalPax(key: string, value: string): Buffer {
+  return pax(key, value, 'g');
+}
+
+/** A GNU long name (type L) or long link (type K) record. */
+function gnuLong(flag: 'L' | 'K', value: string): Buffer {
+  const bytes = Buffer.from(`${value}\0`);
+  return Buffer.concat([header('././@LongLink', flag, bytes.length), bytes, Buffer.alloc((BLOCK - (bytes.length % BLOCK)) % BLOCK)]);
+}
+
+void test('an entry named twice over (a PAX path and a GNU long name that differ, two PAX headers or two long names in a row, a global PAX path or linkpath), which readers resolve differently, exits 2 and changes nothing; one name given twice the same deploys', async (t) => {
+  const dir = tempDir(t);
+  const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
+  const index = file('index.html', '<h1>new</h1>\n');
+  const body = file('c.txt', '<?php system($_GET["c"]);\n');
+  const end = Buffer.alloc(10 * BLOCK);
+  const cases = [
+    // GNU tar and Python name it readme.txt, BusyBox shell.php.
+    { name: 'a PAX path, then a GNU long name', bytes: Buffer.concat([index, pax('path', 'readme.txt'), gnuLong('L', 'shell.php'), body, end]), message: /is named "readme\.txt" by a PAX record and "shell\.php" by a GNU long name/ },
+    // GNU tar and BusyBox name it readme.txt, Python shell.php.
+    { name: 'a GNU long name, then a PAX path', bytes: Buffer.concat([index, gnuLong('L', 'shell.php'), pax('path', 'readme.txt'), body, end]), message: /is named "readme\.txt" by a PAX record and "shell\.php" by a GNU long name/ },
+    // GNU tar and BusyBox take the second, Python the first.
+    { name: 'two PAX headers', bytes: Buffer.concat([index, pax('path', 'readme.txt'), pax('path', 'shell.php'), body, end]), message: /two PAX headers give it path "readme\.txt" and "shell\.php"/ },
+    { name: 'two GNU long names', bytes: Buffer.concat([index, gnuLong('L', 'readme.txt'), gnuLong('L', 'shell.php'), body, end]), message: /two GNU long names give it "readme\.txt" and "shell\.php"/ },
+    // GNU tar and Python name it shell.php, BusyBox readme.txt.
+    { name: 'a global PAX path', bytes: Buffer.concat([index, globalPax('path', 'shell.php'), file('readme.txt', 'x\n'), end]), message: /a global PAX header gives every entry after it the path "shell\.php"/ },
+    { name: 'a global PAX linkpath', bytes: Buffer.concat([index, globalPax('linkpath', '/etc/passwd'), header('l', '2', 0, 'index.html'), end]), message: /a global PAX header gives every entry after it the linkpath "\/etc\/passwd"/ },
+    { name: 'a PAX linkpath and a GNU long link', bytes: Buffer.concat([index, pax('linkpath', 'index.html'), gnuLong('K', '/etc/passwd'), header('l', '2', 0, 'x'), end]), message: /links to "index\.html" by a PAX record and "\/etc\/passwd" by a GNU long link/ },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const tarFile = path.join(dir, `named-${i}.tar`);
+    fs.writeFileSync(tarFile, c.bytes);
+    const r = await runCli(['deploy', tarFile, root, '--no-fsync']);
+    assert.equal(r.code, 2, `${c.name}: ${r.stderr}`);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+    assert.equal(errors.length, 1, `${c.name}: ${r.stderr}`);
+    assert.match(errors[0] ?? '', c.message, c.name);
+    assert.match(r.stderr, /^hint: tar readers disagree on which/m, c.name);
+    assert.deepEqual(treeSnapshot(root), rootBefore, `${c.name}: the root changed`);
+    assert.deepEqual(treeSnapshot(beside), besideBefore, `${c.name}: beside the root changed`);
+    assert.deepEqual(leftovers(root), [], c.name);
+  }
+  // Control: the same name from both, or given twice, is no disagreement.
+  const same = path.join(dir, 'same.tar');
+  fs.writeFileSync(same, Buffer.concat([index, pax('path', 'readme.txt'), gnuLong('L', 'readme.txt'), pax('path', 'readme.txt'), body, end]));
+  assert.deepEqual(gnuList(same), ['index.html', 'readme.txt']);
+  const ok = await runCli(['deploy', same, path.join(dir, 'root-same'), '--no-fsync']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'root-same', 'current')).sort(), ['index.html', 'readme.txt']);
+});
