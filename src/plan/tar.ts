@@ -87,7 +87,13 @@ function number(block: Uint8Array, start: number, length: number, signed = false
   }
   let i = start;
   const end = start + length;
-  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
+  while (i < end && block[i] === 0x20) i++;
+  // GNU tar, BusyBox and Python end a field at its first NUL: digits after one would be read by no
+  // other reader (a size read so would take other bytes as data than they do).
+  if (block[i] === 0) {
+    for (let j = i; j < end; j++) if (block[j] !== 0 && block[j] !== 0x20) throw new TarFormatError('a numeric header field has digits after a NUL', 'tar readers disagree on its value (GNU tar, BusyBox and Python read 0): rebuild the artifact with tar, bsdtar or Python\'s tarfile');
+    return 0;
+  }
   let n = 0;
   let digits = 0;
   for (; i < end; i++) {
