@@ -6,6 +6,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
 import { redactUrl, urlProblem } from '../plan/archive.ts';
@@ -108,9 +110,12 @@ async function request(url: string, headers: Record<string, string>, options: Do
       return;
     }
     const { proxy } = route;
-    req.once('proxyConnect', (connect: { statusCode?: number }) => {
-      reached = true;
+    req.once('proxyConnect', (connect: { statusCode?: number; socket?: Socket | TLSSocket }) => {
       tunnel = connect.statusCode;
+      // A forwarding agent reports an https:// proxy's connection before its TLS handshake: a plain
+      // proxy named https:// takes the connection and never completes one, and is not reached.
+      if (tunnel === undefined && connect.socket !== undefined && 'encrypted' in connect.socket) connect.socket.once('secureConnect', () => (reached = true));
+      else reached = true;
     });
     // req.setTimeout starts only once the agent hands the request a socket, after the proxy answered: until then, this.
     let gaveUp: ProxyTrouble | undefined;

@@ -152,3 +152,23 @@ void test("an https:// proxy whose certificate is not accepted (an authority not
   assert.doesNotMatch(r.stderr, /retrying/);
   assert.deepEqual(treeSnapshot(s.root), s.before);
 });
+
+void test('a plain proxy named https:// (a common slip: it speaks no TLS) fails naming the proxy, with a hint to name it http://, for http:// and https:// URLs alike', async (t) => {
+  const s = await scene(t);
+  const tinyproxy = await startTinyproxy(t);
+  const plain = await serve(t, s.dir, 'ok', { onlyFrom: '127.0.0.2' });
+  const wrong = `https://127.0.0.1:${tinyproxy.port}`;
+  for (const [name, variable] of [['http', 'HTTP_PROXY'], ['https', 'HTTPS_PROXY']] as const) {
+    const url = name === 'http' ? plain.url('site.tgz') : plain.url('site.tgz').replace('http:', 'https:');
+    const started = Date.now();
+    const r = await runCli(['deploy', url, s.root, '--no-fsync', '--download-timeout', '1', '--download-retries', '0'], { env: { [variable]: wrong }, timeoutMs: 20_000 });
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+    assert.equal(errors.length, 1, `${name}: ${r.stderr}`);
+    assert.match(errors[0] ?? '', new RegExp(`failed: (cannot reach|no answer from) the proxy ${wrong.replace(/[.]/g, '\\.')} \\(${variable}\\)`), `${name}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^hint: .*a proxy that speaks plain HTTP .*is named http://, not https://, in ${variable}`, 'm'), `${name}: ${r.stderr}`);
+    assert.ok(Date.now() - started < 15_000, `${name}: the timeout, not a hang`);
+    assert.deepEqual(treeSnapshot(s.root), s.before, `${name}: the root changed`);
+  }
+  assert.equal(plain.requests.length, 0);
+});
