@@ -383,6 +383,11 @@ export class TarParser {
     this.paxRaw = undefined;
     this.longName = undefined;
     this.longLink = undefined;
+    // A file whose name (from a PAX path or long name) ends with a slash: GNU tar makes a directory
+    // of it and skips its data, Python's tarfile a file of that data.
+    if (header.type === 'file' && header.name.endsWith('/')) {
+      throw new TarFormatError(`entry ${JSON.stringify(header.name)} is a file whose name ends with a slash`, 'tar readers disagree on whether it is a directory or a file: rebuild the artifact with tar, bsdtar or Python\'s tarfile');
+    }
     // Data readers disagree on: GNU tar reads it after a file header named `x/` (a directory here, as
     // in pre-POSIX tars) and after a symlink, BusyBox and Python read the same bytes as further
     // entries, and so does GNU tar after a hard link. Whichever way it is read, some tool lists other

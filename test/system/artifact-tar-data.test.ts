@@ -77,11 +77,13 @@ const CASES = [
   { name: 'a hard link with a size', entry: header('h', '1', 1024, 'index.html'), gnuSeesHidden: true, pythonSeesHidden: true },
   // GNU tar takes the symlink's size as data; BusyBox and Python read hidden.html.
   { name: 'a symlink with a size', entry: header('l', '2', 1024, 'index.html'), gnuSeesHidden: false, pythonSeesHidden: true },
+  // A file header whose PAX path ends with a slash: a directory for GNU tar (its data skipped), a file of those bytes for Python.
+  { name: 'a regular-file header whose PAX path ends with a slash', entry: Buffer.concat([pax('path', 'x/'), header('x', '0', 1024)]), gnuSeesHidden: false, pythonSeesHidden: false },
   // A size field of NULs then digits: 0 for GNU tar, BusyBox and Python (the field ends at its first NUL), 1024 read past them.
   { name: 'a size field whose digits follow NULs', entry: withSizeField(header('a.txt', '0', 0), `${'\0'.repeat(8)}2000`), gnuSeesHidden: true, pythonSeesHidden: true },
 ] as const;
 
-void test('a link or a directory-named file header that carries a size, or a size field with digits after a NUL (data readers disagree on), exits 2 and changes nothing; with no size, the same entries deploy', async (t) => {
+void test('a link or a directory-named file header that carries a size, a file header whose PAX path ends with a slash, or a size field with digits after a NUL (data or type readers disagree on), exits 2 and changes nothing; with no size, the same entries deploy', async (t) => {
   const dir = tempDir(t);
   const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
   for (const [i, c] of CASES.entries()) {
@@ -94,7 +96,7 @@ void test('a link or a directory-named file header that carries a size, or a siz
     assert.equal(r.code, 2, `${c.name}: ${r.stderr}`);
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
     assert.equal(errors.length, 1, `${c.name}: ${r.stderr}`);
-    assert.match(errors[0] ?? '', /entry "(x\/|h|l)" is a (directory|hard link|symlink) whose header gives it 1024 bytes of data|a numeric header field has digits after a NUL/, c.name);
+    assert.match(errors[0] ?? '', /entry "(x\/|h|l)" is a (directory|hard link|symlink) whose header gives it 1024 bytes of data|a numeric header field has digits after a NUL|entry "x\/" is a file whose name ends with a slash/, c.name);
     assert.match(r.stderr, /^hint: .*(tar )?readers disagree/m, c.name);
     assert.deepEqual(treeSnapshot(root), rootBefore, `${c.name}: the root changed`);
     assert.deepEqual(treeSnapshot(beside), besideBefore, `${c.name}: beside the root changed`);
