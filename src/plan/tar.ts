@@ -217,7 +217,7 @@ function applyPax(header: TarHeader, pax: Map<string, string>, raw: Map<string, 
  * header of two), so another tool would list it under another name than the one deployed.
  */
 function namedTwice(what: string): TarFormatError {
-  return new TarFormatError(what, 'tar readers disagree on which name counts, so another tool would list the entry under another name than the one deployed: rebuild the artifact with one tar (GNU tar, bsdtar or Python\'s tarfile each write one name)');
+  return new TarFormatError(what, 'tar readers disagree on which one counts, so another tool would list the entry otherwise than it is deployed: rebuild the artifact with one tar (GNU tar, bsdtar or Python\'s tarfile each write one)');
 }
 
 /** Whether two optional byte strings are the same (both absent included). */
