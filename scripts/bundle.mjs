@@ -191,6 +191,44 @@ function licenceNotices(metafile) {
   return `${notices} */\n`;
 }
 
+/**
+ * dist/act/proxy.js, the library's proxy module, with the proxy agents and proxy-from-env inside it
+ * and `debug` silenced as in the command: a program that imports the library and sets DEBUG=* for
+ * its own logs would otherwise get the agents' lines, a request's Proxy-Authorization among them.
+ * The project's own modules stay imports of their tsc output, so the library keeps one copy of each.
+ */
+async function libraryProxyModule() {
+  const outfile = path.join(repo, 'dist/act/proxy.js');
+  const result = await build({
+    entryPoints: [path.join(repo, 'src/act/proxy.ts')],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    outfile,
+    allowOverwrite: true,
+    metafile: true,
+    plugins: [
+      silentDebug,
+      {
+        name: 'own-modules-external',
+        setup(b) {
+          b.onResolve({ filter: /^\.\.?\/.*\.ts$/ }, (args) => ({ path: args.path.replace(/\.ts$/, '.js'), external: true }));
+        },
+      },
+    ],
+    external: NOT_BUNDLED,
+    // Some dependencies still call require() for Node built-ins; give the ESM module one.
+    banner: { js: "import { createRequire as __adCreateRequire } from 'node:module'; const require = __adCreateRequire(import.meta.url);" },
+    legalComments: 'eof',
+    logLevel: 'warning',
+  });
+  appendFileSync(outfile, licenceNotices(result.metafile));
+  return outfile;
+}
+
 const split = process.argv.includes('--bin');
+// The library build (`npm run build`, which runs --bin after tsc) gets its proxy module bundled.
+if (split) await libraryProxyModule();
 const written = await bundle({ split });
 if (!process.argv.includes('--silent')) console.log(`wrote ${written}${split ? ' and its chunks' : ''}`);

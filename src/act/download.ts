@@ -6,10 +6,12 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
 import { redactUrl, urlProblem } from '../plan/archive.ts';
-import { answerHint, isTransientStatus, retryDelayMs, retryWait } from '../plan/download.ts';
+import { answerHint, certificateHint, certificateProblem, isTransientStatus, retryDelayMs, retryWait } from '../plan/download.ts';
 import { plural } from '../plan/units.ts';
 import type { Proxy } from './proxy.ts';
 
@@ -57,6 +59,20 @@ class ProxyTrouble extends Error {
   }
 }
 
+/**
+ * A TLS certificate refused, the proxy's (`proxy` given: TLS to an https:// proxy) or the server's,
+ * as an error not retried: asking again gets the same certificate. Undefined for any other error.
+ */
+function certificateRefused(url: string, error: Error, proxy: Proxy | undefined): DeployError | undefined {
+  const problem = certificateProblem((error as NodeJS.ErrnoException).code);
+  if (problem === undefined) return undefined;
+  const refused = proxy ? `the proxy ${proxy.shown} (${proxy.variable}) presented a certificate that is not accepted` : `the certificate of ${new URL(url).host} is not accepted`;
+  return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: ${refused}: ${error.message}`, {
+    cause: error,
+    hint: certificateHint(problem, proxy ? { proxyVariable: proxy.variable } : 'server'),
+  });
+}
+
 /** The proxy a response came through, for the messages that quote it. */
 const throughProxy = new WeakMap<http.IncomingMessage, Proxy>();
 
@@ -90,13 +106,16 @@ async function request(url: string, headers: Record<string, string>, options: Do
     });
     req.setTimeout(options.timeoutMs, () => req.destroy(new Error(`no answer within ${options.timeoutMs / 1000} s`)));
     if (!route) {
-      req.on('error', reject);
+      req.on('error', (error) => reject(certificateRefused(url, error, undefined) ?? error));
       return;
     }
     const { proxy } = route;
-    req.once('proxyConnect', (connect: { statusCode?: number }) => {
-      reached = true;
+    req.once('proxyConnect', (connect: { statusCode?: number; socket?: Socket | TLSSocket }) => {
       tunnel = connect.statusCode;
+      // A forwarding agent reports an https:// proxy's connection before its TLS handshake: a plain
+      // proxy named https:// takes the connection and never completes one, and is not reached.
+      if (tunnel === undefined && connect.socket !== undefined && 'encrypted' in connect.socket) connect.socket.once('secureConnect', () => (reached = true));
+      else reached = true;
     });
     // req.setTimeout starts only once the agent hands the request a socket, after the proxy answered: until then, this.
     let gaveUp: ProxyTrouble | undefined;
@@ -114,7 +133,11 @@ async function request(url: string, headers: Record<string, string>, options: Do
     });
     req.on('error', (error) => {
       // The agent's own error (the connection it waited on, destroyed) may come first.
+      // TLS to an https:// proxy: all there is for an http:// URL, and all before the CONNECT's answer for an https:// one.
+      const proxyTls = proxy.url.startsWith('https:') && (!url.startsWith('https:') || tunnel === undefined);
+      const refused = gaveUp ? undefined : certificateRefused(url, error, proxyTls ? proxy : undefined);
       if (gaveUp) reject(gaveUp);
+      else if (refused) reject(refused);
       else if (error instanceof ProxyTrouble || options.signal?.aborted) reject(error);
       else if (!reached) reject(new ProxyTrouble(`cannot reach the proxy ${proxy.shown} (${proxy.variable}): ${error.message}`, route.unreachable));
       else reject(new Error(`${error.message} (through the proxy ${proxy.shown})`, { cause: error }));

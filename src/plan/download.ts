@@ -46,3 +46,29 @@ export function answerHint(code: number | undefined): string {
   if (code === 408) return 'the server gave up waiting for the request (408): check the network between here and the server, then deploy again';
   return 'check the URL and the server, then deploy again';
 }
+
+/** The codes of a TLS certificate refused (OpenSSL's verify results, as Node names them): asking again gets the same certificate. */
+const CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_CRL', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE', 'CRL_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID', 'CRL_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD', 'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_CHAIN_TOO_LONG', 'CERT_REVOKED', 'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
+  'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** What is wrong with a certificate refused with `code` (an error's code), or undefined when the error is no such refusal. */
+export function certificateProblem(code: unknown): 'name' | 'dates' | 'authority' | undefined {
+  if (typeof code !== 'string' || !CERTIFICATE_CODES.has(code)) return undefined;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') return 'name';
+  if (/NOT_YET_VALID|HAS_EXPIRED|_FIELD$/.test(code)) return 'dates';
+  return 'authority';
+}
+
+/** The hint of a certificate refused: the proxy's (named in `variable`) or the artifact server's. */
+export function certificateHint(problem: 'name' | 'dates' | 'authority', whose: { proxyVariable: string } | 'server'): string {
+  const owner = whose === 'server' ? "the server's" : "the proxy's";
+  if (problem === 'name') return whose === 'server' ? "give the URL with a host name the server's certificate is for" : `name the proxy in ${whose.proxyVariable} by a host its certificate is for`;
+  if (problem === 'dates') return `${owner} certificate has expired or is not valid yet: renew it, or check this machine's clock`;
+  return `if it is the right ${whose === 'server' ? 'server' : 'proxy'}, put the certificate of the authority that signed ${owner} certificate in a PEM file and set NODE_EXTRA_CA_CERTS to its path`;
+}

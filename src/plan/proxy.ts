@@ -115,7 +115,9 @@ function addressCovers(entry: string, address: string, family: number): boolean 
 
 /** The hint of a proxy that could not be reached, or did not answer. */
 export function unreachableHint(proxy: Proxy): string {
-  return `check that the proxy runs and that ${proxy.variable} names its host and port, or list the artifact's host in NO_PROXY to connect directly`;
+  const hint = `check that the proxy runs and that ${proxy.variable} names its host and port, or list the artifact's host in NO_PROXY to connect directly`;
+  // Most proxies speak plain HTTP, and an https:// written for one (for HTTPS_PROXY, say) fails its TLS handshake or never answers it.
+  return proxy.url.startsWith('https:') ? `${hint}; a proxy that speaks plain HTTP (most do) is named http://, not https://, in ${proxy.variable}` : hint;
 }
 
 /** The hint of a proxy that answered `status` instead of connecting or forwarding. */

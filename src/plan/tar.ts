@@ -87,7 +87,13 @@ function number(block: Uint8Array, start: number, length: number, signed = false
   }
   let i = start;
   const end = start + length;
-  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
+  while (i < end && block[i] === 0x20) i++;
+  // GNU tar, BusyBox and Python end a field at its first NUL: digits after one would be read by no
+  // other reader (a size read so would take other bytes as data than they do).
+  if (block[i] === 0) {
+    for (let j = i; j < end; j++) if (block[j] !== 0 && block[j] !== 0x20) throw new TarFormatError('a numeric header field has digits after a NUL', 'tar readers disagree on its value (GNU tar, BusyBox and Python read 0): rebuild the artifact with tar, bsdtar or Python\'s tarfile');
+    return 0;
+  }
   let n = 0;
   let digits = 0;
   for (; i < end; i++) {
@@ -203,6 +209,20 @@ function applyPax(header: TarHeader, pax: Map<string, string>, raw: Map<string, 
   header.gid = whole('gid') ?? header.gid;
   const mtime = pax.get('mtime');
   if (mtime !== undefined && /^-?\d+(\.\d+)?$/.test(mtime)) header.mtimeMs = Math.round(Number(mtime) * 1000);
+}
+
+/**
+ * An entry named (or linked) twice over, the two names differing: readers resolve it differently
+ * (GNU tar takes a PAX path over a GNU long name, BusyBox the later one, Python the first PAX
+ * header of two), so another tool would list it under another name than the one deployed.
+ */
+function namedTwice(what: string): TarFormatError {
+  return new TarFormatError(what, 'tar readers disagree on which one counts, so another tool would list the entry otherwise than it is deployed: rebuild the artifact with one tar (GNU tar, bsdtar or Python\'s tarfile each write one)');
+}
+
+/** Whether two optional byte strings are the same (both absent included). */
+function sameBytes(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
 }
 
 const ZEROS = Buffer.alloc(64 * 1024);
@@ -343,6 +363,14 @@ export class TarParser {
       const name = this.pax?.get('GNU.sparse.name') ?? this.pax?.get('path') ?? this.longName?.name ?? header.name;
       throw new TarFormatError(`entry ${JSON.stringify(name)} is a sparse file (tar -S), which is not supported`, 'create the archive without -S/--sparse');
     }
+    const paxPath = this.pax?.get('path');
+    if (paxPath !== undefined && this.longName !== undefined && paxPath !== this.longName.name) {
+      throw namedTwice(`an entry is named ${JSON.stringify(paxPath)} by a PAX record and ${JSON.stringify(this.longName.name)} by a GNU long name`);
+    }
+    const paxLink = this.pax?.get('linkpath');
+    if (paxLink !== undefined && this.longLink !== undefined && paxLink !== this.longLink) {
+      throw namedTwice(`an entry links to ${JSON.stringify(paxLink)} by a PAX record and ${JSON.stringify(this.longLink)} by a GNU long link`);
+    }
     if (this.globalPax) applyPax(header, this.globalPax, this.globalPaxRaw);
     if (this.pax) applyPax(header, this.pax, this.paxRaw);
     if (this.longName !== undefined) {
@@ -355,6 +383,22 @@ export class TarParser {
     this.paxRaw = undefined;
     this.longName = undefined;
     this.longLink = undefined;
+    // A file whose name (from a PAX path or long name) ends with a slash: GNU tar makes a directory
+    // of it and skips its data, Python's tarfile a file of that data.
+    if (header.type === 'file' && header.name.endsWith('/')) {
+      throw new TarFormatError(`entry ${JSON.stringify(header.name)} is a file whose name ends with a slash`, 'tar readers disagree on whether it is a directory or a file: rebuild the artifact with tar, bsdtar or Python\'s tarfile');
+    }
+    // Data readers disagree on: GNU tar reads it after a file header named `x/` (a directory here, as
+    // in pre-POSIX tars) and after a symlink, BusyBox and Python read the same bytes as further
+    // entries, and so does GNU tar after a hard link. Whichever way it is read, some tool lists other
+    // entries than those deployed (a file hidden from `tar -t` would go live): refused.
+    const dataOfNoFile = header.type === 'symlink' || header.type === 'hardlink' || (header.type === 'dir' && flag !== '5' && flag !== 'D');
+    if (dataOfNoFile && header.size > 0) {
+      throw new TarFormatError(
+        `entry ${JSON.stringify(header.name)} is a ${header.type === 'dir' ? 'directory' : header.type === 'hardlink' ? 'hard link' : 'symlink'} whose header gives it ${header.size} bytes of data`,
+        'tar readers disagree on whether such bytes are its data or further entries, so another tool would list other files than those deployed: rebuild the artifact with tar, bsdtar or Python\'s tarfile (links and directories carry no data)',
+      );
+    }
     // Only regular files carry data here; a directory's size field is not data (as with tar-stream),
     // except a dumpdir's, whose listing follows it and is skipped.
     const size = header.type === 'dir' && flag !== 'D' ? 0 : header.size;
@@ -375,19 +419,43 @@ export class TarParser {
 
   private long(flag: string, bytes: Buffer, size: number): void {
     if (flag === 'x') {
-      this.paxRaw = new Map();
-      this.pax = decodePax(bytes, this.paxRaw);
+      const raw = new Map<string, Buffer>();
+      const records = decodePax(bytes, raw);
+      // Two PAX headers before one entry: GNU tar and BusyBox take the second's records, Python the first's.
+      for (const [key, value] of records) {
+        const earlier = this.pax?.get(key);
+        if (earlier !== undefined && (earlier !== value || !sameBytes(this.paxRaw?.get(key), raw.get(key)))) {
+          throw namedTwice(`two PAX headers give it ${key} ${JSON.stringify(earlier)} and ${JSON.stringify(value)}`);
+        }
+      }
+      this.pax = new Map([...(this.pax ?? []), ...records]);
+      this.paxRaw = new Map([...(this.paxRaw ?? []), ...raw]);
     } else if (flag === 'g') {
       const raw = new Map<string, Buffer>();
       const records = decodePax(bytes, raw);
+      // GNU tar and Python give every later entry this name or link target, BusyBox none.
+      for (const key of ['path', 'linkpath']) {
+        const value = records.get(key);
+        if (value !== undefined) throw namedTwice(`a global PAX header gives every entry after it the ${key} ${JSON.stringify(value)}`);
+      }
       this.globalPax = new Map([...(this.globalPax ?? []), ...records]);
       // A later global record replaces an earlier one's value, and with it that value's bytes.
       this.globalPaxRaw = new Map([...[...(this.globalPaxRaw ?? [])].filter(([k]) => !records.has(k)), ...raw]);
     } else {
       const end = bytes.indexOf(0);
       const raw = bytes.subarray(0, end < 0 ? bytes.length : end);
-      if (flag === 'L') this.longName = nameOf(raw);
-      else this.longLink = raw.toString('utf8');
+      // Two long names before one entry: GNU tar and BusyBox take the second, Python the first.
+      if (flag === 'L') {
+        const name = nameOf(raw);
+        if (this.longName !== undefined && !sameBytes(this.longName.rawName ?? Buffer.from(this.longName.name), name.rawName ?? Buffer.from(name.name))) {
+          throw namedTwice(`two GNU long names give it ${JSON.stringify(this.longName.name)} and ${JSON.stringify(name.name)}`);
+        }
+        this.longName = name;
+      } else {
+        const link = raw.toString('utf8');
+        if (this.longLink !== undefined && this.longLink !== link) throw namedTwice(`two GNU long links give it ${JSON.stringify(this.longLink)} and ${JSON.stringify(link)}`);
+        this.longLink = link;
+      }
     }
     this.pad(size);
   }

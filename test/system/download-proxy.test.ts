@@ -6,13 +6,14 @@
 // that refuses (407, 403), is not there, or never answers fails the deploy with exit 1 naming it;
 // a proxy variable that is no proxy URL exits 2. Every failure leaves the root as it was.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { serve } from '../harness/archives.ts';
-import { runCli, tempDir, type CliResult } from '../harness/cli.ts';
+import { cliEnv, runCli, tempDir, type CliResult } from '../harness/cli.ts';
 import { makeSource, manifestDiff, manifestOf, sameManifest, treeSnapshot } from '../harness/invariants.ts';
 import { freePort } from '../harness/nginx.ts';
 import { requireTool } from '../harness/swappers.ts';
@@ -208,4 +209,38 @@ void test('a proxy that refuses the port, is not there, or never answers fails t
     assert.ok(!r.stderr.includes('hunter2'), `${value}: the password was printed`);
   }
   assert.equal(server.requests.length, 0);
+});
+
+void test("the library (dist/index.js) run with DEBUG=* logs nothing of the proxy agents, the proxy's login least of all; the app's own debug still logs", async (t) => {
+  const s = await scene(t);
+  const password = 's3cr3t.pw';
+  const proxy = await startTinyproxy(t, { login: { user: 'deployer', password } });
+  const withLogin = proxy.url.replace('http://', `http://deployer:${password}@`);
+  const plain = await serve(t, s.dir, 'ok', { onlyFrom: '127.0.0.2' });
+  const secure = await serve(t, s.dir, 'ok', { onlyFrom: '127.0.0.2', tls: s.tls });
+  const repo = fileURLToPath(new URL('../..', import.meta.url));
+  // An application of the user's that logs through debug itself, as a server's code often does.
+  const app = path.join(s.dir, 'app.mjs');
+  fs.writeFileSync(app, [
+    `import createDebug from ${JSON.stringify(path.join(repo, 'node_modules/debug/src/index.js'))};`,
+    `import { deploy } from ${JSON.stringify(path.join(repo, 'dist/index.js'))};`,
+    "createDebug('app')('deploying');",
+    'const { release } = await deploy(process.argv[2], process.argv[3], { fsync: false });',
+    "createDebug('app')('deployed %s', release);",
+  ].join('\n'));
+  for (const [name, server, variable] of [['http', plain, 'HTTP_PROXY'], ['https', secure, 'HTTPS_PROXY']] as const) {
+    const root = path.join(s.dir, `root-${name}`);
+    const env = cliEnv(undefined, { DEBUG: '*', DEBUG_COLORS: 'no', [variable]: withLogin, NODE_EXTRA_CA_CERTS: s.tls.certFile });
+    const stderr = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [app, server.url('site.tgz'), root], { env, encoding: 'utf8' }, (error, _stdout, err) => (error ? reject(new Error(`${name}: ${error.message}\n${err}`)) : resolve(err)));
+    });
+    assertDeployed(s, root, name);
+    assert.match(stderr, /app deploying/, `${name}: the app's own debug logs`);
+    assert.match(stderr, /app deployed /, `${name}: the app's own debug logs after the deploy`);
+    assert.doesNotMatch(stderr, /proxy-agent|agent-base/, `${name}: the proxy agents logged`);
+    for (const secret of [password, Buffer.from(`deployer:${password}`).toString('base64')]) {
+      assert.ok(!stderr.includes(secret), `${name}: the login was printed: ${stderr}`);
+    }
+  }
+  assert.equal(plain.requests.length + secure.requests.length, 2);
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
-import { noProxyCovers, noProxyValue, parseProxy, proxyVariable, refusedHint } from '../../src/plan/proxy.ts';
+import { noProxyCovers, noProxyValue, parseProxy, proxyVariable, refusedHint, unreachableHint } from '../../src/plan/proxy.ts';
 
 test("a URL's proxy variable: its scheme's, lower case before upper, then ALL_PROXY; an empty one is unset", () => {
   assert.deepEqual(proxyVariable('https:', { https_proxy: 'a', HTTPS_PROXY: 'b', ALL_PROXY: 'c' }), { name: 'https_proxy', value: 'a' });
@@ -93,4 +93,7 @@ test('hints: a login asked for, a login refused, a host not allowed, a server th
   assert.match(refusedHint(login, 401), /refused the user and password/);
   assert.match(refusedHint(bare, 403), /does not allow this host or port/);
   assert.match(refusedHint(bare, 502), /could not reach the artifact's server/);
+  // An https:// proxy not reached may be a plain one named so.
+  assert.doesNotMatch(unreachableHint(bare), /plain HTTP/);
+  assert.match(unreachableHint(parseProxy('HTTPS_PROXY', 'https://proxy:3128')), /a proxy that speaks plain HTTP \(most do\) is named http:\/\/, not https:\/\/, in HTTPS_PROXY$/);
 });

@@ -227,3 +227,33 @@ void test('a name that is not UTF-8 keeps its bytes for messages, from the heade
   assert.deepEqual(seen.map((s) => s.header.rawName), [bad, long, bad, undefined]);
   assert.ok(seen.slice(0, 3).every((s) => s.header.name.includes('\uFFFD')));
 });
+
+void test('a link, or a file header named as a directory, that carries a size is a format error (readers disagree on what follows); with size 0 it decodes', async () => {
+  const sized = (spec: Spec, flag: string | undefined, size: number): Promise<Buffer> =>
+    pack([spec]).then((bytes) => {
+      const block = Buffer.from(bytes.subarray(0, 512));
+      if (flag !== undefined) block.write(flag, 156, 'latin1');
+      block.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+      // The bytes after the header: data for a reader that takes the size, a header for one that does not.
+      return Buffer.concat([withChecksum(block), Buffer.alloc(size), bytes.subarray(512)]);
+    });
+  const base = { data: Buffer.alloc(0), mode: 0o644, mtime: 1 };
+  const cases = [
+    [{ ...base, name: 'l', type: 'symlink', linkname: 'a' }, undefined, /entry "l" is a symlink whose header gives it 1024 bytes of data/],
+    [{ ...base, name: 'h', type: 'link', linkname: 'a' }, undefined, /entry "h" is a hard link whose header gives it 512 bytes of data/],
+    [{ ...base, name: 'x/', type: 'file' }, '0', /entry "x\/" is a directory whose header gives it 1024 bytes of data/],
+    [{ ...base, name: 'x/', type: 'file' }, '\0', /entry "x\/" is a directory whose header gives it 512 bytes of data/],
+  ] as const;
+  for (const [spec, flag, message] of cases) {
+    const size = /1024/.test(message.source) ? 1024 : 512;
+    const bytes = await sized(spec, flag, size);
+    assert.throws(() => parse(bytes, [512]), (error: unknown) => error instanceof TarFormatError && message.test(error.message) && /tar readers disagree/.test(error.hint ?? ''));
+    const none = await sized(spec, flag, 0);
+    assert.equal(parse(none, [512]).length, 1, spec.name);
+  }
+  // A directory (type 5) with a size is read as every reader reads it: no data.
+  const dir = await pack([{ ...base, name: 'd', type: 'directory' }]);
+  const block = Buffer.from(dir.subarray(0, 512));
+  block.write(`${(512).toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  assert.deepEqual(parse(Buffer.concat([withChecksum(block), dir.subarray(512)]), [512]).map((s) => s.header.type), ['dir']);
+});
