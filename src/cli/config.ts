@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 // The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
 import { kernelPath } from '../act/layout.ts';
-import { nameExists, NOT_REGULAR, readRegularFileSync, symlinkTarget } from '../act/read.ts';
+import { nameExists, NOT_REGULAR, readRegularFileBytesSync, symlinkTarget } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
 import { secondsToMs } from './number-flags.ts';
 import { asList, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
-import { CONFIG_KEY_OF_FLAG, CONFIG_NAMES } from '../plan/config-basics.ts';
+import { CONFIG_KEY_OF_FLAG, CONFIG_NAMES, configText } from '../plan/config-basics.ts';
 import { shellWord, tildePath } from '../plan/paths.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
@@ -99,7 +99,11 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   let notation: { said: string; hint?: string } | undefined;
   let text: string;
   try {
-    text = readRegularFileSync(file, searched ? (stat) => trustFound(file, stat) : undefined);
+    const decoded = configText(readRegularFileBytesSync(file, searched ? (stat) => trustFound(file, stat) : undefined));
+    if ('problem' in decoded) {
+      throw invalid(`${file}${decoded.line === undefined ? '' : `:${decoded.line}:${decoded.col}`}: ${decoded.problem}`, file, undefined, `save it as UTF-8: iconv -f ${decoded.line === undefined ? 'utf-16' : 'latin1'} -t utf-8 ${shellWord(file)} > ${shellWord(`${file}.utf8`)} && mv ${shellWord(`${file}.utf8`)} ${shellWord(file)}; --no-config runs without the file`);
+    }
+    text = decoded.text;
   } catch (error) {
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
