@@ -266,6 +266,14 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
         hint: `write it unquoted or as an absolute path ($HOME/...); for a directory whose name starts with ~, write ./${arg}`,
       });
     }
+    // Node decodes the command line as UTF-8, each byte that is none becoming U+FFFD: such a path
+    // names another folder than the one typed (a deploy would make a new root by that name). A
+    // name that holds U+FFFD itself exists as decoded and is taken.
+    if (arg.includes('\uFFFD') && !nameExists(arg)) {
+      throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} holds bytes that are not UTF-8 (shown as \uFFFD), which reach this program replaced: it would name another folder than the one typed`, {
+        hint: `give the folder a UTF-8 name (convmv -f latin1 -t utf-8 --notest <folder>), or reach it through a symbolic link whose path is UTF-8`,
+      });
+    }
     return arg;
   }
   if (fromConfig !== undefined) {

@@ -424,3 +424,28 @@ void test('an option after -- is an argument: the hint puts it before --', async
   const fixed = await runCli(['deploy', '--dry-run', '--', './-odd', 'www'], { cwd: dir });
   assert.equal(fixed.code, 0, fixed.stderr);
 });
+
+// Node decodes the command line as UTF-8, a byte that is none becoming U+FFFD: a root named in
+// Latin-1 (`caf\xe9`, typed in a non-UTF-8 locale or by a script) reached the deploy as `caf\uFFFD`,
+// which made a new root of that name and went live there, exit 0, while the folder named was
+// never touched; a build named so "did not exist".
+void test('a root or source argument holding bytes that are not UTF-8 is refused (exit 2), nothing made; one that names an existing folder as decoded still works', async (t) => {
+  const dir = await workdir(t);
+  fs.cpSync(path.join(dir, 'build'), path.join(dir, 'b\uFFFDx'), { recursive: true });
+  const before = treeSnapshot(dir, { times: true });
+  const run = (words: string): SpawnSyncReturns<string> =>
+    spawnSync('bash', ['-c', `exec "$0" "$1" ${words}`, process.execPath, BIN], { cwd: dir, env: cliEnv(), encoding: 'utf8' });
+  for (const [words, what] of [
+    [`deploy build "$(printf 'caf\\351')"`, 'root'],
+    [`deploy "$(printf 'b\\351')" www`, 'source'],
+    [`status "$(printf 'caf\\351')"`, 'root'],
+  ] as const) {
+    const result = run(words);
+    assert.equal(result.status, 2, result.stderr);
+    assert.match(result.stderr, new RegExp(`^error: the ${what} "[^"]*\uFFFD" holds bytes that are not UTF-8 \\(shown as \uFFFD\\), which reach this program replaced: it would name another folder than the one typed\nhint: `), words);
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  // A name that holds U+FFFD itself (as UTF-8) is what it says: it exists, and it deploys.
+  const real = await runCli(['deploy', 'b\uFFFDx', 'www', '--quiet'], { cwd: dir });
+  assert.equal(real.code, 0, real.stderr);
+});
