@@ -63,7 +63,10 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
     const found = rollbackTarget(views, currentId);
     if (!found) {
       throw new DeployError('NO_PREVIOUS_RELEASE', currentId === null ? `${layout.root} has no current release to roll back from` : `release ${currentId} has no earlier good release to roll back to`, {
-        hint: `list releases with: atomic-deploy releases ${shellWord(layout.root)}; pick one with --to <id>`,
+        // No --to can help where the live release is the only one (or there is none).
+        hint: views.some((v) => v.id !== currentId)
+          ? `list releases with: atomic-deploy releases ${shellWord(layout.root)}; pick one with --to <id>`
+          : `there is no other release in ${layout.releases} to roll back to: deploy one first (atomic-deploy deploy <source> ${shellWord(layout.root)})`,
       });
     }
     target = found.id;
