@@ -138,7 +138,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     try {
       data = JSON.parse(text) as unknown;
     } catch (error) {
-      throw invalid(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, file, error);
+      const said = error instanceof Error ? error.message : String(error);
+      throw invalid(`${file}${jsonErrorAt(text, said)}: not valid JSON: ${said}`, file, error);
     }
     // JSON is YAML's flow style: read again for the spelling of its numbers (JSON.parse keeps none)
     // and for a key given twice in one object, which JSON.parse settles silently (the last wins) and
@@ -251,6 +252,18 @@ export function deployOptionsFrom(loaded: LoadedConfig, flags: DeployFlags, give
 function keepOf(keep: number | undefined): number | undefined {
   const n = keep ?? DEFAULT_KEEP;
   return n === 0 ? undefined : n;
+}
+
+/**
+ * Where JSON.parse stopped, as `:line:col`: Node 20 names a character offset ("at position 15"),
+ * or nothing at the end of the text ("Unexpected end of JSON input"); YAML errors have line and column.
+ */
+function jsonErrorAt(text: string, said: string): string {
+  const m = / at position (\d+)/.exec(said);
+  const offset = m ? Number(m[1]) : /end of JSON input/.test(said) ? text.length : undefined;
+  if (offset === undefined || offset > text.length) return '';
+  const lines = text.slice(0, offset).split('\n');
+  return `:${lines.length}:${[...(lines[lines.length - 1] ?? '')].length + 1}`;
 }
 
 /**

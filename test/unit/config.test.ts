@@ -372,3 +372,23 @@ void test('config text: UTF-8, a BOM read past; another encoding is a problem at
   assert.ok('problem' in wide);
   assert.match(wide.problem, /^UTF-16 text/);
 });
+
+// Node 20's JSON.parse names a character offset only ("at position 15"): a YAML file's errors
+// have file:line:col, a JSON file's had neither, and a trailing comma on line 3 was hunted for.
+void test('a JSON config that does not parse is named by file:line:col, as a YAML one is', (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'deploy.json');
+  for (const [text, at] of [
+    ['{\n  "keep": 3,\n}\n', '3:1'],
+    ['{\n  "keep": 3\n  "root": "x"\n}\n', '3:3'],
+    ['{\n  "keep": 3,\n', '3:1'],
+  ] as const) {
+    fs.writeFileSync(file, text);
+    assert.throws(() => loadConfig(file, dir), (error: unknown) => {
+      assert.ok(error instanceof DeployError);
+      assert.equal(error.code, 'INVALID_CONFIG');
+      assert.ok(error.message.startsWith(`${file}:${at}: not valid JSON: `), `${JSON.stringify(text)}: ${error.message}`);
+      return true;
+    });
+  }
+});
