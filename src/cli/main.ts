@@ -31,8 +31,8 @@ export interface RunOptions extends Streams {
   onCommand?: (name: string, reportOnly: boolean) => void;
 }
 
-/** The commands whose output is their whole result: one that cannot be written fails them. */
-const REPORTS = new Set(['status', 'releases', 'verify']);
+/** The commands whose output is their whole result (a completion script too, often redirected into a file): one that cannot be written fails them. */
+const REPORTS = new Set(['status', 'releases', 'verify', 'completion']);
 
 interface CommonFlags {
   json?: boolean;
