@@ -66,7 +66,9 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
         // No --to can help where the live release is the only one (or there is none).
         hint: views.some((v) => v.id !== currentId)
           ? `list releases with: atomic-deploy releases ${shellWord(layout.root)}; pick one with --to <id>`
-          : `there is no other release in ${layout.releases} to roll back to: deploy one first (atomic-deploy deploy <source> ${shellWord(layout.root)})`,
+          : currentId === null
+            ? `no release is in ${layout.releases} yet: deploy one first (atomic-deploy deploy <source> ${shellWord(layout.root)})`
+            : `${currentId} is the only release here: deploy another first, --to cannot help (see: atomic-deploy releases ${shellWord(layout.root)})`,
       });
     }
     target = found.id;
