@@ -254,6 +254,11 @@ function keepOf(keep: number | undefined): number | undefined {
   return n === 0 ? undefined : n;
 }
 
+/** The first `$NAME` or `${NAME}` in a path, as a shell would have expanded it; undefined when there is none. */
+function unexpandedVariable(p: string): string | undefined {
+  return /\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(p)?.[0];
+}
+
 /**
  * Where JSON.parse stopped, as `:line:col`: Node 20 names a character offset ("at position 15"),
  * or nothing at the end of the text ("Unexpected end of JSON input"); YAML errors have line and column.
@@ -282,6 +287,13 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
     // Node decodes the command line as UTF-8, each byte that is none becoming U+FFFD: such a path
     // names another folder than the one typed (a deploy would make a new root by that name). A
     // name that holds U+FFFD itself exists as decoded and is taken.
+    // `'$DEPLOY_ROOT'` single-quoted, or a CI's literal text: a folder by that name is made nowhere the server looks.
+    const variable = unexpandedVariable(arg);
+    if (variable !== undefined && !nameExists(arg)) {
+      throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} holds ${variable}, which no shell expanded (single quotes, or a variable that was not set where the command line was made)`, {
+        hint: `write it where the shell expands it ("${variable}", not '${variable}'), and check that the variable is set; for a folder of that name, create it first`,
+      });
+    }
     if (arg.includes('\uFFFD') && !nameExists(arg)) {
       throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} holds bytes that are not UTF-8 (shown as \uFFFD), which reach this program replaced: it would name another folder than the one typed`, {
         hint: `give the folder a UTF-8 name (convmv -f latin1 -t utf-8 --notest <folder>), or reach it through a symbolic link whose path is UTF-8`,
@@ -292,7 +304,15 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
   if (fromConfig !== undefined) {
     const home = os.homedir();
     const tilde = tildePath(fromConfig, home);
-    if (!tilde.tilde) return path.resolve(loaded.dir, fromConfig);
+    if (!tilde.tilde) {
+      const resolved = path.resolve(loaded.dir, fromConfig);
+      // No shell reads the file: `root: $HOME/app` is a folder named `$HOME` beside it.
+      const variable = unexpandedVariable(fromConfig);
+      if (variable !== undefined && !nameExists(resolved)) {
+        throw invalid(`the ${what} ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'} holds ${variable}, which no shell expanded: no shell reads the config file`, loaded.file ?? loaded.dir, undefined, `write the path out (~/ is this user's home), or give the ${what} on the command line, where the shell expands it`);
+      }
+      return resolved;
+    }
     // HOME set but empty (or relative): `~/x` would become `x`, relative to wherever the command runs.
     if (tilde.expanded !== undefined && !path.isAbsolute(home)) {
       throw invalid(`${what}: ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'}: ~ cannot be expanded, HOME is ${home === '' ? 'empty' : `not an absolute path (${JSON.stringify(home)})`}`, loaded.file ?? loaded.dir);

@@ -484,3 +484,33 @@ void test('a config file that is not UTF-8 is refused naming the byte and its li
   assert.equal(jsonOf<Json>(ok).release, 'café');
   assert.equal(currentId(path.join(dir, 'root')), 'café');
 });
+
+// No shell reads the config file: `root: $HOME/app` or `root: ${DEPLOY_ROOT}` was a folder named so
+// under the file's directory, and a deploy made it and went live there, exit 0. On the command
+// line a variable no shell expanded (single quotes, a CI's literal text) did the same.
+void test('a root or source holding a $VARIABLE no shell expanded is refused (exit 2), nothing made; a folder of that name that exists is taken', async (t) => {
+  const { dir } = setup(t);
+  const file = path.join(dir, 'atomic-deploy.config.yaml');
+  for (const [text, args, said] of [
+    ['root: $HOME/app\nsource: build\n', ['deploy'], `root "$HOME/app" in ${file}`],
+    ['root: ${DEPLOY_ROOT}\nsource: build\n', ['deploy', '--dry-run'], `root "\${DEPLOY_ROOT}" in ${file}`],
+    ['root: r\nsource: $CI_PROJECT_DIR/build\n', ['deploy'], `source "$CI_PROJECT_DIR/build" in ${file}`],
+    ['keep: 2\n', ['deploy', 'build', '$DEPLOY_ROOT'], 'root "$DEPLOY_ROOT"'],
+    ['keep: 2\n', ['status', '${APP}/www'], 'root "${APP}/www"'],
+  ] as const) {
+    fs.writeFileSync(file, text);
+    const before = snapshot(dir);
+    const r = await runCli([...args], { cwd: dir });
+    assert.equal(r.code, 2, `${text}: ${r.stderr}`);
+    assert.ok(r.stderr.startsWith(`error: the ${said} holds ${said.includes('{') ? '${' : '$'}`), r.stderr);
+    assert.match(r.stderr, /no shell expanded/);
+    assert.deepEqual(snapshot(dir), before);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['atomic-deploy.config.yaml', 'build']);
+  }
+  // A folder that is named so, and exists, is that folder.
+  fs.writeFileSync(file, 'keep: 2\n');
+  fs.mkdirSync(path.join(dir, '$odd'));
+  const odd = await runCli(['deploy', 'build', '$odd', '--quiet'], { cwd: dir });
+  assert.equal(odd.code, 0, odd.stderr);
+  assert.equal(currentId(path.join(dir, '$odd')) !== null, true);
+});
