@@ -45,12 +45,17 @@ export function directoryStat(p: string): fs.Stats | undefined {
 
 /** `check` sees the opened file's own stat (never another file put in its place since) before it is read. */
 export function readRegularFileSync(file: string, check?: (stat: fs.Stats) => void): string {
+  return readRegularFileBytesSync(file, check).toString('utf8');
+}
+
+/** readRegularFileSync's bytes, undecoded: for text whose encoding is checked rather than assumed. */
+export function readRegularFileBytesSync(file: string, check?: (stat: fs.Stats) => void): Buffer {
   const fd = fs.openSync(file, FLAGS);
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw notRegular(file);
     check?.(stat);
-    return fs.readFileSync(fd, 'utf8');
+    return fs.readFileSync(fd);
   } finally {
     fs.closeSync(fd);
   }

@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 // The one nonblocking, type-checked read of a file someone else may have replaced by a FIFO.
 import { kernelPath } from '../act/layout.ts';
-import { nameExists, NOT_REGULAR, readRegularFileSync, symlinkTarget } from '../act/read.ts';
+import { nameExists, NOT_REGULAR, readRegularFileBytesSync, symlinkTarget } from '../act/read.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import type { DeployOptions } from '../ops/deploy.ts';
 import type { ReleaseFlags } from './deploy-flags.ts';
 import { secondsToMs } from './number-flags.ts';
 import { asList, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
-import { CONFIG_KEY_OF_FLAG, CONFIG_NAMES } from '../plan/config-basics.ts';
+import { CONFIG_KEY_OF_FLAG, CONFIG_NAMES, configText } from '../plan/config-basics.ts';
 import { shellWord, tildePath } from '../plan/paths.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
@@ -99,7 +99,11 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   let notation: { said: string; hint?: string } | undefined;
   let text: string;
   try {
-    text = readRegularFileSync(file, searched ? (stat) => trustFound(file, stat) : undefined);
+    const decoded = configText(readRegularFileBytesSync(file, searched ? (stat) => trustFound(file, stat) : undefined));
+    if ('problem' in decoded) {
+      throw invalid(`${file}${decoded.line === undefined ? '' : `:${decoded.line}:${decoded.col}`}: ${decoded.problem}`, file, undefined, `save it as UTF-8: iconv -f ${decoded.line === undefined ? 'utf-16' : 'latin1'} -t utf-8 ${shellWord(file)} > ${shellWord(`${file}.utf8`)} && mv ${shellWord(`${file}.utf8`)} ${shellWord(file)}; --no-config runs without the file`);
+    }
+    text = decoded.text;
   } catch (error) {
     if (error instanceof DeployError) throw error;
     const code = errnoOf(error);
@@ -134,7 +138,8 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
     try {
       data = JSON.parse(text) as unknown;
     } catch (error) {
-      throw invalid(`${file}: not valid JSON: ${error instanceof Error ? error.message : String(error)}`, file, error);
+      const said = error instanceof Error ? error.message : String(error);
+      throw invalid(`${file}${jsonErrorAt(text, said)}: not valid JSON: ${said}`, file, error);
     }
     // JSON is YAML's flow style: read again for the spelling of its numbers (JSON.parse keeps none)
     // and for a key given twice in one object, which JSON.parse settles silently (the last wins) and
@@ -249,6 +254,23 @@ function keepOf(keep: number | undefined): number | undefined {
   return n === 0 ? undefined : n;
 }
 
+/** The first `$NAME` or `${NAME}` in a path, as a shell would have expanded it; undefined when there is none. */
+function unexpandedVariable(p: string): string | undefined {
+  return /\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(p)?.[0];
+}
+
+/**
+ * Where JSON.parse stopped, as `:line:col`: Node 20 names a character offset ("at position 15"),
+ * or nothing at the end of the text ("Unexpected end of JSON input"); YAML errors have line and column.
+ */
+function jsonErrorAt(text: string, said: string): string {
+  const m = / at position (\d+)/.exec(said);
+  const offset = m ? Number(m[1]) : /end of JSON input/.test(said) ? text.length : undefined;
+  if (offset === undefined || offset > text.length) return '';
+  const lines = text.slice(0, offset).split('\n');
+  return `:${lines.length}:${[...(lines[lines.length - 1] ?? '')].length + 1}`;
+}
+
 /**
  * A path from the command line (relative to cwd) or else from the config (relative to its file).
  * A `~` the shell left alone is never taken as a directory named `~` (a deploy there would go
@@ -262,12 +284,35 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
         hint: `write it unquoted or as an absolute path ($HOME/...); for a directory whose name starts with ~, write ./${arg}`,
       });
     }
+    // Node decodes the command line as UTF-8, each byte that is none becoming U+FFFD: such a path
+    // names another folder than the one typed (a deploy would make a new root by that name). A
+    // name that holds U+FFFD itself exists as decoded and is taken.
+    // `'$DEPLOY_ROOT'` single-quoted, or a CI's literal text: a folder by that name is made nowhere the server looks.
+    const variable = unexpandedVariable(arg);
+    if (variable !== undefined && !nameExists(arg)) {
+      throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} holds ${variable}, which no shell expanded (single quotes, or a variable that was not set where the command line was made)`, {
+        hint: `write it where the shell expands it ("${variable}", not '${variable}'), and check that the variable is set; for a folder of that name, create it first`,
+      });
+    }
+    if (arg.includes('\uFFFD') && !nameExists(arg)) {
+      throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} holds bytes that are not UTF-8 (shown as \uFFFD), which reach this program replaced: it would name another folder than the one typed`, {
+        hint: `give the folder a UTF-8 name (convmv -f latin1 -t utf-8 --notest <folder>), or reach it through a symbolic link whose path is UTF-8`,
+      });
+    }
     return arg;
   }
   if (fromConfig !== undefined) {
     const home = os.homedir();
     const tilde = tildePath(fromConfig, home);
-    if (!tilde.tilde) return path.resolve(loaded.dir, fromConfig);
+    if (!tilde.tilde) {
+      const resolved = path.resolve(loaded.dir, fromConfig);
+      // No shell reads the file: `root: $HOME/app` is a folder named `$HOME` beside it.
+      const variable = unexpandedVariable(fromConfig);
+      if (variable !== undefined && !nameExists(resolved)) {
+        throw invalid(`the ${what} ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'} holds ${variable}, which no shell expanded: no shell reads the config file`, loaded.file ?? loaded.dir, undefined, `write the path out (~/ is this user's home), or give the ${what} on the command line, where the shell expands it`);
+      }
+      return resolved;
+    }
     // HOME set but empty (or relative): `~/x` would become `x`, relative to wherever the command runs.
     if (tilde.expanded !== undefined && !path.isAbsolute(home)) {
       throw invalid(`${what}: ${JSON.stringify(fromConfig)} in ${loaded.file ?? 'the config'}: ~ cannot be expanded, HOME is ${home === '' ? 'empty' : `not an absolute path (${JSON.stringify(home)})`}`, loaded.file ?? loaded.dir);

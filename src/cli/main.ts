@@ -31,8 +31,8 @@ export interface RunOptions extends Streams {
   onCommand?: (name: string, reportOnly: boolean) => void;
 }
 
-/** The commands whose output is their whole result: one that cannot be written fails them. */
-const REPORTS = new Set(['status', 'releases', 'verify']);
+/** The commands whose output is their whole result (a completion script too, often redirected into a file): one that cannot be written fails them. */
+const REPORTS = new Set(['status', 'releases', 'verify', 'completion']);
 
 interface CommonFlags {
   json?: boolean;
@@ -329,9 +329,83 @@ function leadingOptions(program: Command, argv: readonly string[]): { front: str
 /** The line commander writes after a usage error (showHelpAfterError). */
 const USAGE_HINT_LINE = 'hint: see --help for usage\n';
 
-/** The word of an "unknown option" error that has one dash and several letters (`-dash`): no flag is spelled so, a path may be. */
-function dashWord(text: string): string | undefined {
-  return /^error: unknown option '(-[^-'][^']+)'\n?$/.exec(text)?.[1];
+/**
+ * The word of an "unknown option" error that has one dash and several letters (`-dash`): no flag
+ * is spelled so, a path may be. Only a word as typed: commander splits `-n=1` into `-n` and `-=1`.
+ */
+function dashWord(text: string, argv: readonly string[]): string | undefined {
+  const word = /^error: unknown option '(-[^-'][^']+)'\n?$/.exec(text)?.[1];
+  return word !== undefined && argv.includes(word) ? word : undefined;
+}
+
+/**
+ * A switch given a value (`--dry-run=false`, `-n=1`), which commander calls an unknown option:
+ * the flag and the word typed, when the flag is a switch of the command it was given to.
+ */
+function switchGivenValue(text: string, argv: readonly string[], running: Command | undefined): { flag: string; word: string } | undefined {
+  const m = /^error: unknown option '(--[^'=]+=[^']*|-=[^']*)'/.exec(text);
+  if (!m || running === undefined) return undefined;
+  const given = m[1] as string;
+  // `-n=1` reaches commander as the switch -n and then `-=1`: the word typed is -n=1.
+  const word = given.startsWith('-=') ? argv.find((w) => /^-[^-=]=/.test(w) && w.slice(2) === given.slice(1)) : given;
+  if (word === undefined) return undefined;
+  const flag = word.slice(0, word.indexOf('='));
+  const option = (running.options as Option[]).find((o) => o.long === flag || o.short === flag);
+  return option !== undefined && !option.required && !option.optional ? { flag, word } : undefined;
+}
+
+/**
+ * After `--` every word is an argument: a flag of the command among them (`deploy -- ./-odd www
+ * --dry-run`) made "too many arguments". The hint moves the flags before `--`.
+ */
+function optionsAfterDashes(text: string, argv: readonly string[], running: Command | undefined): string | undefined {
+  if (!/^error: too many arguments for '/.test(text) || running === undefined) return undefined;
+  const at = argv.indexOf('--');
+  if (at < 0) return undefined;
+  const after = argv.slice(at + 1);
+  const known = (w: string): boolean => (running.options as Option[]).some((o) => o.long === w.split('=', 1)[0] || o.short === w);
+  const flags = after.filter((w) => w.startsWith('-') && known(w));
+  const first = flags[0];
+  if (first === undefined) return undefined;
+  // A flag that takes a value takes the word after it along.
+  const moved: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < after.length; i++) {
+    const w = after[i] as string;
+    if (!flags.includes(w)) {
+      rest.push(w);
+      continue;
+    }
+    moved.push(w);
+    const option = (running.options as Option[]).find((o) => o.long === w || o.short === w);
+    if (option?.required && i + 1 < after.length) moved.push(after[++i] as string);
+  }
+  const example = [...argv.slice(0, at), ...moved, '--', ...rest];
+  return `after --, every word is an argument, ${first} too: give the options before --: atomic-deploy ${example.map(shellWord).join(' ')}`;
+}
+
+/**
+ * A value flag given twice (`--keep 10 … --keep 1`, options put together by a script): commander
+ * keeps the last one without a word. Refused, as a config file's key given twice is; the same
+ * value twice is one value, and a repeatable flag (one that collects a list) is left alone.
+ */
+function refuseValuesGivenTwice(cmd: Command): void {
+  for (const option of cmd.options as Option[]) {
+    if (!option.required && !option.optional) continue;
+    const key = option.attributeName();
+    let first: { raw: string; value: unknown } | undefined;
+    cmd.on(`option:${option.name()}`, (raw: unknown) => {
+      if (typeof raw !== 'string') return;
+      const value: unknown = cmd.getOptionValue(key);
+      if (Array.isArray(value)) return;
+      if (first === undefined) {
+        first = { raw, value };
+        return;
+      }
+      if (first.raw === raw || JSON.stringify(first.value) === JSON.stringify(value)) return;
+      cmd.error(`error: option '${option.flags}' is given twice, as '${first.raw}' and as '${raw}': give it once (neither is taken over the other)`, { exitCode: EXIT.invalid, code: 'commander.givenTwice' });
+    });
+  }
 }
 
 /** How to pass `word` as an argument: the options, then `--`, then it and the other arguments. */
@@ -352,7 +426,9 @@ function oneLineSuggestion(text: string): string {
  * commands: `releases --keep` got "did you mean --help?", the nearest spelling among the
  * command's own flags, where the mistake is the command.
  */
-function explainUnknownOption(text: string, program: Command): string {
+function explainUnknownOption(text: string, program: Command, argv: readonly string[] = [], running?: Command): string {
+  const switched = switchGivenValue(text, argv, running);
+  if (switched) return text.replace(/^error: unknown option '[^']*'[^\n]*/, `error: option '${switched.flag}' takes no value (given as ${switched.word}): give ${switched.flag} alone to turn it on, or leave it out`);
   // `init deploy/prod.yaml`: the file init writes is named by --config, as every command reads it.
   const extra = /^error: too many arguments for 'init'\. Expected 0 arguments but got \d+\./.exec(text);
   if (extra) return text.replace(extra[0], `error: init takes no arguments: name the file to write with --config (atomic-deploy init --config <file>)`);
@@ -388,6 +464,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   };
 
   let dashed: string | undefined;
+  // The hint that replaces "see --help for usage" after commander's error (after -- , a flag is an argument).
+  let usageHint: string | undefined;
+  // The command commander parses for (after dispatch), whose own flags a usage error is about.
+  let running: Command | undefined;
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
@@ -401,9 +481,11 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       // One line, as our own suggestions are: commander puts "(Did you mean --keep?)" on a line of its own.
       // A word like `-dash` may be a path: the hint after its error says how to pass one.
       writeErr: (s) => {
-        const dash = dashWord(s);
+        const dash = dashWord(s, argv);
         if (dash !== undefined) dashed = dash;
-        options.stderr.write(s === USAGE_HINT_LINE && dashed !== undefined ? `hint: ${dashHint(dashed, argv)}\n` : explainUnknownOption(oneLineSuggestion(s), program));
+        usageHint ??= optionsAfterDashes(s, argv, running);
+        if (dashed !== undefined) usageHint ??= dashHint(dashed, argv);
+        options.stderr.write(s === USAGE_HINT_LINE && usageHint !== undefined ? `hint: ${usageHint}\n` : explainUnknownOption(oneLineSuggestion(s), program, argv, running));
       },
     });
   const common = (cmd: Command): Command =>
@@ -721,13 +803,18 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
       options.stdout.write(JSON.stringify({ version: VERSION }) + '\n');
       return EXIT.ok;
     }
-    await program.parseAsync([...dispatch(program, argv)], { from: 'user' });
+    const dispatched = dispatch(program, argv);
+    // `-- <source> <root>` is the bare deploy form, which commander hands to deploy, the default command.
+    const word = dispatched[leadingOptions(program, dispatched).at];
+    running = program.commands.find((c) => c.name() === (word === '--' ? 'deploy' : word)) ?? program;
+    for (const cmd of [program, ...program.commands]) refuseValuesGivenTwice(cmd);
+    await program.parseAsync([...dispatched], { from: 'user' });
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
       // The hint stderr gets from showHelpAfterError goes into the JSON object too.
-      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program).replace(/^error: /, ''), hint: dashed === undefined ? 'see --help for usage' : dashHint(dashed, argv) } }) + '\n');
+      if (wantsJson) options.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: explainUnknownOption(oneLineSuggestion(error.message), program, argv, running).replace(/^error: /, ''), hint: usageHint ?? 'see --help for usage' } }) + '\n');
       return EXIT.invalid;
     }
     // A refusal by the system that no step turned into a DeployError (a read-only command in a

@@ -63,7 +63,12 @@ function chooseTarget(layout: Layout, views: ReleaseView[], currentId: string | 
     const found = rollbackTarget(views, currentId);
     if (!found) {
       throw new DeployError('NO_PREVIOUS_RELEASE', currentId === null ? `${layout.root} has no current release to roll back from` : `release ${currentId} has no earlier good release to roll back to`, {
-        hint: `list releases with: atomic-deploy releases ${shellWord(layout.root)}; pick one with --to <id>`,
+        // No --to can help where the live release is the only one (or there is none).
+        hint: views.some((v) => v.id !== currentId)
+          ? `list releases with: atomic-deploy releases ${shellWord(layout.root)}; pick one with --to <id>`
+          : currentId === null
+            ? `no release is in ${layout.releases} yet: deploy one first (atomic-deploy deploy <source> ${shellWord(layout.root)})`
+            : `${currentId} is the only release here: deploy another first, --to cannot help (see: atomic-deploy releases ${shellWord(layout.root)})`,
       });
     }
     target = found.id;

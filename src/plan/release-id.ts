@@ -131,7 +131,9 @@ export function newReleaseIdProblem(id: string): string | undefined {
   // but is other bytes: a later `--to café` typed composed would not find it. Said, with the form to write.
   const composed = id.normalize('NFC');
   if (composed !== id && [...composed].every((ch) => NEW_ID.test(ch))) return `it is written in decomposed Unicode (a letter and a combining mark apart): write it composed, ${JSON.stringify(composed)}`;
-  return `it contains ${JSON.stringify(bad)}; a new release id holds only letters, digits, dots, dashes and underscores`;
+  // A character that shows as nothing or as a space (U+200B pasted with a tag, U+00A0) is named by its code point too.
+  const unseen = bad !== ' ' && /^[\p{Z}\p{Cf}\p{Cc}\p{M}]$/u.test(bad) ? ` (U+${(bad.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}, which shows as nothing or as a space)` : '';
+  return `it contains ${JSON.stringify(bad)}${unseen}; a new release id holds only letters, digits, dots, dashes and underscores`;
 }
 
 /**

@@ -347,3 +347,105 @@ void test('empty-string paths, a dangling current for verify, init --config and 
   assert.match(waited.stderr, /^hint: it was still held after the 0\.5 s --wait; wait longer/m);
   fs.rmSync(path.join(www, '.deploy.lock'), { recursive: true });
 });
+
+// A switch given a value (`--dry-run=false`, `-n=1`) was "unknown option '--dry-run' for this
+// command; it is an option of deploy, rollback, prune" (deploy's own flag), and `-n=1` got a hint
+// whose command held `-- -=1 deploy build www`, a word the user never typed.
+const SWITCH_VALUES: { args: string[]; error: string }[] = [
+  { args: ['deploy', 'build', 'www', '--dry-run=false'], error: "error: option '--dry-run' takes no value (given as --dry-run=false): give --dry-run alone to turn it on, or leave it out" },
+  { args: ['deploy', 'build', 'www', '--no-fsync=true'], error: "error: option '--no-fsync' takes no value (given as --no-fsync=true): give --no-fsync alone to turn it on, or leave it out" },
+  { args: ['status', 'www', '--read-only=1'], error: "error: option '--read-only' takes no value (given as --read-only=1): give --read-only alone to turn it on, or leave it out" },
+  { args: ['prune', 'www', '--force=yes'], error: "error: option '--force' takes no value (given as --force=yes): give --force alone to turn it on, or leave it out" },
+  { args: ['deploy', 'build', 'www', '-n=1'], error: "error: option '-n' takes no value (given as -n=1): give -n alone to turn it on, or leave it out" },
+];
+
+for (const mistake of SWITCH_VALUES) {
+  void test(`a switch given a value: atomic-deploy ${mistake.args.join(' ')} says it takes none, exit 2, nothing changed`, async (t) => {
+    const dir = await workdir(t);
+    const before = treeSnapshot(dir, { times: true });
+    const result = await runCli(mistake.args, { cwd: dir });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, `${mistake.error}\nhint: see --help for usage\n`);
+    const json = await runCli([...mistake.args, '--json'], { cwd: dir });
+    assert.equal(json.code, 2, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout), { error: { code: 'USAGE', message: mistake.error.replace(/^error: /, ''), hint: 'see --help for usage' } });
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  });
+}
+
+// A value flag given twice kept the last value without a word: `--keep 10 … --keep 1` (options
+// assembled by a script) pruned to one release; `--release-id a --release-id b` deployed b.
+const GIVEN_TWICE: { args: string[]; error: string }[] = [
+  { args: ['deploy', 'build', 'www', '--keep', '10', '--keep', '1'], error: "error: option '--keep <n>' is given twice, as '10' and as '1': give it once (neither is taken over the other)" },
+  { args: ['deploy', 'build', 'www', '--release-id', 'a', '--release-id=b'], error: "error: option '--release-id <id>' is given twice, as 'a' and as 'b': give it once (neither is taken over the other)" },
+  { args: ['deploy', 'build', 'www', '--strategy', 'copy', '--strategy', 'hardlink'], error: "error: option '--strategy <name>' is given twice, as 'copy' and as 'hardlink': give it once (neither is taken over the other)" },
+  { args: ['prune', 'www', '--keep', '5', '--keep', '0'], error: "error: option '--keep <n>' is given twice, as '5' and as '0': give it once (neither is taken over the other)" },
+  { args: ['rollback', 'www', '--to', 'x', '--to', 'y'], error: "error: option '--to <id>' is given twice, as 'x' and as 'y': give it once (neither is taken over the other)" },
+  { args: ['--config', 'a.yaml', 'status', 'www', '--config', 'b.yaml'], error: "error: option '--config <file>' is given twice, as 'a.yaml' and as 'b.yaml': give it once (neither is taken over the other)" },
+];
+
+for (const mistake of GIVEN_TWICE) {
+  void test(`a value given twice: atomic-deploy ${mistake.args.join(' ')} exits 2 and changes nothing`, async (t) => {
+    const dir = await workdir(t);
+    for (let i = 0; i < 3; i++) {
+      const more = await runCli(['deploy', 'build', 'www', '--quiet'], { cwd: dir });
+      assert.equal(more.code, 0, more.stderr);
+    }
+    const before = treeSnapshot(dir, { times: true });
+    const result = await runCli(mistake.args, { cwd: dir });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, `${mistake.error}\nhint: see --help for usage\n`);
+    assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  });
+}
+
+void test('the same value twice is one value, and a repeatable flag still collects', async (t) => {
+  const dir = await workdir(t);
+  const same = await runCli(['deploy', 'build', 'www', '--keep', '2', '--keep=2', '--release-id', 'r2', '--json'], { cwd: dir });
+  assert.equal(same.code, 0, same.stderr);
+  assert.equal(currentId(path.join(dir, 'www')), 'r2');
+  const hooks = await runCli(['deploy', 'build', 'www', '--dry-run', '--json', '--before-switch', 'true', '--before-switch', 'true'], { cwd: dir });
+  assert.equal(hooks.code, 0, hooks.stderr);
+  assert.deepEqual((JSON.parse(hooks.stdout) as { hooks: { beforeSwitch: unknown[] } }).hooks.beforeSwitch.length, 2);
+});
+
+// After `--` every word is an argument: `deploy -- ./-odd www --dry-run` was "too many
+// arguments … got 3" with no word of why.
+void test('an option after -- is an argument: the hint puts it before --', async (t) => {
+  const dir = await workdir(t);
+  writeTree(path.join(dir, '-odd'), { 'index.html': 'odd\n' });
+  const before = treeSnapshot(dir, { times: true });
+  const result = await runCli(['deploy', '--', './-odd', 'www', '--dry-run'], { cwd: dir });
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(result.stderr, "error: too many arguments for 'deploy'. Expected 2 arguments but got 3.\nhint: after --, every word is an argument, --dry-run too: give the options before --: atomic-deploy deploy --dry-run -- ./-odd www\n");
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  const fixed = await runCli(['deploy', '--dry-run', '--', './-odd', 'www'], { cwd: dir });
+  assert.equal(fixed.code, 0, fixed.stderr);
+});
+
+// Node decodes the command line as UTF-8, a byte that is none becoming U+FFFD: a root named in
+// Latin-1 (`caf\xe9`, typed in a non-UTF-8 locale or by a script) reached the deploy as `caf\uFFFD`,
+// which made a new root of that name and went live there, exit 0, while the folder named was
+// never touched; a build named so "did not exist".
+void test('a root or source argument holding bytes that are not UTF-8 is refused (exit 2), nothing made; one that names an existing folder as decoded still works', async (t) => {
+  const dir = await workdir(t);
+  fs.cpSync(path.join(dir, 'build'), path.join(dir, 'b\uFFFDx'), { recursive: true });
+  const before = treeSnapshot(dir, { times: true });
+  const run = (words: string): SpawnSyncReturns<string> =>
+    spawnSync('bash', ['-c', `exec "$0" "$1" ${words}`, process.execPath, BIN], { cwd: dir, env: cliEnv(), encoding: 'utf8' });
+  for (const [words, what] of [
+    [`deploy build "$(printf 'caf\\351')"`, 'root'],
+    [`deploy "$(printf 'b\\351')" www`, 'source'],
+    [`status "$(printf 'caf\\351')"`, 'root'],
+  ] as const) {
+    const result = run(words);
+    assert.equal(result.status, 2, result.stderr);
+    assert.match(result.stderr, new RegExp(`^error: the ${what} "[^"]*\uFFFD" holds bytes that are not UTF-8 \\(shown as \uFFFD\\), which reach this program replaced: it would name another folder than the one typed\nhint: `), words);
+  }
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  // A name that holds U+FFFD itself (as UTF-8) is what it says: it exists, and it deploys.
+  const real = await runCli(['deploy', 'b\uFFFDx', 'www', '--quiet'], { cwd: dir });
+  assert.equal(real.code, 0, real.stderr);
+});

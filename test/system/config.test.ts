@@ -449,3 +449,68 @@ void test('a config file found by the search is refused when another user owns i
   assert.equal(own.code, 0, own.stderr);
   assert.equal(fs.readFileSync(ran, 'utf8').trim(), '0');
 });
+
+// A config file is UTF-8 text. One saved in Latin-1 (`root: /srv/www/café`, 0xE9) was decoded with
+// U+FFFD in place of the byte: the deploy made a new root named `caf\uFFFD` and went live there,
+// exit 0, while the site's root stayed as it was. One saved as UTF-16 (PowerShell's `>`) said
+// `got "��k\u0000e\u0000…", expected a mapping`; a JSON one saved with a BOM (Notepad) said
+// `Unexpected token '\uFEFF'`, a character nobody sees, where YAML reads past the BOM.
+void test('a config file that is not UTF-8 is refused naming the byte and its line, exit 2, nothing made; a UTF-8 BOM is read past, in JSON too', async (t) => {
+  const { dir } = setup(t);
+  const latin1 = Buffer.concat([Buffer.from('source: build\nroot: ./caf'), Buffer.from([0xe9]), Buffer.from('\n')]);
+  const file = path.join(dir, 'atomic-deploy.config.yaml');
+  fs.writeFileSync(file, latin1);
+  const before = snapshot(dir);
+  const bad = await runCli(['deploy', '--json'], { cwd: dir });
+  assert.equal(bad.code, 2, bad.stderr);
+  const error = jsonOf<Json>(bad).error;
+  assert.equal(error?.code, 'INVALID_CONFIG');
+  assert.equal(error?.message, `${file}:2:12: not UTF-8 text (the byte 0xe9): a config file is read as UTF-8, and this one was saved in another encoding (Latin-1?)`);
+  assert.match(bad.stderr, /hint: save it as UTF-8: iconv -f latin1 -t utf-8 /);
+  assert.deepEqual(snapshot(dir), before);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['atomic-deploy.config.yaml', 'build']);
+  // UTF-16, with its byte order mark, as Windows PowerShell writes a file.
+  fs.writeFileSync(file, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('keep: 3\n', 'utf16le')]));
+  const wide = await runCli(['deploy', 'build', 'root', '--json'], { cwd: dir });
+  assert.equal(wide.code, 2, wide.stderr);
+  assert.equal(jsonOf<Json>(wide).error?.message, `${file}: UTF-16 text (it starts with a UTF-16 byte order mark): a config file is read as UTF-8`);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['atomic-deploy.config.yaml', 'build']);
+  // A UTF-8 byte order mark is no content: YAML and JSON files are read past it.
+  fs.rmSync(file);
+  const json = path.join(dir, 'atomic-deploy.config.json');
+  fs.writeFileSync(json, '\uFEFF{"keep": 1, "releaseId": "café"}\n');
+  const ok = await runCli(['deploy', 'build', 'root', '--json'], { cwd: dir });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(jsonOf<Json>(ok).release, 'café');
+  assert.equal(currentId(path.join(dir, 'root')), 'café');
+});
+
+// No shell reads the config file: `root: $HOME/app` or `root: ${DEPLOY_ROOT}` was a folder named so
+// under the file's directory, and a deploy made it and went live there, exit 0. On the command
+// line a variable no shell expanded (single quotes, a CI's literal text) did the same.
+void test('a root or source holding a $VARIABLE no shell expanded is refused (exit 2), nothing made; a folder of that name that exists is taken', async (t) => {
+  const { dir } = setup(t);
+  const file = path.join(dir, 'atomic-deploy.config.yaml');
+  for (const [text, args, said] of [
+    ['root: $HOME/app\nsource: build\n', ['deploy'], `root "$HOME/app" in ${file}`],
+    ['root: ${DEPLOY_ROOT}\nsource: build\n', ['deploy', '--dry-run'], `root "\${DEPLOY_ROOT}" in ${file}`],
+    ['root: r\nsource: $CI_PROJECT_DIR/build\n', ['deploy'], `source "$CI_PROJECT_DIR/build" in ${file}`],
+    ['keep: 2\n', ['deploy', 'build', '$DEPLOY_ROOT'], 'root "$DEPLOY_ROOT"'],
+    ['keep: 2\n', ['status', '${APP}/www'], 'root "${APP}/www"'],
+  ] as const) {
+    fs.writeFileSync(file, text);
+    const before = snapshot(dir);
+    const r = await runCli([...args], { cwd: dir });
+    assert.equal(r.code, 2, `${text}: ${r.stderr}`);
+    assert.ok(r.stderr.startsWith(`error: the ${said} holds ${said.includes('{') ? '${' : '$'}`), r.stderr);
+    assert.match(r.stderr, /no shell expanded/);
+    assert.deepEqual(snapshot(dir), before);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['atomic-deploy.config.yaml', 'build']);
+  }
+  // A folder that is named so, and exists, is that folder.
+  fs.writeFileSync(file, 'keep: 2\n');
+  fs.mkdirSync(path.join(dir, '$odd'));
+  const odd = await runCli(['deploy', 'build', '$odd', '--quiet'], { cwd: dir });
+  assert.equal(odd.code, 0, odd.stderr);
+  assert.equal(currentId(path.join(dir, '$odd')) !== null, true);
+});

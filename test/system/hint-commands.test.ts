@@ -49,6 +49,8 @@ async function rootWithOneRelease(t: { after(fn: () => void): void }, name: stri
   fs.mkdirSync(src);
   fs.writeFileSync(path.join(src, 'index.html'), 'one\n');
   const root = path.join(dir, name);
+  // Made first: a new root whose name holds `$HOME` is taken for a variable no shell expanded.
+  fs.mkdirSync(root);
   const deployed = await runCli(['deploy', src, root, '--quiet', '--release-id', 'r1']);
   assert.equal(deployed.code, 0, deployed.stderr);
   return { dir, root, id: 'r1' };

@@ -63,7 +63,9 @@ void test('a report that cannot be written (a full disk) exits 1; a reader gone 
     const r = spawnSync('sh', ['-c', `exec "$0" "$1" ${args} > ${full}/out`, process.execPath, BIN], { env: cliEnv(), encoding: 'utf8' });
     return { code: r.status, stderr: r.stderr };
   };
-  for (const args of [`releases ${root} --json`, `status ${root}`, `verify ${root} --json`, `deploy ${src} ${root} --dry-run`]) {
+  // A completion script is all `completion` does: `completion fish > ~/.config/fish/completions/…`
+  // on a full disk left an empty script, exit 0, and the shell then completed nothing.
+  for (const args of [`releases ${root} --json`, `status ${root}`, `verify ${root} --json`, `deploy ${src} ${root} --dry-run`, 'completion bash', 'completion fish']) {
     const r = into(args);
     assert.equal(r.code, 1, `${args}: ${r.stderr}`);
     assert.match(r.stderr, /^error: no space left on device while writing the output to stdout$/m, args);

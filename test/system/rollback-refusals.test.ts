@@ -122,3 +122,29 @@ void test('rollback --to into a root with no current: previous is null, as a fir
   assert.equal(currentId(root), 'a');
   assert.match((await runCli(['rollback', root, '--to', 'a'])).stdout, /^release a is already current; nothing was changed$/m);
 });
+
+// A root prepared by hand (`releases/` and `shared/`, nothing deployed yet), or one with a single
+// release: `rollback` said "list releases …; pick one with --to <id>", where the list was empty or
+// held only the live release, and no --to could work.
+void test('rollback with no other release to go to: the hint says to deploy one, not to pick one with --to; nothing changed', async (t) => {
+  const dir = tempDir(t);
+  const empty = path.join(dir, 'prepared');
+  fs.mkdirSync(path.join(empty, 'releases'), { recursive: true });
+  fs.mkdirSync(path.join(empty, 'shared'));
+  const one = path.join(dir, 'one');
+  const src = writeTree(path.join(dir, 'build'), { 'index.html': 'v1\n' });
+  const first = await runCli(['deploy', src, one, '--release-id', 'r1', '--quiet']);
+  assert.equal(first.code, 0, first.stderr);
+  for (const [root, message, hint] of [
+    [empty, `error: ${empty} has no current release to roll back from`, `no release is in ${empty}/releases yet: deploy one first (atomic-deploy deploy <source> ${empty})`],
+    [one, 'error: release r1 has no earlier good release to roll back to', `r1 is the only release here: deploy another first, --to cannot help (see: atomic-deploy releases ${one})`],
+  ] as const) {
+    const before = treeSnapshot(root, { times: true });
+    for (const args of [['rollback', root], ['rollback', root, '--dry-run']]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `${message}\nhint: ${hint}\n`);
+    }
+    assert.deepEqual(treeSnapshot(root, { times: true }), before);
+  }
+});

@@ -351,3 +351,44 @@ void test('shared paths and reloads take one item or a list, as hooks take one c
 void test('a YAML merge key is named as one, not as an unknown key "<<"', () => {
   assert.match(configError({ hooks: { '<<': { timeout: 5 } } }).message, /^c\.yaml: hooks\.<<: a YAML merge key \(<<: \*anchor\), which this file does not read; write the keys out/);
 });
+
+void test('config text: UTF-8, a BOM read past; another encoding is a problem at its first byte, never replaced', async () => {
+  const { configText } = await import('../../src/plan/config-basics.ts');
+  assert.deepEqual(configText(Buffer.from('keep: 3\n')), { text: 'keep: 3\n' });
+  assert.deepEqual(configText(Buffer.from('\uFEFFkeep: 3\n')), { text: 'keep: 3\n' });
+  assert.deepEqual(configText(Buffer.from('root: /srv/café\n')), { text: 'root: /srv/café\n' });
+  const latin1 = configText(Buffer.from('keep: 3\nroot: /srv/caf\xe9\n', 'latin1'));
+  assert.ok('problem' in latin1);
+  assert.equal(latin1.line, 2);
+  assert.equal(latin1.col, 15);
+  assert.match(latin1.problem, /^not UTF-8 text \(the byte 0xe9\)/);
+  // A character cut short at the end of the file, a lone continuation byte, an overlong form.
+  for (const [bytes, col] of [[[0x61, 0xe2, 0x82], 2], [[0x80], 1], [[0x61, 0x61, 0xc0, 0xaf], 3]] as const) {
+    const r = configText(Uint8Array.from(bytes));
+    assert.ok('problem' in r, String(bytes));
+    assert.equal(r.col, col, String(bytes));
+  }
+  const wide = configText(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('keep: 3\n', 'utf16le')]));
+  assert.ok('problem' in wide);
+  assert.match(wide.problem, /^UTF-16 text/);
+});
+
+// Node 20's JSON.parse names a character offset only ("at position 15"): a YAML file's errors
+// have file:line:col, a JSON file's had neither, and a trailing comma on line 3 was hunted for.
+void test('a JSON config that does not parse is named by file:line:col, as a YAML one is', (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'deploy.json');
+  for (const [text, at] of [
+    ['{\n  "keep": 3,\n}\n', '3:1'],
+    ['{\n  "keep": 3\n  "root": "x"\n}\n', '3:3'],
+    ['{\n  "keep": 3,\n', '3:1'],
+  ] as const) {
+    fs.writeFileSync(file, text);
+    assert.throws(() => loadConfig(file, dir), (error: unknown) => {
+      assert.ok(error instanceof DeployError);
+      assert.equal(error.code, 'INVALID_CONFIG');
+      assert.ok(error.message.startsWith(`${file}:${at}: not valid JSON: `), `${JSON.stringify(text)}: ${error.message}`);
+      return true;
+    });
+  }
+});

@@ -106,3 +106,14 @@ void test('a new id typed decomposed (e + U+0301) is told to be written composed
   // A mark that composes with nothing stays the character it is.
   assert.match(newReleaseIdProblem('a\u200f') ?? '', /^it contains /);
 });
+
+// An invisible character (a zero-width space pasted with a tag, a no-break space) was shown as
+// itself: `it contains "\u200b"`, quotes around nothing the user could see or search for.
+void test('a new release id with a character that shows as nothing or as a space names its code point', () => {
+  assert.equal(newReleaseIdProblem('v1\u200b'), 'it contains "\u200b" (U+200B, which shows as nothing or as a space); a new release id holds only letters, digits, dots, dashes and underscores');
+  assert.equal(newReleaseIdProblem('v1\u00a0b'), 'it contains "\u00a0" (U+00A0, which shows as nothing or as a space); a new release id holds only letters, digits, dots, dashes and underscores');
+  assert.equal(newReleaseIdProblem('v1\ufeff'), 'it contains "\ufeff" (U+FEFF, which shows as nothing or as a space); a new release id holds only letters, digits, dots, dashes and underscores');
+  // A visible one is shown as it is.
+  assert.equal(newReleaseIdProblem('a:b'), 'it contains ":"; a new release id holds only letters, digits, dots, dashes and underscores');
+  assert.equal(newReleaseIdProblem('a b'), 'it contains " "; a new release id holds only letters, digits, dots, dashes and underscores');
+});
