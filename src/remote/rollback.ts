@@ -12,7 +12,7 @@ import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, swit
 import { missingRootError, randomName } from './host.ts';
 import { recoveryNote } from '../ops/recover.ts';
 import { rollbackArmScript } from './script.ts';
-import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
+import { connectionLost, remoteError, withOsReason, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -350,7 +350,9 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
         if (answer.kind === 'refused') {
           per.set(h, { phase: 'refused', from });
           const frames = answer.result.frames;
-          throw new DeployError(frames.find((x) => x.tag === 'error')?.value === 'UNKNOWN_RELEASE' ? 'UNKNOWN_RELEASE' : 'REMOTE', `${h.label}: ${frames.find((x) => x.tag === 'message')?.value ?? 'could not prepare the switch'}`);
+          // The program's words, with the OS's reason its tools gave on stderr.
+          const said = `${h.label}: ${withOsReason(frames.find((x) => x.tag === 'message')?.value ?? 'could not prepare the switch', answer.result.stderr)}`;
+          throw new DeployError(frames.find((x) => x.tag === 'error')?.value === 'UNKNOWN_RELEASE' ? 'UNKNOWN_RELEASE' : 'REMOTE', said);
         }
         per.set(h, { phase: 'armed', from, session: answer.session });
       },

@@ -157,7 +157,8 @@ void describe('after-switch failures on two namespace hosts', () => {
   void test('a commit whose bookkeeping fails on a host with its connection up: a warning naming it, exit 1, the switch standing; status finishes it', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const cases = [
-      { label: 'journal', target: (dir: string) => path.join(dir, '.atomic-deploy', 'journal.json'), why: 'clear_journal: cannot remove \\.atomic-deploy/journal\\.json', then: 'release <id> stays live there, and the next command there finishes its record' },
+      // The host's reason, said on its stderr alone before, ends the message.
+      { label: 'journal', target: (dir: string) => path.join(dir, '.atomic-deploy', 'journal.json'), why: 'clear_journal: cannot remove \\.atomic-deploy/journal\\.json: Operation not permitted', then: 'release <id> stays live there, and the next command there finishes its record' },
       { label: 'release log', target: (dir: string) => path.join(dir, '.atomic-deploy', 'releases'), why: 'cannot write the release log', then: 'the journal stays and the next command finishes the record' },
     ];
     for (const c of cases) {
