@@ -1191,17 +1191,17 @@ function statusCommand(hosts: readonly { label: string; root: string }[], one: {
 }
 
 /**
- * A fleet deploy whose switch stands but whose bookkeeping failed on some hosts (`unrecorded`: each
+ * A fleet deploy (or rollback, `op`) whose switch stands but whose bookkeeping failed on some hosts (`unrecorded`: each
  * host's reason), as the local engine's bookkeepingError says it: the release is live, what failed,
  * and that the next command (once what refused it is fixed) finishes the records.
  */
-function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>): DeployError {
+export function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>, op: 'deploy' | 'rollback' = 'deploy'): DeployError {
   const failed = [...unrecorded];
   const first = failed[0];
   const code = first && new DeployError(first[1].code, '').exitCode === 1 ? first[1].code : 'IO';
   const where = failed.map(([h]) => h.label).join(', ');
-  return new DeployError(code, `release ${id} is live on ${plural(live, 'host')}, but recording the deploy failed: ${failed.map(([, e]) => e.message).join('; ')}`, {
-    hint: `its journal stays on ${where}: once what refused the record is fixed there, the next atomic-deploy command with this deploy's hosts finishes it by itself (${first ? statusCommand(hosts, first[0]) : 'atomic-deploy status'})`,
+  return new DeployError(code, `release ${id} is live on ${plural(live, 'host')}, but recording the ${op} failed: ${failed.map(([, e]) => e.message).join('; ')}`, {
+    hint: `its journal stays on ${where}: once what refused the record is fixed there, the next atomic-deploy command with this ${op}'s hosts finishes it by itself (${first ? statusCommand(hosts, first[0]) : 'atomic-deploy status'})`,
     details: { ...details, release: id, live: true },
   });
 }
