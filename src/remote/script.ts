@@ -374,10 +374,14 @@ export function remoteCommand(script: string): string {
  * first, with a `made` frame for each the lock program made itself: a refused deploy takes those away.
  */
 const MAKE_ROOT = `make_root() {
-  _d=$root
+  _d=$root; M_why=
   while _u=\${_d%/*}; [ -n "$_u" ] && [ ! -d "$_u" ]; do _d=$_u; done
   while :; do
-    if (umask 022; mkdir -- "$_d") 2>/dev/null; then emit made "$_d"; elif [ ! -d "$_d" ]; then return 1; fi
+    # M_why: what stopped it, in the local engine's words for a file on the way (ops/root.ts), else mkdir's reason.
+    if _e=$( (umask 022; mkdir -- "$_d") 2>&1 ); then emit made "$_d"; elif [ ! -d "$_d" ]; then
+      if [ -e "$_d" ] || [ -h "$_d" ]; then M_why="$_d is not a directory"; else M_why=\${_e##*: }; fi
+      return 1
+    fi
     [ "$_d" = "$root" ] && return 0
     _r=\${root#"$_d"/}; _d=$_d/\${_r%%/*}
   done
@@ -412,7 +416,11 @@ if [ ${s.create ? 1 : 0} = 1 ] && enclosing_root; then
   emit hint "a deploy root's folders belong to its releases and state: give a folder outside $R_out"
   fail INVALID_ROOT "the deploy root $root is inside the deploy root $R_out"
 fi
-${s.create ? MAKE_ROOT : ''}if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then make_root || fail INVALID_ROOT "cannot create $root"; fi
+if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ] && [ -e "$root" ]; then
+  emit hint "give the directory that holds (or will hold) current and releases/"
+  fail INVALID_ROOT "$root is not a directory"
+fi
+${s.create ? MAKE_ROOT : ''}if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then make_root || fail INVALID_ROOT "cannot create $root\${M_why:+: $M_why}"; fi
 [ -d "$root" ] || { emit root missing; fail INVALID_ROOT "$root does not exist or is not a directory"; }
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
