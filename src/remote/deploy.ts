@@ -1285,8 +1285,13 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
       uses.set(h, read.uses);
       if (!read.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
       // A root the read cannot see may be a path the lock program could not make (a file, a dangling link).
-      if (!read.state.rootExists && frameValue(await h.remote.run(creatableScript(h.root), 'reading the deploy root'), 'creatable') !== 'yes') {
-        throw new DeployError('INVALID_ROOT', `${h.label}: cannot create ${h.root}`);
+      if (!read.state.rootExists) {
+        // Refused in the lock program's words (and the local engine's), with its hint.
+        const frames = await h.remote.run(creatableScript(h.root), 'reading the deploy root');
+        if (frameValue(frames, 'creatable') !== 'yes') {
+          const hint = frameValue(frames, 'hint');
+          throw new DeployError('INVALID_ROOT', `${h.label}: ${frameValue(frames, 'why') ?? `cannot create ${h.root}`}`, hint ? { hint } : {});
+        }
       }
       notes.set(h, lockAndJournalNotes(read.state, read.facts, 'deploy', options.waitMs ?? 0));
     });
