@@ -1191,17 +1191,17 @@ function statusCommand(hosts: readonly { label: string; root: string }[], one: {
 }
 
 /**
- * A fleet deploy whose switch stands but whose bookkeeping failed on some hosts (`unrecorded`: each
+ * A fleet deploy (or rollback, `op`) whose switch stands but whose bookkeeping failed on some hosts (`unrecorded`: each
  * host's reason), as the local engine's bookkeepingError says it: the release is live, what failed,
  * and that the next command (once what refused it is fixed) finishes the records.
  */
-function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>): DeployError {
+export function bookkeepingFailure(hosts: readonly { label: string; root: string }[], id: string, live: number, unrecorded: ReadonlyMap<{ label: string; root: string }, HostError>, details: Record<string, unknown>, op: 'deploy' | 'rollback' = 'deploy'): DeployError {
   const failed = [...unrecorded];
   const first = failed[0];
   const code = first && new DeployError(first[1].code, '').exitCode === 1 ? first[1].code : 'IO';
   const where = failed.map(([h]) => h.label).join(', ');
-  return new DeployError(code, `release ${id} is live on ${plural(live, 'host')}, but recording the deploy failed: ${failed.map(([, e]) => e.message).join('; ')}`, {
-    hint: `its journal stays on ${where}: once what refused the record is fixed there, the next atomic-deploy command with this deploy's hosts finishes it by itself (${first ? statusCommand(hosts, first[0]) : 'atomic-deploy status'})`,
+  return new DeployError(code, `release ${id} is live on ${plural(live, 'host')}, but recording the ${op} failed: ${failed.map(([, e]) => e.message).join('; ')}`, {
+    hint: `its journal stays on ${where}: once what refused the record is fixed there, the next atomic-deploy command with this ${op}'s hosts finishes it by itself (${first ? statusCommand(hosts, first[0]) : 'atomic-deploy status'})`,
     details: { ...details, release: id, live: true },
   });
 }
@@ -1285,8 +1285,13 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
       uses.set(h, read.uses);
       if (!read.facts.rsync) throw new DeployError('REMOTE', `${h.label}: rsync is not installed there`, { hint: 'install rsync on every target host' });
       // A root the read cannot see may be a path the lock program could not make (a file, a dangling link).
-      if (!read.state.rootExists && frameValue(await h.remote.run(creatableScript(h.root), 'reading the deploy root'), 'creatable') !== 'yes') {
-        throw new DeployError('INVALID_ROOT', `${h.label}: cannot create ${h.root}`);
+      if (!read.state.rootExists) {
+        // Refused in the lock program's words (and the local engine's), with its hint.
+        const frames = await h.remote.run(creatableScript(h.root), 'reading the deploy root');
+        if (frameValue(frames, 'creatable') !== 'yes') {
+          const hint = frameValue(frames, 'hint');
+          throw new DeployError('INVALID_ROOT', `${h.label}: ${frameValue(frames, 'why') ?? `cannot create ${h.root}`}`, hint ? { hint } : {});
+        }
       }
       notes.set(h, lockAndJournalNotes(read.state, read.facts, 'deploy', options.waitMs ?? 0));
     });

@@ -1,5 +1,5 @@
 /** status, releases, prune and unlock across a fleet: each host on its own, one report for all. */
-import { checkKeep, checkOptionsArgument } from '../plan/validate.ts';
+import { checkKeep, checkOptionsArgument, signalOf } from '../plan/validate.ts';
 import type { ReleaseRecord } from '../act/state.ts';
 import type { CurrentState } from '../act/switch.ts';
 import { DeployError } from '../errors.ts';
@@ -290,6 +290,8 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           recovering = lockAndJournalNotes(read.state, read.facts, 'prune', options.waitMs ?? 0);
           if (!readRootProblemOf(h.label, h.root, read.state)) recovering.push(...(fleet.planRecovered([h]).get(h) ?? []).map((l) => recoveryNote(l, 'prune')));
         } else {
+          // A signal before this host was begun: it is left as it is (a local prune stops between releases).
+          if (options.signal?.aborted) throw notPrunedHere(h, options.signal);
           // Read before the lock, whose program makes .tmp/ in the folder: one that is not a deploy root is refused untouched.
           const notRoot = readRootProblemOf(h.label, h.root, (await h.remote.readState()).state);
           if (notRoot) throw notRoot;
@@ -329,6 +331,8 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
           if (recovering.length > 0) out.set(h, { ...chosen, removed, notes: recovering });
           return;
         }
+        // A signal while this host was locked and read: its lock goes, and nothing is removed there.
+        if (options.signal?.aborted) throw notPrunedHere(h, options.signal);
         const { before, after } = hostPruneSteps(state, decision, new Date().toISOString());
         const frames = await h.remote.unlock(before, after).catch((error: unknown) => {
           // Cut off midway (a lost connection): some of the releases may be gone already, so the row's
@@ -364,11 +368,31 @@ export async function fleetPrune(root: string | undefined, options: FleetOptions
         ...(h.error ? { error: h.error } : {}),
       })),
     };
+    if (options.signal?.aborted && !options.dryRun) throw interruptedPrune(fleet.hosts, result, options.signal);
     if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'prune failed on some hosts', { ...result });
     return result;
   } finally {
     await fleet.close();
   }
+}
+
+/** A host a signal kept from pruning: nothing was removed there. */
+function notPrunedHere(h: HostRun, signal: AbortSignal): DeployError {
+  return new DeployError('INTERRUPTED', `${h.label}: interrupted by ${signalOf(signal.reason)} before its prune; nothing was removed there`, { signal: signalOf(signal.reason) });
+}
+
+/**
+ * A prune a signal reached, as the local one says it (exit 128+n): what each host removed (a host
+ * whose removal had begun finishes it: its program runs to its end), and which hosts it left as
+ * they were; another host's failure is named too.
+ */
+function interruptedPrune(hosts: readonly HostRun[], result: FleetPruneResult, signal: AbortSignal): DeployError {
+  const sig = signalOf(signal.reason);
+  const pruned = result.hosts.filter((r) => r.removed.length > 0).map((r) => `${r.removed.map((x) => x.id).join(', ')} on ${r.host}`);
+  const untouched = result.hosts.filter((r) => r.removed.length === 0 && r.error?.code === 'INTERRUPTED').map((r) => r.host);
+  const failed = hosts.filter((h) => h.error !== undefined && h.error.code !== 'INTERRUPTED').map((h) => h.error?.message ?? '');
+  const parts = [pruned.length > 0 ? `pruned ${pruned.join('; ')}` : 'nothing was pruned', ...(untouched.length > 0 && pruned.length > 0 ? [`nothing on ${untouched.join(', ')}`] : []), ...failed];
+  return new DeployError('INTERRUPTED', `interrupted by ${sig}: ${parts.join('; ')}`, { signal: sig, details: { ...result } });
 }
 
 export interface FleetUnlockHost {

@@ -10,9 +10,10 @@ import { switchSkewMs } from '../plan/fleet.ts';
 import { currentIdOf, currentProblem, fleetIsIdle, lockAndJournalNotes, FleetRun, hostClockSkew, fleetError, hostError, recordLine, targetsOf, viewsOf, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { awaitArmed, awaitVerdict, commitSwitch, disarm, releasedByProgram, switchBack, switchTogether } from './armed.ts';
 import { missingRootError, randomName } from './host.ts';
+import { bookkeepingFailure } from './deploy.ts';
 import { recoveryNote } from '../ops/recover.ts';
 import { rollbackArmScript } from './script.ts';
-import { connectionLost, remoteError, type RunningRemote } from './ssh.ts';
+import { connectionLost, remoteError, withOsReason, type RunningRemote } from './ssh.ts';
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
@@ -130,6 +131,8 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
   const unchecked = new Set<HostRun>();
   // Switched, but the commit was not heard (a lost connection): live, the record left to the next command there.
   const unrecorded = new Map<HostRun, HostError>();
+  // Switched, but its commit failed over a connection that held (the host said why): live, its journal left for the next command, its lock released.
+  const bookkeeping = new Map<HostRun, HostError>();
   const unlockedRead = new Map<HostRun, RemoteState>();
   /** Each host's warnings after its switch, said as they come and kept for its row. */
   const warned = new Map<HostRun, string[]>();
@@ -171,6 +174,11 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
         // Its journal says it switched and the next command there records it: the journal and the lock are left for that.
         if (unrecorded.has(h)) {
           h.remote.released();
+          return;
+        }
+        // Its commit stopped before the program released the lock: released here, its journal left for the next command, as a fleet deploy's.
+        if (bookkeeping.has(h) && h.remote.holding) {
+          await h.remote.unlock().catch(() => h.remote.stopHolder());
           return;
         }
         // Without its holder the lock may be someone else's by now: leave the host to recovery.
@@ -350,7 +358,9 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
         if (answer.kind === 'refused') {
           per.set(h, { phase: 'refused', from });
           const frames = answer.result.frames;
-          throw new DeployError(frames.find((x) => x.tag === 'error')?.value === 'UNKNOWN_RELEASE' ? 'UNKNOWN_RELEASE' : 'REMOTE', `${h.label}: ${frames.find((x) => x.tag === 'message')?.value ?? 'could not prepare the switch'}`);
+          // The program's words, with the OS's reason its tools gave on stderr.
+          const said = `${h.label}: ${withOsReason(frames.find((x) => x.tag === 'message')?.value ?? 'could not prepare the switch', answer.result.stderr)}`;
+          throw new DeployError(frames.find((x) => x.tag === 'error')?.value === 'UNKNOWN_RELEASE' ? 'UNKNOWN_RELEASE' : 'REMOTE', said);
         }
         per.set(h, { phase: 'armed', from, session: answer.session });
       },
@@ -422,7 +432,14 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
             const lost = hostError(remoteError(h.label, done.result, 'recording the rollback'));
             unrecorded.set(h, lost);
             emit({ type: 'warning', message: `${lost.message}: it is on ${releaseTarget}, and the next command there finishes its record` });
-          } else h.error ??= { code: 'REMOTE', message: `${h.label}: switched, but recording it failed; the next command finishes it` };
+          } else {
+            // The host's program said why it could not finish its commit (a journal it could not remove):
+            // the switch stands there all the same, and its journal stays for the next command to finish the record.
+            const failed = hostError(remoteError(h.label, done.result, 'recording the rollback'));
+            h.error ??= failed;
+            bookkeeping.set(h, failed);
+            emit({ type: 'warning', message: `${failed.message}; release ${releaseTarget} stays live there, and the next command there finishes its record` });
+          }
         } else {
           // No journal line and no records: the host goes back to where it was, as if nothing happened.
           const back = await switchBack(p.session, ['']);
@@ -435,6 +452,10 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
     const hostSkewMs = hostClockSkew(switched.map(({ p }) => p.session));
     const stale = fleetStaleOf(fleet.hosts, staleReports);
     const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}), ...(allSwitched && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
+    // As a local rollback whose record failed after its switch (and a fleet deploy's): exit 1, the rollback standing everywhere.
+    if (allSwitched && bookkeeping.size > 0 && fleet.failed.every((h) => bookkeeping.has(h))) {
+      throw bookkeepingFailure(fleet.hosts, releaseTarget, fleet.hosts.length, bookkeeping, { ...result }, 'rollback');
+    }
     if (allSwitched && fleet.failed.length === 0) {
       emit({ type: 'step', message: `${releaseTarget} is live on ${fleet.hosts.length} host${fleet.hosts.length === 1 ? '' : 's'}` });
       const notChecked = fleet.hosts.filter((h) => unchecked.has(h)).map((h) => h.label);

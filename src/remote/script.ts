@@ -373,11 +373,20 @@ export function remoteCommand(script: string): string {
  * The root and each missing parent, made one level at a time (0755, as mkdir_reachable), topmost
  * first, with a `made` frame for each the lock program made itself: a refused deploy takes those away.
  */
+/** The local engine's hints (ops/root.ts) for a root that is a file, or a dangling link. */
+const NOT_A_DIRECTORY_HINT = 'give the directory that holds (or will hold) current and releases/';
+const DANGLING_ROOT_HINT = "create the link's target first, or give another root";
+
 const MAKE_ROOT = `make_root() {
-  _d=$root
+  _d=$root; M_why=
   while _u=\${_d%/*}; [ -n "$_u" ] && [ ! -d "$_u" ]; do _d=$_u; done
   while :; do
-    if (umask 022; mkdir -- "$_d") 2>/dev/null; then emit made "$_d"; elif [ ! -d "$_d" ]; then return 1; fi
+    # M_why: what stopped it, in the local engine's words for a file on the way (ops/root.ts), else mkdir's reason.
+    if _e=$( (umask 022; mkdir -- "$_d") 2>&1 ); then emit made "$_d"; elif [ ! -d "$_d" ]; then
+      if [ -h "$_d" ] && [ ! -e "$_d" ]; then M_why="$_d is a symbolic link to $(readlink -- "$_d"), which does not exist"
+      elif [ -e "$_d" ]; then M_why="$_d is not a directory"; else M_why=\${_e##*: }; fi
+      return 1
+    fi
     [ "$_d" = "$root" ] && return 0
     _r=\${root#"$_d"/}; _d=$_d/\${_r%%/*}
   done
@@ -412,7 +421,15 @@ if [ ${s.create ? 1 : 0} = 1 ] && enclosing_root; then
   emit hint "a deploy root's folders belong to its releases and state: give a folder outside $R_out"
   fail INVALID_ROOT "the deploy root $root is inside the deploy root $R_out"
 fi
-${s.create ? MAKE_ROOT : ''}if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then make_root || fail INVALID_ROOT "cannot create $root"; fi
+if [ ${s.create ? 1 : 0} = 1 ] && [ -L "$root" ] && [ ! -e "$root" ]; then
+  emit hint ${q(DANGLING_ROOT_HINT)}
+  fail INVALID_ROOT "the deploy root $root is a symbolic link to $(readlink -- "$root"), which does not exist"
+fi
+if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ] && [ -e "$root" ]; then
+  emit hint ${q(NOT_A_DIRECTORY_HINT)}
+  fail INVALID_ROOT "$root is not a directory"
+fi
+${s.create ? MAKE_ROOT : ''}if [ ${s.create ? 1 : 0} = 1 ] && [ ! -d "$root" ]; then make_root || fail INVALID_ROOT "cannot create $root\${M_why:+: $M_why}"; fi
 [ -d "$root" ] || { emit root missing; fail INVALID_ROOT "$root does not exist or is not a directory"; }
 host_facts
 command -v rsync >/dev/null 2>&1 && emit rsync yes
@@ -946,10 +963,16 @@ function sharedKindLine(path: string, i: number): string {
  * nearest existing parent is a directory. Reads only: a dry run asks it.
  */
 export function creatableScript(root: string): string {
-  return `p=${q(root)}; emit() { printf '%s\\000%s\\000' "$1" "$2"; }
-if [ -e "$p" ] || [ -L "$p" ]; then emit creatable no; exit 0; fi
+  // \`why\` and \`hint\`: the lock program's words for the same refusal (lockScript, MAKE_ROOT), the local engine's (ops/root.ts).
+  return `r=${q(root)}; p=$r; emit() { printf '%s\\000%s\\000' "$1" "$2"; }
+no() { emit why "$1"; [ -z "\${2-}" ] || emit hint "$2"; emit creatable no; exit 0; }
+if [ -L "$p" ] && [ ! -e "$p" ]; then no "the deploy root $p is a symbolic link to $(readlink -- "$p"), which does not exist" ${q(DANGLING_ROOT_HINT)}; fi
+if [ -e "$p" ]; then no "$p is not a directory" ${q(NOT_A_DIRECTORY_HINT)}; fi
 while [ ! -e "$p" ] && [ ! -L "$p" ]; do p=$(dirname -- "$p"); done
-if [ -d "$p" ] && [ -w "$p" ]; then emit creatable yes; else emit creatable no; fi
+if [ -L "$p" ] && [ ! -e "$p" ]; then no "cannot create $r: $p is a symbolic link to $(readlink -- "$p"), which does not exist" ${q(DANGLING_ROOT_HINT)}; fi
+[ -d "$p" ] || no "cannot create $r: $p is not a directory"
+[ -w "$p" ] || no "cannot create $r: Permission denied"
+emit creatable yes
 `;
 }
 

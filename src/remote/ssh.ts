@@ -364,10 +364,62 @@ export function connectionLost(result: ExecResult): boolean {
   return result.code === 255 && !result.frames.some((f) => f.tag === 'error');
 }
 
+/**
+ * The reasons a host's tools end their message with (`rm: cannot remove 'x': Operation not
+ * permitted`, as GNU, BusyBox and dash say them): strerror's words for what refuses a write.
+ */
+const OS_REASONS = [
+  'Permission denied',
+  'Operation not permitted',
+  'No space left on device',
+  'Read-only file system',
+  'Disk quota exceeded',
+  'Input/output error',
+  'I/O error',
+  'Too many links',
+  'No such file or directory',
+  'Not a directory',
+  'Is a directory',
+  'Directory not empty',
+  'File exists',
+  'File name too long',
+  'Structure needs cleaning',
+  'Stale file handle',
+  'Too many open files',
+  'Text file busy',
+] as const;
+
+/**
+ * The OS's reason a host program's last line of its own on stderr gave (hooks', reloads' and
+ * health checks' lines are theirs, not the program's): `Operation not permitted` for
+ * `mkdir: cannot create directory '…/.put.1': Operation not permitted`. Undefined when its last
+ * line names none: an older line may be about something the program got past.
+ */
+export function osReasonOf(stderr: string): string | undefined {
+  let own: string | undefined;
+  let section = '-';
+  for (const raw of stderr.split(/\r?\n/)) {
+    const line = raw.trim();
+    const step = STEP_OUT_LINE.exec(line);
+    if (step) section = step[1] ?? '-';
+    else if (section === '-' && line !== '' && !line.startsWith('Warning: Permanently added')) own = line;
+  }
+  return own === undefined ? undefined : OS_REASONS.find((r) => own.endsWith(`: ${r}`) || own === r);
+}
+
+/** `message`, ending with the OS's reason the program's stderr gave when it does not name one already. */
+export function withOsReason(message: string, stderr: string): string {
+  const reason = osReasonOf(stderr);
+  const lower = message.toLowerCase();
+  if (reason === undefined || OS_REASONS.some((r) => lower.includes(r.toLowerCase()))) return message;
+  return `${message}: ${reason}`;
+}
+
 export function remoteError(label: string, result: ExecResult, what: string): DeployError {
   const err = result.frames.find((f) => f.tag === 'error');
   if (err) {
-    const message = result.frames.find((f) => f.tag === 'message')?.value ?? what;
+    // The program's words, and the OS's reason its tools gave on stderr (said there alone before).
+    const message = withOsReason(result.frames.find((f) => f.tag === 'message')?.value ?? what, result.stderr);
     const code = err.value as DeployError['code'];
     const hint = result.frames.find((f) => f.tag === 'hint')?.value;
     return new DeployError(code, `${label}: ${message}`, { ...(hint ? { hint } : {}), details: { host: label } });

@@ -157,7 +157,8 @@ void describe('after-switch failures on two namespace hosts', () => {
   void test('a commit whose bookkeeping fails on a host with its connection up: a warning naming it, exit 1, the switch standing; status finishes it', async (t) => {
     const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
     const cases = [
-      { label: 'journal', target: (dir: string) => path.join(dir, '.atomic-deploy', 'journal.json'), why: 'clear_journal: cannot remove \\.atomic-deploy/journal\\.json', then: 'release <id> stays live there, and the next command there finishes its record' },
+      // The host's reason, said on its stderr alone before, ends the message.
+      { label: 'journal', target: (dir: string) => path.join(dir, '.atomic-deploy', 'journal.json'), why: 'clear_journal: cannot remove \\.atomic-deploy/journal\\.json: Operation not permitted', then: 'release <id> stays live there, and the next command there finishes its record' },
       { label: 'release log', target: (dir: string) => path.join(dir, '.atomic-deploy', 'releases'), why: 'cannot write the release log', then: 'the journal stays and the next command finishes the record' },
     ];
     for (const c of cases) {
@@ -207,6 +208,57 @@ void describe('after-switch failures on two namespace hosts', () => {
       const record = JSON.parse(fs.readFileSync(path.join(on(h1), '.atomic-deploy', 'releases', `${live}.json`), 'utf8')) as { status: string; afterSwitchFailure?: string };
       assert.deepEqual([record.status, record.afterSwitchFailure], ['complete', undefined], c.label);
     }
+  });
+
+  // The same for a fleet rollback: a host whose commit failed with its connection up (a journal it
+  // could not remove) made the rollback fail with "host1: switched, but recording it failed; the
+  // next command finishes it", without the host's reason, and the clean-up then tried to clear the
+  // journal there (refused again): the lock stayed, for the next command to take over as stale.
+  // Now it is the fleet deploy's bookkeeping failure: a warning with the host's reason, exit 1 with
+  // the release live in the error, the journal kept and the lock released; status finishes it.
+  void test('a rollback whose commit fails on a host with its connection up: the reason said, exit 1, the journal left, the lock released; status finishes it', async (t) => {
+    const [h1, h2] = fleet.hosts as [FleetHost, FleetHost];
+    const { root, on } = newRoot('rollback-commit');
+    assert.equal((await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--release-id', 'r1'])).code, 0);
+    assert.equal((await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--release-id', 'r2'])).code, 0);
+    // A process on r2 keeps host1's rollback in its stale-process wait, after its switch and before its commit.
+    const holder = await startHolder(t, h1, root);
+    const journalPath = path.join(on(h1), '.atomic-deploy', 'journal.json');
+    const run = spawnCli(['rollback', root, ...hostArgs, '--stale', 'warn', '--stale-wait', '60', '--json'], { env, timeoutMs: 120_000 });
+    let r: Awaited<typeof run.done>;
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!(currentOf(on(h1)) === 'r1' && currentOf(on(h2)) === 'r1' && fs.existsSync(journalPath))) {
+        assert.ok(Date.now() < deadline && run.child.exitCode === null, 'the rollback never switched');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      execFileSync('chattr', ['+i', journalPath]);
+      process.kill(holder, 'SIGKILL');
+      r = await run.done;
+    } finally {
+      execFileSync('chattr', ['-i', journalPath]);
+    }
+    const j = jsonOf<FleetJson>(r);
+    const why = `${h1.alias}: clear_journal: cannot remove \\.atomic-deploy/journal\\.json: Operation not permitted`;
+    assert.equal(r.code, 1, `${r.stderr}\n${r.stdout}`);
+    assert.match(r.stderr, new RegExp(`^warning: ${why}; release r1 stays live there, and the next command there finishes its record$`, 'm'));
+    assert.equal(j.error?.code, 'IO');
+    assert.equal(j.error?.live, true);
+    assert.equal(j.error?.release, 'r1');
+    assert.match(j.error?.message ?? '', new RegExp(`^release r1 is live on 2 hosts, but recording the rollback failed: ${why}$`));
+    assert.match(j.error?.hint ?? '', new RegExp(`the next atomic-deploy command with this rollback's hosts finishes it by itself \\(atomic-deploy status ${root} --host ${h1.alias} --host ${h2.alias}\\)`));
+    for (const h of [h1, h2]) assert.equal(currentOf(on(h)), 'r1', `${h.alias}: the rollback stands`);
+    assert.equal(j.hosts.find((h) => h.host === h1.alias)?.outcome, 'switched');
+    // The lock released, the journal left: the next command finishes the record, taking over nothing.
+    assert.equal(fs.existsSync(path.join(on(h1), '.deploy.lock')), false, "host1's lock was left");
+    assert.match(fs.readFileSync(journalPath, 'utf8'), /"op":"rollback"/);
+    const s = await cli(['status', root, ...hostArgs]);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /finished recording rollback from r2 to r1/);
+    assert.doesNotMatch(s.stdout + s.stderr, /took over a stale lock/);
+    assert.equal(fs.existsSync(journalPath), false, "host1's journal stayed");
+    const record = (id: string): { status: string } => JSON.parse(fs.readFileSync(path.join(on(h1), '.atomic-deploy', 'releases', `${id}.json`), 'utf8')) as { status: string };
+    assert.deepEqual([record('r1').status, record('r2').status], ['complete', 'rolled-back']);
   });
 
   // Within the failure budget, a host whose connection went after its switch (its health check

@@ -166,6 +166,32 @@ void describe("a terminal's Ctrl-C (SIGINT to the whole process group) during a 
     }
   });
 
+  // A prune that Ctrl-C reached while it waited for one host's lock exited 1, `prune failed on
+  // some hosts: host2: interrupted while waiting for the lock`, as if a host had failed, and said
+  // nothing of what it had pruned on the others. As locally: exit 130, what each host pruned, and
+  // the host it left as it was, its lock untouched and nothing of this prune left there.
+  void test("a prune waiting for a host's lock: exit 130 naming what was pruned where; that host keeps everything", async (t) => {
+    const { root, on } = newRoot('prune');
+    for (const id of ['p1', 'p2', 'p3']) assert.equal((await cli(['deploy', site(t, id), root, ...hostArgs, '--release-id', id])).code, 0);
+    const slow = spawnCli(['deploy', site(t, 'p4'), root, '--host', 'host2', '--release-id', 'p4', '--before-switch', 'sleep 30'], { env, timeoutMs: 90_000 });
+    const [h1, h2, h3] = fleet.hosts;
+    assert.ok(h1 && h2 && h3);
+    const locked = (h: typeof h1): boolean => fs.existsSync(path.join(on(h), '.deploy.lock'));
+    const releases = (h: typeof h1): string[] => fs.readdirSync(path.join(on(h), 'releases')).filter((n) => !n.startsWith('.')).sort();
+    for (let i = 0; i < 1500 && !locked(h2); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(locked(h2), 'host2 locked by the slow deploy');
+    const before2 = releases(h2);
+    // host1 and host3 pruned (their own lock released), host2's awaited.
+    const r = await ctrlCWhen(['prune', root, ...hostArgs, '--keep', '1', '--wait', '60'], () => [h1, h3].every((h) => !locked(h) && !releases(h).includes('p1')));
+    slow.child.kill('SIGINT');
+    await slow.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, new RegExp(`^error: interrupted by SIGINT: pruned p1 on ${h1.alias}; p1 on ${h3.alias}; nothing on ${h2.alias}$`, 'm'));
+    for (const h of [h1, h3]) assert.deepEqual(releases(h), ['p2', 'p3'], h.alias);
+    assert.deepEqual(releases(h2).filter((n) => n !== 'p4'), before2.filter((n) => n !== 'p4'), 'host2 keeps every release');
+    for (const h of fleet.hosts) assert.deepEqual(leftovers(on(h)), [], `${h.alias}: nothing left`);
+  });
+
   // As a signal does locally: what runs after the switch is ended on every host, the switch stands
   // and the release is recorded unverified. (The hosts' checks used to run to their end, here 87 s.)
   void test('during the health check after the switch: every host stops its check, the switch stands unverified, exit 130', async (t) => {

@@ -242,6 +242,30 @@ void describe('fleet input validation against namespace hosts', () => {
     }
   });
 
+  // A deploy whose root on a host is a file (or has a file on its way) said `host1: cannot create
+  // /srv/v-file`, no reason and no hint, where the local deploy says `… is not a directory` and
+  // what to give. Now the local words, after the host's name: exit 2, and nothing made on either host.
+  void test('a deploy whose root on a host is a file, or has a file on its way: exit 2 with the local words and hint, nothing made on any host', async (t) => {
+    const [one, two] = fleet.hosts as [FleetHost, FleetHost];
+    const src = writeTree(tempDir(t), { 'index.html': 'x\n' });
+    fs.writeFileSync(path.join(one.srvDir, 'v-file'), 'not a directory\n');
+    t.after(() => fs.rmSync(path.join(one.srvDir, 'v-file'), { force: true }));
+    for (const [root, message, hint] of [
+      ['/srv/v-file', `${one.alias}: /srv/v-file is not a directory`, 'give the directory that holds (or will hold) current and releases/'],
+      ['/srv/v-file/app', `${one.alias}: cannot create /srv/v-file/app: /srv/v-file is not a directory`, undefined],
+    ] as const) {
+      const r = await runCli(['deploy', src, root, '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath, '--json']);
+      assert.equal(r.code, 2, r.stderr);
+      const j = jsonOf<{ hosts: { host: string; error?: { code: string; message: string; hint?: string } }[] }>(r);
+      const row = j.hosts.find((x) => x.host === one.alias);
+      assert.equal(row?.error?.code, 'INVALID_ROOT', root);
+      assert.equal(row?.error?.message, message, root);
+      assert.equal(row?.error?.hint, hint, root);
+      assert.equal(fs.readFileSync(path.join(one.srvDir, 'v-file'), 'utf8'), 'not a directory\n', root);
+      assert.equal(fs.existsSync(path.join(two.srvDir, 'v-file')), false, `${root}: made on ${two.alias}`);
+    }
+  });
+
   void test('current removed by hand on one host: status names the release its log says was live last; a deploy with --keep 1 keeps it there', async (t) => {
     const [one, two] = fleet.hosts as [FleetHost, FleetHost];
     const args = ['/srv/v-nolink', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];

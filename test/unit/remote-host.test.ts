@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import type { Frame } from '../../src/remote/facts.ts';
-import { diedBeforeRunning, type ExecResult, type RootTransport, type RunningRemote } from '../../src/remote/ssh.ts';
+import { diedBeforeRunning, osReasonOf, remoteError, type ExecResult, type RootTransport, type RunningRemote } from '../../src/remote/ssh.ts';
 
 const OK: ExecResult = { code: 0, signal: null, frames: [], stderr: '' };
 
@@ -61,4 +61,20 @@ void test('a session is run again only when a signal ended it before it said a w
   assert.equal(diedBeforeRunning(result({ frames: [{ tag: 'locked', value: 'x' }] })), false, 'it ran: a frame came');
   assert.equal(diedBeforeRunning(result({ stderr: 'ssh: connect to host …' })), false, 'ssh ran: it said something');
   assert.equal(diedBeforeRunning(result({ signal: null, code: 255 })), false, 'a lost connection is no signal');
+});
+
+// A host program's error carries the OS's reason its tools said on stderr (it was on the host's
+// stderr line alone): the last line of the program's own, never a hook's, and not twice.
+void test('remoteError: the OS reason of the program\'s last own stderr line ends the message, once; a hook\'s lines are not the program\'s', () => {
+  const failed = (stderr: string, message = 'cannot write the journal'): string =>
+    remoteError('web2', { code: 1, signal: null, frames: [{ tag: 'error', value: 'IO' }, { tag: 'message', value: message }], stderr }, 'deploying').message;
+  assert.equal(failed("mkdir: cannot create directory '/srv/a/.atomic-deploy/.put.1': Read-only file system\n"), 'web2: cannot write the journal: Read-only file system');
+  assert.equal(failed("sh: 1: cannot create /srv/a/x: Permission denied\n"), 'web2: cannot write the journal: Permission denied');
+  assert.equal(failed("rm: can't remove '/srv/a/j': Operation not permitted\n"), 'web2: cannot write the journal: Operation not permitted');
+  // Named already: not said twice.
+  assert.equal(failed('printf: I/O error\n', 'cannot write the lock owner in /x: No space left on device'), 'web2: cannot write the lock owner in /x: No space left on device');
+  // A hook's output, even last, is not the program's; an older line of the program's is not its reason either.
+  assert.equal(failed("\u0001step before-switch\ncp: cannot stat 'x': Permission denied\n\u0001step -\n"), 'web2: cannot write the journal');
+  assert.equal(failed("mv: cannot move 'a': Permission denied\nsomething else went wrong\n"), 'web2: cannot write the journal');
+  assert.equal(osReasonOf(''), undefined);
 });
