@@ -10,7 +10,7 @@ import type { ReleaseFlags } from './deploy-flags.ts';
 import { secondsToMs } from './number-flags.ts';
 import { asList, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { CONFIG_KEY_OF_FLAG, CONFIG_NAMES, configText } from '../plan/config-basics.ts';
-import { shellWord, tildePath } from '../plan/paths.ts';
+import { shellWord, tildePath, unexpandedVariable } from '../plan/paths.ts';
 import { DEFAULT_KEEP } from '../plan/releases.ts';
 import type { Config } from '../plan/config.ts';
 
@@ -254,11 +254,6 @@ function keepOf(keep: number | undefined): number | undefined {
   return n === 0 ? undefined : n;
 }
 
-/** The first `$NAME` or `${NAME}` in a path, as a shell would have expanded it; undefined when there is none. */
-function unexpandedVariable(p: string): string | undefined {
-  return /\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(p)?.[0];
-}
-
 /**
  * Where JSON.parse stopped, as `:line:col`: Node 20 names a character offset ("at position 15"),
  * or nothing at the end of the text ("Unexpected end of JSON input"); YAML errors have line and column.
@@ -284,9 +279,6 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
         hint: `write it unquoted or as an absolute path ($HOME/...); for a directory whose name starts with ~, write ./${arg}`,
       });
     }
-    // Node decodes the command line as UTF-8, each byte that is none becoming U+FFFD: such a path
-    // names another folder than the one typed (a deploy would make a new root by that name). A
-    // name that holds U+FFFD itself exists as decoded and is taken.
     // `'$DEPLOY_ROOT'` single-quoted, or a CI's literal text: a folder by that name is made nowhere the server looks.
     const variable = unexpandedVariable(arg);
     if (variable !== undefined && !nameExists(arg)) {
@@ -294,6 +286,9 @@ export function pathFrom(arg: string | undefined, fromConfig: string | undefined
         hint: `write it where the shell expands it ("${variable}", not '${variable}'), and check that the variable is set; for a folder of that name, create it first`,
       });
     }
+    // Node decodes the command line as UTF-8, each byte that is none becoming U+FFFD: such a path
+    // names another folder than the one typed (a deploy would make a new root by that name). A
+    // name that holds U+FFFD itself exists as decoded and is taken.
     if (arg.includes('\uFFFD') && !nameExists(arg)) {
       throw new DeployError('USAGE', `the ${what} ${JSON.stringify(arg)} holds bytes that are not UTF-8 (shown as \uFFFD), which reach this program replaced: it would name another folder than the one typed`, {
         hint: `give the folder a UTF-8 name (convmv -f latin1 -t utf-8 --notest <folder>), or reach it through a symbolic link whose path is UTF-8`,

@@ -1,6 +1,11 @@
 import path from 'node:path';
 import { hasControlChar } from './release-id.ts';
 
+/** The first `$NAME` or `${NAME}` in a path, as a shell would have expanded it; undefined when there is none. */
+export function unexpandedVariable(p: string): string | undefined {
+  return /\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(p)?.[0];
+}
+
 /** True when `inner` is `outer` or lies below it (both absolute, resolved). */
 export function isWithin(inner: string, outer: string): boolean {
   const rel = path.relative(outer, inner);

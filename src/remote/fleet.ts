@@ -19,7 +19,7 @@ import { missingRootError, randomName, RemoteRoot, type OwnLock } from './host.t
 import { stagedRootPath, stagingName } from './staging.ts';
 import type { Step } from './script.ts';
 import { ControlDir, sshConfigProblem, type SshOptions } from './ssh.ts';
-import { hintForAll, shellWord } from '../plan/paths.ts';
+import { hintForAll, shellWord, unexpandedVariable } from '../plan/paths.ts';
 
 /** A host given with `--host` or in the config's `hosts:`. */
 export interface FleetHostSpec {
@@ -89,6 +89,20 @@ export function resolveTargets(hosts: readonly FleetHostSpec[], root: string | u
     if (r === undefined || r === '') throw new DeployError('USAGE', `no deploy root for host ${h.host}`, { hint: 'give <root>, or root: for that host in the config' });
     if (r.includes('\0')) throw new DeployError('INVALID_ROOT', 'the deploy root contains a NUL byte');
     if (!r.startsWith('/')) throw new DeployError('INVALID_ROOT', `the deploy root on ${h.host} must be an absolute path, got ${JSON.stringify(r)}`, { hint: 'remote roots are absolute: for example /srv/www/app' });
+    // A host's root is taken as written (no shell on either side expands it), and no host can be
+    // asked beforehand whether a folder by that name exists: `/srv/$APP` or a name Node got with
+    // U+FFFD for bytes that were not UTF-8 would make that folder on every host and go live there.
+    const variable = unexpandedVariable(r);
+    if (variable !== undefined) {
+      throw new DeployError('INVALID_ROOT', `the deploy root on ${h.host} ${JSON.stringify(r)} holds ${variable}, which no shell expanded: remote roots are taken as written`, {
+        hint: `write the path out, or give <root> on the command line where the shell expands it ("${variable}", not '${variable}')`,
+      });
+    }
+    if (r.includes('\uFFFD')) {
+      throw new DeployError('INVALID_ROOT', `the deploy root on ${h.host} ${JSON.stringify(r)} holds bytes that are not UTF-8 (shown as \uFFFD), which reach this program replaced: it would name another folder than the one typed`, {
+        hint: 'give the folder a UTF-8 name on the host (convmv -f latin1 -t utf-8 --notest <folder>), or reach it through a symbolic link whose path is UTF-8',
+      });
+    }
     const normal = path.posix.normalize(r).replace(/(.)\/+$/, '$1');
     const key = `${h.host}\0${normal}`;
     if (seen.has(key)) throw new DeployError('USAGE', `host ${h.host} with root ${normal} is given twice`);

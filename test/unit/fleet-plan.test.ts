@@ -218,6 +218,17 @@ void test('fleet targets: the same host and root twice, or one root inside anoth
   assert.equal(resolveTargets([{ host: 'web1' }, { host: 'web1', root: '/srv/app2' }, { host: 'web1', root: '/srv/ap' }, { host: 'web2', root: '/srv/app/x' }], '/srv/app').length, 4);
 });
 
+void test('a fleet root holding a $NAME no shell expanded, or bytes that were not UTF-8, is refused: no host folder by that name is what was meant', () => {
+  const refuse = (hosts: { host: string; root?: string }[], root: string | undefined, message: RegExp): void => {
+    assert.throws(() => resolveTargets(hosts, root), (e: unknown) => e instanceof DeployError && e.code === 'INVALID_ROOT' && e.exitCode === 2 && message.test(e.message) && e.hint !== undefined);
+  };
+  refuse([{ host: 'web1' }], '/srv/$APP', /^the deploy root on web1 "\/srv\/\$APP" holds \$APP, which no shell expanded/);
+  refuse([{ host: 'web1' }, { host: 'web2', root: '/srv/${SITE}/www' }], '/srv/app', /^the deploy root on web2 "\/srv\/\$\{SITE\}\/www" holds \$\{SITE\}/);
+  refuse([{ host: 'web1' }], '/srv/caf\uFFFD', /^the deploy root on web1 "\/srv\/caf\uFFFD" holds bytes that are not UTF-8/);
+  // A dollar that names no variable is a name like any other.
+  assert.equal(resolveTargets([{ host: 'web1' }], '/srv/price$5').length, 1);
+});
+
 void test('a fleet rollback never switches a host to a release directory that holds nothing there', () => {
   const facts = [{ id: 'r1', seq: 1, status: 'complete' as const, previous: null }, { id: 'r2', seq: 2, status: 'complete' as const, previous: 'r1' }, { id: 'backup' }];
   const hosts = [
