@@ -202,7 +202,7 @@ export function ioError(what: string, error: unknown, root?: string): DeployErro
     const asRoot = process.getuid?.() === 0;
     return new DeployError('IO', `permission denied while ${what}: ${reason}`, {
       cause: error,
-      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : (quietly(ownModeHint, error) ?? quietly(ownerHint, error) ?? 'run as the user that owns the deploy root'),
+      hint: asRoot ? 'root was refused: an immutable or append-only attribute (lsattr -d <path>, chattr -i <path>), or a filesystem that refuses root (NFS root_squash)' : (quietly(ownModeHint, error) ?? quietly(ownerHint, error) ?? quietly(newRootHint, error) ?? 'run as the user that owns the deploy root'),
     });
   }
   return new DeployError('IO', `${what} failed: ${reason}`, { cause: error });
@@ -358,6 +358,25 @@ function ownerHint(error: unknown): string | undefined {
     return `${root} is ${me}'s, but ${p} in it is ${owner}'s${st.uid === 0 ? ' (made by a command run as root?)' : ''}: run as ${owner}, or give the root's state back to this user (chown -R ${me} ${root})`;
   }
   return undefined;
+}
+
+/**
+ * The hint for a directory this user may not make because the folder it goes in is another
+ * user's (a first deploy into /srv/www/app with /srv/www root's): there is no deploy root yet
+ * whose owner "run as the user that owns the deploy root" could name. Undefined otherwise.
+ */
+function newRootHint(error: unknown): string | undefined {
+  const uid = process.getuid?.();
+  const e = error as NodeJS.ErrnoException | undefined;
+  const named = e?.path;
+  if (uid === undefined || e?.syscall !== 'mkdir' || typeof named !== 'string' || !path.isAbsolute(named)) return undefined;
+  if (fs.lstatSync(named, { throwIfNoEntry: false }) !== undefined) return undefined;
+  const parent = path.dirname(named);
+  const st = fs.lstatSync(parent, { throwIfNoEntry: false });
+  if (st === undefined || !st.isDirectory() || st.uid === uid) return undefined;
+  const owner = userOf(st.uid);
+  const me = userOf(uid);
+  return `${parent} is ${owner}'s, and ${me} may not create ${path.basename(named)} in it: make the root as ${owner} and give it to ${me} (install -d -o ${me} ${shellWord(named)}), or deploy into a folder ${me} may write`;
 }
 
 /** The names a deploy root holds for its own state: a path under one of them lies in that root. */

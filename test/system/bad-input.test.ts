@@ -737,6 +737,29 @@ void test('a build directory the deploying user may not read: exit 2 with a hint
   assert.deepEqual(fs.readdirSync(root), []);
 });
 
+// A first deploy into a folder another user owns: "run as the user that owns the deploy root"
+// named a root that did not exist yet.
+void test('a new root in a folder this user may not write: exit 1, the hint names the folder, its owner and how to make the root, nothing made', async (t) => {
+  const dir = tempDir(t);
+  fs.chmodSync(dir, 0o755);
+  const src = writeTree(path.join(dir, 'build'), { 'index.html': 'x\n' });
+  fs.chmodSync(src, 0o755);
+  fs.chmodSync(path.join(src, 'index.html'), 0o644);
+  const parent = path.join(dir, 'www');
+  fs.mkdirSync(parent, { mode: 0o755 });
+  const root = path.join(parent, 'app');
+  const before = treeSnapshot(dir, { times: true });
+  const r = await runWrapped(['deploy', src, root], { prefix: asUser('nobody') });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^error: permission denied while creating the layout in \S+\/www\/app: /m);
+  assert.match(r.stderr, new RegExp(`^hint: ${parent} is root's, and nobody may not create app in it: make the root as root and give it to nobody \\(install -d -o nobody ${root}\\), or deploy into a folder nobody may write$`, 'm'));
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
+  // Made as the hint says, the same deploy goes live.
+  execFileSync('install', ['-d', '-o', 'nobody', root]);
+  const after = await runWrapped(['deploy', src, root, '--no-fsync'], { prefix: asUser('nobody') });
+  assert.equal(after.code, 0, after.stderr);
+});
+
 // A first deploy run as root in a folder that is another user's made the root's state root's; that
 // user's deploy was then refused with "run as the user that owns the deploy root": themselves.
 void test('a root that is this user\'s with state root made: the hint names whose path refused and how to give it back; root is warned before it makes that state', async (t) => {
