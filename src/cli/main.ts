@@ -125,7 +125,8 @@ Exit codes:
   129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM; a consistent state was restored (a
            second signal stops a clean-up's deleting: the next command finishes it)
 
-Every command has --help. Settings: atomic-deploy.config.yaml (see: atomic-deploy init).`;
+Every command has --help, and takes --json, -q (--quiet) and --no-color, before or after its name.
+Settings: atomic-deploy.config.yaml (see: atomic-deploy init).`;
 
 /** `--release-id` → `ATOMIC_DEPLOY_RELEASE_ID`, `--no-fsync` → `ATOMIC_DEPLOY_NO_FSYNC`. */
 export function envNameOf(option: Option): string | undefined {

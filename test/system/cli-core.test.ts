@@ -306,6 +306,9 @@ describe('CLI surface', () => {
       assert.equal(j.code, 0, j.stderr);
       assert.deepEqual(JSON.parse(j.stdout), { version: pkg.version });
     }
+    // The options every command takes are named where no command's own help is read.
+    const top = await runCli(['--help']);
+    assert.match(top.stdout, /^Every command has --help, and takes --json, -q \(--quiet\) and --no-color, before or after its name\.$/m);
     for (const cmd of ['deploy', 'rollback', 'releases', 'status', 'unlock']) {
       const h = await runCli([cmd, '--help']);
       assert.equal(h.code, 0, cmd);
