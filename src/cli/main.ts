@@ -386,25 +386,24 @@ function optionsAfterDashes(text: string, argv: readonly string[], running: Comm
 }
 
 /**
- * A value flag given twice (`--keep 10 … --keep 1`, options put together by a script): commander
- * keeps the last one without a word. Refused, as a config file's key given twice is; the same
- * value twice is one value, and a repeatable flag (one that collects a list) is left alone.
+ * A value flag given twice (`--keep 10 … --keep 1`): the last is taken, as with most commands (a
+ * wrapper's `"$@"` after its defaults overrides them), but not without a word: each is said in
+ * `overridden`, for a warning. The same value twice is one value, and a repeatable flag (one that
+ * collects a list) is left alone.
  */
-function refuseValuesGivenTwice(cmd: Command): void {
+function noteValuesGivenTwice(cmd: Command, overridden: string[]): void {
   for (const option of cmd.options as Option[]) {
     if (!option.required && !option.optional) continue;
     const key = option.attributeName();
-    let first: { raw: string; value: unknown } | undefined;
+    let last: { raw: string; value: unknown } | undefined;
     cmd.on(`option:${option.name()}`, (raw: unknown) => {
       if (typeof raw !== 'string') return;
       const value: unknown = cmd.getOptionValue(key);
       if (Array.isArray(value)) return;
-      if (first === undefined) {
-        first = { raw, value };
-        return;
-      }
-      if (first.raw === raw || JSON.stringify(first.value) === JSON.stringify(value)) return;
-      cmd.error(`error: option '${option.flags}' is given twice, as '${first.raw}' and as '${raw}': give it once (neither is taken over the other)`, { exitCode: EXIT.invalid, code: 'commander.givenTwice' });
+      const before = last;
+      last = { raw, value };
+      if (before === undefined || before.raw === raw || JSON.stringify(before.value) === JSON.stringify(value)) return;
+      overridden.push(`${option.long ?? option.flags} is given twice, as ${JSON.stringify(before.raw)} and then as ${JSON.stringify(raw)}: the last, ${JSON.stringify(raw)}, is taken`);
     });
   }
 }
@@ -469,6 +468,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   let usageHint: string | undefined;
   // The command commander parses for (after dispatch), whose own flags a usage error is about.
   let running: Command | undefined;
+  // Value flags given twice, the last taken (noteValuesGivenTwice): warned once the command runs.
+  const overridden: string[] = [];
   const program = new Command('atomic-deploy')
     .description('Zero-downtime release deploys by atomic symlink switch.')
     .version(VERSION, '-V, --version')
@@ -523,6 +524,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     use(action.opts<CommonFlags>());
     options.onCommand?.(action.name(), REPORTS.has(action.name()) || action.opts<{ dryRun?: boolean }>().dryRun === true);
     for (const w of unknownEnvWarnings(program, process.env)) reporter.warn(w.message, w.hint);
+    for (const said of overridden) reporter.warn(said);
     // A setup test run with the installed command would otherwise believe it had crashed a deploy.
     if (process.env.ATOMIC_DEPLOY_FAILPOINTS && !FAILPOINTS_BUILT_IN) {
       reporter.warn('ATOMIC_DEPLOY_FAILPOINTS is set, but this build has no failpoints; it is ignored', 'failpoints exist only in a source checkout\'s build: npm run build, then node dist/cli/bin.js');
@@ -808,7 +810,7 @@ Exit codes: 0 ok, 2 a shell other than bash, zsh or fish.`)
     // `-- <source> <root>` is the bare deploy form, which commander hands to deploy, the default command.
     const word = dispatched[leadingOptions(program, dispatched).at];
     running = program.commands.find((c) => c.name() === (word === '--' ? 'deploy' : word)) ?? program;
-    for (const cmd of [program, ...program.commands]) refuseValuesGivenTwice(cmd);
+    for (const cmd of [program, ...program.commands]) noteValuesGivenTwice(cmd, overridden);
     await program.parseAsync([...dispatched], { from: 'user' });
     return exitCode;
   } catch (error) {
