@@ -199,10 +199,18 @@ function lockFileOwner(file: string, stat: fs.Stats): LockOwner | null {
   return stat.isFile() && stat.size <= 32 ? bashOwner(readText(file), stat) : null;
 }
 
-/** Whether `dir` (a lock directory under another name: `.tmp/trash.lock.<token>`, a lock being released) names a live owner. */
+/**
+ * Whether `dir` (a lock directory under another name: `.tmp/trash.lock.<token>`, a lock being
+ * released) names a live owner. One that names none is a leftover, not a lock "made moments ago":
+ * a lock is renamed there whole, owner included, so only its removal empties it, and a releaser
+ * killed mid-removal (its owner file gone, the directory not yet) left a directory whose mtime that
+ * removal had just made young, which the next deploy then took for a live release and left.
+ */
 export function lockDirOwnerAlive(dir: string): boolean {
   const stat = directoryStat(dir);
-  return stat !== undefined && judgeOwner(parseOwner(dir, stat), stat.mtimeMs).state !== 'stale';
+  if (stat === undefined) return false;
+  const owner = parseOwner(dir, stat);
+  return owner !== null && judgeOwner(owner, stat.mtimeMs).state !== 'stale';
 }
 
 /** Reads and judges the lock of a root; undefined when nobody holds it. */

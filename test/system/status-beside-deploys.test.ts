@@ -76,6 +76,23 @@ void test('a lock being released (renamed into .tmp/ by a live process) is not a
   assert.equal(fs.existsSync(released), false);
 });
 
+// The crash campaign's random kills once landed in a lock's release between the removal of its
+// owner file and of its directory: the next deploy took that young, ownerless directory for a
+// lock "made moments ago" and left it for 10 s.
+void test('a released lock emptied of its owner by a killed releaser is a leftover at once, for status and the next deploy', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '-q'])).code, 0);
+  for (const command of [['status', root, '--json'], ['deploy', src, root, '--json']]) {
+    const released = path.join(root, '.tmp', 'trash.lock.killed0123');
+    fs.mkdirSync(released);
+    const r = await runCli(command);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(fs.existsSync(released), false, `${command[0]} left ${released}`);
+  }
+});
+
 void test('a deploy that finds the lock held by status waits for it, whatever its --wait, and says so', async (t) => {
   const dir = tempDir(t);
   const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
