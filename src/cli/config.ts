@@ -123,11 +123,15 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
   }
   // Numbers as the flags and variables take them: the file's spelling of each number, which its value has lost.
   // Checked once the schema has passed, so a value out of range keeps the schema's message.
+  // Each number's spelling by its key path, for a schema error about it (parseConfig `spelled`).
+  const spellings = new Map<string, string>();
   const checkNotation = (doc: import('yaml').Document): void => {
     visit(doc, {
       Scalar(_key, node, at) {
         if (typeof node.value !== 'number' || node.source === undefined) return;
         const key = at.flatMap((n) => (isPair(n) ? [String(isScalar(n.key) ? n.key.value : n.key)] : [])).join('.');
+        // A key inside a list (hosts) has no index here: its spelling is not kept.
+        if (!at.some((n) => !isPair(n) && 'items' in n && Array.isArray(n.items) && !n.items.some((i) => isPair(i)))) spellings.set(key, node.source);
         notation ??= numberNotationProblem(key, node.source);
       },
     });
@@ -168,7 +172,7 @@ export function loadConfig(explicit: string | undefined, cwd: string): LoadedCon
       throw invalid(`${file}: not usable YAML: ${error instanceof Error ? error.message : String(error)}`, file, error);
     }
   }
-  const config = parseConfig(data, file);
+  const config = parseConfig(data, file, (key) => spellings.get(key));
   if (notation !== undefined) throw invalid(`${file}: ${notation.said}`, file, undefined, notation.hint);
   return { config, file, dir: path.dirname(file) };
 }

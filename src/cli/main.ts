@@ -386,6 +386,36 @@ function optionsAfterDashes(text: string, argv: readonly string[], running: Comm
 }
 
 /**
+ * The words commander took as arguments beyond what the command takes (`deploy a b c`), to name
+ * in "too many arguments": the count alone left the user to find which word it was.
+ */
+function extraArguments(text: string, running: Command | undefined): string[] | undefined {
+  const m = /^error: too many arguments for '[^']+'\. Expected (\d+) arguments? but got (\d+)\./.exec(text);
+  if (!m || running === undefined) return undefined;
+  const extra = running.args.slice(Number(m[1]));
+  return extra.length > 0 && running.args.length === Number(m[2]) ? extra : undefined;
+}
+
+/**
+ * Short switches run together with a number (`-qn2`): commander reads -q, -n and then `-2`, a
+ * negative number, as an argument, so the error is "too many arguments". The hint says how the
+ * word was read and that no option of the command takes a number that way.
+ */
+function bundledNumber(text: string, argv: readonly string[], running: Command | undefined): string | undefined {
+  const extra = extraArguments(text, running);
+  if (extra === undefined || running === undefined) return undefined;
+  for (const w of argv) {
+    const m = /^-([A-Za-z]+)(\d[\d.]*)$/.exec(w);
+    if (!m || !extra.includes(`-${m[2]}`)) continue;
+    const letters = [...(m[1] as string)];
+    const switches = letters.map((c) => (running.options as Option[]).find((o) => o.short === `-${c}`));
+    if (switches.some((o) => o === undefined || o.required || o.optional)) continue;
+    return `${w} is read as ${letters.map((c) => `-${c}`).join(' ')} and then the argument -${m[2]}: ${letters.length > 1 ? 'these switches take' : 'this switch takes'} no value; give each option on its own (see --help)`;
+  }
+  return undefined;
+}
+
+/**
  * A value flag given twice (`--keep 10 … --keep 1`): the last is taken, as with most commands (a
  * wrapper's `"$@"` after its defaults overrides them), but not without a word: each is said in
  * `overridden`, for a warning. The same value twice is one value, and a repeatable flag (one that
@@ -432,6 +462,8 @@ function explainUnknownOption(text: string, program: Command, argv: readonly str
   // `init deploy/prod.yaml`: the file init writes is named by --config, as every command reads it.
   const extra = /^error: too many arguments for 'init'\. Expected 0 arguments but got \d+\./.exec(text);
   if (extra) return text.replace(extra[0], `error: init takes no arguments: name the file to write with --config (atomic-deploy init --config <file>)`);
+  const extraWords = extraArguments(text, running);
+  if (extraWords !== undefined) return text.replace(/^(error: too many arguments for [^\n]*?)\.?(\n|$)/, `$1; not taken: ${extraWords.map(shellWord).join(' ')}$2`);
   const m = /^error: unknown option '(--[^'=]+)(?:=[^']*)?'[^\n]*/.exec(text);
   if (!m) return text;
   const flag = m[1] as string;
@@ -486,6 +518,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
         const dash = dashWord(s, argv);
         if (dash !== undefined) dashed = dash;
         usageHint ??= optionsAfterDashes(s, argv, running);
+        usageHint ??= bundledNumber(s, argv, running);
         if (dashed !== undefined) usageHint ??= dashHint(dashed, argv);
         options.stderr.write(s === USAGE_HINT_LINE && usageHint !== undefined ? `hint: ${usageHint}\n` : explainUnknownOption(oneLineSuggestion(s), program, argv, running));
       },

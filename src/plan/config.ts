@@ -60,7 +60,7 @@ export const configSchema = z.strictObject({
   source: opt(text('a directory path')),
   keep: opt(count(COUNTS.keep)),
   // YAML reads releaseId: 12345 (or 1.10, as 1.1) as a number: the fix is quotes, which the message says.
-  releaseId: opt(z.string({ error: (issue) => (typeof issue.input === 'number' ? 'a release id as a string (YAML read a number here: quote it, as in releaseId: "12345")' : 'a release id') }).check(z.minLength(1, { error: 'a release id' })).check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-", not current, shared or releases' }))),
+  releaseId: opt(z.string({ error: (issue) => (typeof issue.input === 'number' ? 'a release id as a string (the file holds a number here: quote it)' : 'a release id') }).check(z.minLength(1, { error: 'a release id' })).check(z.refine((id) => newReleaseIdProblem(id) === undefined, { error: 'a release id: letters, digits, dots, dashes, underscores, not starting with "." or "-", not current, shared or releases' }))),
   fsync: opt(flag),
   wait: opt(secondsOrZero),
   shared: opt(sharedList),
@@ -243,8 +243,12 @@ function numberValueHint(key: string, input: unknown, expected: string): string 
   return `seconds are a bare number: write ${key}: ${Number(m[1]) * unit}; `;
 }
 
-/** Validates parsed config data; the error names the key path, the value and what was expected, on one line. */
-export function parseConfig(data: unknown, file: string): Config {
+/**
+ * Validates parsed config data; the error names the key path, the value and what was expected, on
+ * one line. `spelled` gives a number's spelling in the file by its dotted key path (YAML reads
+ * `releaseId: 1.0` as 1, and "got 1" named a value the file does not hold).
+ */
+export function parseConfig(data: unknown, file: string, spelled?: (key: string) => string | undefined): Config {
   // An empty YAML file parses to null: no settings.
   const input = data ?? {};
   const result = configSchema.safeParse(input, { reportInput: true });
@@ -271,14 +275,19 @@ export function parseConfig(data: unknown, file: string): Config {
   } else if (first.path.length === 0) {
     line = `got ${formatValue(first.input)}, expected a mapping of settings`;
   } else {
-    line = `${formatKeyPath(first.path)}: got ${formatValue(first.input)}, expected ${first.message}`;
+    const source = typeof first.input === 'number' && first.path.every((k) => typeof k === 'string') ? spelled?.(first.path.join('.')) : undefined;
+    const got = source !== undefined && source !== String(first.input) ? `${source} (read as the number ${formatValue(first.input)})` : formatValue(first.input);
+    line = `${formatKeyPath(first.path)}: got ${got}, expected ${first.message}`;
   }
   // YAML reads a bare `~` (and nothing after the colon) as null: `root: ~` means no value, not the home directory.
   const nullHint = first !== undefined && first.input === null && first.path.length > 0 ? 'in YAML a bare ~ or an empty value is null: quote it (root: "~/app") or give a value; ' : '';
   const leaf = first?.path.filter((k) => typeof k === 'string').at(-1);
   const numberHint = first === undefined || leaf === undefined ? '' : numberValueHint(String(leaf), first.input, first.message);
+  // A number where text is expected (an id, a path, a command): quoted, as the file spells it.
+  const spelling = first !== undefined && typeof first.input === 'number' && first.code === 'invalid_type' && first.expected === 'string' && first.path.every((k) => typeof k === 'string') ? spelled?.(first.path.join('.')) : undefined;
+  const quoteHint = spelling === undefined || first === undefined ? '' : `quote it: ${formatKeyPath(first.path)}: "${spelling}"; `;
   throw new DeployError('INVALID_CONFIG', `${file}: ${line}${more}`, {
-    hint: `${nullHint}${numberHint}see docs/lifecycle.md for every key (or atomic-deploy init --config example.yaml for a commented example); --no-config runs without the file`,
+    hint: `${nullHint}${numberHint}${quoteHint}see docs/lifecycle.md for every key (or atomic-deploy init --config example.yaml for a commented example); --no-config runs without the file`,
     details: { file },
   });
 }

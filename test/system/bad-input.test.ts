@@ -443,13 +443,13 @@ function numbers(): Case[] {
     { name: `ATOMIC_DEPLOY_WAIT=${BIG}`, setup: (c) => deployTo(c), env: { ATOMIC_DEPLOY_WAIT: BIG }, code: 2, message: new RegExp(`^error: ATOMIC_DEPLOY_WAIT="${BIG}":${tooLong.source}`) },
     { name: 'ATOMIC_DEPLOY_PARALLEL=0x10', setup: (c) => deployTo(c), env: { ATOMIC_DEPLOY_PARALLEL: '0x10' }, code: 2, message: /^error: ATOMIC_DEPLOY_PARALLEL="0x10": expected a whole number from 1 to 1000 in decimal digits$/ },
     // The config file: YAML's .inf and a number past a double's range are Infinity, named as such.
-    { name: 'config keep: .inf', setup: (c) => config(c, 'keep: .inf\n'), code: 2, message: /atomic-deploy\.config\.yaml: keep: got Infinity, expected an integer from 0 to 1000000$/, hint },
+    { name: 'config keep: .inf', setup: (c) => config(c, 'keep: .inf\n'), code: 2, message: /atomic-deploy\.config\.yaml: keep: got \.inf \(read as the number Infinity\), expected an integer from 0 to 1000000$/, hint },
     { name: 'config keep: 1000001', setup: (c) => config(c, 'keep: 1000001\n'), code: 2, message: /keep: got 1000001, expected an integer from 0 to 1000000$/, hint },
-    { name: 'config wait: 1e400', setup: (c) => config(c, 'wait: 1e400\n'), code: 2, message: /atomic-deploy\.config\.yaml: wait: got Infinity, expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/, hint },
+    { name: 'config wait: 1e400', setup: (c) => config(c, 'wait: 1e400\n'), code: 2, message: /atomic-deploy\.config\.yaml: wait: got 1e400 \(read as the number Infinity\), expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/, hint },
     { name: 'config staleWait: 3000000', setup: (c) => config(c, 'staleWait: 3000000\n'), code: 2, message: /staleWait: got 3000000, expected a number of seconds from 0 to 2147483 \(the longest timer Node keeps\)$/, hint },
-    { name: 'config reload.timeout: .inf', setup: (c) => config(c, 'reload:\n  timeout: .inf\n'), code: 2, message: /reload\.timeout: got Infinity, expected a number of seconds greater than 0, at most 2147483 \(the longest timer Node keeps\)$/, hint },
-    { name: 'config artifact.maxFiles: 1e12', setup: (c) => config(c, 'artifact:\n  maxFiles: 1e12\n'), code: 2, message: /artifact\.maxFiles: got 1000000000000, expected an integer from 1 to 1000000000$/, hint },
-    { name: 'config artifact.downloadRetries: .nan', setup: (c) => config(c, 'artifact:\n  downloadRetries: .nan\n'), code: 2, message: /artifact\.downloadRetries: got NaN, expected an integer from 0 to 100$/, hint },
+    { name: 'config reload.timeout: .inf', setup: (c) => config(c, 'reload:\n  timeout: .inf\n'), code: 2, message: /reload\.timeout: got \.inf \(read as the number Infinity\), expected a number of seconds greater than 0, at most 2147483 \(the longest timer Node keeps\)$/, hint },
+    { name: 'config artifact.maxFiles: 1e12', setup: (c) => config(c, 'artifact:\n  maxFiles: 1e12\n'), code: 2, message: /artifact\.maxFiles: got 1e12 \(read as the number 1000000000000\), expected an integer from 1 to 1000000000$/, hint },
+    { name: 'config artifact.downloadRetries: .nan', setup: (c) => config(c, 'artifact:\n  downloadRetries: .nan\n'), code: 2, message: /artifact\.downloadRetries: got \.nan \(read as the number NaN\), expected an integer from 0 to 100$/, hint },
   ];
 }
 

@@ -413,10 +413,27 @@ void test('an option after -- is an argument: the hint puts it before --', async
   const before = treeSnapshot(dir, { times: true });
   const result = await runCli(['deploy', '--', './-odd', 'www', '--dry-run'], { cwd: dir });
   assert.equal(result.code, 2, result.stderr);
-  assert.equal(result.stderr, "error: too many arguments for 'deploy'. Expected 2 arguments but got 3.\nhint: after --, every word is an argument, --dry-run too: give the options before --: atomic-deploy deploy --dry-run -- ./-odd www\n");
+  assert.equal(result.stderr, "error: too many arguments for 'deploy'. Expected 2 arguments but got 3; not taken: --dry-run\nhint: after --, every word is an argument, --dry-run too: give the options before --: atomic-deploy deploy --dry-run -- ./-odd www\n");
   assert.deepEqual(treeSnapshot(dir, { times: true }), before);
   const fixed = await runCli(['deploy', '--dry-run', '--', './-odd', 'www'], { cwd: dir });
   assert.equal(fixed.code, 0, fixed.stderr);
+});
+
+// "too many arguments … got 3" left the user to find the word; `-qn2` (switches run together
+// with a number) read as -q -n and then the argument -2, with no word of how.
+void test('too many arguments names the words not taken; switches run together with a number say how they were read', async (t) => {
+  const dir = await workdir(t);
+  const before = treeSnapshot(dir, { times: true });
+  const extra = await runCli(['deploy', 'build', 'www', 'extra words'], { cwd: dir });
+  assert.equal(extra.code, 2, extra.stderr);
+  assert.equal(extra.stderr, "error: too many arguments for 'deploy'. Expected 2 arguments but got 3; not taken: 'extra words'\nhint: see --help for usage\n");
+  const bundled = await runCli(['deploy', 'build', 'www', '-qn2'], { cwd: dir });
+  assert.equal(bundled.code, 2, bundled.stderr);
+  assert.equal(bundled.stderr, "error: too many arguments for 'deploy'. Expected 2 arguments but got 3; not taken: -2\nhint: -qn2 is read as -q -n and then the argument -2: these switches take no value; give each option on its own (see --help)\n");
+  const json = await runCli(['deploy', 'build', 'www', '-n3', '--json'], { cwd: dir });
+  assert.equal(json.code, 2, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), { error: { code: 'USAGE', message: "too many arguments for 'deploy'. Expected 2 arguments but got 3; not taken: -3", hint: '-n3 is read as -n and then the argument -3: this switch takes no value; give each option on its own (see --help)' } });
+  assert.deepEqual(treeSnapshot(dir, { times: true }), before);
 });
 
 // Node decodes the command line as UTF-8, a byte that is none becoming U+FFFD: a root named in

@@ -11,7 +11,7 @@ interface Json {
   release?: string;
   file?: string;
   prune?: { removed: { id: string }[] };
-  error?: { code: string; message: string; file?: string };
+  error?: { code: string; message: string; file?: string; hint?: string };
 }
 
 function setup(t: { after(fn: () => void): void }): { dir: string; src: string; root: string } {
@@ -108,7 +108,11 @@ void test('an invalid config stops with exit 2, one line naming key, value and e
     ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nkeep: 3.0\n', /atomic-deploy\.config\.yaml: keep: got "3\.0", expected a whole number in decimal digits \(write 3, not 3\.0\), as on the command line$/m],
     ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "artifact": {"maxFiles": 100.0}}', /atomic-deploy\.config\.json: artifact\.maxFiles: got "100\.0", expected a whole number in decimal digits/],
     // YAML reads an unquoted 12345 as a number: the message says to quote it.
-    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nreleaseId: 12345\n', /releaseId: got 12345, expected a release id as a string \(YAML read a number here: quote it, as in releaseId: "12345"\)/],
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nreleaseId: 12345\n', /releaseId: got 12345, expected a release id as a string \(the file holds a number here: quote it\)/],
+    // ... and as the file spells it: `releaseId: 1.0` was "got 1", a value the file does not hold.
+    ['atomic-deploy.config.yaml', 'root: ./root\nsource: build\nreleaseId: 1.0\n', /releaseId: got 1\.0 \(read as the number 1\), expected a release id as a string \(the file holds a number here: quote it\)/],
+    ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "releaseId": 2.50}', /releaseId: got 2\.50 \(read as the number 2\.5\), expected a release id as a string \(the file holds a number here: quote it\)/],
+    ['atomic-deploy.config.yaml', 'root: 1e3\nsource: build\n', /root: got 1e3 \(read as the number 1000\), expected a directory path/],
     // JSON.parse keeps the last of a key given twice, silently; the YAML form refuses it, and so does JSON now.
     ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "keep": 0, "keep": 2}', /atomic-deploy\.config\.json:1:\d+: a key is given twice in one object/],
     ['atomic-deploy.config.json', '{"root": "./root", "source": "build", "hooks": {"beforeSwitch": ["true"], "before\\u0053witch": ["false"]}}', /atomic-deploy\.config\.json:1:\d+: a key is given twice in one object/],
@@ -130,6 +134,12 @@ void test('an invalid config stops with exit 2, one line naming key, value and e
     assert.deepEqual(snapshot(dir), before);
     assert.equal(fs.existsSync(root), false);
   }
+  // The hint quotes the value as the file spells it.
+  for (const n of ['atomic-deploy.config.yaml', 'atomic-deploy.config.json']) fs.rmSync(path.join(dir, n), { force: true });
+  fs.writeFileSync(path.join(dir, 'atomic-deploy.config.yaml'), 'root: ./root\nsource: build\nreleaseId: 1.0\n');
+  const quoted = await runCli(['deploy', '--json'], { cwd: dir });
+  assert.equal(quoted.code, 2);
+  assert.match(jsonOf<Json>(quoted).error?.hint ?? '', /^quote it: releaseId: "1\.0"; see docs\/lifecycle\.md/);
   const cli = await runCli(['deploy', 'build', 'root', '--keep', '3.0'], { cwd: dir });
   assert.equal(cli.code, 2, 'the command line refuses the same value');
   for (const n of ['atomic-deploy.config.yaml', 'atomic-deploy.config.json']) fs.rmSync(path.join(dir, n), { force: true });
