@@ -17,9 +17,9 @@ import { makeSource, manifestDiff, manifestOf, sameManifest } from '../harness/i
 const DOC = fileURLToPath(new URL('../../docs/ci.md', import.meta.url));
 
 interface Steps {
-  jobs: Record<string, { steps?: { name?: string; run?: string }[] }>;
+  jobs: Record<string, { 'timeout-minutes'?: number; steps?: { name?: string; run?: string }[] }>;
 }
-type GitLab = Record<string, { script?: string[] }>;
+type GitLab = Record<string, { script?: string[]; timeout?: string }>;
 
 /** The deploy scripts of docs/ci.md, by name, exactly as written there. */
 function deployScripts(): Record<string, string> {
@@ -27,6 +27,11 @@ function deployScripts(): Record<string, string> {
   assert.equal(blocks.length, 2, 'docs/ci.md holds one GitHub and one GitLab YAML block');
   const gh = parse(blocks[0] ?? '') as Steps;
   const gl = parse(blocks[1] ?? '') as GitLab;
+  // A download bounds a connection's silence, not the whole transfer: the job's timeout does
+  // (docs/ci.md says why), so both deploy jobs set one shorter than the runners' defaults.
+  const minutes = gh.jobs.deploy?.['timeout-minutes'];
+  assert.ok(typeof minutes === 'number' && minutes > 0 && minutes < 360, `GitHub deploy job timeout-minutes: ${String(minutes)}`);
+  assert.match(gl['.deploy']?.timeout ?? '', /^\d+m$/, 'GitLab .deploy timeout');
   const step = (name: string): string => {
     const found = gh.jobs.deploy?.steps?.find((s) => s.name === name)?.run;
     assert.ok(found, `GitHub step ${name}`);
