@@ -247,7 +247,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
       failed = plan.link;
     } else {
       failed = verdict.failed;
-      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match${failed.length === 1 ? 'es' : ''} its manifest or owner (edited, chmod-ed or chown-ed in place?): sent again`);
+      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match${failed.length === 1 ? 'es' : ''} its manifest or owner, or ha${failed.length === 1 ? 's' : 've'} a name outside the releases (edited, chmod-ed or chown-ed in place, or hardlinked elsewhere?): sent again`);
     }
   }
   const listDir = makeScratchDir('send');

@@ -158,6 +158,25 @@ for (const shell of cases) {
       assert.deepEqual(r.failed, ['a/run']);
     });
 
+    void test('a linked file with a name outside the releases (ln, a dedup tool) fails the check, and only it; names at the same path in other releases pass', () => {
+      const { root, prev } = rootWithPrevious();
+      const older = path.join(root, 'releases', 'older');
+      fs.mkdirSync(path.join(older, 'a'), { recursive: true });
+      // As hardlink deploys leave them: an older release shares a/two at the same path.
+      fs.linkSync(path.join(prev, 'a', 'two'), path.join(older, 'a', 'two'));
+      // Names elsewhere: outside releases/, at another path of a release, and in a hidden leftover (a pruned release's trash).
+      fs.linkSync(path.join(prev, 'a', 'one'), path.join(root, 'one.dedup'));
+      fs.linkSync(path.join(prev, 'b', 'c', 'three'), path.join(older, 'three'));
+      fs.mkdirSync(path.join(root, 'releases', '.trash.1', 'a'), { recursive: true });
+      fs.linkSync(path.join(prev, 'a', 'run'), path.join(root, 'releases', '.trash.1', 'a', 'run'));
+      const r = link(shell, root, ['a/one', 'a/run', 'a/two', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.failed, ['a/one', 'a/run', 'b/c/three']);
+      // Control: the file that passed is linked, and so are the others (the check does not undo a link: rsync replaces it).
+      assert.equal(inode(path.join(r.stage, 'a', 'two')), inode(path.join(prev, 'a', 'two')));
+      assert.equal(inode(path.join(r.stage, 'a', 'one')), inode(path.join(root, 'one.dedup')));
+    });
+
     void test('a listed path that is a symlink in the previous release is not kept, and fails the check', () => {
       const { root } = rootWithPrevious();
       const r = link(shell, root, ['a/one', 'b/link']);
