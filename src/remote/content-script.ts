@@ -146,15 +146,16 @@ cd -- "$s" || exit 1
 find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null
 $sum -c < "$w/link.check" > "$w/link.out" 2>/dev/null
 tr '\\n' '\\000' < "$w/link.paths" | xargs -0 stat "$sf" "$fmt" -- > "$w/link.stat" 2>/dev/null
-# Every name under releases/ that shares an inode (a name holding a newline is left out: it then
-# counts as one elsewhere), for the rule below.
+# Every name under releases/ that shares an inode, for the rule below (a name holding a newline is
+# left out: it then counts as one elsewhere). GNU find prints them itself, at half the cost of a stat process.
 cd -- ${q(`${root}/releases`)} || exit 1
-find . -type f -links +1 ! -path "*$nl*" -exec stat "$sf" "$nfmt" -- {} + > "$w/link.names" 2>/dev/null
+if find . -maxdepth 0 -printf '' 2>/dev/null; then find . -type f -links +1 ! -path "*$nl*" -printf '%D %i %p\\n'
+else find . -type f -links +1 ! -path "*$nl*" -exec stat "$sf" "$nfmt" -- {} +; fi > "$w/link.names" 2>/dev/null
 cd -- "$w" || exit 1
 awk -v owner="$o" '
 function word() { sp = index(r, " "); x = substr(r, 1, sp - 1); r = substr(r, sp + 1); return x }
 FILENAME == "link.out" { if (sub(/: OK$/, "")) ok[$0] = 1; next }
-FILENAME == "link.names" { r = $0; d = word(); i = word(); if (substr(r, 1, 2) != "./") next; r = substr(r, 3); sp = index(r, "/"); if (sp < 2 || substr(r, 1, 1) == ".") next; names[d " " i " " substr(r, sp + 1)]++; next }
+FILENAME == "link.names" { r = substr($0, length($1) + length($2) + 3); if (substr(r, 1, 2) != "./") next; r = substr(r, 3); sp = index(r, "/"); if (sp < 2 || substr(r, 1, 1) == ".") next; names[$1 " " $2 " " substr(r, sp + 1)]++; next }
 FILENAME == "link.stat" { r = $0; v = word(); u = word(); d = word(); i = word(); h = word(); if (u == owner && h + 0 == names[d " " i " " r] + 1) got[r] = v; next }
 FILENAME == "link.modes" { sp = index($0, " "); want[substr($0, sp + 1)] = substr($0, 1, sp - 1); next }
 { if (($0 in ok) && ($0 in got) && got[$0] == want[$0]) n++; else print $0 ": FAILED" > "link.failed" }
