@@ -134,7 +134,8 @@ command -v awk >/dev/null 2>&1 || { ${emit('no-awk', 'yes')}; exit 0; }
 mkdir -p -- "$s" && cd -- "$w" || exit 1
 h=$($sum < manifest.json) || exit 1
 printf 'stored-sha256\\000%s\\000' "\${h%% *}"
-${linkListScript('"$m"', 'manifest.json')}h=$($sum < link.paths) || exit 1
+${linkListScript('"$m"', 'manifest.json')}true > link.names || exit 1
+h=$($sum < link.paths) || exit 1
 printf 'link-list\\000%s\\000' "\${h%% *}"
 cd -- "$p" || exit 1
 find . -type l 2>/dev/null | sed 's|$|/|' > "$w/link.skip" || exit 1
@@ -149,8 +150,8 @@ tr '\\n' '\\000' < "$w/link.paths" | xargs -0 stat "$sf" "$fmt" -- > "$w/link.st
 # Every name under releases/ that shares an inode, for the rule below (a name holding a newline is
 # left out: it then counts as one elsewhere). GNU find prints them itself, at half the cost of a stat process.
 cd -- ${q(`${root}/releases`)} || exit 1
-if find . -maxdepth 0 -printf '' 2>/dev/null; then find . -type f -links +1 ! -path "*$nl*" -printf '%D %i %p\\n'
-else find . -type f -links +1 ! -path "*$nl*" -exec stat "$sf" "$nfmt" -- {} +; fi > "$w/link.names" 2>/dev/null
+if find . -maxdepth 0 -printf '' 2>/dev/null; then find . -type f -links +1 ! -path "*$nl*" -printf '%D %i %p\\n' > "$w/link.names" 2>/dev/null
+else find . -type f -links +1 ! -path "*$nl*" -exec stat "$sf" "$nfmt" -- {} + > "$w/link.names" 2>/dev/null; fi
 cd -- "$w" || exit 1
 awk -v owner="$o" '
 function word() { sp = index(r, " "); x = substr(r, 1, sp - 1); r = substr(r, sp + 1); return x }
