@@ -102,8 +102,8 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * BusyBox) or fails, a host-side rsync whose link-dest is its own source links what is left (those
  * already linked stay as they are). Directory modes do not matter here: rsync sends every directory
  * of the build afterwards. A host without sha256sum or shasum, without a `stat` that prints
- * modes, or without awk, links nothing and says so (`no-sum`, `no-stat`, `no-awk`): every file
- * is sent. (A BSD `stat -f` prints no setuid, setgid or sticky bit in `%Lp`: such files fail the
+ * modes, without awk, or whose find cannot test link counts, links nothing and says so (`no-sum`,
+ * `no-stat`, `no-awk`, `no-find-links`): every file is sent. (A BSD `stat -f` prints no setuid, setgid or sticky bit in `%Lp`: such files fail the
  * check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
  * are compared as bytes. With `copy` the same files are copied from the current release instead
  * (a release whose before-switch hooks could otherwise write into the live one's inodes), and
@@ -131,6 +131,7 @@ elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %u %d %i %l %N'; n
 else ${emit('no-stat', 'yes')}; exit 0; fi
 o=$(stat "$sf" '%u' -- "$p/.") || exit 1
 command -v awk >/dev/null 2>&1 || { ${emit('no-awk', 'yes')}; exit 0; }
+find "$p" -prune -links +0 >/dev/null 2>&1 || { ${emit('no-find-links', 'yes')}; exit 0; }
 mkdir -p -- "$s" && cd -- "$w" || exit 1
 h=$($sum < manifest.json) || exit 1
 printf 'stored-sha256\\000%s\\000' "\${h%% *}"

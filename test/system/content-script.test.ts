@@ -260,6 +260,19 @@ void test('on a host with no sha256sum or shasum, no stat that prints modes, or 
   }
 });
 
+void test('on a host whose find cannot test link counts, nothing is linked and the step says it could not check names', () => {
+  const bin = fs.mkdtempSync(path.join(BASE, 'no-find-links-bin-'));
+  for (const tool of [...HOST_TOOLS, 'awk', 'sha256sum'].filter((t) => t !== 'find')) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+  // A find without -links (a BusyBox built without it says "unrecognized: -links"), otherwise GNU's.
+  fs.writeFileSync(path.join(bin, 'find'), '#!/bin/sh\nfor a; do [ "$a" = -links ] && { echo "find: unrecognized: -links" >&2; exit 1; }; done\nexec /usr/bin/find "$@"\n', { mode: 0o755 });
+  const { root } = rootWithPrevious();
+  const r = runProgram({ name: 'dash, find without -links', file: TOOLS.dash, env: { PATH: bin } }, linkScript(root, 'prev', 'stage.1', 'new'), BASE);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(frameValue(r.frames, 'no-find-links'), 'yes');
+  assert.equal(frameValue(r.frames, 'checked'), undefined, 'a check result without a way to count names');
+  assert.equal(fs.existsSync(path.join(stagedPath(root, 'stage.1'), 'new', 'a', 'one')), false, 'linked with no way to check');
+});
+
 /** dash with one awk (and the other host tools from /usr/bin), and BusyBox sh with BusyBox's awk. */
 const AWKS: Shell[] = [
   ...(['gawk', 'mawk'] as const).map((awk): Shell => {
