@@ -87,7 +87,8 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * names at the same path in the releases under `releases/` (hidden leftovers not counted), as the
  * local engine rules (act/copy.ts namesAllInReleases). A file a dedup tool or an `ln` gave a name
  * elsewhere would otherwise share the new live release with it, and a write in place there would
- * change the live site. One `find -links +1` pass over `releases/` with `stat` gives the names.
+ * change the live site. One `find -links +1` pass over `releases/` gives the names (GNU find's
+ * `-printf`, else `stat`).
  * Nothing of the plan travels on stdin: the deploying side sent the new manifest already, and the
  * host prints its list's SHA-256 (`link-list`) for the deploying side to compare with its own
  * plan. Then it prints the stored new manifest's SHA-256 (`stored-sha256`), how many linked files passed every check (`checked`) and
@@ -103,8 +104,8 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * already linked stay as they are). Directory modes do not matter here: rsync sends every directory
  * of the build afterwards. A host without sha256sum or shasum, without a `stat` that prints
  * modes, without awk, or whose find cannot test link counts, links nothing and says so (`no-sum`,
- * `no-stat`, `no-awk`, `no-find-links`): every file is sent. (A BSD `stat -f` prints no setuid, setgid or sticky bit in `%Lp`: such files fail the
- * check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
+ * `no-stat`, `no-awk`, `no-find-links`): every file is sent. (A BSD `stat -f` prints no setuid,
+ * setgid or sticky bit in `%Lp`: such files fail the check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
  * are compared as bytes. With `copy` the same files are copied from the current release instead
  * (a release whose before-switch hooks could otherwise write into the live one's inodes), and
  * checked the same way.
