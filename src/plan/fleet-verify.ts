@@ -94,8 +94,11 @@ const hashOf = (line: string): string | undefined => /^([0-9a-f]{64}) [ *]/.exec
  * return or a backslash (which sha256sum would escape) an `odd` frame with its `odd-stat` and `odd-sum`.
  * A `denied` frame names a file the host's user may not read, a `closed` one a directory it may
  * not list or search (`.`, the release): reported `unreadable` as local verify reports them, with
- * nothing under a closed directory. A file the host could not hash for another reason is listed
- * with an empty hash, so it shows as modified. A name
+ * nothing under a closed directory. A file stat-ed but not hashed was removed between the two passes
+ * (it is left out, so it shows as removed) unless a hash failed: then the host lists the files still
+ * there (a `present` frame, or an `odd-sum` other than `gone`), and such a file the host could not
+ * hash for another reason is listed with an empty hash, so it shows as modified. So does every file
+ * of a listing cut short before its `sums` frame. A name
  * or link target that is not UTF-8 (a frame's kept bytes say so) goes where local verify puts it:
  * `misnamed` (nothing under such a directory) or `mistargeted`, escaped.
  */
@@ -109,6 +112,10 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
   // What the host's user may not read: files, and directories it may not list or search ('' is the release).
   const denied = new Set<string>();
   const closed: string[] = [];
+  // Files still there after a hash failed (undefined: none failed); odd names, hashed one by one; whether the hash pass ended.
+  let present: Set<string> | undefined;
+  const oddNames = new Set<string>();
+  let hashed = false;
   let root: { mode: number } | undefined;
   for (let i = 0; i < frames.length; i++) {
     const f = frames[i] as ListingFrame;
@@ -132,7 +139,14 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
         if (line.misnamed) misnamed.set(rel, foundKind(st.mode));
         else stats.set(rel, st);
       }
+    } else if (f.tag === 'present') {
+      present ??= new Set();
+      for (const line of linesOf(f)) {
+        const rel = relOf(line.text);
+        if (rel !== undefined && !line.misnamed) present.add(rel);
+      }
     } else if (f.tag === 'sums') {
+      hashed = true;
       for (const line of linesOf(f)) {
         const hash = hashOf(line.text);
         const rel = hash === undefined ? undefined : relOf(line.text.slice(66));
@@ -155,11 +169,14 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
       const name = wholeOf(f);
       const rel = relOf(name.text);
       const st = statOf((frames[i + 1] as ListingFrame).value.replace(/\n$/, ''));
-      const hash = hashOf((frames[i + 2] as ListingFrame).value);
+      const sum = (frames[i + 2] as ListingFrame).value;
+      const hash = hashOf(sum);
       if (rel !== undefined && st) {
         if (name.misnamed) {
           misnamed.set(rel, foundKind(st.mode));
-        } else {
+        } else if (sum !== 'gone') {
+          // `gone`: removed since its stat, so left out.
+          oddNames.add(rel);
           stats.set(rel, st);
           if (hash !== undefined) sums.set(rel, hash);
         }
@@ -172,8 +189,12 @@ export function treeFromListing(frames: readonly ListingFrame[]): ReleaseTree {
     const kind = kindOf(st.mode);
     if (kind === 'dir') tree.entries.push({ path: rel, type: 'dir', mode: st.mode & 0o7777 });
     else if (kind === 'file' && denied.has(rel)) (tree.unreadable ??= []).push({ path: rel, type: 'file', mode: st.mode & 0o7777 });
-    else if (kind === 'file') tree.entries.push({ path: rel, type: 'file', mode: st.mode & 0o7777, size: st.size, sha256: sums.get(rel) ?? '' });
-    else tree.special.push({ path: rel, kind });
+    else if (kind === 'file') {
+      const sha256 = sums.get(rel);
+      // Not found by a hash pass that failed nowhere, or not among the files still there after one failed: removed since its stat.
+      if (sha256 === undefined && hashed && !oddNames.has(rel) && !(present?.has(rel) ?? false)) continue;
+      tree.entries.push({ path: rel, type: 'file', mode: st.mode & 0o7777, size: st.size, sha256: sha256 ?? '' });
+    } else tree.special.push({ path: rel, kind });
   }
   for (const [rel, target] of links) tree.entries.push({ path: rel, type: 'symlink', target });
   tree.entries.sort((a: ManifestEntry, b: ManifestEntry) => comparePaths(a.path, b.path));

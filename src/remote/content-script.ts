@@ -83,6 +83,12 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * has no group or world write bit (linkListScript), so only its owner writes it in place, and one
  * chown-ed on the host (to the web server's user, say) must not be shared with the new release.
  * The local engine compares owners with the build's; manifests hold none (it differs per host).
+ * And its names: a linked file passes only when its link count is the stage's own name plus the
+ * names at the same path in the releases under `releases/` (hidden leftovers not counted), as the
+ * local engine rules (act/copy.ts namesAllInReleases). A file a dedup tool or an `ln` gave a name
+ * elsewhere would otherwise share the new live release with it, and a write in place there would
+ * change the live site. One `find -links +1` pass over `releases/` gives the names (GNU find's
+ * `-printf`, else `stat`).
  * Nothing of the plan travels on stdin: the deploying side sent the new manifest already, and the
  * host prints its list's SHA-256 (`link-list`) for the deploying side to compare with its own
  * plan. Then it prints the stored new manifest's SHA-256 (`stored-sha256`), how many linked files passed every check (`checked`) and
@@ -97,9 +103,9 @@ f == 1 { if (index($0, "\\\\") == 0) old[$0] = 1; next }
  * BusyBox) or fails, a host-side rsync whose link-dest is its own source links what is left (those
  * already linked stay as they are). Directory modes do not matter here: rsync sends every directory
  * of the build afterwards. A host without sha256sum or shasum, without a `stat` that prints
- * modes, or without awk, links nothing and says so (`no-sum`, `no-stat`, `no-awk`): every file
- * is sent. (A BSD `stat -f` prints no setuid, setgid or sticky bit in `%Lp`: such files fail the
- * check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
+ * modes, without awk, or whose find cannot test link counts, links nothing and says so (`no-sum`,
+ * `no-stat`, `no-awk`, `no-find-links`): every file is sent. (A BSD `stat -f` prints no setuid,
+ * setgid or sticky bit in `%Lp`: such files fail the check there and are sent.) LC_ALL=C: the check's OK and FAILED are never translated, and paths
  * are compared as bytes. With `copy` the same files are copied from the current release instead
  * (a release whose before-switch hooks could otherwise write into the live one's inodes), and
  * checked the same way.
@@ -117,17 +123,21 @@ rsync -a --from0 --files-from="$w/link.list" --link-dest="$p" ./ "$s/" 1>&2 || $
   return `p=${q(`${root}/releases/${previous}`)}; w=${q(stagedPath(root, stage))}; s="$w"/${q(id)}
 m=${q(`${root}/.atomic-deploy/manifests/${previous}.json`)}
 LC_ALL=C; export LC_ALL
+nl='
+'
 ${PICK_SUM}
 [ -n "$sum" ] || { ${emit('no-sum', 'yes')}; exit 0; }
-if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %u %n'
-elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %u %N'
+if stat -c '%a %n' / >/dev/null 2>&1; then sf=-c; fmt='%a %u %d %i %h %n'; nfmt='%d %i %n'
+elif stat -f '%Lp %N' / >/dev/null 2>&1; then sf=-f; fmt='%Lp %u %d %i %l %N'; nfmt='%d %i %N'
 else ${emit('no-stat', 'yes')}; exit 0; fi
 o=$(stat "$sf" '%u' -- "$p/.") || exit 1
 command -v awk >/dev/null 2>&1 || { ${emit('no-awk', 'yes')}; exit 0; }
+find "$p" -prune -links +0 >/dev/null 2>&1 || { ${emit('no-find-links', 'yes')}; exit 0; }
 mkdir -p -- "$s" && cd -- "$w" || exit 1
 h=$($sum < manifest.json) || exit 1
 printf 'stored-sha256\\000%s\\000' "\${h%% *}"
-${linkListScript('"$m"', 'manifest.json')}h=$($sum < link.paths) || exit 1
+${linkListScript('"$m"', 'manifest.json')}true > link.names || exit 1
+h=$($sum < link.paths) || exit 1
 printf 'link-list\\000%s\\000' "\${h%% *}"
 cd -- "$p" || exit 1
 find . -type l 2>/dev/null | sed 's|$|/|' > "$w/link.skip" || exit 1
@@ -139,19 +149,26 @@ cd -- "$s" || exit 1
 find . ! -type d ! -type f -exec rm -f -- {} + 2>/dev/null
 $sum -c < "$w/link.check" > "$w/link.out" 2>/dev/null
 tr '\\n' '\\000' < "$w/link.paths" | xargs -0 stat "$sf" "$fmt" -- > "$w/link.stat" 2>/dev/null
+# Every name under releases/ that shares an inode, for the rule below (a name holding a newline is
+# left out: it then counts as one elsewhere). GNU find prints them itself, at half the cost of a stat process.
+cd -- ${q(`${root}/releases`)} || exit 1
+if find . -maxdepth 0 -printf '' 2>/dev/null; then find . -type f -links +1 ! -path "*$nl*" -printf '%D %i %p\\n' > "$w/link.names" 2>/dev/null
+else find . -type f -links +1 ! -path "*$nl*" -exec stat "$sf" "$nfmt" -- {} + > "$w/link.names" 2>/dev/null; fi
 cd -- "$w" || exit 1
 awk -v owner="$o" '
+function word() { sp = index(r, " "); x = substr(r, 1, sp - 1); r = substr(r, sp + 1); return x }
 FILENAME == "link.out" { if (sub(/: OK$/, "")) ok[$0] = 1; next }
-FILENAME == "link.stat" { sp = index($0, " "); v = substr($0, 1, sp - 1); r = substr($0, sp + 1); sp = index(r, " "); if (substr(r, 1, sp - 1) == owner) got[substr(r, sp + 1)] = v; next }
+FILENAME == "link.names" { r = substr($0, length($1) + length($2) + 3); if (substr(r, 1, 2) != "./") next; r = substr(r, 3); sp = index(r, "/"); if (sp < 2 || substr(r, 1, 1) == ".") next; names[$1 " " $2 " " substr(r, sp + 1)]++; next }
+FILENAME == "link.stat" { r = $0; v = word(); u = word(); d = word(); i = word(); h = word(); if (u == owner && h + 0 == names[d " " i " " r] + 1) got[r] = v; next }
 FILENAME == "link.modes" { sp = index($0, " "); want[substr($0, sp + 1)] = substr($0, 1, sp - 1); next }
 { if (($0 in ok) && ($0 in got) && got[$0] == want[$0]) n++; else print $0 ": FAILED" > "link.failed" }
 END { print n + 0 > "link.count" }
-' link.out link.stat link.modes link.paths || exit 1
+' link.out link.names link.stat link.modes link.paths || exit 1
 printf 'checked\\000%s\\000' "$(cat link.count)"
 printf 'failed\\000'
 # awk makes link.failed only for a failed check: none, no file (and no inode needed to say so).
 [ ! -f link.failed ] || cat link.failed
 printf '\\000'
-rm -f -- link.paths link.check link.modes link.list link.skip link.out link.stat link.failed link.count
+rm -f -- link.paths link.check link.modes link.list link.skip link.out link.names link.stat link.failed link.count
 `;
 }

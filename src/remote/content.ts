@@ -200,6 +200,7 @@ export function linkVerdict(frames: readonly Frame[], digest: string, linkDigest
   if (frameValue(frames, 'no-sum') === 'yes') return { kind: 'unchecked', why: 'no sha256sum or shasum on the host: linked files cannot be checked, so every file is sent' };
   if (frameValue(frames, 'no-stat') === 'yes') return { kind: 'unchecked', why: 'no stat on the host that prints modes: linked files cannot be checked, so every file is sent' };
   if (frameValue(frames, 'no-awk') === 'yes') return { kind: 'unchecked', why: 'no awk on the host: the files to link cannot be listed there, so every file is sent' };
+  if (frameValue(frames, 'no-find-links') === 'yes') return { kind: 'unchecked', why: 'no find on the host that tests link counts (-links): the names of linked files cannot be checked, so every file is sent' };
   const stored = frameValue(frames, 'stored-sha256');
   if (stored !== undefined && `sha256:${stored}` !== digest) return { kind: 'stored-other', sha256: stored };
   const list = frameValue(frames, 'link-list');
@@ -247,7 +248,7 @@ export async function placeContent(ssh: SshHost, request: PlaceRequest, signal?:
       failed = plan.link;
     } else {
       failed = verdict.failed;
-      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match${failed.length === 1 ? 'es' : ''} its manifest or owner (edited, chmod-ed or chown-ed in place?): sent again`);
+      if (failed.length > 0) warnings.push(`${failed.length} file${failed.length === 1 ? '' : 's'} of release ${request.previous.id} no longer match${failed.length === 1 ? 'es' : ''} its manifest or owner, or ha${failed.length === 1 ? 's' : 've'} a name outside the releases (edited, chmod-ed or chown-ed in place, or hardlinked elsewhere?): sent again`);
     }
   }
   const listDir = makeScratchDir('send');

@@ -7,8 +7,9 @@ import { PICK_SUM, shQuote as q } from './shell.ts';
 
 /**
  * Lists the current directory (a release) as plan/fleet-verify.ts treeFromListing reads it: `stat`,
- * `root-stat`, `sums`, `link`/`target`, `odd`/`odd-stat`/`odd-sum`, `closed` and `denied` frames. Needs `$sum`
- * (the host's SHA-256 command) and `$nl` set, `emit` defined, and LC_ALL=C.
+ * `root-stat`, `sums` (and `present` when a hash failed), `link`/`target`, `odd`/`odd-stat`/`odd-sum`,
+ * `closed` and `denied` frames. Needs `$sum` (the host's SHA-256 command) and `$nl` set, `emit`
+ * defined, and LC_ALL=C.
  */
 export function releaseListing(): string {
   return `cr=$(printf '\\r')
@@ -19,15 +20,20 @@ printf 'root-stat\\000'; stat -c '%f %s' -- . 2>/dev/null; printf '\\000'
 printf 'stat\\000'
 find . ! -name . ! -type l ! -name "*$nl*" ! -name "*$cr*" ! -name '*\\\\*' -exec stat -c '%f %s %n' -- {} + 2>/dev/null
 printf '\\000sums\\000'
-find . -type f ! -name "*$nl*" ! -name "*$cr*" ! -name '*\\\\*' -exec $sum -- {} + 2>/dev/null
+hashed=yes
+find . -type f ! -name "*$nl*" ! -name "*$cr*" ! -name '*\\\\*' -exec $sum -- {} + 2>/dev/null || hashed=no
 printf '\\000'
+# A file listed above and not hashed here was removed in between, unless hashing failed: then the
+# files still there are listed again, and one of them without a hash shows as modified.
+if [ "$hashed" = no ]; then printf 'present\\000'; find . -type f ! -name "*$nl*" ! -name "*$cr*" ! -name '*\\\\*' -print 2>/dev/null; printf '\\000'; fi
 find . ! -name . \\( -type l -o -name "*$nl*" -o -name "*$cr*" -o -name '*\\\\*' \\) -exec sh -c '
 sum=$1; shift
 for f; do
   if [ -h "$f" ]; then printf "link\\\\000%s\\\\000target\\\\000" "$f"; readlink -- "$f"; printf "\\\\000"
   else
     printf "odd\\\\000%s\\\\000odd-stat\\\\000" "$f"; stat -c "%f %s" -- "$f"; printf "\\\\000odd-sum\\\\000"
-    [ -f "$f" ] && $sum < "$f"; printf "\\\\000"
+    # Gone since its stat: removed, not a file that could not be hashed.
+    if [ -f "$f" ] && $sum < "$f"; then :; elif [ ! -e "$f" ] && [ ! -h "$f" ]; then printf gone; fi; printf "\\\\000"
   fi
 done' sh "$sum" {} + 2>/dev/null
 # What permissions keep this user from reading, by access(2) as the local walk meets it on open:

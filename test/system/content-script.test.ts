@@ -158,6 +158,25 @@ for (const shell of cases) {
       assert.deepEqual(r.failed, ['a/run']);
     });
 
+    void test('a linked file with a name outside the releases (ln, a dedup tool) fails the check, and only it; names at the same path in other releases pass', () => {
+      const { root, prev } = rootWithPrevious();
+      const older = path.join(root, 'releases', 'older');
+      fs.mkdirSync(path.join(older, 'a'), { recursive: true });
+      // As hardlink deploys leave them: an older release shares a/two at the same path.
+      fs.linkSync(path.join(prev, 'a', 'two'), path.join(older, 'a', 'two'));
+      // Names elsewhere: outside releases/, at another path of a release, and in a hidden leftover (a pruned release's trash).
+      fs.linkSync(path.join(prev, 'a', 'one'), path.join(root, 'one.dedup'));
+      fs.linkSync(path.join(prev, 'b', 'c', 'three'), path.join(older, 'three'));
+      fs.mkdirSync(path.join(root, 'releases', '.trash.1', 'a'), { recursive: true });
+      fs.linkSync(path.join(prev, 'a', 'run'), path.join(root, 'releases', '.trash.1', 'a', 'run'));
+      const r = link(shell, root, ['a/one', 'a/run', 'a/two', 'b/c/three']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.failed, ['a/one', 'a/run', 'b/c/three']);
+      // Control: the file that passed is linked, and so are the others (the check does not undo a link: rsync replaces it).
+      assert.equal(inode(path.join(r.stage, 'a', 'two')), inode(path.join(prev, 'a', 'two')));
+      assert.equal(inode(path.join(r.stage, 'a', 'one')), inode(path.join(root, 'one.dedup')));
+    });
+
     void test('a listed path that is a symlink in the previous release is not kept, and fails the check', () => {
       const { root } = rootWithPrevious();
       const r = link(shell, root, ['a/one', 'b/link']);
@@ -239,6 +258,19 @@ void test('on a host with no sha256sum or shasum, no stat that prints modes, or 
     assert.equal(r.failed, undefined, 'a check result without a tool to check with');
     assert.equal(fs.existsSync(path.join(r.stage, 'a', 'one')), false, 'linked with no way to check');
   }
+});
+
+void test('on a host whose find cannot test link counts, nothing is linked and the step says it could not check names', () => {
+  const bin = fs.mkdtempSync(path.join(BASE, 'no-find-links-bin-'));
+  for (const tool of [...HOST_TOOLS, 'awk', 'sha256sum'].filter((t) => t !== 'find')) fs.symlinkSync(`/usr/bin/${tool}`, path.join(bin, tool));
+  // A find without -links (a BusyBox built without it says "unrecognized: -links"), otherwise GNU's.
+  fs.writeFileSync(path.join(bin, 'find'), '#!/bin/sh\nfor a; do [ "$a" = -links ] && { echo "find: unrecognized: -links" >&2; exit 1; }; done\nexec /usr/bin/find "$@"\n', { mode: 0o755 });
+  const { root } = rootWithPrevious();
+  const r = runProgram({ name: 'dash, find without -links', file: TOOLS.dash, env: { PATH: bin } }, linkScript(root, 'prev', 'stage.1', 'new'), BASE);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(frameValue(r.frames, 'no-find-links'), 'yes');
+  assert.equal(frameValue(r.frames, 'checked'), undefined, 'a check result without a way to count names');
+  assert.equal(fs.existsSync(path.join(stagedPath(root, 'stage.1'), 'new', 'a', 'one')), false, 'linked with no way to check');
 });
 
 /** dash with one awk (and the other host tools from /usr/bin), and BusyBox sh with BusyBox's awk. */

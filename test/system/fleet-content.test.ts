@@ -223,6 +223,36 @@ void describe('content-exact fleet deploys over three namespace hosts', () => {
     assert.equal(fs.statSync(old).uid, 33, 'control: the previous release still holds the inode a link would have shared');
   });
 
+  void test('a file of the live release given a name outside the releases on a host (ln, a dedup tool) is sent on an unchanged redeploy: a write through that name leaves the new live release alone', async (t) => {
+    const { root, on } = newRoot('outside-name');
+    const v1 = build(t, 'v1', new Set());
+    const first = jsonOf<DeployJson>(await cli(['deploy', v1, root, ...hostArgs, '--json']));
+    const host1 = fleet.hosts[0] as FleetHost;
+    const r1 = path.join(on(host1), 'releases', String(first.release));
+    // As `ln -f releases/r1/x /var/www/x` or `hardlink`/`rdfind`/`jdupes` leave it: the bytes are still the build's.
+    const outside = path.join(on(host1), 'f005.js');
+    fs.linkSync(path.join(r1, 'lib', 'f005.js'), outside);
+    const result = await cli(['deploy', v1, root, ...hostArgs, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const j = jsonOf<DeployJson>(result);
+    const r2 = path.join(on(host1), 'releases', String(j.release));
+    // `cp` over an existing file (or any write in place) through the other name.
+    fs.writeFileSync(outside, 'export const v = "defaced";\n');
+    assert.deepEqual(stalePaths(v1, path.join(on(host1), 'current')), [], 'host1: the live release is still the build');
+    assert.equal(fs.readFileSync(path.join(r1, 'lib', 'f005.js'), 'utf8'), 'export const v = "defaced";\n', 'control: the write reached the previous release, which shares the inode');
+    const h1 = j.hosts.find((h) => h.host === 'host1');
+    assert.equal(h1?.transferred, 1, 'host1: the file with a name outside the releases was sent');
+    assert.equal(h1?.linked, FILES, 'host1: every other file was linked');
+    assert.match((h1?.warnings ?? []).join('\n'), /1 file of release \d+ no longer matches its manifest or owner, or has a name outside the releases/);
+    for (const h of j.hosts.filter((x) => x.host !== 'host1')) assert.equal(h.transferred, 0, `${h.host}: nothing sent`);
+    // rsync replaced the staged link by rename: the new file is an inode of its own, and the old one has no third name.
+    assert.notEqual(fs.statSync(path.join(r2, 'lib', 'f005.js')).ino, fs.statSync(outside).ino, 'host1: the live file shares the inode named outside the releases');
+    assert.equal(fs.statSync(outside).nlink, 2, 'host1: the release and the outside name, nothing else');
+    // Every other regular file is a link of the previous release: inodes counted.
+    const linked = ['version', ...Array.from({ length: FILES }, (_, i) => `lib/f${String(i).padStart(3, '0')}.js`)].filter((rel) => fs.statSync(path.join(r2, rel)).ino === fs.statSync(path.join(r1, rel)).ino);
+    assert.equal(linked.length, FILES, 'host1: the 100 other files are links');
+  });
+
   void test('a redeploy sends the new manifest as an rsync delta against the host\'s current one: a fraction of its bytes, stored exactly', async (t) => {
     const { root, on } = newRoot('delta');
     // 2,000 files, 20 of them changed: the manifest's lines differ in 1% of places.

@@ -216,9 +216,9 @@ for (const shell of SHELLS) {
     });
 
     void test('the link step whose own lists take the last inodes: it completes (no failed check needs a file)', (t) => {
-      // link.paths, .check, .modes, .skip, .list, .out, .stat and .count, and the link of `a` (tmpfs
-      // counts each hard link as an inode): link.failed has none left.
-      const root = fullRoot(t, 9, linkableRoot);
+      // link.paths, .check, .modes, .skip, .list, .out, .stat, .names and .count, and the link of `a`
+      // (tmpfs counts each hard link as an inode): link.failed has none left.
+      const root = fullRoot(t, 10, linkableRoot);
       const r = runProgram(shell, linkScript(root, 'prev', 'stage.1', 'new'), BASE);
       // Old program: `: >> link.failed` made the file cat reads: dash ended with exit 2, BusyBox with 1.
       assert.equal(r.code, 0, r.stderr);

@@ -16,7 +16,7 @@ import { comparePaths, diffRelease, parseManifest, serializeManifest, type Diffe
 import { verifyScript } from '../../src/remote/verify-script.ts';
 import { asUser, runWrapped, uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
-import { programShells, runProgram } from '../harness/remote-programs.ts';
+import { programShells, runProgram, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'verify-listing-'));
@@ -151,4 +151,58 @@ void test('run by a user who cannot read everything, a host listing reports what
   }
   const blind = diffRelease(parsed.manifest, treeFromListing(r.frames.filter((f) => f.tag !== 'denied' && f.tag !== 'closed'))).map((d) => `${d.kind} ${d.path}`);
   assert.ok(blind.includes('modified index.html') && blind.includes('removed sub/deep/a.txt'), blind.join(', '));
+});
+
+/**
+ * Stand-ins put first on a shell's PATH that remove `VICTIM` (a path as find prints it) at a set
+ * moment, so that the race between the host's passes is taken every time: `stat` removes it once it
+ * has printed its stat; `sha256sum` removes it just before hashing a batch naming it, or (`refuse`)
+ * leaves it and fails on it, as a read error would.
+ */
+function withStandIn(shell: Shell, tool: 'stat' | 'sha256sum', victim: string, refuse = false): Shell {
+  const real = shell.name.startsWith('busybox') ? `${fs.readlinkSync(path.join(BASE, 'busybox-bin', 'sh'))} ${tool}` : `/usr/bin/${tool}`;
+  const dir = fs.mkdtempSync(path.join(BASE, `stand-in-${tool}-`));
+  const body =
+    tool === 'stat'
+      ? `${real} "$@"; rc=$?\nfor a; do [ "$a" = "$VICTIM" ] && /bin/rm -f -- "$a"; done\nexit $rc\n`
+      : refuse
+        ? `hit=; for a; do shift; if [ "$a" = "$VICTIM" ]; then hit=1; else set -- "$@" "$a"; fi; done\n${real} "$@"; rc=$?\n[ -z "$hit" ] || exit 1\nexit $rc\n`
+        : `for a; do [ "$a" = "$VICTIM" ] && /bin/rm -f -- "$a"; done\nexec ${real} "$@"\n`;
+  fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\n${body}`, { mode: 0o755 });
+  return { ...shell, name: `${shell.name}, ${tool} stand-in`, env: { ...shell.env, PATH: `${dir}:${shell.env.PATH ?? ''}`, VICTIM: victim } };
+}
+
+void test('a file removed between a host listing\'s stat and its hash shows as removed, not modified; one the host could not hash still shows as modified', async () => {
+  let n = 0;
+  const cases = [
+    { why: 'removed before the hash pass walked', tool: 'stat', victim: './gone.txt', want: 'removed gone.txt' },
+    { why: 'removed between the hash pass\'s walk and its read', tool: 'sha256sum', victim: './gone.txt', want: 'removed gone.txt' },
+    { why: 'a name hashed on its own, removed after its stat', tool: 'stat', victim: './odd\nname', want: 'removed odd\nname' },
+    { why: 'control: still there, but the host could not hash it', tool: 'sha256sum', victim: './gone.txt', refuse: true, want: 'modified gone.txt' },
+  ] as const;
+  // Every case under every shell, compared at the end, so that a failure shows them all.
+  const got: string[] = [];
+  const want: string[] = [];
+  for (const shell of SHELLS) {
+    for (const c of cases) {
+      const root = path.join(BASE, `removed-${++n}`);
+      const rel = path.join(root, 'releases', 'one');
+      fs.mkdirSync(rel, { recursive: true });
+      for (const name of ['index.html', 'gone.txt', 'other.txt', 'odd\nname']) fs.writeFileSync(path.join(rel, name), `${name}\n`);
+      const text = serializeManifest((await hashTree(rel)).entries);
+      const parsed = parseManifest(text);
+      assert.ok(parsed.ok);
+      fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
+      fs.writeFileSync(path.join(root, '.atomic-deploy', 'manifests', 'one.json'), text);
+      const digest = createHash('sha256').update(text).digest('hex');
+      const run = withStandIn(shell, c.tool, c.victim, 'refuse' in c);
+      const r = runProgram(run, verifyScript(root, 'one', digest), BASE);
+      assert.equal(r.code, 0, `${run.name}: ${r.stderr}`);
+      assert.equal(fs.existsSync(path.join(rel, c.victim)), 'refuse' in c, `${run.name}: the stand-in did its part (${c.why})`);
+      const diffs = diffRelease(parsed.manifest, treeFromListing(r.frames)).map((d: Difference) => `${d.kind} ${d.path}`);
+      got.push(`${run.name}, ${c.why}: ${JSON.stringify(diffs)}`);
+      want.push(`${run.name}, ${c.why}: ${JSON.stringify([c.want])}`);
+    }
+  }
+  assert.deepEqual(got, want);
 });

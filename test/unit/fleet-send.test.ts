@@ -131,6 +131,7 @@ void test("the host's link step is read as a verdict only when its stored manife
   assert.match(unchecked({ 'no-sum': 'yes' }), /no sha256sum or shasum/);
   assert.match(unchecked({ 'no-stat': 'yes' }), /no stat/);
   assert.match(unchecked({ 'no-awk': 'yes' }), /no awk/);
+  assert.match(unchecked({ 'no-find-links': 'yes' }), /no find on the host that tests link counts/);
   for (const missing of ['stored-sha256', 'link-list', 'checked', 'failed']) {
     const partial: Record<string, string> = { ...good };
     delete partial[missing];

@@ -31,18 +31,25 @@ const hexMode = (i: Item): string => {
   return '';
 };
 
-/** What remote/verify-script.ts prints for such a tree (in find's own order: any order will do). */
-function listing(items: readonly Item[], hashed: (p: string) => boolean = () => true): ListingFrame[] {
+/**
+ * What remote/verify-script.ts prints for such a tree (in find's own order: any order will do). A
+ * file `hashed` refuses could not be hashed (a `present` frame then lists the plain files still
+ * there); one `removed` refuses was removed after its stat (found by no hash pass, or `gone`).
+ */
+function listing(items: readonly Item[], hashed: (p: string) => boolean = () => true, removed: (p: string) => boolean = () => false): ListingFrame[] {
   const plain = items.filter((i) => i.type !== 'symlink' && !odd(i.path));
+  const there = (i: Item): boolean => i.type === 'file' && !removed(i.path);
   const frames: ListingFrame[] = [
     { tag: 'manifest', value: '{}' },
     { tag: 'stat', value: plain.map((i) => `${hexMode(i)} ${i.type === 'file' ? i.size : 4096} ./${i.path}\n`).join('') },
-    { tag: 'sums', value: plain.filter((i) => i.type === 'file' && hashed(i.path)).map((i) => `${i.type === 'file' ? i.sha256 : ''}  ./${i.path}\n`).join('') },
+    { tag: 'sums', value: plain.filter((i) => there(i) && hashed(i.path)).map((i) => `${i.type === 'file' ? i.sha256 : ''}  ./${i.path}\n`).join('') },
   ];
+  if (plain.some((i) => there(i) && !hashed(i.path))) frames.push({ tag: 'present', value: plain.filter(there).map((i) => `./${i.path}\n`).join('') });
   for (const i of items) {
     if (i.type === 'symlink') frames.push({ tag: 'link', value: `./${i.path}` }, { tag: 'target', value: `${i.target}\n` });
     else if (odd(i.path)) {
-      frames.push({ tag: 'odd', value: `./${i.path}` }, { tag: 'odd-stat', value: `${hexMode(i)} ${i.type === 'file' ? i.size : 0}\n` }, { tag: 'odd-sum', value: i.type === 'file' && hashed(i.path) ? `${i.sha256}  -\n` : '' });
+      const sum = i.type !== 'file' ? '' : removed(i.path) ? 'gone' : hashed(i.path) ? `${i.sha256}  -\n` : '';
+      frames.push({ tag: 'odd', value: `./${i.path}` }, { tag: 'odd-stat', value: `${hexMode(i)} ${i.type === 'file' ? i.size : 0}\n` }, { tag: 'odd-sum', value: sum });
     }
   }
   frames.push({ tag: 'end', value: 'verify' });
@@ -76,6 +83,25 @@ void test('the listing compared with the manifest of the same tree has no differ
       const lost = (files[pick % files.length] as ManifestEntry).path;
       const diffs = diffRelease(manifest, treeFromListing(listing(items, (p) => p !== lost))).filter((d) => d.kind !== 'added');
       assert.deepEqual(diffs.map((d) => `${d.kind} ${d.path}`), [`modified ${lost}`]);
+    }),
+  );
+});
+
+void test('a file removed between the host\'s stat and hash passes is removed, not modified, whether the hash pass failed elsewhere or not', () => {
+  fc.assert(
+    fc.property(treeArb, fc.nat(), fc.nat(), (items, pick, other) => {
+      const tree = expectedTree(items);
+      const files = tree.entries.filter((e) => e.type === 'file');
+      if (files.length === 0) return;
+      const lost = (files[pick % files.length] as ManifestEntry).path;
+      const manifest: Manifest = { entries: tree.entries };
+      const diffs = diffRelease(manifest, treeFromListing(listing(items, () => true, (p) => p === lost))).filter((d) => d.kind !== 'added');
+      assert.deepEqual(diffs.map((d) => `${d.kind} ${d.path}`), [`removed ${lost}`]);
+      // And beside a file the host could not hash (still there: modified).
+      const unhashed = (files[other % files.length] as ManifestEntry).path;
+      if (unhashed === lost) return;
+      const both = diffRelease(manifest, treeFromListing(listing(items, (p) => p !== unhashed, (p) => p === lost))).filter((d) => d.kind !== 'added');
+      assert.deepEqual(both.map((d) => `${d.kind} ${d.path}`).sort(), [`modified ${unhashed}`, `removed ${lost}`].sort());
     }),
   );
 });
