@@ -914,8 +914,8 @@ async function walkCentral(fd: number, zip: yauzl.ZipFile, centralStart: number,
       continue;
     }
     if ('problem' in record) throw zipError(new Error(record.problem), source);
-    // A copy for the visitor: the chunk is read into again.
-    if (visit({ ...record, name: Buffer.from(record.name), extra: Buffer.from(record.extra) }, index) === true) return;
+    // The record's name and extra field are views of the chunk, read into again: used during the visit only.
+    if (visit(record, index) === true) return;
     at += record.length;
     index += 1;
   }
@@ -931,7 +931,13 @@ interface ZipSpans {
 
 async function zipSpans(fd: number, zip: yauzl.ZipFile, source: string): Promise<ZipSpans> {
   const { readEntryCursor: centralStart, fileSize } = zip as unknown as YauzlCursor;
-  // A record takes 46 bytes at least: an entry count the file cannot hold is refused by yauzl, not allocated here.
+  // Info-ZIP's zip 3.0 writing ZIP64 to a pipe (zip -fz - .) leaves the 32-bit offset 0xFFFFFFFF with no ZIP64 end record: every reader fails on it.
+  if (centralStart >= fileSize && zip.entryCount > 0) {
+    throw new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable zip: its end record puts the central directory at byte ${centralStart}, past the end of the file (${fileSize} bytes)`, {
+      hint: 'the artifact may be truncated or corrupt; zip -fz writing to a pipe (zip -fz - …) makes such a zip: write the zip to a file (zip -r dist.zip .)',
+    });
+  }
+  // A record takes 46 bytes at least: an entry count the file cannot hold is refused, not allocated.
   if (zip.entryCount > (fileSize - centralStart) / 46) throw zipError(new Error(`the zip says it has ${zip.entryCount} entries, more than its central directory can hold`), source);
   const starts = new Float64Array(zip.entryCount);
   const ends = new Float64Array(zip.entryCount);

@@ -7,7 +7,7 @@
 // file with overlapped components"). Every entry's bytes, [local header, end of its data and data
 // descriptor), must be its own and lie before the central directory: else exit 2, one line naming
 // the entries, nothing written. Zips made by Info-ZIP's zip (to a file, to a pipe, ZIP64) and by
-// Python's zipfile to a stream deploy.
+// Python's zipfile to a stream deploy; zip's ZIP64 to a pipe, which no reader reads, is named.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -207,7 +207,7 @@ with open(out, 'wb') as f:
             with z.open(name, 'w') as e: e.write(open(f'{src}/{name}', 'rb').read())
 `;
 
-void test('zips made by Info-ZIP zip (to a file, to a pipe, ZIP64) and by Python to a stream, data descriptors included, deploy: adjacent entries are no overlap', async (t) => {
+void test('zips made by Info-ZIP zip (to a file, to a pipe, ZIP64) and by Python to a stream, data descriptors included, deploy: adjacent entries are no overlap; zip -fz to a pipe (unreadable to unzip too) says what it is', async (t) => {
   const dir = tempDir(t);
   const src = path.join(dir, 'src');
   fs.mkdirSync(path.join(src, 'assets'), { recursive: true });
@@ -228,4 +228,15 @@ void test('zips made by Info-ZIP zip (to a file, to a pipe, ZIP64) and by Python
     assert.equal(r.code, 0, `${name}: ${r.stderr}`);
     for (const f of files) assert.ok(fs.readFileSync(path.join(root, 'current', f)).equals(fs.readFileSync(path.join(src, f))), `${name}: ${f}`);
   }
+  // ZIP64 to a pipe: zip 3.0 leaves the end record's offset 0xFFFFFFFF and writes no ZIP64 end
+  // record, a zip that unzip and Python cannot read either; said so (it was "unexpected EOF").
+  const broken = path.join(dir, 'piped64.zip');
+  execFileSync('sh', ['-c', `"${zip}" -qr -fz - . | cat > "${broken}"`], { cwd: src });
+  assert.notEqual(spawnSync(requireTool('unzip', 'unzip'), ['-tq', broken]).status, 0);
+  const root = path.join(dir, 'root-piped64');
+  const r = await runCli(['deploy', broken, root, '--no-fsync']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^error: .*piped64\.zip is not a readable zip: its end record puts the central directory at byte 4294967295, past the end of the file \(\d+ bytes\)$/m);
+  assert.match(r.stderr, /^hint: .*zip -fz writing to a pipe/m);
+  assert.equal(fs.existsSync(root), false);
 });
