@@ -181,18 +181,39 @@ const MAX_REDIRECTS = 5;
 /** GET with redirects followed (release assets and object stores answer 302), never from https down to http. */
 async function follow(start: string, headers: Record<string, string>, options: DownloadOptions): Promise<{ res: http.IncomingMessage; url: string }> {
   let url = start;
+  const visited = [start];
   for (let hops = 0; ; hops++) {
     const res = await request(url, headers, options);
     const code = res.statusCode ?? 0;
     if (code < 300 || code >= 400 || code === 304) return { res, url };
     res.resume();
     const location = res.headers.location;
-    const next = location ? new URL(location, url) : undefined;
-    if (!next || hops >= MAX_REDIRECTS || (next.protocol !== 'http:' && next.protocol !== 'https:') || (url.startsWith('https:') && next.protocol === 'http:')) {
-      throw new DeployError('INVALID_SOURCE', `${redactUrl(start)} answered ${code}, a redirect that is not followed (${next ? redactUrl(next.toString()) : 'no Location'}${hops >= MAX_REDIRECTS ? `, after ${MAX_REDIRECTS} redirects` : ''})`, { hint: 'give the final URL of the artifact' });
+    let next: URL | undefined;
+    try {
+      next = location ? new URL(location, url) : undefined;
+    } catch {
+      next = undefined;
     }
-    url = next.toString();
+    const why = redirectRefusal(url, location, next, visited, hops);
+    if (why !== undefined) {
+      throw new DeployError('INVALID_SOURCE', `${redactUrl(start)} answered ${code}, a redirect that is not followed: ${why}`, { hint: why.startsWith('it redirects in a loop') ? 'the server (or its configuration) sends the request round in circles: give the final URL of the artifact, or fix the redirect' : 'give the final URL of the artifact' });
+    }
+    url = (next as URL).toString();
+    visited.push(url);
   }
+}
+
+/** Why a redirect to `next` (from `url`, after `hops` others) is not followed, or undefined when it is. */
+function redirectRefusal(url: string, location: string | undefined, next: URL | undefined, visited: string[], hops: number): string | undefined {
+  if (location === undefined || location === '') return 'it names no Location';
+  if (next === undefined) return `its Location ${JSON.stringify(location.slice(0, 200))} is not a URL`;
+  const shown = redactUrl(next.toString());
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') return `${shown} is a ${next.protocol.slice(0, -1)}: URL, and only http:// and https:// are fetched`;
+  if (url.startsWith('https:') && next.protocol === 'http:') return `${shown} would go from https down to http, where the artifact could be read or changed on the way`;
+  const seen = visited.indexOf(next.toString());
+  if (seen >= 0) return `it redirects in a loop (${[...visited.slice(seen), next.toString()].map((u) => redactUrl(u)).join(' -> ')})`;
+  if (hops >= MAX_REDIRECTS) return `${shown}, after ${MAX_REDIRECTS} redirects`;
+  return undefined;
 }
 
 /** "<url> answered 503 Service Unavailable", the URL without credentials or query. */
