@@ -373,10 +373,10 @@ async function* resume(given: string, answeredBy: string, first: http.IncomingMe
         } else if (code === 206 && validator !== undefined) {
           const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
           if (range === null || Number(range[1]) !== received) throw changed(target, `the server resumed at ${res.headers['content-range'] ?? 'an unnamed range'}, not at byte ${received}`);
-          // The same validator but another length: a file rewritten within the second its Last-Modified names.
-          if (total !== undefined && range[2] !== '*' && Number(range[2]) !== total) throw changed(target, `it is ${range[2]} bytes long in the answer resuming it, ${total} in the first`);
           const etag = res.headers.etag;
           if (etag !== undefined && etag !== validator && first.headers.etag === validator) throw changed(target, `ETag ${etag} in place of ${validator}`);
+          // The same validator but another length: a file rewritten within the second its Last-Modified names.
+          if (total !== undefined && range[2] !== '*' && Number(range[2]) !== total) throw changed(target, `it is ${range[2]} bytes long in the answer resuming it, ${total} in the first`);
         } else {
           res.resume();
           const reason = `the server answered ${`${code} ${res.statusMessage ?? ''}`.trim()} when asked again after byte ${received}`;
