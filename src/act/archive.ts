@@ -931,6 +931,8 @@ interface ZipSpans {
 
 async function zipSpans(fd: number, zip: yauzl.ZipFile, source: string): Promise<ZipSpans> {
   const { readEntryCursor: centralStart, fileSize } = zip as unknown as YauzlCursor;
+  // yauzl's own fields: a version without them must fail here, not check nothing.
+  if (!Number.isSafeInteger(centralStart) || !Number.isSafeInteger(fileSize)) throw new Error('yauzl no longer says where the central directory starts (readEntryCursor)');
   // Info-ZIP's zip 3.0 writing ZIP64 to a pipe (zip -fz - .) leaves the 32-bit offset 0xFFFFFFFF with no ZIP64 end record: every reader fails on it.
   if (centralStart >= fileSize && zip.entryCount > 0) {
     throw new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable zip: its end record puts the central directory at byte ${centralStart}, past the end of the file (${fileSize} bytes)`, {
