@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type * as yauzl from 'yauzl';
 import { DeployError, errnoOf } from '../errors.ts';
-import { EntryChecker, isUrlSource, otherFormat, quote, redactUrl, shownName, sniffFormat, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType } from '../plan/archive.ts';
+import { EntryChecker, isUrlSource, otherFormat, quote, redactUrl, shownName, sniffFormat, zipCentralRecord, zipDescriptorLength, zipEntryLeastEnd, zipLayout, type ArchiveFormat, type ArchiveHeader, type EntryDecision, type ExtractLimits, type HeaderType, type ZipCentralRecord } from '../plan/archive.ts';
 import type { ManifestEntry } from '../plan/manifest.ts';
 import { MAX_TRAILING, TarFormatError, TarParser, trailingError, type TarDataSink } from '../plan/tar.ts';
 import { stampOf, type FileStamp } from '../plan/stat-cache.ts';
@@ -886,6 +886,112 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** yauzl 3's ZipFile fields that @types/yauzl does not list: where the central directory starts (until the first entry is read: the cursor then moves on), and the file's size. */
+interface YauzlCursor {
+  readEntryCursor: number;
+  fileSize: number;
+}
+
+/** The central directory's records, read in 1 MiB chunks (yauzl reads each with two reads of its own, 100 µs an entry here). */
+async function walkCentral(fd: number, zip: yauzl.ZipFile, centralStart: number, source: string, visit: (record: ZipCentralRecord, index: number) => boolean | void): Promise<void> {
+  const { fileSize } = zip as unknown as YauzlCursor;
+  const chunk = Buffer.alloc(1024 * 1024);
+  let held = 0;
+  let position = centralStart;
+  let at = 0;
+  for (let index = 0; index < zip.entryCount; ) {
+    const record = zipCentralRecord(chunk.subarray(0, held), at);
+    if (record === undefined) {
+      // Keep the part record, read on after it.
+      chunk.copy(chunk, 0, at, held);
+      held -= at;
+      at = 0;
+      const want = Math.min(chunk.length - held, fileSize - position);
+      const got = want > 0 ? await new Promise<number>((resolve, reject) => fs.read(fd, chunk, held, want, position, (error, n) => (error ? reject(error) : resolve(n)))) : 0;
+      if (got === 0) throw zipError(new Error(`the central directory ends after ${index} of its ${zip.entryCount} entries`), source);
+      held += got;
+      position += got;
+      continue;
+    }
+    if ('problem' in record) throw zipError(new Error(record.problem), source);
+    // The record's name and extra field are views of the chunk, read into again: used during the visit only.
+    if (visit(record, index) === true) return;
+    at += record.length;
+    index += 1;
+  }
+}
+
+/** Where each entry's bytes lie, every two checked apart, and apart from the central directory; or the refusal naming them. */
+interface ZipSpans {
+  starts: Float64Array;
+  ends: Float64Array;
+  next: Int32Array;
+  centralStart: number;
+}
+
+async function zipSpans(fd: number, zip: yauzl.ZipFile, source: string): Promise<ZipSpans> {
+  const { readEntryCursor: centralStart, fileSize } = zip as unknown as YauzlCursor;
+  // yauzl's own fields: a version without them must fail here, not check nothing.
+  if (!Number.isSafeInteger(centralStart) || !Number.isSafeInteger(fileSize)) throw new Error('yauzl no longer says where the central directory starts (readEntryCursor)');
+  // Info-ZIP's zip 3.0 writing ZIP64 to a pipe (zip -fz - .) leaves the 32-bit offset 0xFFFFFFFF with no ZIP64 end record: every reader fails on it.
+  if (centralStart >= fileSize && zip.entryCount > 0) {
+    throw new DeployError('INVALID_ARCHIVE', `${redactUrl(source)} is not a readable zip: its end record puts the central directory at byte ${centralStart}, past the end of the file (${fileSize} bytes)`, {
+      hint: 'the artifact may be truncated or corrupt; zip -fz writing to a pipe (zip -fz - …) makes such a zip: write the zip to a file (zip -r dist.zip .)',
+    });
+  }
+  // A record takes 46 bytes at least: an entry count the file cannot hold is refused, not allocated.
+  if (zip.entryCount > (fileSize - centralStart) / 46) throw zipError(new Error(`the zip says it has ${zip.entryCount} entries, more than its central directory can hold`), source);
+  const starts = new Float64Array(zip.entryCount);
+  const ends = new Float64Array(zip.entryCount);
+  await walkCentral(fd, zip, centralStart, source, (record, i) => {
+    starts[i] = record.localOffset;
+    ends[i] = zipEntryLeastEnd(record);
+  });
+  const layout = zipLayout(starts, ends, centralStart);
+  if ('next' in layout) return { starts, ends, next: layout.next, centralStart };
+  throw await overlapError(fd, zip, source, 'overlap' in layout ? layout.overlap : [layout.central, -1], { starts, ends, centralStart });
+}
+
+/** The refusal of entries `a` and `b` that share bytes (`b` -1: `a` runs into the central directory), named as the extraction would name them. */
+async function overlapError(fd: number, zip: yauzl.ZipFile, source: string, [a, b]: [number, number], spans: { starts: Float64Array; ends: Float64Array; centralStart: number }, end?: number): Promise<DeployError> {
+  const names = new Map<number, string>();
+  await walkCentral(fd, zip, spans.centralStart, source, (record, i) => {
+    if (i === a || i === b) names.set(i, shownName({ name: (zipLibrary as unknown as YauzlNames).getFileNameLowLevel(record.flags, record.name, extraFieldsOf(record.extra), true), ...(isUtf8(record.name) ? {} : { rawName: record.name }) }));
+    return names.size === (b < 0 ? 1 : 2);
+  });
+  const hint = "rebuild the zip with a standard tool (zip, Python's zipfile, 7-Zip): each entry's bytes (its local header, data and data descriptor) are its own: entries that share bytes are how a zip bomb expands one kernel many times";
+  const [nameA, nameB] = [names.get(a) ?? `#${a + 1}`, names.get(b) ?? `#${b + 1}`];
+  const ends = end ?? spans.ends[a];
+  if (b < 0) {
+    const where = (spans.starts[a] as number) >= spans.centralStart ? 'lies in' : 'runs into';
+    return hostile(`entry ${nameA} ${where} the zip's central directory (its bytes end at byte ${ends}, the directory starts at byte ${spans.centralStart}), as in a zip bomb`, source, hint);
+  }
+  return hostile(`entries ${nameA} and ${nameB} overlap in the zip (the first's bytes run to byte ${ends}, the second's start at byte ${spans.starts[b]}), as in a zip bomb`, source, hint);
+}
+
+const DESCRIPTOR_SIGNATURE = 0x08074b50;
+
+/**
+ * Where entry `index`'s bytes end, now that its local header is read (its extra field's length)
+ * and its data descriptor looked at: refused if past where the next entry starts.
+ */
+async function checkEntryEnd(fd: number, zip: yauzl.ZipFile, source: string, spans: ZipSpans, index: number, entry: yauzl.Entry, local: LocalFileHeader): Promise<void> {
+  // The central directory as we walked it is the one yauzl reads: one reading of it for both checks.
+  if (spans.starts[index] !== entry.relativeOffsetOfLocalHeader || spans.ends[index] !== zipEntryLeastEnd({ localOffset: entry.relativeOffsetOfLocalHeader, compressedSize: entry.compressedSize, name: entry.fileName as unknown as Buffer })) {
+    throw zipError(new Error(`entry ${index + 1} of the central directory reads differently twice`), source);
+  }
+  const dataEnd = local.fileDataStart + entry.compressedSize;
+  let end = dataEnd;
+  if (local.generalPurposeBitFlag & 0x8) {
+    const head = Buffer.alloc(4);
+    const got = fs.readSync(fd, head, 0, 4, dataEnd);
+    const zip64 = extraFieldsOf(local.extraField).some((f) => f.id === 0x0001);
+    end += zipDescriptorLength(local.generalPurposeBitFlag, zip64, got === 4 && head.readUInt32LE(0) === DESCRIPTOR_SIGNATURE);
+  }
+  const next = spans.next[index] as number;
+  if (end > (next < 0 ? spans.centralStart : (spans.starts[next] as number))) throw await overlapError(fd, zip, source, [index, next], spans, end);
+}
+
 async function extractZip(file: string, source: string, apply: (header: ArchiveHeader) => FileSink | undefined, aborted: () => boolean, identity: FileIdentity | undefined): Promise<void> {
   let zip: yauzl.ZipFile;
   let fd: number;
@@ -895,10 +1001,14 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
     throw zipError(error, source);
   }
   try {
+    // Before any entry is written: entries that share bytes are refused whole.
+    const spans = await zipSpans(fd, zip, source);
+    let index = 0;
     await new Promise<void>((resolve, reject) => {
       zip.on('error', (error: unknown) => reject(zipError(error, source)));
       zip.on('end', () => resolve());
       zip.on('entry', (entry: yauzl.Entry) => {
+        const at = index++;
         void (async () => {
           const header = zipHeader(entry, zipName(entry), source);
           const local = await localHeader(zip, entry);
@@ -906,6 +1016,7 @@ async function extractZip(file: string, source: string, apply: (header: ArchiveH
           if (mismatch !== undefined) {
             throw hostile(`the zip's local header for ${shownName(header)} ${mismatch}`, source, "rebuild the zip with a standard tool (zip, Python's zipfile, 7-Zip): its local headers must agree with its central directory");
           }
+          await checkEntryEnd(fd, zip, source, spans, at, entry, local);
           if (header.type === 'symlink' && entry.uncompressedSize > SYMLINK_MAX) {
             throw hostile(`entry ${shownName(header)} is a symlink with a target longer than ${SYMLINK_MAX} bytes`, source);
           }

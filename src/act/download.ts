@@ -86,6 +86,10 @@ async function request(url: string, headers: Record<string, string>, options: Do
     let tunnel: number | undefined;
     // The artifact's own bytes: they are what --sha256 and the signature are of, and what is sniffed and extracted.
     const req = get(url, { headers: { ...headers, 'accept-encoding': 'identity' }, signal: options.signal, ...route?.options(connecting.signal) }, (res) => {
+      // Bytes after the answer's Content-Length fail the parse of a next answer on the connection: the server sent more than it said.
+      req.on('error', (error) => {
+        if (isParseError(error)) excess.set(res, error);
+      });
       if (!route) {
         resolve(res);
         return;
@@ -145,10 +149,31 @@ async function request(url: string, headers: Record<string, string>, options: Do
   });
 }
 
-/** Reads a response's body, failing when it sends nothing for `timeoutMs`. */
-async function* body(res: http.IncomingMessage, timeoutMs: number): AsyncGenerator<Buffer> {
+/** Node's HTTP parser's errors (HPE_*): an answer that is not valid HTTP. */
+function isParseError(error: unknown): boolean {
+  return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string' && (error as NodeJS.ErrnoException).code?.startsWith('HPE_') === true;
+}
+
+/** A failure's words: the HTTP parser's "Parse Error: …" said as what it is. */
+function reasonOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return isParseError(error) ? `its answer is not valid HTTP (${message.replace(/^Parse Error: /, '')})` : message;
+}
+
+/** Responses whose server sent bytes past their Content-Length: which bytes are the file's is a guess. */
+const excess = new WeakMap<http.IncomingMessage, Error>();
+
+/** Reads a response's body, failing when it sends nothing for `timeoutMs`, or sent more than its Content-Length. */
+async function* body(url: string, res: http.IncomingMessage, timeoutMs: number): AsyncGenerator<Buffer> {
   res.socket.setTimeout(timeoutMs, () => res.destroy(new Error(`the server sent nothing for ${timeoutMs / 1000} s`)));
   for await (const chunk of res) yield chunk as Buffer;
+  const more = excess.get(res);
+  if (more !== undefined) {
+    throw new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(url)} failed: the server sent more than the ${res.headers['content-length'] ?? '?'} bytes its Content-Length announced, so which bytes are the artifact's is not known; nothing was deployed`, {
+      cause: more,
+      hint: 'the file may have been written to while it was served, or the server (or a proxy before it) announces a wrong length: compare curl -sI with the file\'s size, and deploy again once the artifact is final',
+    });
+  }
 }
 
 const MAX_REDIRECTS = 5;
@@ -156,18 +181,39 @@ const MAX_REDIRECTS = 5;
 /** GET with redirects followed (release assets and object stores answer 302), never from https down to http. */
 async function follow(start: string, headers: Record<string, string>, options: DownloadOptions): Promise<{ res: http.IncomingMessage; url: string }> {
   let url = start;
+  const visited = [start];
   for (let hops = 0; ; hops++) {
     const res = await request(url, headers, options);
     const code = res.statusCode ?? 0;
     if (code < 300 || code >= 400 || code === 304) return { res, url };
     res.resume();
     const location = res.headers.location;
-    const next = location ? new URL(location, url) : undefined;
-    if (!next || hops >= MAX_REDIRECTS || (next.protocol !== 'http:' && next.protocol !== 'https:') || (url.startsWith('https:') && next.protocol === 'http:')) {
-      throw new DeployError('INVALID_SOURCE', `${redactUrl(start)} answered ${code}, a redirect that is not followed (${next ? redactUrl(next.toString()) : 'no Location'}${hops >= MAX_REDIRECTS ? `, after ${MAX_REDIRECTS} redirects` : ''})`, { hint: 'give the final URL of the artifact' });
+    let next: URL | undefined;
+    try {
+      next = location ? new URL(location, url) : undefined;
+    } catch {
+      next = undefined;
     }
-    url = next.toString();
+    const why = redirectRefusal(url, location, next, visited, hops);
+    if (why !== undefined) {
+      throw new DeployError('INVALID_SOURCE', `${redactUrl(start)} answered ${code}, a redirect that is not followed: ${why}`, { hint: why.startsWith('it redirects in a loop') ? 'the server (or its configuration) sends the request round in circles: give the final URL of the artifact, or fix the redirect' : 'give the final URL of the artifact' });
+    }
+    url = (next as URL).toString();
+    visited.push(url);
   }
+}
+
+/** Why a redirect to `next` (from `url`, after `hops` others) is not followed, or undefined when it is. */
+function redirectRefusal(url: string, location: string | undefined, next: URL | undefined, visited: string[], hops: number): string | undefined {
+  if (location === undefined || location === '') return 'it names no Location';
+  if (next === undefined) return `its Location ${JSON.stringify(location.slice(0, 200))} is not a URL`;
+  const shown = redactUrl(next.toString());
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') return `${shown} is a ${next.protocol.slice(0, -1)}: URL, and only http:// and https:// are fetched`;
+  if (url.startsWith('https:') && next.protocol === 'http:') return `${shown} would go from https down to http, where the artifact could be read or changed on the way`;
+  const seen = visited.indexOf(next.toString());
+  if (seen >= 0) return `it redirects in a loop (${[...visited.slice(seen), next.toString()].map((u) => redactUrl(u)).join(' -> ')})`;
+  if (hops >= MAX_REDIRECTS) return `${shown}, after ${MAX_REDIRECTS} redirects`;
+  return undefined;
 }
 
 /** "<url> answered 503 Service Unavailable", the URL without credentials or query. */
@@ -253,10 +299,10 @@ export async function openDownload(given: string, options: DownloadOptions): Pro
       lastError = error;
       wait = retryDelayMs(attempt + 1);
       // Named: a refused connection's message names an address, not which of the URLs it was.
-      if (retrying) options.onRetry?.(`${redactUrl(given)}: ${error instanceof Error ? error.message : String(error)}; retrying`);
+      if (retrying) options.onRetry?.(`${redactUrl(given)}: ${reasonOf(error)}; retrying`);
     }
   }
-  throw lastError instanceof DeployError ? lastError : failed(given, lastError instanceof Error ? lastError.message : String(lastError), lastError);
+  throw lastError instanceof DeployError ? lastError : failed(given, reasonOf(lastError), lastError);
 }
 
 /**
@@ -325,10 +371,12 @@ async function* resume(given: string, answeredBy: string, first: http.IncomingMe
           skip = received;
           if (prefix) reread = { hash: createHash('sha256'), expected: prefix.copy().digest('hex') };
         } else if (code === 206 && validator !== undefined) {
-          const start = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(res.headers['content-range'] ?? '')?.[1];
-          if (start === undefined || Number(start) !== received) throw changed(target, `the server resumed at ${res.headers['content-range'] ?? 'an unnamed range'}, not at byte ${received}`);
+          const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
+          if (range === null || Number(range[1]) !== received) throw changed(target, `the server resumed at ${res.headers['content-range'] ?? 'an unnamed range'}, not at byte ${received}`);
           const etag = res.headers.etag;
           if (etag !== undefined && etag !== validator && first.headers.etag === validator) throw changed(target, `ETag ${etag} in place of ${validator}`);
+          // The same validator but another length: a file rewritten within the second its Last-Modified names.
+          if (total !== undefined && range[2] !== '*' && Number(range[2]) !== total) throw changed(target, `it is ${range[2]} bytes long in the answer resuming it, ${total} in the first`);
         } else {
           res.resume();
           const reason = `the server answered ${`${code} ${res.statusMessage ?? ''}`.trim()} when asked again after byte ${received}`;
@@ -337,7 +385,7 @@ async function* resume(given: string, answeredBy: string, first: http.IncomingMe
         }
         reconnecting = false;
       }
-      for await (const chunk of body(res, options.timeoutMs)) {
+      for await (const chunk of body(target, res, options.timeoutMs)) {
         if (skip >= chunk.length) {
           skip -= chunk.length;
           reread?.hash.update(chunk);
@@ -367,7 +415,7 @@ async function* resume(given: string, answeredBy: string, first: http.IncomingMe
       const shown = redactUrl(target);
       // A reconnection that failed (no answer, a 5xx): the next one goes through the URL given, which may redirect elsewhere.
       if (reconnecting) target = given;
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = reasonOf(error);
       const later = error instanceof LaterAnswer ? error : undefined;
       if (retriesLeft-- <= 0) throw new DeployError('DOWNLOAD_FAILED', `downloading ${shown} failed: ${reason}${spent(options.retries)}`, { cause: error, hint: error instanceof ProxyTrouble ? error.hint : answerHint(later?.status) });
       const wait = retryWait(options.retries - retriesLeft, later?.retryAfter, Date.now());

@@ -440,3 +440,94 @@ export function urlProblem(source: string): { shown: string; problem: string } |
   if (port !== undefined && Number(port) > 65535) return { shown, problem: `its port ${port} is out of range (0 to 65535)` };
   return { shown, problem: 'its host is not a valid host name or address' };
 }
+
+/** Where a zip's central directory record puts its entry, read as yauzl reads it. */
+export interface ZipCentralRecord {
+  /** The bytes the record takes in the central directory. */
+  length: number;
+  localOffset: number;
+  compressedSize: number;
+  flags: number;
+  name: Buffer;
+  extra: Buffer;
+}
+
+/** A local file header's fixed part; the name and the extra field follow it. */
+export const ZIP_LOCAL_HEADER = 30;
+const U32_MARK = 0xffffffff;
+
+/**
+ * The central directory record at `at` in `bytes`, or undefined when it does not fit in what
+ * `bytes` holds from there. Its size and offset are yauzl's: a 32-bit field of 0xFFFFFFFF read
+ * from the first ZIP64 extended information field (0x0001), in the order the spec gives them.
+ */
+export function zipCentralRecord(bytes: Buffer, at: number): ZipCentralRecord | undefined | { problem: string } {
+  if (at + 46 > bytes.length) return undefined;
+  if (bytes.readUInt32LE(at) !== 0x02014b50) return { problem: `invalid central directory file header signature: 0x${bytes.readUInt32LE(at).toString(16)}` };
+  const nameLength = bytes.readUInt16LE(at + 28);
+  const extraLength = bytes.readUInt16LE(at + 30);
+  const length = 46 + nameLength + extraLength + bytes.readUInt16LE(at + 32);
+  if (at + length > bytes.length) return undefined;
+  const name = bytes.subarray(at + 46, at + 46 + nameLength);
+  const extra = bytes.subarray(at + 46 + nameLength, at + 46 + nameLength + extraLength);
+  const sizes = { uncompressed: bytes.readUInt32LE(at + 24), compressed: bytes.readUInt32LE(at + 20), offset: bytes.readUInt32LE(at + 42) };
+  for (let i = 0; i < extra.length - 3; ) {
+    const end = i + 4 + extra.readUInt16LE(i + 2);
+    if (end > extra.length) return { problem: 'extra field length exceeds extra field buffer size' };
+    if (extra.readUInt16LE(i) === 0x0001) {
+      let j = i + 4;
+      for (const key of ['uncompressed', 'compressed', 'offset'] as const) {
+        if (sizes[key] !== U32_MARK) continue;
+        if (j + 8 > end) return { problem: `zip64 extended information extra field does not include ${key === 'offset' ? 'relative header offset' : `${key} size`}` };
+        sizes[key] = extra.readUInt32LE(j + 4) * 0x100000000 + extra.readUInt32LE(j);
+        j += 8;
+      }
+      break;
+    }
+    i = end;
+  }
+  return { length, localOffset: sizes.offset, compressedSize: sizes.compressed, flags: bytes.readUInt16LE(at + 8), name, extra };
+}
+
+/** Where a zip entry's bytes end at the least: its local header (as long as the name the central record gives) and its data. */
+export function zipEntryLeastEnd(record: Pick<ZipCentralRecord, 'localOffset' | 'compressedSize' | 'name'>): number {
+  return record.localOffset + ZIP_LOCAL_HEADER + record.name.length + record.compressedSize;
+}
+
+/** The length of a data descriptor after an entry's data: none without flag bit 3; 8-byte sizes when its local header has a ZIP64 field. */
+export function zipDescriptorLength(localFlags: number, zip64: boolean, signed: boolean): number {
+  if ((localFlags & 0x8) === 0) return 0;
+  return (signed ? 4 : 0) + 4 + (zip64 ? 16 : 8);
+}
+
+export type ZipLayout = { next: Int32Array } | { overlap: [number, number] } | { central: number };
+
+/**
+ * Whether a zip's entries share bytes: entry i spans [starts[i], ends[i]) (from its local header
+ * to the least end of its data), and no two spans may overlap, nor any reach `centralStart`, where
+ * the central directory and the end records take the rest of the file. Entries that share data
+ * are how a zip bomb without recursion expands one deflate kernel once per entry (Fifield 2019;
+ * UnZip 6.0's fix for CVE-2019-13232 refuses them too). The answer names the first two entries
+ * found overlapping (the one starting first first), or one reaching the central directory; else,
+ * for each entry, the entry that starts next in the file (-1: the central directory), which bounds
+ * where its local extra field and its data descriptor may end once they are read.
+ */
+export function zipLayout(starts: Float64Array, ends: Float64Array, centralStart: number): ZipLayout {
+  const count = starts.length;
+  const order = new Uint32Array(count);
+  let sorted = true;
+  for (let i = 0; i < count; i++) {
+    order[i] = i;
+    if (i > 0 && (starts[i] as number) < (starts[i - 1] as number)) sorted = false;
+  }
+  // Zip writers put the central records in the order of the entries: sorted already, as a rule.
+  if (!sorted) order.sort((a, b) => (starts[a] as number) - (starts[b] as number) || a - b);
+  const next = new Int32Array(count);
+  for (let r = 0; r < count; r++) {
+    const i = order[r] as number;
+    const j = r + 1 < count ? (order[r + 1] as number) : -1;
+    if ((ends[i] as number) > (j < 0 ? centralStart : (starts[j] as number))) return j < 0 ? { central: i } : { overlap: [i, j] };
+    next[i] = j;
+  }
+  return { next };
+}

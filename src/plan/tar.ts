@@ -438,6 +438,16 @@ export class TarParser {
         const value = records.get(key);
         if (value !== undefined) throw namedTwice(`a global PAX header gives every entry after it the ${key} ${JSON.stringify(value)}`);
       }
+      // GNU tar and Python's tarfile give every later entry this size too (GNU tar reads that much
+      // data after each header), BusyBox steps by each header's own: the bytes after a header are
+      // data for one reader and further entries for another.
+      const size = records.get('size');
+      if (size !== undefined) {
+        throw new TarFormatError(
+          `a global PAX header gives every entry after it the size ${JSON.stringify(size)}`,
+          'tar readers disagree on whether it replaces each header\'s own size, so another tool would list other files than those deployed: rebuild the artifact with GNU tar, bsdtar or Python\'s tarfile (none writes a global size)',
+        );
+      }
       this.globalPax = new Map([...(this.globalPax ?? []), ...records]);
       // A later global record replaces an earlier one's value, and with it that value's bytes.
       this.globalPaxRaw = new Map([...[...(this.globalPaxRaw ?? [])].filter(([k]) => !records.has(k)), ...raw]);

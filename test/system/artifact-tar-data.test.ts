@@ -174,3 +174,30 @@ void test('an entry named twice over (a PAX path and a GNU long name that differ
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual(fs.readdirSync(path.join(dir, 'root-same', 'current')).sort(), ['index.html', 'readme.txt']);
 });
+
+void test('a global PAX size, which GNU tar and Python give every later entry and BusyBox ignores, exits 2 saying so; the same archive without it deploys', async (t) => {
+  const dir = tempDir(t);
+  const { root, beside, rootBefore, besideBefore } = await rootBeside(dir);
+  // a.txt's 512 bytes are the header of hidden.php: entries for a reader taking the global size 0, data for BusyBox.
+  const carrier = Buffer.concat([header('a.txt', '0', BLOCK), header('hidden.php', '0', 0)]);
+  const end = Buffer.alloc(10 * BLOCK);
+  const tarFile = path.join(dir, 'global-size.tar');
+  fs.writeFileSync(tarFile, Buffer.concat([file('index.html', '<h1>new</h1>\n'), globalPax('size', '0'), carrier, end]));
+  const busybox = execFileSync(requireTool('busybox', 'busybox'), ['tar', '-tf', tarFile], { encoding: 'utf8' }).split('\n').filter((l) => l !== '');
+  assert.deepEqual(busybox, ['index.html', 'a.txt']);
+  const r = await runCli(['deploy', tarFile, root, '--no-fsync']);
+  assert.equal(r.code, 2, r.stderr);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0] ?? '', /a global PAX header gives every entry after it the size "0"/);
+  assert.match(r.stderr, /^hint: tar readers disagree on whether it replaces each header's own size/m);
+  assert.deepEqual(treeSnapshot(root), rootBefore);
+  assert.deepEqual(treeSnapshot(beside), besideBefore);
+  assert.deepEqual(leftovers(root), []);
+  // Control: a global header of other records (a comment, as git archive writes one) deploys.
+  const plain = path.join(dir, 'global-comment.tar');
+  fs.writeFileSync(plain, Buffer.concat([file('index.html', '<h1>new</h1>\n'), globalPax('comment', 'abc123'), file('a.txt', 'x\n'), end]));
+  const ok = await runCli(['deploy', plain, path.join(dir, 'root-comment'), '--no-fsync']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'root-comment', 'current')).sort(), ['a.txt', 'index.html']);
+});

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { archivePath, EntryChecker, parseSha256, quoteBytes, redactUrl, shownName, sniffFormat, urlProblem, type ArchiveHeader, type ExtractLimits, type HeaderType } from '../../src/plan/archive.ts';
+import { archivePath, EntryChecker, parseSha256, quoteBytes, redactUrl, shownName, sniffFormat, urlProblem, zipCentralRecord, zipDescriptorLength, zipLayout, type ArchiveHeader, type ExtractLimits, type HeaderType } from '../../src/plan/archive.ts';
 import { manifestPathProblem } from '../../src/plan/manifest.ts';
 
 const LIMITS: ExtractLimits = { maxFiles: 1_000_000, maxBytes: 1e12, stripComponents: 0, keepSetid: false, keepOwner: false };
@@ -263,4 +263,60 @@ void test('the checker finds the one directory every entry sits under, and what 
   assert.ok(d.action === 'refuse' && /which --strip-components 1 removes$/.test(d.problem), JSON.stringify(d));
   const missing = new EntryChecker({ ...LIMITS, stripComponents: 1 }).decide(h('app/copy.txt', 'hardlink', 'app/nowhere'));
   assert.ok(missing.action === 'refuse' && /not a file earlier in the archive/.test(missing.problem), JSON.stringify(missing));
+});
+
+void test('zip entries may touch but not overlap, nor reach the central directory, in any order of records', () => {
+  const spans = (pairs: [number, number][]): [Float64Array, Float64Array] => [Float64Array.from(pairs.map((p) => p[0])), Float64Array.from(pairs.map((p) => p[1]))];
+  // Adjacent: each entry's next in the file, the last bounded by the directory at 300.
+  assert.deepEqual(zipLayout(...spans([[0, 100], [100, 200], [200, 300]]), 300), { next: Int32Array.from([1, 2, -1]) });
+  // Records out of file order are sorted first.
+  assert.deepEqual(zipLayout(...spans([[200, 300], [0, 100], [100, 200]]), 300), { next: Int32Array.from([-1, 2, 0]) });
+  // The quoted overlap: every entry's data runs to the end of the last one's.
+  assert.deepEqual(zipLayout(...spans([[0, 1229], [40, 1229], [80, 1229]]), 1229), { overlap: [0, 1] });
+  // Out of order, the one starting first is named first.
+  assert.deepEqual(zipLayout(...spans([[100, 150], [0, 120]]), 300), { overlap: [1, 0] });
+  // Two records on one local header.
+  assert.deepEqual(zipLayout(...spans([[0, 50], [0, 50]]), 300), { overlap: [0, 1] });
+  assert.deepEqual(zipLayout(...spans([[0, 100], [100, 301]]), 300), { central: 1 });
+  assert.deepEqual(zipLayout(...spans([]), 0), { next: new Int32Array(0) });
+  // A data descriptor: 12 bytes, 16 signed, 8 more with ZIP64 sizes; none without flag bit 3.
+  assert.equal(zipDescriptorLength(0x8, false, false), 12);
+  assert.equal(zipDescriptorLength(0x8, false, true), 16);
+  assert.equal(zipDescriptorLength(0x8, true, true), 24);
+  assert.equal(zipDescriptorLength(0x800, true, true), 0);
+});
+
+void test('a central directory record reads its size and offset from the ZIP64 field where the 32-bit fields say 0xFFFFFFFF, as yauzl does', () => {
+  const record = (fields: { compressed: number; uncompressed: number; offset: number }, zip64: Buffer | undefined): Buffer => {
+    const name = Buffer.from('big.bin');
+    const extra = zip64 ? Buffer.concat([Buffer.from([0x55, 0x54, 1, 0, 0]), Buffer.from([1, 0, zip64.length, 0]), zip64]) : Buffer.alloc(0);
+    const b = Buffer.alloc(46);
+    b.writeUInt32LE(0x02014b50, 0);
+    b.writeUInt32LE(fields.compressed, 20);
+    b.writeUInt32LE(fields.uncompressed, 24);
+    b.writeUInt16LE(name.length, 28);
+    b.writeUInt16LE(extra.length, 30);
+    b.writeUInt32LE(fields.offset, 42);
+    return Buffer.concat([b, name, extra]);
+  };
+  const u64 = (n: number): Buffer => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(n));
+    return b;
+  };
+  const plain = record({ compressed: 10, uncompressed: 20, offset: 30 }, undefined);
+  assert.deepEqual(zipCentralRecord(Buffer.concat([Buffer.alloc(3), plain]), 3), { length: plain.length, localOffset: 30, compressedSize: 10, flags: 0, name: Buffer.from('big.bin'), extra: Buffer.alloc(0) });
+  // Uncompressed and offset in the field (compressed is not marked, so the field's second value is the offset).
+  const wide = record({ compressed: 10, uncompressed: 0xffffffff, offset: 0xffffffff }, Buffer.concat([u64(5 * 2 ** 32), u64(2 ** 33 + 7)]));
+  const read = zipCentralRecord(wide, 0);
+  assert.ok(read && !('problem' in read));
+  assert.equal(read.localOffset, 2 ** 33 + 7);
+  assert.equal(read.compressedSize, 10);
+  const all = record({ compressed: 0xffffffff, uncompressed: 0xffffffff, offset: 0xffffffff }, Buffer.concat([u64(1), u64(2 ** 32 + 1), u64(3)]));
+  assert.deepEqual(((r) => r && !('problem' in r) && [r.compressedSize, r.localOffset])(zipCentralRecord(all, 0)), [2 ** 32 + 1, 3]);
+  assert.deepEqual(zipCentralRecord(record({ compressed: 0xffffffff, uncompressed: 1, offset: 0 }, u64(1).subarray(0, 4)), 0), { problem: 'zip64 extended information extra field does not include compressed size' });
+  // A record cut short is undefined (the caller reads on), another signature a problem.
+  assert.equal(zipCentralRecord(plain.subarray(0, plain.length - 1), 0), undefined);
+  assert.equal(zipCentralRecord(plain.subarray(0, 45), 0), undefined);
+  assert.match((zipCentralRecord(Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), plain]), 0) as { problem: string }).problem, /signature: 0x4034b50/);
 });
