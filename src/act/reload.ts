@@ -24,7 +24,10 @@ const POLL_MS = 50;
  * `systemctl reload-or-restart -- <unit>` as a hook-like process: own process group, timeout,
  * output line by line. The unit reaches the shell only through the environment.
  */
-export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; signal?: AbortSignal; onLine: (stream: 'stdout' | 'stderr', line: string) => void }): Promise<ShellOutcome> {
+export function reloadUnit(
+  unit: string,
+  run: { cwd: string; timeoutMs: number; signal?: AbortSignal; onLine: (stream: 'stdout' | 'stderr', line: string) => void; held?: () => PromiseLike<unknown> | undefined },
+): Promise<ShellOutcome> {
   return runShell({
     command: 'exec systemctl reload-or-restart -- "$ATOMIC_DEPLOY_UNIT"',
     cwd: run.cwd,
@@ -32,6 +35,7 @@ export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; 
     timeoutMs: run.timeoutMs,
     signal: run.signal,
     onLine: run.onLine,
+    held: run.held,
   });
 }
 

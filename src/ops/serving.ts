@@ -9,7 +9,7 @@ import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
 import { signalOf } from '../plan/validate.ts';
 import { describeStale, PHP_FPM_SOCKET_PREFIX, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
-import type { EventSink } from './events.ts';
+import { outputHold, type EventSink } from './events.ts';
 import { isWithin } from '../plan/paths.ts';
 import { realpathLoose } from './root.ts';
 
@@ -106,7 +106,7 @@ export async function runReloads(ctx: ServingContext, options: ServingOptions): 
   const cwd = releasePath(ctx.layout, ctx.id);
   for (const unit of options.reload?.units ?? []) {
     ctx.emit({ type: 'step', message: `reloading unit ${unit}: systemctl reload-or-restart ${unit}` });
-    const outcome = await reloadUnit(unit, { cwd, timeoutMs, signal: ctx.signal, onLine: (stream, line) => ctx.emit({ type: 'output', source: 'reload-unit', stream, line }) });
+    const outcome = await reloadUnit(unit, { cwd, timeoutMs, signal: ctx.signal, onLine: (stream, line) => ctx.emit({ type: 'output', source: 'reload-unit', stream, line }), held: () => outputHold(ctx.emit) });
     if (!outcome.ok) return `reload of unit ${unit} ${describeOutcome(outcome, timeoutMs)}`;
   }
   for (const pidFile of options.reload?.phpFpm ?? []) {
