@@ -183,6 +183,46 @@ function masterBySocket(socketPath: string): { master?: number; problem?: string
   return master === undefined ? { problem: `cannot tell the php-fpm master among the ${holders.length} processes holding ${socketPath}` } : { master };
 }
 
+/** What a pid file holds at most: a pid and a newline; a longer file is not one (a log given by mistake). */
+const PID_FILE_MAX = 4096;
+
+/**
+ * The start of a pid file, read without blocking: a FIFO named as one would block the process in
+ * a synchronous read, its signal handlers with it (Ctrl-C and SIGTERM did nothing), and a
+ * character device such as /dev/zero never ends. Only a regular file is read, and only its start.
+ */
+function readPidFile(file: string): { text: string } | { problem: string } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    // Opening a socket fails with ENXIO: the pool's socket was given without unix:.
+    const socket = code === 'ENXIO' ? ` (it is a socket: did you mean ${PHP_FPM_SOCKET_PREFIX}${path.resolve(file)}?)` : '';
+    return { problem: `cannot read the pid file: ${code}${socket}` };
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return { problem: `cannot read the pid file: it is ${fileKind(st)}, not a file php-fpm wrote` };
+    const buffer = Buffer.alloc(PID_FILE_MAX);
+    const n = fs.readSync(fd, buffer, 0, PID_FILE_MAX, 0);
+    return { text: buffer.subarray(0, n).toString('utf8') };
+  } catch (error) {
+    return { problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
 /**
  * The running php-fpm master that `spec` names (a pid file, or `unix:<socket>`), checked by its
  * /proc entry (a stale pid file may name a recycled pid: never one that is not php-fpm, nor one of
@@ -196,15 +236,9 @@ export function findPhpFpmMaster(spec: string): { master: number; startTime: str
     if (found.master === undefined) return { problem: found.problem ?? 'no php-fpm master found' };
     master = found.master;
   } else {
-    let text: string;
-    try {
-      text = fs.readFileSync(spec, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? String(error);
-      // Reading a socket fails with ENXIO: the pool's socket was given without unix:.
-      const socket = code === 'ENXIO' ? ` (it is a socket: did you mean ${PHP_FPM_SOCKET_PREFIX}${path.resolve(spec)}?)` : '';
-      return { problem: `cannot read the pid file: ${code}${socket}` };
-    }
+    const read = readPidFile(spec);
+    if ('problem' in read) return read;
+    const text = read.text;
     master = parsePidFile(text);
     if (master === undefined) return { problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})` };
   }

@@ -5,7 +5,7 @@
 // master the deploy user may not signal, and a socket given without unix: are refused before the
 // switch (exit 2, nothing changed); a socket named through a symlink or another spelling is found.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -224,5 +224,27 @@ void test('unix:<path> through a symlink, a symlinked directory or a double slas
   assertRefused(r, root, live, 4, new RegExp(`^--reload-php-fpm ${re(fpm.socket)}: cannot read the pid file: ENXIO \\(it is a socket: did you mean unix:${re(fpm.socket)}\\?\\); nothing was changed$`));
   for (const shell of SHELLS) {
     assert.deepEqual(hostCheck(shell, fpm.socket), { problem: 'cannot read the pid file (it is a socket: a fleet host finds php-fpm by its pid file only)' }, shell.name);
+  }
+});
+
+void test('a pid file that is a FIFO, a character device or a directory (or a symlink to one): refused at once, exit 2, by deploy, its dry run and rollback', async (t) => {
+  const { root, build } = await site(t);
+  assert.equal((await runCli(['deploy', build('v2'), root, '--no-fsync', '--quiet'])).code, 0);
+  const dir = tempDir(t);
+  const fifo = path.join(dir, 'fifo.pid');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  const zero = path.join(dir, 'zero.pid');
+  fs.symlinkSync('/dev/zero', zero);
+  const directory = path.join(dir, 'dir.pid');
+  fs.mkdirSync(directory);
+  const live = currentId(root);
+  for (const [file, kind] of [[fifo, 'a FIFO \\(named pipe\\)'], [zero, 'a character device'], [directory, 'a directory']] as const) {
+    for (const args of [['deploy', build('v3'), root, '--dry-run'], ['deploy', build('v3'), root], ['rollback', root]]) {
+      const started = Date.now();
+      // A synchronous read of the FIFO blocked the process, signal handlers and all; /dev/zero was read until the heap ran out.
+      const r = await runCli([...args, '--no-fsync', '--json', '--reload-php-fpm', file], { timeoutMs: 15_000 });
+      assertRefused(r, root, live, 2, new RegExp(`^--reload-php-fpm ${re(file)}: cannot read the pid file: it is ${kind}, not a file php-fpm wrote; nothing was changed$`));
+      assert.ok(Date.now() - started < 10_000, `${args[0] ?? ''} ${file}: answered at once`);
+    }
   }
 });
