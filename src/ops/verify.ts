@@ -258,7 +258,8 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   const back = { layout, id: previous, emit, signal: ctx.secondSignal };
   const reloadFailure = hasReloads(options) ? await runReloads(back, options) : undefined;
   if (reloadFailure !== undefined) emit({ type: 'warning', message: `${reloadFailure} after rolling back to ${previous}` });
-  const stale = await awaitFreshness(back, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
+  // The wait for processes to leave the failed release is no way back, only a warning to come: a first signal ends it.
+  const stale = await awaitFreshness({ ...back, signal: ctx.signal }, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
   // As a rollback records it: the count belongs to the release that went live again.
   if (stale?.check === 'proc') await recordRelease(layout, previous, { staleProcesses: stale.processes.length }, durable).catch(() => undefined);
   throw new DeployError('ROLLED_BACK', message, {
