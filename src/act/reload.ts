@@ -44,9 +44,14 @@ export function reloadUnit(
  * `masked`, ...; or why systemctl could not say (not installed, no systemd running). Read before
  * a deploy so that a mistyped unit is refused before the switch; it needs no privilege.
  */
-export function unitLoadState(unit: string, timeoutMs = 10_000): Promise<{ state: string } | { problem: string }> {
+export function unitLoadState(unit: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<{ state: string } | { problem: string } | { interrupted: true }> {
   return new Promise((resolve) => {
-    execFile('systemctl', ['show', '--property=LoadState', '--value', '--', unit], { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
+    // A systemd that does not answer (a wedged D-Bus) must not keep Ctrl-C waiting for the timeout.
+    execFile('systemctl', ['show', '--property=LoadState', '--value', '--', unit], { timeout: timeoutMs, encoding: 'utf8', ...(signal ? { signal } : {}) }, (error, stdout, stderr) => {
+      if (signal?.aborted === true) {
+        resolve({ interrupted: true });
+        return;
+      }
       if (error) {
         const failed = error as NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null };
         // A number when systemctl exited non-zero, a string (ENOENT) when it could not start.

@@ -77,9 +77,14 @@ export function checkServingOptions(options: ServingOptions): void {
  * before anything is written, not found after the switch (exit 7). A fleet host runs the same
  * checks before its lock (remote/stale.ts: checkHostReloadTargets).
  */
-export async function checkReloadTargets(options: ServingOptions): Promise<void> {
+export async function checkReloadTargets(options: ServingOptions, signal?: AbortSignal): Promise<void> {
   for (const unit of options.reload?.units ?? []) {
-    const problem = unitLoadProblem(await unitLoadState(unit));
+    const known = await unitLoadState(unit, undefined, signal);
+    if ('interrupted' in known || signal?.aborted === true) {
+      const sig = signalOf(signal?.reason);
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} while asking systemd about --reload-unit ${unit}; nothing was changed`, { signal: sig });
+    }
+    const problem = unitLoadProblem(known);
     if (problem !== undefined) throw new DeployError('USAGE', `--reload-unit ${unit}: ${problem}; nothing was changed`, { hint: UNIT_CHECK_HINT('here') });
   }
   for (const spec of options.reload?.phpFpm ?? []) {

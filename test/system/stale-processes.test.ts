@@ -560,3 +560,34 @@ void test('after an automatic rollback, a first signal ends the wait for process
   assert.match(r.stderr, new RegExp(`^error: health check failed: .*; rolled back to ${good}$`, 'm'));
   assert.ok(!fs.existsSync(path.join(root, '.deploy.lock')), 'the lock was released');
 });
+
+void test('a signal while systemd does not answer about --reload-unit ends deploy, its dry run and rollback at once: exit 130, nothing changed', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const live = currentId(root);
+  const before = fs.readdirSync(path.join(root, 'releases')).sort();
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  const asked = path.join(dir, 'asked');
+  // A wedged D-Bus: systemctl show answers nothing until its own timeout.
+  fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then touch '${asked}'; exec sleep 60; fi\nexit 0\n`, { mode: 0o755 });
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}` };
+  for (const args of [['deploy', src, root, '--dry-run'], ['deploy', src, root], ['rollback', root]]) {
+    fs.rmSync(asked, { force: true });
+    const run = spawnCli([...args, '--no-fsync', '--reload-unit', 'app.service'], { env });
+    await until(() => fs.existsSync(asked), 20_000);
+    const started = Date.now();
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    // Before: the check ran to its 10 s timeout, then said "interrupted by SIGINT while waiting for the lock".
+    assert.ok(Date.now() - started < 3000, `${args[0] ?? ''}: ${Date.now() - started} ms after the signal`);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^error: interrupted by SIGINT while asking systemd about --reload-unit app\.service; nothing was changed$/m);
+    assert.equal(currentId(root), live);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), before);
+    assert.ok(!fs.existsSync(path.join(root, '.deploy.lock')));
+  }
+});
