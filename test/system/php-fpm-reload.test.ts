@@ -248,3 +248,24 @@ void test('a pid file that is a FIFO, a character device or a directory (or a sy
     }
   }
 });
+
+void test('a stale pid file naming a program whose name only starts with php-fpm (php-fpm_exporter): refused before the switch, the program never signalled', async (t) => {
+  const { root, build } = await site(t);
+  const dir = tempDir(t);
+  // Its command name is cut to 15 characters: php-fpm_exporte. SIGUSR2 would end it, as it ends sleep.
+  const exporter = path.join(dir, 'php-fpm_exporter');
+  fs.copyFileSync('/bin/sleep', exporter);
+  fs.chmodSync(exporter, 0o755);
+  const child = spawn(exporter, ['300'], { stdio: 'ignore' });
+  t.after(() => void child.kill('SIGKILL'));
+  const pid = child.pid ?? 0;
+  const pidFile = path.join(dir, 'php-fpm.pid');
+  fs.writeFileSync(pidFile, `${pid}\n`);
+  const live = currentId(root);
+  for (const extra of [['--dry-run'], []]) {
+    const r = await runCli(['deploy', build('v2'), root, '--no-fsync', '--json', '--reload-php-fpm', pidFile, ...extra]);
+    // Before: taken for a master, the switch made, SIGUSR2 ended the program, exit 7.
+    assertRefused(r, root, live, 1, new RegExp(`^--reload-php-fpm ${re(pidFile)}: process ${pid} is php-fpm_exporte, not php-fpm \\(stale pid file\\?\\); nothing was changed$`));
+  }
+  assert.ok(alive(pid), 'the program was not signalled');
+});
