@@ -7,7 +7,7 @@ import { findPhpFpmMaster, reloadPhpFpm, reloadUnit, unitLoadState } from '../ac
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
-import { signalOf } from '../plan/validate.ts';
+import { signalOf, timeoutProblem } from '../plan/validate.ts';
 import { describeStale, PHP_FPM_SOCKET_PREFIX, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
 import { outputHold, type EventSink } from './events.ts';
 import { isWithin } from '../plan/paths.ts';
@@ -63,7 +63,9 @@ export function checkServingOptions(options: ServingOptions): void {
     }
   }
   const timeout = options.reload?.timeoutMs;
-  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');
+  // Past the longest timer Node keeps, the timer fires at once: the reload was killed as "timed out after 3000000 s".
+  const timeoutWrong = timeout === undefined ? undefined : timeoutProblem(timeout);
+  if (timeoutWrong !== undefined) throw new DeployError('USAGE', `invalid reload timeout: ${timeoutWrong}`);
   if (options.stale !== undefined && !STALE_MODES.includes(options.stale)) {
     throw new DeployError('USAGE', `invalid stale mode ${JSON.stringify(options.stale)}: expected one of ${STALE_MODES.join(', ')}`);
   }
