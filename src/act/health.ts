@@ -21,6 +21,8 @@ export interface HealthContext {
   env: Record<string, string>;
   signal?: AbortSignal;
   onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
+  /** While whoever shows the lines is behind: the command's output is not read on until it settles (act/hooks.ts). */
+  held?: () => PromiseLike<unknown> | undefined;
   /** Called after each failed attempt that will be retried. */
   onRetry?: (attempt: number, reason: string, delayMs: number) => void;
 }
@@ -73,7 +75,7 @@ async function probeUrl(url: string, timeoutMs: number, signal: AbortSignal | un
 /** One attempt: the command and then the URL; the first failure is the attempt's reason. */
 async function attempt(check: HealthCheck, remainingMs: number, ctx: HealthContext): Promise<string | undefined> {
   if (check.command !== undefined) {
-    const outcome = await runShell({ command: check.command, cwd: ctx.cwd, env: ctx.env, timeoutMs: remainingMs, signal: ctx.signal, onLine: ctx.onLine });
+    const outcome = await runShell({ command: check.command, cwd: ctx.cwd, env: ctx.env, timeoutMs: remainingMs, signal: ctx.signal, onLine: ctx.onLine, held: ctx.held });
     if (!outcome.ok) return `command ${JSON.stringify(check.command)} ${describeOutcome(outcome, remainingMs)}`;
   }
   if (check.url !== undefined) {

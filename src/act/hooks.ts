@@ -20,6 +20,12 @@ export interface ShellRun {
   timeoutMs: number;
   signal?: AbortSignal;
   onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
+  /**
+   * Asked after each piece of output is passed on: a promise while whoever shows the lines is
+   * behind (a pipe read slower than the command writes), during which the command's output is not
+   * read, so that the command waits on its own writes instead of our memory filling up.
+   */
+  held?: () => PromiseLike<unknown> | undefined;
   killGraceMs?: number;
 }
 
@@ -71,7 +77,7 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function splitLines(stream: Readable, emit: (line: string) => void): () => void {
+function splitLines(stream: Readable, emit: (line: string) => void, hold: () => PromiseLike<unknown> | undefined): () => void {
   let buffer = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
@@ -84,6 +90,13 @@ function splitLines(stream: Readable, emit: (line: string) => void): () => void 
     while (buffer.length > MAX_LINE) {
       emit(buffer.slice(0, MAX_LINE));
       buffer = buffer.slice(MAX_LINE);
+    }
+    // Not read on until the lines passed on are taken: the pipe fills and the command waits, as it would writing to a slow terminal.
+    const held = hold();
+    if (held !== undefined) {
+      stream.pause();
+      const resume = (): void => void stream.resume();
+      held.then(resume, resume);
     }
   });
   return () => {
@@ -147,8 +160,11 @@ export async function runShell(run: ShellRun): Promise<ShellOutcome> {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const flushOut = splitLines(child.stdout, (line) => run.onLine?.('stdout', line));
-  const flushErr = splitLines(child.stderr, (line) => run.onLine?.('stderr', line));
+  // Once the shell has exited, what is left in its pipes is read at once: nothing waits on it any more.
+  let shellExited = false;
+  const hold = (): PromiseLike<unknown> | undefined => (shellExited ? undefined : run.held?.());
+  const flushOut = splitLines(child.stdout, (line) => run.onLine?.('stdout', line), hold);
+  const flushErr = splitLines(child.stderr, (line) => run.onLine?.('stderr', line), hold);
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: Error }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -173,6 +189,9 @@ export async function runShell(run: ShellRun): Promise<ShellOutcome> {
 
   try {
     const end = await exited;
+    shellExited = true;
+    child.stdout.resume();
+    child.stderr.resume();
     if ('error' in end) {
       outcome.spawnError = end.error.message;
       return outcome;

@@ -24,7 +24,10 @@ const POLL_MS = 50;
  * `systemctl reload-or-restart -- <unit>` as a hook-like process: own process group, timeout,
  * output line by line. The unit reaches the shell only through the environment.
  */
-export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; signal?: AbortSignal; onLine: (stream: 'stdout' | 'stderr', line: string) => void }): Promise<ShellOutcome> {
+export function reloadUnit(
+  unit: string,
+  run: { cwd: string; timeoutMs: number; signal?: AbortSignal; onLine: (stream: 'stdout' | 'stderr', line: string) => void; held?: () => PromiseLike<unknown> | undefined },
+): Promise<ShellOutcome> {
   return runShell({
     command: 'exec systemctl reload-or-restart -- "$ATOMIC_DEPLOY_UNIT"',
     cwd: run.cwd,
@@ -32,6 +35,7 @@ export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; 
     timeoutMs: run.timeoutMs,
     signal: run.signal,
     onLine: run.onLine,
+    held: run.held,
   });
 }
 
@@ -40,9 +44,14 @@ export function reloadUnit(unit: string, run: { cwd: string; timeoutMs: number; 
  * `masked`, ...; or why systemctl could not say (not installed, no systemd running). Read before
  * a deploy so that a mistyped unit is refused before the switch; it needs no privilege.
  */
-export function unitLoadState(unit: string, timeoutMs = 10_000): Promise<{ state: string } | { problem: string }> {
+export function unitLoadState(unit: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<{ state: string } | { problem: string } | { interrupted: true }> {
   return new Promise((resolve) => {
-    execFile('systemctl', ['show', '--property=LoadState', '--value', '--', unit], { timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
+    // A systemd that does not answer (a wedged D-Bus) must not keep Ctrl-C waiting for the timeout.
+    execFile('systemctl', ['show', '--property=LoadState', '--value', '--', unit], { timeout: timeoutMs, encoding: 'utf8', ...(signal ? { signal } : {}) }, (error, stdout, stderr) => {
+      if (signal?.aborted === true) {
+        resolve({ interrupted: true });
+        return;
+      }
       if (error) {
         const failed = error as NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null };
         // A number when systemctl exited non-zero, a string (ENOENT) when it could not start.
@@ -179,6 +188,46 @@ function masterBySocket(socketPath: string): { master?: number; problem?: string
   return master === undefined ? { problem: `cannot tell the php-fpm master among the ${holders.length} processes holding ${socketPath}` } : { master };
 }
 
+/** What a pid file holds at most: a pid and a newline; a longer file is not one (a log given by mistake). */
+const PID_FILE_MAX = 4096;
+
+/**
+ * The start of a pid file, read without blocking: a FIFO named as one would block the process in
+ * a synchronous read, its signal handlers with it (Ctrl-C and SIGTERM did nothing), and a
+ * character device such as /dev/zero never ends. Only a regular file is read, and only its start.
+ */
+function readPidFile(file: string): { text: string } | { problem: string } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    // Opening a socket fails with ENXIO: the pool's socket was given without unix:.
+    const socket = code === 'ENXIO' ? ` (it is a socket: did you mean ${PHP_FPM_SOCKET_PREFIX}${path.resolve(file)}?)` : '';
+    return { problem: `cannot read the pid file: ${code}${socket}` };
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return { problem: `cannot read the pid file: it is ${fileKind(st)}, not a file php-fpm wrote` };
+    const buffer = Buffer.alloc(PID_FILE_MAX);
+    const n = fs.readSync(fd, buffer, 0, PID_FILE_MAX, 0);
+    return { text: buffer.subarray(0, n).toString('utf8') };
+  } catch (error) {
+    return { problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
 /**
  * The running php-fpm master that `spec` names (a pid file, or `unix:<socket>`), checked by its
  * /proc entry (a stale pid file may name a recycled pid: never one that is not php-fpm, nor one of
@@ -192,15 +241,9 @@ export function findPhpFpmMaster(spec: string): { master: number; startTime: str
     if (found.master === undefined) return { problem: found.problem ?? 'no php-fpm master found' };
     master = found.master;
   } else {
-    let text: string;
-    try {
-      text = fs.readFileSync(spec, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? String(error);
-      // Reading a socket fails with ENXIO: the pool's socket was given without unix:.
-      const socket = code === 'ENXIO' ? ` (it is a socket: did you mean ${PHP_FPM_SOCKET_PREFIX}${path.resolve(spec)}?)` : '';
-      return { problem: `cannot read the pid file: ${code}${socket}` };
-    }
+    const read = readPidFile(spec);
+    if ('problem' in read) return read;
+    const text = read.text;
     master = parsePidFile(text);
     if (master === undefined) return { problem: `the pid file holds no pid (${JSON.stringify(text.slice(0, 40))})` };
   }

@@ -2,9 +2,10 @@ import picocolors from 'picocolors';
 import type { OperationEvent } from '../ops/events.ts';
 import { formatBytes, plural } from '../plan/units.ts';
 
+/** `held`: a promise while the stream's reader is behind (cli/streams.ts), which holds a hook's output until it settles. */
 export interface Streams {
-  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number; held?: () => Promise<void> | undefined };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; held?: () => Promise<void> | undefined };
 }
 
 export interface OutputMode {
@@ -169,7 +170,12 @@ export class Reporter {
     this.streams.stdout.write(escapeLines(text) + '\n');
   }
 
-  event = (event: OperationEvent): void => {
+  /**
+   * Told every event. For a hook's output line it returns a promise while the stream the line went
+   * to is behind (its reader slower than the hook), which holds the hook's output (ops/events.ts
+   * outputHold); typed `unknown`, as a sink's answer is: callers that only tell may ignore it.
+   */
+  event = (event: OperationEvent): unknown => {
     switch (event.type) {
       case 'step':
         this.step(event.message);
@@ -177,17 +183,21 @@ export class Reporter {
       case 'warning':
         this.warn(event.message, event.hint);
         break;
-      case 'output':
-        if (this.mode.json) this.streams.stderr.write(`[${event.source}] ${oneLine(event.line)}\n`);
-        else if (!this.mode.quiet) {
-          const [stream, colors] = event.stream === 'stderr' ? [this.streams.stderr, this.err] : [this.streams.stdout, this.out];
-          stream.write(`${colors.dim(`[${event.source}]`)} ${oneLine(event.line)}\n`);
+      case 'output': {
+        if (this.mode.json) {
+          this.streams.stderr.write(`[${event.source}] ${oneLine(event.line)}\n`);
+          return this.streams.stderr.held?.();
         }
-        break;
+        if (this.mode.quiet) break;
+        const [stream, colors] = event.stream === 'stderr' ? [this.streams.stderr, this.err] : [this.streams.stdout, this.out];
+        stream.write(`${colors.dim(`[${event.source}]`)} ${oneLine(event.line)}\n`);
+        return stream.held?.();
+      }
       case 'progress':
         this.progress(event);
         break;
     }
+    return undefined;
   };
 
   private progress(event: ProgressEvent): void {

@@ -7,12 +7,38 @@ import type { Streams } from './output.ts';
 type Writable = Streams['stdout'];
 
 /**
+ * Past this much written and not yet taken by the reader, the output of a hook, reload or health
+ * check is held (its pipe no longer read) until the reader catches up: Node keeps what a pipe could
+ * not take yet in memory, several times its size, so a hook printing without pause into a pipe read
+ * slower than it writes grew the process until it was killed.
+ */
+export const HOLD_BYTES = 1024 * 1024;
+
+/**
  * Wraps a stream so that a failed write is dropped: after the first error (EPIPE, EIO) every
  * later write is discarded, and neither a thrown error nor an 'error' event can reach the operation.
  */
-export function dropFailedWrites(stream: Writable): Writable & { readonly lost: () => boolean; readonly failure: () => unknown } {
+export function dropFailedWrites(stream: Writable & { writableLength?: number }): Writable & { readonly lost: () => boolean; readonly failure: () => unknown; readonly held: () => Promise<void> | undefined } {
   let dead = false;
   let failure: unknown;
+  let holding: Promise<void> | undefined;
+  // A promise until the reader has taken what waits for it: a terminal or a file is written at once, and is never behind.
+  const held = (): Promise<void> | undefined => {
+    if (dead || (stream.writableLength ?? 0) <= HOLD_BYTES) return undefined;
+    holding ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        stream.removeListener('drain', done);
+        stream.removeListener('close', done);
+        stream.removeListener('error', done);
+        holding = undefined;
+        resolve();
+      };
+      stream.once('drain', done);
+      stream.once('close', done);
+      stream.once('error', done);
+    });
+    return holding;
+  };
   // Without a listener, Node turns the asynchronous EPIPE into an uncaught exception mid-deploy.
   stream.on('error', (error: unknown) => {
     dead = true;
@@ -33,7 +59,7 @@ export function dropFailedWrites(stream: Writable): Writable & { readonly lost: 
       done();
     },
   });
-  return Object.assign(guarded, { isTTY: stream.isTTY, columns: stream.columns, lost: () => dead, failure: () => failure });
+  return Object.assign(guarded, { isTTY: stream.isTTY, columns: stream.columns, lost: () => dead, failure: () => failure, held });
 }
 
 /**

@@ -313,7 +313,7 @@ export async function deploy(source: string, root: string, given: DeployOptions 
   }
   checkVerifyOptions(options);
   checkServingOptions(options);
-  await checkReloadTargets(options);
+  await checkReloadTargets(options, options.signal);
   // Shared paths and the strategy are checked before anything is written: exit 2, root untouched.
   const contents = await planContents(layout, scanned, options);
   const scan = contents.scan;

@@ -18,6 +18,18 @@ export type EventSink = (event: OperationEvent) => void;
 
 export const ignoreEvents: EventSink = () => undefined;
 
+/** For each sink isolateSink made: the promise its caller's sink returned for an `output` event, until it settles. */
+const outputHolds = new WeakMap<EventSink, Promise<void>>();
+
+/**
+ * While the caller's sink has not settled the promise it returned for an `output` event (the CLI:
+ * while its standard output is behind), that promise: the command printing is not read on until
+ * then (backpressure). Undefined when nothing holds the output.
+ */
+export function outputHold(sink: EventSink): Promise<void> | undefined {
+  return outputHolds.get(sink);
+}
+
 /**
  * The caller's `onEvent` as an operation calls it: a logger that breaks must not undo a deploy or
  * fail one already live, and an async one's rejection must not reach Node's unhandled-rejection
@@ -33,15 +45,22 @@ export function isolateSink(sink: unknown): EventSink {
     warned = true;
     process.emitWarning(`an onEvent sink failed and was ignored (the operation goes on; later failures are not reported): ${describeFailure(error)}`, { code: 'ATOMIC_DEPLOY_EVENT_SINK' });
   };
-  return (event) => {
+  const isolated: EventSink = (event) => {
     try {
       // An async sink returns a promise, which the type's void allows.
       const returned: unknown = told(event);
-      if (isThenable(returned)) void returned.then(undefined, dropped);
+      if (!isThenable(returned)) return;
+      const settled = Promise.resolve(returned).then(() => undefined, dropped);
+      if (event.type !== 'output') return;
+      outputHolds.set(isolated, settled);
+      void settled.then(() => {
+        if (outputHolds.get(isolated) === settled) outputHolds.delete(isolated);
+      });
     } catch (error) {
       dropped(error);
     }
   };
+  return isolated;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -125,7 +125,7 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
   const before = await readCurrent(layout);
   const beforeId = currentIdOrThrow(before, layout, { allowDangling: options.to !== undefined });
   checkServingOptions(options);
-  await checkReloadTargets(options);
+  await checkReloadTargets(options, options.signal);
   if (options.dryRun) {
     // From the releases as the rollback would find them once it recovered.
     const planned = await viewsAfterRecovery(layout);

@@ -7,9 +7,9 @@ import { findPhpFpmMaster, reloadPhpFpm, reloadUnit, unitLoadState } from '../ac
 import { scanProcessUses, type InUseScan } from '../act/in-use.ts';
 import { scanStale } from '../act/stale.ts';
 import { DeployError } from '../errors.ts';
-import { signalOf } from '../plan/validate.ts';
+import { signalOf, timeoutProblem } from '../plan/validate.ts';
 import { describeStale, PHP_FPM_SOCKET_PREFIX, STALE_MODES, staleFails, staleStep, staleWaitMs, UNIT_CHECK_HINT, unitLoadProblem, unitNameProblem, type StaleMode, type StaleReport } from '../plan/serving.ts';
-import type { EventSink } from './events.ts';
+import { outputHold, type EventSink } from './events.ts';
 import { isWithin } from '../plan/paths.ts';
 import { realpathLoose } from './root.ts';
 
@@ -63,7 +63,9 @@ export function checkServingOptions(options: ServingOptions): void {
     }
   }
   const timeout = options.reload?.timeoutMs;
-  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new DeployError('USAGE', 'invalid reload timeout: expected a number of seconds greater than 0');
+  // Past the longest timer Node keeps, the timer fires at once: the reload was killed as "timed out after 3000000 s".
+  const timeoutWrong = timeout === undefined ? undefined : timeoutProblem(timeout);
+  if (timeoutWrong !== undefined) throw new DeployError('USAGE', `invalid reload timeout: ${timeoutWrong}`);
   if (options.stale !== undefined && !STALE_MODES.includes(options.stale)) {
     throw new DeployError('USAGE', `invalid stale mode ${JSON.stringify(options.stale)}: expected one of ${STALE_MODES.join(', ')}`);
   }
@@ -77,9 +79,14 @@ export function checkServingOptions(options: ServingOptions): void {
  * before anything is written, not found after the switch (exit 7). A fleet host runs the same
  * checks before its lock (remote/stale.ts: checkHostReloadTargets).
  */
-export async function checkReloadTargets(options: ServingOptions): Promise<void> {
+export async function checkReloadTargets(options: ServingOptions, signal?: AbortSignal): Promise<void> {
   for (const unit of options.reload?.units ?? []) {
-    const problem = unitLoadProblem(await unitLoadState(unit));
+    const known = await unitLoadState(unit, undefined, signal);
+    if ('interrupted' in known || signal?.aborted === true) {
+      const sig = signalOf(signal?.reason);
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} while asking systemd about --reload-unit ${unit}; nothing was changed`, { signal: sig });
+    }
+    const problem = unitLoadProblem(known);
     if (problem !== undefined) throw new DeployError('USAGE', `--reload-unit ${unit}: ${problem}; nothing was changed`, { hint: UNIT_CHECK_HINT('here') });
   }
   for (const spec of options.reload?.phpFpm ?? []) {
@@ -106,7 +113,7 @@ export async function runReloads(ctx: ServingContext, options: ServingOptions): 
   const cwd = releasePath(ctx.layout, ctx.id);
   for (const unit of options.reload?.units ?? []) {
     ctx.emit({ type: 'step', message: `reloading unit ${unit}: systemctl reload-or-restart ${unit}` });
-    const outcome = await reloadUnit(unit, { cwd, timeoutMs, signal: ctx.signal, onLine: (stream, line) => ctx.emit({ type: 'output', source: 'reload-unit', stream, line }) });
+    const outcome = await reloadUnit(unit, { cwd, timeoutMs, signal: ctx.signal, onLine: (stream, line) => ctx.emit({ type: 'output', source: 'reload-unit', stream, line }), held: () => outputHold(ctx.emit) });
     if (!outcome.ok) return `reload of unit ${unit} ${describeOutcome(outcome, timeoutMs)}`;
   }
   for (const pidFile of options.reload?.phpFpm ?? []) {

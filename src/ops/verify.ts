@@ -13,7 +13,7 @@ import { switchCurrent } from '../act/switch.ts';
 import { DeployError, ioError } from '../errors.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkHookAndHealth, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, MAX_TIMEOUT_MS, signalOf as signalOfReason } from '../plan/validate.ts';
-import type { EventSink } from './events.ts';
+import { outputHold, type EventSink } from './events.ts';
 import { awaitFreshness, hasReloads, runReloads, type ServingOptions } from './serving.ts';
 import { shellWord } from '../plan/paths.ts';
 
@@ -70,6 +70,7 @@ async function runHook(ctx: ReleaseContext, source: 'before-switch' | 'after-swi
     timeoutMs,
     signal: ctx.signal,
     onLine: (stream, line) => ctx.emit({ type: 'output', source, stream, line }),
+    held: () => outputHold(ctx.emit),
   });
   if (outcome.detachedOutput) {
     ctx.emit({ type: 'warning', message: `${source} hook left background processes holding its output; they keep running, their output is no longer shown` });
@@ -184,6 +185,7 @@ export async function verifyAfterSwitch(ctx: ReleaseContext, options: VerifyOpti
           env: hookEnv({ releaseId: ctx.id, releasePath: dir, previousId: ctx.previous, root: ctx.layout.root }),
           signal: ctx.signal,
           onLine: (stream, line) => ctx.emit({ type: 'output', source: 'health-check', stream, line }),
+          held: () => outputHold(ctx.emit),
           onRetry: (attempt, reason, delayMs) => ctx.emit({ type: 'step', message: `health check attempt ${attempt} failed (${reason}); retrying in ${delayMs} ms` }),
         },
       );
@@ -256,7 +258,8 @@ async function rollBackFailed(ctx: ReleaseContext, previous: string, reason: str
   const back = { layout, id: previous, emit, signal: ctx.secondSignal };
   const reloadFailure = hasReloads(options) ? await runReloads(back, options) : undefined;
   if (reloadFailure !== undefined) emit({ type: 'warning', message: `${reloadFailure} after rolling back to ${previous}` });
-  const stale = await awaitFreshness(back, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
+  // The wait for processes to leave the failed release is no way back, only a warning to come: a first signal ends it.
+  const stale = await awaitFreshness({ ...back, signal: ctx.signal }, id, { ...options, stale: options.stale === 'off' ? 'off' : 'warn' }).catch(() => undefined);
   // As a rollback records it: the count belongs to the release that went live again.
   if (stale?.check === 'proc') await recordRelease(layout, previous, { staleProcesses: stale.processes.length }, durable).catch(() => undefined);
   throw new DeployError('ROLLED_BACK', message, {

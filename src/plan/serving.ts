@@ -183,13 +183,22 @@ export function phpFpmSuccessor(old: { master: number; startTime: string }, foun
 }
 
 /**
+ * php-fpm's command name (comm): `php-fpm`, or with its version as distributions name the binary
+ * (`php-fpm8.2`, Alpine's `php-fpm83`). Not any name that starts so: a recycled pid may now be
+ * `php-fpm_exporter` (comm `php-fpm_exporte`), which SIGUSR2 ends.
+ */
+export function isPhpFpmCommand(comm: string): boolean {
+  return /^php-fpm[0-9.]*$/.test(comm);
+}
+
+/**
  * Why a process named as a php-fpm master is not one, from its /proc entry and its parent's
  * command; undefined for a master. A worker has the master's command, and SIGUSR2 would end it in
  * the middle of a request, not reload the pool.
  */
 export function phpFpmMasterProblem(p: { pid: number; comm: string; ppid: number; parentComm: string | undefined }): string | undefined {
-  if (!p.comm.startsWith('php-fpm')) return `process ${p.pid} is ${p.comm}, not php-fpm (stale pid file?)`;
-  if (p.parentComm?.startsWith('php-fpm') === true) return `process ${p.pid} is a php-fpm worker of master ${p.ppid}, not a master (stale pid file?)`;
+  if (!isPhpFpmCommand(p.comm)) return `process ${p.pid} is ${p.comm}, not php-fpm (stale pid file?)`;
+  if (p.parentComm !== undefined && isPhpFpmCommand(p.parentComm)) return `process ${p.pid} is a php-fpm worker of master ${p.ppid}, not a master (stale pid file?)`;
   return undefined;
 }
 

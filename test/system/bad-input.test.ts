@@ -492,6 +492,9 @@ function libraryTypes(): Case[] {
     ['deploy signal: {}', (c) => deploy(c.src, c.root, { signal: wrong({}) }), 'signal must be an AbortSignal, got object'],
     ['deploy secondSignal: \'x\'', (c) => deploy(c.src, c.root, { secondSignal: wrong('x') }), 'secondSignal must be an AbortSignal, got string'],
     ['rollback signal: \'x\'', (c) => rollback(c.root, { signal: wrong('x') }), 'signal must be an AbortSignal, got string'],
+    // Past Node's longest timer the reload's timer fired at once, after the switch: "timed out after 3000000 s", exit 7.
+    ['deploy reload.timeoutMs: 3e9', (c) => deploy(c.src, c.root, { reload: { units: ['app.service'], timeoutMs: 3e9 } }), 'invalid reload timeout: at most 2147483 seconds (about 24.8 days, the longest timer Node keeps)'],
+    ['rollback reload.timeoutMs: \'60\'', (c) => rollback(c.root, { reload: { units: ['app.service'], timeoutMs: wrong('60') } }), 'invalid reload timeout: expected a number of seconds greater than 0'],
   ];
   return cases.map(([name, call, message]): Case => ({ name: `${name} (library)`, setup: (c) => lib(() => call(c)), code: 2, message: usage(message) }));
 }

@@ -5,7 +5,7 @@
 // master the deploy user may not signal, and a socket given without unix: are refused before the
 // switch (exit 2, nothing changed); a socket named through a symlink or another spelling is found.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -225,4 +225,47 @@ void test('unix:<path> through a symlink, a symlinked directory or a double slas
   for (const shell of SHELLS) {
     assert.deepEqual(hostCheck(shell, fpm.socket), { problem: 'cannot read the pid file (it is a socket: a fleet host finds php-fpm by its pid file only)' }, shell.name);
   }
+});
+
+void test('a pid file that is a FIFO, a character device or a directory (or a symlink to one): refused at once, exit 2, by deploy, its dry run and rollback', async (t) => {
+  const { root, build } = await site(t);
+  assert.equal((await runCli(['deploy', build('v2'), root, '--no-fsync', '--quiet'])).code, 0);
+  const dir = tempDir(t);
+  const fifo = path.join(dir, 'fifo.pid');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  const zero = path.join(dir, 'zero.pid');
+  fs.symlinkSync('/dev/zero', zero);
+  const directory = path.join(dir, 'dir.pid');
+  fs.mkdirSync(directory);
+  const live = currentId(root);
+  for (const [file, kind] of [[fifo, 'a FIFO \\(named pipe\\)'], [zero, 'a character device'], [directory, 'a directory']] as const) {
+    for (const args of [['deploy', build('v3'), root, '--dry-run'], ['deploy', build('v3'), root], ['rollback', root]]) {
+      const started = Date.now();
+      // A synchronous read of the FIFO blocked the process, signal handlers and all; /dev/zero was read until the heap ran out.
+      const r = await runCli([...args, '--no-fsync', '--json', '--reload-php-fpm', file], { timeoutMs: 15_000 });
+      assertRefused(r, root, live, 2, new RegExp(`^--reload-php-fpm ${re(file)}: cannot read the pid file: it is ${kind}, not a file php-fpm wrote; nothing was changed$`));
+      assert.ok(Date.now() - started < 10_000, `${args[0] ?? ''} ${file}: answered at once`);
+    }
+  }
+});
+
+void test('a stale pid file naming a program whose name only starts with php-fpm (php-fpm_exporter): refused before the switch, the program never signalled', async (t) => {
+  const { root, build } = await site(t);
+  const dir = tempDir(t);
+  // Its command name is cut to 15 characters: php-fpm_exporte. SIGUSR2 would end it, as it ends sleep.
+  const exporter = path.join(dir, 'php-fpm_exporter');
+  fs.copyFileSync('/bin/sleep', exporter);
+  fs.chmodSync(exporter, 0o755);
+  const child = spawn(exporter, ['300'], { stdio: 'ignore' });
+  t.after(() => void child.kill('SIGKILL'));
+  const pid = child.pid ?? 0;
+  const pidFile = path.join(dir, 'php-fpm.pid');
+  fs.writeFileSync(pidFile, `${pid}\n`);
+  const live = currentId(root);
+  for (const extra of [['--dry-run'], []]) {
+    const r = await runCli(['deploy', build('v2'), root, '--no-fsync', '--json', '--reload-php-fpm', pidFile, ...extra]);
+    // Before: taken for a master, the switch made, SIGUSR2 ended the program, exit 7.
+    assertRefused(r, root, live, 1, new RegExp(`^--reload-php-fpm ${re(pidFile)}: process ${pid} is php-fpm_exporte, not php-fpm \\(stale pid file\\?\\); nothing was changed$`));
+  }
+  assert.ok(alive(pid), 'the program was not signalled');
 });

@@ -528,3 +528,66 @@ void test('control: the same unit with WorkingDirectory in current and no reload
   assert.deepEqual(procs.map((p) => [p.pid, p.holds[0]?.kind]), [[pid, 'cwd']]);
   assert.equal(fs.readFileSync(s.mark, 'utf8'), 'A', 'still the old build');
 });
+
+void test('after an automatic rollback, a first signal ends the wait for processes to leave the failed release: exit 4 at once, the previous release live', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const good = currentId(root) ?? '';
+  // A process the after-switch hook leaves in the new release, as a service restarted into it would be.
+  const holderPid = path.join(dir, 'holder.pid');
+  t.after(() => {
+    try {
+      process.kill(Number(fs.readFileSync(holderPid, 'utf8')), 'SIGKILL');
+    } catch {
+      // never started, or gone
+    }
+  });
+  const run = spawnCli(['deploy', src, root, '--no-fsync', '--after-switch', `setsid sleep 120 </dev/null >/dev/null 2>&1 & echo $! > '${holderPid}'`, '--health-check', 'false', '--health-timeout', '1', '--stale', 'fail', '--stale-wait', '60']);
+  let out = '';
+  run.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => /waiting up to 60 s for 1 process\(es\) to leave release/.test(out), 30_000);
+  const failed = /to leave release (\S+)/.exec(out)?.[1] ?? '';
+  const started = Date.now();
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  // Before: the signal was ignored until the whole minute had passed.
+  assert.ok(Date.now() - started < 5000, `the wait went on after the signal (${Date.now() - started} ms)`);
+  assert.equal(r.code, 4, r.stderr);
+  assert.equal(currentId(root), good);
+  assert.match(r.stderr, new RegExp(`^warning: interrupted by SIGINT: the wait for processes to leave release ${failed} did not finish; release ${good} stays live$`, 'm'));
+  assert.match(r.stderr, new RegExp(`^error: health check failed: .*; rolled back to ${good}$`, 'm'));
+  assert.ok(!fs.existsSync(path.join(root, '.deploy.lock')), 'the lock was released');
+});
+
+void test('a signal while systemd does not answer about --reload-unit ends deploy, its dry run and rollback at once: exit 130, nothing changed', async (t) => {
+  const dir = tempDir(t);
+  const src = writeTree(path.join(dir, 'src'), { 'index.html': 'v1\n' });
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  assert.equal((await runCli(['deploy', src, root, '--no-fsync'])).code, 0);
+  const live = currentId(root);
+  const before = fs.readdirSync(path.join(root, 'releases')).sort();
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  const asked = path.join(dir, 'asked');
+  // A wedged D-Bus: systemctl show answers nothing until its own timeout.
+  fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\nif [ "$1" = show ]; then touch '${asked}'; exec sleep 60; fi\nexit 0\n`, { mode: 0o755 });
+  const env = { PATH: `${bin}:${process.env.PATH ?? ''}` };
+  for (const args of [['deploy', src, root, '--dry-run'], ['deploy', src, root], ['rollback', root]]) {
+    fs.rmSync(asked, { force: true });
+    const run = spawnCli([...args, '--no-fsync', '--reload-unit', 'app.service'], { env });
+    await until(() => fs.existsSync(asked), 20_000);
+    const started = Date.now();
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    // Before: the check ran to its 10 s timeout, then said "interrupted by SIGINT while waiting for the lock".
+    assert.ok(Date.now() - started < 3000, `${args[0] ?? ''}: ${Date.now() - started} ms after the signal`);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^error: interrupted by SIGINT while asking systemd about --reload-unit app\.service; nothing was changed$/m);
+    assert.equal(currentId(root), live);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'releases')).sort(), before);
+    assert.ok(!fs.existsSync(path.join(root, '.deploy.lock')));
+  }
+});

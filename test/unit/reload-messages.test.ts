@@ -19,7 +19,7 @@ function standIn(t: { after(fn: () => void): void }, script: string): void {
 
 void test('systemctl show that hangs, fails silently or says why: one plain reason each', async (t) => {
   standIn(t, 'case "$SYSTEMCTL_MODE" in hang) exec sleep 30 ;; quiet) exit 3 ;; said) echo "Failed to connect to bus: No such file or directory" >&2; exit 1 ;; *) echo loaded ;; esac');
-  const run = (mode: string, timeoutMs = 5_000): Promise<{ state: string } | { problem: string }> => {
+  const run = (mode: string, timeoutMs = 5_000): Promise<{ state: string } | { problem: string } | { interrupted: true }> => {
     process.env.SYSTEMCTL_MODE = mode;
     return unitLoadState('app.service', timeoutMs).finally(() => delete process.env.SYSTEMCTL_MODE);
   };
@@ -27,6 +27,14 @@ void test('systemctl show that hangs, fails silently or says why: one plain reas
   assert.deepEqual(await run('quiet'), { problem: 'systemctl exited with code 3' });
   assert.deepEqual(await run('said'), { problem: 'Failed to connect to bus: No such file or directory' });
   assert.deepEqual(await run('ok'), { state: 'loaded' });
+  // A signal ends a question systemd does not answer at once, not at the timeout.
+  const controller = new AbortController();
+  process.env.SYSTEMCTL_MODE = 'hang';
+  const asked = unitLoadState('app.service', 5_000, controller.signal).finally(() => delete process.env.SYSTEMCTL_MODE);
+  setTimeout(() => controller.abort('SIGINT'), 200);
+  const started = Date.now();
+  assert.deepEqual(await asked, { interrupted: true });
+  assert.ok(Date.now() - started < 2_000, `answered ${Date.now() - started} ms after the signal`);
 });
 
 void test('a table note drops only the leading host name', () => {

@@ -156,6 +156,10 @@ void test('php-fpm master check: not php-fpm, or a worker (its parent is php-fpm
   assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'php-fpm8.2', ppid: 1, parentComm: 'init' }), undefined);
   assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'php-fpm8.2', ppid: 3, parentComm: undefined }), undefined);
   assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'sleep', ppid: 1, parentComm: 'init' }), 'process 7 is sleep, not php-fpm (stale pid file?)');
+  // Distributions name the binary with its version; a name that only starts so is another program.
+  for (const comm of ['php-fpm', 'php-fpm83', 'php-fpm7.4']) assert.equal(phpFpmMasterProblem({ pid: 7, comm, ppid: 1, parentComm: 'systemd' }), undefined, comm);
+  assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'php-fpm_exporte', ppid: 1, parentComm: 'systemd' }), 'process 7 is php-fpm_exporte, not php-fpm (stale pid file?)');
+  assert.equal(phpFpmMasterProblem({ pid: 7, comm: 'php-fpm8.2', ppid: 3, parentComm: 'php-fpm_exporte' }), undefined);
   assert.equal(phpFpmMasterProblem({ pid: 8, comm: 'php-fpm8.2', ppid: 7, parentComm: 'php-fpm8.2' }), 'process 8 is a php-fpm worker of master 7, not a master (stale pid file?)');
   assert.equal(phpFpmSignalProblem(7, 'EPERM'), "cannot signal php-fpm master 7 (EPERM): run the deploy as the pool's user or root");
   assert.equal(phpFpmSignalProblem(7, 'ESRCH'), 'cannot signal php-fpm master 7 (ESRCH)');
