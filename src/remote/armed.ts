@@ -7,9 +7,9 @@
  */
 import { describeOutcome } from '../act/hooks.ts';
 import { DeployError } from '../errors.ts';
-import type { EventSink } from '../ops/events.ts';
+import { outputHold, type EventSink } from '../ops/events.ts';
 import { pruneFailures } from './script.ts';
-import { STEP_OUT_LINE, type ExecResult, type ProgramOutput, type RunningRemote } from './ssh.ts';
+import { stepMarkOf, type ExecResult, type ProgramOutput, type RunningRemote } from './ssh.ts';
 
 /** What the protocol needs of a running host program: its frames, its stdin, its end. */
 export type Session = Pick<RunningRemote, 'frames' | 'waitFor' | 'send' | 'end' | 'done'>;
@@ -38,9 +38,14 @@ export function armedNarration(label: string, steps: ArmedSteps, emit: EventSink
   let source = label;
   return {
     onStderrLine: (line) => {
-      const step = STEP_OUT_LINE.exec(line)?.[1];
-      if (step === undefined) emit({ type: 'output', source, stream: 'stderr', line });
-      else source = step === '-' ? label : `${label} ${step}`;
+      const mark = stepMarkOf(line);
+      if (mark === undefined) emit({ type: 'output', source, stream: 'stderr', line });
+      else {
+        // A hook's last output without a newline shares the mark's line: it is still the hook's.
+        if (mark.before !== '') emit({ type: 'output', source, stream: 'stderr', line: mark.before });
+        source = mark.step === '-' ? label : `${label} ${mark.step}`;
+      }
+      return outputHold(emit);
     },
     onFrame: (f) => {
       const hook = f.tag === 'hook' ? /^(before-switch|after-switch) (\d+)$/.exec(f.value) : null;

@@ -4,7 +4,7 @@ import { sweepScratchDirs } from '../act/scratch.ts';
 import type { CurrentState } from '../act/switch.ts';
 import { DeployError, pathTypeError, typeName, type ErrorCode } from '../errors.ts';
 import { describeAction, type ReleaseView } from '../ops/recover.ts';
-import { isolateSink, type EventSink } from '../ops/events.ts';
+import { isolateSink, outputHold, type EventSink } from '../ops/events.ts';
 import { parseHostSpec } from '../plan/config-basics.ts';
 import { checkOptionsArgument, checkWaitMs } from '../plan/validate.ts';
 import { recordWentLive } from '../plan/journal.ts';
@@ -274,9 +274,13 @@ export class FleetRun {
   }
 
   /** A host program's stderr lines, labelled with the host and what printed them (`[web1 reload] …`). */
-  output(host: HostRun, what?: string): (line: string) => void {
+  output(host: HostRun, what?: string): (line: string) => void | Promise<void> {
     const source = what === undefined ? host.label : `${host.label} ${what}`;
-    return (line) => this.emit({ type: 'output', source, stream: 'stderr', line });
+    return (line) => {
+      this.emit({ type: 'output', source, stream: 'stderr', line });
+      // Held while the caller's sink is behind (ops/events.ts): the host's stderr is not read on meanwhile.
+      return outputHold(this.emit);
+    };
   }
 
   /**

@@ -146,7 +146,7 @@ export class RemoteRoot {
     return this.locked !== undefined && !this.holderEnded;
   }
 
-  async run(script: string, what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
+  async run(script: string, what: string, onStderrLine?: (line: string) => void | Promise<void>): Promise<Frame[]> {
     await this.ensureConnected();
     const result = await this.transport.exec(script, { onStderrLine });
     if (result.code !== 0 || result.frames.some((f) => f.tag === 'error')) throw remoteError(this.label, result, what);
@@ -182,7 +182,7 @@ export class RemoteRoot {
     return { facts: hostFactsOf(frames), state: remoteStateOf(frames, this.root), ...(uses ? { uses } : {}) };
   }
 
-  async apply(steps: readonly Step[], what: string, onStderrLine?: (line: string) => void): Promise<Frame[]> {
+  async apply(steps: readonly Step[], what: string, onStderrLine?: (line: string) => void | Promise<void>): Promise<Frame[]> {
     if (steps.length === 0) return [];
     return this.run(applyScript({ root: this.root, fsync: this.fsync, steps }), what, onStderrLine);
   }

@@ -283,10 +283,17 @@ bg_wait() {
 }
 # TERM to the command of bg_wait, and again 0.2 s and 1.2 s later until it is reaped: a TERM that
 # reaches it between its fork and its exec can be lost (bash, with an EXIT trap, holds it in a
-# handler of its own, which the exec drops), and the command would run to its end.
+# handler of its own, which the exec drops), and the command would run to its end. GNU timeout
+# runs in a process group of its own, which the command it runs is in too: the TERM goes to that
+# group, because a TERM that reaches timeout after its fork but before it has the child's pid ends
+# timeout alone (its handler exits when it knows no child), and the hook would run on, orphaned,
+# holding the program's stderr (so the deploying side too) to its end. Where there is no such group
+# (BusyBox timeout, no timeout), to the command itself.
+# kill -TERM -<pid>: the form dash, BusyBox sh and bash all read as a group (dash and BusyBox take no --).
+term_run() { kill -TERM "-$_run" 2>/dev/null || kill -TERM "$_run" 2>/dev/null; }
 stop_run() {
-  kill -TERM "$_run" 2>/dev/null
-  ( sleep 0.2 2>/dev/null || sleep 1; kill -TERM "$_run"; sleep 1; kill -TERM "$_run" ) </dev/null >/dev/null 2>&1 &
+  term_run
+  ( sleep 0.2 2>/dev/null || sleep 1; term_run; sleep 1; term_run ) </dev/null >/dev/null 2>&1 &
   _rk=$!
 }
 # N_cs: a clock in centiseconds (Linux /proc/uptime, read without a process), else whole seconds from date.
@@ -797,7 +804,7 @@ ${
 # trap is set before the reader exists, so no \`stop\` can come before it; the steps run in this
 # shell (started in the background and waited for: a trap is taken during \`wait\`).
 _asf=; _rlf=; _stop=; _run=; _ok=; _at=${firstStep}
-trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null; }' USR1
+trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || term_run; }' USR1
 exec 3<&0
 ( IFS= read -r _s <&3 && [ "$_s" = stop ] && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 &
 _rd=$!
@@ -886,7 +893,7 @@ export interface DeployArmScript extends ScriptBase {
 function beforeSwitchLines(commands: readonly string[], timeoutS: number): string {
   return `cd -- "$rel/$id" || fail IO "cannot enter the release"
 _bsf=; _stop=; _run=; _at=hooks
-trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || kill -TERM "$_run" 2>/dev/null; }' USR1
+trap '[ "$_at" = done ] || { _stop=$_at; [ -z "$_run" ] || term_run; }' USR1
 exec 3<&0
 ( IFS= read -r _s <&3; kill -USR1 $$ ) </dev/null >/dev/null 2>&1 &
 _rd=$!

@@ -52,13 +52,26 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** The last line ssh or the remote side wrote to stderr: what a person needs to see. */
-/** The line a host program writes on stderr when what prints there changes (`step_out` in remote/script.ts). */
+/**
+ * The mark a host program writes on stderr when what prints there changes (`step_out` in
+ * remote/script.ts), at the end of a line. It has a line of its own, unless the hook before it
+ * ended its output without a newline: then its last bytes come first, on the mark's line.
+ */
 // eslint-disable-next-line no-control-regex -- the mark starts with SOH on purpose: no hook's output line does
-export const STEP_OUT_LINE = /^\x01step ([a-z-]+)$/;
+const STEP_MARK = /^([\s\S]*?)\x01step ([a-z-]+)$/;
 
+/** A stderr line ending with a step mark: what came before it on the line, and the step it names. */
+export function stepMarkOf(line: string): { before: string; step: string } | undefined {
+  const m = STEP_MARK.exec(line);
+  return m === null ? undefined : { before: m[1] ?? '', step: m[2] ?? '' };
+}
+
+/** The last line ssh or the remote side wrote to stderr: what a person needs to see. */
 export function lastLine(text: string): string {
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: Permanently added') && !STEP_OUT_LINE.test(l));
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => (stepMarkOf(l)?.before ?? l).trim())
+    .filter((l) => l !== '' && !l.startsWith('Warning: Permanently added'));
   return lines.at(-1) ?? '';
 }
 
@@ -67,9 +80,14 @@ export function rshQuote(word: string): string {
   return `'${word.replaceAll("'", `'"'"'`)}'`;
 }
 
-/** Where a running program's output goes as it comes: its stderr line by line, each frame as it is read. */
+/**
+ * Where a running program's output goes as it comes: its stderr line by line, each frame as it is
+ * read. A line sink that returns a promise (the output is held: ops/events.ts outputHold) stops the
+ * reading of the program's stderr until it settles, so that ssh's flow control makes the host's
+ * program wait, as a local hook waits on its pipe, instead of this process keeping what it prints.
+ */
 export interface ProgramOutput {
-  onStderrLine?: (line: string) => void;
+  onStderrLine?: (line: string) => void | Promise<void>;
   onFrame?: (frame: Frame) => void;
 }
 
@@ -120,13 +138,23 @@ export function launchFramed(command: string, args: readonly string[], options: 
       }
     }
   });
+  let holding = false;
   child.stderr?.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;
     if (stderr.length > 256 * 1024) stderr = stderr.slice(-128 * 1024);
     partial += text;
     const lines = partial.split('\n');
     partial = lines.pop() ?? '';
-    for (const line of lines) options.onStderrLine?.(line.replace(/\r$/, ''));
+    let hold: Promise<void> | void = undefined;
+    for (const line of lines) hold = options.onStderrLine?.(line.replace(/\r$/, '')) ?? hold;
+    if (hold instanceof Promise && !holding) {
+      holding = true;
+      child.stderr?.pause();
+      void hold.finally(() => {
+        holding = false;
+        child.stderr?.resume();
+      });
+    }
   });
   child.stdin?.on('error', () => undefined);
   const done = new Promise<ExecResult>((resolve) => {
@@ -135,7 +163,7 @@ export function launchFramed(command: string, args: readonly string[], options: 
     });
     child.once('close', (code, signal) => {
       ended = true;
-      if (partial !== '') options.onStderrLine?.(partial);
+      if (partial !== '') void options.onStderrLine?.(partial);
       for (const w of waiters.splice(0)) w.reject(new Error('ended'));
       resolve({ code, signal, frames, stderr });
     });
@@ -399,10 +427,11 @@ export function osReasonOf(stderr: string): string | undefined {
   let own: string | undefined;
   let section = '-';
   for (const raw of stderr.split(/\r?\n/)) {
-    const line = raw.trim();
-    const step = STEP_OUT_LINE.exec(line);
-    if (step) section = step[1] ?? '-';
-    else if (section === '-' && line !== '' && !line.startsWith('Warning: Permanently added')) own = line;
+    const mark = stepMarkOf(raw.trim());
+    // What comes before a mark on its line is the last of the section the mark ends.
+    const line = (mark?.before ?? raw).trim();
+    if (section === '-' && line !== '' && !line.startsWith('Warning: Permanently added')) own = line;
+    if (mark) section = mark.step;
   }
   return own === undefined ? undefined : OS_REASONS.find((r) => own.endsWith(`: ${r}`) || own === r);
 }

@@ -83,23 +83,38 @@ fpm_left() {
   for _w in $1; do fpm_stat "\${_w%%:*}"; [ "$F_start" = "\${_w#*:}" ] && [ "$F_state" != Z ] && F_left=$((F_left + 1)); done
   return 0
 }
+# A php-fpm command name: php-fpm, or php-fpm and a version (php-fpm8.2, php-fpm83), as plan/serving.ts isPhpFpmCommand; php-fpm_exporter is none.
+fpm_comm() {
+  case $1 in php-fpm*) case \${1#php-fpm} in *[!0-9.]*) return 1 ;; esac; return 0 ;; esac
+  return 1
+}
 # The master a pid file names, in F_master (F_mstart: its start time); or why there is none, in F_problem (the words the local check uses).
 fpm_master() {
   F_master=; F_mstart=; F_problem=
+  # Only a regular file is read: a FIFO would block the shell (and the deploy) for ever, and a
+  # character device such as /dev/zero never ends (act/reload.ts readPidFile).
+  if [ ! -f "$1" ]; then
+    if [ -S "$1" ]; then F_problem='cannot read the pid file (it is a socket: a fleet host finds php-fpm by its pid file only)'
+    elif [ -p "$1" ]; then F_problem='cannot read the pid file: it is a FIFO (named pipe), not a file php-fpm wrote'
+    elif [ -c "$1" ]; then F_problem='cannot read the pid file: it is a character device, not a file php-fpm wrote'
+    elif [ -b "$1" ]; then F_problem='cannot read the pid file: it is a block device, not a file php-fpm wrote'
+    elif [ -d "$1" ]; then F_problem='cannot read the pid file: it is a directory, not a file php-fpm wrote'
+    else F_problem='cannot read the pid file'; fi
+    return 1
+  fi
   # A pid file php-fpm wrote ends without a newline: read then fails, having read the pid.
   _m=
   if ! read -r _m 2>/dev/null < "$1" && [ -z "$_m" ]; then
-    if [ -S "$1" ]; then F_problem='cannot read the pid file (it is a socket: a fleet host finds php-fpm by its pid file only)'; return 1; fi
-    [ -f "$1" ] && [ -r "$1" ] || { F_problem='cannot read the pid file'; return 1; }
+    [ -r "$1" ] || { F_problem='cannot read the pid file'; return 1; }
   fi
   _m=\${_m%%[!0-9]*}
   [ -n "$_m" ] || { F_problem='the pid file holds no pid'; return 1; }
   _c=; read -r _c 2>/dev/null < "/proc/$_m/comm"
   fpm_stat "$_m"
   [ -n "$_c" ] && [ "$F_state" != Z ] || { F_problem="no process $_m is running (stale pid file?)"; return 1; }
-  case $_c in php-fpm*) ;; *) F_problem="process $_m is $_c, not php-fpm (stale pid file?)"; return 1 ;; esac
+  fpm_comm "$_c" || { F_problem="process $_m is $_c, not php-fpm (stale pid file?)"; return 1; }
   _p=$F_ppid; _pc=; read -r _pc 2>/dev/null < "/proc/$_p/comm"
-  case $_pc in php-fpm*) F_problem="process $_m is a php-fpm worker of master $_p, not a master (stale pid file?)"; return 1 ;; esac
+  ! fpm_comm "$_pc" || { F_problem="process $_m is a php-fpm worker of master $_p, not a master (stale pid file?)"; return 1; }
   kill -0 "$_m" 2>/dev/null || { F_problem="cannot signal php-fpm master $_m (EPERM): run the deploy as the pool's user or root"; return 1; }
   F_master=$_m; F_mstart=$F_start
 }

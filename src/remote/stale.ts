@@ -68,7 +68,7 @@ export function armedReloads(options: ServingOptions): string | undefined {
 }
 
 /** Runs the host's reloads; returns how the first one failed (treated like a failed after-switch hook), or undefined. */
-export async function reloadHost(h: HostRun, options: ServingOptions, emit: EventSink, output: (line: string) => void): Promise<string | undefined> {
+export async function reloadHost(h: HostRun, options: ServingOptions, emit: EventSink, output: (line: string) => void | Promise<void>): Promise<string | undefined> {
   if (!hasReloads(options)) return undefined;
   emit({ type: 'step', message: `${h.label}: reloading ${reloadsSaid(options)}` });
   try {

@@ -8,6 +8,7 @@
 // Control: the same deploy with every host's pool in place switches both hosts and reloads both.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
@@ -80,11 +81,33 @@ void describe('reload targets on two namespace hosts, each with its own php-fpm 
     const live = currentOf(on(h1));
     const h1Workers = workersOf((pools.get(h1) as PhpFpm).pid);
     const saved = fs.readFileSync(pidFileOn(h2), 'utf8');
-    t.after(() => fs.writeFileSync(pidFileOn(h2), saved));
+    // rm first: writing to a FIFO left by a case would wait for a reader.
+    const restore = (): void => {
+      fs.rmSync(pidFileOn(h2), { force: true });
+      fs.writeFileSync(pidFileOn(h2), saved);
+    };
+    t.after(restore);
+    // A program whose name only starts with php-fpm (a metrics exporter): its comm is php-fpm_exporte.
+    const exporterBin = path.join(tempDir(t), 'php-fpm_exporter');
+    fs.copyFileSync('/bin/sleep', exporterBin);
+    fs.chmodSync(exporterBin, 0o755);
+    const exporter = spawn(exporterBin, ['300'], { stdio: 'ignore' });
+    t.after(() => exporter.kill('SIGKILL'));
 
     const cases: [string, () => void, RegExp][] = [
       ['missing', () => fs.rmSync(pidFileOn(h2)), /cannot read the pid file/],
       ['another process', () => fs.writeFileSync(pidFileOn(h2), `${process.pid}\n`), new RegExp(`process ${process.pid} is node, not php-fpm \\(stale pid file\\?\\)`)],
+      // Its name starts with php-fpm: `case php-fpm*` took it for a master, and SIGUSR2 would end it.
+      ['a php-fpm_exporter', () => fs.writeFileSync(pidFileOn(h2), `${exporter.pid ?? 0}\n`), new RegExp(`process ${exporter.pid ?? 0} is php-fpm_exporte, not php-fpm \\(stale pid file\\?\\)`)],
+      // A FIFO named as the pid file: `read < fifo` blocked the host's shell, and the command, for ever.
+      [
+        'a FIFO',
+        () => {
+          fs.rmSync(pidFileOn(h2));
+          execFileSync('mkfifo', [pidFileOn(h2)]);
+        },
+        /cannot read the pid file: it is a FIFO \(named pipe\), not a file php-fpm wrote/,
+      ],
     ];
     for (const [what, arrange, why] of cases) {
       arrange();
@@ -106,7 +129,7 @@ void describe('reload targets on two namespace hosts, each with its own php-fpm 
     }
 
     // Control: with the pool's pid file back, the same deploy and rollback switch both hosts.
-    fs.writeFileSync(pidFileOn(h2), saved);
+    restore();
     const deployed = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--reload-php-fpm', PID_FILE, '--json']);
     assert.equal(deployed.code, 0, deployed.stderr);
     const back = await cli(['rollback', root, ...hostArgs, '--reload-php-fpm', PID_FILE]);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { binFor, cliEnv, currentId, runCli, tempDir, writeTree } from '../harness/cli.ts';
+import { createFleet, currentOf } from '../harness/fleet.ts';
 
 /** `bytes` of 'a' in lines of 100: what a chatty build step or log dump looks like to us. */
 const printing = (bytes: number): string => `head -c ${bytes} /dev/zero | tr '\\0' a | fold -w 100`;
@@ -17,10 +18,12 @@ const printing = (bytes: number): string => `head -c ${bytes} /dev/zero | tr '\\
  * Runs the CLI with its stdout in a pipe nobody reads for `lateMs`, then read to the end; the
  * highest resident size the kernel saw (VmHWM), sampled until it exits.
  */
-async function withLateReader(args: readonly string[], lateMs: number, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string; peakKb: number }> {
+async function withLateReader(args: readonly string[], lateMs: number, env: NodeJS.ProcessEnv = {}, late: 'stdout' | 'stderr' = 'stdout'): Promise<{ code: number | null; stdout: string; stderr: string; peakKb: number }> {
   const child = spawn(process.execPath, [binFor(cliEnv()), ...args], { env: cliEnv(undefined, env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const other = late === 'stdout' ? child.stderr : child.stdout;
+  const slow = late === 'stdout' ? child.stdout : child.stderr;
+  other.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   let peakKb = 0;
   let running = true;
@@ -37,15 +40,16 @@ async function withLateReader(args: readonly string[], lateMs: number, env: Node
   })();
   const killer = setTimeout(() => child.kill('SIGKILL'), 120_000);
   // A paused pipe: until then, the kernel's 64 KiB is all the reader takes.
-  child.stdout.pause();
+  slow.pause();
   await sleep(lateMs);
   const chunks: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => chunks.push(c));
-  child.stdout.resume();
+  slow.on('data', (c: Buffer) => chunks.push(c));
+  slow.resume();
   const code = await closed;
   clearTimeout(killer);
   running = false;
   await sampler;
+  // `stdout` is what came on the stream read late, `stderr` the other one.
   return { code, stdout: Buffer.concat(chunks).toString('utf8'), stderr, peakKb };
 }
 
@@ -78,4 +82,26 @@ void test('a failing health check printing 12 MB into a stdout read late, in a 6
   assert.match(r.stderr, /^error: health check failed: .*rolled back to /m);
   assert.ok(!fs.existsSync(path.join(s.root, '.deploy.lock')), 'the lock was released');
   assert.ok(!fs.existsSync(path.join(s.root, '.atomic-deploy', 'journal.json')), 'the journal was cleared');
+});
+
+// The same on a fleet host: its hook's output comes over ssh's stderr channel, which was read as
+// fast as it came and kept until stdout took it (the CLI grew past 1 GB for 60 MB). Now the
+// channel is not read while the output is held, and ssh's flow control makes the hook wait.
+void test("a fleet host's after-switch hook printing 60 MB into a stdout read late: every line arrives, and the deploy stays small", async (t) => {
+  const fleet = await createFleet(1, { prefix: 'aho' });
+  t.after(() => fleet.destroy());
+  const host = fleet.hosts[0];
+  assert.ok(host);
+  const src = writeTree(path.join(tempDir(t), 'src'), { 'index.html': 'v1\n' });
+  const root = `${host.srvPath}/app`;
+  const env = { ATOMIC_DEPLOY_SSH_CONFIG: fleet.sshConfigPath };
+  // A host's output lines are its programs' stderr, which the CLI prints on its own stderr.
+  const r = await withLateReader(['deploy', src, root, '--host', host.alias, '--no-fsync', '--after-switch', printing(60_000_000)], 3000, env, 'stderr');
+  assert.equal(r.code, 0, r.stderr.slice(-2000));
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith(`[${host.alias} after-switch] a`));
+  assert.equal(lines.length, 600_000, 'every line of the hook arrived');
+  const broken = lines.filter((l) => l !== `[${host.alias} after-switch] ${'a'.repeat(100)}`);
+  assert.deepEqual(broken.slice(0, 3).map((l) => JSON.stringify(l).slice(0, 300)), [], 'lines arrived whole');
+  assert.ok(currentOf(path.join(host.srvDir, 'app')) !== null, 'the release is live on the host');
+  assert.ok(r.peakKb < 400_000, `the deploy grew to ${Math.round(r.peakKb / 1024)} MiB`);
 });

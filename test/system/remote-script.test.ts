@@ -720,6 +720,59 @@ for (const shell of SHELLS) {
       assert.equal(fs.existsSync(path.join(root, 'ran')), false, 'the hook after a failed one ran');
     });
 
+    // GNU timeout runs in a process group of its own and forwards a TERM to its command, but a
+    // TERM that reaches it after its fork and before it has the child's pid ends it alone (its
+    // handler exits when it knows no child). On a loaded machine the hook had started by then:
+    // it ran on, orphaned, holding the program's stderr, and the stop took the hook's whole 60 s
+    // (seen once in a full run). A stand-in timeout that always exits so shows it every time.
+    void test('a stop during a before-switch hook ends the hook even when timeout dies without passing the TERM on', async (t) => {
+      const { root, base, prepare } = armedFixture();
+      const bin = fs.mkdtempSync(path.join(BASE, 'deaf-timeout-'));
+      fs.writeFileSync(
+        path.join(bin, 'timeout'),
+        `#!/usr/bin/perl
+# timeout's own process group and fork, with the race lost: a TERM ends it alone, its command left running.
+use POSIX ();
+while (@ARGV && $ARGV[0] =~ /^-/) { my $o = shift @ARGV; shift @ARGV if $o eq '-s' || $o eq '-k'; }
+shift @ARGV;
+setpgrp(0, 0);
+$SIG{TERM} = sub { POSIX::_exit(143) };
+my $pid = fork();
+if ($pid == 0) { $SIG{TERM} = 'DEFAULT'; exec @ARGV; POSIX::_exit(127); }
+waitpid($pid, 0);
+exit($? >> 8);
+`,
+        { mode: 0o755 },
+      );
+      const deaf = { ...shell, env: { ...shell.env, PATH: `${bin}:${shell.env.PATH ?? ''}` } };
+      const pidFile = path.join(root, 'hook.pid');
+      lockAs(root, 't');
+      const stage = prepare('d1');
+      fs.writeFileSync(path.join(root, '.tmp', stage, 'manifest.json'), 'the build manifest\n');
+      const script = deployArmScript({ ...base, id: 'd1', stage, manifest: true, remakeStage: 'stage.remake-d', beforeSwitch: ['echo $$ > "$ATOMIC_DEPLOY_ROOT/hook.pid"; exec sleep 60'], tail: tail({ id: 'd1', token: 't', backTo: 'old', hookTimeoutS: 90, commitRecords: ['d1'] }) });
+      const p = startProgram(deaf, script, BASE, (f) => f.tag === 'placed');
+      t.after(() => p.end());
+      await p.reached;
+      for (let n = 0; n < 500 && !(fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').endsWith('\n')); n++) await new Promise((r) => setTimeout(r, 10));
+      const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+      assert.ok(pid > 1, 'the hook began');
+      t.after(() => {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone, as it should be
+        }
+      });
+      const sent = performance.now();
+      p.send('abort\n');
+      await p.closed;
+      const tookMs = performance.now() - sent;
+      assert.ok(tookMs < 5000, `stopped in ${Math.round(tookMs)} ms`);
+      assert.equal(p.frames.find((f) => f.tag === 'error')?.value, 'INTERRUPTED', JSON.stringify(p.frames));
+      assert.ok(await exits(pid), `the stopped hook (pid ${pid}) still runs`);
+      assert.equal(fs.readlinkSync(path.join(root, 'current')), 'releases/old', 'nothing switched');
+    });
+
     // The deploying side says a host's failed hook in a local deploy's words: it must know whether
     // the hook's time ran out, which its exit code alone does not say (GNU timeout's 124 is also a
     // code a command may exit with; BusyBox's timeout leaves 143, a TERM-ignoring hook 137).

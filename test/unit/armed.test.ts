@@ -203,7 +203,7 @@ void test('an armed program is told as a local deploy tells its own: a step line
     else if (e.type === 'output') said.push(`[${e.source}] ${e.line}`);
   });
   const frame = (tag: string, value = ''): void => n.onFrame?.({ tag, value });
-  const line = (text: string): void => n.onStderrLine?.(text);
+  const line = (text: string): void => void n.onStderrLine?.(text);
   // The labels follow the marks on stderr (step_out), whatever order the frames on stdout come in.
   line('before anything');
   frame('placed', 'r1');
@@ -230,6 +230,13 @@ void test('an armed program is told as a local deploy tells its own: a step line
   line('\x01step -');
   line('after');
   line('\x01step bogus one');
+  // A hook whose output ends without a newline: its last bytes and the mark share a line. The
+  // bytes are the hook's, and the mark still changes the label (it was printed as output, the
+  // label left on the hook for what followed).
+  frame('hook', 'after-switch 1');
+  line('\x01step after-switch');
+  line('no newline at the end\x01step -');
+  line('own line');
   assert.deepEqual(said, [
     '[web1] before anything',
     'step web1: running before-switch hook: php artisan migrate',
@@ -244,5 +251,8 @@ void test('an armed program is told as a local deploy tells its own: a step line
     '[web1 health-check] health check attempt 1 failed (exit code 7); retrying in 1 s',
     '[web1] after',
     '[web1] \x01step bogus one',
+    'step web1: running after-switch hook: true',
+    '[web1 after-switch] no newline at the end',
+    '[web1] own line',
   ]);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { RemoteRoot } from '../../src/remote/host.ts';
 import type { Frame } from '../../src/remote/facts.ts';
-import { diedBeforeRunning, osReasonOf, remoteError, type ExecResult, type RootTransport, type RunningRemote } from '../../src/remote/ssh.ts';
+import { diedBeforeRunning, lastLine, osReasonOf, remoteError, type ExecResult, type RootTransport, type RunningRemote } from '../../src/remote/ssh.ts';
 
 const OK: ExecResult = { code: 0, signal: null, frames: [], stderr: '' };
 
@@ -77,4 +77,9 @@ void test('remoteError: the OS reason of the program\'s last own stderr line end
   assert.equal(failed("\u0001step before-switch\ncp: cannot stat 'x': Permission denied\n\u0001step -\n"), 'web2: cannot write the journal');
   assert.equal(failed("mv: cannot move 'a': Permission denied\nsomething else went wrong\n"), 'web2: cannot write the journal');
   assert.equal(osReasonOf(''), undefined);
+  // A hook whose output ends without a newline leaves its last bytes on the mark's line: they are
+  // still the hook's, and the mark still ends its section, so the program's own line after it counts.
+  assert.equal(failed("\u0001step after-switch\ncp: cannot stat 'x': Permission denied\u0001step -\n"), 'web2: cannot write the journal');
+  assert.equal(failed("\u0001step after-switch\nno newline\u0001step -\nmkdir: cannot create directory '/srv/a/.put.1': Read-only file system\n"), 'web2: cannot write the journal: Read-only file system');
+  assert.equal(lastLine("mkdir: x: Read-only file system\n\u0001step after-switch\nthe hook's last words\u0001step -\n"), "the hook's last words");
 });
