@@ -623,6 +623,11 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
           spooled = true;
           // (A Content-Length beyond the limit was refused before the lock: ops/artifact.ts.)
           const limit = zipSpoolLimit(options.limits.maxBytes);
+          // Opened before the pipeline, not by the stream: a download failing at once (a server
+          // sending more than its Content-Length) rejected the pipeline while the stream's own open
+          // was still on the thread pool, and that open made the file after the removal below had
+          // run, an empty spool left in .tmp/ by a failed deploy.
+          const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
           await pipeline(
             Readable.from(raw),
             async function* (chunks: AsyncIterable<Buffer>) {
@@ -631,7 +636,7 @@ export async function extractArtifact(artifact: Artifact, dest: string, options:
                 yield chunk;
               }
             },
-            fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }),
+            fs.createWriteStream(file, { fd }),
           );
           await extractZip(file, artifact.source, apply, aborted, undefined);
         } else {
