@@ -4,8 +4,19 @@ import fs from 'node:fs';
 /** Thrown (as `code`) when a path holds something other than a regular file. */
 export const NOT_REGULAR = 'ENOTREGULAR';
 
-function notRegular(file: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${file} is not a regular file`), { code: NOT_REGULAR, path: file });
+/** A NOT_REGULAR error names what the path holds (`kind`: `a FIFO (named pipe)`, `a directory`, …). */
+function notRegular(file: string, stat: fs.Stats): NodeJS.ErrnoException & { kind: string } {
+  return Object.assign(new Error(`${file} is not a regular file`), { code: NOT_REGULAR, path: file, kind: fileKindOf(stat) });
+}
+
+/** What a path that is no regular file holds, in words. */
+export function fileKindOf(stat: fs.Stats): string {
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isFIFO()) return 'a FIFO (named pipe)';
+  if (stat.isCharacterDevice()) return 'a character device';
+  if (stat.isBlockDevice()) return 'a block device';
+  if (stat.isSocket()) return 'a socket';
+  return 'not a regular file';
 }
 
 /*
@@ -48,13 +59,20 @@ export function readRegularFileSync(file: string, check?: (stat: fs.Stats) => vo
   return readRegularFileBytesSync(file, check).toString('utf8');
 }
 
-/** readRegularFileSync's bytes, undecoded: for text whose encoding is checked rather than assumed. */
-export function readRegularFileBytesSync(file: string, check?: (stat: fs.Stats) => void): Buffer {
+/**
+ * readRegularFileSync's bytes, undecoded: for text whose encoding is checked rather than assumed.
+ * With `maxBytes`, only the file's first `maxBytes` are read (a pid file given a log by mistake).
+ */
+export function readRegularFileBytesSync(file: string, check?: (stat: fs.Stats) => void, maxBytes?: number): Buffer {
   const fd = fs.openSync(file, FLAGS);
   try {
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw notRegular(file);
+    if (!stat.isFile()) throw notRegular(file, stat);
     check?.(stat);
+    if (maxBytes !== undefined) {
+      const buffer = Buffer.alloc(maxBytes);
+      return buffer.subarray(0, fs.readSync(fd, buffer, 0, maxBytes, 0));
+    }
     return fs.readFileSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -64,7 +82,8 @@ export function readRegularFileBytesSync(file: string, check?: (stat: fs.Stats) 
 export async function readRegularFile(file: string): Promise<string> {
   const handle = await fs.promises.open(file, FLAGS);
   try {
-    if (!(await handle.stat()).isFile()) throw notRegular(file);
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw notRegular(file, stat);
     return await handle.readFile('utf8');
   } finally {
     await handle.close();

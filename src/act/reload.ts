@@ -16,6 +16,7 @@ import {
   socketMaster,
 } from '../plan/serving.ts';
 import { runShell, type ShellOutcome } from './hooks.ts';
+import { NOT_REGULAR, readRegularFileBytesSync } from './read.ts';
 
 /** How often the php-fpm reload is checked on. */
 const POLL_MS = 50;
@@ -192,40 +193,21 @@ function masterBySocket(socketPath: string): { master?: number; problem?: string
 const PID_FILE_MAX = 4096;
 
 /**
- * The start of a pid file, read without blocking: a FIFO named as one would block the process in
- * a synchronous read, its signal handlers with it (Ctrl-C and SIGTERM did nothing), and a
- * character device such as /dev/zero never ends. Only a regular file is read, and only its start.
+ * The start of a pid file, read without blocking (act/read.ts): a FIFO named as one would block the
+ * process in a synchronous read, its signal handlers with it (Ctrl-C and SIGTERM did nothing), and
+ * a character device such as /dev/zero never ends. Only a regular file is read, and only its start.
  */
 function readPidFile(file: string): { text: string } | { problem: string } {
-  let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    return { text: readRegularFileBytesSync(file, undefined, PID_FILE_MAX).toString('utf8') };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    const failed = error as NodeJS.ErrnoException & { kind?: string };
+    if (failed.code === NOT_REGULAR) return { problem: `cannot read the pid file: it is ${failed.kind ?? 'not a regular file'}, not a file php-fpm wrote` };
+    const code = failed.code ?? String(error);
     // Opening a socket fails with ENXIO: the pool's socket was given without unix:.
     const socket = code === 'ENXIO' ? ` (it is a socket: did you mean ${PHP_FPM_SOCKET_PREFIX}${path.resolve(file)}?)` : '';
     return { problem: `cannot read the pid file: ${code}${socket}` };
   }
-  try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) return { problem: `cannot read the pid file: it is ${fileKind(st)}, not a file php-fpm wrote` };
-    const buffer = Buffer.alloc(PID_FILE_MAX);
-    const n = fs.readSync(fd, buffer, 0, PID_FILE_MAX, 0);
-    return { text: buffer.subarray(0, n).toString('utf8') };
-  } catch (error) {
-    return { problem: `cannot read the pid file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function fileKind(st: fs.Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO (named pipe)';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  return 'not a regular file';
 }
 
 /**

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { hashTree } from '../../src/act/manifest.ts';
 import { treeFromListing } from '../../src/plan/fleet-verify.ts';
-import { comparePaths, diffRelease, parseManifest, serializeManifest, type Difference } from '../../src/plan/manifest.ts';
+import { comparePaths, diffRelease, parseManifest, serializeManifest, type Difference, type Manifest } from '../../src/plan/manifest.ts';
 import { verifyScript } from '../../src/remote/verify-script.ts';
 import { asUser, runWrapped, uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
@@ -22,6 +22,19 @@ const TOOLS = findTools(['busybox', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'verify-listing-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 const SHELLS = programShells(BASE, TOOLS, ['find', 'stat', 'sha256sum', 'printf', 'cat', 'readlink', 'test', '[']);
+
+/**
+ * The manifest of `releases/one` as deployed, taken by the local walk and stored where verify reads
+ * it: the parsed manifest and the digest its record would name.
+ */
+async function recordManifest(root: string, rel: string): Promise<{ manifest: Manifest; digest: string }> {
+  const text = serializeManifest((await hashTree(rel)).entries);
+  const parsed = parseManifest(text);
+  assert.ok(parsed.ok);
+  fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
+  fs.writeFileSync(path.join(root, '.atomic-deploy', 'manifests', 'one.json'), text);
+  return { manifest: parsed.manifest, digest: createHash('sha256').update(text).digest('hex') };
+}
 
 /** `dir/<bytes>`: a path whose last name is raw bytes. */
 const raw = (dir: string, ...name: number[]): Buffer => Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(name)]);
@@ -36,12 +49,7 @@ void test('a host listing and the local walk give the same tree and the same dif
   fs.symlinkSync('index.html', path.join(rel, 'home.html'));
   fs.symlinkSync('index.html', path.join(rel, 'about.html'));
   // The manifest of the release as deployed, taken by the local walk before any tampering.
-  const text = serializeManifest((await hashTree(rel)).entries);
-  const parsed = parseManifest(text);
-  assert.ok(parsed.ok);
-  fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
-  fs.writeFileSync(path.join(root, '.atomic-deploy', 'manifests', 'one.json'), text);
-  const digest = createHash('sha256').update(text).digest('hex');
+  const { manifest, digest } = await recordManifest(root, rel);
 
   // Tampering with bytes a text decoder would turn into U+FFFD: a twin of a valid name, a
   // directory (with a file in it), a symlink, a file with a newline, and a retargeted link.
@@ -57,7 +65,7 @@ void test('a host listing and the local walk give the same tree and the same dif
   const local = await hashTree(rel, undefined, { report: true });
   // The walk lists what it found in walk order; the listing, by path.
   local.misnamed?.sort((a, b) => comparePaths(a.path, b.path));
-  const localDiff = diffRelease(parsed.manifest, local);
+  const localDiff = diffRelease(manifest, local);
   assert.deepEqual(localDiff.map((d) => `${d.kind} ${d.path}`), [
     'added a\\xff.txt',
     'added assets/d\\xfe',
@@ -70,11 +78,11 @@ void test('a host listing and the local walk give the same tree and the same dif
     assert.equal(r.code, 0, `${shell.name}: ${r.stderr}`);
     const tree = treeFromListing(r.frames);
     assert.deepEqual(tree, local, shell.name);
-    assert.deepEqual(diffRelease(parsed.manifest, tree), localDiff, shell.name);
+    assert.deepEqual(diffRelease(manifest, tree), localDiff, shell.name);
   }
   // Control: decoded as text alone (what the listing was read as before), the twin is the valid name and no longer a difference.
   const asText = runProgram(SHELLS[0]!, verifyScript(root, 'one', digest), BASE).frames.map(({ tag, value }) => ({ tag, value }));
-  const blind = diffRelease(parsed.manifest, treeFromListing(asText)).map((d) => `${d.kind} ${d.path}`);
+  const blind = diffRelease(manifest, treeFromListing(asText)).map((d) => `${d.kind} ${d.path}`);
   assert.ok(!blind.includes('added a\\xff.txt'), `text alone still found the twin: ${blind.join(', ')}`);
 });
 
@@ -189,17 +197,12 @@ void test('a file removed between a host listing\'s stat and its hash shows as r
       const rel = path.join(root, 'releases', 'one');
       fs.mkdirSync(rel, { recursive: true });
       for (const name of ['index.html', 'gone.txt', 'other.txt', 'odd\nname']) fs.writeFileSync(path.join(rel, name), `${name}\n`);
-      const text = serializeManifest((await hashTree(rel)).entries);
-      const parsed = parseManifest(text);
-      assert.ok(parsed.ok);
-      fs.mkdirSync(path.join(root, '.atomic-deploy', 'manifests'), { recursive: true });
-      fs.writeFileSync(path.join(root, '.atomic-deploy', 'manifests', 'one.json'), text);
-      const digest = createHash('sha256').update(text).digest('hex');
+      const { manifest, digest } = await recordManifest(root, rel);
       const run = withStandIn(shell, c.tool, c.victim, 'refuse' in c);
       const r = runProgram(run, verifyScript(root, 'one', digest), BASE);
       assert.equal(r.code, 0, `${run.name}: ${r.stderr}`);
       assert.equal(fs.existsSync(path.join(rel, c.victim)), 'refuse' in c, `${run.name}: the stand-in did its part (${c.why})`);
-      const diffs = diffRelease(parsed.manifest, treeFromListing(r.frames)).map((d: Difference) => `${d.kind} ${d.path}`);
+      const diffs = diffRelease(manifest, treeFromListing(r.frames)).map((d: Difference) => `${d.kind} ${d.path}`);
       got.push(`${run.name}, ${c.why}: ${JSON.stringify(diffs)}`);
       want.push(`${run.name}, ${c.why}: ${JSON.stringify([c.want])}`);
     }
