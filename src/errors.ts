@@ -33,6 +33,7 @@ export type ErrorCode =
   | 'AFTER_SWITCH_FAILED'
   | 'REMOTE'
   | 'STALE_PROCESSES'
+  | 'RELEASE_DIFFERS'
   | 'INTERRUPTED'
   | 'INTERNAL'
   | 'INVALID_ARCHIVE'
@@ -48,7 +49,7 @@ export const EXIT = {
   invalid: 2,
   locked: 3,
   rolledBack: 4,
-  /** `verify`: the release differs from its manifest. */
+  /** `verify`: the release differs from its manifest; `rollback --verify fail`: the release to go to does. */
   differences: 5,
   /** `--stale fail`: processes still ran from the release left behind when the wait ended; the switch stands. */
   stale: 6,
@@ -123,6 +124,7 @@ export class DeployError extends Error {
     if (this.code === 'ROLLED_BACK') return EXIT.rolledBack;
     if (this.code === 'AFTER_SWITCH_FAILED') return EXIT.afterSwitchFailed;
     if (this.code === 'STALE_PROCESSES') return EXIT.stale;
+    if (this.code === 'RELEASE_DIFFERS') return EXIT.differences;
     if (INVALID_INPUT.has(this.code)) return EXIT.invalid;
     return EXIT.failure;
   }

@@ -21,6 +21,7 @@ import { configFileMayExist, configKeyNote, deployOptionsFrom, loadConfig, loadC
 import { addLifecycleCommands, addLifecycleFlags } from './lifecycle-commands.ts';
 import { addFleetFlags, rolloutFrom, fleetDeployCli, fleetHostsFrom, fleetReleasesCli, fleetRollbackCli, fleetRootFrom, fleetStatusCli, fleetUnlockCli, type FleetFlags } from './fleet.ts';
 import { shellWord, tildePath } from '../plan/paths.ts';
+import { TARGET_CHECK_MODES, type TargetCheckMode } from '../plan/target-check.ts';
 
 export interface RunOptions extends Streams {
   /** Aborted (with the signal's name as reason) when the process receives SIGINT/SIGTERM/SIGHUP. */
@@ -65,10 +66,16 @@ Examples:
   $ atomic-deploy rollback /srv/www/app                 back to the previous good release
   $ atomic-deploy rollback /srv/www/app --to 20261127101500
   $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
+  $ atomic-deploy rollback /srv/www/app --verify fail   refuse a release that differs from its manifest
+
+The release rolled back to is re-hashed against its manifest first (--verify warn, the default:
+what differs is named and the rollback goes on).
 
 Exit codes: 0 ok (also --to the release already current: nothing is changed; a failed reload
-  warns, the rollback stands), 1 failure, 2 invalid input, 3 locked,
-  6 --stale fail: processes still run from the release left (the rollback stands), 128+n signal n.`,
+  warns, the rollback stands), 1 failure, 2 invalid input (with --verify fail: a release with no
+  manifest, or one that cannot be trusted), 3 locked, 5 --verify fail: the release differs from
+  its manifest (nothing was changed), 6 --stale fail: processes still run from the release left
+  (the rollback stands), 128+n signal n.`,
   releases: `
 Examples:
   $ atomic-deploy releases /srv/www/app
@@ -118,7 +125,8 @@ Exit codes:
   2        usage error or invalid input; nothing was changed on disk
   3        the lock is held by a live deploy (or by another host)
   4        the health check failed and the deploy rolled back by itself
-  5        verify found differences between a release and its manifest
+  5        verify found differences between a release and its manifest (rollback --verify
+           fail: the release to go to differs; nothing was changed)
   6        --stale fail: processes still run from the release left behind; the switch stands
   7        deploy: an after-switch hook or reload failed (no health check): the new release is
            live, unverified (a rollback's failed reload is a warning, exit 0)
@@ -674,8 +682,9 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .option('-n, --dry-run', 'say which release it would switch to; change nothing')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(secondsFlag()))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
+      .addOption(new Option('--verify <mode>', 'the release to go to, re-hashed against its manifest first: warn (default: name what differs, roll back), fail (exit 5, nothing changed), off').choices(TARGET_CHECK_MODES))
       .addHelpText('after', EXAMPLES.rollback),
-  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean }, cmd: Command) => {
+  ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean; verify?: TargetCheckMode }, cmd: Command) => {
     const out = use(flags);
     const hosts = fleetHostsFrom(flags, config());
     sayConfig(out, rootArg, hosts !== undefined);
@@ -690,16 +699,17 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (config().config.healthCheck !== undefined) {
       out.warn("rollback does not run the config file's health check: it checks deploys, and the release rolled back to is one that served", 'check the site yourself after the rollback (the same command or URL)');
     }
+    const verify = given(cmd, 'verify') ? flags.verify : config().config.rollbackVerify;
     if (hosts) {
       const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
-      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, dryRun: flags.dryRun === true, ...serving });
+      exitCode = await fleetRollbackCli({ out, hosts, flags, signal }, fleetRootFrom(rootArg, config(), hosts), { to: flags.to, fsync: given(cmd, 'fsync') ? flags.fsync : config().config.fsync, waitMs: (wait ?? 0) * 1000, dryRun: flags.dryRun === true, ...(verify ? { verify } : {}), ...serving });
       return;
     }
     const root = rootOf(rootArg);
     const fsync = given(cmd, 'fsync') ? flags.fsync : config().config.fsync;
     const wait = given(cmd, 'wait') ? flags.wait : config().config.wait;
     const { rollback } = await import('../ops/rollback.ts');
-    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...serving });
+    const result = await rollback(root, { to: flags.to, fsync, waitMs: (wait ?? 0) * 1000, signal, onEvent: out.event, dryRun: flags.dryRun === true, ...(verify ? { verify } : {}), ...serving });
     afterSignal();
     if (result.unchanged) {
       out.result(`${result.dryRun ? 'dry run: ' : ''}release ${oneLine(result.release)} is already current; nothing ${result.dryRun ? 'would change' : 'was changed'}`, result);

@@ -18,6 +18,8 @@ import { spentReserveWarning } from '../act/reserve.ts';
 import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, runReloads, staleFailure, type ServingOptions } from './serving.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkAgainstManifest } from './verify-release.ts';
+import { checkTargetMode, targetCheckVerdict, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
 
 export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
@@ -32,6 +34,12 @@ export interface RollbackOptions extends ServingOptions {
   reason?: string;
   /** Decide the target and change nothing (not even take the lock). */
   dryRun?: boolean;
+  /**
+   * Before the switch, re-hash the release rolled back to against its manifest: `warn` (default)
+   * names what differs and rolls back, `fail` refuses (RELEASE_DIFFERS, exit 5; a release with no
+   * trusted manifest: exit 2) with nothing changed, `off` skips the check.
+   */
+  verify?: TargetCheckMode;
 }
 
 export interface RollbackResult {
@@ -51,6 +59,8 @@ export interface RollbackResult {
   notes?: string[];
   /** `--to` the release already current: nothing was switched, reloaded or recorded (a retried rollback succeeds). */
   unchanged?: true;
+  /** What the check of the release rolled back to against its manifest found (absent with `verify: 'off'`, or when nothing was switched). */
+  contents?: TargetCheck;
 }
 
 /** The release a rollback goes to: `to` if it exists, else the previous good release; it may be current (`--to` it). */
@@ -125,6 +135,7 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
   const before = await readCurrent(layout);
   const beforeId = currentIdOrThrow(before, layout, { allowDangling: options.to !== undefined });
   checkServingOptions(options);
+  const mode = checkTargetMode(options.verify);
   await checkReloadTargets(options, options.signal);
   if (options.dryRun) {
     // From the releases as the rollback would find them once it recovered.
@@ -133,7 +144,9 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     const notes = [writeProblem(layout), ...(await lockNotes(layout, 'rollback', options.waitMs ?? 0)), ...recoveryNotes(planned.recovering, 'rollback')].filter((n) => n !== undefined);
     for (const note of notes) emit({ type: 'warning', message: note });
     if (target === beforeId) return { ...unchangedResult(target, []), dryRun: true, notes };
-    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : null), recovered: [], dryRun: true, notes };
+    // Read-only, as the rest of the dry run: what the check would find, said as the rollback would say it.
+    const contents = await checkTarget(layout, target, mode, emit, options.signal, true);
+    return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : null), recovered: [], dryRun: true, notes, ...(contents ? { contents } : {}) };
   }
   // A refusal (nothing to go back to, an unknown --to) is made before the lock, after the root's
   // own problems (a .tmp/ apart), which the lock would name first; so is a --to already current,
@@ -166,6 +179,9 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     // Going forward (`--to` a newer release), the release left was not rolled back from: it stays
     // good, as one a deploy replaces does, so prune keeps it and a plain rollback can return to it.
     const forward = from !== null && views.findIndex((v) => v.id === target) > views.findIndex((v) => v.id === from);
+    if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
+    // Before the journal: a refusal, or a signal while hashing, leaves the root as it was.
+    const contents = await checkTarget(layout, target, mode, emit, options.signal, false);
     if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
@@ -226,11 +242,48 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     }
     const stale = await awaitFreshness(ctx, from, options);
     if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { staleProcesses: stale.processes.length }, durable));
-    return { release: target, previous: from, recovered, stale, warnings: warnings.length > 0 ? warnings : undefined, ...(options.signal?.aborted ? { interruptedAfterSwitch: true as const } : {}) };
+    return { release: target, previous: from, recovered, stale, warnings: warnings.length > 0 ? warnings : undefined, ...(contents ? { contents } : {}), ...(options.signal?.aborted ? { interruptedAfterSwitch: true as const } : {}) };
   });
   const stale = staleFailure(options, result.stale, { live: result.release, result, signal: options.signal });
   if (stale) throw stale;
   return result;
+}
+
+/**
+ * The release a rollback goes to, re-hashed against its manifest before the switch: a file edited
+ * in place in a release that shares inodes with it (hardlinked releases), a chmod, an added or
+ * removed file would otherwise go live unseen, where `verify` would call it changed. `warn` says
+ * what differs and goes on (a rollback is how a broken site is left: the release left may be
+ * worse); `fail` refuses with nothing changed.
+ */
+async function checkTarget(layout: Layout, target: string, mode: TargetCheckMode, emit: EventSink, signal: AbortSignal | undefined, dryRun: boolean): Promise<TargetCheck | undefined> {
+  if (mode === 'off') return undefined;
+  emit({ type: 'step', message: `checking release ${target} against its manifest` });
+  let check;
+  try {
+    check = await checkAgainstManifest(layout, target, releasePath(layout, target), signal);
+  } catch (error) {
+    if (signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(signal) });
+    // A check that could not be made never keeps a site on the release it is being rolled back
+    // from: `warn` says so and goes on; `fail` refuses, as for any release it cannot check.
+    if (mode === 'fail') throw error;
+    const reason = error instanceof DeployError ? error.message : ioError(`hashing release ${target}`, error).message;
+    emit({ type: 'warning', message: `release ${target} could not be checked against its manifest (${reason}); ${dryRun ? 'a rollback would put it live unchecked' : 'it goes live unchecked'}` });
+    return { check: 'unchecked', problem: reason };
+  }
+  const verdict = targetCheckVerdict(check.kind === 'checked' ? { kind: 'checked', differences: check.result.differences } : { kind: check.kind, problem: check.error.message }, {
+    release: target,
+    mode,
+    dryRun,
+    verifyCommand: `atomic-deploy verify ${shellWord(layout.root)} --release ${shellWord(target)}`,
+  });
+  if (verdict.refusal) {
+    const base = check.kind === 'checked' ? undefined : check.error;
+    throw new DeployError(base?.code ?? 'RELEASE_DIFFERS', verdict.refusal.message, { hint: verdict.refusal.hint, details: { release: target, contents: verdict.contents } });
+  }
+  if (verdict.step) emit({ type: 'step', message: verdict.step });
+  if (verdict.warning) emit({ type: 'warning', message: verdict.warning.message, ...(verdict.warning.hint ? { hint: verdict.warning.hint } : {}) });
+  return verdict.contents;
 }
 
 function signalOfAbort(signal: AbortSignal): NodeJS.Signals {

@@ -71,7 +71,9 @@ export async function verify(root: string, options: VerifyOptions = {}): Promise
   if (!st?.isDirectory() && !linked) {
     throw new DeployError('UNKNOWN_RELEASE', notAReleaseDir(dir) ?? `release ${id} does not exist in ${layout.releases}`, { hint: `list the releases with: atomic-deploy releases ${shellWord(layout.root)}` });
   }
-  return verifyAgainstManifest(layout, id, dir, options.signal);
+  const check = await checkAgainstManifest(layout, id, dir, options.signal);
+  if (check.kind !== 'checked') throw check.error;
+  return check.result;
 }
 
 /**
@@ -124,29 +126,49 @@ function releaseGone(layout: Layout, id: string, dir: string, began: fs.Stats | 
   });
 }
 
-async function verifyAgainstManifest(layout: Layout, id: string, dir: string, signal: AbortSignal | undefined): Promise<VerifyResult> {
+/** What a release's manifest allows: a check, or why there is none (the manifest is absent, or not to be trusted). */
+export type ManifestCheck =
+  | { kind: 'checked'; result: VerifyResult }
+  | { kind: 'no-manifest'; error: DeployError }
+  | { kind: 'untrusted'; problem: string; error: DeployError };
+
+/**
+ * Re-hashes release `id` at `dir` against its manifest, or says why it cannot (the error `verify`
+ * throws for it). `verify` and the check a rollback makes of the release it goes to.
+ */
+export async function checkAgainstManifest(layout: Layout, id: string, dir: string, signal: AbortSignal | undefined): Promise<ManifestCheck> {
   const record = readRecord(layout, id);
   const load = readManifest(layout, id, record?.digest);
   if (load.kind === 'none' && fs.existsSync(manifestFile(layout, id))) {
     // The digest that proves a manifest is in the release's log record: without one, a manifest file proves nothing.
     const damage = record === undefined ? recordDamage(layout, id) : undefined;
     const missing = record === undefined ? (damage === undefined ? 'no release log record' : `a damaged release log record (${damage})`) : 'no digest in its release log record';
-    throw new DeployError('NO_MANIFEST', `release ${id} has a manifest file but ${missing} to prove it, so nothing can be checked against it`, {
-      hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
-      details: { release: id },
-    });
+    return {
+      kind: 'no-manifest',
+      error: new DeployError('NO_MANIFEST', `release ${id} has a manifest file but ${missing} to prove it, so nothing can be checked against it`, {
+        hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
+        details: { release: id },
+      }),
+    };
   }
   if (load.kind === 'none') {
-    throw new DeployError('NO_MANIFEST', `release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
-      hint: 'deploy the build again (atomic-deploy deploy <source> <root>): every new release gets a manifest',
-      details: { release: id },
-    });
+    return {
+      kind: 'no-manifest',
+      error: new DeployError('NO_MANIFEST', `release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
+        hint: 'deploy the build again (atomic-deploy deploy <source> <root>): every new release gets a manifest',
+        details: { release: id },
+      }),
+    };
   }
   if (load.kind === 'untrusted') {
-    throw new DeployError('MANIFEST_UNTRUSTED', `the manifest of release ${id} cannot be trusted: ${load.problem}`, {
-      hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
-      details: { release: id, problem: load.problem },
-    });
+    return {
+      kind: 'untrusted',
+      problem: load.problem,
+      error: new DeployError('MANIFEST_UNTRUSTED', `the manifest of release ${id} cannot be trusted: ${load.problem}`, {
+        hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
+        details: { release: id, problem: load.problem },
+      }),
+    };
   }
   let bytes = 0;
   let files = 0;
@@ -179,13 +201,16 @@ async function verifyAgainstManifest(layout: Layout, id: string, dir: string, si
   const counts = { file: 0, dir: 0, symlink: 0 };
   for (const e of load.manifest.entries) counts[e.type] += 1;
   return {
-    root: layout.root,
-    release: id,
-    digest: load.digest,
-    identical: differences.length === 0,
-    differences,
-    files: counts.file,
-    dirs: counts.dir,
-    symlinks: counts.symlink,
+    kind: 'checked',
+    result: {
+      root: layout.root,
+      release: id,
+      digest: load.digest,
+      identical: differences.length === 0,
+      differences,
+      files: counts.file,
+      dirs: counts.dir,
+      symlinks: counts.symlink,
+    },
   };
 }

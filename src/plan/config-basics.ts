@@ -29,6 +29,7 @@ export const CONFIG_KEY_OF_FLAG: Readonly<Record<string, string>> = {
   '--reload-timeout': 'reload.timeout',
   '--stale': 'stale',
   '--stale-wait': 'staleWait',
+  '--verify': 'rollbackVerify',
   '--strip-components': 'artifact.stripComponents',
   '--max-files': 'artifact.maxFiles',
   '--max-bytes': 'artifact.maxBytes',

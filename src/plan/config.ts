@@ -104,6 +104,7 @@ export const configSchema = z.strictObject({
   ),
   stale: opt(z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' })),
   staleWait: opt(secondsOrZero),
+  rollbackVerify: opt(z.enum(['warn', 'fail', 'off'], { error: 'one of warn, fail, off' })),
   waves: opt(
     z
       .union([z.string(), z.number()], { error: 'wave sizes such as "1,10%,100%"' })

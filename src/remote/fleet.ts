@@ -461,8 +461,10 @@ export function fleetError(hosts: readonly { label: string; error?: HostError | 
   const errors = hosts.map((h) => h.error).filter((e): e is HostError => e !== undefined);
   const probe = (code: ErrorCode): number => new DeployError(code, '').exitCode;
   const locked = errors.find((e) => probe(e.code) === 3);
+  // A host whose release differs from its manifest (rollback --verify fail) is said as verify --host says it: 5 before 1 or 2.
+  const differs = errors.find((e) => probe(e.code) === 5);
   const allInvalid = errors.length > 0 && errors.every((e) => probe(e.code) === 2);
-  const code: ErrorCode = locked?.code ?? (allInvalid ? (errors[0]?.code ?? 'REMOTE') : (errors.find((e) => probe(e.code) === 1)?.code ?? 'REMOTE'));
+  const code: ErrorCode = locked?.code ?? differs?.code ?? (allInvalid ? (errors[0]?.code ?? 'REMOTE') : (errors.find((e) => probe(e.code) === 1)?.code ?? 'REMOTE'));
   const first = locked ?? errors[0];
   const message = errors.length === 1 && first ? `${summary}: ${first.message}` : `${summary}: ${errors.map((e) => e.message).join('; ')}`;
   return new DeployError(code, message, { hint: hint ?? (first ? hintForAll(hosts, first) : undefined), details });

@@ -17,6 +17,8 @@ import { connectionLost, remoteError, withOsReason, type RunningRemote } from '.
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
+import { checkTargetMode, targetCheckVerdict, type CheckFound, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
+import { checkHostRelease } from './verify.ts';
 import { spentReserveWarning } from '../act/reserve.ts';
 
 export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
@@ -26,6 +28,8 @@ export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   reason?: string;
   /** Read every host and say which release each would go to; change nothing (no lock, no recovery). */
   dryRun?: boolean;
+  /** The release each moving host goes to, re-hashed there against its manifest before any host switches (ops/rollback.ts). */
+  verify?: TargetCheckMode;
 }
 
 export interface FleetRollbackHost {
@@ -38,6 +42,8 @@ export interface FleetRollbackHost {
   recovered: string[];
   /** What went wrong after its switch without undoing it (a failed reload, a record it could not write), as a local rollback's `warnings`. */
   warnings?: string[];
+  /** What the check of the release it goes to found there (a host that moves, unless `verify: 'off'`). */
+  contents?: TargetCheck;
   error?: HostError;
 }
 
@@ -122,6 +128,7 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
     checkReleaseId(options.to, `list the releases with: atomic-deploy releases ${sameRoot && targets[0] ? `${shellWord(targets[0].root)} ${targets.map((x) => `--host ${shellWord(x.label)}`).join(' ')}` : 'with the same hosts and config'}`);
   }
   checkFleetServingOptions(options);
+  const mode: TargetCheckMode = checkTargetMode(options.verify);
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   const per = new Map<HostRun, HostPhase>();
@@ -136,9 +143,48 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
   const unlockedRead = new Map<HostRun, RemoteState>();
   /** Each host's warnings after its switch, said as they come and kept for its row. */
   const warned = new Map<HostRun, string[]>();
-  const warn = (h: HostRun, message: string): void => {
+  const warn = (h: HostRun, message: string, hint?: string): void => {
     warned.set(h, [...(warned.get(h) ?? []), message]);
-    emit({ type: 'warning', message });
+    emit({ type: 'warning', message, ...(hint ? { hint } : {}) });
+  };
+  const checked = new Map<HostRun, TargetCheck>();
+  /**
+   * Each moving host re-hashes the release it goes to (`verify --host`'s program), before any host
+   * is armed: the local rollback's check and verdict, each message naming its host. With `fail` a
+   * host that differs, or cannot be checked, fails and no host switches.
+   */
+  const checkTargets = async (hosts: readonly HostRun[], id: string, dryRun: boolean): Promise<void> => {
+    if (mode === 'off') return;
+    // The host's messages begin with its name; the verdict puts it back where it belongs.
+    const withoutHost = (message: string, host: string): string => (message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message);
+    await fleet.each(
+      hosts,
+      async (h) => {
+        const state = h.state;
+        if (!state) return;
+        fleet.step(h, `checking release ${id} against its manifest`);
+        let found: CheckFound;
+        try {
+          const check = await checkHostRelease(h, id, state);
+          found = check.kind === 'checked' ? { kind: 'checked', differences: check.differences } : { kind: check.kind, problem: withoutHost(check.error.message, h.label) };
+        } catch (error) {
+          if (mode === 'fail' || options.signal?.aborted) throw error;
+          const reason = withoutHost(error instanceof DeployError ? error.message : String(error), h.label);
+          checked.set(h, { check: 'unchecked', problem: reason });
+          warn(h, `${h.label}: release ${id} could not be checked against its manifest (${reason}); ${dryRun ? 'a rollback would put it live unchecked' : 'it goes live unchecked'}`);
+          return;
+        }
+        const verdict = targetCheckVerdict(found, { release: id, mode, dryRun, where: `${h.label}: `, verifyCommand: `atomic-deploy verify ${shellWord(h.root)} --host ${shellWord(h.label)} --release ${shellWord(id)}` });
+        checked.set(h, verdict.contents);
+        if (verdict.refusal) {
+          const code = found.kind === 'checked' ? 'RELEASE_DIFFERS' : found.kind === 'untrusted' ? 'MANIFEST_UNTRUSTED' : 'NO_MANIFEST';
+          throw new DeployError(code, verdict.refusal.message, { hint: verdict.refusal.hint });
+        }
+        if (verdict.step) fleet.step(h, withoutHost(verdict.step, h.label));
+        if (verdict.warning) warn(h, verdict.warning.message, verdict.warning.hint);
+      },
+      { signal: options.signal },
+    );
   };
   const report = (): FleetRollbackHost[] =>
     fleet.hosts.map((h) => {
@@ -154,6 +200,7 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
         previous: from,
         recovered: h.recovered,
         ...((warned.get(h)?.length ?? 0) > 0 ? { warnings: [...(warned.get(h) ?? [])] } : {}),
+        ...(checked.has(h) ? { contents: checked.get(h) } : {}),
         ...(h.error ? { error: h.error } : unrecorded.has(h) ? { error: unrecorded.get(h) } : {}),
       };
     });
@@ -249,6 +296,8 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
     const said = fleet.hosts.flatMap((h) => (notes.get(h) ?? []).map((n) => `${h.label}: ${n}`));
     for (const message of said) emit({ type: 'warning', message });
     const moving = new Set(plan.moves.map((m) => m.host));
+    await checkTargets(fleet.hosts.filter((h) => moving.has(h.label)), plan.target, true);
+    if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     // Each host as it is now (recovery may move it first: its notes say so), and whether it would switch.
     const hosts = report().map((row, i) => {
       const now = before.get(fleet.hosts[i] as HostRun) ?? null;
@@ -327,6 +376,12 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
     target = plan.target;
     const releaseTarget = plan.target;
     const movers = read.filter(({ h }) => plan.moves.some((m) => m.host === h.label));
+    // Under the locks, before any host is armed: a refusal, or a signal, leaves every host as it was.
+    await checkTargets(movers.map(({ h }) => h), releaseTarget, false);
+    if (fleet.failed.length > 0 || options.signal?.aborted) {
+      await releaseAll();
+      throw notRolledBack();
+    }
     const now = (): string => new Date().toISOString();
     await fleet.each(
       movers.map(({ h }) => h),

@@ -12,6 +12,7 @@ import { checkIdType, checkOptionsArgument } from '../plan/validate.ts';
 import { currentIdOf, FleetRun, hostError, readRootProblemOf, targetsOf, FLEET_EXAMPLE, type FleetOptions, type HostError, type HostRun } from './fleet.ts';
 import { manifestFileScript, verifyScript } from './verify-script.ts';
 import { missingRootError } from './host.ts';
+import type { RemoteState } from './facts.ts';
 import { shellWord } from '../plan/paths.ts';
 
 export interface FleetVerifyOptions extends FleetOptions {
@@ -64,47 +65,74 @@ function releaseOn(h: HostRun, wanted: string | undefined): string {
   return id;
 }
 
+/** What a host's release allows: a check, or the error that says why there is none (no manifest, or one not to be trusted). */
+export type HostManifestCheck =
+  | { kind: 'checked'; digest: string; differences: Difference[]; counts: { file: number; dir: number; symlink: number } }
+  | { kind: 'no-manifest' | 'untrusted'; error: DeployError };
+
+/**
+ * Re-hashes release `id` on host `h` (its state as read) against the manifest its record names:
+ * `verify --host`, and the check a fleet rollback makes of the release each host goes to.
+ */
+export async function checkHostRelease(h: HostRun, id: string, state: RemoteState): Promise<HostManifestCheck> {
+  const record = state.records.get(id);
+  // Both engines record it as `digest` (older fleet records as `manifest`: read as `digest` by remoteStateOf).
+  const digest = record?.digest;
+  const damage = state.damaged?.get(id);
+  if (damage !== undefined) {
+    return {
+      kind: 'no-manifest',
+      error: new DeployError('NO_MANIFEST', `${h.label}: release ${id} has a damaged release log record (${damage}) to prove its manifest, so nothing can be checked against it`, {
+        hint: 'the release log (.atomic-deploy/releases/) was changed; deploy the build again to get a release with a trusted manifest',
+      }),
+    };
+  }
+  if (digest === undefined) {
+    // As locally: a manifest file with nothing in the release log to prove it is not a release made before manifests.
+    const probe = await h.remote.run(manifestFileScript(h.root, id), `reading release ${id}`);
+    if (frameValue(probe, 'manifest-file') === 'yes') {
+      return {
+        kind: 'no-manifest',
+        error: new DeployError('NO_MANIFEST', `${h.label}: release ${id} has a manifest file but ${record === undefined ? 'no release log record' : 'no digest in its release log record'} to prove it, so nothing can be checked against it`, {
+          hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
+        }),
+      };
+    }
+    return {
+      kind: 'no-manifest',
+      error: new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
+        hint: `deploy the build again (atomic-deploy deploy <source> ${shellWord(h.root)} --host ${shellWord(h.label)}): every new release gets a manifest`,
+      }),
+    };
+  }
+  const frames = await h.remote.run(verifyScript(h.root, id, digest.replace(/^sha256:/, '')), `verifying release ${id}`);
+  const text = frameValue(frames, 'manifest');
+  const untrusted = (problem: string): HostManifestCheck => ({
+    kind: 'untrusted',
+    error: new DeployError('MANIFEST_UNTRUSTED', `${h.label}: the manifest of release ${id} cannot be trusted: ${problem}`, {
+      hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
+      details: { host: h.label, release: id, problem },
+    }),
+  });
+  if (text === undefined) return untrusted('it is missing');
+  const parsed = parseManifest(text, digest);
+  if (!parsed.ok) return untrusted(parsed.problem);
+  if (frameValue(frames, 'end') !== 'verify') throw new DeployError('REMOTE', `${h.label}: the listing of release ${id} ended early`);
+  const counts = { file: 0, dir: 0, symlink: 0 };
+  for (const e of parsed.manifest.entries) counts[e.type] += 1;
+  return { kind: 'checked', digest, differences: diffRelease(parsed.manifest, treeFromListing(frames)), counts };
+}
+
 /** Checks one host; a result whose release differs is not an error (the verdict says it). */
 async function verifyHost(h: HostRun, wanted: string | undefined): Promise<FleetVerifyHost> {
   const { facts, state } = await h.remote.readState();
   h.facts = facts;
   h.state = state;
   const id = releaseOn(h, wanted);
-  const record = state.records.get(id);
-  // Both engines record it as `digest` (older fleet records as `manifest`: read as `digest` by remoteStateOf).
-  const digest = record?.digest;
-  const damage = state.damaged?.get(id);
-  if (damage !== undefined) {
-    throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has a damaged release log record (${damage}) to prove its manifest, so nothing can be checked against it`, {
-      hint: 'the release log (.atomic-deploy/releases/) was changed; deploy the build again to get a release with a trusted manifest',
-    });
-  }
-  if (digest === undefined) {
-    // As locally: a manifest file with nothing in the release log to prove it is not a release made before manifests.
-    const probe = await h.remote.run(manifestFileScript(h.root, id), `reading release ${id}`);
-    if (frameValue(probe, 'manifest-file') === 'yes') {
-      throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has a manifest file but ${record === undefined ? 'no release log record' : 'no digest in its release log record'} to prove it, so nothing can be checked against it`, {
-        hint: 'the release log (.atomic-deploy/releases/) was changed or lost; deploy the build again to get a release with a trusted manifest',
-      });
-    }
-    throw new DeployError('NO_MANIFEST', `${h.label}: release ${id} has no manifest: it was made before atomic-deploy kept manifests, or by another tool`, {
-      hint: `deploy the build again (atomic-deploy deploy <source> ${shellWord(h.root)} --host ${shellWord(h.label)}): every new release gets a manifest`,
-    });
-  }
-  const frames = await h.remote.run(verifyScript(h.root, id, digest.replace(/^sha256:/, '')), `verifying release ${id}`);
-  const text = frameValue(frames, 'manifest');
-  const untrusted = (problem: string): DeployError =>
-    new DeployError('MANIFEST_UNTRUSTED', `${h.label}: the manifest of release ${id} cannot be trusted: ${problem}`, {
-      hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
-      details: { host: h.label, release: id, problem },
-    });
-  if (text === undefined) throw untrusted('it is missing');
-  const parsed = parseManifest(text, digest);
-  if (!parsed.ok) throw untrusted(parsed.problem);
-  if (frameValue(frames, 'end') !== 'verify') throw new DeployError('REMOTE', `${h.label}: the listing of release ${id} ended early`);
-  const differences = diffRelease(parsed.manifest, treeFromListing(frames));
-  const count = (type: string): number => parsed.manifest.entries.filter((e) => e.type === type).length;
-  return { host: h.label, root: h.root, release: id, digest, identical: differences.length === 0, differences, files: count('file'), dirs: count('dir'), symlinks: count('symlink') };
+  const check = await checkHostRelease(h, id, state);
+  if (check.kind !== 'checked') throw check.error;
+  const { digest, differences, counts } = check;
+  return { host: h.label, root: h.root, release: id, digest, identical: differences.length === 0, differences, files: counts.file, dirs: counts.dir, symlinks: counts.symlink };
 }
 
 /** Verifies the release on every host; never throws for one host's failure (it is in that host's row). */

@@ -195,7 +195,7 @@ describe('rollback', () => {
     }
     const back = await runCli(['rollback', root, '--json']);
     assert.equal(back.code, 0, back.stderr);
-    assert.deepEqual(jsonOf(back), { release: ids[1], previous: ids[2], recovered: [], stale: { check: 'proc', processes: [], release: ids[2] } });
+    assert.deepEqual(jsonOf(back), { release: ids[1], previous: ids[2], recovered: [], stale: { check: 'proc', processes: [], release: ids[2] }, contents: { check: 'identical' } });
     assert.equal(fs.readFileSync(path.join(root, 'current/index.html'), 'utf8'), 'two');
     assert.equal(fs.readlinkSync(path.join(root, 'current')), `releases/${ids[1]}`);
 

@@ -53,13 +53,14 @@ void test('flags of the stale check and of rollback come from the environment to
   const { root } = await rootWithReleases(t, ['a1', 'a2']);
   const dry = await runCli(['rollback', root, '--json'], { env: { ATOMIC_DEPLOY_DRY_RUN: '1', ATOMIC_DEPLOY_STALE: 'off' } });
   assert.equal(dry.code, 0, dry.stderr);
-  assert.deepEqual(jsonOf<{ release: string; dryRun: boolean }>(dry), { release: 'a1', previous: 'a2', recovered: [], dryRun: true, notes: [] });
+  assert.deepEqual(jsonOf<{ release: string; dryRun: boolean }>(dry), { release: 'a1', previous: 'a2', recovered: [], dryRun: true, notes: [], contents: { check: 'identical' } });
   assert.equal(currentId(root), 'a2');
   const before = treeSnapshot(root, { times: true });
   for (const [name, value, message] of [
     ['ATOMIC_DEPLOY_STALE', 'sometimes', /^error: ATOMIC_DEPLOY_STALE="sometimes": Allowed choices are warn, fail, off\.$/m],
     ['ATOMIC_DEPLOY_WAIT', 'soon', /^error: ATOMIC_DEPLOY_WAIT="soon": /m],
     ['ATOMIC_DEPLOY_NO_FSYNC', 'maybe', /^error: ATOMIC_DEPLOY_NO_FSYNC="maybe": expected 1 or 0/m],
+    ['ATOMIC_DEPLOY_VERIFY', 'strict', /^error: ATOMIC_DEPLOY_VERIFY="strict": Allowed choices are warn, fail, off\.$/m],
   ] as const) {
     const result = await runCli(['rollback', root], { env: { [name]: value } });
     assert.equal(result.code, 2, `${name}: ${result.stderr}`);
