@@ -390,8 +390,8 @@ keep: 5
 #stale: warn
 #staleWait: 10
 
-# rollback re-hashes the release it goes to against its manifest before the switch: warn names
-# what differs and rolls back, fail refuses it (exit 5, nothing changed), off skips the check.
+# rollback re-hashes the release it goes to against its manifest: warn (after the switch) names
+# what differs, fail (before it) refuses it (exit 5, nothing changed), off skips the check.
 #rollbackVerify: warn
 
 # When the source is an artifact (.tar, .tar.gz, .zip or a URL to one). --sha256 and

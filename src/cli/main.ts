@@ -68,8 +68,8 @@ Examples:
   $ atomic-deploy rollback /srv/www/app --reload-php-fpm /run/php/php8.2-fpm.pid
   $ atomic-deploy rollback /srv/www/app --verify fail   refuse a release that differs from its manifest
 
-The release rolled back to is re-hashed against its manifest first (--verify warn, the default:
-what differs is named and the rollback goes on).
+The release rolled back to is re-hashed against its manifest: with --verify warn (the default)
+once it is live, what differs named in a warning; with --verify fail before the switch.
 
 Exit codes: 0 ok (also --to the release already current: nothing is changed; a failed reload
   warns, the rollback stands), 1 failure, 2 invalid input (with --verify fail: a release with no
@@ -682,7 +682,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       .option('-n, --dry-run', 'say which release it would switch to; change nothing')
       .addOption(new Option('--wait <seconds>', 'wait for a held lock instead of failing').argParser(secondsFlag()))
       .option('--no-fsync', 'skip the fsync of the root after the switch')
-      .addOption(new Option('--verify <mode>', 'the release to go to, re-hashed against its manifest first: warn (default: name what differs, roll back), fail (exit 5, nothing changed), off').choices(TARGET_CHECK_MODES))
+      .addOption(new Option('--verify <mode>', 'the release to go to, re-hashed against its manifest: warn (default: after the switch, name what differs), fail (before it: exit 5, nothing changed), off').choices(TARGET_CHECK_MODES))
       .addHelpText('after', EXAMPLES.rollback),
   ))).action(async (rootArg: string | undefined, flags: CommonFlags & FleetFlags & ServingFlags & { to?: string; wait?: number; fsync: boolean; dryRun?: boolean; verify?: TargetCheckMode }, cmd: Command) => {
     const out = use(flags);

@@ -145,7 +145,7 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     for (const note of notes) emit({ type: 'warning', message: note });
     if (target === beforeId) return { ...unchangedResult(target, []), dryRun: true, notes };
     // Read-only, as the rest of the dry run: what the check would find, said as the rollback would say it.
-    const contents = await checkTarget(layout, target, mode, emit, options.signal, true);
+    const contents = mode === 'off' ? undefined : await checkTarget(layout, target, mode, emit, options.signal, 'dry-run');
     return { release: target, previous: beforeId ?? (before.kind === 'dangling' ? before.id : null), recovered: [], dryRun: true, notes, ...(contents ? { contents } : {}) };
   }
   // A refusal (nothing to go back to, an unknown --to) is made before the lock, after the root's
@@ -180,8 +180,9 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     // good, as one a deploy replaces does, so prune keeps it and a plain rollback can return to it.
     const forward = from !== null && views.findIndex((v) => v.id === target) > views.findIndex((v) => v.id === from);
     if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
-    // Before the journal: a refusal, or a signal while hashing, leaves the root as it was.
-    const contents = await checkTarget(layout, target, mode, emit, options.signal, false);
+    // `fail` checks before the journal: a refusal, or a signal while hashing, leaves the root as it
+    // was. `warn` checks once the release is live and the lock released: the switch never waits for a re-hash.
+    const contents = mode === 'fail' ? await checkTarget(layout, target, mode, emit, options.signal, 'before') : undefined;
     if (options.signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(options.signal) });
 
     const journal: Journal = { v: 1, op: 'rollback', token: lock.owner.token, pid: process.pid, startedAt: new Date().toISOString(), release: target, previous: from ?? '', phase: 'switching' };
@@ -244,37 +245,52 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
     if (stale?.check === 'proc') await bookkeeping(`the record of ${target}`, () => recordRelease(layout, target, { staleProcesses: stale.processes.length }, durable));
     return { release: target, previous: from, recovered, stale, warnings: warnings.length > 0 ? warnings : undefined, ...(contents ? { contents } : {}), ...(options.signal?.aborted ? { interruptedAfterSwitch: true as const } : {}) };
   });
+  if (mode === 'warn' && !result.unchanged) {
+    // After the switch, outside the lock (verify takes none): a signal now cuts the check, never the rollback, which stands.
+    if (options.signal?.aborted) {
+      result.contents = { check: 'unchecked', problem: `interrupted by ${signalOfAbort(options.signal)}` };
+    } else {
+      result.contents = await checkTarget(layout, result.release, mode, emit, options.signal, 'after');
+      if (options.signal?.aborted) result.interruptedAfterSwitch = true;
+    }
+  }
   const stale = staleFailure(options, result.stale, { live: result.release, result, signal: options.signal });
   if (stale) throw stale;
   return result;
 }
 
 /**
- * The release a rollback goes to, re-hashed against its manifest before the switch: a file edited
- * in place in a release that shares inodes with it (hardlinked releases), a chmod, an added or
- * removed file would otherwise go live unseen, where `verify` would call it changed. `warn` says
- * what differs and goes on (a rollback is how a broken site is left: the release left may be
- * worse); `fail` refuses with nothing changed.
+ * The release a rollback goes to, re-hashed against its manifest: a file edited in place in a
+ * release that shares inodes with it (hardlinked releases), a chmod, an added or removed file would
+ * otherwise go live unseen, where `verify` would call it changed. `warn` checks `after` the switch
+ * (a rollback is how a broken site is left: it must not wait for a re-hash, and the release left
+ * may be worse) and says what differs; `fail` checks `before` it and refuses, nothing changed; a
+ * dry run checks and says what the rollback would do.
  */
-async function checkTarget(layout: Layout, target: string, mode: TargetCheckMode, emit: EventSink, signal: AbortSignal | undefined, dryRun: boolean): Promise<TargetCheck | undefined> {
-  if (mode === 'off') return undefined;
-  emit({ type: 'step', message: `checking release ${target} against its manifest` });
+async function checkTarget(layout: Layout, target: string, mode: Exclude<TargetCheckMode, 'off'>, emit: EventSink, signal: AbortSignal | undefined, when: 'before' | 'after' | 'dry-run'): Promise<TargetCheck> {
+  emit({ type: 'step', message: `checking release ${target}${when === 'after' ? ', now live,' : ''} against its manifest` });
+  const dryRun = when === 'dry-run';
+  const goes = dryRun ? 'a rollback would put it live' : when === 'after' ? 'it is live' : 'it goes live';
   let check;
   try {
     check = await checkAgainstManifest(layout, target, releasePath(layout, target), signal);
   } catch (error) {
-    if (signal?.aborted) throw new DeployError('INTERRUPTED', 'interrupted before the switch; nothing changed', { signal: signalOfAbort(signal) });
+    if (signal?.aborted) {
+      if (when === 'after') return { check: 'unchecked', problem: `interrupted by ${signalOfAbort(signal)}` };
+      throw new DeployError('INTERRUPTED', dryRun ? `interrupted by ${signalOfAbort(signal)}; nothing changed` : 'interrupted before the switch; nothing changed', { signal: signalOfAbort(signal) });
+    }
     // A check that could not be made never keeps a site on the release it is being rolled back
-    // from: `warn` says so and goes on; `fail` refuses, as for any release it cannot check.
+    // from: `warn` says so; `fail` refuses, as for any release it cannot check.
     if (mode === 'fail') throw error;
     const reason = error instanceof DeployError ? error.message : ioError(`hashing release ${target}`, error).message;
-    emit({ type: 'warning', message: `release ${target} could not be checked against its manifest (${reason}); ${dryRun ? 'a rollback would put it live unchecked' : 'it goes live unchecked'}` });
+    emit({ type: 'warning', message: `release ${target} could not be checked against its manifest (${reason}); ${goes} unchecked` });
     return { check: 'unchecked', problem: reason };
   }
   const verdict = targetCheckVerdict(check.kind === 'checked' ? { kind: 'checked', differences: check.result.differences } : { kind: check.kind, problem: check.error.message }, {
     release: target,
     mode,
     dryRun,
+    switched: when === 'after',
     verifyCommand: `atomic-deploy verify ${shellWord(layout.root)} --release ${shellWord(target)}`,
   });
   if (verdict.refusal) {

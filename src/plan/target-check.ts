@@ -58,8 +58,10 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
  * The verdict on release `release` from what its check found. `where` prefixes the messages (a
  * fleet host's `host1: `); `verifyCommand` is the command that lists every difference.
  */
-export function targetCheckVerdict(found: CheckFound, options: { release: string; mode: Exclude<TargetCheckMode, 'off'>; dryRun: boolean; verifyCommand: string; where?: string }): TargetVerdict {
+export function targetCheckVerdict(found: CheckFound, options: { release: string; mode: Exclude<TargetCheckMode, 'off'>; dryRun: boolean; verifyCommand: string; where?: string; switched?: boolean }): TargetVerdict {
   const { release, mode, dryRun, verifyCommand } = options;
+  // `warn` checks once the release is live (the switch never waits for a re-hash), the dry run and `fail` before.
+  const goes = dryRun ? 'a rollback would put it live' : options.switched === true ? 'it is live' : 'it goes live';
   const where = options.where ?? '';
   const unchanged = dryRun ? 'nothing was changed (dry run)' : 'nothing was changed';
   if (found.kind === 'checked') {
@@ -69,13 +71,13 @@ export function targetCheckVerdict(found: CheckFound, options: { release: string
     if (mode === 'fail') {
       return { contents, refusal: { message: `${what}; ${dryRun ? 'the rollback would refuse it' : 'the rollback refuses it'}, ${unchanged}`, hint: `see every difference with: ${verifyCommand}; roll back to it as it is with --verify warn, or to another release with --to <id>` } };
     }
-    return { contents, warning: { message: `${what}; ${dryRun ? 'a rollback would put it live as it is' : 'it goes live as it is'}`, hint: `see every difference with: ${verifyCommand}; --verify fail refuses such a rollback` } };
+    return { contents, warning: { message: `${what}; ${goes} as it is`, hint: `see every difference with: ${verifyCommand}; --verify fail checks before the switch and refuses such a rollback` } };
   }
   const contents: TargetCheck = { check: found.kind, problem: found.problem };
   if (mode === 'fail') {
     return { contents, refusal: { message: `${where}${found.problem}; --verify fail refuses a release that cannot be checked, ${unchanged}`, hint: 'roll back to it unchecked with --verify warn (or off), or to another release with --to <id>' } };
   }
-  const unchecked = dryRun ? 'a rollback would put it live unchecked' : 'it goes live unchecked';
+  const unchecked = `${goes} unchecked`;
   if (found.kind === 'no-manifest') return { contents, step: `${where}release ${release} has no manifest to check it against; ${unchecked}` };
   return { contents, warning: { message: `${where}${found.problem}; ${unchecked}`, hint: `see why with: ${verifyCommand}` } };
 }

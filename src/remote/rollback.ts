@@ -149,12 +149,15 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
   };
   const checked = new Map<HostRun, TargetCheck>();
   /**
-   * Each moving host re-hashes the release it goes to (`verify --host`'s program), before any host
-   * is armed: the local rollback's check and verdict, each message naming its host. With `fail` a
-   * host that differs, or cannot be checked, fails and no host switches.
+   * Each moving host re-hashes the release it goes to (`verify --host`'s program): the local
+   * rollback's check and verdict, each message naming its host. `fail` checks `before` any host is
+   * armed: a host that differs, or cannot be checked, fails and no host switches. `warn` checks
+   * `after` the rollback stood everywhere and the locks were released, and never fails a host.
    */
-  const checkTargets = async (hosts: readonly HostRun[], id: string, dryRun: boolean): Promise<void> => {
+  const checkTargets = async (hosts: readonly HostRun[], id: string, when: 'before' | 'after' | 'dry-run'): Promise<void> => {
     if (mode === 'off') return;
+    const dryRun = when === 'dry-run';
+    const goes = dryRun ? 'a rollback would put it live' : when === 'after' ? 'it is live' : 'it goes live';
     // The host's messages begin with its name; the verdict puts it back where it belongs.
     const withoutHost = (message: string, host: string): string => (message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message);
     await fleet.each(
@@ -162,19 +165,27 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
       async (h) => {
         const state = h.state;
         if (!state) return;
-        fleet.step(h, `checking release ${id} against its manifest`);
+        if (when === 'after' && options.signal?.aborted) {
+          checked.set(h, { check: 'unchecked', problem: `interrupted by ${signalOf(options.signal.reason)}` });
+          return;
+        }
+        fleet.step(h, `checking release ${id}${when === 'after' ? ', now live,' : ''} against its manifest`);
         let found: CheckFound;
         try {
           const check = await checkHostRelease(h, id, state);
           found = check.kind === 'checked' ? { kind: 'checked', differences: check.differences } : { kind: check.kind, problem: withoutHost(check.error.message, h.label) };
         } catch (error) {
+          if (when === 'after' && options.signal?.aborted) {
+            checked.set(h, { check: 'unchecked', problem: `interrupted by ${signalOf(options.signal.reason)}` });
+            return;
+          }
           if (mode === 'fail' || options.signal?.aborted) throw error;
           const reason = withoutHost(error instanceof DeployError ? error.message : String(error), h.label);
           checked.set(h, { check: 'unchecked', problem: reason });
-          warn(h, `${h.label}: release ${id} could not be checked against its manifest (${reason}); ${dryRun ? 'a rollback would put it live unchecked' : 'it goes live unchecked'}`);
+          warn(h, `${h.label}: release ${id} could not be checked against its manifest (${reason}); ${goes} unchecked`);
           return;
         }
-        const verdict = targetCheckVerdict(found, { release: id, mode, dryRun, where: `${h.label}: `, verifyCommand: `atomic-deploy verify ${shellWord(h.root)} --host ${shellWord(h.label)} --release ${shellWord(id)}` });
+        const verdict = targetCheckVerdict(found, { release: id, mode, dryRun, switched: when === 'after', where: `${h.label}: `, verifyCommand: `atomic-deploy verify ${shellWord(h.root)} --host ${shellWord(h.label)} --release ${shellWord(id)}` });
         checked.set(h, verdict.contents);
         if (verdict.refusal) {
           const code = found.kind === 'checked' ? 'RELEASE_DIFFERS' : found.kind === 'untrusted' ? 'MANIFEST_UNTRUSTED' : 'NO_MANIFEST';
@@ -296,7 +307,7 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
     const said = fleet.hosts.flatMap((h) => (notes.get(h) ?? []).map((n) => `${h.label}: ${n}`));
     for (const message of said) emit({ type: 'warning', message });
     const moving = new Set(plan.moves.map((m) => m.host));
-    await checkTargets(fleet.hosts.filter((h) => moving.has(h.label)), plan.target, true);
+    await checkTargets(fleet.hosts.filter((h) => moving.has(h.label)), plan.target, 'dry-run');
     if (fleet.failed.length > 0) throw fleetError(fleet.hosts, 'nothing was rolled back', { hosts: report() });
     // Each host as it is now (recovery may move it first: its notes say so), and whether it would switch.
     const hosts = report().map((row, i) => {
@@ -376,11 +387,13 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
     target = plan.target;
     const releaseTarget = plan.target;
     const movers = read.filter(({ h }) => plan.moves.some((m) => m.host === h.label));
-    // Under the locks, before any host is armed: a refusal, or a signal, leaves every host as it was.
-    await checkTargets(movers.map(({ h }) => h), releaseTarget, false);
-    if (fleet.failed.length > 0 || options.signal?.aborted) {
-      await releaseAll();
-      throw notRolledBack();
+    // `fail`: under the locks, before any host is armed: a refusal, or a signal, leaves every host as it was.
+    if (mode === 'fail') {
+      await checkTargets(movers.map(({ h }) => h), releaseTarget, 'before');
+      if (fleet.failed.length > 0 || options.signal?.aborted) {
+        await releaseAll();
+        throw notRolledBack();
+      }
     }
     const now = (): string => new Date().toISOString();
     await fleet.each(
@@ -504,6 +517,10 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
       }),
     );
     await releaseAll();
+    // `warn`: once the rollback stands everywhere and the locks are released, as the local rollback checks after its switch.
+    if (mode === 'warn' && allSwitched && fleet.failed.length === 0) {
+      await checkTargets(switched.map(({ h }) => h), releaseTarget, 'after');
+    }
     const hostSkewMs = hostClockSkew(switched.map(({ p }) => p.session));
     const stale = fleetStaleOf(fleet.hosts, staleReports);
     const result: FleetRollbackResult = { release: releaseTarget, hosts: report(), skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), ...(stale ? { stale } : {}), ...(allSwitched && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };

@@ -64,7 +64,7 @@ void describe('fleet rollback checks the release it goes to on every host', () =
     assert.equal(row('host1')?.contents?.check, 'identical');
     assert.equal(row('host2')?.contents?.check, 'differs');
     assert.deepEqual(row('host2')?.contents?.differences?.map((d) => [d.kind, d.path]), [['modified', 'config.php']]);
-    assert.match(result.stderr, /warning: host2: release r1 differs from its manifest \(1 difference: modified config\.php\); it goes live as it is\nhint: see every difference with: atomic-deploy verify \S+ --host host2 --release r1; --verify fail refuses such a rollback/);
+    assert.match(result.stderr, /warning: host2: release r1 differs from its manifest \(1 difference: modified config\.php\); it is live as it is\nhint: see every difference with: atomic-deploy verify \S+ --host host2 --release r1; --verify fail checks before the switch and refuses such a rollback/);
     assert.doesNotMatch(result.stderr, /host1: release r1 differs/);
     for (const h of [host(1), host(2)]) assert.equal(liveOn(on, h), 'releases/r1');
   });

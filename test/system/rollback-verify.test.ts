@@ -50,7 +50,7 @@ void test('hardlinked releases: a file written in place in the live release is n
   assert.equal(json.release, 'r1');
   assert.equal(json.contents?.check, 'differs');
   assert.deepEqual(json.contents?.differences?.map((d) => [d.kind, d.path]), [['modified', 'config.php']]);
-  assert.match(result.stderr, /warning: release r1 differs from its manifest \(1 difference: modified config\.php\); it goes live as it is\nhint: see every difference with: atomic-deploy verify \S+ --release r1; --verify fail refuses such a rollback/);
+  assert.match(result.stderr, /warning: release r1 differs from its manifest \(1 difference: modified config\.php\); it is live as it is\nhint: see every difference with: atomic-deploy verify \S+ --release r1; --verify fail checks before the switch and refuses such a rollback/);
   assert.equal(live(root), 'releases/r1');
 });
 
@@ -87,7 +87,8 @@ void test('an identical release is said to match; --verify off makes no check; t
   assert.equal(jsonOf<RollbackJson>(ok).contents?.check, 'identical');
   const human = await runCli(['rollback', root, '--to', 'r2']);
   assert.equal(human.code, 0, human.stderr);
-  assert.match(human.stdout, /› checking release r2 against its manifest\n› release r2 matches its manifest\n› switching current to releases\/r2/);
+  // `warn` checks once the release is live: the switch never waits for the re-hash.
+  assert.match(human.stdout, /› switching current to releases\/r2\n› release r2 is live \(rolled back from r1\)\n(?:.*\n)*?› checking release r2, now live, against its manifest\n› release r2 matches its manifest\n/);
   assert.doesNotMatch(human.stderr, /warning/);
 
   fs.appendFileSync(path.join(root, 'releases/r2/index.php'), '// edited\n');
@@ -142,7 +143,7 @@ void test('a release with no manifest, or an untrusted one: warn rolls back and 
   const warned = await runCli(['rollback', root, '--json']);
   assert.equal(warned.code, 0, warned.stderr);
   assert.equal(jsonOf<RollbackJson>(warned).contents?.check, 'untrusted');
-  assert.match(warned.stderr, /warning: the manifest of release r1 cannot be trusted: .*; it goes live unchecked/);
+  assert.match(warned.stderr, /warning: the manifest of release r1 cannot be trusted: .*; it is live unchecked/);
   assert.equal(live(root), 'releases/r1');
 
   // Back to r2, then r1 again with no manifest at all: a step says it went unchecked.
@@ -151,10 +152,10 @@ void test('a release with no manifest, or an untrusted one: warn rolls back and 
   fs.writeFileSync(recordFile, JSON.stringify(record));
   const unchecked = await runCli(['rollback', root, '--to', 'r1']);
   assert.equal(unchecked.code, 0, unchecked.stderr);
-  assert.match(unchecked.stdout, /› release r1 has no manifest to check it against; it goes live unchecked/);
+  assert.match(unchecked.stdout, /› release r1 has no manifest to check it against; it is live unchecked/);
 });
 
-void test('a signal while the release is being re-hashed: the rollback stops before the switch, nothing changed', async (t) => {
+void test('a signal during the re-hash: before the switch (fail) nothing changed; after it (warn) the rollback stands', async (t) => {
   const dir = tempDir(t);
   const root = path.join(dir, 'root');
   // Large enough that the hash takes a while on any machine.
@@ -171,19 +172,33 @@ void test('a signal while the release is being re-hashed: the rollback stops bef
   }
   // Not the 320 MiB file's bytes: the state, the links and the top level.
   const state = (): unknown => [snapshot(path.join(root, '.atomic-deploy')), fs.readdirSync(root).sort(), fs.readdirSync(path.join(root, '.tmp')), live(root)];
+  const termAt = async (args: string[], mark: string): Promise<{ sent: boolean; result: Awaited<ReturnType<typeof runCli>> }> => {
+    const { child, done } = spawnCli(args);
+    let sent = false;
+    child.stdout?.on('data', (d: string | Buffer) => {
+      if (!sent && d.toString().includes(mark)) {
+        sent = true;
+        child.kill('SIGTERM');
+      }
+    });
+    const result = await done;
+    return { sent, result };
+  };
+
   const before = state();
-  const { child, done } = spawnCli(['rollback', root]);
-  let sent = false;
-  child.stdout?.on('data', (d: string | Buffer) => {
-    if (!sent && d.toString().includes('checking release r1')) {
-      sent = true;
-      child.kill('SIGTERM');
-    }
-  });
-  const result = await done;
-  assert.ok(sent, `the check was never seen: ${result.stderr}`);
-  assert.equal(result.code, 143, result.stderr);
-  assert.match(result.stderr, /interrupted before the switch; nothing changed/);
+  const refused = await termAt(['rollback', root, '--verify', 'fail'], 'checking release r1');
+  assert.ok(refused.sent, `the check was never seen: ${refused.result.stdout}`);
+  assert.equal(refused.result.code, 143, refused.result.stderr);
+  assert.match(refused.result.stderr, /interrupted before the switch; nothing changed/);
   assert.equal(live(root), 'releases/r2');
   assert.deepEqual(state(), before);
+
+  const stood = await termAt(['rollback', root], 'checking release r1, now live');
+  assert.ok(stood.sent, `the check after the switch was never seen: ${stood.result.stdout}`);
+  assert.equal(stood.result.code, 143, stood.result.stderr);
+  assert.match(stood.result.stdout, /› release r1 is live \(rolled back from r2\)/);
+  assert.doesNotMatch(stood.result.stdout + stood.result.stderr, /matches its manifest|differs from/);
+  assert.equal(live(root), 'releases/r1');
+  const record = JSON.parse(fs.readFileSync(path.join(root, '.atomic-deploy/releases/r1.json'), 'utf8')) as { status?: string };
+  assert.equal(record.status, 'complete');
 });

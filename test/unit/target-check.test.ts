@@ -27,6 +27,7 @@ void test('the verdict: a match is a step, a difference warns or refuses, a rele
   const warned = targetCheckVerdict(differs, { ...base, mode: 'warn', where: 'web1: ' });
   assert.equal(warned.refusal, undefined);
   assert.equal(warned.warning?.message, 'web1: release r1 differs from its manifest (1 difference: added x.php); it goes live as it is');
+  assert.match(targetCheckVerdict(differs, { ...base, mode: 'warn', switched: true }).warning?.message ?? '', /; it is live as it is$/);
   const refused = targetCheckVerdict(differs, { ...base, mode: 'fail', dryRun: true });
   assert.equal(refused.warning, undefined);
   assert.match(refused.refusal?.message ?? '', /the rollback would refuse it, nothing was changed \(dry run\)$/);
