@@ -19,7 +19,7 @@ import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, ru
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
 import { checkAgainstManifest } from './verify-release.ts';
-import { checkTargetMode, targetCheckVerdict, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
+import { checkTargetMode, goesLive, targetCheckVerdict, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
 
 export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
@@ -35,9 +35,10 @@ export interface RollbackOptions extends ServingOptions {
   /** Decide the target and change nothing (not even take the lock). */
   dryRun?: boolean;
   /**
-   * Before the switch, re-hash the release rolled back to against its manifest: `warn` (default)
-   * names what differs and rolls back, `fail` refuses (RELEASE_DIFFERS, exit 5; a release with no
-   * trusted manifest: exit 2) with nothing changed, `off` skips the check.
+   * Re-hash the release rolled back to against its manifest: `warn` (default) once it is live and
+   * the lock released, naming what differs in a warning; `fail` before the switch, refusing
+   * (RELEASE_DIFFERS, exit 5; a release with no trusted manifest: exit 2) with nothing changed;
+   * `off` not at all.
    */
   verify?: TargetCheckMode;
 }
@@ -270,7 +271,7 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
 async function checkTarget(layout: Layout, target: string, mode: Exclude<TargetCheckMode, 'off'>, emit: EventSink, signal: AbortSignal | undefined, when: 'before' | 'after' | 'dry-run'): Promise<TargetCheck> {
   emit({ type: 'step', message: `checking release ${target}${when === 'after' ? ', now live,' : ''} against its manifest` });
   const dryRun = when === 'dry-run';
-  const goes = dryRun ? 'a rollback would put it live' : when === 'after' ? 'it is live' : 'it goes live';
+  const goes = goesLive(dryRun, when === 'after');
   let check;
   try {
     check = await checkAgainstManifest(layout, target, releasePath(layout, target), signal);

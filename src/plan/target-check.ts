@@ -52,6 +52,11 @@ export function differenceList(differences: readonly Difference[]): string {
   return more > 0 ? `${named.join(', ')} and ${more} more` : named.join(', ');
 }
 
+/** How the release goes live, in the verdict's words: `warn` checks once it is live (the switch never waits for a re-hash), the dry run and `fail` before. */
+export function goesLive(dryRun: boolean, switched: boolean): string {
+  return dryRun ? 'a rollback would put it live' : switched ? 'it is live' : 'it goes live';
+}
+
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /**
@@ -60,8 +65,7 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
  */
 export function targetCheckVerdict(found: CheckFound, options: { release: string; mode: Exclude<TargetCheckMode, 'off'>; dryRun: boolean; verifyCommand: string; where?: string; switched?: boolean }): TargetVerdict {
   const { release, mode, dryRun, verifyCommand } = options;
-  // `warn` checks once the release is live (the switch never waits for a re-hash), the dry run and `fail` before.
-  const goes = dryRun ? 'a rollback would put it live' : options.switched === true ? 'it is live' : 'it goes live';
+  const goes = goesLive(dryRun, options.switched === true);
   const where = options.where ?? '';
   const unchanged = dryRun ? 'nothing was changed (dry run)' : 'nothing was changed';
   if (found.kind === 'checked') {

@@ -17,7 +17,7 @@ import { connectionLost, remoteError, withOsReason, type RunningRemote } from '.
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
-import { checkTargetMode, targetCheckVerdict, type CheckFound, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
+import { checkTargetMode, goesLive, targetCheckVerdict, type CheckFound, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
 import { checkHostRelease } from './verify.ts';
 import { spentReserveWarning } from '../act/reserve.ts';
 
@@ -28,7 +28,7 @@ export interface FleetRollbackOptions extends FleetOptions, ServingOptions {
   reason?: string;
   /** Read every host and say which release each would go to; change nothing (no lock, no recovery). */
   dryRun?: boolean;
-  /** The release each moving host goes to, re-hashed there against its manifest before any host switches (ops/rollback.ts). */
+  /** The release each moving host goes to, re-hashed there against its manifest: after the rollback with `warn` (default), before any host switches with `fail` (ops/rollback.ts). */
   verify?: TargetCheckMode;
 }
 
@@ -157,7 +157,7 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
   const checkTargets = async (hosts: readonly HostRun[], id: string, when: 'before' | 'after' | 'dry-run'): Promise<void> => {
     if (mode === 'off') return;
     const dryRun = when === 'dry-run';
-    const goes = dryRun ? 'a rollback would put it live' : when === 'after' ? 'it is live' : 'it goes live';
+    const goes = goesLive(dryRun, when === 'after');
     // The host's messages begin with its name; the verdict puts it back where it belongs.
     const withoutHost = (message: string, host: string): string => (message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message);
     await fleet.each(
