@@ -7,6 +7,7 @@ export { listReleases, type ReleaseInfo, type ReleasesResult } from './ops/relea
 export { status, type StatusOptions, type StatusResult, type LockStatus } from './ops/status.ts';
 export { verify, type VerifyOptions, type VerifyResult } from './ops/verify-release.ts';
 export type { Difference, DifferenceKind } from './plan/manifest.ts';
+export type { TargetCheck, TargetCheckMode } from './plan/target-check.ts';
 export { unlock, type UnlockOptions, type UnlockResult } from './ops/unlock.ts';
 export type { OperationEvent, EventSink } from './ops/events.ts';
 export {

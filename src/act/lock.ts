@@ -214,16 +214,34 @@ export function lockDirOwnerAlive(dir: string): boolean {
 }
 
 /** Reads and judges the lock of a root; undefined when nobody holds it. */
+/** A synchronous pause of a few ms for inspectLock's second look (Atomics.wait on a word nobody sets). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 export function inspectLock(layout: Layout): LockInfo | undefined {
   let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(layout.lock);
-  } catch (error) {
-    if (errnoOf(error) === 'ENOENT') return undefined;
-    throw error;
+  let owner: LockOwner | null;
+  // The owner is read by path after the lstat: a takeover between the two (the stale lock moved
+  // aside, the winner's renamed in) would pair one lock's times with another's owner, or with none,
+  // and a young lock with no owner is held: a contender would exit 3 naming "an unknown process".
+  // So the lock is read until the one in place after the owner read is the one lstat saw; and a
+  // directory found without an owner is read again a few ms later, since the inode of a lock moved
+  // aside and deleted can be the next one's (a bash tool's lock being filled in is ownerless that
+  // long too, and held either way).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      stat = fs.lstatSync(layout.lock);
+    } catch (error) {
+      if (errnoOf(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+    owner = stat.isDirectory() ? parseOwner(layout.lock, stat) : lockFileOwner(layout.lock, stat);
+    if (attempt >= 8) break;
+    const after = fs.lstatSync(layout.lock, { throwIfNoEntry: false });
+    if (after?.ino !== stat.ino || after.dev !== stat.dev) continue;
+    if (owner !== null || !stat.isDirectory() || attempt >= 3) break;
+    Atomics.wait(PAUSE, 0, 0, 2);
   }
   const notADirectory = !stat.isDirectory();
-  const owner = notADirectory ? lockFileOwner(layout.lock, stat) : parseOwner(layout.lock, stat);
   const createdAtMs = stat.mtimeMs;
   const verdict = judgeOwner(owner, createdAtMs, notADirectory);
   const mtimeS = Math.floor(stat.mtimeMs / 1000);
