@@ -848,10 +848,13 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         failures += armedHosts.filter(failedNow).length;
       }
       const failedHere = wave.filter(failedNow).map((h) => h.label);
+      // Prepared and armed, then never sent `go` (the budget ran out, or a signal came): not switched, and not failed either.
+      const notSwitched = wave.filter((h) => per.get(h)?.phase === 'armed' && !failedNow(h)).map((h) => h.label);
+      const healthy = wave.length - failedHere.length - notSwitched.length;
       row.durationMs = Math.round(performance.now() - waveStarted);
       row.result = failedHere.length === 0 ? 'ok' : 'failed';
       row.failed = failedHere;
-      emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${wave.length - failedHere.length} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
+      emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${healthy} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''}${notSwitched.length > 0 ? `, not switched: ${notSwitched.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
       if (interrupted || overBudget(failures, budget)) break;
     }
     options.signal?.removeEventListener('abort', onSignal);
@@ -873,7 +876,9 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         // A signal after the last wave's switch said the switch stands: a host that switched and then
         // went silent stands with it (on the release, unverified), as a local deploy's does.
         const stands = signalSaid && p?.phase === 'unreachable';
-        return { host: h.label, switched: didSwitch, lost: isLost(p) && !stands, ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch), failed: h.error !== undefined && !didSwitch };
+        // Armed and never sent `go` (its wave stopped when the budget ran out): not deployed, but it did not fail.
+        const neverSent = p?.phase === 'armed' && h.error === undefined;
+        return { host: h.label, switched: didSwitch, lost: isLost(p) && !stands, ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch) || neverSent, failed: h.error !== undefined && !didSwitch };
       }),
       options.onFailure ?? 'rollback',
       interrupted ? -1 : budget,
@@ -1088,7 +1093,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const kept = liveOn === fleet.hosts.length ? `release ${releaseId} is live on every host, the failed ones included (--on-failure keep)` : `release ${releaseId} is live on ${liveOn} of ${fleet.hosts.length} hosts (--on-failure keep)`;
     // Not every host went back (one lost after its switch stays on it until a command reaches it): say which did, and why.
     const sentBack = fleet.hosts.filter((h) => outcomeOf(per.get(h)) === 'switched-back').map((h) => h.label);
-    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : `release ${releaseId} did not switch everywhere`;
+    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : switched.length === 0 ? 'nothing was switched' : `release ${releaseId} did not switch everywhere`;
     throw fleetError(fleet.hosts, keep ? kept : summary, { ...result });
   } finally {
     hashing.abort();

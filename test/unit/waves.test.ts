@@ -55,7 +55,13 @@ void test('the budget: within it only failed hosts go back; beyond it (or with a
         if (h.lost) assert.equal(words, 0, 'a lost host gets no word');
         if (d.commit.includes(h.host) || d.back.includes(h.host)) assert.ok(h.switched);
       }
-      if (failures.length <= budget && !anySkipped) {
+      const anyHealthy = hosts.some((h) => h.switched && !h.lost && h.health !== 'failed');
+      if (!anySkipped && failures.length > 0 && !anyHealthy) {
+        // No host left healthy on the release: never a success, whatever the budget.
+        assert.equal(d.ok, false);
+        assert.deepEqual(d.tolerated, [], 'a rollout that reached no host healthy tolerates nothing');
+        if (policy === 'rollback') assert.deepEqual(d.commit, []);
+      } else if (failures.length <= budget && !anySkipped) {
         // Within budget: every healthy switched host commits, every failed one is not committed.
         for (const h of hosts) if (h.switched && !h.lost && h.health !== 'failed') assert.ok(d.commit.includes(h.host));
         for (const h of failures) assert.ok(!d.commit.includes(h.host));
@@ -66,6 +72,21 @@ void test('the budget: within it only failed hosts go back; beyond it (or with a
       }
     }),
   );
+});
+
+void test('every host failed: beyond any budget, --max-fail 100% included (exit 0 had said it deployed to none)', () => {
+  const sick = [
+    { host: 'a', switched: true, lost: false, health: 'failed' as const },
+    { host: 'b', switched: false, lost: false, failed: true },
+    { host: 'c', switched: true, lost: false, health: 'failed' as const },
+  ];
+  const all = failureBudget(parseMaxFail('100%') as Size, sick.length);
+  assert.equal(all, 3);
+  assert.deepEqual(decideAfterSwitch(sick, 'rollback', all), { ok: false, commit: [], back: ['a', 'c'], undo: ['b'], reason: 'the health check failed on a, c; the switch did not complete on b: no host passed, which no failure budget tolerates', tolerated: [] });
+  assert.deepEqual(decideAfterSwitch(sick, 'keep', all).commit, ['a', 'c'], 'keep leaves the switched hosts where they are, as beyond any budget');
+  // Control: one healthy host, and the same budget tolerates the others.
+  const one = [...sick.slice(0, 2), { host: 'c', switched: true, lost: false, health: 'ok' as const }];
+  assert.deepEqual(decideAfterSwitch(one, 'rollback', all), { ok: false, commit: ['c'], back: ['a'], undo: ['b'], reason: 'the health check failed on a; the switch did not complete on b', tolerated: ['a', 'b'] });
 });
 
 void test('the config file takes the same keys, checked the same way', () => {

@@ -1,0 +1,111 @@
+// The failure budget's edges over three namespace hosts: a budget as large as the fleet
+// (`--max-fail 100%`) with every host failing, and a budget spent in the last wave by a host whose
+// before-switch hook fails while another host of that wave is armed and never sent its switch.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
+import { fleetSuite } from '../harness/fleet-suite.ts';
+
+interface HostJson {
+  host: string;
+  outcome: string;
+  current: string | null;
+  leftovers: boolean;
+  error?: { code: string; message: string };
+}
+interface DeployJson {
+  release?: string;
+  hosts: HostJson[];
+  waves?: { wave: number; hosts: string[]; result: string; failed?: string[] }[];
+  tolerated?: string[];
+  error?: { code: string; message: string; hint?: string };
+}
+
+const { fleet, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
+const newRoot = rootNamer('b');
+
+function site(t: { after(fn: () => void): void }, version: string): string {
+  return writeTree(tempDir(t, 'fleet-budget-'), { 'index.html': `<h1>${version}</h1>\n` });
+}
+
+/** Fails on a host whose /srv holds a file named `sick`. */
+const CHECK = 'test ! -e /srv/sick';
+const HEALTH = ['--health-check', CHECK, '--health-timeout', '1'];
+
+function sick(t: { after(fn: () => void): void }, h: FleetHost): void {
+  fs.writeFileSync(path.join(h.srvDir, 'sick'), '');
+  t.after(() => fs.rmSync(path.join(h.srvDir, 'sick'), { force: true }));
+}
+
+/** Every host on `release`, with no lock, journal or release of the failed deploy left. */
+function assertOn(on: (h: FleetHost) => string, release: string, failed: string | undefined, keptFailed: boolean): void {
+  for (const h of fleet.hosts) {
+    const dir = on(h);
+    assert.equal(current(dir), release, `${h.alias} is on the release it had`);
+    assert.equal(fs.existsSync(path.join(dir, '.deploy.lock')), false, `${h.alias}: lock released`);
+    assert.equal(fs.existsSync(path.join(dir, '.atomic-deploy', 'journal.json')), false, `${h.alias}: no journal`);
+    if (failed !== undefined && !keptFailed) assert.equal(fs.existsSync(path.join(dir, 'releases', failed)), false, `${h.alias}: the release that never switched is removed`);
+  }
+}
+
+void describe('the failure budget at its edges', () => {
+  // Old code: exit 0, `tolerated` naming every host, and "deployed <id> to 0 of 3 hosts".
+  void test('--max-fail 100% and every host fails its health check: not a success (exit 4, every host back)', async (t) => {
+    const { root, on } = newRoot('all-sick');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    for (const h of fleet.hosts) sick(t, h);
+    const r = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--max-fail', '100%', ...HEALTH, '--json']);
+    assert.equal(r.code, 4, r.stdout + r.stderr);
+    const j = jsonOf<DeployJson>(r);
+    assert.equal(j.error?.code, 'ROLLED_BACK');
+    assert.match(j.error?.message ?? '', /no host passed, which no failure budget tolerates/);
+    assert.deepEqual(j.tolerated, []);
+    assert.deepEqual(j.hosts.map((h) => [h.host, h.outcome, h.current]), fleet.hosts.map((h) => [h.alias, 'switched-back', v1]));
+    assertOn(on, v1, undefined, true);
+    const human = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--max-fail', '100%', ...HEALTH]);
+    assert.equal(human.code, 4, human.stdout + human.stderr);
+    assert.doesNotMatch(human.stdout + human.stderr, /deployed \S+ to 0 of 3 hosts|within the failure budget/);
+    assertOn(on, v1, undefined, true);
+  });
+
+  void test('--max-fail 100% and every host fails its before-switch hook: nothing was switched (exit 1), not a deploy to none', async (t) => {
+    const { root, on } = newRoot('all-hook');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    for (const h of fleet.hosts) sick(t, h);
+    const r = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--max-fail', '3', '--before-switch', CHECK, '--json']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const j = jsonOf<DeployJson>(r);
+    assert.equal(j.error?.code, 'HOOK_FAILED');
+    assert.match(j.error?.message ?? '', /^nothing was switched: host\d: before-switch hook/);
+    assert.deepEqual(j.hosts.map((h) => [h.host, h.outcome, h.current, h.error?.code]), fleet.hosts.map((h) => [h.alias, 'unchanged', v1, 'HOOK_FAILED']));
+    assertOn(on, v1, j.release, false);
+  });
+
+  // Old code: `the switch did not complete on host2, host3` (host2 was prepared and never sent its
+  // switch), and the wave's line said `1 of 2 hosts switched and healthy`.
+  void test('the budget spent in the last wave by a before-switch hook: only that host is named failed, the first wave goes back, status finds one release and no leftovers', async (t) => {
+    const { root, on } = newRoot('last');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    sick(t, fleet.hosts[2] as FleetHost);
+    const args = ['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--before-switch', CHECK];
+    const r = await cli([...args, '--json']);
+    assert.equal(r.code, 4, r.stdout + r.stderr);
+    const j = jsonOf<DeployJson>(r);
+    assert.equal(j.error?.code, 'ROLLED_BACK');
+    assert.equal(j.error?.message, `release ${String(j.release)} was switched back on every host: the switch did not complete on host3`);
+    assert.deepEqual(j.waves?.map((w) => [w.result, w.failed]), [['ok', []], ['failed', ['host3']]]);
+    assert.deepEqual(j.hosts.map((h) => [h.host, h.outcome, h.current, h.leftovers]), [['host1', 'switched-back', v1, false], ['host2', 'unchanged', v1, false], ['host3', 'unchanged', v1, false]]);
+    assert.equal(j.hosts[2]?.error?.code, 'HOOK_FAILED');
+    assertOn(on, v1, undefined, true);
+    const human = await cli(args);
+    assert.equal(human.code, 4, human.stdout + human.stderr);
+    assert.match(human.stdout, /wave 2 of 2: 0 of 2 hosts switched and healthy, failed: host3, not switched: host2 /);
+    const status = await cli(['status', root, ...hostArgs]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^all 3 hosts on ${v1}$`, 'm'));
+    assert.doesNotMatch(status.stdout, /recovered|leftover/);
+  });
+});
