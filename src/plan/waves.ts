@@ -80,3 +80,12 @@ export function failureBudget(maxFail: Size | undefined, total: number): number 
 export function overBudget(failures: number, budget: number): boolean {
   return failures > budget;
 }
+
+/**
+ * A percentage budget that rounds down to no host at all (`--max-fail 10%` of 3 hosts): said, since
+ * the rollout is then all-or-nothing although a budget was given. Undefined otherwise.
+ */
+export function budgetWarning(maxFail: Size | undefined, total: number): string | undefined {
+  if (maxFail === undefined || !('percent' in maxFail) || failureBudget(maxFail, total) > 0) return undefined;
+  return `--max-fail ${maxFail.percent}% of ${total} host${total === 1 ? '' : 's'} rounds down to 0: the first failed host stops the rollout (give a number of hosts, --max-fail 1, to tolerate one)`;
+}

@@ -20,7 +20,7 @@ import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
-import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
+import { budgetWarning, failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, withLists, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, closedBuildWarning, closedDirectoryFix, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { lastLive, selectPrune } from '../plan/releases.ts';
@@ -391,6 +391,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   for (const message of topWarnings) emit({ type: 'warning', message });
+  const rounded = budgetWarning(options.maxFail, fleet.hosts.length);
+  if (rounded !== undefined) emit({ type: 'warning', message: rounded });
   const fleetToken = randomBytes(12).toString('hex');
   // In every host's journal: a crash leaves each host the names of the others, whose state then decides (plan/fleet.ts).
   const fleetHosts = fleet.hosts.map((h) => h.label);
@@ -1267,6 +1269,8 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
   for (const message of buildTopWarnings(topNames(scan.entries))) fleet.emit({ type: 'warning', message });
   const closed = closedBuildWarning(regularFiles(scan.entries), closedDirectoryFix(sourceReal));
   if (closed !== undefined) fleet.emit({ type: 'warning', message: closed });
+  const rounded = budgetWarning(options.maxFail, fleet.hosts.length);
+  if (rounded !== undefined) fleet.emit({ type: 'warning', message: rounded });
   const rows = new Map<HostRun, Omit<FleetDeployPlanHost, 'host' | 'root' | 'path' | 'error'>>();
   const uses = new Map<HostRun, ProcessUse[] | undefined>();
   const notes = new Map<HostRun, string[]>();

@@ -84,6 +84,23 @@ void describe('the failure budget at its edges', () => {
     assertOn(on, v1, j.release, false);
   });
 
+  // Old code: `--wave-pause 30` without --waves deployed in one wave, exit 0, with no word that
+  // there was no pause; `--max-fail 10%` of 3 hosts was all-or-nothing without a word.
+  void test('--wave-pause without --waves is refused (exit 2, no host touched); a --max-fail percentage that rounds to 0 hosts is said', async (t) => {
+    const { root, on } = newRoot('idle');
+    const r = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--wave-pause', '30']);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /^error: --wave-pause applies only with --waves; without them it would change nothing$/m);
+    assert.match(r.stderr, /^hint: add --waves <sizes> \(for example 1,10%,100%; or waves: in the config\), or leave out --wave-pause$/m);
+    for (const h of fleet.hosts) assert.equal(fs.existsSync(on(h)), false, `${h.alias}: nothing made`);
+    const dry = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--max-fail', '10%', '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stderr, /warning: --max-fail 10% of 3 hosts rounds down to 0: the first failed host stops the rollout/);
+    const counted = await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--max-fail', '34%', '--dry-run']);
+    assert.equal(counted.code, 0, counted.stderr);
+    assert.doesNotMatch(counted.stderr, /rounds down/, '34% of 3 is one host');
+  });
+
   // Old code: `the switch did not complete on host2, host3` (host2 was prepared and never sent its
   // switch), and the wave's line said `1 of 2 hosts switched and healthy`.
   void test('the budget spent in the last wave by a before-switch hook: only that host is named failed, the first wave goes back, status finds one release and no leftovers', async (t) => {

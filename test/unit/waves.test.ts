@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
 import { parseConfig } from '../../src/plan/config.ts';
 import { decideAfterSwitch, hostFailed } from '../../src/plan/fleet.ts';
-import { failureBudget, overBudget, parseMaxFail, parseWaves, planWaves, splitWaves, type Size } from '../../src/plan/waves.ts';
+import { budgetWarning, failureBudget, overBudget, parseMaxFail, parseWaves, planWaves, splitWaves, type Size } from '../../src/plan/waves.ts';
 
 const sizeArb: fc.Arbitrary<Size> = fc.oneof(fc.integer({ min: 1, max: 30 }).map((count) => ({ count })), fc.integer({ min: 1, max: 100 }).map((percent) => ({ percent })));
 
@@ -87,6 +87,14 @@ void test('every host failed: beyond any budget, --max-fail 100% included (exit 
   // Control: one healthy host, and the same budget tolerates the others.
   const one = [...sick.slice(0, 2), { host: 'c', switched: true, lost: false, health: 'ok' as const }];
   assert.deepEqual(decideAfterSwitch(one, 'rollback', all), { ok: false, commit: ['c'], back: ['a'], undo: ['b'], reason: 'the health check failed on a; the switch did not complete on b', tolerated: ['a', 'b'] });
+});
+
+void test('a percentage budget that rounds down to no host is said; one that leaves a host, a count, or no budget is not', () => {
+  assert.equal(budgetWarning(parseMaxFail('10%') as Size, 3), '--max-fail 10% of 3 hosts rounds down to 0: the first failed host stops the rollout (give a number of hosts, --max-fail 1, to tolerate one)');
+  assert.equal(budgetWarning(parseMaxFail('10%') as Size, 10), undefined);
+  assert.equal(budgetWarning(parseMaxFail('0') as Size, 3), undefined, 'a budget of 0 asked for');
+  assert.equal(budgetWarning(parseMaxFail('0%') as Size, 3), undefined);
+  assert.equal(budgetWarning(undefined, 3), undefined);
 });
 
 void test('the config file takes the same keys, checked the same way', () => {
