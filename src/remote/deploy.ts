@@ -816,7 +816,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     // made a healthy host look broken).
     const failedNow = (h: HostRun): boolean => {
       const p = per.get(h);
-      if (p?.phase === 'armed') return h.error !== undefined;
+      // Not started (the wave stopped at the failure that spent the budget, --parallel hosts at a time), or armed and never sent `go`.
+      if (p === undefined || p.phase === 'armed') return h.error !== undefined;
       return h.error !== undefined || p?.phase !== 'verified' || p.health === 'failed';
     };
     for (const [i, { hosts: wave, row }] of rollout.entries()) {
@@ -851,7 +852,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       }
       const failedHere = wave.filter(failedNow).map((h) => h.label);
       // Prepared and armed, then never sent `go` (the budget ran out, or a signal came): not switched, and not failed either.
-      const notSwitched = wave.filter((h) => per.get(h)?.phase === 'armed' && !failedNow(h)).map((h) => h.label);
+      const notSwitched = wave.filter((h) => (per.get(h) === undefined || per.get(h)?.phase === 'armed') && !failedNow(h)).map((h) => h.label);
       const healthy = wave.length - failedHere.length - notSwitched.length;
       row.durationMs = Math.round(performance.now() - waveStarted);
       row.result = failedHere.length === 0 ? 'ok' : 'failed';
@@ -878,8 +879,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         // A signal after the last wave's switch said the switch stands: a host that switched and then
         // went silent stands with it (on the release, unverified), as a local deploy's does.
         const stands = signalSaid && p?.phase === 'unreachable';
-        // Armed and never sent `go` (its wave stopped when the budget ran out): not deployed, but it did not fail.
-        const neverSent = p?.phase === 'armed' && h.error === undefined;
+        // Not started, or armed and never sent `go` (its wave stopped when the budget ran out): not deployed, but it did not fail.
+        const neverSent = (p === undefined || p.phase === 'armed') && h.error === undefined;
         return { host: h.label, switched: didSwitch, lost: isLost(p) && !stands, ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch) || neverSent, failed: h.error !== undefined && !didSwitch };
       }),
       options.onFailure ?? 'rollback',
@@ -1040,7 +1041,18 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }), ...(lastWaveSwitching && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
-      throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
+      // A host whose connection went after its switch (or with `go` on its way) got no word: it was not switched back.
+      const lostOnIt = keep ? [] : hostRows.filter((r) => r.outcome === 'switched' || r.outcome === 'unknown');
+      const first = fleet.hosts.find((h) => h.label === lostOnIt[0]?.host);
+      if (first === undefined) throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
+      const be = (hosts: readonly string[]): string => (hosts.length === 1 ? 'is' : 'are');
+      const onIt = lostOnIt.filter((r) => r.outcome === 'switched').map((r) => r.host);
+      const maybe = lostOnIt.filter((r) => r.outcome === 'unknown').map((r) => r.host);
+      const where = [
+        onIt.length > 0 ? `${onIt.join(', ')} ${be(onIt)} still on ${releaseId} (the connection was lost after the switch)` : '',
+        maybe.length > 0 ? `whether ${maybe.join(', ')} ${be(maybe)} on ${releaseId} is not known (the connection was lost with a switch word on its way)` : '',
+      ].filter(Boolean);
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every other switched host was switched back from ${releaseId}; ${where.join('; ')}`, { signal: sig, hint: fleetStatusHint(fleet.hosts, first), details: { ...result } });
     }
     // Hosts another command took over before this one's last word (it was silent past its lease):
     // what they serve is that command's doing, so this deploy cannot say where its release is live.

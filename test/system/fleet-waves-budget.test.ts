@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
@@ -24,7 +24,7 @@ interface DeployJson {
   error?: { code: string; message: string; hint?: string };
 }
 
-const { fleet, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
+const { fleet, env, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
 const newRoot = rootNamer('b');
 
 function site(t: { after(fn: () => void): void }, version: string): string {
@@ -38,6 +38,18 @@ const HEALTH = ['--health-check', CHECK, '--health-timeout', '1'];
 function sick(t: { after(fn: () => void): void }, h: FleetHost): void {
   fs.writeFileSync(path.join(h.srvDir, 'sick'), '');
   t.after(() => fs.rmSync(path.join(h.srvDir, 'sick'), { force: true }));
+}
+
+/** The deploying side's ssh master connections to `alias` (its ControlMaster client). */
+function sshMasters(alias: string): number[] {
+  return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((p) => {
+    try {
+      const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return path.basename(argv[0] ?? '') === 'ssh' && argv.includes('ControlMaster=yes') && argv.includes(alias) ? [Number(p)] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** Every host on `release`, with no lock, journal or release of the failed deploy left. */
@@ -124,5 +136,57 @@ void describe('the failure budget at its edges', () => {
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`^all 3 hosts on ${v1}$`, 'm'));
     assert.doesNotMatch(status.stdout, /recovered|leftover/);
+  });
+
+  // Old code: with --parallel 1 the wave stopped at host2's failure and host3, never started, was
+  // listed failed too (`failed: host2, host3`, `the switch did not complete on host2, host3`).
+  void test('--parallel 1: a host of the last wave never started once the budget was spent is not named failed', async (t) => {
+    const { root, on } = newRoot('serial');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    sick(t, fleet.hosts[1] as FleetHost);
+    const r = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--parallel', '1', '--before-switch', CHECK, '--json']);
+    assert.equal(r.code, 4, r.stdout + r.stderr);
+    const j = jsonOf<DeployJson>(r);
+    assert.deepEqual(j.waves?.map((w) => [w.result, w.failed]), [['ok', []], ['failed', ['host2']]]);
+    assert.equal(j.error?.message, `release ${String(j.release)} was switched back on every host: the switch did not complete on host2`);
+    assert.deepEqual(j.hosts.map((h) => [h.host, h.outcome, h.current, h.leftovers, h.error?.code]), [['host1', 'switched-back', v1, false, undefined], ['host2', 'unchanged', v1, false, 'HOOK_FAILED'], ['host3', 'unchanged', v1, false, undefined]]);
+    assertOn(on, v1, undefined, true);
+  });
+
+  // Old code: `interrupted by SIGINT during the rollout; every switched host was switched back from
+  // <id>`, while host2, whose connection was lost after its switch (within the budget), got no word
+  // and stayed on <id>.
+  void test('a signal in the pause after a wave whose host was lost after its switch: the error says that host is still on the release, and status brings it back', async (t) => {
+    const { root, on } = newRoot('lost-pause');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    const host2 = fleet.hosts[1] as FleetHost;
+    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '2,100%', '--max-fail', '1', '--health-check', 'sleep 3', '--wave-pause', '60'], { env, timeoutMs: 120_000 });
+    let said = '';
+    run.child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
+    const until = async (what: string, done: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 60_000;
+      while (!done()) {
+        if (Date.now() > deadline || run.child.exitCode !== null) throw new Error(`never ${what}:\n${said}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await until('switched host2', () => current(on(host2)) !== v1);
+    // Its master connection (the deploying side's ssh client for host2) dies during its health check.
+    for (const pid of sshMasters('host2')) process.kill(pid, 'SIGKILL');
+    await until('paused', () => /pausing 60 s before wave 2/.test(said));
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    assert.equal(r.code, 130, r.stdout + r.stderr);
+    const v2 = current(on(host2));
+    assert.notEqual(v2, v1, 'host2 got no word: it is still on the new release');
+    assert.match(r.stderr, new RegExp(`^error: interrupted by SIGINT during the rollout; every other switched host was switched back from ${String(v2)}; host2 is still on ${String(v2)} \\(the connection was lost after the switch\\)$`, 'm'));
+    const hint = /^hint: find out and reconcile on every host of this deploy \(recovery needs all of them\): (atomic-deploy status .*)$/m.exec(r.stderr);
+    assert.ok(hint?.[1], r.stderr);
+    assert.equal(current(on(fleet.hosts[0] as FleetHost)), v1);
+    // The hint's command, as pasted (the CLI's own environment: its ssh config).
+    const words = (hint[1] ?? '').split(' ').slice(1);
+    const status = await cli(words);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.match(status.stdout, new RegExp(`^all 3 hosts on ${v1}$`, 'm'));
   });
 });
