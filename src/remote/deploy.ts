@@ -811,6 +811,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const ran = new Set<HostRun>();
     let failures = 0;
     let interrupted = false;
+    /** The wave, not the last, in which every host failed: the rollout stopped after it. */
+    let wholeWaveFailed: number | undefined;
     // Failed in its wave: anything but switched, reachable and healthy. A host left armed because
     // the budget ran out before its switch did not fail: it was not switched (listed as failed, it
     // made a healthy host look broken).
@@ -859,6 +861,13 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       row.failed = failedHere;
       emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${healthy} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''}${notSwitched.length > 0 ? `, not switched: ${notSwitched.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
       if (interrupted || overBudget(failures, budget)) break;
+      // As Ansible ends a play whose whole batch failed: a wave in which no host passed (a canary)
+      // is not rolled out further, whatever the budget has left.
+      if (failedHere.length === wave.length && i < rollout.length - 1) {
+        wholeWaveFailed = i + 1;
+        emit({ type: 'warning', message: `every host of wave ${i + 1} failed: the rollout stops here, whatever the failure budget` });
+        break;
+      }
     }
     options.signal?.removeEventListener('abort', onSignal);
     while (marks.length < 3) mark();
@@ -895,7 +904,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         return labels.includes(h.label) && p?.phase === 'verified' ? [{ h, p }] : [];
       });
     const healthFailed = fleet.hosts.some((h) => healthOf(per.get(h)) === 'failed');
-    const reason = decision.reason;
+    const reason = wholeWaveFailed === undefined || decision.ok ? decision.reason : `${decision.reason}; every host of wave ${wholeWaveFailed} failed, which stops the rollout whatever the failure budget`;
     const now = (): string => new Date().toISOString();
     const staleReports = new Map<HostRun, StaleReport>();
     // Committed hosts whose scan never answered (`--stale fail` cannot vouch for them).

@@ -69,7 +69,8 @@ void describe('the failure budget at its edges', () => {
     const { root, on } = newRoot('all-sick');
     const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
     for (const h of fleet.hosts) sick(t, h);
-    const r = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--max-fail', '100%', ...HEALTH, '--json']);
+    // One wave: a wave of its own that fails as a whole stops a rollout before its last wave (below).
+    const r = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--max-fail', '100%', ...HEALTH, '--json']);
     assert.equal(r.code, 4, r.stdout + r.stderr);
     const j = jsonOf<DeployJson>(r);
     assert.equal(j.error?.code, 'ROLLED_BACK');
@@ -188,5 +189,27 @@ void describe('the failure budget at its edges', () => {
     const status = await cli(words);
     assert.equal(status.code, 0, status.stdout + status.stderr);
     assert.match(status.stdout, new RegExp(`^all 3 hosts on ${v1}$`, 'm'));
+  });
+
+  // Old code: the canary failed its check, the budget had room, and the release went on to every
+  // other host (exit 0, `deployed <id> to 2 of 3 hosts (not on: host1)`).
+  void test('every host of a wave that is not the last fails (a canary) within the budget: the rollout stops there and goes back (exit 4)', async (t) => {
+    const { root, on } = newRoot('canary');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    sick(t, fleet.hosts[0] as FleetHost);
+    const r = await cli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--max-fail', '1', ...HEALTH, '--json']);
+    assert.equal(r.code, 4, r.stdout + r.stderr);
+    const j = jsonOf<DeployJson>(r);
+    assert.deepEqual(j.waves?.map((w) => w.result), ['failed', 'skipped']);
+    assert.equal(j.error?.message, `release ${String(j.release)} was switched back on every host: the health check failed on host1; every host of wave 1 failed, which stops the rollout whatever the failure budget`);
+    assert.deepEqual(j.hosts.map((h) => [h.host, h.outcome, h.current]), [['host1', 'switched-back', v1], ['host2', 'unchanged', v1], ['host3', 'unchanged', v1]]);
+    assertOn(on, v1, undefined, true);
+    for (const h of fleet.hosts.slice(1)) assert.deepEqual(fs.readdirSync(path.join(on(h), 'releases')), [v1], `${h.alias}: its wave never ran`);
+    // Control: the same budget with the sick host in the last wave tolerates it, and the rest commit.
+    fs.rmSync(path.join((fleet.hosts[0] as FleetHost).srvDir, 'sick'));
+    sick(t, fleet.hosts[2] as FleetHost);
+    const ok = await cli(['deploy', site(t, 'v3'), root, ...hostArgs, '--waves', '1,100%', '--max-fail', '1', ...HEALTH, '--json']);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.deepEqual(jsonOf<DeployJson>(ok).tolerated, ['host3']);
   });
 });
