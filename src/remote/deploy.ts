@@ -1116,8 +1116,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const kept = liveOn === fleet.hosts.length ? `release ${releaseId} is live on every host, the failed ones included (--on-failure keep)` : `release ${releaseId} is live on ${liveOn} of ${fleet.hosts.length} hosts (--on-failure keep)`;
     // Not every host went back (one lost after its switch stays on it until a command reaches it): say which did, and why.
     const sentBack = fleet.hosts.filter((h) => outcomeOf(per.get(h)) === 'switched-back').map((h) => h.label);
-    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : switched.length === 0 ? 'nothing was switched' : `release ${releaseId} did not switch everywhere`;
-    throw fleetError(fleet.hosts, keep ? kept : summary, { ...result });
+    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : switched.length === 0 && !fleet.hosts.some((h) => isLost(per.get(h))) ? 'nothing was switched' : `release ${releaseId} did not switch everywhere`;
+    // Kept past the budget on purpose: the way back, when no host's own error says what to run.
+    const first = fleet.hosts[0];
+    const wayBack = keep && liveOn > 0 && first !== undefined && !fleet.hosts.some((h) => h.error?.hint !== undefined) ? `to take the hosts back to the release they had: ${rollbackCommand(fleet.hosts, first)}` : undefined;
+    throw fleetError(fleet.hosts, keep ? kept : summary, { ...result }, wayBack);
   } finally {
     hashing.abort();
     options.signal?.removeEventListener('abort', onSignal);
@@ -1210,6 +1213,12 @@ export function releaseIdTakenOn(hosts: readonly { label: string; root: string }
  */
 export function fleetStatusHint(hosts: readonly { label: string; root: string }[], lost: { root: string }): string {
   return `find out and reconcile on every host of this deploy (recovery needs all of them): ${statusCommand(hosts, lost)}`;
+}
+
+/** The fleet `rollback` of this deploy's hosts, or how to run it when their roots differ. */
+function rollbackCommand(hosts: readonly { label: string; root: string }[], one: { root: string }): string {
+  if (hosts.some((x) => x.root !== one.root)) return 'run atomic-deploy rollback with the same hosts and config as this deploy';
+  return `atomic-deploy rollback ${shellWord(one.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
 }
 
 /** The `status` that recovers this deploy's hosts together, or how to run it when their roots differ. */
