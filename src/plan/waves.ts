@@ -63,7 +63,8 @@ export function splitWaves<T>(hosts: readonly T[], sizes: readonly Size[]): T[][
 /** `--max-fail 2` or `--max-fail 5%` (of all hosts, rounded down; 0 allowed): the size, or the problem. */
 export function parseMaxFail(text: string): Size | string {
   const t = text.trim();
-  if (t === '0' || t === '0%') return { count: 0 };
+  // Zero however it is written in digits (`00`, `0.0%`): the budget of an all-or-nothing rollout.
+  if (/^0+$/.test(t) || /^0+(?:\.0+)?%$/.test(t)) return { count: 0 };
   const size = parseSize(t);
   // A budget may be 0, where a wave may not: the message parseSize gives says ">= 1".
   if (typeof size !== 'string') return size;

@@ -499,14 +499,17 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     }
   };
 
+  /** The rollout's waves once they are planned (`--waves`): a rollout stopped in its first wave shows them too. */
+  let waveRows: FleetWave[] | undefined;
   const abortAll = async (why: string): Promise<never> => {
     emit({ type: 'step', message: `phase 1 failed (${why}): no host switches; cleaning up` });
     await Promise.all(fleet.hosts.map((h) => abortHost(h)));
+    const waves = waveRows === undefined ? {} : { waves: waveRows };
     if (options.signal?.aborted) {
       const sig = signalOf(options.signal.reason);
-      throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report() } });
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report(), ...waves } });
     }
-    throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report() });
+    throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report(), ...waves });
   };
 
   const marks: number[] = [];
@@ -808,6 +811,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       return { hosts, row };
     });
     const waves = rollout.map((w) => w.row);
+    if (options.waves !== undefined) waveRows = waves;
     const ran = new Set<HostRun>();
     let failures = 0;
     let interrupted = false;
@@ -840,6 +844,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       const unprepared = wave.filter((h) => h.error !== undefined);
       if (ran.size === wave.length && (phase1.signal.aborted || overBudget(failures + unprepared.length, budget))) {
         // Nothing has switched anywhere yet: undo every host, as an all-or-nothing deploy always did.
+        if (phase1.signal.aborted) delete row.startedAt;
+        else Object.assign(row, { durationMs: Math.round(performance.now() - waveStarted), result: 'failed', failed: unprepared.map((h) => h.label) });
         return await abortAll(phase1.signal.aborted ? 'interrupted' : unprepared.some((h) => !h.remote.holding) ? 'a host lost its lock' : 'a host could not be prepared');
       }
       if (i === 0) mark();

@@ -212,4 +212,23 @@ void describe('the failure budget at its edges', () => {
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     assert.deepEqual(jsonOf<DeployJson>(ok).tolerated, ['host3']);
   });
+
+  // Old code: the object had no `waves` and the table no wave lines (docs: a rollout that fails or
+  // is stopped shows its waves too).
+  void test('the first wave fails with no budget: nothing was switched (exit 1), and --json and the table still show the waves', async (t) => {
+    const { root, on } = newRoot('first');
+    const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
+    sick(t, fleet.hosts[0] as FleetHost);
+    const args = ['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '1,100%', '--before-switch', CHECK];
+    const r = await cli([...args, '--json']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const j = jsonOf<DeployJson>(r);
+    assert.match(j.error?.message ?? '', /^nothing was switched: host1: before-switch hook/);
+    assert.deepEqual(j.waves?.map((w) => [w.wave, w.hosts, w.result, w.failed]), [[1, ['host1'], 'failed', ['host1']], [2, ['host2', 'host3'], 'skipped', undefined]]);
+    assertOn(on, v1, j.release, false);
+    const human = await cli(args);
+    assert.equal(human.code, 1, human.stdout + human.stderr);
+    assert.match(human.stdout, /^wave 1\/2 +failed +1 host .*failed: host1 +\(host1\)$/m);
+    assert.match(human.stdout, /^wave 2\/2 +skipped +2 hosts +\(host2, host3\)$/m);
+  });
 });

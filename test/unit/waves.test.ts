@@ -29,6 +29,8 @@ void test('--waves and --max-fail refuse what they cannot mean', () => {
   for (const bad of ['', '0', '1,,2', '0%', '101%', 'x', '-1', '1.5']) assert.equal(typeof parseWaves(bad), 'string', bad);
   for (const bad of ['', '-1', '1x', '200%']) assert.equal(typeof parseMaxFail(bad), 'string', bad);
   assert.deepEqual(parseMaxFail('0'), { count: 0 });
+  // Zero in other digits is zero (`00` was refused as not ">= 0", `0.0%` as not over 0%).
+  for (const zero of ['00', '0%', '0.0%', '00%']) assert.deepEqual(parseMaxFail(zero), { count: 0 }, zero);
   // 0 is a budget: the message says so (a wave's ">= 1" did not).
   assert.equal(parseMaxFail('-1'), 'invalid --max-fail "-1": expected a number of hosts (>= 0) or a percentage such as 5%');
   const over = parseMaxFail('200%');
