@@ -82,10 +82,17 @@ export function refuseFleetFlags(flags: FleetFlags): void {
   throw new DeployError('USAGE', `${namesWithVerb(given, 'applies', 'apply')} only with --host`, { hint: 'add --host [user@]host[:port] (repeatable), or hosts: in the config' });
 }
 
-/** The rollout keys: flags, else the config's `waves`, `wavePause`, `maxFail`, `onFailure`. */
-export function rolloutFrom(flags: FleetFlags, loaded: LoadedConfig): Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'> {
+/**
+ * The rollout keys: flags, else the config's `waves`, `wavePause`, `maxFail`, `onFailure`. A
+ * `--wave-pause` on the command line (`onCommandLine`) with no waves, from a flag or the config,
+ * is refused (exit 2) as the other tuning flags are (idle-flags.ts): one wave has no pause.
+ */
+export function rolloutFrom(flags: FleetFlags, loaded: LoadedConfig, onCommandLine: (flag: 'wavePause') => boolean = () => false): Pick<FleetDeployOptions, 'waves' | 'wavePauseMs' | 'maxFail' | 'onFailure'> {
   const c = loaded.config;
   const waves = flags.waves ?? (c.waves === undefined ? undefined : parseWaves(String(c.waves)));
+  if (waves === undefined && flags.wavePause !== undefined && onCommandLine('wavePause')) {
+    throw new DeployError('USAGE', '--wave-pause applies only with --waves; without them it would change nothing', { hint: 'add --waves <sizes> (for example 1,10%,100%; or waves: in the config), or leave out --wave-pause' });
+  }
   const maxFail = flags.maxFail ?? (c.maxFail === undefined ? undefined : parseMaxFail(String(c.maxFail)));
   const pause = flags.wavePause ?? c.wavePause;
   const onFailure = flags.onFailure ?? c.onFailure;

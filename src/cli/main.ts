@@ -618,6 +618,8 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
     if (hosts) {
       const fleetOptions = options;
       const fleetRoot = fleetRootFrom(rootArg, config(), hosts);
+      // Before an artifact is fetched: a --wave-pause with no waves is refused here.
+      const rollout = rolloutFrom(flags, config(), (flag) => onCommandLine(cmd, flag));
       // An artifact is read and checked once, here; the hosts get the extracted tree by rsync.
       const { isArtifactSource, refuseChecksOnDirectory, stageArtifactLocally } = await import('../ops/artifact.ts');
       // Refused before an artifact is fetched or extracted, not after, in the local words.
@@ -625,7 +627,7 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       if (!isArtifactSource(source)) refuseChecksOnDirectory(source, artifactOptionsFrom(artifactFlagsForDirectory(flags, fromEnvironment(cmd))));
       const stage = isArtifactSource(source) ? await stageArtifactLocally(source, artifactOptionsFrom(flags, config()), { signal, secondSignal, emit: out.event }) : undefined;
       try {
-        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRoot, { ...fleetOptions, ...rolloutFrom(flags, config()), command: `fleet deploy ${redactUrl(source)}` });
+        exitCode = await fleetDeployCli({ out, hosts, flags, signal }, stage?.dir ?? source, fleetRoot, { ...fleetOptions, ...rollout, command: `fleet deploy ${redactUrl(source)}` });
       } finally {
         const left = await stage?.remove();
         if (left !== undefined) {

@@ -294,8 +294,11 @@ export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'ro
   const failed = hosts.filter(hostFailed);
   const skipped = hosts.some((h) => h.skipped === true);
   const ok = failed.length === 0 && !skipped;
-  const within = !skipped && failed.length <= maxFail;
   const healthy = (h: SwitchReport): boolean => h.switched && !h.lost && h.health !== 'failed';
+  // A budget lets a rollout go on without some hosts; it never makes one that left no host healthy
+  // on the release a success (`--max-fail 100%` with every host failing exited 0, live nowhere).
+  const noneHealthy = !hosts.some(healthy);
+  const within = !skipped && failed.length <= maxFail && !noneHealthy;
   const reachable = hosts.filter((h) => h.switched && !h.lost);
   const unhealthy = hosts.filter((h) => h.health === 'failed').map((h) => h.host);
   // A host that switched and then went silent is on the release, its checks unheard: not a switch that did not complete.
@@ -312,6 +315,7 @@ export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'ro
     return { ok, commit: reachable.filter(healthy).map((h) => h.host), back: reachable.filter((h) => !healthy(h)).map((h) => h.host), undo, reason: why, tolerated: failed.map((h) => h.host) };
   }
   const keepNew = onFailure === 'keep';
-  const reason = why || 'the rollout stopped before every wave ran';
+  const beyond = !skipped && failed.length > 0 && failed.length <= maxFail && noneHealthy ? `${why}: no host passed, which no failure budget tolerates` : why;
+  const reason = beyond || 'the rollout stopped before every wave ran';
   return { ok, commit: keepNew ? reachable.map((h) => h.host) : [], back: keepNew ? [] : reachable.map((h) => h.host), undo, reason, tolerated: [] };
 }

@@ -63,7 +63,8 @@ export function splitWaves<T>(hosts: readonly T[], sizes: readonly Size[]): T[][
 /** `--max-fail 2` or `--max-fail 5%` (of all hosts, rounded down; 0 allowed): the size, or the problem. */
 export function parseMaxFail(text: string): Size | string {
   const t = text.trim();
-  if (t === '0' || t === '0%') return { count: 0 };
+  // Zero however it is written in digits (`00`, `0.0%`): the budget of an all-or-nothing rollout.
+  if (/^0+$/.test(t) || /^0+(?:\.0+)?%$/.test(t)) return { count: 0 };
   const size = parseSize(t);
   // A budget may be 0, where a wave may not: the message parseSize gives says ">= 1".
   if (typeof size !== 'string') return size;
@@ -79,4 +80,13 @@ export function failureBudget(maxFail: Size | undefined, total: number): number 
 /** The rollout goes on only while the failures so far fit in the budget. */
 export function overBudget(failures: number, budget: number): boolean {
   return failures > budget;
+}
+
+/**
+ * A percentage budget that rounds down to no host at all (`--max-fail 10%` of 3 hosts): said, since
+ * the rollout is then all-or-nothing although a budget was given. Undefined otherwise.
+ */
+export function budgetWarning(maxFail: Size | undefined, total: number): string | undefined {
+  if (maxFail === undefined || !('percent' in maxFail) || failureBudget(maxFail, total) > 0) return undefined;
+  return `--max-fail ${maxFail.percent}% of ${total} host${total === 1 ? '' : 's'} rounds down to 0: the first failed host stops the rollout (give a number of hosts, --max-fail 1, to tolerate one)`;
 }

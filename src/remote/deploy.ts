@@ -20,7 +20,7 @@ import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
 import { decideAfterSwitch, fleetReleaseId, switchSkewMs, type FleetJournal } from '../plan/fleet.ts';
 import { hostClockSkew } from './fleet.ts';
-import { failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
+import { budgetWarning, failureBudget, overBudget, splitWaves, type Size } from '../plan/waves.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHookAndHealth, checkKeep, checkNewReleaseId, withLists, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, buildTopWarnings, closedBuildWarning, closedDirectoryFix, emptyBuildError, signalOf } from '../plan/validate.ts';
 import { lastLive, selectPrune } from '../plan/releases.ts';
@@ -391,6 +391,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
   const fleet = new FleetRun(targets, options);
   const { emit } = fleet;
   for (const message of topWarnings) emit({ type: 'warning', message });
+  const rounded = budgetWarning(options.maxFail, fleet.hosts.length);
+  if (rounded !== undefined) emit({ type: 'warning', message: rounded });
   const fleetToken = randomBytes(12).toString('hex');
   // In every host's journal: a crash leaves each host the names of the others, whose state then decides (plan/fleet.ts).
   const fleetHosts = fleet.hosts.map((h) => h.label);
@@ -497,14 +499,17 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     }
   };
 
+  /** The rollout's waves once they are planned (`--waves`): a rollout stopped in its first wave shows them too. */
+  let waveRows: FleetWave[] | undefined;
   const abortAll = async (why: string): Promise<never> => {
     emit({ type: 'step', message: `phase 1 failed (${why}): no host switches; cleaning up` });
     await Promise.all(fleet.hosts.map((h) => abortHost(h)));
+    const waves = waveRows === undefined ? {} : { waves: waveRows };
     if (options.signal?.aborted) {
       const sig = signalOf(options.signal.reason);
-      throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report() } });
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} before the switch; no host switched and the deploy was undone`, { signal: sig, details: { hosts: report(), ...waves } });
     }
-    throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report() });
+    throw fleetError(fleet.hosts, 'nothing was switched', { release: id ?? null, hosts: report(), ...waves });
   };
 
   const marks: number[] = [];
@@ -806,15 +811,19 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       return { hosts, row };
     });
     const waves = rollout.map((w) => w.row);
+    if (options.waves !== undefined) waveRows = waves;
     const ran = new Set<HostRun>();
     let failures = 0;
     let interrupted = false;
+    /** The wave, not the last, in which every host failed: the rollout stopped after it. */
+    let wholeWaveFailed: number | undefined;
     // Failed in its wave: anything but switched, reachable and healthy. A host left armed because
     // the budget ran out before its switch did not fail: it was not switched (listed as failed, it
     // made a healthy host look broken).
     const failedNow = (h: HostRun): boolean => {
       const p = per.get(h);
-      if (p?.phase === 'armed') return h.error !== undefined;
+      // Not started (the wave stopped at the failure that spent the budget, --parallel hosts at a time), or armed and never sent `go`.
+      if (p === undefined || p.phase === 'armed') return h.error !== undefined;
       return h.error !== undefined || p?.phase !== 'verified' || p.health === 'failed';
     };
     for (const [i, { hosts: wave, row }] of rollout.entries()) {
@@ -835,6 +844,8 @@ export async function fleetDeploy(source: string, root: string | undefined, give
       const unprepared = wave.filter((h) => h.error !== undefined);
       if (ran.size === wave.length && (phase1.signal.aborted || overBudget(failures + unprepared.length, budget))) {
         // Nothing has switched anywhere yet: undo every host, as an all-or-nothing deploy always did.
+        if (phase1.signal.aborted) delete row.startedAt;
+        else Object.assign(row, { durationMs: Math.round(performance.now() - waveStarted), result: 'failed', failed: unprepared.map((h) => h.label) });
         return await abortAll(phase1.signal.aborted ? 'interrupted' : unprepared.some((h) => !h.remote.holding) ? 'a host lost its lock' : 'a host could not be prepared');
       }
       if (i === 0) mark();
@@ -848,11 +859,21 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         failures += armedHosts.filter(failedNow).length;
       }
       const failedHere = wave.filter(failedNow).map((h) => h.label);
+      // Prepared and armed, then never sent `go` (the budget ran out, or a signal came): not switched, and not failed either.
+      const notSwitched = wave.filter((h) => (per.get(h) === undefined || per.get(h)?.phase === 'armed') && !failedNow(h)).map((h) => h.label);
+      const healthy = wave.length - failedHere.length - notSwitched.length;
       row.durationMs = Math.round(performance.now() - waveStarted);
       row.result = failedHere.length === 0 ? 'ok' : 'failed';
       row.failed = failedHere;
-      emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${wave.length - failedHere.length} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
+      emit({ type: 'step', message: `wave ${i + 1} of ${waveHosts.length}: ${healthy} of ${wave.length} host${wave.length === 1 ? '' : 's'} switched and healthy${failedHere.length > 0 ? `, failed: ${failedHere.join(', ')}` : ''}${notSwitched.length > 0 ? `, not switched: ${notSwitched.join(', ')}` : ''} (failures ${failures} of ${budget} allowed)` });
       if (interrupted || overBudget(failures, budget)) break;
+      // As Ansible ends a play whose whole batch failed: a wave in which no host passed (a canary)
+      // is not rolled out further, whatever the budget has left.
+      if (failedHere.length === wave.length && i < rollout.length - 1) {
+        wholeWaveFailed = i + 1;
+        emit({ type: 'warning', message: `every host of wave ${i + 1} failed: the rollout stops here, whatever the failure budget` });
+        break;
+      }
     }
     options.signal?.removeEventListener('abort', onSignal);
     while (marks.length < 3) mark();
@@ -873,7 +894,9 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         // A signal after the last wave's switch said the switch stands: a host that switched and then
         // went silent stands with it (on the release, unverified), as a local deploy's does.
         const stands = signalSaid && p?.phase === 'unreachable';
-        return { host: h.label, switched: didSwitch, lost: isLost(p) && !stands, ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch), failed: h.error !== undefined && !didSwitch };
+        // Not started, or armed and never sent `go` (its wave stopped when the budget ran out): not deployed, but it did not fail.
+        const neverSent = (p === undefined || p.phase === 'armed') && h.error === undefined;
+        return { host: h.label, switched: didSwitch, lost: isLost(p) && !stands, ...(health ? { health } : {}), skipped: !ran.has(h) || (interrupted && !didSwitch) || neverSent, failed: h.error !== undefined && !didSwitch };
       }),
       options.onFailure ?? 'rollback',
       interrupted ? -1 : budget,
@@ -887,7 +910,7 @@ export async function fleetDeploy(source: string, root: string | undefined, give
         return labels.includes(h.label) && p?.phase === 'verified' ? [{ h, p }] : [];
       });
     const healthFailed = fleet.hosts.some((h) => healthOf(per.get(h)) === 'failed');
-    const reason = decision.reason;
+    const reason = wholeWaveFailed === undefined || decision.ok ? decision.reason : `${decision.reason}; every host of wave ${wholeWaveFailed} failed, which stops the rollout whatever the failure budget`;
     const now = (): string => new Date().toISOString();
     const staleReports = new Map<HostRun, StaleReport>();
     // Committed hosts whose scan never answered (`--stale fail` cannot vouch for them).
@@ -1033,7 +1056,18 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const result: FleetDeployResult = { release: releaseId, hosts: hostRows, skewMs, ...(hostSkewMs === undefined ? {} : { hostSkewMs }), files: scan.files, bytes: scan.bytes, durationMs: Math.round(performance.now() - started), timings, waves, tolerated: decision.tolerated, ...(stale ? { stale } : {}), ...(afterSwitchFailure === undefined ? {} : { afterSwitchFailure }), ...(lastWaveSwitching && options.signal?.aborted === true ? { interruptedAfterSwitch: true as const } : {}) };
     if (interrupted) {
       const sig = signalOf(options.signal?.reason);
-      throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
+      // A host whose connection went after its switch (or with `go` on its way) got no word: it was not switched back.
+      const lostOnIt = keep ? [] : hostRows.filter((r) => r.outcome === 'switched' || r.outcome === 'unknown');
+      const first = fleet.hosts.find((h) => h.label === lostOnIt[0]?.host);
+      if (first === undefined) throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every switched host was ${keep ? 'left on' : 'switched back from'} ${releaseId}`, { signal: sig, details: { ...result } });
+      const be = (hosts: readonly string[]): string => (hosts.length === 1 ? 'is' : 'are');
+      const onIt = lostOnIt.filter((r) => r.outcome === 'switched').map((r) => r.host);
+      const maybe = lostOnIt.filter((r) => r.outcome === 'unknown').map((r) => r.host);
+      const where = [
+        onIt.length > 0 ? `${onIt.join(', ')} ${be(onIt)} still on ${releaseId} (the connection was lost after the switch)` : '',
+        maybe.length > 0 ? `whether ${maybe.join(', ')} ${be(maybe)} on ${releaseId} is not known (the connection was lost with a switch word on its way)` : '',
+      ].filter(Boolean);
+      throw new DeployError('INTERRUPTED', `interrupted by ${sig} during the rollout; every other switched host was switched back from ${releaseId}; ${where.join('; ')}`, { signal: sig, hint: fleetStatusHint(fleet.hosts, first), details: { ...result } });
     }
     // Hosts another command took over before this one's last word (it was silent past its lease):
     // what they serve is that command's doing, so this deploy cannot say where its release is live.
@@ -1088,8 +1122,11 @@ export async function fleetDeploy(source: string, root: string | undefined, give
     const kept = liveOn === fleet.hosts.length ? `release ${releaseId} is live on every host, the failed ones included (--on-failure keep)` : `release ${releaseId} is live on ${liveOn} of ${fleet.hosts.length} hosts (--on-failure keep)`;
     // Not every host went back (one lost after its switch stays on it until a command reaches it): say which did, and why.
     const sentBack = fleet.hosts.filter((h) => outcomeOf(per.get(h)) === 'switched-back').map((h) => h.label);
-    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : `release ${releaseId} did not switch everywhere`;
-    throw fleetError(fleet.hosts, keep ? kept : summary, { ...result });
+    const summary = sentBack.length > 0 && reason !== '' ? `release ${releaseId} was switched back on ${sentBack.join(', ')}: ${reason}` : switched.length === 0 && !fleet.hosts.some((h) => isLost(per.get(h))) ? 'nothing was switched' : `release ${releaseId} did not switch everywhere`;
+    // Kept past the budget on purpose: the way back, when no host's own error says what to run.
+    const first = fleet.hosts[0];
+    const wayBack = keep && liveOn > 0 && first !== undefined && !fleet.hosts.some((h) => h.error?.hint !== undefined) ? `to take the hosts back to the release they had: ${rollbackCommand(fleet.hosts, first)}` : undefined;
+    throw fleetError(fleet.hosts, keep ? kept : summary, { ...result }, wayBack);
   } finally {
     hashing.abort();
     options.signal?.removeEventListener('abort', onSignal);
@@ -1184,6 +1221,12 @@ export function fleetStatusHint(hosts: readonly { label: string; root: string }[
   return `find out and reconcile on every host of this deploy (recovery needs all of them): ${statusCommand(hosts, lost)}`;
 }
 
+/** The fleet `rollback` of this deploy's hosts, or how to run it when their roots differ. */
+function rollbackCommand(hosts: readonly { label: string; root: string }[], one: { root: string }): string {
+  if (hosts.some((x) => x.root !== one.root)) return 'run atomic-deploy rollback with the same hosts and config as this deploy';
+  return `atomic-deploy rollback ${shellWord(one.root)} ${hosts.map((x) => `--host ${shellWord(x.label)}`).join(' ')}`;
+}
+
 /** The `status` that recovers this deploy's hosts together, or how to run it when their roots differ. */
 function statusCommand(hosts: readonly { label: string; root: string }[], one: { root: string }): string {
   if (hosts.some((x) => x.root !== one.root)) return 'run atomic-deploy status with the same hosts and config as this deploy';
@@ -1262,6 +1305,8 @@ export async function fleetDeployPlan(source: string, root: string | undefined, 
   for (const message of buildTopWarnings(topNames(scan.entries))) fleet.emit({ type: 'warning', message });
   const closed = closedBuildWarning(regularFiles(scan.entries), closedDirectoryFix(sourceReal));
   if (closed !== undefined) fleet.emit({ type: 'warning', message: closed });
+  const rounded = budgetWarning(options.maxFail, fleet.hosts.length);
+  if (rounded !== undefined) fleet.emit({ type: 'warning', message: rounded });
   const rows = new Map<HostRun, Omit<FleetDeployPlanHost, 'host' | 'root' | 'path' | 'error'>>();
   const uses = new Map<HostRun, ProcessUse[] | undefined>();
   const notes = new Map<HostRun, string[]>();

@@ -30,7 +30,7 @@ interface DeployJson {
   hosts: HostJson[];
   waves?: WaveJson[];
   tolerated?: string[];
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; hint?: string };
 }
 
 const { fleet, env, hostArgs, cli } = fleetSuite(4, { timeoutMs: 180_000 });
@@ -125,6 +125,12 @@ void describe('rolling waves over four namespace hosts', () => {
     const j = jsonOf<DeployJson>(result);
     for (const h of fleet.hosts) assert.equal(current(on(h)), j.release, `${h.alias} is on the new release`);
     assert.equal(j.error?.message, `release ${j.release ?? ''} is live on every host, the failed ones included (--on-failure keep): host3: health check failed: command "test ! -e /srv/sick" exited with code 1`);
+    // The hint names the way back, and it works as pasted (old code: no hint at all).
+    const wayBack = /^to take the hosts back to the release they had: atomic-deploy (rollback .*)$/.exec(j.error?.hint ?? '');
+    assert.ok(wayBack?.[1], `the hint names the rollback: ${String(j.error?.hint)}`);
+    const back = await cli((wayBack[1] ?? '').split(' '));
+    assert.equal(back.code, 0, back.stdout + back.stderr);
+    for (const h of fleet.hosts) assert.notEqual(current(on(h)), j.release, `${h.alias} went back`);
   });
 
   void test('a host that dies between waves stops the rollout and the first wave switches back', async (t) => {

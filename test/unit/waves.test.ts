@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { DeployError } from '../../src/errors.ts';
 import { parseConfig } from '../../src/plan/config.ts';
 import { decideAfterSwitch, hostFailed } from '../../src/plan/fleet.ts';
-import { failureBudget, overBudget, parseMaxFail, parseWaves, planWaves, splitWaves, type Size } from '../../src/plan/waves.ts';
+import { budgetWarning, failureBudget, overBudget, parseMaxFail, parseWaves, planWaves, splitWaves, type Size } from '../../src/plan/waves.ts';
 
 const sizeArb: fc.Arbitrary<Size> = fc.oneof(fc.integer({ min: 1, max: 30 }).map((count) => ({ count })), fc.integer({ min: 1, max: 100 }).map((percent) => ({ percent })));
 
@@ -29,6 +29,8 @@ void test('--waves and --max-fail refuse what they cannot mean', () => {
   for (const bad of ['', '0', '1,,2', '0%', '101%', 'x', '-1', '1.5']) assert.equal(typeof parseWaves(bad), 'string', bad);
   for (const bad of ['', '-1', '1x', '200%']) assert.equal(typeof parseMaxFail(bad), 'string', bad);
   assert.deepEqual(parseMaxFail('0'), { count: 0 });
+  // Zero in other digits is zero (`00` was refused as not ">= 0", `0.0%` as not over 0%).
+  for (const zero of ['00', '0%', '0.0%', '00%']) assert.deepEqual(parseMaxFail(zero), { count: 0 }, zero);
   // 0 is a budget: the message says so (a wave's ">= 1" did not).
   assert.equal(parseMaxFail('-1'), 'invalid --max-fail "-1": expected a number of hosts (>= 0) or a percentage such as 5%');
   const over = parseMaxFail('200%');
@@ -55,7 +57,13 @@ void test('the budget: within it only failed hosts go back; beyond it (or with a
         if (h.lost) assert.equal(words, 0, 'a lost host gets no word');
         if (d.commit.includes(h.host) || d.back.includes(h.host)) assert.ok(h.switched);
       }
-      if (failures.length <= budget && !anySkipped) {
+      const anyHealthy = hosts.some((h) => h.switched && !h.lost && h.health !== 'failed');
+      if (!anySkipped && failures.length > 0 && !anyHealthy) {
+        // No host left healthy on the release: never a success, whatever the budget.
+        assert.equal(d.ok, false);
+        assert.deepEqual(d.tolerated, [], 'a rollout that reached no host healthy tolerates nothing');
+        if (policy === 'rollback') assert.deepEqual(d.commit, []);
+      } else if (failures.length <= budget && !anySkipped) {
         // Within budget: every healthy switched host commits, every failed one is not committed.
         for (const h of hosts) if (h.switched && !h.lost && h.health !== 'failed') assert.ok(d.commit.includes(h.host));
         for (const h of failures) assert.ok(!d.commit.includes(h.host));
@@ -66,6 +74,29 @@ void test('the budget: within it only failed hosts go back; beyond it (or with a
       }
     }),
   );
+});
+
+void test('every host failed: beyond any budget, --max-fail 100% included (exit 0 had said it deployed to none)', () => {
+  const sick = [
+    { host: 'a', switched: true, lost: false, health: 'failed' as const },
+    { host: 'b', switched: false, lost: false, failed: true },
+    { host: 'c', switched: true, lost: false, health: 'failed' as const },
+  ];
+  const all = failureBudget(parseMaxFail('100%') as Size, sick.length);
+  assert.equal(all, 3);
+  assert.deepEqual(decideAfterSwitch(sick, 'rollback', all), { ok: false, commit: [], back: ['a', 'c'], undo: ['b'], reason: 'the health check failed on a, c; the switch did not complete on b: no host passed, which no failure budget tolerates', tolerated: [] });
+  assert.deepEqual(decideAfterSwitch(sick, 'keep', all).commit, ['a', 'c'], 'keep leaves the switched hosts where they are, as beyond any budget');
+  // Control: one healthy host, and the same budget tolerates the others.
+  const one = [...sick.slice(0, 2), { host: 'c', switched: true, lost: false, health: 'ok' as const }];
+  assert.deepEqual(decideAfterSwitch(one, 'rollback', all), { ok: false, commit: ['c'], back: ['a'], undo: ['b'], reason: 'the health check failed on a; the switch did not complete on b', tolerated: ['a', 'b'] });
+});
+
+void test('a percentage budget that rounds down to no host is said; one that leaves a host, a count, or no budget is not', () => {
+  assert.equal(budgetWarning(parseMaxFail('10%') as Size, 3), '--max-fail 10% of 3 hosts rounds down to 0: the first failed host stops the rollout (give a number of hosts, --max-fail 1, to tolerate one)');
+  assert.equal(budgetWarning(parseMaxFail('10%') as Size, 10), undefined);
+  assert.equal(budgetWarning(parseMaxFail('0') as Size, 3), undefined, 'a budget of 0 asked for');
+  assert.equal(budgetWarning(parseMaxFail('0%') as Size, 3), undefined);
+  assert.equal(budgetWarning(undefined, 3), undefined);
 });
 
 void test('the config file takes the same keys, checked the same way', () => {
