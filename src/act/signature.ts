@@ -5,11 +5,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { makeScratchDir } from './scratch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
+import { fileKindOf } from './read.ts';
 
 export const SIGNATURE_NAMESPACE = 'atomic-deploy';
 
@@ -39,6 +41,13 @@ export function sshKeygenReason(stderr: string, stdout: string): { reason: strin
   return { reason, hint: undefined };
 }
 
+/** An SSH signature is a few hundred bytes; anything past this is not one (and is not read whole). */
+export const MAX_SIGNATURE_BYTES = 64 * 1024;
+
+function tooLarge(source: string): DeployError {
+  return invalid(`${redactUrl(source)} is too large to be an SSH signature (over ${MAX_SIGNATURE_BYTES / 1024} KiB)`, 'give the .sig file that ssh-keygen -Y sign wrote next to the artifact');
+}
+
 async function readSignature(source: string, download: DownloadOptions): Promise<Buffer> {
   if (isUrlSource(source)) {
     const dl = await openDownload(source, download);
@@ -46,16 +55,74 @@ async function readSignature(source: string, download: DownloadOptions): Promise
     let size = 0;
     for await (const chunk of dl.chunks) {
       size += chunk.length;
-      if (size > 64 * 1024) throw invalid(`${redactUrl(source)} is too large to be an SSH signature`);
+      if (size > MAX_SIGNATURE_BYTES) throw tooLarge(source);
       parts.push(chunk);
     }
     return Buffer.concat(parts);
   }
+  return readSignatureFile(source, download);
+}
+
+/**
+ * A signature file, or a pipe (`/dev/stdin`, a shell's `<(...)`, a named FIFO). Opened without
+ * blocking: a FIFO that no one writes would otherwise hold the main thread for good, deaf to
+ * SIGTERM. A pipe is read as a socket is, and given up when it stays silent for the download
+ * timeout; a device, a directory or a socket is refused; at most MAX_SIGNATURE_BYTES are read.
+ */
+async function readSignatureFile(source: string, download: DownloadOptions): Promise<Buffer> {
+  let fd: number;
   try {
-    return fs.readFileSync(source);
+    fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (error) {
-    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${redactUrl(source)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error, hint: 'give the .sig file that ssh-keygen -Y sign wrote next to the artifact' });
   }
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(fd);
+    if (stat.isFile()) {
+      const buffer = Buffer.alloc(MAX_SIGNATURE_BYTES + 1);
+      let size = 0;
+      for (let n = -1; n !== 0 && size < buffer.length; size += n) n = fs.readSync(fd, buffer, size, buffer.length - size, null);
+      if (size > MAX_SIGNATURE_BYTES) throw tooLarge(source);
+      return buffer.subarray(0, size);
+    }
+  } catch (error) {
+    fs.closeSync(fd);
+    if (error instanceof DeployError) throw error;
+    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+  }
+  if (!stat.isFIFO()) {
+    fs.closeSync(fd);
+    throw invalid(`the signature ${source} is ${fileKindOf(stat)}, not a signature file`, 'give the .sig file that ssh-keygen -Y sign wrote next to the artifact');
+  }
+  return readPipe(source, fd, download);
+}
+
+function readPipe(source: string, fd: number, download: DownloadOptions): Promise<Buffer> {
+  const pipe = new net.Socket({ fd, readable: true, writable: false });
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const stop = (error: Error | undefined): void => {
+      download.signal?.removeEventListener('abort', onAbort);
+      pipe.destroy();
+      if (error) reject(error);
+      else resolve(Buffer.concat(parts));
+    };
+    const onAbort = (): void => stop(download.signal?.reason instanceof Error ? download.signal.reason : new Error('interrupted'));
+    if (download.signal?.aborted) return onAbort();
+    download.signal?.addEventListener('abort', onAbort, { once: true });
+    pipe.setTimeout(download.timeoutMs, () =>
+      stop(invalid(`the signature pipe ${source} sent nothing for ${download.timeoutMs / 1000} s`, 'write the signature into the pipe and close it, or give the .sig file itself (--download-timeout sets the wait)')),
+    );
+    pipe.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_SIGNATURE_BYTES) return stop(tooLarge(source));
+      parts.push(chunk);
+    });
+    pipe.on('end', () => stop(undefined));
+    pipe.on('error', (error) => stop(new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? error.message}`, { cause: error })));
+  });
 }
 
 /** At most this many principals of one key are tried (one ssh-keygen each, reading every byte). */
@@ -141,7 +208,7 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     throw new DeployError('USAGE', `--allowed-signers ${allowedSigners} is not a readable file`, { cause: error, hint: 'give an OpenSSH allowed_signers file: "<principal> namespaces=\\"atomic-deploy\\" <public key>"' });
   }
   const sig = await readSignature(signature, download);
-  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(`${redactUrl(signature)} is not an SSH signature`);
+  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(sig.length === 0 ? `the signature ${redactUrl(signature)} is empty` : `${redactUrl(signature)} is not an SSH signature`);
   const dir = makeScratchDir('sig');
   const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
   try {
