@@ -216,11 +216,22 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     fs.writeFileSync(sigFile, sig, { mode: 0o600 });
     const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sigFile, '-f', allowedSigners, '-n', SIGNATURE_NAMESPACE], { encoding: 'utf8', timeout: 30_000 });
     if (found.error) throw new DeployError('UNSUPPORTED_PLATFORM', `cannot run ssh-keygen: ${errnoOf(found.error) ?? String(found.error)}`, { hint: 'install OpenSSH (openssh-client) 8.2 or later' });
+    // An ssh-keygen without the operation answers with its usage, which is no verdict on the key.
+    if (found.status !== 0 && /^unsupported operation for -Y|^usage: ssh-keygen/im.test(found.stderr)) {
+      const said = found.stderr.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '') ?? '';
+      throw new DeployError('UNSUPPORTED_PLATFORM', `this ssh-keygen cannot look up the signer (ssh-keygen -Y find-principals: ${said}); nothing was deployed`, { hint: 'install a newer OpenSSH (openssh-client) whose ssh-keygen has -Y find-principals and -Y verify' });
+    }
     const principals = found.status === 0 ? principalsOf(found.stdout, allowedSigners, sig, dir) : [];
     if (principals.length === 0) {
       const { reason, hint } = sshKeygenReason(found.stderr, '');
       // A listed key can still be refused (expired, another namespace): say why rather than "not in".
       if (reason !== '' && hint !== undefined) throw invalid(`${redactUrl(signature)} was made by a key that ${allowedSigners} does not allow now: ${reason}`, hint);
+      // Lines ssh-keygen could not read are skipped, and the signer's may be one of them: name them.
+      const skipped = found.stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^.+:\d+: /.test(l));
+      if (skipped.length > 0) {
+        const shown = skipped.slice(0, 3).map((l) => `line ${/:(\d+): /.exec(l)?.[1] ?? '?'}: ${l.replace(/^.+?:\d+: /, '')}`).join('; ');
+        throw invalid(`${redactUrl(signature)} was made by a key that is not in ${allowedSigners}, which has lines ssh-keygen could not read (${shown}${skipped.length > 3 ? `; ${skipped.length - 3} more` : ''})`, 'fix those lines: "<principal> namespaces=\\"atomic-deploy\\" <key type> <base64 key>", one a line (ssh-keygen -Y find-principals -f <file> -s <sig> -n atomic-deploy shows them)');
+      }
       throw invalid(`${redactUrl(signature)} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
     }
     // One `ssh-keygen -Y verify` per principal, all fed the same bytes as they stream in.
