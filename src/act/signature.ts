@@ -125,6 +125,19 @@ function readPipe(source: string, fd: number, download: DownloadOptions): Promis
   });
 }
 
+/**
+ * The armored signature with LF line ends and no byte order mark: a .sig file that went through a
+ * Windows checkout (git's autocrlf) or editor has CRLF ends or a BOM, which ssh-keygen reads as no
+ * signature ("missing header"), and the signer then looked unknown. The armor is text around the
+ * base64 of the signature: its line ends carry nothing that is checked.
+ */
+export function armorOnly(sig: Buffer): Buffer {
+  const bom = sig.length >= 3 && sig[0] === 0xef && sig[1] === 0xbb && sig[2] === 0xbf ? 3 : 0;
+  const body = sig.subarray(bom);
+  if (bom === 0 && !body.includes(0x0d)) return sig;
+  return Buffer.from(body.toString('latin1').replace(/\r\n?/g, '\n'), 'latin1');
+}
+
 /** At most this many principals of one key are tried (one ssh-keygen each, reading every byte). */
 const MAX_PRINCIPALS = 8;
 
@@ -207,7 +220,7 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
   } catch (error) {
     throw new DeployError('USAGE', `--allowed-signers ${allowedSigners} is not a readable file`, { cause: error, hint: 'give an OpenSSH allowed_signers file: "<principal> namespaces=\\"atomic-deploy\\" <public key>"' });
   }
-  const sig = await readSignature(signature, download);
+  const sig = armorOnly(await readSignature(signature, download));
   if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(sig.length === 0 ? `the signature ${redactUrl(signature)} is empty` : `${redactUrl(signature)} is not an SSH signature`);
   const dir = makeScratchDir('sig');
   const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });

@@ -110,3 +110,28 @@ void test('a signature that is empty, binary garbage, huge, a directory, a devic
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
   }
 });
+
+// A .sig file that went through a Windows checkout (git's autocrlf) or editor: ssh-keygen reads CRLF
+// ends or a BOM as no signature at all, and the deploy said the key "is not in" the allowed signers.
+void test('a signature with CRLF line ends or a byte order mark: a good one deploys, one of other bytes is still refused', async (t) => {
+  const { dir, artifact, signature, allowed, root } = setUp(t);
+  const text = fs.readFileSync(signature, 'utf8');
+  const crlf = path.join(dir, 'crlf.sig');
+  fs.writeFileSync(crlf, text.replaceAll('\n', '\r\n'));
+  const bom = path.join(dir, 'bom.sig');
+  fs.writeFileSync(bom, `\ufeff${text.replaceAll('\n', '\r\n')}`);
+  for (const sig of [crlf, bom]) {
+    const r = await runCli(['deploy', artifact, root, '--signature', sig, '--allowed-signers', allowed, '--json']);
+    assert.equal(r.code, 0, `${sig}: ${r.stderr}`);
+    assert.equal(jsonOf<{ artifact: { signedBy: string } }>(r).artifact.signedBy, 'ci@example.com');
+  }
+  // The same signature for another artifact: refused as a signature of other bytes.
+  const other = path.join(dir, 'other.tgz');
+  execFileSync('tar', ['-czf', other, '-C', dir, 'allowed_signers']);
+  const before = treeSnapshot(root);
+  const bad = await runCli(['deploy', other, root, '--signature', crlf, '--allowed-signers', allowed]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^error: the signature .*crlf\.sig does not match the artifact \(signer ci@example\.com\)/m);
+  assert.deepEqual(treeSnapshot(root), before);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+});
