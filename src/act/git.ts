@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** Each git command is given up after this long (its whole process group killed), and the info left out. */
+/** The git commands together are given up after this long (a process group killed), and the info left out. */
 export const GIT_TIMEOUT_MS = 10_000;
 
 /**
@@ -29,7 +29,7 @@ interface GitRun {
  * and the deploy with it). With --no-optional-locks, a git killed midway leaves no index.lock, and
  * `git status` does not rewrite the index of the source's repository.
  */
-function git(cwd: string, args: string[], enough?: (stdout: string) => boolean): Promise<GitRun> {
+function git(cwd: string, args: string[], deadline: number, enough?: (stdout: string) => boolean): Promise<GitRun> {
   return new Promise((resolve) => {
     const env = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0', LC_ALL: 'C' };
     let child: ReturnType<typeof spawn>;
@@ -54,7 +54,7 @@ function git(cwd: string, args: string[], enough?: (stdout: string) => boolean):
       child.stdout?.destroy();
       resolve({ stdout, ok });
     };
-    const timer = setTimeout(() => finish(false), GIT_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       if (stdout.length < 1 << 20) stdout += d;
       if (enough?.(stdout)) finish(true);
@@ -77,8 +77,8 @@ function insideWorkTree(dir: string): boolean {
 }
 
 /** The filter drivers the repository's config defines (`filter.<name>.clean` and the like); reading config runs nothing. */
-async function filterDrivers(dir: string): Promise<string[]> {
-  const listed = await git(dir, ['config', '--null', '--name-only', '--get-regexp', '^filter\\..*\\.(clean|smudge|process)$']);
+async function filterDrivers(dir: string, deadline: number): Promise<string[]> {
+  const listed = await git(dir, ['config', '--null', '--name-only', '--get-regexp', '^filter\\..*\\.(clean|smudge|process)$'], deadline);
   const names = new Set<string>();
   for (const key of listed.stdout.split('\0')) {
     const m = /^filter\.(.+)\.(clean|smudge|process)$/s.exec(key);
@@ -90,16 +90,17 @@ async function filterDrivers(dir: string): Promise<string[]> {
 /** The commit and dirty flag of the git work tree holding `dir`, if any (git is optional). */
 export async function gitInfo(dir: string): Promise<{ commit: string; dirty: boolean } | undefined> {
   if (!insideWorkTree(dir)) return undefined;
-  const head = await git(dir, ['rev-parse', '--verify', '-q', 'HEAD']);
+  const deadline = Date.now() + GIT_TIMEOUT_MS;
+  const [head, drivers] = await Promise.all([git(dir, ['rev-parse', '--verify', '-q', 'HEAD'], deadline), filterDrivers(dir, deadline)]);
   const commit = head.stdout.trim();
   if (!head.ok || !/^[0-9a-f]{40,64}$/.test(commit)) return undefined;
   // A file whose stat changed is hashed as it is, not through the repository's filter: with a
   // clean filter (Git LFS, say) such a file counts as a change.
-  const drivers = await filterDrivers(dir);
   // A name with "=" cannot be given to -c: its driver could not be kept from running, so the tree is not read.
   if (drivers.some((name) => name.includes('='))) return { commit, dirty: true };
   const filters = drivers.flatMap((name) => ['-c', `filter.${name}.clean=`, '-c', `filter.${name}.smudge=`, '-c', `filter.${name}.process=`, '-c', `filter.${name}.required=false`]);
   // Submodules: their commits count, their own work trees are not entered (each would be another git with its own config).
-  const status = await git(dir, [...filters, 'status', '--porcelain', '--ignore-submodules=dirty', '--', '.'], (out) => out.trim().length > 0);
-  return { commit, dirty: status.stdout.trim().length > 0 };
+  const status = await git(dir, [...filters, 'status', '--porcelain', '--ignore-submodules=dirty', '--', '.'], deadline, (out) => out.trim().length > 0);
+  // A status that did not finish (the timeout, a failure) cannot say the tree is clean: recorded as dirty.
+  return { commit, dirty: !status.ok || status.stdout.trim().length > 0 };
 }

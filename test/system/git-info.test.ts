@@ -68,7 +68,7 @@ void test('a repository config naming a core.fsmonitor program and a clean filte
   assert.equal(fs.existsSync(marker), false, 'a program from the config a .git file points to ran');
 });
 
-void test('git that hangs (a huge repository) and leaves a child holding its output: the deploy goes on after the timeout, without git info', async (t) => {
+void test('git that hangs (a huge repository) and leaves a child holding its output: the deploy goes on after the timeout, without git info; a status that does not finish is not recorded as clean', async (t) => {
   const dir = tempDir(t);
   const repo = path.join(dir, 'repo');
   repository(repo);
@@ -86,6 +86,15 @@ void test('git that hangs (a huge repository) and leaves a child holding its out
   const [entry] = await releases(root);
   assert.equal(entry?.id, 'one');
   assert.equal(entry?.git, undefined);
+
+  // A git that answers rev-parse but whose status never ends: the commit is kept, and the tree is
+  // not called clean (the old code recorded dirty: false).
+  const real = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
+  fs.writeFileSync(path.join(bin, 'git'), `#!/bin/sh\ncase " $* " in *" status "*) sleep 120 & sleep 120 ;; *) exec ${real} "$@" ;; esac\n`, { mode: 0o755 });
+  const slowStatus = await runCli(['deploy', path.join(repo, 'dist'), root, '--release-id', 'two', '--no-fsync', '--quiet'], { env: { PATH: `${bin}:${process.env.PATH ?? ''}` }, timeoutMs: 100_000 });
+  assert.equal(slowStatus.code, 0, slowStatus.stderr);
+  const two = (await releases(root)).find((e) => e.id === 'two');
+  assert.deepEqual(two?.git, { commit: git(repo, 'rev-parse', 'HEAD'), dirty: true });
 });
 
 void test('a .git that is a FIFO, or a repository git refuses (safe.directory): the deploy goes on at once, without git info', async (t) => {
