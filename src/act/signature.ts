@@ -5,11 +5,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { makeScratchDir } from './scratch.ts';
 import { DeployError, errnoOf } from '../errors.ts';
 import { isUrlSource, redactUrl } from '../plan/archive.ts';
 import { openDownload, type DownloadOptions } from './download.ts';
+import { fileKindOf } from './read.ts';
 
 export const SIGNATURE_NAMESPACE = 'atomic-deploy';
 
@@ -39,6 +41,13 @@ export function sshKeygenReason(stderr: string, stdout: string): { reason: strin
   return { reason, hint: undefined };
 }
 
+/** An SSH signature is a few hundred bytes; anything past this is not one (and is not read whole). */
+export const MAX_SIGNATURE_BYTES = 64 * 1024;
+
+function tooLarge(source: string): DeployError {
+  return invalid(`${redactUrl(source)} is too large to be an SSH signature (over ${MAX_SIGNATURE_BYTES / 1024} KiB)`, 'give the .sig file that ssh-keygen -Y sign wrote next to the artifact');
+}
+
 async function readSignature(source: string, download: DownloadOptions): Promise<Buffer> {
   if (isUrlSource(source)) {
     const dl = await openDownload(source, download);
@@ -46,16 +55,87 @@ async function readSignature(source: string, download: DownloadOptions): Promise
     let size = 0;
     for await (const chunk of dl.chunks) {
       size += chunk.length;
-      if (size > 64 * 1024) throw invalid(`${redactUrl(source)} is too large to be an SSH signature`);
+      if (size > MAX_SIGNATURE_BYTES) throw tooLarge(source);
       parts.push(chunk);
     }
     return Buffer.concat(parts);
   }
+  return readSignatureFile(source, download);
+}
+
+/**
+ * A signature file, or a pipe (`/dev/stdin`, a shell's `<(...)`, a named FIFO). Opened without
+ * blocking: a FIFO that no one writes would otherwise hold the main thread for good, deaf to
+ * SIGTERM. A pipe is read as a socket is, and given up when it stays silent for the download
+ * timeout; a device, a directory or a socket is refused; at most MAX_SIGNATURE_BYTES are read.
+ */
+async function readSignatureFile(source: string, download: DownloadOptions): Promise<Buffer> {
+  let fd: number;
   try {
-    return fs.readFileSync(source);
+    fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (error) {
-    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${redactUrl(source)}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error, hint: 'give the .sig file that ssh-keygen -Y sign wrote next to the artifact' });
   }
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(fd);
+    if (stat.isFile()) {
+      const buffer = Buffer.alloc(MAX_SIGNATURE_BYTES + 1);
+      let size = 0;
+      for (let n = -1; n !== 0 && size < buffer.length; size += n) n = fs.readSync(fd, buffer, size, buffer.length - size, null);
+      if (size > MAX_SIGNATURE_BYTES) throw tooLarge(source);
+      return buffer.subarray(0, size);
+    }
+  } catch (error) {
+    fs.closeSync(fd);
+    if (error instanceof DeployError) throw error;
+    throw new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? String(error)}`, { cause: error });
+  }
+  if (!stat.isFIFO()) {
+    fs.closeSync(fd);
+    throw invalid(`the signature ${source} is ${fileKindOf(stat)}, not a signature file`, 'give the .sig file that ssh-keygen -Y sign wrote next to the artifact');
+  }
+  return readPipe(source, fd, download);
+}
+
+function readPipe(source: string, fd: number, download: DownloadOptions): Promise<Buffer> {
+  const pipe = new net.Socket({ fd, readable: true, writable: false });
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const stop = (error: Error | undefined): void => {
+      download.signal?.removeEventListener('abort', onAbort);
+      pipe.destroy();
+      if (error) reject(error);
+      else resolve(Buffer.concat(parts));
+    };
+    const onAbort = (): void => stop(download.signal?.reason instanceof Error ? download.signal.reason : new Error('interrupted'));
+    if (download.signal?.aborted) return onAbort();
+    download.signal?.addEventListener('abort', onAbort, { once: true });
+    pipe.setTimeout(download.timeoutMs, () =>
+      stop(invalid(`the signature pipe ${source} sent nothing for ${download.timeoutMs / 1000} s`, 'write the signature into the pipe and close it, or give the .sig file itself (--download-timeout sets the wait)')),
+    );
+    pipe.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_SIGNATURE_BYTES) return stop(tooLarge(source));
+      parts.push(chunk);
+    });
+    pipe.on('end', () => stop(undefined));
+    pipe.on('error', (error) => stop(new DeployError('INVALID_SOURCE', `cannot read the signature ${source}: ${errnoOf(error) ?? error.message}`, { cause: error })));
+  });
+}
+
+/**
+ * The armored signature with LF line ends and no byte order mark: a .sig file that went through a
+ * Windows checkout (git's autocrlf) or editor has CRLF ends or a BOM, which ssh-keygen reads as no
+ * signature ("missing header"), and the signer then looked unknown. The armor is text around the
+ * base64 of the signature: its line ends carry nothing that is checked.
+ */
+export function armorOnly(sig: Buffer): Buffer {
+  const bom = sig.length >= 3 && sig[0] === 0xef && sig[1] === 0xbb && sig[2] === 0xbf ? 3 : 0;
+  const body = sig.subarray(bom);
+  if (bom === 0 && !body.includes(0x0d)) return sig;
+  return Buffer.from(body.toString('latin1').replace(/\r\n?/g, '\n'), 'latin1');
 }
 
 /** At most this many principals of one key are tried (one ssh-keygen each, reading every byte). */
@@ -140,8 +220,8 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
   } catch (error) {
     throw new DeployError('USAGE', `--allowed-signers ${allowedSigners} is not a readable file`, { cause: error, hint: 'give an OpenSSH allowed_signers file: "<principal> namespaces=\\"atomic-deploy\\" <public key>"' });
   }
-  const sig = await readSignature(signature, download);
-  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(`${redactUrl(signature)} is not an SSH signature`);
+  const sig = armorOnly(await readSignature(signature, download));
+  if (!sig.toString('latin1').startsWith('-----BEGIN SSH SIGNATURE-----')) throw invalid(sig.length === 0 ? `the signature ${redactUrl(signature)} is empty` : `${redactUrl(signature)} is not an SSH signature`);
   const dir = makeScratchDir('sig');
   const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
   try {
@@ -149,11 +229,22 @@ export async function startSignatureCheck(signature: string, allowedSigners: str
     fs.writeFileSync(sigFile, sig, { mode: 0o600 });
     const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sigFile, '-f', allowedSigners, '-n', SIGNATURE_NAMESPACE], { encoding: 'utf8', timeout: 30_000 });
     if (found.error) throw new DeployError('UNSUPPORTED_PLATFORM', `cannot run ssh-keygen: ${errnoOf(found.error) ?? String(found.error)}`, { hint: 'install OpenSSH (openssh-client) 8.2 or later' });
+    // An ssh-keygen without the operation answers with its usage, which is no verdict on the key.
+    if (found.status !== 0 && /^unsupported operation for -Y|^usage: ssh-keygen/im.test(found.stderr)) {
+      const said = found.stderr.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '') ?? '';
+      throw new DeployError('UNSUPPORTED_PLATFORM', `this ssh-keygen cannot look up the signer (ssh-keygen -Y find-principals: ${said}); nothing was deployed`, { hint: 'install a newer OpenSSH (openssh-client) whose ssh-keygen has -Y find-principals and -Y verify' });
+    }
     const principals = found.status === 0 ? principalsOf(found.stdout, allowedSigners, sig, dir) : [];
     if (principals.length === 0) {
       const { reason, hint } = sshKeygenReason(found.stderr, '');
       // A listed key can still be refused (expired, another namespace): say why rather than "not in".
       if (reason !== '' && hint !== undefined) throw invalid(`${redactUrl(signature)} was made by a key that ${allowedSigners} does not allow now: ${reason}`, hint);
+      // Lines ssh-keygen could not read are skipped, and the signer's may be one of them: name them.
+      const skipped = found.stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^.+:\d+: /.test(l));
+      if (skipped.length > 0) {
+        const shown = skipped.slice(0, 3).map((l) => `line ${/:(\d+): /.exec(l)?.[1] ?? '?'}: ${l.replace(/^.+?:\d+: /, '')}`).join('; ');
+        throw invalid(`${redactUrl(signature)} was made by a key that is not in ${allowedSigners}, which has lines ssh-keygen could not read (${shown}${skipped.length > 3 ? `; ${skipped.length - 3} more` : ''})`, 'fix those lines: "<principal> namespaces=\\"atomic-deploy\\" <key type> <base64 key>", one a line (ssh-keygen -Y find-principals -f <file> -s <sig> -n atomic-deploy shows them)');
+      }
       throw invalid(`${redactUrl(signature)} was made by a key that is not in ${allowedSigners}`, 'add the signer\'s public key to the allowed signers file, or sign with a key that is there');
     }
     // One `ssh-keygen -Y verify` per principal, all fed the same bytes as they stream in.

@@ -2,7 +2,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeployOptions } from '../ops/deploy.ts';
 import path from 'node:path';
-import { parseByteCount } from '../plan/archive.ts';
+import { parseByteCount, parseSha256 } from '../plan/archive.ts';
 import { COUNTS } from '../plan/validate.ts';
 import { countFlag, secondsFlag, secondsToMs } from './number-flags.ts';
 import type { LoadedConfig } from './config.ts';
@@ -73,12 +73,13 @@ function byteCount(value: string): number {
 
 /**
  * A check flag (a pin): given twice, commander keeps the last value, and a pin dropped without a
- * word is a check that looks made when it is not. The same value twice is one pin.
+ * word is a check that looks made when it is not. The same value twice is one pin (a digest in
+ * any of its forms: upper case, `sha256:` prefixed).
  */
-function onePin(flag: string): (value: string, previous: string | undefined) => string {
+function onePin(flag: string, canonical: (value: string) => string = (value) => value): (value: string, previous: string | undefined) => string {
   return (value, previous) => {
     const given = nonEmpty(value);
-    if (previous !== undefined && previous !== given) {
+    if (previous !== undefined && canonical(previous) !== canonical(given)) {
       throw new InvalidArgumentError(`${flag} is given twice, as ${JSON.stringify(previous)} and as ${JSON.stringify(given)}: one artifact has one, and neither is dropped for the other; nothing was deployed`);
     }
     return given;
@@ -88,7 +89,7 @@ function onePin(flag: string): (value: string, previous: string | undefined) => 
 export function addArtifactFlags(cmd: Command): Command {
   return cmd
     .addOption(new Option('--strip-components <n>', 'artifact: drop this many leading path components of every entry, as tar does').argParser(countFlag(COUNTS.stripComponents)))
-    .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(onePin('--sha256')))
+    .addOption(new Option('--sha256 <hex>', 'artifact: its expected SHA-256; a mismatch deploys nothing (exit 2)').argParser(onePin('--sha256', (value) => parseSha256(value) ?? value)))
     .addOption(new Option('--signature <file|url>', 'artifact: OpenSSH signature (ssh-keygen -Y sign -n atomic-deploy), checked before the switch').argParser(onePin('--signature')))
     .addOption(new Option('--allowed-signers <file>', 'with --signature: the OpenSSH allowed_signers file of keys that may sign').argParser(onePin('--allowed-signers')))
     .addOption(new Option('--max-files <n>', 'artifact: refuse one with more entries (default 1000000)').argParser(countFlag(COUNTS.maxFiles)))

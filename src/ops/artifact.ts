@@ -89,6 +89,22 @@ export function refuseChecksOnDirectory(source: string, options: ArtifactOptions
   });
 }
 
+/** What to do with a --sha256 value that is no digest: a sha256sum line, or the name of the file that holds one. */
+function sha256Hint(value: string): string {
+  // A name shown in the hint is one line of plain text; one with control characters is not repeated.
+  const plain = (name: string): boolean => !/[\p{Cc}]/u.test(name);
+  const line = /^\s*(?:sha256:)?([0-9a-f]{64})\s+\*?(\S.*?)\s*$/is.exec(value);
+  if (line) return `that is a sha256sum line (digest and file name): give the digest alone, its first word, e.g. --sha256 "$(cut -d' ' -f1 ${shellWord(plain(line[2] ?? '') ? `${line[2] ?? ''}.sha256` : 'artifact.sha256')})"`;
+  let isFile = false;
+  try {
+    isFile = value.trim() !== '' && fs.statSync(value).isFile();
+  } catch {
+    // No such file: a digest mistyped.
+  }
+  if (isFile && plain(value)) return `that names a file: give the digest it holds, e.g. --sha256 "$(cut -d' ' -f1 ${shellWord(value)})"`;
+  return 'sha256sum <artifact> prints it';
+}
+
 /** Checks the options, opens the artifact (a 4xx or a non-archive fails here) and finds the signer. */
 export async function openArtifactSource(source: string, options: ArtifactOptions, context: { signal?: AbortSignal; emit: EventSink }): Promise<OpenedArtifact> {
   const limits: ExtractLimits = {
@@ -102,7 +118,7 @@ export async function openArtifactSource(source: string, options: ArtifactOption
   let sha256: string | undefined;
   if (options.sha256 !== undefined) {
     sha256 = parseSha256(options.sha256);
-    if (!sha256) throw new DeployError('USAGE', `--sha256 must be 64 hex digits (got ${JSON.stringify(options.sha256)})`, { hint: 'sha256sum <artifact> prints it' });
+    if (!sha256) throw new DeployError('USAGE', `--sha256 must be 64 hex digits (got ${JSON.stringify(options.sha256)})`, { hint: sha256Hint(options.sha256) });
   }
   if (options.signature !== undefined && options.allowedSigners === undefined) {
     throw new DeployError('USAGE', '--signature needs --allowed-signers (or artifact.allowedSigners in the config)', { hint: 'give the OpenSSH allowed_signers file of keys allowed to sign' });
