@@ -7,22 +7,15 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { cliEnv, binFor, jsonOf, runCli, spawnCli, tempDir, type CliResult } from '../harness/cli.ts';
-import { makeSource, treeSnapshot } from '../harness/invariants.ts';
+import { cliEnv, binFor, jsonOf, runCli, spawnCli, type CliResult } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
+import { signedArtifact } from '../harness/signing.ts';
 
 function setUp(t: { after(fn: () => void): void }): { dir: string; artifact: string; signature: string; allowed: string; root: string } {
-  const dir = tempDir(t);
-  const src = makeSource(path.join(dir, 'src'), 'v1');
-  const artifact = path.join(dir, 'site.tgz');
-  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
-  const key = path.join(dir, 'ci');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ci', '-f', key]);
-  execFileSync('ssh-keygen', ['-q', '-Y', 'sign', '-f', key, '-n', 'atomic-deploy', artifact]);
+  const { dir, artifact, signature, pub, root } = signedArtifact(t);
   const allowed = path.join(dir, 'allowed_signers');
-  fs.writeFileSync(allowed, `ci@example.com namespaces="atomic-deploy" ${fs.readFileSync(`${key}.pub`, 'utf8')}`);
-  const root = path.join(dir, 'root');
-  fs.mkdirSync(root);
-  return { dir, artifact, signature: `${artifact}.sig`, allowed, root };
+  fs.writeFileSync(allowed, `ci@example.com namespaces="atomic-deploy" ${pub}\n`);
+  return { dir, artifact, signature, allowed, root };
 }
 
 /** The CLI with `input` piped to its stdin by a shell, as a CI step does (`cat x.sig | atomic-deploy ...`). */

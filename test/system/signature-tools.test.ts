@@ -8,21 +8,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { jsonOf, runCli, tempDir } from '../harness/cli.ts';
-import { makeSource, treeSnapshot } from '../harness/invariants.ts';
+import { jsonOf, runCli } from '../harness/cli.ts';
+import { treeSnapshot } from '../harness/invariants.ts';
+import { signedArtifact } from '../harness/signing.ts';
 
-function setUp(t: { after(fn: () => void): void }): { dir: string; artifact: string; signature: string; pub: string; root: string } {
-  const dir = tempDir(t);
-  const src = makeSource(path.join(dir, 'src'), 'v1');
-  const artifact = path.join(dir, 'site.tgz');
-  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
-  const key = path.join(dir, 'ci');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ci', '-f', key]);
-  execFileSync('ssh-keygen', ['-q', '-Y', 'sign', '-f', key, '-n', 'atomic-deploy', artifact]);
-  const root = path.join(dir, 'root');
-  fs.mkdirSync(root);
-  return { dir, artifact, signature: `${artifact}.sig`, pub: fs.readFileSync(`${key}.pub`, 'utf8').trim(), root };
-}
+const setUp = signedArtifact;
 
 void test('allowed signers with CRLF ends, comments, blank lines, a line of an unknown key type, odd principals: the good signature deploys, signedBy is the principal as written', async (t) => {
   const { dir, artifact, signature, pub, root } = setUp(t);
