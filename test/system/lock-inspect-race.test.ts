@@ -20,7 +20,9 @@ const path = require('node:path');
 const root = process.argv[1];
 const lock = path.join(root, '.deploy.lock');
 const owner = (n) => JSON.stringify({ pid: process.pid, host: require('node:os').hostname(), user: 'root', since: new Date().toISOString(), token: 'swap' + n });
-for (let n = 0; ; n++) {
+// Bounded, so that a test runner stopped before its clean-up leaves no process spinning behind it.
+const end = Date.now() + 10_000;
+for (let n = 0; Date.now() < end; n++) {
   const draft = path.join(root, '.tmp', 'lock.' + n);
   fs.mkdirSync(draft);
   fs.writeFileSync(path.join(draft, 'owner.json'), owner(n));
@@ -37,8 +39,19 @@ void test('a lock replaced while it is read is never read as a lock without an o
   fs.mkdirSync(path.join(root, '.deploy.lock'));
   fs.writeFileSync(path.join(root, '.deploy.lock', 'owner.json'), JSON.stringify({ pid: process.pid, host: os.hostname(), user: 'root', since: new Date().toISOString(), token: 'first' }));
   const child = spawn(process.execPath, ['-e', SWAPPER, root], { stdio: 'ignore' });
-  t.after(() => child.kill('SIGKILL'));
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await readWhileSwapped(root);
+  } finally {
+    // Stopped and gone before tempDir's clean-up removes the root it renames in (which would fail
+    // and leave a process spinning, and this file waiting for it).
+    child.kill('SIGKILL');
+    await exited;
+  }
+});
+
+async function readWhileSwapped(root: string): Promise<void> {
   const layout = layoutOf(root);
   let reads = 0;
   let ownerless = 0;
@@ -63,4 +76,4 @@ void test('a lock replaced while it is read is never read as a lock without an o
   assert.ok(reads > 1000, `the lock was read ${reads} times`);
   assert.ok(naiveOwnerless > 0, `the naive control never met the race in ${reads} reads: the test proves nothing`);
   assert.equal(ownerless, 0, `${ownerless} of ${reads} reads found a lock without an owner`);
-});
+}
