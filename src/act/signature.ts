@@ -84,6 +84,7 @@ async function readSignatureFile(source: string, download: DownloadOptions): Pro
       let size = 0;
       for (let n = -1; n !== 0 && size < buffer.length; size += n) n = fs.readSync(fd, buffer, size, buffer.length - size, null);
       if (size > MAX_SIGNATURE_BYTES) throw tooLarge(source);
+      fs.closeSync(fd);
       return buffer.subarray(0, size);
     }
   } catch (error) {
