@@ -18,6 +18,9 @@ export const GIT_TIMEOUT_MS = 10_000;
  */
 const NEUTRAL = ['-c', 'core.fsmonitor=false', '-c', 'core.hooksPath=/dev/null', '-c', 'core.untrackedCache=false'];
 
+/** How long git's output may still come after git exited (a child it left may hold the pipe). */
+const PIPE_GRACE_MS = 200;
+
 interface GitRun {
   stdout: string;
   ok: boolean;
@@ -60,8 +63,19 @@ function git(cwd: string, args: string[], deadline: number, enough?: (stdout: st
       if (enough?.(stdout)) finish(true);
     });
     child.on('error', () => finish(false));
-    // 'exit', not 'close': a program git left running may keep the pipe open.
-    child.on('exit', (code) => setImmediate(() => finish(code === 0)));
+    // git's exit can come before the last of its output is read: the pipe's end is waited for, but
+    // only briefly, since a program git left running may keep the pipe open (not 'close' alone).
+    let ended = false;
+    let exitCode: number | null | undefined;
+    child.stdout?.on('end', () => {
+      ended = true;
+      if (exitCode !== undefined) finish(exitCode === 0);
+    });
+    child.on('exit', (code) => {
+      exitCode = code;
+      if (ended) finish(code === 0);
+      else setTimeout(() => finish(code === 0), PIPE_GRACE_MS).unref();
+    });
   });
 }
 
