@@ -43,10 +43,12 @@ function git(cwd: string, args: string[], deadline: number, enough?: (stdout: st
     }
     let stdout = '';
     let settled = false;
+    let grace: NodeJS.Timeout | undefined;
     const finish = (ok: boolean): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(grace);
       if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
         try {
           process.kill(-child.pid, 'SIGKILL');
@@ -74,7 +76,7 @@ function git(cwd: string, args: string[], deadline: number, enough?: (stdout: st
     child.on('exit', (code) => {
       exitCode = code;
       if (ended) finish(code === 0);
-      else setTimeout(() => finish(code === 0), PIPE_GRACE_MS).unref();
+      else grace = setTimeout(() => finish(code === 0), PIPE_GRACE_MS);
     });
   });
 }
