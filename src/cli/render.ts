@@ -123,7 +123,4 @@ export function renderVerify(result: VerifyResult): string {
   return lines.join('\n');
 }
 
-/** A host's message without its leading `<host>: ` (a table row names the host already); the host named later in it stays. */
-export function withoutHost(message: string, host: string): string {
-  return message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message;
-}
+export { withoutHost } from '../plan/fleet.ts';

@@ -19,7 +19,7 @@ import { awaitFreshness, checkReloadTargets, checkServingOptions, hasReloads, ru
 import type { StaleReport } from '../plan/serving.ts';
 import { shellWord } from '../plan/paths.ts';
 import { checkAgainstManifest } from './verify-release.ts';
-import { checkTargetMode, goesLive, targetCheckVerdict, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
+import { checkTargetMode, targetCheckVerdict, uncheckedVerdict, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
 
 export interface RollbackOptions extends ServingOptions {
   /** Switch to this release instead of the previous good one (may name a failed one). */
@@ -271,7 +271,6 @@ export async function rollback(root: string, given: RollbackOptions = {}): Promi
 async function checkTarget(layout: Layout, target: string, mode: Exclude<TargetCheckMode, 'off'>, emit: EventSink, signal: AbortSignal | undefined, when: 'before' | 'after' | 'dry-run'): Promise<TargetCheck> {
   emit({ type: 'step', message: `checking release ${target}${when === 'after' ? ', now live,' : ''} against its manifest` });
   const dryRun = when === 'dry-run';
-  const goes = goesLive(dryRun, when === 'after');
   let check;
   try {
     check = await checkAgainstManifest(layout, target, releasePath(layout, target), signal);
@@ -283,9 +282,9 @@ async function checkTarget(layout: Layout, target: string, mode: Exclude<TargetC
     // A check that could not be made never keeps a site on the release it is being rolled back
     // from: `warn` says so; `fail` refuses, as for any release it cannot check.
     if (mode === 'fail') throw error;
-    const reason = error instanceof DeployError ? error.message : ioError(`hashing release ${target}`, error).message;
-    emit({ type: 'warning', message: `release ${target} could not be checked against its manifest (${reason}); ${goes} unchecked` });
-    return { check: 'unchecked', problem: reason };
+    const unchecked = uncheckedVerdict(error instanceof DeployError ? error.message : ioError(`hashing release ${target}`, error).message, { release: target, dryRun, switched: when === 'after' });
+    emit({ type: 'warning', message: unchecked.warning.message });
+    return unchecked.contents;
   }
   const verdict = targetCheckVerdict(check.kind === 'checked' ? { kind: 'checked', differences: check.result.differences } : { kind: check.kind, problem: check.error.message }, {
     release: target,
@@ -294,10 +293,7 @@ async function checkTarget(layout: Layout, target: string, mode: Exclude<TargetC
     switched: when === 'after',
     verifyCommand: `atomic-deploy verify ${shellWord(layout.root)} --release ${shellWord(target)}`,
   });
-  if (verdict.refusal) {
-    const base = check.kind === 'checked' ? undefined : check.error;
-    throw new DeployError(base?.code ?? 'RELEASE_DIFFERS', verdict.refusal.message, { hint: verdict.refusal.hint, details: { release: target, contents: verdict.contents } });
-  }
+  if (verdict.refusal) throw new DeployError(verdict.refusal.code, verdict.refusal.message, { hint: verdict.refusal.hint, details: { release: target, contents: verdict.contents } });
   if (verdict.step) emit({ type: 'step', message: verdict.step });
   if (verdict.warning) emit({ type: 'warning', message: verdict.warning.message, ...(verdict.warning.hint ? { hint: verdict.warning.hint } : {}) });
   return verdict.contents;

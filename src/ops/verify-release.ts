@@ -130,7 +130,7 @@ function releaseGone(layout: Layout, id: string, dir: string, began: fs.Stats | 
 export type ManifestCheck =
   | { kind: 'checked'; result: VerifyResult }
   | { kind: 'no-manifest'; error: DeployError }
-  | { kind: 'untrusted'; problem: string; error: DeployError };
+  | { kind: 'untrusted'; error: DeployError };
 
 /**
  * Re-hashes release `id` at `dir` against its manifest, or says why it cannot (the error `verify`
@@ -163,7 +163,6 @@ export async function checkAgainstManifest(layout: Layout, id: string, dir: stri
   if (load.kind === 'untrusted') {
     return {
       kind: 'untrusted',
-      problem: load.problem,
       error: new DeployError('MANIFEST_UNTRUSTED', `the manifest of release ${id} cannot be trusted: ${load.problem}`, {
         hint: 'nothing can be checked against it; deploy the build again to get a release with a trusted manifest',
         details: { release: id, problem: load.problem },

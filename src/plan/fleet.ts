@@ -319,3 +319,8 @@ export function decideAfterSwitch(hosts: readonly SwitchReport[], onFailure: 'ro
   const reason = beyond || 'the rollout stopped before every wave ran';
   return { ok, commit: keepNew ? reachable.map((h) => h.host) : [], back: keepNew ? [] : reachable.map((h) => h.host), undo, reason, tolerated: [] };
 }
+
+/** A host's message without its leading `<host>: ` (a table row, or a verdict that puts it back, names the host already); the host named later in it stays. */
+export function withoutHost(message: string, host: string): string {
+  return message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message;
+}

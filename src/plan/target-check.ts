@@ -2,7 +2,7 @@
  * What a rollback says of the release it goes to once that release was re-hashed against its
  * manifest (ops/rollback.ts, remote/rollback.ts): pure, so both engines say it in the same words.
  */
-import { DeployError } from '../errors.ts';
+import { DeployError, type ErrorCode } from '../errors.ts';
 import type { Difference } from './manifest.ts';
 
 /** `warn`: say what differs and roll back; `fail`: refuse, nothing changed; `off`: no check. */
@@ -33,8 +33,8 @@ export interface TargetVerdict {
   /** A line of progress (the release matches, or has no manifest to check). */
   step?: string;
   warning?: { message: string; hint?: string };
-  /** `fail`: the rollback stops before anything is written. */
-  refusal?: { message: string; hint: string };
+  /** `fail`: the rollback stops before anything is written, with this error. */
+  refusal?: { code: ErrorCode; message: string; hint: string };
 }
 
 /** How many differences a message names before it says how many more there are. */
@@ -53,7 +53,7 @@ export function differenceList(differences: readonly Difference[]): string {
 }
 
 /** How the release goes live, in the verdict's words: `warn` checks once it is live (the switch never waits for a re-hash), the dry run and `fail` before. */
-export function goesLive(dryRun: boolean, switched: boolean): string {
+function goesLive(dryRun: boolean, switched: boolean): string {
   return dryRun ? 'a rollback would put it live' : switched ? 'it is live' : 'it goes live';
 }
 
@@ -73,15 +73,23 @@ export function targetCheckVerdict(found: CheckFound, options: { release: string
     const contents: TargetCheck = { check: 'differs', differences: found.differences };
     const what = `${where}release ${release} differs from its manifest (${plural(found.differences.length, 'difference')}: ${differenceList(found.differences)})`;
     if (mode === 'fail') {
-      return { contents, refusal: { message: `${what}; ${dryRun ? 'the rollback would refuse it' : 'the rollback refuses it'}, ${unchanged}`, hint: `see every difference with: ${verifyCommand}; roll back to it as it is with --verify warn, or to another release with --to <id>` } };
+      return { contents, refusal: { code: 'RELEASE_DIFFERS', message: `${what}; ${dryRun ? 'the rollback would refuse it' : 'the rollback refuses it'}, ${unchanged}`, hint: `see every difference with: ${verifyCommand}; roll back to it as it is with --verify warn, or to another release with --to <id>` } };
     }
     return { contents, warning: { message: `${what}; ${goes} as it is`, hint: `see every difference with: ${verifyCommand}; --verify fail checks before the switch and refuses such a rollback` } };
   }
   const contents: TargetCheck = { check: found.kind, problem: found.problem };
   if (mode === 'fail') {
-    return { contents, refusal: { message: `${where}${found.problem}; --verify fail refuses a release that cannot be checked, ${unchanged}`, hint: 'roll back to it unchecked with --verify warn (or off), or to another release with --to <id>' } };
+    return { contents, refusal: { code: found.kind === 'untrusted' ? 'MANIFEST_UNTRUSTED' : 'NO_MANIFEST', message: `${where}${found.problem}; --verify fail refuses a release that cannot be checked, ${unchanged}`, hint: 'roll back to it unchecked with --verify warn (or off), or to another release with --to <id>' } };
   }
   const unchecked = `${goes} unchecked`;
   if (found.kind === 'no-manifest') return { contents, step: `${where}release ${release} has no manifest to check it against; ${unchecked}` };
   return { contents, warning: { message: `${where}${found.problem}; ${unchecked}`, hint: `see why with: ${verifyCommand}` } };
+}
+
+/** `warn` when the check itself failed (an unreadable release, a lost connection): said, and the rollback goes on. */
+export function uncheckedVerdict(reason: string, options: { release: string; dryRun: boolean; switched: boolean; where?: string }): Required<Pick<TargetVerdict, 'contents' | 'warning'>> {
+  return {
+    contents: { check: 'unchecked', problem: reason },
+    warning: { message: `${options.where ?? ''}release ${options.release} could not be checked against its manifest (${reason}); ${goesLive(options.dryRun, options.switched)} unchecked` },
+  };
 }

@@ -3,7 +3,7 @@ import { DeployError } from '../errors.ts';
 import type { ServingOptions } from '../ops/serving.ts';
 import type { FleetStaleReport } from '../plan/remote-stale.ts';
 import type { StaleReport } from '../plan/serving.ts';
-import { planFleetRollback } from '../plan/fleet.ts';
+import { planFleetRollback, withoutHost } from '../plan/fleet.ts';
 import type { Journal } from '../plan/journal.ts';
 import { checkReleaseId, signalOf, withLists } from '../plan/validate.ts';
 import { switchSkewMs } from '../plan/fleet.ts';
@@ -17,7 +17,7 @@ import { connectionLost, remoteError, withOsReason, type RunningRemote } from '.
 import type { RemoteState } from './facts.ts';
 import { awaitHostFreshness, checkFleetServingOptions, checkHostReloadTargets, fleetStaleFailure, fleetStaleOf, reloadHost, staleCheckNotMade } from './stale.ts';
 import { shellWord } from '../plan/paths.ts';
-import { checkTargetMode, goesLive, targetCheckVerdict, type CheckFound, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
+import { checkTargetMode, targetCheckVerdict, uncheckedVerdict, type CheckFound, type TargetCheck, type TargetCheckMode } from '../plan/target-check.ts';
 import { checkHostRelease } from './verify.ts';
 import { spentReserveWarning } from '../act/reserve.ts';
 
@@ -157,9 +157,7 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
   const checkTargets = async (hosts: readonly HostRun[], id: string, when: 'before' | 'after' | 'dry-run'): Promise<void> => {
     if (mode === 'off') return;
     const dryRun = when === 'dry-run';
-    const goes = goesLive(dryRun, when === 'after');
     // The host's messages begin with its name; the verdict puts it back where it belongs.
-    const withoutHost = (message: string, host: string): string => (message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message);
     await fleet.each(
       hosts,
       async (h) => {
@@ -180,17 +178,14 @@ export async function fleetRollback(root: string | undefined, given: FleetRollba
             return;
           }
           if (mode === 'fail' || options.signal?.aborted) throw error;
-          const reason = withoutHost(error instanceof DeployError ? error.message : String(error), h.label);
-          checked.set(h, { check: 'unchecked', problem: reason });
-          warn(h, `${h.label}: release ${id} could not be checked against its manifest (${reason}); ${goes} unchecked`);
+          const unchecked = uncheckedVerdict(withoutHost(error instanceof DeployError ? error.message : String(error), h.label), { release: id, dryRun, switched: when === 'after', where: `${h.label}: ` });
+          checked.set(h, unchecked.contents);
+          warn(h, unchecked.warning.message);
           return;
         }
         const verdict = targetCheckVerdict(found, { release: id, mode, dryRun, switched: when === 'after', where: `${h.label}: `, verifyCommand: `atomic-deploy verify ${shellWord(h.root)} --host ${shellWord(h.label)} --release ${shellWord(id)}` });
         checked.set(h, verdict.contents);
-        if (verdict.refusal) {
-          const code = found.kind === 'checked' ? 'RELEASE_DIFFERS' : found.kind === 'untrusted' ? 'MANIFEST_UNTRUSTED' : 'NO_MANIFEST';
-          throw new DeployError(code, verdict.refusal.message, { hint: verdict.refusal.hint });
-        }
+        if (verdict.refusal) throw new DeployError(verdict.refusal.code, verdict.refusal.message, { hint: verdict.refusal.hint });
         if (verdict.step) fleet.step(h, withoutHost(verdict.step, h.label));
         if (verdict.warning) warn(h, verdict.warning.message, verdict.warning.hint);
       },
