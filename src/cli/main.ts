@@ -11,6 +11,7 @@ import { status } from '../ops/status.ts';
 import { addArtifactFlags, addReleaseFlags, artifactFlagsForDirectory, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { refuseIdleFlags } from './idle-flags.ts';
+import { runFlags, withRunFlags } from './hint-flags.ts';
 import { oneLine, Reporter, type Streams } from './output.ts';
 import { plural } from '../plan/units.ts';
 import { afterSwitchError, damagedRecordWarning, renderReleases, renderStatus, renderVerify } from './render.ts';
@@ -491,8 +492,10 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
   // An error naming a flag that the config file set (not typed, nor from the environment): where to look for it.
   const typed = (flag: string): boolean => argv.some((w) => w === flag || w.startsWith(`${flag}=`)) || envNameOfFlag(flag) in process.env;
   const noteFor = (message: string): string | undefined => configKeyNote(message, loaded, typed);
+  // The commands hints suggest, with the --config/--no-config and --ssh-config this run was given (set before the action runs).
+  let hintCommands: ((hint: string) => string) | undefined;
   const use = (flags: CommonFlags): Reporter => {
-    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false, noteFor, warned });
+    reporter = new Reporter(options, { json: flags.json === true, quiet: flags.quiet === true, color: flags.color !== false, noteFor, warned, ...(hintCommands ? { hintCommands } : {}) });
     return reporter;
   };
   const signal = options.signal;
@@ -561,6 +564,12 @@ export async function runCli(argv: readonly string[], options: RunOptions): Prom
       throw new DeployError('USAGE', `the config file ${JSON.stringify(named)} starts with ~, which no shell expanded (quoted, or set in a variable)`, { hint: 'write it as an absolute path or with $HOME/ where a shell expands it' });
     }
     if (cwd === undefined) refuseRelativeWithoutCwd(action, named);
+    const given = runFlags({
+      ...(program.getOptionValueSource('config') === 'cli' ? { config: noConfig() ? false : configPath() } : {}),
+      ...(action.getOptionValueSource('sshConfig') === 'cli' ? { sshConfig: action.opts<{ sshConfig?: string }>().sshConfig } : {}),
+    });
+    const subcommands = (program.commands as Command[]).map((c) => c.name());
+    hintCommands = (hint) => withRunFlags(hint, given, subcommands);
     // Reporter flags may have come from the environment.
     use(action.opts<CommonFlags>());
     options.onCommand?.(action.name(), REPORTS.has(action.name()) || action.opts<{ dryRun?: boolean }>().dryRun === true);

@@ -1,6 +1,7 @@
 import picocolors from 'picocolors';
 import type { OperationEvent } from '../ops/events.ts';
 import { formatBytes, plural } from '../plan/units.ts';
+import { hintReplacer } from './hint-flags.ts';
 
 /** `held`: a promise while the stream's reader is behind (cli/streams.ts), which holds a hook's output until it settles. */
 export interface Streams {
@@ -17,6 +18,8 @@ export interface OutputMode {
   noteFor?: (message: string) => string | undefined;
   /** Every warning said on stderr, kept for the JSON result (shared by the reporters of one command). */
   warned?: string[];
+  /** A hint as it is shown: the commands in it with the flags this run was given (hint-flags.ts). */
+  hintCommands?: (hint: string) => string;
 }
 
 export type Colors = ReturnType<typeof picocolors.createColors>;
@@ -140,7 +143,7 @@ export class Reporter {
     this.clearBar();
     this.mode.warned?.push(message);
     this.streams.stderr.write(`${this.err.yellow('warning:')} ${oneLine(message)}\n`);
-    if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(hint)}\n`);
+    if (hint) this.streams.stderr.write(`${this.err.dim('hint:')} ${oneLine(this.mode.hintCommands?.(hint) ?? hint)}\n`);
   }
 
   error(message: string, hint?: string): void {
@@ -153,13 +156,15 @@ export class Reporter {
   /** An error's hint as it is shown (on stderr and in JSON): with the mode's note first, if any. */
   hintFor(message: string, hint: string | undefined): string | undefined {
     const note = this.mode.noteFor?.(message);
-    return note === undefined ? hint : hint ? `${note}; ${hint}` : note;
+    const said = hint === undefined ? undefined : (this.mode.hintCommands?.(hint) ?? hint);
+    return note === undefined ? said : said ? `${note}; ${said}` : note;
   }
 
   /** The result line a person reads; in JSON mode the object is the whole of stdout. */
   result(human: string | undefined, json: object): void {
     this.clearBar();
-    if (this.mode.json) this.streams.stdout.write(JSON.stringify(withWarnings(json, this.mode.warned ?? [])) + '\n');
+    const rewrite = this.mode.hintCommands;
+    if (this.mode.json) this.streams.stdout.write(JSON.stringify(withWarnings(json, this.mode.warned ?? []), rewrite === undefined ? undefined : hintReplacer(rewrite)) + '\n');
     else if (human !== undefined && !this.mode.quiet) this.streams.stdout.write(escapeLines(human) + '\n');
   }
 

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonOf, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
+import { jsonOf, runCli, spawnCli, tempDir, writeTree } from '../harness/cli.ts';
 import { rootNamer, type FleetHost, currentOf as current } from '../harness/fleet.ts';
 import { fleetSuite } from '../harness/fleet-suite.ts';
 
@@ -24,7 +24,7 @@ interface DeployJson {
   error?: { code: string; message: string; hint?: string };
 }
 
-const { fleet, env, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
+const { fleet, hostArgs, cli } = fleetSuite(3, { timeoutMs: 120_000 });
 const newRoot = rootNamer('b');
 
 function site(t: { after(fn: () => void): void }, version: string): string {
@@ -161,7 +161,8 @@ void describe('the failure budget at its edges', () => {
     const { root, on } = newRoot('lost-pause');
     const v1 = String(jsonOf<DeployJson>(await cli(['deploy', site(t, 'v1'), root, ...hostArgs, '--json'])).release);
     const host2 = fleet.hosts[1] as FleetHost;
-    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--waves', '2,100%', '--max-fail', '1', '--health-check', 'sleep 3', '--wave-pause', '60'], { env, timeoutMs: 120_000 });
+    // The ssh config (where the host aliases live) on the command line, not in the environment: the hint's command must carry it.
+    const run = spawnCli(['deploy', site(t, 'v2'), root, ...hostArgs, '--ssh-config', fleet.sshConfigPath, '--waves', '2,100%', '--max-fail', '1', '--health-check', 'sleep 3', '--wave-pause', '60'], { timeoutMs: 120_000 });
     let said = '';
     run.child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
     const until = async (what: string, done: () => boolean): Promise<void> => {
@@ -184,9 +185,11 @@ void describe('the failure budget at its edges', () => {
     const hint = /^hint: find out and reconcile on every host of this deploy \(recovery needs all of them\): (atomic-deploy status .*)$/m.exec(r.stderr);
     assert.ok(hint?.[1], r.stderr);
     assert.equal(current(on(fleet.hosts[0] as FleetHost)), v1);
-    // The hint's command, as pasted (the CLI's own environment: its ssh config).
+    // The hint's command, as pasted into a shell that has no ATOMIC_DEPLOY_SSH_CONFIG (old code left
+    // out the --ssh-config the deploy was given: "ssh: Could not resolve hostname host1").
+    assert.match(hint[1] ?? '', new RegExp(`^atomic-deploy status --ssh-config ${fleet.sshConfigPath} ${root} --host host1 --host host2 --host host3$`));
     const words = (hint[1] ?? '').split(' ').slice(1);
-    const status = await cli(words);
+    const status = await runCli(words, { timeoutMs: 120_000 });
     assert.equal(status.code, 0, status.stdout + status.stderr);
     assert.match(status.stdout, new RegExp(`^all 3 hosts on ${v1}$`, 'm'));
   });
