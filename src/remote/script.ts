@@ -117,17 +117,19 @@ keep_reserve() {
   [ "$(free_kib "$state")" -ge ${RESERVE_ROOM_BYTES / 1024} ] || return 0
   head -c ${RESERVE_BYTES} /dev/urandom > "$reserve" 2>/dev/null || rm -f -- "$reserve"
 }
-# J_val: the scalar of KEY in a JSON file, compact or pretty-printed (our own owner.json and journal).
-json_get() {
+# J_val: the scalar of KEY in the JSON on stdin, compact or pretty-printed (our own owner.json).
+json_scan() {
   J_val=
   while IFS= read -r _l || [ -n "$_l" ]; do
-    case $_l in *"\\"$2\\""*) ;; *) continue ;; esac
-    _v=\${_l#*"\\"$2\\""}; _v=\${_v#*:}; _v=\${_v#"\${_v%%[! ]*}"}
+    case $_l in *"\\"$1\\""*) ;; *) continue ;; esac
+    _v=\${_l#*"\\"$1\\""}; _v=\${_v#*:}; _v=\${_v#"\${_v%%[! ]*}"}
     case $_v in '"'*) _v=\${_v#?}; J_val=\${_v%%'"'*} ;; *) J_val=\${_v%%[!0-9]*} ;; esac
     return 0
-  done 2>/dev/null < "$1"
+  done
   return 0
 }
+# J_val: the scalar of KEY in the JSON FILE (empty when it cannot be read).
+json_get() { J_val=; json_scan "$2" 2>/dev/null < "$1"; }
 # R_dir: the real path of a directory ('' if it cannot be entered).
 real_dir() { keep_nl "$(cd -P -- "$1" 2>/dev/null && pwd -P; printf x)"; R_dir=$K_out; }
 load_host() {
@@ -157,16 +159,37 @@ use_facts() {
   printf 'uses\\000'; ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/exe /proc/[0-9]*/fd $_tl 2>/dev/null; printf '\\000'
   printf 'maps\\000'; printf '%s\\n' "$_m"; [ -z "$_tm" ] || grep -F -- "$rel/" $_tm 2>/dev/null; printf '\\000'
 }
+# The lock's owner and times, read as one lock's: a lock released and taken again between the
+# reads paired the first one's owner (or none, read between the taker's two renames) with the
+# second's inode. Read until the inode held still across the reads (as src/act/lock.ts
+# inspectLock), 10 times at most: a read here takes milliseconds (ls, stat), and a lock changes
+# hands a few times a second at most.
 lock_facts() {
-  if [ ! -e "$lock" ] && [ ! -h "$lock" ]; then emit lock none; return 0; fi
-  if [ -d "$lock" ] && [ ! -h "$lock" ]; then emit lock dir; else emit lock other; fi
+  _n=0
+  while :; do
+    _i=$(inode_of "$lock"); _k=other; _own=; _ho=; _pf=; _hp=; _bl=; _hb=
+    # None, or gone between a taker's two renames: no lock, as locally.
+    if [ -z "$_i" ] && [ ! -e "$lock" ] && [ ! -h "$lock" ]; then emit lock none; return 0; fi
+    if [ -d "$lock" ] && [ ! -h "$lock" ]; then _k=dir; fi
+    if [ -f "$lock/owner.json" ] && while IFS= read -r _l || [ -n "$_l" ]; do _own="$_own$_l$nl"; done 2>/dev/null < "$lock/owner.json"; then _ho=1; fi
+    if [ -f "$lock/pid" ]; then read -r _pf 2>/dev/null < "$lock/pid"; _hp=1; fi
+    # A lock file of another tool (echo $$ > .deploy.lock): the pid, if that is all it holds (see plan/lock.ts bashLockPid).
+    if [ -f "$lock" ] && [ ! -h "$lock" ] && [ "$(wc -c < "$lock" 2>/dev/null || echo 99)" -le 32 ]; then read -r _bl 2>/dev/null < "$lock"; _hb=1; fi
+    _m=$(mtime_of "$lock")
+    [ "$(inode_of "$lock")" != "$_i" ] || break
+    _n=$((_n + 1)); [ "$_n" -lt 10 ] || break
+  done
+  emit lock "$_k"
   _p=
-  if [ -f "$lock/owner.json" ]; then emit_file owner "$lock/owner.json"; json_get "$lock/owner.json" pid; _p=$J_val; fi
-  if [ -f "$lock/pid" ]; then _q=; read -r _q 2>/dev/null < "$lock/pid"; emit pidfile "$_q"; [ -n "$_p" ] || _p=$_q; fi
-  # A lock file of another tool (echo $$ > .deploy.lock): the pid, if that is all it holds (see plan/lock.ts bashLockPid).
-  if [ -f "$lock" ] && [ ! -h "$lock" ] && [ "$(wc -c < "$lock" 2>/dev/null || echo 99)" -le 32 ]; then _q=; read -r _q 2>/dev/null < "$lock"; emit pidfile "$_q"; _p=$_q; fi
-  emit inode "$(inode_of "$lock")"
-  emit mtime "$(mtime_of "$lock")"
+  if [ -n "$_ho" ]; then emit owner "$_own"; json_scan pid <<OWNER_JSON
+$_own
+OWNER_JSON
+    _p=$J_val
+  fi
+  if [ -n "$_hp" ]; then emit pidfile "$_pf"; [ -n "$_p" ] || _p=$_pf; fi
+  if [ -n "$_hb" ]; then emit pidfile "$_bl"; _p=$_bl; fi
+  emit inode "$_i"
+  emit mtime "$_m"
   case $_p in ''|*[!0-9]*) return 0 ;; esac
   emit pid "$_p"
   if ! pid_alive "$_p"; then emit alive 0; return 0; fi
