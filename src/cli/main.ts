@@ -8,7 +8,7 @@ import { DeployError, EXIT, errnoOf, exitCodeForSignal, ioError } from '../error
 import { isUrlSource, missingSourceWords, namedLikeArtifact, redactUrl, sniffFormat } from '../plan/archive.ts';
 import { listReleases } from '../ops/releases.ts';
 import { status } from '../ops/status.ts';
-import { addArtifactFlags, addReleaseFlags, artifactFlagsForDirectory, artifactOptionsFrom, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
+import { addArtifactFlags, addReleaseFlags, artifactFlagsForDirectory, artifactOptionsFrom, PIN_FLAGS, type ArtifactFlags, type ReleaseFlags } from './deploy-flags.ts';
 import { addServingFlags, servingOptionsFrom, type ServingFlags } from './serving-flags.ts';
 import { refuseIdleFlags } from './idle-flags.ts';
 import { runFlags, withRunFlags } from './hint-flags.ts';
@@ -162,8 +162,20 @@ function applyEnv(command: Command, env: NodeJS.ProcessEnv): void {
     const name = envNameOf(option);
     if (!name || !(name in env)) continue;
     const key = option.attributeName();
-    if (command.getOptionValueSource(key) === 'cli') continue;
     const raw = env[name] ?? '';
+    if (command.getOptionValueSource(key) === 'cli') {
+      // A check is never dropped for another without a word: a pin from the environment (a CI
+      // variable set for the job) that the command line contradicts is refused, as a pin given twice is.
+      if (option.long !== undefined && PIN_FLAGS.has(option.long) && option.parseArg && raw.trim() !== '') {
+        const typed = command.getOptionValue(key) as string;
+        try {
+          option.parseArg(raw, typed);
+        } catch {
+          throw new DeployError('USAGE', `${option.long} ${JSON.stringify(typed)} and ${name}=${JSON.stringify(raw)} name different values: one artifact has one, and neither is dropped for the other; nothing was deployed`, { hint: `give the same value in both, or unset ${name}` });
+        }
+      }
+      continue;
+    }
     if (option.required || option.optional) {
       let value: unknown = raw;
       try {

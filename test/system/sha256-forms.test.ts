@@ -53,3 +53,35 @@ void test('--sha256 forms: any case and prefix deploy, the same digest twice in 
     assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), [], name);
   }
 });
+
+// Old code: ATOMIC_DEPLOY_SHA256 (a CI variable set for the job) was dropped without a word for a
+// --sha256 on the command line that named another digest; only the last pin was checked.
+void test('a pin from the environment that the command line contradicts exits 2 with nothing written; the same pin in another form, or an empty variable, is not refused', async (t) => {
+  const dir = tempDir(t);
+  const src = makeSource(path.join(dir, 'src'), 'v1');
+  const artifact = path.join(dir, 'site.tgz');
+  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
+  const sha = sha256Of(artifact);
+  const root = path.join(dir, 'root');
+  assert.equal((await runCli(['deploy', artifact, root, '--no-fsync', '--quiet'])).code, 0);
+  const before = treeSnapshot(root);
+  const stale = 'e'.repeat(64);
+  const r = await runCli(['deploy', artifact, root, '--sha256', sha, '--json'], { env: { ATOMIC_DEPLOY_SHA256: stale } });
+  assert.equal(r.code, 2, r.stderr);
+  assert.deepEqual(jsonOf<{ error: { code: string; message: string; hint: string } }>(r).error, {
+    code: 'USAGE',
+    message: `--sha256 ${JSON.stringify(sha)} and ATOMIC_DEPLOY_SHA256=${JSON.stringify(stale)} name different values: one artifact has one, and neither is dropped for the other; nothing was deployed`,
+    hint: 'give the same value in both, or unset ATOMIC_DEPLOY_SHA256',
+  });
+  assert.deepEqual(treeSnapshot(root), before);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.tmp')), []);
+  // The signature flags are pins too.
+  const sig = await runCli(['deploy', artifact, root, '--signature', path.join(dir, 'a.sig'), '--allowed-signers', path.join(dir, 'signers')], { env: { ATOMIC_DEPLOY_SIGNATURE: path.join(dir, 'b.sig') } });
+  assert.equal(sig.code, 2, sig.stderr);
+  assert.match(sig.stderr, /^error: --signature ".*a\.sig" and ATOMIC_DEPLOY_SIGNATURE=".*b\.sig" name different values/m);
+  assert.deepEqual(treeSnapshot(root), before);
+  for (const env of [{ ATOMIC_DEPLOY_SHA256: `SHA256:${sha.toUpperCase()}` }, { ATOMIC_DEPLOY_SHA256: '' }]) {
+    const ok = await runCli(['deploy', artifact, root, '--no-fsync', '--quiet', '--sha256', sha], { env });
+    assert.equal(ok.code, 0, `${JSON.stringify(env)}: ${ok.stderr}`);
+  }
+});
