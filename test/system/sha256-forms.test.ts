@@ -11,13 +11,17 @@ import { sha256Of } from '../harness/archives.ts';
 import { jsonOf, runCli, tempDir } from '../harness/cli.ts';
 import { makeSource, treeSnapshot } from '../harness/invariants.ts';
 
-void test('--sha256 forms: any case and prefix deploy, the same digest twice in two forms is one pin; a sha256sum line or a .sha256 file name exits 2 with a hint that gives the digest alone', async (t) => {
+/** A .tgz of a small site in a fresh directory, its digest, and where a root may go. */
+function tarball(t: { after(fn: () => void): void }): { dir: string; artifact: string; sha: string; root: string } {
   const dir = tempDir(t);
   const src = makeSource(path.join(dir, 'src'), 'v1');
   const artifact = path.join(dir, 'site.tgz');
   execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
-  const sha = sha256Of(artifact);
-  const root = path.join(dir, 'root');
+  return { dir, artifact, sha: sha256Of(artifact), root: path.join(dir, 'root') };
+}
+
+void test('--sha256 forms: any case and prefix deploy, the same digest twice in two forms is one pin; a sha256sum line or a .sha256 file name exits 2 with a hint that gives the digest alone', async (t) => {
+  const { dir, artifact, sha, root } = tarball(t);
   for (const value of [sha.toUpperCase(), `sha256:${sha}`, `SHA256:${sha.toUpperCase()}`, ` ${sha}\n`]) {
     const r = await runCli(['deploy', artifact, root, '--no-fsync', '--quiet', '--sha256', value]);
     assert.equal(r.code, 0, `${JSON.stringify(value)}: ${r.stderr}`);
@@ -57,12 +61,7 @@ void test('--sha256 forms: any case and prefix deploy, the same digest twice in 
 // Old code: ATOMIC_DEPLOY_SHA256 (a CI variable set for the job) was dropped without a word for a
 // --sha256 on the command line that named another digest; only the last pin was checked.
 void test('a pin from the environment that the command line contradicts exits 2 with nothing written; the same pin in another form, or an empty variable, is not refused', async (t) => {
-  const dir = tempDir(t);
-  const src = makeSource(path.join(dir, 'src'), 'v1');
-  const artifact = path.join(dir, 'site.tgz');
-  execFileSync('tar', ['-czf', artifact, '-C', src, '.']);
-  const sha = sha256Of(artifact);
-  const root = path.join(dir, 'root');
+  const { dir, artifact, sha, root } = tarball(t);
   assert.equal((await runCli(['deploy', artifact, root, '--no-fsync', '--quiet'])).code, 0);
   const before = treeSnapshot(root);
   const stale = 'e'.repeat(64);
