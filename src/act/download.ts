@@ -12,7 +12,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { DeployError } from '../errors.ts';
 import { redactUrl, urlProblem } from '../plan/archive.ts';
 import { answerHint, certificateHint, certificateProblem, isTransientStatus, retryDelayMs, retryWait } from '../plan/download.ts';
-import { plural } from '../plan/units.ts';
+import { formatBytes, plural } from '../plan/units.ts';
 import type { Proxy } from './proxy.ts';
 
 export interface DownloadOptions {
@@ -20,6 +20,12 @@ export interface DownloadOptions {
   timeoutMs: number;
   /** Further attempts after a dropped or stalled connection, a 5xx, 408 or 429 (not after another 4xx), on opening and again on reading. */
   retries: number;
+  /**
+   * Give up when the whole transfer (every attempt, wait and reconnection, from the first request
+   * to the last byte) takes longer: a server trickling bytes inside `timeoutMs` would otherwise
+   * hold the deploy, and the root's lock, as long as it likes.
+   */
+  maxTimeMs?: number;
   signal?: AbortSignal;
   onRetry?: (message: string) => void;
 }
@@ -260,10 +266,85 @@ function fourHundredHint(url: string, res: http.IncomingMessage): string {
 }
 
 /**
+ * `maxTimeMs` for one download: its own signal, aborted when the time is up (or when the caller's
+ * is), which every request, read and wait of the download already obeys. An error that the
+ * deadline caused becomes the download's failure, named as such; a caller's abort stays as it was.
+ */
+class Deadline {
+  readonly #controller = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  readonly #outer: AbortSignal | undefined;
+  readonly #forward = (): void => this.#controller.abort(this.#outer?.reason);
+  #reached = false;
+  received = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly ms: number,
+    outer: AbortSignal | undefined,
+  ) {
+    this.#outer = outer;
+    this.#timer = setTimeout(() => {
+      this.#reached = true;
+      this.#controller.abort(new Error(`the download did not finish within ${ms / 1000} s`));
+    }, ms);
+    // A download whose body is never read (its deploy failed first) must not keep the process alive.
+    this.#timer.unref();
+    if (outer?.aborted) this.#forward();
+    else outer?.addEventListener('abort', this.#forward, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** The error to throw for `error`: the deadline's own when it was reached (and no signal came first). */
+  errorFor(error: unknown): unknown {
+    if (!this.#reached || this.#outer?.aborted === true) return error;
+    return new DeployError('DOWNLOAD_FAILED', `downloading ${redactUrl(this.url)} did not finish within the ${this.ms / 1000} s of --download-max-time (${formatBytes(this.received)} received); nothing was deployed`, {
+      cause: error,
+      hint: 'raise --download-max-time (or artifact.downloadMaxTime) if the artifact is that large for this link, or find out why the server is slow',
+    });
+  }
+
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#outer?.removeEventListener('abort', this.#forward);
+  }
+}
+
+/** The body, counted for the deadline's message, its errors named by it, its timer gone when the body is. */
+async function* bounded(chunks: AsyncGenerator<Buffer>, deadline: Deadline): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of chunks) {
+      deadline.received += chunk.length;
+      yield chunk;
+    }
+  } catch (error) {
+    throw deadline.errorFor(error);
+  } finally {
+    deadline.dispose();
+  }
+}
+
+/**
  * Opens the download: a URL that does not parse, or a 4xx answer other than 408 and 429, is invalid
  * input (exit 2), nothing having changed yet. A 5xx, 408 or 429 and a failed connection are retried.
+ * With `maxTimeMs`, the whole transfer is bounded (see Deadline).
  */
 export async function openDownload(given: string, options: DownloadOptions): Promise<Download> {
+  if (options.maxTimeMs === undefined) return openUnbounded(given, options);
+  const deadline = new Deadline(given, options.maxTimeMs, options.signal);
+  try {
+    const opened = await openUnbounded(given, { ...options, signal: deadline.signal });
+    return { totalBytes: opened.totalBytes, chunks: bounded(opened.chunks, deadline) };
+  } catch (error) {
+    deadline.dispose();
+    throw deadline.errorFor(error);
+  }
+}
+
+async function openUnbounded(given: string, options: DownloadOptions): Promise<Download> {
   // Refused before the first request: retried, it failed three times over as a download that never began.
   const invalid = urlProblem(given);
   if (invalid) {

@@ -405,6 +405,7 @@ keep: 5
 #  keepSetuid: false
 #  downloadTimeout: 30
 #  downloadRetries: 3
+#  downloadMaxTime: 900          # seconds for the whole download (default: no limit)
 
 # Hosts for fleet deploys: "[user@]host[:port]", each with its own root if it differs.
 #hosts:

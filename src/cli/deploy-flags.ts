@@ -61,6 +61,7 @@ export interface ArtifactFlags {
   keepSetuid?: boolean;
   downloadTimeout?: number;
   downloadRetries?: number;
+  downloadMaxTime?: number;
 }
 
 /** A byte count: a whole number, or one with a K, M, G or T suffix (powers of 1024). */
@@ -99,11 +100,12 @@ export function addArtifactFlags(cmd: Command): Command {
     .addOption(new Option('--max-bytes <size>', 'artifact: refuse one that expands to more (default 16G)').argParser(byteCount))
     .option('--keep-setuid', 'artifact: keep setuid/setgid bits (only when run as root; stripped otherwise)')
     .addOption(new Option('--download-timeout <seconds>', 'URL artifact: retry a connection silent this long (default 30)').argParser(secondsFlag('positive')))
-    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection or a 5xx, 408 or 429 answer (default 3)').argParser(countFlag(COUNTS.downloadRetries)));
+    .addOption(new Option('--download-retries <n>', 'URL artifact: attempts after a dropped or stalled connection or a 5xx, 408 or 429 answer (default 3)').argParser(countFlag(COUNTS.downloadRetries)))
+    .addOption(new Option('--download-max-time <seconds>', 'URL artifact: give up when the whole download, every retry included, takes longer (default: no limit)').argParser(secondsFlag('positive')));
 }
 
 /** The artifact flags that tune an extraction or a download (the checks, --sha256 and the signature flags, are not among them). */
-const ARTIFACT_TUNING = ['stripComponents', 'maxFiles', 'maxBytes', 'keepSetuid', 'downloadTimeout', 'downloadRetries'] as const;
+const ARTIFACT_TUNING = ['stripComponents', 'maxFiles', 'maxBytes', 'keepSetuid', 'downloadTimeout', 'downloadRetries', 'downloadMaxTime'] as const;
 
 /**
  * The artifact flags for a directory source: a tuning value from an `ATOMIC_DEPLOY_*` variable
@@ -126,6 +128,7 @@ export function artifactOptionsFrom(flags: ArtifactFlags, loaded?: LoadedConfig)
   // Relative to the config file, like root and source.
   const signers = c.allowedSigners === undefined || loaded === undefined ? undefined : path.resolve(loaded.dir, c.allowedSigners);
   const timeout = flags.downloadTimeout ?? c.downloadTimeout;
+  const maxTime = flags.downloadMaxTime ?? c.downloadMaxTime;
   return {
     stripComponents: flags.stripComponents ?? c.stripComponents,
     sha256: flags.sha256,
@@ -136,5 +139,6 @@ export function artifactOptionsFrom(flags: ArtifactFlags, loaded?: LoadedConfig)
     keepSetid: flags.keepSetuid ?? c.keepSetuid,
     downloadTimeoutMs: timeout === undefined ? undefined : secondsToMs(timeout),
     downloadRetries: flags.downloadRetries ?? c.downloadRetries,
+    downloadMaxTimeMs: maxTime === undefined ? undefined : secondsToMs(maxTime),
   };
 }

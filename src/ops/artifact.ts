@@ -29,6 +29,8 @@ export interface ArtifactOptions {
   /** Per-read timeout and retries of a URL download (defaults 30 s, 3). */
   downloadTimeoutMs?: number;
   downloadRetries?: number;
+  /** The whole transfer of a URL download, every attempt included (default: no limit). */
+  downloadMaxTimeMs?: number;
 }
 
 export interface OpenedArtifact {
@@ -71,6 +73,7 @@ export function refuseChecksOnDirectory(source: string, options: ArtifactOptions
     ['--keep-setuid', options?.keepSetid],
     ['--download-timeout', options?.downloadTimeoutMs],
     ['--download-retries', options?.downloadRetries],
+    ['--download-max-time', options?.downloadMaxTimeMs],
   ]);
   if (given.length === 0 && shaping.length === 0) return;
   try {
@@ -130,6 +133,7 @@ export async function openArtifactSource(source: string, options: ArtifactOption
   const download: DownloadOptions = {
     timeoutMs: wholeNumber('the download timeout', options.downloadTimeoutMs, 30_000, 1),
     retries: wholeNumber('--download-retries', options.downloadRetries, 3, 0),
+    ...(options.downloadMaxTimeMs === undefined ? {} : { maxTimeMs: wholeNumber('the download max time', options.downloadMaxTimeMs, 0, 1) }),
     signal: context.signal,
     onRetry: (message) => context.emit({ type: 'warning', message }),
   };

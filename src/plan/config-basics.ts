@@ -37,6 +37,7 @@ export const CONFIG_KEY_OF_FLAG: Readonly<Record<string, string>> = {
   '--keep-setuid': 'artifact.keepSetuid',
   '--download-timeout': 'artifact.downloadTimeout',
   '--download-retries': 'artifact.downloadRetries',
+  '--download-max-time': 'artifact.downloadMaxTime',
   '--host': 'hosts',
   '--waves': 'waves',
   '--wave-pause': 'wavePause',

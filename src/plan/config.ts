@@ -131,8 +131,9 @@ export const configSchema = z.strictObject({
         keepSetuid: opt(flag),
         downloadTimeout: opt(seconds('a number of seconds > 0')),
         downloadRetries: opt(count(COUNTS.downloadRetries)),
+        downloadMaxTime: opt(seconds('a number of seconds > 0')),
       },
-      { error: 'a mapping with stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries' },
+      { error: 'a mapping with stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries, downloadMaxTime' },
     ),
   ),
   hosts: opt(
@@ -173,7 +174,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   healthCheck: ['command', 'url', 'timeout'],
   reload: ['units', 'phpFpm', 'timeout'],
   hosts: ['host', 'root'],
-  artifact: ['stripComponents', 'maxFiles', 'maxBytes', 'allowedSigners', 'keepSetuid', 'downloadTimeout', 'downloadRetries'],
+  artifact: ['stripComponents', 'maxFiles', 'maxBytes', 'allowedSigners', 'keepSetuid', 'downloadTimeout', 'downloadRetries', 'downloadMaxTime'],
 };
 
 /** A key as a flag-style spelling of it is looked up: case, `-` and `_` left out. */

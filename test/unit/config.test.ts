@@ -37,7 +37,7 @@ const FULL = {
   checksum: true,
   hooks: { beforeSwitch: 'npm ci', afterSwitch: ['a', 'b'], timeout: 60 },
   healthCheck: { command: './smoke', url: 'https://example.com/healthz', timeout: 10 },
-  artifact: { stripComponents: 1, maxFiles: 5000, maxBytes: '512M', allowedSigners: 'keys/allowed_signers', keepSetuid: false, downloadTimeout: 10, downloadRetries: 0 },
+  artifact: { stripComponents: 1, maxFiles: 5000, maxBytes: '512M', allowedSigners: 'keys/allowed_signers', keepSetuid: false, downloadTimeout: 10, downloadRetries: 0, downloadMaxTime: 600 },
   hosts: [{ host: 'deploy@web1.example.com:2222', root: '/srv/app' }, { host: 'web2' }],
 };
 
@@ -98,7 +98,7 @@ void test('unknown keys are errors that list the known ones', () => {
   assert.match(host.message, /hosts\[0\]\.port: unknown key \(value 22\); it belongs in the host string itself: host: user@web1:2222; expected one of host, root/);
   // A digest or signature names one build: no config key for them.
   const digest = configError({ artifact: { sha256: 'ab' } });
-  assert.match(digest.message, /artifact\.sha256: unknown key \(value "ab"\); expected one of stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries$/);
+  assert.match(digest.message, /artifact\.sha256: unknown key \(value "ab"\); expected one of stripComponents, maxFiles, maxBytes, allowedSigners, keepSetuid, downloadTimeout, downloadRetries, downloadMaxTime$/);
 });
 
 void test('artifact options: the config file values, each flag given overriding; allowedSigners from the config file directory', () => {
@@ -113,8 +113,9 @@ void test('artifact options: the config file values, each flag given overriding;
     keepSetid: false,
     downloadTimeoutMs: 10_000,
     downloadRetries: 0,
+    downloadMaxTimeMs: 600_000,
   });
-  const flags = { stripComponents: 0, sha256: 'a'.repeat(64), signature: 's.sig', allowedSigners: 'mine', maxFiles: 7, maxBytes: 9, keepSetuid: true, downloadTimeout: 1.5, downloadRetries: 2 };
+  const flags = { stripComponents: 0, sha256: 'a'.repeat(64), signature: 's.sig', allowedSigners: 'mine', maxFiles: 7, maxBytes: 9, keepSetuid: true, downloadTimeout: 1.5, downloadRetries: 2, downloadMaxTime: 90 };
   assert.deepEqual(artifactOptionsFrom(flags, loaded), {
     stripComponents: 0,
     sha256: 'a'.repeat(64),
@@ -125,6 +126,7 @@ void test('artifact options: the config file values, each flag given overriding;
     keepSetid: true,
     downloadTimeoutMs: 1500,
     downloadRetries: 2,
+    downloadMaxTimeMs: 90_000,
   });
   assert.deepEqual(Object.values(artifactOptionsFrom({}, { config: {}, dir: '/x' })).filter((v) => v !== undefined), [], 'no config, no flags: library defaults');
 });
