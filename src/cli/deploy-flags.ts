@@ -72,14 +72,14 @@ function byteCount(value: string): number {
   return n;
 }
 
+/** The pin flags (onePin): a value from ATOMIC_DEPLOY_* beside another on the command line is refused too (main.ts applyEnv). */
+export const PIN_FLAGS: ReadonlySet<string> = new Set(['--sha256', '--signature', '--allowed-signers']);
+
 /**
  * A check flag (a pin): given twice, commander keeps the last value, and a pin dropped without a
  * word is a check that looks made when it is not. The same value twice is one pin (a digest in
  * any of its forms: upper case, `sha256:` prefixed).
  */
-/** The pin flags (onePin): a value from ATOMIC_DEPLOY_* beside another on the command line is refused too (main.ts applyEnv). */
-export const PIN_FLAGS: ReadonlySet<string> = new Set(['--sha256', '--signature', '--allowed-signers']);
-
 function onePin(flag: string, canonical: (value: string) => string = (value) => value): (value: string, previous: string | undefined) => string {
   return (value, previous) => {
     const given = nonEmpty(value);
