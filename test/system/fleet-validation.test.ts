@@ -226,7 +226,8 @@ void describe('fleet input validation against namespace hosts', () => {
   void test('a root missing on every host: each command exits 2, each host with the local hint (deploy to it first), the error hint naming both', async () => {
     const [one, two] = fleet.hosts as [FleetHost, FleetHost];
     const args = ['/srv/v-none', '--host', one.alias, '--host', two.alias, '--ssh-config', fleet.sshConfigPath];
-    const hintFor = (alias: string): string => `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-none --host ${alias}`;
+    // The hints' commands carry the --ssh-config this run was given: the aliases live in that file.
+    const hintFor = (alias: string): string => `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy --ssh-config ${fleet.sshConfigPath} <source> /srv/v-none --host ${alias}`;
     for (const command of [['status'], ['releases'], ['prune', '--keep', '1'], ['rollback'], ['verify']]) {
       const json = await runCli([...command, ...args, '--json']);
       assert.equal(json.code, 2, `${command[0]}: ${json.stderr}`);
@@ -235,7 +236,7 @@ void describe('fleet input validation against namespace hosts', () => {
       const human = await runCli([...command, ...args]);
       assert.equal(human.code, 2, command[0]);
       // verify says each host's error on its own line, with that host's hint; the others one error naming both.
-      const hints = command[0] === 'verify' ? [hintFor(one.alias), hintFor(two.alias)] : [`check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-none --host ${one.alias} --host ${two.alias}`];
+      const hints = command[0] === 'verify' ? [hintFor(one.alias), hintFor(two.alias)] : [`check the path; to make it a deploy root, deploy to it: atomic-deploy deploy --ssh-config ${fleet.sshConfigPath} <source> /srv/v-none --host ${one.alias} --host ${two.alias}`];
       for (const hint of hints) assert.ok(human.stderr.includes(`hint: ${hint}\n`), `${command[0]}: ${human.stderr}`);
       // No host's release is known: not "mixed", which says the hosts differ.
       if (command[0] === 'status') assert.match(human.stdout, /^not known on any host \(see the errors\)$/m);
@@ -301,7 +302,7 @@ void describe('fleet input validation against namespace hosts', () => {
     for (const h of [one, two]) {
       const row = rows.find((x) => x.host === h.alias);
       assert.equal(row?.error?.message, `${h.alias}: /srv/v-dangling has no live release to verify (current points at releases/gone, which is gone)`);
-      assert.equal(row?.error?.hint, `name one with --release <id>; point current at a release again with: atomic-deploy rollback /srv/v-dangling --host ${h.alias} --to <id>`);
+      assert.equal(row?.error?.hint, `name one with --release <id>; point current at a release again with: atomic-deploy rollback --ssh-config ${fleet.sshConfigPath} /srv/v-dangling --host ${h.alias} --to <id>`);
     }
   });
 
@@ -330,7 +331,7 @@ void describe('fleet input validation against namespace hosts', () => {
       );
       assert.equal(jsonOf<{ error?: { code: string } }>(json).error?.code, 'INVALID_ROOT', `${command[0]}: the JSON has the error too`);
       assert.match(hostsOf[0]?.error?.hint ?? '', /^check the path: it holds files but no current, releases\/ or \.atomic-deploy\/; a folder with files becomes a deploy root only by a deploy with --adopt$/, command[0]);
-      assert.equal(hostsOf[1]?.error?.hint, `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy <source> /srv/v-plain --host ${two.alias}`, command[0]);
+      assert.equal(hostsOf[1]?.error?.hint, `check the path; to make it a deploy root, deploy to it: atomic-deploy deploy --ssh-config ${fleet.sshConfigPath} <source> /srv/v-plain --host ${two.alias}`, command[0]);
       assert.deepEqual(srvSnapshots(), before, `${command[0]} changed a host`);
     }
     // verify says it in the same words (it said "has no live release to verify").

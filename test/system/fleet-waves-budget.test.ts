@@ -45,7 +45,9 @@ function sshMasters(alias: string): number[] {
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((p) => {
     try {
       const argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      return path.basename(argv[0] ?? '') === 'ssh' && argv.includes('ControlMaster=yes') && argv.includes(alias) ? [Number(p)] : [];
+      // This fleet's own (its ssh config file, -F): other test files run fleets of their own with a
+      // host2 too, and killing their masters failed their deploys (fleet-waves.test.ts, twice).
+      return path.basename(argv[0] ?? '') === 'ssh' && argv.includes('ControlMaster=yes') && argv.includes(alias) && argv.includes(fleet.sshConfigPath) ? [Number(p)] : [];
     } catch {
       return [];
     }
@@ -174,7 +176,9 @@ void describe('the failure budget at its edges', () => {
     };
     await until('switched host2', () => current(on(host2)) !== v1);
     // Its master connection (the deploying side's ssh client for host2) dies during its health check.
-    for (const pid of sshMasters('host2')) process.kill(pid, 'SIGKILL');
+    const masters = sshMasters('host2');
+    assert.ok(masters.length > 0, 'no ssh master to host2 of this fleet was found');
+    for (const pid of masters) process.kill(pid, 'SIGKILL');
     await until('paused', () => /pausing 60 s before wave 2/.test(said));
     run.child.kill('SIGINT');
     const r = await run.done;
