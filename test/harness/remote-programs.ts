@@ -13,6 +13,9 @@ export interface Shell {
   env: NodeJS.ProcessEnv;
 }
 
+/** The BusyBox applets the programs of src/remote/script.ts call (state, lock, deploy, rollback, apply): nothing from coreutils. */
+export const SCRIPT_APPLETS: readonly string[] = ['mv', 'ln', 'mkdir', 'chmod', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum', 'df', 'wc'];
+
 /** dash + coreutils, BusyBox sh with only `applets` (linked into `<base>/busybox-bin`) on PATH, and bash as sh + coreutils. */
 export function programShells(base: string, tools: { dash: string; busybox: string }, applets: readonly string[]): Shell[] {
   const bin = path.join(base, 'busybox-bin');

@@ -13,13 +13,12 @@ import path from 'node:path';
 import { rawLockOf } from '../../src/remote/facts.ts';
 import { stateScript } from '../../src/remote/script.ts';
 import { findTools } from '../harness/fleet.ts';
-import { programShells, runProgram, type Shell } from '../harness/remote-programs.ts';
+import { programShells, runProgram, SCRIPT_APPLETS, type Shell } from '../harness/remote-programs.ts';
 
 const TOOLS = findTools(['busybox', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-lock-race-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
-const APPLETS = ['mv', 'ln', 'mkdir', 'chmod', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum', 'df', 'wc'];
-const SHELLS = programShells(BASE, TOOLS, APPLETS);
+const SHELLS = programShells(BASE, TOOLS, SCRIPT_APPLETS);
 
 /** Places a new lock over the old one (rename aside, rename in, as a takeover does) every 20-60 ms; each owner.json holds its directory's inode. */
 const SWAPPER = `

@@ -18,7 +18,7 @@ import { applyScript, deployArmScript, lockScript, rollbackArmScript, rootShapeS
 import { uidOf } from '../harness/faults.ts';
 import { findTools } from '../harness/fleet.ts';
 import { treeSnapshot } from '../harness/invariants.ts';
-import { armedTail as tail, lockAs, programShells, runProgram, startProgram, talkTo, type Shell } from '../harness/remote-programs.ts';
+import { armedTail as tail, lockAs, programShells, runProgram, SCRIPT_APPLETS, startProgram, talkTo, type Shell } from '../harness/remote-programs.ts';
 import { buildExitedLeader, EXITED_LEADER_COMMAND, startExitedLeader } from '../harness/exited-leader.ts';
 import { rawStaleScan, staleScanScript } from '../../src/remote/stale-script.ts';
 import { remoteStaleReport } from '../../src/plan/remote-stale.ts';
@@ -27,9 +27,7 @@ const TOOLS = findTools(['busybox', 'strace', 'dash'] as const);
 const BASE = fs.mkdtempSync(path.join(os.tmpdir(), 'remote-script-'));
 after(() => fs.rmSync(BASE, { recursive: true, force: true }));
 
-// BusyBox userland only: the applets the scripts call, nothing from coreutils.
-const APPLETS = ['mv', 'ln', 'mkdir', 'chmod', 'rm', 'rmdir', 'cat', 'sed', 'tr', 'ls', 'stat', 'sync', 'date', 'uname', 'id', 'readlink', 'sleep', 'head', 'kill', 'timeout', 'printf', 'test', 'grep', 'touch', 'cp', 'find', 'sha256sum', 'df', 'wc'];
-const SHELLS = programShells(BASE, TOOLS, APPLETS);
+const SHELLS = programShells(BASE, TOOLS, SCRIPT_APPLETS);
 
 let exitedLeader: string | undefined;
 /** The program whose main thread exits (harness/exited-leader.c), built once: gcc is needed. */
@@ -981,7 +979,7 @@ exit($? >> 8);
 void test('a host without sha256sum or shasum lists nothing after the before-switch hooks (`listed no`), takes `same` and arms with the manifest it was placed with', async () => {
   const bin = path.join(BASE, 'busybox-no-sum');
   fs.mkdirSync(bin);
-  for (const applet of ['sh', ...APPLETS.filter((a) => a !== 'sha256sum')]) fs.symlinkSync(TOOLS.busybox, path.join(bin, applet));
+  for (const applet of ['sh', ...SCRIPT_APPLETS.filter((a) => a !== 'sha256sum')]) fs.symlinkSync(TOOLS.busybox, path.join(bin, applet));
   const shell: Shell = { name: 'busybox sh without a SHA-256 command', file: path.join(bin, 'sh'), env: { PATH: bin } };
   const { root, holder } = await liveOnOld(shell);
   fs.mkdirSync(path.join(root, '.tmp', 'stage.0007', 'r4'), { recursive: true });
@@ -1002,7 +1000,7 @@ after(() => fs.rmSync(USER_BASE, { recursive: true, force: true }));
 const NOBODY = uidOf('nobody');
 
 void describe('generated programs run by a user who is not root', () => {
-  for (const shell of programShells(USER_BASE, TOOLS, APPLETS)) {
+  for (const shell of programShells(USER_BASE, TOOLS, SCRIPT_APPLETS)) {
     void test(`--shared-create where this user may not write, under ${shell.name}: the folder it would be made in (or the nearest one that exists), its owner and this user, as the local sharedCreateProblem asks; never for root, nor for a target that is there`, () => {
       const base = path.join(USER_BASE, `case-${++serial}`);
       fs.mkdirSync(base, { mode: 0o755 });
